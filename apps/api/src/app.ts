@@ -1,0 +1,166 @@
+// The HTTP layer: routes, middleware per concern, and one onError mapping typed errors to OpenAI error JSON.
+import { Hono, type Context } from "hono";
+import { streamSSE } from "hono/streaming";
+import type { GenerationBackend } from "./backend.js";
+import { ApiError, ApiErrorCodes, InvalidRequestError, NotFoundError, toApiError } from "./errors.js";
+import { buildGenerateRequest, runGeneration, type GenerationDeps, type GenerationResult } from "./generation.js";
+import { createApiMetrics, type ApiMetrics } from "./metrics/api-metrics.js";
+import { PROMETHEUS_CONTENT_TYPE } from "./metrics/registry.js";
+import { bearerAuth, bodyLimit, requestId } from "./middleware/index.js";
+import { parseChatCompletion } from "./openai/chat-completions.js";
+import { parseCompletion } from "./openai/completions.js";
+import { CHAT_DEFAULT_MAX_TOKENS, COMPLETIONS_DEFAULT_MAX_TOKENS, DEFAULT_LIMITS, type ServerLimits } from "./openai/limits.js";
+import * as R from "./openai/responses.js";
+import type { TextCodec } from "./text-codec.js";
+
+export interface ApiAppOptions {
+  backend: GenerationBackend;
+  codec: TextCodec;
+  modelName: string;
+  /** When set, /v1/* requires `Authorization: Bearer <apiKey>`. */
+  apiKey?: string;
+  limits?: Partial<ServerLimits>;
+  metrics?: ApiMetrics;
+  /** Called with unexpected (500) errors. */
+  log?: (line: string) => void;
+}
+
+async function readJson(c: Context): Promise<unknown> {
+  try {
+    return await c.req.json();
+  } catch (err) {
+    if (err instanceof ApiError) throw err; // the body limit fires while the body is read
+    throw new InvalidRequestError("the request body is not valid JSON", null, ApiErrorCodes.invalidJson, { cause: err });
+  }
+}
+
+export function createApiApp(opts: ApiAppOptions) {
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const metrics = opts.metrics ?? createApiMetrics();
+  const deps: GenerationDeps = { backend: opts.backend, codec: opts.codec, limits, metrics };
+  const log = opts.log ?? ((l: string) => console.error(l));
+  const created = () => Math.floor(Date.now() / 1000);
+  const app = new Hono();
+
+  app.use("*", requestId());
+  app.use("*", async function countRequests(c, next) {
+    await next();
+    metrics.requests.inc({ endpoint: c.req.routePath, status: String(c.res.status) });
+  });
+  app.use("/v1/*", bearerAuth(opts.apiKey));
+  app.use("/v1/*", bodyLimit(limits.maxBodyBytes));
+
+  app.onError(function openAIError(err, c) {
+    const e = toApiError(err);
+    if (e.status >= 500 && !(e.status === 503 || e.status === 504)) log(`request ${c.get("requestId")}: ${(err as Error).stack ?? err}`);
+    return c.json(e.toJSON(), e.status);
+  });
+  app.notFound((c) => {
+    const e = new NotFoundError(`no route for ${c.req.method} ${c.req.path}`);
+    return c.json(e.toJSON(), e.status);
+  });
+
+  app.get("/health", function health(c) {
+    const r = opts.backend.readiness();
+    return c.json({ status: r.ready ? "ready" : "not_ready", ...r }, r.ready ? 200 : 503);
+  });
+  app.get("/metrics", function prometheus(c) {
+    return c.body(metrics.registry.render(), 200, { "content-type": PROMETHEUS_CONTENT_TYPE });
+  });
+  app.get("/v1/models", function models(c) {
+    return c.json({ object: "list", data: [{ id: opts.modelName, object: "model", created: 0, owned_by: "trtd" }] });
+  });
+
+  /** Runs a generation, as SSE or as one JSON body. */
+  async function respond(
+    c: Context,
+    stream: { stream: boolean; includeUsage: boolean },
+    req: ReturnType<typeof buildGenerateRequest>,
+    stop: string[],
+    shape: {
+      whole: (text: string, r: GenerationResult) => unknown;
+      first?: () => unknown;
+      delta: (text: string) => unknown;
+      last: (r: GenerationResult) => unknown;
+      usage: (r: GenerationResult) => unknown;
+    },
+  ) {
+    const arrival = c.get("arrival");
+    const signal = c.req.raw.signal;
+    if (!stream.stream) {
+      const gen = runGeneration(deps, req, stop, arrival, signal);
+      let text = "";
+      for (;;) {
+        const step = await gen.next();
+        if (step.done) return c.json(shape.whole(text, step.value));
+        text += step.value;
+      }
+    }
+    // Streaming: the first token is awaited before the response starts, so a failure before any output is
+    // still an HTTP error with OpenAI error JSON; later failures are sent as an SSE error event.
+    const gen = runGeneration(deps, req, stop, arrival, signal);
+    const first = await gen.next();
+    return streamSSE(c, async (sse) => {
+      const abort = new AbortController();
+      sse.onAbort(() => abort.abort());
+      try {
+        if (shape.first) await sse.writeSSE({ data: JSON.stringify(shape.first()) });
+        let step = first;
+        while (!step.done) {
+          await sse.writeSSE({ data: JSON.stringify(shape.delta(step.value)) });
+          if (abort.signal.aborted) break;
+          step = await gen.next();
+        }
+        if (step.done) {
+          await sse.writeSSE({ data: JSON.stringify(shape.last(step.value)) });
+          if (stream.includeUsage) await sse.writeSSE({ data: JSON.stringify(shape.usage(step.value)) });
+          await sse.writeSSE({ data: "[DONE]" });
+        }
+      } catch (err) {
+        const e = toApiError(err);
+        if (!abort.signal.aborted) await sse.writeSSE({ data: JSON.stringify(e.toJSON()) });
+      } finally {
+        await gen.return(undefined as never); // ends the backend stream if still open: cancels in the workers
+      }
+    });
+  }
+
+  app.post("/v1/chat/completions", async function chatCompletions(c) {
+    const p = parseChatCompletion(await readJson(c), opts.modelName);
+    const promptTokens = opts.codec.encodeChat(p.messages);
+    const req = buildGenerateRequest(
+      deps,
+      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_completion_tokens" },
+      c.get("arrival"),
+    );
+    const common = { id: `chatcmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
+    const u = p.stream.includeUsage;
+    return respond(c, p.stream, req, p.stop, {
+      whole: (text, r) => R.chatCompletion(common, text, r),
+      first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
+      delta: (text) => R.chatChunk(common, { content: text }, null, u),
+      last: (r) => R.chatChunk(common, {}, r.finishReason, u),
+      usage: (r) => R.chatUsageChunk(common, r),
+    });
+  });
+
+  app.post("/v1/completions", async function completions(c) {
+    const p = parseCompletion(await readJson(c), opts.modelName);
+    const promptTokens = "text" in p.prompt ? opts.codec.encode(p.prompt.text) : p.prompt.tokens;
+    const req = buildGenerateRequest(
+      deps,
+      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_tokens" },
+      c.get("arrival"),
+    );
+    const common = { id: `cmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
+    const u = p.stream.includeUsage;
+    return respond(c, p.stream, req, p.stop, {
+      whole: (text, r) => R.completion(common, text, r),
+      delta: (text) => R.completionChunk(common, text, null, u),
+      last: (r) => R.completionChunk(common, "", r.finishReason, u),
+      usage: (r) => R.completionUsageChunk(common, r),
+    });
+  });
+
+  return { app, metrics, limits };
+}

@@ -1,0 +1,150 @@
+// One generation from the api's side: build the internal request, run it on the backend, detokenize
+// incrementally with stop strings, keep latency metrics. Both endpoints, streaming or not, go through here.
+import { randomUUID } from "node:crypto";
+import type { DecodeChunk, FinishReason, GenerateRequest } from "@trtd/apps-common";
+import type { GenerationBackend } from "./backend.js";
+import { ApiErrorCodes, DeadlineExceededError, InvalidRequestError, WorkerFailedError } from "./errors.js";
+import type { ApiMetrics } from "./metrics/api-metrics.js";
+import type { ServerLimits } from "./openai/limits.js";
+import type { SamplingFields } from "./openai/validate.js";
+import type { TextCodec } from "./text-codec.js";
+
+export interface GenerationInput {
+  promptTokens: number[];
+  /** As asked by the client; undefined means `defaultMaxTokens`, limited by the context. */
+  maxTokens: number | undefined;
+  defaultMaxTokens: number;
+  sampling: SamplingFields;
+  stop: string[];
+  /** The max_tokens field name, for error messages. */
+  maxTokensParam: string;
+}
+
+/** OpenAI's finish reasons. */
+export type OpenAIFinishReason = "stop" | "length";
+
+export interface GenerationResult {
+  finishReason: OpenAIFinishReason;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+export interface GenerationDeps {
+  backend: GenerationBackend;
+  codec: TextCodec;
+  limits: ServerLimits;
+  metrics: ApiMetrics;
+}
+
+/** Checks the prompt against the limits and builds the internal request. Throws InvalidRequestError. */
+export function buildGenerateRequest(deps: GenerationDeps, input: GenerationInput, arrival: number): GenerateRequest {
+  const { limits } = deps;
+  const n = input.promptTokens.length;
+  if (n === 0) throw new InvalidRequestError("the prompt is empty", "prompt");
+  const maxPrompt = Math.min(limits.maxPromptTokens, limits.contextLength - 1);
+  if (n > maxPrompt) {
+    throw new InvalidRequestError(
+      `the prompt has ${n} tokens; this server accepts at most ${maxPrompt}`,
+      "messages",
+      ApiErrorCodes.contextLengthExceeded,
+    );
+  }
+  const room = limits.contextLength - n;
+  let maxTokens = input.maxTokens ?? Math.min(input.defaultMaxTokens, room);
+  if (maxTokens > room) {
+    throw new InvalidRequestError(
+      `${input.maxTokensParam}=${maxTokens} plus the prompt's ${n} tokens exceeds the context length ${limits.contextLength}`,
+      input.maxTokensParam,
+      ApiErrorCodes.contextLengthExceeded,
+    );
+  }
+  maxTokens = Math.max(1, maxTokens);
+  return {
+    id: randomUUID(),
+    tokens: input.promptTokens,
+    sampling: {
+      temperature: input.sampling.temperature,
+      topP: input.sampling.topP,
+      topK: 0,
+      ...(input.sampling.seed !== undefined ? { seed: input.sampling.seed } : {}),
+    },
+    maxTokens,
+    stopTokenIds: deps.codec.eosTokenIds,
+    deadline: arrival + limits.requestTimeoutMs,
+  };
+}
+
+function mapFinish(reason: FinishReason | undefined): OpenAIFinishReason {
+  return reason === "length" ? "length" : "stop";
+}
+
+/**
+ * Runs `req` and yields text deltas (never empty strings); returns the finish reason and usage.
+ * Aborting `signal` (client gone) or reaching a stop string ends the backend stream, which cancels the
+ * request in the workers.
+ */
+export async function* runGeneration(deps: GenerationDeps, req: GenerateRequest, stop: string[], arrival: number, signal: AbortSignal): AsyncGenerator<string, GenerationResult> {
+  const { backend, codec, metrics } = deps;
+  const local = new AbortController();
+  const onAbort = () => local.abort(signal.reason);
+  if (signal.aborted) local.abort(signal.reason);
+  else signal.addEventListener("abort", onAbort, { once: true });
+  const deadlineTimer = setTimeout(() => local.abort(new DeadlineExceededError()), Math.max(0, req.deadline - Date.now()));
+  const detok = codec.createDetokenizer(stop);
+  let completionTokens = 0;
+  let finishReason: OpenAIFinishReason = "length";
+  let lastTokenAt = 0;
+  metrics.inFlight.add({}, 1);
+  metrics.promptTokens.inc({}, req.tokens.length);
+  try {
+    const stream = backend.generate(req, local.signal);
+    let stopped = false;
+    for await (const chunk of stream as AsyncIterable<DecodeChunk>) {
+      if (chunk.mode) metrics.routed.inc({ mode: chunk.mode });
+      if (chunk.kv) {
+        metrics.kvBytes.inc({}, chunk.kv.bytes);
+        metrics.kvTransferSeconds.observe(chunk.kv.transferMs / 1000);
+        metrics.kvTransferSize.observe(chunk.kv.bytes);
+      }
+      if (chunk.error || chunk.finishReason === "error") throw new WorkerFailedError(chunk.error ?? "the worker failed the request");
+      if (chunk.tokens.length > 0) {
+        const now = performance.now();
+        if (completionTokens === 0) metrics.ttft.observe((now - arrival) / 1000);
+        else metrics.itl.observe((now - lastTokenAt) / 1000 / chunk.tokens.length);
+        lastTokenAt = now;
+        completionTokens += chunk.tokens.length;
+        const { text, stopped: hit } = detok.push(chunk.tokens);
+        if (text) yield text;
+        if (hit) {
+          stopped = true;
+          finishReason = "stop";
+          break; // leaving the loop closes the backend stream: the workers cancel the request
+        }
+      }
+      if (chunk.finishReason) {
+        if (chunk.finishReason === "cancelled") {
+          if (local.signal.reason instanceof DeadlineExceededError) throw local.signal.reason;
+          throw new WorkerFailedError("the request was cancelled in the worker");
+        }
+        finishReason = mapFinish(chunk.finishReason);
+        break;
+      }
+    }
+    if (!stopped) {
+      const tail = detok.finish();
+      if (tail) yield tail;
+    }
+    if (local.signal.aborted && local.signal.reason instanceof DeadlineExceededError) throw local.signal.reason;
+    metrics.e2e.observe((performance.now() - arrival) / 1000);
+    metrics.generatedTokens.inc({}, completionTokens);
+    return { finishReason, promptTokens: req.tokens.length, completionTokens };
+  } catch (err) {
+    if (local.signal.reason instanceof DeadlineExceededError) throw local.signal.reason;
+    throw err;
+  } finally {
+    clearTimeout(deadlineTimer);
+    signal.removeEventListener("abort", onAbort);
+    local.abort(); // idempotent; makes sure nothing keeps running for a request nobody reads
+    metrics.inFlight.add({}, -1);
+  }
+}

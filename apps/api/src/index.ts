@@ -1,0 +1,25 @@
+// @trtd/api: the OpenAI-compatible HTTP layer and the router, usable as a library (the launcher's
+// single-process mode) and as a process (main.ts).
+export type { ApiAppOptions } from "./app.js";
+export type { GenerationBackend, Readiness } from "./backend.js";
+export type { TextCodec, StreamingDetokenizer, ChatMessage } from "./text-codec.js";
+export type { ServerLimits } from "./openai/limits.js";
+export type { ApiMetrics } from "./metrics/api-metrics.js";
+export type { OpenAIErrorBody, ApiErrorCode } from "./errors.js";
+export type { Workers, WorkerInstance, WorkerRole, DecodeSelector, PrefillPolicyOptions, PrefillDecision, RouterOptions } from "./router/index.js";
+export { createApiApp } from "./app.js";
+export { createApiMetrics } from "./metrics/api-metrics.js";
+export { DEFAULT_LIMITS } from "./openai/limits.js";
+export {
+  ApiError,
+  ApiErrorCodes,
+  InvalidRequestError,
+  RequestTooLargeError,
+  AuthenticationError,
+  NotFoundError,
+  NoWorkersError,
+  WorkerFailedError,
+  DeadlineExceededError,
+  InternalError,
+} from "./errors.js";
+export { Router, LeastLoadedSelector, PrefillPolicy, PREFILL_POLICY_DEFAULTS, estimatedLoad } from "./router/index.js";

@@ -1,0 +1,40 @@
+// The api's metrics: requests, latency, queue depths, routing decisions and KV transfer.
+import { Counter, Gauge, Histogram, Registry } from "./registry.js";
+
+const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const BYTES_BUCKETS = [1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 22, 1 << 24, 1 << 26];
+
+/** Worker-side queue figures, read from the instances' published load when /metrics is scraped. */
+export type WorkerLoadSource = () => Array<{ component: string; instance: string; active: number; queued: number }>;
+
+export function createApiMetrics(workerLoad: WorkerLoadSource = () => []) {
+  const registry = new Registry();
+  const m = {
+    registry,
+    requests: registry.register(new Counter("trtd_requests_total", "HTTP requests by endpoint and status code")),
+    inFlight: registry.register(new Gauge("trtd_requests_in_flight", "Generation requests the api is serving now")),
+    ttft: registry.register(new Histogram("trtd_time_to_first_token_seconds", "Time from request arrival to the first generated token", LATENCY_BUCKETS_S)),
+    itl: registry.register(new Histogram("trtd_inter_token_latency_seconds", "Time between consecutive generated tokens", LATENCY_BUCKETS_S)),
+    e2e: registry.register(new Histogram("trtd_request_duration_seconds", "Time from request arrival to the last token", LATENCY_BUCKETS_S)),
+    promptTokens: registry.register(new Counter("trtd_prompt_tokens_total", "Prompt tokens processed")),
+    generatedTokens: registry.register(new Counter("trtd_generated_tokens_total", "Tokens generated")),
+    routed: registry.register(new Counter("trtd_routed_requests_total", "Requests by execution mode (aggregated, disaggregated, recomputed)")),
+    prefillFallbacks: registry.register(new Counter("trtd_prefill_fallbacks_total", "Remote prefills that failed; the request ran aggregated")),
+    kvBytes: registry.register(new Counter("trtd_kv_transfer_bytes_total", "KV cache bytes moved from prefill to decode workers")),
+    kvTransferSeconds: registry.register(new Histogram("trtd_kv_transfer_seconds", "Time decode workers spent pulling KV caches", LATENCY_BUCKETS_S)),
+    kvTransferSize: registry.register(new Histogram("trtd_kv_transfer_size_bytes", "Size of each KV transfer", BYTES_BUCKETS)),
+    workerActive: registry.register(
+      new Gauge("trtd_worker_active_requests", "Requests a worker is running, from its published load", () =>
+        workerLoad().map((w) => ({ labels: { component: w.component, instance: w.instance }, value: w.active })),
+      ),
+    ),
+    workerQueued: registry.register(
+      new Gauge("trtd_worker_queued_requests", "Requests waiting in a worker's queue, from its published load", () =>
+        workerLoad().map((w) => ({ labels: { component: w.component, instance: w.instance }, value: w.queued })),
+      ),
+    ),
+  };
+  return m;
+}
+
+export type ApiMetrics = ReturnType<typeof createApiMetrics>;

@@ -1,0 +1,148 @@
+// Field checks shared by the endpoint parsers. Each throws InvalidRequestError naming the field (`param`).
+import { ApiErrorCodes, InvalidRequestError, NotFoundError } from "../errors.js";
+import * as L from "./limits.js";
+
+export type Body = Record<string, unknown>;
+
+export function asBody(v: unknown): Body {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new InvalidRequestError("the request body must be a JSON object", null, ApiErrorCodes.invalidRequest);
+  }
+  return v as Body;
+}
+
+/**
+ * Unknown fields are refused, known fields we do not implement are refused unless they hold their neutral
+ * value, and `ignored` fields are accepted without effect. A client is never silently given something else
+ * than it asked for.
+ */
+export function checkFields(body: Body, known: ReadonlySet<string>, neutral: Readonly<Record<string, (v: unknown) => boolean>>): void {
+  for (const [key, value] of Object.entries(body)) {
+    if (known.has(key)) continue;
+    const isNeutral = neutral[key];
+    if (isNeutral) {
+      if (value === null || value === undefined || isNeutral(value)) continue;
+      throw new InvalidRequestError(`'${key}' is not supported by this server`, key, ApiErrorCodes.unsupported);
+    }
+    throw new InvalidRequestError(`unknown field '${key}'`, key, ApiErrorCodes.unknownField);
+  }
+}
+
+/** Known OpenAI fields that are accepted when they ask for the default behaviour. */
+export const NEUTRAL_FIELDS: Readonly<Record<string, (v: unknown) => boolean>> = {
+  frequency_penalty: (v) => v === 0,
+  presence_penalty: (v) => v === 0,
+  logit_bias: (v) => typeof v === "object" && v !== null && Object.keys(v).length === 0,
+  best_of: (v) => v === 1,
+  echo: (v) => v === false,
+  suffix: (v) => v === "",
+  store: (v) => v === false,
+  metadata: () => true,
+  service_tier: (v) => v === "auto" || v === "default",
+  parallel_tool_calls: () => true,
+  tools: (v) => Array.isArray(v) && v.length === 0,
+  tool_choice: (v) => v === "none",
+  response_format: (v) => typeof v === "object" && v !== null && (v as Body).type === "text",
+  modalities: (v) => Array.isArray(v) && v.length === 1 && v[0] === "text",
+  top_logprobs: (v) => v === 0,
+};
+
+export function optNumber(body: Body, key: string, min: number, max: number, fallback: number, { minExclusive = false } = {}): number {
+  const v = body[key];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== "number" || !Number.isFinite(v)) throw new InvalidRequestError(`'${key}' must be a number`, key);
+  if ((minExclusive ? v <= min : v < min) || v > max) {
+    throw new InvalidRequestError(`'${key}' must be ${minExclusive ? ">" : ">="} ${min} and <= ${max}, got ${v}`, key);
+  }
+  return v;
+}
+
+export function optInt(body: Body, key: string, min: number, max: number): number | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isInteger(v)) throw new InvalidRequestError(`'${key}' must be an integer`, key);
+  if (v < min || v > max) throw new InvalidRequestError(`'${key}' must be between ${min} and ${max}, got ${v}`, key);
+  return v;
+}
+
+export function optBool(body: Body, key: string, fallback: boolean): boolean {
+  const v = body[key];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== "boolean") throw new InvalidRequestError(`'${key}' must be a boolean`, key);
+  return v;
+}
+
+/** The model must be the one this server serves (404 model_not_found otherwise, as OpenAI answers). */
+export function requireModel(body: Body, served: string): string {
+  const v = body.model;
+  if (typeof v !== "string" || v.length === 0) throw new InvalidRequestError("'model' is required", "model", ApiErrorCodes.invalidRequest);
+  if (v !== served) throw new NotFoundError(`model '${v}' does not exist; this server serves '${served}'`, ApiErrorCodes.modelNotFound, "model");
+  return v;
+}
+
+export function parseStop(body: Body): string[] {
+  const v = body.stop;
+  if (v === undefined || v === null) return [];
+  const list = typeof v === "string" ? [v] : v;
+  if (!Array.isArray(list) || !list.every((s) => typeof s === "string")) {
+    throw new InvalidRequestError("'stop' must be a string or a list of strings", "stop");
+  }
+  if (list.length > L.MAX_STOP_SEQUENCES) throw new InvalidRequestError(`'stop' takes at most ${L.MAX_STOP_SEQUENCES} sequences`, "stop");
+  for (const s of list) {
+    if (s.length === 0 || s.length > L.MAX_STOP_SEQUENCE_CHARS) {
+      throw new InvalidRequestError(`each stop sequence must have 1 to ${L.MAX_STOP_SEQUENCE_CHARS} characters`, "stop");
+    }
+  }
+  return list;
+}
+
+export function parseN(body: Body): void {
+  const n = body.n;
+  if (n !== undefined && n !== null && n !== 1) {
+    throw new InvalidRequestError("only n=1 is supported", "n", ApiErrorCodes.unsupported);
+  }
+}
+
+export function parseUser(body: Body): string | undefined {
+  const v = body.user;
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "string" || v.length > L.MAX_USER_CHARS) {
+    throw new InvalidRequestError(`'user' must be a string of at most ${L.MAX_USER_CHARS} characters`, "user");
+  }
+  return v;
+}
+
+export interface StreamFlags {
+  stream: boolean;
+  includeUsage: boolean;
+}
+
+export function parseStream(body: Body): StreamFlags {
+  const stream = optBool(body, "stream", false);
+  const so = body.stream_options;
+  if (so === undefined || so === null) return { stream, includeUsage: false };
+  if (!stream) throw new InvalidRequestError("'stream_options' is only allowed with stream: true", "stream_options");
+  if (typeof so !== "object" || Array.isArray(so)) throw new InvalidRequestError("'stream_options' must be an object", "stream_options");
+  const o = so as Body;
+  for (const k of Object.keys(o)) {
+    if (k !== "include_usage" && k !== "include_obfuscation") {
+      throw new InvalidRequestError(`unknown field 'stream_options.${k}'`, `stream_options.${k}`, ApiErrorCodes.unknownField);
+    }
+  }
+  return { stream, includeUsage: optBool(o, "include_usage", false) };
+}
+
+/** Sampling fields common to both endpoints. */
+export interface SamplingFields {
+  temperature: number;
+  topP: number;
+  seed?: number;
+}
+
+export function parseSampling(body: Body): SamplingFields {
+  return {
+    temperature: optNumber(body, "temperature", L.TEMPERATURE_MIN, L.TEMPERATURE_MAX, L.TEMPERATURE_DEFAULT),
+    topP: optNumber(body, "top_p", L.TOP_P_MIN_EXCLUSIVE, L.TOP_P_MAX, L.TOP_P_DEFAULT, { minExclusive: true }),
+    seed: optInt(body, "seed", L.SEED_MIN, L.SEED_MAX),
+  };
+}

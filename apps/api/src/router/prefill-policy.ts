@@ -1,0 +1,39 @@
+// Conditional disaggregation: when a request's prefill runs on a prefill worker.
+import type { GenerateRequest } from "@trtd/apps-common";
+import { estimatedLoad } from "./decode-selector.js";
+import type { WorkerInstance } from "./workers.js";
+
+export interface PrefillPolicyOptions {
+  /** Prompts shorter than this run aggregated: moving their KV costs more than it saves. */
+  minPromptTokens?: number;
+  /** A prefill worker at or above this many outstanding requests is not used. */
+  maxPrefillLoad?: number;
+  /** false: never disaggregate. */
+  enabled?: boolean;
+}
+
+export const PREFILL_POLICY_DEFAULTS = { minPromptTokens: 32, maxPrefillLoad: 8, enabled: true } as const;
+
+export type PrefillDecision = { remote: true; instance: WorkerInstance } | { remote: false; reason: "disabled" | "no_prefill_worker" | "short_prompt" | "prefill_busy" };
+
+export class PrefillPolicy {
+  readonly options: Required<PrefillPolicyOptions>;
+  constructor(options: PrefillPolicyOptions = {}) {
+    this.options = { ...PREFILL_POLICY_DEFAULTS, ...options };
+  }
+  decide(req: GenerateRequest, candidates: WorkerInstance[], inFlight: ReadonlyMap<string, number>): PrefillDecision {
+    const o = this.options;
+    if (!o.enabled) return { remote: false, reason: "disabled" };
+    const up = candidates.filter((w) => !w.load?.draining);
+    if (up.length === 0) return { remote: false, reason: "no_prefill_worker" };
+    if (req.tokens.length < o.minPromptTokens) return { remote: false, reason: "short_prompt" };
+    let best: WorkerInstance | undefined;
+    let bestLoad = Infinity;
+    for (const w of up) {
+      const l = estimatedLoad(w, inFlight);
+      if (l < bestLoad) [best, bestLoad] = [w, l];
+    }
+    if (!best || bestLoad >= o.maxPrefillLoad) return { remote: false, reason: "prefill_busy" };
+    return { remote: true, instance: best };
+  }
+}

@@ -1,0 +1,25 @@
+// What the api needs from a tokenizer. `tokenizer-adapter.ts` implements it over @trtd/tokenizer; the HTTP
+// layer and the generation loop only see this interface.
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+  name?: string;
+}
+
+export interface StreamingDetokenizer {
+  /** Adds generated tokens; returns the text that is safe to emit now and whether a stop string was reached
+   * (the text then ends just before the stop string). */
+  push(tokens: number[]): { text: string; stopped: boolean };
+  /** Releases the text held back at the end (an incomplete UTF-8 sequence or a possible stop-string prefix). */
+  finish(): string;
+}
+
+export interface TextCodec {
+  /** Token ids that end generation (the model's eos ids). */
+  readonly eosTokenIds: number[];
+  encode(text: string): number[];
+  /** Renders messages with the model's chat template (generation prompt appended) and tokenizes the result. */
+  encodeChat(messages: ChatMessage[]): number[];
+  createDetokenizer(stop: string[]): StreamingDetokenizer;
+}

@@ -1,0 +1,15 @@
+export type {
+  WireSampling,
+  GenerateRequest,
+  PrefillResult,
+  DecodeRequest,
+  DecodeChunk,
+  FinishReason,
+  ExecutionMode,
+  WorkerLoad,
+} from "./protocol.js";
+export type { ExecutorFlags } from "./cli.js";
+export type { ShutdownOptions } from "./lifecycle.js";
+export { FinishReasons, ExecutionModes, Endpoints, ProtocolError, parseDecodeRequest } from "./protocol.js";
+export { UsageError, parseFlags, intFlag, executorFlagOptions, executorFlags, executorArgv, EXECUTOR_DEFAULTS } from "./cli.js";
+export { onShutdownSignal, makeLogger } from "./lifecycle.js";
