@@ -130,8 +130,7 @@ export function createApiApp(opts: ApiAppOptions) {
     const promptTokens = opts.codec.encodeChat(p.messages);
     const req = buildGenerateRequest(
       deps,
-      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_completion_tokens" },
-      c.get("arrival"),
+      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_completion_tokens" }
     );
     const common = { id: `chatcmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;
@@ -149,8 +148,7 @@ export function createApiApp(opts: ApiAppOptions) {
     const promptTokens = "text" in p.prompt ? opts.codec.encode(p.prompt.text) : p.prompt.tokens;
     const req = buildGenerateRequest(
       deps,
-      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_tokens" },
-      c.get("arrival"),
+      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_tokens" }
     );
     const common = { id: `cmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;

@@ -37,7 +37,7 @@ export interface GenerationDeps {
 }
 
 /** Checks the prompt against the limits and builds the internal request. Throws InvalidRequestError. */
-export function buildGenerateRequest(deps: GenerationDeps, input: GenerationInput, arrival: number): GenerateRequest {
+export function buildGenerateRequest(deps: GenerationDeps, input: GenerationInput): GenerateRequest {
   const { limits } = deps;
   const n = input.promptTokens.length;
   if (n === 0) throw new InvalidRequestError("the prompt is empty", "prompt");
@@ -70,7 +70,7 @@ export function buildGenerateRequest(deps: GenerationDeps, input: GenerationInpu
     },
     maxTokens,
     stopTokenIds: deps.codec.eosTokenIds,
-    deadline: arrival + limits.requestTimeoutMs,
+    deadline: Date.now() + limits.requestTimeoutMs,
   };
 }
 

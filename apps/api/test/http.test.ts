@@ -1,0 +1,181 @@
+// The HTTP layer on its own (hono's app.request, no socket): validation, error JSON, SSE framing, auth,
+// limits, metrics. Workers are replaced by named test doubles here; see e2e tests for the real system.
+import { describe, expect, it } from "vitest";
+import { createApiApp } from "../src/index.js";
+import { ByteCodecTestDouble, ScriptedBackendTestDouble } from "./support/test-doubles.js";
+
+const MODEL = "tiny";
+const enc = (s: string) => [...Buffer.from(s)];
+
+function setup(opts: { script?: (r: unknown) => number[]; ready?: boolean; apiKey?: string; delay?: number } = {}) {
+  const backend = new ScriptedBackendTestDouble(opts.script ?? (() => enc("Hello world!")), opts.ready ?? true, opts.delay ?? 0);
+  const { app, metrics } = createApiApp({
+    backend,
+    codec: new ByteCodecTestDouble(),
+    modelName: MODEL,
+    apiKey: opts.apiKey,
+    limits: { maxBodyBytes: 4096, maxPromptTokens: 200, contextLength: 256 },
+    log: () => {},
+  });
+  const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+    app.request(path, { method: "POST", body: typeof body === "string" ? body : JSON.stringify(body), headers: { "content-type": "application/json", ...headers } });
+  return { app, backend, metrics, post };
+}
+
+const chat = (extra: Record<string, unknown> = {}) => ({ model: MODEL, messages: [{ role: "user", content: "hi" }], ...extra });
+
+async function sseEvents(res: Response): Promise<string[]> {
+  const text = await res.text();
+  return text
+    .split("\n")
+    .filter((l) => l.startsWith("data: "))
+    .map((l) => l.slice(6));
+}
+
+describe("api - validation", () => {
+  const bad: Array<[string, Record<string, unknown>, number, string, string | null]> = [
+    ["n > 1", chat({ n: 2 }), 400, "unsupported_parameter", "n"],
+    ["logprobs", chat({ logprobs: true }), 400, "unsupported_parameter", "logprobs"],
+    ["temperature out of range", chat({ temperature: 2.5 }), 400, "invalid_value", "temperature"],
+    ["top_p zero", chat({ top_p: 0 }), 400, "invalid_value", "top_p"],
+    ["seed not an integer", chat({ seed: 1.5 }), 400, "invalid_value", "seed"],
+    ["unknown field", chat({ banana: 1 }), 400, "unknown_field", "banana"],
+    ["non-neutral unsupported field", chat({ presence_penalty: 0.5 }), 400, "unsupported_parameter", "presence_penalty"],
+    ["too many stops", chat({ stop: ["a", "b", "c", "d", "e"] }), 400, "invalid_value", "stop"],
+    ["empty messages", chat({ messages: [] }), 400, "invalid_value", "messages"],
+    ["bad role", chat({ messages: [{ role: "robot", content: "x" }] }), 400, "invalid_value", "messages[0].role"],
+    ["wrong model", chat({ model: "gpt-9" }), 404, "model_not_found", "model"],
+    ["max_tokens over the context", chat({ max_tokens: 1000 }), 400, "context_length_exceeded", "max_completion_tokens"],
+    ["stream_options without stream", chat({ stream_options: { include_usage: true } }), 400, "invalid_value", "stream_options"],
+    ["prompt too long", chat({ messages: [{ role: "user", content: "x".repeat(300) }] }), 400, "context_length_exceeded", "messages"],
+  ];
+  for (const [name, body, status, code, param] of bad) {
+    it(`refuses ${name} with OpenAI error JSON`, async () => {
+      const { post, backend } = setup();
+      const res = await post("/v1/chat/completions", body);
+      expect(res.status).toBe(status);
+      const j = (await res.json()) as { error: { code: string; param: string | null; type: string; message: string } };
+      expect(j.error.code).toBe(code);
+      expect(j.error.param).toBe(param);
+      expect(j.error.message.length).toBeGreaterThan(0);
+      expect(backend.requests).toHaveLength(0);
+    });
+  }
+
+  it("accepts neutral values of unsupported fields", async () => {
+    const { post } = setup();
+    const res = await post("/v1/chat/completions", chat({ presence_penalty: 0, frequency_penalty: 0, logit_bias: {}, user: "u1" }));
+    expect(res.status).toBe(200);
+  });
+
+  it("refuses invalid JSON and oversized bodies", async () => {
+    const { post } = setup();
+    const r1 = await post("/v1/chat/completions", "{not json");
+    expect(r1.status).toBe(400);
+    expect(((await r1.json()) as any).error.code).toBe("invalid_json");
+    const r2 = await post("/v1/chat/completions", chat({ messages: [{ role: "user", content: "x".repeat(5000) }] }));
+    expect(r2.status).toBe(413);
+    expect(((await r2.json()) as any).error.code).toBe("request_too_large");
+  });
+
+  it("maps max_tokens, temperature, top_p, seed and eos into the internal request", async () => {
+    const { post, backend } = setup();
+    const res = await post("/v1/chat/completions", chat({ max_tokens: 5, temperature: 0.5, top_p: 0.9, seed: 7 }));
+    expect(res.status).toBe(200);
+    const req = backend.requests[0];
+    expect(req.maxTokens).toBe(5);
+    expect(req.sampling).toEqual({ temperature: 0.5, topP: 0.9, topK: 0, seed: 7 });
+    expect(req.stopTokenIds).toEqual([256]);
+    expect(req.deadline).toBeGreaterThan(Date.now());
+    const j = (await res.json()) as any;
+    expect(j.choices[0].message.content).toBe("Hello");
+    expect(j.choices[0].finish_reason).toBe("length");
+    expect(j.usage).toEqual({ prompt_tokens: req.tokens.length, completion_tokens: 5, total_tokens: req.tokens.length + 5 });
+  });
+});
+
+describe("api - responses", () => {
+  it("stops at a stop string, excluding it, and cancels the backend stream", async () => {
+    const { post, backend } = setup();
+    const res = await post("/v1/completions", { model: MODEL, prompt: "x", max_tokens: 50, stop: ["wor"] });
+    const j = (await res.json()) as any;
+    expect(j.object).toBe("text_completion");
+    expect(j.choices[0].text).toBe("Hello ");
+    expect(j.choices[0].finish_reason).toBe("stop");
+    expect(backend.open).toBe(0);
+  });
+
+  it("finishes with stop at eos", async () => {
+    const { post } = setup({ script: () => [...enc("Hi"), 256, ...enc("never")] });
+    const j = (await (await post("/v1/completions", { model: MODEL, prompt: "x", max_tokens: 50 })).json()) as any;
+    expect(j.choices[0].text).toBe("Hi");
+    expect(j.choices[0].finish_reason).toBe("stop");
+  });
+
+  it("streams chat as SSE ending in [DONE], with a usage chunk when asked", async () => {
+    const { post } = setup();
+    const res = await post("/v1/chat/completions", chat({ stream: true, stream_options: { include_usage: true }, max_tokens: 5 }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const events = await sseEvents(res);
+    expect(events.at(-1)).toBe("[DONE]");
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
+    expect(chunks[0].choices[0].delta).toEqual({ role: "assistant", content: "" });
+    expect(chunks.map((c) => c.choices[0]?.delta?.content ?? "").join("")).toBe("Hello");
+    const last = chunks.at(-2);
+    expect(last.choices[0].finish_reason).toBe("length");
+    const usage = chunks.at(-1);
+    expect(usage.choices).toEqual([]);
+    expect(usage.usage.completion_tokens).toBe(5);
+    expect(chunks.slice(0, -1).every((c) => c.usage === null)).toBe(true);
+  });
+
+  it("streams completions without usage unless asked", async () => {
+    const { post } = setup();
+    const events = await sseEvents(await post("/v1/completions", { model: MODEL, prompt: "x", max_tokens: 3, stream: true }));
+    expect(events.at(-1)).toBe("[DONE]");
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
+    expect(chunks.map((c) => c.choices[0].text).join("")).toBe("Hel");
+    expect(chunks.every((c) => !("usage" in c))).toBe(true);
+  });
+
+  it("lists the model, and reports health from the backend", async () => {
+    const { app } = setup();
+    const models = (await (await app.request("/v1/models")).json()) as any;
+    expect(models.data.map((m: any) => m.id)).toEqual([MODEL]);
+    expect((await app.request("/health")).status).toBe(200);
+    const down = setup({ ready: false });
+    const h = await down.app.request("/health");
+    expect(h.status).toBe(503);
+    expect(((await h.json()) as any).status).toBe("not_ready");
+  });
+
+  it("requires the bearer key when one is set", async () => {
+    const { post } = setup({ apiKey: "sekrit" });
+    const r1 = await post("/v1/chat/completions", chat());
+    expect(r1.status).toBe(401);
+    expect(((await r1.json()) as any).error.type).toBe("authentication_error");
+    expect((await post("/v1/chat/completions", chat(), { authorization: "Bearer wrong!" })).status).toBe(401);
+    expect((await post("/v1/chat/completions", chat(), { authorization: "Bearer sekrit" })).status).toBe(200);
+  });
+
+  it("answers unknown routes with OpenAI error JSON", async () => {
+    const { app } = setup();
+    const res = await app.request("/v1/embeddings", { method: "POST" });
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as any).error.type).toBe("not_found_error");
+  });
+
+  it("exposes Prometheus metrics for requests and tokens", async () => {
+    const { post, app } = setup();
+    await post("/v1/completions", { model: MODEL, prompt: "x", max_tokens: 4 });
+    await post("/v1/completions", { model: MODEL, prompt: "x", n: 3 });
+    const text = await (await app.request("/metrics")).text();
+    expect(text).toMatch(/trtd_requests_total\{endpoint="\/v1\/completions",status="200"\} 1/);
+    expect(text).toMatch(/trtd_requests_total\{endpoint="\/v1\/completions",status="400"\} 1/);
+    expect(text).toMatch(/trtd_generated_tokens_total 4/);
+    expect(text).toMatch(/trtd_routed_requests_total\{mode="aggregated"\} 1/);
+    expect(text).toMatch(/trtd_time_to_first_token_seconds_count 1/);
+    expect(text).toMatch(/trtd_inter_token_latency_seconds_count 3/);
+  });
+});

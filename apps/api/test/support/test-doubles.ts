@@ -1,0 +1,84 @@
+// Explicitly named test doubles for HTTP-layer tests that need no workers. The end-to-end tests use the real
+// tokenizer, request plane and executor.
+import type { DecodeChunk, GenerateRequest } from "@trtd/apps-common";
+import type { GenerationBackend, Readiness, StreamingDetokenizer, TextCodec } from "../../src/index.js";
+
+/** TEST DOUBLE: one token per UTF-8 byte; token 256 is eos. Stop strings are found on the decoded text. */
+export class ByteCodecTestDouble implements TextCodec {
+  readonly eosTokenIds = [256];
+  encode(text: string): number[] {
+    return [...Buffer.from(text, "utf8")];
+  }
+  encodeChat(messages: { role: string; content: string }[]): number[] {
+    return this.encode(messages.map((m) => `<${m.role}>${m.content}`).join("") + "<assistant>");
+  }
+  createDetokenizer(stop: string[]): StreamingDetokenizer {
+    let bytes: number[] = [];
+    let emitted = 0;
+    let done = false;
+    return {
+      push(tokens) {
+        bytes = bytes.concat(tokens.filter((t) => t < 256));
+        const text = Buffer.from(bytes).toString("utf8");
+        for (const s of stop) {
+          const at = text.indexOf(s);
+          if (at >= 0) {
+            const out = text.slice(emitted, at);
+            emitted = at;
+            done = true;
+            return { text: out, stopped: true };
+          }
+        }
+        // Hold back a tail that could still become a stop string.
+        let safe = text.length;
+        for (const s of stop) {
+          for (let k = Math.min(s.length - 1, text.length); k > 0; k--) {
+            if (text.endsWith(s.slice(0, k))) {
+              safe = Math.min(safe, text.length - k);
+              break;
+            }
+          }
+        }
+        const out = text.slice(emitted, Math.max(emitted, safe));
+        emitted = Math.max(emitted, safe);
+        return { text: out, stopped: false };
+      },
+      finish: () => (done ? "" : Buffer.from(bytes).toString("utf8").slice(emitted)),
+    };
+  }
+}
+
+/** TEST DOUBLE: replays a fixed token script per request, one token per chunk, and records cancellations. */
+export class ScriptedBackendTestDouble implements GenerationBackend {
+  readonly requests: GenerateRequest[] = [];
+  cancelled = 0;
+  open = 0;
+  constructor(
+    private readonly script: (req: GenerateRequest) => number[],
+    private readonly ready = true,
+    private readonly tokenDelayMs = 0,
+  ) {}
+  readiness(): Readiness {
+    return { ready: this.ready, decodeWorkers: this.ready ? 1 : 0, prefillWorkers: 0 };
+  }
+  async *generate(req: GenerateRequest, signal: AbortSignal): AsyncGenerator<DecodeChunk> {
+    this.requests.push(req);
+    this.open++;
+    try {
+      const tokens = this.script(req).slice(0, req.maxTokens);
+      for (let i = 0; i < tokens.length; i++) {
+        if (this.tokenDelayMs) await new Promise((r) => setTimeout(r, this.tokenDelayMs));
+        if (signal.aborted) {
+          this.cancelled++;
+          return;
+        }
+        const last = i === tokens.length - 1;
+        const eos = req.stopTokenIds.includes(tokens[i]);
+        yield { tokens: [tokens[i]], ...(i === 0 ? { mode: "aggregated" as const } : {}), ...(last || eos ? { finishReason: eos ? "stop" : "length" } : {}) };
+        if (eos) return;
+      }
+    } finally {
+      this.open--;
+    }
+  }
+}
