@@ -1,0 +1,128 @@
+import { DetokenizerFinishedError, InvalidOptionsError } from "./errors.js";
+
+/** What the detokenizer needs from a tokenizer. */
+export interface TokenSource {
+  tokenBytes(id: number): Uint8Array;
+  isSpecialToken(id: number): boolean;
+}
+
+export interface DetokenizerOptions {
+  /** Stop strings: output ends before the first occurrence of any of them. At most 16, none empty. */
+  stop?: readonly string[];
+  /** Leave special tokens (EOS, ChatML markers...) out of the text. Default true (as vLLM and HF pipelines do). */
+  skipSpecialTokens?: boolean;
+}
+
+export interface DetokenizerOutput {
+  /** New text, safe to send: complete characters only, never part of a possible stop string. */
+  text: string;
+  /** Set once, on the call where a stop string was found; `text` ends right before it. */
+  stopped?: { stop: string };
+}
+
+export const MAX_STOP_STRINGS = 16;
+
+/**
+ * Turns a stream of token ids into text for streaming responses. UTF-8 characters split across tokens are held
+ * until complete (WHATWG streaming TextDecoder, so the concatenated output equals decoding all ids at once);
+ * text that could be the start of a stop string is held until it is known not to be one.
+ */
+export class IncrementalDetokenizer {
+  readonly #source: TokenSource;
+  readonly #stops: readonly string[];
+  readonly #maxStop: number;
+  readonly #skipSpecial: boolean;
+  readonly #decoder = new TextDecoder("utf-8");
+  /** Decoded text not yet emitted: a suffix that may begin a stop string. */
+  #held = "";
+  #state: "open" | "stopped" | "flushed" = "open";
+  #stoppedBy: string | undefined;
+  #tokens = 0;
+
+  constructor(source: TokenSource, options: DetokenizerOptions = {}) {
+    const stops = options.stop ?? [];
+    if (!Array.isArray(stops) || stops.length > MAX_STOP_STRINGS) {
+      throw new InvalidOptionsError(`stop must be an array of at most ${MAX_STOP_STRINGS} strings`);
+    }
+    for (const s of stops) {
+      if (typeof s !== "string" || s.length === 0) {
+        throw new InvalidOptionsError("stop strings must be non-empty strings");
+      }
+    }
+    this.#source = source;
+    this.#stops = [...stops];
+    this.#maxStop = Math.max(0, ...stops.map((s) => s.length));
+    this.#skipSpecial = options.skipSpecialTokens ?? true;
+  }
+
+  /** The stop string that ended the output, if one did. */
+  get stoppedBy(): string | undefined {
+    return this.#stoppedBy;
+  }
+
+  /** Number of token ids pushed so far. */
+  get tokenCount(): number {
+    return this.#tokens;
+  }
+
+  /**
+   * Adds generated ids; returns the text that became final. After a stop string was found, further pushes return
+   * empty text (tokens already in flight are ignored); pushing after `flush()` throws.
+   */
+  push(ids: ArrayLike<number>): DetokenizerOutput {
+    if (this.#state === "flushed") throw new DetokenizerFinishedError("flushed");
+    if (this.#state === "stopped") return { text: "" };
+    let text = "";
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      const bytes = this.#source.tokenBytes(id); // validates the id
+      this.#tokens++;
+      if (this.#skipSpecial && this.#source.isSpecialToken(id)) continue;
+      if (bytes.length > 0) text += this.#decoder.decode(bytes, { stream: true });
+    }
+    return this.#emit(text, false);
+  }
+
+  /** Ends the sequence: emits held text (an incomplete trailing character becomes U+FFFD). Idempotent. */
+  flush(): DetokenizerOutput {
+    if (this.#state !== "open") return { text: "" };
+    const out = this.#emit(this.#decoder.decode(), true);
+    if (this.#state === "open") this.#state = "flushed";
+    return out;
+  }
+
+  #emit(newText: string, final: boolean): DetokenizerOutput {
+    if (this.#stops.length === 0) return { text: this.#held + newText };
+    const text = this.#held + newText;
+    this.#held = "";
+    // Earliest occurrence of any stop string; the emitted part never contains one (it would have been found).
+    let at = -1;
+    let which = "";
+    for (const s of this.#stops) {
+      const i = text.indexOf(s);
+      if (i >= 0 && (at < 0 || i < at || (i === at && s.length > which.length))) {
+        at = i;
+        which = s;
+      }
+    }
+    if (at >= 0) {
+      this.#state = "stopped";
+      this.#stoppedBy = which;
+      return { text: text.slice(0, at), stopped: { stop: which } };
+    }
+    if (final) return { text };
+    const keep = this.#holdBack(text);
+    this.#held = text.slice(text.length - keep);
+    return { text: text.slice(0, text.length - keep) };
+  }
+
+  /** Length of the longest suffix of `text` that is a proper prefix of some stop string. */
+  #holdBack(text: string): number {
+    const limit = Math.min(text.length, this.#maxStop - 1);
+    for (let n = limit; n > 0; n--) {
+      const suffix = text.slice(text.length - n);
+      for (const s of this.#stops) if (s.length > n && s.startsWith(suffix)) return n;
+    }
+    return 0;
+  }
+}
