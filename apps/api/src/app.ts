@@ -127,7 +127,7 @@ export function createApiApp(opts: ApiAppOptions) {
 
   app.post("/v1/chat/completions", async function chatCompletions(c) {
     const p = parseChatCompletion(await readJson(c), opts.modelName);
-    const promptTokens = opts.codec.encodeChat(p.messages);
+    const promptTokens = await opts.codec.encodeChat(p.messages, c.req.raw.signal);
     const req = buildGenerateRequest(
       deps,
       { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_completion_tokens" }
@@ -145,7 +145,9 @@ export function createApiApp(opts: ApiAppOptions) {
 
   app.post("/v1/completions", async function completions(c) {
     const p = parseCompletion(await readJson(c), opts.modelName);
-    const promptTokens = "text" in p.prompt ? opts.codec.encode(p.prompt.text) : p.prompt.tokens;
+    let promptTokens: number[];
+    if ("text" in p.prompt) promptTokens = await opts.codec.encode(p.prompt.text, c.req.raw.signal);
+    else opts.codec.checkTokenIds((promptTokens = p.prompt.tokens));
     const req = buildGenerateRequest(
       deps,
       { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_tokens" }

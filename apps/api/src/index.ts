@@ -8,6 +8,7 @@ export type { ApiMetrics } from "./metrics/api-metrics.js";
 export type { OpenAIErrorBody, ApiErrorCode } from "./errors.js";
 export type { Workers, WorkerInstance, WorkerRole, DecodeSelector, PrefillPolicyOptions, PrefillDecision, RouterOptions } from "./router/index.js";
 export { createApiApp } from "./app.js";
+export { TokenizerCodec } from "./tokenizer-adapter.js";
 export { createApiMetrics } from "./metrics/api-metrics.js";
 export { DEFAULT_LIMITS } from "./openai/limits.js";
 export {

@@ -18,8 +18,11 @@ export interface StreamingDetokenizer {
 export interface TextCodec {
   /** Token ids that end generation (the model's eos ids). */
   readonly eosTokenIds: number[];
-  encode(text: string): number[];
+  /** Tokenizes client text; bad input throws InvalidRequestError. */
+  encode(text: string, signal?: AbortSignal): Promise<number[]>;
   /** Renders messages with the model's chat template (generation prompt appended) and tokenizes the result. */
-  encodeChat(messages: ChatMessage[]): number[];
+  encodeChat(messages: ChatMessage[], signal?: AbortSignal): Promise<number[]>;
+  /** Checks client-given token ids; bad ids throw InvalidRequestError. */
+  checkTokenIds(ids: number[]): void;
   createDetokenizer(stop: string[]): StreamingDetokenizer;
 }

@@ -1,16 +1,19 @@
 // Explicitly named test doubles for HTTP-layer tests that need no workers. The end-to-end tests use the real
 // tokenizer, request plane and executor.
 import type { DecodeChunk, GenerateRequest } from "@trtd/apps-common";
-import type { GenerationBackend, Readiness, StreamingDetokenizer, TextCodec } from "../../src/index.js";
+import { InvalidRequestError, type GenerationBackend, type Readiness, type StreamingDetokenizer, type TextCodec } from "../../src/index.js";
 
 /** TEST DOUBLE: one token per UTF-8 byte; token 256 is eos. Stop strings are found on the decoded text. */
 export class ByteCodecTestDouble implements TextCodec {
   readonly eosTokenIds = [256];
-  encode(text: string): number[] {
+  async encode(text: string): Promise<number[]> {
     return [...Buffer.from(text, "utf8")];
   }
-  encodeChat(messages: { role: string; content: string }[]): number[] {
+  async encodeChat(messages: { role: string; content: string }[]): Promise<number[]> {
     return this.encode(messages.map((m) => `<${m.role}>${m.content}`).join("") + "<assistant>");
+  }
+  checkTokenIds(ids: number[]): void {
+    if (ids.some((t) => t > 256)) throw new InvalidRequestError("token id out of range", "prompt");
   }
   createDetokenizer(stop: string[]): StreamingDetokenizer {
     let bytes: number[] = [];
