@@ -1,1 +1,65 @@
-export {};
+// @trtd/model: the model directory format (HF Llama layout), safetensors I/O, validation, generated models and
+// the float64 reference forward pass.
+export {
+  ModelErrorCode,
+  ModelError,
+  UnsupportedArchitectureError,
+  InvalidConfigError,
+  MissingFileError,
+  MissingTensorError,
+  UnexpectedTensorError,
+  ShapeMismatchError,
+  MalformedSafetensorsError,
+  UnsupportedDtypeError,
+  TokenizerNotFoundError,
+  InvalidTokenizerError,
+} from "./errors.js";
+export {
+  DTYPE_BYTES,
+  isSafetensorsDtype,
+  isTorchDtype,
+  torchToSafetensorsDtype,
+  safetensorsToTorchDtype,
+  float32ToBf16Bits,
+  bf16BitsToFloat32,
+  float32ToF16Bits,
+  f16BitsToFloat32,
+  bytesToFloat32,
+  float32ToBytes,
+} from "./dtype.js";
+export {
+  numel,
+  parseSafetensorsHeader,
+  readSafetensorsHeader,
+  readSafetensors,
+  decodeSafetensors,
+  encodeSafetensors,
+  writeSafetensors,
+  SafetensorsFile,
+} from "./safetensors.js";
+export { readModelConfig, parseModelConfig, expectedTensorShapes, parameterCount } from "./config.js";
+export { ModelWeights, SINGLE_FILE, INDEX_FILE } from "./weights.js";
+export { loadModel, loadedModelFromGenerated } from "./load.js";
+export { checkTokenizerFiles, checkTiktokenRanks, TIKTOKEN_ENCODINGS } from "./tokenizer-files.js";
+export { validateModelDir } from "./validate.js";
+export {
+  generateModel,
+  writeModelDir,
+  MODEL_PRESETS,
+  MODEL_DIR_FILES,
+  CHATML_SPECIAL_TOKENS,
+  CL100K_REGULAR_TOKENS,
+  GENERATED_VOCAB_SIZE,
+} from "./generate.js";
+export { CHATML_TEMPLATE } from "./chat-template.js";
+export { Rng, hashString } from "./prng.js";
+export { referenceForward, ropeInverseFrequencies, argmax } from "./reference.js";
+
+export type { SafetensorsDtype, TorchDtype } from "./dtype.js";
+export type { TensorInfo, SafetensorsHeader, Tensor, TensorInput, WriteSafetensorsOptions } from "./safetensors.js";
+export type { ModelConfig, Llama3RopeScaling } from "./config.js";
+export type { LoadedModel } from "./load.js";
+export type { TokenizerInfo } from "./tokenizer-files.js";
+export type { ModelDirReport } from "./validate.js";
+export type { ModelDims, GenerateModelOptions, GeneratedModel, WriteModelDirOptions } from "./generate.js";
+export type { ReferenceForwardOptions, ReferenceForwardResult } from "./reference.js";

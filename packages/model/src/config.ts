@@ -1,0 +1,216 @@
+// config.json of a Hugging Face Llama checkpoint: parsing, validation and the tensor shapes it implies.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { InvalidConfigError, MissingFileError, UnsupportedArchitectureError, UnsupportedDtypeError } from "./errors.js";
+import { isTorchDtype, type TorchDtype } from "./dtype.js";
+
+export interface Llama3RopeScaling {
+  ropeType: "llama3";
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositionEmbeddings: number;
+}
+
+/** A validated Llama config with defaults filled in (camelCase; `raw` keeps the original JSON). */
+export interface ModelConfig {
+  architecture: "LlamaForCausalLM";
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: Llama3RopeScaling | null;
+  maxPositionEmbeddings: number;
+  tieWordEmbeddings: boolean;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+  torchDtype: TorchDtype;
+  raw: Record<string, unknown>;
+}
+
+const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM"];
+
+/** Reads and validates `<dir>/config.json`. */
+export function readModelConfig(dir: string): ModelConfig {
+  const path = join(dir, "config.json");
+  if (!existsSync(path)) throw new MissingFileError(path, `model directory ${dir} has no config.json`);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new InvalidConfigError(`${path} is not valid JSON: ${(e as Error).message}`, { cause: e });
+  }
+  return parseModelConfig(json, path);
+}
+
+/** Validates a parsed config.json object. `source` names it in error messages. */
+export function parseModelConfig(json: unknown, source = "config.json"): ModelConfig {
+  if (json === null || typeof json !== "object" || Array.isArray(json)) throw new InvalidConfigError(`${source}: not a JSON object`);
+  const raw = json as Record<string, unknown>;
+
+  const archs = raw.architectures;
+  if (archs !== undefined) {
+    if (!Array.isArray(archs) || archs.length !== 1 || typeof archs[0] !== "string") {
+      throw new InvalidConfigError(`${source}: architectures must be a list of one name, got ${JSON.stringify(archs)}`, { field: "architectures" });
+    }
+    if (!SUPPORTED_ARCHITECTURES.includes(archs[0])) {
+      throw new UnsupportedArchitectureError(`${source}: architecture ${archs[0]} is not supported (supported: ${SUPPORTED_ARCHITECTURES.join(", ")})`);
+    }
+  }
+  if (raw.model_type !== "llama") {
+    throw new UnsupportedArchitectureError(`${source}: model_type ${JSON.stringify(raw.model_type)} is not supported (supported: "llama")`);
+  }
+  if (archs === undefined) throw new InvalidConfigError(`${source}: architectures is missing`, { field: "architectures" });
+  if (raw.hidden_act !== undefined && raw.hidden_act !== "silu") {
+    throw new UnsupportedArchitectureError(`${source}: hidden_act ${JSON.stringify(raw.hidden_act)} is not supported (only "silu")`);
+  }
+  for (const f of ["attention_bias", "mlp_bias"]) {
+    if (raw[f] === true) throw new UnsupportedArchitectureError(`${source}: ${f}: true is not supported (Llama without biases only)`);
+  }
+
+  const int = (field: string, opts: { optional?: boolean; min?: number } = {}): number | undefined => {
+    const v = raw[field];
+    if (v === undefined || v === null) {
+      if (opts.optional) return undefined;
+      throw new InvalidConfigError(`${source}: ${field} is missing`, { field });
+    }
+    if (!Number.isSafeInteger(v) || (v as number) < (opts.min ?? 1)) {
+      throw new InvalidConfigError(`${source}: ${field} must be an integer ≥ ${opts.min ?? 1}, got ${JSON.stringify(v)}`, { field });
+    }
+    return v as number;
+  };
+  const pos = (field: string, fallback?: number): number => {
+    const v = raw[field] ?? fallback;
+    if (v === undefined) throw new InvalidConfigError(`${source}: ${field} is missing`, { field });
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+      throw new InvalidConfigError(`${source}: ${field} must be a positive number, got ${JSON.stringify(v)}`, { field });
+    }
+    return v;
+  };
+
+  const hiddenSize = int("hidden_size")!;
+  const intermediateSize = int("intermediate_size")!;
+  const numLayers = int("num_hidden_layers")!;
+  const numHeads = int("num_attention_heads")!;
+  const numKvHeads = int("num_key_value_heads", { optional: true }) ?? numHeads;
+  const vocabSize = int("vocab_size")!;
+  const maxPositionEmbeddings = int("max_position_embeddings")!;
+  if (numHeads % numKvHeads !== 0) {
+    throw new InvalidConfigError(`${source}: num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`, { field: "num_key_value_heads" });
+  }
+  let headDim = int("head_dim", { optional: true });
+  if (headDim === undefined) {
+    if (hiddenSize % numHeads !== 0) {
+      throw new InvalidConfigError(`${source}: hidden_size ${hiddenSize} is not a multiple of num_attention_heads ${numHeads} and head_dim is not given`, { field: "head_dim" });
+    }
+    headDim = hiddenSize / numHeads;
+  }
+  if (headDim % 2 !== 0) throw new InvalidConfigError(`${source}: head_dim ${headDim} must be even for RoPE`, { field: "head_dim" });
+  const rmsNormEps = pos("rms_norm_eps", 1e-6);
+  const ropeTheta = pos("rope_theta", 10000);
+
+  let ropeScaling: Llama3RopeScaling | null = null;
+  const rs = raw.rope_scaling;
+  if (rs !== undefined && rs !== null) {
+    if (typeof rs !== "object" || Array.isArray(rs)) throw new InvalidConfigError(`${source}: rope_scaling must be an object or null`, { field: "rope_scaling" });
+    const r = rs as Record<string, unknown>;
+    const type = r.rope_type ?? r.type;
+    if (type === "default") {
+      ropeScaling = null;
+    } else if (type !== "llama3") {
+      throw new UnsupportedArchitectureError(`${source}: rope_scaling type ${JSON.stringify(type)} is not supported (only "llama3")`);
+    } else {
+      const num = (k: string): number => {
+        const v = r[k];
+        if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+          throw new InvalidConfigError(`${source}: rope_scaling.${k} must be a positive number, got ${JSON.stringify(v)}`, { field: `rope_scaling.${k}` });
+        }
+        return v;
+      };
+      ropeScaling = {
+        ropeType: "llama3",
+        factor: num("factor"),
+        lowFreqFactor: num("low_freq_factor"),
+        highFreqFactor: num("high_freq_factor"),
+        originalMaxPositionEmbeddings: num("original_max_position_embeddings"),
+      };
+      if (ropeScaling.highFreqFactor <= ropeScaling.lowFreqFactor) {
+        throw new InvalidConfigError(`${source}: rope_scaling.high_freq_factor must be larger than low_freq_factor`, { field: "rope_scaling.high_freq_factor" });
+      }
+    }
+  }
+
+  const tie = raw.tie_word_embeddings ?? false; // HF LlamaConfig default
+  if (typeof tie !== "boolean") throw new InvalidConfigError(`${source}: tie_word_embeddings must be a boolean`, { field: "tie_word_embeddings" });
+
+  const tokenId = (v: unknown, field: string): number => {
+    if (!Number.isSafeInteger(v) || (v as number) < 0 || (v as number) >= vocabSize) {
+      throw new InvalidConfigError(`${source}: ${field} ${JSON.stringify(v)} is not a token id below vocab_size ${vocabSize}`, { field });
+    }
+    return v as number;
+  };
+  const bosTokenId = raw.bos_token_id === undefined || raw.bos_token_id === null ? null : tokenId(raw.bos_token_id, "bos_token_id");
+  const eosRaw = raw.eos_token_id;
+  const eosTokenIds =
+    eosRaw === undefined || eosRaw === null ? [] : Array.isArray(eosRaw) ? eosRaw.map((v) => tokenId(v, "eos_token_id")) : [tokenId(eosRaw, "eos_token_id")];
+
+  const dt = raw.torch_dtype ?? raw.dtype ?? "float32";
+  if (!isTorchDtype(dt)) throw new UnsupportedDtypeError(String(dt), `${source}: torch_dtype ${JSON.stringify(dt)} is not supported (float32, float16, bfloat16)`);
+
+  return {
+    architecture: "LlamaForCausalLM",
+    hiddenSize,
+    intermediateSize,
+    numLayers,
+    numHeads,
+    numKvHeads,
+    headDim,
+    vocabSize,
+    rmsNormEps,
+    ropeTheta,
+    ropeScaling,
+    maxPositionEmbeddings,
+    tieWordEmbeddings: tie,
+    bosTokenId,
+    eosTokenIds,
+    torchDtype: dt,
+    raw,
+  };
+}
+
+/**
+ * Every tensor the config requires, in HF names, with its shape ([out, in] for projections). `lm_head.weight`
+ * is listed only when embeddings are not tied.
+ */
+export function expectedTensorShapes(config: ModelConfig): Map<string, number[]> {
+  const { hiddenSize: h, intermediateSize: m, numHeads, numKvHeads, headDim, vocabSize } = config;
+  const shapes = new Map<string, number[]>();
+  shapes.set("model.embed_tokens.weight", [vocabSize, h]);
+  for (let i = 0; i < config.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    shapes.set(`${p}.input_layernorm.weight`, [h]);
+    shapes.set(`${p}.self_attn.q_proj.weight`, [numHeads * headDim, h]);
+    shapes.set(`${p}.self_attn.k_proj.weight`, [numKvHeads * headDim, h]);
+    shapes.set(`${p}.self_attn.v_proj.weight`, [numKvHeads * headDim, h]);
+    shapes.set(`${p}.self_attn.o_proj.weight`, [h, numHeads * headDim]);
+    shapes.set(`${p}.post_attention_layernorm.weight`, [h]);
+    shapes.set(`${p}.mlp.gate_proj.weight`, [m, h]);
+    shapes.set(`${p}.mlp.up_proj.weight`, [m, h]);
+    shapes.set(`${p}.mlp.down_proj.weight`, [h, m]);
+  }
+  shapes.set("model.norm.weight", [h]);
+  if (!config.tieWordEmbeddings) shapes.set("lm_head.weight", [vocabSize, h]);
+  return shapes;
+}
+
+/** Number of parameters the config implies (tied lm_head counted once). */
+export function parameterCount(config: ModelConfig): number {
+  let n = 0;
+  for (const s of expectedTensorShapes(config).values()) n += s.reduce((a, b) => a * b, 1);
+  return n;
+}

@@ -1,0 +1,31 @@
+// Loading a whole model into memory as float32 tensors, validated against its config.
+import { readModelConfig, type ModelConfig, expectedTensorShapes } from "./config.js";
+import { ModelWeights } from "./weights.js";
+import type { GeneratedModel } from "./generate.js";
+
+/** A model in memory: validated config and float32 weights by HF tensor name (tied models have no lm_head). */
+export interface LoadedModel {
+  config: ModelConfig;
+  tensors: Map<string, Float32Array>;
+}
+
+/** Reads config.json and all weights of a model directory (any of F32/F16/BF16, single file or sharded). */
+export function loadModel(dir: string): LoadedModel {
+  const config = readModelConfig(dir);
+  const weights = ModelWeights.open(dir);
+  try {
+    weights.checkAgainst(config);
+    const tensors = new Map<string, Float32Array>();
+    for (const name of expectedTensorShapes(config).keys()) tensors.set(name, weights.read(name).data);
+    return { config, tensors };
+  } finally {
+    weights.close();
+  }
+}
+
+/** Views a generated (not yet written) model as a LoadedModel, sharing its buffers. */
+export function loadedModelFromGenerated(model: GeneratedModel): LoadedModel {
+  const tensors = new Map<string, Float32Array>();
+  for (const [name, t] of model.tensors) tensors.set(name, t.data);
+  return { config: model.modelConfig, tensors };
+}

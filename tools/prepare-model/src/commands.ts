@@ -1,0 +1,120 @@
+// The prepare-model subcommands. runCli returns the exit code; errors print one clear line (plus a cause) to stderr.
+import { parseArgs } from "node:util";
+import { resolve } from "node:path";
+import { generateModel, isTorchDtype, ModelError, validateModelDir, writeModelDir, type ModelDirReport, type TorchDtype } from "@trtd/model";
+import { createProgressBar } from "./progress.js";
+import { convertCheckpoint } from "./convert.js";
+import { checkTokenizerLoads } from "./tokenizer-check.js";
+
+export const USAGE = `Usage: prepare-model <command> [options]
+
+Commands:
+  tiny  --out DIR [--seed N] [--dtype float32|float16|bfloat16]   generate the tiny Llama model (seconds)
+  small --out DIR [--seed N] [--dtype ...]                        generate the ≈90M-parameter model
+  convert <hf-dir> --out DIR [--copy]                             validate a HF Llama checkpoint and link/copy it
+  validate <dir>                                                  validate a model directory
+`;
+
+/** A usage error: bad command line. */
+export class UsageError extends Error {
+  readonly code = "USAGE" as const;
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+function describe(report: ModelDirReport): string {
+  const c = report.config;
+  const tok = report.tokenizer.kind === "tiktoken-encoding" ? `tiktoken ${report.tokenizer.encoding}` : `tokenizer.model (${report.tokenizer.ranks} ranks)`;
+  return (
+    `LlamaForCausalLM, ${(report.parameterCount / 1e6).toFixed(1)}M params, hidden ${c.hiddenSize}, ${c.numLayers} layers, ` +
+    `${c.numHeads} heads / ${c.numKvHeads} kv heads, head_dim ${c.headDim}, vocab ${c.vocabSize}, ${report.dtypes.join("+")}, ` +
+    `${report.weightFiles.length} weight file(s), tokenizer: ${tok}`
+  );
+}
+
+async function generate(preset: "tiny" | "small", args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { out: { type: "string" }, seed: { type: "string", default: "0" }, dtype: { type: "string", default: "float32" } },
+    allowPositionals: true,
+  });
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
+  if (!values.out) throw new UsageError(`${preset} needs --out DIR`);
+  const seed = Number(values.seed);
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new UsageError(`--seed must be a non-negative integer, got ${values.seed}`);
+  if (!isTorchDtype(values.dtype)) throw new UsageError(`--dtype must be float32, float16 or bfloat16, got ${values.dtype}`);
+  const dtype: TorchDtype = values.dtype;
+  const out = resolve(values.out);
+  const bar = createProgressBar(`${preset}`);
+  const t0 = performance.now();
+  bar.log(`generating ${preset} (seed ${seed}, ${dtype}) into ${out}`);
+  const model = generateModel({ preset, seed });
+  const { bytes } = writeModelDir(out, model, { dtype, onProgress: (done, total, tensor) => bar.update(done, total, tensor) });
+  const report = validateModelDir(out);
+  bar.finish(`wrote ${(bytes / (1 << 20)).toFixed(1)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${describe(report)}`);
+}
+
+async function convert(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, options: { out: { type: "string" }, copy: { type: "boolean", default: false } }, allowPositionals: true });
+  if (positionals.length !== 1) throw new UsageError("convert needs exactly one <hf-dir>");
+  if (!values.out) throw new UsageError("convert needs --out DIR");
+  const bar = createProgressBar("convert");
+  const report = await convertCheckpoint(resolve(positionals[0]), resolve(values.out), {
+    copy: values.copy,
+    onProgress: (done, total, file) => bar.update(done, total, file),
+    log: (m) => bar.log(m),
+  });
+  for (const w of report.warnings) bar.log(`warning: ${w}`);
+  bar.finish(`${resolve(values.out)}: ${describe(report)}`);
+}
+
+async function validate(args: string[]): Promise<void> {
+  const { positionals } = parseArgs({ args, options: {}, allowPositionals: true });
+  if (positionals.length !== 1) throw new UsageError("validate needs exactly one <dir>");
+  const dir = resolve(positionals[0]);
+  const report = validateModelDir(dir);
+  await checkTokenizerLoads(dir, report);
+  for (const w of report.warnings) process.stderr.write(`warning: ${w}\n`);
+  process.stdout.write(`ok ${dir}: ${describe(report)}\n`);
+}
+
+/** Runs one command; returns the process exit code (0 ok, 1 failure, 2 usage). */
+export async function runCli(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case "tiny":
+      case "small":
+        await generate(command, rest);
+        return 0;
+      case "convert":
+        await convert(rest);
+        return 0;
+      case "validate":
+        await validate(rest);
+        return 0;
+      case undefined:
+      case "-h":
+      case "--help":
+        process.stdout.write(USAGE);
+        return command === undefined ? 1 : 0;
+      default:
+        throw new UsageError(`unknown command ${command}`);
+    }
+  } catch (e) {
+    const err = e as Error;
+    if (err instanceof UsageError || (err as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" || (err as { code?: string }).code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+      process.stderr.write(`prepare-model: ${err.message}\n\n${USAGE}`);
+      return 1;
+    }
+    const label = err instanceof ModelError ? `${err.name} [${err.code}]` : err.name;
+    process.stderr.write(`\nprepare-model: ${label}: ${err.message}\n`);
+    if (err.cause instanceof Error) process.stderr.write(`  caused by: ${err.cause.message}\n`);
+    if (!(err instanceof ModelError) && !(err instanceof ConvertError)) process.stderr.write(`${err.stack}\n`);
+    return 1;
+  }
+}
+
+import { ConvertError } from "./convert.js";
