@@ -1,0 +1,173 @@
+import type { Codec } from "./codec.js";
+import { ClosedError, PayloadTooLargeError, RemoteError, TimeoutError } from "./errors.js";
+import type { InstanceInfo, InstanceWatcher } from "./discovery.js";
+import { endpointPath, subjects, validateInstanceId, type EndpointId } from "./names.js";
+import type { ReqMsg } from "./protocol.js";
+import { ReplyStream } from "./reply-stream.js";
+import { random, roundRobin, type InstanceChooser, type RouterMode } from "./routers.js";
+import type { Transport } from "./transport.js";
+
+export interface ClientOptions<Req = unknown> {
+  /** How to pick an instance (default "round-robin"); a function plugs in load- or KV-aware routing. */
+  router?: RouterMode | InstanceChooser<Req>;
+  /** Replies the server may send ahead of the consumer (default 256). */
+  window?: number;
+  /** Bound on an instance accepting the request, ms (default 5000). */
+  acceptTimeoutMs?: number;
+  /** Heartbeats missed before the server is declared gone (default 3). */
+  missedHeartbeats?: number;
+}
+
+export interface RequestOptions {
+  /** Send to this instance (direct routing), bypassing the router. */
+  instanceId?: string;
+  signal?: AbortSignal;
+  /** Relative deadline, ms. */
+  timeoutMs?: number;
+  /** Absolute deadline, epoch ms (the earlier of the two wins). */
+  deadline?: number;
+  headers?: Record<string, string>;
+  /** Defaults to a random id. */
+  requestId?: string;
+}
+
+export interface WaitForInstancesOptions {
+  /** How many instances to wait for (default 1). */
+  count?: number;
+  /** Bound, ms (default 10000); throws TimeoutError when it passes. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface ClientDeps {
+  readonly transport: Transport;
+  readonly codec: Codec;
+  readonly watcher: InstanceWatcher;
+  readonly onClosed: (c: EndpointClient<any, any>) => void;
+}
+
+/** Sends requests to one endpoint and tracks its live instances. Created by `RequestPlane.client`. */
+export class EndpointClient<Req = unknown, Res = unknown> {
+  private readonly chooser: InstanceChooser<Req> | undefined;
+  private readonly window: number;
+  private readonly acceptTimeoutMs: number;
+  private readonly missedHeartbeats: number;
+  private closed = false;
+
+  constructor(
+    readonly endpoint: EndpointId,
+    options: ClientOptions<Req>,
+    private readonly deps: ClientDeps,
+  ) {
+    const r = options.router ?? "round-robin";
+    this.chooser = r === "queue" ? undefined : r === "round-robin" ? roundRobin() : r === "random" ? random() : r;
+    this.window = Math.max(2, options.window ?? 256);
+    this.acceptTimeoutMs = options.acceptTimeoutMs ?? 5000;
+    this.missedHeartbeats = options.missedHeartbeats ?? 3;
+  }
+
+  /** Live instances, sorted by id, with their latest load metrics. */
+  instances(): InstanceInfo[] {
+    return this.deps.watcher.list();
+  }
+
+  /** Resolves with the instances once at least `count` are live; TimeoutError after `timeoutMs`. */
+  waitForInstances(options: WaitForInstancesOptions = {}): Promise<InstanceInfo[]> {
+    const count = options.count ?? 1;
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    const now = this.instances();
+    if (now.length >= count) return Promise.resolve(now);
+    return new Promise((resolve, reject) => {
+      const done = (err?: unknown) => {
+        clearTimeout(timer);
+        off();
+        options.signal?.removeEventListener("abort", onAbort);
+        if (err) reject(err);
+        else resolve(this.instances());
+      };
+      const onAbort = () => done(options.signal?.reason ?? new ClosedError("wait aborted"));
+      const timer = setTimeout(
+        () => done(new TimeoutError(`${endpointPath(this.endpoint)}: ${this.instances().length} of ${count} instances after ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      const off = this.deps.watcher.onChange(() => {
+        if (this.closed) done(new ClosedError("client closed"));
+        else if (this.instances().length >= count) done();
+      });
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      this.deps.watcher.probe();
+    });
+  }
+
+  /** Sends `request` and returns the stream of replies. Never throws: failures come out of the iteration. */
+  generate(request: Req, options: RequestOptions = {}): ReplyStream<Res> {
+    const t = this.deps.transport;
+    const requestId = options.requestId ?? randomId();
+    let deadline = options.deadline;
+    if (options.timeoutMs !== undefined) {
+      const d = Date.now() + options.timeoutMs;
+      deadline = deadline === undefined ? d : Math.min(deadline, d);
+    }
+    let subject: string;
+    let routed: string | undefined;
+    let pickError: unknown;
+    try {
+      if (this.closed) throw new ClosedError("client closed");
+      routed = options.instanceId !== undefined ? validateInstanceId(options.instanceId) : this.pick(request);
+      subject = routed !== undefined ? subjects.instance(this.endpoint, routed) : subjects.queue(this.endpoint);
+    } catch (err) {
+      pickError = err;
+      subject = subjects.queue(this.endpoint);
+    }
+    const stream = new ReplyStream<Res>({
+      transport: t,
+      codec: this.deps.codec,
+      requestId,
+      subject,
+      instanceSubject: (id) => subjects.instance(this.endpoint, id),
+      window: this.window,
+      acceptTimeoutMs: this.acceptTimeoutMs,
+      missedHeartbeats: this.missedHeartbeats,
+      deadline,
+      signal: options.signal,
+      // a chosen instance that has no subscriber is dead: forget it now rather than at lease expiry
+      onNoResponders: routed !== undefined ? () => this.deps.watcher.remove(routed as string) : undefined,
+    });
+    return stream.start(() => {
+      if (pickError) throw pickError;
+      const msg: ReqMsg = { k: "req", id: requestId, p: request, w: this.window };
+      if (deadline !== undefined) msg.dl = deadline;
+      if (options.headers) msg.h = options.headers;
+      const bytes = this.deps.codec.encode(msg);
+      if (bytes.byteLength > t.maxPayload) throw new PayloadTooLargeError(bytes.byteLength, t.maxPayload, "request");
+      return bytes;
+    });
+  }
+
+  /** One request, one reply: the first reply of the stream (the rest, if any, is cancelled). */
+  async request(request: Req, options: RequestOptions = {}): Promise<Res> {
+    const stream = this.generate(request, options);
+    for await (const reply of stream) return reply; // leaving the loop cancels whatever follows
+    throw new RemoteError(`${endpointPath(this.endpoint)}: the handler ended without a reply`, { code: "no_reply" });
+  }
+
+  private pick(request: Req): string | undefined {
+    if (!this.chooser) return undefined;
+    const list = this.instances();
+    if (list.length === 0) return undefined; // not discovered yet: let the queue group route it
+    const choice = this.chooser(list, request);
+    return typeof choice === "string" ? choice : choice?.id;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.deps.onClosed(this);
+  }
+}
+
+function randomId(): string {
+  const b = new Uint8Array(12);
+  crypto.getRandomValues(b);
+  return Buffer.from(b).toString("base64url");
+}

@@ -1,0 +1,223 @@
+import type { Codec } from "./codec.js";
+import { CodecError } from "./errors.js";
+
+/*
+ * A small tagged binary encoding (MessagePack-like, little-endian). Its point is arrays of int32
+ * (token ids): they are packed as raw 4-byte integers after one scan proves every element is an int32,
+ * and `Uint8Array` payloads travel as raw bytes instead of base64.
+ */
+const T_NULL = 0, T_FALSE = 2, T_TRUE = 3, T_I32 = 4, T_F64 = 5, T_STR = 6, T_ARR = 7, T_OBJ = 8, T_BYTES = 9, T_I32ARR = 10;
+const MAGIC = 0xb1;
+
+const te = new TextEncoder();
+const td = new TextDecoder("utf-8", { fatal: true });
+
+class Writer {
+  buf = new Uint8Array(256);
+  view = new DataView(this.buf.buffer);
+  pos = 0;
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+    this.view = new DataView(next.buffer);
+  }
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+  }
+  u32(v: number): void {
+    this.ensure(4);
+    this.view.setUint32(this.pos, v, true);
+    this.pos += 4;
+  }
+  str(s: string): void {
+    // worst case 3 bytes per UTF-16 unit
+    this.ensure(4 + s.length * 3);
+    const { written } = te.encodeInto(s, this.buf.subarray(this.pos + 4));
+    this.view.setUint32(this.pos, written, true);
+    this.pos += 4 + written;
+  }
+}
+
+function isInt32Array(a: unknown[]): boolean {
+  if (a.length === 0) return false;
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i];
+    if (typeof v !== "number" || (v | 0) !== v || Object.is(v, -0)) return false;
+  }
+  return true;
+}
+
+function write(w: Writer, v: unknown, depth: number): void {
+  if (depth > 64) throw new CodecError("binary encode: nesting deeper than 64");
+  if (v === null || v === undefined) return w.u8(T_NULL);
+  switch (typeof v) {
+    case "boolean":
+      return w.u8(v ? T_TRUE : T_FALSE);
+    case "number":
+      if ((v | 0) === v && !Object.is(v, -0)) {
+        w.ensure(5);
+        w.buf[w.pos++] = T_I32;
+        w.view.setInt32(w.pos, v, true);
+        w.pos += 4;
+      } else {
+        w.ensure(9);
+        w.buf[w.pos++] = T_F64;
+        w.view.setFloat64(w.pos, v, true);
+        w.pos += 8;
+      }
+      return;
+    case "string":
+      w.u8(T_STR);
+      return w.str(v);
+    case "object": {
+      if (v instanceof Uint8Array) {
+        w.u8(T_BYTES);
+        w.u32(v.byteLength);
+        w.ensure(v.byteLength);
+        w.buf.set(v, w.pos);
+        w.pos += v.byteLength;
+        return;
+      }
+      if (Array.isArray(v)) {
+        if (isInt32Array(v)) {
+          w.u8(T_I32ARR);
+          w.u32(v.length);
+          w.ensure(v.length * 4);
+          for (let i = 0; i < v.length; i++) {
+            w.view.setInt32(w.pos, v[i] as number, true);
+            w.pos += 4;
+          }
+          return;
+        }
+        w.u8(T_ARR);
+        w.u32(v.length);
+        for (let i = 0; i < v.length; i++) write(w, v[i], depth + 1);
+        return;
+      }
+      const keys = Object.keys(v);
+      let n = 0;
+      for (const k of keys) if ((v as Record<string, unknown>)[k] !== undefined) n++;
+      w.u8(T_OBJ);
+      w.u32(n);
+      for (const k of keys) {
+        const x = (v as Record<string, unknown>)[k];
+        if (x === undefined) continue;
+        w.str(k);
+        write(w, x, depth + 1);
+      }
+      return;
+    }
+    default:
+      throw new CodecError(`binary encode: unsupported type ${typeof v}`);
+  }
+}
+
+class Reader {
+  pos = 0;
+  readonly view: DataView;
+  constructor(readonly buf: Uint8Array) {
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+  need(n: number): void {
+    if (this.pos + n > this.buf.length) throw new CodecError("binary decode: truncated message");
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.view.getUint32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+  str(): string {
+    const n = this.u32();
+    this.need(n);
+    const s = td.decode(this.buf.subarray(this.pos, this.pos + n));
+    this.pos += n;
+    return s;
+  }
+}
+
+function read(r: Reader, depth: number): unknown {
+  if (depth > 64) throw new CodecError("binary decode: nesting deeper than 64");
+  r.need(1);
+  const tag = r.buf[r.pos++];
+  switch (tag) {
+    case T_NULL:
+      return null;
+    case T_FALSE:
+      return false;
+    case T_TRUE:
+      return true;
+    case T_I32: {
+      r.need(4);
+      const v = r.view.getInt32(r.pos, true);
+      r.pos += 4;
+      return v;
+    }
+    case T_F64: {
+      r.need(8);
+      const v = r.view.getFloat64(r.pos, true);
+      r.pos += 8;
+      return v;
+    }
+    case T_STR:
+      return r.str();
+    case T_BYTES: {
+      const n = r.u32();
+      r.need(n);
+      const out = r.buf.slice(r.pos, r.pos + n); // copy: the message buffer may be reused by the transport
+      r.pos += n;
+      return out;
+    }
+    case T_I32ARR: {
+      const n = r.u32();
+      r.need(n * 4);
+      const out = new Array<number>(n);
+      for (let i = 0; i < n; i++) out[i] = r.view.getInt32(r.pos + i * 4, true);
+      r.pos += n * 4;
+      return out;
+    }
+    case T_ARR: {
+      const n = r.u32();
+      if (n > r.buf.length) throw new CodecError("binary decode: bad array length");
+      const out = new Array<unknown>(n);
+      for (let i = 0; i < n; i++) out[i] = read(r, depth + 1);
+      return out;
+    }
+    case T_OBJ: {
+      const n = r.u32();
+      if (n > r.buf.length) throw new CodecError("binary decode: bad object size");
+      const out: Record<string, unknown> = {};
+      for (let i = 0; i < n; i++) {
+        const k = r.str();
+        out[k] = read(r, depth + 1);
+      }
+      return out;
+    }
+    default:
+      throw new CodecError(`binary decode: unknown tag ${tag}`);
+  }
+}
+
+/** Tagged binary codec with packed int32 arrays and raw bytes. */
+export const binaryCodec: Codec = {
+  name: "binary",
+  encode(value) {
+    const w = new Writer();
+    w.u8(MAGIC);
+    write(w, value, 0);
+    return w.buf.subarray(0, w.pos);
+  },
+  decode(bytes) {
+    if (bytes.length < 2 || bytes[0] !== MAGIC) throw new CodecError("binary decode: not a binary-codec message");
+    const r = new Reader(bytes);
+    r.pos = 1;
+    const v = read(r, 0);
+    if (r.pos !== bytes.length) throw new CodecError("binary decode: trailing bytes");
+    return v;
+  },
+};

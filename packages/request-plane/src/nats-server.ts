@@ -1,0 +1,206 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, connect as netConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+import { NatsServerNotFoundError, NatsServerStartError } from "./errors.js";
+
+export interface NatsServerOptions {
+  /** Port (default: a free one the OS picks; on a clash with another process we retry with a new one). */
+  port?: number;
+  /** Listen address (default 127.0.0.1). */
+  host?: string;
+  /** Enable JetStream (default false). */
+  jetstream?: boolean;
+  /** JetStream store directory (default: a temp dir, removed on stop). */
+  storeDir?: string;
+  /** A nats-server config file, passed as `-c`; flags above override it. */
+  configFile?: string;
+  /** Max message payload in bytes (written to a generated config file; nats-server has no flag for it). */
+  maxPayload?: number;
+  /** Binary path (default: `$NATS_SERVER_BIN`, then `nats-server` on PATH, /usr/sbin, /usr/bin, /usr/local/bin). */
+  binary?: string;
+  /** Bound on becoming ready, ms (default 10000). */
+  readyTimeoutMs?: number;
+  /** Extra command-line arguments. */
+  args?: string[];
+}
+
+export interface NatsServerHandle {
+  /** `nats://host:port` */
+  readonly uri: string;
+  readonly host: string;
+  readonly port: number;
+  readonly pid: number;
+  /** Resolves with the exit code (or signal) when the process ends. */
+  readonly exited: Promise<number | string>;
+  /** SIGTERM, then SIGKILL after `timeoutMs` (default 5000); removes temp dirs. Idempotent. */
+  stop(timeoutMs?: number): Promise<void>;
+}
+
+/** Finds the nats-server binary or throws {@link NatsServerNotFoundError}. */
+export function findNatsServer(binary?: string): string {
+  const candidates: string[] = [];
+  const explicit = binary ?? process.env.NATS_SERVER_BIN;
+  if (explicit) candidates.push(explicit);
+  else {
+    for (const dir of (process.env.PATH ?? "").split(delimiter)) if (dir) candidates.push(join(dir, "nats-server"));
+    candidates.push("/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server");
+  }
+  for (const c of candidates) {
+    try {
+      accessSync(c, constants.X_OK);
+      return c;
+    } catch {
+      // try the next
+    }
+  }
+  throw new NatsServerNotFoundError(
+    explicit
+      ? `nats-server binary not found or not executable at ${explicit}`
+      : "nats-server not found on PATH, /usr/sbin, /usr/bin or /usr/local/bin: install it (Debian: apt-get install -y nats-server) or set NATS_SERVER_BIN",
+  );
+}
+
+/** A port the OS reports free right now (another process may still take it: startNatsServer retries). */
+export function freePort(host = "127.0.0.1"): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once("error", reject);
+    srv.listen(0, host, () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // The owner exiting (normally or via process.exit) takes its servers with it. A SIGKILLed owner cannot
+  // run hooks: the server then stays until killed by PID.
+  process.once("exit", () => {
+    for (const c of live) c.kill("SIGKILL");
+  });
+}
+
+/**
+ * Starts `nats-server` as a child process, waits (bounded) until it accepts connections, and returns a
+ * handle that stops it. The server dies with its owner process.
+ */
+export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServerHandle> {
+  const bin = findNatsServer(options.binary);
+  const host = options.host ?? "127.0.0.1";
+  const attempts = options.port === undefined ? 5 : 1;
+  let lastError: unknown;
+  for (let i = 0; i < attempts; i++) {
+    const port = options.port ?? (await freePort(host));
+    try {
+      return await startOnce(bin, host, port, options);
+    } catch (err) {
+      lastError = err;
+      if (!(err instanceof NatsServerStartError) || !/address already in use/i.test(err.message)) throw err;
+    }
+  }
+  throw lastError;
+}
+
+async function startOnce(bin: string, host: string, port: number, o: NatsServerOptions): Promise<NatsServerHandle> {
+  const temp: string[] = [];
+  const args = ["-a", host, "-p", String(port)];
+  if (o.configFile) args.unshift("-c", o.configFile);
+  else if (o.maxPayload !== undefined) {
+    const dir = mkdtempSync(join(tmpdir(), "trtd-nats-conf-"));
+    temp.push(dir);
+    const conf = join(dir, "nats.conf");
+    writeFileSync(conf, `max_payload: ${Math.floor(o.maxPayload)}\n`);
+    args.unshift("-c", conf);
+  }
+  if (o.jetstream) {
+    let sd = o.storeDir;
+    if (!sd) {
+      sd = mkdtempSync(join(tmpdir(), "trtd-nats-js-"));
+      temp.push(sd);
+    }
+    args.push("-js", "-sd", sd);
+  }
+  if (o.args) args.push(...o.args);
+
+  const child = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
+  live.add(child);
+  installExitHook();
+  let stderr = "";
+  child.stderr?.setEncoding("utf8");
+  child.stderr?.on("data", (d: string) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  const exited = new Promise<number | string>((resolve) => {
+    child.once("exit", (code, signal) => {
+      live.delete(child);
+      resolve(code ?? signal ?? "unknown");
+    });
+    child.once("error", () => {
+      live.delete(child);
+      resolve("spawn-error");
+    });
+  });
+  const cleanup = () => {
+    for (const d of temp) rmSync(d, { recursive: true, force: true });
+  };
+
+  let stopping: Promise<void> | undefined;
+  const stop = (timeoutMs = 5000): Promise<void> => {
+    stopping ??= (async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGTERM");
+        const t = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+        await exited;
+        clearTimeout(t);
+      }
+      child.stderr?.destroy();
+      cleanup();
+    })();
+    return stopping;
+  };
+
+  const readyTimeoutMs = o.readyTimeoutMs ?? 10_000;
+  const t0 = Date.now();
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      await stop();
+      throw new NatsServerStartError(`nats-server exited (${child.exitCode ?? child.signalCode}) before it was ready on ${host}:${port}: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
+    }
+    if (await canConnect(host, port)) break;
+    if (Date.now() - t0 > readyTimeoutMs) {
+      await stop();
+      throw new NatsServerStartError(`nats-server did not accept connections on ${host}:${port} within ${readyTimeoutMs} ms: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  // our child must be the one listening: if it died meanwhile, another process owns the port
+  await new Promise((r) => setTimeout(r, 10));
+  if (child.exitCode !== null) {
+    await stop();
+    throw new NatsServerStartError(`nats-server exited right after start on ${host}:${port} (address already in use?): ${stderr.trim()}`);
+  }
+  return { uri: `nats://${host}:${port}`, host, port, pid: child.pid as number, exited, stop };
+}
+
+/** True when a TCP connection succeeds and the server greets with `INFO`. */
+function canConnect(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = netConnect({ host, port });
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), 500);
+    s.once("data", (d) => done(d.toString("utf8").startsWith("INFO")));
+    s.once("error", () => done(false));
+  });
+}

@@ -1,0 +1,257 @@
+import type { Codec } from "./codec.js";
+import {
+  CancelledError,
+  NoRespondersError,
+  RequestPlaneError,
+  ServerGoneError,
+  StreamBrokenError,
+  TimeoutError,
+  errorFromFrame,
+} from "./errors.js";
+import { isObj, type Frame } from "./protocol.js";
+import type { Transport, TransportMsg, TransportSubscription } from "./transport.js";
+
+export interface ReplyStreamParams {
+  readonly transport: Transport;
+  readonly codec: Codec;
+  readonly requestId: string;
+  /** Subject the request went to (for NoRespondersError). */
+  readonly subject: string;
+  /** `(instanceId) => subject` of an instance, for cancel and credit messages. */
+  readonly instanceSubject: (id: string) => string;
+  readonly window: number;
+  /** Bound on hearing the `acc` frame, ms. */
+  readonly acceptTimeoutMs: number;
+  /** Missed heartbeats before the server is declared gone (default 3). */
+  readonly missedHeartbeats: number;
+  readonly deadline: number | undefined;
+  readonly signal: AbortSignal | undefined;
+  readonly onNoResponders?: () => void;
+}
+
+type Waiter = { resolve: (r: IteratorResult<unknown>) => void; reject: (e: unknown) => void };
+
+/**
+ * The client side of one request: an async iterable of replies, in order. Errors (remote, timeout, server
+ * gone, no responders) are thrown from the iteration. Leaving the loop early (break/return) or aborting the
+ * signal sends a cancel to the serving instance. At most `window` replies are buffered: the server waits for
+ * credit, so a slow consumer slows the handler instead of growing memory.
+ */
+export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
+  readonly requestId: string;
+  private inbox: string;
+  private sub: TransportSubscription | undefined;
+  private readonly buffer: unknown[] = [];
+  private waiter: Waiter | undefined;
+  private error: unknown;
+  private ended = false;
+  private finished = false; // resources released
+  private expectSeq = 1;
+  private consumed = 0;
+  private credited = 0;
+  private instance: string | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private hbBoundMs: number;
+  private readonly onAbort = () => this.fail(abortReason(this.p.signal), true, true);
+  private acceptedResolve!: (id: string | undefined) => void;
+  /** Resolves with the serving instance's id once it accepted the request (undefined if it never did). */
+  readonly accepted: Promise<string | undefined>;
+
+  constructor(private readonly p: ReplyStreamParams) {
+    this.requestId = p.requestId;
+    this.inbox = p.transport.newInbox();
+    this.hbBoundMs = p.acceptTimeoutMs;
+    this.accepted = new Promise((r) => (this.acceptedResolve = r));
+  }
+
+  /** The id of the instance serving this request, once known. */
+  get instanceId(): string | undefined {
+    return this.instance;
+  }
+
+  /** Publishes the request. Errors (oversize, closed) become the stream's error. */
+  start(encodedRequest: Uint8Array | (() => Uint8Array)): this {
+    try {
+      if (this.p.signal?.aborted) throw abortReason(this.p.signal);
+      const bytes = typeof encodedRequest === "function" ? encodedRequest() : encodedRequest;
+      this.sub = this.p.transport.subscribe(this.inbox, (m) => this.onMsg(m));
+      this.p.signal?.addEventListener("abort", this.onAbort, { once: true });
+      if (this.p.deadline !== undefined) {
+        const left = this.p.deadline - Date.now();
+        this.deadlineTimer = setTimeout(() => this.fail(new TimeoutError(`request ${this.requestId} exceeded its deadline`), true), Math.max(0, left));
+      }
+      this.armWatchdog();
+      this.p.transport.publish(this.p.subject, bytes, { reply: this.inbox });
+    } catch (err) {
+      this.fail(err, false);
+    }
+    return this;
+  }
+
+  private armWatchdog(): void {
+    clearTimeout(this.watchdog);
+    if (this.ended || this.finished) return;
+    this.watchdog = setTimeout(() => {
+      if (this.instance === undefined) this.fail(new TimeoutError(`no instance accepted request ${this.requestId} on ${this.p.subject} within ${this.hbBoundMs} ms`), true);
+      else this.fail(new ServerGoneError(`instance ${this.instance} sent nothing for ${this.hbBoundMs} ms (request ${this.requestId})`, this.instance), true);
+    }, this.hbBoundMs);
+  }
+
+  private onMsg(m: TransportMsg): void {
+    if (this.ended || this.finished) return;
+    if (m.noResponders) {
+      this.p.onNoResponders?.();
+      this.fail(new NoRespondersError(this.p.subject), false);
+      return;
+    }
+    let f: Frame;
+    try {
+      const v = this.p.codec.decode(m.data);
+      if (!isObj(v) || typeof v.k !== "string") throw new Error("not a frame");
+      f = v as unknown as Frame;
+    } catch (err) {
+      this.fail(new StreamBrokenError(`undecodable reply frame for request ${this.requestId}`, { cause: err }), true);
+      return;
+    }
+    this.armWatchdog();
+    switch (f.k) {
+      case "acc":
+        this.instance = f.i;
+        this.hbBoundMs = Math.max(50, f.hb * this.p.missedHeartbeats);
+        this.acceptedResolve(f.i);
+        this.armWatchdog();
+        return;
+      case "hb":
+        return;
+      case "d":
+        if (f.s !== this.expectSeq) {
+          this.fail(new StreamBrokenError(`reply ${f.s} arrived, expected ${this.expectSeq} (request ${this.requestId})`), true);
+          return;
+        }
+        this.expectSeq++;
+        if (this.waiter) {
+          const w = this.waiter;
+          this.waiter = undefined;
+          this.consumed++;
+          this.maybeCredit();
+          w.resolve({ value: f.p, done: false });
+        } else this.buffer.push(f.p);
+        return;
+      case "end":
+        if (f.s !== this.expectSeq - 1) {
+          this.fail(new StreamBrokenError(`stream ended after ${f.s} replies, received ${this.expectSeq - 1} (request ${this.requestId})`), true);
+          return;
+        }
+        this.ended = true;
+        this.release();
+        this.wake();
+        return;
+      case "err":
+        this.fail(errorFromFrame(f.c, f.m, { name: f.n, instanceId: this.instance, size: f.sz, maxPayload: f.mx }), false);
+        return;
+    }
+  }
+
+  private maybeCredit(): void {
+    if (this.instance === undefined || this.ended) return;
+    if (this.consumed - this.credited < Math.max(1, this.p.window >> 1)) return;
+    this.credited = this.consumed;
+    this.control({ k: "credit", id: this.requestId, n: this.consumed });
+  }
+
+  private control(msg: unknown): void {
+    if (this.instance === undefined) return;
+    try {
+      this.p.transport.publish(this.p.instanceSubject(this.instance), this.p.codec.encode(msg));
+    } catch {
+      // connection closed: the server learns through the gone-inbox 503 or its deadline
+    }
+  }
+
+  /** Cancels the request: the handler's signal fires on the server; iteration ends with CancelledError. */
+  cancel(reason = "cancelled by caller"): void {
+    this.fail(new CancelledError(reason), true, true);
+  }
+
+  /** Ends the stream with `err`. Replies already received stay readable unless the caller cancelled (`drop`). */
+  private fail(err: unknown, notifyServer: boolean, drop = false): void {
+    if (this.ended || this.finished) return;
+    this.error = err ?? new CancelledError();
+    this.ended = true;
+    if (notifyServer) this.control({ k: "cancel", id: this.requestId, r: err instanceof Error ? err.message : String(err) });
+    if (drop) this.buffer.length = 0;
+    this.release();
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    if (!w) return;
+    this.waiter = undefined;
+    if (this.buffer.length) {
+      this.consumed++;
+      w.resolve({ value: this.buffer.shift(), done: false });
+    } else if (this.error != null) {
+      const e = this.error;
+      this.error = null; // report once, then done
+      w.reject(e);
+    } else w.resolve({ value: undefined, done: true });
+  }
+
+  private release(): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.watchdog);
+    clearTimeout(this.deadlineTimer);
+    this.p.signal?.removeEventListener("abort", this.onAbort);
+    this.sub?.unsubscribe();
+    this.sub = undefined;
+    this.acceptedResolve(this.instance);
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.buffer.length) {
+      this.consumed++;
+      const value = this.buffer.shift() as T;
+      this.maybeCredit();
+      return Promise.resolve({ value, done: false });
+    }
+    if (this.ended) {
+      if (this.error !== undefined && this.error !== null) {
+        const e = this.error;
+        this.error = null;
+        return Promise.reject(e);
+      }
+      return Promise.resolve({ value: undefined, done: true });
+    }
+    if (this.waiter) return Promise.reject(new Error("ReplyStream.next() called while a previous next() is pending"));
+    return new Promise((resolve, reject) => (this.waiter = { resolve: resolve as Waiter["resolve"], reject }));
+  }
+
+  /** Called by `break` in for-await: cancels a request that has not ended. */
+  return(): Promise<IteratorResult<T>> {
+    if (!this.ended) this.fail(new CancelledError("consumer stopped reading"), true, true);
+    this.error = null;
+    this.buffer.length = 0;
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  /** Reads every reply into an array. */
+  async collect(): Promise<T[]> {
+    const out: T[] = [];
+    for await (const v of this) out.push(v);
+    return out;
+  }
+}
+
+function abortReason(signal: AbortSignal | undefined): Error {
+  const r: unknown = signal?.reason;
+  if (r instanceof RequestPlaneError) return r;
+  if (r instanceof Error && r.name === "TimeoutError") return new TimeoutError(r.message, { cause: r });
+  return new CancelledError(r instanceof Error ? r.message : "aborted by caller", { cause: r });
+}
