@@ -175,6 +175,11 @@ export class Tokenizer {
     for (const id of [...(eosId === undefined ? [] : [eosId]), ...def.extraEosTokenIds, ...extraIds]) {
       if (!eos.includes(id)) eos.push(id);
     }
+    for (const id of eos) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+        throw new SpecialTokensError(`${def.origin}: eos token id ${id} is outside the vocabulary (${this.vocabSize})`);
+      }
+    }
     this.eosTokenIds = Object.freeze(eos);
     this.chatTemplateSource = def.chatTemplate;
     this.#template = def.chatTemplate === undefined ? undefined : new ChatTemplate(def.chatTemplate);

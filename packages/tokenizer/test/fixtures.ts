@@ -70,3 +70,30 @@ export function chatmlModelFiles(extra: Record<string, unknown> = {}): Record<st
     "config.json": { vocab_size: 100352, eos_token_id: [100265, 100257] },
   };
 }
+
+/** Small seeded PRNG (mulberry32) so random tests are reproducible. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A random string of valid code points drawn from ASCII, Latin, CJK, emoji, combining marks, RTL and whitespace. */
+export function randomText(rand: () => number, length: number): string {
+  const ranges: Array<[number, number]> = [
+    [0x20, 0x7e], [0x0a, 0x0a], [0x09, 0x09], [0xa0, 0x17f], [0x300, 0x36f], [0x590, 0x5ff], [0x600, 0x6ff],
+    [0x900, 0x97f], [0x3040, 0x30ff], [0x4e00, 0x9fff], [0xac00, 0xd7a3], [0x1f300, 0x1faff], [0x200d, 0x200f],
+    [0xfe00, 0xfe0f], [0x10000, 0x1007f], [0xe000, 0xe0ff],
+  ];
+  let s = "";
+  for (let i = 0; i < length; i++) {
+    const [a, b] = ranges[Math.floor(rand() * ranges.length)]!;
+    s += String.fromCodePoint(a + Math.floor(rand() * (b - a + 1)));
+  }
+  return s;
+}
