@@ -1,6 +1,6 @@
 // One generation from the api's side: build the internal request, run it on the backend, detokenize
 // incrementally with stop strings, keep latency metrics. Both endpoints, streaming or not, go through here.
-import { randomUUID } from "node:crypto";
+import { randomInt, randomUUID } from "node:crypto";
 import type { DecodeChunk, FinishReason, GenerateRequest } from "@trtd/apps-common";
 import type { GenerationBackend } from "./backend.js";
 import { ApiErrorCodes, DeadlineExceededError, InvalidRequestError, WorkerFailedError } from "./errors.js";
@@ -59,6 +59,8 @@ export function buildGenerateRequest(deps: GenerationDeps, input: GenerationInpu
     );
   }
   maxTokens = Math.max(1, maxTokens);
+  // Without a client seed, sampled requests still get one: prefill and decode then draw the same sequence.
+  const seed = input.sampling.seed ?? (input.sampling.temperature > 0 ? randomInt(0, 2 ** 32) : undefined);
   return {
     id: randomUUID(),
     tokens: input.promptTokens,
@@ -66,7 +68,7 @@ export function buildGenerateRequest(deps: GenerationDeps, input: GenerationInpu
       temperature: input.sampling.temperature,
       topP: input.sampling.topP,
       topK: 0,
-      ...(input.sampling.seed !== undefined ? { seed: input.sampling.seed } : {}),
+      ...(seed !== undefined ? { seed } : {}),
     },
     maxTokens,
     stopTokenIds: deps.codec.eosTokenIds,

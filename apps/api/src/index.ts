@@ -23,4 +23,8 @@ export {
   DeadlineExceededError,
   InternalError,
 } from "./errors.js";
-export { Router, LeastLoadedSelector, PrefillPolicy, PREFILL_POLICY_DEFAULTS, estimatedLoad } from "./router/index.js";
+export { Router, RequestPlaneWorkers, LeastLoadedSelector, PrefillPolicy, PREFILL_POLICY_DEFAULTS, estimatedLoad } from "./router/index.js";
+export type { ApiServerOptions, RunningApiServer } from "./server.js";
+export type { ApiCli } from "./cli.js";
+export { startApiServer, contextLengthOf } from "./server.js";
+export { parseApiCli, natsUri, API_USAGE, apiFlagOptions } from "./cli.js";

@@ -1,1 +1,35 @@
-export {};
+// `nx run api:serve` / `node --import tsx --conditions=source apps/api/src/main.ts --request-plane-uri ...`
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { makeLogger, onShutdownSignal, UsageError } from "@trtd/apps-common";
+import { connect } from "@trtd/request-plane";
+import { API_USAGE, parseApiCli } from "./cli.js";
+import { startApiServer } from "./server.js";
+
+const DEFAULT_MODEL_DIR = resolve(fileURLToPath(import.meta.url), "../../../../models/tiny");
+
+async function main(argv: string[]): Promise<void> {
+  const log = makeLogger("api");
+  const cli = parseApiCli(argv, DEFAULT_MODEL_DIR);
+  if (cli.help) {
+    console.log(API_USAGE);
+    return;
+  }
+  const plane = await connect(cli.requestPlaneUri, { name: "trtd-api" });
+  const server = await startApiServer({ ...cli, plane, log });
+  // One machine-readable line on stdout: the launcher and tests read it.
+  console.log(`trtd api listening on ${server.url} (model ${cli.modelName})`);
+  onShutdownSignal(
+    async () => {
+      await server.close();
+      await plane.close();
+    },
+    { log },
+  );
+}
+
+main(process.argv.slice(2)).catch((err) => {
+  if (err instanceof UsageError) console.error(`${err.message}\n${API_USAGE}`);
+  else console.error(err);
+  process.exit(2);
+});

@@ -1,0 +1,77 @@
+// The api's command line (the seed's flags plus limits and routing knobs).
+import { basename, resolve } from "node:path";
+import { DEFAULT_NAMESPACE, intFlag, parseFlags, UsageError } from "@trtd/apps-common";
+import { PREFILL_POLICY_DEFAULTS } from "./router/index.js";
+import { DEFAULT_LIMITS } from "./openai/limits.js";
+import type { ApiServerOptions } from "./server.js";
+
+export const API_USAGE = `usage: api --tokenizer MODEL_DIR --request-plane-uri nats://HOST:PORT [options]
+  --tokenizer DIR | --model-dir DIR   model directory with the tokenizer files (default models/tiny)
+  --request-plane-uri URI             NATS server (default nats://127.0.0.1:4222)
+  --api-server-host HOST              listen address (default 127.0.0.1)
+  --api-server-port PORT              listen port, 0 = any free port (default 8000)
+  --model-name NAME                   the model id clients send (default: the model directory's name)
+  --worker-name NAME                  the deployment's namespace on the request plane (default ${DEFAULT_NAMESPACE})
+  --api-key KEY                       require "Authorization: Bearer KEY" (default: $TRTD_API_KEY, else none)
+  --max-body-bytes N                  (default ${DEFAULT_LIMITS.maxBodyBytes})
+  --max-prompt-tokens N               (default: the model's context length - 1)
+  --request-timeout-ms N              per-request deadline (default ${DEFAULT_LIMITS.requestTimeoutMs})
+  --disagg-min-prompt-tokens N        shorter prompts run aggregated (default ${PREFILL_POLICY_DEFAULTS.minPromptTokens})
+  --max-prefill-load N                skip prefill workers at this many outstanding requests (default ${PREFILL_POLICY_DEFAULTS.maxPrefillLoad})
+  --no-disaggregation                 always run aggregated on decode workers`;
+
+export const apiFlagOptions = {
+  tokenizer: { type: "string" },
+  "model-dir": { type: "string" },
+  "request-plane-uri": { type: "string" },
+  "api-server-host": { type: "string" },
+  "api-server-port": { type: "string" },
+  "model-name": { type: "string" },
+  "worker-name": { type: "string" },
+  "api-key": { type: "string" },
+  "max-body-bytes": { type: "string" },
+  "max-prompt-tokens": { type: "string" },
+  "request-timeout-ms": { type: "string" },
+  "disagg-min-prompt-tokens": { type: "string" },
+  "max-prefill-load": { type: "string" },
+  "no-disaggregation": { type: "boolean" },
+  help: { type: "boolean" },
+} as const;
+
+export interface ApiCli extends Omit<ApiServerOptions, "plane"> {
+  requestPlaneUri: string;
+  help: boolean;
+}
+
+/** `nats://` is added when the URI has no scheme (the launcher's HOST:PORT form). */
+export function natsUri(v: string): string {
+  return /^[a-z]+:\/\//.test(v) ? v : `nats://${v}`;
+}
+
+export function parseApiCli(argv: string[], defaultModelDir: string): ApiCli {
+  const v = parseFlags(argv, apiFlagOptions);
+  const str = (k: string) => (typeof v[k] === "string" ? (v[k] as string) : undefined);
+  const tokenizerDir = resolve(str("tokenizer") ?? str("model-dir") ?? defaultModelDir);
+  const port = intFlag(v["api-server-port"], "api-server-port", { min: 0, fallback: 8000 });
+  if (port > 65535) throw new UsageError("--api-server-port must be <= 65535");
+  const limits: ApiCli["limits"] = {};
+  if (v["max-body-bytes"] !== undefined) limits.maxBodyBytes = intFlag(v["max-body-bytes"], "max-body-bytes", { min: 1, fallback: 0 });
+  if (v["max-prompt-tokens"] !== undefined) limits.maxPromptTokens = intFlag(v["max-prompt-tokens"], "max-prompt-tokens", { min: 1, fallback: 0 });
+  if (v["request-timeout-ms"] !== undefined) limits.requestTimeoutMs = intFlag(v["request-timeout-ms"], "request-timeout-ms", { min: 1, fallback: 0 });
+  return {
+    tokenizerDir,
+    requestPlaneUri: natsUri(str("request-plane-uri") ?? "127.0.0.1:4222"),
+    host: str("api-server-host") ?? "127.0.0.1",
+    port,
+    modelName: str("model-name") ?? basename(tokenizerDir),
+    namespace: str("worker-name") ?? DEFAULT_NAMESPACE,
+    apiKey: str("api-key") ?? (process.env.TRTD_API_KEY || undefined),
+    limits,
+    prefill: {
+      enabled: v["no-disaggregation"] !== true,
+      minPromptTokens: intFlag(v["disagg-min-prompt-tokens"], "disagg-min-prompt-tokens", { min: 0, fallback: PREFILL_POLICY_DEFAULTS.minPromptTokens }),
+      maxPrefillLoad: intFlag(v["max-prefill-load"], "max-prefill-load", { min: 1, fallback: PREFILL_POLICY_DEFAULTS.maxPrefillLoad }),
+    },
+    help: v.help === true,
+  };
+}

@@ -1,0 +1,71 @@
+// Workers over @trtd/request-plane: discovery (instances with their published load) and direct routing to
+// the instance the router chose. Request-plane failures become the api's typed errors here.
+import { DEFAULT_NAMESPACE, Endpoints, type DecodeChunk, type DecodeRequest, type GenerateRequest, type PrefillResult, type WorkerLoad } from "@trtd/apps-common";
+import { RequestPlaneErrorCode, type EndpointClient, type RequestPlane, type InstanceInfo } from "@trtd/request-plane";
+import { DeadlineExceededError, NoWorkersError, WorkerFailedError } from "../errors.js";
+import type { WorkerInstance, WorkerRole, Workers } from "./workers.js";
+
+function loadOf(i: InstanceInfo): WorkerLoad | undefined {
+  const m = i.metrics as Record<string, unknown>;
+  if (typeof m.activeRequests !== "number") return undefined;
+  const num = (k: string) => (typeof m[k] === "number" ? (m[k] as number) : 0);
+  return {
+    activeRequests: num("activeRequests"),
+    queuedRequests: num("queuedRequests"),
+    kvBlocksUsed: num("kvBlocksUsed"),
+    kvBlocksTotal: num("kvBlocksTotal"),
+    draining: m.draining === true,
+  };
+}
+
+/** Request-plane errors as api errors (the caller's own abort passes through unchanged). */
+function translate(err: unknown, signal: AbortSignal, what: string): unknown {
+  if (signal.aborted) return err;
+  const code = (err as { code?: string }).code;
+  if (code === RequestPlaneErrorCode.Timeout) return new DeadlineExceededError(`${what}: ${(err as Error).message}`, { cause: err });
+  if (code === RequestPlaneErrorCode.NoResponders) return new NoWorkersError(`${what}: the chosen worker is gone`);
+  return new WorkerFailedError(`${what}: ${(err as Error).message}`, { cause: err });
+}
+
+export class RequestPlaneWorkers implements Workers {
+  private readonly prefillClient: EndpointClient<GenerateRequest, PrefillResult>;
+  private readonly decodeClient: EndpointClient<DecodeRequest, DecodeChunk>;
+
+  constructor(plane: RequestPlane, namespace: string = DEFAULT_NAMESPACE) {
+    this.prefillClient = plane.endpoint(namespace, Endpoints.prefill.component, Endpoints.prefill.endpoint).client();
+    this.decodeClient = plane.endpoint(namespace, Endpoints.decode.component, Endpoints.decode.endpoint).client();
+  }
+
+  instances(role: WorkerRole): WorkerInstance[] {
+    const c = role === "prefill" ? this.prefillClient : this.decodeClient;
+    return c.instances().map((i) => ({ id: i.id, load: loadOf(i) }));
+  }
+
+  /** Resolves once `count` decode workers are up (bounded). */
+  async waitForDecode(count: number, timeoutMs: number): Promise<void> {
+    await this.decodeClient.waitForInstances({ count, timeoutMs });
+  }
+
+  async prefill(instanceId: string, req: GenerateRequest, signal: AbortSignal): Promise<PrefillResult> {
+    try {
+      return await this.prefillClient.request(req, { instanceId, signal, deadline: req.deadline, requestId: `${req.id}-p` });
+    } catch (err) {
+      throw translate(err, signal, "prefill");
+    }
+  }
+
+  async *decode(instanceId: string, req: DecodeRequest, signal: AbortSignal): AsyncGenerator<DecodeChunk> {
+    const stream = this.decodeClient.generate(req, { instanceId, signal, deadline: req.deadline, requestId: req.id });
+    try {
+      // Leaving this loop early (stop string, client gone) returns the stream, which cancels the request in the worker.
+      for await (const chunk of stream) yield chunk;
+    } catch (err) {
+      throw translate(err, signal, "decode");
+    }
+  }
+
+  close(): void {
+    this.prefillClient.close();
+    this.decodeClient.close();
+  }
+}

@@ -1,0 +1,60 @@
+// What prefill and decode workers share: serving one endpoint on the request plane with published load, and a
+// graceful stop (leave the queue group, finish held requests within a bound, then release everything).
+import type { Handler, RequestPlane, ServedEndpoint } from "@trtd/request-plane";
+import { Endpoints, type WorkerLoad } from "./protocol.js";
+
+export type WorkerRole = "prefill" | "decode";
+
+export interface WorkerRuntimeOptions<Req, Res> {
+  role: WorkerRole;
+  plane: RequestPlane;
+  /** The deployment's namespace on the request plane (the seed's --worker-name). */
+  namespace?: string;
+  handler: Handler<Req, Res>;
+  /** Sampled at every announcement (about three times per lease). */
+  load: () => Omit<WorkerLoad, "draining">;
+  /** Published once with the instance (model fingerprint, KV layout, ...). */
+  meta?: Record<string, unknown>;
+  /** Releases what the worker owns after the endpoint stopped (executor, KV offers). */
+  release: () => Promise<void>;
+  log?: (line: string) => void;
+}
+
+export interface RunningWorker {
+  readonly role: WorkerRole;
+  readonly instanceId: string;
+  readonly served: ServedEndpoint;
+  /** Stops taking work, lets held requests finish for up to `graceMs`, then releases the worker. Idempotent. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export const DEFAULT_NAMESPACE = Endpoints.namespace;
+export const DEFAULT_GRACE_MS = 30_000;
+
+export async function serveWorker<Req, Res>(o: WorkerRuntimeOptions<Req, Res>): Promise<RunningWorker> {
+  const names = o.role === "prefill" ? Endpoints.prefill : Endpoints.decode;
+  let draining = false;
+  const served = await o.plane.endpoint(o.namespace ?? DEFAULT_NAMESPACE, names.component, names.endpoint).serve<Req, Res>(o.handler, {
+    metrics: () => ({ ...o.load(), draining }),
+    meta: { role: o.role, ...o.meta },
+  });
+  let stopping: Promise<void> | undefined;
+  return {
+    role: o.role,
+    instanceId: served.instanceId,
+    served,
+    stop(graceMs = DEFAULT_GRACE_MS) {
+      stopping ??= (async () => {
+        draining = true;
+        o.log?.(`draining (${served.activeRequests} requests in flight, up to ${graceMs} ms)`);
+        try {
+          await served.stop({ graceMs });
+        } finally {
+          await o.release();
+        }
+        o.log?.("stopped");
+      })();
+      return stopping;
+    },
+  };
+}
