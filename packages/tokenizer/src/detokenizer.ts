@@ -72,14 +72,16 @@ export class IncrementalDetokenizer {
   push(ids: ArrayLike<number>): DetokenizerOutput {
     if (this.#state === "flushed") throw new DetokenizerFinishedError("flushed");
     if (this.#state === "stopped") return { text: "" };
-    let text = "";
+    // Look every id up before changing state, so a bad id leaves the detokenizer as it was.
+    const chunks: Uint8Array[] = [];
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
-      const bytes = this.#source.tokenBytes(id); // validates the id
-      this.#tokens++;
-      if (this.#skipSpecial && this.#source.isSpecialToken(id)) continue;
-      if (bytes.length > 0) text += this.#decoder.decode(bytes, { stream: true });
+      const bytes = this.#source.tokenBytes(id); // throws InvalidTokenIdError
+      if (bytes.length > 0 && !(this.#skipSpecial && this.#source.isSpecialToken(id))) chunks.push(bytes);
     }
+    this.#tokens += ids.length;
+    let text = "";
+    for (const bytes of chunks) text += this.#decoder.decode(bytes, { stream: true });
     return this.#emit(text, false);
   }
 
