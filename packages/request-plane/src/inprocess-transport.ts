@@ -40,6 +40,11 @@ export class InProcessBus {
 
   constructor(readonly maxPayload = 1024 * 1024) {}
 
+  /** Live subscriptions on the bus (tests use it to check that nothing leaks). */
+  get subscriptionCount(): number {
+    return this.subs.size;
+  }
+
   add(sub: Sub): void {
     this.subs.add(sub);
   }
