@@ -1,1 +1,40 @@
-export {};
+/**
+ * @trtd/kv-transfer: moving a request's KV cache from the prefill worker to the decode worker.
+ * Offering side: KvOfferServer (offer → KvHandle). Pulling side: KvPuller (pull(handle, sink)).
+ */
+export { describeKvLayout, layoutFromExecutor, assertLayoutCompatible } from "./layout.js";
+export { parseKvHandle, serializeKvHandle, TRANSPORT_PREFERENCE } from "./handle.js";
+export { KvOfferServer } from "./offer-server.js";
+export { KvPuller } from "./puller.js";
+export { BufferKvSource, BufferKvSink } from "./segments.js";
+export { transferTimeoutMs } from "./limits.js";
+export { CHECKSUM_ALGORITHM } from "./checksum.js";
+export { DEFAULT_NATS_MAX_BYTES } from "./nats-transport.js";
+export { localHostId, sweepStaleRings, ringFilesOf } from "./shm.js";
+export {
+  KvErrorCodes,
+  KvTransferError,
+  KvLayoutMismatchError,
+  KvChecksumError,
+  KvOfferNotFoundError,
+  KvOfferExpiredError,
+  KvTimeoutError,
+  KvPeerLostError,
+  KvPayloadTooLargeError,
+  KvNoTransportError,
+  KvAbortedError,
+  KvProtocolError,
+  KvSizeMismatchError,
+  KvInvalidHandleError,
+  KvClosedError,
+  KvTransportError,
+} from "./errors.js";
+
+export type { KvErrorCode } from "./errors.js";
+export type { KvLayout, KvLayoutFields, KvDtype } from "./layout.js";
+export type { KvHandle, KvEndpoint, KvTransportName, TcpEndpoint, ShmEndpoint, NatsEndpoint, EngineEndpoint } from "./handle.js";
+export type { KvSource, KvSink } from "./segments.js";
+export type { KvOfferServerOptions, OfferOptions, KvOfferServerStats } from "./offer-server.js";
+export type { KvPullerOptions, PullOptions, PullResult, KvPullerStats } from "./puller.js";
+export type { OfferReleaseReason, OfferRegistryStats } from "./offer-registry.js";
+export type { TransferTimeoutOptions } from "./limits.js";

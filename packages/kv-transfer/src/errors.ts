@@ -1,0 +1,172 @@
+/** Error codes of @trtd/kv-transfer; they also travel on the wire in ERROR/NACK frames. */
+export const KvErrorCodes = {
+  LayoutMismatch: "KV_LAYOUT_MISMATCH",
+  ChecksumMismatch: "KV_CHECKSUM_MISMATCH",
+  OfferNotFound: "KV_OFFER_NOT_FOUND",
+  OfferExpired: "KV_OFFER_EXPIRED",
+  Timeout: "KV_TIMEOUT",
+  PeerLost: "KV_PEER_LOST",
+  PayloadTooLarge: "KV_PAYLOAD_TOO_LARGE",
+  NoTransport: "KV_NO_TRANSPORT",
+  Aborted: "KV_ABORTED",
+  Protocol: "KV_PROTOCOL",
+  SizeMismatch: "KV_SIZE_MISMATCH",
+  InvalidHandle: "KV_INVALID_HANDLE",
+  Closed: "KV_CLOSED",
+  Transport: "KV_TRANSPORT",
+} as const;
+export type KvErrorCode = (typeof KvErrorCodes)[keyof typeof KvErrorCodes];
+
+/** Base class of every kv-transfer failure. After any of them the caller can recompute the prefill. */
+export class KvTransferError extends Error {
+  readonly code: KvErrorCode;
+  constructor(code: KvErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "KvTransferError";
+    this.code = code;
+  }
+}
+
+/** The two sides' KV layouts differ (model, layers, heads, head dim, dtype or tokens per block). */
+export class KvLayoutMismatchError extends KvTransferError {
+  readonly fields: string[];
+  constructor(message: string, fields: string[] = [], options?: { cause?: unknown }) {
+    super(KvErrorCodes.LayoutMismatch, message, options);
+    this.name = "KvLayoutMismatchError";
+    this.fields = fields;
+  }
+}
+
+/** A chunk's bytes (or the whole-KV digest) do not match the checksum computed when the KV was offered. */
+export class KvChecksumError extends KvTransferError {
+  readonly seq: number;
+  constructor(message: string, seq = -1, options?: { cause?: unknown }) {
+    super(KvErrorCodes.ChecksumMismatch, message, options);
+    this.name = "KvChecksumError";
+    this.seq = seq;
+  }
+}
+
+/** The offering side does not know the offer (never made, already pulled, released or expired there). */
+export class KvOfferNotFoundError extends KvTransferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(KvErrorCodes.OfferNotFound, message, options);
+    this.name = "KvOfferNotFoundError";
+  }
+}
+
+/** The handle's expiry has passed; nothing was contacted. */
+export class KvOfferExpiredError extends KvTransferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(KvErrorCodes.OfferExpired, message, options);
+    this.name = "KvOfferExpiredError";
+  }
+}
+
+/** Connect, transfer, idle or acknowledgement time ran out. */
+export class KvTimeoutError extends KvTransferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(KvErrorCodes.Timeout, message, options);
+    this.name = "KvTimeoutError";
+  }
+}
+
+/** The peer went away (connection closed or reset, no responders) before the transfer finished. */
+export class KvPeerLostError extends KvTransferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(KvErrorCodes.PeerLost, message, options);
+    this.name = "KvPeerLostError";
+  }
+}
+
+/** The KV is larger than a transport accepts (the NATS fallback is for small KV only). */
+export class KvPayloadTooLargeError extends KvTransferError {
+  readonly bytes: number;
+  readonly limit: number;
+  constructor(message: string, bytes: number, limit: number, options?: { cause?: unknown }) {
+    super(KvErrorCodes.PayloadTooLarge, message, options);
+    this.name = "KvPayloadTooLargeError";
+    this.bytes = bytes;
+    this.limit = limit;
+  }
+}
+
+/** No transport is available to both sides. */
+export class KvNoTransportError extends KvTransferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(KvErrorCodes.NoTransport, message, options);
+    this.name = "KvNoTransportError";
+  }
+}
+
+/** The caller's AbortSignal fired. */
+export class KvAbortedError extends KvTransferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(KvErrorCodes.Aborted, message, options);
+    this.name = "KvAbortedError";
+  }
+}
+
+/** The peer sent something this protocol version does not allow. */
+export class KvProtocolError extends KvTransferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(KvErrorCodes.Protocol, message, options);
+    this.name = "KvProtocolError";
+  }
+}
+
+/** The sink's (or source's) byte size does not match the handle. */
+export class KvSizeMismatchError extends KvTransferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(KvErrorCodes.SizeMismatch, message, options);
+    this.name = "KvSizeMismatchError";
+  }
+}
+
+/** A handle failed validation (wrong version, missing or malformed fields). */
+export class KvInvalidHandleError extends KvTransferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(KvErrorCodes.InvalidHandle, message, options);
+    this.name = "KvInvalidHandleError";
+  }
+}
+
+/** The server or puller was closed while the operation was pending. */
+export class KvClosedError extends KvTransferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(KvErrorCodes.Closed, message, options);
+    this.name = "KvClosedError";
+  }
+}
+
+/** A transport failed for another reason (shared-memory file, NATS, engine import). */
+export class KvTransportError extends KvTransferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(KvErrorCodes.Transport, message, options);
+    this.name = "KvTransportError";
+  }
+}
+
+/** Rebuilds a typed error from a code received from the peer. */
+export function errorFromCode(code: string, message: string): KvTransferError {
+  switch (code) {
+    case KvErrorCodes.LayoutMismatch: return new KvLayoutMismatchError(message);
+    case KvErrorCodes.ChecksumMismatch: return new KvChecksumError(message);
+    case KvErrorCodes.OfferNotFound: return new KvOfferNotFoundError(message);
+    case KvErrorCodes.OfferExpired: return new KvOfferExpiredError(message);
+    case KvErrorCodes.Timeout: return new KvTimeoutError(message);
+    case KvErrorCodes.PeerLost: return new KvPeerLostError(message);
+    case KvErrorCodes.PayloadTooLarge: return new KvPayloadTooLargeError(message, -1, -1);
+    case KvErrorCodes.NoTransport: return new KvNoTransportError(message);
+    case KvErrorCodes.SizeMismatch: return new KvSizeMismatchError(message);
+    case KvErrorCodes.InvalidHandle: return new KvInvalidHandleError(message);
+    case KvErrorCodes.Closed: return new KvClosedError(message);
+    case KvErrorCodes.Transport: return new KvTransportError(message);
+    default: return new KvProtocolError(`peer error ${code}: ${message}`);
+  }
+}
+
+/** Wraps anything thrown into a KvTransferError (typed errors pass through). */
+export function asKvError(err: unknown, fallback: (e: unknown) => KvTransferError): KvTransferError {
+  return err instanceof KvTransferError ? err : fallback(err);
+}

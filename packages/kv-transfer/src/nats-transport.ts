@@ -1,0 +1,267 @@
+import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
+import { crc32OfSlices, digestOfChunks } from "./checksum.js";
+import {
+  errorFromCode,
+  KvAbortedError,
+  KvChecksumError,
+  KvErrorCodes,
+  KvPeerLostError,
+  KvProtocolError,
+  KvTimeoutError,
+  KvTransferError,
+  KvTransportError,
+  type KvErrorCode,
+} from "./errors.js";
+import type { KvHandle, NatsEndpoint } from "./handle.js";
+import { transferTimeoutMs, type TransferTimeoutOptions } from "./limits.js";
+import type { Offer, OfferRegistry } from "./offer-registry.js";
+import type { SegmentMap } from "./segments.js";
+import { decodeHeader, encodeHeader, FrameType, HEADER_BYTES, type ErrorBody } from "./wire.js";
+
+/**
+ * NATS fallback: request/reply per chunk on the offering side's subject. For small KV only (every byte is
+ * copied into a NATS message and crosses the NATS server twice); larger KV is refused with
+ * KvPayloadTooLargeError, never left to time out.
+ */
+export const DEFAULT_NATS_MAX_BYTES = 8 * 1024 * 1024;
+
+interface NatsRequest {
+  op: "begin" | "chunk" | "ack" | "nack";
+  offerId: string;
+  seq?: number;
+  fingerprint?: string;
+  bytes?: number;
+  digest?: string;
+}
+
+interface ActiveNatsTransfer {
+  offer: Offer;
+  deadline: NodeJS.Timeout;
+  idle: NodeJS.Timeout;
+}
+
+const enc = new TextEncoder();
+
+function errorReply(code: KvErrorCode, message: string): Uint8Array {
+  const body = Buffer.from(JSON.stringify({ code, message } satisfies ErrorBody));
+  return Buffer.concat([encodeHeader({ type: FrameType.Error, length: body.length }), body]);
+}
+
+/** The offering side's NATS responder (started by KvOfferServer when NATS is configured). */
+export class NatsOfferResponder {
+  readonly subject: string;
+  readonly maxBytes: number;
+  private readonly nc: NatsConnection;
+  private readonly registry: OfferRegistry;
+  private readonly timeouts: TransferTimeoutOptions;
+  private readonly idleMs: number;
+  private readonly chunkBytes: number;
+  private sub: Subscription | null = null;
+  private readonly active = new Map<string, ActiveNatsTransfer>();
+
+  constructor(o: {
+    connection: NatsConnection;
+    subject: string;
+    maxBytes: number;
+    registry: OfferRegistry;
+    chunkBytes: number;
+    timeouts: TransferTimeoutOptions;
+    idleMs: number;
+  }) {
+    this.nc = o.connection;
+    this.subject = o.subject;
+    this.maxBytes = o.maxBytes;
+    this.registry = o.registry;
+    this.chunkBytes = o.chunkBytes;
+    this.timeouts = o.timeouts;
+    this.idleMs = o.idleMs;
+  }
+
+  async start(): Promise<void> {
+    const max = this.nc.info?.max_payload;
+    if (max !== undefined && this.chunkBytes + HEADER_BYTES > max) {
+      throw new RangeError(`chunkBytes ${this.chunkBytes} + ${HEADER_BYTES} exceeds the NATS server's max_payload ${max}`);
+    }
+    this.sub = this.nc.subscribe(this.subject, { callback: (err, msg) => (err ? undefined : this.onMsg(msg)) });
+    await this.nc.flush();
+  }
+
+  async close(): Promise<void> {
+    for (const id of [...this.active.keys()]) this.end(id, "failed");
+    this.sub?.unsubscribe();
+    this.sub = null;
+  }
+
+  private end(id: string, reason: "ack" | "failed"): void {
+    const a = this.active.get(id);
+    if (a) {
+      clearTimeout(a.deadline);
+      clearTimeout(a.idle);
+      this.active.delete(id);
+    }
+    this.registry.release(id, reason);
+  }
+
+  private onMsg(msg: Msg): void {
+    let req: NatsRequest;
+    try {
+      req = JSON.parse(new TextDecoder().decode(msg.data)) as NatsRequest;
+    } catch {
+      msg.respond(errorReply(KvErrorCodes.Protocol, "request is not JSON"));
+      return;
+    }
+    const id = String(req.offerId);
+    if (req.op === "begin") {
+      const offer = this.registry.get(id);
+      if (!offer || offer.claimed) {
+        msg.respond(errorReply(KvErrorCodes.OfferNotFound, `offer ${id} is unknown here (never made, already pulled, released or expired)`));
+        return;
+      }
+      let refusal: [KvErrorCode, string] | null = null;
+      if (offer.bytes > this.maxBytes) refusal = [KvErrorCodes.PayloadTooLarge, `KV of ${offer.bytes} bytes exceeds the NATS transport limit of ${this.maxBytes}`];
+      else if (req.fingerprint !== offer.layout.fingerprint) refusal = [KvErrorCodes.LayoutMismatch, `puller layout ${String(req.fingerprint)} differs from offered ${offer.layout.fingerprint}`];
+      else if (req.bytes !== offer.bytes || req.digest !== offer.digest) refusal = [KvErrorCodes.SizeMismatch, "size or digest differs from the offer"];
+      if (refusal) {
+        msg.respond(errorReply(...refusal));
+        this.registry.release(id, "failed"); // single-consumer: a refused pull ends the offer
+        return;
+      }
+      this.registry.claim(id);
+      const a: ActiveNatsTransfer = {
+        offer,
+        deadline: setTimeout(() => this.end(id, "failed"), transferTimeoutMs(offer.bytes, this.timeouts)),
+        idle: setTimeout(() => this.end(id, "failed"), this.idleMs),
+      };
+      a.deadline.unref();
+      a.idle.unref();
+      this.active.set(id, a);
+      const body = Buffer.from(JSON.stringify({ bytes: offer.bytes, chunkBytes: offer.chunkBytes, chunks: offer.crcs.length }));
+      msg.respond(Buffer.concat([encodeHeader({ type: FrameType.Begin, offerId: offer.idBytes, length: body.length }), body]));
+      return;
+    }
+    const a = this.active.get(id);
+    if (!a) {
+      // ack/nack outside a transfer: the engine transport, or a puller that gave up before pulling
+      if ((req.op === "ack" || req.op === "nack") && this.registry.get(id) && !this.registry.get(id)!.claimed) {
+        this.registry.release(id, req.op === "ack" ? "ack" : "failed");
+        msg.respond(encodeHeader({ type: FrameType.End }));
+        return;
+      }
+      msg.respond(errorReply(KvErrorCodes.OfferNotFound, `no NATS transfer of offer ${id} in progress`));
+      return;
+    }
+    a.idle.refresh();
+    if (req.op === "ack" || req.op === "nack") {
+      this.end(id, req.op === "ack" ? "ack" : "failed");
+      msg.respond(encodeHeader({ type: FrameType.End }));
+      return;
+    }
+    const seq = req.seq ?? -1;
+    const { offer } = a;
+    if (req.op !== "chunk" || !Number.isSafeInteger(seq) || seq < 0 || seq >= offer.crcs.length) {
+      msg.respond(errorReply(KvErrorCodes.Protocol, `bad request op ${String(req.op)} seq ${String(seq)}`));
+      return;
+    }
+    const offset = seq * offer.chunkBytes;
+    const length = Math.min(offer.chunkBytes, offer.bytes - offset);
+    const out = Buffer.allocUnsafe(HEADER_BYTES + length); // the staging copy NATS needs
+    encodeHeader({ type: FrameType.Data, offerId: offer.idBytes, seq, crc: offer.crcs[seq]!, offset, length }, out);
+    let pos = HEADER_BYTES;
+    for (const s of offer.map.slices(offset, length)) {
+      out.set(s, pos);
+      pos += s.byteLength;
+    }
+    msg.respond(out);
+  }
+}
+
+function natsFailure(err: unknown, what: string): KvTransferError {
+  if (err instanceof KvTransferError) return err;
+  const e = err as { name?: string; message?: string; cause?: { name?: string }; isNoResponders?: () => boolean };
+  if (e?.name === "TimeoutError" || e?.cause?.name === "TimeoutError") return new KvTimeoutError(`${what}: NATS request timed out`, { cause: err });
+  if (e?.isNoResponders?.() || e?.name === "NoRespondersError" || e?.cause?.name === "NoRespondersError") {
+    return new KvPeerLostError(`${what}: no responder on NATS (offering side gone)`, { cause: err });
+  }
+  return new KvTransportError(`${what}: ${e?.message ?? String(err)}`, { cause: err });
+}
+
+function parseReply(m: Msg, what: string): { type: number; header: ReturnType<typeof decodeHeader>; payload: Uint8Array } {
+  if (m.data.byteLength < HEADER_BYTES) throw new KvProtocolError(`${what}: short NATS reply`);
+  const header = decodeHeader(m.data);
+  const payload = m.data.subarray(HEADER_BYTES, HEADER_BYTES + header.length);
+  if (header.type === FrameType.Error) {
+    const body = JSON.parse(new TextDecoder().decode(payload)) as ErrorBody;
+    throw errorFromCode(body.code, body.message);
+  }
+  return { type: header.type, header, payload };
+}
+
+/** Pulls over NATS into the sink map; sends the ack after verifying. */
+export async function natsPull(
+  nc: NatsConnection,
+  ep: NatsEndpoint,
+  handle: KvHandle,
+  sink: SegmentMap,
+  o: { deadline: number; signal?: AbortSignal; requestTimeoutMs: number; window?: number },
+): Promise<void> {
+  const remaining = () => Math.max(1, Math.min(o.requestTimeoutMs, o.deadline - Date.now()));
+  const ask = async (r: NatsRequest) => {
+    if (o.signal?.aborted) throw new KvAbortedError("pull aborted", { cause: o.signal.reason });
+    if (Date.now() >= o.deadline) throw new KvTimeoutError("pull deadline passed");
+    try {
+      return await nc.request(ep.subject, enc.encode(JSON.stringify(r)), { timeout: remaining() });
+    } catch (err) {
+      throw natsFailure(err, `NATS ${r.op}`);
+    }
+  };
+  const begin = parseReply(
+    await ask({ op: "begin", offerId: handle.id, fingerprint: handle.layout.fingerprint, bytes: handle.bytes, digest: handle.checksum.digest }),
+    "begin",
+  );
+  if (begin.type !== FrameType.Begin) throw new KvProtocolError("expected BEGIN");
+  const n = handle.checksum.chunks;
+  const cb = handle.checksum.chunkBytes;
+  const crcs = new Uint32Array(n);
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      const seq = next++;
+      const { header, payload, type } = parseReply(await ask({ op: "chunk", offerId: handle.id, seq }), "chunk");
+      const offset = seq * cb;
+      const length = Math.min(cb, handle.bytes - offset);
+      if (type !== FrameType.Data || header.seq !== seq || header.offset !== offset || payload.byteLength !== length) {
+        throw new KvProtocolError(`chunk ${seq}: unexpected frame`);
+      }
+      if (crc32OfSlices([payload]) !== header.crc) {
+        throw new KvChecksumError(`chunk ${seq} failed its checksum`, seq);
+      }
+      crcs[seq] = header.crc;
+      let pos = 0;
+      for (const s of sink.slices(offset, length)) {
+        s.set(payload.subarray(pos, pos + s.byteLength));
+        pos += s.byteLength;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(o.window ?? 4, Math.max(1, n)) }, worker));
+  if (digestOfChunks(crcs) !== handle.checksum.digest) throw new KvChecksumError("chunk checksums do not match the handle's digest");
+  parseReply(await ask({ op: "ack", offerId: handle.id }), "ack");
+}
+
+/** Best-effort release of a remote offer over NATS after a failure on the pulling side. */
+export async function natsNack(nc: NatsConnection, ep: NatsEndpoint, offerId: string, timeoutMs: number): Promise<void> {
+  try {
+    await nc.request(ep.subject, enc.encode(JSON.stringify({ op: "nack", offerId } satisfies NatsRequest)), { timeout: timeoutMs });
+  } catch {
+    /* the offering side will expire it */
+  }
+}
+
+/** Acknowledges an offer whose bytes the engine moved (engine transport, NATS control). */
+export async function natsAck(nc: NatsConnection, ep: NatsEndpoint, offerId: string, timeoutMs: number): Promise<void> {
+  try {
+    parseReply(await nc.request(ep.subject, enc.encode(JSON.stringify({ op: "ack", offerId } satisfies NatsRequest)), { timeout: timeoutMs }), "ack");
+  } catch (err) {
+    throw natsFailure(err, "NATS ack");
+  }
+}

@@ -1,0 +1,410 @@
+import { createServer, type Server, type Socket } from "node:net";
+import { closeSync, writevSync } from "node:fs";
+import { hostname } from "node:os";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { CHECKSUM_ALGORITHM } from "./checksum.js";
+import { KvClosedError, KvErrorCodes, KvProtocolError, KvTransferError, type KvErrorCode } from "./errors.js";
+import { FrameReader, parseJson } from "./frame-reader.js";
+import type { KvEndpoint, KvHandle } from "./handle.js";
+import type { KvLayout } from "./layout.js";
+import { Semaphore, transferTimeoutMs, type TransferTimeoutOptions } from "./limits.js";
+import { NatsOfferResponder, DEFAULT_NATS_MAX_BYTES } from "./nats-transport.js";
+import { OfferRegistry, type Offer, type OfferRegistryStats, type OfferReleaseReason } from "./offer-registry.js";
+import type { KvSource } from "./segments.js";
+import { createRing, DEFAULT_SHM_DIR, localHostId, shmAvailable, sweepStaleRings, unlinkQuiet } from "./shm.js";
+import { controlFrame, encodeHeader, FrameType, type ErrorBody, type FrameHeader, type PullBegin, type PullRequest } from "./wire.js";
+
+export interface KvOfferServerOptions {
+  /** Layout of this side's KV (e.g. `layoutFromExecutor(ex.kvLayout())`). */
+  layout: KvLayout;
+  /** Address to listen on. @default "127.0.0.1" */
+  host?: string;
+  /** Port; 0 lets the OS choose. @default 0 */
+  port?: number;
+  /** Address put in handles (another host must reach it). @default host, or os.hostname() for a wildcard host */
+  advertiseHost?: string;
+  /** Transports to offer. @default ["shm", "tcp"] plus "nats" when `nats` is given */
+  transports?: Array<"tcp" | "shm" | "nats">;
+  /** NATS fallback for small KV: the request plane's raw connection. */
+  nats?: { connection: NatsConnection; subject?: string; maxBytes?: number };
+  /** Offer lifetime before it is released unpulled. @default 30000 */
+  ttlMs?: number;
+  /** Checksum/framing chunk size. @default 524288 (fits a default 1 MiB NATS payload with its header) */
+  chunkBytes?: number;
+  /** Transfers sending at once; more pulls wait (bounded by their deadline). @default 16 */
+  maxConcurrentTransfers?: number;
+  /** Size-scaled transfer deadline, wait for the ack, and longest silence from a puller. */
+  timeouts?: TransferTimeoutOptions & { ackMs?: number; idleMs?: number };
+  /** Shared-memory ring: directory (tmpfs) and slot count. @default { dir: "/dev/shm", slots: 8 } */
+  shm?: { dir?: string; slots?: number };
+}
+
+export interface OfferOptions {
+  /** @default the server's ttlMs */
+  ttlMs?: number;
+}
+
+export interface KvOfferServerStats extends OfferRegistryStats {
+  transfersActive: number;
+  transfersQueued: number;
+  connections: number;
+}
+
+interface ServerTransfer {
+  offer: Offer;
+  stage: "queued" | "sending" | "await-ack";
+  timer: NodeJS.Timeout | null;
+  releaseSlot: (() => void) | null;
+  aborted: boolean;
+  /** wakes the send loop (slot freed, ring opened, abort) */
+  wake: (() => void) | null;
+  shm: { path: string; fd: number; free: number[]; opened: boolean; unlinked: boolean } | null;
+}
+
+interface ServerConn {
+  sock: Socket;
+  transfer: ServerTransfer | null;
+}
+
+/**
+ * The offering (prefill) side: holds offers in a registry and serves pulls over TCP, same-host shared memory
+ * (controlled over the same TCP connection) and, for small KV, NATS.
+ */
+export class KvOfferServer {
+  readonly layout: KvLayout;
+  readonly registry: OfferRegistry;
+  readonly hostId = localHostId();
+  private readonly server: Server;
+  private readonly conns = new Set<ServerConn>();
+  private readonly slots: Semaphore;
+  private readonly o: Required<Pick<KvOfferServerOptions, "ttlMs" | "chunkBytes">> & { ackMs: number; idleMs: number; timeouts: TransferTimeoutOptions };
+  private readonly transports: Set<string>;
+  private readonly shmDir: string;
+  private readonly shmSlots: number;
+  private nats: NatsOfferResponder | null = null;
+  private advertise = "";
+  private boundPort = 0;
+  private closed = false;
+
+  private constructor(opts: KvOfferServerOptions) {
+    this.layout = opts.layout;
+    this.registry = new OfferRegistry();
+    this.slots = new Semaphore(opts.maxConcurrentTransfers ?? 16);
+    const chunkBytes = opts.chunkBytes ?? 512 * 1024;
+    if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 4096 || chunkBytes > 64 * 1024 * 1024) {
+      throw new RangeError(`chunkBytes must be an integer in [4096, 64 MiB] (got ${chunkBytes})`);
+    }
+    this.o = {
+      ttlMs: opts.ttlMs ?? 30_000,
+      chunkBytes,
+      ackMs: opts.timeouts?.ackMs ?? 10_000,
+      idleMs: opts.timeouts?.idleMs ?? 15_000,
+      timeouts: opts.timeouts ?? {},
+    };
+    this.shmDir = opts.shm?.dir ?? DEFAULT_SHM_DIR;
+    this.shmSlots = opts.shm?.slots ?? 8;
+    const wanted = opts.transports ?? ["shm", "tcp", ...(opts.nats ? (["nats"] as const) : [])];
+    this.transports = new Set(wanted.filter((t) => t !== "shm" || shmAvailable(this.shmDir)));
+    if (this.transports.has("nats") && !opts.nats) throw new RangeError('transport "nats" needs options.nats.connection');
+    this.server = createServer((sock) => this.onConnection(sock));
+  }
+
+  /** Starts listening (and the NATS responder when configured). */
+  static async start(opts: KvOfferServerOptions): Promise<KvOfferServer> {
+    const s = new KvOfferServer(opts);
+    const host = opts.host ?? "127.0.0.1";
+    await new Promise<void>((resolve, reject) => {
+      s.server.once("error", reject);
+      s.server.listen(opts.port ?? 0, host, () => {
+        s.server.off("error", reject);
+        resolve();
+      });
+    });
+    const addr = s.server.address();
+    s.boundPort = typeof addr === "object" && addr ? addr.port : 0;
+    const wildcard = host === "0.0.0.0" || host === "::";
+    s.advertise = opts.advertiseHost ?? (wildcard ? hostname() : host);
+    if (s.transports.has("shm")) sweepStaleRings(s.shmDir);
+    if (s.transports.has("nats") && opts.nats) {
+      s.nats = new NatsOfferResponder({
+        connection: opts.nats.connection,
+        subject: opts.nats.subject ?? `trtd.kv.${s.registry.instanceId}`,
+        maxBytes: opts.nats.maxBytes ?? DEFAULT_NATS_MAX_BYTES,
+        registry: s.registry,
+        chunkBytes: s.o.chunkBytes,
+        timeouts: s.o.timeouts,
+        idleMs: s.o.idleMs,
+      });
+      await s.nats.start();
+    }
+    return s;
+  }
+
+  /** Where the server listens (the advertised host and the bound port). */
+  get address(): { host: string; port: number } {
+    return { host: this.advertise, port: this.boundPort };
+  }
+
+  /**
+   * Offers a request's KV. The server owns `source` from now on: it calls `source.release()` exactly once, on the
+   * puller's ack, a failed transfer, expiry, close() or process exit. Returns the handle to send to the puller.
+   */
+  offer(source: KvSource, opts: OfferOptions = {}): KvHandle {
+    if (this.closed) {
+      source.release();
+      throw new KvClosedError("KvOfferServer is closed");
+    }
+    const ttl = opts.ttlMs ?? this.o.ttlMs;
+    const offer = this.registry.add(source, this.layout, ttl, this.o.chunkBytes);
+    const endpoints: KvEndpoint[] = [];
+    if (offer.engineState) endpoints.push({ transport: "engine", state: Buffer.from(offer.engineState).toString("base64") });
+    if (this.transports.has("shm")) endpoints.push({ transport: "shm", hostId: this.hostId, host: this.advertise, port: this.boundPort });
+    if (this.transports.has("tcp")) endpoints.push({ transport: "tcp", host: this.advertise, port: this.boundPort });
+    if (this.nats) endpoints.push({ transport: "nats", subject: this.nats.subject, maxBytes: this.nats.maxBytes });
+    return {
+      v: 1,
+      id: offer.id,
+      layout: this.layout,
+      numTokens: offer.numTokens,
+      bytes: offer.bytes,
+      checksum: { algorithm: CHECKSUM_ALGORITHM, chunkBytes: offer.chunkBytes, chunks: offer.crcs.length, digest: offer.digest },
+      endpoints,
+      expiresAt: offer.expiresAt,
+    };
+  }
+
+  /** Releases an offer nobody will pull. */
+  withdraw(offerId: string): boolean {
+    return this.registry.release(offerId, "withdrawn");
+  }
+
+  stats(): KvOfferServerStats {
+    return { ...this.registry.stats(), transfersActive: this.slots.inUse, transfersQueued: this.slots.waiting, connections: this.conns.size };
+  }
+
+  /** Stops serving, ends transfers in progress (their pullers get an error) and releases every offer. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const done = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const c of [...this.conns]) c.sock.destroy();
+    await this.nats?.close();
+    this.registry.close();
+    await done;
+  }
+
+  // ---- connections ----
+
+  private onConnection(sock: Socket): void {
+    if (this.closed) {
+      sock.destroy();
+      return;
+    }
+    sock.setNoDelay(true);
+    const conn: ServerConn = { sock, transfer: null };
+    this.conns.add(conn);
+    const reader = new FrameReader();
+    sock.on("data", (d: Buffer) => {
+      try {
+        reader.push(d, (h, p) => this.onFrame(conn, h, p));
+      } catch (err) {
+        this.fail(conn, err);
+      }
+    });
+    sock.on("error", () => {
+      /* 'close' follows and does the cleanup */
+    });
+    sock.on("close", () => {
+      this.conns.delete(conn);
+      if (conn.transfer) this.endTransfer(conn, "failed");
+    });
+  }
+
+  private fail(conn: ServerConn, err: unknown): void {
+    const e = err instanceof KvTransferError ? err : new KvProtocolError(String(err), { cause: err });
+    if (!conn.sock.destroyed && conn.sock.writable) {
+      for (const b of controlFrame(FrameType.Error, { code: e.code, message: e.message } satisfies ErrorBody)) conn.sock.write(b);
+      conn.sock.end();
+      setTimeout(() => conn.sock.destroy(), 1000).unref();
+    }
+    if (conn.transfer) this.endTransfer(conn, "failed", conn.transfer.stage === "sending");
+  }
+
+  private sendError(conn: ServerConn, code: KvErrorCode, message: string): void {
+    for (const b of controlFrame(FrameType.Error, { code, message } satisfies ErrorBody)) conn.sock.write(b);
+  }
+
+  private onFrame(conn: ServerConn, h: FrameHeader, payload: Buffer): void {
+    const t = conn.transfer;
+    switch (h.type) {
+      case FrameType.Pull:
+        if (t) throw new KvProtocolError("PULL while a transfer is in progress on this connection");
+        this.onPull(conn, parseJson<PullRequest>(payload, "PULL"));
+        return;
+      case FrameType.Ack:
+      case FrameType.Nack: {
+        const reason: OfferReleaseReason = h.type === FrameType.Ack ? "ack" : "failed";
+        const id = h.offerId.toString("hex");
+        if (t && t.offer.id === id) {
+          if (h.type === FrameType.Ack && t.stage !== "await-ack") throw new KvProtocolError("ACK before END");
+          this.endTransfer(conn, reason);
+        } else {
+          // An ack outside a transfer: the engine transport (the engine moved the bytes) or a puller that
+          // failed before pulling. Only an unclaimed offer can be released this way.
+          const o = this.registry.get(id);
+          if (o && !o.claimed) this.registry.release(id, reason);
+        }
+        return;
+      }
+      case FrameType.ShmOpened:
+        if (!t?.shm) throw new KvProtocolError("SHM_OPENED without a shared-memory transfer");
+        t.shm.opened = true;
+        unlinkQuiet(t.shm.path);
+        t.shm.unlinked = true;
+        t.wake?.();
+        return;
+      case FrameType.ShmFree:
+        if (!t?.shm || h.slot >= this.shmSlots || t.shm.free.includes(h.slot)) throw new KvProtocolError("bad SHM_FREE");
+        t.shm.free.push(h.slot);
+        t.wake?.();
+        return;
+      default:
+        throw new KvProtocolError(`unexpected frame type ${h.type} from puller`);
+    }
+  }
+
+  private onPull(conn: ServerConn, req: PullRequest): void {
+    const offer = typeof req.offerId === "string" ? this.registry.get(req.offerId) : undefined;
+    if (!offer || offer.claimed) {
+      this.sendError(conn, KvErrorCodes.OfferNotFound, `offer ${String(req.offerId)} is unknown here (never made, already pulled, released or expired)`);
+      return;
+    }
+    const refuse = (code: KvErrorCode, message: string) => {
+      this.sendError(conn, code, message);
+      this.registry.release(offer.id, "failed"); // offers are single-consumer: a refused pull ends it
+    };
+    if (req.fingerprint !== offer.layout.fingerprint) {
+      return refuse(KvErrorCodes.LayoutMismatch, `puller layout ${String(req.fingerprint)} differs from offered ${offer.layout.fingerprint}`);
+    }
+    if (req.bytes !== offer.bytes || req.digest !== offer.digest) {
+      return refuse(KvErrorCodes.SizeMismatch, `puller expects ${req.bytes} bytes / digest ${req.digest}, offer has ${offer.bytes} / ${offer.digest}`);
+    }
+    if (req.transport !== "tcp" && req.transport !== "shm") {
+      return refuse(KvErrorCodes.NoTransport, `transport ${String(req.transport)} is not served over TCP`);
+    }
+    if (!this.transports.has(req.transport) || (req.transport === "shm" && req.hostId !== this.hostId)) {
+      return refuse(KvErrorCodes.NoTransport, `transport ${req.transport} not available to this puller`);
+    }
+    this.registry.claim(offer.id);
+    const t: ServerTransfer = { offer, stage: "queued", timer: null, releaseSlot: null, aborted: false, wake: null, shm: null };
+    conn.transfer = t;
+    const deadline = Date.now() + transferTimeoutMs(offer.bytes, this.o.timeouts);
+    t.timer = setTimeout(() => this.fail(conn, new KvProtocolError("transfer deadline passed on the offering side")), deadline - Date.now());
+    t.timer.unref();
+    this.slots
+      .acquire(deadline)
+      .then((release) => {
+        t.releaseSlot = release;
+        if (t.aborted) return release();
+        t.stage = "sending";
+        return req.transport === "shm" ? this.sendShm(conn, t) : this.sendTcp(conn, t);
+      })
+      .catch((err) => {
+        if (!t.aborted) this.fail(conn, err);
+      });
+  }
+
+  private async sendTcp(conn: ServerConn, t: ServerTransfer): Promise<void> {
+    const { sock } = conn;
+    const { offer } = t;
+    const begin: PullBegin = { bytes: offer.bytes, chunkBytes: offer.chunkBytes, chunks: offer.crcs.length };
+    for (const b of controlFrame(FrameType.Begin, begin, offer.idBytes)) sock.write(b);
+    for (let seq = 0; seq < offer.crcs.length; seq++) {
+      if (t.aborted) return;
+      const offset = seq * offer.chunkBytes;
+      const length = Math.min(offer.chunkBytes, offer.bytes - offset);
+      // Zero-copy: the exported views go to the socket as they are (writev under cork).
+      sock.cork();
+      sock.write(encodeHeader({ type: FrameType.Data, offerId: offer.idBytes, seq, crc: offer.crcs[seq]!, offset, length }));
+      let ok = true;
+      for (const s of offer.map.slices(offset, length)) ok = sock.write(s);
+      sock.uncork();
+      if (!ok) await drained(sock, t);
+    }
+    this.finishSending(conn, t);
+  }
+
+  private async sendShm(conn: ServerConn, t: ServerTransfer): Promise<void> {
+    const { sock } = conn;
+    const { offer } = t;
+    const ring = createRing(this.shmDir, this.shmSlots, offer.chunkBytes);
+    t.shm = { ...ring, free: Array.from({ length: this.shmSlots }, (_, i) => i), opened: false, unlinked: false };
+    const shm = t.shm;
+    const begin: PullBegin = { bytes: offer.bytes, chunkBytes: offer.chunkBytes, chunks: offer.crcs.length, shmPath: ring.path, slots: this.shmSlots };
+    for (const b of controlFrame(FrameType.Begin, begin, offer.idBytes)) sock.write(b);
+    while (!shm.opened) {
+      await new Promise<void>((r) => (t.wake = r));
+      if (t.aborted) return;
+    }
+    for (let seq = 0; seq < offer.crcs.length; seq++) {
+      while (shm.free.length === 0) {
+        await new Promise<void>((r) => (t.wake = r));
+        if (t.aborted) return;
+      }
+      if (t.aborted) return;
+      const slot = shm.free.shift()!;
+      const offset = seq * offer.chunkBytes;
+      const length = Math.min(offer.chunkBytes, offer.bytes - offset);
+      let pos = slot * offer.chunkBytes;
+      for (const s of offer.map.slices(offset, length)) {
+        let done = 0;
+        while (done < s.byteLength) done += writevSync(shm.fd, [s.subarray(done)], pos + done);
+        pos += s.byteLength;
+      }
+      sock.write(encodeHeader({ type: FrameType.ShmChunk, offerId: offer.idBytes, seq, crc: offer.crcs[seq]!, offset, length, slot }));
+    }
+    this.finishSending(conn, t);
+  }
+
+  private finishSending(conn: ServerConn, t: ServerTransfer): void {
+    for (const b of controlFrame(FrameType.End, undefined, t.offer.idBytes)) conn.sock.write(b);
+    t.stage = "await-ack";
+    t.releaseSlot?.();
+    t.releaseSlot = null;
+    if (t.timer) clearTimeout(t.timer);
+    t.timer = setTimeout(() => this.fail(conn, new KvProtocolError("no ACK from the puller in time")), this.o.ackMs);
+    t.timer.unref();
+  }
+
+  /** Ends a transfer: the offer goes back through the registry's one release path. */
+  private endTransfer(conn: ServerConn, reason: OfferReleaseReason, destroy = reason !== "ack"): void {
+    const t = conn.transfer;
+    if (!t) return;
+    conn.transfer = null;
+    t.aborted = true;
+    if (t.timer) clearTimeout(t.timer);
+    t.releaseSlot?.();
+    t.wake?.();
+    if (t.shm) {
+      if (!t.shm.unlinked) unlinkQuiet(t.shm.path);
+      closeSync(t.shm.fd);
+    }
+    if (destroy && !conn.sock.destroyed) conn.sock.destroy(); // stops pending writes before the views go
+    this.registry.release(t.offer.id, reason);
+  }
+}
+
+/** Waits for 'drain' (or for the transfer to end). */
+function drained(sock: Socket, t: ServerTransfer): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      sock.off("drain", done);
+      sock.off("close", done);
+      t.wake = null;
+      resolve();
+    };
+    sock.on("drain", done);
+    sock.on("close", done);
+    t.wake = done;
+  });
+}

@@ -1,0 +1,227 @@
+import type { NatsConnection } from "@nats-io/nats-core";
+import {
+  asKvError,
+  KvAbortedError,
+  KvClosedError,
+  KvNoTransportError,
+  KvOfferExpiredError,
+  KvPayloadTooLargeError,
+  KvTransportError,
+  type KvTransferError,
+} from "./errors.js";
+import { TRANSPORT_PREFERENCE, parseKvHandle, type KvEndpoint, type KvHandle, type KvTransportName, type NatsEndpoint, type TcpEndpoint } from "./handle.js";
+import { assertLayoutCompatible, type KvLayout } from "./layout.js";
+import { Semaphore, transferTimeoutMs, type TransferTimeoutOptions } from "./limits.js";
+import { natsAck, natsNack, natsPull } from "./nats-transport.js";
+import { mapSegments, type KvSink } from "./segments.js";
+import { localHostId, shmAvailable } from "./shm.js";
+import { ConnectionPool, PullConnection } from "./tcp-client.js";
+import { encodeHeader, FrameType } from "./wire.js";
+
+export interface KvPullerOptions {
+  /** Layout of this side's KV (e.g. `layoutFromExecutor(ex.kvLayout())`); handles with another are refused. */
+  layout: KvLayout;
+  /** Transports this side may use. @default ["engine", "shm", "tcp", "nats"] (nats only with `nats`) */
+  transports?: KvTransportName[];
+  /** The request plane's raw NATS connection, for the small-KV fallback and NATS acks. */
+  nats?: NatsConnection;
+  /** Pulls running at once; more wait (bounded by their own timeout). @default 16 */
+  maxConcurrentPulls?: number;
+  /** @default 5000 */
+  connectTimeoutMs?: number;
+  /** Longest silence from the offering side during a transfer. @default 10000 */
+  idleTimeoutMs?: number;
+  /** Default transfer deadline: base + bytes at a minimum rate (default 5 s + 50 MB/s). */
+  timeouts?: TransferTimeoutOptions;
+  /** Idle pooled connections kept per offering server, and for how long. @default { maxIdlePerEndpoint: 4, idleMs: 30000 } */
+  pool?: { maxIdlePerEndpoint?: number; idleMs?: number };
+}
+
+export interface PullOptions {
+  signal?: AbortSignal;
+  /** Overall bound for this pull (queueing included). @default size-scaled, see KvPullerOptions.timeouts */
+  timeoutMs?: number;
+  /** Restrict the transports for this pull (e.g. to measure one). */
+  transports?: KvTransportName[];
+}
+
+export interface PullResult {
+  transport: KvTransportName;
+  bytes: number;
+  ms: number;
+}
+
+export interface KvPullerStats {
+  active: number;
+  queued: number;
+  pooledConnections: { idle: number; busy: number };
+  completed: number;
+  failed: number;
+}
+
+/**
+ * The pulling (decode) side. `pull(handle, sink)` moves the offered KV into `sink` with the best transport both
+ * sides have, verifies every chunk, and acknowledges (which releases the offer). On any failure it throws a
+ * KvTransferError, aborts the sink, and makes sure the offering side releases the offer: the caller recomputes.
+ */
+export class KvPuller {
+  readonly layout: KvLayout;
+  readonly hostId = localHostId();
+  private readonly allowed: Set<KvTransportName>;
+  private readonly nats: NatsConnection | undefined;
+  private readonly slots: Semaphore;
+  private readonly pool: ConnectionPool;
+  private readonly connectTimeoutMs: number;
+  private readonly idleTimeoutMs: number;
+  private readonly timeouts: TransferTimeoutOptions;
+  private completed = 0;
+  private failed = 0;
+  private closed = false;
+
+  constructor(o: KvPullerOptions) {
+    this.layout = o.layout;
+    this.nats = o.nats;
+    const t = o.transports ?? ["engine", "shm", "tcp", "nats"];
+    this.allowed = new Set(t.filter((x) => (x !== "nats" || !!o.nats) && (x !== "shm" || shmAvailable())));
+    this.slots = new Semaphore(o.maxConcurrentPulls ?? 16);
+    this.pool = new ConnectionPool(o.pool?.maxIdlePerEndpoint ?? 4, o.pool?.idleMs ?? 30_000);
+    this.connectTimeoutMs = o.connectTimeoutMs ?? 5000;
+    this.idleTimeoutMs = o.idleTimeoutMs ?? 10_000;
+    this.timeouts = o.timeouts ?? {};
+  }
+
+  /** The transport `pull` would use for this handle and sink (the best both sides have), or an error. */
+  negotiate(handle: KvHandle, sink?: Pick<KvSink, "importEngineState">, only?: KvTransportName[]): KvEndpoint {
+    const usable = (e: KvEndpoint): boolean => {
+      if (!this.allowed.has(e.transport) || (only && !only.includes(e.transport))) return false;
+      switch (e.transport) {
+        case "engine":
+          return typeof sink?.importEngineState === "function";
+        case "shm":
+          return e.hostId === this.hostId;
+        case "tcp":
+          return true;
+        case "nats":
+          return e.maxBytes >= handle.bytes;
+      }
+    };
+    const candidates = handle.endpoints.filter(usable);
+    candidates.sort((a, b) => TRANSPORT_PREFERENCE.indexOf(a.transport) - TRANSPORT_PREFERENCE.indexOf(b.transport));
+    if (candidates.length > 0) return candidates[0]!;
+    const nats = handle.endpoints.find((e): e is NatsEndpoint => e.transport === "nats");
+    const others = handle.endpoints.some((e) => e.transport !== "nats" && usable({ ...e } as KvEndpoint));
+    if (nats && this.allowed.has("nats") && !others && nats.maxBytes < handle.bytes) {
+      throw new KvPayloadTooLargeError(
+        `KV of ${handle.bytes} bytes exceeds the NATS transport limit of ${nats.maxBytes} bytes and no other transport is shared`,
+        handle.bytes,
+        nats.maxBytes,
+      );
+    }
+    throw new KvNoTransportError(
+      `no common transport: offer has [${handle.endpoints.map((e) => e.transport).join(", ")}], this side allows [${[...this.allowed].join(", ")}]`,
+    );
+  }
+
+  /**
+   * Pulls the KV named by `handle` into `sink`. Takes ownership of `sink` on failure (aborts it); on success the
+   * caller passes it to its executor (generation-only request).
+   */
+  async pull(handleInput: KvHandle | string, sink: KvSink, opts: PullOptions = {}): Promise<PullResult> {
+    const started = Date.now();
+    let handle: KvHandle | undefined;
+    let release: (() => void) | undefined;
+    let contacted = false;
+    let chosen: KvTransportName | undefined;
+    try {
+      if (this.closed) throw new KvClosedError("KvPuller is closed");
+      handle = parseKvHandle(handleInput);
+      assertLayoutCompatible(this.layout, handle.layout);
+      if (Date.now() >= handle.expiresAt) throw new KvOfferExpiredError(`offer ${handle.id} expired ${Date.now() - handle.expiresAt} ms ago`);
+      const map = mapSegments("import sink", sink, handle.bytes);
+      const ep = this.negotiate(handle, sink, opts.transports);
+      chosen = ep.transport;
+      const deadline = started + (opts.timeoutMs ?? transferTimeoutMs(handle.bytes, this.timeouts));
+      release = await this.slots.acquire(deadline, opts.signal, "pull slot");
+      if (opts.signal?.aborted) throw new KvAbortedError("pull aborted", { cause: opts.signal.reason });
+      contacted = true;
+      switch (ep.transport) {
+        case "engine":
+          await this.pullEngine(handle, ep.state, sink);
+          break;
+        case "nats":
+          await natsPull(this.nats!, ep, handle, map, { deadline, signal: opts.signal, requestTimeoutMs: Math.min(this.idleTimeoutMs, 10_000) });
+          break;
+        case "tcp":
+        case "shm": {
+          const conn = await this.pool.acquire(ep.host, ep.port, Math.min(this.connectTimeoutMs, Math.max(1, deadline - Date.now())), opts.signal);
+          try {
+            await conn.pull(handle, map, ep.transport, { hostId: this.hostId, deadline, idleMs: this.idleTimeoutMs, signal: opts.signal });
+          } finally {
+            this.pool.release(conn);
+          }
+          break;
+        }
+      }
+      this.completed++;
+      return { transport: ep.transport, bytes: handle.bytes, ms: Date.now() - started };
+    } catch (err) {
+      this.failed++;
+      const e = asKvError(err, (x) => new KvTransportError(String((x as Error)?.message ?? x), { cause: x }));
+      sink.abort();
+      // TCP/shm: the server releases when the connection drops. Otherwise tell it, bounded, so nothing waits for expiry.
+      if (handle && !(contacted && (chosen === "tcp" || chosen === "shm"))) await this.nack(handle, e);
+      throw e;
+    } finally {
+      release?.();
+    }
+  }
+
+  private async pullEngine(handle: KvHandle, state: string, sink: KvSink): Promise<void> {
+    try {
+      await sink.importEngineState!(Buffer.from(state, "base64"));
+    } catch (err) {
+      throw new KvTransportError(`engine import failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    }
+    await this.ack(handle);
+  }
+
+  /** Sends ACK (engine transport: the engine moved the bytes) over TCP or NATS. */
+  private async ack(handle: KvHandle): Promise<void> {
+    const tcp = handle.endpoints.find((e): e is TcpEndpoint => e.transport === "tcp" || e.transport === "shm");
+    if (tcp) return this.sendControl(tcp, FrameType.Ack, handle.id);
+    const nats = handle.endpoints.find((e): e is NatsEndpoint => e.transport === "nats");
+    if (nats && this.nats) return natsAck(this.nats, nats, handle.id, this.connectTimeoutMs);
+    throw new KvNoTransportError("engine transfer done but no control endpoint to acknowledge it");
+  }
+
+  private async nack(handle: KvHandle, _e: KvTransferError): Promise<void> {
+    const tcp = handle.endpoints.find((e): e is TcpEndpoint => e.transport === "tcp" || e.transport === "shm");
+    const nats = handle.endpoints.find((e): e is NatsEndpoint => e.transport === "nats");
+    try {
+      if (tcp) await this.sendControl(tcp, FrameType.Nack, handle.id, 1000);
+      else if (nats && this.nats) await natsNack(this.nats, nats, handle.id, 1000);
+    } catch {
+      /* unreachable: the offering side expires the offer */
+    }
+  }
+
+  /** One control frame on a fresh connection (rare: engine acks, early nacks). */
+  private async sendControl(ep: { host: string; port: number }, type: number, offerId: string, timeoutMs = this.connectTimeoutMs): Promise<void> {
+    const conn = await PullConnection.connect(ep.host, ep.port, timeoutMs);
+    try {
+      await conn.sendAndClose(encodeHeader({ type, offerId: Buffer.from(offerId, "hex") }), timeoutMs);
+    } finally {
+      conn.destroy();
+    }
+  }
+
+  stats(): KvPullerStats {
+    return { active: this.slots.inUse, queued: this.slots.waiting, pooledConnections: this.pool.size, completed: this.completed, failed: this.failed };
+  }
+
+  /** Closes pooled connections; pulls in progress fail with a typed error. */
+  close(): void {
+    this.closed = true;
+    this.pool.close();
+  }
+}

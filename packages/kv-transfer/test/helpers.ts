@@ -1,0 +1,36 @@
+import { randomFillSync } from "node:crypto";
+import { BufferKvSink, BufferKvSource, describeKvLayout, type KvLayout } from "../src/index.js";
+
+export const layout: KvLayout = describeKvLayout({
+  model: "test-model",
+  numLayers: 2,
+  numKvHeads: 2,
+  headDim: 16,
+  dtype: "float32",
+  tokensPerBlock: 16,
+  bytesPerBlock: 2 * 2 * 2 * 16 * 16 * 4,
+});
+
+/** Random KV of `blocks` blocks in plain memory, plus a counter of releases. */
+export function randomSource(blocks: number, bytesPerBlock = layout.bytesPerBlock) {
+  const segs = Array.from({ length: blocks }, () => randomFillSync(new Uint8Array(bytesPerBlock)));
+  let released = 0;
+  const source = new BufferKvSource(segs, blocks * 16, () => released++);
+  return { source, segs, released: () => released };
+}
+
+export function sinkFor(blocks: number, bytesPerBlock = layout.bytesPerBlock) {
+  return new BufferKvSink(blocks * 16, blocks, bytesPerBlock);
+}
+
+export function sameBytes(a: Uint8Array[], b: Uint8Array[]): boolean {
+  return Buffer.compare(Buffer.concat(a), Buffer.concat(b)) === 0;
+}
+
+export async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

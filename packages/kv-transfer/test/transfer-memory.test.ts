@@ -1,0 +1,51 @@
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  KvOfferServer,
+  KvPuller,
+  ringFilesOf,
+  type KvTransportName,
+} from "../src/index.js";
+import { layout, randomSource, sameBytes, sinkFor, until } from "./helpers.js";
+
+const closers: Array<() => unknown> = [];
+afterEach(async () => {
+  while (closers.length) await closers.pop()!();
+});
+
+async function pair(serverOpts: Partial<Parameters<typeof KvOfferServer.start>[0]> = {}) {
+  const server = await KvOfferServer.start({ layout, ...serverOpts });
+  const puller = new KvPuller({ layout });
+  closers.push(() => server.close(), () => puller.close());
+  return { server, puller };
+}
+
+describe("in-process transfers over plain memory", () => {
+  for (const transport of ["tcp", "shm"] as KvTransportName[]) {
+    it(`${transport}: moves the bytes exactly, ack releases the offer, nothing left behind`, async () => {
+      const { server, puller } = await pair({ chunkBytes: 8192 });
+      const { source, segs, released } = randomSource(37); // 37 × 8 KiB blocks, chunks span blocks
+      const handle = server.offer(source);
+      expect(handle.endpoints.map((e) => e.transport)).toContain(transport);
+      const sink = sinkFor(37);
+      const r = await puller.pull(JSON.stringify(handle), sink, { transports: [transport] });
+      expect(r.transport).toBe(transport);
+      expect(sameBytes(segs, sink.segments())).toBe(true);
+      await until(() => released() === 1);
+      expect(server.stats().active).toBe(0);
+      expect(server.stats().released.ack).toBe(1);
+      expect(ringFilesOf()).toEqual([]);
+    });
+  }
+
+  it("reuses pooled connections across sequential pulls", async () => {
+    const { server, puller } = await pair();
+    for (let i = 0; i < 5; i++) {
+      const { source, segs } = randomSource(3);
+      const sink = sinkFor(3);
+      await puller.pull(server.offer(source), sink, { transports: ["tcp"] });
+      expect(sameBytes(segs, sink.segments())).toBe(true);
+    }
+    expect(puller.stats().pooledConnections).toEqual({ idle: 1, busy: 0 });
+    expect(server.stats().connections).toBe(1);
+  });
+});
