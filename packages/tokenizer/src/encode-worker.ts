@@ -1,6 +1,6 @@
 import { Worker } from "node:worker_threads";
 import { encodingJsonPath, tiktokenModulePath, type EncoderSpec } from "./encodings.js";
-import { EncodeAbortedError, EncodeTimeoutError, EncodeWorkerError } from "./errors.js";
+import { EncodeAbortedError, EncodeTimeoutError, EncodeWorkerError, TokenizerFreedError } from "./errors.js";
 
 // Plain CommonJS evaluated in the worker: works the same from TypeScript sources (vitest, tsx) and from dist/.
 const WORKER_SOURCE = `
@@ -110,11 +110,19 @@ export class EncodeWorker {
     });
   }
 
+  get running(): boolean {
+    return this.#worker !== undefined;
+  }
+
+  get pending(): number {
+    return this.#pending.size;
+  }
+
   /** Rejects pending requests and stops the thread. */
   async close(): Promise<void> {
     const w = this.#worker;
     this.#worker = undefined;
-    const e = new EncodeWorkerError("tokenizer freed while encoding");
+    const e = new TokenizerFreedError();
     for (const [id, p] of [...this.#pending]) {
       this.#settle(id);
       p.reject(e);

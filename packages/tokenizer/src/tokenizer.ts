@@ -255,6 +255,11 @@ export class Tokenizer {
     return this.#finish(ids, options);
   }
 
+  /** Whether the encode worker thread is running and how many encodeAsync calls wait on it (for leak checks). */
+  encodeWorkerState(): { running: boolean; pending: number } {
+    return { running: this.#worker?.running ?? false, pending: this.#worker?.pending ?? 0 };
+  }
+
   #checkedIds(ids: ArrayLike<number>, skipSpecial: boolean): Uint32Array {
     const kinds = this.#kinds;
     const out = new Uint32Array(ids.length);
