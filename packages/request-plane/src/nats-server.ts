@@ -110,6 +110,8 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
 }
 
 async function startOnce(bin: string, host: string, port: number, o: NatsServerOptions): Promise<NatsServerHandle> {
+  // someone already answers there: our readiness probe could not tell that server from ours
+  if (await canConnect(host, port)) throw new NatsServerStartError(`cannot start nats-server on ${host}:${port}: address already in use`);
   const temp: string[] = [];
   const args = ["-a", host, "-p", String(port)];
   if (o.configFile) args.unshift("-c", o.configFile);
