@@ -1,8 +1,8 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  entry: ["src/main.ts"],
-  format: ['esm'],
+  entry: ["src/index.ts", "src/cli.ts"],
+  format: ["esm"],
   target: "node20",
   dts: false,
   sourcemap: true,

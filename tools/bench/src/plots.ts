@@ -11,9 +11,10 @@ export interface NamedSweep {
 export function sweepCharts(sweeps: readonly NamedSweep[]): Record<string, string> {
   const slo = sweeps[0]?.sweep.slo;
   const series = (metric: (p: SweepResult["points"][number]) => number | undefined, suffix: string, dashed = false): Series[] =>
-    sweeps.map(({ name, sweep }) => ({
+    sweeps.map(({ name, sweep }, i) => ({
       name: `${name}${suffix}`,
       dashed,
+      colorIndex: i,
       points: sweep.points.flatMap((p) => {
         const v = metric(p);
         return v === undefined ? [] : [[p.rate, v] as const];

@@ -5,6 +5,8 @@ export interface Series {
   points: readonly (readonly [number, number])[];
   /** [dashed=false] */
   dashed?: boolean;
+  /** Palette index; series that belong together (p50 and p90 of one setup) share one. Default: position. */
+  colorIndex?: number;
 }
 
 export interface LineChartOptions {
@@ -39,12 +41,12 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   return ticks;
 }
 
-const fmtTick = (v: number) => (Math.abs(v) >= 1000 ? v.toExponential(1) : String(Number(v.toPrecision(4))));
+const fmtTick = (v: number) => (Math.abs(v) >= 1e6 ? v.toExponential(1) : String(Number(v.toPrecision(6))));
 
 export function lineChart(o: LineChartOptions): string {
-  const W = o.width ?? 640;
+  const W = o.width ?? 720;
   const H = o.height ?? 400;
-  const m = { left: 70, right: 170, top: 40, bottom: 55 };
+  const m = { left: 80, right: 210, top: 40, bottom: 55 };
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
   const pts = o.series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
@@ -73,14 +75,14 @@ export function lineChart(o: LineChartOptions): string {
   out.push(`<line x1="${m.left}" y1="${m.top + ph}" x2="${m.left + pw}" y2="${m.top + ph}" stroke="black"/>`);
   out.push(`<line x1="${m.left}" y1="${m.top}" x2="${m.left}" y2="${m.top + ph}" stroke="black"/>`);
   out.push(`<text x="${m.left + pw / 2}" y="${H - 12}" text-anchor="middle">${escapeXml(o.xLabel)}</text>`);
-  out.push(`<text x="18" y="${m.top + ph / 2}" text-anchor="middle" transform="rotate(-90 18 ${m.top + ph / 2})">${escapeXml(o.yLabel)}</text>`);
+  out.push(`<text x="16" y="${m.top + ph / 2}" text-anchor="middle" transform="rotate(-90 16 ${m.top + ph / 2})">${escapeXml(o.yLabel)}</text>`);
   for (const g of o.guides ?? []) {
     const y = sy(g.y).toFixed(1);
     out.push(`<line x1="${m.left}" y1="${y}" x2="${m.left + pw}" y2="${y}" stroke="#888" stroke-dasharray="2 3"/>`);
     out.push(`<text x="${m.left + pw - 4}" y="${Number(y) - 4}" text-anchor="end" fill="#555">${escapeXml(g.label)}</text>`);
   }
   o.series.forEach((s, i) => {
-    const color = COLORS[i % COLORS.length];
+    const color = COLORS[(s.colorIndex ?? i) % COLORS.length];
     const valid = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
     const dash = s.dashed ? ` stroke-dasharray="6 4"` : "";
     if (valid.length > 1) {

@@ -1,0 +1,310 @@
+// The disaggregated-vs-aggregated experiment: the same workload, the same two worker processes, arranged as
+// 1 prefill + 1 decode and as 2 aggregated decode workers, over a rate sweep; plus the frontend overhead.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, hostname, tmpdir, totalmem } from "node:os";
+import { basename, join, resolve } from "node:path";
+import { parseFlags, parseRates, stringFlag, workloadFlagOptions, workloadFromFlags, numberFlag, type Workload } from "./cli-options.js";
+import { sendStreamingRequest } from "./client.js";
+import { randomText } from "./dataset.js";
+import { InvalidOptionError, ServerStartupError } from "./errors.js";
+import { measureFrontendOverhead, type ExecutorSettings, type FrontendOverhead } from "./frontend-overhead.js";
+import type { NamedSweep } from "./plots.js";
+import { freePort, startProcess, waitForHttp, type ManagedProcess } from "./processes.js";
+import { stderrProgress } from "./progress.js";
+import { createRandom } from "./random.js";
+import { writeReport } from "./report-files.js";
+import { renderResultsPage } from "./results-page.js";
+import { runSweep, type SweepResult } from "./sweep.js";
+
+export const EXPERIMENT_USAGE = `usage: cli.ts experiment [flags]
+
+Runs the same workload against the trtd stack twice, started by the launcher with its own nats-server on free
+127.0.0.1 ports: 1 prefill + 1 decode worker (disaggregated), then 2 decode workers (aggregated). Each does a
+warm-up, the frontend-overhead measurement, then the rate sweep; everything is stopped by PID afterwards.
+
+  --model-dir DIR         [models/small] (made with tools/prepare-model when missing)
+  --rates R1,R2,...       [0.5,1,2,3,4] requests/s
+  --num-requests N        [16] per rate (the same requests at every rate)
+  --input-len DIST        [uniform:384:640]   --output-len DIST [32]
+  --slo-ttft-ms MS        [2000]              --slo-tpot-ms MS [150]
+  --time-limit S          [45] per rate        --request-timeout S [60]
+  --threads N             [1] executor threads per worker
+  --overhead-reps N       [8]
+  --arrangements LIST     [disagg,agg]
+  --launcher FILE         [apps/launcher/src/main.ts]
+  --launcher-args "..."   extra flags passed to the launcher as is
+  --startup-timeout S     [90]
+  --out DIR               [docs/benchmarks/serving]
+  plus --arrival, --seed, --max-concurrency, --prompts-file, --goodput-target, --endpoint (see run)`;
+
+export interface Arrangement {
+  key: "disagg" | "agg";
+  name: string;
+  contextWorkers: number;
+  generateWorkers: number;
+}
+
+export const ARRANGEMENTS: Record<Arrangement["key"], Arrangement> = {
+  disagg: { key: "disagg", name: "1 prefill + 1 decode (disaggregated)", contextWorkers: 1, generateWorkers: 1 },
+  agg: { key: "agg", name: "2 decode (aggregated)", contextWorkers: 0, generateWorkers: 2 },
+};
+
+export interface ArrangementResult {
+  arrangement: Arrangement;
+  servedModel: string;
+  overhead?: FrontendOverhead;
+  overheadError?: string;
+  sweep: SweepResult;
+  startupS: number;
+}
+
+interface StackHandles {
+  nats?: ManagedProcess;
+  launcher?: ManagedProcess;
+  dir: string;
+}
+
+function nodeArgs(file: string): string[] {
+  return ["--import", "tsx", "--conditions=source", file];
+}
+
+async function startStack(
+  a: Arrangement,
+  cfg: { repoRoot: string; launcher: string; modelDir: string; executor: ExecutorSettings; extraArgs: string[]; startupTimeoutMs: number; logDir: string },
+  h: StackHandles,
+): Promise<{ baseUrl: string }> {
+  const natsPort = await freePort();
+  h.nats = startProcess("nats-server", "nats-server", ["-a", "127.0.0.1", "-p", String(natsPort), "-js", "-sd", join(h.dir, "js")], {
+    logFile: join(cfg.logDir, `${a.key}-nats.log`),
+  });
+  await waitForTcp(natsPort, h.nats, 10_000);
+  const httpPort = await freePort();
+  const args = [
+    ...nodeArgs(cfg.launcher),
+    "--context-worker-count", String(a.contextWorkers),
+    "--generate-worker-count", String(a.generateWorkers),
+    "--worker-name", `bench-${a.key}`,
+    "--request-plane-uri", `127.0.0.1:${natsPort}`,
+    "--host", "127.0.0.1",
+    "--port", String(httpPort),
+    "--model-dir", cfg.modelDir,
+    "--threads", String(cfg.executor.threads),
+    "--max-batch-size", String(cfg.executor.maxBatchSize),
+    "--max-tokens-per-iteration", String(cfg.executor.maxTokensPerIteration),
+    "--kv-tokens-per-block", String(cfg.executor.kvTokensPerBlock),
+    "--kv-block-count", String(cfg.executor.kvBlockCount),
+    ...cfg.extraArgs,
+  ];
+  h.launcher = startProcess("launcher", process.execPath, args, { cwd: cfg.repoRoot, logFile: join(cfg.logDir, `${a.key}-launcher.log`) });
+  const baseUrl = `http://127.0.0.1:${httpPort}`;
+  await waitForHttp(`${baseUrl}/v1/models`, h.launcher, cfg.startupTimeoutMs);
+  return { baseUrl };
+}
+
+async function waitForTcp(port: number, proc: ManagedProcess, timeoutMs: number): Promise<void> {
+  const { connect } = await import("node:net");
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((res) => {
+      const s = connect(port, "127.0.0.1");
+      s.once("connect", () => (s.destroy(), res(true)));
+      s.once("error", () => (s.destroy(), res(false)));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new ServerStartupError(`${proc.name} did not listen on 127.0.0.1:${port} within ${timeoutMs} ms:\n${proc.tail()}`);
+}
+
+async function stopStack(h: StackHandles): Promise<void> {
+  // Launcher first (it drains its workers and the api), then the request plane.
+  await h.launcher?.stop(10_000);
+  await h.nats?.stop(3000);
+  h.launcher = undefined;
+  h.nats = undefined;
+}
+
+async function servedModelName(baseUrl: string): Promise<string> {
+  const res = await fetch(`${baseUrl}/v1/models`, { signal: AbortSignal.timeout(5000) });
+  const body = (await res.json()) as { data?: { id?: string }[] };
+  const id = body.data?.[0]?.id;
+  if (!id) throw new ServerStartupError(`${baseUrl}/v1/models lists no model`);
+  return id;
+}
+
+/** Sends one request until one succeeds (workers registered), then `count` more, sequentially; bounded. */
+async function warmUp(baseUrl: string, model: string, w: Workload, count: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError = "";
+  const req = { prompt: w.requests[0].prompt, maxTokens: 4 };
+  for (;;) {
+    const rec = await sendStreamingRequest({ baseUrl, model, endpoint: w.endpoint, requestTimeoutMs: w.requestTimeoutMs }, req, { index: 0, scheduledAtMs: 0, runStart: 0 });
+    if (rec.ok) break;
+    lastError = rec.error ?? "";
+    if (Date.now() > deadline) throw new ServerStartupError(`no request succeeded within ${timeoutMs} ms: ${lastError}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  for (let i = 0; i < count; i++) {
+    await sendStreamingRequest({ baseUrl, model, endpoint: w.endpoint, requestTimeoutMs: w.requestTimeoutMs }, w.requests[i % w.requests.length], { index: 0, scheduledAtMs: 0, runStart: 0 });
+  }
+}
+
+function ensureModelDir(repoRoot: string, modelDir: string): void {
+  if (existsSync(join(modelDir, "config.json"))) return;
+  const name = basename(modelDir);
+  if (name !== "tiny" && name !== "small") throw new InvalidOptionError(`model directory ${modelDir} has no config.json`);
+  process.stderr.write(`generating ${modelDir} with tools/prepare-model...\n`);
+  const r = spawnSync(process.execPath, [...nodeArgs(join(repoRoot, "tools/prepare-model/src/cli.ts")), name, "--out", modelDir], { cwd: repoRoot, stdio: "inherit", timeout: 300_000 });
+  if (r.status !== 0) throw new ServerStartupError(`tools/prepare-model ${name} failed (exit ${r.status})`);
+}
+
+export function machineDescription(): Record<string, unknown> {
+  const c = cpus();
+  return {
+    host: hostname(),
+    cpus: c.length,
+    cpuModel: c[0]?.model ?? "unknown",
+    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    note: "2-core VM, shared with other builds",
+  };
+}
+
+export async function experimentCommand(argv: string[]): Promise<Record<string, unknown>> {
+  const flags = parseFlags(argv, {
+    ...workloadFlagOptions,
+    "model-dir": { type: "string" },
+    rates: { type: "string" },
+    threads: { type: "string" },
+    "overhead-reps": { type: "string" },
+    arrangements: { type: "string" },
+    launcher: { type: "string" },
+    "launcher-args": { type: "string" },
+    "startup-timeout": { type: "string" },
+  });
+  const repoRoot = resolve(process.cwd());
+  const modelDir = resolve(stringFlag(flags, "model-dir", "models/small"));
+  const launcher = resolve(stringFlag(flags, "launcher", "apps/launcher/src/main.ts"));
+  if (!existsSync(launcher)) throw new InvalidOptionError(`launcher ${launcher} not found (run from the repository root)`);
+  const rates = parseRates(stringFlag(flags, "rates", "0.5,1,2,3,4"));
+  const w = workloadFromFlags(flags, { numRequests: 16, inputLen: "uniform:384:640", outputLen: "32", sloTtftMs: 2000, sloTpotMs: 150 });
+  if (flags["time-limit"] === undefined) w.timeLimitS = 45;
+  const executor: ExecutorSettings = {
+    threads: numberFlag(flags, "threads", 1, { min: 1, integer: true }),
+    maxBatchSize: 64,
+    maxTokensPerIteration: 2048,
+    kvTokensPerBlock: 16,
+    kvBlockCount: 2048,
+  };
+  const overheadReps = numberFlag(flags, "overhead-reps", 8, { min: 1, integer: true });
+  const keys = stringFlag(flags, "arrangements", "disagg,agg").split(",").map((k) => k.trim());
+  for (const k of keys) if (!(k in ARRANGEMENTS)) throw new InvalidOptionError(`unknown arrangement "${k}" (disagg | agg)`);
+  const out = resolve(stringFlag(flags, "out", "docs/benchmarks/serving"));
+  const startupTimeoutMs = numberFlag(flags, "startup-timeout", 90, { min: 1 }) * 1000;
+  const extraArgs = typeof flags["launcher-args"] === "string" ? flags["launcher-args"].split(/\s+/).filter(Boolean) : [];
+  ensureModelDir(repoRoot, modelDir);
+  mkdirSync(out, { recursive: true });
+  const logDir = join(out, "logs");
+  mkdirSync(logDir, { recursive: true });
+
+  const started = new Date();
+  const t0 = performance.now();
+  const overheadPrompt = randomText(createRandom(w.seed + 1), Math.round(w.requests.reduce((n, r) => n + (r.targetInputTokens ?? 0), 0) / w.requests.length) || 256);
+  const results: ArrangementResult[] = [];
+  const progress = stderrProgress();
+  // Ctrl-C stops the sweep; the finally below stops the processes.
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    for (const key of keys) {
+      if (stop.signal.aborted) break;
+      const a = ARRANGEMENTS[key as Arrangement["key"]];
+      const h: StackHandles = { dir: mkdtempSync(join(tmpdir(), `bench-${key}-`)) };
+      try {
+        process.stderr.write(`[${a.name}] starting nats-server and the launcher...\n`);
+        const ts = performance.now();
+        const { baseUrl } = await startStack(a, { repoRoot, launcher, modelDir, executor, extraArgs, startupTimeoutMs, logDir }, h);
+        const model = await servedModelName(baseUrl);
+        await warmUp(baseUrl, model, w, 2, startupTimeoutMs);
+        const startupS = (performance.now() - ts) / 1000;
+        process.stderr.write(`[${a.name}] up at ${baseUrl} (model ${model}) in ${startupS.toFixed(1)} s; frontend overhead...\n`);
+        let overhead: FrontendOverhead | undefined;
+        let overheadError: string | undefined;
+        try {
+          overhead = await measureFrontendOverhead({ baseUrl, model, endpoint: w.endpoint, requestTimeoutMs: w.requestTimeoutMs, modelDir, prompt: overheadPrompt, executor, reps: overheadReps });
+          process.stderr.write(`[${a.name}] TTFT p50 via HTTP ${overhead.httpTtftMs.p50?.toFixed(1)} ms, executor ${overhead.executorTtftMs.p50?.toFixed(1)} ms\n`);
+        } catch (err) {
+          overheadError = (err as Error).message;
+          process.stderr.write(`[${a.name}] frontend overhead not measured: ${overheadError}\n`);
+        }
+        const sweep = await runSweep({
+          baseUrl,
+          model,
+          endpoint: w.endpoint,
+          extraBody: w.extraBody,
+          requestTimeoutMs: w.requestTimeoutMs,
+          requests: w.requests,
+          rates,
+          arrival: w.arrival,
+          seed: w.seed,
+          maxConcurrency: w.maxConcurrency,
+          timeLimitS: w.timeLimitS,
+          slo: w.slo,
+          target: w.target,
+          progress,
+          label: undefined,
+          signal: stop.signal,
+          pauseMs: 1000,
+        });
+        results.push({ arrangement: a, servedModel: model, overhead, overheadError, sweep, startupS });
+      } finally {
+        await stopStack(h);
+        rmSync(h.dir, { recursive: true, force: true });
+      }
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+
+  const machine = machineDescription();
+  const meta = {
+    tool: "@trtd/bench experiment",
+    date: started.toISOString(),
+    wallS: (performance.now() - t0) / 1000,
+    machine,
+    modelDir: resolve(modelDir).replace(repoRoot + "/", ""),
+    executor,
+    workload: { ...w.description, rates },
+    slo: w.slo,
+    command: `node --import tsx --conditions=source tools/bench/src/cli.ts experiment ${argv.join(" ")}`.trim(),
+    arrangements: results.map((r) => ({
+      key: r.arrangement.key,
+      name: r.arrangement.name,
+      contextWorkers: r.arrangement.contextWorkers,
+      generateWorkers: r.arrangement.generateWorkers,
+      servedModel: r.servedModel,
+      startupS: r.startupS,
+      goodput: r.sweep.goodput,
+      frontendOverhead: r.overhead ?? null,
+      frontendOverheadError: r.overheadError ?? null,
+    })),
+  };
+  const named: NamedSweep[] = results.map((r) => ({ name: r.arrangement.name, sweep: r.sweep }));
+  writeReport(out, named, meta);
+  writeFileSync(join(out, "results.md"), renderResultsPage(meta, named));
+  process.stderr.write(`wrote ${out}/results.md, results.json, records.jsonl and charts\n`);
+
+  const byKey = Object.fromEntries(results.map((r) => [r.arrangement.key, r]));
+  const g = (k: string) => byKey[k]?.sweep.goodput.interpolatedRate;
+  return {
+    wallS: meta.wallS,
+    goodput: Object.fromEntries(results.map((r) => [r.arrangement.key, r.sweep.goodput])),
+    goodputRatioDisaggOverAgg: g("disagg") !== undefined && g("agg") ? g("disagg")! / g("agg")! : null,
+    frontendOverhead: Object.fromEntries(results.map((r) => [r.arrangement.key, r.overhead ? { httpTtftP50Ms: r.overhead.httpTtftMs.p50, executorTtftP50Ms: r.overhead.executorTtftMs.p50, ratio: r.overhead.ratioP50 } : null])),
+  };
+}

@@ -1,0 +1,112 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream, type WriteStream } from "node:fs";
+import { createServer } from "node:net";
+import { ServerStartupError } from "./errors.js";
+
+/** A free TCP port on 127.0.0.1 chosen by the OS (listen on 0, read it, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface ManagedProcess {
+  readonly pid: number;
+  readonly name: string;
+  /** Resolves with the exit code (or signal name) once the process has exited. */
+  readonly exited: Promise<number | string>;
+  /** Last lines of its output, for error messages. */
+  tail(): string;
+  /**
+   * SIGTERM to the process's group (it was started as a group leader, so its own children get it too),
+   * SIGKILL to the group after `graceMs`. Resolves when the process has exited. Idempotent.
+   */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Starts a command as the leader of a new process group, output appended to `logFile` (and kept in a short
+ * in-memory tail). The caller owns it and must `stop()` it.
+ */
+export function startProcess(name: string, command: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; logFile?: string } = {}): ManagedProcess {
+  const child: ChildProcess = spawn(command, args, { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const log: WriteStream | undefined = opts.logFile ? createWriteStream(opts.logFile, { flags: "a" }) : undefined;
+  let tail = "";
+  const keep = (d: Buffer) => {
+    log?.write(d);
+    tail = (tail + d.toString("utf8")).slice(-4000);
+  };
+  child.stdout!.on("data", keep);
+  child.stderr!.on("data", keep);
+  let exitedFlag = false;
+  const exited = new Promise<number | string>((resolve) => {
+    child.once("error", (err) => {
+      tail += `\n${err.message}`;
+      exitedFlag = true;
+      log?.end();
+      resolve("spawn-error");
+    });
+    child.once("exit", (code, signal) => {
+      exitedFlag = true;
+      log?.end();
+      resolve(code ?? signal ?? "unknown");
+    });
+  });
+  const pid = child.pid ?? -1;
+  let stopping: Promise<void> | undefined;
+  const signalGroup = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      // The group is gone already.
+    }
+  };
+  return {
+    pid,
+    name,
+    exited,
+    tail: () => tail,
+    stop(graceMs = 5000) {
+      stopping ??= (async () => {
+        if (pid > 0) {
+          signalGroup("SIGTERM");
+          if (!exitedFlag) {
+            const timer = new Promise((r) => setTimeout(r, graceMs).unref());
+            await Promise.race([exited, timer]);
+          }
+          // The leader may be gone while children it started linger: SIGKILL the group whatever happened.
+          signalGroup("SIGKILL");
+        }
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Polls `url` until it answers with a 2xx, the process exits, or `timeoutMs` passes. */
+export async function waitForHttp(url: string, proc: ManagedProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let gone = false;
+  void proc.exited.then(() => (gone = true));
+  let lastError = "";
+  while (Date.now() < deadline) {
+    if (gone) throw new ServerStartupError(`${proc.name} exited before ${url} answered:\n${proc.tail()}`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      await res.arrayBuffer().catch(() => undefined);
+      if (res.ok) return;
+      lastError = `HTTP ${res.status}`;
+    } catch (err) {
+      lastError = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new ServerStartupError(`${url} did not answer within ${timeoutMs} ms (${lastError}); ${proc.name} output:\n${proc.tail()}`);
+}
