@@ -15,3 +15,7 @@ export { UsageError, parseFlags, intFlag, executorFlagOptions, executorFlags, ex
 export { onShutdownSignal, makeLogger } from "./lifecycle.js";
 export type { WorkerRole, WorkerRuntimeOptions, RunningWorker } from "./worker-runtime.js";
 export { serveWorker, DEFAULT_NAMESPACE, DEFAULT_GRACE_MS } from "./worker-runtime.js";
+export type { ExecutorFinishReason } from "./executor-mapping.js";
+export { finishReasonOf, executorSampling } from "./executor-mapping.js";
+export type { WorkerCli } from "./worker-cli.js";
+export { parseWorkerCli, workerUsage, workerFlagOptions, natsUriOf } from "./worker-cli.js";

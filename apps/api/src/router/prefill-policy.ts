@@ -14,7 +14,7 @@ export interface PrefillPolicyOptions {
 
 export const PREFILL_POLICY_DEFAULTS = { minPromptTokens: 32, maxPrefillLoad: 8, enabled: true } as const;
 
-export type PrefillDecision = { remote: true; instance: WorkerInstance } | { remote: false; reason: "disabled" | "no_prefill_worker" | "short_prompt" | "prefill_busy" };
+export type PrefillDecision = { remote: true; instance: WorkerInstance } | { remote: false; reason: "disabled" | "no_prefill_worker" | "short_prompt" | "single_token" | "prefill_busy" };
 
 export class PrefillPolicy {
   readonly options: Required<PrefillPolicyOptions>;
@@ -27,6 +27,8 @@ export class PrefillPolicy {
     const up = candidates.filter((w) => !w.load?.draining);
     if (up.length === 0) return { remote: false, reason: "no_prefill_worker" };
     if (req.tokens.length < o.minPromptTokens) return { remote: false, reason: "short_prompt" };
+    // Prefill alone produces the whole output: moving the KV would buy nothing.
+    if (req.maxTokens <= 1) return { remote: false, reason: "single_token" };
     let best: WorkerInstance | undefined;
     let bestLoad = Infinity;
     for (const w of up) {

@@ -1,0 +1,55 @@
+// The command line both workers share: the seed's flags plus executor options.
+import { resolve } from "node:path";
+import { executorFlagOptions, executorFlags, intFlag, parseFlags, type ExecutorFlags } from "./cli.js";
+import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE } from "./worker-runtime.js";
+
+export const workerFlagOptions = {
+  "worker-name": { type: "string" },
+  "request-plane-uri": { type: "string" },
+  "grace-ms": { type: "string" },
+  "kv-host": { type: "string" },
+  "kv-advertise-host": { type: "string" },
+  help: { type: "boolean" },
+  ...executorFlagOptions,
+} as const;
+
+export interface WorkerCli {
+  namespace: string;
+  requestPlaneUri: string;
+  graceMs: number;
+  /** Where a prefill worker's KV offer server listens, and the address it puts in handles. */
+  kvHost: string;
+  kvAdvertiseHost?: string;
+  executor: ExecutorFlags;
+  help: boolean;
+}
+
+export function workerUsage(role: string): string {
+  return `usage: ${role} --worker-name NAME --request-plane-uri HOST:PORT [options]
+  --worker-name NAME            the deployment's namespace on the request plane (default ${DEFAULT_NAMESPACE})
+  --request-plane-uri URI       NATS server, nats://HOST:PORT or HOST:PORT (default 127.0.0.1:4222)
+  --grace-ms N                  on SIGTERM, how long held requests may finish (default ${DEFAULT_GRACE_MS})
+  --kv-host HOST                prefill: KV offer server listen address (default 127.0.0.1)
+  --kv-advertise-host HOST      prefill: address decode workers use to reach it (default: --kv-host)
+  --model-dir DIR               model directory (default models/tiny)
+  --max-batch-size N  --max-tokens-per-iteration N  --kv-tokens-per-block N  --kv-block-count N  --threads N`;
+}
+
+export function natsUriOf(v: string): string {
+  return /^[a-z]+:\/\//.test(v) ? v : `nats://${v}`;
+}
+
+export function parseWorkerCli(argv: string[], defaultModelDir: string): WorkerCli {
+  const v = parseFlags(argv, workerFlagOptions);
+  const str = (k: string) => (typeof v[k] === "string" ? (v[k] as string) : undefined);
+  const ex = executorFlags(v, defaultModelDir);
+  return {
+    namespace: str("worker-name") ?? DEFAULT_NAMESPACE,
+    requestPlaneUri: natsUriOf(str("request-plane-uri") ?? "127.0.0.1:4222"),
+    graceMs: intFlag(v["grace-ms"], "grace-ms", { min: 0, fallback: DEFAULT_GRACE_MS }),
+    kvHost: str("kv-host") ?? "127.0.0.1",
+    kvAdvertiseHost: str("kv-advertise-host"),
+    executor: { ...ex, modelDir: resolve(ex.modelDir) },
+    help: v.help === true,
+  };
+}

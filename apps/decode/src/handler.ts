@@ -1,0 +1,102 @@
+// The decode worker's request handler: aggregated generation, or generation-only after a remote prefill with the
+// KV pulled into this executor; when the pull fails the prompt is recomputed here, so the request is not lost.
+import {
+  executorSampling,
+  finishReasonOf,
+  parseDecodeRequest,
+  type DecodeChunk,
+  type DecodeRequest,
+  type ExecutionMode,
+} from "@trtd/apps-common";
+import type { Handler, RequestContext } from "@trtd/request-plane";
+import type { Executor, GenerateChunk } from "@trtd/trtllm";
+
+/** What a successful KV pull hands over: an import the executor consumes, and figures for metrics. */
+export interface PulledKv {
+  kvImport: ReturnType<Executor["reserveKvImport"]>;
+  bytes: number;
+  transferMs: number;
+}
+
+/** Pulls a prefill worker's KV (a kv-transfer handle) into a fresh import of `executor`. */
+export type KvPullFn = (kvHandle: unknown, signal: AbortSignal) => Promise<PulledKv>;
+/** Tells the offering side its KV will not be pulled (so it is freed now rather than at expiry). */
+export type KvDeclineFn = (kvHandle: unknown) => Promise<void>;
+
+export interface DecodeHandlerDeps {
+  executor: Executor;
+  pullKv: KvPullFn;
+  declineKv: KvDeclineFn;
+  log?: (line: string) => void;
+}
+
+/** Executor chunks as wire chunks; the first carries the mode (and KV figures). */
+async function* relay(stream: AsyncIterable<GenerateChunk>, first: Pick<DecodeChunk, "mode" | "kv">, prefix: number[] = []): AsyncGenerator<DecodeChunk> {
+  let head: Pick<DecodeChunk, "mode" | "kv"> | undefined = first;
+  let pending = prefix;
+  for await (const c of stream) {
+    const out: DecodeChunk = { tokens: pending.length ? [...pending, ...c.tokens] : c.tokens, ...head };
+    pending = [];
+    head = undefined;
+    if (c.final) {
+      out.finishReason = finishReasonOf(c.finishReason);
+      if (c.error) out.error = c.error.message;
+    }
+    if (out.tokens.length > 0 || c.final) yield out;
+    if (c.final) return;
+  }
+}
+
+export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequest, DecodeChunk> {
+  const { executor, log = () => {} } = deps;
+
+  const aggregated = (req: DecodeRequest, signal: AbortSignal, mode: ExecutionMode) =>
+    relay(
+      executor.generate(
+        { prompt: req.tokens, maxNewTokens: req.maxTokens, stopTokenIds: req.stopTokenIds, sampling: executorSampling(req) },
+        { signal },
+      ),
+      { mode },
+    );
+
+  return async function* decode(raw: DecodeRequest, ctx: RequestContext): AsyncGenerator<DecodeChunk> {
+    const req = parseDecodeRequest(raw);
+    const { signal } = ctx;
+    const p = req.prefill;
+    if (!p) {
+      yield* aggregated(req, signal, "aggregated");
+      return;
+    }
+    // The first token already ends the request: nothing to pull.
+    const eos = req.stopTokenIds.includes(p.firstToken);
+    if (eos || req.maxTokens === 1) {
+      await deps.declineKv(p.kvHandle).catch((err) => log(`declining KV of ${req.id} failed: ${(err as Error).message}`));
+      yield { tokens: [p.firstToken], mode: "disaggregated", finishReason: eos ? "stop" : "length" };
+      return;
+    }
+    let pulled: PulledKv;
+    try {
+      pulled = await deps.pullKv(p.kvHandle, signal);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      log(`KV pull for ${req.id} failed, recomputing the prompt here: ${(err as Error).message}`);
+      yield* aggregated(req, signal, "recomputed");
+      return;
+    }
+    const stream = executor.generate(
+      {
+        type: "generation_only",
+        prompt: req.tokens,
+        maxNewTokens: req.maxTokens,
+        stopTokenIds: req.stopTokenIds,
+        sampling: executorSampling(req),
+        contextPhase: { firstToken: p.firstToken, kvImport: pulled.kvImport },
+      },
+      { signal },
+    );
+    yield* relay(stream, { mode: "disaggregated", kv: { bytes: pulled.bytes, transferMs: pulled.transferMs } }, GENERATION_ONLY_OMITS_FIRST_TOKEN ? [p.firstToken] : []);
+  };
+}
+
+/** Whether a generation-only request's output leaves out the first token (it came from the prefill worker). */
+const GENERATION_ONLY_OMITS_FIRST_TOKEN = true;

@@ -1,0 +1,45 @@
+// The prefill worker's request handler: a context-only run, then the KV offered through kv-transfer.
+// Replies exactly once with {firstToken, kvHandle}.
+import { executorSampling, parseDecodeRequest, type GenerateRequest, type PrefillResult } from "@trtd/apps-common";
+import type { KvOfferServer } from "@trtd/kv-transfer";
+import type { Handler, RequestContext } from "@trtd/request-plane";
+import type { Executor } from "@trtd/trtllm";
+
+export class PrefillFailedError extends Error {
+  readonly code = "prefill_failed" as const;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PrefillFailedError";
+  }
+}
+
+export interface PrefillHandlerDeps {
+  executor: Executor;
+  offers: KvOfferServer;
+}
+
+export function createPrefillHandler({ executor, offers }: PrefillHandlerDeps): Handler<GenerateRequest, PrefillResult> {
+  return async function prefill(raw: GenerateRequest, ctx: RequestContext): Promise<PrefillResult> {
+    const req = parseDecodeRequest(raw);
+    const started = performance.now();
+    let firstToken: number | undefined;
+    let requestId: number | undefined;
+    for await (const c of executor.generate(
+      { type: "context_only", prompt: req.tokens, maxNewTokens: req.maxTokens, stopTokenIds: req.stopTokenIds, sampling: executorSampling(req) },
+      { signal: ctx.signal },
+    )) {
+      if (!c.final) continue;
+      if (c.finishReason === "cancelled") throw new PrefillFailedError("prefill cancelled", { cause: ctx.signal.reason });
+      if (c.finishReason === "error" || c.tokens.length !== 1) {
+        throw new PrefillFailedError(`context-only request failed: ${c.error?.message ?? `${c.tokens.length} tokens`}`, { cause: c.error });
+      }
+      firstToken = c.tokens[0];
+      requestId = c.requestId;
+    }
+    if (firstToken === undefined || requestId === undefined) throw new PrefillFailedError("context-only request ended without a result");
+    // From here the offer server owns the pinned blocks: released on decode's ack, a failed pull, or expiry.
+    const kv = executor.exportKv(requestId);
+    const kvHandle = offers.offer(kv);
+    return { firstToken, kvHandle, kvBytes: kv.bytes, prefillMs: performance.now() - started };
+  };
+}

@@ -1,0 +1,58 @@
+// A prefill worker: an executor, a KV offer server, the prefill endpoint on the request plane, published load.
+import { serveWorker, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
+import { KvOfferServer, layoutFromExecutor } from "@trtd/kv-transfer";
+import type { RequestPlane } from "@trtd/request-plane";
+import { Executor } from "@trtd/trtllm";
+import { createPrefillHandler } from "./handler.js";
+
+export interface PrefillWorkerOptions {
+  plane: RequestPlane;
+  executor: ExecutorFlags;
+  namespace?: string;
+  /** KV offer server listen address and the address put in handles. */
+  kvHost?: string;
+  kvAdvertiseHost?: string;
+  log?: (line: string) => void;
+}
+
+export interface RunningPrefillWorker extends RunningWorker {
+  readonly executor: Executor;
+  readonly offers: KvOfferServer;
+}
+
+export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<RunningPrefillWorker> {
+  const { modelDir, ...exOpts } = o.executor;
+  const executor = Executor.open(modelDir, exOpts);
+  let offers: KvOfferServer | undefined;
+  try {
+    const nats = o.plane.nats;
+    offers = await KvOfferServer.start({
+      layout: layoutFromExecutor(executor.kvLayout()),
+      host: o.kvHost ?? "127.0.0.1",
+      advertiseHost: o.kvAdvertiseHost,
+      ...(nats ? { nats: { connection: nats } } : {}),
+    });
+    const off = offers;
+    const worker = await serveWorker({
+      role: "prefill",
+      plane: o.plane,
+      namespace: o.namespace,
+      handler: createPrefillHandler({ executor, offers: off }),
+      load: () => {
+        const s = executor.stats();
+        return { activeRequests: s.activeRequests, queuedRequests: s.queuedRequests, kvBlocksUsed: s.kvBlocksUsed, kvBlocksTotal: s.kvBlocksTotal };
+      },
+      meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, kv: off.address },
+      release: async () => {
+        await off.close(); // releases every offer (their pinned blocks) before the executor goes
+        await executor.close();
+      },
+      log: o.log,
+    });
+    return Object.assign(worker, { executor, offers: off });
+  } catch (err) {
+    await offers?.close();
+    await executor.close();
+    throw err;
+  }
+}
