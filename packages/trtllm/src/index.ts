@@ -1,1 +1,45 @@
-export {};
+// @trtd/trtllm: the executor C ABI (include/trtd_executor.h), its koffi binding and the reference executor.
+export { Executor } from "./executor.js";
+export { GenerationStream } from "./stream.js";
+export { KvExport, KvImport } from "./kv.js";
+export { ABI_VERSION, defaultLibraryPath, resolveLibraryPath } from "./native.js";
+export {
+  ExecutorErrorCode,
+  NativeStatus,
+  ExecutorError,
+  InvalidArgumentError,
+  NotFoundError,
+  InvalidStateError,
+  KvCapacityError,
+  KvExhaustedError,
+  BufferTooSmallError,
+  ModelLoadError,
+  ShutDownError,
+  UnsupportedError,
+  EngineNativeTransferError,
+  OutOfMemoryError,
+  QueueFullError,
+  InternalError,
+  LibraryLoadError,
+  AbiMismatchError,
+  ExecutorClosedError,
+  RequestFailedError,
+  errorFromStatus,
+} from "./errors.js";
+
+export type {
+  ExecutorOptions,
+  ModelInfo,
+  KvLayout,
+  KvDtype,
+  MemoryKind,
+  SamplingOptions,
+  RequestType,
+  ContextPhase,
+  GenerateRequest,
+  GenerateChunk,
+  GenerateOptions,
+  FinishReason,
+  ExecutorStats,
+} from "./types.js";
+export type { ExecutorErrorOptions } from "./errors.js";

@@ -1,0 +1,389 @@
+/*
+ * trtd_executor.h: the executor C ABI of trtd (one header, the contract).
+ *
+ * Modelled on TensorRT-LLM's C++ executor (requests of type context-and-generation, context-only,
+ * generation-only; enqueue, await responses, cancel, stats; context phase params) and written in the
+ * style of llama.cpp's llama.h (opaque handles, *_default_*() config constructors, explicit destroy,
+ * status codes documented per function, caller-owned buffers with size-first queries).
+ *
+ * Implementations:
+ *   - libtrtd_ref.so: the reference executor (C++17, CPU, KV in host memory).
+ *   - a TensorRT-LLM shim (later): KV in device memory, moved by TRT-LLM's cache transceiver. Such an
+ *     implementation answers the KV export/import calls with TRTD_STATUS_ENGINE_NATIVE_TRANSFER and puts
+ *     its state into the opaque context-phase blob instead (trtd_executor_context_phase_state).
+ *
+ * Threads: every function may be called from any thread; an executor serializes its calls with an
+ * internal lock. Calls never block on model compute except trtd_executor_await_responses (bounded by its
+ * timeout), trtd_executor_compute_logits (runs a forward pass) and trtd_executor_destroy (joins the engine
+ * thread). The last-error string is per thread.
+ *
+ * Structs: pointers first, then 64-bit, then 32-bit fields, then bools, so that by-value copies stay
+ * aligned and FFI struct definitions stay simple. Fields are added only at the end, with TRTD_ABI_VERSION
+ * bumped; numbers of removed enum values stay reserved.
+ */
+#ifndef TRTD_EXECUTOR_H
+#define TRTD_EXECUTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define TRTD_API __declspec(dllexport)
+#else
+#define TRTD_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Bumped on every incompatible change of this header; compare with trtd_abi_version() at load time. */
+#define TRTD_ABI_VERSION 1
+
+typedef struct trtd_executor trtd_executor; /* opaque */
+typedef int32_t trtd_token;
+typedef uint64_t trtd_request_id; /* > 0; 0 means "none" */
+typedef uint64_t trtd_kv_import_id; /* > 0; 0 means "none" */
+
+/* ------------------------------------------------------------------------------------------------
+ * Status codes. Every fallible call returns one; on anything but TRTD_STATUS_OK the calling thread's
+ * last-error string (trtd_last_error) says what went wrong. Negative values are errors.
+ * ---------------------------------------------------------------------------------------------- */
+typedef enum trtd_status {
+    TRTD_STATUS_OK = 0,
+    TRTD_STATUS_INVALID_ARGUMENT = -1,        /* bad input (ids >= vocab, sizes, sampling values, NULL) */
+    TRTD_STATUS_NOT_FOUND = -2,               /* unknown or no longer live request / import id */
+    TRTD_STATUS_INVALID_STATE = -3,           /* e.g. export of a request that is not a finished context-only one */
+    TRTD_STATUS_KV_CAPACITY = -4,             /* can never fit: needs more KV blocks than the pool has */
+    TRTD_STATUS_KV_EXHAUSTED = -5,            /* no free KV blocks now; retry later */
+    TRTD_STATUS_BUFFER_TOO_SMALL = -6,        /* caller buffer too small; the size needed was written */
+    TRTD_STATUS_MODEL_LOAD = -7,              /* model directory missing, unreadable or malformed */
+    TRTD_STATUS_SHUT_DOWN = -8,               /* executor is shutting down */
+    TRTD_STATUS_UNSUPPORTED = -9,             /* not offered by this implementation */
+    TRTD_STATUS_ENGINE_NATIVE_TRANSFER = -10, /* KV moves inside the engine (e.g. TRT-LLM cache transceiver):
+                                                 carry trtd_executor_context_phase_state instead */
+    TRTD_STATUS_OUT_OF_MEMORY = -11,
+    TRTD_STATUS_QUEUE_FULL = -12,             /* max_queued_requests reached; retry later */
+    TRTD_STATUS_INTERNAL = -100
+} trtd_status;
+
+typedef enum trtd_request_type {
+    TRTD_REQUEST_CONTEXT_AND_GENERATION = 0,
+    TRTD_REQUEST_CONTEXT_ONLY = 1,    /* one final response carrying the first token; KV stays pinned for export */
+    TRTD_REQUEST_GENERATION_ONLY = 2  /* continues from trtd_context_phase_params */
+} trtd_request_type;
+
+typedef enum trtd_finish_reason {
+    TRTD_FINISH_NOT_FINISHED = 0,
+    TRTD_FINISH_LENGTH = 1,     /* max_new_tokens reached or the context is full */
+    TRTD_FINISH_END_ID = 2,     /* the end id was generated (it is the last token of the output) */
+    TRTD_FINISH_STOP_TOKEN = 3, /* a stop token id was generated (it is the last token of the output) */
+    TRTD_FINISH_CANCELLED = 4,
+    TRTD_FINISH_ERROR = 5       /* see trtd_response.error_status / error_message */
+} trtd_finish_reason;
+
+typedef enum trtd_memory_kind {
+    TRTD_MEMORY_HOST = 0,          /* plain host memory: the segment pointer may be dereferenced */
+    TRTD_MEMORY_HOST_PINNED = 1,   /* page-locked host memory */
+    TRTD_MEMORY_CUDA_DEVICE = 2,   /* device pointer on device_id; not dereferenceable on the host */
+    TRTD_MEMORY_ENGINE_HANDLE = 3  /* opaque engine handle (e.g. an IPC handle); not a pointer */
+} trtd_memory_kind;
+
+typedef enum trtd_kv_dtype {
+    TRTD_KV_FLOAT32 = 0,
+    TRTD_KV_FLOAT16 = 1,
+    TRTD_KV_BFLOAT16 = 2,
+    TRTD_KV_FP8_E4M3 = 3
+} trtd_kv_dtype;
+
+/* ------------------------------------------------------------------------------------------------
+ * Library
+ * ---------------------------------------------------------------------------------------------- */
+
+/** TRTD_ABI_VERSION of the library. A binding refuses a library whose value differs from its own. */
+TRTD_API int32_t trtd_abi_version(void);
+
+/** Implementation name and version, e.g. "trtd-ref 0.1.0". Static storage; never NULL. */
+TRTD_API const char * trtd_version(void);
+
+/** The calling thread's last error message ("" if none). Valid until the next call on this thread. */
+TRTD_API const char * trtd_last_error(void);
+
+/* ------------------------------------------------------------------------------------------------
+ * Executor lifecycle
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct trtd_executor_config {
+    int64_t kv_memory_bytes;          /* KV pool budget in bytes, used when kv_block_count == 0 (0 = 64 MiB) */
+    int32_t max_batch_size;           /* most requests in flight per iteration (default 32) */
+    int32_t max_tokens_per_iteration; /* token budget per iteration; long prompts are chunked (default 512) */
+    int32_t kv_tokens_per_block;      /* tokens per KV block (default 16) */
+    int32_t kv_block_count;           /* blocks in the pool; 0 = from kv_memory_bytes */
+    int32_t num_threads;              /* compute threads; 0 = hardware concurrency */
+    int32_t max_context_length;       /* prompt + generated tokens per request; 0 = model's max_position_embeddings */
+    int32_t device_id;                /* accelerator ordinal; -1 = CPU (the reference executor needs -1 or 0) */
+    int32_t max_queued_requests;      /* enqueue fails with QUEUE_FULL past this many waiting; 0 = unbounded */
+} trtd_executor_config;
+
+/** Defaults, to be adjusted field by field. */
+TRTD_API trtd_executor_config trtd_executor_default_config(void);
+
+/**
+ * Loads the model in model_dir (config.json + safetensors, see docs/design/contracts.md), allocates the
+ * KV pool and starts the engine thread.
+ * @return OK and *executor_out set; INVALID_ARGUMENT for a bad config; MODEL_LOAD for a missing or
+ *         malformed model; OUT_OF_MEMORY. On failure *executor_out is NULL and nothing is left allocated.
+ */
+TRTD_API trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_config * config,
+                                          trtd_executor ** executor_out);
+
+/**
+ * Stops the engine thread, drops every request, export and import, frees all memory and closes the
+ * notification fd unless it was taken. Pointers from export/import segment calls become invalid.
+ * NULL is a no-op.
+ */
+TRTD_API void trtd_executor_destroy(trtd_executor * executor);
+
+typedef struct trtd_model_info {
+    int32_t vocab_size;
+    int32_t num_layers;
+    int32_t hidden_size;
+    int32_t num_heads;
+    int32_t num_kv_heads;
+    int32_t head_dim;
+    int32_t max_context_length;  /* effective limit (config or model) */
+    int32_t num_eos_token_ids;   /* entries used in eos_token_ids */
+    int32_t eos_token_ids[8];
+    char    fingerprint[32];     /* NUL-terminated hex digest of config + weights */
+} trtd_model_info;
+
+/** Fills *info_out. @return OK, or INVALID_ARGUMENT for NULL arguments. */
+TRTD_API trtd_status trtd_executor_model_info(const trtd_executor * executor, trtd_model_info * info_out);
+
+/* ------------------------------------------------------------------------------------------------
+ * Requests
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct trtd_sampling_params {
+    uint64_t seed;        /* the draw for the n-th generated token depends only on (seed, n) */
+    float    temperature; /* 0 = greedy (argmax); else > 0 */
+    float    top_p;       /* in (0, 1]; 1 = off */
+    int32_t  top_k;       /* 0 = off; else >= 1 */
+} trtd_sampling_params;
+
+TRTD_API trtd_sampling_params trtd_sampling_default_params(void); /* greedy, top_p 1, top_k 0, seed 0 */
+
+/**
+ * What a generation-only request continues from: the context-only request's first token plus either
+ * KV imported through trtd_executor_kv_import_reserve (kv_import_id) or an engine's opaque state
+ * (opaque_state; e.g. TRT-LLM's serialized ContextPhaseParams). The reference executor needs kv_import_id
+ * and ignores opaque_state.
+ */
+typedef struct trtd_context_phase_params {
+    const void * opaque_state;      /* may be NULL; copied at enqueue */
+    uint64_t     opaque_state_size;
+    trtd_kv_import_id kv_import_id; /* 0 = none; on successful enqueue the request takes ownership */
+    trtd_token   first_token;
+} trtd_context_phase_params;
+
+typedef struct trtd_request {
+    const trtd_token * prompt;                       /* prompt_len ids, each in [0, vocab_size) */
+    const trtd_token * stop_token_ids;               /* num_stop_token_ids ids; may be NULL */
+    const trtd_context_phase_params * context_phase; /* required for GENERATION_ONLY, else NULL */
+    trtd_sampling_params sampling;
+    int32_t prompt_len;         /* >= 1 and < max context length */
+    int32_t max_new_tokens;     /* >= 1; includes the first token, also for GENERATION_ONLY */
+    int32_t end_id;             /* -1 = none */
+    int32_t num_stop_token_ids; /* >= 0 */
+    int32_t type;               /* trtd_request_type */
+} trtd_request;
+
+/**
+ * Validates and queues a request (copies everything it needs; the caller's buffers may be freed after).
+ * A request whose KV need (prompt + max_new_tokens, capped at the context) fits the pool but not its free
+ * blocks waits in the queue until blocks are free.
+ * @return OK and *id_out set; INVALID_ARGUMENT (message names the field); KV_CAPACITY when it can never
+ *         fit; NOT_FOUND for an unknown kv_import_id; QUEUE_FULL when the queue limit is reached;
+ *         SHUT_DOWN. On failure nothing changed (an import stays owned by the caller).
+ */
+TRTD_API trtd_status trtd_executor_enqueue(trtd_executor * executor, const trtd_request * request,
+                                           trtd_request_id * id_out);
+
+/**
+ * Asks the engine to stop a queued or running request. Its final response (finish reason CANCELLED) comes
+ * through trtd_executor_await_responses, and its KV blocks are freed. A finished context-only request's
+ * pinned KV is released with trtd_executor_kv_export_release, not here.
+ * @return OK; NOT_FOUND when the id is unknown or already finished.
+ */
+TRTD_API trtd_status trtd_executor_cancel(trtd_executor * executor, trtd_request_id id);
+
+/* ------------------------------------------------------------------------------------------------
+ * Responses
+ *
+ * The engine accumulates output per request; one drain returns at most one response per request with
+ * all its tokens since the previous drain. Tokens go into the caller's token buffer at token_offset.
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct trtd_response {
+    trtd_request_id request_id;
+    int32_t token_offset;       /* index of this response's first token in the token buffer */
+    int32_t num_tokens;         /* new tokens (may be 0 in a final response) */
+    int32_t finish_reason;      /* trtd_finish_reason; NOT_FINISHED unless is_final */
+    int32_t error_status;       /* trtd_status; OK unless finish_reason == ERROR */
+    char    error_message[200]; /* NUL-terminated; "" unless finish_reason == ERROR */
+    bool    is_final;           /* the last response for this request id */
+} trtd_response;
+
+/**
+ * Moves ready responses into the caller's buffers, waiting up to timeout_ms for the first one
+ * (0 = never wait, -1 = wait without bound: avoid). When the buffers fill up, the rest stays queued
+ * (a response may then be split: its first part is not final).
+ * @return OK with *num_responses_out >= 0 (0 on timeout); INVALID_ARGUMENT.
+ */
+TRTD_API trtd_status trtd_executor_await_responses(trtd_executor * executor, int32_t timeout_ms,
+                                                   trtd_response * responses, int32_t max_responses,
+                                                   trtd_token * tokens, int32_t max_tokens,
+                                                   int32_t * num_responses_out);
+
+/**
+ * A file descriptor that becomes readable when responses are ready, for event loops: the engine writes a
+ * byte to it whenever the response queue goes from empty to non-empty; after readiness, drain with
+ * trtd_executor_await_responses(timeout 0) until it returns 0 responses, and read (discard) the bytes.
+ * Ownership: with take == false the executor keeps the fd and closes it in destroy; with take == true the
+ * caller owns it from now on and must close it (allowed once).
+ * @return OK and *fd_out set; UNSUPPORTED; INVALID_STATE if already taken.
+ */
+TRTD_API trtd_status trtd_executor_notify_fd(trtd_executor * executor, bool take, int32_t * fd_out);
+
+/**
+ * Size-first query of the opaque engine state of a finished context-only request (for
+ * trtd_context_phase_params.opaque_state). *size_out receives the size; with buffer == NULL or a buffer
+ * that is too small nothing is copied (BUFFER_TOO_SMALL when buffer != NULL). The reference executor has
+ * no such state: size 0.
+ * @return OK; NOT_FOUND; BUFFER_TOO_SMALL.
+ */
+TRTD_API trtd_status trtd_executor_context_phase_state(trtd_executor * executor, trtd_request_id id,
+                                                       void * buffer, uint64_t buffer_size,
+                                                       uint64_t * size_out);
+
+/* ------------------------------------------------------------------------------------------------
+ * Stats
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct trtd_executor_stats {
+    uint64_t iterations;         /* engine iterations run so far */
+    uint64_t generated_tokens;   /* tokens sampled so far */
+    uint64_t prompt_tokens;      /* prompt tokens processed so far */
+    int32_t  active_requests;    /* admitted, holding KV, not finished */
+    int32_t  queued_requests;    /* waiting for admission */
+    int32_t  kv_blocks_total;
+    int32_t  kv_blocks_used;     /* by requests, pinned exports and pending imports */
+    int32_t  kv_blocks_free;
+    int32_t  pinned_exports;     /* finished context-only requests not yet released */
+    int32_t  pending_imports;    /* reserved imports not yet consumed or aborted */
+} trtd_executor_stats;
+
+TRTD_API trtd_status trtd_executor_get_stats(trtd_executor * executor, trtd_executor_stats * stats_out);
+
+/* ------------------------------------------------------------------------------------------------
+ * KV cache layout, export and import (disaggregation)
+ *
+ * The cache is paged. One block holds, contiguously, every layer's K and V for tokens_per_block tokens:
+ * [layer][K then V][token in block][kv head][head_dim] of dtype. A request's KV is therefore a list of
+ * equal-size segments (the last one possibly partly used). Two executors with equal layout fingerprints
+ * can exchange segments byte for byte.
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct trtd_kv_layout {
+    uint64_t bytes_per_block;
+    int32_t  num_layers;
+    int32_t  num_kv_heads;
+    int32_t  head_dim;
+    int32_t  tokens_per_block;
+    int32_t  dtype;          /* trtd_kv_dtype */
+    int32_t  memory_kind;    /* trtd_memory_kind of the pool */
+    char     fingerprint[32]; /* NUL-terminated hex: model fingerprint + all fields above */
+} trtd_kv_layout;
+
+TRTD_API trtd_status trtd_executor_kv_layout(const trtd_executor * executor, trtd_kv_layout * layout_out);
+
+typedef struct trtd_kv_segment {
+    void *   data;        /* host pointer, device pointer or engine handle, see memory_kind */
+    uint64_t size;        /* bytes (bytes_per_block) */
+    int32_t  memory_kind; /* trtd_memory_kind */
+    int32_t  device_id;   /* -1 for host memory */
+} trtd_kv_segment;
+
+typedef struct trtd_kv_export_info {
+    uint64_t bytes;       /* num_blocks * bytes_per_block */
+    int32_t  num_tokens;  /* tokens with KV (the prompt length) */
+    int32_t  num_blocks;
+    int32_t  memory_kind;
+} trtd_kv_export_info;
+
+/**
+ * Describes the pinned KV of a finished context-only request (it stays pinned until
+ * trtd_executor_kv_export_release or destroy).
+ * @return OK; NOT_FOUND; INVALID_STATE (not context-only, or not finished yet);
+ *         ENGINE_NATIVE_TRANSFER (KV moves inside the engine; use the context phase state).
+ */
+TRTD_API trtd_status trtd_executor_kv_export_info(trtd_executor * executor, trtd_request_id id,
+                                                  trtd_kv_export_info * info_out);
+
+/**
+ * Zero-copy views of the pinned blocks, in token order. Size first: with max_segments < num_blocks
+ * nothing is written except *num_segments_out = num_blocks, and BUFFER_TOO_SMALL is returned (segments
+ * may be NULL then). Views stay valid until release or destroy; treat them as read-only.
+ */
+TRTD_API trtd_status trtd_executor_kv_export_segments(trtd_executor * executor, trtd_request_id id,
+                                                      trtd_kv_segment * segments, int32_t max_segments,
+                                                      int32_t * num_segments_out);
+
+/**
+ * Copies the pinned KV (num_blocks segments back to back, bytes in all) into a caller buffer.
+ * @return OK; NOT_FOUND; INVALID_STATE; BUFFER_TOO_SMALL (buffer_size < bytes; nothing copied).
+ */
+TRTD_API trtd_status trtd_executor_kv_export_copy(trtd_executor * executor, trtd_request_id id,
+                                                  void * buffer, uint64_t buffer_size);
+
+/** Unpins and frees the exported blocks; the request id is forgotten. @return OK; NOT_FOUND. */
+TRTD_API trtd_status trtd_executor_kv_export_release(trtd_executor * executor, trtd_request_id id);
+
+/**
+ * Reserves blocks for num_tokens tokens of KV to be written by the caller, then consumed by a
+ * GENERATION_ONLY request (trtd_context_phase_params.kv_import_id). Segments have the export shape.
+ * @return OK and *import_id_out set; INVALID_ARGUMENT (num_tokens < 1 or >= max context);
+ *         KV_CAPACITY (can never fit); KV_EXHAUSTED (not enough free blocks now);
+ *         ENGINE_NATIVE_TRANSFER (the engine moves KV itself).
+ */
+TRTD_API trtd_status trtd_executor_kv_import_reserve(trtd_executor * executor, int32_t num_tokens,
+                                                     trtd_kv_import_id * import_id_out);
+
+/** Writable zero-copy views of a reserved import's blocks; size first as for export segments. */
+TRTD_API trtd_status trtd_executor_kv_import_segments(trtd_executor * executor, trtd_kv_import_id id,
+                                                      trtd_kv_segment * segments, int32_t max_segments,
+                                                      int32_t * num_segments_out);
+
+/** Frees a reserved import that was not consumed. @return OK; NOT_FOUND (unknown or consumed). */
+TRTD_API trtd_status trtd_executor_kv_import_abort(trtd_executor * executor, trtd_kv_import_id id);
+
+/* ------------------------------------------------------------------------------------------------
+ * Testing and debugging
+ * ---------------------------------------------------------------------------------------------- */
+
+/**
+ * [DEBUG] Runs a full forward pass over tokens on the calling thread (scratch KV, not the pool) and
+ * writes the logits of every position: num_tokens * vocab_size floats, row-major. Serialized with the
+ * engine's iterations.
+ * @return OK; INVALID_ARGUMENT (ids, length); BUFFER_TOO_SMALL (max_logits too small; nothing written);
+ *         UNSUPPORTED.
+ */
+TRTD_API trtd_status trtd_executor_compute_logits(trtd_executor * executor, const trtd_token * tokens,
+                                                  int32_t num_tokens, float * logits, int64_t max_logits);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TRTD_EXECUTOR_H */

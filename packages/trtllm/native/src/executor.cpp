@@ -1,0 +1,750 @@
+// The reference executor: the C ABI of trtd_executor.h over a CPU Llama forward pass with a paged KV
+// pool and in-flight batching on one engine thread.
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+#include <unordered_map>
+#include <vector>
+
+#include "../../include/trtd_executor.h"
+#include "forward.hpp"
+#include "model.hpp"
+#include "sampler.hpp"
+
+using namespace trtd;
+
+namespace {
+
+thread_local std::string g_last_error;
+
+trtd_status fail(trtd_status s, const std::string & msg) {
+    g_last_error = msg;
+    return s;
+}
+
+struct Request {
+    trtd_request_id id = 0;
+    int type = 0;
+    std::vector<int> tokens;  // prompt, then generated tokens
+    int prompt_len = 0, max_new = 0, end_id = -1;
+    std::vector<int> stop;
+    SamplingParams sampling;
+    int generated = 0;
+    int computed = 0;       // tokens whose K/V are in the cache
+    int blocks_needed = 0;  // whole lifetime, reserved at admission
+    std::vector<int> blocks;
+    std::vector<float *> block_ptrs;
+    int first_token = -1;   // generation-only
+    bool cancel = false;
+};
+
+struct Held {  // pinned export or reserved import
+    int num_tokens = 0;
+    std::vector<int> blocks;
+};
+
+struct Pending {
+    std::vector<int> tokens;
+    bool final = false;
+    int reason = TRTD_FINISH_NOT_FINISHED, status = TRTD_STATUS_OK;
+    std::string message;
+};
+
+int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+struct trtd_executor {
+    Model model;
+    trtd_executor_config cfg{};
+    int max_ctx = 0;
+    KvGeometry geo;
+    std::vector<float> pool;
+    std::vector<int> free_blocks;
+    std::unique_ptr<ThreadPool> threads;
+    std::unique_ptr<Forward> forward;
+    Sampler sampler;
+
+    std::mutex mu;               // guards everything below
+    std::condition_variable work_cv, resp_cv;
+    std::deque<std::unique_ptr<Request>> queue;
+    std::vector<std::unique_ptr<Request>> running;  // admission order
+    std::unordered_map<trtd_request_id, Request *> live;
+    std::map<trtd_request_id, Held> exports;
+    std::map<trtd_kv_import_id, Held> imports;
+    std::map<trtd_request_id, Pending> pending;
+    uint64_t next_id = 1, iterations = 0, generated_tokens = 0, prompt_tokens = 0;
+    bool stop = false, dirty = false, signalled = false;
+    int notify_r = -1, notify_w = -1;
+    bool notify_taken = false;
+
+    std::mutex compute_mu;       // one forward pass at a time (engine iterations, compute_logits)
+    std::thread engine;
+
+    float * block_ptr(int b) { return pool.data() + size_t(b) * geo.block_floats(); }
+
+    bool alloc_locked(int n, std::vector<int> & out) {
+        if (n > int(free_blocks.size())) return false;
+        for (int i = 0; i < n; ++i) { out.push_back(free_blocks.back()); free_blocks.pop_back(); }
+        return true;
+    }
+    void free_locked(std::vector<int> & blocks) {
+        for (int b : blocks) free_blocks.push_back(b);
+        blocks.clear();
+        work_cv.notify_one();  // a queued request may fit now
+    }
+
+    void emit_locked(trtd_request_id id, const int * toks, int n, bool final, int reason, int status = 0,
+                     const std::string & msg = "") {
+        const bool was_empty = pending.empty();
+        Pending & p = pending[id];
+        p.tokens.insert(p.tokens.end(), toks, toks + n);
+        if (final) { p.final = true; p.reason = reason; p.status = status; p.message = msg; }
+        if (was_empty && !signalled && notify_w >= 0) {
+            const char b = 1;
+            // Non-blocking; a full socket already holds a wake-up byte. MSG_NOSIGNAL: no SIGPIPE if the
+            // reader closed its end.
+            (void)!send(notify_w, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            signalled = true;
+        }
+        resp_cv.notify_all();
+    }
+
+    // Ends a running or queued request: its blocks go to an export (finished context-only) or back to the pool.
+    void finish_locked(Request & r, int reason, int status = 0, const std::string & msg = "") {
+        if (r.type == TRTD_REQUEST_CONTEXT_ONLY && (reason == TRTD_FINISH_LENGTH || reason == TRTD_FINISH_END_ID ||
+                                                    reason == TRTD_FINISH_STOP_TOKEN)) {
+            Held & h = exports[r.id];
+            h.num_tokens = r.prompt_len;
+            h.blocks = std::move(r.blocks);
+            r.blocks.clear();
+        } else {
+            free_locked(r.blocks);
+        }
+        live.erase(r.id);
+        emit_locked(r.id, nullptr, 0, true, reason, status, msg);
+    }
+
+    // Appends a sampled token, emits it, and returns true when the request is done.
+    bool accept_token_locked(Request & r, int token) {
+        r.tokens.push_back(token);
+        ++r.generated;
+        ++generated_tokens;
+        emit_locked(r.id, &token, 1, false, 0);
+        int reason = 0;
+        if (r.end_id >= 0 && token == r.end_id) reason = TRTD_FINISH_END_ID;
+        else if (std::find(r.stop.begin(), r.stop.end(), token) != r.stop.end()) reason = TRTD_FINISH_STOP_TOKEN;
+        else if (r.generated >= r.max_new || int(r.tokens.size()) >= max_ctx || r.type == TRTD_REQUEST_CONTEXT_ONLY)
+            reason = TRTD_FINISH_LENGTH;
+        if (!reason) return false;
+        finish_locked(r, reason);
+        return true;
+    }
+
+    bool can_admit_locked() const {
+        if (queue.empty() || int(running.size()) >= cfg.max_batch_size) return false;
+        const Request & h = *queue.front();
+        return h.cancel || h.blocks_needed - int(h.blocks.size()) <= int(free_blocks.size());
+    }
+
+    void handle_cancels_locked() {
+        for (auto it = queue.begin(); it != queue.end();) {
+            if ((*it)->cancel) { finish_locked(**it, TRTD_FINISH_CANCELLED); it = queue.erase(it); }
+            else ++it;
+        }
+        for (auto it = running.begin(); it != running.end();) {
+            if ((*it)->cancel) { finish_locked(**it, TRTD_FINISH_CANCELLED); it = running.erase(it); }
+            else ++it;
+        }
+    }
+
+    void admit_locked() {
+        while (can_admit_locked()) {
+            std::unique_ptr<Request> r = std::move(queue.front());
+            queue.pop_front();
+            alloc_locked(r->blocks_needed - int(r->blocks.size()), r->blocks);
+            for (int b : r->blocks) r->block_ptrs.push_back(block_ptr(b));
+            if (r->type == TRTD_REQUEST_GENERATION_ONLY) {
+                // The first token came from the context phase: emit it as this request's first output, so
+                // generation-only output equals context-and-generation output token for token.
+                if (accept_token_locked(*r, r->first_token)) continue;
+            }
+            running.push_back(std::move(r));
+        }
+    }
+
+    void fail_running_locked(const std::string & msg) {
+        for (auto & r : running) finish_locked(*r, TRTD_FINISH_ERROR, TRTD_STATUS_INTERNAL, msg);
+        running.clear();
+    }
+
+    void loop() {
+        struct Item { Request * req; int n; bool sample; };
+        std::vector<Item> items;
+        std::vector<ForwardRow> rows;
+        std::vector<float> logits;
+        std::vector<int> sampled;
+        while (true) {
+            items.clear();
+            rows.clear();
+            {
+                std::unique_lock<std::mutex> lk(mu);
+                work_cv.wait(lk, [&] { return stop || dirty || !running.empty() || can_admit_locked(); });
+                if (stop) return;
+                dirty = false;
+                handle_cancels_locked();
+                admit_locked();
+                // Decodes first (one token each), then prompt chunks within the iteration's token budget, so
+                // running decodes never wait for a whole long prompt.
+                int decodes = 0;
+                for (auto & r : running)
+                    if (r->computed >= r->prompt_len) { items.push_back({r.get(), 1, true}); ++decodes; }
+                int budget = std::max(cfg.max_tokens_per_iteration - decodes, 1);
+                for (auto & r : running) {
+                    if (r->computed >= r->prompt_len || budget == 0) continue;
+                    const int n = std::min(r->prompt_len - r->computed, budget);
+                    budget -= n;
+                    items.push_back({r.get(), n, r->computed + n == r->prompt_len});
+                }
+                if (items.empty()) continue;
+                ++iterations;
+            }
+            int n_logits = 0;
+            for (const Item & it : items) {
+                for (int k = 0; k < it.n; ++k) {
+                    ForwardRow row;
+                    row.pos = it.req->computed + k;
+                    row.token = it.req->tokens[size_t(row.pos)];
+                    row.blocks = it.req->block_ptrs.data();
+                    row.logits_index = (it.sample && k == it.n - 1) ? n_logits++ : -1;
+                    rows.push_back(row);
+                }
+            }
+            logits.resize(size_t(n_logits) * size_t(model.cfg.vocab_size));
+            std::string error;
+            try {
+                std::lock_guard<std::mutex> clk(compute_mu);
+                forward->run(rows, logits.data());
+            } catch (const std::exception & e) {
+                error = std::string("forward pass failed: ") + e.what();
+            }
+            // Sampling reads only engine-owned request fields: done outside the lock.
+            sampled.clear();
+            if (error.empty()) {
+                int li = 0;
+                for (const Item & it : items)
+                    if (it.sample) {
+                        const float * lg = logits.data() + size_t(li++) * size_t(model.cfg.vocab_size);
+                        sampled.push_back(sampler.sample(lg, model.cfg.vocab_size, it.req->sampling,
+                                                         uint64_t(it.req->generated)));
+                    }
+            }
+            std::lock_guard<std::mutex> lk(mu);
+            if (!error.empty()) { fail_running_locked(error); continue; }
+            int si = 0;
+            std::vector<Request *> done;
+            for (const Item & it : items) {
+                Request & r = *it.req;
+                if (r.computed < r.prompt_len) prompt_tokens += uint64_t(it.n);
+                r.computed += it.n;
+                if (it.sample && accept_token_locked(r, sampled[size_t(si++)])) done.push_back(&r);
+            }
+            if (!done.empty())
+                running.erase(std::remove_if(running.begin(), running.end(),
+                                             [&](const std::unique_ptr<Request> & r) {
+                                                 return std::find(done.begin(), done.end(), r.get()) != done.end();
+                                             }),
+                              running.end());
+        }
+    }
+};
+
+namespace {
+
+template <typename F> trtd_status guarded(F && f) {
+    try {
+        return f();
+    } catch (const std::bad_alloc &) {
+        return fail(TRTD_STATUS_OUT_OF_MEMORY, "out of memory");
+    } catch (const std::exception & e) {
+        return fail(TRTD_STATUS_INTERNAL, std::string("internal error: ") + e.what());
+    } catch (...) {
+        return fail(TRTD_STATUS_INTERNAL, "internal error");
+    }
+}
+
+trtd_status check_token(int t, int vocab, const char * what) {
+    if (t < 0 || t >= vocab)
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, std::string(what) + " " + std::to_string(t) +
+                                                      " is out of range (vocab size " + std::to_string(vocab) + ")");
+    return TRTD_STATUS_OK;
+}
+
+void copy_fixed(char * dst, size_t cap, const std::string & s) {
+    const size_t n = std::min(cap - 1, s.size());
+    std::memcpy(dst, s.data(), n);
+    dst[n] = 0;
+}
+
+trtd_status segments_of(trtd_executor * ex, const Held & h, trtd_kv_segment * segs, int32_t max, int32_t * n_out) {
+    const int n = int(h.blocks.size());
+    if (n_out) *n_out = n;
+    if (max < n) return fail(TRTD_STATUS_BUFFER_TOO_SMALL, "segment buffer holds " + std::to_string(max) +
+                                                               ", need " + std::to_string(n));
+    if (!segs) return fail(TRTD_STATUS_INVALID_ARGUMENT, "segments is NULL");
+    for (int i = 0; i < n; ++i) {
+        segs[i].data = ex->block_ptr(h.blocks[size_t(i)]);
+        segs[i].size = ex->geo.block_floats() * 4;
+        segs[i].memory_kind = TRTD_MEMORY_HOST;
+        segs[i].device_id = -1;
+    }
+    return TRTD_STATUS_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+int32_t trtd_abi_version(void) { return TRTD_ABI_VERSION; }
+
+const char * trtd_version(void) { return "trtd-ref 0.1.0 (CPU reference executor)"; }
+
+const char * trtd_last_error(void) { return g_last_error.c_str(); }
+
+trtd_executor_config trtd_executor_default_config(void) {
+    trtd_executor_config c{};
+    c.kv_memory_bytes = int64_t(64) << 20;
+    c.max_batch_size = 32;
+    c.max_tokens_per_iteration = 512;
+    c.kv_tokens_per_block = 16;
+    c.kv_block_count = 0;
+    c.num_threads = 0;
+    c.max_context_length = 0;
+    c.device_id = -1;
+    c.max_queued_requests = 0;
+    return c;
+}
+
+trtd_sampling_params trtd_sampling_default_params(void) {
+    trtd_sampling_params p{};
+    p.seed = 0;
+    p.temperature = 0;
+    p.top_p = 1;
+    p.top_k = 0;
+    return p;
+}
+
+trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_config * config,
+                                 trtd_executor ** executor_out) {
+    if (executor_out) *executor_out = nullptr;
+    return guarded([&]() -> trtd_status {
+        if (!model_dir || !config || !executor_out)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "model_dir, config and executor_out must not be NULL");
+        const trtd_executor_config & c = *config;
+        if (c.max_batch_size < 1 || c.max_batch_size > 4096)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_batch_size must be in [1, 4096]");
+        if (c.max_tokens_per_iteration < 1)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_tokens_per_iteration must be >= 1");
+        if (c.kv_tokens_per_block < 1 || c.kv_tokens_per_block > 4096)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "kv_tokens_per_block must be in [1, 4096]");
+        if (c.kv_block_count < 0 || c.kv_memory_bytes < 0)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "kv_block_count and kv_memory_bytes must be >= 0");
+        if (c.num_threads < 0 || c.num_threads > 256)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_threads must be in [0, 256]");
+        if (c.device_id < -1 || c.device_id > 0)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "the reference executor runs on the CPU: device_id must be -1 or 0");
+        if (c.max_context_length < 0 || c.max_queued_requests < 0)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_context_length and max_queued_requests must be >= 0");
+
+        std::unique_ptr<trtd_executor> ex(new trtd_executor());
+        ex->cfg = c;
+        try {
+            load_model(model_dir, ex->model);
+        } catch (const std::bad_alloc &) {
+            return fail(TRTD_STATUS_OUT_OF_MEMORY, "out of memory loading the model");
+        } catch (const std::exception & e) {
+            return fail(TRTD_STATUS_MODEL_LOAD, e.what());
+        }
+        const ModelConfig & mc = ex->model.cfg;
+        ex->max_ctx = c.max_context_length ? c.max_context_length : mc.max_position_embeddings;
+        if (ex->max_ctx > mc.max_position_embeddings)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_context_length " + std::to_string(ex->max_ctx) +
+                                                          " exceeds the model's " + std::to_string(mc.max_position_embeddings));
+        if (ex->max_ctx < 2) return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_context_length must be >= 2");
+        ex->geo.num_layers = mc.num_layers;
+        ex->geo.num_kv_heads = mc.num_kv_heads;
+        ex->geo.head_dim = mc.head_dim;
+        ex->geo.tokens_per_block = c.kv_tokens_per_block;
+        const uint64_t block_bytes = ex->geo.block_floats() * 4;
+        int64_t blocks = c.kv_block_count ? c.kv_block_count
+                                          : (c.kv_memory_bytes ? c.kv_memory_bytes : (int64_t(64) << 20)) / int64_t(block_bytes);
+        if (blocks < 1) return fail(TRTD_STATUS_INVALID_ARGUMENT, "the KV budget holds no block (" +
+                                                                      std::to_string(block_bytes) + " bytes each)");
+        if (blocks > (int64_t(1) << 30)) return fail(TRTD_STATUS_INVALID_ARGUMENT, "too many KV blocks");
+        ex->cfg.kv_block_count = int32_t(blocks);
+        ex->pool.assign(size_t(blocks) * ex->geo.block_floats(), 0.0f);
+        for (int64_t b = blocks - 1; b >= 0; --b) ex->free_blocks.push_back(int(b));
+        int nt = c.num_threads ? c.num_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+        ex->cfg.num_threads = nt;
+        ex->threads.reset(new ThreadPool(nt));
+        ex->forward.reset(new Forward(ex->model, *ex->threads, ex->geo));
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+            return fail(TRTD_STATUS_INTERNAL, std::string("socketpair failed: ") + std::strerror(errno));
+        ex->notify_r = sv[0];
+        ex->notify_w = sv[1];
+        shutdown(sv[0], SHUT_WR);
+        trtd_executor * raw = ex.get();
+        ex->engine = std::thread([raw] { raw->loop(); });
+        *executor_out = ex.release();
+        return TRTD_STATUS_OK;
+    });
+}
+
+void trtd_executor_destroy(trtd_executor * ex) {
+    if (!ex) return;
+    {
+        std::lock_guard<std::mutex> lk(ex->mu);
+        ex->stop = true;
+    }
+    ex->work_cv.notify_all();
+    ex->resp_cv.notify_all();
+    if (ex->engine.joinable()) ex->engine.join();
+    if (ex->notify_w >= 0) close(ex->notify_w);
+    if (ex->notify_r >= 0 && !ex->notify_taken) close(ex->notify_r);
+    delete ex;
+}
+
+trtd_status trtd_executor_model_info(const trtd_executor * ex, trtd_model_info * out) {
+    if (!ex || !out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and info_out must not be NULL");
+    const ModelConfig & c = ex->model.cfg;
+    std::memset(out, 0, sizeof(*out));
+    out->vocab_size = c.vocab_size;
+    out->num_layers = c.num_layers;
+    out->hidden_size = c.hidden_size;
+    out->num_heads = c.num_heads;
+    out->num_kv_heads = c.num_kv_heads;
+    out->head_dim = c.head_dim;
+    out->max_context_length = ex->max_ctx;
+    out->num_eos_token_ids = int32_t(std::min<size_t>(8, c.eos_token_ids.size()));
+    for (int i = 0; i < out->num_eos_token_ids; ++i) out->eos_token_ids[i] = c.eos_token_ids[size_t(i)];
+    copy_fixed(out->fingerprint, sizeof(out->fingerprint), ex->model.fingerprint);
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, trtd_request_id * id_out) {
+    if (id_out) *id_out = 0;
+    return guarded([&]() -> trtd_status {
+        if (!ex || !req || !id_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor, request and id_out must not be NULL");
+        const int vocab = ex->model.cfg.vocab_size;
+        if (req->type < TRTD_REQUEST_CONTEXT_AND_GENERATION || req->type > TRTD_REQUEST_GENERATION_ONLY)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "unknown request type " + std::to_string(req->type));
+        if (req->prompt_len < 1 || !req->prompt) return fail(TRTD_STATUS_INVALID_ARGUMENT, "the prompt is empty");
+        if (req->prompt_len >= ex->max_ctx)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "the prompt has " + std::to_string(req->prompt_len) +
+                                                          " tokens; the context holds " + std::to_string(ex->max_ctx) +
+                                                          " (prompt plus at least one generated token)");
+        for (int i = 0; i < req->prompt_len; ++i)
+            if (trtd_status s = check_token(req->prompt[i], vocab, "prompt token id"); s) return s;
+        if (req->max_new_tokens < 1)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_new_tokens must be >= 1 (got " + std::to_string(req->max_new_tokens) + ")");
+        if (req->end_id != -1)
+            if (trtd_status s = check_token(req->end_id, vocab, "end id"); s) return s;
+        if (req->num_stop_token_ids < 0 || req->num_stop_token_ids > 1024 || (req->num_stop_token_ids && !req->stop_token_ids))
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_stop_token_ids must be in [0, 1024] with a stop_token_ids array");
+        for (int i = 0; i < req->num_stop_token_ids; ++i)
+            if (trtd_status s = check_token(req->stop_token_ids[i], vocab, "stop token id"); s) return s;
+        const trtd_sampling_params & sp = req->sampling;
+        if (!std::isfinite(sp.temperature) || sp.temperature < 0)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "temperature must be a finite number >= 0");
+        if (!std::isfinite(sp.top_p) || sp.top_p <= 0 || sp.top_p > 1)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "top_p must be in (0, 1]");
+        if (sp.top_k < 0) return fail(TRTD_STATUS_INVALID_ARGUMENT, "top_k must be >= 0 (0 = off)");
+        const bool gen_only = req->type == TRTD_REQUEST_GENERATION_ONLY;
+        if (gen_only && !req->context_phase)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "a generation-only request needs context phase params");
+        if (!gen_only && req->context_phase)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "context phase params are only for generation-only requests");
+        if (gen_only) {
+            if (trtd_status s = check_token(req->context_phase->first_token, vocab, "first token"); s) return s;
+            if (!req->context_phase->kv_import_id)
+                return fail(TRTD_STATUS_INVALID_ARGUMENT, "the reference executor continues from imported KV: kv_import_id is 0");
+        }
+
+        auto r = std::make_unique<Request>();
+        r->type = req->type;
+        r->tokens.assign(req->prompt, req->prompt + req->prompt_len);
+        r->prompt_len = req->prompt_len;
+        r->max_new = req->max_new_tokens;
+        r->end_id = req->end_id;
+        if (req->num_stop_token_ids) r->stop.assign(req->stop_token_ids, req->stop_token_ids + req->num_stop_token_ids);
+        r->sampling.seed = sp.seed;
+        r->sampling.temperature = sp.temperature;
+        r->sampling.top_p = sp.top_p;
+        r->sampling.top_k = sp.top_k;
+        const int T = ex->geo.tokens_per_block;
+        const int kv_tokens = req->type == TRTD_REQUEST_CONTEXT_ONLY
+                                  ? r->prompt_len
+                                  : int(std::min<int64_t>(int64_t(r->prompt_len) + r->max_new, ex->max_ctx)) - 1;
+        r->blocks_needed = ceil_div(kv_tokens, T);
+
+        std::lock_guard<std::mutex> lk(ex->mu);
+        if (ex->stop) return fail(TRTD_STATUS_SHUT_DOWN, "the executor is shutting down");
+        if (r->blocks_needed > ex->cfg.kv_block_count)
+            return fail(TRTD_STATUS_KV_CAPACITY, "the request needs " + std::to_string(r->blocks_needed) +
+                                                     " KV blocks (prompt + max_new_tokens); the pool has " +
+                                                     std::to_string(ex->cfg.kv_block_count));
+        if (ex->cfg.max_queued_requests && int(ex->queue.size()) >= ex->cfg.max_queued_requests)
+            return fail(TRTD_STATUS_QUEUE_FULL, "the request queue is full (" + std::to_string(ex->queue.size()) + " waiting)");
+        if (gen_only) {
+            auto it = ex->imports.find(req->context_phase->kv_import_id);
+            if (it == ex->imports.end())
+                return fail(TRTD_STATUS_NOT_FOUND, "unknown or already consumed kv_import_id " +
+                                                       std::to_string(req->context_phase->kv_import_id));
+            if (it->second.num_tokens != r->prompt_len)
+                return fail(TRTD_STATUS_INVALID_ARGUMENT, "the KV import holds " + std::to_string(it->second.num_tokens) +
+                                                              " tokens but the prompt has " + std::to_string(r->prompt_len));
+            r->blocks = std::move(it->second.blocks);
+            ex->imports.erase(it);
+            r->computed = r->prompt_len;
+            r->first_token = req->context_phase->first_token;
+        }
+        r->id = ex->next_id++;
+        *id_out = r->id;
+        ex->live[r->id] = r.get();
+        ex->queue.push_back(std::move(r));
+        ex->work_cv.notify_one();
+        return TRTD_STATUS_OK;
+    });
+}
+
+trtd_status trtd_executor_cancel(trtd_executor * ex, trtd_request_id id) {
+    if (!ex) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    auto it = ex->live.find(id);
+    if (it == ex->live.end()) return fail(TRTD_STATUS_NOT_FOUND, "no live request " + std::to_string(id));
+    it->second->cancel = true;
+    ex->dirty = true;
+    ex->work_cv.notify_one();
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_await_responses(trtd_executor * ex, int32_t timeout_ms, trtd_response * responses,
+                                          int32_t max_responses, trtd_token * tokens, int32_t max_tokens,
+                                          int32_t * n_out) {
+    if (n_out) *n_out = 0;
+    if (!ex || !n_out || (max_responses > 0 && !responses) || (max_tokens > 0 && !tokens) || max_responses < 0 || max_tokens < 0)
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "await_responses: bad buffers");
+    std::unique_lock<std::mutex> lk(ex->mu);
+    auto ready = [&] { return !ex->pending.empty() || ex->stop; };
+    if (timeout_ms < 0) ex->resp_cv.wait(lk, ready);
+    else if (timeout_ms > 0) ex->resp_cv.wait_for(lk, std::chrono::milliseconds(timeout_ms), ready);
+    int n = 0, used = 0;
+    for (auto it = ex->pending.begin(); it != ex->pending.end() && n < max_responses;) {
+        Pending & p = it->second;
+        const int space = max_tokens - used, have = int(p.tokens.size());
+        const int take = std::min(space, have);
+        if (take == 0 && have > 0) break;
+        trtd_response & out = responses[n++];
+        std::memset(&out, 0, sizeof(out));
+        out.request_id = it->first;
+        out.token_offset = used;
+        out.num_tokens = take;
+        std::copy(p.tokens.begin(), p.tokens.begin() + take, tokens + used);
+        used += take;
+        if (take < have) {  // buffer full: the rest of this request's output waits for the next drain
+            p.tokens.erase(p.tokens.begin(), p.tokens.begin() + take);
+            out.finish_reason = TRTD_FINISH_NOT_FINISHED;
+            break;
+        }
+        out.is_final = p.final;
+        out.finish_reason = p.final ? p.reason : TRTD_FINISH_NOT_FINISHED;
+        out.error_status = p.status;
+        copy_fixed(out.error_message, sizeof(out.error_message), p.message);
+        it = ex->pending.erase(it);
+    }
+    if (ex->pending.empty()) ex->signalled = false;
+    *n_out = n;
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_notify_fd(trtd_executor * ex, bool take, int32_t * fd_out) {
+    if (!ex || !fd_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and fd_out must not be NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    if (ex->notify_taken) return fail(TRTD_STATUS_INVALID_STATE, "the notification fd was already taken");
+    *fd_out = ex->notify_r;
+    if (take) ex->notify_taken = true;
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_context_phase_state(trtd_executor * ex, trtd_request_id id, void * buffer,
+                                              uint64_t buffer_size, uint64_t * size_out) {
+    (void)buffer;
+    (void)buffer_size;
+    if (!ex || !size_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and size_out must not be NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    if (!ex->exports.count(id)) return fail(TRTD_STATUS_NOT_FOUND, "no finished context-only request " + std::to_string(id));
+    *size_out = 0;  // the reference executor carries its state as KV segments only
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_get_stats(trtd_executor * ex, trtd_executor_stats * out) {
+    if (!ex || !out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and stats_out must not be NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    std::memset(out, 0, sizeof(*out));
+    out->iterations = ex->iterations;
+    out->generated_tokens = ex->generated_tokens;
+    out->prompt_tokens = ex->prompt_tokens;
+    out->active_requests = int32_t(ex->running.size());
+    out->queued_requests = int32_t(ex->queue.size());
+    out->kv_blocks_total = ex->cfg.kv_block_count;
+    out->kv_blocks_free = int32_t(ex->free_blocks.size());
+    out->kv_blocks_used = out->kv_blocks_total - out->kv_blocks_free;
+    out->pinned_exports = int32_t(ex->exports.size());
+    out->pending_imports = int32_t(ex->imports.size());
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_kv_layout(const trtd_executor * ex, trtd_kv_layout * out) {
+    if (!ex || !out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and layout_out must not be NULL");
+    std::memset(out, 0, sizeof(*out));
+    out->bytes_per_block = ex->geo.block_floats() * 4;
+    out->num_layers = ex->geo.num_layers;
+    out->num_kv_heads = ex->geo.num_kv_heads;
+    out->head_dim = ex->geo.head_dim;
+    out->tokens_per_block = ex->geo.tokens_per_block;
+    out->dtype = TRTD_KV_FLOAT32;
+    out->memory_kind = TRTD_MEMORY_HOST;
+    const int32_t fields[6] = {out->num_layers, out->num_kv_heads, out->head_dim, out->tokens_per_block, out->dtype, 0};
+    uint64_t h = hash_bytes(ex->model.fingerprint.data(), ex->model.fingerprint.size(), 0x6b766c61796f7574ull);
+    h = hash_bytes(fields, sizeof(fields), h);
+    copy_fixed(out->fingerprint, sizeof(out->fingerprint), hex64(h));
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_kv_export_info(trtd_executor * ex, trtd_request_id id, trtd_kv_export_info * out) {
+    if (!ex || !out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and info_out must not be NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    auto it = ex->exports.find(id);
+    if (it == ex->exports.end()) {
+        if (ex->live.count(id)) return fail(TRTD_STATUS_INVALID_STATE, "request " + std::to_string(id) +
+                                                                          " is not a finished context-only request");
+        return fail(TRTD_STATUS_NOT_FOUND, "no pinned KV for request " + std::to_string(id));
+    }
+    out->num_tokens = it->second.num_tokens;
+    out->num_blocks = int32_t(it->second.blocks.size());
+    out->bytes = uint64_t(out->num_blocks) * ex->geo.block_floats() * 4;
+    out->memory_kind = TRTD_MEMORY_HOST;
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_kv_export_segments(trtd_executor * ex, trtd_request_id id, trtd_kv_segment * segs,
+                                             int32_t max, int32_t * n_out) {
+    if (!ex || !n_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and num_segments_out must not be NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    auto it = ex->exports.find(id);
+    if (it == ex->exports.end()) return fail(TRTD_STATUS_NOT_FOUND, "no pinned KV for request " + std::to_string(id));
+    return segments_of(ex, it->second, segs, max, n_out);
+}
+
+trtd_status trtd_executor_kv_export_copy(trtd_executor * ex, trtd_request_id id, void * buffer, uint64_t size) {
+    if (!ex || !buffer) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and buffer must not be NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    auto it = ex->exports.find(id);
+    if (it == ex->exports.end()) return fail(TRTD_STATUS_NOT_FOUND, "no pinned KV for request " + std::to_string(id));
+    const uint64_t bb = ex->geo.block_floats() * 4, need = bb * it->second.blocks.size();
+    if (size < need) return fail(TRTD_STATUS_BUFFER_TOO_SMALL, "buffer has " + std::to_string(size) + " bytes, need " + std::to_string(need));
+    unsigned char * dst = static_cast<unsigned char *>(buffer);
+    for (size_t i = 0; i < it->second.blocks.size(); ++i) std::memcpy(dst + i * bb, ex->block_ptr(it->second.blocks[i]), bb);
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_kv_export_release(trtd_executor * ex, trtd_request_id id) {
+    if (!ex) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    auto it = ex->exports.find(id);
+    if (it == ex->exports.end()) return fail(TRTD_STATUS_NOT_FOUND, "no pinned KV for request " + std::to_string(id));
+    ex->free_locked(it->second.blocks);
+    ex->exports.erase(it);
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_kv_import_reserve(trtd_executor * ex, int32_t num_tokens, trtd_kv_import_id * id_out) {
+    if (id_out) *id_out = 0;
+    return guarded([&]() -> trtd_status {
+        if (!ex || !id_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and import_id_out must not be NULL");
+        if (num_tokens < 1 || num_tokens >= ex->max_ctx)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_tokens must be in [1, " + std::to_string(ex->max_ctx - 1) + "]");
+        const int need = ceil_div(num_tokens, ex->geo.tokens_per_block);
+        std::lock_guard<std::mutex> lk(ex->mu);
+        if (need > ex->cfg.kv_block_count)
+            return fail(TRTD_STATUS_KV_CAPACITY, "the import needs " + std::to_string(need) + " KV blocks; the pool has " +
+                                                     std::to_string(ex->cfg.kv_block_count));
+        Held h;
+        h.num_tokens = num_tokens;
+        if (!ex->alloc_locked(need, h.blocks))
+            return fail(TRTD_STATUS_KV_EXHAUSTED, "the import needs " + std::to_string(need) + " KV blocks; " +
+                                                      std::to_string(ex->free_blocks.size()) + " are free now");
+        const trtd_kv_import_id id = ex->next_id++;
+        ex->imports[id] = std::move(h);
+        *id_out = id;
+        return TRTD_STATUS_OK;
+    });
+}
+
+trtd_status trtd_executor_kv_import_segments(trtd_executor * ex, trtd_kv_import_id id, trtd_kv_segment * segs,
+                                             int32_t max, int32_t * n_out) {
+    if (!ex || !n_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and num_segments_out must not be NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    auto it = ex->imports.find(id);
+    if (it == ex->imports.end()) return fail(TRTD_STATUS_NOT_FOUND, "unknown or consumed import " + std::to_string(id));
+    return segments_of(ex, it->second, segs, max, n_out);
+}
+
+trtd_status trtd_executor_kv_import_abort(trtd_executor * ex, trtd_kv_import_id id) {
+    if (!ex) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    auto it = ex->imports.find(id);
+    if (it == ex->imports.end()) return fail(TRTD_STATUS_NOT_FOUND, "unknown or consumed import " + std::to_string(id));
+    ex->free_locked(it->second.blocks);
+    ex->imports.erase(it);
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_compute_logits(trtd_executor * ex, const trtd_token * tokens, int32_t n, float * logits,
+                                         int64_t max_logits) {
+    return guarded([&]() -> trtd_status {
+        if (!ex || !tokens || !logits) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor, tokens and logits must not be NULL");
+        if (n < 1 || n > ex->max_ctx) return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_tokens must be in [1, max context]");
+        const int vocab = ex->model.cfg.vocab_size;
+        for (int i = 0; i < n; ++i)
+            if (trtd_status s = check_token(tokens[i], vocab, "token id"); s) return s;
+        if (max_logits < int64_t(n) * vocab)
+            return fail(TRTD_STATUS_BUFFER_TOO_SMALL, "logits buffer holds " + std::to_string(max_logits) +
+                                                          " floats, need " + std::to_string(int64_t(n) * vocab));
+        const int T = ex->geo.tokens_per_block, nb = ceil_div(n, T);
+        std::vector<float> scratch(size_t(nb) * ex->geo.block_floats());
+        std::vector<float *> ptrs;
+        for (int b = 0; b < nb; ++b) ptrs.push_back(scratch.data() + size_t(b) * ex->geo.block_floats());
+        std::vector<ForwardRow> rows(static_cast<size_t>(n));
+        for (int i = 0; i < n; ++i) rows[size_t(i)] = ForwardRow{tokens[i], i, ptrs.data(), i};
+        std::lock_guard<std::mutex> clk(ex->compute_mu);
+        ex->forward->run(rows, logits);
+        return TRTD_STATUS_OK;
+    });
+}
+
+}  // extern "C"

@@ -1,0 +1,29 @@
+// Token sampling: greedy, or temperature + top-k + top-p with a counter-based random draw, so the draw
+// for the n-th generated token depends only on (seed, n) and a request can resume on another executor.
+#pragma once
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace trtd {
+
+struct SamplingParams {
+    uint64_t seed = 0;
+    float temperature = 0;  // 0 = greedy
+    float top_p = 1;
+    int top_k = 0;
+};
+
+// Uniform double in [0, 1) from (seed, n): a splitmix64-style counter-based generator.
+double counter_uniform(uint64_t seed, uint64_t n);
+
+class Sampler {
+public:
+    int sample(const float * logits, int vocab, const SamplingParams & p, uint64_t n);
+
+private:
+    std::vector<std::pair<float, int>> cand_;
+    std::vector<double> prob_;
+};
+
+}  // namespace trtd

@@ -1,0 +1,213 @@
+// koffi declarations of trtd_executor.h. Types are registered once per process (koffi type names are global);
+// functions are bound per library path, so the reference executor and another implementation can coexist.
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import koffi from "koffi";
+import { AbiMismatchError, LibraryLoadError } from "./errors.js";
+
+/** TRTD_ABI_VERSION this binding was written for. */
+export const ABI_VERSION = 1;
+
+export const T = {
+  executor: koffi.opaque("trtd_executor"),
+  config: koffi.struct("trtd_executor_config", {
+    kv_memory_bytes: "int64_t",
+    max_batch_size: "int32_t",
+    max_tokens_per_iteration: "int32_t",
+    kv_tokens_per_block: "int32_t",
+    kv_block_count: "int32_t",
+    num_threads: "int32_t",
+    max_context_length: "int32_t",
+    device_id: "int32_t",
+    max_queued_requests: "int32_t",
+  }),
+  modelInfo: koffi.struct("trtd_model_info", {
+    vocab_size: "int32_t",
+    num_layers: "int32_t",
+    hidden_size: "int32_t",
+    num_heads: "int32_t",
+    num_kv_heads: "int32_t",
+    head_dim: "int32_t",
+    max_context_length: "int32_t",
+    num_eos_token_ids: "int32_t",
+    eos_token_ids: koffi.array("int32_t", 8),
+    fingerprint: koffi.array("char", 32),
+  }),
+  sampling: koffi.struct("trtd_sampling_params", {
+    seed: "uint64_t",
+    temperature: "float",
+    top_p: "float",
+    top_k: "int32_t",
+  }),
+  contextPhase: koffi.struct("trtd_context_phase_params", {
+    opaque_state: "const void *",
+    opaque_state_size: "uint64_t",
+    kv_import_id: "uint64_t",
+    first_token: "int32_t",
+  }),
+  response: koffi.struct("trtd_response", {
+    request_id: "uint64_t",
+    token_offset: "int32_t",
+    num_tokens: "int32_t",
+    finish_reason: "int32_t",
+    error_status: "int32_t",
+    error_message: koffi.array("char", 200),
+    is_final: "bool",
+  }),
+  stats: koffi.struct("trtd_executor_stats", {
+    iterations: "uint64_t",
+    generated_tokens: "uint64_t",
+    prompt_tokens: "uint64_t",
+    active_requests: "int32_t",
+    queued_requests: "int32_t",
+    kv_blocks_total: "int32_t",
+    kv_blocks_used: "int32_t",
+    kv_blocks_free: "int32_t",
+    pinned_exports: "int32_t",
+    pending_imports: "int32_t",
+  }),
+  kvLayout: koffi.struct("trtd_kv_layout", {
+    bytes_per_block: "uint64_t",
+    num_layers: "int32_t",
+    num_kv_heads: "int32_t",
+    head_dim: "int32_t",
+    tokens_per_block: "int32_t",
+    dtype: "int32_t",
+    memory_kind: "int32_t",
+    fingerprint: koffi.array("char", 32),
+  }),
+  segment: koffi.struct("trtd_kv_segment", {
+    data: "void *",
+    size: "uint64_t",
+    memory_kind: "int32_t",
+    device_id: "int32_t",
+  }),
+  exportInfo: koffi.struct("trtd_kv_export_info", {
+    bytes: "uint64_t",
+    num_tokens: "int32_t",
+    num_blocks: "int32_t",
+    memory_kind: "int32_t",
+  }),
+};
+// Declared after its member types exist.
+const requestType = koffi.struct("trtd_request", {
+  prompt: "const int32_t *",
+  stop_token_ids: "const int32_t *",
+  context_phase: "const trtd_context_phase_params *",
+  sampling: "trtd_sampling_params",
+  prompt_len: "int32_t",
+  max_new_tokens: "int32_t",
+  end_id: "int32_t",
+  num_stop_token_ids: "int32_t",
+  type: "int32_t",
+});
+export const RESPONSE_SIZE = koffi.sizeof(T.response);
+export const SEGMENT_SIZE = koffi.sizeof(T.segment);
+void requestType;
+
+/** The native functions of one executor library. Pointers (handles, segment data) are BigInt (koffi 3). */
+export interface NativeLib {
+  path: string;
+  version: string;
+  abiVersion: number;
+  lastError(): string;
+  defaultConfig(): Record<string, number>;
+  create(modelDir: string, config: Record<string, number>, out: unknown[]): number;
+  destroy(ex: bigint): void;
+  modelInfo(ex: bigint, out: Record<string, unknown>): number;
+  enqueue(ex: bigint, request: Record<string, unknown>, idOut: unknown[]): number;
+  cancel(ex: bigint, id: number): number;
+  awaitResponses(ex: bigint, timeoutMs: number, responses: Buffer, maxResponses: number, tokens: Int32Array, maxTokens: number, nOut: Int32Array): number;
+  notifyFd(ex: bigint, take: boolean, fdOut: Int32Array): number;
+  contextPhaseState(ex: bigint, id: number, buffer: Uint8Array | null, size: number, sizeOut: unknown[]): number;
+  stats(ex: bigint, out: Record<string, unknown>): number;
+  kvLayout(ex: bigint, out: Record<string, unknown>): number;
+  kvExportInfo(ex: bigint, id: number, out: Record<string, unknown>): number;
+  kvExportSegments(ex: bigint, id: number, segments: Buffer | null, max: number, nOut: Int32Array): number;
+  kvExportCopy(ex: bigint, id: number, buffer: Uint8Array, size: number): number;
+  kvExportRelease(ex: bigint, id: number): number;
+  kvImportReserve(ex: bigint, numTokens: number, idOut: unknown[]): number;
+  kvImportSegments(ex: bigint, id: number, segments: Buffer | null, max: number, nOut: Int32Array): number;
+  kvImportAbort(ex: bigint, id: number): number;
+  computeLogits(ex: bigint, tokens: Int32Array, n: number, logits: Float32Array, max: number): number;
+}
+
+/** The built reference executor: packages/trtllm/build/libtrtd_ref.so (same path from src/ and dist/). */
+export const defaultLibraryPath = fileURLToPath(new URL("../build/libtrtd_ref.so", import.meta.url));
+
+const loaded = new Map<string, NativeLib>();
+
+/** Resolves the library: explicit path, else $TRTD_EXECUTOR_LIB, else the reference executor. */
+export function resolveLibraryPath(explicit?: string): string {
+  return explicit ?? process.env.TRTD_EXECUTOR_LIB ?? defaultLibraryPath;
+}
+
+export function loadLibrary(path: string): NativeLib {
+  const cached = loaded.get(path);
+  if (cached) return cached;
+  if (!existsSync(path)) {
+    throw new LibraryLoadError(
+      `executor library not found: ${path} (build it with "npm run build:native", or set TRTD_EXECUTOR_LIB)`,
+    );
+  }
+  let lib: koffi.IKoffiLib;
+  try {
+    lib = koffi.load(path);
+  } catch (cause) {
+    throw new LibraryLoadError(`cannot load executor library ${path}: ${(cause as Error).message}`, { cause });
+  }
+  const f = (sig: string) => lib.func(sig);
+  const abi = f("int32_t trtd_abi_version(void)")() as number;
+  if (abi !== ABI_VERSION) {
+    throw new AbiMismatchError(`${path} implements trtd_executor ABI ${abi}; this binding needs ${ABI_VERSION}`);
+  }
+  const native: NativeLib = {
+    path,
+    abiVersion: abi,
+    version: f("const char *trtd_version(void)")() as string,
+    lastError: f("const char *trtd_last_error(void)"),
+    defaultConfig: f("trtd_executor_config trtd_executor_default_config(void)"),
+    create: f("int trtd_executor_create(const char *dir, const trtd_executor_config *cfg, _Out_ trtd_executor **out)"),
+    destroy: f("void trtd_executor_destroy(trtd_executor *ex)"),
+    modelInfo: f("int trtd_executor_model_info(trtd_executor *ex, _Out_ trtd_model_info *out)"),
+    enqueue: f("int trtd_executor_enqueue(trtd_executor *ex, const trtd_request *req, _Out_ uint64_t *id)"),
+    cancel: f("int trtd_executor_cancel(trtd_executor *ex, uint64_t id)"),
+    awaitResponses: f(
+      "int trtd_executor_await_responses(trtd_executor *ex, int32_t timeout, void *resp, int32_t maxResp, void *tokens, int32_t maxTokens, void *nOut)",
+    ),
+    notifyFd: f("int trtd_executor_notify_fd(trtd_executor *ex, bool take, void *fdOut)"),
+    contextPhaseState: f(
+      "int trtd_executor_context_phase_state(trtd_executor *ex, uint64_t id, void *buf, uint64_t size, _Out_ uint64_t *sizeOut)",
+    ),
+    stats: f("int trtd_executor_get_stats(trtd_executor *ex, _Out_ trtd_executor_stats *out)"),
+    kvLayout: f("int trtd_executor_kv_layout(trtd_executor *ex, _Out_ trtd_kv_layout *out)"),
+    kvExportInfo: f("int trtd_executor_kv_export_info(trtd_executor *ex, uint64_t id, _Out_ trtd_kv_export_info *out)"),
+    kvExportSegments: f("int trtd_executor_kv_export_segments(trtd_executor *ex, uint64_t id, void *segs, int32_t max, void *nOut)"),
+    kvExportCopy: f("int trtd_executor_kv_export_copy(trtd_executor *ex, uint64_t id, void *buf, uint64_t size)"),
+    kvExportRelease: f("int trtd_executor_kv_export_release(trtd_executor *ex, uint64_t id)"),
+    kvImportReserve: f("int trtd_executor_kv_import_reserve(trtd_executor *ex, int32_t n, _Out_ uint64_t *id)"),
+    kvImportSegments: f("int trtd_executor_kv_import_segments(trtd_executor *ex, uint64_t id, void *segs, int32_t max, void *nOut)"),
+    kvImportAbort: f("int trtd_executor_kv_import_abort(trtd_executor *ex, uint64_t id)"),
+    computeLogits: f("int trtd_executor_compute_logits(trtd_executor *ex, const void *tokens, int32_t n, void *logits, int64_t max)"),
+  };
+  loaded.set(path, native);
+  return native;
+}
+
+/** Reads segment structs written by the library into zero-copy views. */
+export function decodeSegments(buf: Buffer, n: number): { data: bigint; size: number; memoryKind: number }[] {
+  const out: { data: bigint; size: number; memoryKind: number }[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = koffi.decode(buf, i * SEGMENT_SIZE, T.segment) as { data: bigint | null; size: number | bigint; memory_kind: number };
+    out.push({ data: BigInt(s.data ?? 0), size: Number(s.size), memoryKind: s.memory_kind });
+  }
+  return out;
+}
+
+export function decodeResponse(buf: Buffer, index: number): {
+  request_id: number | bigint; token_offset: number; num_tokens: number; finish_reason: number; error_status: number; error_message: string; is_final: boolean;
+} {
+  return koffi.decode(buf, index * RESPONSE_SIZE, T.response);
+}
+
+export { koffi };

@@ -1,0 +1,125 @@
+// Public data types of @trtd/trtllm (see docs/design/contracts.md, "Executor").
+import type { ExecutorError } from "./errors.js";
+import type { KvImport } from "./kv.js";
+
+export interface ExecutorOptions {
+  /** Most requests in flight per iteration (default 32). */
+  maxBatchSize?: number;
+  /** Token budget per engine iteration; long prompts are chunked to it (default 512). */
+  maxTokensPerIteration?: number;
+  /** Tokens per KV block (default 16). */
+  kvTokensPerBlock?: number;
+  /** KV blocks in the pool; 0 or unset = from kvMemoryBytes. */
+  kvBlockCount?: number;
+  /** KV pool budget in bytes when kvBlockCount is unset (default 64 MiB). */
+  kvMemoryBytes?: number;
+  /** Compute threads (default: all cores). */
+  threads?: number;
+  /** Prompt + generated tokens per request (default: the model's max_position_embeddings). */
+  maxContextLength?: number;
+  /** Enqueue fails with QueueFullError past this many waiting requests (default 0 = unbounded). */
+  maxQueuedRequests?: number;
+  /** Accelerator ordinal for device implementations; -1 = CPU (default). */
+  deviceId?: number;
+  /** Path of the executor library; default: $TRTD_EXECUTOR_LIB, else the built reference executor. */
+  library?: string;
+}
+
+export interface ModelInfo {
+  vocabSize: number;
+  numLayers: number;
+  hiddenSize: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  /** Effective prompt + generated token limit. */
+  maxContextLength: number;
+  eosTokenIds: number[];
+  /** Hex digest of config.json and the weights. */
+  fingerprint: string;
+}
+
+export type KvDtype = "float32" | "float16" | "bfloat16" | "fp8_e4m3";
+export type MemoryKind = "host" | "host_pinned" | "cuda_device" | "engine_handle";
+
+export interface KvLayout {
+  /** Hex digest of the model fingerprint and every field below: equal fingerprints exchange KV byte for byte. */
+  fingerprint: string;
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  dtype: KvDtype;
+  tokensPerBlock: number;
+  bytesPerBlock: number;
+  memoryKind: MemoryKind;
+}
+
+export interface SamplingOptions {
+  /** 0 = greedy (default). */
+  temperature?: number;
+  /** 0 = off (default). */
+  topK?: number;
+  /** (0, 1]; 1 = off (default). */
+  topP?: number;
+  /** The draw for the n-th generated token depends only on (seed, n). Default 0. */
+  seed?: number | bigint;
+}
+
+export type RequestType = "context_and_generation" | "context_only" | "generation_only";
+
+export interface ContextPhase {
+  /** The first token produced by the context-only request. */
+  firstToken: number;
+  /** KV reserved with reserveKvImport and filled with the context-only request's exported segments. */
+  kvImport?: KvImport;
+  /** An engine's opaque context state (TensorRT-LLM shim); ignored by the reference executor. */
+  opaqueState?: Uint8Array;
+}
+
+export interface GenerateRequest {
+  prompt: readonly number[] | Int32Array;
+  /** Tokens to generate, counting the first token (also for generation_only). */
+  maxNewTokens: number;
+  /** Generation stops after this token (it is the last output token); default none. */
+  endId?: number;
+  /** Generation stops after any of these (the token is the last output token). */
+  stopTokenIds?: readonly number[];
+  sampling?: SamplingOptions;
+  /** Default "context_and_generation". */
+  type?: RequestType;
+  /** Required for generation_only. */
+  contextPhase?: ContextPhase;
+}
+
+export type FinishReason = "length" | "end_id" | "stop_token" | "cancelled" | "error";
+
+export interface GenerateChunk {
+  requestId: number;
+  /** New tokens since the previous chunk (may be empty in a final chunk). */
+  tokens: number[];
+  final: boolean;
+  /** Set on the final chunk. */
+  finishReason?: FinishReason;
+  /** Set when finishReason is "error". */
+  error?: ExecutorError;
+}
+
+export interface GenerateOptions {
+  /** Aborting cancels the request; its final chunk then has finishReason "cancelled". */
+  signal?: AbortSignal;
+}
+
+export interface ExecutorStats {
+  activeRequests: number;
+  queuedRequests: number;
+  kvBlocksUsed: number;
+  kvBlocksFree: number;
+  kvBlocksTotal: number;
+  /** Finished context-only requests whose KV is still pinned for export. */
+  pinnedExports: number;
+  /** Reserved KV imports not yet consumed or aborted. */
+  pendingImports: number;
+  iterations: number;
+  generatedTokens: number;
+  promptTokens: number;
+}
