@@ -1,0 +1,109 @@
+// The launcher's command line: the seed's deploy flags, the api's flags, executor flags passed to workers.
+import { resolve } from "node:path";
+import { DEFAULT_NAMESPACE, executorArgv, executorFlagOptions, executorFlags, intFlag, natsUriOf, parseFlags, UsageError, type ExecutorFlags } from "@trtd/apps-common";
+
+export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--generate-worker-count M] [--worker-name NAME]
+                [--initialize-request-plane] [--request-plane-uri HOST:PORT] [options]
+  --context-worker-count N       prefill workers (default 1; 0 = aggregated only)
+  --generate-worker-count M      decode workers (default 1, at least 1)
+  --worker-name NAME             the deployment's namespace on the request plane (default ${DEFAULT_NAMESPACE})
+  --initialize-request-plane     start nats-server (JetStream on) at --request-plane-uri
+  --request-plane-uri HOST:PORT  (default 127.0.0.1:4222)
+  --in-process                   one process, in-process request plane (no nats-server)
+  --in-process-fallback          with --initialize-request-plane: go in-process when nats-server is not installed
+  --api-server-host HOST         (default 127.0.0.1)   --api-server-port PORT (default 8000, 0 = any free port)
+  --model-dir DIR                model for workers and tokenizer (default models/tiny)
+  --model-name NAME              model id clients send (default: the model directory's name)
+  --api-key KEY                  require Bearer KEY on /v1 (default: $TRTD_API_KEY)
+  --disagg-min-prompt-tokens N   shorter prompts run aggregated (api default)
+  --max-restarts N               restarts of a crashed child before the launcher gives up (default 3)
+  --ready-timeout-ms N           bound on bring-up (default 180000)
+  --max-batch-size N  --max-tokens-per-iteration N  --kv-tokens-per-block N  --kv-block-count N  --threads N`;
+
+export const launcherFlagOptions = {
+  "context-worker-count": { type: "string" },
+  "generate-worker-count": { type: "string" },
+  "worker-name": { type: "string" },
+  "initialize-request-plane": { type: "boolean" },
+  "request-plane-uri": { type: "string" },
+  "in-process": { type: "boolean" },
+  "in-process-fallback": { type: "boolean" },
+  "api-server-host": { type: "string" },
+  "api-server-port": { type: "string" },
+  "model-name": { type: "string" },
+  "api-key": { type: "string" },
+  "disagg-min-prompt-tokens": { type: "string" },
+  "max-restarts": { type: "string" },
+  "ready-timeout-ms": { type: "string" },
+  help: { type: "boolean" },
+  ...executorFlagOptions,
+} as const;
+
+export interface LauncherCli {
+  contextWorkers: number;
+  generateWorkers: number;
+  namespace: string;
+  initializeRequestPlane: boolean;
+  /** nats://host:port */
+  requestPlaneUri: string;
+  inProcess: boolean;
+  inProcessFallback: boolean;
+  apiHost: string;
+  apiPort: number;
+  modelName?: string;
+  apiKey?: string;
+  disaggMinPromptTokens?: number;
+  maxRestarts: number;
+  readyTimeoutMs: number;
+  executor: ExecutorFlags;
+  help: boolean;
+}
+
+export function parseLauncherCli(argv: string[], defaultModelDir: string): LauncherCli {
+  const v = parseFlags(argv, launcherFlagOptions);
+  const str = (k: string) => (typeof v[k] === "string" ? (v[k] as string) : undefined);
+  const ex = executorFlags(v, defaultModelDir);
+  const generateWorkers = intFlag(v["generate-worker-count"], "generate-worker-count", { min: 1, fallback: 1 });
+  const apiPort = intFlag(v["api-server-port"], "api-server-port", { min: 0, fallback: 8000 });
+  if (apiPort > 65535) throw new UsageError("--api-server-port must be <= 65535");
+  if (v["in-process"] && v["initialize-request-plane"]) throw new UsageError("--in-process needs no request plane: drop --initialize-request-plane");
+  return {
+    contextWorkers: intFlag(v["context-worker-count"], "context-worker-count", { min: 0, fallback: 1 }),
+    generateWorkers,
+    namespace: str("worker-name") ?? DEFAULT_NAMESPACE,
+    initializeRequestPlane: v["initialize-request-plane"] === true,
+    requestPlaneUri: natsUriOf(str("request-plane-uri") ?? "127.0.0.1:4222"),
+    inProcess: v["in-process"] === true,
+    inProcessFallback: v["in-process-fallback"] === true,
+    apiHost: str("api-server-host") ?? "127.0.0.1",
+    apiPort,
+    modelName: str("model-name"),
+    apiKey: str("api-key"),
+    disaggMinPromptTokens:
+      v["disagg-min-prompt-tokens"] === undefined ? undefined : intFlag(v["disagg-min-prompt-tokens"], "disagg-min-prompt-tokens", { min: 0, fallback: 0 }),
+    maxRestarts: intFlag(v["max-restarts"], "max-restarts", { min: 0, fallback: 3 }),
+    readyTimeoutMs: intFlag(v["ready-timeout-ms"], "ready-timeout-ms", { min: 1, fallback: 180_000 }),
+    executor: { ...ex, modelDir: resolve(ex.modelDir) },
+    help: v.help === true,
+  };
+}
+
+/** argv for a worker child. */
+export function workerArgv(cli: LauncherCli, requestPlaneUri: string): string[] {
+  return ["--worker-name", cli.namespace, "--request-plane-uri", requestPlaneUri, ...executorArgv(cli.executor)];
+}
+
+/** argv for the api child. */
+export function apiArgv(cli: LauncherCli, requestPlaneUri: string): string[] {
+  const a = [
+    "--tokenizer", cli.executor.modelDir,
+    "--request-plane-uri", requestPlaneUri,
+    "--api-server-host", cli.apiHost,
+    "--api-server-port", String(cli.apiPort),
+    "--worker-name", cli.namespace,
+  ];
+  if (cli.modelName) a.push("--model-name", cli.modelName);
+  if (cli.apiKey) a.push("--api-key", cli.apiKey);
+  if (cli.disaggMinPromptTokens !== undefined) a.push("--disagg-min-prompt-tokens", String(cli.disaggMinPromptTokens));
+  return a;
+}

@@ -1,0 +1,152 @@
+// Brings a deployment up: nats-server when asked, N prefill + M decode workers and the api as supervised child
+// processes, or everything in this process on the in-process request plane. Resolves once the api reports
+// all workers ready.
+import { setTimeout as sleep } from "node:timers/promises";
+import { startApiServer } from "@trtd/api";
+import { startDecodeWorker } from "@trtd/decode";
+import { startPrefillWorker } from "@trtd/prefill";
+import { createInProcessPlane, NatsServerNotFoundError, startNatsServer, type NatsServerHandle } from "@trtd/request-plane";
+import { apiArgv, workerArgv, type LauncherCli } from "./cli.js";
+import { Supervisor } from "./supervisor.js";
+
+export interface Deployment {
+  readonly apiUrl: string;
+  readonly mode: "processes" | "in-process";
+  readonly requestPlaneUri?: string;
+  /** Child PIDs by name (processes mode). */
+  readonly pids: Record<string, number | undefined>;
+  /** Stops the api, then the workers (they finish what they hold), then nats-server. Idempotent. */
+  stop(): Promise<void>;
+  /** Resolves when the deployment failed on its own (a child gave up); the launcher then exits. */
+  readonly failed: Promise<string>;
+}
+
+export interface LaunchOptions {
+  repoRoot: string;
+  log: (line: string) => void;
+}
+
+export class LaunchError extends Error {
+  readonly code = "launch_failed" as const;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "LaunchError";
+  }
+}
+
+function hostPort(uri: string): { host: string; port: number } {
+  const u = new URL(uri);
+  return { host: u.hostname, port: u.port ? Number(u.port) : 4222 };
+}
+
+/** Polls /health until the api sees the expected workers; bounded. */
+async function waitHealthy(url: string, prefill: number, decode: number, deadline: number, failed: Promise<string>): Promise<void> {
+  let gaveUp: string | undefined;
+  void failed.then((n) => (gaveUp = n));
+  let last = "no answer";
+  while (Date.now() < deadline) {
+    if (gaveUp) throw new LaunchError(`${gaveUp} failed during bring-up`);
+    try {
+      const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
+      const h = (await r.json()) as { decodeWorkers: number; prefillWorkers: number };
+      last = `${h.decodeWorkers}/${decode} decode, ${h.prefillWorkers}/${prefill} prefill workers`;
+      if (r.ok && h.decodeWorkers >= decode && h.prefillWorkers >= prefill) return;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await sleep(250);
+  }
+  throw new LaunchError(`not ready in time (${last})`);
+}
+
+export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deployment> {
+  const deadline = Date.now() + cli.readyTimeoutMs;
+  if (cli.inProcess) return launchInProcess(cli, o, deadline);
+  let nats: NatsServerHandle | undefined;
+  if (cli.initializeRequestPlane) {
+    try {
+      nats = await startNatsServer({ ...hostPort(cli.requestPlaneUri), jetstream: true });
+      o.log(`nats-server ${nats.uri} started (pid ${nats.pid}, JetStream on)`);
+    } catch (err) {
+      if (err instanceof NatsServerNotFoundError && cli.inProcessFallback) {
+        o.log(`nats-server is not installed (${err.message}); running every part in this process on the in-process request plane instead`);
+        return launchInProcess(cli, o, deadline);
+      }
+      throw err;
+    }
+  }
+  const uri = nats?.uri ?? cli.requestPlaneUri;
+  let resolveFailed!: (name: string) => void;
+  const failed = new Promise<string>((r) => (resolveFailed = r));
+  const sup = new Supervisor({ repoRoot: o.repoRoot, maxRestarts: cli.maxRestarts, log: o.log, onGiveUp: (n) => resolveFailed(n) });
+  let apiUrl: string | undefined;
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      await sup.stop([sup.names("api"), [...sup.names("prefill"), ...sup.names("decode")]]);
+      await nats?.stop();
+    })());
+  try {
+    for (let i = 0; i < cli.generateWorkers; i++) sup.start({ name: `decode-${i}`, app: "decode", args: workerArgv(cli, uri) });
+    for (let i = 0; i < cli.contextWorkers; i++) sup.start({ name: `prefill-${i}`, app: "prefill", args: workerArgv(cli, uri) });
+    const urlSeen = new Promise<string>((resolve) =>
+      sup.start({
+        name: "api",
+        app: "api",
+        args: apiArgv(cli, uri),
+        onLine: (l) => {
+          const m = /listening on (\S+)/.exec(l);
+          if (m) resolve((apiUrl = m[1]));
+        },
+      }),
+    );
+    const url = await Promise.race([
+      urlSeen,
+      failed.then((n) => Promise.reject(new LaunchError(`${n} failed during bring-up`))),
+      sleep(Math.max(0, deadline - Date.now()), undefined, { ref: false }).then(() => Promise.reject(new LaunchError("the api did not start in time"))),
+    ]);
+    await waitHealthy(url, cli.contextWorkers, cli.generateWorkers, deadline, failed);
+    return { apiUrl: apiUrl ?? url, mode: "processes", requestPlaneUri: uri, pids: sup.pids, stop, failed };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function launchInProcess(cli: LauncherCli, o: LaunchOptions, deadline: number): Promise<Deployment> {
+  const plane = createInProcessPlane();
+  const stops: Array<() => Promise<void>> = [];
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      for (const s of stops) await s();
+      await plane.close();
+    })());
+  try {
+    for (let i = 0; i < cli.generateWorkers; i++) {
+      const w = await startDecodeWorker({ plane, executor: cli.executor, namespace: cli.namespace, log: (l) => o.log(`decode-${i}: ${l}`) });
+      stops.push(() => w.stop());
+    }
+    for (let i = 0; i < cli.contextWorkers; i++) {
+      const w = await startPrefillWorker({ plane, executor: cli.executor, namespace: cli.namespace, log: (l) => o.log(`prefill-${i}: ${l}`) });
+      stops.push(() => w.stop());
+    }
+    const api = await startApiServer({
+      plane,
+      tokenizerDir: cli.executor.modelDir,
+      modelName: cli.modelName ?? cli.executor.modelDir.split("/").pop()!,
+      host: cli.apiHost,
+      port: cli.apiPort,
+      namespace: cli.namespace,
+      apiKey: cli.apiKey ?? (process.env.TRTD_API_KEY || undefined),
+      prefill: cli.disaggMinPromptTokens !== undefined ? { minPromptTokens: cli.disaggMinPromptTokens } : undefined,
+      log: (l) => o.log(`api: ${l}`),
+    });
+    stops.unshift(() => api.close()); // the api closes first, then the workers finish what they hold
+    await waitHealthy(api.url, cli.contextWorkers, cli.generateWorkers, deadline, new Promise(() => {}));
+    return { apiUrl: api.url, mode: "in-process", pids: { launcher: process.pid }, stop, failed: new Promise(() => {}) };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

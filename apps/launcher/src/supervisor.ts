@@ -1,0 +1,111 @@
+// Child processes of the launcher: started with their role's argv, output prefixed, restarted (bounded) when
+// they crash, stopped by PID with SIGTERM then SIGKILL.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { join } from "node:path";
+
+export type AppName = "api" | "prefill" | "decode";
+
+/** How to run an app: from TypeScript sources (tsx, the dev/test way) or from tsup's dist/. */
+export function appCommand(repoRoot: string, app: AppName): string[] {
+  const src = join(repoRoot, "apps", app, "src/main.ts");
+  const dist = join(repoRoot, "apps", app, "dist/main.js");
+  if (existsSync(src) && process.env.TRTD_RUN_DIST !== "1") return ["--import", "tsx", "--conditions=source", src];
+  return [dist];
+}
+
+export interface ChildSpec {
+  name: string;
+  app: AppName;
+  args: string[];
+  /** Called for every stdout line (the api's "listening on" line is read this way). */
+  onLine?: (line: string) => void;
+}
+
+export interface SupervisorOptions {
+  repoRoot: string;
+  maxRestarts: number;
+  /** Bound on a child's graceful stop before SIGKILL. */
+  stopTimeoutMs?: number;
+  log: (line: string) => void;
+  /** A child crashed more than maxRestarts times. */
+  onGiveUp: (name: string) => void;
+}
+
+interface Supervised {
+  spec: ChildSpec;
+  proc: ChildProcess | undefined;
+  restarts: number;
+  exited: Promise<void>;
+}
+
+export class Supervisor {
+  private readonly children = new Map<string, Supervised>();
+  private stopping = false;
+  constructor(private readonly o: SupervisorOptions) {}
+
+  get pids(): Record<string, number | undefined> {
+    return Object.fromEntries([...this.children].map(([n, c]) => [n, c.proc?.pid]));
+  }
+
+  start(spec: ChildSpec): void {
+    const s: Supervised = { spec, proc: undefined, restarts: 0, exited: Promise.resolve() };
+    this.children.set(spec.name, s);
+    this.launch(s);
+  }
+
+  private launch(s: Supervised): void {
+    const { spec } = s;
+    const proc = spawn(process.execPath, [...appCommand(this.o.repoRoot, spec.app), ...spec.args], {
+      cwd: this.o.repoRoot,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: process.env,
+    });
+    s.proc = proc;
+    const prefix = `[${spec.name}] `;
+    createInterface({ input: proc.stdout! }).on("line", (l) => {
+      process.stdout.write(prefix + l + "\n");
+      spec.onLine?.(l);
+    });
+    createInterface({ input: proc.stderr! }).on("line", (l) => process.stderr.write(prefix + l + "\n"));
+    s.exited = new Promise((resolve) => {
+      proc.once("exit", (code, signal) => {
+        resolve();
+        if (this.stopping) return;
+        this.o.log(`${spec.name} (pid ${proc.pid}) exited unexpectedly (${signal ?? `code ${code}`})`);
+        if (s.restarts >= this.o.maxRestarts) {
+          this.o.onGiveUp(spec.name);
+          return;
+        }
+        s.restarts++;
+        const backoff = Math.min(10_000, 500 * 2 ** (s.restarts - 1));
+        this.o.log(`restarting ${spec.name} in ${backoff} ms (restart ${s.restarts} of ${this.o.maxRestarts})`);
+        setTimeout(() => !this.stopping && this.launch(s), backoff).unref();
+      });
+    });
+  }
+
+  /** Stops children in the given order of groups (e.g. api first, then workers), each group in parallel. */
+  async stop(order: string[][]): Promise<void> {
+    this.stopping = true;
+    const timeout = this.o.stopTimeoutMs ?? 40_000;
+    for (const group of order) {
+      await Promise.all(
+        group.map(async (name) => {
+          const s = this.children.get(name);
+          const p = s?.proc;
+          if (!s || !p || p.exitCode !== null || p.signalCode !== null) return;
+          p.kill("SIGTERM");
+          const timer = setTimeout(() => p.kill("SIGKILL"), timeout);
+          await s.exited;
+          clearTimeout(timer);
+        }),
+      );
+    }
+  }
+
+  names(app?: AppName): string[] {
+    return [...this.children.values()].filter((c) => !app || c.spec.app === app).map((c) => c.spec.name);
+  }
+}

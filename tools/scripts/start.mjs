@@ -1,0 +1,31 @@
+// The README's bring-up command (`npm start`): builds what is missing (native executor, models/tiny), then runs
+// the launcher with nats-server + 1 prefill + 1 decode + api. Without nats-server the same command runs every
+// part in one process on the in-process request plane, and says so. Extra arguments go to the launcher
+// (e.g. `npm start -- --api-server-port 9000`).
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { ensureModel, ensureNative, repoRoot } from "./assets.mjs";
+
+try {
+  ensureNative();
+  ensureModel("tiny");
+} catch (err) {
+  console.error(`start: preparing assets failed: ${err.message}`);
+  process.exit(1);
+}
+
+const args = [
+  "--import", "tsx", "--conditions=source", join(repoRoot, "apps/launcher/src/main.ts"),
+  "--context-worker-count", "1",
+  "--generate-worker-count", "1",
+  "--worker-name", "trtd",
+  "--initialize-request-plane",
+  "--in-process-fallback",
+  "--request-plane-uri", "127.0.0.1:4222",
+  "--model-dir", join(repoRoot, "models/tiny"),
+  ...process.argv.slice(2),
+];
+const child = spawn(process.execPath, args, { stdio: "inherit", cwd: repoRoot });
+// The launcher handles SIGINT/SIGTERM itself (graceful stop); pass them on and exit with it.
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => child.kill(sig));
+child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
