@@ -1,12 +1,12 @@
 // Deterministic generated Llama models ("tiny", "small") with the cl100k_base tokenizer and ChatML specials.
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CHATML_TEMPLATE } from "./chat-template.js";
 import { expectedTensorShapes, parseModelConfig, type ModelConfig } from "./config.js";
 import { torchToSafetensorsDtype, type TorchDtype } from "./dtype.js";
 import { hashString, Rng } from "./prng.js";
 import { numel, writeSafetensors, type TensorInput } from "./safetensors.js";
-import { SINGLE_FILE } from "./weights.js";
+import { INDEX_FILE, SINGLE_FILE, writeShardedSafetensors } from "./weights.js";
 
 /** ChatML special tokens of the generated models (ids in cl100k_base's special range). */
 export const CHATML_SPECIAL_TOKENS = {
@@ -83,6 +83,11 @@ export interface GeneratedModel {
   /** The validated view of `config`. */
   modelConfig: ModelConfig;
   tokenizerConfig: Record<string, unknown>;
+  /**
+   * tokenizer.model text for models whose vocabulary is too small for cl100k_base (test models made with `dims`):
+   * single-byte ranks for the first min(vocab, 256) byte values. null for the cl100k_base presets.
+   */
+  tokenizerModel: string | null;
   generationConfig: Record<string, unknown>;
   /** float32 weights by HF tensor name. */
   tensors: Map<string, TensorInput>;
@@ -122,8 +127,8 @@ function fillTensor(name: string, shape: number[], seed: number, dims: ModelDims
   return data;
 }
 
-/** Builds a deterministic model in memory: same options → identical weights and JSON. */
-export function generateModel(options: GenerateModelOptions = {}): GeneratedModel {
+/** The JSON files of a generated model, without weights (cheap; e.g. to inspect `small` without making it). */
+export function generatedModelFiles(options: GenerateModelOptions = {}): Omit<GeneratedModel, "tensors"> {
   const seed = options.seed ?? 0;
   const preset = options.preset ?? "tiny";
   const dims: ModelDims = { ...MODEL_PRESETS[preset], ...options.dims };
@@ -159,17 +164,19 @@ export function generateModel(options: GenerateModelOptions = {}): GeneratedMode
     trtd_generator: { preset, seed },
   };
   const modelConfig = parseModelConfig(config, `generated ${preset} config`);
+  const cl100k = dims.vocabSize >= GENERATED_VOCAB_SIZE;
   const added: Record<string, unknown> = {};
   for (const [content, id] of Object.entries(CHATML_SPECIAL_TOKENS)) {
+    if (id >= dims.vocabSize) continue;
     added[String(id)] = { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true };
   }
   const tokenizerConfig: Record<string, unknown> = {
-    tiktoken_encoding: "cl100k_base",
+    ...(cl100k ? { tiktoken_encoding: "cl100k_base" } : {}),
     add_bos_token: false,
     add_eos_token: false,
     bos_token: null,
-    eos_token: "<|im_end|>",
-    pad_token: "<|endoftext|>",
+    eos_token: cl100k ? "<|im_end|>" : null,
+    pad_token: cl100k ? "<|endoftext|>" : null,
     added_tokens_decoder: added,
     chat_template: CHATML_TEMPLATE,
     model_max_length: dims.maxPositionEmbeddings,
@@ -178,23 +185,35 @@ export function generateModel(options: GenerateModelOptions = {}): GeneratedMode
   const generationConfig: Record<string, unknown> = {
     bos_token_id: config.bos_token_id,
     eos_token_id: eos,
-    pad_token_id: CHATML_SPECIAL_TOKENS["<|endoftext|>"],
+    pad_token_id: cl100k ? CHATML_SPECIAL_TOKENS["<|endoftext|>"] : null,
     do_sample: false,
   };
+  let tokenizerModel: string | null = null;
+  if (!cl100k) {
+    const lines: string[] = [];
+    for (let b = 0; b < Math.min(256, dims.vocabSize); b++) lines.push(`${Buffer.from([b]).toString("base64")} ${b}`);
+    tokenizerModel = lines.join("\n") + "\n";
+  }
+  return { config, modelConfig, tokenizerConfig, tokenizerModel, generationConfig, seed };
+}
+
+/** Builds a deterministic model in memory: same options → identical weights and JSON. */
+export function generateModel(options: GenerateModelOptions = {}): GeneratedModel {
+  const files = generatedModelFiles(options);
+  const dims: ModelDims = { ...MODEL_PRESETS[options.preset ?? "tiny"], ...options.dims };
   const tensors = new Map<string, TensorInput>();
-  for (const [name, shape] of expectedTensorShapes(modelConfig)) tensors.set(name, { shape, data: fillTensor(name, shape, seed, dims) });
-  return { config, modelConfig, tokenizerConfig, generationConfig, tensors, seed };
+  for (const [name, shape] of expectedTensorShapes(files.modelConfig)) tensors.set(name, { shape, data: fillTensor(name, shape, files.seed, dims) });
+  return { ...files, tensors };
 }
 
 export interface WriteModelDirOptions {
   /** Stored weight type (default float32); config.json's torch_dtype follows it. */
   dtype?: TorchDtype;
+  /** Write HF-style shards of at most about this many bytes (plus the index) instead of one model.safetensors. */
+  maxShardBytes?: number;
   /** Progress over the weight bytes. */
   onProgress?: (done: number, total: number, tensor: string) => void;
 }
-
-/** The files writeModelDir produces. */
-export const MODEL_DIR_FILES = ["config.json", "generation_config.json", "tokenizer_config.json", SINGLE_FILE] as const;
 
 function writeJsonAtomic(path: string, value: unknown): void {
   const tmp = `${path}.tmp-${process.pid}`;
@@ -209,16 +228,29 @@ function writeJsonAtomic(path: string, value: unknown): void {
 export function writeModelDir(dir: string, model: GeneratedModel, options: WriteModelDirOptions = {}): { bytes: number; files: string[] } {
   const dtype = options.dtype ?? "float32";
   mkdirSync(dir, { recursive: true });
-  const weightsPath = join(dir, SINGLE_FILE);
-  const tmp = `${weightsPath}.tmp-${process.pid}`;
-  const bytes = writeSafetensors(tmp, model.tensors, {
-    dtype: torchToSafetensorsDtype(dtype),
-    metadata: { format: "pt", generator: "@trtd/model", preset: String((model.config.trtd_generator as { preset?: string })?.preset ?? ""), seed: String(model.seed) },
-    onProgress: options.onProgress,
-  });
-  renameSync(tmp, weightsPath);
+  const metadata = { format: "pt", generator: "@trtd/model", preset: String((model.config.trtd_generator as { preset?: string })?.preset ?? ""), seed: String(model.seed) };
+  const st = torchToSafetensorsDtype(dtype);
+  let bytes: number;
+  let weightFiles: string[];
+  // A stale single file or index from an earlier run would make the directory ambiguous.
+  rmSync(join(dir, SINGLE_FILE), { force: true });
+  rmSync(join(dir, INDEX_FILE), { force: true });
+  if (options.maxShardBytes !== undefined) {
+    weightFiles = writeShardedSafetensors(dir, model.tensors, { dtype: st, maxShardBytes: options.maxShardBytes, metadata, onProgress: options.onProgress });
+    weightFiles.push(INDEX_FILE);
+    bytes = weightFiles.reduce((s, f) => s + statSync(join(dir, f)).size, 0);
+  } else {
+    const weightsPath = join(dir, SINGLE_FILE);
+    const tmp = `${weightsPath}.tmp-${process.pid}`;
+    bytes = writeSafetensors(tmp, model.tensors, { dtype: st, metadata, onProgress: options.onProgress });
+    renameSync(tmp, weightsPath);
+    weightFiles = [SINGLE_FILE];
+  }
+  rmSync(join(dir, "tokenizer.model"), { force: true });
+  if (model.tokenizerModel !== null) writeFileSync(join(dir, "tokenizer.model"), model.tokenizerModel);
   writeJsonAtomic(join(dir, "tokenizer_config.json"), model.tokenizerConfig);
   writeJsonAtomic(join(dir, "generation_config.json"), model.generationConfig);
   writeJsonAtomic(join(dir, "config.json"), { ...model.config, torch_dtype: dtype });
-  return { bytes, files: [...MODEL_DIR_FILES] };
+  const tok = model.tokenizerModel !== null ? ["tokenizer.model"] : [];
+  return { bytes, files: ["config.json", "generation_config.json", "tokenizer_config.json", ...tok, ...weightFiles] };
 }

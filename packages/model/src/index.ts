@@ -38,15 +38,15 @@ export {
   SafetensorsFile,
 } from "./safetensors.js";
 export { readModelConfig, parseModelConfig, expectedTensorShapes, parameterCount } from "./config.js";
-export { ModelWeights, SINGLE_FILE, INDEX_FILE } from "./weights.js";
+export { ModelWeights, writeShardedSafetensors, SINGLE_FILE, INDEX_FILE } from "./weights.js";
 export { loadModel, loadedModelFromGenerated } from "./load.js";
 export { checkTokenizerFiles, checkTiktokenRanks, TIKTOKEN_ENCODINGS } from "./tokenizer-files.js";
 export { validateModelDir } from "./validate.js";
 export {
   generateModel,
+  generatedModelFiles,
   writeModelDir,
   MODEL_PRESETS,
-  MODEL_DIR_FILES,
   CHATML_SPECIAL_TOKENS,
   CL100K_REGULAR_TOKENS,
   GENERATED_VOCAB_SIZE,
@@ -59,6 +59,7 @@ export type { SafetensorsDtype, TorchDtype } from "./dtype.js";
 export type { TensorInfo, SafetensorsHeader, Tensor, TensorInput, WriteSafetensorsOptions } from "./safetensors.js";
 export type { ModelConfig, Llama3RopeScaling } from "./config.js";
 export type { LoadedModel } from "./load.js";
+export type { WriteShardedOptions } from "./weights.js";
 export type { TokenizerInfo } from "./tokenizer-files.js";
 export type { ModelDirReport } from "./validate.js";
 export type { ModelDims, GenerateModelOptions, GeneratedModel, WriteModelDirOptions } from "./generate.js";

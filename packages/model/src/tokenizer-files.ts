@@ -7,6 +7,15 @@ import type { ModelConfig } from "./config.js";
 
 /** Encodings shipped in the `tiktoken` npm package (tiktoken/encoders/<name>.json). */
 export const TIKTOKEN_ENCODINGS = ["cl100k_base", "o200k_base", "p50k_base", "p50k_edit", "r50k_base", "gpt2"] as const;
+/** Ordinary (byte-pair) token count of each shipped encoding: vocab_size must cover at least these ids. */
+const ENCODING_ORDINARY_TOKENS: Readonly<Record<(typeof TIKTOKEN_ENCODINGS)[number], number>> = {
+  cl100k_base: 100256,
+  o200k_base: 199998,
+  p50k_base: 50280,
+  p50k_edit: 50280,
+  r50k_base: 50256,
+  gpt2: 50256,
+};
 
 export interface TokenizerInfo {
   kind: "tiktoken-file" | "tiktoken-encoding";
@@ -89,6 +98,10 @@ export function checkTokenizerFiles(dir: string, config: ModelConfig): Tokenizer
   if (enc !== undefined) {
     if (typeof enc !== "string" || !(TIKTOKEN_ENCODINGS as readonly string[]).includes(enc)) {
       throw new InvalidTokenizerError(`${tcPath}: tiktoken_encoding ${JSON.stringify(enc)} is not an encoding shipped in tiktoken (${TIKTOKEN_ENCODINGS.join(", ")})`);
+    }
+    const ordinary = ENCODING_ORDINARY_TOKENS[enc as (typeof TIKTOKEN_ENCODINGS)[number]];
+    if (ordinary > config.vocabSize) {
+      throw new InvalidTokenizerError(`${tcPath}: tiktoken_encoding ${enc} has ${ordinary} ordinary tokens, more than vocab_size ${config.vocabSize}`);
     }
     return { kind: "tiktoken-encoding", encoding: enc, specialTokens, hasChatTemplate, tokenizerConfig: tc };
   }

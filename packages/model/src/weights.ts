@@ -1,10 +1,10 @@
 // The weights of a model directory: model.safetensors, or shards listed in model.safetensors.index.json.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { MalformedSafetensorsError, MissingFileError, MissingTensorError, ShapeMismatchError, UnexpectedTensorError } from "./errors.js";
 import { expectedTensorShapes, type ModelConfig } from "./config.js";
-import { SafetensorsFile, type Tensor, type TensorInfo } from "./safetensors.js";
-import type { SafetensorsDtype } from "./dtype.js";
+import { SafetensorsFile, writeSafetensors, type Tensor, type TensorInfo, type TensorInput } from "./safetensors.js";
+import { DTYPE_BYTES, type SafetensorsDtype } from "./dtype.js";
 
 export const SINGLE_FILE = "model.safetensors";
 export const INDEX_FILE = "model.safetensors.index.json";
@@ -137,4 +137,54 @@ function readIndex(path: string): Map<string, string> {
     map.set(tensor, file);
   }
   return map;
+}
+
+export interface WriteShardedOptions {
+  dtype?: SafetensorsDtype;
+  /** Start a new shard once a shard holds this many data bytes (each shard holds at least one tensor). */
+  maxShardBytes: number;
+  metadata?: Record<string, string>;
+  onProgress?: (done: number, total: number, tensor: string) => void;
+}
+
+/**
+ * Writes tensors as HF-style shards `model-0000N-of-0000M.safetensors` plus `model.safetensors.index.json`
+ * (tensors in name order, split greedily by size). Returns the shard file names.
+ */
+export function writeShardedSafetensors(dir: string, tensors: Map<string, TensorInput>, options: WriteShardedOptions): string[] {
+  const dtype = options.dtype ?? "F32";
+  const names = [...tensors.keys()].sort();
+  const groups: string[][] = [];
+  let size = 0;
+  for (const name of names) {
+    const bytes = tensors.get(name)!.data.length * DTYPE_BYTES[dtype];
+    if (groups.length === 0 || (size > 0 && size + bytes > options.maxShardBytes)) {
+      groups.push([]);
+      size = 0;
+    }
+    groups[groups.length - 1].push(name);
+    size += bytes;
+  }
+  const pad = (n: number) => String(n).padStart(5, "0");
+  const files = groups.map((_, i) => `model-${pad(i + 1)}-of-${pad(groups.length)}.safetensors`);
+  const weightMap: Record<string, string> = {};
+  let total = 0;
+  for (const name of names) total += tensors.get(name)!.data.length * DTYPE_BYTES[dtype];
+  let before = 0;
+  groups.forEach((group, i) => {
+    const part = new Map(group.map((n) => [n, tensors.get(n)!]));
+    for (const n of group) weightMap[n] = files[i];
+    let last = 0;
+    writeSafetensors(join(dir, files[i]), part, {
+      dtype,
+      metadata: options.metadata,
+      onProgress: (done, _t, name) => {
+        last = done;
+        options.onProgress?.(before + done, total, name);
+      },
+    });
+    before += last;
+  });
+  writeFileSync(join(dir, INDEX_FILE), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + "\n");
+  return files;
 }
