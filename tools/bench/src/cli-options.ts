@@ -76,7 +76,7 @@ export interface Workload {
   description: Record<string, unknown>;
 }
 
-export function workloadFromFlags(flags: Flags, defaults: { numRequests: number; inputLen: string; outputLen: string; sloTtftMs: number; sloTpotMs: number }): Workload {
+export function workloadFromFlags(flags: Flags, defaults: { numRequests: number; inputLen: string; outputLen: string; sloTtftMs: number; sloTpotMs: number; timeLimitS: number }): Workload {
   const count = numberFlag(flags, "num-requests", defaults.numRequests, { min: 1, integer: true });
   const seed = numberFlag(flags, "seed", 0, { integer: true });
   const inputSpec = stringFlag(flags, "input-len", defaults.inputLen);
@@ -104,7 +104,7 @@ export function workloadFromFlags(flags: Flags, defaults: { numRequests: number;
     arrival,
     seed,
     maxConcurrency: numberFlag(flags, "max-concurrency", Infinity, { min: 1 }),
-    timeLimitS: numberFlag(flags, "time-limit", 120, { min: 0.001 }),
+    timeLimitS: numberFlag(flags, "time-limit", defaults.timeLimitS, { min: 0.001 }),
     requestTimeoutMs: numberFlag(flags, "request-timeout", 60, { min: 0.001 }) * 1000,
     slo: { ttftMs: numberFlag(flags, "slo-ttft-ms", defaults.sloTtftMs, { min: 0 }), tpotMs: numberFlag(flags, "slo-tpot-ms", defaults.sloTpotMs, { min: 0 }) },
     target: numberFlag(flags, "goodput-target", 0.9, { min: 0 }),

@@ -39,7 +39,7 @@ async function runCommand(argv: string[]): Promise<Record<string, unknown>> {
   const model = stringFlag(flags, "model");
   if (flags.rate !== undefined && flags.rates !== undefined) throw new InvalidOptionError("give --rate or --rates, not both");
   const rates = parseRates(stringFlag(flags, "rates", typeof flags.rate === "string" ? flags.rate : "1"));
-  const w = workloadFromFlags(flags, { numRequests: 40, inputLen: "uniform:200:400", outputLen: "64", sloTtftMs: 1000, sloTpotMs: 100 });
+  const w = workloadFromFlags(flags, { numRequests: 40, inputLen: "uniform:200:400", outputLen: "64", sloTtftMs: 1000, sloTpotMs: 100, timeLimitS: 120 });
   const progress = stderrProgress();
   const sweep = await runSweep({
     baseUrl,
@@ -81,10 +81,11 @@ async function runCommand(argv: string[]): Promise<Record<string, unknown>> {
 }
 
 /** Rebuilds sweeps (without per-request records) from a results.json written by writeReport. */
-export function sweepsFromResults(json: { sweeps?: { name: string; slo: NamedSweep["sweep"]["slo"]; goodput: NamedSweep["sweep"]["goodput"]; points: Record<string, unknown>[] }[] }): NamedSweep[] {
+export function sweepsFromResults(json: { sweeps?: { name: string; legend?: string; slo: NamedSweep["sweep"]["slo"]; goodput: NamedSweep["sweep"]["goodput"]; points: Record<string, unknown>[] }[] }): NamedSweep[] {
   if (!Array.isArray(json.sweeps)) throw new InvalidOptionError("results file has no 'sweeps' array");
   return json.sweeps.map((s) => ({
     name: s.name,
+    legend: s.legend,
     sweep: {
       slo: s.slo,
       goodput: s.goodput,

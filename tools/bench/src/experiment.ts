@@ -30,7 +30,7 @@ warm-up, the frontend-overhead measurement, then the rate sweep; everything is s
   --slo-ttft-ms MS        [2000]              --slo-tpot-ms MS [150]
   --time-limit S          [45] per rate        --request-timeout S [60]
   --threads N             [1] executor threads per worker
-  --overhead-reps N       [8]
+  --overhead-reps N       [8] (0 skips the frontend-overhead measurement)
   --arrangements LIST     [disagg,agg]
   --launcher FILE         [apps/launcher/src/main.ts]
   --launcher-args "..."   extra flags passed to the launcher as is
@@ -41,13 +41,14 @@ warm-up, the frontend-overhead measurement, then the rate sweep; everything is s
 export interface Arrangement {
   key: "disagg" | "agg";
   name: string;
+  legend: string;
   contextWorkers: number;
   generateWorkers: number;
 }
 
 export const ARRANGEMENTS: Record<Arrangement["key"], Arrangement> = {
-  disagg: { key: "disagg", name: "1 prefill + 1 decode (disaggregated)", contextWorkers: 1, generateWorkers: 1 },
-  agg: { key: "agg", name: "2 decode (aggregated)", contextWorkers: 0, generateWorkers: 2 },
+  disagg: { key: "disagg", name: "1 prefill + 1 decode (disaggregated)", legend: "disagg 1P+1D", contextWorkers: 1, generateWorkers: 1 },
+  agg: { key: "agg", name: "2 decode (aggregated)", legend: "agg 2D", contextWorkers: 0, generateWorkers: 2 },
 };
 
 export interface ArrangementResult {
@@ -159,6 +160,16 @@ function ensureModelDir(repoRoot: string, modelDir: string): void {
   if (r.status !== 0) throw new ServerStartupError(`tools/prepare-model ${name} failed (exit ${r.status})`);
 }
 
+/** Runs the overhead measurement, or says why there is none: skipped, or the error (the sweep still runs). */
+async function overheadOrReason(reps: number, measure: () => Promise<FrontendOverhead>): Promise<{ overhead?: FrontendOverhead; overheadError?: string }> {
+  if (reps === 0) return { overheadError: "skipped (--overhead-reps 0)" };
+  try {
+    return { overhead: await measure() };
+  } catch (err) {
+    return { overheadError: (err as Error).message };
+  }
+}
+
 export function machineDescription(): Record<string, unknown> {
   const c = cpus();
   return {
@@ -189,8 +200,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
   const launcher = resolve(stringFlag(flags, "launcher", "apps/launcher/src/main.ts"));
   if (!existsSync(launcher)) throw new InvalidOptionError(`launcher ${launcher} not found (run from the repository root)`);
   const rates = parseRates(stringFlag(flags, "rates", "0.5,1,2,3,4"));
-  const w = workloadFromFlags(flags, { numRequests: 16, inputLen: "uniform:384:640", outputLen: "32", sloTtftMs: 2000, sloTpotMs: 150 });
-  if (flags["time-limit"] === undefined) w.timeLimitS = 45;
+  const w = workloadFromFlags(flags, { numRequests: 16, inputLen: "uniform:384:640", outputLen: "32", sloTtftMs: 2000, sloTpotMs: 150, timeLimitS: 45 });
   const executor: ExecutorSettings = {
     threads: numberFlag(flags, "threads", 1, { min: 1, integer: true }),
     maxBatchSize: 64,
@@ -198,7 +208,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
     kvTokensPerBlock: 16,
     kvBlockCount: 2048,
   };
-  const overheadReps = numberFlag(flags, "overhead-reps", 8, { min: 1, integer: true });
+  const overheadReps = numberFlag(flags, "overhead-reps", 8, { min: 0, integer: true });
   const keys = stringFlag(flags, "arrangements", "disagg,agg").split(",").map((k) => k.trim());
   for (const k of keys) if (!(k in ARRANGEMENTS)) throw new InvalidOptionError(`unknown arrangement "${k}" (disagg | agg)`);
   const out = resolve(stringFlag(flags, "out", "docs/benchmarks/serving"));
@@ -232,15 +242,11 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
         await warmUp(baseUrl, model, w, 2, startupTimeoutMs);
         const startupS = (performance.now() - ts) / 1000;
         process.stderr.write(`[${a.name}] up at ${baseUrl} (model ${model}) in ${startupS.toFixed(1)} s; frontend overhead...\n`);
-        let overhead: FrontendOverhead | undefined;
-        let overheadError: string | undefined;
-        try {
-          overhead = await measureFrontendOverhead({ baseUrl, model, endpoint: w.endpoint, requestTimeoutMs: w.requestTimeoutMs, modelDir, prompt: overheadPrompt, executor, reps: overheadReps });
-          process.stderr.write(`[${a.name}] TTFT p50 via HTTP ${overhead.httpTtftMs.p50?.toFixed(1)} ms, executor ${overhead.executorTtftMs.p50?.toFixed(1)} ms\n`);
-        } catch (err) {
-          overheadError = (err as Error).message;
-          process.stderr.write(`[${a.name}] frontend overhead not measured: ${overheadError}\n`);
-        }
+        const { overhead, overheadError } = await overheadOrReason(overheadReps, () =>
+          measureFrontendOverhead({ baseUrl, model, endpoint: w.endpoint, requestTimeoutMs: w.requestTimeoutMs, modelDir, prompt: overheadPrompt, executor, reps: overheadReps }),
+        );
+        if (overhead) process.stderr.write(`[${a.name}] TTFT p50 via HTTP ${overhead.httpTtftMs.p50?.toFixed(1)} ms, executor ${overhead.executorTtftMs.p50?.toFixed(1)} ms\n`);
+        else process.stderr.write(`[${a.name}] frontend overhead not measured: ${overheadError}\n`);
         const sweep = await runSweep({
           baseUrl,
           model,
@@ -294,7 +300,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
       frontendOverheadError: r.overheadError ?? null,
     })),
   };
-  const named: NamedSweep[] = results.map((r) => ({ name: r.arrangement.name, sweep: r.sweep }));
+  const named: NamedSweep[] = results.map((r) => ({ name: r.arrangement.name, legend: r.arrangement.legend, sweep: r.sweep }));
   writeReport(out, named, meta);
   writeFileSync(join(out, "results.md"), renderResultsPage(meta, named));
   process.stderr.write(`wrote ${out}/results.md, results.json, records.jsonl and charts\n`);

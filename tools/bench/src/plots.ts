@@ -4,6 +4,8 @@ import { lineChart, type Series } from "./svg-chart.js";
 /** A sweep with the name it gets in legends (e.g. an arrangement: "1 prefill + 1 decode"). */
 export interface NamedSweep {
   name: string;
+  /** Short name for chart legends (default: name). */
+  legend?: string;
   sweep: SweepResult;
 }
 
@@ -11,8 +13,8 @@ export interface NamedSweep {
 export function sweepCharts(sweeps: readonly NamedSweep[]): Record<string, string> {
   const slo = sweeps[0]?.sweep.slo;
   const series = (metric: (p: SweepResult["points"][number]) => number | undefined, suffix: string, dashed = false): Series[] =>
-    sweeps.map(({ name, sweep }, i) => ({
-      name: `${name}${suffix}`,
+    sweeps.map(({ name, legend, sweep }, i) => ({
+      name: `${legend ?? name}${suffix}`,
       dashed,
       colorIndex: i,
       points: sweep.points.flatMap((p) => {

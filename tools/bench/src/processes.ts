@@ -80,14 +80,25 @@ export function startProcess(name: string, command: string, args: string[], opts
             const timer = new Promise((r) => setTimeout(r, graceMs).unref());
             await Promise.race([exited, timer]);
           }
-          // The leader may be gone while children it started linger: SIGKILL the group whatever happened.
+          // The leader may be gone while children it started linger: SIGKILL the group whatever happened,
+          // then wait (bounded) until no member of the group is left.
           signalGroup("SIGKILL");
+          await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
+          for (let i = 0; i < 40 && groupAlive(pid); i++) await new Promise((r) => setTimeout(r, 50));
         }
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
       })();
       return stopping;
     },
   };
+}
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Polls `url` until it answers with a 2xx, the process exits, or `timeoutMs` passes. */

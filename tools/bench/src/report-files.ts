@@ -4,9 +4,10 @@ import type { RequestRecord } from "./client.js";
 import { sweepCharts, type NamedSweep } from "./plots.js";
 
 /** The JSON form of a sweep without per-request records (those go to records.jsonl). */
-export function sweepJson({ name, sweep }: NamedSweep): unknown {
+export function sweepJson({ name, legend, sweep }: NamedSweep): unknown {
   return {
     name,
+    legend,
     slo: sweep.slo,
     goodput: sweep.goodput,
     points: sweep.points.map((p) => ({ rate: p.rate, arrival: p.arrival, maxConcurrency: p.maxConcurrency, ...p.summary })),

@@ -15,6 +15,9 @@ export interface TestDoubleOptions {
   splitWrites?: boolean;
   /** Answer this status with an OpenAI error body instead of streaming (e.g. 429). */
   failStatus?: number;
+  /** [port=0] (OS-chosen) and [host="127.0.0.1"] */
+  port?: number;
+  host?: string;
 }
 
 export interface OpenAITestDouble {
@@ -42,6 +45,10 @@ export async function startOpenAITestDouble(opts: TestDoubleOptions = {}): Promi
     });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method === "GET" && req.url === "/v1/models") {
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ object: "list", data: [{ id: "test-double", object: "model" }] }));
+      return;
+    }
     const chat = req.url === "/v1/chat/completions";
     if (req.method !== "POST" || (!chat && req.url !== "/v1/completions")) {
       res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "not found" } }));
@@ -101,7 +108,7 @@ export async function startOpenAITestDouble(opts: TestDoubleOptions = {}): Promi
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
+    server.listen(opts.port ?? 0, opts.host ?? "127.0.0.1", () => resolve());
   });
   const { port } = server.address() as AddressInfo;
   return {

@@ -1,0 +1,68 @@
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+
+const repoRoot = resolve(__dirname, "../../..");
+const cli = join(repoRoot, "tools/bench/src/cli.ts");
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe("experiment driver (against the launcher and OpenAI test doubles, with a real nats-server)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "bench-exp-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("runs both arrangements, writes the results page, JSON and charts, and stops every process it started", async () => {
+    // A stand-in model directory: the driver only checks it exists (the overhead measurement is skipped).
+    const modelDir = join(dir, "model");
+    mkdirSync(modelDir);
+    writeFileSync(join(modelDir, "config.json"), "{}");
+    const pidsFile = join(dir, "pids");
+    const out = join(dir, "out");
+    const args = [
+      "--import", "tsx", "--conditions=source", cli, "experiment",
+      "--launcher", join(repoRoot, "tools/bench/test/launcher-test-double.ts"),
+      "--model-dir", modelDir, "--rates", "5,10", "--num-requests", "5", "--input-len", "20", "--output-len", "5",
+      "--slo-ttft-ms", "25", "--slo-tpot-ms", "50", "--overhead-reps", "0", "--out", out,
+    ];
+    const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, BENCH_TEST_PIDS_FILE: pidsFile }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const code = await new Promise<number | null>((res) => {
+      const t = setTimeout(() => child.kill("SIGKILL"), 90_000);
+      child.on("close", (c) => (clearTimeout(t), res(c)));
+    });
+    expect(code, stderr).toBe(0);
+    const result = JSON.parse(stdout.trim().split("\n").pop()!);
+    // The disaggregated double answers its first token after 30 ms (> 25 ms SLO), the aggregated one after 10.
+    expect(result.goodput.agg.saturated).toBe(true);
+    expect(result.goodput.disagg.sweptRate).toBe(0);
+    expect(result.goodputRatioDisaggOverAgg).toBe(0);
+    for (const f of ["results.md", "results.json", "records.jsonl", "ttft.svg", "tpot.svg", "attainment.svg", "throughput.svg"]) {
+      expect(existsSync(join(out, f)), f).toBe(true);
+    }
+    const page = readFileSync(join(out, "results.md"), "utf8");
+    expect(page).toContain("1 prefill + 1 decode (disaggregated)");
+    expect(page).toContain("2 decode (aggregated)");
+    expect(page).toContain("skipped (--overhead-reps 0)");
+    expect(page).toMatch(/\| 5\.00 \| 5 \/ 5 \| 0 \|/);
+    const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
+    expect(results.arrangements.map((a: { key: string }) => a.key)).toEqual(["disagg", "agg"]);
+    expect(results.machine.cpus).toBeGreaterThan(0);
+    // Both launcher doubles and the "workers" they left behind are gone: the process groups were stopped.
+    const pids = readFileSync(pidsFile, "utf8").trim().split(/\s+/).map(Number);
+    expect(pids).toHaveLength(4);
+    for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
+    expect(readFileSync(join(out, "logs", "disagg-launcher.log"), "utf8")).toContain("launcher test double on");
+  });
+});

@@ -1,0 +1,38 @@
+/**
+ * TEST DOUBLE of the trtd launcher, for the experiment driver's tests only. Takes the launcher's flags, checks
+ * that the request plane it was given accepts TCP, serves the OpenAI test double on --host/--port, and starts one
+ * long-lived child process (standing in for a worker) so tests can check the whole process group is stopped.
+ * Writes its PID and the child's PID to $BENCH_TEST_PIDS_FILE.
+ */
+import { spawn } from "node:child_process";
+import { appendFileSync } from "node:fs";
+import { connect } from "node:net";
+import { parseArgs } from "node:util";
+import { startOpenAITestDouble } from "./openai-test-double.js";
+
+const { values } = parseArgs({
+  strict: false,
+  options: {
+    port: { type: "string" },
+    host: { type: "string" },
+    "request-plane-uri": { type: "string" },
+    "context-worker-count": { type: "string" },
+    "generate-worker-count": { type: "string" },
+  },
+});
+const [natsHost, natsPort] = String(values["request-plane-uri"]).split(":");
+await new Promise<void>((resolve, reject) => {
+  const s = connect(Number(natsPort), natsHost);
+  s.once("connect", () => (s.end(), resolve()));
+  s.once("error", reject);
+});
+// Disaggregated "prefill" makes the first token slower here, so the two arrangements differ visibly.
+const disagg = Number(values["context-worker-count"]) > 0;
+const server = await startOpenAITestDouble({ ttftMs: disagg ? 30 : 10, itlMs: 4, port: Number(values.port), host: String(values.host) });
+const worker = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
+if (process.env.BENCH_TEST_PIDS_FILE) appendFileSync(process.env.BENCH_TEST_PIDS_FILE, `${process.pid} ${worker.pid}\n`);
+process.stdout.write(`launcher test double on ${server.baseUrl}\n`);
+process.once("SIGTERM", () => {
+  // Leaves its "worker" running on purpose: the experiment must stop the whole group.
+  void server.close().then(() => process.exit(0));
+});
