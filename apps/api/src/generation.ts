@@ -112,7 +112,11 @@ export async function* runGeneration(deps: GenerationDeps, req: GenerateRequest,
       if (chunk.tokens.length > 0) {
         const now = performance.now();
         if (completionTokens === 0) metrics.ttft.observe((now - arrival) / 1000);
-        else metrics.itl.observe((now - lastTokenAt) / 1000 / chunk.tokens.length);
+        else {
+          // Tokens that arrive together share the gap since the previous chunk.
+          const gap = (now - lastTokenAt) / 1000 / chunk.tokens.length;
+          for (let i = 0; i < chunk.tokens.length; i++) metrics.itl.observe(gap);
+        }
         lastTokenAt = now;
         completionTokens += chunk.tokens.length;
         const { text, stopped: hit } = detok.push(chunk.tokens);

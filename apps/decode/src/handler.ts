@@ -31,12 +31,10 @@ export interface DecodeHandlerDeps {
 }
 
 /** Executor chunks as wire chunks; the first carries the mode (and KV figures). */
-async function* relay(stream: AsyncIterable<GenerateChunk>, first: Pick<DecodeChunk, "mode" | "kv">, prefix: number[] = []): AsyncGenerator<DecodeChunk> {
+async function* relay(stream: AsyncIterable<GenerateChunk>, first: Pick<DecodeChunk, "mode" | "kv">): AsyncGenerator<DecodeChunk> {
   let head: Pick<DecodeChunk, "mode" | "kv"> | undefined = first;
-  let pending = prefix;
   for await (const c of stream) {
-    const out: DecodeChunk = { tokens: pending.length ? [...pending, ...c.tokens] : c.tokens, ...head };
-    pending = [];
+    const out: DecodeChunk = { tokens: c.tokens, ...head };
     head = undefined;
     if (c.final) {
       out.finishReason = finishReasonOf(c.finishReason);
@@ -94,9 +92,8 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
       },
       { signal },
     );
-    yield* relay(stream, { mode: "disaggregated", kv: { bytes: pulled.bytes, transferMs: pulled.transferMs } }, GENERATION_ONLY_OMITS_FIRST_TOKEN ? [p.firstToken] : []);
+    // A generation-only request's output starts with the first token (the executor re-emits it), so the
+    // client sees the same sequence as in aggregated mode.
+    yield* relay(stream, { mode: "disaggregated", kv: { bytes: pulled.bytes, transferMs: pulled.transferMs } });
   };
 }
-
-/** Whether a generation-only request's output leaves out the first token (it came from the prefill worker). */
-const GENERATION_ONLY_OMITS_FIRST_TOKEN = true;
