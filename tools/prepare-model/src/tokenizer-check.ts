@@ -35,6 +35,12 @@ export async function checkTokenizerLoads(dir: string, report: ModelDirReport): 
     if (e instanceof InvalidTokenizerError) throw e;
     throw new InvalidTokenizerError(`tokenizer of ${dir} does not load in tiktoken: ${(e as Error).message}`, { cause: e });
   } finally {
-    enc?.free();
+    // After a failed call tiktoken's WASM object stays "borrowed" and free() itself throws ("attempted to take
+    // ownership of Rust value while it was borrowed"); the original error is the one worth reporting.
+    try {
+      enc?.free();
+    } catch {
+      /* the encoder is unusable either way */
+    }
   }
 }
