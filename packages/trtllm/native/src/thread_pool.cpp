@@ -2,8 +2,8 @@
 
 namespace trtd {
 
-ThreadPool::ThreadPool(int threads) {
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker(i); });
+ThreadPool::ThreadPool(int threads) : parts_(threads < 1 ? 1 : threads) {
+    for (int i = 1; i < parts_; ++i) workers_.emplace_back([this, i] { worker(i); });
 }
 
 ThreadPool::~ThreadPool() {

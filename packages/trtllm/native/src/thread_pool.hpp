@@ -17,13 +17,14 @@ public:
     ThreadPool(const ThreadPool &) = delete;
     ThreadPool & operator=(const ThreadPool &) = delete;
 
-    int size() const { return int(workers_.size()) + 1; }
+    int size() const { return parts_; }
     // Runs fn(begin, end) over [0, n) in size() contiguous parts; the caller runs part 0. Not reentrant:
     // one caller at a time (the executor serializes compute with its compute mutex).
     void parallel_for(int n, const std::function<void(int, int)> & fn);
 
 private:
     void worker(int index);
+    int parts_ = 1;  // set before any worker starts: workers read it
     std::vector<std::thread> workers_;
     std::mutex mu_;
     std::condition_variable start_cv_, done_cv_;

@@ -1,0 +1,120 @@
+// Disaggregation at the ABI: context-only on executor A, KV export, import into a separate executor B,
+// generation-only there: the tokens equal context-and-generation on one executor, greedy and seeded.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Executor, SamplingOptions } from "../src/index.js";
+import { expectIdle, openTiny, prompt, run } from "./helpers.js";
+
+let a: Executor;
+let b: Executor;
+beforeAll(() => {
+  a = openTiny({ kvTokensPerBlock: 8 });
+  b = openTiny({ kvTokensPerBlock: 8 });
+});
+afterAll(async () => {
+  await a?.close();
+  await b?.close();
+});
+
+async function disaggregated(p: number[], maxNewTokens: number, sampling: SamplingOptions, via: "segments" | "copy") {
+  const ctx = a.generate({ prompt: p, maxNewTokens, sampling, type: "context_only" });
+  const chunks = [];
+  for await (const c of ctx) chunks.push(c);
+  expect(chunks).toHaveLength(1); // exactly one final chunk carrying the first token
+  expect(chunks[0]).toMatchObject({ final: true, finishReason: "length" });
+  expect(chunks[0].tokens).toHaveLength(1);
+  const firstToken = chunks[0].tokens[0];
+
+  const exported = a.exportKv(ctx.requestId);
+  expect(exported.numTokens).toBe(p.length);
+  expect(exported.numBlocks).toBe(Math.ceil(p.length / 8));
+  expect(a.stats().pinnedExports).toBe(1);
+  const imp = b.reserveKvImport(exported.numTokens);
+  expect(imp.bytes).toBe(exported.bytes);
+  if (via === "segments") {
+    const src = exported.segments();
+    const dst = imp.segments();
+    expect(dst.map((s) => s.byteLength)).toEqual(src.map((s) => s.byteLength));
+    src.forEach((s, i) => dst[i].set(s));
+  } else {
+    const buf = new Uint8Array(exported.bytes);
+    expect(exported.copyTo(buf)).toBe(exported.bytes);
+    imp.writeFrom(buf);
+  }
+  exported.release();
+  expectIdle(a);
+  const gen = await run(b, { prompt: p, maxNewTokens, sampling, type: "generation_only", contextPhase: { firstToken, kvImport: imp } });
+  expect(imp.state).toBe("consumed");
+  expectIdle(b);
+  return gen;
+}
+
+describe("disaggregated == aggregated", () => {
+  it("has equal layouts on both executors", () => {
+    expect(a.kvLayout()).toEqual(b.kvLayout());
+    expect(a.kvLayout()).toMatchObject({ dtype: "float32", tokensPerBlock: 8, numLayers: 2, numKvHeads: 2, headDim: 16, memoryKind: "host" });
+    expect(a.kvLayout().bytesPerBlock).toBe(2 * 2 * 8 * 2 * 16 * 4);
+  });
+
+  const cases: [string, SamplingOptions][] = [
+    ["greedy", {}],
+    ["seeded sampling", { temperature: 0.9, topK: 50, topP: 0.95, seed: 1234 }],
+    ["seeded sampling, full vocabulary", { temperature: 1.2, seed: 99n }],
+  ];
+  for (const [name, sampling] of cases) {
+    it(`${name}: zero-copy segments`, async () => {
+      for (const [len, salt] of [[5, 1], [8, 2], [23, 3]]) {
+        const p = prompt(len, salt);
+        const agg = await run(a, { prompt: p, maxNewTokens: 24, sampling });
+        expect(agg.tokens).toHaveLength(24);
+        const dis = await disaggregated(p, 24, sampling, "segments");
+        expect(dis.tokens).toEqual(agg.tokens);
+        expect(dis.finishReason).toBe("length");
+      }
+    });
+    it(`${name}: copy into a caller buffer`, async () => {
+      const p = prompt(17, 4);
+      const agg = await run(b, { prompt: p, maxNewTokens: 12, sampling });
+      const dis = await disaggregated(p, 12, sampling, "copy");
+      expect(dis.tokens).toEqual(agg.tokens);
+    });
+  }
+
+  it("seeded sampling differs across seeds (the seed is honoured)", async () => {
+    const p = prompt(6, 5);
+    const x = await run(a, { prompt: p, maxNewTokens: 16, sampling: { temperature: 1, seed: 1 } });
+    const y = await run(a, { prompt: p, maxNewTokens: 16, sampling: { temperature: 1, seed: 2 } });
+    const z = await run(a, { prompt: p, maxNewTokens: 16, sampling: { temperature: 1, seed: 1 } });
+    expect(x.tokens).not.toEqual(y.tokens);
+    expect(z.tokens).toEqual(x.tokens);
+  });
+
+  it("generation-only with maxNewTokens 1 returns just the first token", async () => {
+    const p = prompt(9, 6);
+    const agg = await run(a, { prompt: p, maxNewTokens: 1 });
+    const dis = await disaggregated(p, 1, {}, "segments");
+    expect(dis.tokens).toEqual(agg.tokens);
+  });
+
+  it("an import consumed once cannot be used again, and a wrong-size import is refused", async () => {
+    const imp = b.reserveKvImport(4);
+    expect(() => b.generate({ prompt: [1, 2, 3], maxNewTokens: 2, type: "generation_only", contextPhase: { firstToken: 5, kvImport: imp } }))
+      .toThrow(expect.objectContaining({ name: "InvalidArgumentError" }));
+    expect(imp.state).toBe("reserved");
+    await run(b, { prompt: [1, 2, 3, 4], maxNewTokens: 2, type: "generation_only", contextPhase: { firstToken: 5, kvImport: imp } });
+    expect(() => b.generate({ prompt: [1, 2, 3, 4], maxNewTokens: 2, type: "generation_only", contextPhase: { firstToken: 5, kvImport: imp } }))
+      .toThrow(expect.objectContaining({ name: "NotFoundError" }));
+    expect(() => a.generate({ prompt: [1, 2, 3, 4], maxNewTokens: 2, type: "generation_only", contextPhase: { firstToken: 5, kvImport: imp } }))
+      .toThrow(expect.objectContaining({ name: "InvalidArgumentError" }));
+    expectIdle(b);
+  });
+
+  it("export of a request that is not a finished context-only one is refused", async () => {
+    const s = a.generate({ prompt: [1, 2, 3], maxNewTokens: 3 });
+    await s.collect();
+    expect(() => a.exportKv(s.requestId)).toThrow(expect.objectContaining({ name: "NotFoundError", code: "NOT_FOUND" }));
+    const imp = a.reserveKvImport(3);
+    imp.abort();
+    expect(() => imp.segments()).toThrow(expect.objectContaining({ name: "InvalidStateError" }));
+    expectIdle(a);
+  });
+});

@@ -1,0 +1,117 @@
+// Resource lifecycle: cancel, abort signals, early exit, completion and close all return every KV block;
+// an exhausted pool queues requests, and a request that can never fit is refused cleanly.
+import { afterEach, describe, expect, it } from "vitest";
+import { Executor, ExecutorClosedError, KvCapacityError, KvExhaustedError } from "../src/index.js";
+import { expectIdle, openTiny, prompt, run } from "./helpers.js";
+
+const open: Executor[] = [];
+function exec(options: Parameters<typeof openTiny>[0] = {}): Executor {
+  const ex = openTiny(options);
+  open.push(ex);
+  return ex;
+}
+afterEach(async () => {
+  for (const ex of open.splice(0)) await ex.close();
+});
+
+describe("lifecycle", () => {
+  it("completion returns every block", async () => {
+    const ex = exec();
+    const r = await run(ex, { prompt: prompt(40, 1), maxNewTokens: 10 });
+    expect(r.finishReason).toBe("length");
+    expectIdle(ex);
+  });
+
+  it("cancel stops a running request and frees its blocks", async () => {
+    const ex = exec();
+    const s = ex.generate({ prompt: prompt(10, 2), maxNewTokens: 1500 });
+    const got: number[] = [];
+    let reason;
+    for await (const c of s) {
+      got.push(...c.tokens);
+      if (got.length >= 3 && !c.final) expect(ex.cancel(s.requestId)).toBe(true);
+      if (c.final) reason = c.finishReason;
+    }
+    expect(reason).toBe("cancelled");
+    expect(got.length).toBeLessThan(1500);
+    expect(ex.cancel(s.requestId)).toBe(false); // already finished
+    expectIdle(ex);
+  });
+
+  it("an AbortSignal cancels; breaking out of the loop cancels", async () => {
+    const ex = exec();
+    const ac = new AbortController();
+    const s = ex.generate({ prompt: prompt(10, 3), maxNewTokens: 1500 }, { signal: ac.signal });
+    setTimeout(() => ac.abort(), 20);
+    expect((await s.collect()).finishReason).toBe("cancelled");
+    const s2 = ex.generate({ prompt: prompt(10, 4), maxNewTokens: 1500 });
+    for await (const c of s2) if (c.tokens.length) break;
+    for (let i = 0; i < 200 && ex.stats().activeRequests; i++) await new Promise((r) => setTimeout(r, 5));
+    expectIdle(ex);
+  });
+
+  it("cancelling a queued request frees it before it runs", async () => {
+    const ex = exec({ maxBatchSize: 1 });
+    const a = ex.generate({ prompt: prompt(5, 5), maxNewTokens: 300 });
+    const b = ex.generate({ prompt: prompt(5, 6), maxNewTokens: 300 });
+    expect(ex.stats().queuedRequests).toBeGreaterThanOrEqual(1);
+    ex.cancel(b.requestId);
+    const rb = await b.collect();
+    expect(rb).toMatchObject({ finishReason: "cancelled", tokens: [] });
+    ex.cancel(a.requestId);
+    await a.collect();
+    expectIdle(ex);
+  });
+
+  it("an exhausted KV pool queues requests until blocks are free", async () => {
+    // 10 blocks of 16 tokens; each request needs 6 (prompt 40 + 50 new - 1 = 89 tokens): one at a time.
+    const ex = exec({ kvBlockCount: 10, kvTokensPerBlock: 16 });
+    const reqs = [1, 2, 3].map((i) => ({ prompt: prompt(40, 10 + i), maxNewTokens: 50 }));
+    const alone = [];
+    for (const r of reqs) alone.push(await run(ex, r));
+    const streams = reqs.map((r) => ex.generate(r));
+    // Once the first is admitted, the other two wait: 6 + 6 blocks exceed the pool of 10.
+    for (let i = 0; i < 500 && ex.stats().activeRequests === 0; i++) await new Promise((r) => setTimeout(r, 1));
+    expect(ex.stats()).toMatchObject({ activeRequests: 1, queuedRequests: 2, kvBlocksUsed: 6 });
+    const results = await Promise.all(streams.map((st) => st.collect()));
+    results.forEach((r, i) => expect(r.tokens).toEqual(alone[i].tokens));
+    expectIdle(ex);
+  });
+
+  it("a request that can never fit the pool is refused with KvCapacityError", () => {
+    const ex = exec({ kvBlockCount: 4, kvTokensPerBlock: 16 });
+    expect(() => ex.generate({ prompt: prompt(60, 1), maxNewTokens: 10 })).toThrow(KvCapacityError);
+    expect(() => ex.reserveKvImport(65)).toThrow(KvCapacityError);
+    const imp = ex.reserveKvImport(60);
+    expect(() => ex.reserveKvImport(2)).toThrow(KvExhaustedError);
+    imp.abort();
+    expectIdle(ex);
+  });
+
+  it("context-only KV stays pinned until release; import aborts free their blocks", async () => {
+    const ex = exec();
+    const s = ex.generate({ prompt: prompt(33, 7), maxNewTokens: 5, type: "context_only" });
+    await s.collect();
+    expect(ex.stats()).toMatchObject({ pinnedExports: 1, kvBlocksUsed: 3 });
+    expect(ex.contextPhaseState(s.requestId).byteLength).toBe(0);
+    const kv = ex.exportKv(s.requestId);
+    kv.release();
+    kv.release(); // idempotent
+    const imp = ex.reserveKvImport(20);
+    expect(ex.stats()).toMatchObject({ pendingImports: 1, kvBlocksUsed: 2 });
+    imp.abort();
+    expectIdle(ex);
+  });
+
+  it("close ends open streams with a typed error and later calls fail cleanly", async () => {
+    const ex = openTiny();
+    const s = ex.generate({ prompt: prompt(5, 8), maxNewTokens: 1500 });
+    await ex.close();
+    const r = await s.collect();
+    expect(r.finishReason).toBe("cancelled");
+    expect(r.error).toBeInstanceOf(ExecutorClosedError);
+    expect(() => ex.stats()).toThrow(ExecutorClosedError);
+    expect(() => ex.generate({ prompt: [1], maxNewTokens: 1 })).toThrow(ExecutorClosedError);
+    await ex.close(); // idempotent
+  });
+});

@@ -1,0 +1,139 @@
+// Numerics: the reference executor's logits match @trtd/model's float64 referenceForward within 1e-4
+// (max |diff| / max |reference|), for models/tiny, untied/GQA/plain-RoPE variants, bf16 and fp16 weights and
+// sharded checkpoints; and the engine's paged, chunked decoding follows the reference's argmax.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  generateModel,
+  loadModel,
+  referenceForward,
+  writeModelDir,
+  writeSafetensors,
+  type GenerateModelOptions,
+  type LoadedModel,
+  type TorchDtype,
+} from "@trtd/model";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Executor } from "../src/index.js";
+import { prompt, tinyDir } from "./helpers.js";
+
+const TOLERANCE = 1e-4;
+let scratch: string;
+beforeAll(() => {
+  scratch = mkdtempSync(join(tmpdir(), "trtllm-num-"));
+});
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+function relativeError(ours: Float32Array, ref: Float64Array): number {
+  expect(ours.length).toBe(ref.length);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < ref.length; i++) {
+    diff = Math.max(diff, Math.abs(ours[i] - ref[i]));
+    scale = Math.max(scale, Math.abs(ref[i]));
+  }
+  expect(scale).toBeGreaterThan(0);
+  return diff / scale;
+}
+
+function compare(dir: string, prompts: number[][], options: { threads?: number } = {}): number[] {
+  const ref: LoadedModel = loadModel(dir);
+  const ex = Executor.open(dir, { threads: options.threads ?? 2 });
+  try {
+    return prompts.map((p) => {
+      const ours = ex.computeLogits(p);
+      const expected = referenceForward(ref, p, { allPositions: true }).logits;
+      const err = relativeError(ours, expected);
+      expect(err, `prompt of ${p.length} tokens`).toBeLessThan(TOLERANCE);
+      return err;
+    });
+  } finally {
+    void ex.close();
+  }
+}
+
+function generated(name: string, options: GenerateModelOptions, dtype: TorchDtype = "float32"): string {
+  const dir = join(scratch, name);
+  writeModelDir(dir, generateModel(options), { dtype });
+  return dir;
+}
+
+describe("logits match referenceForward", () => {
+  it("models/tiny, several prompts, every position", () => {
+    const prompts = [[0], [100264, 882, 198], prompt(7, 1), prompt(40, 2), prompt(100, 3)];
+    const errs = compare(tinyDir, prompts);
+    expect(errs).toHaveLength(5);
+  });
+
+  it("one compute thread gives the same logits as two", () => {
+    const p = prompt(20, 4);
+    const a = Executor.open(tinyDir, { threads: 1 });
+    const b = Executor.open(tinyDir, { threads: 2 });
+    try {
+      const x = a.computeLogits(p);
+      const y = b.computeLogits(p);
+      expect(x.length).toBe(20 * a.model.vocabSize);
+      // bit-identical (byte compare: a deep equal over 2M floats is slow)
+      expect(Buffer.from(x.buffer).equals(Buffer.from(y.buffer))).toBe(true);
+    } finally {
+      void a.close();
+      void b.close();
+    }
+  });
+
+  const dims = { vocabSize: 640, maxPositionEmbeddings: 1024 };
+  it("untied embeddings, GQA group 4, head_dim 32, plain RoPE", () => {
+    const dir = generated("untied", {
+      preset: "tiny",
+      seed: 3,
+      dims: { ...dims, tieWordEmbeddings: false, hiddenSize: 96, numHeads: 8, numKvHeads: 2, headDim: 32, intermediateSize: 160, numLayers: 3, ropeScaling: null },
+    });
+    compare(dir, [prompt(5, 5, 640), prompt(60, 6, 640)]);
+  });
+
+  for (const dtype of ["bfloat16", "float16"] as const) {
+    it(`${dtype} weights load and match`, () => {
+      const dir = generated(dtype, { preset: "tiny", seed: 4, dims }, dtype);
+      compare(dir, [prompt(3, 7, 640), prompt(300, 8, 640)]);
+    });
+  }
+
+  it("sharded checkpoint with model.safetensors.index.json", () => {
+    const model = generateModel({ preset: "tiny", seed: 5, dims });
+    const dir = generated("sharded-src", { preset: "tiny", seed: 5, dims });
+    rmSync(join(dir, "model.safetensors"));
+    const names = [...model.tensors.keys()];
+    const half = Math.ceil(names.length / 2);
+    const weightMap: Record<string, string> = {};
+    [names.slice(0, half), names.slice(half)].forEach((part, i) => {
+      const file = `model-0000${i + 1}-of-00002.safetensors`;
+      writeSafetensors(join(dir, file), new Map(part.map((n) => [n, model.tensors.get(n)!])), { dtype: "BF16" });
+      for (const n of part) weightMap[n] = file;
+    });
+    writeFileSync(join(dir, "model.safetensors.index.json"), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+    compare(dir, [prompt(11, 9, 640)]);
+  });
+});
+
+describe("the engine's decoding follows the reference", () => {
+  it("greedy tokens (paged KV, chunked prefill) equal the reference argmax where it is unambiguous", async () => {
+    const ref = loadModel(tinyDir);
+    const ex = Executor.open(tinyDir, { threads: 2, maxTokensPerIteration: 8, kvTokensPerBlock: 4 });
+    try {
+      const p = prompt(21, 10);
+      const { tokens } = await ex.generate({ prompt: p, maxNewTokens: 6 }).collect();
+      let checked = 0;
+      for (let i = 0; i < tokens.length; i++) {
+        const logits = referenceForward(ref, [...p, ...tokens.slice(0, i)]).logits;
+        const order = [...logits.keys()].sort((x, y) => logits[y] - logits[x]);
+        if (logits[order[0]] - logits[order[1]] < 1e-3) continue; // near-tie: either answer is right
+        expect(tokens[i], `token ${i}`).toBe(order[0]);
+        checked++;
+      }
+      expect(checked).toBeGreaterThanOrEqual(4);
+    } finally {
+      await ex.close();
+    }
+  });
+});
