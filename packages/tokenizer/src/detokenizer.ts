@@ -3,6 +3,8 @@ import { DetokenizerFinishedError, InvalidOptionsError } from "./errors.js";
 /** What the detokenizer needs from a tokenizer. */
 export interface TokenSource {
   tokenBytes(id: number): Uint8Array;
+  /** The token's text when its bytes are complete UTF-8 on their own, else null (cached by the tokenizer). */
+  tokenText(id: number): string | null;
   isSpecialToken(id: number): boolean;
 }
 
@@ -33,6 +35,8 @@ export class IncrementalDetokenizer {
   readonly #maxStop: number;
   readonly #skipSpecial: boolean;
   readonly #decoder = new TextDecoder("utf-8");
+  /** Mirrors whether #decoder holds bytes of an incomplete character. */
+  readonly #utf8 = new Utf8Tracker();
   /** Decoded text not yet emitted: a suffix that may begin a stop string. */
   #held = "";
   #state: "open" | "stopped" | "flushed" = "open";
@@ -73,15 +77,24 @@ export class IncrementalDetokenizer {
     if (this.#state === "flushed") throw new DetokenizerFinishedError("flushed");
     if (this.#state === "stopped") return { text: "" };
     // Look every id up before changing state, so a bad id leaves the detokenizer as it was.
-    const chunks: Uint8Array[] = [];
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i]!;
-      const bytes = this.#source.tokenBytes(id); // throws InvalidTokenIdError
-      if (bytes.length > 0 && !(this.#skipSpecial && this.#source.isSpecialToken(id))) chunks.push(bytes);
-    }
+    for (let i = 0; i < ids.length; i++) this.#source.tokenBytes(ids[i]!); // throws InvalidTokenIdError
     this.#tokens += ids.length;
     let text = "";
-    for (const bytes of chunks) text += this.#decoder.decode(bytes, { stream: true });
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (this.#skipSpecial && this.#source.isSpecialToken(id)) continue;
+      // Fast path: no partial character pending and the token is whole UTF-8 — its cached text is exactly what
+      // the streaming decoder would produce.
+      const whole = this.#utf8.clean ? this.#source.tokenText(id) : null;
+      if (whole !== null) {
+        text += whole;
+        continue;
+      }
+      const bytes = this.#source.tokenBytes(id);
+      if (bytes.length === 0) continue;
+      text += this.#decoder.decode(bytes, { stream: true });
+      this.#utf8.feed(bytes);
+    }
     return this.#emit(text, false);
   }
 
@@ -126,5 +139,56 @@ export class IncrementalDetokenizer {
       for (const s of this.#stops) if (s.length > n && s.startsWith(suffix)) return n;
     }
     return 0;
+  }
+}
+
+/**
+ * The byte-sequence state of the WHATWG UTF-8 decoder (encoding.spec.whatwg.org, "UTF-8 decoder"), without the
+ * output: `clean` is true exactly when a streaming TextDecoder fed the same bytes holds no pending bytes.
+ */
+class Utf8Tracker {
+  #needed = 0;
+  #seen = 0;
+  #lower = 0x80;
+  #upper = 0xbf;
+
+  get clean(): boolean {
+    return this.#needed === 0;
+  }
+
+  feed(bytes: Uint8Array): void {
+    for (let i = 0; i < bytes.length; i++) {
+      const b = bytes[i]!;
+      if (this.#needed === 0) {
+        if (b >= 0xc2 && b <= 0xdf) this.#needed = 1;
+        else if (b >= 0xe0 && b <= 0xef) {
+          if (b === 0xe0) this.#lower = 0xa0;
+          if (b === 0xed) this.#upper = 0x9f;
+          this.#needed = 2;
+        } else if (b >= 0xf0 && b <= 0xf4) {
+          if (b === 0xf0) this.#lower = 0x90;
+          if (b === 0xf4) this.#upper = 0x8f;
+          this.#needed = 3;
+        }
+        // ASCII, or an invalid lead byte (one U+FFFD): nothing pending
+        continue;
+      }
+      if (b < this.#lower || b > this.#upper) {
+        // error: the pending sequence becomes U+FFFD and this byte is processed again from the start state
+        this.#reset();
+        i--;
+        continue;
+      }
+      this.#lower = 0x80;
+      this.#upper = 0xbf;
+      if (++this.#seen === this.#needed) this.#reset();
+    }
+  }
+
+  #reset(): void {
+    this.#needed = 0;
+    this.#seen = 0;
+    this.#lower = 0x80;
+    this.#upper = 0xbf;
   }
 }

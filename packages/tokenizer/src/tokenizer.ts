@@ -15,6 +15,7 @@ import {
   InvalidTokenIdError,
   SpecialTokenNotAllowedError,
   SpecialTokensError,
+  TokenizerError,
   TokenizerFreedError,
   UnknownEncodingError,
 } from "./errors.js";
@@ -83,6 +84,7 @@ const KIND_SPECIAL = 2;
 const KIND_ADDED = 3;
 const NOT_ALLOWED = /special token that is not allowed: (.*)$/;
 const utf8 = new TextDecoder("utf-8");
+const utf8Fatal = new TextDecoder("utf-8", { fatal: true });
 
 /**
  * A tiktoken BPE tokenizer with the model's special tokens, BOS/EOS and chat template.
@@ -110,6 +112,7 @@ export class Tokenizer {
   readonly #alwaysAllowed: string[];
   readonly #specialTexts: string[];
   readonly #bytesCache: Array<Uint8Array | undefined>;
+  readonly #textCache: Array<string | null | undefined>;
   #template: ChatTemplate | undefined;
   #worker: EncodeWorker | undefined;
   #specialRe: RegExp | null | undefined;
@@ -184,6 +187,7 @@ export class Tokenizer {
     this.chatTemplateSource = def.chatTemplate;
     this.#template = def.chatTemplate === undefined ? undefined : new ChatTemplate(def.chatTemplate);
     this.#bytesCache = new Array(this.vocabSize);
+    this.#textCache = new Array(this.vocabSize);
     this.#enc = buildTiktoken(this.#spec);
   }
 
@@ -301,6 +305,21 @@ export class Tokenizer {
     return bytes;
   }
 
+  /** The text of one token when its bytes are whole UTF-8 on their own, else null (cached). */
+  tokenText(id: number): string | null {
+    let text = this.#textCache[id];
+    if (text === undefined) {
+      try {
+        text = utf8Fatal.decode(this.tokenBytes(id));
+      } catch (e) {
+        if (e instanceof TokenizerError) throw e;
+        text = null; // not valid UTF-8 alone (part of a character)
+      }
+      this.#textCache[id] = text;
+    }
+    return text;
+  }
+
   /** Whether an id is a special token (added with `special: true`, or one of the encoding's own). */
   isSpecialToken(id: number): boolean {
     return this.#kinds[id] === KIND_SPECIAL;
@@ -369,6 +388,7 @@ export class Tokenizer {
     this.#enc?.free();
     this.#enc = undefined;
     this.#bytesCache.length = 0;
+    this.#textCache.length = 0;
     void this.#worker?.close();
     this.#worker = undefined;
   }

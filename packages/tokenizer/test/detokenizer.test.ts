@@ -71,6 +71,26 @@ describe("UTF-8 across tokens", () => {
     }
   });
 
+  it("stays equal to decode() on byte-level garbage: random single-byte tokens (invalid UTF-8 everywhere)", () => {
+    const rand = prng(77);
+    const byteIds = Array.from({ length: 256 }, (_, i) => i);
+    for (const id of byteIds) expect(tok.tokenBytes(id)).toHaveLength(1); // cl100k's ranks 0..255 are the 256 bytes
+    const idOfByte = new Map(byteIds.map((id) => [tok.tokenBytes(id)[0]!, id]));
+    // lead bytes with special second-byte ranges, and the edges of those ranges
+    const tricky = [0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1];
+    const multi = tok.encode("é中🦜a"); // whole characters between the garbage
+    const pick = (): number => {
+      const r = rand();
+      if (r < 0.5) return idOfByte.get(tricky[Math.floor(rand() * tricky.length)]!)!;
+      if (r < 0.8) return byteIds[Math.floor(rand() * 256)]!;
+      return multi[Math.floor(rand() * multi.length)]!;
+    };
+    for (let round = 0; round < 500; round++) {
+      const ids = Array.from({ length: 1 + Math.floor(rand() * 40) }, pick);
+      expect(stream(tok.createDetokenizer(), ids, rand, 3).text).toBe(tok.decode(ids));
+    }
+  });
+
   it("skips special tokens by default, keeps them when asked", () => {
     const ids = tok.encode("<|im_start|>hi<|im_end|>", { allowedSpecial: "all" });
     const a = tok.createDetokenizer();
