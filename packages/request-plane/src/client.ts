@@ -1,6 +1,7 @@
 import type { Codec } from "./codec.js";
 import { ClosedError, PayloadTooLargeError, RemoteError, TimeoutError } from "./errors.js";
 import type { InstanceInfo, InstanceWatcher } from "./discovery.js";
+import type { InboxMux } from "./inbox-mux.js";
 import { endpointPath, subjects, validateInstanceId, type EndpointId } from "./names.js";
 import type { ReqMsg } from "./protocol.js";
 import { ReplyStream } from "./reply-stream.js";
@@ -43,6 +44,7 @@ export interface ClientDeps {
   readonly transport: Transport;
   readonly codec: Codec;
   readonly watcher: InstanceWatcher;
+  readonly mux: InboxMux;
   readonly onClosed: (c: EndpointClient<any, any>) => void;
 }
 
@@ -124,7 +126,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
       codec: this.deps.codec,
       requestId,
       subject,
-      instanceSubject: (id) => subjects.instance(this.endpoint, id),
+      mux: this.deps.mux,
       window: this.window,
       acceptTimeoutMs: this.acceptTimeoutMs,
       missedHeartbeats: this.missedHeartbeats,

@@ -13,7 +13,7 @@ const te = new TextEncoder();
 const td = new TextDecoder("utf-8", { fatal: true });
 
 class Writer {
-  buf = new Uint8Array(256);
+  buf = new Uint8Array(64 * 1024);
   view = new DataView(this.buf.buffer);
   pos = 0;
   ensure(n: number): void {
@@ -37,9 +37,24 @@ class Writer {
   str(s: string): void {
     // worst case 3 bytes per UTF-16 unit
     this.ensure(4 + s.length * 3);
-    const { written } = te.encodeInto(s, this.buf.subarray(this.pos + 4));
+    const start = this.pos + 4;
+    if (s.length <= 32) {
+      // short keys and codes: a plain loop beats TextEncoder's call overhead; falls back on non-ASCII
+      let i = 0;
+      for (; i < s.length; i++) {
+        const c = s.charCodeAt(i);
+        if (c > 0x7f) break;
+        this.buf[start + i] = c;
+      }
+      if (i === s.length) {
+        this.view.setUint32(this.pos, i, true);
+        this.pos = start + i;
+        return;
+      }
+    }
+    const { written } = te.encodeInto(s, this.buf.subarray(start));
     this.view.setUint32(this.pos, written, true);
-    this.pos += 4 + written;
+    this.pos = start + written;
   }
 }
 
@@ -135,9 +150,15 @@ class Reader {
   str(): string {
     const n = this.u32();
     this.need(n);
-    const s = td.decode(this.buf.subarray(this.pos, this.pos + n));
+    const b = this.buf;
+    const start = this.pos;
     this.pos += n;
-    return s;
+    if (n <= 32) {
+      let ascii = true;
+      for (let i = start; i < start + n; i++) if (b[i] > 0x7f) ascii = false;
+      if (ascii) return String.fromCharCode.apply(null, b.subarray(start, start + n) as unknown as number[]);
+    }
+    return td.decode(b.subarray(start, start + n));
   }
 }
 
@@ -203,14 +224,22 @@ function read(r: Reader, depth: number): unknown {
   }
 }
 
+let scratch = new Writer();
+
 /** Tagged binary codec with packed int32 arrays and raw bytes. */
 export const binaryCodec: Codec = {
   name: "binary",
   encode(value) {
-    const w = new Writer();
-    w.u8(MAGIC);
-    write(w, value, 0);
-    return w.buf.subarray(0, w.pos);
+    // one scratch buffer, reused (encode is synchronous); the result is a right-sized copy
+    const w = scratch;
+    w.pos = 0;
+    try {
+      w.u8(MAGIC);
+      write(w, value, 0);
+      return w.buf.slice(0, w.pos);
+    } finally {
+      if (w.buf.length > 4 * 1024 * 1024) scratch = new Writer(); // do not pin a huge buffer forever
+    }
   },
   decode(bytes) {
     if (bytes.length < 2 || bytes[0] !== MAGIC) throw new CodecError("binary decode: not a binary-codec message");

@@ -4,6 +4,7 @@ import type { Codec } from "./codec.js";
 import { EndpointClient, type ClientOptions } from "./client.js";
 import { InstanceWatcher } from "./discovery.js";
 import { ClosedError } from "./errors.js";
+import { InboxMux } from "./inbox-mux.js";
 import { endpointId, endpointPath, validateName, type EndpointId } from "./names.js";
 import { NatsTransport } from "./nats-transport.js";
 import { Server, type Handler, type ServeOptions, type ServedEndpoint, type StopOptions } from "./server.js";
@@ -33,6 +34,8 @@ export class RequestPlane {
   private readonly clients = new Set<EndpointClient<any, any>>();
   private readonly watchers = new Map<string, InstanceWatcher>();
   private closing: Promise<void> | undefined;
+  /** Shared reply inbox of every request this plane sends. */
+  readonly mux: InboxMux;
 
   constructor(
     readonly transport: Transport,
@@ -41,6 +44,7 @@ export class RequestPlane {
     this.codec = options.codec ?? binaryCodec;
     this.heartbeatMs = options.heartbeatMs ?? 1000;
     this.leaseMs = options.leaseMs ?? 3000;
+    this.mux = new InboxMux(transport);
   }
 
   /** The raw NATS connection (for raw pub/sub, JetStream, KV); `undefined` on the in-process transport. */
@@ -100,6 +104,7 @@ export class RequestPlane {
       transport: this.transport,
       codec: this.codec,
       watcher: w,
+      mux: this.mux,
       onClosed: (c) => {
         this.clients.delete(c);
         if (--w.refs === 0) {
@@ -117,6 +122,7 @@ export class RequestPlane {
     this.closing ??= (async () => {
       await Promise.all([...this.servers].map((s) => s.stop(options)));
       for (const c of [...this.clients]) c.close();
+      this.mux.close();
       await this.transport.close();
     })();
     return this.closing;

@@ -1,18 +1,21 @@
 /*
  * Wire messages (encoded by the plane's codec). Short keys keep frames small.
  *
- * client → queue or instance subject, reply = client inbox:
+ * client → queue subject `rp.<ns>.<comp>.<ep>` or instance subject `….i.<id>`, reply = client inbox:
  *   req    {k:"req", id, dl?, h?, p, w}      dl = absolute deadline (epoch ms), w = credit window (frames)
- * client → instance subject:
- *   cancel {k:"cancel", id, r?}              r = reason text
- *   credit {k:"credit", id, n}               n = frames consumed so far by the client
- * server → client inbox (reply = the server's "client gone" inbox; a 503 there means the client left):
- *   acc    {k:"acc", id, i, hb}              i = instance id, hb = heartbeat interval the server keeps
- *   data   {k:"d", s, p}                     s = 1, 2, 3 ...
+ * server → client inbox; every frame's NATS reply subject is the request's control subject on the server:
+ *   acc    {k:"acc", i, hb}                  i = instance id, hb = heartbeat interval the server keeps.
+ *                                            Sent only if no other frame went out first; otherwise the first
+ *                                            frame carries i and hb itself (a one-reply request is one frame).
+ *   data   {k:"d", s, p, e?, i?, hb?}        s = 1, 2, 3 ...; e = 1 marks the last reply (no end frame follows)
  *   hb     {k:"hb"}
- *   end    {k:"end", s}                      s = number of data frames sent
- *   err    {k:"err", s, c, m, n?, sz?, mx?}  c = error code, m = message, n = error name
- * discovery (announce subject / probe subject):
+ *   end    {k:"end", s, i?, hb?}             s = number of data frames sent
+ *   err    {k:"err", s, c, m, n?, sz?, mx?, i?, hb?}   c = error code, m = message, n = error name
+ * client → the control subject (a frame's reply subject):
+ *   cancel {k:"cancel", r?}                  r = reason text
+ *   credit {k:"credit", n}                   n = replies consumed so far
+ *   A no-responders status there (the client's inbox is gone: its connection died) cancels the request.
+ * discovery (announce subject `rpd.<ns>.<comp>.<ep>` / probe subject `….probe`):
  *   up     {k:"up", i, lease, m, meta?}      instance alive, lease ms, load metrics
  *   down   {k:"down", i}                     instance stopped cleanly
  *   probe  {k:"probe"}                       asks every instance to announce now
@@ -27,35 +30,38 @@ export interface ReqMsg {
 }
 export interface CancelMsg {
   k: "cancel";
-  id: string;
   r?: string;
 }
 export interface CreditMsg {
   k: "credit";
-  id: string;
   n: number;
 }
-export type InstanceInbound = ReqMsg | CancelMsg | CreditMsg;
+export type ControlMsg = CancelMsg | CreditMsg;
 
+/** Fields the first frame of a stream carries when no separate `acc` frame was sent. */
+export interface AcceptInfo {
+  i?: string;
+  hb?: number;
+}
 export interface AccFrame {
   k: "acc";
-  id: string;
   i: string;
   hb: number;
 }
-export interface DataFrame {
+export interface DataFrame extends AcceptInfo {
   k: "d";
   s: number;
   p: unknown;
+  e?: 1;
 }
 export interface HbFrame {
   k: "hb";
 }
-export interface EndFrame {
+export interface EndFrame extends AcceptInfo {
   k: "end";
   s: number;
 }
-export interface ErrFrame {
+export interface ErrFrame extends AcceptInfo {
   k: "err";
   s: number;
   c: string;

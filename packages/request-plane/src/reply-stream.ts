@@ -8,17 +8,17 @@ import {
   TimeoutError,
   errorFromFrame,
 } from "./errors.js";
-import { isObj, type Frame } from "./protocol.js";
-import type { Transport, TransportMsg, TransportSubscription } from "./transport.js";
+import type { InboxMux } from "./inbox-mux.js";
+import { isObj, type ControlMsg, type Frame } from "./protocol.js";
+import type { Transport, TransportMsg } from "./transport.js";
 
 export interface ReplyStreamParams {
   readonly transport: Transport;
+  readonly mux: InboxMux;
   readonly codec: Codec;
   readonly requestId: string;
   /** Subject the request went to (for NoRespondersError). */
   readonly subject: string;
-  /** `(instanceId) => subject` of an instance, for cancel and credit messages. */
-  readonly instanceSubject: (id: string) => string;
   readonly window: number;
   /** Bound on hearing the `acc` frame, ms. */
   readonly acceptTimeoutMs: number;
@@ -39,8 +39,11 @@ type Waiter = { resolve: (r: IteratorResult<unknown>) => void; reject: (e: unkno
  */
 export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
   readonly requestId: string;
-  private inbox: string;
-  private sub: TransportSubscription | undefined;
+  private route: { subject: string; release: () => void } | undefined;
+  /** The server's control subject for this request (reply subject of its frames): cancel and credit go there. */
+  private controlSubject: string | undefined;
+  /** Cancelled before the server's first frame: stay registered (bounded) to deliver the cancel then. */
+  private pendingCancel: string | undefined;
   private readonly buffer: unknown[] = [];
   private waiter: Waiter | undefined;
   private error: unknown;
@@ -52,6 +55,9 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
   private instance: string | undefined;
   private watchdog: NodeJS.Timeout | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
+  private tombstone: NodeJS.Timeout | undefined;
+  private lastFrameAt = 0;
+  private published = false;
   private hbBoundMs: number;
   private readonly onAbort = () => this.fail(abortReason(this.p.signal), true, true);
   private acceptedResolve!: (id: string | undefined) => void;
@@ -60,7 +66,6 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
 
   constructor(private readonly p: ReplyStreamParams) {
     this.requestId = p.requestId;
-    this.inbox = p.transport.newInbox();
     this.hbBoundMs = p.acceptTimeoutMs;
     this.accepted = new Promise((r) => (this.acceptedResolve = r));
   }
@@ -75,30 +80,49 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
     try {
       if (this.p.signal?.aborted) throw abortReason(this.p.signal);
       const bytes = typeof encodedRequest === "function" ? encodedRequest() : encodedRequest;
-      this.sub = this.p.transport.subscribe(this.inbox, (m) => this.onMsg(m));
+      this.route = this.p.mux.register((m) => this.onMsg(m));
       this.p.signal?.addEventListener("abort", this.onAbort, { once: true });
       if (this.p.deadline !== undefined) {
         const left = this.p.deadline - Date.now();
         this.deadlineTimer = setTimeout(() => this.fail(new TimeoutError(`request ${this.requestId} exceeded its deadline`), true), Math.max(0, left));
       }
       this.armWatchdog();
-      this.p.transport.publish(this.p.subject, bytes, { reply: this.inbox });
+      this.p.transport.publish(this.p.subject, bytes, { reply: this.route.subject });
+      this.published = true;
     } catch (err) {
       this.fail(err, false);
     }
     return this;
   }
 
+  /**
+   * One timer per stream, not one per frame: frames only stamp `lastFrameAt`; when the timer fires early
+   * it re-arms for the remaining time (setTimeout churn per frame cost ~30% of streaming throughput).
+   */
   private armWatchdog(): void {
-    clearTimeout(this.watchdog);
-    if (this.ended || this.finished) return;
+    this.lastFrameAt = Date.now();
+    if (this.watchdog === undefined && !this.ended && !this.finished) this.scheduleWatchdog(this.hbBoundMs);
+  }
+
+  private scheduleWatchdog(ms: number): void {
     this.watchdog = setTimeout(() => {
+      this.watchdog = undefined;
+      if (this.ended || this.finished) return;
+      const left = this.lastFrameAt + this.hbBoundMs - Date.now();
+      if (left > 0) return this.scheduleWatchdog(left);
       if (this.instance === undefined) this.fail(new TimeoutError(`no instance accepted request ${this.requestId} on ${this.p.subject} within ${this.hbBoundMs} ms`), true);
       else this.fail(new ServerGoneError(`instance ${this.instance} sent nothing for ${this.hbBoundMs} ms (request ${this.requestId})`, this.instance), true);
-    }, this.hbBoundMs);
+    }, ms);
   }
 
   private onMsg(m: TransportMsg): void {
+    if (this.pendingCancel !== undefined) {
+      // first sign of the server after we cancelled: tell it, then let go of the inbox
+      if (!m.noResponders && m.reply) this.sendControl(m.reply, { k: "cancel", r: this.pendingCancel });
+      this.pendingCancel = undefined;
+      this.unroute();
+      return;
+    }
     if (this.ended || this.finished) return;
     if (m.noResponders) {
       this.p.onNoResponders?.();
@@ -114,14 +138,19 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
       this.fail(new StreamBrokenError(`undecodable reply frame for request ${this.requestId}`, { cause: err }), true);
       return;
     }
-    this.armWatchdog();
+    if (this.instance === undefined && f.k !== "hb" && typeof f.i === "string") {
+      this.instance = f.i;
+      this.controlSubject = m.reply;
+      this.hbBoundMs = Math.max(50, (typeof f.hb === "number" ? f.hb : 1000) * this.p.missedHeartbeats);
+      this.acceptedResolve(f.i);
+      // the accept bound becomes the heartbeat bound
+      clearTimeout(this.watchdog);
+      this.watchdog = undefined;
+      this.armWatchdog();
+    }
+    this.lastFrameAt = Date.now();
     switch (f.k) {
       case "acc":
-        this.instance = f.i;
-        this.hbBoundMs = Math.max(50, f.hb * this.p.missedHeartbeats);
-        this.acceptedResolve(f.i);
-        this.armWatchdog();
-        return;
       case "hb":
         return;
       case "d":
@@ -137,15 +166,14 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
           this.maybeCredit();
           w.resolve({ value: f.p, done: false });
         } else this.buffer.push(f.p);
+        if (f.e === 1) this.finish();
         return;
       case "end":
         if (f.s !== this.expectSeq - 1) {
           this.fail(new StreamBrokenError(`stream ended after ${f.s} replies, received ${this.expectSeq - 1} (request ${this.requestId})`), true);
           return;
         }
-        this.ended = true;
-        this.release();
-        this.wake();
+        this.finish();
         return;
       case "err":
         this.fail(errorFromFrame(f.c, f.m, { name: f.n, instanceId: this.instance, size: f.sz, maxPayload: f.mx }), false);
@@ -153,19 +181,28 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
     }
   }
 
-  private maybeCredit(): void {
-    if (this.instance === undefined || this.ended) return;
-    if (this.consumed - this.credited < Math.max(1, this.p.window >> 1)) return;
-    this.credited = this.consumed;
-    this.control({ k: "credit", id: this.requestId, n: this.consumed });
+  private finish(): void {
+    this.ended = true;
+    this.release();
+    this.wake();
   }
 
-  private control(msg: unknown): void {
-    if (this.instance === undefined) return;
+  private maybeCredit(): void {
+    if (this.ended) return;
+    if (this.consumed - this.credited < Math.max(1, this.p.window >> 1)) return;
+    this.credited = this.consumed;
+    this.control({ k: "credit", n: this.consumed });
+  }
+
+  private control(msg: ControlMsg): void {
+    if (this.controlSubject !== undefined) this.sendControl(this.controlSubject, msg);
+  }
+
+  private sendControl(subject: string, msg: ControlMsg): void {
     try {
-      this.p.transport.publish(this.p.instanceSubject(this.instance), this.p.codec.encode(msg));
+      this.p.transport.publish(subject, this.p.codec.encode(msg));
     } catch {
-      // connection closed: the server learns through the gone-inbox 503 or its deadline
+      // connection closed: the server learns through the no-responders status or its deadline
     }
   }
 
@@ -179,7 +216,11 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
     if (this.ended || this.finished) return;
     this.error = err ?? new CancelledError();
     this.ended = true;
-    if (notifyServer) this.control({ k: "cancel", id: this.requestId, r: err instanceof Error ? err.message : String(err) });
+    const reason = err instanceof Error ? err.message : String(err);
+    if (notifyServer) {
+      if (this.controlSubject !== undefined) this.control({ k: "cancel", r: reason });
+      else if (this.route && this.published) this.pendingCancel = reason; // keep the inbox until the server shows up
+    }
     if (drop) this.buffer.length = 0;
     this.release();
     this.wake();
@@ -203,11 +244,22 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.watchdog);
+    this.watchdog = undefined;
     clearTimeout(this.deadlineTimer);
     this.p.signal?.removeEventListener("abort", this.onAbort);
-    this.sub?.unsubscribe();
-    this.sub = undefined;
+    if (this.pendingCancel !== undefined) {
+      // bounded: the server's first frame comes within its accept time, or never
+      this.tombstone = setTimeout(() => this.unroute(), this.p.acceptTimeoutMs);
+      this.tombstone.unref();
+    } else this.unroute();
     this.acceptedResolve(this.instance);
+  }
+
+  private unroute(): void {
+    clearTimeout(this.tombstone);
+    this.pendingCancel = undefined;
+    this.route?.release();
+    this.route = undefined;
   }
 
   next(): Promise<IteratorResult<T>> {

@@ -1,7 +1,7 @@
 import type { Codec } from "./codec.js";
 import { CancelledError, PayloadTooLargeError, RequestPlaneError, TimeoutError } from "./errors.js";
 import { instancePath, newInstanceId, subjects, validateInstanceId, type EndpointId } from "./names.js";
-import { isObj, type Frame, type InstanceInbound, type ReqMsg, type UpMsg } from "./protocol.js";
+import { isObj, type ControlMsg, type Frame, type ReqMsg, type UpMsg } from "./protocol.js";
 import type { Transport, TransportMsg, TransportSubscription } from "./transport.js";
 
 /** What a handler gets besides the request. */
@@ -62,12 +62,14 @@ export interface ServedEndpoint {
 interface Active {
   readonly id: string;
   readonly reply: string;
-  readonly goneSubject: string;
+  /** Our control subject for this request: frames carry it as their reply subject. */
+  readonly control: string;
   readonly ac: AbortController;
   readonly window: number;
   seq: number;
   credited: number;
   lastSent: number;
+  accepted: boolean;
   creditWaiter: (() => void) | undefined;
   done: Promise<void>;
 }
@@ -86,11 +88,11 @@ export class Server implements ServedEndpoint {
   readonly path: string;
   private readonly heartbeatMs: number;
   private readonly leaseMs: number;
+  /** In-flight requests by control key (the last token of their control subject). */
   private readonly active = new Map<string, Active>();
-  private readonly byGoneKey = new Map<string, Active>();
   private readonly subs: TransportSubscription[] = [];
   private queueSub: TransportSubscription | undefined;
-  private readonly goneInbox: string;
+  private readonly controlInbox: string;
   private readonly timers: NodeJS.Timeout[] = [];
   private extraMetrics: Record<string, unknown> = {};
   private nextKey = 0;
@@ -106,7 +108,7 @@ export class Server implements ServedEndpoint {
     this.path = instancePath(endpoint, this.instanceId);
     this.heartbeatMs = options.heartbeatMs ?? deps.heartbeatMs;
     this.leaseMs = options.leaseMs ?? deps.leaseMs;
-    this.goneInbox = deps.transport.newInbox();
+    this.controlInbox = deps.transport.newInbox();
   }
 
   get activeRequests(): number {
@@ -117,7 +119,7 @@ export class Server implements ServedEndpoint {
   async start(): Promise<void> {
     const t = this.deps.transport;
     this.subs.push(t.subscribe(subjects.instance(this.endpoint, this.instanceId), (m) => this.onInstanceMsg(m)));
-    this.subs.push(t.subscribe(`${this.goneInbox}.>`, (m) => this.onGone(m)));
+    this.subs.push(t.subscribe(`${this.controlInbox}.>`, (m) => this.onControl(m)));
     this.subs.push(t.subscribe(subjects.probe(this.endpoint), () => this.announce()));
     if (this.options.queueGroup !== false) {
       this.queueSub = t.subscribe(subjects.queue(this.endpoint), (m) => this.onInstanceMsg(m), { queue: subjects.queueGroup });
@@ -161,45 +163,55 @@ export class Server implements ServedEndpoint {
     }
   }
 
-  private decode(m: TransportMsg): InstanceInbound | undefined {
+  private onInstanceMsg(m: TransportMsg): void {
+    if (m.noResponders || !m.reply) return;
+    let req: ReqMsg;
     try {
       const v = this.deps.codec.decode(m.data);
-      return isObj(v) && typeof v.k === "string" && typeof v.id === "string" ? (v as unknown as InstanceInbound) : undefined;
+      if (!isObj(v) || v.k !== "req" || typeof v.id !== "string") return;
+      req = v as unknown as ReqMsg;
     } catch {
-      return undefined; // garbage on our subject: drop it, it must not disturb other requests
+      return; // garbage on our subject: drop it, it must not disturb other requests
     }
+    this.onRequest(req, m.reply);
   }
 
-  private onInstanceMsg(m: TransportMsg): void {
-    if (m.noResponders) return;
-    const msg = this.decode(m);
-    if (!msg) return;
-    if (msg.k === "req") {
-      if (m.reply) this.onRequest(msg, m.reply);
-    } else if (msg.k === "cancel") {
-      const a = this.active.get(msg.id);
-      a?.ac.abort(new CancelledError(msg.r ? `cancelled by client: ${msg.r}` : "cancelled by client"));
-    } else if (msg.k === "credit") {
-      const a = this.active.get(msg.id);
-      if (a && typeof msg.n === "number" && msg.n > a.credited) {
-        a.credited = msg.n;
-        const w = a.creditWaiter;
-        a.creditWaiter = undefined;
-        w?.();
-      }
+  /** Cancel and credit from the client, or a 503 meaning the client's inbox is gone (its connection died). */
+  private onControl(m: TransportMsg): void {
+    const a = this.active.get(m.subject.slice(this.controlInbox.length + 1));
+    if (!a) return;
+    if (m.noResponders) {
+      a.ac.abort(new CancelledError("client gone"));
+      return;
     }
-  }
-
-  /** A 503 on our gone-inbox: the client's inbox has no subscriber any more (client finished, died or left). */
-  private onGone(m: TransportMsg): void {
-    if (!m.noResponders) return;
-    const key = m.subject.slice(this.goneInbox.length + 1);
-    this.byGoneKey.get(key)?.ac.abort(new CancelledError("client gone"));
+    let msg: ControlMsg;
+    try {
+      const v = this.deps.codec.decode(m.data);
+      if (!isObj(v)) return;
+      msg = v as unknown as ControlMsg;
+    } catch {
+      return;
+    }
+    if (msg.k === "cancel") {
+      a.ac.abort(new CancelledError(msg.r ? `cancelled by client: ${msg.r}` : "cancelled by client"));
+    } else if (msg.k === "credit" && typeof msg.n === "number" && msg.n > a.credited) {
+      a.credited = msg.n;
+      const w = a.creditWaiter;
+      a.creditWaiter = undefined;
+      w?.();
+    }
   }
 
   private send(a: Active, frame: Frame): void {
+    if (!a.accepted && frame.k !== "hb") {
+      a.accepted = true;
+      if (frame.k !== "acc") {
+        frame.i = this.instanceId;
+        frame.hb = this.heartbeatMs;
+      }
+    }
     a.lastSent = Date.now();
-    this.safePublish(a.reply, this.deps.codec.encode(frame), a.goneSubject);
+    this.safePublish(a.reply, this.deps.codec.encode(frame), a.control);
   }
 
   private heartbeat(): void {
@@ -208,16 +220,17 @@ export class Server implements ServedEndpoint {
   }
 
   private onRequest(req: ReqMsg, reply: string): void {
-    const key = String(++this.nextKey);
+    const key = (++this.nextKey).toString(36);
     const a: Active = {
       id: req.id,
       reply,
-      goneSubject: `${this.goneInbox}.${key}`,
+      control: `${this.controlInbox}.${key}`,
       ac: new AbortController(),
       window: typeof req.w === "number" && req.w > 0 ? req.w : 256,
       seq: 0,
       credited: 0,
       lastSent: 0,
+      accepted: false,
       creditWaiter: undefined,
       done: Promise.resolve(),
     };
@@ -225,12 +238,12 @@ export class Server implements ServedEndpoint {
       this.send(a, { k: "err", s: 0, c: "closed", m: `instance ${this.path} is stopping`, n: "ClosedError" });
       return;
     }
-    if (this.active.has(req.id)) {
-      this.send(a, { k: "err", s: 0, c: "duplicate_request_id", m: `request id ${req.id} is already active`, n: "Error" });
-      return;
-    }
-    this.active.set(req.id, a);
-    this.byGoneKey.set(key, a);
+    this.active.set(key, a);
+    // Accept explicitly only if the handler has not produced a frame by the next turn of the event loop:
+    // a quick one-reply request is then a single frame.
+    setImmediate(() => {
+      if (!a.accepted && this.active.get(key) === a) this.send(a, { k: "acc", i: this.instanceId, hb: this.heartbeatMs });
+    });
     a.done = this.run(a, req, key);
   }
 
@@ -250,7 +263,6 @@ export class Server implements ServedEndpoint {
     const signal = a.ac.signal;
     let deadlineTimer: NodeJS.Timeout | undefined;
     let iterator: AsyncIterator<unknown> | Iterator<unknown> | undefined;
-    this.send(a, { k: "acc", id: a.id, i: this.instanceId, hb: this.heartbeatMs });
     try {
       if (typeof req.dl === "number") {
         const left = req.dl - Date.now();
@@ -278,13 +290,14 @@ export class Server implements ServedEndpoint {
             iterator = undefined;
             break;
           }
-          this.sendData(a, r.value);
+          this.sendData(a, r.value, false);
         }
-      } else if (!signal.aborted) {
-        this.sendData(a, out);
+        if (signal.aborted) throw signal.reason;
+        this.send(a, { k: "end", s: a.seq });
+      } else {
+        if (signal.aborted) throw signal.reason;
+        this.sendData(a, out, true);
       }
-      if (signal.aborted) throw signal.reason;
-      this.send(a, { k: "end", s: a.seq });
     } catch (err) {
       this.send(a, errFrame(a.seq, signal.aborted ? signal.reason : err));
     } finally {
@@ -297,20 +310,25 @@ export class Server implements ServedEndpoint {
           // the handler failed while closing; the client already has its error or end frame
         }
       }
-      this.active.delete(a.id);
-      this.byGoneKey.delete(key);
+      this.active.delete(key);
       if (!a.ac.signal.aborted) a.ac.abort(new CancelledError("request finished"));
     }
   }
 
-  private sendData(a: Active, value: unknown): void {
-    const s = a.seq + 1;
-    const bytes = this.deps.codec.encode({ k: "d", s, p: value });
+  private sendData(a: Active, value: unknown, last: boolean): void {
+    const frame: Frame = { k: "d", s: a.seq + 1, p: value };
+    if (last) frame.e = 1;
+    if (!a.accepted) {
+      frame.i = this.instanceId;
+      frame.hb = this.heartbeatMs;
+    }
+    const bytes = this.deps.codec.encode(frame);
     const max = this.deps.transport.maxPayload;
     if (bytes.byteLength > max) throw new PayloadTooLargeError(bytes.byteLength, max, "reply");
-    a.seq = s;
+    a.seq++;
+    a.accepted = true;
     a.lastSent = Date.now();
-    this.safePublish(a.reply, bytes, a.goneSubject);
+    this.safePublish(a.reply, bytes, a.control);
   }
 
   stop(options: StopOptions = {}): Promise<void> {

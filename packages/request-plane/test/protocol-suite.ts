@@ -213,6 +213,29 @@ export function protocolSuite(makeEnv: () => Promise<SuiteEnv>): void {
     c.close();
   });
 
+  it("a cancel issued before the server's first frame still reaches the handler", async () => {
+    const e = ep("early-cancel");
+    const signals: AbortSignal[] = [];
+    track(
+      await env.server.serve(e, async (_req, ctx) => {
+        signals.push(ctx.signal);
+        await aborted(ctx.signal, 10_000);
+        return "never";
+      }),
+    );
+    const c = env.client.client(e);
+    await c.waitForInstances({ timeoutMs: 5000 });
+    const stream = c.generate({});
+    stream.cancel("changed my mind"); // synchronously: no frame can have arrived yet
+    expect(await rejection(stream.next())).toBeInstanceOf(CancelledError);
+    await waitUntil(() => signals.length === 1, 3000, "handler started");
+    const reason = await aborted(signals[0], 3000);
+    expect(reason).toBeInstanceOf(CancelledError);
+    expect((reason as Error).message).toContain("changed my mind");
+    await waitUntil(() => env.client.mux.size === 0, 3000, "inbox route released");
+    c.close();
+  });
+
   it("deadline: the client gets TimeoutError and the handler's signal fires", async () => {
     const e = ep("deadline");
     let signal: AbortSignal | undefined;
@@ -360,6 +383,7 @@ export function protocolSuite(makeEnv: () => Promise<SuiteEnv>): void {
     c.close();
     await s.stop();
     expect(s.activeRequests).toBe(0);
+    await waitUntil(() => env.client.mux.size === 0, 2000, "no request routes left in the client's inbox mux");
     await waitUntil(() => env.liveSubscriptions() === before, 2000, "subscriptions back to baseline");
   });
 
