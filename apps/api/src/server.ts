@@ -51,7 +51,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
   const workers = new RequestPlaneWorkers(o.plane, o.namespace ?? DEFAULT_NAMESPACE);
   const metrics = createApiMetrics(() =>
     (["prefill", "decode"] as const).flatMap((component) =>
-      workers.instances(component).map((w) => ({ component, instance: w.id, active: w.load?.activeRequests ?? 0, queued: w.load?.queuedRequests ?? 0 })),
+      workers.instances(component).flatMap((w) => (w.load ? [{ component, instance: w.id, load: w.load }] : [])),
     ),
   );
   const router = new Router({

@@ -12,7 +12,7 @@ export type { ExecutorFlags } from "./cli.js";
 export type { ShutdownOptions } from "./lifecycle.js";
 export { FinishReasons, ExecutionModes, Endpoints, ProtocolError, parseDecodeRequest } from "./protocol.js";
 export { UsageError, parseFlags, intFlag, executorFlagOptions, executorFlags, executorArgv, EXECUTOR_DEFAULTS } from "./cli.js";
-export { onShutdownSignal, makeLogger } from "./lifecycle.js";
+export { onShutdownSignal, makeLogger, PARENT_PID_ENV } from "./lifecycle.js";
 export type { WorkerRole, WorkerRuntimeOptions, RunningWorker } from "./worker-runtime.js";
 export { serveWorker, DEFAULT_NAMESPACE, DEFAULT_GRACE_MS } from "./worker-runtime.js";
 export type { ExecutorFinishReason } from "./executor-mapping.js";

@@ -31,7 +31,25 @@ export function onShutdownSignal(stop: () => Promise<void>, { graceMs = 30_000, 
   };
   process.on("SIGINT", handler);
   process.on("SIGTERM", handler);
+  // A child of the launcher (own process group, so a terminal's Ctrl-C reaches only the launcher) stops when
+  // its launcher is gone, even if the launcher was killed without a chance to stop it.
+  const parent = Number(process.env[PARENT_PID_ENV]);
+  if (Number.isInteger(parent) && parent > 0) {
+    const timer = setInterval(() => {
+      try {
+        process.kill(parent, 0);
+      } catch {
+        clearInterval(timer);
+        if (!stopping) handler("SIGTERM");
+      }
+    }, PARENT_POLL_MS);
+    timer.unref();
+  }
 }
+
+/** Set by the launcher on its children: the launcher's PID. */
+export const PARENT_PID_ENV = "TRTD_PARENT_PID";
+const PARENT_POLL_MS = 1000;
 
 /** A one-line logger with a component prefix, to stderr (stdout is kept for machine-readable lines). */
 export function makeLogger(component: string): (line: string) => void {

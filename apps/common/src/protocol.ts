@@ -72,6 +72,10 @@ export interface WorkerLoad {
   queuedRequests: number;
   kvBlocksUsed: number;
   kvBlocksTotal: number;
+  /** Tokens this worker's executor generated since it started (cumulative). */
+  generatedTokens: number;
+  /** Finished context-only requests whose KV is still pinned for export (prefill: offers not yet pulled). */
+  pinnedExports: number;
   /** Draining workers take no new work. */
   draining: boolean;
 }

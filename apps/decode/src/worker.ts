@@ -30,7 +30,14 @@ export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<Running
       handler: createDecodeHandler({ executor, pullKv: p.pull, declineKv: p.decline, log: o.log }),
       load: () => {
         const s = executor.stats();
-        return { activeRequests: s.activeRequests, queuedRequests: s.queuedRequests, kvBlocksUsed: s.kvBlocksUsed, kvBlocksTotal: s.kvBlocksTotal };
+        return {
+          activeRequests: s.activeRequests,
+          queuedRequests: s.queuedRequests,
+          kvBlocksUsed: s.kvBlocksUsed,
+          kvBlocksTotal: s.kvBlocksTotal,
+          generatedTokens: s.generatedTokens,
+          pinnedExports: s.pinnedExports,
+        };
       },
       meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint },
       release: async () => {

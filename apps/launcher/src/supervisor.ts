@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
+import { PARENT_PID_ENV } from "@trtd/apps-common";
 
 export type AppName = "api" | "prefill" | "decode";
 
@@ -43,7 +44,13 @@ interface Supervised {
 export class Supervisor {
   private readonly children = new Map<string, Supervised>();
   private stopping = false;
-  constructor(private readonly o: SupervisorOptions) {}
+  private readonly live = new Set<ChildProcess>();
+  constructor(private readonly o: SupervisorOptions) {
+    // Last resort when the launcher exits without stop(): children go with it (they also watch our PID).
+    process.once("exit", () => {
+      for (const p of this.live) p.kill("SIGKILL");
+    });
+  }
 
   get pids(): Record<string, number | undefined> {
     return Object.fromEntries([...this.children].map(([n, c]) => [n, c.proc?.pid]));
@@ -60,8 +67,12 @@ export class Supervisor {
     const proc = spawn(process.execPath, [...appCommand(this.o.repoRoot, spec.app), ...spec.args], {
       cwd: this.o.repoRoot,
       stdio: ["ignore", "pipe", "pipe"],
-      env: process.env,
+      env: { ...process.env, [PARENT_PID_ENV]: String(process.pid) },
+      // Own process group: a terminal's Ctrl-C reaches only the launcher, which stops children in order.
+      detached: true,
     });
+    this.live.add(proc);
+    proc.once("exit", () => this.live.delete(proc));
     s.proc = proc;
     const prefix = `[${spec.name}] `;
     createInterface({ input: proc.stdout! }).on("line", (l) => {

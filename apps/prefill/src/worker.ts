@@ -40,7 +40,14 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
       handler: createPrefillHandler({ executor, offers: off }),
       load: () => {
         const s = executor.stats();
-        return { activeRequests: s.activeRequests, queuedRequests: s.queuedRequests, kvBlocksUsed: s.kvBlocksUsed, kvBlocksTotal: s.kvBlocksTotal };
+        return {
+          activeRequests: s.activeRequests,
+          queuedRequests: s.queuedRequests,
+          kvBlocksUsed: s.kvBlocksUsed,
+          kvBlocksTotal: s.kvBlocksTotal,
+          generatedTokens: s.generatedTokens,
+          pinnedExports: s.pinnedExports,
+        };
       },
       meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, kv: off.address },
       release: async () => {

@@ -1,11 +1,12 @@
 // The api's metrics: requests, latency, queue depths, routing decisions and KV transfer.
+import type { WorkerLoad } from "@trtd/apps-common";
 import { Counter, Gauge, Histogram, Registry } from "./registry.js";
 
 const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const BYTES_BUCKETS = [1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 22, 1 << 24, 1 << 26];
 
 /** Worker-side queue figures, read from the instances' published load when /metrics is scraped. */
-export type WorkerLoadSource = () => Array<{ component: string; instance: string; active: number; queued: number }>;
+export type WorkerLoadSource = () => Array<{ component: string; instance: string; load: WorkerLoad }>;
 
 export function createApiMetrics(workerLoad: WorkerLoadSource = () => []) {
   const registry = new Registry();
@@ -23,18 +24,25 @@ export function createApiMetrics(workerLoad: WorkerLoadSource = () => []) {
     kvBytes: registry.register(new Counter("trtd_kv_transfer_bytes_total", "KV cache bytes moved from prefill to decode workers")),
     kvTransferSeconds: registry.register(new Histogram("trtd_kv_transfer_seconds", "Time decode workers spent pulling KV caches", LATENCY_BUCKETS_S)),
     kvTransferSize: registry.register(new Histogram("trtd_kv_transfer_size_bytes", "Size of each KV transfer", BYTES_BUCKETS)),
-    workerActive: registry.register(
-      new Gauge("trtd_worker_active_requests", "Requests a worker is running, from its published load", () =>
-        workerLoad().map((w) => ({ labels: { component: w.component, instance: w.instance }, value: w.active })),
-      ),
-    ),
-    workerQueued: registry.register(
-      new Gauge("trtd_worker_queued_requests", "Requests waiting in a worker's queue, from its published load", () =>
-        workerLoad().map((w) => ({ labels: { component: w.component, instance: w.instance }, value: w.queued })),
-      ),
-    ),
+    ...workerGauges(registry, workerLoad),
   };
   return m;
 }
 
 export type ApiMetrics = ReturnType<typeof createApiMetrics>;
+
+/** Worker figures as published with their instances; read when /metrics is scraped. */
+function workerGauges(registry: Registry, source: WorkerLoadSource) {
+  const gauge = (name: string, help: string, pick: (l: WorkerLoad) => number) =>
+    registry.register(
+      new Gauge(name, help, () => source().map((w) => ({ labels: { component: w.component, instance: w.instance }, value: pick(w.load) }))),
+    );
+  return {
+    workerActive: gauge("trtd_worker_active_requests", "Requests a worker's executor is running (published load)", (l) => l.activeRequests),
+    workerQueued: gauge("trtd_worker_queued_requests", "Requests waiting in a worker's executor queue (published load)", (l) => l.queuedRequests),
+    workerKvUsed: gauge("trtd_worker_kv_blocks_used", "KV blocks in use on a worker (published load)", (l) => l.kvBlocksUsed),
+    workerKvTotal: gauge("trtd_worker_kv_blocks_total", "KV blocks of a worker's pool (published load)", (l) => l.kvBlocksTotal),
+    workerPinned: gauge("trtd_worker_pinned_kv_exports", "KV exports a worker holds for transfer (published load)", (l) => l.pinnedExports),
+    workerGenerated: gauge("trtd_worker_generated_tokens", "Tokens a worker's executor generated since it started (published load)", (l) => l.generatedTokens),
+  };
+}

@@ -14,6 +14,8 @@ function loadOf(i: InstanceInfo): WorkerLoad | undefined {
     queuedRequests: num("queuedRequests"),
     kvBlocksUsed: num("kvBlocksUsed"),
     kvBlocksTotal: num("kvBlocksTotal"),
+    generatedTokens: num("generatedTokens"),
+    pinnedExports: num("pinnedExports"),
     draining: m.draining === true,
   };
 }
