@@ -75,6 +75,8 @@ export interface GenerateModelOptions {
   dims?: Partial<ModelDims>;
   /** PRNG seed (default 0). */
   seed?: number;
+  /** Progress over parameters generated (generateModel only). */
+  onProgress?: (done: number, total: number, tensor: string) => void;
 }
 
 export interface GeneratedModel {
@@ -97,11 +99,12 @@ export interface GeneratedModel {
 /**
  * Initialisation. Projections use std 1/sqrt(fan_in), so each keeps activations at unit scale and the layers,
  * not the (smaller) token embedding, dominate the residual stream: with tied embeddings a model whose residual
- * is mostly the input embedding would just predict its input token again. Embeddings use std 0.25 so logits
- * (hidden · embedding row) have a spread of a few units; norm weights are 1 ± 0.05.
+ * is mostly the input embedding would just predict its input token again. Embeddings use std 2/sqrt(hidden)
+ * (0.25 for tiny), so logits (normalised hidden · embedding row) have a spread of about 2 at any width; norm
+ * weights are 1 ± 0.05.
  */
 function tensorStd(name: string, shape: number[]): number {
-  if (name === "model.embed_tokens.weight" || name === "lm_head.weight") return 0.25;
+  if (name === "model.embed_tokens.weight" || name === "lm_head.weight") return 2 / Math.sqrt(shape[1]);
   // Output projections (o_proj, down_proj) are 4x larger still: measured on tiny, this keeps greedy decoding
   // from settling on one repeated token (at 1x most prompts did within a dozen tokens).
   return (/\.(o_proj|down_proj)\.weight$/.test(name) ? 4 : 1) / Math.sqrt(shape[1]);
@@ -157,8 +160,7 @@ export function generatedModelFiles(options: GenerateModelOptions = {}): Omit<Ge
       original_max_position_embeddings: dims.ropeScaling.originalMaxPositionEmbeddings,
     },
     tie_word_embeddings: dims.tieWordEmbeddings,
-    // No BOS is added (tokenizer_config add_bos_token false); like ChatML models we name <|endoftext|> here.
-    bos_token_id: CHATML_SPECIAL_TOKENS["<|endoftext|>"] < dims.vocabSize ? CHATML_SPECIAL_TOKENS["<|endoftext|>"] : null,
+    bos_token_id: null, // no BOS (tokenizer_config: add_bos_token false, bos_token null)
     eos_token_id: eos,
     torch_dtype: "float32",
     trtd_generator: { preset, seed },
@@ -201,8 +203,16 @@ export function generatedModelFiles(options: GenerateModelOptions = {}): Omit<Ge
 export function generateModel(options: GenerateModelOptions = {}): GeneratedModel {
   const files = generatedModelFiles(options);
   const dims: ModelDims = { ...MODEL_PRESETS[options.preset ?? "tiny"], ...options.dims };
+  const shapes = expectedTensorShapes(files.modelConfig);
+  let total = 0;
+  for (const s of shapes.values()) total += numel(s);
+  let done = 0;
   const tensors = new Map<string, TensorInput>();
-  for (const [name, shape] of expectedTensorShapes(files.modelConfig)) tensors.set(name, { shape, data: fillTensor(name, shape, files.seed, dims) });
+  for (const [name, shape] of shapes) {
+    tensors.set(name, { shape, data: fillTensor(name, shape, files.seed, dims) });
+    done += numel(shape);
+    options.onProgress?.(done, total, name);
+  }
   return { ...files, tensors };
 }
 

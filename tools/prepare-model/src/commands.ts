@@ -47,13 +47,17 @@ async function generate(preset: "tiny" | "small", args: string[]): Promise<void>
   if (!isTorchDtype(values.dtype)) throw new UsageError(`--dtype must be float32, float16 or bfloat16, got ${values.dtype}`);
   const dtype: TorchDtype = values.dtype;
   const out = resolve(values.out);
-  const bar = createProgressBar(`${preset}`);
   const t0 = performance.now();
-  bar.log(`generating ${preset} (seed ${seed}, ${dtype}) into ${out}`);
-  const model = generateModel({ preset, seed });
+  const gen = createProgressBar(`${preset} generate`, { unit: "params" });
+  gen.log(`generating ${preset} (seed ${seed}, ${dtype}) into ${out}`);
+  const model = generateModel({ preset, seed, onProgress: (done, total, tensor) => gen.update(done, total, tensor) });
+  const params = [...model.tensors.values()].reduce((s, t) => s + t.data.length, 0);
+  gen.finish(`${(params / 1e6).toFixed(1)}M parameters in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const t1 = performance.now();
+  const bar = createProgressBar(`${preset} write`);
   const { bytes } = writeModelDir(out, model, { dtype, onProgress: (done, total, tensor) => bar.update(done, total, tensor) });
   const report = validateModelDir(out);
-  bar.finish(`wrote ${(bytes / (1 << 20)).toFixed(1)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${describe(report)}`);
+  bar.finish(`wrote ${(bytes / (1 << 20)).toFixed(1)} MiB in ${((performance.now() - t1) / 1000).toFixed(1)} s: ${describe(report)}`);
 }
 
 async function convert(args: string[]): Promise<void> {

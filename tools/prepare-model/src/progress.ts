@@ -14,6 +14,14 @@ export interface ProgressOptions {
   /** Force TTY or plain mode (default: stream.isTTY). */
   tty?: boolean;
   width?: number;
+  /** How `done`/`total` are shown (default bytes). */
+  unit?: "bytes" | "params";
+}
+
+function formatParams(n: number): string {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return String(n);
 }
 
 function formatBytes(n: number): string {
@@ -27,6 +35,7 @@ export function createProgressBar(label: string, options: ProgressOptions = {}):
   const stream = options.stream ?? process.stderr;
   const tty = options.tty ?? Boolean(stream.isTTY);
   const width = options.width ?? 30;
+  const fmt = options.unit === "params" ? formatParams : formatBytes;
   let lastPct = -1;
   let drawn = false;
   let lastDraw = 0;
@@ -46,14 +55,14 @@ export function createProgressBar(label: string, options: ProgressOptions = {}):
         const filled = Math.round(frac * width);
         const bar = "█".repeat(filled) + "░".repeat(width - filled);
         const tail = detail ? ` ${detail}` : "";
-        stream.write(`\r\x1b[2K${label} ${bar} ${String(pct).padStart(3)}% ${formatBytes(done)}/${formatBytes(total)}${tail}`.slice(0, (stream.columns ?? 120) + 8));
+        stream.write(`\r\x1b[2K${label} ${bar} ${String(pct).padStart(3)}% ${fmt(done)}/${fmt(total)}${tail}`.slice(0, (stream.columns ?? 120) + 8));
         drawn = true;
       } else {
         // Plain mode: one line per quarter.
         const quarter = Math.floor(pct / 25) * 25;
         if (quarter <= lastPct) return;
         lastPct = quarter;
-        stream.write(`${label}: ${quarter}% (${formatBytes(done)} of ${formatBytes(total)})\n`);
+        stream.write(`${label}: ${quarter}% (${fmt(done)} of ${fmt(total)})\n`);
       }
     },
     finish(message) {

@@ -12,9 +12,10 @@ describe("prepare-model tiny", () => {
     const r = runCli(["tiny", "--out", out]);
     expect(r.status).toBe(0);
     expect(r.stderr).toMatch(/generating tiny \(seed 0, float32\)/);
-    expect(r.stderr).toMatch(/^tiny: 100% \(24\.9 MiB of 24\.9 MiB\)$/m);
+    expect(r.stderr).toMatch(/^tiny write: 100% \(24\.9 MiB of 24\.9 MiB\)$/m);
     expect(r.stderr).not.toContain("\r");
-    expect(r.stderr).toMatch(/tiny: wrote 24\.9 MiB in .* s: LlamaForCausalLM, 6\.5M params, hidden 64, 2 layers, 4 heads \/ 2 kv heads/);
+    expect(r.stderr).toMatch(/tiny generate: 6\.5M parameters in .* s\n/);
+    expect(r.stderr).toMatch(/tiny write: wrote 24\.9 MiB in .* s: LlamaForCausalLM, 6\.5M params, hidden 64, 2 layers, 4 heads \/ 2 kv heads/);
     expect(validateModelDir(out).config.hiddenSize).toBe(64);
     const v = runCli(["validate", out]);
     expect(v.status).toBe(0);
