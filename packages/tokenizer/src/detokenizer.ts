@@ -23,6 +23,8 @@ export interface DetokenizerOutput {
 }
 
 export const MAX_STOP_STRINGS = 16;
+/** Longest stop string accepted, in UTF-16 code units. */
+export const MAX_STOP_LENGTH = 1024;
 
 /**
  * Turns a stream of token ids into text for streaming responses. UTF-8 characters split across tokens are held
@@ -32,7 +34,8 @@ export const MAX_STOP_STRINGS = 16;
 export class IncrementalDetokenizer {
   readonly #source: TokenSource;
   readonly #stops: readonly string[];
-  readonly #maxStop: number;
+  /** Proper prefixes of the stop strings, keyed by their last UTF-16 code unit, longest first. */
+  readonly #prefixesByLastUnit = new Map<number, string[]>();
   readonly #skipSpecial: boolean;
   readonly #decoder = new TextDecoder("utf-8");
   /** Mirrors whether #decoder holds bytes of an incomplete character. */
@@ -49,13 +52,21 @@ export class IncrementalDetokenizer {
       throw new InvalidOptionsError(`stop must be an array of at most ${MAX_STOP_STRINGS} strings`);
     }
     for (const s of stops) {
-      if (typeof s !== "string" || s.length === 0) {
-        throw new InvalidOptionsError("stop strings must be non-empty strings");
+      if (typeof s !== "string" || s.length === 0 || s.length > MAX_STOP_LENGTH) {
+        throw new InvalidOptionsError(`stop strings must be non-empty strings of at most ${MAX_STOP_LENGTH} characters`);
       }
     }
     this.#source = source;
     this.#stops = [...stops];
-    this.#maxStop = Math.max(0, ...stops.map((s) => s.length));
+    for (const stop of new Set(stops)) {
+      for (let n = 1; n < stop.length; n++) {
+        const unit = stop.charCodeAt(n - 1);
+        const list = this.#prefixesByLastUnit.get(unit) ?? [];
+        list.push(stop.slice(0, n));
+        this.#prefixesByLastUnit.set(unit, list);
+      }
+    }
+    for (const list of this.#prefixesByLastUnit.values()) list.sort((a, b) => b.length - a.length);
     this.#skipSpecial = options.skipSpecialTokens ?? true;
   }
 
@@ -133,11 +144,11 @@ export class IncrementalDetokenizer {
 
   /** Length of the longest suffix of `text` that is a proper prefix of some stop string. */
   #holdBack(text: string): number {
-    const limit = Math.min(text.length, this.#maxStop - 1);
-    for (let n = limit; n > 0; n--) {
-      const suffix = text.slice(text.length - n);
-      for (const s of this.#stops) if (s.length > n && s.startsWith(suffix)) return n;
-    }
+    if (text.length === 0) return 0;
+    // Only prefixes ending in text's last code unit can match; they are indexed by that unit, longest first.
+    const candidates = this.#prefixesByLastUnit.get(text.charCodeAt(text.length - 1));
+    if (candidates === undefined) return 0;
+    for (const prefix of candidates) if (text.endsWith(prefix)) return prefix.length;
     return 0;
   }
 }

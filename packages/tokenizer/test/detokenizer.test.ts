@@ -164,6 +164,7 @@ describe("stop strings", () => {
 describe("detokenizer misuse", () => {
   it("rejects bad stop options", () => {
     expect(() => tok.createDetokenizer({ stop: [""] })).toThrow(InvalidOptionsError);
+    expect(() => tok.createDetokenizer({ stop: ["x".repeat(1025)] })).toThrow(InvalidOptionsError);
     expect(() => tok.createDetokenizer({ stop: Array.from({ length: 17 }, (_, i) => `s${i}`) })).toThrow(InvalidOptionsError);
   });
 
