@@ -89,11 +89,12 @@ export function sweepsFromResults(json: { sweeps?: { name: string; legend?: stri
     sweep: {
       slo: s.slo,
       goodput: s.goodput,
-      points: s.points.map(({ rate, arrival, maxConcurrency, ...summary }) => ({
+      points: s.points.map(({ rate, arrival, maxConcurrency, serverMetrics, ...summary }) => ({
         rate: rate as number,
         arrival: arrival as "poisson" | "fixed",
         maxConcurrency: maxConcurrency as number | null,
         summary: summary as never,
+        serverMetrics: serverMetrics as Record<string, number> | undefined,
         records: [],
       })),
     },

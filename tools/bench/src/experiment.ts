@@ -15,6 +15,7 @@ import { stderrProgress } from "./progress.js";
 import { createRandom } from "./random.js";
 import { writeReport } from "./report-files.js";
 import { renderResultsPage } from "./results-page.js";
+import { metricsDelta, scrapeMetrics, type MetricsSnapshot } from "./server-metrics.js";
 import { runSweep, type SweepResult } from "./sweep.js";
 
 export const EXPERIMENT_USAGE = `usage: cli.ts experiment [flags]
@@ -62,6 +63,7 @@ export interface ArrangementResult {
 
 interface StackHandles {
   nats?: ManagedProcess;
+  natsPort?: number;
   launcher?: ManagedProcess;
   dir: string;
 }
@@ -75,20 +77,15 @@ async function startStack(
   cfg: { repoRoot: string; launcher: string; modelDir: string; executor: ExecutorSettings; extraArgs: string[]; startupTimeoutMs: number; logDir: string },
   h: StackHandles,
 ): Promise<{ baseUrl: string }> {
-  const natsPort = await freePort();
-  h.nats = startProcess("nats-server", "nats-server", ["-a", "127.0.0.1", "-p", String(natsPort), "-js", "-sd", join(h.dir, "js")], {
-    logFile: join(cfg.logDir, `${a.key}-nats.log`),
-  });
-  await waitForTcp(natsPort, h.nats, 10_000);
-  const httpPort = await freePort();
+  h.nats = await startNats(a, h, cfg.logDir);
   const args = [
     ...nodeArgs(cfg.launcher),
     "--context-worker-count", String(a.contextWorkers),
     "--generate-worker-count", String(a.generateWorkers),
     "--worker-name", `bench-${a.key}`,
-    "--request-plane-uri", `127.0.0.1:${natsPort}`,
-    "--host", "127.0.0.1",
-    "--port", String(httpPort),
+    "--request-plane-uri", `127.0.0.1:${h.natsPort}`,
+    "--api-server-host", "127.0.0.1",
+    "--api-server-port", "0",
     "--model-dir", cfg.modelDir,
     "--threads", String(cfg.executor.threads),
     "--max-batch-size", String(cfg.executor.maxBatchSize),
@@ -98,9 +95,34 @@ async function startStack(
     ...cfg.extraArgs,
   ];
   h.launcher = startProcess("launcher", process.execPath, args, { cwd: cfg.repoRoot, logFile: join(cfg.logDir, `${a.key}-launcher.log`) });
-  const baseUrl = `http://127.0.0.1:${httpPort}`;
-  await waitForHttp(`${baseUrl}/v1/models`, h.launcher, cfg.startupTimeoutMs);
+  // The launcher binds the api to a port the OS picks and prints where it is once its workers are ready.
+  const m = await h.launcher.waitForLine(READY_LINE, cfg.startupTimeoutMs);
+  const baseUrl = m[1];
+  await waitForHttp(`${baseUrl}/v1/models`, h.launcher, 10_000);
   return { baseUrl };
+}
+
+/** The launcher's ready line: "trtd ready: OpenAI API at http://127.0.0.1:PORT/v1 ...". */
+export const READY_LINE = /OpenAI API at (http:\/\/[^\s/]+)\/v1/;
+
+/** nats-server (JetStream on) on a free port, retried on a clash; owned by the caller through `h`. */
+async function startNats(a: Arrangement, h: StackHandles, logDir: string): Promise<ManagedProcess> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const nats = startProcess("nats-server", "nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(h.dir, "js")], {
+      logFile: join(logDir, `${a.key}-nats.log`),
+    });
+    try {
+      await waitForTcp(port, nats, 10_000);
+      h.natsPort = port;
+      return nats;
+    } catch (err) {
+      lastError = err;
+      await nats.stop(1000);
+    }
+  }
+  throw lastError;
 }
 
 async function waitForTcp(port: number, proc: ManagedProcess, timeoutMs: number): Promise<void> {
@@ -247,6 +269,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
         );
         if (overhead) process.stderr.write(`[${a.name}] TTFT p50 via HTTP ${overhead.httpTtftMs.p50?.toFixed(1)} ms, executor ${overhead.executorTtftMs.p50?.toFixed(1)} ms\n`);
         else process.stderr.write(`[${a.name}] frontend overhead not measured: ${overheadError}\n`);
+        let lastMetrics: MetricsSnapshot | undefined;
         const sweep = await runSweep({
           baseUrl,
           model,
@@ -265,6 +288,12 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
           label: undefined,
           signal: stop.signal,
           pauseMs: 1000,
+          beforeFirst: async () => void (lastMetrics = await scrapeMetrics(baseUrl)),
+          onPoint: async (p) => {
+            const now = await scrapeMetrics(baseUrl);
+            p.serverMetrics = metricsDelta(lastMetrics, now);
+            lastMetrics = now;
+          },
         });
         results.push({ arrangement: a, servedModel: model, overhead, overheadError, sweep, startupS });
       } finally {

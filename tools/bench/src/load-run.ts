@@ -30,6 +30,8 @@ export interface LoadRunResult {
   maxConcurrency: number | null;
   summary: RunSummary;
   records: RequestRecord[];
+  /** Server counters that changed during this run (see server-metrics.ts), when the caller read them. */
+  serverMetrics?: Record<string, number>;
 }
 
 /**

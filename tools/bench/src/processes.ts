@@ -23,6 +23,8 @@ export interface ManagedProcess {
   readonly exited: Promise<number | string>;
   /** Last lines of its output, for error messages. */
   tail(): string;
+  /** Resolves with the first output line matching `re` (seen from the start); rejects on exit or after timeoutMs. */
+  waitForLine(re: RegExp, timeoutMs: number): Promise<RegExpMatchArray>;
   /**
    * SIGTERM to the process's group (it was started as a group leader, so its own children get it too),
    * SIGKILL to the group after `graceMs`. Resolves when the process has exited. Idempotent.
@@ -38,9 +40,20 @@ export function startProcess(name: string, command: string, args: string[], opts
   const child: ChildProcess = spawn(command, args, { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   const log: WriteStream | undefined = opts.logFile ? createWriteStream(opts.logFile, { flags: "a" }) : undefined;
   let tail = "";
+  // Whole lines seen so far (bounded), and waiters for a pattern.
+  const lines: string[] = [];
+  let partial = "";
+  const waiters = new Set<(line: string) => void>();
   const keep = (d: Buffer) => {
     log?.write(d);
-    tail = (tail + d.toString("utf8")).slice(-4000);
+    const text = d.toString("utf8");
+    tail = (tail + text).slice(-4000);
+    const parts = (partial + text).split(/\r?\n/);
+    partial = parts.pop() ?? "";
+    for (const line of parts) {
+      if (lines.length < 10_000) lines.push(line);
+      for (const w of [...waiters]) w(line);
+    }
   };
   child.stdout!.on("data", keep);
   child.stderr!.on("data", keep);
@@ -72,6 +85,27 @@ export function startProcess(name: string, command: string, args: string[], opts
     name,
     exited,
     tail: () => tail,
+    waitForLine(re, timeoutMs) {
+      for (const l of lines) {
+        const m = l.match(re);
+        if (m) return Promise.resolve(m);
+      }
+      return new Promise((resolve, reject) => {
+        const done = (err?: Error, m?: RegExpMatchArray) => {
+          clearTimeout(timer);
+          waiters.delete(onLine);
+          if (err) reject(err);
+          else resolve(m!);
+        };
+        const onLine = (l: string) => {
+          const m = l.match(re);
+          if (m) done(undefined, m);
+        };
+        const timer = setTimeout(() => done(new ServerStartupError(`${name} printed no line matching ${re} within ${timeoutMs} ms:\n${tail}`)), timeoutMs);
+        waiters.add(onLine);
+        void exited.then((code) => done(new ServerStartupError(`${name} exited (${code}) before printing a line matching ${re}:\n${tail}`)));
+      });
+    },
     stop(graceMs = 5000) {
       stopping ??= (async () => {
         if (pid > 0) {

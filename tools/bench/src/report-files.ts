@@ -10,7 +10,7 @@ export function sweepJson({ name, legend, sweep }: NamedSweep): unknown {
     legend,
     slo: sweep.slo,
     goodput: sweep.goodput,
-    points: sweep.points.map((p) => ({ rate: p.rate, arrival: p.arrival, maxConcurrency: p.maxConcurrency, ...p.summary })),
+    points: sweep.points.map((p) => ({ rate: p.rate, arrival: p.arrival, maxConcurrency: p.maxConcurrency, ...p.summary, serverMetrics: p.serverMetrics })),
   };
 }
 

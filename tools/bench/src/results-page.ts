@@ -15,6 +15,25 @@ export interface ResultsPageMeta {
   arrangements: { key: string; name: string; goodput: Goodput; frontendOverhead: FrontendOverhead | null; frontendOverheadError: string | null; startupS: number }[];
 }
 
+/** "disaggregated 18, aggregated 2" from trtd_routed_requests_total deltas; "–" without server metrics. */
+export function routingText(m: Record<string, number> | undefined): string {
+  if (!m) return "–";
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(m)) {
+    const r = k.match(/^trtd_routed_requests_total\{.*mode="([^"]*)".*\}$/);
+    if (r) parts.push(`${r[1]} ${v}`);
+  }
+  const fallbacks = Object.entries(m).filter(([k]) => k.startsWith("trtd_prefill_fallbacks_total")).reduce((n, [, v]) => n + v, 0);
+  if (fallbacks) parts.push(`prefill fallbacks ${fallbacks}`);
+  return parts.length ? parts.join(", ") : "–";
+}
+
+function kvPullText(m: Record<string, number> | undefined): string {
+  const count = m?.["trtd_kv_transfer_seconds_count"];
+  const sum = m?.["trtd_kv_transfer_seconds_sum"];
+  return count && sum !== undefined ? f((sum / count) * 1000) : "–";
+}
+
 function goodputText(g: Goodput): string {
   if (g.sweptRate === 0) return "0 (the lowest rate already missed the target)";
   if (g.saturated) return `≥ ${f(g.sweptRate, 2)} req/s (every swept rate met the target)`;
@@ -37,14 +56,14 @@ export function renderResultsPage(meta: ResultsPageMeta, sweeps: readonly NamedS
   lines.push("");
   for (const { name, sweep } of sweeps) {
     lines.push(`## ${name}`, "");
-    lines.push("| rate (req/s) | ok / sent | not sent | TTFT p50 / p90 / p99 (ms) | TPOT p50 / p90 / p99 (ms) | ITL p50 / p99 (ms) | E2E p50 / p90 (ms) | out tok/s | SLO met |");
-    lines.push("|---|---|---|---|---|---|---|---|---|");
+    lines.push("| rate (req/s) | ok / sent | not sent | TTFT p50 / p90 / p99 (ms) | TPOT p50 / p90 / p99 (ms) | ITL p50 / p99 (ms) | E2E p50 / p90 (ms) | out tok/s | SLO met | routing (server) | KV pull mean (ms) |");
+    lines.push("|---|---|---|---|---|---|---|---|---|---|---|");
     for (const p of sweep.points) {
       const s = p.summary;
       lines.push(
         `| ${f(p.rate, 2)} | ${s.completed} / ${s.sent} | ${s.notSent} | ${f(s.ttftMs.p50)} / ${f(s.ttftMs.p90)} / ${f(s.ttftMs.p99)} | ` +
           `${f(s.tpotMs.p50)} / ${f(s.tpotMs.p90)} / ${f(s.tpotMs.p99)} | ${f(s.itlMs.p50)} / ${f(s.itlMs.p99)} | ${f(s.e2eMs.p50, 0)} / ${f(s.e2eMs.p90, 0)} | ` +
-          `${f(s.outputTokenThroughput)} | ${s.sloAttainment === undefined ? "–" : `${f(s.sloAttainment * 100, 0)}%`} |`,
+          `${f(s.outputTokenThroughput)} | ${s.sloAttainment === undefined ? "–" : `${f(s.sloAttainment * 100, 0)}%`} | ${routingText(p.serverMetrics)} | ${kvPullText(p.serverMetrics)} |`,
       );
     }
     const errors = [...new Set(sweep.points.flatMap((p) => p.summary.errors))];

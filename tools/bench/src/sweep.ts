@@ -11,8 +11,9 @@ export interface SweepOptions extends Omit<LoadRunOptions, "rate" | "slo"> {
   target?: number;
   /** [pauseMs=500] Idle time between rates so one rate's tail does not load the next. */
   pauseMs?: number;
-  /** Called after each rate (e.g. to save partial results). */
-  onPoint?: (point: LoadRunResult) => void;
+  /** Awaited before the first rate and after each one (e.g. to read server counters); bounded by the caller. */
+  beforeFirst?: () => Promise<void> | void;
+  onPoint?: (point: LoadRunResult) => Promise<void> | void;
 }
 
 export interface SweepResult {
@@ -26,11 +27,12 @@ export async function runSweep(opts: SweepOptions): Promise<SweepResult> {
   const rates = [...opts.rates].sort((a, b) => a - b);
   if (rates.length === 0) throw new InvalidOptionError("a sweep needs at least one rate");
   const points: LoadRunResult[] = [];
+  await opts.beforeFirst?.();
   for (const rate of rates) {
     if (opts.signal?.aborted) break;
     const point = await runLoad({ ...opts, rate });
     points.push(point);
-    opts.onPoint?.(point);
+    await opts.onPoint?.(point);
     if (opts.pauseMs !== 0) await new Promise((r) => setTimeout(r, opts.pauseMs ?? 500));
   }
   const goodput = computeGoodput(

@@ -1,6 +1,7 @@
 /**
  * TEST DOUBLE of the trtd launcher, for the experiment driver's tests only. Takes the launcher's flags, checks
- * that the request plane it was given accepts TCP, serves the OpenAI test double on --host/--port, and starts one
+ * that the request plane it was given accepts TCP, serves the OpenAI test double on --api-server-host/-port (0 = any),
+ * prints the launcher's ready line, and starts one
  * long-lived child process (standing in for a worker) so tests can check the whole process group is stopped.
  * Writes its PID and the child's PID to $BENCH_TEST_PIDS_FILE.
  */
@@ -13,8 +14,8 @@ import { startOpenAITestDouble } from "./openai-test-double.js";
 const { values } = parseArgs({
   strict: false,
   options: {
-    port: { type: "string" },
-    host: { type: "string" },
+    "api-server-port": { type: "string" },
+    "api-server-host": { type: "string" },
     "request-plane-uri": { type: "string" },
     "context-worker-count": { type: "string" },
     "generate-worker-count": { type: "string" },
@@ -28,10 +29,12 @@ await new Promise<void>((resolve, reject) => {
 });
 // Disaggregated "prefill" makes the first token slower here, so the two arrangements differ visibly.
 const disagg = Number(values["context-worker-count"]) > 0;
-const server = await startOpenAITestDouble({ ttftMs: disagg ? 30 : 10, itlMs: 4, port: Number(values.port), host: String(values.host) });
+const server = await startOpenAITestDouble({ ttftMs: disagg ? 150 : 10, itlMs: 4, port: Number(values["api-server-port"]), host: String(values["api-server-host"]) });
 const worker = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
 if (process.env.BENCH_TEST_PIDS_FILE) appendFileSync(process.env.BENCH_TEST_PIDS_FILE, `${process.pid} ${worker.pid}\n`);
-process.stdout.write(`launcher test double on ${server.baseUrl}\n`);
+// Starts up a little late and prints the real launcher's ready line.
+await new Promise((r) => setTimeout(r, 200));
+process.stdout.write(`launcher test double: OpenAI API at ${server.baseUrl}/v1 (model test-double)\n`);
 process.once("SIGTERM", () => {
   // Leaves its "worker" running on purpose: the experiment must stop the whole group.
   void server.close().then(() => process.exit(0));

@@ -16,6 +16,9 @@ const dataset = (count: number, out = 8) =>
 describe("end to end against the OpenAI test double", () => {
   it("measures TTFT, inter-token latency and TPOT close to the delays the double injects", async () => {
     server = await startOpenAITestDouble({ ttftMs: 60, itlMs: 25, splitWrites: true });
+    // One request first: the first fetch of a process loads undici and opens the connection (~100 ms).
+    await runLoad({ baseUrl: server.baseUrl, model: "m", requests: dataset(1), rate: 1, timeLimitS: 20 });
+    server.bodies.length = 0;
     const r = await runLoad({ baseUrl: server.baseUrl, model: "m", requests: dataset(4), rate: 20, arrival: "fixed", timeLimitS: 20 });
     expect(r.summary.completed).toBe(4);
     for (const rec of r.records) {
@@ -25,15 +28,16 @@ describe("end to end against the OpenAI test double", () => {
       expect(rec.promptTokens).toBe(7);
       expect(rec.itlMs).toHaveLength(7);
       expect(rec.finishReason).toBe("length");
-      // Timers fire late, never early; allow generous slack for a loaded 2-core machine.
+      // Timers fire late, never early.
       expect(rec.ttftMs!).toBeGreaterThanOrEqual(59);
-      expect(rec.ttftMs!).toBeLessThan(60 + 80);
       expect(rec.tpotMs!).toBeGreaterThanOrEqual(24);
-      expect(rec.tpotMs!).toBeLessThan(25 + 20);
       expect(rec.e2eMs).toBeGreaterThanOrEqual(rec.ttftMs! + 7 * 24);
     }
+    // Close to the injected delays: medians, with slack for a loaded 2-core machine.
+    expect(r.summary.ttftMs.p50!).toBeLessThan(60 + 50);
+    expect(r.summary.tpotMs.p50!).toBeLessThan(25 + 15);
     expect(r.summary.itlMs.p50!).toBeGreaterThanOrEqual(24);
-    expect(r.summary.itlMs.p50!).toBeLessThan(40);
+    expect(r.summary.itlMs.p50!).toBeLessThan(25 + 15);
     // The request the double received is a standard streaming chat request.
     expect(server.bodies[0]).toMatchObject({ model: "m", stream: true, stream_options: { include_usage: true }, max_tokens: 8 });
     expect((server.bodies[0].messages as { content: string }[])[0].content).toBe(dataset(1)[0].prompt);

@@ -98,3 +98,28 @@ group("goodput", () => {
     expect(computeGoodput([{ rate: 1, attainment: 0.85 }, { rate: 2, attainment: 0.8 }], 0.8)).toMatchObject({ sweptRate: 2 });
   });
 });
+
+import { metricsDelta, parsePrometheusText } from "../src/server-metrics.js";
+import { routingText } from "../src/results-page.js";
+
+group("server metrics", () => {
+  it("parses counters from the Prometheus text format and reports per-run deltas and routing", () => {
+    const before = parsePrometheusText(
+      '# HELP trtd_routed_requests_total x\n# TYPE trtd_routed_requests_total counter\ntrtd_routed_requests_total{mode="disaggregated"} 3\ntrtd_requests_total{code="200"} 9\n',
+    );
+    expect(before).toEqual({ 'trtd_routed_requests_total{mode="disaggregated"}': 3 });
+    const after = parsePrometheusText(
+      'trtd_routed_requests_total{mode="disaggregated"} 10\ntrtd_routed_requests_total{mode="aggregated"} 2\ntrtd_kv_transfer_seconds_sum 0.5\ntrtd_kv_transfer_seconds_count 7\nbad line\n',
+    );
+    const d = metricsDelta(before, after)!;
+    expect(d).toEqual({
+      'trtd_routed_requests_total{mode="disaggregated"}': 7,
+      'trtd_routed_requests_total{mode="aggregated"}': 2,
+      trtd_kv_transfer_seconds_sum: 0.5,
+      trtd_kv_transfer_seconds_count: 7,
+    });
+    expect(routingText(d)).toBe("disaggregated 7, aggregated 2");
+    expect(routingText(undefined)).toBe("–");
+    expect(metricsDelta(before, undefined)).toBeUndefined();
+  });
+});
