@@ -8,11 +8,14 @@ import {
   type NodeConnectionOptions,
   type Authenticator,
 } from "@nats-io/transport-node";
+import { Svcm } from "@nats-io/services";
 import { ConnectionError } from "./errors.js";
 import type {
   Transport,
   TransportMsg,
   TransportPublishOptions,
+  TransportService,
+  TransportServiceRegistration,
   TransportStatus,
   TransportSubscribeOptions,
   TransportSubscription,
@@ -112,6 +115,34 @@ export class NatsTransport implements Transport {
       },
     });
     return { unsubscribe: () => { if (!sub.isClosed()) sub.unsubscribe(); } };
+  }
+
+  /** Registers a NATS micro service (`$SRV.PING|INFO|STATS`), its endpoints carrying the given subjects. */
+  async registerService(reg: TransportServiceRegistration): Promise<TransportService> {
+    const svc = await new Svcm(this.nc).add({
+      name: reg.name,
+      version: reg.version,
+      description: reg.description,
+      metadata: reg.metadata,
+      statsHandler: async () => reg.stats(),
+    });
+    for (const e of reg.endpoints) {
+      svc.addEndpoint(e.name, {
+        subject: e.subject,
+        queue: e.queue ?? "",
+        handler: (err, m) => {
+          if (err) return;
+          e.callback({ subject: m.subject, data: m.data, reply: m.reply || undefined, noResponders: false });
+        },
+      });
+    }
+    return {
+      id: svc.info().id,
+      stop: async () => {
+        if (this.nc.isClosed()) return;
+        await svc.stop().catch(() => undefined);
+      },
+    };
   }
 
   newInbox(): string {

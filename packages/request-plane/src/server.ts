@@ -2,7 +2,7 @@ import type { Codec } from "./codec.js";
 import { CancelledError, PayloadTooLargeError, RequestPlaneError, TimeoutError } from "./errors.js";
 import { instancePath, newInstanceId, subjects, validateInstanceId, type EndpointId } from "./names.js";
 import { isObj, type ControlMsg, type Frame, type ReqMsg, type UpMsg } from "./protocol.js";
-import type { Transport, TransportMsg, TransportSubscription } from "./transport.js";
+import type { Transport, TransportMsg, TransportService, TransportServiceRegistration, TransportSubscription } from "./transport.js";
 
 /** What a handler gets besides the request. */
 export interface RequestContext {
@@ -39,6 +39,11 @@ export interface ServeOptions {
   meta?: Record<string, unknown>;
   /** Join the endpoint's queue group (default true); false = reachable only by direct routing. */
   queueGroup?: boolean;
+  /**
+   * Also appear as a NATS micro service (default true where the transport supports it): `nats micro ls` lists
+   * the instance (name `<ns>-<comp>`, metadata with the exact names), `nats micro stats` shows its load.
+   */
+  microService?: boolean;
 }
 
 export interface StopOptions {
@@ -92,6 +97,8 @@ export class Server implements ServedEndpoint {
   private readonly active = new Map<string, Active>();
   private readonly subs: TransportSubscription[] = [];
   private queueSub: TransportSubscription | undefined;
+  private directSub: TransportSubscription | undefined;
+  private service: TransportService | undefined;
   private readonly controlInbox: string;
   private readonly timers: NodeJS.Timeout[] = [];
   private extraMetrics: Record<string, unknown> = {};
@@ -118,11 +125,26 @@ export class Server implements ServedEndpoint {
   /** Subscribes and announces; resolves once the subscriptions reached the server. */
   async start(): Promise<void> {
     const t = this.deps.transport;
-    this.subs.push(t.subscribe(subjects.instance(this.endpoint, this.instanceId), (m) => this.onInstanceMsg(m)));
     this.subs.push(t.subscribe(`${this.controlInbox}.>`, (m) => this.onControl(m)));
     this.subs.push(t.subscribe(subjects.probe(this.endpoint), () => this.announce()));
-    if (this.options.queueGroup !== false) {
-      this.queueSub = t.subscribe(subjects.queue(this.endpoint), (m) => this.onInstanceMsg(m), { queue: subjects.queueGroup });
+    const onMsg = (m: TransportMsg) => this.onInstanceMsg(m);
+    const direct = subjects.instance(this.endpoint, this.instanceId);
+    const queued = this.options.queueGroup !== false;
+    if (t.registerService && this.options.microService !== false) {
+      const { namespace, component, endpoint } = this.endpoint;
+      const endpoints: TransportServiceRegistration["endpoints"] = [{ name: `${endpoint}-direct`, subject: direct, callback: onMsg }];
+      if (queued) endpoints.unshift({ name: endpoint, subject: subjects.queue(this.endpoint), queue: subjects.queueGroup, callback: onMsg });
+      this.service = await t.registerService({
+        name: `${namespace}-${component}`,
+        version: "0.1.0",
+        description: `trtd request-plane instance ${this.path}`,
+        metadata: { namespace, component, endpoint, instance: this.instanceId, path: this.path },
+        endpoints,
+        stats: () => this.metrics(),
+      });
+    } else {
+      this.directSub = t.subscribe(direct, onMsg);
+      if (queued) this.queueSub = t.subscribe(subjects.queue(this.endpoint), onMsg, { queue: subjects.queueGroup });
     }
     this.timers.push(setInterval(() => this.heartbeat(), this.heartbeatMs));
     this.timers.push(setInterval(() => this.announce(), Math.max(50, Math.floor(this.leaseMs / 3))));
@@ -337,8 +359,13 @@ export class Server implements ServedEndpoint {
   }
 
   private async doStop(graceMs: number): Promise<void> {
+    // no new requests: leave the queue group and the direct subject (direct callers now get no-responders)
     this.queueSub?.unsubscribe();
     this.queueSub = undefined;
+    this.directSub?.unsubscribe();
+    this.directSub = undefined;
+    await this.service?.stop();
+    this.service = undefined;
     const t = this.deps.transport;
     if (!t.isClosed) {
       try {

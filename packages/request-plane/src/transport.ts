@@ -26,6 +26,25 @@ export interface TransportSubscribeOptions {
 
 export type TransportStatus = "connected" | "disconnected" | "reconnecting" | "reconnected" | "closed";
 
+/** What a transport that knows a service standard (NATS micro) needs to expose an instance to its tooling. */
+export interface TransportServiceRegistration {
+  /** Letters, digits, `-`, `_`. */
+  name: string;
+  version: string;
+  description: string;
+  metadata: Record<string, string>;
+  /** Endpoints: their messages are delivered to `callback` like a subscription's. */
+  endpoints: Array<{ name: string; subject: string; queue?: string; callback: (msg: TransportMsg) => void }>;
+  /** Extra data reported by the service's STATS verb (load metrics). */
+  stats: () => unknown;
+}
+
+export interface TransportService {
+  /** Service id the tooling shows. */
+  readonly id: string;
+  stop(): Promise<void>;
+}
+
 export interface Transport {
   readonly kind: "nats" | "in-process";
   /** Largest message the transport accepts, in bytes (NATS: the server's `max_payload`). */
@@ -38,6 +57,11 @@ export interface Transport {
   flush(): Promise<void>;
   /** Subscribe to connection status changes; returns an unsubscribe function. */
   onStatus(listener: (status: TransportStatus) => void): () => void;
+  /**
+   * Optional: serve endpoints as a standard service (NATS: a `$SRV` micro service visible to `nats micro ls`).
+   * Transports without it get plain subscriptions.
+   */
+  registerService?(registration: TransportServiceRegistration): Promise<TransportService>;
   /** Drains subscriptions and closes. Idempotent. */
   close(): Promise<void>;
 }
