@@ -9,14 +9,39 @@ namespace
 
 constexpr char kMagic[8] = {'T', 'R', 'T', 'D', 'C', 'P', 'S', '1'};
 
-template <typename T>
-void put(std::vector<uint8_t>& out, T value)
+// Writes into a buffer sized up front (GCC 12 warns falsely on growing vector inserts at -O2).
+class Writer
 {
-    for (size_t i = 0; i < sizeof(T); ++i)
+public:
+    explicit Writer(size_t size)
+        : mOut(size)
     {
-        out.push_back(static_cast<uint8_t>((static_cast<uint64_t>(value) >> (8 * i)) & 0xff));
     }
-}
+
+    template <typename T>
+    void put(T value)
+    {
+        for (size_t i = 0; i < sizeof(T); ++i)
+        {
+            mOut[mPos++] = static_cast<uint8_t>((static_cast<uint64_t>(value) >> (8 * i)) & 0xff);
+        }
+    }
+
+    void bytes(void const* data, size_t n)
+    {
+        if (n > 0)
+        {
+            std::memcpy(mOut.data() + mPos, data, n);
+            mPos += n;
+        }
+    }
+
+    std::vector<uint8_t> take() { return std::move(mOut); }
+
+private:
+    std::vector<uint8_t> mOut;
+    size_t mPos = 0;
+};
 
 class Reader
 {
@@ -70,21 +95,22 @@ private:
 
 std::vector<uint8_t> encodeContextPhaseBlob(ContextPhaseBlob const& blob)
 {
-    std::vector<uint8_t> out;
-    out.reserve(48 + blob.firstGenTokens.size() * 4 + blob.modelFingerprint.size() + blob.serializedState.size());
-    out.insert(out.end(), kMagic, kMagic + sizeof kMagic);
-    put<uint32_t>(out, kContextPhaseBlobVersion);
-    put<uint32_t>(out, static_cast<uint32_t>(blob.firstGenTokens.size()));
+    size_t const size = sizeof kMagic + 4 + 4 + 4 * blob.firstGenTokens.size() + 8 + 4 + blob.modelFingerprint.size()
+        + 8 + blob.serializedState.size();
+    Writer w(size);
+    w.bytes(kMagic, sizeof kMagic);
+    w.put<uint32_t>(kContextPhaseBlobVersion);
+    w.put<uint32_t>(static_cast<uint32_t>(blob.firstGenTokens.size()));
     for (int32_t t : blob.firstGenTokens)
     {
-        put<uint32_t>(out, static_cast<uint32_t>(t));
+        w.put<uint32_t>(static_cast<uint32_t>(t));
     }
-    put<uint64_t>(out, blob.contextRequestId);
-    put<uint32_t>(out, static_cast<uint32_t>(blob.modelFingerprint.size()));
-    out.insert(out.end(), blob.modelFingerprint.begin(), blob.modelFingerprint.end());
-    put<uint64_t>(out, static_cast<uint64_t>(blob.serializedState.size()));
-    out.insert(out.end(), blob.serializedState.begin(), blob.serializedState.end());
-    return out;
+    w.put<uint64_t>(blob.contextRequestId);
+    w.put<uint32_t>(static_cast<uint32_t>(blob.modelFingerprint.size()));
+    w.bytes(blob.modelFingerprint.data(), blob.modelFingerprint.size());
+    w.put<uint64_t>(static_cast<uint64_t>(blob.serializedState.size()));
+    w.bytes(blob.serializedState.data(), blob.serializedState.size());
+    return w.take();
 }
 
 bool decodeContextPhaseBlob(void const* data, size_t size, ContextPhaseBlob& out, std::string& error)
