@@ -6,6 +6,8 @@ export default defineProject({
   test: {
     name: "launcher",
     include: ["src/**/*.test.ts", "test/**/*.test.ts"],
+    // Builds the native executor and models/tiny when missing.
+    globalSetup: ["../../tools/scripts/assets.mjs"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },

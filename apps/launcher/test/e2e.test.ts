@@ -1,0 +1,230 @@
+// The whole system with real processes: nats-server, 1 prefill + 1 decode worker and the api (the launcher),
+// plus a second api on the same request plane that never disaggregates, for the equality test. The official
+// openai client talks to both.
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "@trtd/request-plane";
+import { API_READY, LAUNCHER_READY, eventually, metricValue, modelDir, startApp, workerGauges, type Started } from "./support/processes.js";
+
+let deployment: Started;
+let aggregatedApi: Started;
+let disagg: OpenAI;
+let agg: OpenAI;
+
+beforeAll(async () => {
+  const natsPort = await freePort();
+  deployment = await startApp(
+    "launcher",
+    [
+      "--context-worker-count", "1",
+      "--generate-worker-count", "1",
+      "--worker-name", "e2e",
+      "--initialize-request-plane",
+      "--request-plane-uri", `127.0.0.1:${natsPort}`,
+      "--api-server-port", "0",
+      "--model-dir", modelDir,
+      "--disagg-min-prompt-tokens", "1",
+      "--threads", "1",
+    ],
+    LAUNCHER_READY,
+  );
+  aggregatedApi = await startApp(
+    "api",
+    ["--tokenizer", modelDir, "--request-plane-uri", `127.0.0.1:${natsPort}`, "--api-server-port", "0", "--worker-name", "e2e", "--no-disaggregation"],
+    API_READY,
+  );
+  disagg = new OpenAI({ baseURL: `${deployment.url}/v1`, apiKey: "unused", maxRetries: 0, timeout: 60_000 });
+  agg = new OpenAI({ baseURL: `${aggregatedApi.url}/v1`, apiKey: "unused", maxRetries: 0, timeout: 60_000 });
+  // The second api discovers the workers on its own.
+  await eventually(async () => (await fetch(`${aggregatedApi.url}/health`)).ok, 20_000, "the aggregated api to see a decode worker");
+}, 180_000);
+
+afterAll(async () => {
+  await aggregatedApi?.stop();
+  await deployment?.stop();
+  expect(deployment?.proc.exitCode).toBe(0);
+}, 60_000);
+
+describe("e2e - openai client through the disaggregated deployment", () => {
+  it("lists the model", async () => {
+    const models = await disagg.models.list();
+    expect(models.data.map((m) => m.id)).toEqual(["tiny"]);
+  });
+
+  it("chat completion, not streamed", async () => {
+    const r = await disagg.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "Tell me a story about a cat." }], max_tokens: 12, temperature: 0 });
+    expect(r.object).toBe("chat.completion");
+    expect(r.choices[0].message.role).toBe("assistant");
+    expect(r.choices[0].message.content!.length).toBeGreaterThan(0);
+    expect(r.choices[0].finish_reason).toBe("length");
+    expect(r.usage!.completion_tokens).toBe(12);
+  });
+
+  it("chat completion, streamed with usage", async () => {
+    const stream = await disagg.chat.completions.create({
+      model: "tiny",
+      messages: [{ role: "user", content: "Count to ten." }],
+      max_completion_tokens: 10,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    let finish: string | null = null;
+    let usage: OpenAI.CompletionUsage | undefined | null;
+    for await (const chunk of stream) {
+      if (chunk.usage) usage = chunk.usage;
+      for (const c of chunk.choices) {
+        text += c.delta.content ?? "";
+        if (c.finish_reason) finish = c.finish_reason;
+      }
+    }
+    expect(text.length).toBeGreaterThan(0);
+    expect(finish).toBe("length");
+    expect(usage!.completion_tokens).toBe(10);
+    const whole = await disagg.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "Count to ten." }], max_tokens: 10, temperature: 0 });
+    expect(whole.choices[0].message.content).toBe(text);
+  });
+
+  it("completion, streamed and not, with a stop string", async () => {
+    const whole = await disagg.completions.create({ model: "tiny", prompt: "The quick brown fox", max_tokens: 16, temperature: 0 });
+    expect(whole.object).toBe("text_completion");
+    const text = whole.choices[0].text;
+    expect(text.length).toBeGreaterThan(0);
+    let streamed = "";
+    for await (const c of await disagg.completions.create({ model: "tiny", prompt: "The quick brown fox", max_tokens: 16, temperature: 0, stream: true })) {
+      streamed += c.choices[0]?.text ?? "";
+    }
+    expect(streamed).toBe(text);
+    // A stop string taken from the middle of the output cuts it right before that point.
+    const cut = text.slice(Math.floor(text.length / 2)).trim().slice(0, 3);
+    if (cut.length > 0) {
+      const stopped = await disagg.completions.create({ model: "tiny", prompt: "The quick brown fox", max_tokens: 16, temperature: 0, stop: [cut] });
+      expect(stopped.choices[0].finish_reason).toBe("stop");
+      expect(text.startsWith(stopped.choices[0].text)).toBe(true);
+      expect(stopped.choices[0].text.includes(cut)).toBe(false);
+    }
+  });
+
+  it("refuses n > 1 with a typed 400 the client understands", async () => {
+    const err = await disagg.chat.completions.create({ model: "tiny", messages: [{ role: "user", content: "hi" }], n: 2 }).catch((e) => e);
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(err.status).toBe(400);
+    expect(err.code).toBe("unsupported_parameter");
+    expect(err.param).toBe("n");
+  });
+});
+
+const PROMPTS = [
+  "Hello!", "What is the capital of France?", "Write a haiku about autumn leaves.", "Explain recursion to a child.",
+  "List three prime numbers.", "Translate 'good morning' into Spanish.", "def fibonacci(n):", "Once upon a time, in a land far away,",
+  "Summarize the plot of Hamlet in one sentence.", "¿Dónde está la biblioteca?", "日本の首都はどこですか？", "Give me a recipe for pancakes.",
+  "Why is the sky blue?", "SELECT * FROM users WHERE", "The mitochondria is the powerhouse of", "Describe a sunset over the ocean in vivid detail, mentioning colours, sounds and the feeling of the breeze.",
+  "1, 1, 2, 3, 5, 8,", "Emoji test: 🚀🌕 what do these mean?", "Compose a limerick about a programmer who never sleeps.", "What are the three laws of thermodynamics?",
+  "x".repeat(300), "Repeat after me: " + "lorem ipsum ".repeat(40),
+];
+
+describe("e2e - disaggregated output equals aggregated output", () => {
+  for (const [label, sampling] of [
+    ["greedy (temperature 0)", { temperature: 0 }],
+    ["seeded sampling", { temperature: 0.9, top_p: 0.95, seed: 1234 }],
+  ] as const) {
+    it(`${label}: ${PROMPTS.length} prompts, token for token`, async () => {
+      const before = await metricValue(deployment.url, 'trtd_routed_requests_total{mode="disaggregated"}');
+      let produced = 0;
+      for (const [i, content] of PROMPTS.entries()) {
+        const body = { model: "tiny", messages: [{ role: "user" as const, content }], max_tokens: 24, ...sampling };
+        const d = await disagg.chat.completions.create(body);
+        const a = await agg.chat.completions.create(body);
+        expect(d.choices[0].message.content, `prompt ${i}`).toBe(a.choices[0].message.content);
+        expect(d.usage, `prompt ${i}`).toEqual(a.usage);
+        expect(d.choices[0].finish_reason).toBe(a.choices[0].finish_reason);
+        produced += d.choices[0].message.content!.length;
+      }
+      expect(produced).toBeGreaterThan(0);
+      // Every request of the first api really went through remote prefill; the second api never did.
+      expect(await metricValue(deployment.url, 'trtd_routed_requests_total{mode="disaggregated"}')).toBe(before + PROMPTS.length);
+      expect(await metricValue(aggregatedApi.url, 'trtd_routed_requests_total{mode="disaggregated"}')).toBe(0);
+      expect(await metricValue(aggregatedApi.url, 'trtd_routed_requests_total{mode="aggregated"}')).toBeGreaterThanOrEqual(PROMPTS.length);
+    }, 240_000);
+  }
+});
+
+describe("e2e - load, metrics and cancellation", () => {
+  it("runs 32 concurrent streams to completion", async () => {
+    const run = async (i: number) => {
+      const stream = await disagg.chat.completions.create({
+        model: "tiny",
+        messages: [{ role: "user", content: `Stream number ${i}: tell me something.` }],
+        max_tokens: 16,
+        temperature: 0.7,
+        seed: i,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      let finish: string | null = null;
+      let tokens = 0;
+      for await (const chunk of stream) {
+        if (chunk.usage) tokens = chunk.usage.completion_tokens;
+        if (chunk.choices[0]?.finish_reason) finish = chunk.choices[0].finish_reason;
+      }
+      return { finish, tokens };
+    };
+    const results = await Promise.all(Array.from({ length: 32 }, (_, i) => run(i)));
+    for (const r of results) {
+      expect(["length", "stop"]).toContain(r.finish);
+      expect(r.tokens).toBeGreaterThan(0);
+    }
+  }, 120_000);
+
+  it("shows disaggregated requests and KV bytes moved in /metrics", async () => {
+    const text = await (await fetch(`${deployment.url}/metrics`)).text();
+    expect(text).toContain("# TYPE trtd_time_to_first_token_seconds histogram");
+    expect(text).toContain("# TYPE trtd_inter_token_latency_seconds histogram");
+    expect(await metricValue(deployment.url, 'trtd_routed_requests_total{mode="disaggregated"}')).toBeGreaterThan(40);
+    expect(await metricValue(deployment.url, "trtd_kv_transfer_bytes_total")).toBeGreaterThan(0);
+    expect(await metricValue(deployment.url, "trtd_kv_transfer_seconds_count")).toBeGreaterThan(40);
+    const gauges = await workerGauges(deployment.url);
+    expect(new Set(gauges.map((g) => g.component))).toEqual(new Set(["prefill", "decode"]));
+  });
+
+  it("a client aborting mid-stream cancels the request in the workers", async () => {
+    const MAX = 1500;
+    const decodeGenerated = async () => (await workerGauges(deployment.url)).find((g) => g.component === "decode" && g.name === "trtd_worker_generated_tokens")!.value;
+    await eventually(async () => (await workerGauges(deployment.url)).every((g) => g.name !== "trtd_worker_active_requests" || g.value === 0), 10_000, "idle workers");
+    const generatedBefore = await decodeGenerated();
+    const ac = new AbortController();
+    const res = await fetch(`${deployment.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "Write a very long essay." }], max_tokens: MAX, temperature: 0.8, seed: 7, stream: true }),
+      signal: ac.signal,
+    });
+    const reader = res.body!.getReader();
+    const decodeActive = async () =>
+      (await workerGauges(deployment.url)).some((g) => g.component === "decode" && g.name === "trtd_worker_active_requests" && g.value > 0);
+    // Keep reading until the decode worker's published load shows the request: the figures read after the
+    // abort are then fresher than the request itself.
+    let events = 0;
+    const readUntil = Date.now() + 10_000;
+    while (!(events >= 5 && (await decodeActive()))) {
+      if (Date.now() > readUntil) throw new Error("the decode worker never showed the request as active");
+      const { value, done } = await reader.read();
+      if (done) throw new Error("the stream ended before the abort");
+      events += new TextDecoder().decode(value).split("data: ").length - 1;
+    }
+    ac.abort();
+    // Executor stats back to zero on both workers (published with their load about every second).
+    await eventually(
+      async () => {
+        const g = await workerGauges(deployment.url);
+        const busy = g.filter((x) => ["trtd_worker_active_requests", "trtd_worker_queued_requests", "trtd_worker_kv_blocks_used", "trtd_worker_pinned_kv_exports"].includes(x.name) && x.value !== 0);
+        return busy.length === 0;
+      },
+      10_000,
+      "the workers' executors to be idle after the abort",
+    );
+    // The request was cancelled, not run to its end.
+    expect((await decodeGenerated()) - generatedBefore).toBeLessThan(MAX);
+  }, 60_000);
+});
