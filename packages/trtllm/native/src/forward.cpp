@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 namespace trtd {
 
@@ -42,18 +46,73 @@ void rope(float * v, int d, const float * cs, const float * sn) {
 
 Forward::Forward(const Model & model, ThreadPool & pool, KvGeometry geometry) : m_(model), pool_(pool), g_(geometry) {}
 
+#if defined(__AVX2__) && defined(__FMA__)
+namespace {
+
+inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// NR input rows x NJ weight rows of outputs. Every output is computed the same way whatever the tile
+// (one 8-lane FMA accumulator over K, a fixed horizontal sum, then the K % 8 tail), so a row's result does not
+// depend on the batch it is in.
+template <int NR, int NJ>
+inline void tile(const float * x, size_t ldx, const float * w, size_t ldw, int k, float * y, size_t ldy) {
+    __m256 acc[NR][NJ];
+    for (int r = 0; r < NR; ++r)
+        for (int j = 0; j < NJ; ++j) acc[r][j] = _mm256_setzero_ps();
+    const int k8 = k & ~7;
+    for (int i = 0; i < k8; i += 8) {
+        __m256 wv[NJ];
+        for (int j = 0; j < NJ; ++j) wv[j] = _mm256_loadu_ps(w + size_t(j) * ldw + size_t(i));
+        for (int r = 0; r < NR; ++r) {
+            const __m256 xv = _mm256_loadu_ps(x + size_t(r) * ldx + size_t(i));
+            for (int j = 0; j < NJ; ++j) acc[r][j] = _mm256_fmadd_ps(wv[j], xv, acc[r][j]);
+        }
+    }
+    for (int r = 0; r < NR; ++r)
+        for (int j = 0; j < NJ; ++j) {
+            float s = hsum8(acc[r][j]);
+            const float * wr = w + size_t(j) * ldw;
+            const float * xr = x + size_t(r) * ldx;
+            for (int i = k8; i < k; ++i) s = std::fma(wr[i], xr[i], s);
+            y[size_t(r) * ldy + size_t(j)] = s;
+        }
+}
+
+}  // namespace
+#endif
+
 void Forward::matmul(const float * x, int rows, int in, const float * w, int out, float * y) {
-    // Parallel over output features in groups of 8 weight rows; each group is read once from memory
-    // and applied to every row of the batch while it is in cache.
+    // Parallel over output features in groups of 8 weight rows; each group is read once from memory and
+    // applied to every row of the batch while it is in cache (weights are read once per step).
     const int groups = (out + 7) / 8;
     auto body = [&](int g0, int g1) {
         for (int g = g0; g < g1; ++g) {
             const int j0 = g * 8, j1 = std::min(out, j0 + 8);
+#if defined(__AVX2__) && defined(__FMA__)
+            const size_t ldx = size_t(in), ldw = size_t(in), ldy = size_t(out);
+            int r = 0;
+            for (; r + 4 <= rows; r += 4) {
+                int j = j0;
+                for (; j + 2 <= j1; j += 2) tile<4, 2>(x + r * ldx, ldx, w + j * ldw, ldw, in, y + r * ldy + j, ldy);
+                if (j < j1) tile<4, 1>(x + r * ldx, ldx, w + j * ldw, ldw, in, y + r * ldy + j, ldy);
+            }
+            for (; r < rows; ++r) {
+                int j = j0;
+                for (; j + 2 <= j1; j += 2) tile<1, 2>(x + r * ldx, ldx, w + j * ldw, ldw, in, y + r * ldy + j, ldy);
+                if (j < j1) tile<1, 1>(x + r * ldx, ldx, w + j * ldw, ldw, in, y + r * ldy + j, ldy);
+            }
+#else
             for (int r = 0; r < rows; ++r) {
                 const float * xr = x + size_t(r) * size_t(in);
                 float * yr = y + size_t(r) * size_t(out);
                 for (int j = j0; j < j1; ++j) yr[j] = dot(w + size_t(j) * size_t(in), xr, in);
             }
+#endif
         }
     };
     if (double(rows) * out * in < 65536.0) body(0, groups);
@@ -169,12 +228,10 @@ void Forward::run(const std::vector<ForwardRow> & rows, float * logits) {
     final_.resize(want.size() * size_t(H));
     for (size_t k = 0; k < want.size(); ++k)
         rmsnorm(&x_[size_t(want[k]) * H], m_.final_norm, H, c.rms_norm_eps, &final_[k * H]);
-    // Logit rows are contiguous per logits_index order: callers number them 0..n-1 in row order.
-    std::vector<float> out(want.size() * size_t(c.vocab_size));
-    matmul(final_.data(), int(want.size()), H, m_.lm_head, c.vocab_size, out.data());
+    // Callers number logit rows 0..n-1 in row order, so the LM head writes straight into `logits`.
     for (size_t k = 0; k < want.size(); ++k)
-        std::memcpy(logits + size_t(rows[size_t(want[k])].logits_index) * c.vocab_size, &out[k * c.vocab_size],
-                    size_t(c.vocab_size) * 4);
+        if (rows[size_t(want[k])].logits_index != int(k)) throw std::logic_error("logits_index must follow row order");
+    matmul(final_.data(), int(want.size()), H, m_.lm_head, c.vocab_size, logits);
 }
 
 }  // namespace trtd

@@ -21,7 +21,7 @@ struct ForwardRow {
     int token = 0;
     int pos = 0;                      // position of this token; KV for [0, pos) is already in blocks
     float * const * blocks = nullptr; // the sequence's block table (base pointers)
-    int logits_index = -1;            // >= 0: write this row's logits at logits + logits_index * vocab
+    int logits_index = -1;            // >= 0: logits row; rows that want logits are numbered 0, 1, ... in row order
 };
 
 class Forward {

@@ -1,0 +1,138 @@
+// nx run trtllm:bench: prefill and decode tokens/s of the reference executor at batch 1, 8 and 32 on
+// models/tiny and models/small, against a memory-bandwidth roofline measured in the same run
+// (fp32 weight bytes read per decode step / measured memcpy bandwidth). Last line: one JSON object.
+import { cpus, totalmem } from "node:os";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+// @ts-expect-error: plain ESM helper without types
+import { ensureModel, ensureNative } from "../../../tools/scripts/assets.mjs";
+import { Executor, type ModelInfo } from "../src/index.js";
+
+const BATCHES = [1, 8, 32];
+const THREADS = Number(process.env.TRTD_BENCH_THREADS ?? cpus().length);
+const SETTINGS = {
+  tiny: { prefillPrompt: 256, decodeTokens: 96 },
+  small: { prefillPrompt: 64, decodeTokens: 24 },
+} as const;
+
+function prompt(n: number, salt: number): number[] {
+  const out: number[] = [];
+  let x = (salt * 2654435761) >>> 0;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x ^ (x >>> 15), 2246822519) + 374761393) >>> 0;
+    out.push(x % 100_000);
+  }
+  return out;
+}
+
+/**
+ * Memory traffic per second of memcpy (Buffer.copy) over 256 MiB, best of 5: the bandwidth baseline. A copy of
+ * n bytes reads n and writes n, so the traffic is 2n; a decode step only reads its weights.
+ */
+function memcpyBandwidth(): number {
+  const n = 256 << 20;
+  const src = Buffer.alloc(n, 1);
+  const dst = Buffer.alloc(n);
+  let best = Infinity;
+  for (let i = 0; i < 5; i++) {
+    const t = performance.now();
+    src.copy(dst);
+    best = Math.min(best, performance.now() - t);
+  }
+  return (2 * n) / (best / 1000);
+}
+
+/** fp32 weight bytes one batched decode step reads: every matrix once (the tied embedding as the LM head). */
+function weightBytesPerStep(m: ModelInfo, intermediate: number): number {
+  const { hiddenSize: h, numLayers: l, numHeads: hq, numKvHeads: hkv, headDim: d, vocabSize: v } = m;
+  const perLayer = h * (hq + 2 * hkv) * d + hq * d * h + 3 * h * intermediate + 2 * h;
+  return 4 * (v * h + l * perLayer + h);
+}
+
+async function prefill(ex: Executor, batch: number, len: number): Promise<number> {
+  const t = performance.now();
+  const streams = Array.from({ length: batch }, (_, i) =>
+    ex.generate({ prompt: prompt(len, 1000 + i), maxNewTokens: 1, type: "context_only" }),
+  );
+  await Promise.all(streams.map((s) => s.collect()));
+  const s = (performance.now() - t) / 1000;
+  for (const st of streams) ex.exportKv(st.requestId).release();
+  return (batch * len) / s;
+}
+
+async function decode(ex: Executor, batch: number, tokens: number): Promise<{ tps: number; loopP99Ms: number }> {
+  let started = 0;
+  let t0 = 0;
+  let atT0 = 0;
+  let total = 0;
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  const done = Array.from({ length: batch }, async (_, i) => {
+    let first = true;
+    for await (const c of ex.generate({ prompt: prompt(16, 2000 + i), maxNewTokens: tokens })) {
+      total += c.tokens.length;
+      if (first && c.tokens.length) {
+        first = false;
+        if (++started === batch) {
+          t0 = performance.now(); // every request is decoding from here on
+          atT0 = total;
+          h.enable();
+        }
+      }
+    }
+  });
+  await Promise.all(done);
+  h.disable();
+  return { tps: (total - atT0) / ((performance.now() - t0) / 1000), loopP99Ms: h.percentile(99) / 1e6 };
+}
+
+async function main() {
+  ensureNative();
+  const bandwidth = memcpyBandwidth();
+  console.log(`memcpy traffic (read + write): ${(bandwidth / 1e9).toFixed(2)} GB/s; ${THREADS} compute threads; ${cpus()[0]?.model ?? "cpu"}`);
+  const results: Record<string, unknown>[] = [];
+  for (const size of ["tiny", "small"] as const) {
+    const dir = ensureModel(size) as string;
+    const { prefillPrompt, decodeTokens } = SETTINGS[size];
+    const ex = Executor.open(dir, { threads: THREADS, maxBatchSize: 32, maxTokensPerIteration: 512, kvMemoryBytes: 512 << 20 });
+    try {
+      const { intermediate_size: inter } = (await import(`${dir}/config.json`, { with: { type: "json" } })).default as { intermediate_size: number };
+      const weightBytes = weightBytesPerStep(ex.model, inter);
+      await decode(ex, 1, 4); // warm-up
+      for (const batch of BATCHES) {
+        const prefillTps = await prefill(ex, batch, prefillPrompt);
+        const { tps: decodeTps, loopP99Ms } = await decode(ex, batch, decodeTokens);
+        const rooflineTps = batch / (weightBytes / bandwidth);
+        const row = {
+          model: size,
+          batch,
+          prefillTokensPerS: Math.round(prefillTps),
+          decodeTokensPerS: Math.round(decodeTps * 10) / 10,
+          rooflineDecodeTokensPerS: Math.round(rooflineTps * 10) / 10,
+          decodeOverRoofline: Math.round((decodeTps / rooflineTps) * 1000) / 1000,
+          eventLoopP99Ms: Math.round(loopP99Ms * 100) / 100,
+        };
+        results.push(row);
+        console.log(
+          `${size.padEnd(5)} batch ${String(batch).padStart(2)}: prefill ${row.prefillTokensPerS} tok/s (prompt ${prefillPrompt}), ` +
+            `decode ${row.decodeTokensPerS} tok/s, roofline ${row.rooflineDecodeTokensPerS} tok/s ` +
+            `(${(weightBytes / 2 ** 20).toFixed(1)} MiB/step), ratio ${row.decodeOverRoofline}, event-loop p99 ${row.eventLoopP99Ms} ms`,
+        );
+      }
+      const s = ex.stats();
+      if (s.kvBlocksUsed !== 0) throw new Error(`KV blocks leaked: ${s.kvBlocksUsed}`);
+    } finally {
+      await ex.close();
+    }
+  }
+  console.log(
+    JSON.stringify({
+      bench: "trtllm-executor",
+      date: new Date().toISOString(),
+      machine: `${cpus().length} cores (${cpus()[0]?.model ?? "?"}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
+      threads: THREADS,
+      memcpyTrafficGBs: Math.round((bandwidth / 1e9) * 100) / 100,
+      results,
+    }),
+  );
+}
+
+await main();

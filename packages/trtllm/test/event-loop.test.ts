@@ -1,0 +1,63 @@
+// Responses reach JS without libuv pool threads and without blocking the event loop: the engine thread
+// signals a socket, and JS drains with a non-blocking call on each 'data' event.
+import { pbkdf2, pbkdf2Sync } from "node:crypto";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Executor } from "../src/index.js";
+import { expectIdle, openTiny, prompt } from "./helpers.js";
+
+let ex: Executor;
+beforeAll(() => {
+  ex = openTiny({ threads: 1 });
+});
+afterAll(async () => {
+  await ex?.close();
+});
+
+describe("response delivery", () => {
+  it("generation completes while every libuv pool thread is busy", async () => {
+    // Calibrate a pbkdf2 job of ~2 s, then occupy the whole pool with them.
+    const t0 = performance.now();
+    pbkdf2Sync("x", "salt", 20_000, 64, "sha512");
+    const perIter = (performance.now() - t0) / 20_000;
+    const iterations = Math.ceil(2000 / perIter);
+    const poolSize = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+    let poolDone = 0;
+    const jobs = Array.from(
+      { length: poolSize },
+      () => new Promise<void>((resolve, reject) => pbkdf2("x", "salt", iterations, 64, "sha512", (err) => (err ? reject(err) : (poolDone++, resolve())))),
+    );
+    const started = performance.now();
+    const results = await Promise.all(
+      Array.from({ length: 4 }, (_, i) => ex.generate({ prompt: prompt(8, i), maxNewTokens: 48 }).collect()),
+    );
+    const genMs = performance.now() - started;
+    expect(poolDone).toBe(0); // the pool was busy the whole time, yet every token arrived
+    for (const r of results) expect(r.tokens).toHaveLength(48);
+    await Promise.all(jobs);
+    expect(genMs).toBeLessThan(performance.now() - started);
+    expectIdle(ex);
+  });
+
+  it("the event loop stays responsive while generating", async () => {
+    const h = monitorEventLoopDelay({ resolution: 1 });
+    // a timer that must keep firing on schedule during generation
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    h.enable();
+    const started = performance.now();
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => ex.generate({ prompt: prompt(16, 10 + i), maxNewTokens: 96 }).collect()),
+    );
+    const ms = performance.now() - started;
+    h.disable();
+    clearInterval(timer);
+    for (const r of results) expect(r.tokens).toHaveLength(96);
+    const p99 = h.percentile(99) / 1e6;
+    const max = h.max / 1e6;
+    console.log(`event-loop delay while generating 8x96 tokens in ${ms.toFixed(0)} ms: p99 ${p99.toFixed(2)} ms, max ${max.toFixed(2)} ms, ${ticks} timer ticks`);
+    expect(p99).toBeLessThan(25);
+    expect(ticks).toBeGreaterThan(ms / 5 / 3);
+    expectIdle(ex);
+  });
+});
