@@ -405,12 +405,8 @@ trtd_status trtd_executor_create(const char* model_dir, const trtd_executor_conf
     }
     ex->config = cfg;
     trtd_shim::EngineInfo const& info = ex->info;
-    if (cfg.kv_tokens_per_block != 0 && info.tokensPerBlock != 0 && cfg.kv_tokens_per_block != info.tokensPerBlock)
-    {
-        return fail(TRTD_STATUS_INVALID_ARGUMENT,
-            "config.kv_tokens_per_block " + std::to_string(cfg.kv_tokens_per_block) + " differs from the engine's "
-                + std::to_string(info.tokensPerBlock) + " (fixed by trtllm-build; pass 0)");
-    }
+    // kv_tokens_per_block is fixed when the engine is built (trtllm-build --tokens_per_block): the field is ignored
+    // (the workers pass their CPU default) and trtd_executor_kv_layout reports the engine's value.
     if (cfg.max_context_length > info.maxSeqLen)
     {
         return fail(TRTD_STATUS_INVALID_ARGUMENT,
@@ -472,13 +468,15 @@ trtd_status trtd_executor_create(const char* model_dir, const trtd_executor_conf
     ec.setKvCacheConfig(kvCache);
     ec.setCacheTransceiverConfig(transceiver);
     ec.setIterStatsMaxIterations(64); // the stats call drains them; only the newest one is used
+    // Runtime limits may only shrink what the engine was built for.
     if (cfg.max_batch_size > 0)
     {
-        ec.setMaxBatchSize(cfg.max_batch_size);
+        ec.setMaxBatchSize(info.maxBatchSize > 0 ? std::min(cfg.max_batch_size, info.maxBatchSize) : cfg.max_batch_size);
     }
     if (cfg.max_tokens_per_iteration > 0)
     {
-        ec.setMaxNumTokens(cfg.max_tokens_per_iteration);
+        ec.setMaxNumTokens(info.maxNumTokens > 0 ? std::min(cfg.max_tokens_per_iteration, info.maxNumTokens)
+                                                 : cfg.max_tokens_per_iteration);
     }
     if (cfg.max_queued_requests > 0)
     {
