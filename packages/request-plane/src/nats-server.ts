@@ -76,16 +76,30 @@ export function freePort(host = "127.0.0.1"): Promise<number> {
   });
 }
 
-const live = new Set<ChildProcess>();
+/** Running servers and the temp dirs each owns. */
+const live = new Map<ChildProcess, string[]>();
 let exitHookInstalled = false;
+function killAll(): void {
+  for (const [c, temp] of live) {
+    c.kill("SIGKILL");
+    for (const d of temp) rmSync(d, { recursive: true, force: true });
+  }
+  live.clear();
+}
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  // The owner exiting (normally or via process.exit) takes its servers with it. A SIGKILLed owner cannot
-  // run hooks: the server then stays until killed by PID.
-  process.once("exit", () => {
-    for (const c of live) c.kill("SIGKILL");
-  });
+  // The owner exiting (normally, via process.exit, or by SIGINT/SIGTERM/SIGHUP) takes its servers with it.
+  // A SIGKILLed owner cannot run hooks: its server then stays until killed by PID.
+  process.once("exit", killAll);
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    const onSignal = () => {
+      killAll();
+      // we were the only listener: keep Node's default (terminate by this signal)
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.once(sig, onSignal);
+  }
 }
 
 /**
@@ -133,7 +147,7 @@ async function startOnce(bin: string, host: string, port: number, o: NatsServerO
   if (o.args) args.push(...o.args);
 
   const child = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
-  live.add(child);
+  live.set(child, temp);
   installExitHook();
   let stderr = "";
   child.stderr?.setEncoding("utf8");

@@ -3,6 +3,8 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { NatsServerNotFoundError, NatsServerStartError, findNatsServer, startNatsServer } from "../src/index.js";
 
@@ -63,6 +65,34 @@ describe("startNatsServer", () => {
       await srv.stop();
     }
   });
+
+  for (const sig of ["SIGTERM", "SIGINT"] as const) {
+    it(`stops with its owner: the owner process gets ${sig} and its nats-server goes too`, async () => {
+      const fixture = fileURLToPath(new URL("./fixtures/own-nats-server.ts", import.meta.url));
+      const owner = spawn(process.execPath, ["--import", "tsx", "--conditions=source", fixture], { stdio: ["ignore", "pipe", "inherit"] });
+      try {
+        const pid = await new Promise<number>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error("owner did not report within 20 s")), 20_000);
+          owner.stdout!.setEncoding("utf8").on("data", (d: string) => {
+            const m = /pid (\d+)/.exec(d);
+            if (m) {
+              clearTimeout(t);
+              resolve(Number(m[1]));
+            }
+          });
+        });
+        expect(alive(pid)).toBe(true);
+        const exited = new Promise<string | null>((r) => owner.once("exit", (_c, s) => r(s)));
+        owner.kill(sig);
+        expect(await exited).toBe(sig); // default signal behaviour kept
+        const t0 = Date.now();
+        while (alive(pid) && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 20));
+        expect(alive(pid)).toBe(false);
+      } finally {
+        if (owner.exitCode === null && owner.signalCode === null) owner.kill("SIGKILL");
+      }
+    });
+  }
 
   it("a missing binary is NatsServerNotFoundError", async () => {
     expect(() => findNatsServer("/nonexistent/nats-server")).toThrow(NatsServerNotFoundError);
