@@ -6,7 +6,11 @@ export default defineProject({
   test: {
     name: "kv-transfer",
     include: ["src/**/*.test.ts", "test/**/*.test.ts"],
+    // Builds the reference executor's native library and models/tiny when missing (the process-level tests use them).
+    globalSetup: ["../../tools/scripts/assets.mjs"],
+    // Each file spawns executor processes; on a small machine they take turns.
+    fileParallelism: false,
     testTimeout: 60_000,
-    hookTimeout: 60_000,
+    hookTimeout: 120_000,
   },
 });

@@ -7,6 +7,7 @@ export { parseKvHandle, serializeKvHandle, TRANSPORT_PREFERENCE } from "./handle
 export { KvOfferServer } from "./offer-server.js";
 export { KvPuller } from "./puller.js";
 export { BufferKvSource, BufferKvSink } from "./segments.js";
+export { executorKvSource } from "./executor-source.js";
 export { transferTimeoutMs } from "./limits.js";
 export { CHECKSUM_ALGORITHM } from "./checksum.js";
 export { DEFAULT_NATS_MAX_BYTES } from "./nats-transport.js";
@@ -34,6 +35,7 @@ export type { KvErrorCode } from "./errors.js";
 export type { KvLayout, KvLayoutFields, KvDtype } from "./layout.js";
 export type { KvHandle, KvEndpoint, KvTransportName, TcpEndpoint, ShmEndpoint, NatsEndpoint, EngineEndpoint } from "./handle.js";
 export type { KvSource, KvSink } from "./segments.js";
+export type { ExportingExecutor } from "./executor-source.js";
 export type { KvOfferServerOptions, OfferOptions, KvOfferServerStats } from "./offer-server.js";
 export type { KvPullerOptions, PullOptions, PullResult, KvPullerStats } from "./puller.js";
 export type { OfferReleaseReason, OfferRegistryStats } from "./offer-registry.js";

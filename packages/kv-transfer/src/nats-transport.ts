@@ -223,18 +223,19 @@ export async function natsPull(
   const cb = handle.checksum.chunkBytes;
   const crcs = new Uint32Array(n);
   let next = 0;
+  let failure: unknown = null;
   const worker = async () => {
-    while (next < n) {
+    while (next < n && failure === null) {
       const seq = next++;
-      const { header, payload, type } = parseReply(await ask({ op: "chunk", offerId: handle.id, seq }), "chunk");
+      const reply = await ask({ op: "chunk", offerId: handle.id, seq });
+      if (failure !== null) return; // another worker failed: the sink may be gone, write nothing more
+      const { header, payload, type } = parseReply(reply, "chunk");
       const offset = seq * cb;
       const length = Math.min(cb, handle.bytes - offset);
       if (type !== FrameType.Data || header.seq !== seq || header.offset !== offset || payload.byteLength !== length) {
         throw new KvProtocolError(`chunk ${seq}: unexpected frame`);
       }
-      if (crc32OfSlices([payload]) !== header.crc) {
-        throw new KvChecksumError(`chunk ${seq} failed its checksum`, seq);
-      }
+      if (crc32OfSlices([payload]) !== header.crc) throw new KvChecksumError(`chunk ${seq} failed its checksum`, seq);
       crcs[seq] = header.crc;
       let pos = 0;
       for (const s of sink.slices(offset, length)) {
@@ -243,7 +244,17 @@ export async function natsPull(
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(o.window ?? 4, Math.max(1, n)) }, worker));
+  // Every worker settles before this returns, so nothing writes into the sink after a failure.
+  const settled = await Promise.allSettled(
+    Array.from({ length: Math.min(o.window ?? 4, Math.max(1, n)) }, () =>
+      worker().catch((err: unknown) => {
+        failure ??= err;
+        throw err;
+      }),
+    ),
+  );
+  if (failure !== null) throw failure;
+  void settled;
   if (digestOfChunks(crcs) !== handle.checksum.digest) throw new KvChecksumError("chunk checksums do not match the handle's digest");
   parseReply(await ask({ op: "ack", offerId: handle.id }), "ack");
 }

@@ -7,7 +7,6 @@ import {
   KvOfferExpiredError,
   KvPayloadTooLargeError,
   KvTransportError,
-  type KvTransferError,
 } from "./errors.js";
 import { TRANSPORT_PREFERENCE, parseKvHandle, type KvEndpoint, type KvHandle, type KvTransportName, type NatsEndpoint, type TcpEndpoint } from "./handle.js";
 import { assertLayoutCompatible, type KvLayout } from "./layout.js";
@@ -137,9 +136,10 @@ export class KvPuller {
       handle = parseKvHandle(handleInput);
       assertLayoutCompatible(this.layout, handle.layout);
       if (Date.now() >= handle.expiresAt) throw new KvOfferExpiredError(`offer ${handle.id} expired ${Date.now() - handle.expiresAt} ms ago`);
-      const map = mapSegments("import sink", sink, handle.bytes);
       const ep = this.negotiate(handle, sink, opts.transports);
       chosen = ep.transport;
+      // The engine moves its own bytes; every other transport writes into the sink's views.
+      const map = ep.transport === "engine" ? null : mapSegments("import sink", sink, handle.bytes);
       const deadline = started + (opts.timeoutMs ?? transferTimeoutMs(handle.bytes, this.timeouts));
       release = await this.slots.acquire(deadline, opts.signal, "pull slot");
       if (opts.signal?.aborted) throw new KvAbortedError("pull aborted", { cause: opts.signal.reason });
@@ -149,13 +149,13 @@ export class KvPuller {
           await this.pullEngine(handle, ep.state, sink);
           break;
         case "nats":
-          await natsPull(this.nats!, ep, handle, map, { deadline, signal: opts.signal, requestTimeoutMs: Math.min(this.idleTimeoutMs, 10_000) });
+          await natsPull(this.nats!, ep, handle, map!, { deadline, signal: opts.signal, requestTimeoutMs: Math.min(this.idleTimeoutMs, 10_000) });
           break;
         case "tcp":
         case "shm": {
           const conn = await this.pool.acquire(ep.host, ep.port, Math.min(this.connectTimeoutMs, Math.max(1, deadline - Date.now())), opts.signal);
           try {
-            await conn.pull(handle, map, ep.transport, { hostId: this.hostId, deadline, idleMs: this.idleTimeoutMs, signal: opts.signal });
+            await conn.pull(handle, map!, ep.transport, { hostId: this.hostId, deadline, idleMs: this.idleTimeoutMs, signal: opts.signal });
           } finally {
             this.pool.release(conn);
           }
@@ -169,11 +169,20 @@ export class KvPuller {
       const e = asKvError(err, (x) => new KvTransportError(String((x as Error)?.message ?? x), { cause: x }));
       sink.abort();
       // TCP/shm: the server releases when the connection drops. Otherwise tell it, bounded, so nothing waits for expiry.
-      if (handle && !(contacted && (chosen === "tcp" || chosen === "shm"))) await this.nack(handle, e);
+      if (handle && !(contacted && (chosen === "tcp" || chosen === "shm"))) await this.nack(handle, 1000, chosen);
       throw e;
     } finally {
       release?.();
     }
+  }
+
+  /**
+   * Releases an offer this side will not pull (e.g. the request was cancelled before decode started), so the
+   * offering side frees its blocks now instead of at expiry. Bounded; never throws for an unreachable peer.
+   */
+  async decline(handleInput: KvHandle | string, timeoutMs = 1000): Promise<void> {
+    const handle = parseKvHandle(handleInput);
+    await this.nack(handle, timeoutMs);
   }
 
   private async pullEngine(handle: KvHandle, state: string, sink: KvSink): Promise<void> {
@@ -194,12 +203,14 @@ export class KvPuller {
     throw new KvNoTransportError("engine transfer done but no control endpoint to acknowledge it");
   }
 
-  private async nack(handle: KvHandle, _e: KvTransferError): Promise<void> {
+  /** Tells the offering side to release (through the transport holding the transfer, else any control path). */
+  private async nack(handle: KvHandle, timeoutMs = 1000, via?: KvTransportName): Promise<void> {
     const tcp = handle.endpoints.find((e): e is TcpEndpoint => e.transport === "tcp" || e.transport === "shm");
     const nats = handle.endpoints.find((e): e is NatsEndpoint => e.transport === "nats");
     try {
-      if (tcp) await this.sendControl(tcp, FrameType.Nack, handle.id, 1000);
-      else if (nats && this.nats) await natsNack(this.nats, nats, handle.id, 1000);
+      if (via === "nats" && nats && this.nats) await natsNack(this.nats, nats, handle.id, timeoutMs);
+      else if (tcp) await this.sendControl(tcp, FrameType.Nack, handle.id, timeoutMs);
+      else if (nats && this.nats) await natsNack(this.nats, nats, handle.id, timeoutMs);
     } catch {
       /* unreachable: the offering side expires the offer */
     }

@@ -1,0 +1,295 @@
+// Failure paths with real executors: peers killed mid-transfer, expiry, layout mismatch, concurrency, wire
+// corruption, exit. Every test checks that no block, offer, connection or ring file is left behind.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Executor } from "@trtd/trtllm";
+import {
+  executorKvSource,
+  KvChecksumError,
+  KvLayoutMismatchError,
+  KvOfferExpiredError,
+  KvOfferNotFoundError,
+  KvOfferServer,
+  KvPeerLostError,
+  KvPuller,
+  KvAbortedError,
+  layoutFromExecutor,
+  ringFilesOf,
+  type KvHandle,
+  type KvTransportName,
+} from "../src/index.js";
+import { spawnPeer, type Peer } from "./peer.js";
+import { startProxy } from "./proxy.js";
+import { until } from "./helpers.js";
+
+const tiny = join(resolve(import.meta.dirname, "../../.."), "models/tiny");
+let ex: Executor;
+let puller: KvPuller;
+let peer: Peer;
+
+function prompt(n: number, salt: number): number[] {
+  const out: number[] = [];
+  let x = (salt * 2654435761) >>> 0;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x ^ (x >>> 15), 2246822519) + 374761393) >>> 0;
+    out.push(x % 100_000);
+  }
+  return out;
+}
+function expectIdle(e: Executor): void {
+  const s = e.stats();
+  expect({ active: s.activeRequests, used: s.kvBlocksUsed, pinned: s.pinnedExports, imports: s.pendingImports }).toEqual({ active: 0, used: 0, pinned: 0, imports: 0 });
+}
+interface PeerStats {
+  server: { active: number; released: Record<string, number> };
+  executor: { pinnedExports: number; kvBlocksUsed: number; pendingImports: number };
+  puller: { active: number };
+}
+async function peerStats(p: Peer) {
+  return p.call<PeerStats>({ cmd: "stats" });
+}
+/** Points a handle's TCP/shm endpoints at a relay. */
+function via(handle: KvHandle, port: number): KvHandle {
+  return { ...handle, endpoints: handle.endpoints.map((e) => (e.transport === "tcp" || e.transport === "shm" ? { ...e, port } : e)) };
+}
+async function offerInParent(server: KvOfferServer, len: number, salt: number) {
+  const s = ex.generate({ prompt: prompt(len, salt), maxNewTokens: 2, type: "context_only" });
+  const r = await s.collect();
+  return { handle: server.offer(executorKvSource(ex, s.requestId)), firstToken: r.tokens[0]! };
+}
+
+beforeAll(async () => {
+  ex = Executor.open(tiny, { threads: 1, kvTokensPerBlock: 8 });
+  puller = new KvPuller({ layout: layoutFromExecutor(ex.kvLayout()) });
+  peer = await spawnPeer();
+});
+afterAll(async () => {
+  await peer?.exit();
+  puller?.close();
+  await ex?.close();
+});
+
+describe("peer killed mid-transfer", () => {
+  for (const transport of ["tcp", "shm"] as KvTransportName[]) {
+    it(`${transport}: offering process SIGKILLed → typed error here, import aborted, no ring file left`, async () => {
+      const victim = await spawnPeer();
+      const { handle } = await victim.call<{ handle: KvHandle }>({ cmd: "offer", prompt: prompt(300, 21), maxNewTokens: 2 });
+      const target = handle.endpoints.find((e) => e.transport === "tcp") as { port: number };
+      const stallAfter = transport === "tcp" ? 40 * 1024 : 500;
+      const proxy = await startProxy(target.port, { stallAfter });
+      try {
+        const imp = ex.reserveKvImport(handle.numTokens);
+        const pulling = puller.pull(via(handle, proxy.port), imp, { transports: [transport] }).catch((e: unknown) => e);
+        await until(() => proxy.forwarded() >= stallAfter);
+        await victim.kill("SIGKILL");
+        const err = await pulling;
+        expect(err).toBeInstanceOf(KvPeerLostError);
+        expect(imp.state).toBe("aborted");
+        expectIdle(ex);
+        expect(ringFilesOf(victim.pid)).toEqual([]);
+        expect(puller.stats().active).toBe(0);
+      } finally {
+        await proxy.close();
+        await victim.kill();
+      }
+    });
+  }
+
+  it("pulling process SIGKILLed → the offering side releases the offer and its blocks", async () => {
+    const server = await KvOfferServer.start({ layout: layoutFromExecutor(ex.kvLayout()), chunkBytes: 16 * 1024 });
+    const victim = await spawnPeer();
+    const proxy = await startProxy(server.address.port, { stallAfter: 40 * 1024 });
+    try {
+      const { handle, firstToken } = await offerInParent(server, 300, 22);
+      expect(ex.stats().pinnedExports).toBe(1);
+      const pending = victim.start({ cmd: "pull-generate", handle: via(handle, proxy.port), firstToken, prompt: prompt(300, 22), maxNewTokens: 2, transports: ["tcp"] });
+      pending.catch(() => undefined);
+      await until(() => proxy.forwarded() >= 40 * 1024);
+      expect(server.stats().active).toBe(1);
+      await victim.kill("SIGKILL");
+      await until(() => server.stats().active === 0);
+      expect(server.stats().released.failed).toBe(1);
+      expectIdle(ex);
+      expect(server.stats().transfersActive).toBe(0);
+    } finally {
+      await proxy.close();
+      await victim.kill();
+      await server.close();
+    }
+  });
+});
+
+describe("offer lifecycle", () => {
+  it("expiry releases an unpulled offer; pulling it then fails fast with a typed error", async () => {
+    const server = await KvOfferServer.start({ layout: layoutFromExecutor(ex.kvLayout()), ttlMs: 200 });
+    try {
+      const { handle } = await offerInParent(server, 40, 31);
+      expect(ex.stats().pinnedExports).toBe(1);
+      await until(() => server.stats().active === 0, 3000);
+      expect(server.stats().released.expired).toBe(1);
+      expectIdle(ex);
+      const imp = ex.reserveKvImport(handle.numTokens);
+      await expect(puller.pull(handle, imp)).rejects.toBeInstanceOf(KvOfferExpiredError);
+      // A handle whose expiry was tampered with reaches the server, which no longer knows the offer.
+      const imp2 = ex.reserveKvImport(handle.numTokens);
+      await expect(puller.pull({ ...handle, expiresAt: Date.now() + 60_000 }, imp2)).rejects.toBeInstanceOf(KvOfferNotFoundError);
+      expectIdle(ex);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("a second pull of the same offer is refused (offers are single-consumer)", async () => {
+    const server = await KvOfferServer.start({ layout: layoutFromExecutor(ex.kvLayout()) });
+    try {
+      const { handle, firstToken } = await offerInParent(server, 20, 32);
+      const imp = ex.reserveKvImport(handle.numTokens);
+      await puller.pull(handle, imp);
+      await ex.generate({ prompt: prompt(20, 32), maxNewTokens: 2, type: "generation_only", contextPhase: { firstToken, kvImport: imp } }).collect();
+      const imp2 = ex.reserveKvImport(handle.numTokens);
+      await expect(puller.pull(handle, imp2)).rejects.toBeInstanceOf(KvOfferNotFoundError);
+      expect(imp2.state).toBe("aborted");
+      expectIdle(ex);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("decline releases the offer without pulling; close releases the rest", async () => {
+    const server = await KvOfferServer.start({ layout: layoutFromExecutor(ex.kvLayout()) });
+    const { handle } = await offerInParent(server, 20, 33);
+    await offerInParent(server, 20, 34);
+    expect(ex.stats().pinnedExports).toBe(2);
+    await puller.decline(handle);
+    await until(() => server.stats().active === 1);
+    expect(server.stats().released.failed).toBe(1);
+    await server.close();
+    expect(server.stats().released.closed).toBe(1);
+    expectIdle(ex);
+  });
+
+  it("an abort signal ends a stalled pull with KvAbortedError; both sides release", async () => {
+    const server = await KvOfferServer.start({ layout: layoutFromExecutor(ex.kvLayout()), chunkBytes: 16 * 1024 });
+    const proxy = await startProxy(server.address.port, { stallAfter: 20 * 1024 });
+    try {
+      const { handle } = await offerInParent(server, 300, 35);
+      const imp = ex.reserveKvImport(handle.numTokens);
+      const ac = new AbortController();
+      const pulling = puller.pull(via(handle, proxy.port), imp, { signal: ac.signal, transports: ["tcp"] }).catch((e: unknown) => e);
+      await until(() => proxy.forwarded() >= 20 * 1024);
+      ac.abort();
+      expect(await pulling).toBeInstanceOf(KvAbortedError);
+      await until(() => server.stats().active === 0);
+      expectIdle(ex);
+    } finally {
+      await proxy.close();
+      await server.close();
+    }
+  });
+
+  it("a stalled peer hits the idle timeout (typed KvTimeoutError), bounded", async () => {
+    const server = await KvOfferServer.start({ layout: layoutFromExecutor(ex.kvLayout()), chunkBytes: 16 * 1024 });
+    const proxy = await startProxy(server.address.port, { stallAfter: 20 * 1024 });
+    const impatient = new KvPuller({ layout: layoutFromExecutor(ex.kvLayout()), idleTimeoutMs: 300 });
+    try {
+      const { handle } = await offerInParent(server, 300, 36);
+      const imp = ex.reserveKvImport(handle.numTokens);
+      const t0 = Date.now();
+      const err = await impatient.pull(via(handle, proxy.port), imp, { transports: ["tcp"] }).catch((e: unknown) => e);
+      expect((err as Error).name).toBe("KvTimeoutError");
+      expect(Date.now() - t0).toBeLessThan(3000);
+      await until(() => server.stats().active === 0);
+      expectIdle(ex);
+    } finally {
+      impatient.close();
+      await proxy.close();
+      await server.close();
+    }
+  });
+
+  it("process exit releases open offers", () => {
+    const marker = join(mkdtempSync(join(tmpdir(), "kvx-")), "marker");
+    const fixture = fileURLToPath(new URL("./fixtures/exit-on-offer.ts", import.meta.url));
+    execFileSync(process.execPath, ["--import", "tsx", "--conditions=source", fixture, marker], { timeout: 30_000 });
+    expect(readFileSync(marker, "utf8")).toBe("released");
+  });
+});
+
+describe("integrity and compatibility", () => {
+  it("a byte flipped on the wire is caught by the chunk checksum", async () => {
+    const server = await KvOfferServer.start({ layout: layoutFromExecutor(ex.kvLayout()), chunkBytes: 16 * 1024 });
+    const proxy = await startProxy(server.address.port, { flipAt: 30_000 });
+    try {
+      const { handle } = await offerInParent(server, 100, 41);
+      const imp = ex.reserveKvImport(handle.numTokens);
+      const err = await puller.pull(via(handle, proxy.port), imp, { transports: ["tcp"] }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(KvChecksumError);
+      expect((err as KvChecksumError).seq).toBeGreaterThanOrEqual(0);
+      await until(() => server.stats().active === 0);
+      expect(server.stats().released.failed).toBe(1);
+      expectIdle(ex);
+    } finally {
+      await proxy.close();
+      await server.close();
+    }
+  });
+
+  it("an incompatible layout is refused with a clear error naming the fields, before any byte moves", async () => {
+    const other = Executor.open(tiny, { threads: 1, kvTokensPerBlock: 16 });
+    const otherPuller = new KvPuller({ layout: layoutFromExecutor(other.kvLayout()) });
+    const server = await KvOfferServer.start({ layout: layoutFromExecutor(ex.kvLayout()) });
+    try {
+      const { handle } = await offerInParent(server, 40, 42);
+      const imp = other.reserveKvImport(handle.numTokens);
+      const err = await otherPuller.pull(handle, imp).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(KvLayoutMismatchError);
+      expect((err as KvLayoutMismatchError).fields).toEqual(expect.arrayContaining(["tokensPerBlock", "bytesPerBlock"]));
+      expect((err as Error).message).toMatch(/tokensPerBlock: local 16 vs remote 8/);
+      expect(imp.state).toBe("aborted");
+      await until(() => server.stats().active === 0); // the refused offer is released (declined), not left to expire
+      expectIdle(ex);
+      expectIdle(other);
+    } finally {
+      otherPuller.close();
+      await server.close();
+      await other.close();
+    }
+  });
+});
+
+describe("load", () => {
+  it("50 concurrent transfers from another process, each continuing token-exact", async () => {
+    const n = 50;
+    const prompts = Array.from({ length: n }, (_, i) => prompt(10 + (i % 30), 100 + i));
+    const agg = [];
+    for (const p of prompts) agg.push((await ex.generate({ prompt: p, maxNewTokens: 4 }).collect()).tokens);
+    const offers = [];
+    for (const p of prompts) offers.push(await peer.call<{ handle: KvHandle; firstToken: number }>({ cmd: "offer", prompt: p, maxNewTokens: 4 }));
+    const limited = new KvPuller({ layout: layoutFromExecutor(ex.kvLayout()), maxConcurrentPulls: 8 });
+    try {
+      const t0 = Date.now();
+      const results = await Promise.all(
+        offers.map(async ({ handle, firstToken }, i) => {
+          const transport: KvTransportName = i % 2 ? "tcp" : "shm";
+          const imp = ex.reserveKvImport(handle.numTokens);
+          await limited.pull(handle, imp, { transports: [transport] });
+          return (await ex.generate({ prompt: prompts[i]!, maxNewTokens: 4, type: "generation_only", contextPhase: { firstToken, kvImport: imp } }).collect()).tokens;
+        }),
+      );
+      expect(Date.now() - t0).toBeLessThan(30_000);
+      expect(results).toEqual(agg);
+      expect(limited.stats()).toMatchObject({ active: 0, queued: 0, completed: n, failed: 0 });
+      expect(limited.stats().pooledConnections.idle).toBeLessThanOrEqual(4);
+      expectIdle(ex);
+      const s = await peerStats(peer);
+      expect(s.server.active).toBe(0);
+      expect(s.executor.pinnedExports).toBe(0);
+    } finally {
+      limited.close();
+    }
+  });
+});
