@@ -75,6 +75,7 @@ bool gChild = false; // children report on stderr only; the parent prints the JS
     {
         std::printf("{\"ok\":false,\"error\":\"%s\"}\n", message.c_str());
     }
+    std::fflush(nullptr); // _Exit skips stdio teardown (and atexit work a forked child must not repeat)
     std::_Exit(2);
 }
 
