@@ -1,0 +1,98 @@
+// The router with real workers on the in-process request plane: conditional disaggregation, least-loaded
+// decode choice, fallback to aggregated when prefill fails, and the policy on its own.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
+import { EXECUTOR_DEFAULTS, Endpoints, type DecodeChunk, type GenerateRequest } from "@trtd/apps-common";
+import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
+import { createInProcessPlane, type RequestPlane, type ServedEndpoint } from "@trtd/request-plane";
+import { LeastLoadedSelector, PrefillPolicy, RequestPlaneWorkers, Router, type WorkerInstance } from "../src/index.js";
+
+const modelDir = resolve(fileURLToPath(import.meta.url), "../../../../models/tiny");
+const PROMPT = Array.from({ length: 40 }, (_, i) => 2000 + i * 11);
+const req = (extra: Partial<GenerateRequest> = {}): GenerateRequest => ({
+  id: `r${Math.random().toString(16).slice(2)}`,
+  tokens: PROMPT,
+  sampling: { temperature: 0, topP: 1, topK: 0 },
+  maxTokens: 8,
+  stopTokenIds: [],
+  deadline: Date.now() + 30_000,
+  ...extra,
+});
+
+async function run(router: Router, r: GenerateRequest): Promise<DecodeChunk[]> {
+  const out: DecodeChunk[] = [];
+  for await (const c of router.generate(r, new AbortController().signal)) out.push(c);
+  return out;
+}
+
+const load = (active: number, extra: Partial<WorkerInstance["load"]> = {}) =>
+  ({ activeRequests: active, queuedRequests: 0, kvBlocksUsed: 0, kvBlocksTotal: 1, generatedTokens: 0, pinnedExports: 0, draining: false, ...extra }) as WorkerInstance["load"];
+
+describe("router - policy and selection", () => {
+  const policy = new PrefillPolicy({ minPromptTokens: 10, maxPrefillLoad: 2 });
+  const none = new Map<string, number>();
+  it("disaggregates only long enough prompts to a prefill worker with room", () => {
+    expect(policy.decide(req(), [], none)).toEqual({ remote: false, reason: "no_prefill_worker" });
+    expect(policy.decide(req({ tokens: [1, 2, 3] }), [{ id: "p", load: load(0) }], none)).toEqual({ remote: false, reason: "short_prompt" });
+    expect(policy.decide(req({ maxTokens: 1 }), [{ id: "p", load: load(0) }], none)).toEqual({ remote: false, reason: "single_token" });
+    expect(policy.decide(req(), [{ id: "p", load: load(2) }], none)).toEqual({ remote: false, reason: "prefill_busy" });
+    expect(policy.decide(req(), [{ id: "p", load: load(0, { draining: true }) }], none)).toEqual({ remote: false, reason: "no_prefill_worker" });
+    const d = policy.decide(req(), [{ id: "a", load: load(1) }, { id: "b", load: load(0) }], none);
+    expect(d).toEqual({ remote: true, instance: { id: "b", load: load(0) } });
+    expect(new PrefillPolicy({ enabled: false }).decide(req(), [{ id: "p", load: load(0) }], none)).toEqual({ remote: false, reason: "disabled" });
+  });
+
+  it("picks the least loaded decode worker, counting its own in-flight requests", () => {
+    const s = new LeastLoadedSelector();
+    const ws = [{ id: "a", load: load(3) }, { id: "b", load: load(1) }, { id: "c", load: load(2) }];
+    expect(s.select(req(), ws, none).id).toBe("b");
+    expect(s.select(req(), ws, new Map([["b", 5]])).id).toBe("c");
+  });
+});
+
+describe("router - with real workers", () => {
+  let plane: RequestPlane;
+  let decode: RunningDecodeWorker;
+  let failingPrefill: ServedEndpoint;
+  let workers: RequestPlaneWorkers;
+
+  beforeAll(async () => {
+    plane = createInProcessPlane({ leaseMs: 600 });
+    decode = await startDecodeWorker({ plane, executor: { ...EXECUTOR_DEFAULTS, modelDir, threads: 1, kvBlockCount: 256 } });
+    // TEST DOUBLE: a prefill endpoint whose every request fails, to exercise the router's fallback.
+    failingPrefill = await plane.endpoint(Endpoints.namespace, "prefill", "generate").serve(() => {
+      throw Object.assign(new Error("prefill exploded (test double)"), { code: "prefill_failed" });
+    });
+    workers = new RequestPlaneWorkers(plane);
+    await workers.waitForDecode(1, 5000);
+    const end = Date.now() + 5000;
+    while (workers.instances("prefill").length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  });
+  afterAll(async () => {
+    workers?.close();
+    await failingPrefill?.stop();
+    await decode?.stop(1000);
+    await plane?.close();
+  });
+
+  it("falls back to aggregated when the remote prefill fails, and says so", async () => {
+    const fallbacks: unknown[] = [];
+    const router = new Router({ workers, prefill: { minPromptTokens: 1 }, onPrefillFallback: (e) => fallbacks.push(e) });
+    expect(router.readiness()).toEqual({ ready: true, decodeWorkers: 1, prefillWorkers: 1 });
+    const chunks = await run(router, req());
+    expect(fallbacks).toHaveLength(1);
+    expect(chunks[0].mode).toBe("aggregated");
+    expect(chunks.flatMap((c) => c.tokens)).toHaveLength(8);
+    const plain = await run(new Router({ workers, prefill: { enabled: false } }), req());
+    expect(plain.flatMap((c) => c.tokens)).toEqual(chunks.flatMap((c) => c.tokens));
+  });
+
+  it("is not ready without decode workers", async () => {
+    const other = new RequestPlaneWorkers(plane, "nobody-here");
+    const router = new Router({ workers: other });
+    expect(router.readiness().ready).toBe(false);
+    await expect(run(router, req())).rejects.toMatchObject({ name: "NoWorkersError", status: 503 });
+    other.close();
+  });
+});

@@ -1,0 +1,134 @@
+// The decode worker with its real executor on the in-process request plane: aggregated runs, remote prefill
+// from a real prefill worker, recompute when the KV pull fails, graceful drain, bad requests.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
+import { EXECUTOR_DEFAULTS, Endpoints, type DecodeChunk, type DecodeRequest, type GenerateRequest, type PrefillResult } from "@trtd/apps-common";
+import { startPrefillWorker, type RunningPrefillWorker } from "@trtd/prefill";
+import { createInProcessPlane, type RequestPlane, type EndpointClient } from "@trtd/request-plane";
+import { startDecodeWorker, type RunningDecodeWorker } from "../src/index.js";
+
+const modelDir = resolve(fileURLToPath(import.meta.url), "../../../../models/tiny");
+const executor = { ...EXECUTOR_DEFAULTS, modelDir, threads: 1, kvBlockCount: 256 };
+
+let plane: RequestPlane;
+let decode: RunningDecodeWorker;
+let prefill: RunningPrefillWorker;
+let decodeClient: EndpointClient<DecodeRequest, DecodeChunk>;
+let prefillClient: EndpointClient<GenerateRequest, PrefillResult>;
+
+const request = (tokens: number[], extra: Partial<GenerateRequest> = {}): GenerateRequest => ({
+  id: `r${Math.random().toString(16).slice(2)}`,
+  tokens,
+  sampling: { temperature: 0, topP: 1, topK: 0 },
+  maxTokens: 16,
+  stopTokenIds: [],
+  deadline: Date.now() + 60_000,
+  ...extra,
+});
+
+async function collect(req: DecodeRequest): Promise<DecodeChunk[]> {
+  const out: DecodeChunk[] = [];
+  for await (const c of decodeClient.generate(req, { instanceId: decode.instanceId })) out.push(c);
+  return out;
+}
+async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+}
+const tokensOf = (chunks: DecodeChunk[]) => chunks.flatMap((c) => c.tokens);
+
+function expectIdle(w: { executor: { stats(): { activeRequests: number; queuedRequests: number; kvBlocksUsed: number; pinnedExports: number; pendingImports: number } } }) {
+  const s = w.executor.stats();
+  expect({ active: s.activeRequests, queued: s.queuedRequests, kv: s.kvBlocksUsed, pinned: s.pinnedExports, imports: s.pendingImports }).toEqual({
+    active: 0,
+    queued: 0,
+    kv: 0,
+    pinned: 0,
+    imports: 0,
+  });
+}
+
+beforeAll(async () => {
+  plane = createInProcessPlane();
+  decode = await startDecodeWorker({ plane, executor });
+  prefill = await startPrefillWorker({ plane, executor });
+  decodeClient = plane.endpoint(Endpoints.namespace, "decode", "generate").client();
+  prefillClient = plane.endpoint(Endpoints.namespace, "prefill", "generate").client();
+});
+
+afterAll(async () => {
+  await prefill?.stop(1000);
+  await decode?.stop(1000);
+  await plane?.close();
+});
+
+const PROMPT = Array.from({ length: 40 }, (_, i) => 1000 + i * 37);
+
+describe("decode worker", () => {
+  it("runs a request aggregated and reports the mode once", async () => {
+    const chunks = await collect(request(PROMPT));
+    expect(chunks[0].mode).toBe("aggregated");
+    expect(chunks.filter((c) => c.mode)).toHaveLength(1);
+    expect(tokensOf(chunks)).toHaveLength(16);
+    expect(chunks.at(-1)!.finishReason).toBe("length");
+    expectIdle(decode);
+  });
+
+  it("continues a remote prefill with the pulled KV: same tokens as aggregated, greedy and seeded", async () => {
+    for (const sampling of [{ temperature: 0, topP: 1, topK: 0 }, { temperature: 0.9, topP: 0.95, topK: 40, seed: 77 }]) {
+      const req = request(PROMPT, { sampling, maxTokens: 20 });
+      const aggregated = tokensOf(await collect(req));
+      const p = await prefillClient.request(req, { instanceId: prefill.instanceId });
+      expect(p.kvBytes).toBeGreaterThan(0);
+      expect(p.firstToken).toBe(aggregated[0]);
+      const chunks = await collect({ ...req, prefill: p });
+      expect(chunks[0].mode).toBe("disaggregated");
+      expect(chunks[0].kv!.bytes).toBe(p.kvBytes);
+      expect(tokensOf(chunks)).toEqual(aggregated);
+    }
+    expectIdle(decode);
+    expectIdle(prefill);
+  });
+
+  it("recomputes the prompt when the KV cannot be pulled, with the same output", async () => {
+    const req = request(PROMPT, { maxTokens: 12 });
+    const aggregated = tokensOf(await collect(req));
+    const p = await prefillClient.request(req, { instanceId: prefill.instanceId });
+    // The prefill worker's offer is withdrawn before decode pulls it (as if it had expired).
+    expect(prefill.offers.withdraw((p.kvHandle as { id: string }).id)).toBe(true);
+    const chunks = await collect({ ...req, prefill: p });
+    expect(chunks[0].mode).toBe("recomputed");
+    expect(tokensOf(chunks)).toEqual(aggregated);
+    expectIdle(decode);
+    expectIdle(prefill);
+  });
+
+  it("finishes at once when the first token already ends the request, releasing the offer", async () => {
+    const req = request(PROMPT, { maxTokens: 1 });
+    const p = await prefillClient.request(req, { instanceId: prefill.instanceId });
+    const chunks = await collect({ ...req, prefill: p });
+    expect(tokensOf(chunks)).toEqual([p.firstToken]);
+    expect(chunks.at(-1)!.finishReason).toBe("length");
+    // The offer is released when the prefill side gets the puller's ack (asynchronously, bounded here).
+    await until(() => prefill.executor.stats().pinnedExports === 0, 5000);
+    expectIdle(prefill);
+  });
+
+  it("refuses a malformed request with a typed error and stays healthy", async () => {
+    const err = await collect({ ...request(PROMPT), tokens: [] }).catch((e) => e);
+    expect(err.remoteCode ?? err.code).toBe("invalid_worker_request");
+    expect(tokensOf(await collect(request(PROMPT, { maxTokens: 3 })))).toHaveLength(3);
+  });
+
+  it("cancels in the executor when the client leaves", async () => {
+    const stream = decodeClient.generate(request(PROMPT, { maxTokens: 1500 }), { instanceId: decode.instanceId });
+    let n = 0;
+    for await (const c of stream) {
+      n += c.tokens.length;
+      if (n >= 3) break; // leaving the loop cancels the request
+    }
+    await until(() => decode.executor.stats().activeRequests === 0, 5000);
+    expectIdle(decode);
+  });
+});
