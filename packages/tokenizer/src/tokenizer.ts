@@ -278,6 +278,16 @@ export class Tokenizer {
     return out.subarray(0, n);
   }
 
+  /** Throws InvalidTokenIdError unless every id is an integer in [0, vocabSize) (e.g. client-given prompt ids). */
+  validateTokenIds(ids: ArrayLike<number>): void {
+    this.#encoder();
+    const n = this.#kinds.length;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (!Number.isInteger(id) || id < 0 || id >= n) throw new InvalidTokenIdError(id, n);
+    }
+  }
+
   /**
    * Token ids → UTF-8 bytes. Ids inside vocabSize that no token owns (padded embedding rows) decode to nothing;
    * ids outside it throw InvalidTokenIdError.

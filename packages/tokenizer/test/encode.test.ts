@@ -137,7 +137,9 @@ describe("token ids", () => {
     expect(tok.decode([15339, 100300, 100351, 1917])).toBe("hello world");
     for (const bad of [-1, 100352, 1.5, Number.NaN]) {
       expect(() => tok.decode([bad])).toThrow(InvalidTokenIdError);
+      expect(() => tok.validateTokenIds([1, bad])).toThrow(InvalidTokenIdError);
     }
+    expect(() => tok.validateTokenIds([0, 100300, 100351])).not.toThrow();
     // the encoder still works after refused input
     expect(tok.decode(tok.encode("still fine"))).toBe("still fine");
   });
