@@ -60,7 +60,7 @@ export type { TensorInfo, SafetensorsHeader, Tensor, TensorInput, WriteSafetenso
 export type { ModelConfig, Llama3RopeScaling } from "./config.js";
 export type { LoadedModel } from "./load.js";
 export type { WriteShardedOptions } from "./weights.js";
-export type { TokenizerInfo } from "./tokenizer-files.js";
+export type { TokenizerInfo, CheckTokenizerOptions } from "./tokenizer-files.js";
 export type { ModelDirReport } from "./validate.js";
 export type { ModelDims, GenerateModelOptions, GeneratedModel, WriteModelDirOptions } from "./generate.js";
 export type { ReferenceForwardOptions, ReferenceForwardResult } from "./reference.js";

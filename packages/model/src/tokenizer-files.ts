@@ -19,6 +19,8 @@ const ENCODING_ORDINARY_TOKENS: Readonly<Record<(typeof TIKTOKEN_ENCODINGS)[numb
 
 export interface TokenizerInfo {
   kind: "tiktoken-file" | "tiktoken-encoding";
+  /** For "tiktoken-file": the ranks file that was checked (absolute or relative to the cwd, as given). */
+  modelPath?: string;
   /** For "tiktoken-encoding". */
   encoding?: string;
   /** For "tiktoken-file": number of ranks and the largest rank. */
@@ -57,8 +59,13 @@ export function checkTiktokenRanks(text: string, source = "tokenizer.model"): { 
   return { ranks: seenRanks.size, maxRank };
 }
 
+export interface CheckTokenizerOptions {
+  /** Use this ranks file instead of `<dir>/tokenizer.model` (convert uses Llama 3's `original/tokenizer.model`). */
+  tokenizerModelPath?: string;
+}
+
 /** Finds and checks the tokenizer of a model directory against its config (ids below vocab_size). */
-export function checkTokenizerFiles(dir: string, config: ModelConfig): TokenizerInfo {
+export function checkTokenizerFiles(dir: string, config: ModelConfig, options: CheckTokenizerOptions = {}): TokenizerInfo {
   const tcPath = join(dir, "tokenizer_config.json");
   let tc: Record<string, unknown> | null = null;
   if (existsSync(tcPath)) {
@@ -85,14 +92,14 @@ export function checkTokenizerFiles(dir: string, config: ModelConfig): Tokenizer
   }
   const hasChatTemplate = typeof tc?.chat_template === "string" && (tc.chat_template as string).length > 0;
 
-  const modelPath = join(dir, "tokenizer.model");
+  const modelPath = options.tokenizerModelPath ?? join(dir, "tokenizer.model");
   if (existsSync(modelPath)) {
     const { ranks, maxRank } = checkTiktokenRanks(readFileSync(modelPath, "latin1"), modelPath);
     if (maxRank >= config.vocabSize) throw new InvalidTokenizerError(`${modelPath}: rank ${maxRank} is not below vocab_size ${config.vocabSize}`);
     for (const s of specialTokens) {
       if (s.id <= maxRank) throw new InvalidTokenizerError(`${tcPath}: special token ${s.content} id ${s.id} collides with the ranks of ${modelPath} (0..${maxRank})`);
     }
-    return { kind: "tiktoken-file", ranks, maxRank, specialTokens, hasChatTemplate, tokenizerConfig: tc };
+    return { kind: "tiktoken-file", modelPath, ranks, maxRank, specialTokens, hasChatTemplate, tokenizerConfig: tc };
   }
   const enc = tc?.tiktoken_encoding;
   if (enc !== undefined) {
@@ -105,7 +112,8 @@ export function checkTokenizerFiles(dir: string, config: ModelConfig): Tokenizer
     }
     return { kind: "tiktoken-encoding", encoding: enc, specialTokens, hasChatTemplate, tokenizerConfig: tc };
   }
+  const hint = existsSync(join(dir, "tokenizer.json")) ? " (tokenizer.json alone is not supported; Llama 3 checkpoints carry the ranks file as original/tokenizer.model)" : "";
   throw new TokenizerNotFoundError(
-    `model directory ${dir} has no tokenizer: expected tokenizer.model (tiktoken ranks) or a "tiktoken_encoding" in tokenizer_config.json`,
+    `model directory ${dir} has no tokenizer: expected tokenizer.model (tiktoken ranks) or a "tiktoken_encoding" in tokenizer_config.json${hint}`,
   );
 }

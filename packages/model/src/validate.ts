@@ -1,7 +1,7 @@
 // Full validation of a model directory: config, weights (headers only) and tokenizer.
 import { readModelConfig, parameterCount, type ModelConfig } from "./config.js";
 import { ModelWeights } from "./weights.js";
-import { checkTokenizerFiles, type TokenizerInfo } from "./tokenizer-files.js";
+import { checkTokenizerFiles, type CheckTokenizerOptions, type TokenizerInfo } from "./tokenizer-files.js";
 import { UnsupportedDtypeError } from "./errors.js";
 import { safetensorsToTorchDtype, type SafetensorsDtype } from "./dtype.js";
 
@@ -23,7 +23,7 @@ export interface ModelDirReport {
  * Validates everything the executor and tokenizer need, reading only file headers. Throws the typed error of the
  * first problem (UnsupportedArchitectureError, MissingFileError, MissingTensorError, ShapeMismatchError, ...).
  */
-export function validateModelDir(dir: string): ModelDirReport {
+export function validateModelDir(dir: string, options: CheckTokenizerOptions = {}): ModelDirReport {
   const config = readModelConfig(dir);
   const weights = ModelWeights.open(dir);
   let dtypes: SafetensorsDtype[];
@@ -41,7 +41,7 @@ export function validateModelDir(dir: string): ModelDirReport {
   }
   const stored = safetensorsToTorchDtype(dtypes[0]);
   if (stored !== config.torchDtype) warnings.push(`config.json torch_dtype is ${config.torchDtype} but the weights are stored as ${stored}`);
-  const tokenizer = checkTokenizerFiles(dir, config);
+  const tokenizer = checkTokenizerFiles(dir, config, options);
   if (!tokenizer.hasChatTemplate) warnings.push("tokenizer_config.json has no chat_template (chat completions will not work)");
   if (config.eosTokenIds.length === 0) warnings.push("config.json has no eos_token_id");
   return {

@@ -27,8 +27,11 @@ export interface ConvertOptions {
   log?: (message: string) => void;
 }
 
+const ORIGINAL_TOKENIZER = "original/tokenizer.model";
+
 /** Optional files carried over when present. */
-const OPTIONAL_FILES = ["generation_config.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json"];
+// tokenizer.json is not a tokenizer we load, but @trtd/tokenizer reads its post_processor to learn whether BOS is added.
+const OPTIONAL_FILES = ["generation_config.json", "tokenizer_config.json", "tokenizer.model", "tokenizer.json", "special_tokens_map.json"];
 
 function linkOrCopy(src: string, dst: string, copy: boolean): "linked" | "copied" {
   if (!copy) {
@@ -57,29 +60,35 @@ export async function convertCheckpoint(src: string, out: string, options: Conve
     throw new ConvertError(ConvertErrorCode.OutputExists, `output directory ${out} exists and is not empty`);
   }
   log(`validating ${src}`);
-  const report = validateModelDir(src);
+  // Hugging Face Llama 3 repos keep the tiktoken ranks file as original/tokenizer.model (beside tokenizer.json).
+  const original = join(src, ORIGINAL_TOKENIZER);
+  const useOriginal = !existsSync(join(src, "tokenizer.model")) && existsSync(original);
+  if (useOriginal) log(`using ${ORIGINAL_TOKENIZER} as tokenizer.model`);
+  const report = validateModelDir(src, useOriginal ? { tokenizerModelPath: original } : {});
   await checkTokenizerLoads(src, report);
 
-  const files = [
+  // [source path relative to src, destination name]
+  const files: [string, string][] = [
     ...report.weightFiles,
     ...(report.indexFile ? [report.indexFile] : []),
     ...OPTIONAL_FILES.filter((f) => existsSync(join(src, f))),
-    "config.json", // last: its presence marks a complete directory
-  ];
-  const total = files.reduce((s, f) => s + statSync(join(src, f)).size, 0);
+  ].map((f) => [f, f]);
+  if (useOriginal) files.push([ORIGINAL_TOKENIZER, "tokenizer.model"]);
+  files.push(["config.json", "config.json"]); // last: its presence marks a complete directory
+  const total = files.reduce((s, [f]) => s + statSync(join(src, f)).size, 0);
   const createdOut = !existsSync(out);
   mkdirSync(out, { recursive: true });
   let done = 0;
   const how = new Set<string>();
   try {
-    for (const f of files) {
-      how.add(linkOrCopy(join(src, f), join(out, f), options.copy ?? false));
+    for (const [f, to] of files) {
+      how.add(linkOrCopy(join(src, f), join(out, to), options.copy ?? false));
       done += statSync(join(src, f)).size;
-      options.onProgress?.(done, total, f);
+      options.onProgress?.(done, total, to);
     }
   } catch (e) {
     // Leave nothing half-made behind.
-    for (const f of files) rmSync(join(out, f), { force: true });
+    for (const [, to] of files) rmSync(join(out, to), { force: true });
     if (createdOut) rmSync(out, { recursive: true, force: true });
     throw e;
   }

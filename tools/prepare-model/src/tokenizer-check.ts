@@ -18,7 +18,7 @@ export async function checkTokenizerLoads(dir: string, report: ModelDirReport): 
   let enc: Tiktoken | undefined;
   try {
     if (report.tokenizer.kind === "tiktoken-file") {
-      enc = new Tiktoken(readFileSync(join(dir, "tokenizer.model"), "utf8"), specials, LLAMA3_PATTERN);
+      enc = new Tiktoken(readFileSync(report.tokenizer.modelPath ?? join(dir, "tokenizer.model"), "utf8"), specials, LLAMA3_PATTERN);
     } else {
       const base = get_encoding(report.tokenizer.encoding as TiktokenEncoding);
       base.free();

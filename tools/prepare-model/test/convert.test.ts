@@ -75,6 +75,26 @@ describe("convert", () => {
     }
   });
 
+  it("takes Llama 3's original/tokenizer.model when the top level has only tokenizer.json", async () => {
+    const src = checkpoint();
+    mkdirSync(join(src, "original"));
+    writeFileSync(join(src, "original", "tokenizer.model"), readFileSync(join(src, "tokenizer.model")));
+    rmSync(join(src, "tokenizer.model"));
+    writeFileSync(join(src, "tokenizer.json"), "{}");
+    const out = join(tmp(), "llama3-layout");
+    const report = await convertCheckpoint(src, out);
+    expect(report.tokenizer).toMatchObject({ kind: "tiktoken-file", ranks: 261, modelPath: join(out, "tokenizer.model") });
+    expect(readFileSync(join(out, "tokenizer.model"), "utf8")).toBe(readFileSync(join(src, "original", "tokenizer.model"), "utf8"));
+    expect(readFileSync(join(out, "tokenizer.json"), "utf8")).toBe("{}"); // carried: its post_processor tells whether BOS is added
+    // Without it, the error says where to look.
+    const bare = checkpoint();
+    rmSync(join(bare, "tokenizer.model"));
+    writeFileSync(join(bare, "tokenizer.json"), "{}");
+    const e = await rejection(convertCheckpoint(bare, join(tmp(), "x")));
+    expect(e).toBeInstanceOf(TokenizerNotFoundError);
+    expect(e.message).toMatch(/tokenizer.json alone is not supported; Llama 3 checkpoints carry the ranks file as original\/tokenizer.model/);
+  });
+
   it("refuses a non-empty output directory", async () => {
     const src = checkpoint();
     const out = tmp();
