@@ -2,7 +2,7 @@
 // 1 prefill + 1 decode and as 2 aggregated decode workers, over a rate sweep; plus the frontend overhead.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, hostname, tmpdir, totalmem } from "node:os";
+import { cpus, hostname, loadavg, tmpdir, totalmem } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { parseFlags, parseRates, stringFlag, workloadFlagOptions, workloadFromFlags, numberFlag, type Workload } from "./cli-options.js";
 import { sendStreamingRequest } from "./client.js";
@@ -17,6 +17,8 @@ import { writeReport } from "./report-files.js";
 import { renderResultsPage } from "./results-page.js";
 import { metricsDelta, scrapeMetrics, type MetricsSnapshot } from "./server-metrics.js";
 import { runSweep, type SweepResult } from "./sweep.js";
+import { computeGoodput, type Goodput } from "./goodput.js";
+import { meetsSlo, type Slo } from "./stats.js";
 
 export const EXPERIMENT_USAGE = `usage: cli.ts experiment [flags]
 
@@ -24,11 +26,11 @@ Runs the same workload against the trtd stack twice, started by the launcher wit
 127.0.0.1 ports: 1 prefill + 1 decode worker (disaggregated), then 2 decode workers (aggregated). Each does a
 warm-up, the frontend-overhead measurement, then the rate sweep; everything is stopped by PID afterwards.
 
-  --model-dir DIR         [models/small] (made with tools/prepare-model when missing)
+  --model-dir DIR         [models/tiny] (made with tools/prepare-model when missing)
   --rates R1,R2,...       [0.5,1,2,3,4] requests/s
-  --num-requests N        [16] per rate (the same requests at every rate)
-  --input-len DIST        [uniform:384:640]   --output-len DIST [32]
-  --slo-ttft-ms MS        [2000]              --slo-tpot-ms MS [150]
+  --num-requests N        [20] per rate (the same requests at every rate)
+  --input-len DIST        [uniform:768:1024]  --output-len DIST [32]
+  --slo-ttft-ms MS        [1000]              --slo-tpot-ms MS [15]
   --time-limit S          [45] per rate        --request-timeout S [60]
   --threads N             [1] executor threads per worker
   --overhead-reps N       [8] (0 skips the frontend-overhead measurement)
@@ -36,6 +38,7 @@ warm-up, the frontend-overhead measurement, then the rate sweep; everything is s
   --launcher FILE         [apps/launcher/src/main.ts]
   --launcher-args "..."   extra flags passed to the launcher as is
   --startup-timeout S     [90]
+  --also-slo LIST         [400:50] more TTFT_MS:TPOT_MS pairs to compute goodput for from the same records
   --out DIR               [docs/benchmarks/serving]
   plus --arrival, --seed, --max-concurrency, --prompts-file, --goodput-target, --endpoint (see run)`;
 
@@ -182,6 +185,24 @@ function ensureModelDir(repoRoot: string, modelDir: string): void {
   if (r.status !== 0) throw new ServerStartupError(`tools/prepare-model ${name} failed (exit ${r.status})`);
 }
 
+/** "400:50,1000:20" → SLO pairs (TTFT ms : TPOT ms); "" → none. */
+export function parseSloList(s: string): Slo[] {
+  if (s.trim() === "") return [];
+  return s.split(",").map((pair) => {
+    const [t, p, extra] = pair.split(":").map((x) => Number(x));
+    if (extra !== undefined || !(t >= 0) || !(p >= 0)) throw new InvalidOptionError(`--also-slo wants TTFT_MS:TPOT_MS pairs, got "${pair}"`);
+    return { ttftMs: t, tpotMs: p };
+  });
+}
+
+/** Goodput of a finished sweep under another SLO, recomputed from its per-request records. */
+export function goodputFor(sweep: SweepResult, slo: Slo, target = sweep.goodput.target): Goodput {
+  return computeGoodput(
+    sweep.points.map((p) => ({ rate: p.rate, attainment: p.records.length ? p.records.filter((r) => meetsSlo(r, slo)).length / p.records.length : 0 })),
+    target,
+  );
+}
+
 /** Runs the overhead measurement, or says why there is none: skipped, or the error (the sweep still runs). */
 async function overheadOrReason(reps: number, measure: () => Promise<FrontendOverhead>): Promise<{ overhead?: FrontendOverhead; overheadError?: string }> {
   if (reps === 0) return { overheadError: "skipped (--overhead-reps 0)" };
@@ -216,13 +237,14 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
     launcher: { type: "string" },
     "launcher-args": { type: "string" },
     "startup-timeout": { type: "string" },
+    "also-slo": { type: "string" },
   });
   const repoRoot = resolve(process.cwd());
-  const modelDir = resolve(stringFlag(flags, "model-dir", "models/small"));
+  const modelDir = resolve(stringFlag(flags, "model-dir", "models/tiny"));
   const launcher = resolve(stringFlag(flags, "launcher", "apps/launcher/src/main.ts"));
   if (!existsSync(launcher)) throw new InvalidOptionError(`launcher ${launcher} not found (run from the repository root)`);
   const rates = parseRates(stringFlag(flags, "rates", "0.5,1,2,3,4"));
-  const w = workloadFromFlags(flags, { numRequests: 16, inputLen: "uniform:384:640", outputLen: "32", sloTtftMs: 2000, sloTpotMs: 150, timeLimitS: 45 });
+  const w = workloadFromFlags(flags, { numRequests: 20, inputLen: "uniform:768:1024", outputLen: "32", sloTtftMs: 1000, sloTpotMs: 15, timeLimitS: 45 });
   const executor: ExecutorSettings = {
     threads: numberFlag(flags, "threads", 1, { min: 1, integer: true }),
     maxBatchSize: 64,
@@ -235,6 +257,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
   for (const k of keys) if (!(k in ARRANGEMENTS)) throw new InvalidOptionError(`unknown arrangement "${k}" (disagg | agg)`);
   const out = resolve(stringFlag(flags, "out", "docs/benchmarks/serving"));
   const startupTimeoutMs = numberFlag(flags, "startup-timeout", 90, { min: 1 }) * 1000;
+  const alsoSlos = parseSloList(stringFlag(flags, "also-slo", "400:50"));
   const extraArgs = typeof flags["launcher-args"] === "string" ? flags["launcher-args"].split(/\s+/).filter(Boolean) : [];
   ensureModelDir(repoRoot, modelDir);
   mkdirSync(out, { recursive: true });
@@ -242,6 +265,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
   mkdirSync(logDir, { recursive: true });
 
   const started = new Date();
+  const loadAtStart = loadavg().map((v) => Math.round(v * 100) / 100);
   const t0 = performance.now();
   const overheadPrompt = randomText(createRandom(w.seed + 1), Math.round(w.requests.reduce((n, r) => n + (r.targetInputTokens ?? 0), 0) / w.requests.length) || 256);
   const results: ArrangementResult[] = [];
@@ -261,7 +285,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
         const ts = performance.now();
         const { baseUrl } = await startStack(a, { repoRoot, launcher, modelDir, executor, extraArgs, startupTimeoutMs, logDir }, h);
         const model = await servedModelName(baseUrl);
-        await warmUp(baseUrl, model, w, 2, startupTimeoutMs);
+        await warmUp(baseUrl, model, w, 4, startupTimeoutMs);
         const startupS = (performance.now() - ts) / 1000;
         process.stderr.write(`[${a.name}] up at ${baseUrl} (model ${model}) in ${startupS.toFixed(1)} s; frontend overhead...\n`);
         const { overhead, overheadError } = await overheadOrReason(overheadReps, () =>
@@ -306,7 +330,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
     process.off("SIGTERM", onSignal);
   }
 
-  const machine = machineDescription();
+  const machine = { ...machineDescription(), loadAverageAtStart: loadAtStart, loadAverageAtEnd: loadavg().map((v) => Math.round(v * 100) / 100) };
   const meta = {
     tool: "@trtd/bench experiment",
     date: started.toISOString(),
@@ -325,6 +349,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
       servedModel: r.servedModel,
       startupS: r.startupS,
       goodput: r.sweep.goodput,
+      goodputUnderOtherSlos: alsoSlos.map((slo) => ({ slo, goodput: goodputFor(r.sweep, slo) })),
       frontendOverhead: r.overhead ?? null,
       frontendOverheadError: r.overheadError ?? null,
     })),

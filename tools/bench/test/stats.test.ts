@@ -123,3 +123,35 @@ group("server metrics", () => {
     expect(metricsDelta(before, undefined)).toBeUndefined();
   });
 });
+
+import { goodputFor, parseSloList } from "../src/experiment.js";
+
+group("goodput under another SLO", () => {
+  it("is recomputed from the records of each rate", () => {
+    const pt = (rate: number, ttfts: number[]) => ({
+      rate,
+      arrival: "poisson" as const,
+      maxConcurrency: null,
+      summary: {} as never,
+      records: ttfts.map((t, i) => rec({ index: i, ttftMs: t, tpotMs: 10 })),
+    });
+    const sweep = {
+      slo: { ttftMs: 1000, tpotMs: 50 },
+      goodput: { target: 0.9, sweptRate: 2, interpolatedRate: 2, saturated: true },
+      points: [pt(1, [100, 100, 100, 100]), pt(2, [100, 100, 100, 500])],
+    };
+    expect(goodputFor(sweep, { ttftMs: 1000, tpotMs: 50 })).toMatchObject({ sweptRate: 2, saturated: true });
+    // Under 400 ms the second rate meets 75%: goodput 1, interpolated 1 + (1 - 0.9) / (1 - 0.75) = 1.4
+    const g = goodputFor(sweep, { ttftMs: 400, tpotMs: 50 });
+    expect(g.sweptRate).toBe(1);
+    expect(g.interpolatedRate).toBeCloseTo(1.4, 10);
+    expect(goodputFor(sweep, { ttftMs: 400, tpotMs: 5 }).sweptRate).toBe(0);
+  });
+
+  it("parses TTFT:TPOT pairs and rejects malformed ones", () => {
+    expect(parseSloList("400:50, 1000:20")).toEqual([{ ttftMs: 400, tpotMs: 50 }, { ttftMs: 1000, tpotMs: 20 }]);
+    expect(parseSloList("")).toEqual([]);
+    expect(() => parseSloList("400")).toThrow(/TTFT_MS:TPOT_MS/);
+    expect(() => parseSloList("1:2:3")).toThrow(/TTFT_MS:TPOT_MS/);
+  });
+});
