@@ -132,3 +132,36 @@ describe("decode worker", () => {
     expectIdle(decode);
   });
 });
+
+describe("decode worker - graceful stop", () => {
+  it("stops taking work, finishes what it holds, then releases the executor", async () => {
+    const p2 = createInProcessPlane();
+    const w = await startDecodeWorker({ plane: p2, executor });
+    const client = p2.endpoint(Endpoints.namespace, "decode", "generate").client<DecodeRequest, DecodeChunk>();
+    try {
+      const held = (async () => {
+        const out: DecodeChunk[] = [];
+        for await (const c of client.generate(request(PROMPT, { maxTokens: 200 }), { instanceId: w.instanceId })) out.push(c);
+        return out;
+      })();
+      await until(() => w.executor.stats().activeRequests === 1, 5000);
+      const stopped = w.stop(20_000);
+      // While draining, new work is refused.
+      const refused = await (async () => {
+        for await (const _ of client.generate(request(PROMPT, { maxTokens: 2 }), { instanceId: w.instanceId, timeoutMs: 3000 })) return "served";
+        return "empty";
+      })().catch((e) => e);
+      expect(refused).toBeInstanceOf(Error);
+      expect(["no_responders", "closed"]).toContain(refused.code);
+      const chunks = await held;
+      expect(chunks.at(-1)!.finishReason).toBe("length");
+      expect(tokensOf(chunks)).toHaveLength(200);
+      await stopped;
+      expect(() => w.executor.stats()).toThrow();
+    } finally {
+      client.close();
+      await w.stop(1000);
+      await p2.close();
+    }
+  });
+});
