@@ -482,10 +482,21 @@ trtd_status trtd_executor_create(const char* model_dir, const trtd_executor_conf
     {
         ec.setMaxQueueSize(cfg.max_queued_requests);
     }
-    if (cfg.device_id >= 0)
+    // TRTD_TRTLLM_DEVICE_ID picks the GPU per worker process without app flags. Prefer it to CUDA_VISIBLE_DEVICES:
+    // UCX moves KV over CUDA IPC / NVLink only between GPUs both processes can see.
+    int32_t deviceId = cfg.device_id;
+    if (auto env = envInt("TRTD_TRTLLM_DEVICE_ID"))
+    {
+        if (*env < 0 || *env > 1024)
+        {
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "TRTD_TRTLLM_DEVICE_ID must be a GPU ordinal");
+        }
+        deviceId = static_cast<int32_t>(*env);
+    }
+    if (deviceId >= 0)
     {
         tle::ParallelConfig parallel;
-        parallel.setDeviceIds({cfg.device_id});
+        parallel.setDeviceIds({deviceId});
         ec.setParallelConfig(parallel);
     }
 
