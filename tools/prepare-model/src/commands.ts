@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { generateModel, isTorchDtype, ModelError, validateModelDir, writeModelDir, type ModelDirReport, type TorchDtype } from "@trtd/model";
 import { createProgressBar } from "./progress.js";
-import { convertCheckpoint } from "./convert.js";
+import { convertCheckpoint, ConvertError } from "./convert.js";
 import { checkTokenizerLoads } from "./tokenizer-check.js";
 
 export const USAGE = `Usage: prepare-model <command> [options]
@@ -109,7 +109,8 @@ export async function runCli(argv: string[]): Promise<number> {
     }
   } catch (e) {
     const err = e as Error;
-    if (err instanceof UsageError || (err as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" || (err as { code?: string }).code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+    const code = (err as { code?: unknown }).code;
+    if (err instanceof UsageError || (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS_"))) {
       process.stderr.write(`prepare-model: ${err.message}\n\n${USAGE}`);
       return 1;
     }
@@ -120,5 +121,3 @@ export async function runCli(argv: string[]): Promise<number> {
     return 1;
   }
 }
-
-import { ConvertError } from "./convert.js";

@@ -2,7 +2,7 @@
 // into the executor's model directory. The HF layout is the executor's format, so nothing is rewritten.
 import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { validateModelDir, type ModelDirReport } from "@trtd/model";
+import { MissingFileError, validateModelDir, type ModelDirReport } from "@trtd/model";
 import { checkTokenizerLoads } from "./tokenizer-check.js";
 
 export const ConvertErrorCode = {
@@ -53,7 +53,8 @@ function linkOrCopy(src: string, dst: string, copy: boolean): "linked" | "copied
  */
 export async function convertCheckpoint(src: string, out: string, options: ConvertOptions = {}): Promise<ModelDirReport> {
   const log = options.log ?? (() => {});
-  if (existsSync(out) && statSync(out).isDirectory() && statSync(src).ino === statSync(out).ino) {
+  if (!existsSync(src) || !statSync(src).isDirectory()) throw new MissingFileError(src, `checkpoint directory ${src} does not exist`);
+  if (existsSync(out) && statSync(out).ino === statSync(src).ino && statSync(out).dev === statSync(src).dev) {
     throw new ConvertError(ConvertErrorCode.SameDirectory, `--out ${out} is the checkpoint directory itself`);
   }
   if (existsSync(out) && readdirSync(out).length > 0) {

@@ -95,6 +95,15 @@ describe("convert", () => {
     expect(e.message).toMatch(/tokenizer.json alone is not supported; Llama 3 checkpoints carry the ranks file as original\/tokenizer.model/);
   });
 
+  it("refuses a missing source and converting a directory onto itself", async () => {
+    const missing = await rejection(convertCheckpoint(join(tmp(), "nope"), join(tmp(), "o")));
+    expect(missing).toBeInstanceOf(MissingFileError);
+    expect(missing.message).toMatch(/checkpoint directory .*nope does not exist/);
+    const src = checkpoint();
+    const same = await rejection(convertCheckpoint(src, src));
+    expect(same).toHaveProperty("code", "SAME_DIRECTORY");
+  });
+
   it("refuses a non-empty output directory", async () => {
     const src = checkpoint();
     const out = tmp();
