@@ -1,7 +1,7 @@
 // nx run trtllm:bench: prefill and decode tokens/s of the reference executor at batch 1, 8 and 32 on
 // models/tiny and models/small, against a memory-bandwidth roofline measured in the same run
 // (fp32 weight bytes read per decode step / measured memcpy bandwidth). Last line: one JSON object.
-import { cpus, totalmem } from "node:os";
+import { cpus, loadavg, totalmem } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 // @ts-expect-error: plain ESM helper without types
 import { ensureModel, ensureNative } from "../../../tools/scripts/assets.mjs";
@@ -87,7 +87,8 @@ async function decode(ex: Executor, batch: number, tokens: number): Promise<{ tp
 async function main() {
   ensureNative();
   const bandwidth = memcpyBandwidth();
-  console.log(`memcpy traffic (read + write): ${(bandwidth / 1e9).toFixed(2)} GB/s; ${THREADS} compute threads; ${cpus()[0]?.model ?? "cpu"}`);
+  const loadAtStart = loadavg()[0];
+  console.log(`memcpy traffic (read + write): ${(bandwidth / 1e9).toFixed(2)} GB/s; ${THREADS} compute threads; ${cpus()[0]?.model ?? "cpu"}; load average ${loadAtStart.toFixed(2)}`);
   const results: Record<string, unknown>[] = [];
   for (const size of ["tiny", "small"] as const) {
     const dir = ensureModel(size) as string;
@@ -129,6 +130,7 @@ async function main() {
       date: new Date().toISOString(),
       machine: `${cpus().length} cores (${cpus()[0]?.model ?? "?"}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
       threads: THREADS,
+      loadAverage1m: Math.round(loadavg()[0] * 100) / 100,
       memcpyTrafficGBs: Math.round((bandwidth / 1e9) * 100) / 100,
       results,
     }),

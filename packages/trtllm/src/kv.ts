@@ -2,7 +2,8 @@
 // generation-only request). Segments are zero-copy views of the executor's memory: valid until release() /
 // abort() / consumption by generate(), or the executor's close(). Never touch a view after that.
 import { ExecutorClosedError, InvalidStateError, InvalidArgumentError } from "./errors.js";
-import { decodeSegments, koffi, SEGMENT_SIZE, type NativeLib } from "./native.js";
+import koffi from "koffi";
+import { decodeSegments, SEGMENT_SIZE, type NativeLib } from "./native.js";
 
 /** What KvExport and KvImport need from their executor (kept narrow to avoid an import cycle). */
 export interface KvOwner {

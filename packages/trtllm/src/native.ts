@@ -150,7 +150,7 @@ export function loadLibrary(path: string): NativeLib {
       `executor library not found: ${path} (build it with "npm run build:native", or set TRTD_EXECUTOR_LIB)`,
     );
   }
-  let lib: koffi.IKoffiLib;
+  let lib: ReturnType<typeof koffi.load>;
   try {
     lib = koffi.load(path);
   } catch (cause) {
@@ -210,4 +210,3 @@ export function decodeResponse(buf: Buffer, index: number): {
   return koffi.decode(buf, index * RESPONSE_SIZE, T.response);
 }
 
-export { koffi };

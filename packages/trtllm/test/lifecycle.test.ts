@@ -67,7 +67,7 @@ describe("lifecycle", () => {
     // 10 blocks of 16 tokens; each request needs 6 (prompt 40 + 50 new - 1 = 89 tokens): one at a time.
     const ex = exec({ kvBlockCount: 10, kvTokensPerBlock: 16 });
     const reqs = [1, 2, 3].map((i) => ({ prompt: prompt(40, 10 + i), maxNewTokens: 50 }));
-    const alone = [];
+    const alone: { tokens: number[] }[] = [];
     for (const r of reqs) alone.push(await run(ex, r));
     const streams = reqs.map((r) => ex.generate(r));
     // Once the first is admitted, the other two wait: 6 + 6 blocks exceed the pool of 10.
