@@ -18,6 +18,8 @@ export interface TokenizerDefinition {
   addedTokens: Map<number, AddedToken>;
   bosToken: string | undefined;
   eosToken: string | undefined;
+  /** Other special-token variables templates may use (`pad_token`, `unk_token`). */
+  templateTokens?: Record<string, string>;
   addBos: boolean;
   /** EOS ids named by generation_config.json / config.json, besides `eosToken`. */
   extraEosTokenIds: number[];

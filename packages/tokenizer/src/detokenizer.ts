@@ -86,6 +86,9 @@ export class IncrementalDetokenizer {
    */
   push(ids: ArrayLike<number>): DetokenizerOutput {
     if (this.#state === "flushed") throw new DetokenizerFinishedError("flushed");
+    if (typeof ids !== "object" || ids === null || typeof ids.length !== "number") {
+      throw new InvalidOptionsError("push() takes an array of token ids");
+    }
     if (this.#state === "stopped") return { text: "" };
     // Look every id up before changing state, so a bad id leaves the detokenizer as it was.
     for (let i = 0; i < ids.length; i++) this.#source.tokenBytes(ids[i]!); // throws InvalidTokenIdError

@@ -126,6 +126,11 @@ export function readModelDir(dir: string): TokenizerDefinition {
 
   const bosToken = tokenText(config?.bos_token, "bos_token");
   const eosToken = tokenText(config?.eos_token, "eos_token");
+  const templateTokens: Record<string, string> = {};
+  for (const field of ["pad_token", "unk_token"]) {
+    const text = tokenText(config?.[field], field);
+    if (text !== undefined) templateTokens[field] = text;
+  }
   const addBosRaw = config?.add_bos_token;
   if (addBosRaw !== undefined && typeof addBosRaw !== "boolean") throw new ModelDirError("add_bos_token must be a boolean");
   const addBos = addBosRaw ?? postProcessorAddsBos(tokJson, bosToken);
@@ -142,6 +147,7 @@ export function readModelDir(dir: string): TokenizerDefinition {
     addedTokens: added,
     bosToken,
     eosToken,
+    templateTokens,
     addBos,
     extraEosTokenIds: eosIdsFromFiles,
     extraEosTokens: [],

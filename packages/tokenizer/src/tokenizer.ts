@@ -12,6 +12,7 @@ import {
 } from "./encodings.js";
 import { EncodeWorker } from "./encode-worker.js";
 import {
+  InvalidOptionsError,
   InvalidTokenIdError,
   SpecialTokenNotAllowedError,
   SpecialTokensError,
@@ -111,6 +112,7 @@ export class Tokenizer {
   readonly #kinds: Uint8Array;
   readonly #alwaysAllowed: string[];
   readonly #specialTexts: string[];
+  readonly #templateTokens: Record<string, string>;
   readonly #bytesCache: Array<Uint8Array | undefined>;
   readonly #textCache: Array<string | null | undefined>;
   #template: ChatTemplate | undefined;
@@ -170,6 +172,7 @@ export class Tokenizer {
       return id;
     };
     this.bosToken = def.bosToken;
+    this.#templateTokens = { ...def.templateTokens };
     this.bosTokenId = idOf(def.bosToken, "bos_token");
     this.addBos = def.addBos && this.bosTokenId !== undefined;
     const eos: number[] = [];
@@ -214,8 +217,15 @@ export class Tokenizer {
     return this.#enc;
   }
 
-  #tiktokenArgs(options: EncodeOptions): [allowed: "all" | string[], disallowed: "all" | string[]] {
+  #tiktokenArgs(text: unknown, options: EncodeOptions): [allowed: "all" | string[], disallowed: "all" | string[]] {
+    // Checked here: the WASM module answers wrong types with `RuntimeError: memory access out of bounds`.
+    if (typeof text !== "string") throw new InvalidOptionsError(`text to encode must be a string, got ${typeof text}`);
     const a = options.allowedSpecial;
+    if (a !== undefined && a !== "all" && !(Array.isArray(a) && a.every((x) => typeof x === "string"))) {
+      throw new InvalidOptionsError('allowedSpecial must be "all" or an array of strings');
+    }
+    const d = options.disallowedSpecial;
+    if (d !== undefined && d !== "error" && d !== "text") throw new InvalidOptionsError('disallowedSpecial must be "error" or "text"');
     const allowed = a === "all" ? "all" : [...this.#alwaysAllowed, ...(a ?? [])];
     return [allowed, options.disallowedSpecial === "text" ? [] : "all"];
   }
@@ -230,7 +240,7 @@ export class Tokenizer {
   /** Text → token ids. Runs on the calling thread; for long user input prefer `encodeAsync`. */
   encode(text: string, options: EncodeOptions = {}): number[] {
     const enc = this.#encoder();
-    const [allowed, disallowed] = this.#tiktokenArgs(options);
+    const [allowed, disallowed] = this.#tiktokenArgs(text, options);
     let ids: Uint32Array;
     try {
       ids = enc.encode(text, allowed, disallowed);
@@ -246,9 +256,9 @@ export class Tokenizer {
    */
   async encodeAsync(text: string, options: EncodeAsyncOptions = {}): Promise<number[]> {
     this.#encoder();
+    const [allowed, disallowed] = this.#tiktokenArgs(text, options);
     if (text.length < ASYNC_ENCODE_THRESHOLD_CHARS) return this.encode(text, options);
     this.#worker ??= new EncodeWorker(this.#spec);
-    const [allowed, disallowed] = this.#tiktokenArgs(options);
     let ids: Uint32Array;
     try {
       ids = await this.#worker.encode(text, allowed, disallowed, options.timeoutMs ?? 30_000, options.signal);
@@ -265,6 +275,9 @@ export class Tokenizer {
   }
 
   #checkedIds(ids: ArrayLike<number>, skipSpecial: boolean): Uint32Array {
+    if (typeof ids !== "object" || ids === null || typeof ids.length !== "number") {
+      throw new InvalidOptionsError("token ids must be an array of numbers");
+    }
     const kinds = this.#kinds;
     const out = new Uint32Array(ids.length);
     let n = 0;
@@ -358,7 +371,7 @@ export class Tokenizer {
     this.#encoder();
     const eos = this.eosTokenIds[0];
     const eosText = eos === undefined ? undefined : [...this.specialTokens].find(([, id]) => id === eos)?.[0];
-    return this.#chatTemplate().render(messages, { bos_token: this.bosToken ?? "", eos_token: eosText }, options);
+    return this.#chatTemplate().render(messages, { ...this.#templateTokens, bos_token: this.bosToken ?? "", eos_token: eosText }, options);
   }
 
   /**

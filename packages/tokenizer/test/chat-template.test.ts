@@ -128,6 +128,17 @@ describe("messages and template errors", () => {
     }
   });
 
+  it("passes the config's pad_token and eos_token to the template", () => {
+    const t = Tokenizer.fromModelDir(
+      dirs.make(chatmlModelFiles({ pad_token: "<|endoftext|>", chat_template: "{{ eos_token }}|{{ pad_token }}|{{ bos_token }}" })),
+    );
+    try {
+      expect(t.applyChatTemplate([])).toBe("<|im_end|>|<|endoftext|>|");
+    } finally {
+      t.free();
+    }
+  });
+
   it("passes tools and extra variables to the template", () => {
     const t = Tokenizer.fromEncoding("cl100k_base", { chatTemplate: "{{ tools | length }} {{ date_string }}" });
     try {

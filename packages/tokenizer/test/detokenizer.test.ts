@@ -174,6 +174,7 @@ describe("detokenizer misuse", () => {
     expect(d.push([a]).text).toBe("");
     expect(() => d.push([...rest, 15339, tok.vocabSize])).toThrow(InvalidTokenIdError);
     expect(d.tokenCount).toBe(1); // the refused batch left no trace
+    expect(() => d.push(5 as unknown as number[])).toThrow(InvalidOptionsError);
     expect(d.push(rest).text).toBe("🦜");
     expect(d.push([15339]).text).toBe("hello");
     expect(d.flush().text).toBe("");

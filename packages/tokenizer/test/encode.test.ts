@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { getEncoding } from "js-tiktoken";
 import {
+  InvalidOptionsError,
   InvalidTokenIdError,
   SpecialTokenNotAllowedError,
   Tokenizer,
@@ -142,6 +143,19 @@ describe("token ids", () => {
     expect(() => tok.validateTokenIds([0, 100300, 100351])).not.toThrow();
     // the encoder still works after refused input
     expect(tok.decode(tok.encode("still fine"))).toBe("still fine");
+  });
+
+  it("answers wrong argument types with InvalidOptionsError, not a WASM fault", async () => {
+    for (const bad of [undefined, 5, null, {}]) {
+      expect(() => tok.encode(bad as unknown as string)).toThrow(InvalidOptionsError);
+      await expect(tok.encodeAsync(bad as unknown as string)).rejects.toBeInstanceOf(InvalidOptionsError);
+    }
+    expect(() => tok.encode("x", { allowedSpecial: "some" as unknown as "all" })).toThrow(InvalidOptionsError);
+    expect(() => tok.encode("x", { allowedSpecial: [1] as unknown as string[] })).toThrow(InvalidOptionsError);
+    expect(() => tok.encode("x", { disallowedSpecial: "ignore" as unknown as "text" })).toThrow(InvalidOptionsError);
+    expect(() => tok.decode(5 as unknown as number[])).toThrow(InvalidOptionsError);
+    expect(() => tok.decode(["1"] as unknown as number[])).toThrow(InvalidTokenIdError);
+    expect(tok.encode("still fine")).toEqual([44466, 7060]);
   });
 
   it("throws TokenizerFreedError after free(), and free() is idempotent", () => {
