@@ -25,7 +25,8 @@ const args = [
   "--model-dir", join(repoRoot, "models/tiny"),
   ...process.argv.slice(2),
 ];
-const child = spawn(process.execPath, args, { stdio: "inherit", cwd: repoRoot });
+// TRTD_PARENT_PID: the launcher stops on its own if this script dies without passing a signal on.
+const child = spawn(process.execPath, args, { stdio: "inherit", cwd: repoRoot, env: { ...process.env, TRTD_PARENT_PID: String(process.pid) } });
 // The launcher handles SIGINT/SIGTERM itself (graceful stop); pass them on and exit with it.
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => child.kill(sig));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

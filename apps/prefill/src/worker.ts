@@ -1,4 +1,5 @@
 // A prefill worker: an executor, a KV offer server, the prefill endpoint on the request plane, published load.
+import { networkInterfaces } from "node:os";
 import { serveWorker, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
 import { KvOfferServer, layoutFromExecutor } from "@trtd/kv-transfer";
 import type { RequestPlane } from "@trtd/request-plane";
@@ -29,7 +30,7 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
     offers = await KvOfferServer.start({
       layout: layoutFromExecutor(executor.kvLayout()),
       host: o.kvHost ?? "127.0.0.1",
-      advertiseHost: o.kvAdvertiseHost,
+      advertiseHost: o.kvAdvertiseHost ?? defaultAdvertiseHost(o.kvHost ?? "127.0.0.1"),
       ...(nats ? { nats: { connection: nats } } : {}),
     });
     const off = offers;
@@ -62,4 +63,14 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
     await executor.close();
     throw err;
   }
+}
+
+/** Listening on a wildcard address, decode workers on other hosts (or containers) need a reachable address:
+ * the first external IPv4 address, rather than a hostname other hosts may not resolve. */
+function defaultAdvertiseHost(host: string): string | undefined {
+  if (host !== "0.0.0.0" && host !== "::") return undefined;
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
+  }
+  return undefined;
 }

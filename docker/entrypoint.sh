@@ -1,0 +1,10 @@
+#!/bin/sh
+# trtd <api|prefill|decode|launcher> [flags...]: runs apps/<name>/src/main.ts with tsx (same flags as `nx run <name>:serve`).
+set -e
+app="$1"
+case "$app" in
+  api|prefill|decode|launcher) shift ;;
+  *) echo "usage: trtd <api|prefill|decode|launcher> [flags...]" >&2; exit 2 ;;
+esac
+cd /trtd
+exec node --import tsx --conditions=source "apps/$app/src/main.ts" "$@"
