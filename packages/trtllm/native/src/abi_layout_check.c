@@ -1,0 +1,16 @@
+/* Compiled as C99 into the library: the header must be plain C, and the struct sizes below are the ones the
+ * koffi binding (src/native.ts) declares. A change here is an ABI change: bump TRTD_ABI_VERSION. */
+#include "../../include/trtd_executor.h"
+
+#define TRTD_CHECK_SIZE(type, size) typedef char trtd_check_##type[(sizeof(type) == (size)) ? 1 : -1]
+
+TRTD_CHECK_SIZE(trtd_executor_config, 40);
+TRTD_CHECK_SIZE(trtd_model_info, 96);
+TRTD_CHECK_SIZE(trtd_sampling_params, 24);
+TRTD_CHECK_SIZE(trtd_context_phase_params, 32);
+TRTD_CHECK_SIZE(trtd_request, 72);
+TRTD_CHECK_SIZE(trtd_response, 232);
+TRTD_CHECK_SIZE(trtd_executor_stats, 56);
+TRTD_CHECK_SIZE(trtd_kv_layout, 64);
+TRTD_CHECK_SIZE(trtd_kv_segment, 24);
+TRTD_CHECK_SIZE(trtd_kv_export_info, 24);
