@@ -6,8 +6,9 @@ import { CodecError } from "./errors.js";
  * (token ids): they are packed as raw 4-byte integers after one scan proves every element is an int32,
  * and `Uint8Array` payloads travel as raw bytes instead of base64.
  */
-const T_NULL = 0, T_FALSE = 2, T_TRUE = 3, T_I32 = 4, T_F64 = 5, T_STR = 6, T_ARR = 7, T_OBJ = 8, T_BYTES = 9, T_I32ARR = 10;
-const MAGIC = 0xb1;
+const T_NULL = 0, T_FALSE = 2, T_TRUE = 3, T_I32 = 4, T_F64 = 5, T_STR = 6, T_ARR = 7, T_OBJ = 8, T_BYTES = 9, T_I32ARR = 10, T_U8 = 11;
+/** Format marker and version (lengths and counts are LEB128 varints). */
+const MAGIC = 0xb2;
 
 const te = new TextEncoder();
 const td = new TextDecoder("utf-8", { fatal: true });
@@ -29,32 +30,40 @@ class Writer {
     this.ensure(1);
     this.buf[this.pos++] = v;
   }
-  u32(v: number): void {
-    this.ensure(4);
-    this.view.setUint32(this.pos, v, true);
-    this.pos += 4;
+  /** Unsigned LEB128: 1 byte below 128, at most 5 for 32 bits. */
+  varint(v: number): void {
+    this.ensure(5);
+    while (v > 0x7f) {
+      this.buf[this.pos++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    this.buf[this.pos++] = v;
   }
   str(s: string): void {
-    // worst case 3 bytes per UTF-16 unit
-    this.ensure(4 + s.length * 3);
-    const start = this.pos + 4;
-    if (s.length <= 32) {
-      // short keys and codes: a plain loop beats TextEncoder's call overhead; falls back on non-ASCII
-      let i = 0;
-      for (; i < s.length; i++) {
-        const c = s.charCodeAt(i);
-        if (c > 0x7f) break;
-        this.buf[start + i] = c;
-      }
-      if (i === s.length) {
-        this.view.setUint32(this.pos, i, true);
-        this.pos = start + i;
+    const n = s.length;
+    if (n <= 32) {
+      // short keys and codes: a plain loop beats TextEncoder's call overhead
+      let ascii = true;
+      for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 0x7f) ascii = false;
+      if (ascii) {
+        this.ensure(1 + n);
+        this.buf[this.pos++] = n;
+        for (let i = 0; i < n; i++) this.buf[this.pos++] = s.charCodeAt(i);
         return;
       }
     }
-    const { written } = te.encodeInto(s, this.buf.subarray(start));
-    this.view.setUint32(this.pos, written, true);
-    this.pos = start + written;
+    const bytes = n < 43 ? -1 : Buffer.byteLength(s, "utf8");
+    if (bytes < 0) {
+      // at most 3 bytes per UTF-16 unit < 128: a one-byte length fits
+      this.ensure(1 + n * 3);
+      const { written } = te.encodeInto(s, this.buf.subarray(this.pos + 1));
+      this.buf[this.pos] = written;
+      this.pos += 1 + written;
+      return;
+    }
+    this.varint(bytes);
+    this.ensure(bytes);
+    this.pos += te.encodeInto(s, this.buf.subarray(this.pos)).written;
   }
 }
 
@@ -74,7 +83,11 @@ function write(w: Writer, v: unknown, depth: number): void {
     case "boolean":
       return w.u8(v ? T_TRUE : T_FALSE);
     case "number":
-      if ((v | 0) === v && !Object.is(v, -0)) {
+      if ((v & 0xff) === v && !Object.is(v, -0)) {
+        w.ensure(2);
+        w.buf[w.pos++] = T_U8;
+        w.buf[w.pos++] = v;
+      } else if ((v | 0) === v && !Object.is(v, -0)) {
         w.ensure(5);
         w.buf[w.pos++] = T_I32;
         w.view.setInt32(w.pos, v, true);
@@ -92,7 +105,7 @@ function write(w: Writer, v: unknown, depth: number): void {
     case "object": {
       if (v instanceof Uint8Array) {
         w.u8(T_BYTES);
-        w.u32(v.byteLength);
+        w.varint(v.byteLength);
         w.ensure(v.byteLength);
         w.buf.set(v, w.pos);
         w.pos += v.byteLength;
@@ -101,7 +114,7 @@ function write(w: Writer, v: unknown, depth: number): void {
       if (Array.isArray(v)) {
         if (isInt32Array(v)) {
           w.u8(T_I32ARR);
-          w.u32(v.length);
+          w.varint(v.length);
           w.ensure(v.length * 4);
           for (let i = 0; i < v.length; i++) {
             w.view.setInt32(w.pos, v[i] as number, true);
@@ -110,7 +123,7 @@ function write(w: Writer, v: unknown, depth: number): void {
           return;
         }
         w.u8(T_ARR);
-        w.u32(v.length);
+        w.varint(v.length);
         for (let i = 0; i < v.length; i++) write(w, v[i], depth + 1);
         return;
       }
@@ -118,7 +131,7 @@ function write(w: Writer, v: unknown, depth: number): void {
       let n = 0;
       for (const k of keys) if ((v as Record<string, unknown>)[k] !== undefined) n++;
       w.u8(T_OBJ);
-      w.u32(n);
+      w.varint(n);
       for (const k of keys) {
         const x = (v as Record<string, unknown>)[k];
         if (x === undefined) continue;
@@ -141,14 +154,18 @@ class Reader {
   need(n: number): void {
     if (this.pos + n > this.buf.length) throw new CodecError("binary decode: truncated message");
   }
-  u32(): number {
-    this.need(4);
-    const v = this.view.getUint32(this.pos, true);
-    this.pos += 4;
-    return v;
+  varint(): number {
+    let v = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      this.need(1);
+      const b = this.buf[this.pos++];
+      v += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return v;
+    }
+    throw new CodecError("binary decode: varint too long");
   }
   str(): string {
-    const n = this.u32();
+    const n = this.varint();
     this.need(n);
     const b = this.buf;
     const start = this.pos;
@@ -156,7 +173,11 @@ class Reader {
     if (n <= 32) {
       let ascii = true;
       for (let i = start; i < start + n; i++) if (b[i] > 0x7f) ascii = false;
-      if (ascii) return String.fromCharCode.apply(null, b.subarray(start, start + n) as unknown as number[]);
+      if (ascii) {
+        let out = "";
+        for (let i = start; i < start + n; i++) out += String.fromCharCode(b[i]);
+        return out;
+      }
     }
     return td.decode(b.subarray(start, start + n));
   }
@@ -173,6 +194,9 @@ function read(r: Reader, depth: number): unknown {
       return false;
     case T_TRUE:
       return true;
+    case T_U8:
+      r.need(1);
+      return r.buf[r.pos++];
     case T_I32: {
       r.need(4);
       const v = r.view.getInt32(r.pos, true);
@@ -188,14 +212,14 @@ function read(r: Reader, depth: number): unknown {
     case T_STR:
       return r.str();
     case T_BYTES: {
-      const n = r.u32();
+      const n = r.varint();
       r.need(n);
       const out = r.buf.slice(r.pos, r.pos + n); // copy: the message buffer may be reused by the transport
       r.pos += n;
       return out;
     }
     case T_I32ARR: {
-      const n = r.u32();
+      const n = r.varint();
       r.need(n * 4);
       const out = new Array<number>(n);
       for (let i = 0; i < n; i++) out[i] = r.view.getInt32(r.pos + i * 4, true);
@@ -203,14 +227,14 @@ function read(r: Reader, depth: number): unknown {
       return out;
     }
     case T_ARR: {
-      const n = r.u32();
+      const n = r.varint();
       if (n > r.buf.length) throw new CodecError("binary decode: bad array length");
       const out = new Array<unknown>(n);
       for (let i = 0; i < n; i++) out[i] = read(r, depth + 1);
       return out;
     }
     case T_OBJ: {
-      const n = r.u32();
+      const n = r.varint();
       if (n > r.buf.length) throw new CodecError("binary decode: bad object size");
       const out: Record<string, unknown> = {};
       for (let i = 0; i < n; i++) {
