@@ -132,7 +132,15 @@ struct trtd_executor
     std::unordered_map<tle::IdType, trtd_request_id> byEngineId;
     std::deque<trtd_request_id> readyOrder;
     std::unordered_map<trtd_request_id, Pending> ready;
-    std::unordered_map<trtd_request_id, std::vector<uint8_t>> contextStates;  // finished context-only requests
+    // Finished context-only requests' states, until kv_export_release or until TensorRT-LLM has dropped their KV
+    // (kvTransferTimeoutMs): past that the state is useless, so the poller drops it even if nobody releases it.
+    struct ContextState
+    {
+        std::vector<uint8_t> bytes;
+        std::chrono::steady_clock::time_point expiresAt;
+    };
+    std::unordered_map<trtd_request_id, ContextState> contextStates;
+    std::chrono::milliseconds contextStateTtl{kDefaultKvTransferTimeoutMs};
     uint64_t generatedTokens = 0;
     uint64_t promptTokens = 0;
     std::string pollerError;
@@ -249,7 +257,8 @@ void trtd_executor::merge(tle::Response const& response)
             byEngineId.erase(idIt);
             return;
         }
-        contextStates[id] = trtd_shim::encodeContextPhaseBlob(blob);
+        contextStates[id] = ContextState{trtd_shim::encodeContextPhaseBlob(blob),
+            std::chrono::steady_clock::now() + contextStateTtl};
         if (tokens.empty())
         {
             tokens.push_back(blob.firstGenTokens.front());
@@ -316,11 +325,16 @@ void trtd_executor::pollLoop()
             std::this_thread::sleep_for(kPollTimeout); // bounded retry; destroy stops the loop
             continue;
         }
+        std::lock_guard<std::mutex> lock(mu);
+        auto const now = std::chrono::steady_clock::now();
+        for (auto it = contextStates.begin(); it != contextStates.end();)
+        {
+            it = it->second.expiresAt <= now ? contextStates.erase(it) : std::next(it);
+        }
         if (responses.empty())
         {
             continue;
         }
-        std::lock_guard<std::mutex> lock(mu);
         bool const wasEmpty = readyOrder.empty();
         for (auto const& r : responses)
         {
@@ -434,8 +448,13 @@ trtd_status trtd_executor_create(const char* model_dir, const trtd_executor_conf
         return fail(TRTD_STATUS_INVALID_ARGUMENT, "TRTD_TRTLLM_CACHE_BACKEND must be UCX or NIXL, not " + backend);
     }
     // Bounds how long a finished context-only request keeps its KV blocks waiting for the generation side.
-    transceiver.setKvTransferTimeoutMs(
-        static_cast<int>(envInt("TRTD_TRTLLM_KV_TRANSFER_TIMEOUT_MS").value_or(kDefaultKvTransferTimeoutMs)));
+    long const transferTimeoutMs = envInt("TRTD_TRTLLM_KV_TRANSFER_TIMEOUT_MS").value_or(kDefaultKvTransferTimeoutMs);
+    if (transferTimeoutMs < 1 || transferTimeoutMs > 3600000)
+    {
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "TRTD_TRTLLM_KV_TRANSFER_TIMEOUT_MS must be in [1, 3600000]");
+    }
+    transceiver.setKvTransferTimeoutMs(static_cast<int>(transferTimeoutMs));
+    ex->contextStateTtl = std::chrono::milliseconds(transferTimeoutMs);
     if (auto maxTokens = envInt("TRTD_TRTLLM_TRANSCEIVER_MAX_TOKENS"); maxTokens && *maxTokens > 0)
     {
         transceiver.setMaxTokensInBuffer(static_cast<size_t>(*maxTokens));
@@ -887,16 +906,17 @@ trtd_status trtd_executor_context_phase_state(trtd_executor* executor, trtd_requ
         return fail(TRTD_STATUS_NOT_FOUND,
             "request " + std::to_string(id) + " is not a finished context-only request with state");
     }
-    *size_out = it->second.size();
+    std::vector<uint8_t> const& bytes = it->second.bytes;
+    *size_out = bytes.size();
     if (buffer == nullptr)
     {
         return TRTD_STATUS_OK;
     }
-    if (buffer_size < it->second.size())
+    if (buffer_size < bytes.size())
     {
         return fail(TRTD_STATUS_BUFFER_TOO_SMALL, "buffer smaller than the context phase state");
     }
-    std::memcpy(buffer, it->second.data(), it->second.size());
+    std::memcpy(buffer, bytes.data(), bytes.size());
     return TRTD_STATUS_OK;
 }
 
