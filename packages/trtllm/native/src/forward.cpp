@@ -90,29 +90,35 @@ void Forward::matmul(const float * x, int rows, int in, const float * w, int out
     // Parallel over output features in groups of 8 weight rows; each group is read once from memory and
     // applied to every row of the batch while it is in cache (weights are read once per step).
     const int groups = (out + 7) / 8;
+    // Rows in blocks of 64 (prefill chunks): a block of inputs stays in L2 while this thread's weight groups
+    // stream past it. Decode batches are one block, so there every weight is read once per step.
+    constexpr int kRowBlock = 64;
     auto body = [&](int g0, int g1) {
-        for (int g = g0; g < g1; ++g) {
-            const int j0 = g * 8, j1 = std::min(out, j0 + 8);
+        for (int rb = 0; rb < rows; rb += kRowBlock) {
+            const int re = std::min(rows, rb + kRowBlock);
+            for (int g = g0; g < g1; ++g) {
+                const int j0 = g * 8, j1 = std::min(out, j0 + 8);
 #if defined(__AVX2__) && defined(__FMA__)
-            const size_t ldx = size_t(in), ldw = size_t(in), ldy = size_t(out);
-            int r = 0;
-            for (; r + 4 <= rows; r += 4) {
-                int j = j0;
-                for (; j + 2 <= j1; j += 2) tile<4, 2>(x + r * ldx, ldx, w + j * ldw, ldw, in, y + r * ldy + j, ldy);
-                if (j < j1) tile<4, 1>(x + r * ldx, ldx, w + j * ldw, ldw, in, y + r * ldy + j, ldy);
-            }
-            for (; r < rows; ++r) {
-                int j = j0;
-                for (; j + 2 <= j1; j += 2) tile<1, 2>(x + r * ldx, ldx, w + j * ldw, ldw, in, y + r * ldy + j, ldy);
-                if (j < j1) tile<1, 1>(x + r * ldx, ldx, w + j * ldw, ldw, in, y + r * ldy + j, ldy);
-            }
+                const size_t ldx = size_t(in), ldw = size_t(in), ldy = size_t(out);
+                int r = rb;
+                for (; r + 4 <= re; r += 4) {
+                    int j = j0;
+                    for (; j + 2 <= j1; j += 2) tile<4, 2>(x + r * ldx, ldx, w + j * ldw, ldw, in, y + r * ldy + j, ldy);
+                    if (j < j1) tile<4, 1>(x + r * ldx, ldx, w + j * ldw, ldw, in, y + r * ldy + j, ldy);
+                }
+                for (; r < re; ++r) {
+                    int j = j0;
+                    for (; j + 2 <= j1; j += 2) tile<1, 2>(x + r * ldx, ldx, w + j * ldw, ldw, in, y + r * ldy + j, ldy);
+                    if (j < j1) tile<1, 1>(x + r * ldx, ldx, w + j * ldw, ldw, in, y + r * ldy + j, ldy);
+                }
 #else
-            for (int r = 0; r < rows; ++r) {
-                const float * xr = x + size_t(r) * size_t(in);
-                float * yr = y + size_t(r) * size_t(out);
-                for (int j = j0; j < j1; ++j) yr[j] = dot(w + size_t(j) * size_t(in), xr, in);
-            }
+                for (int r = rb; r < re; ++r) {
+                    const float * xr = x + size_t(r) * size_t(in);
+                    float * yr = y + size_t(r) * size_t(out);
+                    for (int j = j0; j < j1; ++j) yr[j] = dot(w + size_t(j) * size_t(in), xr, in);
+                }
 #endif
+            }
         }
     };
     if (double(rows) * out * in < 65536.0) body(0, groups);
