@@ -18,6 +18,8 @@ export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--gen
   --disagg-min-prompt-tokens N   shorter prompts run aggregated (api default)
   --max-restarts N               restarts of a crashed child before the launcher gives up (default 3)
   --ready-timeout-ms N           bound on bring-up (default 180000)
+  --prefill-env KEY=VALUE        environment for prefill workers only (repeatable; e.g. TRTD_TRTLLM_DEVICE_ID=0)
+  --decode-env KEY=VALUE         environment for decode workers only (repeatable)
   --max-batch-size N  --max-tokens-per-iteration N  --kv-tokens-per-block N  --kv-block-count N  --threads N`;
 
 export const launcherFlagOptions = {
@@ -35,6 +37,8 @@ export const launcherFlagOptions = {
   "disagg-min-prompt-tokens": { type: "string" },
   "max-restarts": { type: "string" },
   "ready-timeout-ms": { type: "string" },
+  "prefill-env": { type: "string", multiple: true },
+  "decode-env": { type: "string", multiple: true },
   help: { type: "boolean" },
   ...executorFlagOptions,
 } as const;
@@ -55,6 +59,8 @@ export interface LauncherCli {
   disaggMinPromptTokens?: number;
   maxRestarts: number;
   readyTimeoutMs: number;
+  /** Extra environment per worker role (e.g. a device per role). */
+  roleEnv: { prefill: Record<string, string>; decode: Record<string, string> };
   executor: ExecutorFlags;
   help: boolean;
 }
@@ -83,6 +89,7 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
       v["disagg-min-prompt-tokens"] === undefined ? undefined : intFlag(v["disagg-min-prompt-tokens"], "disagg-min-prompt-tokens", { min: 0, fallback: 0 }),
     maxRestarts: intFlag(v["max-restarts"], "max-restarts", { min: 0, fallback: 3 }),
     readyTimeoutMs: intFlag(v["ready-timeout-ms"], "ready-timeout-ms", { min: 1, fallback: 180_000 }),
+    roleEnv: { prefill: envPairs(v["prefill-env"], "prefill-env"), decode: envPairs(v["decode-env"], "decode-env") },
     executor: { ...ex, modelDir: resolve(ex.modelDir) },
     help: v.help === true,
   };
@@ -106,4 +113,14 @@ export function apiArgv(cli: LauncherCli, requestPlaneUri: string): string[] {
   if (cli.apiKey) a.push("--api-key", cli.apiKey);
   if (cli.disaggMinPromptTokens !== undefined) a.push("--disagg-min-prompt-tokens", String(cli.disaggMinPromptTokens));
   return a;
+}
+
+function envPairs(v: unknown, flag: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of (v as string[] | undefined) ?? []) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(pair);
+    if (!m) throw new UsageError(`--${flag} takes KEY=VALUE, got ${pair}`);
+    out[m[1]] = m[2];
+  }
+  return out;
 }

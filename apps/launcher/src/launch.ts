@@ -87,8 +87,8 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
       await nats?.stop();
     })());
   try {
-    for (let i = 0; i < cli.generateWorkers; i++) sup.start({ name: `decode-${i}`, app: "decode", args: workerArgv(cli, uri) });
-    for (let i = 0; i < cli.contextWorkers; i++) sup.start({ name: `prefill-${i}`, app: "prefill", args: workerArgv(cli, uri) });
+    for (let i = 0; i < cli.generateWorkers; i++) sup.start({ name: `decode-${i}`, app: "decode", args: workerArgv(cli, uri), env: cli.roleEnv.decode });
+    for (let i = 0; i < cli.contextWorkers; i++) sup.start({ name: `prefill-${i}`, app: "prefill", args: workerArgv(cli, uri), env: cli.roleEnv.prefill });
     const urlSeen = new Promise<string>((resolve) =>
       sup.start({
         name: "api",
@@ -114,6 +114,9 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
 }
 
 async function launchInProcess(cli: LauncherCli, o: LaunchOptions, deadline: number): Promise<Deployment> {
+  if (Object.keys(cli.roleEnv.prefill).length + Object.keys(cli.roleEnv.decode).length > 0) {
+    throw new LaunchError("--prefill-env/--decode-env need separate processes: drop --in-process");
+  }
   const plane = createInProcessPlane();
   const stops: Array<() => Promise<void>> = [];
   let stopping: Promise<void> | undefined;

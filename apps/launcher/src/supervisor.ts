@@ -20,6 +20,8 @@ export interface ChildSpec {
   name: string;
   app: AppName;
   args: string[];
+  /** Extra environment for this child. */
+  env?: Record<string, string>;
   /** Called for every stdout line (the api's "listening on" line is read this way). */
   onLine?: (line: string) => void;
 }
@@ -67,7 +69,7 @@ export class Supervisor {
     const proc = spawn(process.execPath, [...appCommand(this.o.repoRoot, spec.app), ...spec.args], {
       cwd: this.o.repoRoot,
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, [PARENT_PID_ENV]: String(process.pid) },
+      env: { ...process.env, ...spec.env, [PARENT_PID_ENV]: String(process.pid) },
       // Own process group: a terminal's Ctrl-C reaches only the launcher, which stops children in order.
       detached: true,
     });

@@ -22,6 +22,12 @@ describe("launcher - flags", () => {
     expect(() => parseLauncherCli(["--context-worker-count", "-1"], modelDir)).toThrow(/context-worker-count/);
     expect(() => parseLauncherCli(["--bogus"], modelDir)).toThrow(/bogus/);
     expect(() => parseLauncherCli(["--in-process", "--initialize-request-plane"], modelDir)).toThrow(/in-process/);
+    expect(() => parseLauncherCli(["--prefill-env", "no-equals"], modelDir)).toThrow(/KEY=VALUE/);
+  });
+
+  it("takes environment per worker role", () => {
+    const cli = parseLauncherCli(["--prefill-env", "TRTD_TRTLLM_DEVICE_ID=0", "--decode-env", "TRTD_TRTLLM_DEVICE_ID=1", "--decode-env", "X=a=b"], modelDir);
+    expect(cli.roleEnv).toEqual({ prefill: { TRTD_TRTLLM_DEVICE_ID: "0" }, decode: { TRTD_TRTLLM_DEVICE_ID: "1", X: "a=b" } });
   });
 });
 
