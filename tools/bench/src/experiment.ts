@@ -1,9 +1,10 @@
 // The disaggregated-vs-aggregated experiment: the same workload, the same two worker processes, arranged as
 // 1 prefill + 1 decode and as 2 aggregated decode workers, over a rate sweep; plus the frontend overhead.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, hostname, loadavg, tmpdir, totalmem } from "node:os";
-import { basename, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { parseFlags, parseRates, stringFlag, workloadFlagOptions, workloadFromFlags, numberFlag, type Workload } from "./cli-options.js";
 import { sendStreamingRequest } from "./client.js";
 import { randomText } from "./dataset.js";
@@ -77,7 +78,7 @@ function nodeArgs(file: string): string[] {
 
 async function startStack(
   a: Arrangement,
-  cfg: { repoRoot: string; launcher: string; modelDir: string; executor: ExecutorSettings; extraArgs: string[]; startupTimeoutMs: number; logDir: string },
+  cfg: { repoRoot: string; launcher: string; modelDir: string; executor: ExecutorSettings; extraArgs: string[]; startupTimeoutMs: number; logDir: string; library: PinnedLibrary },
   h: StackHandles,
 ): Promise<{ baseUrl: string }> {
   h.nats = await startNats(a, h, cfg.logDir);
@@ -97,7 +98,11 @@ async function startStack(
     "--kv-block-count", String(cfg.executor.kvBlockCount),
     ...cfg.extraArgs,
   ];
-  h.launcher = startProcess("launcher", process.execPath, args, { cwd: cfg.repoRoot, logFile: join(cfg.logDir, `${a.key}-launcher.log`) });
+  h.launcher = startProcess("launcher", process.execPath, args, {
+    cwd: cfg.repoRoot,
+    env: { ...process.env, TRTD_EXECUTOR_LIB: cfg.library.path },
+    logFile: join(cfg.logDir, `${a.key}-launcher.log`),
+  });
   // The launcher binds the api to a port the OS picks and prints where it is once its workers are ready.
   const m = await h.launcher.waitForLine(READY_LINE, cfg.startupTimeoutMs);
   const baseUrl = m[1];
@@ -185,6 +190,27 @@ function ensureModelDir(repoRoot: string, modelDir: string): void {
   if (r.status !== 0) throw new ServerStartupError(`tools/prepare-model ${name} failed (exit ${r.status})`);
 }
 
+export interface PinnedLibrary {
+  /** The frozen copy every process of the run loads. */
+  path: string;
+  source: string;
+  sha256: string;
+  mtime: string;
+}
+
+/** Copies the executor library ($TRTD_EXECUTOR_LIB or the built reference executor) into `dir`. */
+async function pinExecutorLibrary(repoRoot: string, dir: string): Promise<PinnedLibrary> {
+  const source = process.env.TRTD_EXECUTOR_LIB ?? (await import("@trtd/trtllm")).defaultLibraryPath;
+  if (!existsSync(source)) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new ServerStartupError(`executor library ${source} not found: build it with "npm run build:native" in ${repoRoot}`);
+  }
+  const path = join(dir, basename(source));
+  copyFileSync(source, path);
+  const sha256 = createHash("sha256").update(readFileSync(path)).digest("hex");
+  return { path, source, sha256, mtime: statSync(source).mtime.toISOString() };
+}
+
 /** "400:50,1000:20" → SLO pairs (TTFT ms : TPOT ms); "" → none. */
 export function parseSloList(s: string): Slo[] {
   if (s.trim() === "") return [];
@@ -261,6 +287,9 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
   const extraArgs = typeof flags["launcher-args"] === "string" ? flags["launcher-args"].split(/\s+/).filter(Boolean) : [];
   ensureModelDir(repoRoot, modelDir);
   mkdirSync(out, { recursive: true });
+  // Both arrangements and the overhead measurement load one frozen copy of the executor library, so a rebuild
+  // of the working tree during the run cannot give the two arrangements different engines.
+  const pinned = await pinExecutorLibrary(repoRoot, mkdtempSync(join(tmpdir(), "bench-lib-")));
   const logDir = join(out, "logs");
   mkdirSync(logDir, { recursive: true });
 
@@ -283,13 +312,13 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
       try {
         process.stderr.write(`[${a.name}] starting nats-server and the launcher...\n`);
         const ts = performance.now();
-        const { baseUrl } = await startStack(a, { repoRoot, launcher, modelDir, executor, extraArgs, startupTimeoutMs, logDir }, h);
+        const { baseUrl } = await startStack(a, { repoRoot, launcher, modelDir, executor, extraArgs, startupTimeoutMs, logDir, library: pinned }, h);
         const model = await servedModelName(baseUrl);
         await warmUp(baseUrl, model, w, 4, startupTimeoutMs);
         const startupS = (performance.now() - ts) / 1000;
         process.stderr.write(`[${a.name}] up at ${baseUrl} (model ${model}) in ${startupS.toFixed(1)} s; frontend overhead...\n`);
         const { overhead, overheadError } = await overheadOrReason(overheadReps, () =>
-          measureFrontendOverhead({ baseUrl, model, endpoint: w.endpoint, requestTimeoutMs: w.requestTimeoutMs, modelDir, prompt: overheadPrompt, executor, reps: overheadReps }),
+          measureFrontendOverhead({ baseUrl, model, endpoint: w.endpoint, requestTimeoutMs: w.requestTimeoutMs, modelDir, prompt: overheadPrompt, executor: { ...executor, library: pinned.path }, reps: overheadReps }),
         );
         if (overhead) process.stderr.write(`[${a.name}] TTFT p50 via HTTP ${overhead.httpTtftMs.p50?.toFixed(1)} ms, executor ${overhead.executorTtftMs.p50?.toFixed(1)} ms\n`);
         else process.stderr.write(`[${a.name}] frontend overhead not measured: ${overheadError}\n`);
@@ -328,6 +357,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    rmSync(dirname(pinned.path), { recursive: true, force: true });
   }
 
   const machine = { ...machineDescription(), loadAverageAtStart: loadAtStart, loadAverageAtEnd: loadavg().map((v) => Math.round(v * 100) / 100) };
@@ -338,6 +368,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
     machine,
     modelDir: resolve(modelDir).replace(repoRoot + "/", ""),
     executor,
+    executorLibrary: { source: pinned.source.replace(repoRoot + "/", ""), sha256: pinned.sha256, builtAt: pinned.mtime },
     workload: { ...w.description, rates },
     slo: w.slo,
     command: `node --import tsx --conditions=source tools/bench/src/cli.ts experiment ${argv.join(" ")}`.trim(),

@@ -16,7 +16,7 @@ interface ExecutorLike {
   close(): Promise<void>;
 }
 interface TrtllmModule {
-  Executor: { open(dir: string, opts: ExecutorSettings): ExecutorLike };
+  Executor: { open(dir: string, opts: ExecutorSettings & { library?: string }): ExecutorLike };
 }
 interface TokenizerLike {
   encodeChat(messages: { role: string; content: string }[]): number[];
@@ -29,7 +29,7 @@ interface TokenizerModule {
 export interface FrontendOverheadOptions extends ClientOptions {
   modelDir: string;
   prompt: string;
-  executor: ExecutorSettings;
+  executor: ExecutorSettings & { library?: string };
   /** [reps=8] Measured pairs (after one warm-up of each). */
   reps?: number;
   /** [maxTokens=2] Tokens asked for: TTFT needs only the first. */
