@@ -151,3 +151,19 @@ export class DetokenizerFinishedError extends TokenizerError {
     this.name = "DetokenizerFinishedError";
   }
 }
+
+const CLIENT_CODES: ReadonlySet<TokenizerErrorCode> = new Set([
+  TokenizerErrorCode.SPECIAL_TOKEN_NOT_ALLOWED,
+  TokenizerErrorCode.INVALID_TOKEN_ID,
+  TokenizerErrorCode.CHAT_TEMPLATE_FAILED,
+  TokenizerErrorCode.INVALID_MESSAGES,
+  TokenizerErrorCode.INVALID_OPTIONS,
+]);
+
+/**
+ * Whether an error was caused by the caller's input (bad ids, messages the template refuses, special-token text)
+ * rather than by the model files or the server (timeouts, worker failure, use after free). For mapping to HTTP 400.
+ */
+export function isClientInputError(err: unknown): err is TokenizerError {
+  return err instanceof TokenizerError && CLIENT_CODES.has(err.code);
+}

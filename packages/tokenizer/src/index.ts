@@ -6,6 +6,7 @@ export { validateRanksText } from "./ranks-file.js";
 export {
   TokenizerErrorCode,
   TokenizerError,
+  isClientInputError,
   ModelDirError,
   RanksFormatError,
   UnknownEncodingError,

@@ -3,6 +3,7 @@ import { getEncoding } from "js-tiktoken";
 import {
   InvalidOptionsError,
   InvalidTokenIdError,
+  isClientInputError,
   SpecialTokenNotAllowedError,
   Tokenizer,
   TokenizerFreedError,
@@ -143,6 +144,13 @@ describe("token ids", () => {
     expect(() => tok.validateTokenIds([0, 100300, 100351])).not.toThrow();
     // the encoder still works after refused input
     expect(tok.decode(tok.encode("still fine"))).toBe("still fine");
+  });
+
+  it("tells client-input errors from server errors", () => {
+    expect(isClientInputError(new InvalidTokenIdError(-1, 10))).toBe(true);
+    expect(isClientInputError(new SpecialTokenNotAllowedError("<|im_end|>"))).toBe(true);
+    expect(isClientInputError(new TokenizerFreedError())).toBe(false);
+    expect(isClientInputError(new Error("x"))).toBe(false);
   });
 
   it("answers wrong argument types with InvalidOptionsError, not a WASM fault", async () => {
