@@ -211,9 +211,6 @@ export class Executor implements KvOwner {
       num_stop_token_ids: stop.length,
       type: REQUEST_TYPES[type],
     };
-    if (options.signal?.aborted) {
-      throw new InvalidArgumentError("the signal is already aborted", { cause: options.signal.reason });
-    }
     const idOut: unknown[] = [0];
     this.check(this.native.enqueue(ex, native, idOut));
     const id = Number(idOut[0]);
@@ -222,10 +219,14 @@ export class Executor implements KvOwner {
     this.#streams.set(id, stream);
     this.#socket.ref();
     if (options.signal) {
+      // An already-aborted signal ends the stream like an abort during the run: final chunk "cancelled".
       const signal = options.signal;
       const onAbort = () => this.cancel(id);
-      signal.addEventListener("abort", onAbort, { once: true });
-      this.#signals.set(id, () => signal.removeEventListener("abort", onAbort));
+      if (signal.aborted) onAbort();
+      else {
+        signal.addEventListener("abort", onAbort, { once: true });
+        this.#signals.set(id, () => signal.removeEventListener("abort", onAbort));
+      }
     }
     return stream;
   }
@@ -272,6 +273,16 @@ export class Executor implements KvOwner {
     const buf = new Uint8Array(Number(size[0]));
     if (buf.byteLength) this.check(this.native.contextPhaseState(ex, requestId, buf, buf.byteLength, size));
     return buf;
+  }
+
+  /**
+   * Drops the context phase state of a finished context-only request on an engine that moves KV itself (the
+   * TensorRT-LLM shim; TensorRT-LLM frees the KV after the pull or its transfer timeout): the release path when
+   * exportKv answers EngineNativeTransferError.
+   * @throws NotFoundError
+   */
+  releaseContextPhaseState(requestId: number): void {
+    this.check(this.native.kvExportRelease(this.handle(), requestId));
   }
 
   /**

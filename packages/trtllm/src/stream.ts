@@ -5,7 +5,7 @@ import type { GenerateChunk } from "./types.js";
 export class GenerationStream implements AsyncIterable<GenerateChunk> {
   readonly requestId: number;
   #chunks: GenerateChunk[] = [];
-  #wake: (() => void) | undefined;
+  #waiters: (() => void)[] = [];
   #ended = false;
   #iterating = false;
   #onEarlyExit: () => void;
@@ -26,7 +26,7 @@ export class GenerationStream implements AsyncIterable<GenerateChunk> {
     if (this.#ended) return;
     this.#chunks.push(chunk);
     if (chunk.final) this.#ended = true;
-    this.#wake?.();
+    for (const wake of this.#waiters.splice(0)) wake();
   }
 
   /** Collects every chunk: the tokens, the finish reason and the error, if any. */
@@ -52,8 +52,8 @@ export class GenerationStream implements AsyncIterable<GenerateChunk> {
             if (c.final) done = true;
             return { value: c, done: false };
           }
-          await new Promise<void>((resolve) => (this.#wake = resolve));
-          this.#wake = undefined;
+          if (this.#ended && this.#chunks.length === 0) break;
+          await new Promise<void>((resolve) => this.#waiters.push(resolve));
         }
         return { value: undefined, done: true };
       },

@@ -115,3 +115,15 @@ describe("lifecycle", () => {
     await ex.close(); // idempotent
   });
 });
+
+describe("abort before start", () => {
+  it("an already-aborted signal ends the stream as cancelled and frees everything", async () => {
+    const ex = exec();
+    const ac = new AbortController();
+    ac.abort();
+    const r = await ex.generate({ prompt: prompt(10, 9), maxNewTokens: 500 }, { signal: ac.signal }).collect();
+    expect(r.finishReason).toBe("cancelled");
+    expect(r.tokens.length).toBeLessThan(500);
+    expectIdle(ex);
+  });
+});

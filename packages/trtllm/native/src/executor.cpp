@@ -191,7 +191,21 @@ struct trtd_executor {
         running.clear();
     }
 
+    // The engine thread: one iteration at a time; an unexpected exception fails the running requests (their
+    // blocks are freed) instead of terminating the process.
     void loop() {
+        while (true) {
+            try {
+                run_iterations();
+                return;
+            } catch (const std::exception & e) {
+                std::lock_guard<std::mutex> lk(mu);
+                fail_running_locked(std::string("engine iteration failed: ") + e.what());
+            }
+        }
+    }
+
+    void run_iterations() {
         struct Item { Request * req; int n; bool sample; };
         std::vector<Item> items;
         std::vector<ForwardRow> rows;
