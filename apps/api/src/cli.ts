@@ -1,12 +1,13 @@
 // The api's command line (the seed's flags plus limits and routing knobs).
-import { basename, resolve } from "node:path";
+import { statSync } from "node:fs";
+import { basename, dirname, resolve } from "node:path";
 import { DEFAULT_NAMESPACE, intFlag, parseFlags, UsageError } from "@trtd/apps-common";
 import { PREFILL_POLICY_DEFAULTS } from "./router/index.js";
 import { DEFAULT_LIMITS } from "./openai/limits.js";
 import type { ApiServerOptions } from "./server.js";
 
 export const API_USAGE = `usage: api --tokenizer MODEL_DIR --request-plane-uri nats://HOST:PORT [options]
-  --tokenizer DIR | --model-dir DIR   model directory with the tokenizer files (default models/tiny)
+  --tokenizer PATH | --model-dir DIR  model directory with the tokenizer files, or a file in it (default models/tiny)
   --request-plane-uri URI             NATS server (default nats://127.0.0.1:4222)
   --api-server-host HOST              listen address (default 127.0.0.1)
   --api-server-port PORT              listen port, 0 = any free port (default 8000)
@@ -51,7 +52,13 @@ export function natsUri(v: string): string {
 export function parseApiCli(argv: string[], defaultModelDir: string): ApiCli {
   const v = parseFlags(argv, apiFlagOptions);
   const str = (k: string) => (typeof v[k] === "string" ? (v[k] as string) : undefined);
-  const tokenizerDir = resolve(str("tokenizer") ?? str("model-dir") ?? defaultModelDir);
+  // --tokenizer may name the model directory or a file in it (e.g. its tokenizer.model).
+  let tokenizerDir = resolve(str("tokenizer") ?? str("model-dir") ?? defaultModelDir);
+  try {
+    if (statSync(tokenizerDir).isFile()) tokenizerDir = dirname(tokenizerDir);
+  } catch {
+    throw new UsageError(`--tokenizer: ${tokenizerDir} does not exist`);
+  }
   const port = intFlag(v["api-server-port"], "api-server-port", { min: 0, fallback: 8000 });
   if (port > 65535) throw new UsageError("--api-server-port must be <= 65535");
   const limits: ApiCli["limits"] = {};

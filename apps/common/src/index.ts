@@ -18,4 +18,4 @@ export { serveWorker, DEFAULT_NAMESPACE, DEFAULT_GRACE_MS } from "./worker-runti
 export type { ExecutorFinishReason } from "./executor-mapping.js";
 export { finishReasonOf, executorSampling } from "./executor-mapping.js";
 export type { WorkerCli } from "./worker-cli.js";
-export { parseWorkerCli, workerUsage, workerFlagOptions, natsUriOf } from "./worker-cli.js";
+export { parseWorkerCli, workerUsage, workerFlagOptions, natsUriOf, DEFAULT_KV_OFFER_TTL_MS } from "./worker-cli.js";

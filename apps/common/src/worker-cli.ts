@@ -9,6 +9,7 @@ export const workerFlagOptions = {
   "grace-ms": { type: "string" },
   "kv-host": { type: "string" },
   "kv-advertise-host": { type: "string" },
+  "kv-offer-ttl-ms": { type: "string" },
   help: { type: "boolean" },
   ...executorFlagOptions,
 } as const;
@@ -20,9 +21,13 @@ export interface WorkerCli {
   /** Where a prefill worker's KV offer server listens, and the address it puts in handles. */
   kvHost: string;
   kvAdvertiseHost?: string;
+  /** Prefill: how long an unpulled KV offer holds its blocks. */
+  kvOfferTtlMs: number;
   executor: ExecutorFlags;
   help: boolean;
 }
+
+export const DEFAULT_KV_OFFER_TTL_MS = 30_000;
 
 export function workerUsage(role: string): string {
   return `usage: ${role} --worker-name NAME --request-plane-uri HOST:PORT [options]
@@ -31,6 +36,7 @@ export function workerUsage(role: string): string {
   --grace-ms N                  on SIGTERM, how long held requests may finish (default ${DEFAULT_GRACE_MS})
   --kv-host HOST                prefill: KV offer server listen address (default 127.0.0.1)
   --kv-advertise-host HOST      prefill: address decode workers use to reach it (default: --kv-host)
+  --kv-offer-ttl-ms N           prefill: an unpulled KV offer is released after this long (default ${DEFAULT_KV_OFFER_TTL_MS})
   --model-dir DIR               model directory (default models/tiny)
   --max-batch-size N  --max-tokens-per-iteration N  --kv-tokens-per-block N  --kv-block-count N  --threads N`;
 }
@@ -49,6 +55,7 @@ export function parseWorkerCli(argv: string[], defaultModelDir: string): WorkerC
     graceMs: intFlag(v["grace-ms"], "grace-ms", { min: 0, fallback: DEFAULT_GRACE_MS }),
     kvHost: str("kv-host") ?? "127.0.0.1",
     kvAdvertiseHost: str("kv-advertise-host"),
+    kvOfferTtlMs: intFlag(v["kv-offer-ttl-ms"], "kv-offer-ttl-ms", { min: 1, fallback: DEFAULT_KV_OFFER_TTL_MS }),
     executor: { ...ex, modelDir: resolve(ex.modelDir) },
     help: v.help === true,
   };

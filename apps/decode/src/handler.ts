@@ -11,9 +11,13 @@ import {
 import type { Handler, RequestContext } from "@trtd/request-plane";
 import type { Executor, GenerateChunk } from "@trtd/trtllm";
 
-/** What a successful KV pull hands over: an import the executor consumes, and figures for metrics. */
+/**
+ * What a successful KV pull hands over: an import the executor consumes, or, on an engine that moves KV itself
+ * (the TensorRT-LLM shim), the context phase state it continues from; and figures for metrics.
+ */
 export interface PulledKv {
-  kvImport: ReturnType<Executor["reserveKvImport"]>;
+  kvImport?: ReturnType<Executor["reserveKvImport"]>;
+  opaqueState?: Uint8Array;
   bytes: number;
   transferMs: number;
 }
@@ -88,7 +92,7 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
         maxNewTokens: req.maxTokens,
         stopTokenIds: req.stopTokenIds,
         sampling: executorSampling(req),
-        contextPhase: { firstToken: p.firstToken, kvImport: pulled.kvImport },
+        contextPhase: { firstToken: p.firstToken, kvImport: pulled.kvImport, opaqueState: pulled.opaqueState },
       },
       { signal },
     );

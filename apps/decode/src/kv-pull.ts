@@ -1,7 +1,7 @@
 // The decode side of kv-transfer: pull a prefill worker's offer into a fresh import of this executor.
-import { KvPuller, layoutFromExecutor, parseKvHandle } from "@trtd/kv-transfer";
+import { KvPuller, layoutFromExecutor, parseKvHandle, type KvHandle, type KvSink } from "@trtd/kv-transfer";
 import type { RequestPlane } from "@trtd/request-plane";
-import type { Executor } from "@trtd/trtllm";
+import { EngineNativeTransferError, type Executor } from "@trtd/trtllm";
 import type { KvDeclineFn, KvPullFn } from "./handler.js";
 
 export interface KvPullerHandle {
@@ -12,9 +12,33 @@ export interface KvPullerHandle {
 
 export async function createKvPuller(executor: Executor, plane: RequestPlane): Promise<KvPullerHandle> {
   const puller = new KvPuller({ layout: layoutFromExecutor(executor.kvLayout()), nats: plane.nats });
+  // An engine that moves KV itself (the TensorRT-LLM shim) takes the offer's engine state instead of bytes.
+  const pullEngineState = async (handle: KvHandle, signal: AbortSignal) => {
+    let state: Uint8Array | undefined;
+    const sink: KvSink = {
+      numTokens: handle.numTokens,
+      bytes: 0,
+      segments: () => [],
+      abort: () => {
+        state = undefined;
+      },
+      importEngineState: (s) => {
+        state = s;
+      },
+    };
+    const r = await puller.pull(handle, sink, { signal });
+    if (!state) throw new EngineNativeTransferError("the KV offer carried no engine state for this executor");
+    return { opaqueState: state, bytes: r.bytes, transferMs: r.ms };
+  };
   const pull: KvPullFn = async (kvHandle, signal) => {
     const handle = parseKvHandle(kvHandle);
-    const kvImport = executor.reserveKvImport(handle.numTokens);
+    let kvImport: ReturnType<Executor["reserveKvImport"]>;
+    try {
+      kvImport = executor.reserveKvImport(handle.numTokens);
+    } catch (err) {
+      if (err instanceof EngineNativeTransferError) return pullEngineState(handle, signal);
+      throw err;
+    }
     // On failure the puller aborts the import (it owns the sink then); on success the executor consumes it.
     const r = await puller.pull(handle, kvImport, { signal });
     return { kvImport, bytes: r.bytes, transferMs: r.ms };
@@ -25,7 +49,7 @@ export async function createKvPuller(executor: Executor, plane: RequestPlane): P
     // releases the offer now instead of holding the prefill worker's blocks until the offer expires.
     decline: async (kvHandle) => {
       const { kvImport } = await pull(kvHandle, AbortSignal.timeout(10_000));
-      kvImport.abort();
+      kvImport?.abort(); // an engine state needs no release here: the pull's ack freed the offer
     },
     close: async () => puller.close(),
   };

@@ -4,6 +4,7 @@ import { executorSampling, parseDecodeRequest, type GenerateRequest, type Prefil
 import type { KvOfferServer } from "@trtd/kv-transfer";
 import type { Handler, RequestContext } from "@trtd/request-plane";
 import type { Executor } from "@trtd/trtllm";
+import { offeredKv } from "./offered-kv.js";
 
 export class PrefillFailedError extends Error {
   readonly code = "prefill_failed" as const;
@@ -38,7 +39,7 @@ export function createPrefillHandler({ executor, offers }: PrefillHandlerDeps): 
     }
     if (firstToken === undefined || requestId === undefined) throw new PrefillFailedError("context-only request ended without a result");
     // From here the offer server owns the pinned blocks: released on decode's ack, a failed pull, or expiry.
-    const kv = executor.exportKv(requestId);
+    const kv = offeredKv(executor, requestId, req.tokens.length);
     const kvHandle = offers.offer(kv);
     return { firstToken, kvHandle, kvBytes: kv.bytes, prefillMs: performance.now() - started };
   };

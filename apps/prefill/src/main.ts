@@ -15,7 +15,7 @@ async function main(argv: string[]): Promise<void> {
   }
   const plane = await connect(cli.requestPlaneUri, { name: "trtd-prefill" });
   const log = makeLogger("prefill");
-  const worker = await startPrefillWorker({ plane, executor: cli.executor, namespace: cli.namespace, kvHost: cli.kvHost, kvAdvertiseHost: cli.kvAdvertiseHost, log });
+  const worker = await startPrefillWorker({ plane, executor: cli.executor, namespace: cli.namespace, kvHost: cli.kvHost, kvAdvertiseHost: cli.kvAdvertiseHost, kvOfferTtlMs: cli.kvOfferTtlMs, log });
   console.log(`trtd prefill worker ${worker.instanceId} serving ${cli.namespace}/prefill/generate (pid ${process.pid})`);
   onShutdownSignal(
     async () => {

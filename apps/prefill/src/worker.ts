@@ -13,6 +13,8 @@ export interface PrefillWorkerOptions {
   /** KV offer server listen address and the address put in handles. */
   kvHost?: string;
   kvAdvertiseHost?: string;
+  /** An unpulled offer is released after this long (default kv-transfer's, 30 s). */
+  kvOfferTtlMs?: number;
   log?: (line: string) => void;
 }
 
@@ -31,6 +33,7 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
       layout: layoutFromExecutor(executor.kvLayout()),
       host: o.kvHost ?? "127.0.0.1",
       advertiseHost: o.kvAdvertiseHost ?? defaultAdvertiseHost(o.kvHost ?? "127.0.0.1"),
+      ...(o.kvOfferTtlMs ? { ttlMs: o.kvOfferTtlMs } : {}),
       ...(nats ? { nats: { connection: nats } } : {}),
     });
     const off = offers;

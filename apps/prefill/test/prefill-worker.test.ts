@@ -1,0 +1,86 @@
+// The prefill worker with its real executor on the in-process request plane: one reply with the first token and
+// a KV handle, offers released when nobody pulls them, cancellation, bad input.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
+import { EXECUTOR_DEFAULTS, Endpoints, type GenerateRequest, type PrefillResult } from "@trtd/apps-common";
+import { parseKvHandle } from "@trtd/kv-transfer";
+import { createInProcessPlane, type EndpointClient, type RequestPlane } from "@trtd/request-plane";
+import { startPrefillWorker, type RunningPrefillWorker } from "../src/index.js";
+
+const modelDir = resolve(fileURLToPath(import.meta.url), "../../../../models/tiny");
+const TTL_MS = 400;
+let plane: RequestPlane;
+let worker: RunningPrefillWorker;
+let client: EndpointClient<GenerateRequest, PrefillResult>;
+
+const request = (tokens: number[], extra: Partial<GenerateRequest> = {}): GenerateRequest => ({
+  id: `p${Math.random().toString(16).slice(2)}`,
+  tokens,
+  sampling: { temperature: 0, topP: 1, topK: 0 },
+  maxTokens: 8,
+  stopTokenIds: [],
+  deadline: Date.now() + 30_000,
+  ...extra,
+});
+const PROMPT = Array.from({ length: 50 }, (_, i) => 500 + i * 13);
+
+async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+}
+
+beforeAll(async () => {
+  plane = createInProcessPlane();
+  worker = await startPrefillWorker({ plane, executor: { ...EXECUTOR_DEFAULTS, modelDir, threads: 1, kvBlockCount: 128 }, kvOfferTtlMs: TTL_MS });
+  client = plane.endpoint(Endpoints.namespace, "prefill", "generate").client();
+});
+afterAll(async () => {
+  client?.close();
+  await worker?.stop(1000);
+  await plane?.close();
+});
+
+describe("prefill worker", () => {
+  it("replies with the first token and a KV handle for the whole prompt, then releases an unpulled offer at expiry", async () => {
+    const r = await client.request(request(PROMPT), { instanceId: worker.instanceId });
+    expect(Number.isInteger(r.firstToken)).toBe(true);
+    const handle = parseKvHandle(r.kvHandle);
+    expect(handle.numTokens).toBe(PROMPT.length);
+    expect(handle.bytes).toBe(r.kvBytes);
+    expect(handle.layout.fingerprint).toBe(worker.offers.layout.fingerprint);
+    expect(handle.endpoints.map((e) => e.transport)).toContain("tcp");
+    expect(worker.executor.stats().pinnedExports).toBe(1);
+    await until(() => worker.executor.stats().pinnedExports === 0, TTL_MS + 3000);
+    const s = worker.executor.stats();
+    expect({ pinned: s.pinnedExports, kv: s.kvBlocksUsed, active: s.activeRequests }).toEqual({ pinned: 0, kv: 0, active: 0 });
+  });
+
+  it("the first token equals the aggregated first token of the same executor", async () => {
+    const r = await client.request(request(PROMPT, { sampling: { temperature: 0.8, topP: 0.9, topK: 0, seed: 5 } }), { instanceId: worker.instanceId });
+    const agg: number[] = [];
+    for await (const c of worker.executor.generate({ prompt: PROMPT, maxNewTokens: 1, sampling: { temperature: 0.8, topP: 0.9, seed: 5 } })) agg.push(...c.tokens);
+    expect(r.firstToken).toBe(agg[0]);
+    expect(worker.offers.withdraw(parseKvHandle(r.kvHandle).id)).toBe(true);
+  });
+
+  it("refuses malformed requests with a typed error", async () => {
+    const err = await client.request({ ...request(PROMPT), maxTokens: 0 }, { instanceId: worker.instanceId }).catch((e) => e);
+    expect(err.remoteCode ?? err.code).toBe("invalid_worker_request");
+  });
+
+  it("a cancelled prefill leaves nothing behind", async () => {
+    const offeredBefore = worker.offers.stats().offered;
+    const ac = new AbortController();
+    const long = Array.from({ length: 2000 }, (_, i) => 100 + (i % 900));
+    const p = client.request(request(long, { maxTokens: 2 }), { instanceId: worker.instanceId, signal: ac.signal }).catch((e) => e);
+    await until(() => worker.executor.stats().activeRequests + worker.executor.stats().queuedRequests > 0, 2000);
+    ac.abort();
+    expect(await p).toBeInstanceOf(Error);
+    await until(() => worker.executor.stats().activeRequests === 0 && worker.executor.stats().pinnedExports === 0, 5000);
+    const s = worker.executor.stats();
+    expect({ pinned: s.pinnedExports, kv: s.kvBlocksUsed, active: s.activeRequests, queued: s.queuedRequests }).toEqual({ pinned: 0, kv: 0, active: 0, queued: 0 });
+    // It was cancelled in the executor, not run to the end: no KV was ever offered for it.
+    expect(worker.offers.stats().offered).toBe(offeredBefore);
+  });
+});
