@@ -50,7 +50,8 @@ export interface ExecutorFlags {
 
 export const EXECUTOR_DEFAULTS = {
   maxBatchSize: 64,
-  maxTokensPerIteration: 2048,
+  // Long prompts are chunked to this per iteration, so running streams (and cancellations) are not held up long.
+  maxTokensPerIteration: 512,
   kvTokensPerBlock: 16,
   kvBlockCount: 2048,
   threads: 1,
