@@ -104,7 +104,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   /** Sends `request` and returns the stream of replies. Never throws: failures come out of the iteration. */
   generate(request: Req, options: RequestOptions = {}): ReplyStream<Res> {
     const t = this.deps.transport;
-    const requestId = options.requestId ?? randomId();
+    const requestId = options.requestId ?? nextRequestId();
     let deadline = options.deadline;
     if (options.timeoutMs !== undefined) {
       const d = Date.now() + options.timeoutMs;
@@ -168,8 +168,9 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   }
 }
 
-function randomId(): string {
-  const b = new Uint8Array(12);
-  crypto.getRandomValues(b);
-  return Buffer.from(b).toString("base64url");
+// Request ids: a random per-process prefix plus a counter (unique without a random draw per request).
+const idPrefix = Buffer.from(crypto.getRandomValues(new Uint8Array(9))).toString("base64url");
+let idCounter = 0;
+function nextRequestId(): string {
+  return `${idPrefix}${(++idCounter).toString(36)}`;
 }
