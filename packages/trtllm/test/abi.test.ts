@@ -1,10 +1,12 @@
 // The binding's struct declarations agree with the C header: native/src/abi_layout_check.c pins each struct's
 // size at compile time, and this test checks koffi's layout against the same numbers.
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import koffi from "koffi";
 import { describe, expect, it } from "vitest";
-import { ABI_VERSION, Executor } from "../src/index.js";
+import { ABI_VERSION, defaultLibraryPath, Executor } from "../src/index.js";
 import { tinyDir } from "./helpers.js";
 
 describe("ABI", () => {
@@ -27,5 +29,37 @@ describe("ABI", () => {
     } finally {
       await ex.close();
     }
+  });
+
+  it("another implementation is chosen by the library option or TRTD_EXECUTOR_LIB", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "trtllm-lib-"));
+    const copy = join(dir, "libtrtd_other.so");
+    copyFileSync(defaultLibraryPath, copy);
+    const saved = process.env.TRTD_EXECUTOR_LIB;
+    try {
+      const byOption = Executor.open(tinyDir, { threads: 1, library: copy });
+      expect(byOption.native.path).toBe(copy);
+      await byOption.close();
+      process.env.TRTD_EXECUTOR_LIB = copy;
+      const byEnv = Executor.open(tinyDir, { threads: 1 });
+      expect(byEnv.native.path).toBe(copy);
+      await byEnv.close();
+      delete process.env.TRTD_EXECUTOR_LIB;
+      const byDefault = Executor.open(tinyDir, { threads: 1 });
+      expect(byDefault.native.path).toBe(defaultLibraryPath);
+      await byDefault.close();
+    } finally {
+      if (saved === undefined) delete process.env.TRTD_EXECUTOR_LIB;
+      else process.env.TRTD_EXECUTOR_LIB = saved;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a plain C client runs aggregated and disaggregated requests through the header alone", () => {
+    const smoke = join(import.meta.dirname, "../build/trtd_abi_smoke");
+    const r = spawnSync(smoke, [tinyDir], { encoding: "utf8", timeout: 60_000 });
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe("ok");
+    expect(r.status).toBe(0);
   });
 });
