@@ -199,6 +199,11 @@ void trtd_executor::merge(tle::Response const& response)
     }
     trtd_request_id const id = idIt->second;
     RequestState& st = requests.at(id);
+    if (!response.hasError() && !response.getResult().isFinal
+        && (response.getResult().outputTokenIds.empty() || response.getResult().outputTokenIds.front().empty()))
+    {
+        return; // an empty streaming step: nothing to report
+    }
     Pending& p = pendingFor(id);
 
     if (response.hasError())
