@@ -7,7 +7,8 @@ export default defineProject({
     name: "kv-transfer",
     include: ["src/**/*.test.ts", "test/**/*.test.ts"],
     // Builds the reference executor's native library and models/tiny when missing (the process-level tests use them).
-    globalSetup: ["../../tools/scripts/assets.mjs"],
+    // and this package's optional native helper (build/libkvx.so).
+    globalSetup: ["../../tools/scripts/assets.mjs", "./scripts/build-native.mjs"],
     // Each file spawns executor processes; on a small machine they take turns.
     fileParallelism: false,
     testTimeout: 60_000,

@@ -9,7 +9,7 @@ export { KvPuller } from "./puller.js";
 export { BufferKvSource, BufferKvSink } from "./segments.js";
 export { executorKvSource } from "./executor-source.js";
 export { transferTimeoutMs } from "./limits.js";
-export { CHECKSUM_ALGORITHM } from "./checksum.js";
+export { CHECKSUM_ALGORITHM, checksumImplementation } from "./checksum.js";
 export { DEFAULT_NATS_MAX_BYTES } from "./nats-transport.js";
 export { localHostId, sweepStaleRings, ringFilesOf } from "./shm.js";
 export {

@@ -1,5 +1,5 @@
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
-import { crc32OfSlices, digestOfChunks } from "./checksum.js";
+import { crcOfSlices, digestOfChunks } from "./checksum.js";
 import {
   errorFromCode,
   KvAbortedError,
@@ -235,7 +235,7 @@ export async function natsPull(
       if (type !== FrameType.Data || header.seq !== seq || header.offset !== offset || payload.byteLength !== length) {
         throw new KvProtocolError(`chunk ${seq}: unexpected frame`);
       }
-      if (crc32OfSlices([payload]) !== header.crc) throw new KvChecksumError(`chunk ${seq} failed its checksum`, seq);
+      if (crcOfSlices([payload]) !== header.crc) throw new KvChecksumError(`chunk ${seq} failed its checksum`, seq);
       crcs[seq] = header.crc;
       let pos = 0;
       for (const s of sink.slices(offset, length)) {

@@ -11,6 +11,7 @@ import { Semaphore, transferTimeoutMs, type TransferTimeoutOptions } from "./lim
 import { NatsOfferResponder, DEFAULT_NATS_MAX_BYTES } from "./nats-transport.js";
 import { OfferRegistry, type Offer, type OfferRegistryStats, type OfferReleaseReason } from "./offer-registry.js";
 import type { KvSource } from "./segments.js";
+import { mapFile, type Mapping } from "./native.js";
 import { createRing, DEFAULT_SHM_DIR, localHostId, shmAvailable, sweepStaleRings, unlinkQuiet } from "./shm.js";
 import { controlFrame, encodeHeader, FrameType, type ErrorBody, type FrameHeader, type PullBegin, type PullRequest } from "./wire.js";
 
@@ -58,12 +59,23 @@ interface ServerTransfer {
   aborted: boolean;
   /** wakes the send loop (slot freed, ring opened, abort) */
   wake: (() => void) | null;
-  shm: { path: string; fd: number; free: number[]; opened: boolean; unlinked: boolean } | null;
+  shm: { ring: ServerRing; free: number[] } | null;
+}
+
+/** A shared-memory ring of one connection, kept across its pulls (creation, mapping and page faults paid once). */
+interface ServerRing {
+  path: string;
+  fd: number;
+  map: Mapping | null;
+  slotBytes: number;
+  opened: boolean;
+  unlinked: boolean;
 }
 
 interface ServerConn {
   sock: Socket;
   transfer: ServerTransfer | null;
+  ring: ServerRing | null;
 }
 
 /**
@@ -201,7 +213,7 @@ export class KvOfferServer {
       return;
     }
     sock.setNoDelay(true);
-    const conn: ServerConn = { sock, transfer: null };
+    const conn: ServerConn = { sock, transfer: null, ring: null };
     this.conns.add(conn);
     const reader = new FrameReader();
     sock.on("data", (d: Buffer) => {
@@ -217,6 +229,8 @@ export class KvOfferServer {
     sock.on("close", () => {
       this.conns.delete(conn);
       if (conn.transfer) this.endTransfer(conn, "failed");
+      if (conn.ring) closeRing(conn.ring);
+      conn.ring = null;
     });
   }
 
@@ -258,9 +272,9 @@ export class KvOfferServer {
       }
       case FrameType.ShmOpened:
         if (!t?.shm) throw new KvProtocolError("SHM_OPENED without a shared-memory transfer");
-        t.shm.opened = true;
-        unlinkQuiet(t.shm.path);
-        t.shm.unlinked = true;
+        t.shm.ring.opened = true;
+        unlinkQuiet(t.shm.ring.path); // both sides hold it open now: a killed process leaves no file behind
+        t.shm.ring.unlinked = true;
         t.wake?.();
         return;
       case FrameType.ShmFree:
@@ -337,12 +351,31 @@ export class KvOfferServer {
   private async sendShm(conn: ServerConn, t: ServerTransfer): Promise<void> {
     const { sock } = conn;
     const { offer } = t;
-    const ring = createRing(this.shmDir, this.shmSlots, offer.chunkBytes);
-    t.shm = { ...ring, free: Array.from({ length: this.shmSlots }, (_, i) => i), opened: false, unlinked: false };
+    let ring = conn.ring;
+    const reuse = ring !== null && ring.slotBytes === offer.chunkBytes && ring.opened;
+    if (!reuse) {
+      if (ring) closeRing(ring);
+      const created = createRing(this.shmDir, this.shmSlots, offer.chunkBytes);
+      let map: Mapping | null = null;
+      try {
+        map = mapFile(created.fd, this.shmSlots * offer.chunkBytes, true); // null: no mmap here, pwritev instead
+      } catch {
+        map = null;
+      }
+      ring = { ...created, map, slotBytes: offer.chunkBytes, opened: false, unlinked: false };
+      conn.ring = ring;
+    }
+    t.shm = { ring: ring!, free: Array.from({ length: this.shmSlots }, (_, i) => i) };
     const shm = t.shm;
-    const begin: PullBegin = { bytes: offer.bytes, chunkBytes: offer.chunkBytes, chunks: offer.crcs.length, shmPath: ring.path, slots: this.shmSlots };
+    const begin: PullBegin = {
+      bytes: offer.bytes,
+      chunkBytes: offer.chunkBytes,
+      chunks: offer.crcs.length,
+      slots: this.shmSlots,
+      ...(reuse ? { reuseRing: true } : { shmPath: ring!.path }),
+    };
     for (const b of controlFrame(FrameType.Begin, begin, offer.idBytes)) sock.write(b);
-    while (!shm.opened) {
+    while (!shm.ring.opened) {
       await new Promise<void>((r) => (t.wake = r));
       if (t.aborted) return;
     }
@@ -357,8 +390,13 @@ export class KvOfferServer {
       const length = Math.min(offer.chunkBytes, offer.bytes - offset);
       let pos = slot * offer.chunkBytes;
       for (const s of offer.map.slices(offset, length)) {
+        if (shm.ring.map) {
+          shm.ring.map.bytes.set(s, pos);
+          pos += s.byteLength;
+          continue;
+        }
         let done = 0;
-        while (done < s.byteLength) done += writevSync(shm.fd, [s.subarray(done)], pos + done);
+        while (done < s.byteLength) done += writevSync(shm.ring.fd, [s.subarray(done)], pos + done);
         pos += s.byteLength;
       }
       sock.write(encodeHeader({ type: FrameType.ShmChunk, offerId: offer.idBytes, seq, crc: offer.crcs[seq]!, offset, length, slot }));
@@ -385,12 +423,24 @@ export class KvOfferServer {
     if (t.timer) clearTimeout(t.timer);
     t.releaseSlot?.();
     t.wake?.();
-    if (t.shm) {
-      if (!t.shm.unlinked) unlinkQuiet(t.shm.path);
-      closeSync(t.shm.fd);
+    if (t.shm && reason !== "ack" && conn.ring) {
+      closeRing(conn.ring); // a failed transfer's ring is not reused
+      conn.ring = null;
     }
     if (destroy && !conn.sock.destroyed) conn.sock.destroy(); // stops pending writes before the views go
     this.registry.release(t.offer.id, reason);
+  }
+}
+
+function closeRing(ring: ServerRing): void {
+  if (!ring.unlinked) unlinkQuiet(ring.path);
+  ring.unlinked = true;
+  ring.map?.unmap();
+  ring.map = null;
+  try {
+    closeSync(ring.fd);
+  } catch {
+    /* already closed */
   }
 }
 

@@ -1,7 +1,7 @@
 import { connect as netConnect, type Socket } from "node:net";
 import { closeSync, openSync, readSync } from "node:fs";
-import { crc32 } from "node:zlib";
-import { crc32OfSlices, digestOfChunks } from "./checksum.js";
+import { copyWithCrc32c, crc32c, crcOfSlices, digestOfChunks } from "./checksum.js";
+import { mapFile, type Mapping } from "./native.js";
 import {
   errorFromCode,
   KvAbortedError,
@@ -28,6 +28,13 @@ import {
   type PullRequest,
 } from "./wire.js";
 
+interface ClientRing {
+  fd: number;
+  map: Mapping | null;
+  slots: number;
+  slotBytes: number;
+}
+
 interface PullJob {
   handle: KvHandle;
   idBytes: Buffer;
@@ -36,8 +43,7 @@ interface PullJob {
   nextSeq: number;
   crcs: Uint32Array;
   begun: boolean;
-  shmFd: number | null;
-  shmSlots: number;
+  ring: ClientRing | null;
   resolve: () => void;
   reject: (e: KvTransferError) => void;
   cleanup: () => void;
@@ -63,6 +69,8 @@ export class PullConnection {
   private dataHeader: FrameHeader | null = null;
   private job: PullJob | null = null;
   private dead = false;
+  /** The shared-memory ring of this connection, kept across pulls like the server's. */
+  private ring: ClientRing | null = null;
 
   private constructor(key: string) {
     this.key = key;
@@ -123,6 +131,7 @@ export class PullConnection {
   destroy(): void {
     this.dead = true;
     this.sock.destroy();
+    this.closeRing();
   }
 
   /** Pulls one offer over this connection; resolves after the data is verified and the ACK is written. */
@@ -141,8 +150,7 @@ export class PullConnection {
         nextSeq: 0,
         crcs: new Uint32Array(handle.checksum.chunks),
         begun: false,
-        shmFd: null,
-        shmSlots: 0,
+        ring: null,
         resolve,
         reject,
         cleanup: () => {
@@ -180,7 +188,7 @@ export class PullConnection {
     if (!j) return;
     this.job = null;
     j.cleanup();
-    if (j.shmFd !== null) closeSync(j.shmFd);
+    this.closeRing();
     j.reject(e);
   }
 
@@ -188,13 +196,21 @@ export class PullConnection {
     const j = this.job!;
     this.job = null;
     j.cleanup();
-    if (j.shmFd !== null) closeSync(j.shmFd);
     this.write([encodeHeader({ type: FrameType.Ack, offerId: j.idBytes })]);
     j.resolve();
   }
 
+  private closeRing(): void {
+    const r = this.ring;
+    this.ring = null;
+    if (!r) return;
+    r.map?.unmap();
+    closeSync(r.fd);
+  }
+
   private onClose(): void {
     this.dead = true;
+    this.closeRing();
     if (this.job) this.failJob(new KvPeerLostError("connection to the offering side closed mid-transfer"));
   }
 
@@ -209,7 +225,7 @@ export class PullConnection {
   private onRead(n: number, buf: Uint8Array): boolean {
     try {
       if (this.mode === "data") {
-        this.dataCrc = crc32(buf.subarray(0, n), this.dataCrc);
+        this.dataCrc = crc32c(this.dataCrc, buf.subarray(0, n));
         this.dataPos += n;
         this.dataLeft -= n;
         if (this.dataLeft === 0) this.endChunk();
@@ -288,19 +304,30 @@ export class PullConnection {
   }
 
   private readShmChunk(j: PullJob, h: FrameHeader): void {
-    if (j.shmFd === null || h.slot >= j.shmSlots) throw new KvProtocolError("SHM_CHUNK without an open ring or with a bad slot");
+    const ring = j.ring;
+    if (!ring || h.slot >= ring.slots) throw new KvProtocolError("SHM_CHUNK without an open ring or with a bad slot");
     const slices = j.sink.slices(h.offset, h.length);
     let pos = h.slot * j.handle.checksum.chunkBytes;
-    for (const s of slices) {
-      let done = 0;
-      while (done < s.byteLength) {
-        const n = readSync(j.shmFd, s, done, s.byteLength - done, pos + done);
-        if (n <= 0) throw new KvTransportError("shared-memory ring ended early");
-        done += n;
+    let crc = 0;
+    if (ring.map) {
+      // One pass per byte: copy from the mapped ring into the import views, CRC computed in the same loop.
+      for (const s of slices) {
+        crc = copyWithCrc32c(s, ring.map.bytes.subarray(pos, pos + s.byteLength), crc);
+        pos += s.byteLength;
       }
-      pos += s.byteLength;
+    } else {
+      for (const s of slices) {
+        let done = 0;
+        while (done < s.byteLength) {
+          const n = readSync(ring.fd, s, done, s.byteLength - done, pos + done);
+          if (n <= 0) throw new KvTransportError("shared-memory ring ended early");
+          done += n;
+        }
+        pos += s.byteLength;
+      }
+      crc = crcOfSlices(slices);
     }
-    if (crc32OfSlices(slices) !== h.crc) throw new KvChecksumError(`chunk ${h.seq} (bytes ${h.offset}..${h.offset + h.length}) failed its checksum`, h.seq);
+    if (crc !== h.crc) throw new KvChecksumError(`chunk ${h.seq} (bytes ${h.offset}..${h.offset + h.length}) failed its checksum`, h.seq);
     j.crcs[h.seq] = h.crc;
     j.nextSeq++;
     this.write([encodeHeader({ type: FrameType.ShmFree, offerId: j.idBytes, slot: h.slot, seq: h.seq })]);
@@ -325,13 +352,29 @@ export class PullConnection {
     }
     j.begun = true;
     if (j.mode === "shm") {
-      if (typeof b.shmPath !== "string" || !b.slots) throw new KvProtocolError("BEGIN for shm without a ring");
+      if (!b.slots) throw new KvProtocolError("BEGIN for shm without a slot count");
+      if (b.reuseRing) {
+        if (!this.ring || this.ring.slots !== b.slots || this.ring.slotBytes !== b.chunkBytes) throw new KvProtocolError("BEGIN reuses a ring this side does not hold");
+        j.ring = this.ring;
+        return;
+      }
+      if (typeof b.shmPath !== "string") throw new KvProtocolError("BEGIN for shm without a ring");
+      this.closeRing();
+      let fd: number;
       try {
-        j.shmFd = openSync(b.shmPath, "r");
+        fd = openSync(b.shmPath, "r");
       } catch (err) {
         throw new KvTransportError(`cannot open shared-memory ring ${b.shmPath}: ${(err as Error).message}`, { cause: err });
       }
-      j.shmSlots = b.slots;
+      let map: Mapping | null;
+      try {
+        map = mapFile(fd, b.slots * b.chunkBytes, false); // null: no mmap here, pread instead
+      } catch (err) {
+        closeSync(fd);
+        throw new KvTransportError(`cannot map shared-memory ring: ${(err as Error).message}`, { cause: err });
+      }
+      this.ring = { fd, map, slots: b.slots, slotBytes: b.chunkBytes };
+      j.ring = this.ring;
       this.write([encodeHeader({ type: FrameType.ShmOpened, offerId: j.idBytes })]);
     }
   }

@@ -106,6 +106,8 @@ export interface PullBegin {
   /** shm: the ring file, its slot count and slot size */
   shmPath?: string;
   slots?: number;
+  /** shm: keep using this connection's ring from the previous pull */
+  reuseRing?: boolean;
 }
 
 export interface ErrorBody {

@@ -37,15 +37,16 @@ describe("in-process transfers over plain memory", () => {
     });
   }
 
-  it("reuses pooled connections across sequential pulls", async () => {
+  it("reuses pooled connections (and their shared-memory ring) across sequential pulls", async () => {
     const { server, puller } = await pair();
-    for (let i = 0; i < 5; i++) {
-      const { source, segs } = randomSource(3);
-      const sink = sinkFor(3);
-      await puller.pull(server.offer(source), sink, { transports: ["tcp"] });
+    for (let i = 0; i < 6; i++) {
+      const { source, segs } = randomSource(3 + i * 40);
+      const sink = sinkFor(3 + i * 40);
+      await puller.pull(server.offer(source), sink, { transports: [i % 3 === 2 ? "tcp" : "shm"] });
       expect(sameBytes(segs, sink.segments())).toBe(true);
     }
     expect(puller.stats().pooledConnections).toEqual({ idle: 1, busy: 0 });
     expect(server.stats().connections).toBe(1);
+    expect(ringFilesOf()).toEqual([]); // unlinked as soon as both sides had it open
   });
 });

@@ -1,0 +1,35 @@
+import { randomFillSync } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { checksumImplementation } from "../src/index.js";
+import { copyWithCrc32c, crc32c, crc32cJs } from "../src/checksum.js";
+
+describe("CRC-32C", () => {
+  it("matches the standard check value in both implementations", () => {
+    const v = new TextEncoder().encode("123456789");
+    expect(crc32cJs(0, v)).toBe(0xe3069283);
+    expect(crc32c(0, v)).toBe(0xe3069283);
+  });
+
+  it("native helper is built and agrees with the JavaScript fallback, chained and on odd offsets", () => {
+    expect(checksumImplementation()).toMatch(/^native/);
+    const data = randomFillSync(new Uint8Array(1 << 20));
+    for (const [from, to] of [[0, 1 << 20], [3, 1001], [7, 8], [13, 70_001]] as const) {
+      const part = data.subarray(from, to);
+      expect(crc32c(0, part)).toBe(crc32cJs(0, part));
+    }
+    const whole = crc32c(0, data);
+    expect(crc32c(crc32c(0, data.subarray(0, 12345)), data.subarray(12345))).toBe(whole);
+    const dst = new Uint8Array(data.length + 16);
+    expect(copyWithCrc32c(dst.subarray(5, 5 + data.length), data, 0)).toBe(whole);
+    expect(Buffer.compare(dst.subarray(5, 5 + data.length), data)).toBe(0);
+    expect(dst[4]).toBe(0);
+    expect(dst[5 + data.length]).toBe(0);
+  });
+
+  it("detects a single flipped bit", () => {
+    const data = randomFillSync(new Uint8Array(4096));
+    const before = crc32c(0, data);
+    data[2000]! ^= 0x04;
+    expect(crc32c(0, data)).not.toBe(before);
+  });
+});

@@ -1,0 +1,155 @@
+import { describe, expect, it } from "vitest";
+import {
+  assertLayoutCompatible,
+  BufferKvSource,
+  describeKvLayout,
+  KvInvalidHandleError,
+  KvLayoutMismatchError,
+  KvNoTransportError,
+  KvOfferServer,
+  KvPuller,
+  KvSizeMismatchError,
+  parseKvHandle,
+  serializeKvHandle,
+  transferTimeoutMs,
+  type KvSink,
+} from "../src/index.js";
+import { layout, randomSource, sameBytes, sinkFor, until } from "./helpers.js";
+
+describe("layout descriptor", () => {
+  it("fingerprints every field and names the differing ones", () => {
+    const a = describeKvLayout({ ...layout, dtype: "float32" });
+    expect(a.fingerprint).toBe(layout.fingerprint);
+    for (const [k, v] of Object.entries({ model: "other", numLayers: 3, numKvHeads: 4, headDim: 32, dtype: "float16", tokensPerBlock: 32 })) {
+      const b = describeKvLayout({ ...layout, [k]: v });
+      expect(b.fingerprint).not.toBe(a.fingerprint);
+      expect(() => assertLayoutCompatible(a, b)).toThrow(KvLayoutMismatchError);
+      try {
+        assertLayoutCompatible(a, b);
+      } catch (e) {
+        expect((e as KvLayoutMismatchError).fields).toContain(k);
+      }
+    }
+    expect(() => describeKvLayout({ ...layout, numLayers: 0 })).toThrow(/numLayers must be a positive integer/);
+  });
+});
+
+describe("handle", () => {
+  it("round-trips through JSON and rejects malformed handles with a typed error", async () => {
+    const server = await KvOfferServer.start({ layout });
+    try {
+      const { source } = randomSource(3);
+      const h = server.offer(source);
+      expect(parseKvHandle(serializeKvHandle(h))).toEqual(h);
+      expect(serializeKvHandle(h).length).toBeLessThan(2000); // small: it rides in a request-plane reply
+      const bad: Array<[unknown, RegExp]> = [
+        ["{", /not JSON/],
+        [{ ...h, v: 2 }, /unsupported version/],
+        [{ ...h, id: "xyz" }, /id must be/],
+        [{ ...h, bytes: -1 }, /bytes/],
+        [{ ...h, checksum: { ...h.checksum, chunks: 99 } }, /chunks does not match/],
+        [{ ...h, layout: { ...h.layout, numLayers: "2" } }, /numLayers/],
+      ];
+      for (const [input, re] of bad) {
+        expect(() => parseKvHandle(input)).toThrow(KvInvalidHandleError);
+        expect(() => parseKvHandle(input)).toThrow(re);
+      }
+      // endpoints of transports this version does not know are ignored, not fatal
+      expect(parseKvHandle({ ...h, endpoints: [...h.endpoints, { transport: "rdma", x: 1 }] }).endpoints).toEqual(h.endpoints);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("timeouts scale with size", () => {
+    expect(transferTimeoutMs(0)).toBe(5000);
+    expect(transferTimeoutMs(1e9)).toBe(25_000);
+    expect(transferTimeoutMs(1e9, { baseMs: 1000, minBytesPerSecond: 1e9 })).toBe(2000);
+  });
+});
+
+describe("negotiation", () => {
+  it("prefers engine > shm > tcp > nats among what both sides have", async () => {
+    const server = await KvOfferServer.start({ layout });
+    const puller = new KvPuller({ layout });
+    try {
+      const h = server.offer(randomSource(1).source);
+      expect(puller.negotiate(h).transport).toBe("shm");
+      expect(puller.negotiate(h, undefined, ["tcp"]).transport).toBe("tcp");
+      expect(puller.negotiate({ ...h, endpoints: h.endpoints.map((e) => (e.transport === "shm" ? { ...e, hostId: "elsewhere" } : e)) }).transport).toBe("tcp");
+      expect(() => puller.negotiate({ ...h, endpoints: [] })).toThrow(KvNoTransportError);
+      const natsOnly = new KvPuller({ layout, transports: ["nats"] });
+      // no NATS connection on this side: nats is not usable at all
+      expect(() => natsOnly.negotiate({ ...h, endpoints: [{ transport: "nats", subject: "s", maxBytes: 1 }] })).toThrow(KvNoTransportError);
+      natsOnly.close();
+    } finally {
+      puller.close();
+      await server.close();
+    }
+  });
+
+  it("a sink of the wrong size is refused before contacting, and the offer is released", async () => {
+    const server = await KvOfferServer.start({ layout });
+    const puller = new KvPuller({ layout });
+    try {
+      const { source, released } = randomSource(4);
+      const h = server.offer(source);
+      const sink = sinkFor(3);
+      await expect(puller.pull(h, sink)).rejects.toBeInstanceOf(KvSizeMismatchError);
+      expect(sink.aborted).toBe(true);
+      await until(() => released() === 1);
+      expect(server.stats().released.failed).toBe(1);
+    } finally {
+      puller.close();
+      await server.close();
+    }
+  });
+});
+
+/**
+ * EngineStateTestDouble: stands in for the TensorRT-LLM shim, whose cache transceiver moves the KV itself
+ * (TensorRT-LLM cannot run here). The source exposes opaque engine state; the sink accepts it.
+ */
+class EngineStateTestDoubleSink implements KvSink {
+  received: Uint8Array | null = null;
+  aborted = false;
+  constructor(readonly numTokens: number, readonly bytes: number) {}
+  segments(): Uint8Array[] {
+    throw new Error("engine transport must not touch segments");
+  }
+  abort(): void {
+    this.aborted = true;
+  }
+  importEngineState(state: Uint8Array): void {
+    this.received = new Uint8Array(state);
+  }
+}
+
+describe("engine transport (EngineStateTestDouble)", () => {
+  it("hands the engine's opaque state over and acks; the offer is released", async () => {
+    const server = await KvOfferServer.start({ layout });
+    const puller = new KvPuller({ layout });
+    try {
+      const state = new Uint8Array([1, 2, 3, 250, 0, 7]);
+      let released = 0;
+      const source = Object.assign(new BufferKvSource([new Uint8Array(layout.bytesPerBlock)], 16, () => released++), { engineState: () => state });
+      const h = server.offer(source);
+      expect(h.endpoints[0]).toEqual({ transport: "engine", state: Buffer.from(state).toString("base64") });
+      const sink = new EngineStateTestDoubleSink(16, layout.bytesPerBlock);
+      const r = await puller.pull(h, sink);
+      expect(r.transport).toBe("engine");
+      expect(sink.received).toEqual(state);
+      await until(() => released === 1);
+      expect(server.stats().released.ack).toBe(1);
+      // a sink without importEngineState uses bytes instead
+      const { source: s2, segs } = randomSource(2);
+      const h2 = server.offer(Object.assign(s2, { engineState: () => state }));
+      const sink2 = sinkFor(2);
+      expect((await puller.pull(h2, sink2)).transport).toBe("shm");
+      expect(sameBytes(segs, sink2.segments())).toBe(true);
+    } finally {
+      puller.close();
+      await server.close();
+    }
+  });
+});
