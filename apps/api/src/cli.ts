@@ -1,7 +1,7 @@
 // The api's command line (the seed's flags plus limits and routing knobs).
 import { statSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
-import { DEFAULT_NAMESPACE, intFlag, parseFlags, UsageError } from "@trtd/apps-common";
+import { DEFAULT_NAMESPACE, intFlag, natsUriOf, parseFlags, UsageError } from "@trtd/apps-common";
 import { PREFILL_POLICY_DEFAULTS } from "./router/index.js";
 import { DEFAULT_LIMITS } from "./openai/limits.js";
 import type { ApiServerOptions } from "./server.js";
@@ -44,11 +44,6 @@ export interface ApiCli extends Omit<ApiServerOptions, "plane"> {
   help: boolean;
 }
 
-/** `nats://` is added when the URI has no scheme (the launcher's HOST:PORT form). */
-export function natsUri(v: string): string {
-  return /^[a-z]+:\/\//.test(v) ? v : `nats://${v}`;
-}
-
 export function parseApiCli(argv: string[], defaultModelDir: string): ApiCli {
   const v = parseFlags(argv, apiFlagOptions);
   const str = (k: string) => (typeof v[k] === "string" ? (v[k] as string) : undefined);
@@ -67,7 +62,7 @@ export function parseApiCli(argv: string[], defaultModelDir: string): ApiCli {
   if (v["request-timeout-ms"] !== undefined) limits.requestTimeoutMs = intFlag(v["request-timeout-ms"], "request-timeout-ms", { min: 1, fallback: 0 });
   return {
     tokenizerDir,
-    requestPlaneUri: natsUri(str("request-plane-uri") ?? "127.0.0.1:4222"),
+    requestPlaneUri: natsUriOf(str("request-plane-uri") ?? "127.0.0.1:4222"),
     host: str("api-server-host") ?? "127.0.0.1",
     port,
     modelName: str("model-name") ?? basename(tokenizerDir),

@@ -27,4 +27,4 @@ export { Router, RequestPlaneWorkers, LeastLoadedSelector, PrefillPolicy, PREFIL
 export type { ApiServerOptions, RunningApiServer } from "./server.js";
 export type { ApiCli } from "./cli.js";
 export { startApiServer, contextLengthOf } from "./server.js";
-export { parseApiCli, natsUri, API_USAGE, apiFlagOptions } from "./cli.js";
+export { parseApiCli, API_USAGE, apiFlagOptions } from "./cli.js";

@@ -1,9 +1,8 @@
 // The api as a running server: tokenizer, request-plane workers, router and the HTTP app on one port.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { serve, type ServerType } from "@hono/node-server";
 import { DEFAULT_NAMESPACE } from "@trtd/apps-common";
+import { MissingFileError, readModelConfig } from "@trtd/model";
 import type { RequestPlane } from "@trtd/request-plane";
 import { createApiApp } from "./app.js";
 import { createApiMetrics } from "./metrics/api-metrics.js";
@@ -35,13 +34,13 @@ export interface RunningApiServer {
   close(): Promise<void>;
 }
 
-/** The context length from the model's config.json, when it has one. */
+/** The context length from the model's config.json; undefined for a tokenizer-only directory. */
 export function contextLengthOf(modelDir: string): number | undefined {
   try {
-    const c = JSON.parse(readFileSync(join(modelDir, "config.json"), "utf8")) as { max_position_embeddings?: unknown };
-    return typeof c.max_position_embeddings === "number" ? c.max_position_embeddings : undefined;
-  } catch {
-    return undefined;
+    return readModelConfig(modelDir).maxPositionEmbeddings;
+  } catch (err) {
+    if (err instanceof MissingFileError) return undefined;
+    throw err;
   }
 }
 

@@ -1,5 +1,5 @@
 // The launcher's command line: the seed's deploy flags, the api's flags, executor flags passed to workers.
-import { resolve } from "node:path";
+import { basename, resolve } from "node:path";
 import { DEFAULT_NAMESPACE, executorArgv, executorFlagOptions, executorFlags, intFlag, natsUriOf, parseFlags, UsageError, type ExecutorFlags } from "@trtd/apps-common";
 
 export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--generate-worker-count M] [--worker-name NAME]
@@ -54,7 +54,8 @@ export interface LauncherCli {
   inProcessFallback: boolean;
   apiHost: string;
   apiPort: number;
-  modelName?: string;
+  /** The model id clients send (default: the model directory's name). */
+  modelName: string;
   apiKey?: string;
   disaggMinPromptTokens?: number;
   maxRestarts: number;
@@ -83,7 +84,7 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
     inProcessFallback: v["in-process-fallback"] === true,
     apiHost: str("api-server-host") ?? "127.0.0.1",
     apiPort,
-    modelName: str("model-name"),
+    modelName: str("model-name") ?? basename(resolve(ex.modelDir)),
     apiKey: str("api-key"),
     disaggMinPromptTokens:
       v["disagg-min-prompt-tokens"] === undefined ? undefined : intFlag(v["disagg-min-prompt-tokens"], "disagg-min-prompt-tokens", { min: 0, fallback: 0 }),
@@ -109,7 +110,7 @@ export function apiArgv(cli: LauncherCli, requestPlaneUri: string): string[] {
     "--api-server-port", String(cli.apiPort),
     "--worker-name", cli.namespace,
   ];
-  if (cli.modelName) a.push("--model-name", cli.modelName);
+  a.push("--model-name", cli.modelName);
   if (cli.apiKey) a.push("--api-key", cli.apiKey);
   if (cli.disaggMinPromptTokens !== undefined) a.push("--disagg-min-prompt-tokens", String(cli.disaggMinPromptTokens));
   return a;

@@ -137,7 +137,7 @@ async function launchInProcess(cli: LauncherCli, o: LaunchOptions, deadline: num
     const api = await startApiServer({
       plane,
       tokenizerDir: cli.executor.modelDir,
-      modelName: cli.modelName ?? cli.executor.modelDir.split("/").pop()!,
+      modelName: cli.modelName,
       host: cli.apiHost,
       port: cli.apiPort,
       namespace: cli.namespace,
