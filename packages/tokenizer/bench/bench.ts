@@ -3,7 +3,7 @@
  * the 32k-token prompt on and off the main thread, and the incremental detokenizer's cost per token.
  * Run: nx run tokenizer:bench. The last output line is one JSON object.
  */
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
 import { join, resolve } from "node:path";
 import { getEncoding } from "js-tiktoken";
@@ -16,6 +16,9 @@ const MIN_MS = 1500;
 
 /** Real English and code: the Markdown docs of installed packages (sorted, so the same install gives the same corpus). */
 function corpus(): string {
+  // TOKENIZER_BENCH_CORPUS: a file written by an earlier run here, for machines without node_modules.
+  const fromFile = process.env.TOKENIZER_BENCH_CORPUS;
+  if (fromFile) return readFileSync(fromFile, "utf8");
   const files: string[] = [];
   const walk = (dir: string, depth: number): void => {
     if (depth > 4) return;
@@ -60,6 +63,7 @@ function timePasses(fn: () => void): number {
 }
 
 const text = corpus();
+if (process.env.TOKENIZER_BENCH_WRITE_CORPUS) writeFileSync(process.env.TOKENIZER_BENCH_WRITE_CORPUS, text);
 const docs = docsOf(text);
 const bytes = Buffer.byteLength(text);
 const ours = Tokenizer.fromEncoding("cl100k_base");
