@@ -12,6 +12,7 @@ export const ApiErrorCodes = {
   modelNotFound: "model_not_found",
   notFound: "not_found",
   noWorkers: "no_workers_available",
+  workerGone: "worker_gone",
   workerFailed: "worker_failed",
   deadlineExceeded: "deadline_exceeded",
   internal: "internal_error",
@@ -86,6 +87,16 @@ export class NoWorkersError extends ApiError {
   constructor(message = "no decode worker is available") {
     super(message, ApiErrorCodes.noWorkers);
     this.name = "NoWorkersError";
+  }
+}
+
+/** The chosen worker vanished (no responders, or its heartbeats stopped): another one may take the request. */
+export class WorkerGoneError extends ApiError {
+  readonly status = 503;
+  readonly type = "server_error";
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, ApiErrorCodes.workerGone, null, options);
+    this.name = "WorkerGoneError";
   }
 }
 

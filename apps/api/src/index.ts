@@ -19,6 +19,7 @@ export {
   AuthenticationError,
   NotFoundError,
   NoWorkersError,
+  WorkerGoneError,
   WorkerFailedError,
   DeadlineExceededError,
   InternalError,

@@ -6,7 +6,7 @@ import { resolve } from "node:path";
 import { EXECUTOR_DEFAULTS, Endpoints, type DecodeChunk, type GenerateRequest } from "@trtd/apps-common";
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
 import { createInProcessPlane, type RequestPlane, type ServedEndpoint } from "@trtd/request-plane";
-import { LeastLoadedSelector, PrefillPolicy, RequestPlaneWorkers, Router, type WorkerInstance } from "../src/index.js";
+import { LeastLoadedSelector, PrefillPolicy, RequestPlaneWorkers, Router, WorkerGoneError, type WorkerInstance, type Workers } from "../src/index.js";
 
 const modelDir = resolve(fileURLToPath(import.meta.url), "../../../../models/tiny");
 const PROMPT = Array.from({ length: 40 }, (_, i) => 2000 + i * 11);
@@ -86,6 +86,26 @@ describe("router - with real workers", () => {
     expect(chunks.flatMap((c) => c.tokens)).toHaveLength(8);
     const plain = await run(new Router({ workers, prefill: { enabled: false } }), req());
     expect(plain.flatMap((c) => c.tokens)).toEqual(chunks.flatMap((c) => c.tokens));
+  });
+
+  it("moves a request to another decode worker when the chosen one is gone before its first token", async () => {
+    // TEST DOUBLE around the real workers: adds an idle-looking decode instance that has vanished.
+    const attempts: string[] = [];
+    const withDeadInstance: Workers = {
+      instances: (role) => (role === "decode" ? [{ id: "vanished", load: load(0) }, ...workers.instances("decode").map((w) => ({ ...w, load: load(5) }))] : []),
+      prefill: (id, r, sig) => workers.prefill(id, r, sig),
+      decode: (id, r, sig) => {
+        attempts.push(id);
+        if (id === "vanished") return (async function* () { throw new WorkerGoneError("no responders (test double)"); })();
+        return workers.decode(id, r, sig);
+      },
+    };
+    const chunks = await run(new Router({ workers: withDeadInstance }), req());
+    expect(attempts).toEqual(["vanished", decode.instanceId]);
+    expect(chunks.flatMap((c) => c.tokens)).toHaveLength(8);
+    // With only the vanished instance, the request fails with the typed error.
+    const onlyDead: Workers = { ...withDeadInstance, instances: (role) => (role === "decode" ? [{ id: "vanished", load: load(0) }] : []) };
+    await expect(run(new Router({ workers: onlyDead }), req())).rejects.toMatchObject({ name: "NoWorkersError", status: 503 });
   });
 
   it("is not ready without decode workers", async () => {

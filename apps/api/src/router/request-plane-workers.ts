@@ -2,7 +2,7 @@
 // the instance the router chose. Request-plane failures become the api's typed errors here.
 import { DEFAULT_NAMESPACE, Endpoints, type DecodeChunk, type DecodeRequest, type GenerateRequest, type PrefillResult, type WorkerLoad } from "@trtd/apps-common";
 import { RequestPlaneErrorCode, type EndpointClient, type RequestPlane, type InstanceInfo } from "@trtd/request-plane";
-import { DeadlineExceededError, NoWorkersError, WorkerFailedError } from "../errors.js";
+import { DeadlineExceededError, WorkerFailedError, WorkerGoneError } from "../errors.js";
 import type { WorkerInstance, WorkerRole, Workers } from "./workers.js";
 
 function loadOf(i: InstanceInfo): WorkerLoad | undefined {
@@ -25,7 +25,9 @@ function translate(err: unknown, signal: AbortSignal, what: string): unknown {
   if (signal.aborted) return err;
   const code = (err as { code?: string }).code;
   if (code === RequestPlaneErrorCode.Timeout) return new DeadlineExceededError(`${what}: ${(err as Error).message}`, { cause: err });
-  if (code === RequestPlaneErrorCode.NoResponders) return new NoWorkersError(`${what}: the chosen worker is gone`);
+  if (code === RequestPlaneErrorCode.NoResponders || code === RequestPlaneErrorCode.ServerGone) {
+    return new WorkerGoneError(`${what}: the chosen worker is gone (${(err as Error).message})`, { cause: err });
+  }
   return new WorkerFailedError(`${what}: ${(err as Error).message}`, { cause: err });
 }
 

@@ -2,7 +2,7 @@
 // the policy allows, then decode on the least loaded decode worker; aggregated when prefill is not used or fails.
 import type { DecodeChunk, GenerateRequest, PrefillResult } from "@trtd/apps-common";
 import type { GenerationBackend, Readiness } from "../backend.js";
-import { NoWorkersError } from "../errors.js";
+import { NoWorkersError, WorkerGoneError } from "../errors.js";
 import { LeastLoadedSelector, type DecodeSelector } from "./decode-selector.js";
 import { PrefillPolicy, type PrefillPolicyOptions } from "./prefill-policy.js";
 import type { Workers } from "./workers.js";
@@ -13,6 +13,8 @@ export interface RouterOptions {
   prefill?: PrefillPolicyOptions;
   /** Counts prefills that failed and fell back to aggregated. */
   onPrefillFallback?: (err: unknown) => void;
+  /** Decode workers tried for one request when the chosen one is gone before its first token (default 3). */
+  maxDecodeAttempts?: number;
 }
 
 export class Router implements GenerationBackend {
@@ -20,6 +22,7 @@ export class Router implements GenerationBackend {
   private readonly selector: DecodeSelector;
   readonly policy: PrefillPolicy;
   private readonly onPrefillFallback: (err: unknown) => void;
+  private readonly maxDecodeAttempts: number;
   /** Requests this router has outstanding per instance id. */
   private readonly inFlight = new Map<string, number>();
 
@@ -28,6 +31,7 @@ export class Router implements GenerationBackend {
     this.selector = opts.decodeSelector ?? new LeastLoadedSelector();
     this.policy = new PrefillPolicy(opts.prefill);
     this.onPrefillFallback = opts.onPrefillFallback ?? (() => {});
+    this.maxDecodeAttempts = Math.max(1, opts.maxDecodeAttempts ?? 3);
   }
 
   readiness(): Readiness {
@@ -43,9 +47,8 @@ export class Router implements GenerationBackend {
   }
 
   async *generate(req: GenerateRequest, signal: AbortSignal): AsyncGenerator<DecodeChunk> {
-    const decoders = this.workers.instances("decode").filter((w) => !w.load?.draining);
-    if (decoders.length === 0) throw new NoWorkersError();
-    const decode = this.selector.select(req, decoders, this.inFlight);
+    const liveDecoders = (skip: ReadonlySet<string>) => this.workers.instances("decode").filter((w) => !w.load?.draining && !skip.has(w.id));
+    if (liveDecoders(new Set()).length === 0) throw new NoWorkersError();
 
     let prefill: PrefillResult | undefined;
     const decision = this.policy.decide(req, this.workers.instances("prefill"), this.inFlight);
@@ -61,11 +64,27 @@ export class Router implements GenerationBackend {
       }
     }
 
-    this.track(decode.id, 1);
-    try {
-      yield* this.workers.decode(decode.id, prefill ? { ...req, prefill } : req, signal);
-    } finally {
-      this.track(decode.id, -1);
+    // A decode worker that is gone before the first token (crashed, restarting) costs nothing: try another.
+    // Once tokens have been streamed the request stays where it is.
+    const gone = new Set<string>();
+    for (let attempt = 1; ; attempt++) {
+      const candidates = liveDecoders(gone);
+      if (candidates.length === 0) throw new NoWorkersError();
+      const decode = this.selector.select(req, candidates, this.inFlight);
+      let started = false;
+      this.track(decode.id, 1);
+      try {
+        for await (const chunk of this.workers.decode(decode.id, prefill ? { ...req, prefill } : req, signal)) {
+          started = true;
+          yield chunk;
+        }
+        return;
+      } catch (err) {
+        if (started || signal.aborted || !(err instanceof WorkerGoneError) || attempt >= this.maxDecodeAttempts) throw err;
+        gone.add(decode.id);
+      } finally {
+        this.track(decode.id, -1);
+      }
     }
   }
 }
