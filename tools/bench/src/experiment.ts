@@ -17,15 +17,17 @@ import { createRandom } from "./random.js";
 import { writeReport } from "./report-files.js";
 import { renderResultsPage } from "./results-page.js";
 import { metricsDelta, scrapeMetrics, type MetricsSnapshot } from "./server-metrics.js";
-import { runSweep, type SweepResult } from "./sweep.js";
+import { runLoad, type LoadRunResult } from "./load-run.js";
+import type { SweepResult } from "./sweep.js";
 import { computeGoodput, type Goodput } from "./goodput.js";
 import { meetsSlo, type Slo } from "./stats.js";
 
 export const EXPERIMENT_USAGE = `usage: cli.ts experiment [flags]
 
-Runs the same workload against the trtd stack twice, started by the launcher with its own nats-server on free
-127.0.0.1 ports: 1 prefill + 1 decode worker (disaggregated), then 2 decode workers (aggregated). Each does a
-warm-up, the frontend-overhead measurement, then the rate sweep; everything is stopped by PID afterwards.
+Runs the same workload against two trtd stacks, each started by the launcher with its own nats-server on free
+127.0.0.1 ports: 1 prefill + 1 decode worker (disaggregated) and 2 decode workers (aggregated). Both are
+started and warmed up first, the frontend overhead is measured on each, then every rate of the sweep runs on
+one stack and then the other (order alternating per rate). Everything is stopped by PID afterwards.
 
   --model-dir DIR         [models/tiny] (made with tools/prepare-model when missing)
   --rates R1,R2,...       [0.5,1,2,3,4] requests/s
@@ -304,59 +306,75 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
   const onSignal = () => stop.abort();
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
+  // Every arrangement's stack is started first and stays up (idle workers cost next to nothing); the rates are
+  // then run in turn on each, alternating the order per rate, so drifting load from other processes on the
+  // machine falls on both arrangements alike instead of on whichever happened to run second.
+  const stacks: { a: Arrangement; h: StackHandles; baseUrl: string; model: string; startupS: number; overhead?: FrontendOverhead; overheadError?: string; lastMetrics?: MetricsSnapshot; points: LoadRunResult[] }[] = [];
   try {
     for (const key of keys) {
       if (stop.signal.aborted) break;
       const a = ARRANGEMENTS[key as Arrangement["key"]];
       const h: StackHandles = { dir: mkdtempSync(join(tmpdir(), `bench-${key}-`)) };
-      try {
-        process.stderr.write(`[${a.name}] starting nats-server and the launcher...\n`);
-        const ts = performance.now();
-        const { baseUrl } = await startStack(a, { repoRoot, launcher, modelDir, executor, extraArgs, startupTimeoutMs, logDir, library: pinned }, h);
-        const model = await servedModelName(baseUrl);
-        await warmUp(baseUrl, model, w, 4, startupTimeoutMs);
-        const startupS = (performance.now() - ts) / 1000;
-        process.stderr.write(`[${a.name}] up at ${baseUrl} (model ${model}) in ${startupS.toFixed(1)} s; frontend overhead...\n`);
-        const { overhead, overheadError } = await overheadOrReason(overheadReps, () =>
-          measureFrontendOverhead({ baseUrl, model, endpoint: w.endpoint, requestTimeoutMs: w.requestTimeoutMs, modelDir, prompt: overheadPrompt, executor: { ...executor, library: pinned.path }, reps: overheadReps }),
-        );
-        if (overhead) process.stderr.write(`[${a.name}] TTFT p50 via HTTP ${overhead.httpTtftMs.p50?.toFixed(1)} ms, executor ${overhead.executorTtftMs.p50?.toFixed(1)} ms\n`);
-        else process.stderr.write(`[${a.name}] frontend overhead not measured: ${overheadError}\n`);
-        let lastMetrics: MetricsSnapshot | undefined;
-        const sweep = await runSweep({
-          baseUrl,
-          model,
+      const entry = { a, h, baseUrl: "", model: "", startupS: 0, points: [] as LoadRunResult[] };
+      stacks.push(entry);
+      process.stderr.write(`[${a.name}] starting nats-server and the launcher...\n`);
+      const ts = performance.now();
+      entry.baseUrl = (await startStack(a, { repoRoot, launcher, modelDir, executor, extraArgs, startupTimeoutMs, logDir, library: pinned }, h)).baseUrl;
+      entry.model = await servedModelName(entry.baseUrl);
+      await warmUp(entry.baseUrl, entry.model, w, 4, startupTimeoutMs);
+      entry.startupS = (performance.now() - ts) / 1000;
+      process.stderr.write(`[${a.name}] up at ${entry.baseUrl} (model ${entry.model}) in ${entry.startupS.toFixed(1)} s\n`);
+    }
+    for (const s of stacks) {
+      if (stop.signal.aborted) break;
+      const { overhead, overheadError } = await overheadOrReason(overheadReps, () =>
+        measureFrontendOverhead({ baseUrl: s.baseUrl, model: s.model, endpoint: w.endpoint, requestTimeoutMs: w.requestTimeoutMs, modelDir, prompt: overheadPrompt, executor: { ...executor, library: pinned.path }, reps: overheadReps }),
+      );
+      Object.assign(s, { overhead, overheadError });
+      if (overhead) process.stderr.write(`[${s.a.name}] frontend overhead: TTFT p50 via HTTP ${overhead.httpTtftMs.p50?.toFixed(1)} ms, executor ${overhead.executorTtftMs.p50?.toFixed(1)} ms\n`);
+      else process.stderr.write(`[${s.a.name}] frontend overhead not measured: ${overheadError}\n`);
+      s.lastMetrics = await scrapeMetrics(s.baseUrl);
+    }
+    const sorted = [...rates].sort((x, y) => x - y);
+    for (let i = 0; i < sorted.length && !stop.signal.aborted; i++) {
+      const order = i % 2 === 0 ? stacks : [...stacks].reverse();
+      for (const s of order) {
+        if (stop.signal.aborted) break;
+        const point = await runLoad({
+          baseUrl: s.baseUrl,
+          model: s.model,
           endpoint: w.endpoint,
           extraBody: w.extraBody,
           requestTimeoutMs: w.requestTimeoutMs,
           requests: w.requests,
-          rates,
+          rate: sorted[i],
           arrival: w.arrival,
           seed: w.seed,
           maxConcurrency: w.maxConcurrency,
           timeLimitS: w.timeLimitS,
           slo: w.slo,
-          target: w.target,
           progress,
-          label: undefined,
+          label: `[${s.a.legend}] rate ${sorted[i]} req/s`,
           signal: stop.signal,
-          pauseMs: 1000,
-          beforeFirst: async () => void (lastMetrics = await scrapeMetrics(baseUrl)),
-          onPoint: async (p) => {
-            const now = await scrapeMetrics(baseUrl);
-            p.serverMetrics = metricsDelta(lastMetrics, now);
-            lastMetrics = now;
-          },
         });
-        results.push({ arrangement: a, servedModel: model, overhead, overheadError, sweep, startupS });
-      } finally {
-        await stopStack(h);
-        rmSync(h.dir, { recursive: true, force: true });
+        const now = await scrapeMetrics(s.baseUrl);
+        point.serverMetrics = metricsDelta(s.lastMetrics, now);
+        s.lastMetrics = now;
+        s.points.push(point);
+        await new Promise((r) => setTimeout(r, 1000));
       }
+    }
+    for (const s of stacks) {
+      const goodput = computeGoodput(s.points.map((p) => ({ rate: p.rate, attainment: p.summary.sloAttainment ?? 0 })), w.target);
+      results.push({ arrangement: s.a, servedModel: s.model, overhead: s.overhead, overheadError: s.overheadError, sweep: { slo: w.slo, points: s.points, goodput }, startupS: s.startupS });
     }
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    for (const s of stacks) {
+      await stopStack(s.h);
+      rmSync(s.h.dir, { recursive: true, force: true });
+    }
     rmSync(dirname(pinned.path), { recursive: true, force: true });
   }
 

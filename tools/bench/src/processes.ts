@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { createServer } from "node:net";
 import { ServerStartupError } from "./errors.js";
@@ -26,8 +26,10 @@ export interface ManagedProcess {
   /** Resolves with the first output line matching `re` (seen from the start); rejects on exit or after timeoutMs. */
   waitForLine(re: RegExp, timeoutMs: number): Promise<RegExpMatchArray>;
   /**
-   * SIGTERM to the process's group (it was started as a group leader, so its own children get it too),
-   * SIGKILL to the group after `graceMs`. Resolves when the process has exited. Idempotent.
+   * Records the process's descendants (children may have moved to process groups of their own), sends SIGTERM
+   * to the process's group, waits up to `graceMs` for it to exit, gives the descendants the same time again,
+   * then SIGKILLs its group and every recorded descendant still alive, and waits (bounded) until they are gone.
+   * Idempotent.
    */
   stop(graceMs?: number): Promise<void>;
 }
@@ -108,22 +110,65 @@ export function startProcess(name: string, command: string, args: string[], opts
     },
     stop(graceMs = 5000) {
       stopping ??= (async () => {
-        if (pid > 0) {
-          signalGroup("SIGTERM");
-          if (!exitedFlag) {
-            const timer = new Promise((r) => setTimeout(r, graceMs).unref());
-            await Promise.race([exited, timer]);
-          }
-          // The leader may be gone while children it started linger: SIGKILL the group whatever happened,
-          // then wait (bounded) until no member of the group is left.
-          signalGroup("SIGKILL");
-          await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
-          for (let i = 0; i < 40 && groupAlive(pid); i++) await new Promise((r) => setTimeout(r, 50));
-        }
+        if (pid <= 0) return;
+        const family = descendantPids(pid);
+        signalGroup("SIGTERM");
+        if (!exitedFlag) await Promise.race([exited, new Promise((r) => setTimeout(r, graceMs).unref())]);
+        // Children get up to the grace period again to finish their own shutdown after the leader exits.
+        const deadline = Date.now() + graceMs;
+        while (Date.now() < deadline && family.some(pidAlive)) await new Promise((r) => setTimeout(r, 50));
+        signalGroup("SIGKILL");
+        for (const p of family) killPid(p, "SIGKILL");
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
+        for (let i = 0; i < 40 && (groupAlive(pid) || family.some(pidAlive)); i++) await new Promise((r) => setTimeout(r, 50));
       })();
       return stopping;
     },
   };
+}
+
+/** Every live descendant of `root` (children, their children, ...), from `ps`; [] where ps is unavailable. */
+export function descendantPids(root: number): number[] {
+  let table: string;
+  try {
+    table = execFileSync("ps", ["-eo", "pid=,ppid="], { encoding: "utf8", timeout: 5000 });
+  } catch {
+    return [];
+  }
+  const children = new Map<number, number[]>();
+  for (const line of table.split("\n")) {
+    const [pid, ppid] = line.trim().split(/\s+/).map(Number);
+    if (!pid) continue;
+    const list = children.get(ppid) ?? [];
+    list.push(pid);
+    children.set(ppid, list);
+  }
+  const out: number[] = [];
+  const stack = [root];
+  while (stack.length) {
+    for (const c of children.get(stack.pop()!) ?? []) {
+      out.push(c);
+      stack.push(c);
+    }
+  }
+  return out;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function killPid(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // Gone already.
+  }
 }
 
 function groupAlive(pgid: number): boolean {

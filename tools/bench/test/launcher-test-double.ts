@@ -30,12 +30,13 @@ await new Promise<void>((resolve, reject) => {
 // Disaggregated "prefill" makes the first token slower here, so the two arrangements differ visibly.
 const disagg = Number(values["context-worker-count"]) > 0;
 const server = await startOpenAITestDouble({ ttftMs: disagg ? 150 : 10, itlMs: 4, port: Number(values["api-server-port"]), host: String(values["api-server-host"]) });
-const worker = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
+// In a process group of its own, as the real launcher's supervisor starts workers: a group signal misses it.
+const worker = spawn(process.execPath, ["-e", "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)"], { stdio: "ignore", detached: true });
 if (process.env.BENCH_TEST_PIDS_FILE) appendFileSync(process.env.BENCH_TEST_PIDS_FILE, `${process.pid} ${worker.pid}\n`);
 // Starts up a little late and prints the real launcher's ready line.
 await new Promise((r) => setTimeout(r, 200));
 process.stdout.write(`launcher test double: OpenAI API at ${server.baseUrl}/v1 (model test-double)\n`);
 process.once("SIGTERM", () => {
-  // Leaves its "worker" running on purpose: the experiment must stop the whole group.
+  // Leaves its "worker" running on purpose (and the worker ignores SIGTERM): the experiment must find and kill it.
   void server.close().then(() => process.exit(0));
 });
