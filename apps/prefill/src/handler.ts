@@ -38,8 +38,13 @@ export function createPrefillHandler({ executor, offers }: PrefillHandlerDeps): 
       requestId = c.requestId;
     }
     if (firstToken === undefined || requestId === undefined) throw new PrefillFailedError("context-only request ended without a result");
-    // From here the offer server owns the pinned blocks: released on decode's ack, a failed pull, or expiry.
     const kv = offeredKv(executor, requestId, req.tokens.length);
+    if (ctx.signal.aborted) {
+      // Cancelled while its last iteration ran: nobody will read the reply, so nothing is offered.
+      kv.release();
+      throw new PrefillFailedError("prefill cancelled", { cause: ctx.signal.reason });
+    }
+    // From here the offer server owns the pinned blocks: released on decode's ack, a failed pull, or expiry.
     const kvHandle = offers.offer(kv);
     return { firstToken, kvHandle, kvBytes: kv.bytes, prefillMs: performance.now() - started };
   };
