@@ -112,11 +112,13 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     }
     let subject: string;
     let routed: string | undefined;
+    const tried = new Set<string>();
     let pickError: unknown;
     try {
       if (this.closed) throw new ClosedError("client closed");
       routed = options.instanceId !== undefined ? validateInstanceId(options.instanceId) : this.pick(request);
       subject = routed !== undefined ? subjects.instance(this.endpoint, routed) : subjects.queue(this.endpoint);
+      tried.add(subject);
     } catch (err) {
       pickError = err;
       subject = subjects.queue(this.endpoint);
@@ -132,8 +134,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
       missedHeartbeats: this.missedHeartbeats,
       deadline,
       signal: options.signal,
-      // a chosen instance that has no subscriber is dead: forget it now rather than at lease expiry
-      onNoResponders: routed !== undefined ? () => this.deps.watcher.remove(routed as string) : undefined,
+      onNoResponders: (failed) => this.reroute(request, failed, options.instanceId !== undefined, tried),
     });
     return stream.start(() => {
       if (pickError) throw pickError;
@@ -153,9 +154,30 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     throw new RemoteError(`${endpointPath(this.endpoint)}: the handler ended without a reply`, { code: "no_reply" });
   }
 
-  private pick(request: Req): string | undefined {
+  /**
+   * After no responders on `failed`: forget that instance (it is dead: no subscriber on its subject) and, unless
+   * the caller named the instance, try another one the router picks, then the queue group (at most 3 tries).
+   */
+  private reroute(request: Req, failed: string, direct: boolean, tried: Set<string>): string | undefined {
+    const prefix = subjects.instance(this.endpoint, "");
+    if (failed.startsWith(prefix)) this.deps.watcher.remove(failed.slice(prefix.length));
+    if (direct || this.closed || tried.size >= 3) return undefined;
+    let next: string;
+    try {
+      const id = this.pick(request, tried);
+      next = id !== undefined ? subjects.instance(this.endpoint, id) : subjects.queue(this.endpoint);
+    } catch {
+      return undefined; // the chooser threw: report no responders
+    }
+    if (tried.has(next)) return undefined;
+    tried.add(next);
+    return next;
+  }
+
+  private pick(request: Req, exclude?: Set<string>): string | undefined {
     if (!this.chooser) return undefined;
-    const list = this.instances();
+    let list = this.instances();
+    if (exclude) list = list.filter((i) => !exclude.has(subjects.instance(this.endpoint, i.id)));
     if (list.length === 0) return undefined; // not discovered yet: let the queue group route it
     const choice = this.chooser(list, request);
     return typeof choice === "string" ? choice : choice?.id;

@@ -26,7 +26,11 @@ export interface ReplyStreamParams {
   readonly missedHeartbeats: number;
   readonly deadline: number | undefined;
   readonly signal: AbortSignal | undefined;
-  readonly onNoResponders?: () => void;
+  /**
+   * Called when nobody received the request on `subject`. Returns another subject to try (the request was
+   * delivered to no one, so resending cannot run it twice), or undefined to fail with NoRespondersError.
+   */
+  readonly onNoResponders?: (subject: string) => string | undefined;
 }
 
 type Waiter = { resolve: (r: IteratorResult<unknown>) => void; reject: (e: unknown) => void };
@@ -58,6 +62,10 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
   private tombstone: NodeJS.Timeout | undefined;
   private lastFrameAt = 0;
   private published = false;
+  /** Where the request went last (changes when it is rerouted after no responders). */
+  private subject: string;
+  /** Kept until the server's first frame, to reroute after no responders. */
+  private requestBytes: Uint8Array | undefined;
   private hbBoundMs: number;
   private readonly onAbort = () => this.fail(abortReason(this.p.signal), true, true);
   private acceptedResolve!: (id: string | undefined) => void;
@@ -66,6 +74,7 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
 
   constructor(private readonly p: ReplyStreamParams) {
     this.requestId = p.requestId;
+    this.subject = p.subject;
     this.hbBoundMs = p.acceptTimeoutMs;
     this.accepted = new Promise((r) => (this.acceptedResolve = r));
   }
@@ -87,7 +96,8 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
         this.deadlineTimer = setTimeout(() => this.fail(new TimeoutError(`request ${this.requestId} exceeded its deadline`), true), Math.max(0, left));
       }
       this.armWatchdog();
-      this.p.transport.publish(this.p.subject, bytes, { reply: this.route.subject });
+      this.requestBytes = bytes;
+      this.p.transport.publish(this.subject, bytes, { reply: this.route.subject });
       this.published = true;
     } catch (err) {
       this.fail(err, false);
@@ -110,7 +120,7 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
       if (this.ended || this.finished) return;
       const left = this.lastFrameAt + this.hbBoundMs - Date.now();
       if (left > 0) return this.scheduleWatchdog(left);
-      if (this.instance === undefined) this.fail(new TimeoutError(`no instance accepted request ${this.requestId} on ${this.p.subject} within ${this.hbBoundMs} ms`), true);
+      if (this.instance === undefined) this.fail(new TimeoutError(`no instance accepted request ${this.requestId} on ${this.subject} within ${this.hbBoundMs} ms`), true);
       else this.fail(new ServerGoneError(`instance ${this.instance} sent nothing for ${this.hbBoundMs} ms (request ${this.requestId})`, this.instance), true);
     }, ms);
   }
@@ -125,10 +135,21 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
     }
     if (this.ended || this.finished) return;
     if (m.noResponders) {
-      this.p.onNoResponders?.();
-      this.fail(new NoRespondersError(this.p.subject), false);
+      const next = this.p.onNoResponders?.(this.subject);
+      if (next !== undefined && this.requestBytes && this.route) {
+        this.subject = next;
+        try {
+          this.p.transport.publish(next, this.requestBytes, { reply: this.route.subject });
+          return;
+        } catch (err) {
+          this.fail(err, false);
+          return;
+        }
+      }
+      this.fail(new NoRespondersError(this.subject), false);
       return;
     }
+    this.requestBytes = undefined;
     let f: Frame;
     try {
       const v = this.p.codec.decode(m.data);
@@ -243,6 +264,7 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
   private release(): void {
     if (this.finished) return;
     this.finished = true;
+    this.requestBytes = undefined;
     clearTimeout(this.watchdog);
     this.watchdog = undefined;
     clearTimeout(this.deadlineTimer);

@@ -64,6 +64,9 @@ export interface ServedEndpoint {
   stop(options?: StopOptions): Promise<void>;
 }
 
+/** A client cannot make the server run further ahead than this many unconsumed replies. */
+const MAX_WINDOW = 4096;
+
 interface Active {
   readonly id: string;
   readonly reply: string;
@@ -272,7 +275,7 @@ export class Server implements ServedEndpoint {
       reply,
       control: `${this.controlInbox}.${key}`,
       ac: new AbortController(),
-      window: typeof req.w === "number" && req.w > 0 ? req.w : 256,
+      window: typeof req.w === "number" && req.w > 0 ? Math.min(req.w, MAX_WINDOW) : 256,
       seq: 0,
       credited: 0,
       lastSent: 0,
@@ -318,7 +321,7 @@ export class Server implements ServedEndpoint {
       const ctx: RequestContext = {
         requestId: a.id,
         signal,
-        headers: req.h ?? {},
+        headers: isObj(req.h) ? (req.h as Record<string, string>) : {},
         deadline: req.dl,
         instanceId: this.instanceId,
         endpoint: this.endpoint,

@@ -148,6 +148,24 @@ export function protocolSuite(makeEnv: () => Promise<SuiteEnv>): void {
     c.close();
   });
 
+  it("a listed instance that died is skipped: the request is rerouted and the dead one forgotten at once", async () => {
+    const e = ep("reroute");
+    const doomedPlane = await env.extraClient();
+    const doomed = await doomedPlane.serve(e, (_r, ctx) => ctx.instanceId, { instanceId: "doomed" });
+    const alive = track(await env.server.serve(e, (_r, ctx) => ctx.instanceId, { instanceId: "alive" }));
+    const c = env.client.client<unknown, string>(e);
+    await c.waitForInstances({ count: 2, timeoutMs: 5000 });
+    await closeAbruptly(doomedPlane); // no "down" message: the client still lists it until its lease ends
+    expect(doomed.activeRequests).toBe(0);
+    expect(c.instances().map((i) => i.id)).toEqual(["alive", "doomed"]);
+    for (let i = 0; i < 4; i++) expect(await c.request({})).toBe(alive.instanceId);
+    expect(c.instances().map((i) => i.id)).toEqual(["alive"]);
+    // naming the dead instance is not rerouted
+    expect(await rejection(c.request({}, { instanceId: "doomed" }))).toBeInstanceOf(NoRespondersError);
+    c.close();
+    await doomedPlane.close({ graceMs: 0 }); // releases the dead instance's timers in this process
+  });
+
   it("no instance at all: NoRespondersError, not a timeout", async () => {
     const c = env.client.client(ep("nobody"));
     const t0 = Date.now();
