@@ -27,7 +27,7 @@ export interface OpenAIErrorBody {
 }
 
 export abstract class ApiError extends Error {
-  abstract readonly status: 400 | 401 | 404 | 413 | 500 | 502 | 503 | 504;
+  abstract readonly status: 400 | 401 | 404 | 500 | 502 | 503 | 504;
   abstract readonly type: OpenAIErrorType;
   constructor(
     message: string,
@@ -52,9 +52,10 @@ export class InvalidRequestError extends ApiError {
   }
 }
 
-/** The body is larger than the configured limit. */
+/** The body is larger than the configured limit. A 400 like every other invalid request (as the issue asks and
+ * OpenAI does), with its own code. */
 export class RequestTooLargeError extends ApiError {
-  readonly status = 413;
+  readonly status = 400;
   readonly type = "invalid_request_error";
   constructor(limitBytes: number) {
     super(`request body is larger than ${limitBytes} bytes`, ApiErrorCodes.requestTooLarge);
