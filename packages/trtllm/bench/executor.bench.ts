@@ -9,6 +9,7 @@ import { Executor, type ModelInfo } from "../src/index.js";
 
 const BATCHES = [1, 8, 32];
 const THREADS = Number(process.env.TRTD_BENCH_THREADS ?? cpus().length);
+const REPEATS = Number(process.env.TRTD_BENCH_REPEATS ?? 2);
 const SETTINGS = {
   tiny: { prefillPrompt: 256, decodeTokens: 96 },
   small: { prefillPrompt: 64, decodeTokens: 24 },
@@ -25,20 +26,20 @@ function prompt(n: number, salt: number): number[] {
 }
 
 /**
- * Memory traffic per second of memcpy (Buffer.copy) over 256 MiB, best of 5: the bandwidth baseline. A copy of
- * n bytes reads n and writes n, so the traffic is 2n; a decode step only reads its weights.
+ * Memory traffic per second of memcpy (Buffer.copy) over 128 MiB (4x the L3 here), best of 3: the bandwidth
+ * baseline. A copy of n bytes reads n and writes n, so the traffic is 2n; a decode step only reads its weights.
+ * Measured again right before each decode measurement, so both see the same load on this shared machine.
  */
+const copySrc = Buffer.alloc(128 << 20, 1);
+const copyDst = Buffer.alloc(128 << 20);
 function memcpyBandwidth(): number {
-  const n = 256 << 20;
-  const src = Buffer.alloc(n, 1);
-  const dst = Buffer.alloc(n);
   let best = Infinity;
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < 3; i++) {
     const t = performance.now();
-    src.copy(dst);
+    copySrc.copy(copyDst);
     best = Math.min(best, performance.now() - t);
   }
-  return (2 * n) / (best / 1000);
+  return (2 * copySrc.length) / (best / 1000);
 }
 
 /** fp32 weight bytes one batched decode step reads: every matrix once (the tied embedding as the LM head). */
@@ -99,9 +100,18 @@ async function main() {
       const weightBytes = weightBytesPerStep(ex.model, inter);
       await decode(ex, 1, 4); // warm-up
       for (const batch of BATCHES) {
-        const prefillTps = await prefill(ex, batch, prefillPrompt);
-        const { tps: decodeTps, loopP99Ms } = await decode(ex, batch, decodeTokens);
-        const rooflineTps = batch / (weightBytes / bandwidth);
+        // Best of REPEATS for each figure: on a shared machine, the least disturbed run is the most telling.
+        let prefillTps = 0;
+        let bw = 0;
+        let decodeTps = 0;
+        let loopP99Ms = 0;
+        for (let rep = 0; rep < REPEATS; rep++) {
+          prefillTps = Math.max(prefillTps, await prefill(ex, batch, prefillPrompt));
+          bw = Math.max(bw, memcpyBandwidth());
+          const d = await decode(ex, batch, decodeTokens);
+          if (d.tps > decodeTps) [decodeTps, loopP99Ms] = [d.tps, d.loopP99Ms];
+        }
+        const rooflineTps = batch / (weightBytes / bw);
         const row = {
           model: size,
           batch,
@@ -109,13 +119,16 @@ async function main() {
           decodeTokensPerS: Math.round(decodeTps * 10) / 10,
           rooflineDecodeTokensPerS: Math.round(rooflineTps * 10) / 10,
           decodeOverRoofline: Math.round((decodeTps / rooflineTps) * 1000) / 1000,
+          memcpyTrafficGBs: Math.round((bw / 1e9) * 100) / 100,
           eventLoopP99Ms: Math.round(loopP99Ms * 100) / 100,
+          loadAverage1m: Math.round(loadavg()[0] * 100) / 100,
         };
         results.push(row);
         console.log(
           `${size.padEnd(5)} batch ${String(batch).padStart(2)}: prefill ${row.prefillTokensPerS} tok/s (prompt ${prefillPrompt}), ` +
             `decode ${row.decodeTokensPerS} tok/s, roofline ${row.rooflineDecodeTokensPerS} tok/s ` +
-            `(${(weightBytes / 2 ** 20).toFixed(1)} MiB/step), ratio ${row.decodeOverRoofline}, event-loop p99 ${row.eventLoopP99Ms} ms`,
+            `(${(weightBytes / 2 ** 20).toFixed(1)} MiB/step at ${row.memcpyTrafficGBs} GB/s), ratio ${row.decodeOverRoofline}, ` +
+            `event-loop p99 ${row.eventLoopP99Ms} ms, load ${row.loadAverage1m}`,
         );
       }
       const s = ex.stats();
