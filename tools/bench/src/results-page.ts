@@ -1,6 +1,8 @@
 import type { NamedSweep } from "./plots.js";
 import type { FrontendOverhead } from "./frontend-overhead.js";
 import type { Goodput } from "./goodput.js";
+import type { RequestRecord } from "./client.js";
+import type { Slo } from "./stats.js";
 
 const f = (v: number | undefined | null, d = 1) => (v === undefined || v === null || !Number.isFinite(v) ? "–" : v.toFixed(d));
 
@@ -28,6 +30,15 @@ export function routingText(m: Record<string, number> | undefined): string {
   const fallbacks = Object.entries(m).filter(([k]) => k.startsWith("trtd_prefill_fallbacks_total")).reduce((n, [, v]) => n + v, 0);
   if (fallbacks) parts.push(`prefill fallbacks ${fallbacks}`);
   return parts.length ? parts.join(", ") : "–";
+}
+
+/** "TTFT 3, TPOT 2, failed 0": why requests missed the SLO (a request can miss both). */
+export function missesText(records: readonly RequestRecord[], slo: Slo): string {
+  if (records.length === 0) return "–";
+  const ok = records.filter((r) => r.ok);
+  const ttft = ok.filter((r) => r.ttftMs === undefined || r.ttftMs > slo.ttftMs).length;
+  const tpot = ok.filter((r) => r.tpotMs !== undefined && r.tpotMs > slo.tpotMs).length;
+  return `${ttft} / ${tpot} / ${records.length - ok.length}`;
 }
 
 function kvPullText(m: Record<string, number> | undefined): string {
@@ -71,14 +82,14 @@ export function renderResultsPage(meta: ResultsPageMeta, sweeps: readonly NamedS
   }
   for (const { name, sweep } of sweeps) {
     lines.push(`## ${name}`, "");
-    lines.push("| rate (req/s) | ok / sent | not sent | TTFT p50 / p90 / p99 (ms) | TPOT p50 / p90 / p99 (ms) | ITL p50 / p99 (ms) | E2E p50 / p90 (ms) | out tok/s | SLO met | routing (server) | KV pull mean (ms) |");
-    lines.push("|---|---|---|---|---|---|---|---|---|---|---|");
+    lines.push("| rate (req/s) | ok / sent | not sent | TTFT p50 / p90 / p99 (ms) | TPOT p50 / p90 / p99 (ms) | ITL p50 / p99 (ms) | E2E p50 / p90 (ms) | out tok/s | SLO met | misses TTFT / TPOT / failed | routing (server) | KV pull mean (ms) |");
+    lines.push("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (const p of sweep.points) {
       const s = p.summary;
       lines.push(
         `| ${f(p.rate, 2)} | ${s.completed} / ${s.sent} | ${s.notSent} | ${f(s.ttftMs.p50)} / ${f(s.ttftMs.p90)} / ${f(s.ttftMs.p99)} | ` +
           `${f(s.tpotMs.p50)} / ${f(s.tpotMs.p90)} / ${f(s.tpotMs.p99)} | ${f(s.itlMs.p50)} / ${f(s.itlMs.p99)} | ${f(s.e2eMs.p50, 0)} / ${f(s.e2eMs.p90, 0)} | ` +
-          `${f(s.outputTokenThroughput)} | ${s.sloAttainment === undefined ? "–" : `${f(s.sloAttainment * 100, 0)}%`} | ${routingText(p.serverMetrics)} | ${kvPullText(p.serverMetrics)} |`,
+          `${f(s.outputTokenThroughput)} | ${s.sloAttainment === undefined ? "–" : `${f(s.sloAttainment * 100, 0)}%`} | ${missesText(p.records, sweep.slo)} | ${routingText(p.serverMetrics)} | ${kvPullText(p.serverMetrics)} |`,
       );
     }
     const errors = [...new Set(sweep.points.flatMap((p) => p.summary.errors))];

@@ -155,3 +155,20 @@ group("goodput under another SLO", () => {
     expect(() => parseSloList("1:2:3")).toThrow(/TTFT_MS:TPOT_MS/);
   });
 });
+
+import { missesText } from "../src/results-page.js";
+
+group("results page", () => {
+  it("counts SLO misses by cause", () => {
+    const slo = { ttftMs: 100, tpotMs: 10 };
+    const rs = [
+      rec({ index: 0, ttftMs: 50, tpotMs: 5 }),
+      rec({ index: 1, ttftMs: 150, tpotMs: 5 }),
+      rec({ index: 2, ttftMs: 150, tpotMs: 20 }),
+      rec({ index: 3, ttftMs: 50, tpotMs: 20 }),
+      rec({ index: 4, ok: false }),
+    ];
+    expect(missesText(rs, slo)).toBe("2 / 2 / 1");
+    expect(missesText([], slo)).toBe("–");
+  });
+});
