@@ -58,7 +58,7 @@ export interface ServedEndpoint {
   /** `ns/comp/ep/id` */
   readonly path: string;
   readonly activeRequests: number;
-  /** Merges `metrics` into the published load record and announces now. */
+  /** Merges `metrics` into the published load record and announces it (now, or within 50 ms when called more often). */
   setMetrics(metrics: Record<string, unknown>): void;
   /** Leaves the queue group, announces `down`, lets in-flight requests finish (bounded), aborts the rest. */
   stop(options?: StopOptions): Promise<void>;
@@ -66,6 +66,8 @@ export interface ServedEndpoint {
 
 /** A client cannot make the server run further ahead than this many unconsumed replies. */
 const MAX_WINDOW = 4096;
+/** `setMetrics` announces at most this often. */
+const MIN_ANNOUNCE_GAP_MS = 50;
 
 interface Active {
   readonly id: string;
@@ -108,6 +110,8 @@ export class Server implements ServedEndpoint {
   /** Pending reply frames, flat: subject, bytes, reply subject, ... (see enqueue). */
   private outq: Array<string | Uint8Array> = [];
   private flushScheduled = false;
+  private lastAnnounce = 0;
+  private announceTimer: NodeJS.Timeout | undefined;
   private nextKey = 0;
   private stopping: Promise<void> | undefined;
 
@@ -161,7 +165,16 @@ export class Server implements ServedEndpoint {
 
   setMetrics(metrics: Record<string, unknown>): void {
     this.extraMetrics = { ...this.extraMetrics, ...metrics };
-    this.announce();
+    // at most one announcement per MIN_ANNOUNCE_GAP_MS however often metrics change (e.g. per token)
+    const wait = this.lastAnnounce + MIN_ANNOUNCE_GAP_MS - Date.now();
+    if (wait <= 0) this.announce();
+    else if (!this.announceTimer) {
+      this.announceTimer = setTimeout(() => {
+        this.announceTimer = undefined;
+        this.announce();
+      }, wait);
+      this.announceTimer.unref();
+    }
   }
 
   private metrics(): Record<string, unknown> {
@@ -176,6 +189,7 @@ export class Server implements ServedEndpoint {
 
   private announce(): void {
     if (this.stopping || this.deps.transport.isClosed) return;
+    this.lastAnnounce = Date.now();
     const msg: UpMsg = { k: "up", i: this.instanceId, lease: this.leaseMs, m: this.metrics() };
     if (this.options.meta) msg.meta = this.options.meta;
     this.safePublish(subjects.announce(this.endpoint), this.deps.codec.encode(msg));
@@ -406,6 +420,7 @@ export class Server implements ServedEndpoint {
     // handlers that ignore their signal get one more second, then we let go of them
     if (this.active.size > 0) await boundedWait(inflight(), 1000);
     for (const tm of this.timers) clearInterval(tm);
+    clearTimeout(this.announceTimer);
     this.flushOut(); // the last frames of finished requests go out before we let go
     for (const s of this.subs) s.unsubscribe();
     this.subs.length = 0;
