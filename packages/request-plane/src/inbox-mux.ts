@@ -7,19 +7,19 @@ import type { Transport, TransportMsg, TransportSubscription } from "./transport
  */
 export class InboxMux {
   private readonly prefix: string;
-  private readonly routes = new Map<string, (m: TransportMsg) => void>();
+  private readonly routes = new Map<string, { onMsg: (m: TransportMsg) => void; onClose: () => void }>();
   private sub: TransportSubscription | undefined;
   private next = 0;
 
   constructor(private readonly transport: Transport) {
     this.prefix = transport.newInbox();
-    this.sub = transport.subscribe(`${this.prefix}.>`, (m) => this.routes.get(m.subject.slice(this.prefix.length + 1))?.(m));
+    this.sub = transport.subscribe(`${this.prefix}.>`, (m) => this.routes.get(m.subject.slice(this.prefix.length + 1))?.onMsg(m));
   }
 
-  /** Reserves an inbox subject; `release()` stops delivery to it. */
-  register(handler: (m: TransportMsg) => void): { subject: string; release: () => void } {
+  /** Reserves an inbox subject; `release()` stops delivery to it; `onClose` runs if the mux closes first. */
+  register(onMsg: (m: TransportMsg) => void, onClose: () => void): { subject: string; release: () => void } {
     const token = (++this.next).toString(36);
-    this.routes.set(token, handler);
+    this.routes.set(token, { onMsg, onClose });
     return { subject: `${this.prefix}.${token}`, release: () => this.routes.delete(token) };
   }
 
@@ -28,9 +28,11 @@ export class InboxMux {
     return this.routes.size;
   }
 
+  /** Ends every request still waiting for replies (their `onClose`), then unsubscribes. */
   close(): void {
+    for (const r of [...this.routes.values()]) r.onClose();
+    this.routes.clear();
     this.sub?.unsubscribe();
     this.sub = undefined;
-    this.routes.clear();
   }
 }

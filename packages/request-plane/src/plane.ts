@@ -117,7 +117,10 @@ export class RequestPlane {
     return client;
   }
 
-  /** Stops served endpoints (in-flight requests get `graceMs`), closes clients, drains and closes the transport. */
+  /**
+   * Stops served endpoints (in-flight requests get `graceMs`), closes clients, ends this plane's own
+   * in-flight requests with ClosedError (cancelling them on their servers), drains and closes the transport.
+   */
   close(options: StopOptions = {}): Promise<void> {
     this.closing ??= (async () => {
       await Promise.all([...this.servers].map((s) => s.stop(options)));

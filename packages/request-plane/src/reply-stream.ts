@@ -1,6 +1,7 @@
 import type { Codec } from "./codec.js";
 import {
   CancelledError,
+  ClosedError,
   NoRespondersError,
   RequestPlaneError,
   ServerGoneError,
@@ -89,7 +90,13 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
     try {
       if (this.p.signal?.aborted) throw abortReason(this.p.signal);
       const bytes = typeof encodedRequest === "function" ? encodedRequest() : encodedRequest;
-      this.route = this.p.mux.register((m) => this.onMsg(m));
+      this.route = this.p.mux.register(
+        (m) => this.onMsg(m),
+        () => {
+          this.pendingCancel = undefined;
+          this.fail(new ClosedError(`request plane closed while request ${this.requestId} was in flight`), true, true);
+        },
+      );
       this.p.signal?.addEventListener("abort", this.onAbort, { once: true });
       if (this.p.deadline !== undefined) {
         const left = this.p.deadline - Date.now();

@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import {
   CancelledError,
+  ClosedError,
   InvalidNameError,
   NoRespondersError,
   PayloadTooLargeError,
@@ -364,6 +365,31 @@ export function protocolSuite(makeEnv: () => Promise<SuiteEnv>): void {
     await stream[Symbol.asyncIterator]().next();
     await closeAbruptly(extra); // no cancel message is sent: the server must notice by itself
     expect(await aborted(signal!, env.server.heartbeatMs * 3 + 2000)).toBeInstanceOf(CancelledError);
+  });
+
+  it("closing a plane ends its in-flight requests with ClosedError and cancels them on the server", async () => {
+    const e = ep("plane-close");
+    let signal: AbortSignal | undefined;
+    track(
+      await env.server.serve(e, async function* (_req, ctx) {
+        signal = ctx.signal;
+        for (let i = 0; !ctx.signal.aborted; i++) {
+          yield i;
+          await sleep(10);
+        }
+      }),
+    );
+    const extra = await env.extraClient();
+    const c = extra.client(e);
+    await c.waitForInstances({ timeoutMs: 5000 });
+    const stream = c.generate({});
+    await stream.next();
+    const t0 = Date.now();
+    await extra.close();
+    const err = await rejection((async () => { for await (const _ of stream); })());
+    expect(err).toBeInstanceOf(ClosedError);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(await aborted(signal!, 3000)).toBeInstanceOf(CancelledError);
   });
 
   it("instances: stop removes at once; setMetrics is visible; invalid names are typed errors", async () => {
