@@ -19,3 +19,5 @@ export type { ExecutorFinishReason } from "./executor-mapping.js";
 export { finishReasonOf, executorSampling } from "./executor-mapping.js";
 export type { WorkerCli } from "./worker-cli.js";
 export { parseWorkerCli, workerUsage, workerFlagOptions, natsUriOf, DEFAULT_KV_OFFER_TTL_MS } from "./worker-cli.js";
+export type { StartWorker } from "./worker-main.js";
+export { runWorkerProcess } from "./worker-main.js";

@@ -7,6 +7,7 @@ import { EXECUTOR_DEFAULTS, Endpoints, type DecodeChunk, type DecodeRequest, typ
 import { startPrefillWorker, type RunningPrefillWorker } from "@trtd/prefill";
 import { createInProcessPlane, type RequestPlane, type EndpointClient } from "@trtd/request-plane";
 import { startDecodeWorker, type RunningDecodeWorker } from "../src/index.js";
+import { IDLE, collectFrom, idleStats, tokensOf, until, wireRequest } from "./support/workers.js";
 
 const modelDir = resolve(fileURLToPath(import.meta.url), "../../../../models/tiny");
 const executor = { ...EXECUTOR_DEFAULTS, modelDir, threads: 1, kvBlockCount: 256 };
@@ -17,37 +18,9 @@ let prefill: RunningPrefillWorker;
 let decodeClient: EndpointClient<DecodeRequest, DecodeChunk>;
 let prefillClient: EndpointClient<GenerateRequest, PrefillResult>;
 
-const request = (tokens: number[], extra: Partial<GenerateRequest> = {}): GenerateRequest => ({
-  id: `r${Math.random().toString(16).slice(2)}`,
-  tokens,
-  sampling: { temperature: 0, topP: 1, topK: 0 },
-  maxTokens: 16,
-  stopTokenIds: [],
-  deadline: Date.now() + 60_000,
-  ...extra,
-});
-
-async function collect(req: DecodeRequest): Promise<DecodeChunk[]> {
-  const out: DecodeChunk[] = [];
-  for await (const c of decodeClient.generate(req, { instanceId: decode.instanceId })) out.push(c);
-  return out;
-}
-async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-}
-const tokensOf = (chunks: DecodeChunk[]) => chunks.flatMap((c) => c.tokens);
-
-function expectIdle(w: { executor: { stats(): { activeRequests: number; queuedRequests: number; kvBlocksUsed: number; pinnedExports: number; pendingImports: number } } }) {
-  const s = w.executor.stats();
-  expect({ active: s.activeRequests, queued: s.queuedRequests, kv: s.kvBlocksUsed, pinned: s.pinnedExports, imports: s.pendingImports }).toEqual({
-    active: 0,
-    queued: 0,
-    kv: 0,
-    pinned: 0,
-    imports: 0,
-  });
-}
+const request = wireRequest;
+const collect = (req: DecodeRequest) => collectFrom(decodeClient, decode.instanceId, req);
+const expectIdle = (w: Parameters<typeof idleStats>[0]) => expect(idleStats(w)).toEqual(IDLE);
 
 beforeAll(async () => {
   plane = createInProcessPlane();

@@ -13,6 +13,7 @@ import { startPrefillWorker, type RunningPrefillWorker } from "@trtd/prefill";
 import { createInProcessPlane, type EndpointClient, type RequestPlane } from "@trtd/request-plane";
 import { EngineNativeTransferError } from "@trtd/trtllm";
 import { startDecodeWorker, type RunningDecodeWorker } from "../src/index.js";
+import { IDLE, collectFrom, idleStats, tokensOf, until, wireRequest } from "./support/workers.js";
 
 const repo = resolve(fileURLToPath(import.meta.url), "../../../..");
 const modelDir = join(repo, "models/tiny");
@@ -25,30 +26,9 @@ let prefill: RunningPrefillWorker;
 let decodeClient: EndpointClient<DecodeRequest, DecodeChunk>;
 let prefillClient: EndpointClient<GenerateRequest, PrefillResult>;
 
-const request = (tokens: number[], extra: Partial<GenerateRequest> = {}): GenerateRequest => ({
-  id: `r${Math.random().toString(16).slice(2)}`,
-  tokens,
-  sampling: { temperature: 0, topP: 1, topK: 0 },
-  maxTokens: 16,
-  stopTokenIds: [],
-  deadline: Date.now() + 60_000,
-  ...extra,
-});
-async function collect(req: DecodeRequest): Promise<DecodeChunk[]> {
-  const out: DecodeChunk[] = [];
-  for await (const c of decodeClient.generate(req, { instanceId: decode.instanceId })) out.push(c);
-  return out;
-}
-async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-}
-const tokensOf = (chunks: DecodeChunk[]) => chunks.flatMap((c) => c.tokens);
-const idle = (w: { executor: { stats(): { activeRequests: number; kvBlocksUsed: number; pinnedExports: number; pendingImports: number } } }) => {
-  const s = w.executor.stats();
-  return { active: s.activeRequests, kv: s.kvBlocksUsed, pinned: s.pinnedExports, imports: s.pendingImports };
-};
-const IDLE = { active: 0, kv: 0, pinned: 0, imports: 0 };
+const request = wireRequest;
+const collect = (req: DecodeRequest) => collectFrom(decodeClient, decode.instanceId, req);
+const idle = idleStats;
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), "trtd-engine-double-"));
