@@ -55,6 +55,17 @@ describe("disaggregated == aggregated", () => {
     expect(a.kvLayout().bytesPerBlock).toBe(2 * 2 * 8 * 2 * 16 * 4);
   });
 
+  it("layouts that cannot exchange KV have different fingerprints", async () => {
+    const other = openTiny({ kvTokensPerBlock: 16 });
+    try {
+      expect(other.model.fingerprint).toBe(a.model.fingerprint); // same weights and config
+      expect(other.kvLayout().fingerprint).not.toBe(a.kvLayout().fingerprint); // other block shape
+      expect(other.kvLayout().bytesPerBlock).toBe(2 * a.kvLayout().bytesPerBlock);
+    } finally {
+      await other.close();
+    }
+  });
+
   const cases: [string, SamplingOptions][] = [
     ["greedy", {}],
     ["seeded sampling", { temperature: 0.9, topK: 50, topP: 0.95, seed: 1234 }],
