@@ -156,7 +156,8 @@ export class Server implements ServedEndpoint {
       this.directSub = t.subscribe(direct, onMsg);
       if (queued) this.queueSub = t.subscribe(subjects.queue(this.endpoint), onMsg, { queue: subjects.queueGroup });
     }
-    this.timers.push(setInterval(() => this.heartbeat(), this.heartbeatMs));
+    // ticks at half the interval: a quiet stream hears from us at least every 1.5 intervals (clients allow 3)
+    this.timers.push(setInterval(() => this.heartbeat(), Math.max(10, Math.floor(this.heartbeatMs / 2))));
     this.timers.push(setInterval(() => this.announce(), Math.max(50, Math.floor(this.leaseMs / 3))));
     for (const tm of this.timers) tm.unref();
     await t.flush();
