@@ -30,7 +30,7 @@ started and warmed up first, the frontend overhead is measured on each, then eve
 one stack and then the other (order alternating per rate). Everything is stopped by PID afterwards.
 
   --model-dir DIR         [models/tiny] (made with tools/prepare-model when missing)
-  --rates R1,R2,...       [0.5,1,2,3,4] requests/s
+  --rates R1,R2,...       [0.5,1,2,3,4,5,6] requests/s
   --num-requests N        [20] per rate (the same requests at every rate)
   --input-len DIST        [uniform:768:1024]  --output-len DIST [32]
   --slo-ttft-ms MS        [1000]              --slo-tpot-ms MS [15]
@@ -271,7 +271,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
   const modelDir = resolve(stringFlag(flags, "model-dir", "models/tiny"));
   const launcher = resolve(stringFlag(flags, "launcher", "apps/launcher/src/main.ts"));
   if (!existsSync(launcher)) throw new InvalidOptionError(`launcher ${launcher} not found (run from the repository root)`);
-  const rates = parseRates(stringFlag(flags, "rates", "0.5,1,2,3,4"));
+  const rates = parseRates(stringFlag(flags, "rates", "0.5,1,2,3,4,5,6"));
   const w = workloadFromFlags(flags, { numRequests: 20, inputLen: "uniform:768:1024", outputLen: "32", sloTtftMs: 1000, sloTpotMs: 15, timeLimitS: 45 });
   const executor: ExecutorSettings = {
     threads: numberFlag(flags, "threads", 1, { min: 1, integer: true }),
