@@ -4,7 +4,8 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { resolve } from "node:path";
 import { parseLauncherCli, workerArgv, apiArgv } from "../src/index.js";
-import { LAUNCHER_READY, modelDir, repoRoot } from "./support/processes.js";
+import { freePort } from "@trtd/request-plane";
+import { LAUNCHER_READY, eventually, modelDir, repoRoot, startApp } from "./support/processes.js";
 
 describe("launcher - flags", () => {
   it("parses the seed's deploy flags and passes them on consistently", () => {
@@ -76,4 +77,51 @@ describe("launcher - without nats-server", () => {
       clearTimeout(t);
     }
   }, 90_000);
+});
+
+describe("launcher - supervision", () => {
+  it("a decode worker killed mid-stream: the client gets an error event, the launcher restarts the worker, service resumes", async () => {
+    const natsPort = await freePort();
+    const d = await startApp(
+      "launcher",
+      ["--context-worker-count", "0", "--generate-worker-count", "1", "--worker-name", "crash", "--initialize-request-plane", "--request-plane-uri", `127.0.0.1:${natsPort}`, "--api-server-port", "0", "--model-dir", modelDir, "--threads", "1"],
+      LAUNCHER_READY,
+    );
+    try {
+      const decodePids = () => d.output.flatMap((l) => [.../\[decode-0\] trtd decode worker \S+ serving .* \(pid (\d+)\)/.exec(l)?.slice(1) ?? []]).map(Number);
+      const [firstPid] = decodePids();
+      expect(firstPid).toBeGreaterThan(0);
+      const res = await fetch(`${d.url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "tiny", prompt: "A long story:", max_tokens: 1900, temperature: 0.7, seed: 3, stream: true }),
+      });
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      let text = "";
+      while (!text.includes("data: ")) text += new TextDecoder().decode((await reader.read()).value);
+      process.kill(firstPid, "SIGKILL");
+      // The stream ends (heartbeats stop: bounded by the request plane's 3 missed beats) with an error event.
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      expect(text).toMatch(/data: \{"error":\{"message":"[^"]*","type":"server_error"/);
+      expect(text).not.toContain("data: [DONE]");
+      // The launcher restarts decode-0 and the deployment serves again.
+      await eventually(async () => decodePids().length >= 2, 30_000, "decode-0 to be restarted");
+      await eventually(async () => (await fetch(`${d.url}/health`)).ok, 30_000, "the restarted worker to be ready");
+      const r = await fetch(`${d.url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "tiny", prompt: "Again", max_tokens: 4 }),
+      });
+      expect(r.status).toBe(200);
+      expect(d.output.join("\n")).toMatch(/decode-0 \(pid \d+\) exited unexpectedly \(SIGKILL\)/);
+    } finally {
+      await d.stop();
+    }
+    expect(d.proc.exitCode).toBe(0);
+  }, 120_000);
 });
