@@ -17,6 +17,8 @@ export type {
   Transport,
   TransportMsg,
   TransportPublishOptions,
+  TransportService,
+  TransportServiceRegistration,
   TransportStatus,
   TransportSubscribeOptions,
   TransportSubscription,
