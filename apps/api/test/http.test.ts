@@ -7,14 +7,14 @@ import { ByteCodecTestDouble, ScriptedBackendTestDouble } from "./support/test-d
 const MODEL = "tiny";
 const enc = (s: string) => [...Buffer.from(s)];
 
-function setup(opts: { script?: (r: unknown) => number[]; ready?: boolean; apiKey?: string; delay?: number } = {}) {
+function setup(opts: { script?: (r: unknown) => number[]; ready?: boolean; apiKey?: string; delay?: number; timeoutMs?: number } = {}) {
   const backend = new ScriptedBackendTestDouble(opts.script ?? (() => enc("Hello world!")), opts.ready ?? true, opts.delay ?? 0);
   const { app, metrics } = createApiApp({
     backend,
     codec: new ByteCodecTestDouble(),
     modelName: MODEL,
     apiKey: opts.apiKey,
-    limits: { maxBodyBytes: 4096, maxPromptTokens: 200, contextLength: 256 },
+    limits: { maxBodyBytes: 4096, maxPromptTokens: 200, contextLength: 256, ...(opts.timeoutMs ? { requestTimeoutMs: opts.timeoutMs } : {}) },
     log: () => {},
   });
   const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
@@ -157,6 +157,29 @@ describe("api - responses", () => {
     expect(((await r1.json()) as any).error.type).toBe("authentication_error");
     expect((await post("/v1/chat/completions", chat(), { authorization: "Bearer wrong!" })).status).toBe(401);
     expect((await post("/v1/chat/completions", chat(), { authorization: "Bearer sekrit" })).status).toBe(200);
+  });
+
+  it("ends a request past its deadline with 504 deadline_exceeded and cancels the backend", async () => {
+    const { post, backend } = setup({ delay: 20, timeoutMs: 100, script: () => enc("x".repeat(100)) });
+    const res = await post("/v1/completions", { model: MODEL, prompt: "x", max_tokens: 100 });
+    expect(res.status).toBe(504);
+    expect(((await res.json()) as any).error.code).toBe("deadline_exceeded");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(backend.cancelled).toBe(1);
+    expect(backend.open).toBe(0);
+  });
+
+  it("a client that stops reading a stream cancels the backend", async () => {
+    const { post, backend } = setup({ delay: 20, script: () => enc("y".repeat(100)) });
+    const res = await post("/v1/completions", { model: MODEL, prompt: "x", max_tokens: 100, stream: true });
+    const reader = res.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    // 100 tokens take 2 s; the backend must see the cancellation well before that.
+    const end = Date.now() + 500;
+    while (backend.open > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    expect(backend.open).toBe(0);
+    expect(backend.yielded).toBeLessThan(20);
   });
 
   it("answers unknown routes with OpenAI error JSON", async () => {

@@ -54,8 +54,12 @@ export class ByteCodecTestDouble implements TextCodec {
 /** TEST DOUBLE: replays a fixed token script per request, one token per chunk, and records cancellations. */
 export class ScriptedBackendTestDouble implements GenerationBackend {
   readonly requests: GenerateRequest[] = [];
+  /** Requests that saw their signal aborted. */
   cancelled = 0;
+  /** Streams not yet ended (by completion, abort, or the consumer closing them). */
   open = 0;
+  /** Tokens handed out over all requests. */
+  yielded = 0;
   constructor(
     private readonly script: (req: GenerateRequest) => number[],
     private readonly ready = true,
@@ -77,6 +81,7 @@ export class ScriptedBackendTestDouble implements GenerationBackend {
         }
         const last = i === tokens.length - 1;
         const eos = req.stopTokenIds.includes(tokens[i]);
+        this.yielded++;
         yield { tokens: [tokens[i]], ...(i === 0 ? { mode: "aggregated" as const } : {}), ...(last || eos ? { finishReason: eos ? "stop" : "length" } : {}) };
         if (eos) return;
       }
