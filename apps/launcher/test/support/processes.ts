@@ -22,6 +22,8 @@ export function startApp(app: "launcher" | "api", args: string[], ready: RegExp,
   const proc = spawn(process.execPath, ["--import", "tsx", "--conditions=source", resolve(repoRoot, `apps/${app}/src/main.ts`), ...args], {
     cwd: repoRoot,
     stdio: ["ignore", "pipe", "pipe"],
+    // If this test process dies without stopping it, the app (and the launcher's children) stop on their own.
+    env: { ...process.env, TRTD_PARENT_PID: String(process.pid) },
   });
   const output: string[] = [];
   const exited = new Promise<void>((r) => proc.once("exit", () => r()));
