@@ -101,6 +101,7 @@ export async function* runGeneration(deps: GenerationDeps, req: GenerateRequest,
   try {
     const stream = backend.generate(req, local.signal);
     let stopped = false;
+    let finished = false;
     for await (const chunk of stream as AsyncIterable<DecodeChunk>) {
       if (chunk.mode) metrics.routed.inc({ mode: chunk.mode });
       if (chunk.kv) {
@@ -133,16 +134,17 @@ export async function* runGeneration(deps: GenerationDeps, req: GenerateRequest,
           throw new WorkerFailedError("the request was cancelled in the worker");
         }
         finishReason = mapFinish(chunk.finishReason);
+        finished = true;
         break;
       }
     }
+    if (local.signal.aborted && local.signal.reason instanceof DeadlineExceededError) throw local.signal.reason;
+    if (!stopped && !finished) throw new WorkerFailedError("the worker ended the stream without finishing the request");
     if (!stopped) {
       const tail = detok.finish();
       if (tail) yield tail;
     }
-    if (local.signal.aborted && local.signal.reason instanceof DeadlineExceededError) throw local.signal.reason;
     metrics.e2e.observe((performance.now() - arrival) / 1000);
-    metrics.generatedTokens.inc({}, completionTokens);
     return { finishReason, promptTokens: req.tokens.length, completionTokens };
   } catch (err) {
     if (local.signal.reason instanceof DeadlineExceededError) throw local.signal.reason;
@@ -152,5 +154,6 @@ export async function* runGeneration(deps: GenerationDeps, req: GenerateRequest,
     signal.removeEventListener("abort", onAbort);
     local.abort(); // idempotent; makes sure nothing keeps running for a request nobody reads
     metrics.inFlight.add({}, -1);
+    metrics.generatedTokens.inc({}, completionTokens);
   }
 }
