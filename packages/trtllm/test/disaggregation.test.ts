@@ -70,6 +70,7 @@ describe("disaggregated == aggregated", () => {
     ["greedy", {}],
     ["seeded sampling", { temperature: 0.9, topK: 50, topP: 0.95, seed: 1234 }],
     ["seeded sampling, full vocabulary", { temperature: 1.2, seed: 99n }],
+    ["seeded nucleus sampling (top-p only)", { temperature: 0.7, topP: 0.9, seed: 5 }],
   ];
   for (const [name, sampling] of cases) {
     it(`${name}: zero-copy segments`, async () => {

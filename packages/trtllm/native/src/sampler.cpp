@@ -41,6 +41,7 @@ int Sampler::sample(const float * logits, int vocab, const SamplingParams & p, u
         }
         return vocab - 1;
     }
+    if (p.top_k <= 0 || p.top_k >= vocab) return sample_top_p(logits, vocab, double(p.top_p), inv_t, u);
     cand_.resize(size_t(vocab));
     for (int i = 0; i < vocab; ++i) cand_[size_t(i)] = {logits[i], i};
     // Descending by logit, ties by lower id: a total order, so the result is deterministic.
@@ -76,6 +77,65 @@ int Sampler::sample(const float * logits, int vocab, const SamplingParams & p, u
         if (acc > target) return cand_[i].second;
     }
     return cand_[k - 1].second;
+}
+
+// Top-p over the whole vocabulary without sorting it: a deterministic quickselect on logits, carrying
+// probability mass, finds the nucleus (the smallest set of highest logits, ties by lower id, whose mass reaches
+// top_p); the draw then walks the nucleus in the order the selection left it. Expected O(vocab).
+int Sampler::sample_top_p(const float * logits, int vocab, double top_p, double inv_t, double u) {
+    float mx = logits[0];
+    for (int i = 1; i < vocab; ++i) mx = std::max(mx, logits[i]);
+    nuc_.resize(size_t(vocab));
+    double total = 0;
+    for (int i = 0; i < vocab; ++i) {
+        const double pr = std::exp((double(logits[i]) - mx) * inv_t);
+        nuc_[size_t(i)] = {logits[i], i, pr};
+        total += pr;
+    }
+    const double limit = top_p * total;
+    auto desc = [](const Cand & a, const Cand & b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); };
+    size_t lo = 0, hi = size_t(vocab), keep = size_t(vocab);
+    double above = 0;  // mass of nuc_[0, lo): in the nucleus for sure
+    while (true) {
+        if (hi - lo <= 64) {
+            std::sort(nuc_.begin() + long(lo), nuc_.begin() + long(hi), desc);
+            keep = hi;
+            double acc = above;
+            for (size_t i = lo; i < hi; ++i) {
+                acc += nuc_[i].p;
+                if (acc >= limit) { keep = i + 1; break; }
+            }
+            break;
+        }
+        // Median of three (deterministic) as the pivot; 3-way partition: greater | equal | smaller.
+        const float a = nuc_[lo].logit, b = nuc_[lo + (hi - lo) / 2].logit, c = nuc_[hi - 1].logit;
+        const float pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));
+        auto gt_end = std::partition(nuc_.begin() + long(lo), nuc_.begin() + long(hi),
+                                     [&](const Cand & x) { return x.logit > pivot; });
+        auto eq_end = std::partition(gt_end, nuc_.begin() + long(hi), [&](const Cand & x) { return x.logit == pivot; });
+        const size_t g = size_t(gt_end - nuc_.begin()), e = size_t(eq_end - nuc_.begin());
+        double mass_gt = 0;
+        for (size_t i = lo; i < g; ++i) mass_gt += nuc_[i].p;
+        if (above + mass_gt >= limit && g > lo) { hi = g; continue; }
+        above += mass_gt;
+        std::sort(nuc_.begin() + long(g), nuc_.begin() + long(e), desc);  // equal logits: lower id first
+        size_t i = g;
+        for (; i < e; ++i) {
+            above += nuc_[i].p;
+            if (above >= limit) break;
+        }
+        if (i < e || e == hi) { keep = std::min(i + 1, e); break; }
+        lo = e;
+    }
+    double kept = 0;
+    for (size_t i = 0; i < keep; ++i) kept += nuc_[i].p;
+    const double target = u * kept;
+    double acc = 0;
+    for (size_t i = 0; i < keep; ++i) {
+        acc += nuc_[i].p;
+        if (acc > target) return nuc_[i].id;
+    }
+    return nuc_[keep - 1].id;
 }
 
 }  // namespace trtd

@@ -22,7 +22,14 @@ public:
     int sample(const float * logits, int vocab, const SamplingParams & p, uint64_t n);
 
 private:
+    int sample_top_p(const float * logits, int vocab, double top_p, double inv_t, double u);
+    struct Cand {
+        float logit;
+        int id;
+        double p;
+    };
     std::vector<std::pair<float, int>> cand_;
+    std::vector<Cand> nuc_;
     std::vector<double> prob_;
 };
 
