@@ -16,11 +16,11 @@ afterAll(async () => {
 
 describe("response delivery", () => {
   it("generation completes while every libuv pool thread is busy", async () => {
-    // Calibrate a pbkdf2 job of ~2 s, then occupy the whole pool with them.
+    // Calibrate a pbkdf2 job of ~2.5 s, then occupy the whole pool with them.
     const t0 = performance.now();
     pbkdf2Sync("x", "salt", 20_000, 64, "sha512");
     const perIter = (performance.now() - t0) / 20_000;
-    const iterations = Math.ceil(2000 / perIter);
+    const iterations = Math.ceil(2500 / perIter);
     const poolSize = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
     let poolDone = 0;
     const jobs = Array.from(
@@ -56,8 +56,9 @@ describe("response delivery", () => {
     const p99 = h.percentile(99) / 1e6;
     const max = h.max / 1e6;
     console.log(`event-loop delay while generating 8x96 tokens in ${ms.toFixed(0)} ms: p99 ${p99.toFixed(2)} ms, max ${max.toFixed(2)} ms, ${ticks} timer ticks`);
-    expect(p99).toBeLessThan(25);
-    expect(ticks).toBeGreaterThan(ms / 5 / 3);
+    // A blocked loop would show the whole generation (hundreds of ms); the bound leaves room for a busy machine.
+    expect(p99).toBeLessThan(50);
+    expect(ticks).toBeGreaterThan(ms / 5 / 4);
     expectIdle(ex);
   });
 });
