@@ -52,7 +52,10 @@ export function createApiApp(opts: ApiAppOptions) {
 
   app.onError(function openAIError(err, c) {
     const e = toApiError(err);
-    if (e.status >= 500 && !(e.status === 503 || e.status === 504)) log(`request ${c.get("requestId")}: ${(err as Error).stack ?? err}`);
+    // Server-side failures are logged, except those of clients that already left (nobody reads the answer).
+    if (e.status >= 500 && e.status !== 503 && e.status !== 504 && !c.req.raw.signal.aborted) {
+      log(`request ${c.get("requestId")}: ${(err as Error).stack ?? err}`);
+    }
     return c.json(e.toJSON(), e.status);
   });
   app.notFound((c) => {
