@@ -121,7 +121,13 @@ export class Executor implements KvOwner {
     const out: unknown[] = [null];
     const status = native.create(modelDir, cfg, out);
     if (status !== 0) throw errorFromStatus(status, native.lastError());
-    return new Executor(native, out[0] as bigint, modelDir);
+    const handle = out[0] as bigint;
+    try {
+      return new Executor(native, handle, modelDir);
+    } catch (err) {
+      native.destroy(handle); // e.g. an implementation without a readiness fd: nothing may leak
+      throw err;
+    }
   }
 
   /** The library's implementation name and version. */
