@@ -127,3 +127,27 @@ describe("abort before start", () => {
     expectIdle(ex);
   });
 });
+
+describe("churn", () => {
+  it("64 requests of every type with cancels, aborts and a small pool all end, and nothing leaks", async () => {
+    const ex = exec({ maxBatchSize: 8, kvBlockCount: 40, kvTokensPerBlock: 8, maxTokensPerIteration: 48 });
+    const started = performance.now();
+    const outcomes = await Promise.all(
+      Array.from({ length: 64 }, async (_, i) => {
+        const p = prompt(5 + ((i * 17) % 60), 500 + i);
+        const ac = new AbortController();
+        const type = i % 5 === 0 ? "context_only" : "context_and_generation";
+        const s = ex.generate({ prompt: p, maxNewTokens: 5 + (i % 40), type, sampling: i % 2 ? { temperature: 1, seed: i } : {} }, { signal: ac.signal });
+        if (i % 7 === 0) setTimeout(() => ac.abort(), i % 3);
+        if (i % 11 === 0) setTimeout(() => ex.cancel(s.requestId), 2);
+        const r = await s.collect();
+        if (type === "context_only" && r.finishReason !== "cancelled") ex.exportKv(s.requestId).release();
+        return r.finishReason;
+      }),
+    );
+    expect(performance.now() - started).toBeLessThan(50_000);
+    expect(outcomes.every((o) => o === "length" || o === "cancelled")).toBe(true);
+    expect(outcomes.filter((o) => o === "cancelled").length).toBeGreaterThan(0);
+    expectIdle(ex);
+  });
+});
