@@ -1,17 +1,14 @@
 // The disaggregated-vs-aggregated experiment: the same workload, the same two worker processes, arranged as
 // 1 prefill + 1 decode and as 2 aggregated decode workers, over a rate sweep; plus the frontend overhead.
-import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, hostname, loadavg, tmpdir, totalmem } from "node:os";
-import { basename, dirname, join, resolve } from "node:path";
-import { parseFlags, parseRates, stringFlag, workloadFlagOptions, workloadFromFlags, numberFlag, type Workload } from "./cli-options.js";
-import { sendStreamingRequest } from "./client.js";
+import { dirname, join, resolve } from "node:path";
+import { numberFlag, parseFlags, parseRates, stringFlag, workloadFlagOptions, workloadFromFlags } from "./cli-options.js";
 import { randomText } from "./dataset.js";
 import { InvalidOptionError, ServerStartupError } from "./errors.js";
+import type { RequestRecord } from "./client.js";
 import { measureFrontendOverhead, type ExecutorSettings, type FrontendOverhead } from "./frontend-overhead.js";
 import type { NamedSweep } from "./plots.js";
-import { freePort, startProcess, waitForHttp, type ManagedProcess } from "./processes.js";
 import { stderrProgress } from "./progress.js";
 import { createRandom } from "./random.js";
 import { writeReport } from "./report-files.js";
@@ -20,7 +17,8 @@ import { metricsDelta, scrapeMetrics, type MetricsSnapshot } from "./server-metr
 import { runLoad, type LoadRunResult } from "./load-run.js";
 import type { SweepResult } from "./sweep.js";
 import { computeGoodput, type Goodput } from "./goodput.js";
-import { meetsSlo, type Slo } from "./stats.js";
+import { meetsSlo, percentile, type Slo } from "./stats.js";
+import { ARRANGEMENTS, ensureModelDir, pinExecutorLibrary, servedModelName, startStack, stopStack, warmUp, type Arrangement, type StackHandles } from "./trtd-stack.js";
 
 export const EXPERIMENT_USAGE = `usage: cli.ts experiment [flags]
 
@@ -30,10 +28,12 @@ started and warmed up first, the frontend overhead is measured on each, then eve
 one stack and then the other (order alternating per rate). Everything is stopped by PID afterwards.
 
   --model-dir DIR         [models/tiny] (made with tools/prepare-model when missing)
-  --rates R1,R2,...       [0.5,1,2,3,4,5,6] requests/s
-  --num-requests N        [20] per rate (the same requests at every rate)
+  --rates R1,R2,...       [1,2,4,6,8,10] requests/s
+  --num-requests N        [30] per rate (the same requests at every rate)
   --input-len DIST        [uniform:768:1024]  --output-len DIST [32]
-  --slo-ttft-ms MS        [1000]              --slo-tpot-ms MS [15]
+  --slo-scale A:B         [5:3] SLO = A × idle TTFT and B × idle TPOT, both measured through each stack at
+                          the start of the run (5 sequential requests of the workload per stack, median)
+  --slo-ttft-ms MS  --slo-tpot-ms MS   fixed SLO limits instead
   --time-limit S          [45] per rate        --request-timeout S [60]
   --threads N             [1] executor threads per worker
   --overhead-reps N       [8] (0 skips the frontend-overhead measurement)
@@ -41,22 +41,10 @@ one stack and then the other (order alternating per rate). Everything is stopped
   --launcher FILE         [apps/launcher/src/main.ts]
   --launcher-args "..."   extra flags passed to the launcher as is
   --startup-timeout S     [90]
-  --also-slo LIST         [400:50] more TTFT_MS:TPOT_MS pairs to compute goodput for from the same records
+  --also-slo-scale LIST   [2:10] more A:B scales (or --also-slo TTFT_MS:TPOT_MS,...) to compute goodput for
+                          from the same records
   --out DIR               [docs/benchmarks/serving]
   plus --arrival, --seed, --max-concurrency, --prompts-file, --goodput-target, --endpoint (see run)`;
-
-export interface Arrangement {
-  key: "disagg" | "agg";
-  name: string;
-  legend: string;
-  contextWorkers: number;
-  generateWorkers: number;
-}
-
-export const ARRANGEMENTS: Record<Arrangement["key"], Arrangement> = {
-  disagg: { key: "disagg", name: "1 prefill + 1 decode (disaggregated)", legend: "disagg 1P+1D", contextWorkers: 1, generateWorkers: 1 },
-  agg: { key: "agg", name: "2 decode (aggregated)", legend: "agg 2D", contextWorkers: 0, generateWorkers: 2 },
-};
 
 export interface ArrangementResult {
   arrangement: Arrangement;
@@ -67,158 +55,12 @@ export interface ArrangementResult {
   startupS: number;
 }
 
-interface StackHandles {
-  nats?: ManagedProcess;
-  natsPort?: number;
-  launcher?: ManagedProcess;
-  dir: string;
-}
-
-function nodeArgs(file: string): string[] {
-  return ["--import", "tsx", "--conditions=source", file];
-}
-
-async function startStack(
-  a: Arrangement,
-  cfg: { repoRoot: string; launcher: string; modelDir: string; executor: ExecutorSettings; extraArgs: string[]; startupTimeoutMs: number; logDir: string; library: PinnedLibrary },
-  h: StackHandles,
-): Promise<{ baseUrl: string }> {
-  h.nats = await startNats(a, h, cfg.logDir);
-  const args = [
-    ...nodeArgs(cfg.launcher),
-    "--context-worker-count", String(a.contextWorkers),
-    "--generate-worker-count", String(a.generateWorkers),
-    "--worker-name", `bench-${a.key}`,
-    "--request-plane-uri", `127.0.0.1:${h.natsPort}`,
-    "--api-server-host", "127.0.0.1",
-    "--api-server-port", "0",
-    "--model-dir", cfg.modelDir,
-    "--threads", String(cfg.executor.threads),
-    "--max-batch-size", String(cfg.executor.maxBatchSize),
-    "--max-tokens-per-iteration", String(cfg.executor.maxTokensPerIteration),
-    "--kv-tokens-per-block", String(cfg.executor.kvTokensPerBlock),
-    "--kv-block-count", String(cfg.executor.kvBlockCount),
-    ...cfg.extraArgs,
-  ];
-  h.launcher = startProcess("launcher", process.execPath, args, {
-    cwd: cfg.repoRoot,
-    env: { ...process.env, TRTD_EXECUTOR_LIB: cfg.library.path },
-    logFile: join(cfg.logDir, `${a.key}-launcher.log`),
-  });
-  // The launcher binds the api to a port the OS picks and prints where it is once its workers are ready.
-  const m = await h.launcher.waitForLine(READY_LINE, cfg.startupTimeoutMs);
-  const baseUrl = m[1];
-  await waitForHttp(`${baseUrl}/v1/models`, h.launcher, 10_000);
-  return { baseUrl };
-}
-
-/** The launcher's ready line: "trtd ready: OpenAI API at http://127.0.0.1:PORT/v1 ...". */
-export const READY_LINE = /OpenAI API at (http:\/\/[^\s/]+)\/v1/;
-
-/** nats-server (JetStream on) on a free port, retried on a clash; owned by the caller through `h`. */
-async function startNats(a: Arrangement, h: StackHandles, logDir: string): Promise<ManagedProcess> {
-  let lastError: unknown;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
-    const nats = startProcess("nats-server", "nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(h.dir, "js")], {
-      logFile: join(logDir, `${a.key}-nats.log`),
-    });
-    try {
-      await waitForTcp(port, nats, 10_000);
-      h.natsPort = port;
-      return nats;
-    } catch (err) {
-      lastError = err;
-      await nats.stop(1000);
-    }
-  }
-  throw lastError;
-}
-
-async function waitForTcp(port: number, proc: ManagedProcess, timeoutMs: number): Promise<void> {
-  const { connect } = await import("node:net");
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((res) => {
-      const s = connect(port, "127.0.0.1");
-      s.once("connect", () => (s.destroy(), res(true)));
-      s.once("error", () => (s.destroy(), res(false)));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new ServerStartupError(`${proc.name} did not listen on 127.0.0.1:${port} within ${timeoutMs} ms:\n${proc.tail()}`);
-}
-
-async function stopStack(h: StackHandles): Promise<void> {
-  // Launcher first (it drains its workers and the api), then the request plane.
-  await h.launcher?.stop(10_000);
-  await h.nats?.stop(3000);
-  h.launcher = undefined;
-  h.nats = undefined;
-}
-
-async function servedModelName(baseUrl: string): Promise<string> {
-  const res = await fetch(`${baseUrl}/v1/models`, { signal: AbortSignal.timeout(5000) });
-  const body = (await res.json()) as { data?: { id?: string }[] };
-  const id = body.data?.[0]?.id;
-  if (!id) throw new ServerStartupError(`${baseUrl}/v1/models lists no model`);
-  return id;
-}
-
-/** Sends one request until one succeeds (workers registered), then `count` more, sequentially; bounded. */
-async function warmUp(baseUrl: string, model: string, w: Workload, count: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError = "";
-  const req = { prompt: w.requests[0].prompt, maxTokens: 4 };
-  for (;;) {
-    const rec = await sendStreamingRequest({ baseUrl, model, endpoint: w.endpoint, requestTimeoutMs: w.requestTimeoutMs }, req, { index: 0, scheduledAtMs: 0, runStart: 0 });
-    if (rec.ok) break;
-    lastError = rec.error ?? "";
-    if (Date.now() > deadline) throw new ServerStartupError(`no request succeeded within ${timeoutMs} ms: ${lastError}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  for (let i = 0; i < count; i++) {
-    await sendStreamingRequest({ baseUrl, model, endpoint: w.endpoint, requestTimeoutMs: w.requestTimeoutMs }, w.requests[i % w.requests.length], { index: 0, scheduledAtMs: 0, runStart: 0 });
-  }
-}
-
-function ensureModelDir(repoRoot: string, modelDir: string): void {
-  if (existsSync(join(modelDir, "config.json"))) return;
-  const name = basename(modelDir);
-  if (name !== "tiny" && name !== "small") throw new InvalidOptionError(`model directory ${modelDir} has no config.json`);
-  process.stderr.write(`generating ${modelDir} with tools/prepare-model...\n`);
-  const r = spawnSync(process.execPath, [...nodeArgs(join(repoRoot, "tools/prepare-model/src/cli.ts")), name, "--out", modelDir], { cwd: repoRoot, stdio: "inherit", timeout: 300_000 });
-  if (r.status !== 0) throw new ServerStartupError(`tools/prepare-model ${name} failed (exit ${r.status})`);
-}
-
-export interface PinnedLibrary {
-  /** The frozen copy every process of the run loads. */
-  path: string;
-  source: string;
-  sha256: string;
-  mtime: string;
-}
-
-/** Copies the executor library ($TRTD_EXECUTOR_LIB or the built reference executor) into `dir`. */
-async function pinExecutorLibrary(repoRoot: string, dir: string): Promise<PinnedLibrary> {
-  const source = process.env.TRTD_EXECUTOR_LIB ?? (await import("@trtd/trtllm")).defaultLibraryPath;
-  if (!existsSync(source)) {
-    rmSync(dir, { recursive: true, force: true });
-    throw new ServerStartupError(`executor library ${source} not found: build it with "npm run build:native" in ${repoRoot}`);
-  }
-  const path = join(dir, basename(source));
-  copyFileSync(source, path);
-  const sha256 = createHash("sha256").update(readFileSync(path)).digest("hex");
-  return { path, source, sha256, mtime: statSync(source).mtime.toISOString() };
-}
-
 /** "400:50,1000:20" → SLO pairs (TTFT ms : TPOT ms); "" → none. */
-export function parseSloList(s: string): Slo[] {
+export function parseSloList(s: string, flag = "--also-slo"): Slo[] {
   if (s.trim() === "") return [];
   return s.split(",").map((pair) => {
     const [t, p, extra] = pair.split(":").map((x) => Number(x));
-    if (extra !== undefined || !(t >= 0) || !(p >= 0)) throw new InvalidOptionError(`--also-slo wants TTFT_MS:TPOT_MS pairs, got "${pair}"`);
+    if (extra !== undefined || !(t >= 0) || !(p >= 0)) throw new InvalidOptionError(`${flag} wants A:B pairs of numbers (TTFT:TPOT), got "${pair}"`);
     return { ttftMs: t, tpotMs: p };
   });
 }
@@ -229,6 +71,11 @@ export function goodputFor(sweep: SweepResult, slo: Slo, target = sweep.goodput.
     sweep.points.map((p) => ({ rate: p.rate, attainment: p.records.length ? p.records.filter((r) => meetsSlo(r, slo)).length / p.records.length : 0 })),
     target,
   );
+}
+
+/** An SLO `k` times the idle latencies, rounded up to whole milliseconds (TTFT) and tenths (TPOT). */
+export function scaledSlo(idle: { ttftMs: number; tpotMs: number }, k: Slo): Slo {
+  return { ttftMs: Math.ceil(idle.ttftMs * k.ttftMs), tpotMs: Math.ceil(idle.tpotMs * k.tpotMs * 10) / 10 };
 }
 
 /** Runs the overhead measurement, or says why there is none: skipped, or the error (the sweep still runs). */
@@ -266,13 +113,15 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
     "launcher-args": { type: "string" },
     "startup-timeout": { type: "string" },
     "also-slo": { type: "string" },
+    "slo-scale": { type: "string" },
+    "also-slo-scale": { type: "string" },
   });
   const repoRoot = resolve(process.cwd());
   const modelDir = resolve(stringFlag(flags, "model-dir", "models/tiny"));
   const launcher = resolve(stringFlag(flags, "launcher", "apps/launcher/src/main.ts"));
   if (!existsSync(launcher)) throw new InvalidOptionError(`launcher ${launcher} not found (run from the repository root)`);
-  const rates = parseRates(stringFlag(flags, "rates", "0.5,1,2,3,4,5,6"));
-  const w = workloadFromFlags(flags, { numRequests: 20, inputLen: "uniform:768:1024", outputLen: "32", sloTtftMs: 1000, sloTpotMs: 15, timeLimitS: 45 });
+  const rates = parseRates(stringFlag(flags, "rates", "1,2,4,6,8,10"));
+  const w = workloadFromFlags(flags, { numRequests: 30, inputLen: "uniform:768:1024", outputLen: "32", sloTtftMs: 1000, sloTpotMs: 15, timeLimitS: 45 });
   const executor: ExecutorSettings = {
     threads: numberFlag(flags, "threads", 1, { min: 1, integer: true }),
     maxBatchSize: 64,
@@ -285,7 +134,13 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
   for (const k of keys) if (!(k in ARRANGEMENTS)) throw new InvalidOptionError(`unknown arrangement "${k}" (disagg | agg)`);
   const out = resolve(stringFlag(flags, "out", "docs/benchmarks/serving"));
   const startupTimeoutMs = numberFlag(flags, "startup-timeout", 90, { min: 1 }) * 1000;
-  const alsoSlos = parseSloList(stringFlag(flags, "also-slo", "400:50"));
+  const fixedSlo = flags["slo-ttft-ms"] !== undefined || flags["slo-tpot-ms"] !== undefined;
+  const sloScale = parseSloList(stringFlag(flags, "slo-scale", "5:3"), "--slo-scale");
+  if (sloScale.length !== 1) throw new InvalidOptionError("--slo-scale takes one A:B pair");
+  const fixedAlso = typeof flags["also-slo"] === "string" ? parseSloList(flags["also-slo"], "--also-slo") : undefined;
+  const alsoScales = parseSloList(stringFlag(flags, "also-slo-scale", "2:10"), "--also-slo-scale");
+  let alsoSlos: Slo[] = fixedAlso ?? [];
+  let idle: { ttftMs: number; tpotMs: number; requests: number } | undefined;
   const extraArgs = typeof flags["launcher-args"] === "string" ? flags["launcher-args"].split(/\s+/).filter(Boolean) : [];
   ensureModelDir(repoRoot, modelDir);
   mkdirSync(out, { recursive: true });
@@ -335,6 +190,24 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
       else process.stderr.write(`[${s.a.name}] frontend overhead not measured: ${overheadError}\n`);
       s.lastMetrics = await scrapeMetrics(s.baseUrl);
     }
+    // Idle latency through each stack: the reference for SLOs that scale with the machine and the executor build.
+    const idleRecords: RequestRecord[] = [];
+    for (const s of stacks) {
+      if (stop.signal.aborted) break;
+      const probe = await runLoad({ baseUrl: s.baseUrl, model: s.model, endpoint: w.endpoint, extraBody: w.extraBody, requestTimeoutMs: w.requestTimeoutMs, requests: w.requests.slice(0, 5), rate: Infinity, maxConcurrency: 1, timeLimitS: w.timeLimitS, progress, label: `[${s.a.legend}] idle probe`, signal: stop.signal });
+      idleRecords.push(...probe.records.filter((r) => r.ok));
+    }
+    const idleTtft = percentile(idleRecords.map((r) => r.ttftMs!), 50);
+    const idleTpot = percentile(idleRecords.flatMap((r) => (r.tpotMs === undefined ? [] : [r.tpotMs])), 50);
+    if (idleTtft !== undefined && idleTpot !== undefined) idle = { ttftMs: idleTtft, tpotMs: idleTpot, requests: idleRecords.length };
+    if (!fixedSlo) {
+      if (!idle) throw new ServerStartupError("the idle probe got no successful request: cannot derive the SLO (give --slo-ttft-ms and --slo-tpot-ms)");
+      w.slo = scaledSlo(idle, sloScale[0]);
+    }
+    if (!fixedAlso && idle) alsoSlos = alsoScales.map((k) => scaledSlo(idle!, k));
+    process.stderr.write(
+      `idle through the stack: TTFT ${idle?.ttftMs.toFixed(1) ?? "?"} ms, TPOT ${idle?.tpotMs.toFixed(2) ?? "?"} ms; SLO TTFT <= ${w.slo.ttftMs} ms, TPOT <= ${w.slo.tpotMs} ms\n`,
+    );
     const sorted = [...rates].sort((x, y) => x - y);
     for (let i = 0; i < sorted.length && !stop.signal.aborted; i++) {
       const order = i % 2 === 0 ? stacks : [...stacks].reverse();
@@ -389,6 +262,8 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
     executorLibrary: { source: pinned.source.replace(repoRoot + "/", ""), sha256: pinned.sha256, builtAt: pinned.mtime },
     workload: { ...w.description, rates },
     slo: w.slo,
+    sloDerivation: fixedSlo ? "fixed by flags" : { idle, scale: sloScale[0], rule: "SLO = scale.ttftMs × idle TTFT, scale.tpotMs × idle TPOT (rounded up)" },
+    otherSlos: alsoSlos,
     command: `node --import tsx --conditions=source tools/bench/src/cli.ts experiment ${argv.join(" ")}`.trim(),
     arrangements: results.map((r) => ({
       key: r.arrangement.key,

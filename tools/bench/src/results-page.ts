@@ -15,6 +15,7 @@ export interface ResultsPageMeta {
   executorLibrary?: { source: string; sha256: string; builtAt: string };
   workload: Record<string, unknown>;
   slo: { ttftMs: number; tpotMs: number };
+  sloDerivation?: string | { idle?: { ttftMs: number; tpotMs: number; requests: number }; scale: { ttftMs: number; tpotMs: number } };
   command: string;
   arrangements: { key: string; name: string; goodput: Goodput; goodputUnderOtherSlos?: { slo: { ttftMs: number; tpotMs: number }; goodput: Goodput }[]; frontendOverhead: FrontendOverhead | null; frontendOverheadError: string | null; startupS: number }[];
 }
@@ -62,7 +63,12 @@ export function renderResultsPage(meta: ResultsPageMeta, sweeps: readonly NamedS
   lines.push(`- Machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.platform}, Node ${m.node} (${m.note}); load average at start ${JSON.stringify(m.loadAverageAtStart ?? "–")}, at end ${JSON.stringify(m.loadAverageAtEnd ?? "–")}`);
   lines.push(`- Model: \`${meta.modelDir}\`; executor: ${JSON.stringify(meta.executor)}; library \`${meta.executorLibrary?.source ?? "?"}\` (sha256 ${meta.executorLibrary?.sha256.slice(0, 12) ?? "?"}, built ${meta.executorLibrary?.builtAt ?? "?"}), one frozen copy for the whole run`);
   lines.push(`- Workload: \`${JSON.stringify(meta.workload)}\``);
-  lines.push(`- SLO: TTFT ≤ ${meta.slo.ttftMs} ms and TPOT ≤ ${meta.slo.tpotMs} ms; goodput = highest rate with ≥ 90% of requests meeting both`);
+  const d = meta.sloDerivation;
+  const how =
+    d && typeof d === "object" && d.idle
+      ? ` (${d.scale.ttftMs} × idle TTFT ${f(d.idle.ttftMs)} ms and ${d.scale.tpotMs} × idle TPOT ${f(d.idle.tpotMs, 2)} ms, medians of ${d.idle.requests} sequential requests through the stacks before the sweep)`
+      : " (fixed by flags)";
+  lines.push(`- SLO: TTFT ≤ ${meta.slo.ttftMs} ms and TPOT ≤ ${meta.slo.tpotMs} ms${how}; goodput = highest rate with ≥ 90% of requests meeting both`);
   lines.push(`- Command: \`${meta.command}\``, "");
   lines.push("## Goodput", "", "| arrangement | goodput |", "|---|---|");
   for (const a of meta.arrangements) lines.push(`| ${a.name} | ${goodputText(a.goodput)} |`);

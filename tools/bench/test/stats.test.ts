@@ -124,7 +124,7 @@ group("server metrics", () => {
   });
 });
 
-import { goodputFor, parseSloList } from "../src/experiment.js";
+import { goodputFor, parseSloList, scaledSlo } from "../src/experiment.js";
 
 group("goodput under another SLO", () => {
   it("is recomputed from the records of each rate", () => {
@@ -151,8 +151,12 @@ group("goodput under another SLO", () => {
   it("parses TTFT:TPOT pairs and rejects malformed ones", () => {
     expect(parseSloList("400:50, 1000:20")).toEqual([{ ttftMs: 400, tpotMs: 50 }, { ttftMs: 1000, tpotMs: 20 }]);
     expect(parseSloList("")).toEqual([]);
-    expect(() => parseSloList("400")).toThrow(/TTFT_MS:TPOT_MS/);
-    expect(() => parseSloList("1:2:3")).toThrow(/TTFT_MS:TPOT_MS/);
+    expect(() => parseSloList("400")).toThrow(/A:B pairs/);
+    expect(() => parseSloList("1:2:3", "--slo-scale")).toThrow(/--slo-scale wants A:B pairs/);
+  });
+
+  it("scales an SLO from idle latencies, rounding up", () => {
+    expect(scaledSlo({ ttftMs: 101.3, tpotMs: 2.34 }, { ttftMs: 5, tpotMs: 3 })).toEqual({ ttftMs: 507, tpotMs: 7.1 });
   });
 });
 

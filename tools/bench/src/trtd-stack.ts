@@ -1,0 +1,174 @@
+// Bringing a trtd deployment up and down for the experiment: its own nats-server and apps/launcher on free
+// 127.0.0.1 ports, one frozen executor library, readiness and warm-up, and stopping everything by PID.
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { copyFileSync, existsSync, readFileSync, rmSync, statSync } from "node:fs";
+import { connect } from "node:net";
+import { basename, join } from "node:path";
+import type { Workload } from "./cli-options.js";
+import { sendStreamingRequest } from "./client.js";
+import { InvalidOptionError, ServerStartupError } from "./errors.js";
+import type { ExecutorSettings } from "./frontend-overhead.js";
+import { freePort, startProcess, waitForHttp, type ManagedProcess } from "./processes.js";
+
+export interface Arrangement {
+  key: "disagg" | "agg";
+  name: string;
+  legend: string;
+  contextWorkers: number;
+  generateWorkers: number;
+}
+
+export const ARRANGEMENTS: Record<Arrangement["key"], Arrangement> = {
+  disagg: { key: "disagg", name: "1 prefill + 1 decode (disaggregated)", legend: "disagg 1P+1D", contextWorkers: 1, generateWorkers: 1 },
+  agg: { key: "agg", name: "2 decode (aggregated)", legend: "agg 2D", contextWorkers: 0, generateWorkers: 2 },
+};
+
+export interface StackHandles {
+  nats?: ManagedProcess;
+  natsPort?: number;
+  launcher?: ManagedProcess;
+  dir: string;
+}
+
+function nodeArgs(file: string): string[] {
+  return ["--import", "tsx", "--conditions=source", file];
+}
+
+export async function startStack(
+  a: Arrangement,
+  cfg: { repoRoot: string; launcher: string; modelDir: string; executor: ExecutorSettings; extraArgs: string[]; startupTimeoutMs: number; logDir: string; library: PinnedLibrary },
+  h: StackHandles,
+): Promise<{ baseUrl: string }> {
+  h.nats = await startNats(a, h, cfg.logDir);
+  const args = [
+    ...nodeArgs(cfg.launcher),
+    "--context-worker-count", String(a.contextWorkers),
+    "--generate-worker-count", String(a.generateWorkers),
+    "--worker-name", `bench-${a.key}`,
+    "--request-plane-uri", `127.0.0.1:${h.natsPort}`,
+    "--api-server-host", "127.0.0.1",
+    "--api-server-port", "0",
+    "--model-dir", cfg.modelDir,
+    "--threads", String(cfg.executor.threads),
+    "--max-batch-size", String(cfg.executor.maxBatchSize),
+    "--max-tokens-per-iteration", String(cfg.executor.maxTokensPerIteration),
+    "--kv-tokens-per-block", String(cfg.executor.kvTokensPerBlock),
+    "--kv-block-count", String(cfg.executor.kvBlockCount),
+    ...cfg.extraArgs,
+  ];
+  h.launcher = startProcess("launcher", process.execPath, args, {
+    cwd: cfg.repoRoot,
+    env: { ...process.env, TRTD_EXECUTOR_LIB: cfg.library.path },
+    logFile: join(cfg.logDir, `${a.key}-launcher.log`),
+  });
+  // The launcher binds the api to a port the OS picks and prints where it is once its workers are ready.
+  const m = await h.launcher.waitForLine(READY_LINE, cfg.startupTimeoutMs);
+  const baseUrl = m[1];
+  await waitForHttp(`${baseUrl}/v1/models`, h.launcher, 10_000);
+  return { baseUrl };
+}
+
+/** The launcher's ready line: "trtd ready: OpenAI API at http://127.0.0.1:PORT/v1 ...". */
+export const READY_LINE = /OpenAI API at (http:\/\/[^\s/]+)\/v1/;
+
+/** nats-server (JetStream on) on a free port, retried on a clash; owned by the caller through `h`. */
+async function startNats(a: Arrangement, h: StackHandles, logDir: string): Promise<ManagedProcess> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const nats = startProcess("nats-server", "nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(h.dir, "js")], {
+      logFile: join(logDir, `${a.key}-nats.log`),
+    });
+    try {
+      await waitForTcp(port, nats, 10_000);
+      h.natsPort = port;
+      return nats;
+    } catch (err) {
+      lastError = err;
+      await nats.stop(1000);
+    }
+  }
+  throw lastError;
+}
+
+async function waitForTcp(port: number, proc: ManagedProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let gone = false;
+  void proc.exited.then(() => (gone = true));
+  while (Date.now() < deadline) {
+    if (gone) throw new ServerStartupError(`${proc.name} exited before listening on 127.0.0.1:${port}:\n${proc.tail()}`);
+    const ok = await new Promise<boolean>((res) => {
+      const s = connect(port, "127.0.0.1");
+      s.once("connect", () => (s.destroy(), res(true)));
+      s.once("error", () => (s.destroy(), res(false)));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new ServerStartupError(`${proc.name} did not listen on 127.0.0.1:${port} within ${timeoutMs} ms:\n${proc.tail()}`);
+}
+
+export async function stopStack(h: StackHandles): Promise<void> {
+  // Launcher first (it drains its workers and the api), then the request plane.
+  await h.launcher?.stop(10_000);
+  await h.nats?.stop(3000);
+  h.launcher = undefined;
+  h.nats = undefined;
+}
+
+export async function servedModelName(baseUrl: string): Promise<string> {
+  const res = await fetch(`${baseUrl}/v1/models`, { signal: AbortSignal.timeout(5000) });
+  const body = (await res.json()) as { data?: { id?: string }[] };
+  const id = body.data?.[0]?.id;
+  if (!id) throw new ServerStartupError(`${baseUrl}/v1/models lists no model`);
+  return id;
+}
+
+/** Sends one request until one succeeds (workers registered), then `count` more, sequentially; bounded. */
+export async function warmUp(baseUrl: string, model: string, w: Workload, count: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError = "";
+  const req = { prompt: w.requests[0].prompt, maxTokens: 4 };
+  for (;;) {
+    const rec = await sendStreamingRequest({ baseUrl, model, endpoint: w.endpoint, requestTimeoutMs: w.requestTimeoutMs }, req, { index: 0, scheduledAtMs: 0, runStart: 0 });
+    if (rec.ok) break;
+    lastError = rec.error ?? "";
+    if (Date.now() > deadline) throw new ServerStartupError(`no request succeeded within ${timeoutMs} ms: ${lastError}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  for (let i = 0; i < count; i++) {
+    await sendStreamingRequest({ baseUrl, model, endpoint: w.endpoint, requestTimeoutMs: w.requestTimeoutMs }, w.requests[i % w.requests.length], { index: 0, scheduledAtMs: 0, runStart: 0 });
+  }
+}
+
+export function ensureModelDir(repoRoot: string, modelDir: string): void {
+  if (existsSync(join(modelDir, "config.json"))) return;
+  const name = basename(modelDir);
+  if (name !== "tiny" && name !== "small") throw new InvalidOptionError(`model directory ${modelDir} has no config.json`);
+  process.stderr.write(`generating ${modelDir} with tools/prepare-model...\n`);
+  const r = spawnSync(process.execPath, [...nodeArgs(join(repoRoot, "tools/prepare-model/src/cli.ts")), name, "--out", modelDir], { cwd: repoRoot, stdio: "inherit", timeout: 300_000 });
+  if (r.status !== 0) throw new ServerStartupError(`tools/prepare-model ${name} failed (exit ${r.status})`);
+}
+
+export interface PinnedLibrary {
+  /** The frozen copy every process of the run loads. */
+  path: string;
+  source: string;
+  sha256: string;
+  mtime: string;
+}
+
+/** Copies the executor library ($TRTD_EXECUTOR_LIB or the built reference executor) into `dir`. */
+export async function pinExecutorLibrary(repoRoot: string, dir: string): Promise<PinnedLibrary> {
+  const source = process.env.TRTD_EXECUTOR_LIB ?? (await import("@trtd/trtllm")).defaultLibraryPath;
+  if (!existsSync(source)) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new ServerStartupError(`executor library ${source} not found: build it with "npm run build:native" in ${repoRoot}`);
+  }
+  const path = join(dir, basename(source));
+  copyFileSync(source, path);
+  const sha256 = createHash("sha256").update(readFileSync(path)).digest("hex");
+  return { path, source, sha256, mtime: statSync(source).mtime.toISOString() };
+}
+
