@@ -57,9 +57,11 @@ describe("ABI", () => {
 
   it("a plain C client runs aggregated and disaggregated requests through the header alone", () => {
     const smoke = join(import.meta.dirname, "../build/trtd_abi_smoke");
-    const r = spawnSync(smoke, [tinyDir], { encoding: "utf8", timeout: 60_000 });
-    expect(r.stderr).toBe("");
-    expect(r.stdout.trim()).toBe("ok");
-    expect(r.status).toBe(0);
+    for (const threads of ["1", "2"]) {
+      const r = spawnSync(smoke, [tinyDir, threads], { encoding: "utf8", timeout: 60_000 });
+      expect(r.stderr).toBe("");
+      expect(r.stdout.trim()).toBe("ok");
+      expect(r.status).toBe(0);
+    }
   });
 });

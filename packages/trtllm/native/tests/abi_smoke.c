@@ -1,6 +1,6 @@
 /* A plain C99 client of trtd_executor.h: aggregated vs disaggregated (context-only on A, KV segments copied to
  * an import on B, generation-only on B), a bad request, and leak checks. Prints "ok" and exits 0 on success.
- * Usage: trtd_abi_smoke MODEL_DIR */
+ * Usage: trtd_abi_smoke MODEL_DIR [THREADS] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,10 +40,10 @@ static int run(trtd_executor * ex, const trtd_request * req, trtd_token * out, i
 }
 
 int main(int argc, char ** argv) {
-    CHECK(argc == 2, "usage: trtd_abi_smoke MODEL_DIR");
+    CHECK(argc == 2 || argc == 3, "usage: trtd_abi_smoke MODEL_DIR [THREADS]");
     CHECK(trtd_abi_version() == TRTD_ABI_VERSION, "ABI version");
     trtd_executor_config cfg = trtd_executor_default_config();
-    cfg.num_threads = 1;
+    cfg.num_threads = argc == 3 ? atoi(argv[2]) : 1;
     cfg.kv_tokens_per_block = 8;
     trtd_executor *a = NULL, *b = NULL;
     CHECK(trtd_executor_create("/nonexistent/model", &cfg, &a) == TRTD_STATUS_MODEL_LOAD && a == NULL, "missing model");
