@@ -188,7 +188,6 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
       Object.assign(s, { overhead, overheadError });
       if (overhead) process.stderr.write(`[${s.a.name}] frontend overhead: TTFT p50 via HTTP ${overhead.httpTtftMs.p50?.toFixed(1)} ms, executor ${overhead.executorTtftMs.p50?.toFixed(1)} ms\n`);
       else process.stderr.write(`[${s.a.name}] frontend overhead not measured: ${overheadError}\n`);
-      s.lastMetrics = await scrapeMetrics(s.baseUrl);
     }
     // Idle latency through each stack: the reference for SLOs that scale with the machine and the executor build.
     const idleRecords: RequestRecord[] = [];
@@ -196,6 +195,8 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
       if (stop.signal.aborted) break;
       const probe = await runLoad({ baseUrl: s.baseUrl, model: s.model, endpoint: w.endpoint, extraBody: w.extraBody, requestTimeoutMs: w.requestTimeoutMs, requests: w.requests.slice(0, 5), rate: Infinity, maxConcurrency: 1, timeLimitS: w.timeLimitS, progress, label: `[${s.a.legend}] idle probe`, signal: stop.signal });
       idleRecords.push(...probe.records.filter((r) => r.ok));
+      // Counters from here on belong to the sweep.
+      s.lastMetrics = await scrapeMetrics(s.baseUrl);
     }
     const idleTtft = percentile(idleRecords.map((r) => r.ttftMs!), 50);
     const idleTpot = percentile(idleRecords.flatMap((r) => (r.tpotMs === undefined ? [] : [r.tpotMs])), 50);
