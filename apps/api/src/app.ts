@@ -25,11 +25,25 @@ export interface ApiAppOptions {
   log?: (line: string) => void;
 }
 
+const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** The body as JSON: `Content-Type: application/json`, valid UTF-8 (not silently replaced), valid JSON. */
 async function readJson(c: Context): Promise<unknown> {
+  const type = c.req.header("content-type") ?? "";
+  if (!JSON_CONTENT_TYPE.test(type)) {
+    throw new InvalidRequestError(`Content-Type must be application/json (got '${type.slice(0, 100) || "none"}')`, null, ApiErrorCodes.invalidRequest);
+  }
+  let text: string;
   try {
-    return await c.req.json();
+    text = utf8.decode(await c.req.arrayBuffer());
   } catch (err) {
     if (err instanceof ApiError) throw err; // the body limit fires while the body is read
+    throw new InvalidRequestError("the request body is not valid UTF-8", null, ApiErrorCodes.invalidJson, { cause: err });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
     throw new InvalidRequestError("the request body is not valid JSON", null, ApiErrorCodes.invalidJson, { cause: err });
   }
 }

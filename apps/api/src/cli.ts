@@ -1,8 +1,8 @@
 // The api's command line (the seed's flags plus limits and routing knobs).
 import { statSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
-import { DEFAULT_NAMESPACE, intFlag, natsUriOf, parseFlags, UsageError } from "@trtd/apps-common";
-import { PREFILL_POLICY_DEFAULTS } from "./router/index.js";
+import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE, intFlag, natsUriOf, parseFlags, UsageError } from "@trtd/apps-common";
+import { DEFAULT_MAX_REQUESTS_PER_WORKER, PREFILL_POLICY_DEFAULTS } from "./router/index.js";
 import { DEFAULT_LIMITS } from "./openai/limits.js";
 import type { ApiServerOptions } from "./server.js";
 
@@ -19,6 +19,9 @@ export const API_USAGE = `usage: api --tokenizer MODEL_DIR --request-plane-uri n
   --request-timeout-ms N              per-request deadline (default ${DEFAULT_LIMITS.requestTimeoutMs})
   --disagg-min-prompt-tokens N        shorter prompts run aggregated (default ${PREFILL_POLICY_DEFAULTS.minPromptTokens})
   --max-prefill-load N                skip prefill workers at this many outstanding requests (default ${PREFILL_POLICY_DEFAULTS.maxPrefillLoad})
+  --max-requests-per-worker N         admission limit: when every decode worker has N requests outstanding, new
+                                      ones get 503 overloaded at once (default ${DEFAULT_MAX_REQUESTS_PER_WORKER})
+  --grace-ms N                        on SIGTERM, how long requests in progress may finish (default ${DEFAULT_GRACE_MS})
   --no-disaggregation                 always run aggregated on decode workers`;
 
 export const apiFlagOptions = {
@@ -35,12 +38,16 @@ export const apiFlagOptions = {
   "request-timeout-ms": { type: "string" },
   "disagg-min-prompt-tokens": { type: "string" },
   "max-prefill-load": { type: "string" },
+  "max-requests-per-worker": { type: "string" },
+  "grace-ms": { type: "string" },
   "no-disaggregation": { type: "boolean" },
   help: { type: "boolean" },
 } as const;
 
 export interface ApiCli extends Omit<ApiServerOptions, "plane"> {
   requestPlaneUri: string;
+  /** On SIGTERM, how long requests in progress may finish. */
+  graceMs: number;
   help: boolean;
 }
 
@@ -74,6 +81,8 @@ export function parseApiCli(argv: string[], defaultModelDir: string): ApiCli {
       minPromptTokens: intFlag(v["disagg-min-prompt-tokens"], "disagg-min-prompt-tokens", { min: 0, fallback: PREFILL_POLICY_DEFAULTS.minPromptTokens }),
       maxPrefillLoad: intFlag(v["max-prefill-load"], "max-prefill-load", { min: 1, fallback: PREFILL_POLICY_DEFAULTS.maxPrefillLoad }),
     },
+    maxRequestsPerWorker: intFlag(v["max-requests-per-worker"], "max-requests-per-worker", { min: 1, fallback: DEFAULT_MAX_REQUESTS_PER_WORKER }),
+    graceMs: intFlag(v["grace-ms"], "grace-ms", { min: 0, fallback: DEFAULT_GRACE_MS }),
     help: v.help === true,
   };
 }

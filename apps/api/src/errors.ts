@@ -12,6 +12,7 @@ export const ApiErrorCodes = {
   modelNotFound: "model_not_found",
   notFound: "not_found",
   noWorkers: "no_workers_available",
+  overloaded: "overloaded",
   workerGone: "worker_gone",
   workerFailed: "worker_failed",
   deadlineExceeded: "deadline_exceeded",
@@ -88,6 +89,16 @@ export class NoWorkersError extends ApiError {
   constructor(message = "no decode worker is available") {
     super(message, ApiErrorCodes.noWorkers);
     this.name = "NoWorkersError";
+  }
+}
+
+/** Every decode worker is at its request limit: refused at once rather than queued without bound. */
+export class OverloadedError extends ApiError {
+  readonly status = 503;
+  readonly type = "server_error";
+  constructor(limit: number) {
+    super(`every decode worker has ${limit} or more requests outstanding (--max-requests-per-worker); retry later`, ApiErrorCodes.overloaded);
+    this.name = "OverloadedError";
   }
 }
 

@@ -19,6 +19,7 @@ export {
   AuthenticationError,
   NotFoundError,
   NoWorkersError,
+  OverloadedError,
   WorkerGoneError,
   WorkerFailedError,
   DeadlineExceededError,

@@ -22,6 +22,8 @@ export interface ApiServerOptions {
   apiKey?: string;
   limits?: Partial<ServerLimits>;
   prefill?: PrefillPolicyOptions;
+  /** Admission limit per decode worker (503 `overloaded` when every worker is at it); see RouterOptions. */
+  maxRequestsPerWorker?: number;
   log?: (line: string) => void;
 }
 
@@ -30,8 +32,11 @@ export interface RunningApiServer {
   readonly host: string;
   readonly port: number;
   readonly router: Router;
-  /** Stops listening (open streams are ended), closes the worker clients, frees the tokenizer. Idempotent. */
-  close(): Promise<void>;
+  /**
+   * Stops taking connections, lets requests in progress finish for up to `graceMs` (default 0: open streams are
+   * ended at once), then closes what is left, the worker clients and the tokenizer. Idempotent.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** The context length from the model's config.json; undefined for a tokenizer-only directory. */
@@ -60,6 +65,11 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
       metrics.prefillFallbacks.inc();
       log(`remote prefill failed, running aggregated: ${(err as Error).message}`);
     },
+    maxRequestsPerWorker: o.maxRequestsPerWorker,
+    onMigration: (tokens, err) => {
+      metrics.migrations.inc();
+      log(`decode worker lost after ${tokens} tokens, continuing on another one: ${(err as Error).message}`);
+    },
   });
   const contextLength = o.limits?.contextLength ?? contextLengthOf(o.tokenizerDir) ?? DEFAULT_LIMITS.contextLength;
   const limits: Partial<ServerLimits> = {
@@ -74,6 +84,12 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
     s.once("error", reject);
   });
   const port = (server.address() as AddressInfo).port;
+  // HTTP requests whose response has not closed yet (streams included): what a graceful stop waits for.
+  let active = 0;
+  server.on("request", (_req, res) => {
+    active++;
+    res.once("close", () => active--);
+  });
   const shownHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
   let closing: Promise<void> | undefined;
   return {
@@ -81,12 +97,19 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
     host,
     port,
     router,
-    close() {
+    close(graceMs = 0) {
       closing ??= (async () => {
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-        });
+        const http = server as ServerType & { closeAllConnections?: () => void; closeIdleConnections?: () => void };
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        const end = Date.now() + graceMs;
+        // Keep-alive connections that go idle are closed as they do; busy ones get until the bound.
+        while (active > 0 && Date.now() < end) {
+          http.closeIdleConnections?.();
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        if (active > 0) log(`stopping with ${active} requests still open after ${graceMs} ms`);
+        http.closeAllConnections?.();
+        await closed;
         workers.close();
         codec.free();
       })();

@@ -10,6 +10,7 @@ export const workerFlagOptions = {
   "kv-host": { type: "string" },
   "kv-advertise-host": { type: "string" },
   "kv-offer-ttl-ms": { type: "string" },
+  "kv-pull-timeout-ms": { type: "string" },
   help: { type: "boolean" },
   ...executorFlagOptions,
 } as const;
@@ -23,6 +24,8 @@ export interface WorkerCli {
   kvAdvertiseHost?: string;
   /** Prefill: how long an unpulled KV offer holds its blocks. */
   kvOfferTtlMs: number;
+  /** Decode: bound on one KV pull (default: kv-transfer's, scaled by size); past it the prompt is recomputed. */
+  kvPullTimeoutMs?: number;
   executor: ExecutorFlags;
   help: boolean;
 }
@@ -37,6 +40,7 @@ export function workerUsage(role: string): string {
   --kv-host HOST                prefill: KV offer server listen address (default 127.0.0.1)
   --kv-advertise-host HOST      prefill: address decode workers use to reach it (default: --kv-host)
   --kv-offer-ttl-ms N           prefill: an unpulled KV offer is released after this long (default ${DEFAULT_KV_OFFER_TTL_MS})
+  --kv-pull-timeout-ms N        decode: bound on one KV pull, then recompute locally (default: kv-transfer's, size-scaled)
   --model-dir DIR               model directory (default models/tiny)
   --max-batch-size N  --max-tokens-per-iteration N  --kv-tokens-per-block N  --kv-block-count N  --threads N`;
 }
@@ -56,6 +60,7 @@ export function parseWorkerCli(argv: string[], defaultModelDir: string): WorkerC
     kvHost: str("kv-host") ?? "127.0.0.1",
     kvAdvertiseHost: str("kv-advertise-host"),
     kvOfferTtlMs: intFlag(v["kv-offer-ttl-ms"], "kv-offer-ttl-ms", { min: 1, fallback: DEFAULT_KV_OFFER_TTL_MS }),
+    kvPullTimeoutMs: v["kv-pull-timeout-ms"] === undefined ? undefined : intFlag(v["kv-pull-timeout-ms"], "kv-pull-timeout-ms", { min: 1, fallback: 0 }),
     executor: { ...ex, modelDir: resolve(ex.modelDir) },
     help: v.help === true,
   };

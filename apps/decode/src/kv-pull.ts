@@ -10,7 +10,7 @@ export interface KvPullerHandle {
   close(): Promise<void>;
 }
 
-export async function createKvPuller(executor: Executor, plane: RequestPlane): Promise<KvPullerHandle> {
+export async function createKvPuller(executor: Executor, plane: RequestPlane, opts: { timeoutMs?: number } = {}): Promise<KvPullerHandle> {
   const puller = new KvPuller({ layout: layoutFromExecutor(executor.kvLayout()), nats: plane.nats });
   // An engine that moves KV itself (the TensorRT-LLM shim) takes the offer's engine state instead of bytes.
   const pullEngineState = async (handle: KvHandle, signal: AbortSignal) => {
@@ -26,7 +26,7 @@ export async function createKvPuller(executor: Executor, plane: RequestPlane): P
         state = s;
       },
     };
-    const r = await puller.pull(handle, sink, { signal });
+    const r = await puller.pull(handle, sink, { signal, timeoutMs: opts.timeoutMs });
     if (!state) throw new EngineNativeTransferError("the KV offer carried no engine state for this executor");
     return { opaqueState: state, bytes: r.bytes, transferMs: r.ms };
   };
@@ -40,7 +40,7 @@ export async function createKvPuller(executor: Executor, plane: RequestPlane): P
       throw err;
     }
     // On failure the puller aborts the import (it owns the sink then); on success the executor consumes it.
-    const r = await puller.pull(handle, kvImport, { signal });
+    const r = await puller.pull(handle, kvImport, { signal, timeoutMs: opts.timeoutMs });
     return { kvImport, bytes: r.bytes, transferMs: r.ms };
   };
   return {

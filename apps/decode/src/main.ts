@@ -5,5 +5,5 @@ import { runWorkerProcess } from "@trtd/apps-common";
 import { startDecodeWorker } from "./worker.js";
 
 runWorkerProcess("decode", resolve(fileURLToPath(import.meta.url), "../../../../models/tiny"), (cli, plane, log) =>
-  startDecodeWorker({ plane, executor: cli.executor, namespace: cli.namespace, log }),
+  startDecodeWorker({ plane, executor: cli.executor, namespace: cli.namespace, kvPullTimeoutMs: cli.kvPullTimeoutMs, log }),
 );

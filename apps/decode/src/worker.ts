@@ -9,6 +9,8 @@ export interface DecodeWorkerOptions {
   plane: RequestPlane;
   executor: ExecutorFlags;
   namespace?: string;
+  /** Bound on one KV pull (default: kv-transfer's, scaled by size); past it the prompt is recomputed here. */
+  kvPullTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -21,7 +23,7 @@ export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<Running
   const executor = Executor.open(modelDir, exOpts);
   let puller: Awaited<ReturnType<typeof createKvPuller>> | undefined;
   try {
-    puller = await createKvPuller(executor, o.plane);
+    puller = await createKvPuller(executor, o.plane, { timeoutMs: o.kvPullTimeoutMs });
     const p = puller;
     const worker = await serveWorker({
       role: "decode",

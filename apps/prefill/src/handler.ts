@@ -4,6 +4,7 @@ import { executorSampling, parseDecodeRequest, type GenerateRequest, type Prefil
 import type { KvOfferServer } from "@trtd/kv-transfer";
 import type { Handler, RequestContext } from "@trtd/request-plane";
 import type { Executor } from "@trtd/trtllm";
+import type { KvFaultInjector } from "./fault-injection.js";
 import { offeredKv } from "./offered-kv.js";
 
 export class PrefillFailedError extends Error {
@@ -17,9 +18,11 @@ export class PrefillFailedError extends Error {
 export interface PrefillHandlerDeps {
   executor: Executor;
   offers: KvOfferServer;
+  /** Test-only fault injection (TRTD_FAULT_INJECT_KV); undefined in normal operation. */
+  faults?: KvFaultInjector;
 }
 
-export function createPrefillHandler({ executor, offers }: PrefillHandlerDeps): Handler<GenerateRequest, PrefillResult> {
+export function createPrefillHandler({ executor, offers, faults }: PrefillHandlerDeps): Handler<GenerateRequest, PrefillResult> {
   return async function prefill(raw: GenerateRequest, ctx: RequestContext): Promise<PrefillResult> {
     const req = parseDecodeRequest(raw);
     const started = performance.now();
@@ -45,7 +48,7 @@ export function createPrefillHandler({ executor, offers }: PrefillHandlerDeps): 
       throw new PrefillFailedError("prefill cancelled", { cause: ctx.signal.reason });
     }
     // From here the offer server owns the pinned blocks: released on decode's ack, a failed pull, or expiry.
-    const kvHandle = offers.offer(kv);
+    const kvHandle = faults ? faults.offer(offers, kv) : offers.offer(kv);
     return { firstToken, kvHandle, kvBytes: kv.bytes, prefillMs: performance.now() - started };
   };
 }

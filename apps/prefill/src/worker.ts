@@ -4,6 +4,7 @@ import { serveWorker, type ExecutorFlags, type RunningWorker } from "@trtd/apps-
 import { KvOfferServer, layoutFromExecutor } from "@trtd/kv-transfer";
 import type { RequestPlane } from "@trtd/request-plane";
 import { Executor } from "@trtd/trtllm";
+import { kvFaultFromEnv, startKvFaultInjector, type KvFaultInjector } from "./fault-injection.js";
 import { createPrefillHandler } from "./handler.js";
 
 export interface PrefillWorkerOptions {
@@ -27,7 +28,13 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
   const { modelDir, ...exOpts } = o.executor;
   const executor = Executor.open(modelDir, exOpts);
   let offers: KvOfferServer | undefined;
+  let faults: KvFaultInjector | undefined;
   try {
+    const fault = kvFaultFromEnv();
+    if (fault) {
+      faults = await startKvFaultInjector(fault);
+      o.log?.(`FAULT INJECTION: every KV offer is made to fail (${fault}); for tests only`);
+    }
     const nats = o.plane.nats;
     offers = await KvOfferServer.start({
       layout: layoutFromExecutor(executor.kvLayout()),
@@ -41,7 +48,7 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
       role: "prefill",
       plane: o.plane,
       namespace: o.namespace,
-      handler: createPrefillHandler({ executor, offers: off }),
+      handler: createPrefillHandler({ executor, offers: off, faults }),
       load: () => {
         const s = executor.stats();
         return {
@@ -56,6 +63,7 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
       meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, kv: off.address },
       release: async () => {
         await off.close(); // releases every offer (their pinned blocks) before the executor goes
+        await faults?.close();
         await executor.close();
       },
       log: o.log,
@@ -63,6 +71,7 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
     return Object.assign(worker, { executor, offers: off });
   } catch (err) {
     await offers?.close();
+    await faults?.close();
     await executor.close();
     throw err;
   }

@@ -21,6 +21,7 @@ export function createApiMetrics(workerLoad: WorkerLoadSource = () => []) {
     generatedTokens: registry.register(new Counter("trtd_generated_tokens_total", "Tokens generated")),
     routed: registry.register(new Counter("trtd_routed_requests_total", "Requests by execution mode (aggregated, disaggregated, recomputed)")),
     prefillFallbacks: registry.register(new Counter("trtd_prefill_fallbacks_total", "Remote prefills that failed; the request ran aggregated")),
+    migrations: registry.register(new Counter("trtd_migrated_requests_total", "Requests moved to another decode worker after theirs died mid-stream")),
     kvBytes: registry.register(new Counter("trtd_kv_transfer_bytes_total", "KV cache bytes moved from prefill to decode workers")),
     kvTransferSeconds: registry.register(new Histogram("trtd_kv_transfer_seconds", "Time decode workers spent pulling KV caches", LATENCY_BUCKETS_S)),
     kvTransferSize: registry.register(new Histogram("trtd_kv_transfer_size_bytes", "Size of each KV transfer", BYTES_BUCKETS)),

@@ -19,7 +19,8 @@ export function asBody(v: unknown): Body {
 export function checkFields(body: Body, known: ReadonlySet<string>, neutral: Readonly<Record<string, (v: unknown) => boolean>>): void {
   for (const [key, value] of Object.entries(body)) {
     if (known.has(key)) continue;
-    const isNeutral = neutral[key];
+    // Own properties only: "constructor" or "__proto__" must not find Object.prototype's members.
+    const isNeutral = Object.hasOwn(neutral, key) ? neutral[key] : undefined;
     if (isNeutral) {
       if (value === null || value === undefined || isNeutral(value)) continue;
       throw new InvalidRequestError(`'${key}' is not supported by this server`, key, ApiErrorCodes.unsupported);

@@ -1,11 +1,11 @@
 // The router decides where a request runs and sends it there (ARCHITECTURE.md, step 2): remote prefill when
 // the policy allows, then decode on the least loaded decode worker; aggregated when prefill is not used or fails.
-import type { DecodeChunk, GenerateRequest, PrefillResult } from "@trtd/apps-common";
+import type { DecodeChunk, DecodeRequest, GenerateRequest, PrefillResult } from "@trtd/apps-common";
 import type { GenerationBackend, Readiness } from "../backend.js";
-import { NoWorkersError, WorkerGoneError } from "../errors.js";
+import { NoWorkersError, OverloadedError, WorkerGoneError } from "../errors.js";
 import { LeastLoadedSelector, type DecodeSelector } from "./decode-selector.js";
 import { PrefillPolicy, type PrefillPolicyOptions } from "./prefill-policy.js";
-import type { Workers } from "./workers.js";
+import type { WorkerInstance, Workers } from "./workers.js";
 
 export interface RouterOptions {
   workers: Workers;
@@ -13,9 +13,19 @@ export interface RouterOptions {
   prefill?: PrefillPolicyOptions;
   /** Counts prefills that failed and fell back to aggregated. */
   onPrefillFallback?: (err: unknown) => void;
-  /** Decode workers tried for one request when the chosen one is gone before its first token (default 3). */
+  /** Decode workers tried for one request when the chosen one is gone (before or after its first token; default 3). */
   maxDecodeAttempts?: number;
+  /**
+   * A decode worker with this many outstanding requests (the larger of its published active + queued count and
+   * this api's in-flight count to it) takes no more; when every live one is there, requests get 503 `overloaded`
+   * at once (default ${DEFAULT_MAX_REQUESTS_PER_WORKER}).
+   */
+  maxRequestsPerWorker?: number;
+  /** Called when a request whose decode worker died mid-stream continues on another one. */
+  onMigration?: (generatedTokens: number, err: unknown) => void;
 }
+
+export const DEFAULT_MAX_REQUESTS_PER_WORKER = 256;
 
 export class Router implements GenerationBackend {
   private readonly workers: Workers;
@@ -23,6 +33,8 @@ export class Router implements GenerationBackend {
   readonly policy: PrefillPolicy;
   private readonly onPrefillFallback: (err: unknown) => void;
   private readonly maxDecodeAttempts: number;
+  readonly maxRequestsPerWorker: number;
+  private readonly onMigration: (generatedTokens: number, err: unknown) => void;
   /** Requests this router has outstanding per instance id. */
   private readonly inFlight = new Map<string, number>();
 
@@ -32,6 +44,14 @@ export class Router implements GenerationBackend {
     this.policy = new PrefillPolicy(opts.prefill);
     this.onPrefillFallback = opts.onPrefillFallback ?? (() => {});
     this.maxDecodeAttempts = Math.max(1, opts.maxDecodeAttempts ?? 3);
+    this.maxRequestsPerWorker = Math.max(1, opts.maxRequestsPerWorker ?? DEFAULT_MAX_REQUESTS_PER_WORKER);
+    this.onMigration = opts.onMigration ?? (() => {});
+  }
+
+  /** Outstanding requests on a worker as far as this api knows (its published load may lag by a second). */
+  private outstanding(w: WorkerInstance): number {
+    const published = w.load ? w.load.activeRequests + w.load.queuedRequests : 0;
+    return Math.max(published, this.inFlight.get(w.id) ?? 0);
   }
 
   readiness(): Readiness {
@@ -48,7 +68,10 @@ export class Router implements GenerationBackend {
 
   async *generate(req: GenerateRequest, signal: AbortSignal): AsyncGenerator<DecodeChunk> {
     const liveDecoders = (skip: ReadonlySet<string>) => this.workers.instances("decode").filter((w) => !w.load?.draining && !skip.has(w.id));
-    if (liveDecoders(new Set()).length === 0) throw new NoWorkersError();
+    const live = liveDecoders(new Set());
+    if (live.length === 0) throw new NoWorkersError();
+    // Admission: refuse now, before any work, when every decode worker is full.
+    if (live.every((w) => this.outstanding(w) >= this.maxRequestsPerWorker)) throw new OverloadedError(this.maxRequestsPerWorker);
 
     let prefill: PrefillResult | undefined;
     const decision = this.policy.decide(req, this.workers.instances("prefill"), this.inFlight);
@@ -64,23 +87,36 @@ export class Router implements GenerationBackend {
       }
     }
 
-    // A decode worker that is gone before the first token (crashed, restarting) costs nothing: try another.
-    // Once tokens have been streamed the request stays where it is.
+    // A decode worker that is gone (crashed, restarting) is skipped and the next one tried. Before the first
+    // token the request is simply resent. After it, the request migrates: the prompt plus the tokens already
+    // streamed go to another worker as a fresh aggregated request for the remaining tokens, so the client sees
+    // no lost or repeated token. Greedy output is exactly what one worker would have produced; seeded sampling
+    // restarts its draw count on the new worker (the executor has no draw offset), so the continuation is a
+    // valid sample but not the one an uninterrupted run would have drawn (docs/design/failure-modes.md).
     const gone = new Set<string>();
+    const generated: number[] = [];
     for (let attempt = 1; ; attempt++) {
       const candidates = liveDecoders(gone);
-      if (candidates.length === 0) throw new NoWorkersError();
+      if (candidates.length === 0) throw new NoWorkersError(generated.length > 0 ? "the decode worker died mid-stream and no other decode worker is available" : undefined);
       const decode = this.selector.select(req, candidates, this.inFlight);
-      let started = false;
+      const migrated = generated.length > 0;
+      const sent: DecodeRequest = migrated
+        ? { ...req, id: `${req.id}-m${attempt}`, tokens: [...req.tokens, ...generated], maxTokens: req.maxTokens - generated.length }
+        : prefill
+          ? { ...req, prefill }
+          : req;
       this.track(decode.id, 1);
       try {
-        for await (const chunk of this.workers.decode(decode.id, prefill ? { ...req, prefill } : req, signal)) {
-          started = true;
-          yield chunk;
+        for await (const chunk of this.workers.decode(decode.id, sent, signal)) {
+          generated.push(...chunk.tokens);
+          // The mode and KV figures describe how the request started; a migrated continuation does not repeat them.
+          yield migrated ? { tokens: chunk.tokens, finishReason: chunk.finishReason, error: chunk.error } : chunk;
         }
         return;
       } catch (err) {
-        if (started || signal.aborted || !(err instanceof WorkerGoneError) || attempt >= this.maxDecodeAttempts) throw err;
+        if (signal.aborted || !(err instanceof WorkerGoneError) || attempt >= this.maxDecodeAttempts) throw err;
+        if (generated.length >= req.maxTokens) throw err;
+        if (generated.length > 0) this.onMigration(generated.length, err);
         gone.add(decode.id);
       } finally {
         this.track(decode.id, -1);
