@@ -5,10 +5,14 @@ import { DEFAULT_NAMESPACE, executorArgv, executorFlagOptions, executorFlags, in
 export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--generate-worker-count M] [--worker-name NAME]
                 [--initialize-request-plane] [--request-plane-uri HOST:PORT] [options]
   --context-worker-count N       prefill workers (default 1; 0 = aggregated only)
-  --generate-worker-count M      decode workers (default 1, at least 1)
+  --generate-worker-count M      decode workers (default 1; 0 = none on this host, for multi-host deployments)
   --worker-name NAME             the deployment's namespace on the request plane (default ${DEFAULT_NAMESPACE})
   --initialize-request-plane     start nats-server (JetStream on) at --request-plane-uri
-  --request-plane-uri HOST:PORT  (default 127.0.0.1:4222)
+  --request-plane-uri URI        NATS server, or a NATS cluster as a comma-separated list (default 127.0.0.1:4222)
+  --no-api                       run no api on this host (workers only; multi-host, see docs/design/multi-host.md)
+  --kv-host HOST                 prefill workers' KV offer server listen address (worker default 127.0.0.1)
+  --kv-advertise-host HOST       address decode workers on other hosts use to reach it (worker default: --kv-host)
+  --kv-offer-ttl-ms N            prefill workers: an unpulled KV offer is released after this long (worker default)
   --in-process                   one process, in-process request plane (no nats-server)
   --in-process-fallback          with --initialize-request-plane: go in-process when nats-server is not installed
   --api-server-host HOST         (default 127.0.0.1)   --api-server-port PORT (default 8000, 0 = any free port)
@@ -30,6 +34,10 @@ export const launcherFlagOptions = {
   "request-plane-uri": { type: "string" },
   "in-process": { type: "boolean" },
   "in-process-fallback": { type: "boolean" },
+  "no-api": { type: "boolean" },
+  "kv-host": { type: "string" },
+  "kv-advertise-host": { type: "string" },
+  "kv-offer-ttl-ms": { type: "string" },
   "api-server-host": { type: "string" },
   "api-server-port": { type: "string" },
   "model-name": { type: "string" },
@@ -52,6 +60,12 @@ export interface LauncherCli {
   requestPlaneUri: string;
   inProcess: boolean;
   inProcessFallback: boolean;
+  /** Workers only: the api runs on another host. */
+  noApi: boolean;
+  /** Passed to prefill workers: KV offer server listen and advertised addresses. */
+  kvHost?: string;
+  kvAdvertiseHost?: string;
+  kvOfferTtlMs?: number;
   apiHost: string;
   apiPort: number;
   /** The model id clients send (default: the model directory's name). */
@@ -70,18 +84,31 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
   const v = parseFlags(argv, launcherFlagOptions);
   const str = (k: string) => (typeof v[k] === "string" ? (v[k] as string) : undefined);
   const ex = executorFlags(v, defaultModelDir);
-  const generateWorkers = intFlag(v["generate-worker-count"], "generate-worker-count", { min: 1, fallback: 1 });
+  const generateWorkers = intFlag(v["generate-worker-count"], "generate-worker-count", { min: 0, fallback: 1 });
+  const contextWorkers = intFlag(v["context-worker-count"], "context-worker-count", { min: 0, fallback: 1 });
+  const noApi = v["no-api"] === true;
   const apiPort = intFlag(v["api-server-port"], "api-server-port", { min: 0, fallback: 8000 });
   if (apiPort > 65535) throw new UsageError("--api-server-port must be <= 65535");
   if (v["in-process"] && v["initialize-request-plane"]) throw new UsageError("--in-process needs no request plane: drop --initialize-request-plane");
+  if (v["initialize-request-plane"] && str("request-plane-uri")?.includes(",")) {
+    throw new UsageError("--initialize-request-plane starts one nats-server: start a NATS cluster yourself (docs/design/multi-host.md)");
+  }
+  if (noApi && contextWorkers + generateWorkers === 0) throw new UsageError("--no-api with no workers: nothing to run");
+  if (v["in-process"] && (noApi || generateWorkers === 0)) {
+    throw new UsageError("--in-process runs a whole deployment in one process: it needs the api and at least one decode worker");
+  }
   return {
-    contextWorkers: intFlag(v["context-worker-count"], "context-worker-count", { min: 0, fallback: 1 }),
+    contextWorkers,
     generateWorkers,
     namespace: str("worker-name") ?? DEFAULT_NAMESPACE,
     initializeRequestPlane: v["initialize-request-plane"] === true,
     requestPlaneUri: natsUriOf(str("request-plane-uri") ?? "127.0.0.1:4222"),
     inProcess: v["in-process"] === true,
     inProcessFallback: v["in-process-fallback"] === true,
+    noApi,
+    kvHost: str("kv-host"),
+    kvAdvertiseHost: str("kv-advertise-host"),
+    kvOfferTtlMs: v["kv-offer-ttl-ms"] === undefined ? undefined : intFlag(v["kv-offer-ttl-ms"], "kv-offer-ttl-ms", { min: 1, fallback: 0 }),
     apiHost: str("api-server-host") ?? "127.0.0.1",
     apiPort,
     modelName: str("model-name") ?? basename(resolve(ex.modelDir)),
@@ -99,6 +126,15 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
 /** argv for a worker child. */
 export function workerArgv(cli: LauncherCli, requestPlaneUri: string): string[] {
   return ["--worker-name", cli.namespace, "--request-plane-uri", requestPlaneUri, ...executorArgv(cli.executor)];
+}
+
+/** argv for a prefill worker child: the worker flags plus where its KV offer server listens and what it advertises. */
+export function prefillArgv(cli: LauncherCli, requestPlaneUri: string): string[] {
+  const a = workerArgv(cli, requestPlaneUri);
+  if (cli.kvHost) a.push("--kv-host", cli.kvHost);
+  if (cli.kvAdvertiseHost) a.push("--kv-advertise-host", cli.kvAdvertiseHost);
+  if (cli.kvOfferTtlMs) a.push("--kv-offer-ttl-ms", String(cli.kvOfferTtlMs));
+  return a;
 }
 
 /** argv for the api child. */

@@ -2,6 +2,6 @@
 export type { LauncherCli } from "./cli.js";
 export type { Deployment, LaunchOptions } from "./launch.js";
 export type { ChildSpec, SupervisorOptions, AppName } from "./supervisor.js";
-export { parseLauncherCli, workerArgv, apiArgv, LAUNCHER_USAGE } from "./cli.js";
+export { parseLauncherCli, workerArgv, prefillArgv, apiArgv, LAUNCHER_USAGE } from "./cli.js";
 export { launch, LaunchError } from "./launch.js";
 export { Supervisor, appCommand } from "./supervisor.js";

@@ -6,10 +6,11 @@ import { startApiServer } from "@trtd/api";
 import { startDecodeWorker } from "@trtd/decode";
 import { startPrefillWorker } from "@trtd/prefill";
 import { createInProcessPlane, NatsServerNotFoundError, startNatsServer, type NatsServerHandle } from "@trtd/request-plane";
-import { apiArgv, workerArgv, type LauncherCli } from "./cli.js";
+import { apiArgv, prefillArgv, workerArgv, type LauncherCli } from "./cli.js";
 import { Supervisor } from "./supervisor.js";
 
 export interface Deployment {
+  /** "" with --no-api (workers only on this host). */
   readonly apiUrl: string;
   readonly mode: "processes" | "in-process";
   readonly requestPlaneUri?: string;
@@ -59,6 +60,17 @@ async function waitHealthy(url: string, prefill: number, decode: number, deadlin
   throw new LaunchError(`not ready in time (${last})`);
 }
 
+/** Workers only (--no-api): waits until each has announced it is serving; bounded. */
+async function waitWorkersReady(ready: Set<string>, count: number, deadline: number, failed: Promise<string>): Promise<void> {
+  let gaveUp: string | undefined;
+  void failed.then((n) => (gaveUp = n));
+  while (ready.size < count) {
+    if (gaveUp) throw new LaunchError(`${gaveUp} failed during bring-up`);
+    if (Date.now() >= deadline) throw new LaunchError(`not ready in time (${ready.size}/${count} workers serving)`);
+    await sleep(100);
+  }
+}
+
 export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deployment> {
   const deadline = Date.now() + cli.readyTimeoutMs;
   if (cli.inProcess) return launchInProcess(cli, o, deadline);
@@ -87,8 +99,21 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
       await nats?.stop();
     })());
   try {
-    for (let i = 0; i < cli.generateWorkers; i++) sup.start({ name: `decode-${i}`, app: "decode", args: workerArgv(cli, uri), env: cli.roleEnv.decode });
-    for (let i = 0; i < cli.contextWorkers; i++) sup.start({ name: `prefill-${i}`, app: "prefill", args: workerArgv(cli, uri), env: cli.roleEnv.prefill });
+    // Workers print one "trtd <role> worker <id> serving ..." line once they take requests.
+    const workersReady = new Set<string>();
+    const readyLine = (name: string) => (l: string) => {
+      if (/^trtd (prefill|decode) worker \S+ serving /.test(l)) workersReady.add(name);
+    };
+    for (let i = 0; i < cli.generateWorkers; i++) {
+      sup.start({ name: `decode-${i}`, app: "decode", args: workerArgv(cli, uri), env: cli.roleEnv.decode, onLine: readyLine(`decode-${i}`) });
+    }
+    for (let i = 0; i < cli.contextWorkers; i++) {
+      sup.start({ name: `prefill-${i}`, app: "prefill", args: prefillArgv(cli, uri), env: cli.roleEnv.prefill, onLine: readyLine(`prefill-${i}`) });
+    }
+    if (cli.noApi) {
+      await waitWorkersReady(workersReady, cli.contextWorkers + cli.generateWorkers, deadline, failed);
+      return { apiUrl: "", mode: "processes", requestPlaneUri: uri, pids: sup.pids, stop, failed };
+    }
     const urlSeen = new Promise<string>((resolve) =>
       sup.start({
         name: "api",
@@ -105,7 +130,8 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
       failed.then((n) => Promise.reject(new LaunchError(`${n} failed during bring-up`))),
       sleep(Math.max(0, deadline - Date.now()), undefined, { ref: false }).then(() => Promise.reject(new LaunchError("the api did not start in time"))),
     ]);
-    await waitHealthy(url, cli.contextWorkers, cli.generateWorkers, deadline, failed);
+    // With no decode worker on this host, ready means the api sees one elsewhere (it cannot serve before).
+    await waitHealthy(url, cli.contextWorkers, Math.max(1, cli.generateWorkers), deadline, failed);
     return { apiUrl: apiUrl ?? url, mode: "processes", requestPlaneUri: uri, pids: sup.pids, stop, failed };
   } catch (err) {
     await stop();

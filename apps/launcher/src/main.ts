@@ -18,11 +18,15 @@ async function main(argv: string[]): Promise<void> {
   const d = await launch(cli, { repoRoot: REPO_ROOT, log });
   onShutdownSignal(() => d.stop(), { log, graceMs: 60_000 });
   const where = d.mode === "in-process" ? "in one process (in-process request plane)" : `request plane ${d.requestPlaneUri}`;
-  console.log(
-    `trtd ready: OpenAI API at ${d.apiUrl}/v1 (model ${cli.modelName}; ` +
-      `${cli.contextWorkers} prefill + ${cli.generateWorkers} decode workers; ${where})`,
-  );
-  console.log(`  try: curl ${d.apiUrl}/v1/chat/completions -H 'content-type: application/json' -d '{"model":"${cli.modelName}","messages":[{"role":"user","content":"Hello"}]}'`);
+  if (cli.noApi) {
+    console.log(`trtd ready: ${cli.contextWorkers} prefill + ${cli.generateWorkers} decode workers, no api on this host; ${where}`);
+  } else {
+    console.log(
+      `trtd ready: OpenAI API at ${d.apiUrl}/v1 (model ${cli.modelName}; ` +
+        `${cli.contextWorkers} prefill + ${cli.generateWorkers} decode workers; ${where})`,
+    );
+    console.log(`  try: curl ${d.apiUrl}/v1/chat/completions -H 'content-type: application/json' -d '{"model":"${cli.modelName}","messages":[{"role":"user","content":"Hello"}]}'`);
+  }
   const name = await d.failed;
   log(`${name} keeps failing: stopping everything`);
   await d.stop();

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { resolve } from "node:path";
-import { parseLauncherCli, workerArgv, apiArgv } from "../src/index.js";
+import { parseLauncherCli, workerArgv, apiArgv, prefillArgv } from "../src/index.js";
 import { freePort } from "@trtd/request-plane";
 import { LAUNCHER_READY, eventually, modelDir, repoRoot, startApp } from "./support/processes.js";
 
@@ -19,11 +19,27 @@ describe("launcher - flags", () => {
   });
 
   it("refuses bad values with a usage error", () => {
-    expect(() => parseLauncherCli(["--generate-worker-count", "0"], modelDir)).toThrow(/generate-worker-count/);
+    expect(() => parseLauncherCli(["--generate-worker-count", "-1"], modelDir)).toThrow(/generate-worker-count/);
+    expect(() => parseLauncherCli(["--no-api", "--context-worker-count", "0", "--generate-worker-count", "0"], modelDir)).toThrow(/nothing to run/);
+    expect(() => parseLauncherCli(["--in-process", "--generate-worker-count", "0"], modelDir)).toThrow(/in-process/);
+    expect(() => parseLauncherCli(["--initialize-request-plane", "--request-plane-uri", "a:4222,b:4222"], modelDir)).toThrow(/NATS cluster/);
     expect(() => parseLauncherCli(["--context-worker-count", "-1"], modelDir)).toThrow(/context-worker-count/);
     expect(() => parseLauncherCli(["--bogus"], modelDir)).toThrow(/bogus/);
     expect(() => parseLauncherCli(["--in-process", "--initialize-request-plane"], modelDir)).toThrow(/in-process/);
     expect(() => parseLauncherCli(["--prefill-env", "no-equals"], modelDir)).toThrow(/KEY=VALUE/);
+  });
+
+  it("runs one role per host for multi-host deployments (workers only, KV addresses passed to prefill workers)", () => {
+    const cli = parseLauncherCli(
+      ["--no-api", "--context-worker-count", "2", "--generate-worker-count", "0", "--request-plane-uri", "nats://10.0.0.1:4222,nats://10.0.0.2:4222",
+        "--kv-host", "0.0.0.0", "--kv-advertise-host", "10.0.0.7", "--kv-offer-ttl-ms", "5000"],
+      modelDir,
+    );
+    expect(cli).toMatchObject({ noApi: true, contextWorkers: 2, generateWorkers: 0, requestPlaneUri: "nats://10.0.0.1:4222,nats://10.0.0.2:4222" });
+    expect(prefillArgv(cli, cli.requestPlaneUri)).toEqual(
+      expect.arrayContaining(["--request-plane-uri", "nats://10.0.0.1:4222,nats://10.0.0.2:4222", "--kv-host", "0.0.0.0", "--kv-advertise-host", "10.0.0.7", "--kv-offer-ttl-ms", "5000"]),
+    );
+    expect(workerArgv(cli, cli.requestPlaneUri)).not.toContain("--kv-host"); // decode workers offer no KV
   });
 
   it("takes environment per worker role", () => {
