@@ -5,7 +5,7 @@
 // be made (not root, no iproute2).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTopology, namespaceSupport, type HostName, type Topology } from "./support/netns.js";
-import { appArgv, eventually, modelDir, startInNamespace, type NsProcess } from "./support/processes.js";
+import { appArgv, eventually, launcherArgv, modelDir, startInNamespace, type NsProcess } from "./support/processes.js";
 
 const support = namespaceSupport();
 if (!support.ok) console.warn(`[multihost] SKIPPED: ${support.reason}`);
@@ -92,36 +92,47 @@ describe.skipIf(!support.ok)("multi-host: three namespaces, a NATS cluster, KV o
       if (natsFailed) throw natsFailed.reason;
       await eventually(async () => (await Promise.all(HOSTS.map((h) => monitor(h, "/routez")))).every((r) => r.num_routes === 2), 15_000, "a full NATS route mesh");
 
-      const common = ["--worker-name", "mh", "--model-dir", modelDir, "--threads", "1", "--grace-ms", "3000"];
+      const common = ["--worker-name", "mh", "--model-dir", modelDir, "--threads", "1"];
       // allSettled: whatever did start is stopped by teardown, even when another part failed.
       const started = await Promise.allSettled([
+        // The prefill and decode hosts run the launcher with workers only (--no-api), as in docs/design/multi-host.md.
         startInNamespace({
-          name: "prefill",
+          name: "prefill-host launcher",
           ns: topo.hosts.prefill.ns,
           hostname: "prefill-host",
           // Listen on every address, advertise only the KV address: cutting that leaves the request plane up.
-          argv: appArgv("prefill", [...common, "--request-plane-uri", clusterUris("prefill"), "--kv-host", "0.0.0.0",
-            "--kv-advertise-host", topo.prefillKvIp, "--kv-offer-ttl-ms", "5000"]),
-          ready: /trtd prefill worker \S+ serving/,
+          argv: launcherArgv([...common, "--no-api", "--context-worker-count", "1", "--generate-worker-count", "0",
+            "--request-plane-uri", clusterUris("prefill"), "--kv-host", "0.0.0.0", "--kv-advertise-host", topo.prefillKvIp, "--kv-offer-ttl-ms", "5000"]),
+          ready: /trtd ready: 1 prefill \+ 0 decode workers/,
         }),
         startInNamespace({
-          name: "decode",
+          name: "decode-host launcher",
           ns: topo.hosts.decode.ns,
           hostname: "decode-host",
-          argv: appArgv("decode", [...common, "--request-plane-uri", clusterUris("decode")]),
-          ready: /trtd decode worker \S+ serving/,
+          // Bare host:port entries work too (nats.js adds the scheme).
+          argv: launcherArgv([...common, "--no-api", "--context-worker-count", "0", "--generate-worker-count", "1",
+            "--request-plane-uri", clusterUris("decode").replaceAll("nats://", "")]),
+          ready: /trtd ready: 0 prefill \+ 1 decode workers/,
         }),
-        ...[API_PORT, AGG_API_PORT].map((port) =>
-          startInNamespace({
-            name: `api-${port}`,
-            ns: topo.hosts.api.ns,
-            hostname: "api-host",
-            argv: appArgv("api", ["--tokenizer", modelDir, "--model-name", "tiny", "--worker-name", "mh", "--request-plane-uri", clusterUris("api"),
-              "--api-server-host", "0.0.0.0", "--api-server-port", String(port), "--disagg-min-prompt-tokens", "1",
-              ...(port === AGG_API_PORT ? ["--no-disaggregation"] : [])]),
-            ready: /listening on \S+/,
-          }),
-        ),
+        // The api host: the launcher with no workers (it is ready once the api sees a decode worker on another host)...
+        startInNamespace({
+          name: "api-host launcher",
+          ns: topo.hosts.api.ns,
+          hostname: "api-host",
+          argv: launcherArgv(["--worker-name", "mh", "--model-dir", modelDir, "--model-name", "tiny", "--context-worker-count", "0",
+            "--generate-worker-count", "0", "--request-plane-uri", clusterUris("api"), "--api-server-host", "0.0.0.0",
+            "--api-server-port", String(API_PORT), "--disagg-min-prompt-tokens", "1"]),
+          ready: /trtd ready: OpenAI API at/,
+        }),
+        // ...and a second api, always aggregated, for the reference outputs.
+        startInNamespace({
+          name: "aggregated api",
+          ns: topo.hosts.api.ns,
+          hostname: "api-host",
+          argv: appArgv("api", ["--tokenizer", modelDir, "--model-name", "tiny", "--worker-name", "mh", "--request-plane-uri", clusterUris("api"),
+            "--api-server-host", "0.0.0.0", "--api-server-port", String(AGG_API_PORT), "--no-disaggregation"]),
+          ready: /listening on \S+/,
+        }),
       ]);
       for (const r of started) if (r.status === "fulfilled") apps.push(r.value);
       const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
@@ -139,9 +150,23 @@ describe.skipIf(!support.ok)("multi-host: three namespaces, a NATS cluster, KV o
     }
   });
 
+  /** Processes still inside our namespaces (a launcher's children included), recorded before they are deleted. */
+  let strays: string[] = [];
+
   async function teardown() {
-    await Promise.all(apps.map((p) => p.stop(10_000)));
+    // Launchers stop their api/workers first (they drain), then the NATS nodes go.
+    await Promise.all(apps.map((p) => p.stop(20_000)));
     await Promise.all([...nats.values()].map((p) => p.stop(5_000)));
+    if (topo) {
+      strays = HOSTS.flatMap((h) => {
+        try {
+          return topo.ip(["netns", "pids", topo.hosts[h].ns]).split("\n").filter(Boolean).map((pid) => `${h}:${pid}`);
+        } catch {
+          return [];
+        }
+      });
+      for (const s of strays) process.kill(Number(s.split(":")[1]), "SIGKILL"); // never leave them running
+    }
     topo?.destroy();
   }
 
@@ -149,6 +174,7 @@ describe.skipIf(!support.ok)("multi-host: three namespaces, a NATS cluster, KV o
     await teardown();
     const alive = [...apps, ...nats.values()].filter((p) => p.isRunning()).map((p) => p.name);
     expect(alive, "processes still running after teardown").toEqual([]);
+    expect(strays, "processes left in the namespaces after every part was stopped").toEqual([]);
     expect(topo.leftovers(), "namespaces or links left behind").toEqual([]);
   });
 
@@ -241,6 +267,6 @@ describe.skipIf(!support.ok)("multi-host: three namespaces, a NATS cluster, KV o
     expect(await routed("disaggregated")).toBe(dis1 + PROMPTS.length);
     const survivors = HOSTS.filter((h) => h !== victim);
     await eventually(async () => (await Promise.all(survivors.map(clientsOn))).reduce((a, b) => a + b, 0) === 4, 10_000,
-      "all four clients (2 api, prefill, decode) on the surviving nodes");
+      "all four clients (2 apis, prefill, decode) on the surviving nodes");
   });
 });

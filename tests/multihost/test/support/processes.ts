@@ -85,6 +85,11 @@ export function appArgv(app: "api" | "prefill" | "decode", args: string[]): stri
   return [process.execPath, "--import", "tsx", "--conditions=source", resolve(repoRoot, `apps/${app}/src/main.ts`), ...args];
 }
 
+/** The launcher: `node --import tsx --conditions=source apps/launcher/src/main.ts ...args` */
+export function launcherArgv(args: string[]): string[] {
+  return [process.execPath, "--import", "tsx", "--conditions=source", resolve(repoRoot, "apps/launcher/src/main.ts"), ...args];
+}
+
 /** Polls `check` every 200 ms until it returns true; throws after `timeoutMs`. */
 export async function eventually(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const end = Date.now() + timeoutMs;
