@@ -1,6 +1,6 @@
 // The command line both workers share: the seed's flags plus executor options.
 import { resolve } from "node:path";
-import { executorFlagOptions, executorFlags, intFlag, parseFlags, type ExecutorFlags } from "./cli.js";
+import { executorFlagOptions, executorFlags, intFlag, parseFlags, UsageError, type ExecutorFlags } from "./cli.js";
 import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE } from "./worker-runtime.js";
 
 export const workerFlagOptions = {
@@ -9,6 +9,7 @@ export const workerFlagOptions = {
   "grace-ms": { type: "string" },
   "kv-host": { type: "string" },
   "kv-advertise-host": { type: "string" },
+  "kv-port": { type: "string" },
   "kv-offer-ttl-ms": { type: "string" },
   "kv-pull-timeout-ms": { type: "string" },
   help: { type: "boolean" },
@@ -22,6 +23,8 @@ export interface WorkerCli {
   /** Where a prefill worker's KV offer server listens, and the address it puts in handles. */
   kvHost: string;
   kvAdvertiseHost?: string;
+  /** Prefill: the KV offer server's port (0 = any free port; fix it where a firewall must let decode hosts in). */
+  kvPort: number;
   /** Prefill: how long an unpulled KV offer holds its blocks. */
   kvOfferTtlMs: number;
   /** Decode: bound on one KV pull (default: kv-transfer's, scaled by size); past it the prompt is recomputed. */
@@ -39,10 +42,17 @@ export function workerUsage(role: string): string {
   --grace-ms N                  on SIGTERM, how long held requests may finish (default ${DEFAULT_GRACE_MS})
   --kv-host HOST                prefill: KV offer server listen address (default 127.0.0.1)
   --kv-advertise-host HOST      prefill: address decode workers use to reach it (default: --kv-host)
+  --kv-port N                   prefill: KV offer server port (default 0 = any free port)
   --kv-offer-ttl-ms N           prefill: an unpulled KV offer is released after this long (default ${DEFAULT_KV_OFFER_TTL_MS})
   --kv-pull-timeout-ms N        decode: bound on one KV pull, then recompute locally (default: kv-transfer's, size-scaled)
   --model-dir DIR               model directory (default models/tiny)
   --max-batch-size N  --max-tokens-per-iteration N  --kv-tokens-per-block N  --kv-block-count N  --threads N`;
+}
+
+function portFlag(value: unknown, name: string): number {
+  const port = intFlag(value, name, { min: 0, fallback: 0 });
+  if (port > 65535) throw new UsageError(`--${name} must be <= 65535, got ${port}`);
+  return port;
 }
 
 export function natsUriOf(v: string): string {
@@ -59,6 +69,7 @@ export function parseWorkerCli(argv: string[], defaultModelDir: string): WorkerC
     graceMs: intFlag(v["grace-ms"], "grace-ms", { min: 0, fallback: DEFAULT_GRACE_MS }),
     kvHost: str("kv-host") ?? "127.0.0.1",
     kvAdvertiseHost: str("kv-advertise-host"),
+    kvPort: portFlag(v["kv-port"], "kv-port"),
     kvOfferTtlMs: intFlag(v["kv-offer-ttl-ms"], "kv-offer-ttl-ms", { min: 1, fallback: DEFAULT_KV_OFFER_TTL_MS }),
     kvPullTimeoutMs: v["kv-pull-timeout-ms"] === undefined ? undefined : intFlag(v["kv-pull-timeout-ms"], "kv-pull-timeout-ms", { min: 1, fallback: 0 }),
     executor: { ...ex, modelDir: resolve(ex.modelDir) },

@@ -11,6 +11,7 @@ runWorkerProcess("prefill", resolve(fileURLToPath(import.meta.url), "../../../..
     namespace: cli.namespace,
     kvHost: cli.kvHost,
     kvAdvertiseHost: cli.kvAdvertiseHost,
+    kvPort: cli.kvPort,
     kvOfferTtlMs: cli.kvOfferTtlMs,
     log,
   }),

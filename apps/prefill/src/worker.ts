@@ -14,6 +14,8 @@ export interface PrefillWorkerOptions {
   /** KV offer server listen address and the address put in handles. */
   kvHost?: string;
   kvAdvertiseHost?: string;
+  /** KV offer server port (default 0: any free port). */
+  kvPort?: number;
   /** An unpulled offer is released after this long (default kv-transfer's, 30 s). */
   kvOfferTtlMs?: number;
   log?: (line: string) => void;
@@ -39,6 +41,7 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
     offers = await KvOfferServer.start({
       layout: layoutFromExecutor(executor.kvLayout()),
       host: o.kvHost ?? "127.0.0.1",
+      port: o.kvPort ?? 0,
       advertiseHost: o.kvAdvertiseHost ?? defaultAdvertiseHost(o.kvHost ?? "127.0.0.1"),
       ...(o.kvOfferTtlMs ? { ttlMs: o.kvOfferTtlMs } : {}),
       ...(nats ? { nats: { connection: nats } } : {}),
