@@ -12,6 +12,7 @@ export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--gen
   --no-api                       run no api on this host (workers only; multi-host, see docs/design/multi-host.md)
   --kv-host HOST                 prefill workers' KV offer server listen address (worker default 127.0.0.1)
   --kv-advertise-host HOST       address decode workers on other hosts use to reach it (worker default: --kv-host)
+  --kv-port N                    prefill worker i's KV offer server port is N+i (default: any free port)
   --kv-offer-ttl-ms N            prefill workers: an unpulled KV offer is released after this long (worker default)
   --in-process                   one process, in-process request plane (no nats-server)
   --in-process-fallback          with --initialize-request-plane: go in-process when nats-server is not installed
@@ -38,6 +39,7 @@ export const launcherFlagOptions = {
   "kv-host": { type: "string" },
   "kv-advertise-host": { type: "string" },
   "kv-offer-ttl-ms": { type: "string" },
+  "kv-port": { type: "string" },
   "api-server-host": { type: "string" },
   "api-server-port": { type: "string" },
   "model-name": { type: "string" },
@@ -66,6 +68,8 @@ export interface LauncherCli {
   kvHost?: string;
   kvAdvertiseHost?: string;
   kvOfferTtlMs?: number;
+  /** First KV offer server port; prefill worker i listens on kvPort + i. */
+  kvPort?: number;
   apiHost: string;
   apiPort: number;
   /** The model id clients send (default: the model directory's name). */
@@ -93,6 +97,8 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
   if (v["initialize-request-plane"] && str("request-plane-uri")?.includes(",")) {
     throw new UsageError("--initialize-request-plane starts one nats-server: start a NATS cluster yourself (docs/design/multi-host.md)");
   }
+  const kvPort = v["kv-port"] === undefined ? undefined : intFlag(v["kv-port"], "kv-port", { min: 1, fallback: 0 });
+  if (kvPort !== undefined && kvPort + Math.max(0, contextWorkers - 1) > 65535) throw new UsageError("--kv-port + context workers must stay <= 65535");
   if (noApi && contextWorkers + generateWorkers === 0) throw new UsageError("--no-api with no workers: nothing to run");
   if (v["in-process"] && (noApi || generateWorkers === 0)) {
     throw new UsageError("--in-process runs a whole deployment in one process: it needs the api and at least one decode worker");
@@ -108,6 +114,7 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
     noApi,
     kvHost: str("kv-host"),
     kvAdvertiseHost: str("kv-advertise-host"),
+    kvPort,
     kvOfferTtlMs: v["kv-offer-ttl-ms"] === undefined ? undefined : intFlag(v["kv-offer-ttl-ms"], "kv-offer-ttl-ms", { min: 1, fallback: 0 }),
     apiHost: str("api-server-host") ?? "127.0.0.1",
     apiPort,
@@ -129,10 +136,11 @@ export function workerArgv(cli: LauncherCli, requestPlaneUri: string): string[] 
 }
 
 /** argv for a prefill worker child: the worker flags plus where its KV offer server listens and what it advertises. */
-export function prefillArgv(cli: LauncherCli, requestPlaneUri: string): string[] {
+export function prefillArgv(cli: LauncherCli, requestPlaneUri: string, index = 0): string[] {
   const a = workerArgv(cli, requestPlaneUri);
   if (cli.kvHost) a.push("--kv-host", cli.kvHost);
   if (cli.kvAdvertiseHost) a.push("--kv-advertise-host", cli.kvAdvertiseHost);
+  if (cli.kvPort) a.push("--kv-port", String(cli.kvPort + index));
   if (cli.kvOfferTtlMs) a.push("--kv-offer-ttl-ms", String(cli.kvOfferTtlMs));
   return a;
 }

@@ -108,7 +108,7 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
       sup.start({ name: `decode-${i}`, app: "decode", args: workerArgv(cli, uri), env: cli.roleEnv.decode, onLine: readyLine(`decode-${i}`) });
     }
     for (let i = 0; i < cli.contextWorkers; i++) {
-      sup.start({ name: `prefill-${i}`, app: "prefill", args: prefillArgv(cli, uri), env: cli.roleEnv.prefill, onLine: readyLine(`prefill-${i}`) });
+      sup.start({ name: `prefill-${i}`, app: "prefill", args: prefillArgv(cli, uri, i), env: cli.roleEnv.prefill, onLine: readyLine(`prefill-${i}`) });
     }
     if (cli.noApi) {
       await waitWorkersReady(workersReady, cli.contextWorkers + cli.generateWorkers, deadline, failed);

@@ -32,13 +32,16 @@ describe("launcher - flags", () => {
   it("runs one role per host for multi-host deployments (workers only, KV addresses passed to prefill workers)", () => {
     const cli = parseLauncherCli(
       ["--no-api", "--context-worker-count", "2", "--generate-worker-count", "0", "--request-plane-uri", "nats://10.0.0.1:4222,nats://10.0.0.2:4222",
-        "--kv-host", "0.0.0.0", "--kv-advertise-host", "10.0.0.7", "--kv-offer-ttl-ms", "5000"],
+        "--kv-host", "0.0.0.0", "--kv-advertise-host", "10.0.0.7", "--kv-offer-ttl-ms", "5000", "--kv-port", "7000"],
       modelDir,
     );
     expect(cli).toMatchObject({ noApi: true, contextWorkers: 2, generateWorkers: 0, requestPlaneUri: "nats://10.0.0.1:4222,nats://10.0.0.2:4222" });
     expect(prefillArgv(cli, cli.requestPlaneUri)).toEqual(
       expect.arrayContaining(["--request-plane-uri", "nats://10.0.0.1:4222,nats://10.0.0.2:4222", "--kv-host", "0.0.0.0", "--kv-advertise-host", "10.0.0.7", "--kv-offer-ttl-ms", "5000"]),
     );
+    expect(prefillArgv(cli, cli.requestPlaneUri, 0)).toEqual(expect.arrayContaining(["--kv-port", "7000"]));
+    expect(prefillArgv(cli, cli.requestPlaneUri, 1)).toEqual(expect.arrayContaining(["--kv-port", "7001"]));
+    expect(() => parseLauncherCli(["--kv-port", "65535", "--context-worker-count", "2"], modelDir)).toThrow(/kv-port/);
     expect(workerArgv(cli, cli.requestPlaneUri)).not.toContain("--kv-host"); // decode workers offer no KV
   });
 
