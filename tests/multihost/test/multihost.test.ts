@@ -13,6 +13,7 @@ if (!support.ok) console.warn(`[multihost] SKIPPED: ${support.reason}`);
 const NATS_CLIENT_PORT = 4222;
 const NATS_CLUSTER_PORT = 6222;
 const NATS_MONITOR_PORT = 8222;
+const KV_PORT = 7400; // fixed, as behind a firewall
 const API_PORT = 8000; // in the api host's own namespace: nothing else listens there
 const AGG_API_PORT = 8001; // a second api with --no-disaggregation: the reference output
 const HOSTS: HostName[] = ["api", "prefill", "decode"];
@@ -64,7 +65,7 @@ describe.skipIf(!support.ok)("multi-host: three namespaces, a NATS cluster, KV o
 
   /** TCP connections established between the decode host and the prefill host's KV address. */
   function kvConnections(): string[] {
-    const out = topo.execIn("prefill", ["ss", "-Htn", "state", "established", "src", topo.prefillKvIp]);
+    const out = topo.execIn("prefill", ["ss", "-Htn", "state", "established", "src", topo.prefillKvIp, "sport", "=", `:${KV_PORT}`]);
     return out.split("\n").filter((l) => l.includes(topo.hosts.decode.ip));
   }
 
@@ -102,7 +103,7 @@ describe.skipIf(!support.ok)("multi-host: three namespaces, a NATS cluster, KV o
           hostname: "prefill-host",
           // Listen on every address, advertise only the KV address: cutting that leaves the request plane up.
           argv: launcherArgv([...common, "--no-api", "--context-worker-count", "1", "--generate-worker-count", "0",
-            "--request-plane-uri", clusterUris("prefill"), "--kv-host", "0.0.0.0", "--kv-advertise-host", topo.prefillKvIp, "--kv-offer-ttl-ms", "5000"]),
+            "--request-plane-uri", clusterUris("prefill"), "--kv-host", "0.0.0.0", "--kv-advertise-host", topo.prefillKvIp, "--kv-port", String(KV_PORT), "--kv-offer-ttl-ms", "5000"]),
           ready: /trtd ready: 1 prefill \+ 0 decode workers/,
         }),
         startInNamespace({
