@@ -286,10 +286,12 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
 
   const byKey = Object.fromEntries(results.map((r) => [r.arrangement.key, r]));
   const g = (k: string) => byKey[k]?.sweep.goodput.interpolatedRate;
+  const hp = (k: string) => byKey[k]?.sweep.goodput.highestPassingRate;
   return {
     wallS: meta.wallS,
     goodput: Object.fromEntries(results.map((r) => [r.arrangement.key, r.sweep.goodput])),
     goodputRatioDisaggOverAgg: g("disagg") !== undefined && g("agg") ? g("disagg")! / g("agg")! : null,
+    highestPassingRateRatioDisaggOverAgg: hp("disagg") !== undefined && hp("agg") ? hp("disagg")! / hp("agg")! : null,
     frontendOverhead: Object.fromEntries(results.map((r) => [r.arrangement.key, r.overhead ? { httpTtftP50Ms: r.overhead.httpTtftMs.p50, executorTtftP50Ms: r.overhead.executorTtftMs.p50, ratio: r.overhead.ratioP50 } : null])),
   };
 }

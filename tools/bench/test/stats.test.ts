@@ -80,6 +80,7 @@ group("goodput", () => {
     expect(g.interpolatedRate).toBeCloseTo(2.4, 10);
     expect(g.saturated).toBe(false);
     expect(g.target).toBe(0.9);
+    expect(g.highestPassingRate).toBe(2);
   });
 
   it("stops at the first miss even if a higher rate passes again; input order does not matter", () => {
@@ -90,10 +91,12 @@ group("goodput", () => {
     ]);
     expect(g.sweptRate).toBe(1);
     expect(g.interpolatedRate).toBeCloseTo(1 + (0.05 / 0.45) * 1, 10);
+    expect(g.highestPassingRate).toBe(3);
   });
 
   it("reports 0 when the lowest rate misses, and saturated when every rate passes", () => {
-    expect(computeGoodput([{ rate: 1, attainment: 0.89 }])).toMatchObject({ sweptRate: 0, interpolatedRate: 0, saturated: false });
+    expect(computeGoodput([{ rate: 1, attainment: 0.89 }])).toMatchObject({ sweptRate: 0, interpolatedRate: 0, saturated: false, highestPassingRate: 0 });
+    expect(computeGoodput([{ rate: 1, attainment: 0.5 }, { rate: 2, attainment: 0.95 }])).toMatchObject({ sweptRate: 0, highestPassingRate: 2 });
     expect(computeGoodput([{ rate: 1, attainment: 0.9 }, { rate: 2, attainment: 1 }])).toMatchObject({ sweptRate: 2, interpolatedRate: 2, saturated: true });
     expect(computeGoodput([{ rate: 1, attainment: 0.85 }, { rate: 2, attainment: 0.8 }], 0.8)).toMatchObject({ sweptRate: 2 });
   });
@@ -137,7 +140,7 @@ group("goodput under another SLO", () => {
     });
     const sweep = {
       slo: { ttftMs: 1000, tpotMs: 50 },
-      goodput: { target: 0.9, sweptRate: 2, interpolatedRate: 2, saturated: true },
+      goodput: { target: 0.9, sweptRate: 2, interpolatedRate: 2, saturated: true, highestPassingRate: 2 },
       points: [pt(1, [100, 100, 100, 100]), pt(2, [100, 100, 100, 500])],
     };
     expect(goodputFor(sweep, { ttftMs: 1000, tpotMs: 50 })).toMatchObject({ sweptRate: 2, saturated: true });

@@ -66,7 +66,7 @@ describe("SVG charts", () => {
     });
     const sweep: SweepResult = {
       slo: { ttftMs: 100, tpotMs: 10 },
-      goodput: { target: 0.9, sweptRate: 1, interpolatedRate: 1.5, saturated: false },
+      goodput: { target: 0.9, sweptRate: 1, interpolatedRate: 1.5, saturated: false, highestPassingRate: 1 },
       points: [1, 2].map((rate, i) => ({ rate, arrival: "poisson" as const, maxConcurrency: null, records: [], summary: summary(10 * (i + 1), 1 - i * 0.5) })),
     };
     const charts = sweepCharts([{ name: "a", sweep }, { name: "b", sweep }]);
