@@ -2,6 +2,7 @@
 import type { AddressInfo } from "node:net";
 import { serve, type ServerType } from "@hono/node-server";
 import { DEFAULT_NAMESPACE } from "@trtd/apps-common";
+import { KvPuller, parseKvHandle } from "@trtd/kv-transfer";
 import { MissingFileError, readModelConfig } from "@trtd/model";
 import type { RequestPlane } from "@trtd/request-plane";
 import { createApiApp } from "./app.js";
@@ -58,7 +59,15 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
       workers.instances(component).flatMap((w) => (w.load ? [{ component, instance: w.id, load: w.load }] : [])),
     ),
   );
+  // Declines KV offers of prefill results no decode worker took (NACK to the prefill worker's offer server).
+  let decliner: KvPuller | undefined;
+  const releasePrefill = async (r: { kvHandle: unknown }) => {
+    const handle = parseKvHandle(r.kvHandle);
+    decliner ??= new KvPuller({ layout: handle.layout, nats: o.plane.nats });
+    await decliner.decline(handle);
+  };
   const router = new Router({
+    releasePrefill,
     workers,
     prefill: o.prefill,
     onPrefillFallback: (err) => {
@@ -111,6 +120,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
         http.closeAllConnections?.();
         await closed;
         workers.close();
+        await decliner?.close();
         codec.free();
       })();
       return closing;

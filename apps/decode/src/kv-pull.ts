@@ -45,12 +45,8 @@ export async function createKvPuller(executor: Executor, plane: RequestPlane, op
   };
   return {
     pull,
-    // kv-transfer has no "decline" yet (see contracts.md, Requests from apps): pulling and dropping the import
-    // releases the offer now instead of holding the prefill worker's blocks until the offer expires.
-    decline: async (kvHandle) => {
-      const { kvImport } = await pull(kvHandle, AbortSignal.timeout(10_000));
-      kvImport?.abort(); // an engine state needs no release here: the pull's ack freed the offer
-    },
+    // A NACK: the prefill worker releases the offer now instead of holding its blocks until it expires.
+    decline: (kvHandle) => puller.decline(parseKvHandle(kvHandle)),
     close: async () => puller.close(),
   };
 }

@@ -21,6 +21,11 @@ export interface RouterOptions {
    * at once (default ${DEFAULT_MAX_REQUESTS_PER_WORKER}).
    */
   maxRequestsPerWorker?: number;
+  /**
+   * Releases the KV offer of a prefill result that no decode worker took (the client left, or every decode
+   * attempt failed before its first chunk), so the prefill worker frees its blocks now rather than at expiry.
+   */
+  releasePrefill?: (result: PrefillResult) => Promise<void>;
   /** Called when a request whose decode worker died mid-stream continues on another one. */
   onMigration?: (generatedTokens: number, err: unknown) => void;
 }
@@ -35,6 +40,7 @@ export class Router implements GenerationBackend {
   private readonly maxDecodeAttempts: number;
   readonly maxRequestsPerWorker: number;
   private readonly onMigration: (generatedTokens: number, err: unknown) => void;
+  private readonly releasePrefill: (result: PrefillResult) => Promise<void>;
   /** Requests this router has outstanding per instance id. */
   private readonly inFlight = new Map<string, number>();
 
@@ -46,6 +52,7 @@ export class Router implements GenerationBackend {
     this.maxDecodeAttempts = Math.max(1, opts.maxDecodeAttempts ?? 3);
     this.maxRequestsPerWorker = Math.max(1, opts.maxRequestsPerWorker ?? DEFAULT_MAX_REQUESTS_PER_WORKER);
     this.onMigration = opts.onMigration ?? (() => {});
+    this.releasePrefill = opts.releasePrefill ?? (async () => {});
   }
 
   /** Outstanding requests on a worker as far as this api knows (its published load may lag by a second). */
@@ -76,17 +83,41 @@ export class Router implements GenerationBackend {
     let prefill: PrefillResult | undefined;
     const decision = this.policy.decide(req, this.workers.instances("prefill"), this.inFlight);
     if (decision.remote) {
-      this.track(decision.instance.id, 1);
+      const id = decision.instance.id;
+      this.track(id, 1);
+      // The prefill call is not cancelled with the client: its answer must arrive so that its KV offer can be
+      // released (a cancel racing the reply would orphan the offer until it expires). It is bounded by the
+      // request's deadline; a client that leaves stops waiting for it at once.
+      const pending = this.workers.prefill(id, req, new AbortController().signal).finally(() => this.track(id, -1));
       try {
-        prefill = await this.workers.prefill(decision.instance.id, req, signal);
+        prefill = await untilAborted(pending, signal);
       } catch (err) {
-        if (signal.aborted) throw err;
+        if (signal.aborted) {
+          pending.then((r) => this.release(r), () => {});
+          throw err;
+        }
         this.onPrefillFallback(err);
-      } finally {
-        this.track(decision.instance.id, -1);
       }
     }
 
+    let handedOver = false;
+    try {
+      for await (const chunk of this.decodeWithRetries(req, prefill, signal)) {
+        handedOver = true;
+        yield chunk;
+      }
+    } finally {
+      // No decode worker produced anything from it: nobody else will release the offer.
+      if (prefill && !handedOver) this.release(prefill);
+    }
+  }
+
+  private release(p: PrefillResult): void {
+    this.releasePrefill(p).catch(() => {}); // best effort: the offer expires anyway
+  }
+
+  private async *decodeWithRetries(req: GenerateRequest, prefill: PrefillResult | undefined, signal: AbortSignal): AsyncGenerator<DecodeChunk> {
+    const liveDecoders = (skip: ReadonlySet<string>) => this.workers.instances("decode").filter((w) => !w.load?.draining && !skip.has(w.id));
     // A decode worker that is gone (crashed, restarting) is skipped and the next one tried. Before the first
     // token the request is simply resent. After it, the request migrates: the prompt plus the tokens already
     // streamed go to another worker as a fresh aggregated request for the remaining tokens, so the client sees
@@ -123,4 +154,23 @@ export class Router implements GenerationBackend {
       }
     }
   }
+}
+
+/** `p`, or a rejection with the signal's reason as soon as `signal` aborts (p itself keeps running). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
 }
