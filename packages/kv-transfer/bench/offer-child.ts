@@ -1,9 +1,17 @@
 // Benchmark helper: the offering side in its own process (as a prefill worker is). Driven over IPC by bench.ts.
 import { createServer } from "node:net";
+import { connect, type RequestPlane } from "@trtd/request-plane";
 import { BufferKvSource, KvOfferServer } from "../src/index.js";
 import { benchLayout, BLOCK_BYTES } from "./shape.js";
 
-const server = await KvOfferServer.start({ layout: benchLayout, host: "127.0.0.1", port: 0, chunkBytes: Number(process.env.CHUNK_BYTES ?? 512 * 1024) });
+const plane: RequestPlane | undefined = process.env.NATS_URI ? await connect(process.env.NATS_URI) : undefined;
+const server = await KvOfferServer.start({
+  layout: benchLayout,
+  host: "127.0.0.1",
+  port: 0,
+  chunkBytes: Number(process.env.CHUNK_BYTES ?? 512 * 1024),
+  ...(plane?.nats ? { nats: { connection: plane.nats } } : {}),
+});
 const memory = new Map<number, Uint8Array[]>();
 
 function segmentsOf(bytes: number): Uint8Array[] {
@@ -46,7 +54,10 @@ process.on("message", (m: { cmd: string; bytes: number }) => {
   } else if (m.cmd === "stats") {
     process.send!({ stats: server.stats() });
   } else if (m.cmd === "exit") {
-    void server.close().then(() => process.exit(0));
+    void server
+      .close()
+      .then(() => plane?.close())
+      .then(() => process.exit(0));
   }
 });
 process.send!({ ready: true });
