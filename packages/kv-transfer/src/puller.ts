@@ -104,6 +104,13 @@ export class KvPuller {
           return e.maxBytes >= handle.bytes;
       }
     };
+    // An engine-only offer (no bytes outside the engine): its tcp/shm/nats endpoints serve only the ack.
+    const engineOnly = handle.bytes === 0 && handle.endpoints.some((e) => e.transport === "engine");
+    if (engineOnly) {
+      const eng = handle.endpoints.find((e) => e.transport === "engine")!;
+      if (usable(eng)) return eng;
+      throw new KvNoTransportError("the offer is engine-native only (its engine moves the KV) and this sink cannot import engine state");
+    }
     const candidates = handle.endpoints.filter(usable);
     candidates.sort((a, b) => TRANSPORT_PREFERENCE.indexOf(a.transport) - TRANSPORT_PREFERENCE.indexOf(b.transport));
     if (candidates.length > 0) return candidates[0]!;

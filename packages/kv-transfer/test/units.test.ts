@@ -147,6 +147,19 @@ describe("engine transport (EngineStateTestDouble)", () => {
       const sink2 = sinkFor(2);
       expect((await puller.pull(h2, sink2)).transport).toBe("shm");
       expect(sameBytes(segs, sink2.segments())).toBe(true);
+      // an engine-only offer (zero bytes outside the engine) is refused at negotiation by a byte sink, and released
+      let releasedEngineOnly = 0;
+      const h3 = server.offer(Object.assign(new BufferKvSource([], 16, () => releasedEngineOnly++), { engineState: () => state }));
+      expect(h3.bytes).toBe(0);
+      const byteSink = sinkFor(1);
+      await expect(puller.pull(h3, byteSink)).rejects.toBeInstanceOf(KvNoTransportError);
+      expect(byteSink.aborted).toBe(true);
+      await until(() => releasedEngineOnly === 1);
+      const h4 = server.offer(Object.assign(new BufferKvSource([], 16), { engineState: () => state }));
+      const engineSink = new EngineStateTestDoubleSink(16, 4096);
+      expect((await puller.pull(h4, engineSink)).transport).toBe("engine");
+      expect(engineSink.received).toEqual(state);
+      await until(() => server.stats().active === 0);
     } finally {
       puller.close();
       await server.close();
