@@ -221,6 +221,32 @@ describe.skipIf(!support.ok)("multi-host: three namespaces, a NATS cluster, KV o
     }, 15_000, "the prefill worker's unpulled offers to expire");
   });
 
+  it("falls back to local prefill on a silent partition of the KV link (packets dropped), within the pull's bounds", async () => {
+    const rec0 = await routed("recomputed");
+    const dis0 = await routed("disaggregated");
+    // The prefill host drops whatever its KV address sends to the decode host (a route on the decode side would
+    // fail at once): the decode host hears nothing. The first pull rides the pooled connection (now silent) until
+    // its transfer deadline, the second waits out the connect timeout; both then recompute.
+    const rule = ["from", topo.prefillKvIp, "to", topo.hosts.decode.ip, "blackhole"];
+    topo.execIn("prefill", ["ip", "rule", "add", ...rule]);
+    const took: number[] = [];
+    try {
+      for (const p of PROMPTS.slice(0, 2)) {
+        const t0 = Date.now();
+        expect((await complete(apiUrl, p, 30_000)).text, p).toBe(reference.get(p));
+        took.push(Date.now() - t0);
+      }
+    } finally {
+      topo.execIn("prefill", ["ip", "rule", "del", ...rule]);
+    }
+    console.log(`[multihost] requests during the silent partition took ${took.join(" and ")} ms`);
+    for (const ms of took) expect(ms).toBeLessThan(20_000);
+    expect(await routed("recomputed")).toBe(rec0 + 2);
+    expect(await routed("disaggregated")).toBe(dis0);
+    expect((await complete(apiUrl, PROMPTS[2])).text).toBe(reference.get(PROMPTS[2]));
+    expect(await routed("disaggregated")).toBe(dis0 + 1);
+  });
+
   /** The pinned-KV-exports gauge of each prefill instance, as the api sees them. */
   async function prefillPinned(): Promise<number[]> {
     const text = await (await fetch(`${apiUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
