@@ -57,6 +57,41 @@ export function namespaceSupport(): { ok: true } | { ok: false; reason: string }
   return { ok: true };
 }
 
+/**
+ * Removes what an earlier run left behind when it was killed before its teardown (exit handlers do not run on
+ * SIGKILL): namespaces and root links named after a PID that no longer exists, and the processes inside them.
+ */
+export function sweepStaleTopologies(): string[] {
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === "EPERM";
+    }
+  };
+  const removed: string[] = [];
+  for (const line of ip(["netns", "list"]).split("\n")) {
+    const m = /^(tmh(\d+)-(?:sw|api|prefill|decode))\b/.exec(line);
+    if (!m || alive(Number(m[2]))) continue;
+    for (const pid of ip(["netns", "pids", m[1]]).split("\n").filter(Boolean)) {
+      try {
+        process.kill(Number(pid), "SIGKILL");
+      } catch {
+        /* gone */
+      }
+    }
+    ip(["netns", "del", m[1]]);
+    removed.push(m[1]);
+  }
+  for (const m of ip(["-o", "link", "show"]).matchAll(/^\d+: (tmh(\d+)r)[@:]/gm)) {
+    if (alive(Number(m[2]))) continue;
+    ip(["link", "del", m[1]]);
+    removed.push(m[1]);
+  }
+  return removed;
+}
+
 /** A /24 in 10.231.0.0/16 that no local interface uses yet. */
 function pickSubnet(): number {
   const used = ip(["-4", "-o", "addr", "show"]);
