@@ -10,6 +10,7 @@ const server = await KvOfferServer.start({
   host: "127.0.0.1",
   port: 0,
   chunkBytes: Number(process.env.CHUNK_BYTES ?? 512 * 1024),
+  shm: { slots: Number(process.env.SHM_SLOTS ?? 8) },
   ...(plane?.nats ? { nats: { connection: plane.nats } } : {}),
 });
 const memory = new Map<number, Uint8Array[]>();
