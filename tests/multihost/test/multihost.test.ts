@@ -3,12 +3,29 @@
 // end with the same output as aggregated; the prefill↔decode KV link cut → decode recomputes locally, same
 // output; one NATS node killed → service continues within a bound. Skips, saying why, where namespaces cannot
 // be made (not root, no iproute2).
+import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { findNatsServer } from "@trtd/request-plane";
 import { createTopology, namespaceSupport, sweepStaleTopologies, type HostName, type Topology } from "./support/netns.js";
 import { appArgv, eventually, launcherArgv, modelDir, startInNamespace, type NsProcess } from "./support/processes.js";
 
-const support = namespaceSupport();
+const support = prerequisites();
 if (!support.ok) console.warn(`[multihost] SKIPPED: ${support.reason}`);
+
+/** Network namespaces, and the programs run inside them. */
+function prerequisites(): { ok: true; natsServer: string } | { ok: false; reason: string } {
+  let natsServer: string;
+  try {
+    natsServer = findNatsServer();
+  } catch (err) {
+    return { ok: false, reason: (err as Error).message };
+  }
+  for (const tool of ["unshare", "ss"]) {
+    if (spawnSync(tool, ["--version"], { timeout: 5000 }).error) return { ok: false, reason: `\`${tool}\` is not installed (util-linux / iproute2)` };
+  }
+  const ns = namespaceSupport();
+  return ns.ok ? { ok: true, natsServer } : ns;
+}
 
 const NATS_CLIENT_PORT = 4222;
 const NATS_CLUSTER_PORT = 6222;
@@ -83,7 +100,7 @@ describe.skipIf(!support.ok)("multi-host: three namespaces, a NATS cluster, KV o
           const p = await startInNamespace({
             name: `nats-${h}`,
             ns: topo.hosts[h].ns,
-            argv: ["nats-server", "-n", `nats-${h}`, "-a", ip, "-p", String(NATS_CLIENT_PORT), "-m", String(NATS_MONITOR_PORT),
+            argv: [(support as { natsServer: string }).natsServer, "-n", `nats-${h}`, "-a", ip, "-p", String(NATS_CLIENT_PORT), "-m", String(NATS_MONITOR_PORT),
               "--cluster_name", "trtd", "--cluster", `nats://${ip}:${NATS_CLUSTER_PORT}`, "--routes", routes],
             ready: /Server is ready/,
             timeoutMs: 15_000,
