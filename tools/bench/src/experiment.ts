@@ -41,6 +41,7 @@ one stack and then the other (order alternating per rate). Everything is stopped
   --launcher FILE         [apps/launcher/src/main.ts]
   --launcher-args "..."   extra flags passed to the launcher as is
   --startup-timeout S     [90]
+  --stop-grace S          [10] SIGTERM-to-SIGKILL grace when stopping each launcher and what it started
   --also-slo-scale LIST   [2:10] more A:B scales (or --also-slo TTFT_MS:TPOT_MS,...) to compute goodput for
                           from the same records
   --out DIR               [docs/benchmarks/serving]
@@ -115,6 +116,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
     "also-slo": { type: "string" },
     "slo-scale": { type: "string" },
     "also-slo-scale": { type: "string" },
+    "stop-grace": { type: "string" },
   });
   const repoRoot = resolve(process.cwd());
   const modelDir = resolve(stringFlag(flags, "model-dir", "models/tiny"));
@@ -134,6 +136,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
   for (const k of keys) if (!(k in ARRANGEMENTS)) throw new InvalidOptionError(`unknown arrangement "${k}" (disagg | agg)`);
   const out = resolve(stringFlag(flags, "out", "docs/benchmarks/serving"));
   const startupTimeoutMs = numberFlag(flags, "startup-timeout", 90, { min: 1 }) * 1000;
+  const stopGraceMs = numberFlag(flags, "stop-grace", 10, { min: 0 }) * 1000;
   const fixedSlo = flags["slo-ttft-ms"] !== undefined || flags["slo-tpot-ms"] !== undefined;
   const sloScale = parseSloList(stringFlag(flags, "slo-scale", "5:3"), "--slo-scale");
   if (sloScale.length !== 1) throw new InvalidOptionError("--slo-scale takes one A:B pair");
@@ -246,7 +249,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     for (const s of stacks) {
-      await stopStack(s.h);
+      await stopStack(s.h, stopGraceMs);
       rmSync(s.h.dir, { recursive: true, force: true });
     }
     rmSync(dirname(pinned.path), { recursive: true, force: true });

@@ -109,9 +109,9 @@ async function waitForTcp(port: number, proc: ManagedProcess, timeoutMs: number)
   throw new ServerStartupError(`${proc.name} did not listen on 127.0.0.1:${port} within ${timeoutMs} ms:\n${proc.tail()}`);
 }
 
-export async function stopStack(h: StackHandles): Promise<void> {
+export async function stopStack(h: StackHandles, graceMs = 10_000): Promise<void> {
   // Launcher first (it drains its workers and the api), then the request plane.
-  await h.launcher?.stop(10_000);
+  await h.launcher?.stop(graceMs);
   await h.nats?.stop(3000);
   h.launcher = undefined;
   h.nats = undefined;

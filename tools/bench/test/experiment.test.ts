@@ -31,7 +31,7 @@ describe("experiment driver (against the launcher and OpenAI test doubles, with 
       "--import", "tsx", "--conditions=source", cli, "experiment",
       "--launcher", join(repoRoot, "tools/bench/test/launcher-test-double.ts"),
       "--model-dir", modelDir, "--rates", "5,10", "--num-requests", "5", "--input-len", "20", "--output-len", "5",
-      "--slo-ttft-ms", "80", "--slo-tpot-ms", "50", "--overhead-reps", "0", "--out", out,
+      "--slo-ttft-ms", "80", "--slo-tpot-ms", "50", "--overhead-reps", "0", "--stop-grace", "1", "--out", out,
     ];
     const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, BENCH_TEST_PIDS_FILE: pidsFile }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
