@@ -80,7 +80,7 @@ describe("security", () => {
       ["POST", "/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "Hi" }], max_tokens: 1 }],
       ["GET", "/v1/does-not-exist", undefined],
     ];
-    const wrong = [
+    const wrong: Array<Record<string, string>> = [
       {},
       { authorization: "" },
       { authorization: `Bearer ${API_KEY.slice(0, -1)}x` }, // same length, last byte differs
