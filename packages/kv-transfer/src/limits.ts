@@ -4,6 +4,9 @@ import { KvAbortedError, KvTimeoutError } from "./errors.js";
 export class Semaphore {
   private active = 0;
   private readonly waiters: Array<() => void> = [];
+  /** High-water marks, for stats and tests. */
+  peakInUse = 0;
+  peakWaiting = 0;
   constructor(readonly limit: number) {}
 
   get inUse(): number {
@@ -17,6 +20,7 @@ export class Semaphore {
   acquire(deadline: number, signal?: AbortSignal, what = "transfer slot"): Promise<() => void> {
     const grant = (): (() => void) => {
       this.active++;
+      this.peakInUse = Math.max(this.peakInUse, this.active);
       let done = false;
       return () => {
         if (done) return;
@@ -50,6 +54,7 @@ export class Semaphore {
       if (signal?.aborted) return onAbort();
       signal?.addEventListener("abort", onAbort, { once: true });
       this.waiters.push(wake);
+      this.peakWaiting = Math.max(this.peakWaiting, this.waiters.length);
     });
   }
 }

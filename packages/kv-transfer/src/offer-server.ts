@@ -48,6 +48,9 @@ export interface OfferOptions {
 export interface KvOfferServerStats extends OfferRegistryStats {
   transfersActive: number;
   transfersQueued: number;
+  /** Most transfers sending at once / waiting at once since start. */
+  transfersPeak: number;
+  transfersQueuedPeak: number;
   connections: number;
 }
 
@@ -191,7 +194,7 @@ export class KvOfferServer {
   }
 
   stats(): KvOfferServerStats {
-    return { ...this.registry.stats(), transfersActive: this.slots.inUse, transfersQueued: this.slots.waiting, connections: this.conns.size };
+    return { ...this.registry.stats(), transfersActive: this.slots.inUse, transfersQueued: this.slots.waiting, transfersPeak: this.slots.peakInUse, transfersQueuedPeak: this.slots.peakWaiting, connections: this.conns.size };
   }
 
   /** Stops serving, ends transfers in progress (their pullers get an error) and releases every offer. */

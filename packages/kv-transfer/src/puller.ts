@@ -53,6 +53,8 @@ export interface PullResult {
 export interface KvPullerStats {
   active: number;
   queued: number;
+  /** Most pulls running at once since start. */
+  peakActive: number;
   pooledConnections: { idle: number; busy: number };
   completed: number;
   failed: number;
@@ -234,7 +236,7 @@ export class KvPuller {
   }
 
   stats(): KvPullerStats {
-    return { active: this.slots.inUse, queued: this.slots.waiting, pooledConnections: this.pool.size, completed: this.completed, failed: this.failed };
+    return { active: this.slots.inUse, queued: this.slots.waiting, peakActive: this.slots.peakInUse, pooledConnections: this.pool.size, completed: this.completed, failed: this.failed };
   }
 
   /** Closes pooled connections; pulls in progress fail with a typed error. */

@@ -37,6 +37,20 @@ describe("in-process transfers over plain memory", () => {
     });
   }
 
+  it("the server sends at most maxConcurrentTransfers at once; the rest wait and then complete", async () => {
+    const { server, puller } = await pair({ maxConcurrentTransfers: 2 });
+    const jobs = Array.from({ length: 12 }, () => randomSource(1024)); // 8 MiB each: sending spans many ticks
+    const sinks = jobs.map(() => sinkFor(1024));
+    await Promise.all(jobs.map((j, i) => puller.pull(server.offer(j.source), sinks[i]!, { transports: ["tcp"] })));
+    jobs.forEach((j, i) => expect(sameBytes(j.segs, sinks[i]!.segments())).toBe(true));
+    await until(() => server.stats().active === 0); // the last ACK is on its way
+    const s = server.stats();
+    expect(s.transfersPeak).toBe(2);
+    expect(s.transfersQueuedPeak).toBeGreaterThan(0);
+    expect(s).toMatchObject({ active: 0, transfersActive: 0, transfersQueued: 0 });
+    expect(puller.stats().peakActive).toBeGreaterThan(2);
+  });
+
   it("reuses pooled connections (and their shared-memory ring) across sequential pulls", async () => {
     const { server, puller } = await pair();
     for (let i = 0; i < 6; i++) {
