@@ -4,8 +4,8 @@ import { fileURLToPath } from "node:url";
 import { runWorkerProcess } from "@trtd/apps-common";
 import { startPrefillWorker } from "./worker.js";
 
-runWorkerProcess("prefill", resolve(fileURLToPath(import.meta.url), "../../../../models/tiny"), (cli, plane, log) =>
-  startPrefillWorker({
+runWorkerProcess("prefill", resolve(fileURLToPath(import.meta.url), "../../../../models/tiny"), async (cli, plane, log) => {
+  const worker = await startPrefillWorker({
     plane,
     executor: cli.executor,
     namespace: cli.namespace,
@@ -14,5 +14,25 @@ runWorkerProcess("prefill", resolve(fileURLToPath(import.meta.url), "../../../..
     kvPort: cli.kvPort,
     kvOfferTtlMs: cli.kvOfferTtlMs,
     log,
-  }),
-);
+  });
+  const kv = worker.offers.address;
+  log(`KV offers at ${kv.host}:${kv.port} (listening on ${cli.kvHost})`);
+  // The usual multi-host mistake: the request plane is remote but the KV is advertised on loopback, so decode
+  // workers on other hosts connect to themselves and every request is recomputed.
+  if (isLoopback(kv.host) && cli.requestPlaneUri.split(",").some((u) => !isLoopback(hostOf(u)))) {
+    log(`warning: KV is advertised on ${kv.host} while the request plane is remote; decode workers on other hosts cannot pull it (set --kv-host / --kv-advertise-host)`);
+  }
+  return worker;
+});
+
+function hostOf(uri: string): string {
+  try {
+    return new URL(/^[a-z]+:\/\//.test(uri.trim()) ? uri.trim() : `nats://${uri.trim()}`).hostname;
+  } catch {
+    return uri;
+  }
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "[::1]" || host === "::1" || /^127\./.test(host);
+}
