@@ -208,6 +208,8 @@ describe.skipIf(!support.ok)("multi-host: three namespaces, a NATS cluster, KV o
     }
     expect(await routed("disaggregated")).toBe(dis0 + PROMPTS.length);
     expect(await metric(apiUrl, "trtd_kv_transfer_bytes_total")).toBeGreaterThan(bytes0);
+    // The prefill worker reports the address it advertises: the KV address, not the host's first one.
+    expect(apps.find((a) => a.name === "prefill-host launcher")!.output.join("\n")).toContain(`KV offers at ${topo.prefillKvIp}:${KV_PORT} (listening on 0.0.0.0)`);
     // The puller keeps its connection pooled: it is a TCP connection between the two hosts' addresses.
     expect(kvConnections().length).toBeGreaterThan(0);
   });
