@@ -3,7 +3,7 @@ import { closeSync, writevSync } from "node:fs";
 import { hostname } from "node:os";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { CHECKSUM_ALGORITHM } from "./checksum.js";
-import { KvClosedError, KvErrorCodes, KvProtocolError, KvTransferError, type KvErrorCode } from "./errors.js";
+import { KvClosedError, KvErrorCodes, KvProtocolError, KvTimeoutError, KvTransferError, type KvErrorCode } from "./errors.js";
 import { FrameReader, parseJson } from "./frame-reader.js";
 import type { KvEndpoint, KvHandle } from "./handle.js";
 import type { KvLayout } from "./layout.js";
@@ -316,7 +316,7 @@ export class KvOfferServer {
     const t: ServerTransfer = { offer, stage: "queued", timer: null, releaseSlot: null, aborted: false, wake: null, shm: null };
     conn.transfer = t;
     const deadline = Date.now() + transferTimeoutMs(offer.bytes, this.o.timeouts);
-    t.timer = setTimeout(() => this.fail(conn, new KvProtocolError("transfer deadline passed on the offering side")), deadline - Date.now());
+    t.timer = setTimeout(() => this.fail(conn, new KvTimeoutError("transfer deadline passed on the offering side")), deadline - Date.now());
     t.timer.unref();
     this.slots
       .acquire(deadline)
@@ -413,7 +413,7 @@ export class KvOfferServer {
     t.releaseSlot?.();
     t.releaseSlot = null;
     if (t.timer) clearTimeout(t.timer);
-    t.timer = setTimeout(() => this.fail(conn, new KvProtocolError("no ACK from the puller in time")), this.o.ackMs);
+    t.timer = setTimeout(() => this.fail(conn, new KvTimeoutError("no ACK from the puller in time")), this.o.ackMs);
     t.timer.unref();
   }
 
