@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 /** Bumped on every incompatible change of this header; compare with trtd_abi_version() at load time. */
-#define TRTD_ABI_VERSION 1
+#define TRTD_ABI_VERSION 2 /* 2: trtd_request.generated_offset */
 
 typedef struct trtd_executor trtd_executor; /* opaque */
 typedef int32_t trtd_token;
@@ -166,7 +166,8 @@ TRTD_API trtd_status trtd_executor_model_info(const trtd_executor * executor, tr
  * ---------------------------------------------------------------------------------------------- */
 
 typedef struct trtd_sampling_params {
-    uint64_t seed;        /* the draw for the n-th generated token depends only on (seed, n) */
+    uint64_t seed;        /* the draw for the n-th generated token depends only on (seed, n); n starts at
+                             trtd_request.generated_offset */
     float    temperature; /* 0 = greedy (argmax); else > 0 */
     float    top_p;       /* in (0, 1]; 1 = off */
     int32_t  top_k;       /* 0 = off; else >= 1 */
@@ -197,6 +198,13 @@ typedef struct trtd_request {
     int32_t end_id;             /* -1 = none */
     int32_t num_stop_token_ids; /* >= 0 */
     int32_t type;               /* trtd_request_type */
+    /* Added in ABI 2. Index of the first token this request generates, for resuming a sampled sequence
+     * elsewhere (request migration: the prompt ends with the generated_offset tokens already produced);
+     * 0 normally; >= 0. The n-th token of this request is drawn with (seed, generated_offset + n).
+     * max_new_tokens still counts only this request's tokens (pass the original limit minus the offset),
+     * and the context limit applies to prompt_len + this request's tokens as usual. Implementations that
+     * cannot offset their draws refuse a non-zero value with TRTD_STATUS_UNSUPPORTED. */
+    int32_t generated_offset;
 } trtd_request;
 
 /**
@@ -205,7 +213,8 @@ typedef struct trtd_request {
  * blocks waits in the queue until blocks are free.
  * @return OK and *id_out set; INVALID_ARGUMENT (message names the field); KV_CAPACITY when it can never
  *         fit; NOT_FOUND for an unknown kv_import_id; QUEUE_FULL when the queue limit is reached;
- *         SHUT_DOWN. On failure nothing changed (an import stays owned by the caller).
+ *         UNSUPPORTED for a field this implementation cannot honour (generated_offset != 0 on the
+ *         TensorRT-LLM shim); SHUT_DOWN. On failure nothing changed (an import stays owned by the caller).
  */
 TRTD_API trtd_status trtd_executor_enqueue(trtd_executor * executor, const trtd_request * request,
                                            trtd_request_id * id_out);

@@ -657,6 +657,18 @@ trtd_status trtd_executor_enqueue(trtd_executor* executor, const trtd_request* r
     {
         return fail(TRTD_STATUS_INVALID_ARGUMENT, "sampling: temperature >= 0, top_p in (0, 1], top_k >= 0");
     }
+    if (r.generated_offset < 0)
+    {
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "generated_offset: must be >= 0");
+    }
+    if (r.generated_offset != 0)
+    {
+        // TensorRT-LLM seeds one random stream per request and has no way to start it at a later draw, so a
+        // resumed seeded sequence cannot match the uninterrupted one: refuse rather than sample differently.
+        return fail(TRTD_STATUS_UNSUPPORTED,
+            "generated_offset: TensorRT-LLM cannot start a request's sampling at a later draw; pass 0 "
+            "(a resumed sampled sequence then differs from the uninterrupted one)");
+    }
 
     RequestState st;
     st.type = r.type;

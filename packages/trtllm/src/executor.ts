@@ -52,6 +52,13 @@ function intOption(name: string, v: number | undefined, fallback: number): numbe
   return v;
 }
 
+/** An integer that fits int32_t; the range beyond that (e.g. >= 0) is the library's to check. */
+function int32Option(name: string, v: number | undefined, fallback: number): number {
+  const n = intOption(name, v, fallback);
+  if (n < -0x80000000 || n > 0x7fffffff) throw new InvalidArgumentError(`${name} must fit a 32-bit integer, got ${n}`);
+  return n;
+}
+
 function numberOption(name: string, v: number | undefined, fallback: number): number {
   if (v === undefined) return fallback;
   if (typeof v !== "number") throw new InvalidArgumentError(`${name} must be a number, got ${String(v)}`);
@@ -216,6 +223,7 @@ export class Executor implements KvOwner {
       end_id: intOption("endId", request.endId, -1),
       num_stop_token_ids: stop.length,
       type: REQUEST_TYPES[type],
+      generated_offset: int32Option("generatedOffset", request.generatedOffset, 0),
     };
     const idOut: unknown[] = [0];
     this.check(this.native.enqueue(ex, native, idOut));

@@ -6,7 +6,7 @@ import koffi from "koffi";
 import { AbiMismatchError, LibraryLoadError } from "./errors.js";
 
 /** TRTD_ABI_VERSION this binding was written for. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 export const T = {
   executor: koffi.opaque("trtd_executor"),
@@ -100,6 +100,7 @@ const requestType = koffi.struct("trtd_request", {
   end_id: "int32_t",
   num_stop_token_ids: "int32_t",
   type: "int32_t",
+  generated_offset: "int32_t", // ABI 2
 });
 export const RESPONSE_SIZE = koffi.sizeof(T.response);
 export const SEGMENT_SIZE = koffi.sizeof(T.segment);

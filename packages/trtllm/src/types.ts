@@ -61,7 +61,7 @@ export interface SamplingOptions {
   topK?: number;
   /** (0, 1]; 1 = off (default). */
   topP?: number;
-  /** The draw for the n-th generated token depends only on (seed, n). Default 0. */
+  /** The draw for the n-th generated token depends only on (seed, n); n starts at `generatedOffset`. Default 0. */
   seed?: number | bigint;
 }
 
@@ -89,6 +89,13 @@ export interface GenerateRequest {
   type?: RequestType;
   /** Required for generation_only. */
   contextPhase?: ContextPhase;
+  /**
+   * Index of the first token this request generates, for resuming a sampled sequence begun elsewhere (request
+   * migration): the prompt ends with the `generatedOffset` tokens already produced and the draws continue at
+   * (seed, generatedOffset). `maxNewTokens` still counts only this request's tokens. Default 0; must be >= 0.
+   * The TensorRT-LLM shim refuses a non-zero value (UnsupportedError).
+   */
+  generatedOffset?: number;
 }
 
 export type FinishReason = "length" | "end_id" | "stop_token" | "cancelled" | "error";

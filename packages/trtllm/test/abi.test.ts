@@ -1,5 +1,6 @@
 // The binding's struct declarations agree with the C header: native/src/abi_layout_check.c pins each struct's
-// size at compile time, and this test checks koffi's layout against the same numbers.
+// size (and the offsets of fields added in tail padding) at compile time, and this test checks koffi's layout
+// against the same numbers.
 import { spawnSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,6 +17,10 @@ describe("ABI", () => {
     const pinned = [...src.matchAll(/TRTD_CHECK_SIZE\((\w+), (\d+)\);/g)].map((m) => [m[1], Number(m[2])] as const);
     expect(pinned.length).toBeGreaterThanOrEqual(10);
     for (const [name, size] of pinned) expect(koffi.sizeof(name), name).toBe(size);
+    // Fields added in tail padding (trtd_request.generated_offset, ABI 2) keep the size: offsets are pinned too.
+    const offsets = [...src.matchAll(/TRTD_CHECK_OFFSET\((\w+), (\w+), (\d+)\);/g)].map((m) => [m[1], m[2], Number(m[3])] as const);
+    expect(offsets.map(([t, f]) => `${t}.${f}`)).toContain("trtd_request.generated_offset");
+    for (const [type, field, offset] of offsets) expect(koffi.offsetof(type, field), `${type}.${field}`).toBe(offset);
   });
 
   it("the library reports its ABI version and name", async () => {

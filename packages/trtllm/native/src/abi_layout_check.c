@@ -2,13 +2,20 @@
  * koffi binding (src/native.ts) declares. A change here is an ABI change: bump TRTD_ABI_VERSION. */
 #include "../../include/trtd_executor.h"
 
+#include <stddef.h>
+
 #define TRTD_CHECK_SIZE(type, size) typedef char trtd_check_##type[(sizeof(type) == (size)) ? 1 : -1]
+/* Fields added in the tail padding of a struct leave its size unchanged: their offsets are pinned too. */
+#define TRTD_CHECK_OFFSET(type, field, offset) \
+    typedef char trtd_check_##type##_##field[(offsetof(type, field) == (offset)) ? 1 : -1]
 
 TRTD_CHECK_SIZE(trtd_executor_config, 40);
 TRTD_CHECK_SIZE(trtd_model_info, 96);
 TRTD_CHECK_SIZE(trtd_sampling_params, 24);
 TRTD_CHECK_SIZE(trtd_context_phase_params, 32);
 TRTD_CHECK_SIZE(trtd_request, 72);
+TRTD_CHECK_OFFSET(trtd_request, type, 64);
+TRTD_CHECK_OFFSET(trtd_request, generated_offset, 68); /* ABI 2: fits the tail padding of ABI 1's struct */
 TRTD_CHECK_SIZE(trtd_response, 232);
 TRTD_CHECK_SIZE(trtd_executor_stats, 56);
 TRTD_CHECK_SIZE(trtd_kv_layout, 64);

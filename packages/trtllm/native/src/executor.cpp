@@ -43,6 +43,7 @@ struct Request {
     std::vector<int> stop;
     SamplingParams sampling;
     int generated = 0;
+    int generated_offset = 0;  // draws continue a sequence begun elsewhere: token n uses (seed, offset + n)
     int computed = 0;       // tokens whose K/V are in the cache
     int blocks_needed = 0;  // whole lifetime, reserved at admission
     std::vector<int> blocks;
@@ -263,7 +264,7 @@ struct trtd_executor {
                     if (it.sample) {
                         const float * lg = logits.data() + size_t(li++) * size_t(model.cfg.vocab_size);
                         sampled.push_back(sampler.sample(lg, model.cfg.vocab_size, it.req->sampling,
-                                                         uint64_t(it.req->generated)));
+                                                         uint64_t(it.req->generated_offset) + uint64_t(it.req->generated)));
                     }
             }
             std::lock_guard<std::mutex> lk(mu);
@@ -475,6 +476,8 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
             if (trtd_status s = check_token(req->prompt[i], vocab, "prompt token id"); s) return s;
         if (req->max_new_tokens < 1)
             return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_new_tokens must be >= 1 (got " + std::to_string(req->max_new_tokens) + ")");
+        if (req->generated_offset < 0)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "generated_offset must be >= 0 (got " + std::to_string(req->generated_offset) + ")");
         if (req->end_id != -1)
             if (trtd_status s = check_token(req->end_id, vocab, "end id"); s) return s;
         if (req->num_stop_token_ids < 0 || req->num_stop_token_ids > 1024 || (req->num_stop_token_ids && !req->stop_token_ids))
@@ -503,6 +506,7 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
         r->tokens.assign(req->prompt, req->prompt + req->prompt_len);
         r->prompt_len = req->prompt_len;
         r->max_new = req->max_new_tokens;
+        r->generated_offset = req->generated_offset;
         r->end_id = req->end_id;
         if (req->num_stop_token_ids) r->stop.assign(req->stop_token_ids, req->stop_token_ids + req->num_stop_token_ids);
         r->sampling.seed = sp.seed;

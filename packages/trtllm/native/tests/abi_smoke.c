@@ -1,5 +1,6 @@
 /* A plain C99 client of trtd_executor.h: aggregated vs disaggregated (context-only on A, KV segments copied to
- * an import on B, generation-only on B), a bad request, and leak checks. Prints "ok" and exits 0 on success.
+ * an import on B, generation-only on B), a seeded resume with generated_offset on B, bad requests, and leak
+ * checks. Prints "ok" and exits 0 on success.
  * Usage: trtd_abi_smoke MODEL_DIR [THREADS] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,7 @@ int main(int argc, char ** argv) {
     req.sampling.top_k = 20;
     req.sampling.seed = 42;
     req.type = TRTD_REQUEST_CONTEXT_AND_GENERATION;
+    req.generated_offset = 0;
     trtd_token agg[64], first[4], dis[64];
     const int n_agg = run(a, &req, agg, 64, NULL);
     CHECK(n_agg == 12, "aggregated length");
@@ -95,10 +97,27 @@ int main(int argc, char ** argv) {
     const int n_dis = run(b, &req, dis, 64, NULL);
     CHECK(n_dis == n_agg && memcmp(dis, agg, sizeof(trtd_token) * (size_t)n_agg) == 0, "disaggregated == aggregated");
 
+    /* Resume after 5 tokens elsewhere: prompt + those tokens, draws from n = 5, the 7 remaining tokens. */
+    trtd_token resumed_prompt[32], tail[64];
+    const int k = 5;
+    memcpy(resumed_prompt, prompt, sizeof prompt);
+    memcpy(resumed_prompt + req.prompt_len, agg, sizeof(trtd_token) * (size_t)k);
+    trtd_request resume = req;
+    resume.context_phase = NULL;
+    resume.type = TRTD_REQUEST_CONTEXT_AND_GENERATION;
+    resume.prompt = resumed_prompt;
+    resume.prompt_len = req.prompt_len + k;
+    resume.max_new_tokens = n_agg - k;
+    resume.generated_offset = k;
+    const int n_tail = run(b, &resume, tail, 64, NULL);
+    CHECK(n_tail == n_agg - k && memcmp(tail, agg + k, sizeof(trtd_token) * (size_t)n_tail) == 0, "resumed == tail");
+    trtd_request_id bad = 0;
+    resume.generated_offset = -1;
+    CHECK(trtd_executor_enqueue(b, &resume, &bad) == TRTD_STATUS_INVALID_ARGUMENT && bad == 0, "negative offset refused");
+
     req.context_phase = NULL;
     req.type = TRTD_REQUEST_CONTEXT_AND_GENERATION;
     req.max_new_tokens = 0;
-    trtd_request_id bad = 0;
     CHECK(trtd_executor_enqueue(a, &req, &bad) == TRTD_STATUS_INVALID_ARGUMENT && bad == 0, "zero max tokens refused");
 
     trtd_executor_stats sa, sb;

@@ -5,7 +5,9 @@
 //   - trtd_executor_context_phase_state returns an opaque state (here: the KV bytes, copied from the inner
 //     executor's pinned export, behind a magic and a version; the shim's state is TensorRT-LLM's
 //     ContextPhaseParams instead);
-//   - a GENERATION_ONLY request with that opaque state imports it into the inner executor and continues.
+//   - a GENERATION_ONLY request with that opaque state imports it into the inner executor and continues;
+//   - a request with generated_offset != 0 is refused with TRTD_STATUS_UNSUPPORTED (negative: INVALID_ARGUMENT),
+//     as the shim refuses it (TensorRT-LLM cannot offset its sampling draws).
 // So code paths written for the shim (the "engine" transport) run end to end on CPU with real numerics.
 // It is not the shim and proves nothing about TensorRT-LLM.
 #include "trtd_executor.h"
@@ -228,6 +230,12 @@ TRTD_API trtd_status trtd_executor_enqueue(trtd_executor* executor, const trtd_r
     if (!ready(s))
     {
         return s;
+    }
+    if (request != nullptr && request->generated_offset != 0)
+    {
+        return request->generated_offset < 0
+            ? fail(TRTD_STATUS_INVALID_ARGUMENT, "generated_offset: must be >= 0")
+            : fail(TRTD_STATUS_UNSUPPORTED, "generated_offset: not offered by this engine (as in the TensorRT-LLM shim)");
     }
     if (request == nullptr || request->type != TRTD_REQUEST_GENERATION_ONLY || request->context_phase == nullptr)
     {

@@ -248,6 +248,12 @@ int main()
     trtd_request badSampling = requestOf(prompt, 4, TRTD_REQUEST_CONTEXT_AND_GENERATION);
     badSampling.sampling.top_p = 0.0f;
     CHECK(trtd_executor_enqueue(gen, &badSampling, &bad) == TRTD_STATUS_INVALID_ARGUMENT);
+    trtd_request resumed = requestOf(prompt, 4, TRTD_REQUEST_CONTEXT_AND_GENERATION);
+    resumed.generated_offset = -1;
+    CHECK(trtd_executor_enqueue(gen, &resumed, &bad) == TRTD_STATUS_INVALID_ARGUMENT);
+    resumed.generated_offset = 3; // TensorRT-LLM has no draw offset: refused, not silently ignored
+    CHECK(trtd_executor_enqueue(gen, &resumed, &bad) == TRTD_STATUS_UNSUPPORTED && bad == 0);
+    CHECK(std::string(trtd_last_error()).find("generated_offset") != std::string::npos);
     std::vector<int32_t> tooLong(128, 3);
     trtd_request longReq = requestOf(tooLong, 4, TRTD_REQUEST_CONTEXT_AND_GENERATION);
     CHECK(trtd_executor_enqueue(gen, &longReq, &bad) == TRTD_STATUS_INVALID_ARGUMENT);
