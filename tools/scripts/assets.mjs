@@ -25,14 +25,22 @@ function newestMtime(dir) {
   return newest;
 }
 
-/** Configures and builds packages/trtllm/native with CMake (Release) unless the build is newer than the sources. */
-export function ensureNative({ force = false } = {}) {
-  if (!existsSync(join(nativeSourceDir, "CMakeLists.txt"))) return;
+/**
+ * Builds the native code, each part only when its sources are newer than its build: the reference executor
+ * (packages/trtllm/native, CMake Release) and kv-transfer's checksum helper. TRTD_NATIVE_ARCH=OFF builds
+ * the executor for any x86-64 (for images built on one machine and run on another); the default tunes it
+ * for this CPU.
+ */
+export async function ensureNative({ force = false } = {}) {
   const stamp = join(nativeBuildDir, ".built");
-  if (!force && existsSync(stamp) && statSync(stamp).mtimeMs >= newestMtime(nativeSourceDir)) return;
-  run("cmake", ["-S", nativeSourceDir, "-B", nativeBuildDir, "-DCMAKE_BUILD_TYPE=Release"]);
-  run("cmake", ["--build", nativeBuildDir, "-j", "2"]);
-  run("touch", [stamp]);
+  if (force || !existsSync(stamp) || statSync(stamp).mtimeMs < newestMtime(nativeSourceDir)) {
+    const arch = process.env.TRTD_NATIVE_ARCH === "OFF" ? "OFF" : "ON";
+    run("cmake", ["-S", nativeSourceDir, "-B", nativeBuildDir, "-DCMAKE_BUILD_TYPE=Release", `-DTRTD_NATIVE_ARCH=${arch}`]);
+    run("cmake", ["--build", nativeBuildDir, "-j", "2"]);
+    run("touch", [stamp]);
+  }
+  const kvx = await import("../../packages/kv-transfer/scripts/build-native.mjs");
+  kvx.buildNative({ force });
 }
 
 /** Generates models/<size> with tools/prepare-model when it is missing. */
@@ -45,7 +53,7 @@ export function ensureModel(size = "tiny") {
 }
 
 /** vitest globalSetup entry: everything the tests need. */
-export default function setup() {
-  ensureNative();
+export default async function setup() {
+  await ensureNative();
   ensureModel("tiny");
 }

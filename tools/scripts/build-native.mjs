@@ -1,2 +1,2 @@
 import { ensureNative } from "./assets.mjs";
-ensureNative({ force: process.argv.includes("--force") });
+await ensureNative({ force: process.argv.includes("--force") });

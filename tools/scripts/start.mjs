@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { ensureModel, ensureNative, repoRoot } from "./assets.mjs";
 
 try {
-  ensureNative();
+  await ensureNative();
   ensureModel("tiny");
 } catch (err) {
   console.error(`start: preparing assets failed: ${err.message}`);

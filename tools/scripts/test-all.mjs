@@ -6,7 +6,7 @@ import { join } from "node:path";
 import setup, { repoRoot } from "./assets.mjs";
 
 try {
-  setup();
+  await setup();
 } catch (err) {
   console.error(`setup failed: ${err.message}`);
   console.log("0 passed, 1 failed");

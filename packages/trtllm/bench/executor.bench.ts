@@ -86,7 +86,7 @@ async function decode(ex: Executor, batch: number, tokens: number): Promise<{ tp
 }
 
 async function main() {
-  ensureNative();
+  await ensureNative();
   const bandwidth = memcpyBandwidth();
   const loadAtStart = loadavg()[0];
   console.log(`memcpy traffic (read + write): ${(bandwidth / 1e9).toFixed(2)} GB/s; ${THREADS} compute threads; ${cpus()[0]?.model ?? "cpu"}; load average ${loadAtStart.toFixed(2)}`);
