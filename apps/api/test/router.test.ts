@@ -108,38 +108,40 @@ describe("router - with real workers", () => {
     await expect(run(new Router({ workers: onlyDead }), req())).rejects.toMatchObject({ name: "NoWorkersError", status: 503 });
   });
 
-  it("migrates a stream whose decode worker dies after tokens were streamed: prompt + tokens so far, rest of max_tokens", async () => {
-    const r = req({ maxTokens: 12 });
-    const plain = (await run(new Router({ workers, prefill: { enabled: false } }), { ...r, id: "plain" })).flatMap((c) => c.tokens);
-    // TEST DOUBLE around the real worker: instance "dying" relays the real stream, then fails after 3 tokens.
-    const sent: Array<{ id: string; tokens: number; maxTokens: number }> = [];
-    const dying: Workers = {
-      instances: (role) => (role === "decode" ? [{ id: "dying", load: load(0) }, ...workers.instances("decode").map((w) => ({ ...w, load: load(5) }))] : []),
-      prefill: (id, q, sig) => workers.prefill(id, q, sig),
-      decode: (id, q, sig) => {
-        sent.push({ id, tokens: q.tokens.length, maxTokens: q.maxTokens });
-        const real = workers.decode(decode.instanceId, q, sig);
-        if (id !== "dying") return real;
-        return (async function* () {
-          let n = 0;
-          for await (const c of real) {
-            for (const t of c.tokens) {
-              if (n++ === 3) throw new WorkerGoneError("heartbeats stopped (test double)");
-              yield { ...c, tokens: [t], finishReason: undefined };
+  it("migrates a stream whose decode worker dies after tokens were streamed: prompt + tokens so far, rest of max_tokens, draws resumed (greedy and seeded)", async () => {
+    for (const sampling of [{ temperature: 0, topP: 1, topK: 0 }, { temperature: 1.2, topP: 0.95, topK: 40, seed: 1234 }]) {
+      const r = req({ maxTokens: 12, sampling });
+      const plain = (await run(new Router({ workers, prefill: { enabled: false } }), { ...r, id: "plain" })).flatMap((c) => c.tokens);
+      // TEST DOUBLE around the real worker: instance "dying" relays the real stream, then fails after 3 tokens.
+      const sent: Array<{ id: string; tokens: number; maxTokens: number; generatedOffset?: number }> = [];
+      const dying: Workers = {
+        instances: (role) => (role === "decode" ? [{ id: "dying", load: load(0) }, ...workers.instances("decode").map((w) => ({ ...w, load: load(5) }))] : []),
+        prefill: (id, q, sig) => workers.prefill(id, q, sig),
+        decode: (id, q, sig) => {
+          sent.push({ id, tokens: q.tokens.length, maxTokens: q.maxTokens, generatedOffset: q.generatedOffset });
+          const real = workers.decode(decode.instanceId, q, sig);
+          if (id !== "dying") return real;
+          return (async function* () {
+            let n = 0;
+            for await (const c of real) {
+              for (const t of c.tokens) {
+                if (n++ === 3) throw new WorkerGoneError("heartbeats stopped (test double)");
+                yield { ...c, tokens: [t], finishReason: undefined };
+              }
             }
-          }
-        })();
-      },
-    };
-    const migrations: number[] = [];
-    const chunks = await run(new Router({ workers: dying, prefill: { enabled: false }, onMigration: (n) => migrations.push(n) }), r);
-    expect(chunks.flatMap((c) => c.tokens)).toEqual(plain);
-    expect(migrations).toEqual([3]);
-    expect(sent).toEqual([
-      { id: "dying", tokens: PROMPT.length, maxTokens: 12 },
-      { id: decode.instanceId, tokens: PROMPT.length + 3, maxTokens: 9 },
-    ]);
-    expect(chunks.filter((c) => c.mode !== undefined)).toHaveLength(1); // the continuation does not report a mode again
+          })();
+        },
+      };
+      const migrations: number[] = [];
+      const chunks = await run(new Router({ workers: dying, prefill: { enabled: false }, onMigration: (n) => migrations.push(n) }), r);
+      expect(chunks.flatMap((c) => c.tokens)).toEqual(plain);
+      expect(migrations).toEqual([3]);
+      expect(sent).toEqual([
+        { id: "dying", tokens: PROMPT.length, maxTokens: 12, generatedOffset: undefined },
+        { id: decode.instanceId, tokens: PROMPT.length + 3, maxTokens: 9, generatedOffset: 3 },
+      ]);
+      expect(chunks.filter((c) => c.mode !== undefined)).toHaveLength(1); // the continuation does not report a mode again
+    }
   });
 
   it("refuses at once with 503 overloaded when every decode worker is at its request limit", async () => {

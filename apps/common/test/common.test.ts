@@ -6,6 +6,7 @@ const ok = { id: "a", tokens: [1, 2], sampling: { temperature: 0, topP: 1, topK:
 describe("apps-common - wire protocol", () => {
   it("accepts a well-formed request and names the first bad field otherwise", () => {
     expect(parseDecodeRequest(ok)).toBe(ok);
+    expect(parseDecodeRequest({ ...ok, generatedOffset: 1 }).generatedOffset).toBe(1);
     expect(parseDecodeRequest({ ...ok, prefill: { firstToken: 3, kvHandle: {}, kvBytes: 1, prefillMs: 1 } }).prefill!.firstToken).toBe(3);
     const bad: Array<[unknown, RegExp]> = [
       [null, /not an object/],
@@ -18,6 +19,11 @@ describe("apps-common - wire protocol", () => {
       [{ ...ok, sampling: { temperature: "hot", topP: 1, topK: 0 } }, /sampling.temperature/],
       [{ ...ok, sampling: { ...ok.sampling, seed: 1.5 } }, /seed/],
       [{ ...ok, prefill: { firstToken: "x" } }, /firstToken/],
+      [{ ...ok, generatedOffset: -1 }, /generatedOffset/],
+      [{ ...ok, generatedOffset: 0.5 }, /generatedOffset/],
+      [{ ...ok, generatedOffset: 2 }, /generatedOffset/], // not below tokens.length: no prompt left
+      [{ ...ok, generatedOffset: "1" }, /generatedOffset/],
+      [{ ...ok, generatedOffset: 1, prefill: { firstToken: 3, kvHandle: {}, kvBytes: 1, prefillMs: 1 } }, /aggregated/],
     ];
     for (const [v, msg] of bad) {
       expect(() => parseDecodeRequest(v)).toThrow(ProtocolError);

@@ -9,7 +9,7 @@ import {
   type ExecutionMode,
 } from "@trtd/apps-common";
 import type { Handler, RequestContext } from "@trtd/request-plane";
-import type { Executor, GenerateChunk } from "@trtd/trtllm";
+import { UnsupportedError, type Executor, type GenerateChunk, type GenerationStream } from "@trtd/trtllm";
 
 /**
  * What a successful KV pull hands over: an import the executor consumes, or, on an engine that moves KV itself
@@ -52,14 +52,22 @@ async function* relay(stream: AsyncIterable<GenerateChunk>, first: Pick<DecodeCh
 export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequest, DecodeChunk> {
   const { executor, log = () => {} } = deps;
 
-  const aggregated = (req: DecodeRequest, signal: AbortSignal, mode: ExecutionMode) =>
-    relay(
-      executor.generate(
-        { prompt: req.tokens, maxNewTokens: req.maxTokens, stopTokenIds: req.stopTokenIds, sampling: executorSampling(req) },
-        { signal },
-      ),
-      { mode },
-    );
+  const aggregated = (req: DecodeRequest, signal: AbortSignal, mode: ExecutionMode) => {
+    const base = { prompt: req.tokens, maxNewTokens: req.maxTokens, stopTokenIds: req.stopTokenIds, sampling: executorSampling(req) };
+    const offset = req.generatedOffset ?? 0;
+    let stream: GenerationStream;
+    try {
+      // A migrated request continues its draws where the dead worker stopped (exact seeded continuation).
+      stream = executor.generate({ ...base, generatedOffset: offset }, { signal });
+    } catch (err) {
+      // An engine without a draw offset (the TensorRT-LLM shim) still serves the migration, restarting the draw
+      // count: a valid sample with the same parameters, not the one the uninterrupted run would have drawn.
+      if (!(err instanceof UnsupportedError) || offset === 0) throw err;
+      log(`${req.id}: the executor cannot resume draws at ${offset} (${err.message}); continuing with a fresh draw count`);
+      stream = executor.generate(base, { signal });
+    }
+    return relay(stream, { mode });
+  };
 
   return async function* decode(raw: DecodeRequest, ctx: RequestContext): AsyncGenerator<DecodeChunk> {
     const req = parseDecodeRequest(raw);

@@ -88,6 +88,19 @@ describe("decode worker", () => {
     expectIdle(prefill);
   });
 
+  it("continues a migrated seeded request where the dead worker stopped (generatedOffset): same tokens as one run", async () => {
+    const sampling = { temperature: 1.1, topP: 0.9, topK: 50, seed: 77 };
+    const whole = tokensOf(await collect(request(PROMPT, { sampling, maxTokens: 16 })));
+    expect(whole).not.toEqual(tokensOf(await collect(request(PROMPT, { maxTokens: 16 })))); // really sampled
+    for (const k of [1, 6, 15]) {
+      const migrated: DecodeRequest = { ...request([...PROMPT, ...whole.slice(0, k)], { sampling, maxTokens: 16 - k }), generatedOffset: k };
+      expect(tokensOf(await collect(migrated)), `k = ${k}`).toEqual(whole.slice(k));
+    }
+    const bad = await collect({ ...request(PROMPT, { sampling }), generatedOffset: -3 }).catch((e) => e);
+    expect(bad.remoteCode ?? bad.code).toBe("invalid_worker_request");
+    expectIdle(decode);
+  });
+
   it("refuses a malformed request with a typed error and stays healthy", async () => {
     const err = await collect({ ...request(PROMPT), tokens: [] }).catch((e) => e);
     expect(err.remoteCode ?? err.code).toBe("invalid_worker_request");

@@ -20,6 +20,7 @@ const modelDir = join(repo, "models/tiny");
 const executor = { ...EXECUTOR_DEFAULTS, modelDir, threads: 1, kvBlockCount: 256 };
 
 let tmp: string;
+const logs: string[] = [];
 let plane: RequestPlane;
 let decode: RunningDecodeWorker;
 let prefill: RunningPrefillWorker;
@@ -42,7 +43,7 @@ beforeAll(async () => {
   process.env.TRTD_ENGINE_DOUBLE_INNER = join(repo, "packages/trtllm/build/libtrtd_ref.so");
   process.env.TRTD_EXECUTOR_LIB = lib;
   plane = createInProcessPlane();
-  decode = await startDecodeWorker({ plane, executor });
+  decode = await startDecodeWorker({ plane, executor, log: (line) => logs.push(line) });
   prefill = await startPrefillWorker({ plane, executor });
   decodeClient = plane.endpoint(Endpoints.namespace, "decode", "generate").client();
   prefillClient = plane.endpoint(Endpoints.namespace, "prefill", "generate").client();
@@ -80,6 +81,20 @@ describe("engine KV transport (test double of an engine that moves KV itself)", 
       await until(() => prefill.executor.stats().pinnedExports === 0, 5000);
     }
     expect(idle(prefill)).toEqual(IDLE);
+    expect(idle(decode)).toEqual(IDLE);
+  });
+
+  it("serves a migrated request on an engine without a draw offset (as the TRT-LLM shim): fresh draw count, logged", async () => {
+    const sampling = { temperature: 0.9, topP: 0.95, topK: 40, seed: 5 };
+    const whole = tokensOf(await collect(request(PROMPT, { sampling, maxTokens: 12 })));
+    const k = 4;
+    const resumed = request([...PROMPT, ...whole.slice(0, k)], { sampling, maxTokens: 12 - k });
+    const fresh = tokensOf(await collect(resumed)); // what the fallback draws: the continuation restarted at n = 0
+    const before = logs.length;
+    const chunks = await collect({ ...resumed, generatedOffset: k });
+    expect(tokensOf(chunks)).toEqual(fresh);
+    expect(chunks.at(-1)!.finishReason).toBe("length");
+    expect(logs.slice(before).join("\n")).toMatch(/cannot resume draws at 4/);
     expect(idle(decode)).toEqual(IDLE);
   });
 

@@ -120,10 +120,9 @@ export class Router implements GenerationBackend {
     const liveDecoders = (skip: ReadonlySet<string>) => this.workers.instances("decode").filter((w) => !w.load?.draining && !skip.has(w.id));
     // A decode worker that is gone (crashed, restarting) is skipped and the next one tried. Before the first
     // token the request is simply resent. After it, the request migrates: the prompt plus the tokens already
-    // streamed go to another worker as a fresh aggregated request for the remaining tokens, so the client sees
-    // no lost or repeated token. Greedy output is exactly what one worker would have produced; seeded sampling
-    // restarts its draw count on the new worker (the executor has no draw offset), so the continuation is a
-    // valid sample but not the one an uninterrupted run would have drawn (docs/design/failure-modes.md).
+    // streamed go to another worker as a fresh aggregated request for the remaining tokens, with generatedOffset
+    // = tokens so far so its sampling draws continue at (seed, offset): the client sees no lost or repeated token,
+    // and greedy and seeded output are exactly what one worker would have produced (docs/design/failure-modes.md).
     const gone = new Set<string>();
     const generated: number[] = [];
     for (let attempt = 1; ; attempt++) {
@@ -132,7 +131,13 @@ export class Router implements GenerationBackend {
       const decode = this.selector.select(req, candidates, this.inFlight);
       const migrated = generated.length > 0;
       const sent: DecodeRequest = migrated
-        ? { ...req, id: `${req.id}-m${attempt}`, tokens: [...req.tokens, ...generated], maxTokens: req.maxTokens - generated.length }
+        ? {
+            ...req,
+            id: `${req.id}-m${attempt}`,
+            tokens: [...req.tokens, ...generated],
+            maxTokens: req.maxTokens - generated.length,
+            generatedOffset: generated.length,
+          }
         : prefill
           ? { ...req, prefill }
           : req;
