@@ -1,7 +1,9 @@
 // Workers killed with SIGKILL under load (real processes, nats-server, 1 prefill + 2 decode workers, the api):
 // a dead prefill worker's requests fall back to aggregated; a dead decode worker's streams migrate to the other
-// one with no lost or repeated token (greedy: exactly the uninterrupted text); with no decode worker left,
-// streams end with a clear error within the stated bound. In order: each test kills one more process.
+// one with no lost or repeated token and exactly the uninterrupted text, greedy and seeded (the continuation
+// resumes the sampling draws at the number of tokens already generated); with no decode worker left, streams end
+// with a clear error within the stated bound. In order: each test kills one more process (a decode worker is
+// started between the greedy and the seeded kill, so each kill leaves one decode worker).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsServerHandle } from "@trtd/request-plane";
 import { apiArgs, metricValue, startApp, startNats, stopAll, waitForWorkers, workerArgs, eventually, type AppProcess } from "./support/processes.js";
@@ -13,6 +15,7 @@ const DETECTION_BOUND_MS = 3000;
 let nats: NatsServerHandle;
 let api: AppProcess;
 let prefill: AppProcess;
+/** Live decode workers; each kill test takes the first one out. */
 let decodes: AppProcess[];
 
 beforeAll(async () => {
@@ -61,46 +64,62 @@ describe("worker death", () => {
     await waitForWorkers(api.url, 2, 0, 10_000);
   });
 
-  it("a decode worker killed mid-stream: its streams continue on the other one, no token lost or repeated", async () => {
-    const ps = prompts(6);
-    const MAX = 150;
-    const reference = await Promise.all(ps.map((p) => streamCompletion(api.url, greedy(p, MAX))));
-    for (const r of reference) expect(r.finishReason).toBe("length");
-    const migrationsBefore = await metricValue(api.url, "trtd_migrated_requests_total");
-
-    // Kill one decode worker once every stream has streamed a few chunks.
-    const seen = new Array<number>(ps.length).fill(0);
-    let killed = false;
-    const victim = decodes[0];
-    const maybeKill = () => {
-      if (!killed && seen.every((n) => n >= 3)) {
-        killed = true;
-        victim.kill("SIGKILL");
+  // Every stream of a round has the same kind, so the migrated ones (the metric says how many, > 0) are of that kind.
+  const kinds = [
+    { kind: "greedy", body: (p: string, _i: number) => greedy(p, 150) },
+    { kind: "seeded", body: (p: string, i: number) => ({ prompt: p, max_tokens: 150, temperature: 0.9, top_p: 0.95, seed: 1000 + i }) },
+  ] as const;
+  for (const { kind, body } of kinds) {
+    it(`a decode worker killed mid-stream (${kind}): its streams continue on the other one, exactly the uninterrupted text`, async () => {
+      if (decodes.length < 2) {
+        // The previous round's kill left one: start another so this round has somewhere to migrate to.
+        decodes.push(await startApp("decode", workerArgs(nats.uri, NS, ["--max-batch-size", "16"])));
+        await waitForWorkers(api.url, 2, 0, 20_000);
       }
-    };
-    const results: StreamResult[] = await Promise.all(
-      ps.map((p, i) =>
-        streamCompletion(api.url, greedy(p, MAX), {
-          onChunk: (n) => {
-            seen[i] = n;
-            maybeKill();
-          },
-        }),
-      ),
-    );
-    expect(killed).toBe(true);
-    for (let i = 0; i < ps.length; i++) {
-      expect(results[i].error).toBeUndefined();
-      expect(results[i].finishReason).toBe("length");
-      expect(results[i].text).toBe(reference[i].text);
-      // The longest pause is the detection bound plus the re-prefill on the other worker.
-      expect(results[i].maxGapMs).toBeLessThan(DETECTION_BOUND_MS + 2000);
-    }
-    const migrated = (await metricValue(api.url, "trtd_migrated_requests_total")) - migrationsBefore;
-    expect(migrated).toBeGreaterThan(0);
-    console.log(`decode kill: ${migrated} of ${ps.length} streams migrated; longest pause ${Math.round(Math.max(...results.map((r) => r.maxGapMs)))} ms`);
-    await waitForWorkers(api.url, 1, 0, 10_000);
-  });
+      const ps = prompts(6);
+      const reference = await Promise.all(ps.map((p, i) => streamCompletion(api.url, body(p, i))));
+      for (const r of reference) expect(r.finishReason).toBe("length");
+      if (kind === "seeded") {
+        // Really sampled: the same prompts greedy give other text.
+        const g = await Promise.all(ps.slice(0, 2).map((p) => streamCompletion(api.url, greedy(p, 150))));
+        expect(g.map((r) => r.text)).not.toEqual(reference.slice(0, 2).map((r) => r.text));
+      }
+      const migrationsBefore = await metricValue(api.url, "trtd_migrated_requests_total");
+
+      // Kill one decode worker once every stream has streamed a few chunks.
+      const seen = new Array<number>(ps.length).fill(0);
+      let killed = false;
+      const victim = decodes.shift()!;
+      const maybeKill = () => {
+        if (!killed && seen.every((n) => n >= 3)) {
+          killed = true;
+          victim.kill("SIGKILL");
+        }
+      };
+      const results: StreamResult[] = await Promise.all(
+        ps.map((p, i) =>
+          streamCompletion(api.url, body(p, i), {
+            onChunk: (n) => {
+              seen[i] = n;
+              maybeKill();
+            },
+          }),
+        ),
+      );
+      expect(killed).toBe(true);
+      for (let i = 0; i < ps.length; i++) {
+        expect(results[i].error).toBeUndefined();
+        expect(results[i].finishReason).toBe("length");
+        expect(results[i].text, `stream ${i}`).toBe(reference[i].text);
+        // The longest pause is the detection bound plus the re-prefill on the other worker.
+        expect(results[i].maxGapMs).toBeLessThan(DETECTION_BOUND_MS + 2000);
+      }
+      const migrated = (await metricValue(api.url, "trtd_migrated_requests_total")) - migrationsBefore;
+      expect(migrated).toBeGreaterThan(0);
+      console.log(`decode kill (${kind}): ${migrated} of ${ps.length} streams migrated; longest pause ${Math.round(Math.max(...results.map((r) => r.maxGapMs)))} ms`);
+      await waitForWorkers(api.url, 1, 0, 10_000);
+    });
+  }
 
   it("the last decode worker killed mid-stream: streams end with a clear error within the bound, no hang", async () => {
     const ps = prompts(3);
@@ -112,7 +131,7 @@ describe("worker death", () => {
           onChunk: (n) => {
             if (n >= 3 && !killedAt) {
               killedAt = performance.now();
-              decodes[1].kill("SIGKILL");
+              decodes[0].kill("SIGKILL");
             }
           },
         }),
