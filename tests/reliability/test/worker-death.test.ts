@@ -124,12 +124,15 @@ describe("worker death", () => {
   it("the last decode worker killed mid-stream: streams end with a clear error within the bound, no hang", async () => {
     const ps = prompts(3);
     let killedAt = 0;
+    // Killed once every stream has started (a stream still waiting for its first token would get a plain 503).
+    const seen = new Array<number>(ps.length).fill(0);
     const results = await Promise.all(
-      ps.map((p) =>
+      ps.map((p, i) =>
         streamCompletion(api.url, greedy(p, 400), {
           timeoutMs: 20_000,
           onChunk: (n) => {
-            if (n >= 3 && !killedAt) {
+            seen[i] = n;
+            if (seen.every((k) => k >= 3) && !killedAt) {
               killedAt = performance.now();
               decodes[0].kill("SIGKILL");
             }
