@@ -41,8 +41,52 @@ static uint32_t update_table(uint32_t c, const uint8_t *p, size_t n) {
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
+/* The crc32 instruction has a latency of 3 cycles and a throughput of 1 per cycle, so one dependent chain runs
+ * at a third of its speed (~9 GB/s measured here, slower than memcpy, which made the receiver's fused copy+CRC
+ * the slowest step of a same-host transfer). Blocks of 3 x LANE bytes are therefore split into three
+ * independent chains, joined with the linear "advance over LANE zero bytes" operator: the CRC register is linear
+ * in (state, data), so reg(A|B, c) = shift_LANE(reg(A, c)) ^ reg(B, 0). The operator is a 32x32 bit matrix,
+ * applied through four 256-entry tables built once at load time. */
+#define LANE 4096
+static uint32_t shift_tab[4][256];
+
+__attribute__((target("sse4.2"))) static void init_shift(void) {
+  uint32_t col[32];
+  for (int i = 0; i < 32; i++) {
+    uint64_t st = 1u << i;
+    for (int k = 0; k < LANE / 8; k++) st = _mm_crc32_u64(st, 0);
+    col[i] = (uint32_t)st;
+  }
+  for (int b = 0; b < 4; b++)
+    for (uint32_t v = 0; v < 256; v++) {
+      uint32_t r = 0;
+      for (int bit = 0; bit < 8; bit++)
+        if ((v >> bit) & 1u) r ^= col[8 * b + bit];
+      shift_tab[b][v] = r;
+    }
+}
+
+static inline uint32_t shift_lane(uint32_t v) {
+  return shift_tab[0][v & 0xff] ^ shift_tab[1][(v >> 8) & 0xff] ^ shift_tab[2][(v >> 16) & 0xff] ^ shift_tab[3][v >> 24];
+}
+
 __attribute__((target("sse4.2"))) static uint32_t update_hw(uint32_t c, const uint8_t *p, size_t n) {
   uint64_t c64 = c;
+  while (n >= 3 * LANE) {
+    uint64_t c1 = 0, c2 = 0;
+    for (size_t i = 0; i < LANE; i += 8) {
+      uint64_t a, b, e;
+      memcpy(&a, p + i, 8);
+      memcpy(&b, p + LANE + i, 8);
+      memcpy(&e, p + 2 * LANE + i, 8);
+      c64 = _mm_crc32_u64(c64, a);
+      c1 = _mm_crc32_u64(c1, b);
+      c2 = _mm_crc32_u64(c2, e);
+    }
+    c64 = shift_lane(shift_lane((uint32_t)c64) ^ (uint32_t)c1) ^ (uint32_t)c2;
+    p += 3 * LANE;
+    n -= 3 * LANE;
+  }
   while (n >= 8) {
     uint64_t w;
     memcpy(&w, p, 8);
@@ -56,6 +100,34 @@ __attribute__((target("sse4.2"))) static uint32_t update_hw(uint32_t c, const ui
 }
 __attribute__((target("sse4.2"))) static uint32_t copy_hw(uint8_t *d, const uint8_t *s, size_t n, uint32_t c) {
   uint64_t c64 = c;
+  while (n >= 3 * LANE) {
+    uint64_t c1 = 0, c2 = 0;
+    for (size_t i = 0; i < LANE; i += 16) {
+      uint64_t a0, a1, b0, b1, e0, e1;
+      memcpy(&a0, s + i, 8);
+      memcpy(&a1, s + i + 8, 8);
+      memcpy(&b0, s + LANE + i, 8);
+      memcpy(&b1, s + LANE + i + 8, 8);
+      memcpy(&e0, s + 2 * LANE + i, 8);
+      memcpy(&e1, s + 2 * LANE + i + 8, 8);
+      memcpy(d + i, &a0, 8);
+      memcpy(d + i + 8, &a1, 8);
+      memcpy(d + LANE + i, &b0, 8);
+      memcpy(d + LANE + i + 8, &b1, 8);
+      memcpy(d + 2 * LANE + i, &e0, 8);
+      memcpy(d + 2 * LANE + i + 8, &e1, 8);
+      c64 = _mm_crc32_u64(c64, a0);
+      c1 = _mm_crc32_u64(c1, b0);
+      c2 = _mm_crc32_u64(c2, e0);
+      c64 = _mm_crc32_u64(c64, a1);
+      c1 = _mm_crc32_u64(c1, b1);
+      c2 = _mm_crc32_u64(c2, e1);
+    }
+    c64 = shift_lane(shift_lane((uint32_t)c64) ^ (uint32_t)c1) ^ (uint32_t)c2;
+    s += 3 * LANE;
+    d += 3 * LANE;
+    n -= 3 * LANE;
+  }
   while (n >= 32) {
     uint64_t a, b, e, f;
     memcpy(&a, s, 8);
@@ -77,14 +149,14 @@ __attribute__((target("sse4.2"))) static uint32_t copy_hw(uint8_t *d, const uint
   memcpy(d, s, n);
   return update_hw((uint32_t)c64, s, n);
 }
-static int have_hw(void) {
-  static int v = -1;
-  if (v < 0) {
-    __builtin_cpu_init();
-    v = __builtin_cpu_supports("sse4.2") ? 1 : 0;
-  }
-  return v;
+static int hw_flag = -1;
+/* Runs when the library is loaded, so later calls share read-only tables and stay thread-safe. */
+__attribute__((constructor)) static void kvx_init(void) {
+  __builtin_cpu_init();
+  hw_flag = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+  if (hw_flag) init_shift();
 }
+static int have_hw(void) { return hw_flag == 1; }
 #else
 static int have_hw(void) { return 0; }
 static uint32_t update_hw(uint32_t c, const uint8_t *p, size_t n) { return update_table(c, p, n); }

@@ -26,6 +26,24 @@ describe("CRC-32C", () => {
     expect(dst[5 + data.length]).toBe(0);
   });
 
+  it("native three-lane blocks (3 x 4096 bytes) agree with the JavaScript table at and around block edges", () => {
+    const data = randomFillSync(new Uint8Array(5 * 12_288 + 64));
+    for (const n of [12_287, 12_288, 12_289, 24_576, 24_583, 36_864 + 31, 5 * 12_288 + 64]) {
+      for (const from of [0, 1, 7]) {
+        const part = data.subarray(from, Math.min(data.length, from + n));
+        const js = crc32cJs(0, part);
+        expect(crc32c(0, part)).toBe(js);
+        expect(crc32c(crc32c(0, part.subarray(0, 5000)), part.subarray(5000))).toBe(js); // chained across a block
+        const dst = new Uint8Array(part.length);
+        expect(copyWithCrc32c(dst, part, 0)).toBe(js);
+        expect(Buffer.compare(dst, part)).toBe(0);
+      }
+    }
+    const flipped = data.slice();
+    flipped[12_288 + 4096 + 3]! ^= 0x10; // a bit in the second lane of the first block
+    expect(crc32c(0, flipped)).not.toBe(crc32cJs(0, data));
+  });
+
   it("detects a single flipped bit", () => {
     const data = randomFillSync(new Uint8Array(4096));
     const before = crc32c(0, data);
