@@ -49,6 +49,9 @@ await new Promise<void>((resolve) => child.once("message", () => resolve()));
 const puller = new KvPuller({ layout: benchLayout, nats: plane?.nats, timeouts: { baseMs: 30_000, minBytesPerSecond: 20e6 } });
 const gbps = (bytes: number, ms: number) => bytes / 1e9 / (ms / 1000);
 const best = (xs: number[]) => Math.max(...xs);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+// Issue 5: tcp ≥ 80 % of the raw socket pipe, shm ≥ 50 % of memcpy, at every size from 16 MiB up (best of REPS).
+const GOAL = { tcpRatio: 0.8, shmRatio: 0.5 };
 
 async function rawTcp(bytes: number): Promise<number> {
   const { port } = await ask<{ port: number }>({ cmd: "raw", bytes });
@@ -128,12 +131,15 @@ for (const bytes of sizes) {
   row.memcpyGBps = best(mem);
   row.shmGBps = best(shm);
   row.shmRatio = row.shmGBps / row.memcpyGBps;
+  // The machine is noisy: the medians say how typical the best figures are.
+  row.tcpMedianRatio = median(tcp) / median(tcpBase);
+  row.shmMedianRatio = median(shm) / median(mem);
   row.offerChecksumMs = Math.min(...offer);
   results[label] = row;
   console.log(
     `${label.padStart(8)}  tcp ${row.tcpGBps.toFixed(2)} GB/s vs raw socket ${row.rawTcpGBps.toFixed(2)} (${(row.tcpRatio * 100).toFixed(0)}%)` +
       `  shm ${row.shmGBps.toFixed(2)} GB/s vs memcpy ${row.memcpyGBps.toFixed(2)} (${(row.shmRatio * 100).toFixed(0)}%)` +
-      `  offer checksum ${row.offerChecksumMs.toFixed(1)} ms`,
+      `  offer checksum ${row.offerChecksumMs.toFixed(1)} ms  (medians: tcp ${(row.tcpMedianRatio * 100).toFixed(0)}%, shm ${(row.shmMedianRatio * 100).toFixed(0)}%)`,
   );
 }
 
@@ -168,8 +174,11 @@ const summary = {
   results,
   nats: natsResults,
   goals: {
-    tcpAtLeast80pct: sizesOk.every((r) => r.tcpRatio >= 0.8),
-    shmAtLeast50pct: sizesOk.every((r) => r.shmRatio >= 0.5),
+    tcpAtLeast80pct: sizesOk.every((r) => r.tcpRatio >= GOAL.tcpRatio),
+    shmAtLeast50pct: sizesOk.every((r) => r.shmRatio >= GOAL.shmRatio),
+    perSize: Object.fromEntries(
+      Object.entries(results).map(([label, r]) => [label, { tcp: r.tcpRatio! >= GOAL.tcpRatio, shm: r.shmRatio! >= GOAL.shmRatio }]),
+    ),
   },
   offersLeft: stats.stats.active,
 };
