@@ -8,7 +8,12 @@
  *                                            Sent only if no other frame went out first; otherwise the first
  *                                            frame carries i and hb itself (a one-reply request is one frame).
  *   data   {k:"d", s, p, e?, i?, hb?}        s = 1, 2, 3 ...; e = 1 marks the last reply (no end frame follows)
- *   hb     {k:"hb"}
+ *   hb     {k:"hb", s?, c?}                 s = data frames sent so far, c = replies the server knows consumed
+ *                                            (the last credit it got). NATS core drops messages across a
+ *                                            reconnect, so the client checks both: s beyond what it received =
+ *                                            replies lost (StreamBrokenError); c below what it credited = a lost
+ *                                            credit, which it sends again. Without them a stream whose tail or
+ *                                            credit was lost waits on heartbeats forever (both sides alive).
  *   end    {k:"end", s, i?, hb?}             s = number of data frames sent
  *   err    {k:"err", s, c, m, n?, sz?, mx?, i?, hb?}   c = error code, m = message, n = error name
  * client → the control subject (a frame's reply subject):
@@ -56,6 +61,10 @@ export interface DataFrame extends AcceptInfo {
 }
 export interface HbFrame {
   k: "hb";
+  /** Data frames sent so far (absent from older servers). */
+  s?: number;
+  /** Credit the server has: replies consumed as far as it knows (absent from older servers). */
+  c?: number;
 }
 export interface EndFrame extends AcceptInfo {
   k: "end";

@@ -10,7 +10,7 @@ import {
   errorFromFrame,
 } from "./errors.js";
 import type { InboxMux } from "./inbox-mux.js";
-import { isObj, type ControlMsg, type Frame } from "./protocol.js";
+import { isObj, type ControlMsg, type Frame, type HbFrame } from "./protocol.js";
 import type { Transport, TransportMsg } from "./transport.js";
 
 export interface ReplyStreamParams {
@@ -176,10 +176,15 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
       this.watchdog = undefined;
       this.armWatchdog();
     }
+    // Every frame's reply subject is the control subject: take it from any frame, so a lost `acc` cannot
+    // leave the stream unable to send credit.
+    if (this.controlSubject === undefined && m.reply) this.controlSubject = m.reply;
     this.lastFrameAt = Date.now();
     switch (f.k) {
       case "acc":
+        return;
       case "hb":
+        this.checkHeartbeat(f);
         return;
       case "d":
         if (f.s !== this.expectSeq) {
@@ -207,6 +212,20 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
         this.fail(errorFromFrame(f.c, f.m, { name: f.n, instanceId: this.instance, size: f.sz, maxPayload: f.mx }), false);
         return;
     }
+  }
+
+  /**
+   * Heartbeats prove the server alive, not the stream intact: NATS core drops messages across a reconnect.
+   * Replies the server sent that never came would leave us waiting while it waits for our credit, both alive,
+   * until the deadline; a lost credit message does the same. The heartbeat's counters reveal both.
+   */
+  private checkHeartbeat(f: HbFrame): void {
+    const received = this.expectSeq - 1;
+    if (typeof f.s === "number" && f.s > received) {
+      this.fail(new StreamBrokenError(`replies ${received + 1}..${f.s} of request ${this.requestId} were lost in transit (connection interrupted?)`), true);
+      return;
+    }
+    if (typeof f.c === "number" && f.c < this.credited) this.control({ k: "credit", n: this.credited });
   }
 
   private finish(): void {

@@ -280,7 +280,8 @@ export class Server implements ServedEndpoint {
 
   private heartbeat(): void {
     const now = Date.now();
-    for (const a of this.active.values()) if (now - a.lastSent >= this.heartbeatMs * 0.9) this.send(a, { k: "hb" });
+    // s and c let the client spot replies or credit lost in a reconnect (protocol.ts, hb)
+    for (const a of this.active.values()) if (now - a.lastSent >= this.heartbeatMs * 0.9) this.send(a, { k: "hb", s: a.seq, c: a.credited });
   }
 
   private onRequest(req: ReqMsg, reply: string): void {
