@@ -1,6 +1,7 @@
 // Token sampling: greedy, or temperature + top-k + top-p with a counter-based random draw, so the draw
 // for the n-th generated token depends only on (seed, n) and a request can resume on another executor.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -23,6 +24,8 @@ public:
 
 private:
     int sample_top_p(const float * logits, int vocab, double top_p, double inv_t, double u);
+    // Fills cand_[0, k) with the k best (logit descending, lower id first on ties), in that order.
+    void top_k_sorted(const float * logits, int vocab, std::size_t k);
     struct Cand {
         float logit;
         int id;
@@ -31,6 +34,8 @@ private:
     std::vector<std::pair<float, int>> cand_;
     std::vector<Cand> nuc_;
     std::vector<double> prob_;
+    std::vector<uint32_t> keys_, keys_tmp_;  // radix sort scratch, reused across tokens
+    std::vector<int> ids_, ids_tmp_;
 };
 
 }  // namespace trtd

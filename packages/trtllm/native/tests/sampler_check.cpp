@@ -1,0 +1,182 @@
+// Sampler against straightforward references (run by test/sampler-reference.test.ts), over many distributions
+// (Gaussian, quantized with many ties, all equal, +0/-0 mixes, -inf, one dominant), vocabularies, temperatures,
+// top_k, top_p (near 0 and near 1) and draws (seed, n):
+//  - top_k in (0, vocab), with or without top_p: the token equals a full-sort reference token for token (the same
+//    double arithmetic in the same order, so any difference in order or rounding shows up);
+//  - top-p alone (top_k 0 or >= vocab): the token lies in the reference nucleus (full sort, smallest prefix whose
+//    mass reaches top_p), and on small distributions the draw frequencies match p_i / nucleus mass.
+// Prints "ok <cases>" and exits 0, or prints the first mismatch and exits 1.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "../src/sampler.hpp"
+
+using trtd::SamplingParams;
+
+namespace {
+
+std::vector<int> full_sort_order(const std::vector<float> & lg) {
+    std::vector<int> ids(lg.size());
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = int(i);
+    std::sort(ids.begin(), ids.end(), [&](int a, int b) { return lg[size_t(a)] > lg[size_t(b)] || (lg[size_t(a)] == lg[size_t(b)] && a < b); });
+    return ids;
+}
+
+// Top-k (+ top-p) by a full sort: the sorted prefix of k, probabilities relative to the best, top-p cut on the
+// cumulative mass in that order, then the draw u * kept mass walked in that order.
+int reference_top_k(const std::vector<float> & lg, const std::vector<int> & ids, const SamplingParams & p, uint64_t n) {
+    const double inv_t = 1.0 / double(p.temperature);
+    const double u = trtd::counter_uniform(p.seed, n);
+    size_t k = size_t(p.top_k);
+    std::vector<double> pr(k);
+    double total = 0;
+    const double mx = lg[size_t(ids[0])];
+    for (size_t i = 0; i < k; ++i) total += (pr[i] = std::exp((double(lg[size_t(ids[i])]) - mx) * inv_t));
+    if (p.top_p < 1.0f) {
+        const double limit = double(p.top_p) * total;
+        double acc = 0;
+        size_t keep = k;
+        for (size_t i = 0; i < k; ++i) {
+            acc += pr[i];
+            if (acc >= limit) { keep = i + 1; break; }
+        }
+        k = keep;
+        total = acc;
+    }
+    double acc = 0;
+    for (size_t i = 0; i < k; ++i) {
+        acc += pr[i];
+        if (acc > u * total) return ids[i];
+    }
+    return ids[k - 1];
+}
+
+// The top-p nucleus by a full sort, as ids with their probability. The sampler sums the total in index order and
+// the nucleus mass in selection order, so where the sorted cumulative mass lands within rounding of the limit the
+// boundary token may go either way: it is included here (the one ambiguity a reordered double sum can cause).
+std::vector<std::pair<int, double>> reference_nucleus(const std::vector<float> & lg, const std::vector<int> & ids,
+                                                     double top_p, double temperature) {
+    const double mx = lg[size_t(ids[0])];
+    std::vector<double> pr(ids.size());
+    double total = 0;
+    for (size_t i = 0; i < ids.size(); ++i) total += (pr[i] = std::exp((double(lg[size_t(ids[i])]) - mx) / temperature));
+    const double limit = top_p * total, slack = 1e-12 * total;
+    std::vector<std::pair<int, double>> out;
+    double acc = 0;
+    for (size_t i = 0; i < ids.size(); ++i) {
+        out.push_back({ids[i], pr[i]});
+        acc += pr[i];
+        if (acc >= limit + slack) break;
+    }
+    return out;
+}
+
+struct Dist {
+    const char * name;
+    std::vector<float> logits;
+};
+
+std::vector<Dist> distributions(std::mt19937_64 & rng) {
+    std::vector<Dist> out;
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (int vocab : {7, 300, 5000, 100352}) {
+        const size_t nv = size_t(vocab);
+        std::vector<float> g(nv), q(nv), z(nv), d(nv);
+        for (int i = 0; i < vocab; ++i) {
+            g[size_t(i)] = normal(rng) * 3.0f;
+            q[size_t(i)] = std::round(normal(rng) * 2.0f) * 0.5f;  // a handful of values: ties everywhere
+            z[size_t(i)] = (rng() & 1) ? 0.0f : -0.0f;             // all equal, mixed signs of zero
+            d[size_t(i)] = normal(rng);
+        }
+        d[size_t(vocab / 3)] = 25.0f;  // one dominant token
+        for (int i = 0; i < vocab; i += 5) q[size_t(i)] = -std::numeric_limits<float>::infinity();
+        out.push_back({"gaussian", g});
+        out.push_back({"quantized ties, -inf", q});
+        out.push_back({"all equal, +0/-0", z});
+        out.push_back({"one dominant", d});
+    }
+    return out;
+}
+
+}  // namespace
+
+int main() {
+    std::mt19937_64 rng(20261127);
+    trtd::Sampler sampler;
+    long cases = 0;
+    const float temperatures[] = {0.05f, 0.7f, 1.0f, 3.0f};
+    const float top_ps[] = {1e-7f, 0.01f, 0.3f, 0.9f, 0.999f, 0.9999999f, 1.0f};
+    for (const Dist & dist : distributions(rng)) {
+        const int vocab = int(dist.logits.size());
+        const std::vector<int> order = full_sort_order(dist.logits);  // the reference order; params don't change it
+        const bool big = vocab > 10000;  // the reference's full sort is slow there: fewer draws
+        const int ks[] = {1, 2, 5, 1024, 1025, 4000, vocab - 1, 0, vocab};
+        for (int top_k : ks) {
+            if (top_k < 0 || top_k > vocab) continue;
+            for (float t : temperatures)
+                for (float top_p : top_ps) {
+                    if (big && top_p != 0.9f && top_p != 1e-7f && top_p != 0.9999999f) continue;
+                    const bool top_p_only = top_k == 0 || top_k >= vocab;
+                    if (top_p_only && top_p >= 1.0f && top_k == 0) continue;  // that is plain softmax sampling
+                    std::vector<std::pair<int, double>> nucleus;
+                    if (top_p_only) nucleus = reference_nucleus(dist.logits, order, double(top_p), double(t));
+                    for (uint64_t seed : {uint64_t(1), uint64_t(0xDEADBEEFull)})
+                        for (uint64_t n = 0; n < (big ? 2u : 6u); ++n) {
+                            const SamplingParams p{seed, t, top_p, top_k};
+                            const int got = sampler.sample(dist.logits.data(), vocab, p, n);
+                            ++cases;
+                            if (!top_p_only) {
+                                const int want = reference_top_k(dist.logits, order, p, n);
+                                if (got != want) {
+                                    std::printf("MISMATCH %s vocab %d top_k %d top_p %g t %g seed %llu n %llu: got %d, reference %d\n",
+                                                dist.name, vocab, top_k, double(top_p), double(t), (unsigned long long)seed,
+                                                (unsigned long long)n, got, want);
+                                    return 1;
+                                }
+                            } else if (std::none_of(nucleus.begin(), nucleus.end(), [&](const auto & e) { return e.first == got; })) {
+                                std::printf("OUTSIDE NUCLEUS %s vocab %d top_k %d top_p %g t %g seed %llu n %llu: got %d, nucleus of %zu\n",
+                                            dist.name, vocab, top_k, double(top_p), double(t), (unsigned long long)seed,
+                                            (unsigned long long)n, got, nucleus.size());
+                                return 1;
+                            }
+                        }
+                }
+        }
+    }
+    // Top-p alone, draw frequencies: a 300-token Gaussian at a temperature that leaves a nucleus of a few tokens;
+    // 40 000 draws, each nucleus token within 5 standard deviations of its expected count, nothing outside.
+    {
+        std::vector<float> lg(300);
+        std::normal_distribution<float> normal(0.0f, 1.0f);
+        for (float & x : lg) x = normal(rng) * 3.0f;
+        const double t = 1.5, top_p = 0.5;
+        const auto nucleus = reference_nucleus(lg, full_sort_order(lg), top_p, t);
+        double mass = 0;
+        for (const auto & e : nucleus) mass += e.second;
+        std::vector<long> count(lg.size(), 0);
+        const long draws = 40000;
+        for (long n = 0; n < draws; ++n) ++count[size_t(sampler.sample(lg.data(), int(lg.size()), {7, float(t), float(top_p), 0}, uint64_t(n)))];
+        long inside = 0;
+        for (const auto & e : nucleus) {
+            const double q = e.second / mass, expect = q * double(draws), sd = std::sqrt(double(draws) * q * (1 - q));
+            inside += count[size_t(e.first)];
+            if (std::fabs(double(count[size_t(e.first)]) - expect) > 5 * sd + 1) {
+                std::printf("FREQUENCY token %d: %ld draws, expected %.1f (sd %.1f), nucleus of %zu\n", e.first,
+                            count[size_t(e.first)], expect, sd, nucleus.size());
+                return 1;
+            }
+        }
+        if (nucleus.size() < 3 || nucleus.size() > 40 || inside != draws) {
+            std::printf("FREQUENCY nucleus of %zu, %ld of %ld draws inside\n", nucleus.size(), inside, draws);
+            return 1;
+        }
+        cases += draws;
+    }
+    std::printf("ok %ld\n", cases);
+    return 0;
+}
