@@ -5,11 +5,21 @@ import { cpus, loadavg, totalmem } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 // @ts-expect-error: plain ESM helper without types
 import { ensureModel, ensureNative } from "../../../tools/scripts/assets.mjs";
-import { Executor, type ModelInfo } from "../src/index.js";
+import { Executor, type ModelInfo, type SamplingOptions } from "../src/index.js";
 
 const BATCHES = [1, 8, 32];
 const THREADS = Number(process.env.TRTD_BENCH_THREADS ?? cpus().length);
 const REPEATS = Number(process.env.TRTD_BENCH_REPEATS ?? 2);
+const SECTIONS = new Set((process.env.TRTD_BENCH_SECTIONS ?? "roofline,sampling").split(","));
+/** Sampling cases compared with greedy; the seed varies per request so each draws its own sequence. */
+const SAMPLING_CASES: [string, SamplingOptions | undefined][] = [
+  ["greedy", undefined],
+  ["top-p 0.9", { temperature: 1, topP: 0.9 }],
+  ["top-k 50000 + top-p 0.9", { temperature: 1, topK: 50_000, topP: 0.9 }],
+  ["temperature 1 only", { temperature: 1 }],
+];
+const SAMPLING_BATCHES = [1, 8];
+const SAMPLING_TOKENS = 64;
 const SETTINGS = {
   tiny: { prefillPrompt: 256, decodeTokens: 96 },
   small: { prefillPrompt: 64, decodeTokens: 24 },
@@ -60,7 +70,12 @@ async function prefill(ex: Executor, batch: number, len: number): Promise<number
   return (batch * len) / s;
 }
 
-async function decode(ex: Executor, batch: number, tokens: number): Promise<{ tps: number; loopP99Ms: number }> {
+async function decode(
+  ex: Executor,
+  batch: number,
+  tokens: number,
+  sampling?: SamplingOptions,
+): Promise<{ tps: number; loopP99Ms: number }> {
   let started = 0;
   let t0 = 0;
   let atT0 = 0;
@@ -68,7 +83,8 @@ async function decode(ex: Executor, batch: number, tokens: number): Promise<{ tp
   const h = monitorEventLoopDelay({ resolution: 1 });
   const done = Array.from({ length: batch }, async (_, i) => {
     let first = true;
-    for await (const c of ex.generate({ prompt: prompt(16, 2000 + i), maxNewTokens: tokens })) {
+    const s = sampling && { ...sampling, seed: 7 + i };
+    for await (const c of ex.generate({ prompt: prompt(16, 2000 + i), maxNewTokens: tokens, sampling: s })) {
       total += c.tokens.length;
       if (first && c.tokens.length) {
         first = false;
@@ -85,13 +101,54 @@ async function decode(ex: Executor, batch: number, tokens: number): Promise<{ tp
   return { tps: (total - atT0) / ((performance.now() - t0) / 1000), loopP99Ms: h.percentile(99) / 1e6 };
 }
 
+/**
+ * Decode tokens/s of each sampling case at each batch on models/tiny, greedy in the same run; cases take turns
+ * within each repeat (best of REPEATS each), so a load spike on this shared machine hits them alike.
+ */
+async function samplingSection(): Promise<Record<string, unknown>[]> {
+  const ex = Executor.open(ensureModel("tiny") as string, { threads: THREADS, maxBatchSize: 32, maxTokensPerIteration: 512, kvMemoryBytes: 512 << 20 });
+  const rows: Record<string, unknown>[] = [];
+  try {
+    await decode(ex, 1, 4, SAMPLING_CASES[1][1]); // warm-up (scratch buffers sized)
+    for (const batch of SAMPLING_BATCHES) {
+      const best = new Map<string, number>();
+      for (let rep = 0; rep < REPEATS; rep++)
+        for (const [name, sampling] of SAMPLING_CASES)
+          best.set(name, Math.max(best.get(name) ?? 0, (await decode(ex, batch, SAMPLING_TOKENS, sampling)).tps));
+      const greedy = best.get("greedy") ?? 0;
+      for (const [name] of SAMPLING_CASES) {
+        const tps = best.get(name) ?? 0;
+        const row = {
+          model: "tiny",
+          batch,
+          sampling: name,
+          decodeTokensPerS: Math.round(tps * 10) / 10,
+          msPerStep: Math.round((batch / tps) * 1000 * 100) / 100,
+          overGreedy: Math.round((tps / greedy) * 1000) / 1000,
+          loadAverage1m: Math.round(loadavg()[0] * 100) / 100,
+        };
+        rows.push(row);
+        console.log(
+          `tiny  batch ${String(batch).padStart(2)} ${name.padEnd(24)}: decode ${row.decodeTokensPerS} tok/s ` +
+            `(${row.msPerStep} ms/step), ${row.overGreedy}x greedy, load ${row.loadAverage1m}`,
+        );
+      }
+    }
+    const st = ex.stats();
+    if (st.kvBlocksUsed !== 0) throw new Error(`KV blocks leaked: ${st.kvBlocksUsed}`);
+  } finally {
+    await ex.close();
+  }
+  return rows;
+}
+
 async function main() {
   await ensureNative();
   const bandwidth = memcpyBandwidth();
   const loadAtStart = loadavg()[0];
   console.log(`memcpy traffic (read + write): ${(bandwidth / 1e9).toFixed(2)} GB/s; ${THREADS} compute threads; ${cpus()[0]?.model ?? "cpu"}; load average ${loadAtStart.toFixed(2)}`);
   const results: Record<string, unknown>[] = [];
-  for (const size of ["tiny", "small"] as const) {
+  for (const size of SECTIONS.has("roofline") ? (["tiny", "small"] as const) : []) {
     const dir = ensureModel(size) as string;
     const { prefillPrompt, decodeTokens } = SETTINGS[size];
     const ex = Executor.open(dir, { threads: THREADS, maxBatchSize: 32, maxTokensPerIteration: 512, kvMemoryBytes: 512 << 20 });
@@ -137,6 +194,7 @@ async function main() {
       await ex.close();
     }
   }
+  const sampling = SECTIONS.has("sampling") ? await samplingSection() : [];
   console.log(
     JSON.stringify({
       bench: "trtllm-executor",
@@ -146,6 +204,7 @@ async function main() {
       loadAverage1m: Math.round(loadavg()[0] * 100) / 100,
       memcpyTrafficGBs: Math.round((bandwidth / 1e9) * 100) / 100,
       results,
+      sampling,
     }),
   );
 }
