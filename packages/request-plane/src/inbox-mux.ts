@@ -1,9 +1,14 @@
+import type { Codec } from "./codec.js";
+import type { CancelMsg } from "./protocol.js";
 import type { Transport, TransportMsg, TransportSubscription } from "./transport.js";
 
 /**
  * One wildcard inbox subscription per plane (`<inbox>.>`), shared by all requests: each request gets
  * `<inbox>.<n>` without a SUB/UNSUB round per request (nats.js's request mux works the same way).
  * If the client process dies, the subscription dies with its connection and servers see no-responders.
+ * A frame for a request no longer registered (it ended here, but our cancel was lost, e.g. in a NATS
+ * reconnect) is answered with a cancel to its control subject, so the server does not hold the request
+ * (and its resources) until the deadline: its next heartbeat brings the cancel again.
  */
 export class InboxMux {
   private readonly prefix: string;
@@ -11,9 +16,25 @@ export class InboxMux {
   private sub: TransportSubscription | undefined;
   private next = 0;
 
-  constructor(private readonly transport: Transport) {
+  constructor(
+    private readonly transport: Transport,
+    private readonly codec: Codec,
+  ) {
     this.prefix = transport.newInbox();
-    this.sub = transport.subscribe(`${this.prefix}.>`, (m) => this.routes.get(m.subject.slice(this.prefix.length + 1))?.onMsg(m));
+    this.sub = transport.subscribe(`${this.prefix}.>`, (m) => {
+      const route = this.routes.get(m.subject.slice(this.prefix.length + 1));
+      if (route) route.onMsg(m);
+      else if (m.reply && !m.noResponders) this.cancelStray(m.reply);
+    });
+  }
+
+  private cancelStray(control: string): void {
+    const msg: CancelMsg = { k: "cancel", r: "the client no longer awaits this request" };
+    try {
+      this.transport.publish(control, this.codec.encode(msg));
+    } catch {
+      // closed: the server sees no-responders or its deadline
+    }
   }
 
   /** Reserves an inbox subject; `release()` stops delivery to it; `onClose` runs if the mux closes first. */

@@ -44,7 +44,7 @@ export class RequestPlane {
     this.codec = options.codec ?? binaryCodec;
     this.heartbeatMs = options.heartbeatMs ?? 1000;
     this.leaseMs = options.leaseMs ?? 3000;
-    this.mux = new InboxMux(transport);
+    this.mux = new InboxMux(transport, this.codec);
   }
 
   /** The raw NATS connection (for raw pub/sub, JetStream, KV); `undefined` on the in-process transport. */

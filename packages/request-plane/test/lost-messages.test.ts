@@ -159,4 +159,25 @@ describe("messages lost in a NATS reconnect", () => {
     expect(lossy.dropped).toBe(1);
     expect(out).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
   });
+
+  it("the cancel lost: the server's next frame for the ended request brings another cancel, the handler is released", async () => {
+    let handlerSignal: AbortSignal | undefined;
+    const { lossy, client, served, clientPlane } = await setup(8, async function* (_req, ctx) {
+      handlerSignal = ctx.signal;
+      for (let i = 1; ; i++) yield i; // endless: only a cancel (or the deadline, none here) stops it
+    });
+    let cancelsLost = 0;
+    lossy.dropOut = (_s, f) => f.k === "cancel" && cancelsLost === 0 && ++cancelsLost > 0;
+    const got: number[] = [];
+    for await (const r of client.generate({})) {
+      got.push(r);
+      if (got.length === 2) break; // leaving the loop cancels; that cancel is lost
+    }
+    const t0 = Date.now();
+    expect(cancelsLost).toBe(1);
+    expect(clientPlane.mux.size).toBe(0);
+    await aborted(handlerSignal!, 20 * HB); // without the stray-frame cancel: held with no bound (no deadline)
+    expect(Date.now() - t0).toBeLessThan(3 * HB + 200); // frames in flight or the next heartbeat (≤ 1.5 HB)
+    await waitUntil(() => served.activeRequests === 0, 2000, "the server to let go of the request");
+  });
 });
