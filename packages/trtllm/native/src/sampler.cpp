@@ -1,5 +1,7 @@
 #include "sampler.hpp"
 
+#include "hoare_partition.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -129,7 +131,8 @@ void Sampler::top_k_sorted(const float * logits, int vocab, size_t k) {
 
 // Top-p over the whole vocabulary without sorting it: a deterministic quickselect on logits, carrying
 // probability mass, finds the nucleus (the smallest set of highest logits, ties by lower id, whose mass reaches
-// top_p); the draw then walks the nucleus in the order the selection left it. Expected O(vocab).
+// top_p); the draw then walks the nucleus in the order the selection left it (fixed by hoare_partition's
+// specified permutation, and the sorts of equal-logit runs by id). Expected O(vocab).
 int Sampler::sample_top_p(const float * logits, int vocab, double top_p, double inv_t, double u) {
     float mx = logits[0];
     for (int i = 1; i < vocab; ++i) mx = std::max(mx, logits[i]);
@@ -158,10 +161,8 @@ int Sampler::sample_top_p(const float * logits, int vocab, double top_p, double 
         // Median of three (deterministic) as the pivot; 3-way partition: greater | equal | smaller.
         const float a = nuc_[lo].logit, b = nuc_[lo + (hi - lo) / 2].logit, c = nuc_[hi - 1].logit;
         const float pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));
-        auto gt_end = std::partition(nuc_.begin() + long(lo), nuc_.begin() + long(hi),
-                                     [&](const Cand & x) { return x.logit > pivot; });
-        auto eq_end = std::partition(gt_end, nuc_.begin() + long(hi), [&](const Cand & x) { return x.logit == pivot; });
-        const size_t g = size_t(gt_end - nuc_.begin()), e = size_t(eq_end - nuc_.begin());
+        const size_t g = hoare_partition(nuc_, lo, hi, [pivot](const Cand & x) { return x.logit > pivot; }, left_, right_);
+        const size_t e = hoare_partition(nuc_, g, hi, [pivot](const Cand & x) { return x.logit == pivot; }, left_, right_);
         double mass_gt = 0;
         for (size_t i = lo; i < g; ++i) mass_gt += nuc_[i].p;
         if (above + mass_gt >= limit && g > lo) { hi = g; continue; }

@@ -36,6 +36,7 @@ private:
     std::vector<double> prob_;
     std::vector<uint32_t> keys_, keys_tmp_;  // radix sort scratch, reused across tokens
     std::vector<int> ids_, ids_tmp_;
+    std::vector<size_t> left_, right_;  // hoare_partition scratch
 };
 
 }  // namespace trtd

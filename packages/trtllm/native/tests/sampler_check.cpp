@@ -5,6 +5,7 @@
 //    double arithmetic in the same order, so any difference in order or rounding shows up);
 //  - top-p alone (top_k 0 or >= vocab): the token lies in the reference nucleus (full sort, smallest prefix whose
 //    mass reaches top_p), and on small distributions the draw frequencies match p_i / nucleus mass.
+//  - hoare_partition leaves the same permutation as the textbook two-pointer loop (libstdc++'s std::partition).
 // Prints "ok <cases>" and exits 0, or prints the first mismatch and exits 1.
 #include <algorithm>
 #include <cmath>
@@ -14,6 +15,7 @@
 #include <random>
 #include <vector>
 
+#include "../src/hoare_partition.hpp"
 #include "../src/sampler.hpp"
 
 using trtd::SamplingParams;
@@ -76,6 +78,48 @@ std::vector<std::pair<int, double>> reference_nucleus(const std::vector<float> &
     return out;
 }
 
+// The two-pointer partition written out: the permutation hoare_partition must reproduce.
+template <class T, class Pred>
+size_t two_pointer_partition(std::vector<T> & v, size_t first, size_t last, Pred pred) {
+    while (true) {
+        while (true) {
+            if (first == last) return first;
+            if (!pred(v[first])) break;
+            ++first;
+        }
+        --last;
+        while (true) {
+            if (first == last) return first;
+            if (pred(v[last])) break;
+            --last;
+        }
+        std::swap(v[first], v[last]);
+        ++first;
+    }
+}
+
+bool partition_matches(std::mt19937_64 & rng, long & cases) {
+    std::vector<size_t> left, right;
+    for (size_t n : {size_t(0), size_t(1), size_t(2), size_t(3), size_t(17), size_t(64), size_t(1000), size_t(100352)})
+        for (int density : {0, 1, 50, 99, 100})  // percent of elements satisfying pred
+            for (int rep = 0; rep < 3; ++rep) {
+                std::vector<std::pair<int, int>> a(n + 10);  // (value, original position); pred on value
+                for (size_t i = 0; i < a.size(); ++i) a[i] = {int(rng() % 100) < density ? 1 : 0, int(i)};
+                auto b = a;
+                const size_t lo = n ? rng() % 5 : 0, hi = lo + n;
+                auto pred = [](const std::pair<int, int> & x) { return x.first == 1; };
+                const size_t ga = trtd::hoare_partition(a, lo, hi, pred, left, right);
+                const size_t gb = two_pointer_partition(b, lo, hi, pred);
+                ++cases;
+                if (ga != gb || a != b) {
+                    std::printf("PARTITION n %zu density %d: split %zu vs %zu, permutations %s\n", n, density, ga, gb,
+                                a == b ? "equal" : "differ");
+                    return false;
+                }
+            }
+    return true;
+}
+
 struct Dist {
     const char * name;
     std::vector<float> logits;
@@ -109,6 +153,7 @@ int main() {
     std::mt19937_64 rng(20261127);
     trtd::Sampler sampler;
     long cases = 0;
+    if (!partition_matches(rng, cases)) return 1;
     const float temperatures[] = {0.05f, 0.7f, 1.0f, 3.0f};
     const float top_ps[] = {1e-7f, 0.01f, 0.3f, 0.9f, 0.999f, 0.9999999f, 1.0f};
     for (const Dist & dist : distributions(rng)) {
