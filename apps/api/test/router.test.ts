@@ -126,7 +126,9 @@ describe("router - with real workers", () => {
             for await (const c of real) {
               for (const t of c.tokens) {
                 if (n++ === 3) throw new WorkerGoneError("heartbeats stopped (test double)");
-                yield { ...c, tokens: [t], finishReason: undefined };
+                // one token per chunk; like the real worker, only the stream's first chunk carries mode and KV figures
+                // (a real chunk may hold several tokens when the executor batched them)
+                yield n === 1 ? { ...c, tokens: [t], finishReason: undefined } : { tokens: [t] };
               }
             }
           })();
