@@ -1,5 +1,6 @@
 // In-flight batching: concurrent requests of different lengths (prompts chunked across iterations, decodes
-// batched) give exactly the tokens each gives alone, and every KV block comes back.
+// batched, draws spread over the compute threads) give exactly the tokens each gives alone, and every KV block
+// comes back.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Executor, GenerateRequest } from "../src/index.js";
 import { expectIdle, openTiny, prompt, run } from "./helpers.js";
@@ -17,7 +18,10 @@ function requests(): GenerateRequest[] {
   return Array.from({ length: 16 }, (_, i) => ({
     prompt: prompt(3 + ((i * 37) % 90), 100 + i),
     maxNewTokens: 4 + ((i * 13) % 29),
-    sampling: i % 2 ? { temperature: 0.8, topK: 40, seed: 1000 + i } : {},
+    // Greedy, top-k, top-p alone, large top-k + top-p: a batch's draws run spread over the compute threads,
+    // alone each runs on one, so equal tokens also show the parallel draws change nothing.
+    sampling: [{}, { temperature: 0.8, topK: 40, seed: 1000 + i }, { temperature: 1, topP: 0.9, seed: 1000 + i },
+      { temperature: 1, topK: 50_000, topP: 0.8, seed: 1000 + i }][i % 4],
   }));
 }
 

@@ -77,7 +77,7 @@ struct trtd_executor {
     std::vector<int> free_blocks;
     std::unique_ptr<ThreadPool> threads;
     std::unique_ptr<Forward> forward;
-    Sampler sampler;
+    std::vector<Sampler> samplers;  // one per compute thread: a batch's draws run in parallel, scratch reused
 
     std::mutex mu;               // guards everything below
     std::condition_variable work_cv, resp_cv;
@@ -206,12 +206,30 @@ struct trtd_executor {
         }
     }
 
+    struct Draw { const SamplingParams * params; uint64_t n; };
+
+    // One token per draw from its logits row. Each draw is a pure function of (logits, params, n), so spreading
+    // them over the compute threads (thread p takes draws p, p + P, ...; each thread its own sampler's scratch)
+    // changes no token. Caller holds compute_mu: the pool serves one caller at a time.
+    void sample_all_locked(const float * logits, const std::vector<Draw> & draws, std::vector<int> & out) {
+        const int vocab = model.cfg.vocab_size;
+        const int parts = std::min(threads->size(), int(draws.size()));
+        auto body = [&](int part_begin, int part_end) {
+            for (int part = part_begin; part < part_end; ++part)
+                for (size_t d = size_t(part); d < draws.size(); d += size_t(parts))
+                    out[d] = samplers[size_t(part)].sample(logits + d * size_t(vocab), vocab, *draws[d].params, draws[d].n);
+        };
+        if (parts <= 1) body(0, parts);
+        else threads->parallel_for(parts, body);  // n == parts: part p runs exactly [p, p + 1)
+    }
+
     void run_iterations() {
         struct Item { Request * req; int n; bool sample; };
         std::vector<Item> items;
         std::vector<ForwardRow> rows;
         std::vector<float> logits;
         std::vector<int> sampled;
+        std::vector<Draw> draws;
         while (true) {
             items.clear();
             rows.clear();
@@ -238,6 +256,7 @@ struct trtd_executor {
                 ++iterations;
             }
             int n_logits = 0;
+            draws.clear();
             for (const Item & it : items) {
                 for (int k = 0; k < it.n; ++k) {
                     ForwardRow row;
@@ -247,25 +266,19 @@ struct trtd_executor {
                     row.logits_index = (it.sample && k == it.n - 1) ? n_logits++ : -1;
                     rows.push_back(row);
                 }
+                // Draws read only engine-owned request fields: they run outside mu.
+                if (it.sample)
+                    draws.push_back({&it.req->sampling, uint64_t(it.req->generated_offset) + uint64_t(it.req->generated)});
             }
             logits.resize(size_t(n_logits) * size_t(model.cfg.vocab_size));
+            sampled.assign(draws.size(), 0);
             std::string error;
             try {
-                std::lock_guard<std::mutex> clk(compute_mu);
+                std::lock_guard<std::mutex> clk(compute_mu);  // the pool serves one caller at a time
                 forward->run(rows, logits.data());
+                sample_all_locked(logits.data(), draws, sampled);
             } catch (const std::exception & e) {
                 error = std::string("forward pass failed: ") + e.what();
-            }
-            // Sampling reads only engine-owned request fields: done outside the lock.
-            sampled.clear();
-            if (error.empty()) {
-                int li = 0;
-                for (const Item & it : items)
-                    if (it.sample) {
-                        const float * lg = logits.data() + size_t(li++) * size_t(model.cfg.vocab_size);
-                        sampled.push_back(sampler.sample(lg, model.cfg.vocab_size, it.req->sampling,
-                                                         uint64_t(it.req->generated_offset) + uint64_t(it.req->generated)));
-                    }
             }
             std::lock_guard<std::mutex> lk(mu);
             if (!error.empty()) { fail_running_locked(error); continue; }
@@ -416,6 +429,8 @@ trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_con
         ex->cfg.num_threads = nt;
         ex->threads.reset(new ThreadPool(nt));
         ex->forward.reset(new Forward(ex->model, *ex->threads, ex->geo));
+        ex->samplers.resize(size_t(ex->threads->size()));
+        for (Sampler & s : ex->samplers) s.reserve(ex->model.cfg.vocab_size);
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
             return fail(TRTD_STATUS_INTERNAL, std::string("socketpair failed: ") + std::strerror(errno));

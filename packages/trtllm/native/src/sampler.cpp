@@ -21,6 +21,19 @@ double counter_uniform(uint64_t seed, uint64_t n) {
     return double(z >> 11) * (1.0 / 9007199254740992.0);
 }
 
+void Sampler::reserve(int vocab) {
+    const size_t n = size_t(vocab);
+    cand_.reserve(n);
+    nuc_.reserve(n);
+    prob_.reserve(n);
+    keys_.reserve(n);
+    keys_tmp_.reserve(n);
+    ids_.reserve(n);
+    ids_tmp_.reserve(n);
+    left_.resize(n);
+    right_.resize(n);
+}
+
 int Sampler::sample(const float * logits, int vocab, const SamplingParams & p, uint64_t n) {
     if (p.temperature <= 0) {
         int best = 0;

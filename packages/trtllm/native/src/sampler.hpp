@@ -21,6 +21,8 @@ double counter_uniform(uint64_t seed, uint64_t n);
 class Sampler {
 public:
     int sample(const float * logits, int vocab, const SamplingParams & p, uint64_t n);
+    // Sizes the scratch for this vocabulary up front, so sample() never allocates (and never throws) after it.
+    void reserve(int vocab);
 
 private:
     int sample_top_p(const float * logits, int vocab, double top_p, double inv_t, double u);
