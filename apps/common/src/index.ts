@@ -10,7 +10,7 @@ export type {
 } from "./protocol.js";
 export type { ExecutorFlags } from "./cli.js";
 export type { ShutdownOptions } from "./lifecycle.js";
-export { FinishReasons, ExecutionModes, Endpoints, ProtocolError, parseDecodeRequest } from "./protocol.js";
+export { FinishReasons, ExecutionModes, Endpoints, ProtocolError, parseDecodeRequest, workerLoadFromStats } from "./protocol.js";
 export { UsageError, parseFlags, intFlag, executorFlagOptions, executorFlags, executorArgv, EXECUTOR_DEFAULTS } from "./cli.js";
 export { onShutdownSignal, makeLogger, PARENT_PID_ENV } from "./lifecycle.js";
 export type { WorkerRole, WorkerRuntimeOptions, RunningWorker } from "./worker-runtime.js";

@@ -89,6 +89,18 @@ export interface WorkerLoad {
   draining: boolean;
 }
 
+/** The load a worker publishes, picked from its executor's stats (which carry more fields than the wire needs). */
+export function workerLoadFromStats(s: Omit<WorkerLoad, "draining">): Omit<WorkerLoad, "draining"> {
+  return {
+    activeRequests: s.activeRequests,
+    queuedRequests: s.queuedRequests,
+    kvBlocksUsed: s.kvBlocksUsed,
+    kvBlocksTotal: s.kvBlocksTotal,
+    generatedTokens: s.generatedTokens,
+    pinnedExports: s.pinnedExports,
+  };
+}
+
 /** Names on the request plane (Dynamo style namespace / component / endpoint). */
 export const Endpoints = {
   namespace: "trtd",

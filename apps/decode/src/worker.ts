@@ -1,5 +1,5 @@
 // A decode worker: an executor, a KV puller, the decode endpoint on the request plane, published load.
-import { serveWorker, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
+import { serveWorker, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
 import type { RequestPlane } from "@trtd/request-plane";
 import { Executor } from "@trtd/trtllm";
 import { createDecodeHandler } from "./handler.js";
@@ -30,17 +30,7 @@ export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<Running
       plane: o.plane,
       namespace: o.namespace,
       handler: createDecodeHandler({ executor, pullKv: p.pull, declineKv: p.decline, log: o.log }),
-      load: () => {
-        const s = executor.stats();
-        return {
-          activeRequests: s.activeRequests,
-          queuedRequests: s.queuedRequests,
-          kvBlocksUsed: s.kvBlocksUsed,
-          kvBlocksTotal: s.kvBlocksTotal,
-          generatedTokens: s.generatedTokens,
-          pinnedExports: s.pinnedExports,
-        };
-      },
+      load: () => workerLoadFromStats(executor.stats()),
       meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint },
       release: async () => {
         await p.close();

@@ -1,6 +1,6 @@
 // A prefill worker: an executor, a KV offer server, the prefill endpoint on the request plane, published load.
 import { networkInterfaces } from "node:os";
-import { serveWorker, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
+import { serveWorker, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
 import { KvOfferServer, layoutFromExecutor } from "@trtd/kv-transfer";
 import type { RequestPlane } from "@trtd/request-plane";
 import { Executor } from "@trtd/trtllm";
@@ -52,17 +52,7 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
       plane: o.plane,
       namespace: o.namespace,
       handler: createPrefillHandler({ executor, offers: off, faults }),
-      load: () => {
-        const s = executor.stats();
-        return {
-          activeRequests: s.activeRequests,
-          queuedRequests: s.queuedRequests,
-          kvBlocksUsed: s.kvBlocksUsed,
-          kvBlocksTotal: s.kvBlocksTotal,
-          generatedTokens: s.generatedTokens,
-          pinnedExports: s.pinnedExports,
-        };
-      },
+      load: () => workerLoadFromStats(executor.stats()),
       meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, kv: off.address },
       release: async () => {
         await off.close(); // releases every offer (their pinned blocks) before the executor goes
