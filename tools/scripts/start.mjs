@@ -26,7 +26,9 @@ const args = [
   ...process.argv.slice(2),
 ];
 // TRTD_PARENT_PID: the launcher stops on its own if this script dies without passing a signal on.
-const child = spawn(process.execPath, args, { stdio: "inherit", cwd: repoRoot, env: { ...process.env, TRTD_PARENT_PID: String(process.pid) } });
+// detached: the launcher gets its own process group, so a terminal's Ctrl-C (sent to the whole foreground group)
+// reaches it once, through this script; a second signal would make it skip the graceful drain.
+const child = spawn(process.execPath, args, { stdio: "inherit", cwd: repoRoot, detached: true, env: { ...process.env, TRTD_PARENT_PID: String(process.pid) } });
 // The launcher handles SIGINT/SIGTERM itself (graceful stop); pass them on and exit with it.
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => child.kill(sig));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
