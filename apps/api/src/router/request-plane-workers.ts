@@ -31,12 +31,21 @@ function translate(err: unknown, signal: AbortSignal, what: string): unknown {
   return new WorkerFailedError(`${what}: ${(err as Error).message}`, { cause: err });
 }
 
+/**
+ * How long a prefill worker has to accept a request. A worker accepts on receipt (compute runs on executor
+ * threads), so on a healthy plane this takes milliseconds; a request lost while NATS fails over to another
+ * cluster node would otherwise wait the request plane's default 5 s before the router falls back to aggregated.
+ */
+const PREFILL_ACCEPT_TIMEOUT_MS = 1500;
+
 export class RequestPlaneWorkers implements Workers {
   private readonly prefillClient: EndpointClient<GenerateRequest, PrefillResult>;
   private readonly decodeClient: EndpointClient<DecodeRequest, DecodeChunk>;
 
   constructor(plane: RequestPlane, namespace: string = DEFAULT_NAMESPACE) {
-    this.prefillClient = plane.endpoint(namespace, Endpoints.prefill.component, Endpoints.prefill.endpoint).client();
+    this.prefillClient = plane
+      .endpoint(namespace, Endpoints.prefill.component, Endpoints.prefill.endpoint)
+      .client({ acceptTimeoutMs: PREFILL_ACCEPT_TIMEOUT_MS });
     this.decodeClient = plane.endpoint(namespace, Endpoints.decode.component, Endpoints.decode.endpoint).client();
   }
 
