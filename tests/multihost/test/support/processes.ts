@@ -3,11 +3,10 @@
 // memory only to a puller with the same boot id + hostname, so distinct hostnames make the KV move over TCP.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
-import { resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import * as support from "@trtd/test-support";
+import { repoRoot } from "@trtd/test-support";
 
-export const repoRoot = resolve(fileURLToPath(import.meta.url), "../../../../..");
-export const modelDir = resolve(repoRoot, "models/tiny");
+export { repoRoot, modelDir } from "@trtd/test-support";
 
 export interface NsProcess {
   readonly name: string;
@@ -82,24 +81,15 @@ export function startInNamespace(o: StartOptions): Promise<NsProcess> {
 
 /** `node --import tsx --conditions=source apps/<app>/src/main.ts ...args` */
 export function appArgv(app: "api" | "prefill" | "decode", args: string[]): string[] {
-  return [process.execPath, "--import", "tsx", "--conditions=source", resolve(repoRoot, `apps/${app}/src/main.ts`), ...args];
+  return support.appArgv(app, args);
 }
 
 /** The launcher: `node --import tsx --conditions=source apps/launcher/src/main.ts ...args` */
 export function launcherArgv(args: string[]): string[] {
-  return [process.execPath, "--import", "tsx", "--conditions=source", resolve(repoRoot, "apps/launcher/src/main.ts"), ...args];
+  return support.appArgv("launcher", args);
 }
 
-/** Polls `check` every 200 ms until it returns true; throws after `timeoutMs`. */
+/** Polls `check` every 200 ms (a check that throws means "not yet") until it returns true; throws after `timeoutMs`. */
 export async function eventually(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      /* not yet */
-    }
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  await support.eventually(check, timeoutMs, what, { intervalMs: 200 });
 }

@@ -1,0 +1,9 @@
+// Test-only helpers shared by the end-to-end suites (apps/launcher, tests/reliability, tests/multihost).
+export { repoRoot, modelDir, appArgv } from "./paths.js";
+export { startApp } from "./start-app.js";
+export { workerGauges, metricValue } from "./metrics.js";
+export { eventually } from "./eventually.js";
+
+export type { AppProcess, AppExit, StartAppOptions } from "./start-app.js";
+export type { WorkerGauge } from "./metrics.js";
+export type { EventuallyOptions } from "./eventually.js";
