@@ -1,6 +1,5 @@
 // Real executor KV across two processes: a child (test/fixtures/kv-peer.ts) runs its own reference executor on
 // models/tiny; this process runs another. Disaggregated generation must equal aggregated, token for token.
-import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, startNatsServer, type NatsServerHandle, type RequestPlane } from "@trtd/request-plane";
 import { Executor, type SamplingOptions } from "@trtd/trtllm";
@@ -16,29 +15,13 @@ import {
   type KvTransportName,
 } from "../src/index.js";
 import { spawnPeer, type Peer } from "./peer.js";
-import { until } from "./helpers.js";
+import { expectIdle, prompt, tiny, until } from "./helpers.js";
 
-const tiny = join(resolve(import.meta.dirname, "../../.."), "models/tiny");
 let ex: Executor;
 let puller: KvPuller;
 let nats: NatsServerHandle;
 let peer: Peer;
 let plane: RequestPlane;
-
-function prompt(n: number, salt: number): number[] {
-  const out: number[] = [];
-  let x = (salt * 2654435761) >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x ^ (x >>> 15), 2246822519) + 374761393) >>> 0;
-    out.push(x % 100_000);
-  }
-  return out;
-}
-
-function expectIdle(e: Executor): void {
-  const s = e.stats();
-  expect({ active: s.activeRequests, used: s.kvBlocksUsed, pinned: s.pinnedExports, imports: s.pendingImports }).toEqual({ active: 0, used: 0, pinned: 0, imports: 0 });
-}
 
 interface PeerStats {
   server: { active: number; released: Record<string, number> };

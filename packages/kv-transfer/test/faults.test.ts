@@ -3,7 +3,7 @@
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Executor } from "@trtd/trtllm";
@@ -24,26 +24,12 @@ import {
 } from "../src/index.js";
 import { spawnPeer, type Peer } from "./peer.js";
 import { startProxy } from "./proxy.js";
-import { until } from "./helpers.js";
+import { expectIdle, prompt, tiny, until } from "./helpers.js";
 
-const tiny = join(resolve(import.meta.dirname, "../../.."), "models/tiny");
 let ex: Executor;
 let puller: KvPuller;
 let peer: Peer;
 
-function prompt(n: number, salt: number): number[] {
-  const out: number[] = [];
-  let x = (salt * 2654435761) >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x ^ (x >>> 15), 2246822519) + 374761393) >>> 0;
-    out.push(x % 100_000);
-  }
-  return out;
-}
-function expectIdle(e: Executor): void {
-  const s = e.stats();
-  expect({ active: s.activeRequests, used: s.kvBlocksUsed, pinned: s.pinnedExports, imports: s.pendingImports }).toEqual({ active: 0, used: 0, pinned: 0, imports: 0 });
-}
 interface PeerStats {
   server: { active: number; released: Record<string, number> };
   executor: { pinnedExports: number; kvBlocksUsed: number; pendingImports: number };

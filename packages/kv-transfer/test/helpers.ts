@@ -1,4 +1,7 @@
 import { randomFillSync } from "node:crypto";
+import { join, resolve } from "node:path";
+import type { Executor } from "@trtd/trtllm";
+import { expect } from "vitest";
 import { BufferKvSink, BufferKvSource, describeKvLayout, type KvLayout } from "../src/index.js";
 
 export const layout: KvLayout = describeKvLayout({
@@ -33,4 +36,24 @@ export async function until(cond: () => boolean, timeoutMs = 5000): Promise<void
     if (Date.now() > end) throw new Error("condition not met in time");
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** The generated tiny model the process-level tests run on (built by the vitest globalSetup). */
+export const tiny = join(resolve(import.meta.dirname, "../../.."), "models/tiny");
+
+/** Deterministic pseudo-random prompt of n ids below 100 000. */
+export function prompt(n: number, salt: number): number[] {
+  const out: number[] = [];
+  let x = (salt * 2654435761) >>> 0;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x ^ (x >>> 15), 2246822519) + 374761393) >>> 0;
+    out.push(x % 100_000);
+  }
+  return out;
+}
+
+/** Nothing running, no KV block used, nothing pinned for export or reserved for import. */
+export function expectIdle(e: Executor): void {
+  const s = e.stats();
+  expect({ active: s.activeRequests, used: s.kvBlocksUsed, pinned: s.pinnedExports, imports: s.pendingImports }).toEqual({ active: 0, used: 0, pinned: 0, imports: 0 });
 }
