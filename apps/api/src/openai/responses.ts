@@ -19,13 +19,16 @@ interface Common {
   model: string;
 }
 
+type ObjectType = "chat.completion" | "chat.completion.chunk" | "text_completion";
+
+/** The fields every response and chunk starts with, in OpenAI's order. */
+function header<O extends ObjectType>(c: Common, object: O) {
+  return { id: c.id, object, created: c.created, model: c.model, system_fingerprint: SYSTEM_FINGERPRINT };
+}
+
 export function chatCompletion(c: Common, content: string, r: GenerationResult) {
   return {
-    id: c.id,
-    object: "chat.completion" as const,
-    created: c.created,
-    model: c.model,
-    system_fingerprint: SYSTEM_FINGERPRINT,
+    ...header(c, "chat.completion"),
     choices: [{ index: 0, message: { role: "assistant" as const, content, refusal: null }, logprobs: null, finish_reason: r.finishReason }],
     usage: usageOf(r),
   };
@@ -33,27 +36,19 @@ export function chatCompletion(c: Common, content: string, r: GenerationResult) 
 
 export function chatChunk(c: Common, delta: { role?: "assistant"; content?: string }, finishReason: OpenAIFinishReason | null, includeUsage: boolean) {
   return {
-    id: c.id,
-    object: "chat.completion.chunk" as const,
-    created: c.created,
-    model: c.model,
-    system_fingerprint: SYSTEM_FINGERPRINT,
+    ...header(c, "chat.completion.chunk"),
     choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
     ...(includeUsage ? { usage: null } : {}),
   };
 }
 
 export function chatUsageChunk(c: Common, r: GenerationResult) {
-  return { id: c.id, object: "chat.completion.chunk" as const, created: c.created, model: c.model, system_fingerprint: SYSTEM_FINGERPRINT, choices: [], usage: usageOf(r) };
+  return { ...header(c, "chat.completion.chunk"), choices: [], usage: usageOf(r) };
 }
 
 export function completion(c: Common, text: string, r: GenerationResult) {
   return {
-    id: c.id,
-    object: "text_completion" as const,
-    created: c.created,
-    model: c.model,
-    system_fingerprint: SYSTEM_FINGERPRINT,
+    ...header(c, "text_completion"),
     choices: [{ index: 0, text, logprobs: null, finish_reason: r.finishReason }],
     usage: usageOf(r),
   };
@@ -61,16 +56,12 @@ export function completion(c: Common, text: string, r: GenerationResult) {
 
 export function completionChunk(c: Common, text: string, finishReason: OpenAIFinishReason | null, includeUsage: boolean) {
   return {
-    id: c.id,
-    object: "text_completion" as const,
-    created: c.created,
-    model: c.model,
-    system_fingerprint: SYSTEM_FINGERPRINT,
+    ...header(c, "text_completion"),
     choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason }],
     ...(includeUsage ? { usage: null } : {}),
   };
 }
 
 export function completionUsageChunk(c: Common, r: GenerationResult) {
-  return { id: c.id, object: "text_completion" as const, created: c.created, model: c.model, system_fingerprint: SYSTEM_FINGERPRINT, choices: [], usage: usageOf(r) };
+  return { ...header(c, "text_completion"), choices: [], usage: usageOf(r) };
 }
