@@ -2,7 +2,7 @@
 import { mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CHATML_TEMPLATE } from "./chat-template.js";
-import { expectedTensorShapes, parseModelConfig, type ModelConfig } from "./config.js";
+import { expectedTensorShapes, parseModelConfig, type Llama3RopeScaling, type ModelConfig } from "./config.js";
 import { torchToSafetensorsDtype, type TorchDtype } from "./dtype.js";
 import { hashString, Rng } from "./prng.js";
 import { numel, writeSafetensors, type TensorInput } from "./safetensors.js";
@@ -19,21 +19,21 @@ export const CL100K_REGULAR_TOKENS = 100256;
 /** cl100k_base's 100277 ids padded to a multiple of 128. */
 export const GENERATED_VOCAB_SIZE = 100352;
 
-export interface ModelDims {
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  vocabSize: number;
-  maxPositionEmbeddings: number;
-  ropeTheta: number;
-  /** null: plain RoPE. */
-  ropeScaling: { factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number } | null;
-  rmsNormEps: number;
-  tieWordEmbeddings: boolean;
-}
+/** The shape of a generated model: the config fields that decide its tensors and math (ropeScaling null: plain RoPE). */
+export type ModelDims = Pick<
+  ModelConfig,
+  | "hiddenSize"
+  | "intermediateSize"
+  | "numLayers"
+  | "numHeads"
+  | "numKvHeads"
+  | "headDim"
+  | "vocabSize"
+  | "maxPositionEmbeddings"
+  | "ropeTheta"
+  | "rmsNormEps"
+  | "tieWordEmbeddings"
+> & { ropeScaling: Omit<Llama3RopeScaling, "ropeType"> | null };
 
 const LLAMA3_SCALING = { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 256 };
 
