@@ -8,7 +8,9 @@
  *
  * Implementations:
  *   - libtrtd_ref.so: the reference executor (C++17, CPU, KV in host memory).
- *   - a TensorRT-LLM shim (later): KV in device memory, moved by TRT-LLM's cache transceiver. Such an
+ *   - libtrtd_executor_cuda.so: the CUDA executor (KV pool in device memory; host-staged export/import
+ *     segments plus a device-to-device path between processes, see "Device KV transfer").
+ *   - a TensorRT-LLM shim: KV in device memory, moved by TRT-LLM's cache transceiver. Such an
  *     implementation answers the KV export/import calls with TRTD_STATUS_ENGINE_NATIVE_TRANSFER and puts
  *     its state into the opaque context-phase blob instead (trtd_executor_context_phase_state).
  *
@@ -39,7 +41,7 @@ extern "C" {
 #endif
 
 /** Bumped on every incompatible change of this header; compare with trtd_abi_version() at load time. */
-#define TRTD_ABI_VERSION 2 /* 2: trtd_request.generated_offset */
+#define TRTD_ABI_VERSION 3 /* 2: trtd_request.generated_offset; 3: device KV transfer functions */
 
 typedef struct trtd_executor trtd_executor; /* opaque */
 typedef int32_t trtd_token;
@@ -376,6 +378,47 @@ TRTD_API trtd_status trtd_executor_kv_import_segments(trtd_executor * executor, 
 
 /** Frees a reserved import that was not consumed. @return OK; NOT_FOUND (unknown or consumed). */
 TRTD_API trtd_status trtd_executor_kv_import_abort(trtd_executor * executor, trtd_kv_import_id id);
+
+/* ------------------------------------------------------------------------------------------------
+ * Device KV transfer (ABI 3)
+ *
+ * For executors whose KV pool lives in device memory: a prefill process and a decode process whose
+ * devices can reach each other (the same GPU, or GPUs with peer access) move KV device to device.
+ * The exporter describes a finished context-only request's pinned blocks with an opaque descriptor
+ * (for the CUDA executor: a CUDA IPC handle of its pool, the block offsets, the layout fingerprint and
+ * a checksum of the blocks computed on the device); the importer maps the pool once per peer, copies the
+ * blocks into a reserved import with one gather kernel, verifies the checksum and returns. The exporter's
+ * KV is complete when the context-only request's final response is delivered; the exporter must not
+ * release the export before the importer's call returned (the decode side acks, then prefill releases).
+ * Host-memory executors answer UNSUPPORTED; callers then use the segment path above.
+ * ---------------------------------------------------------------------------------------------- */
+
+/**
+ * Identity of the device that holds the KV pool, NUL-terminated in buf ("GPU-" + UUID for CUDA), so that
+ * two processes can tell whether they share a GPU. @return OK; BUFFER_TOO_SMALL (buf_size < 64);
+ * UNSUPPORTED (host executor).
+ */
+TRTD_API trtd_status trtd_executor_device_uuid(const trtd_executor * executor, char * buf, int32_t buf_size);
+
+/**
+ * Size-first: writes the device descriptor of a finished context-only request's pinned KV. *size_out gets
+ * the size; with buffer == NULL or too small nothing is copied (BUFFER_TOO_SMALL when buffer != NULL).
+ * The descriptor stays valid until trtd_executor_kv_export_release or destroy.
+ * @return OK; NOT_FOUND; INVALID_STATE; BUFFER_TOO_SMALL; UNSUPPORTED.
+ */
+TRTD_API trtd_status trtd_executor_kv_export_device(trtd_executor * executor, trtd_request_id id, void * buffer,
+                                                    uint64_t buffer_size, uint64_t * size_out);
+
+/**
+ * Copies the KV that a descriptor from trtd_executor_kv_export_device (any process) names into a reserved
+ * import, device to device, and verifies its checksum; returns when the copy is complete. The import is
+ * then consumed by a GENERATION_ONLY request as usual (or aborted).
+ * @return OK; NOT_FOUND (import); INVALID_ARGUMENT (malformed descriptor, other layout, token count differs
+ *         from the import's); UNSUPPORTED (this device cannot reach the exporter's memory: use the segment
+ *         path); INTERNAL (checksum mismatch or a CUDA error; the import is left reserved).
+ */
+TRTD_API trtd_status trtd_executor_kv_import_device(trtd_executor * executor, trtd_kv_import_id id,
+                                                    const void * descriptor, uint64_t descriptor_size);
 
 /* ------------------------------------------------------------------------------------------------
  * Testing and debugging

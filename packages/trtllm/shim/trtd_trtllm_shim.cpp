@@ -1023,6 +1023,25 @@ static trtd_status engineNative(char const* what)
                             "trtd_executor_context_phase_state to the generation executor instead");
 }
 
+trtd_status trtd_executor_device_uuid(trtd_executor const* executor, char*, int32_t)
+{
+    return executor == nullptr ? fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL") : engineNative("device_uuid");
+}
+
+trtd_status trtd_executor_kv_export_device(trtd_executor* executor, trtd_request_id, void*, uint64_t, uint64_t* size_out)
+{
+    if (size_out != nullptr)
+        *size_out = 0;
+    return executor == nullptr ? fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL")
+                               : engineNative("kv_export_device");
+}
+
+trtd_status trtd_executor_kv_import_device(trtd_executor* executor, trtd_kv_import_id, void const*, uint64_t)
+{
+    return executor == nullptr ? fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL")
+                               : engineNative("kv_import_device");
+}
+
 trtd_status trtd_executor_kv_export_info(trtd_executor* executor, trtd_request_id, trtd_kv_export_info*)
 {
     return executor == nullptr ? fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL")

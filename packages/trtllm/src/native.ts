@@ -6,7 +6,7 @@ import koffi from "koffi";
 import { AbiMismatchError, LibraryLoadError } from "./errors.js";
 
 /** TRTD_ABI_VERSION this binding was written for. */
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 export const T = {
   executor: koffi.opaque("trtd_executor"),

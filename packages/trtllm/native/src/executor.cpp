@@ -757,6 +757,23 @@ trtd_status trtd_executor_kv_import_abort(trtd_executor * ex, trtd_kv_import_id 
     return TRTD_STATUS_OK;
 }
 
+trtd_status trtd_executor_device_uuid(const trtd_executor * ex, char * buf, int32_t size) {
+    (void)ex; (void)buf; (void)size;
+    return fail(TRTD_STATUS_UNSUPPORTED, "the reference executor keeps KV in host memory: no device");
+}
+
+trtd_status trtd_executor_kv_export_device(trtd_executor * ex, trtd_request_id id, void * buffer, uint64_t size,
+                                           uint64_t * size_out) {
+    (void)ex; (void)id; (void)buffer; (void)size;
+    if (size_out) *size_out = 0;
+    return fail(TRTD_STATUS_UNSUPPORTED, "the reference executor keeps KV in host memory: use the KV segments");
+}
+
+trtd_status trtd_executor_kv_import_device(trtd_executor * ex, trtd_kv_import_id id, const void * desc, uint64_t size) {
+    (void)ex; (void)id; (void)desc; (void)size;
+    return fail(TRTD_STATUS_UNSUPPORTED, "the reference executor keeps KV in host memory: use the KV segments");
+}
+
 trtd_status trtd_executor_compute_logits(trtd_executor * ex, const trtd_token * tokens, int32_t n, float * logits,
                                          int64_t max_logits) {
     return guarded([&]() -> trtd_status {

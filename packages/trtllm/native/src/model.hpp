@@ -4,23 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "model_config.hpp"
+
 namespace trtd {
-
-struct RopeScaling {
-    bool llama3 = false;
-    double factor = 1, low_freq_factor = 1, high_freq_factor = 4;
-    double original_max_position_embeddings = 8192;
-};
-
-struct ModelConfig {
-    int vocab_size = 0, hidden_size = 0, intermediate_size = 0, num_layers = 0;
-    int num_heads = 0, num_kv_heads = 0, head_dim = 0, max_position_embeddings = 0;
-    double rms_norm_eps = 1e-5, rope_theta = 10000;
-    bool tie_word_embeddings = false;
-    RopeScaling rope_scaling;
-    std::vector<int> eos_token_ids;
-    std::string torch_dtype;
-};
 
 struct LayerWeights {
     const float * input_norm;  // [hidden]
@@ -46,7 +32,5 @@ struct Model {
 // Loads and validates a model directory; throws std::runtime_error with a clear message.
 void load_model(const std::string & dir, Model & out);
 
-uint64_t hash_bytes(const void * data, size_t n, uint64_t seed);
-std::string hex64(uint64_t v);
 
 }  // namespace trtd

@@ -1,0 +1,773 @@
+// Kernels of the CUDA executor (see kernels.cuh for what each computes).
+#include "kernels.cuh"
+
+#include <cfloat>
+#include <cub/cub.cuh>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <mma.h>
+#include <stdexcept>
+#include <string>
+
+namespace trtd::cuda {
+
+namespace {
+
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+template <typename T> __device__ __forceinline__ T from_f(float x);
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
+// Rounds through the model dtype: where HF materializes an intermediate tensor in bf16/fp16.
+template <typename T> __device__ __forceinline__ float rnd(float x) { return to_f(from_f<T>(x)); }
+
+template <typename T> __device__ __forceinline__ void load8(const T * p, float f[8]) {
+    const uint4 u = *reinterpret_cast<const uint4 *>(p);
+    const T * e = reinterpret_cast<const T *>(&u);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) f[k] = to_f(e[k]);
+}
+template <typename T> __device__ __forceinline__ void store8(T * p, const float f[8]) {
+    uint4 u;
+    T * e = reinterpret_cast<T *>(&u);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) e[k] = from_f<T>(f[k]);
+    *reinterpret_cast<uint4 *>(p) = u;
+}
+
+void check_launch(const char * what) {
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+#define TRTD_DISPATCH_DTYPE(dt, ...)          \
+    do {                                      \
+        if ((dt) == DType::BF16) {            \
+            using T = __nv_bfloat16;          \
+            __VA_ARGS__;                      \
+        } else {                              \
+            using T = __half;                 \
+            __VA_ARGS__;                      \
+        }                                     \
+    } while (0)
+
+template <int THREADS> __device__ float block_sum(float v, float * scratch) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float t = 0;
+    if (threadIdx.x < 32) {
+        t = threadIdx.x < THREADS / 32 ? scratch[threadIdx.x] : 0.f;
+        for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+        if (threadIdx.x == 0) scratch[0] = t;
+    }
+    __syncthreads();
+    t = scratch[0];
+    __syncthreads();
+    return t;
+}
+
+// ---- embedding, norms, rope, activation ---------------------------------------------------------------
+
+template <typename T> __global__ void embed_gather_k(const int * ids, const T * table, T * out, int hidden) {
+    const int r = blockIdx.x;
+    const uint4 * src = reinterpret_cast<const uint4 *>(table + size_t(ids[r]) * hidden);
+    uint4 * dst = reinterpret_cast<uint4 *>(out + size_t(r) * hidden);
+    for (int c = threadIdx.x; c < hidden / 8; c += blockDim.x) dst[c] = src[c];
+}
+
+constexpr int kNormThreads = 256;
+
+template <typename T>
+__global__ void __launch_bounds__(kNormThreads) add_rmsnorm_k(T * res, const T * delta, const T * w, T * out,
+                                                               const int * rows_map, int H, float eps) {
+    __shared__ float scratch[32];
+    const int i = blockIdx.x;
+    const int src = rows_map ? rows_map[i] : i;
+    T * r = res + size_t(src) * H;
+    const T * d = delta ? delta + size_t(src) * H : nullptr;
+    const bool write_back = d && !rows_map;
+    float ss = 0;
+    for (int c = threadIdx.x * 8; c < H; c += kNormThreads * 8) {
+        float x[8];
+        load8(r + c, x);
+        if (d) {
+            float y[8];
+            load8(d + c, y);
+#pragma unroll
+            for (int k = 0; k < 8; ++k) x[k] = rnd<T>(x[k] + y[k]);
+            if (write_back) store8(r + c, x);
+        }
+#pragma unroll
+        for (int k = 0; k < 8; ++k) ss += x[k] * x[k];
+    }
+    const float inv = rsqrtf(block_sum<kNormThreads>(ss, scratch) / float(H) + eps);
+    T * o = out + size_t(i) * H;
+    for (int c = threadIdx.x * 8; c < H; c += kNormThreads * 8) {
+        float x[8], g[8];
+        load8(r + c, x);
+        if (d && rows_map) {
+            float y[8];
+            load8(d + c, y);
+#pragma unroll
+            for (int k = 0; k < 8; ++k) x[k] = rnd<T>(x[k] + y[k]);
+        }
+        load8(w + c, g);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) x[k] = g[k] * rnd<T>(x[k] * inv);
+        store8(o + c, x);
+    }
+}
+
+template <typename T>
+__global__ void rope_kv_write_k(T * qkv, const int * positions, const int * slots, const T * cos_sin, KvPoolView pool,
+                                int layer, int nq) {
+    const int r = blockIdx.x;
+    const int D = pool.head_dim, half = D / 2, nkv = pool.num_kv_heads, TB = pool.tokens_per_block;
+    T * row = qkv + size_t(r) * (nq + 2 * nkv) * D;
+    const int pos = positions[r], slot = slots[r];
+    const T * cs = cos_sin + size_t(pos) * half * 2;
+    T * kcache = nullptr;
+    if (slot >= 0) {
+        kcache = static_cast<T *>(pool.base) + size_t(slot / TB) * pool.block_elems() + size_t(layer) * pool.layer_elems() +
+                 size_t(slot % TB) * nkv * D;
+    }
+    for (int p = threadIdx.x; p < (nq + nkv) * half; p += blockDim.x) {
+        const int head = p / half, i = p % half;
+        T * h = row + size_t(head) * D;
+        const float x1 = to_f(h[i]), x2 = to_f(h[i + half]);
+        const float c = to_f(cs[2 * i]), s = to_f(cs[2 * i + 1]);
+        const T o1 = from_f<T>(rnd<T>(x1 * c) + rnd<T>(-x2 * s));
+        const T o2 = from_f<T>(rnd<T>(x2 * c) + rnd<T>(x1 * s));
+        if (head < nq) {
+            h[i] = o1;
+            h[i + half] = o2;
+        } else if (kcache) {
+            T * k = kcache + size_t(head - nq) * D;
+            k[i] = o1;
+            k[i + half] = o2;
+        }
+    }
+    if (!kcache) return;
+    const T * v = row + size_t(nq + nkv) * D;
+    T * vcache = kcache + pool.kv_elems();
+    for (int c = threadIdx.x; c < nkv * D / 8; c += blockDim.x)
+        reinterpret_cast<uint4 *>(vcache)[c] = reinterpret_cast<const uint4 *>(v)[c];
+}
+
+template <typename T> __global__ void silu_mul_k(const T * gu, T * out, int rows, int inter) {
+    const size_t n = size_t(rows) * inter / 8;
+    for (size_t v = blockIdx.x * size_t(blockDim.x) + threadIdx.x; v < n; v += size_t(gridDim.x) * blockDim.x) {
+        const size_t e = v * 8, r = e / inter, i = e % inter;
+        float g[8], u[8], o[8];
+        load8(gu + r * 2 * inter + i, g);
+        load8(gu + r * 2 * inter + inter + i, u);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) o[k] = rnd<T>(g[k] / (1.f + __expf(-g[k]))) * u[k];
+        store8(out + e, o);
+    }
+}
+
+// ---- decode attention ------------------------------------------------------------------------------------
+
+constexpr int kDecodeWarps = 4;
+constexpr int kDecodeMinPerSplit = 64;  // tokens: a split shorter than this is not worth its CTA
+
+template <typename T, int D, int G>
+__global__ void __launch_bounds__(kDecodeWarps * 32)
+    decode_attention_k(const T * q, int q_stride, const int * seq_lens, const int * bt_rows, const int * block_tables,
+                       int bt_stride, KvPoolView pool, int layer, int num_heads, int splits, float scale_log2,
+                       float * part_o, float * part_ml) {
+    constexpr int LPT = D / 8;       // lanes per token: each lane holds 8 elements of the head
+    constexpr int TPW = 32 / LPT;    // tokens per warp step
+    constexpr int GROUPS = kDecodeWarps * TPW;
+    __shared__ float sm_ml[GROUPS][G][2];
+    __shared__ float sm_acc[GROUPS][G][D];
+    const int b = blockIdx.x, kvh = blockIdx.y, sp = blockIdx.z;
+    const int L = seq_lens[b];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gi = lane / LPT, li = lane % LPT;
+    const int gid = warp * TPW + gi;
+    const int per = max((L + splits - 1) / splits, kDecodeMinPerSplit);
+    const int begin = sp * per, end = min(L, begin + per);
+    const int nkv = pool.num_kv_heads, TB = pool.tokens_per_block;
+
+    float qr[G][8], acc[G][8], m[G], l[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        load8(q + size_t(b) * q_stride + size_t(kvh * G + g) * D + li * 8, qr[g]);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) { qr[g][k] *= scale_log2; acc[g][k] = 0.f; }
+        m[g] = -INFINITY;
+        l[g] = 0.f;
+    }
+    const T * base = static_cast<const T *>(pool.base) + size_t(layer) * pool.layer_elems() + size_t(kvh) * D + li * 8;
+    const int * bt = block_tables + size_t(bt_rows[b]) * bt_stride;
+    for (int t0 = begin + warp * TPW; t0 < end; t0 += GROUPS) {
+        const int t = t0 + gi;
+        const bool valid = t < end;
+        float kf[8], vf[8];
+        if (valid) {
+            const T * kp = base + size_t(bt[t / TB]) * pool.block_elems() + size_t(t % TB) * nkv * D;
+            load8(kp, kf);
+            load8(kp + pool.kv_elems(), vf);
+        }
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            float s = 0.f;
+            if (valid) {
+#pragma unroll
+                for (int k = 0; k < 8; ++k) s += qr[g][k] * kf[k];
+            }
+#pragma unroll
+            for (int o = LPT / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+            if (valid) {
+                const float mn = fmaxf(m[g], s);
+                const float c = exp2f(m[g] - mn), p = exp2f(s - mn);
+                l[g] = l[g] * c + p;
+#pragma unroll
+                for (int k = 0; k < 8; ++k) acc[g][k] = acc[g][k] * c + p * vf[k];
+                m[g] = mn;
+            }
+        }
+    }
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+#pragma unroll
+        for (int k = 0; k < 8; ++k) sm_acc[gid][g][li * 8 + k] = acc[g][k];
+        if (li == 0) { sm_ml[gid][g][0] = m[g]; sm_ml[gid][g][1] = l[g]; }
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < G * D; e += blockDim.x) {
+        const int g = e / D, d = e % D;
+        float M = -INFINITY;
+        for (int j = 0; j < GROUPS; ++j) M = fmaxf(M, sm_ml[j][g][0]);
+        float o = 0.f, den = 0.f;
+        if (M != -INFINITY) {
+            for (int j = 0; j < GROUPS; ++j) {
+                const float w = exp2f(sm_ml[j][g][0] - M);
+                o += w * sm_acc[j][g][d];
+                den += w * sm_ml[j][g][1];
+            }
+        }
+        const size_t idx = (size_t(b) * num_heads + kvh * G + g) * splits + sp;
+        part_o[idx * D + d] = o;
+        if (d == 0) { part_ml[idx * 2] = M; part_ml[idx * 2 + 1] = den; }
+    }
+}
+
+template <typename T>
+__global__ void decode_combine_k(const float * part_o, const float * part_ml, const int * seq_lens, T * out, int out_stride,
+                                 int num_heads, int D, int splits) {
+    const int b = blockIdx.x, h = blockIdx.y;
+    const size_t base = (size_t(b) * num_heads + h) * splits;
+    float M = -INFINITY;
+    for (int s = 0; s < splits; ++s) M = fmaxf(M, part_ml[(base + s) * 2]);
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float o = 0.f, den = 0.f;
+        if (seq_lens[b] > 0 && M != -INFINITY) {
+            for (int s = 0; s < splits; ++s) {
+                const float w = exp2f(part_ml[(base + s) * 2] - M);
+                o += w * part_o[(base + s) * D + d];
+                den += w * part_ml[(base + s) * 2 + 1];
+            }
+            o /= den;
+        }
+        out[size_t(b) * out_stride + size_t(h) * D + d] = from_f<T>(o);
+    }
+}
+
+// ---- prefill attention (wmma tiles) ----------------------------------------------------------------------
+
+constexpr int kTileM = 64, kTileN = 64, kPrefillWarps = 4;
+
+template <int D> constexpr size_t prefill_smem_bytes() {
+    return size_t(3) * kTileM * D * 2 + size_t(kPrefillWarps) * 16 * kTileN * 4 + size_t(kPrefillWarps) * 16 * kTileN * 2 +
+           size_t(kPrefillWarps) * 16 * D * 4 + 3 * kTileM * 4;
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kPrefillWarps * 32)
+    prefill_attention_k(const T * q, int q_stride, T * out, int out_stride, const int * tile_seq, const int * tile_row0,
+                        const int * q_start, const int * q_len, const int * ctx_len, const int * bt_rows,
+                        const int * block_tables, int bt_stride, KvPoolView pool, int layer, int num_heads,
+                        float scale_log2) {
+    using namespace nvcuda;
+    extern __shared__ __align__(128) unsigned char smem[];
+    T * Qs = reinterpret_cast<T *>(smem);
+    T * Ks = Qs + kTileM * D;
+    T * Vs = Ks + kTileN * D;
+    float * S = reinterpret_cast<float *>(Vs + kTileN * D);
+    T * P = reinterpret_cast<T *>(S + kPrefillWarps * 16 * kTileN);
+    float * O = reinterpret_cast<float *>(P + kPrefillWarps * 16 * kTileN);
+    float * rowm = O + kPrefillWarps * 16 * D;
+    float * rowl = rowm + kTileM;
+    float * rowc = rowl + kTileM;
+
+    const int tile = blockIdx.x, h = blockIdx.y;
+    const int seq = tile_seq[tile], r0 = tile_row0[tile];
+    const int qs = q_start[seq], ql = q_len[seq], ctx = ctx_len[seq];
+    const int pos0 = ctx - ql;  // position of row qs
+    const int nkv = pool.num_kv_heads, TB = pool.tokens_per_block, G = num_heads / nkv, kvh = h / G;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int row_end = min(r0 + kTileM, qs + ql);
+    const int kmax = min(ctx, pos0 + (row_end - qs));  // keys [0, kmax) are seen by some row of the tile
+    constexpr int CH = D / 8;                          // 16-byte chunks per row
+
+    for (int c = threadIdx.x; c < kTileM * CH; c += blockDim.x) {
+        const int rr = c / CH, cc = c % CH, r = r0 + rr;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (r < row_end) v = *reinterpret_cast<const uint4 *>(q + size_t(r) * q_stride + size_t(h) * D + cc * 8);
+        reinterpret_cast<uint4 *>(Qs)[c] = v;
+    }
+    float * Ow = O + warp * 16 * D;
+    float * Sw = S + warp * 16 * kTileN;
+    T * Pw = P + warp * 16 * kTileN;
+    for (int e = lane; e < 16 * D; e += 32) Ow[e] = 0.f;
+    if (lane < 16) { rowm[warp * 16 + lane] = -INFINITY; rowl[warp * 16 + lane] = 0.f; }
+
+    const int * bt = block_tables + size_t(bt_rows[seq]) * bt_stride;
+    const T * kbase = static_cast<const T *>(pool.base) + size_t(layer) * pool.layer_elems() + size_t(kvh) * D;
+    const int rr = lane / 2, hf = lane % 2;
+    const int my_row = r0 + warp * 16 + rr;
+    const bool row_valid = my_row < row_end;
+    const int qpos = pos0 + (my_row - qs);
+
+    for (int k0 = 0; k0 < kmax; k0 += kTileN) {
+        __syncthreads();
+        for (int c = threadIdx.x; c < kTileN * CH; c += blockDim.x) {
+            const int j = c / CH, cc = c % CH, kpos = k0 + j;
+            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+            if (kpos < kmax) {
+                const T * kp = kbase + size_t(bt[kpos / TB]) * pool.block_elems() + size_t(kpos % TB) * nkv * D + cc * 8;
+                kv = *reinterpret_cast<const uint4 *>(kp);
+                vv = *reinterpret_cast<const uint4 *>(kp + pool.kv_elems());
+            }
+            reinterpret_cast<uint4 *>(Ks)[c] = kv;
+            reinterpret_cast<uint4 *>(Vs)[c] = vv;
+        }
+        __syncthreads();
+        // S = Q_w K^T
+#pragma unroll
+        for (int j = 0; j < kTileN / 16; ++j) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> bf;
+                wmma::load_matrix_sync(a, Qs + warp * 16 * D + kk * 16, D);
+                wmma::load_matrix_sync(bf, Ks + j * 16 * D + kk * 16, D);
+                wmma::mma_sync(acc, a, bf, acc);
+            }
+            wmma::store_matrix_sync(Sw + j * 16, acc, kTileN, wmma::mem_row_major);
+        }
+        __syncwarp();
+        // online softmax: two lanes per row, 32 columns each
+        float sv[kTileN / 2];
+        float mloc = -INFINITY;
+#pragma unroll
+        for (int c = 0; c < kTileN / 2; ++c) {
+            const int col = hf * (kTileN / 2) + c, kpos = k0 + col;
+            const bool ok = row_valid && kpos <= qpos;
+            sv[c] = ok ? Sw[rr * kTileN + col] * scale_log2 : -INFINITY;
+            mloc = fmaxf(mloc, sv[c]);
+        }
+        mloc = fmaxf(mloc, __shfl_xor_sync(0xffffffffu, mloc, 1));
+        const float mold = rowm[warp * 16 + rr];
+        const float mnew = fmaxf(mold, mloc);
+        const float corr = mnew == -INFINITY ? 1.f : exp2f(mold - mnew);
+        float sum = 0.f;
+#pragma unroll
+        for (int c = 0; c < kTileN / 2; ++c) {
+            const int col = hf * (kTileN / 2) + c;
+            const float p = sv[c] == -INFINITY ? 0.f : exp2f(sv[c] - mnew);
+            const T pt = from_f<T>(p);
+            Pw[rr * kTileN + col] = pt;
+            sum += to_f(pt);
+        }
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        __syncwarp();
+        if (hf == 0) {
+            rowm[warp * 16 + rr] = mnew;
+            rowl[warp * 16 + rr] = rowl[warp * 16 + rr] * corr + sum;
+            rowc[warp * 16 + rr] = corr;
+        }
+        __syncwarp();
+        for (int e = lane; e < 16 * D; e += 32) Ow[e] *= rowc[warp * 16 + e / D];
+        __syncwarp();
+        // O_w += P_w V
+#pragma unroll
+        for (int j = 0; j < D / 16; ++j) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::load_matrix_sync(acc, Ow + j * 16, D, wmma::mem_row_major);
+#pragma unroll
+            for (int kk = 0; kk < kTileN / 16; ++kk) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> bf;
+                wmma::load_matrix_sync(a, Pw + kk * 16, kTileN);
+                wmma::load_matrix_sync(bf, Vs + kk * 16 * D + j * 16, D);
+                wmma::mma_sync(acc, a, bf, acc);
+            }
+            wmma::store_matrix_sync(Ow + j * 16, acc, D, wmma::mem_row_major);
+        }
+        __syncwarp();
+    }
+    __syncwarp();
+    for (int e = lane; e < 16 * D; e += 32) {
+        const int r = r0 + warp * 16 + e / D;
+        if (r < row_end) out[size_t(r) * out_stride + size_t(h) * D + e % D] = from_f<T>(Ow[e] / rowl[warp * 16 + e / D]);
+    }
+}
+
+// ---- sampling -------------------------------------------------------------------------------------------
+
+constexpr int kSampleThreads = 1024;
+
+__global__ void argmax_k(const float * logits, int vocab, int * out) {
+    __shared__ float sv[kSampleThreads / 32];
+    __shared__ int si[kSampleThreads / 32];
+    const float * row = logits + size_t(blockIdx.x) * vocab;
+    float best = -INFINITY;
+    int bi = 0x7fffffff;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+        const float v = row[i];
+        if (v > best) { best = v; bi = i; }  // strided ascending: the first max per thread is its lowest id
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (ov > best || (ov == best && oi < bi)) { best = ov; bi = oi; }
+    }
+    if (threadIdx.x % 32 == 0) { sv[threadIdx.x / 32] = best; si[threadIdx.x / 32] = bi; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < kSampleThreads / 32; ++w)
+            if (sv[w] > best || (sv[w] == best && si[w] < bi)) { best = sv[w]; bi = si[w]; }
+        out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;  // all NaN: id 0
+    }
+}
+
+__device__ __forceinline__ uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+// Bit for bit the reference executor's counter_uniform (sampler.cpp).
+__device__ __forceinline__ double counter_uniform(uint64_t seed, uint64_t n) {
+    const uint64_t z = mix64(mix64(seed ^ 0x6A09E667F3BCC909ull) + (n + 1) * 0x9E3779B97F4A7C15ull);
+    return double(z >> 11) * (1.0 / 9007199254740992.0);
+}
+// The reference sampler's radix key: ascending order of keys is logit descending; -0.0 folded into +0.0.
+__device__ __forceinline__ uint32_t desc_key(float f) {
+    if (f == 0.0f) f = 0.0f;
+    const uint32_t u = __float_as_uint(f);
+    const uint32_t asc = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return ~asc;
+}
+
+__global__ void sort_keys_k(const float * logits, const SampleParams * params, const int * filtered_list, int vocab,
+                            uint32_t * keys, int * ids, int * offsets, int nf) {
+    const int f = blockIdx.y;
+    const SampleParams p = params[filtered_list[f]];
+    const float * row = logits + size_t(p.logits_row) * vocab;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < vocab; i += gridDim.x * blockDim.x) {
+        keys[size_t(f) * vocab + i] = desc_key(row[i]);
+        ids[size_t(f) * vocab + i] = i;
+    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        offsets[f] = f * vocab;
+        if (f == nf - 1) offsets[nf] = nf * vocab;
+    }
+}
+
+__global__ void __launch_bounds__(kSampleThreads) sample_k(const float * logits, const SampleParams * params,
+                                                           const int * sorted_ids, int vocab, int * out) {
+    using Scan = cub::BlockScan<double, kSampleThreads>;
+    using Reduce = cub::BlockReduce<double, kSampleThreads>;
+    __shared__ union {
+        typename Scan::TempStorage scan;
+        typename Reduce::TempStorage reduce;
+    } tmp;
+    __shared__ double s_val;
+    __shared__ int s_found;
+    const SampleParams p = params[blockIdx.x];
+    const float * row = logits + size_t(p.logits_row) * vocab;
+    const int * order = p.filtered ? sorted_ids + size_t(p.sorted_row) * vocab : nullptr;
+    auto at = [&](int i) -> float { return order ? row[order[i]] : row[i]; };
+    const double inv_t = 1.0 / double(p.temperature);
+    double mx;
+    if (order) {
+        mx = double(row[order[0]]);
+    } else {
+        double m = -INFINITY;
+        for (int i = threadIdx.x; i < vocab; i += kSampleThreads) m = fmax(m, double(row[i]));
+        m = Reduce(tmp.reduce).Reduce(m, [](double a, double b) { return fmax(a, b); });
+        if (threadIdx.x == 0) s_val = m;
+        __syncthreads();
+        mx = s_val;
+        __syncthreads();
+    }
+    const int kcut = order && p.top_k > 0 ? min(p.top_k, vocab) : vocab;
+    auto prob = [&](int i) -> double { return i < kcut ? exp((double(at(i)) - mx) * inv_t) : 0.0; };
+    double total = 0;
+    for (int i = threadIdx.x; i < kcut; i += kSampleThreads) total += prob(i);
+    total = Reduce(tmp.reduce).Sum(total);
+    if (threadIdx.x == 0) s_val = total;
+    __syncthreads();
+    total = s_val;
+    __syncthreads();
+    // First index in [0, n) whose running mass satisfies pred(running mass): chunked block scans in order.
+    auto first_where = [&](int n, bool at_least, double threshold, double * mass_out) -> int {
+        double carry = 0;
+        for (int base = 0; base < n; base += kSampleThreads) {
+            const int i = base + threadIdx.x;
+            const double v = i < n ? prob(i) : 0.0;
+            double incl, agg;
+            Scan(tmp.scan).InclusiveSum(v, incl, agg);
+            if (threadIdx.x == 0) s_found = 0x7fffffff;
+            __syncthreads();
+            const double run = carry + incl;
+            if (i < n && (at_least ? run >= threshold : run > threshold)) atomicMin(&s_found, i);
+            __syncthreads();
+            const int found = s_found;
+            if (found != 0x7fffffff) {
+                if (i == found) s_val = run;
+                __syncthreads();
+                *mass_out = s_val;
+                __syncthreads();
+                return found;
+            }
+            carry += agg;
+            __syncthreads();
+        }
+        *mass_out = carry;
+        return -1;
+    };
+    int keep = kcut;
+    double kept = total;
+    if (order && p.top_p < 1.f) {
+        double mass;
+        const int i = first_where(kcut, true, double(p.top_p) * total, &mass);
+        if (i >= 0) { keep = i + 1; kept = mass; }
+    }
+    const double u = counter_uniform(p.seed, p.n);
+    double unused;
+    int pick = first_where(keep, false, u * kept, &unused);
+    if (pick < 0) pick = keep - 1;
+    if (threadIdx.x == 0) out[blockIdx.x] = order ? order[pick] : pick;
+}
+
+// ---- KV blocks ------------------------------------------------------------------------------------------
+
+__global__ void block_table_updates_k(int * bt, const int * idx, const int * val, const int * count) {
+    const int n = *count;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) bt[idx[i]] = val[i];
+}
+
+constexpr int kCopySlices = 16;
+
+__global__ void copy_blocks_k(const uint4 * src, const int * src_blocks, uint4 * dst, const int * dst_blocks, size_t block_vecs) {
+    const int i = blockIdx.x;
+    const uint4 * s = src + size_t(src_blocks[i]) * block_vecs;
+    uint4 * d = dst + size_t(dst_blocks[i]) * block_vecs;
+    const size_t per = (block_vecs + kCopySlices - 1) / kCopySlices;
+    const size_t lo = blockIdx.y * per, hi = min(block_vecs, lo + per);
+    for (size_t v = lo + threadIdx.x; v < hi; v += blockDim.x) d[v] = s[v];
+}
+
+__global__ void checksum_k(const uint64_t * base, const int * blocks, size_t block_words, unsigned long long * out) {
+    const int i = blockIdx.x;
+    const uint64_t * b = base + size_t(blocks[i]) * block_words;
+    const size_t per = (block_words + kCopySlices - 1) / kCopySlices;
+    const size_t lo = blockIdx.y * per, hi = min(block_words, lo + per);
+    uint64_t h = 0;
+    for (size_t w = lo + threadIdx.x; w < hi; w += blockDim.x)
+        h += mix64(b[w] ^ ((uint64_t(i) * block_words + w + 1) * 0x9E3779B97F4A7C15ull));
+    for (int o = 16; o > 0; o >>= 1) h += __shfl_xor_sync(0xffffffffu, h, o);
+    if (threadIdx.x % 32 == 0) atomicAdd(out, (unsigned long long)h);
+}
+
+}  // namespace
+
+// ---- launchers ------------------------------------------------------------------------------------------
+
+void embed_gather(DType dt, const int * ids, const void * table, void * out, int rows, int hidden, cudaStream_t s) {
+    if (rows <= 0) return;
+    TRTD_DISPATCH_DTYPE(dt, embed_gather_k<T><<<rows, 256, 0, s>>>(ids, static_cast<const T *>(table), static_cast<T *>(out), hidden));
+    check_launch("embed_gather");
+}
+
+void add_rmsnorm(DType dt, void * residual, const void * delta, const void * weight, void * out, const int * rows_map,
+                 int rows, int hidden, float eps, cudaStream_t s) {
+    if (rows <= 0) return;
+    TRTD_DISPATCH_DTYPE(dt, add_rmsnorm_k<T><<<rows, kNormThreads, 0, s>>>(
+                                static_cast<T *>(residual), static_cast<const T *>(delta), static_cast<const T *>(weight),
+                                static_cast<T *>(out), rows_map, hidden, eps));
+    check_launch("add_rmsnorm");
+}
+
+void rope_kv_write(DType dt, void * qkv, const int * positions, const int * slot_mapping, const void * cos_sin,
+                   KvPoolView pool, int layer, int rows, int num_heads, cudaStream_t s) {
+    if (rows <= 0) return;
+    TRTD_DISPATCH_DTYPE(dt, rope_kv_write_k<T><<<rows, 128, 0, s>>>(static_cast<T *>(qkv), positions, slot_mapping,
+                                                                     static_cast<const T *>(cos_sin), pool, layer, num_heads));
+    check_launch("rope_kv_write");
+}
+
+void silu_mul(DType dt, const void * gate_up, void * out, int rows, int inter, cudaStream_t s) {
+    if (rows <= 0) return;
+    const size_t vecs = size_t(rows) * inter / 8;
+    const int blocks = int(std::min<size_t>((vecs + 255) / 256, 132 * 16));
+    TRTD_DISPATCH_DTYPE(dt, silu_mul_k<T><<<blocks, 256, 0, s>>>(static_cast<const T *>(gate_up), static_cast<T *>(out), rows, inter));
+    check_launch("silu_mul");
+}
+
+size_t decode_attention_workspace_bytes(int max_batch, int num_heads, int head_dim, int max_splits) {
+    const size_t parts = size_t(max_batch) * num_heads * max_splits;
+    return parts * head_dim * 4 + parts * 2 * 4 + 256;
+}
+
+namespace {
+template <typename T, int D>
+void decode_attention_g(int G, const T * q, int q_stride, const int * seq_lens, const int * bt_rows, const int * bt,
+                        int bt_stride, KvPoolView pool, int layer, int batch, int num_heads, int splits, float scale_log2,
+                        float * po, float * pml, cudaStream_t s) {
+    const dim3 grid(batch, pool.num_kv_heads, splits);
+#define TRTD_DECODE_G(GV)                                                                                                       \
+    case GV:                                                                                                                    \
+        decode_attention_k<T, D, GV><<<grid, kDecodeWarps * 32, 0, s>>>(q, q_stride, seq_lens, bt_rows, bt, bt_stride, pool,   \
+                                                                        layer, num_heads, splits, scale_log2, po, pml);         \
+        break;
+    switch (G) {
+        TRTD_DECODE_G(1)
+        TRTD_DECODE_G(2)
+        TRTD_DECODE_G(4)
+        TRTD_DECODE_G(8)
+        default: throw std::runtime_error("decode attention: query heads per KV head must be 1, 2, 4 or 8");
+    }
+#undef TRTD_DECODE_G
+}
+}  // namespace
+
+void decode_attention(DType dt, const void * q, int q_stride, void * out, int out_stride, const int * seq_lens,
+                      const int * bt_rows, const int * block_tables, int bt_stride, KvPoolView pool, int layer, int batch,
+                      int num_heads, int splits, float scale, void * work, cudaStream_t s) {
+    if (batch <= 0) return;
+    const int D = pool.head_dim, G = num_heads / pool.num_kv_heads;
+    const float scale_log2 = scale * 1.4426950408889634f;
+    float * po = static_cast<float *>(work);
+    float * pml = po + size_t(batch) * num_heads * splits * D;
+    TRTD_DISPATCH_DTYPE(dt, {
+        const T * qt = static_cast<const T *>(q);
+        switch (D) {
+            case 32: decode_attention_g<T, 32>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, s); break;
+            case 64: decode_attention_g<T, 64>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, s); break;
+            case 128: decode_attention_g<T, 128>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, s); break;
+            case 256: decode_attention_g<T, 256>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, s); break;
+            default: throw std::runtime_error("decode attention: head_dim must be 32, 64, 128 or 256");
+        }
+        check_launch("decode_attention");
+        decode_combine_k<T><<<dim3(batch, num_heads), D < 64 ? 64 : D, 0, s>>>(po, pml, seq_lens, static_cast<T *>(out), out_stride,
+                                                                            num_heads, D, splits);
+    });
+    check_launch("decode_combine");
+}
+
+namespace {
+template <typename T, int D>
+void prefill_attention_d(const T * q, int q_stride, T * out, int out_stride, const int * tile_seq, const int * tile_row0,
+                         const int * q_start, const int * q_len, const int * ctx_len, const int * bt_rows, const int * bt,
+                         int bt_stride, KvPoolView pool, int layer, int num_tiles, int num_heads, float scale_log2,
+                         cudaStream_t s) {
+    constexpr size_t smem = prefill_smem_bytes<D>();
+    static bool configured = false;  // per instantiation; the attribute is per function
+    if (!configured) {
+        if (cudaFuncSetAttribute(prefill_attention_k<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess)
+            throw std::runtime_error("prefill attention: cannot reserve " + std::to_string(smem) + " bytes of shared memory");
+        configured = true;
+    }
+    prefill_attention_k<T, D><<<dim3(num_tiles, num_heads), kPrefillWarps * 32, smem, s>>>(
+        q, q_stride, out, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, bt, bt_stride, pool, layer,
+        num_heads, scale_log2);
+}
+}  // namespace
+
+void prefill_attention(DType dt, const void * q, int q_stride, void * out, int out_stride, const int * tile_seq,
+                       const int * tile_row0, const int * q_start, const int * q_len, const int * ctx_len,
+                       const int * bt_rows, const int * block_tables, int bt_stride, KvPoolView pool, int layer,
+                       int num_tiles, int num_heads, float scale, cudaStream_t s) {
+    if (num_tiles <= 0) return;
+    const float scale_log2 = scale * 1.4426950408889634f;
+    TRTD_DISPATCH_DTYPE(dt, {
+        const T * qt = static_cast<const T *>(q);
+        T * ot = static_cast<T *>(out);
+        switch (pool.head_dim) {
+            case 32: prefill_attention_d<T, 32>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, s); break;
+            case 64: prefill_attention_d<T, 64>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, s); break;
+            case 128: prefill_attention_d<T, 128>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, s); break;
+            case 256: prefill_attention_d<T, 256>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, s); break;
+            default: throw std::runtime_error("prefill attention: head_dim must be 32, 64, 128 or 256");
+        }
+    });
+    check_launch("prefill_attention");
+}
+
+void apply_block_table_updates(int * block_tables, const int * idx, const int * val, const int * count, int max_updates,
+                               cudaStream_t s) {
+    if (max_updates <= 0) return;
+    const int blocks = std::min((max_updates + 255) / 256, 64);
+    block_table_updates_k<<<blocks, 256, 0, s>>>(block_tables, idx, val, count);
+    check_launch("block_table_updates");
+}
+
+void argmax_rows(const float * logits, int vocab, int rows, int * out, cudaStream_t s) {
+    if (rows <= 0) return;
+    argmax_k<<<rows, kSampleThreads, 0, s>>>(logits, vocab, out);
+    check_launch("argmax");
+}
+
+size_t sort_workspace_bytes(int max_rows, int vocab) {
+    size_t bytes = 0;
+    const int n = max_rows * vocab;
+    cub::DeviceSegmentedRadixSort::SortPairs(nullptr, bytes, static_cast<const uint32_t *>(nullptr), static_cast<uint32_t *>(nullptr),
+                                             static_cast<const int *>(nullptr), static_cast<int *>(nullptr), n, max_rows,
+                                             static_cast<const int *>(nullptr), static_cast<const int *>(nullptr), 0, 32);
+    return bytes;
+}
+
+void sort_rows(const float * logits, const SampleParams * params, int nf, const int * filtered_list, int vocab,
+               uint32_t * keys, uint32_t * keys_out, int * ids, int * ids_out, void * temp, size_t temp_bytes, int * offsets,
+               cudaStream_t s) {
+    if (nf <= 0) return;
+    sort_keys_k<<<dim3((vocab + 1023) / 1024, nf), 1024, 0, s>>>(logits, params, filtered_list, vocab, keys, ids, offsets, nf);
+    check_launch("sort_keys");
+    size_t bytes = temp_bytes;
+    const cudaError_t e = cub::DeviceSegmentedRadixSort::SortPairs(temp, bytes, keys, keys_out, ids, ids_out, nf * vocab, nf,
+                                                                   offsets, offsets + 1, 0, 32, s);
+    if (e != cudaSuccess) throw std::runtime_error(std::string("segmented sort: ") + cudaGetErrorString(e));
+}
+
+void sample_rows(const float * logits, const SampleParams * params, int num, const int * sorted_ids, int vocab, int * out_tokens,
+                 cudaStream_t s) {
+    if (num <= 0) return;
+    sample_k<<<num, kSampleThreads, 0, s>>>(logits, params, sorted_ids, vocab, out_tokens);
+    check_launch("sample");
+}
+
+void checksum_blocks(const void * base, const int * blocks, int num_blocks, size_t block_bytes, unsigned long long * out,
+                     cudaStream_t s) {
+    if (num_blocks <= 0) return;
+    checksum_k<<<dim3(num_blocks, kCopySlices), 256, 0, s>>>(static_cast<const uint64_t *>(base), blocks, block_bytes / 8, out);
+    check_launch("checksum");
+}
+
+void copy_blocks(const void * src_base, const int * src_blocks, void * dst_base, const int * dst_blocks, int num_blocks,
+                 size_t block_bytes, cudaStream_t s) {
+    if (num_blocks <= 0) return;
+    copy_blocks_k<<<dim3(num_blocks, kCopySlices), 256, 0, s>>>(static_cast<const uint4 *>(src_base), src_blocks,
+                                                                 static_cast<uint4 *>(dst_base), dst_blocks, block_bytes / 16);
+    check_launch("copy_blocks");
+}
+
+}  // namespace trtd::cuda

@@ -1,0 +1,101 @@
+// The CUDA executor's kernels: the small fused pieces of a Llama forward pass around cuBLAS GEMMs, paged
+// attention over the KV pool, and sampling. Every launcher takes the stream and reads dynamic sizes (row
+// counts, sequence lengths) from device memory where a CUDA graph replays it with other values.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cuda_runtime.h>
+
+#ifdef __CUDACC__
+#define TRTD_HD __host__ __device__
+#else
+#define TRTD_HD
+#endif
+
+namespace trtd::cuda {
+
+enum class DType : int { BF16 = 0, F16 = 1 };
+inline size_t dtype_size(DType) { return 2; }
+
+// The KV pool: blocks of [layer][K then V][token in block][kv head][head_dim] elements (the ABI's layout).
+struct KvPoolView {
+    void * base = nullptr;
+    int num_layers = 0, num_kv_heads = 0, head_dim = 0, tokens_per_block = 0;
+    TRTD_HD size_t block_elems() const { return size_t(num_layers) * 2 * tokens_per_block * num_kv_heads * head_dim; }
+    TRTD_HD size_t layer_elems() const { return size_t(2) * tokens_per_block * num_kv_heads * head_dim; }
+    TRTD_HD size_t kv_elems() const { return size_t(tokens_per_block) * num_kv_heads * head_dim; }
+};
+
+// out[r] = table[ids[r]] for r < rows.
+void embed_gather(DType dt, const int * ids, const void * table, void * out, int rows, int hidden, cudaStream_t s);
+
+// HF LlamaRMSNorm with the residual add fused in front:
+//   if delta: residual[src] = residual[src] + delta[src]   (rounded to the model dtype, as HF keeps it)
+//   out[i] = weight * dtype(residual[src] * rsqrt(mean(residual[src]^2) + eps))
+// with src = rows_map ? rows_map[i] : i. With rows_map the residual is not written back (the final norm
+// over the logits rows only).
+void add_rmsnorm(DType dt, void * residual, const void * delta, const void * weight, void * out, const int * rows_map,
+                 int rows, int hidden, float eps, cudaStream_t s);
+
+// RoPE (HF rotate-half, cos/sin rounded to the model dtype as HF does) on the q and k heads of each row of
+// qkv [rows][(nq + 2 nkv) * D], then K and V written into the pool at slot_mapping[r] (block * T + offset;
+// -1 = padding, skipped). cos_sin: [max_pos][D/2][2] model dtype.
+void rope_kv_write(DType dt, void * qkv, const int * positions, const int * slot_mapping, const void * cos_sin,
+                   KvPoolView pool, int layer, int rows, int num_heads, cudaStream_t s);
+
+// out[r][i] = dtype(dtype(silu(gate[r][i])) * up[r][i]) with gate_up [rows][2 I] (gate then up).
+void silu_mul(DType dt, const void * gate_up, void * out, int rows, int inter, cudaStream_t s);
+
+// Decode attention: one query row per sequence (row b = sequence b), keys [0, seq_lens[b]) from the pool
+// through the block table row block_tables[bt_rows[b] * bt_stride]. Grid (batch, kv heads, splits): each CTA
+// reads its KV range once for all q heads of its group; partials are merged with their log-sum-exp.
+// seq_lens[b] == 0 writes zeros. work: decode_attention_workspace_bytes(...).
+size_t decode_attention_workspace_bytes(int max_batch, int num_heads, int head_dim, int max_splits);
+void decode_attention(DType dt, const void * q, int q_stride, void * out, int out_stride, const int * seq_lens,
+                      const int * bt_rows, const int * block_tables, int bt_stride, KvPoolView pool, int layer,
+                      int batch, int num_heads, int splits, float scale, void * work, cudaStream_t s);
+
+// Prefill attention, causal, variable length, FlashAttention-2 style tiles on tensor cores (wmma): query tile
+// t covers rows tile_row0[t] .. +64 of sequence tile_seq[t]; sequence i has its queries at rows
+// q_start[i] .. q_start[i] + q_len[i] and positions ctx_len[i] - q_len[i] .. ctx_len[i] - 1, and its keys
+// [0, ctx_len[i]) in the pool (the chunk's K/V already written). num_tiles from the host.
+void prefill_attention(DType dt, const void * q, int q_stride, void * out, int out_stride, const int * tile_seq,
+                       const int * tile_row0, const int * q_start, const int * q_len, const int * ctx_len,
+                       const int * bt_rows, const int * block_tables, int bt_stride, KvPoolView pool, int layer,
+                       int num_tiles, int num_heads, float scale, cudaStream_t s);
+
+// block_tables[idx[i]] = val[i] for i < *count (device count).
+void apply_block_table_updates(int * block_tables, const int * idx, const int * val, const int * count, int max_updates,
+                               cudaStream_t s);
+
+// Greedy: out[r] = argmax(logits[r]) (lowest id on ties) for r < rows.
+void argmax_rows(const float * logits, int vocab, int rows, int * out, cudaStream_t s);
+
+struct SampleParams {
+    uint64_t seed, n;      // the draw for the n-th token of the request: u = counter_uniform(seed, n)
+    float temperature, top_p;
+    int top_k;
+    int logits_row;        // row of the logits buffer
+    int filtered;          // top_k or top_p active: walks the sorted order; else index order
+    int sorted_row;        // row of the sorted buffers when filtered
+};
+// Sampling with the reference executor's semantics: probabilities exp((l - max) / T); filtered rows walk
+// the order (logit descending, id ascending), keep the top_k best, then the smallest prefix whose mass
+// reaches top_p, and draw the first whose running mass exceeds u * kept mass; unfiltered rows walk index
+// order. Sorting: sort_workspace_bytes / sort_rows (CUB segmented radix sort of monotone keys).
+size_t sort_workspace_bytes(int max_rows, int vocab);
+void sort_rows(const float * logits, const SampleParams * params, int num_params_filtered, const int * filtered_list,
+               int vocab, uint32_t * keys, uint32_t * keys_out, int * ids, int * ids_out, void * temp, size_t temp_bytes,
+               int * offsets, cudaStream_t s);
+void sample_rows(const float * logits, const SampleParams * params, int num, const int * sorted_ids, int vocab,
+                 int * out_tokens, cudaStream_t s);
+
+// A 64-bit checksum of bytes (sum over 8-byte words of a mix of (word, index)): order-independent to compute,
+// position-sensitive. out must be zeroed first; count bytes a multiple of 8.
+void checksum_blocks(const void * base, const int * blocks, int num_blocks, size_t block_bytes, unsigned long long * out,
+                     cudaStream_t s);
+// dst_blocks[i] <- src_blocks[i] (block_bytes each) with one gather kernel; src and dst may be different pools.
+void copy_blocks(const void * src_base, const int * src_blocks, void * dst_base, const int * dst_blocks, int num_blocks,
+                 size_t block_bytes, cudaStream_t s);
+
+}  // namespace trtd::cuda

@@ -1,0 +1,254 @@
+#include "model_config.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "json.hpp"
+
+namespace trtd {
+
+namespace {
+
+[[noreturn]] void fail(const std::string & msg) { throw std::runtime_error(msg); }
+
+bool read_text(const std::string & path, std::string & out) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) return false;
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    out = ss.str();
+    return true;
+}
+
+int get_int(const Json & cfg, const char * key, int fallback, bool required) {
+    const Json * v = cfg.get(key);
+    if (!v || v->is_null()) {
+        if (required) fail(std::string("config.json: missing \"") + key + "\"");
+        return fallback;
+    }
+    if (!v->is_number() || v->number != std::floor(v->number) || v->number < 0 || v->number > 1e9)
+        fail(std::string("config.json: \"") + key + "\" must be a non-negative integer");
+    return int(v->number);
+}
+
+double get_num(const Json & cfg, const char * key, double fallback) {
+    const Json * v = cfg.get(key);
+    if (!v || v->is_null()) return fallback;
+    if (!v->is_number()) fail(std::string("config.json: \"") + key + "\" must be a number");
+    return v->number;
+}
+
+// rope_scaling (older layout) or rope_parameters (transformers 5): {rope_type|type, factor, ...}.
+void read_rope(const Json & rs, const char * where, ModelConfig & c) {
+    const Json * rt = rs.get("rope_type");
+    if (!rt) rt = rs.get("type");
+    const std::string type = rt && rt->is_string() ? rt->string : "default";
+    if (type == "llama3") {
+        c.rope_scaling.llama3 = true;
+        c.rope_scaling.factor = get_num(rs, "factor", 8);
+        c.rope_scaling.low_freq_factor = get_num(rs, "low_freq_factor", 1);
+        c.rope_scaling.high_freq_factor = get_num(rs, "high_freq_factor", 4);
+        c.rope_scaling.original_max_position_embeddings = get_num(rs, "original_max_position_embeddings", 8192);
+    } else if (type != "default") {
+        fail(std::string("config.json: ") + where + " rope_type \"" + type +
+             "\" is not supported (default and llama3 are)");
+    }
+    if (const Json * pf = rs.get("partial_rotary_factor"); pf && pf->is_number() && pf->number != 1.0)
+        fail(std::string("config.json: ") + where + ".partial_rotary_factor is not supported");
+}
+
+}  // namespace
+
+ModelConfig read_model_config(const std::string & dir) {
+    struct stat st;
+    if (dir.empty() || stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) fail("model directory not found: " + dir);
+    ModelConfig c;
+    if (!read_text(dir + "/config.json", c.text)) fail("missing config.json in " + dir);
+    Json cfg;
+    try { cfg = parse_json(c.text); } catch (const std::exception & e) { fail(std::string("config.json: ") + e.what()); }
+    if (!cfg.is_object()) fail("config.json: not an object");
+    if (const Json * mt = cfg.get("model_type"); mt && mt->is_string() && mt->string != "llama")
+        fail("config.json: model_type \"" + mt->string + "\" is not supported (only \"llama\")");
+    c.vocab_size = get_int(cfg, "vocab_size", 0, true);
+    c.hidden_size = get_int(cfg, "hidden_size", 0, true);
+    c.intermediate_size = get_int(cfg, "intermediate_size", 0, true);
+    c.num_layers = get_int(cfg, "num_hidden_layers", 0, true);
+    c.num_heads = get_int(cfg, "num_attention_heads", 0, true);
+    c.num_kv_heads = get_int(cfg, "num_key_value_heads", c.num_heads, false);
+    c.head_dim = get_int(cfg, "head_dim", c.num_heads ? c.hidden_size / c.num_heads : 0, false);
+    c.max_position_embeddings = get_int(cfg, "max_position_embeddings", 2048, false);
+    c.rms_norm_eps = get_num(cfg, "rms_norm_eps", 1e-5);
+    c.rope_theta = get_num(cfg, "rope_theta", 10000);
+    if (const Json * t = cfg.get("tie_word_embeddings"); t && t->type == Json::Type::Bool) c.tie_word_embeddings = t->boolean;
+    if (const Json * d = cfg.get("dtype"); d && d->is_string()) c.torch_dtype = d->string;
+    else if (const Json * d2 = cfg.get("torch_dtype"); d2 && d2->is_string()) c.torch_dtype = d2->string;
+    if (const Json * e = cfg.get("eos_token_id"); e) {
+        if (e->is_number()) c.eos_token_ids.push_back(int(e->number));
+        else if (e->is_array())
+            for (const Json & x : e->array) if (x.is_number()) c.eos_token_ids.push_back(int(x.number));
+    }
+    if (const Json * rs = cfg.get("rope_scaling"); rs && rs->is_object()) read_rope(*rs, "rope_scaling", c);
+    if (const Json * rp = cfg.get("rope_parameters"); rp && rp->is_object()) {
+        c.rope_scaling = RopeScaling{};
+        c.rope_theta = get_num(*rp, "rope_theta", c.rope_theta);
+        read_rope(*rp, "rope_parameters", c);
+    }
+    for (const char * key : {"attention_bias", "mlp_bias"})
+        if (const Json * b = cfg.get(key); b && b->type == Json::Type::Bool && b->boolean)
+            fail(std::string("config.json: \"") + key + "\": true is not supported");
+    if (c.vocab_size < 1 || c.hidden_size < 1 || c.intermediate_size < 1 || c.num_layers < 1 || c.num_heads < 1 ||
+        c.num_kv_heads < 1 || c.head_dim < 2 || c.head_dim % 2 || c.num_heads % c.num_kv_heads ||
+        c.max_position_embeddings < 2)
+        fail("config.json: inconsistent dimensions");
+    return c;
+}
+
+std::vector<double> rope_inv_freq(const ModelConfig & c) {
+    const int D = c.head_dim;
+    std::vector<double> inv(size_t(D / 2));
+    const RopeScaling & rs = c.rope_scaling;
+    for (int i = 0; i < D / 2; ++i) {
+        double f = 1.0 / std::pow(c.rope_theta, double(2 * i) / double(D));
+        if (rs.llama3) {
+            const double low_wavelen = rs.original_max_position_embeddings / rs.low_freq_factor;
+            const double high_wavelen = rs.original_max_position_embeddings / rs.high_freq_factor;
+            const double wavelen = 2 * M_PI / f;
+            if (wavelen > low_wavelen) f = f / rs.factor;
+            else if (wavelen >= high_wavelen) {
+                const double smooth = (rs.original_max_position_embeddings / wavelen - rs.low_freq_factor) /
+                                      (rs.high_freq_factor - rs.low_freq_factor);
+                f = (1 - smooth) * f / rs.factor + smooth * f;
+            }
+        }
+        inv[size_t(i)] = f;
+    }
+    return inv;
+}
+
+SafetensorsDir::SafetensorsDir(const std::string & dir) {
+    std::vector<std::string> files;
+    std::string idx_text;
+    if (read_text(dir + "/model.safetensors.index.json", idx_text)) {
+        Json idx;
+        try { idx = parse_json(idx_text); } catch (const std::exception & e) { fail(std::string("model.safetensors.index.json: ") + e.what()); }
+        const Json * wm = idx.get("weight_map");
+        if (!wm || !wm->is_object()) fail("model.safetensors.index.json: missing weight_map");
+        std::map<std::string, int> file_ids;
+        for (const auto & kv : wm->object) {
+            if (!kv.second.is_string() || kv.second.string.find('/') != std::string::npos)
+                fail("model.safetensors.index.json: bad file name for " + kv.first);
+            if (!file_ids.count(kv.second.string)) {
+                file_ids.emplace(kv.second.string, int(files.size()));
+                files.push_back(kv.second.string);
+            }
+        }
+    } else {
+        files.push_back("model.safetensors");
+    }
+    try {
+        for (size_t fi = 0; fi < files.size(); ++fi) {
+            const std::string path = dir + "/" + files[fi];
+            const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd < 0) fail("cannot open " + path);
+            struct stat fst;
+            if (fstat(fd, &fst) != 0 || fst.st_size < 8) { close(fd); fail(path + ": not a safetensors file (too short)"); }
+            Mapped m{mmap(nullptr, size_t(fst.st_size), PROT_READ, MAP_PRIVATE, fd, 0), size_t(fst.st_size)};
+            close(fd);
+            if (m.base == MAP_FAILED) fail("cannot map " + path);
+            maps_.push_back(m);
+            const unsigned char * b = static_cast<const unsigned char *>(m.base);
+            uint64_t hlen = 0;
+            for (int k = 7; k >= 0; --k) hlen = (hlen << 8) | b[k];
+            if (hlen == 0 || hlen > m.size - 8 || hlen > (100u << 20)) fail(path + ": bad safetensors header length");
+            Json header;
+            try { header = parse_json(std::string(reinterpret_cast<const char *>(b + 8), size_t(hlen))); }
+            catch (const std::exception & e) { fail(path + ": header: " + e.what()); }
+            if (!header.is_object()) fail(path + ": header is not an object");
+            const uint64_t data_start = 8 + hlen;
+            for (const auto & kv : header.object) {
+                if (kv.first == "__metadata__") continue;
+                const Json & t = kv.second;
+                const Json * dt = t.get("dtype");
+                const Json * sh = t.get("shape");
+                const Json * off = t.get("data_offsets");
+                if (!dt || !dt->is_string() || !sh || !sh->is_array() || !off || !off->is_array() || off->array.size() != 2)
+                    fail(path + ": malformed entry for " + kv.first);
+                TensorRef r;
+                r.file = int(fi);
+                r.dtype = dt->string;
+                for (const Json & d : sh->array) r.shape.push_back(int64_t(d.number));
+                r.begin = data_start + uint64_t(off->array[0].number);
+                r.end = data_start + uint64_t(off->array[1].number);
+                if (r.end < r.begin || r.end > m.size) fail(path + ": data offsets out of range for " + kv.first);
+                tensors_[kv.first] = r;
+            }
+        }
+    } catch (...) {
+        for (const Mapped & m : maps_) munmap(m.base, m.size);
+        throw;
+    }
+}
+
+SafetensorsDir::~SafetensorsDir() {
+    for (const Mapped & m : maps_) munmap(m.base, m.size);
+}
+
+const TensorRef * SafetensorsDir::find(const std::string & name) const {
+    auto it = tensors_.find(name);
+    return it == tensors_.end() ? nullptr : &it->second;
+}
+
+const TensorRef & SafetensorsDir::expect(const std::string & name, const std::vector<int64_t> & shape) const {
+    const TensorRef * r = find(name);
+    if (!r) fail("missing tensor " + name);
+    if (r->shape != shape) {
+        std::string want, got;
+        for (auto d : shape) want += std::to_string(d) + ",";
+        for (auto d : r->shape) got += std::to_string(d) + ",";
+        fail("tensor " + name + " has shape [" + got + "], expected [" + want + "]");
+    }
+    size_t n = 1;
+    for (auto d : shape) n *= size_t(d);
+    const size_t esize = r->dtype == "F32" ? 4 : (r->dtype == "BF16" || r->dtype == "F16") ? 2 : 0;
+    if (!esize) fail("tensor " + name + ": dtype " + r->dtype + " is not supported (F32, F16, BF16)");
+    if (r->end - r->begin != n * esize) fail("tensor " + name + ": byte size does not match its shape");
+    return *r;
+}
+
+const unsigned char * SafetensorsDir::data(const TensorRef & t) const {
+    return static_cast<const unsigned char *>(maps_[size_t(t.file)].base) + t.begin;
+}
+
+uint64_t hash_bytes(const void * data, size_t n, uint64_t h) {
+    // 64-bit multiply-xor over 8-byte words; identity check, not cryptographic.
+    const unsigned char * p = static_cast<const unsigned char *>(data);
+    const uint64_t m = 0x9E3779B97F4A7C15ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        std::memcpy(&w, p + i, 8);
+        h = (h ^ w) * m;
+        h ^= h >> 29;
+    }
+    for (; i < n; ++i) { h = (h ^ p[i]) * m; h ^= h >> 29; }
+    h ^= n;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 31;
+    return h;
+}
+
+std::string hex64(uint64_t v) {
+    static const char * d = "0123456789abcdef";
+    std::string s(16, '0');
+    for (int i = 15; i >= 0; --i) { s[size_t(i)] = d[v & 15]; v >>= 4; }
+    return s;
+}
+
+}  // namespace trtd
