@@ -1,5 +1,5 @@
 // The decode side of kv-transfer: pull a prefill worker's offer into a fresh import of this executor.
-import { KvPuller, layoutFromExecutor, parseKvHandle, type KvHandle, type KvSink } from "@trtd/kv-transfer";
+import { executorKvSink, KvPuller, layoutFromExecutor, parseKvHandle, type KvHandle, type KvSink } from "@trtd/kv-transfer";
 import type { RequestPlane } from "@trtd/request-plane";
 import { EngineNativeTransferError, type Executor } from "@trtd/trtllm";
 import type { KvDeclineFn, KvPullFn } from "./handler.js";
@@ -39,8 +39,9 @@ export async function createKvPuller(executor: Executor, plane: RequestPlane, op
       if (err instanceof EngineNativeTransferError) return pullEngineState(handle, signal);
       throw err;
     }
-    // On failure the puller aborts the import (it owns the sink then); on success the executor consumes it.
-    const r = await puller.pull(handle, kvImport, { signal, timeoutMs: opts.timeoutMs });
+    // On failure the puller aborts the import (it owns the sink then); on success the executor consumes it. On a
+    // device executor the sink also imports device to device ("cuda-ipc") when the offer's GPU is this one.
+    const r = await puller.pull(handle, executorKvSink(executor, kvImport), { signal, timeoutMs: opts.timeoutMs });
     return { kvImport, bytes: r.bytes, transferMs: r.ms };
   };
   return {

@@ -1,11 +1,12 @@
-// What a prefill worker offers for a finished context-only request: the pinned KV export, or, on an engine that
-// moves KV itself (the TensorRT-LLM shim), its context phase state for kv-transfer's "engine" transport.
-import type { KvSource } from "@trtd/kv-transfer";
+// What a prefill worker offers for a finished context-only request: the pinned KV export (with its device
+// descriptor on a device executor, for kv-transfer's "cuda-ipc" transport), or, on an engine that moves KV itself
+// (the TensorRT-LLM shim), its context phase state for kv-transfer's "engine" transport.
+import { executorKvSource, type KvSource } from "@trtd/kv-transfer";
 import { EngineNativeTransferError, type Executor } from "@trtd/trtllm";
 
 export function offeredKv(executor: Executor, requestId: number, numTokens: number): KvSource {
   try {
-    return executor.exportKv(requestId);
+    return executorKvSource(executor, requestId);
   } catch (err) {
     if (!(err instanceof EngineNativeTransferError)) throw err;
   }

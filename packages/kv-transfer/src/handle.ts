@@ -22,17 +22,54 @@ export interface NatsEndpoint {
   subject: string;
   maxBytes: number;
 }
+/**
+ * Device to device (CUDA IPC): the importing executor copies the exporter's blocks straight from its device memory,
+ * described by an opaque executor descriptor. Chosen only when the puller's sink can import device KV on a device
+ * that reaches the offering one (by default the same GPU: equal `deviceUuid`, equal `hostId`). The lease, ack and
+ * release go over the offering server's TCP connection at `host`:`port` (as for shm); no KV byte crosses it.
+ */
+export interface CudaIpcEndpoint {
+  transport: "cuda-ipc";
+  /** Identity of the offering host, as for shm. */
+  hostId: string;
+  /** The exporting executor's device ("GPU-" + UUID for CUDA). */
+  deviceUuid: string;
+  /** The executor's device descriptor of the export (CUDA IPC handle, block offsets, checksum), base64. */
+  descriptor: string;
+  /** The offering server's control connection (lease, ack). */
+  host: string;
+  port: number;
+}
 /** Engine-native transfer: the engine (TensorRT-LLM cache transceiver) moves the bytes itself. */
 export interface EngineEndpoint {
   transport: "engine";
   /** Opaque engine state (e.g. serialized ContextPhaseParams), base64. */
   state: string;
 }
-export type KvEndpoint = TcpEndpoint | ShmEndpoint | NatsEndpoint | EngineEndpoint;
+export type KvEndpoint = CudaIpcEndpoint | TcpEndpoint | ShmEndpoint | NatsEndpoint | EngineEndpoint;
 export type KvTransportName = KvEndpoint["transport"];
+/** Endpoints that name the offering server's TCP listener (the control path for acks, nacks and device leases). */
+export type KvControlEndpoint = TcpEndpoint | ShmEndpoint | CudaIpcEndpoint;
 
 /** Transports in order of preference. */
-export const TRANSPORT_PREFERENCE: readonly KvTransportName[] = ["engine", "shm", "tcp", "nats"];
+export const TRANSPORT_PREFERENCE: readonly KvTransportName[] = ["cuda-ipc", "engine", "shm", "tcp", "nats"];
+
+/** Largest device descriptor a handle may carry (decoded bytes; a handle rides in a request-plane reply). */
+export const MAX_DEVICE_DESCRIPTOR_BYTES = 256 * 1024;
+/** Device ids ("GPU-" + UUID for CUDA) are printable ASCII, at most this long (the ABI's buffer is 64 bytes). */
+export const MAX_DEVICE_UUID_LENGTH = 63;
+const DEVICE_UUID = /^[\x21-\x7e]+$/;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** The offering server's TCP listener as named by the handle (first such endpoint), if any. */
+export function controlEndpoint(handle: KvHandle): KvControlEndpoint | undefined {
+  return handle.endpoints.find((e): e is KvControlEndpoint => e.transport === "tcp" || e.transport === "shm" || e.transport === "cuda-ipc");
+}
+
+/** Whether `uuid` is a device id a handle may carry. */
+export function validDeviceUuid(uuid: unknown): uuid is string {
+  return typeof uuid === "string" && uuid.length > 0 && uuid.length <= MAX_DEVICE_UUID_LENGTH && DEVICE_UUID.test(uuid);
+}
 
 /** The small, serializable description of an offer, handed from prefill to decode (e.g. in a NATS reply). */
 export interface KvHandle {
@@ -75,6 +112,23 @@ function parseEndpoint(e: unknown, i: number): KvEndpoint | null {
       return { transport: "nats", subject: str(o.subject, "nats subject"), maxBytes: posInt(o.maxBytes, "nats maxBytes") };
     case "engine":
       return { transport: "engine", state: str(o.state, "engine state") };
+    case "cuda-ipc": {
+      if (!validDeviceUuid(o.deviceUuid)) bad(`cuda-ipc deviceUuid must be 1 to ${MAX_DEVICE_UUID_LENGTH} printable ASCII characters`);
+      const d = str(o.descriptor, "cuda-ipc descriptor");
+      // base64 of at most MAX_DEVICE_DESCRIPTOR_BYTES: checked on the text, before anything is decoded
+      if (d.length % 4 !== 0 || !BASE64.test(d)) bad("cuda-ipc descriptor must be base64");
+      if ((d.length / 4) * 3 - (d.endsWith("==") ? 2 : d.endsWith("=") ? 1 : 0) > MAX_DEVICE_DESCRIPTOR_BYTES) {
+        bad(`cuda-ipc descriptor exceeds ${MAX_DEVICE_DESCRIPTOR_BYTES} bytes`);
+      }
+      return {
+        transport: "cuda-ipc",
+        hostId: str(o.hostId, "cuda-ipc hostId"),
+        deviceUuid: o.deviceUuid,
+        descriptor: d,
+        host: str(o.host, "cuda-ipc host"),
+        port: posInt(o.port, "cuda-ipc port"),
+      };
+    }
     default:
       return null; // a transport from a newer peer: ignored, not fatal
   }

@@ -3,11 +3,11 @@
  * Offering side: KvOfferServer (offer → KvHandle). Pulling side: KvPuller (pull(handle, sink)).
  */
 export { describeKvLayout, layoutFromExecutor, assertLayoutCompatible } from "./layout.js";
-export { parseKvHandle, serializeKvHandle, TRANSPORT_PREFERENCE } from "./handle.js";
+export { parseKvHandle, serializeKvHandle, TRANSPORT_PREFERENCE, MAX_DEVICE_DESCRIPTOR_BYTES } from "./handle.js";
 export { KvOfferServer } from "./offer-server.js";
 export { KvPuller } from "./puller.js";
 export { BufferKvSource, BufferKvSink } from "./segments.js";
-export { executorKvSource } from "./executor-source.js";
+export { executorKvSource, executorKvSink } from "./executor-source.js";
 export { transferTimeoutMs } from "./limits.js";
 export { CHECKSUM_ALGORITHM, checksumImplementation } from "./checksum.js";
 export { DEFAULT_NATS_MAX_BYTES } from "./nats-transport.js";
@@ -33,9 +33,10 @@ export {
 
 export type { KvErrorCode } from "./errors.js";
 export type { KvLayout, KvLayoutFields, KvDtype } from "./layout.js";
-export type { KvHandle, KvEndpoint, KvTransportName, TcpEndpoint, ShmEndpoint, NatsEndpoint, EngineEndpoint } from "./handle.js";
+export type { KvHandle, KvEndpoint, KvTransportName, TcpEndpoint, ShmEndpoint, NatsEndpoint, EngineEndpoint, CudaIpcEndpoint } from "./handle.js";
 export type { KvSource, KvSink } from "./segments.js";
-export type { ExportingExecutor } from "./executor-source.js";
+export type { ExportingExecutor, ExecutorKvExport, ExecutorKvImport, ImportingExecutor } from "./executor-source.js";
+export type { KvTransportStats, KvTransportStatsByName } from "./transport-stats.js";
 export type { KvOfferServerOptions, OfferOptions, KvOfferServerStats } from "./offer-server.js";
 export type { KvPullerOptions, PullOptions, PullResult, KvPullerStats } from "./puller.js";
 export type { OfferReleaseReason, OfferRegistryStats } from "./offer-registry.js";

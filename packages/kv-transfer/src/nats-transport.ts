@@ -16,6 +16,7 @@ import type { KvHandle, NatsEndpoint } from "./handle.js";
 import { transferTimeoutMs, type TransferTimeoutOptions } from "./limits.js";
 import type { Offer, OfferRegistry } from "./offer-registry.js";
 import type { SegmentMap } from "./segments.js";
+import type { TransportCounters } from "./transport-stats.js";
 import { decodeHeader, encodeHeader, FrameType, HEADER_BYTES, type ErrorBody } from "./wire.js";
 
 /**
@@ -36,6 +37,7 @@ interface NatsRequest {
 
 interface ActiveNatsTransfer {
   offer: Offer;
+  started: number;
   deadline: NodeJS.Timeout;
   idle: NodeJS.Timeout;
 }
@@ -56,6 +58,7 @@ export class NatsOfferResponder {
   private readonly timeouts: TransferTimeoutOptions;
   private readonly idleMs: number;
   private readonly chunkBytes: number;
+  private readonly counters: TransportCounters | undefined;
   private sub: Subscription | null = null;
   private readonly active = new Map<string, ActiveNatsTransfer>();
 
@@ -67,6 +70,7 @@ export class NatsOfferResponder {
     chunkBytes: number;
     timeouts: TransferTimeoutOptions;
     idleMs: number;
+    counters?: TransportCounters;
   }) {
     this.nc = o.connection;
     this.subject = o.subject;
@@ -75,6 +79,7 @@ export class NatsOfferResponder {
     this.chunkBytes = o.chunkBytes;
     this.timeouts = o.timeouts;
     this.idleMs = o.idleMs;
+    this.counters = o.counters;
   }
 
   async start(): Promise<void> {
@@ -99,7 +104,10 @@ export class NatsOfferResponder {
       clearTimeout(a.idle);
       this.active.delete(id);
     }
-    this.registry.release(id, reason);
+    if (this.registry.release(id, reason) && a) {
+      if (reason === "ack") this.counters?.completed("nats", a.offer.bytes, Date.now() - a.started);
+      else this.counters?.failed("nats");
+    }
   }
 
   private onMsg(msg: Msg): void {
@@ -129,6 +137,7 @@ export class NatsOfferResponder {
       this.registry.claim(id);
       const a: ActiveNatsTransfer = {
         offer,
+        started: Date.now(),
         deadline: setTimeout(() => this.end(id, "failed"), transferTimeoutMs(offer.bytes, this.timeouts)),
         idle: setTimeout(() => this.end(id, "failed"), this.idleMs),
       };

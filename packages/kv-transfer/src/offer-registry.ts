@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { chunkChecksums, digestOfChunks } from "./checksum.js";
+import { MAX_DEVICE_DESCRIPTOR_BYTES, validDeviceUuid } from "./handle.js";
 import type { KvLayout } from "./layout.js";
 import { mapSegments, type KvSource, type SegmentMap } from "./segments.js";
 
@@ -20,6 +21,8 @@ export interface Offer {
   readonly crcs: Uint32Array;
   readonly digest: string;
   readonly engineState: Uint8Array | undefined;
+  /** The source's device descriptor and device ("cuda-ipc"), when it has a usable one. */
+  readonly device: { uuid: string; descriptor: Uint8Array } | undefined;
   readonly expiresAt: number;
   /** Set when a puller has started a transfer: offers are single-consumer. */
   claimed: boolean;
@@ -63,6 +66,15 @@ export class OfferRegistry {
       source.release(); // the registry owns the source from the moment it is offered
       throw err;
     }
+    let device: Offer["device"];
+    try {
+      const descriptor = validDeviceUuid(source.deviceUuid) ? source.deviceDescriptor?.() : undefined;
+      if (descriptor && descriptor.byteLength > 0 && descriptor.byteLength <= MAX_DEVICE_DESCRIPTOR_BYTES) {
+        device = { uuid: source.deviceUuid!, descriptor: new Uint8Array(descriptor) };
+      }
+    } catch {
+      device = undefined; // no device path for this offer: the (host-staged) segments serve it
+    }
     const idBytes = randomBytes(16);
     const offer: Offer = {
       id: idBytes.toString("hex"),
@@ -76,6 +88,7 @@ export class OfferRegistry {
       crcs,
       digest: digestOfChunks(crcs),
       engineState,
+      device,
       expiresAt: Date.now() + ttlMs,
       claimed: false,
     };

@@ -13,6 +13,7 @@ import { OfferRegistry, type Offer, type OfferRegistryStats, type OfferReleaseRe
 import type { KvSource } from "./segments.js";
 import { mapFile, type Mapping } from "./native.js";
 import { createRing, DEFAULT_SHM_DIR, localHostId, shmAvailable, sweepStaleRings, unlinkQuiet } from "./shm.js";
+import { TransportCounters, type KvTransportStatsByName } from "./transport-stats.js";
 import { controlFrame, encodeHeader, FrameType, type ErrorBody, type FrameHeader, type PullBegin, type PullRequest } from "./wire.js";
 
 export interface KvOfferServerOptions {
@@ -24,8 +25,11 @@ export interface KvOfferServerOptions {
   port?: number;
   /** Address put in handles (another host must reach it). @default host, or os.hostname() for a wildcard host */
   advertiseHost?: string;
-  /** Transports to offer. @default ["shm", "tcp"] plus "nats" when `nats` is given */
-  transports?: Array<"tcp" | "shm" | "nats">;
+  /**
+   * Transports to offer. "cuda-ipc" is offered only for sources with a device descriptor (and is served over
+   * this server's TCP listener). @default ["cuda-ipc", "shm", "tcp"] plus "nats" when `nats` is given
+   */
+  transports?: Array<"cuda-ipc" | "tcp" | "shm" | "nats">;
   /** NATS fallback for small KV: the request plane's raw connection. */
   nats?: { connection: NatsConnection; subject?: string; maxBytes?: number };
   /** Offer lifetime before it is released unpulled. @default 30000 */
@@ -52,10 +56,15 @@ export interface KvOfferServerStats extends OfferRegistryStats {
   transfersPeak: number;
   transfersQueuedPeak: number;
   connections: number;
+  /** Per transport: transfers acked / failed / fallen back from, their bytes and seconds (cuda-ipc: lease to ack). */
+  transports: KvTransportStatsByName;
 }
 
 interface ServerTransfer {
   offer: Offer;
+  /** "cuda-ipc": a lease (nothing is sent; the puller copies device to device, then acks or falls back). */
+  mode: "tcp" | "shm" | "cuda-ipc";
+  started: number;
   stage: "queued" | "sending" | "await-ack";
   timer: NodeJS.Timeout | null;
   releaseSlot: (() => void) | null;
@@ -83,7 +92,8 @@ interface ServerConn {
 
 /**
  * The offering (prefill) side: holds offers in a registry and serves pulls over TCP, same-host shared memory
- * (controlled over the same TCP connection) and, for small KV, NATS.
+ * (controlled over the same TCP connection), device-to-device leases (cuda-ipc, same connection) and, for small
+ * KV, NATS.
  */
 export class KvOfferServer {
   readonly layout: KvLayout;
@@ -97,6 +107,7 @@ export class KvOfferServer {
   private readonly shmDir: string;
   private readonly shmSlots: number;
   private nats: NatsOfferResponder | null = null;
+  private readonly counters = new TransportCounters();
   private advertise = "";
   private boundPort = 0;
   private closed = false;
@@ -118,7 +129,7 @@ export class KvOfferServer {
     };
     this.shmDir = opts.shm?.dir ?? DEFAULT_SHM_DIR;
     this.shmSlots = opts.shm?.slots ?? 8;
-    const wanted = opts.transports ?? ["shm", "tcp", ...(opts.nats ? (["nats"] as const) : [])];
+    const wanted = opts.transports ?? ["cuda-ipc", "shm", "tcp", ...(opts.nats ? (["nats"] as const) : [])];
     this.transports = new Set(wanted.filter((t) => t !== "shm" || shmAvailable(this.shmDir)));
     if (this.transports.has("nats") && !opts.nats) throw new RangeError('transport "nats" needs options.nats.connection');
     this.server = createServer((sock) => this.onConnection(sock));
@@ -149,6 +160,7 @@ export class KvOfferServer {
         chunkBytes: s.o.chunkBytes,
         timeouts: s.o.timeouts,
         idleMs: s.o.idleMs,
+        counters: s.counters,
       });
       await s.nats.start();
     }
@@ -172,6 +184,16 @@ export class KvOfferServer {
     const ttl = opts.ttlMs ?? this.o.ttlMs;
     const offer = this.registry.add(source, this.layout, ttl, this.o.chunkBytes);
     const endpoints: KvEndpoint[] = [];
+    if (offer.device && this.transports.has("cuda-ipc")) {
+      endpoints.push({
+        transport: "cuda-ipc",
+        hostId: this.hostId,
+        deviceUuid: offer.device.uuid,
+        descriptor: Buffer.from(offer.device.descriptor).toString("base64"),
+        host: this.advertise,
+        port: this.boundPort,
+      });
+    }
     if (offer.engineState) endpoints.push({ transport: "engine", state: Buffer.from(offer.engineState).toString("base64") });
     if (this.transports.has("shm")) endpoints.push({ transport: "shm", hostId: this.hostId, host: this.advertise, port: this.boundPort });
     if (this.transports.has("tcp")) endpoints.push({ transport: "tcp", host: this.advertise, port: this.boundPort });
@@ -194,7 +216,7 @@ export class KvOfferServer {
   }
 
   stats(): KvOfferServerStats {
-    return { ...this.registry.stats(), transfersActive: this.slots.inUse, transfersQueued: this.slots.waiting, transfersPeak: this.slots.peakInUse, transfersQueuedPeak: this.slots.peakWaiting, connections: this.conns.size };
+    return { ...this.registry.stats(), transfersActive: this.slots.inUse, transfersQueued: this.slots.waiting, transfersPeak: this.slots.peakInUse, transfersQueuedPeak: this.slots.peakWaiting, connections: this.conns.size, transports: this.counters.snapshot() };
   }
 
   /** Stops serving, ends transfers in progress (their pullers get an error) and releases every offer. */
@@ -254,10 +276,16 @@ export class KvOfferServer {
   private onFrame(conn: ServerConn, h: FrameHeader, payload: Buffer): void {
     const t = conn.transfer;
     switch (h.type) {
-      case FrameType.Pull:
-        if (t) throw new KvProtocolError("PULL while a transfer is in progress on this connection");
-        this.onPull(conn, parseJson<PullRequest>(payload, "PULL"));
+      case FrameType.Pull: {
+        const req = parseJson<PullRequest>(payload, "PULL");
+        if (t) {
+          // A puller whose device import failed goes on with the same offer over this connection: its lease holds the claim.
+          if (t.mode === "cuda-ipc" && t.offer.id === req.offerId && req.transport !== "cuda-ipc") return this.continueLease(conn, t, req);
+          throw new KvProtocolError("PULL while a transfer is in progress on this connection");
+        }
+        this.onPull(conn, req);
         return;
+      }
       case FrameType.Ack:
       case FrameType.Nack: {
         const reason: OfferReleaseReason = h.type === FrameType.Ack ? "ack" : "failed";
@@ -269,7 +297,7 @@ export class KvOfferServer {
           // An ack outside a transfer: the engine transport (the engine moved the bytes) or a puller that
           // failed before pulling. Only an unclaimed offer can be released this way.
           const o = this.registry.get(id);
-          if (o && !o.claimed) this.registry.release(id, reason);
+          if (o && !o.claimed && this.registry.release(id, reason) && reason === "ack" && o.engineState) this.counters.completed("engine", o.bytes, 0);
         }
         return;
       }
@@ -306,14 +334,55 @@ export class KvOfferServer {
     if (req.bytes !== offer.bytes || req.digest !== offer.digest) {
       return refuse(KvErrorCodes.SizeMismatch, `puller expects ${req.bytes} bytes / digest ${req.digest}, offer has ${offer.bytes} / ${offer.digest}`);
     }
-    if (req.transport !== "tcp" && req.transport !== "shm") {
-      return refuse(KvErrorCodes.NoTransport, `transport ${String(req.transport)} is not served over TCP`);
-    }
-    if (!this.transports.has(req.transport) || (req.transport === "shm" && req.hostId !== this.hostId)) {
-      return refuse(KvErrorCodes.NoTransport, `transport ${req.transport} not available to this puller`);
-    }
+    const unserved = this.unserved(offer, req);
+    if (unserved) return refuse(KvErrorCodes.NoTransport, unserved);
     this.registry.claim(offer.id);
-    const t: ServerTransfer = { offer, stage: "queued", timer: null, releaseSlot: null, aborted: false, wake: null, shm: null };
+    if (req.transport === "cuda-ipc") return this.grantLease(conn, offer);
+    this.startTransfer(conn, offer, req.transport);
+  }
+
+  /** Why this server does not serve `req.transport` for `offer` to this puller; null when it does. */
+  private unserved(offer: Offer, req: PullRequest): string | null {
+    const tr = req.transport as string;
+    if (tr !== "tcp" && tr !== "shm" && tr !== "cuda-ipc") return `transport ${tr} is not served over TCP`;
+    if (!this.transports.has(tr) || (tr !== "tcp" && req.hostId !== this.hostId)) return `transport ${tr} not available to this puller`;
+    if (tr === "cuda-ipc" && !offer.device) return "this offer has no device descriptor";
+    return null;
+  }
+
+  /**
+   * cuda-ipc: the offer is claimed for this connection (so neither expiry nor another puller can release the
+   * export while the puller's executor copies from its device memory) and nothing is sent. It ends with the
+   * puller's ACK (released), a PULL of "tcp"/"shm" for the same offer (the device import failed: fall back on
+   * this connection), NACK or a closed connection (released as failed), or the deadline.
+   */
+  private grantLease(conn: ServerConn, offer: Offer): void {
+    const t: ServerTransfer = { offer, mode: "cuda-ipc", started: Date.now(), stage: "await-ack", timer: null, releaseSlot: null, aborted: false, wake: null, shm: null };
+    conn.transfer = t;
+    const ms = transferTimeoutMs(offer.bytes, this.o.timeouts) + this.o.ackMs;
+    t.timer = setTimeout(() => this.fail(conn, new KvTimeoutError("no ACK for the device transfer in time")), ms);
+    t.timer.unref();
+    const begin: PullBegin = { bytes: offer.bytes, chunkBytes: offer.chunkBytes, chunks: offer.crcs.length, lease: true };
+    for (const b of controlFrame(FrameType.Begin, begin, offer.idBytes)) conn.sock.write(b);
+  }
+
+  /** The puller's device import failed: the leased offer is sent over tcp/shm on the same connection. */
+  private continueLease(conn: ServerConn, t: ServerTransfer, req: PullRequest): void {
+    const unserved = this.unserved(t.offer, req);
+    if (unserved) {
+      this.sendError(conn, KvErrorCodes.NoTransport, unserved);
+      this.endTransfer(conn, "failed", false);
+      return;
+    }
+    this.counters.fallback("cuda-ipc");
+    if (t.timer) clearTimeout(t.timer);
+    t.aborted = true;
+    conn.transfer = null;
+    this.startTransfer(conn, t.offer, req.transport as "tcp" | "shm");
+  }
+
+  private startTransfer(conn: ServerConn, offer: Offer, mode: "tcp" | "shm"): void {
+    const t: ServerTransfer = { offer, mode, started: Date.now(), stage: "queued", timer: null, releaseSlot: null, aborted: false, wake: null, shm: null };
     conn.transfer = t;
     const deadline = Date.now() + transferTimeoutMs(offer.bytes, this.o.timeouts);
     t.timer = setTimeout(() => this.fail(conn, new KvTimeoutError("transfer deadline passed on the offering side")), deadline - Date.now());
@@ -324,7 +393,7 @@ export class KvOfferServer {
         t.releaseSlot = release;
         if (t.aborted) return release();
         t.stage = "sending";
-        return req.transport === "shm" ? this.sendShm(conn, t) : this.sendTcp(conn, t);
+        return mode === "shm" ? this.sendShm(conn, t) : this.sendTcp(conn, t);
       })
       .catch((err) => {
         if (!t.aborted) this.fail(conn, err);
@@ -431,7 +500,10 @@ export class KvOfferServer {
       conn.ring = null;
     }
     if (destroy && !conn.sock.destroyed) conn.sock.destroy(); // stops pending writes before the views go
-    this.registry.release(t.offer.id, reason);
+    if (this.registry.release(t.offer.id, reason)) {
+      if (reason === "ack") this.counters.completed(t.mode, t.offer.bytes, Date.now() - t.started);
+      else this.counters.failed(t.mode);
+    }
   }
 }
 

@@ -6,21 +6,25 @@ import {
   KvNoTransportError,
   KvOfferExpiredError,
   KvPayloadTooLargeError,
+  KvSizeMismatchError,
+  KvTransferError,
   KvTransportError,
 } from "./errors.js";
-import { TRANSPORT_PREFERENCE, parseKvHandle, type KvEndpoint, type KvHandle, type KvTransportName, type NatsEndpoint, type TcpEndpoint } from "./handle.js";
+import { controlEndpoint, TRANSPORT_PREFERENCE, parseKvHandle, type KvEndpoint, type KvHandle, type KvTransportName, type NatsEndpoint } from "./handle.js";
 import { assertLayoutCompatible, type KvLayout } from "./layout.js";
 import { Semaphore, transferTimeoutMs, type TransferTimeoutOptions } from "./limits.js";
-import { natsAck, natsNack, natsPull } from "./nats-transport.js";
-import { mapSegments, type KvSink } from "./segments.js";
+import { natsAck, natsNack } from "./nats-transport.js";
+import { mapSegments, type KvSink, type SegmentMap } from "./segments.js";
 import { localHostId, shmAvailable } from "./shm.js";
 import { ConnectionPool, PullConnection } from "./tcp-client.js";
+import { TransportCounters, type KvTransportStatsByName } from "./transport-stats.js";
+import { KvFallbackError, PULL_TRANSPORTS, transportOf, type NegotiationSink, type PullerEnv, type PullJob } from "./transports/index.js";
 import { encodeHeader, FrameType } from "./wire.js";
 
 export interface KvPullerOptions {
   /** Layout of this side's KV (e.g. `layoutFromExecutor(ex.kvLayout())`); handles with another are refused. */
   layout: KvLayout;
-  /** Transports this side may use. @default ["engine", "shm", "tcp", "nats"] (nats only with `nats`) */
+  /** Transports this side may use. @default ["cuda-ipc", "engine", "shm", "tcp", "nats"] (nats only with `nats`) */
   transports?: KvTransportName[];
   /** The request plane's raw NATS connection, for the small-KV fallback and NATS acks. */
   nats?: NatsConnection;
@@ -34,6 +38,13 @@ export interface KvPullerOptions {
   timeouts?: TransferTimeoutOptions;
   /** Idle pooled connections kept per offering server, and for how long. @default { maxIdlePerEndpoint: 4, idleMs: 30000 } */
   pool?: { maxIdlePerEndpoint?: number; idleMs?: number };
+  /**
+   * cuda-ipc: whether this side's device (the sink's `deviceUuid`) can read the memory of the offering device.
+   * Default: only the same device (equal UUIDs). A hook for GPUs with peer access (NVLink, PCIe P2P): answering true
+   * for such a pair makes the puller try the device path, and the executor's import answers UNSUPPORTED (the pull
+   * then falls back) when it cannot. Untested with two GPUs.
+   */
+  canReachDevice?: (localUuid: string, remoteUuid: string) => boolean;
 }
 
 export interface PullOptions {
@@ -45,9 +56,12 @@ export interface PullOptions {
 }
 
 export interface PullResult {
+  /** The transport that moved the KV. */
   transport: KvTransportName;
   bytes: number;
   ms: number;
+  /** Transports tried first that gave the pull up (cuda-ipc whose device import failed), with why. */
+  fallbacks: Array<{ transport: KvTransportName; error: KvTransferError }>;
 }
 
 export interface KvPullerStats {
@@ -58,6 +72,8 @@ export interface KvPullerStats {
   pooledConnections: { idle: number; busy: number };
   completed: number;
   failed: number;
+  /** Per transport: pulls completed / failed / fallen back from, their bytes and seconds. */
+  transports: KvTransportStatsByName;
 }
 
 /**
@@ -75,6 +91,8 @@ export class KvPuller {
   private readonly connectTimeoutMs: number;
   private readonly idleTimeoutMs: number;
   private readonly timeouts: TransferTimeoutOptions;
+  private readonly env: PullerEnv;
+  private readonly counters = new TransportCounters();
   private completed = 0;
   private failed = 0;
   private closed = false;
@@ -82,42 +100,46 @@ export class KvPuller {
   constructor(o: KvPullerOptions) {
     this.layout = o.layout;
     this.nats = o.nats;
-    const t = o.transports ?? ["engine", "shm", "tcp", "nats"];
+    const t = o.transports ?? ["cuda-ipc", "engine", "shm", "tcp", "nats"];
     this.allowed = new Set(t.filter((x) => (x !== "nats" || !!o.nats) && (x !== "shm" || shmAvailable())));
     this.slots = new Semaphore(o.maxConcurrentPulls ?? 16);
     this.pool = new ConnectionPool(o.pool?.maxIdlePerEndpoint ?? 4, o.pool?.idleMs ?? 30_000);
     this.connectTimeoutMs = o.connectTimeoutMs ?? 5000;
     this.idleTimeoutMs = o.idleTimeoutMs ?? 10_000;
     this.timeouts = o.timeouts ?? {};
+    const canReach = o.canReachDevice ?? ((local: string, remote: string) => local === remote);
+    this.env = {
+      hostId: this.hostId,
+      nats: this.nats,
+      pool: this.pool,
+      connectTimeoutMs: this.connectTimeoutMs,
+      idleTimeoutMs: this.idleTimeoutMs,
+      canReachDevice: canReach,
+      ack: (h) => this.ack(h),
+    };
   }
 
   /** The transport `pull` would use for this handle and sink (the best both sides have), or an error. */
-  negotiate(handle: KvHandle, sink?: Pick<KvSink, "importEngineState">, only?: KvTransportName[]): KvEndpoint {
-    const usable = (e: KvEndpoint): boolean => {
-      if (!this.allowed.has(e.transport) || (only && !only.includes(e.transport))) return false;
-      switch (e.transport) {
-        case "engine":
-          return typeof sink?.importEngineState === "function";
-        case "shm":
-          return e.hostId === this.hostId;
-        case "tcp":
-          return true;
-        case "nats":
-          return e.maxBytes >= handle.bytes;
-      }
-    };
+  negotiate(handle: KvHandle, sink?: NegotiationSink, only?: KvTransportName[]): KvEndpoint {
+    return this.candidates(handle, sink, only)[0]!;
+  }
+
+  /** Every endpoint this side can use for the handle and sink, best first; throws when there is none. */
+  private candidates(handle: KvHandle, sink: NegotiationSink | undefined, only: KvTransportName[] | undefined): KvEndpoint[] {
+    const usable = (e: KvEndpoint): boolean =>
+      this.allowed.has(e.transport) && (!only || only.includes(e.transport)) && transportOf(e).usable(e, handle, sink, this.env);
     // An engine-only offer (no bytes outside the engine): its tcp/shm/nats endpoints serve only the ack.
     const engineOnly = handle.bytes === 0 && handle.endpoints.some((e) => e.transport === "engine");
     if (engineOnly) {
       const eng = handle.endpoints.find((e) => e.transport === "engine")!;
-      if (usable(eng)) return eng;
+      if (usable(eng)) return [eng];
       throw new KvNoTransportError("the offer is engine-native only (its engine moves the KV) and this sink cannot import engine state");
     }
     const candidates = handle.endpoints.filter(usable);
     candidates.sort((a, b) => TRANSPORT_PREFERENCE.indexOf(a.transport) - TRANSPORT_PREFERENCE.indexOf(b.transport));
-    if (candidates.length > 0) return candidates[0]!;
+    if (candidates.length > 0) return candidates;
     const nats = handle.endpoints.find((e): e is NatsEndpoint => e.transport === "nats");
-    const others = handle.endpoints.some((e) => e.transport !== "nats" && usable({ ...e } as KvEndpoint));
+    const others = handle.endpoints.some((e) => e.transport !== "nats" && usable(e));
     if (nats && this.allowed.has("nats") && !others && nats.maxBytes < handle.bytes) {
       throw new KvPayloadTooLargeError(
         `KV of ${handle.bytes} bytes exceeds the NATS transport limit of ${nats.maxBytes} bytes and no other transport is shared`,
@@ -132,7 +154,8 @@ export class KvPuller {
 
   /**
    * Pulls the KV named by `handle` into `sink`. Takes ownership of `sink` on failure (aborts it); on success the
-   * caller passes it to its executor (generation-only request).
+   * caller passes it to its executor (generation-only request). Tries the usable transports best first; one that
+   * gives up while leaving the offer pullable (cuda-ipc whose device import failed) hands over to the next.
    */
   async pull(handleInput: KvHandle | string, sink: KvSink, opts: PullOptions = {}): Promise<PullResult> {
     const started = Date.now();
@@ -140,45 +163,63 @@ export class KvPuller {
     let release: (() => void) | undefined;
     let contacted = false;
     let chosen: KvTransportName | undefined;
+    let job: PullJob | undefined;
+    const fallbacks: PullResult["fallbacks"] = [];
     try {
       if (this.closed) throw new KvClosedError("KvPuller is closed");
       handle = parseKvHandle(handleInput);
       assertLayoutCompatible(this.layout, handle.layout);
       if (Date.now() >= handle.expiresAt) throw new KvOfferExpiredError(`offer ${handle.id} expired ${Date.now() - handle.expiresAt} ms ago`);
-      const ep = this.negotiate(handle, sink, opts.transports);
-      chosen = ep.transport;
-      // The engine moves its own bytes; every other transport writes into the sink's views.
-      const map = ep.transport === "engine" ? null : mapSegments("import sink", sink, handle.bytes);
+      const candidates = this.candidates(handle, sink, opts.transports);
+      chosen = candidates[0]!.transport;
+      const h = handle;
+      let map: SegmentMap | undefined;
+      const segments = () => (map ??= mapSegments("import sink", sink, h.bytes));
+      // A sink of the wrong size is refused before anyone is contacted.
+      const check = transportOf(candidates[0]!).sizeCheck;
+      if (check === "segments") segments();
+      else if (check === "bytes" && sink.bytes !== handle.bytes) {
+        throw new KvSizeMismatchError(`import sink: holds ${sink.bytes} bytes, the handle announces ${handle.bytes}`);
+      }
       const deadline = started + (opts.timeoutMs ?? transferTimeoutMs(handle.bytes, this.timeouts));
       release = await this.slots.acquire(deadline, opts.signal, "pull slot");
       if (opts.signal?.aborted) throw new KvAbortedError("pull aborted", { cause: opts.signal.reason });
       contacted = true;
-      switch (ep.transport) {
-        case "engine":
-          await this.pullEngine(handle, ep.state, sink);
+      job = { handle, sink, deadline, signal: opts.signal, segments, lease: undefined };
+      for (let i = 0; ; ) {
+        const ep = candidates[i]!;
+        const transport = transportOf(ep);
+        chosen = ep.transport;
+        const t0 = Date.now();
+        try {
+          await transport.pull(ep, job, this.env);
+          this.counters.completed(ep.transport, handle.bytes, Date.now() - t0);
           break;
-        case "nats":
-          await natsPull(this.nats!, ep, handle, map!, { deadline, signal: opts.signal, requestTimeoutMs: Math.min(this.idleTimeoutMs, 10_000) });
-          break;
-        case "tcp":
-        case "shm": {
-          const conn = await this.pool.acquire(ep.host, ep.port, Math.min(this.connectTimeoutMs, Math.max(1, deadline - Date.now())), opts.signal);
-          try {
-            await conn.pull(handle, map!, ep.transport, { hostId: this.hostId, deadline, idleMs: this.idleTimeoutMs, signal: opts.signal });
-          } finally {
-            this.pool.release(conn);
-          }
-          break;
+        } catch (err) {
+          if (!(err instanceof KvFallbackError)) throw err;
+          const j = job;
+          const next = candidates.findIndex((c, k) => k > i && transportOf(c).canContinue(c, j));
+          if (next < 0 || opts.signal?.aborted) throw asTransportError(err.reason, `${ep.transport} failed and no other transport can go on with the offer`);
+          this.counters.fallback(ep.transport);
+          fallbacks.push({ transport: ep.transport, error: asTransportError(err.reason, `${ep.transport} failed`) });
+          i = next;
         }
       }
       this.completed++;
-      return { transport: ep.transport, bytes: handle.bytes, ms: Date.now() - started };
+      return { transport: chosen, bytes: handle.bytes, ms: Date.now() - started, fallbacks };
     } catch (err) {
       this.failed++;
+      if (chosen && contacted) this.counters.failed(chosen);
       const e = asKvError(err, (x) => new KvTransportError(String((x as Error)?.message ?? x), { cause: x }));
+      // A lease nobody went on with: dropping its connection releases the offer.
+      if (job?.lease) {
+        job.lease.destroy();
+        this.pool.release(job.lease);
+        job.lease = undefined;
+      }
       sink.abort();
-      // TCP/shm: the server releases when the connection drops. Otherwise tell it, bounded, so nothing waits for expiry.
-      if (handle && !(contacted && (chosen === "tcp" || chosen === "shm"))) await this.nack(handle, 1000, chosen);
+      // TCP/shm/cuda-ipc: the server releases when the connection drops. Otherwise tell it, bounded, so nothing waits for expiry.
+      if (handle && !(contacted && chosen && PULL_TRANSPORTS[chosen].releasesOnFailure)) await this.nack(handle, 1000, chosen);
       throw e;
     } finally {
       release?.();
@@ -194,18 +235,9 @@ export class KvPuller {
     await this.nack(handle, timeoutMs);
   }
 
-  private async pullEngine(handle: KvHandle, state: string, sink: KvSink): Promise<void> {
-    try {
-      await sink.importEngineState!(Buffer.from(state, "base64"));
-    } catch (err) {
-      throw new KvTransportError(`engine import failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
-    }
-    await this.ack(handle);
-  }
-
-  /** Sends ACK (engine transport: the engine moved the bytes) over TCP or NATS. */
+  /** Sends ACK outside a transfer (engine transport: the engine moved the bytes) over TCP or NATS. */
   private async ack(handle: KvHandle): Promise<void> {
-    const tcp = handle.endpoints.find((e): e is TcpEndpoint => e.transport === "tcp" || e.transport === "shm");
+    const tcp = controlEndpoint(handle);
     if (tcp) return this.sendControl(tcp, FrameType.Ack, handle.id);
     const nats = handle.endpoints.find((e): e is NatsEndpoint => e.transport === "nats");
     if (nats && this.nats) return natsAck(this.nats, nats, handle.id, this.connectTimeoutMs);
@@ -214,7 +246,7 @@ export class KvPuller {
 
   /** Tells the offering side to release (through the transport holding the transfer, else any control path). */
   private async nack(handle: KvHandle, timeoutMs = 1000, via?: KvTransportName): Promise<void> {
-    const tcp = handle.endpoints.find((e): e is TcpEndpoint => e.transport === "tcp" || e.transport === "shm");
+    const tcp = controlEndpoint(handle);
     const nats = handle.endpoints.find((e): e is NatsEndpoint => e.transport === "nats");
     try {
       if (via === "nats" && nats && this.nats) await natsNack(this.nats, nats, handle.id, timeoutMs);
@@ -236,7 +268,15 @@ export class KvPuller {
   }
 
   stats(): KvPullerStats {
-    return { active: this.slots.inUse, queued: this.slots.waiting, peakActive: this.slots.peakInUse, pooledConnections: this.pool.size, completed: this.completed, failed: this.failed };
+    return {
+      active: this.slots.inUse,
+      queued: this.slots.waiting,
+      peakActive: this.slots.peakInUse,
+      pooledConnections: this.pool.size,
+      completed: this.completed,
+      failed: this.failed,
+      transports: this.counters.snapshot(),
+    };
   }
 
   /** Closes pooled connections; pulls in progress fail with a typed error. */
@@ -244,4 +284,10 @@ export class KvPuller {
     this.closed = true;
     this.pool.close();
   }
+}
+
+/** A transport's own failure as a typed error (already typed ones are kept). */
+function asTransportError(reason: unknown, what: string): KvTransferError {
+  if (reason instanceof KvTransferError) return reason;
+  return new KvTransportError(`${what}: ${(reason as Error)?.message ?? String(reason)}`, { cause: reason });
 }

@@ -12,6 +12,14 @@ export interface KvSource {
   release(): void;
   /** Engine-native opaque state for the "engine" transport (TensorRT-LLM ContextPhaseParams), if any. */
   engineState?(): Uint8Array | undefined;
+  /**
+   * The "cuda-ipc" transport: the executor's opaque descriptor of this KV in device memory (valid until
+   * `release()`), or undefined when it has none. Asked once, at offer time; used only together with `deviceUuid`.
+   * The segments must still hold the same KV (host-staged): they serve the other transports and fallbacks.
+   */
+  deviceDescriptor?(): Uint8Array | undefined;
+  /** The device holding that KV ("GPU-" + UUID for CUDA). */
+  readonly deviceUuid?: string;
 }
 
 /**
@@ -26,6 +34,15 @@ export interface KvSink {
   abort(): void;
   /** Accepts engine-native state for the "engine" transport (the engine moves the bytes itself). */
   importEngineState?(state: Uint8Array): void | Promise<void>;
+  /**
+   * The "cuda-ipc" transport: copies the KV that an offering executor's device descriptor names into this import,
+   * device to device, verifies it (the executor's own checksum) and returns when the copy is complete. Throws when
+   * it cannot (e.g. the executor's UNSUPPORTED: this device cannot reach the exporter's memory); the import must
+   * then still be usable, because the puller falls back to another transport that fills `segments()`.
+   */
+  importDevice?(descriptor: Uint8Array): void | Promise<void>;
+  /** The device this import lives on; "cuda-ipc" is chosen only when it can reach the offer's device. */
+  readonly deviceUuid?: string;
 }
 
 /** Maps byte ranges of the logical KV stream onto the segments (no copies). */

@@ -38,8 +38,9 @@ interface ClientRing {
 interface PullJob {
   handle: KvHandle;
   idBytes: Buffer;
-  sink: SegmentMap;
-  mode: "tcp" | "shm";
+  /** null for a lease (no bytes come) */
+  sink: SegmentMap | null;
+  mode: "tcp" | "shm" | "lease";
   nextSeq: number;
   crcs: Uint32Array;
   begun: boolean;
@@ -71,13 +72,20 @@ export class PullConnection {
   private dead = false;
   /** The shared-memory ring of this connection, kept across pulls like the server's. */
   private ring: ClientRing | null = null;
+  /** Offer id this connection holds a cuda-ipc lease on (until ackLease, a fallback pull, or destroy). */
+  private leased: string | null = null;
 
   private constructor(key: string) {
     this.key = key;
   }
 
   get usable(): boolean {
-    return !this.dead && !this.job;
+    return !this.dead && !this.job && this.leased === null;
+  }
+
+  /** Whether the server still holds this connection's lease on `offerId` (the connection has not dropped). */
+  holdsLease(offerId: string): boolean {
+    return !this.dead && this.leased === offerId;
   }
 
   static connect(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<PullConnection> {
@@ -134,9 +142,35 @@ export class PullConnection {
     this.closeRing();
   }
 
-  /** Pulls one offer over this connection; resolves after the data is verified and the ACK is written. */
-  pull(handle: KvHandle, sink: SegmentMap, mode: "tcp" | "shm", o: { hostId: string; deadline: number; idleMs: number; signal?: AbortSignal }): Promise<void> {
-    if (!this.usable) return Promise.reject(new KvClosedError("connection not usable"));
+  /**
+   * Pulls one offer over this connection; resolves after the data is verified and the ACK is written. On a
+   * connection leased for the same offer (cuda-ipc, device import failed) this is the fallback: the server sends
+   * the offer's bytes instead.
+   */
+  pull(handle: KvHandle, sink: SegmentMap, mode: "tcp" | "shm", o: PullConnectionOptions): Promise<void> {
+    return this.start(handle, sink, mode, o);
+  }
+
+  /**
+   * cuda-ipc: asks the server to claim the offer for this connection and send nothing; resolves once it has
+   * (BEGIN with `lease`). Then exactly one of: `ackLease` (the device copy is done: released), `pull` of the same
+   * offer (fall back), `destroy` (released as failed).
+   */
+  lease(handle: KvHandle, o: PullConnectionOptions): Promise<void> {
+    return this.start(handle, null, "lease", o);
+  }
+
+  /** Acknowledges a leased offer (the device copy is done and verified): the server releases the export. */
+  ackLease(offerId: string): void {
+    if (this.leased !== offerId) throw new KvProtocolError(`no lease on offer ${offerId} on this connection`);
+    this.leased = null;
+    this.write([encodeHeader({ type: FrameType.Ack, offerId: Buffer.from(offerId, "hex") })]);
+  }
+
+  private start(handle: KvHandle, sink: SegmentMap | null, mode: PullJob["mode"], o: PullConnectionOptions): Promise<void> {
+    const fallback = mode !== "lease" && this.leased === handle.id;
+    if (this.dead || this.job || (this.leased !== null && !fallback)) return Promise.reject(new KvClosedError("connection not usable"));
+    this.leased = null;
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => this.failJob(new KvAbortedError("pull aborted", { cause: o.signal?.reason }));
       const timer = setTimeout(() => this.failJob(new KvTimeoutError(`transfer of ${handle.bytes} bytes did not finish in time`)), Math.max(0, o.deadline - Date.now()));
@@ -165,7 +199,7 @@ export class PullConnection {
       const req: PullRequest = {
         offerId: handle.id,
         fingerprint: handle.layout.fingerprint,
-        transport: mode,
+        transport: mode === "lease" ? "cuda-ipc" : mode,
         bytes: handle.bytes,
         digest: handle.checksum.digest,
         hostId: o.hostId,
@@ -217,7 +251,7 @@ export class PullConnection {
   // ---- the receive state machine (net onread: callback, then the buffer for the next read) ----
 
   private nextBuffer(): Uint8Array {
-    if (this.mode === "data") return this.job!.sink.sliceAt(this.dataPos, this.dataLeft);
+    if (this.mode === "data") return this.job!.sink!.sliceAt(this.dataPos, this.dataLeft);
     if (this.mode === "control") return this.ctrl!.subarray(this.ctrlFill);
     return this.hdr.subarray(this.hdrFill);
   }
@@ -306,7 +340,7 @@ export class PullConnection {
   private readShmChunk(j: PullJob, h: FrameHeader): void {
     const ring = j.ring;
     if (!ring || h.slot >= ring.slots) throw new KvProtocolError("SHM_CHUNK without an open ring or with a bad slot");
-    const slices = j.sink.slices(h.offset, h.length);
+    const slices = j.sink!.slices(h.offset, h.length);
     let pos = h.slot * j.handle.checksum.chunkBytes;
     let crc = 0;
     if (ring.map) {
@@ -351,6 +385,15 @@ export class PullConnection {
       throw new KvProtocolError("BEGIN does not match the handle");
     }
     j.begun = true;
+    if (j.mode === "lease") {
+      if (!b.lease) throw new KvProtocolError("BEGIN for a cuda-ipc lease without `lease`");
+      this.job = null;
+      j.cleanup();
+      this.leased = j.handle.id;
+      j.resolve();
+      return;
+    }
+    if (b.lease) throw new KvProtocolError("BEGIN of a lease for a byte transfer");
     if (j.mode === "shm") {
       if (!b.slots) throw new KvProtocolError("BEGIN for shm without a slot count");
       if (b.reuseRing) {
@@ -378,6 +421,13 @@ export class PullConnection {
       this.write([encodeHeader({ type: FrameType.ShmOpened, offerId: j.idBytes })]);
     }
   }
+}
+
+export interface PullConnectionOptions {
+  hostId: string;
+  deadline: number;
+  idleMs: number;
+  signal?: AbortSignal;
 }
 
 /** Idle connections to offering servers, reused across pulls. */

@@ -91,10 +91,12 @@ export function controlFrame(type: number, body: unknown, offerId?: Buffer): Buf
 export interface PullRequest {
   offerId: string;
   fingerprint: string;
-  transport: "tcp" | "shm" | "engine";
+  /** "cuda-ipc": a lease (the server claims the offer and sends no data; the puller copies device to device,
+   * then sends ACK, or a second PULL with "tcp"/"shm" for the same offer to fall back on this connection). */
+  transport: "tcp" | "shm" | "cuda-ipc";
   bytes: number;
   digest: string;
-  /** the puller's host id, for shm */
+  /** the puller's host id, for shm and cuda-ipc */
   hostId?: string;
 }
 
@@ -108,6 +110,8 @@ export interface PullBegin {
   slots?: number;
   /** shm: keep using this connection's ring from the previous pull */
   reuseRing?: boolean;
+  /** cuda-ipc: the offer is leased to this connection; no DATA and no END follow */
+  lease?: boolean;
 }
 
 export interface ErrorBody {
