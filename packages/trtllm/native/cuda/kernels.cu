@@ -661,11 +661,12 @@ void decode_attention(DType dt, const void * q, int q_stride, void * out, int ou
     TRTD_DISPATCH_DTYPE(dt, {
         const T * qt = static_cast<const T *>(q);
         switch (D) {
+            case 16: decode_attention_g<T, 16>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, s); break;
             case 32: decode_attention_g<T, 32>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, s); break;
             case 64: decode_attention_g<T, 64>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, s); break;
             case 128: decode_attention_g<T, 128>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, s); break;
             case 256: decode_attention_g<T, 256>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, s); break;
-            default: throw std::runtime_error("decode attention: head_dim must be 32, 64, 128 or 256");
+            default: throw std::runtime_error("decode attention: head_dim must be 16, 32, 64, 128 or 256");
         }
         check_launch("decode_attention");
         decode_combine_k<T><<<dim3(batch, num_heads), D < 64 ? 64 : D, 0, s>>>(po, pml, seq_lens, static_cast<T *>(out), out_stride,
@@ -703,11 +704,12 @@ void prefill_attention(DType dt, const void * q, int q_stride, void * out, int o
         const T * qt = static_cast<const T *>(q);
         T * ot = static_cast<T *>(out);
         switch (pool.head_dim) {
+            case 16: prefill_attention_d<T, 16>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, s); break;
             case 32: prefill_attention_d<T, 32>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, s); break;
             case 64: prefill_attention_d<T, 64>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, s); break;
             case 128: prefill_attention_d<T, 128>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, s); break;
             case 256: prefill_attention_d<T, 256>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, s); break;
-            default: throw std::runtime_error("prefill attention: head_dim must be 32, 64, 128 or 256");
+            default: throw std::runtime_error("prefill attention: head_dim must be 16, 32, 64, 128 or 256");
         }
     });
     check_launch("prefill_attention");

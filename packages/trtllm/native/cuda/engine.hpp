@@ -1,0 +1,138 @@
+// The device side of the CUDA executor: weights, the KV pool, the batched forward pass (cuBLAS GEMMs and the
+// kernels of kernels.cuh), CUDA graphs for decode steps, sampling, and KV block copies. Not thread-safe: the
+// executor serializes every call (its compute lock).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels.cuh"
+#include "model_config.hpp"
+
+namespace trtd::cuda {
+
+struct EngineConfig {
+    int device = 0;
+    int max_batch = 32;         // sequences per step
+    int max_tokens = 512;       // rows per step
+    int tokens_per_block = 32;
+    int num_blocks = 0;         // 0: from kv_bytes
+    int64_t kv_bytes = 0;       // pool budget when num_blocks == 0
+    int max_ctx = 0;
+    bool cuda_graphs = true;
+};
+
+// One iteration, built by the scheduler. Rows [0, num_decode) are decode rows, one per sequence; the prefill
+// chunks follow, each sequence's rows contiguous and in position order.
+struct Step {
+    std::vector<int> ids, positions, slots;  // per row; slot = block * tokens_per_block + offset
+    int num_decode = 0;
+    std::vector<int> dec_seq_len, dec_bt_row;                       // per decode row
+    std::vector<int> pf_q_start, pf_q_len, pf_ctx_len, pf_bt_row;  // per prefill sequence
+    std::vector<int> logits_rows;          // rows whose next token is sampled, in output order
+    std::vector<SampleParams> sampling;    // per logits row (logits_row / filtered / sorted_row set by the engine)
+    std::vector<std::pair<int, int>> bt_updates;  // (bt_row * bt_stride + index, block)
+    void clear();
+};
+
+// A CUDA error or a failed check, with the call that failed.
+void cuda_check(cudaError_t e, const char * what);
+
+class Engine {
+public:
+    Engine(const std::string & model_dir, const ModelConfig & cfg, const EngineConfig & ec);
+    ~Engine();
+    Engine(const Engine &) = delete;
+    Engine & operator=(const Engine &) = delete;
+
+    // Runs one step; tokens_out[i] is the token sampled for logits_rows[i]. Blocks until the step is done.
+    void run(const Step & step, std::vector<int> & tokens_out);
+    // Every position's logits over tokens (scratch KV, not the pool): n * vocab floats into out (host).
+    void logits_all(const int * tokens, int n, float * out);
+
+    int num_blocks() const { return num_blocks_; }
+    int bt_stride() const { return bt_stride_; }
+    size_t block_bytes() const { return pool_.block_elems() * 2; }
+    DType dtype() const { return dt_; }
+    const std::string & fingerprint() const { return fingerprint_; }
+    uint64_t weight_bytes() const { return weight_bytes_; }
+    const std::string & device_uuid() const { return uuid_; }
+    int device() const { return ec_.device; }
+
+    // Host staging of KV blocks (export segments / import segments): device <-> host, in block order.
+    void copy_blocks_to_host(const std::vector<int> & blocks, void * host);
+    void copy_blocks_from_host(const std::vector<int> & blocks, const void * host);
+    // Device checksum of blocks in order (kernels.cuh checksum_blocks).
+    uint64_t checksum(const std::vector<int> & blocks);
+    // Opaque device descriptor of blocks (export); copy a descriptor's blocks into dst_blocks (import).
+    std::string export_descriptor(const std::vector<int> & blocks, int num_tokens, const std::string & layout_fp);
+    // Returns "" on success, else why (unsupported / malformed / checksum); unsupported sets *unsupported.
+    std::string import_descriptor(const void * desc, size_t size, const std::vector<int> & dst_blocks, int num_tokens,
+                                  const std::string & layout_fp, bool * unsupported);
+
+private:
+    struct Layer {
+        void *input_norm, *wqkv, *wo, *post_norm, *wgate_up, *wdown;
+    };
+    struct Graph;
+    struct Layout;  // offsets of one step's arrays in the packed input buffer
+
+    void load_weights(const std::string & dir);
+    void gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out);
+    void upload(const Step & step, Layout & lay, int bucket);
+    void forward(const Layout & lay, int rows, int num_decode, int num_tiles, int logits_rows, int splits, bool use_rows_map,
+                 void * pool_base, float * logits);
+    int splits_for(int batch) const;
+    int bucket_for(int batch) const;
+
+    ModelConfig cfg_;
+    EngineConfig ec_;
+    DType dt_ = DType::BF16;
+    cudaStream_t stream_ = nullptr;
+    void * cublas_ = nullptr;  // cublasHandle_t
+    void * cublas_ws_ = nullptr;
+    size_t cublas_ws_bytes_ = 0;
+
+    void * weights_ = nullptr;  // one allocation for every weight
+    uint64_t weight_bytes_ = 0;
+    void *embed_ = nullptr, *lm_head_ = nullptr, *final_norm_ = nullptr;
+    std::vector<Layer> layers_;
+    void * cos_sin_ = nullptr;
+    std::string fingerprint_, uuid_;
+
+    KvPoolView pool_;
+    int num_blocks_ = 0, bt_stride_ = 0;
+    int * block_tables_ = nullptr;  // [(max_batch + 1) * bt_stride]; row max_batch: logits_all's scratch
+
+    // activations, sized for max rows
+    int max_rows_ = 0;
+    void *x_ = nullptr, *xn_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr, *tmp_ = nullptr, *gu_ = nullptr, *act_ = nullptr;
+    float * logits_ = nullptr;  // [max_batch][vocab]
+    void * attn_ws_ = nullptr;
+    int max_splits_ = 16;
+    // packed step inputs: host pinned and device
+    unsigned char *in_host_ = nullptr, *in_dev_ = nullptr;
+    size_t in_bytes_ = 0;
+    // sampling
+    int *tokens_dev_ = nullptr, *tokens_host_ = nullptr;
+    uint32_t *keys_ = nullptr, *keys_out_ = nullptr;
+    int *ids_ = nullptr, *ids_out_ = nullptr, *sort_offsets_ = nullptr;
+    void * sort_temp_ = nullptr;
+    size_t sort_temp_bytes_ = 0;
+    int max_sorted_rows_ = 0;
+    cudaEvent_t done_ = nullptr;
+    // small scratch for block copies and checksums
+    int * blocks_dev_ = nullptr;
+    int blocks_dev_cap_ = 0;
+    unsigned long long * checksum_dev_ = nullptr;
+    void * host_tmp_ = nullptr;
+
+    std::map<int, std::unique_ptr<Graph>> graphs_;  // by bucket
+    std::vector<int> buckets_;
+    std::map<std::string, void *> peers_;  // opened IPC pools by handle bytes
+};
+
+}  // namespace trtd::cuda

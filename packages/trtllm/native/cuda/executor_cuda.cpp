@@ -1,0 +1,786 @@
+// The CUDA executor: the C ABI of trtd_executor.h over the device engine (engine.hpp), with in-flight batching
+// on one engine thread. KV blocks are allocated as sequences grow; when a decode step finds no free block, the
+// most recently admitted request is preempted (its blocks freed, its prompt and generated tokens recomputed
+// later: seeded draws depend only on (seed, n), so its output does not change).
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "../../include/trtd_executor.h"
+#include "abi_common.hpp"
+#include "engine.hpp"
+#include "model_config.hpp"
+
+using namespace trtd;
+using trtd::cuda::Engine;
+
+namespace {
+
+int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+struct Request {
+    trtd_request_id id = 0;
+    int type = 0;
+    std::vector<int> tokens;  // prompt, then generated tokens
+    int prompt_len = 0, max_new = 0, end_id = -1;
+    std::vector<int> stop;
+    trtd_sampling_params sampling{};
+    int generated = 0, generated_offset = 0;
+    int computed = 0;          // tokens whose K/V are in its blocks
+    std::vector<int> blocks;
+    int slot = -1;             // row of the device block table while running
+    size_t bt_synced = 0;      // blocks already written to that row
+    void * host_import = nullptr;  // pinned KV written through import segments, uploaded at admission
+    int first_token = -1;      // generation-only
+    bool cancel = false;
+    int pending() const { return int(tokens.size()) - computed; }
+};
+
+struct Held {  // pinned export or reserved import
+    int num_tokens = 0;
+    std::vector<int> blocks;
+    void * host = nullptr;       // pinned staging for the segment views (made on first use)
+    std::string descriptor;      // device descriptor (made on first use)
+};
+
+void free_host(void *& p) {
+    if (p) cudaFreeHost(p);
+    p = nullptr;
+}
+
+}  // namespace
+
+struct trtd_executor {
+    ModelConfig model;
+    trtd_executor_config cfg{};
+    int max_ctx = 0;
+    std::unique_ptr<Engine> engine;
+    std::string layout_fp;
+
+    std::mutex mu;  // guards everything below; taken after compute_mu when both are needed
+    std::condition_variable work_cv, resp_cv;
+    std::deque<std::unique_ptr<Request>> queue;
+    std::vector<std::unique_ptr<Request>> running;  // admission order
+    std::unordered_map<trtd_request_id, Request *> live;
+    std::map<trtd_request_id, Held> exports;
+    std::map<trtd_kv_import_id, Held> imports;
+    std::vector<int> free_blocks, free_slots;
+    ResponseQueue responses;
+    uint64_t next_id = 1, iterations = 0, generated_tokens = 0, prompt_tokens = 0, preemptions = 0;
+    bool stop = false, dirty = false;
+
+    std::mutex compute_mu;  // the engine (one stream, shared buffers): iterations, KV copies, compute_logits
+    std::thread thread;
+
+    bool alloc_locked(int n, std::vector<int> & out) {
+        if (n > int(free_blocks.size())) return false;
+        for (int i = 0; i < n; ++i) { out.push_back(free_blocks.back()); free_blocks.pop_back(); }
+        return true;
+    }
+    void free_locked(std::vector<int> & blocks) {
+        for (int b : blocks) free_blocks.push_back(b);
+        blocks.clear();
+        work_cv.notify_one();
+    }
+    void release_slot_locked(Request & r) {
+        if (r.slot >= 0) free_slots.push_back(r.slot);
+        r.slot = -1;
+        r.bt_synced = 0;
+    }
+    void emit_locked(trtd_request_id id, const int * toks, int n, bool final, int reason, int status = 0,
+                     const std::string & msg = "") {
+        responses.emit_locked(id, toks, n, final, reason, status, msg);
+        resp_cv.notify_all();
+    }
+
+    void finish_locked(Request & r, int reason, int status = 0, const std::string & msg = "") {
+        release_slot_locked(r);
+        free_host(r.host_import);
+        if (r.type == TRTD_REQUEST_CONTEXT_ONLY && (reason == TRTD_FINISH_LENGTH || reason == TRTD_FINISH_END_ID ||
+                                                    reason == TRTD_FINISH_STOP_TOKEN)) {
+            Held & h = exports[r.id];
+            h.num_tokens = r.prompt_len;
+            h.blocks = std::move(r.blocks);
+            r.blocks.clear();
+        } else {
+            free_locked(r.blocks);
+        }
+        live.erase(r.id);
+        emit_locked(r.id, nullptr, 0, true, reason, status, msg);
+    }
+
+    bool accept_token_locked(Request & r, int token) {
+        r.tokens.push_back(token);
+        ++r.generated;
+        ++generated_tokens;
+        emit_locked(r.id, &token, 1, false, 0);
+        int reason = 0;
+        if (r.end_id >= 0 && token == r.end_id) reason = TRTD_FINISH_END_ID;
+        else if (std::find(r.stop.begin(), r.stop.end(), token) != r.stop.end()) reason = TRTD_FINISH_STOP_TOKEN;
+        else if (r.generated >= r.max_new || int(r.tokens.size()) >= max_ctx || r.type == TRTD_REQUEST_CONTEXT_ONLY)
+            reason = TRTD_FINISH_LENGTH;
+        if (!reason) return false;
+        finish_locked(r, reason);
+        return true;
+    }
+
+    // Blocks a queued request needs to be admitted: all of its current tokens' KV (its prompt, or prompt plus
+    // generated tokens after a preemption), so that its prefill never waits for blocks half way.
+    int admission_need(const Request & r) const {
+        const int kv_tokens = std::min(int(r.tokens.size()), max_ctx - 1);
+        return std::max(0, ceil_div(kv_tokens, cfg.kv_tokens_per_block) - int(r.blocks.size()));
+    }
+    bool can_admit_locked() const {
+        if (queue.empty() || free_slots.empty()) return false;
+        const Request & h = *queue.front();
+        return h.cancel || admission_need(h) <= int(free_blocks.size());
+    }
+
+    void handle_cancels_locked() {
+        for (auto it = queue.begin(); it != queue.end();) {
+            if ((*it)->cancel) { finish_locked(**it, TRTD_FINISH_CANCELLED); it = queue.erase(it); }
+            else ++it;
+        }
+        for (auto it = running.begin(); it != running.end();) {
+            if ((*it)->cancel) { finish_locked(**it, TRTD_FINISH_CANCELLED); it = running.erase(it); }
+            else ++it;
+        }
+    }
+
+    void admit_locked(std::vector<Request *> & uploads) {
+        while (can_admit_locked()) {
+            std::unique_ptr<Request> r = std::move(queue.front());
+            queue.pop_front();
+            if (r->cancel) { finish_locked(*r, TRTD_FINISH_CANCELLED); continue; }
+            alloc_locked(admission_need(*r), r->blocks);
+            r->slot = free_slots.back();
+            free_slots.pop_back();
+            r->bt_synced = 0;
+            if (r->host_import) uploads.push_back(r.get());
+            if (r->type == TRTD_REQUEST_GENERATION_ONLY && r->first_token >= 0) {
+                // The first token came from the context phase: emit it as this request's first output, so
+                // generation-only output equals context-and-generation output token for token.
+                const int t = r->first_token;
+                r->first_token = -1;
+                if (accept_token_locked(*r, t)) continue;
+            }
+            running.push_back(std::move(r));
+        }
+    }
+
+    // The most recently admitted request gives its blocks back and waits in front of the queue.
+    void preempt_locked(Request & r) {
+        ++preemptions;
+        free_locked(r.blocks);
+        free_host(r.host_import);
+        release_slot_locked(r);
+        r.computed = 0;
+        auto it = std::find_if(running.begin(), running.end(), [&](const std::unique_ptr<Request> & p) { return p.get() == &r; });
+        queue.push_front(std::move(*it));
+        running.erase(it);
+    }
+
+    void fail_running_locked(const std::string & msg) {
+        for (auto & r : running) finish_locked(*r, TRTD_FINISH_ERROR, TRTD_STATUS_INTERNAL, msg);
+        running.clear();
+    }
+
+    void loop() {
+        cudaSetDevice(cfg.device_id);
+        while (true) {
+            try {
+                run_iterations();
+                return;
+            } catch (const std::exception & e) {
+                std::lock_guard<std::mutex> lk(mu);
+                fail_running_locked(std::string("engine iteration failed: ") + e.what());
+            }
+        }
+    }
+
+    void run_iterations() {
+        struct Item { Request * req; int n; bool sample; };
+        std::vector<Item> items;
+        trtd::cuda::Step step;
+        std::vector<int> sampled;
+        std::vector<Request *> uploads;
+        const int T = cfg.kv_tokens_per_block;
+        while (true) {
+            items.clear();
+            step.clear();
+            uploads.clear();
+            std::vector<std::pair<Request *, void *>> host_imports;
+            {
+                std::unique_lock<std::mutex> lk(mu);
+                work_cv.wait(lk, [&] { return stop || dirty || !running.empty() || can_admit_locked(); });
+                if (stop) return;
+                dirty = false;
+                handle_cancels_locked();
+                admit_locked(uploads);
+                for (Request * r : uploads) { host_imports.push_back({r, r->host_import}); r->host_import = nullptr; }
+                // Decodes grow by a block at a block boundary; without a free block the youngest request yields.
+                for (size_t i = 0; i < running.size(); ++i) {
+                    Request & r = *running[i];
+                    if (r.pending() != 1 || r.computed + 1 <= int(r.blocks.size()) * T) continue;
+                    while (!alloc_locked(1, r.blocks)) {
+                        Request & victim = *running.back();
+                        preempt_locked(victim);
+                        if (&victim == &r) break;
+                    }
+                    if (i >= running.size() || running[i].get() != &r) break;  // r itself was preempted
+                }
+                int decodes = 0;
+                for (auto & r : running)
+                    if (r->pending() == 1) { items.push_back({r.get(), 1, true}); ++decodes; }
+                int budget = std::max(cfg.max_tokens_per_iteration - decodes, 1);
+                for (auto & r : running) {
+                    if (r->pending() <= 1 || budget == 0) continue;
+                    const int n = std::min(r->pending(), budget);
+                    budget -= n;
+                    items.push_back({r.get(), n, r->computed + n == int(r->tokens.size())});
+                }
+                if (items.empty()) continue;
+                ++iterations;
+                // The step: decode rows first, then each prefill chunk's rows; block table rows brought up to date.
+                for (const Item & it : items) {
+                    Request & r = *it.req;
+                    for (; r.bt_synced < r.blocks.size(); ++r.bt_synced)
+                        step.bt_updates.push_back({r.slot * engine->bt_stride() + int(r.bt_synced), r.blocks[r.bt_synced]});
+                    const int row0 = int(step.ids.size());
+                    for (int k = 0; k < it.n; ++k) {
+                        const int pos = r.computed + k;
+                        step.ids.push_back(r.tokens[size_t(pos)]);
+                        step.positions.push_back(pos);
+                        step.slots.push_back(r.blocks[size_t(pos / T)] * T + pos % T);
+                    }
+                    if (it.n == 1 && it.sample && r.pending() == 1) {
+                        step.dec_seq_len.push_back(r.computed + 1);
+                        step.dec_bt_row.push_back(r.slot);
+                        ++step.num_decode;
+                    } else {
+                        step.pf_q_start.push_back(row0);
+                        step.pf_q_len.push_back(it.n);
+                        step.pf_ctx_len.push_back(r.computed + it.n);
+                        step.pf_bt_row.push_back(r.slot);
+                    }
+                    if (it.sample) {
+                        step.logits_rows.push_back(int(step.ids.size()) - 1);
+                        trtd::cuda::SampleParams p{};
+                        p.seed = r.sampling.seed;
+                        p.n = uint64_t(r.generated_offset) + uint64_t(r.generated);
+                        p.temperature = r.sampling.temperature;
+                        p.top_p = r.sampling.top_p;
+                        p.top_k = r.sampling.top_k;
+                        step.sampling.push_back(p);
+                    }
+                }
+            }
+            std::string error;
+            try {
+                std::lock_guard<std::mutex> clk(compute_mu);
+                for (auto & hi : host_imports) {
+                    engine->copy_blocks_from_host(hi.first->blocks, hi.second);
+                    free_host(hi.second);
+                }
+                host_imports.clear();
+                engine->run(step, sampled);
+            } catch (const std::exception & e) {
+                error = std::string("forward pass failed: ") + e.what();
+                for (auto & hi : host_imports) free_host(hi.second);
+            }
+            std::lock_guard<std::mutex> lk(mu);
+            if (!error.empty()) { fail_running_locked(error); continue; }
+            size_t si = 0;
+            std::vector<Request *> done;
+            for (const Item & it : items) {
+                Request & r = *it.req;
+                for (int k = 0; k < it.n; ++k)
+                    if (r.computed + k < r.prompt_len) ++prompt_tokens;
+                r.computed += it.n;
+                if (it.sample && accept_token_locked(r, sampled[si++])) done.push_back(&r);
+            }
+            if (!done.empty())
+                running.erase(std::remove_if(running.begin(), running.end(),
+                                             [&](const std::unique_ptr<Request> & r) {
+                                                 return std::find(done.begin(), done.end(), r.get()) != done.end();
+                                             }),
+                              running.end());
+        }
+    }
+
+    // The CUDA device is per thread: every call that reaches the engine from an API thread binds it first.
+    void bind() const { cudaSetDevice(cfg.device_id); }
+
+    // Host views of a held set of blocks (pinned staging), copied from the device on first use.
+    void * host_view_of(Held & h, bool fill_from_device) {
+        if (!h.host) {
+            bind();
+            void * p = nullptr;
+            trtd::cuda::cuda_check(cudaHostAlloc(&p, h.blocks.size() * engine->block_bytes(), cudaHostAllocDefault), "pinned KV staging");
+            h.host = p;
+            if (fill_from_device) engine->copy_blocks_to_host(h.blocks, h.host);
+        }
+        return h.host;
+    }
+};
+
+namespace {
+
+trtd_status host_segments(trtd_executor * ex, Held & h, bool from_device, trtd_kv_segment * segs, int32_t max, int32_t * n_out) {
+    const int n = int(h.blocks.size());
+    *n_out = n;
+    if (max < n) return fail(TRTD_STATUS_BUFFER_TOO_SMALL, "segment buffer holds " + std::to_string(max) + ", need " + std::to_string(n));
+    if (!segs) return fail(TRTD_STATUS_INVALID_ARGUMENT, "segments is NULL");
+    unsigned char * base = static_cast<unsigned char *>(ex->host_view_of(h, from_device));
+    const size_t bb = ex->engine->block_bytes();
+    for (int i = 0; i < n; ++i) {
+        segs[i].data = base + size_t(i) * bb;
+        segs[i].size = bb;
+        segs[i].memory_kind = TRTD_MEMORY_HOST_PINNED;
+        segs[i].device_id = -1;
+    }
+    return TRTD_STATUS_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+int32_t trtd_abi_version(void) { return TRTD_ABI_VERSION; }
+
+const char * trtd_version(void) { return "trtd-cuda 0.1.0 (CUDA executor, sm_90)"; }
+
+const char * trtd_last_error(void) { return last_error(); }
+
+trtd_executor_config trtd_executor_default_config(void) {
+    trtd_executor_config c{};
+    c.kv_memory_bytes = int64_t(2) << 30;
+    c.max_batch_size = 32;
+    c.max_tokens_per_iteration = 512;
+    c.kv_tokens_per_block = 32;
+    c.kv_block_count = 0;
+    c.num_threads = 0;
+    c.max_context_length = 0;
+    c.device_id = 0;
+    c.max_queued_requests = 0;
+    return c;
+}
+
+trtd_sampling_params trtd_sampling_default_params(void) {
+    trtd_sampling_params p{};
+    p.top_p = 1;
+    return p;
+}
+
+trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_config * config, trtd_executor ** executor_out) {
+    if (executor_out) *executor_out = nullptr;
+    return guarded([&]() -> trtd_status {
+        if (!model_dir || !config || !executor_out)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "model_dir, config and executor_out must not be NULL");
+        const trtd_executor_config & c = *config;
+        if (trtd_status s = validate_config(c); s) return s;
+        if (c.device_id < 0) return fail(TRTD_STATUS_INVALID_ARGUMENT, "the CUDA executor needs device_id >= 0");
+        int count = 0;
+        const cudaError_t ce = cudaGetDeviceCount(&count);
+        if (ce != cudaSuccess || count == 0)
+            return fail(TRTD_STATUS_UNSUPPORTED, std::string("no CUDA device: ") +
+                                                     (ce != cudaSuccess ? cudaGetErrorString(ce) : "cudaGetDeviceCount found none"));
+        if (c.device_id >= count)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "device_id " + std::to_string(c.device_id) + " is out of range (" +
+                                                          std::to_string(count) + " CUDA devices)");
+        std::unique_ptr<trtd_executor> ex(new trtd_executor());
+        ex->cfg = c;
+        try {
+            ex->model = read_model_config(model_dir);
+        } catch (const std::exception & e) {
+            return fail(TRTD_STATUS_MODEL_LOAD, e.what());
+        }
+        const ModelConfig & mc = ex->model;
+        ex->max_ctx = c.max_context_length ? c.max_context_length : mc.max_position_embeddings;
+        if (ex->max_ctx > mc.max_position_embeddings)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_context_length " + std::to_string(ex->max_ctx) + " exceeds the model's " +
+                                                          std::to_string(mc.max_position_embeddings));
+        if (ex->max_ctx < 2) return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_context_length must be >= 2");
+        trtd::cuda::EngineConfig ec;
+        ec.device = c.device_id;
+        ec.max_batch = c.max_batch_size;
+        ec.max_tokens = c.max_tokens_per_iteration;
+        ec.tokens_per_block = c.kv_tokens_per_block;
+        ec.num_blocks = c.kv_block_count;
+        ec.kv_bytes = c.kv_memory_bytes ? c.kv_memory_bytes : (int64_t(64) << 20);
+        ec.max_ctx = ex->max_ctx;
+        if (const char * g = std::getenv("TRTD_CUDA_GRAPHS"); g && std::string(g) == "0") ec.cuda_graphs = false;
+        try {
+            trtd::cuda::cuda_check(cudaSetDevice(c.device_id), "cudaSetDevice");
+            ex->engine.reset(new Engine(model_dir, mc, ec));
+        } catch (const std::invalid_argument & e) {
+            return fail(TRTD_STATUS_MODEL_LOAD, e.what());
+        } catch (const std::exception & e) {
+            const std::string m = e.what();
+            if (m.find("out of memory") != std::string::npos) return fail(TRTD_STATUS_OUT_OF_MEMORY, m);
+            return fail(m.find("tensor") != std::string::npos || m.find("safetensors") != std::string::npos || m.find("cannot open") != std::string::npos
+                            ? TRTD_STATUS_MODEL_LOAD : TRTD_STATUS_INTERNAL, m);
+        }
+        ex->cfg.kv_block_count = ex->engine->num_blocks();
+        for (int b = ex->cfg.kv_block_count - 1; b >= 0; --b) ex->free_blocks.push_back(b);
+        for (int s = ex->cfg.max_batch_size - 1; s >= 0; --s) ex->free_slots.push_back(s);
+        {
+            trtd_kv_layout l;
+            trtd_executor_kv_layout(ex.get(), &l);
+            ex->layout_fp = l.fingerprint;
+        }
+        if (!ex->responses.open())
+            return fail(TRTD_STATUS_INTERNAL, std::string("socketpair failed: ") + std::strerror(errno));
+        trtd_executor * raw = ex.get();
+        ex->thread = std::thread([raw] { raw->loop(); });
+        *executor_out = ex.release();
+        return TRTD_STATUS_OK;
+    });
+}
+
+void trtd_executor_destroy(trtd_executor * ex) {
+    if (!ex) return;
+    {
+        std::lock_guard<std::mutex> lk(ex->mu);
+        ex->stop = true;
+    }
+    ex->work_cv.notify_all();
+    ex->resp_cv.notify_all();
+    if (ex->thread.joinable()) ex->thread.join();
+    for (auto & q : ex->queue) free_host(q->host_import);
+    for (auto & r : ex->running) free_host(r->host_import);
+    for (auto & e : ex->exports) free_host(e.second.host);
+    for (auto & i : ex->imports) free_host(i.second.host);
+    ex->engine.reset();
+    delete ex;
+}
+
+trtd_status trtd_executor_model_info(const trtd_executor * ex, trtd_model_info * out) {
+    if (!ex || !out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and info_out must not be NULL");
+    const ModelConfig & c = ex->model;
+    std::memset(out, 0, sizeof(*out));
+    out->vocab_size = c.vocab_size;
+    out->num_layers = c.num_layers;
+    out->hidden_size = c.hidden_size;
+    out->num_heads = c.num_heads;
+    out->num_kv_heads = c.num_kv_heads;
+    out->head_dim = c.head_dim;
+    out->max_context_length = ex->max_ctx;
+    out->num_eos_token_ids = int32_t(std::min<size_t>(8, c.eos_token_ids.size()));
+    for (int i = 0; i < out->num_eos_token_ids; ++i) out->eos_token_ids[i] = c.eos_token_ids[size_t(i)];
+    copy_fixed(out->fingerprint, sizeof(out->fingerprint), ex->engine->fingerprint());
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, trtd_request_id * id_out) {
+    if (id_out) *id_out = 0;
+    return guarded([&]() -> trtd_status {
+        if (!ex || !req || !id_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor, request and id_out must not be NULL");
+        if (trtd_status s = validate_request(req, ex->model.vocab_size, ex->max_ctx); s) return s;
+        const bool gen_only = req->type == TRTD_REQUEST_GENERATION_ONLY;
+        auto r = std::make_unique<Request>();
+        r->type = req->type;
+        r->tokens.assign(req->prompt, req->prompt + req->prompt_len);
+        r->prompt_len = req->prompt_len;
+        r->max_new = req->max_new_tokens;
+        r->generated_offset = req->generated_offset;
+        r->end_id = req->end_id;
+        if (req->num_stop_token_ids) r->stop.assign(req->stop_token_ids, req->stop_token_ids + req->num_stop_token_ids);
+        r->sampling = req->sampling;
+        const int T = ex->cfg.kv_tokens_per_block;
+        const int kv_tokens = req->type == TRTD_REQUEST_CONTEXT_ONLY
+                                  ? r->prompt_len
+                                  : int(std::min<int64_t>(int64_t(r->prompt_len) + r->max_new, ex->max_ctx)) - 1;
+        const int lifetime_blocks = ceil_div(kv_tokens, T);
+
+        std::lock_guard<std::mutex> lk(ex->mu);
+        if (ex->stop) return fail(TRTD_STATUS_SHUT_DOWN, "the executor is shutting down");
+        if (lifetime_blocks > ex->cfg.kv_block_count)
+            return fail(TRTD_STATUS_KV_CAPACITY, "the request needs " + std::to_string(lifetime_blocks) +
+                                                     " KV blocks (prompt + max_new_tokens); the pool has " +
+                                                     std::to_string(ex->cfg.kv_block_count));
+        if (ex->cfg.max_queued_requests && int(ex->queue.size()) >= ex->cfg.max_queued_requests)
+            return fail(TRTD_STATUS_QUEUE_FULL, "the request queue is full (" + std::to_string(ex->queue.size()) + " waiting)");
+        if (gen_only) {
+            auto it = ex->imports.find(req->context_phase->kv_import_id);
+            if (it == ex->imports.end())
+                return fail(TRTD_STATUS_NOT_FOUND, "unknown or already consumed kv_import_id " +
+                                                       std::to_string(req->context_phase->kv_import_id));
+            if (it->second.num_tokens != r->prompt_len)
+                return fail(TRTD_STATUS_INVALID_ARGUMENT, "the KV import holds " + std::to_string(it->second.num_tokens) +
+                                                              " tokens but the prompt has " + std::to_string(r->prompt_len));
+            r->blocks = std::move(it->second.blocks);
+            r->host_import = it->second.host;  // written through import segments: uploaded at admission
+            ex->imports.erase(it);
+            r->computed = r->prompt_len;
+            r->first_token = req->context_phase->first_token;
+        }
+        r->id = ex->next_id++;
+        *id_out = r->id;
+        ex->live[r->id] = r.get();
+        ex->queue.push_back(std::move(r));
+        ex->work_cv.notify_one();
+        return TRTD_STATUS_OK;
+    });
+}
+
+trtd_status trtd_executor_cancel(trtd_executor * ex, trtd_request_id id) {
+    if (!ex) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    auto it = ex->live.find(id);
+    if (it == ex->live.end()) return fail(TRTD_STATUS_NOT_FOUND, "no live request " + std::to_string(id));
+    it->second->cancel = true;
+    ex->dirty = true;
+    ex->work_cv.notify_one();
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_await_responses(trtd_executor * ex, int32_t timeout_ms, trtd_response * responses, int32_t max_responses,
+                                          trtd_token * tokens, int32_t max_tokens, int32_t * n_out) {
+    if (n_out) *n_out = 0;
+    if (!ex || !n_out || (max_responses > 0 && !responses) || (max_tokens > 0 && !tokens) || max_responses < 0 || max_tokens < 0)
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "await_responses: bad buffers");
+    std::unique_lock<std::mutex> lk(ex->mu);
+    auto ready = [&] { return !ex->responses.empty_locked() || ex->stop; };
+    if (timeout_ms < 0) ex->resp_cv.wait(lk, ready);
+    else if (timeout_ms > 0) ex->resp_cv.wait_for(lk, std::chrono::milliseconds(timeout_ms), ready);
+    *n_out = ex->responses.drain_locked(responses, max_responses, tokens, max_tokens);
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_notify_fd(trtd_executor * ex, bool take, int32_t * fd_out) {
+    if (!ex || !fd_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and fd_out must not be NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    return ex->responses.notify_fd_locked(take, fd_out);
+}
+
+trtd_status trtd_executor_context_phase_state(trtd_executor * ex, trtd_request_id id, void *, uint64_t, uint64_t * size_out) {
+    if (!ex || !size_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and size_out must not be NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    if (!ex->exports.count(id)) return fail(TRTD_STATUS_NOT_FOUND, "no finished context-only request " + std::to_string(id));
+    *size_out = 0;  // KV travels as segments or a device descriptor
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_get_stats(trtd_executor * ex, trtd_executor_stats * out) {
+    if (!ex || !out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and stats_out must not be NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    std::memset(out, 0, sizeof(*out));
+    out->iterations = ex->iterations;
+    out->generated_tokens = ex->generated_tokens;
+    out->prompt_tokens = ex->prompt_tokens;
+    out->active_requests = int32_t(ex->running.size());
+    out->queued_requests = int32_t(ex->queue.size());
+    out->kv_blocks_total = ex->cfg.kv_block_count;
+    out->kv_blocks_free = int32_t(ex->free_blocks.size());
+    out->kv_blocks_used = out->kv_blocks_total - out->kv_blocks_free;
+    out->pinned_exports = int32_t(ex->exports.size());
+    out->pending_imports = int32_t(ex->imports.size());
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_kv_layout(const trtd_executor * ex, trtd_kv_layout * out) {
+    if (!ex || !out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and layout_out must not be NULL");
+    std::memset(out, 0, sizeof(*out));
+    out->bytes_per_block = ex->engine->block_bytes();
+    out->num_layers = ex->model.num_layers;
+    out->num_kv_heads = ex->model.num_kv_heads;
+    out->head_dim = ex->model.head_dim;
+    out->tokens_per_block = ex->cfg.kv_tokens_per_block;
+    out->dtype = ex->engine->dtype() == trtd::cuda::DType::BF16 ? TRTD_KV_BFLOAT16 : TRTD_KV_FLOAT16;
+    out->memory_kind = TRTD_MEMORY_CUDA_DEVICE;
+    const int32_t fields[6] = {out->num_layers, out->num_kv_heads, out->head_dim, out->tokens_per_block, out->dtype, 0};
+    uint64_t h = hash_bytes(ex->engine->fingerprint().data(), ex->engine->fingerprint().size(), 0x6b766c61796f7574ull);
+    h = hash_bytes(fields, sizeof(fields), h);
+    copy_fixed(out->fingerprint, sizeof(out->fingerprint), hex64(h));
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_kv_export_info(trtd_executor * ex, trtd_request_id id, trtd_kv_export_info * out) {
+    if (!ex || !out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and info_out must not be NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    auto it = ex->exports.find(id);
+    if (it == ex->exports.end()) {
+        if (ex->live.count(id))
+            return fail(TRTD_STATUS_INVALID_STATE, "request " + std::to_string(id) + " is not a finished context-only request");
+        return fail(TRTD_STATUS_NOT_FOUND, "no pinned KV for request " + std::to_string(id));
+    }
+    out->num_tokens = it->second.num_tokens;
+    out->num_blocks = int32_t(it->second.blocks.size());
+    out->bytes = uint64_t(out->num_blocks) * ex->engine->block_bytes();
+    out->memory_kind = TRTD_MEMORY_HOST_PINNED;  // what the segments are; the device path has its own call
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_kv_export_segments(trtd_executor * ex, trtd_request_id id, trtd_kv_segment * segs, int32_t max,
+                                             int32_t * n_out) {
+    if (!ex || !n_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and num_segments_out must not be NULL");
+    return guarded([&]() -> trtd_status {
+        std::lock_guard<std::mutex> clk(ex->compute_mu);
+        std::lock_guard<std::mutex> lk(ex->mu);
+        auto it = ex->exports.find(id);
+        if (it == ex->exports.end()) return fail(TRTD_STATUS_NOT_FOUND, "no pinned KV for request " + std::to_string(id));
+        return host_segments(ex, it->second, true, segs, max, n_out);
+    });
+}
+
+trtd_status trtd_executor_kv_export_copy(trtd_executor * ex, trtd_request_id id, void * buffer, uint64_t size) {
+    if (!ex || !buffer) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and buffer must not be NULL");
+    return guarded([&]() -> trtd_status {
+        std::lock_guard<std::mutex> clk(ex->compute_mu);
+        std::lock_guard<std::mutex> lk(ex->mu);
+        auto it = ex->exports.find(id);
+        if (it == ex->exports.end()) return fail(TRTD_STATUS_NOT_FOUND, "no pinned KV for request " + std::to_string(id));
+        const uint64_t need = ex->engine->block_bytes() * it->second.blocks.size();
+        if (size < need) return fail(TRTD_STATUS_BUFFER_TOO_SMALL, "buffer has " + std::to_string(size) + " bytes, need " + std::to_string(need));
+        if (it->second.host) std::memcpy(buffer, it->second.host, need);
+        else { ex->bind(); ex->engine->copy_blocks_to_host(it->second.blocks, buffer); }
+        return TRTD_STATUS_OK;
+    });
+}
+
+trtd_status trtd_executor_kv_export_release(trtd_executor * ex, trtd_request_id id) {
+    if (!ex) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    auto it = ex->exports.find(id);
+    if (it == ex->exports.end()) return fail(TRTD_STATUS_NOT_FOUND, "no pinned KV for request " + std::to_string(id));
+    free_host(it->second.host);
+    ex->free_locked(it->second.blocks);
+    ex->exports.erase(it);
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_kv_import_reserve(trtd_executor * ex, int32_t num_tokens, trtd_kv_import_id * id_out) {
+    if (id_out) *id_out = 0;
+    return guarded([&]() -> trtd_status {
+        if (!ex || !id_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and import_id_out must not be NULL");
+        if (num_tokens < 1 || num_tokens >= ex->max_ctx)
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_tokens must be in [1, " + std::to_string(ex->max_ctx - 1) + "]");
+        const int need = ceil_div(num_tokens, ex->cfg.kv_tokens_per_block);
+        std::lock_guard<std::mutex> lk(ex->mu);
+        if (need > ex->cfg.kv_block_count)
+            return fail(TRTD_STATUS_KV_CAPACITY, "the import needs " + std::to_string(need) + " KV blocks; the pool has " +
+                                                     std::to_string(ex->cfg.kv_block_count));
+        Held h;
+        h.num_tokens = num_tokens;
+        if (!ex->alloc_locked(need, h.blocks))
+            return fail(TRTD_STATUS_KV_EXHAUSTED, "the import needs " + std::to_string(need) + " KV blocks; " +
+                                                      std::to_string(ex->free_blocks.size()) + " are free now");
+        const trtd_kv_import_id id = ex->next_id++;
+        ex->imports[id] = std::move(h);
+        *id_out = id;
+        return TRTD_STATUS_OK;
+    });
+}
+
+trtd_status trtd_executor_kv_import_segments(trtd_executor * ex, trtd_kv_import_id id, trtd_kv_segment * segs, int32_t max,
+                                             int32_t * n_out) {
+    if (!ex || !n_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and num_segments_out must not be NULL");
+    return guarded([&]() -> trtd_status {
+        std::lock_guard<std::mutex> lk(ex->mu);
+        auto it = ex->imports.find(id);
+        if (it == ex->imports.end()) return fail(TRTD_STATUS_NOT_FOUND, "unknown or consumed import " + std::to_string(id));
+        return host_segments(ex, it->second, false, segs, max, n_out);
+    });
+}
+
+trtd_status trtd_executor_kv_import_abort(trtd_executor * ex, trtd_kv_import_id id) {
+    if (!ex) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    auto it = ex->imports.find(id);
+    if (it == ex->imports.end()) return fail(TRTD_STATUS_NOT_FOUND, "unknown or consumed import " + std::to_string(id));
+    free_host(it->second.host);
+    ex->free_locked(it->second.blocks);
+    ex->imports.erase(it);
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_device_uuid(const trtd_executor * ex, char * buf, int32_t size) {
+    if (!ex || !buf) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and buf must not be NULL");
+    if (size < 64) return fail(TRTD_STATUS_BUFFER_TOO_SMALL, "the buffer needs 64 bytes");
+    copy_fixed(buf, size_t(size), ex->engine->device_uuid());
+    return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_kv_export_device(trtd_executor * ex, trtd_request_id id, void * buffer, uint64_t size, uint64_t * size_out) {
+    if (size_out) *size_out = 0;
+    if (!ex || !size_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and size_out must not be NULL");
+    return guarded([&]() -> trtd_status {
+        std::lock_guard<std::mutex> clk(ex->compute_mu);
+        std::lock_guard<std::mutex> lk(ex->mu);
+        auto it = ex->exports.find(id);
+        if (it == ex->exports.end()) {
+            if (ex->live.count(id))
+                return fail(TRTD_STATUS_INVALID_STATE, "request " + std::to_string(id) + " is not a finished context-only request");
+            return fail(TRTD_STATUS_NOT_FOUND, "no pinned KV for request " + std::to_string(id));
+        }
+        Held & h = it->second;
+        if (h.descriptor.empty()) {
+            try {
+                ex->bind();
+                h.descriptor = ex->engine->export_descriptor(h.blocks, h.num_tokens, ex->layout_fp);
+            } catch (const std::exception & e) {
+                return fail(TRTD_STATUS_UNSUPPORTED, std::string("no device export here: ") + e.what());
+            }
+        }
+        *size_out = h.descriptor.size();
+        if (!buffer) return TRTD_STATUS_OK;
+        if (size < h.descriptor.size())
+            return fail(TRTD_STATUS_BUFFER_TOO_SMALL, "the descriptor needs " + std::to_string(h.descriptor.size()) + " bytes");
+        std::memcpy(buffer, h.descriptor.data(), h.descriptor.size());
+        return TRTD_STATUS_OK;
+    });
+}
+
+trtd_status trtd_executor_kv_import_device(trtd_executor * ex, trtd_kv_import_id id, const void * desc, uint64_t size) {
+    if (!ex || !desc) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and descriptor must not be NULL");
+    return guarded([&]() -> trtd_status {
+        std::lock_guard<std::mutex> clk(ex->compute_mu);
+        std::vector<int> blocks;
+        int num_tokens = 0;
+        {
+            std::lock_guard<std::mutex> lk(ex->mu);
+            auto it = ex->imports.find(id);
+            if (it == ex->imports.end()) return fail(TRTD_STATUS_NOT_FOUND, "unknown or consumed import " + std::to_string(id));
+            blocks = it->second.blocks;  // the import cannot be consumed or aborted meanwhile: both need mu, and
+            num_tokens = it->second.num_tokens;  // consuming it only queues the blocks for the engine (compute_mu)
+        }
+        bool unsupported = false;
+        ex->bind();
+        const std::string why = ex->engine->import_descriptor(desc, size, blocks, num_tokens, ex->layout_fp, &unsupported);
+        if (why.empty()) return TRTD_STATUS_OK;
+        if (unsupported) return fail(TRTD_STATUS_UNSUPPORTED, why);
+        return fail(why.find("checksum") != std::string::npos ? TRTD_STATUS_INTERNAL : TRTD_STATUS_INVALID_ARGUMENT, why);
+    });
+}
+
+trtd_status trtd_executor_compute_logits(trtd_executor * ex, const trtd_token * tokens, int32_t n, float * logits, int64_t max_logits) {
+    return guarded([&]() -> trtd_status {
+        if (!ex || !tokens || !logits) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor, tokens and logits must not be NULL");
+        if (n < 1 || n > ex->max_ctx) return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_tokens must be in [1, max context]");
+        const int vocab = ex->model.vocab_size;
+        for (int i = 0; i < n; ++i)
+            if (trtd_status s = check_token(tokens[i], vocab, "token id"); s) return s;
+        if (max_logits < int64_t(n) * vocab)
+            return fail(TRTD_STATUS_BUFFER_TOO_SMALL, "logits buffer holds " + std::to_string(max_logits) + " floats, need " +
+                                                          std::to_string(int64_t(n) * vocab));
+        std::lock_guard<std::mutex> clk(ex->compute_mu);
+        ex->bind();
+        ex->engine->logits_all(tokens, n, logits);
+        return TRTD_STATUS_OK;
+    });
+}
+
+}  // extern "C"

@@ -1,0 +1,462 @@
+// Each kernel of kernels.cuh against a plain CPU reference on random data (needs a GPU). Prints one line per
+// check and "kernel checks: N passed, N failed" last; exits 1 on any failure.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <cuda_bf16.h>
+
+#include "kernels.cuh"
+
+using namespace trtd::cuda;
+
+namespace {
+
+int passed = 0, failed = 0;
+
+void check(bool ok, const std::string & what, double err) {
+    std::printf("%-4s %-60s max err %.3g\n", ok ? "ok" : "FAIL", what.c_str(), err);
+    (ok ? passed : failed)++;
+}
+
+#define CK(x)                                                                                  \
+    do {                                                                                       \
+        cudaError_t e_ = (x);                                                                  \
+        if (e_ != cudaSuccess) {                                                               \
+            std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
+            std::exit(2);                                                                      \
+        }                                                                                      \
+    } while (0)
+
+uint16_t to_bf(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+float from_bf(uint16_t h) {
+    uint32_t u = uint32_t(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+float rbf(float f) { return from_bf(to_bf(f)); }
+
+std::mt19937 rng(1234);
+std::vector<uint16_t> rand_bf(size_t n, float scale = 1.f) {
+    std::normal_distribution<float> d(0.f, scale);
+    std::vector<uint16_t> v(n);
+    for (auto & x : v) x = to_bf(d(rng));
+    return v;
+}
+template <typename T> T * up(const std::vector<T> & v) {
+    T * p;
+    CK(cudaMalloc(&p, std::max<size_t>(v.size(), 1) * sizeof(T)));
+    CK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+    return p;
+}
+template <typename T> std::vector<T> down(const T * p, size_t n) {
+    std::vector<T> v(n);
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return v;
+}
+
+void check_rmsnorm() {
+    const int rows = 7, H = 4096;
+    auto res = rand_bf(size_t(rows) * H), delta = rand_bf(size_t(rows) * H), w = rand_bf(H, 0.5f);
+    auto *dr = up(res), *dd = up(delta), *dw = up(w);
+    uint16_t * out;
+    CK(cudaMalloc(&out, size_t(rows) * H * 2));
+    add_rmsnorm(DType::BF16, dr, dd, dw, out, nullptr, rows, H, 1e-5f, 0);
+    auto o = down(out, size_t(rows) * H), r2 = down(dr, size_t(rows) * H);
+    double err = 0, rerr = 0;
+    for (int r = 0; r < rows; ++r) {
+        double ss = 0;
+        std::vector<float> x(H);
+        for (int i = 0; i < H; ++i) { x[i] = rbf(from_bf(res[size_t(r) * H + i]) + from_bf(delta[size_t(r) * H + i])); ss += double(x[i]) * x[i]; }
+        const float inv = float(1.0 / std::sqrt(ss / H + 1e-5));
+        for (int i = 0; i < H; ++i) {
+            const float want = rbf(from_bf(w[i]) * rbf(x[i] * inv));
+            err = std::max(err, double(std::fabs(from_bf(o[size_t(r) * H + i]) - want)) / (std::fabs(want) + 1e-2));
+            rerr = std::max(rerr, double(std::fabs(from_bf(r2[size_t(r) * H + i]) - x[i])));
+        }
+    }
+    check(err < 1e-2, "add_rmsnorm output (bf16, HF rounding order)", err);
+    check(rerr == 0, "add_rmsnorm residual written back", rerr);
+}
+
+struct Pool {
+    KvPoolView v;
+    std::vector<uint16_t> host;
+    size_t k_index(int block, int layer, int kv, int t, int h, int d) const {
+        return size_t(block) * v.block_elems() + size_t(layer) * v.layer_elems() + size_t(kv) * v.kv_elems() +
+               (size_t(t) * v.num_kv_heads + h) * v.head_dim + d;
+    }
+};
+
+// CPU attention for one query against keys [0, L) of a sequence in the pool (blocks via table).
+void cpu_attention(const Pool & p, const std::vector<int> & table, int layer, int kvh, const float * q, int L, float scale, float * out) {
+    const int D = p.v.head_dim, T = p.v.tokens_per_block;
+    std::vector<double> s(static_cast<size_t>(L));
+    double m = -1e300;
+    for (int t = 0; t < L; ++t) {
+        double acc = 0;
+        for (int d = 0; d < D; ++d) acc += double(q[d]) * from_bf(p.host[p.k_index(table[t / T], layer, 0, t % T, kvh, d)]);
+        s[size_t(t)] = acc * scale;
+        m = std::max(m, s[size_t(t)]);
+    }
+    double den = 0;
+    std::vector<double> o(static_cast<size_t>(D), 0.0);
+    for (int t = 0; t < L; ++t) {
+        const double w = std::exp(s[size_t(t)] - m);
+        den += w;
+        for (int d = 0; d < D; ++d) o[size_t(d)] += w * from_bf(p.host[p.k_index(table[t / T], layer, 1, t % T, kvh, d)]);
+    }
+    for (int d = 0; d < D; ++d) out[d] = float(o[size_t(d)] / den);
+}
+
+void check_attention(int D, int G) {
+    const int layers = 2, nkv = 2, nq = nkv * G, T = 32, layer = 1;
+    const std::vector<int> lens = {1, 33, 700, 64, 129};
+    int blocks_total = 0;
+    for (int L : lens) blocks_total += (L + T - 1) / T;
+    Pool p;
+    p.v.num_layers = layers;
+    p.v.num_kv_heads = nkv;
+    p.v.head_dim = D;
+    p.v.tokens_per_block = T;
+    const int nb = blocks_total + 3;
+    p.host = rand_bf(size_t(nb) * p.v.block_elems());
+    uint16_t * dpool = up(p.host);
+    p.v.base = dpool;
+    // shuffled block ids
+    std::vector<int> perm(static_cast<size_t>(nb));
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    const int B = int(lens.size()), stride = 32;
+    std::vector<int> bt(size_t(B) * stride, 0), rows(static_cast<size_t>(B));
+    std::vector<std::vector<int>> tables(static_cast<size_t>(B));
+    int next = 0;
+    for (int b = 0; b < B; ++b) {
+        rows[size_t(b)] = b;
+        for (int k = 0; k < (lens[size_t(b)] + T - 1) / T; ++k) {
+            tables[size_t(b)].push_back(perm[size_t(next)]);
+            bt[size_t(b) * stride + k] = perm[size_t(next++)];
+        }
+    }
+    const float scale = 1.f / std::sqrt(float(D));
+    // decode: one query per sequence
+    {
+        const int qstride = (nq + 2 * nkv) * D;
+        auto q = rand_bf(size_t(B) * qstride);
+        uint16_t * dq = up(q);
+        auto *dlens = up(lens), *drows = up(rows), *dbt = up(bt);
+        uint16_t * out;
+        CK(cudaMalloc(&out, size_t(B) * nq * D * 2));
+        const size_t ws = decode_attention_workspace_bytes(B, nq, D, 16);
+        void * work;
+        CK(cudaMalloc(&work, ws));
+        for (int splits : {1, 3, 16}) {
+            decode_attention(DType::BF16, dq, qstride, out, nq * D, dlens, drows, dbt, stride, p.v, layer, B, nq, splits, scale, work, 0);
+            auto o = down(out, size_t(B) * nq * D);
+            double err = 0;
+            std::vector<float> qf(static_cast<size_t>(D)), want(static_cast<size_t>(D));
+            for (int b = 0; b < B; ++b)
+                for (int h = 0; h < nq; ++h) {
+                    for (int d = 0; d < D; ++d) qf[size_t(d)] = from_bf(q[size_t(b) * qstride + size_t(h) * D + d]);
+                    cpu_attention(p, tables[size_t(b)], layer, h / G, qf.data(), lens[size_t(b)], scale, want.data());
+                    for (int d = 0; d < D; ++d)
+                        err = std::max(err, double(std::fabs(from_bf(o[(size_t(b) * nq + h) * D + d]) - want[size_t(d)])));
+                }
+            check(err < 2e-2, "decode attention D=" + std::to_string(D) + " G=" + std::to_string(G) + " splits=" + std::to_string(splits), err);
+        }
+        cudaFree(dq); cudaFree(dlens); cudaFree(drows); cudaFree(dbt); cudaFree(out); cudaFree(work);
+    }
+    // prefill: sequence b has q_len = min(L, 100) queries at its last positions
+    {
+        const int qstride = (nq + 2 * nkv) * D;
+        std::vector<int> qs, ql, ctx, tseq, trow;
+        int rows_total = 0;
+        for (int b = 0; b < B; ++b) {
+            const int L = lens[size_t(b)], n = std::min(L, 100);
+            qs.push_back(rows_total);
+            ql.push_back(n);
+            ctx.push_back(L);
+            for (int r = 0; r < n; r += 64) { tseq.push_back(b); trow.push_back(rows_total + r); }
+            rows_total += n;
+        }
+        auto q = rand_bf(size_t(rows_total) * qstride);
+        uint16_t * dq = up(q);
+        int *dqs = up(qs), *dql = up(ql), *dctx = up(ctx), *dts = up(tseq), *dtr = up(trow), *drows = up(rows), *dbt = up(bt);
+        uint16_t * out;
+        CK(cudaMalloc(&out, size_t(rows_total) * nq * D * 2));
+        prefill_attention(DType::BF16, dq, qstride, out, nq * D, dts, dtr, dqs, dql, dctx, drows, dbt, stride, p.v, layer,
+                          int(tseq.size()), nq, scale, 0);
+        auto o = down(out, size_t(rows_total) * nq * D);
+        double err = 0;
+        std::vector<float> qf(static_cast<size_t>(D)), want(static_cast<size_t>(D));
+        for (int b = 0; b < B; ++b)
+            for (int i = 0; i < ql[size_t(b)]; ++i) {
+                const int row = qs[size_t(b)] + i, pos = ctx[size_t(b)] - ql[size_t(b)] + i;
+                for (int h = 0; h < nq; ++h) {
+                    for (int d = 0; d < D; ++d) qf[size_t(d)] = from_bf(q[size_t(row) * qstride + size_t(h) * D + d]);
+                    cpu_attention(p, tables[size_t(b)], layer, h / G, qf.data(), pos + 1, scale, want.data());
+                    for (int d = 0; d < D; ++d) err = std::max(err, double(std::fabs(from_bf(o[(size_t(row) * nq + h) * D + d]) - want[size_t(d)])));
+                }
+            }
+        check(err < 3e-2, "prefill attention D=" + std::to_string(D) + " G=" + std::to_string(G) + " (causal, prefix in cache)", err);
+        cudaFree(dq); cudaFree(dqs); cudaFree(dql); cudaFree(dctx); cudaFree(dts); cudaFree(dtr); cudaFree(drows); cudaFree(dbt); cudaFree(out);
+    }
+    cudaFree(dpool);
+}
+
+void check_rope_kv(int D) {
+    const int nq = 8, nkv = 2, rows = 5, T = 16, layers = 3, layer = 2, max_pos = 300;
+    KvPoolView v;
+    v.num_layers = layers; v.num_kv_heads = nkv; v.head_dim = D; v.tokens_per_block = T;
+    const int nb = 4;
+    std::vector<uint16_t> pool(size_t(nb) * v.block_elems(), 0);
+    uint16_t * dpool = up(pool);
+    v.base = dpool;
+    std::vector<uint16_t> cs(size_t(max_pos) * D);
+    for (int p = 0; p < max_pos; ++p)
+        for (int i = 0; i < D / 2; ++i) {
+            const float a = float(p) * float(std::pow(10000.0, -2.0 * i / D));
+            cs[(size_t(p) * D / 2 + i) * 2] = to_bf(float(std::cos(a)));
+            cs[(size_t(p) * D / 2 + i) * 2 + 1] = to_bf(float(std::sin(a)));
+        }
+    const int W = (nq + 2 * nkv) * D;
+    auto qkv = rand_bf(size_t(rows) * W);
+    std::vector<int> pos = {0, 1, 17, 250, 3}, slots = {5, 6, -1, 63, 17};
+    auto *dqkv = up(qkv), *dcs = up(cs);
+    auto *dpos = up(pos), *dsl = up(slots);
+    rope_kv_write(DType::BF16, dqkv, dpos, dsl, dcs, v, layer, rows, nq, 0);
+    auto o = down(dqkv, qkv.size()), pl = down(dpool, pool.size());
+    double err = 0;
+    Pool P;
+    P.v = v;
+    for (int r = 0; r < rows; ++r)
+        for (int h = 0; h < nq + 2 * nkv; ++h)
+            for (int i = 0; i < D; ++i) {
+                const float * none = nullptr;
+                (void)none;
+                const size_t at = size_t(r) * W + size_t(h) * D;
+                float want;
+                if (h < nq + nkv) {
+                    const int j = i % (D / 2);
+                    const float c = from_bf(cs[(size_t(pos[r]) * D / 2 + j) * 2]), s = from_bf(cs[(size_t(pos[r]) * D / 2 + j) * 2 + 1]);
+                    const float x1 = from_bf(qkv[at + j]), x2 = from_bf(qkv[at + j + D / 2]);
+                    want = i < D / 2 ? rbf(rbf(x1 * c) + rbf(-x2 * s)) : rbf(rbf(x2 * c) + rbf(x1 * s));
+                } else {
+                    want = from_bf(qkv[at + i]);
+                }
+                float got;
+                if (h < nq) got = from_bf(o[at + i]);
+                else if (slots[r] < 0) continue;
+                else {
+                    const int kv = h < nq + nkv ? 0 : 1, kh = kv ? h - nq - nkv : h - nq;
+                    got = from_bf(pl[P.k_index(slots[r] / T, layer, kv, slots[r] % T, kh, i)]);
+                }
+                err = std::max(err, double(std::fabs(got - want)));
+            }
+    // padding row (slot -1) wrote nothing: count non-zero entries == written rows' K and V
+    size_t nonzero = 0;
+    for (uint16_t x : pl) nonzero += x != 0;
+    check(err == 0 && nonzero <= size_t(4) * 2 * nkv * D, "rope + KV write D=" + std::to_string(D) + " (rotate-half, bf16 cos/sin)", err);
+    cudaFree(dpool); cudaFree(dqkv); cudaFree(dcs); cudaFree(dpos); cudaFree(dsl);
+}
+
+void check_silu() {
+    const int rows = 3, I = 1000 * 8;
+    auto gu = rand_bf(size_t(rows) * 2 * I, 2.f);
+    auto * d = up(gu);
+    uint16_t * out;
+    CK(cudaMalloc(&out, size_t(rows) * I * 2));
+    silu_mul(DType::BF16, d, out, rows, I, 0);
+    auto o = down(out, size_t(rows) * I);
+    double err = 0;
+    for (int r = 0; r < rows; ++r)
+        for (int i = 0; i < I; ++i) {
+            const float g = from_bf(gu[size_t(r) * 2 * I + i]), u = from_bf(gu[size_t(r) * 2 * I + I + i]);
+            const float want = rbf(rbf(g / (1.f + std::exp(-g))) * u);
+            err = std::max(err, double(std::fabs(from_bf(o[size_t(r) * I + i]) - want)) / (std::fabs(want) + 1e-3));
+        }
+    check(err < 1e-2, "silu * up", err);
+    cudaFree(d); cudaFree(out);
+}
+
+uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+double counter_uniform(uint64_t seed, uint64_t n) {
+    const uint64_t z = mix64(mix64(seed ^ 0x6A09E667F3BCC909ull) + (n + 1) * 0x9E3779B97F4A7C15ull);
+    return double(z >> 11) * (1.0 / 9007199254740992.0);
+}
+int cpu_sample(const std::vector<float> & l, const SampleParams & p) {
+    const int V = int(l.size());
+    std::vector<int> order(static_cast<size_t>(V));
+    std::iota(order.begin(), order.end(), 0);
+    const bool filtered = p.top_k > 0 || p.top_p < 1.f;
+    if (filtered) std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return l[a] > l[b]; });
+    const double mx = filtered ? l[order[0]] : *std::max_element(l.begin(), l.end());
+    const int k = filtered && p.top_k > 0 ? std::min(p.top_k, V) : V;
+    std::vector<double> pr(static_cast<size_t>(k));
+    double total = 0;
+    for (int i = 0; i < k; ++i) total += (pr[size_t(i)] = std::exp((double(l[order[i]]) - mx) / p.temperature));
+    int keep = k;
+    double kept = total;
+    if (filtered && p.top_p < 1.f) {
+        double acc = 0;
+        for (int i = 0; i < k; ++i) { acc += pr[size_t(i)]; if (acc >= p.top_p * total) { keep = i + 1; kept = acc; break; } }
+    }
+    const double target = counter_uniform(p.seed, p.n) * kept;
+    double acc = 0;
+    for (int i = 0; i < keep; ++i) { acc += pr[size_t(i)]; if (acc > target) return order[i]; }
+    return order[keep - 1];
+}
+
+void check_sampling() {
+    const int V = 128256, R = 6;
+    std::vector<float> logits(size_t(R) * V);
+    std::normal_distribution<float> d(0.f, 3.f);
+    for (auto & x : logits) x = d(rng);
+    logits[size_t(2) * V + 77] = logits[size_t(2) * V + 5] = 50.f;  // tie: lowest id wins greedy
+    float * dl = up(logits);
+    int * dout;
+    CK(cudaMalloc(&dout, 64 * 4));
+    argmax_rows(dl, V, R, dout, 0);
+    auto am = down(dout, R);
+    bool ok = true;
+    for (int r = 0; r < R; ++r) {
+        const float * row = &logits[size_t(r) * V];
+        ok &= am[size_t(r)] == int(std::max_element(row, row + V) - row);
+    }
+    check(ok && am[2] == 5, "argmax (lowest id on ties)", 0);
+    std::vector<SampleParams> ps;
+    const float temps[] = {1.0f, 0.7f, 1.3f, 0.9f, 2.0f, 0.5f};
+    const int topk[] = {0, 40, 0, 50000, 0, 1};
+    const float topp[] = {1.f, 1.f, 0.9f, 0.95f, 0.5f, 1.f};
+    int nf = 0;
+    std::vector<int> flist;
+    for (int r = 0; r < R; ++r) {
+        SampleParams p{};
+        p.seed = 1000 + r;
+        p.n = uint64_t(r * 3);
+        p.temperature = temps[r];
+        p.top_k = topk[r];
+        p.top_p = topp[r];
+        p.logits_row = r;
+        p.filtered = p.top_k > 0 || p.top_p < 1.f;
+        p.sorted_row = p.filtered ? nf : 0;
+        if (p.filtered) { flist.push_back(r); ++nf; }
+        ps.push_back(p);
+    }
+    auto * dp = up(ps);
+    auto * dfl = up(flist);
+    uint32_t *k1, *k2;
+    int *i1, *i2, *offs;
+    CK(cudaMalloc(&k1, size_t(R) * V * 4)); CK(cudaMalloc(&k2, size_t(R) * V * 4));
+    CK(cudaMalloc(&i1, size_t(R) * V * 4)); CK(cudaMalloc(&i2, size_t(R) * V * 4));
+    CK(cudaMalloc(&offs, (R + 1) * 4));
+    const size_t tb = sort_workspace_bytes(R, V);
+    void * temp;
+    CK(cudaMalloc(&temp, tb));
+    int mism = 0;
+    for (int trial = 0; trial < 20; ++trial) {
+        for (auto & p : ps) p.n += 1;
+        CK(cudaMemcpy(dp, ps.data(), ps.size() * sizeof(SampleParams), cudaMemcpyHostToDevice));
+        sort_rows(dl, dp, nf, dfl, V, k1, k2, i1, i2, temp, tb, offs, 0);
+        sample_rows(dl, dp, R, i2, V, dout, 0);
+        auto got = down(dout, R);
+        for (int r = 0; r < R; ++r) {
+            std::vector<float> row(logits.begin() + long(r) * V, logits.begin() + long(r + 1) * V);
+            if (got[size_t(r)] != cpu_sample(row, ps[size_t(r)])) ++mism;
+        }
+    }
+    check(mism == 0, "sampling: temperature / top-k / top-p, 120 draws vs CPU walk", mism);
+    cudaFree(dl); cudaFree(dout); cudaFree(dp); cudaFree(dfl); cudaFree(k1); cudaFree(k2); cudaFree(i1); cudaFree(i2); cudaFree(offs); cudaFree(temp);
+}
+
+void check_blocks() {
+    const size_t bb = size_t(1) << 20;
+    const int nb = 12;
+    std::vector<uint16_t> a = rand_bf(nb * bb / 2);
+    auto * src = up(a);
+    uint16_t * dst;
+    CK(cudaMalloc(&dst, nb * bb));
+    CK(cudaMemset(dst, 0, nb * bb));
+    std::vector<int> sb = {3, 7, 1, 0}, db = {11, 2, 5, 6};
+    auto *dsb = up(sb), *ddb = up(db);
+    copy_blocks(src, dsb, dst, ddb, 4, bb, 0);
+    auto out = down(dst, nb * bb / 2);
+    bool ok = true;
+    for (int i = 0; i < 4; ++i) ok &= std::memcmp(&out[size_t(db[i]) * bb / 2], &a[size_t(sb[i]) * bb / 2], bb) == 0;
+    unsigned long long *h1, *h2;
+    CK(cudaMalloc(&h1, 8)); CK(cudaMalloc(&h2, 8));
+    CK(cudaMemset(h1, 0, 8)); CK(cudaMemset(h2, 0, 8));
+    checksum_blocks(src, dsb, 4, bb, h1, 0);
+    checksum_blocks(dst, ddb, 4, bb, h2, 0);
+    auto c1 = down(h1, 1), c2 = down(h2, 1);
+    std::vector<int> swapped = {11, 5, 2, 6};  // same bytes, other order: must differ
+    auto * dsw = up(swapped);
+    CK(cudaMemset(h2, 0, 8));
+    checksum_blocks(dst, dsw, 4, bb, h2, 0);
+    auto c3 = down(h2, 1);
+    check(ok && c1[0] == c2[0] && c3[0] != c1[0], "block gather copy + position-sensitive checksum", 0);
+    // bandwidth of the gather copy vs cudaMemcpy of the same bytes
+    const size_t big_bb = size_t(4) << 20;
+    const int big_n = 128;
+    uint8_t *bs, *bd;
+    CK(cudaMalloc(&bs, big_bb * big_n)); CK(cudaMalloc(&bd, big_bb * big_n));
+    std::vector<int> ids(big_n);
+    std::iota(ids.begin(), ids.end(), 0);
+    std::shuffle(ids.begin(), ids.end(), rng);
+    auto * dids = up(ids);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0); cudaEventCreate(&e1);
+    float ms_copy = 1e9f, ms_mc = 1e9f;
+    for (int it = 0; it < 5; ++it) {
+        cudaEventRecord(e0);
+        copy_blocks(bs, dids, bd, dids, big_n, big_bb, 0);
+        cudaEventRecord(e1);
+        cudaEventSynchronize(e1);
+        float ms; cudaEventElapsedTime(&ms, e0, e1); ms_copy = std::min(ms_copy, ms);
+        cudaEventRecord(e0);
+        cudaMemcpyAsync(bd, bs, big_bb * big_n, cudaMemcpyDeviceToDevice);
+        cudaEventRecord(e1);
+        cudaEventSynchronize(e1);
+        cudaEventElapsedTime(&ms, e0, e1); ms_mc = std::min(ms_mc, ms);
+    }
+    const double gb = 2.0 * big_bb * big_n / 1e9;
+    std::printf("     block gather 512 MiB: %.0f GB/s (read+write) vs cudaMemcpy %.0f GB/s: ratio %.2f\n", gb / ms_copy * 1e3,
+                gb / ms_mc * 1e3, ms_mc / ms_copy);
+    cudaFree(src); cudaFree(dst); cudaFree(dsb); cudaFree(ddb); cudaFree(h1); cudaFree(h2); cudaFree(dsw); cudaFree(bs); cudaFree(bd); cudaFree(dids);
+}
+
+}  // namespace
+
+int main() {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        std::printf("no CUDA device: kernel checks skipped\n");
+        return 0;
+    }
+    check_rmsnorm();
+    check_silu();
+    for (int D : {64, 128}) check_rope_kv(D);
+    check_attention(64, 4);
+    check_attention(128, 4);
+    check_attention(16, 2);
+    check_attention(128, 8);
+    check_sampling();
+    check_blocks();
+    std::printf("kernel checks: %d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,67 @@
+// What every implementation of trtd_executor.h does the same way: the per-thread last error, exception
+// guards, request validation, and the response queue with its notification fd.
+#pragma once
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../../include/trtd_executor.h"
+
+namespace trtd {
+
+// Sets the calling thread's last error (one per library) and returns s.
+trtd_status fail(trtd_status s, const std::string & msg);
+const char * last_error();
+
+template <typename F> trtd_status guarded(F && f) {
+    try {
+        return f();
+    } catch (const std::bad_alloc &) {
+        return fail(TRTD_STATUS_OUT_OF_MEMORY, "out of memory");
+    } catch (const std::exception & e) {
+        return fail(TRTD_STATUS_INTERNAL, std::string("internal error: ") + e.what());
+    } catch (...) {
+        return fail(TRTD_STATUS_INTERNAL, "internal error");
+    }
+}
+
+trtd_status check_token(int t, int vocab, const char * what);
+void copy_fixed(char * dst, size_t cap, const std::string & s);
+
+// The checks of trtd_executor_enqueue that do not depend on the implementation (fields, ranges, ids).
+trtd_status validate_request(const trtd_request * req, int vocab, int max_ctx);
+
+// The config fields both executors check the same way (the device rule is each one's own).
+trtd_status validate_config(const trtd_executor_config & c);
+
+// Responses accumulated per request until drained; writes a wake-up byte to the notify socket when the queue
+// goes from empty to non-empty. The owner's mutex guards every call (the *_locked names).
+class ResponseQueue {
+public:
+    ~ResponseQueue();
+    // Creates the socket pair; returns false with errno set on failure.
+    bool open();
+    void emit_locked(trtd_request_id id, const int * toks, int n, bool final, int reason, int status = 0,
+                     const std::string & msg = "");
+    bool empty_locked() const { return pending_.empty(); }
+    // trtd_executor_await_responses' copy-out (after its wait).
+    int drain_locked(trtd_response * responses, int max_responses, trtd_token * tokens, int max_tokens);
+    trtd_status notify_fd_locked(bool take, int32_t * fd_out);
+
+private:
+    struct Pending {
+        std::vector<int> tokens;
+        bool final = false;
+        int reason = TRTD_FINISH_NOT_FINISHED, status = TRTD_STATUS_OK;
+        std::string message;
+    };
+    std::map<trtd_request_id, Pending> pending_;
+    bool signalled_ = false, taken_ = false;
+    int notify_r_ = -1, notify_w_ = -1;
+};
+
+}  // namespace trtd
