@@ -2,7 +2,10 @@
 #include "engine.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <cublas_v2.h>
 #include <stdexcept>
@@ -178,13 +181,32 @@ Engine::Engine(const std::string & model_dir, const ModelConfig & cfg, const Eng
     cuda_check(cudaHostAlloc(reinterpret_cast<void **>(&tokens_host_), size_t(2) * max_rows_ * 4, cudaHostAllocDefault), "pinned tokens");
     checksum_dev_ = dev_alloc<unsigned long long>(1, "checksum");
 
+    if (const char * t = std::getenv("TRTD_CUDA_STEP_TIMING"); t && *t == '1') {
+        timing_.on = true;
+        cuda_check(cudaEventCreate(&timing_.t0), "cudaEventCreate");
+        cuda_check(cudaEventCreate(&timing_.t1), "cudaEventCreate");
+    }
     for (int b : {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256})
         if (b < ec_.max_batch) buckets_.push_back(b);
     buckets_.push_back(ec_.max_batch);
 }
 
+namespace {
+double now_ms() {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
 Engine::~Engine() {
     cudaSetDevice(ec_.device);
+    if (timing_.on) {
+        const double n = double(std::max<uint64_t>(timing_.steps, 1));
+        std::fprintf(stderr, "trtd-cuda timing: %llu steps (%llu from graphs): gpu %.3f ms, run() %.3f ms, cycle %.3f ms per step\n",
+                     (unsigned long long)timing_.steps, (unsigned long long)timing_.graph_steps, timing_.gpu_ms / n,
+                     timing_.run_ms / n, timing_.cycle_ms / std::max(n - 1, 1.0));
+        cudaEventDestroy(timing_.t0);
+        cudaEventDestroy(timing_.t1);
+    }
     if (stream_) cudaStreamSynchronize(stream_);
     graphs_.clear();
     for (auto & p : peers_) cudaIpcCloseMemHandle(p.second);
@@ -336,8 +358,14 @@ void Engine::run(const Step & st, std::vector<int> & out) {
     if (rows < 1 || rows > max_rows_ || M > ec_.max_batch) throw std::runtime_error("step shape out of range");
     const bool decode_only = nd == rows && st.pf_q_start.empty() && M == nd;
     const int bucket = ec_.cuda_graphs && decode_only ? bucket_for(nd) : 0;
+    const double start = timing_.on ? now_ms() : 0;
+    if (timing_.on) {
+        if (timing_.steps) timing_.cycle_ms += start - timing_.last_start;
+        timing_.last_start = start;
+    }
     Layout L;
     upload(st, L, bucket);
+    if (timing_.on) cuda_check(cudaEventRecord(timing_.t0, stream_), "cudaEventRecord");
     if (bucket) {
         const int splits = splits_for(bucket);
         auto it = graphs_.find(bucket);
@@ -392,8 +420,17 @@ void Engine::run(const Step & st, std::vector<int> & out) {
     if (L.num_sampled)
         cuda_check(cudaMemcpyAsync(tokens_host_ + max_rows_, tokens_dev_ + max_rows_, size_t(L.num_sampled) * 4,
                                    cudaMemcpyDeviceToHost, stream_), "tokens download");
+    if (timing_.on) cuda_check(cudaEventRecord(timing_.t1, stream_), "cudaEventRecord");
     cuda_check(cudaEventRecord(done_, stream_), "cudaEventRecord");
     cuda_check(cudaEventSynchronize(done_), "step");
+    if (timing_.on) {
+        float ms = 0;
+        cudaEventElapsedTime(&ms, timing_.t0, timing_.t1);
+        timing_.gpu_ms += ms;
+        timing_.run_ms += now_ms() - start;
+        ++timing_.steps;
+        timing_.graph_steps += bucket && graphs_.count(bucket) ? 1 : 0;
+    }
     out.resize(size_t(M));
     int s = 0;
     for (int i = 0; i < M; ++i) out[size_t(i)] = st.sampling[size_t(i)].temperature > 0 ? tokens_host_[max_rows_ + s++] : tokens_host_[i];

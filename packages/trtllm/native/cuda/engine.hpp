@@ -130,6 +130,14 @@ private:
     unsigned long long * checksum_dev_ = nullptr;
     void * host_tmp_ = nullptr;
 
+    // TRTD_CUDA_STEP_TIMING=1: per-step averages printed at destruction (cycle = start to start of run()).
+    struct Timing {
+        bool on = false;
+        cudaEvent_t t0 = nullptr, t1 = nullptr;
+        uint64_t steps = 0, graph_steps = 0;
+        double gpu_ms = 0, run_ms = 0, cycle_ms = 0, last_start = 0;
+    } timing_;
+
     std::map<int, std::unique_ptr<Graph>> graphs_;  // by bucket
     std::vector<int> buckets_;
     std::map<std::string, void *> peers_;  // opened IPC pools by handle bytes

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../../include/trtd_executor.h"
+#include "abi_common.hpp"
 #include "forward.hpp"
 #include "model.hpp"
 #include "sampler.hpp"
@@ -27,13 +28,6 @@
 using namespace trtd;
 
 namespace {
-
-thread_local std::string g_last_error;
-
-trtd_status fail(trtd_status s, const std::string & msg) {
-    g_last_error = msg;
-    return s;
-}
 
 struct Request {
     trtd_request_id id = 0;
@@ -57,12 +51,6 @@ struct Held {  // pinned export or reserved import
     std::vector<int> blocks;
 };
 
-struct Pending {
-    std::vector<int> tokens;
-    bool final = false;
-    int reason = TRTD_FINISH_NOT_FINISHED, status = TRTD_STATUS_OK;
-    std::string message;
-};
 
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
@@ -86,11 +74,9 @@ struct trtd_executor {
     std::unordered_map<trtd_request_id, Request *> live;
     std::map<trtd_request_id, Held> exports;
     std::map<trtd_kv_import_id, Held> imports;
-    std::map<trtd_request_id, Pending> pending;
+    ResponseQueue responses;
     uint64_t next_id = 1, iterations = 0, generated_tokens = 0, prompt_tokens = 0;
-    bool stop = false, dirty = false, signalled = false;
-    int notify_r = -1, notify_w = -1;
-    bool notify_taken = false;
+    bool stop = false, dirty = false;
 
     std::mutex compute_mu;       // one forward pass at a time (engine iterations, compute_logits)
     std::thread engine;
@@ -110,17 +96,7 @@ struct trtd_executor {
 
     void emit_locked(trtd_request_id id, const int * toks, int n, bool final, int reason, int status = 0,
                      const std::string & msg = "") {
-        const bool was_empty = pending.empty();
-        Pending & p = pending[id];
-        p.tokens.insert(p.tokens.end(), toks, toks + n);
-        if (final) { p.final = true; p.reason = reason; p.status = status; p.message = msg; }
-        if (was_empty && !signalled && notify_w >= 0) {
-            const char b = 1;
-            // Non-blocking; a full socket already holds a wake-up byte. MSG_NOSIGNAL: no SIGPIPE if the
-            // reader closed its end.
-            (void)!send(notify_w, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-            signalled = true;
-        }
+        responses.emit_locked(id, toks, n, final, reason, status, msg);
         resp_cv.notify_all();
     }
 
@@ -302,31 +278,6 @@ struct trtd_executor {
 
 namespace {
 
-template <typename F> trtd_status guarded(F && f) {
-    try {
-        return f();
-    } catch (const std::bad_alloc &) {
-        return fail(TRTD_STATUS_OUT_OF_MEMORY, "out of memory");
-    } catch (const std::exception & e) {
-        return fail(TRTD_STATUS_INTERNAL, std::string("internal error: ") + e.what());
-    } catch (...) {
-        return fail(TRTD_STATUS_INTERNAL, "internal error");
-    }
-}
-
-trtd_status check_token(int t, int vocab, const char * what) {
-    if (t < 0 || t >= vocab)
-        return fail(TRTD_STATUS_INVALID_ARGUMENT, std::string(what) + " " + std::to_string(t) +
-                                                      " is out of range (vocab size " + std::to_string(vocab) + ")");
-    return TRTD_STATUS_OK;
-}
-
-void copy_fixed(char * dst, size_t cap, const std::string & s) {
-    const size_t n = std::min(cap - 1, s.size());
-    std::memcpy(dst, s.data(), n);
-    dst[n] = 0;
-}
-
 trtd_status segments_of(trtd_executor * ex, const Held & h, trtd_kv_segment * segs, int32_t max, int32_t * n_out) {
     const int n = int(h.blocks.size());
     if (n_out) *n_out = n;
@@ -350,7 +301,7 @@ int32_t trtd_abi_version(void) { return TRTD_ABI_VERSION; }
 
 const char * trtd_version(void) { return "trtd-ref 0.1.0 (CPU reference executor)"; }
 
-const char * trtd_last_error(void) { return g_last_error.c_str(); }
+const char * trtd_last_error(void) { return last_error(); }
 
 trtd_executor_config trtd_executor_default_config(void) {
     trtd_executor_config c{};
@@ -382,20 +333,9 @@ trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_con
         if (!model_dir || !config || !executor_out)
             return fail(TRTD_STATUS_INVALID_ARGUMENT, "model_dir, config and executor_out must not be NULL");
         const trtd_executor_config & c = *config;
-        if (c.max_batch_size < 1 || c.max_batch_size > 4096)
-            return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_batch_size must be in [1, 4096]");
-        if (c.max_tokens_per_iteration < 1)
-            return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_tokens_per_iteration must be >= 1");
-        if (c.kv_tokens_per_block < 1 || c.kv_tokens_per_block > 4096)
-            return fail(TRTD_STATUS_INVALID_ARGUMENT, "kv_tokens_per_block must be in [1, 4096]");
-        if (c.kv_block_count < 0 || c.kv_memory_bytes < 0)
-            return fail(TRTD_STATUS_INVALID_ARGUMENT, "kv_block_count and kv_memory_bytes must be >= 0");
-        if (c.num_threads < 0 || c.num_threads > 256)
-            return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_threads must be in [0, 256]");
+        if (trtd_status s = validate_config(c); s) return s;
         if (c.device_id < -1 || c.device_id > 0)
             return fail(TRTD_STATUS_INVALID_ARGUMENT, "the reference executor runs on the CPU: device_id must be -1 or 0");
-        if (c.max_context_length < 0 || c.max_queued_requests < 0)
-            return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_context_length and max_queued_requests must be >= 0");
 
         std::unique_ptr<trtd_executor> ex(new trtd_executor());
         ex->cfg = c;
@@ -431,12 +371,8 @@ trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_con
         ex->forward.reset(new Forward(ex->model, *ex->threads, ex->geo));
         ex->samplers.resize(size_t(ex->threads->size()));
         for (Sampler & s : ex->samplers) s.reserve(ex->model.cfg.vocab_size);
-        int sv[2];
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        if (!ex->responses.open())
             return fail(TRTD_STATUS_INTERNAL, std::string("socketpair failed: ") + std::strerror(errno));
-        ex->notify_r = sv[0];
-        ex->notify_w = sv[1];
-        shutdown(sv[0], SHUT_WR);
         trtd_executor * raw = ex.get();
         ex->engine = std::thread([raw] { raw->loop(); });
         *executor_out = ex.release();
@@ -453,8 +389,6 @@ void trtd_executor_destroy(trtd_executor * ex) {
     ex->work_cv.notify_all();
     ex->resp_cv.notify_all();
     if (ex->engine.joinable()) ex->engine.join();
-    if (ex->notify_w >= 0) close(ex->notify_w);
-    if (ex->notify_r >= 0 && !ex->notify_taken) close(ex->notify_r);
     delete ex;
 }
 
@@ -479,42 +413,9 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
     if (id_out) *id_out = 0;
     return guarded([&]() -> trtd_status {
         if (!ex || !req || !id_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor, request and id_out must not be NULL");
-        const int vocab = ex->model.cfg.vocab_size;
-        if (req->type < TRTD_REQUEST_CONTEXT_AND_GENERATION || req->type > TRTD_REQUEST_GENERATION_ONLY)
-            return fail(TRTD_STATUS_INVALID_ARGUMENT, "unknown request type " + std::to_string(req->type));
-        if (req->prompt_len < 1 || !req->prompt) return fail(TRTD_STATUS_INVALID_ARGUMENT, "the prompt is empty");
-        if (req->prompt_len >= ex->max_ctx)
-            return fail(TRTD_STATUS_INVALID_ARGUMENT, "the prompt has " + std::to_string(req->prompt_len) +
-                                                          " tokens; the context holds " + std::to_string(ex->max_ctx) +
-                                                          " (prompt plus at least one generated token)");
-        for (int i = 0; i < req->prompt_len; ++i)
-            if (trtd_status s = check_token(req->prompt[i], vocab, "prompt token id"); s) return s;
-        if (req->max_new_tokens < 1)
-            return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_new_tokens must be >= 1 (got " + std::to_string(req->max_new_tokens) + ")");
-        if (req->generated_offset < 0)
-            return fail(TRTD_STATUS_INVALID_ARGUMENT, "generated_offset must be >= 0 (got " + std::to_string(req->generated_offset) + ")");
-        if (req->end_id != -1)
-            if (trtd_status s = check_token(req->end_id, vocab, "end id"); s) return s;
-        if (req->num_stop_token_ids < 0 || req->num_stop_token_ids > 1024 || (req->num_stop_token_ids && !req->stop_token_ids))
-            return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_stop_token_ids must be in [0, 1024] with a stop_token_ids array");
-        for (int i = 0; i < req->num_stop_token_ids; ++i)
-            if (trtd_status s = check_token(req->stop_token_ids[i], vocab, "stop token id"); s) return s;
+        if (trtd_status s = validate_request(req, ex->model.cfg.vocab_size, ex->max_ctx); s) return s;
         const trtd_sampling_params & sp = req->sampling;
-        if (!std::isfinite(sp.temperature) || sp.temperature < 0)
-            return fail(TRTD_STATUS_INVALID_ARGUMENT, "temperature must be a finite number >= 0");
-        if (!std::isfinite(sp.top_p) || sp.top_p <= 0 || sp.top_p > 1)
-            return fail(TRTD_STATUS_INVALID_ARGUMENT, "top_p must be in (0, 1]");
-        if (sp.top_k < 0) return fail(TRTD_STATUS_INVALID_ARGUMENT, "top_k must be >= 0 (0 = off)");
         const bool gen_only = req->type == TRTD_REQUEST_GENERATION_ONLY;
-        if (gen_only && !req->context_phase)
-            return fail(TRTD_STATUS_INVALID_ARGUMENT, "a generation-only request needs context phase params");
-        if (!gen_only && req->context_phase)
-            return fail(TRTD_STATUS_INVALID_ARGUMENT, "context phase params are only for generation-only requests");
-        if (gen_only) {
-            if (trtd_status s = check_token(req->context_phase->first_token, vocab, "first token"); s) return s;
-            if (!req->context_phase->kv_import_id)
-                return fail(TRTD_STATUS_INVALID_ARGUMENT, "the reference executor continues from imported KV: kv_import_id is 0");
-        }
 
         auto r = std::make_unique<Request>();
         r->type = req->type;
@@ -582,45 +483,17 @@ trtd_status trtd_executor_await_responses(trtd_executor * ex, int32_t timeout_ms
     if (!ex || !n_out || (max_responses > 0 && !responses) || (max_tokens > 0 && !tokens) || max_responses < 0 || max_tokens < 0)
         return fail(TRTD_STATUS_INVALID_ARGUMENT, "await_responses: bad buffers");
     std::unique_lock<std::mutex> lk(ex->mu);
-    auto ready = [&] { return !ex->pending.empty() || ex->stop; };
+    auto ready = [&] { return !ex->responses.empty_locked() || ex->stop; };
     if (timeout_ms < 0) ex->resp_cv.wait(lk, ready);
     else if (timeout_ms > 0) ex->resp_cv.wait_for(lk, std::chrono::milliseconds(timeout_ms), ready);
-    int n = 0, used = 0;
-    for (auto it = ex->pending.begin(); it != ex->pending.end() && n < max_responses;) {
-        Pending & p = it->second;
-        const int space = max_tokens - used, have = int(p.tokens.size());
-        const int take = std::min(space, have);
-        if (take == 0 && have > 0) break;
-        trtd_response & out = responses[n++];
-        std::memset(&out, 0, sizeof(out));
-        out.request_id = it->first;
-        out.token_offset = used;
-        out.num_tokens = take;
-        std::copy(p.tokens.begin(), p.tokens.begin() + take, tokens + used);
-        used += take;
-        if (take < have) {  // buffer full: the rest of this request's output waits for the next drain
-            p.tokens.erase(p.tokens.begin(), p.tokens.begin() + take);
-            out.finish_reason = TRTD_FINISH_NOT_FINISHED;
-            break;
-        }
-        out.is_final = p.final;
-        out.finish_reason = p.final ? p.reason : TRTD_FINISH_NOT_FINISHED;
-        out.error_status = p.status;
-        copy_fixed(out.error_message, sizeof(out.error_message), p.message);
-        it = ex->pending.erase(it);
-    }
-    if (ex->pending.empty()) ex->signalled = false;
-    *n_out = n;
+    *n_out = ex->responses.drain_locked(responses, max_responses, tokens, max_tokens);
     return TRTD_STATUS_OK;
 }
 
 trtd_status trtd_executor_notify_fd(trtd_executor * ex, bool take, int32_t * fd_out) {
     if (!ex || !fd_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and fd_out must not be NULL");
     std::lock_guard<std::mutex> lk(ex->mu);
-    if (ex->notify_taken) return fail(TRTD_STATUS_INVALID_STATE, "the notification fd was already taken");
-    *fd_out = ex->notify_r;
-    if (take) ex->notify_taken = true;
-    return TRTD_STATUS_OK;
+    return ex->responses.notify_fd_locked(take, fd_out);
 }
 
 trtd_status trtd_executor_context_phase_state(trtd_executor * ex, trtd_request_id id, void * buffer,
