@@ -5,6 +5,7 @@ import { Socket } from "node:net";
 import {
   ExecutorClosedError,
   InvalidArgumentError,
+  NativeStatus,
   RequestFailedError,
   errorFromStatus,
   type ExecutorError,
@@ -13,6 +14,7 @@ import { KvExport, KvImport, type KvOwner } from "./kv.js";
 import { decodeResponse, loadLibrary, resolveLibraryPath, RESPONSE_SIZE, type NativeLib } from "./native.js";
 import { GenerationStream } from "./stream.js";
 import type {
+  ExecutorName,
   ExecutorOptions,
   ExecutorStats,
   FinishReason,
@@ -29,6 +31,10 @@ const REQUEST_TYPES: Record<RequestType, number> = { context_and_generation: 0, 
 const FINISH_REASONS: Record<number, FinishReason> = { 1: "length", 2: "end_id", 3: "stop_token", 4: "cancelled", 5: "error" };
 const KV_DTYPES: KvDtype[] = ["float32", "float16", "bfloat16", "fp8_e4m3"];
 const MEMORY_KINDS: MemoryKind[] = ["host", "host_pinned", "cuda_device", "engine_handle"];
+/** config device_id when deviceId is unset and the implementation is chosen by name. */
+const DEFAULT_DEVICE: Record<ExecutorName, number> = { reference: -1, cuda: 0 };
+/** trtd_executor_device_uuid needs at least 64 bytes. */
+const DEVICE_UUID_BYTES = 128;
 const MAX_RESPONSES = 256;
 const MAX_TOKENS = 16384;
 
@@ -111,7 +117,7 @@ export class Executor implements KvOwner {
    */
   static open(modelDir: string, options: ExecutorOptions = {}): Executor {
     if (typeof modelDir !== "string" || modelDir === "") throw new InvalidArgumentError("modelDir must be a non-empty string");
-    const native = loadLibrary(resolveLibraryPath(options.library));
+    const native = loadLibrary(resolveLibraryPath(options.library, options.executor));
     const cfg = native.defaultConfig();
     cfg.max_batch_size = intOption("maxBatchSize", options.maxBatchSize, cfg.max_batch_size);
     cfg.max_tokens_per_iteration = intOption("maxTokensPerIteration", options.maxTokensPerIteration, cfg.max_tokens_per_iteration);
@@ -121,7 +127,7 @@ export class Executor implements KvOwner {
     cfg.num_threads = intOption("threads", options.threads, cfg.num_threads);
     cfg.max_context_length = intOption("maxContextLength", options.maxContextLength, cfg.max_context_length);
     cfg.max_queued_requests = intOption("maxQueuedRequests", options.maxQueuedRequests, cfg.max_queued_requests);
-    cfg.device_id = intOption("deviceId", options.deviceId, cfg.device_id);
+    cfg.device_id = intOption("deviceId", options.deviceId, options.executor ? DEFAULT_DEVICE[options.executor] : cfg.device_id);
     for (const [k, v] of Object.entries(cfg)) {
       if (Number(v) > 0x7fffffff && k !== "kv_memory_bytes") throw new InvalidArgumentError(`option ${k} is too large`);
     }
@@ -140,6 +146,19 @@ export class Executor implements KvOwner {
   /** The library's implementation name and version. */
   get version(): string {
     return this.native.version;
+  }
+
+  /**
+   * Identity of the device that holds the KV pool ("GPU-" + UUID for the CUDA executor), so that a prefill and a
+   * decode process can tell whether they share a GPU; undefined for a host-memory executor (the reference).
+   */
+  deviceUuid(): string | undefined {
+    const buf = Buffer.alloc(DEVICE_UUID_BYTES);
+    const status = this.native.deviceUuid(this.handle(), buf, buf.byteLength);
+    if (status === NativeStatus.UNSUPPORTED) return undefined;
+    this.check(status);
+    const end = buf.indexOf(0);
+    return buf.toString("utf8", 0, end < 0 ? buf.byteLength : end);
   }
 
   get closed(): boolean {

@@ -2,7 +2,7 @@
 export { Executor } from "./executor.js";
 export { GenerationStream } from "./stream.js";
 export { KvExport, KvImport } from "./kv.js";
-export { ABI_VERSION, defaultLibraryPath, resolveLibraryPath } from "./native.js";
+export { ABI_VERSION, defaultLibraryPath, executorLibraries, resolveLibraryPath } from "./native.js";
 export {
   ExecutorErrorCode,
   NativeStatus,
@@ -28,6 +28,7 @@ export {
 } from "./errors.js";
 
 export type {
+  ExecutorName,
   ExecutorOptions,
   ModelInfo,
   KvLayout,

@@ -1,7 +1,7 @@
 // KV export (pinned blocks of a finished context-only request) and KV import (blocks reserved for a
 // generation-only request). Segments are zero-copy views of the executor's memory: valid until release() /
 // abort() / consumption by generate(), or the executor's close(). Never touch a view after that.
-import { ExecutorClosedError, InvalidStateError, InvalidArgumentError } from "./errors.js";
+import { ExecutorClosedError, InvalidStateError, InvalidArgumentError, NativeStatus } from "./errors.js";
 import koffi from "koffi";
 import { decodeSegments, SEGMENT_SIZE, type NativeLib } from "./native.js";
 
@@ -69,6 +69,25 @@ export class KvExport {
     return this.bytes;
   }
 
+  /**
+   * The device descriptor of this KV (size first, then copied), for KvImport.fillFromDevice in a process whose
+   * device can reach this one's memory (the same GPU, or peer access); undefined when the executor keeps KV in
+   * host memory (the reference executor): move the segments instead. Valid until release(), which must wait
+   * until the importer's fillFromDevice returned (decode acks, then prefill releases).
+   * @throws NotFoundError, InvalidStateError, ExecutorClosedError
+   */
+  deviceDescriptor(): Uint8Array | undefined {
+    const ex = this.#handle();
+    const native = this.#owner.native;
+    const size: unknown[] = [0];
+    const status = native.kvExportDevice(ex, this.requestId, null, 0, size);
+    if (status === NativeStatus.UNSUPPORTED) return undefined;
+    this.#owner.check(status);
+    const buf = new Uint8Array(Number(size[0]));
+    this.#owner.check(native.kvExportDevice(ex, this.requestId, buf, buf.byteLength, size));
+    return buf;
+  }
+
   /** Unpins the blocks (idempotent). Views from segments() become invalid. */
   release(): void {
     if (this.#released) return;
@@ -132,6 +151,22 @@ export class KvImport {
       seg.set(src.subarray(off, off + seg.byteLength));
       off += seg.byteLength;
     }
+  }
+
+  /**
+   * Fills the reserved blocks device to device from a KvExport.deviceDescriptor() (of any process) and checks
+   * the copy's checksum; returns when the copy is complete. Then consume the import as usual.
+   * @throws UnsupportedError (host-memory executor, or this device cannot reach the exporter's: use the segments),
+   *   InvalidArgumentError (malformed descriptor, other layout or token count), InternalError (checksum mismatch
+   *   or a CUDA error; the import stays reserved), InvalidStateError (not reserved), ExecutorClosedError
+   */
+  fillFromDevice(descriptor: Uint8Array): void {
+    if (!(descriptor instanceof Uint8Array) || descriptor.byteLength === 0) {
+      throw new InvalidArgumentError("descriptor must be a non-empty Uint8Array from KvExport.deviceDescriptor()");
+    }
+    if (this.#state !== "reserved") throw new InvalidStateError(`KV import ${this.id} is ${this.#state}`);
+    const ex = this.#owner.handle();
+    this.#owner.check(this.#owner.native.kvImportDevice(ex, this.id, descriptor, descriptor.byteLength));
   }
 
   /** Frees the reserved blocks unless a request consumed them (idempotent). */

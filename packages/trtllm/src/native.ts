@@ -3,7 +3,8 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import koffi from "koffi";
-import { AbiMismatchError, LibraryLoadError } from "./errors.js";
+import { AbiMismatchError, InvalidArgumentError, LibraryLoadError } from "./errors.js";
+import type { ExecutorName } from "./types.js";
 
 /** TRTD_ABI_VERSION this binding was written for. */
 export const ABI_VERSION = 3;
@@ -131,24 +132,46 @@ export interface NativeLib {
   kvImportSegments(ex: bigint, id: number, segments: Buffer | null, max: number, nOut: Int32Array): number;
   kvImportAbort(ex: bigint, id: number): number;
   computeLogits(ex: bigint, tokens: Int32Array, n: number, logits: Float32Array, max: number): number;
+  // ABI 3: device KV transfer
+  deviceUuid(ex: bigint, buf: Buffer, size: number): number;
+  kvExportDevice(ex: bigint, id: number, buffer: Uint8Array | null, size: number, sizeOut: unknown[]): number;
+  kvImportDevice(ex: bigint, id: number, descriptor: Uint8Array, size: number): number;
 }
 
 /** The built reference executor: packages/trtllm/build/libtrtd_ref.so (same path from src/ and dist/). */
 export const defaultLibraryPath = fileURLToPath(new URL("../build/libtrtd_ref.so", import.meta.url));
 
+/**
+ * The executor implementations this repository builds, by name (ExecutorOptions.executor): the reference
+ * executor, and the CUDA executor (built by `npm run build:native` where nvcc is on PATH).
+ */
+export const executorLibraries: Readonly<Record<ExecutorName, string>> = {
+  reference: defaultLibraryPath,
+  cuda: fileURLToPath(new URL("../build/libtrtd_executor_cuda.so", import.meta.url)),
+};
+
 const loaded = new Map<string, NativeLib>();
 
-/** Resolves the library: explicit path, else $TRTD_EXECUTOR_LIB, else the reference executor. */
-export function resolveLibraryPath(explicit?: string): string {
-  return explicit ?? process.env.TRTD_EXECUTOR_LIB ?? defaultLibraryPath;
+/**
+ * Resolves the library: an explicit path, else an implementation by name, else $TRTD_EXECUTOR_LIB, else the
+ * reference executor. @throws InvalidArgumentError (unknown name, or both a path and a name)
+ */
+export function resolveLibraryPath(explicit?: string, executor?: ExecutorName): string {
+  if (executor === undefined) return explicit ?? process.env.TRTD_EXECUTOR_LIB ?? defaultLibraryPath;
+  if (explicit !== undefined) throw new InvalidArgumentError(`give library or executor, not both (library ${explicit}, executor ${executor})`);
+  if (typeof executor !== "string" || !Object.hasOwn(executorLibraries, executor)) {
+    throw new InvalidArgumentError(`unknown executor ${String(executor)}: one of ${Object.keys(executorLibraries).join(", ")}`);
+  }
+  return executorLibraries[executor];
 }
 
 export function loadLibrary(path: string): NativeLib {
   const cached = loaded.get(path);
   if (cached) return cached;
   if (!existsSync(path)) {
+    const where = path === executorLibraries.cuda ? " on a machine with nvcc on PATH" : "";
     throw new LibraryLoadError(
-      `executor library not found: ${path} (build it with "npm run build:native", or set TRTD_EXECUTOR_LIB)`,
+      `executor library not found: ${path} (build it with "npm run build:native"${where}, or set TRTD_EXECUTOR_LIB)`,
     );
   }
   let lib: ReturnType<typeof koffi.load>;
@@ -190,6 +213,9 @@ export function loadLibrary(path: string): NativeLib {
     kvImportSegments: f("int trtd_executor_kv_import_segments(trtd_executor *ex, uint64_t id, void *segs, int32_t max, void *nOut)"),
     kvImportAbort: f("int trtd_executor_kv_import_abort(trtd_executor *ex, uint64_t id)"),
     computeLogits: f("int trtd_executor_compute_logits(trtd_executor *ex, const void *tokens, int32_t n, void *logits, int64_t max)"),
+    deviceUuid: f("int trtd_executor_device_uuid(const trtd_executor *ex, void *buf, int32_t size)"),
+    kvExportDevice: f("int trtd_executor_kv_export_device(trtd_executor *ex, uint64_t id, void *buf, uint64_t size, _Out_ uint64_t *sizeOut)"),
+    kvImportDevice: f("int trtd_executor_kv_import_device(trtd_executor *ex, uint64_t id, const void *desc, uint64_t size)"),
   };
   loaded.set(path, native);
   return native;

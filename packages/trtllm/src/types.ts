@@ -2,6 +2,9 @@
 import type { ExecutorError } from "./errors.js";
 import type { KvImport } from "./kv.js";
 
+/** Executor implementations built in this repository: the CPU reference executor and the CUDA executor. */
+export type ExecutorName = "reference" | "cuda";
+
 export interface ExecutorOptions {
   /** Most requests in flight per iteration (default 32). */
   maxBatchSize?: number;
@@ -19,8 +22,13 @@ export interface ExecutorOptions {
   maxContextLength?: number;
   /** Enqueue fails with QueueFullError past this many waiting requests (default 0 = unbounded). */
   maxQueuedRequests?: number;
-  /** Accelerator ordinal for device implementations; -1 = CPU (default). */
+  /** Accelerator ordinal (config device_id); default 0 with executor "cuda", -1 (CPU) with "reference", else the library's. */
   deviceId?: number;
+  /**
+   * The implementation by name: "reference" (build/libtrtd_ref.so) or "cuda" (build/libtrtd_executor_cuda.so).
+   * Default: `library`, else $TRTD_EXECUTOR_LIB, else the reference executor. Not together with `library`.
+   */
+  executor?: ExecutorName;
   /** Path of the executor library; default: $TRTD_EXECUTOR_LIB, else the built reference executor. */
   library?: string;
 }

@@ -4,10 +4,10 @@
 import { spawnSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import koffi from "koffi";
 import { describe, expect, it } from "vitest";
-import { ABI_VERSION, defaultLibraryPath, Executor } from "../src/index.js";
+import { ABI_VERSION, defaultLibraryPath, Executor, executorLibraries, InvalidArgumentError } from "../src/index.js";
 import { tinyDir } from "./helpers.js";
 
 describe("ABI", () => {
@@ -58,6 +58,27 @@ describe("ABI", () => {
       else process.env.TRTD_EXECUTOR_LIB = saved;
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("an implementation is chosen by name (over TRTD_EXECUTOR_LIB); a name with a path, or an unknown name, is refused", async () => {
+    expect(executorLibraries.reference).toBe(defaultLibraryPath);
+    expect(executorLibraries.cuda).toBe(join(dirname(defaultLibraryPath), "libtrtd_executor_cuda.so"));
+    const saved = process.env.TRTD_EXECUTOR_LIB;
+    process.env.TRTD_EXECUTOR_LIB = "/nonexistent/libtrtd_other.so";
+    try {
+      const ex = Executor.open(tinyDir, { threads: 1, executor: "reference" });
+      expect(ex.native.path).toBe(defaultLibraryPath);
+      expect(ex.deviceUuid()).toBeUndefined(); // host memory: no device (UNSUPPORTED)
+      await ex.close();
+    } finally {
+      if (saved === undefined) delete process.env.TRTD_EXECUTOR_LIB;
+      else process.env.TRTD_EXECUTOR_LIB = saved;
+    }
+    // The reference executor by name gets device_id -1; it refuses a device other than -1 or 0.
+    expect(() => Executor.open(tinyDir, { threads: 1, executor: "reference", deviceId: 1 })).toThrow(/device_id must be -1 or 0/);
+    expect(() => Executor.open(tinyDir, { executor: "reference", library: defaultLibraryPath })).toThrow(InvalidArgumentError);
+    expect(() => Executor.open(tinyDir, { executor: "tpu" as never })).toThrow(/unknown executor tpu: one of reference, cuda/);
+    expect(() => Executor.open(tinyDir, { executor: "toString" as never })).toThrow(InvalidArgumentError);
   });
 
   it("a plain C client runs aggregated and disaggregated requests through the header alone", () => {

@@ -438,6 +438,26 @@ TRTD_API trtd_status trtd_executor_kv_import_abort(trtd_executor*, trtd_kv_impor
     return engineNative("kv_import_abort");
 }
 
+// ABI 3, as in the shim: the engine moves KV itself, so the device KV calls answer ENGINE_NATIVE_TRANSFER too.
+TRTD_API trtd_status trtd_executor_device_uuid(const trtd_executor*, char*, int32_t)
+{
+    return engineNative("device_uuid");
+}
+
+TRTD_API trtd_status trtd_executor_kv_export_device(trtd_executor*, trtd_request_id, void*, uint64_t, uint64_t* size_out)
+{
+    if (size_out != nullptr)
+    {
+        *size_out = 0;
+    }
+    return engineNative("kv_export_device");
+}
+
+TRTD_API trtd_status trtd_executor_kv_import_device(trtd_executor*, trtd_kv_import_id, const void*, uint64_t)
+{
+    return engineNative("kv_import_device");
+}
+
 TRTD_API trtd_status trtd_executor_compute_logits(trtd_executor* executor, const trtd_token* tokens,
     int32_t num_tokens, float* logits, int64_t max_logits)
 {
