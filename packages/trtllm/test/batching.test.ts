@@ -3,7 +3,7 @@
 // comes back.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Executor, GenerateRequest } from "../src/index.js";
-import { expectIdle, openTiny, prompt, run } from "./helpers.js";
+import { expectIdle, openTiny, prompt, run, skipSuite } from "./helpers.js";
 
 let ex: Executor;
 beforeAll(() => {
@@ -25,7 +25,7 @@ function requests(): GenerateRequest[] {
   }));
 }
 
-describe("in-flight batching", () => {
+describe.skipIf(skipSuite("batching"))("in-flight batching", () => {
   it("16 concurrent requests of different lengths give the same tokens as each alone", async () => {
     const reqs = requests();
     const alone = [];

@@ -1,8 +1,16 @@
 // Disaggregation at the ABI: context-only on executor A, KV export, import into a separate executor B,
-// generation-only there: the tokens equal context-and-generation on one executor, greedy and seeded.
+// generation-only there: the tokens equal context-and-generation on one executor, greedy and seeded; KV moved
+// through host segments, or device to device (ABI 3) where the executor keeps KV on a GPU.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Executor, SamplingOptions } from "../src/index.js";
-import { expectIdle, openTiny, prompt, run } from "./helpers.js";
+import { InvalidArgumentError, InvalidStateError, UnsupportedError, type Executor, type KvLayout, type SamplingOptions } from "../src/index.js";
+import { expectIdle, openTiny, prompt, run, skipSuite, testExecutor } from "./helpers.js";
+
+/** What each implementation's KV looks like: the reference keeps fp32 in host memory, the CUDA executor bf16 on the GPU. */
+const kvOf = {
+  reference: { dtype: "float32", memoryKind: "host", elementBytes: 4, deviceKv: false },
+  cuda: { dtype: "bfloat16", memoryKind: "cuda_device", elementBytes: 2, deviceKv: true },
+} satisfies Record<string, Pick<KvLayout, "dtype" | "memoryKind"> & { elementBytes: number; deviceKv: boolean }>;
+const kv = kvOf[testExecutor];
 
 let a: Executor;
 let b: Executor;
@@ -48,11 +56,11 @@ async function disaggregated(p: number[], maxNewTokens: number, sampling: Sampli
   return gen;
 }
 
-describe("disaggregated == aggregated", () => {
+describe.skipIf(skipSuite("disaggregation"))("disaggregated == aggregated", () => {
   it("has equal layouts on both executors", () => {
     expect(a.kvLayout()).toEqual(b.kvLayout());
-    expect(a.kvLayout()).toMatchObject({ dtype: "float32", tokensPerBlock: 8, numLayers: 2, numKvHeads: 2, headDim: 16, memoryKind: "host" });
-    expect(a.kvLayout().bytesPerBlock).toBe(2 * 2 * 8 * 2 * 16 * 4);
+    expect(a.kvLayout()).toMatchObject({ dtype: kv.dtype, tokensPerBlock: 8, numLayers: 2, numKvHeads: 2, headDim: 16, memoryKind: kv.memoryKind });
+    expect(a.kvLayout().bytesPerBlock).toBe(2 * 2 * 8 * 2 * 16 * kv.elementBytes);
   });
 
   it("layouts that cannot exchange KV have different fingerprints", async () => {
@@ -90,6 +98,38 @@ describe("disaggregated == aggregated", () => {
       expect(dis.tokens).toEqual(agg.tokens);
     });
   }
+
+  it(`device to device (deviceDescriptor → fillFromDevice) ${kv.deviceKv ? "equals aggregated" : "is UNSUPPORTED on a host executor"}`, async () => {
+    const p = prompt(19, 8);
+    const sampling = { temperature: 0.9, topK: 50, seed: 77 };
+    const agg = await run(a, { prompt: p, maxNewTokens: 10, sampling });
+    const ctx = a.generate({ prompt: p, maxNewTokens: 10, sampling, type: "context_only" });
+    const firstToken = (await ctx.collect()).tokens[0];
+    const exported = a.exportKv(ctx.requestId);
+    const imp = b.reserveKvImport(exported.numTokens);
+    expect(() => imp.fillFromDevice(new Uint8Array(0))).toThrow(InvalidArgumentError); // the binding's check
+    const descriptor = exported.deviceDescriptor();
+    if (kv.deviceKv) {
+      expect(a.deviceUuid()).toMatch(/^GPU-/);
+      expect(b.deviceUuid()).toBe(a.deviceUuid()); // one process, one device
+      expect(descriptor?.byteLength).toBeGreaterThan(0);
+      expect(() => imp.fillFromDevice(new Uint8Array(8))).toThrow(InvalidArgumentError); // malformed: the import stays reserved
+      imp.fillFromDevice(descriptor!);
+    } else {
+      expect(a.deviceUuid()).toBeUndefined();
+      expect(descriptor).toBeUndefined();
+      expect(() => imp.fillFromDevice(new Uint8Array(64))).toThrow(UnsupportedError);
+      const buf = new Uint8Array(exported.bytes); // the segment path still works after the refusal
+      exported.copyTo(buf);
+      imp.writeFrom(buf);
+    }
+    exported.release(); // after the importer's call returned
+    const gen = await run(b, { prompt: p, maxNewTokens: 10, sampling, type: "generation_only", contextPhase: { firstToken, kvImport: imp } });
+    expect(gen.tokens).toEqual(agg.tokens);
+    expect(() => imp.fillFromDevice(new Uint8Array(64))).toThrow(InvalidStateError); // consumed
+    expectIdle(a);
+    expectIdle(b);
+  });
 
   it("seeded sampling differs across seeds (the seed is honoured)", async () => {
     const p = prompt(6, 5);

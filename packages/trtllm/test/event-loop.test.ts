@@ -4,7 +4,7 @@ import { pbkdf2, pbkdf2Sync } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Executor } from "../src/index.js";
-import { expectIdle, openTiny, prompt } from "./helpers.js";
+import { expectIdle, openTiny, prompt, skipSuite } from "./helpers.js";
 
 let ex: Executor;
 beforeAll(() => {
@@ -14,7 +14,7 @@ afterAll(async () => {
   await ex?.close();
 });
 
-describe("response delivery", () => {
+describe.skipIf(skipSuite("event-loop"))("response delivery", () => {
   it("generation completes while every libuv pool thread is busy", async () => {
     // Calibrate a pbkdf2 job of ~2.5 s, then occupy the whole pool with them.
     const t0 = performance.now();

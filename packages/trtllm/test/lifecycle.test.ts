@@ -2,7 +2,9 @@
 // an exhausted pool queues requests, and a request that can never fit is refused cleanly.
 import { afterEach, describe, expect, it } from "vitest";
 import { Executor, ExecutorClosedError, KvCapacityError, KvExhaustedError } from "../src/index.js";
-import { expectIdle, openTiny, prompt, run } from "./helpers.js";
+import { expectIdle, openTiny, prompt, run, skipSuite } from "./helpers.js";
+
+const skip = skipSuite("lifecycle");
 
 const open: Executor[] = [];
 function exec(options: Parameters<typeof openTiny>[0] = {}): Executor {
@@ -14,7 +16,7 @@ afterEach(async () => {
   for (const ex of open.splice(0)) await ex.close();
 });
 
-describe("lifecycle", () => {
+describe.skipIf(skip)("lifecycle", () => {
   it("completion returns every block", async () => {
     const ex = exec();
     const r = await run(ex, { prompt: prompt(40, 1), maxNewTokens: 10 });
@@ -89,7 +91,7 @@ describe("lifecycle", () => {
   });
 
   it("context-only KV stays pinned until release; import aborts free their blocks", async () => {
-    const ex = exec();
+    const ex = exec({ kvTokensPerBlock: 16 });
     const s = ex.generate({ prompt: prompt(33, 7), maxNewTokens: 5, type: "context_only" });
     await s.collect();
     expect(ex.stats()).toMatchObject({ pinnedExports: 1, kvBlocksUsed: 3 });
@@ -116,7 +118,7 @@ describe("lifecycle", () => {
   });
 });
 
-describe("abort before start", () => {
+describe.skipIf(skip)("abort before start", () => {
   it("an already-aborted signal ends the stream as cancelled and frees everything", async () => {
     const ex = exec();
     const ac = new AbortController();
@@ -128,7 +130,7 @@ describe("abort before start", () => {
   });
 });
 
-describe("churn", () => {
+describe.skipIf(skip)("churn", () => {
   it("64 requests of every type with cancels, aborts and a small pool all end, and nothing leaks", async () => {
     const ex = exec({ maxBatchSize: 8, kvBlockCount: 40, kvTokensPerBlock: 8, maxTokensPerIteration: 48 });
     const started = performance.now();

@@ -1,6 +1,7 @@
 // Numerics: the reference executor's logits match @trtd/model's float64 referenceForward within 1e-4
 // (max |diff| / max |reference|), for models/tiny, untied/GQA/plain-RoPE variants, bf16 and fp16 weights and
-// sharded checkpoints; and the engine's paged, chunked decoding follows the reference's argmax.
+// sharded checkpoints; and the engine's paged, chunked decoding follows the reference's argmax. The CUDA
+// executor computes in bf16, so its bound is BF16_TOLERANCE instead.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,10 +16,16 @@ import {
   type TorchDtype,
 } from "@trtd/model";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Executor } from "../src/index.js";
-import { prompt, tinyDir } from "./helpers.js";
+import { openExecutor, prompt, skipFor, skipSuite, testExecutor, tinyDir } from "./helpers.js";
 
-const TOLERANCE = 1e-4;
+/**
+ * A bf16 bound: the float64 reference with its weights and every activation (norms, projections, q/k/v, attention
+ * output, SwiGLU) rounded to bf16 showed 0.9e-2 to 2.2e-2 on these cases (2026-12-03, a TS emulation); 5e-2
+ * leaves room for kernel differences and still catches a wrong formula (errors of order 1).
+ */
+const BF16_TOLERANCE = 5e-2;
+const TOLERANCE = testExecutor === "cuda" ? BF16_TOLERANCE : 1e-4;
+const skip = skipSuite("numerics");
 let scratch: string;
 beforeAll(() => {
   scratch = mkdtempSync(join(tmpdir(), "trtllm-num-"));
@@ -39,7 +46,7 @@ function relativeError(ours: Float32Array, ref: Float64Array): number {
 
 function compare(dir: string, prompts: number[][], options: { threads?: number } = {}): number[] {
   const ref: LoadedModel = loadModel(dir);
-  const ex = Executor.open(dir, { threads: options.threads ?? 2 });
+  const ex = openExecutor(dir, { threads: options.threads ?? 2 });
   try {
     return prompts.map((p) => {
       const ours = ex.computeLogits(p);
@@ -59,17 +66,17 @@ function generated(name: string, options: GenerateModelOptions, dtype: TorchDtyp
   return dir;
 }
 
-describe("logits match referenceForward", () => {
+describe.skipIf(skip)("logits match referenceForward", () => {
   it("models/tiny, several prompts, every position", () => {
     const prompts = [[0], [100264, 882, 198], prompt(7, 1), prompt(40, 2), prompt(100, 3)];
     const errs = compare(tinyDir, prompts);
     expect(errs).toHaveLength(5);
   });
 
-  it("one compute thread gives the same logits as two", () => {
+  it.skipIf(skipFor("cuda", "one compute thread gives the same logits as two", "it has no CPU compute threads"))("one compute thread gives the same logits as two", () => {
     const p = prompt(20, 4);
-    const a = Executor.open(tinyDir, { threads: 1 });
-    const b = Executor.open(tinyDir, { threads: 2 });
+    const a = openExecutor(tinyDir, { threads: 1 });
+    const b = openExecutor(tinyDir, { threads: 2 });
     try {
       const x = a.computeLogits(p);
       const y = b.computeLogits(p);
@@ -116,22 +123,32 @@ describe("logits match referenceForward", () => {
   });
 });
 
-describe("the engine's decoding follows the reference", () => {
+describe.skipIf(skip)("the engine's decoding follows the reference", () => {
   it("greedy tokens (paged KV, chunked prefill) equal the reference argmax where it is unambiguous", async () => {
     const ref = loadModel(tinyDir);
-    const ex = Executor.open(tinyDir, { threads: 2, maxTokensPerIteration: 8, kvTokensPerBlock: 4 });
+    const ex = openExecutor(tinyDir, { maxTokensPerIteration: 8, kvTokensPerBlock: 4 });
     try {
       const p = prompt(21, 10);
       const { tokens } = await ex.generate({ prompt: p, maxNewTokens: 6 }).collect();
+      // A gap between the two best reference logits below `margin` is a near-tie: either answer is right. The
+      // margin is 1e-3, or twice the largest difference between this executor's logits and the reference's on
+      // this sequence where that is more (bf16).
+      const seq = [...p, ...tokens.slice(0, -1)];
+      const ours = ex.computeLogits(seq);
+      const all = referenceForward(ref, seq, { allPositions: true }).logits;
+      expect(relativeError(ours, all)).toBeLessThan(TOLERANCE);
+      let margin = 1e-3;
+      for (let i = 0; i < all.length; i++) margin = Math.max(margin, 2 * Math.abs(ours[i] - all[i]));
       let checked = 0;
       for (let i = 0; i < tokens.length; i++) {
         const logits = referenceForward(ref, [...p, ...tokens.slice(0, i)]).logits;
         const order = [...logits.keys()].sort((x, y) => logits[y] - logits[x]);
-        if (logits[order[0]] - logits[order[1]] < 1e-3) continue; // near-tie: either answer is right
+        if (logits[order[0]] - logits[order[1]] < margin) continue;
         expect(tokens[i], `token ${i}`).toBe(order[0]);
         checked++;
       }
-      expect(checked).toBeGreaterThanOrEqual(4);
+      // fp32: every position of these 6 but near-ties; bf16 errors of ~0.1-0.2 leave the clearest gaps (0.3-0.4).
+      expect(checked).toBeGreaterThanOrEqual(testExecutor === "cuda" ? 1 : 4);
     } finally {
       await ex.close();
     }

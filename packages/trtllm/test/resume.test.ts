@@ -2,7 +2,7 @@
 // prompt extended by those tokens and generatedOffset k, draws exactly what the uninterrupted request drew.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, type Executor, type SamplingOptions } from "../src/index.js";
-import { expectIdle, openTiny, prompt, run } from "./helpers.js";
+import { expectIdle, openTiny, prompt, run, skipSuite } from "./helpers.js";
 
 let ex: Executor;
 beforeAll(() => {
@@ -20,7 +20,7 @@ const samplings: [string, SamplingOptions][] = [
   ["top-k + top-p", { temperature: 1.7, topK: 40, topP: 0.95, seed: 3 }],
 ];
 
-describe("generatedOffset", () => {
+describe.skipIf(skipSuite("resume"))("generatedOffset", () => {
   const p = prompt(10, 5);
 
   for (const [name, sampling] of samplings) {

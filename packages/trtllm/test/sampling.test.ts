@@ -2,7 +2,7 @@
 // the set computed here by brute force (sort, softmax with temperature, cumulative mass), and seeds cover it.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Executor, SamplingOptions } from "../src/index.js";
-import { expectIdle, openTiny, prompt, run } from "./helpers.js";
+import { expectIdle, openTiny, prompt, run, skipSuite } from "./helpers.js";
 
 let ex: Executor;
 beforeAll(() => {
@@ -27,7 +27,7 @@ async function firstTokens(p: number[], sampling: SamplingOptions, seeds: number
   return out;
 }
 
-describe("sampling", () => {
+describe.skipIf(skipSuite("sampling"))("sampling", () => {
   const p = prompt(12, 77);
   let logits: Float32Array;
   beforeAll(() => {

@@ -1,0 +1,81 @@
+// The CUDA executor's library, checked from the host side, so CI runs it without a GPU: where nvcc is on PATH
+// the setup (tools/scripts/assets.mjs) must have built build/libtrtd_executor_cuda.so (missing is a failure, not
+// a skip); it loads with this binding's ABI, names itself, has sane defaults, and without a GPU refuses to create
+// an executor with a non-OK status and a message saying why. The ABI conformance suites run against it on a
+// GPU machine with TRTD_TEST_EXECUTOR=cuda (test/helpers.ts).
+import { accessSync, constants, existsSync, readdirSync } from "node:fs";
+import { delimiter, join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { ABI_VERSION, defaultLibraryPath, Executor, ExecutorError, executorLibraries } from "../src/index.js";
+import { loadLibrary } from "../src/native.js";
+import { tinyDir } from "./helpers.js";
+
+const cudaLib = executorLibraries.cuda;
+
+function onPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (!dir) continue;
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return join(dir, name);
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+const nvcc = onPath("nvcc");
+const notBuilt =
+  process.env.TRTD_CUDA === "OFF"
+    ? "TRTD_CUDA=OFF: the setup does not build the CUDA executor"
+    : nvcc === undefined
+      ? "nvcc is not on PATH: the setup does not build the CUDA executor on this machine"
+      : undefined;
+if (notBuilt) console.warn(`[trtllm cuda executor] SKIPPED: ${notBuilt}`);
+const hasGpu = existsSync("/dev") && readdirSync("/dev").some((n) => /^nvidia\d+$/.test(n));
+if (!notBuilt && hasGpu) {
+  console.warn("[trtllm cuda executor] SKIPPED the no-GPU refusal: this machine has a GPU (run the suites with TRTD_TEST_EXECUTOR=cuda)");
+}
+
+describe.skipIf(notBuilt !== undefined)("CUDA executor library, host side", () => {
+  it("is built where nvcc is on PATH", () => {
+    expect(existsSync(cudaLib), `${cudaLib} is missing although nvcc is at ${nvcc}: npm run build:native must build it`).toBe(true);
+  });
+
+  it(`loads with ABI ${ABI_VERSION} and reports its name and version`, () => {
+    const lib = loadLibrary(cudaLib); // AbiMismatchError for another ABI
+    expect(lib.abiVersion).toBe(3);
+    expect(lib.version).toMatch(/^trtd-\S*cuda\S* \d+\.\d+/i);
+    expect(lib.version).not.toBe(loadLibrary(defaultLibraryPath).version);
+  });
+
+  it("has a sane default config: 32 tokens per KV block on device 0", () => {
+    const cfg = loadLibrary(cudaLib).defaultConfig();
+    expect(cfg).toMatchObject({ kv_tokens_per_block: 32, device_id: 0 });
+    expect(cfg.max_batch_size).toBeGreaterThanOrEqual(1);
+    expect(cfg.max_tokens_per_iteration).toBeGreaterThanOrEqual(1);
+    expect(cfg.kv_block_count).toBeGreaterThanOrEqual(0);
+    expect(Number(cfg.kv_memory_bytes) > 0 || cfg.kv_block_count > 0, "a KV pool size: bytes or blocks").toBe(true);
+    for (const k of ["num_threads", "max_context_length", "max_queued_requests"]) expect(cfg[k], k).toBeGreaterThanOrEqual(0);
+  });
+
+  it.skipIf(hasGpu)("without a GPU, create on models/tiny fails with a non-OK status and says there is no CUDA device", () => {
+    const lib = loadLibrary(cudaLib);
+    const out: unknown[] = [null];
+    const status = lib.create(tinyDir, lib.defaultConfig(), out);
+    expect(status).not.toBe(0);
+    expect(lib.lastError()).toMatch(/no CUDA device/);
+    expect(out[0]).toBeNull(); // nothing to destroy
+    // Through the binding: a typed error carrying the status.
+    let err: unknown;
+    try {
+      void Executor.open(tinyDir, { executor: "cuda" }).close();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ExecutorError);
+    expect((err as ExecutorError).status).toBe(status);
+    expect((err as Error).message).toMatch(/no CUDA device/);
+  });
+});
