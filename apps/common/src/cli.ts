@@ -13,13 +13,27 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
 
 export type FlagValues = Record<string, string | boolean | Array<string | boolean> | undefined>;
 
-/** parseArgs with strict checking, turning its errors into UsageError. */
+/** parseArgs with strict checking, turning its errors into a one-line UsageError. */
 export function parseFlags(argv: string[], options: Options): FlagValues {
   try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as FlagValues;
+    return parseArgs({ args: joinNegativeValues(argv, options), options, strict: true, allowPositionals: false }).values as FlagValues;
   } catch (err) {
-    throw new UsageError((err as Error).message, { cause: err });
+    throw new UsageError((err as Error).message.split("\n").join(" "), { cause: err });
   }
+}
+
+/**
+ * `--flag -1` as `--flag=-1`: a negative number is a value, never a flag, so the flag's own check can name the
+ * rule (parseArgs would call it ambiguous).
+ */
+function joinNegativeValues(argv: string[], options: Options): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const flag = /^--([^=]+)$/.exec(argv[i]);
+    if (flag && options[flag[1]]?.type === "string" && /^-\d/.test(argv[i + 1] ?? "")) out.push(`${argv[i]}=${argv[++i]}`);
+    else out.push(argv[i]);
+  }
+  return out;
 }
 
 export function intFlag(value: unknown, name: string, { min = 0, fallback }: { min?: number; fallback: number }): number {
@@ -29,8 +43,14 @@ export function intFlag(value: unknown, name: string, { min = 0, fallback }: { m
   return n;
 }
 
+/** The executor implementations a worker can run (@trtd/trtllm's ExecutorOptions.executor, kept structural). */
+export const EXECUTOR_NAMES = ["reference", "cuda"] as const;
+export type ExecutorName = (typeof EXECUTOR_NAMES)[number];
+
 /** Executor flags shared by prefill and decode workers. */
 export const executorFlagOptions = {
+  executor: { type: "string" },
+  device: { type: "string" },
   "model-dir": { type: "string" },
   "max-batch-size": { type: "string" },
   "max-tokens-per-iteration": { type: "string" },
@@ -40,6 +60,10 @@ export const executorFlagOptions = {
 } as const satisfies Options;
 
 export interface ExecutorFlags {
+  /** --executor: "reference" or "cuda"; unset, the binding's default ($TRTD_EXECUTOR_LIB, else the reference executor). */
+  executor?: ExecutorName;
+  /** --device: the GPU ordinal; unset, the executor's default (0 for cuda). Other than 0 only with executor "cuda". */
+  deviceId?: number;
   modelDir: string;
   maxBatchSize: number;
   maxTokensPerIteration: number;
@@ -57,8 +81,22 @@ export const EXECUTOR_DEFAULTS = {
   threads: 1,
 } as const;
 
+function executorNameFlag(value: unknown): ExecutorName | undefined {
+  if (value === undefined) return undefined;
+  const name = EXECUTOR_NAMES.find((n) => n === value);
+  if (!name) throw new UsageError(`--executor must be one of ${EXECUTOR_NAMES.join(", ")}, got ${String(value)}`);
+  return name;
+}
+
 export function executorFlags(values: Record<string, unknown>, defaultModelDir: string): ExecutorFlags {
+  const executor = executorNameFlag(values.executor);
+  const deviceId = values.device === undefined ? undefined : intFlag(values.device, "device", { min: 0, fallback: 0 });
+  if (deviceId && executor !== "cuda") {
+    throw new UsageError(`--device ${deviceId} needs --executor cuda: the reference executor runs on the CPU`);
+  }
   return {
+    ...(executor ? { executor } : {}),
+    ...(deviceId !== undefined ? { deviceId } : {}),
     modelDir: typeof values["model-dir"] === "string" ? (values["model-dir"] as string) : defaultModelDir,
     maxBatchSize: intFlag(values["max-batch-size"], "max-batch-size", { min: 1, fallback: EXECUTOR_DEFAULTS.maxBatchSize }),
     maxTokensPerIteration: intFlag(values["max-tokens-per-iteration"], "max-tokens-per-iteration", {
@@ -74,6 +112,8 @@ export function executorFlags(values: Record<string, unknown>, defaultModelDir: 
 /** Turns ExecutorFlags back into argv, for the launcher. */
 export function executorArgv(f: Partial<ExecutorFlags>): string[] {
   const out: string[] = [];
+  if (f.executor) out.push("--executor", f.executor);
+  if (f.deviceId !== undefined) out.push("--device", String(f.deviceId));
   if (f.modelDir) out.push("--model-dir", f.modelDir);
   if (f.maxBatchSize) out.push("--max-batch-size", String(f.maxBatchSize));
   if (f.maxTokensPerIteration) out.push("--max-tokens-per-iteration", String(f.maxTokensPerIteration));

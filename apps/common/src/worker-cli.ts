@@ -45,6 +45,9 @@ export function workerUsage(role: string): string {
   --kv-port N                   prefill: KV offer server port (default 0 = any free port)
   --kv-offer-ttl-ms N           prefill: an unpulled KV offer is released after this long (default ${DEFAULT_KV_OFFER_TTL_MS})
   --kv-pull-timeout-ms N        decode: bound on one KV pull, then recompute locally (default: kv-transfer's, size-scaled)
+  --executor NAME               reference (CPU) or cuda (build/libtrtd_executor_cuda.so, built where nvcc is);
+                                default: $TRTD_EXECUTOR_LIB, else reference
+  --device N                    GPU ordinal for --executor cuda (default 0)
   --model-dir DIR               model directory (default models/tiny)
   --max-batch-size N  --max-tokens-per-iteration N  --kv-tokens-per-block N  --kv-block-count N  --threads N`;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { EXECUTOR_DEFAULTS, ProtocolError, finishReasonOf, parseDecodeRequest, parseWorkerCli, UsageError } from "../src/index.js";
+import { EXECUTOR_DEFAULTS, ProtocolError, executorArgv, finishReasonOf, parseDecodeRequest, parseWorkerCli, UsageError } from "../src/index.js";
 
 const ok = { id: "a", tokens: [1, 2], sampling: { temperature: 0, topP: 1, topK: 0 }, maxTokens: 4, stopTokenIds: [7], deadline: Date.now() + 1000 };
 
@@ -42,5 +42,43 @@ describe("apps-common - worker flags", () => {
     expect(cli).toMatchObject({ namespace: "prod", requestPlaneUri: "nats://10.1.2.3:4222", executor: { modelDir: "/models/tiny", threads: 2, kvBlockCount: 64, maxBatchSize: EXECUTOR_DEFAULTS.maxBatchSize } });
     expect(() => parseWorkerCli(["--threads", "0"], "/m")).toThrow(UsageError);
     expect(() => parseWorkerCli(["--nope"], "/m")).toThrow(UsageError);
+  });
+
+  it("chooses the executor (--executor reference|cuda) and its GPU (--device N); unset, the binding's defaults", () => {
+    // Neither flag: nothing passed, so Executor.open takes $TRTD_EXECUTOR_LIB, else the reference executor (device -1).
+    const plain = parseWorkerCli([], "/m").executor;
+    expect("executor" in plain || "deviceId" in plain).toBe(false);
+    expect(executorArgv(plain)).not.toContain("--executor");
+    expect(parseWorkerCli(["--executor", "cuda"], "/m").executor).toMatchObject({ executor: "cuda" }); // device 0: the binding's default for cuda
+    expect(parseWorkerCli(["--executor", "cuda", "--device", "3"], "/m").executor).toMatchObject({ executor: "cuda", deviceId: 3 });
+    expect(parseWorkerCli(["--executor", "reference", "--device", "0"], "/m").executor).toMatchObject({ executor: "reference", deviceId: 0 });
+    // Passed on as given, for the launcher's children.
+    const argv = executorArgv(parseWorkerCli(["--executor", "cuda", "--device", "1"], "/m").executor);
+    expect(argv.join(" ")).toContain("--executor cuda --device 1");
+    expect(parseWorkerCli(argv, "/m").executor).toMatchObject({ executor: "cuda", deviceId: 1 });
+  });
+
+  it("refuses a bad executor or device with one line naming the rule", () => {
+    const bad: Array<[string[], string]> = [
+      [["--executor", "foo"], "--executor must be one of reference, cuda, got foo"],
+      [["--executor", "CUDA"], "--executor must be one of reference, cuda, got CUDA"],
+      [["--executor", "cuda", "--device", "-1"], "--device must be an integer >= 0, got -1"],
+      [["--executor", "cuda", "--device=-1"], "--device must be an integer >= 0, got -1"],
+      [["--executor", "cuda", "--device", "1.5"], "--device must be an integer >= 0, got 1.5"],
+      [["--executor", "cuda", "--device", "gpu0"], "--device must be an integer >= 0, got gpu0"],
+      [["--device", "1"], "--device 1 needs --executor cuda: the reference executor runs on the CPU"],
+    ];
+    for (const [argv, message] of bad) {
+      let err: unknown;
+      try {
+        parseWorkerCli(argv, "/m");
+      } catch (e) {
+        err = e;
+      }
+      expect(err, argv.join(" ")).toBeInstanceOf(UsageError);
+      expect((err as Error).message).toBe(message);
+    }
+    // parseArgs' own errors are one line too.
+    expect(() => parseWorkerCli(["--executor"], "/m")).toThrow(/^[^\n]*--executor[^\n]*$/);
   });
 });

@@ -18,6 +18,8 @@ export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--gen
   --in-process-fallback          with --initialize-request-plane: go in-process when nats-server is not installed
   --api-server-host HOST         (default 127.0.0.1)   --api-server-port PORT (default 8000, 0 = any free port)
   --model-dir DIR                model for workers and tokenizer (default models/tiny)
+  --executor NAME                workers' executor: reference (CPU) or cuda (default: $TRTD_EXECUTOR_LIB, else reference)
+  --device N                     workers' GPU ordinal for --executor cuda (default 0; every worker on it for now)
   --model-name NAME              model id clients send (default: the model directory's name)
   --api-key KEY                  require Bearer KEY on /v1 (default: $TRTD_API_KEY)
   --disagg-min-prompt-tokens N   shorter prompts run aggregated (api default)

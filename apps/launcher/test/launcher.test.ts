@@ -1,10 +1,11 @@
 // The launcher's flags, and its fallback to one process when nats-server is missing (real processes).
 import { describe, expect, it } from "vitest";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createInterface } from "node:readline";
 import { resolve } from "node:path";
 import { parseLauncherCli, workerArgv, apiArgv, prefillArgv } from "../src/index.js";
 import { freePort } from "@trtd/request-plane";
+import { appArgv } from "@trtd/test-support";
 import { LAUNCHER_READY, eventually, modelDir, repoRoot, startApp } from "./support/processes.js";
 
 describe("launcher - flags", () => {
@@ -43,6 +44,32 @@ describe("launcher - flags", () => {
     expect(prefillArgv(cli, cli.requestPlaneUri, 1)).toEqual(expect.arrayContaining(["--kv-port", "7001"]));
     expect(() => parseLauncherCli(["--kv-port", "65535", "--context-worker-count", "2"], modelDir)).toThrow(/kv-port/);
     expect(workerArgv(cli, cli.requestPlaneUri)).not.toContain("--kv-host"); // decode workers offer no KV
+  });
+
+  it("passes --executor and --device to prefill and decode workers; a bad value is one line before anything starts", () => {
+    const cli = parseLauncherCli(["--executor", "cuda", "--device", "2", "--context-worker-count", "1"], modelDir);
+    expect(cli.executor).toMatchObject({ executor: "cuda", deviceId: 2 });
+    for (const argv of [workerArgv(cli, cli.requestPlaneUri), prefillArgv(cli, cli.requestPlaneUri)]) {
+      expect(argv.join(" ")).toContain("--executor cuda --device 2");
+    }
+    expect(workerArgv(parseLauncherCli([], modelDir), "nats://127.0.0.1:4222")).not.toContain("--executor"); // the workers' default
+    expect(() => parseLauncherCli(["--executor", "foo"], modelDir)).toThrow(/^--executor must be one of reference, cuda, got foo$/);
+    expect(() => parseLauncherCli(["--executor", "cuda", "--device", "-1"], modelDir)).toThrow(/^--device must be an integer >= 0, got -1$/);
+  });
+
+  it("a worker or launcher given a bad executor flag exits 2, its first stderr line naming the rule, and starts nothing", () => {
+    const cases: Array<[string, string[], string]> = [
+      ["decode", ["--executor", "foo", "--request-plane-uri", "127.0.0.1:1"], "--executor must be one of reference, cuda, got foo"],
+      ["prefill", ["--executor", "cuda", "--device", "-1", "--request-plane-uri", "127.0.0.1:1"], "--device must be an integer >= 0, got -1"],
+      ["launcher", ["--device", "1", "--initialize-request-plane"], "--device 1 needs --executor cuda: the reference executor runs on the CPU"],
+    ];
+    for (const [app, args, line] of cases) {
+      const [cmd, ...argv] = appArgv(app, args);
+      const r = spawnSync(cmd, argv, { cwd: repoRoot, encoding: "utf8", timeout: 30_000 });
+      expect(r.status, `${app}: ${r.stderr}`).toBe(2);
+      expect(r.stderr.split("\n")[0]).toBe(line);
+      expect(r.stdout).toBe(""); // no ready line, no nats-server, no worker
+    }
   });
 
   it("takes environment per worker role", () => {
