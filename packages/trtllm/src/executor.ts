@@ -84,6 +84,8 @@ export class Executor implements KvOwner {
   #nOut = new Int32Array(1);
   #layout: KvLayout | undefined;
   #closing: Promise<void> | undefined;
+  /** Set by close(): the error of every stream it ends, whether the engine's final arrives before destroy or not. */
+  #closedError: ExecutorClosedError | undefined;
 
   private constructor(native: NativeLib, ex: bigint, modelDir: string) {
     this.native = native;
@@ -347,11 +349,11 @@ export class Executor implements KvOwner {
     this.#closing ??= (async () => {
       const ex = this.#ex;
       if (ex === undefined) return;
+      const err = (this.#closedError = new ExecutorClosedError("the executor was closed"));
       for (const id of this.#streams.keys()) this.native.cancel(ex, id);
       this.#drain();
       this.native.destroy(ex);
       this.#ex = undefined;
-      const err = new ExecutorClosedError("the executor was closed");
       for (const [id, stream] of this.#streams) {
         stream.push({ requestId: id, tokens: [], final: true, finishReason: "cancelled", error: err });
       }
@@ -388,6 +390,8 @@ export class Executor implements KvOwner {
             cause: errorFromStatus(r.error_status, r.error_message),
             status: r.error_status,
           });
+        } else if (finishReason === "cancelled" && this.#closedError) {
+          error = this.#closedError; // cancelled by close()
         }
         stream.push({ requestId: id, tokens, final: true, finishReason, ...(error ? { error } : {}) });
         this.#streams.delete(id);
