@@ -170,7 +170,10 @@ Engine::Engine(const std::string & model_dir, const ModelConfig & cfg, const Eng
     act_ = dev_alloc<uint16_t>(max_rows_ * I, "activations");
     logits_ = dev_alloc<float>(size_t(ec_.max_batch) * cfg_.vocab_size, "logits");
     max_splits_ = 16;
-    attn_ws_ = dev_alloc<unsigned char>(decode_attention_workspace_bytes(ec_.max_batch, cfg_.num_heads, D, max_splits_), "attention workspace");
+    const size_t ws = decode_attention_workspace_bytes(ec_.max_batch, cfg_.num_heads, D, max_splits_);
+    attn_ws_ = dev_alloc<unsigned char>(ws, "attention workspace");
+    cuda_check(cudaMemset(attn_ws_, 0, ws), "attention workspace");  // the split arrival counters start at zero
+    attn_counters_ = decode_attention_counters_offset(ec_.max_batch, cfg_.num_heads, D, max_splits_);
 
     const int max_tiles = max_rows_ / 64 + ec_.max_batch + 1;
     in_bytes_ = size_t(4) * (3 * size_t(max_rows_) + 6 * size_t(ec_.max_batch) + 2 * size_t(max_tiles) + 2 * size_t(max_rows_) + 16) +
@@ -200,10 +203,13 @@ double now_ms() {
 Engine::~Engine() {
     cudaSetDevice(ec_.device);
     if (timing_.on) {
-        const double n = double(std::max<uint64_t>(timing_.steps, 1));
-        std::fprintf(stderr, "trtd-cuda timing: %llu steps (%llu from graphs): gpu %.3f ms, run() %.3f ms, cycle %.3f ms per step\n",
-                     (unsigned long long)timing_.steps, (unsigned long long)timing_.graph_steps, timing_.gpu_ms / n,
-                     timing_.run_ms / n, timing_.cycle_ms / std::max(n - 1, 1.0));
+        const double n = double(std::max<uint64_t>(timing_.steps, 1)), g = double(std::max<uint64_t>(timing_.graph_steps, 1));
+        std::fprintf(stderr,
+                     "trtd-cuda timing: %llu steps: gpu %.3f ms, run() %.3f ms; %llu graph replays: gpu %.3f ms, run() %.3f ms; "
+                     "host gap between back-to-back steps %.3f ms (%llu gaps < 5 ms)\n",
+                     (unsigned long long)timing_.steps, timing_.gpu_ms / n, timing_.run_ms / n,
+                     (unsigned long long)timing_.graph_steps, timing_.graph_gpu_ms / g, timing_.graph_run_ms / g,
+                     timing_.gap_ms / double(std::max<uint64_t>(timing_.gaps, 1)), (unsigned long long)timing_.gaps);
         cudaEventDestroy(timing_.t0);
         cudaEventDestroy(timing_.t1);
     }
@@ -337,7 +343,7 @@ void Engine::forward(const Layout & L, int rows, int nd, int num_tiles, int M, i
         gemm(w.wqkv, xn_, qkv_, QKV, H, rows, false);
         rope_kv_write(dt_, qkv_, I32(L.pos), I32(L.slots), cos_sin_, pool, l, rows, nq, stream_);
         decode_attention(dt_, qkv_, QKV, attn_, nq * D, I32(L.dec_len), I32(L.dec_bt), block_tables_, bt_stride_, pool, l, nd, nq,
-                         splits, scale, attn_ws_, stream_);
+                         splits, scale, attn_ws_, attn_counters_, stream_);
         prefill_attention(dt_, qkv_, QKV, attn_, nq * D, I32(L.tile_seq), I32(L.tile_row0), I32(L.pf_start), I32(L.pf_len),
                           I32(L.pf_ctx), I32(L.pf_bt), block_tables_, bt_stride_, pool, l, num_tiles, nq, scale, stream_);
         gemm(w.wo, attn_, tmp_, H, nq * D, rows, false);
@@ -359,10 +365,11 @@ void Engine::run(const Step & st, std::vector<int> & out) {
     const bool decode_only = nd == rows && st.pf_q_start.empty() && M == nd;
     const int bucket = ec_.cuda_graphs && decode_only ? bucket_for(nd) : 0;
     const double start = timing_.on ? now_ms() : 0;
-    if (timing_.on) {
-        if (timing_.steps) timing_.cycle_ms += start - timing_.last_start;
-        timing_.last_start = start;
+    if (timing_.on && timing_.steps && start - timing_.last_end < 5.0) {
+        timing_.gap_ms += start - timing_.last_end;
+        ++timing_.gaps;
     }
+    const bool replay = bucket && graphs_.count(bucket);
     Layout L;
     upload(st, L, bucket);
     if (timing_.on) cuda_check(cudaEventRecord(timing_.t0, stream_), "cudaEventRecord");
@@ -426,10 +433,12 @@ void Engine::run(const Step & st, std::vector<int> & out) {
     if (timing_.on) {
         float ms = 0;
         cudaEventElapsedTime(&ms, timing_.t0, timing_.t1);
+        const double end = now_ms();
         timing_.gpu_ms += ms;
-        timing_.run_ms += now_ms() - start;
+        timing_.run_ms += end - start;
         ++timing_.steps;
-        timing_.graph_steps += bucket && graphs_.count(bucket) ? 1 : 0;
+        if (replay) { ++timing_.graph_steps; timing_.graph_gpu_ms += ms; timing_.graph_run_ms += end - start; }
+        timing_.last_end = end;
     }
     out.resize(size_t(M));
     int s = 0;
@@ -592,17 +601,32 @@ std::string Engine::import_descriptor(const void * desc, size_t size, const std:
         src_base = it->second;
     }
     const int n = d.num_blocks;
-    if (2 * n > blocks_dev_cap_) {
+    if (2 * n + 4 > blocks_dev_cap_) {
         if (blocks_dev_) cudaFree(blocks_dev_);
-        blocks_dev_cap_ = std::max(4 * n, 1024);
+        blocks_dev_cap_ = std::max(4 * n + 4, 1024);
         blocks_dev_ = dev_alloc<int>(size_t(blocks_dev_cap_), "block list");
     }
-    std::vector<int> both(src);
-    both.insert(both.end(), dst.begin(), dst.end());
-    cuda_check(cudaMemcpyAsync(blocks_dev_, both.data(), both.size() * 4, cudaMemcpyHostToDevice, stream_), "block lists");
-    copy_blocks(src_base, blocks_dev_, pool_.base, blocks_dev_ + n, n, block_bytes(), stream_);
+    // Block lists and the checksum slot through one pinned buffer: one upload, one fused copy + checksum
+    // kernel, one download, one wait.
+    const size_t list_bytes = size_t(2 * n) * 4 + 16;
+    if (list_bytes > host_tmp_bytes_) {
+        if (host_tmp_) cudaFreeHost(host_tmp_);
+        host_tmp_ = nullptr;
+        host_tmp_bytes_ = std::max<size_t>(list_bytes * 2, 1 << 16);
+        cuda_check(cudaHostAlloc(&host_tmp_, host_tmp_bytes_, cudaHostAllocDefault), "pinned block lists");
+    }
+    unsigned long long * sum_host = static_cast<unsigned long long *>(host_tmp_);
+    int * lists = reinterpret_cast<int *>(static_cast<unsigned char *>(host_tmp_) + 16);
+    std::memcpy(lists, src.data(), size_t(n) * 4);
+    std::memcpy(lists + n, dst.data(), size_t(n) * 4);
+    *sum_host = 0;
+    // device layout as on the host: [checksum, 16 bytes][src blocks][dst blocks]
+    cuda_check(cudaMemcpyAsync(blocks_dev_, host_tmp_, list_bytes, cudaMemcpyHostToDevice, stream_), "block lists");
+    auto * sum_dev = reinterpret_cast<unsigned long long *>(blocks_dev_);
+    copy_blocks_checksum(src_base, blocks_dev_ + 4, pool_.base, blocks_dev_ + 4 + n, n, block_bytes(), sum_dev, stream_);
+    cuda_check(cudaMemcpyAsync(sum_host, sum_dev, 8, cudaMemcpyDeviceToHost, stream_), "checksum");
     cuda_check(cudaStreamSynchronize(stream_), "KV device copy");
-    if (checksum(dst) != d.checksum) return "checksum mismatch after the device copy";
+    if (uint64_t(*sum_host) != d.checksum) return "checksum mismatch after the device copy";
     return "";
 }
 

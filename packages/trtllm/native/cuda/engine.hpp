@@ -112,6 +112,7 @@ private:
     void *x_ = nullptr, *xn_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr, *tmp_ = nullptr, *gu_ = nullptr, *act_ = nullptr;
     float * logits_ = nullptr;  // [max_batch][vocab]
     void * attn_ws_ = nullptr;
+    size_t attn_counters_ = 0;
     int max_splits_ = 16;
     // packed step inputs: host pinned and device
     unsigned char *in_host_ = nullptr, *in_dev_ = nullptr;
@@ -128,14 +129,15 @@ private:
     int * blocks_dev_ = nullptr;
     int blocks_dev_cap_ = 0;
     unsigned long long * checksum_dev_ = nullptr;
-    void * host_tmp_ = nullptr;
+    void * host_tmp_ = nullptr;  // pinned: block lists and the checksum of a device import
+    size_t host_tmp_bytes_ = 0;
 
     // TRTD_CUDA_STEP_TIMING=1: per-step averages printed at destruction (cycle = start to start of run()).
     struct Timing {
         bool on = false;
         cudaEvent_t t0 = nullptr, t1 = nullptr;
-        uint64_t steps = 0, graph_steps = 0;
-        double gpu_ms = 0, run_ms = 0, cycle_ms = 0, last_start = 0;
+        uint64_t steps = 0, graph_steps = 0, gaps = 0;
+        double gpu_ms = 0, graph_gpu_ms = 0, graph_run_ms = 0, run_ms = 0, gap_ms = 0, last_end = 0;
     } timing_;
 
     std::map<int, std::unique_ptr<Graph>> graphs_;  // by bucket

@@ -3,6 +3,7 @@
 // most recently admitted request is preempted (its blocks freed, its prompt and generated tokens recomputed
 // later: seeded draws depend only on (seed, n), so its output does not change).
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -83,6 +84,14 @@ struct trtd_executor {
 
     std::mutex compute_mu;  // the engine (one stream, shared buffers): iterations, KV copies, compute_logits
     std::thread thread;
+
+    // TRTD_CUDA_STEP_TIMING=1: where the engine thread's time goes between steps (printed at destroy).
+    bool timing = false;
+    double t_sched = 0, t_lock = 0, t_post = 0;
+    uint64_t t_steps = 0;
+    static double ms_now() {
+        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    }
 
     bool alloc_locked(int n, std::vector<int> & out) {
         if (n > int(free_blocks.size())) return false;
@@ -222,10 +231,12 @@ struct trtd_executor {
             step.clear();
             uploads.clear();
             std::vector<std::pair<Request *, void *>> host_imports;
+            double ts = 0;
             {
                 std::unique_lock<std::mutex> lk(mu);
                 work_cv.wait(lk, [&] { return stop || dirty || !running.empty() || can_admit_locked(); });
                 if (stop) return;
+                if (timing) ts = ms_now();
                 dirty = false;
                 handle_cancels_locked();
                 admit_locked(uploads);
@@ -286,6 +297,7 @@ struct trtd_executor {
                         step.sampling.push_back(p);
                     }
                 }
+                if (timing) t_sched += ms_now() - ts;
             }
             std::string error;
             try {
@@ -300,7 +312,10 @@ struct trtd_executor {
                 error = std::string("forward pass failed: ") + e.what();
                 for (auto & hi : host_imports) free_host(hi.second);
             }
+            const double tl = timing ? ms_now() : 0;
             std::lock_guard<std::mutex> lk(mu);
+            const double tp = timing ? ms_now() : 0;
+            if (timing) { t_lock += tp - tl; ++t_steps; }
             if (!error.empty()) { fail_running_locked(error); continue; }
             size_t si = 0;
             std::vector<Request *> done;
@@ -317,6 +332,7 @@ struct trtd_executor {
                                                  return std::find(done.begin(), done.end(), r.get()) != done.end();
                                              }),
                               running.end());
+            if (timing) t_post += ms_now() - tp;
         }
     }
 
@@ -422,6 +438,7 @@ trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_con
         ec.kv_bytes = c.kv_memory_bytes ? c.kv_memory_bytes : (int64_t(64) << 20);
         ec.max_ctx = ex->max_ctx;
         if (const char * g = std::getenv("TRTD_CUDA_GRAPHS"); g && std::string(g) == "0") ec.cuda_graphs = false;
+        if (const char * t = std::getenv("TRTD_CUDA_STEP_TIMING"); t && *t == '1') ex->timing = true;
         try {
             trtd::cuda::cuda_check(cudaSetDevice(c.device_id), "cudaSetDevice");
             ex->engine.reset(new Engine(model_dir, mc, ec));
@@ -459,6 +476,10 @@ void trtd_executor_destroy(trtd_executor * ex) {
     ex->work_cv.notify_all();
     ex->resp_cv.notify_all();
     if (ex->thread.joinable()) ex->thread.join();
+    if (ex->timing && ex->t_steps)
+        std::fprintf(stderr, "trtd-cuda loop: %llu steps: schedule %.4f ms, lock wait %.4f ms, accept %.4f ms per step\n",
+                     (unsigned long long)ex->t_steps, ex->t_sched / double(ex->t_steps), ex->t_lock / double(ex->t_steps),
+                     ex->t_post / double(ex->t_steps));
     for (auto & q : ex->queue) free_host(q->host_import);
     for (auto & r : ex->running) free_host(r->host_import);
     for (auto & e : ex->exports) free_host(e.second.host);

@@ -2,6 +2,7 @@
 #include "kernels.cuh"
 
 #include <cfloat>
+#include <cstdlib>
 #include <cub/cub.cuh>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -77,9 +78,7 @@ template <typename T> __global__ void embed_gather_k(const int * ids, const T * 
     for (int c = threadIdx.x; c < hidden / 8; c += blockDim.x) dst[c] = src[c];
 }
 
-constexpr int kNormThreads = 256;
-
-template <typename T>
+template <typename T, int kNormThreads>
 __global__ void __launch_bounds__(kNormThreads) add_rmsnorm_k(T * res, const T * delta, const T * w, T * out,
                                                                const int * rows_map, int H, float eps) {
     __shared__ float scratch[32];
@@ -178,7 +177,7 @@ template <typename T, int D, int G>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
     decode_attention_k(const T * q, int q_stride, const int * seq_lens, const int * bt_rows, const int * block_tables,
                        int bt_stride, KvPoolView pool, int layer, int num_heads, int splits, float scale_log2,
-                       float * part_o, float * part_ml) {
+                       float * part_o, float * part_ml, unsigned int * counters, T * out, int out_stride) {
     constexpr int LPT = D / 8;       // lanes per token: each lane holds 8 elements of the head
     constexpr int TPW = 32 / LPT;    // tokens per warp step
     constexpr int GROUPS = kDecodeWarps * TPW;
@@ -250,30 +249,42 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
                 den += w * sm_ml[j][g][1];
             }
         }
+        if (splits == 1) {  // no partials: normalize and write the output
+            out[size_t(b) * out_stride + size_t(kvh * G + g) * D + d] = from_f<T>(M != -INFINITY && L > 0 ? o / den : 0.f);
+            continue;
+        }
         const size_t idx = (size_t(b) * num_heads + kvh * G + g) * splits + sp;
         part_o[idx * D + d] = o;
         if (d == 0) { part_ml[idx * 2] = M; part_ml[idx * 2 + 1] = den; }
     }
-}
-
-template <typename T>
-__global__ void decode_combine_k(const float * part_o, const float * part_ml, const int * seq_lens, T * out, int out_stride,
-                                 int num_heads, int D, int splits) {
-    const int b = blockIdx.x, h = blockIdx.y;
-    const size_t base = (size_t(b) * num_heads + h) * splits;
-    float M = -INFINITY;
-    for (int s = 0; s < splits; ++s) M = fmaxf(M, part_ml[(base + s) * 2]);
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    if (splits == 1) return;
+    // The last CTA of this (sequence, kv head) to finish merges the splits' partials (no second kernel).
+    __shared__ bool last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned int * c = counters + size_t(b) * pool.num_kv_heads + kvh;
+        last = atomicAdd(c, 1u) == unsigned(splits - 1);
+        if (last) *c = 0;  // ready for the next launch (graph replays)
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int e = threadIdx.x; e < G * D; e += blockDim.x) {
+        const int g = e / D, d = e % D;
+        const size_t base = (size_t(b) * num_heads + kvh * G + g) * splits;
+        float M = -INFINITY;
+        for (int k = 0; k < splits; ++k) M = fmaxf(M, __ldcg(part_ml + (base + k) * 2));
         float o = 0.f, den = 0.f;
-        if (seq_lens[b] > 0 && M != -INFINITY) {
-            for (int s = 0; s < splits; ++s) {
-                const float w = exp2f(part_ml[(base + s) * 2] - M);
-                o += w * part_o[(base + s) * D + d];
-                den += w * part_ml[(base + s) * 2 + 1];
+        if (L > 0 && M != -INFINITY) {
+            for (int k = 0; k < splits; ++k) {
+                const float w = exp2f(__ldcg(part_ml + (base + k) * 2) - M);
+                o += w * __ldcg(part_o + (base + k) * D + d);
+                den += w * __ldcg(part_ml + (base + k) * 2 + 1);
             }
             o /= den;
         }
-        out[size_t(b) * out_stride + size_t(h) * D + d] = from_f<T>(o);
+        out[size_t(b) * out_stride + size_t(kvh * G + g) * D + d] = from_f<T>(o);
     }
 }
 
@@ -417,6 +428,200 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
     for (int e = lane; e < 16 * D; e += 32) {
         const int r = r0 + warp * 16 + e / D;
         if (r < row_end) out[size_t(r) * out_stride + size_t(h) * D + e % D] = from_f<T>(Ow[e] / rowl[warp * 16 + e / D]);
+    }
+}
+
+// ---- prefill attention (FA2 on mma.sync m16n8k16, D = 64 or 128) ----------------------------------------
+// Per CTA 64 query rows (4 warps x 16) of one head; K/V tiles of 64 keys double-buffered in shared memory by
+// cp.async (gathered from the paged pool), Q and the O accumulators in registers, the online softmax on the
+// S accumulators, P fed back as the A operand without a trip through shared memory.
+
+template <typename T> struct MmaOps;
+template <> struct MmaOps<__nv_bfloat16> {
+    static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+        __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        return *reinterpret_cast<uint32_t *>(&v);
+    }
+};
+template <> struct MmaOps<__half> {
+    static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+        __half2 v = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<uint32_t *>(&v);
+    }
+};
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void * p) {
+    const uint32_t a = uint32_t(__cvta_generic_to_shared(p));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void * p) {
+    const uint32_t a = uint32_t(__cvta_generic_to_shared(p));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+// 16 bytes global -> shared; valid == false fills zeros (nothing is read).
+__device__ __forceinline__ void cp_async16(void * smem, const void * gmem, bool valid) {
+    const uint32_t s = uint32_t(__cvta_generic_to_shared(smem));
+    const int n = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+template <int D> constexpr int fa_stride() { return D + 8; }  // padded rows: ldmatrix without bank conflicts
+template <int D> constexpr size_t fa_smem_bytes() { return size_t(5) * kTileM * fa_stride<D>() * 2; }
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kPrefillWarps * 32)
+    prefill_attention_mma_k(const T * q, int q_stride, T * out, int out_stride, const int * tile_seq, const int * tile_row0,
+                            const int * q_start, const int * q_len, const int * ctx_len, const int * bt_rows,
+                            const int * block_tables, int bt_stride, KvPoolView pool, int layer, int num_heads,
+                            float scale_log2) {
+    constexpr int SD = fa_stride<D>(), CH = D / 8, BN = kTileN;
+    extern __shared__ __align__(128) unsigned char smem[];
+    T * Qs = reinterpret_cast<T *>(smem);
+    T * Ks = Qs + kTileM * SD;       // [2][BN][SD]
+    T * Vs = Ks + 2 * BN * SD;       // [2][BN][SD]
+
+    const int tile = blockIdx.x, h = blockIdx.y;
+    const int seq = tile_seq[tile], r0 = tile_row0[tile];
+    const int qs = q_start[seq], ql = q_len[seq], ctx = ctx_len[seq];
+    const int pos0 = ctx - ql;
+    const int nkv = pool.num_kv_heads, TB = pool.tokens_per_block, G = num_heads / nkv, kvh = h / G;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+    const int row_end = min(r0 + kTileM, qs + ql);
+    const int kmax = min(ctx, pos0 + (row_end - qs));
+    const int ntiles = (kmax + BN - 1) / BN;
+    if (ntiles <= 0) return;
+    const int * bt = block_tables + size_t(bt_rows[seq]) * bt_stride;
+    const T * kbase = static_cast<const T *>(pool.base) + size_t(layer) * pool.layer_elems() + size_t(kvh) * D;
+
+    for (int c = tid; c < kTileM * CH; c += blockDim.x) {
+        const int rr = c / CH, cc = c % CH, r = r0 + rr;
+        const bool ok = r < row_end;
+        cp_async16(Qs + rr * SD + cc * 8, ok ? q + size_t(r) * q_stride + size_t(h) * D + cc * 8 : q, ok);
+    }
+    auto load_kv = [&](int buf, int k0) {
+        for (int c = tid; c < BN * CH; c += blockDim.x) {
+            const int j = c / CH, cc = c % CH, kpos = k0 + j;
+            const bool ok = kpos < kmax;
+            const T * src = ok ? kbase + size_t(bt[kpos / TB]) * pool.block_elems() + size_t(kpos % TB) * nkv * D + cc * 8 : kbase;
+            cp_async16(Ks + (buf * BN + j) * SD + cc * 8, src, ok);
+            cp_async16(Vs + (buf * BN + j) * SD + cc * 8, ok ? src + pool.kv_elems() : kbase, ok);
+        }
+    };
+    load_kv(0, 0);
+    cp_async_commit();
+
+    const int row0 = r0 + warp * 16 + g, row1 = row0 + 8;
+    const bool ok0 = row0 < row_end, ok1 = row1 < row_end;
+    const int qpos0 = pos0 + (row0 - qs), qpos1 = qpos0 + 8;
+    uint32_t qf[D / 16][4];
+    float o[D / 8][4];
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+
+    for (int i = 0; i < ntiles; ++i) {
+        const int buf = i & 1;
+        if (i + 1 < ntiles) {
+            load_kv(buf ^ 1, (i + 1) * BN);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (i == 0) {
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk)
+                ldmatrix_x4(qf[kk], Qs + (warp * 16 + (lane % 8) + 8 * ((lane / 8) % 2)) * SD + kk * 16 + 8 * (lane / 16));
+        }
+        const T * Kb = Ks + buf * BN * SD;
+        const T * Vb = Vs + buf * BN * SD;
+        float s[BN / 8][4];
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+            for (int jj = 0; jj < BN / 16; ++jj) {
+                uint32_t b[4];
+                ldmatrix_x4(b, Kb + (jj * 16 + (lane % 8) + 8 * (lane / 16)) * SD + kk * 16 + 8 * ((lane / 8) % 2));
+                MmaOps<T>::mma(s[2 * jj], qf[kk], b[0], b[1]);
+                MmaOps<T>::mma(s[2 * jj + 1], qf[kk], b[2], b[3]);
+            }
+        }
+        const int k0 = i * BN;
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int key = k0 + j * 8 + 2 * t + (e & 1);
+                const bool ok = e < 2 ? (ok0 && key <= qpos0) : (ok1 && key <= qpos1);
+                s[j][e] = ok ? s[j][e] * scale_log2 : -INFINITY;
+            }
+            mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
+            mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+        const float c0 = mn0 == -INFINITY ? 1.f : exp2f(m0 - mn0), c1 = mn1 == -INFINITY ? 1.f : exp2f(m1 - mn1);
+        m0 = mn0;
+        m1 = mn1;
+        l0 *= c0;
+        l1 *= c1;
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j) { o[j][0] *= c0; o[j][1] *= c0; o[j][2] *= c1; o[j][3] *= c1; }
+        uint32_t pa[BN / 16][4];
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+            const float p0 = s[j][0] == -INFINITY ? 0.f : exp2f(s[j][0] - mn0);
+            const float p1 = s[j][1] == -INFINITY ? 0.f : exp2f(s[j][1] - mn0);
+            const float p2 = s[j][2] == -INFINITY ? 0.f : exp2f(s[j][2] - mn1);
+            const float p3 = s[j][3] == -INFINITY ? 0.f : exp2f(s[j][3] - mn1);
+            l0 += p0 + p1;
+            l1 += p2 + p3;
+            pa[j / 2][(j % 2) * 2 + 0] = MmaOps<T>::pack(p0, p1);
+            pa[j / 2][(j % 2) * 2 + 1] = MmaOps<T>::pack(p2, p3);
+        }
+#pragma unroll
+        for (int mm = 0; mm < BN / 16; ++mm) {
+#pragma unroll
+            for (int dd = 0; dd < D / 16; ++dd) {
+                uint32_t b[4];
+                ldmatrix_x4_trans(b, Vb + (mm * 16 + (lane % 8) + 8 * ((lane / 8) % 2)) * SD + dd * 16 + 8 * (lane / 16));
+                MmaOps<T>::mma(o[2 * dd], pa[mm], b[0], b[1]);
+                MmaOps<T>::mma(o[2 * dd + 1], pa[mm], b[2], b[3]);
+            }
+        }
+        __syncthreads();
+    }
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+        const int col = j * 8 + 2 * t;
+        if (ok0) *reinterpret_cast<uint32_t *>(out + size_t(row0) * out_stride + size_t(h) * D + col) = MmaOps<T>::pack(o[j][0] * i0, o[j][1] * i0);
+        if (ok1) *reinterpret_cast<uint32_t *>(out + size_t(row1) * out_stride + size_t(h) * D + col) = MmaOps<T>::pack(o[j][2] * i1, o[j][3] * i1);
     }
 }
 
@@ -601,16 +806,25 @@ void embed_gather(DType dt, const int * ids, const void * table, void * out, int
 void add_rmsnorm(DType dt, void * residual, const void * delta, const void * weight, void * out, const int * rows_map,
                  int rows, int hidden, float eps, cudaStream_t s) {
     if (rows <= 0) return;
-    TRTD_DISPATCH_DTYPE(dt, add_rmsnorm_k<T><<<rows, kNormThreads, 0, s>>>(
-                                static_cast<T *>(residual), static_cast<const T *>(delta), static_cast<const T *>(weight),
-                                static_cast<T *>(out), rows_map, hidden, eps));
+    // One CTA per row, one 8-element vector per thread where the row allows (small batches are latency-bound).
+    const int vecs = hidden / 8;
+    TRTD_DISPATCH_DTYPE(dt, {
+        auto args = [&](auto kernel, int threads) {
+            kernel<<<rows, threads, 0, s>>>(static_cast<T *>(residual), static_cast<const T *>(delta), static_cast<const T *>(weight),
+                                            static_cast<T *>(out), rows_map, hidden, eps);
+        };
+        if (vecs <= 128) args(add_rmsnorm_k<T, 128>, 128);
+        else if (vecs <= 256) args(add_rmsnorm_k<T, 256>, 256);
+        else if (vecs <= 512) args(add_rmsnorm_k<T, 512>, 512);
+        else args(add_rmsnorm_k<T, 1024>, 1024);
+    });
     check_launch("add_rmsnorm");
 }
 
 void rope_kv_write(DType dt, void * qkv, const int * positions, const int * slot_mapping, const void * cos_sin,
                    KvPoolView pool, int layer, int rows, int num_heads, cudaStream_t s) {
     if (rows <= 0) return;
-    TRTD_DISPATCH_DTYPE(dt, rope_kv_write_k<T><<<rows, 128, 0, s>>>(static_cast<T *>(qkv), positions, slot_mapping,
+    TRTD_DISPATCH_DTYPE(dt, rope_kv_write_k<T><<<rows, 256, 0, s>>>(static_cast<T *>(qkv), positions, slot_mapping,
                                                                      static_cast<const T *>(cos_sin), pool, layer, num_heads));
     check_launch("rope_kv_write");
 }
@@ -625,19 +839,20 @@ void silu_mul(DType dt, const void * gate_up, void * out, int rows, int inter, c
 
 size_t decode_attention_workspace_bytes(int max_batch, int num_heads, int head_dim, int max_splits) {
     const size_t parts = size_t(max_batch) * num_heads * max_splits;
-    return parts * head_dim * 4 + parts * 2 * 4 + 256;
+    // partial outputs, their (max, sum), and one arrival counter per (sequence, kv head) (zeroed once)
+    return parts * head_dim * 4 + parts * 2 * 4 + size_t(max_batch) * num_heads * 4 + 256;
 }
 
 namespace {
 template <typename T, int D>
 void decode_attention_g(int G, const T * q, int q_stride, const int * seq_lens, const int * bt_rows, const int * bt,
                         int bt_stride, KvPoolView pool, int layer, int batch, int num_heads, int splits, float scale_log2,
-                        float * po, float * pml, cudaStream_t s) {
+                        float * po, float * pml, unsigned int * counters, T * out, int out_stride, cudaStream_t s) {
     const dim3 grid(batch, pool.num_kv_heads, splits);
 #define TRTD_DECODE_G(GV)                                                                                                       \
     case GV:                                                                                                                    \
         decode_attention_k<T, D, GV><<<grid, kDecodeWarps * 32, 0, s>>>(q, q_stride, seq_lens, bt_rows, bt, bt_stride, pool,   \
-                                                                        layer, num_heads, splits, scale_log2, po, pml);         \
+                                                                        layer, num_heads, splits, scale_log2, po, pml, counters, out, out_stride); \
         break;
     switch (G) {
         TRTD_DECODE_G(1)
@@ -652,27 +867,26 @@ void decode_attention_g(int G, const T * q, int q_stride, const int * seq_lens, 
 
 void decode_attention(DType dt, const void * q, int q_stride, void * out, int out_stride, const int * seq_lens,
                       const int * bt_rows, const int * block_tables, int bt_stride, KvPoolView pool, int layer, int batch,
-                      int num_heads, int splits, float scale, void * work, cudaStream_t s) {
+                      int num_heads, int splits, float scale, void * work, size_t counters_offset, cudaStream_t s) {
     if (batch <= 0) return;
     const int D = pool.head_dim, G = num_heads / pool.num_kv_heads;
     const float scale_log2 = scale * 1.4426950408889634f;
+    // Layout by the workspace's capacity, not this batch: the counters' place never moves.
     float * po = static_cast<float *>(work);
     float * pml = po + size_t(batch) * num_heads * splits * D;
+    unsigned int * counters = reinterpret_cast<unsigned int *>(static_cast<unsigned char *>(work) + counters_offset);
     TRTD_DISPATCH_DTYPE(dt, {
         const T * qt = static_cast<const T *>(q);
         switch (D) {
-            case 16: decode_attention_g<T, 16>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, s); break;
-            case 32: decode_attention_g<T, 32>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, s); break;
-            case 64: decode_attention_g<T, 64>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, s); break;
-            case 128: decode_attention_g<T, 128>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, s); break;
-            case 256: decode_attention_g<T, 256>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, s); break;
+            case 16: decode_attention_g<T, 16>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, counters, static_cast<T *>(out), out_stride, s); break;
+            case 32: decode_attention_g<T, 32>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, counters, static_cast<T *>(out), out_stride, s); break;
+            case 64: decode_attention_g<T, 64>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, counters, static_cast<T *>(out), out_stride, s); break;
+            case 128: decode_attention_g<T, 128>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, counters, static_cast<T *>(out), out_stride, s); break;
+            case 256: decode_attention_g<T, 256>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, counters, static_cast<T *>(out), out_stride, s); break;
             default: throw std::runtime_error("decode attention: head_dim must be 16, 32, 64, 128 or 256");
         }
-        check_launch("decode_attention");
-        decode_combine_k<T><<<dim3(batch, num_heads), D < 64 ? 64 : D, 0, s>>>(po, pml, seq_lens, static_cast<T *>(out), out_stride,
-                                                                            num_heads, D, splits);
     });
-    check_launch("decode_combine");
+    check_launch("decode_attention");
 }
 
 namespace {
@@ -681,14 +895,24 @@ void prefill_attention_d(const T * q, int q_stride, T * out, int out_stride, con
                          const int * q_start, const int * q_len, const int * ctx_len, const int * bt_rows, const int * bt,
                          int bt_stride, KvPoolView pool, int layer, int num_tiles, int num_heads, float scale_log2,
                          cudaStream_t s) {
-    constexpr size_t smem = prefill_smem_bytes<D>();
-    static bool configured = false;  // per instantiation; the attribute is per function
-    if (!configured) {
-        if (cudaFuncSetAttribute(prefill_attention_k<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess)
-            throw std::runtime_error("prefill attention: cannot reserve " + std::to_string(smem) + " bytes of shared memory");
-        configured = true;
+    // D = 64 and 128 (every Llama-3 shape): the mma.sync kernel; other head sizes (and TRTD_CUDA_PREFILL_WMMA=1,
+    // for comparison): the wmma one.
+    using Kernel = void (*)(const T *, int, T *, int, const int *, const int *, const int *, const int *, const int *,
+                            const int *, const int *, int, KvPoolView, int, int, float);
+    Kernel kernel = prefill_attention_k<T, D>;
+    size_t bytes = prefill_smem_bytes<D>();
+    int which = 0;
+    if constexpr (D == 64 || D == 128) {
+        static const bool wmma = [] { const char * w = std::getenv("TRTD_CUDA_PREFILL_WMMA"); return w && *w == '1'; }();
+        if (!wmma) { kernel = prefill_attention_mma_k<T, D>; bytes = fa_smem_bytes<D>(); which = 1; }
     }
-    prefill_attention_k<T, D><<<dim3(num_tiles, num_heads), kPrefillWarps * 32, smem, s>>>(
+    static bool configured[2] = {false, false};  // per instantiation and kernel; the attribute is per function
+    if (!configured[which]) {
+        if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)) != cudaSuccess)
+            throw std::runtime_error("prefill attention: cannot reserve " + std::to_string(bytes) + " bytes of shared memory");
+        configured[which] = true;
+    }
+    kernel<<<dim3(num_tiles, num_heads), kPrefillWarps * 32, bytes, s>>>(
         q, q_stride, out, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, bt, bt_stride, pool, layer,
         num_heads, scale_log2);
 }
@@ -762,6 +986,38 @@ void checksum_blocks(const void * base, const int * blocks, int num_blocks, size
     if (num_blocks <= 0) return;
     checksum_k<<<dim3(num_blocks, kCopySlices), 256, 0, s>>>(static_cast<const uint64_t *>(base), blocks, block_bytes / 8, out);
     check_launch("checksum");
+}
+
+namespace {
+// Copies 16-byte vectors and sums the checksum mix of the 8-byte words as they pass: one read, one write.
+__global__ void copy_blocks_checksum_k(const uint4 * src, const int * src_blocks, uint4 * dst, const int * dst_blocks,
+                                       size_t block_vecs, unsigned long long * sum) {
+    const int i = blockIdx.x;
+    const uint4 * sp = src + size_t(src_blocks[i]) * block_vecs;
+    uint4 * dp = dst + size_t(dst_blocks[i]) * block_vecs;
+    const size_t per = (block_vecs + gridDim.y - 1) / gridDim.y;
+    const size_t lo = blockIdx.y * per, hi = min(block_vecs, lo + per);
+    const size_t block_words = block_vecs * 2;
+    uint64_t h = 0;
+    for (size_t v = lo + threadIdx.x; v < hi; v += blockDim.x) {
+        const uint4 x = sp[v];
+        dp[v] = x;
+        const uint64_t w0 = uint64_t(x.x) | uint64_t(x.y) << 32, w1 = uint64_t(x.z) | uint64_t(x.w) << 32;
+        h += mix64(w0 ^ ((uint64_t(i) * block_words + 2 * v + 1) * 0x9E3779B97F4A7C15ull));
+        h += mix64(w1 ^ ((uint64_t(i) * block_words + 2 * v + 2) * 0x9E3779B97F4A7C15ull));
+    }
+    for (int o = 16; o > 0; o >>= 1) h += __shfl_xor_sync(0xffffffffu, h, o);
+    if (threadIdx.x % 32 == 0) atomicAdd(sum, (unsigned long long)h);
+}
+}  // namespace
+
+void copy_blocks_checksum(const void * src_base, const int * src_blocks, void * dst_base, const int * dst_blocks, int num_blocks,
+                          size_t block_bytes, unsigned long long * sum, cudaStream_t s) {
+    if (num_blocks <= 0) return;
+    const int slices = int(std::max<size_t>(1, std::min<size_t>(1024, block_bytes / 16384)));  // ~16 KiB per CTA
+    copy_blocks_checksum_k<<<dim3(num_blocks, slices), 256, 0, s>>>(static_cast<const uint4 *>(src_base), src_blocks,
+                                                                   static_cast<uint4 *>(dst_base), dst_blocks, block_bytes / 16, sum);
+    check_launch("copy_blocks_checksum");
 }
 
 void copy_blocks(const void * src_base, const int * src_blocks, void * dst_base, const int * dst_blocks, int num_blocks,

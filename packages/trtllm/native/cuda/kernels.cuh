@@ -49,11 +49,17 @@ void silu_mul(DType dt, const void * gate_up, void * out, int rows, int inter, c
 // Decode attention: one query row per sequence (row b = sequence b), keys [0, seq_lens[b]) from the pool
 // through the block table row block_tables[bt_rows[b] * bt_stride]. Grid (batch, kv heads, splits): each CTA
 // reads its KV range once for all q heads of its group; partials are merged with their log-sum-exp.
-// seq_lens[b] == 0 writes zeros. work: decode_attention_workspace_bytes(...).
+// seq_lens[b] == 0 writes zeros. work: decode_attention_workspace_bytes(...), zeroed once before first use;
+// its arrival counters sit at decode_attention_counters_offset(...) (the last CTA of a sequence's kv head merges).
 size_t decode_attention_workspace_bytes(int max_batch, int num_heads, int head_dim, int max_splits);
+inline size_t decode_attention_counters_offset(int max_batch, int num_heads, int head_dim, int max_splits) {
+    const size_t parts = size_t(max_batch) * num_heads * max_splits;
+    return parts * head_dim * 4 + parts * 2 * 4;
+}
 void decode_attention(DType dt, const void * q, int q_stride, void * out, int out_stride, const int * seq_lens,
                       const int * bt_rows, const int * block_tables, int bt_stride, KvPoolView pool, int layer,
-                      int batch, int num_heads, int splits, float scale, void * work, cudaStream_t s);
+                      int batch, int num_heads, int splits, float scale, void * work, size_t counters_offset,
+                      cudaStream_t s);
 
 // Prefill attention, causal, variable length, FlashAttention-2 style tiles on tensor cores (wmma): query tile
 // t covers rows tile_row0[t] .. +64 of sequence tile_seq[t]; sequence i has its queries at rows
@@ -94,6 +100,9 @@ void sample_rows(const float * logits, const SampleParams * params, int num, con
 // position-sensitive. out must be zeroed first; count bytes a multiple of 8.
 void checksum_blocks(const void * base, const int * blocks, int num_blocks, size_t block_bytes, unsigned long long * out,
                      cudaStream_t s);
+// copy_blocks and checksum_blocks of the destination in one pass (*sum zeroed first; the same value).
+void copy_blocks_checksum(const void * src_base, const int * src_blocks, void * dst_base, const int * dst_blocks, int num_blocks,
+                          size_t block_bytes, unsigned long long * sum, cudaStream_t s);
 // dst_blocks[i] <- src_blocks[i] (block_bytes each) with one gather kernel; src and dst may be different pools.
 void copy_blocks(const void * src_base, const int * src_blocks, void * dst_base, const int * dst_blocks, int num_blocks,
                  size_t block_bytes, cudaStream_t s);

@@ -161,8 +161,10 @@ void check_attention(int D, int G) {
         const size_t ws = decode_attention_workspace_bytes(B, nq, D, 16);
         void * work;
         CK(cudaMalloc(&work, ws));
-        for (int splits : {1, 3, 16}) {
-            decode_attention(DType::BF16, dq, qstride, out, nq * D, dlens, drows, dbt, stride, p.v, layer, B, nq, splits, scale, work, 0);
+        CK(cudaMemset(work, 0, ws));
+        const size_t counters = decode_attention_counters_offset(B, nq, D, 16);
+        for (int splits : {1, 3, 16, 16}) {  // 16 twice: the arrival counters must be reset by the last CTA
+            decode_attention(DType::BF16, dq, qstride, out, nq * D, dlens, drows, dbt, stride, p.v, layer, B, nq, splits, scale, work, counters, 0);
             auto o = down(out, size_t(B) * nq * D);
             double err = 0;
             std::vector<float> qf(static_cast<size_t>(D)), want(static_cast<size_t>(D));
@@ -440,6 +442,39 @@ void check_blocks() {
     cudaFree(src); cudaFree(dst); cudaFree(dsb); cudaFree(ddb); cudaFree(h1); cudaFree(h2); cudaFree(dsw); cudaFree(bs); cudaFree(bd); cudaFree(dids);
 }
 
+// Prefill attention speed on an 8B-shaped layer (32 q heads, 8 kv heads, head_dim 128), causal, one sequence.
+void bench_prefill_attention(int n) {
+    const int D = 128, nkv = 8, nq = 32, T = 32, nb = (n + T - 1) / T;
+    KvPoolView v;
+    v.num_layers = 1; v.num_kv_heads = nkv; v.head_dim = D; v.tokens_per_block = T;
+    std::vector<uint16_t> pool = rand_bf(size_t(nb) * v.block_elems());
+    uint16_t * dpool = up(pool);
+    v.base = dpool;
+    const int qstride = (nq + 2 * nkv) * D;
+    std::vector<uint16_t> q = rand_bf(size_t(n) * qstride);
+    uint16_t * dq = up(q);
+    uint16_t * out;
+    CK(cudaMalloc(&out, size_t(n) * nq * D * 2));
+    std::vector<int> bt(static_cast<size_t>(nb)), tseq, trow, qs{0}, ql{n}, ctx{n}, rows{0};
+    std::iota(bt.begin(), bt.end(), 0);
+    for (int r = 0; r < n; r += 64) { tseq.push_back(0); trow.push_back(r); }
+    int *dbt = up(bt), *dts = up(tseq), *dtr = up(trow), *dqs = up(qs), *dql = up(ql), *dctx = up(ctx), *drows = up(rows);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0); cudaEventCreate(&e1);
+    float best = 1e9f;
+    for (int it = 0; it < 4; ++it) {
+        cudaEventRecord(e0);
+        prefill_attention(DType::BF16, dq, qstride, out, nq * D, dts, dtr, dqs, dql, dctx, drows, dbt, nb, v, 0, int(tseq.size()), nq,
+                          1.f / std::sqrt(float(D)), 0);
+        cudaEventRecord(e1);
+        CK(cudaEventSynchronize(e1));
+        float ms; cudaEventElapsedTime(&ms, e0, e1); best = std::min(best, ms);
+    }
+    const double flop = 4.0 * double(n) * double(n) / 2 * D * nq;  // QK^T and PV, causal half
+    std::printf("     prefill attention %d tokens (8B layer): %.3f ms = %.0f TFLOP/s\n", n, best, flop / best / 1e9);
+    cudaFree(dpool); cudaFree(dq); cudaFree(out); cudaFree(dbt); cudaFree(dts); cudaFree(dtr); cudaFree(dqs); cudaFree(dql); cudaFree(dctx); cudaFree(drows);
+}
+
 }  // namespace
 
 int main() {
@@ -457,6 +492,8 @@ int main() {
     check_attention(128, 8);
     check_sampling();
     check_blocks();
+    bench_prefill_attention(1024);
+    bench_prefill_attention(8192);
     std::printf("kernel checks: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
