@@ -189,6 +189,7 @@ Engine::Engine(const std::string & model_dir, const ModelConfig & cfg, const Eng
         cuda_check(cudaEventCreate(&timing_.t0), "cudaEventCreate");
         cuda_check(cudaEventCreate(&timing_.t1), "cudaEventCreate");
     }
+    tune_small_gemms();
     for (int b : {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256})
         if (b < ec_.max_batch) buckets_.push_back(b);
     buckets_.push_back(ec_.max_batch);
@@ -231,7 +232,71 @@ Engine::~Engine() {
 }
 
 // y[rows][out] = x[rows][in] . w[out][in]^T (row-major; column-major "TN" for cuBLAS), fp32 accumulation.
+// Up to 8 rows, the small-batch kernel where init measured it faster than cuBLAS for this shape.
 void Engine::gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out) {
+    if (rows <= 8) {
+        auto it = use_gemv_.find(gemv_key(out, in, rows, f32_out));
+        if (it != use_gemv_.end() && it->second && trtd::cuda::gemv(dt_, w, x, y, out, in, rows, f32_out, stream_)) return;
+    }
+    cublas_gemm(w, x, y, out, in, rows, f32_out);
+}
+
+// Times cuBLAS against the small-batch kernel for every weight shape at 1..8 rows (TRTD_CUDA_GEMV=0 / 1 forces
+// cuBLAS / the kernel).
+void Engine::tune_small_gemms() {
+    const char * force = std::getenv("TRTD_CUDA_GEMV");
+    const int D = cfg_.head_dim, nq = cfg_.num_heads, H = cfg_.hidden_size, I = cfg_.intermediate_size;
+    struct Shape { const void * w; const void * x; void * y; int out, in; bool f32; const char * name; };
+    const Layer & l0 = layers_[0];
+    const Shape shapes[] = {{l0.wqkv, xn_, qkv_, (nq + 2 * cfg_.num_kv_heads) * D, H, false, "qkv"},
+                            {l0.wo, attn_, tmp_, H, nq * D, false, "o"},
+                            {l0.wgate_up, xn_, gu_, 2 * I, H, false, "gate_up"},
+                            {l0.wdown, act_, tmp_, H, I, false, "down"},
+                            {lm_head_, xn_, logits_, cfg_.vocab_size, H, true, "lm_head"}};
+    cudaEvent_t a, b;
+    cuda_check(cudaEventCreate(&a), "cudaEventCreate");
+    cuda_check(cudaEventCreate(&b), "cudaEventCreate");
+    auto time_it = [&](auto && fn) {
+        fn();
+        float best = 1e30f;
+        for (int rep = 0; rep < 3; ++rep) {
+            cudaEventRecord(a, stream_);
+            for (int k = 0; k < 4; ++k) fn();
+            cudaEventRecord(b, stream_);
+            cudaEventSynchronize(b);
+            float ms = 0;
+            cudaEventElapsedTime(&ms, a, b);
+            best = std::min(best, ms / 4);
+        }
+        return best;
+    };
+    std::string report;
+    const int max_m = std::min({8, max_rows_, ec_.max_batch});
+    for (const Shape & sh : shapes)
+        for (int m = 1; m <= max_m; ++m) {
+            bool pick;
+            float tc = 0, tg = 0;
+            if (force && (*force == '0' || *force == '1')) {
+                pick = *force == '1';
+            } else {
+                tc = time_it([&] { cublas_gemm(sh.w, sh.x, sh.y, sh.out, sh.in, m, sh.f32); });
+                tg = time_it([&] { trtd::cuda::gemv(dt_, sh.w, sh.x, sh.y, sh.out, sh.in, m, sh.f32, stream_); });
+                pick = tg < tc;
+            }
+            use_gemv_[gemv_key(sh.out, sh.in, m, sh.f32)] = pick;
+            if (m == 1 || m == 8) {
+                char line[160];
+                std::snprintf(line, sizeof line, " %s[%d] cublas %.1f us, gemv %.1f us;", sh.name, m, tc * 1e3f, tg * 1e3f);
+                report += line;
+            }
+        }
+    cuda_check(cudaStreamSynchronize(stream_), "small GEMM tuning");
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    if (timing_.on) std::fprintf(stderr, "trtd-cuda small GEMMs:%s\n", report.c_str());
+}
+
+void Engine::cublas_gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out) {
     const float one = 1.f, zero = 0.f;
     const cudaDataType_t t = dt_ == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
     cublas_check(cublasGemmEx(static_cast<cublasHandle_t>(cublas_), CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &one, w, t, in, x, t,

@@ -82,6 +82,12 @@ private:
 
     void load_weights(const std::string & dir);
     void gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out);
+    void cublas_gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out);
+    void tune_small_gemms();
+    static uint64_t gemv_key(int out, int in, int rows, bool f32) {
+        return (uint64_t(uint32_t(out)) << 32) | (uint64_t(uint32_t(in)) << 5) | (uint64_t(rows) << 1) | uint64_t(f32);
+    }
+    std::map<uint64_t, bool> use_gemv_;  // (shape, rows <= 8) -> the small-batch kernel beats cuBLAS
     void upload(const Step & step, Layout & lay, int bucket);
     void forward(const Layout & lay, int rows, int num_decode, int num_tiles, int logits_rows, int splits, bool use_rows_map,
                  void * pool_base, float * logits);

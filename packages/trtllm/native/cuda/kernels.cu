@@ -795,6 +795,76 @@ __global__ void checksum_k(const uint64_t * base, const int * blocks, size_t blo
 
 }  // namespace
 
+// ---- small-batch GEMM (decode): y[m][r] = sum_c x[m][c] w[r][c], a warp per weight row -------------------
+// Streams each weight row once for all M inputs (x stays in L1/L2), fp32 accumulation, the model dtype (or
+// fp32 for logits) out. For M <= 8 this reads the weights at close to the copy bandwidth where cuBLAS's
+// small-N kernels, measured at init, may not: the engine picks per shape whichever is faster.
+
+__device__ __forceinline__ uint4 ld_stream(const void * p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+
+template <typename T> __device__ __forceinline__ void unpack8(const uint4 & u, float f[8]) {
+    const T * e = reinterpret_cast<const T *>(&u);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) f[k] = to_f(e[k]);
+}
+
+constexpr int kGemvWarps = 8, kGemvUnroll = 4;
+
+template <typename T, int M, bool F32OUT>
+__global__ void __launch_bounds__(kGemvWarps * 32) gemv_k(const T * __restrict__ W, const T * __restrict__ X, void * Y, int out, int in) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int r = blockIdx.x * kGemvWarps + warp; r < out; r += gridDim.x * kGemvWarps) {
+        const T * w = W + size_t(r) * in;
+        float acc[M];
+#pragma unroll
+        for (int m = 0; m < M; ++m) acc[m] = 0.f;
+        int c = lane * 8;
+        for (; c + (kGemvUnroll - 1) * 256 < in; c += kGemvUnroll * 256) {
+            uint4 wv[kGemvUnroll];
+#pragma unroll
+            for (int u = 0; u < kGemvUnroll; ++u) wv[u] = ld_stream(w + c + u * 256);
+#pragma unroll
+            for (int u = 0; u < kGemvUnroll; ++u) {
+                float wf[8];
+                unpack8<T>(wv[u], wf);
+#pragma unroll
+                for (int m = 0; m < M; ++m) {
+                    float xf[8];
+                    unpack8<T>(__ldg(reinterpret_cast<const uint4 *>(X + size_t(m) * in + c + u * 256)), xf);
+#pragma unroll
+                    for (int k = 0; k < 8; ++k) acc[m] += wf[k] * xf[k];
+                }
+            }
+        }
+        for (; c < in; c += 256) {
+            float wf[8];
+            unpack8<T>(ld_stream(w + c), wf);
+#pragma unroll
+            for (int m = 0; m < M; ++m) {
+                float xf[8];
+                unpack8<T>(__ldg(reinterpret_cast<const uint4 *>(X + size_t(m) * in + c)), xf);
+#pragma unroll
+                for (int k = 0; k < 8; ++k) acc[m] += wf[k] * xf[k];
+            }
+        }
+#pragma unroll
+        for (int m = 0; m < M; ++m)
+            for (int o = 16; o > 0; o >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
+        if (lane == 0) {
+#pragma unroll
+            for (int m = 0; m < M; ++m) {
+                if (F32OUT) static_cast<float *>(Y)[size_t(m) * out + r] = acc[m];
+                else static_cast<T *>(Y)[size_t(m) * out + r] = from_f<T>(acc[m]);
+            }
+        }
+    }
+}
+
 // ---- launchers ------------------------------------------------------------------------------------------
 
 void embed_gather(DType dt, const int * ids, const void * table, void * out, int rows, int hidden, cudaStream_t s) {
@@ -1006,18 +1076,59 @@ __global__ void copy_blocks_checksum_k(const uint4 * src, const int * src_blocks
         h += mix64(w0 ^ ((uint64_t(i) * block_words + 2 * v + 1) * 0x9E3779B97F4A7C15ull));
         h += mix64(w1 ^ ((uint64_t(i) * block_words + 2 * v + 2) * 0x9E3779B97F4A7C15ull));
     }
+    // one atomic per CTA: thousands of CTAs adding to one address per warp serialize in L2
+    __shared__ uint64_t part[8];
     for (int o = 16; o > 0; o >>= 1) h += __shfl_xor_sync(0xffffffffu, h, o);
-    if (threadIdx.x % 32 == 0) atomicAdd(sum, (unsigned long long)h);
+    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = h;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        uint64_t t = 0;
+        for (int w = 0; w < int(blockDim.x / 32); ++w) t += part[w];
+        atomicAdd(sum, (unsigned long long)t);
+    }
 }
 }  // namespace
 
 void copy_blocks_checksum(const void * src_base, const int * src_blocks, void * dst_base, const int * dst_blocks, int num_blocks,
                           size_t block_bytes, unsigned long long * sum, cudaStream_t s) {
     if (num_blocks <= 0) return;
-    const int slices = int(std::max<size_t>(1, std::min<size_t>(1024, block_bytes / 16384)));  // ~16 KiB per CTA
+    const int slices = int(std::max<size_t>(1, std::min<size_t>(1024, block_bytes / 65536)));  // ~64 KiB per CTA
     copy_blocks_checksum_k<<<dim3(num_blocks, slices), 256, 0, s>>>(static_cast<const uint4 *>(src_base), src_blocks,
                                                                    static_cast<uint4 *>(dst_base), dst_blocks, block_bytes / 16, sum);
     check_launch("copy_blocks_checksum");
+}
+
+namespace {
+template <typename T, int MV>
+void gemv_launch(const void * w, const void * x, void * y, int out, int in, bool f32_out, int grid, cudaStream_t s) {
+    const T * W = static_cast<const T *>(w);
+    const T * X = static_cast<const T *>(x);
+    if (f32_out) gemv_k<T, MV, true><<<grid, kGemvWarps * 32, 0, s>>>(W, X, y, out, in);
+    else gemv_k<T, MV, false><<<grid, kGemvWarps * 32, 0, s>>>(W, X, y, out, in);
+}
+template <typename T>
+void gemv_rows(int rows, const void * w, const void * x, void * y, int out, int in, bool f32_out, int grid, cudaStream_t s) {
+    switch (rows) {
+        case 1: gemv_launch<T, 1>(w, x, y, out, in, f32_out, grid, s); break;
+        case 2: gemv_launch<T, 2>(w, x, y, out, in, f32_out, grid, s); break;
+        case 3: gemv_launch<T, 3>(w, x, y, out, in, f32_out, grid, s); break;
+        case 4: gemv_launch<T, 4>(w, x, y, out, in, f32_out, grid, s); break;
+        case 5: gemv_launch<T, 5>(w, x, y, out, in, f32_out, grid, s); break;
+        case 6: gemv_launch<T, 6>(w, x, y, out, in, f32_out, grid, s); break;
+        case 7: gemv_launch<T, 7>(w, x, y, out, in, f32_out, grid, s); break;
+        default: gemv_launch<T, 8>(w, x, y, out, in, f32_out, grid, s); break;
+    }
+}
+}  // namespace
+
+bool gemv(DType dt, const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out, cudaStream_t s) {
+    if (rows < 1 || rows > 8 || in % 8) return false;
+    static const int sms = [] { int d = 0, n = 132; cudaGetDevice(&d); cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d); return n; }();
+    const int grid = std::min((out + kGemvWarps - 1) / kGemvWarps, sms * 8);
+    if (dt == DType::BF16) gemv_rows<__nv_bfloat16>(rows, w, x, y, out, in, f32_out, grid, s);
+    else gemv_rows<__half>(rows, w, x, y, out, in, f32_out, grid, s);
+    check_launch("gemv");
+    return true;
 }
 
 void copy_blocks(const void * src_base, const int * src_blocks, void * dst_base, const int * dst_blocks, int num_blocks,

@@ -70,6 +70,9 @@ void prefill_attention(DType dt, const void * q, int q_stride, void * out, int o
                        const int * bt_rows, const int * block_tables, int bt_stride, KvPoolView pool, int layer,
                        int num_tiles, int num_heads, float scale, cudaStream_t s);
 
+// Small-batch GEMM: y[rows][out] = x[rows][in] . w[out][in]^T for rows <= 8 (false: not handled here).
+bool gemv(DType dt, const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out, cudaStream_t s);
+
 // block_tables[idx[i]] = val[i] for i < *count (device count).
 void apply_block_table_updates(int * block_tables, const int * idx, const int * val, const int * count, int max_updates,
                                cudaStream_t s);

@@ -475,6 +475,34 @@ void bench_prefill_attention(int n) {
     cudaFree(dpool); cudaFree(dq); cudaFree(out); cudaFree(dbt); cudaFree(dts); cudaFree(dtr); cudaFree(dqs); cudaFree(dql); cudaFree(dctx); cudaFree(drows);
 }
 
+void check_gemv() {
+    for (int in : {4096, 4104, 2056}) {
+        const int out = 1000;
+        auto w = rand_bf(size_t(out) * in, 0.05f), x = rand_bf(size_t(8) * in);
+        uint16_t *dw = up(w), *dx = up(x);
+        float * y32;
+        uint16_t * y16;
+        CK(cudaMalloc(&y32, size_t(8) * out * 4));
+        CK(cudaMalloc(&y16, size_t(8) * out * 2));
+        for (int m : {1, 3, 8}) {
+            gemv(DType::BF16, dw, dx, y32, out, in, m, true, 0);
+            gemv(DType::BF16, dw, dx, y16, out, in, m, false, 0);
+            auto a = down(y32, size_t(m) * out);
+            auto b = down(y16, size_t(m) * out);
+            double err = 0, err16 = 0;
+            for (int i = 0; i < m; ++i)
+                for (int r = 0; r < out; ++r) {
+                    double ref = 0;
+                    for (int c = 0; c < in; ++c) ref += double(from_bf(w[size_t(r) * in + c])) * from_bf(x[size_t(i) * in + c]);
+                    err = std::max(err, std::fabs(a[size_t(i) * out + r] - ref) / (std::fabs(ref) + 1.0));
+                    err16 = std::max(err16, std::fabs(from_bf(b[size_t(i) * out + r]) - ref) / (std::fabs(ref) + 1.0));
+                }
+            check(err < 1e-4 && err16 < 1e-2, "small-batch GEMM in=" + std::to_string(in) + " rows=" + std::to_string(m) + " (fp32 / bf16 out)", err16);
+        }
+        cudaFree(dw); cudaFree(dx); cudaFree(y32); cudaFree(y16);
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -490,6 +518,7 @@ int main() {
     check_attention(128, 4);
     check_attention(16, 2);
     check_attention(128, 8);
+    check_gemv();
     check_sampling();
     check_blocks();
     bench_prefill_attention(1024);
