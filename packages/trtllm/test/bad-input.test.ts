@@ -11,7 +11,7 @@ import {
   NotFoundError,
   type GenerateRequest,
 } from "../src/index.js";
-import { expectIdle, openExecutor, openTiny, prompt, run, skipSuite, tinyDir } from "./helpers.js";
+import { expectIdle, openExecutor, openTiny, prompt, run, skipSuite, testExecutor, tinyDir } from "./helpers.js";
 
 const skip = skipSuite("bad-input");
 
@@ -57,10 +57,22 @@ describe.skipIf(skip)("bad model directories", () => {
       () => {
         const dir = modelDir("shape", {});
         copyFileSync(join(tinyDir, "model.safetensors"), join(dir, "model.safetensors"));
-        writeFileSync(join(dir, "config.json"), JSON.stringify({ ...JSON.parse(config), hidden_size: 32, head_dim: 8 }));
+        writeFileSync(join(dir, "config.json"), JSON.stringify({ ...JSON.parse(config), hidden_size: 32 }));
         return dir;
       },
       /shape/,
+    ],
+    [
+      "head_dim 8 (the weights' shapes differ too)",
+      () => {
+        const dir = modelDir("headdim8", {});
+        copyFileSync(join(tinyDir, "model.safetensors"), join(dir, "model.safetensors"));
+        writeFileSync(join(dir, "config.json"), JSON.stringify({ ...JSON.parse(config), hidden_size: 32, head_dim: 8 }));
+        return dir;
+      },
+      // The reference executor runs any even head_dim and finds the shapes wrong; the CUDA executor's attention
+      // kernels take head_dim 16, 32, 64, 128 or 256, which it checks before it reads a weight.
+      testExecutor === "cuda" ? /head_dim 8 is not supported/ : /shape/,
     ],
   ];
   for (const [name, make, message] of cases) {
@@ -80,9 +92,21 @@ describe.skipIf(skip)("bad model directories", () => {
 
   it("bad options and a missing library are typed errors", () => {
     expect(() => openTiny({ maxBatchSize: 0 })).toThrow(InvalidArgumentError);
+    expect(() => openTiny({ maxBatchSize: 0 })).toThrow(/max_batch_size must be in \[1, 4096\]/); // abi_common's rule, both executors
+    expect(() => openTiny({ kvTokensPerBlock: 0 })).toThrow(/kv_tokens_per_block must be in/);
     expect(() => openTiny({ kvTokensPerBlock: 1.5 })).toThrow(InvalidArgumentError);
     expect(() => openTiny({ maxContextLength: 1 << 20 })).toThrow(/exceeds the model/);
     expect(() => Executor.open(tinyDir, { library: join(scratch, "libnothing.so") })).toThrow(LibraryLoadError);
+  });
+
+  it("a device the executor cannot use is refused", () => {
+    if (testExecutor === "cuda") {
+      expect(() => openTiny({ deviceId: -1 })).toThrow(InvalidArgumentError);
+      expect(() => openTiny({ deviceId: -1 })).toThrow(/needs device_id >= 0/);
+      expect(() => openTiny({ deviceId: 4096 })).toThrow(/device_id 4096 is out of range/);
+    } else {
+      expect(() => openTiny({ deviceId: 1 })).toThrow(/device_id must be -1 or 0/);
+    }
   });
 });
 

@@ -1,17 +1,21 @@
 // In-flight batching: concurrent requests of different lengths (prompts chunked across iterations, decodes
-// batched, draws spread over the compute threads) give exactly the tokens each gives alone, and every KV block
-// comes back.
+// batched, draws spread over the compute threads) give the tokens each gives alone, and every KV block comes back.
+// The reference executor: exactly. The CUDA executor (bf16, kernels picked by row count): exactly but at measured
+// near-ties (test/near-tie.ts), for at most a quarter of the requests.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Executor, GenerateRequest } from "../src/index.js";
 import { expectIdle, openTiny, prompt, run, skipSuite } from "./helpers.js";
+import { NearTies } from "./near-tie.js";
 
 let ex: Executor;
+const ties = new NearTies();
 beforeAll(() => {
   // A small iteration budget forces long prompts into several chunks while other requests decode.
   ex = openTiny({ maxBatchSize: 16, maxTokensPerIteration: 32, kvTokensPerBlock: 16 });
 });
 afterAll(async () => {
   await ex?.close();
+  await ties.close();
 });
 
 function requests(): GenerateRequest[] {
@@ -34,9 +38,10 @@ describe.skipIf(skipSuite("batching"))("in-flight batching", () => {
     const together = await Promise.all(reqs.map((r) => ex.generate(r).collect()));
     const iters = ex.stats().iterations - itersBefore;
     for (let i = 0; i < reqs.length; i++) {
-      expect(together[i].tokens, `request ${i}`).toEqual(alone[i].tokens);
       expect(together[i].tokens).toHaveLength(reqs[i].maxNewTokens);
+      ties.expectSame(ex, reqs[i], alone[i].tokens, together[i].tokens, `request ${i} batched vs alone`);
     }
+    ties.expectFew(0.25);
     // Batched: far fewer iterations than the requests' tokens run one by one.
     const serialSteps = reqs.reduce((n, r) => n + r.maxNewTokens, 0);
     expect(iters).toBeLessThan(serialSteps / 2);

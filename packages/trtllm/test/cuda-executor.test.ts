@@ -1,12 +1,15 @@
 // The CUDA executor's library, checked from the host side, so CI runs it without a GPU: where nvcc is on PATH
 // the setup (tools/scripts/assets.mjs) must have built build/libtrtd_executor_cuda.so (missing is a failure, not
-// a skip); it loads with this binding's ABI, names itself, has sane defaults, and without a GPU refuses to create
-// an executor with a non-OK status and a message saying why. The ABI conformance suites run against it on a
-// GPU machine with TRTD_TEST_EXECUTOR=cuda (test/helpers.ts).
+// a skip); it loads with this binding's ABI, names itself, has sane defaults, refuses a negative device_id before
+// it looks for a GPU, and without a GPU refuses to create an executor with a non-OK status and a message saying
+// why. TRTD_CUDA=OFF (the setup builds no CUDA executor: tools/gpu/run_conformance.sh on a GPU machine, which
+// carries a library built elsewhere) skips only the build check: the other checks run on whatever library is
+// there, and are skipped, saying so, when there is none. The ABI conformance suites run against it on a GPU
+// machine with TRTD_TEST_EXECUTOR=cuda (test/helpers.ts).
 import { accessSync, constants, existsSync, readdirSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ABI_VERSION, defaultLibraryPath, Executor, ExecutorError, executorLibraries } from "../src/index.js";
+import { ABI_VERSION, defaultLibraryPath, Executor, ExecutorError, executorLibraries, InvalidArgumentError } from "../src/index.js";
 import { loadLibrary } from "../src/native.js";
 import { tinyDir } from "./helpers.js";
 
@@ -26,20 +29,27 @@ function onPath(name: string): string | undefined {
 }
 
 const nvcc = onPath("nvcc");
-const notBuilt =
-  process.env.TRTD_CUDA === "OFF"
-    ? "TRTD_CUDA=OFF: the setup does not build the CUDA executor"
-    : nvcc === undefined
-      ? "nvcc is not on PATH: the setup does not build the CUDA executor on this machine"
-      : undefined;
-if (notBuilt) console.warn(`[trtllm cuda executor] SKIPPED: ${notBuilt}`);
+const cudaOff = process.env.TRTD_CUDA === "OFF";
+/** Why the setup did not build the library here (then its presence is not checked), or undefined. */
+const notBuilt = cudaOff
+  ? "TRTD_CUDA=OFF: the setup does not build the CUDA executor"
+  : nvcc === undefined
+    ? "nvcc is not on PATH: the setup does not build the CUDA executor on this machine"
+    : undefined;
+const present = existsSync(cudaLib);
+/** Why the host-side checks of the library cannot run, or undefined: built here, or present although not built. */
+const noLibrary = notBuilt === undefined || present ? undefined : `${notBuilt}, and there is no ${cudaLib}`;
+if (notBuilt) console.warn(`[trtllm cuda executor] SKIPPED the build check: ${notBuilt}`);
+if (noLibrary) console.warn(`[trtllm cuda executor] SKIPPED: ${noLibrary}`);
+else if (notBuilt) console.warn(`[trtllm cuda executor] checking ${cudaLib}, built elsewhere`);
 const hasGpu = existsSync("/dev") && readdirSync("/dev").some((n) => /^nvidia\d+$/.test(n));
-if (!notBuilt && hasGpu) {
+if (!noLibrary && hasGpu) {
   console.warn("[trtllm cuda executor] SKIPPED the no-GPU refusal: this machine has a GPU (run the suites with TRTD_TEST_EXECUTOR=cuda)");
 }
+if (!noLibrary && !hasGpu) console.warn("[trtllm cuda executor] SKIPPED the open on a GPU: this machine has none (no /dev/nvidia<N>)");
 
-describe.skipIf(notBuilt !== undefined)("CUDA executor library, host side", () => {
-  it("is built where nvcc is on PATH", () => {
+describe.skipIf(noLibrary !== undefined)("CUDA executor library, host side", () => {
+  it.skipIf(notBuilt !== undefined)("is built where nvcc is on PATH", () => {
     expect(existsSync(cudaLib), `${cudaLib} is missing although nvcc is at ${nvcc}: npm run build:native must build it`).toBe(true);
   });
 
@@ -77,5 +87,22 @@ describe.skipIf(notBuilt !== undefined)("CUDA executor library, host side", () =
     expect(err).toBeInstanceOf(ExecutorError);
     expect((err as ExecutorError).status).toBe(status);
     expect((err as Error).message).toMatch(/no CUDA device/);
+  });
+
+  it("refuses a negative device_id, GPU or not (before it looks for one)", () => {
+    expect(() => Executor.open(tinyDir, { executor: "cuda", deviceId: -1 })).toThrow(InvalidArgumentError);
+    expect(() => Executor.open(tinyDir, { executor: "cuda", deviceId: -1 })).toThrow(/the CUDA executor needs device_id >= 0/);
+  });
+
+  it.skipIf(!hasGpu)("with a GPU, opens models/tiny on device 0 and names the device", async () => {
+    const ex = Executor.open(tinyDir, { executor: "cuda" });
+    try {
+      expect(ex.version).toMatch(/cuda/i);
+      expect(ex.deviceUuid()).toMatch(/^GPU-[0-9a-f]{8}-/);
+      expect(ex.kvLayout()).toMatchObject({ dtype: "bfloat16", memoryKind: "cuda_device", tokensPerBlock: 32 });
+      expect(ex.stats().kvBlocksTotal).toBe(Math.floor((2 * 1024 ** 3) / ex.kvLayout().bytesPerBlock)); // the default 2 GiB pool
+    } finally {
+      await ex.close();
+    }
   });
 });

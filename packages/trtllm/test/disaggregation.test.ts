@@ -1,9 +1,14 @@
 // Disaggregation at the ABI: context-only on executor A, KV export, import into a separate executor B,
 // generation-only there: the tokens equal context-and-generation on one executor, greedy and seeded; KV moved
 // through host segments, or device to device (ABI 3) where the executor keeps KV on a GPU.
+// The CUDA executor picks its small-batch GEMM per executor by timing at startup, so the decodes on B may run
+// other kernels than the aggregated run on A: there a difference at a measured near-tie (test/near-tie.ts) is
+// accepted, for at most a quarter of the comparisons. Its export segments are host-pinned staging copies
+// (memory kind HOST_PINNED) of the device blocks.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, InvalidStateError, UnsupportedError, type Executor, type KvLayout, type SamplingOptions } from "../src/index.js";
 import { expectIdle, openTiny, prompt, run, skipSuite, testExecutor } from "./helpers.js";
+import { NearTies } from "./near-tie.js";
 
 /** What each implementation's KV looks like: the reference keeps fp32 in host memory, the CUDA executor bf16 on the GPU. */
 const kvOf = {
@@ -14,6 +19,7 @@ const kv = kvOf[testExecutor];
 
 let a: Executor;
 let b: Executor;
+const ties = new NearTies();
 beforeAll(() => {
   a = openTiny({ kvTokensPerBlock: 8 });
   b = openTiny({ kvTokensPerBlock: 8 });
@@ -21,6 +27,7 @@ beforeAll(() => {
 afterAll(async () => {
   await a?.close();
   await b?.close();
+  await ties.close();
 });
 
 async function disaggregated(p: number[], maxNewTokens: number, sampling: SamplingOptions, via: "segments" | "copy") {
@@ -87,7 +94,7 @@ describe.skipIf(skipSuite("disaggregation"))("disaggregated == aggregated", () =
         const agg = await run(a, { prompt: p, maxNewTokens: 24, sampling });
         expect(agg.tokens).toHaveLength(24);
         const dis = await disaggregated(p, 24, sampling, "segments");
-        expect(dis.tokens).toEqual(agg.tokens);
+        ties.expectSame(a, { prompt: p, sampling }, agg.tokens, dis.tokens, `${name}, prompt ${len}: disaggregated vs aggregated`);
         expect(dis.finishReason).toBe("length");
       }
     });
@@ -95,7 +102,8 @@ describe.skipIf(skipSuite("disaggregation"))("disaggregated == aggregated", () =
       const p = prompt(17, 4);
       const agg = await run(b, { prompt: p, maxNewTokens: 12, sampling });
       const dis = await disaggregated(p, 12, sampling, "copy");
-      expect(dis.tokens).toEqual(agg.tokens);
+      ties.expectSame(b, { prompt: p, sampling }, agg.tokens, dis.tokens, `${name}, copy: disaggregated vs aggregated`);
+      ties.expectFew(0.25);
     });
   }
 
@@ -125,7 +133,7 @@ describe.skipIf(skipSuite("disaggregation"))("disaggregated == aggregated", () =
     }
     exported.release(); // after the importer's call returned
     const gen = await run(b, { prompt: p, maxNewTokens: 10, sampling, type: "generation_only", contextPhase: { firstToken, kvImport: imp } });
-    expect(gen.tokens).toEqual(agg.tokens);
+    ties.expectSame(a, { prompt: p, sampling }, agg.tokens, gen.tokens, "device to device: disaggregated vs aggregated");
     expect(() => imp.fillFromDevice(new Uint8Array(64))).toThrow(InvalidStateError); // consumed
     expectIdle(a);
     expectIdle(b);
@@ -144,7 +152,7 @@ describe.skipIf(skipSuite("disaggregation"))("disaggregated == aggregated", () =
     const p = prompt(9, 6);
     const agg = await run(a, { prompt: p, maxNewTokens: 1 });
     const dis = await disaggregated(p, 1, {}, "segments");
-    expect(dis.tokens).toEqual(agg.tokens);
+    expect(dis.tokens).toEqual(agg.tokens); // the first token: the same prefill on the same executor
   });
 
   it("an import consumed once cannot be used again, and a wrong-size import is refused", async () => {

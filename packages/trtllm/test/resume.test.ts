@@ -1,15 +1,21 @@
 // Resuming a seeded sequence elsewhere (request migration): a request that continues after k tokens, with the
 // prompt extended by those tokens and generatedOffset k, draws exactly what the uninterrupted request drew.
+// The continuation prefills the k tokens that the whole run decoded: on the reference executor that is the same
+// arithmetic, on the CUDA executor (bf16) other kernels, so there the two may part at a measured near-tie
+// (test/near-tie.ts), in at most a quarter of the comparisons.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, type Executor, type SamplingOptions } from "../src/index.js";
 import { expectIdle, openTiny, prompt, run, skipSuite } from "./helpers.js";
+import { NearTies } from "./near-tie.js";
 
 let ex: Executor;
+const ties = new NearTies();
 beforeAll(() => {
   ex = openTiny();
 });
 afterAll(async () => {
   await ex?.close();
+  await ties.close();
 });
 
 const N = 24;
@@ -38,12 +44,13 @@ describe.skipIf(skipSuite("resume"))("generatedOffset", () => {
         const resumed = { prompt: [...p, ...head.tokens], maxNewTokens: N - k, sampling };
         const tail = await run(ex, { ...resumed, generatedOffset: k });
         expect(tail.finishReason).toBe("length");
-        expect([...head.tokens, ...tail.tokens], `k = ${k}`).toEqual(whole.tokens);
+        ties.expectSame(ex, { prompt: p, sampling }, whole.tokens, [...head.tokens, ...tail.tokens], `${name}, resumed at k = ${k}`);
         // The control: restarting the draw count at 0 (the old migration) gives another sequence.
         const restarted = await run(ex, resumed);
         if (restarted.tokens.join() !== tail.tokens.join()) inexactWithoutOffset++;
       }
       expect(inexactWithoutOffset).toBeGreaterThan(0);
+      ties.expectFew(0.25);
       expectIdle(ex);
     });
   }
@@ -51,7 +58,7 @@ describe.skipIf(skipSuite("resume"))("generatedOffset", () => {
   it("greedy ignores the offset", async () => {
     const whole = await run(ex, { prompt: p, maxNewTokens: 8 });
     const tail = await run(ex, { prompt: [...p, ...whole.tokens.slice(0, 3)], maxNewTokens: 5, generatedOffset: 3 });
-    expect([...whole.tokens.slice(0, 3), ...tail.tokens]).toEqual(whole.tokens);
+    ties.expectSame(ex, { prompt: p }, whole.tokens, [...whole.tokens.slice(0, 3), ...tail.tokens], "greedy, resumed at 3");
   });
 
   it("applies to a disaggregated continuation too (context-only, then generation-only)", async () => {
@@ -61,7 +68,7 @@ describe.skipIf(skipSuite("resume"))("generatedOffset", () => {
     const resumedPrompt = [...p, ...whole.tokens.slice(0, k)];
     const ctxStream = ex.generate({ prompt: resumedPrompt, maxNewTokens: 12 - k, sampling, type: "context_only", generatedOffset: k });
     const ctx = await ctxStream.collect();
-    expect(ctx.tokens).toEqual([whole.tokens[k]]);
+    expect(ctx.tokens).toHaveLength(1);
     const kv = ex.exportKv(ctxStream.requestId);
     const imp = ex.reserveKvImport(kv.numTokens);
     const src = kv.segments();
@@ -75,7 +82,9 @@ describe.skipIf(skipSuite("resume"))("generatedOffset", () => {
       generatedOffset: k,
       contextPhase: { firstToken: ctx.tokens[0], kvImport: imp },
     });
-    expect([...whole.tokens.slice(0, k), ...gen.tokens]).toEqual(whole.tokens);
+    // gen starts with the context phase's token (whole[k] but at a near-tie)
+    expect(gen.tokens[0]).toBe(ctx.tokens[0]);
+    ties.expectSame(ex, { prompt: p, sampling }, whole.tokens, [...whole.tokens.slice(0, k), ...gen.tokens], "disaggregated, resumed at 4");
     expectIdle(ex);
   });
 
