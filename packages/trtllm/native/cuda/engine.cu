@@ -99,6 +99,7 @@ Engine::Engine(const std::string & model_dir, const ModelConfig & cfg, const Eng
     cuda_check(cudaSetDevice(ec_.device), "cudaSetDevice");
     cudaDeviceProp prop{};
     cuda_check(cudaGetDeviceProperties(&prop, ec_.device), "cudaGetDeviceProperties");
+    std::memcpy(uuid_bytes_, prop.uuid.bytes, 16);
     {
         static const char * hex = "0123456789abcdef";
         uuid_ = "GPU-";
@@ -227,6 +228,9 @@ Engine::~Engine() {
     if (in_host_) cudaFreeHost(in_host_);
     if (tokens_host_) cudaFreeHost(tokens_host_);
     if (host_tmp_) cudaFreeHost(host_tmp_);
+    if (import_host_sum_) cudaFreeHost(import_host_sum_);
+    if (import_sync_.sum) cudaFree(import_sync_.sum);
+    if (import_sync_.arrived) cudaFree(import_sync_.arrived);
     if (done_) cudaEventDestroy(done_);
     if (stream_) cudaStreamDestroy(stream_);
 }
@@ -234,11 +238,14 @@ Engine::~Engine() {
 // y[rows][out] = x[rows][in] . w[out][in]^T (row-major; column-major "TN" for cuBLAS), fp32 accumulation.
 // Up to 8 rows, the small-batch kernel where init measured it faster than cuBLAS for this shape.
 void Engine::gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out) {
-    if (rows <= 8) {
-        auto it = use_gemv_.find(gemv_key(out, in, rows, f32_out));
-        if (it != use_gemv_.end() && it->second && trtd::cuda::gemv(dt_, w, x, y, out, in, rows, f32_out, stream_)) return;
-    }
+    if (small_gemm_picked(out, in, rows, f32_out) && trtd::cuda::gemv(dt_, w, x, y, out, in, rows, f32_out, stream_)) return;
     cublas_gemm(w, x, y, out, in, rows, f32_out);
+}
+
+bool Engine::small_gemm_picked(int out, int in, int rows, bool f32_out) const {
+    if (rows > 8) return false;
+    auto it = use_gemv_.find(gemv_key(out, in, rows, f32_out));
+    return it != use_gemv_.end() && it->second;
 }
 
 // Times cuBLAS against the small-batch kernel for every weight shape at 1..8 rows (TRTD_CUDA_GEMV=0 / 1 forces
@@ -401,20 +408,29 @@ void Engine::forward(const Layout & L, int rows, int nd, int num_tiles, int M, i
     const float eps = float(cfg_.rms_norm_eps), scale = 1.f / std::sqrt(float(D));
     KvPoolView pool = pool_;
     pool.base = pool_base;
+    // Where init picked the small-batch kernel for a shape at this row count, its fused forms also take the RoPE +
+    // KV write and the SiLU * up (two launches fewer per layer; TRTD_CUDA_FUSE=0 keeps them separate).
+    static const bool fuse = [] { const char * e = std::getenv("TRTD_CUDA_FUSE"); return !(e && *e == '0'); }();
+    const bool fuse_qkv = fuse && small_gemm_picked(QKV, H, rows, false);
+    const bool fuse_gate_up = fuse && small_gemm_picked(2 * I, H, rows, false);
     embed_gather(dt_, I32(L.ids), embed_, x_, rows, H, stream_);
     for (int l = 0; l < cfg_.num_layers; ++l) {
         const Layer & w = layers_[size_t(l)];
         add_rmsnorm(dt_, x_, l ? tmp_ : nullptr, w.input_norm, xn_, nullptr, rows, H, eps, stream_);
-        gemm(w.wqkv, xn_, qkv_, QKV, H, rows, false);
-        rope_kv_write(dt_, qkv_, I32(L.pos), I32(L.slots), cos_sin_, pool, l, rows, nq, stream_);
+        if (!fuse_qkv || !gemv_rope_kv_write(dt_, w.wqkv, xn_, qkv_, H, rows, I32(L.pos), I32(L.slots), cos_sin_, pool, l, nq, stream_)) {
+            gemm(w.wqkv, xn_, qkv_, QKV, H, rows, false);
+            rope_kv_write(dt_, qkv_, I32(L.pos), I32(L.slots), cos_sin_, pool, l, rows, nq, stream_);
+        }
         decode_attention(dt_, qkv_, QKV, attn_, nq * D, I32(L.dec_len), I32(L.dec_bt), block_tables_, bt_stride_, pool, l, nd, nq,
                          splits, scale, attn_ws_, attn_counters_, stream_);
         prefill_attention(dt_, qkv_, QKV, attn_, nq * D, I32(L.tile_seq), I32(L.tile_row0), I32(L.pf_start), I32(L.pf_len),
                           I32(L.pf_ctx), I32(L.pf_bt), block_tables_, bt_stride_, pool, l, num_tiles, nq, scale, stream_);
         gemm(w.wo, attn_, tmp_, H, nq * D, rows, false);
         add_rmsnorm(dt_, x_, tmp_, w.post_norm, xn_, nullptr, rows, H, eps, stream_);
-        gemm(w.wgate_up, xn_, gu_, 2 * I, H, rows, false);
-        silu_mul(dt_, gu_, act_, rows, I, stream_);
+        if (!fuse_gate_up || !gemv_silu(dt_, w.wgate_up, xn_, act_, I, H, rows, stream_)) {
+            gemm(w.wgate_up, xn_, gu_, 2 * I, H, rows, false);
+            silu_mul(dt_, gu_, act_, rows, I, stream_);
+        }
         gemm(w.wdown, act_, tmp_, H, I, rows, false);
     }
     if (M > 0) {
@@ -607,10 +623,12 @@ std::string Engine::export_descriptor(const std::vector<int> & blocks, int num_t
     std::memcpy(d.magic, kMagic, 8);
     d.pid = int32_t(getpid());
     d.device = ec_.device;
-    cudaDeviceProp prop{};
-    cuda_check(cudaGetDeviceProperties(&prop, ec_.device), "cudaGetDeviceProperties");
-    std::memcpy(d.uuid, prop.uuid.bytes, 16);
-    cuda_check(cudaIpcGetMemHandle(&d.handle, pool_.base), "cudaIpcGetMemHandle");
+    std::memcpy(d.uuid, uuid_bytes_, 16);
+    if (!ipc_handle_) {  // one handle names the pool for its whole life
+        ipc_handle_ = std::make_unique<cudaIpcMemHandle_t>();
+        cuda_check(cudaIpcGetMemHandle(ipc_handle_.get(), pool_.base), "cudaIpcGetMemHandle");
+    }
+    d.handle = *ipc_handle_;
     d.pool_base = uint64_t(reinterpret_cast<uintptr_t>(pool_.base));
     d.block_bytes = block_bytes();
     d.num_blocks = int32_t(blocks.size());
@@ -636,9 +654,7 @@ std::string Engine::import_descriptor(const void * desc, size_t size, const std:
         return "the descriptor holds " + std::to_string(d.num_tokens) + " tokens; the import was reserved for " + std::to_string(num_tokens);
     std::vector<int> src(size_t(d.num_blocks));
     std::memcpy(src.data(), static_cast<const unsigned char *>(desc) + sizeof d, src.size() * 4);
-    cudaDeviceProp prop{};
-    cuda_check(cudaGetDeviceProperties(&prop, ec_.device), "cudaGetDeviceProperties");
-    const bool same_gpu = std::memcmp(prop.uuid.bytes, d.uuid, 16) == 0;
+    const bool same_gpu = std::memcmp(uuid_bytes_, d.uuid, 16) == 0;
     void * src_base = nullptr;
     if (d.pid == int32_t(getpid())) {
         src_base = reinterpret_cast<void *>(uintptr_t(d.pool_base));  // same process: the pointer is valid as it is
@@ -666,6 +682,32 @@ std::string Engine::import_descriptor(const void * desc, size_t size, const std:
         src_base = it->second;
     }
     const int n = d.num_blocks;
+    if (n <= kImportInlineBlocks) {
+        // The short path: the block lists ride in the kernel's parameters and the checksum comes back through
+        // mapped pinned memory, so the import is one launch and one wait (the fixed cost of a 16 MiB transfer).
+        if (!import_sync_.sum) {
+            import_sync_.sum = dev_alloc<unsigned long long>(1, "import checksum");
+            import_sync_.arrived = dev_alloc<unsigned int>(1, "import arrivals");
+            cuda_check(cudaMemset(import_sync_.sum, 0, 8), "import checksum");
+            cuda_check(cudaMemset(import_sync_.arrived, 0, 4), "import arrivals");
+            void * h = nullptr;
+            cuda_check(cudaHostAlloc(&h, 64, cudaHostAllocMapped), "mapped import checksum");
+            import_host_sum_ = static_cast<unsigned long long *>(h);
+            void * hd = nullptr;
+            cuda_check(cudaHostGetDevicePointer(&hd, h, 0), "mapped import checksum");
+            import_sync_.host_sum = static_cast<volatile unsigned long long *>(hd);
+        }
+        if (!import_lists_) import_lists_ = std::make_unique<ImportLists>();
+        ImportLists & lists = *import_lists_;
+        lists.n = n;
+        std::memcpy(lists.src, src.data(), size_t(n) * 4);
+        std::memcpy(lists.dst, dst.data(), size_t(n) * 4);
+        *static_cast<volatile unsigned long long *>(import_host_sum_) = ~d.checksum;  // anything but the expected sum
+        import_blocks_checksum(src_base, pool_.base, lists, block_bytes(), import_sync_, stream_);
+        cuda_check(cudaStreamSynchronize(stream_), "KV device copy");
+        if (uint64_t(*static_cast<volatile unsigned long long *>(import_host_sum_)) != d.checksum) return "checksum mismatch after the device copy";
+        return "";
+    }
     if (2 * n + 4 > blocks_dev_cap_) {
         if (blocks_dev_) cudaFree(blocks_dev_);
         blocks_dev_cap_ = std::max(4 * n + 4, 1024);

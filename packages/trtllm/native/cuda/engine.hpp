@@ -84,6 +84,7 @@ private:
     void gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out);
     void cublas_gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out);
     void tune_small_gemms();
+    bool small_gemm_picked(int out, int in, int rows, bool f32_out) const;  // init measured the small-batch kernel faster
     static uint64_t gemv_key(int out, int in, int rows, bool f32) {
         return (uint64_t(uint32_t(out)) << 32) | (uint64_t(uint32_t(in)) << 5) | (uint64_t(rows) << 1) | uint64_t(f32);
     }
@@ -149,6 +150,12 @@ private:
     std::map<int, std::unique_ptr<Graph>> graphs_;  // by bucket
     std::vector<int> buckets_;
     std::map<std::string, void *> peers_;  // opened IPC pools by handle bytes
+    unsigned char uuid_bytes_[16] = {};
+    std::unique_ptr<cudaIpcMemHandle_t> ipc_handle_;  // the pool's, made on the first export
+    // the short import path (kernels.cuh import_blocks_checksum)
+    std::unique_ptr<ImportLists> import_lists_;
+    ImportSync import_sync_{};
+    unsigned long long * import_host_sum_ = nullptr;  // mapped pinned
 };
 
 }  // namespace trtd::cuda

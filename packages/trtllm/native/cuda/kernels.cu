@@ -41,6 +41,52 @@ void check_launch(const char * what) {
     if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
 }
 
+// Programmatic dependent launch (Hopper): the forward pass's kernels are launched so that the next one may be
+// scheduled while the previous one drains, hiding the launch gap between the ~10 kernels of a layer (the batch-1
+// decode step is made of them). The contract: every such kernel calls pdl_wait() in every thread before it reads
+// what an earlier kernel wrote or writes anything an earlier kernel reads (only weights, never written, may be read
+// before), so the wait's transitivity keeps the stream's order; pdl_trigger() lets the next kernel be scheduled.
+// Without the launch attribute (another stream kind, TRTD_CUDA_PDL=0) both are no-ops.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void prefetch_l2(const void * p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
+bool pdl_enabled() {
+    static const bool on = [] {
+        const char * e = std::getenv("TRTD_CUDA_PDL");
+        int dev = 0, major = 0;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+        return major >= 9 && !(e && *e == '0');
+    }();
+    return on;
+}
+
+// kernel<<<grid, block, smem, s>>>(args...) with programmatic stream serialization where enabled (not on the
+// legacy default stream, which the kernel checks use).
+template <typename... KArgs, typename... Args>
+void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, Args &&... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = s != nullptr && pdl_enabled() ? 1 : 0;
+    cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
 #define TRTD_DISPATCH_DTYPE(dt, ...)          \
     do {                                      \
         if ((dt) == DType::BF16) {            \
@@ -72,6 +118,8 @@ template <int THREADS> __device__ float block_sum(float v, float * scratch) {
 // ---- embedding, norms, rope, activation ---------------------------------------------------------------
 
 template <typename T> __global__ void embed_gather_k(const int * ids, const T * table, T * out, int hidden) {
+    pdl_wait();
+    pdl_trigger();
     const int r = blockIdx.x;
     const uint4 * src = reinterpret_cast<const uint4 *>(table + size_t(ids[r]) * hidden);
     uint4 * dst = reinterpret_cast<uint4 *>(out + size_t(r) * hidden);
@@ -81,6 +129,8 @@ template <typename T> __global__ void embed_gather_k(const int * ids, const T * 
 template <typename T, int kNormThreads>
 __global__ void __launch_bounds__(kNormThreads) add_rmsnorm_k(T * res, const T * delta, const T * w, T * out,
                                                                const int * rows_map, int H, float eps) {
+    pdl_wait();
+    pdl_trigger();
     __shared__ float scratch[32];
     const int i = blockIdx.x;
     const int src = rows_map ? rows_map[i] : i;
@@ -122,6 +172,8 @@ __global__ void __launch_bounds__(kNormThreads) add_rmsnorm_k(T * res, const T *
 template <typename T>
 __global__ void rope_kv_write_k(T * qkv, const int * positions, const int * slots, const T * cos_sin, KvPoolView pool,
                                 int layer, int nq) {
+    pdl_wait();
+    pdl_trigger();
     const int r = blockIdx.x;
     const int D = pool.head_dim, half = D / 2, nkv = pool.num_kv_heads, TB = pool.tokens_per_block;
     T * row = qkv + size_t(r) * (nq + 2 * nkv) * D;
@@ -156,6 +208,8 @@ __global__ void rope_kv_write_k(T * qkv, const int * positions, const int * slot
 }
 
 template <typename T> __global__ void silu_mul_k(const T * gu, T * out, int rows, int inter) {
+    pdl_wait();
+    pdl_trigger();
     const size_t n = size_t(rows) * inter / 8;
     for (size_t v = blockIdx.x * size_t(blockDim.x) + threadIdx.x; v < n; v += size_t(gridDim.x) * blockDim.x) {
         const size_t e = v * 8, r = e / inter, i = e % inter;
@@ -178,6 +232,8 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
     decode_attention_k(const T * q, int q_stride, const int * seq_lens, const int * bt_rows, const int * block_tables,
                        int bt_stride, KvPoolView pool, int layer, int num_heads, int splits, float scale_log2,
                        float * part_o, float * part_ml, unsigned int * counters, T * out, int out_stride) {
+    pdl_wait();
+    pdl_trigger();
     constexpr int LPT = D / 8;       // lanes per token: each lane holds 8 elements of the head
     constexpr int TPW = 32 / LPT;    // tokens per warp step
     constexpr int GROUPS = kDecodeWarps * TPW;
@@ -303,6 +359,8 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
                         const int * q_start, const int * q_len, const int * ctx_len, const int * bt_rows,
                         const int * block_tables, int bt_stride, KvPoolView pool, int layer, int num_heads,
                         float scale_log2) {
+    pdl_wait();
+    pdl_trigger();
     using namespace nvcuda;
     extern __shared__ __align__(128) unsigned char smem[];
     T * Qs = reinterpret_cast<T *>(smem);
@@ -488,6 +546,8 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
                             const int * q_start, const int * q_len, const int * ctx_len, const int * bt_rows,
                             const int * block_tables, int bt_stride, KvPoolView pool, int layer, int num_heads,
                             float scale_log2) {
+    pdl_wait();
+    pdl_trigger();
     constexpr int SD = fa_stride<D>(), CH = D / 8, BN = kTileN;
     extern __shared__ __align__(128) unsigned char smem[];
     T * Qs = reinterpret_cast<T *>(smem);
@@ -630,6 +690,8 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
 constexpr int kSampleThreads = 1024;
 
 __global__ void argmax_k(const float * logits, int vocab, int * out) {
+    pdl_wait();
+    pdl_trigger();
     __shared__ float sv[kSampleThreads / 32];
     __shared__ int si[kSampleThreads / 32];
     const float * row = logits + size_t(blockIdx.x) * vocab;
@@ -815,9 +877,18 @@ template <typename T> __device__ __forceinline__ void unpack8(const uint4 & u, f
 
 constexpr int kGemvWarps = 8, kGemvUnroll = 4;
 
+// One warp asks L2 for a row of n elements (128-byte lines).
+template <typename T> __device__ __forceinline__ void prefetch_row_l2(const T * row, int n, int lane) {
+    for (int c = lane * (128 / int(sizeof(T))); c < n; c += 32 * (128 / int(sizeof(T)))) prefetch_l2(row + c);
+}
+
 template <typename T, int M, bool F32OUT>
 __global__ void __launch_bounds__(kGemvWarps * 32) gemv_k(const T * __restrict__ W, const T * __restrict__ X, void * Y, int out, int in) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    // The weights are never written: start streaming this warp's first row while the previous kernel drains.
+    if (blockIdx.x * kGemvWarps + warp < out) prefetch_row_l2(W + size_t(blockIdx.x * kGemvWarps + warp) * in, in, lane);
+    pdl_wait();
+    pdl_trigger();
     for (int r = blockIdx.x * kGemvWarps + warp; r < out; r += gridDim.x * kGemvWarps) {
         const T * w = W + size_t(r) * in;
         float acc[M];
@@ -865,11 +936,149 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_k(const T * __restrict__
     }
 }
 
+// Two weight rows per warp with the next small kernel folded into the epilogue (batch <= 8, decode steps):
+//   EPI_SILU: rows p and p + pairs of gate_up; Y[m][p] = silu(gate) * up, rounded as silu_mul is;
+//   EPI_ROPE: rows (head, i) and (head, i + D/2) of qkv; q heads roped into Y, k heads roped and v heads written to
+//             the KV pool at slots[m] (and the raw k, v rows to Y), rounded as rope_kv_write is.
+// Each row's dot product is the gemv_k loop's, so the results equal gemv_k followed by the separate kernel.
+constexpr int EPI_SILU = 1, EPI_ROPE = 2;
+struct GemvRope {
+    const int * positions;
+    const int * slots;
+    const void * cos_sin;
+    KvPoolView pool;
+    int layer, num_heads;
+};
+
+template <typename T, int M, int EPI>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    gemv_pair_k(const T * __restrict__ W, const T * __restrict__ X, T * Y, int pairs, int in, int y_stride, GemvRope rp) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int D = rp.pool.head_dim, half = D / 2;
+    auto rows_of = [&](int p, int & ra, int & rb) {
+        if (EPI == EPI_SILU) {
+            ra = p;
+            rb = p + pairs;
+        } else {
+            ra = (p / half) * D + p % half;
+            rb = ra + half;
+        }
+    };
+    {
+        const int p = blockIdx.x * kGemvWarps + warp;
+        if (p < pairs) {
+            int ra, rb;
+            rows_of(p, ra, rb);
+            prefetch_row_l2(W + size_t(ra) * in, in, lane);
+            prefetch_row_l2(W + size_t(rb) * in, in, lane);
+        }
+    }
+    pdl_wait();
+    pdl_trigger();
+    for (int p = blockIdx.x * kGemvWarps + warp; p < pairs; p += gridDim.x * kGemvWarps) {
+        int ra, rb;
+        rows_of(p, ra, rb);
+        const T * wa = W + size_t(ra) * in;
+        const T * wb = W + size_t(rb) * in;
+        float acc[2][M];
+#pragma unroll
+        for (int m = 0; m < M; ++m) acc[0][m] = acc[1][m] = 0.f;
+        int c = lane * 8;
+        for (; c + (kGemvUnroll - 1) * 256 < in; c += kGemvUnroll * 256) {
+            uint4 wv[2][kGemvUnroll];
+#pragma unroll
+            for (int u = 0; u < kGemvUnroll; ++u) {
+                wv[0][u] = ld_stream(wa + c + u * 256);
+                wv[1][u] = ld_stream(wb + c + u * 256);
+            }
+#pragma unroll
+            for (int u = 0; u < kGemvUnroll; ++u) {
+                float fa[8], fb[8];
+                unpack8<T>(wv[0][u], fa);
+                unpack8<T>(wv[1][u], fb);
+#pragma unroll
+                for (int m = 0; m < M; ++m) {
+                    float xf[8];
+                    unpack8<T>(__ldg(reinterpret_cast<const uint4 *>(X + size_t(m) * in + c + u * 256)), xf);
+#pragma unroll
+                    for (int k = 0; k < 8; ++k) {
+                        acc[0][m] += fa[k] * xf[k];
+                        acc[1][m] += fb[k] * xf[k];
+                    }
+                }
+            }
+        }
+        for (; c < in; c += 256) {
+            float fa[8], fb[8];
+            unpack8<T>(ld_stream(wa + c), fa);
+            unpack8<T>(ld_stream(wb + c), fb);
+#pragma unroll
+            for (int m = 0; m < M; ++m) {
+                float xf[8];
+                unpack8<T>(__ldg(reinterpret_cast<const uint4 *>(X + size_t(m) * in + c)), xf);
+#pragma unroll
+                for (int k = 0; k < 8; ++k) {
+                    acc[0][m] += fa[k] * xf[k];
+                    acc[1][m] += fb[k] * xf[k];
+                }
+            }
+        }
+#pragma unroll
+        for (int m = 0; m < M; ++m)
+            for (int o = 16; o > 0; o >>= 1) {
+                acc[0][m] += __shfl_xor_sync(0xffffffffu, acc[0][m], o);
+                acc[1][m] += __shfl_xor_sync(0xffffffffu, acc[1][m], o);
+            }
+        if (lane != 0) continue;
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+            const float x1 = rnd<T>(acc[0][m]), x2 = rnd<T>(acc[1][m]);  // the GEMM's output, in the model dtype
+            T * y = Y + size_t(m) * y_stride;
+            if (EPI == EPI_SILU) {
+                y[p] = from_f<T>(rnd<T>(x1 / (1.f + __expf(-x1))) * x2);
+                continue;
+            }
+            const int head = p / half, i = p % half, nq = rp.num_heads, nkv = rp.pool.num_kv_heads;
+            const int slot = rp.slots[m];
+            T * kcache = nullptr;
+            if (slot >= 0)
+                kcache = static_cast<T *>(rp.pool.base) + size_t(slot / rp.pool.tokens_per_block) * rp.pool.block_elems() +
+                         size_t(rp.layer) * rp.pool.layer_elems() + size_t(slot % rp.pool.tokens_per_block) * nkv * D;
+            if (head >= nq + nkv) {  // v: no rotation
+                y[ra] = from_f<T>(x1);
+                y[rb] = from_f<T>(x2);
+                if (kcache) {
+                    T * v = kcache + rp.pool.kv_elems() + size_t(head - nq - nkv) * D;
+                    v[i] = from_f<T>(x1);
+                    v[i + half] = from_f<T>(x2);
+                }
+                continue;
+            }
+            const T * cs = static_cast<const T *>(rp.cos_sin) + size_t(rp.positions[m]) * half * 2;
+            const float co = to_f(cs[2 * i]), si = to_f(cs[2 * i + 1]);
+            const T o1 = from_f<T>(rnd<T>(x1 * co) + rnd<T>(-x2 * si));
+            const T o2 = from_f<T>(rnd<T>(x2 * co) + rnd<T>(x1 * si));
+            if (head < nq) {
+                y[ra] = o1;
+                y[rb] = o2;
+            } else {
+                y[ra] = from_f<T>(x1);
+                y[rb] = from_f<T>(x2);
+                if (kcache) {
+                    T * k = kcache + size_t(head - nq) * D;
+                    k[i] = o1;
+                    k[i + half] = o2;
+                }
+            }
+        }
+    }
+}
+
 // ---- launchers ------------------------------------------------------------------------------------------
 
 void embed_gather(DType dt, const int * ids, const void * table, void * out, int rows, int hidden, cudaStream_t s) {
     if (rows <= 0) return;
-    TRTD_DISPATCH_DTYPE(dt, embed_gather_k<T><<<rows, 256, 0, s>>>(ids, static_cast<const T *>(table), static_cast<T *>(out), hidden));
+    TRTD_DISPATCH_DTYPE(dt, launch_pdl(embed_gather_k<T>, rows, 256, 0, s, ids, static_cast<const T *>(table), static_cast<T *>(out), hidden));
     check_launch("embed_gather");
 }
 
@@ -880,8 +1089,8 @@ void add_rmsnorm(DType dt, void * residual, const void * delta, const void * wei
     const int vecs = hidden / 8;
     TRTD_DISPATCH_DTYPE(dt, {
         auto args = [&](auto kernel, int threads) {
-            kernel<<<rows, threads, 0, s>>>(static_cast<T *>(residual), static_cast<const T *>(delta), static_cast<const T *>(weight),
-                                            static_cast<T *>(out), rows_map, hidden, eps);
+            launch_pdl(kernel, rows, threads, 0, s, static_cast<T *>(residual), static_cast<const T *>(delta),
+                       static_cast<const T *>(weight), static_cast<T *>(out), rows_map, hidden, eps);
         };
         if (vecs <= 128) args(add_rmsnorm_k<T, 128>, 128);
         else if (vecs <= 256) args(add_rmsnorm_k<T, 256>, 256);
@@ -894,8 +1103,8 @@ void add_rmsnorm(DType dt, void * residual, const void * delta, const void * wei
 void rope_kv_write(DType dt, void * qkv, const int * positions, const int * slot_mapping, const void * cos_sin,
                    KvPoolView pool, int layer, int rows, int num_heads, cudaStream_t s) {
     if (rows <= 0) return;
-    TRTD_DISPATCH_DTYPE(dt, rope_kv_write_k<T><<<rows, 256, 0, s>>>(static_cast<T *>(qkv), positions, slot_mapping,
-                                                                     static_cast<const T *>(cos_sin), pool, layer, num_heads));
+    TRTD_DISPATCH_DTYPE(dt, launch_pdl(rope_kv_write_k<T>, rows, 256, 0, s, static_cast<T *>(qkv), positions, slot_mapping,
+                                       static_cast<const T *>(cos_sin), pool, layer, num_heads));
     check_launch("rope_kv_write");
 }
 
@@ -903,7 +1112,7 @@ void silu_mul(DType dt, const void * gate_up, void * out, int rows, int inter, c
     if (rows <= 0) return;
     const size_t vecs = size_t(rows) * inter / 8;
     const int blocks = int(std::min<size_t>((vecs + 255) / 256, 132 * 16));
-    TRTD_DISPATCH_DTYPE(dt, silu_mul_k<T><<<blocks, 256, 0, s>>>(static_cast<const T *>(gate_up), static_cast<T *>(out), rows, inter));
+    TRTD_DISPATCH_DTYPE(dt, launch_pdl(silu_mul_k<T>, blocks, 256, 0, s, static_cast<const T *>(gate_up), static_cast<T *>(out), rows, inter));
     check_launch("silu_mul");
 }
 
@@ -921,8 +1130,8 @@ void decode_attention_g(int G, const T * q, int q_stride, const int * seq_lens, 
     const dim3 grid(batch, pool.num_kv_heads, splits);
 #define TRTD_DECODE_G(GV)                                                                                                       \
     case GV:                                                                                                                    \
-        decode_attention_k<T, D, GV><<<grid, kDecodeWarps * 32, 0, s>>>(q, q_stride, seq_lens, bt_rows, bt, bt_stride, pool,   \
-                                                                        layer, num_heads, splits, scale_log2, po, pml, counters, out, out_stride); \
+        launch_pdl(decode_attention_k<T, D, GV>, grid, kDecodeWarps * 32, 0, s, q, q_stride, seq_lens, bt_rows, bt, bt_stride,  \
+                   pool, layer, num_heads, splits, scale_log2, po, pml, counters, out, out_stride);                            \
         break;
     switch (G) {
         TRTD_DECODE_G(1)
@@ -982,9 +1191,8 @@ void prefill_attention_d(const T * q, int q_stride, T * out, int out_stride, con
             throw std::runtime_error("prefill attention: cannot reserve " + std::to_string(bytes) + " bytes of shared memory");
         configured[which] = true;
     }
-    kernel<<<dim3(num_tiles, num_heads), kPrefillWarps * 32, bytes, s>>>(
-        q, q_stride, out, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, bt, bt_stride, pool, layer,
-        num_heads, scale_log2);
+    launch_pdl(kernel, dim3(num_tiles, num_heads), kPrefillWarps * 32, bytes, s, q, q_stride, out, out_stride, tile_seq,
+               tile_row0, q_start, q_len, ctx_len, bt_rows, bt, bt_stride, pool, layer, num_heads, scale_log2);
 }
 }  // namespace
 
@@ -1019,7 +1227,7 @@ void apply_block_table_updates(int * block_tables, const int * idx, const int * 
 
 void argmax_rows(const float * logits, int vocab, int rows, int * out, cudaStream_t s) {
     if (rows <= 0) return;
-    argmax_k<<<rows, kSampleThreads, 0, s>>>(logits, vocab, out);
+    launch_pdl(argmax_k, rows, kSampleThreads, 0, s, logits, vocab, out);
     check_launch("argmax");
 }
 
@@ -1089,6 +1297,69 @@ __global__ void copy_blocks_checksum_k(const uint4 * src, const int * src_blocks
 }
 }  // namespace
 
+namespace {
+// copy_blocks_checksum_k for a short block list carried in the kernel's parameters (no upload), whose last CTA to
+// finish hands the checksum to mapped host memory and resets the device sum and arrival counter for the next
+// import (no memset, no download): one launch and the caller's wait.
+__global__ void import_blocks_k(const uint4 * src, uint4 * dst, size_t block_vecs, const __grid_constant__ ImportLists lists,
+                                ImportSync sync) {
+    const int i = blockIdx.x;
+    const uint4 * sp = src + size_t(lists.src[i]) * block_vecs;
+    uint4 * dp = dst + size_t(lists.dst[i]) * block_vecs;
+    const size_t per = (block_vecs + gridDim.y - 1) / gridDim.y;
+    const size_t lo = blockIdx.y * per, hi = min(block_vecs, lo + per);
+    const size_t block_words = block_vecs * 2;
+    uint64_t h = 0;
+    size_t v = lo + threadIdx.x;
+    // four 16-byte loads in flight per thread: a short transfer is latency-bound at one
+    for (; v + 3 * blockDim.x < hi; v += 4 * blockDim.x) {
+        uint4 x[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) x[u] = sp[v + u * blockDim.x];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            const size_t w = v + u * blockDim.x;
+            dp[w] = x[u];
+            const uint64_t w0 = uint64_t(x[u].x) | uint64_t(x[u].y) << 32, w1 = uint64_t(x[u].z) | uint64_t(x[u].w) << 32;
+            h += mix64(w0 ^ ((uint64_t(i) * block_words + 2 * w + 1) * 0x9E3779B97F4A7C15ull));
+            h += mix64(w1 ^ ((uint64_t(i) * block_words + 2 * w + 2) * 0x9E3779B97F4A7C15ull));
+        }
+    }
+    for (; v < hi; v += blockDim.x) {
+        const uint4 x = sp[v];
+        dp[v] = x;
+        const uint64_t w0 = uint64_t(x.x) | uint64_t(x.y) << 32, w1 = uint64_t(x.z) | uint64_t(x.w) << 32;
+        h += mix64(w0 ^ ((uint64_t(i) * block_words + 2 * v + 1) * 0x9E3779B97F4A7C15ull));
+        h += mix64(w1 ^ ((uint64_t(i) * block_words + 2 * v + 2) * 0x9E3779B97F4A7C15ull));
+    }
+    __shared__ uint64_t part[8];
+    for (int o = 16; o > 0; o >>= 1) h += __shfl_xor_sync(0xffffffffu, h, o);
+    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = h;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        uint64_t t = 0;
+        for (int w = 0; w < int(blockDim.x / 32); ++w) t += part[w];
+        atomicAdd(sync.sum, (unsigned long long)t);
+        __threadfence();
+        if (atomicAdd(sync.arrived, 1u) == gridDim.x * gridDim.y - 1) {  // the last CTA: every sum is in
+            __threadfence();
+            *sync.host_sum = atomicExch(sync.sum, 0ull);
+            *sync.arrived = 0;
+            __threadfence_system();
+        }
+    }
+}
+}  // namespace
+
+void import_blocks_checksum(const void * src_base, void * dst_base, const ImportLists & lists, size_t block_bytes, ImportSync sync,
+                            cudaStream_t s) {
+    if (lists.n <= 0 || lists.n > kImportInlineBlocks) throw std::runtime_error("import_blocks_checksum: 1 to kImportInlineBlocks blocks");
+    const int slices = int(std::max<size_t>(1, std::min<size_t>(1024, block_bytes / 65536)));
+    import_blocks_k<<<dim3(lists.n, slices), 256, 0, s>>>(static_cast<const uint4 *>(src_base), static_cast<uint4 *>(dst_base),
+                                                         block_bytes / 16, lists, sync);
+    check_launch("import_blocks_checksum");
+}
+
 void copy_blocks_checksum(const void * src_base, const int * src_blocks, void * dst_base, const int * dst_blocks, int num_blocks,
                           size_t block_bytes, unsigned long long * sum, cudaStream_t s) {
     if (num_blocks <= 0) return;
@@ -1103,8 +1374,8 @@ template <typename T, int MV>
 void gemv_launch(const void * w, const void * x, void * y, int out, int in, bool f32_out, int grid, cudaStream_t s) {
     const T * W = static_cast<const T *>(w);
     const T * X = static_cast<const T *>(x);
-    if (f32_out) gemv_k<T, MV, true><<<grid, kGemvWarps * 32, 0, s>>>(W, X, y, out, in);
-    else gemv_k<T, MV, false><<<grid, kGemvWarps * 32, 0, s>>>(W, X, y, out, in);
+    if (f32_out) launch_pdl(gemv_k<T, MV, true>, grid, kGemvWarps * 32, 0, s, W, X, y, out, in);
+    else launch_pdl(gemv_k<T, MV, false>, grid, kGemvWarps * 32, 0, s, W, X, y, out, in);
 }
 template <typename T>
 void gemv_rows(int rows, const void * w, const void * x, void * y, int out, int in, bool f32_out, int grid, cudaStream_t s) {
@@ -1128,6 +1399,38 @@ bool gemv(DType dt, const void * w, const void * x, void * y, int out, int in, i
     if (dt == DType::BF16) gemv_rows<__nv_bfloat16>(rows, w, x, y, out, in, f32_out, grid, s);
     else gemv_rows<__half>(rows, w, x, y, out, in, f32_out, grid, s);
     check_launch("gemv");
+    return true;
+}
+
+namespace {
+template <typename T, int EPI>
+void gemv_pair_rows(int rows, const T * W, const T * X, T * Y, int pairs, int in, int y_stride, const GemvRope & rp, cudaStream_t s) {
+    static const int sms = [] { int d = 0, n = 132; cudaGetDevice(&d); cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d); return n; }();
+    const int grid = std::min((pairs + kGemvWarps - 1) / kGemvWarps, sms * 8);
+    switch (rows) {
+#define TRTD_PAIR(MV) case MV: launch_pdl(gemv_pair_k<T, MV, EPI>, grid, kGemvWarps * 32, 0, s, W, X, Y, pairs, in, y_stride, rp); break;
+        TRTD_PAIR(1) TRTD_PAIR(2) TRTD_PAIR(3) TRTD_PAIR(4) TRTD_PAIR(5) TRTD_PAIR(6) TRTD_PAIR(7) TRTD_PAIR(8)
+#undef TRTD_PAIR
+    }
+}
+}  // namespace
+
+bool gemv_silu(DType dt, const void * w_gate_up, const void * x, void * out, int inter, int in, int rows, cudaStream_t s) {
+    if (rows < 1 || rows > 8 || in % 8) return false;
+    TRTD_DISPATCH_DTYPE(dt, gemv_pair_rows<T, EPI_SILU>(rows, static_cast<const T *>(w_gate_up), static_cast<const T *>(x),
+                                                        static_cast<T *>(out), inter, in, inter, GemvRope{}, s));
+    check_launch("gemv_silu");
+    return true;
+}
+
+bool gemv_rope_kv_write(DType dt, const void * w_qkv, const void * x, void * qkv, int in, int rows, const int * positions,
+                        const int * slot_mapping, const void * cos_sin, KvPoolView pool, int layer, int num_heads, cudaStream_t s) {
+    if (rows < 1 || rows > 8 || in % 8 || pool.head_dim % 2) return false;
+    const int D = pool.head_dim, total = (num_heads + 2 * pool.num_kv_heads) * D;
+    const GemvRope rp{positions, slot_mapping, cos_sin, pool, layer, num_heads};
+    TRTD_DISPATCH_DTYPE(dt, gemv_pair_rows<T, EPI_ROPE>(rows, static_cast<const T *>(w_qkv), static_cast<const T *>(x),
+                                                        static_cast<T *>(qkv), total / 2, in, total, rp, s));
+    check_launch("gemv_rope_kv_write");
     return true;
 }
 

@@ -73,6 +73,14 @@ void prefill_attention(DType dt, const void * q, int q_stride, void * out, int o
 // Small-batch GEMM: y[rows][out] = x[rows][in] . w[out][in]^T for rows <= 8 (false: not handled here).
 bool gemv(DType dt, const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out, cudaStream_t s);
 
+// The small-batch GEMM with the next kernel fused in, for rows <= 8 (false: not handled here); the results equal
+// gemv followed by that kernel, bit for bit:
+//   gemv_silu: out[rows][inter] = silu_mul(x . w_gate_up^T) (w_gate_up [2 inter][in], gate rows then up rows);
+//   gemv_rope_kv_write: qkv = x . w_qkv^T, then rope_kv_write(qkv, ...) (k and v go to the pool at slot_mapping).
+bool gemv_silu(DType dt, const void * w_gate_up, const void * x, void * out, int inter, int in, int rows, cudaStream_t s);
+bool gemv_rope_kv_write(DType dt, const void * w_qkv, const void * x, void * qkv, int in, int rows, const int * positions,
+                        const int * slot_mapping, const void * cos_sin, KvPoolView pool, int layer, int num_heads, cudaStream_t s);
+
 // block_tables[idx[i]] = val[i] for i < *count (device count).
 void apply_block_table_updates(int * block_tables, const int * idx, const int * val, const int * count, int max_updates,
                                cudaStream_t s);
@@ -106,6 +114,21 @@ void checksum_blocks(const void * base, const int * blocks, int num_blocks, size
 // copy_blocks and checksum_blocks of the destination in one pass (*sum zeroed first; the same value).
 void copy_blocks_checksum(const void * src_base, const int * src_blocks, void * dst_base, const int * dst_blocks, int num_blocks,
                           size_t block_bytes, unsigned long long * sum, cudaStream_t s);
+// A short import's block lists, passed as the kernel's parameters, and where its checksum goes: the last CTA writes
+// the sum (the copy_blocks_checksum value) to host_sum (mapped pinned memory) and returns sum and arrived (device, both
+// zero before the first use) to zero.
+constexpr int kImportInlineBlocks = 256;
+struct ImportLists {
+    int n;
+    int src[kImportInlineBlocks], dst[kImportInlineBlocks];
+};
+struct ImportSync {
+    unsigned long long * sum;
+    unsigned int * arrived;
+    volatile unsigned long long * host_sum;
+};
+void import_blocks_checksum(const void * src_base, void * dst_base, const ImportLists & lists, size_t block_bytes, ImportSync sync,
+                            cudaStream_t s);
 // dst_blocks[i] <- src_blocks[i] (block_bytes each) with one gather kernel; src and dst may be different pools.
 void copy_blocks(const void * src_base, const int * src_blocks, void * dst_base, const int * dst_blocks, int num_blocks,
                  size_t block_bytes, cudaStream_t s);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
@@ -503,6 +504,102 @@ void check_gemv() {
     }
 }
 
+// The fused small-batch GEMMs equal the small-batch GEMM followed by the separate kernel, bit for bit, on a
+// non-default stream (so the kernels run with programmatic dependent launch where the GPU has it).
+void check_fused_gemv(int D, int m) {
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    const int nq = 8, nkv = 2, H = 1024 + 8, I = 1000, T = 16, layers = 2, layer = 1, max_pos = 300;
+    const int QKV = (nq + 2 * nkv) * D;
+    KvPoolView v;
+    v.num_layers = layers; v.num_kv_heads = nkv; v.head_dim = D; v.tokens_per_block = T;
+    const int nb = 6;
+    std::vector<uint16_t> pool(size_t(nb) * v.block_elems(), 0);
+    uint16_t *pa = up(pool), *pb = up(pool);
+    std::vector<uint16_t> cs(size_t(max_pos) * D);
+    for (int p = 0; p < max_pos; ++p)
+        for (int i = 0; i < D / 2; ++i) {
+            const float a = float(p) * float(std::pow(10000.0, -2.0 * i / D));
+            cs[(size_t(p) * D / 2 + i) * 2] = to_bf(float(std::cos(a)));
+            cs[(size_t(p) * D / 2 + i) * 2 + 1] = to_bf(float(std::sin(a)));
+        }
+    std::vector<int> pos(m), slots(m);
+    for (int r = 0; r < m; ++r) { pos[r] = (r * 37 + 5) % max_pos; slots[r] = r == 1 ? -1 : (r * 13 + 2) % (nb * T); }
+    auto wqkv = rand_bf(size_t(QKV) * H, 0.05f), wgu = rand_bf(size_t(2) * I * H, 0.05f), x = rand_bf(size_t(m) * H);
+    auto *dwqkv = up(wqkv), *dwgu = up(wgu), *dx = up(x), *dcs = up(cs);
+    auto *dpos = up(pos), *dsl = up(slots);
+    uint16_t *qa, *qb, *gu, *act_a, *act_b;
+    CK(cudaMalloc(&qa, size_t(m) * QKV * 2)); CK(cudaMalloc(&qb, size_t(m) * QKV * 2));
+    CK(cudaMalloc(&gu, size_t(m) * 2 * I * 2)); CK(cudaMalloc(&act_a, size_t(m) * I * 2)); CK(cudaMalloc(&act_b, size_t(m) * I * 2));
+    // unfused
+    v.base = pa;
+    gemv(DType::BF16, dwqkv, dx, qa, QKV, H, m, false, st);
+    rope_kv_write(DType::BF16, qa, dpos, dsl, dcs, v, layer, m, nq, st);
+    gemv(DType::BF16, dwgu, dx, gu, 2 * I, H, m, false, st);
+    silu_mul(DType::BF16, gu, act_a, m, I, st);
+    // fused
+    v.base = pb;
+    const bool ok1 = gemv_rope_kv_write(DType::BF16, dwqkv, dx, qb, H, m, dpos, dsl, dcs, v, layer, nq, st);
+    const bool ok2 = gemv_silu(DType::BF16, dwgu, dx, act_b, I, H, m, st);
+    CK(cudaStreamSynchronize(st));
+    auto A = down(qa, size_t(m) * QKV), B = down(qb, size_t(m) * QKV);
+    auto PA = down(pa, pool.size()), PB = down(pb, pool.size());
+    auto SA = down(act_a, size_t(m) * I), SB = down(act_b, size_t(m) * I);
+    size_t written = 0;
+    for (uint16_t h : PB) written += h != 0;
+    const size_t want_written = size_t(m - (m > 1 ? 1 : 0)) * 2 * nkv * D;  // every row but the padding one
+    const bool same = A == B && PA == PB && SA == SB && written + 8 > want_written && written <= want_written;
+    check(ok1 && ok2 && same, "fused gemv = gemv + rope/KV write, gemv + silu*up, D=" + std::to_string(D) + " rows=" + std::to_string(m) +
+                                  " (bitwise; PDL stream)", same ? 0 : 1);
+    cudaFree(pa); cudaFree(pb); cudaFree(dwqkv); cudaFree(dwgu); cudaFree(dx); cudaFree(dcs); cudaFree(dpos); cudaFree(dsl);
+    cudaFree(qa); cudaFree(qb); cudaFree(gu); cudaFree(act_a); cudaFree(act_b);
+    cudaStreamDestroy(st);
+}
+
+// The short import path: block lists in the kernel's parameters, the checksum through mapped host memory; the same
+// bytes and sum as copy_blocks_checksum, twice in a row (the device sum and counter reset themselves).
+void check_import_blocks() {
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    const size_t bb = size_t(256) << 10;
+    const int nb = 10;
+    std::vector<uint16_t> a = rand_bf(nb * bb / 2);
+    auto * src = up(a);
+    uint8_t *d1, *d2;
+    CK(cudaMalloc(&d1, nb * bb)); CK(cudaMalloc(&d2, nb * bb));
+    CK(cudaMemset(d1, 0, nb * bb)); CK(cudaMemset(d2, 0, nb * bb));
+    std::vector<int> sb = {3, 7, 1, 0, 9}, db = {8, 2, 5, 6, 4};
+    auto *dsb = up(sb), *ddb = up(db);
+    unsigned long long * ref;
+    CK(cudaMalloc(&ref, 8)); CK(cudaMemset(ref, 0, 8));
+    copy_blocks_checksum(src, dsb, d1, ddb, 5, bb, ref, st);
+    ImportSync sync{};
+    CK(cudaMalloc(&sync.sum, 8)); CK(cudaMemset(sync.sum, 0, 8));
+    CK(cudaMalloc(&sync.arrived, 4)); CK(cudaMemset(sync.arrived, 0, 4));
+    unsigned long long * host;
+    CK(cudaHostAlloc(&host, 8, cudaHostAllocMapped));
+    void * hd;
+    CK(cudaHostGetDevicePointer(&hd, host, 0));
+    sync.host_sum = static_cast<volatile unsigned long long *>(hd);
+    auto lists = std::make_unique<ImportLists>();
+    lists->n = 5;
+    std::copy(sb.begin(), sb.end(), lists->src);
+    std::copy(db.begin(), db.end(), lists->dst);
+    unsigned long long got[2];
+    for (int k = 0; k < 2; ++k) {
+        *host = 0;
+        import_blocks_checksum(src, d2, *lists, bb, sync, st);
+        CK(cudaStreamSynchronize(st));
+        got[k] = *static_cast<volatile unsigned long long *>(host);
+    }
+    auto r = down(ref, 1);
+    auto o1 = down(d1, nb * bb), o2 = down(d2, nb * bb);
+    check(got[0] == r[0] && got[1] == r[0] && o1 == o2 && r[0] != 0, "short KV import: inline block lists, checksum to mapped host memory", 0);
+    cudaFree(src); cudaFree(d1); cudaFree(d2); cudaFree(dsb); cudaFree(ddb); cudaFree(ref); cudaFree(sync.sum); cudaFree(sync.arrived);
+    cudaFreeHost(host);
+    cudaStreamDestroy(st);
+}
+
 }  // namespace
 
 int main() {
@@ -519,6 +616,9 @@ int main() {
     check_attention(16, 2);
     check_attention(128, 8);
     check_gemv();
+    for (int D : {64, 128})
+        for (int m : {1, 3, 8}) check_fused_gemv(D, m);
+    check_import_blocks();
     check_sampling();
     check_blocks();
     bench_prefill_attention(1024);
