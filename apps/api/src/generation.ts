@@ -105,7 +105,11 @@ export async function* runGeneration(deps: GenerationDeps, req: GenerateRequest,
     for await (const chunk of stream as AsyncIterable<DecodeChunk>) {
       if (chunk.mode) metrics.routed.inc({ mode: chunk.mode });
       if (chunk.kv) {
-        metrics.kvBytes.inc({}, chunk.kv.bytes);
+        const path = { path: chunk.kv.path ?? "unknown" };
+        metrics.kvBytes.inc(path, chunk.kv.bytes);
+        metrics.kvPathSeconds.inc(path, chunk.kv.transferMs / 1000);
+        metrics.kvTransfers.inc(path);
+        for (const left of chunk.kv.fallbacks ?? []) metrics.kvFallbacks.inc({ path: left });
         metrics.kvTransferSeconds.observe(chunk.kv.transferMs / 1000);
         metrics.kvTransferSize.observe(chunk.kv.bytes);
       }

@@ -4,6 +4,7 @@ export type {
   PrefillResult,
   DecodeRequest,
   DecodeChunk,
+  KvTransferFigures,
   FinishReason,
   ExecutionMode,
   WorkerLoad,

@@ -63,6 +63,19 @@ export const ExecutionModes = {
 } as const;
 export type ExecutionMode = (typeof ExecutionModes)[keyof typeof ExecutionModes];
 
+/**
+ * How one KV cache moved from prefill to decode: the kv-transfer transport that carried it (`path`: "cuda-ipc",
+ * "shm", "tcp", "nats" or "engine"), and those tried first that failed and handed over to the next.
+ */
+export interface KvTransferFigures {
+  bytes: number;
+  transferMs: number;
+  /** Absent from workers older than the path label: counted as "unknown". */
+  path?: string;
+  /** Transports left for the next one during this pull (e.g. ["cuda-ipc"] when the device import failed). */
+  fallbacks?: string[];
+}
+
 /** One streamed item from a decode worker. */
 export interface DecodeChunk {
   tokens: number[];
@@ -71,7 +84,7 @@ export interface DecodeChunk {
   /** Present on the first chunk. */
   mode?: ExecutionMode;
   /** KV transfer figures, on the first chunk of a disaggregated request. */
-  kv?: { bytes: number; transferMs: number };
+  kv?: KvTransferFigures;
   error?: string;
 }
 

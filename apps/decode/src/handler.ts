@@ -20,6 +20,10 @@ export interface PulledKv {
   opaqueState?: Uint8Array;
   bytes: number;
   transferMs: number;
+  /** The kv-transfer transport that moved the KV ("cuda-ipc", "shm", "tcp", "nats", "engine"). */
+  path: string;
+  /** Transports that failed during this pull and handed over to the next one. */
+  fallbacks: string[];
 }
 
 /** Pulls a prefill worker's KV (a kv-transfer handle) into a fresh import of `executor`. */
@@ -106,6 +110,6 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
     );
     // A generation-only request's output starts with the first token (the executor re-emits it), so the
     // client sees the same sequence as in aggregated mode.
-    yield* relay(stream, { mode: "disaggregated", kv: { bytes: pulled.bytes, transferMs: pulled.transferMs } });
+    yield* relay(stream, { mode: "disaggregated", kv: { bytes: pulled.bytes, transferMs: pulled.transferMs, path: pulled.path, fallbacks: pulled.fallbacks } });
   };
 }

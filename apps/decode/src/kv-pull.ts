@@ -28,7 +28,7 @@ export async function createKvPuller(executor: Executor, plane: RequestPlane, op
     };
     const r = await puller.pull(handle, sink, { signal, timeoutMs: opts.timeoutMs });
     if (!state) throw new EngineNativeTransferError("the KV offer carried no engine state for this executor");
-    return { opaqueState: state, bytes: r.bytes, transferMs: r.ms };
+    return { opaqueState: state, bytes: r.bytes, transferMs: r.ms, path: r.transport, fallbacks: r.fallbacks.map((f) => f.transport) };
   };
   const pull: KvPullFn = async (kvHandle, signal) => {
     const handle = parseKvHandle(kvHandle);
@@ -42,7 +42,7 @@ export async function createKvPuller(executor: Executor, plane: RequestPlane, op
     // On failure the puller aborts the import (it owns the sink then); on success the executor consumes it. On a
     // device executor the sink also imports device to device ("cuda-ipc") when the offer's GPU is this one.
     const r = await puller.pull(handle, executorKvSink(executor, kvImport), { signal, timeoutMs: opts.timeoutMs });
-    return { kvImport, bytes: r.bytes, transferMs: r.ms };
+    return { kvImport, bytes: r.bytes, transferMs: r.ms, path: r.transport, fallbacks: r.fallbacks.map((f) => f.transport) };
   };
   return {
     pull,

@@ -1,6 +1,7 @@
 // The decode worker with its real executor on the in-process request plane: aggregated runs, remote prefill
 // from a real prefill worker, recompute when the KV pull fails, graceful drain, bad requests.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import { EXECUTOR_DEFAULTS, Endpoints, type DecodeChunk, type DecodeRequest, type GenerateRequest, type PrefillResult } from "@trtd/apps-common";
@@ -58,6 +59,8 @@ describe("decode worker", () => {
       const chunks = await collect({ ...req, prefill: p });
       expect(chunks[0].mode).toBe("disaggregated");
       expect(chunks[0].kv!.bytes).toBe(p.kvBytes);
+      // The path the pull negotiated, for the api's per-path metrics: shared memory on one host (else TCP).
+      expect(chunks[0].kv).toMatchObject({ path: existsSync("/dev/shm") ? "shm" : "tcp", fallbacks: [] });
       expect(tokensOf(chunks)).toEqual(aggregated);
     }
     expectIdle(decode);

@@ -1,10 +1,15 @@
 // The whole system with real processes: nats-server, 1 prefill + 1 decode worker and the api (the launcher),
 // plus a second api on the same request plane that never disaggregates, for the equality test. The official
 // openai client talks to both.
+import { existsSync } from "node:fs";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "@trtd/request-plane";
 import { API_READY, LAUNCHER_READY, eventually, metricValue, modelDir, startApp, workerGauges, type Started } from "./support/processes.js";
+
+// kv-transfer offers shared memory to a puller on the same host (boot id + hostname) where /dev/shm exists; the
+// decode worker then pulls over it, else over TCP.
+const LOCAL_KV_PATH = process.platform === "linux" && existsSync("/dev/shm") ? "shm" : "tcp";
 
 let deployment: Started;
 let aggregatedApi: Started;
@@ -183,10 +188,46 @@ describe("e2e - load, metrics and cancellation", () => {
     expect(text).toContain("# TYPE trtd_time_to_first_token_seconds histogram");
     expect(text).toContain("# TYPE trtd_inter_token_latency_seconds histogram");
     expect(await metricValue(deployment.url, 'trtd_routed_requests_total{mode="disaggregated"}')).toBeGreaterThan(40);
-    expect(await metricValue(deployment.url, "trtd_kv_transfer_bytes_total")).toBeGreaterThan(0);
+    expect(await metricValue(deployment.url, `trtd_kv_transfer_bytes_total{path="${LOCAL_KV_PATH}"}`)).toBeGreaterThan(0);
     expect(await metricValue(deployment.url, "trtd_kv_transfer_seconds_count")).toBeGreaterThan(40);
     const gauges = await workerGauges(deployment.url);
     expect(new Set(gauges.map((g) => g.component))).toEqual(new Set(["prefill", "decode"]));
+  });
+
+  it("counts a disaggregated request's KV under the transport path it took (shm on one host), with its seconds", async () => {
+    const sample = (name: string, path: string) => metricValue(deployment.url, `${name}{path="${path}"}`);
+    const paths = ["cuda-ipc", "shm", "tcp", "nats", "engine"];
+    const snapshot = async () => {
+      const out: Record<string, { bytes: number; seconds: number; transfers: number; fallbacks: number }> = {};
+      for (const p of paths) {
+        out[p] = {
+          bytes: await sample("trtd_kv_transfer_bytes_total", p),
+          seconds: await sample("trtd_kv_transfer_seconds_total", p),
+          transfers: await sample("trtd_kv_transfers_total", p),
+          fallbacks: await sample("trtd_kv_transfer_fallbacks_total", p),
+        };
+      }
+      return out;
+    };
+    await eventually(async () => (await workerGauges(deployment.url)).every((g) => g.name !== "trtd_worker_active_requests" || g.value === 0), 10_000, "idle workers");
+    const dis0 = await metricValue(deployment.url, 'trtd_routed_requests_total{mode="disaggregated"}');
+    const before = await snapshot();
+    const r = await disagg.completions.create({ model: "tiny", prompt: "One KV transfer, counted by the path it took. ".repeat(8), max_tokens: 4, temperature: 0 });
+    expect(r.usage!.completion_tokens).toBe(4);
+    expect(await metricValue(deployment.url, 'trtd_routed_requests_total{mode="disaggregated"}')).toBe(dis0 + 1);
+    const after = await snapshot();
+    for (const p of paths) {
+      const d = { bytes: after[p].bytes - before[p].bytes, transfers: after[p].transfers - before[p].transfers, fallbacks: after[p].fallbacks - before[p].fallbacks };
+      if (p === LOCAL_KV_PATH) {
+        // tiny model: 2 layers x 2 (K, V) x 2 kv heads x 16 head dim x 4 bytes = 512 bytes per token, whole blocks of 16
+        expect(d.bytes, p).toBeGreaterThan(0);
+        expect(d.bytes % (512 * 16), p).toBe(0);
+        expect(d.transfers, p).toBe(1);
+        expect(after[p].seconds, p).toBeGreaterThan(before[p].seconds);
+      } else {
+        expect(d, p).toEqual({ bytes: 0, transfers: 0, fallbacks: 0 });
+      }
+    }
   });
 
   it("a client aborting mid-stream cancels the request in the workers", async () => {

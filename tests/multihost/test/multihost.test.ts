@@ -205,14 +205,16 @@ describe.skipIf(!support.ok)("multi-host: three namespaces, a NATS cluster, KV o
 
   it("runs disaggregated requests end to end, KV over TCP from the prefill host to the decode host", async () => {
     const dis0 = await routed("disaggregated");
-    const bytes0 = await metric(apiUrl, "trtd_kv_transfer_bytes_total");
+    const bytes0 = await metric(apiUrl, 'trtd_kv_transfer_bytes_total{path="tcp"}');
     for (const p of PROMPTS) {
       const r = await complete(apiUrl, p);
       expect(r.text, p).toBe(reference.get(p));
       expect(r.usage.completion_tokens).toBe(12);
     }
     expect(await routed("disaggregated")).toBe(dis0 + PROMPTS.length);
-    expect(await metric(apiUrl, "trtd_kv_transfer_bytes_total")).toBeGreaterThan(bytes0);
+    // Distinct hostnames: no shared memory between the hosts, so the negotiated path is TCP (and /metrics says so).
+    expect(await metric(apiUrl, 'trtd_kv_transfer_bytes_total{path="tcp"}')).toBeGreaterThan(bytes0);
+    expect(await metric(apiUrl, 'trtd_kv_transfer_bytes_total{path="shm"}')).toBe(0);
     // The prefill worker reports the address it advertises: the KV address, not the host's first one.
     expect(apps.find((a) => a.name === "prefill-host launcher")!.output.join("\n")).toContain(`KV offers at ${topo.prefillKvIp}:${KV_PORT} (listening on 0.0.0.0)`);
     // The puller keeps its connection pooled: it is a TCP connection between the two hosts' addresses.

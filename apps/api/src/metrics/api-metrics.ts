@@ -22,7 +22,13 @@ export function createApiMetrics(workerLoad: WorkerLoadSource = () => []) {
     routed: registry.register(new Counter("trtd_routed_requests_total", "Requests by execution mode (aggregated, disaggregated, recomputed)")),
     prefillFallbacks: registry.register(new Counter("trtd_prefill_fallbacks_total", "Remote prefills that failed; the request ran aggregated")),
     migrations: registry.register(new Counter("trtd_migrated_requests_total", "Requests moved to another decode worker after theirs died mid-stream")),
-    kvBytes: registry.register(new Counter("trtd_kv_transfer_bytes_total", "KV cache bytes moved from prefill to decode workers")),
+    // Per KV transport ("path": cuda-ipc, shm, tcp, nats, engine), as the decode worker negotiated it per pull.
+    kvBytes: registry.register(new Counter("trtd_kv_transfer_bytes_total", "KV cache bytes moved from prefill to decode workers, by transport path")),
+    kvPathSeconds: registry.register(new Counter("trtd_kv_transfer_seconds_total", "Seconds decode workers spent pulling KV caches, by transport path")),
+    kvTransfers: registry.register(new Counter("trtd_kv_transfers_total", "KV caches pulled by decode workers, by transport path")),
+    kvFallbacks: registry.register(
+      new Counter("trtd_kv_transfer_fallbacks_total", "KV pulls that left a transport path for the next one (e.g. cuda-ipc to shm), by the path left"),
+    ),
     kvTransferSeconds: registry.register(new Histogram("trtd_kv_transfer_seconds", "Time decode workers spent pulling KV caches", LATENCY_BUCKETS_S)),
     kvTransferSize: registry.register(new Histogram("trtd_kv_transfer_size_bytes", "Size of each KV transfer", BYTES_BUCKETS)),
     ...workerGauges(registry, workerLoad),
