@@ -56,6 +56,7 @@ export const executorFlagOptions = {
   "max-tokens-per-iteration": { type: "string" },
   "kv-tokens-per-block": { type: "string" },
   "kv-block-count": { type: "string" },
+  "gpu-memory-fraction": { type: "string" },
   threads: { type: "string" },
 } as const satisfies Options;
 
@@ -68,7 +69,13 @@ export interface ExecutorFlags {
   maxBatchSize: number;
   maxTokensPerIteration: number;
   kvTokensPerBlock: number;
+  /** KV blocks in the pool; 0 = sized from --gpu-memory-fraction. */
   kvBlockCount: number;
+  /**
+   * --gpu-memory-fraction (executor "cuda" only): weights + KV pool of this worker may take this fraction of the
+   * GPU's total memory; the worker turns it into the KV byte budget (trtd_executor_config.kv_memory_bytes) at start.
+   */
+  gpuMemoryFraction?: number;
   threads: number;
 }
 
@@ -88,15 +95,31 @@ function executorNameFlag(value: unknown): ExecutorName | undefined {
   return name;
 }
 
+/** --gpu-memory-fraction F: a number in (0, 1]. */
+export function fractionFlag(value: unknown, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const f = typeof value === "string" && /^\s*$/.test(value) ? NaN : Number(value);
+  if (!(f > 0 && f <= 1)) throw new UsageError(`--${name} must be a number in (0, 1], got ${String(value)}`);
+  return f;
+}
+
 export function executorFlags(values: Record<string, unknown>, defaultModelDir: string): ExecutorFlags {
   const executor = executorNameFlag(values.executor);
   const deviceId = values.device === undefined ? undefined : intFlag(values.device, "device", { min: 0, fallback: 0 });
   if (deviceId && executor !== "cuda") {
     throw new UsageError(`--device ${deviceId} needs --executor cuda: the reference executor runs on the CPU`);
   }
+  const gpuMemoryFraction = fractionFlag(values["gpu-memory-fraction"], "gpu-memory-fraction");
+  if (gpuMemoryFraction !== undefined && executor !== "cuda") {
+    throw new UsageError("--gpu-memory-fraction needs --executor cuda: it sizes a KV pool in GPU memory");
+  }
+  if (gpuMemoryFraction !== undefined && values["kv-block-count"] !== undefined) {
+    throw new UsageError("--gpu-memory-fraction sizes the KV pool: give it or --kv-block-count, not both");
+  }
   return {
     ...(executor ? { executor } : {}),
     ...(deviceId !== undefined ? { deviceId } : {}),
+    ...(gpuMemoryFraction !== undefined ? { gpuMemoryFraction } : {}),
     modelDir: typeof values["model-dir"] === "string" ? (values["model-dir"] as string) : defaultModelDir,
     maxBatchSize: intFlag(values["max-batch-size"], "max-batch-size", { min: 1, fallback: EXECUTOR_DEFAULTS.maxBatchSize }),
     maxTokensPerIteration: intFlag(values["max-tokens-per-iteration"], "max-tokens-per-iteration", {
@@ -104,7 +127,8 @@ export function executorFlags(values: Record<string, unknown>, defaultModelDir: 
       fallback: EXECUTOR_DEFAULTS.maxTokensPerIteration,
     }),
     kvTokensPerBlock: intFlag(values["kv-tokens-per-block"], "kv-tokens-per-block", { min: 1, fallback: EXECUTOR_DEFAULTS.kvTokensPerBlock }),
-    kvBlockCount: intFlag(values["kv-block-count"], "kv-block-count", { min: 1, fallback: EXECUTOR_DEFAULTS.kvBlockCount }),
+    kvBlockCount:
+      gpuMemoryFraction !== undefined ? 0 : intFlag(values["kv-block-count"], "kv-block-count", { min: 1, fallback: EXECUTOR_DEFAULTS.kvBlockCount }),
     threads: intFlag(values.threads, "threads", { min: 1, fallback: EXECUTOR_DEFAULTS.threads }),
   };
 }
@@ -118,7 +142,8 @@ export function executorArgv(f: Partial<ExecutorFlags>): string[] {
   if (f.maxBatchSize) out.push("--max-batch-size", String(f.maxBatchSize));
   if (f.maxTokensPerIteration) out.push("--max-tokens-per-iteration", String(f.maxTokensPerIteration));
   if (f.kvTokensPerBlock) out.push("--kv-tokens-per-block", String(f.kvTokensPerBlock));
-  if (f.kvBlockCount) out.push("--kv-block-count", String(f.kvBlockCount));
+  if (f.gpuMemoryFraction !== undefined) out.push("--gpu-memory-fraction", String(f.gpuMemoryFraction));
+  else if (f.kvBlockCount) out.push("--kv-block-count", String(f.kvBlockCount));
   if (f.threads) out.push("--threads", String(f.threads));
   return out;
 }

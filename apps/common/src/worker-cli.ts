@@ -48,6 +48,8 @@ export function workerUsage(role: string): string {
   --executor NAME               reference (CPU) or cuda (build/libtrtd_executor_cuda.so, built where nvcc is);
                                 default: $TRTD_EXECUTOR_LIB, else reference
   --device N                    GPU ordinal for --executor cuda (default 0)
+  --gpu-memory-fraction F       --executor cuda: weights + KV pool take at most F (0 < F <= 1) of the GPU's total
+                                memory; the KV pool gets F x total - weights (instead of --kv-block-count)
   --model-dir DIR               model directory (default models/tiny)
   --max-batch-size N  --max-tokens-per-iteration N  --kv-tokens-per-block N  --kv-block-count N  --threads N`;
 }

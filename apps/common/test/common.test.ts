@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { EXECUTOR_DEFAULTS, ProtocolError, executorArgv, finishReasonOf, parseDecodeRequest, parseWorkerCli, UsageError } from "../src/index.js";
+import { EXECUTOR_DEFAULTS, ProtocolError, executorArgv, executorOpenOptions, finishReasonOf, parseDecodeRequest, parseWorkerCli, UsageError } from "../src/index.js";
 
 const ok = { id: "a", tokens: [1, 2], sampling: { temperature: 0, topP: 1, topK: 0 }, maxTokens: 4, stopTokenIds: [7], deadline: Date.now() + 1000 };
 
@@ -58,6 +58,27 @@ describe("apps-common - worker flags", () => {
     expect(parseWorkerCli(argv, "/m").executor).toMatchObject({ executor: "cuda", deviceId: 1 });
   });
 
+  it("--gpu-memory-fraction (cuda): passed on as given, and opened as a KV byte budget instead of a block count", () => {
+    const ex = parseWorkerCli(["--executor", "cuda", "--device", "1", "--gpu-memory-fraction", "0.45"], "/m").executor;
+    expect(ex).toMatchObject({ executor: "cuda", deviceId: 1, gpuMemoryFraction: 0.45, kvBlockCount: 0 });
+    const argv = executorArgv(ex);
+    expect(argv.join(" ")).toContain("--gpu-memory-fraction 0.45");
+    expect(argv).not.toContain("--kv-block-count");
+    expect(parseWorkerCli(argv, "/m").executor).toEqual(ex);
+    const asked: Array<[number, number]> = [];
+    const opts = executorOpenOptions(ex, (fraction, deviceId) => (asked.push([fraction, deviceId]), 5 * 2 ** 30));
+    expect(asked).toEqual([[0.45, 1]]);
+    expect(opts).toMatchObject({ executor: "cuda", deviceId: 1, kvBlockCount: 0, kvMemoryBytes: 5 * 2 ** 30 });
+    expect(opts).not.toHaveProperty("gpuMemoryFraction");
+    expect(opts).not.toHaveProperty("modelDir");
+    // Without the flag nothing is computed and the block count stays.
+    const plain = executorOpenOptions(parseWorkerCli(["--kv-block-count", "64"], "/m").executor, () => {
+      throw new Error("not asked");
+    });
+    expect(plain).toMatchObject({ kvBlockCount: 64 });
+    expect(plain).not.toHaveProperty("kvMemoryBytes");
+  });
+
   it("refuses a bad executor or device with one line naming the rule", () => {
     const bad: Array<[string[], string]> = [
       [["--executor", "foo"], "--executor must be one of reference, cuda, got foo"],
@@ -67,6 +88,11 @@ describe("apps-common - worker flags", () => {
       [["--executor", "cuda", "--device", "1.5"], "--device must be an integer >= 0, got 1.5"],
       [["--executor", "cuda", "--device", "gpu0"], "--device must be an integer >= 0, got gpu0"],
       [["--device", "1"], "--device 1 needs --executor cuda: the reference executor runs on the CPU"],
+      [["--executor", "cuda", "--gpu-memory-fraction", "0"], "--gpu-memory-fraction must be a number in (0, 1], got 0"],
+      [["--executor", "cuda", "--gpu-memory-fraction", "1.01"], "--gpu-memory-fraction must be a number in (0, 1], got 1.01"],
+      [["--executor", "cuda", "--gpu-memory-fraction", "half"], "--gpu-memory-fraction must be a number in (0, 1], got half"],
+      [["--gpu-memory-fraction", "0.5"], "--gpu-memory-fraction needs --executor cuda: it sizes a KV pool in GPU memory"],
+      [["--executor", "cuda", "--gpu-memory-fraction", "0.5", "--kv-block-count", "8"], "--gpu-memory-fraction sizes the KV pool: give it or --kv-block-count, not both"],
     ];
     for (const [argv, message] of bad) {
       let err: unknown;

@@ -1,7 +1,7 @@
 // A decode worker: an executor, a KV puller, the decode endpoint on the request plane, published load.
-import { serveWorker, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
+import { executorOpenOptions, serveWorker, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
 import type { RequestPlane } from "@trtd/request-plane";
-import { Executor } from "@trtd/trtllm";
+import { cudaKvBudget, Executor } from "@trtd/trtllm";
 import { createDecodeHandler } from "./handler.js";
 import { createKvPuller } from "./kv-pull.js";
 
@@ -19,8 +19,8 @@ export interface RunningDecodeWorker extends RunningWorker {
 }
 
 export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<RunningDecodeWorker> {
-  const { modelDir, ...exOpts } = o.executor;
-  const executor = Executor.open(modelDir, exOpts);
+  const { modelDir } = o.executor;
+  const executor = Executor.open(modelDir, executorOpenOptions(o.executor, (fraction, deviceId) => kvBytesOfFraction(modelDir, fraction, deviceId, o.log)));
   let puller: Awaited<ReturnType<typeof createKvPuller>> | undefined;
   try {
     puller = await createKvPuller(executor, o.plane, { timeoutMs: o.kvPullTimeoutMs });
@@ -44,4 +44,12 @@ export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<Running
     await executor.close();
     throw err;
   }
+}
+
+/** --gpu-memory-fraction: weights + KV within that share of the GPU; the KV budget is what is left after the weights. */
+function kvBytesOfFraction(modelDir: string, fraction: number, deviceId: number, log?: (line: string) => void): number {
+  const b = cudaKvBudget(modelDir, { deviceId, fraction });
+  const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+  log?.(`GPU ${deviceId}: ${fraction} of ${gib(b.totalBytes)} for weights (${gib(b.weightBytes)}) + KV pool (${gib(b.kvMemoryBytes)})`);
+  return b.kvMemoryBytes;
 }

@@ -19,7 +19,13 @@ export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--gen
   --api-server-host HOST         (default 127.0.0.1)   --api-server-port PORT (default 8000, 0 = any free port)
   --model-dir DIR                model for workers and tokenizer (default models/tiny)
   --executor NAME                workers' executor: reference (CPU) or cuda (default: $TRTD_EXECUTOR_LIB, else reference)
-  --device N                     workers' GPU ordinal for --executor cuda (default 0; every worker on it for now)
+  --device N                     workers' GPU ordinal for --executor cuda (default 0)
+  --prefill-devices LIST         --executor cuda: GPU ordinals of prefill workers, comma-separated; worker i gets
+                                 LIST[i % length] (default: --device)
+  --decode-devices LIST          --executor cuda: the same for decode workers (e.g. --prefill-devices 0 --decode-devices 1)
+  --gpu-memory-fraction F        --executor cuda: each worker's weights + KV pool take at most F (0 < F <= 1) of its
+                                 GPU's memory (default: 0.9 / N for N workers sharing a GPU, e.g. 0.45 for prefill +
+                                 decode on one; a GPU with one worker keeps --kv-block-count)
   --model-name NAME              model id clients send (default: the model directory's name)
   --api-key KEY                  require Bearer KEY on /v1 (default: $TRTD_API_KEY)
   --disagg-min-prompt-tokens N   shorter prompts run aggregated (api default)
@@ -51,6 +57,8 @@ export const launcherFlagOptions = {
   "ready-timeout-ms": { type: "string" },
   "prefill-env": { type: "string", multiple: true },
   "decode-env": { type: "string", multiple: true },
+  "prefill-devices": { type: "string" },
+  "decode-devices": { type: "string" },
   help: { type: "boolean" },
   ...executorFlagOptions,
 } as const;
@@ -83,8 +91,19 @@ export interface LauncherCli {
   /** Extra environment per worker role (e.g. a device per role). */
   roleEnv: { prefill: Record<string, string>; decode: Record<string, string> };
   executor: ExecutorFlags;
+  /**
+   * GPU ordinals per role (executor "cuda" only): worker i of a role runs on list[i % length]. Default: every
+   * worker on --device (0).
+   */
+  devices?: { prefill: number[]; decode: number[] };
+  /** Per GPU ordinal, the --gpu-memory-fraction each worker on it gets (an explicit flag, else the split default). */
+  gpuMemoryFractions?: Map<number, number>;
   help: boolean;
 }
+
+/** Weights + KV of the workers sharing a GPU take this much of it by default; the rest is for CUDA contexts,
+ * activations and workspaces. */
+export const SHARED_GPU_MEMORY_BUDGET = 0.9;
 
 export function parseLauncherCli(argv: string[], defaultModelDir: string): LauncherCli {
   const v = parseFlags(argv, launcherFlagOptions);
@@ -105,6 +124,7 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
   if (v["in-process"] && (noApi || generateWorkers === 0)) {
     throw new UsageError("--in-process runs a whole deployment in one process: it needs the api and at least one decode worker");
   }
+  const placement = gpuPlacement(v, ex, contextWorkers, generateWorkers);
   return {
     contextWorkers,
     generateWorkers,
@@ -128,18 +148,64 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
     readyTimeoutMs: intFlag(v["ready-timeout-ms"], "ready-timeout-ms", { min: 1, fallback: 180_000 }),
     roleEnv: { prefill: envPairs(v["prefill-env"], "prefill-env"), decode: envPairs(v["decode-env"], "decode-env") },
     executor: { ...ex, modelDir: resolve(ex.modelDir) },
+    ...placement,
     help: v.help === true,
   };
 }
 
-/** argv for a worker child. */
-export function workerArgv(cli: LauncherCli, requestPlaneUri: string): string[] {
-  return ["--worker-name", cli.namespace, "--request-plane-uri", requestPlaneUri, ...executorArgv(cli.executor)];
+/** Comma-separated GPU ordinals, each an integer >= 0. */
+function deviceListFlag(value: unknown, name: string): number[] | undefined {
+  if (value === undefined) return undefined;
+  const items = String(value).split(",");
+  const out = items.map((s) => (/^\d+$/.test(s.trim()) ? Number(s.trim()) : NaN));
+  if (out.some((n) => !Number.isSafeInteger(n))) {
+    throw new UsageError(`--${name} takes comma-separated GPU ordinals (integers >= 0), got ${String(value)}`);
+  }
+  return out;
+}
+
+/** Where each worker runs with --executor cuda, and the share of its GPU's memory it may take. */
+function gpuPlacement(v: Record<string, unknown>, ex: ExecutorFlags, contextWorkers: number, generateWorkers: number): Pick<LauncherCli, "devices" | "gpuMemoryFractions"> {
+  const prefill = deviceListFlag(v["prefill-devices"], "prefill-devices");
+  const decode = deviceListFlag(v["decode-devices"], "decode-devices");
+  if (ex.executor !== "cuda") {
+    const given = prefill ? "--prefill-devices" : decode ? "--decode-devices" : undefined;
+    if (given) throw new UsageError(`${given} needs --executor cuda: the reference executor runs on the CPU`);
+    return {};
+  }
+  const fallback = [ex.deviceId ?? 0];
+  const devices = { prefill: prefill ?? fallback, decode: decode ?? fallback };
+  const perGpu = new Map<number, number>();
+  for (let i = 0; i < contextWorkers; i++) perGpu.set(deviceOf(devices.prefill, i), (perGpu.get(deviceOf(devices.prefill, i)) ?? 0) + 1);
+  for (let i = 0; i < generateWorkers; i++) perGpu.set(deviceOf(devices.decode, i), (perGpu.get(deviceOf(devices.decode, i)) ?? 0) + 1);
+  const gpuMemoryFractions = new Map<number, number>();
+  for (const [gpu, n] of perGpu) {
+    if (ex.gpuMemoryFraction !== undefined) gpuMemoryFractions.set(gpu, ex.gpuMemoryFraction);
+    // An explicit --kv-block-count sizes every pool itself; otherwise workers sharing a GPU split it.
+    else if (n > 1 && v["kv-block-count"] === undefined) gpuMemoryFractions.set(gpu, Math.floor((SHARED_GPU_MEMORY_BUDGET / n) * 100) / 100);
+  }
+  return { devices, gpuMemoryFractions };
+}
+
+const deviceOf = (list: number[], i: number) => list[i % list.length]!;
+
+/** The executor flags of worker `index` of `role`: its GPU and share of that GPU's memory (executor "cuda"). */
+export function workerExecutor(cli: LauncherCli, role: "prefill" | "decode", index: number): ExecutorFlags {
+  if (!cli.devices) return cli.executor;
+  const deviceId = deviceOf(cli.devices[role], index);
+  const fraction = cli.gpuMemoryFractions?.get(deviceId);
+  const { gpuMemoryFraction: _f, ...rest } = cli.executor;
+  return fraction === undefined ? { ...rest, deviceId } : { ...rest, deviceId, gpuMemoryFraction: fraction, kvBlockCount: 0 };
+}
+
+/** argv for worker `index` of `role` (its GPU and memory share with --executor cuda). */
+export function workerArgv(cli: LauncherCli, requestPlaneUri: string, role: "prefill" | "decode" = "decode", index = 0): string[] {
+  return ["--worker-name", cli.namespace, "--request-plane-uri", requestPlaneUri, ...executorArgv(workerExecutor(cli, role, index))];
 }
 
 /** argv for a prefill worker child: the worker flags plus where its KV offer server listens and what it advertises. */
 export function prefillArgv(cli: LauncherCli, requestPlaneUri: string, index = 0): string[] {
-  const a = workerArgv(cli, requestPlaneUri);
+  const a = workerArgv(cli, requestPlaneUri, "prefill", index);
   if (cli.kvHost) a.push("--kv-host", cli.kvHost);
   if (cli.kvAdvertiseHost) a.push("--kv-advertise-host", cli.kvAdvertiseHost);
   if (cli.kvPort) a.push("--kv-port", String(cli.kvPort + index));

@@ -6,7 +6,7 @@ import { startApiServer } from "@trtd/api";
 import { startDecodeWorker } from "@trtd/decode";
 import { startPrefillWorker } from "@trtd/prefill";
 import { createInProcessPlane, NatsServerNotFoundError, startNatsServer, type NatsServerHandle } from "@trtd/request-plane";
-import { apiArgv, prefillArgv, workerArgv, type LauncherCli } from "./cli.js";
+import { apiArgv, prefillArgv, workerArgv, workerExecutor, type LauncherCli } from "./cli.js";
 import { Supervisor } from "./supervisor.js";
 
 export interface Deployment {
@@ -105,7 +105,7 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
       if (/^trtd (prefill|decode) worker \S+ serving /.test(l)) workersReady.add(name);
     };
     for (let i = 0; i < cli.generateWorkers; i++) {
-      sup.start({ name: `decode-${i}`, app: "decode", args: workerArgv(cli, uri), env: cli.roleEnv.decode, onLine: readyLine(`decode-${i}`) });
+      sup.start({ name: `decode-${i}`, app: "decode", args: workerArgv(cli, uri, "decode", i), env: cli.roleEnv.decode, onLine: readyLine(`decode-${i}`) });
     }
     for (let i = 0; i < cli.contextWorkers; i++) {
       sup.start({ name: `prefill-${i}`, app: "prefill", args: prefillArgv(cli, uri, i), env: cli.roleEnv.prefill, onLine: readyLine(`prefill-${i}`) });
@@ -153,11 +153,11 @@ async function launchInProcess(cli: LauncherCli, o: LaunchOptions, deadline: num
     })());
   try {
     for (let i = 0; i < cli.generateWorkers; i++) {
-      const w = await startDecodeWorker({ plane, executor: cli.executor, namespace: cli.namespace, log: (l) => o.log(`decode-${i}: ${l}`) });
+      const w = await startDecodeWorker({ plane, executor: workerExecutor(cli, "decode", i), namespace: cli.namespace, log: (l) => o.log(`decode-${i}: ${l}`) });
       stops.push(() => w.stop());
     }
     for (let i = 0; i < cli.contextWorkers; i++) {
-      const w = await startPrefillWorker({ plane, executor: cli.executor, namespace: cli.namespace, log: (l) => o.log(`prefill-${i}: ${l}`) });
+      const w = await startPrefillWorker({ plane, executor: workerExecutor(cli, "prefill", i), namespace: cli.namespace, log: (l) => o.log(`prefill-${i}: ${l}`) });
       stops.push(() => w.stop());
     }
     const api = await startApiServer({

@@ -4,6 +4,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { createInterface } from "node:readline";
 import { resolve } from "node:path";
 import { parseLauncherCli, workerArgv, apiArgv, prefillArgv } from "../src/index.js";
+import { parseWorkerCli } from "@trtd/apps-common";
 import { freePort } from "@trtd/request-plane";
 import { appArgv } from "@trtd/test-support";
 import { LAUNCHER_READY, eventually, modelDir, repoRoot, startApp } from "./support/processes.js";
@@ -62,6 +63,10 @@ describe("launcher - flags", () => {
       ["decode", ["--executor", "foo", "--request-plane-uri", "127.0.0.1:1"], "--executor must be one of reference, cuda, got foo"],
       ["prefill", ["--executor", "cuda", "--device", "-1", "--request-plane-uri", "127.0.0.1:1"], "--device must be an integer >= 0, got -1"],
       ["launcher", ["--device", "1", "--initialize-request-plane"], "--device 1 needs --executor cuda: the reference executor runs on the CPU"],
+      ["launcher", ["--decode-devices", "1", "--initialize-request-plane"], "--decode-devices needs --executor cuda: the reference executor runs on the CPU"],
+      ["launcher", ["--executor", "cuda", "--prefill-devices", "0,one", "--initialize-request-plane"], "--prefill-devices takes comma-separated GPU ordinals (integers >= 0), got 0,one"],
+      ["launcher", ["--executor", "cuda", "--gpu-memory-fraction", "1.5", "--initialize-request-plane"], "--gpu-memory-fraction must be a number in (0, 1], got 1.5"],
+      ["decode", ["--gpu-memory-fraction", "0.5", "--request-plane-uri", "127.0.0.1:1"], "--gpu-memory-fraction needs --executor cuda: it sizes a KV pool in GPU memory"],
     ];
     for (const [app, args, line] of cases) {
       const [cmd, ...argv] = appArgv(app, args);
@@ -69,6 +74,73 @@ describe("launcher - flags", () => {
       expect(r.status, `${app}: ${r.stderr}`).toBe(2);
       expect(r.stderr.split("\n")[0]).toBe(line);
       expect(r.stdout).toBe(""); // no ready line, no nats-server, no worker
+    }
+  });
+
+  it("places workers on GPUs by role (--prefill-devices/--decode-devices: worker i gets LIST[i % length]) and each worker parses what it is given", () => {
+    const uri = "nats://127.0.0.1:4222";
+    // Two GPUs: prefill on 0, decode on 1; one worker per GPU keeps the KV block count.
+    const two = parseLauncherCli(["--executor", "cuda", "--prefill-devices", "0", "--decode-devices", "1"], modelDir);
+    const p0 = parseWorkerCli(prefillArgv(two, uri, 0), modelDir).executor;
+    const d0 = parseWorkerCli(workerArgv(two, uri, "decode", 0), modelDir).executor;
+    expect(p0).toMatchObject({ executor: "cuda", deviceId: 0, kvBlockCount: 2048 });
+    expect(d0).toMatchObject({ executor: "cuda", deviceId: 1, kvBlockCount: 2048 });
+    expect(p0.gpuMemoryFraction).toBeUndefined();
+    expect(d0.gpuMemoryFraction).toBeUndefined();
+
+    // Round robin over the lists; three decode workers share GPU 2 and split 0.9 of it (0.3 each).
+    const many = parseLauncherCli(
+      ["--executor", "cuda", "--context-worker-count", "3", "--generate-worker-count", "3", "--prefill-devices", "0, 1", "--decode-devices", "2"],
+      modelDir,
+    );
+    expect([0, 1, 2].map((i) => parseWorkerCli(prefillArgv(many, uri, i), modelDir).executor.deviceId)).toEqual([0, 1, 0]);
+    expect([0, 1, 2].map((i) => parseWorkerCli(workerArgv(many, uri, "decode", i), modelDir).executor)).toEqual(
+      Array(3).fill(expect.objectContaining({ deviceId: 2, gpuMemoryFraction: 0.3, kvBlockCount: 0 })),
+    );
+    expect(parseWorkerCli(prefillArgv(many, uri, 0), modelDir).executor.gpuMemoryFraction).toBe(0.45); // prefill 0 and 2 share GPU 0
+
+    // One GPU (the default, --device): both roles on it, in separate processes, 0.45 of its memory each.
+    const one = parseLauncherCli(["--executor", "cuda", "--device", "3"], modelDir);
+    for (const argv of [prefillArgv(one, uri, 0), workerArgv(one, uri, "decode", 0)]) {
+      expect(argv.join(" ")).toContain("--executor cuda --device 3");
+      expect(argv.join(" ")).toContain("--gpu-memory-fraction 0.45");
+      expect(argv).not.toContain("--kv-block-count");
+    }
+    // An explicit fraction applies to every worker; an explicit block count turns the default split off.
+    const explicit = parseLauncherCli(["--executor", "cuda", "--gpu-memory-fraction", "0.2", "--prefill-devices", "0", "--decode-devices", "1"], modelDir);
+    expect(parseWorkerCli(workerArgv(explicit, uri, "decode", 0), modelDir).executor).toMatchObject({ deviceId: 1, gpuMemoryFraction: 0.2, kvBlockCount: 0 });
+    const blocks = parseLauncherCli(["--executor", "cuda", "--kv-block-count", "512"], modelDir);
+    expect(parseWorkerCli(prefillArgv(blocks, uri, 0), modelDir).executor).toMatchObject({ deviceId: 0, kvBlockCount: 512 });
+    expect(prefillArgv(blocks, uri, 0)).not.toContain("--gpu-memory-fraction");
+
+    // The reference executor: no placement, the argv as before.
+    const cpu = parseLauncherCli(["--context-worker-count", "2"], modelDir);
+    expect(cpu.devices).toBeUndefined();
+    expect(prefillArgv(cpu, uri, 1)).not.toContain("--device");
+  });
+
+  it("refuses bad GPU placement or memory flags with one line naming the rule", () => {
+    const cases: Array<[string[], string]> = [
+      [["--prefill-devices", "0"], "--prefill-devices needs --executor cuda: the reference executor runs on the CPU"],
+      [["--executor", "reference", "--decode-devices", "1"], "--decode-devices needs --executor cuda: the reference executor runs on the CPU"],
+      [["--executor", "cuda", "--decode-devices", "-1"], "--decode-devices takes comma-separated GPU ordinals (integers >= 0), got -1"],
+      [["--executor", "cuda", "--prefill-devices", "0,,1"], "--prefill-devices takes comma-separated GPU ordinals (integers >= 0), got 0,,1"],
+      [["--executor", "cuda", "--prefill-devices", "1.5"], "--prefill-devices takes comma-separated GPU ordinals (integers >= 0), got 1.5"],
+      [["--executor", "cuda", "--decode-devices", ""], "--decode-devices takes comma-separated GPU ordinals (integers >= 0), got "],
+      [["--executor", "cuda", "--gpu-memory-fraction", "0"], "--gpu-memory-fraction must be a number in (0, 1], got 0"],
+      [["--executor", "cuda", "--gpu-memory-fraction", "abc"], "--gpu-memory-fraction must be a number in (0, 1], got abc"],
+      [["--gpu-memory-fraction", "0.5"], "--gpu-memory-fraction needs --executor cuda: it sizes a KV pool in GPU memory"],
+      [["--executor", "cuda", "--gpu-memory-fraction", "0.5", "--kv-block-count", "64"], "--gpu-memory-fraction sizes the KV pool: give it or --kv-block-count, not both"],
+    ];
+    for (const [argv, line] of cases) {
+      let message = "";
+      try {
+        parseLauncherCli(argv, modelDir);
+      } catch (err) {
+        expect((err as Error).name, argv.join(" ")).toBe("UsageError");
+        message = (err as Error).message;
+      }
+      expect(message, argv.join(" ")).toBe(line);
     }
   });
 

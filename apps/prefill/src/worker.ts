@@ -1,9 +1,9 @@
 // A prefill worker: an executor, a KV offer server, the prefill endpoint on the request plane, published load.
 import { networkInterfaces } from "node:os";
-import { serveWorker, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
+import { executorOpenOptions, serveWorker, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
 import { KvOfferServer, layoutFromExecutor } from "@trtd/kv-transfer";
 import type { RequestPlane } from "@trtd/request-plane";
-import { Executor } from "@trtd/trtllm";
+import { cudaKvBudget, Executor } from "@trtd/trtllm";
 import { kvFaultFromEnv, startKvFaultInjector, type KvFaultInjector } from "./fault-injection.js";
 import { createPrefillHandler } from "./handler.js";
 
@@ -27,8 +27,8 @@ export interface RunningPrefillWorker extends RunningWorker {
 }
 
 export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<RunningPrefillWorker> {
-  const { modelDir, ...exOpts } = o.executor;
-  const executor = Executor.open(modelDir, exOpts);
+  const { modelDir } = o.executor;
+  const executor = Executor.open(modelDir, executorOpenOptions(o.executor, (fraction, deviceId) => kvBytesOfFraction(modelDir, fraction, deviceId, o.log)));
   let offers: KvOfferServer | undefined;
   let faults: KvFaultInjector | undefined;
   try {
@@ -78,4 +78,12 @@ function defaultAdvertiseHost(host: string): string | undefined {
     for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
   }
   return undefined;
+}
+
+/** --gpu-memory-fraction: weights + KV within that share of the GPU; the KV budget is what is left after the weights. */
+function kvBytesOfFraction(modelDir: string, fraction: number, deviceId: number, log?: (line: string) => void): number {
+  const b = cudaKvBudget(modelDir, { deviceId, fraction });
+  const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+  log?.(`GPU ${deviceId}: ${fraction} of ${gib(b.totalBytes)} for weights (${gib(b.weightBytes)}) + KV pool (${gib(b.kvMemoryBytes)})`);
+  return b.kvMemoryBytes;
 }

@@ -3,6 +3,7 @@ export { Executor } from "./executor.js";
 export { GenerationStream } from "./stream.js";
 export { KvExport, KvImport } from "./kv.js";
 export { ABI_VERSION, defaultLibraryPath, executorLibraries, resolveLibraryPath } from "./native.js";
+export { deviceTotalMemory, cudaWeightBytes, kvBudgetFromFraction, cudaKvBudget, CUDA_WEIGHT_BYTES_PER_PARAMETER } from "./device.js";
 export {
   ExecutorErrorCode,
   NativeStatus,
@@ -27,6 +28,7 @@ export {
   errorFromStatus,
 } from "./errors.js";
 
+export type { GpuMemoryBudget } from "./device.js";
 export type {
   ExecutorName,
   ExecutorOptions,
