@@ -11,7 +11,25 @@ export interface KvPullerHandle {
 }
 
 export async function createKvPuller(executor: Executor, plane: RequestPlane, opts: { timeoutMs?: number } = {}): Promise<KvPullerHandle> {
-  const puller = new KvPuller({ layout: layoutFromExecutor(executor.kvLayout()), nats: plane.nats });
+  // Device to device (cuda-ipc) on the same GPU always; from another GPU of this host it is tried, since the CUDA
+  // executor checks peer access itself and answers UNSUPPORTED without it: the pull then falls back to the
+  // host-staged path (shm), /metrics counts trtd_kv_transfer_fallbacks_total{path="cuda-ipc"}, and that pair of
+  // GPUs is not tried again.
+  const unreachable = new Set<string>();
+  const pair = (local: string, remote: string) => `${local} ${remote}`;
+  const puller = new KvPuller({
+    layout: layoutFromExecutor(executor.kvLayout()),
+    nats: plane.nats,
+    canReachDevice: (local, remote) => local === remote || !unreachable.has(pair(local, remote)),
+  });
+  const notePeerFailure = (handle: KvHandle, fallbacks: Array<{ transport: string }>) => {
+    if (!fallbacks.some((f) => f.transport === "cuda-ipc")) return;
+    const local = executor.deviceUuid();
+    const ep = handle.endpoints.find((e) => e.transport === "cuda-ipc");
+    if (local && ep && "deviceUuid" in ep && ep.deviceUuid !== local) {
+      unreachable.add(pair(local, ep.deviceUuid));
+    }
+  };
   // An engine that moves KV itself (the TensorRT-LLM shim) takes the offer's engine state instead of bytes.
   const pullEngineState = async (handle: KvHandle, signal: AbortSignal) => {
     let state: Uint8Array | undefined;
@@ -42,6 +60,7 @@ export async function createKvPuller(executor: Executor, plane: RequestPlane, op
     // On failure the puller aborts the import (it owns the sink then); on success the executor consumes it. On a
     // device executor the sink also imports device to device ("cuda-ipc") when the offer's GPU is this one.
     const r = await puller.pull(handle, executorKvSink(executor, kvImport), { signal, timeoutMs: opts.timeoutMs });
+    notePeerFailure(handle, r.fallbacks);
     return { kvImport, bytes: r.bytes, transferMs: r.ms, path: r.transport, fallbacks: r.fallbacks.map((f) => f.transport) };
   };
   return {
