@@ -71,15 +71,19 @@ export function validDeviceUuid(uuid: unknown): uuid is string {
   return typeof uuid === "string" && uuid.length > 0 && uuid.length <= MAX_DEVICE_UUID_LENGTH && DEVICE_UUID.test(uuid);
 }
 
-/** The small, serializable description of an offer, handed from prefill to decode (e.g. in a NATS reply). */
+/**
+ * The small, serializable description of an offer, handed from prefill to decode (e.g. in a NATS reply).
+ * v1: `checksum.digest` is present (the KV was staged and checksummed at offer time). v2: it may be absent (an
+ * offer with a device path, staged only when a host transfer starts: that transfer's BEGIN carries the digest).
+ */
 export interface KvHandle {
-  v: 1;
+  v: 1 | 2;
   /** Offer id, 32 hex digits. */
   id: string;
   layout: KvLayout;
   numTokens: number;
   bytes: number;
-  checksum: { algorithm: typeof CHECKSUM_ALGORITHM; chunkBytes: number; chunks: number; digest: string };
+  checksum: { algorithm: typeof CHECKSUM_ALGORITHM; chunkBytes: number; chunks: number; digest?: string };
   /** Where to fetch it, best first as the offering side sees it; the puller negotiates. */
   endpoints: KvEndpoint[];
   /** Epoch milliseconds after which the offering side releases the KV. */
@@ -146,7 +150,7 @@ export function parseKvHandle(input: unknown): KvHandle {
   }
   if (typeof o !== "object" || o === null) bad("must be an object");
   const h = o as Record<string, unknown>;
-  if (h.v !== 1) bad(`unsupported version ${String(h.v)} (this side speaks 1)`);
+  if (h.v !== 1 && h.v !== 2) bad(`unsupported version ${String(h.v)} (this side speaks 1 and 2)`);
   if (typeof h.id !== "string" || !HEX32.test(h.id)) bad("id must be 32 lowercase hex digits");
   const l = h.layout as Record<string, unknown> | undefined;
   if (typeof l !== "object" || l === null) bad("layout missing");
@@ -163,7 +167,9 @@ export function parseKvHandle(input: unknown): KvHandle {
   const c = h.checksum as Record<string, unknown> | undefined;
   if (typeof c !== "object" || c === null) bad("checksum missing");
   if (c.algorithm !== CHECKSUM_ALGORITHM) bad(`checksum algorithm ${String(c.algorithm)} not supported`);
-  if (typeof c.digest !== "string" || !/^[0-9a-f]{8}$/.test(c.digest)) bad("checksum.digest must be 8 hex digits");
+  // v2 (staged on pull) may leave the digest out: the transfer's BEGIN carries it then.
+  const digestAbsent = h.v === 2 && c.digest === undefined;
+  if (!digestAbsent && (typeof c.digest !== "string" || !/^[0-9a-f]{8}$/.test(c.digest))) bad("checksum.digest must be 8 hex digits");
   const bytes = posInt(h.bytes, "bytes", true);
   const chunkBytes = posInt(c.chunkBytes, "checksum.chunkBytes");
   const chunks = posInt(c.chunks, "checksum.chunks", true);
@@ -172,12 +178,12 @@ export function parseKvHandle(input: unknown): KvHandle {
   const endpoints = h.endpoints.map(parseEndpoint).filter((e): e is KvEndpoint => e !== null);
   if (typeof h.expiresAt !== "number" || !Number.isFinite(h.expiresAt)) bad("expiresAt must be epoch milliseconds");
   return {
-    v: 1,
+    v: h.v,
     id: h.id,
     layout,
     numTokens: posInt(h.numTokens, "numTokens", true),
     bytes,
-    checksum: { algorithm: CHECKSUM_ALGORITHM, chunkBytes, chunks, digest: c.digest },
+    checksum: { algorithm: CHECKSUM_ALGORITHM, chunkBytes, chunks, ...(digestAbsent ? {} : { digest: c.digest as string }) },
     endpoints,
     expiresAt: h.expiresAt,
   };

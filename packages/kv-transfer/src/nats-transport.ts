@@ -14,10 +14,10 @@ import {
 } from "./errors.js";
 import type { KvHandle, NatsEndpoint } from "./handle.js";
 import { transferTimeoutMs, type TransferTimeoutOptions } from "./limits.js";
-import type { Offer, OfferRegistry } from "./offer-registry.js";
+import { beginDigest, type HostStaging, type Offer, type OfferRegistry } from "./offer-registry.js";
 import type { SegmentMap } from "./segments.js";
 import type { TransportCounters } from "./transport-stats.js";
-import { decodeHeader, encodeHeader, FrameType, HEADER_BYTES, type ErrorBody } from "./wire.js";
+import { decodeHeader, encodeHeader, FrameType, HEADER_BYTES, type ErrorBody, type PullBegin, expectedDigest } from "./wire.js";
 
 /**
  * NATS fallback: request/reply per chunk on the offering side's subject. For small KV only (every byte is
@@ -37,6 +37,7 @@ interface NatsRequest {
 
 interface ActiveNatsTransfer {
   offer: Offer;
+  host: HostStaging;
   started: number;
   deadline: NodeJS.Timeout;
   idle: NodeJS.Timeout;
@@ -128,15 +129,25 @@ export class NatsOfferResponder {
       let refusal: [KvErrorCode, string] | null = null;
       if (offer.bytes > this.maxBytes) refusal = [KvErrorCodes.PayloadTooLarge, `KV of ${offer.bytes} bytes exceeds the NATS transport limit of ${this.maxBytes}`];
       else if (req.fingerprint !== offer.layout.fingerprint) refusal = [KvErrorCodes.LayoutMismatch, `puller layout ${String(req.fingerprint)} differs from offered ${offer.layout.fingerprint}`];
-      else if (req.bytes !== offer.bytes || req.digest !== offer.digest) refusal = [KvErrorCodes.SizeMismatch, "size or digest differs from the offer"];
+      else if (req.bytes !== offer.bytes || req.digest !== offer.advertisedDigest) refusal = [KvErrorCodes.SizeMismatch, "size or digest differs from the offer"];
       if (refusal) {
         msg.respond(errorReply(...refusal));
         this.registry.release(id, "failed"); // single-consumer: a refused pull ends the offer
         return;
       }
       this.registry.claim(id);
+      let host: HostStaging;
+      try {
+        host = this.registry.stage(offer); // a lazy offer's KV is staged by the transfer that claimed it
+      } catch (err) {
+        const e = err instanceof KvTransferError ? err : new KvTransportError(String(err), { cause: err });
+        msg.respond(errorReply(e.code, e.message));
+        if (this.registry.release(id, "failed")) this.counters?.failed("nats");
+        return;
+      }
       const a: ActiveNatsTransfer = {
         offer,
+        host,
         started: Date.now(),
         deadline: setTimeout(() => this.end(id, "failed"), transferTimeoutMs(offer.bytes, this.timeouts)),
         idle: setTimeout(() => this.end(id, "failed"), this.idleMs),
@@ -144,7 +155,8 @@ export class NatsOfferResponder {
       a.deadline.unref();
       a.idle.unref();
       this.active.set(id, a);
-      const body = Buffer.from(JSON.stringify({ bytes: offer.bytes, chunkBytes: offer.chunkBytes, chunks: offer.crcs.length }));
+      const begin: PullBegin = { bytes: offer.bytes, chunkBytes: offer.chunkBytes, chunks: offer.chunks, ...beginDigest(offer, host) };
+      const body = Buffer.from(JSON.stringify(begin));
       msg.respond(Buffer.concat([encodeHeader({ type: FrameType.Begin, offerId: offer.idBytes, length: body.length }), body]));
       return;
     }
@@ -166,17 +178,17 @@ export class NatsOfferResponder {
       return;
     }
     const seq = req.seq ?? -1;
-    const { offer } = a;
-    if (req.op !== "chunk" || !Number.isSafeInteger(seq) || seq < 0 || seq >= offer.crcs.length) {
+    const { offer, host } = a;
+    if (req.op !== "chunk" || !Number.isSafeInteger(seq) || seq < 0 || seq >= offer.chunks) {
       msg.respond(errorReply(KvErrorCodes.Protocol, `bad request op ${String(req.op)} seq ${String(seq)}`));
       return;
     }
     const offset = seq * offer.chunkBytes;
     const length = Math.min(offer.chunkBytes, offer.bytes - offset);
     const out = Buffer.allocUnsafe(HEADER_BYTES + length); // the staging copy NATS needs
-    encodeHeader({ type: FrameType.Data, offerId: offer.idBytes, seq, crc: offer.crcs[seq]!, offset, length }, out);
+    encodeHeader({ type: FrameType.Data, offerId: offer.idBytes, seq, crc: host.crcs[seq]!, offset, length }, out);
     let pos = HEADER_BYTES;
-    for (const s of offer.map.slices(offset, length)) {
+    for (const s of host.map.slices(offset, length)) {
       out.set(s, pos);
       pos += s.byteLength;
     }
@@ -228,6 +240,13 @@ export async function natsPull(
     "begin",
   );
   if (begin.type !== FrameType.Begin) throw new KvProtocolError("expected BEGIN");
+  let beginBody: PullBegin;
+  try {
+    beginBody = JSON.parse(new TextDecoder().decode(begin.payload)) as PullBegin;
+  } catch (err) {
+    throw new KvProtocolError("BEGIN payload is not JSON", { cause: err });
+  }
+  const digest = expectedDigest(handle, beginBody);
   const n = handle.checksum.chunks;
   const cb = handle.checksum.chunkBytes;
   const crcs = new Uint32Array(n);
@@ -264,7 +283,7 @@ export async function natsPull(
   );
   if (failure !== null) throw failure;
   void settled;
-  if (digestOfChunks(crcs) !== handle.checksum.digest) throw new KvChecksumError("chunk checksums do not match the handle's digest");
+  if (digestOfChunks(crcs) !== digest) throw new KvChecksumError("chunk checksums do not match the offer's digest");
   parseReply(await ask({ op: "ack", offerId: handle.id }), "ack");
 }
 

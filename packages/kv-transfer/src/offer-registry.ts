@@ -1,11 +1,21 @@
 import { randomBytes } from "node:crypto";
 import { chunkChecksums, digestOfChunks } from "./checksum.js";
+import { KvOfferNotFoundError, KvProtocolError, KvSizeMismatchError, KvTransferError, KvTransportError } from "./errors.js";
 import { MAX_DEVICE_DESCRIPTOR_BYTES, validDeviceUuid } from "./handle.js";
 import type { KvLayout } from "./layout.js";
 import { mapSegments, type KvSource, type SegmentMap } from "./segments.js";
 
 /** Why an offer was released (the one release path records it). */
 export type OfferReleaseReason = "ack" | "failed" | "expired" | "closed" | "exit" | "withdrawn";
+
+/** The host copy of an offer's KV: the segment map and the CRC-32C of every chunk, computed together. */
+export interface HostStaging {
+  readonly map: SegmentMap;
+  /** CRC-32C per chunk. */
+  readonly crcs: Uint32Array;
+  /** CRC-32C over the chunk CRCs (8 hex digits). */
+  readonly digest: string;
+}
 
 /** An offered KV as the offering side holds it. */
 export interface Offer {
@@ -15,11 +25,19 @@ export interface Offer {
   readonly layout: KvLayout;
   readonly numTokens: number;
   readonly bytes: number;
-  readonly map: SegmentMap;
   readonly chunkBytes: number;
-  /** CRC-32 per chunk, computed at offer time. */
-  readonly crcs: Uint32Array;
-  readonly digest: string;
+  /** ceil(bytes / chunkBytes) */
+  readonly chunks: number;
+  /**
+   * The host copy. Eager offers (no device path) have it from offer time. Lazy offers (a device path) start with
+   * null and get it from `OfferRegistry.stage` when a host transfer (tcp, shm, nats, a cuda-ipc fallback) starts:
+   * a pull that moves the KV device to device never stages it.
+   */
+  host: HostStaging | null;
+  /** Whether host staging was deferred to the first host transfer (the handle then carries no digest). */
+  readonly lazy: boolean;
+  /** The digest the handle advertises: the eager offer's; undefined for a lazy one (it travels in BEGIN). */
+  readonly advertisedDigest: string | undefined;
   readonly engineState: Uint8Array | undefined;
   /** The source's device descriptor and device ("cuda-ipc"), when it has a usable one. */
   readonly device: { uuid: string; descriptor: Uint8Array } | undefined;
@@ -28,9 +46,20 @@ export interface Offer {
   claimed: boolean;
 }
 
+export interface OfferAddOptions {
+  /**
+   * Defer host staging (segments() and the chunk CRCs) to the first host transfer when the source has a usable
+   * device path: set by the offer server when it serves cuda-ipc. Sources without one are staged now regardless.
+   * @default false
+   */
+  lazy?: boolean;
+}
+
 export interface OfferRegistryStats {
   active: number;
   offered: number;
+  /** Lazy offers (device path) whose KV was staged to host memory for a host transfer (tcp, shm, nats, fallback). */
+  staged: number;
   released: Record<OfferReleaseReason, number>;
 }
 
@@ -45,6 +74,8 @@ export class OfferRegistry {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly listeners = new Set<(id: string, reason: OfferReleaseReason) => void>();
   private offeredCount = 0;
+  /** Lazy offers staged for a host transfer. */
+  private stagedCount = 0;
   private readonly releasedCount: Record<OfferReleaseReason, number> = { ack: 0, failed: 0, expired: 0, closed: 0, exit: 0, withdrawn: 0 };
   private readonly onExit = () => this.releaseAll("exit");
 
@@ -53,40 +84,45 @@ export class OfferRegistry {
     process.on("exit", this.onExit);
   }
 
-  /** Registers a source; computes the chunk checksums now, so later corruption of the exported memory is caught. */
-  add(source: KvSource, layout: KvLayout, ttlMs: number, chunkBytes: number): Offer {
-    let map: SegmentMap;
-    let crcs: Uint32Array;
+  /**
+   * Registers a source. Without a device path (or without `lazy`) it is staged now: segments mapped and every chunk
+   * CRC computed, so later corruption of the exported memory is caught. With a device path and `lazy`, nothing
+   * host-side is touched until `stage()` (a cuda-ipc pull never needs it).
+   */
+  add(source: KvSource, layout: KvLayout, ttlMs: number, chunkBytes: number, opts: OfferAddOptions = {}): Offer {
+    let host: HostStaging | null = null;
     let engineState: Uint8Array | undefined;
+    let device: Offer["device"];
     try {
-      map = mapSegments("offered KV", source);
-      crcs = chunkChecksums(map, chunkBytes);
+      try {
+        const descriptor = validDeviceUuid(source.deviceUuid) ? source.deviceDescriptor?.() : undefined;
+        if (descriptor && descriptor.byteLength > 0 && descriptor.byteLength <= MAX_DEVICE_DESCRIPTOR_BYTES) {
+          device = { uuid: source.deviceUuid!, descriptor: new Uint8Array(descriptor) };
+        }
+      } catch {
+        device = undefined; // no device path for this offer: the (host-staged) segments serve it
+      }
+      if (!(opts.lazy && device)) host = stageSource(source, chunkBytes);
       engineState = source.engineState?.();
+      if (!Number.isSafeInteger(source.bytes) || source.bytes < 0) throw new KvSizeMismatchError(`offered KV declares ${source.bytes} bytes`);
     } catch (err) {
       source.release(); // the registry owns the source from the moment it is offered
       throw err;
     }
-    let device: Offer["device"];
-    try {
-      const descriptor = validDeviceUuid(source.deviceUuid) ? source.deviceDescriptor?.() : undefined;
-      if (descriptor && descriptor.byteLength > 0 && descriptor.byteLength <= MAX_DEVICE_DESCRIPTOR_BYTES) {
-        device = { uuid: source.deviceUuid!, descriptor: new Uint8Array(descriptor) };
-      }
-    } catch {
-      device = undefined; // no device path for this offer: the (host-staged) segments serve it
-    }
     const idBytes = randomBytes(16);
+    const bytes = host ? host.map.bytes : source.bytes;
     const offer: Offer = {
       id: idBytes.toString("hex"),
       idBytes,
       source,
       layout,
       numTokens: source.numTokens,
-      bytes: map.bytes,
-      map,
+      bytes,
       chunkBytes,
-      crcs,
-      digest: digestOfChunks(crcs),
+      chunks: Math.ceil(bytes / chunkBytes),
+      host,
+      lazy: host === null,
+      advertisedDigest: host?.digest,
       engineState,
       device,
       expiresAt: Date.now() + ttlMs,
@@ -98,6 +134,34 @@ export class OfferRegistry {
     timer.unref();
     this.timers.set(offer.id, timer);
     return offer;
+  }
+
+  /**
+   * The host copy of a claimed offer, for the transfer that claimed it: staged on first call for a lazy offer (its
+   * `segments()`, which on a device executor copies the KV to pinned host memory, and its chunk CRCs), from offer
+   * time for an eager one. A released source is never touched: an offer released meanwhile (close(), a transfer
+   * that waited for its slot) throws KvOfferNotFoundError. Staging is synchronous, so neither expiry nor close() can
+   * release the source while it runs (and a claimed offer does not expire). A staging error is thrown as a
+   * KvTransferError (KvTransportError, KvSizeMismatchError); the caller's failure path releases the offer.
+   */
+  stage(offer: Offer): HostStaging {
+    // Also for an eager offer: a transfer that got its slot after close() released the offer must not send from it.
+    if (this.offers.get(offer.id) !== offer) throw new KvOfferNotFoundError(`offer ${offer.id} was released before its transfer started`);
+    if (!offer.claimed) throw new KvProtocolError(`offer ${offer.id} is staged only for the transfer that claimed it`);
+    if (offer.host) return offer.host;
+    let host: HostStaging;
+    try {
+      host = stageSource(offer.source, offer.chunkBytes);
+    } catch (err) {
+      if (err instanceof KvTransferError) throw err;
+      throw new KvTransportError(`staging offer ${offer.id} to host memory failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    }
+    if (host.map.bytes !== offer.bytes) throw new KvSizeMismatchError(`offered KV: segments hold ${host.map.bytes} bytes, the handle announced ${offer.bytes}`);
+    // Defensive: a source whose segments() re-entered the registry and released the offer must not be kept.
+    if (this.offers.get(offer.id) !== offer) throw new KvOfferNotFoundError(`offer ${offer.id} was released while its KV was staged`);
+    this.stagedCount++;
+    offer.host = host;
+    return host;
   }
 
   get(id: string): Offer | undefined {
@@ -149,7 +213,7 @@ export class OfferRegistry {
   }
 
   stats(): OfferRegistryStats {
-    return { active: this.offers.size, offered: this.offeredCount, released: { ...this.releasedCount } };
+    return { active: this.offers.size, offered: this.offeredCount, staged: this.stagedCount, released: { ...this.releasedCount } };
   }
 
   private expire(id: string): void {
@@ -159,4 +223,16 @@ export class OfferRegistry {
     if (o.claimed) return;
     this.release(id, "expired");
   }
+}
+
+/** What BEGIN of a byte transfer adds for a lazy offer (its handle has no digest): the digest just staged. */
+export function beginDigest(offer: Offer, host: HostStaging): { digest?: string } {
+  return offer.lazy ? { digest: host.digest } : {};
+}
+
+/** Maps a source's segments and checksums every chunk (the host staging of an offer). */
+function stageSource(source: KvSource, chunkBytes: number): HostStaging {
+  const map = mapSegments("offered KV", source);
+  const crcs = chunkChecksums(map, chunkBytes);
+  return { map, crcs, digest: digestOfChunks(crcs) };
 }

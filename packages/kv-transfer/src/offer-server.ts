@@ -9,7 +9,7 @@ import type { KvEndpoint, KvHandle } from "./handle.js";
 import type { KvLayout } from "./layout.js";
 import { Semaphore, transferTimeoutMs, type TransferTimeoutOptions } from "./limits.js";
 import { NatsOfferResponder, DEFAULT_NATS_MAX_BYTES } from "./nats-transport.js";
-import { OfferRegistry, type Offer, type OfferRegistryStats, type OfferReleaseReason } from "./offer-registry.js";
+import { beginDigest, OfferRegistry, type HostStaging, type Offer, type OfferRegistryStats, type OfferReleaseReason } from "./offer-registry.js";
 import type { KvSource } from "./segments.js";
 import { mapFile, type Mapping } from "./native.js";
 import { createRing, DEFAULT_SHM_DIR, localHostId, shmAvailable, sweepStaleRings, unlinkQuiet } from "./shm.js";
@@ -175,6 +175,8 @@ export class KvOfferServer {
   /**
    * Offers a request's KV. The server owns `source` from now on: it calls `source.release()` exactly once, on the
    * puller's ack, a failed transfer, expiry, close() or process exit. Returns the handle to send to the puller.
+   * A source with a device path (cuda-ipc served here) is not staged now: its segments and chunk CRCs are taken when
+   * a host transfer starts, and its handle (v2) carries no digest (BEGIN does). Any other source is staged now (v1).
    */
   offer(source: KvSource, opts: OfferOptions = {}): KvHandle {
     if (this.closed) {
@@ -182,7 +184,7 @@ export class KvOfferServer {
       throw new KvClosedError("KvOfferServer is closed");
     }
     const ttl = opts.ttlMs ?? this.o.ttlMs;
-    const offer = this.registry.add(source, this.layout, ttl, this.o.chunkBytes);
+    const offer = this.registry.add(source, this.layout, ttl, this.o.chunkBytes, { lazy: this.transports.has("cuda-ipc") });
     const endpoints: KvEndpoint[] = [];
     if (offer.device && this.transports.has("cuda-ipc")) {
       endpoints.push({
@@ -198,13 +200,15 @@ export class KvOfferServer {
     if (this.transports.has("shm")) endpoints.push({ transport: "shm", hostId: this.hostId, host: this.advertise, port: this.boundPort });
     if (this.transports.has("tcp")) endpoints.push({ transport: "tcp", host: this.advertise, port: this.boundPort });
     if (this.nats) endpoints.push({ transport: "nats", subject: this.nats.subject, maxBytes: this.nats.maxBytes });
+    const checksum: KvHandle["checksum"] = { algorithm: CHECKSUM_ALGORITHM, chunkBytes: offer.chunkBytes, chunks: offer.chunks };
+    if (offer.advertisedDigest !== undefined) checksum.digest = offer.advertisedDigest;
     return {
-      v: 1,
+      v: offer.lazy ? 2 : 1, // v2: no digest in the handle, BEGIN carries it (the KV is staged when a host transfer starts)
       id: offer.id,
       layout: this.layout,
       numTokens: offer.numTokens,
       bytes: offer.bytes,
-      checksum: { algorithm: CHECKSUM_ALGORITHM, chunkBytes: offer.chunkBytes, chunks: offer.crcs.length, digest: offer.digest },
+      checksum,
       endpoints,
       expiresAt: offer.expiresAt,
     };
@@ -331,8 +335,8 @@ export class KvOfferServer {
     if (req.fingerprint !== offer.layout.fingerprint) {
       return refuse(KvErrorCodes.LayoutMismatch, `puller layout ${String(req.fingerprint)} differs from offered ${offer.layout.fingerprint}`);
     }
-    if (req.bytes !== offer.bytes || req.digest !== offer.digest) {
-      return refuse(KvErrorCodes.SizeMismatch, `puller expects ${req.bytes} bytes / digest ${req.digest}, offer has ${offer.bytes} / ${offer.digest}`);
+    if (req.bytes !== offer.bytes || req.digest !== offer.advertisedDigest) {
+      return refuse(KvErrorCodes.SizeMismatch, `puller expects ${req.bytes} bytes / digest ${req.digest}, offer has ${offer.bytes} / ${offer.advertisedDigest}`);
     }
     const unserved = this.unserved(offer, req);
     if (unserved) return refuse(KvErrorCodes.NoTransport, unserved);
@@ -362,7 +366,7 @@ export class KvOfferServer {
     const ms = transferTimeoutMs(offer.bytes, this.o.timeouts) + this.o.ackMs;
     t.timer = setTimeout(() => this.fail(conn, new KvTimeoutError("no ACK for the device transfer in time")), ms);
     t.timer.unref();
-    const begin: PullBegin = { bytes: offer.bytes, chunkBytes: offer.chunkBytes, chunks: offer.crcs.length, lease: true };
+    const begin: PullBegin = { bytes: offer.bytes, chunkBytes: offer.chunkBytes, chunks: offer.chunks, lease: true };
     for (const b of controlFrame(FrameType.Begin, begin, offer.idBytes)) conn.sock.write(b);
   }
 
@@ -392,35 +396,38 @@ export class KvOfferServer {
       .then((release) => {
         t.releaseSlot = release;
         if (t.aborted) return release();
+        // A lazy offer's KV is staged here, by the transfer that claimed it (within its slot and deadline). A
+        // staging failure ends this transfer like any other failure: ERROR to the puller, the offer released.
+        const host = this.registry.stage(offer);
         t.stage = "sending";
-        return mode === "shm" ? this.sendShm(conn, t) : this.sendTcp(conn, t);
+        return mode === "shm" ? this.sendShm(conn, t, host) : this.sendTcp(conn, t, host);
       })
       .catch((err) => {
         if (!t.aborted) this.fail(conn, err);
       });
   }
 
-  private async sendTcp(conn: ServerConn, t: ServerTransfer): Promise<void> {
+  private async sendTcp(conn: ServerConn, t: ServerTransfer, host: HostStaging): Promise<void> {
     const { sock } = conn;
     const { offer } = t;
-    const begin: PullBegin = { bytes: offer.bytes, chunkBytes: offer.chunkBytes, chunks: offer.crcs.length };
+    const begin: PullBegin = { bytes: offer.bytes, chunkBytes: offer.chunkBytes, chunks: offer.chunks, ...beginDigest(offer, host) };
     for (const b of controlFrame(FrameType.Begin, begin, offer.idBytes)) sock.write(b);
-    for (let seq = 0; seq < offer.crcs.length; seq++) {
+    for (let seq = 0; seq < offer.chunks; seq++) {
       if (t.aborted) return;
       const offset = seq * offer.chunkBytes;
       const length = Math.min(offer.chunkBytes, offer.bytes - offset);
       // Zero-copy: the exported views go to the socket as they are (writev under cork).
       sock.cork();
-      sock.write(encodeHeader({ type: FrameType.Data, offerId: offer.idBytes, seq, crc: offer.crcs[seq]!, offset, length }));
+      sock.write(encodeHeader({ type: FrameType.Data, offerId: offer.idBytes, seq, crc: host.crcs[seq]!, offset, length }));
       let ok = true;
-      for (const s of offer.map.slices(offset, length)) ok = sock.write(s);
+      for (const s of host.map.slices(offset, length)) ok = sock.write(s);
       sock.uncork();
       if (!ok) await drained(sock, t);
     }
     this.finishSending(conn, t);
   }
 
-  private async sendShm(conn: ServerConn, t: ServerTransfer): Promise<void> {
+  private async sendShm(conn: ServerConn, t: ServerTransfer, host: HostStaging): Promise<void> {
     const { sock } = conn;
     const { offer } = t;
     let ring = conn.ring;
@@ -442,7 +449,8 @@ export class KvOfferServer {
     const begin: PullBegin = {
       bytes: offer.bytes,
       chunkBytes: offer.chunkBytes,
-      chunks: offer.crcs.length,
+      chunks: offer.chunks,
+      ...beginDigest(offer, host),
       slots: this.shmSlots,
       ...(reuse ? { reuseRing: true } : { shmPath: ring!.path }),
     };
@@ -451,7 +459,7 @@ export class KvOfferServer {
       await new Promise<void>((r) => (t.wake = r));
       if (t.aborted) return;
     }
-    for (let seq = 0; seq < offer.crcs.length; seq++) {
+    for (let seq = 0; seq < offer.chunks; seq++) {
       while (shm.free.length === 0) {
         await new Promise<void>((r) => (t.wake = r));
         if (t.aborted) return;
@@ -461,7 +469,7 @@ export class KvOfferServer {
       const offset = seq * offer.chunkBytes;
       const length = Math.min(offer.chunkBytes, offer.bytes - offset);
       let pos = slot * offer.chunkBytes;
-      for (const s of offer.map.slices(offset, length)) {
+      for (const s of host.map.slices(offset, length)) {
         if (shm.ring.map) {
           shm.ring.map.bytes.set(s, pos);
           pos += s.byteLength;
@@ -471,7 +479,7 @@ export class KvOfferServer {
         while (done < s.byteLength) done += writevSync(shm.ring.fd, [s.subarray(done)], pos + done);
         pos += s.byteLength;
       }
-      sock.write(encodeHeader({ type: FrameType.ShmChunk, offerId: offer.idBytes, seq, crc: offer.crcs[seq]!, offset, length, slot }));
+      sock.write(encodeHeader({ type: FrameType.ShmChunk, offerId: offer.idBytes, seq, crc: host.crcs[seq]!, offset, length, slot }));
     }
     this.finishSending(conn, t);
   }

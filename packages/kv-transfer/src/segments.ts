@@ -7,7 +7,12 @@ import { KvSizeMismatchError } from "./errors.js";
 export interface KvSource {
   readonly numTokens: number;
   readonly bytes: number;
-  /** Zero-copy views over the KV, in order (one per block for the executor); read only. */
+  /**
+   * Zero-copy views over the KV, in order (one per block for the executor); read only. Called at offer time, except
+   * for a source with a usable device path (`deviceUuid` + `deviceDescriptor()`): then only when a host transfer
+   * (tcp, shm, nats, a cuda-ipc fallback) starts, at most once, never after `release()`, and never for a pull that
+   * moves the KV device to device (on the CUDA executor this call stages every block to pinned host memory).
+   */
   segments(): Uint8Array[];
   release(): void;
   /** Engine-native opaque state for the "engine" transport (TensorRT-LLM ContextPhaseParams), if any. */
@@ -15,7 +20,7 @@ export interface KvSource {
   /**
    * The "cuda-ipc" transport: the executor's opaque descriptor of this KV in device memory (valid until
    * `release()`), or undefined when it has none. Asked once, at offer time; used only together with `deviceUuid`.
-   * The segments must still hold the same KV (host-staged): they serve the other transports and fallbacks.
+   * The segments must still hold the same KV (host-staged when asked): they serve the other transports and fallbacks.
    */
   deviceDescriptor?(): Uint8Array | undefined;
   /** The device holding that KV ("GPU-" + UUID for CUDA). */

@@ -26,6 +26,7 @@ import {
   type FrameHeader,
   type PullBegin,
   type PullRequest,
+  expectedDigest,
 } from "./wire.js";
 
 interface ClientRing {
@@ -43,6 +44,8 @@ interface PullJob {
   mode: "tcp" | "shm" | "lease";
   nextSeq: number;
   crcs: Uint32Array;
+  /** What the chunk CRCs must add up to: the handle's digest, or a lazy offer's from BEGIN. */
+  digest: string | undefined;
   begun: boolean;
   ring: ClientRing | null;
   resolve: () => void;
@@ -183,6 +186,7 @@ export class PullConnection {
         mode,
         nextSeq: 0,
         crcs: new Uint32Array(handle.checksum.chunks),
+        digest: undefined,
         begun: false,
         ring: null,
         resolve,
@@ -303,7 +307,7 @@ export class PullConnection {
     if (!h.offerId.equals(j.idBytes)) throw new KvProtocolError("frame for another offer");
     if (h.type === FrameType.End) {
       if (j.nextSeq !== j.handle.checksum.chunks) throw new KvProtocolError(`END after ${j.nextSeq} of ${j.handle.checksum.chunks} chunks`);
-      if (digestOfChunks(j.crcs) !== j.handle.checksum.digest) throw new KvChecksumError("chunk checksums do not match the handle's digest");
+      if (digestOfChunks(j.crcs) !== j.digest) throw new KvChecksumError("chunk checksums do not match the offer's digest");
       this.finishJob();
       return;
     }
@@ -394,6 +398,7 @@ export class PullConnection {
       return;
     }
     if (b.lease) throw new KvProtocolError("BEGIN of a lease for a byte transfer");
+    j.digest = expectedDigest(j.handle, b);
     if (j.mode === "shm") {
       if (!b.slots) throw new KvProtocolError("BEGIN for shm without a slot count");
       if (b.reuseRing) {

@@ -1,4 +1,5 @@
 import { KvProtocolError } from "./errors.js";
+import type { KvHandle } from "./handle.js";
 
 /**
  * Frame format shared by the TCP and shared-memory transports (and the NATS chunk replies):
@@ -95,7 +96,8 @@ export interface PullRequest {
    * then sends ACK, or a second PULL with "tcp"/"shm" for the same offer to fall back on this connection). */
   transport: "tcp" | "shm" | "cuda-ipc";
   bytes: number;
-  digest: string;
+  /** the handle's digest; absent for a v2 handle (a lazy offer: BEGIN of a byte transfer carries it) */
+  digest?: string;
   /** the puller's host id, for shm and cuda-ipc */
   hostId?: string;
 }
@@ -105,6 +107,11 @@ export interface PullBegin {
   bytes: number;
   chunkBytes: number;
   chunks: number;
+  /**
+   * A lazy offer (v2 handle, no digest in it): the CRC-32C over the chunk CRCs, computed when this transfer staged
+   * the KV to host memory. Sent by tcp/shm/nats BEGIN only for such offers; never in a lease's BEGIN.
+   */
+  digest?: string;
   /** shm: the ring file, its slot count and slot size */
   shmPath?: string;
   slots?: number;
@@ -117,4 +124,23 @@ export interface PullBegin {
 export interface ErrorBody {
   code: string;
   message: string;
+}
+
+/**
+ * The digest a byte transfer's chunk CRCs must match: the handle's (v1), else BEGIN's (v2: a lazy offer, staged when
+ * this transfer started). A BEGIN whose digest is malformed or contradicts the handle's, or no digest on either
+ * side, is a protocol error.
+ */
+export function expectedDigest(handle: KvHandle, begin: PullBegin): string {
+  const fromBegin: unknown = begin.digest;
+  if (fromBegin !== undefined && (typeof fromBegin !== "string" || !/^[0-9a-f]{8}$/.test(fromBegin))) {
+    throw new KvProtocolError("BEGIN's digest must be 8 hex digits");
+  }
+  const fromHandle = handle.checksum.digest;
+  if (fromHandle !== undefined) {
+    if (fromBegin !== undefined && fromBegin !== fromHandle) throw new KvProtocolError("BEGIN's digest differs from the handle's");
+    return fromHandle;
+  }
+  if (fromBegin === undefined) throw new KvProtocolError("BEGIN carries no digest and neither does the handle (v2: staged on pull)");
+  return fromBegin as string;
 }

@@ -44,7 +44,8 @@ describe("handle", () => {
       expect(serializeKvHandle(h).length).toBeLessThan(2000); // small: it rides in a request-plane reply
       const bad: Array<[unknown, RegExp]> = [
         ["{", /not JSON/],
-        [{ ...h, v: 2 }, /unsupported version/],
+        [{ ...h, v: 3 }, /unsupported version/],
+        [{ ...h, checksum: { ...h.checksum, digest: undefined } }, /digest/], // only a v2 handle may leave it out
         [{ ...h, id: "xyz" }, /id must be/],
         [{ ...h, bytes: -1 }, /bytes/],
         [{ ...h, checksum: { ...h.checksum, chunks: 99 } }, /chunks does not match/],
