@@ -7,7 +7,8 @@ import type { KvSink, KvSource } from "../src/index.js";
  * `importDevice()` are faked. Exporting copies the KV bytes into `memory`, a Map keyed by the descriptor (random
  * bytes, as base64), and returns the descriptor; releasing the export frees that entry (as releasing pinned device
  * blocks would). Importing looks the descriptor up and copies the bytes into the sink's segments. Both sides must
- * live in this process (the Map is the "device").
+ * live in this process (the Map is the "device"). The exported source's `segments()` stands for the CUDA executor's
+ * host staging (device → pinned host copy): `hostStagings` counts its calls and `stagingFailure` makes it throw.
  */
 export class DeviceKvTestDouble {
   /** "Device memory": descriptor (base64) → the exported KV bytes. */
@@ -21,6 +22,12 @@ export class DeviceKvTestDouble {
   imports = 0;
   /** Set when an import found its descriptor released while it ran (the lease must prevent this). */
   releasedDuringImport = false;
+  /** Calls of an exported source's `segments()`: host stagings (a device-to-device pull needs none). */
+  hostStagings = 0;
+  /** When set, an exported source's `segments()` throws it (a failed device → host copy). */
+  stagingFailure: Error | null = null;
+  /** Runs inside an exported source's `segments()`, before it returns (e.g. to burn time while a timer is due). */
+  duringStaging: (() => void) | null = null;
 
   constructor(readonly deviceUuid = "GPU-00000000-test-double-0000") {}
 
@@ -30,7 +37,12 @@ export class DeviceKvTestDouble {
     return {
       numTokens: source.numTokens,
       bytes: source.bytes,
-      segments: () => source.segments(),
+      segments: () => {
+        this.hostStagings++;
+        if (this.stagingFailure) throw this.stagingFailure;
+        this.duringStaging?.();
+        return source.segments();
+      },
       engineState: source.engineState?.bind(source),
       deviceUuid: this.deviceUuid,
       deviceDescriptor: () => {
