@@ -2,7 +2,9 @@
 // makes this prefill worker hand out KV offers that fail in one named way, so tests can show that decode
 // workers fall back to local prefill with unchanged output. Real mechanisms, no mocks:
 // - corrupt:   the offer is made (checksums computed), then one byte of the pinned export memory is flipped,
-//              so the decode side's checksum check fails on the bytes it really received;
+//              so the decode side's checksum check fails on the bytes it really received (host-memory executors:
+//              an offer with a device path is staged and checksummed only when a host pull starts, and a cuda-ipc
+//              pull never reads the host copy, so this fault does not reach it);
 // - stall:     the offer is withdrawn and the handle points at a listener that accepts and never answers,
 //              so the decode side's pull runs into its timeout;
 // - peer-gone: the offer is withdrawn and the handle points at a closed port (connection refused).
