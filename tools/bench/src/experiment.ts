@@ -17,7 +17,7 @@ import { metricsDelta, scrapeMetrics, type MetricsSnapshot } from "./server-metr
 import { runLoad, type LoadRunResult } from "./load-run.js";
 import type { SweepResult } from "./sweep.js";
 import { computeGoodput, type Goodput } from "./goodput.js";
-import { meetsSlo, percentile, type Slo } from "./stats.js";
+import { meetsSlo, percentile, summarize, type Slo } from "./stats.js";
 import { ARRANGEMENTS, ensureModelDir, pinExecutorLibrary, servedModelName, startStack, stopStack, warmUp, type Arrangement, type StackHandles } from "./trtd-stack.js";
 
 export const EXPERIMENT_USAGE = `usage: cli.ts experiment [flags]
@@ -36,6 +36,12 @@ one stack and then the other (order alternating per rate). Everything is stopped
   --slo-ttft-ms MS  --slo-tpot-ms MS   fixed SLO limits instead
   --time-limit S          [45] per rate        --request-timeout S [60]
   --threads N             [1] executor threads per worker
+  --kv-block-count N      [2048] KV blocks (16 tokens each) per worker and for the overhead measurement
+  --max-tokens-per-iteration N  [2048] executor's token budget per iteration
+  --sequential            run one arrangement at a time (start, measure, sweep every rate, stop), then the
+                          next: for one GPU that cannot hold both stacks' weights at once. The SLO is derived
+                          afterwards from both stacks' idle probes and every rate's attainment recomputed
+                          from its records.
   --overhead-reps N       [8] (0 skips the frontend-overhead measurement)
   --arrangements LIST     [disagg,agg]
   --launcher FILE         [apps/launcher/src/main.ts]
@@ -117,6 +123,9 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
     "slo-scale": { type: "string" },
     "also-slo-scale": { type: "string" },
     "stop-grace": { type: "string" },
+    "kv-block-count": { type: "string" },
+    "max-tokens-per-iteration": { type: "string" },
+    sequential: { type: "boolean" },
   });
   const repoRoot = resolve(process.cwd());
   const modelDir = resolve(stringFlag(flags, "model-dir", "models/tiny"));
@@ -127,10 +136,11 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
   const executor: ExecutorSettings = {
     threads: numberFlag(flags, "threads", 1, { min: 1, integer: true }),
     maxBatchSize: 64,
-    maxTokensPerIteration: 2048,
+    maxTokensPerIteration: numberFlag(flags, "max-tokens-per-iteration", 2048, { min: 1, integer: true }),
     kvTokensPerBlock: 16,
-    kvBlockCount: 2048,
+    kvBlockCount: numberFlag(flags, "kv-block-count", 2048, { min: 1, integer: true }),
   };
+  const sequential = flags.sequential === true;
   const overheadReps = numberFlag(flags, "overhead-reps", 8, { min: 0, integer: true });
   const keys = stringFlag(flags, "arrangements", "disagg,agg").split(",").map((k) => k.trim());
   for (const k of keys) if (!(k in ARRANGEMENTS)) throw new InvalidOptionError(`unknown arrangement "${k}" (disagg | agg)`);
@@ -168,39 +178,38 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
   // then run in turn on each, alternating the order per rate, so drifting load from other processes on the
   // machine falls on both arrangements alike instead of on whichever happened to run second.
   const stacks: { a: Arrangement; h: StackHandles; baseUrl: string; model: string; startupS: number; overhead?: FrontendOverhead; overheadError?: string; lastMetrics?: MetricsSnapshot; points: LoadRunResult[] }[] = [];
-  try {
-    for (const key of keys) {
-      if (stop.signal.aborted) break;
-      const a = ARRANGEMENTS[key as Arrangement["key"]];
-      const h: StackHandles = { dir: mkdtempSync(join(tmpdir(), `bench-${key}-`)) };
-      const entry = { a, h, baseUrl: "", model: "", startupS: 0, points: [] as LoadRunResult[] };
-      stacks.push(entry);
-      process.stderr.write(`[${a.name}] starting nats-server and the launcher...\n`);
-      const ts = performance.now();
-      entry.baseUrl = (await startStack(a, { repoRoot, launcher, modelDir, executor, extraArgs, startupTimeoutMs, logDir, library: pinned }, h)).baseUrl;
-      entry.model = await servedModelName(entry.baseUrl);
-      await warmUp(entry.baseUrl, entry.model, w, 4, startupTimeoutMs);
-      entry.startupS = (performance.now() - ts) / 1000;
-      process.stderr.write(`[${a.name}] up at ${entry.baseUrl} (model ${entry.model}) in ${entry.startupS.toFixed(1)} s\n`);
-    }
-    for (const s of stacks) {
-      if (stop.signal.aborted) break;
-      const { overhead, overheadError } = await overheadOrReason(overheadReps, () =>
-        measureFrontendOverhead({ baseUrl: s.baseUrl, model: s.model, endpoint: w.endpoint, requestTimeoutMs: w.requestTimeoutMs, modelDir, prompt: overheadPrompt, executor: { ...executor, library: pinned.path }, reps: overheadReps }),
-      );
-      Object.assign(s, { overhead, overheadError });
-      if (overhead) process.stderr.write(`[${s.a.name}] frontend overhead: TTFT p50 via HTTP ${overhead.httpTtftMs.p50?.toFixed(1)} ms, executor ${overhead.executorTtftMs.p50?.toFixed(1)} ms\n`);
-      else process.stderr.write(`[${s.a.name}] frontend overhead not measured: ${overheadError}\n`);
-    }
-    // Idle latency through each stack: the reference for SLOs that scale with the machine and the executor build.
-    const idleRecords: RequestRecord[] = [];
-    for (const s of stacks) {
-      if (stop.signal.aborted) break;
-      const probe = await runLoad({ baseUrl: s.baseUrl, model: s.model, endpoint: w.endpoint, extraBody: w.extraBody, requestTimeoutMs: w.requestTimeoutMs, requests: w.requests.slice(0, 5), rate: Infinity, maxConcurrency: 1, timeLimitS: w.timeLimitS, progress, label: `[${s.a.legend}] idle probe`, signal: stop.signal });
-      idleRecords.push(...probe.records.filter((r) => r.ok));
-      // Counters from here on belong to the sweep.
-      s.lastMetrics = await scrapeMetrics(s.baseUrl);
-    }
+  type Stack = (typeof stacks)[number];
+  const startOne = async (key: string): Promise<Stack> => {
+    const a = ARRANGEMENTS[key as Arrangement["key"]];
+    const h: StackHandles = { dir: mkdtempSync(join(tmpdir(), `bench-${key}-`)) };
+    const entry: Stack = { a, h, baseUrl: "", model: "", startupS: 0, points: [] as LoadRunResult[] };
+    stacks.push(entry);
+    process.stderr.write(`[${a.name}] starting nats-server and the launcher...\n`);
+    const ts = performance.now();
+    entry.baseUrl = (await startStack(a, { repoRoot, launcher, modelDir, executor, extraArgs, startupTimeoutMs, logDir, library: pinned }, h)).baseUrl;
+    entry.model = await servedModelName(entry.baseUrl);
+    await warmUp(entry.baseUrl, entry.model, w, 4, startupTimeoutMs);
+    entry.startupS = (performance.now() - ts) / 1000;
+    process.stderr.write(`[${a.name}] up at ${entry.baseUrl} (model ${entry.model}) in ${entry.startupS.toFixed(1)} s\n`);
+    return entry;
+  };
+  const overheadOne = async (s: Stack): Promise<void> => {
+    const { overhead, overheadError } = await overheadOrReason(overheadReps, () =>
+      measureFrontendOverhead({ baseUrl: s.baseUrl, model: s.model, endpoint: w.endpoint, requestTimeoutMs: w.requestTimeoutMs, modelDir, prompt: overheadPrompt, executor: { ...executor, library: pinned.path }, reps: overheadReps }),
+    );
+    Object.assign(s, { overhead, overheadError });
+    if (overhead) process.stderr.write(`[${s.a.name}] frontend overhead: TTFT p50 via HTTP ${overhead.httpTtftMs.p50?.toFixed(1)} ms, executor ${overhead.executorTtftMs.p50?.toFixed(1)} ms\n`);
+    else process.stderr.write(`[${s.a.name}] frontend overhead not measured: ${overheadError}\n`);
+  };
+  // Idle latency through each stack: the reference for SLOs that scale with the machine and the executor build.
+  const idleRecords: RequestRecord[] = [];
+  const idleOne = async (s: Stack): Promise<void> => {
+    const probe = await runLoad({ baseUrl: s.baseUrl, model: s.model, endpoint: w.endpoint, extraBody: w.extraBody, requestTimeoutMs: w.requestTimeoutMs, requests: w.requests.slice(0, 5), rate: Infinity, maxConcurrency: 1, timeLimitS: w.timeLimitS, progress, label: `[${s.a.legend}] idle probe`, signal: stop.signal });
+    idleRecords.push(...probe.records.filter((r) => r.ok));
+    // Counters from here on belong to the sweep.
+    s.lastMetrics = await scrapeMetrics(s.baseUrl);
+  };
+  const deriveSlo = (): void => {
     const idleTtft = percentile(idleRecords.map((r) => r.ttftMs!), 50);
     const idleTpot = percentile(idleRecords.flatMap((r) => (r.tpotMs === undefined ? [] : [r.tpotMs])), 50);
     if (idleTtft !== undefined && idleTpot !== undefined) idle = { ttftMs: idleTtft, tpotMs: idleTpot, requests: idleRecords.length };
@@ -212,33 +221,68 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
     process.stderr.write(
       `idle through the stack: TTFT ${idle?.ttftMs.toFixed(1) ?? "?"} ms, TPOT ${idle?.tpotMs.toFixed(2) ?? "?"} ms; SLO TTFT <= ${w.slo.ttftMs} ms, TPOT <= ${w.slo.tpotMs} ms\n`,
     );
-    const sorted = [...rates].sort((x, y) => x - y);
-    for (let i = 0; i < sorted.length && !stop.signal.aborted; i++) {
-      const order = i % 2 === 0 ? stacks : [...stacks].reverse();
-      for (const s of order) {
+  };
+  const rateOne = async (s: Stack, rate: number): Promise<void> => {
+    const point = await runLoad({
+      baseUrl: s.baseUrl,
+      model: s.model,
+      endpoint: w.endpoint,
+      extraBody: w.extraBody,
+      requestTimeoutMs: w.requestTimeoutMs,
+      requests: w.requests,
+      rate,
+      arrival: w.arrival,
+      seed: w.seed,
+      maxConcurrency: w.maxConcurrency,
+      timeLimitS: w.timeLimitS,
+      slo: w.slo,
+      progress,
+      label: `[${s.a.legend}] rate ${rate} req/s`,
+      signal: stop.signal,
+    });
+    const now = await scrapeMetrics(s.baseUrl);
+    point.serverMetrics = metricsDelta(s.lastMetrics, now);
+    s.lastMetrics = now;
+    s.points.push(point);
+    await new Promise((r) => setTimeout(r, 1000));
+  };
+  const sorted = [...rates].sort((x, y) => x - y);
+  try {
+    if (sequential) {
+      // One stack at a time; the SLO comes from every stack's idle probe once all have run.
+      for (const key of keys) {
         if (stop.signal.aborted) break;
-        const point = await runLoad({
-          baseUrl: s.baseUrl,
-          model: s.model,
-          endpoint: w.endpoint,
-          extraBody: w.extraBody,
-          requestTimeoutMs: w.requestTimeoutMs,
-          requests: w.requests,
-          rate: sorted[i],
-          arrival: w.arrival,
-          seed: w.seed,
-          maxConcurrency: w.maxConcurrency,
-          timeLimitS: w.timeLimitS,
-          slo: w.slo,
-          progress,
-          label: `[${s.a.legend}] rate ${sorted[i]} req/s`,
-          signal: stop.signal,
-        });
-        const now = await scrapeMetrics(s.baseUrl);
-        point.serverMetrics = metricsDelta(s.lastMetrics, now);
-        s.lastMetrics = now;
-        s.points.push(point);
-        await new Promise((r) => setTimeout(r, 1000));
+        const s = await startOne(key);
+        await overheadOne(s);
+        await idleOne(s);
+        for (const rate of sorted) {
+          if (stop.signal.aborted) break;
+          await rateOne(s, rate);
+        }
+        await stopStack(s.h, stopGraceMs);
+      }
+      deriveSlo();
+      for (const s of stacks) for (const p of s.points) p.summary = summarize(p.records, { notSent: p.summary.notSent, slo: w.slo });
+    } else {
+      for (const key of keys) {
+        if (stop.signal.aborted) break;
+        await startOne(key);
+      }
+      for (const s of stacks) {
+        if (stop.signal.aborted) break;
+        await overheadOne(s);
+      }
+      for (const s of stacks) {
+        if (stop.signal.aborted) break;
+        await idleOne(s);
+      }
+      deriveSlo();
+      for (let i = 0; i < sorted.length && !stop.signal.aborted; i++) {
+        const order = i % 2 === 0 ? stacks : [...stacks].reverse();
+        for (const s of order) {
+          if (stop.signal.aborted) break;
+          await rateOne(s, sorted[i]);
+        }
       }
     }
     for (const s of stacks) {
@@ -263,6 +307,7 @@ export async function experimentCommand(argv: string[]): Promise<Record<string, 
     machine,
     modelDir: resolve(modelDir).replace(repoRoot + "/", ""),
     executor,
+    sequential,
     executorLibrary: { source: pinned.source.replace(repoRoot + "/", ""), sha256: pinned.sha256, builtAt: pinned.mtime },
     workload: { ...w.description, rates },
     slo: w.slo,
