@@ -15,15 +15,15 @@ const read = (f) => {
   }
 };
 const status = read("status.json") ?? {};
-const f = (v, d = 2) => (typeof v === "number" && Number.isFinite(v) ? v.toFixed(d) : "-");
+const f = (v, d = 2) => (typeof v === "number" && !Number.isNaN(v) ? (Number.isFinite(v) ? v.toFixed(d) : String(v)) : "-");
 const rows = [];
 const targets = [];
 const row = (part, what, result) => rows.push([part, what, result]);
 // A target: met only when the value was measured and satisfies the bound.
 const target = (name, value, op, bound, unit, extra = "") => {
-  const measured = typeof value === "number" && Number.isFinite(value);
+  const measured = typeof value === "number" && !Number.isNaN(value);
   const met = measured && (op === ">=" ? value >= bound : op === "<=" ? value <= bound : value < bound);
-  targets.push({ name, value: measured ? value : null, op, bound, unit, met, verdict: measured ? (met ? "MET" : "MISSED") : "NOT MEASURED", extra });
+  targets.push({ name, value: measured ? (Number.isFinite(value) ? value : String(value)) : null, op, bound, unit, met, verdict: measured ? (met ? "MET" : "MISSED") : "NOT MEASURED", extra });
 };
 
 const stack = read("stack.json");
@@ -79,10 +79,18 @@ for (const [part, label] of [["bench-long", "long prompts + short outputs"], ["b
       row(part, `  ${s.legend} @ ${p.rate} req/s`, `${p.completed}/${p.sent} ok; TTFT p50/p90/p99 ${f(p.ttftMs?.p50, 0)}/${f(p.ttftMs?.p90, 0)}/${f(p.ttftMs?.p99, 0)} ms; ITL p50/p90/p99 ${f(p.itlMs?.p50, 1)}/${f(p.itlMs?.p90, 1)}/${f(p.itlMs?.p99, 1)} ms; SLO ${f((p.sloAttainment ?? 0) * 100, 0)}%`);
     }
   }
-  const ratio = g.disagg && g.agg && g.agg.interpolatedRate > 0 ? g.disagg.interpolatedRate / g.agg.interpolatedRate : undefined;
+  // Aggregated goodput 0 (it missed at the lowest swept rate) and disaggregated > 0: the ratio is unbounded
+  // (Infinity, shown as such); both 0: nothing measured (sweep lower rates).
+  const gd = g.disagg?.interpolatedRate;
+  const ga = g.agg?.interpolatedRate;
+  const ratio = typeof gd === "number" && typeof ga === "number" ? (ga > 0 ? gd / ga : gd > 0 ? Infinity : undefined) : undefined;
+  const ratioNote = [
+    ga === 0 && gd > 0 ? "aggregated missed the SLO at the lowest swept rate: ratio unbounded, sweep lower rates for a figure" : "",
+    g.agg?.saturated || g.disagg?.saturated ? "a sweep saturated (every rate passed): the ratio is a bound" : "",
+  ].filter(Boolean).join("; ");
   row(part, "charts", ["ttft.svg", "tpot.svg", "attainment.svg", "throughput.svg"].filter((c) => existsSync(join(out, part, c))).join(", ") || "none");
-  if (part === "bench-long") target("goodput disagg / agg, long-prompt mix", ratio, ">=", 1.3, "x", g.agg?.saturated || g.disagg?.saturated ? "a sweep saturated: the ratio is a bound" : "");
-  else row(part, "goodput disagg / agg", f(ratio));
+  if (part === "bench-long") target("goodput disagg / agg, long-prompt mix", ratio, ">=", 1.3, "x", ratioNote);
+  else row(part, "goodput disagg / agg", `${f(ratio)}${ratioNote ? " (" + ratioNote + ")" : ""}`);
 }
 
 const w = Math.max(...rows.map((r) => r[0].length), 5);

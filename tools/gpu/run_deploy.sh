@@ -115,7 +115,16 @@ stop_tree() {
   all="$pid $(descendants "$pid" | tr '\n' ' ')"
   kill -TERM "$pid" 2>/dev/null
   for (( i = 0; i < grace * 10; i++ )); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  for p in $all; do kill -0 "$p" 2>/dev/null && { echo "SIGKILL $p"; kill -KILL "$p" 2>/dev/null; }; done
+  # what it started exits on its own shortly after (tsx's esbuild helpers when their node is gone): 3 s more
+  for (( i = 0; i < 30; i++ )); do
+    local alive=""
+    for p in $all; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+    [ -z "$alive" ] && break
+    sleep 0.1
+  done
+  for p in $all; do
+    kill -0 "$p" 2>/dev/null && { echo "SIGKILL $p ($(ps -o comm= -p "$p" 2>/dev/null))"; kill -KILL "$p" 2>/dev/null; }
+  done
   wait "$pid" 2>/dev/null
 }
 # Waits (bounded) for a regex in a log file while the process lives; prints the first match.
@@ -198,7 +207,7 @@ run_bench() { # part cap mix-args
   rm -rf "$OUT/$part"
   # shellcheck disable=SC2086
   timeout -k 15 "$c" "${NODE_TS[@]}" tools/bench/src/cli.ts experiment --sequential --model-dir "$MODEL" --arrangements disagg,agg \
-    --launcher-args "${EXEC_ARGS[*]}" --threads "$THREADS" --kv-block-count "$KV_BLOCKS" --overhead-reps 0 --startup-timeout 240 \
+    --launcher-args="${EXEC_ARGS[*]}" --threads "$THREADS" --kv-block-count "$KV_BLOCKS" --overhead-reps 0 --startup-timeout 240 \
     --request-timeout 60 --stop-grace 20 --out "$OUT/$part" $3 ${TRTD_DEPLOY_BENCH_ARGS:-} > "$OUT/$part.stdout" 2> >(tee "$OUT/$part.stderr" >&2)
   local rc=$?
   cat "$OUT/$part.stdout"
