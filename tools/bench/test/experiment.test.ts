@@ -65,4 +65,47 @@ describe("experiment driver (against the launcher and OpenAI test doubles, with 
     for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
     expect(readFileSync(join(out, "logs", "disagg-launcher.log"), "utf8")).toContain("launcher test double: OpenAI API at http://127.0.0.1:");
   });
+
+  it("--sequential: one stack at a time, the SLO derived from both idle probes afterwards and attainment recomputed", async () => {
+    const modelDir = join(dir, "model-seq");
+    mkdirSync(modelDir);
+    writeFileSync(join(modelDir, "config.json"), "{}");
+    const pidsFile = join(dir, "pids-seq");
+    const overlapFile = join(dir, "overlap-seq");
+    const out = join(dir, "out-seq");
+    const args = [
+      "--import", "tsx", "--conditions=source", cli, "experiment", "--sequential",
+      "--launcher", join(repoRoot, "tools/bench/test/launcher-test-double.ts"),
+      "--model-dir", modelDir, "--rates", "5,10", "--num-requests", "5", "--input-len", "20", "--output-len", "5",
+      "--slo-scale", "1:3", "--overhead-reps", "0", "--stop-grace", "1", "--kv-block-count", "64", "--out", out,
+    ];
+    const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, BENCH_TEST_PIDS_FILE: pidsFile, BENCH_TEST_OVERLAP_FILE: overlapFile }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const code = await new Promise<number | null>((res) => {
+      const t = setTimeout(() => child.kill("SIGKILL"), 90_000);
+      child.on("close", (c) => (clearTimeout(t), res(c)));
+    });
+    expect(code, stderr).toBe(0);
+    // The second launcher started after every process of the first was gone.
+    expect(readFileSync(overlapFile, "utf8").trim().split("\n")).toEqual(["alone", "alone"]);
+    const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
+    expect(results.sequential).toBe(true);
+    expect(results.executor.kvBlockCount).toBe(64);
+    // Idle TTFT: 5 probes at ~150 ms (disagg double) and 5 at ~10 ms (agg): the median lies between, and the SLO is
+    // 1x that, so the aggregated double meets it and the disaggregated one does not, at every rate.
+    const idle = results.sloDerivation.idle;
+    expect(idle.requests).toBe(10);
+    expect(results.slo.ttftMs).toBeGreaterThan(10);
+    expect(results.slo.ttftMs).toBeLessThan(150);
+    const byLegend = Object.fromEntries(results.sweeps.map((s: { legend: string }) => [s.legend, s]));
+    for (const p of byLegend["agg 2D"].points) expect(p.sloAttainment).toBe(1);
+    for (const p of byLegend["disagg 1P+1D"].points) expect(p.sloAttainment).toBe(0);
+    expect(byLegend["agg 2D"].goodput.saturated).toBe(true);
+    const pids = readFileSync(pidsFile, "utf8").trim().split(/\s+/).map(Number);
+    expect(pids).toHaveLength(4);
+    for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
+  });
 });

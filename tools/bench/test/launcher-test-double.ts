@@ -6,7 +6,7 @@
  * Writes its PID and the child's PID to $BENCH_TEST_PIDS_FILE.
  */
 import { spawn } from "node:child_process";
-import { appendFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { parseArgs } from "node:util";
 import { startOpenAITestDouble } from "./openai-test-double.js";
@@ -32,6 +32,19 @@ const disagg = Number(values["context-worker-count"]) > 0;
 const server = await startOpenAITestDouble({ ttftMs: disagg ? 150 : 10, itlMs: 4, port: Number(values["api-server-port"]), host: String(values["api-server-host"]) });
 // In a process group of its own, as the real launcher's supervisor starts workers: a group signal misses it.
 const worker = spawn(process.execPath, ["-e", "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)"], { stdio: "ignore", detached: true });
+// $BENCH_TEST_OVERLAP_FILE: a line per start, "overlap" when a process of an earlier start is still alive.
+if (process.env.BENCH_TEST_PIDS_FILE && process.env.BENCH_TEST_OVERLAP_FILE) {
+  const earlier = existsSync(process.env.BENCH_TEST_PIDS_FILE) ? readFileSync(process.env.BENCH_TEST_PIDS_FILE, "utf8").trim().split(/\s+/).filter(Boolean).map(Number) : [];
+  const alive = earlier.filter((pid) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  appendFileSync(process.env.BENCH_TEST_OVERLAP_FILE, alive.length ? `overlap ${alive.join(" ")}\n` : "alone\n");
+}
 if (process.env.BENCH_TEST_PIDS_FILE) appendFileSync(process.env.BENCH_TEST_PIDS_FILE, `${process.pid} ${worker.pid}\n`);
 // Starts up a little late and prints the real launcher's ready line.
 await new Promise((r) => setTimeout(r, 200));
