@@ -162,8 +162,9 @@ async function overheadPart(model: string): Promise<Record<string, unknown>> {
   const prompt = randomText(createRandom(11), words);
   const executor = {
     threads: num("threads", 1),
-    maxBatchSize: 8,
-    maxTokensPerIteration: num("max-tokens-per-iteration", 8192),
+    // The same settings as the stack's workers (run_deploy.sh passes both): chunking changes TTFT.
+    maxBatchSize: num("max-batch-size", 64),
+    maxTokensPerIteration: num("max-tokens-per-iteration", 2048),
     kvTokensPerBlock: 16,
     kvBlockCount: num("kv-block-count", 512),
     library: process.env.TRTD_EXECUTOR_LIB,

@@ -20,10 +20,12 @@ const rows = [];
 const targets = [];
 const row = (part, what, result) => rows.push([part, what, result]);
 // A target: met only when the value was measured and satisfies the bound.
-const target = (name, value, op, bound, unit, extra = "") => {
+// `undecided(met)`: true when the value is only a bound that cannot decide this outcome (e.g. saturated sweeps).
+const target = (name, value, op, bound, unit, extra = "", undecided = () => false) => {
   const measured = typeof value === "number" && !Number.isNaN(value);
   const met = measured && (op === ">=" ? value >= bound : op === "<=" ? value <= bound : value < bound);
-  targets.push({ name, value: measured ? (Number.isFinite(value) ? value : String(value)) : null, op, bound, unit, met, verdict: measured ? (met ? "MET" : "MISSED") : "NOT MEASURED", extra });
+  const verdict = !measured ? "NOT MEASURED" : undecided(met) ? "UNDECIDED" : met ? "MET" : "MISSED";
+  targets.push({ name, value: measured ? (Number.isFinite(value) ? value : String(value)) : null, op, bound, unit, met: verdict === "MET", verdict, extra });
 };
 
 const stack = read("stack.json");
@@ -75,6 +77,12 @@ for (const [part, label] of [["bench-long", "long prompts + short outputs"], ["b
     const key = /disagg/.test(s.legend ?? s.name) ? "disagg" : "agg";
     g[key] = s.goodput;
     row(part, `${s.legend} goodput`, `${f(s.goodput?.interpolatedRate)} req/s (highest passing ${f(s.goodput?.highestPassingRate ?? s.goodput?.sweptRate)}${s.goodput?.saturated ? ", saturated" : ""})`);
+    const routed = {};
+    for (const p of s.points ?? []) for (const [k, v] of Object.entries(p.serverMetrics ?? {})) {
+      const m = /^trtd_routed_requests_total\{mode="([^"]+)"\}$/.exec(k);
+      if (m) routed[m[1]] = (routed[m[1]] ?? 0) + v;
+    }
+    row(part, `${s.legend} routing over the sweep (/metrics)`, Object.entries(routed).map(([k, v]) => `${k} ${v}`).join(", ") || "-");
     for (const p of s.points ?? []) {
       row(part, `  ${s.legend} @ ${p.rate} req/s`, `${p.completed}/${p.sent} ok; TTFT p50/p90/p99 ${f(p.ttftMs?.p50, 0)}/${f(p.ttftMs?.p90, 0)}/${f(p.ttftMs?.p99, 0)} ms; ITL p50/p90/p99 ${f(p.itlMs?.p50, 1)}/${f(p.itlMs?.p90, 1)}/${f(p.itlMs?.p99, 1)} ms; SLO ${f((p.sloAttainment ?? 0) * 100, 0)}%`);
     }
@@ -89,7 +97,11 @@ for (const [part, label] of [["bench-long", "long prompts + short outputs"], ["b
     g.agg?.saturated || g.disagg?.saturated ? "a sweep saturated (every rate passed): the ratio is a bound" : "",
   ].filter(Boolean).join("; ");
   row(part, "charts", ["ttft.svg", "tpot.svg", "attainment.svg", "throughput.svg"].filter((c) => existsSync(join(out, part, c))).join(", ") || "none");
-  if (part === "bench-long") target("goodput disagg / agg, long-prompt mix", ratio, ">=", 1.3, "x", ratioNote);
+  // Both saturated: the ratio decides nothing. Only disagg saturated: a lower bound (decides "met" only). Only agg
+  // saturated: an upper bound (decides "missed" only).
+  const undecided = (met) =>
+    (g.disagg?.saturated && g.agg?.saturated) || (g.disagg?.saturated && !met) || (g.agg?.saturated && !g.disagg?.saturated && met);
+  if (part === "bench-long") target("goodput disagg / agg, long-prompt mix", ratio, ">=", 1.3, "x", ratioNote, undecided);
   else row(part, "goodput disagg / agg", `${f(ratio)}${ratioNote ? " (" + ratioNote + ")" : ""}`);
 }
 

@@ -21,10 +21,11 @@
 #   TRTD_DEPLOY_EXECUTOR (cuda), TRTD_DEPLOY_MODEL (/tmp/trtd-models/8b-bf16), TRTD_DEPLOY_FRACTION (0.3),
 #   TRTD_DEPLOY_PROMPTS (40), TRTD_DEPLOY_MAX_TOKENS (24), TRTD_DEPLOY_OVERHEAD_TOKENS (1024), TRTD_DEPLOY_OVERHEAD_REPS
 #   (20), TRTD_DEPLOY_KV_TOKENS (2048), TRTD_DEPLOY_KV_REPS (10), TRTD_DEPLOY_THREADS (1; reference executor threads),
-#   TRTD_DEPLOY_LONG ("--input-len uniform:2048:8192 --output-len uniform:16:32 --rates 1,2,4 --num-requests 16
-#   --time-limit 12"), TRTD_DEPLOY_SHORT ("--input-len uniform:64:256 --output-len uniform:192:256 --rates 2,4,8
-#   --num-requests 16 --time-limit 12"), TRTD_DEPLOY_BENCH_ARGS (more experiment flags for both), TRTD_DEPLOY_KV_BLOCKS
-#   (experiment's KV blocks per worker: 6144 on cuda = 12 GiB for the 8B shape), PYTHON (/opt/torch/.venv/bin/python).
+#   TRTD_DEPLOY_LONG ("--input-len uniform:2048:8192 --output-len uniform:16:32 --rates 1,2,4 --num-requests 10
+#   --time-limit 20"), TRTD_DEPLOY_SHORT ("--input-len uniform:64:256 --output-len uniform:128:192 --rates 2,4,8
+#   --num-requests 10 --time-limit 20"), TRTD_DEPLOY_BENCH_ARGS (more experiment flags for both), TRTD_DEPLOY_KV_BLOCKS
+#   (experiment's KV blocks per worker: 6144 on cuda = 12 GiB for the 8B shape), TRTD_DEPLOY_MAX_TOKENS_PER_ITERATION
+#   (2048) and TRTD_DEPLOY_MAX_BATCH_SIZE (64) for every executor of the run, PYTHON (/opt/torch/.venv/bin/python).
 # Exit status: 0 when every part ran and its checks passed (targets are reported, not part of the status).
 set -u -o pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -43,6 +44,9 @@ MODEL="${TRTD_DEPLOY_MODEL:-/tmp/trtd-models/8b-bf16}"
 case "$MODEL" in /*) ;; *) MODEL="$REPO/$MODEL" ;; esac
 FRACTION="${TRTD_DEPLOY_FRACTION:-0.3}"
 THREADS="${TRTD_DEPLOY_THREADS:-1}"
+# The stack's workers and the executor the overhead part opens run with the same settings (chunking changes TTFT).
+MTPI="${TRTD_DEPLOY_MAX_TOKENS_PER_ITERATION:-2048}"
+MBS="${TRTD_DEPLOY_MAX_BATCH_SIZE:-64}"
 PYTHON="${PYTHON:-/opt/torch/.venv/bin/python}"
 [ -x "$PYTHON" ] || PYTHON=python3
 has() { case ",$PARTS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
@@ -156,7 +160,8 @@ if has openai || has equality || has overhead || has kv; then
   echo "starting the launcher: nats 127.0.0.1:$NATS_PORT, api 127.0.0.1:$API_PORT (bring-up bound ${T}s)"
   "${NODE_TS[@]}" apps/launcher/src/main.ts --context-worker-count 1 --generate-worker-count 1 --worker-name deploy \
     --initialize-request-plane --request-plane-uri "127.0.0.1:$NATS_PORT" --api-server-host 127.0.0.1 --api-server-port "$API_PORT" \
-    --model-dir "$MODEL" --disagg-min-prompt-tokens 1 --ready-timeout-ms $(( T * 1000 )) "${EXEC_ARGS[@]}" "${STACK_MEM[@]}" \
+    --model-dir "$MODEL" --disagg-min-prompt-tokens 1 --ready-timeout-ms $(( T * 1000 )) --max-tokens-per-iteration "$MTPI" --max-batch-size "$MBS" \
+    "${EXEC_ARGS[@]}" "${STACK_MEM[@]}" \
     > "$OUT/stack-launcher.log" 2>&1 &
   LAUNCHER_PID=$!
   T0=$(date +%s)
@@ -182,7 +187,8 @@ if has openai || has equality || has overhead || has kv; then
   else
     echo "the launcher did not become ready within ${T}s:"; tail -40 "$OUT/stack-launcher.log"; DISAGG_URL=""
   fi
-  CHECK=("${NODE_TS[@]}" tools/gpu/deploy-checks.ts --disagg-url "${DISAGG_URL:-}" --agg-url "${AGG_URL:-}" --model-dir "$MODEL" --threads "$THREADS")
+  CHECK=("${NODE_TS[@]}" tools/gpu/deploy-checks.ts --disagg-url "${DISAGG_URL:-}" --agg-url "${AGG_URL:-}" --model-dir "$MODEL" --threads "$THREADS" \
+    --max-tokens-per-iteration "$MTPI" --max-batch-size "$MBS")
   run_check() { # part cap extra-args...
     local part=$1 c; c=$(cap "$2"); shift 2
     if [ -z "${DISAGG_URL:-}" ]; then note "$part" "not run: the stack is not up"; return; fi
@@ -207,14 +213,14 @@ run_bench() { # part cap mix-args
   rm -rf "$OUT/$part"
   # shellcheck disable=SC2086
   timeout -k 15 "$c" "${NODE_TS[@]}" tools/bench/src/cli.ts experiment --sequential --model-dir "$MODEL" --arrangements disagg,agg \
-    --launcher-args="${EXEC_ARGS[*]}" --threads "$THREADS" --kv-block-count "$KV_BLOCKS" --overhead-reps 0 --startup-timeout 240 \
+    --launcher-args="${EXEC_ARGS[*]}" --threads "$THREADS" --kv-block-count "$KV_BLOCKS" --max-tokens-per-iteration "$MTPI" --overhead-reps 0 --startup-timeout 240 \
     --request-timeout 60 --stop-grace 20 --out "$OUT/$part" $3 ${TRTD_DEPLOY_BENCH_ARGS:-} > "$OUT/$part.stdout" 2> >(tee "$OUT/$part.stderr" >&2)
   local rc=$?
   cat "$OUT/$part.stdout"
   case $rc in 0) note "$part" ok ;; 124|137) note "$part" "TIMEOUT after ${c}s" ;; *) note "$part" "failed (rc $rc)" ;; esac
 }
-has bench-long && run_bench bench-long 200 "${TRTD_DEPLOY_LONG:---input-len uniform:2048:8192 --output-len uniform:16:32 --rates 1,2,4 --num-requests 16 --time-limit 12}"
-has bench-short && run_bench bench-short 200 "${TRTD_DEPLOY_SHORT:---input-len uniform:64:256 --output-len uniform:192:256 --rates 2,4,8 --num-requests 16 --time-limit 12}"
+has bench-long && run_bench bench-long 200 "${TRTD_DEPLOY_LONG:---input-len uniform:2048:8192 --output-len uniform:16:32 --rates 1,2,4 --num-requests 10 --time-limit 20}"
+has bench-short && run_bench bench-short 200 "${TRTD_DEPLOY_SHORT:---input-len uniform:64:256 --output-len uniform:128:192 --rates 2,4,8 --num-requests 10 --time-limit 20}"
 
 # --- the summary, last
 {
