@@ -113,7 +113,7 @@ async function openaiPart(model: string): Promise<Record<string, unknown>> {
   await check("n > 1 is a typed 400", async () => {
     const err = await disagg.chat.completions.create({ model, messages, n: 2 }).catch((e: unknown) => e);
     expect(err instanceof OpenAI.BadRequestError, `got ${String(err)}`);
-    return `code ${(err as OpenAI.BadRequestError).code}`;
+    return `code ${(err as { code?: string }).code}`;
   });
   return { checks, passed: checks.filter((c) => c.ok).length, failed: checks.filter((c) => !c.ok).length, ok: checks.every((c) => c.ok) };
 }
@@ -227,7 +227,7 @@ async function main(): Promise<number> {
   } catch (err) {
     result = { ok: false, error: (err as Error).stack ?? String(err) };
   }
-  const report = { part, model: served, modelDir, disaggUrl, aggUrl, wallS: (performance.now() - t0) / 1000, ...result };
+  const report: Record<string, unknown> = { part, model: served, modelDir, disaggUrl, aggUrl, wallS: (performance.now() - t0) / 1000, ...result };
   writeFileSync(out, JSON.stringify(report, null, 2) + "\n");
   console.log(JSON.stringify(report).slice(0, 4000));
   return report.ok === true ? 0 : 1;
