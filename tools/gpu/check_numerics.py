@@ -435,9 +435,17 @@ def run_model(args, model_dir, device):
     child = None
     ex = None
     try:
-        if "d" in parts:  # start early: its model load overlaps ours
-            child = common.ExporterProc(os.path.abspath(__file__), args.lib, model_dir, config,
-                                        time_limit=args.time_limit)
+        # The exporter child (part d) starts early where the GPU holds it beside ours and both HF copies (its load
+        # overlaps ours); otherwise (an 8B shape on an 80 GB card: 16 + 16 + 16 + 32 GB of weights) after the HF
+        # models are freed.
+        wbytes, _ = common.weight_bytes(model_dir)
+        gpu_bytes = torch.cuda.get_device_properties(0).total_memory if device.startswith("cuda") else 1 << 62
+        child_early = 5 * wbytes + (8 << 30) < gpu_bytes
+
+        def start_child():
+            return common.ExporterProc(os.path.abspath(__file__), args.lib, model_dir, config, time_limit=args.time_limit)
+        if "d" in parts and child_early:
+            child = start_child()
         ex = trtd.Executor.open(args.lib, model_dir, **config)
         m["executor_create_s"] = round(ex.create_s, 2)
         m["model_info"] = ex.info
@@ -458,6 +466,13 @@ def run_model(args, model_dir, device):
         for key, pname, fn in steps:
             if key not in parts:
                 continue
+            if key == "d" and child is None:  # the HF models are not needed by part d: make room for the child
+                c.hf_half = c.hf32 = None
+                del hf_half, hf32
+                hf_half = hf32 = None
+                if device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+                child = start_child()
             part = Part(pname)
             log(f"  [{key}] {pname}")
             try:

@@ -132,11 +132,19 @@ else
 fi
 
 if [ -n "$BENCH_MODELS" ]; then
-  T=$(step_timeout 400 15)
+  T=$(step_timeout 400 $(( ${TRTD_BENCH_AB:-1} == 1 ? 55 : 15 )))
   run_step bench "$T" "$PY" tools/gpu/bench_cuda.py --lib "$LIB" --models "$BENCH_MODELS" \
     --out "$OUT/bench.json" --time-limit $((T - 5)) ${TRTD_BENCH_ARGS:-}
 else
   note bench skip 0 "no models"
+fi
+
+# The same decode bench with the batch-1 latency work switched off (programmatic dependent launch and the fused
+# small-batch GEMM epilogues: TRTD_CUDA_PDL=0 TRTD_CUDA_FUSE=0), in this run, as its own baseline.
+if [ -n "$BENCH_MODELS" ] && [ "${TRTD_BENCH_AB:-1}" = 1 ] && (( $(left) > 45 )); then
+  T=$(step_timeout 120 5)
+  run_step bench_ab "$T" env TRTD_CUDA_PDL=0 TRTD_CUDA_FUSE=0 "$PY" tools/gpu/bench_cuda.py --lib "$LIB" --models "$BENCH_MODELS" \
+    --parts a,b,c --batches 1,8 --out "$OUT/bench_ab.json" --time-limit $((T - 5))
 fi
 
 echo; echo "================ SUMMARY ($MODE, $(( $(date +%s) - START ))s) ================"

@@ -1,13 +1,21 @@
 // The KV budget behind the workers' --gpu-memory-fraction: fraction x GPU total - weights (2 bytes a parameter on
 // the CUDA executor), and the GPU's total memory from the CUDA driver where there is one.
-import { existsSync } from "node:fs";
+import koffi from "koffi";
 import { describe, expect, it } from "vitest";
 import { readSafetensorsHeader } from "@trtd/model";
 import { cudaKvBudget, cudaWeightBytes, deviceTotalMemory, InvalidArgumentError, kvBudgetFromFraction, LibraryLoadError } from "../src/index.js";
 import { tinyDir } from "./helpers.js";
 
 const GiB = 2 ** 30;
-const hasDriver = ["/usr/lib/x86_64-linux-gnu/libcuda.so.1", "/usr/lib64/libcuda.so.1", "/usr/lib/wsl/lib/libcuda.so.1"].some((p) => existsSync(p));
+/** Whether the dynamic loader finds the NVIDIA driver library here (LD_LIBRARY_PATH included, as the binding's load). */
+const hasDriver = (() => {
+  try {
+    koffi.load("libcuda.so.1");
+    return true;
+  } catch {
+    return false;
+  }
+})();
 
 describe("gpu memory - KV budget from a fraction of the GPU", () => {
   it("gives the KV pool fraction x total minus the weights", () => {

@@ -119,10 +119,14 @@ export function cudaDraw(logits: ArrayLike<number>, p: DrawParams, order?: Int32
 
 /**
  * Whether `token` is drawn from `logits` moved by at most `tol` per entry, by a perturbation exhibited here: the
- * token raised by tol, and the entries before it and those after it in the walk order (logit order for greedy and
- * filtered rows, index order for unfiltered ones) each moved as a group by -tol, 0 or +tol. The draw's interval for
- * the token only widens as the token rises, and is monotone in each group's mass, so one of these nine corners
- * is the most favourable one of its kind; a moved group keeps its inner order, so the walk order is a merge.
+ * token raised by tol, the entries before it in the walk order (logit order for greedy and filtered rows, index
+ * order for unfiltered ones) moved as a group by a * tol and those after it by b * tol.
+ * - Greedy: the nine corners a, b in {-1, 0, 1} (the draw is the argmax: lowering everything else is best).
+ * - Sampled: b = -a = s for s in [-1, 1]. A token's draw interval is tiny (its mass over the total), so no corner hits
+ *   it; but as s grows the mass before the token shrinks against the rest and the draw moves forward in the walk
+ *   order, one token at a time as s varies continuously, so bisection on s finds an s that draws the token whenever
+ *   the draws at s = -1 and s = 1 lie on either side of it. Every true answer is checked by drawing from the moved
+ *   logits; a false one can only make the caller stricter.
  */
 export function drawableWithin(logits: ArrayLike<number>, p: DrawParams, token: number, tol: number, order?: Int32Array): boolean {
   const V = logits.length;
@@ -132,32 +136,55 @@ export function drawableWithin(logits: ArrayLike<number>, p: DrawParams, token: 
   if (tol <= 0) return false;
   const base = Float64Array.from(logits as ArrayLike<number>);
   const moved = new Float64Array(V);
-  const pos = filtered ? order!.indexOf(token) : token;
+  const rank = filtered ? new Int32Array(V) : undefined;
+  if (rank) order!.forEach((id, j) => (rank[id] = j));
+  const pos = rank ? rank[token] : token; // the token's place in the unmoved walk order
   const merged = new Int32Array(V);
-  for (const before of [-1, 0, 1])
-    for (const after of [-1, 0, 1]) {
-      if (!filtered) {
-        for (let i = 0; i < V; i++) moved[i] = base[i] + tol * (i === token ? 1 : i < token ? before : after);
-        if (cudaDraw(moved, p) === token) return true;
-        continue;
-      }
-      const o = order!;
-      for (let j = 0; j < V; j++) moved[o[j]] = base[o[j]] + tol * (j === pos ? 1 : j < pos ? before : after);
-      // merge the two shifted groups (each still in order), then put the raised token in its place
-      let a = 0;
-      let b = pos + 1;
-      let m = 0;
-      const first = (x: number, y: number) => key(moved[x]) > key(moved[y]) || (key(moved[x]) === key(moved[y]) && x < y);
-      while (a < pos || b < V) {
-        if (b >= V || (a < pos && first(o[a], o[b]))) merged[m++] = o[a++];
-        else merged[m++] = o[b++];
-      }
-      let at = 0;
-      while (at < V - 1 && first(merged[at], token)) at++;
-      merged.copyWithin(at + 1, at, V - 1);
-      merged[at] = token;
-      if (cudaDraw(moved, p, merged) === token) return true;
+  /** The token drawn with the groups before and after the token moved by a * tol and b * tol. */
+  const drawWith = (a: number, b: number): number => {
+    if (!filtered) {
+      for (let i = 0; i < V; i++) moved[i] = base[i] + tol * (i === token ? 1 : i < token ? a : b);
+      return cudaDraw(moved, p);
     }
+    const o = order!;
+    for (let j = 0; j < V; j++) moved[o[j]] = base[o[j]] + tol * (j === pos ? 1 : j < pos ? a : b);
+    // merge the two shifted groups (each still in order), then put the raised token in its place
+    let x = 0;
+    let y = pos + 1;
+    let m = 0;
+    const first = (u: number, v: number) => key(moved[u]) > key(moved[v]) || (key(moved[u]) === key(moved[v]) && u < v);
+    while (x < pos || y < V) {
+      if (y >= V || (x < pos && first(o[x], o[y]))) merged[m++] = o[x++];
+      else merged[m++] = o[y++];
+    }
+    let at = 0;
+    while (at < V - 1 && first(merged[at], token)) at++;
+    merged.copyWithin(at + 1, at, V - 1);
+    merged[at] = token;
+    return cudaDraw(moved, p, merged);
+  };
+  if (!(p.temperature > 0)) {
+    for (const a of [-1, 0, 1]) for (const b of [-1, 0, 1]) if (drawWith(a, b) === token) return true;
+    return false;
+  }
+  // sign of (drawn - token) in the unmoved walk order: < 0 the draw falls before the token, > 0 after it
+  const side = (s: number): number => {
+    const d = drawWith(-s, s);
+    return d === token ? 0 : (rank ? rank[d] : d) < pos ? -1 : 1;
+  };
+  let lo = -1;
+  let hi = 1;
+  const atLo = side(lo);
+  const atHi = side(hi);
+  if (atLo === 0 || atHi === 0) return true;
+  if (atLo > 0 || atHi < 0) return false;
+  for (let i = 0; i < 60; i++) {
+    const mid = (lo + hi) / 2;
+    const d = side(mid);
+    if (d === 0) return true;
+    if (d < 0) lo = mid;
+    else hi = mid;
+  }
   return false;
 }
 

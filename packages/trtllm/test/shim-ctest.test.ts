@@ -24,7 +24,7 @@ describe("TensorRT-LLM shim project (built without TensorRT-LLM)", () => {
     expect(build.status, build.output).toBe(0);
     const ctest = run("ctest", ["--test-dir", buildDir, "--output-on-failure"]);
     expect(ctest.status, ctest.output).toBe(0);
-    expect(ctest.output).toMatch(/100% tests passed, 0 tests failed out of 3/);
+    expect(ctest.output).toMatch(/100% tests passed(, 0 tests failed)? out of 3/); // ctest 3.x and 4.x wordings
     for (const name of ["trtd_shim_pure_test", "smoke_reference_copy", "smoke_engine_double"]) expect(ctest.output).toContain(name);
   }, 300_000);
 });
