@@ -92,10 +92,10 @@ describe.skipIf(skipSuite("disaggregation"))("disaggregated == aggregated", () =
       for (const [len, salt] of [[5, 1], [8, 2], [23, 3]]) {
         const p = prompt(len, salt);
         const agg = await run(a, { prompt: p, maxNewTokens: 24, sampling });
-        expect(agg.finishReason, `aggregated: ${JSON.stringify(agg.error)}`).toBe("length");
+        expect(agg.finishReason, `aggregated: ${agg.error?.message}`).toBe("length");
         expect(agg.tokens).toHaveLength(24);
         const dis = await disaggregated(p, 24, sampling, "segments");
-        expect(dis.finishReason, `disaggregated: ${JSON.stringify(dis.error)}`).toBe("length");
+        expect(dis.finishReason, `disaggregated: ${dis.error?.message}`).toBe("length");
         ties.expectSame(a, { prompt: p, sampling }, agg.tokens, dis.tokens, `${name}, prompt ${len}: disaggregated vs aggregated`);
         expect(dis.finishReason).toBe("length");
       }
@@ -103,9 +103,9 @@ describe.skipIf(skipSuite("disaggregation"))("disaggregated == aggregated", () =
     it(`${name}: copy into a caller buffer`, async () => {
       const p = prompt(17, 4);
       const agg = await run(b, { prompt: p, maxNewTokens: 12, sampling });
-      expect(agg.finishReason, `aggregated: ${JSON.stringify(agg.error)}`).toBe("length");
+      expect(agg.finishReason, `aggregated: ${agg.error?.message}`).toBe("length");
       const dis = await disaggregated(p, 12, sampling, "copy");
-      expect(dis.finishReason, `disaggregated: ${JSON.stringify(dis.error)}`).toBe("length");
+      expect(dis.finishReason, `disaggregated: ${dis.error?.message}`).toBe("length");
       ties.expectSame(b, { prompt: p, sampling }, agg.tokens, dis.tokens, `${name}, copy: disaggregated vs aggregated`);
       ties.expectFew(0.25);
     });
