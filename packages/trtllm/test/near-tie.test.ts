@@ -4,7 +4,7 @@
 // accepts a pair of tokens exactly when a logit move of that size can make the draw give either.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Executor, type SamplingOptions } from "../src/index.js";
-import { counterUniform, cudaDraw, drawableWithin, drawParams, NearTies, nearTieMargin } from "./near-tie.js";
+import { counterUniform, cudaDraw, drawableWithin, drawParams, NearTies, nearTieMargin, sortedOrder } from "./near-tie.js";
 import { prompt, tinyDir } from "./helpers.js";
 
 let ref: Executor;
@@ -79,6 +79,26 @@ describe("near-tie rule", () => {
       for (const x of [7, 77_777]) expect(drawableWithin(logits, p, x, 20)).toBe(true);
     });
   }
+
+  it("sampled from a flat distribution: the draw's neighbours in the walk order are near-ties at a small move, tokens far away are not", () => {
+    // The search must find the tiny interval of a neighbour (regression: corner moves overshot it, so true near-ties
+    // of the CUDA executor were refused). tiny at temperature 3 / 1.3 is nearly uniform over 100k tokens.
+    const V = ref.model.vocabSize;
+    const p0 = prompt(12, 9);
+    const logits = ref.computeLogits(p0).subarray((p0.length - 1) * V);
+    for (const sampling of [{ temperature: 3, topP: 0.9 }, { temperature: 1.3 }, { temperature: 1, topK: 50_000, topP: 0.9 }]) {
+      const p = drawParams({ ...sampling, seed: 2 ** 40 + 7 }, 5);
+      const t = cudaDraw(logits, p);
+      const walk = p.topK > 0 || p.topP < 1 ? Array.from(sortedOrder(logits)) : Array.from({ length: V }, (_, i) => i);
+      const at = walk.indexOf(t);
+      for (const d of [-1, 1, 2]) {
+        const m = nearTieMargin(logits, p, t, walk[at + d], 0.08);
+        expect(m, `${JSON.stringify(sampling)}: neighbour ${d}`).toBeDefined();
+        expect(m!).toBeLessThan(0.02); // against a bound of ~6e-2 for this model's bf16 error
+      }
+      expect(nearTieMargin(logits, p, t, walk[(at + V / 2) % V], 0.005), `${JSON.stringify(sampling)}: half the vocabulary away`).toBeUndefined();
+    }
+  });
 
   it("NearTies: exact executors compare exactly; a tolerant comparison refuses a difference the logits do not explain", async () => {
     const exact = new NearTies({ tolerant: false });
