@@ -597,6 +597,14 @@ void Engine::copy_blocks_to_host(const std::vector<int> & blocks, void * host) {
 
 void Engine::copy_blocks_from_host(const std::vector<int> & blocks, const void * host) {
     const size_t bb = block_bytes();
+    if (blocks.empty()) return;
+    // Say which of the copy's arguments is wrong, rather than cudaMemcpyAsync's bare "invalid argument".
+    if (!host) throw std::runtime_error("KV upload: no host staging buffer");
+    for (int b : blocks)
+        if (b < 0 || b >= num_blocks_)
+            throw std::runtime_error("KV upload: block " + std::to_string(b) + " is outside the pool of " + std::to_string(num_blocks_));
+    if (const cudaError_t stale = cudaGetLastError(); stale != cudaSuccess)
+        throw std::runtime_error(std::string("KV upload: an earlier CUDA call left an error: ") + cudaGetErrorString(stale));
     for (auto [i, n] : runs_of(blocks))
         cuda_check(cudaMemcpyAsync(static_cast<unsigned char *>(pool_.base) + size_t(blocks[i]) * bb,
                                    static_cast<const unsigned char *>(host) + i * bb, n * bb, cudaMemcpyHostToDevice, stream_), "KV upload");

@@ -177,14 +177,16 @@ struct trtd_executor {
             r->slot = free_slots.back();
             free_slots.pop_back();
             r->bt_synced = 0;
-            if (r->host_import) uploads.push_back(r.get());
             if (r->type == TRTD_REQUEST_GENERATION_ONLY && r->first_token >= 0) {
                 // The first token came from the context phase: emit it as this request's first output, so
-                // generation-only output equals context-and-generation output token for token.
+                // generation-only output equals context-and-generation output token for token. A request that ends
+                // with it (max_new_tokens 1, a stop token) is finished and freed here, its staged import with it:
+                // it must not be queued for the upload.
                 const int t = r->first_token;
                 r->first_token = -1;
                 if (accept_token_locked(*r, t)) continue;
             }
+            if (r->host_import) uploads.push_back(r.get());
             running.push_back(std::move(r));
         }
     }
