@@ -1267,33 +1267,59 @@ void checksum_blocks(const void * base, const int * blocks, int num_blocks, size
 }
 
 namespace {
-// Copies 16-byte vectors and sums the checksum mix of the 8-byte words as they pass: one read, one write.
-__global__ void copy_blocks_checksum_k(const uint4 * src, const int * src_blocks, uint4 * dst, const int * dst_blocks,
-                                       size_t block_vecs, unsigned long long * sum) {
-    const int i = blockIdx.x;
-    const uint4 * sp = src + size_t(src_blocks[i]) * block_vecs;
-    uint4 * dp = dst + size_t(dst_blocks[i]) * block_vecs;
-    const size_t per = (block_vecs + gridDim.y - 1) / gridDim.y;
-    const size_t lo = blockIdx.y * per, hi = min(block_vecs, lo + per);
-    const size_t block_words = block_vecs * 2;
+// The checksum mix of 16-byte vector v of the i-th block in the list: its two 8-byte words at positions 2v + 1 and
+// 2v + 2 of that block (checksum_k's mix, position-sensitive).
+__device__ __forceinline__ uint64_t vec_mix(const uint4 & x, int i, size_t block_words, size_t v) {
+    const uint64_t w0 = uint64_t(x.x) | uint64_t(x.y) << 32, w1 = uint64_t(x.z) | uint64_t(x.w) << 32;
+    return mix64(w0 ^ ((uint64_t(i) * block_words + 2 * v + 1) * 0x9E3779B97F4A7C15ull)) +
+           mix64(w1 ^ ((uint64_t(i) * block_words + 2 * v + 2) * 0x9E3779B97F4A7C15ull));
+}
+
+// Copies vectors [lo, hi) of one block from sp to dp, blockDim-strided, and returns this thread's sum of their
+// checksum mix: one read, one write. Four 16-byte loads in flight per thread (a short transfer is latency-bound at one).
+__device__ uint64_t copy_mix_range(const uint4 * sp, uint4 * dp, int i, size_t block_words, size_t lo, size_t hi) {
     uint64_t h = 0;
-    for (size_t v = lo + threadIdx.x; v < hi; v += blockDim.x) {
+    size_t v = lo + threadIdx.x;
+    for (; v + 3 * blockDim.x < hi; v += 4 * blockDim.x) {
+        uint4 x[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) x[u] = sp[v + u * blockDim.x];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            dp[v + u * blockDim.x] = x[u];
+            h += vec_mix(x[u], i, block_words, v + u * blockDim.x);
+        }
+    }
+    for (; v < hi; v += blockDim.x) {
         const uint4 x = sp[v];
         dp[v] = x;
-        const uint64_t w0 = uint64_t(x.x) | uint64_t(x.y) << 32, w1 = uint64_t(x.z) | uint64_t(x.w) << 32;
-        h += mix64(w0 ^ ((uint64_t(i) * block_words + 2 * v + 1) * 0x9E3779B97F4A7C15ull));
-        h += mix64(w1 ^ ((uint64_t(i) * block_words + 2 * v + 2) * 0x9E3779B97F4A7C15ull));
+        h += vec_mix(x, i, block_words, v);
     }
-    // one atomic per CTA: thousands of CTAs adding to one address per warp serialize in L2
+    return h;
+}
+
+// The CTA's sum of every thread's h (blockDim <= 256), valid in thread 0: one atomic per CTA afterwards, since
+// thousands of CTAs adding to one address per warp serialize in L2.
+__device__ uint64_t cta_sum(uint64_t h) {
     __shared__ uint64_t part[8];
     for (int o = 16; o > 0; o >>= 1) h += __shfl_xor_sync(0xffffffffu, h, o);
     if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = h;
     __syncthreads();
-    if (threadIdx.x == 0) {
-        uint64_t t = 0;
+    uint64_t t = 0;
+    if (threadIdx.x == 0)
         for (int w = 0; w < int(blockDim.x / 32); ++w) t += part[w];
-        atomicAdd(sum, (unsigned long long)t);
-    }
+    return t;
+}
+
+// Copies block src_blocks[i] to dst_blocks[i] (a slice per blockIdx.y) and adds the checksum mix of what passed.
+__global__ void copy_blocks_checksum_k(const uint4 * src, const int * src_blocks, uint4 * dst, const int * dst_blocks,
+                                       size_t block_vecs, unsigned long long * sum) {
+    const int i = blockIdx.x;
+    const size_t per = (block_vecs + gridDim.y - 1) / gridDim.y;
+    const size_t lo = blockIdx.y * per, hi = min(block_vecs, lo + per);
+    const uint64_t t = cta_sum(copy_mix_range(src + size_t(src_blocks[i]) * block_vecs, dst + size_t(dst_blocks[i]) * block_vecs, i,
+                                              block_vecs * 2, lo, hi));
+    if (threadIdx.x == 0) atomicAdd(sum, (unsigned long long)t);
 }
 }  // namespace
 
@@ -1304,41 +1330,11 @@ namespace {
 __global__ void import_blocks_k(const uint4 * src, uint4 * dst, size_t block_vecs, const __grid_constant__ ImportLists lists,
                                 ImportSync sync) {
     const int i = blockIdx.x;
-    const uint4 * sp = src + size_t(lists.src[i]) * block_vecs;
-    uint4 * dp = dst + size_t(lists.dst[i]) * block_vecs;
     const size_t per = (block_vecs + gridDim.y - 1) / gridDim.y;
     const size_t lo = blockIdx.y * per, hi = min(block_vecs, lo + per);
-    const size_t block_words = block_vecs * 2;
-    uint64_t h = 0;
-    size_t v = lo + threadIdx.x;
-    // four 16-byte loads in flight per thread: a short transfer is latency-bound at one
-    for (; v + 3 * blockDim.x < hi; v += 4 * blockDim.x) {
-        uint4 x[4];
-#pragma unroll
-        for (int u = 0; u < 4; ++u) x[u] = sp[v + u * blockDim.x];
-#pragma unroll
-        for (int u = 0; u < 4; ++u) {
-            const size_t w = v + u * blockDim.x;
-            dp[w] = x[u];
-            const uint64_t w0 = uint64_t(x[u].x) | uint64_t(x[u].y) << 32, w1 = uint64_t(x[u].z) | uint64_t(x[u].w) << 32;
-            h += mix64(w0 ^ ((uint64_t(i) * block_words + 2 * w + 1) * 0x9E3779B97F4A7C15ull));
-            h += mix64(w1 ^ ((uint64_t(i) * block_words + 2 * w + 2) * 0x9E3779B97F4A7C15ull));
-        }
-    }
-    for (; v < hi; v += blockDim.x) {
-        const uint4 x = sp[v];
-        dp[v] = x;
-        const uint64_t w0 = uint64_t(x.x) | uint64_t(x.y) << 32, w1 = uint64_t(x.z) | uint64_t(x.w) << 32;
-        h += mix64(w0 ^ ((uint64_t(i) * block_words + 2 * v + 1) * 0x9E3779B97F4A7C15ull));
-        h += mix64(w1 ^ ((uint64_t(i) * block_words + 2 * v + 2) * 0x9E3779B97F4A7C15ull));
-    }
-    __shared__ uint64_t part[8];
-    for (int o = 16; o > 0; o >>= 1) h += __shfl_xor_sync(0xffffffffu, h, o);
-    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = h;
-    __syncthreads();
+    const uint64_t t = cta_sum(copy_mix_range(src + size_t(lists.src[i]) * block_vecs, dst + size_t(lists.dst[i]) * block_vecs, i,
+                                              block_vecs * 2, lo, hi));
     if (threadIdx.x == 0) {
-        uint64_t t = 0;
-        for (int w = 0; w < int(blockDim.x / 32); ++w) t += part[w];
         atomicAdd(sync.sum, (unsigned long long)t);
         __threadfence();
         if (atomicAdd(sync.arrived, 1u) == gridDim.x * gridDim.y - 1) {  // the last CTA: every sum is in
@@ -1370,6 +1366,13 @@ void copy_blocks_checksum(const void * src_base, const int * src_blocks, void * 
 }
 
 namespace {
+// CTAs of a small-batch GEMM over `warp_rows` items of a warp each: at most 8 CTAs per SM (the rest loop), on the
+// device of the first call.
+int gemv_grid(int warp_rows) {
+    static const int sms = [] { int d = 0, n = 132; cudaGetDevice(&d); cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d); return n; }();
+    return std::min((warp_rows + kGemvWarps - 1) / kGemvWarps, sms * 8);
+}
+
 template <typename T, int MV>
 void gemv_launch(const void * w, const void * x, void * y, int out, int in, bool f32_out, int grid, cudaStream_t s) {
     const T * W = static_cast<const T *>(w);
@@ -1394,8 +1397,7 @@ void gemv_rows(int rows, const void * w, const void * x, void * y, int out, int 
 
 bool gemv(DType dt, const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out, cudaStream_t s) {
     if (rows < 1 || rows > 8 || in % 8) return false;
-    static const int sms = [] { int d = 0, n = 132; cudaGetDevice(&d); cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d); return n; }();
-    const int grid = std::min((out + kGemvWarps - 1) / kGemvWarps, sms * 8);
+    const int grid = gemv_grid(out);
     if (dt == DType::BF16) gemv_rows<__nv_bfloat16>(rows, w, x, y, out, in, f32_out, grid, s);
     else gemv_rows<__half>(rows, w, x, y, out, in, f32_out, grid, s);
     check_launch("gemv");
@@ -1405,8 +1407,7 @@ bool gemv(DType dt, const void * w, const void * x, void * y, int out, int in, i
 namespace {
 template <typename T, int EPI>
 void gemv_pair_rows(int rows, const T * W, const T * X, T * Y, int pairs, int in, int y_stride, const GemvRope & rp, cudaStream_t s) {
-    static const int sms = [] { int d = 0, n = 132; cudaGetDevice(&d); cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d); return n; }();
-    const int grid = std::min((pairs + kGemvWarps - 1) / kGemvWarps, sms * 8);
+    const int grid = gemv_grid(pairs);
     switch (rows) {
 #define TRTD_PAIR(MV) case MV: launch_pdl(gemv_pair_k<T, MV, EPI>, grid, kGemvWarps * 32, 0, s, W, X, Y, pairs, in, y_stride, rp); break;
         TRTD_PAIR(1) TRTD_PAIR(2) TRTD_PAIR(3) TRTD_PAIR(4) TRTD_PAIR(5) TRTD_PAIR(6) TRTD_PAIR(7) TRTD_PAIR(8)
