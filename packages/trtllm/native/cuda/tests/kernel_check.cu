@@ -218,6 +218,18 @@ void check_attention(int D, int G) {
     cudaFree(dpool);
 }
 
+// The engine's RoPE table layout, [pos][D/2][cos, sin] in bf16, at theta 10000.
+std::vector<uint16_t> rope_table(int max_pos, int D) {
+    std::vector<uint16_t> cs(size_t(max_pos) * D);
+    for (int p = 0; p < max_pos; ++p)
+        for (int i = 0; i < D / 2; ++i) {
+            const float a = float(p) * float(std::pow(10000.0, -2.0 * i / D));
+            cs[(size_t(p) * D / 2 + i) * 2] = to_bf(float(std::cos(a)));
+            cs[(size_t(p) * D / 2 + i) * 2 + 1] = to_bf(float(std::sin(a)));
+        }
+    return cs;
+}
+
 void check_rope_kv(int D) {
     const int nq = 8, nkv = 2, rows = 5, T = 16, layers = 3, layer = 2, max_pos = 300;
     KvPoolView v;
@@ -226,13 +238,7 @@ void check_rope_kv(int D) {
     std::vector<uint16_t> pool(size_t(nb) * v.block_elems(), 0);
     uint16_t * dpool = up(pool);
     v.base = dpool;
-    std::vector<uint16_t> cs(size_t(max_pos) * D);
-    for (int p = 0; p < max_pos; ++p)
-        for (int i = 0; i < D / 2; ++i) {
-            const float a = float(p) * float(std::pow(10000.0, -2.0 * i / D));
-            cs[(size_t(p) * D / 2 + i) * 2] = to_bf(float(std::cos(a)));
-            cs[(size_t(p) * D / 2 + i) * 2 + 1] = to_bf(float(std::sin(a)));
-        }
+    const std::vector<uint16_t> cs = rope_table(max_pos, D);
     const int W = (nq + 2 * nkv) * D;
     auto qkv = rand_bf(size_t(rows) * W);
     std::vector<int> pos = {0, 1, 17, 250, 3}, slots = {5, 6, -1, 63, 17};
@@ -516,13 +522,7 @@ void check_fused_gemv(int D, int m) {
     const int nb = 6;
     std::vector<uint16_t> pool(size_t(nb) * v.block_elems(), 0);
     uint16_t *pa = up(pool), *pb = up(pool);
-    std::vector<uint16_t> cs(size_t(max_pos) * D);
-    for (int p = 0; p < max_pos; ++p)
-        for (int i = 0; i < D / 2; ++i) {
-            const float a = float(p) * float(std::pow(10000.0, -2.0 * i / D));
-            cs[(size_t(p) * D / 2 + i) * 2] = to_bf(float(std::cos(a)));
-            cs[(size_t(p) * D / 2 + i) * 2 + 1] = to_bf(float(std::sin(a)));
-        }
+    const std::vector<uint16_t> cs = rope_table(max_pos, D);
     std::vector<int> pos(m), slots(m);
     for (int r = 0; r < m; ++r) { pos[r] = (r * 37 + 5) % max_pos; slots[r] = r == 1 ? -1 : (r * 13 + 2) % (nb * T); }
     auto wqkv = rand_bf(size_t(QKV) * H, 0.05f), wgu = rand_bf(size_t(2) * I * H, 0.05f), x = rand_bf(size_t(m) * H);
