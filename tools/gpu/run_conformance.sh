@@ -42,11 +42,8 @@ LIB="$REPO/packages/trtllm/build/libtrtd_executor_cuda.so"
 [ -f "$LIB" ] || { echo "no $LIB: build it where nvcc is (npm run build:native) and carry packages/trtllm/build/libtrtd_executor_cuda.so"; exit 4; }
 echo "library: $LIB ($(stat -c '%s bytes, %y' "$LIB"))"
 # cuBLAS at run time: the toolkit's (or a pip wheel's), wherever libcublas.so.13 is.
-for d in ${TRTD_CUDA_LIB_DIRS:-} /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/targets/x86_64-linux/lib \
-         "$(python3 -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null)"; do
-  [ -n "$d" ] && [ -e "$d/libcublas.so.13" ] || continue
-  case ":${LD_LIBRARY_PATH:-}:" in *":$d:"*) ;; *) export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d" ;; esac
-done
+# shellcheck source=tools/gpu/cublas-path.sh
+source tools/gpu/cublas-path.sh && add_cublas_dirs python3
 echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 missing=$(ldd "$LIB" 2>&1 | grep "not found")
 if [ -n "$missing" ]; then

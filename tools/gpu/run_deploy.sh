@@ -76,11 +76,8 @@ NODE_TS=(node --import tsx --conditions=source)
 if [ "$EXECUTOR" = cuda ]; then
   LIB="$REPO/packages/trtllm/build/libtrtd_executor_cuda.so"
   [ -f "$LIB" ] || { echo "no $LIB: build it where nvcc is and carry it"; exit 4; }
-  for d in ${TRTD_CUDA_LIB_DIRS:-} /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/targets/x86_64-linux/lib \
-           "$("$PYTHON" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null)"; do
-    [ -n "$d" ] && [ -e "$d/libcublas.so.13" ] || continue
-    case ":${LD_LIBRARY_PATH:-}:" in *":$d:"*) ;; *) export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d" ;; esac
-  done
+  # shellcheck source=tools/gpu/cublas-path.sh
+  source tools/gpu/cublas-path.sh && add_cublas_dirs "$PYTHON"
   missing=$(ldd "$LIB" 2>&1 | grep "not found")
   [ -n "$missing" ] && echo "WARNING: $LIB does not resolve: $missing"
   EXEC_ARGS=(--executor cuda)

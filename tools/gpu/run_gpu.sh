@@ -61,10 +61,8 @@ EOF
 echo "disk: $(df -h /tmp | tail -1)"; echo "memory: $(free -g | awk '/Mem:/{print $2" GiB total, "$7" GiB available"}')"
 
 # cuBLAS at run time: the toolkit's, or the image's nvidia wheels.
-for d in /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda/lib64 \
-         "$("$PY" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null)"; do
-  [ -n "$d" ] && [ -d "$d" ] && export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d"
-done
+# shellcheck source=tools/gpu/cublas-path.sh
+source tools/gpu/cublas-path.sh && add_cublas_dirs "$PY"
 echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
 
