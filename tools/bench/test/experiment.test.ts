@@ -16,6 +16,20 @@ const alive = (pid: number) => {
   }
 };
 
+/** Runs node with args in the repo root (killed after 90 s); its exit code and output. */
+async function runNode(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d) => (stdout += d));
+  child.stderr.on("data", (d) => (stderr += d));
+  const code = await new Promise<number | null>((res) => {
+    const t = setTimeout(() => child.kill("SIGKILL"), 90_000);
+    child.on("close", (c) => (clearTimeout(t), res(c)));
+  });
+  return { code, stdout, stderr };
+}
+
 describe("experiment driver (against the launcher and OpenAI test doubles, with a real nats-server)", () => {
   const dir = mkdtempSync(join(tmpdir(), "bench-exp-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -33,15 +47,7 @@ describe("experiment driver (against the launcher and OpenAI test doubles, with 
       "--model-dir", modelDir, "--rates", "5,10", "--num-requests", "5", "--input-len", "20", "--output-len", "5",
       "--slo-ttft-ms", "80", "--slo-tpot-ms", "50", "--overhead-reps", "0", "--stop-grace", "1", "--out", out,
     ];
-    const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, BENCH_TEST_PIDS_FILE: pidsFile }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    const code = await new Promise<number | null>((res) => {
-      const t = setTimeout(() => child.kill("SIGKILL"), 90_000);
-      child.on("close", (c) => (clearTimeout(t), res(c)));
-    });
+    const { code, stdout, stderr } = await runNode(args, { BENCH_TEST_PIDS_FILE: pidsFile });
     expect(code, stderr).toBe(0);
     const result = JSON.parse(stdout.trim().split("\n").pop()!);
     // The disaggregated double answers its first token after 150 ms (> 80 ms SLO), the aggregated one after 10.
@@ -79,15 +85,7 @@ describe("experiment driver (against the launcher and OpenAI test doubles, with 
       "--model-dir", modelDir, "--rates", "5,10", "--num-requests", "5", "--input-len", "20", "--output-len", "5",
       "--slo-scale", "1:3", "--overhead-reps", "0", "--stop-grace", "1", "--kv-block-count", "64", "--out", out,
     ];
-    const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, BENCH_TEST_PIDS_FILE: pidsFile, BENCH_TEST_OVERLAP_FILE: overlapFile }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    const code = await new Promise<number | null>((res) => {
-      const t = setTimeout(() => child.kill("SIGKILL"), 90_000);
-      child.on("close", (c) => (clearTimeout(t), res(c)));
-    });
+    const { code, stderr } = await runNode(args, { BENCH_TEST_PIDS_FILE: pidsFile, BENCH_TEST_OVERLAP_FILE: overlapFile });
     expect(code, stderr).toBe(0);
     // The second launcher started after every process of the first was gone.
     expect(readFileSync(overlapFile, "utf8").trim().split("\n")).toEqual(["alone", "alone"]);
