@@ -231,9 +231,13 @@ export class Tokenizer {
   }
 
   #finish(ids: Uint32Array, options: EncodeOptions): number[] {
-    const out = Array.from(ids);
+    // A preallocated copy: Array.from(Uint32Array) measured 3-5x slower here (32-50 ms for 130k ids on the 2-core
+    // VM), on the main thread of every encode, encodeAsync's included.
     const bos = this.bosTokenId;
-    if ((options.addBos ?? this.addBos) && bos !== undefined && out[0] !== bos) out.unshift(bos);
+    const lead = (options.addBos ?? this.addBos) && bos !== undefined && ids[0] !== bos ? 1 : 0;
+    const out = new Array<number>(ids.length + lead);
+    if (lead) out[0] = bos!;
+    for (let i = 0; i < ids.length; i++) out[i + lead] = ids[i]!;
     return out;
   }
 
