@@ -175,6 +175,8 @@ Engine::Engine(const std::string & model_dir, const ModelConfig & cfg, const Eng
     attn_ws_ = dev_alloc<unsigned char>(ws, "attention workspace");
     cuda_check(cudaMemset(attn_ws_, 0, ws), "attention workspace");  // the split arrival counters start at zero
     attn_counters_ = decode_attention_counters_offset(ec_.max_batch, cfg_.num_heads, D, max_splits_);
+    argmax_ws_ = dev_alloc<unsigned char>(argmax_workspace_bytes(ec_.max_batch), "argmax workspace");
+    cuda_check(cudaMemset(argmax_ws_, 0, argmax_workspace_bytes(ec_.max_batch)), "argmax workspace");
 
     const int max_tiles = max_rows_ / 64 + ec_.max_batch + 1;
     in_bytes_ = size_t(4) * (3 * size_t(max_rows_) + 6 * size_t(ec_.max_batch) + 2 * size_t(max_tiles) + 2 * size_t(max_rows_) + 16) +
@@ -220,7 +222,7 @@ Engine::~Engine() {
     for (auto & p : peers_) cudaIpcCloseMemHandle(p.second);
     if (cublas_) cublasDestroy(static_cast<cublasHandle_t>(cublas_));
     for (void * p : {weights_, cos_sin_, pool_.base, static_cast<void *>(block_tables_), x_, xn_, qkv_, attn_, tmp_, gu_, act_,
-                     static_cast<void *>(logits_), attn_ws_, static_cast<void *>(in_dev_), static_cast<void *>(tokens_dev_),
+                     static_cast<void *>(logits_), attn_ws_, argmax_ws_, static_cast<void *>(in_dev_), static_cast<void *>(tokens_dev_),
                      static_cast<void *>(keys_), static_cast<void *>(keys_out_), static_cast<void *>(ids_), static_cast<void *>(ids_out_),
                      static_cast<void *>(sort_offsets_), sort_temp_, static_cast<void *>(blocks_dev_), static_cast<void *>(checksum_dev_),
                      cublas_ws_})
@@ -436,7 +438,7 @@ void Engine::forward(const Layout & L, int rows, int nd, int num_tiles, int M, i
     if (M > 0) {
         add_rmsnorm(dt_, x_, tmp_, final_norm_, xn_, use_rows_map ? I32(L.logit_rows) : nullptr, M, H, eps, stream_);
         gemm(lm_head_, xn_, logits, cfg_.vocab_size, H, M, true);
-        argmax_rows(logits, cfg_.vocab_size, M, tokens_dev_, stream_);
+        argmax_rows(logits, cfg_.vocab_size, M, tokens_dev_, argmax_ws_, stream_);
     }
 }
 

@@ -119,6 +119,7 @@ private:
     void *x_ = nullptr, *xn_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr, *tmp_ = nullptr, *gu_ = nullptr, *act_ = nullptr;
     float * logits_ = nullptr;  // [max_batch][vocab]
     void * attn_ws_ = nullptr;
+    void * argmax_ws_ = nullptr;  // argmax_rows' keys and arrival counters (left zeroed by every launch)
     size_t attn_counters_ = 0;
     int max_splits_ = 16;
     // packed step inputs: host pinned and device

@@ -46,6 +46,9 @@ void check_launch(const char * what) {
 // decode step is made of them). The contract: every such kernel calls pdl_wait() in every thread before it reads
 // what an earlier kernel wrote or writes anything an earlier kernel reads (only weights, never written, may be read
 // before), so the wait's transitivity keeps the stream's order; pdl_trigger() lets the next kernel be scheduled.
+// Every kernel triggers only after its own wait, so when the third kernel of a forward pass starts, everything
+// queued before the forward pass is complete: decode attention relies on this to read the step's inputs and the
+// KV of earlier steps before its wait.
 // Without the launch attribute (another stream kind, TRTD_CUDA_PDL=0) both are no-ops.
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -227,25 +230,45 @@ template <typename T> __global__ void silu_mul_k(const T * gu, T * out, int rows
 constexpr int kDecodeWarps = 4;
 constexpr int kDecodeMinPerSplit = 64;  // tokens: a split shorter than this is not worth its CTA
 
+// K/V loads per lane issued together before any is used (one memory round trip per round of GROUPS * NT tokens).
+template <int GROUPS> constexpr int decode_tokens_per_lane() { return GROUPS >= 64 ? 1 : (64 / GROUPS > 8 ? 8 : 64 / GROUPS); }
+
 template <typename T, int D, int G>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
     decode_attention_k(const T * q, int q_stride, const int * seq_lens, const int * bt_rows, const int * block_tables,
                        int bt_stride, KvPoolView pool, int layer, int num_heads, int splits, float scale_log2,
                        float * part_o, float * part_ml, unsigned int * counters, T * out, int out_stride) {
-    pdl_wait();
-    pdl_trigger();
     constexpr int LPT = D / 8;       // lanes per token: each lane holds 8 elements of the head
     constexpr int TPW = 32 / LPT;    // tokens per warp step
     constexpr int GROUPS = kDecodeWarps * TPW;
+    constexpr int NT = decode_tokens_per_lane<GROUPS>();
     __shared__ float sm_ml[GROUPS][G][2];
     __shared__ float sm_acc[GROUPS][G][D];
     const int b = blockIdx.x, kvh = blockIdx.y, sp = blockIdx.z;
+    // The step's lengths and block tables, and the KV of every token but the newest, were in place before this
+    // forward pass began (uploaded or written by earlier steps, in stream order). Only q and the newest token's K/V
+    // come from the kernel just before, so the rest is loaded before pdl_wait, under that kernel's tail.
     const int L = seq_lens[b];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gi = lane / LPT, li = lane % LPT;
     const int gid = warp * TPW + gi;
     const int per = max((L + splits - 1) / splits, kDecodeMinPerSplit);
     const int begin = sp * per, end = min(L, begin + per);
     const int nkv = pool.num_kv_heads, TB = pool.tokens_per_block;
+    const T * base = static_cast<const T *>(pool.base) + size_t(layer) * pool.layer_elems() + size_t(kvh) * D + li * 8;
+    const int * bt = block_tables + size_t(bt_rows[b]) * bt_stride;
+    auto kv_at = [&](int t) { return base + size_t(bt[t / TB]) * pool.block_elems() + size_t(t % TB) * nkv * D; };
+    uint4 kraw[NT], vraw[NT];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+        const int t = begin + gid + j * GROUPS;
+        if (t < end && t < L - 1) {
+            const T * kp = kv_at(t);
+            kraw[j] = *reinterpret_cast<const uint4 *>(kp);
+            vraw[j] = *reinterpret_cast<const uint4 *>(kp + pool.kv_elems());
+        }
+    }
+    pdl_wait();
+    pdl_trigger();
 
     float qr[G][8], acc[G][8], m[G], l[G];
 #pragma unroll
@@ -256,33 +279,44 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
         m[g] = -INFINITY;
         l[g] = 0.f;
     }
-    const T * base = static_cast<const T *>(pool.base) + size_t(layer) * pool.layer_elems() + size_t(kvh) * D + li * 8;
-    const int * bt = block_tables + size_t(bt_rows[b]) * bt_stride;
-    for (int t0 = begin + warp * TPW; t0 < end; t0 += GROUPS) {
-        const int t = t0 + gi;
-        const bool valid = t < end;
-        float kf[8], vf[8];
-        if (valid) {
-            const T * kp = base + size_t(bt[t / TB]) * pool.block_elems() + size_t(t % TB) * nkv * D;
-            load8(kp, kf);
-            load8(kp + pool.kv_elems(), vf);
+    // Rounds of GROUPS * NT tokens; lane group gid takes tokens begin + gid + j * GROUPS, in the order j, so each
+    // lane's online softmax sees the same sequence as one token per loop trip would.
+    for (int r0 = begin; r0 < end; r0 += GROUPS * NT) {
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            const int t = r0 + gid + j * GROUPS;
+            if (t < end && (r0 != begin || t >= L - 1)) {  // round 0 preloaded all but the newest token
+                const T * kp = kv_at(t);
+                kraw[j] = *reinterpret_cast<const uint4 *>(kp);
+                vraw[j] = *reinterpret_cast<const uint4 *>(kp + pool.kv_elems());
+            }
         }
 #pragma unroll
-        for (int g = 0; g < G; ++g) {
-            float s = 0.f;
-            if (valid) {
+        for (int j = 0; j < NT; ++j) {
+            const int t = r0 + gid + j * GROUPS;
+            const bool valid = t < end;
+            float kf[8], vf[8];
+            const T * ke = reinterpret_cast<const T *>(&kraw[j]);
+            const T * ve = reinterpret_cast<const T *>(&vraw[j]);
 #pragma unroll
-                for (int k = 0; k < 8; ++k) s += qr[g][k] * kf[k];
-            }
+            for (int k = 0; k < 8; ++k) { kf[k] = valid ? to_f(ke[k]) : 0.f; vf[k] = valid ? to_f(ve[k]) : 0.f; }
 #pragma unroll
-            for (int o = LPT / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-            if (valid) {
-                const float mn = fmaxf(m[g], s);
-                const float c = exp2f(m[g] - mn), p = exp2f(s - mn);
-                l[g] = l[g] * c + p;
+            for (int g = 0; g < G; ++g) {
+                float s = 0.f;
+                if (valid) {
 #pragma unroll
-                for (int k = 0; k < 8; ++k) acc[g][k] = acc[g][k] * c + p * vf[k];
-                m[g] = mn;
+                    for (int k = 0; k < 8; ++k) s += qr[g][k] * kf[k];
+                }
+#pragma unroll
+                for (int o = LPT / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+                if (valid) {
+                    const float mn = fmaxf(m[g], s);
+                    const float c = exp2f(m[g] - mn), p = exp2f(s - mn);
+                    l[g] = l[g] * c + p;
+#pragma unroll
+                    for (int k = 0; k < 8; ++k) acc[g][k] = acc[g][k] * c + p * vf[k];
+                    m[g] = mn;
+                }
             }
         }
     }
@@ -689,29 +723,47 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
 
 constexpr int kSampleThreads = 1024;
 
-__global__ void argmax_k(const float * logits, int vocab, int * out) {
+// Greedy over a vocabulary row, split across kArgmaxCtas CTAs per row (one CTA per row took ~56 us for 128k
+// entries: a thousand threads each walking 125 dependent loads). Each CTA folds its slice into a 64-bit key,
+// value-major with the complement of the id below it, so that one atomicMax keeps the largest value and, among
+// equal values, the lowest id; the last CTA of the row to arrive turns the key into the id and resets the slot
+// for the next launch (graph replays). NaN and -inf never win, as with the reference's strict '>' from -inf, and
+// a row with no candidate gives id 0.
+constexpr int kArgmaxThreads = 256, kArgmaxCtas = 32;
+
+__device__ __forceinline__ unsigned long long argmax_key(float v, int i) {
+    if (!(v > -INFINITY)) return 0ull;
+    if (v == 0.f) v = 0.f;  // -0.0 ties with +0.0 (the lower id wins)
+    const uint32_t u = __float_as_uint(v);
+    const uint32_t ord = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return (static_cast<unsigned long long>(ord) << 32) | ~static_cast<uint32_t>(i);
+}
+
+__global__ void __launch_bounds__(kArgmaxThreads) argmax_k(const float * logits, int vocab, int * out, unsigned long long * keys,
+                                                           unsigned int * arrived) {
     pdl_wait();
     pdl_trigger();
-    __shared__ float sv[kSampleThreads / 32];
-    __shared__ int si[kSampleThreads / 32];
-    const float * row = logits + size_t(blockIdx.x) * vocab;
-    float best = -INFINITY;
-    int bi = 0x7fffffff;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-        const float v = row[i];
-        if (v > best) { best = v; bi = i; }  // strided ascending: the first max per thread is its lowest id
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (ov > best || (ov == best && oi < bi)) { best = ov; bi = oi; }
-    }
-    if (threadIdx.x % 32 == 0) { sv[threadIdx.x / 32] = best; si[threadIdx.x / 32] = bi; }
+    __shared__ unsigned long long warp_best[kArgmaxThreads / 32];
+    __shared__ bool last;
+    const int r = blockIdx.x;
+    const float * row = logits + size_t(r) * vocab;
+    const int chunk = (vocab + gridDim.y - 1) / gridDim.y, lo = blockIdx.y * chunk, hi = min(vocab, lo + chunk);
+    unsigned long long best = 0ull;
+#pragma unroll 4
+    for (int i = lo + threadIdx.x; i < hi; i += kArgmaxThreads) best = max(best, argmax_key(__ldcg(row + i), i));
+    for (int o = 16; o > 0; o >>= 1) best = max(best, __shfl_xor_sync(0xffffffffu, best, o));
+    if (threadIdx.x % 32 == 0) warp_best[threadIdx.x / 32] = best;
     __syncthreads();
     if (threadIdx.x == 0) {
-        for (int w = 1; w < kSampleThreads / 32; ++w)
-            if (sv[w] > best || (sv[w] == best && si[w] < bi)) { best = sv[w]; bi = si[w]; }
-        out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;  // all NaN: id 0
+        for (int w = 1; w < kArgmaxThreads / 32; ++w) best = max(best, warp_best[w]);
+        if (best) atomicMax(keys + r, best);
+        __threadfence();
+        last = atomicAdd(arrived + r, 1u) == gridDim.y - 1;
+        if (last) {
+            const unsigned long long k = atomicExch(keys + r, 0ull);
+            arrived[r] = 0;
+            out[r] = k ? int(~static_cast<uint32_t>(k)) : 0;
+        }
     }
 }
 
@@ -1225,9 +1277,13 @@ void apply_block_table_updates(int * block_tables, const int * idx, const int * 
     check_launch("block_table_updates");
 }
 
-void argmax_rows(const float * logits, int vocab, int rows, int * out, cudaStream_t s) {
+size_t argmax_workspace_bytes(int max_rows) { return size_t(max_rows) * (sizeof(unsigned long long) + sizeof(unsigned int)); }
+
+void argmax_rows(const float * logits, int vocab, int rows, int * out, void * work, cudaStream_t s) {
     if (rows <= 0) return;
-    launch_pdl(argmax_k, rows, kSampleThreads, 0, s, logits, vocab, out);
+    auto * keys = static_cast<unsigned long long *>(work);
+    auto * arrived = reinterpret_cast<unsigned int *>(keys + rows);
+    launch_pdl(argmax_k, dim3(rows, kArgmaxCtas), kArgmaxThreads, 0, s, logits, vocab, out, keys, arrived);
     check_launch("argmax");
 }
 

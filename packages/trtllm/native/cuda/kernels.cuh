@@ -85,8 +85,10 @@ bool gemv_rope_kv_write(DType dt, const void * w_qkv, const void * x, void * qkv
 void apply_block_table_updates(int * block_tables, const int * idx, const int * val, const int * count, int max_updates,
                                cudaStream_t s);
 
-// Greedy: out[r] = argmax(logits[r]) (lowest id on ties) for r < rows.
-void argmax_rows(const float * logits, int vocab, int rows, int * out, cudaStream_t s);
+// Greedy: out[r] = argmax(logits[r]) (lowest id on ties; NaN and -inf never win, id 0 when nothing else) for
+// r < rows. work: argmax_workspace_bytes(max rows), zeroed once before first use (each launch leaves it zeroed).
+size_t argmax_workspace_bytes(int max_rows);
+void argmax_rows(const float * logits, int vocab, int rows, int * out, void * work, cudaStream_t s);
 
 struct SampleParams {
     uint64_t seed, n;      // the draw for the n-th token of the request: u = counter_uniform(seed, n)

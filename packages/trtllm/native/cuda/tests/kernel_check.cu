@@ -331,6 +331,29 @@ int cpu_sample(const std::vector<float> & l, const SampleParams & p) {
     return order[keep - 1];
 }
 
+// Rows the greedy rule has to get right at the edges: NaN never wins, -0.0 ties with +0.0 (the lower id wins), a row
+// of -inf (or NaN) gives id 0, and a maximum in the last CTA's slice.
+void check_argmax_edges() {
+    const int V = 5000, R = 4;
+    std::vector<float> l(size_t(R) * V, -1.f);
+    l[3] = std::nanf("");
+    l[10] = 2.f;
+    l[size_t(V) + 2] = -0.0f;
+    l[size_t(V) + 7] = 0.0f;
+    for (int i = 0; i < V; ++i) l[size_t(2) * V + i] = i % 2 ? -INFINITY : std::nanf("");
+    l[size_t(3) * V + V - 1] = 1.f;
+    float * dl = up(l);
+    int * dout;
+    CK(cudaMalloc(&dout, R * 4));
+    void * aw;
+    CK(cudaMalloc(&aw, argmax_workspace_bytes(R)));
+    CK(cudaMemset(aw, 0, argmax_workspace_bytes(R)));
+    argmax_rows(dl, V, R, dout, aw, 0);
+    auto am = down(dout, R);
+    check(am[0] == 10 && am[1] == 2 && am[2] == 0 && am[3] == V - 1, "argmax edges (NaN, -0.0, no candidate, last slice)", 0);
+    cudaFree(dl); cudaFree(dout); cudaFree(aw);
+}
+
 void check_sampling() {
     const int V = 128256, R = 6;
     std::vector<float> logits(size_t(R) * V);
@@ -340,8 +363,16 @@ void check_sampling() {
     float * dl = up(logits);
     int * dout;
     CK(cudaMalloc(&dout, 64 * 4));
-    argmax_rows(dl, V, R, dout, 0);
-    auto am = down(dout, R);
+    void * aw;
+    CK(cudaMalloc(&aw, argmax_workspace_bytes(R)));
+    CK(cudaMemset(aw, 0, argmax_workspace_bytes(R)));
+    std::vector<int> am;
+    for (int rep = 0; rep < 2; ++rep) {  // twice: the workspace must come back zeroed
+        argmax_rows(dl, V, R, dout, aw, 0);
+        auto got = down(dout, R);
+        if (rep && got != am) am.assign(size_t(R), -1);
+        else am = got;
+    }
     bool ok = true;
     for (int r = 0; r < R; ++r) {
         const float * row = &logits[size_t(r) * V];
@@ -390,7 +421,7 @@ void check_sampling() {
         }
     }
     check(mism == 0, "sampling: temperature / top-k / top-p, 120 draws vs CPU walk", mism);
-    cudaFree(dl); cudaFree(dout); cudaFree(dp); cudaFree(dfl); cudaFree(k1); cudaFree(k2); cudaFree(i1); cudaFree(i2); cudaFree(offs); cudaFree(temp);
+    cudaFree(dl); cudaFree(dout); cudaFree(dp); cudaFree(dfl); cudaFree(k1); cudaFree(k2); cudaFree(i1); cudaFree(i2); cudaFree(offs); cudaFree(temp); cudaFree(aw);
 }
 
 void check_blocks() {
@@ -619,6 +650,7 @@ int main() {
     for (int D : {64, 128})
         for (int m : {1, 3, 8}) check_fused_gemv(D, m);
     check_import_blocks();
+    check_argmax_edges();
     check_sampling();
     check_blocks();
     bench_prefill_attention(1024);
