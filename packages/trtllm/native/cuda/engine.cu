@@ -163,6 +163,7 @@ Engine::Engine(const std::string & model_dir, const ModelConfig & cfg, const Eng
     max_rows_ = std::max(ec_.max_tokens, ec_.max_batch);
     const size_t H = cfg_.hidden_size, I = cfg_.intermediate_size, QKV = size_t(cfg_.num_heads + 2 * cfg_.num_kv_heads) * D;
     x_ = dev_alloc<uint16_t>(max_rows_ * H, "activations");
+    x_alt_ = dev_alloc<uint16_t>(size_t(8) * H, "activations");  // the folded norms' second residual (rows <= 8)
     xn_ = dev_alloc<uint16_t>(max_rows_ * H, "activations");
     qkv_ = dev_alloc<uint16_t>(max_rows_ * QKV, "activations");
     attn_ = dev_alloc<uint16_t>(max_rows_ * size_t(cfg_.num_heads) * D, "activations");
@@ -221,7 +222,7 @@ Engine::~Engine() {
     graphs_.clear();
     for (auto & p : peers_) cudaIpcCloseMemHandle(p.second);
     if (cublas_) cublasDestroy(static_cast<cublasHandle_t>(cublas_));
-    for (void * p : {weights_, cos_sin_, pool_.base, static_cast<void *>(block_tables_), x_, xn_, qkv_, attn_, tmp_, gu_, act_,
+    for (void * p : {weights_, cos_sin_, pool_.base, static_cast<void *>(block_tables_), x_, x_alt_, xn_, qkv_, attn_, tmp_, gu_, act_,
                      static_cast<void *>(logits_), attn_ws_, argmax_ws_, static_cast<void *>(in_dev_), static_cast<void *>(tokens_dev_),
                      static_cast<void *>(keys_), static_cast<void *>(keys_out_), static_cast<void *>(ids_), static_cast<void *>(ids_out_),
                      static_cast<void *>(sort_offsets_), sort_temp_, static_cast<void *>(blocks_dev_), static_cast<void *>(checksum_dev_),
@@ -402,8 +403,8 @@ void Engine::upload(const Step & st, Layout & L, int bucket) {
     }
 }
 
-void Engine::forward(const Layout & L, int rows, int nd, int num_tiles, int M, int splits, bool use_rows_map, void * pool_base,
-                     float * logits) {
+void * Engine::forward(const Layout & L, int rows, int nd, int num_tiles, int M, int splits, bool use_rows_map, void * pool_base,
+                       float * logits) {
     auto I32 = [&](size_t off) { return reinterpret_cast<const int *>(in_dev_ + off); };
     const int H = cfg_.hidden_size, I = cfg_.intermediate_size, D = cfg_.head_dim, nq = cfg_.num_heads;
     const int QKV = (nq + 2 * cfg_.num_kv_heads) * D;
@@ -411,35 +412,49 @@ void Engine::forward(const Layout & L, int rows, int nd, int num_tiles, int M, i
     KvPoolView pool = pool_;
     pool.base = pool_base;
     // Where init picked the small-batch kernel for a shape at this row count, its fused forms also take the RoPE +
-    // KV write and the SiLU * up (two launches fewer per layer; TRTD_CUDA_FUSE=0 keeps them separate).
+    // KV write and the SiLU * up, and the RMSNorm in front (four launches fewer per layer; TRTD_CUDA_FUSE=0 keeps
+    // them separate). A folded norm writes the summed residual to the other of two buffers, so `res` alternates.
     static const bool fuse = [] { const char * e = std::getenv("TRTD_CUDA_FUSE"); return !(e && *e == '0'); }();
     const bool fuse_qkv = fuse && small_gemm_picked(QKV, H, rows, false);
     const bool fuse_gate_up = fuse && small_gemm_picked(2 * I, H, rows, false);
-    embed_gather(dt_, I32(L.ids), embed_, x_, rows, H, stream_);
+    void * res = x_;
+    auto other = [&](void * r) { return r == x_ ? x_alt_ : x_; };
+    embed_gather(dt_, I32(L.ids), embed_, res, rows, H, stream_);
     for (int l = 0; l < cfg_.num_layers; ++l) {
         const Layer & w = layers_[size_t(l)];
-        add_rmsnorm(dt_, x_, l ? tmp_ : nullptr, w.input_norm, xn_, nullptr, rows, H, eps, stream_);
-        if (!fuse_qkv || !gemv_rope_kv_write(dt_, w.wqkv, xn_, qkv_, H, rows, I32(L.pos), I32(L.slots), cos_sin_, pool, l, nq, stream_)) {
-            gemm(w.wqkv, xn_, qkv_, QKV, H, rows, false);
-            rope_kv_write(dt_, qkv_, I32(L.pos), I32(L.slots), cos_sin_, pool, l, rows, nq, stream_);
+        const GemvNorm n1{res, l ? tmp_ : nullptr, other(res), w.input_norm, eps};
+        if (fuse_qkv && gemv_rope_kv_write(dt_, w.wqkv, nullptr, qkv_, H, rows, I32(L.pos), I32(L.slots), cos_sin_, pool, l, nq, stream_, &n1)) {
+            res = other(res);
+        } else {
+            add_rmsnorm(dt_, res, l ? tmp_ : nullptr, w.input_norm, xn_, nullptr, rows, H, eps, stream_);
+            if (!fuse_qkv || !gemv_rope_kv_write(dt_, w.wqkv, xn_, qkv_, H, rows, I32(L.pos), I32(L.slots), cos_sin_, pool, l, nq, stream_)) {
+                gemm(w.wqkv, xn_, qkv_, QKV, H, rows, false);
+                rope_kv_write(dt_, qkv_, I32(L.pos), I32(L.slots), cos_sin_, pool, l, rows, nq, stream_);
+            }
         }
         decode_attention(dt_, qkv_, QKV, attn_, nq * D, I32(L.dec_len), I32(L.dec_bt), block_tables_, bt_stride_, pool, l, nd, nq,
                          splits, scale, attn_ws_, attn_counters_, stream_);
         prefill_attention(dt_, qkv_, QKV, attn_, nq * D, I32(L.tile_seq), I32(L.tile_row0), I32(L.pf_start), I32(L.pf_len),
                           I32(L.pf_ctx), I32(L.pf_bt), block_tables_, bt_stride_, pool, l, num_tiles, nq, scale, stream_);
         gemm(w.wo, attn_, tmp_, H, nq * D, rows, false);
-        add_rmsnorm(dt_, x_, tmp_, w.post_norm, xn_, nullptr, rows, H, eps, stream_);
-        if (!fuse_gate_up || !gemv_silu(dt_, w.wgate_up, xn_, act_, I, H, rows, stream_)) {
-            gemm(w.wgate_up, xn_, gu_, 2 * I, H, rows, false);
-            silu_mul(dt_, gu_, act_, rows, I, stream_);
+        const GemvNorm n2{res, tmp_, other(res), w.post_norm, eps};
+        if (fuse_gate_up && gemv_silu(dt_, w.wgate_up, nullptr, act_, I, H, rows, stream_, &n2)) {
+            res = other(res);
+        } else {
+            add_rmsnorm(dt_, res, tmp_, w.post_norm, xn_, nullptr, rows, H, eps, stream_);
+            if (!fuse_gate_up || !gemv_silu(dt_, w.wgate_up, xn_, act_, I, H, rows, stream_)) {
+                gemm(w.wgate_up, xn_, gu_, 2 * I, H, rows, false);
+                silu_mul(dt_, gu_, act_, rows, I, stream_);
+            }
         }
         gemm(w.wdown, act_, tmp_, H, I, rows, false);
     }
     if (M > 0) {
-        add_rmsnorm(dt_, x_, tmp_, final_norm_, xn_, use_rows_map ? I32(L.logit_rows) : nullptr, M, H, eps, stream_);
+        add_rmsnorm(dt_, res, tmp_, final_norm_, xn_, use_rows_map ? I32(L.logit_rows) : nullptr, M, H, eps, stream_);
         gemm(lm_head_, xn_, logits, cfg_.vocab_size, H, M, true);
         argmax_rows(logits, cfg_.vocab_size, M, tokens_dev_, argmax_ws_, stream_);
     }
+    return res;
 }
 
 void Engine::run(const Step & st, std::vector<int> & out) {
@@ -549,7 +564,7 @@ void Engine::logits_all(const int * tokens, int n, float * out) {
             Layout L;
             upload(st, L, 0);
             st.bt_updates.clear();
-            forward(L, len, 0, L.num_tiles, 0, 1, true, scratch, logits_);
+            void * res = forward(L, len, 0, L.num_tiles, 0, 1, true, scratch, logits_);
             // Logits in groups of max_batch rows (the logits buffer's height).
             for (int g0 = 0; g0 < len; g0 += ec_.max_batch) {
                 const int m = std::min(ec_.max_batch, len - g0);
@@ -558,7 +573,7 @@ void Engine::logits_all(const int * tokens, int n, float * out) {
                 cuda_check(cudaStreamSynchronize(stream_), "logits");  // the pinned buffer is reused below
                 std::memcpy(in_host_ + L.logit_rows, rows_map.data(), size_t(m) * 4);
                 cuda_check(cudaMemcpyAsync(in_dev_ + L.logit_rows, in_host_ + L.logit_rows, size_t(m) * 4, cudaMemcpyHostToDevice, stream_), "rows");
-                add_rmsnorm(dt_, x_, tmp_, final_norm_, xn_, reinterpret_cast<const int *>(in_dev_ + L.logit_rows), m, cfg_.hidden_size,
+                add_rmsnorm(dt_, res, tmp_, final_norm_, xn_, reinterpret_cast<const int *>(in_dev_ + L.logit_rows), m, cfg_.hidden_size,
                             float(cfg_.rms_norm_eps), stream_);
                 gemm(lm_head_, xn_, logits_, V, cfg_.hidden_size, m, true);
                 cuda_check(cudaMemcpyAsync(out + size_t(r0 + g0) * V, logits_, size_t(m) * V * 4, cudaMemcpyDeviceToHost, stream_), "logits download");

@@ -90,7 +90,8 @@ private:
     }
     std::map<uint64_t, bool> use_gemv_;  // (shape, rows <= 8) -> the small-batch kernel beats cuBLAS
     void upload(const Step & step, Layout & lay, int bucket);
-    void forward(const Layout & lay, int rows, int num_decode, int num_tiles, int logits_rows, int splits, bool use_rows_map,
+    // Returns the residual buffer that holds the last layer's output (x_ or x_alt_).
+    void * forward(const Layout & lay, int rows, int num_decode, int num_tiles, int logits_rows, int splits, bool use_rows_map,
                  void * pool_base, float * logits);
     int splits_for(int batch) const;
     int bucket_for(int batch) const;
@@ -116,7 +117,7 @@ private:
 
     // activations, sized for max rows
     int max_rows_ = 0;
-    void *x_ = nullptr, *xn_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr, *tmp_ = nullptr, *gu_ = nullptr, *act_ = nullptr;
+    void *x_ = nullptr, *x_alt_ = nullptr, *xn_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr, *tmp_ = nullptr, *gu_ = nullptr, *act_ = nullptr;
     float * logits_ = nullptr;  // [max_batch][vocab]
     void * attn_ws_ = nullptr;
     void * argmax_ws_ = nullptr;  // argmax_rows' keys and arrival counters (left zeroed by every launch)

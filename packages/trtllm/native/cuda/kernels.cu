@@ -1002,9 +1002,83 @@ struct GemvRope {
     int layer, num_heads;
 };
 
-template <typename T, int M, int EPI>
+// The RMSNorm in front of the GEMM (GemvNorm), folded into its prologue: every CTA computes the M normalized rows
+// itself into shared memory, in add_rmsnorm_k<T, THREADS>'s order of sums (its THREADS threads played by this CTA's
+// 256, a virtual thread v = threadIdx.x + 256 j), so the rows are bit for bit the ones that kernel would write.
+
+__host__ __device__ constexpr int norm_threads(int hidden) {  // add_rmsnorm's launch width for this row length
+    return hidden / 8 <= 128 ? 128 : hidden / 8 <= 256 ? 256 : hidden / 8 <= 512 ? 512 : 1024;
+}
+
+template <typename T, int M>
+__device__ void norm_rows_to_shared(const GemvNorm & nm, int H, T * xs, bool write_res) {
+    constexpr int CTA = kGemvWarps * 32;
+    __shared__ float scratch[32];
+    const int NV = norm_threads(H), R = (NV + CTA - 1) / CTA;  // R <= 4
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll 1
+    for (int m = 0; m < M; ++m) {
+        const T * r = static_cast<const T *>(nm.res_in) + size_t(m) * H;
+        const T * d = nm.delta ? static_cast<const T *>(nm.delta) + size_t(m) * H : nullptr;
+        T * ro = static_cast<T *>(nm.res_out) + size_t(m) * H;
+        T * xm = xs + size_t(m) * H;
+        float part[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int v = threadIdx.x + j * CTA;
+            if (j >= R || v >= NV) continue;
+            for (int c = v * 8; c < H; c += NV * 8) {
+                float x[8];
+                load8(r + c, x);
+                if (d) {
+                    float y[8];
+                    load8(d + c, y);
+#pragma unroll
+                    for (int k = 0; k < 8; ++k) x[k] = rnd<T>(x[k] + y[k]);
+                }
+                store8(xm + c, x);
+                if (write_res) store8(ro + c, x);
+#pragma unroll
+                for (int k = 0; k < 8; ++k) part[j] += x[k] * x[k];
+            }
+        }
+        // block_sum<NV>: each virtual warp reduces across its lanes, then warp 0 over the NV / 32 warp sums.
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            if (j >= R) continue;
+            for (int o = 16; o > 0; o >>= 1) part[j] += __shfl_xor_sync(0xffffffffu, part[j], o);
+            if (lane == 0 && threadIdx.x + j * CTA < NV) scratch[warp + j * kGemvWarps] = part[j];
+        }
+        __syncthreads();
+        if (threadIdx.x < 32) {
+            float t = threadIdx.x < NV / 32 ? scratch[threadIdx.x] : 0.f;
+            for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+            if (threadIdx.x == 0) scratch[0] = t;
+        }
+        __syncthreads();
+        const float inv = rsqrtf(scratch[0] / float(H) + nm.eps);
+        for (int c = threadIdx.x * 8; c < H; c += CTA * 8) {
+            float x[8], g[8];
+            load8(xm + c, x);
+            load8(static_cast<const T *>(nm.weight) + c, g);
+#pragma unroll
+            for (int k = 0; k < 8; ++k) x[k] = g[k] * rnd<T>(x[k] * inv);
+            store8(xm + c, x);
+        }
+        __syncthreads();
+    }
+}
+
+// X from global memory through the read-only path, or from shared memory (the folded norm's rows).
+template <bool SHARED> __device__ __forceinline__ uint4 ld_x(const void * p) {
+    if (SHARED) return *static_cast<const uint4 *>(p);
+    return __ldg(static_cast<const uint4 *>(p));
+}
+
+template <typename T, int M, int EPI, bool NORM>
 __global__ void __launch_bounds__(kGemvWarps * 32)
-    gemv_pair_k(const T * __restrict__ W, const T * __restrict__ X, T * Y, int pairs, int in, int y_stride, GemvRope rp) {
+    gemv_pair_k(const T * __restrict__ W, const T * X, T * Y, int pairs, int in, int y_stride, GemvRope rp, GemvNorm nm) {
+    extern __shared__ uint4 norm_rows[];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int D = rp.pool.head_dim, half = D / 2;
     auto rows_of = [&](int p, int & ra, int & rb) {
@@ -1027,6 +1101,10 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     }
     pdl_wait();
     pdl_trigger();
+    if (NORM) {
+        norm_rows_to_shared<T, M>(nm, in, reinterpret_cast<T *>(norm_rows), blockIdx.x == 0);
+        X = reinterpret_cast<const T *>(norm_rows);
+    }
     for (int p = blockIdx.x * kGemvWarps + warp; p < pairs; p += gridDim.x * kGemvWarps) {
         int ra, rb;
         rows_of(p, ra, rb);
@@ -1051,7 +1129,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 #pragma unroll
                 for (int m = 0; m < M; ++m) {
                     float xf[8];
-                    unpack8<T>(__ldg(reinterpret_cast<const uint4 *>(X + size_t(m) * in + c + u * 256)), xf);
+                    unpack8<T>(ld_x<NORM>(X + size_t(m) * in + c + u * 256), xf);
 #pragma unroll
                     for (int k = 0; k < 8; ++k) {
                         acc[0][m] += fa[k] * xf[k];
@@ -1067,7 +1145,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 #pragma unroll
             for (int m = 0; m < M; ++m) {
                 float xf[8];
-                unpack8<T>(__ldg(reinterpret_cast<const uint4 *>(X + size_t(m) * in + c)), xf);
+                unpack8<T>(ld_x<NORM>(X + size_t(m) * in + c), xf);
 #pragma unroll
                 for (int k = 0; k < 8; ++k) {
                     acc[0][m] += fa[k] * xf[k];
@@ -1462,31 +1540,46 @@ bool gemv(DType dt, const void * w, const void * x, void * y, int out, int in, i
 
 namespace {
 template <typename T, int EPI>
-void gemv_pair_rows(int rows, const T * W, const T * X, T * Y, int pairs, int in, int y_stride, const GemvRope & rp, cudaStream_t s) {
+void gemv_pair_rows(int rows, const T * W, const T * X, T * Y, int pairs, int in, int y_stride, const GemvRope & rp,
+                    const GemvNorm * norm, cudaStream_t s) {
     const int grid = gemv_grid(pairs);
+    const GemvNorm nm = norm ? *norm : GemvNorm{};
+    const size_t smem = norm ? size_t(rows) * in * sizeof(T) : 0;
+#define TRTD_PAIR(MV)                                                                                                        \
+    case MV:                                                                                                                 \
+        if (norm) launch_pdl(gemv_pair_k<T, MV, EPI, true>, grid, kGemvWarps * 32, smem, s, W, X, Y, pairs, in, y_stride, rp, nm); \
+        else launch_pdl(gemv_pair_k<T, MV, EPI, false>, grid, kGemvWarps * 32, 0, s, W, X, Y, pairs, in, y_stride, rp, nm);       \
+        break;
     switch (rows) {
-#define TRTD_PAIR(MV) case MV: launch_pdl(gemv_pair_k<T, MV, EPI>, grid, kGemvWarps * 32, 0, s, W, X, Y, pairs, in, y_stride, rp); break;
         TRTD_PAIR(1) TRTD_PAIR(2) TRTD_PAIR(3) TRTD_PAIR(4) TRTD_PAIR(5) TRTD_PAIR(6) TRTD_PAIR(7) TRTD_PAIR(8)
-#undef TRTD_PAIR
     }
+#undef TRTD_PAIR
+}
+
+// Rows of the folded norm stay in the default 48 KB of shared memory, with room for several CTAs per SM.
+constexpr size_t kNormFoldBytes = 32 << 10;
+bool norm_foldable(const GemvNorm * norm, int rows, int in) {
+    return !norm || (size_t(rows) * in * 2 <= kNormFoldBytes && norm_threads(in) / (kGemvWarps * 32) <= 4);
 }
 }  // namespace
 
-bool gemv_silu(DType dt, const void * w_gate_up, const void * x, void * out, int inter, int in, int rows, cudaStream_t s) {
-    if (rows < 1 || rows > 8 || in % 8) return false;
+bool gemv_silu(DType dt, const void * w_gate_up, const void * x, void * out, int inter, int in, int rows, cudaStream_t s,
+               const GemvNorm * norm) {
+    if (rows < 1 || rows > 8 || in % 8 || !norm_foldable(norm, rows, in)) return false;
     TRTD_DISPATCH_DTYPE(dt, gemv_pair_rows<T, EPI_SILU>(rows, static_cast<const T *>(w_gate_up), static_cast<const T *>(x),
-                                                        static_cast<T *>(out), inter, in, inter, GemvRope{}, s));
+                                                        static_cast<T *>(out), inter, in, inter, GemvRope{}, norm, s));
     check_launch("gemv_silu");
     return true;
 }
 
 bool gemv_rope_kv_write(DType dt, const void * w_qkv, const void * x, void * qkv, int in, int rows, const int * positions,
-                        const int * slot_mapping, const void * cos_sin, KvPoolView pool, int layer, int num_heads, cudaStream_t s) {
-    if (rows < 1 || rows > 8 || in % 8 || pool.head_dim % 2) return false;
+                        const int * slot_mapping, const void * cos_sin, KvPoolView pool, int layer, int num_heads, cudaStream_t s,
+                        const GemvNorm * norm) {
+    if (rows < 1 || rows > 8 || in % 8 || pool.head_dim % 2 || !norm_foldable(norm, rows, in)) return false;
     const int D = pool.head_dim, total = (num_heads + 2 * pool.num_kv_heads) * D;
     const GemvRope rp{positions, slot_mapping, cos_sin, pool, layer, num_heads};
     TRTD_DISPATCH_DTYPE(dt, gemv_pair_rows<T, EPI_ROPE>(rows, static_cast<const T *>(w_qkv), static_cast<const T *>(x),
-                                                        static_cast<T *>(qkv), total / 2, in, total, rp, s));
+                                                        static_cast<T *>(qkv), total / 2, in, total, rp, norm, s));
     check_launch("gemv_rope_kv_write");
     return true;
 }

@@ -77,9 +77,22 @@ bool gemv(DType dt, const void * w, const void * x, void * y, int out, int in, i
 // gemv followed by that kernel, bit for bit:
 //   gemv_silu: out[rows][inter] = silu_mul(x . w_gate_up^T) (w_gate_up [2 inter][in], gate rows then up rows);
 //   gemv_rope_kv_write: qkv = x . w_qkv^T, then rope_kv_write(qkv, ...) (k and v go to the pool at slot_mapping).
-bool gemv_silu(DType dt, const void * w_gate_up, const void * x, void * out, int inter, int in, int rows, cudaStream_t s);
+// With norm, x is ignored: the input rows are add_rmsnorm(norm->res_in, norm->delta, norm->weight), computed in the
+// kernel's prologue (one launch fewer), and norm->res_out receives the summed residual that add_rmsnorm would have
+// written back in place (a second buffer: the kernel's other CTAs are still reading res_in). False where the rows
+// do not fit (rows * in * 2 bytes over 32 KiB, or in > 8192): then the caller runs add_rmsnorm first.
+struct GemvNorm {
+    const void * res_in;  // [rows][in]
+    const void * delta;   // [rows][in], added to res_in first; null: res_out gets a copy of res_in
+    void * res_out;       // [rows][in], not res_in
+    const void * weight;  // [in]
+    float eps;
+};
+bool gemv_silu(DType dt, const void * w_gate_up, const void * x, void * out, int inter, int in, int rows, cudaStream_t s,
+               const GemvNorm * norm = nullptr);
 bool gemv_rope_kv_write(DType dt, const void * w_qkv, const void * x, void * qkv, int in, int rows, const int * positions,
-                        const int * slot_mapping, const void * cos_sin, KvPoolView pool, int layer, int num_heads, cudaStream_t s);
+                        const int * slot_mapping, const void * cos_sin, KvPoolView pool, int layer, int num_heads, cudaStream_t s,
+                        const GemvNorm * norm = nullptr);
 
 // block_tables[idx[i]] = val[i] for i < *count (device count).
 void apply_block_table_updates(int * block_tables, const int * idx, const int * val, const int * count, int max_updates,

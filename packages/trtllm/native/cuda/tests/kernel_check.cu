@@ -587,6 +587,59 @@ void check_fused_gemv(int D, int m) {
     cudaStreamDestroy(st);
 }
 
+// The RMSNorm folded into the fused GEMMs' prologue against add_rmsnorm + the fused GEMM, bitwise, for hidden sizes
+// whose add_rmsnorm launch is 128, 256, 512 and 1024 threads wide (the prologue's 256 threads play 1/2 to 4 each):
+// the rope/KV-write outputs and pool, the silu outputs, and the summed residual written to the second buffer.
+void check_norm_fold(int H, int m) {
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    const int D = 64, nq = 4, nkv = 2, I = 520, T = 16, layers = 1, max_pos = 64, nb = 2;
+    const int QKV = (nq + 2 * nkv) * D;
+    const float eps = 1e-5f;
+    KvPoolView v;
+    v.num_layers = layers; v.num_kv_heads = nkv; v.head_dim = D; v.tokens_per_block = T;
+    std::vector<uint16_t> pool(size_t(nb) * v.block_elems(), 0);
+    uint16_t *pa = up(pool), *pb = up(pool);
+    const std::vector<uint16_t> cs = rope_table(max_pos, D);
+    std::vector<int> pos(m), slots(m);
+    for (int r = 0; r < m; ++r) { pos[r] = (r * 7 + 3) % max_pos; slots[r] = r; }
+    auto wqkv = rand_bf(size_t(QKV) * H, 0.05f), wgu = rand_bf(size_t(2) * I * H, 0.05f);
+    auto res = rand_bf(size_t(m) * H), delta = rand_bf(size_t(m) * H), g = rand_bf(H, 0.5f);
+    auto *dwqkv = up(wqkv), *dwgu = up(wgu), *dcs = up(cs), *dres = up(res), *ddelta = up(delta), *dg = up(g);
+    auto *dpos = up(pos), *dsl = up(slots);
+    uint16_t *ra = up(res), *xn, *qa, *qb, *act_a, *act_b, *out1, *out2, *act_c, *act_d, *out3;
+    for (uint16_t ** p : {&xn, &out1, &out2, &out3}) CK(cudaMalloc(p, size_t(m) * H * 2));
+    for (uint16_t ** p : {&qa, &qb}) CK(cudaMalloc(p, size_t(m) * QKV * 2));
+    for (uint16_t ** p : {&act_a, &act_b, &act_c, &act_d}) CK(cudaMalloc(p, size_t(m) * I * 2));
+    // separate: add_rmsnorm in place on a copy of the residual, then the fused GEMMs on its output
+    v.base = pa;
+    add_rmsnorm(DType::BF16, ra, ddelta, dg, xn, nullptr, m, H, eps, st);
+    bool ok = gemv_rope_kv_write(DType::BF16, dwqkv, xn, qa, H, m, dpos, dsl, dcs, v, 0, nq, st);
+    ok &= gemv_silu(DType::BF16, dwgu, xn, act_a, I, H, m, st);
+    // folded
+    v.base = pb;
+    const GemvNorm n1{dres, ddelta, out1, dg, eps}, n2{dres, ddelta, out2, dg, eps};
+    ok &= gemv_rope_kv_write(DType::BF16, dwqkv, nullptr, qb, H, m, dpos, dsl, dcs, v, 0, nq, st, &n1);
+    ok &= gemv_silu(DType::BF16, dwgu, nullptr, act_b, I, H, m, st, &n2);
+    // no delta (layer 0): the norm of the residual itself, and the residual copied to res_out
+    add_rmsnorm(DType::BF16, dres, nullptr, dg, xn, nullptr, m, H, eps, st);
+    ok &= gemv_silu(DType::BF16, dwgu, xn, act_c, I, H, m, st);
+    const GemvNorm n3{dres, nullptr, out3, dg, eps};
+    ok &= gemv_silu(DType::BF16, dwgu, nullptr, act_d, I, H, m, st, &n3);
+    CK(cudaStreamSynchronize(st));
+    const auto RA = down(ra, size_t(m) * H);
+    bool same = down(qa, size_t(m) * QKV) == down(qb, size_t(m) * QKV) && down(pa, pool.size()) == down(pb, pool.size()) &&
+                down(act_a, size_t(m) * I) == down(act_b, size_t(m) * I) && down(out1, size_t(m) * H) == RA &&
+                down(out2, size_t(m) * H) == RA && RA != res && down(act_c, size_t(m) * I) == down(act_d, size_t(m) * I) &&
+                down(out3, size_t(m) * H) == res;
+    check(ok && same, "norm folded into the fused gemv = add_rmsnorm + fused gemv, H=" + std::to_string(H) + " rows=" + std::to_string(m) +
+                          " (bitwise; PDL stream)", same ? 0 : 1);
+    for (void * p : std::initializer_list<void *>{pa, pb, dwqkv, dwgu, dcs, dres, ddelta, dg, dpos, dsl, ra, xn, qa, qb, act_a, act_b,
+                                                  out1, out2, act_c, act_d, out3})
+        cudaFree(p);
+    cudaStreamDestroy(st);
+}
+
 // The short import path: block lists in the kernel's parameters, the checksum through mapped host memory; the same
 // bytes and sum as copy_blocks_checksum, twice in a row (the device sum and counter reset themselves).
 void check_import_blocks() {
@@ -649,6 +702,9 @@ int main() {
     check_gemv();
     for (int D : {64, 128})
         for (int m : {1, 3, 8}) check_fused_gemv(D, m);
+    for (int H : {1024, 2048, 4096, 8192}) check_norm_fold(H, 1);
+    check_norm_fold(2048, 3);
+    check_norm_fold(2048, 8);
     check_import_blocks();
     check_argmax_edges();
     check_sampling();
