@@ -44,6 +44,7 @@ struct Request {
     int slot = -1;             // row of the device block table while running
     size_t bt_synced = 0;      // blocks already written to that row
     void * host_import = nullptr;  // pinned KV written through import segments, uploaded at admission
+    size_t import_blocks = 0;      // how many of `blocks` host_import holds (the decode may add one before the upload)
     int first_token = -1;      // generation-only
     bool cancel = false;
     int pending() const { return int(tokens.size()) - computed; }
@@ -232,7 +233,11 @@ struct trtd_executor {
             items.clear();
             step.clear();
             uploads.clear();
-            std::vector<std::pair<Request *, void *>> host_imports;
+            // The staged imports of this iteration: their buffer and the blocks it holds, fixed at admission. The
+            // decode-growth pass below can append a block to the request (a prompt that ends on a block boundary);
+            // that block is not in the buffer and must not be copied from it.
+            struct HostImport { void * host; std::vector<int> blocks; };
+            std::vector<HostImport> host_imports;
             double ts = 0;
             {
                 std::unique_lock<std::mutex> lk(mu);
@@ -242,7 +247,10 @@ struct trtd_executor {
                 dirty = false;
                 handle_cancels_locked();
                 admit_locked(uploads);
-                for (Request * r : uploads) { host_imports.push_back({r, r->host_import}); r->host_import = nullptr; }
+                for (Request * r : uploads) {
+                    host_imports.push_back({r->host_import, std::vector<int>(r->blocks.begin(), r->blocks.begin() + long(r->import_blocks))});
+                    r->host_import = nullptr;
+                }
                 // Decodes grow by a block at a block boundary; without a free block the youngest request yields.
                 for (size_t i = 0; i < running.size(); ++i) {
                     Request & r = *running[i];
@@ -305,14 +313,14 @@ struct trtd_executor {
             try {
                 std::lock_guard<std::mutex> clk(compute_mu);
                 for (auto & hi : host_imports) {
-                    engine->copy_blocks_from_host(hi.first->blocks, hi.second);
-                    free_host(hi.second);
+                    engine->copy_blocks_from_host(hi.blocks, hi.host);
+                    free_host(hi.host);
                 }
                 host_imports.clear();
                 engine->run(step, sampled);
             } catch (const std::exception & e) {
                 error = std::string("forward pass failed: ") + e.what();
-                for (auto & hi : host_imports) free_host(hi.second);
+                for (auto & hi : host_imports) free_host(hi.host);
             }
             const double tl = timing ? ms_now() : 0;
             std::lock_guard<std::mutex> lk(mu);
@@ -546,6 +554,7 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
                                                               " tokens but the prompt has " + std::to_string(r->prompt_len));
             r->blocks = std::move(it->second.blocks);
             r->host_import = it->second.host;  // written through import segments: uploaded at admission
+            r->import_blocks = r->blocks.size();
             ex->imports.erase(it);
             r->computed = r->prompt_len;
             r->first_token = req->context_phase->first_token;
