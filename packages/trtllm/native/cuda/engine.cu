@@ -280,6 +280,35 @@ void Engine::tune_small_gemms() {
         }
         return best;
     };
+    // QKV and gate_up have fused forms (the norm before, the RoPE + KV write or SiLU * up after): there the choice
+    // is between what forward() would launch either way, cuBLAS + add_rmsnorm + the separate kernel against the
+    // fused small-batch GEMM, not between the bare GEMMs (which alone flip between runs at batch 1).
+    const float eps = float(cfg_.rms_norm_eps);
+    const int tune_pos[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tune_slots[8] = {-1, -1, -1, -1, -1, -1, -1, -1};  // no KV writes
+    cuda_check(cudaMemcpy(in_dev_, tune_pos, sizeof tune_pos, cudaMemcpyHostToDevice), "tuning positions");
+    cuda_check(cudaMemcpy(in_dev_ + sizeof tune_pos, tune_slots, sizeof tune_slots, cudaMemcpyHostToDevice), "tuning slots");
+    const int * pos = reinterpret_cast<const int *>(in_dev_);
+    const int * slots = reinterpret_cast<const int *>(in_dev_ + sizeof tune_pos);
+    auto fused_time = [&](const Shape & sh, int m, bool with_fused, float & tc, float & tg) {
+        const bool qkv = sh.w == l0.wqkv;
+        const GemvNorm norm{x_, tmp_, x_alt_, qkv ? l0.input_norm : l0.post_norm, eps};
+        auto separate = [&] {
+            add_rmsnorm(dt_, x_, tmp_, norm.weight, xn_, nullptr, m, H, eps, stream_);
+            cublas_gemm(sh.w, xn_, sh.y, sh.out, sh.in, m, false);
+            if (qkv) rope_kv_write(dt_, qkv_, pos, slots, cos_sin_, pool_, 0, m, nq, stream_);
+            else silu_mul(dt_, gu_, act_, m, I, stream_);
+        };
+        auto fused = [&] {
+            const bool folded = qkv ? gemv_rope_kv_write(dt_, sh.w, nullptr, qkv_, H, m, pos, slots, cos_sin_, pool_, 0, nq, stream_, &norm)
+                                    : gemv_silu(dt_, sh.w, nullptr, act_, I, H, m, stream_, &norm);
+            if (folded) return;
+            add_rmsnorm(dt_, x_, tmp_, norm.weight, xn_, nullptr, m, H, eps, stream_);
+            if (qkv) gemv_rope_kv_write(dt_, sh.w, xn_, qkv_, H, m, pos, slots, cos_sin_, pool_, 0, nq, stream_);
+            else gemv_silu(dt_, sh.w, xn_, act_, I, H, m, stream_);
+        };
+        tc = time_it(separate);
+        tg = with_fused ? time_it(fused) : 1e30f;
+    };
     std::string report;
     const int max_m = std::min({8, max_rows_, ec_.max_batch});
     for (const Shape & sh : shapes)
@@ -288,6 +317,9 @@ void Engine::tune_small_gemms() {
             float tc = 0, tg = 0;
             if (force && (*force == '0' || *force == '1')) {
                 pick = *force == '1';
+            } else if (fuse_enabled() && (sh.w == l0.wqkv || sh.w == l0.wgate_up)) {
+                fused_time(sh, m, true, tc, tg);
+                pick = tg < tc;
             } else {
                 tc = time_it([&] { cublas_gemm(sh.w, sh.x, sh.y, sh.out, sh.in, m, sh.f32); });
                 tg = time_it([&] { trtd::cuda::gemv(dt_, sh.w, sh.x, sh.y, sh.out, sh.in, m, sh.f32, stream_); });
@@ -296,7 +328,9 @@ void Engine::tune_small_gemms() {
             use_gemv_[gemv_key(sh.out, sh.in, m, sh.f32)] = pick;
             if (m == 1 || m == 8) {
                 char line[160];
-                std::snprintf(line, sizeof line, " %s[%d] cublas %.1f us, gemv %.1f us;", sh.name, m, tc * 1e3f, tg * 1e3f);
+                const bool fused = tg < 1e29f && fuse_enabled() && (sh.w == l0.wqkv || sh.w == l0.wgate_up);
+                std::snprintf(line, sizeof line, fused ? " %s[%d] norm+cublas+epilogue %.1f us, fused %.1f us;" : " %s[%d] cublas %.1f us, gemv %.1f us;",
+                              sh.name, m, tc * 1e3f, tg * 1e3f);
                 report += line;
             }
         }
@@ -304,6 +338,11 @@ void Engine::tune_small_gemms() {
     cudaEventDestroy(a);
     cudaEventDestroy(b);
     if (timing_.on) std::fprintf(stderr, "trtd-cuda small GEMMs:%s\n", report.c_str());
+}
+
+bool Engine::fuse_enabled() {
+    static const bool on = [] { const char * e = std::getenv("TRTD_CUDA_FUSE"); return !(e && *e == '0'); }();
+    return on;
 }
 
 void Engine::cublas_gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out) {
@@ -414,9 +453,8 @@ void * Engine::forward(const Layout & L, int rows, int nd, int num_tiles, int M,
     // Where init picked the small-batch kernel for a shape at this row count, its fused forms also take the RoPE +
     // KV write and the SiLU * up, and the RMSNorm in front (four launches fewer per layer; TRTD_CUDA_FUSE=0 keeps
     // them separate). A folded norm writes the summed residual to the other of two buffers, so `res` alternates.
-    static const bool fuse = [] { const char * e = std::getenv("TRTD_CUDA_FUSE"); return !(e && *e == '0'); }();
-    const bool fuse_qkv = fuse && small_gemm_picked(QKV, H, rows, false);
-    const bool fuse_gate_up = fuse && small_gemm_picked(2 * I, H, rows, false);
+    const bool fuse_qkv = fuse_enabled() && small_gemm_picked(QKV, H, rows, false);
+    const bool fuse_gate_up = fuse_enabled() && small_gemm_picked(2 * I, H, rows, false);
     void * res = x_;
     auto other = [&](void * r) { return r == x_ ? x_alt_ : x_; };
     embed_gather(dt_, I32(L.ids), embed_, res, rows, H, stream_);

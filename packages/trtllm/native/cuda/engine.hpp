@@ -82,6 +82,8 @@ private:
 
     void load_weights(const std::string & dir);
     void gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out);
+    // TRTD_CUDA_FUSE=0 turns off the fused small-batch GEMM forms (the norm, RoPE + KV write, SiLU * up folded in).
+    static bool fuse_enabled();
     void cublas_gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out);
     void tune_small_gemms();
     bool small_gemm_picked(int out, int in, int rows, bool f32_out) const;  // init measured the small-batch kernel faster

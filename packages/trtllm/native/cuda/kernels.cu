@@ -230,10 +230,15 @@ template <typename T> __global__ void silu_mul_k(const T * gu, T * out, int rows
 constexpr int kDecodeWarps = 4;
 constexpr int kDecodeMinPerSplit = 64;  // tokens: a split shorter than this is not worth its CTA
 
-// K/V loads per lane issued together before any is used (one memory round trip per round of GROUPS * NT tokens).
-template <int GROUPS> constexpr int decode_tokens_per_lane() { return GROUPS >= 64 ? 1 : (64 / GROUPS > 8 ? 8 : 64 / GROUPS); }
+// NT: K/V loads per lane issued together before any is used (one memory round trip per round of GROUPS * NT
+// tokens). Small batches (a few CTAs per KV head, latency-bound) take the deep rounds; large batches take NT = 1,
+// whose fewer registers keep more CTAs per SM (measured: deep rounds at batch 128 cost 18% of the 8B step).
+template <int GROUPS, int G> constexpr int decode_deep_tokens_per_lane() {
+    return GROUPS >= 64 ? 1 : (64 / GROUPS > (G > 4 ? 2 : 4) ? (G > 4 ? 2 : 4) : 64 / GROUPS);
+}
+constexpr int kDecodeDeepMaxBatch = 8;
 
-template <typename T, int D, int G>
+template <typename T, int D, int G, int NT>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
     decode_attention_k(const T * q, int q_stride, const int * seq_lens, const int * bt_rows, const int * block_tables,
                        int bt_stride, KvPoolView pool, int layer, int num_heads, int splits, float scale_log2,
@@ -241,7 +246,6 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
     constexpr int LPT = D / 8;       // lanes per token: each lane holds 8 elements of the head
     constexpr int TPW = 32 / LPT;    // tokens per warp step
     constexpr int GROUPS = kDecodeWarps * TPW;
-    constexpr int NT = decode_tokens_per_lane<GROUPS>();
     __shared__ float sm_ml[GROUPS][G][2];
     __shared__ float sm_acc[GROUPS][G][D];
     const int b = blockIdx.x, kvh = blockIdx.y, sp = blockIdx.z;
@@ -1258,10 +1262,17 @@ void decode_attention_g(int G, const T * q, int q_stride, const int * seq_lens, 
                         int bt_stride, KvPoolView pool, int layer, int batch, int num_heads, int splits, float scale_log2,
                         float * po, float * pml, unsigned int * counters, T * out, int out_stride, cudaStream_t s) {
     const dim3 grid(batch, pool.num_kv_heads, splits);
-#define TRTD_DECODE_G(GV)                                                                                                       \
-    case GV:                                                                                                                    \
-        launch_pdl(decode_attention_k<T, D, GV>, grid, kDecodeWarps * 32, 0, s, q, q_stride, seq_lens, bt_rows, bt, bt_stride,  \
-                   pool, layer, num_heads, splits, scale_log2, po, pml, counters, out, out_stride);                            \
+    constexpr int GROUPS = kDecodeWarps * (32 / (D / 8));
+    const bool deep = batch <= kDecodeDeepMaxBatch;
+#define TRTD_DECODE_G(GV)                                                                                                      \
+    case GV:                                                                                                                   \
+        if (deep)                                                                                                              \
+            launch_pdl(decode_attention_k<T, D, GV, decode_deep_tokens_per_lane<GROUPS, GV>()>, grid, kDecodeWarps * 32, 0, s, \
+                       q, q_stride, seq_lens, bt_rows, bt, bt_stride, pool, layer, num_heads, splits, scale_log2, po, pml,       \
+                       counters, out, out_stride);                                                                             \
+        else                                                                                                                   \
+            launch_pdl(decode_attention_k<T, D, GV, 1>, grid, kDecodeWarps * 32, 0, s, q, q_stride, seq_lens, bt_rows, bt,     \
+                       bt_stride, pool, layer, num_heads, splits, scale_log2, po, pml, counters, out, out_stride);             \
         break;
     switch (G) {
         TRTD_DECODE_G(1)

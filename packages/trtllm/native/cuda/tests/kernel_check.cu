@@ -121,9 +121,11 @@ void cpu_attention(const Pool & p, const std::vector<int> & table, int layer, in
     for (int d = 0; d < D; ++d) out[d] = float(o[size_t(d)] / den);
 }
 
-void check_attention(int D, int G) {
+// copies: the sequence lengths repeated, so that batches over kDecodeDeepMaxBatch (8) take the shallow decode path.
+void check_attention(int D, int G, int copies = 1) {
     const int layers = 2, nkv = 2, nq = nkv * G, T = 32, layer = 1;
-    const std::vector<int> lens = {1, 33, 700, 64, 129};
+    std::vector<int> lens;
+    for (int c = 0; c < copies; ++c) lens.insert(lens.end(), {1, 33, 700, 64, 129});
     int blocks_total = 0;
     for (int L : lens) blocks_total += (L + T - 1) / T;
     Pool p;
@@ -176,7 +178,8 @@ void check_attention(int D, int G) {
                     for (int d = 0; d < D; ++d)
                         err = std::max(err, double(std::fabs(from_bf(o[(size_t(b) * nq + h) * D + d]) - want[size_t(d)])));
                 }
-            check(err < 2e-2, "decode attention D=" + std::to_string(D) + " G=" + std::to_string(G) + " splits=" + std::to_string(splits), err);
+            check(err < 2e-2, "decode attention D=" + std::to_string(D) + " G=" + std::to_string(G) + " batch=" + std::to_string(B) +
+                                  " splits=" + std::to_string(splits), err);
         }
         cudaFree(dq); cudaFree(dlens); cudaFree(drows); cudaFree(dbt); cudaFree(out); cudaFree(work);
     }
@@ -697,6 +700,8 @@ int main() {
     for (int D : {64, 128}) check_rope_kv(D);
     check_attention(64, 4);
     check_attention(128, 4);
+    check_attention(128, 4, 2);
+    check_attention(64, 8, 2);
     check_attention(16, 2);
     check_attention(128, 8);
     check_gemv();
