@@ -50,6 +50,33 @@ struct Request {
     int pending() const { return int(tokens.size()) - computed; }
 };
 
+// The engine's lock, shared by the iteration loop and the ABI calls that use the engine (KV export and import,
+// logits). A plain std::mutex is not fair: the loop takes it again right after each step, and a caller on the
+// binding's thread (Node's event loop) waited for seconds while decode steps ran back to back (an H100 deployment:
+// the decode worker sent nothing for 3 s and was declared gone). Callers announce themselves and the loop lets
+// them in before its next step, so a call waits for at most the step in flight.
+struct ComputeGate {
+    std::mutex m;
+    std::atomic<int> callers{0};
+    void lock() {  // the ABI calls (std::lock_guard<ComputeGate>)
+        callers.fetch_add(1, std::memory_order_acq_rel);
+        m.lock();
+        callers.fetch_sub(1, std::memory_order_acq_rel);
+    }
+    void unlock() { m.unlock(); }
+    void lock_for_step() {  // the iteration loop: after any waiting caller
+        while (callers.load(std::memory_order_acquire) > 0) std::this_thread::yield();
+        m.lock();
+    }
+};
+struct StepLock {
+    ComputeGate & g;
+    explicit StepLock(ComputeGate & gate) : g(gate) { g.lock_for_step(); }
+    ~StepLock() { g.unlock(); }
+    StepLock(const StepLock &) = delete;
+    StepLock & operator=(const StepLock &) = delete;
+};
+
 struct Held {  // pinned export or reserved import
     int num_tokens = 0;
     std::vector<int> blocks;
@@ -71,7 +98,7 @@ struct trtd_executor {
     std::unique_ptr<Engine> engine;
     std::string layout_fp;
 
-    std::mutex mu;  // guards everything below; taken after compute_mu when both are needed
+    std::mutex mu;  // guards everything below; taken after `compute` when both are needed
     std::condition_variable work_cv, resp_cv;
     std::deque<std::unique_ptr<Request>> queue;
     std::vector<std::unique_ptr<Request>> running;  // admission order
@@ -83,7 +110,7 @@ struct trtd_executor {
     uint64_t next_id = 1, iterations = 0, generated_tokens = 0, prompt_tokens = 0, preemptions = 0;
     bool stop = false, dirty = false;
 
-    std::mutex compute_mu;  // the engine (one stream, shared buffers): iterations, KV copies, compute_logits
+    ComputeGate compute;  // the engine (one stream, shared buffers): iterations, KV copies, compute_logits
     std::thread thread;
 
     // TRTD_CUDA_STEP_TIMING=1: where the engine thread's time goes between steps (printed at destroy).
@@ -311,7 +338,7 @@ struct trtd_executor {
             }
             std::string error;
             try {
-                std::lock_guard<std::mutex> clk(compute_mu);
+                StepLock clk(compute);
                 for (auto & hi : host_imports) {
                     engine->copy_blocks_from_host(hi.blocks, hi.host);
                     free_host(hi.host);
@@ -660,7 +687,7 @@ trtd_status trtd_executor_kv_export_segments(trtd_executor * ex, trtd_request_id
                                              int32_t * n_out) {
     if (!ex || !n_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and num_segments_out must not be NULL");
     return guarded([&]() -> trtd_status {
-        std::lock_guard<std::mutex> clk(ex->compute_mu);
+        std::lock_guard<ComputeGate> clk(ex->compute);
         std::lock_guard<std::mutex> lk(ex->mu);
         auto it = ex->exports.find(id);
         if (it == ex->exports.end()) return fail(TRTD_STATUS_NOT_FOUND, "no pinned KV for request " + std::to_string(id));
@@ -671,7 +698,7 @@ trtd_status trtd_executor_kv_export_segments(trtd_executor * ex, trtd_request_id
 trtd_status trtd_executor_kv_export_copy(trtd_executor * ex, trtd_request_id id, void * buffer, uint64_t size) {
     if (!ex || !buffer) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and buffer must not be NULL");
     return guarded([&]() -> trtd_status {
-        std::lock_guard<std::mutex> clk(ex->compute_mu);
+        std::lock_guard<ComputeGate> clk(ex->compute);
         std::lock_guard<std::mutex> lk(ex->mu);
         auto it = ex->exports.find(id);
         if (it == ex->exports.end()) return fail(TRTD_STATUS_NOT_FOUND, "no pinned KV for request " + std::to_string(id));
@@ -750,7 +777,7 @@ trtd_status trtd_executor_kv_export_device(trtd_executor * ex, trtd_request_id i
     if (size_out) *size_out = 0;
     if (!ex || !size_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and size_out must not be NULL");
     return guarded([&]() -> trtd_status {
-        std::lock_guard<std::mutex> clk(ex->compute_mu);
+        std::lock_guard<ComputeGate> clk(ex->compute);
         std::lock_guard<std::mutex> lk(ex->mu);
         auto it = ex->exports.find(id);
         if (it == ex->exports.end()) {
@@ -779,7 +806,7 @@ trtd_status trtd_executor_kv_export_device(trtd_executor * ex, trtd_request_id i
 trtd_status trtd_executor_kv_import_device(trtd_executor * ex, trtd_kv_import_id id, const void * desc, uint64_t size) {
     if (!ex || !desc) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and descriptor must not be NULL");
     return guarded([&]() -> trtd_status {
-        std::lock_guard<std::mutex> clk(ex->compute_mu);
+        std::lock_guard<ComputeGate> clk(ex->compute);
         std::vector<int> blocks;
         int num_tokens = 0;
         {
@@ -787,7 +814,7 @@ trtd_status trtd_executor_kv_import_device(trtd_executor * ex, trtd_kv_import_id
             auto it = ex->imports.find(id);
             if (it == ex->imports.end()) return fail(TRTD_STATUS_NOT_FOUND, "unknown or consumed import " + std::to_string(id));
             blocks = it->second.blocks;  // the import cannot be consumed or aborted meanwhile: both need mu, and
-            num_tokens = it->second.num_tokens;  // consuming it only queues the blocks for the engine (compute_mu)
+            num_tokens = it->second.num_tokens;  // consuming it only queues the blocks for the engine (compute)
         }
         bool unsupported = false;
         ex->bind();
@@ -808,7 +835,7 @@ trtd_status trtd_executor_compute_logits(trtd_executor * ex, const trtd_token * 
         if (max_logits < int64_t(n) * vocab)
             return fail(TRTD_STATUS_BUFFER_TOO_SMALL, "logits buffer holds " + std::to_string(max_logits) + " floats, need " +
                                                           std::to_string(int64_t(n) * vocab));
-        std::lock_guard<std::mutex> clk(ex->compute_mu);
+        std::lock_guard<ComputeGate> clk(ex->compute);
         ex->bind();
         ex->engine->logits_all(tokens, n, logits);
         return TRTD_STATUS_OK;
