@@ -73,9 +73,11 @@ for (const [part, label] of [["bench-long", "long prompts + short outputs"], ["b
   const slo = r.slo ?? {};
   row(part, `${label}: ${JSON.stringify(r.workload?.dataset ?? {})}`, `SLO TTFT <= ${slo.ttftMs} ms, TPOT <= ${slo.tpotMs} ms`);
   const g = {};
+  const lowestRate = {};
   for (const s of r.sweeps ?? []) {
     const key = /disagg/.test(s.legend ?? s.name) ? "disagg" : "agg";
     g[key] = s.goodput;
+    lowestRate[key] = Math.min(...(s.points ?? []).map((p) => p.rate));
     row(part, `${s.legend} goodput`, `${f(s.goodput?.interpolatedRate)} req/s (highest passing ${f(s.goodput?.highestPassingRate ?? s.goodput?.sweptRate)}${s.goodput?.saturated ? ", saturated" : ""})`);
     const routed = {};
     for (const p of s.points ?? []) for (const [k, v] of Object.entries(p.serverMetrics ?? {})) {
@@ -87,20 +89,23 @@ for (const [part, label] of [["bench-long", "long prompts + short outputs"], ["b
       row(part, `  ${s.legend} @ ${p.rate} req/s`, `${p.completed}/${p.sent} ok; TTFT p50/p90/p99 ${f(p.ttftMs?.p50, 0)}/${f(p.ttftMs?.p90, 0)}/${f(p.ttftMs?.p99, 0)} ms; ITL p50/p90/p99 ${f(p.itlMs?.p50, 1)}/${f(p.itlMs?.p90, 1)}/${f(p.itlMs?.p99, 1)} ms; SLO ${f((p.sloAttainment ?? 0) * 100, 0)}%`);
     }
   }
-  // Aggregated goodput 0 (it missed at the lowest swept rate) and disaggregated > 0: the ratio is unbounded
-  // (Infinity, shown as such); both 0: nothing measured (sweep lower rates).
+  // Aggregated goodput 0 (it missed the SLO at its lowest swept rate r) and disaggregated > 0: aggregated's goodput
+  // lies somewhere below r, so the ratio is only a lower bound, disagg / r (it can decide "met", never "missed");
+  // both 0: nothing measured (sweep lower rates).
   const gd = g.disagg?.interpolatedRate;
   const ga = g.agg?.interpolatedRate;
-  const ratio = typeof gd === "number" && typeof ga === "number" ? (ga > 0 ? gd / ga : gd > 0 ? Infinity : undefined) : undefined;
+  const aggBelowSweep = ga === 0 && gd > 0 && Number.isFinite(lowestRate.agg);
+  const ratio = typeof gd === "number" && typeof ga === "number" ? (ga > 0 ? gd / ga : aggBelowSweep ? gd / lowestRate.agg : undefined) : undefined;
   const ratioNote = [
-    ga === 0 && gd > 0 ? "aggregated missed the SLO at the lowest swept rate: ratio unbounded, sweep lower rates for a figure" : "",
+    aggBelowSweep ? `aggregated missed the SLO at the lowest swept rate (${lowestRate.agg} req/s): the ratio is only a lower bound, sweep lower rates for a figure` : "",
     g.agg?.saturated || g.disagg?.saturated ? "a sweep saturated (every rate passed): the ratio is a bound" : "",
   ].filter(Boolean).join("; ");
   row(part, "charts", ["ttft.svg", "tpot.svg", "attainment.svg", "throughput.svg"].filter((c) => existsSync(join(out, part, c))).join(", ") || "none");
   // Both saturated: the ratio decides nothing. Only disagg saturated: a lower bound (decides "met" only). Only agg
   // saturated: an upper bound (decides "missed" only).
   const undecided = (met) =>
-    (g.disagg?.saturated && g.agg?.saturated) || (g.disagg?.saturated && !met) || (g.agg?.saturated && !g.disagg?.saturated && met);
+    (g.disagg?.saturated && g.agg?.saturated) || (g.disagg?.saturated && !met) || (g.agg?.saturated && !g.disagg?.saturated && met) ||
+    (aggBelowSweep && !met);
   if (part === "bench-long") target("goodput disagg / agg, long-prompt mix", ratio, ">=", 1.3, "x", ratioNote, undecided);
   else row(part, "goodput disagg / agg", `${f(ratio)}${ratioNote ? " (" + ratioNote + ")" : ""}`);
 }
