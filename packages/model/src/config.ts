@@ -12,6 +12,34 @@ export interface Llama3RopeScaling {
   originalMaxPositionEmbeddings: number;
 }
 
+/** Position interpolation: every frequency divided by `factor`. */
+export interface LinearRopeScaling {
+  ropeType: "linear";
+  factor: number;
+}
+
+/**
+ * Dynamic NTK: transformers raises the base only once a sequence grows past max_position_embeddings; the context is
+ * capped there (by the executors and by the reference), where it equals plain RoPE.
+ */
+export interface DynamicRopeScaling {
+  ropeType: "dynamic";
+  factor: number;
+}
+
+/** YaRN, resolved as transformers' `_compute_yarn_parameters` does (cos and sin scaled by `attentionFactor`). */
+export interface YarnRopeScaling {
+  ropeType: "yarn";
+  factor: number;
+  originalMaxPositionEmbeddings: number;
+  betaFast: number;
+  betaSlow: number;
+  truncate: boolean;
+  attentionFactor: number;
+}
+
+export type RopeScaling = Llama3RopeScaling | LinearRopeScaling | DynamicRopeScaling | YarnRopeScaling;
+
 /** A validated Llama config with defaults filled in (camelCase; `raw` keeps the original JSON). */
 export interface ModelConfig {
   architecture: "LlamaForCausalLM";
@@ -24,7 +52,8 @@ export interface ModelConfig {
   vocabSize: number;
   rmsNormEps: number;
   ropeTheta: number;
-  ropeScaling: Llama3RopeScaling | null;
+  /** null: plain RoPE. Read from `rope_scaling` (older layout) or `rope_parameters` (transformers 5, preferred). */
+  ropeScaling: RopeScaling | null;
   maxPositionEmbeddings: number;
   tieWordEmbeddings: boolean;
   bosTokenId: number | null;
@@ -112,38 +141,7 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
   }
   if (headDim % 2 !== 0) throw new InvalidConfigError(`${source}: head_dim ${headDim} must be even for RoPE`, { field: "head_dim" });
   const rmsNormEps = pos("rms_norm_eps", 1e-6);
-  const ropeTheta = pos("rope_theta", 10000);
-
-  let ropeScaling: Llama3RopeScaling | null = null;
-  const rs = raw.rope_scaling;
-  if (rs !== undefined && rs !== null) {
-    if (typeof rs !== "object" || Array.isArray(rs)) throw new InvalidConfigError(`${source}: rope_scaling must be an object or null`, { field: "rope_scaling" });
-    const r = rs as Record<string, unknown>;
-    const type = r.rope_type ?? r.type;
-    if (type === "default") {
-      ropeScaling = null;
-    } else if (type !== "llama3") {
-      throw new UnsupportedArchitectureError(`${source}: rope_scaling type ${JSON.stringify(type)} is not supported (only "llama3")`);
-    } else {
-      const num = (k: string): number => {
-        const v = r[k];
-        if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
-          throw new InvalidConfigError(`${source}: rope_scaling.${k} must be a positive number, got ${JSON.stringify(v)}`, { field: `rope_scaling.${k}` });
-        }
-        return v;
-      };
-      ropeScaling = {
-        ropeType: "llama3",
-        factor: num("factor"),
-        lowFreqFactor: num("low_freq_factor"),
-        highFreqFactor: num("high_freq_factor"),
-        originalMaxPositionEmbeddings: num("original_max_position_embeddings"),
-      };
-      if (ropeScaling.highFreqFactor <= ropeScaling.lowFreqFactor) {
-        throw new InvalidConfigError(`${source}: rope_scaling.high_freq_factor must be larger than low_freq_factor`, { field: "rope_scaling.high_freq_factor" });
-      }
-    }
-  }
+  const { ropeTheta, ropeScaling } = parseRope(raw, source, maxPositionEmbeddings, pos("rope_theta", 10000));
 
   const tie = raw.tie_word_embeddings ?? false; // HF LlamaConfig default
   if (typeof tie !== "boolean") throw new InvalidConfigError(`${source}: tie_word_embeddings must be a boolean`, { field: "tie_word_embeddings" });
@@ -213,4 +211,108 @@ export function parameterCount(config: ModelConfig): number {
   let n = 0;
   for (const s of expectedTensorShapes(config).values()) n += s.reduce((a, b) => a * b, 1);
   return n;
+}
+
+const ROPE_KEYS = new Set([
+  "rope_type", "type", "rope_theta", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings",
+  "attention_factor", "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "truncate", "partial_rotary_factor",
+]);
+
+/**
+ * RoPE settings as transformers resolves them (modeling_rope_utils): `rope_parameters` (transformers 5) over
+ * `rope_scaling` (older layout), `rope_theta` inside the former or at the top level; original_max_position_embeddings
+ * from the config's top level, else the dict, else max_position_embeddings. Types default, linear, dynamic, llama3
+ * and yarn; any other type, unknown key or partial rotation is refused by name (never ignored). The executors'
+ * reader (packages/trtllm/native/src/model_config.cpp) applies the same rules; both are checked against
+ * transformers' own values in test/fixtures/rope-hf.json.
+ */
+function parseRope(
+  raw: Record<string, unknown>,
+  source: string,
+  maxPositionEmbeddings: number,
+  topTheta: number,
+): { ropeTheta: number; ropeScaling: RopeScaling | null } {
+  const fieldOf = (v: unknown) => (v !== undefined && v !== null ? v : undefined);
+  if (fieldOf(raw.partial_rotary_factor) !== undefined && raw.partial_rotary_factor !== 1) {
+    throw new UnsupportedArchitectureError(`${source}: partial_rotary_factor ${JSON.stringify(raw.partial_rotary_factor)} is not supported`);
+  }
+  const params = fieldOf(raw.rope_parameters) ?? fieldOf(raw.rope_scaling);
+  const where = fieldOf(raw.rope_parameters) !== undefined ? "rope_parameters" : "rope_scaling";
+  if (params === undefined) return { ropeTheta: topTheta, ropeScaling: null };
+  if (typeof params !== "object" || Array.isArray(params)) throw new InvalidConfigError(`${source}: ${where} must be an object or null`, { field: where });
+  const r = params as Record<string, unknown>;
+  for (const k of Object.keys(r)) {
+    if (!ROPE_KEYS.has(k)) throw new UnsupportedArchitectureError(`${source}: ${where}.${k} is not supported (it would change the RoPE math)`);
+  }
+  if (fieldOf(r.partial_rotary_factor) !== undefined && r.partial_rotary_factor !== 1) {
+    throw new UnsupportedArchitectureError(`${source}: ${where}.partial_rotary_factor is not supported`);
+  }
+  const type = (r.rope_type ?? r.type ?? "default") as string;
+  const num = (k: string, fallback?: number): number => {
+    const v = fieldOf(r[k]);
+    if (v === undefined) {
+      if (fallback === undefined) throw new InvalidConfigError(`${source}: ${where} of rope_type ${JSON.stringify(type)} needs "${k}"`, { field: `${where}.${k}` });
+      return fallback;
+    }
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+      throw new InvalidConfigError(`${source}: ${where}.${k} must be a positive number, got ${JSON.stringify(v)}`, { field: `${where}.${k}` });
+    }
+    return v;
+  };
+  const ropeTheta = where === "rope_parameters" ? num("rope_theta", topTheta) : topTheta;
+  if (!(ropeTheta > 1)) throw new InvalidConfigError(`${source}: rope_theta must be above 1`, { field: "rope_theta" });
+  const topOriginal = fieldOf(raw.original_max_position_embeddings);
+  const original = (): number => (typeof topOriginal === "number" && topOriginal > 0 ? topOriginal : num("original_max_position_embeddings", maxPositionEmbeddings));
+  switch (type) {
+    case "default":
+      return { ropeTheta, ropeScaling: null };
+    case "linear":
+    case "dynamic":
+      return { ropeTheta, ropeScaling: { ropeType: type, factor: num("factor") } };
+    case "llama3": {
+      const s: Llama3RopeScaling = {
+        ropeType: "llama3",
+        factor: num("factor"),
+        lowFreqFactor: num("low_freq_factor"),
+        highFreqFactor: num("high_freq_factor"),
+        originalMaxPositionEmbeddings: original(),
+      };
+      if (s.highFreqFactor <= s.lowFreqFactor) {
+        throw new InvalidConfigError(`${source}: ${where}.high_freq_factor must be larger than low_freq_factor`, { field: `${where}.high_freq_factor` });
+      }
+      return { ropeTheta, ropeScaling: s };
+    }
+    case "yarn": {
+      const orig = original();
+      const factor = num("factor", maxPositionEmbeddings / orig); // transformers: null -> max_position_embeddings / original
+      const mscale = (scale: number, m: number) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
+      const ms = fieldOf(r.mscale);
+      const msAll = fieldOf(r.mscale_all_dim);
+      const attentionFactor =
+        fieldOf(r.attention_factor) !== undefined
+          ? num("attention_factor")
+          : typeof ms === "number" && ms !== 0 && typeof msAll === "number" && msAll !== 0
+            ? mscale(factor, ms) / mscale(factor, msAll)
+            : mscale(factor, 1);
+      // transformers reads beta_fast / beta_slow with `or`: absent, null and 0 all mean the default.
+      const beta = (k: string, d: number) => (typeof r[k] === "number" && r[k] !== 0 ? num(k) : d);
+      if (r.truncate !== undefined && typeof r.truncate !== "boolean") {
+        throw new InvalidConfigError(`${source}: ${where}.truncate must be a boolean`, { field: `${where}.truncate` });
+      }
+      return {
+        ropeTheta,
+        ropeScaling: {
+          ropeType: "yarn",
+          factor,
+          originalMaxPositionEmbeddings: orig,
+          betaFast: beta("beta_fast", 32),
+          betaSlow: beta("beta_slow", 1),
+          truncate: r.truncate !== false,
+          attentionFactor,
+        },
+      };
+    }
+    default:
+      throw new UnsupportedArchitectureError(`${source}: ${where} rope_type ${JSON.stringify(type)} is not supported (default, linear, dynamic, llama3 and yarn are)`);
+  }
 }

@@ -53,11 +53,11 @@ export {
 } from "./generate.js";
 export { CHATML_TEMPLATE } from "./chat-template.js";
 export { Rng, hashString } from "./prng.js";
-export { referenceForward, ropeInverseFrequencies, argmax } from "./reference.js";
+export { referenceForward, ropeInverseFrequencies, ropeAttentionFactor, argmax } from "./reference.js";
 
 export type { SafetensorsDtype, TorchDtype } from "./dtype.js";
 export type { TensorInfo, SafetensorsHeader, Tensor, TensorInput, WriteSafetensorsOptions } from "./safetensors.js";
-export type { ModelConfig, Llama3RopeScaling } from "./config.js";
+export type { ModelConfig, Llama3RopeScaling, RopeScaling, LinearRopeScaling, DynamicRopeScaling, YarnRopeScaling } from "./config.js";
 export type { LoadedModel } from "./load.js";
 export type { WriteShardedOptions } from "./weights.js";
 export type { TokenizerInfo, CheckTokenizerOptions } from "./tokenizer-files.js";

@@ -18,10 +18,15 @@ export interface ReferenceForwardResult {
 }
 
 /**
- * RoPE inverse frequencies, one per rotated pair (head_dim / 2 of them): theta^(-2i/d), then, with llama3
- * rope_scaling, Llama 3's rule: wavelengths longer than original_max_position_embeddings / low_freq_factor are
- * divided by `factor`, shorter than original / high_freq_factor are kept, and those in between interpolate
- * smoothly with s = (original / wavelen - low) / (high - low): f = (1 - s) * f / factor + s * f.
+ * RoPE inverse frequencies, one per rotated pair (head_dim / 2 of them): theta^(-2i/d), then the config's scaling, as
+ * transformers computes it (modeling_rope_utils):
+ * - linear: every frequency divided by `factor`;
+ * - llama3: wavelengths longer than original_max_position_embeddings / low_freq_factor are divided by `factor`,
+ *   shorter than original / high_freq_factor kept, and those between interpolate with
+ *   s = (original / wavelen - low) / (high - low): f = (1 - s) * f / factor + s * f;
+ * - yarn: dimensions below the correction range (fast rotations, beta_fast) kept, above it (beta_slow) divided by
+ *   `factor`, a linear ramp between; cos and sin are then scaled by `ropeAttentionFactor`;
+ * - dynamic: plain RoPE (it differs only past max_position_embeddings, where contexts are capped).
  */
 export function ropeInverseFrequencies(config: Pick<ModelConfig, "headDim" | "ropeTheta" | "ropeScaling">): Float64Array {
   const d = config.headDim;
@@ -29,7 +34,30 @@ export function ropeInverseFrequencies(config: Pick<ModelConfig, "headDim" | "ro
   const inv = new Float64Array(half);
   for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(config.ropeTheta, (2 * i) / d);
   const rs = config.ropeScaling;
-  if (!rs) return inv;
+  if (!rs || rs.ropeType === "dynamic") return inv;
+  if (rs.ropeType === "linear") {
+    for (let i = 0; i < half; i++) inv[i] /= rs.factor;
+    return inv;
+  }
+  if (rs.ropeType === "yarn") {
+    const correctionDim = (rotations: number) =>
+      (d * Math.log(rs.originalMaxPositionEmbeddings / (rotations * 2 * Math.PI))) / (2 * Math.log(config.ropeTheta));
+    let low = correctionDim(rs.betaFast);
+    let high = correctionDim(rs.betaSlow);
+    if (rs.truncate) {
+      low = Math.floor(low);
+      high = Math.ceil(high);
+    }
+    low = Math.max(low, 0);
+    high = Math.min(high, d - 1);
+    if (low === high) high += 0.001;
+    for (let i = 0; i < half; i++) {
+      const ramp = Math.min(1, Math.max(0, (i - low) / (high - low)));
+      const extrapolation = 1 - ramp;
+      inv[i] = (inv[i] / rs.factor) * (1 - extrapolation) + inv[i] * extrapolation;
+    }
+    return inv;
+  }
   const lowFreqWavelen = rs.originalMaxPositionEmbeddings / rs.lowFreqFactor;
   const highFreqWavelen = rs.originalMaxPositionEmbeddings / rs.highFreqFactor;
   for (let i = 0; i < half; i++) {
@@ -43,6 +71,11 @@ export function ropeInverseFrequencies(config: Pick<ModelConfig, "headDim" | "ro
     inv[i] = (1 - s) * (inv[i] / rs.factor) + s * inv[i];
   }
   return inv;
+}
+
+/** The factor on cos and sin (yarn's attention scaling; 1 for the other types). */
+export function ropeAttentionFactor(config: Pick<ModelConfig, "ropeScaling">): number {
+  return config.ropeScaling?.ropeType === "yarn" ? config.ropeScaling.attentionFactor : 1;
 }
 
 /** y = x / sqrt(mean(x²) + eps) * w, over each row of length n. */
@@ -73,13 +106,13 @@ function linear(x: Float64Array, w: Float32Array, rows: number, inDim: number, o
 }
 
 /** Rotates each head in place (HF rotate_half: element i pairs with i + d/2). x is [rows, heads * d]. */
-function applyRope(x: Float64Array, rows: number, heads: number, d: number, invFreq: Float64Array): void {
+function applyRope(x: Float64Array, rows: number, heads: number, d: number, invFreq: Float64Array, scale: number): void {
   const half = d / 2;
   for (let p = 0; p < rows; p++) {
     for (let i = 0; i < half; i++) {
       const angle = p * invFreq[i];
-      const c = Math.cos(angle);
-      const s = Math.sin(angle);
+      const c = Math.cos(angle) * scale;
+      const s = Math.sin(angle) * scale;
       for (let h = 0; h < heads; h++) {
         const base = p * heads * d + h * d;
         const a = x[base + i];
@@ -106,12 +139,16 @@ export function referenceForward(model: string | LoadedModel, tokens: readonly n
   const cfg = m.config;
   const T = tokens.length;
   if (T === 0) throw new RangeError("referenceForward needs at least one token");
+  if (cfg.ropeScaling?.ropeType === "dynamic" && T > cfg.maxPositionEmbeddings) {
+    throw new RangeError(`dynamic RoPE is reproduced up to max_position_embeddings (${cfg.maxPositionEmbeddings} tokens), not ${T}`);
+  }
   const { hiddenSize: h, intermediateSize: inter, numHeads: H, numKvHeads: KV, headDim: d, vocabSize: V } = cfg;
   for (const t of tokens) {
     if (!Number.isInteger(t) || t < 0 || t >= V) throw new RangeError(`token id ${t} is outside the vocabulary [0, ${V})`);
   }
   const group = H / KV;
   const invFreq = ropeInverseFrequencies(cfg);
+  const ropeScale = ropeAttentionFactor(cfg);
   const scale = 1 / Math.sqrt(d);
 
   const embed = tensor(m, "model.embed_tokens.weight");
@@ -125,8 +162,8 @@ export function referenceForward(model: string | LoadedModel, tokens: readonly n
     const q = linear(xn, tensor(m, `${p}.self_attn.q_proj.weight`), T, h, H * d);
     const k = linear(xn, tensor(m, `${p}.self_attn.k_proj.weight`), T, h, KV * d);
     const v = linear(xn, tensor(m, `${p}.self_attn.v_proj.weight`), T, h, KV * d);
-    applyRope(q, T, H, d, invFreq);
-    applyRope(k, T, KV, d, invFreq);
+    applyRope(q, T, H, d, invFreq, ropeScale);
+    applyRope(k, T, KV, d, invFreq, ropeScale);
     const attn = new Float64Array(T * H * d);
     const scores = new Float64Array(T);
     for (let t = 0; t < T; t++) {

@@ -114,7 +114,7 @@ describe("config validation", () => {
     const cases: [(c: Record<string, unknown>) => void, RegExp][] = [
       [(c) => (c.architectures = ["MistralForCausalLM"]), /architecture MistralForCausalLM is not supported \(supported: LlamaForCausalLM\)/],
       [(c) => (c.model_type = "gemma"), /model_type "gemma" is not supported/],
-      [(c) => (c.rope_scaling = { rope_type: "yarn", factor: 4 }), /rope_scaling type "yarn" is not supported/],
+      [(c) => (c.rope_scaling = { rope_type: "longrope", factor: 4 }), /rope_scaling rope_type "longrope" is not supported/],
       [(c) => (c.attention_bias = true), /attention_bias: true is not supported/],
       [(c) => (c.hidden_act = "gelu"), /hidden_act "gelu" is not supported/],
     ];
@@ -135,7 +135,7 @@ describe("config validation", () => {
       [(c) => (c.head_dim = 7), /head_dim 7 must be even for RoPE/, "head_dim"],
       [(c) => (c.vocab_size = 0), /vocab_size must be an integer ≥ 1, got 0/, "vocab_size"],
       [(c) => (c.eos_token_id = [1, 99]), /eos_token_id 99 is not a token id below vocab_size 50/, "eos_token_id"],
-      [(c) => (c.rope_scaling = { rope_type: "llama3", factor: 8 }), /rope_scaling.low_freq_factor must be a positive number/, "rope_scaling.low_freq_factor"],
+      [(c) => (c.rope_scaling = { rope_type: "llama3", factor: 8 }), /rope_scaling of rope_type "llama3" needs "low_freq_factor"/, "rope_scaling.low_freq_factor"],
     ];
     for (const [edit, msg, field] of cases) {
       const dir = modelDir();

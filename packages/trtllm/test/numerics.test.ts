@@ -2,7 +2,7 @@
 // (max |diff| / max |reference|), for models/tiny, untied/GQA/plain-RoPE variants, bf16 and fp16 weights and
 // sharded checkpoints; and the engine's paged, chunked decoding follows the reference's argmax. The CUDA
 // executor computes in bf16, so its bound is BF16_TOLERANCE instead.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -97,6 +97,46 @@ describe.skipIf(skip)("logits match referenceForward", () => {
       dims: { ...dims, tieWordEmbeddings: false, hiddenSize: 96, numHeads: 8, numKvHeads: 2, headDim: 32, intermediateSize: 160, numLayers: 3, ropeScaling: null },
     });
     compare(dir, [prompt(5, 5, 640), prompt(60, 6, 640)]);
+  });
+
+  // The executor's config reader (model_config.cpp) against the reference's (@trtd/model), which rope.test.ts checks
+  // against transformers' own values: the same RoPE variants (both layouts; linear, dynamic, llama3, yarn with its
+  // cos/sin factor) written into one model's config.json must give the same logits.
+  const ropeFixture = JSON.parse(readFileSync(join(import.meta.dirname, "..", "..", "model", "test", "fixtures", "rope-hf.json"), "utf8")) as {
+    cases: { name: string; config: Record<string, unknown> }[];
+  };
+  for (const c of ropeFixture.cases) {
+    it(`RoPE as transformers reads it: ${c.name}`, () => {
+      const dir = generated(`rope-${ropeFixture.cases.indexOf(c)}`, {
+        preset: "tiny",
+        seed: 11,
+        dims: { ...dims, hiddenSize: 96, numHeads: 4, numKvHeads: 2, headDim: 24, intermediateSize: 160, numLayers: 2, ropeScaling: null },
+      });
+      const path = join(dir, "config.json");
+      const cfg = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+      delete cfg.rope_theta;
+      delete cfg.rope_scaling;
+      const rope = Object.fromEntries(Object.entries(c.config).filter(([k]) => k.startsWith("rope_")));  // the case's RoPE keys only
+      expect(Object.keys(rope).length).toBeGreaterThan(0);
+      writeFileSync(path, JSON.stringify({ ...cfg, ...rope }));
+      compare(dir, [prompt(40, 12, 640)]);
+    });
+  }
+
+  it("RoPE settings that would change the math are refused by name when the executor opens", () => {
+    const dir = generated("rope-refused", { preset: "tiny", seed: 11, dims: { ...dims, numLayers: 1, ropeScaling: null } });
+    const path = join(dir, "config.json");
+    const cfg = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+    const refusals: [Record<string, unknown>, RegExp][] = [
+      [{ rope_parameters: { rope_type: "longrope", rope_theta: 10000, factor: 2 } }, /rope_type "longrope" is not supported/],
+      [{ rope_scaling: { rope_type: "linear", factor: 2, short_factor: [1] } }, /rope_scaling\.short_factor is not supported/],
+      [{ rope_parameters: { rope_type: "llama3", rope_theta: 500000, factor: 8 } }, /needs "low_freq_factor"/],
+      [{ partial_rotary_factor: 0.5 }, /partial_rotary_factor/],
+    ];
+    for (const [extra, message] of refusals) {
+      writeFileSync(path, JSON.stringify({ ...cfg, ...extra }));
+      expect(() => openExecutor(dir), JSON.stringify(extra)).toThrow(message);
+    }
   });
 
   for (const dtype of ["bfloat16", "float16"] as const) {

@@ -133,16 +133,18 @@ Engine::Engine(const std::string & model_dir, const ModelConfig & cfg, const Eng
 
     load_weights(model_dir);
 
-    // RoPE table: angle = float(pos) * float(inv_freq) in fp32 as HF computes it, cos/sin rounded to the model dtype.
+    // RoPE table: angle = float(pos) * float(inv_freq) in fp32 as HF computes it, cos/sin times the scaling's
+    // attention factor in fp32 (1 but for yarn), rounded to the model dtype.
     {
         const std::vector<double> inv = rope_inv_freq(cfg_);
+        const float af = float(cfg_.rope_scaling.attention_factor);
         const int half = D / 2;
         std::vector<uint16_t> table(size_t(ec_.max_ctx) * half * 2);
         for (int p = 0; p < ec_.max_ctx; ++p)
             for (int i = 0; i < half; ++i) {
                 const float a = float(p) * float(inv[size_t(i)]);
-                table[(size_t(p) * half + i) * 2] = float_to_half_bits(float(std::cos(double(a))), dt_);
-                table[(size_t(p) * half + i) * 2 + 1] = float_to_half_bits(float(std::sin(double(a))), dt_);
+                table[(size_t(p) * half + i) * 2] = float_to_half_bits(float(std::cos(double(a))) * af, dt_);
+                table[(size_t(p) * half + i) * 2 + 1] = float_to_half_bits(float(std::sin(double(a))) * af, dt_);
             }
         cos_sin_ = dev_alloc<uint16_t>(table.size(), "RoPE table");
         cuda_check(cudaMemcpy(cos_sin_, table.data(), table.size() * 2, cudaMemcpyHostToDevice), "RoPE table upload");

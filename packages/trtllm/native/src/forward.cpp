@@ -189,8 +189,8 @@ void Forward::run(const std::vector<ForwardRow> & rows, float * logits) {
     for (int r = 0; r < R; ++r)
         for (int i = 0; i < half; ++i) {
             const double a = double(rows[size_t(r)].pos) * m_.inv_freq[size_t(i)];
-            cs[size_t(r) * half + i] = float(std::cos(a));
-            sn[size_t(r) * half + i] = float(std::sin(a));
+            cs[size_t(r) * half + i] = float(std::cos(a) * c.rope_scaling.attention_factor);
+            sn[size_t(r) * half + i] = float(std::sin(a) * c.rope_scaling.attention_factor);
         }
 
     const int T = g_.tokens_per_block;

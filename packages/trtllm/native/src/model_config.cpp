@@ -1,5 +1,6 @@
 #include "model_config.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fcntl.h>
@@ -45,23 +46,62 @@ double get_num(const Json & cfg, const char * key, double fallback) {
     return v->number;
 }
 
-// rope_scaling (older layout) or rope_parameters (transformers 5): {rope_type|type, factor, ...}.
-void read_rope(const Json & rs, const char * where, ModelConfig & c) {
+// rope_scaling (older layout) or rope_parameters (transformers 5): {rope_type|type, factor, ...}, resolved as
+// transformers' _compute_*_parameters do. top_original: the config's top-level original_max_position_embeddings
+// (0 when absent), which transformers prefers to the dict's.
+void read_rope(const Json & rs, const std::string & where, double max_pos, double top_original, ModelConfig & c) {
+    static const char * known[] = {"rope_type", "type", "rope_theta", "factor", "low_freq_factor", "high_freq_factor",
+                                   "original_max_position_embeddings", "attention_factor", "beta_fast", "beta_slow",
+                                   "mscale", "mscale_all_dim", "truncate", "partial_rotary_factor"};
+    for (const auto & kv : rs.object) {
+        bool ok = false;
+        for (const char * k : known) ok = ok || kv.first == k;
+        if (!ok) fail("config.json: " + where + "." + kv.first + " is not supported (it would change the RoPE math)");
+    }
     const Json * rt = rs.get("rope_type");
     if (!rt) rt = rs.get("type");
     const std::string type = rt && rt->is_string() ? rt->string : "default";
-    if (type == "llama3") {
-        c.rope_scaling.llama3 = true;
-        c.rope_scaling.factor = get_num(rs, "factor", 8);
-        c.rope_scaling.low_freq_factor = get_num(rs, "low_freq_factor", 1);
-        c.rope_scaling.high_freq_factor = get_num(rs, "high_freq_factor", 4);
-        c.rope_scaling.original_max_position_embeddings = get_num(rs, "original_max_position_embeddings", 8192);
-    } else if (type != "default") {
-        fail(std::string("config.json: ") + where + " rope_type \"" + type +
-             "\" is not supported (default and llama3 are)");
+    auto num = [&](const char * key, bool required, double fallback) {
+        const Json * v = rs.get(key);
+        if (!v || v->is_null()) {
+            if (required) fail("config.json: " + where + " of rope_type \"" + type + "\" needs \"" + key + "\"");
+            return fallback;
+        }
+        if (!v->is_number() || !(v->number > 0)) fail("config.json: " + where + "." + key + " must be a positive number");
+        return v->number;
+    };
+    RopeScaling r;
+    r.type = type;
+    const double original = top_original > 0 ? top_original : num("original_max_position_embeddings", false, max_pos);
+    if (type == "default") {
+    } else if (type == "linear" || type == "dynamic") {
+        r.factor = num("factor", true, 1);
+    } else if (type == "llama3") {
+        r.factor = num("factor", true, 1);
+        r.low_freq_factor = num("low_freq_factor", true, 1);
+        r.high_freq_factor = num("high_freq_factor", true, 4);
+        r.original_max_position_embeddings = original;
+        if (r.high_freq_factor <= r.low_freq_factor) fail("config.json: " + where + ".high_freq_factor must be above low_freq_factor");
+    } else if (type == "yarn") {
+        r.original_max_position_embeddings = original;
+        r.factor = num("factor", false, max_pos / original);  // transformers: null -> max_position_embeddings / original
+        if (const Json * bf = rs.get("beta_fast"); bf && bf->is_number() && bf->number != 0) r.beta_fast = bf->number;  // `or 32`
+        if (const Json * bs = rs.get("beta_slow"); bs && bs->is_number() && bs->number != 0) r.beta_slow = bs->number;
+        if (const Json * t = rs.get("truncate"); t && t->type == Json::Type::Bool) r.truncate = t->boolean;
+        auto mscale = [](double scale, double m) { return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0; };
+        const Json * af = rs.get("attention_factor");
+        const Json * ms = rs.get("mscale");
+        const Json * msa = rs.get("mscale_all_dim");
+        if (af && af->is_number()) r.attention_factor = af->number;
+        else if (ms && ms->is_number() && ms->number != 0 && msa && msa->is_number() && msa->number != 0)
+            r.attention_factor = mscale(r.factor, ms->number) / mscale(r.factor, msa->number);
+        else r.attention_factor = mscale(r.factor, 1);
+    } else {
+        fail("config.json: " + where + " rope_type \"" + type + "\" is not supported (default, linear, dynamic, llama3 and yarn are)");
     }
     if (const Json * pf = rs.get("partial_rotary_factor"); pf && pf->is_number() && pf->number != 1.0)
-        fail(std::string("config.json: ") + where + ".partial_rotary_factor is not supported");
+        fail("config.json: " + where + ".partial_rotary_factor is not supported");
+    c.rope_scaling = r;
 }
 
 }  // namespace
@@ -94,12 +134,16 @@ ModelConfig read_model_config(const std::string & dir) {
         else if (e->is_array())
             for (const Json & x : e->array) if (x.is_number()) c.eos_token_ids.push_back(int(x.number));
     }
-    if (const Json * rs = cfg.get("rope_scaling"); rs && rs->is_object()) read_rope(*rs, "rope_scaling", c);
-    if (const Json * rp = cfg.get("rope_parameters"); rp && rp->is_object()) {
-        c.rope_scaling = RopeScaling{};
+    if (const Json * pf = cfg.get("partial_rotary_factor"); pf && pf->is_number() && pf->number != 1.0)
+        fail("config.json: \"partial_rotary_factor\" is not supported");
+    const double top_original = get_num(cfg, "original_max_position_embeddings", 0);
+    if (const Json * rs = cfg.get("rope_scaling"); rs && rs->is_object())
+        read_rope(*rs, "rope_scaling", c.max_position_embeddings, top_original, c);
+    if (const Json * rp = cfg.get("rope_parameters"); rp && rp->is_object()) {  // transformers 5: takes precedence
         c.rope_theta = get_num(*rp, "rope_theta", c.rope_theta);
-        read_rope(*rp, "rope_parameters", c);
+        read_rope(*rp, "rope_parameters", c.max_position_embeddings, top_original, c);
     }
+    if (!(c.rope_theta > 1)) fail("config.json: rope_theta must be above 1");
     for (const char * key : {"attention_bias", "mlp_bias"})
         if (const Json * b = cfg.get(key); b && b->type == Json::Type::Bool && b->boolean)
             fail(std::string("config.json: \"") + key + "\": true is not supported");
@@ -111,14 +155,17 @@ ModelConfig read_model_config(const std::string & dir) {
 }
 
 std::vector<double> rope_inv_freq(const ModelConfig & c) {
-    const int D = c.head_dim;
-    std::vector<double> inv(size_t(D / 2));
+    const int D = c.head_dim, half = D / 2;
+    std::vector<double> inv(static_cast<size_t>(half));
     const RopeScaling & rs = c.rope_scaling;
-    for (int i = 0; i < D / 2; ++i) {
-        double f = 1.0 / std::pow(c.rope_theta, double(2 * i) / double(D));
-        if (rs.llama3) {
-            const double low_wavelen = rs.original_max_position_embeddings / rs.low_freq_factor;
-            const double high_wavelen = rs.original_max_position_embeddings / rs.high_freq_factor;
+    const double base = c.rope_theta;
+    for (int i = 0; i < half; ++i) inv[size_t(i)] = 1.0 / std::pow(base, double(2 * i) / double(D));
+    if (rs.type == "linear") {
+        for (double & f : inv) f /= rs.factor;
+    } else if (rs.type == "llama3") {
+        const double low_wavelen = rs.original_max_position_embeddings / rs.low_freq_factor;
+        const double high_wavelen = rs.original_max_position_embeddings / rs.high_freq_factor;
+        for (double & f : inv) {
             const double wavelen = 2 * M_PI / f;
             if (wavelen > low_wavelen) f = f / rs.factor;
             else if (wavelen >= high_wavelen) {
@@ -127,8 +174,24 @@ std::vector<double> rope_inv_freq(const ModelConfig & c) {
                 f = (1 - smooth) * f / rs.factor + smooth * f;
             }
         }
-        inv[size_t(i)] = f;
-    }
+    } else if (rs.type == "yarn") {
+        // Dimensions rotating fewer than beta_slow times over the original context are interpolated (divided by
+        // factor), more than beta_fast times extrapolated (kept), with a linear ramp between (transformers' yarn).
+        auto correction_dim = [&](double rotations) {
+            return double(D) * std::log(rs.original_max_position_embeddings / (rotations * 2 * M_PI)) / (2 * std::log(base));
+        };
+        double low = correction_dim(rs.beta_fast), high = correction_dim(rs.beta_slow);
+        if (rs.truncate) { low = std::floor(low); high = std::ceil(high); }
+        low = std::max(low, 0.0);
+        high = std::min(high, double(D - 1));
+        if (low == high) high += 0.001;
+        for (int i = 0; i < half; ++i) {
+            const double ramp = std::min(1.0, std::max(0.0, (double(i) - low) / (high - low)));
+            const double extrapolation = 1 - ramp;
+            const double f = inv[size_t(i)];
+            inv[size_t(i)] = (f / rs.factor) * (1 - extrapolation) + f * extrapolation;
+        }
+    }  // default and dynamic (dynamic differs from default only past max_position_embeddings, the context's cap)
     return inv;
 }
 

@@ -7,10 +7,17 @@
 
 namespace trtd {
 
+// The RoPE scaling of config.json, resolved as transformers resolves it (modeling_rope_utils: the older top-level
+// rope_theta / rope_scaling, or transformers 5's rope_parameters; original_max_position_embeddings from the config's
+// top level first, then the scaling dict, else max_position_embeddings).
 struct RopeScaling {
-    bool llama3 = false;
-    double factor = 1, low_freq_factor = 1, high_freq_factor = 4;
-    double original_max_position_embeddings = 8192;
+    std::string type = "default";  // default, linear, dynamic, llama3, yarn
+    double factor = 1;
+    double low_freq_factor = 1, high_freq_factor = 4;  // llama3
+    double original_max_position_embeddings = 0;       // llama3, yarn
+    double beta_fast = 32, beta_slow = 1;              // yarn
+    bool truncate = true;                              // yarn
+    double attention_factor = 1;  // cos and sin are multiplied by it (yarn's mscale; 1 otherwise)
 };
 
 struct ModelConfig {
@@ -25,11 +32,14 @@ struct ModelConfig {
 };
 
 // Reads and validates dir/config.json. RoPE settings come from the older top-level layout (rope_theta,
-// rope_scaling) or transformers 5's rope_parameters; rope types other than default and llama3 are refused by
-// name, never ignored. Throws std::runtime_error with a message naming the field.
+// rope_scaling) or transformers 5's rope_parameters; rope types default, linear, dynamic, llama3 and yarn are read
+// (dynamic equals default up to max_position_embeddings, which caps the context), any other type, any unknown key
+// of the scaling dict and a partial_rotary_factor other than 1 are refused by name, never ignored. Throws
+// std::runtime_error with a message naming the field.
 ModelConfig read_model_config(const std::string & dir);
 
-// RoPE inverse frequencies (HF convention: pairs i and i + head_dim/2), llama3 scaling applied.
+// RoPE inverse frequencies (HF convention: pairs i and i + head_dim/2), with the config's scaling applied; the
+// cos/sin tables are then multiplied by rope_scaling.attention_factor.
 std::vector<double> rope_inv_freq(const ModelConfig & c);
 
 // The tensors of a model directory: model.safetensors, or the shards of model.safetensors.index.json,
