@@ -28,4 +28,6 @@ export interface TokenizerDefinition {
   chatTemplate: string | undefined;
   /** config.json `vocab_size` (may exceed the tokenizer's ids: padded embeddings). */
   modelVocabSize: number | undefined;
+  /** Unicode normalization of text before encoding (tokenizer.json's normalizer); none when undefined. */
+  normalization?: "NFC" | "NFKC";
 }

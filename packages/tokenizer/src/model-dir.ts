@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { ModelDirError, SpecialTokensError } from "./errors.js";
 import { isEncodingName, LLAMA3_PATTERN, llama3DefaultSpecials } from "./encodings.js";
 import { validateRanksText } from "./ranks-file.js";
+import { bpeFromTokenizerJson } from "./tokenizer-json.js";
 import type { TokenizerDefinition, AddedToken } from "./definition.js";
 
 type Json = Record<string, unknown>;
@@ -89,8 +90,9 @@ function postProcessorAddsBos(tokJson: Json | undefined, bos: string | undefined
 }
 
 /**
- * Reads a model directory (see docs/design/contracts.md): `tiktoken_encoding` in tokenizer_config.json or a
- * Llama-3-style `tokenizer.model` (also `original/tokenizer.model`), special tokens, BOS/EOS, chat template.
+ * Reads a model directory (see docs/design/contracts.md): `tiktoken_encoding` in tokenizer_config.json, else a
+ * Llama-3-style `tokenizer.model` (also `original/tokenizer.model`), else a byte-level BPE `tokenizer.json`; special
+ * tokens, BOS/EOS, chat template.
  */
 export function readModelDir(dir: string): TokenizerDefinition {
   if (!existsSync(dir)) throw new ModelDirError(`model directory ${dir} does not exist`);
@@ -100,7 +102,7 @@ export function readModelDir(dir: string): TokenizerDefinition {
   const genConfig = readJson(dir, "generation_config.json");
   const added = readAddedTokens(config, tokJson);
 
-  let def: Pick<TokenizerDefinition, "source" | "origin">;
+  let def: Pick<TokenizerDefinition, "source" | "origin" | "normalization">;
   const encodingName = config?.tiktoken_encoding;
   if (encodingName !== undefined) {
     if (typeof encodingName !== "string") throw new ModelDirError("tiktoken_encoding must be a string");
@@ -110,9 +112,20 @@ export function readModelDir(dir: string): TokenizerDefinition {
     def = { source: { kind: "named", name: encodingName }, origin: `${dir} (tiktoken ${encodingName})` };
   } else {
     const ranksPath = [join(dir, "tokenizer.model"), join(dir, "original", "tokenizer.model")].find((p) => existsSync(p));
+    if (!ranksPath && tokJson) {
+      // tokenizer.json only (most published models): byte-level BPE, ranks = ids (see tokenizer-json.ts)
+      const bpe = bpeFromTokenizerJson(tokJson, join(dir, "tokenizer.json"));
+      const info = validateRanksText(bpe.ranksText, join(dir, "tokenizer.json"));
+      def = {
+        source: { kind: "ranks", ranksText: bpe.ranksText, pattern: bpe.pattern, info },
+        origin: `${dir} (tokenizer.json)`,
+        ...(bpe.normalization ? { normalization: bpe.normalization } : {}),
+      };
+      return finish(def);
+    }
     if (!ranksPath) {
       throw new ModelDirError(
-        `${dir} has no tokenizer: expected tokenizer.model (tiktoken ranks) or "tiktoken_encoding" in tokenizer_config.json`,
+        `${dir} has no tokenizer: expected tokenizer.json, tokenizer.model (tiktoken ranks) or "tiktoken_encoding" in tokenizer_config.json`,
       );
     }
     const ranksText = readFileSync(ranksPath, "utf8");
@@ -124,6 +137,9 @@ export function readModelDir(dir: string): TokenizerDefinition {
     }
   }
 
+  return finish(def);
+
+  function finish(source: Pick<TokenizerDefinition, "source" | "origin" | "normalization">): TokenizerDefinition {
   const bosToken = tokenText(config?.bos_token, "bos_token");
   const eosToken = tokenText(config?.eos_token, "eos_token");
   const templateTokens: Record<string, string> = {};
@@ -143,7 +159,7 @@ export function readModelDir(dir: string): TokenizerDefinition {
     ...idList(modelConfig?.eos_token_id, "config.json eos_token_id"),
   ];
   return {
-    ...def,
+    ...source,
     addedTokens: added,
     bosToken,
     eosToken,
@@ -154,4 +170,5 @@ export function readModelDir(dir: string): TokenizerDefinition {
     chatTemplate: readChatTemplate(dir, config),
     modelVocabSize: vocabRaw as number | undefined,
   };
+  }
 }

@@ -109,6 +109,7 @@ export class Tokenizer {
 
   #enc: Tiktoken | undefined;
   readonly #spec: EncoderSpec;
+  readonly #normalization: "NFC" | "NFKC" | undefined;
   readonly #kinds: Uint8Array;
   readonly #alwaysAllowed: string[];
   readonly #specialTexts: string[];
@@ -191,6 +192,7 @@ export class Tokenizer {
     this.#template = def.chatTemplate === undefined ? undefined : new ChatTemplate(def.chatTemplate);
     this.#bytesCache = new Array(this.vocabSize);
     this.#textCache = new Array(this.vocabSize);
+    this.#normalization = def.normalization;
     this.#enc = buildTiktoken(this.#spec);
   }
 
@@ -215,6 +217,11 @@ export class Tokenizer {
   #encoder(): Tiktoken {
     if (!this.#enc) throw new TokenizerFreedError();
     return this.#enc;
+  }
+
+  /** The tokenizer's Unicode normalization (tokenizer.json's normalizer), before any splitting. */
+  #normalize(text: string): string {
+    return this.#normalization && typeof text === "string" ? text.normalize(this.#normalization) : text;
   }
 
   #tiktokenArgs(text: unknown, options: EncodeOptions): [allowed: "all" | string[], disallowed: "all" | string[]] {
@@ -244,6 +251,7 @@ export class Tokenizer {
   /** Text → token ids. Runs on the calling thread; for long user input prefer `encodeAsync`. */
   encode(text: string, options: EncodeOptions = {}): number[] {
     const enc = this.#encoder();
+    text = this.#normalize(text);
     const [allowed, disallowed] = this.#tiktokenArgs(text, options);
     let ids: Uint32Array;
     try {
@@ -260,6 +268,7 @@ export class Tokenizer {
    */
   async encodeAsync(text: string, options: EncodeAsyncOptions = {}): Promise<number[]> {
     this.#encoder();
+    text = this.#normalize(text);
     const [allowed, disallowed] = this.#tiktokenArgs(text, options);
     if (text.length < ASYNC_ENCODE_THRESHOLD_CHARS) return this.encode(text, options);
     this.#worker ??= new EncodeWorker(this.#spec);
