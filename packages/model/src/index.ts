@@ -40,7 +40,7 @@ export {
 export { readModelConfig, parseModelConfig, expectedTensorShapes, parameterCount } from "./config.js";
 export { ModelWeights, writeShardedSafetensors, SINGLE_FILE, INDEX_FILE } from "./weights.js";
 export { loadModel, loadedModelFromGenerated } from "./load.js";
-export { checkTokenizerFiles, checkTiktokenRanks, TIKTOKEN_ENCODINGS } from "./tokenizer-files.js";
+export { checkTokenizerFiles, checkTiktokenRanks, locateTokenizer, TIKTOKEN_ENCODINGS, type TokenizerSource } from "./tokenizer-files.js";
 export { validateModelDir } from "./validate.js";
 export {
   generateModel,

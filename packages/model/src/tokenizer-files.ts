@@ -1,5 +1,6 @@
-// Checks that a model directory names a tokenizer the tokenizer package can load: a tiktoken ranks file
-// (tokenizer.model, Llama 3 style) or a tiktoken encoding shipped with the `tiktoken` package.
+// Finds a model directory's tokenizer files (locateTokenizer: the one precedence rule) and checks that they name a
+// tokenizer the tokenizer package can load: a tiktoken encoding shipped with `tiktoken`, a tiktoken ranks file
+// (tokenizer.model, Llama 3 style) or a byte-level BPE tokenizer.json.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { InvalidTokenizerError, TokenizerNotFoundError } from "./errors.js";
@@ -18,8 +19,8 @@ const ENCODING_ORDINARY_TOKENS: Readonly<Record<(typeof TIKTOKEN_ENCODINGS)[numb
 };
 
 export interface TokenizerInfo {
-  kind: "tiktoken-file" | "tiktoken-encoding";
-  /** For "tiktoken-file": the ranks file that was checked (absolute or relative to the cwd, as given). */
+  kind: "tiktoken-file" | "tiktoken-encoding" | "tokenizer-json";
+  /** For "tiktoken-file" and "tokenizer-json": the file that was checked (absolute or relative to the cwd, as given). */
   modelPath?: string;
   /** For "tiktoken-encoding". */
   encoding?: string;
@@ -59,6 +60,44 @@ export function checkTiktokenRanks(text: string, source = "tokenizer.model"): { 
   return { ranks: seenRanks.size, maxRank };
 }
 
+/** Where a model directory's tokenizer comes from: the one precedence rule, shared by every reader. */
+export type TokenizerSource =
+  | { kind: "tiktoken-encoding"; encoding: string }
+  | { kind: "tiktoken-file"; path: string }
+  | { kind: "tokenizer-json"; path: string };
+
+/**
+ * Finds a model directory's tokenizer, in this order: `tokenizerModelPath` when given; `tiktoken_encoding` in
+ * tokenizer_config.json; `tokenizer.model` (tiktoken ranks); `original/tokenizer.model` (Hugging Face Llama 3
+ * repos); `tokenizer.json`. @trtd/tokenizer loads what this names, and validateModelDir checks it, so the two never
+ * disagree. Throws TokenizerNotFoundError when there is none, InvalidTokenizerError for an unreadable
+ * tokenizer_config.json.
+ */
+export function locateTokenizer(dir: string, options: { tokenizerModelPath?: string } = {}): TokenizerSource {
+  if (options.tokenizerModelPath !== undefined) return { kind: "tiktoken-file", path: options.tokenizerModelPath };
+  const tcPath = join(dir, "tokenizer_config.json");
+  if (existsSync(tcPath)) {
+    let tc: unknown;
+    try {
+      tc = JSON.parse(readFileSync(tcPath, "utf8"));
+    } catch (e) {
+      throw new InvalidTokenizerError(`${tcPath} is not valid JSON: ${(e as Error).message}`, { cause: e });
+    }
+    const enc = tc !== null && typeof tc === "object" ? (tc as Record<string, unknown>).tiktoken_encoding : undefined;
+    if (enc !== undefined) {
+      if (typeof enc !== "string") throw new InvalidTokenizerError(`${tcPath}: tiktoken_encoding must be a string`);
+      return { kind: "tiktoken-encoding", encoding: enc };
+    }
+  }
+  for (const rel of ["tokenizer.model", join("original", "tokenizer.model")]) {
+    if (existsSync(join(dir, rel))) return { kind: "tiktoken-file", path: join(dir, rel) };
+  }
+  if (existsSync(join(dir, "tokenizer.json"))) return { kind: "tokenizer-json", path: join(dir, "tokenizer.json") };
+  throw new TokenizerNotFoundError(
+    `model directory ${dir} has no tokenizer: expected a "tiktoken_encoding" in tokenizer_config.json, tokenizer.model (tiktoken ranks), original/tokenizer.model or tokenizer.json`,
+  );
+}
+
 export interface CheckTokenizerOptions {
   /** Use this ranks file instead of `<dir>/tokenizer.model` (convert uses Llama 3's `original/tokenizer.model`). */
   tokenizerModelPath?: string;
@@ -92,8 +131,9 @@ export function checkTokenizerFiles(dir: string, config: ModelConfig, options: C
   }
   const hasChatTemplate = typeof tc?.chat_template === "string" && (tc.chat_template as string).length > 0;
 
-  const modelPath = options.tokenizerModelPath ?? join(dir, "tokenizer.model");
-  if (existsSync(modelPath)) {
+  const source = locateTokenizer(dir, options);
+  if (source.kind === "tiktoken-file") {
+    const modelPath = source.path;
     const { ranks, maxRank } = checkTiktokenRanks(readFileSync(modelPath, "latin1"), modelPath);
     if (maxRank >= config.vocabSize) throw new InvalidTokenizerError(`${modelPath}: rank ${maxRank} is not below vocab_size ${config.vocabSize}`);
     for (const s of specialTokens) {
@@ -101,9 +141,9 @@ export function checkTokenizerFiles(dir: string, config: ModelConfig, options: C
     }
     return { kind: "tiktoken-file", modelPath, ranks, maxRank, specialTokens, hasChatTemplate, tokenizerConfig: tc };
   }
-  const enc = tc?.tiktoken_encoding;
-  if (enc !== undefined) {
-    if (typeof enc !== "string" || !(TIKTOKEN_ENCODINGS as readonly string[]).includes(enc)) {
+  if (source.kind === "tiktoken-encoding") {
+    const enc = source.encoding;
+    if (!(TIKTOKEN_ENCODINGS as readonly string[]).includes(enc)) {
       throw new InvalidTokenizerError(`${tcPath}: tiktoken_encoding ${JSON.stringify(enc)} is not an encoding shipped in tiktoken (${TIKTOKEN_ENCODINGS.join(", ")})`);
     }
     const ordinary = ENCODING_ORDINARY_TOKENS[enc as (typeof TIKTOKEN_ENCODINGS)[number]];
@@ -112,8 +152,21 @@ export function checkTokenizerFiles(dir: string, config: ModelConfig, options: C
     }
     return { kind: "tiktoken-encoding", encoding: enc, specialTokens, hasChatTemplate, tokenizerConfig: tc };
   }
-  const hint = existsSync(join(dir, "tokenizer.json")) ? " (tokenizer.json alone is not supported; Llama 3 checkpoints carry the ranks file as original/tokenizer.model)" : "";
-  throw new TokenizerNotFoundError(
-    `model directory ${dir} has no tokenizer: expected tokenizer.model (tiktoken ranks) or a "tiktoken_encoding" in tokenizer_config.json${hint}`,
-  );
+  // tokenizer.json: its BPE is read (and anything it cannot follow refused) by @trtd/tokenizer; here, that it is a
+  // BPE vocabulary whose ids fit the model.
+  let tj: Record<string, unknown>;
+  try {
+    tj = JSON.parse(readFileSync(source.path, "utf8")) as Record<string, unknown>;
+  } catch (e) {
+    throw new InvalidTokenizerError(`${source.path} is not valid JSON: ${(e as Error).message}`, { cause: e });
+  }
+  const model = tj?.model as { type?: unknown; vocab?: Record<string, number> } | undefined;
+  if (model?.type !== "BPE" || typeof model.vocab !== "object" || model.vocab === null) {
+    throw new InvalidTokenizerError(`${source.path}: model type ${JSON.stringify(model?.type)} is not supported (byte-level BPE is)`);
+  }
+  let maxId = -1;
+  for (const id of Object.values(model.vocab)) maxId = Math.max(maxId, id);
+  for (const t of (tj.added_tokens as { id?: number }[] | undefined) ?? []) maxId = Math.max(maxId, t.id ?? -1);
+  if (maxId >= config.vocabSize) throw new InvalidTokenizerError(`${source.path}: token id ${maxId} is not below vocab_size ${config.vocabSize}`);
+  return { kind: "tokenizer-json", modelPath: source.path, ranks: Object.keys(model.vocab).length, maxRank: maxId, specialTokens, hasChatTemplate, tokenizerConfig: tc };
 }

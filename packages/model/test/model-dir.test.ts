@@ -223,7 +223,7 @@ describe("tokenizer files", () => {
     rmSync(join(dir, "tokenizer_config.json"));
     const e = thrown(() => validateModelDir(dir));
     expect(e).toBeInstanceOf(TokenizerNotFoundError);
-    expect(e.message).toMatch(/no tokenizer: expected tokenizer.model \(tiktoken ranks\) or a "tiktoken_encoding"/);
+    expect(e.message).toMatch(/no tokenizer: expected a "tiktoken_encoding" in tokenizer_config.json, tokenizer.model \(tiktoken ranks\), original\/tokenizer.model or tokenizer.json/);
   });
 
   it("checks tiktoken ranks files and special token ids", () => {

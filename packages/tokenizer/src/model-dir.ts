@@ -4,6 +4,7 @@ import { ModelDirError, SpecialTokensError } from "./errors.js";
 import { isEncodingName, LLAMA3_PATTERN, llama3DefaultSpecials } from "./encodings.js";
 import { validateRanksText } from "./ranks-file.js";
 import { bpeFromTokenizerJson } from "./tokenizer-json.js";
+import { locateTokenizer, type TokenizerSource } from "@trtd/model";
 import type { TokenizerDefinition, AddedToken } from "./definition.js";
 
 type Json = Record<string, unknown>;
@@ -90,9 +91,9 @@ function postProcessorAddsBos(tokJson: Json | undefined, bos: string | undefined
 }
 
 /**
- * Reads a model directory (see docs/design/contracts.md): `tiktoken_encoding` in tokenizer_config.json, else a
- * Llama-3-style `tokenizer.model` (also `original/tokenizer.model`), else a byte-level BPE `tokenizer.json`; special
- * tokens, BOS/EOS, chat template.
+ * Reads a model directory (see docs/design/contracts.md): the tokenizer that @trtd/model's locateTokenizer names
+ * (`tiktoken_encoding` in tokenizer_config.json, else a Llama-3-style `tokenizer.model`, also
+ * `original/tokenizer.model`, else a byte-level BPE `tokenizer.json`); special tokens, BOS/EOS, chat template.
  */
 export function readModelDir(dir: string): TokenizerDefinition {
   if (!existsSync(dir)) throw new ModelDirError(`model directory ${dir} does not exist`);
@@ -102,41 +103,39 @@ export function readModelDir(dir: string): TokenizerDefinition {
   const genConfig = readJson(dir, "generation_config.json");
   const added = readAddedTokens(config, tokJson);
 
+  // Which file: @trtd/model's locateTokenizer, the precedence every reader of a model directory shares.
+  let located: TokenizerSource;
+  try {
+    located = locateTokenizer(dir);
+  } catch (cause) {
+    throw new ModelDirError((cause as Error).message, { cause });
+  }
   let def: Pick<TokenizerDefinition, "source" | "origin" | "normalization">;
-  const encodingName = config?.tiktoken_encoding;
-  if (encodingName !== undefined) {
-    if (typeof encodingName !== "string") throw new ModelDirError("tiktoken_encoding must be a string");
+  if (located.kind === "tiktoken-encoding") {
+    const encodingName = located.encoding;
     if (!isEncodingName(encodingName)) {
       throw new ModelDirError(`tokenizer_config.json names unknown tiktoken_encoding "${encodingName}"`);
     }
     def = { source: { kind: "named", name: encodingName }, origin: `${dir} (tiktoken ${encodingName})` };
+  } else if (located.kind === "tokenizer-json") {
+    // byte-level BPE, ranks = ids (see tokenizer-json.ts)
+    const bpe = bpeFromTokenizerJson(tokJson!, located.path);
+    const info = validateRanksText(bpe.ranksText, located.path);
+    def = {
+      source: { kind: "ranks", ranksText: bpe.ranksText, pattern: bpe.pattern, info },
+      origin: `${dir} (tokenizer.json)`,
+      ...(bpe.normalization ? { normalization: bpe.normalization } : {}),
+    };
   } else {
-    const ranksPath = [join(dir, "tokenizer.model"), join(dir, "original", "tokenizer.model")].find((p) => existsSync(p));
-    if (!ranksPath && tokJson) {
-      // tokenizer.json only (most published models): byte-level BPE, ranks = ids (see tokenizer-json.ts)
-      const bpe = bpeFromTokenizerJson(tokJson, join(dir, "tokenizer.json"));
-      const info = validateRanksText(bpe.ranksText, join(dir, "tokenizer.json"));
-      def = {
-        source: { kind: "ranks", ranksText: bpe.ranksText, pattern: bpe.pattern, info },
-        origin: `${dir} (tokenizer.json)`,
-        ...(bpe.normalization ? { normalization: bpe.normalization } : {}),
-      };
-      return finish(def);
-    }
-    if (!ranksPath) {
-      throw new ModelDirError(
-        `${dir} has no tokenizer: expected tokenizer.json, tokenizer.model (tiktoken ranks) or "tiktoken_encoding" in tokenizer_config.json`,
-      );
-    }
+    const ranksPath = located.path;
     const ranksText = readFileSync(ranksPath, "utf8");
     const info = validateRanksText(ranksText, ranksPath);
     const pattern = typeof config?.tiktoken_pattern === "string" ? config.tiktoken_pattern : LLAMA3_PATTERN;
-    def = { source: { kind: "ranks", ranksText, pattern, info }, origin: `${dir} (tokenizer.model)` };
+    def = { source: { kind: "ranks", ranksText, pattern, info }, origin: `${dir} (${ranksPath.slice(dir.length + 1)})` };
     if (added.size === 0) {
       for (const [content, id] of Object.entries(llama3DefaultSpecials(info.end))) added.set(id, { content, special: true });
     }
   }
-
   return finish(def);
 
   function finish(source: Pick<TokenizerDefinition, "source" | "origin" | "normalization">): TokenizerDefinition {

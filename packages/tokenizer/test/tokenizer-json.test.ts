@@ -6,6 +6,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { locateTokenizer } from "@trtd/model";
 import { ModelDirError, Tokenizer } from "../src/index.js";
 
 const fixtures = join(import.meta.dirname, "fixtures");
@@ -68,4 +69,23 @@ describe("tokenizer.json that this reader cannot follow exactly is refused by na
       expect(() => Tokenizer.fromModelDir(modelDir(`bad2-${what.replace(/\W+/g, "-")}`, path))).toThrow(message);
     });
   }
+});
+
+describe("one precedence for a model directory's tokenizer files", () => {
+  it("@trtd/model's locateTokenizer and the loader pick the same file", () => {
+    const dir = modelDir("precedence", join(fixtures, "tokenizer-llama3.json"));
+    expect(locateTokenizer(dir)).toEqual({ kind: "tokenizer-json", path: join(dir, "tokenizer.json") });
+    const a = Tokenizer.fromModelDir(dir);
+    expect(a.origin).toMatch(/\(tokenizer\.json\)$/);
+    a.free();
+    // With a tiktoken_encoding named as well (and tokenizer.json's added tokens dropped, which would collide with
+    // cl100k's ranks), the encoding wins in both.
+    const j = JSON.parse(readFileSync(join(dir, "tokenizer.json"), "utf8")) as Record<string, unknown>;
+    writeFileSync(join(dir, "tokenizer.json"), JSON.stringify({ ...j, added_tokens: [] }));
+    writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify({ tiktoken_encoding: "cl100k_base" }));
+    expect(locateTokenizer(dir)).toEqual({ kind: "tiktoken-encoding", encoding: "cl100k_base" });
+    const b = Tokenizer.fromModelDir(dir);
+    expect(b.origin).toMatch(/tiktoken cl100k_base/);
+    b.free();
+  });
 });

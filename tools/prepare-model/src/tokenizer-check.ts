@@ -1,9 +1,7 @@
-// Proves a model directory's tokenizer actually loads in tiktoken (the WASM package the tokenizer package uses).
-// tiktoken reports malformed input as an opaque "RuntimeError: unreachable", so @trtd/model's checks run first.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { get_encoding, Tiktoken, type TiktokenEncoding } from "tiktoken";
+// Proves a model directory's tokenizer loads with @trtd/tokenizer (the loader every app uses, from the files that
+// @trtd/model's locateTokenizer names) and round-trips a sample. @trtd/model's checks run first.
 import { InvalidTokenizerError, type ModelDirReport } from "@trtd/model";
+import { Tokenizer } from "@trtd/tokenizer";
 
 /** The pre-tokenization pattern of Llama 3 / cl100k_base (the same expression). */
 export const LLAMA3_PATTERN =
@@ -13,34 +11,19 @@ const SAMPLE = "Hello, world! 123 ünïcödé\n";
 
 /** Loads the tokenizer, round-trips a sample string and frees it. Throws InvalidTokenizerError on failure. */
 export async function checkTokenizerLoads(dir: string, report: ModelDirReport): Promise<void> {
-  const specials: Record<string, number> = {};
-  for (const s of report.tokenizer.specialTokens) specials[s.content] = s.id;
-  let enc: Tiktoken | undefined;
+  let tok: Tokenizer | undefined;
   try {
-    if (report.tokenizer.kind === "tiktoken-file") {
-      enc = new Tiktoken(readFileSync(report.tokenizer.modelPath ?? join(dir, "tokenizer.model"), "utf8"), specials, LLAMA3_PATTERN);
-    } else {
-      const base = get_encoding(report.tokenizer.encoding as TiktokenEncoding);
-      base.free();
-      enc = get_encoding(report.tokenizer.encoding as TiktokenEncoding, specials);
-    }
-    const sample = report.tokenizer.kind === "tiktoken-file" ? "ab ba" : SAMPLE;
-    const ids = enc.encode_ordinary(sample);
-    const back = new TextDecoder().decode(enc.decode(ids));
-    if (back !== sample) throw new Error(`round trip of ${JSON.stringify(sample)} gave ${JSON.stringify(back)}`);
+    tok = Tokenizer.fromModelDir(dir);
+    const ids = tok.encode(SAMPLE, { addBos: false });
+    const back = tok.decode(ids);
+    if (back !== SAMPLE) throw new Error(`round trip of ${JSON.stringify(SAMPLE)} gave ${JSON.stringify(back)}`);
     for (const id of ids) {
       if (id >= report.config.vocabSize) throw new Error(`token id ${id} is not below vocab_size ${report.config.vocabSize}`);
     }
   } catch (e) {
     if (e instanceof InvalidTokenizerError) throw e;
-    throw new InvalidTokenizerError(`tokenizer of ${dir} does not load in tiktoken: ${(e as Error).message}`, { cause: e });
+    throw new InvalidTokenizerError(`tokenizer of ${dir} does not load: ${(e as Error).message}`, { cause: e });
   } finally {
-    // After a failed call tiktoken's WASM object stays "borrowed" and free() itself throws ("attempted to take
-    // ownership of Rust value while it was borrowed"); the original error is the one worth reporting.
-    try {
-      enc?.free();
-    } catch {
-      /* the encoder is unusable either way */
-    }
+    tok?.free();
   }
 }
