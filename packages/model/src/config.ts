@@ -42,7 +42,9 @@ export type RopeScaling = Llama3RopeScaling | LinearRopeScaling | DynamicRopeSca
 
 /** A validated Llama config with defaults filled in (camelCase; `raw` keeps the original JSON). */
 export interface ModelConfig {
-  architecture: "LlamaForCausalLM";
+  architecture: "LlamaForCausalLM" | "Qwen2ForCausalLM";
+  /** Biases on the q, k and v projections (Qwen2); Llama has none. */
+  qkvBias: boolean;
   hiddenSize: number;
   intermediateSize: number;
   numLayers: number;
@@ -62,7 +64,8 @@ export interface ModelConfig {
   raw: Record<string, unknown>;
 }
 
-const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM"];
+const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "Qwen2ForCausalLM"];
+const MODEL_TYPES: Record<string, string> = { LlamaForCausalLM: "llama", Qwen2ForCausalLM: "qwen2" };
 
 /** Reads and validates `<dir>/config.json`. */
 export function readModelConfig(dir: string): ModelConfig {
@@ -91,10 +94,23 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
       throw new UnsupportedArchitectureError(`${source}: architecture ${archs[0]} is not supported (supported: ${SUPPORTED_ARCHITECTURES.join(", ")})`);
     }
   }
-  if (raw.model_type !== "llama") {
-    throw new UnsupportedArchitectureError(`${source}: model_type ${JSON.stringify(raw.model_type)} is not supported (supported: "llama")`);
+  if (raw.model_type !== "llama" && raw.model_type !== "qwen2") {
+    throw new UnsupportedArchitectureError(`${source}: model_type ${JSON.stringify(raw.model_type)} is not supported (supported: "llama", "qwen2")`);
   }
   if (archs === undefined) throw new InvalidConfigError(`${source}: architectures is missing`, { field: "architectures" });
+  const architecture = archs[0] as ModelConfig["architecture"];
+  if (MODEL_TYPES[architecture] !== raw.model_type) {
+    throw new InvalidConfigError(`${source}: architecture ${architecture} does not go with model_type ${JSON.stringify(raw.model_type)}`, { field: "model_type" });
+  }
+  const qkvBias = raw.model_type === "qwen2";
+  if (qkvBias) {
+    // Qwen2's sliding window changes which keys a query sees: refused, never ignored.
+    if (raw.use_sliding_window === true) throw new UnsupportedArchitectureError(`${source}: use_sliding_window: true is not supported`);
+    const lt = raw.layer_types;
+    if (Array.isArray(lt) && lt.some((t) => t !== "full_attention")) {
+      throw new UnsupportedArchitectureError(`${source}: layer_types other than "full_attention" are not supported`);
+    }
+  }
   if (raw.hidden_act !== undefined && raw.hidden_act !== "silu") {
     throw new UnsupportedArchitectureError(`${source}: hidden_act ${JSON.stringify(raw.hidden_act)} is not supported (only "silu")`);
   }
@@ -161,7 +177,8 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
   if (!isTorchDtype(dt)) throw new UnsupportedDtypeError(String(dt), `${source}: torch_dtype ${JSON.stringify(dt)} is not supported (float32, float16, bfloat16)`);
 
   return {
-    architecture: "LlamaForCausalLM",
+    architecture,
+    qkvBias,
     hiddenSize,
     intermediateSize,
     numLayers,
@@ -195,6 +212,11 @@ export function expectedTensorShapes(config: ModelConfig): Map<string, number[]>
     shapes.set(`${p}.self_attn.q_proj.weight`, [numHeads * headDim, h]);
     shapes.set(`${p}.self_attn.k_proj.weight`, [numKvHeads * headDim, h]);
     shapes.set(`${p}.self_attn.v_proj.weight`, [numKvHeads * headDim, h]);
+    if (config.qkvBias) {
+      shapes.set(`${p}.self_attn.q_proj.bias`, [numHeads * headDim]);
+      shapes.set(`${p}.self_attn.k_proj.bias`, [numKvHeads * headDim]);
+      shapes.set(`${p}.self_attn.v_proj.bias`, [numKvHeads * headDim]);
+    }
     shapes.set(`${p}.self_attn.o_proj.weight`, [h, numHeads * headDim]);
     shapes.set(`${p}.post_attention_layernorm.weight`, [h]);
     shapes.set(`${p}.mlp.gate_proj.weight`, [m, h]);

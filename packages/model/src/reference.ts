@@ -105,6 +105,12 @@ function linear(x: Float64Array, w: Float32Array, rows: number, inDim: number, o
   return y;
 }
 
+/** x[r, o] += b[o] for each of the rows (a projection's bias, Qwen2's q, k and v). */
+function addBias(x: Float64Array, b: Float32Array, rows: number): void {
+  const n = b.length;
+  for (let r = 0; r < rows; r++) for (let o = 0; o < n; o++) x[r * n + o] += b[o];
+}
+
 /** Rotates each head in place (HF rotate_half: element i pairs with i + d/2). x is [rows, heads * d]. */
 function applyRope(x: Float64Array, rows: number, heads: number, d: number, invFreq: Float64Array, scale: number): void {
   const half = d / 2;
@@ -162,6 +168,11 @@ export function referenceForward(model: string | LoadedModel, tokens: readonly n
     const q = linear(xn, tensor(m, `${p}.self_attn.q_proj.weight`), T, h, H * d);
     const k = linear(xn, tensor(m, `${p}.self_attn.k_proj.weight`), T, h, KV * d);
     const v = linear(xn, tensor(m, `${p}.self_attn.v_proj.weight`), T, h, KV * d);
+    if (cfg.qkvBias) {
+      addBias(q, tensor(m, `${p}.self_attn.q_proj.bias`), T);
+      addBias(k, tensor(m, `${p}.self_attn.k_proj.bias`), T);
+      addBias(v, tensor(m, `${p}.self_attn.v_proj.bias`), T);
+    }
     applyRope(q, T, H, d, invFreq, ropeScale);
     applyRope(k, T, KV, d, invFreq, ropeScale);
     const attn = new Float64Array(T * H * d);

@@ -199,6 +199,9 @@ void Forward::run(const std::vector<ForwardRow> & rows, float * logits) {
         const LayerWeights & w = m_.layers[size_t(l)];
         for (int r = 0; r < R; ++r) rmsnorm(&x_[size_t(r) * H], w.input_norm, H, c.rms_norm_eps, &xn_[size_t(r) * H]);
         matmul(xn_.data(), R, H, w.wqkv, qkv_width, qkv_.data());
+        if (w.bqkv)
+            for (int r = 0; r < R; ++r)
+                for (int j = 0; j < qkv_width; ++j) qkv_[size_t(r) * qkv_width + j] += w.bqkv[j];
         const size_t lay = size_t(l) * g_.layer_stride();
         for (int r = 0; r < R; ++r) {
             const ForwardRow & row = rows[size_t(r)];

@@ -69,7 +69,7 @@ void load_model(const std::string & dir, Model & m) {
 
     const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
     const int64_t QD = int64_t(c.num_heads) * D, KD = int64_t(c.num_kv_heads) * D;
-    m.storage.reserve(size_t(c.num_layers) * 6 + 4);
+    m.storage.reserve(size_t(c.num_layers) * 7 + 4);
     m.embed = keep(load("model.embed_tokens.weight", {c.vocab_size, H}));
     for (int l = 0; l < c.num_layers; ++l) {
         std::string p = "model.layers." + std::to_string(l) + ".";
@@ -81,6 +81,15 @@ void load_model(const std::string & dir, Model & m) {
         q.insert(q.end(), k.begin(), k.end());
         q.insert(q.end(), v.begin(), v.end());
         w.wqkv = keep(std::move(q));
+        w.bqkv = nullptr;
+        if (c.qkv_bias) {
+            auto bq = load(p + "self_attn.q_proj.bias", {QD});
+            auto bk = load(p + "self_attn.k_proj.bias", {KD});
+            auto bv = load(p + "self_attn.v_proj.bias", {KD});
+            bq.insert(bq.end(), bk.begin(), bk.end());
+            bq.insert(bq.end(), bv.begin(), bv.end());
+            w.bqkv = keep(std::move(bq));
+        }
         w.wo = keep(load(p + "self_attn.o_proj.weight", {H, QD}));
         w.post_norm = keep(load(p + "post_attention_layernorm.weight", {H}));
         auto g = load(p + "mlp.gate_proj.weight", {I, H});

@@ -11,6 +11,7 @@ namespace trtd {
 struct LayerWeights {
     const float * input_norm;  // [hidden]
     const float * wqkv;        // [(heads + 2 kv_heads) * head_dim][hidden]: q, k, v projections stacked
+    const float * bqkv;        // [(heads + 2 kv_heads) * head_dim]: their biases (Qwen2), or null
     const float * wo;          // [hidden][heads * head_dim]
     const float * post_norm;   // [hidden]
     const float * wgate_up;    // [2 * intermediate][hidden]: gate then up

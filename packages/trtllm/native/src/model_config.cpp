@@ -114,8 +114,22 @@ ModelConfig read_model_config(const std::string & dir) {
     Json cfg;
     try { cfg = parse_json(c.text); } catch (const std::exception & e) { fail(std::string("config.json: ") + e.what()); }
     if (!cfg.is_object()) fail("config.json: not an object");
-    if (const Json * mt = cfg.get("model_type"); mt && mt->is_string() && mt->string != "llama")
-        fail("config.json: model_type \"" + mt->string + "\" is not supported (only \"llama\")");
+    if (const Json * mt = cfg.get("model_type"); mt && mt->is_string()) {
+        if (mt->string != "llama" && mt->string != "qwen2")
+            fail("config.json: model_type \"" + mt->string + "\" is not supported (\"llama\" and \"qwen2\" are)");
+        c.model_type = mt->string;
+    }
+    if (c.model_type == "qwen2") {
+        // Qwen2: Llama's layer with biases on q, k and v. Its sliding window (use_sliding_window, or a
+        // "sliding_attention" entry in layer_types) changes which keys a query sees: refused, not ignored.
+        c.qkv_bias = true;
+        if (const Json * sw = cfg.get("use_sliding_window"); sw && sw->type == Json::Type::Bool && sw->boolean)
+            fail("config.json: \"use_sliding_window\": true is not supported");
+        if (const Json * lt = cfg.get("layer_types"); lt && lt->is_array())
+            for (const Json & t : lt->array)
+                if (!t.is_string() || t.string != "full_attention")
+                    fail("config.json: layer_types other than \"full_attention\" are not supported");
+    }
     c.vocab_size = get_int(cfg, "vocab_size", 0, true);
     c.hidden_size = get_int(cfg, "hidden_size", 0, true);
     c.intermediate_size = get_int(cfg, "intermediate_size", 0, true);

@@ -21,6 +21,8 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
+    std::string model_type = "llama";  // "llama" or "qwen2" (Llama with biases on the q, k and v projections)
+    bool qkv_bias = false;
     int vocab_size = 0, hidden_size = 0, intermediate_size = 0, num_layers = 0;
     int num_heads = 0, num_kv_heads = 0, head_dim = 0, max_position_embeddings = 0;
     double rms_norm_eps = 1e-5, rope_theta = 10000;
