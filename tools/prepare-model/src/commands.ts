@@ -28,7 +28,7 @@ function describe(report: ModelDirReport): string {
   const c = report.config;
   const tok = report.tokenizer.kind === "tiktoken-encoding" ? `tiktoken ${report.tokenizer.encoding}` : `tokenizer.model (${report.tokenizer.ranks} ranks)`;
   return (
-    `LlamaForCausalLM, ${(report.parameterCount / 1e6).toFixed(1)}M params, hidden ${c.hiddenSize}, ${c.numLayers} layers, ` +
+    `${c.architecture}, ${(report.parameterCount / 1e6).toFixed(1)}M params, hidden ${c.hiddenSize}, ${c.numLayers} layers, ` +
     `${c.numHeads} heads / ${c.numKvHeads} kv heads, head_dim ${c.headDim}, vocab ${c.vocabSize}, ${report.dtypes.join("+")}, ` +
     `${report.weightFiles.length} weight file(s), tokenizer: ${tok}`
   );
