@@ -42,9 +42,11 @@ export type RopeScaling = Llama3RopeScaling | LinearRopeScaling | DynamicRopeSca
 
 /** A validated Llama config with defaults filled in (camelCase; `raw` keeps the original JSON). */
 export interface ModelConfig {
-  architecture: "LlamaForCausalLM" | "Qwen2ForCausalLM";
+  architecture: "LlamaForCausalLM" | "Qwen2ForCausalLM" | "Qwen3ForCausalLM";
   /** Biases on the q, k and v projections (Qwen2); Llama has none. */
   qkvBias: boolean;
+  /** Each q and k head RMS-normalized over head_dim (q_norm, k_norm) before RoPE (Qwen3). */
+  qkNorm: boolean;
   hiddenSize: number;
   intermediateSize: number;
   numLayers: number;
@@ -64,8 +66,8 @@ export interface ModelConfig {
   raw: Record<string, unknown>;
 }
 
-const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "Qwen2ForCausalLM"];
-const MODEL_TYPES: Record<string, string> = { LlamaForCausalLM: "llama", Qwen2ForCausalLM: "qwen2" };
+const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"];
+const MODEL_TYPES: Record<string, string> = { LlamaForCausalLM: "llama", Qwen2ForCausalLM: "qwen2", Qwen3ForCausalLM: "qwen3" };
 
 /** Reads and validates `<dir>/config.json`. */
 export function readModelConfig(dir: string): ModelConfig {
@@ -94,8 +96,8 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
       throw new UnsupportedArchitectureError(`${source}: architecture ${archs[0]} is not supported (supported: ${SUPPORTED_ARCHITECTURES.join(", ")})`);
     }
   }
-  if (raw.model_type !== "llama" && raw.model_type !== "qwen2") {
-    throw new UnsupportedArchitectureError(`${source}: model_type ${JSON.stringify(raw.model_type)} is not supported (supported: "llama", "qwen2")`);
+  if (raw.model_type !== "llama" && raw.model_type !== "qwen2" && raw.model_type !== "qwen3") {
+    throw new UnsupportedArchitectureError(`${source}: model_type ${JSON.stringify(raw.model_type)} is not supported (supported: "llama", "qwen2", "qwen3")`);
   }
   if (archs === undefined) throw new InvalidConfigError(`${source}: architectures is missing`, { field: "architectures" });
   const architecture = archs[0] as ModelConfig["architecture"];
@@ -103,7 +105,8 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
     throw new InvalidConfigError(`${source}: architecture ${architecture} does not go with model_type ${JSON.stringify(raw.model_type)}`, { field: "model_type" });
   }
   const qkvBias = raw.model_type === "qwen2";
-  if (qkvBias) {
+  const qkNorm = raw.model_type === "qwen3";
+  if (qkvBias || qkNorm) {
     // Qwen2's sliding window changes which keys a query sees: refused, never ignored.
     if (raw.use_sliding_window === true) throw new UnsupportedArchitectureError(`${source}: use_sliding_window: true is not supported`);
     const lt = raw.layer_types;
@@ -179,6 +182,7 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
   return {
     architecture,
     qkvBias,
+    qkNorm,
     hiddenSize,
     intermediateSize,
     numLayers,
@@ -216,6 +220,10 @@ export function expectedTensorShapes(config: ModelConfig): Map<string, number[]>
       shapes.set(`${p}.self_attn.q_proj.bias`, [numHeads * headDim]);
       shapes.set(`${p}.self_attn.k_proj.bias`, [numKvHeads * headDim]);
       shapes.set(`${p}.self_attn.v_proj.bias`, [numKvHeads * headDim]);
+    }
+    if (config.qkNorm) {
+      shapes.set(`${p}.self_attn.q_norm.weight`, [headDim]);
+      shapes.set(`${p}.self_attn.k_norm.weight`, [headDim]);
     }
     shapes.set(`${p}.self_attn.o_proj.weight`, [h, numHeads * headDim]);
     shapes.set(`${p}.post_attention_layernorm.weight`, [h]);

@@ -173,6 +173,11 @@ export function referenceForward(model: string | LoadedModel, tokens: readonly n
       addBias(k, tensor(m, `${p}.self_attn.k_proj.bias`), T);
       addBias(v, tensor(m, `${p}.self_attn.v_proj.bias`), T);
     }
+    if (cfg.qkNorm) {
+      // Qwen3: every head of q and k RMS-normalized over head_dim before RoPE
+      q.set(rmsNorm(q, tensor(m, `${p}.self_attn.q_norm.weight`), T * H, d, cfg.rmsNormEps));
+      k.set(rmsNorm(k, tensor(m, `${p}.self_attn.k_norm.weight`), T * KV, d, cfg.rmsNormEps));
+    }
     applyRope(q, T, H, d, invFreq, ropeScale);
     applyRope(k, T, KV, d, invFreq, ropeScale);
     const attn = new Float64Array(T * H * d);

@@ -123,23 +123,26 @@ describe.skipIf(skip)("logits match referenceForward", () => {
     });
   }
 
-  // Qwen2 (biases on q, k and v): a model written by transformers itself, with its logits (packages/model's fixture).
-  const qwen2Dir = join(import.meta.dirname, "..", "..", "model", "test", "fixtures", "qwen2-tiny");
-  it("Qwen2: logits equal transformers' at every position (the CUDA executor refuses it by name: no QKV bias yet)", () => {
-    if (testExecutor === "cuda") {
-      expect(() => openExecutor(qwen2Dir)).toThrow(/qwen2.*not supported by the CUDA executor yet/);
-      return;
-    }
-    const hf = JSON.parse(readFileSync(join(qwen2Dir, "hf-logits.json"), "utf8")) as { prompt: number[]; logits: number[][] };
-    const ex = openExecutor(qwen2Dir);
-    try {
-      const ours = ex.computeLogits(hf.prompt);
-      expect(ours.length).toBe(hf.prompt.length * ex.model.vocabSize);
-      expect(relativeError(ours, Float64Array.from(hf.logits.flat()))).toBeLessThan(TOLERANCE);
-    } finally {
-      void ex.close();
-    }
-  });
+  // Architectures beyond Llama, on models written by transformers itself with its own logits (packages/model's
+  // fixtures): Qwen2 (biases on q, k and v) and Qwen3 (per-head q/k RMSNorm, head_dim 32 with hidden 64).
+  for (const family of ["qwen2", "qwen3"]) {
+    const familyDir = join(import.meta.dirname, "..", "..", "model", "test", "fixtures", `${family}-tiny`);
+    it(`${family}: logits equal transformers' at every position (the CUDA executor refuses it by name for now)`, () => {
+      if (testExecutor === "cuda") {
+        expect(() => openExecutor(familyDir)).toThrow(new RegExp(`${family}.*not supported by the CUDA executor yet`));
+        return;
+      }
+      const hf = JSON.parse(readFileSync(join(familyDir, "hf-logits.json"), "utf8")) as { prompt: number[]; logits: number[][] };
+      const ex = openExecutor(familyDir);
+      try {
+        const ours = ex.computeLogits(hf.prompt);
+        expect(ours.length).toBe(hf.prompt.length * ex.model.vocabSize);
+        expect(relativeError(ours, Float64Array.from(hf.logits.flat()))).toBeLessThan(TOLERANCE);
+      } finally {
+        void ex.close();
+      }
+    });
+  }
 
   it("RoPE settings that would change the math are refused by name when the executor opens", () => {
     const dir = generated("rope-refused", { preset: "tiny", seed: 11, dims: { ...dims, numLayers: 1, ropeScaling: null } });

@@ -208,6 +208,17 @@ void Forward::run(const std::vector<ForwardRow> & rows, float * logits) {
             float * q = &qkv_[size_t(r) * qkv_width];
             float * k = q + size_t(Hq) * D;
             const float * v = k + size_t(Hkv) * D;
+            if (w.q_norm) {  // Qwen3: each head RMS-normalized over head_dim before RoPE
+                std::vector<float> head(static_cast<size_t>(D));
+                for (int h = 0; h < Hq; ++h) {
+                    rmsnorm(q + size_t(h) * D, w.q_norm, D, c.rms_norm_eps, head.data());
+                    std::memcpy(q + size_t(h) * D, head.data(), size_t(D) * 4);
+                }
+                for (int h = 0; h < Hkv; ++h) {
+                    rmsnorm(k + size_t(h) * D, w.k_norm, D, c.rms_norm_eps, head.data());
+                    std::memcpy(k + size_t(h) * D, head.data(), size_t(D) * 4);
+                }
+            }
             for (int h = 0; h < Hq; ++h) rope(q + size_t(h) * D, D, &cs[size_t(r) * half], &sn[size_t(r) * half]);
             for (int h = 0; h < Hkv; ++h) rope(k + size_t(h) * D, D, &cs[size_t(r) * half], &sn[size_t(r) * half]);
             float * blk = row.blocks[row.pos / T] + lay + size_t(row.pos % T) * tok;

@@ -69,7 +69,7 @@ void load_model(const std::string & dir, Model & m) {
 
     const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
     const int64_t QD = int64_t(c.num_heads) * D, KD = int64_t(c.num_kv_heads) * D;
-    m.storage.reserve(size_t(c.num_layers) * 7 + 4);
+    m.storage.reserve(size_t(c.num_layers) * 9 + 4);
     m.embed = keep(load("model.embed_tokens.weight", {c.vocab_size, H}));
     for (int l = 0; l < c.num_layers; ++l) {
         std::string p = "model.layers." + std::to_string(l) + ".";
@@ -82,6 +82,11 @@ void load_model(const std::string & dir, Model & m) {
         q.insert(q.end(), v.begin(), v.end());
         w.wqkv = keep(std::move(q));
         w.bqkv = nullptr;
+        w.q_norm = w.k_norm = nullptr;
+        if (c.qk_norm) {
+            w.q_norm = keep(load(p + "self_attn.q_norm.weight", {D}));
+            w.k_norm = keep(load(p + "self_attn.k_norm.weight", {D}));
+        }
         if (c.qkv_bias) {
             auto bq = load(p + "self_attn.q_proj.bias", {QD});
             auto bk = load(p + "self_attn.k_proj.bias", {KD});

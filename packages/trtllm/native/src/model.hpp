@@ -12,6 +12,8 @@ struct LayerWeights {
     const float * input_norm;  // [hidden]
     const float * wqkv;        // [(heads + 2 kv_heads) * head_dim][hidden]: q, k, v projections stacked
     const float * bqkv;        // [(heads + 2 kv_heads) * head_dim]: their biases (Qwen2), or null
+    const float * q_norm;      // [head_dim]: per-head RMSNorm of q and k before RoPE (Qwen3), or null
+    const float * k_norm;
     const float * wo;          // [hidden][heads * head_dim]
     const float * post_norm;   // [hidden]
     const float * wgate_up;    // [2 * intermediate][hidden]: gate then up

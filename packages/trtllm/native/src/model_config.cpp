@@ -115,14 +115,16 @@ ModelConfig read_model_config(const std::string & dir) {
     try { cfg = parse_json(c.text); } catch (const std::exception & e) { fail(std::string("config.json: ") + e.what()); }
     if (!cfg.is_object()) fail("config.json: not an object");
     if (const Json * mt = cfg.get("model_type"); mt && mt->is_string()) {
-        if (mt->string != "llama" && mt->string != "qwen2")
-            fail("config.json: model_type \"" + mt->string + "\" is not supported (\"llama\" and \"qwen2\" are)");
+        if (mt->string != "llama" && mt->string != "qwen2" && mt->string != "qwen3")
+            fail("config.json: model_type \"" + mt->string + "\" is not supported (\"llama\", \"qwen2\" and \"qwen3\" are)");
         c.model_type = mt->string;
     }
-    if (c.model_type == "qwen2") {
-        // Qwen2: Llama's layer with biases on q, k and v. Its sliding window (use_sliding_window, or a
-        // "sliding_attention" entry in layer_types) changes which keys a query sees: refused, not ignored.
-        c.qkv_bias = true;
+    if (c.model_type == "qwen2" || c.model_type == "qwen3") {
+        // Qwen2: Llama's layer with biases on q, k and v; Qwen3: no biases (attention_bias false), q and k
+        // RMS-normalized per head. Their sliding window (use_sliding_window, or a "sliding_attention" entry in
+        // layer_types) changes which keys a query sees: refused, not ignored.
+        c.qkv_bias = c.model_type == "qwen2";
+        c.qk_norm = c.model_type == "qwen3";
         if (const Json * sw = cfg.get("use_sliding_window"); sw && sw->type == Json::Type::Bool && sw->boolean)
             fail("config.json: \"use_sliding_window\": true is not supported");
         if (const Json * lt = cfg.get("layer_types"); lt && lt->is_array())
