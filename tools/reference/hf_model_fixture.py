@@ -2,10 +2,12 @@
 transformers 5's layout, float32 safetensors), and transformers' logits for a prompt at every position, as the
 fixture the architecture's tests compare the float64 reference and the CPU executor with:
   qwen2: Llama's layer with biases on q, k and v;
-  qwen3: per-head RMSNorm of q and k (q_norm, k_norm) before RoPE, head_dim not hidden / heads.
+  qwen3: per-head RMSNorm of q and k (q_norm, k_norm) before RoPE, head_dim not hidden / heads;
+  mistral: a sliding window of 5 positions over a 12-token prompt.
 
     python tools/reference/hf_model_fixture.py qwen2 packages/model/test/fixtures/qwen2-tiny
     python tools/reference/hf_model_fixture.py qwen3 packages/model/test/fixtures/qwen3-tiny
+    python tools/reference/hf_model_fixture.py mistral packages/model/test/fixtures/mistral-tiny
 
 Needs torch and transformers (a CPU venv from the local wheels: ../shared/STACK.md).
 """
@@ -15,7 +17,7 @@ import sys
 
 import torch
 import transformers
-from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 
 def main():
@@ -28,6 +30,9 @@ def main():
         model = Qwen2ForCausalLM(Qwen2Config(**common))
     elif family == "qwen3":
         model = Qwen3ForCausalLM(Qwen3Config(**common, head_dim=32))  # 4 heads x 32 != hidden 64, as Qwen3 models have
+    elif family == "mistral":
+        del common["use_sliding_window"]
+        model = MistralForCausalLM(MistralConfig(**common, sliding_window=5))
     else:
         raise SystemExit(f"unknown family {family}")
     cfg = model.config

@@ -42,7 +42,9 @@ export type RopeScaling = Llama3RopeScaling | LinearRopeScaling | DynamicRopeSca
 
 /** A validated Llama config with defaults filled in (camelCase; `raw` keeps the original JSON). */
 export interface ModelConfig {
-  architecture: "LlamaForCausalLM" | "Qwen2ForCausalLM" | "Qwen3ForCausalLM";
+  architecture: "LlamaForCausalLM" | "Qwen2ForCausalLM" | "Qwen3ForCausalLM" | "MistralForCausalLM";
+  /** Mistral: each query attends to the last `slidingWindow` positions (itself included); null: all before it. */
+  slidingWindow: number | null;
   /** Biases on the q, k and v projections (Qwen2); Llama has none. */
   qkvBias: boolean;
   /** Each q and k head RMS-normalized over head_dim (q_norm, k_norm) before RoPE (Qwen3). */
@@ -66,8 +68,13 @@ export interface ModelConfig {
   raw: Record<string, unknown>;
 }
 
-const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"];
-const MODEL_TYPES: Record<string, string> = { LlamaForCausalLM: "llama", Qwen2ForCausalLM: "qwen2", Qwen3ForCausalLM: "qwen3" };
+const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM"];
+const MODEL_TYPES: Record<string, string> = {
+  LlamaForCausalLM: "llama",
+  Qwen2ForCausalLM: "qwen2",
+  Qwen3ForCausalLM: "qwen3",
+  MistralForCausalLM: "mistral",
+};
 
 /** Reads and validates `<dir>/config.json`. */
 export function readModelConfig(dir: string): ModelConfig {
@@ -96,8 +103,8 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
       throw new UnsupportedArchitectureError(`${source}: architecture ${archs[0]} is not supported (supported: ${SUPPORTED_ARCHITECTURES.join(", ")})`);
     }
   }
-  if (raw.model_type !== "llama" && raw.model_type !== "qwen2" && raw.model_type !== "qwen3") {
-    throw new UnsupportedArchitectureError(`${source}: model_type ${JSON.stringify(raw.model_type)} is not supported (supported: "llama", "qwen2", "qwen3")`);
+  if (!Object.values(MODEL_TYPES).includes(raw.model_type as string)) {
+    throw new UnsupportedArchitectureError(`${source}: model_type ${JSON.stringify(raw.model_type)} is not supported (supported: ${Object.values(MODEL_TYPES).map((t) => JSON.stringify(t)).join(", ")})`);
   }
   if (archs === undefined) throw new InvalidConfigError(`${source}: architectures is missing`, { field: "architectures" });
   const architecture = archs[0] as ModelConfig["architecture"];
@@ -106,6 +113,16 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
   }
   const qkvBias = raw.model_type === "qwen2";
   const qkNorm = raw.model_type === "qwen3";
+  // Mistral: sliding_window on every layer; absent means transformers' default, 4096; null means none.
+  let slidingWindow: number | null = null;
+  if (raw.model_type === "mistral") {
+    const w = raw.sliding_window === undefined ? 4096 : raw.sliding_window;
+    if (w !== null && (!Number.isSafeInteger(w) || (w as number) < 1)) {
+      throw new InvalidConfigError(`${source}: sliding_window must be a positive integer or null, got ${JSON.stringify(w)}`, { field: "sliding_window" });
+    }
+    if (Array.isArray(raw.layer_types)) throw new UnsupportedArchitectureError(`${source}: layer_types (alternating attention) is not supported for mistral`);
+    slidingWindow = w as number | null;
+  }
   if (qkvBias || qkNorm) {
     // Qwen2's sliding window changes which keys a query sees: refused, never ignored.
     if (raw.use_sliding_window === true) throw new UnsupportedArchitectureError(`${source}: use_sliding_window: true is not supported`);
@@ -183,6 +200,7 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
     architecture,
     qkvBias,
     qkNorm,
+    slidingWindow,
     hiddenSize,
     intermediateSize,
     numLayers,

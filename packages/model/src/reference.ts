@@ -187,7 +187,9 @@ export function referenceForward(model: string | LoadedModel, tokens: readonly n
         const kvh = Math.floor(hq / group);
         const qo = t * H * d + hq * d;
         let max = -Infinity;
-        for (let s = 0; s <= t; s++) {
+        // Mistral's sliding window: a query sees the last `slidingWindow` positions, itself included (HF: kv > q - W)
+        const s0 = cfg.slidingWindow === null ? 0 : Math.max(0, t - cfg.slidingWindow + 1);
+        for (let s = s0; s <= t; s++) {
           const ko = s * KV * d + kvh * d;
           let dot = 0;
           for (let i = 0; i < d; i++) dot += q[qo + i] * k[ko + i];
@@ -195,11 +197,11 @@ export function referenceForward(model: string | LoadedModel, tokens: readonly n
           if (scores[s] > max) max = scores[s];
         }
         let sum = 0;
-        for (let s = 0; s <= t; s++) {
+        for (let s = s0; s <= t; s++) {
           scores[s] = Math.exp(scores[s] - max);
           sum += scores[s];
         }
-        for (let s = 0; s <= t; s++) {
+        for (let s = s0; s <= t; s++) {
           const wgt = scores[s] / sum;
           const vo = s * KV * d + kvh * d;
           for (let i = 0; i < d; i++) attn[qo + i] += wgt * v[vo + i];

@@ -1,5 +1,6 @@
-// Architectures beyond Llama against transformers itself: fixtures/qwen2-tiny (biases on q, k and v) and
-// fixtures/qwen3-tiny (per-head q/k RMSNorm, head_dim not hidden / heads) were written by transformers 5.18's
+// Architectures beyond Llama against transformers itself: fixtures/qwen2-tiny (biases on q, k and v),
+// fixtures/qwen3-tiny (per-head q/k RMSNorm, head_dim not hidden / heads) and fixtures/mistral-tiny (a sliding
+// window of 5 positions over a 12-token prompt) were written by transformers 5.18's
 // save_pretrained (its config layout: rope_parameters, layer_types) with random weights, beside transformers' own
 // logits for a prompt at every position (tools/reference/hf_model_fixture.py).
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -27,6 +28,12 @@ function relError(ours: Float64Array, hf: { logits: number[][] }, vocab: number)
 const families = [
   { name: "qwen2", dir: fixture("qwen2-tiny"), config: { architecture: "Qwen2ForCausalLM", qkvBias: true, qkNorm: false, headDim: 16 }, without: { qkvBias: false } },
   { name: "qwen3", dir: fixture("qwen3-tiny"), config: { architecture: "Qwen3ForCausalLM", qkvBias: false, qkNorm: true, headDim: 32 }, without: { qkNorm: false } },
+  {
+    name: "mistral (sliding window 5 over 12 tokens)",
+    dir: fixture("mistral-tiny"),
+    config: { architecture: "MistralForCausalLM", qkvBias: false, qkNorm: false, slidingWindow: 5 },
+    without: { slidingWindow: null },
+  },
 ];
 
 describe.each(families)("$name against transformers", ({ dir, config, without }) => {
@@ -56,6 +63,24 @@ describe("Qwen's sliding window is refused by name", () => {
       writeFileSync(join(tmp, "config.json"), JSON.stringify({ ...cfg, use_sliding_window: true, sliding_window: 64 }));
       expect(() => readModelConfig(tmp)).toThrow(UnsupportedArchitectureError);
       writeFileSync(join(tmp, "config.json"), JSON.stringify({ ...cfg, layer_types: ["full_attention", "sliding_attention"] }));
+      expect(() => readModelConfig(tmp)).toThrow(/layer_types/);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("Mistral's sliding_window as transformers reads it", () => {
+  const base = JSON.parse(readFileSync(join(fixture("mistral-tiny"), "config.json"), "utf8")) as Record<string, unknown>;
+  it("absent means transformers' default 4096, null means none", () => {
+    const tmp = mkdtempSync(join(tmpdir(), "mistral-"));
+    try {
+      const { sliding_window: _drop, ...rest } = base;
+      writeFileSync(join(tmp, "config.json"), JSON.stringify(rest));
+      expect(readModelConfig(tmp).slidingWindow).toBe(4096);
+      writeFileSync(join(tmp, "config.json"), JSON.stringify({ ...base, sliding_window: null }));
+      expect(readModelConfig(tmp).slidingWindow).toBeNull();
+      writeFileSync(join(tmp, "config.json"), JSON.stringify({ ...base, layer_types: ["full_attention", "sliding_attention"] }));
       expect(() => readModelConfig(tmp)).toThrow(/layer_types/);
     } finally {
       rmSync(tmp, { recursive: true, force: true });

@@ -112,7 +112,7 @@ describe("config validation", () => {
 
   it("refuses unsupported architectures and features by name", () => {
     const cases: [(c: Record<string, unknown>) => void, RegExp][] = [
-      [(c) => (c.architectures = ["MistralForCausalLM"]), /architecture MistralForCausalLM is not supported \(supported: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM\)/],
+      [(c) => (c.architectures = ["GemmaForCausalLM"]), /architecture GemmaForCausalLM is not supported \(supported: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM\)/],
       [(c) => (c.model_type = "gemma"), /model_type "gemma" is not supported/],
       [(c) => (c.rope_scaling = { rope_type: "longrope", factor: 4 }), /rope_scaling rope_type "longrope" is not supported/],
       [(c) => (c.attention_bias = true), /attention_bias: true is not supported/],

@@ -472,6 +472,10 @@ trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_con
             return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_context_length " + std::to_string(ex->max_ctx) + " exceeds the model's " +
                                                           std::to_string(mc.max_position_embeddings));
         if (ex->max_ctx < 2) return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_context_length must be >= 2");
+        if (mc.sliding_window > 0 && mc.sliding_window < ex->max_ctx)
+            return fail(TRTD_STATUS_MODEL_LOAD, "sliding_window " + std::to_string(mc.sliding_window) + " of model_type \"" + mc.model_type +
+                                                    "\" is not supported by the CUDA executor yet (max_context_length " +
+                                                    std::to_string(ex->max_ctx) + " would need it); the reference executor runs it");
         trtd::cuda::EngineConfig ec;
         ec.device = c.device_id;
         ec.max_batch = c.max_batch_size;

@@ -142,21 +142,23 @@ void Forward::attention(const std::vector<ForwardRow> & rows, int layer) {
             const float * q = qkv_.data() + size_t(ri) * qkv_width + size_t(h) * D;
             float * out = attn_.data() + size_t(ri) * (size_t(Hq) * D) + size_t(h) * D;
             const int n = r.pos + 1;
+            // Mistral's sliding window: the last sliding_window positions, this one included (HF: kv > q - W)
+            const int p0 = c.sliding_window > 0 ? std::max(0, n - c.sliding_window) : 0;
             scores.resize(size_t(n));
             float mx = -INFINITY;
-            for (int p = 0; p < n; ++p) {
+            for (int p = p0; p < n; ++p) {
                 const float * k = r.blocks[p / T] + lay + size_t(p % T) * tok + size_t(kh) * D;
                 scores[size_t(p)] = dot(q, k, D) * scale;
                 mx = std::max(mx, scores[size_t(p)]);
             }
             double sum = 0;
-            for (int p = 0; p < n; ++p) {
+            for (int p = p0; p < n; ++p) {
                 scores[size_t(p)] = std::exp(scores[size_t(p)] - mx);
                 sum += scores[size_t(p)];
             }
             const float inv = float(1.0 / sum);
             std::fill(out, out + D, 0.0f);
-            for (int p = 0; p < n; ++p) {
+            for (int p = p0; p < n; ++p) {
                 const float * v = r.blocks[p / T] + lay + kv + size_t(p % T) * tok + size_t(kh) * D;
                 const float wgt = scores[size_t(p)] * inv;
                 for (int d = 0; d < D; ++d) out[d] += wgt * v[d];

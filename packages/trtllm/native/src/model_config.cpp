@@ -115,9 +115,18 @@ ModelConfig read_model_config(const std::string & dir) {
     try { cfg = parse_json(c.text); } catch (const std::exception & e) { fail(std::string("config.json: ") + e.what()); }
     if (!cfg.is_object()) fail("config.json: not an object");
     if (const Json * mt = cfg.get("model_type"); mt && mt->is_string()) {
-        if (mt->string != "llama" && mt->string != "qwen2" && mt->string != "qwen3")
-            fail("config.json: model_type \"" + mt->string + "\" is not supported (\"llama\", \"qwen2\" and \"qwen3\" are)");
+        if (mt->string != "llama" && mt->string != "qwen2" && mt->string != "qwen3" && mt->string != "mistral")
+            fail("config.json: model_type \"" + mt->string + "\" is not supported (\"llama\", \"qwen2\", \"qwen3\" and \"mistral\" are)");
         c.model_type = mt->string;
+    }
+    if (c.model_type == "mistral") {
+        // Mistral: Llama's layer, every layer with sliding_window (absent: transformers' default 4096; null: none).
+        const Json * sw = cfg.get("sliding_window");
+        if (!sw) c.sliding_window = 4096;
+        else if (!sw->is_null()) c.sliding_window = get_int(cfg, "sliding_window", 0, true);
+        if (sw && !sw->is_null() && c.sliding_window < 1) fail("config.json: \"sliding_window\" must be a positive integer or null");
+        if (const Json * lt = cfg.get("layer_types"); lt && lt->is_array())
+            fail("config.json: layer_types (alternating attention) is not supported for mistral");
     }
     if (c.model_type == "qwen2" || c.model_type == "qwen3") {
         // Qwen2: Llama's layer with biases on q, k and v; Qwen3: no biases (attention_bias false), q and k

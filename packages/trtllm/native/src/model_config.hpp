@@ -24,6 +24,7 @@ struct ModelConfig {
     std::string model_type = "llama";  // "llama", "qwen2" (biases on the q, k and v projections) or "qwen3"
     bool qkv_bias = false;
     bool qk_norm = false;  // qwen3: each q and k head RMS-normalized (q_norm, k_norm over head_dim) before RoPE
+    int sliding_window = 0;  // mistral: a query sees the last sliding_window positions (itself included); 0: all
     int vocab_size = 0, hidden_size = 0, intermediate_size = 0, num_layers = 0;
     int num_heads = 0, num_kv_heads = 0, head_dim = 0, max_position_embeddings = 0;
     double rms_norm_eps = 1e-5, rope_theta = 10000;
