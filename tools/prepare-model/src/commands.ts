@@ -5,13 +5,16 @@ import { generateModel, isTorchDtype, ModelError, validateModelDir, writeModelDi
 import { createProgressBar } from "./progress.js";
 import { convertCheckpoint, ConvertError } from "./convert.js";
 import { checkTokenizerLoads } from "./tokenizer-check.js";
+import { downloadRepo, DownloadError } from "./download.js";
 
 export const USAGE = `Usage: prepare-model <command> [options]
 
 Commands:
   tiny  --out DIR [--seed N] [--dtype float32|float16|bfloat16]   generate the tiny Llama model (seconds)
   small --out DIR [--seed N] [--dtype ...]                        generate the ≈90M-parameter model
-  convert <hf-dir> --out DIR [--copy]                             validate a HF Llama checkpoint and link/copy it
+  download ORG/NAME --out DIR [--revision R] [--include GLOB]... [--parallel N]
+                                                                  fetch a hub repository (HF_TOKEN, HF_ENDPOINT)
+  convert <hf-dir> --out DIR [--copy]                             validate a HF checkpoint and link/copy it
   validate <dir>                                                  validate a model directory
 `;
 
@@ -26,7 +29,8 @@ export class UsageError extends Error {
 
 function describe(report: ModelDirReport): string {
   const c = report.config;
-  const tok = report.tokenizer.kind === "tiktoken-encoding" ? `tiktoken ${report.tokenizer.encoding}` : `tokenizer.model (${report.tokenizer.ranks} ranks)`;
+  const t = report.tokenizer;
+  const tok = t.kind === "tiktoken-encoding" ? `tiktoken ${t.encoding}` : t.kind === "tokenizer-json" ? `tokenizer.json (${t.ranks} tokens)` : `tokenizer.model (${t.ranks} ranks)`;
   return (
     `${c.architecture}, ${(report.parameterCount / 1e6).toFixed(1)}M params, hidden ${c.hiddenSize}, ${c.numLayers} layers, ` +
     `${c.numHeads} heads / ${c.numKvHeads} kv heads, head_dim ${c.headDim}, vocab ${c.vocabSize}, ${report.dtypes.join("+")}, ` +
@@ -74,6 +78,33 @@ async function convert(args: string[]): Promise<void> {
   bar.finish(`${resolve(values.out)}: ${describe(report)}`);
 }
 
+async function download(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { out: { type: "string" }, revision: { type: "string" }, include: { type: "string", multiple: true }, parallel: { type: "string", default: "4" } },
+    allowPositionals: true,
+  });
+  if (positionals.length !== 1) throw new UsageError("download needs exactly one ORG/NAME");
+  if (!values.out) throw new UsageError("download needs --out DIR");
+  const parallel = Number(values.parallel);
+  if (!Number.isSafeInteger(parallel) || parallel < 1 || parallel > 64) throw new UsageError(`--parallel must be an integer from 1 to 64, got ${values.parallel}`);
+  const out = resolve(values.out);
+  const bar = createProgressBar("download");
+  const t0 = performance.now();
+  const r = await downloadRepo(positionals[0]!, out, {
+    ...(values.revision ? { revision: values.revision } : {}),
+    ...(values.include ? { include: values.include } : {}),
+    parallel,
+    onProgress: (done, total, file) => bar.update(done, total, file),
+    log: (m) => bar.log(m),
+  });
+  const s = (performance.now() - t0) / 1000;
+  bar.finish(
+    `${r.repo}@${r.commit.slice(0, 12)}: ${r.files.length} files, ${(r.bytes / (1 << 20)).toFixed(1)} MiB in ${s.toFixed(1)} s` +
+      (r.resumedBytes ? ` (${(r.resumedBytes / (1 << 20)).toFixed(1)} MiB already on disk)` : "") + `, verified, in ${out}`,
+  );
+}
+
 async function validate(args: string[]): Promise<void> {
   const { positionals } = parseArgs({ args, options: {}, allowPositionals: true });
   if (positionals.length !== 1) throw new UsageError("validate needs exactly one <dir>");
@@ -96,6 +127,9 @@ export async function runCli(argv: string[]): Promise<number> {
       case "convert":
         await convert(rest);
         return 0;
+      case "download":
+        await download(rest);
+        return 0;
       case "validate":
         await validate(rest);
         return 0;
@@ -114,10 +148,10 @@ export async function runCli(argv: string[]): Promise<number> {
       process.stderr.write(`prepare-model: ${err.message}\n\n${USAGE}`);
       return 1;
     }
-    const label = err instanceof ModelError ? `${err.name} [${err.code}]` : err.name;
+    const label = err instanceof ModelError || err instanceof DownloadError ? `${err.name} [${err.code}]` : err.name;
     process.stderr.write(`\nprepare-model: ${label}: ${err.message}\n`);
     if (err.cause instanceof Error) process.stderr.write(`  caused by: ${err.cause.message}\n`);
-    if (!(err instanceof ModelError) && !(err instanceof ConvertError)) process.stderr.write(`${err.stack}\n`);
+    if (!(err instanceof ModelError) && !(err instanceof ConvertError) && !(err instanceof DownloadError)) process.stderr.write(`${err.stack}\n`);
     return 1;
   }
 }

@@ -6,3 +6,4 @@ export { createProgressBar } from "./progress.js";
 
 export type { ConvertOptions } from "./convert.js";
 export type { ProgressBar, ProgressOptions } from "./progress.js";
+export { downloadRepo, listRepoFiles, globToRegExp, DownloadError, type DownloadOptions, type DownloadResult, type RepoFile } from "./download.js";
