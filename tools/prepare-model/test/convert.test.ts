@@ -58,7 +58,7 @@ describe("convert", () => {
 
   it("fails with typed errors and leaves no output for broken checkpoints", async () => {
     const cases: [string, (dir: string) => void, new (...a: never[]) => Error, RegExp][] = [
-      ["architecture", (d) => editJson(join(d, "config.json"), (c) => (c.architectures = ["Qwen2ForCausalLM"])), UnsupportedArchitectureError, /architecture Qwen2ForCausalLM is not supported/],
+      ["architecture", (d) => editJson(join(d, "config.json"), (c) => (c.architectures = ["GemmaForCausalLM"])), UnsupportedArchitectureError, /architecture GemmaForCausalLM is not supported/],
       ["shape", (d) => editJson(join(d, "config.json"), (c) => (c.num_key_value_heads = 4)), ShapeMismatchError, /tensor model.layers.0.self_attn.k_proj.weight has shape \[8, 16\], expected \[16, 16\]/],
       ["shard", (d) => rmSync(join(d, "model-00002-of-" + readdirSync(d).find((f) => f.startsWith("model-00001"))!.slice(15))), MissingFileError, /lists shard model-00002-of-\d+\.safetensors, which is not in/],
       ["tokenizer", (d) => rmSync(join(d, "tokenizer.model")), TokenizerNotFoundError, /has no tokenizer/],
