@@ -87,17 +87,24 @@ function checkRepoId(repo: string): void {
   }
 }
 
-/** Sends a request with the token and a bound on the time to the first byte of the answer. */
+/**
+ * Sends a request with the token and a bound on the time until the answer's headers. The bound ends there: a body
+ * of many GB takes minutes, and its stalls are the idle timer's job (a timeout signal would cut the body too).
+ */
 async function request(url: string, token: string | undefined, timeoutMs: number, headers: Record<string, string> = {}): Promise<Response> {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(new DownloadError("TIMEOUT", `${url}: no answer within ${timeoutMs} ms`)), timeoutMs);
   try {
     return await fetch(url, {
       headers: { ...headers, ...(token ? { authorization: `Bearer ${token}` } : {}), "user-agent": "trtd-prepare-model" },
       redirect: "follow",
-      signal: AbortSignal.timeout(timeoutMs),
+      signal: ctl.signal,
     });
   } catch (cause) {
-    const timeout = (cause as Error).name === "TimeoutError";
-    throw new DownloadError(timeout ? "TIMEOUT" : "HTTP", `${url}: ${timeout ? `no answer within ${timeoutMs} ms` : (cause as Error).message}`, { cause });
+    if (ctl.signal.aborted && ctl.signal.reason instanceof DownloadError) throw ctl.signal.reason;
+    throw new DownloadError("HTTP", `${url}: ${(cause as Error).message}`, { cause });
+  } finally {
+    clearTimeout(timer);
   }
 }
 

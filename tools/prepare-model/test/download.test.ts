@@ -29,6 +29,7 @@ let endpoint: string;
 const requests: Log[] = [];
 let corrupt = false; // serve a wrong byte for the second shard
 let dropAfter = 0; // end the first storage response after this many bytes (an interrupted transfer)
+let slowMs = 0; // send storage bodies in 8 pieces this far apart
 const scratch = mkdtempSync(join(tmpdir(), "hfdl-"));
 
 function handler(req: IncomingMessage, res: ServerResponse): void {
@@ -72,10 +73,23 @@ function handler(req: IncomingMessage, res: ServerResponse): void {
     const start = r ? Number(r[1]) : 0;
     const chunk = body.subarray(start);
     res.writeHead(r ? 206 : 200, { "content-length": String(chunk.length), ...(r ? { "content-range": `bytes ${start}-${body.length - 1}/${body.length}` } : {}) });
+    if (slowMs > 0) {
+      const piece = Math.ceil(chunk.length / 8);
+      let at = 0;
+      const next = () => {
+        if (res.destroyed) return;
+        if (at >= chunk.length) return void res.end();
+        res.write(chunk.subarray(at, (at += piece)));
+        setTimeout(next, slowMs);
+      };
+      next();
+      return;
+    }
     if (dropAfter > 0) {
       const n = dropAfter;
       dropAfter = 0;
-      res.write(chunk.subarray(0, n), () => res.destroy());
+      res.write(chunk.subarray(0, n));
+      setTimeout(() => res.destroy(), 300); // the connection breaks after the first bytes have reached the client
       return;
     }
     res.end(chunk);
@@ -171,6 +185,22 @@ describe("prepare-model download, against a server that answers as the hub does"
     expect(requests.filter((q) => q.url.startsWith("/api/models/meta/gated")).at(-1)?.auth).toBe("Bearer good-token");
     expect(await failure(downloadRepo("org/missing", fresh("m"), opts()))).toMatchObject({ code: "REPO_NOT_FOUND", message: "repository org/missing not found" });
     expect(await failure(downloadRepo("org/model", fresh("r"), opts({ revision: "v9" })))).toMatchObject({ code: "REVISION_NOT_FOUND", message: 'org/model: revision "v9" not found' });
+  });
+
+  it("a transfer longer than the idle bound completes while bytes keep coming; a stalled one is cut", async () => {
+    const out = fresh("slow");
+    slowMs = 150; // the storage sends its body in pieces, 150 ms apart: ~1 s in all, idle bound 400 ms
+    try {
+      const r = await downloadRepo("org/model", out, opts({ include: ["model-00002*"], idleTimeoutMs: 400 }));
+      expect(r.files).toHaveLength(1);
+      expect(readFileSync(join(out, "model-00002-of-00002.safetensors")).equals(files["model-00002-of-00002.safetensors"]!)).toBe(true);
+      slowMs = 1_000; // now a gap longer than the bound
+      const e = await failure(downloadRepo("org/model", fresh("stall"), opts({ include: ["model-00002*"], idleTimeoutMs: 400 })));
+      expect(e.code).toBe("TIMEOUT");
+      expect(e.message).toMatch(/no bytes for 400 ms/);
+    } finally {
+      slowMs = 0;
+    }
   });
 
   it("a full disk is named, and the partial file stays for a resume", async () => {
