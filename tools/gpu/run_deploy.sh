@@ -153,10 +153,14 @@ trap cleanup EXIT
 # --- the stack for the openai / equality / overhead / kv parts
 if has openai || has equality || has overhead || has kv; then
   NATS_PORT=$(free_port); API_PORT=$(free_port); AGG_PORT=$(free_port)
+  # The launcher's nats-server refuses anonymous clients; the second api uses the api account the launcher writes
+  # out (mode 0600; outside $OUT, whose files come back as results).
+  CREDS_DIR=$(mktemp -d); CREDS="$CREDS_DIR/nats-api.env"
   T=$(cap 240)
   echo "starting the launcher: nats 127.0.0.1:$NATS_PORT, api 127.0.0.1:$API_PORT (bring-up bound ${T}s)"
   "${NODE_TS[@]}" apps/launcher/src/main.ts --context-worker-count 1 --generate-worker-count 1 --worker-name deploy \
-    --initialize-request-plane --request-plane-uri "127.0.0.1:$NATS_PORT" --api-server-host 127.0.0.1 --api-server-port "$API_PORT" \
+    --initialize-request-plane --request-plane-uri "127.0.0.1:$NATS_PORT" --request-plane-credentials "$CREDS" \
+    --api-server-host 127.0.0.1 --api-server-port "$API_PORT" \
     --model-dir "$MODEL" --disagg-min-prompt-tokens 1 --ready-timeout-ms $(( T * 1000 )) --max-tokens-per-iteration "$MTPI" --max-batch-size "$MBS" \
     "${EXEC_ARGS[@]}" "${STACK_MEM[@]}" \
     > "$OUT/stack-launcher.log" 2>&1 &
@@ -164,8 +168,9 @@ if has openai || has equality || has overhead || has kv; then
   T0=$(date +%s)
   if m=$(wait_line "$OUT/stack-launcher.log" "OpenAI API at http://[0-9.]+:[0-9]+" "$LAUNCHER_PID" "$T"); then
     DISAGG_URL="${m#OpenAI API at }"
-    "${NODE_TS[@]}" apps/api/src/main.ts --tokenizer "$MODEL" --request-plane-uri "127.0.0.1:$NATS_PORT" --api-server-host 127.0.0.1 \
-      --api-server-port "$AGG_PORT" --worker-name deploy --no-disaggregation > "$OUT/stack-agg-api.log" 2>&1 &
+    ( set -a; . "$CREDS"; set +a
+      exec "${NODE_TS[@]}" apps/api/src/main.ts --tokenizer "$MODEL" --request-plane-uri "127.0.0.1:$NATS_PORT" --api-server-host 127.0.0.1 \
+        --api-server-port "$AGG_PORT" --worker-name deploy --no-disaggregation ) > "$OUT/stack-agg-api.log" 2>&1 &
     AGG_PID=$!
     AGG_URL="http://127.0.0.1:$AGG_PORT"
     ok=""
@@ -199,6 +204,7 @@ if has openai || has equality || has overhead || has kv; then
   has overhead && run_check overhead 90 --overhead-tokens "${TRTD_DEPLOY_OVERHEAD_TOKENS:-1024}" --overhead-reps "${TRTD_DEPLOY_OVERHEAD_REPS:-20}"
   has kv && run_check kv 60 --kv-tokens "${TRTD_DEPLOY_KV_TOKENS:-2048}" --kv-reps "${TRTD_DEPLOY_KV_REPS:-10}"
   cleanup
+  rm -rf "$CREDS_DIR"
   echo "stack stopped ($(( $(date +%s) - START )) s elapsed)"
 fi
 

@@ -16,6 +16,8 @@ export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--gen
   --kv-offer-ttl-ms N            prefill workers: an unpulled KV offer is released after this long (worker default)
   --in-process                   one process, in-process request plane (no nats-server)
   --in-process-fallback          with --initialize-request-plane: go in-process when nats-server is not installed
+  --request-plane-credentials FILE  with --initialize-request-plane: also write the api role's NATS account to FILE
+                                 (mode 0600, TRTD_NATS_USER/TRTD_NATS_PASS lines) for other clients on this host
   --api-server-host HOST         (default 127.0.0.1)   --api-server-port PORT (default 8000, 0 = any free port)
   --model-dir DIR                model for workers and tokenizer (default models/tiny)
   --executor NAME                workers' executor: reference (CPU) or cuda (default: $TRTD_EXECUTOR_LIB, else reference)
@@ -43,6 +45,7 @@ export const launcherFlagOptions = {
   "request-plane-uri": { type: "string" },
   "in-process": { type: "boolean" },
   "in-process-fallback": { type: "boolean" },
+  "request-plane-credentials": { type: "string" },
   "no-api": { type: "boolean" },
   "kv-host": { type: "string" },
   "kv-advertise-host": { type: "string" },
@@ -72,6 +75,8 @@ export interface LauncherCli {
   requestPlaneUri: string;
   inProcess: boolean;
   inProcessFallback: boolean;
+  /** Where to write the api role's account of a launcher-started nats-server (0600), for other local clients. */
+  requestPlaneCredentialsFile?: string;
   /** Workers only: the api runs on another host. */
   noApi: boolean;
   /** Passed to prefill workers: KV offer server listen and advertised addresses. */
@@ -115,6 +120,9 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
   const apiPort = intFlag(v["api-server-port"], "api-server-port", { min: 0, fallback: 8000 });
   if (apiPort > 65535) throw new UsageError("--api-server-port must be <= 65535");
   if (v["in-process"] && v["initialize-request-plane"]) throw new UsageError("--in-process needs no request plane: drop --initialize-request-plane");
+  if (str("request-plane-credentials") !== undefined && !v["initialize-request-plane"]) {
+    throw new UsageError("--request-plane-credentials writes the account of a nats-server this launcher starts: add --initialize-request-plane");
+  }
   if (v["initialize-request-plane"] && str("request-plane-uri")?.includes(",")) {
     throw new UsageError("--initialize-request-plane starts one nats-server: start a NATS cluster yourself (docs/design/multi-host.md)");
   }
@@ -133,6 +141,7 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
     requestPlaneUri: natsUriOf(str("request-plane-uri") ?? "127.0.0.1:4222"),
     inProcess: v["in-process"] === true,
     inProcessFallback: v["in-process-fallback"] === true,
+    ...(str("request-plane-credentials") ? { requestPlaneCredentialsFile: str("request-plane-credentials") } : {}),
     noApi,
     kvHost: str("kv-host"),
     kvAdvertiseHost: str("kv-advertise-host"),

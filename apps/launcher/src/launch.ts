@@ -1,7 +1,10 @@
 // Brings a deployment up: nats-server when asked, N prefill + M decode workers and the api as supervised child
 // processes, or everything in this process on the in-process request plane. Resolves once the api reports
 // all workers ready.
+import { randomBytes } from "node:crypto";
+import { chmodSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
+import { NATS_AUTH_ENV } from "@trtd/apps-common";
 import { startApiServer } from "@trtd/api";
 import { startDecodeWorker } from "@trtd/decode";
 import { startPrefillWorker } from "@trtd/prefill";
@@ -71,14 +74,34 @@ async function waitWorkersReady(ready: Set<string>, count: number, deadline: num
   }
 }
 
+type Role = "api" | "prefill" | "decode";
+
+/** One NATS account per role for a launcher-started nats-server: fixed user names, random 192-bit passwords. */
+function natsAccounts(): Record<Role, { user: string; password: string }> {
+  const account = (role: Role) => ({ user: `trtd-${role}`, password: randomBytes(24).toString("hex") });
+  return { api: account("api"), prefill: account("prefill"), decode: account("decode") };
+}
+
 export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deployment> {
   const deadline = Date.now() + cli.readyTimeoutMs;
   if (cli.inProcess) return launchInProcess(cli, o, deadline);
   let nats: NatsServerHandle | undefined;
+  // The nats-server this launcher starts refuses anonymous clients: each role gets an account made here (random
+  // password), handed to its processes through the environment (TRTD_NATS_USER / TRTD_NATS_PASS, which every role
+  // reads; never argv, which `ps` shows). So no other process on the host can call a worker around the api's key.
+  const accounts = cli.initializeRequestPlane ? natsAccounts() : undefined;
+  const natsEnv = (role: Role): Record<string, string> =>
+    accounts ? { [NATS_AUTH_ENV.user]: accounts[role].user, [NATS_AUTH_ENV.pass]: accounts[role].password } : {};
   if (cli.initializeRequestPlane) {
     try {
-      nats = await startNatsServer({ ...hostPort(cli.requestPlaneUri), jetstream: true });
-      o.log(`nats-server ${nats.uri} started (pid ${nats.pid}, JetStream on)`);
+      nats = await startNatsServer({ ...hostPort(cli.requestPlaneUri), jetstream: true, users: Object.values(accounts!) });
+      o.log(`nats-server ${nats.uri} started (pid ${nats.pid}, JetStream on, one account per role; anonymous clients refused)`);
+      if (cli.requestPlaneCredentialsFile) {
+        const env = natsEnv("api");
+        writeFileSync(cli.requestPlaneCredentialsFile, Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
+        chmodSync(cli.requestPlaneCredentialsFile, 0o600); // an existing file keeps its mode on write
+        o.log(`the api account of the request plane is in ${cli.requestPlaneCredentialsFile} (mode 0600)`);
+      }
     } catch (err) {
       if (err instanceof NatsServerNotFoundError && cli.inProcessFallback) {
         o.log(`nats-server is not installed (${err.message}); running every part in this process on the in-process request plane instead`);
@@ -105,10 +128,10 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
       if (/^trtd (prefill|decode) worker \S+ serving /.test(l)) workersReady.add(name);
     };
     for (let i = 0; i < cli.generateWorkers; i++) {
-      sup.start({ name: `decode-${i}`, app: "decode", args: workerArgv(cli, uri, "decode", i), env: cli.roleEnv.decode, onLine: readyLine(`decode-${i}`) });
+      sup.start({ name: `decode-${i}`, app: "decode", args: workerArgv(cli, uri, "decode", i), env: { ...cli.roleEnv.decode, ...natsEnv("decode") }, onLine: readyLine(`decode-${i}`) });
     }
     for (let i = 0; i < cli.contextWorkers; i++) {
-      sup.start({ name: `prefill-${i}`, app: "prefill", args: prefillArgv(cli, uri, i), env: cli.roleEnv.prefill, onLine: readyLine(`prefill-${i}`) });
+      sup.start({ name: `prefill-${i}`, app: "prefill", args: prefillArgv(cli, uri, i), env: { ...cli.roleEnv.prefill, ...natsEnv("prefill") }, onLine: readyLine(`prefill-${i}`) });
     }
     if (cli.noApi) {
       await waitWorkersReady(workersReady, cli.contextWorkers + cli.generateWorkers, deadline, failed);
@@ -119,6 +142,7 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
         name: "api",
         app: "api",
         args: apiArgv(cli, uri),
+        env: natsEnv("api"),
         onLine: (l) => {
           const m = /listening on (\S+)/.exec(l);
           if (m) resolve((apiUrl = m[1]));

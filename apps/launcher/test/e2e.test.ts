@@ -1,7 +1,9 @@
 // The whole system with real processes: nats-server, 1 prefill + 1 decode worker and the api (the launcher),
 // plus a second api on the same request plane that never disaggregates, for the equality test. The official
 // openai client talks to both.
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "@trtd/request-plane";
@@ -12,12 +14,15 @@ import { API_READY, LAUNCHER_READY, eventually, metricValue, modelDir, startApp,
 const LOCAL_KV_PATH = process.platform === "linux" && existsSync("/dev/shm") ? "shm" : "tcp";
 
 let deployment: Started;
+let natsPort: number;
+const credsDir = mkdtempSync(join(tmpdir(), "e2e-creds-"));
+const credsFile = join(credsDir, "nats-api.env");
 let aggregatedApi: Started;
 let disagg: OpenAI;
 let agg: OpenAI;
 
 beforeAll(async () => {
-  const natsPort = await freePort();
+  natsPort = await freePort();
   deployment = await startApp(
     "launcher",
     [
@@ -30,13 +35,20 @@ beforeAll(async () => {
       "--model-dir", modelDir,
       "--disagg-min-prompt-tokens", "1",
       "--threads", "1",
+      "--request-plane-credentials", credsFile,
     ],
     LAUNCHER_READY,
+  );
+  // The launcher's nats-server refuses anonymous clients: the second api uses the api account it wrote out.
+  const creds = Object.fromEntries(
+    readFileSync(credsFile, "utf8").trim().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
   );
   aggregatedApi = await startApp(
     "api",
     ["--tokenizer", modelDir, "--request-plane-uri", `127.0.0.1:${natsPort}`, "--api-server-port", "0", "--worker-name", "e2e", "--no-disaggregation"],
     API_READY,
+    120_000,
+    creds,
   );
   disagg = new OpenAI({ baseURL: `${deployment.url}/v1`, apiKey: "unused", maxRetries: 0, timeout: 60_000 });
   agg = new OpenAI({ baseURL: `${aggregatedApi.url}/v1`, apiKey: "unused", maxRetries: 0, timeout: 60_000 });
@@ -48,7 +60,27 @@ afterAll(async () => {
   await aggregatedApi?.stop();
   await deployment?.stop();
   expect(deployment?.proc.exitCode).toBe(0);
+  rmSync(credsDir, { recursive: true, force: true });
 }, 60_000);
+
+describe("e2e - the launcher's request plane is not open to the host", () => {
+  it("refuses an anonymous NATS client and a wrong password; its accounts reach the owner only (0600 file, no argv)", async () => {
+    const { connect } = await import("@trtd/request-plane");
+    await expect(connect(`127.0.0.1:${natsPort}`, { connectTimeoutMs: 3_000, maxReconnectAttempts: 0 })).rejects.toThrow(/auth|authorization/i);
+    await expect(
+      connect(`127.0.0.1:${natsPort}`, { user: "trtd-decode", pass: "wrong", connectTimeoutMs: 3_000, maxReconnectAttempts: 0 }),
+    ).rejects.toThrow(/auth|authorization/i);
+    expect(statSync(credsFile).mode & 0o777).toBe(0o600);
+    const creds = readFileSync(credsFile, "utf8");
+    expect(creds).toMatch(/^TRTD_NATS_USER=trtd-api\nTRTD_NATS_PASS=[0-9a-f]{48}\n$/);
+    const password = /TRTD_NATS_PASS=(\S+)/.exec(creds)![1]!;
+    const plane = await connect(`127.0.0.1:${natsPort}`, { user: "trtd-api", pass: password, connectTimeoutMs: 3_000, maxReconnectAttempts: 0 });
+    await plane.close();
+    // no process shows a password on its command line
+    const { execFileSync } = await import("node:child_process");
+    expect(execFileSync("ps", ["-eo", "args"], { encoding: "utf8" })).not.toContain(password);
+  });
+});
 
 describe("e2e - openai client through the disaggregated deployment", () => {
   it("lists the model", async () => {

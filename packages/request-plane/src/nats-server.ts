@@ -18,6 +18,11 @@ export interface NatsServerOptions {
   configFile?: string;
   /** Max message payload in bytes (written to a generated config file; nats-server has no flag for it). */
   maxPayload?: number;
+  /**
+   * Accounts that may connect (user + password), written to the generated config file (mode 0600, in a 0700
+   * folder removed on stop; never on the command line, which `ps` shows). With any, anonymous clients are refused.
+   */
+  users?: { user: string; password: string }[];
   /** Binary path (default: `$NATS_SERVER_BIN`, then `nats-server` on PATH, /usr/sbin, /usr/bin, /usr/local/bin). */
   binary?: string;
   /** Bound on becoming ready, ms (default 10000). */
@@ -128,12 +133,23 @@ async function startOnce(bin: string, host: string, port: number, o: NatsServerO
   if (await canConnect(host, port)) throw new NatsServerStartError(`cannot start nats-server on ${host}:${port}: address already in use`);
   const temp: string[] = [];
   const args = ["-a", host, "-p", String(port)];
-  if (o.configFile) args.unshift("-c", o.configFile);
-  else if (o.maxPayload !== undefined) {
-    const dir = mkdtempSync(join(tmpdir(), "trtd-nats-conf-"));
+  if (o.configFile) {
+    if (o.users?.length) throw new NatsServerStartError("users and configFile do not combine: put the users in the config file");
+    args.unshift("-c", o.configFile);
+  } else if (o.maxPayload !== undefined || o.users?.length) {
+    const dir = mkdtempSync(join(tmpdir(), "trtd-nats-conf-")); // mkdtemp: mode 0700
     temp.push(dir);
     const conf = join(dir, "nats.conf");
-    writeFileSync(conf, `max_payload: ${Math.floor(o.maxPayload)}\n`);
+    const lines: string[] = [];
+    if (o.maxPayload !== undefined) lines.push(`max_payload: ${Math.floor(o.maxPayload)}`);
+    if (o.users?.length) {
+      const q = (v: string) => {
+        if (!/^[\w.+-]+$/.test(v)) throw new NatsServerStartError(`nats-server user names and passwords here are [A-Za-z0-9_.+-] only, got ${JSON.stringify(v)}`);
+        return JSON.stringify(v);
+      };
+      lines.push("authorization {", "  users = [", ...o.users.map((u) => `    { user: ${q(u.user)}, password: ${q(u.password)} }`), "  ]", "}");
+    }
+    writeFileSync(conf, lines.join("\n") + "\n", { mode: 0o600 });
     args.unshift("-c", conf);
   }
   if (o.jetstream) {

@@ -7,8 +7,8 @@ export { repoRoot, modelDir, workerGauges, metricValue } from "@trtd/test-suppor
 export type Started = support.AppProcess;
 
 /** Runs `apps/<app>/src/main.ts` with tsx and waits for a stdout line matching `ready` (its group 1 is the URL). */
-export function startApp(app: "launcher" | "api", args: string[], ready: RegExp, timeoutMs = 120_000): Promise<Started> {
-  return support.startApp(app, args, { ready, timeoutMs, stopBoundMs: 30_000 });
+export function startApp(app: "launcher" | "api", args: string[], ready: RegExp, timeoutMs = 120_000, env: Record<string, string> = {}): Promise<Started> {
+  return support.startApp(app, args, { ready, timeoutMs, stopBoundMs: 30_000, env });
 }
 
 export const LAUNCHER_READY = /trtd ready: OpenAI API at (\S+)\/v1/;
