@@ -136,9 +136,6 @@ export function readModelDir(dir: string): TokenizerDefinition {
       for (const [content, id] of Object.entries(llama3DefaultSpecials(info.end))) added.set(id, { content, special: true });
     }
   }
-  return finish(def);
-
-  function finish(source: Pick<TokenizerDefinition, "source" | "origin" | "normalization">): TokenizerDefinition {
   const bosToken = tokenText(config?.bos_token, "bos_token");
   const eosToken = tokenText(config?.eos_token, "eos_token");
   const templateTokens: Record<string, string> = {};
@@ -158,7 +155,7 @@ export function readModelDir(dir: string): TokenizerDefinition {
     ...idList(modelConfig?.eos_token_id, "config.json eos_token_id"),
   ];
   return {
-    ...source,
+    ...def,
     addedTokens: added,
     bosToken,
     eosToken,
@@ -169,5 +166,4 @@ export function readModelDir(dir: string): TokenizerDefinition {
     chatTemplate: readChatTemplate(dir, config),
     modelVocabSize: vocabRaw as number | undefined,
   };
-  }
 }
