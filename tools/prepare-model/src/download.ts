@@ -131,7 +131,17 @@ export async function listRepoFiles(repo: string, options: DownloadOptions = {})
   const url = `${endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}?blobs=true`;
   const res = await request(url, token, options.idleTimeoutMs ?? 60_000);
   if (!res.ok) throw httpError(res, "file list", repo, revision);
-  const info = (await res.json()) as { sha?: unknown; siblings?: unknown };
+  // The file list's body is bounded too (a server that sends headers and then stalls).
+  let timer: NodeJS.Timeout | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DownloadError("TIMEOUT", `${url}: the file list did not arrive within ${options.idleTimeoutMs ?? 60_000} ms`)), options.idleTimeoutMs ?? 60_000);
+  });
+  let info: { sha?: unknown; siblings?: unknown };
+  try {
+    info = (await Promise.race([res.json(), stalled])) as typeof info;
+  } finally {
+    clearTimeout(timer);
+  }
   if (typeof info.sha !== "string" || !Array.isArray(info.siblings)) throw new DownloadError("HTTP", `${url}: not a model revision answer`);
   const files: RepoFile[] = [];
   for (const s of info.siblings as Record<string, unknown>[]) {
