@@ -291,7 +291,7 @@ void Engine::tune_small_gemms() {
     cuda_check(cudaMemcpy(in_dev_ + sizeof tune_pos, tune_slots, sizeof tune_slots, cudaMemcpyHostToDevice), "tuning slots");
     const int * pos = reinterpret_cast<const int *>(in_dev_);
     const int * slots = reinterpret_cast<const int *>(in_dev_ + sizeof tune_pos);
-    auto fused_time = [&](const Shape & sh, int m, bool with_fused, float & tc, float & tg) {
+    auto fused_time = [&](const Shape & sh, int m, float & tc, float & tg) {
         const bool qkv = sh.w == l0.wqkv;
         const GemvNorm norm{x_, tmp_, x_alt_, qkv ? l0.input_norm : l0.post_norm, eps};
         auto separate = [&] {
@@ -309,18 +309,19 @@ void Engine::tune_small_gemms() {
             else gemv_silu(dt_, sh.w, xn_, act_, I, H, m, stream_);
         };
         tc = time_it(separate);
-        tg = with_fused ? time_it(fused) : 1e30f;
+        tg = time_it(fused);
     };
     std::string report;
     const int max_m = std::min({8, max_rows_, ec_.max_batch});
-    for (const Shape & sh : shapes)
+    for (const Shape & sh : shapes) {
+        const bool fused_shape = fuse_enabled() && (sh.w == l0.wqkv || sh.w == l0.wgate_up);
         for (int m = 1; m <= max_m; ++m) {
             bool pick;
             float tc = 0, tg = 0;
             if (force && (*force == '0' || *force == '1')) {
                 pick = *force == '1';
-            } else if (fuse_enabled() && (sh.w == l0.wqkv || sh.w == l0.wgate_up)) {
-                fused_time(sh, m, true, tc, tg);
+            } else if (fused_shape) {
+                fused_time(sh, m, tc, tg);
                 pick = tg < tc;
             } else {
                 tc = time_it([&] { cublas_gemm(sh.w, sh.x, sh.y, sh.out, sh.in, m, sh.f32); });
@@ -330,12 +331,12 @@ void Engine::tune_small_gemms() {
             use_gemv_[gemv_key(sh.out, sh.in, m, sh.f32)] = pick;
             if (m == 1 || m == 8) {
                 char line[160];
-                const bool fused = tg < 1e29f && fuse_enabled() && (sh.w == l0.wqkv || sh.w == l0.wgate_up);
-                std::snprintf(line, sizeof line, fused ? " %s[%d] norm+cublas+epilogue %.1f us, fused %.1f us;" : " %s[%d] cublas %.1f us, gemv %.1f us;",
+                std::snprintf(line, sizeof line, fused_shape ? " %s[%d] norm+cublas+epilogue %.1f us, fused %.1f us;" : " %s[%d] cublas %.1f us, gemv %.1f us;",
                               sh.name, m, tc * 1e3f, tg * 1e3f);
                 report += line;
             }
         }
+    }
     cuda_check(cudaStreamSynchronize(stream_), "small GEMM tuning");
     cudaEventDestroy(a);
     cudaEventDestroy(b);

@@ -35,6 +35,21 @@ template <typename T> __device__ __forceinline__ void store8(T * p, const float 
     for (int k = 0; k < 8; ++k) e[k] = from_f<T>(f[k]);
     *reinterpret_cast<uint4 *>(p) = u;
 }
+// add_rmsnorm's two steps, owned here so that the folded norm of the small-batch GEMMs rounds exactly as it does:
+// the residual sum x += delta in fp32, rounded through T (HF materializes it in the model dtype) ...
+template <typename T> __device__ __forceinline__ void add_residual8(float x[8], const T * delta) {
+    float y[8];
+    load8(delta, y);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) x[k] = rnd<T>(x[k] + y[k]);
+}
+// ... and the normalized value, weight * round_T(x * inv).
+template <typename T> __device__ __forceinline__ void apply_norm8(float x[8], const T * weight, float inv) {
+    float g[8];
+    load8(weight, g);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) x[k] = g[k] * rnd<T>(x[k] * inv);
+}
 
 void check_launch(const char * what) {
     const cudaError_t e = cudaGetLastError();
@@ -145,10 +160,7 @@ __global__ void __launch_bounds__(kNormThreads) add_rmsnorm_k(T * res, const T *
         float x[8];
         load8(r + c, x);
         if (d) {
-            float y[8];
-            load8(d + c, y);
-#pragma unroll
-            for (int k = 0; k < 8; ++k) x[k] = rnd<T>(x[k] + y[k]);
+            add_residual8(x, d + c);
             if (write_back) store8(r + c, x);
         }
 #pragma unroll
@@ -157,17 +169,10 @@ __global__ void __launch_bounds__(kNormThreads) add_rmsnorm_k(T * res, const T *
     const float inv = rsqrtf(block_sum<kNormThreads>(ss, scratch) / float(H) + eps);
     T * o = out + size_t(i) * H;
     for (int c = threadIdx.x * 8; c < H; c += kNormThreads * 8) {
-        float x[8], g[8];
+        float x[8];
         load8(r + c, x);
-        if (d && rows_map) {
-            float y[8];
-            load8(d + c, y);
-#pragma unroll
-            for (int k = 0; k < 8; ++k) x[k] = rnd<T>(x[k] + y[k]);
-        }
-        load8(w + c, g);
-#pragma unroll
-        for (int k = 0; k < 8; ++k) x[k] = g[k] * rnd<T>(x[k] * inv);
+        if (d && rows_map) add_residual8(x, d + c);
+        apply_norm8(x, w + c, inv);
         store8(o + c, x);
     }
 }
@@ -1034,12 +1039,7 @@ __device__ void norm_rows_to_shared(const GemvNorm & nm, int H, T * xs, bool wri
             for (int c = v * 8; c < H; c += NV * 8) {
                 float x[8];
                 load8(r + c, x);
-                if (d) {
-                    float y[8];
-                    load8(d + c, y);
-#pragma unroll
-                    for (int k = 0; k < 8; ++k) x[k] = rnd<T>(x[k] + y[k]);
-                }
+                if (d) add_residual8(x, d + c);
                 store8(xm + c, x);
                 if (write_res) store8(ro + c, x);
 #pragma unroll
@@ -1062,11 +1062,9 @@ __device__ void norm_rows_to_shared(const GemvNorm & nm, int H, T * xs, bool wri
         __syncthreads();
         const float inv = rsqrtf(scratch[0] / float(H) + nm.eps);
         for (int c = threadIdx.x * 8; c < H; c += CTA * 8) {
-            float x[8], g[8];
+            float x[8];
             load8(xm + c, x);
-            load8(static_cast<const T *>(nm.weight) + c, g);
-#pragma unroll
-            for (int k = 0; k < 8; ++k) x[k] = g[k] * rnd<T>(x[k] * inv);
+            apply_norm8(x, static_cast<const T *>(nm.weight) + c, inv);
             store8(xm + c, x);
         }
         __syncthreads();
