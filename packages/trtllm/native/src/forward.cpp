@@ -197,6 +197,7 @@ void Forward::run(const std::vector<ForwardRow> & rows, float * logits) {
 
     const int T = g_.tokens_per_block;
     const size_t tok = g_.token_stride(), kvs = g_.kv_stride();
+    std::vector<float> head(c.qk_norm ? static_cast<size_t>(D) : 0);  // one head's q/k norm output (Qwen3)
     for (int l = 0; l < c.num_layers; ++l) {
         const LayerWeights & w = m_.layers[size_t(l)];
         for (int r = 0; r < R; ++r) rmsnorm(&x_[size_t(r) * H], w.input_norm, H, c.rms_norm_eps, &xn_[size_t(r) * H]);
@@ -211,7 +212,6 @@ void Forward::run(const std::vector<ForwardRow> & rows, float * logits) {
             float * k = q + size_t(Hq) * D;
             const float * v = k + size_t(Hkv) * D;
             if (w.q_norm) {  // Qwen3: each head RMS-normalized over head_dim before RoPE
-                std::vector<float> head(static_cast<size_t>(D));
                 for (int h = 0; h < Hq; ++h) {
                     rmsnorm(q + size_t(h) * D, w.q_norm, D, c.rms_norm_eps, head.data());
                     std::memcpy(q + size_t(h) * D, head.data(), size_t(D) * 4);
