@@ -122,19 +122,27 @@ function httpError(res: Response, what: string, repo: string, revision: string):
   return new DownloadError("HTTP", `${what}: HTTP ${res.status} ${res.statusText}`);
 }
 
+/** The options' defaults, filled in one place: HF_ENDPOINT / HF_TOKEN from the environment, main, 60 s. */
+function settings(o: DownloadOptions): { endpoint: string; token: string | undefined; revision: string; idleMs: number } {
+  return {
+    endpoint: (o.endpoint ?? process.env.HF_ENDPOINT ?? "https://huggingface.co").replace(/\/+$/, ""),
+    token: o.token ?? process.env.HF_TOKEN,
+    revision: o.revision ?? "main",
+    idleMs: o.idleTimeoutMs ?? 60_000,
+  };
+}
+
 /** The repository's files at a revision, with sizes and hashes, and the commit that revision names. */
 export async function listRepoFiles(repo: string, options: DownloadOptions = {}): Promise<{ commit: string; files: RepoFile[] }> {
   checkRepoId(repo);
-  const endpoint = (options.endpoint ?? process.env.HF_ENDPOINT ?? "https://huggingface.co").replace(/\/+$/, "");
-  const revision = options.revision ?? "main";
-  const token = options.token ?? process.env.HF_TOKEN;
+  const { endpoint, token, revision, idleMs } = settings(options);
   const url = `${endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}?blobs=true`;
-  const res = await request(url, token, options.idleTimeoutMs ?? 60_000);
+  const res = await request(url, token, idleMs);
   if (!res.ok) throw httpError(res, "file list", repo, revision);
   // The file list's body is bounded too (a server that sends headers and then stalls).
   let timer: NodeJS.Timeout | undefined;
   const stalled = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DownloadError("TIMEOUT", `${url}: the file list did not arrive within ${options.idleTimeoutMs ?? 60_000} ms`)), options.idleTimeoutMs ?? 60_000);
+    timer = setTimeout(() => reject(new DownloadError("TIMEOUT", `${url}: the file list did not arrive within ${idleMs} ms`)), idleMs);
   });
   let info: { sha?: unknown; siblings?: unknown };
   try {
@@ -166,12 +174,9 @@ async function hashFile(path: string, file: RepoFile): Promise<string> {
 
 /** Downloads `repo` into `outDir`; see the file's head. Returns what it fetched. */
 export async function downloadRepo(repo: string, outDir: string, options: DownloadOptions = {}): Promise<DownloadResult> {
-  const endpoint = (options.endpoint ?? process.env.HF_ENDPOINT ?? "https://huggingface.co").replace(/\/+$/, "");
-  const token = options.token ?? process.env.HF_TOKEN;
-  const revision = options.revision ?? "main";
-  const idle = options.idleTimeoutMs ?? 60_000;
+  const { endpoint, token, revision, idleMs: idle } = settings(options);
   const log = options.log ?? (() => {});
-  const { commit, files: all } = await listRepoFiles(repo, { ...options, endpoint, token, revision });
+  const { commit, files: all } = await listRepoFiles(repo, options);
   const include = (options.include ?? []).map(globToRegExp);
   const files = include.length ? all.filter((f) => include.some((re) => re.test(f.path))) : all;
   if (files.length === 0) {
@@ -210,12 +215,13 @@ export async function downloadRepo(repo: string, outDir: string, options: Downlo
       const out = createWriteStream(part, { flags: have > 0 ? "a" : "w" });
       // A stalled transfer is aborted after `idle` ms without bytes.
       const body = Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>);
-      let timer = setTimeout(() => body.destroy(new DownloadError("TIMEOUT", `${file.path}: no bytes for ${idle} ms`)), idle);
+      const arm = () => setTimeout(() => body.destroy(new DownloadError("TIMEOUT", `${file.path}: no bytes for ${idle} ms`)), idle);
+      let timer = arm();
       body.on("data", (chunk: Buffer) => {
         done += chunk.length;
         progress(file.path);
         clearTimeout(timer);
-        timer = setTimeout(() => body.destroy(new DownloadError("TIMEOUT", `${file.path}: no bytes for ${idle} ms`)), idle);
+        timer = arm();
       });
       try {
         await pipeline(body, out);

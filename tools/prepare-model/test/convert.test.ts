@@ -3,7 +3,7 @@ import { readFileSync, rmSync, statSync, writeFileSync, existsSync, mkdirSync, r
 import { join } from "node:path";
 import { loadModel, referenceForward, ShapeMismatchError, UnsupportedArchitectureError, InvalidTokenizerError, TokenizerNotFoundError, MissingFileError } from "@trtd/model";
 import { convertCheckpoint, ConvertError } from "../src/convert.js";
-import { runCli, tempDirs, writeSyntheticCheckpoint } from "./helpers.js";
+import { rejection, runCli, tempDirs, writeSyntheticCheckpoint } from "./helpers.js";
 
 const tmp = tempDirs();
 
@@ -16,14 +16,6 @@ function editJson(path: string, edit: (j: Record<string, unknown>) => void): voi
   const j = JSON.parse(readFileSync(path, "utf8"));
   edit(j);
   writeFileSync(path, JSON.stringify(j));
-}
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error("expected a rejection");
 }
 
 describe("convert", () => {

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { downloadRepo, DownloadError, globToRegExp } from "../src/download.js";
 import { runCli } from "../src/commands.js";
+import { rejection } from "./helpers.js";
 
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";
 const files: Record<string, Buffer> = {
@@ -111,14 +112,7 @@ afterAll(async () => {
 
 const fresh = (name: string) => join(scratch, name);
 const opts = (extra: object = {}) => ({ endpoint, token: undefined, parallel: 3, idleTimeoutMs: 5_000, ...extra });
-async function failure(p: Promise<unknown>): Promise<DownloadError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as DownloadError;
-  }
-  throw new Error("expected a failure");
-}
+const failure = (p: Promise<unknown>) => rejection<DownloadError>(p);
 
 describe("prepare-model download, against a server that answers as the hub does", () => {
   it("fetches every file in parallel, through LFS redirects, verified by sha256 and git blob id", async () => {

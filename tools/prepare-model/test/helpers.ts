@@ -76,3 +76,13 @@ export function runCli(args: string[], timeoutMs = 60_000): CliResult {
   if (r.error) throw r.error;
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
+
+/** The error `p` rejects with; throws when it fulfils. */
+export async function rejection<E extends Error = Error>(p: Promise<unknown>): Promise<E> {
+  try {
+    await p;
+  } catch (e) {
+    return e as E;
+  }
+  throw new Error("expected a rejection");
+}
