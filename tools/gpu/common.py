@@ -91,16 +91,19 @@ def weight_bytes(model_dir):
 
 
 def load_hf(model_dir, dtype, attn, device):
-    """LlamaForCausalLM of model_dir in dtype with attn_implementation attn, built on device and filled from the
-    safetensors files straight onto the device (same weights as from_pretrained; avoids a CPU round trip)."""
+    """The transformers model of model_dir (the class its config.json names: LlamaForCausalLM, Qwen2ForCausalLM, ...)
+    in dtype with attn_implementation attn, built on device and filled from the safetensors files straight onto the
+    device (same weights as from_pretrained; avoids a CPU round trip)."""
     import torch
     import safetensors.torch as st
-    from transformers import AutoConfig, LlamaForCausalLM
+    import transformers
+    from transformers import AutoConfig
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     cfg = AutoConfig.from_pretrained(model_dir)
+    model_cls = getattr(transformers, (cfg.architectures or ["LlamaForCausalLM"])[0])
     with torch.device(device):
-        model = LlamaForCausalLM._from_config(cfg, dtype=dtype, attn_implementation=attn)
+        model = model_cls._from_config(cfg, dtype=dtype, attn_implementation=attn)
     sd = {}
     for f in safetensors_files(model_dir):
         sd.update(st.load_file(f, device=str(device)))

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Random-weight Llama-3.x models for the executor checks, written by transformers' save_pretrained.
+"""Random-weight models for the executor checks, written by transformers' save_pretrained: Llama-3.x shapes, and
+Qwen2.5, Qwen3 and Mistral shapes in each architecture's own config class (so their config.json has the layout
+published checkpoints of that family have).
 
     python3 tools/gpu/make_models.py OUT_DIR [--shapes 1b,8b,1b-2l,8b-2l] [--dtype bfloat16|float16]
                                      [--device cuda|cpu] [--seed 0] [--legacy-copy] [--force]
@@ -53,6 +55,44 @@ SHAPES = {
 for _base in ("1b", "8b"):
     SHAPES[_base + "-2l"] = dict(SHAPES[_base], num_hidden_layers=2)
 
+# Other architectures: the published models' dimensions (their config.json files), random weights. "arch" picks the
+# transformers config/model class; "extra" goes to the config as is. Mistral's window is cut to 128 positions (the
+# published v0.1 has 4096) so that the checks' 200-token prompts and 64 generated tokens cross it.
+ARCH_SHAPES = {
+    "qwen2.5-0.5b": dict(arch="qwen2", hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                         intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True, rope_theta=1e6,
+                         max_position_embeddings=32768, rms_norm_eps=1e-6,
+                         extra=dict(use_sliding_window=False, sliding_window=32768, max_window_layers=21)),
+    "qwen2.5-7b-2l": dict(arch="qwen2", hidden_size=3584, num_hidden_layers=2, num_attention_heads=28, num_key_value_heads=4,
+                          intermediate_size=18944, vocab_size=152064, tie_word_embeddings=False, rope_theta=1e6,
+                          max_position_embeddings=32768, rms_norm_eps=1e-6,
+                          extra=dict(use_sliding_window=False, sliding_window=131072, max_window_layers=28)),
+    "qwen3-0.6b": dict(arch="qwen3", hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
+                       head_dim=128, intermediate_size=3072, vocab_size=151936, tie_word_embeddings=True, rope_theta=1e6,
+                       max_position_embeddings=40960, rms_norm_eps=1e-6, extra=dict(use_sliding_window=False)),
+    "qwen3-8b-2l": dict(arch="qwen3", hidden_size=4096, num_hidden_layers=2, num_attention_heads=32, num_key_value_heads=8,
+                        head_dim=128, intermediate_size=12288, vocab_size=151936, tie_word_embeddings=False, rope_theta=1e6,
+                        max_position_embeddings=40960, rms_norm_eps=1e-6, extra=dict(use_sliding_window=False)),
+    "mistral-7b-2l-sw128": dict(arch="mistral", hidden_size=4096, num_hidden_layers=2, num_attention_heads=32,
+                                num_key_value_heads=8, head_dim=128, intermediate_size=14336, vocab_size=32000,
+                                tie_word_embeddings=False, rope_theta=10000.0, max_position_embeddings=32768,
+                                rms_norm_eps=1e-5, extra=dict(sliding_window=128)),
+    # CPU-sized, for dry runs of the scripts against the reference executor
+    "qwen2-tiny": dict(arch="qwen2", hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                       intermediate_size=160, vocab_size=512, tie_word_embeddings=True, rope_theta=1e6,
+                       max_position_embeddings=4096, rms_norm_eps=1e-6, extra=dict(use_sliding_window=False)),
+    "qwen3-tiny": dict(arch="qwen3", hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                       head_dim=32, intermediate_size=160, vocab_size=512, tie_word_embeddings=True, rope_theta=1e6,
+                       max_position_embeddings=4096, rms_norm_eps=1e-6, extra=dict(use_sliding_window=False)),
+    "mistral-tiny-sw16": dict(arch="mistral", hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                              head_dim=16, intermediate_size=160, vocab_size=512, tie_word_embeddings=False,
+                              rope_theta=10000.0, max_position_embeddings=4096, rms_norm_eps=1e-5,
+                              extra=dict(sliding_window=16)),
+}
+ARCH_CLASSES = {"qwen2": ("Qwen2Config", "Qwen2ForCausalLM"), "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
+                "mistral": ("MistralConfig", "MistralForCausalLM"), "llama": ("LlamaConfig", "LlamaForCausalLM")}
+BIAS_STD = 0.3  # Qwen2's q/k/v biases: large enough that a missing or misplaced bias moves the logits well past the gate
+
 DTYPE_TAG = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 ATTN_SHARPNESS = 1.0   # std of q.k/sqrt(d) at init
 PROJ_GAIN = 0.6        # v/o/gate/up/down: normal(0, PROJ_GAIN/sqrt(fan_in))
@@ -62,7 +102,21 @@ TIED_EMBED_GAIN = 0.16  # tied embedding: normal(0, TIED_EMBED_GAIN/sqrt(hidden)
 NORM_LOW, NORM_HIGH = 0.6, 1.4
 
 
+def build_arch_config(name):
+    import transformers
+    s = dict(ARCH_SHAPES[name])
+    arch, extra = s.pop("arch"), s.pop("extra")
+    cfg_cls, model_cls = ARCH_CLASSES[arch]
+    vocab = s["vocab_size"]
+    cfg = getattr(transformers, cfg_cls)(**s, **extra, hidden_act="silu", initializer_range=0.02, bos_token_id=vocab - 2,
+                                         eos_token_id=vocab - 1, pad_token_id=None, use_cache=True)
+    cfg.architectures = [model_cls]
+    return cfg
+
+
 def build_config(name, dtype_name):
+    if name in ARCH_SHAPES:
+        return build_arch_config(name)
     from transformers import LlamaConfig
     s = dict(SHAPES[name])
     factor = s.pop("rope_factor")
@@ -90,15 +144,16 @@ def build_config(name, dtype_name):
 
 def make_model(cfg, dtype, device):
     import torch
-    from transformers import LlamaForCausalLM
+    import transformers
+    model_cls = getattr(transformers, cfg.architectures[0])
     with torch.device(device):
-        if hasattr(LlamaForCausalLM, "_from_config"):
-            model = LlamaForCausalLM._from_config(cfg, dtype=dtype)
+        if hasattr(model_cls, "_from_config"):
+            model = model_cls._from_config(cfg, dtype=dtype)
         else:  # older transformers
             prev = torch.get_default_dtype()
             torch.set_default_dtype(dtype)
             try:
-                model = LlamaForCausalLM(cfg)
+                model = model_cls(cfg)
             finally:
                 torch.set_default_dtype(prev)
     return model.to(device=device, dtype=dtype).eval()
@@ -128,6 +183,9 @@ def init_weights(model, cfg, seed):
             elif name.endswith(".weight") and p.dim() == 2:
                 p.normal_(0.0, PROJ_GAIN / p.shape[1] ** 0.5)  # fan_in = in_features
                 kind = "proj"
+            elif name.endswith("_proj.bias") and p.dim() == 1:  # Qwen2's q/k/v biases
+                p.normal_(0.0, BIAS_STD)
+                kind = "bias"
             else:
                 raise RuntimeError(f"unexpected parameter {name} {tuple(p.shape)}")
             counts[kind] = counts.get(kind, 0) + p.numel()
@@ -150,7 +208,7 @@ def legacy_config(cfg_json):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out_dir")
-    ap.add_argument("--shapes", default="1b-2l,8b-2l", help="comma list of " + ",".join(SHAPES))
+    ap.add_argument("--shapes", default="1b-2l,8b-2l", help="comma list of " + ",".join(list(SHAPES) + list(ARCH_SHAPES)))
     ap.add_argument("--dtype", default="bfloat16", choices=list(DTYPE_TAG))
     ap.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     ap.add_argument("--seed", type=int, default=0)
@@ -172,8 +230,8 @@ def main():
     os.makedirs(args.out_dir, exist_ok=True)
     made = []
     for name in [s.strip() for s in args.shapes.split(",") if s.strip()]:
-        if name not in SHAPES:
-            sys.exit(f"make_models: unknown shape {name!r} (known: {', '.join(SHAPES)})")
+        if name not in SHAPES and name not in ARCH_SHAPES:
+            sys.exit(f"make_models: unknown shape {name!r} (known: {', '.join(list(SHAPES) + list(ARCH_SHAPES))})")
         d = os.path.join(args.out_dir, f"{name}-{DTYPE_TAG[args.dtype]}")
         card_path = os.path.join(d, "make_models.json")
         if os.path.exists(card_path) and not args.force:

@@ -114,11 +114,15 @@ Engine::Engine(const std::string & model_dir, const ModelConfig & cfg, const Eng
     dt_ = (d == "float16" || d == "half") ? DType::F16 : DType::BF16;  // bf16 for bf16, fp32 and unspecified checkpoints
     if (cfg_.hidden_size % 8 || cfg_.intermediate_size % 8) throw std::invalid_argument("hidden and intermediate sizes must be multiples of 8");
     const int G = cfg_.num_heads / cfg_.num_kv_heads;
-    if (G != 1 && G != 2 && G != 4 && G != 8)
-        throw std::invalid_argument("num_attention_heads / num_key_value_heads = " + std::to_string(G) + " is not supported (1, 2, 4 or 8)");
     const int D = cfg_.head_dim;
     if (D != 16 && D != 32 && D != 64 && D != 128 && D != 256)
         throw std::invalid_argument("head_dim " + std::to_string(D) + " is not supported (16, 32, 64, 128 or 256)");
+    // decode attention's instantiations (kernels.cu decode_attention_g)
+    if (G < 1 || G > 8 || (G != 1 && G != 2 && G != 4 && G != 8 && D != 64 && D != 128))
+        throw std::invalid_argument("num_attention_heads / num_key_value_heads = " + std::to_string(G) + " at head_dim " + std::to_string(D) +
+                                    " is not supported (1, 2, 4 or 8 at any head_dim; 1 to 8 at head_dim 64 and 128)");
+    if (cfg_.qk_norm && cfg_.num_heads + cfg_.num_kv_heads > kQkvPreMaxNormHeads)
+        throw std::invalid_argument("q/k norms over more than " + std::to_string(kQkvPreMaxNormHeads) + " heads are not supported");
 
     cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
     cuda_check(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate");
@@ -314,7 +318,8 @@ void Engine::tune_small_gemms() {
     std::string report;
     const int max_m = std::min({8, max_rows_, ec_.max_batch});
     for (const Shape & sh : shapes) {
-        const bool fused_shape = fuse_enabled() && (sh.w == l0.wqkv || sh.w == l0.wgate_up);
+        // (forward() never fuses the QKV epilogue of a model with biases or q/k norms: there the bare GEMMs compete)
+        const bool fused_shape = fuse_enabled() && ((sh.w == l0.wqkv && !l0.pre.any()) || sh.w == l0.wgate_up);
         for (int m = 1; m <= max_m; ++m) {
             bool pick;
             float tc = 0, tg = 0;
@@ -456,7 +461,9 @@ void * Engine::forward(const Layout & L, int rows, int nd, int num_tiles, int M,
     // Where init picked the small-batch kernel for a shape at this row count, its fused forms also take the RoPE +
     // KV write and the SiLU * up, and the RMSNorm in front (four launches fewer per layer; TRTD_CUDA_FUSE=0 keeps
     // them separate). A folded norm writes the summed residual to the other of two buffers, so `res` alternates.
-    const bool fuse_qkv = fuse_enabled() && small_gemm_picked(QKV, H, rows, false);
+    // The fused QKV epilogue has no bias or q/k norm (Qwen): those models take the GEMM and rope_kv_write with them.
+    const bool fuse_qkv = fuse_enabled() && !layers_[0].pre.any() && small_gemm_picked(QKV, H, rows, false);
+    const int window = cfg_.sliding_window;  // Mistral; 0: none
     const bool fuse_gate_up = fuse_enabled() && small_gemm_picked(2 * I, H, rows, false);
     void * res = x_;
     auto other = [&](void * r) { return r == x_ ? x_alt_ : x_; };
@@ -470,13 +477,13 @@ void * Engine::forward(const Layout & L, int rows, int nd, int num_tiles, int M,
             add_rmsnorm(dt_, res, l ? tmp_ : nullptr, w.input_norm, xn_, nullptr, rows, H, eps, stream_);
             if (!fuse_qkv || !gemv_rope_kv_write(dt_, w.wqkv, xn_, qkv_, H, rows, I32(L.pos), I32(L.slots), cos_sin_, pool, l, nq, stream_)) {
                 gemm(w.wqkv, xn_, qkv_, QKV, H, rows, false);
-                rope_kv_write(dt_, qkv_, I32(L.pos), I32(L.slots), cos_sin_, pool, l, rows, nq, stream_);
+                rope_kv_write(dt_, qkv_, I32(L.pos), I32(L.slots), cos_sin_, pool, l, rows, nq, stream_, w.pre);
             }
         }
         decode_attention(dt_, qkv_, QKV, attn_, nq * D, I32(L.dec_len), I32(L.dec_bt), block_tables_, bt_stride_, pool, l, nd, nq,
-                         splits, scale, attn_ws_, attn_counters_, stream_);
+                         splits, scale, attn_ws_, attn_counters_, stream_, window);
         prefill_attention(dt_, qkv_, QKV, attn_, nq * D, I32(L.tile_seq), I32(L.tile_row0), I32(L.pf_start), I32(L.pf_len),
-                          I32(L.pf_ctx), I32(L.pf_bt), block_tables_, bt_stride_, pool, l, num_tiles, nq, scale, stream_);
+                          I32(L.pf_ctx), I32(L.pf_bt), block_tables_, bt_stride_, pool, l, num_tiles, nq, scale, stream_, window);
         gemm(w.wo, attn_, tmp_, H, nq * D, rows, false);
         const GemvNorm n2{res, tmp_, other(res), w.post_norm, eps};
         if (fuse_gate_up && gemv_silu(dt_, w.wgate_up, nullptr, act_, I, H, rows, stream_, &n2)) {

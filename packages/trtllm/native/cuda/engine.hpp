@@ -76,6 +76,7 @@ public:
 private:
     struct Layer {
         void *input_norm, *wqkv, *wo, *post_norm, *wgate_up, *wdown;
+        QkvPre pre;  // Qwen2's q/k/v biases, Qwen3's q/k norms (null for Llama and Mistral)
     };
     struct Graph;
     struct Layout;  // offsets of one step's arrays in the packed input buffer

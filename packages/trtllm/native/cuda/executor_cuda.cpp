@@ -461,21 +461,11 @@ trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_con
             return fail(TRTD_STATUS_MODEL_LOAD, e.what());
         }
         const ModelConfig & mc = ex->model;
-        // The shared reader accepts Qwen2 and Qwen3 for the CPU reference; these kernels have neither the QKV bias
-        // nor the q/k norms yet: refuse, never run the model without them.
-        if (mc.qkv_bias || mc.qk_norm)
-            return fail(TRTD_STATUS_MODEL_LOAD, "model_type \"" + mc.model_type + "\" (" +
-                                                    (mc.qkv_bias ? "biases on q, k and v" : "per-head q and k norms") +
-                                                    ") is not supported by the CUDA executor yet; the reference executor runs it");
         ex->max_ctx = c.max_context_length ? c.max_context_length : mc.max_position_embeddings;
         if (ex->max_ctx > mc.max_position_embeddings)
             return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_context_length " + std::to_string(ex->max_ctx) + " exceeds the model's " +
                                                           std::to_string(mc.max_position_embeddings));
         if (ex->max_ctx < 2) return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_context_length must be >= 2");
-        if (mc.sliding_window > 0 && mc.sliding_window < ex->max_ctx)
-            return fail(TRTD_STATUS_MODEL_LOAD, "sliding_window " + std::to_string(mc.sliding_window) + " of model_type \"" + mc.model_type +
-                                                    "\" is not supported by the CUDA executor yet (max_context_length " +
-                                                    std::to_string(ex->max_ctx) + " would need it); the reference executor runs it");
         trtd::cuda::EngineConfig ec;
         ec.device = c.device_id;
         ec.max_batch = c.max_batch_size;

@@ -179,7 +179,7 @@ __global__ void __launch_bounds__(kNormThreads) add_rmsnorm_k(T * res, const T *
 
 template <typename T>
 __global__ void rope_kv_write_k(T * qkv, const int * positions, const int * slots, const T * cos_sin, KvPoolView pool,
-                                int layer, int nq) {
+                                int layer, int nq, QkvPre pre) {
     pdl_wait();
     pdl_trigger();
     const int r = blockIdx.x;
@@ -192,10 +192,37 @@ __global__ void rope_kv_write_k(T * qkv, const int * positions, const int * slot
         kcache = static_cast<T *>(pool.base) + size_t(slot / TB) * pool.block_elems() + size_t(layer) * pool.layer_elems() +
                  size_t(slot % TB) * nkv * D;
     }
+    // Element e of the row as the attention sees it before RoPE: with the bias added (rounded, as HF's biased
+    // linear materializes it).
+    const T * bias = static_cast<const T *>(pre.bias);
+    auto val = [&](int e) { return bias ? rnd<T>(to_f(row[e]) + to_f(bias[e])) : to_f(row[e]); };
+    // Qwen3: each q and k head's inverse RMS, a warp per head (read before any thread writes the row below).
+    __shared__ float inv_rms[kQkvPreMaxNormHeads];
+    const T * qn = static_cast<const T *>(pre.q_norm);
+    const T * kn = static_cast<const T *>(pre.k_norm);
+    if (qn) {
+        const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+        for (int head = warp; head < nq + nkv; head += blockDim.x / 32) {
+            float ss = 0.f;
+            for (int i = lane; i < D; i += 32) {
+                const float x = val(head * D + i);
+                ss += x * x;
+            }
+            for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+            if (lane == 0) inv_rms[head] = rsqrtf(ss / float(D) + pre.eps);
+        }
+        __syncthreads();
+    }
     for (int p = threadIdx.x; p < (nq + nkv) * half; p += blockDim.x) {
         const int head = p / half, i = p % half;
         T * h = row + size_t(head) * D;
-        const float x1 = to_f(h[i]), x2 = to_f(h[i + half]);
+        float x1 = val(head * D + i), x2 = val(head * D + i + half);
+        if (qn) {
+            const T * w = head < nq ? qn : kn;
+            const float inv = inv_rms[head];
+            x1 = rnd<T>(to_f(w[i]) * rnd<T>(x1 * inv));
+            x2 = rnd<T>(to_f(w[i + half]) * rnd<T>(x2 * inv));
+        }
         const float c = to_f(cs[2 * i]), s = to_f(cs[2 * i + 1]);
         const T o1 = from_f<T>(rnd<T>(x1 * c) + rnd<T>(-x2 * s));
         const T o2 = from_f<T>(rnd<T>(x2 * c) + rnd<T>(x1 * s));
@@ -211,8 +238,12 @@ __global__ void rope_kv_write_k(T * qkv, const int * positions, const int * slot
     if (!kcache) return;
     const T * v = row + size_t(nq + nkv) * D;
     T * vcache = kcache + pool.kv_elems();
-    for (int c = threadIdx.x; c < nkv * D / 8; c += blockDim.x)
-        reinterpret_cast<uint4 *>(vcache)[c] = reinterpret_cast<const uint4 *>(v)[c];
+    if (bias) {
+        for (int c = threadIdx.x; c < nkv * D; c += blockDim.x) vcache[c] = from_f<T>(val((nq + nkv) * D + c));
+    } else {
+        for (int c = threadIdx.x; c < nkv * D / 8; c += blockDim.x)
+            reinterpret_cast<uint4 *>(vcache)[c] = reinterpret_cast<const uint4 *>(v)[c];
+    }
 }
 
 template <typename T> __global__ void silu_mul_k(const T * gu, T * out, int rows, int inter) {
@@ -247,7 +278,7 @@ template <typename T, int D, int G, int NT>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
     decode_attention_k(const T * q, int q_stride, const int * seq_lens, const int * bt_rows, const int * block_tables,
                        int bt_stride, KvPoolView pool, int layer, int num_heads, int splits, float scale_log2,
-                       float * part_o, float * part_ml, unsigned int * counters, T * out, int out_stride) {
+                       float * part_o, float * part_ml, unsigned int * counters, T * out, int out_stride, int window) {
     constexpr int LPT = D / 8;       // lanes per token: each lane holds 8 elements of the head
     constexpr int TPW = 32 / LPT;    // tokens per warp step
     constexpr int GROUPS = kDecodeWarps * TPW;
@@ -260,8 +291,9 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
     const int L = seq_lens[b];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gi = lane / LPT, li = lane % LPT;
     const int gid = warp * TPW + gi;
-    const int per = max((L + splits - 1) / splits, kDecodeMinPerSplit);
-    const int begin = sp * per, end = min(L, begin + per);
+    const int lo = window > 0 ? max(0, L - window) : 0;  // the sliding window's first key
+    const int per = max((L - lo + splits - 1) / splits, kDecodeMinPerSplit);
+    const int begin = lo + sp * per, end = min(L, begin + per);
     const int nkv = pool.num_kv_heads, TB = pool.tokens_per_block;
     const T * base = static_cast<const T *>(pool.base) + size_t(layer) * pool.layer_elems() + size_t(kvh) * D + li * 8;
     const int * bt = block_tables + size_t(bt_rows[b]) * bt_stride;
@@ -401,7 +433,7 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
     prefill_attention_k(const T * q, int q_stride, T * out, int out_stride, const int * tile_seq, const int * tile_row0,
                         const int * q_start, const int * q_len, const int * ctx_len, const int * bt_rows,
                         const int * block_tables, int bt_stride, KvPoolView pool, int layer, int num_heads,
-                        float scale_log2) {
+                        float scale_log2, int window) {
     pdl_wait();
     pdl_trigger();
     using namespace nvcuda;
@@ -444,8 +476,11 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
     const int my_row = r0 + warp * 16 + rr;
     const bool row_valid = my_row < row_end;
     const int qpos = pos0 + (my_row - qs);
+    // Sliding window: row p sees keys > p - window; key tiles wholly before the tile's first row's window are skipped.
+    const int qlo = window > 0 ? qpos - window : -1;
+    const int kstart = window > 0 ? max(0, pos0 + (r0 - qs) - window + 1) / kTileN * kTileN : 0;
 
-    for (int k0 = 0; k0 < kmax; k0 += kTileN) {
+    for (int k0 = kstart; k0 < kmax; k0 += kTileN) {
         __syncthreads();
         for (int c = threadIdx.x; c < kTileN * CH; c += blockDim.x) {
             const int j = c / CH, cc = c % CH, kpos = k0 + j;
@@ -481,7 +516,7 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
 #pragma unroll
         for (int c = 0; c < kTileN / 2; ++c) {
             const int col = hf * (kTileN / 2) + c, kpos = k0 + col;
-            const bool ok = row_valid && kpos <= qpos;
+            const bool ok = row_valid && kpos <= qpos && kpos > qlo;
             sv[c] = ok ? Sw[rr * kTileN + col] * scale_log2 : -INFINITY;
             mloc = fmaxf(mloc, sv[c]);
         }
@@ -588,7 +623,7 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
     prefill_attention_mma_k(const T * q, int q_stride, T * out, int out_stride, const int * tile_seq, const int * tile_row0,
                             const int * q_start, const int * q_len, const int * ctx_len, const int * bt_rows,
                             const int * block_tables, int bt_stride, KvPoolView pool, int layer, int num_heads,
-                            float scale_log2) {
+                            float scale_log2, int window) {
     pdl_wait();
     pdl_trigger();
     constexpr int SD = fa_stride<D>(), CH = D / 8, BN = kTileN;
@@ -605,7 +640,9 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
     const int row_end = min(r0 + kTileM, qs + ql);
     const int kmax = min(ctx, pos0 + (row_end - qs));
-    const int ntiles = (kmax + BN - 1) / BN;
+    // Sliding window: row p sees keys > p - window; key tiles wholly before the tile's first row's window are skipped.
+    const int kstart = window > 0 ? max(0, pos0 + (r0 - qs) - window + 1) / BN * BN : 0;
+    const int ntiles = (kmax - kstart + BN - 1) / BN;
     if (ntiles <= 0) return;
     const int * bt = block_tables + size_t(bt_rows[seq]) * bt_stride;
     const T * kbase = static_cast<const T *>(pool.base) + size_t(layer) * pool.layer_elems() + size_t(kvh) * D;
@@ -624,12 +661,13 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
             cp_async16(Vs + (buf * BN + j) * SD + cc * 8, ok ? src + pool.kv_elems() : kbase, ok);
         }
     };
-    load_kv(0, 0);
+    load_kv(0, kstart);
     cp_async_commit();
 
     const int row0 = r0 + warp * 16 + g, row1 = row0 + 8;
     const bool ok0 = row0 < row_end, ok1 = row1 < row_end;
     const int qpos0 = pos0 + (row0 - qs), qpos1 = qpos0 + 8;
+    const int qlo0 = window > 0 ? qpos0 - window : -1, qlo1 = window > 0 ? qpos1 - window : -1;
     uint32_t qf[D / 16][4];
     float o[D / 8][4];
 #pragma unroll
@@ -639,7 +677,7 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
     for (int i = 0; i < ntiles; ++i) {
         const int buf = i & 1;
         if (i + 1 < ntiles) {
-            load_kv(buf ^ 1, (i + 1) * BN);
+            load_kv(buf ^ 1, kstart + (i + 1) * BN);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -666,14 +704,14 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
                 MmaOps<T>::mma(s[2 * jj + 1], qf[kk], b[2], b[3]);
             }
         }
-        const int k0 = i * BN;
+        const int k0 = kstart + i * BN;
         float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 const int key = k0 + j * 8 + 2 * t + (e & 1);
-                const bool ok = e < 2 ? (ok0 && key <= qpos0) : (ok1 && key <= qpos1);
+                const bool ok = e < 2 ? (ok0 && key <= qpos0 && key > qlo0) : (ok1 && key <= qpos1 && key > qlo1);
                 s[j][e] = ok ? s[j][e] * scale_log2 : -INFINITY;
             }
             mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
@@ -1233,10 +1271,13 @@ void add_rmsnorm(DType dt, void * residual, const void * delta, const void * wei
 }
 
 void rope_kv_write(DType dt, void * qkv, const int * positions, const int * slot_mapping, const void * cos_sin,
-                   KvPoolView pool, int layer, int rows, int num_heads, cudaStream_t s) {
+                   KvPoolView pool, int layer, int rows, int num_heads, cudaStream_t s, const QkvPre & pre) {
     if (rows <= 0) return;
+    if (bool(pre.q_norm) != bool(pre.k_norm)) throw std::runtime_error("rope_kv_write: q_norm and k_norm go together");
+    if (pre.q_norm && num_heads + pool.num_kv_heads > kQkvPreMaxNormHeads)
+        throw std::runtime_error("rope_kv_write: q/k norms over more than " + std::to_string(kQkvPreMaxNormHeads) + " heads");
     TRTD_DISPATCH_DTYPE(dt, launch_pdl(rope_kv_write_k<T>, rows, 256, 0, s, static_cast<T *>(qkv), positions, slot_mapping,
-                                       static_cast<const T *>(cos_sin), pool, layer, num_heads));
+                                       static_cast<const T *>(cos_sin), pool, layer, num_heads, pre));
     check_launch("rope_kv_write");
 }
 
@@ -1258,7 +1299,7 @@ namespace {
 template <typename T, int D>
 void decode_attention_g(int G, const T * q, int q_stride, const int * seq_lens, const int * bt_rows, const int * bt,
                         int bt_stride, KvPoolView pool, int layer, int batch, int num_heads, int splits, float scale_log2,
-                        float * po, float * pml, unsigned int * counters, T * out, int out_stride, cudaStream_t s) {
+                        float * po, float * pml, unsigned int * counters, T * out, int out_stride, int window, cudaStream_t s) {
     const dim3 grid(batch, pool.num_kv_heads, splits);
     constexpr int GROUPS = kDecodeWarps * (32 / (D / 8));
     const bool deep = batch <= kDecodeDeepMaxBatch;
@@ -1267,17 +1308,31 @@ void decode_attention_g(int G, const T * q, int q_stride, const int * seq_lens, 
         if (deep)                                                                                                              \
             launch_pdl(decode_attention_k<T, D, GV, decode_deep_tokens_per_lane<GROUPS, GV>()>, grid, kDecodeWarps * 32, 0, s, \
                        q, q_stride, seq_lens, bt_rows, bt, bt_stride, pool, layer, num_heads, splits, scale_log2, po, pml,       \
-                       counters, out, out_stride);                                                                             \
+                       counters, out, out_stride, window);                                                                     \
         else                                                                                                                   \
             launch_pdl(decode_attention_k<T, D, GV, 1>, grid, kDecodeWarps * 32, 0, s, q, q_stride, seq_lens, bt_rows, bt,     \
-                       bt_stride, pool, layer, num_heads, splits, scale_log2, po, pml, counters, out, out_stride);             \
+                       bt_stride, pool, layer, num_heads, splits, scale_log2, po, pml, counters, out, out_stride, window);     \
         break;
     switch (G) {
         TRTD_DECODE_G(1)
         TRTD_DECODE_G(2)
         TRTD_DECODE_G(4)
         TRTD_DECODE_G(8)
-        default: throw std::runtime_error("decode attention: query heads per KV head must be 1, 2, 4 or 8");
+        default:
+            // Qwen2.5 (7 or 6 query heads per KV head), Qwen3-14B (5): only at the head sizes those models use, to
+            // bound the build's instantiations.
+            if constexpr (D == 64 || D == 128) {
+                switch (G) {
+                    TRTD_DECODE_G(3)
+                    TRTD_DECODE_G(5)
+                    TRTD_DECODE_G(6)
+                    TRTD_DECODE_G(7)
+                    default: throw std::runtime_error("decode attention: query heads per KV head must be 1 to 8");
+                }
+            } else {
+                throw std::runtime_error("decode attention: query heads per KV head must be 1, 2, 4 or 8 at head_dim " +
+                                         std::to_string(D));
+            }
     }
 #undef TRTD_DECODE_G
 }
@@ -1285,7 +1340,8 @@ void decode_attention_g(int G, const T * q, int q_stride, const int * seq_lens, 
 
 void decode_attention(DType dt, const void * q, int q_stride, void * out, int out_stride, const int * seq_lens,
                       const int * bt_rows, const int * block_tables, int bt_stride, KvPoolView pool, int layer, int batch,
-                      int num_heads, int splits, float scale, void * work, size_t counters_offset, cudaStream_t s) {
+                      int num_heads, int splits, float scale, void * work, size_t counters_offset, cudaStream_t s,
+                      int window) {
     if (batch <= 0) return;
     const int D = pool.head_dim, G = num_heads / pool.num_kv_heads;
     const float scale_log2 = scale * 1.4426950408889634f;
@@ -1296,11 +1352,11 @@ void decode_attention(DType dt, const void * q, int q_stride, void * out, int ou
     TRTD_DISPATCH_DTYPE(dt, {
         const T * qt = static_cast<const T *>(q);
         switch (D) {
-            case 16: decode_attention_g<T, 16>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, counters, static_cast<T *>(out), out_stride, s); break;
-            case 32: decode_attention_g<T, 32>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, counters, static_cast<T *>(out), out_stride, s); break;
-            case 64: decode_attention_g<T, 64>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, counters, static_cast<T *>(out), out_stride, s); break;
-            case 128: decode_attention_g<T, 128>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, counters, static_cast<T *>(out), out_stride, s); break;
-            case 256: decode_attention_g<T, 256>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, counters, static_cast<T *>(out), out_stride, s); break;
+            case 16: decode_attention_g<T, 16>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, counters, static_cast<T *>(out), out_stride, window, s); break;
+            case 32: decode_attention_g<T, 32>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, counters, static_cast<T *>(out), out_stride, window, s); break;
+            case 64: decode_attention_g<T, 64>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, counters, static_cast<T *>(out), out_stride, window, s); break;
+            case 128: decode_attention_g<T, 128>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, counters, static_cast<T *>(out), out_stride, window, s); break;
+            case 256: decode_attention_g<T, 256>(G, qt, q_stride, seq_lens, bt_rows, block_tables, bt_stride, pool, layer, batch, num_heads, splits, scale_log2, po, pml, counters, static_cast<T *>(out), out_stride, window, s); break;
             default: throw std::runtime_error("decode attention: head_dim must be 16, 32, 64, 128 or 256");
         }
     });
@@ -1312,11 +1368,11 @@ template <typename T, int D>
 void prefill_attention_d(const T * q, int q_stride, T * out, int out_stride, const int * tile_seq, const int * tile_row0,
                          const int * q_start, const int * q_len, const int * ctx_len, const int * bt_rows, const int * bt,
                          int bt_stride, KvPoolView pool, int layer, int num_tiles, int num_heads, float scale_log2,
-                         cudaStream_t s) {
+                         int window, cudaStream_t s) {
     // D = 64 and 128 (every Llama-3 shape): the mma.sync kernel; other head sizes (and TRTD_CUDA_PREFILL_WMMA=1,
     // for comparison): the wmma one.
     using Kernel = void (*)(const T *, int, T *, int, const int *, const int *, const int *, const int *, const int *,
-                            const int *, const int *, int, KvPoolView, int, int, float);
+                            const int *, const int *, int, KvPoolView, int, int, float, int);
     Kernel kernel = prefill_attention_k<T, D>;
     size_t bytes = prefill_smem_bytes<D>();
     int which = 0;
@@ -1331,25 +1387,25 @@ void prefill_attention_d(const T * q, int q_stride, T * out, int out_stride, con
         configured[which] = true;
     }
     launch_pdl(kernel, dim3(num_tiles, num_heads), kPrefillWarps * 32, bytes, s, q, q_stride, out, out_stride, tile_seq,
-               tile_row0, q_start, q_len, ctx_len, bt_rows, bt, bt_stride, pool, layer, num_heads, scale_log2);
+               tile_row0, q_start, q_len, ctx_len, bt_rows, bt, bt_stride, pool, layer, num_heads, scale_log2, window);
 }
 }  // namespace
 
 void prefill_attention(DType dt, const void * q, int q_stride, void * out, int out_stride, const int * tile_seq,
                        const int * tile_row0, const int * q_start, const int * q_len, const int * ctx_len,
                        const int * bt_rows, const int * block_tables, int bt_stride, KvPoolView pool, int layer,
-                       int num_tiles, int num_heads, float scale, cudaStream_t s) {
+                       int num_tiles, int num_heads, float scale, cudaStream_t s, int window) {
     if (num_tiles <= 0) return;
     const float scale_log2 = scale * 1.4426950408889634f;
     TRTD_DISPATCH_DTYPE(dt, {
         const T * qt = static_cast<const T *>(q);
         T * ot = static_cast<T *>(out);
         switch (pool.head_dim) {
-            case 16: prefill_attention_d<T, 16>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, s); break;
-            case 32: prefill_attention_d<T, 32>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, s); break;
-            case 64: prefill_attention_d<T, 64>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, s); break;
-            case 128: prefill_attention_d<T, 128>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, s); break;
-            case 256: prefill_attention_d<T, 256>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, s); break;
+            case 16: prefill_attention_d<T, 16>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, window, s); break;
+            case 32: prefill_attention_d<T, 32>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, window, s); break;
+            case 64: prefill_attention_d<T, 64>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, window, s); break;
+            case 128: prefill_attention_d<T, 128>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, window, s); break;
+            case 256: prefill_attention_d<T, 256>(qt, q_stride, ot, out_stride, tile_seq, tile_row0, q_start, q_len, ctx_len, bt_rows, block_tables, bt_stride, pool, layer, num_tiles, num_heads, scale_log2, window, s); break;
             default: throw std::runtime_error("prefill attention: head_dim must be 16, 32, 64, 128 or 256");
         }
     });

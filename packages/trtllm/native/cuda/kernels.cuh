@@ -37,11 +37,25 @@ void embed_gather(DType dt, const int * ids, const void * table, void * out, int
 void add_rmsnorm(DType dt, void * residual, const void * delta, const void * weight, void * out, const int * rows_map,
                  int rows, int hidden, float eps, cudaStream_t s);
 
+// What some architectures apply to the QKV GEMM's output before RoPE (none for Llama and Mistral):
+//   bias (Qwen2): qkv[r][e] = dtype(qkv[r][e] + bias[e]) on the q, k and v parts;
+//   q_norm / k_norm (Qwen3): each q and k head RMS-normalized over head_dim as HF's Qwen3RMSNorm does it,
+//   weight * dtype(x * rsqrt(mean(x^2) + eps)), after the bias and before RoPE (at most 256 q + kv heads).
+struct QkvPre {
+    const void * bias = nullptr;    // [(nq + 2 nkv) * D]
+    const void * q_norm = nullptr;  // [D]; q_norm and k_norm are both set or both null
+    const void * k_norm = nullptr;  // [D]
+    float eps = 1e-6f;
+    bool any() const { return bias || q_norm; }
+};
+constexpr int kQkvPreMaxNormHeads = 256;
+
 // RoPE (HF rotate-half, cos/sin rounded to the model dtype as HF does) on the q and k heads of each row of
 // qkv [rows][(nq + 2 nkv) * D], then K and V written into the pool at slot_mapping[r] (block * T + offset;
-// -1 = padding, skipped). cos_sin: [max_pos][D/2][2] model dtype.
+// -1 = padding, skipped). cos_sin: [max_pos][D/2][2] model dtype. pre: applied first (QkvPre), q written back
+// with it; the raw k and v parts of qkv are left as they were.
 void rope_kv_write(DType dt, void * qkv, const int * positions, const int * slot_mapping, const void * cos_sin,
-                   KvPoolView pool, int layer, int rows, int num_heads, cudaStream_t s);
+                   KvPoolView pool, int layer, int rows, int num_heads, cudaStream_t s, const QkvPre & pre = QkvPre());
 
 // out[r][i] = dtype(dtype(silu(gate[r][i])) * up[r][i]) with gate_up [rows][2 I] (gate then up).
 void silu_mul(DType dt, const void * gate_up, void * out, int rows, int inter, cudaStream_t s);
@@ -49,6 +63,7 @@ void silu_mul(DType dt, const void * gate_up, void * out, int rows, int inter, c
 // Decode attention: one query row per sequence (row b = sequence b), keys [0, seq_lens[b]) from the pool
 // through the block table row block_tables[bt_rows[b] * bt_stride]. Grid (batch, kv heads, splits): each CTA
 // reads its KV range once for all q heads of its group; partials are merged with their log-sum-exp.
+// window > 0 (Mistral's sliding window): only keys [seq_lens[b] - window, seq_lens[b]) are seen; 0: all.
 // seq_lens[b] == 0 writes zeros. work: decode_attention_workspace_bytes(...), zeroed once before first use;
 // its arrival counters sit at decode_attention_counters_offset(...) (the last CTA of a sequence's kv head merges).
 size_t decode_attention_workspace_bytes(int max_batch, int num_heads, int head_dim, int max_splits);
@@ -59,16 +74,17 @@ inline size_t decode_attention_counters_offset(int max_batch, int num_heads, int
 void decode_attention(DType dt, const void * q, int q_stride, void * out, int out_stride, const int * seq_lens,
                       const int * bt_rows, const int * block_tables, int bt_stride, KvPoolView pool, int layer,
                       int batch, int num_heads, int splits, float scale, void * work, size_t counters_offset,
-                      cudaStream_t s);
+                      cudaStream_t s, int window = 0);
 
 // Prefill attention, causal, variable length, FlashAttention-2 style tiles on tensor cores (wmma): query tile
 // t covers rows tile_row0[t] .. +64 of sequence tile_seq[t]; sequence i has its queries at rows
 // q_start[i] .. q_start[i] + q_len[i] and positions ctx_len[i] - q_len[i] .. ctx_len[i] - 1, and its keys
-// [0, ctx_len[i]) in the pool (the chunk's K/V already written). num_tiles from the host.
+// [0, ctx_len[i]) in the pool (the chunk's K/V already written). num_tiles from the host. window > 0: the query
+// at position p sees keys (p - window, p] only (HF Mistral: key > p - window); 0: all of [0, p].
 void prefill_attention(DType dt, const void * q, int q_stride, void * out, int out_stride, const int * tile_seq,
                        const int * tile_row0, const int * q_start, const int * q_len, const int * ctx_len,
                        const int * bt_rows, const int * block_tables, int bt_stride, KvPoolView pool, int layer,
-                       int num_tiles, int num_heads, float scale, cudaStream_t s);
+                       int num_tiles, int num_heads, float scale, cudaStream_t s, int window = 0);
 
 // Small-batch GEMM: y[rows][out] = x[rows][in] . w[out][in]^T for rows <= 8 (false: not handled here).
 bool gemv(DType dt, const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out, cudaStream_t s);

@@ -89,7 +89,7 @@ void Engine::load_weights(const std::string & dir) {
         elems += (n + 63) / 64 * 64;  // 128-byte aligned starts
         return at;
     };
-    struct LayerOffsets { size_t in_norm, qkv, o, post, gu, down; };
+    struct LayerOffsets { size_t in_norm, qkv, o, post, gu, down, bias = 0, q_norm = 0, k_norm = 0; };
     const size_t embed_at = place("model.embed_tokens.weight", {V, H});
     std::vector<LayerOffsets> lo;
     for (int l = 0; l < c.num_layers; ++l) {
@@ -101,6 +101,16 @@ void Engine::load_weights(const std::string & dir) {
         pieces.push_back({p + "self_attn.k_proj.weight", {KD, H}, o.qkv + size_t(QD * H)});
         pieces.push_back({p + "self_attn.v_proj.weight", {KD, H}, o.qkv + size_t((QD + KD) * H)});
         elems = o.qkv + (size_t((QD + 2 * KD) * H) + 63) / 64 * 64;
+        if (c.qkv_bias) {  // Qwen2: one [q;k;v] bias vector
+            o.bias = place(p + "self_attn.q_proj.bias", {QD});
+            pieces.push_back({p + "self_attn.k_proj.bias", {KD}, o.bias + size_t(QD)});
+            pieces.push_back({p + "self_attn.v_proj.bias", {KD}, o.bias + size_t(QD + KD)});
+            elems = o.bias + (size_t(QD + 2 * KD) + 63) / 64 * 64;
+        }
+        if (c.qk_norm) {  // Qwen3
+            o.q_norm = place(p + "self_attn.q_norm.weight", {D});
+            o.k_norm = place(p + "self_attn.k_norm.weight", {D});
+        }
         o.o = place(p + "self_attn.o_proj.weight", {H, QD});
         o.post = place(p + "post_attention_layernorm.weight", {H});
         o.gu = place(p + "mlp.gate_proj.weight", {I, H});
@@ -125,7 +135,13 @@ void Engine::load_weights(const std::string & dir) {
     embed_ = at(embed_at);
     lm_head_ = at(head_at);
     final_norm_ = at(norm_at);
-    for (const LayerOffsets & o : lo) layers_.push_back({at(o.in_norm), at(o.qkv), at(o.o), at(o.post), at(o.gu), at(o.down)});
+    for (const LayerOffsets & o : lo) {
+        QkvPre pre;
+        if (c.qkv_bias) pre.bias = at(o.bias);
+        if (c.qk_norm) { pre.q_norm = at(o.q_norm); pre.k_norm = at(o.k_norm); }
+        pre.eps = float(c.rms_norm_eps);
+        layers_.push_back({at(o.in_norm), at(o.qkv), at(o.o), at(o.post), at(o.gu), at(o.down), pre});
+    }
 
     // Two pinned staging buffers, alternating; each one's event says when its last copy has left it.
     constexpr size_t kStage = size_t(64) << 20;

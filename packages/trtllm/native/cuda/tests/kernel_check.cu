@@ -100,12 +100,13 @@ struct Pool {
     }
 };
 
-// CPU attention for one query against keys [0, L) of a sequence in the pool (blocks via table).
-void cpu_attention(const Pool & p, const std::vector<int> & table, int layer, int kvh, const float * q, int L, float scale, float * out) {
+// CPU attention for one query against keys [lo, L) of a sequence in the pool (blocks via table).
+void cpu_attention(const Pool & p, const std::vector<int> & table, int layer, int kvh, const float * q, int L, float scale, float * out,
+                   int lo = 0) {
     const int D = p.v.head_dim, T = p.v.tokens_per_block;
     std::vector<double> s(static_cast<size_t>(L));
     double m = -1e300;
-    for (int t = 0; t < L; ++t) {
+    for (int t = lo; t < L; ++t) {
         double acc = 0;
         for (int d = 0; d < D; ++d) acc += double(q[d]) * from_bf(p.host[p.k_index(table[t / T], layer, 0, t % T, kvh, d)]);
         s[size_t(t)] = acc * scale;
@@ -113,7 +114,7 @@ void cpu_attention(const Pool & p, const std::vector<int> & table, int layer, in
     }
     double den = 0;
     std::vector<double> o(static_cast<size_t>(D), 0.0);
-    for (int t = 0; t < L; ++t) {
+    for (int t = lo; t < L; ++t) {
         const double w = std::exp(s[size_t(t)] - m);
         den += w;
         for (int d = 0; d < D; ++d) o[size_t(d)] += w * from_bf(p.host[p.k_index(table[t / T], layer, 1, t % T, kvh, d)]);
@@ -122,7 +123,9 @@ void cpu_attention(const Pool & p, const std::vector<int> & table, int layer, in
 }
 
 // copies: the sequence lengths repeated, so that batches over kDecodeDeepMaxBatch (8) take the shallow decode path.
-void check_attention(int D, int G, int copies = 1) {
+// window > 0: Mistral's sliding window (a query at position p sees keys (p - window, p]).
+void check_attention(int D, int G, int copies = 1, int window = 0) {
+    const std::string wtag = window ? " window=" + std::to_string(window) : "";
     const int layers = 2, nkv = 2, nq = nkv * G, T = 32, layer = 1;
     std::vector<int> lens;
     for (int c = 0; c < copies; ++c) lens.insert(lens.end(), {1, 33, 700, 64, 129});
@@ -167,19 +170,21 @@ void check_attention(int D, int G, int copies = 1) {
         CK(cudaMemset(work, 0, ws));
         const size_t counters = decode_attention_counters_offset(B, nq, D, 16);
         for (int splits : {1, 3, 16, 16}) {  // 16 twice: the arrival counters must be reset by the last CTA
-            decode_attention(DType::BF16, dq, qstride, out, nq * D, dlens, drows, dbt, stride, p.v, layer, B, nq, splits, scale, work, counters, 0);
+            decode_attention(DType::BF16, dq, qstride, out, nq * D, dlens, drows, dbt, stride, p.v, layer, B, nq, splits, scale, work, counters, 0,
+                             window);
             auto o = down(out, size_t(B) * nq * D);
             double err = 0;
             std::vector<float> qf(static_cast<size_t>(D)), want(static_cast<size_t>(D));
             for (int b = 0; b < B; ++b)
                 for (int h = 0; h < nq; ++h) {
                     for (int d = 0; d < D; ++d) qf[size_t(d)] = from_bf(q[size_t(b) * qstride + size_t(h) * D + d]);
-                    cpu_attention(p, tables[size_t(b)], layer, h / G, qf.data(), lens[size_t(b)], scale, want.data());
+                    const int L = lens[size_t(b)];
+                    cpu_attention(p, tables[size_t(b)], layer, h / G, qf.data(), L, scale, want.data(), window ? std::max(0, L - window) : 0);
                     for (int d = 0; d < D; ++d)
                         err = std::max(err, double(std::fabs(from_bf(o[(size_t(b) * nq + h) * D + d]) - want[size_t(d)])));
                 }
             check(err < 2e-2, "decode attention D=" + std::to_string(D) + " G=" + std::to_string(G) + " batch=" + std::to_string(B) +
-                                  " splits=" + std::to_string(splits), err);
+                                  " splits=" + std::to_string(splits) + wtag, err);
         }
         cudaFree(dq); cudaFree(dlens); cudaFree(drows); cudaFree(dbt); cudaFree(out); cudaFree(work);
     }
@@ -202,7 +207,7 @@ void check_attention(int D, int G, int copies = 1) {
         uint16_t * out;
         CK(cudaMalloc(&out, size_t(rows_total) * nq * D * 2));
         prefill_attention(DType::BF16, dq, qstride, out, nq * D, dts, dtr, dqs, dql, dctx, drows, dbt, stride, p.v, layer,
-                          int(tseq.size()), nq, scale, 0);
+                          int(tseq.size()), nq, scale, 0, window);
         auto o = down(out, size_t(rows_total) * nq * D);
         double err = 0;
         std::vector<float> qf(static_cast<size_t>(D)), want(static_cast<size_t>(D));
@@ -211,11 +216,11 @@ void check_attention(int D, int G, int copies = 1) {
                 const int row = qs[size_t(b)] + i, pos = ctx[size_t(b)] - ql[size_t(b)] + i;
                 for (int h = 0; h < nq; ++h) {
                     for (int d = 0; d < D; ++d) qf[size_t(d)] = from_bf(q[size_t(row) * qstride + size_t(h) * D + d]);
-                    cpu_attention(p, tables[size_t(b)], layer, h / G, qf.data(), pos + 1, scale, want.data());
+                    cpu_attention(p, tables[size_t(b)], layer, h / G, qf.data(), pos + 1, scale, want.data(), window ? std::max(0, pos + 1 - window) : 0);
                     for (int d = 0; d < D; ++d) err = std::max(err, double(std::fabs(from_bf(o[(size_t(row) * nq + h) * D + d]) - want[size_t(d)])));
                 }
             }
-        check(err < 3e-2, "prefill attention D=" + std::to_string(D) + " G=" + std::to_string(G) + " (causal, prefix in cache)", err);
+        check(err < 3e-2, "prefill attention D=" + std::to_string(D) + " G=" + std::to_string(G) + " (causal, prefix in cache)" + wtag, err);
         cudaFree(dq); cudaFree(dqs); cudaFree(dql); cudaFree(dctx); cudaFree(dts); cudaFree(dtr); cudaFree(drows); cudaFree(dbt); cudaFree(out);
     }
     cudaFree(dpool);
@@ -233,7 +238,8 @@ std::vector<uint16_t> rope_table(int max_pos, int D) {
     return cs;
 }
 
-void check_rope_kv(int D) {
+// with_pre: Qwen's additions before RoPE (QkvPre): a bias on q, k and v and the per-head q/k RMSNorm.
+void check_rope_kv(int D, bool with_pre = false) {
     const int nq = 8, nkv = 2, rows = 5, T = 16, layers = 3, layer = 2, max_pos = 300;
     KvPoolView v;
     v.num_layers = layers; v.num_kv_heads = nkv; v.head_dim = D; v.tokens_per_block = T;
@@ -247,25 +253,47 @@ void check_rope_kv(int D) {
     std::vector<int> pos = {0, 1, 17, 250, 3}, slots = {5, 6, -1, 63, 17};
     auto *dqkv = up(qkv), *dcs = up(cs);
     auto *dpos = up(pos), *dsl = up(slots);
-    rope_kv_write(DType::BF16, dqkv, dpos, dsl, dcs, v, layer, rows, nq, 0);
+    const auto bias = rand_bf(size_t(W), 0.5f), qn = rand_bf(size_t(D)), kn = rand_bf(size_t(D));
+    QkvPre pre;
+    uint16_t *dbias = nullptr, *dqn = nullptr, *dkn = nullptr;
+    const float eps = 1e-6f;
+    if (with_pre) {
+        dbias = up(bias); dqn = up(qn); dkn = up(kn);
+        pre.bias = dbias; pre.q_norm = dqn; pre.k_norm = dkn; pre.eps = eps;
+    }
+    rope_kv_write(DType::BF16, dqkv, dpos, dsl, dcs, v, layer, rows, nq, 0, pre);
     auto o = down(dqkv, qkv.size()), pl = down(dpool, pool.size());
     double err = 0;
     Pool P;
     P.v = v;
+    // The input as the kernel should see it: biased (rounded), then each q/k head normalized, rounded, scaled, rounded.
+    std::vector<float> in(qkv.size());
+    for (int r = 0; r < rows; ++r)
+        for (int h = 0; h < nq + 2 * nkv; ++h) {
+            const size_t at = size_t(r) * W + size_t(h) * D;
+            double ss = 0;
+            for (int i = 0; i < D; ++i) {
+                const float x = with_pre ? rbf(from_bf(qkv[at + i]) + from_bf(bias[size_t(h) * D + i])) : from_bf(qkv[at + i]);
+                in[at + i] = x;
+                ss += double(x) * x;
+            }
+            if (!with_pre || h >= nq + nkv) continue;
+            const float inv = float(1.0 / std::sqrt(ss / D + eps));
+            const std::vector<uint16_t> & w = h < nq ? qn : kn;
+            for (int i = 0; i < D; ++i) in[at + i] = rbf(from_bf(w[size_t(i)]) * rbf(in[at + i] * inv));
+        }
     for (int r = 0; r < rows; ++r)
         for (int h = 0; h < nq + 2 * nkv; ++h)
             for (int i = 0; i < D; ++i) {
-                const float * none = nullptr;
-                (void)none;
                 const size_t at = size_t(r) * W + size_t(h) * D;
                 float want;
                 if (h < nq + nkv) {
                     const int j = i % (D / 2);
                     const float c = from_bf(cs[(size_t(pos[r]) * D / 2 + j) * 2]), s = from_bf(cs[(size_t(pos[r]) * D / 2 + j) * 2 + 1]);
-                    const float x1 = from_bf(qkv[at + j]), x2 = from_bf(qkv[at + j + D / 2]);
+                    const float x1 = in[at + j], x2 = in[at + j + D / 2];
                     want = i < D / 2 ? rbf(rbf(x1 * c) + rbf(-x2 * s)) : rbf(rbf(x2 * c) + rbf(x1 * s));
                 } else {
-                    want = from_bf(qkv[at + i]);
+                    want = in[at + i];
                 }
                 float got;
                 if (h < nq) got = from_bf(o[at + i]);
@@ -279,8 +307,12 @@ void check_rope_kv(int D) {
     // padding row (slot -1) wrote nothing: count non-zero entries == written rows' K and V
     size_t nonzero = 0;
     for (uint16_t x : pl) nonzero += x != 0;
-    check(err == 0 && nonzero <= size_t(4) * 2 * nkv * D, "rope + KV write D=" + std::to_string(D) + " (rotate-half, bf16 cos/sin)", err);
+    // With the norm, rsqrtf against the CPU's exact root may move a rounding by one bf16 step (2^-8 relative).
+    const double tol = with_pre ? 2e-2 : 0;
+    check(err <= tol && nonzero <= size_t(4) * 2 * nkv * D,
+          "rope + KV write D=" + std::to_string(D) + (with_pre ? " with q/k/v bias and q/k norm (Qwen)" : " (rotate-half, bf16 cos/sin)"), err);
     cudaFree(dpool); cudaFree(dqkv); cudaFree(dcs); cudaFree(dpos); cudaFree(dsl);
+    if (dbias) { cudaFree(dbias); cudaFree(dqn); cudaFree(dkn); }
 }
 
 void check_silu() {
@@ -698,12 +730,19 @@ int main() {
     check_rmsnorm();
     check_silu();
     for (int D : {64, 128}) check_rope_kv(D);
+    for (int D : {64, 128}) check_rope_kv(D, true);
     check_attention(64, 4);
     check_attention(128, 4);
     check_attention(128, 4, 2);
     check_attention(64, 8, 2);
     check_attention(16, 2);
     check_attention(128, 8);
+    check_attention(128, 7);          // Qwen2.5-7B's grouping
+    check_attention(64, 6, 2);        // Qwen2.5-1.5B's, shallow path
+    check_attention(128, 4, 1, 100);  // Mistral's sliding window: decode and prefill (the 700-token sequence spans it)
+    check_attention(128, 4, 2, 40);
+    check_attention(64, 8, 1, 64);
+    check_attention(32, 2, 1, 100);   // the wmma prefill kernel's window
     check_gemv();
     for (int D : {64, 128})
         for (int m : {1, 3, 8}) check_fused_gemv(D, m);
