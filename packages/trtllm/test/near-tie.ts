@@ -247,6 +247,16 @@ export class NearTies {
     const what =
       `${label}: token ${k} is ${a} in one run and ${b} in the other (fp32 logits ${truth[a].toFixed(4)} / ${truth[b].toFixed(4)}, ` +
       `${p.temperature > 0 ? `T ${p.temperature} top-k ${p.topK} top-p ${p.topP} seed ${p.seed} n ${p.n}` : "greedy"})`;
+    if (margin === undefined) {
+      // What it takes to replay the step on another executor: the sequence, and where both tokens sit in each walk.
+      const order = sortedOrder(truth);
+      const ourOrder = sortedOrder(ours);
+      console.warn(
+        `[trtllm near-tie] NOT a near-tie: ${what}; sequence ${seq.join(",")}; ranks (fp32 / ours) ${a}: ${order.indexOf(a)} / ${ourOrder.indexOf(a)}, ` +
+          `${b}: ${order.indexOf(b)} / ${ourOrder.indexOf(b)}; our logits ${ours[a].toFixed(4)} / ${ours[b].toFixed(4)}; ` +
+          `draws: fp32 ${cudaDraw(truth, p, order)}, ours ${cudaDraw(ours, p, ourOrder)}`,
+      );
+    }
     expect(margin, `${what}: not a near-tie: no logit perturbation within ±${tol.toExponential(2)} (3 × the measured bf16 rms error ${rms.toExponential(2)}) draws both`).toBeDefined();
     const line = `${what}: near-tie, needs ±${margin!.toExponential(2)} of ±${tol.toExponential(2)} (3 × measured bf16 rms error ${rms.toExponential(2)})`;
     console.warn(`[trtllm near-tie] ${line}`);
