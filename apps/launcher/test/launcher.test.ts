@@ -5,7 +5,7 @@ import { createInterface } from "node:readline";
 import { resolve } from "node:path";
 import { parseLauncherCli, workerArgv, apiArgv, prefillArgv } from "../src/index.js";
 import { parseWorkerCli } from "@trtd/apps-common";
-import { freePort } from "@trtd/request-plane";
+import { freePort } from "@trtd/request-plane/testing";
 import { appArgv } from "@trtd/test-support";
 import { LAUNCHER_READY, eventually, modelDir, repoRoot, startApp } from "./support/processes.js";
 
