@@ -1,6 +1,7 @@
 // The HTTP layer on its own (hono's app.request, no socket): validation, error JSON, SSE framing, auth,
 // limits, metrics. Workers are replaced by named test doubles here; see e2e tests for the real system.
 import { describe, expect, it } from "vitest";
+import { eventually } from "@trtd/test-support";
 import { createApiApp } from "../src/index.js";
 import { ByteCodecTestDouble, ScriptedBackendTestDouble } from "./support/test-doubles.js";
 
@@ -176,9 +177,7 @@ describe("api - responses", () => {
     await reader.read();
     await reader.cancel();
     // 100 tokens take 2 s; the backend must see the cancellation well before that.
-    const end = Date.now() + 500;
-    while (backend.open > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-    expect(backend.open).toBe(0);
+    await eventually(() => backend.open === 0, 500, "the backend stream to be cancelled", { intervalMs: 10, retryOnError: false });
     expect(backend.yielded).toBeLessThan(20);
   });
 
