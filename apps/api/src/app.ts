@@ -147,7 +147,7 @@ export function createApiApp(opts: ApiAppOptions) {
     const promptTokens = await opts.codec.encodeChat(p.messages, c.req.raw.signal);
     const req = buildGenerateRequest(
       deps,
-      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_completion_tokens" }
+      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: p.maxTokensParam, promptParam: "messages" }
     );
     const common = { id: `chatcmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;
@@ -167,7 +167,7 @@ export function createApiApp(opts: ApiAppOptions) {
     else opts.codec.checkTokenIds((promptTokens = p.prompt.tokens));
     const req = buildGenerateRequest(
       deps,
-      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_tokens" }
+      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_tokens", promptParam: "prompt" }
     );
     const common = { id: `cmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;
