@@ -100,8 +100,9 @@ describe("api - validation", () => {
     expect(r1.status).toBe(400);
     expect(((await r1.json()) as any).error.code).toBe("invalid_json");
     const r2 = await post("/v1/chat/completions", chat({ messages: [{ role: "user", content: "x".repeat(5000) }] }));
-    expect(r2.status).toBe(400);
-    expect(((await r2.json()) as any).error.code).toBe("request_too_large");
+    expect(r2.status).toBe(413);
+    expect(r2.headers.get("connection")).toBe("close");
+    expect(((await r2.json()) as any).error).toMatchObject({ code: "request_too_large", type: "invalid_request_error", param: null });
   });
 
   it("maps max_tokens, temperature, top_p, seed and eos into the internal request", async () => {
