@@ -6,9 +6,10 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { ensureModel, ensureNative, repoRoot } from "./assets.mjs";
 
+let modelDir;
 try {
   await ensureNative();
-  ensureModel("tiny");
+  modelDir = ensureModel("tiny");
 } catch (err) {
   console.error(`start: preparing assets failed: ${err.message}`);
   process.exit(1);
@@ -22,7 +23,7 @@ const args = [
   "--initialize-request-plane",
   "--in-process-fallback",
   "--request-plane-uri", "127.0.0.1:4222",
-  "--model-dir", join(repoRoot, "models/tiny"),
+  "--model-dir", modelDir,
   ...process.argv.slice(2),
 ];
 // TRTD_PARENT_PID: the launcher stops on its own if this script dies without passing a signal on.

@@ -2,7 +2,7 @@
 import { Hono, type Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { GenerationBackend } from "./backend.js";
-import { ApiError, ApiErrorCodes, InvalidRequestError, NotFoundError, toApiError } from "./errors.js";
+import { ApiError, ApiErrorCodes, InvalidRequestError, NotFoundError, RequestTooLargeError, toApiError } from "./errors.js";
 import { buildGenerateRequest, runGeneration, type GenerationDeps, type GenerationResult } from "./generation.js";
 import { createApiMetrics, type ApiMetrics } from "./metrics/api-metrics.js";
 import { PROMETHEUS_CONTENT_TYPE } from "./metrics/registry.js";
@@ -70,6 +70,8 @@ export function createApiApp(opts: ApiAppOptions) {
     if (e.status >= 500 && e.status !== 503 && e.status !== 504 && !c.req.raw.signal.aborted) {
       log(`request ${c.get("requestId")}: ${(err as Error).stack ?? err}`);
     }
+    // A refused body was not read to its end (body-limit.ts drains it, bounded): the connection is not reused.
+    if (e instanceof RequestTooLargeError) c.header("Connection", "close");
     return c.json(e.toJSON(), e.status);
   });
   app.notFound((c) => {
@@ -147,7 +149,7 @@ export function createApiApp(opts: ApiAppOptions) {
     const promptTokens = await opts.codec.encodeChat(p.messages, c.req.raw.signal);
     const req = buildGenerateRequest(
       deps,
-      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_completion_tokens" }
+      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: p.maxTokensParam, promptParam: "messages" }
     );
     const common = { id: `chatcmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;
@@ -167,7 +169,7 @@ export function createApiApp(opts: ApiAppOptions) {
     else opts.codec.checkTokenIds((promptTokens = p.prompt.tokens));
     const req = buildGenerateRequest(
       deps,
-      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_tokens" }
+      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_tokens", promptParam: "prompt" }
     );
     const common = { id: `cmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;

@@ -1,35 +1,78 @@
-// Typed errors of the HTTP layer. Each maps to one HTTP status and one OpenAI error JSON body in app.onError.
+// The api's error catalogue: every code the api puts on the wire (OpenAI's `error.code`, snake_case, in HTTP
+// error bodies and SSE error events), each with its HTTP status and OpenAI error `type`, in one table. The
+// typed errors below only pick a code; status and type come from the table, and app.onError turns any of them
+// into OpenAI error JSON. docs/design/serving.md shows the same table (a test keeps the two equal).
+
+/** OpenAI's error `type` field. */
+export type OpenAIErrorType = "invalid_request_error" | "authentication_error" | "not_found_error" | "server_error";
+
+/** HTTP statuses the api answers errors with. */
+export type ApiErrorStatus = 400 | 401 | 404 | 413 | 500 | 502 | 503 | 504;
 
 export const ApiErrorCodes = {
+  /** The body is not a JSON object, a required field is missing, or Content-Type is not application/json. */
   invalidRequest: "invalid_request",
+  /** A field has the wrong type or is out of range (also client input the tokenizer refuses: bad token ids, special-token text). */
   invalidValue: "invalid_value",
   unknownField: "unknown_field",
+  /** A known OpenAI field (or value) this server does not implement. */
   unsupported: "unsupported_parameter",
+  /** The prompt, or prompt + max_tokens, does not fit the context or --max-prompt-tokens. */
   contextLengthExceeded: "context_length_exceeded",
-  requestTooLarge: "request_too_large",
+  /** The body is not valid UTF-8 or not valid JSON. */
   invalidJson: "invalid_json",
+  /** The body is larger than --max-body-bytes (413; the connection is closed after the answer). */
+  requestTooLarge: "request_too_large",
   invalidApiKey: "invalid_api_key",
   modelNotFound: "model_not_found",
+  /** No such route. */
   notFound: "not_found",
   noWorkers: "no_workers_available",
   overloaded: "overloaded",
   workerGone: "worker_gone",
   workerFailed: "worker_failed",
   deadlineExceeded: "deadline_exceeded",
+  /** The tokenizer failed for a reason that is not the client's input (encode worker crashed, timed out, freed). */
+  tokenizerFailed: "tokenizer_failed",
   internal: "internal_error",
 } as const;
 export type ApiErrorCode = (typeof ApiErrorCodes)[keyof typeof ApiErrorCodes];
 
-/** OpenAI's error `type` field. */
-export type OpenAIErrorType = "invalid_request_error" | "authentication_error" | "not_found_error" | "server_error";
+export interface ApiErrorKind {
+  readonly status: ApiErrorStatus;
+  readonly type: OpenAIErrorType;
+}
+
+const client = (status: 400 | 413 = 400): ApiErrorKind => ({ status, type: "invalid_request_error" });
+const server = (status: 500 | 502 | 503 | 504): ApiErrorKind => ({ status, type: "server_error" });
+
+/** The one table: each wire code's HTTP status and OpenAI error type. */
+export const API_ERROR_CATALOGUE: Readonly<Record<ApiErrorCode, ApiErrorKind>> = {
+  invalid_request: client(),
+  invalid_value: client(),
+  unknown_field: client(),
+  unsupported_parameter: client(),
+  context_length_exceeded: client(),
+  invalid_json: client(),
+  request_too_large: client(413),
+  invalid_api_key: { status: 401, type: "authentication_error" },
+  model_not_found: { status: 404, type: "not_found_error" },
+  not_found: { status: 404, type: "not_found_error" },
+  no_workers_available: server(503),
+  overloaded: server(503),
+  worker_gone: server(503),
+  worker_failed: server(502),
+  deadline_exceeded: server(504),
+  tokenizer_failed: server(500),
+  internal_error: server(500),
+};
 
 export interface OpenAIErrorBody {
   error: { message: string; type: OpenAIErrorType; param: string | null; code: ApiErrorCode };
 }
 
+/** Base class of the api's errors: a wire code (status and type from {@link API_ERROR_CATALOGUE}), a message, the field. */
 export abstract class ApiError extends Error {
-  abstract readonly status: 400 | 401 | 404 | 500 | 502 | 503 | 504;
-  abstract readonly type: OpenAIErrorType;
   constructor(
     message: string,
     readonly code: ApiErrorCode,
@@ -38,35 +81,36 @@ export abstract class ApiError extends Error {
   ) {
     super(message, options);
   }
+  get status(): ApiErrorStatus {
+    return API_ERROR_CATALOGUE[this.code].status;
+  }
+  get type(): OpenAIErrorType {
+    return API_ERROR_CATALOGUE[this.code].type;
+  }
   toJSON(): OpenAIErrorBody {
     return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
   }
 }
 
-/** The body is malformed or a field is out of range, unknown or unsupported. */
+/** The client's request is wrong: a 4xx. `code` picks which (default invalid_value); `param` names the field as sent. */
 export class InvalidRequestError extends ApiError {
-  readonly status = 400;
-  readonly type = "invalid_request_error";
   constructor(message: string, param: string | null = null, code: ApiErrorCode = ApiErrorCodes.invalidValue, options?: ErrorOptions) {
     super(message, code, param, options);
     this.name = "InvalidRequestError";
   }
 }
 
-/** The body is larger than the configured limit. A 400 like every other invalid request (as the issue asks and
- * OpenAI does), with its own code. */
+/** The body is larger than the configured limit: 413, answered with `Connection: close` (the rest of the body is not read). */
 export class RequestTooLargeError extends ApiError {
-  readonly status = 400;
-  readonly type = "invalid_request_error";
+  readonly limitBytes: number;
   constructor(limitBytes: number) {
     super(`request body is larger than ${limitBytes} bytes`, ApiErrorCodes.requestTooLarge);
     this.name = "RequestTooLargeError";
+    this.limitBytes = limitBytes;
   }
 }
 
 export class AuthenticationError extends ApiError {
-  readonly status = 401;
-  readonly type = "authentication_error";
   constructor(message = "missing or invalid API key (send Authorization: Bearer <key>)") {
     super(message, ApiErrorCodes.invalidApiKey);
     this.name = "AuthenticationError";
@@ -74,9 +118,7 @@ export class AuthenticationError extends ApiError {
 }
 
 export class NotFoundError extends ApiError {
-  readonly status = 404;
-  readonly type = "not_found_error";
-  constructor(message: string, code: ApiErrorCode = ApiErrorCodes.notFound, param: string | null = null) {
+  constructor(message: string, code: typeof ApiErrorCodes.notFound | typeof ApiErrorCodes.modelNotFound = ApiErrorCodes.notFound, param: string | null = null) {
     super(message, code, param);
     this.name = "NotFoundError";
   }
@@ -84,8 +126,6 @@ export class NotFoundError extends ApiError {
 
 /** No decode worker is registered (or all are draining). */
 export class NoWorkersError extends ApiError {
-  readonly status = 503;
-  readonly type = "server_error";
   constructor(message = "no decode worker is available") {
     super(message, ApiErrorCodes.noWorkers);
     this.name = "NoWorkersError";
@@ -94,8 +134,6 @@ export class NoWorkersError extends ApiError {
 
 /** Every decode worker is at its request limit: refused at once rather than queued without bound. */
 export class OverloadedError extends ApiError {
-  readonly status = 503;
-  readonly type = "server_error";
   constructor(limit: number) {
     super(`every decode worker has ${limit} or more requests outstanding (--max-requests-per-worker); retry later`, ApiErrorCodes.overloaded);
     this.name = "OverloadedError";
@@ -104,8 +142,6 @@ export class OverloadedError extends ApiError {
 
 /** The chosen worker vanished (no responders, or its heartbeats stopped): another one may take the request. */
 export class WorkerGoneError extends ApiError {
-  readonly status = 503;
-  readonly type = "server_error";
   constructor(message: string, options?: ErrorOptions) {
     super(message, ApiErrorCodes.workerGone, null, options);
     this.name = "WorkerGoneError";
@@ -114,8 +150,6 @@ export class WorkerGoneError extends ApiError {
 
 /** A worker failed the request (its error message is passed on). */
 export class WorkerFailedError extends ApiError {
-  readonly status = 502;
-  readonly type = "server_error";
   constructor(message: string, options?: ErrorOptions) {
     super(message, ApiErrorCodes.workerFailed, null, options);
     this.name = "WorkerFailedError";
@@ -123,17 +157,21 @@ export class WorkerFailedError extends ApiError {
 }
 
 export class DeadlineExceededError extends ApiError {
-  readonly status = 504;
-  readonly type = "server_error";
   constructor(message = "the request ran past its deadline", options?: ErrorOptions) {
     super(message, ApiErrorCodes.deadlineExceeded, null, options);
     this.name = "DeadlineExceededError";
   }
 }
 
+/** The tokenizer failed on the server's side (not because of the client's input): 500, logged. */
+export class TokenizerFailedError extends ApiError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, ApiErrorCodes.tokenizerFailed, null, options);
+    this.name = "TokenizerFailedError";
+  }
+}
+
 export class InternalError extends ApiError {
-  readonly status = 500;
-  readonly type = "server_error";
   constructor(message = "internal error", options?: ErrorOptions) {
     super(message, ApiErrorCodes.internal, null, options);
     this.name = "InternalError";

@@ -16,8 +16,10 @@ export interface GenerationInput {
   defaultMaxTokens: number;
   sampling: SamplingFields;
   stop: string[];
-  /** The max_tokens field name, for error messages. */
+  /** The field the client gave the limit in (`max_tokens` or `max_completion_tokens`), named by errors. */
   maxTokensParam: string;
+  /** The field that holds the prompt (`messages` or `prompt`), named by errors. */
+  promptParam: "messages" | "prompt";
 }
 
 /** OpenAI's finish reasons. */
@@ -40,12 +42,12 @@ export interface GenerationDeps {
 export function buildGenerateRequest(deps: GenerationDeps, input: GenerationInput): GenerateRequest {
   const { limits } = deps;
   const n = input.promptTokens.length;
-  if (n === 0) throw new InvalidRequestError("the prompt is empty", "prompt");
+  if (n === 0) throw new InvalidRequestError("the prompt is empty", input.promptParam);
   const maxPrompt = Math.min(limits.maxPromptTokens, limits.contextLength - 1);
   if (n > maxPrompt) {
     throw new InvalidRequestError(
       `the prompt has ${n} tokens; this server accepts at most ${maxPrompt}`,
-      "messages",
+      input.promptParam,
       ApiErrorCodes.contextLengthExceeded,
     );
   }

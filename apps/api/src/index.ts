@@ -5,7 +5,7 @@ export type { GenerationBackend, Readiness } from "./backend.js";
 export type { TextCodec, StreamingDetokenizer, ChatMessage } from "./text-codec.js";
 export type { ServerLimits } from "./openai/limits.js";
 export type { ApiMetrics } from "./metrics/api-metrics.js";
-export type { OpenAIErrorBody, ApiErrorCode } from "./errors.js";
+export type { OpenAIErrorBody, ApiErrorCode, ApiErrorKind, ApiErrorStatus, OpenAIErrorType } from "./errors.js";
 export type { Workers, WorkerInstance, WorkerRole, DecodeSelector, PrefillPolicyOptions, PrefillDecision, RouterOptions } from "./router/index.js";
 export { createApiApp } from "./app.js";
 export { TokenizerCodec } from "./tokenizer-adapter.js";
@@ -14,6 +14,7 @@ export { DEFAULT_LIMITS } from "./openai/limits.js";
 export {
   ApiError,
   ApiErrorCodes,
+  API_ERROR_CATALOGUE,
   InvalidRequestError,
   RequestTooLargeError,
   AuthenticationError,
@@ -23,6 +24,7 @@ export {
   WorkerGoneError,
   WorkerFailedError,
   DeadlineExceededError,
+  TokenizerFailedError,
   InternalError,
 } from "./errors.js";
 export { Router, RequestPlaneWorkers, LeastLoadedSelector, PrefillPolicy, PREFILL_POLICY_DEFAULTS, estimatedLoad } from "./router/index.js";

@@ -1,12 +1,8 @@
 // `nx run api:serve` / `node --import tsx --conditions=source apps/api/src/main.ts --request-plane-uri ...`
-import { resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { makeLogger, natsAuthFromEnv, onShutdownSignal, UsageError } from "@trtd/apps-common";
+import { DEFAULT_MODEL_DIR, makeLogger, natsAuthFromEnv, onShutdownSignal, UsageError } from "@trtd/apps-common";
 import { connect } from "@trtd/request-plane";
 import { API_USAGE, parseApiCli } from "./cli.js";
 import { startApiServer } from "./server.js";
-
-const DEFAULT_MODEL_DIR = resolve(fileURLToPath(import.meta.url), "../../../../models/tiny");
 
 async function main(argv: string[]): Promise<void> {
   const log = makeLogger("api");

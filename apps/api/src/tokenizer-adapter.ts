@@ -1,12 +1,14 @@
-// TextCodec over @trtd/tokenizer. Tokenizer errors caused by client input become 400s here.
-import { Tokenizer, TokenizerError, type ChatMessage as TokChatMessage } from "@trtd/tokenizer";
-import { ApiErrorCodes, InvalidRequestError } from "./errors.js";
+// TextCodec over @trtd/tokenizer. Tokenizer errors are split here: those the client's input causes (the tokenizer
+// package's isClientInputError: bad token ids, special-token text, messages the template refuses) become 400
+// invalid_value naming the field; the others (encode worker crashed or timed out, tokenizer freed) are the
+// server's, 500 tokenizer_failed.
+import { Tokenizer, TokenizerError, isClientInputError, type ChatMessage as TokChatMessage } from "@trtd/tokenizer";
+import { ApiErrorCodes, InvalidRequestError, TokenizerFailedError } from "./errors.js";
 import type { ChatMessage, StreamingDetokenizer, TextCodec } from "./text-codec.js";
 
-function clientError(err: unknown, param: string): never {
-  if (err instanceof TokenizerError) {
-    throw new InvalidRequestError(err.message, param, ApiErrorCodes.invalidValue, { cause: err });
-  }
+function tokenizerError(err: unknown, param: string): never {
+  if (isClientInputError(err)) throw new InvalidRequestError(err.message, param, ApiErrorCodes.invalidValue, { cause: err });
+  if (err instanceof TokenizerError) throw new TokenizerFailedError(`tokenizer failed: ${err.message}`, { cause: err });
   throw err;
 }
 
@@ -22,18 +24,18 @@ export class TokenizerCodec implements TextCodec {
 
   async encode(text: string, signal?: AbortSignal): Promise<number[]> {
     // Special-token text in a raw completion prompt is treated as plain text, never as control tokens.
-    return this.tokenizer.encodeAsync(text, { disallowedSpecial: "text", signal }).catch((err) => clientError(err, "prompt"));
+    return this.tokenizer.encodeAsync(text, { disallowedSpecial: "text", signal }).catch((err) => tokenizerError(err, "prompt"));
   }
 
   async encodeChat(messages: ChatMessage[], signal?: AbortSignal): Promise<number[]> {
-    return this.tokenizer.encodeChatAsync(messages as TokChatMessage[], { signal }).catch((err) => clientError(err, "messages"));
+    return this.tokenizer.encodeChatAsync(messages as TokChatMessage[], { signal }).catch((err) => tokenizerError(err, "messages"));
   }
 
   checkTokenIds(ids: number[]): void {
     try {
       this.tokenizer.decodeBytes(ids);
     } catch (err) {
-      clientError(err, "prompt");
+      tokenizerError(err, "prompt");
     }
   }
 

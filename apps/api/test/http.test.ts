@@ -1,6 +1,7 @@
 // The HTTP layer on its own (hono's app.request, no socket): validation, error JSON, SSE framing, auth,
 // limits, metrics. Workers are replaced by named test doubles here; see e2e tests for the real system.
 import { describe, expect, it } from "vitest";
+import { eventually } from "@trtd/test-support";
 import { createApiApp } from "../src/index.js";
 import { ByteCodecTestDouble, ScriptedBackendTestDouble } from "./support/test-doubles.js";
 
@@ -45,10 +46,32 @@ describe("api - validation", () => {
     ["empty messages", chat({ messages: [] }), 400, "invalid_value", "messages"],
     ["bad role", chat({ messages: [{ role: "robot", content: "x" }] }), 400, "invalid_value", "messages[0].role"],
     ["wrong model", chat({ model: "gpt-9" }), 404, "model_not_found", "model"],
-    ["max_tokens over the context", chat({ max_tokens: 1000 }), 400, "context_length_exceeded", "max_completion_tokens"],
+    ["max_tokens over the context (named as sent)", chat({ max_tokens: 1000 }), 400, "context_length_exceeded", "max_tokens"],
+    ["max_completion_tokens over the context", chat({ max_completion_tokens: 1000 }), 400, "context_length_exceeded", "max_completion_tokens"],
+    ["a message without content", chat({ messages: [{ role: "user" }] }), 400, "invalid_request", "messages[0].content"],
+    ["a message with null content", chat({ messages: [{ role: "system", content: "be brief" }, { role: "user", content: null }] }), 400, "invalid_request", "messages[1].content"],
+    ["an assistant message with tool_calls (tools are unsupported)", chat({ messages: [{ role: "user", content: "hi" }, { role: "assistant", content: null, tool_calls: [{ id: "c1", type: "function", function: { name: "f", arguments: "{}" } }] }, { role: "user", content: "and?" }] }), 400, "unsupported_parameter", "messages[1].tool_calls"],
+    ["an unknown message field", chat({ messages: [{ role: "user", content: "hi", mood: "happy" }] }), 400, "unknown_field", "messages[0].mood"],
+    ["a message name that is not a string", chat({ messages: [{ role: "user", content: "hi", name: 7 }] }), 400, "invalid_value", "messages[0].name"],
     ["stream_options without stream", chat({ stream_options: { include_usage: true } }), 400, "invalid_value", "stream_options"],
     ["prompt too long", chat({ messages: [{ role: "user", content: "x".repeat(300) }] }), 400, "context_length_exceeded", "messages"],
   ];
+  const badCompletions: Array<[string, Record<string, unknown>, number, string, string | null]> = [
+    ["prompt too long", { model: MODEL, prompt: "x".repeat(300) }, 400, "context_length_exceeded", "prompt"],
+    ["max_tokens over the context", { model: MODEL, prompt: "x", max_tokens: 1000 }, 400, "context_length_exceeded", "max_tokens"],
+    ["empty prompt", { model: MODEL, prompt: "" }, 400, "invalid_value", "prompt"],
+    ["no prompt", { model: MODEL }, 400, "invalid_request", "prompt"],
+  ];
+  for (const [name, body, status, code, param] of badCompletions) {
+    it(`completions: refuses ${name} with OpenAI error JSON naming ${param}`, async () => {
+      const { post, backend } = setup();
+      const res = await post("/v1/completions", body);
+      expect(res.status).toBe(status);
+      const j = (await res.json()) as { error: { code: string; param: string | null } };
+      expect(j.error).toMatchObject({ code, param });
+      expect(backend.requests).toHaveLength(0);
+    });
+  }
   for (const [name, body, status, code, param] of bad) {
     it(`refuses ${name} with OpenAI error JSON`, async () => {
       const { post, backend } = setup();
@@ -66,6 +89,9 @@ describe("api - validation", () => {
     const { post } = setup();
     const res = await post("/v1/chat/completions", chat({ presence_penalty: 0, frequency_penalty: 0, logit_bias: {}, user: "u1" }));
     expect(res.status).toBe(200);
+    // In messages too: empty tool_calls, null refusal, a name, and an empty string as content.
+    const msgs = [{ role: "user", content: "", name: "ann" }, { role: "assistant", content: "ok", tool_calls: [], refusal: null }, { role: "user", content: [{ type: "text", text: "hi" }] }];
+    expect((await post("/v1/chat/completions", chat({ messages: msgs }))).status).toBe(200);
   });
 
   it("refuses invalid JSON and oversized bodies", async () => {
@@ -74,8 +100,9 @@ describe("api - validation", () => {
     expect(r1.status).toBe(400);
     expect(((await r1.json()) as any).error.code).toBe("invalid_json");
     const r2 = await post("/v1/chat/completions", chat({ messages: [{ role: "user", content: "x".repeat(5000) }] }));
-    expect(r2.status).toBe(400);
-    expect(((await r2.json()) as any).error.code).toBe("request_too_large");
+    expect(r2.status).toBe(413);
+    expect(r2.headers.get("connection")).toBe("close");
+    expect(((await r2.json()) as any).error).toMatchObject({ code: "request_too_large", type: "invalid_request_error", param: null });
   });
 
   it("maps max_tokens, temperature, top_p, seed and eos into the internal request", async () => {
@@ -176,9 +203,7 @@ describe("api - responses", () => {
     await reader.read();
     await reader.cancel();
     // 100 tokens take 2 s; the backend must see the cancellation well before that.
-    const end = Date.now() + 500;
-    while (backend.open > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-    expect(backend.open).toBe(0);
+    await eventually(() => backend.open === 0, 500, "the backend stream to be cancelled", { intervalMs: 10, retryOnError: false });
     expect(backend.yielded).toBeLessThan(20);
   });
 

@@ -1,14 +1,12 @@
 // The router with real workers on the in-process request plane: conditional disaggregation, least-loaded
 // decode choice, fallback to aggregated when prefill fails, and the policy on its own.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fileURLToPath } from "node:url";
-import { resolve } from "node:path";
+import { eventually, modelDir } from "@trtd/test-support";
 import { EXECUTOR_DEFAULTS, Endpoints, type DecodeChunk, type GenerateRequest } from "@trtd/apps-common";
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
 import { createInProcessPlane, type RequestPlane, type ServedEndpoint } from "@trtd/request-plane";
 import { LeastLoadedSelector, PrefillPolicy, RequestPlaneWorkers, Router, WorkerGoneError, type WorkerInstance, type Workers } from "../src/index.js";
 
-const modelDir = resolve(fileURLToPath(import.meta.url), "../../../../models/tiny");
 const PROMPT = Array.from({ length: 40 }, (_, i) => 2000 + i * 11);
 const req = (extra: Partial<GenerateRequest> = {}): GenerateRequest => ({
   id: `r${Math.random().toString(16).slice(2)}`,
@@ -66,8 +64,7 @@ describe("router - with real workers", () => {
     });
     workers = new RequestPlaneWorkers(plane);
     await workers.waitForDecode(1, 5000);
-    const end = Date.now() + 5000;
-    while (workers.instances("prefill").length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    await eventually(() => workers.instances("prefill").length > 0, 5000, "the prefill test double to be discovered", { intervalMs: 20 });
   });
   afterAll(async () => {
     workers?.close();

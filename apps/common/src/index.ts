@@ -12,7 +12,7 @@ export type {
 export type { ExecutorFlags, ExecutorName } from "./cli.js";
 export type { ShutdownOptions } from "./lifecycle.js";
 export { FinishReasons, ExecutionModes, Endpoints, ProtocolError, parseDecodeRequest, workerLoadFromStats } from "./protocol.js";
-export { UsageError, parseFlags, intFlag, fractionFlag, executorFlagOptions, executorFlags, executorArgv, EXECUTOR_DEFAULTS, EXECUTOR_NAMES } from "./cli.js";
+export { DEFAULT_MODEL_DIR, UsageError, parseFlags, intFlag, fractionFlag, executorFlagOptions, executorFlags, executorArgv, EXECUTOR_DEFAULTS, EXECUTOR_NAMES } from "./cli.js";
 export { onShutdownSignal, makeLogger, PARENT_PID_ENV } from "./lifecycle.js";
 export type { WorkerRole, WorkerRuntimeOptions, RunningWorker } from "./worker-runtime.js";
 export { serveWorker, DEFAULT_NAMESPACE, DEFAULT_GRACE_MS } from "./worker-runtime.js";

@@ -1,16 +1,14 @@
 // The decode worker with its real executor on the in-process request plane: aggregated runs, remote prefill
 // from a real prefill worker, recompute when the KV pull fails, graceful drain, bad requests.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { modelDir } from "@trtd/test-support";
 import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { resolve } from "node:path";
 import { EXECUTOR_DEFAULTS, Endpoints, type DecodeChunk, type DecodeRequest, type GenerateRequest, type PrefillResult } from "@trtd/apps-common";
 import { startPrefillWorker, type RunningPrefillWorker } from "@trtd/prefill";
 import { createInProcessPlane, type RequestPlane, type EndpointClient } from "@trtd/request-plane";
 import { startDecodeWorker, type RunningDecodeWorker } from "../src/index.js";
 import { IDLE, collectFrom, idleStats, tokensOf, until, wireRequest } from "./support/workers.js";
 
-const modelDir = resolve(fileURLToPath(import.meta.url), "../../../../models/tiny");
 const executor = { ...EXECUTOR_DEFAULTS, modelDir, threads: 1, kvBlockCount: 256 };
 
 let plane: RequestPlane;
@@ -87,7 +85,7 @@ describe("decode worker", () => {
     expect(tokensOf(chunks)).toEqual([p.firstToken]);
     expect(chunks.at(-1)!.finishReason).toBe("length");
     // The offer is released when the prefill side gets the puller's ack (asynchronously, bounded here).
-    await until(() => prefill.executor.stats().pinnedExports === 0, 5000);
+    await until(() => prefill.executor.stats().pinnedExports === 0, 5000, "the prefill worker to release its pinned KV");
     expectIdle(prefill);
   });
 
@@ -117,7 +115,7 @@ describe("decode worker", () => {
       n += c.tokens.length;
       if (n >= 3) break; // leaving the loop cancels the request
     }
-    await until(() => decode.executor.stats().activeRequests === 0, 5000);
+    await until(() => decode.executor.stats().activeRequests === 0, 5000, "the cancelled request to leave the executor");
     expectIdle(decode);
   });
 });
@@ -133,7 +131,7 @@ describe("decode worker - graceful stop", () => {
         for await (const c of client.generate(request(PROMPT, { maxTokens: 200 }), { instanceId: w.instanceId })) out.push(c);
         return out;
       })();
-      await until(() => w.executor.stats().activeRequests === 1, 5000);
+      await until(() => w.executor.stats().activeRequests === 1, 5000, "the held request to be running");
       const stopped = w.stop(20_000);
       // While draining, new work is refused.
       const refused = await (async () => {

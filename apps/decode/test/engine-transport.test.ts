@@ -3,11 +3,11 @@
 // TensorRT-LLM shim's KV behaviour over the reference executor). exportKv/reserveKvImport answer
 // EngineNativeTransferError, so the offer carries the context phase state and the decode side passes it on.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { modelDir, repoRoot } from "@trtd/test-support";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { EXECUTOR_DEFAULTS, Endpoints, type DecodeChunk, type DecodeRequest, type GenerateRequest, type PrefillResult } from "@trtd/apps-common";
 import { startPrefillWorker, type RunningPrefillWorker } from "@trtd/prefill";
 import { createInProcessPlane, type EndpointClient, type RequestPlane } from "@trtd/request-plane";
@@ -15,8 +15,7 @@ import { EngineNativeTransferError } from "@trtd/trtllm";
 import { startDecodeWorker, type RunningDecodeWorker } from "../src/index.js";
 import { IDLE, collectFrom, idleStats, tokensOf, until, wireRequest } from "./support/workers.js";
 
-const repo = resolve(fileURLToPath(import.meta.url), "../../../..");
-const modelDir = join(repo, "models/tiny");
+const repo = repoRoot;
 const executor = { ...EXECUTOR_DEFAULTS, modelDir, threads: 1, kvBlockCount: 256 };
 
 let tmp: string;
@@ -78,7 +77,7 @@ describe("engine KV transport (test double of an engine that moves KV itself)", 
       const chunks = await collect({ ...req, prefill: p });
       expect(chunks[0].mode).toBe("disaggregated");
       expect(tokensOf(chunks)).toEqual(aggregated);
-      await until(() => prefill.executor.stats().pinnedExports === 0, 5000);
+      await until(() => prefill.executor.stats().pinnedExports === 0, 5000, "the prefill worker to release its pinned KV");
     }
     expect(idle(prefill)).toEqual(IDLE);
     expect(idle(decode)).toEqual(IDLE);
@@ -103,7 +102,7 @@ describe("engine KV transport (test double of an engine that moves KV itself)", 
     const p = await prefillClient.request(req, { instanceId: prefill.instanceId });
     const chunks = await collect({ ...req, prefill: p });
     expect(tokensOf(chunks)).toEqual([p.firstToken]);
-    await until(() => prefill.executor.stats().pinnedExports === 0, 5000);
+    await until(() => prefill.executor.stats().pinnedExports === 0, 5000, "the prefill worker to release its pinned KV");
     expect(idle(prefill)).toEqual(IDLE);
     expect(idle(decode)).toEqual(IDLE);
   });

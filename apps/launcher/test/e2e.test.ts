@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "@trtd/request-plane";
+import { freePort } from "@trtd/request-plane/testing";
 import { API_READY, LAUNCHER_READY, eventually, metricValue, modelDir, startApp, workerGauges, type Started } from "./support/processes.js";
 
 // kv-transfer offers shared memory to a puller on the same host (boot id + hostname) where /dev/shm exists; the

@@ -5,19 +5,48 @@ import { createInterface } from "node:readline";
 import { resolve } from "node:path";
 import { parseLauncherCli, workerArgv, apiArgv, prefillArgv } from "../src/index.js";
 import { parseWorkerCli } from "@trtd/apps-common";
-import { freePort } from "@trtd/request-plane";
+import { freePort } from "@trtd/request-plane/testing";
 import { appArgv } from "@trtd/test-support";
 import { LAUNCHER_READY, eventually, modelDir, repoRoot, startApp } from "./support/processes.js";
 
+/**
+ * Each [flag, value] of `pairs` is in `argv` exactly once, with its value right after it, and the flags come in the
+ * order given (flags not listed may sit in between). `arrayContaining` would pass "prod --worker-name" as well.
+ */
+function expectFlagsInOrder(argv: string[], pairs: Array<[string, string]>): void {
+  const at = pairs.map(([flag, value]) => {
+    const i = argv.indexOf(flag);
+    expect(i, `${flag} in: ${argv.join(" ")}`).toBeGreaterThanOrEqual(0);
+    expect(argv.lastIndexOf(flag), `${flag} once in: ${argv.join(" ")}`).toBe(i);
+    expect(argv[i + 1], `the value after ${flag} in: ${argv.join(" ")}`).toBe(value);
+    return i;
+  });
+  expect(at, `flag order in: ${argv.join(" ")}`).toEqual([...at].sort((a, b) => a - b));
+}
+
 describe("launcher - flags", () => {
+  it("expectFlagsInOrder fails on a value before its flag, a swapped order, a repeated flag", () => {
+    expect(() => expectFlagsInOrder(["prod", "--worker-name"], [["--worker-name", "prod"]])).toThrow(/value after --worker-name/);
+    expect(() => expectFlagsInOrder(["--b", "2", "--a", "1"], [["--a", "1"], ["--b", "2"]])).toThrow(/flag order/);
+    expect(() => expectFlagsInOrder(["--a", "1", "--a", "1"], [["--a", "1"]])).toThrow(/--a once/);
+    expectFlagsInOrder(["--a", "1", "--x", "--b", "2"], [["--a", "1"], ["--b", "2"]]);
+  });
+
   it("parses the seed's deploy flags and passes them on consistently", () => {
     const cli = parseLauncherCli(
       ["--context-worker-count", "2", "--generate-worker-count", "3", "--worker-name", "prod", "--initialize-request-plane", "--request-plane-uri", "10.0.0.5:4333", "--threads", "2"],
       modelDir,
     );
     expect(cli).toMatchObject({ contextWorkers: 2, generateWorkers: 3, namespace: "prod", initializeRequestPlane: true, requestPlaneUri: "nats://10.0.0.5:4333" });
-    expect(workerArgv(cli, cli.requestPlaneUri)).toEqual(expect.arrayContaining(["--worker-name", "prod", "--request-plane-uri", "nats://10.0.0.5:4333", "--threads", "2"]));
-    expect(apiArgv(cli, cli.requestPlaneUri)).toEqual(expect.arrayContaining(["--worker-name", "prod", "--api-server-port", "8000", "--tokenizer", modelDir]));
+    const worker = workerArgv(cli, cli.requestPlaneUri);
+    expectFlagsInOrder(worker, [["--worker-name", "prod"], ["--request-plane-uri", "nats://10.0.0.5:4333"], ["--model-dir", modelDir], ["--threads", "2"]]);
+    expect(parseWorkerCli(worker, "/elsewhere")).toMatchObject({ namespace: "prod", requestPlaneUri: "nats://10.0.0.5:4333", executor: { modelDir, threads: 2 } });
+    expectFlagsInOrder(apiArgv(cli, cli.requestPlaneUri), [
+      ["--tokenizer", modelDir],
+      ["--request-plane-uri", "nats://10.0.0.5:4333"],
+      ["--api-server-port", "8000"],
+      ["--worker-name", "prod"],
+    ]);
   });
 
   it("refuses bad values with a usage error", () => {
@@ -38,11 +67,15 @@ describe("launcher - flags", () => {
       modelDir,
     );
     expect(cli).toMatchObject({ noApi: true, contextWorkers: 2, generateWorkers: 0, requestPlaneUri: "nats://10.0.0.1:4222,nats://10.0.0.2:4222" });
-    expect(prefillArgv(cli, cli.requestPlaneUri)).toEqual(
-      expect.arrayContaining(["--request-plane-uri", "nats://10.0.0.1:4222,nats://10.0.0.2:4222", "--kv-host", "0.0.0.0", "--kv-advertise-host", "10.0.0.7", "--kv-offer-ttl-ms", "5000"]),
-    );
-    expect(prefillArgv(cli, cli.requestPlaneUri, 0)).toEqual(expect.arrayContaining(["--kv-port", "7000"]));
-    expect(prefillArgv(cli, cli.requestPlaneUri, 1)).toEqual(expect.arrayContaining(["--kv-port", "7001"]));
+    const kvFlags = (port: string): Array<[string, string]> => [
+      ["--request-plane-uri", "nats://10.0.0.1:4222,nats://10.0.0.2:4222"],
+      ["--kv-host", "0.0.0.0"],
+      ["--kv-advertise-host", "10.0.0.7"],
+      ["--kv-port", port],
+      ["--kv-offer-ttl-ms", "5000"],
+    ];
+    expectFlagsInOrder(prefillArgv(cli, cli.requestPlaneUri, 0), kvFlags("7000"));
+    expectFlagsInOrder(prefillArgv(cli, cli.requestPlaneUri, 1), kvFlags("7001"));
     expect(() => parseLauncherCli(["--kv-port", "65535", "--context-worker-count", "2"], modelDir)).toThrow(/kv-port/);
     expect(workerArgv(cli, cli.requestPlaneUri)).not.toContain("--kv-host"); // decode workers offer no KV
   });

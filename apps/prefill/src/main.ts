@@ -1,10 +1,8 @@
 // `nx run prefill:serve` / `node --import tsx --conditions=source apps/prefill/src/main.ts --request-plane-uri ... --help`
-import { resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { runWorkerProcess } from "@trtd/apps-common";
+import { DEFAULT_MODEL_DIR, runWorkerProcess } from "@trtd/apps-common";
 import { startPrefillWorker } from "./worker.js";
 
-runWorkerProcess("prefill", resolve(fileURLToPath(import.meta.url), "../../../../models/tiny"), async (cli, plane, log) => {
+runWorkerProcess("prefill", DEFAULT_MODEL_DIR, async (cli, plane, log) => {
   const worker = await startPrefillWorker({
     plane,
     executor: cli.executor,

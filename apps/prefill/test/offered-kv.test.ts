@@ -3,16 +3,14 @@
 // handle with its digest); an executor with a device path gets an offer whose KV is staged only when a host pull
 // needs it. The device path is DeviceExecutorTestDouble's (no GPU here): the real reference executor plus a device
 // id and a device descriptor of its export, as the CUDA executor has; everything else is the real code.
-import { fileURLToPath } from "node:url";
-import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { modelDir } from "@trtd/test-support";
 import type { GenerateRequest, PrefillResult } from "@trtd/apps-common";
 import { executorKvSink, KvOfferServer, KvPuller, layoutFromExecutor, parseKvHandle } from "@trtd/kv-transfer";
 import type { RequestContext } from "@trtd/request-plane";
 import { Executor } from "@trtd/trtllm";
 import { createPrefillHandler } from "../src/index.js";
 
-const modelDir = resolve(fileURLToPath(import.meta.url), "../../../../models/tiny");
 const PROMPT = Array.from({ length: 60 }, (_, i) => 700 + i * 11);
 
 /**

@@ -1,14 +1,12 @@
 // The prefill worker with its real executor on the in-process request plane: one reply with the first token and
 // a KV handle, offers released when nobody pulls them, cancellation, bad input.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fileURLToPath } from "node:url";
-import { resolve } from "node:path";
+import { eventually, modelDir } from "@trtd/test-support";
 import { EXECUTOR_DEFAULTS, Endpoints, type GenerateRequest, type PrefillResult } from "@trtd/apps-common";
 import { parseKvHandle } from "@trtd/kv-transfer";
 import { createInProcessPlane, type EndpointClient, type RequestPlane } from "@trtd/request-plane";
 import { startPrefillWorker, type RunningPrefillWorker } from "../src/index.js";
 
-const modelDir = resolve(fileURLToPath(import.meta.url), "../../../../models/tiny");
 const TTL_MS = 400;
 let plane: RequestPlane;
 let worker: RunningPrefillWorker;
@@ -25,10 +23,8 @@ const request = (tokens: number[], extra: Partial<GenerateRequest> = {}): Genera
 });
 const PROMPT = Array.from({ length: 50 }, (_, i) => 500 + i * 13);
 
-async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-}
+/** Waits (polling every 20 ms) until `cond` holds; throws naming `what` after `timeoutMs`. */
+const until = (cond: () => boolean, timeoutMs: number, what: string) => eventually(cond, timeoutMs, what, { intervalMs: 20, retryOnError: false });
 
 beforeAll(async () => {
   plane = createInProcessPlane();
@@ -51,7 +47,7 @@ describe("prefill worker", () => {
     expect(handle.layout.fingerprint).toBe(worker.offers.layout.fingerprint);
     expect(handle.endpoints.map((e) => e.transport)).toContain("tcp");
     expect(worker.executor.stats().pinnedExports).toBe(1);
-    await until(() => worker.executor.stats().pinnedExports === 0, TTL_MS + 3000);
+    await until(() => worker.executor.stats().pinnedExports === 0, TTL_MS + 3000, "the expired offer to release its pinned KV");
     const s = worker.executor.stats();
     expect({ pinned: s.pinnedExports, kv: s.kvBlocksUsed, active: s.activeRequests }).toEqual({ pinned: 0, kv: 0, active: 0 });
   });
@@ -74,10 +70,10 @@ describe("prefill worker", () => {
     const ac = new AbortController();
     const long = Array.from({ length: 2000 }, (_, i) => 100 + (i % 900));
     const p = client.request(request(long, { maxTokens: 2 }), { instanceId: worker.instanceId, signal: ac.signal }).catch((e) => e);
-    await until(() => worker.executor.stats().activeRequests + worker.executor.stats().queuedRequests > 0, 2000);
+    await until(() => worker.executor.stats().activeRequests + worker.executor.stats().queuedRequests > 0, 2000, "the long prefill to reach the executor");
     ac.abort();
     expect(await p).toBeInstanceOf(Error);
-    await until(() => worker.executor.stats().activeRequests === 0 && worker.executor.stats().pinnedExports === 0, 5000);
+    await until(() => worker.executor.stats().activeRequests === 0 && worker.executor.stats().pinnedExports === 0, 5000, "the cancelled prefill to leave the executor");
     const s = worker.executor.stats();
     expect({ pinned: s.pinnedExports, kv: s.kvBlocksUsed, active: s.activeRequests, queued: s.queuedRequests }).toEqual({ pinned: 0, kv: 0, active: 0, queued: 0 });
     // Nothing was offered for it (cancelled in the executor, or caught by the check after its last iteration).

@@ -33,8 +33,8 @@ export { endpointId, endpointPath, instancePath, newInstanceId, subjects, valida
 export { jsonCodec } from "./codec.js";
 export { binaryCodec } from "./codec-binary.js";
 export { NatsTransport } from "./nats-transport.js";
-export { InProcessBus, InProcessTransport } from "./inprocess-transport.js";
-export { findNatsServer, freePort, startNatsServer } from "./nats-server.js";
+export { InProcessTransport } from "./inprocess-transport.js";
+export { findNatsServer, startNatsServer } from "./nats-server.js";
 export {
   CancelledError,
   ClosedError,

@@ -1,5 +1,6 @@
 import { describe } from "vitest";
-import { InProcessBus, createInProcessPlane } from "../src/index.js";
+import { createInProcessPlane } from "../src/index.js";
+import { InProcessBus } from "../src/testing.js";
 import { protocolSuite } from "./protocol-suite.js";
 
 describe("in-process transport", () => {

@@ -1,5 +1,6 @@
 import { describe } from "vitest";
-import { connect, freePort, startNatsServer, type RequestPlane } from "../src/index.js";
+import { connect, startNatsServer, type RequestPlane } from "../src/index.js";
+import { freePort } from "../src/testing.js";
 import { protocolSuite } from "./protocol-suite.js";
 
 describe("NATS transport (real nats-server)", () => {

@@ -1,9 +1,10 @@
-import { join, resolve } from "node:path";
 import { expect } from "vitest";
 import { Executor, executorLibraries, UnsupportedError, type ExecutorName, type ExecutorOptions, type GenerateRequest } from "../src/index.js";
 
-export const repoRoot = resolve(import.meta.dirname, "../../..");
-export const tinyDir = join(repoRoot, "models/tiny");
+import { modelDir } from "@trtd/test-support";
+
+export { repoRoot } from "@trtd/test-support";
+export const tinyDir = modelDir;
 
 /**
  * The implementation the conformance suites run against: $TRTD_TEST_EXECUTOR, "reference" (default) or "cuda".

@@ -8,7 +8,7 @@ import { parse } from "yaml";
 import { parseApiCli } from "@trtd/api";
 import { parseWorkerCli } from "@trtd/apps-common";
 import { parseLauncherCli } from "@trtd/launcher";
-import { repoRoot } from "./support/processes.js";
+import { modelDir, repoRoot } from "./support/processes.js";
 
 interface Service {
   image?: string;
@@ -45,15 +45,15 @@ describe("docker/cluster/compose.yaml", () => {
     const everyNode = nats.map(([n]) => `nats://${n}:4222`).sort();
     for (const [name, s] of trtd) {
       const [app, ...argv] = s.command;
-      const uri = app === "api" ? parseApiCli(local(argv), "models/tiny").requestPlaneUri : parseWorkerCli(local(argv), "models/tiny").requestPlaneUri;
+      const uri = app === "api" ? parseApiCli(local(argv), modelDir).requestPlaneUri : parseWorkerCli(local(argv), modelDir).requestPlaneUri;
       expect(uri.split(",").sort(), name).toEqual(everyNode);
       if (app === "prefill") {
-        const cli = parseWorkerCli(local(argv), "models/tiny");
+        const cli = parseWorkerCli(local(argv), modelDir);
         // Reachable from the decode containers: listens on all addresses, advertises its own service name.
         expect(cli).toMatchObject({ kvHost: "0.0.0.0", kvAdvertiseHost: name, kvPort: 7400 });
       }
       if (app === "api") {
-        const cli = parseApiCli(local(argv), "models/tiny");
+        const cli = parseApiCli(local(argv), modelDir);
         expect(cli.host).toBe("0.0.0.0");
         expect(s.ports).toContain(`${cli.port}:${cli.port}`);
       }
@@ -70,7 +70,7 @@ describe("docker/cluster/compose.yaml", () => {
       .flatMap((l) => /apps\/launcher\/src\/main\.ts (.*)$/.exec(l)?.slice(1) ?? [])
       .map((args) => args.replace(/\$NATS/g, natsList!).trim().split(/\s+/));
     expect(commands.length).toBe(3);
-    const parsed = commands.map((argv) => parseLauncherCli(argv, resolve(repoRoot, "models/tiny")));
+    const parsed = commands.map((argv) => parseLauncherCli(argv, modelDir));
     expect(parsed.map((c) => [c.noApi, c.contextWorkers, c.generateWorkers])).toEqual([[false, 0, 0], [true, 2, 0], [true, 0, 2]]);
     expect(parsed[1]).toMatchObject({ kvHost: "0.0.0.0", kvAdvertiseHost: "10.0.0.2", kvPort: 7400 });
   });

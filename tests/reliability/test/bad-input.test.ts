@@ -1,6 +1,6 @@
 // Bad input: 5,000+ malformed or hostile HTTP bodies against a real api (nats-server + one decode worker), each a
 // 4xx with the OpenAI error JSON; valid requests interleaved still succeed; the server never crashes; an
-// oversized prompt is a 400 naming the limit at once.
+// oversized prompt is a 400 naming the limit at once, an oversized body a 413.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsServerHandle } from "@trtd/request-plane";
 import { apiArgs, startApp, startNats, stopAll, waitForWorkers, workerArgs, workersIdle, eventually, type AppProcess } from "./support/processes.js";
@@ -87,7 +87,7 @@ describe("bad input", () => {
     await eventually(() => workersIdle(api.url), 5000, "the decode worker to be idle");
   });
 
-  it("an oversized prompt is a 400 naming the limit, answered at once", async () => {
+  it("an oversized prompt is a 400 naming the limit, answered at once; an oversized body a 413", async () => {
     for (const path of ["/v1/completions", "/v1/chat/completions"]) {
       const long = "lorem ipsum dolor sit amet ".repeat(400); // ≈ 2,000 tokens, under the body limit
       const body =
@@ -103,11 +103,11 @@ describe("bad input", () => {
       expect(j.error.message).toContain(String(MAX_PROMPT_TOKENS));
       expect(ms).toBeLessThan(2000);
     }
-    // A body over --max-body-bytes: a 400 naming that limit.
+    // A body over --max-body-bytes: a 413 naming that limit.
     const big = { model: "tiny", prompt: "x".repeat(300 * 1024), max_tokens: 1 };
     const r = await rawPost(`${api.url}/v1/completions`, Buffer.from(JSON.stringify(big)), { "content-type": "application/json" });
     const j = JSON.parse(r.text) as { error: { code: string; message: string } };
-    expect(r.status).toBe(400);
+    expect(r.status).toBe(413);
     expect(j.error.code).toBe("request_too_large");
     expect(j.error.message).toContain(String(256 * 1024));
   });

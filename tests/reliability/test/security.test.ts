@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, type NatsServerHandle } from "@trtd/request-plane";
+import type { NatsServerHandle } from "@trtd/request-plane";
+import { freePort } from "@trtd/request-plane/testing";
 import { apiArgs, metricValue, startApp, startNats, stopAll, waitForWorkers, workerArgs, type AppProcess } from "./support/processes.js";
 import { streamCompletion } from "./support/http.js";
 

@@ -9,6 +9,8 @@ export interface ChatCompletionParams {
   messages: ChatMessage[];
   /** Undefined: the rest of the context, capped by CHAT_DEFAULT_MAX_TOKENS. */
   maxTokens?: number;
+  /** The field the client gave the limit in (`max_completion_tokens` or `max_tokens`), for error messages. */
+  maxTokensParam: "max_completion_tokens" | "max_tokens";
   sampling: V.SamplingFields;
   stop: string[];
   stream: V.StreamFlags;
@@ -20,8 +22,28 @@ const KNOWN = new Set([
   "logprobs", "user", "stream", "stream_options",
 ]);
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
+/** Fields of a message. `tool_call_id` (of a "tool" message) is accepted and not used. */
+const MESSAGE_KNOWN = new Set(["role", "content", "name", "tool_call_id"]);
+/**
+ * Message fields of OpenAI's API this server does not implement: accepted only empty or null. Tools are not
+ * supported, so an assistant message that carries `tool_calls` is refused (naming `messages[i].tool_calls`) rather
+ * than rendered without them.
+ */
+const MESSAGE_NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
+  tool_calls: (v) => Array.isArray(v) && v.length === 0,
+  function_call: () => false,
+  refusal: () => false,
+  audio: () => false,
+};
 
+/**
+ * `content` is required: a string or a list of text parts. OpenAI allows null content only on an assistant
+ * message with `tool_calls`, which this server refuses (tools are unsupported), so null is refused here too.
+ */
 function messageContent(v: unknown, i: number): string {
+  if (v === undefined || v === null) {
+    throw new InvalidRequestError(`messages[${i}].content is required (a string or a list of text parts)`, `messages[${i}].content`, ApiErrorCodes.invalidRequest);
+  }
   if (typeof v === "string") return v;
   if (Array.isArray(v)) {
     // Content parts: only text parts are understood.
@@ -35,7 +57,6 @@ function messageContent(v: unknown, i: number): string {
       })
       .join("");
   }
-  if (v === null || v === undefined) return "";
   throw new InvalidRequestError("message content must be a string or a list of text parts", `messages[${i}].content`);
 }
 
@@ -43,12 +64,18 @@ function parseMessages(v: unknown): ChatMessage[] {
   if (!Array.isArray(v) || v.length === 0) throw new InvalidRequestError("'messages' must be a non-empty list", "messages");
   if (v.length > L.MAX_MESSAGES) throw new InvalidRequestError(`'messages' takes at most ${L.MAX_MESSAGES} entries`, "messages");
   return v.map((m, i) => {
-    if (typeof m !== "object" || m === null) throw new InvalidRequestError("each message must be an object", `messages[${i}]`);
+    if (typeof m !== "object" || m === null || Array.isArray(m)) throw new InvalidRequestError("each message must be an object", `messages[${i}]`);
     const msg = m as V.Body;
     if (typeof msg.role !== "string" || !ROLES.has(msg.role)) {
       throw new InvalidRequestError(`messages[${i}].role must be one of ${[...ROLES].join(", ")}`, `messages[${i}].role`);
     }
+    V.checkFields(msg, MESSAGE_KNOWN, MESSAGE_NEUTRAL, `messages[${i}].`);
     const out: ChatMessage = { role: msg.role, content: messageContent(msg.content, i) };
+    for (const k of ["name", "tool_call_id"] as const) {
+      if (msg[k] !== undefined && msg[k] !== null && typeof msg[k] !== "string") {
+        throw new InvalidRequestError(`messages[${i}].${k} must be a string`, `messages[${i}].${k}`);
+      }
+    }
     if (typeof msg.name === "string") out.name = msg.name;
     return out;
   });
@@ -71,6 +98,8 @@ export function parseChatCompletion(raw: unknown, servedModel: string): ChatComp
     model,
     messages: parseMessages(body.messages),
     maxTokens: maxA ?? maxB,
+    // Errors about the limit name the field the client sent (max_tokens is the older name of the same limit).
+    maxTokensParam: maxA === undefined && maxB !== undefined ? "max_tokens" : "max_completion_tokens",
     sampling: V.parseSampling(body),
     stop: V.parseStop(body),
     stream: V.parseStream(body),

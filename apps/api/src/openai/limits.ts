@@ -19,7 +19,7 @@ export const CHAT_DEFAULT_MAX_TOKENS = 1024;
 
 /** Server-wide limits, set by flags. */
 export interface ServerLimits {
-  /** Largest accepted body, bytes (400 request_too_large beyond). */
+  /** Largest accepted body, bytes (413 request_too_large beyond, connection closed). */
   maxBodyBytes: number;
   /** Largest prompt, tokens (400 context_length_exceeded beyond); also bounded by the model's context. */
   maxPromptTokens: number;

@@ -13,19 +13,20 @@ export function asBody(v: unknown): Body {
 
 /**
  * Unknown fields are refused, known fields we do not implement are refused unless they hold their neutral
- * value, and `ignored` fields are accepted without effect. A client is never silently given something else
- * than it asked for.
+ * value (null counts as neutral). A client is never silently given something else than it asked for.
+ * `prefix` is the path of `body` inside the request (e.g. "messages[2]."), so errors name the field as sent.
  */
-export function checkFields(body: Body, known: ReadonlySet<string>, neutral: Readonly<Record<string, (v: unknown) => boolean>>): void {
+export function checkFields(body: Body, known: ReadonlySet<string>, neutral: Readonly<Record<string, (v: unknown) => boolean>>, prefix = ""): void {
   for (const [key, value] of Object.entries(body)) {
     if (known.has(key)) continue;
+    const param = `${prefix}${key}`;
     // Own properties only: "constructor" or "__proto__" must not find Object.prototype's members.
     const isNeutral = Object.hasOwn(neutral, key) ? neutral[key] : undefined;
     if (isNeutral) {
       if (value === null || value === undefined || isNeutral(value)) continue;
-      throw new InvalidRequestError(`'${key}' is not supported by this server`, key, ApiErrorCodes.unsupported);
+      throw new InvalidRequestError(`'${param}' is not supported by this server`, param, ApiErrorCodes.unsupported);
     }
-    throw new InvalidRequestError(`unknown field '${key}'`, key, ApiErrorCodes.unknownField);
+    throw new InvalidRequestError(`unknown field '${param}'`, param, ApiErrorCodes.unknownField);
   }
 }
 

@@ -1,6 +1,7 @@
 // Helpers shared by the worker tests: wire requests, collecting a decode stream, bounded waits, idle checks.
 import type { DecodeChunk, DecodeRequest, GenerateRequest } from "@trtd/apps-common";
 import type { EndpointClient } from "@trtd/request-plane";
+import { eventually } from "@trtd/test-support";
 
 export const wireRequest = (tokens: number[], extra: Partial<GenerateRequest> = {}): GenerateRequest => ({
   id: `r${Math.random().toString(16).slice(2)}`,
@@ -20,10 +21,9 @@ export async function collectFrom(client: EndpointClient<DecodeRequest, DecodeCh
 
 export const tokensOf = (chunks: DecodeChunk[]) => chunks.flatMap((c) => c.tokens);
 
-/** Polls `cond` every 20 ms for at most `timeoutMs`. */
-export async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+/** Waits (polling every 20 ms) until `cond` holds; throws naming `what` after `timeoutMs`. */
+export async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  await eventually(cond, timeoutMs, what, { intervalMs: 20, retryOnError: false });
 }
 
 type StatsOwner = { executor: { stats(): { activeRequests: number; queuedRequests: number; kvBlocksUsed: number; pinnedExports: number; pendingImports: number } } };

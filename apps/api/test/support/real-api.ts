@@ -1,0 +1,45 @@
+// A real api over real parts, in this process: the in-process request plane, one decode worker on the native
+// reference executor with models/tiny, the real tokenizer, and the HTTP server on 127.0.0.1 at a port the OS picks.
+import { EXECUTOR_DEFAULTS } from "@trtd/apps-common";
+import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
+import { createInProcessPlane, type RequestPlane } from "@trtd/request-plane";
+import { eventually, modelDir } from "@trtd/test-support";
+import { startApiServer, type RunningApiServer, type ServerLimits } from "../../src/index.js";
+
+export interface RealApi {
+  readonly url: string;
+  readonly server: RunningApiServer;
+  readonly decode: RunningDecodeWorker;
+  /** Lines the api logged (unexpected 500s). */
+  readonly logs: string[];
+  stop(): Promise<void>;
+}
+
+export async function startRealApi(limits: Partial<ServerLimits> = {}): Promise<RealApi> {
+  const plane: RequestPlane = createInProcessPlane();
+  const logs: string[] = [];
+  const decode = await startDecodeWorker({ plane, executor: { ...EXECUTOR_DEFAULTS, modelDir, threads: 1, kvBlockCount: 256 } });
+  let server: RunningApiServer | undefined;
+  try {
+    server = await startApiServer({ plane, tokenizerDir: modelDir, modelName: "tiny", host: "127.0.0.1", port: 0, limits, log: (l) => logs.push(l) });
+    const router = server.router;
+    await eventually(() => router.readiness().ready, 10_000, "the api to see the decode worker", { intervalMs: 20 });
+    const s = server;
+    return {
+      url: s.url,
+      server: s,
+      decode,
+      logs,
+      async stop() {
+        await s.close();
+        await decode.stop(1000);
+        await plane.close();
+      },
+    };
+  } catch (err) {
+    await server?.close();
+    await decode.stop(1000);
+    await plane.close();
+    throw err;
+  }
+}
