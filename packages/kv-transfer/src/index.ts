@@ -29,9 +29,11 @@ export {
   KvInvalidHandleError,
   KvClosedError,
   KvTransportError,
+  KvUnauthorizedError,
+  KvPullRefusalReasons,
 } from "./errors.js";
 
-export type { KvErrorCode } from "./errors.js";
+export type { KvErrorCode, KvPullRefusalReason } from "./errors.js";
 export type { KvLayout, KvLayoutFields, KvDtype } from "./layout.js";
 export type { KvHandle, KvEndpoint, KvTransportName, TcpEndpoint, ShmEndpoint, NatsEndpoint, EngineEndpoint, CudaIpcEndpoint } from "./handle.js";
 export type { KvSource, KvSink } from "./segments.js";
