@@ -13,6 +13,16 @@ export const NATS_AUTH_ENV = {
   tlsKeyFile: "TRTD_NATS_TLS_KEY_FILE",
 } as const;
 
+export type NatsRole = "api" | "prefill" | "decode";
+
+/**
+ * Where a role's replies and control messages arrive on NATS (`ConnectOptions.inboxPrefix`): one prefix per role and
+ * namespace, so an account's permissions can give each role its own inboxes only.
+ */
+export function natsInboxPrefix(namespace: string, role: NatsRole): string {
+  return `_INBOX.${namespace}.${role}`;
+}
+
 /** Auth and TLS options for `connect()` from `TRTD_NATS_*` variables. */
 export function natsAuthFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ConnectOptions, "user" | "pass" | "token" | "nkeySeed" | "credsFile" | "tls"> {
   const get = (k: keyof typeof NATS_AUTH_ENV) => env[NATS_AUTH_ENV[k]] || undefined;

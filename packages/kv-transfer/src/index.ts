@@ -10,7 +10,7 @@ export { BufferKvSource, BufferKvSink } from "./segments.js";
 export { executorKvSource, executorKvSink } from "./executor-source.js";
 export { transferTimeoutMs } from "./limits.js";
 export { CHECKSUM_ALGORITHM, checksumImplementation } from "./checksum.js";
-export { DEFAULT_NATS_MAX_BYTES } from "./nats-transport.js";
+export { DEFAULT_NATS_MAX_BYTES, kvNatsSubjects } from "./nats-transport.js";
 export { localHostId, sweepStaleRings, ringFilesOf } from "./shm.js";
 export {
   KvErrorCodes,

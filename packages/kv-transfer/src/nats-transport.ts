@@ -27,6 +27,15 @@ import { decodeHeader, encodeHeader, FrameType, HEADER_BYTES, type ErrorBody, ty
  */
 export const DEFAULT_NATS_MAX_BYTES = 8 * 1024 * 1024;
 
+/**
+ * NATS subjects of the KV fallback: one per offer server, `trtd.kv.<instance>`; `all` matches every one (for NATS
+ * account permissions: offering sides subscribe there, pulling sides publish requests there).
+ */
+export const kvNatsSubjects = {
+  offerServer: (instanceId: string) => `trtd.kv.${instanceId}`,
+  all: "trtd.kv.*",
+} as const;
+
 interface NatsRequest {
   op: "begin" | "chunk" | "ack" | "nack";
   offerId: string;

@@ -8,7 +8,7 @@ import { FrameReader, parseJson } from "./frame-reader.js";
 import type { KvEndpoint, KvHandle } from "./handle.js";
 import type { KvLayout } from "./layout.js";
 import { Semaphore, transferTimeoutMs, type TransferTimeoutOptions } from "./limits.js";
-import { NatsOfferResponder, DEFAULT_NATS_MAX_BYTES } from "./nats-transport.js";
+import { NatsOfferResponder, DEFAULT_NATS_MAX_BYTES, kvNatsSubjects } from "./nats-transport.js";
 import { beginDigest, OfferRegistry, type HostStaging, type Offer, type OfferRegistryStats, type OfferReleaseReason } from "./offer-registry.js";
 import type { KvSource } from "./segments.js";
 import { mapFile, type Mapping } from "./native.js";
@@ -154,7 +154,7 @@ export class KvOfferServer {
     if (s.transports.has("nats") && opts.nats) {
       s.nats = new NatsOfferResponder({
         connection: opts.nats.connection,
-        subject: opts.nats.subject ?? `trtd.kv.${s.registry.instanceId}`,
+        subject: opts.nats.subject ?? kvNatsSubjects.offerServer(s.registry.instanceId),
         maxBytes: opts.nats.maxBytes ?? DEFAULT_NATS_MAX_BYTES,
         registry: s.registry,
         chunkBytes: s.o.chunkBytes,
