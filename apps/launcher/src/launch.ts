@@ -84,16 +84,22 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
   // password), handed to its processes through the environment (TRTD_NATS_USER / TRTD_NATS_PASS, which every role
   // reads; never argv, which `ps` shows). So no other process on the host can call a worker around the api's key,
   // and each account may do only what its role does (a worker's cannot serve the other role or call endpoints).
+  // With an external NATS every role gets the credentials and TLS files given to the launcher the same way. Either
+  // way the settings replace any TRTD_NATS_* the launcher inherited (a stray token must not join an account).
   const accounts = cli.initializeRequestPlane ? natsAccounts(cli.namespace) : undefined;
-  const natsEnv = (role: Role): Record<string, string> =>
-    accounts ? { [NATS_AUTH_ENV.user]: accounts[role].user, [NATS_AUTH_ENV.pass]: accounts[role].password } : {};
+  const noInherited = Object.fromEntries(Object.values(NATS_AUTH_ENV).map((k) => [k, ""]));
+  const natsEnv = (role: Role): Record<string, string> => {
+    if (accounts) return { ...noInherited, [NATS_AUTH_ENV.user]: accounts[role].user, [NATS_AUTH_ENV.pass]: accounts[role].password };
+    return cli.requestPlaneAuth ? ({ ...noInherited, ...cli.requestPlaneAuth } as Record<string, string>) : {};
+  };
   if (cli.initializeRequestPlane) {
     try {
       nats = await startNatsServer({ ...hostPort(cli.requestPlaneUri), jetstream: true, users: Object.values(accounts!) });
       o.log(`nats-server ${nats.uri} started (pid ${nats.pid}, JetStream on, one account per role; anonymous clients refused)`);
       if (cli.requestPlaneCredentialsFile) {
         const env = natsEnv("api");
-        writeFileSync(cli.requestPlaneCredentialsFile, Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
+        const lines = Object.entries(env).filter(([, v]) => v !== "");
+        writeFileSync(cli.requestPlaneCredentialsFile, lines.map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
         chmodSync(cli.requestPlaneCredentialsFile, 0o600); // an existing file keeps its mode on write
         o.log(`the api account of the request plane is in ${cli.requestPlaneCredentialsFile} (mode 0600)`);
       }
