@@ -1,5 +1,5 @@
 // `nx run api:serve` / `node --import tsx --conditions=source apps/api/src/main.ts --request-plane-uri ...`
-import { DEFAULT_MODEL_DIR, makeLogger, natsAuthFromEnv, onShutdownSignal, UsageError } from "@trtd/apps-common";
+import { DEFAULT_MODEL_DIR, DEFAULT_NAMESPACE, makeLogger, natsAuthFromEnv, natsInboxPrefix, onShutdownSignal, UsageError } from "@trtd/apps-common";
 import { connect } from "@trtd/request-plane";
 import { API_USAGE, parseApiCli } from "./cli.js";
 import { startApiServer } from "./server.js";
@@ -11,7 +11,7 @@ async function main(argv: string[]): Promise<void> {
     console.log(API_USAGE);
     return;
   }
-  const plane = await connect(cli.requestPlaneUri, { name: "trtd-api", ...natsAuthFromEnv() });
+  const plane = await connect(cli.requestPlaneUri, { name: "trtd-api", inboxPrefix: natsInboxPrefix(cli.namespace ?? DEFAULT_NAMESPACE, "api"), ...natsAuthFromEnv() });
   const server = await startApiServer({ ...cli, plane, log });
   // One machine-readable line on stdout: the launcher and tests read it.
   console.log(`trtd api listening on ${server.url} (model ${cli.modelName})`);

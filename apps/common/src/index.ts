@@ -22,4 +22,5 @@ export type { WorkerCli } from "./worker-cli.js";
 export { parseWorkerCli, workerUsage, workerFlagOptions, natsUriOf, DEFAULT_KV_OFFER_TTL_MS } from "./worker-cli.js";
 export type { StartWorker } from "./worker-main.js";
 export { runWorkerProcess } from "./worker-main.js";
-export { natsAuthFromEnv, NATS_AUTH_ENV } from "./nats-auth.js";
+export { checkNatsAuth, checkReadable, natsAuthFromEnv, natsInboxPrefix, readNatsCredentials, NATS_AUTH_ENV } from "./nats-auth.js";
+export type { NatsAuthEnv, NatsAuthKey, NatsRole } from "./nats-auth.js";

@@ -100,6 +100,11 @@ export interface WorkerLoad {
   pinnedExports: number;
   /** Draining workers take no new work. */
   draining: boolean;
+  /**
+   * Prefill: KV pulls, acks and nacks its offer server refused for a missing or wrong offer secret, by reason
+   * (kv-transfer's KvPullRefusalReasons), since it started.
+   */
+  kvPullsRefused?: Record<string, number>;
 }
 
 /** The load a worker publishes, picked from its executor's stats (which carry more fields than the wire needs). */

@@ -4,7 +4,7 @@ import { UsageError } from "./cli.js";
 import { makeLogger, onShutdownSignal } from "./lifecycle.js";
 import { parseWorkerCli, workerUsage, type WorkerCli } from "./worker-cli.js";
 import { Endpoints } from "./protocol.js";
-import { natsAuthFromEnv } from "./nats-auth.js";
+import { natsAuthFromEnv, natsInboxPrefix } from "./nats-auth.js";
 import type { RunningWorker, WorkerRole } from "./worker-runtime.js";
 
 export type StartWorker = (cli: WorkerCli, plane: RequestPlane, log: (line: string) => void) => Promise<RunningWorker>;
@@ -18,7 +18,7 @@ export function runWorkerProcess(role: WorkerRole, defaultModelDir: string, star
       return;
     }
     const log = makeLogger(role);
-    const plane = await connect(cli.requestPlaneUri, { name: `trtd-${role}`, ...natsAuthFromEnv() });
+    const plane = await connect(cli.requestPlaneUri, { name: `trtd-${role}`, inboxPrefix: natsInboxPrefix(cli.namespace, role), ...natsAuthFromEnv() });
     let worker: RunningWorker;
     try {
       worker = await start(cli, plane, log);

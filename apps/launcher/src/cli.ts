@@ -1,6 +1,21 @@
 // The launcher's command line: the seed's deploy flags, the api's flags, executor flags passed to workers.
 import { basename, resolve } from "node:path";
-import { DEFAULT_NAMESPACE, executorArgv, executorFlagOptions, executorFlags, intFlag, natsUriOf, parseFlags, UsageError, type ExecutorFlags } from "@trtd/apps-common";
+import {
+  checkNatsAuth,
+  checkReadable,
+  DEFAULT_NAMESPACE,
+  executorArgv,
+  executorFlagOptions,
+  executorFlags,
+  intFlag,
+  NATS_AUTH_ENV,
+  natsUriOf,
+  parseFlags,
+  readNatsCredentials,
+  UsageError,
+  type ExecutorFlags,
+  type NatsAuthEnv,
+} from "@trtd/apps-common";
 
 export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--generate-worker-count M] [--worker-name NAME]
                 [--initialize-request-plane] [--request-plane-uri HOST:PORT] [options]
@@ -17,7 +32,11 @@ export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--gen
   --in-process                   one process, in-process request plane (no nats-server)
   --in-process-fallback          with --initialize-request-plane: go in-process when nats-server is not installed
   --request-plane-credentials FILE  with --initialize-request-plane: also write the api role's NATS account to FILE
-                                 (mode 0600, TRTD_NATS_USER/TRTD_NATS_PASS lines) for other clients on this host
+                                 (mode 0600, TRTD_NATS_USER/TRTD_NATS_PASS lines) for other clients on this host.
+                                 With an external NATS: read the credentials every role uses from FILE (mode 0600):
+                                 a NATS .creds file, or TRTD_NATS_USER/PASS, TOKEN, NKEY_SEED or CREDS_FILE lines
+  --request-plane-tls-ca FILE    external NATS over TLS: the CA that signed its certificate
+  --request-plane-tls-cert FILE  --request-plane-tls-key FILE   external NATS: a TLS client certificate and its key
   --api-server-host HOST         (default 127.0.0.1)   --api-server-port PORT (default 8000, 0 = any free port)
   --model-dir DIR                model for workers and tokenizer (default models/tiny)
   --executor NAME                workers' executor: reference (CPU) or cuda (default: $TRTD_EXECUTOR_LIB, else reference)
@@ -46,6 +65,9 @@ export const launcherFlagOptions = {
   "in-process": { type: "boolean" },
   "in-process-fallback": { type: "boolean" },
   "request-plane-credentials": { type: "string" },
+  "request-plane-tls-ca": { type: "string" },
+  "request-plane-tls-cert": { type: "string" },
+  "request-plane-tls-key": { type: "string" },
   "no-api": { type: "boolean" },
   "kv-host": { type: "string" },
   "kv-advertise-host": { type: "string" },
@@ -77,6 +99,11 @@ export interface LauncherCli {
   inProcessFallback: boolean;
   /** Where to write the api role's account of a launcher-started nats-server (0600), for other local clients. */
   requestPlaneCredentialsFile?: string;
+  /**
+   * External NATS: the `TRTD_NATS_*` settings every role gets through its environment (never argv), from
+   * --request-plane-credentials and the --request-plane-tls-* flags.
+   */
+  requestPlaneAuth?: NatsAuthEnv;
   /** Workers only: the api runs on another host. */
   noApi: boolean;
   /** Passed to prefill workers: KV offer server listen and advertised addresses. */
@@ -120,9 +147,7 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
   const apiPort = intFlag(v["api-server-port"], "api-server-port", { min: 0, fallback: 8000 });
   if (apiPort > 65535) throw new UsageError("--api-server-port must be <= 65535");
   if (v["in-process"] && v["initialize-request-plane"]) throw new UsageError("--in-process needs no request plane: drop --initialize-request-plane");
-  if (str("request-plane-credentials") !== undefined && !v["initialize-request-plane"]) {
-    throw new UsageError("--request-plane-credentials writes the account of a nats-server this launcher starts: add --initialize-request-plane");
-  }
+  const requestPlaneAuth = externalNatsAuth(v);
   if (v["initialize-request-plane"] && str("request-plane-uri")?.includes(",")) {
     throw new UsageError("--initialize-request-plane starts one nats-server: start a NATS cluster yourself (docs/design/multi-host.md)");
   }
@@ -141,7 +166,8 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
     requestPlaneUri: natsUriOf(str("request-plane-uri") ?? "127.0.0.1:4222"),
     inProcess: v["in-process"] === true,
     inProcessFallback: v["in-process-fallback"] === true,
-    ...(str("request-plane-credentials") ? { requestPlaneCredentialsFile: str("request-plane-credentials") } : {}),
+    ...(str("request-plane-credentials") && v["initialize-request-plane"] ? { requestPlaneCredentialsFile: str("request-plane-credentials") } : {}),
+    ...(requestPlaneAuth ? { requestPlaneAuth } : {}),
     noApi,
     kvHost: str("kv-host"),
     kvAdvertiseHost: str("kv-advertise-host"),
@@ -160,6 +186,35 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
     ...placement,
     help: v.help === true,
   };
+}
+
+const TLS_FLAGS = { "request-plane-tls-ca": NATS_AUTH_ENV.tlsCaFile, "request-plane-tls-cert": NATS_AUTH_ENV.tlsCertFile, "request-plane-tls-key": NATS_AUTH_ENV.tlsKeyFile } as const;
+
+/**
+ * Credentials and TLS files for an external NATS (undefined when none are given): checked here, before anything
+ * starts. With --initialize-request-plane the launcher makes the accounts itself, and --request-plane-credentials
+ * names where it writes the api's.
+ */
+function externalNatsAuth(v: Record<string, unknown>): NatsAuthEnv | undefined {
+  const credentials = typeof v["request-plane-credentials"] === "string" ? (v["request-plane-credentials"] as string) : undefined;
+  const tlsGiven = (Object.keys(TLS_FLAGS) as Array<keyof typeof TLS_FLAGS>).filter((f) => typeof v[f] === "string");
+  if (v["in-process"] && (credentials !== undefined || tlsGiven.length > 0)) {
+    throw new UsageError(`--in-process has no request plane to authenticate to: drop --${credentials !== undefined ? "request-plane-credentials" : tlsGiven[0]}`);
+  }
+  if (v["initialize-request-plane"]) {
+    if (tlsGiven.length > 0) throw new UsageError(`--${tlsGiven[0]} is for an external NATS: the nats-server --initialize-request-plane starts has no TLS`);
+    return undefined;
+  }
+  if (credentials === undefined && tlsGiven.length === 0) return undefined;
+  const env: NatsAuthEnv = credentials !== undefined ? readNatsCredentials(credentials) : {};
+  for (const f of tlsGiven) {
+    const file = resolve(v[f] as string);
+    if (env[TLS_FLAGS[f]]) throw new UsageError(`--${f} and ${TLS_FLAGS[f]} in ${credentials}: give it once`);
+    checkReadable(file, `--${f}`);
+    env[TLS_FLAGS[f]] = file;
+  }
+  checkNatsAuth(env, "--request-plane-credentials and --request-plane-tls-*");
+  return env;
 }
 
 /** Comma-separated GPU ordinals, each an integer >= 0. */

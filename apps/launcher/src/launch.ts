@@ -1,15 +1,15 @@
 // Brings a deployment up: nats-server when asked, N prefill + M decode workers and the api as supervised child
 // processes, or everything in this process on the in-process request plane. Resolves once the api reports
 // all workers ready.
-import { randomBytes } from "node:crypto";
 import { chmodSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { NATS_AUTH_ENV } from "@trtd/apps-common";
+import { NATS_AUTH_ENV, type NatsRole } from "@trtd/apps-common";
 import { startApiServer } from "@trtd/api";
 import { startDecodeWorker } from "@trtd/decode";
 import { startPrefillWorker } from "@trtd/prefill";
 import { createInProcessPlane, NatsServerNotFoundError, startNatsServer, type NatsServerHandle } from "@trtd/request-plane";
 import { apiArgv, prefillArgv, workerArgv, workerExecutor, type LauncherCli } from "./cli.js";
+import { natsAccounts } from "./nats-accounts.js";
 import { Supervisor } from "./supervisor.js";
 
 export interface Deployment {
@@ -74,13 +74,7 @@ async function waitWorkersReady(ready: Set<string>, count: number, deadline: num
   }
 }
 
-type Role = "api" | "prefill" | "decode";
-
-/** One NATS account per role for a launcher-started nats-server: fixed user names, random 192-bit passwords. */
-function natsAccounts(): Record<Role, { user: string; password: string }> {
-  const account = (role: Role) => ({ user: `trtd-${role}`, password: randomBytes(24).toString("hex") });
-  return { api: account("api"), prefill: account("prefill"), decode: account("decode") };
-}
+type Role = NatsRole;
 
 export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deployment> {
   const deadline = Date.now() + cli.readyTimeoutMs;
@@ -88,17 +82,24 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
   let nats: NatsServerHandle | undefined;
   // The nats-server this launcher starts refuses anonymous clients: each role gets an account made here (random
   // password), handed to its processes through the environment (TRTD_NATS_USER / TRTD_NATS_PASS, which every role
-  // reads; never argv, which `ps` shows). So no other process on the host can call a worker around the api's key.
-  const accounts = cli.initializeRequestPlane ? natsAccounts() : undefined;
-  const natsEnv = (role: Role): Record<string, string> =>
-    accounts ? { [NATS_AUTH_ENV.user]: accounts[role].user, [NATS_AUTH_ENV.pass]: accounts[role].password } : {};
+  // reads; never argv, which `ps` shows). So no other process on the host can call a worker around the api's key,
+  // and each account may do only what its role does (a worker's cannot serve the other role or call endpoints).
+  // With an external NATS every role gets the credentials and TLS files given to the launcher the same way. Either
+  // way the settings replace any TRTD_NATS_* the launcher inherited (a stray token must not join an account).
+  const accounts = cli.initializeRequestPlane ? natsAccounts(cli.namespace) : undefined;
+  const noInherited = Object.fromEntries(Object.values(NATS_AUTH_ENV).map((k) => [k, ""]));
+  const natsEnv = (role: Role): Record<string, string> => {
+    if (accounts) return { ...noInherited, [NATS_AUTH_ENV.user]: accounts[role].user, [NATS_AUTH_ENV.pass]: accounts[role].password };
+    return cli.requestPlaneAuth ? ({ ...noInherited, ...cli.requestPlaneAuth } as Record<string, string>) : {};
+  };
   if (cli.initializeRequestPlane) {
     try {
       nats = await startNatsServer({ ...hostPort(cli.requestPlaneUri), jetstream: true, users: Object.values(accounts!) });
       o.log(`nats-server ${nats.uri} started (pid ${nats.pid}, JetStream on, one account per role; anonymous clients refused)`);
       if (cli.requestPlaneCredentialsFile) {
         const env = natsEnv("api");
-        writeFileSync(cli.requestPlaneCredentialsFile, Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
+        const lines = Object.entries(env).filter(([, v]) => v !== "");
+        writeFileSync(cli.requestPlaneCredentialsFile, lines.map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
         chmodSync(cli.requestPlaneCredentialsFile, 0o600); // an existing file keeps its mode on write
         o.log(`the api account of the request plane is in ${cli.requestPlaneCredentialsFile} (mode 0600)`);
       }

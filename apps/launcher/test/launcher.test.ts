@@ -1,8 +1,10 @@
 // The launcher's flags, and its fallback to one process when nats-server is missing (real processes).
 import { describe, expect, it } from "vitest";
 import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createInterface } from "node:readline";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { parseLauncherCli, workerArgv, apiArgv, prefillArgv } from "../src/index.js";
 import { parseWorkerCli } from "@trtd/apps-common";
 import { freePort } from "@trtd/request-plane/testing";
@@ -108,6 +110,41 @@ describe("launcher - flags", () => {
       expect(r.stderr.split("\n")[0]).toBe(line);
       expect(r.stdout).toBe(""); // no ready line, no nats-server, no worker
     }
+  });
+
+  it("takes an external NATS's credentials and TLS files for every role; with its own nats-server it writes the api's account instead", () => {
+    const dir = mkdtempSync(join(tmpdir(), "launcher-creds-"));
+    try {
+      const creds = join(dir, "nats.env");
+      writeFileSync(creds, "TRTD_NATS_USER=trtd\nTRTD_NATS_PASS=pw\n", { mode: 0o600 });
+      const ca = join(dir, "ca.pem");
+      writeFileSync(ca, "a CA");
+      const cli = parseLauncherCli(["--request-plane-uri", "10.0.0.5:4222", "--request-plane-credentials", creds, "--request-plane-tls-ca", ca], modelDir);
+      expect(cli.requestPlaneAuth).toEqual({ TRTD_NATS_USER: "trtd", TRTD_NATS_PASS: "pw", TRTD_NATS_TLS_CA_FILE: ca });
+      expect(cli.requestPlaneCredentialsFile).toBeUndefined();
+      // secrets never reach a child's argv
+      expect([...workerArgv(cli, cli.requestPlaneUri), ...prefillArgv(cli, cli.requestPlaneUri), ...apiArgv(cli, cli.requestPlaneUri)].join(" ")).not.toMatch(/pw|nats\.env/);
+      const own = parseLauncherCli(["--initialize-request-plane", "--request-plane-credentials", join(dir, "out.env")], modelDir);
+      expect(own).toMatchObject({ requestPlaneCredentialsFile: join(dir, "out.env") });
+      expect(own.requestPlaneAuth).toBeUndefined();
+      const both = join(dir, "both.env");
+      writeFileSync(both, "TRTD_NATS_USER=trtd\nTRTD_NATS_PASS=pw\nTRTD_NATS_TOKEN=t\n", { mode: 0o600 });
+      expect(() => parseLauncherCli(["--request-plane-credentials", both], modelDir)).toThrow(`--request-plane-credentials ${both}: give one way to authenticate to NATS, not user and password and a token`);
+      expect(() => parseLauncherCli(["--request-plane-tls-cert", ca], modelDir)).toThrow(/a TLS client certificate goes with its key/);
+      expect(() => parseLauncherCli(["--initialize-request-plane", "--request-plane-tls-ca", ca], modelDir)).toThrow("--request-plane-tls-ca is for an external NATS: the nats-server --initialize-request-plane starts has no TLS");
+      expect(() => parseLauncherCli(["--in-process", "--request-plane-credentials", creds], modelDir)).toThrow(/--in-process has no request plane to authenticate to/);
+      expect(() => parseLauncherCli(["--request-plane-credentials", creds, "--request-plane-tls-ca", join(dir, "none.pem")], modelDir)).toThrow(`--request-plane-tls-ca ${join(dir, "none.pem")}: no such file`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a launcher given a missing credentials file exits 2, its first stderr line naming it, and starts nothing", () => {
+    const [cmd, ...argv] = appArgv("launcher", ["--request-plane-credentials", "/nonexistent/nats.env"]);
+    const r = spawnSync(cmd, argv, { cwd: repoRoot, encoding: "utf8", timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(2);
+    expect(r.stderr.split("\n")[0]).toBe("--request-plane-credentials /nonexistent/nats.env: no such file");
+    expect(r.stdout).toBe("");
   });
 
   it("places workers on GPUs by role (--prefill-devices/--decode-devices: worker i gets LIST[i % length]) and each worker parses what it is given", () => {

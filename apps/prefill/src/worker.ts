@@ -52,7 +52,7 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
       plane: o.plane,
       namespace: o.namespace,
       handler: createPrefillHandler({ executor, offers: off, faults }),
-      load: () => workerLoadFromStats(executor.stats()),
+      load: () => ({ ...workerLoadFromStats(executor.stats()), kvPullsRefused: off.stats().refused }),
       meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, kv: off.address },
       release: async () => {
         await off.close(); // releases every offer (their pinned blocks) before the executor goes

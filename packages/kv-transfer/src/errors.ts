@@ -14,6 +14,7 @@ export const KvErrorCodes = {
   InvalidHandle: "KV_INVALID_HANDLE",
   Closed: "KV_CLOSED",
   Transport: "KV_TRANSPORT",
+  Unauthorized: "KV_UNAUTHORIZED",
 } as const;
 export type KvErrorCode = (typeof KvErrorCodes)[keyof typeof KvErrorCodes];
 
@@ -147,6 +148,21 @@ export class KvTransportError extends KvTransferError {
   }
 }
 
+/** Why the offering side refused a pull or a release: the puller presented no offer secret, or a wrong one. */
+export const KvPullRefusalReasons = ["missing_secret", "bad_secret"] as const;
+export type KvPullRefusalReason = (typeof KvPullRefusalReasons)[number];
+
+/**
+ * The offering side refused a pull (or an ack/nack) whose offer secret was missing or wrong. The offer is left as it
+ * was: the puller that holds the handle can still pull it.
+ */
+export class KvUnauthorizedError extends KvTransferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(KvErrorCodes.Unauthorized, message, options);
+    this.name = "KvUnauthorizedError";
+  }
+}
+
 /** Rebuilds a typed error from a code received from the peer. */
 export function errorFromCode(code: string, message: string): KvTransferError {
   switch (code) {
@@ -162,6 +178,7 @@ export function errorFromCode(code: string, message: string): KvTransferError {
     case KvErrorCodes.InvalidHandle: return new KvInvalidHandleError(message);
     case KvErrorCodes.Closed: return new KvClosedError(message);
     case KvErrorCodes.Transport: return new KvTransportError(message);
+    case KvErrorCodes.Unauthorized: return new KvUnauthorizedError(message);
     default: return new KvProtocolError(`peer error ${code}: ${message}`);
   }
 }

@@ -54,6 +54,10 @@ export type KvControlEndpoint = TcpEndpoint | ShmEndpoint | CudaIpcEndpoint;
 /** Transports in order of preference. */
 export const TRANSPORT_PREFERENCE: readonly KvTransportName[] = ["cuda-ipc", "engine", "shm", "tcp", "nats"];
 
+/** Random bytes of an offer's secret (256 bits); a handle carries them as 64 lowercase hex digits. */
+export const OFFER_SECRET_BYTES = 32;
+export const OFFER_SECRET_HEX = new RegExp(`^[0-9a-f]{${OFFER_SECRET_BYTES * 2}}$`);
+
 /** Largest device descriptor a handle may carry (decoded bytes; a handle rides in a request-plane reply). */
 export const MAX_DEVICE_DESCRIPTOR_BYTES = 256 * 1024;
 /** Device ids ("GPU-" + UUID for CUDA) are printable ASCII, at most this long (the ABI's buffer is 64 bytes). */
@@ -80,6 +84,11 @@ export interface KvHandle {
   v: 1 | 2;
   /** Offer id, 32 hex digits. */
   id: string;
+  /**
+   * The offer's secret, 64 hex digits: the offering side serves (and releases) the offer only to a peer presenting
+   * it, so the handle is the capability to the KV. Keep it out of logs; the id is what names the offer.
+   */
+  secret: string;
   layout: KvLayout;
   numTokens: number;
   bytes: number;
@@ -152,6 +161,8 @@ export function parseKvHandle(input: unknown): KvHandle {
   const h = o as Record<string, unknown>;
   if (h.v !== 1 && h.v !== 2) bad(`unsupported version ${String(h.v)} (this side speaks 1 and 2)`);
   if (typeof h.id !== "string" || !HEX32.test(h.id)) bad("id must be 32 lowercase hex digits");
+  // the value is never quoted: a handle's secret must not reach an error message or a log
+  if (typeof h.secret !== "string" || !OFFER_SECRET_HEX.test(h.secret)) bad(`secret must be ${OFFER_SECRET_BYTES * 2} lowercase hex digits (a handle from a peer without offer secrets?)`);
   const l = h.layout as Record<string, unknown> | undefined;
   if (typeof l !== "object" || l === null) bad("layout missing");
   const layout: KvLayout = {
@@ -180,6 +191,7 @@ export function parseKvHandle(input: unknown): KvHandle {
   return {
     v: h.v,
     id: h.id,
+    secret: h.secret,
     layout,
     numTokens: posInt(h.numTokens, "numTokens", true),
     bytes,

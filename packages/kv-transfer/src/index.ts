@@ -10,7 +10,7 @@ export { BufferKvSource, BufferKvSink } from "./segments.js";
 export { executorKvSource, executorKvSink } from "./executor-source.js";
 export { transferTimeoutMs } from "./limits.js";
 export { CHECKSUM_ALGORITHM, checksumImplementation } from "./checksum.js";
-export { DEFAULT_NATS_MAX_BYTES } from "./nats-transport.js";
+export { DEFAULT_NATS_MAX_BYTES, kvNatsSubjects } from "./nats-transport.js";
 export { localHostId, sweepStaleRings, ringFilesOf } from "./shm.js";
 export {
   KvErrorCodes,
@@ -29,9 +29,11 @@ export {
   KvInvalidHandleError,
   KvClosedError,
   KvTransportError,
+  KvUnauthorizedError,
+  KvPullRefusalReasons,
 } from "./errors.js";
 
-export type { KvErrorCode } from "./errors.js";
+export type { KvErrorCode, KvPullRefusalReason } from "./errors.js";
 export type { KvLayout, KvLayoutFields, KvDtype } from "./layout.js";
 export type { KvHandle, KvEndpoint, KvTransportName, TcpEndpoint, ShmEndpoint, NatsEndpoint, EngineEndpoint, CudaIpcEndpoint } from "./handle.js";
 export type { KvSource, KvSink } from "./segments.js";

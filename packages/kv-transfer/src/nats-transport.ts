@@ -10,6 +10,7 @@ import {
   KvTimeoutError,
   KvTransferError,
   KvTransportError,
+  KvUnauthorizedError,
   type KvErrorCode,
 } from "./errors.js";
 import type { KvHandle, NatsEndpoint } from "./handle.js";
@@ -26,9 +27,20 @@ import { decodeHeader, encodeHeader, FrameType, HEADER_BYTES, type ErrorBody, ty
  */
 export const DEFAULT_NATS_MAX_BYTES = 8 * 1024 * 1024;
 
+/**
+ * NATS subjects of the KV fallback: one per offer server, `trtd.kv.<instance>`; `all` matches every one (for NATS
+ * account permissions: offering sides subscribe there, pulling sides publish requests there).
+ */
+export const kvNatsSubjects = {
+  offerServer: (instanceId: string) => `trtd.kv.${instanceId}`,
+  all: "trtd.kv.*",
+} as const;
+
 interface NatsRequest {
   op: "begin" | "chunk" | "ack" | "nack";
   offerId: string;
+  /** The handle's offer secret, on every request: NATS request/reply has no connection to authenticate once. */
+  secret?: string;
   seq?: number;
   fingerprint?: string;
   bytes?: number;
@@ -111,6 +123,18 @@ export class NatsOfferResponder {
     }
   }
 
+  /** Whether `req` carries `offer`'s secret; answers a refusal (counted by the registry) when not. */
+  private authorized(offer: Offer, req: NatsRequest, msg: Msg): boolean {
+    try {
+      this.registry.authorize(offer, req.secret);
+      return true;
+    } catch (err) {
+      if (!(err instanceof KvUnauthorizedError)) throw err;
+      msg.respond(errorReply(err.code, err.message));
+      return false;
+    }
+  }
+
   private onMsg(msg: Msg): void {
     let req: NatsRequest;
     try {
@@ -126,6 +150,7 @@ export class NatsOfferResponder {
         msg.respond(errorReply(KvErrorCodes.OfferNotFound, `offer ${id} is unknown here (never made, already pulled, released or expired)`));
         return;
       }
+      if (!this.authorized(offer, req, msg)) return; // refused, not released: the handle's holder may still pull it
       let refusal: [KvErrorCode, string] | null = null;
       if (offer.bytes > this.maxBytes) refusal = [KvErrorCodes.PayloadTooLarge, `KV of ${offer.bytes} bytes exceeds the NATS transport limit of ${this.maxBytes}`];
       else if (req.fingerprint !== offer.layout.fingerprint) refusal = [KvErrorCodes.LayoutMismatch, `puller layout ${String(req.fingerprint)} differs from offered ${offer.layout.fingerprint}`];
@@ -163,7 +188,9 @@ export class NatsOfferResponder {
     const a = this.active.get(id);
     if (!a) {
       // ack/nack outside a transfer: the engine transport, or a puller that gave up before pulling
-      if ((req.op === "ack" || req.op === "nack") && this.registry.get(id) && !this.registry.get(id)!.claimed) {
+      const o = this.registry.get(id);
+      if ((req.op === "ack" || req.op === "nack") && o && !o.claimed) {
+        if (!this.authorized(o, req, msg)) return;
         this.registry.release(id, req.op === "ack" ? "ack" : "failed");
         msg.respond(encodeHeader({ type: FrameType.End }));
         return;
@@ -171,6 +198,7 @@ export class NatsOfferResponder {
       msg.respond(errorReply(KvErrorCodes.OfferNotFound, `no NATS transfer of offer ${id} in progress`));
       return;
     }
+    if (!this.authorized(a.offer, req, msg)) return;
     a.idle.refresh();
     if (req.op === "ack" || req.op === "nack") {
       this.end(id, req.op === "ack" ? "ack" : "failed");
@@ -236,7 +264,7 @@ export async function natsPull(
     }
   };
   const begin = parseReply(
-    await ask({ op: "begin", offerId: handle.id, fingerprint: handle.layout.fingerprint, bytes: handle.bytes, digest: handle.checksum.digest }),
+    await ask({ op: "begin", offerId: handle.id, secret: handle.secret, fingerprint: handle.layout.fingerprint, bytes: handle.bytes, digest: handle.checksum.digest }),
     "begin",
   );
   if (begin.type !== FrameType.Begin) throw new KvProtocolError("expected BEGIN");
@@ -255,7 +283,7 @@ export async function natsPull(
   const worker = async () => {
     while (next < n && failure === null) {
       const seq = next++;
-      const reply = await ask({ op: "chunk", offerId: handle.id, seq });
+      const reply = await ask({ op: "chunk", offerId: handle.id, secret: handle.secret, seq });
       if (failure !== null) return; // another worker failed: the sink may be gone, write nothing more
       const { header, payload, type } = parseReply(reply, "chunk");
       const offset = seq * cb;
@@ -284,22 +312,25 @@ export async function natsPull(
   if (failure !== null) throw failure;
   void settled;
   if (digestOfChunks(crcs) !== digest) throw new KvChecksumError("chunk checksums do not match the offer's digest");
-  parseReply(await ask({ op: "ack", offerId: handle.id }), "ack");
+  parseReply(await ask({ op: "ack", offerId: handle.id, secret: handle.secret }), "ack");
 }
 
 /** Best-effort release of a remote offer over NATS after a failure on the pulling side. */
-export async function natsNack(nc: NatsConnection, ep: NatsEndpoint, offerId: string, timeoutMs: number): Promise<void> {
+export async function natsNack(nc: NatsConnection, ep: NatsEndpoint, handle: KvHandle, timeoutMs: number): Promise<void> {
   try {
-    await nc.request(ep.subject, enc.encode(JSON.stringify({ op: "nack", offerId } satisfies NatsRequest)), { timeout: timeoutMs });
+    await nc.request(ep.subject, enc.encode(JSON.stringify({ op: "nack", offerId: handle.id, secret: handle.secret } satisfies NatsRequest)), { timeout: timeoutMs });
   } catch {
     /* the offering side will expire it */
   }
 }
 
 /** Acknowledges an offer whose bytes the engine moved (engine transport, NATS control). */
-export async function natsAck(nc: NatsConnection, ep: NatsEndpoint, offerId: string, timeoutMs: number): Promise<void> {
+export async function natsAck(nc: NatsConnection, ep: NatsEndpoint, handle: KvHandle, timeoutMs: number): Promise<void> {
   try {
-    parseReply(await nc.request(ep.subject, enc.encode(JSON.stringify({ op: "ack", offerId } satisfies NatsRequest)), { timeout: timeoutMs }), "ack");
+    parseReply(
+      await nc.request(ep.subject, enc.encode(JSON.stringify({ op: "ack", offerId: handle.id, secret: handle.secret } satisfies NatsRequest)), { timeout: timeoutMs }),
+      "ack",
+    );
   } catch (err) {
     throw natsFailure(err, "NATS ack");
   }

@@ -1,7 +1,7 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { chunkChecksums, digestOfChunks } from "./checksum.js";
-import { KvOfferNotFoundError, KvProtocolError, KvSizeMismatchError, KvTransferError, KvTransportError } from "./errors.js";
-import { MAX_DEVICE_DESCRIPTOR_BYTES, validDeviceUuid } from "./handle.js";
+import { KvOfferNotFoundError, KvProtocolError, KvPullRefusalReasons, KvSizeMismatchError, KvTransferError, KvTransportError, KvUnauthorizedError, type KvPullRefusalReason } from "./errors.js";
+import { MAX_DEVICE_DESCRIPTOR_BYTES, OFFER_SECRET_BYTES, OFFER_SECRET_HEX, validDeviceUuid } from "./handle.js";
 import type { KvLayout } from "./layout.js";
 import { mapSegments, type KvSource, type SegmentMap } from "./segments.js";
 
@@ -21,6 +21,11 @@ export interface HostStaging {
 export interface Offer {
   readonly id: string;
   readonly idBytes: Buffer;
+  /**
+   * Whoever pulls (or acks, or declines) the offer must present this: the id names the offer (it is logged and
+   * travels in every frame header), the secret authorizes. It travels only inside the handle.
+   */
+  readonly secret: Buffer;
   readonly source: KvSource;
   readonly layout: KvLayout;
   readonly numTokens: number;
@@ -61,6 +66,8 @@ export interface OfferRegistryStats {
   /** Lazy offers (device path) whose KV was staged to host memory for a host transfer (tcp, shm, nats, fallback). */
   staged: number;
   released: Record<OfferReleaseReason, number>;
+  /** Pulls, acks and nacks refused for their offer secret (the offer stayed as it was), by reason. */
+  refused: Record<KvPullRefusalReason, number>;
 }
 
 /**
@@ -77,6 +84,7 @@ export class OfferRegistry {
   /** Lazy offers staged for a host transfer. */
   private stagedCount = 0;
   private readonly releasedCount: Record<OfferReleaseReason, number> = { ack: 0, failed: 0, expired: 0, closed: 0, exit: 0, withdrawn: 0 };
+  private readonly refusedCount = Object.fromEntries(KvPullRefusalReasons.map((r) => [r, 0])) as Record<KvPullRefusalReason, number>;
   private readonly onExit = () => this.releaseAll("exit");
 
   constructor() {
@@ -110,10 +118,12 @@ export class OfferRegistry {
       throw err;
     }
     const idBytes = randomBytes(16);
+    const secret = randomBytes(OFFER_SECRET_BYTES);
     const bytes = host ? host.map.bytes : source.bytes;
     const offer: Offer = {
       id: idBytes.toString("hex"),
       idBytes,
+      secret,
       source,
       layout,
       numTokens: source.numTokens,
@@ -168,6 +178,21 @@ export class OfferRegistry {
     return this.offers.get(id);
   }
 
+  /**
+   * Checks the secret a peer presented for `offer` (in constant time); a refusal is counted and thrown as
+   * KvUnauthorizedError, and leaves the offer as it was (claimable by the holder of the handle, or expiring).
+   */
+  authorize(offer: Offer, presented: unknown): void {
+    const reason = secretRefusal(offer.secret, presented);
+    if (reason === null) return;
+    this.refusedCount[reason]++;
+    throw new KvUnauthorizedError(
+      reason === "missing_secret"
+        ? `offer ${offer.id}: refused, the request carries no offer secret (a peer without the handle, or one older than offer secrets)`
+        : `offer ${offer.id}: refused, the offer secret does not match (only the holder of the offer's handle may pull or release it)`,
+    );
+  }
+
   /** Marks an offer as taken by a transfer; undefined when unknown or already claimed. */
   claim(id: string): Offer | undefined {
     const o = this.offers.get(id);
@@ -213,7 +238,7 @@ export class OfferRegistry {
   }
 
   stats(): OfferRegistryStats {
-    return { active: this.offers.size, offered: this.offeredCount, staged: this.stagedCount, released: { ...this.releasedCount } };
+    return { active: this.offers.size, offered: this.offeredCount, staged: this.stagedCount, released: { ...this.releasedCount }, refused: { ...this.refusedCount } };
   }
 
   private expire(id: string): void {
@@ -223,6 +248,14 @@ export class OfferRegistry {
     if (o.claimed) return;
     this.release(id, "expired");
   }
+}
+
+/** Null when `presented` is the hex of `secret`; else why not. The comparison of the bytes takes constant time. */
+function secretRefusal(secret: Buffer, presented: unknown): KvPullRefusalReason | null {
+  if (presented === undefined || presented === null || presented === "") return "missing_secret";
+  // the length and alphabet are public (every handle shows them): only the bytes need the constant-time compare
+  if (typeof presented !== "string" || !OFFER_SECRET_HEX.test(presented)) return "bad_secret";
+  return timingSafeEqual(Buffer.from(presented, "hex"), secret) ? null : "bad_secret";
 }
 
 /** What BEGIN of a byte transfer adds for a lazy offer (its handle has no digest): the digest just staged. */

@@ -3,18 +3,18 @@ import { closeSync, writevSync } from "node:fs";
 import { hostname } from "node:os";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { CHECKSUM_ALGORITHM } from "./checksum.js";
-import { KvClosedError, KvErrorCodes, KvProtocolError, KvTimeoutError, KvTransferError, type KvErrorCode } from "./errors.js";
+import { KvClosedError, KvErrorCodes, KvProtocolError, KvTimeoutError, KvTransferError, KvUnauthorizedError, type KvErrorCode } from "./errors.js";
 import { FrameReader, parseJson } from "./frame-reader.js";
 import type { KvEndpoint, KvHandle } from "./handle.js";
 import type { KvLayout } from "./layout.js";
 import { Semaphore, transferTimeoutMs, type TransferTimeoutOptions } from "./limits.js";
-import { NatsOfferResponder, DEFAULT_NATS_MAX_BYTES } from "./nats-transport.js";
+import { NatsOfferResponder, DEFAULT_NATS_MAX_BYTES, kvNatsSubjects } from "./nats-transport.js";
 import { beginDigest, OfferRegistry, type HostStaging, type Offer, type OfferRegistryStats, type OfferReleaseReason } from "./offer-registry.js";
 import type { KvSource } from "./segments.js";
 import { mapFile, type Mapping } from "./native.js";
 import { createRing, DEFAULT_SHM_DIR, localHostId, shmAvailable, sweepStaleRings, unlinkQuiet } from "./shm.js";
 import { TransportCounters, type KvTransportStatsByName } from "./transport-stats.js";
-import { controlFrame, encodeHeader, FrameType, type ErrorBody, type FrameHeader, type PullBegin, type PullRequest } from "./wire.js";
+import { controlFrame, encodeHeader, FrameType, type ErrorBody, type FrameHeader, type PullBegin, type PullRequest, type ReleaseBody } from "./wire.js";
 
 export interface KvOfferServerOptions {
   /** Layout of this side's KV (e.g. `layoutFromExecutor(ex.kvLayout())`). */
@@ -154,7 +154,7 @@ export class KvOfferServer {
     if (s.transports.has("nats") && opts.nats) {
       s.nats = new NatsOfferResponder({
         connection: opts.nats.connection,
-        subject: opts.nats.subject ?? `trtd.kv.${s.registry.instanceId}`,
+        subject: opts.nats.subject ?? kvNatsSubjects.offerServer(s.registry.instanceId),
         maxBytes: opts.nats.maxBytes ?? DEFAULT_NATS_MAX_BYTES,
         registry: s.registry,
         chunkBytes: s.o.chunkBytes,
@@ -205,6 +205,7 @@ export class KvOfferServer {
     return {
       v: offer.lazy ? 2 : 1, // v2: no digest in the handle, BEGIN carries it (the KV is staged when a host transfer starts)
       id: offer.id,
+      secret: offer.secret.toString("hex"),
       layout: this.layout,
       numTokens: offer.numTokens,
       bytes: offer.bytes,
@@ -299,9 +300,16 @@ export class KvOfferServer {
           this.endTransfer(conn, reason);
         } else {
           // An ack outside a transfer: the engine transport (the engine moved the bytes) or a puller that
-          // failed before pulling. Only an unclaimed offer can be released this way.
+          // failed before pulling. Only an unclaimed offer can be released this way, by the handle's holder.
           const o = this.registry.get(id);
-          if (o && !o.claimed && this.registry.release(id, reason) && reason === "ack" && o.engineState) this.counters.completed("engine", o.bytes, 0);
+          if (!o || o.claimed) return;
+          try {
+            this.registry.authorize(o, payload.length > 0 ? parseJson<Partial<ReleaseBody> | null>(payload, h.type === FrameType.Ack ? "ACK" : "NACK")?.secret : undefined);
+          } catch (err) {
+            if (!(err instanceof KvUnauthorizedError)) throw err;
+            return this.sendError(conn, err.code, err.message);
+          }
+          if (this.registry.release(id, reason) && reason === "ack" && o.engineState) this.counters.completed("engine", o.bytes, 0);
         }
         return;
       }
@@ -327,6 +335,13 @@ export class KvOfferServer {
     if (!offer || offer.claimed) {
       this.sendError(conn, KvErrorCodes.OfferNotFound, `offer ${String(req.offerId)} is unknown here (never made, already pulled, released or expired)`);
       return;
+    }
+    try {
+      this.registry.authorize(offer, req.secret);
+    } catch (err) {
+      // not released: the holder of the handle may still pull it (else it expires as usual)
+      if (err instanceof KvUnauthorizedError) return this.sendError(conn, err.code, err.message);
+      throw err;
     }
     const refuse = (code: KvErrorCode, message: string) => {
       this.sendError(conn, code, message);

@@ -19,7 +19,7 @@ import { localHostId, shmAvailable } from "./shm.js";
 import { ConnectionPool, PullConnection } from "./tcp-client.js";
 import { TransportCounters, type KvTransportStatsByName } from "./transport-stats.js";
 import { KvFallbackError, PULL_TRANSPORTS, transportOf, type NegotiationSink, type PullerEnv, type PullJob } from "./transports/index.js";
-import { encodeHeader, FrameType } from "./wire.js";
+import { controlFrame, FrameType, type ReleaseBody } from "./wire.js";
 
 export interface KvPullerOptions {
   /** Layout of this side's KV (e.g. `layoutFromExecutor(ex.kvLayout())`); handles with another are refused. */
@@ -238,9 +238,9 @@ export class KvPuller {
   /** Sends ACK outside a transfer (engine transport: the engine moved the bytes) over TCP or NATS. */
   private async ack(handle: KvHandle): Promise<void> {
     const tcp = controlEndpoint(handle);
-    if (tcp) return this.sendControl(tcp, FrameType.Ack, handle.id);
+    if (tcp) return this.sendControl(tcp, FrameType.Ack, handle);
     const nats = handle.endpoints.find((e): e is NatsEndpoint => e.transport === "nats");
-    if (nats && this.nats) return natsAck(this.nats, nats, handle.id, this.connectTimeoutMs);
+    if (nats && this.nats) return natsAck(this.nats, nats, handle, this.connectTimeoutMs);
     throw new KvNoTransportError("engine transfer done but no control endpoint to acknowledge it");
   }
 
@@ -249,19 +249,20 @@ export class KvPuller {
     const tcp = controlEndpoint(handle);
     const nats = handle.endpoints.find((e): e is NatsEndpoint => e.transport === "nats");
     try {
-      if (via === "nats" && nats && this.nats) await natsNack(this.nats, nats, handle.id, timeoutMs);
-      else if (tcp) await this.sendControl(tcp, FrameType.Nack, handle.id, timeoutMs);
-      else if (nats && this.nats) await natsNack(this.nats, nats, handle.id, timeoutMs);
+      if (via === "nats" && nats && this.nats) await natsNack(this.nats, nats, handle, timeoutMs);
+      else if (tcp) await this.sendControl(tcp, FrameType.Nack, handle, timeoutMs);
+      else if (nats && this.nats) await natsNack(this.nats, nats, handle, timeoutMs);
     } catch {
       /* unreachable: the offering side expires the offer */
     }
   }
 
   /** One control frame on a fresh connection (rare: engine acks, early nacks). */
-  private async sendControl(ep: { host: string; port: number }, type: number, offerId: string, timeoutMs = this.connectTimeoutMs): Promise<void> {
+  private async sendControl(ep: { host: string; port: number }, type: number, handle: KvHandle, timeoutMs = this.connectTimeoutMs): Promise<void> {
     const conn = await PullConnection.connect(ep.host, ep.port, timeoutMs);
     try {
-      await conn.sendAndClose(encodeHeader({ type, offerId: Buffer.from(offerId, "hex") }), timeoutMs);
+      const body: ReleaseBody = { secret: handle.secret };
+      await conn.sendAndClose(Buffer.concat(controlFrame(type, body, Buffer.from(handle.id, "hex"))), timeoutMs);
     } finally {
       conn.destroy();
     }

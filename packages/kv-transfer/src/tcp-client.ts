@@ -202,6 +202,7 @@ export class PullConnection {
       o.signal?.addEventListener("abort", onAbort, { once: true });
       const req: PullRequest = {
         offerId: handle.id,
+        secret: handle.secret,
         fingerprint: handle.layout.fingerprint,
         transport: mode === "lease" ? "cuda-ipc" : mode,
         bytes: handle.bytes,

@@ -23,9 +23,9 @@ export const FrameType = {
   Data: 3,
   /** server → puller, no payload: all chunks sent */
   End: 4,
-  /** puller → server, no payload: verified, release the offer */
+  /** puller → server: verified, release the offer. In a transfer no payload; outside one, JSON ReleaseBody */
   Ack: 5,
-  /** puller → server, JSON {code, message}: failed, release the offer */
+  /** puller → server: failed, release the offer. JSON {code, message}; outside a transfer, JSON ReleaseBody */
   Nack: 6,
   /** server → puller, JSON {code, message} */
   Error: 7,
@@ -91,6 +91,8 @@ export function controlFrame(type: number, body: unknown, offerId?: Buffer): Buf
 /** PULL body. */
 export interface PullRequest {
   offerId: string;
+  /** The handle's offer secret: without the right one the server refuses the pull and keeps the offer. */
+  secret?: string;
   fingerprint: string;
   /** "cuda-ipc": a lease (the server claims the offer and sends no data; the puller copies device to device,
    * then sends ACK, or a second PULL with "tcp"/"shm" for the same offer to fall back on this connection). */
@@ -119,6 +121,11 @@ export interface PullBegin {
   reuseRing?: boolean;
   /** cuda-ipc: the offer is leased to this connection; no DATA and no END follow */
   lease?: boolean;
+}
+
+/** ACK or NACK of an offer outside a transfer (engine transport, a puller declining): the handle's secret. */
+export interface ReleaseBody {
+  secret: string;
 }
 
 export interface ErrorBody {

@@ -211,7 +211,7 @@ describe("staging failures and the one release path", () => {
     const raw: Socket = netConnect({ host: "127.0.0.1", port: server.address.port });
     closers.push(() => raw.destroy());
     raw.on("error", () => {});
-    const pull: PullRequest = { offerId: held.id, fingerprint: layout.fingerprint, transport: "shm", bytes: held.bytes, digest: held.checksum.digest, hostId: localHostId() };
+    const pull: PullRequest = { offerId: held.id, secret: held.secret, fingerprint: layout.fingerprint, transport: "shm", bytes: held.bytes, digest: held.checksum.digest, hostId: localHostId() };
     for (const b of controlFrame(FrameType.Pull, pull, Buffer.from(held.id, "hex"))) raw.write(b);
     await until(() => server.stats().transfersActive === 1);
     const { handle, double, released } = deviceOffer(server, 4);
@@ -288,7 +288,7 @@ describe("digest of a byte transfer (handle or BEGIN)", () => {
     expect(() => expectedDigest(v2, base)).toThrow(KvProtocolError);
     expect(() => expectedDigest(v2, { ...base, digest: "XYZ" })).toThrow(KvProtocolError);
     // a v1 handle must carry its digest; a v2 handle may, in the same format
-    const h = { v: 2, id: "0".repeat(32), layout, numTokens: 16, bytes: 10, checksum: { algorithm: "crc32c-chunks/v1", chunkBytes: 8192, chunks: 1 }, endpoints: [], expiresAt: Date.now() + 1000 };
+    const h = { v: 2, id: "0".repeat(32), secret: "0".repeat(64), layout, numTokens: 16, bytes: 10, checksum: { algorithm: "crc32c-chunks/v1", chunkBytes: 8192, chunks: 1 }, endpoints: [], expiresAt: Date.now() + 1000 };
     expect(parseKvHandle(h).checksum.digest).toBeUndefined();
     expect(() => parseKvHandle({ ...h, v: 1 })).toThrow(/digest/);
     expect(() => parseKvHandle({ ...h, checksum: { ...h.checksum, digest: "nothex!!" } })).toThrow(/digest/);

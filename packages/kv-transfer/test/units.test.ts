@@ -47,6 +47,8 @@ describe("handle", () => {
         [{ ...h, v: 3 }, /unsupported version/],
         [{ ...h, checksum: { ...h.checksum, digest: undefined } }, /digest/], // only a v2 handle may leave it out
         [{ ...h, id: "xyz" }, /id must be/],
+        [{ ...h, secret: undefined }, /secret must be 64 lowercase hex digits/],
+        [{ ...h, secret: h.secret.toUpperCase() }, /secret must be/],
         [{ ...h, bytes: -1 }, /bytes/],
         [{ ...h, checksum: { ...h.checksum, chunks: 99 } }, /chunks does not match/],
         [{ ...h, layout: { ...h.layout, numLayers: "2" } }, /numLayers/],

@@ -13,6 +13,7 @@ export const RequestPlaneErrorCode = {
   Connection: "connection_error",
   NatsServerNotFound: "nats_server_not_found",
   NatsServerStart: "nats_server_start_failed",
+  PermissionDenied: "permission_denied",
 } as const;
 export type RequestPlaneErrorCode = (typeof RequestPlaneErrorCode)[keyof typeof RequestPlaneErrorCode];
 
@@ -125,6 +126,17 @@ export class ConnectionError extends RequestPlaneError {
   constructor(message: string, options?: ErrorOptions) {
     super(RequestPlaneErrorCode.Connection, message, options);
     this.name = "ConnectionError";
+  }
+}
+
+/**
+ * The NATS server refused this connection a subscription (or a publish) its account's permissions do not allow,
+ * e.g. serving an endpoint of another role.
+ */
+export class PermissionDeniedError extends RequestPlaneError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(RequestPlaneErrorCode.PermissionDenied, message, options);
+    this.name = "PermissionDeniedError";
   }
 }
 

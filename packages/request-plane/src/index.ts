@@ -5,10 +5,10 @@
  */
 export type { Codec } from "./codec.js";
 export type { InstanceInfo } from "./discovery.js";
-export type { EndpointId } from "./names.js";
+export type { EndpointId, PlaneRole, SubjectPermissions } from "./names.js";
 export type { ClientOptions, RequestOptions, WaitForInstancesOptions } from "./client.js";
 export type { ConnectOptions, InProcessOptions } from "./connect.js";
-export type { NatsServerHandle, NatsServerOptions } from "./nats-server.js";
+export type { NatsServerHandle, NatsServerOptions, NatsServerUser } from "./nats-server.js";
 export type { NatsTransportOptions } from "./nats-transport.js";
 export type { EndpointRef, PlaneOptions } from "./plane.js";
 export type { Handler, RequestContext, ServeOptions, ServedEndpoint, StopOptions } from "./server.js";
@@ -29,7 +29,7 @@ export { RequestPlane, Namespace, Component, Endpoint } from "./plane.js";
 export { EndpointClient } from "./client.js";
 export { ReplyStream } from "./reply-stream.js";
 export { leastLoaded, random, roundRobin } from "./routers.js";
-export { endpointId, endpointPath, instancePath, newInstanceId, subjects, validateName } from "./names.js";
+export { endpointId, endpointPath, instancePath, newInstanceId, planePermissions, subjects, validateName } from "./names.js";
 export { jsonCodec } from "./codec.js";
 export { binaryCodec } from "./codec-binary.js";
 export { NatsTransport } from "./nats-transport.js";
@@ -45,6 +45,7 @@ export {
   NatsServerStartError,
   NoRespondersError,
   PayloadTooLargeError,
+  PermissionDeniedError,
   RemoteError,
   RequestPlaneError,
   RequestPlaneErrorCode,

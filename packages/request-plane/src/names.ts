@@ -69,3 +69,49 @@ export const subjects = {
   probe: (e: EndpointId) => `rpd.${e.namespace}.${e.component}.${e.endpoint}.probe`,
   queueGroup: "q",
 } as const;
+
+/** A nats-server `permissions` block: the subjects an account may publish to and subscribe to, nothing else. */
+export interface SubjectPermissions {
+  publish: string[];
+  subscribe: string[];
+  /** May answer (once) any request it received, whatever its reply subject (nats-server `allow_responses`). */
+  allowResponses?: boolean;
+}
+
+/** One party of a deployment as the request plane sees it: what it serves, what it calls, where its replies arrive. */
+export interface PlaneRole {
+  /** Its connections' inbox prefix (`ConnectOptions.inboxPrefix`): replies and control messages to it arrive below. */
+  inboxPrefix: string;
+  serves?: readonly EndpointId[];
+  calls?: readonly EndpointId[];
+}
+
+const samePath = (a: EndpointId) => (b: EndpointId) => endpointPath(a) === endpointPath(b);
+
+/**
+ * What NATS must let `role` do on the request plane and nothing more, from the same {@link subjects} the server
+ * and client use. A server subscribes to its endpoint's request, instance and probe subjects (and `$SRV.>`, the NATS
+ * micro service verbs it answers) and announces itself; a client publishes requests and probes and watches
+ * announcements. Replies and control messages go only to the inboxes of `peers` it serves or calls.
+ */
+export function planePermissions(role: PlaneRole, peers: readonly PlaneRole[]): SubjectPermissions {
+  const serves = role.serves ?? [];
+  const calls = role.calls ?? [];
+  const publish = new Set<string>();
+  const subscribe = new Set<string>([`${role.inboxPrefix}.>`]);
+  for (const e of serves) {
+    subscribe.add(subjects.queue(e)).add(subjects.instance(e, "*")).add(subjects.probe(e));
+    publish.add(subjects.announce(e));
+  }
+  if (serves.length > 0) subscribe.add("$SRV.>");
+  for (const e of calls) {
+    publish.add(subjects.queue(e)).add(subjects.instance(e, "*")).add(subjects.probe(e));
+    subscribe.add(subjects.announce(e));
+  }
+  for (const peer of peers) {
+    const callsUs = (peer.calls ?? []).some((e) => serves.some(samePath(e)));
+    const servesUs = (peer.serves ?? []).some((e) => calls.some(samePath(e)));
+    if (callsUs || servesUs) publish.add(`${peer.inboxPrefix}.>`);
+  }
+  return { publish: [...publish], subscribe: [...subscribe], ...(serves.length > 0 ? { allowResponses: true } : {}) };
+}

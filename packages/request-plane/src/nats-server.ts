@@ -4,6 +4,7 @@ import { createServer, connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { NatsServerNotFoundError, NatsServerStartError } from "./errors.js";
+import type { SubjectPermissions } from "./names.js";
 
 export interface NatsServerOptions {
   /** Port (default: a free one the OS picks; on a clash with another process we retry with a new one). */
@@ -19,16 +20,24 @@ export interface NatsServerOptions {
   /** Max message payload in bytes (written to a generated config file; nats-server has no flag for it). */
   maxPayload?: number;
   /**
-   * Accounts that may connect (user + password), written to the generated config file (mode 0600, in a 0700
-   * folder removed on stop; never on the command line, which `ps` shows). With any, anonymous clients are refused.
+   * Accounts that may connect (user + password, optionally limited to `permissions`), written to the generated
+   * config file (mode 0600, in a 0700 folder removed on stop; never on the command line, which `ps` shows). With
+   * any, anonymous clients are refused.
    */
-  users?: { user: string; password: string }[];
+  users?: NatsServerUser[];
   /** Binary path (default: `$NATS_SERVER_BIN`, then `nats-server` on PATH, /usr/sbin, /usr/bin, /usr/local/bin). */
   binary?: string;
   /** Bound on becoming ready, ms (default 10000). */
   readyTimeoutMs?: number;
   /** Extra command-line arguments. */
   args?: string[];
+}
+
+/** One account of a started nats-server. Without `permissions` it may publish and subscribe anywhere. */
+export interface NatsServerUser {
+  user: string;
+  password: string;
+  permissions?: SubjectPermissions;
 }
 
 export interface NatsServerHandle {
@@ -147,7 +156,7 @@ async function startOnce(bin: string, host: string, port: number, o: NatsServerO
         if (!/^[\w.+-]+$/.test(v)) throw new NatsServerStartError(`nats-server user names and passwords here are [A-Za-z0-9_.+-] only, got ${JSON.stringify(v)}`);
         return JSON.stringify(v);
       };
-      lines.push("authorization {", "  users = [", ...o.users.map((u) => `    { user: ${q(u.user)}, password: ${q(u.password)} }`), "  ]", "}");
+      lines.push("authorization {", "  users = [", ...o.users.map((u) => `    { user: ${q(u.user)}, password: ${q(u.password)}${permissionsConf(u.permissions)} }`), "  ]", "}");
     }
     writeFileSync(conf, lines.join("\n") + "\n", { mode: 0o600 });
     args.unshift("-c", conf);
@@ -220,6 +229,20 @@ async function startOnce(bin: string, host: string, port: number, o: NatsServerO
     throw new NatsServerStartError(`nats-server exited right after start on ${host}:${port} (address already in use?): ${stderr.trim()}`);
   }
   return { uri: `nats://${host}:${port}`, host, port, pid: child.pid as number, exited, stop };
+}
+
+/** `, permissions: {...}` of a user in nats-server's config syntax ("" without permissions). */
+function permissionsConf(p: SubjectPermissions | undefined): string {
+  if (!p) return "";
+  const list = (subjects: string[]) => {
+    for (const s of subjects) {
+      if (!/^[\w.*>$-]+$/.test(s)) throw new NatsServerStartError(`subject permissions here are [A-Za-z0-9_.*>$-] only, got ${JSON.stringify(s)}`);
+    }
+    return `[${subjects.map((s) => JSON.stringify(s)).join(", ")}]`;
+  };
+  const parts = [`publish: { allow: ${list(p.publish)} }`, `subscribe: { allow: ${list(p.subscribe)} }`];
+  if (p.allowResponses) parts.push("allow_responses: true");
+  return `, permissions: { ${parts.join(", ")} }`;
 }
 
 /** True when a TCP connection succeeds and the server greets with `INFO`. */

@@ -9,7 +9,7 @@ import {
   type Authenticator,
 } from "@nats-io/transport-node";
 import { Svcm } from "@nats-io/services";
-import { ConnectionError } from "./errors.js";
+import { ConnectionError, PermissionDeniedError } from "./errors.js";
 import type {
   Transport,
   TransportMsg,
@@ -32,6 +32,11 @@ export interface NatsTransportOptions {
   nkeySeed?: string;
   /** Path of a `.creds` file (JWT + nkey seed). */
   credsFile?: string;
+  /**
+   * Prefix of this connection's reply and control inboxes (default `_INBOX`). A NATS account whose permissions
+   * allow only its own inboxes (see `planePermissions`) must connect with that prefix.
+   */
+  inboxPrefix?: string;
   /** TLS: file paths or PEM strings (nats.js `TlsOptions`). */
   tls?: { caFile?: string; ca?: string; certFile?: string; cert?: string; keyFile?: string; key?: string; handshakeFirst?: boolean };
   /** Keep reconnecting; -1 (default) = forever. */
@@ -46,13 +51,22 @@ export interface NatsTransportOptions {
   nats?: Partial<NodeConnectionOptions>;
 }
 
+/** nats.js's permission violation as this package's typed error; anything else passes through. */
+function asPermissionError(err: Error): Error {
+  if (err?.name !== "PermissionViolationError" && !/permissions violation/i.test(err?.message ?? "")) return err;
+  return new PermissionDeniedError(`NATS refused this account: ${err.message}`, { cause: err });
+}
+
 /** Request-plane transport over one NATS connection (nats.js v3, `@nats-io/transport-node`). */
 export class NatsTransport implements Transport {
   readonly kind = "nats" as const;
   private readonly listeners = new Set<(s: TransportStatus) => void>();
   private closing: Promise<void> | undefined;
 
-  private constructor(readonly nc: NatsConnection) {
+  private constructor(
+    readonly nc: NatsConnection,
+    private readonly inboxPrefix?: string,
+  ) {
     void this.watchStatus();
   }
 
@@ -73,6 +87,7 @@ export class NatsTransport implements Transport {
       pass: options.pass,
       token: options.token,
       tls: options.tls,
+      inboxPrefix: options.inboxPrefix,
       authenticator: authenticator.length ? authenticator : undefined,
       maxReconnectAttempts: options.maxReconnectAttempts ?? -1,
       reconnectTimeWait: options.reconnectTimeWaitMs ?? 500,
@@ -82,7 +97,7 @@ export class NatsTransport implements Transport {
     };
     for (const k of Object.keys(opts) as (keyof NodeConnectionOptions)[]) if (opts[k] === undefined) delete opts[k];
     try {
-      return new NatsTransport(await natsConnect(opts));
+      return new NatsTransport(await natsConnect(opts), options.inboxPrefix);
     } catch (err) {
       throw new ConnectionError(`cannot connect to NATS at ${list.join(",")}: ${(err as Error).message}`, { cause: err });
     }
@@ -109,7 +124,11 @@ export class NatsTransport implements Transport {
     const sub = this.nc.subscribe(subject, {
       queue: options?.queue,
       callback: (err, m) => {
-        if (err) return; // subscription-level errors (permissions) end the subscription; nothing to deliver
+        if (err) {
+          // subscription-level errors (permissions) end the subscription; nothing to deliver
+          options?.onError?.(asPermissionError(err));
+          return;
+        }
         const noResponders = m.data.length === 0 && m.headers?.code === 503;
         callback({ subject: m.subject, data: m.data, reply: m.reply || undefined, noResponders });
       },
@@ -136,6 +155,13 @@ export class NatsTransport implements Transport {
         },
       });
     }
+    // A refused subscription (an endpoint or the $SRV verbs) stops the whole service: the server answers the
+    // SUB before the flush's PONG, so a service the account may not run fails here rather than staying deaf.
+    await this.nc.flush();
+    if (svc.isStopped) {
+      const err = await svc.stopped;
+      throw asPermissionError(err ?? new Error(`NATS service ${reg.name} stopped while starting`));
+    }
     return {
       id: svc.info().id,
       stop: async () => {
@@ -146,7 +172,7 @@ export class NatsTransport implements Transport {
   }
 
   newInbox(): string {
-    return createInbox();
+    return createInbox(this.inboxPrefix);
   }
 
   async flush(): Promise<void> {

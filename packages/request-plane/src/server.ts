@@ -135,8 +135,11 @@ export class Server implements ServedEndpoint {
   /** Subscribes and announces; resolves once the subscriptions reached the server. */
   async start(): Promise<void> {
     const t = this.deps.transport;
-    this.subs.push(t.subscribe(`${this.controlInbox}.>`, (m) => this.onControl(m)));
-    this.subs.push(t.subscribe(subjects.probe(this.endpoint), () => this.announce()));
+    // A subscription the server refuses (the account may not serve this endpoint) fails start(), not silently.
+    let refused: Error | undefined;
+    const onError = (err: Error) => (refused ??= err);
+    this.subs.push(t.subscribe(`${this.controlInbox}.>`, (m) => this.onControl(m), { onError }));
+    this.subs.push(t.subscribe(subjects.probe(this.endpoint), () => this.announce(), { onError }));
     const onMsg = (m: TransportMsg) => this.onInstanceMsg(m);
     const direct = subjects.instance(this.endpoint, this.instanceId);
     const queued = this.options.queueGroup !== false;
@@ -153,14 +156,15 @@ export class Server implements ServedEndpoint {
         stats: () => this.metrics(),
       });
     } else {
-      this.directSub = t.subscribe(direct, onMsg);
-      if (queued) this.queueSub = t.subscribe(subjects.queue(this.endpoint), onMsg, { queue: subjects.queueGroup });
+      this.directSub = t.subscribe(direct, onMsg, { onError });
+      if (queued) this.queueSub = t.subscribe(subjects.queue(this.endpoint), onMsg, { queue: subjects.queueGroup, onError });
     }
     // ticks at half the interval: a quiet stream hears from us at least every 1.5 intervals (clients allow 3)
     this.timers.push(setInterval(() => this.heartbeat(), Math.max(10, Math.floor(this.heartbeatMs / 2))));
     this.timers.push(setInterval(() => this.announce(), Math.max(50, Math.floor(this.leaseMs / 3))));
     for (const tm of this.timers) tm.unref();
-    await t.flush();
+    await t.flush(); // the server answers a refused SUB before this PONG
+    if (refused) throw refused;
     this.announce();
   }
 

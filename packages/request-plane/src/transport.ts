@@ -22,6 +22,8 @@ export interface TransportPublishOptions {
 export interface TransportSubscribeOptions {
   /** Queue group: each message goes to one member of the group. */
   queue?: string;
+  /** Called once if the transport ends the subscription itself (NATS: the account may not subscribe there). */
+  onError?: (err: Error) => void;
 }
 
 export type TransportStatus = "connected" | "disconnected" | "reconnecting" | "reconnected" | "closed";
@@ -59,7 +61,7 @@ export interface Transport {
   onStatus(listener: (status: TransportStatus) => void): () => void;
   /**
    * Optional: serve endpoints as a standard service (NATS: a `$SRV` micro service visible to `nats micro ls`).
-   * Transports without it get plain subscriptions.
+   * Transports without it get plain subscriptions. Rejects when the transport refuses it (NATS permissions).
    */
   registerService?(registration: TransportServiceRegistration): Promise<TransportService>;
   /** Drains subscriptions and closes. Idempotent. */

@@ -50,6 +50,13 @@ function workerGauges(registry: Registry, source: WorkerLoadSource) {
     workerKvUsed: gauge("trtd_worker_kv_blocks_used", "KV blocks in use on a worker (published load)", (l) => l.kvBlocksUsed),
     workerKvTotal: gauge("trtd_worker_kv_blocks_total", "KV blocks of a worker's pool (published load)", (l) => l.kvBlocksTotal),
     workerPinned: gauge("trtd_worker_pinned_kv_exports", "KV exports a worker holds for transfer (published load)", (l) => l.pinnedExports),
+    kvPullsRefused: registry.register(
+      new Counter("trtd_kv_pull_refused_total", "KV pulls, acks and nacks a prefill worker's offer server refused for a missing or wrong offer secret, by reason (published load)", () =>
+        source().flatMap((w) =>
+          Object.entries(w.load.kvPullsRefused ?? {}).map(([reason, value]) => ({ labels: { component: w.component, instance: w.instance, reason }, value })),
+        ),
+      ),
+    ),
     workerGenerated: gauge("trtd_worker_generated_tokens", "Tokens a worker's executor generated since it started (published load)", (l) => l.generatedTokens),
   };
 }

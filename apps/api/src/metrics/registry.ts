@@ -27,9 +27,14 @@ abstract class Base implements Metric {
   abstract render(): string;
 }
 
+/** A counter kept here (inc), or read when rendered from cumulative totals kept elsewhere (collect). */
 export class Counter extends Base {
   private readonly values = new Map<string, number>();
-  constructor(name: string, help: string) {
+  constructor(
+    name: string,
+    help: string,
+    private readonly collect?: () => Array<{ labels: Labels; value: number }>,
+  ) {
     super(name, help, "counter");
   }
   inc(labels: Labels = {}, by = 1): void {
@@ -41,8 +46,9 @@ export class Counter extends Base {
   }
   render(): string {
     let out = this.header();
-    if (this.values.size === 0) out += `${this.name} 0\n`;
-    for (const [k, v] of this.values) out += `${this.name}${k ? `{${k}}` : ""} ${fmt(v)}\n`;
+    const entries: Array<[string, number]> = this.collect ? this.collect().map((e) => [labelKey(e.labels), e.value]) : [...this.values];
+    if (entries.length === 0) out += `${this.name} 0\n`;
+    for (const [k, v] of entries) out += `${this.name}${k ? `{${k}}` : ""} ${fmt(v)}\n`;
     return out;
   }
 }

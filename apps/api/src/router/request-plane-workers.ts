@@ -1,6 +1,7 @@
 // Workers over @trtd/request-plane: discovery (instances with their published load) and direct routing to
 // the instance the router chose. Request-plane failures become the api's typed errors here.
 import { DEFAULT_NAMESPACE, Endpoints, type DecodeChunk, type DecodeRequest, type GenerateRequest, type PrefillResult, type WorkerLoad } from "@trtd/apps-common";
+import { KvPullRefusalReasons } from "@trtd/kv-transfer";
 import { RequestPlaneErrorCode, type EndpointClient, type RequestPlane, type InstanceInfo } from "@trtd/request-plane";
 import { DeadlineExceededError, WorkerFailedError, WorkerGoneError } from "../errors.js";
 import type { WorkerInstance, WorkerRole, Workers } from "./workers.js";
@@ -17,7 +18,18 @@ function loadOf(i: InstanceInfo): WorkerLoad | undefined {
     generatedTokens: num("generatedTokens"),
     pinnedExports: num("pinnedExports"),
     draining: m.draining === true,
+    ...(typeof m.kvPullsRefused === "object" && m.kvPullsRefused !== null ? { kvPullsRefused: refusalCounts(m.kvPullsRefused as Record<string, unknown>) } : {}),
   };
+}
+
+/** The refusal counters a prefill worker publishes, by the reasons kv-transfer names (anything else is dropped). */
+function refusalCounts(published: Record<string, unknown>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const reason of KvPullRefusalReasons) {
+    const n = published[reason];
+    if (typeof n === "number" && Number.isSafeInteger(n) && n >= 0) out[reason] = n;
+  }
+  return out;
 }
 
 /** Request-plane errors as api errors (the caller's own abort passes through unchanged). */
