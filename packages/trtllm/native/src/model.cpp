@@ -45,10 +45,18 @@ void load_model(const std::string & dir, Model & m) {
         const TensorRef & r = st.expect(name, shape);
         size_t n = 1;
         for (auto d : shape) n *= size_t(d);
-        const size_t esize = r.dtype == "F32" ? 4 : 2;
+        const size_t esize = r.dtype == "F32" ? 4 : r.dtype == "F8_E4M3" ? 1 : 2;
         const unsigned char * src = st.data(r);
         std::vector<float> out(n);
-        if (esize == 4) std::memcpy(out.data(), src, n * 4);
+        const bool quantized = c.fp8.on && is_quantized_linear(name);
+        if (quantized != (esize == 1))
+            fail("tensor " + name + (quantized ? " must be F8_E4M3 (config.json's quantization_config quantizes it), not " + r.dtype
+                                               : ": F8_E4M3 needs an FP8 quantization_config in config.json and a linear layer"));
+        if (quantized) {  // dequantized once at load: the reference computes the dequantized forward pass
+            const std::vector<float> scale = fp8_weight_scales(st, name.substr(0, name.size() - 7), shape[0], c.fp8);
+            const size_t cols = size_t(shape[1]);
+            for (size_t k = 0; k < n; ++k) out[k] = fp8_e4m3_to_f32(src[k]) * scale[k / cols];
+        } else if (esize == 4) std::memcpy(out.data(), src, n * 4);
         else {
             bool bf = r.dtype == "BF16";
             for (size_t k = 0; k < n; ++k) {

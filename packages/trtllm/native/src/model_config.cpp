@@ -106,6 +106,66 @@ void read_rope(const Json & rs, const std::string & where, double max_pos, doubl
 
 }  // namespace
 
+// quantization_config: FP8 in the compressed-tensors "float-quantized" format is read; anything else that would
+// change the math (another method or format, integer or grouped weights, a quantized KV cache, quantized layers
+// beyond the decoder's linear ones) is refused by name.
+void read_quantization(const Json & cfg, ModelConfig & c) {
+    const Json * q = cfg.get("quantization_config");
+    if (!q || q->is_null()) return;
+    const std::string where = "config.json: quantization_config";
+    if (!q->is_object()) fail(where + " must be an object");
+    const Json * method = q->get("quant_method");
+    const std::string m = method && method->is_string() ? method->string : "";
+    if (m != "compressed-tensors")
+        fail(where + ".quant_method \"" + m + "\" is not supported (FP8 weights in the compressed-tensors float-quantized format are)");
+    const Json * format = q->get("format");
+    if (!format || !format->is_string() || format->string != "float-quantized")
+        fail(where + ".format \"" + (format && format->is_string() ? format->string : "") + "\" is not supported (\"float-quantized\" is)");
+    if (const Json * kv = q->get("kv_cache_scheme"); kv && !kv->is_null()) fail(where + ".kv_cache_scheme (a quantized KV cache) is not supported");
+    const Json * groups = q->get("config_groups");
+    if (!groups || !groups->is_object() || groups->object.size() != 1) fail(where + ".config_groups must hold exactly one group");
+    const auto & [gname, g] = *groups->object.begin();
+    const std::string gw = where + ".config_groups." + gname;
+    const Json * targets = g.get("targets");
+    if (!targets || !targets->is_array() || targets->array.size() != 1 || !targets->array[0].is_string() || targets->array[0].string != "Linear")
+        fail(gw + ".targets must be [\"Linear\"]");
+    if (const Json * o = g.get("output_activations"); o && !o->is_null()) fail(gw + ".output_activations is not supported");
+    auto check_float8 = [&](const Json & a, const std::string & w) {
+        const Json * bits = a.get("num_bits");
+        const Json * type = a.get("type");
+        if (!bits || !bits->is_number() || bits->number != 8 || !type || !type->is_string() || type->string != "float")
+            fail(w + ": only 8-bit float (FP8 E4M3) is supported");
+        if (const Json * sym = a.get("symmetric"); sym && sym->type == Json::Type::Bool && !sym->boolean) fail(w + ".symmetric false is not supported");
+        for (const char * key : {"group_size", "block_structure", "actorder"})
+            if (const Json * v = a.get(key); v && !v->is_null()) fail(w + "." + key + " is not supported");
+    };
+    const Json * wts = g.get("weights");
+    if (!wts || !wts->is_object()) fail(gw + ".weights is missing");
+    check_float8(*wts, gw + ".weights");
+    if (const Json * d = wts->get("dynamic"); d && d->type == Json::Type::Bool && d->boolean) fail(gw + ".weights.dynamic true is not supported");
+    const Json * strategy = wts->get("strategy");
+    const std::string st = strategy && strategy->is_string() ? strategy->string : "";
+    if (st != "tensor" && st != "channel") fail(gw + ".weights.strategy \"" + st + "\" is not supported (\"tensor\" and \"channel\" are)");
+    c.fp8.on = true;
+    c.fp8.per_channel = st == "channel";
+    if (const Json * a = g.get("input_activations"); a && !a->is_null()) {
+        if (!a->is_object()) fail(gw + ".input_activations must be an object or null");
+        check_float8(*a, gw + ".input_activations");
+        const Json * as = a->get("strategy");
+        c.fp8.activations = as && as->is_string() ? as->string : "";
+        if (c.fp8.activations != "tensor" && c.fp8.activations != "token")
+            fail(gw + ".input_activations.strategy \"" + c.fp8.activations + "\" is not supported (\"tensor\" and \"token\" are)");
+    }
+    // Only lm_head may stay unquantized (the embedding and norms are not Linear layers).
+    bool lm_head_ignored = false;
+    if (const Json * ig = q->get("ignore"); ig && ig->is_array())
+        for (const Json & e : ig->array) {
+            if (e.is_string() && (e.string == "lm_head" || e.string == "re:.*lm_head")) lm_head_ignored = true;
+            else fail(where + ".ignore entry " + (e.is_string() ? "\"" + e.string + "\"" : "?") + " is not supported (only lm_head may stay unquantized)");
+        }
+    if (!lm_head_ignored) fail(where + ": a quantized lm_head is not supported (list it in ignore)");
+}
+
 ModelConfig read_model_config(const std::string & dir) {
     struct stat st;
     if (dir.empty() || stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) fail("model directory not found: " + dir);
@@ -169,6 +229,7 @@ ModelConfig read_model_config(const std::string & dir) {
         read_rope(*rp, "rope_parameters", c.max_position_embeddings, top_original, c);
     }
     if (!(c.rope_theta > 1)) fail("config.json: rope_theta must be above 1");
+    read_quantization(cfg, c);
     for (const char * key : {"attention_bias", "mlp_bias"})
         if (const Json * b = cfg.get(key); b && b->type == Json::Type::Bool && b->boolean)
             fail(std::string("config.json: \"") + key + "\": true is not supported");
@@ -304,14 +365,65 @@ const TensorRef & SafetensorsDir::expect(const std::string & name, const std::ve
     }
     size_t n = 1;
     for (auto d : shape) n *= size_t(d);
-    const size_t esize = r->dtype == "F32" ? 4 : (r->dtype == "BF16" || r->dtype == "F16") ? 2 : 0;
-    if (!esize) fail("tensor " + name + ": dtype " + r->dtype + " is not supported (F32, F16, BF16)");
+    const size_t esize = r->dtype == "F32" ? 4 : (r->dtype == "BF16" || r->dtype == "F16") ? 2 : r->dtype == "F8_E4M3" ? 1 : 0;
+    if (!esize) fail("tensor " + name + ": dtype " + r->dtype + " is not supported (F32, F16, BF16, F8_E4M3)");
     if (r->end - r->begin != n * esize) fail("tensor " + name + ": byte size does not match its shape");
     return *r;
 }
 
 const unsigned char * SafetensorsDir::data(const TensorRef & t) const {
     return static_cast<const unsigned char *>(maps_[size_t(t.file)].base) + t.begin;
+}
+
+float fp8_e4m3_to_f32(uint8_t b) {
+    const int sign = b >> 7, exp = (b >> 3) & 15, man = b & 7;
+    float v;
+    if (exp == 15 && man == 7) v = NAN;
+    else if (exp == 0) v = std::ldexp(float(man), -9);  // subnormal: man/8 * 2^-6
+    else v = std::ldexp(1.0f + float(man) / 8.0f, exp - 7);
+    return sign ? -v : v;
+}
+
+bool is_quantized_linear(const std::string & name) {
+    if (name.rfind("model.layers.", 0) != 0) return false;
+    for (const char * p : {".self_attn.q_proj.weight", ".self_attn.k_proj.weight", ".self_attn.v_proj.weight", ".self_attn.o_proj.weight",
+                           ".mlp.gate_proj.weight", ".mlp.up_proj.weight", ".mlp.down_proj.weight"}) {
+        const size_t n = std::strlen(p);
+        if (name.size() > n && name.compare(name.size() - n, n, p) == 0) return true;
+    }
+    return false;
+}
+
+std::vector<float> fp8_weight_scales(const SafetensorsDir & st, const std::string & prefix, int64_t out, const Fp8Weights & q) {
+    const std::string name = prefix + ".weight_scale";
+    const TensorRef * r = st.find(name);
+    if (!r) fail("missing tensor " + name + " (an FP8 checkpoint's weight scale)");
+    size_t n = 1;
+    for (auto d : r->shape) n *= size_t(d);
+    const bool channel_shape = r->shape.size() == 2 && r->shape[0] == out && r->shape[1] == 1;
+    const bool tensor_shape = n == 1 && r->shape.size() <= 1;
+    if (q.per_channel ? !channel_shape : !tensor_shape)
+        fail("tensor " + name + " has the wrong shape for the config's weights.strategy \"" + (q.per_channel ? "channel" : "tensor") + "\"");
+    const size_t esize = r->dtype == "F32" ? 4 : (r->dtype == "BF16" || r->dtype == "F16") ? 2 : 0;
+    if (!esize || r->end - r->begin != n * esize) fail("tensor " + name + ": dtype " + r->dtype + " is not supported (F32, F16, BF16)");
+    const unsigned char * src = st.data(*r);
+    std::vector<float> s(n);
+    for (size_t i = 0; i < n; ++i) {
+        if (esize == 4) { std::memcpy(&s[i], src + 4 * i, 4); continue; }
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        uint32_t u = uint32_t(h) << 16;
+        if (r->dtype == "BF16") std::memcpy(&s[i], &u, 4);
+        else {  // F16 (normal range: scales are never subnormal in practice; exact for normals)
+            const uint32_t sign = uint32_t(h >> 15) << 31, exp = (h >> 10) & 0x1F, man = h & 0x3FF;
+            u = exp ? sign | (exp + 112) << 23 | man << 13 : sign;
+            std::memcpy(&s[i], &u, 4);
+        }
+    }
+    for (float x : s)
+        if (!(x > 0) || !std::isfinite(x)) fail("tensor " + name + ": scales must be positive and finite");
+    if (!q.per_channel) s.assign(size_t(out), s[0]);
+    return s;
 }
 
 uint64_t hash_bytes(const void * data, size_t n, uint64_t h) {

@@ -20,6 +20,17 @@ struct RopeScaling {
     double attention_factor = 1;  // cos and sin are multiplied by it (yarn's mscale; 1 otherwise)
 };
 
+// FP8 weights: compressed-tensors "float-quantized" checkpoints (as published for Llama-3.1-8B FP8). Every linear
+// layer of the decoder (q, k, v, o, gate, up, down) holds F8_E4M3 weights with a float scale per tensor or per
+// output channel (weight = fp8 * scale); the embedding, the norms and lm_head keep the model dtype. The checkpoint's
+// activation scheme is recorded (a static input_scale is not used: executors that quantize activations do it per
+// token at run time, which is at least as close to the dequantized forward pass).
+struct Fp8Weights {
+    bool on = false;
+    bool per_channel = false;        // weight_scale [out, 1]; else one scale ([1] or [])
+    std::string activations;         // the checkpoint's input_activations strategy ("" when weight-only)
+};
+
 struct ModelConfig {
     std::string model_type = "llama";  // "llama", "qwen2" (biases on the q, k and v projections) or "qwen3"
     bool qkv_bias = false;
@@ -30,6 +41,7 @@ struct ModelConfig {
     double rms_norm_eps = 1e-5, rope_theta = 10000;
     bool tie_word_embeddings = false;
     RopeScaling rope_scaling;
+    Fp8Weights fp8;
     std::vector<int> eos_token_ids;
     std::string torch_dtype;  // "dtype" (transformers 5) or "torch_dtype"; "" when absent
     std::string text;         // config.json as read (part of the model fingerprint)
@@ -71,6 +83,16 @@ private:
     std::vector<Mapped> maps_;
     std::map<std::string, TensorRef> tensors_;
 };
+
+// F8_E4M3 (OCP FP8, no infinities, 0x7f/0xff NaN) to float, exactly.
+float fp8_e4m3_to_f32(uint8_t b);
+// The decoder's linear layers, by tensor name prefix ("model.layers.N.self_attn.q_proj" ...): the ones an FP8
+// checkpoint quantizes.
+bool is_quantized_linear(const std::string & weight_name);
+// The per-output-channel scales of an FP8 linear layer `prefix` ([out] floats; a per-tensor scale repeated), read
+// from prefix + ".weight_scale" (F32, BF16 or F16; shape [out, 1] per channel, [1] or [] per tensor). Throws with the
+// tensor's name when it is missing or its shape does not match the config's strategy.
+std::vector<float> fp8_weight_scales(const SafetensorsDir & st, const std::string & prefix, int64_t out, const Fp8Weights & q);
 
 uint64_t hash_bytes(const void * data, size_t n, uint64_t seed);
 std::string hex64(uint64_t v);
