@@ -99,6 +99,8 @@ class Ctx:
         self.vocab = ex.vocab
         self.layout = ex.kv_layout()
         self.half_kv = self.layout["dtype"] != trtd.KV_FLOAT32
+        with open(os.path.join(model_dir, "config.json")) as f:
+            self.fp8 = json.load(f).get("quantization_config") is not None  # FP8 weights: gate_fp8
         self.margin_thr = args.margin
         self.rms_err = None
 
@@ -143,7 +145,7 @@ def part_logits(c, part):
     agree_half = float((half.argmax(-1) == truth.argmax(-1)).float().mean())
     top2 = truth.topk(2, dim=-1).values
     margins = (top2[:, 0] - top2[:, 1]).cpu().numpy()
-    gate = args.gate if c.half_kv else args.gate_fp32
+    gate = (args.gate_fp8 if c.fp8 else args.gate) if c.half_kv else args.gate_fp32
     d = part.data
     d.update(prompt_len=len(prompt), gate=gate, kv_dtype=c.layout["dtype_name"],
              ours_max=float(r_ours.max()), ours_mean=float(r_ours.mean()), ours_last=float(r_ours[-1]),
@@ -454,7 +456,11 @@ def run_model(args, model_dir, device):
         args.half_name = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}[dt]
         t0 = time.monotonic()
         hf_half = common.load_hf(model_dir, dt, "sdpa", device)
-        hf32 = common.fp32_copy(hf_half, "eager")
+        with open(os.path.join(model_dir, "config.json")) as f:
+            fp8 = json.load(f).get("quantization_config") is not None
+        # FP8: the truth is the exactly dequantized model in fp32 (fp8 * scale), not a copy of the bf16 one (whose
+        # dequantized weights are rounded to bf16); HF bf16 on those rounded weights stays the second reference.
+        hf32 = common.load_hf(model_dir, "float32", "eager", device) if fp8 else common.fp32_copy(hf_half, "eager")
         m["hf_load_s"] = round(time.monotonic() - t0, 2)
         m["dtype"] = dt
         log(f"  executor: {ex.lib.version}; created in {ex.create_s:.2f} s; KV {m['kv_layout']['dtype_name']} "
@@ -556,6 +562,9 @@ def main():
     ap.add_argument("--margin", type=float, default=0.05, help="base top-2 margin for b/c")
     ap.add_argument("--margin-cap", type=float, default=0.5, help="upper bound of the derived margin threshold")
     ap.add_argument("--gate", type=float, default=2.5e-2, help="relative L2 gate, bf16/fp16 KV executors")
+    ap.add_argument("--gate-fp8", type=float, default=1e-1,
+                    help="relative L2 gate for FP8 checkpoints (against the dequantized model: the activations of "
+                         "prefill GEMMs are quantized to E4M3 per row)")
     ap.add_argument("--gate-fp32", type=float, default=1e-3, help="relative L2 gate, fp32 KV executors")
     ap.add_argument("--child-timeout", type=float, default=300)
     ap.add_argument("--time-limit", type=float, default=0, help="dump stacks and exit after this many seconds")

@@ -101,12 +101,17 @@ def load_hf(model_dir, dtype, attn, device):
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     cfg = AutoConfig.from_pretrained(model_dir)
+    fp8 = getattr(cfg, "quantization_config", None) is not None
+    if fp8:  # an FP8 checkpoint: the model is built plain and gets the dequantized weights (dequantize_fp8)
+        del cfg.quantization_config
     model_cls = getattr(transformers, (cfg.architectures or ["LlamaForCausalLM"])[0])
     with torch.device(device):
         model = model_cls._from_config(cfg, dtype=dtype, attn_implementation=attn)
     sd = {}
     for f in safetensors_files(model_dir):
         sd.update(st.load_file(f, device=str(device)))
+    if fp8:
+        sd = dequantize_fp8(sd, dtype)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     del sd
     if cfg.tie_word_embeddings:
@@ -115,6 +120,22 @@ def load_hf(model_dir, dtype, attn, device):
     if missing or unexpected:
         raise RuntimeError(f"{model_dir}: missing tensors {missing}, unexpected {unexpected}")
     return model.eval()
+
+
+def dequantize_fp8(sd, dtype):
+    """A compressed-tensors FP8 state dict dequantized: each F8_E4M3 weight times its weight_scale (per channel [out, 1]
+    or per tensor), in dtype; the scale and input_scale tensors dropped."""
+    import torch
+    out = {}
+    for name, t in sd.items():
+        if name.endswith(".weight_scale") or name.endswith(".input_scale"):
+            continue
+        if t.dtype == torch.float8_e4m3fn:
+            scale = sd[name[: -len(".weight")] + ".weight_scale"].float()
+            out[name] = (t.float() * scale.reshape(-1, 1) if scale.numel() > 1 else t.float() * scale.reshape(())).to(dtype)
+        else:
+            out[name] = t
+    return out
 
 
 def fp32_copy(model, attn="eager"):

@@ -196,6 +196,53 @@ def init_weights(model, cfg, seed):
     return counts
 
 
+LINEAR_SUFFIXES = (".q_proj.weight", ".k_proj.weight", ".v_proj.weight", ".o_proj.weight", ".gate_proj.weight",
+                   ".up_proj.weight", ".down_proj.weight")
+
+
+def write_fp8_copy(d, strategy, device):
+    """<d>-fp8 (per-channel scales) or <d>-fp8t (per-tensor): the decoder's linear weights of d quantized to E4M3
+    with scale = absmax / 448, in the compressed-tensors float-quantized layout of the published FP8 checkpoints
+    (Llama-3.1-8B-Instruct-FP8: weight_scale beside each weight, lm_head, embedding and norms unquantized),
+    weight-only. The executors' truth for it is the dequantized model (common.dequantize_fp8)."""
+    import torch
+    import safetensors.torch as st
+    out_dir = d + ("-fp8" if strategy == "channel" else "-fp8t")
+    os.makedirs(out_dir, exist_ok=True)
+    tensors = {}
+    for f in sorted(fn for fn in os.listdir(d) if fn.endswith(".safetensors")):
+        tensors.update(st.load_file(os.path.join(d, f), device=device))
+    out = {}
+    for name, t in tensors.items():
+        if name.startswith("model.layers.") and name.endswith(LINEAR_SUFFIXES):
+            w = t.float()
+            amax = w.abs().amax(dim=1, keepdim=True) if strategy == "channel" else w.abs().amax().reshape(1)
+            scale = (amax / 448.0).clamp(min=1e-12)
+            out[name] = (w / scale).to(torch.float8_e4m3fn)
+            out[name[: -len(".weight")] + ".weight_scale"] = scale.float()
+        else:
+            out[name] = t
+    st.save_file({k: v.contiguous().cpu() for k, v in out.items()}, os.path.join(out_dir, "model.safetensors"),
+                 metadata={"format": "pt"})
+    with open(os.path.join(d, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["quantization_config"] = {
+        "config_groups": {"group_0": {
+            "input_activations": None, "output_activations": None, "targets": ["Linear"],
+            "weights": {"actorder": None, "block_structure": None, "dynamic": False, "group_size": None, "num_bits": 8,
+                        "observer": "minmax", "observer_kwargs": {}, "strategy": strategy, "symmetric": True, "type": "float"}}},
+        "format": "float-quantized", "ignore": ["lm_head"], "kv_cache_scheme": None, "quant_method": "compressed-tensors",
+        "quantization_status": "compressed"}
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    for fn in ("generation_config.json",):
+        if os.path.exists(os.path.join(d, fn)):
+            with open(os.path.join(d, fn)) as a, open(os.path.join(out_dir, fn), "w") as b:
+                b.write(a.read())
+    print(f"  fp8 ({strategy}) copy -> {out_dir}", flush=True)
+    return out_dir
+
+
 def legacy_config(cfg_json):
     """The pre-transformers-5 layout: top-level rope_theta + rope_scaling, no rope_parameters."""
     out = dict(cfg_json)
@@ -215,6 +262,7 @@ def main():
     ap.add_argument("--legacy-copy", action="store_true", help="also write <dir>-legacy with the old rope layout")
     ap.add_argument("--force", action="store_true", help="rewrite a model that already exists")
     ap.add_argument("--max-shard-size", default="5GB")
+    ap.add_argument("--fp8", default="", help="also write FP8 copies: channel (<dir>-fp8), tensor (<dir>-fp8t) or both")
     args = ap.parse_args()
 
     import torch
@@ -276,6 +324,10 @@ def main():
                   f"file(s), made {card['make_s']} s, saved {card['save_s']} s, rope layout "
                   f"{card['rope_layout']}: {json.dumps(card['rope_config'])} -> {d}", flush=True)
         made.append(d)
+        for strategy in [x for x in args.fp8.split(",") if x]:
+            if strategy not in ("channel", "tensor"):
+                sys.exit(f"make_models: --fp8 takes channel and/or tensor, not {strategy!r}")
+            made.append(write_fp8_copy(d, strategy, device))
         if args.legacy_copy:
             ld = d + "-legacy"
             os.makedirs(ld, exist_ok=True)

@@ -92,117 +92,130 @@ struct Engine::Graph {
 };
 
 Engine::Engine(const std::string & model_dir, const ModelConfig & cfg, const EngineConfig & ec) : cfg_(cfg), ec_(ec) {
-    int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) throw std::runtime_error("no CUDA device");
-    if (ec_.device < 0 || ec_.device >= count)
-        throw std::invalid_argument("device_id " + std::to_string(ec_.device) + " is out of range (" + std::to_string(count) + " CUDA devices)");
-    cuda_check(cudaSetDevice(ec_.device), "cudaSetDevice");
-    cudaDeviceProp prop{};
-    cuda_check(cudaGetDeviceProperties(&prop, ec_.device), "cudaGetDeviceProperties");
-    std::memcpy(uuid_bytes_, prop.uuid.bytes, 16);
-    {
-        static const char * hex = "0123456789abcdef";
-        uuid_ = "GPU-";
-        for (int i = 0; i < 16; ++i) {
-            const unsigned char b = static_cast<unsigned char>(prop.uuid.bytes[i]);
-            uuid_ += hex[b >> 4];
-            uuid_ += hex[b & 15];
-            if (i == 3 || i == 5 || i == 7 || i == 9) uuid_ += '-';
-        }
-    }
-    const std::string & d = cfg_.torch_dtype;
-    dt_ = (d == "float16" || d == "half") ? DType::F16 : DType::BF16;  // bf16 for bf16, fp32 and unspecified checkpoints
-    if (cfg_.hidden_size % 8 || cfg_.intermediate_size % 8) throw std::invalid_argument("hidden and intermediate sizes must be multiples of 8");
-    const int G = cfg_.num_heads / cfg_.num_kv_heads;
-    const int D = cfg_.head_dim;
-    if (D != 16 && D != 32 && D != 64 && D != 128 && D != 256)
-        throw std::invalid_argument("head_dim " + std::to_string(D) + " is not supported (16, 32, 64, 128 or 256)");
-    // decode attention's instantiations (kernels.cu decode_attention_g)
-    if (G < 1 || G > 8 || (G != 1 && G != 2 && G != 4 && G != 8 && D != 64 && D != 128))
-        throw std::invalid_argument("num_attention_heads / num_key_value_heads = " + std::to_string(G) + " at head_dim " + std::to_string(D) +
-                                    " is not supported (1, 2, 4 or 8 at any head_dim; 1 to 8 at head_dim 64 and 128)");
-    if (cfg_.qk_norm && cfg_.num_heads + cfg_.num_kv_heads > kQkvPreMaxNormHeads)
-        throw std::invalid_argument("q/k norms over more than " + std::to_string(kQkvPreMaxNormHeads) + " heads are not supported");
-
-    cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
-    cuda_check(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate");
-    cublasHandle_t h = nullptr;
-    cublas_check(cublasCreate(&h), "cublasCreate");
-    cublas_ = h;
-    cublas_ws_bytes_ = size_t(32) << 20;
-    cublas_ws_ = dev_alloc<unsigned char>(cublas_ws_bytes_, "cuBLAS workspace");
-    cublas_check(cublasSetStream(h, stream_), "cublasSetStream");
-    cublas_check(cublasSetWorkspace(h, cublas_ws_, cublas_ws_bytes_), "cublasSetWorkspace");  // after SetStream, which resets it
-    cublas_check(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
-
-    load_weights(model_dir);
-
-    // RoPE table: angle = float(pos) * float(inv_freq) in fp32 as HF computes it, cos/sin times the scaling's
-    // attention factor in fp32 (1 but for yarn), rounded to the model dtype.
-    {
-        const std::vector<double> inv = rope_inv_freq(cfg_);
-        const float af = float(cfg_.rope_scaling.attention_factor);
-        const int half = D / 2;
-        std::vector<uint16_t> table(size_t(ec_.max_ctx) * half * 2);
-        for (int p = 0; p < ec_.max_ctx; ++p)
-            for (int i = 0; i < half; ++i) {
-                const float a = float(p) * float(inv[size_t(i)]);
-                table[(size_t(p) * half + i) * 2] = float_to_half_bits(float(std::cos(double(a))) * af, dt_);
-                table[(size_t(p) * half + i) * 2 + 1] = float_to_half_bits(float(std::sin(double(a))) * af, dt_);
+    try {
+        int count = 0;
+        if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) throw std::runtime_error("no CUDA device");
+        if (ec_.device < 0 || ec_.device >= count)
+            throw std::invalid_argument("device_id " + std::to_string(ec_.device) + " is out of range (" + std::to_string(count) + " CUDA devices)");
+        cuda_check(cudaSetDevice(ec_.device), "cudaSetDevice");
+        cudaDeviceProp prop{};
+        cuda_check(cudaGetDeviceProperties(&prop, ec_.device), "cudaGetDeviceProperties");
+        std::memcpy(uuid_bytes_, prop.uuid.bytes, 16);
+        {
+            static const char * hex = "0123456789abcdef";
+            uuid_ = "GPU-";
+            for (int i = 0; i < 16; ++i) {
+                const unsigned char b = static_cast<unsigned char>(prop.uuid.bytes[i]);
+                uuid_ += hex[b >> 4];
+                uuid_ += hex[b & 15];
+                if (i == 3 || i == 5 || i == 7 || i == 9) uuid_ += '-';
             }
-        cos_sin_ = dev_alloc<uint16_t>(table.size(), "RoPE table");
-        cuda_check(cudaMemcpy(cos_sin_, table.data(), table.size() * 2, cudaMemcpyHostToDevice), "RoPE table upload");
+        }
+        const std::string & d = cfg_.torch_dtype;
+        dt_ = (d == "float16" || d == "half") ? DType::F16 : DType::BF16;  // bf16 for bf16, fp32 and unspecified checkpoints
+        if (cfg_.hidden_size % 8 || cfg_.intermediate_size % 8) throw std::invalid_argument("hidden and intermediate sizes must be multiples of 8");
+        const int G = cfg_.num_heads / cfg_.num_kv_heads;
+        const int D = cfg_.head_dim;
+        if (D != 16 && D != 32 && D != 64 && D != 128 && D != 256)
+            throw std::invalid_argument("head_dim " + std::to_string(D) + " is not supported (16, 32, 64, 128 or 256)");
+        // decode attention's instantiations (kernels.cu decode_attention_g)
+        if (G < 1 || G > 8 || (G != 1 && G != 2 && G != 4 && G != 8 && D != 64 && D != 128))
+            throw std::invalid_argument("num_attention_heads / num_key_value_heads = " + std::to_string(G) + " at head_dim " + std::to_string(D) +
+                                        " is not supported (1, 2, 4 or 8 at any head_dim; 1 to 8 at head_dim 64 and 128)");
+        if (cfg_.fp8.on && (cfg_.hidden_size % 16 || cfg_.intermediate_size % 16 || (cfg_.num_heads * D) % 16))
+            throw std::invalid_argument("FP8 weights need hidden, intermediate and attention sizes that are multiples of 16");
+        if (cfg_.qk_norm && cfg_.num_heads + cfg_.num_kv_heads > kQkvPreMaxNormHeads)
+            throw std::invalid_argument("q/k norms over more than " + std::to_string(kQkvPreMaxNormHeads) + " heads are not supported");
+
+        cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+        cuda_check(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate");
+        cublasHandle_t h = nullptr;
+        cublas_check(cublasCreate(&h), "cublasCreate");
+        cublas_ = h;
+        cublas_ws_bytes_ = size_t(32) << 20;
+        cublas_ws_ = dev_alloc<unsigned char>(cublas_ws_bytes_, "cuBLAS workspace");
+        cublas_check(cublasSetStream(h, stream_), "cublasSetStream");
+        cublas_check(cublasSetWorkspace(h, cublas_ws_, cublas_ws_bytes_), "cublasSetWorkspace");  // after SetStream, which resets it
+        cublas_check(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+
+        load_weights(model_dir);
+
+        // RoPE table: angle = float(pos) * float(inv_freq) in fp32 as HF computes it, cos/sin times the scaling's
+        // attention factor in fp32 (1 but for yarn), rounded to the model dtype.
+        {
+            const std::vector<double> inv = rope_inv_freq(cfg_);
+            const float af = float(cfg_.rope_scaling.attention_factor);
+            const int half = D / 2;
+            std::vector<uint16_t> table(size_t(ec_.max_ctx) * half * 2);
+            for (int p = 0; p < ec_.max_ctx; ++p)
+                for (int i = 0; i < half; ++i) {
+                    const float a = float(p) * float(inv[size_t(i)]);
+                    table[(size_t(p) * half + i) * 2] = float_to_half_bits(float(std::cos(double(a))) * af, dt_);
+                    table[(size_t(p) * half + i) * 2 + 1] = float_to_half_bits(float(std::sin(double(a))) * af, dt_);
+                }
+            cos_sin_ = dev_alloc<uint16_t>(table.size(), "RoPE table");
+            cuda_check(cudaMemcpy(cos_sin_, table.data(), table.size() * 2, cudaMemcpyHostToDevice), "RoPE table upload");
+        }
+
+        // KV pool: one cudaMalloc (IPC names whole allocations), blocks in the ABI's layout.
+        pool_.num_layers = cfg_.num_layers;
+        pool_.num_kv_heads = cfg_.num_kv_heads;
+        pool_.head_dim = D;
+        pool_.tokens_per_block = ec_.tokens_per_block;
+        num_blocks_ = ec_.num_blocks > 0 ? ec_.num_blocks : int(std::max<int64_t>(1, ec_.kv_bytes / int64_t(block_bytes())));
+        pool_.base = dev_alloc<unsigned char>(size_t(num_blocks_) * block_bytes(), "KV pool");
+        bt_stride_ = (ec_.max_ctx + ec_.tokens_per_block - 1) / ec_.tokens_per_block;
+        block_tables_ = dev_alloc<int>(size_t(ec_.max_batch + 1) * bt_stride_, "block tables");
+        cuda_check(cudaMemset(block_tables_, 0, size_t(ec_.max_batch + 1) * bt_stride_ * 4), "block tables");
+
+        // Activations for the largest step.
+        max_rows_ = std::max(ec_.max_tokens, ec_.max_batch);
+        const size_t H = cfg_.hidden_size, I = cfg_.intermediate_size, QKV = size_t(cfg_.num_heads + 2 * cfg_.num_kv_heads) * D;
+        x_ = dev_alloc<uint16_t>(max_rows_ * H, "activations");
+        x_alt_ = dev_alloc<uint16_t>(size_t(8) * H, "activations");  // the folded norms' second residual (rows <= 8)
+        xn_ = dev_alloc<uint16_t>(max_rows_ * H, "activations");
+        qkv_ = dev_alloc<uint16_t>(max_rows_ * QKV, "activations");
+        attn_ = dev_alloc<uint16_t>(max_rows_ * size_t(cfg_.num_heads) * D, "activations");
+        tmp_ = dev_alloc<uint16_t>(max_rows_ * H, "activations");
+        gu_ = dev_alloc<uint16_t>(max_rows_ * 2 * I, "activations");
+        act_ = dev_alloc<uint16_t>(max_rows_ * I, "activations");
+        if (cfg_.fp8.on) {
+            const size_t max_in = std::max({H, I, size_t(cfg_.num_heads) * D});
+            xq_ = dev_alloc<uint8_t>(max_rows_ * max_in, "FP8 activations");
+            xs_ = dev_alloc<float>(max_rows_, "FP8 activation scales");
+            fp8_gemm_ = std::make_unique<Fp8Gemm>(dt_, stream_, cublas_ws_, cublas_ws_bytes_);
+        }
+        logits_ = dev_alloc<float>(size_t(ec_.max_batch) * cfg_.vocab_size, "logits");
+        max_splits_ = 16;
+        const size_t ws = decode_attention_workspace_bytes(ec_.max_batch, cfg_.num_heads, D, max_splits_);
+        attn_ws_ = dev_alloc<unsigned char>(ws, "attention workspace");
+        cuda_check(cudaMemset(attn_ws_, 0, ws), "attention workspace");  // the split arrival counters start at zero
+        attn_counters_ = decode_attention_counters_offset(ec_.max_batch, cfg_.num_heads, D, max_splits_);
+        argmax_ws_ = dev_alloc<unsigned char>(argmax_workspace_bytes(ec_.max_batch), "argmax workspace");
+        cuda_check(cudaMemset(argmax_ws_, 0, argmax_workspace_bytes(ec_.max_batch)), "argmax workspace");
+
+        const int max_tiles = max_rows_ / 64 + ec_.max_batch + 1;
+        in_bytes_ = size_t(4) * (3 * size_t(max_rows_) + 6 * size_t(ec_.max_batch) + 2 * size_t(max_tiles) + 2 * size_t(max_rows_) + 16) +
+                    sizeof(SampleParams) * size_t(max_rows_) + 16 + 4 * (2 * kMaxUpdates + 4) + 256;
+        cuda_check(cudaHostAlloc(reinterpret_cast<void **>(&in_host_), in_bytes_, cudaHostAllocDefault), "pinned step buffer");
+        in_dev_ = dev_alloc<unsigned char>(in_bytes_, "step buffer");
+        tokens_dev_ = dev_alloc<int>(size_t(2) * max_rows_, "tokens");
+        cuda_check(cudaHostAlloc(reinterpret_cast<void **>(&tokens_host_), size_t(2) * max_rows_ * 4, cudaHostAllocDefault), "pinned tokens");
+        checksum_dev_ = dev_alloc<unsigned long long>(1, "checksum");
+
+        if (const char * t = std::getenv("TRTD_CUDA_STEP_TIMING"); t && *t == '1') {
+            timing_.on = true;
+            cuda_check(cudaEventCreate(&timing_.t0), "cudaEventCreate");
+            cuda_check(cudaEventCreate(&timing_.t1), "cudaEventCreate");
+        }
+        tune_small_gemms();
+        for (int b : {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256})
+            if (b < ec_.max_batch) buckets_.push_back(b);
+        buckets_.push_back(ec_.max_batch);
+    } catch (...) {
+        release();  // what was made before the failure (a missing tensor, an allocation): no destructor runs
+        throw;
     }
-
-    // KV pool: one cudaMalloc (IPC names whole allocations), blocks in the ABI's layout.
-    pool_.num_layers = cfg_.num_layers;
-    pool_.num_kv_heads = cfg_.num_kv_heads;
-    pool_.head_dim = D;
-    pool_.tokens_per_block = ec_.tokens_per_block;
-    num_blocks_ = ec_.num_blocks > 0 ? ec_.num_blocks : int(std::max<int64_t>(1, ec_.kv_bytes / int64_t(block_bytes())));
-    pool_.base = dev_alloc<unsigned char>(size_t(num_blocks_) * block_bytes(), "KV pool");
-    bt_stride_ = (ec_.max_ctx + ec_.tokens_per_block - 1) / ec_.tokens_per_block;
-    block_tables_ = dev_alloc<int>(size_t(ec_.max_batch + 1) * bt_stride_, "block tables");
-    cuda_check(cudaMemset(block_tables_, 0, size_t(ec_.max_batch + 1) * bt_stride_ * 4), "block tables");
-
-    // Activations for the largest step.
-    max_rows_ = std::max(ec_.max_tokens, ec_.max_batch);
-    const size_t H = cfg_.hidden_size, I = cfg_.intermediate_size, QKV = size_t(cfg_.num_heads + 2 * cfg_.num_kv_heads) * D;
-    x_ = dev_alloc<uint16_t>(max_rows_ * H, "activations");
-    x_alt_ = dev_alloc<uint16_t>(size_t(8) * H, "activations");  // the folded norms' second residual (rows <= 8)
-    xn_ = dev_alloc<uint16_t>(max_rows_ * H, "activations");
-    qkv_ = dev_alloc<uint16_t>(max_rows_ * QKV, "activations");
-    attn_ = dev_alloc<uint16_t>(max_rows_ * size_t(cfg_.num_heads) * D, "activations");
-    tmp_ = dev_alloc<uint16_t>(max_rows_ * H, "activations");
-    gu_ = dev_alloc<uint16_t>(max_rows_ * 2 * I, "activations");
-    act_ = dev_alloc<uint16_t>(max_rows_ * I, "activations");
-    logits_ = dev_alloc<float>(size_t(ec_.max_batch) * cfg_.vocab_size, "logits");
-    max_splits_ = 16;
-    const size_t ws = decode_attention_workspace_bytes(ec_.max_batch, cfg_.num_heads, D, max_splits_);
-    attn_ws_ = dev_alloc<unsigned char>(ws, "attention workspace");
-    cuda_check(cudaMemset(attn_ws_, 0, ws), "attention workspace");  // the split arrival counters start at zero
-    attn_counters_ = decode_attention_counters_offset(ec_.max_batch, cfg_.num_heads, D, max_splits_);
-    argmax_ws_ = dev_alloc<unsigned char>(argmax_workspace_bytes(ec_.max_batch), "argmax workspace");
-    cuda_check(cudaMemset(argmax_ws_, 0, argmax_workspace_bytes(ec_.max_batch)), "argmax workspace");
-
-    const int max_tiles = max_rows_ / 64 + ec_.max_batch + 1;
-    in_bytes_ = size_t(4) * (3 * size_t(max_rows_) + 6 * size_t(ec_.max_batch) + 2 * size_t(max_tiles) + 2 * size_t(max_rows_) + 16) +
-                sizeof(SampleParams) * size_t(max_rows_) + 16 + 4 * (2 * kMaxUpdates + 4) + 256;
-    cuda_check(cudaHostAlloc(reinterpret_cast<void **>(&in_host_), in_bytes_, cudaHostAllocDefault), "pinned step buffer");
-    in_dev_ = dev_alloc<unsigned char>(in_bytes_, "step buffer");
-    tokens_dev_ = dev_alloc<int>(size_t(2) * max_rows_, "tokens");
-    cuda_check(cudaHostAlloc(reinterpret_cast<void **>(&tokens_host_), size_t(2) * max_rows_ * 4, cudaHostAllocDefault), "pinned tokens");
-    checksum_dev_ = dev_alloc<unsigned long long>(1, "checksum");
-
-    if (const char * t = std::getenv("TRTD_CUDA_STEP_TIMING"); t && *t == '1') {
-        timing_.on = true;
-        cuda_check(cudaEventCreate(&timing_.t0), "cudaEventCreate");
-        cuda_check(cudaEventCreate(&timing_.t1), "cudaEventCreate");
-    }
-    tune_small_gemms();
-    for (int b : {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256})
-        if (b < ec_.max_batch) buckets_.push_back(b);
-    buckets_.push_back(ec_.max_batch);
 }
 
 namespace {
@@ -211,7 +224,9 @@ double now_ms() {
 }
 }  // namespace
 
-Engine::~Engine() {
+Engine::~Engine() { release(); }
+
+void Engine::release() {
     cudaSetDevice(ec_.device);
     if (timing_.on) {
         const double n = double(std::max<uint64_t>(timing_.steps, 1)), g = double(std::max<uint64_t>(timing_.graph_steps, 1));
@@ -228,11 +243,12 @@ Engine::~Engine() {
     graphs_.clear();
     for (auto & p : peers_) cudaIpcCloseMemHandle(p.second);
     if (cublas_) cublasDestroy(static_cast<cublasHandle_t>(cublas_));
+    fp8_gemm_.reset();
     for (void * p : {weights_, cos_sin_, pool_.base, static_cast<void *>(block_tables_), x_, x_alt_, xn_, qkv_, attn_, tmp_, gu_, act_,
                      static_cast<void *>(logits_), attn_ws_, argmax_ws_, static_cast<void *>(in_dev_), static_cast<void *>(tokens_dev_),
                      static_cast<void *>(keys_), static_cast<void *>(keys_out_), static_cast<void *>(ids_), static_cast<void *>(ids_out_),
                      static_cast<void *>(sort_offsets_), sort_temp_, static_cast<void *>(blocks_dev_), static_cast<void *>(checksum_dev_),
-                     cublas_ws_})
+                     cublas_ws_, static_cast<void *>(scales_), static_cast<void *>(xq_), static_cast<void *>(xs_)})
         if (p) cudaFree(p);
     if (in_host_) cudaFreeHost(in_host_);
     if (tokens_host_) cudaFreeHost(tokens_host_);
@@ -246,7 +262,14 @@ Engine::~Engine() {
 
 // y[rows][out] = x[rows][in] . w[out][in]^T (row-major; column-major "TN" for cuBLAS), fp32 accumulation.
 // Up to 8 rows, the small-batch kernel where init measured it faster than cuBLAS for this shape.
-void Engine::gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out) {
+void Engine::gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out, const float * wscale) {
+    if (wscale) {
+        const uint8_t * w8 = static_cast<const uint8_t *>(w);
+        if (gemv_fp8(dt_, w8, wscale, x, y, out, in, rows, stream_)) return;
+        quantize_rows_fp8(dt_, x, xq_, xs_, rows, in, stream_);
+        fp8_gemm_->run(w8, wscale, xq_, xs_, y, out, in, rows);
+        return;
+    }
     if (small_gemm_picked(out, in, rows, f32_out) && trtd::cuda::gemv(dt_, w, x, y, out, in, rows, f32_out, stream_)) return;
     cublas_gemm(w, x, y, out, in, rows, f32_out);
 }
@@ -318,6 +341,7 @@ void Engine::tune_small_gemms() {
     std::string report;
     const int max_m = std::min({8, max_rows_, ec_.max_batch});
     for (const Shape & sh : shapes) {
+        if (cfg_.fp8.on && sh.w != lm_head_) continue;  // FP8 layers: gemm() picks by row count (fp8.cuh)
         // (forward() never fuses the QKV epilogue of a model with biases or q/k norms: there the bare GEMMs compete)
         const bool fused_shape = fuse_enabled() && ((sh.w == l0.wqkv && !l0.pre.any()) || sh.w == l0.wgate_up);
         for (int m = 1; m <= max_m; ++m) {
@@ -462,9 +486,11 @@ void * Engine::forward(const Layout & L, int rows, int nd, int num_tiles, int M,
     // KV write and the SiLU * up, and the RMSNorm in front (four launches fewer per layer; TRTD_CUDA_FUSE=0 keeps
     // them separate). A folded norm writes the summed residual to the other of two buffers, so `res` alternates.
     // The fused QKV epilogue has no bias or q/k norm (Qwen): those models take the GEMM and rope_kv_write with them.
-    const bool fuse_qkv = fuse_enabled() && !layers_[0].pre.any() && small_gemm_picked(QKV, H, rows, false);
+    // Nor for FP8 weights (the fused forms read the model dtype): those take gemm() with the layer's scales.
+    const bool fp8 = cfg_.fp8.on;
+    const bool fuse_qkv = fuse_enabled() && !fp8 && !layers_[0].pre.any() && small_gemm_picked(QKV, H, rows, false);
     const int window = cfg_.sliding_window;  // Mistral; 0: none
-    const bool fuse_gate_up = fuse_enabled() && small_gemm_picked(2 * I, H, rows, false);
+    const bool fuse_gate_up = fuse_enabled() && !fp8 && small_gemm_picked(2 * I, H, rows, false);
     void * res = x_;
     auto other = [&](void * r) { return r == x_ ? x_alt_ : x_; };
     embed_gather(dt_, I32(L.ids), embed_, res, rows, H, stream_);
@@ -476,7 +502,7 @@ void * Engine::forward(const Layout & L, int rows, int nd, int num_tiles, int M,
         } else {
             add_rmsnorm(dt_, res, l ? tmp_ : nullptr, w.input_norm, xn_, nullptr, rows, H, eps, stream_);
             if (!fuse_qkv || !gemv_rope_kv_write(dt_, w.wqkv, xn_, qkv_, H, rows, I32(L.pos), I32(L.slots), cos_sin_, pool, l, nq, stream_)) {
-                gemm(w.wqkv, xn_, qkv_, QKV, H, rows, false);
+                gemm(w.wqkv, xn_, qkv_, QKV, H, rows, false, w.fp8.qkv);
                 rope_kv_write(dt_, qkv_, I32(L.pos), I32(L.slots), cos_sin_, pool, l, rows, nq, stream_, w.pre);
             }
         }
@@ -484,18 +510,18 @@ void * Engine::forward(const Layout & L, int rows, int nd, int num_tiles, int M,
                          splits, scale, attn_ws_, attn_counters_, stream_, window);
         prefill_attention(dt_, qkv_, QKV, attn_, nq * D, I32(L.tile_seq), I32(L.tile_row0), I32(L.pf_start), I32(L.pf_len),
                           I32(L.pf_ctx), I32(L.pf_bt), block_tables_, bt_stride_, pool, l, num_tiles, nq, scale, stream_, window);
-        gemm(w.wo, attn_, tmp_, H, nq * D, rows, false);
+        gemm(w.wo, attn_, tmp_, H, nq * D, rows, false, w.fp8.o);
         const GemvNorm n2{res, tmp_, other(res), w.post_norm, eps};
         if (fuse_gate_up && gemv_silu(dt_, w.wgate_up, nullptr, act_, I, H, rows, stream_, &n2)) {
             res = other(res);
         } else {
             add_rmsnorm(dt_, res, tmp_, w.post_norm, xn_, nullptr, rows, H, eps, stream_);
             if (!fuse_gate_up || !gemv_silu(dt_, w.wgate_up, xn_, act_, I, H, rows, stream_)) {
-                gemm(w.wgate_up, xn_, gu_, 2 * I, H, rows, false);
+                gemm(w.wgate_up, xn_, gu_, 2 * I, H, rows, false, w.fp8.gu);
                 silu_mul(dt_, gu_, act_, rows, I, stream_);
             }
         }
-        gemm(w.wdown, act_, tmp_, H, I, rows, false);
+        gemm(w.wdown, act_, tmp_, H, I, rows, false, w.fp8.down);
     }
     if (M > 0) {
         add_rmsnorm(dt_, res, tmp_, final_norm_, xn_, use_rows_map ? I32(L.logit_rows) : nullptr, M, H, eps, stream_);

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "fp8.cuh"
 #include "kernels.cuh"
 #include "model_config.hpp"
 
@@ -77,12 +78,16 @@ private:
     struct Layer {
         void *input_norm, *wqkv, *wo, *post_norm, *wgate_up, *wdown;
         QkvPre pre;  // Qwen2's q/k/v biases, Qwen3's q/k norms (null for Llama and Mistral)
+        struct Fp8Scales { const float *qkv = nullptr, *o = nullptr, *gu = nullptr, *down = nullptr; } fp8;  // per output channel
     };
     struct Graph;
     struct Layout;  // offsets of one step's arrays in the packed input buffer
 
     void load_weights(const std::string & dir);
-    void gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out);
+    void release();  // frees everything (the destructor; the constructor when it fails part way)
+    // wscale: an FP8 weight's per-channel scales (fp8.cuh: the small-batch FP8 kernel, or the activations quantized
+    // per row and cuBLASLt's FP8 GEMM); null: a weight in the model dtype.
+    void gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out, const float * wscale = nullptr);
     // TRTD_CUDA_FUSE=0 turns off the fused small-batch GEMM forms (the norm, RoPE + KV write, SiLU * up folded in).
     static bool fuse_enabled();
     void cublas_gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out);
@@ -108,6 +113,10 @@ private:
     size_t cublas_ws_bytes_ = 0;
 
     void * weights_ = nullptr;  // one allocation for every weight
+    float * scales_ = nullptr;  // FP8 models: every linear layer's per-channel scales
+    std::unique_ptr<Fp8Gemm> fp8_gemm_;
+    uint8_t * xq_ = nullptr;    // FP8 models: the activations quantized per row for cuBLASLt, and their scales
+    float * xs_ = nullptr;
     uint64_t weight_bytes_ = 0;
     void *embed_ = nullptr, *lm_head_ = nullptr, *final_norm_ = nullptr;
     std::vector<Layer> layers_;

@@ -12,6 +12,7 @@
 
 #include <cuda_bf16.h>
 
+#include "fp8.cuh"
 #include "kernels.cuh"
 
 using namespace trtd::cuda;
@@ -721,6 +722,81 @@ void check_import_blocks() {
 
 }  // namespace
 
+// E4M3 to float (exact), as model_config.cpp decodes it.
+float e4m3(uint8_t b) {
+    const int sign = b >> 7, exp = (b >> 3) & 15, man = b & 7;
+    float v = exp == 0 ? std::ldexp(float(man), -9) : std::ldexp(1.0f + float(man) / 8.0f, exp - 7);
+    if (exp == 15 && man == 7) v = NAN;
+    return sign ? -v : v;
+}
+
+// FP8 linear layers (fp8.cuh): the small-batch kernel and cuBLASLt's outer-vector-scaled FP8 GEMM against the
+// double-precision product of the dequantized operands, and the per-row activation quantization's error bound.
+void check_fp8() {
+    const int out = 1000 + 24, in = 2048 + 64;
+    std::vector<uint8_t> w(size_t(out) * in);
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (auto & b : w) { do b = uint8_t(byte(rng)); while (((b >> 3) & 15) == 15 && (b & 7) == 7); }  // no NaN codes
+    std::vector<float> ws(static_cast<size_t>(out));
+    std::uniform_real_distribution<float> sc(0.5e-3f, 2e-3f);
+    for (auto & v : ws) v = sc(rng);
+    uint8_t * dw = up(w);
+    float * dws = up(ws);
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    void * lt_ws;
+    CK(cudaMalloc(&lt_ws, size_t(32) << 20));
+    Fp8Gemm gemm(DType::BF16, st, lt_ws, size_t(32) << 20);
+    for (int rows : {1, 5, 8, 37, 300}) {
+        auto x = rand_bf(size_t(rows) * in, 2.f);
+        uint16_t * dx = up(x);
+        uint16_t * dy;
+        CK(cudaMalloc(&dy, size_t(rows) * out * 2));
+        uint8_t * xq;
+        float * xs;
+        CK(cudaMalloc(&xq, size_t(rows) * in));
+        CK(cudaMalloc(&xs, size_t(rows) * 4));
+        const bool small = gemv_fp8(DType::BF16, dw, dws, dx, dy, out, in, rows, st);
+        if (!small) {
+            quantize_rows_fp8(DType::BF16, dx, xq, xs, rows, in, st);
+            gemm.run(dw, dws, xq, xs, dy, out, in, rows);
+        }
+        CK(cudaStreamSynchronize(st));
+        auto y = down(dy, size_t(rows) * out);
+        // quantization: every element within half an E4M3 step (relative 2^-4) of x, or the subnormal spacing
+        double qerr = 0;
+        std::vector<float> xd(x.size());
+        if (!small) {
+            auto q = down(xq, size_t(rows) * in);
+            auto s = down(xs, size_t(rows));
+            for (int r = 0; r < rows; ++r)
+                for (int c = 0; c < in; ++c) {
+                    const float xv = from_bf(x[size_t(r) * in + c]), d = e4m3(q[size_t(r) * in + c]) * s[size_t(r)];
+                    xd[size_t(r) * in + c] = d;
+                    qerr = std::max(qerr, double(std::fabs(d - xv)) / (std::fabs(xv) * 0.0625 + s[size_t(r)] * std::ldexp(1.0, -9)));
+                }
+        } else {
+            for (size_t i = 0; i < x.size(); ++i) xd[i] = from_bf(x[i]);
+        }
+        double err = 0, ref_rms = 0;
+        for (int r = 0; r < rows; ++r)
+            for (int o = 0; o < out; ++o) {
+                double acc = 0;
+                for (int c = 0; c < in; ++c) acc += double(xd[size_t(r) * in + c]) * e4m3(w[size_t(o) * in + c]);
+                acc *= ws[size_t(o)];
+                err = std::max(err, std::fabs(double(from_bf(y[size_t(r) * out + o])) - acc) / (std::fabs(acc) + 1e-2));
+                ref_rms += acc * acc;
+            }
+        check(err < 1.6e-2 && qerr <= 1.0 && ref_rms > 0,
+              std::string(small ? "FP8 small-batch GEMM" : "FP8 rows quantized + cuBLASLt outer-vector GEMM") + " rows=" + std::to_string(rows) +
+                  (small ? "" : " (quantization within half a step: " + std::to_string(qerr) + ")"),
+              err);
+        cudaFree(dx); cudaFree(dy); cudaFree(xq); cudaFree(xs);
+    }
+    cudaFree(dw); cudaFree(dws); cudaFree(lt_ws);
+    cudaStreamDestroy(st);
+}
+
 int main() {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
@@ -750,6 +826,7 @@ int main() {
     check_norm_fold(2048, 3);
     check_norm_fold(2048, 8);
     check_import_blocks();
+    check_fp8();
     check_argmax_edges();
     check_sampling();
     check_blocks();
