@@ -1,9 +1,6 @@
 // Loading a whole model into memory as float32 tensors, validated against its config.
-import { join } from "node:path";
 import { readModelConfig, type ModelConfig, expectedTensorShapes } from "./config.js";
 import { ModelWeights } from "./weights.js";
-import { dequantizeFp8, isQuantizedLinear } from "./fp8.js";
-import { MalformedSafetensorsError } from "./errors.js";
 import type { GeneratedModel } from "./generate.js";
 
 /** A model in memory: validated config and float32 weights by HF tensor name (tied models have no lm_head). */
@@ -23,21 +20,9 @@ export function loadModel(dir: string): LoadedModel {
   try {
     weights.checkAgainst(config);
     const tensors = new Map<string, Float32Array>();
-    const shapes = expectedTensorShapes(config);
-    for (const [name, shape] of shapes) {
-      if (name.endsWith(".weight_scale") && config.fp8) continue;
-      if (config.fp8 && isQuantizedLinear(name)) {
-        const scaleName = `${name.slice(0, -".weight".length)}.weight_scale`;
-        const scales = weights.read(scaleName).data;
-        for (const s of scales) {
-          if (!(s > 0) || !Number.isFinite(s)) {
-            throw new MalformedSafetensorsError(`tensor ${scaleName}: scales must be positive and finite`, { path: join(dir, weights.info(scaleName)!.file) });
-          }
-        }
-        tensors.set(name, dequantizeFp8(weights.readBytes(name), scales, shape[0], shape[1]));
-      } else {
-        tensors.set(name, weights.read(name).data);
-      }
+    for (const name of expectedTensorShapes(config).keys()) {
+      if (config.fp8 && name.endsWith(".weight_scale")) continue; // folded into their layers
+      tensors.set(name, weights.readWeight(name, config));
     }
     return { config, tensors };
   } finally {

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { MalformedSafetensorsError, MissingFileError, MissingTensorError, ShapeMismatchError, UnexpectedTensorError, UnsupportedDtypeError } from "./errors.js";
 import { expectedTensorShapes, type ModelConfig } from "./config.js";
-import { isQuantizedLinear } from "./fp8.js";
+import { dequantizeFp8, isQuantizedLinear } from "./fp8.js";
 import { numel, SafetensorsFile, writeSafetensors, type Tensor, type TensorInfo, type TensorInput } from "./safetensors.js";
 import { DTYPE_BYTES, type SafetensorsDtype } from "./dtype.js";
 
@@ -82,6 +82,24 @@ export class ModelWeights {
     const f = this.#where.get(name);
     if (!f) throw new MissingTensorError(name, `tensor ${name} is not in the weights of ${this.dir}`);
     return f.read(name);
+  }
+
+  /**
+   * A weight as the model computes with it, in float32: for an FP8 checkpoint's quantized layers, e4m3(byte) ×
+   * scale[row] from `<prefix>.weight_scale` (rounded to float32, as the executors compute it; the scales must be
+   * positive and finite), otherwise the decoded tensor. Call checkAgainst(config) first.
+   */
+  readWeight(name: string, config: ModelConfig): Float32Array {
+    if (!config.fp8 || !isQuantizedLinear(name)) return this.read(name).data;
+    const scaleName = `${name.slice(0, -".weight".length)}.weight_scale`;
+    const scales = this.read(scaleName).data;
+    for (const s of scales) {
+      if (!(s > 0) || !Number.isFinite(s)) {
+        throw new MalformedSafetensorsError(`tensor ${scaleName}: scales must be positive and finite`, { path: join(this.dir, this.info(scaleName)!.file) });
+      }
+    }
+    const shape = this.info(name)!.shape;
+    return dequantizeFp8(this.readBytes(name), scales, shape[0], shape[1]);
   }
 
   /** The tensor's raw little-endian bytes. */
