@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { InvalidConfigError, MissingFileError, UnsupportedArchitectureError, UnsupportedDtypeError } from "./errors.js";
 import { isTorchDtype, type TorchDtype } from "./dtype.js";
+import { isQuantizedLinear, parseQuantizationConfig, type Fp8Config } from "./fp8.js";
 
 export interface Llama3RopeScaling {
   ropeType: "llama3";
@@ -65,6 +66,11 @@ export interface ModelConfig {
   bosTokenId: number | null;
   eosTokenIds: number[];
   torchDtype: TorchDtype;
+  /**
+   * FP8 checkpoint (compressed-tensors "float-quantized" quantization_config): the decoder's linear layers are
+   * F8_E4M3 with `<prefix>.weight_scale`; null: no quantization_config.
+   */
+  fp8: Fp8Config | null;
   raw: Record<string, unknown>;
 }
 
@@ -178,6 +184,7 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
   if (headDim % 2 !== 0) throw new InvalidConfigError(`${source}: head_dim ${headDim} must be even for RoPE`, { field: "head_dim" });
   const rmsNormEps = pos("rms_norm_eps", 1e-6);
   const { ropeTheta, ropeScaling } = parseRope(raw, source, maxPositionEmbeddings, pos("rope_theta", 10000));
+  const fp8 = parseQuantizationConfig(raw, source);
 
   const tie = raw.tie_word_embeddings ?? false; // HF LlamaConfig default
   if (typeof tie !== "boolean") throw new InvalidConfigError(`${source}: tie_word_embeddings must be a boolean`, { field: "tie_word_embeddings" });
@@ -216,13 +223,15 @@ export function parseModelConfig(json: unknown, source = "config.json"): ModelCo
     bosTokenId,
     eosTokenIds,
     torchDtype: dt,
+    fp8,
     raw,
   };
 }
 
 /**
  * Every tensor the config requires, in HF names, with its shape ([out, in] for projections). `lm_head.weight`
- * is listed only when embeddings are not tied.
+ * is listed only when embeddings are not tied. FP8 checkpoints add each quantized linear layer's
+ * `<prefix>.weight_scale`: [out, 1] per channel, [1] per tensor (where a scalar [] is accepted too).
  */
 export function expectedTensorShapes(config: ModelConfig): Map<string, number[]> {
   const { hiddenSize: h, intermediateSize: m, numHeads, numKvHeads, headDim, vocabSize } = config;
@@ -251,10 +260,15 @@ export function expectedTensorShapes(config: ModelConfig): Map<string, number[]>
   }
   shapes.set("model.norm.weight", [h]);
   if (!config.tieWordEmbeddings) shapes.set("lm_head.weight", [vocabSize, h]);
+  if (config.fp8) {
+    for (const [name, shape] of [...shapes]) {
+      if (isQuantizedLinear(name)) shapes.set(`${name.slice(0, -".weight".length)}.weight_scale`, config.fp8.perChannel ? [shape[0], 1] : [1]);
+    }
+  }
   return shapes;
 }
 
-/** Number of parameters the config implies (tied lm_head counted once). */
+/** Number of parameters the config implies (tied lm_head counted once; FP8 weight scales included). */
 export function parameterCount(config: ModelConfig): number {
   let n = 0;
   for (const s of expectedTensorShapes(config).values()) n += s.reduce((a, b) => a * b, 1);

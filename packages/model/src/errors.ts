@@ -25,9 +25,12 @@ export class ModelError extends Error {
 
 /** config.json names an architecture, model type or feature the executor does not implement. */
 export class UnsupportedArchitectureError extends ModelError {
-  constructor(message: string, options?: ErrorOptions) {
+  /** The config field refused, where one is (e.g. "quantization_config.format"). */
+  readonly field?: string;
+  constructor(message: string, options?: ErrorOptions & { field?: string }) {
     super(ModelErrorCode.UnsupportedArchitecture, message, options);
     this.name = "UnsupportedArchitectureError";
+    this.field = options?.field;
   }
 }
 
@@ -99,7 +102,7 @@ export class MalformedSafetensorsError extends ModelError {
   }
 }
 
-/** A tensor dtype (or torch_dtype) other than F32 / F16 / BF16. */
+/** A tensor dtype (or torch_dtype) other than F32 / F16 / BF16, or F8_E4M3 where the config does not quantize. */
 export class UnsupportedDtypeError extends ModelError {
   readonly dtype: string;
   constructor(dtype: string, message: string, options?: ErrorOptions) {

@@ -26,7 +26,11 @@ export {
   f16BitsToFloat32,
   bytesToFloat32,
   float32ToBytes,
+  e4m3BitsToFloat32,
+  float32ToE4m3Bits,
+  FP8_E4M3_MAX,
 } from "./dtype.js";
+export { isQuantizedLinear, parseQuantizationConfig, fp8QuantizationConfig, quantizeFp8, dequantizeFp8 } from "./fp8.js";
 export {
   numel,
   parseSafetensorsHeader,
@@ -57,6 +61,7 @@ export { referenceForward, ropeInverseFrequencies, ropeAttentionFactor, argmax }
 
 export type { SafetensorsDtype, TorchDtype } from "./dtype.js";
 export type { TensorInfo, SafetensorsHeader, Tensor, TensorInput, WriteSafetensorsOptions } from "./safetensors.js";
+export type { Fp8Config } from "./fp8.js";
 export type { ModelConfig, Llama3RopeScaling, RopeScaling, LinearRopeScaling, DynamicRopeScaling, YarnRopeScaling } from "./config.js";
 export type { LoadedModel } from "./load.js";
 export type { WriteShardedOptions } from "./weights.js";

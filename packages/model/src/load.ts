@@ -9,14 +9,21 @@ export interface LoadedModel {
   tensors: Map<string, Float32Array>;
 }
 
-/** Reads config.json and all weights of a model directory (any of F32/F16/BF16, single file or sharded). */
+/**
+ * Reads config.json and all weights of a model directory (any of F32/F16/BF16, single file or sharded). An FP8
+ * checkpoint's linear layers come back dequantized (e4m3 * scale, in float32, as the executors compute them), so
+ * `tensors` holds the dequantized model and no weight scales.
+ */
 export function loadModel(dir: string): LoadedModel {
   const config = readModelConfig(dir);
   const weights = ModelWeights.open(dir);
   try {
     weights.checkAgainst(config);
     const tensors = new Map<string, Float32Array>();
-    for (const name of expectedTensorShapes(config).keys()) tensors.set(name, weights.read(name).data);
+    for (const name of expectedTensorShapes(config).keys()) {
+      if (config.fp8 && name.endsWith(".weight_scale")) continue; // folded into their layers
+      tensors.set(name, weights.readWeight(name, config));
+    }
     return { config, tensors };
   } finally {
     weights.close();

@@ -32,14 +32,16 @@ export interface Tensor {
   data: Float32Array;
 }
 
-/** What the writer takes: float32 data plus its shape. */
+/** What the writer takes: float32 data plus its shape, and optionally its own stored dtype. */
 export interface TensorInput {
   shape: readonly number[];
   data: Float32Array;
+  /** Stored element type of this tensor (default: the writer's `dtype`), e.g. F8_E4M3 weights beside F32 scales. */
+  dtype?: SafetensorsDtype;
 }
 
 export interface WriteSafetensorsOptions {
-  /** Element type to store (default F32). */
+  /** Element type to store (default F32); a tensor's own `dtype` wins. */
   dtype?: SafetensorsDtype;
   /** String metadata for the header's `__metadata__` entry. */
   metadata?: Record<string, string>;
@@ -92,7 +94,7 @@ export function parseSafetensorsHeader(bytes: Uint8Array, fileSize?: number, pat
     const { dtype, shape, data_offsets } = entry as Record<string, unknown>;
     if (typeof dtype !== "string") fail(`tensor ${name}: dtype missing`);
     if (!isSafetensorsDtype(dtype)) {
-      throw new UnsupportedDtypeError(String(dtype), `${path ? path + ": " : ""}tensor ${name} has dtype ${String(dtype)}; only F32, F16 and BF16 are supported`);
+      throw new UnsupportedDtypeError(String(dtype), `${path ? path + ": " : ""}tensor ${name} has dtype ${String(dtype)}; only F32, F16, BF16 and F8_E4M3 are supported`);
     }
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       fail(`tensor ${name}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
@@ -242,8 +244,8 @@ function buildHeader(entries: [string, TensorInput][], dtype: SafetensorsDtype, 
   if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;
   for (const [name, t] of entries) {
-    const bytes = t.data.length * DTYPE_BYTES[dtype];
-    header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
+    const bytes = t.data.length * DTYPE_BYTES[t.dtype ?? dtype];
+    header[name] = { dtype: t.dtype ?? dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
   const json = new TextEncoder().encode(JSON.stringify(header));
@@ -259,12 +261,12 @@ export function encodeSafetensors(tensors: Map<string, TensorInput> | Record<str
   const dtype = options.dtype ?? "F32";
   const entries = toEntries(tensors);
   const head = buildHeader(entries, dtype, options.metadata);
-  const total = head.length + entries.reduce((s, [, t]) => s + t.data.length * DTYPE_BYTES[dtype], 0);
+  const total = head.length + entries.reduce((s, [, t]) => s + t.data.length * DTYPE_BYTES[t.dtype ?? dtype], 0);
   const out = new Uint8Array(total);
   out.set(head, 0);
   let pos = head.length;
   for (const [, t] of entries) {
-    const b = float32ToBytes(t.data, dtype);
+    const b = float32ToBytes(t.data, t.dtype ?? dtype);
     out.set(b, pos);
     pos += b.length;
   }
@@ -276,13 +278,13 @@ export function writeSafetensors(path: string, tensors: Map<string, TensorInput>
   const dtype = options.dtype ?? "F32";
   const entries = toEntries(tensors);
   const head = buildHeader(entries, dtype, options.metadata);
-  const total = head.length + entries.reduce((s, [, t]) => s + t.data.length * DTYPE_BYTES[dtype], 0);
+  const total = head.length + entries.reduce((s, [, t]) => s + t.data.length * DTYPE_BYTES[t.dtype ?? dtype], 0);
   const fd = openSync(path, "w");
   try {
     writeAll(fd, head);
     let done = head.length;
     for (const [name, t] of entries) {
-      const b = float32ToBytes(t.data, dtype);
+      const b = float32ToBytes(t.data, t.dtype ?? dtype);
       writeAll(fd, b);
       done += b.length;
       options.onProgress?.(done, total, name);

@@ -3,6 +3,7 @@ import { readModelConfig, parameterCount, type ModelConfig } from "./config.js";
 import { ModelWeights } from "./weights.js";
 import { checkTokenizerFiles, type CheckTokenizerOptions, type TokenizerInfo } from "./tokenizer-files.js";
 import { UnsupportedDtypeError } from "./errors.js";
+import { isQuantizedLinear } from "./fp8.js";
 import { safetensorsToTorchDtype, type SafetensorsDtype } from "./dtype.js";
 
 export interface ModelDirReport {
@@ -11,6 +12,7 @@ export interface ModelDirReport {
   /** Weight files relative to dir (shards, or model.safetensors) and the index file if any. */
   weightFiles: string[];
   indexFile: string | null;
+  /** Distinct stored dtypes (an FP8 checkpoint: F8_E4M3, its scales' and the model dtype). */
   dtypes: SafetensorsDtype[];
   tensorCount: number;
   parameterCount: number;
@@ -27,19 +29,26 @@ export function validateModelDir(dir: string, options: CheckTokenizerOptions = {
   const config = readModelConfig(dir);
   const weights = ModelWeights.open(dir);
   let dtypes: SafetensorsDtype[];
+  let modelDtypes: SafetensorsDtype[];
   let tensorCount: number;
   try {
     weights.checkAgainst(config);
     dtypes = weights.dtypes();
+    // The FP8 weights and their scales aside, one dtype for the rest (embedding, norms, lm_head).
+    const rest = new Set<SafetensorsDtype>();
+    for (const name of weights.tensorNames) {
+      if (!(config.fp8 && (isQuantizedLinear(name) || /\.(weight|input)_scale$/.test(name)))) rest.add(weights.info(name)!.dtype);
+    }
+    modelDtypes = [...rest].sort();
     tensorCount = weights.tensorNames.length;
   } finally {
     weights.close();
   }
   const warnings: string[] = [];
-  if (dtypes.length > 1) {
-    throw new UnsupportedDtypeError(dtypes.join("+"), `weights of ${dir} mix dtypes (${dtypes.join(", ")}); the executor expects one dtype`);
+  if (modelDtypes.length > 1) {
+    throw new UnsupportedDtypeError(modelDtypes.join("+"), `weights of ${dir} mix dtypes (${modelDtypes.join(", ")}); the executor expects one dtype`);
   }
-  const stored = safetensorsToTorchDtype(dtypes[0]);
+  const stored = safetensorsToTorchDtype(modelDtypes[0]);
   if (stored !== config.torchDtype) warnings.push(`config.json torch_dtype is ${config.torchDtype} but the weights are stored as ${stored}`);
   const tokenizer = checkTokenizerFiles(dir, config, options);
   if (!tokenizer.hasChatTemplate) warnings.push("tokenizer_config.json has no chat_template (chat completions will not work)");

@@ -1,9 +1,10 @@
 // The weights of a model directory: model.safetensors, or shards listed in model.safetensors.index.json.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { MalformedSafetensorsError, MissingFileError, MissingTensorError, ShapeMismatchError, UnexpectedTensorError } from "./errors.js";
+import { MalformedSafetensorsError, MissingFileError, MissingTensorError, ShapeMismatchError, UnexpectedTensorError, UnsupportedDtypeError } from "./errors.js";
 import { expectedTensorShapes, type ModelConfig } from "./config.js";
-import { SafetensorsFile, writeSafetensors, type Tensor, type TensorInfo, type TensorInput } from "./safetensors.js";
+import { dequantizeFp8, isQuantizedLinear } from "./fp8.js";
+import { numel, SafetensorsFile, writeSafetensors, type Tensor, type TensorInfo, type TensorInput } from "./safetensors.js";
 import { DTYPE_BYTES, type SafetensorsDtype } from "./dtype.js";
 
 export const SINGLE_FILE = "model.safetensors";
@@ -83,6 +84,31 @@ export class ModelWeights {
     return f.read(name);
   }
 
+  /**
+   * A weight as the model computes with it, in float32: for an FP8 checkpoint's quantized layers, e4m3(byte) ×
+   * scale[row] from `<prefix>.weight_scale` (rounded to float32, as the executors compute it; the scales must be
+   * positive and finite), otherwise the decoded tensor. Call checkAgainst(config) first.
+   */
+  readWeight(name: string, config: ModelConfig): Float32Array {
+    if (!config.fp8 || !isQuantizedLinear(name)) return this.read(name).data;
+    const scaleName = `${name.slice(0, -".weight".length)}.weight_scale`;
+    const scales = this.read(scaleName).data;
+    for (const s of scales) {
+      if (!(s > 0) || !Number.isFinite(s)) {
+        throw new MalformedSafetensorsError(`tensor ${scaleName}: scales must be positive and finite`, { path: join(this.dir, this.info(scaleName)!.file) });
+      }
+    }
+    const shape = this.info(name)!.shape;
+    return dequantizeFp8(this.readBytes(name), scales, shape[0], shape[1]);
+  }
+
+  /** The tensor's raw little-endian bytes. */
+  readBytes(name: string): Uint8Array {
+    const f = this.#where.get(name);
+    if (!f) throw new MissingTensorError(name, `tensor ${name} is not in the weights of ${this.dir}`);
+    return f.readBytes(name);
+  }
+
   /** Distinct tensor dtypes across all files. */
   dtypes(): SafetensorsDtype[] {
     const s = new Set<SafetensorsDtype>();
@@ -99,12 +125,30 @@ export class ModelWeights {
     for (const [name, shape] of expected) {
       const info = this.info(name);
       if (!info) throw new MissingTensorError(name, `tensor ${name} (shape [${shape.join(", ")}]) is missing from the weights of ${this.dir}`);
-      if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+      const scalarScale = name.endsWith(".weight_scale") && !config.fp8?.perChannel && info.shape.length === 0; // per tensor: [] as well as [1]
+      if (!scalarScale && (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i]))) {
         throw new ShapeMismatchError(name, shape, info.shape);
+      }
+      // FP8: F8_E4M3 exactly for the quantized linear layers, float scales; F8_E4M3 nowhere else.
+      const quantized = config.fp8 !== null && isQuantizedLinear(name);
+      if (quantized !== (info.dtype === "F8_E4M3")) {
+        throw new UnsupportedDtypeError(
+          info.dtype,
+          quantized
+            ? `tensor ${name} must be F8_E4M3 (config.json's quantization_config quantizes it), not ${info.dtype}`
+            : `tensor ${name}: F8_E4M3 needs an FP8 quantization_config in config.json and a linear layer`,
+        );
       }
     }
     for (const name of this.#where.keys()) {
       if (expected.has(name) || IGNORED_TENSOR.test(name)) continue;
+      // A static activation scale beside a quantized layer: read by nobody (the executors quantize activations per
+      // token at run time, the reference computes the dequantized pass), so only its shape is checked.
+      if (config.fp8 && name.endsWith(".input_scale") && expected.has(`${name.slice(0, -".input_scale".length)}.weight_scale`)) {
+        const info = this.info(name)!;
+        if (info.shape.length > 1 || numel(info.shape) !== 1) throw new ShapeMismatchError(name, [1], info.shape);
+        continue;
+      }
       if (name === "lm_head.weight" && config.tieWordEmbeddings) {
         const info = this.info(name)!;
         const want = [config.vocabSize, config.hiddenSize];
@@ -157,7 +201,8 @@ export function writeShardedSafetensors(dir: string, tensors: Map<string, Tensor
   const groups: string[][] = [];
   let size = 0;
   for (const name of names) {
-    const bytes = tensors.get(name)!.data.length * DTYPE_BYTES[dtype];
+    const t = tensors.get(name)!;
+    const bytes = t.data.length * DTYPE_BYTES[t.dtype ?? dtype];
     if (groups.length === 0 || (size > 0 && size + bytes > options.maxShardBytes)) {
       groups.push([]);
       size = 0;
@@ -169,7 +214,7 @@ export function writeShardedSafetensors(dir: string, tensors: Map<string, Tensor
   const files = groups.map((_, i) => `model-${pad(i + 1)}-of-${pad(groups.length)}.safetensors`);
   const weightMap: Record<string, string> = {};
   let total = 0;
-  for (const name of names) total += tensors.get(name)!.data.length * DTYPE_BYTES[dtype];
+  for (const name of names) total += tensors.get(name)!.data.length * DTYPE_BYTES[tensors.get(name)!.dtype ?? dtype];
   let before = 0;
   groups.forEach((group, i) => {
     const part = new Map(group.map((n) => [n, tensors.get(n)!]));

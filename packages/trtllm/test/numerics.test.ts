@@ -2,12 +2,13 @@
 // (max |diff| / max |reference|), for models/tiny, untied/GQA/plain-RoPE variants, bf16 and fp16 weights and
 // sharded checkpoints; and the engine's paged, chunked decoding follows the reference's argmax. The CUDA
 // executor computes in bf16, so its bound is BF16_TOLERANCE instead.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   generateModel,
   loadModel,
+  readModelConfig,
   referenceForward,
   writeModelDir,
   writeSafetensors,
@@ -126,7 +127,10 @@ describe.skipIf(skip)("logits match referenceForward", () => {
   // Architectures beyond Llama, on models written by transformers itself with its own logits (packages/model's
   // fixtures, fp32 weights; the CUDA executor runs them in bf16 under BF16_TOLERANCE): Qwen2 (biases on q, k and v),
   // Qwen3 (per-head q/k RMSNorm, head_dim 32 with hidden 64) and Mistral (a sliding window of 5 over 12 tokens).
-  for (const family of ["qwen2", "qwen3", "mistral"]) {
+  // And FP8 checkpoints (compressed-tensors float-quantized, E4M3 linear layers quantized by torch, bf16 rest) against
+  // transformers' float32 logits on the dequantized weights: per channel weight-only, and per tensor (scalar BF16
+  // scales) with static activation scales, which the executors do not use.
+  for (const family of ["qwen2", "qwen3", "mistral", "llama-fp8-channel", "llama-fp8-tensor"]) {
     const familyDir = join(import.meta.dirname, "..", "..", "model", "test", "fixtures", `${family}-tiny`);
     it(`${family}: logits equal transformers' at every position`, () => {
       const hf = JSON.parse(readFileSync(join(familyDir, "hf-logits.json"), "utf8")) as { prompt: number[]; logits: number[][] };
@@ -155,6 +159,37 @@ describe.skipIf(skip)("logits match referenceForward", () => {
       writeFileSync(path, JSON.stringify({ ...cfg, ...extra }));
       expect(() => openExecutor(dir), JSON.stringify(extra)).toThrow(message);
     }
+  });
+
+  it("a quantization_config it does not support is refused when the executor opens, naming the field", () => {
+    const src = join(import.meta.dirname, "..", "..", "model", "test", "fixtures", "llama-fp8-channel-tiny");
+    const dir = join(scratch, "fp8-refused");
+    cpSync(src, dir, { recursive: true });
+    const path = join(dir, "config.json");
+    const cfg = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+    const q = cfg.quantization_config as Record<string, unknown>;
+    const group = (q.config_groups as Record<string, Record<string, unknown>>).group_0;
+    const weights = group.weights as Record<string, unknown>;
+    const g = "quantization_config.config_groups.group_0";
+    const refusals: [Record<string, unknown>, string][] = [
+      [{ quant_method: "gptq" }, 'quantization_config.quant_method "gptq" is not supported'],
+      [{ format: "pack-quantized" }, 'quantization_config.format "pack-quantized" is not supported ("float-quantized" is)'],
+      [{ kv_cache_scheme: { num_bits: 8, type: "float", strategy: "tensor" } }, "quantization_config.kv_cache_scheme (a quantized KV cache) is not supported"],
+      [{ config_groups: { group_0: { ...group, weights: { ...weights, strategy: "block", block_structure: [128, 128] } } } }, `${g}.weights.block_structure is not supported`],
+      [{ config_groups: { group_0: { ...group, weights: { ...weights, num_bits: 4, type: "int" } } } }, `${g}.weights: only 8-bit float (FP8 E4M3) is supported`],
+      [{ config_groups: { group_0: { ...group, input_activations: { ...weights, strategy: "group" } } } }, `${g}.input_activations.strategy "group" is not supported`],
+      [{ ignore: ["lm_head", "model.layers.0.mlp.down_proj"] }, 'quantization_config.ignore entry "model.layers.0.mlp.down_proj" is not supported'],
+    ];
+    for (const [edit, message] of refusals) {
+      writeFileSync(path, JSON.stringify({ ...cfg, quantization_config: { ...q, ...edit } }));
+      expect(() => openExecutor(dir), message).toThrow(message);
+      // @trtd/model refuses the same config with the same words
+      expect(() => readModelConfig(dir), message).toThrow(message);
+    }
+    // and an FP8 tensor without the config that quantizes it
+    const { quantization_config: _drop, ...plain } = cfg;
+    writeFileSync(path, JSON.stringify(plain));
+    expect(() => openExecutor(dir)).toThrow(/F8_E4M3 needs an FP8 quantization_config/);
   });
 
   for (const dtype of ["bfloat16", "float16"] as const) {

@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { generateModel, isTorchDtype, ModelError, validateModelDir, writeModelDir, type ModelDirReport, type TorchDtype } from "@trtd/model";
 import { createProgressBar } from "./progress.js";
-import { convertCheckpoint, ConvertError } from "./convert.js";
+import { convertCheckpoint, ConvertError, isPrecision } from "./convert.js";
 import { checkTokenizerLoads } from "./tokenizer-check.js";
 import { downloadRepo, DownloadError } from "./download.js";
 
@@ -14,7 +14,9 @@ Commands:
   small --out DIR [--seed N] [--dtype ...]                        generate the ≈90M-parameter model
   download ORG/NAME --out DIR [--revision R] [--include GLOB]... [--parallel N]
                                                                   fetch a hub repository (HF_TOKEN, HF_ENDPOINT)
-  convert <hf-dir> --out DIR [--copy]                             validate a HF checkpoint and link/copy it
+  convert <hf-dir> --out DIR [--copy] [--precision bf16|fp16|fp8]
+                                                                  validate a HF checkpoint and link/copy it, or
+                                                                  write its weights in that precision
   validate <dir>                                                  validate a model directory
 `;
 
@@ -65,12 +67,19 @@ async function generate(preset: "tiny" | "small", args: string[]): Promise<void>
 }
 
 async function convert(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, options: { out: { type: "string" }, copy: { type: "boolean", default: false } }, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    args,
+    options: { out: { type: "string" }, copy: { type: "boolean", default: false }, precision: { type: "string" } },
+    allowPositionals: true,
+  });
   if (positionals.length !== 1) throw new UsageError("convert needs exactly one <hf-dir>");
   if (!values.out) throw new UsageError("convert needs --out DIR");
+  const precision = values.precision;
+  if (precision !== undefined && !isPrecision(precision)) throw new UsageError(`--precision must be bf16, fp16 or fp8, got ${precision}`);
   const bar = createProgressBar("convert");
   const report = await convertCheckpoint(resolve(positionals[0]), resolve(values.out), {
     copy: values.copy,
+    ...(precision ? { precision } : {}),
     onProgress: (done, total, file) => bar.update(done, total, file),
     log: (m) => bar.log(m),
   });
