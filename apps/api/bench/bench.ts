@@ -12,7 +12,8 @@
 //
 // The last line of output is one JSON object. Options: --reps N (pairs per prompt, default 40), --seconds S (load
 // time per throughput part, default 5), --concurrency N (256), --stream-tokens N (tokens per stream, 128),
-// --profile DIR (the api runs with --cpu-prof; profiles land in DIR), --only ttft|throughput.
+// --profile DIR (the api runs with --cpu-prof; profiles land in DIR), --only ttft|throughput, --api-main FILE (another
+// build of the api's main.js, to compare two builds run after run; default apps/api/dist/main.js).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent, request } from "node:http";
@@ -34,6 +35,7 @@ const { values: flags } = parseArgs({
     "stream-tokens": { type: "string", default: "128" },
     profile: { type: "string" },
     only: { type: "string" },
+    "api-main": { type: "string" },
   },
 });
 const REPS = Number(flags.reps);
@@ -90,7 +92,7 @@ async function startApi(uri: string, modelDir: string, tag: string, extra: strin
   const prof = PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", PROFILE_DIR, "--cpu-prof-name", `api-${tag}.cpuprofile`] : [];
   const { proc, match } = await nodeApp(
     `api-${tag}`,
-    dist("api"),
+    flags["api-main"] ? resolve(flags["api-main"]) : dist("api"),
     ["--tokenizer", modelDir, "--model-name", "tiny", "--request-plane-uri", uri, "--api-server-host", "127.0.0.1", "--api-server-port", "0", ...extra],
     /listening on (http:\/\/\S+)/,
     prof,
