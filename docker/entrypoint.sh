@@ -1,5 +1,5 @@
 #!/bin/sh
-# trtd <api|prefill|decode|launcher> [flags...]: runs apps/<name>/src/main.ts with tsx (same flags as `nx run <name>:serve`).
+# trtd <api|prefill|decode|launcher> [flags...]: runs apps/<name>/dist/main.js, compiled in the image (same flags as `nx run <name>:serve`).
 set -e
 app="$1"
 case "$app" in
@@ -7,4 +7,4 @@ case "$app" in
   *) echo "usage: trtd <api|prefill|decode|launcher> [flags...]" >&2; exit 2 ;;
 esac
 cd /trtd
-exec node --import tsx --conditions=source "apps/$app/src/main.ts" "$@"
+exec node "apps/$app/dist/main.js" "$@"

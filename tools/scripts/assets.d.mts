@@ -16,4 +16,8 @@ export declare function unzip(file: string, dir: string): void;
 export declare function ensureCudaExecutor(options?: { force?: boolean }): string | undefined;
 /** Generates models/<size> with tools/prepare-model when it is missing; returns its folder. */
 export declare function ensureModel(size?: "tiny" | "small"): string;
+/** The workspace projects `name` runs on, itself last. */
+export declare function workspaceClosure(name: string): { name: string; dir: string }[];
+/** Compiles `name` and its workspace dependencies with tsup where dist/ is missing or stale; returns those built. */
+export declare function ensureBuilt(name?: string, options?: { force?: boolean; dts?: boolean; log?: (line: string) => void }): string[];
 export default function setup(): Promise<void>;

@@ -230,6 +230,63 @@ export function ensureModel(size = "tiny") {
   return dir;
 }
 
+/**
+ * The workspace projects `@trtd/<name>` runs on (itself included), from the package.json dependencies, as
+ * { name, dir }; only workspace packages (those under packages/, apps/, tools/) are followed.
+ */
+export function workspaceClosure(name) {
+  const dirs = new Map();
+  for (const parent of ["packages", "apps", "tools"]) {
+    const root = join(repoRoot, parent);
+    if (!existsSync(root)) continue;
+    for (const d of readdirSync(root, { withFileTypes: true })) {
+      const pj = join(root, d.name, "package.json");
+      if (d.isDirectory() && existsSync(pj)) dirs.set(JSON.parse(readFileSync(pj, "utf8")).name, join(root, d.name));
+    }
+  }
+  const out = [];
+  const seen = new Set();
+  const visit = (n) => {
+    if (seen.has(n) || !dirs.has(n)) return;
+    seen.add(n);
+    const dir = dirs.get(n);
+    const deps = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")).dependencies ?? {};
+    for (const dep of Object.keys(deps)) visit(dep);
+    out.push({ name: n, dir });
+  };
+  visit(name);
+  return out;
+}
+
+/** Name of the stamp tsup's output gets once a build of it finished (tsup's `clean` removes it with dist/). */
+const BUILD_STAMP = ".trtd-built";
+
+/**
+ * Compiles (tsup, each project's own tsup.config.ts, as `nx run <project>:build` does) `@trtd/<name>` and the
+ * workspace packages it runs on, each only when its dist/ is missing or older than its src/, package.json or
+ * tsup config. Declarations (.d.ts) are skipped unless `dts` is set: running needs only the JavaScript, and
+ * `nx run-many -t build` still writes them. Returns the names that were built.
+ */
+export function ensureBuilt(name = "@trtd/launcher", { force = false, dts = false, log = console.log } = {}) {
+  const tsup = join(repoRoot, "node_modules/tsup/dist/cli-default.js");
+  if (!existsSync(tsup)) throw new Error(`tsup is not installed (${tsup}): run "npm install" first`);
+  const built = [];
+  for (const { name: n, dir } of workspaceClosure(name)) {
+    if (!existsSync(join(dir, "tsup.config.ts"))) continue;
+    const stamp = join(dir, "dist", BUILD_STAMP);
+    const sources = Math.max(newestMtime(join(dir, "src")), statSync(join(dir, "package.json")).mtimeMs, statSync(join(dir, "tsup.config.ts")).mtimeMs);
+    if (!force && fresh(stamp, sources)) continue;
+    log(`building ${n} (tsup${dts ? "" : ", no .d.ts"})`);
+    const started = new Date();
+    const args = [tsup, "--silent", ...(dts ? [] : ["--no-dts"])];
+    run(process.execPath, args, { cwd: dir, stdio: ["ignore", "inherit", "inherit"] });
+    writeFileSync(stamp, `${n}\n`);
+    utimesSync(stamp, started, started); // sources edited during the build count as newer
+    built.push(n);
+  }
+  return built;
+}
+
 /** vitest globalSetup entry: everything the tests need. */
 export default async function setup() {
   await ensureNative();

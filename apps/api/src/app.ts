@@ -1,4 +1,6 @@
 // The HTTP layer: routes, middleware per concern, and one onError mapping typed errors to OpenAI error JSON.
+import type { ServerResponse } from "node:http";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono, type Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { GenerationBackend } from "./backend.js";
@@ -11,6 +13,7 @@ import { parseChatCompletion } from "./openai/chat-completions.js";
 import { parseCompletion } from "./openai/completions.js";
 import { CHAT_DEFAULT_MAX_TOKENS, COMPLETIONS_DEFAULT_MAX_TOKENS, DEFAULT_LIMITS, type ServerLimits } from "./openai/limits.js";
 import * as R from "./openai/responses.js";
+import { jsonTemplate, NodeSseWriter } from "./sse-writer.js";
 import type { TextCodec } from "./text-codec.js";
 
 export interface ApiAppOptions {
@@ -119,6 +122,41 @@ export function createApiApp(opts: ApiAppOptions) {
     // still an HTTP error with OpenAI error JSON; later failures are sent as an SSE error event.
     const gen = runGeneration(deps, req, stop, arrival, signal);
     const first = await gen.next();
+    // Under @hono/node-server, events go straight onto Node's response (sse-writer.ts); app.request() without a
+    // Node server (tests of the HTTP layer alone) takes hono's streamSSE.
+    const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+    if (outgoing) {
+      const sse = new NodeSseWriter(outgoing, c.newResponse(null).headers);
+      // The delta chunk's JSON around its text is serialised once per request.
+      const delta = jsonTemplate(shape.delta);
+      void (async () => {
+        try {
+          // The role chunk and the first delta leave in one write.
+          if (shape.first) await sse.send(JSON.stringify(shape.first()));
+          let step = first;
+          if (!step.done) {
+            await sse.sendNow(delta(step.value));
+            step = await gen.next();
+          }
+          while (!step.done && !sse.aborted) {
+            await sse.send(delta(step.value));
+            step = await gen.next();
+          }
+          if (step.done) {
+            await sse.send(JSON.stringify(shape.last(step.value)));
+            if (stream.includeUsage) await sse.send(JSON.stringify(shape.usage(step.value)));
+            await sse.send("[DONE]");
+          }
+        } catch (err) {
+          if (!sse.aborted) await sse.send(JSON.stringify(toApiError(err).toJSON())).catch(() => {});
+        } finally {
+          sse.end();
+          await gen.return(undefined as never).catch(() => {}); // ends the backend stream if still open: cancels in the workers
+        }
+      })();
+      // @hono/node-server's marker object for "written by the handler" (a new Response would be written again).
+      return RESPONSE_ALREADY_SENT;
+    }
     return streamSSE(c, async (sse) => {
       const abort = new AbortController();
       sse.onAbort(() => abort.abort());

@@ -8,11 +8,26 @@ import { PARENT_PID_ENV } from "@trtd/apps-common";
 
 export type AppName = "api" | "prefill" | "decode";
 
-/** How to run an app: from TypeScript sources (tsx, the dev/test way) or from tsup's dist/. */
-export function appCommand(repoRoot: string, app: AppName): string[] {
+/** Set to 1: the launcher runs its apps from their TypeScript sources (tsx) even when it runs from dist/. */
+export const SOURCE_MODE_ENV = "TRTD_SOURCE";
+
+/** Whether this module runs from TypeScript sources (tsx, vitest) rather than tsup's dist/. */
+const RUNNING_FROM_SOURCE = import.meta.url.endsWith(".ts");
+
+/**
+ * How to run an app. Apps run as the launcher itself does: from tsup's dist/ (`node apps/<app>/dist/main.js`,
+ * what `npm start` does) or, when the launcher runs from its TypeScript sources (tsx, tests) or
+ * TRTD_SOURCE=1, from sources through tsx. TRTD_RUN_DIST=1 forces dist/. A missing dist/ is an error naming
+ * the build command, never a silent fallback.
+ */
+export function appCommand(repoRoot: string, app: AppName, env: NodeJS.ProcessEnv = process.env): string[] {
   const src = join(repoRoot, "apps", app, "src/main.ts");
   const dist = join(repoRoot, "apps", app, "dist/main.js");
-  if (existsSync(src) && process.env.TRTD_RUN_DIST !== "1") return ["--import", "tsx", "--conditions=source", src];
+  const fromSource = env.TRTD_RUN_DIST !== "1" && (env[SOURCE_MODE_ENV] === "1" || RUNNING_FROM_SOURCE) && existsSync(src);
+  if (fromSource) return ["--import", "tsx", "--conditions=source", src];
+  if (!existsSync(dist)) {
+    throw new Error(`${dist} is missing: build the apps ("npm start" does, or "npx nx run-many -t build"), or run from sources with TRTD_SOURCE=1`);
+  }
   return [dist];
 }
 

@@ -10,6 +10,7 @@ export type { LoadRunOptions, LoadRunResult } from "./load-run.js";
 export type { NamedSweep } from "./plots.js";
 export type { ProgressSink } from "./progress.js";
 export type { Random } from "./random.js";
+export type { ManagedProcess } from "./processes.js";
 export type { MetricsSnapshot } from "./server-metrics.js";
 export type { SseEvent } from "./sse.js";
 export type { Distribution, RunSummary, Slo } from "./stats.js";
@@ -32,6 +33,7 @@ export {
 export { measureFrontendOverhead } from "./frontend-overhead.js";
 export { computeGoodput } from "./goodput.js";
 export { runLoad } from "./load-run.js";
+export { freePort, startProcess } from "./processes.js";
 export { sweepCharts } from "./plots.js";
 export { silentProgress, stderrProgress } from "./progress.js";
 export { createRandom } from "./random.js";

@@ -1,0 +1,467 @@
+// `nx run api:bench`: what the api path adds to time to first token, and how fast the api streams.
+//
+// 1. Added TTFT. The api, the workers and nats-server run as the user runs them (compiled dist/, one process each,
+//    127.0.0.1, ports the OS picks). For a 16-token and a ~1k-token chat prompt, one streaming request at a time
+//    through HTTP alternates with the executor's own TTFT, measured in this process on an executor opened with the
+//    same settings for the same prompt tokens (time from `generate()` to the first token at the binding). Added =
+//    HTTP TTFT - executor TTFT, pair by pair; on the disaggregated path (api + prefill + decode) the KV copy of each
+//    request (the api's trtd_kv_transfer_seconds, as the decode worker reported it) is taken out and reported apart.
+// 2. Throughput. The api in front of a decode worker TEST DOUBLE (decode-double.ts: no model, tokens as fast as
+//    asked), 256 concurrent streams for a bounded time: streamed tokens/s and the api's CPU per token (from
+//    /proc). Baseline in the same run: the same streams read straight from the request plane by this process.
+//
+// The last line of output is one JSON object. Options: --reps N (pairs per prompt, default 40), --seconds S (load
+// time per throughput part, default 5), --concurrency N (256), --stream-tokens N (tokens per stream, 128),
+// --profile DIR (the api runs with --cpu-prof; profiles land in DIR), --only ttft|throughput, --api-main FILE (another
+// build of the api's main.js, to compare two builds run after run; default apps/api/dist/main.js).
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { Agent, request } from "node:http";
+import { cpus, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { DEFAULT_NAMESPACE, Endpoints, type DecodeChunk, type DecodeRequest } from "@trtd/apps-common";
+import { describe, freePort, startProcess, type ManagedProcess } from "@trtd/bench";
+import { connect } from "@trtd/request-plane";
+import { Tokenizer } from "@trtd/tokenizer";
+import { Executor } from "@trtd/trtllm";
+import { ensureBuilt, ensureModel, ensureNative, repoRoot } from "../../../tools/scripts/assets.mjs";
+
+const { values: flags } = parseArgs({
+  options: {
+    reps: { type: "string", default: "40" },
+    seconds: { type: "string", default: "5" },
+    concurrency: { type: "string", default: "256" },
+    "stream-tokens": { type: "string", default: "128" },
+    profile: { type: "string" },
+    only: { type: "string" },
+    "api-main": { type: "string" },
+  },
+});
+const REPS = Number(flags.reps);
+const LOAD_SECONDS = Number(flags.seconds);
+const CONCURRENCY = Number(flags.concurrency);
+const STREAM_TOKENS = Number(flags["stream-tokens"]);
+const PROFILE_DIR = flags.profile ? resolve(flags.profile) : undefined;
+const STARTUP_MS = 60_000;
+const REQUEST_MS = 30_000;
+
+/** Executor settings of the workers and of the executor measured here: one prefill iteration fits a 1k prompt. */
+const EXECUTOR = { threads: 1, maxBatchSize: 64, maxTokensPerIteration: 2048, kvTokensPerBlock: 16, kvBlockCount: 2048 };
+const EXECUTOR_FLAGS = [
+  "--threads", String(EXECUTOR.threads),
+  "--max-batch-size", String(EXECUTOR.maxBatchSize),
+  "--max-tokens-per-iteration", String(EXECUTOR.maxTokensPerIteration),
+  "--kv-tokens-per-block", String(EXECUTOR.kvTokensPerBlock),
+  "--kv-block-count", String(EXECUTOR.kvBlockCount),
+];
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+const round = (x: number | undefined, d = 3) => (x === undefined ? undefined : Math.round(x * 10 ** d) / 10 ** d);
+
+// ---------------------------------------------------------------- processes (all stopped by PID in `finally`)
+
+const owned: ManagedProcess[] = [];
+let workDir = "";
+
+async function startNats(): Promise<string> {
+  const bin = process.env.NATS_SERVER_BIN ?? "nats-server";
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const p = startProcess("nats-server", bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(workDir, `js-${port}`)], { logFile: join(workDir, "nats.log") });
+    owned.push(p);
+    try {
+      await p.waitForLine(/Server is ready/, 10_000);
+      return `nats://127.0.0.1:${port}`;
+    } catch (err) {
+      await p.stop(1000);
+      if (attempt >= 2) throw err;
+    }
+  }
+}
+
+function nodeApp(name: string, file: string, args: string[], ready: RegExp, nodeArgs: string[] = []): Promise<{ proc: ManagedProcess; match: RegExpMatchArray }> {
+  const proc = startProcess(name, process.execPath, [...nodeArgs, file, ...args], { cwd: repoRoot, logFile: join(workDir, `${name}.log`) });
+  owned.push(proc);
+  return proc.waitForLine(ready, STARTUP_MS).then((match) => ({ proc, match }));
+}
+
+const dist = (app: string) => join(repoRoot, "apps", app, "dist/main.js");
+
+async function startApi(uri: string, modelDir: string, tag: string, extra: string[] = []): Promise<{ proc: ManagedProcess; url: string }> {
+  const prof = PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", PROFILE_DIR, "--cpu-prof-name", `api-${tag}.cpuprofile`] : [];
+  const { proc, match } = await nodeApp(
+    `api-${tag}`,
+    flags["api-main"] ? resolve(flags["api-main"]) : dist("api"),
+    ["--tokenizer", modelDir, "--model-name", "tiny", "--request-plane-uri", uri, "--api-server-host", "127.0.0.1", "--api-server-port", "0", ...extra],
+    /listening on (http:\/\/\S+)/,
+    prof,
+  );
+  return { proc, url: match[1] };
+}
+
+async function stopAll(): Promise<void> {
+  // Api first, then workers, then nats-server: the reverse of the start order.
+  for (const p of owned.splice(0).reverse()) await p.stop(10_000);
+}
+
+// ---------------------------------------------------------------- HTTP client: one keep-alive agent, no fetch
+
+let agent = new Agent({ keepAlive: true, maxSockets: 1024 });
+/** Fresh connections: the server closes keep-alive sockets left idle past its timeout, which a reuse would race. */
+function newAgent(): void {
+  agent.destroy();
+  agent = new Agent({ keepAlive: true, maxSockets: 1024 });
+}
+
+interface StreamResult {
+  ttftMs: number;
+  completionTokens: number;
+  promptTokens: number;
+}
+
+/**
+ * One streaming chat request; TTFT at the first SSE event with non-empty content (the role-only first chunk does
+ * not count). Token counts come from the usage chunk. Rejects on an HTTP error or an error event.
+ */
+function streamChat(baseUrl: string, body: string): Promise<StreamResult> {
+  return new Promise((resolvePromise, reject) => {
+    const t0 = performance.now();
+    let ttft = -1;
+    let tail = "";
+    const req = request(`${baseUrl}/v1/chat/completions`, { method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) }, timeout: REQUEST_MS }, (res) => {
+      res.setEncoding("utf8");
+      if (res.statusCode !== 200) {
+        let text = "";
+        res.on("data", (d: string) => (text += d));
+        res.on("end", () => reject(new Error(`HTTP ${res.statusCode}: ${text.slice(0, 300)}`)));
+        return;
+      }
+      res.on("data", (d: string) => {
+        if (ttft < 0 && /"content":"[^"]/.test(d)) ttft = performance.now() - t0;
+        tail = (tail + d).slice(-600);
+      });
+      res.on("end", () => {
+        if (tail.includes('"error"')) return reject(new Error(`error event: ${tail}`));
+        const c = /"completion_tokens":(\d+)/.exec(tail);
+        const p = /"prompt_tokens":(\d+)/.exec(tail);
+        if (ttft < 0 || !c || !p || !tail.includes("[DONE]")) return reject(new Error(`incomplete stream: ${tail}`));
+        resolvePromise({ ttftMs: ttft, completionTokens: Number(c[1]), promptTokens: Number(p[1]) });
+      });
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error(`no answer within ${REQUEST_MS} ms`)));
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+const chatBody = (content: string, maxTokens: number) =>
+  JSON.stringify({ model: "tiny", messages: [{ role: "user", content }], max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } });
+
+async function scrape(baseUrl: string, name: string): Promise<number> {
+  const res = await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
+  const m = new RegExp(`^${name} (\\S+)$`, "m").exec(await res.text());
+  return m ? Number(m[1]) : 0;
+}
+
+/** Sends requests until one succeeds (workers discovered), bounded; then `n` more. */
+async function warmUp(baseUrl: string, body: string, n: number): Promise<void> {
+  const end = Date.now() + STARTUP_MS;
+  for (;;) {
+    try {
+      await streamChat(baseUrl, body);
+      break;
+    } catch (err) {
+      if (Date.now() > end) throw new Error(`no request succeeded within ${STARTUP_MS} ms: ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  for (let i = 0; i < n; i++) await streamChat(baseUrl, body);
+}
+
+// ---------------------------------------------------------------- prompts of a given token count
+
+const WORDS = "the quick brown fox jumps over a lazy dog while seven clever engineers measure latency on small machines".split(" ");
+
+/** Chat content whose templated prompt (what the executor sees) has exactly `target` tokens, and those tokens. */
+function promptOf(tok: Tokenizer, target: number): { content: string; tokens: number[] } {
+  const words: string[] = [];
+  for (let i = 0; ; i++) {
+    const content = words.join(" ");
+    const tokens = tok.encodeChat([{ role: "user", content }]);
+    if (tokens.length === target) return { content, tokens };
+    if (tokens.length > target) {
+      // Overshot by a multi-token word: pad with single-token "a"s from one word back.
+      words.pop();
+      for (let k = 0; k < 64; k++) {
+        const c = [...words, ...Array(k).fill("a")].join(" ");
+        const t = tok.encodeChat([{ role: "user", content: c }]);
+        if (t.length === target) return { content: c, tokens: t };
+        if (t.length > target) break;
+      }
+      throw new Error(`no prompt of exactly ${target} tokens`);
+    }
+    words.push(WORDS[i % WORDS.length]);
+  }
+}
+
+// ---------------------------------------------------------------- part 1: added TTFT
+
+interface TtftFigures {
+  promptTokens: number;
+  pairs: number;
+  executorTtftMs: ReturnType<typeof describe>;
+  httpTtftMs: ReturnType<typeof describe>;
+  /** Per pair: HTTP TTFT - executor TTFT (- KV copy, disaggregated). */
+  addedMs: { p50?: number; p99?: number; mean?: number };
+  kvCopyMs?: ReturnType<typeof describe>;
+  /** p50(HTTP) / p50(executor). */
+  ratioP50?: number;
+}
+
+async function executorTtft(ex: Executor, tokens: number[]): Promise<number> {
+  const t0 = performance.now();
+  let first = -1;
+  for await (const c of ex.generate({ prompt: tokens, maxNewTokens: 2 })) {
+    if (c.error) throw c.error;
+    if (first < 0 && c.tokens.length > 0) first = performance.now() - t0;
+  }
+  if (first < 0) throw new Error("the executor produced no token");
+  return first;
+}
+
+async function measureTtft(ex: Executor, apiUrl: string, p: { content: string; tokens: number[] }, disaggregated: boolean): Promise<TtftFigures> {
+  const body = chatBody(p.content, 2);
+  await warmUp(apiUrl, body, 3);
+  for (let i = 0; i < 3; i++) await executorTtft(ex, p.tokens);
+  const http: number[] = [];
+  const direct: number[] = [];
+  const kv: number[] = [];
+  for (let i = 0; i < REPS; i++) {
+    const k0 = disaggregated ? await scrape(apiUrl, "trtd_kv_transfer_seconds_sum") : 0;
+    const n0 = disaggregated ? await scrape(apiUrl, "trtd_kv_transfer_seconds_count") : 0;
+    // Alternate which goes first so drift hits both alike.
+    const viaHttp = async () => {
+      const r = await streamChat(apiUrl, body);
+      if (r.promptTokens !== p.tokens.length) throw new Error(`the api counted ${r.promptTokens} prompt tokens, the executor got ${p.tokens.length}`);
+      http.push(r.ttftMs);
+    };
+    if (i % 2 === 0) {
+      await viaHttp();
+      direct.push(await executorTtft(ex, p.tokens));
+    } else {
+      direct.push(await executorTtft(ex, p.tokens));
+      await viaHttp();
+    }
+    if (disaggregated) {
+      const n1 = await scrape(apiUrl, "trtd_kv_transfer_seconds_count");
+      if (n1 - n0 !== 1) throw new Error(`request ${i} did not run disaggregated (${n1 - n0} KV transfers)`);
+      kv.push((await scrape(apiUrl, "trtd_kv_transfer_seconds_sum")) * 1000 - k0 * 1000);
+    }
+  }
+  const added = http.map((h, i) => h - direct[i] - (disaggregated ? kv[i] : 0));
+  const a = describe(added);
+  const h = describe(http);
+  const d = describe(direct);
+  return {
+    promptTokens: p.tokens.length,
+    pairs: REPS,
+    executorTtftMs: roundDist(d),
+    httpTtftMs: roundDist(h),
+    addedMs: { p50: round(a.p50), p99: round(a.p99), mean: round(a.mean) },
+    ...(disaggregated ? { kvCopyMs: roundDist(describe(kv)) } : {}),
+    ratioP50: round(h.p50! / d.p50!),
+  };
+}
+
+function roundDist(d: ReturnType<typeof describe>): ReturnType<typeof describe> {
+  return { count: d.count, mean: round(d.mean), p50: round(d.p50), p90: round(d.p90), p99: round(d.p99), max: round(d.max) };
+}
+
+async function ttftPart(modelDir: string, prompts: { short: { content: string; tokens: number[] }; long: { content: string; tokens: number[] } }) {
+  const ex = Executor.open(modelDir, EXECUTOR);
+  const out: Record<string, Record<string, TtftFigures>> = {};
+  try {
+    for (const path of ["aggregated", "disaggregated"] as const) {
+      const uri = await startNats();
+      const plane = ["--request-plane-uri", uri, "--model-dir", modelDir, ...EXECUTOR_FLAGS];
+      await nodeApp("decode", dist("decode"), plane, /serving trtd\/decode\/generate/);
+      if (path === "disaggregated") await nodeApp("prefill", dist("prefill"), plane, /serving trtd\/prefill\/generate/);
+      const api = await startApi(uri, modelDir, path, path === "disaggregated" ? ["--disagg-min-prompt-tokens", "1"] : ["--no-disaggregation"]);
+      try {
+        out[path] = {};
+        for (const [name, p] of [["short", prompts.short], ["long", prompts.long]] as const) {
+          log(`ttft ${path} ${p.tokens.length} tokens: ${REPS} pairs`);
+          out[path][name] = await measureTtft(ex, api.url, p, path === "disaggregated");
+        }
+      } finally {
+        await stopAll();
+      }
+    }
+  } finally {
+    await ex.close();
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- part 2: throughput against the decode double
+
+/** utime + stime of a process in seconds, from /proc. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+interface LoadFigures {
+  streams: number;
+  tokens: number;
+  seconds: number;
+  tokensPerSecond: number;
+}
+
+/** `CONCURRENCY` loops, each sending one stream after another until `seconds` pass; counts streamed tokens. */
+async function closedLoop(one: () => Promise<number>, seconds: number): Promise<LoadFigures> {
+  const end = performance.now() + seconds * 1000;
+  const t0 = performance.now();
+  let tokens = 0;
+  let streams = 0;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (performance.now() < end) {
+        const n = await one(); // not `tokens += await one()`: that reads `tokens` before the await
+        tokens += n;
+        streams++;
+      }
+    }),
+  );
+  const s = (performance.now() - t0) / 1000;
+  return { streams, tokens, seconds: round(s)!, tokensPerSecond: Math.round(tokens / s) };
+}
+
+async function throughputPart(modelDir: string, tok: Tokenizer, short: { content: string; tokens: number[] }) {
+  const uri = await startNats();
+  // Ordinary text, so the api's detokenizer does its usual work.
+  const ids = tok.encode(WORDS.join(" ") + ". ").slice(0, 32);
+  const double = await nodeApp(
+    "decode-double",
+    join(repoRoot, "apps/api/bench/decode-double.ts"),
+    ["--request-plane-uri", uri, "--tokens", ids.join(",")],
+    /TEST DOUBLE \S+ serving/,
+    ["--import", "tsx", "--conditions=source"],
+  );
+  const api = await startApi(uri, modelDir, "throughput", ["--no-disaggregation", "--max-requests-per-worker", "100000"]);
+  const plane = await connect(uri, { name: "api-bench-baseline" });
+  const client = plane.endpoint(DEFAULT_NAMESPACE, Endpoints.decode.component, Endpoints.decode.endpoint).client<DecodeRequest, DecodeChunk>();
+  try {
+    const body = chatBody(short.content, STREAM_TOKENS);
+    await warmUp(api.url, body, 2);
+    await client.waitForInstances({ count: 1, timeoutMs: 10_000 });
+    let seq = 0;
+    const viaPlane = async () => {
+      const req: DecodeRequest = {
+        id: `baseline-${seq++}`,
+        tokens: short.tokens,
+        sampling: { temperature: 0, topP: 1, topK: 0 },
+        maxTokens: STREAM_TOKENS,
+        stopTokenIds: [],
+        deadline: Date.now() + REQUEST_MS,
+      };
+      let n = 0;
+      for await (const c of client.generate(req, { deadline: req.deadline })) n += c.tokens.length;
+      return n;
+    };
+    const viaApi = async () => (await streamChat(api.url, body)).completionTokens;
+    const apiLoop = (seconds: number) => {
+      newAgent();
+      return closedLoop(viaApi, seconds);
+    };
+    // Warm both paths, then measure api, plane, api, plane: medians of two each.
+    await apiLoop(1);
+    await closedLoop(viaPlane, 1);
+    const apiRuns: (LoadFigures & { apiCpuSeconds: number })[] = [];
+    const planeRuns: LoadFigures[] = [];
+    for (let round_ = 0; round_ < 2; round_++) {
+      const c0 = cpuSeconds(api.proc.pid);
+      const r = await apiLoop(LOAD_SECONDS);
+      apiRuns.push({ ...r, apiCpuSeconds: cpuSeconds(api.proc.pid) - c0 });
+      planeRuns.push(await closedLoop(viaPlane, LOAD_SECONDS));
+    }
+    const best = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const apiTps = best(apiRuns.map((r) => r.tokensPerSecond));
+    const planeTps = best(planeRuns.map((r) => r.tokensPerSecond));
+    const cpuPerTokenUs = best(apiRuns.map((r) => (r.apiCpuSeconds / r.tokens) * 1e6));
+    return {
+      decodeWorker: "test double (apps/api/bench/decode-double.ts; no model)",
+      concurrency: CONCURRENCY,
+      tokensPerStream: STREAM_TOKENS,
+      api: { runs: apiRuns, tokensPerSecond: Math.round(apiTps), cpuPerTokenUs: round(cpuPerTokenUs, 2), tokensPerApiCpuSecond: Math.round(1e6 / cpuPerTokenUs) },
+      requestPlaneDirect: { runs: planeRuns, tokensPerSecond: Math.round(planeTps) },
+      ratioApiToPlane: round(apiTps / planeTps),
+      doublePid: double.proc.pid,
+    };
+  } finally {
+    client.close();
+    await plane.close();
+    await stopAll();
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  await ensureNative();
+  const modelDir = ensureModel("tiny");
+  ensureBuilt("@trtd/api", { log });
+  ensureBuilt("@trtd/decode", { log });
+  ensureBuilt("@trtd/prefill", { log });
+  workDir = mkdtempSync(join(tmpdir(), "trtd-api-bench-"));
+  if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true });
+  const tok = Tokenizer.fromModelDir(modelDir);
+  const result: Record<string, unknown> = {
+    bench: "api",
+    date: new Date().toISOString().slice(0, 10),
+    node: process.version,
+    cpus: cpus().length,
+    executor: { implementation: "reference (CPU)", model: "models/tiny", ...EXECUTOR },
+  };
+  try {
+    const short = promptOf(tok, 16);
+    const long = promptOf(tok, 1024);
+    if (flags.only !== "throughput") {
+      const ttft = await ttftPart(modelDir, { short, long });
+      result.ttft = ttft;
+      for (const [path, byLen] of Object.entries(ttft)) {
+        for (const f of Object.values(byLen)) {
+          log(`${path.padEnd(14)} ${String(f.promptTokens).padStart(5)} tok: executor p50 ${f.executorTtftMs.p50} ms, HTTP p50 ${f.httpTtftMs.p50} ms, added p50 ${f.addedMs.p50} / p99 ${f.addedMs.p99} ms${f.kvCopyMs ? ` (KV copy p50 ${f.kvCopyMs.p50} ms apart)` : ""}`);
+        }
+      }
+    }
+    if (flags.only !== "ttft") {
+      const t = await throughputPart(modelDir, tok, short);
+      result.throughput = t;
+      log(`api x ${CONCURRENCY} streams vs decode TEST DOUBLE: ${t.api.tokensPerSecond} tok/s, ${t.api.cpuPerTokenUs} us api CPU/token (${t.api.tokensPerApiCpuSecond} tok per api CPU-second); request plane direct ${t.requestPlaneDirect.tokensPerSecond} tok/s; ratio ${t.ratioApiToPlane}`);
+    }
+  } finally {
+    tok.free();
+    await stopAll();
+    agent.destroy();
+  }
+  rmSync(workDir, { recursive: true, force: true }); // kept after a failure: the processes' logs are there
+  console.log(JSON.stringify(result));
+}
+
+main().catch(async (err) => {
+  console.error(err);
+  if (workDir) console.error(`logs: ${workDir}`);
+  await stopAll();
+  process.exit(1);
+});
