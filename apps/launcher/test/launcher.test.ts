@@ -9,7 +9,7 @@ import { parseLauncherCli, workerArgv, apiArgv, prefillArgv } from "../src/index
 import { parseWorkerCli } from "@trtd/apps-common";
 import { freePort } from "@trtd/request-plane/testing";
 import { appArgv } from "@trtd/test-support";
-import { LAUNCHER_READY, eventually, modelDir, repoRoot, startApp } from "./support/processes.js";
+import { LAUNCHER_READY, eventually, isAlive, modelDir, repoRoot, startApp } from "./support/processes.js";
 
 /**
  * Each [flag, value] of `pairs` is in `argv` exactly once, with its value right after it, and the flags come in the
@@ -265,6 +265,36 @@ describe("launcher - without nats-server", () => {
       clearTimeout(t);
     }
   }, 90_000);
+});
+
+describe("launcher - stop order", () => {
+  it("Ctrl-C (SIGINT to the launcher): the api and workers stop first, nats-server stays up while they drain and goes last", async () => {
+    const natsPort = await freePort();
+    const d = await startApp(
+      "launcher",
+      ["--context-worker-count", "1", "--generate-worker-count", "1", "--worker-name", "order", "--initialize-request-plane", "--request-plane-uri", `127.0.0.1:${natsPort}`, "--api-server-port", "0", "--model-dir", modelDir, "--threads", "1"],
+      LAUNCHER_READY,
+    );
+    try {
+      const pidOf = (re: RegExp) => Number(d.output.map((l) => re.exec(l)?.[1]).find((p) => p !== undefined));
+      const nats = pidOf(/nats-server \S+ started \(pid (\d+)/);
+      const workers = [pidOf(/\[decode-0\] trtd decode worker \S+ serving .* \(pid (\d+)\)/), pidOf(/\[prefill-0\] trtd prefill worker \S+ serving .* \(pid (\d+)\)/)];
+      for (const p of [nats, ...workers]) expect(isAlive(p), `pid ${p} alive`).toBe(true);
+      // When each process went, sampled every 5 ms from the signal on (bounded by eventually's 60 s).
+      const goneAt = new Map<number, number>();
+      const t0 = Date.now();
+      d.kill("SIGINT");
+      await eventually(async () => {
+        for (const p of [nats, ...workers]) if (!goneAt.has(p) && !isAlive(p)) goneAt.set(p, Date.now() - t0);
+        return goneAt.size === 3;
+      }, 60_000, "the workers and nats-server to stop", 5);
+      const lastWorker = Math.max(...workers.map((p) => goneAt.get(p)!));
+      expect(goneAt.get(nats)!, `nats-server gone at ${goneAt.get(nats)} ms, the last worker at ${lastWorker} ms`).toBeGreaterThan(lastWorker);
+      expect((await d.exited).code).toBe(0);
+    } finally {
+      await d.stop();
+    }
+  }, 120_000);
 });
 
 describe("launcher - supervision", () => {
