@@ -15,16 +15,21 @@ try {
   process.exit(1);
 }
 
+// The request plane: a NATS already answering at --request-plane-uri (default 127.0.0.1:4222) is used, else the
+// launcher starts nats-server there (else, without nats-server, everything runs in one process). Credentials or
+// TLS files, or --in-process, mean the caller chose the request plane: nothing is started for it.
+const userArgs = process.argv.slice(2);
+const chosen = userArgs.some((a) => /^--(request-plane-credentials|request-plane-tls-(ca|cert|key)|in-process)(=|$)/.test(a));
+const requestPlane = chosen ? [] : ["--initialize-request-plane", "--use-running-request-plane", "--in-process-fallback"];
 const args = [
   "--import", "tsx", "--conditions=source", join(repoRoot, "apps/launcher/src/main.ts"),
   "--context-worker-count", "1",
   "--generate-worker-count", "1",
   "--worker-name", "trtd",
-  "--initialize-request-plane",
-  "--in-process-fallback",
+  ...requestPlane,
   "--request-plane-uri", "127.0.0.1:4222",
   "--model-dir", modelDir,
-  ...process.argv.slice(2),
+  ...userArgs,
 ];
 // TRTD_PARENT_PID: the launcher stops on its own if this script dies without passing a signal on.
 // detached: the launcher gets its own process group, so a terminal's Ctrl-C (sent to the whole foreground group)

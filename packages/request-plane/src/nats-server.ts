@@ -259,17 +259,48 @@ function permissionsConf(p: SubjectPermissions | undefined): string {
   return `, permissions: { ${parts.join(", ")} }`;
 }
 
-/** True when a TCP connection succeeds and the server greets with `INFO`. */
-function canConnect(host: string, port: number): Promise<boolean> {
+/** What a NATS server says about itself in its greeting (`INFO {...}`), the fields callers decide on. */
+export interface NatsServerInfo {
+  server_id?: string;
+  version?: string;
+  /** Anonymous clients are refused. */
+  auth_required?: boolean;
+  /** Clients must use TLS. */
+  tls_required?: boolean;
+  [key: string]: unknown;
+}
+
+/**
+ * Asks `host:port` whether a NATS server answers there: resolves with its INFO greeting, or undefined when
+ * nothing answers with one within `timeoutMs` (default 500). Opens one TCP connection and closes it.
+ */
+export function probeNatsServer(host: string, port: number, timeoutMs = 500): Promise<NatsServerInfo | undefined> {
   return new Promise((resolve) => {
     const s = netConnect({ host, port });
-    const done = (ok: boolean) => {
+    let buf = "";
+    const done = (info: NatsServerInfo | undefined) => {
       clearTimeout(timer);
       s.destroy();
-      resolve(ok);
+      resolve(info);
     };
-    const timer = setTimeout(() => done(false), 500);
-    s.once("data", (d) => done(d.toString("utf8").startsWith("INFO")));
-    s.once("error", () => done(false));
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    s.setEncoding("utf8");
+    s.on("data", (d: string) => {
+      buf += d;
+      const end = buf.indexOf("\r\n");
+      if (!buf.startsWith("INFO".slice(0, buf.length))) return done(undefined);
+      if (end < 0) return;
+      try {
+        done(JSON.parse(buf.slice(4, end).trim()) as NatsServerInfo);
+      } catch {
+        done(undefined);
+      }
+    });
+    s.once("error", () => done(undefined));
   });
+}
+
+/** True when a NATS server greets on `host:port`. */
+async function canConnect(host: string, port: number): Promise<boolean> {
+  return (await probeNatsServer(host, port)) !== undefined;
 }
