@@ -23,13 +23,17 @@ try {
 }
 
 const entry = source ? ["--import", "tsx", "--conditions=source", join(repoRoot, "apps/launcher/src/main.ts")] : [join(repoRoot, "apps/launcher/dist/main.js")];
+// The request plane: a NATS already answering at --request-plane-uri (default 127.0.0.1:4222) is used, else the
+// launcher starts nats-server there (else, without nats-server, everything runs in one process). Credentials or
+// TLS files, or --in-process, mean the caller chose the request plane: nothing is started for it.
+const chosen = launcherArgs.some((a) => /^--(request-plane-credentials|request-plane-tls-(ca|cert|key)|in-process)(=|$)/.test(a));
+const requestPlane = chosen ? [] : ["--initialize-request-plane", "--use-running-request-plane", "--in-process-fallback"];
 const args = [
   ...entry,
   "--context-worker-count", "1",
   "--generate-worker-count", "1",
   "--worker-name", "trtd",
-  "--initialize-request-plane",
-  "--in-process-fallback",
+  ...requestPlane,
   "--request-plane-uri", "127.0.0.1:4222",
   "--model-dir", modelDir,
   ...launcherArgs,

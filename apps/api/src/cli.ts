@@ -1,7 +1,7 @@
 // The api's command line (the seed's flags plus limits and routing knobs).
 import { statSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
-import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE, intFlag, natsUriOf, parseFlags, UsageError } from "@trtd/apps-common";
+import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE, intFlag, namespaceFlag, parseFlags, requestPlaneUriFlag, UsageError } from "@trtd/apps-common";
 import { DEFAULT_MAX_REQUESTS_PER_WORKER, PREFILL_POLICY_DEFAULTS } from "./router/index.js";
 import { DEFAULT_LIMITS } from "./openai/limits.js";
 import type { ApiServerOptions } from "./server.js";
@@ -69,11 +69,11 @@ export function parseApiCli(argv: string[], defaultModelDir: string): ApiCli {
   if (v["request-timeout-ms"] !== undefined) limits.requestTimeoutMs = intFlag(v["request-timeout-ms"], "request-timeout-ms", { min: 1, fallback: 0 });
   return {
     tokenizerDir,
-    requestPlaneUri: natsUriOf(str("request-plane-uri") ?? "127.0.0.1:4222"),
+    requestPlaneUri: requestPlaneUriFlag(str("request-plane-uri")),
     host: str("api-server-host") ?? "127.0.0.1",
     port,
     modelName: str("model-name") ?? basename(tokenizerDir),
-    namespace: str("worker-name") ?? DEFAULT_NAMESPACE,
+    namespace: namespaceFlag(str("worker-name")),
     apiKey: str("api-key") ?? (process.env.TRTD_API_KEY || undefined),
     limits,
     prefill: {

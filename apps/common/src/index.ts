@@ -19,7 +19,7 @@ export { serveWorker, DEFAULT_NAMESPACE, DEFAULT_GRACE_MS } from "./worker-runti
 export type { ExecutorFinishReason } from "./executor-mapping.js";
 export { finishReasonOf, executorSampling, executorOpenOptions } from "./executor-mapping.js";
 export type { WorkerCli } from "./worker-cli.js";
-export { parseWorkerCli, workerUsage, workerFlagOptions, natsUriOf, DEFAULT_KV_OFFER_TTL_MS } from "./worker-cli.js";
+export { parseWorkerCli, workerUsage, workerFlagOptions, natsUriOf, namespaceFlag, requestPlaneUriFlag, DEFAULT_KV_OFFER_TTL_MS } from "./worker-cli.js";
 export type { StartWorker } from "./worker-main.js";
 export { runWorkerProcess } from "./worker-main.js";
 export { checkNatsAuth, checkReadable, natsAuthFromEnv, natsInboxPrefix, readNatsCredentials, NATS_AUTH_ENV } from "./nats-auth.js";

@@ -1,6 +1,7 @@
 // The command line both workers share: the seed's flags plus executor options.
 import { resolve } from "node:path";
 import { executorFlagOptions, executorFlags, intFlag, parseFlags, UsageError, type ExecutorFlags } from "./cli.js";
+import { InvalidNameError, validateName } from "@trtd/request-plane";
 import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE } from "./worker-runtime.js";
 
 export const workerFlagOptions = {
@@ -64,13 +65,44 @@ export function natsUriOf(v: string): string {
   return /^[a-z]+:\/\//.test(v) ? v : `nats://${v}`;
 }
 
+/**
+ * --request-plane-uri: one NATS URL or a comma-separated list ("HOST:PORT" means nats://HOST:PORT), each checked
+ * here (scheme nats, tls, ws or wss; a host; a port 1-65535), so a typo is one line before anything starts.
+ */
+export function requestPlaneUriFlag(value: string | undefined): string {
+  const uri = natsUriOf(value ?? "127.0.0.1:4222");
+  for (const entry of (value ?? "127.0.0.1:4222").split(",")) {
+    let u: URL | undefined;
+    try {
+      u = new URL(natsUriOf(entry.trim()));
+    } catch {
+      u = undefined;
+    }
+    if (!u || !["nats:", "tls:", "ws:", "wss:"].includes(u.protocol) || u.hostname === "" || u.port === "0" || (u.pathname !== "" && u.pathname !== "/")) {
+      throw new UsageError(`--request-plane-uri takes HOST:PORT or nats://HOST:PORT (tls, ws, wss too; a port 1-65535), comma-separated for a cluster, got ${entry}`);
+    }
+  }
+  return uri;
+}
+
+/** --worker-name: the deployment's namespace, checked with the request plane's own naming rule (validateName). */
+export function namespaceFlag(value: string | undefined): string {
+  if (value === undefined) return DEFAULT_NAMESPACE;
+  try {
+    return validateName(value, "namespace");
+  } catch (err) {
+    if (err instanceof InvalidNameError) throw new UsageError(`--worker-name: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
 export function parseWorkerCli(argv: string[], defaultModelDir: string): WorkerCli {
   const v = parseFlags(argv, workerFlagOptions);
   const str = (k: string) => (typeof v[k] === "string" ? (v[k] as string) : undefined);
   const ex = executorFlags(v, defaultModelDir);
   return {
-    namespace: str("worker-name") ?? DEFAULT_NAMESPACE,
-    requestPlaneUri: natsUriOf(str("request-plane-uri") ?? "127.0.0.1:4222"),
+    namespace: namespaceFlag(str("worker-name")),
+    requestPlaneUri: requestPlaneUriFlag(str("request-plane-uri")),
     graceMs: intFlag(v["grace-ms"], "grace-ms", { min: 0, fallback: DEFAULT_GRACE_MS }),
     kvHost: str("kv-host") ?? "127.0.0.1",
     kvAdvertiseHost: str("kv-advertise-host"),

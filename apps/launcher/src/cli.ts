@@ -1,5 +1,6 @@
 // The launcher's command line: the seed's deploy flags, the api's flags, executor flags passed to workers.
-import { basename, resolve } from "node:path";
+import { existsSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
 import {
   checkNatsAuth,
   checkReadable,
@@ -9,7 +10,8 @@ import {
   executorFlags,
   intFlag,
   NATS_AUTH_ENV,
-  natsUriOf,
+  namespaceFlag,
+  requestPlaneUriFlag,
   parseFlags,
   readNatsCredentials,
   UsageError,
@@ -31,6 +33,8 @@ export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--gen
   --kv-offer-ttl-ms N            prefill workers: an unpulled KV offer is released after this long (worker default)
   --in-process                   one process, in-process request plane (no nats-server)
   --in-process-fallback          with --initialize-request-plane: go in-process when nats-server is not installed
+  --use-running-request-plane    with --initialize-request-plane: when a NATS server already answers at
+                                 --request-plane-uri, use it (anonymous clients) instead of starting one
   --request-plane-credentials FILE  with --initialize-request-plane: also write the api role's NATS account to FILE
                                  (mode 0600, TRTD_NATS_USER/TRTD_NATS_PASS lines) for other clients on this host.
                                  With an external NATS: read the credentials every role uses from FILE (mode 0600):
@@ -64,6 +68,7 @@ export const launcherFlagOptions = {
   "request-plane-uri": { type: "string" },
   "in-process": { type: "boolean" },
   "in-process-fallback": { type: "boolean" },
+  "use-running-request-plane": { type: "boolean" },
   "request-plane-credentials": { type: "string" },
   "request-plane-tls-ca": { type: "string" },
   "request-plane-tls-cert": { type: "string" },
@@ -97,6 +102,8 @@ export interface LauncherCli {
   requestPlaneUri: string;
   inProcess: boolean;
   inProcessFallback: boolean;
+  /** With initializeRequestPlane: a NATS already answering at requestPlaneUri is used instead (npm start). */
+  useRunningRequestPlane: boolean;
   /** Where to write the api role's account of a launcher-started nats-server (0600), for other local clients. */
   requestPlaneCredentialsFile?: string;
   /**
@@ -158,14 +165,21 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
     throw new UsageError("--in-process runs a whole deployment in one process: it needs the api and at least one decode worker");
   }
   const placement = gpuPlacement(v, ex, contextWorkers, generateWorkers);
+  if (v.help !== true && !existsSync(join(resolve(ex.modelDir), "config.json"))) {
+    throw new UsageError(`--model-dir ${resolve(ex.modelDir)} has no config.json: give a Hugging Face model directory (npm start makes models/tiny)`);
+  }
+  if (v["use-running-request-plane"] && !v["initialize-request-plane"]) {
+    throw new UsageError("--use-running-request-plane chooses between a running NATS and starting one: it needs --initialize-request-plane");
+  }
   return {
     contextWorkers,
     generateWorkers,
-    namespace: str("worker-name") ?? DEFAULT_NAMESPACE,
+    namespace: namespaceFlag(str("worker-name")),
     initializeRequestPlane: v["initialize-request-plane"] === true,
-    requestPlaneUri: natsUriOf(str("request-plane-uri") ?? "127.0.0.1:4222"),
+    requestPlaneUri: requestPlaneUriFlag(str("request-plane-uri")),
     inProcess: v["in-process"] === true,
     inProcessFallback: v["in-process-fallback"] === true,
+    useRunningRequestPlane: v["use-running-request-plane"] === true,
     ...(str("request-plane-credentials") && v["initialize-request-plane"] ? { requestPlaneCredentialsFile: str("request-plane-credentials") } : {}),
     ...(requestPlaneAuth ? { requestPlaneAuth } : {}),
     noApi,

@@ -7,7 +7,7 @@ import { NATS_AUTH_ENV, type NatsRole } from "@trtd/apps-common";
 import { startApiServer } from "@trtd/api";
 import { startDecodeWorker } from "@trtd/decode";
 import { startPrefillWorker } from "@trtd/prefill";
-import { createInProcessPlane, NatsServerNotFoundError, startNatsServer, type NatsServerHandle } from "@trtd/request-plane";
+import { createInProcessPlane, NatsServerNotFoundError, probeNatsServer, startNatsServer, type NatsServerHandle } from "@trtd/request-plane";
 import { apiArgv, prefillArgv, workerArgv, workerExecutor, type LauncherCli } from "./cli.js";
 import { natsAccounts } from "./nats-accounts.js";
 import { Supervisor } from "./supervisor.js";
@@ -76,6 +76,23 @@ async function waitWorkersReady(ready: Set<string>, count: number, deadline: num
 
 type Role = NatsRole;
 
+/**
+ * With --use-running-request-plane: whether a NATS server already answers at `uri` (bounded probe). One that
+ * refuses anonymous clients or needs TLS is a LaunchError before anything starts: its credentials come with
+ * --request-plane-credentials and the TLS flags, without --initialize-request-plane.
+ */
+async function runningNats(uri: string, log: (line: string) => void): Promise<boolean> {
+  const { host, port } = hostPort(uri);
+  const info = await probeNatsServer(host, port, 1000);
+  if (!info) return false;
+  const needs = info.auth_required ? "credentials" : info.tls_required ? "TLS" : undefined;
+  if (needs) {
+    throw new LaunchError(`the NATS server at ${uri} requires ${needs}: drop --initialize-request-plane and pass --request-plane-credentials / --request-plane-tls-* for it`);
+  }
+  log(`a NATS server (${String(info.version ?? "unknown version")}) already answers at ${uri}: using it; this launcher does not stop it`);
+  return true;
+}
+
 export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deployment> {
   const deadline = Date.now() + cli.readyTimeoutMs;
   if (cli.inProcess) return launchInProcess(cli, o, deadline);
@@ -86,13 +103,15 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
   // and each account may do only what its role does (a worker's cannot serve the other role or call endpoints).
   // With an external NATS every role gets the credentials and TLS files given to the launcher the same way. Either
   // way the settings replace any TRTD_NATS_* the launcher inherited (a stray token must not join an account).
-  const accounts = cli.initializeRequestPlane ? natsAccounts(cli.namespace) : undefined;
+  // npm start: a NATS already running at the URI is used as it is (this launcher neither starts nor stops it).
+  const initialize = cli.initializeRequestPlane && !(cli.useRunningRequestPlane && (await runningNats(cli.requestPlaneUri, o.log)));
+  const accounts = initialize ? natsAccounts(cli.namespace) : undefined;
   const noInherited = Object.fromEntries(Object.values(NATS_AUTH_ENV).map((k) => [k, ""]));
   const natsEnv = (role: Role): Record<string, string> => {
     if (accounts) return { ...noInherited, [NATS_AUTH_ENV.user]: accounts[role].user, [NATS_AUTH_ENV.pass]: accounts[role].password };
     return cli.requestPlaneAuth ? ({ ...noInherited, ...cli.requestPlaneAuth } as Record<string, string>) : {};
   };
-  if (cli.initializeRequestPlane) {
+  if (initialize) {
     try {
       nats = await startNatsServer({ ...hostPort(cli.requestPlaneUri), jetstream: true, users: Object.values(accounts!) });
       o.log(`nats-server ${nats.uri} started (pid ${nats.pid}, JetStream on, one account per role; anonymous clients refused)`);

@@ -4,7 +4,7 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { makeLogger, onShutdownSignal, UsageError } from "@trtd/apps-common";
 import { LAUNCHER_USAGE, parseLauncherCli } from "./cli.js";
-import { launch } from "./launch.js";
+import { launch, LaunchError } from "./launch.js";
 
 const REPO_ROOT = resolve(fileURLToPath(import.meta.url), "../../../..");
 
@@ -35,6 +35,7 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((err) => {
   if (err instanceof UsageError) console.error(`${err.message}\n${LAUNCHER_USAGE}`);
+  else if (err instanceof LaunchError) console.error(`launcher: ${err.message}`);
   else console.error(err);
   process.exit(2);
 });

@@ -1,9 +1,8 @@
-// Child processes of the launcher: started with their role's argv, output prefixed, restarted (bounded) when
-// they crash, stopped by PID with SIGTERM then SIGKILL.
-import { spawn, type ChildProcess } from "node:child_process";
+// Child processes of the launcher, on @trtd/process (the one child-process helper): started with their role's
+// argv, output prefixed, restarted (bounded) when they crash, stopped by PID with SIGTERM then SIGKILL.
 import { existsSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { join } from "node:path";
+import { spawnChild, type Child } from "@trtd/process";
 import { PARENT_PID_ENV } from "@trtd/apps-common";
 
 export type AppName = "api" | "prefill" | "decode";
@@ -53,7 +52,7 @@ export interface SupervisorOptions {
 
 interface Supervised {
   spec: ChildSpec;
-  proc: ChildProcess | undefined;
+  proc: Child | undefined;
   restarts: number;
   exited: Promise<void>;
 }
@@ -61,11 +60,11 @@ interface Supervised {
 export class Supervisor {
   private readonly children = new Map<string, Supervised>();
   private stopping = false;
-  private readonly live = new Set<ChildProcess>();
+  private readonly live = new Set<Child>();
   constructor(private readonly o: SupervisorOptions) {
     // Last resort when the launcher exits without stop(): children go with it (they also watch our PID).
     process.once("exit", () => {
-      for (const p of this.live) p.kill("SIGKILL");
+      for (const c of this.live) c.kill("SIGKILL");
     });
   }
 
@@ -81,36 +80,31 @@ export class Supervisor {
 
   private launch(s: Supervised): void {
     const { spec } = s;
-    const proc = spawn(process.execPath, [...appCommand(this.o.repoRoot, spec.app), ...spec.args], {
+    const proc = spawnChild({
+      name: spec.name,
+      command: process.execPath,
+      args: [...appCommand(this.o.repoRoot, spec.app), ...spec.args],
       cwd: this.o.repoRoot,
-      stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, ...spec.env, [PARENT_PID_ENV]: String(process.pid) },
       // Own process group: a terminal's Ctrl-C reaches only the launcher, which stops children in order.
       detached: true,
+      echo: true, // as `[name] line`
+      onLine: (l, stream) => stream === "stdout" && spec.onLine?.(l),
     });
     this.live.add(proc);
-    proc.once("exit", () => this.live.delete(proc));
+    void proc.exited.then(() => this.live.delete(proc));
     s.proc = proc;
-    const prefix = `[${spec.name}] `;
-    createInterface({ input: proc.stdout! }).on("line", (l) => {
-      process.stdout.write(prefix + l + "\n");
-      spec.onLine?.(l);
-    });
-    createInterface({ input: proc.stderr! }).on("line", (l) => process.stderr.write(prefix + l + "\n"));
-    s.exited = new Promise((resolve) => {
-      proc.once("exit", (code, signal) => {
-        resolve();
-        if (this.stopping) return;
-        this.o.log(`${spec.name} (pid ${proc.pid}) exited unexpectedly (${signal ?? `code ${code}`})`);
-        if (s.restarts >= this.o.maxRestarts) {
-          this.o.onGiveUp(spec.name);
-          return;
-        }
-        s.restarts++;
-        const backoff = Math.min(10_000, 500 * 2 ** (s.restarts - 1));
-        this.o.log(`restarting ${spec.name} in ${backoff} ms (restart ${s.restarts} of ${this.o.maxRestarts})`);
-        setTimeout(() => !this.stopping && this.launch(s), backoff).unref();
-      });
+    s.exited = proc.exited.then(({ code, signal }) => {
+      if (this.stopping) return;
+      this.o.log(`${spec.name} (pid ${proc.pid}) exited unexpectedly (${signal ?? `code ${code}`})`);
+      if (s.restarts >= this.o.maxRestarts) {
+        this.o.onGiveUp(spec.name);
+        return;
+      }
+      s.restarts++;
+      const backoff = Math.min(10_000, 500 * 2 ** (s.restarts - 1));
+      this.o.log(`restarting ${spec.name} in ${backoff} ms (restart ${s.restarts} of ${this.o.maxRestarts})`);
+      setTimeout(() => !this.stopping && this.launch(s), backoff).unref();
     });
   }
 
@@ -122,12 +116,9 @@ export class Supervisor {
       await Promise.all(
         group.map(async (name) => {
           const s = this.children.get(name);
-          const p = s?.proc;
-          if (!s || !p || p.exitCode !== null || p.signalCode !== null) return;
-          p.kill("SIGTERM");
-          const timer = setTimeout(() => p.kill("SIGKILL"), timeout);
+          if (!s?.proc?.alive()) return;
+          await s.proc.stop(timeout);
           await s.exited;
-          clearTimeout(timer);
         }),
       );
     }

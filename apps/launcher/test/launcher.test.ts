@@ -8,8 +8,9 @@ import { join, resolve } from "node:path";
 import { parseLauncherCli, workerArgv, apiArgv, prefillArgv } from "../src/index.js";
 import { parseWorkerCli } from "@trtd/apps-common";
 import { freePort } from "@trtd/request-plane/testing";
+import { probeNatsServer, startNatsServer } from "@trtd/request-plane";
 import { appArgv } from "@trtd/test-support";
-import { LAUNCHER_READY, eventually, modelDir, repoRoot, startApp } from "./support/processes.js";
+import { LAUNCHER_READY, eventually, isAlive, modelDir, repoRoot, startApp } from "./support/processes.js";
 
 /**
  * Each [flag, value] of `pairs` is in `argv` exactly once, with its value right after it, and the flags come in the
@@ -147,6 +148,29 @@ describe("launcher - flags", () => {
     expect(r.stdout).toBe("");
   });
 
+  it("validates every flag before it starts anything: a bad name, URI or model directory is one line naming the rule, exit 2", async () => {
+    const natsPort = await freePort();
+    const nameRule = 'invalid namespace "dA": use 1-64 chars of lowercase [a-z0-9-_]';
+    const cases: Array<[string, string[], string]> = [
+      ["launcher", ["--worker-name", "dA", "--initialize-request-plane", "--request-plane-uri", `127.0.0.1:${natsPort}`], `--worker-name: ${nameRule}`],
+      ["decode", ["--worker-name", "dA", "--request-plane-uri", "127.0.0.1:1"], `--worker-name: ${nameRule}`],
+      ["api", ["--worker-name", "dA", "--request-plane-uri", "127.0.0.1:1"], `--worker-name: ${nameRule}`],
+      ["launcher", ["--request-plane-uri", "127.0.0.1:99999", "--initialize-request-plane"], "--request-plane-uri takes HOST:PORT or nats://HOST:PORT (tls, ws, wss too; a port 1-65535), comma-separated for a cluster, got 127.0.0.1:99999"],
+      ["launcher", ["--request-plane-uri", "nats://a:4222,http://b:4222"], "--request-plane-uri takes HOST:PORT or nats://HOST:PORT (tls, ws, wss too; a port 1-65535), comma-separated for a cluster, got http://b:4222"],
+      ["launcher", ["--model-dir", "/nonexistent/model", "--initialize-request-plane"], "--model-dir /nonexistent/model has no config.json: give a Hugging Face model directory (npm start makes models/tiny)"],
+      ["launcher", ["--use-running-request-plane"], "--use-running-request-plane chooses between a running NATS and starting one: it needs --initialize-request-plane"],
+    ];
+    for (const [app, args, line] of cases) {
+      const [cmd, ...argv] = appArgv(app, args);
+      const r = spawnSync(cmd, argv, { cwd: repoRoot, encoding: "utf8", timeout: 30_000 });
+      expect(r.status, `${app} ${args.join(" ")}: ${r.stderr}`).toBe(2);
+      expect(r.stderr.split("\n")[0]).toBe(line);
+      expect(r.stderr).not.toMatch(/InvalidNameError|nats-server \S+ started|\n\s+at /); // no stack trace, nothing started
+      expect(r.stdout).toBe("");
+    }
+    expect(await probeNatsServer("127.0.0.1", natsPort)).toBeUndefined(); // the first case started no nats-server
+  }, 120_000);
+
   it("places workers on GPUs by role (--prefill-devices/--decode-devices: worker i gets LIST[i % length]) and each worker parses what it is given", () => {
     const uri = "nats://127.0.0.1:4222";
     // Two GPUs: prefill on 0, decode on 1; one worker per GPU keeps the KV block count.
@@ -265,6 +289,78 @@ describe("launcher - without nats-server", () => {
       clearTimeout(t);
     }
   }, 90_000);
+});
+
+describe("launcher - stop order", () => {
+  it("Ctrl-C (SIGINT to the launcher): the api and workers stop first, nats-server stays up while they drain and goes last", async () => {
+    const natsPort = await freePort();
+    const d = await startApp(
+      "launcher",
+      ["--context-worker-count", "1", "--generate-worker-count", "1", "--worker-name", "order", "--initialize-request-plane", "--use-running-request-plane", "--request-plane-uri", `127.0.0.1:${natsPort}`, "--api-server-port", "0", "--model-dir", modelDir, "--threads", "1"],
+      LAUNCHER_READY,
+    );
+    try {
+      const pidOf = (re: RegExp) => Number(d.output.map((l) => re.exec(l)?.[1]).find((p) => p !== undefined));
+      const nats = pidOf(/nats-server \S+ started \(pid (\d+)/);
+      const workers = [pidOf(/\[decode-0\] trtd decode worker \S+ serving .* \(pid (\d+)\)/), pidOf(/\[prefill-0\] trtd prefill worker \S+ serving .* \(pid (\d+)\)/)];
+      for (const p of [nats, ...workers]) expect(isAlive(p), `pid ${p} alive`).toBe(true);
+      // When each process went, sampled every 5 ms from the signal on (bounded by eventually's 60 s).
+      const goneAt = new Map<number, number>();
+      const t0 = Date.now();
+      d.kill("SIGINT");
+      await eventually(async () => {
+        for (const p of [nats, ...workers]) if (!goneAt.has(p) && !isAlive(p)) goneAt.set(p, Date.now() - t0);
+        return goneAt.size === 3;
+      }, 60_000, "the workers and nats-server to stop", 5);
+      // First seen gone, per sample: every sample that saw a worker alive saw nats-server alive too.
+      const lastWorker = Math.max(...workers.map((p) => goneAt.get(p)!));
+      expect(goneAt.get(nats)!, `nats-server gone at ${goneAt.get(nats)} ms, the last worker at ${lastWorker} ms`).toBeGreaterThanOrEqual(lastWorker);
+      expect((await d.exited).code).toBe(0);
+    } finally {
+      await d.stop();
+    }
+  }, 120_000);
+});
+
+describe("launcher - a NATS already running at --request-plane-uri (npm start's --use-running-request-plane)", () => {
+  it("is used, not started again, and not stopped by the launcher", async () => {
+    const nats = await startNatsServer();
+    try {
+      const d = await startApp(
+        "launcher",
+        ["--context-worker-count", "0", "--generate-worker-count", "1", "--worker-name", "reuse", "--initialize-request-plane", "--use-running-request-plane", "--request-plane-uri", `127.0.0.1:${nats.port}`, "--api-server-port", "0", "--model-dir", modelDir, "--threads", "1"],
+        LAUNCHER_READY,
+      );
+      try {
+        expect(d.output.join("\n")).toMatch(new RegExp(`a NATS server \\(\\S+\\) already answers at nats://127\\.0\\.0\\.1:${nats.port}: using it`));
+        expect(d.output.join("\n")).not.toMatch(/nats-server \S+ started/);
+        const r = await fetch(`${d.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "tiny", prompt: "Hi", max_tokens: 3 }) });
+        expect(r.status).toBe(200);
+      } finally {
+        await d.stop();
+      }
+      expect((await d.exited).code).toBe(0);
+      expect(isAlive(nats.pid)).toBe(true);
+      expect(await probeNatsServer("127.0.0.1", nats.port)).toBeDefined();
+    } finally {
+      await nats.stop();
+    }
+  }, 120_000);
+
+  it("one that refuses anonymous clients is one line before anything starts", async () => {
+    const nats = await startNatsServer({ users: [{ user: "someone", password: "secret-password" }] });
+    try {
+      const [cmd, ...argv] = appArgv("launcher", ["--initialize-request-plane", "--use-running-request-plane", "--request-plane-uri", `127.0.0.1:${nats.port}`]);
+      const r = spawnSync(cmd, argv, { cwd: repoRoot, encoding: "utf8", timeout: 30_000 });
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr.trim().split("\n")).toEqual([
+        `launcher: the NATS server at nats://127.0.0.1:${nats.port} requires credentials: drop --initialize-request-plane and pass --request-plane-credentials / --request-plane-tls-* for it`,
+      ]);
+      expect(r.stdout).toBe("");
+    } finally {
+      await nats.stop();
+    }
+  }, 60_000);
 });
 
 describe("launcher - supervision", () => {

@@ -1,6 +1,6 @@
 import { KvInvalidHandleError } from "./errors.js";
 import { CHECKSUM_ALGORITHM } from "./checksum.js";
-import type { KvLayout } from "./layout.js";
+import { isKvDtype, KV_DTYPES, type KvDtype, type KvLayout } from "@trtd/model";
 
 /** Pull over TCP from the offering side's KvOfferServer. */
 export interface TcpEndpoint {
@@ -108,6 +108,10 @@ function posInt(v: unknown, name: string, allowZero = false): number {
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v < (allowZero ? 0 : 1)) bad(`${name} must be a ${allowZero ? "non-negative" : "positive"} integer`);
   return v;
 }
+function kvDtype(v: unknown): KvDtype {
+  if (!isKvDtype(v)) bad(`layout.dtype must be one of ${KV_DTYPES.join(", ")}`);
+  return v;
+}
 function str(v: unknown, name: string): string {
   if (typeof v !== "string" || v.length === 0) bad(`${name} must be a non-empty string`);
   return v;
@@ -167,11 +171,10 @@ export function parseKvHandle(input: unknown): KvHandle {
   if (typeof l !== "object" || l === null) bad("layout missing");
   const layout: KvLayout = {
     fingerprint: str(l.fingerprint, "layout.fingerprint"),
-    model: str(l.model, "layout.model"),
     numLayers: posInt(l.numLayers, "layout.numLayers"),
     numKvHeads: posInt(l.numKvHeads, "layout.numKvHeads"),
     headDim: posInt(l.headDim, "layout.headDim"),
-    dtype: str(l.dtype, "layout.dtype"),
+    dtype: kvDtype(l.dtype),
     tokensPerBlock: posInt(l.tokensPerBlock, "layout.tokensPerBlock"),
     bytesPerBlock: posInt(l.bytesPerBlock, "layout.bytesPerBlock"),
   };

@@ -34,7 +34,6 @@ export {
 } from "./errors.js";
 
 export type { KvErrorCode, KvPullRefusalReason } from "./errors.js";
-export type { KvLayout, KvLayoutFields, KvDtype } from "./layout.js";
 export type { KvHandle, KvEndpoint, KvTransportName, TcpEndpoint, ShmEndpoint, NatsEndpoint, EngineEndpoint, CudaIpcEndpoint } from "./handle.js";
 export type { KvSource, KvSink } from "./segments.js";
 export type { ExportingExecutor, ExecutorKvExport, ExecutorKvImport, ImportingExecutor } from "./executor-source.js";

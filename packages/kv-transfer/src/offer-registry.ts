@@ -2,7 +2,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import { chunkChecksums, digestOfChunks } from "./checksum.js";
 import { KvOfferNotFoundError, KvProtocolError, KvPullRefusalReasons, KvSizeMismatchError, KvTransferError, KvTransportError, KvUnauthorizedError, type KvPullRefusalReason } from "./errors.js";
 import { MAX_DEVICE_DESCRIPTOR_BYTES, OFFER_SECRET_BYTES, OFFER_SECRET_HEX, validDeviceUuid } from "./handle.js";
-import type { KvLayout } from "./layout.js";
+import type { KvLayout } from "@trtd/model";
 import { mapSegments, type KvSource, type SegmentMap } from "./segments.js";
 
 /** Why an offer was released (the one release path records it). */

@@ -6,7 +6,7 @@ import { CHECKSUM_ALGORITHM } from "./checksum.js";
 import { KvClosedError, KvErrorCodes, KvProtocolError, KvTimeoutError, KvTransferError, KvUnauthorizedError, type KvErrorCode } from "./errors.js";
 import { FrameReader, parseJson } from "./frame-reader.js";
 import type { KvEndpoint, KvHandle } from "./handle.js";
-import type { KvLayout } from "./layout.js";
+import type { KvLayout } from "@trtd/model";
 import { Semaphore, transferTimeoutMs, type TransferTimeoutOptions } from "./limits.js";
 import { NatsOfferResponder, DEFAULT_NATS_MAX_BYTES, kvNatsSubjects } from "./nats-transport.js";
 import { beginDigest, OfferRegistry, type HostStaging, type Offer, type OfferRegistryStats, type OfferReleaseReason } from "./offer-registry.js";

@@ -11,7 +11,8 @@ import {
   KvTransportError,
 } from "./errors.js";
 import { controlEndpoint, TRANSPORT_PREFERENCE, parseKvHandle, type KvEndpoint, type KvHandle, type KvTransportName, type NatsEndpoint } from "./handle.js";
-import { assertLayoutCompatible, type KvLayout } from "./layout.js";
+import type { KvLayout } from "@trtd/model";
+import { assertLayoutCompatible } from "./layout.js";
 import { Semaphore, transferTimeoutMs, type TransferTimeoutOptions } from "./limits.js";
 import { natsAck, natsNack } from "./nats-transport.js";
 import { mapSegments, type KvSink, type SegmentMap } from "./segments.js";

@@ -93,6 +93,7 @@ describe("real executor KV between two processes", () => {
       const s = ex.generate({ prompt: p, maxNewTokens: 12, sampling, type: "context_only" });
       const first = await s.collect();
       const handle = server.offer(executorKvSource(ex, s.requestId));
+      expect(handle.layout.fingerprint).toBe(ex.kvLayout().fingerprint); // one layout identity: the executor's
       expect(ex.stats().pinnedExports).toBe(1);
       const r = await peer.call<{ tokens: number[]; transport: string }>({ cmd: "pull-generate", handle, firstToken: first.tokens[0], prompt: p, maxNewTokens: 12, sampling });
       expect(r.tokens).toEqual(agg.tokens);

@@ -2,10 +2,11 @@ import { randomFillSync } from "node:crypto";
 import { join, resolve } from "node:path";
 import type { Executor } from "@trtd/trtllm";
 import { expect } from "vitest";
-import { BufferKvSink, BufferKvSource, describeKvLayout, type KvLayout } from "../src/index.js";
+import type { KvLayout } from "@trtd/model";
+import { BufferKvSink, BufferKvSource, describeKvLayout } from "../src/index.js";
 
 export const layout: KvLayout = describeKvLayout({
-  model: "test-model",
+  fingerprint: "test-model-layout",
   numLayers: 2,
   numKvHeads: 2,
   headDim: 16,

@@ -3,6 +3,7 @@ import {
   assertLayoutCompatible,
   BufferKvSource,
   describeKvLayout,
+  layoutFromExecutor,
   KvInvalidHandleError,
   KvLayoutMismatchError,
   KvNoTransportError,
@@ -17,20 +18,21 @@ import {
 import { layout, randomSource, sameBytes, sinkFor, until } from "./helpers.js";
 
 describe("layout descriptor", () => {
-  it("fingerprints every field and names the differing ones", () => {
+  it("keeps the executor's fingerprint verbatim and names every differing field", () => {
     const a = describeKvLayout({ ...layout, dtype: "float32" });
-    expect(a.fingerprint).toBe(layout.fingerprint);
-    for (const [k, v] of Object.entries({ model: "other", numLayers: 3, numKvHeads: 4, headDim: 32, dtype: "float16", tokensPerBlock: 32 })) {
+    expect(a.fingerprint).toBe(layout.fingerprint); // one identity: not hashed again
+    expect(layoutFromExecutor({ ...layout, memoryKind: "host" } as typeof layout)).toEqual(layout); // where the memory lives is not identity
+    for (const [k, v] of Object.entries({ fingerprint: "other", numLayers: 3, numKvHeads: 4, headDim: 32, dtype: "float16", tokensPerBlock: 32, bytesPerBlock: 64 })) {
       const b = describeKvLayout({ ...layout, [k]: v });
-      expect(b.fingerprint).not.toBe(a.fingerprint);
       expect(() => assertLayoutCompatible(a, b)).toThrow(KvLayoutMismatchError);
       try {
         assertLayoutCompatible(a, b);
       } catch (e) {
-        expect((e as KvLayoutMismatchError).fields).toContain(k);
+        expect((e as KvLayoutMismatchError).fields).toEqual([k]);
       }
     }
     expect(() => describeKvLayout({ ...layout, numLayers: 0 })).toThrow(/numLayers must be a positive integer/);
+    expect(() => describeKvLayout({ ...layout, dtype: "fp8" as never })).toThrow(/dtype must be one of float32, float16, bfloat16, fp8_e4m3/);
   });
 });
 

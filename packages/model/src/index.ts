@@ -44,7 +44,7 @@ export {
 export { readModelConfig, parseModelConfig, expectedTensorShapes, parameterCount } from "./config.js";
 export { ModelWeights, writeShardedSafetensors, SINGLE_FILE, INDEX_FILE } from "./weights.js";
 export { loadModel, loadedModelFromGenerated } from "./load.js";
-export { checkTokenizerFiles, checkTiktokenRanks, locateTokenizer, TIKTOKEN_ENCODINGS, type TokenizerSource } from "./tokenizer-files.js";
+export { checkTokenizerFiles, checkTiktokenRanks, locateTokenizer, readChatTemplate, TIKTOKEN_ENCODINGS, type TokenizerSource } from "./tokenizer-files.js";
 export { validateModelDir } from "./validate.js";
 export {
   generateModel,
@@ -56,10 +56,12 @@ export {
   GENERATED_VOCAB_SIZE,
 } from "./generate.js";
 export { CHATML_TEMPLATE } from "./chat-template.js";
+export { KV_DTYPES, KV_LAYOUT_FIELDS, isKvDtype } from "./kv-layout.js";
 export { Rng, hashString } from "./prng.js";
 export { referenceForward, ropeInverseFrequencies, ropeAttentionFactor, argmax } from "./reference.js";
 
 export type { SafetensorsDtype, TorchDtype } from "./dtype.js";
+export type { KvDtype, KvLayout } from "./kv-layout.js";
 export type { TensorInfo, SafetensorsHeader, Tensor, TensorInput, WriteSafetensorsOptions } from "./safetensors.js";
 export type { Fp8Config } from "./fp8.js";
 export type { ModelConfig, Llama3RopeScaling, RopeScaling, LinearRopeScaling, DynamicRopeScaling, YarnRopeScaling } from "./config.js";

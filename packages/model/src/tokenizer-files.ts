@@ -103,6 +103,26 @@ export interface CheckTokenizerOptions {
   tokenizerModelPath?: string;
 }
 
+/**
+ * The chat template of a model directory, the one lookup every reader shares: tokenizer_config.json's
+ * `chat_template` (a string, or a list of `{name, template}` of which "default", else the first, is used), else
+ * `chat_template.jinja`; undefined when there is none. `tokenizerConfig` is the parsed tokenizer_config.json.
+ * Throws InvalidTokenizerError on a malformed `chat_template`.
+ */
+export function readChatTemplate(dir: string, tokenizerConfig: Record<string, unknown> | null | undefined): string | undefined {
+  const t = tokenizerConfig?.chat_template;
+  if (typeof t === "string") return t;
+  if (Array.isArray(t)) {
+    const named = t as Array<{ name?: unknown; template?: unknown }>;
+    const pick = named.find((x) => x?.name === "default") ?? named[0];
+    if (typeof pick?.template === "string") return pick.template;
+    throw new InvalidTokenizerError("chat_template list has no usable {name, template} entry");
+  }
+  if (t !== undefined && t !== null) throw new InvalidTokenizerError("chat_template must be a string or a list of {name, template}");
+  const file = join(dir, "chat_template.jinja");
+  return existsSync(file) ? readFileSync(file, "utf8") : undefined;
+}
+
 /** Finds and checks the tokenizer of a model directory against its config (ids below vocab_size). */
 export function checkTokenizerFiles(dir: string, config: ModelConfig, options: CheckTokenizerOptions = {}): TokenizerInfo {
   const tcPath = join(dir, "tokenizer_config.json");
@@ -129,7 +149,7 @@ export function checkTokenizerFiles(dir: string, config: ModelConfig, options: C
       specialTokens.push({ id, content });
     }
   }
-  const hasChatTemplate = typeof tc?.chat_template === "string" && (tc.chat_template as string).length > 0;
+  const hasChatTemplate = (readChatTemplate(dir, tc) ?? "").length > 0;
 
   const source = locateTokenizer(dir, options);
   if (source.kind === "tiktoken-file") {

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
+  readChatTemplate,
   expectedTensorShapes,
   generateModel,
   InvalidConfigError,
@@ -212,6 +213,21 @@ describe("tensor validation", () => {
 });
 
 describe("tokenizer files", () => {
+  it("finds the chat template as the tokenizer does: a string, a named list, or chat_template.jinja", () => {
+    const dir = modelDir();
+    const tc = JSON.parse(readFileSync(join(dir, "tokenizer_config.json"), "utf8")) as Record<string, unknown>;
+    const { chat_template: _t, ...noTemplate } = tc;
+    writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify(noTemplate));
+    expect(validateModelDir(dir).tokenizer.hasChatTemplate).toBe(false);
+    expect(readChatTemplate(dir, noTemplate)).toBeUndefined();
+    writeFileSync(join(dir, "chat_template.jinja"), "{{ messages[0]['content'] }}");
+    expect(validateModelDir(dir).tokenizer.hasChatTemplate).toBe(true);
+    expect(readChatTemplate(dir, noTemplate)).toBe("{{ messages[0]['content'] }}");
+    const listed = { ...noTemplate, chat_template: [{ name: "tool_use", template: "T" }, { name: "default", template: "D" }] };
+    expect(readChatTemplate(dir, listed)).toBe("D");
+    expect(() => readChatTemplate(dir, { chat_template: 3 })).toThrow(InvalidTokenizerError);
+  });
+
   it("needs tokenizer.model or a tiktoken_encoding", () => {
     const dir = modelDir();
     expect(validateModelDir(dir).tokenizer).toMatchObject({ kind: "tiktoken-file", ranks: 50, hasChatTemplate: true });

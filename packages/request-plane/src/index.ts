@@ -8,7 +8,7 @@ export type { InstanceInfo } from "./discovery.js";
 export type { EndpointId, PlaneRole, SubjectPermissions } from "./names.js";
 export type { ClientOptions, RequestOptions, WaitForInstancesOptions } from "./client.js";
 export type { ConnectOptions, InProcessOptions } from "./connect.js";
-export type { NatsServerHandle, NatsServerOptions, NatsServerUser } from "./nats-server.js";
+export type { NatsServerHandle, NatsServerInfo, NatsServerOptions, NatsServerUser } from "./nats-server.js";
 export type { NatsTransportOptions } from "./nats-transport.js";
 export type { EndpointRef, PlaneOptions } from "./plane.js";
 export type { Handler, RequestContext, ServeOptions, ServedEndpoint, StopOptions } from "./server.js";
@@ -34,7 +34,7 @@ export { jsonCodec } from "./codec.js";
 export { binaryCodec } from "./codec-binary.js";
 export { NatsTransport } from "./nats-transport.js";
 export { InProcessTransport } from "./inprocess-transport.js";
-export { findNatsServer, startNatsServer } from "./nats-server.js";
+export { findNatsServer, probeNatsServer, startNatsServer } from "./nats-server.js";
 export {
   CancelledError,
   ClosedError,

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
@@ -90,35 +90,50 @@ export function freePort(host = "127.0.0.1"): Promise<number> {
   });
 }
 
-/** Running servers and the temp dirs each owns. */
-const live = new Map<ChildProcess, string[]>();
-let exitHookInstalled = false;
-function killAll(): void {
-  for (const [c, temp] of live) {
-    c.kill("SIGKILL");
-    for (const d of temp) rmSync(d, { recursive: true, force: true });
-  }
-  live.clear();
-}
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // The owner exiting (normally, via process.exit, or by SIGINT/SIGTERM/SIGHUP) takes its servers with it.
-  // A SIGKILLed owner cannot run hooks: its server then stays until killed by PID.
-  process.once("exit", killAll);
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    const onSignal = () => {
-      killAll();
-      // we were the only listener: keep Node's default (terminate by this signal)
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    };
-    process.once(sig, onSignal);
-  }
+/** Bound on the watchdog's SIGTERM-to-SIGKILL grace when the owner is gone, in tenths of a second. */
+const WATCHDOG_GRACE_TENTHS = 50;
+
+/**
+ * The watchdog of one nats-server: a POSIX shell in its own process group, reading a pipe from the owner. The owner
+ * writes one line to disarm it (the server exited, or was stopped). When the owner dies in any way (SIGKILL
+ * included) the kernel closes the pipe, `read` sees EOF, and the watchdog sends the server SIGTERM, then SIGKILL
+ * after WATCHDOG_GRACE_TENTHS / 10 s, then removes the server's temp dirs. Node opens pipes close-on-exec, so
+ * the owner's other children never hold the pipe open. Arguments: the server's pid, then the dirs to remove.
+ */
+const WATCHDOG_SCRIPT = `pid=$1; shift
+if read -r _; then exit 0; fi
+kill -TERM "$pid" 2>/dev/null
+i=0
+while kill -0 "$pid" 2>/dev/null; do
+  i=$((i+1))
+  if [ "$i" -gt ${WATCHDOG_GRACE_TENTHS} ]; then kill -KILL "$pid" 2>/dev/null; break; fi
+  sleep 0.1
+done
+if [ "$#" -gt 0 ]; then rm -rf -- "$@"; fi`;
+
+/** Starts the watchdog of server `pid`; returns the function that disarms it (idempotent). */
+function startWatchdog(pid: number, temp: string[]): () => void {
+  const dog = spawn("/bin/sh", ["-c", WATCHDOG_SCRIPT, "trtd-nats-watchdog", String(pid), ...temp], {
+    stdio: ["pipe", "ignore", "ignore"],
+    // own process group: a terminal's Ctrl-C to the owner's group does not reach it
+    detached: true,
+  });
+  dog.on("error", () => {}); // a watchdog that cannot start leaves the server to its owner's stop()
+  dog.stdin!.on("error", () => {}); // EPIPE: the watchdog is already gone
+  let disarmed = false;
+  return () => {
+    if (disarmed) return;
+    disarmed = true;
+    dog.stdin!.end("disarm\n");
+  };
 }
 
 /**
  * Starts `nats-server` as a child process, waits (bounded) until it accepts connections, and returns a
- * handle that stops it. The server dies with its owner process.
+ * handle that stops it. The caller owns the stop: nothing here touches process-wide signal or exit handlers.
+ * The server runs in its own process group (a terminal's Ctrl-C reaches only the owner, which stops it in its
+ * own order), and a watchdog stops it (SIGTERM, SIGKILL after 5 s) and removes its temp dirs once the owner
+ * process is gone, however it ended.
  */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServerHandle> {
   const bin = findNatsServer(options.binary);
@@ -171,9 +186,8 @@ async function startOnce(bin: string, host: string, port: number, o: NatsServerO
   }
   if (o.args) args.push(...o.args);
 
-  const child = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
-  live.set(child, temp);
-  installExitHook();
+  const child = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"], detached: true });
+  const disarm = child.pid !== undefined ? startWatchdog(child.pid, temp) : () => {};
   let stderr = "";
   child.stderr?.setEncoding("utf8");
   child.stderr?.on("data", (d: string) => {
@@ -181,11 +195,11 @@ async function startOnce(bin: string, host: string, port: number, o: NatsServerO
   });
   const exited = new Promise<number | string>((resolve) => {
     child.once("exit", (code, signal) => {
-      live.delete(child);
+      disarm();
       resolve(code ?? signal ?? "unknown");
     });
     child.once("error", () => {
-      live.delete(child);
+      disarm();
       resolve("spawn-error");
     });
   });
@@ -245,17 +259,48 @@ function permissionsConf(p: SubjectPermissions | undefined): string {
   return `, permissions: { ${parts.join(", ")} }`;
 }
 
-/** True when a TCP connection succeeds and the server greets with `INFO`. */
-function canConnect(host: string, port: number): Promise<boolean> {
+/** What a NATS server says about itself in its greeting (`INFO {...}`), the fields callers decide on. */
+export interface NatsServerInfo {
+  server_id?: string;
+  version?: string;
+  /** Anonymous clients are refused. */
+  auth_required?: boolean;
+  /** Clients must use TLS. */
+  tls_required?: boolean;
+  [key: string]: unknown;
+}
+
+/**
+ * Asks `host:port` whether a NATS server answers there: resolves with its INFO greeting, or undefined when
+ * nothing answers with one within `timeoutMs` (default 500). Opens one TCP connection and closes it.
+ */
+export function probeNatsServer(host: string, port: number, timeoutMs = 500): Promise<NatsServerInfo | undefined> {
   return new Promise((resolve) => {
     const s = netConnect({ host, port });
-    const done = (ok: boolean) => {
+    let buf = "";
+    const done = (info: NatsServerInfo | undefined) => {
       clearTimeout(timer);
       s.destroy();
-      resolve(ok);
+      resolve(info);
     };
-    const timer = setTimeout(() => done(false), 500);
-    s.once("data", (d) => done(d.toString("utf8").startsWith("INFO")));
-    s.once("error", () => done(false));
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    s.setEncoding("utf8");
+    s.on("data", (d: string) => {
+      buf += d;
+      const end = buf.indexOf("\r\n");
+      if (!buf.startsWith("INFO".slice(0, buf.length))) return done(undefined);
+      if (end < 0) return;
+      try {
+        done(JSON.parse(buf.slice(4, end).trim()) as NatsServerInfo);
+      } catch {
+        done(undefined);
+      }
+    });
+    s.once("error", () => done(undefined));
   });
+}
+
+/** True when a NATS server greets on `host:port`. */
+async function canConnect(host: string, port: number): Promise<boolean> {
+  return (await probeNatsServer(host, port)) !== undefined;
 }

@@ -1,11 +1,13 @@
 import { connect as natsConnect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { waitUntil } from "./helpers.js";
 import { NatsServerNotFoundError, NatsServerStartError, findNatsServer, startNatsServer } from "../src/index.js";
 
 function alive(pid: number): boolean {
@@ -66,33 +68,74 @@ describe("startNatsServer", () => {
     }
   });
 
-  for (const sig of ["SIGTERM", "SIGINT"] as const) {
-    it(`stops with its owner: the owner process gets ${sig} and its nats-server goes too`, async () => {
-      const fixture = fileURLToPath(new URL("./fixtures/own-nats-server.ts", import.meta.url));
-      const owner = spawn(process.execPath, ["--import", "tsx", "--conditions=source", fixture], { stdio: ["ignore", "pipe", "inherit"] });
+  /** The server's temp dirs under `tmp` (tsx keeps its cache there too). */
+  const natsTemp = (tmp: string) => readdirSync(tmp).filter((n) => n.startsWith("trtd-nats-"));
+  const fixture = fileURLToPath(new URL("./fixtures/own-nats-server.ts", import.meta.url));
+
+  /** Runs the owner fixture in its own process group with a private TMPDIR; resolves once it printed its pids. */
+  async function startOwner(mode: "default" | "exit" | "own-stop") {
+    const tmp = mkdtempSync(join(tmpdir(), "rp-owner-"));
+    const owner = spawn(process.execPath, ["--import", "tsx", "--conditions=source", fixture, mode], {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, TMPDIR: tmp },
+      detached: true,
+    });
+    const lines: string[] = [];
+    const exited = new Promise<{ code: number | null; signal: string | null }>((r) => owner.once("exit", (code, signal) => r({ code, signal })));
+    createInterface({ input: owner.stdout! }).on("line", (l) => lines.push(l));
+    const waitLine = (re: RegExp, what: string) =>
+      waitUntil(() => lines.some((l) => re.test(l)), 20_000, what).then(() => re.exec(lines.find((l) => re.test(l))!)!);
+    const m = await waitLine(/^pid (\d+) sleeper (\d+)$/, "the owner to report its nats-server");
+    const cleanup = () => {
+      if (owner.exitCode === null && owner.signalCode === null) owner.kill("SIGKILL");
+      for (const pid of [Number(m[1]), Number(m[2])]) if (alive(pid)) process.kill(pid, "SIGKILL");
+      rmSync(tmp, { recursive: true, force: true });
+    };
+    return { owner, server: Number(m[1]), sleeper: Number(m[2]), tmp, exited, waitLine, cleanup };
+  }
+
+  // No signal or exit handlers in the library: a watchdog on a pipe from the owner stops the server (SIGTERM,
+  // SIGKILL after 5 s) and removes its temp store once the owner is gone, however it ended, even while another
+  // child of the owner (the sleeper) lives on.
+  for (const sig of ["SIGTERM", "SIGINT", "SIGKILL"] as const) {
+    it(`stops with its owner: the owner gets ${sig}, dies of it, and its nats-server and temp store go within 8 s`, async () => {
+      const o = await startOwner("default");
       try {
-        const pid = await new Promise<number>((resolve, reject) => {
-          const t = setTimeout(() => reject(new Error("owner did not report within 20 s")), 20_000);
-          owner.stdout!.setEncoding("utf8").on("data", (d: string) => {
-            const m = /pid (\d+)/.exec(d);
-            if (m) {
-              clearTimeout(t);
-              resolve(Number(m[1]));
-            }
-          });
-        });
-        expect(alive(pid)).toBe(true);
-        const exited = new Promise<string | null>((r) => owner.once("exit", (_c, s) => r(s)));
-        owner.kill(sig);
-        expect(await exited).toBe(sig); // default signal behaviour kept
-        const t0 = Date.now();
-        while (alive(pid) && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 20));
-        expect(alive(pid)).toBe(false);
+        expect(alive(o.server)).toBe(true);
+        expect(natsTemp(o.tmp).length).toBeGreaterThan(0); // the JetStream store
+        o.owner.kill(sig);
+        expect((await o.exited).signal).toBe(sig); // Node's default signal behaviour: nothing here handles it
+        await waitUntil(() => !alive(o.server) && natsTemp(o.tmp).length === 0, 8000, "the server and its store to go");
+        expect(alive(o.sleeper)).toBe(true);
       } finally {
-        if (owner.exitCode === null && owner.signalCode === null) owner.kill("SIGKILL");
+        o.cleanup();
       }
     });
   }
+
+  it("stops with its owner: the owner exits without stopping it, and the server goes within 8 s", async () => {
+    const o = await startOwner("exit");
+    try {
+      expect((await o.exited).code).toBe(0);
+      await waitUntil(() => !alive(o.server) && natsTemp(o.tmp).length === 0, 8000, "the server and its store to go");
+    } finally {
+      o.cleanup();
+    }
+  });
+
+  it("the owner owns the stop: Ctrl-C to the owner's process group leaves the server up until the owner stops it", async () => {
+    const o = await startOwner("own-stop");
+    try {
+      process.kill(-o.owner.pid!, "SIGINT"); // what a terminal does: the whole foreground group
+      await o.waitLine(/^sigint$/, "the owner to handle SIGINT");
+      expect(alive(o.server)).toBe(true); // the owner waits 500 ms before it stops the server
+      await o.waitLine(/^stopped$/, "the owner to stop its server");
+      expect(alive(o.server)).toBe(false);
+      expect((await o.exited).code).toBe(0);
+    } finally {
+      o.cleanup();
+    }
+  });
 
   it("a missing binary is NatsServerNotFoundError", async () => {
     expect(() => findNatsServer("/nonexistent/nats-server")).toThrow(NatsServerNotFoundError);

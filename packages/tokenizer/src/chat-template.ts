@@ -24,15 +24,6 @@ export interface ChatTemplateOptions {
   variables?: Record<string, unknown>;
 }
 
-/**
- * ChatML, used when a model has no `chat_template` but has `<|im_start|>`/`<|im_end|>` (our generated models).
- */
-export const CHATML_TEMPLATE =
-  "{%- for message in messages %}" +
-  "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}" +
-  "{%- endfor %}" +
-  "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
-
 /** Plain-text fallback for models with neither a template nor ChatML tokens. */
 export const PLAIN_TEMPLATE =
   "{%- if bos_token %}{{- bos_token }}{%- endif %}" +

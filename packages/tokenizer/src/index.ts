@@ -1,6 +1,6 @@
 export { Tokenizer, ASYNC_ENCODE_THRESHOLD_CHARS } from "./tokenizer.js";
 export { IncrementalDetokenizer, MAX_STOP_STRINGS, MAX_STOP_LENGTH } from "./detokenizer.js";
-export { CHATML_TEMPLATE, LLAMA3_CHAT_TEMPLATE, PLAIN_TEMPLATE, normalizeMessages } from "./chat-template.js";
+export { LLAMA3_CHAT_TEMPLATE, PLAIN_TEMPLATE, normalizeMessages } from "./chat-template.js";
 export { ENCODING_NAMES, LLAMA3_PATTERN, llama3DefaultSpecials } from "./encodings.js";
 export { validateRanksText } from "./ranks-file.js";
 export {

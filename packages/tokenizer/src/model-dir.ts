@@ -4,7 +4,7 @@ import { ModelDirError, SpecialTokensError } from "./errors.js";
 import { isEncodingName, LLAMA3_PATTERN, llama3DefaultSpecials } from "./encodings.js";
 import { validateRanksText } from "./ranks-file.js";
 import { bpeFromTokenizerJson } from "./tokenizer-json.js";
-import { locateTokenizer, type TokenizerSource } from "@trtd/model";
+import { locateTokenizer, readChatTemplate, type TokenizerSource } from "@trtd/model";
 import type { TokenizerDefinition, AddedToken } from "./definition.js";
 
 type Json = Record<string, unknown>;
@@ -68,19 +68,13 @@ function readAddedTokens(config: Json | undefined, tokJson: Json | undefined): M
   return out;
 }
 
-/** HF templates: a string, or a list of `{name, template}` of which "default" is used. */
-function readChatTemplate(dir: string, config: Json | undefined): string | undefined {
-  const t = config?.chat_template;
-  if (typeof t === "string") return t;
-  if (Array.isArray(t)) {
-    const named = t as Array<{ name?: unknown; template?: unknown }>;
-    const pick = named.find((x) => x?.name === "default") ?? named[0];
-    if (typeof pick?.template === "string") return pick.template;
-    throw new ModelDirError("chat_template list has no usable {name, template} entry");
+/** The chat template, by @trtd/model's readChatTemplate (the lookup every reader of a model directory shares). */
+function chatTemplateOf(dir: string, config: Json | undefined): string | undefined {
+  try {
+    return readChatTemplate(dir, config);
+  } catch (cause) {
+    throw new ModelDirError((cause as Error).message, { cause });
   }
-  if (t !== undefined && t !== null) throw new ModelDirError("chat_template must be a string or a list of {name, template}");
-  const file = join(dir, "chat_template.jinja");
-  return existsSync(file) ? readFileSync(file, "utf8") : undefined;
 }
 
 /** Whether tokenizer.json's post-processor prepends the BOS token (how Llama 3 HF repos add BOS). */
@@ -163,7 +157,7 @@ export function readModelDir(dir: string): TokenizerDefinition {
     addBos,
     extraEosTokenIds: eosIdsFromFiles,
     extraEosTokens: [],
-    chatTemplate: readChatTemplate(dir, config),
+    chatTemplate: chatTemplateOf(dir, config),
     modelVocabSize: vocabRaw as number | undefined,
   };
 }

@@ -1,5 +1,6 @@
 import type { Tiktoken } from "tiktoken";
-import { ChatTemplate, CHATML_TEMPLATE, PLAIN_TEMPLATE, type ChatMessage, type ChatTemplateOptions } from "./chat-template.js";
+import { CHATML_TEMPLATE } from "@trtd/model";
+import { ChatTemplate, PLAIN_TEMPLATE, type ChatMessage, type ChatTemplateOptions } from "./chat-template.js";
 import type { AddedToken, TokenizerDefinition } from "./definition.js";
 import {
   buildTiktoken,
@@ -366,7 +367,10 @@ export class Tokenizer {
     return this.specialTokens.get(text);
   }
 
-  /** The template `applyChatTemplate` uses: the model's, else ChatML when the model has its tokens, else plain text. */
+  /**
+   * The template `applyChatTemplate` uses: the model's, else ChatML (`CHATML_TEMPLATE` of @trtd/model, the one the
+   * generated models ship) when the model has its tokens, else plain text.
+   */
   get chatTemplate(): string {
     return this.#chatTemplate().source;
   }

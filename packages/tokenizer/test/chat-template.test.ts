@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
+import { CHATML_TEMPLATE } from "@trtd/model";
 import {
-  CHATML_TEMPLATE,
   ChatTemplateError,
   InvalidMessagesError,
   LLAMA3_CHAT_TEMPLATE,
@@ -123,7 +123,7 @@ describe("Llama 3.1 chat template (tools, date, tool calls)", () => {
 });
 
 describe("default templates", () => {
-  it("uses ChatML when the model has no template but has ChatML tokens", () => {
+  it("uses ChatML, the one @trtd/model's generated models ship, when the model has no template but has ChatML tokens", () => {
     expect(chatml.chatTemplateSource).toBeUndefined();
     expect(chatml.chatTemplate).toBe(CHATML_TEMPLATE);
     expect(chatml.applyChatTemplate(conversation.slice(0, 2))).toBe(

@@ -11,26 +11,11 @@ import {
   type ExecutorError,
 } from "./errors.js";
 import { KvExport, KvImport, type KvOwner } from "./kv.js";
-import { decodeResponse, loadLibrary, resolveLibraryPath, RESPONSE_SIZE, type NativeLib } from "./native.js";
+import { decodeResponse, FINISH_REASONS, loadLibrary, MEMORY_KINDS, REQUEST_TYPES, resolveLibraryPath, RESPONSE_SIZE, type NativeLib } from "./native.js";
+import { KV_DTYPES } from "@trtd/model";
 import { GenerationStream } from "./stream.js";
-import type {
-  ExecutorName,
-  ExecutorOptions,
-  ExecutorStats,
-  FinishReason,
-  GenerateOptions,
-  GenerateRequest,
-  KvDtype,
-  KvLayout,
-  MemoryKind,
-  ModelInfo,
-  RequestType,
-} from "./types.js";
+import type { ExecutorKvLayout, ExecutorName, ExecutorOptions, ExecutorStats, GenerateOptions, GenerateRequest, ModelInfo } from "./types.js";
 
-const REQUEST_TYPES: Record<RequestType, number> = { context_and_generation: 0, context_only: 1, generation_only: 2 };
-const FINISH_REASONS: Record<number, FinishReason> = { 1: "length", 2: "end_id", 3: "stop_token", 4: "cancelled", 5: "error" };
-const KV_DTYPES: KvDtype[] = ["float32", "float16", "bfloat16", "fp8_e4m3"];
-const MEMORY_KINDS: MemoryKind[] = ["host", "host_pinned", "cuda_device", "engine_handle"];
 /** config device_id when deviceId is unset and the implementation is chosen by name. */
 const DEFAULT_DEVICE: Record<ExecutorName, number> = { reference: -1, cuda: 0 };
 /** trtd_executor_device_uuid needs at least 64 bytes. */
@@ -82,7 +67,7 @@ export class Executor implements KvOwner {
   #respBuf = Buffer.alloc(MAX_RESPONSES * RESPONSE_SIZE);
   #tokBuf = new Int32Array(MAX_TOKENS);
   #nOut = new Int32Array(1);
-  #layout: KvLayout | undefined;
+  #layout: ExecutorKvLayout | undefined;
   #closing: Promise<void> | undefined;
   /** Set by close(): the error of every stream it ends, whether the engine's final arrives before destroy or not. */
   #closedError: ExecutorClosedError | undefined;
@@ -178,7 +163,7 @@ export class Executor implements KvOwner {
     if (status !== 0) throw errorFromStatus(status, this.native.lastError());
   }
 
-  kvLayout(): KvLayout {
+  kvLayout(): ExecutorKvLayout {
     if (this.#layout) return { ...this.#layout };
     const l: Record<string, unknown> = {};
     this.check(this.native.kvLayout(this.handle(), l));

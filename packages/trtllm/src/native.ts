@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import koffi from "koffi";
 import { AbiMismatchError, InvalidArgumentError, LibraryLoadError } from "./errors.js";
-import type { ExecutorName } from "./types.js";
+import type { ExecutorName, FinishReason, MemoryKind, RequestType } from "./types.js";
 
 /** TRTD_ABI_VERSION this binding was written for. */
 export const ABI_VERSION = 3;
@@ -150,6 +150,50 @@ export const executorLibraries: Readonly<Record<ExecutorName, string>> = {
   cuda: fileURLToPath(new URL("../build/libtrtd_executor_cuda.so", import.meta.url)),
 };
 
+/**
+ * The functions of trtd_executor.h this binding calls, by NativeLib key (`version` and `abiVersion` are called once
+ * at load). test/abi-header.test.ts checks the names and parameter counts against the header.
+ */
+export const ABI_FUNCTIONS = {
+  abiVersion: "int32_t trtd_abi_version(void)",
+  version: "const char *trtd_version(void)",
+  lastError: "const char *trtd_last_error(void)",
+  defaultConfig: "trtd_executor_config trtd_executor_default_config(void)",
+  create: "int trtd_executor_create(const char *dir, const trtd_executor_config *cfg, _Out_ trtd_executor **out)",
+  destroy: "void trtd_executor_destroy(trtd_executor *ex)",
+  modelInfo: "int trtd_executor_model_info(trtd_executor *ex, _Out_ trtd_model_info *out)",
+  enqueue: "int trtd_executor_enqueue(trtd_executor *ex, const trtd_request *req, _Out_ uint64_t *id)",
+  cancel: "int trtd_executor_cancel(trtd_executor *ex, uint64_t id)",
+  awaitResponses:
+    "int trtd_executor_await_responses(trtd_executor *ex, int32_t timeout, void *resp, int32_t maxResp, void *tokens, int32_t maxTokens, void *nOut)",
+  notifyFd: "int trtd_executor_notify_fd(trtd_executor *ex, bool take, void *fdOut)",
+  contextPhaseState: "int trtd_executor_context_phase_state(trtd_executor *ex, uint64_t id, void *buf, uint64_t size, _Out_ uint64_t *sizeOut)",
+  stats: "int trtd_executor_get_stats(trtd_executor *ex, _Out_ trtd_executor_stats *out)",
+  kvLayout: "int trtd_executor_kv_layout(trtd_executor *ex, _Out_ trtd_kv_layout *out)",
+  kvExportInfo: "int trtd_executor_kv_export_info(trtd_executor *ex, uint64_t id, _Out_ trtd_kv_export_info *out)",
+  kvExportSegments: "int trtd_executor_kv_export_segments(trtd_executor *ex, uint64_t id, void *segs, int32_t max, void *nOut)",
+  kvExportCopy: "int trtd_executor_kv_export_copy(trtd_executor *ex, uint64_t id, void *buf, uint64_t size)",
+  kvExportRelease: "int trtd_executor_kv_export_release(trtd_executor *ex, uint64_t id)",
+  kvImportReserve: "int trtd_executor_kv_import_reserve(trtd_executor *ex, int32_t n, _Out_ uint64_t *id)",
+  kvImportSegments: "int trtd_executor_kv_import_segments(trtd_executor *ex, uint64_t id, void *segs, int32_t max, void *nOut)",
+  kvImportAbort: "int trtd_executor_kv_import_abort(trtd_executor *ex, uint64_t id)",
+  computeLogits: "int trtd_executor_compute_logits(trtd_executor *ex, const void *tokens, int32_t n, void *logits, int64_t max)",
+  // ABI 3: device KV transfer
+  deviceUuid: "int trtd_executor_device_uuid(const trtd_executor *ex, void *buf, int32_t size)",
+  kvExportDevice: "int trtd_executor_kv_export_device(trtd_executor *ex, uint64_t id, void *buf, uint64_t size, _Out_ uint64_t *sizeOut)",
+  kvImportDevice: "int trtd_executor_kv_import_device(trtd_executor *ex, uint64_t id, const void *desc, uint64_t size)",
+} as const satisfies Record<Exclude<keyof NativeLib, "path">, string>;
+
+/**
+ * The binding's reading of trtd_executor.h's enums (trtd_status is NativeStatus in errors.ts; trtd_kv_dtype is
+ * KV_DTYPES of @trtd/model, index = value). test/abi-header.test.ts compares them with the compiled header.
+ */
+export const REQUEST_TYPES = { context_and_generation: 0, context_only: 1, generation_only: 2 } as const satisfies Record<RequestType, number>;
+/** trtd_finish_reason of a final response; TRTD_FINISH_NOT_FINISHED (0) marks a response that is not final. */
+export const FINISH_REASONS: Readonly<Record<number, FinishReason>> = { 1: "length", 2: "end_id", 3: "stop_token", 4: "cancelled", 5: "error" };
+/** trtd_memory_kind, index = value. */
+export const MEMORY_KINDS = ["host", "host_pinned", "cuda_device", "engine_handle"] as const satisfies readonly MemoryKind[];
+
 const loaded = new Map<string, NativeLib>();
 
 /**
@@ -181,42 +225,17 @@ export function loadLibrary(path: string): NativeLib {
     throw new LibraryLoadError(`cannot load executor library ${path}: ${(cause as Error).message}`, { cause });
   }
   const f = (sig: string) => lib.func(sig);
-  const abi = f("int32_t trtd_abi_version(void)")() as number;
+  const abi = f(ABI_FUNCTIONS.abiVersion)() as number;
   if (abi !== ABI_VERSION) {
     throw new AbiMismatchError(`${path} implements trtd_executor ABI ${abi}; this binding needs ${ABI_VERSION}`);
   }
-  const native: NativeLib = {
+  const { abiVersion: _a, version, ...calls } = ABI_FUNCTIONS;
+  const native = {
     path,
     abiVersion: abi,
-    version: f("const char *trtd_version(void)")() as string,
-    lastError: f("const char *trtd_last_error(void)"),
-    defaultConfig: f("trtd_executor_config trtd_executor_default_config(void)"),
-    create: f("int trtd_executor_create(const char *dir, const trtd_executor_config *cfg, _Out_ trtd_executor **out)"),
-    destroy: f("void trtd_executor_destroy(trtd_executor *ex)"),
-    modelInfo: f("int trtd_executor_model_info(trtd_executor *ex, _Out_ trtd_model_info *out)"),
-    enqueue: f("int trtd_executor_enqueue(trtd_executor *ex, const trtd_request *req, _Out_ uint64_t *id)"),
-    cancel: f("int trtd_executor_cancel(trtd_executor *ex, uint64_t id)"),
-    awaitResponses: f(
-      "int trtd_executor_await_responses(trtd_executor *ex, int32_t timeout, void *resp, int32_t maxResp, void *tokens, int32_t maxTokens, void *nOut)",
-    ),
-    notifyFd: f("int trtd_executor_notify_fd(trtd_executor *ex, bool take, void *fdOut)"),
-    contextPhaseState: f(
-      "int trtd_executor_context_phase_state(trtd_executor *ex, uint64_t id, void *buf, uint64_t size, _Out_ uint64_t *sizeOut)",
-    ),
-    stats: f("int trtd_executor_get_stats(trtd_executor *ex, _Out_ trtd_executor_stats *out)"),
-    kvLayout: f("int trtd_executor_kv_layout(trtd_executor *ex, _Out_ trtd_kv_layout *out)"),
-    kvExportInfo: f("int trtd_executor_kv_export_info(trtd_executor *ex, uint64_t id, _Out_ trtd_kv_export_info *out)"),
-    kvExportSegments: f("int trtd_executor_kv_export_segments(trtd_executor *ex, uint64_t id, void *segs, int32_t max, void *nOut)"),
-    kvExportCopy: f("int trtd_executor_kv_export_copy(trtd_executor *ex, uint64_t id, void *buf, uint64_t size)"),
-    kvExportRelease: f("int trtd_executor_kv_export_release(trtd_executor *ex, uint64_t id)"),
-    kvImportReserve: f("int trtd_executor_kv_import_reserve(trtd_executor *ex, int32_t n, _Out_ uint64_t *id)"),
-    kvImportSegments: f("int trtd_executor_kv_import_segments(trtd_executor *ex, uint64_t id, void *segs, int32_t max, void *nOut)"),
-    kvImportAbort: f("int trtd_executor_kv_import_abort(trtd_executor *ex, uint64_t id)"),
-    computeLogits: f("int trtd_executor_compute_logits(trtd_executor *ex, const void *tokens, int32_t n, void *logits, int64_t max)"),
-    deviceUuid: f("int trtd_executor_device_uuid(const trtd_executor *ex, void *buf, int32_t size)"),
-    kvExportDevice: f("int trtd_executor_kv_export_device(trtd_executor *ex, uint64_t id, void *buf, uint64_t size, _Out_ uint64_t *sizeOut)"),
-    kvImportDevice: f("int trtd_executor_kv_import_device(trtd_executor *ex, uint64_t id, const void *desc, uint64_t size)"),
-  };
+    version: f(version)() as string,
+    ...Object.fromEntries(Object.entries(calls).map(([k, sig]) => [k, f(sig)])),
+  } as unknown as NativeLib;
   loaded.set(path, native);
   return native;
 }

@@ -1,4 +1,5 @@
 // Public data types of @trtd/trtllm (see docs/design/contracts.md, "Executor").
+import type { KvLayout } from "@trtd/model";
 import type { ExecutorError } from "./errors.js";
 import type { KvImport } from "./kv.js";
 
@@ -47,18 +48,10 @@ export interface ModelInfo {
   fingerprint: string;
 }
 
-export type KvDtype = "float32" | "float16" | "bfloat16" | "fp8_e4m3";
 export type MemoryKind = "host" | "host_pinned" | "cuda_device" | "engine_handle";
 
-export interface KvLayout {
-  /** Hex digest of the model fingerprint and every field below: equal fingerprints exchange KV byte for byte. */
-  fingerprint: string;
-  numLayers: number;
-  numKvHeads: number;
-  headDim: number;
-  dtype: KvDtype;
-  tokensPerBlock: number;
-  bytesPerBlock: number;
+/** An executor's KV layout: the exchangeable identity (`KvLayout` of @trtd/model) and where its KV lives. */
+export interface ExecutorKvLayout extends KvLayout {
   memoryKind: MemoryKind;
 }
 

@@ -1,6 +1,7 @@
 // The binding's struct declarations agree with the C header: native/src/abi_layout_check.c pins each struct's
 // size (and the offsets of fields added in tail padding) at compile time, and this test checks koffi's layout
-// against the same numbers.
+// against the same numbers (pinned across ABI versions). Field by field against the header itself, enums and
+// functions: abi-header.test.ts.
 import { spawnSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -6,7 +6,7 @@
 // accepted, for at most a quarter of the comparisons. Its export segments are host-pinned staging copies
 // (memory kind HOST_PINNED) of the device blocks.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InvalidArgumentError, InvalidStateError, UnsupportedError, type Executor, type KvLayout, type SamplingOptions } from "../src/index.js";
+import { InvalidArgumentError, InvalidStateError, UnsupportedError, type Executor, type ExecutorKvLayout, type SamplingOptions } from "../src/index.js";
 import { expectIdle, openTiny, prompt, run, skipSuite, testExecutor } from "./helpers.js";
 import { NearTies } from "./near-tie.js";
 
@@ -14,7 +14,7 @@ import { NearTies } from "./near-tie.js";
 const kvOf = {
   reference: { dtype: "float32", memoryKind: "host", elementBytes: 4, deviceKv: false },
   cuda: { dtype: "bfloat16", memoryKind: "cuda_device", elementBytes: 2, deviceKv: true },
-} satisfies Record<string, Pick<KvLayout, "dtype" | "memoryKind"> & { elementBytes: number; deviceKv: boolean }>;
+} satisfies Record<string, Pick<ExecutorKvLayout, "dtype" | "memoryKind"> & { elementBytes: number; deviceKv: boolean }>;
 const kv = kvOf[testExecutor];
 
 let a: Executor;

@@ -3,10 +3,6 @@
 import { InvalidTokenizerError, type ModelDirReport } from "@trtd/model";
 import { Tokenizer } from "@trtd/tokenizer";
 
-/** The pre-tokenization pattern of Llama 3 / cl100k_base (the same expression). */
-export const LLAMA3_PATTERN =
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-
 const SAMPLE = "Hello, world! 123 ünïcödé\n";
 
 /** Loads the tokenizer, round-trips a sample string and frees it. Throws InvalidTokenizerError on failure. */

@@ -1,13 +1,10 @@
-// An app as a real child process: read until it prints its ready line (bounded), stopped by PID
-// (SIGTERM, then SIGKILL after a bound).
-import { spawn, type ChildProcess } from "node:child_process";
-import { createInterface } from "node:readline";
+// An app as a real child process, on @trtd/process (the one child-process helper): read until it prints its ready
+// line (bounded), stopped by PID (SIGTERM, then SIGKILL after a bound).
+import type { ChildProcess } from "node:child_process";
+import { spawnChild, type ChildExit } from "@trtd/process";
 import { appArgv, repoRoot } from "./paths.js";
 
-export interface AppExit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
+export type AppExit = ChildExit;
 
 export interface AppProcess<App extends string = string> {
   readonly app: App;
@@ -38,43 +35,26 @@ export interface StartAppOptions {
 }
 
 /** Runs `apps/<app>/src/main.ts` with tsx from the repo root and resolves once it printed its ready line. */
-export function startApp<App extends string>(app: App, args: string[], opts: StartAppOptions): Promise<AppProcess<App>> {
+export async function startApp<App extends string>(app: App, args: string[], opts: StartAppOptions): Promise<AppProcess<App>> {
   const [node, ...argv] = appArgv(app, args);
-  const proc = spawn(node, argv, {
+  const child = spawnChild({
+    name: app,
+    command: node,
+    args: argv,
     cwd: repoRoot,
-    stdio: ["ignore", "pipe", "pipe"],
     // If this test process dies without stopping it, the app (and a launcher's children) stop on their own.
     env: { ...process.env, TRTD_PARENT_PID: String(process.pid), ...opts.env },
+    keepLines: 100_000,
   });
-  const output: string[] = [];
-  const exited = new Promise<AppExit>((r) => proc.once("exit", (code, signal) => r({ code, signal })));
-  const alive = () => proc.exitCode === null && proc.signalCode === null;
-  const kill = (signal: NodeJS.Signals) => {
-    if (alive()) proc.kill(signal);
-  };
+  let m: RegExpExecArray;
+  try {
+    m = await child.waitForLine(opts.ready, opts.timeoutMs);
+  } catch (err) {
+    await child.stop(opts.notReadyStopBoundMs ?? opts.stopBoundMs);
+    throw err;
+  }
   const stop = async (boundMs = opts.stopBoundMs) => {
-    kill("SIGTERM");
-    const t = setTimeout(() => kill("SIGKILL"), boundMs);
-    await exited;
-    clearTimeout(t);
+    await child.stop(boundMs);
   };
-  return new Promise((resolveStart, reject) => {
-    const timer = setTimeout(() => {
-      void stop(opts.notReadyStopBoundMs ?? opts.stopBoundMs);
-      reject(new Error(`${app} not ready after ${opts.timeoutMs} ms:\n${output.join("\n")}`));
-    }, opts.timeoutMs);
-    createInterface({ input: proc.stderr! }).on("line", (l) => output.push(l));
-    createInterface({ input: proc.stdout! }).on("line", (l) => {
-      output.push(l);
-      const m = opts.ready.exec(l);
-      if (m) {
-        clearTimeout(timer);
-        resolveStart({ app, proc, pid: proc.pid!, url: m[1] ?? "", output, exited, kill, stop });
-      }
-    });
-    void exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`${app} exited (${code ?? signal}) before it was ready:\n${output.join("\n")}`));
-    });
-  });
+  return { app, proc: child.proc, pid: child.pid, url: m[1] ?? "", output: child.output, exited: child.exited, kill: child.kill, stop };
 }

@@ -14,7 +14,17 @@ export function startApp(app: "launcher" | "api", args: string[], ready: RegExp,
 export const LAUNCHER_READY = /trtd ready: OpenAI API at (\S+)\/v1/;
 export const API_READY = /listening on (\S+)/;
 
-/** Polls `check` every 200 ms until it returns true; a check that throws fails at once; throws after `timeoutMs`. */
-export async function eventually(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  await support.eventually(check, timeoutMs, what, { intervalMs: 200, retryOnError: false });
+/** Polls `check` every `intervalMs` (200) until it returns true; a check that throws fails at once; throws after `timeoutMs`. */
+export async function eventually(check: () => Promise<boolean>, timeoutMs: number, what: string, intervalMs = 200): Promise<void> {
+  await support.eventually(check, timeoutMs, what, { intervalMs, retryOnError: false });
+}
+
+/** Whether a process with this PID exists (signal 0). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }

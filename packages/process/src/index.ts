@@ -1,0 +1,130 @@
+// @trtd/process: the one child-process helper of trtd. Spawn, a readiness signal (a line matching a pattern),
+// output lines with a prefix, stop by PID with a bounded grace (SIGTERM, then SIGKILL), exit reporting. No
+// process-wide handlers: whoever starts a child owns its stop.
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+
+export type ChildStream = "stdout" | "stderr";
+
+export interface ChildExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface SpawnChildOptions {
+  /** Names the child in errors and in the `echo` prefix (`[name] line`). */
+  name: string;
+  command: string;
+  args?: string[];
+  cwd?: string;
+  /** The child's whole environment (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+  /** Own process group (default false): a terminal's Ctrl-C to this process's group does not reach it. */
+  detached?: boolean;
+  /** Called for every line of its stdout and stderr. */
+  onLine?: (line: string, stream: ChildStream) => void;
+  /** Echo each line as `[name] line` to this process's stdout/stderr (default false). */
+  echo?: boolean;
+  /** Lines kept in `output` (default 2000; older ones are dropped). */
+  keepLines?: number;
+}
+
+export interface Child {
+  readonly name: string;
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  /** The last `keepLines` lines it printed, stdout and stderr (for failure messages). */
+  readonly output: string[];
+  /** Resolves once it exited (never rejects; a failed spawn reports code null, signal null). */
+  readonly exited: Promise<ChildExit>;
+  alive(): boolean;
+  /** Sends `signal` if it is still running. */
+  kill(signal: NodeJS.Signals): void;
+  /** SIGTERM, SIGKILL after `graceMs`; resolves with how it exited. Idempotent. */
+  stop(graceMs: number): Promise<ChildExit>;
+  /**
+   * Resolves with the match once a line matches `pattern`, counting lines already printed; rejects with
+   * {@link ChildNotReadyError} when it exits first or `timeoutMs` passes.
+   */
+  waitForLine(pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray>;
+}
+
+export const ProcessErrorCode = { NotReady: "child_not_ready", SpawnFailed: "child_spawn_failed" } as const;
+export type ProcessErrorCode = (typeof ProcessErrorCode)[keyof typeof ProcessErrorCode];
+
+/** A child did not print its ready line: it exited first, or the bound passed. The message carries its output. */
+export class ChildNotReadyError extends Error {
+  readonly code = ProcessErrorCode.NotReady;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ChildNotReadyError";
+  }
+}
+
+/** Starts a child process; see {@link Child}. */
+export function spawnChild(o: SpawnChildOptions): Child {
+  const proc = spawn(o.command, o.args ?? [], { cwd: o.cwd, env: o.env ?? process.env, stdio: ["ignore", "pipe", "pipe"], detached: o.detached ?? false });
+  const keep = o.keepLines ?? 2000;
+  const output: string[] = [];
+  const waiters = new Set<(line: string) => void>();
+  let spawnError: Error | undefined;
+  const exited = new Promise<ChildExit>((resolve) => {
+    proc.once("exit", (code, signal) => resolve({ code, signal }));
+    proc.once("error", (err) => {
+      spawnError = err;
+      if (proc.pid === undefined) resolve({ code: null, signal: null });
+    });
+  });
+  const line = (stream: ChildStream) => (l: string) => {
+    output.push(l);
+    if (output.length > keep) output.shift();
+    if (o.echo) (stream === "stdout" ? process.stdout : process.stderr).write(`[${o.name}] ${l}\n`);
+    o.onLine?.(l, stream);
+    for (const w of waiters) w(l);
+  };
+  createInterface({ input: proc.stdout! }).on("line", line("stdout"));
+  createInterface({ input: proc.stderr! }).on("line", line("stderr"));
+  const alive = () => proc.pid !== undefined && proc.exitCode === null && proc.signalCode === null;
+  const kill = (signal: NodeJS.Signals) => {
+    if (alive()) proc.kill(signal);
+  };
+  let stopping: Promise<ChildExit> | undefined;
+  const stop = (graceMs: number) =>
+    (stopping ??= (async () => {
+      kill("SIGTERM");
+      const t = setTimeout(() => kill("SIGKILL"), graceMs);
+      const e = await exited;
+      clearTimeout(t);
+      return e;
+    })());
+  const describe = () => `${o.name}${spawnError ? ` (${spawnError.message})` : ""}:\n${output.join("\n")}`;
+  const waitForLine = (pattern: RegExp, timeoutMs: number) =>
+    new Promise<RegExpExecArray>((resolve, reject) => {
+      const seen = output.map((l) => pattern.exec(l)).find((m) => m !== null);
+      if (seen) return resolve(seen);
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(onLine);
+      };
+      const onLine = (l: string) => {
+        const m = pattern.exec(l);
+        if (m) {
+          done();
+          resolve(m);
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new ChildNotReadyError(`${o.name} printed no line matching ${pattern} within ${timeoutMs} ms: ${describe()}`));
+      }, timeoutMs);
+      waiters.add(onLine);
+      void exited.then(async ({ code, signal }) => {
+        // lines it printed just before exiting may still be in the pipe: read them first (bounded)
+        if (proc.stdout && !proc.stdout.readableEnded) await Promise.race([new Promise((r) => proc.stdout!.once("close", r)), new Promise((r) => setTimeout(r, 200))]);
+        if (!waiters.has(onLine)) return;
+        done();
+        reject(new ChildNotReadyError(`${o.name} exited (${code ?? signal ?? "spawn failed"}) before a line matched ${pattern}: ${describe()}`));
+      });
+    });
+  return { name: o.name, proc, pid: proc.pid ?? -1, output, exited, alive, kill, stop, waitForLine };
+}

@@ -1,0 +1,61 @@
+// Real child processes (node -e scripts): readiness, lines, bounded stop, exit reporting, spawn failure.
+import { describe, expect, it } from "vitest";
+import { ChildNotReadyError, spawnChild, type ChildStream } from "../src/index.js";
+
+const node = (script: string, name = "child") => ({ name, command: process.execPath, args: ["-e", script] });
+
+describe("spawnChild", () => {
+  it("reports every line with its stream, resolves waitForLine on the ready line (also one printed before the wait), and reports the exit", async () => {
+    const lines: Array<[string, ChildStream]> = [];
+    const c = spawnChild({ ...node('console.error("warming up"); console.log("ready at http://x:1"); setTimeout(() => process.exit(3), 200)'), onLine: (l, s) => lines.push([l, s]) });
+    expect(c.pid).toBeGreaterThan(0);
+    const m = await c.waitForLine(/ready at (\S+)/, 10_000);
+    expect(m[1]).toBe("http://x:1");
+    expect((await c.waitForLine(/warming/, 1000))[0]).toBe("warming"); // already printed
+    expect(await c.exited).toEqual({ code: 3, signal: null });
+    expect(lines).toEqual([["warming up", "stderr"], ["ready at http://x:1", "stdout"]]);
+    expect(c.output).toEqual(["warming up", "ready at http://x:1"]);
+    expect(c.alive()).toBe(false);
+  });
+
+  it("waitForLine rejects with ChildNotReadyError carrying the output when the child exits first, or when the bound passes", async () => {
+    const quits = spawnChild(node('console.log("config is broken"); process.exit(2)', "quitter"));
+    const e1 = await quits.waitForLine(/ready/, 10_000).catch((e: unknown) => e);
+    expect(e1).toBeInstanceOf(ChildNotReadyError);
+    expect((e1 as ChildNotReadyError).code).toBe("child_not_ready");
+    expect((e1 as Error).message).toMatch(/^quitter exited \(2\) before a line matched \/ready\/: quitter:\nconfig is broken$/);
+    const silent = spawnChild(node("setTimeout(() => {}, 30000)", "silent"));
+    const t0 = Date.now();
+    const e2 = await silent.waitForLine(/ready/, 300).catch((e: unknown) => e);
+    expect(e2).toBeInstanceOf(ChildNotReadyError);
+    expect((e2 as Error).message).toMatch(/^silent printed no line matching \/ready\/ within 300 ms/);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(await silent.stop(5000)).toEqual({ code: null, signal: "SIGTERM" });
+  });
+
+  it("stop: SIGTERM, then SIGKILL after the grace for a child that ignores SIGTERM; idempotent", async () => {
+    const stubborn = spawnChild(node('process.on("SIGTERM", () => console.log("ignoring")); console.log("up"); setInterval(() => {}, 1000)'));
+    await stubborn.waitForLine(/^up$/, 10_000);
+    const t0 = Date.now();
+    const [a, b] = await Promise.all([stubborn.stop(500), stubborn.stop(500)]);
+    const took = Date.now() - t0;
+    expect(a).toEqual({ code: null, signal: "SIGKILL" });
+    expect(b).toBe(a);
+    expect(took).toBeGreaterThanOrEqual(450);
+    expect(took).toBeLessThan(5000);
+    expect(stubborn.output).toContain("ignoring");
+    const polite = spawnChild(node('process.on("SIGTERM", () => process.exit(0)); console.log("up"); setInterval(() => {}, 1000)'));
+    await polite.waitForLine(/^up$/, 10_000);
+    expect(await polite.stop(10_000)).toEqual({ code: 0, signal: null });
+  });
+
+  it("a command that cannot start: exited reports no code and no signal, waitForLine names the spawn error", async () => {
+    const c = spawnChild({ name: "ghost", command: "/nonexistent/binary" });
+    expect(await c.exited).toEqual({ code: null, signal: null });
+    const e = await c.waitForLine(/ready/, 5000).catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(ChildNotReadyError);
+    expect((e as Error).message).toMatch(/ghost \(spawn \/nonexistent\/binary ENOENT\)/);
+    expect(c.alive()).toBe(false);
+    expect(await c.stop(100)).toEqual({ code: null, signal: null });
+  });
+});

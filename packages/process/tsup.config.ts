@@ -1,0 +1,12 @@
+import { defineConfig } from "tsup";
+
+export default defineConfig({
+  entry: ["src/index.ts"],
+  format: ['esm'],
+  target: "node20",
+  dts: true,
+  sourcemap: true,
+  clean: true,
+  // Native/WASM modules fail when inlined: keep every dependency external.
+  skipNodeModulesBundle: true,
+});
