@@ -140,6 +140,14 @@ describe("router - with real workers", () => {
         { id: decode.instanceId, tokens: PROMPT.length + 3, maxTokens: 9, generatedOffset: 3 },
       ]);
       expect(chunks.filter((c) => c.mode !== undefined)).toHaveLength(1); // the continuation does not report a mode again
+      // With no other decode worker the stream ends with NoWorkersError, and no migration is counted (none happened).
+      const alone: Workers = { ...dying, instances: (role) => (role === "decode" ? [{ id: "dying", load: load(0) }] : []) };
+      const none: number[] = [];
+      await expect(run(new Router({ workers: alone, prefill: { enabled: false }, onMigration: (n) => none.push(n) }), { ...r, id: "alone" })).rejects.toMatchObject({
+        name: "NoWorkersError",
+        message: expect.stringContaining("died mid-stream"),
+      });
+      expect(none).toEqual([]);
     }
   });
 

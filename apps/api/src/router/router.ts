@@ -125,11 +125,14 @@ export class Router implements GenerationBackend {
     // and greedy and seeded output are exactly what one worker would have produced (docs/design/failure-modes.md).
     const gone = new Set<string>();
     const generated: number[] = [];
+    let lostWorker: unknown; // why the last worker went away mid-stream (a migration is due)
     for (let attempt = 1; ; attempt++) {
       const candidates = liveDecoders(gone);
       if (candidates.length === 0) throw new NoWorkersError(generated.length > 0 ? "the decode worker died mid-stream and no other decode worker is available" : undefined);
       const decode = this.selector.select(req, candidates, this.inFlight);
       const migrated = generated.length > 0;
+      // Counted once a worker takes the continuation over (not when none is left to take it).
+      if (migrated) this.onMigration(generated.length, lostWorker);
       const sent: DecodeRequest = migrated
         ? {
             ...req,
@@ -152,7 +155,7 @@ export class Router implements GenerationBackend {
       } catch (err) {
         if (signal.aborted || !(err instanceof WorkerGoneError) || attempt >= this.maxDecodeAttempts) throw err;
         if (generated.length >= req.maxTokens) throw err;
-        if (generated.length > 0) this.onMigration(generated.length, err);
+        lostWorker = err;
         gone.add(decode.id);
       } finally {
         this.track(decode.id, -1);
