@@ -1,7 +1,7 @@
 // A decode worker: an executor, a KV puller, the decode endpoint on the request plane, published load.
-import { executorOpenOptions, serveWorker, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
+import { executorOpenOptions, serveWorker, workerIdentity, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
 import type { RequestPlane } from "@trtd/request-plane";
-import { cudaKvBudget, Executor } from "@trtd/trtllm";
+import { ABI_VERSION, cudaKvBudget, Executor } from "@trtd/trtllm";
 import { createDecodeHandler } from "./handler.js";
 import { createKvPuller } from "./kv-pull.js";
 
@@ -31,7 +31,7 @@ export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<Running
       namespace: o.namespace,
       handler: createDecodeHandler({ executor, pullKv: p.pull, declineKv: p.decline, log: o.log }),
       load: () => workerLoadFromStats(executor.stats()),
-      meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint },
+      meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, identity: workerIdentity(modelDir, executor, ABI_VERSION) },
       release: async () => {
         await p.close();
         await executor.close();

@@ -1,6 +1,6 @@
 // Workers over @trtd/request-plane: discovery (instances with their published load) and direct routing to
 // the instance the router chose. Request-plane failures become the api's typed errors here.
-import { DEFAULT_NAMESPACE, Endpoints, type DecodeChunk, type DecodeRequest, type GenerateRequest, type PrefillResult, type WorkerLoad } from "@trtd/apps-common";
+import { DEFAULT_NAMESPACE, DeploymentIdentity, Endpoints, type DecodeChunk, type IdentityMismatch, type DecodeRequest, type GenerateRequest, type PrefillResult, type WorkerLoad } from "@trtd/apps-common";
 import { KvPullRefusalReasons } from "@trtd/kv-transfer";
 import { RequestPlaneErrorCode, type EndpointClient, type RequestPlane, type InstanceInfo } from "@trtd/request-plane";
 import { DeadlineExceededError, WorkerFailedError, WorkerGoneError } from "../errors.js";
@@ -49,12 +49,30 @@ function translate(err: unknown, signal: AbortSignal, what: string): unknown {
  * cluster node would otherwise wait the request plane's default 5 s before the router falls back to aggregated.
  */
 const PREFILL_ACCEPT_TIMEOUT_MS = 1500;
+/** Instance verdicts kept before those of departed instances are dropped. */
+const MAX_VERDICTS = 1024;
+
+export interface RequestPlaneWorkersOptions {
+  /**
+   * The deployment's identity: instances whose announced identity does not match it are refused (never listed,
+   * so never routed to). Default: fixed entirely by the first worker seen.
+   */
+  identity?: DeploymentIdentity;
+  /** Called once per refused instance. */
+  onRefused?: (role: WorkerRole, instanceId: string, mismatch: IdentityMismatch) => void;
+}
 
 export class RequestPlaneWorkers implements Workers {
   private readonly prefillClient: EndpointClient<GenerateRequest, PrefillResult>;
   private readonly decodeClient: EndpointClient<DecodeRequest, DecodeChunk>;
+  private readonly identity: DeploymentIdentity;
+  private readonly onRefused: NonNullable<RequestPlaneWorkersOptions["onRefused"]>;
+  /** Instance ids already judged, and the verdict (undefined: admitted). */
+  private readonly verdicts = new Map<string, IdentityMismatch | undefined>();
 
-  constructor(plane: RequestPlane, namespace: string = DEFAULT_NAMESPACE) {
+  constructor(plane: RequestPlane, namespace: string = DEFAULT_NAMESPACE, opts: RequestPlaneWorkersOptions = {}) {
+    this.identity = opts.identity ?? new DeploymentIdentity();
+    this.onRefused = opts.onRefused ?? (() => {});
     this.prefillClient = plane
       .endpoint(namespace, Endpoints.prefill.component, Endpoints.prefill.endpoint)
       .client({ acceptTimeoutMs: PREFILL_ACCEPT_TIMEOUT_MS });
@@ -63,12 +81,29 @@ export class RequestPlaneWorkers implements Workers {
 
   instances(role: WorkerRole): WorkerInstance[] {
     const c = role === "prefill" ? this.prefillClient : this.decodeClient;
-    return c.instances().map((i) => ({ id: i.id, load: loadOf(i) }));
+    return c.instances().flatMap((i) => (this.admitted(role, i) ? [{ id: i.id, load: loadOf(i) }] : []));
+  }
+
+  /** Whether an instance belongs to the deployment; judged once per instance id (an identity is static). */
+  private admitted(role: WorkerRole, i: InstanceInfo): boolean {
+    if (!this.verdicts.has(i.id)) {
+      if (this.verdicts.size >= MAX_VERDICTS) this.forgetGone();
+      const m = this.identity.check(`${role} ${i.id}`, i.meta.identity);
+      this.verdicts.set(i.id, m);
+      if (m) this.onRefused(role, i.id, m);
+    }
+    return this.verdicts.get(i.id) === undefined;
   }
 
   /** Resolves once `count` decode workers are up (bounded). */
   async waitForDecode(count: number, timeoutMs: number): Promise<void> {
     await this.decodeClient.waitForInstances({ count, timeoutMs });
+  }
+
+  /** Bounded memory under churn: verdicts of instances no longer listed are dropped (one judged again logs again). */
+  private forgetGone(): void {
+    const live = new Set([...this.prefillClient.instances(), ...this.decodeClient.instances()].map((i) => i.id));
+    for (const id of this.verdicts.keys()) if (!live.has(id)) this.verdicts.delete(id);
   }
 
   async prefill(instanceId: string, req: GenerateRequest, signal: AbortSignal): Promise<PrefillResult> {
