@@ -77,6 +77,9 @@ export class RequestPlaneWorkers implements Workers {
       .endpoint(namespace, Endpoints.prefill.component, Endpoints.prefill.endpoint)
       .client({ acceptTimeoutMs: PREFILL_ACCEPT_TIMEOUT_MS });
     this.decodeClient = plane.endpoint(namespace, Endpoints.decode.component, Endpoints.decode.endpoint).client();
+    // Judged as they register (so a refusal is logged and counted when the worker arrives, not at its first use).
+    this.prefillClient.onInstancesChange(() => this.instances("prefill"));
+    this.decodeClient.onInstancesChange(() => this.instances("decode"));
   }
 
   instances(role: WorkerRole): WorkerInstance[] {
