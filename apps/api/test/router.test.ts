@@ -76,7 +76,7 @@ describe("router - with real workers", () => {
   it("falls back to aggregated when the remote prefill fails, and says so", async () => {
     const fallbacks: unknown[] = [];
     const router = new Router({ workers, prefill: { minPromptTokens: 1 }, onPrefillFallback: (e) => fallbacks.push(e) });
-    expect(router.readiness()).toEqual({ ready: true, decodeWorkers: 1, prefillWorkers: 1 });
+    expect(router.readiness()).toEqual({ ready: true, decodeWorkers: 1, prefillWorkers: 1, stalledWorkers: 0 });
     const chunks = await run(router, req());
     expect(fallbacks).toHaveLength(1);
     expect(chunks[0].mode).toBe("aggregated");

@@ -26,3 +26,5 @@ export { checkNatsAuth, checkReadable, natsAuthFromEnv, natsInboxPrefix, readNat
 export type { NatsAuthEnv, NatsAuthKey, NatsRole } from "./nats-auth.js";
 export type { WorkerIdentity, IdentityMismatch, IdentityMismatchReason } from "./identity.js";
 export { DeploymentIdentity, IdentityMismatchReasons, identityMismatch, parseWorkerIdentity, workerIdentity } from "./identity.js";
+export type { EngineProgressSample } from "./progress.js";
+export { ProgressWatchdog, DEFAULT_STALL_TIMEOUT_MS } from "./progress.js";

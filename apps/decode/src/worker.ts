@@ -11,6 +11,8 @@ export interface DecodeWorkerOptions {
   namespace?: string;
   /** Bound on one KV pull (default: kv-transfer's, scaled by size); past it the prompt is recomputed here. */
   kvPullTimeoutMs?: number;
+  /** Running requests and no engine iteration for this long: reported stalled (default apps-common's). */
+  stallTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -32,6 +34,8 @@ export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<Running
       handler: createDecodeHandler({ executor, pullKv: p.pull, declineKv: p.decline, log: o.log }),
       load: () => workerLoadFromStats(executor.stats()),
       meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, identity: workerIdentity(modelDir, executor, ABI_VERSION) },
+      progress: () => executor.stats(),
+      stallTimeoutMs: o.stallTimeoutMs,
       release: async () => {
         await p.close();
         await executor.close();

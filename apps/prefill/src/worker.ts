@@ -18,6 +18,8 @@ export interface PrefillWorkerOptions {
   kvPort?: number;
   /** An unpulled offer is released after this long (default kv-transfer's, 30 s). */
   kvOfferTtlMs?: number;
+  /** Running requests and no engine iteration for this long: reported stalled (default apps-common's). */
+  stallTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -54,6 +56,8 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
       handler: createPrefillHandler({ executor, offers: off, faults }),
       load: () => ({ ...workerLoadFromStats(executor.stats()), kvPullsRefused: off.stats().refused }),
       meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, identity: workerIdentity(modelDir, executor, ABI_VERSION), kv: off.address },
+      progress: () => executor.stats(),
+      stallTimeoutMs: o.stallTimeoutMs,
       release: async () => {
         await off.close(); // releases every offer (their pinned blocks) before the executor goes
         await faults?.close();

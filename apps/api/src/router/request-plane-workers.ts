@@ -18,6 +18,8 @@ function loadOf(i: InstanceInfo): WorkerLoad | undefined {
     generatedTokens: num("generatedTokens"),
     pinnedExports: num("pinnedExports"),
     draining: m.draining === true,
+    stalled: m.stalled === true,
+    ...(typeof m.iterations === "number" ? { iterations: m.iterations } : {}),
     ...(typeof m.kvPullsRefused === "object" && m.kvPullsRefused !== null ? { kvPullsRefused: refusalCounts(m.kvPullsRefused as Record<string, unknown>) } : {}),
   };
 }
@@ -110,21 +112,49 @@ export class RequestPlaneWorkers implements Workers {
   }
 
   async prefill(instanceId: string, req: GenerateRequest, signal: AbortSignal): Promise<PrefillResult> {
+    const stall = this.watchStall(this.prefillClient, instanceId, signal);
     try {
-      return await this.prefillClient.request(req, { instanceId, signal, deadline: req.deadline, requestId: `${req.id}-p` });
+      return await this.prefillClient.request(req, { instanceId, signal: stall.signal, deadline: req.deadline, requestId: `${req.id}-p` });
     } catch (err) {
-      throw translate(err, signal, "prefill");
+      throw stall.error() ?? translate(err, signal, "prefill");
+    } finally {
+      stall.off();
     }
   }
 
   async *decode(instanceId: string, req: DecodeRequest, signal: AbortSignal): AsyncGenerator<DecodeChunk> {
-    const stream = this.decodeClient.generate(req, { instanceId, signal, deadline: req.deadline, requestId: req.id });
+    const stall = this.watchStall(this.decodeClient, instanceId, signal);
+    const stream = this.decodeClient.generate(req, { instanceId, signal: stall.signal, deadline: req.deadline, requestId: req.id });
     try {
       // Leaving this loop early (stop string, client gone) returns the stream, which cancels the request in the worker.
       for await (const chunk of stream) yield chunk;
     } catch (err) {
-      throw translate(err, signal, "decode");
+      throw stall.error() ?? translate(err, signal, "decode");
+    } finally {
+      stall.off();
     }
+  }
+
+  /**
+   * A request to one instance that is abandoned (cancelled there) as soon as the instance publishes `stalled`: its
+   * engine stopped progressing, so the request would wait for its deadline. The caller gets a WorkerGoneError, on
+   * which the router moves the request to another worker (decode) or runs it aggregated (prefill).
+   */
+  private watchStall(client: EndpointClient<never, unknown>, instanceId: string, signal: AbortSignal) {
+    const ac = new AbortController();
+    let stalled = false;
+    const check = () => {
+      if (stalled || !client.instances().find((i) => i.id === instanceId)?.metrics.stalled) return;
+      stalled = true;
+      ac.abort(new WorkerGoneError(`the worker's engine stopped progressing (instance ${instanceId} reports stalled)`));
+    };
+    check();
+    const off = client.onInstancesChange(check);
+    return {
+      signal: AbortSignal.any([signal, ac.signal]),
+      error: () => (stalled && !signal.aborted ? (ac.signal.reason as WorkerGoneError) : undefined),
+      off,
+    };
   }
 
   close(): void {
