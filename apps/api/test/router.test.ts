@@ -58,10 +58,17 @@ describe("router - with real workers", () => {
   beforeAll(async () => {
     plane = createInProcessPlane({ leaseMs: 600 });
     decode = await startDecodeWorker({ plane, executor: { ...EXECUTOR_DEFAULTS, modelDir, threads: 1, kvBlockCount: 256 } });
+    // The decode worker's identity, which the test double announces too (the api refuses a worker without one).
+    const probe = plane.endpoint(Endpoints.namespace, "decode", "generate").client();
+    const [decodeInstance] = await probe.waitForInstances({ timeoutMs: 5000 });
+    probe.close();
     // TEST DOUBLE: a prefill endpoint whose every request fails, to exercise the router's fallback.
-    failingPrefill = await plane.endpoint(Endpoints.namespace, "prefill", "generate").serve(() => {
-      throw Object.assign(new Error("prefill exploded (test double)"), { code: "prefill_failed" });
-    });
+    failingPrefill = await plane.endpoint(Endpoints.namespace, "prefill", "generate").serve(
+      () => {
+        throw Object.assign(new Error("prefill exploded (test double)"), { code: "prefill_failed" });
+      },
+      { meta: { identity: decodeInstance.meta.identity } },
+    );
     workers = new RequestPlaneWorkers(plane);
     await workers.waitForDecode(1, 5000);
     await eventually(() => workers.instances("prefill").length > 0, 5000, "the prefill test double to be discovered", { intervalMs: 20 });
