@@ -5,6 +5,8 @@ export interface Readiness {
   ready: boolean;
   decodeWorkers: number;
   prefillWorkers: number;
+  /** Workers (either role) whose engine reports no progress with work in hand: not routed to, not counted above. */
+  stalledWorkers: number;
 }
 
 export interface GenerationBackend {

@@ -1,9 +1,9 @@
 // The api as a running server: tokenizer, request-plane workers, router and the HTTP app on one port.
 import type { AddressInfo } from "node:net";
 import { serve, type ServerType } from "@hono/node-server";
-import { DEFAULT_NAMESPACE } from "@trtd/apps-common";
+import { DEFAULT_NAMESPACE, DeploymentIdentity } from "@trtd/apps-common";
 import { KvPuller, parseKvHandle } from "@trtd/kv-transfer";
-import { MissingFileError, readModelConfig } from "@trtd/model";
+import { MissingFileError, readModelConfig, tokenizerIdentity, weightsIdentity } from "@trtd/model";
 import type { RequestPlane } from "@trtd/request-plane";
 import { createApiApp } from "./app.js";
 import { createApiMetrics } from "./metrics/api-metrics.js";
@@ -50,15 +50,39 @@ export function contextLengthOf(modelDir: string): number | undefined {
   }
 }
 
+/**
+ * The deployment's identity as this api fixes it: the model and tokenizer identities of its own model directory
+ * (the tokenizer always; the model when the directory has config.json and weights, else the first worker fixes
+ * it), and the first matching worker's weights fingerprint, KV layout and ABI version.
+ */
+export function deploymentIdentityOf(modelDir: string, log: (line: string) => void = () => {}): DeploymentIdentity {
+  let model: string | undefined;
+  try {
+    model = weightsIdentity(modelDir);
+  } catch (err) {
+    if (!(err instanceof MissingFileError)) throw err;
+    log(`${modelDir} holds no weights (${err.message}): the first worker fixes the deployment's model identity`);
+  }
+  return new DeploymentIdentity({ tokenizer: tokenizerIdentity(modelDir), ...(model ? { model } : {}) });
+}
+
 export async function startApiServer(o: ApiServerOptions): Promise<RunningApiServer> {
   const log = o.log ?? ((l: string) => console.error(l));
   const codec = TokenizerCodec.fromModelDir(o.tokenizerDir);
-  const workers = new RequestPlaneWorkers(o.plane, o.namespace ?? DEFAULT_NAMESPACE);
+  const identity = deploymentIdentityOf(o.tokenizerDir, log);
+  // Worker figures are read from `workers` when /metrics is scraped (after both exist).
   const metrics = createApiMetrics(() =>
     (["prefill", "decode"] as const).flatMap((component) =>
       workers.instances(component).flatMap((w) => (w.load ? [{ component, instance: w.id, load: w.load }] : [])),
     ),
   );
+  const workers = new RequestPlaneWorkers(o.plane, o.namespace ?? DEFAULT_NAMESPACE, {
+    identity,
+    onRefused: (component, id, m) => {
+      metrics.workersRefused.inc({ component, reason: m.reason });
+      log(`refusing ${component} worker ${id}: ${m.reason === "missing_identity" ? "no identity" : `${m.reason} differs from the deployment's`} (${m.detail})`);
+    },
+  });
   // Declines KV offers of prefill results no decode worker took (NACK to the prefill worker's offer server).
   let decliner: KvPuller | undefined;
   const releasePrefill = async (r: { kvHandle: unknown }) => {

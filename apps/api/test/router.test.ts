@@ -58,10 +58,17 @@ describe("router - with real workers", () => {
   beforeAll(async () => {
     plane = createInProcessPlane({ leaseMs: 600 });
     decode = await startDecodeWorker({ plane, executor: { ...EXECUTOR_DEFAULTS, modelDir, threads: 1, kvBlockCount: 256 } });
+    // The decode worker's identity, which the test double announces too (the api refuses a worker without one).
+    const probe = plane.endpoint(Endpoints.namespace, "decode", "generate").client();
+    const [decodeInstance] = await probe.waitForInstances({ timeoutMs: 5000 });
+    probe.close();
     // TEST DOUBLE: a prefill endpoint whose every request fails, to exercise the router's fallback.
-    failingPrefill = await plane.endpoint(Endpoints.namespace, "prefill", "generate").serve(() => {
-      throw Object.assign(new Error("prefill exploded (test double)"), { code: "prefill_failed" });
-    });
+    failingPrefill = await plane.endpoint(Endpoints.namespace, "prefill", "generate").serve(
+      () => {
+        throw Object.assign(new Error("prefill exploded (test double)"), { code: "prefill_failed" });
+      },
+      { meta: { identity: decodeInstance.meta.identity } },
+    );
     workers = new RequestPlaneWorkers(plane);
     await workers.waitForDecode(1, 5000);
     await eventually(() => workers.instances("prefill").length > 0, 5000, "the prefill test double to be discovered", { intervalMs: 20 });
@@ -76,7 +83,7 @@ describe("router - with real workers", () => {
   it("falls back to aggregated when the remote prefill fails, and says so", async () => {
     const fallbacks: unknown[] = [];
     const router = new Router({ workers, prefill: { minPromptTokens: 1 }, onPrefillFallback: (e) => fallbacks.push(e) });
-    expect(router.readiness()).toEqual({ ready: true, decodeWorkers: 1, prefillWorkers: 1 });
+    expect(router.readiness()).toEqual({ ready: true, decodeWorkers: 1, prefillWorkers: 1, stalledWorkers: 0 });
     const chunks = await run(router, req());
     expect(fallbacks).toHaveLength(1);
     expect(chunks[0].mode).toBe("aggregated");

@@ -24,3 +24,7 @@ export type { StartWorker } from "./worker-main.js";
 export { runWorkerProcess } from "./worker-main.js";
 export { checkNatsAuth, checkReadable, natsAuthFromEnv, natsInboxPrefix, readNatsCredentials, NATS_AUTH_ENV } from "./nats-auth.js";
 export type { NatsAuthEnv, NatsAuthKey, NatsRole } from "./nats-auth.js";
+export type { WorkerIdentity, IdentityMismatch, IdentityMismatchReason } from "./identity.js";
+export { DeploymentIdentity, IdentityMismatchReasons, identityMismatch, parseWorkerIdentity, workerIdentity } from "./identity.js";
+export type { EngineProgressSample } from "./progress.js";
+export { ProgressWatchdog, DEFAULT_STALL_TIMEOUT_MS } from "./progress.js";

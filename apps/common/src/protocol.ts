@@ -101,6 +101,13 @@ export interface WorkerLoad {
   /** Draining workers take no new work. */
   draining: boolean;
   /**
+   * The executor has running requests and counted no iteration for the worker's --stall-timeout-ms: the worker is
+   * wedged although alive. The api routes nothing to it and moves the requests it has there. Absent = false.
+   */
+  stalled?: boolean;
+  /** Engine iterations since the executor started (cumulative). */
+  iterations?: number;
+  /**
    * Prefill: KV pulls, acks and nacks its offer server refused for a missing or wrong offer secret, by reason
    * (kv-transfer's KvPullRefusalReasons), since it started.
    */
@@ -108,8 +115,9 @@ export interface WorkerLoad {
 }
 
 /** The load a worker publishes, picked from its executor's stats (which carry more fields than the wire needs). */
-export function workerLoadFromStats(s: Omit<WorkerLoad, "draining">): Omit<WorkerLoad, "draining"> {
+export function workerLoadFromStats(s: Omit<WorkerLoad, "draining" | "stalled">): Omit<WorkerLoad, "draining" | "stalled"> {
   return {
+    iterations: s.iterations,
     activeRequests: s.activeRequests,
     queuedRequests: s.queuedRequests,
     kvBlocksUsed: s.kvBlocksUsed,

@@ -2,6 +2,7 @@
 import { resolve } from "node:path";
 import { executorFlagOptions, executorFlags, intFlag, parseFlags, UsageError, type ExecutorFlags } from "./cli.js";
 import { InvalidNameError, validateName } from "@trtd/request-plane";
+import { DEFAULT_STALL_TIMEOUT_MS } from "./progress.js";
 import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE } from "./worker-runtime.js";
 
 export const workerFlagOptions = {
@@ -13,6 +14,7 @@ export const workerFlagOptions = {
   "kv-port": { type: "string" },
   "kv-offer-ttl-ms": { type: "string" },
   "kv-pull-timeout-ms": { type: "string" },
+  "stall-timeout-ms": { type: "string" },
   help: { type: "boolean" },
   ...executorFlagOptions,
 } as const;
@@ -30,6 +32,8 @@ export interface WorkerCli {
   kvOfferTtlMs: number;
   /** Decode: bound on one KV pull (default: kv-transfer's, scaled by size); past it the prompt is recomputed. */
   kvPullTimeoutMs?: number;
+  /** Running requests and no engine iteration for this long: the worker reports itself stalled. */
+  stallTimeoutMs: number;
   executor: ExecutorFlags;
   help: boolean;
 }
@@ -46,6 +50,8 @@ export function workerUsage(role: string): string {
   --kv-port N                   prefill: KV offer server port (default 0 = any free port)
   --kv-offer-ttl-ms N           prefill: an unpulled KV offer is released after this long (default ${DEFAULT_KV_OFFER_TTL_MS})
   --kv-pull-timeout-ms N        decode: bound on one KV pull, then recompute locally (default: kv-transfer's, size-scaled)
+  --stall-timeout-ms N          running requests and no engine iteration for N ms: the worker reports itself stalled
+                                (not routed to; its requests move to other workers) until it progresses (default ${DEFAULT_STALL_TIMEOUT_MS})
   --executor NAME               reference (CPU) or cuda (build/libtrtd_executor_cuda.so, built where nvcc is);
                                 default: $TRTD_EXECUTOR_LIB, else reference
   --device N                    GPU ordinal for --executor cuda (default 0)
@@ -109,6 +115,7 @@ export function parseWorkerCli(argv: string[], defaultModelDir: string): WorkerC
     kvPort: portFlag(v["kv-port"], "kv-port"),
     kvOfferTtlMs: intFlag(v["kv-offer-ttl-ms"], "kv-offer-ttl-ms", { min: 1, fallback: DEFAULT_KV_OFFER_TTL_MS }),
     kvPullTimeoutMs: v["kv-pull-timeout-ms"] === undefined ? undefined : intFlag(v["kv-pull-timeout-ms"], "kv-pull-timeout-ms", { min: 1, fallback: 0 }),
+    stallTimeoutMs: intFlag(v["stall-timeout-ms"], "stall-timeout-ms", { min: 1, fallback: DEFAULT_STALL_TIMEOUT_MS }),
     executor: { ...ex, modelDir: resolve(ex.modelDir) },
     help: v.help === true,
   };

@@ -1,7 +1,7 @@
 // A decode worker: an executor, a KV puller, the decode endpoint on the request plane, published load.
-import { executorOpenOptions, serveWorker, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
+import { executorOpenOptions, serveWorker, workerIdentity, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
 import type { RequestPlane } from "@trtd/request-plane";
-import { cudaKvBudget, Executor } from "@trtd/trtllm";
+import { ABI_VERSION, cudaKvBudget, Executor } from "@trtd/trtllm";
 import { createDecodeHandler } from "./handler.js";
 import { createKvPuller } from "./kv-pull.js";
 
@@ -11,6 +11,8 @@ export interface DecodeWorkerOptions {
   namespace?: string;
   /** Bound on one KV pull (default: kv-transfer's, scaled by size); past it the prompt is recomputed here. */
   kvPullTimeoutMs?: number;
+  /** Running requests and no engine iteration for this long: reported stalled (default apps-common's). */
+  stallTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -31,7 +33,9 @@ export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<Running
       namespace: o.namespace,
       handler: createDecodeHandler({ executor, pullKv: p.pull, declineKv: p.decline, log: o.log }),
       load: () => workerLoadFromStats(executor.stats()),
-      meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint },
+      meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, identity: workerIdentity(modelDir, executor, ABI_VERSION) },
+      progress: () => executor.stats(),
+      stallTimeoutMs: o.stallTimeoutMs,
       release: async () => {
         await p.close();
         await executor.close();

@@ -11,6 +11,7 @@ runWorkerProcess("prefill", DEFAULT_MODEL_DIR, async (cli, plane, log) => {
     kvAdvertiseHost: cli.kvAdvertiseHost,
     kvPort: cli.kvPort,
     kvOfferTtlMs: cli.kvOfferTtlMs,
+    stallTimeoutMs: cli.stallTimeoutMs,
     log,
   });
   const kv = worker.offers.address;

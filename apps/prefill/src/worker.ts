@@ -1,9 +1,9 @@
 // A prefill worker: an executor, a KV offer server, the prefill endpoint on the request plane, published load.
 import { networkInterfaces } from "node:os";
-import { executorOpenOptions, serveWorker, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
+import { executorOpenOptions, serveWorker, workerIdentity, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
 import { KvOfferServer, layoutFromExecutor } from "@trtd/kv-transfer";
 import type { RequestPlane } from "@trtd/request-plane";
-import { cudaKvBudget, Executor } from "@trtd/trtllm";
+import { ABI_VERSION, cudaKvBudget, Executor } from "@trtd/trtllm";
 import { kvFaultFromEnv, startKvFaultInjector, type KvFaultInjector } from "./fault-injection.js";
 import { createPrefillHandler } from "./handler.js";
 
@@ -18,6 +18,8 @@ export interface PrefillWorkerOptions {
   kvPort?: number;
   /** An unpulled offer is released after this long (default kv-transfer's, 30 s). */
   kvOfferTtlMs?: number;
+  /** Running requests and no engine iteration for this long: reported stalled (default apps-common's). */
+  stallTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -53,7 +55,9 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
       namespace: o.namespace,
       handler: createPrefillHandler({ executor, offers: off, faults }),
       load: () => ({ ...workerLoadFromStats(executor.stats()), kvPullsRefused: off.stats().refused }),
-      meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, kv: off.address },
+      meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, identity: workerIdentity(modelDir, executor, ABI_VERSION), kv: off.address },
+      progress: () => executor.stats(),
+      stallTimeoutMs: o.stallTimeoutMs,
       release: async () => {
         await off.close(); // releases every offer (their pinned blocks) before the executor goes
         await faults?.close();

@@ -46,6 +46,7 @@ export { ModelWeights, writeShardedSafetensors, SINGLE_FILE, INDEX_FILE } from "
 export { loadModel, loadedModelFromGenerated } from "./load.js";
 export { checkTokenizerFiles, checkTiktokenRanks, locateTokenizer, readChatTemplate, TIKTOKEN_ENCODINGS, type TokenizerSource } from "./tokenizer-files.js";
 export { validateModelDir } from "./validate.js";
+export { modelDirIdentity, weightsIdentity, tokenizerIdentity, IDENTITY_SAMPLE_BYTES, type ModelDirIdentity } from "./identity.js";
 export {
   generateModel,
   generatedModelFiles,

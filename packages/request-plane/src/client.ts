@@ -55,6 +55,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   private readonly acceptTimeoutMs: number;
   private readonly missedHeartbeats: number;
   private closed = false;
+  private readonly listeners = new Set<() => void>();
 
   constructor(
     readonly endpoint: EndpointId,
@@ -71,6 +72,19 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   /** Live instances, sorted by id, with their latest load metrics. */
   instances(): InstanceInfo[] {
     return this.deps.watcher.list();
+  }
+
+  /**
+   * Calls `listener` whenever the set of live instances or their published load changes (an announcement, a
+   * departure, an expiry); returns the function that removes it. Closing the client removes them all.
+   */
+  onInstancesChange(listener: () => void): () => void {
+    const off = this.deps.watcher.onChange(listener);
+    this.listeners.add(off);
+    return () => {
+      this.listeners.delete(off);
+      off();
+    };
   }
 
   /** Resolves with the instances once at least `count` are live; TimeoutError after `timeoutMs`. */
@@ -186,6 +200,8 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const off of this.listeners) off();
+    this.listeners.clear();
     this.deps.onClosed(this);
   }
 }

@@ -167,6 +167,24 @@ export function protocolSuite(makeEnv: () => Promise<SuiteEnv>): void {
     await doomedPlane.close({ graceMs: 0 }); // releases the dead instance's timers in this process
   });
 
+  it("onInstancesChange tells of arrivals and departures until it is removed", async () => {
+    const e = ep("watch");
+    const c = env.client.client(e);
+    const seen: string[][] = [];
+    const off = c.onInstancesChange(() => seen.push(c.instances().map((i) => i.id)));
+    const s = await env.server.serve(e, () => 1, { instanceId: "w1" });
+    await c.waitForInstances({ timeoutMs: 5000 });
+    expect(seen.some((ids) => ids.includes("w1"))).toBe(true);
+    await s.stop({ graceMs: 0 }); // announces down
+    await waitUntil(() => seen.at(-1)?.length === 0, 5000, "the departure");
+    off();
+    const n = seen.length;
+    track(await env.server.serve(e, () => 1, { instanceId: "w2" }));
+    await c.waitForInstances({ timeoutMs: 5000 });
+    expect(seen).toHaveLength(n);
+    c.close();
+  });
+
   it("no instance at all: NoRespondersError, not a timeout", async () => {
     const c = env.client.client(ep("nobody"));
     const t0 = Date.now();

@@ -21,6 +21,9 @@ export function createApiMetrics(workerLoad: WorkerLoadSource = () => []) {
     generatedTokens: registry.register(new Counter("trtd_generated_tokens_total", "Tokens generated")),
     routed: registry.register(new Counter("trtd_routed_requests_total", "Requests by execution mode (aggregated, disaggregated, recomputed)")),
     prefillFallbacks: registry.register(new Counter("trtd_prefill_fallbacks_total", "Remote prefills that failed; the request ran aggregated")),
+    workersRefused: registry.register(
+      new Counter("trtd_workers_refused_total", "Worker instances refused at registration because their identity does not match the deployment's, by component and reason"),
+    ),
     migrations: registry.register(new Counter("trtd_migrated_requests_total", "Requests moved to another decode worker after theirs died mid-stream")),
     // Per KV transport ("path": cuda-ipc, shm, tcp, nats, engine), as the decode worker negotiated it per pull.
     kvBytes: registry.register(new Counter("trtd_kv_transfer_bytes_total", "KV cache bytes moved from prefill to decode workers, by transport path")),

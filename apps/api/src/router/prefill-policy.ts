@@ -24,7 +24,7 @@ export class PrefillPolicy {
   decide(req: GenerateRequest, candidates: WorkerInstance[], inFlight: ReadonlyMap<string, number>): PrefillDecision {
     const o = this.options;
     if (!o.enabled) return { remote: false, reason: "disabled" };
-    const up = candidates.filter((w) => !w.load?.draining);
+    const up = candidates.filter((w) => !w.load?.draining && !w.load?.stalled);
     if (up.length === 0) return { remote: false, reason: "no_prefill_worker" };
     if (req.tokens.length < o.minPromptTokens) return { remote: false, reason: "short_prompt" };
     // Prefill alone produces the whole output: moving the KV would buy nothing.

@@ -1,6 +1,6 @@
 // Workers over @trtd/request-plane: discovery (instances with their published load) and direct routing to
 // the instance the router chose. Request-plane failures become the api's typed errors here.
-import { DEFAULT_NAMESPACE, Endpoints, type DecodeChunk, type DecodeRequest, type GenerateRequest, type PrefillResult, type WorkerLoad } from "@trtd/apps-common";
+import { DEFAULT_NAMESPACE, DeploymentIdentity, Endpoints, type DecodeChunk, type IdentityMismatch, type DecodeRequest, type GenerateRequest, type PrefillResult, type WorkerLoad } from "@trtd/apps-common";
 import { KvPullRefusalReasons } from "@trtd/kv-transfer";
 import { RequestPlaneErrorCode, type EndpointClient, type RequestPlane, type InstanceInfo } from "@trtd/request-plane";
 import { DeadlineExceededError, WorkerFailedError, WorkerGoneError } from "../errors.js";
@@ -18,6 +18,8 @@ function loadOf(i: InstanceInfo): WorkerLoad | undefined {
     generatedTokens: num("generatedTokens"),
     pinnedExports: num("pinnedExports"),
     draining: m.draining === true,
+    stalled: m.stalled === true,
+    ...(typeof m.iterations === "number" ? { iterations: m.iterations } : {}),
     ...(typeof m.kvPullsRefused === "object" && m.kvPullsRefused !== null ? { kvPullsRefused: refusalCounts(m.kvPullsRefused as Record<string, unknown>) } : {}),
   };
 }
@@ -49,21 +51,53 @@ function translate(err: unknown, signal: AbortSignal, what: string): unknown {
  * cluster node would otherwise wait the request plane's default 5 s before the router falls back to aggregated.
  */
 const PREFILL_ACCEPT_TIMEOUT_MS = 1500;
+/** Instance verdicts kept before those of departed instances are dropped. */
+const MAX_VERDICTS = 1024;
+
+export interface RequestPlaneWorkersOptions {
+  /**
+   * The deployment's identity: instances whose announced identity does not match it are refused (never listed,
+   * so never routed to). Default: fixed entirely by the first worker seen.
+   */
+  identity?: DeploymentIdentity;
+  /** Called once per refused instance. */
+  onRefused?: (role: WorkerRole, instanceId: string, mismatch: IdentityMismatch) => void;
+}
 
 export class RequestPlaneWorkers implements Workers {
   private readonly prefillClient: EndpointClient<GenerateRequest, PrefillResult>;
   private readonly decodeClient: EndpointClient<DecodeRequest, DecodeChunk>;
+  private readonly identity: DeploymentIdentity;
+  private readonly onRefused: NonNullable<RequestPlaneWorkersOptions["onRefused"]>;
+  /** Instance ids already judged, and the verdict (undefined: admitted). */
+  private readonly verdicts = new Map<string, IdentityMismatch | undefined>();
 
-  constructor(plane: RequestPlane, namespace: string = DEFAULT_NAMESPACE) {
+  constructor(plane: RequestPlane, namespace: string = DEFAULT_NAMESPACE, opts: RequestPlaneWorkersOptions = {}) {
+    this.identity = opts.identity ?? new DeploymentIdentity();
+    this.onRefused = opts.onRefused ?? (() => {});
     this.prefillClient = plane
       .endpoint(namespace, Endpoints.prefill.component, Endpoints.prefill.endpoint)
       .client({ acceptTimeoutMs: PREFILL_ACCEPT_TIMEOUT_MS });
     this.decodeClient = plane.endpoint(namespace, Endpoints.decode.component, Endpoints.decode.endpoint).client();
+    // Judged as they register (so a refusal is logged and counted when the worker arrives, not at its first use).
+    this.prefillClient.onInstancesChange(() => this.instances("prefill"));
+    this.decodeClient.onInstancesChange(() => this.instances("decode"));
   }
 
   instances(role: WorkerRole): WorkerInstance[] {
     const c = role === "prefill" ? this.prefillClient : this.decodeClient;
-    return c.instances().map((i) => ({ id: i.id, load: loadOf(i) }));
+    return c.instances().flatMap((i) => (this.admitted(role, i) ? [{ id: i.id, load: loadOf(i) }] : []));
+  }
+
+  /** Whether an instance belongs to the deployment; judged once per instance id (an identity is static). */
+  private admitted(role: WorkerRole, i: InstanceInfo): boolean {
+    if (!this.verdicts.has(i.id)) {
+      if (this.verdicts.size >= MAX_VERDICTS) this.forgetGone();
+      const m = this.identity.check(`${role} ${i.id}`, i.meta.identity);
+      this.verdicts.set(i.id, m);
+      if (m) this.onRefused(role, i.id, m);
+    }
+    return this.verdicts.get(i.id) === undefined;
   }
 
   /** Resolves once `count` decode workers are up (bounded). */
@@ -71,22 +105,56 @@ export class RequestPlaneWorkers implements Workers {
     await this.decodeClient.waitForInstances({ count, timeoutMs });
   }
 
+  /** Bounded memory under churn: verdicts of instances no longer listed are dropped (one judged again logs again). */
+  private forgetGone(): void {
+    const live = new Set([...this.prefillClient.instances(), ...this.decodeClient.instances()].map((i) => i.id));
+    for (const id of this.verdicts.keys()) if (!live.has(id)) this.verdicts.delete(id);
+  }
+
   async prefill(instanceId: string, req: GenerateRequest, signal: AbortSignal): Promise<PrefillResult> {
+    const stall = this.watchStall(this.prefillClient, instanceId, signal);
     try {
-      return await this.prefillClient.request(req, { instanceId, signal, deadline: req.deadline, requestId: `${req.id}-p` });
+      return await this.prefillClient.request(req, { instanceId, signal: stall.signal, deadline: req.deadline, requestId: `${req.id}-p` });
     } catch (err) {
-      throw translate(err, signal, "prefill");
+      throw stall.error() ?? translate(err, signal, "prefill");
+    } finally {
+      stall.off();
     }
   }
 
   async *decode(instanceId: string, req: DecodeRequest, signal: AbortSignal): AsyncGenerator<DecodeChunk> {
-    const stream = this.decodeClient.generate(req, { instanceId, signal, deadline: req.deadline, requestId: req.id });
+    const stall = this.watchStall(this.decodeClient, instanceId, signal);
+    const stream = this.decodeClient.generate(req, { instanceId, signal: stall.signal, deadline: req.deadline, requestId: req.id });
     try {
       // Leaving this loop early (stop string, client gone) returns the stream, which cancels the request in the worker.
       for await (const chunk of stream) yield chunk;
     } catch (err) {
-      throw translate(err, signal, "decode");
+      throw stall.error() ?? translate(err, signal, "decode");
+    } finally {
+      stall.off();
     }
+  }
+
+  /**
+   * A request to one instance that is abandoned (cancelled there) as soon as the instance publishes `stalled`: its
+   * engine stopped progressing, so the request would wait for its deadline. The caller gets a WorkerGoneError, on
+   * which the router moves the request to another worker (decode) or runs it aggregated (prefill).
+   */
+  private watchStall(client: EndpointClient<never, unknown>, instanceId: string, signal: AbortSignal) {
+    const ac = new AbortController();
+    let stalled = false;
+    const check = () => {
+      if (stalled || !client.instances().find((i) => i.id === instanceId)?.metrics.stalled) return;
+      stalled = true;
+      ac.abort(new WorkerGoneError(`the worker's engine stopped progressing (instance ${instanceId} reports stalled)`));
+    };
+    check();
+    const off = client.onInstancesChange(check);
+    return {
+      signal: AbortSignal.any([signal, ac.signal]),
+      error: () => (stalled && !signal.aborted ? (ac.signal.reason as WorkerGoneError) : undefined),
+      off,
+    };
   }
 
   close(): void {

@@ -62,9 +62,10 @@ export class Router implements GenerationBackend {
   }
 
   readiness(): Readiness {
-    const decodeWorkers = this.workers.instances("decode").filter((w) => !w.load?.draining).length;
-    const prefillWorkers = this.workers.instances("prefill").filter((w) => !w.load?.draining).length;
-    return { ready: decodeWorkers > 0, decodeWorkers, prefillWorkers };
+    const all = [...this.workers.instances("decode"), ...this.workers.instances("prefill")];
+    const decodeWorkers = this.workers.instances("decode").filter(usable).length;
+    const prefillWorkers = this.workers.instances("prefill").filter(usable).length;
+    return { ready: decodeWorkers > 0, decodeWorkers, prefillWorkers, stalledWorkers: all.filter((w) => w.load?.stalled).length };
   }
 
   private track(id: string, by: number) {
@@ -74,7 +75,7 @@ export class Router implements GenerationBackend {
   }
 
   async *generate(req: GenerateRequest, signal: AbortSignal): AsyncGenerator<DecodeChunk> {
-    const liveDecoders = (skip: ReadonlySet<string>) => this.workers.instances("decode").filter((w) => !w.load?.draining && !skip.has(w.id));
+    const liveDecoders = (skip: ReadonlySet<string>) => this.workers.instances("decode").filter((w) => usable(w) && !skip.has(w.id));
     const live = liveDecoders(new Set());
     if (live.length === 0) throw new NoWorkersError();
     // Admission: refuse now, before any work, when every decode worker is full.
@@ -117,7 +118,7 @@ export class Router implements GenerationBackend {
   }
 
   private async *decodeWithRetries(req: GenerateRequest, prefill: PrefillResult | undefined, signal: AbortSignal): AsyncGenerator<DecodeChunk> {
-    const liveDecoders = (skip: ReadonlySet<string>) => this.workers.instances("decode").filter((w) => !w.load?.draining && !skip.has(w.id));
+    const liveDecoders = (skip: ReadonlySet<string>) => this.workers.instances("decode").filter((w) => usable(w) && !skip.has(w.id));
     // A decode worker that is gone (crashed, restarting) is skipped and the next one tried. Before the first
     // token the request is simply resent. After it, the request migrates: the prompt plus the tokens already
     // streamed go to another worker as a fresh aggregated request for the remaining tokens, with generatedOffset
@@ -162,6 +163,11 @@ export class Router implements GenerationBackend {
       }
     }
   }
+}
+
+/** A worker that takes new work: not draining, and its engine not stalled. */
+function usable(w: WorkerInstance): boolean {
+  return !w.load?.draining && !w.load?.stalled;
 }
 
 /** `p`, or a rejection with the signal's reason as soon as `signal` aborts (p itself keeps running). */

@@ -66,7 +66,7 @@ export class ScriptedBackendTestDouble implements GenerationBackend {
     private readonly tokenDelayMs = 0,
   ) {}
   readiness(): Readiness {
-    return { ready: this.ready, decodeWorkers: this.ready ? 1 : 0, prefillWorkers: 0 };
+    return { ready: this.ready, decodeWorkers: this.ready ? 1 : 0, prefillWorkers: 0, stalledWorkers: 0 };
   }
   async *generate(req: GenerateRequest, signal: AbortSignal): AsyncGenerator<DecodeChunk> {
     this.requests.push(req);

@@ -2,9 +2,11 @@
 // pool and in-flight batching on one engine thread.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cmath>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -80,6 +82,21 @@ struct trtd_executor {
 
     std::mutex compute_mu;       // one forward pass at a time (engine iterations, compute_logits)
     std::thread engine;
+    std::string stall_file;      // test hook TRTD_TEST_STALL_EXECUTOR_FILE (see stall_while_file_exists)
+
+    // Test hook, off by default: with TRTD_TEST_STALL_EXECUTOR_FILE set, while that file exists the engine loop
+    // sleeps between counting an iteration and running it, holding no lock. The executor stops progressing with
+    // work in hand while the process and every ABI call stay responsive: a wedged engine as a worker's progress
+    // watchdog sees it (tests/reliability/test/wedged-workers.test.ts). Never set it in production.
+    void stall_while_file_exists() {
+        while (access(stall_file.c_str(), F_OK) == 0) {
+            {
+                std::lock_guard<std::mutex> lk(mu);
+                if (stop) return;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    }
 
     float * block_ptr(int b) { return pool.data() + size_t(b) * geo.block_floats(); }
 
@@ -231,6 +248,7 @@ struct trtd_executor {
                 if (items.empty()) continue;
                 ++iterations;
             }
+            if (!stall_file.empty()) stall_while_file_exists();
             int n_logits = 0;
             draws.clear();
             for (const Item & it : items) {
@@ -373,6 +391,7 @@ trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_con
         for (Sampler & s : ex->samplers) s.reserve(ex->model.cfg.vocab_size);
         if (!ex->responses.open())
             return fail(TRTD_STATUS_INTERNAL, std::string("socketpair failed: ") + std::strerror(errno));
+        if (const char * f = std::getenv("TRTD_TEST_STALL_EXECUTOR_FILE")) ex->stall_file = f;
         trtd_executor * raw = ex.get();
         ex->engine = std::thread([raw] { raw->loop(); });
         *executor_out = ex.release();
