@@ -129,7 +129,10 @@ describe.skipIf(skip)("logits match referenceForward", () => {
   // Qwen3 (per-head q/k RMSNorm, head_dim 32 with hidden 64) and Mistral (a sliding window of 5 over 12 tokens).
   // And FP8 checkpoints (compressed-tensors float-quantized, E4M3 linear layers quantized by torch, bf16 rest) against
   // transformers' float32 logits on the dequantized weights: per channel weight-only, and per tensor (scalar BF16
-  // scales) with static activation scales, which the executors do not use.
+  // scales) with static activation scales, which the executors do not use. On the CUDA executor the FP8 prompts
+  // (more than 8 rows) also quantize the activations to E4M3 per row (W8A8 on cuBLASLt, docs/design/cuda-executor.md):
+  // there the bound is FP8_TOLERANCE, the gate tools/gpu/check_numerics.py states for FP8 checkpoints.
+  const FP8_TOLERANCE = 1e-1;
   for (const family of ["qwen2", "qwen3", "mistral", "llama-fp8-channel", "llama-fp8-tensor"]) {
     const familyDir = join(import.meta.dirname, "..", "..", "model", "test", "fixtures", `${family}-tiny`);
     it(`${family}: logits equal transformers' at every position`, () => {
@@ -138,7 +141,8 @@ describe.skipIf(skip)("logits match referenceForward", () => {
       try {
         const ours = ex.computeLogits(hf.prompt);
         expect(ours.length).toBe(hf.prompt.length * ex.model.vocabSize);
-        expect(relativeError(ours, Float64Array.from(hf.logits.flat()))).toBeLessThan(TOLERANCE);
+        const bound = testExecutor === "cuda" && family.includes("fp8") ? FP8_TOLERANCE : TOLERANCE;
+        expect(relativeError(ours, Float64Array.from(hf.logits.flat()))).toBeLessThan(bound);
       } finally {
         void ex.close();
       }
