@@ -112,6 +112,11 @@ export interface WorkerLoad {
    * (kv-transfer's KvPullRefusalReasons), since it started.
    */
   kvPullsRefused?: Record<string, number>;
+  /**
+   * Decode: KV pulls that failed (the prompt recomputed) by reason (kv-transfer's KvPullFailureReasons:
+   * `lease_expired`, `transport`, `unauthorized`, ...), since it started.
+   */
+  kvPullFailures?: Record<string, number>;
 }
 
 /** The load a worker publishes, picked from its executor's stats (which carry more fields than the wire needs). */

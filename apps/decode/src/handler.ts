@@ -9,6 +9,7 @@ import {
   type ExecutionMode,
 } from "@trtd/apps-common";
 import type { Handler, RequestContext } from "@trtd/request-plane";
+import { kvPullFailureReason, type KvPullFailureReason } from "@trtd/kv-transfer";
 import { UnsupportedError, type Executor, type GenerateChunk, type GenerationStream } from "@trtd/trtllm";
 
 /**
@@ -35,6 +36,8 @@ export interface DecodeHandlerDeps {
   executor: Executor;
   pullKv: KvPullFn;
   declineKv: KvDeclineFn;
+  /** Called once per failed pull (the prompt is recomputed), with why it failed (kv-transfer's KvPullFailureReasons). */
+  onPullFailure?: (reason: KvPullFailureReason) => void;
   log?: (line: string) => void;
 }
 
@@ -93,7 +96,9 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
       pulled = await deps.pullKv(p.kvHandle, signal);
     } catch (err) {
       if (signal.aborted) throw err;
-      log(`KV pull for ${req.id} failed, recomputing the prompt here: ${(err as Error).message}`);
+      const reason = kvPullFailureReason(err);
+      deps.onPullFailure?.(reason);
+      log(`KV pull for ${req.id} failed (${reason}), recomputing the prompt here: ${(err as Error).message}`);
       yield* aggregated(req, signal, "recomputed");
       return;
     }

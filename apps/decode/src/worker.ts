@@ -2,6 +2,7 @@
 import { executorOpenOptions, serveWorker, workerIdentity, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
 import type { RequestPlane } from "@trtd/request-plane";
 import { ABI_VERSION, cudaKvBudget, Executor } from "@trtd/trtllm";
+import { KvPullFailureReasons, type KvPullFailureReason } from "@trtd/kv-transfer";
 import { createDecodeHandler } from "./handler.js";
 import { createKvPuller } from "./kv-pull.js";
 
@@ -18,6 +19,8 @@ export interface DecodeWorkerOptions {
 
 export interface RunningDecodeWorker extends RunningWorker {
   readonly executor: Executor;
+  /** Failed KV pulls by reason since start (each one recomputed), as published in the load. */
+  kvPullFailures(): Record<KvPullFailureReason, number>;
 }
 
 export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<RunningDecodeWorker> {
@@ -27,12 +30,14 @@ export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<Running
   try {
     puller = await createKvPuller(executor, o.plane, { timeoutMs: o.kvPullTimeoutMs });
     const p = puller;
+    // Failed KV pulls (each recomputed here) by reason, published with the load: the api's /metrics shows them.
+    const pullFailures = Object.fromEntries(KvPullFailureReasons.map((r) => [r, 0])) as Record<KvPullFailureReason, number>;
     const worker = await serveWorker({
       role: "decode",
       plane: o.plane,
       namespace: o.namespace,
-      handler: createDecodeHandler({ executor, pullKv: p.pull, declineKv: p.decline, log: o.log }),
-      load: () => workerLoadFromStats(executor.stats()),
+      handler: createDecodeHandler({ executor, pullKv: p.pull, declineKv: p.decline, onPullFailure: (r) => pullFailures[r]++, log: o.log }),
+      load: () => ({ ...workerLoadFromStats(executor.stats()), kvPullFailures: { ...pullFailures } }),
       meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, identity: workerIdentity(modelDir, executor, ABI_VERSION) },
       progress: () => executor.stats(),
       stallTimeoutMs: o.stallTimeoutMs,
@@ -42,7 +47,7 @@ export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<Running
       },
       log: o.log,
     });
-    return Object.assign(worker, { executor });
+    return Object.assign(worker, { executor, kvPullFailures: () => ({ ...pullFailures }) });
   } catch (err) {
     await puller?.close();
     await executor.close();

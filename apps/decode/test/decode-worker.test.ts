@@ -71,11 +71,41 @@ describe("decode worker", () => {
     const p = await prefillClient.request(req, { instanceId: prefill.instanceId });
     // The prefill worker's offer is withdrawn before decode pulls it (as if it had expired).
     expect(prefill.offers.withdraw((p.kvHandle as { id: string }).id)).toBe(true);
+    const notFound = decode.kvPullFailures().not_found;
     const chunks = await collect({ ...req, prefill: p });
     expect(chunks[0].mode).toBe("recomputed");
     expect(tokensOf(chunks)).toEqual(aggregated);
+    expect(decode.kvPullFailures().not_found).toBe(notFound + 1);
     expectIdle(decode);
     expectIdle(prefill);
+  });
+
+  it("a late pull (the offer's lease expired) is recomputed and counted as lease_expired, apart from other failures", async () => {
+    const shortLease = await startPrefillWorker({ plane, executor, kvOfferTtlMs: 300 });
+    try {
+      const req = request(PROMPT, { maxTokens: 10 });
+      const aggregated = tokensOf(await collect(req));
+      const before = decode.kvPullFailures();
+      const results: PrefillResult[] = [];
+      for (let i = 0; i < 2; i++) results.push(await prefillClient.request(req, { instanceId: shortLease.instanceId }));
+      await until(() => shortLease.offers.stats().active === 0, 3000, "offers reclaimed at expiry"); // reclaimed at the lease's end
+      expect(shortLease.offers.stats().released.expired).toBe(2);
+      // as handed over (the puller sees the lease ended), and with its expiry moved out (the offering side answers
+      // KV_LEASE_EXPIRED for the reclaimed offer)
+      const late = { ...results[1], kvHandle: { ...(results[1].kvHandle as object), expiresAt: Date.now() + 60_000 } };
+      for (const p of [results[0], late]) {
+        const chunks = await collect({ ...req, prefill: p });
+        expect(chunks[0].mode).toBe("recomputed");
+        expect(tokensOf(chunks)).toEqual(aggregated);
+      }
+      const after = decode.kvPullFailures();
+      expect(after.lease_expired - before.lease_expired).toBe(2);
+      expect({ ...after, lease_expired: 0 }).toEqual({ ...before, lease_expired: 0 });
+      expectIdle(decode);
+      expectIdle(shortLease);
+    } finally {
+      await shortLease.stop(1000);
+    }
   });
 
   it("finishes at once when the first token already ends the request, releasing the offer", async () => {

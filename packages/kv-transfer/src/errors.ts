@@ -15,6 +15,7 @@ export const KvErrorCodes = {
   Closed: "KV_CLOSED",
   Transport: "KV_TRANSPORT",
   Unauthorized: "KV_UNAUTHORIZED",
+  LeaseExpired: "KV_LEASE_EXPIRED",
 } as const;
 export type KvErrorCode = (typeof KvErrorCodes)[keyof typeof KvErrorCodes];
 
@@ -163,6 +164,59 @@ export class KvUnauthorizedError extends KvTransferError {
   }
 }
 
+/**
+ * A late pull (or ack): the offering side reclaimed the offer when its lease (the handle's `expiresAt`) ran out, and
+ * its blocks were released then. Answered by the offering side to the holder of the handle (right secret) for an
+ * offer it reclaimed at expiry; the decode side recomputes the prompt.
+ */
+export class KvLeaseExpiredError extends KvTransferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(KvErrorCodes.LeaseExpired, message, options);
+    this.name = "KvLeaseExpiredError";
+  }
+}
+
+/**
+ * Why a pull failed, as the decode side counts it (`trtd_kv_pull_failures_total{reason}`): the lease ran out
+ * (late pull: `KV_LEASE_EXPIRED`, or `KV_OFFER_EXPIRED` checked before contacting anyone), the offering side refused
+ * the secret, the transport broke (peer lost, connection, shm/NATS/engine error, protocol, no transport), a deadline
+ * ran out, a checksum did not match, the two sides are incompatible (layout, size, malformed handle), the offer was
+ * unknown there (already pulled, withdrawn, never made), or something else (not a kv-transfer error).
+ */
+export const KvPullFailureReasons = ["lease_expired", "unauthorized", "transport", "timeout", "checksum", "incompatible", "not_found", "aborted", "other"] as const;
+export type KvPullFailureReason = (typeof KvPullFailureReasons)[number];
+
+/** The reason a failed pull is counted under (see KvPullFailureReasons). */
+export function kvPullFailureReason(err: unknown): KvPullFailureReason {
+  if (!(err instanceof KvTransferError)) return "other";
+  switch (err.code) {
+    case KvErrorCodes.LeaseExpired:
+    case KvErrorCodes.OfferExpired:
+      return "lease_expired";
+    case KvErrorCodes.Unauthorized:
+      return "unauthorized";
+    case KvErrorCodes.Timeout:
+      return "timeout";
+    case KvErrorCodes.ChecksumMismatch:
+      return "checksum";
+    case KvErrorCodes.LayoutMismatch:
+    case KvErrorCodes.SizeMismatch:
+    case KvErrorCodes.InvalidHandle:
+      return "incompatible";
+    case KvErrorCodes.OfferNotFound:
+      return "not_found";
+    case KvErrorCodes.Aborted:
+      return "aborted";
+    case KvErrorCodes.PeerLost:
+    case KvErrorCodes.Transport:
+    case KvErrorCodes.Protocol:
+    case KvErrorCodes.Closed:
+    case KvErrorCodes.NoTransport:
+    case KvErrorCodes.PayloadTooLarge:
+      return "transport";
+  }
+}
+
 /** Rebuilds a typed error from a code received from the peer. */
 export function errorFromCode(code: string, message: string): KvTransferError {
   switch (code) {
@@ -179,6 +233,7 @@ export function errorFromCode(code: string, message: string): KvTransferError {
     case KvErrorCodes.Closed: return new KvClosedError(message);
     case KvErrorCodes.Transport: return new KvTransportError(message);
     case KvErrorCodes.Unauthorized: return new KvUnauthorizedError(message);
+    case KvErrorCodes.LeaseExpired: return new KvLeaseExpiredError(message);
     default: return new KvProtocolError(`peer error ${code}: ${message}`);
   }
 }

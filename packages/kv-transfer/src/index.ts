@@ -31,9 +31,12 @@ export {
   KvTransportError,
   KvUnauthorizedError,
   KvPullRefusalReasons,
+  KvLeaseExpiredError,
+  KvPullFailureReasons,
+  kvPullFailureReason,
 } from "./errors.js";
 
-export type { KvErrorCode, KvPullRefusalReason } from "./errors.js";
+export type { KvErrorCode, KvPullRefusalReason, KvPullFailureReason } from "./errors.js";
 export type { KvHandle, KvEndpoint, KvTransportName, TcpEndpoint, ShmEndpoint, NatsEndpoint, EngineEndpoint, CudaIpcEndpoint } from "./handle.js";
 export type { KvSource, KvSink } from "./segments.js";
 export type { ExportingExecutor, ExecutorKvExport, ExecutorKvImport, ImportingExecutor } from "./executor-source.js";

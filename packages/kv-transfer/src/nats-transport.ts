@@ -147,7 +147,8 @@ export class NatsOfferResponder {
     if (req.op === "begin") {
       const offer = this.registry.get(id);
       if (!offer || offer.claimed) {
-        msg.respond(errorReply(KvErrorCodes.OfferNotFound, `offer ${id} is unknown here (never made, already pulled, released or expired)`));
+        const e = this.registry.unavailable(id, req.secret); // a late pull: KV_LEASE_EXPIRED
+        msg.respond(errorReply(e.code, e.message));
         return;
       }
       if (!this.authorized(offer, req, msg)) return; // refused, not released: the handle's holder may still pull it

@@ -1,6 +1,6 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { chunkChecksums, digestOfChunks } from "./checksum.js";
-import { KvOfferNotFoundError, KvProtocolError, KvPullRefusalReasons, KvSizeMismatchError, KvTransferError, KvTransportError, KvUnauthorizedError, type KvPullRefusalReason } from "./errors.js";
+import { KvLeaseExpiredError, KvOfferNotFoundError, KvProtocolError, KvPullRefusalReasons, KvSizeMismatchError, KvTransferError, KvTransportError, KvUnauthorizedError, type KvPullRefusalReason } from "./errors.js";
 import { MAX_DEVICE_DESCRIPTOR_BYTES, OFFER_SECRET_BYTES, OFFER_SECRET_HEX, validDeviceUuid } from "./handle.js";
 import type { KvLayout } from "@trtd/model";
 import { mapSegments, type KvSource, type SegmentMap } from "./segments.js";
@@ -79,6 +79,12 @@ export class OfferRegistry {
   readonly instanceId = randomBytes(8).toString("hex");
   private readonly offers = new Map<string, Offer>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  /**
+   * Offers reclaimed at lease expiry, most recent last (bounded: RECLAIMED_REMEMBERED), with their secret: a late
+   * pull by the handle's holder is answered KV_LEASE_EXPIRED rather than "unknown". Ids are 128 random bits and
+   * never reused, so a late pull can never be served another offer's KV.
+   */
+  private readonly reclaimed = new Map<string, Buffer>();
   private readonly listeners = new Set<(id: string, reason: OfferReleaseReason) => void>();
   private offeredCount = 0;
   /** Lazy offers staged for a host transfer. */
@@ -193,6 +199,26 @@ export class OfferRegistry {
     );
   }
 
+  /**
+   * Why a pull (or NATS begin) for `id` cannot be served, when `get(id)` has no unclaimed offer: KvLeaseExpiredError
+   * for an offer this registry reclaimed at lease expiry, to the holder of its handle (a wrong or missing secret is
+   * refused and counted as for a live offer, so the answer tells nothing to others); KvOfferNotFoundError otherwise.
+   */
+  unavailable(id: string, presentedSecret: unknown): KvTransferError {
+    const secret = this.reclaimed.get(id);
+    if (secret) {
+      const reason = secretRefusal(secret, presentedSecret);
+      if (reason !== null) {
+        this.refusedCount[reason]++;
+        return new KvUnauthorizedError(`offer ${id}: refused, ${reason === "missing_secret" ? "the request carries no offer secret" : "the offer secret does not match"}`);
+      }
+      return new KvLeaseExpiredError(`offer ${id}: its lease expired and its KV was reclaimed before this pull (a late pull)`);
+    }
+    const o = this.offers.get(id);
+    if (o?.claimed) return new KvOfferNotFoundError(`offer ${id} is being pulled already (offers are single-consumer)`);
+    return new KvOfferNotFoundError(`offer ${id} is unknown here (never made, already pulled, released or expired)`);
+  }
+
   /** Marks an offer as taken by a transfer; undefined when unknown or already claimed. */
   claim(id: string): Offer | undefined {
     const o = this.offers.get(id);
@@ -210,6 +236,10 @@ export class OfferRegistry {
     if (t) clearTimeout(t);
     this.timers.delete(id);
     this.releasedCount[reason]++;
+    if (reason === "expired") {
+      this.reclaimed.set(id, o.secret);
+      if (this.reclaimed.size > RECLAIMED_REMEMBERED) this.reclaimed.delete(this.reclaimed.keys().next().value!);
+    }
     try {
       o.source.release();
     } finally {
@@ -249,6 +279,9 @@ export class OfferRegistry {
     this.release(id, "expired");
   }
 }
+
+/** How many offers reclaimed at expiry a registry remembers (id + secret, ~100 bytes each) to answer late pulls. */
+export const RECLAIMED_REMEMBERED = 4096;
 
 /** Null when `presented` is the hex of `secret`; else why not. The comparison of the bytes takes constant time. */
 function secretRefusal(secret: Buffer, presented: unknown): KvPullRefusalReason | null {

@@ -333,7 +333,8 @@ export class KvOfferServer {
   private onPull(conn: ServerConn, req: PullRequest): void {
     const offer = typeof req.offerId === "string" ? this.registry.get(req.offerId) : undefined;
     if (!offer || offer.claimed) {
-      this.sendError(conn, KvErrorCodes.OfferNotFound, `offer ${String(req.offerId)} is unknown here (never made, already pulled, released or expired)`);
+      const e = this.registry.unavailable(String(req.offerId), req.secret); // a late pull: KV_LEASE_EXPIRED
+      this.sendError(conn, e.code, e.message);
       return;
     }
     try {

@@ -17,6 +17,8 @@ import {
   KvPeerLostError,
   KvPuller,
   KvAbortedError,
+  KvLeaseExpiredError,
+  KvUnauthorizedError,
   layoutFromExecutor,
   ringFilesOf,
   type KvHandle,
@@ -71,9 +73,12 @@ describe("peer killed mid-transfer", () => {
         const imp = ex.reserveKvImport(handle.numTokens);
         const pulling = puller.pull(via(handle, proxy.port), imp, { transports: [transport] }).catch((e: unknown) => e);
         await until(() => proxy.forwarded() >= stallAfter);
+        const killedAt = Date.now();
         await victim.kill("SIGKILL");
         const err = await pulling;
         expect(err).toBeInstanceOf(KvPeerLostError);
+        // The import is aborted as soon as the connection drops, not at the idle timeout (10 s) or the deadline.
+        expect(Date.now() - killedAt).toBeLessThan(2000);
         expect(imp.state).toBe("aborted");
         expectIdle(ex);
         expect(ringFilesOf(victim.pid)).toEqual([]);
@@ -120,10 +125,88 @@ describe("offer lifecycle", () => {
       expectIdle(ex);
       const imp = ex.reserveKvImport(handle.numTokens);
       await expect(puller.pull(handle, imp)).rejects.toBeInstanceOf(KvOfferExpiredError);
-      // A handle whose expiry was tampered with reaches the server, which no longer knows the offer.
+      // A late pull that reaches the server (its clock behind, or the expiry tampered with): the server reclaimed the
+      // offer at its lease's end and says so (KV_LEASE_EXPIRED), to the holder of the handle only.
+      const late = { ...handle, expiresAt: Date.now() + 60_000 };
       const imp2 = ex.reserveKvImport(handle.numTokens);
-      await expect(puller.pull({ ...handle, expiresAt: Date.now() + 60_000 }, imp2)).rejects.toBeInstanceOf(KvOfferNotFoundError);
+      await expect(puller.pull(late, imp2)).rejects.toBeInstanceOf(KvLeaseExpiredError);
+      expect(imp2.state).toBe("aborted");
+      const refusedBefore = server.stats().refused.bad_secret;
+      const imp3 = ex.reserveKvImport(handle.numTokens);
+      await expect(puller.pull({ ...late, secret: "0".repeat(64) }, imp3)).rejects.toBeInstanceOf(KvUnauthorizedError);
+      expect(server.stats().refused.bad_secret).toBe(refusedBefore + 1);
+      // An offer that was pulled (not reclaimed) is simply unknown afterwards.
+      const { handle: pulled } = await offerInParent(server, 40, 33);
+      const imp4 = ex.reserveKvImport(pulled.numTokens);
+      await puller.pull(pulled, imp4, { transports: ["tcp"] });
+      imp4.abort();
+      const imp5 = ex.reserveKvImport(pulled.numTokens);
+      await expect(puller.pull(pulled, imp5)).rejects.toBeInstanceOf(KvOfferNotFoundError);
+      expect(server.stats().released).toMatchObject({ expired: 1, ack: 1 });
       expectIdle(ex);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("expiry racing pulls and nacks: every offer is reclaimed exactly once; a late pull gets KV_LEASE_EXPIRED", async () => {
+    const ttlMs = 400;
+    const server = await KvOfferServer.start({ layout: layoutFromExecutor(ex.kvLayout()), ttlMs, chunkBytes: 8 * 1024 });
+    const releases = new Map<string, string[]>();
+    server.registry.onRelease((id, reason) => releases.set(id, [...(releases.get(id) ?? []), reason]));
+    // Per offer: when (relative to its expiry) it is pulled or declined. -150/+150 are clear of the expiry; the
+    // rest race it (the expiry timer, the pull's PULL frame and the nack arrive in either order).
+    const plan: Array<{ op: "pull" | "decline"; at: number; transport?: KvTransportName }> = [];
+    for (const at of [-150, -6, -3, 0, 2, 5, 150]) {
+      plan.push({ op: "pull", at, transport: "tcp" }, { op: "pull", at, transport: "shm" }, { op: "decline", at });
+    }
+    try {
+      const outcomes: Array<Promise<{ op: string; at: number; id: string; result: unknown }>> = [];
+      for (const [i, step] of plan.entries()) {
+        const { handle } = await offerInParent(server, 24, 100 + i);
+        // The server is the judge here: the handle's own expiry is moved out so the puller's local check passes.
+        const late = { ...handle, expiresAt: handle.expiresAt + 60_000 };
+        const delay = Math.max(0, handle.expiresAt + step.at - Date.now());
+        outcomes.push(
+          new Promise<void>((r) => setTimeout(r, delay)).then(async () => {
+            if (step.op === "decline") return { ...step, id: handle.id, result: await puller.decline(late) };
+            const imp = ex.reserveKvImport(handle.numTokens);
+            try {
+              await puller.pull(late, imp, { transports: [step.transport!] });
+              imp.abort(); // pulled: this test does not generate from it
+              return { ...step, id: handle.id, result: "pulled" };
+            } catch (err) {
+              expect(imp.state).toBe("aborted");
+              return { ...step, id: handle.id, result: err };
+            }
+          }),
+        );
+      }
+      const results = await Promise.all(outcomes);
+      await until(() => server.stats().active === 0, 3000);
+      for (const r of results) {
+        expect(releases.get(r.id), `${r.op} at ${r.at}`).toHaveLength(1); // reclaimed exactly once
+        const reason = releases.get(r.id)![0];
+        if (r.op === "pull") {
+          if (r.result === "pulled") expect(reason).toBe("ack");
+          else {
+            expect(r.result, `pull at ${r.at}`).toBeInstanceOf(KvLeaseExpiredError);
+            expect(reason).toBe("expired");
+          }
+          if (r.at === -150) expect(r.result).toBe("pulled");
+          if (r.at === 150) expect(r.result).toBeInstanceOf(KvLeaseExpiredError);
+        } else {
+          expect(["failed", "expired"]).toContain(reason); // the nack or the expiry, never both
+          if (r.at === -150) expect(reason).toBe("failed");
+          if (r.at === 150) expect(reason).toBe("expired");
+        }
+      }
+      const st = server.stats();
+      expect(st.released.ack + st.released.failed + st.released.expired).toBe(plan.length);
+      expect(st.offered).toBe(plan.length);
+      expect(st.transfersActive).toBe(0);
+      expectIdle(ex);
+      expect(puller.stats().active).toBe(0);
     } finally {
       await server.close();
     }

@@ -60,6 +60,16 @@ function workerGauges(registry: Registry, source: WorkerLoadSource) {
         ),
       ),
     ),
+    kvPullFailures: registry.register(
+      new Counter(
+        "trtd_kv_pull_failures_total",
+        "KV pulls a decode worker gave up on and recomputed the prompt for, by reason: lease_expired (a late pull), transport, timeout, unauthorized, checksum, incompatible, not_found, aborted, other (published load)",
+        () =>
+          source().flatMap((w) =>
+            Object.entries(w.load.kvPullFailures ?? {}).map(([reason, value]) => ({ labels: { component: w.component, instance: w.instance, reason }, value })),
+          ),
+      ),
+    ),
     workerGenerated: gauge("trtd_worker_generated_tokens", "Tokens a worker's executor generated since it started (published load)", (l) => l.generatedTokens),
   };
 }

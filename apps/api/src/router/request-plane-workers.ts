@@ -1,7 +1,7 @@
 // Workers over @trtd/request-plane: discovery (instances with their published load) and direct routing to
 // the instance the router chose. Request-plane failures become the api's typed errors here.
 import { DEFAULT_NAMESPACE, DeploymentIdentity, Endpoints, type DecodeChunk, type IdentityMismatch, type DecodeRequest, type GenerateRequest, type PrefillResult, type WorkerLoad } from "@trtd/apps-common";
-import { KvPullRefusalReasons } from "@trtd/kv-transfer";
+import { KvPullFailureReasons, KvPullRefusalReasons } from "@trtd/kv-transfer";
 import { RequestPlaneErrorCode, type EndpointClient, type RequestPlane, type InstanceInfo } from "@trtd/request-plane";
 import { DeadlineExceededError, WorkerFailedError, WorkerGoneError } from "../errors.js";
 import type { WorkerInstance, WorkerRole, Workers } from "./workers.js";
@@ -20,14 +20,18 @@ function loadOf(i: InstanceInfo): WorkerLoad | undefined {
     draining: m.draining === true,
     stalled: m.stalled === true,
     ...(typeof m.iterations === "number" ? { iterations: m.iterations } : {}),
-    ...(typeof m.kvPullsRefused === "object" && m.kvPullsRefused !== null ? { kvPullsRefused: refusalCounts(m.kvPullsRefused as Record<string, unknown>) } : {}),
+    ...(typeof m.kvPullsRefused === "object" && m.kvPullsRefused !== null ? { kvPullsRefused: counts(m.kvPullsRefused as Record<string, unknown>, KvPullRefusalReasons) } : {}),
+    ...(typeof m.kvPullFailures === "object" && m.kvPullFailures !== null ? { kvPullFailures: counts(m.kvPullFailures as Record<string, unknown>, KvPullFailureReasons) } : {}),
   };
 }
 
-/** The refusal counters a prefill worker publishes, by the reasons kv-transfer names (anything else is dropped). */
-function refusalCounts(published: Record<string, unknown>): Record<string, number> {
+/**
+ * Counters a worker publishes by reason (a prefill's refusals, a decode worker's pull failures), for the reasons
+ * kv-transfer names (anything else is dropped).
+ */
+function counts(published: Record<string, unknown>, reasons: readonly string[]): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const reason of KvPullRefusalReasons) {
+  for (const reason of reasons) {
     const n = published[reason];
     if (typeof n === "number" && Number.isSafeInteger(n) && n >= 0) out[reason] = n;
   }
