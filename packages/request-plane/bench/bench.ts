@@ -115,7 +115,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < req.n; i++) yield { tokens: [i] };
     });
     const client = plane.client<{ tokens: number[] }, { tokens: number[] }>(ep);
-    const sclient = plane.client<{ n: number }, { tokens: number[] }>(streamEp, { window: Number(process.env.RP_BENCH_WINDOW ?? 256) });
+    const sclient = plane.client<{ n: number }, { tokens: number[] }>(streamEp, { ...(process.env.RP_BENCH_WINDOW ? { window: Number(process.env.RP_BENCH_WINDOW) } : {}) });
     await client.waitForInstances({ timeoutMs: 5000 });
     await sclient.waitForInstances({ timeoutMs: 5000 });
     const req = { tokens: [1, 2, 3, 4, 5, 6, 7, 8] };

@@ -160,6 +160,27 @@ describe("messages lost in a NATS reconnect", () => {
     expect(out).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
   });
 
+  it("data frames carry the control subject until the client's first credit, then go without it; order and credit hold", async () => {
+    const { lossy, client, served } = await setup(8, async function* () {
+      for (let i = 1; i <= 60; i++) yield i;
+    });
+    const withReply: number[] = [];
+    const withoutReply: number[] = [];
+    lossy.dropIn = (m, f) => {
+      if (f.k === "d") (m.reply ? withReply : withoutReply).push(f.s!);
+      if (f.k === "hb" || f.k === "end" || f.k === "err") expect(m.reply).toBeTruthy();
+      return false;
+    };
+    const out = await client.generate({}, { timeoutMs: 40 * HB }).collect();
+    expect(out).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    // frame 1 always carries it; frames sent before the first credit (window 8: at most 8) may; none after
+    expect(withReply[0]).toBe(1);
+    expect(withReply.length).toBeLessThanOrEqual(8);
+    expect(withReply).toEqual(Array.from({ length: withReply.length }, (_, i) => i + 1));
+    expect(withoutReply.length).toBe(60 - withReply.length);
+    await waitUntil(() => served.activeRequests === 0, 2000, "the server to finish the request");
+  });
+
   it("the cancel lost: the server's next frame for the ended request brings another cancel, the handler is released", async () => {
     let handlerSignal: AbortSignal | undefined;
     const { lossy, client, served, clientPlane } = await setup(8, async function* (_req, ctx) {
