@@ -5,7 +5,9 @@
  *   req    {k:"req", id, dl?, h?, p, w}      dl = absolute deadline (epoch ms), w = credit window (frames)
  * server → client inbox; a frame's NATS reply subject is the request's control subject on the server. acc, hb,
  * end and err frames always carry it; data frames carry it until the server gets the client's first control
- * message (which proves the client has it), then go without (fewer bytes per reply each way):
+ * message (which proves the client has it), then one data frame per half heartbeat interval does (so a dead
+ * client's no-responders and stray-frame cancels still come within a heartbeat interval) and the others go
+ * without (fewer bytes per reply each way):
  *   acc    {k:"acc", i, hb}                  i = instance id, hb = heartbeat interval the server keeps.
  *                                            Sent only if no other frame went out first; otherwise the first
  *                                            frame carries i and hb itself (a one-reply request is one frame).

@@ -82,6 +82,8 @@ interface Active {
   accepted: boolean;
   /** The client sent a control message, so it knows the control subject: data frames may omit it. */
   controlKnown: boolean;
+  /** When a data frame last carried the control subject (ms). */
+  lastControlSent: number;
   creditWaiter: (() => void) | undefined;
   done: Promise<void>;
 }
@@ -304,6 +306,7 @@ export class Server implements ServedEndpoint {
       lastSent: 0,
       accepted: false,
       controlKnown: false,
+      lastControlSent: 0,
       creditWaiter: undefined,
       done: Promise.resolve(),
     };
@@ -397,13 +400,20 @@ export class Server implements ServedEndpoint {
     const bytes = this.deps.codec.encode(frame);
     const max = this.deps.transport.maxPayload;
     if (bytes.byteLength > max) throw new PayloadTooLargeError(bytes.byteLength, max, "reply");
-    // Data frames carry the control subject (their reply subject) only until the client's first control
-    // message (credit) proves it has it; acc, hb, end and err frames always carry it. Later data frames go
-    // without: ~35 bytes less per reply each way through nats-server, and one string less to parse.
-    const reply = a.controlKnown ? undefined : a.control;
+    // Data frames carry the control subject (their reply subject) until the client's first control message
+    // (credit) proves it has it, and after that one frame per half heartbeat interval still does; acc, hb,
+    // end and err frames always carry it. The others go without: ~35 bytes less per reply each way through
+    // nats-server. The periodic one keeps "client gone" (NATS answers no-responders only to a publish with
+    // a reply subject) and stray-frame cancels within a heartbeat interval on a busy stream.
+    const now = Date.now();
+    let reply: string | undefined;
+    if (!a.controlKnown || now - a.lastControlSent >= this.heartbeatMs / 2) {
+      reply = a.control;
+      a.lastControlSent = now;
+    }
     a.seq++;
     a.accepted = true;
-    a.lastSent = Date.now();
+    a.lastSent = now;
     this.enqueue(a.reply, bytes, reply);
   }
 
