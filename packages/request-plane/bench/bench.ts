@@ -2,7 +2,8 @@
  * Request-plane benchmark (nx run request-plane:bench). Baselines are measured in the same run:
  * - round trip: raw NATS request/reply vs client.request() through the request plane (sequential, p50/p99),
  *   and both with 64 requests in flight (req/s);
- * - streaming: raw NATS (server publishes N messages to the reply inbox) vs a handler yielding N replies;
+ * - streaming: raw NATS (server publishes N messages to the reply inbox) vs a handler yielding N replies,
+ *   RP_BENCH_STREAM_REPS times (default 5) alternating, medians reported (RP_BENCH_ONLY=streaming: only this);
  * - codec: JSON vs the binary codec on token-array frames (encode + decode, bytes).
  * Every loop is bounded in count and in time. The last line is one JSON object.
  */
@@ -14,12 +15,17 @@ const RT_N = Number(process.env.RP_BENCH_RT ?? 3000);
 const STREAM_N = Number(process.env.RP_BENCH_STREAM ?? 100_000);
 const CONC = 64;
 const CONC_N = Number(process.env.RP_BENCH_CONC ?? 20_000);
+/** Streaming is measured STREAM_REPS times, raw and plane alternating, and the medians are reported. */
+const STREAM_REPS = Math.max(1, Number(process.env.RP_BENCH_STREAM_REPS ?? 5));
+/** `streaming` runs only the streaming comparison (for profiling: node --cpu-prof). */
+const ONLY = process.env.RP_BENCH_ONLY ?? "";
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 async function timed(n: number, fn: (i: number) => Promise<unknown>): Promise<number[]> {
   const out: number[] = [];
@@ -109,10 +115,43 @@ async function main(): Promise<void> {
       for (let i = 0; i < req.n; i++) yield { tokens: [i] };
     });
     const client = plane.client<{ tokens: number[] }, { tokens: number[] }>(ep);
-    const sclient = plane.client<{ n: number }, { tokens: number[] }>(streamEp, { window: Number(process.env.RP_BENCH_WINDOW ?? 256) });
+    const sclient = plane.client<{ n: number }, { tokens: number[] }>(streamEp, { ...(process.env.RP_BENCH_WINDOW ? { window: Number(process.env.RP_BENCH_WINDOW) } : {}) });
     await client.waitForInstances({ timeoutMs: 5000 });
     await sclient.waitForInstances({ timeoutMs: 5000 });
     const req = { tokens: [1, 2, 3, 4, 5, 6, 7, 8] };
+
+    const planeStream = async (n: number): Promise<number> => {
+      const ts = performance.now();
+      let got = 0;
+      for await (const _r of sclient.generate({ n }, { timeoutMs: TIME_CAP_MS * 2 })) got++;
+      if (got !== n) throw new Error(`plane stream got ${got} of ${n}`);
+      return got / ((performance.now() - ts) / 1000);
+    };
+    // streaming: warm both paths, then alternate raw and plane; the ratio is median over median
+    await rawStream(nc, Math.min(STREAM_N, 20_000));
+    await planeStream(Math.min(STREAM_N, 20_000));
+    const rawRates: number[] = [];
+    const planeRates: number[] = [];
+    for (let i = 0; i < STREAM_REPS; i++) {
+      rawRates.push(await rawStream(nc, STREAM_N));
+      planeRates.push(await planeStream(STREAM_N));
+    }
+    const rawStreamRate = median(rawRates);
+    const rpStreamRate = median(planeRates);
+    const streaming = {
+      n: STREAM_N,
+      reps: STREAM_REPS,
+      rawNatsMsgPerS: Math.round(rawStreamRate),
+      planeRepliesPerS: Math.round(rpStreamRate),
+      ratio: r3(rpStreamRate / rawStreamRate),
+      rawRuns: rawRates.map(Math.round),
+      planeRuns: planeRates.map(Math.round),
+      pairRatios: planeRates.map((p, i) => r3(p / rawRates[i]!)),
+    };
+    if (ONLY === "streaming") {
+      console.log(JSON.stringify({ bench: "request-plane", date: new Date().toISOString(), node: process.version, streaming }));
+      return;
+    }
 
     // warm-up
     await timed(300, () => nc.request("raw.echo", payload, { timeout: 5000 }));
@@ -122,12 +161,6 @@ async function main(): Promise<void> {
     const rp = await timed(RT_N, () => client.request(req));
     const rawConc = await concurrent(CONC_N, CONC, () => nc.request("raw.echo", payload, { timeout: 10_000 }));
     const rpConc = await concurrent(CONC_N, CONC, () => client.request(req, { timeoutMs: 10_000 }));
-
-    const rawStreamRate = await rawStream(nc, STREAM_N);
-    const ts = performance.now();
-    let got = 0;
-    for await (const _r of sclient.generate({ n: STREAM_N }, { timeoutMs: TIME_CAP_MS * 2 })) got++;
-    const rpStreamRate = got / ((performance.now() - ts) / 1000);
 
     // in-process plane, for reference
     const ip = createInProcessPlane();
@@ -167,12 +200,7 @@ async function main(): Promise<void> {
         planeReqPerS: Math.round(rpConc),
         ratio: r3(rpConc / rawConc),
       },
-      streaming: {
-        n: STREAM_N,
-        rawNatsMsgPerS: Math.round(rawStreamRate),
-        planeRepliesPerS: Math.round(rpStreamRate),
-        ratio: r3(rpStreamRate / rawStreamRate),
-      },
+      streaming,
       codecs,
     };
     for (const [k, v] of Object.entries(result)) if (typeof v === "object") console.log(k, JSON.stringify(v));

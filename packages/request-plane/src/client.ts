@@ -3,7 +3,7 @@ import { ClosedError, PayloadTooLargeError, RemoteError, TimeoutError } from "./
 import type { InstanceInfo, InstanceWatcher } from "./discovery.js";
 import type { InboxMux } from "./inbox-mux.js";
 import { endpointPath, subjects, validateInstanceId, type EndpointId } from "./names.js";
-import type { ReqMsg } from "./protocol.js";
+import { DEFAULT_WINDOW, type ReqMsg } from "./protocol.js";
 import { ReplyStream } from "./reply-stream.js";
 import { random, roundRobin, type InstanceChooser, type RouterMode } from "./routers.js";
 import type { Transport } from "./transport.js";
@@ -11,7 +11,7 @@ import type { Transport } from "./transport.js";
 export interface ClientOptions<Req = unknown> {
   /** How to pick an instance (default "round-robin"); a function plugs in load- or KV-aware routing. */
   router?: RouterMode | InstanceChooser<Req>;
-  /** Replies the server may send ahead of the consumer (default 256). */
+  /** Replies the server may send ahead of the consumer (default 1024; credit goes back every window / 2 consumed). */
   window?: number;
   /** Bound on an instance accepting the request, ms (default 5000). */
   acceptTimeoutMs?: number;
@@ -64,7 +64,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   ) {
     const r = options.router ?? "round-robin";
     this.chooser = r === "queue" ? undefined : r === "round-robin" ? roundRobin() : r === "random" ? random() : r;
-    this.window = Math.max(2, options.window ?? 256);
+    this.window = Math.max(2, options.window ?? DEFAULT_WINDOW);
     this.acceptTimeoutMs = options.acceptTimeoutMs ?? 5000;
     this.missedHeartbeats = options.missedHeartbeats ?? 3;
   }

@@ -3,7 +3,11 @@
  *
  * client → queue subject `rp.<ns>.<comp>.<ep>` or instance subject `….i.<id>`, reply = client inbox:
  *   req    {k:"req", id, dl?, h?, p, w}      dl = absolute deadline (epoch ms), w = credit window (frames)
- * server → client inbox; every frame's NATS reply subject is the request's control subject on the server:
+ * server → client inbox; a frame's NATS reply subject is the request's control subject on the server. acc, hb,
+ * end and err frames always carry it; data frames carry it until the server gets the client's first control
+ * message (which proves the client has it), then one data frame per half heartbeat interval does (so a dead
+ * client's no-responders and stray-frame cancels still come within a heartbeat interval) and the others go
+ * without (fewer bytes per reply each way):
  *   acc    {k:"acc", i, hb}                  i = instance id, hb = heartbeat interval the server keeps.
  *                                            Sent only if no other frame went out first; otherwise the first
  *                                            frame carries i and hb itself (a one-reply request is one frame).
@@ -25,6 +29,14 @@
  *   down   {k:"down", i}                     instance stopped cleanly
  *   probe  {k:"probe"}                       asks every instance to announce now
  */
+/**
+ * Credit window when the client names none. Each credit round trip (client → nats-server → server) lets
+ * the server send window / 2 more replies in one socket write; at 256 the per-write and per-credit costs
+ * were the largest item of the streaming profile (request-plane README, Benchmark). 1024 one-token replies
+ * are ~50 KiB buffered at most per stream.
+ */
+export const DEFAULT_WINDOW = 1024;
+
 export interface ReqMsg {
   k: "req";
   id: string;

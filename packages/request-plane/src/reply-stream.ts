@@ -134,8 +134,10 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
 
   private onMsg(m: TransportMsg): void {
     if (this.pendingCancel !== undefined) {
-      // first sign of the server after we cancelled: tell it, then let go of the inbox
-      if (!m.noResponders && m.reply) this.sendControl(m.reply, { k: "cancel", r: this.pendingCancel });
+      // first sign of the server after we cancelled: tell it, then let go of the inbox. A data frame may
+      // come without the control subject (protocol.ts): wait (bounded by the tombstone) for one that has it.
+      if (!m.noResponders && !m.reply) return;
+      if (!m.noResponders) this.sendControl(m.reply!, { k: "cancel", r: this.pendingCancel });
       this.pendingCancel = undefined;
       this.unroute();
       return;
@@ -176,8 +178,8 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
       this.watchdog = undefined;
       this.armWatchdog();
     }
-    // Every frame's reply subject is the control subject: take it from any frame, so a lost `acc` cannot
-    // leave the stream unable to send credit.
+    // A frame's reply subject, when it has one, is the control subject: take it from any frame, so a lost
+    // `acc` cannot leave the stream unable to send credit (heartbeats always carry it).
     if (this.controlSubject === undefined && m.reply) this.controlSubject = m.reply;
     this.lastFrameAt = Date.now();
     switch (f.k) {

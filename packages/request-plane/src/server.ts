@@ -1,7 +1,7 @@
 import type { Codec } from "./codec.js";
 import { CancelledError, PayloadTooLargeError, RequestPlaneError, TimeoutError } from "./errors.js";
 import { instancePath, newInstanceId, subjects, validateInstanceId, type EndpointId } from "./names.js";
-import { isObj, type ControlMsg, type Frame, type ReqMsg, type UpMsg } from "./protocol.js";
+import { DEFAULT_WINDOW, isObj, type ControlMsg, type Frame, type ReqMsg, type UpMsg } from "./protocol.js";
 import type { Transport, TransportMsg, TransportService, TransportServiceRegistration, TransportSubscription } from "./transport.js";
 
 /** What a handler gets besides the request. */
@@ -80,6 +80,10 @@ interface Active {
   credited: number;
   lastSent: number;
   accepted: boolean;
+  /** The client sent a control message, so it knows the control subject: data frames may omit it. */
+  controlKnown: boolean;
+  /** When a data frame last carried the control subject (ms). */
+  lastControlSent: number;
   creditWaiter: (() => void) | undefined;
   done: Promise<void>;
 }
@@ -108,7 +112,7 @@ export class Server implements ServedEndpoint {
   private readonly timers: NodeJS.Timeout[] = [];
   private extraMetrics: Record<string, unknown> = {};
   /** Pending reply frames, flat: subject, bytes, reply subject, ... (see enqueue). */
-  private outq: Array<string | Uint8Array> = [];
+  private outq: Array<string | Uint8Array | undefined> = [];
   private flushScheduled = false;
   private lastAnnounce = 0;
   private announceTimer: NodeJS.Timeout | undefined;
@@ -215,7 +219,7 @@ export class Server implements ServedEndpoint {
    * once costs one socket write per reply; batching per turn measured ~2x the streamed replies/s. The queue
    * holds at most the credit window of each stream (the handler waits for credit, which needs a new turn).
    */
-  private enqueue(subject: string, data: Uint8Array, reply: string): void {
+  private enqueue(subject: string, data: Uint8Array, reply: string | undefined): void {
     this.outq.push(subject, data, reply);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -227,7 +231,7 @@ export class Server implements ServedEndpoint {
     this.flushScheduled = false;
     const q = this.outq;
     this.outq = [];
-    for (let i = 0; i < q.length; i += 3) this.safePublish(q[i] as string, q[i + 1] as Uint8Array, q[i + 2] as string);
+    for (let i = 0; i < q.length; i += 3) this.safePublish(q[i] as string, q[i + 1] as Uint8Array, q[i + 2] as string | undefined);
   };
 
   private onInstanceMsg(m: TransportMsg): void {
@@ -259,6 +263,7 @@ export class Server implements ServedEndpoint {
     } catch {
       return;
     }
+    a.controlKnown = true;
     if (msg.k === "cancel") {
       a.ac.abort(new CancelledError(msg.r ? `cancelled by client: ${msg.r}` : "cancelled by client"));
     } else if (msg.k === "credit" && typeof msg.n === "number" && msg.n > a.credited) {
@@ -295,11 +300,13 @@ export class Server implements ServedEndpoint {
       reply,
       control: `${this.controlInbox}.${key}`,
       ac: new AbortController(),
-      window: typeof req.w === "number" && req.w > 0 ? Math.min(req.w, MAX_WINDOW) : 256,
+      window: typeof req.w === "number" && req.w > 0 ? Math.min(req.w, MAX_WINDOW) : DEFAULT_WINDOW,
       seq: 0,
       credited: 0,
       lastSent: 0,
       accepted: false,
+      controlKnown: false,
+      lastControlSent: 0,
       creditWaiter: undefined,
       done: Promise.resolve(),
     };
@@ -393,10 +400,21 @@ export class Server implements ServedEndpoint {
     const bytes = this.deps.codec.encode(frame);
     const max = this.deps.transport.maxPayload;
     if (bytes.byteLength > max) throw new PayloadTooLargeError(bytes.byteLength, max, "reply");
+    // Data frames carry the control subject (their reply subject) until the client's first control message
+    // (credit) proves it has it, and after that one frame per half heartbeat interval still does; acc, hb,
+    // end and err frames always carry it. The others go without: ~35 bytes less per reply each way through
+    // nats-server. The periodic one keeps "client gone" (NATS answers no-responders only to a publish with
+    // a reply subject) and stray-frame cancels within a heartbeat interval on a busy stream.
+    const now = Date.now();
+    let reply: string | undefined;
+    if (!a.controlKnown || now - a.lastControlSent >= this.heartbeatMs / 2) {
+      reply = a.control;
+      a.lastControlSent = now;
+    }
     a.seq++;
     a.accepted = true;
-    a.lastSent = Date.now();
-    this.enqueue(a.reply, bytes, a.control);
+    a.lastSent = now;
+    this.enqueue(a.reply, bytes, reply);
   }
 
   stop(options: StopOptions = {}): Promise<void> {

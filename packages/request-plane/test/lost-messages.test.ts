@@ -160,6 +160,60 @@ describe("messages lost in a NATS reconnect", () => {
     expect(out).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
   });
 
+  it("data frames carry the control subject until the client's first credit, then go without it; order and credit hold", async () => {
+    const { lossy, client, served } = await setup(8, async function* () {
+      for (let i = 1; i <= 60; i++) yield i;
+    });
+    const withReply: number[] = [];
+    const withoutReply: number[] = [];
+    lossy.dropIn = (m, f) => {
+      if (f.k === "d") (m.reply ? withReply : withoutReply).push(f.s!);
+      if (f.k === "hb" || f.k === "end" || f.k === "err") expect(m.reply).toBeTruthy();
+      return false;
+    };
+    const out = await client.generate({}, { timeoutMs: 40 * HB }).collect();
+    expect(out).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    // frame 1 always carries it, and the frames sent before the first credit (window 8: at most 8); after
+    // that only one per half heartbeat interval (this stream takes well under one)
+    expect(withReply[0]).toBe(1);
+    expect(withReply.length).toBeLessThanOrEqual(8 + 2);
+    expect(withoutReply.length).toBe(60 - withReply.length);
+    expect(withoutReply.length).toBeGreaterThan(40);
+    await waitUntil(() => served.activeRequests === 0, 2000, "the server to finish the request");
+  });
+
+  it("a busy stream's client dies: a data frame still carries the control subject each half heartbeat, the handler is cancelled", async () => {
+    const nats = await startNatsServer();
+    cleanups.push(() => nats.stop());
+    const serverPlane = await connect(nats.uri, { heartbeatMs: HB });
+    cleanups.push(() => serverPlane.close());
+    let handlerSignal: AbortSignal | undefined;
+    const served = await serverPlane.serve("lost/msgs/busy", async function* (_req, ctx) {
+      handlerSignal = ctx.signal;
+      // a steady producer (a decode loop) far from exhausting its window of 1024: it never waits for credit,
+      // and is never quiet long enough for a heartbeat
+      for (let i = 1; !ctx.signal.aborted && i < 100_000; i++) {
+        yield i;
+        if (i > 600) await sleep(2);
+      }
+    });
+    const nc = await natsConnect({ servers: nats.uri });
+    const clientPlane = new RequestPlane(NatsTransport.fromConnection(nc), { heartbeatMs: HB });
+    const client = clientPlane.client<unknown, number>("lost/msgs/busy", { window: 1024 });
+    await client.waitForInstances({ timeoutMs: 5000 });
+    cleanups.push(() => clientPlane.close().catch(() => undefined));
+    const stream = client.generate({});
+    // read past the first credit (at 512): the server knows the client has the control subject
+    for (let i = 1; i <= 600; i++) expect((await stream.next()).value).toBe(i);
+    expect(served.activeRequests).toBe(1);
+    await sleep(3 * HB); // the credit has arrived: the frames sent now mostly go without the control subject
+    await nc.close(); // no cancel is sent: the connection is simply gone (as when the process dies)
+    const t0 = Date.now();
+    await aborted(handlerSignal!, 20 * HB);
+    expect(Date.now() - t0).toBeLessThan(HB + 300); // the next frame with a reply subject: ≤ HB / 2 later
+    await waitUntil(() => served.activeRequests === 0, 2000, "the server to let go of the request");
+  });
+
   it("the cancel lost: the server's next frame for the ended request brings another cancel, the handler is released", async () => {
     let handlerSignal: AbortSignal | undefined;
     const { lossy, client, served, clientPlane } = await setup(8, async function* (_req, ctx) {
