@@ -1,6 +1,7 @@
 // Seeded fuzz of request bodies against the real api (real HTTP, tokenizer, request plane and decode worker):
 // valid bodies with 0 to 3 random mutations, each answered either 200 with a completion or a 4xx with the OpenAI
 // error shape; never a 5xx, a hang or a dropped connection. Bounded: CASES bodies, 4 at a time, each within 20 s.
+import { mulberry32 } from "@trtd/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRealApi, type RealApi } from "./support/real-api.js";
 
@@ -15,18 +16,6 @@ afterAll(async () => {
   await api?.stop();
 });
 
-/** mulberry32: the same seed gives the same cases. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 type Json = Record<string, unknown>;
 interface Case {
   path: "/v1/chat/completions" | "/v1/completions";
@@ -37,7 +26,7 @@ interface Case {
 }
 
 function cases(count: number, seed: number): Case[] {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
   const values: unknown[] = [null, true, false, 0, -1, 1, 1.5, 2, 1e308, "", "x", "tiny", [], [1], ["a"], {}, { a: 1 }, "x".repeat(300)];
   const fields = ["model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "n", "stream", "stream_options", "user", "logprobs", "presence_penalty", "tools", "banana"];

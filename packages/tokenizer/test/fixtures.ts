@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { mulberry32 } from "@trtd/test-support";
 
 const require = createRequire(import.meta.url);
 
@@ -72,16 +73,7 @@ export function chatmlModelFiles(extra: Record<string, unknown> = {}): Record<st
 }
 
 /** Small seeded PRNG (mulberry32) so random tests are reproducible. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const prng = mulberry32;
 
 /** A random string of valid code points drawn from ASCII, Latin, CJK, emoji, combining marks, RTL and whitespace. */
 export function randomText(rand: () => number, length: number): string {

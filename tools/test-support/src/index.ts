@@ -3,6 +3,7 @@ export { repoRoot, modelDir, tinyModel, appArgv } from "./paths.js";
 export { startApp } from "./start-app.js";
 export { workerGauges, metricValue } from "./metrics.js";
 export { eventually } from "./eventually.js";
+export { mulberry32 } from "./prng.js";
 
 export type { AppProcess, AppExit, StartAppOptions } from "./start-app.js";
 export type { WorkerGauge } from "./metrics.js";

@@ -1,5 +1,6 @@
 // Malformed and hostile request bodies, generated from a seed (the same seed gives the same cases). Every case
 // is invalid by construction: a mutation of a valid body that no OpenAI-compatible server may accept.
+import { mulberry32 } from "@trtd/test-support";
 
 export interface FuzzCase {
   kind: string;
@@ -7,17 +8,6 @@ export interface FuzzCase {
   /** null: no Content-Type header at all. */
   contentType: string | null;
   body: Buffer;
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const COMPLETIONS = "/v1/completions" as const;
@@ -58,7 +48,7 @@ const NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999999", "-nan", "0x10", 
 const CONTENT_TYPES: Array<string | null> = [null, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx", "text/json", "application/xml", ""];
 
 export function fuzzCases(count: number, seed: number): FuzzCase[] {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
   const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
   const json = (v: unknown) => Buffer.from(JSON.stringify(v));

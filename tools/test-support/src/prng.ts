@@ -1,0 +1,14 @@
+// A small seeded PRNG for tests that generate their cases (fuzzed bodies, random text): mulberry32, so the same
+// seed gives the same cases on every machine.
+
+/** Uniform numbers in [0, 1) from a 32-bit seed (mulberry32). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
