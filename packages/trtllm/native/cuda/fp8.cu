@@ -1,5 +1,6 @@
 // FP8 linear layers (see fp8.cuh).
 #include "fp8.cuh"
+#include "kernel_common.cuh"
 
 #include <algorithm>
 #include <cublasLt.h>
@@ -12,13 +13,6 @@
 namespace trtd::cuda {
 
 namespace {
-
-template <typename T> __device__ __forceinline__ float to_float(T v);
-template <> __device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <> __device__ __forceinline__ float to_float<__half>(__half v) { return __half2float(v); }
-template <typename T> __device__ __forceinline__ T from_float(float v);
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
 
 // 16 E4M3 values (one 16-byte load) to float, exactly (E4M3 -> half is exact).
 __device__ __forceinline__ void fp8x16_to_float(const uint4 & u, float f[16]) {
@@ -37,7 +31,7 @@ template <typename T> __device__ __forceinline__ void load16(const T * p, float 
     const T * ea = reinterpret_cast<const T *>(&a);
     const T * eb = reinterpret_cast<const T *>(&b);
 #pragma unroll
-    for (int k = 0; k < 8; ++k) { f[k] = to_float(ea[k]); f[8 + k] = to_float(eb[k]); }
+    for (int k = 0; k < 8; ++k) { f[k] = to_f(ea[k]); f[8 + k] = to_f(eb[k]); }
 }
 
 constexpr int kWarps = 8, kUnroll = 2;
@@ -87,7 +81,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fp8_k(const uint8_t * __rest
         if (lane == 0) {
             const float s = scale[r];
 #pragma unroll
-            for (int m = 0; m < M; ++m) Y[size_t(m) * out + r] = from_float<T>(acc[m] * s);
+            for (int m = 0; m < M; ++m) Y[size_t(m) * out + r] = from_f<T>(acc[m] * s);
         }
     }
 }
@@ -112,7 +106,7 @@ __global__ void __launch_bounds__(kQuantThreads) quantize_rows_k(const T * __res
     const int r = blockIdx.x;
     const T * x = X + size_t(r) * in;
     float m = 0.f;
-    for (int c = threadIdx.x; c < in; c += kQuantThreads) m = fmaxf(m, fabsf(to_float(x[c])));
+    for (int c = threadIdx.x; c < in; c += kQuantThreads) m = fmaxf(m, fabsf(to_f(x[c])));
     for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
     if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = m;
     __syncthreads();
@@ -122,16 +116,13 @@ __global__ void __launch_bounds__(kQuantThreads) quantize_rows_k(const T * __res
     const float scale = m > 0.f ? m / kE4M3Max : 1.f;
     const float inv = 1.f / scale;
     for (int c = 2 * threadIdx.x; c < in; c += 2 * kQuantThreads) {
-        const float2 v = make_float2(to_float(x[c]) * inv, to_float(x[c + 1]) * inv);
+        const float2 v = make_float2(to_f(x[c]) * inv, to_f(x[c + 1]) * inv);
         const __nv_fp8x2_storage_t q = __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
         *reinterpret_cast<__nv_fp8x2_storage_t *>(Q + size_t(r) * in + c) = q;
     }
     if (threadIdx.x == 0) S[r] = scale;
 }
 
-void check(cudaError_t e, const char * what) {
-    if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
 void check_lt(cublasStatus_t st, const char * what) {
     if (st != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string(what) + ": cuBLASLt status " + std::to_string(int(st)));
 }
@@ -140,13 +131,12 @@ void check_lt(cublasStatus_t st, const char * what) {
 
 bool gemv_fp8(DType dt, const uint8_t * w, const float * scale, const void * x, void * y, int out, int in, int rows, cudaStream_t s) {
     if (rows < 1 || rows > 8 || in % 16) return false;
-    static const int sms = [] { int d = 0, n = 132; cudaGetDevice(&d); cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d); return n; }();
-    const int grid = std::min((out + kWarps - 1) / kWarps, sms * 8);
+    const int grid = small_gemm_grid(out, kWarps);
     if (dt == DType::BF16)
         gemv_fp8_rows(rows, w, scale, static_cast<const __nv_bfloat16 *>(x), static_cast<__nv_bfloat16 *>(y), out, in, grid, s);
     else
         gemv_fp8_rows(rows, w, scale, static_cast<const __half *>(x), static_cast<__half *>(y), out, in, grid, s);
-    check(cudaGetLastError(), "gemv_fp8");
+    check_launch("gemv_fp8");
     return true;
 }
 
@@ -155,7 +145,7 @@ void quantize_rows_fp8(DType dt, const void * x, uint8_t * xq, float * xs, int r
     if (in % 16) throw std::runtime_error("quantize_rows_fp8: the row length must be a multiple of 16");
     if (dt == DType::BF16) quantize_rows_k<<<rows, kQuantThreads, 0, s>>>(static_cast<const __nv_bfloat16 *>(x), xq, xs, in);
     else quantize_rows_k<<<rows, kQuantThreads, 0, s>>>(static_cast<const __half *>(x), xq, xs, in);
-    check(cudaGetLastError(), "quantize_rows_fp8");
+    check_launch("quantize_rows_fp8");
 }
 
 struct Fp8Gemm::Plan {

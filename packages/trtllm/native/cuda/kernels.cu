@@ -1,5 +1,6 @@
 // Kernels of the CUDA executor (see kernels.cuh for what each computes).
 #include "kernels.cuh"
+#include "kernel_common.cuh"
 
 #include <cfloat>
 #include <cstdlib>
@@ -13,14 +14,6 @@
 namespace trtd::cuda {
 
 namespace {
-
-__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
-template <typename T> __device__ __forceinline__ T from_f(float x);
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
-// Rounds through the model dtype: where HF materializes an intermediate tensor in bf16/fp16.
-template <typename T> __device__ __forceinline__ float rnd(float x) { return to_f(from_f<T>(x)); }
 
 template <typename T> __device__ __forceinline__ void load8(const T * p, float f[8]) {
     const uint4 u = *reinterpret_cast<const uint4 *>(p);
@@ -49,11 +42,6 @@ template <typename T> __device__ __forceinline__ void apply_norm8(float x[8], co
     load8(weight, g);
 #pragma unroll
     for (int k = 0; k < 8; ++k) x[k] = g[k] * rnd<T>(x[k] * inv);
-}
-
-void check_launch(const char * what) {
-    const cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
 }
 
 // Programmatic dependent launch (Hopper): the forward pass's kernels are launched so that the next one may be
@@ -1571,10 +1559,7 @@ void copy_blocks_checksum(const void * src_base, const int * src_blocks, void * 
 namespace {
 // CTAs of a small-batch GEMM over `warp_rows` items of a warp each: at most 8 CTAs per SM (the rest loop), on the
 // device of the first call.
-int gemv_grid(int warp_rows) {
-    static const int sms = [] { int d = 0, n = 132; cudaGetDevice(&d); cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d); return n; }();
-    return std::min((warp_rows + kGemvWarps - 1) / kGemvWarps, sms * 8);
-}
+int gemv_grid(int warp_rows) { return small_gemm_grid(warp_rows, kGemvWarps); }
 
 template <typename T, int MV>
 void gemv_launch(const void * w, const void * x, void * y, int out, int in, bool f32_out, int grid, cudaStream_t s) {

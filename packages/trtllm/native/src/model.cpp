@@ -10,29 +10,6 @@ namespace {
 
 [[noreturn]] void fail(const std::string & msg) { throw std::runtime_error(msg); }
 
-float bf16_to_f32(uint16_t h) {
-    uint32_t u = uint32_t(h) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
-
-float f16_to_f32(uint16_t h) {
-    uint32_t sign = uint32_t(h >> 15) << 31, exp = (h >> 10) & 0x1F, man = h & 0x3FF, u;
-    if (exp == 0) {
-        if (man == 0) u = sign;
-        else {  // subnormal: normalize
-            int e = -1;
-            do { man <<= 1; ++e; } while (!(man & 0x400));
-            u = sign | uint32_t(127 - 15 - e) << 23 | (man & 0x3FF) << 13;
-        }
-    } else if (exp == 31) u = sign | 0x7F800000u | man << 13;
-    else u = sign | (exp + 127 - 15) << 23 | man << 13;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
-
 }  // namespace
 
 void load_model(const std::string & dir, Model & m) {

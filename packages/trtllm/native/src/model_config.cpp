@@ -375,6 +375,29 @@ const unsigned char * SafetensorsDir::data(const TensorRef & t) const {
     return static_cast<const unsigned char *>(maps_[size_t(t.file)].base) + t.begin;
 }
 
+float bf16_to_f32(uint16_t h) {
+    const uint32_t u = uint32_t(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+float f16_to_f32(uint16_t h) {
+    uint32_t sign = uint32_t(h >> 15) << 31, exp = (h >> 10) & 0x1F, man = h & 0x3FF, u;
+    if (exp == 0) {
+        if (man == 0) u = sign;
+        else {  // subnormal: normalize
+            int e = -1;
+            do { man <<= 1; ++e; } while (!(man & 0x400));
+            u = sign | uint32_t(127 - 15 - e) << 23 | (man & 0x3FF) << 13;
+        }
+    } else if (exp == 31) u = sign | 0x7F800000u | man << 13;
+    else u = sign | (exp + 127 - 15) << 23 | man << 13;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
 float fp8_e4m3_to_f32(uint8_t b) {
     const int sign = b >> 7, exp = (b >> 3) & 15, man = b & 7;
     float v;
@@ -412,13 +435,7 @@ std::vector<float> fp8_weight_scales(const SafetensorsDir & st, const std::strin
         if (esize == 4) { std::memcpy(&s[i], src + 4 * i, 4); continue; }
         uint16_t h;
         std::memcpy(&h, src + 2 * i, 2);
-        uint32_t u = uint32_t(h) << 16;
-        if (r->dtype == "BF16") std::memcpy(&s[i], &u, 4);
-        else {  // F16 (normal range: scales are never subnormal in practice; exact for normals)
-            const uint32_t sign = uint32_t(h >> 15) << 31, exp = (h >> 10) & 0x1F, man = h & 0x3FF;
-            u = exp ? sign | (exp + 112) << 23 | man << 13 : sign;
-            std::memcpy(&s[i], &u, 4);
-        }
+        s[i] = r->dtype == "BF16" ? bf16_to_f32(h) : f16_to_f32(h);
     }
     for (float x : s)
         if (!(x > 0) || !std::isfinite(x)) fail("tensor " + name + ": scales must be positive and finite");

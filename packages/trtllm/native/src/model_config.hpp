@@ -84,6 +84,9 @@ private:
     std::map<std::string, TensorRef> tensors_;
 };
 
+// BF16 and F16 bits to float, exactly (F16 subnormals, infinities and NaN included).
+float bf16_to_f32(uint16_t h);
+float f16_to_f32(uint16_t h);
 // F8_E4M3 (OCP FP8, no infinities, 0x7f/0xff NaN) to float, exactly.
 float fp8_e4m3_to_f32(uint8_t b);
 // The decoder's linear layers, by tensor name prefix ("model.layers.N.self_attn.q_proj" ...): the ones an FP8

@@ -1,0 +1,34 @@
+// What the CUDA executor's kernel files share (kernels.cu, fp8.cu): the model dtype's conversions and rounding, the
+// launch check, and the small-batch GEMMs' grid size.
+#pragma once
+#include <algorithm>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdexcept>
+#include <string>
+
+namespace trtd::cuda {
+
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+template <typename T> __device__ __forceinline__ T from_f(float x);
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
+// Rounds through the model dtype: where HF materializes an intermediate tensor in bf16/fp16.
+template <typename T> __device__ __forceinline__ float rnd(float x) { return to_f(from_f<T>(x)); }
+
+// Throws with `what` when the last launch failed.
+inline void check_launch(const char * what) {
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+// CTAs of a small-batch GEMM over `warp_rows` items of a warp each, `warps` warps per CTA: at most 8 CTAs per SM
+// (the rest loop), on the device of the first call.
+inline int small_gemm_grid(int warp_rows, int warps) {
+    static const int sms = [] { int d = 0, n = 132; cudaGetDevice(&d); cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d); return n; }();
+    return std::min((warp_rows + warps - 1) / warps, sms * 8);
+}
+
+}  // namespace trtd::cuda
