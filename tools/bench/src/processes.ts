@@ -47,7 +47,7 @@ export function startProcess(name: string, command: string, args: string[], opts
   let partial = "";
   const waiters = new Set<(line: string) => void>();
   const keep = (d: Buffer) => {
-    log?.write(d);
+    if (log && !log.writableEnded) log.write(d);
     const text = d.toString("utf8");
     tail = (tail + text).slice(-4000);
     const parts = (partial + text).split(/\r?\n/);
@@ -69,9 +69,11 @@ export function startProcess(name: string, command: string, args: string[], opts
     });
     child.once("exit", (code, signal) => {
       exitedFlag = true;
-      log?.end();
       resolve(code ?? signal ?? "unknown");
     });
+    // Output can still arrive between "exit" and "close" (the pipes drain after the process is gone): the log is
+    // ended once every pipe has closed.
+    child.once("close", () => log?.end());
   });
   const pid = child.pid ?? -1;
   let stopping: Promise<void> | undefined;
