@@ -100,6 +100,39 @@ describe("near-tie rule", () => {
     }
   });
 
+  it("filtered: two close tokens that swap places in the walk are a near-tie at half their gap (the H100 partings of run 13)", () => {
+    // resume.test.ts on the CUDA executor parted here: the whole run's decode step ranked the two tokens the other
+    // way round (bf16 error), and a swap moves a token's draw interval by the other's mass (~0.12 at top-k 8, T 2).
+    // A family of moves that only ever raised the token could not reach that walk and refused a true near-tie.
+    const V = ref.model.vocabSize;
+    const prefix = [36506, 44096, 77639, 17665, 1034, 7542, 87870, 79414, 22356, 10773];
+    const partings: [number[], SamplingOptions, number, number][] = [
+      [[4991, 32292, 98418, 50363, 1378, 50169, 69537, 10617, 14642, 96010, 82896, 87245, 83040, 32549, 92984, 91738, 91738, 58362], { temperature: 2, topK: 8, seed: 12345 }, 79069, 47942],
+      [[73358, 85207, 24411], { temperature: 1.7, topK: 40, topP: 0.95, seed: 3 }, 20651, 59287],
+    ];
+    for (const [generated, sampling, whole, resumed] of partings) {
+      const seq = [...prefix, ...generated];
+      const logits = ref.computeLogits(seq).subarray((seq.length - 1) * V);
+      const p = drawParams(sampling, generated.length);
+      const order = sortedOrder(logits);
+      expect(cudaDraw(logits, p, order)).toBe(resumed);
+      // The swapped walk draws the other token: what the CUDA executor's decode step did.
+      const swapped = Int32Array.from(order);
+      [swapped[order.indexOf(whole)], swapped[order.indexOf(resumed)]] = [resumed, whole];
+      expect(cudaDraw(logits, p, swapped)).toBe(whole);
+      // `whole` sits above `resumed` (and whatever lies between): lowering it below them needs half the gap.
+      const halfGap = (logits[whole] - logits[resumed]) / 2;
+      expect(halfGap).toBeGreaterThan(0);
+      expect(drawableWithin(logits, p, whole, halfGap * 0.95)).toBe(false);
+      const m = nearTieMargin(logits, p, whole, resumed, 0.1)!;
+      expect(m, JSON.stringify(sampling)).toBeDefined();
+      expect(m).toBeGreaterThanOrEqual(halfGap * 0.95);
+      expect(m).toBeLessThan(halfGap + 0.1 / 32);
+      // A token far down the walk stays out of reach at the same bound.
+      expect(nearTieMargin(logits, p, order[order.length >> 1], resumed, 0.1)).toBeUndefined();
+    }
+  });
+
   it("NearTies: exact executors compare exactly; a tolerant comparison refuses a difference the logits do not explain", async () => {
     const exact = new NearTies({ tolerant: false });
     exact.expectSame(ref, { prompt: [1, 2, 3] }, [4, 5], [4, 5], "same");

@@ -119,14 +119,19 @@ export function cudaDraw(logits: ArrayLike<number>, p: DrawParams, order?: Int32
 
 /**
  * Whether `token` is drawn from `logits` moved by at most `tol` per entry, by a perturbation exhibited here: the
- * token raised by tol, the entries before it in the walk order (logit order for greedy and filtered rows, index
+ * token moved by c * tol, the entries before it in the walk order (logit order for greedy and filtered rows, index
  * order for unfiltered ones) moved as a group by a * tol and those after it by b * tol.
- * - Greedy: the nine corners a, b in {-1, 0, 1} (the draw is the argmax: lowering everything else is best).
- * - Sampled: b = -a = s for s in [-1, 1]. A token's draw interval is tiny (its mass over the total), so no corner hits
- *   it; but as s grows the mass before the token shrinks against the rest and the draw moves forward in the walk
- *   order, one token at a time as s varies continuously, so bisection on s finds an s that draws the token whenever
- *   the draws at s = -1 and s = 1 lie on either side of it. Every true answer is checked by drawing from the moved
- *   logits; a false one can only make the caller stricter.
+ * - Greedy: c = 1 and the nine corners a, b in {-1, 0, 1} (the draw is the argmax: lowering everything else is best).
+ * - Sampled: b = -a = s for s in [-1, 1], first with the token raised (c = 1). A token's draw interval is tiny (its
+ *   mass over the total), so no corner hits it; but as s grows the mass before the token shrinks against the rest and
+ *   the draw moves forward in the walk order, one token at a time as s varies continuously, so bisection on s finds
+ *   an s that draws the token whenever the draws at s = -1 and s = 1 lie on either side of it.
+ * - Sampled and filtered, then with the token lowered (c = -1): a filtered walk goes in logit order, so two tokens
+ *   whose logits lie within 2 tol may swap places, and a swap moves the token's interval by the other one's mass, far
+ *   more than any smooth shift (a top-k 8 row at T 2: by ~0.12 of the kept mass). The lowered token sinks below its
+ *   close followers; the same bisection on s, then a grid over s (the draw is not monotone in s here), looks for a
+ *   walk that draws it.
+ * Every true answer is checked by drawing from the moved logits; a false one can only make the caller stricter.
  */
 export function drawableWithin(logits: ArrayLike<number>, p: DrawParams, token: number, tol: number, order?: Int32Array): boolean {
   const V = logits.length;
@@ -138,15 +143,15 @@ export function drawableWithin(logits: ArrayLike<number>, p: DrawParams, token: 
   const moved = new Float64Array(V);
   const pos = filtered ? order!.indexOf(token) : token; // the token's place in the unmoved walk order
   const merged = new Int32Array(V);
-  /** The token drawn with the groups before and after the token moved by a * tol and b * tol. */
-  const drawWith = (a: number, b: number): number => {
+  /** The token drawn with the token moved by c * tol and the groups before and after it by a * tol and b * tol. */
+  const drawWith = (a: number, b: number, c = 1): number => {
     if (!filtered) {
-      for (let i = 0; i < V; i++) moved[i] = base[i] + tol * (i === token ? 1 : i < token ? a : b);
+      for (let i = 0; i < V; i++) moved[i] = base[i] + tol * (i === token ? c : i < token ? a : b);
       return cudaDraw(moved, p);
     }
     const o = order!;
-    for (let j = 0; j < V; j++) moved[o[j]] = base[o[j]] + tol * (j === pos ? 1 : j < pos ? a : b);
-    // merge the two shifted groups (each still in order), then put the raised token in its place
+    for (let j = 0; j < V; j++) moved[o[j]] = base[o[j]] + tol * (j === pos ? c : j < pos ? a : b);
+    // merge the two shifted groups (each still in order), then put the moved token in its place
     let x = 0;
     let y = pos + 1;
     let m = 0;
@@ -171,24 +176,31 @@ export function drawableWithin(logits: ArrayLike<number>, p: DrawParams, token: 
   // order it would not be monotone: moved groups interleave in a band of 2 s tol around the token's logit.) Above
   // the raised token sit only entries of the group before it, fewer and lighter as s grows, while the kept mass
   // grows, so the draw moves forward with s.
-  const side = (s: number): number => {
-    const d = drawWith(-s, s);
+  const side = (s: number, c: number): number => {
+    const d = drawWith(-s, s, c);
     if (d === token) return 0;
     return (filtered ? merged.indexOf(d) : d) < (filtered ? tokenAt : token) ? -1 : 1;
   };
-  let lo = -1;
-  let hi = 1;
-  const atLo = side(lo);
-  const atHi = side(hi);
-  if (atLo === 0 || atHi === 0) return true;
-  if (atLo > 0 || atHi < 0) return false;
-  for (let i = 0; i < 60; i++) {
-    const mid = (lo + hi) / 2;
-    const d = side(mid);
-    if (d === 0) return true;
-    if (d < 0) lo = mid;
-    else hi = mid;
-  }
+  const bisect = (c: number): boolean => {
+    let lo = -1;
+    let hi = 1;
+    const atLo = side(lo, c);
+    const atHi = side(hi, c);
+    if (atLo === 0 || atHi === 0) return true;
+    if (atLo > 0 || atHi < 0) return false;
+    for (let i = 0; i < 60; i++) {
+      const mid = (lo + hi) / 2;
+      const d = side(mid, c);
+      if (d === 0) return true;
+      if (d < 0) lo = mid;
+      else hi = mid;
+    }
+    return false;
+  };
+  if (bisect(1)) return true;
+  if (!filtered) return false;
+  if (bisect(-1)) return true;
+  for (let i = 0; i <= 32; i++) if (drawWith(i / 16 - 1, 1 - i / 16, -1) === token) return true;
   return false;
 }
 
