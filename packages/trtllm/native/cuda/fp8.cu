@@ -123,6 +123,17 @@ __global__ void __launch_bounds__(kQuantThreads) quantize_rows_k(const T * __res
     if (threadIdx.x == 0) S[r] = scale;
 }
 
+// y[r][o] = acc[r][o] * xs[r] * ws[o] in the model dtype: the fallback's scaling pass (row-major, ld out).
+template <typename T>
+__global__ void scale_products_k(const float * __restrict__ acc, const float * __restrict__ xs, const float * __restrict__ ws,
+                                 T * __restrict__ y, int out, size_t n) {
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+        const size_t r = i / size_t(out);
+        const int o = int(i - r * size_t(out));
+        y[i] = from_f<T>(acc[i] * xs[r] * ws[o]);
+    }
+}
+
 void check_lt(cublasStatus_t st, const char * what) {
     if (st != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string(what) + ": cuBLASLt status " + std::to_string(int(st)));
 }
@@ -160,33 +171,46 @@ struct Fp8Gemm::Plan {
     }
 };
 
-Fp8Gemm::Fp8Gemm(DType out_dtype, cudaStream_t stream, void * workspace, size_t workspace_bytes)
+Fp8Gemm::Fp8Gemm(DType out_dtype, cudaStream_t stream, void * workspace, size_t workspace_bytes, Scaling scaling, size_t scratch_bytes)
     : dt_(out_dtype), stream_(stream), ws_(workspace), ws_bytes_(workspace_bytes) {
     cublasLtHandle_t h = nullptr;
     check_lt(cublasLtCreate(&h), "cublasLtCreate");
     lt_ = h;
+    // Outer-vector scaling is a property of the GPU and the cuBLAS build: probe it once on a small shape.
+    outer_ = scaling == Scaling::Auto && make_plan(true, 256, 256, 64) != nullptr;
+    if (!outer_) {
+        const cudaError_t e = cudaMalloc(&scratch_, scratch_bytes);
+        if (e != cudaSuccess) {
+            cublasLtDestroy(h);
+            throw std::runtime_error(std::string("FP8 GEMM scratch: ") + cudaGetErrorString(e));
+        }
+        scratch_bytes_ = scratch_bytes;
+    }
 }
 
 Fp8Gemm::~Fp8Gemm() {
     plans_.clear();
+    if (scratch_) cudaFree(scratch_);
     if (lt_) cublasLtDestroy(static_cast<cublasLtHandle_t>(lt_));
 }
 
 // Column-major view of the row-major operands: D (out x rows, ld out) = op(A) . B with A = w as in x out (ld in,
-// transposed: the "TN" layout FP8 requires) and B = xq as in x rows (ld in). The scale pointers are set per call.
-Fp8Gemm::Plan & Fp8Gemm::plan(int out, int in, int rows) {
-    auto key = std::make_tuple(out, in, rows);
-    auto it = plans_.find(key);
-    if (it != plans_.end()) return *it->second;
+// transposed: the "TN" layout FP8 requires) and B = xq as in x rows (ld in). Outer-vector plans write the model
+// dtype with the scale pointers set per call; the others write unscaled fp32 products. Null when the heuristic has
+// no algorithm.
+std::unique_ptr<Fp8Gemm::Plan> Fp8Gemm::make_plan(bool outer, int out, int in, int rows) {
     auto p = std::make_unique<Plan>();
     check_lt(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     check_lt(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), "TRANSA");
     check_lt(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "TRANSB");
-    const int32_t outer = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-    check_lt(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &outer, sizeof outer), "A_SCALE_MODE");
-    check_lt(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &outer, sizeof outer), "B_SCALE_MODE");
-    const cudaDataType_t dtype = dt_ == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    if (outer) {  // a cuBLAS that does not know the attribute has no such GEMM either
+        const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+        if (cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof mode) != CUBLAS_STATUS_SUCCESS ||
+            cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof mode) != CUBLAS_STATUS_SUCCESS)
+            return nullptr;
+    }
+    const cudaDataType_t dtype = !outer ? CUDA_R_32F : dt_ == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
     check_lt(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_8F_E4M3, uint64_t(in), uint64_t(out), int64_t(in)), "layout A");
     check_lt(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_8F_E4M3, uint64_t(in), uint64_t(rows), int64_t(in)), "layout B");
     check_lt(cublasLtMatrixLayoutCreate(&p->d, dtype, uint64_t(out), uint64_t(rows), int64_t(out)), "layout D");
@@ -199,23 +223,52 @@ Fp8Gemm::Plan & Fp8Gemm::plan(int out, int in, int rows) {
     const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(lt_), p->op, p->a, p->b, p->d, p->d, pref, 1,
                                                              &res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    if (st != CUBLAS_STATUS_SUCCESS || found == 0)
-        throw std::runtime_error("cuBLASLt has no FP8 GEMM with per-channel (outer-vector) scaling for " + std::to_string(rows) + " x " +
-                                 std::to_string(in) + " x " + std::to_string(out) + " on this GPU (it needs sm_90 or newer and cuBLAS 12.9 or newer)");
+    if (st != CUBLAS_STATUS_SUCCESS || found == 0) return nullptr;
     p->algo = res.algo;
+    return p;
+}
+
+Fp8Gemm::Plan & Fp8Gemm::plan(int out, int in, int rows) {
+    auto key = std::make_tuple(out, in, rows);
+    auto it = plans_.find(key);
+    if (it != plans_.end()) return *it->second;
+    auto p = make_plan(outer_, out, in, rows);
+    if (!p)
+        throw std::runtime_error("cuBLASLt has no FP8 GEMM (" + std::string(outer_ ? "outer-vector scales" : "fp32 out") + ") for " +
+                                 std::to_string(rows) + " x " + std::to_string(in) + " x " + std::to_string(out) + " on this GPU");
     Plan & ref = *p;
     plans_.emplace(key, std::move(p));
     return ref;
 }
 
 void Fp8Gemm::run(const uint8_t * w, const float * ws, const uint8_t * xq, const float * xs, void * y, int out, int in, int rows) {
-    Plan & p = plan(out, in, rows);
-    check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ws, sizeof ws), "A_SCALE_POINTER");
-    check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xs, sizeof xs), "B_SCALE_POINTER");
     const float one = 1.f, zero = 0.f;
-    check_lt(cublasLtMatmul(static_cast<cublasLtHandle_t>(lt_), p.op, &one, w, p.a, xq, p.b, &zero, y, p.d, y, p.d, &p.algo, ws_, ws_bytes_,
-                            stream_),
-             "cublasLtMatmul (FP8)");
+    auto lt = static_cast<cublasLtHandle_t>(lt_);
+    if (outer_) {
+        Plan & p = plan(out, in, rows);
+        check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ws, sizeof ws), "A_SCALE_POINTER");
+        check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xs, sizeof xs), "B_SCALE_POINTER");
+        check_lt(cublasLtMatmul(lt, p.op, &one, w, p.a, xq, p.b, &zero, y, p.d, y, p.d, &p.algo, ws_, ws_bytes_, stream_), "cublasLtMatmul (FP8)");
+        return;
+    }
+    // Blocks of rows whose fp32 products fit the scratch (a multiple of 16 rows: FP8 wants 16-byte-aligned operands).
+    const int block = std::max(16, int(std::min<size_t>(size_t(rows), scratch_bytes_ / (4 * size_t(out)))) / 16 * 16);
+    const size_t esize = 2;  // bf16 / fp16
+    for (int r0 = 0; r0 < rows; r0 += block) {
+        const int n = std::min(block, rows - r0);
+        Plan & p = plan(out, in, n);
+        check_lt(cublasLtMatmul(lt, p.op, &one, w, p.a, xq + size_t(r0) * in, p.b, &zero, scratch_, p.d, scratch_, p.d, &p.algo, ws_,
+                                ws_bytes_, stream_),
+                 "cublasLtMatmul (FP8, fp32 out)");
+        const size_t count = size_t(n) * out;
+        const int grid = int(std::min<size_t>((count + 255) / 256, 4096));
+        void * yr = static_cast<unsigned char *>(y) + size_t(r0) * out * esize;
+        if (dt_ == DType::BF16)
+            scale_products_k<<<grid, 256, 0, stream_>>>(scratch_, xs + r0, ws, static_cast<__nv_bfloat16 *>(yr), out, count);
+        else
+            scale_products_k<<<grid, 256, 0, stream_>>>(scratch_, xs + r0, ws, static_cast<__half *>(yr), out, count);
+        check_launch("FP8 GEMM scaling");
+    }
 }
 
 }  // namespace trtd::cuda

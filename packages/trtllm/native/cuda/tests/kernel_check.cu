@@ -746,52 +746,60 @@ void check_fp8() {
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     void * lt_ws;
     CK(cudaMalloc(&lt_ws, size_t(32) << 20));
-    Fp8Gemm gemm(DType::BF16, st, lt_ws, size_t(32) << 20);
-    for (int rows : {1, 5, 8, 37, 300}) {
-        auto x = rand_bf(size_t(rows) * in, 2.f);
-        uint16_t * dx = up(x);
-        uint16_t * dy;
-        CK(cudaMalloc(&dy, size_t(rows) * out * 2));
-        uint8_t * xq;
-        float * xs;
-        CK(cudaMalloc(&xq, size_t(rows) * in));
-        CK(cudaMalloc(&xs, size_t(rows) * 4));
-        const bool small = gemv_fp8(DType::BF16, dw, dws, dx, dy, out, in, rows, st);
-        if (!small) {
-            quantize_rows_fp8(DType::BF16, dx, xq, xs, rows, in, st);
-            gemm.run(dw, dws, xq, xs, dy, out, in, rows);
-        }
-        CK(cudaStreamSynchronize(st));
-        auto y = down(dy, size_t(rows) * out);
-        // quantization: every element within half an E4M3 step (relative 2^-4) of x, or the subnormal spacing
-        double qerr = 0;
-        std::vector<float> xd(x.size());
-        if (!small) {
-            auto q = down(xq, size_t(rows) * in);
-            auto s = down(xs, size_t(rows));
-            for (int r = 0; r < rows; ++r)
-                for (int c = 0; c < in; ++c) {
-                    const float xv = from_bf(x[size_t(r) * in + c]), d = e4m3(q[size_t(r) * in + c]) * s[size_t(r)];
-                    xd[size_t(r) * in + c] = d;
-                    qerr = std::max(qerr, double(std::fabs(d - xv)) / (std::fabs(xv) * 0.0625 + s[size_t(r)] * std::ldexp(1.0, -9)));
-                }
-        } else {
-            for (size_t i = 0; i < x.size(); ++i) xd[i] = from_bf(x[i]);
-        }
-        double err = 0, ref_rms = 0;
-        for (int r = 0; r < rows; ++r)
-            for (int o = 0; o < out; ++o) {
-                double acc = 0;
-                for (int c = 0; c < in; ++c) acc += double(xd[size_t(r) * in + c]) * e4m3(w[size_t(o) * in + c]);
-                acc *= ws[size_t(o)];
-                err = std::max(err, std::fabs(double(from_bf(y[size_t(r) * out + o])) - acc) / (std::fabs(acc) + 1e-2));
-                ref_rms += acc * acc;
+    // cuBLASLt's scaling where this GPU has it (else the fallback, one block), and the fp32-scratch fallback always
+    // with a 1 MiB scratch: 256 rows of 1,024 products per GEMM, so 300 rows take two blocks.
+    Fp8Gemm auto_gemm(DType::BF16, st, lt_ws, size_t(32) << 20);
+    Fp8Gemm scratch_gemm(DType::BF16, st, lt_ws, size_t(32) << 20, Fp8Gemm::Scaling::Scratch, size_t(1) << 20);
+    std::printf("  FP8 GEMM scaling on this GPU: %s\n", auto_gemm.outer_vector() ? "cuBLASLt outer-vector" : "fp32 scratch (no outer-vector FP8 GEMM)");
+    for (Fp8Gemm * gemm : {&auto_gemm, &scratch_gemm}) {
+        const std::string path = gemm->outer_vector() ? "cuBLASLt outer-vector GEMM" : "cuBLASLt GEMM into fp32 + scaling pass";
+        for (int rows : {1, 5, 8, 37, 300}) {
+            if (gemm == &scratch_gemm && rows <= 8) continue;
+            auto x = rand_bf(size_t(rows) * in, 2.f);
+            uint16_t * dx = up(x);
+            uint16_t * dy;
+            CK(cudaMalloc(&dy, size_t(rows) * out * 2));
+            uint8_t * xq;
+            float * xs;
+            CK(cudaMalloc(&xq, size_t(rows) * in));
+            CK(cudaMalloc(&xs, size_t(rows) * 4));
+            const bool small = gemv_fp8(DType::BF16, dw, dws, dx, dy, out, in, rows, st);
+            if (!small) {
+                quantize_rows_fp8(DType::BF16, dx, xq, xs, rows, in, st);
+                gemm->run(dw, dws, xq, xs, dy, out, in, rows);
             }
-        check(err < 1.6e-2 && qerr <= 1.0 && ref_rms > 0,
-              std::string(small ? "FP8 small-batch GEMM" : "FP8 rows quantized + cuBLASLt outer-vector GEMM") + " rows=" + std::to_string(rows) +
-                  (small ? "" : " (quantization within half a step: " + std::to_string(qerr) + ")"),
-              err);
-        cudaFree(dx); cudaFree(dy); cudaFree(xq); cudaFree(xs);
+            CK(cudaStreamSynchronize(st));
+            auto y = down(dy, size_t(rows) * out);
+            // quantization: every element within half an E4M3 step (relative 2^-4) of x, or the subnormal spacing
+            double qerr = 0;
+            std::vector<float> xd(x.size());
+            if (!small) {
+                auto q = down(xq, size_t(rows) * in);
+                auto s = down(xs, size_t(rows));
+                for (int r = 0; r < rows; ++r)
+                    for (int c = 0; c < in; ++c) {
+                        const float xv = from_bf(x[size_t(r) * in + c]), d = e4m3(q[size_t(r) * in + c]) * s[size_t(r)];
+                        xd[size_t(r) * in + c] = d;
+                        qerr = std::max(qerr, double(std::fabs(d - xv)) / (std::fabs(xv) * 0.0625 + s[size_t(r)] * std::ldexp(1.0, -9)));
+                    }
+            } else {
+                for (size_t i = 0; i < x.size(); ++i) xd[i] = from_bf(x[i]);
+            }
+            double err = 0, ref_rms = 0;
+            for (int r = 0; r < rows; ++r)
+                for (int o = 0; o < out; ++o) {
+                    double acc = 0;
+                    for (int c = 0; c < in; ++c) acc += double(xd[size_t(r) * in + c]) * e4m3(w[size_t(o) * in + c]);
+                    acc *= ws[size_t(o)];
+                    err = std::max(err, std::fabs(double(from_bf(y[size_t(r) * out + o])) - acc) / (std::fabs(acc) + 1e-2));
+                    ref_rms += acc * acc;
+                }
+            check(err < 1.6e-2 && qerr <= 1.0 && ref_rms > 0,
+                  std::string(small ? "FP8 small-batch GEMM" : "FP8 rows quantized + " + path) + " rows=" + std::to_string(rows) +
+                      (small ? "" : " (quantization within half a step: " + std::to_string(qerr) + ")"),
+                  err);
+            cudaFree(dx); cudaFree(dy); cudaFree(xq); cudaFree(xs);
+        }
     }
     cudaFree(dw); cudaFree(dws); cudaFree(lt_ws);
     cudaStreamDestroy(st);
