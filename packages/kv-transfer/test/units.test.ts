@@ -3,6 +3,7 @@ import {
   assertLayoutCompatible,
   BufferKvSource,
   describeKvLayout,
+  executorKvSource,
   layoutFromExecutor,
   KvInvalidHandleError,
   KvLayoutMismatchError,
@@ -165,6 +166,45 @@ describe("engine transport (EngineStateTestDouble)", () => {
       expect((await puller.pull(h4, engineSink)).transport).toBe("engine");
       expect(engineSink.received).toEqual(state);
       await until(() => server.stats().active === 0);
+    } finally {
+      puller.close();
+      await server.close();
+    }
+  });
+});
+
+describe("executorKvSource on an engine that moves KV itself (EngineNativeExecutorTestDouble)", () => {
+  // The TensorRT-LLM shim answers exportKv with ENGINE_NATIVE_TRANSFER and hands out its context state instead; the
+  // double answers the same calls (apps/decode/test/engine-transport.test.ts runs the compiled engine double end to end).
+  const engineNativeExecutorTestDouble = (state: Uint8Array) => {
+    const calls = { released: [] as number[] };
+    const executor = {
+      exportKv: (): never => {
+        throw Object.assign(new Error("the engine moves this KV itself"), { code: "ENGINE_NATIVE_TRANSFER" });
+      },
+      contextPhaseState: () => state,
+      releaseContextPhaseState: (id: number) => void calls.released.push(id),
+    };
+    return { executor, calls };
+  };
+
+  it("offers the context state alone (zero bytes, the prompt's token count) and releases it once", async () => {
+    const state = new Uint8Array([9, 8, 7]);
+    const { executor, calls } = engineNativeExecutorTestDouble(state);
+    expect(() => executorKvSource(executor, 3)).toThrow(/moves this KV itself/); // no token count: nothing to offer
+    const server = await KvOfferServer.start({ layout });
+    const puller = new KvPuller({ layout });
+    try {
+      const h = server.offer(executorKvSource(executor, 3, 40));
+      expect(h).toMatchObject({ bytes: 0, numTokens: 40 });
+      const sink = new EngineStateTestDoubleSink(40, 0);
+      expect((await puller.pull(h, sink)).transport).toBe("engine");
+      expect(sink.received).toEqual(state);
+      await until(() => calls.released.length > 0);
+      const source = executorKvSource(executor, 4, 8);
+      source.release();
+      source.release();
+      expect(calls.released).toEqual([3, 4]);
     } finally {
       puller.close();
       await server.close();
