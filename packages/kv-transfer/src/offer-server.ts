@@ -174,7 +174,7 @@ export class KvOfferServer {
 
   /**
    * Offers a request's KV. The server owns `source` from now on: it calls `source.release()` exactly once, on the
-   * puller's ack, a failed transfer, expiry, close() or process exit. Returns the handle to send to the puller.
+   * puller's ack, a failed transfer, expiry or close(). Returns the handle to send to the puller.
    * A source with a device path (cuda-ipc served here) is not staged now: its segments and chunk CRCs are taken when
    * a host transfer starts, and its handle (v2) carries no digest (BEGIN does). Any other source is staged now (v1).
    */
