@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
+import { createInProcessPlane } from "@trtd/request-plane";
 import {
   assertLayoutCompatible,
   BufferKvSource,
+  declineKvOffer,
   describeKvLayout,
   executorKvSource,
   layoutFromExecutor,
@@ -208,6 +210,34 @@ describe("executorKvSource on an engine that moves KV itself (EngineNativeExecut
     } finally {
       puller.close();
       await server.close();
+    }
+  });
+});
+
+describe("the nats transport rides the request plane (in-process plane: single-process mode keeps the fallback)", () => {
+  it("pulls over the plane, and declineKvOffer releases an offer over it when no TCP control path is shared", async () => {
+    const plane = createInProcessPlane();
+    const server = await KvOfferServer.start({ layout, transports: ["nats"], nats: { requestPlane: plane } });
+    const puller = new KvPuller({ layout, requestPlane: plane });
+    try {
+      const { source, segs } = randomSource(3);
+      const h = server.offer(source);
+      expect(h.endpoints.map((e) => e.transport)).toEqual(["nats"]);
+      const sink = sinkFor(3);
+      expect((await puller.pull(h, sink)).transport).toBe("nats");
+      expect(sameBytes(segs, sink.segments())).toBe(true);
+      await until(() => server.stats().released.ack === 1);
+
+      const other = randomSource(1);
+      const declined = server.offer(other.source);
+      await declineKvOffer(JSON.parse(JSON.stringify(declined)), { requestPlane: plane }); // as the api passes it on: opaque JSON
+      await until(() => other.released() === 1);
+      expect(server.stats()).toMatchObject({ active: 0, released: { ack: 1, failed: 1 } });
+      await expect(declineKvOffer({ not: "a handle" })).rejects.toBeInstanceOf(KvInvalidHandleError);
+    } finally {
+      puller.close();
+      await server.close();
+      await plane.close();
     }
   });
 });
