@@ -2,7 +2,7 @@
 import type { AddressInfo } from "node:net";
 import { serve, type ServerType } from "@hono/node-server";
 import { DEFAULT_NAMESPACE, DeploymentIdentity } from "@trtd/apps-common";
-import { KvPuller, parseKvHandle } from "@trtd/kv-transfer";
+import { declineKvOffer } from "@trtd/kv-transfer";
 import { MissingFileError, readModelConfig, tokenizerIdentity, weightsIdentity } from "@trtd/model";
 import type { RequestPlane } from "@trtd/request-plane";
 import { createApiApp } from "./app.js";
@@ -83,13 +83,8 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
       log(`refusing ${component} worker ${id}: ${m.reason === "missing_identity" ? "no identity" : `${m.reason} differs from the deployment's`} (${m.detail})`);
     },
   });
-  // Declines KV offers of prefill results no decode worker took (NACK to the prefill worker's offer server).
-  let decliner: KvPuller | undefined;
-  const releasePrefill = async (r: { kvHandle: unknown }) => {
-    const handle = parseKvHandle(r.kvHandle);
-    decliner ??= new KvPuller({ layout: handle.layout, nats: o.plane.nats });
-    await decliner.decline(handle);
-  };
+  // A prefill result no decode worker took: kv-transfer releases its offer (the handle stays opaque here).
+  const releasePrefill = (r: { kvHandle: unknown }) => declineKvOffer(r.kvHandle, { requestPlane: o.plane });
   const router = new Router({
     releasePrefill,
     workers,
@@ -144,7 +139,6 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
         http.closeAllConnections?.();
         await closed;
         workers.close();
-        await decliner?.close();
         codec.free();
       })();
       return closing;

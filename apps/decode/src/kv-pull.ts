@@ -19,7 +19,7 @@ export async function createKvPuller(executor: Executor, plane: RequestPlane, op
   const pair = (local: string, remote: string) => `${local} ${remote}`;
   const puller = new KvPuller({
     layout: layoutFromExecutor(executor.kvLayout()),
-    nats: plane.nats,
+    requestPlane: plane,
     canReachDevice: (local, remote) => local === remote || !unreachable.has(pair(local, remote)),
   });
   const notePeerFailure = (handle: KvHandle, fallbacks: Array<{ transport: string }>) => {

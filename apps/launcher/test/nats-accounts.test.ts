@@ -97,7 +97,7 @@ describe("launcher - per-role NATS accounts (real nats-server, real workers)", (
 
     const asDecode = await planeAs("decode");
     const sinkExecutor = decode.executor;
-    const puller = new KvPuller({ layout: handle.layout, nats: asDecode.nats, transports: ["tcp", "nats"] });
+    const puller = new KvPuller({ layout: handle.layout, requestPlane: asDecode, transports: ["tcp", "nats"] });
     try {
       const stolen = sinkExecutor.reserveKvImport(handle.numTokens);
       const wrong = { ...handle, secret: "0".repeat(64) };

@@ -1,11 +1,10 @@
 // The prefill worker's request handler: a context-only run, then the KV offered through kv-transfer.
 // Replies exactly once with {firstToken, kvHandle}.
 import { executorSampling, parseDecodeRequest, type GenerateRequest, type PrefillResult } from "@trtd/apps-common";
-import type { KvOfferServer } from "@trtd/kv-transfer";
+import { executorKvSource, type KvOfferServer } from "@trtd/kv-transfer";
 import type { Handler, RequestContext } from "@trtd/request-plane";
 import type { Executor } from "@trtd/trtllm";
 import type { KvFaultInjector } from "./fault-injection.js";
-import { offeredKv } from "./offered-kv.js";
 
 export class PrefillFailedError extends Error {
   readonly code = "prefill_failed" as const;
@@ -41,7 +40,9 @@ export function createPrefillHandler({ executor, offers, faults }: PrefillHandle
       requestId = c.requestId;
     }
     if (firstToken === undefined || requestId === undefined) throw new PrefillFailedError("context-only request ended without a result");
-    const kv = offeredKv(executor, requestId, req.tokens.length);
+    // The pinned export (with a device descriptor on a device executor), or the context state alone on an engine
+    // that moves KV itself (the TensorRT-LLM shim): kv-transfer's one KV source, the one its fault tests offer.
+    const kv = executorKvSource(executor, requestId, req.tokens.length);
     if (ctx.signal.aborted) {
       // Cancelled while its last iteration ran: nobody will read the reply, so nothing is offered.
       kv.release();

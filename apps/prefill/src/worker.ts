@@ -39,14 +39,13 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
       faults = await startKvFaultInjector(fault);
       o.log?.(`FAULT INJECTION: every KV offer is made to fail (${fault}); for tests only`);
     }
-    const nats = o.plane.nats;
     offers = await KvOfferServer.start({
       layout: layoutFromExecutor(executor.kvLayout()),
       host: o.kvHost ?? "127.0.0.1",
       port: o.kvPort ?? 0,
       advertiseHost: o.kvAdvertiseHost ?? defaultAdvertiseHost(o.kvHost ?? "127.0.0.1"),
       ...(o.kvOfferTtlMs ? { ttlMs: o.kvOfferTtlMs } : {}),
-      ...(nats ? { nats: { connection: nats } } : {}),
+      nats: { requestPlane: o.plane }, // the small-KV fallback rides the request plane, NATS or in-process
     });
     const off = offers;
     const worker = await serveWorker({

@@ -1,4 +1,4 @@
-// The prefill handler's offer path (offeredKv → executorKvSource → KvOfferServer.offer) under kv-transfer's staging
+// The prefill handler's offer path (executorKvSource → KvOfferServer.offer) under kv-transfer's staging
 // rule, measured by nothing but calls: the reference executor's KV is staged and checksummed at offer time (a v1
 // handle with its digest); an executor with a device path gets an offer whose KV is staged only when a host pull
 // needs it. The device path is DeviceExecutorTestDouble's (no GPU here): the real reference executor plus a device

@@ -79,4 +79,25 @@ describe("prefill worker", () => {
     // Nothing was offered for it (cancelled in the executor, or caught by the check after its last iteration).
     expect(worker.offers.stats().offered).toBe(offeredBefore);
   });
+
+  it("stop() releases the offers still open (the worker's stop path; no process-wide hooks)", async () => {
+    const hooks = () => ["exit", "beforeExit", "SIGINT", "SIGTERM", "SIGHUP"].map((e) => process.listenerCount(e));
+    const before = hooks();
+    const other = await startPrefillWorker({ plane, executor: { ...EXECUTOR_DEFAULTS, modelDir, threads: 1, kvBlockCount: 64 }, kvOfferTtlMs: 60_000 });
+    try {
+      expect(hooks()).toEqual(before);
+      const c = plane.endpoint(Endpoints.namespace, "prefill", "generate").client<GenerateRequest, PrefillResult>();
+      try {
+        await c.request(request(PROMPT), { instanceId: other.instanceId });
+      } finally {
+        c.close();
+      }
+      expect(other.executor.stats().pinnedExports).toBe(1);
+      expect(other.offers.stats().active).toBe(1);
+    } finally {
+      await other.stop(1000);
+    }
+    expect(other.offers.stats()).toMatchObject({ active: 0, released: { closed: 1 } });
+    expect(hooks()).toEqual(before);
+  });
 });

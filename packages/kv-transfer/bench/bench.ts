@@ -47,7 +47,7 @@ process.on("exit", () => {
 });
 await new Promise<void>((resolve) => child.once("message", () => resolve()));
 
-const puller = new KvPuller({ layout: benchLayout, nats: plane?.nats, timeouts: { baseMs: 30_000, minBytesPerSecond: 20e6 } });
+const puller = new KvPuller({ layout: benchLayout, requestPlane: plane, timeouts: { baseMs: 30_000, minBytesPerSecond: 20e6 } });
 const gbps = (bytes: number, ms: number) => bytes / 1e9 / (ms / 1000);
 const best = (xs: number[]) => Math.max(...xs);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;

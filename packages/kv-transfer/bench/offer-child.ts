@@ -11,7 +11,7 @@ const server = await KvOfferServer.start({
   port: 0,
   chunkBytes: Number(process.env.CHUNK_BYTES ?? 512 * 1024),
   shm: { slots: Number(process.env.SHM_SLOTS ?? 8) },
-  ...(plane?.nats ? { nats: { connection: plane.nats } } : {}),
+  ...(plane ? { nats: { requestPlane: plane } } : {}),
 });
 const memory = new Map<number, Uint8Array[]>();
 

@@ -12,9 +12,12 @@ export interface ExecutorKvExport {
 
 /** What this package needs from an @trtd/trtllm Executor on the offering side (structural: no dependency). */
 export interface ExportingExecutor {
+  /** Throws an error with code "ENGINE_NATIVE_TRANSFER" on an engine that moves KV itself (the TensorRT-LLM shim). */
   exportKv(requestId: number): ExecutorKvExport;
   /** Engine-native context state (TensorRT-LLM shim); empty for the reference executor. */
   contextPhaseState?(requestId: number): Uint8Array;
+  /** Drops the context state of a request whose KV the engine moves itself (its release path: no export exists). */
+  releaseContextPhaseState?(requestId: number): void;
   /** The device holding the KV pool ("GPU-" + UUID); undefined for a host-memory executor. */
   deviceUuid?(): string | undefined;
 }
@@ -36,13 +39,25 @@ export interface ImportingExecutor {
   deviceUuid?(): string | undefined;
 }
 
+/** @trtd/trtllm's ExecutorErrorCode.EngineNativeTransfer: exportKv's answer on an engine that moves KV itself. */
+const ENGINE_NATIVE_TRANSFER = "ENGINE_NATIVE_TRANSFER";
+
 /**
- * The KV of a finished context-only request as a KvSource: its pinned export plus, when the engine has one,
- * its opaque context state (which adds the "engine" transport to the handle), and, when the executor keeps its
- * KV on a device and can describe the export, its device descriptor (which adds "cuda-ipc").
+ * The KV of a finished context-only request as a KvSource (the prefill worker's offer, and what the fault tests
+ * offer): its pinned export plus, when the engine has one, its opaque context state (which adds the "engine"
+ * transport to the handle), and, when the executor keeps its KV on a device and can describe the export, its
+ * device descriptor (which adds "cuda-ipc"). On an engine that moves KV itself (exportKv answers
+ * ENGINE_NATIVE_TRANSFER) it is the context state alone, with no bytes: `numTokens` (the prompt length) is then
+ * required, since there is no export to count them. `release()` frees the export or the context state, once.
  */
-export function executorKvSource(ex: ExportingExecutor, requestId: number): KvSource {
-  const kv = ex.exportKv(requestId);
+export function executorKvSource(ex: ExportingExecutor, requestId: number, numTokens?: number): KvSource {
+  let kv: ExecutorKvExport;
+  try {
+    kv = ex.exportKv(requestId);
+  } catch (err) {
+    if ((err as { code?: unknown })?.code !== ENGINE_NATIVE_TRANSFER || numTokens === undefined) throw err;
+    return engineStateSource(ex, requestId, numTokens);
+  }
   let state: Uint8Array | undefined;
   let deviceUuid: string | undefined;
   try {
@@ -61,6 +76,29 @@ export function executorKvSource(ex: ExportingExecutor, requestId: number): KvSo
     ...(state && state.byteLength > 0 ? { engineState: () => state } : {}),
     ...(device ? { deviceUuid, deviceDescriptor: () => kv.deviceDescriptor!() } : {}),
   };
+}
+
+/** No KV bytes travel through kv-transfer: the engine pulls them when the decode side passes the state on. */
+function engineStateSource(ex: ExportingExecutor, requestId: number, numTokens: number): KvSource {
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    try {
+      ex.releaseContextPhaseState?.(requestId);
+    } catch {
+      // already dropped (the engine's transfer timeout) or the executor is closed: nothing is left to free
+    }
+  };
+  let state: Uint8Array;
+  try {
+    if (!ex.contextPhaseState) throw new TypeError("the executor moves KV itself but has no contextPhaseState()");
+    state = ex.contextPhaseState(requestId);
+  } catch (err) {
+    release();
+    throw err;
+  }
+  return { numTokens, bytes: 0, segments: () => [], engineState: () => state, release };
 }
 
 /**

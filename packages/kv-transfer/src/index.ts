@@ -1,11 +1,12 @@
 /**
  * @trtd/kv-transfer: moving a request's KV cache from the prefill worker to the decode worker.
- * Offering side: KvOfferServer (offer → KvHandle). Pulling side: KvPuller (pull(handle, sink)).
+ * Offering side: KvOfferServer (offer → KvHandle). Pulling side: KvPuller (pull(handle, sink)). A party that only
+ * passes handles on (the api's router) releases one nobody took with declineKvOffer.
  */
 export { describeKvLayout, layoutFromExecutor, assertLayoutCompatible } from "./layout.js";
 export { parseKvHandle, serializeKvHandle, TRANSPORT_PREFERENCE, MAX_DEVICE_DESCRIPTOR_BYTES } from "./handle.js";
 export { KvOfferServer } from "./offer-server.js";
-export { KvPuller } from "./puller.js";
+export { KvPuller, declineKvOffer } from "./puller.js";
 export { BufferKvSource, BufferKvSink } from "./segments.js";
 export { executorKvSource, executorKvSink } from "./executor-source.js";
 export { transferTimeoutMs } from "./limits.js";

@@ -1,4 +1,4 @@
-import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
+import { NoRespondersError, TimeoutError, type RequestPlane, type TransportSubscription } from "@trtd/request-plane";
 import { crcOfSlices, digestOfChunks } from "./checksum.js";
 import {
   errorFromCode,
@@ -21,9 +21,10 @@ import type { TransportCounters } from "./transport-stats.js";
 import { decodeHeader, encodeHeader, FrameType, HEADER_BYTES, type ErrorBody, type PullBegin, expectedDigest } from "./wire.js";
 
 /**
- * NATS fallback: request/reply per chunk on the offering side's subject. For small KV only (every byte is
- * copied into a NATS message and crosses the NATS server twice); larger KV is refused with
- * KvPayloadTooLargeError, never left to time out.
+ * The "nats" transport, the small-KV fallback: request/reply per chunk on the offering side's subject, over the
+ * request plane (`RequestPlane.request`/`reply`), so it works on either plane transport: NATS, or in-process in
+ * single-process mode. For small KV only (every byte is copied into a message and, on NATS, crosses the server
+ * twice); larger KV is refused with KvPayloadTooLargeError, never left to time out.
  */
 export const DEFAULT_NATS_MAX_BYTES = 8 * 1024 * 1024;
 
@@ -62,21 +63,21 @@ function errorReply(code: KvErrorCode, message: string): Uint8Array {
   return Buffer.concat([encodeHeader({ type: FrameType.Error, length: body.length }), body]);
 }
 
-/** The offering side's NATS responder (started by KvOfferServer when NATS is configured). */
+/** The offering side's responder on the request plane (started by KvOfferServer when `nats` is configured). */
 export class NatsOfferResponder {
   readonly subject: string;
   readonly maxBytes: number;
-  private readonly nc: NatsConnection;
+  private readonly plane: RequestPlane;
   private readonly registry: OfferRegistry;
   private readonly timeouts: TransferTimeoutOptions;
   private readonly idleMs: number;
   private readonly chunkBytes: number;
   private readonly counters: TransportCounters | undefined;
-  private sub: Subscription | null = null;
+  private sub: TransportSubscription | null = null;
   private readonly active = new Map<string, ActiveNatsTransfer>();
 
   constructor(o: {
-    connection: NatsConnection;
+    plane: RequestPlane;
     subject: string;
     maxBytes: number;
     registry: OfferRegistry;
@@ -85,7 +86,7 @@ export class NatsOfferResponder {
     idleMs: number;
     counters?: TransportCounters;
   }) {
-    this.nc = o.connection;
+    this.plane = o.plane;
     this.subject = o.subject;
     this.maxBytes = o.maxBytes;
     this.registry = o.registry;
@@ -96,12 +97,11 @@ export class NatsOfferResponder {
   }
 
   async start(): Promise<void> {
-    const max = this.nc.info?.max_payload;
-    if (max !== undefined && this.chunkBytes + HEADER_BYTES > max) {
-      throw new RangeError(`chunkBytes ${this.chunkBytes} + ${HEADER_BYTES} exceeds the NATS server's max_payload ${max}`);
+    const max = this.plane.transport.maxPayload;
+    if (this.chunkBytes + HEADER_BYTES > max) {
+      throw new RangeError(`chunkBytes ${this.chunkBytes} + ${HEADER_BYTES} exceeds the request plane's max payload ${max}`);
     }
-    this.sub = this.nc.subscribe(this.subject, { callback: (err, msg) => (err ? undefined : this.onMsg(msg)) });
-    await this.nc.flush();
+    this.sub = await this.plane.reply(this.subject, (data) => this.onRequest(data));
   }
 
   async close(): Promise<void> {
@@ -123,43 +123,41 @@ export class NatsOfferResponder {
     }
   }
 
-  /** Whether `req` carries `offer`'s secret; answers a refusal (counted by the registry) when not. */
-  private authorized(offer: Offer, req: NatsRequest, msg: Msg): boolean {
+  /** The refusal to answer (counted by the registry) when `req` does not carry `offer`'s secret; null when it does. */
+  private refusal(offer: Offer, req: NatsRequest): Uint8Array | null {
     try {
       this.registry.authorize(offer, req.secret);
-      return true;
+      return null;
     } catch (err) {
       if (!(err instanceof KvUnauthorizedError)) throw err;
-      msg.respond(errorReply(err.code, err.message));
-      return false;
+      return errorReply(err.code, err.message);
     }
   }
 
-  private onMsg(msg: Msg): void {
+  /** One request from a puller; returns the reply. */
+  private onRequest(data: Uint8Array): Uint8Array {
     let req: NatsRequest;
     try {
-      req = JSON.parse(new TextDecoder().decode(msg.data)) as NatsRequest;
+      req = JSON.parse(new TextDecoder().decode(data)) as NatsRequest;
     } catch {
-      msg.respond(errorReply(KvErrorCodes.Protocol, "request is not JSON"));
-      return;
+      return errorReply(KvErrorCodes.Protocol, "request is not JSON");
     }
     const id = String(req.offerId);
     if (req.op === "begin") {
       const offer = this.registry.get(id);
       if (!offer || offer.claimed) {
         const e = this.registry.unavailable(id, req.secret); // a late pull: KV_LEASE_EXPIRED
-        msg.respond(errorReply(e.code, e.message));
-        return;
+        return errorReply(e.code, e.message);
       }
-      if (!this.authorized(offer, req, msg)) return; // refused, not released: the handle's holder may still pull it
+      const refused = this.refusal(offer, req);
+      if (refused) return refused; // refused, not released: the handle's holder may still pull it
       let refusal: [KvErrorCode, string] | null = null;
       if (offer.bytes > this.maxBytes) refusal = [KvErrorCodes.PayloadTooLarge, `KV of ${offer.bytes} bytes exceeds the NATS transport limit of ${this.maxBytes}`];
       else if (req.fingerprint !== offer.layout.fingerprint) refusal = [KvErrorCodes.LayoutMismatch, `puller layout ${String(req.fingerprint)} differs from offered ${offer.layout.fingerprint}`];
       else if (req.bytes !== offer.bytes || req.digest !== offer.advertisedDigest) refusal = [KvErrorCodes.SizeMismatch, "size or digest differs from the offer"];
       if (refusal) {
-        msg.respond(errorReply(...refusal));
         this.registry.release(id, "failed"); // single-consumer: a refused pull ends the offer
-        return;
+        return errorReply(...refusal);
       }
       this.registry.claim(id);
       let host: HostStaging;
@@ -167,9 +165,8 @@ export class NatsOfferResponder {
         host = this.registry.stage(offer); // a lazy offer's KV is staged by the transfer that claimed it
       } catch (err) {
         const e = err instanceof KvTransferError ? err : new KvTransportError(String(err), { cause: err });
-        msg.respond(errorReply(e.code, e.message));
         if (this.registry.release(id, "failed")) this.counters?.failed("nats");
-        return;
+        return errorReply(e.code, e.message);
       }
       const a: ActiveNatsTransfer = {
         offer,
@@ -183,34 +180,31 @@ export class NatsOfferResponder {
       this.active.set(id, a);
       const begin: PullBegin = { bytes: offer.bytes, chunkBytes: offer.chunkBytes, chunks: offer.chunks, ...beginDigest(offer, host) };
       const body = Buffer.from(JSON.stringify(begin));
-      msg.respond(Buffer.concat([encodeHeader({ type: FrameType.Begin, offerId: offer.idBytes, length: body.length }), body]));
-      return;
+      return Buffer.concat([encodeHeader({ type: FrameType.Begin, offerId: offer.idBytes, length: body.length }), body]);
     }
     const a = this.active.get(id);
     if (!a) {
       // ack/nack outside a transfer: the engine transport, or a puller that gave up before pulling
       const o = this.registry.get(id);
       if ((req.op === "ack" || req.op === "nack") && o && !o.claimed) {
-        if (!this.authorized(o, req, msg)) return;
+        const refused = this.refusal(o, req);
+        if (refused) return refused;
         this.registry.release(id, req.op === "ack" ? "ack" : "failed");
-        msg.respond(encodeHeader({ type: FrameType.End }));
-        return;
+        return encodeHeader({ type: FrameType.End });
       }
-      msg.respond(errorReply(KvErrorCodes.OfferNotFound, `no NATS transfer of offer ${id} in progress`));
-      return;
+      return errorReply(KvErrorCodes.OfferNotFound, `no NATS transfer of offer ${id} in progress`);
     }
-    if (!this.authorized(a.offer, req, msg)) return;
+    const refused = this.refusal(a.offer, req);
+    if (refused) return refused;
     a.idle.refresh();
     if (req.op === "ack" || req.op === "nack") {
       this.end(id, req.op === "ack" ? "ack" : "failed");
-      msg.respond(encodeHeader({ type: FrameType.End }));
-      return;
+      return encodeHeader({ type: FrameType.End });
     }
     const seq = req.seq ?? -1;
     const { offer, host } = a;
     if (req.op !== "chunk" || !Number.isSafeInteger(seq) || seq < 0 || seq >= offer.chunks) {
-      msg.respond(errorReply(KvErrorCodes.Protocol, `bad request op ${String(req.op)} seq ${String(seq)}`));
-      return;
+      return errorReply(KvErrorCodes.Protocol, `bad request op ${String(req.op)} seq ${String(seq)}`);
     }
     const offset = seq * offer.chunkBytes;
     const length = Math.min(offer.chunkBytes, offer.bytes - offset);
@@ -221,24 +215,21 @@ export class NatsOfferResponder {
       out.set(s, pos);
       pos += s.byteLength;
     }
-    msg.respond(out);
+    return out;
   }
 }
 
 function natsFailure(err: unknown, what: string): KvTransferError {
   if (err instanceof KvTransferError) return err;
-  const e = err as { name?: string; message?: string; cause?: { name?: string }; isNoResponders?: () => boolean };
-  if (e?.name === "TimeoutError" || e?.cause?.name === "TimeoutError") return new KvTimeoutError(`${what}: NATS request timed out`, { cause: err });
-  if (e?.isNoResponders?.() || e?.name === "NoRespondersError" || e?.cause?.name === "NoRespondersError") {
-    return new KvPeerLostError(`${what}: no responder on NATS (offering side gone)`, { cause: err });
-  }
-  return new KvTransportError(`${what}: ${e?.message ?? String(err)}`, { cause: err });
+  if (err instanceof TimeoutError) return new KvTimeoutError(`${what}: request timed out`, { cause: err });
+  if (err instanceof NoRespondersError) return new KvPeerLostError(`${what}: no responder on the request plane (offering side gone)`, { cause: err });
+  return new KvTransportError(`${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
 }
 
-function parseReply(m: Msg, what: string): { type: number; header: ReturnType<typeof decodeHeader>; payload: Uint8Array } {
-  if (m.data.byteLength < HEADER_BYTES) throw new KvProtocolError(`${what}: short NATS reply`);
-  const header = decodeHeader(m.data);
-  const payload = m.data.subarray(HEADER_BYTES, HEADER_BYTES + header.length);
+function parseReply(data: Uint8Array, what: string): { type: number; header: ReturnType<typeof decodeHeader>; payload: Uint8Array } {
+  if (data.byteLength < HEADER_BYTES) throw new KvProtocolError(`${what}: short reply`);
+  const header = decodeHeader(data);
+  const payload = data.subarray(HEADER_BYTES, HEADER_BYTES + header.length);
   if (header.type === FrameType.Error) {
     const body = JSON.parse(new TextDecoder().decode(payload)) as ErrorBody;
     throw errorFromCode(body.code, body.message);
@@ -246,9 +237,9 @@ function parseReply(m: Msg, what: string): { type: number; header: ReturnType<ty
   return { type: header.type, header, payload };
 }
 
-/** Pulls over NATS into the sink map; sends the ack after verifying. */
+/** Pulls over the request plane into the sink map; sends the ack after verifying. */
 export async function natsPull(
-  nc: NatsConnection,
+  plane: RequestPlane,
   ep: NatsEndpoint,
   handle: KvHandle,
   sink: SegmentMap,
@@ -259,7 +250,7 @@ export async function natsPull(
     if (o.signal?.aborted) throw new KvAbortedError("pull aborted", { cause: o.signal.reason });
     if (Date.now() >= o.deadline) throw new KvTimeoutError("pull deadline passed");
     try {
-      return await nc.request(ep.subject, enc.encode(JSON.stringify(r)), { timeout: remaining() });
+      return await plane.request(ep.subject, enc.encode(JSON.stringify(r)), { timeoutMs: remaining() });
     } catch (err) {
       throw natsFailure(err, `NATS ${r.op}`);
     }
@@ -316,23 +307,15 @@ export async function natsPull(
   parseReply(await ask({ op: "ack", offerId: handle.id, secret: handle.secret }), "ack");
 }
 
-/** Best-effort release of a remote offer over NATS after a failure on the pulling side. */
-export async function natsNack(nc: NatsConnection, ep: NatsEndpoint, handle: KvHandle, timeoutMs: number): Promise<void> {
+/**
+ * ACK or NACK outside a transfer (the engine moved the bytes; a declined or failed pull), over the request plane.
+ * An ACK's failure throws a typed error; a NACK is best effort (the offering side expires the offer anyway).
+ */
+export async function natsControl(plane: RequestPlane, ep: NatsEndpoint, handle: KvHandle, op: "ack" | "nack", timeoutMs: number): Promise<void> {
+  const body = enc.encode(JSON.stringify({ op, offerId: handle.id, secret: handle.secret } satisfies NatsRequest));
   try {
-    await nc.request(ep.subject, enc.encode(JSON.stringify({ op: "nack", offerId: handle.id, secret: handle.secret } satisfies NatsRequest)), { timeout: timeoutMs });
-  } catch {
-    /* the offering side will expire it */
-  }
-}
-
-/** Acknowledges an offer whose bytes the engine moved (engine transport, NATS control). */
-export async function natsAck(nc: NatsConnection, ep: NatsEndpoint, handle: KvHandle, timeoutMs: number): Promise<void> {
-  try {
-    parseReply(
-      await nc.request(ep.subject, enc.encode(JSON.stringify({ op: "ack", offerId: handle.id, secret: handle.secret } satisfies NatsRequest)), { timeout: timeoutMs }),
-      "ack",
-    );
+    parseReply(await plane.request(ep.subject, body, { timeoutMs }), op);
   } catch (err) {
-    throw natsFailure(err, "NATS ack");
+    if (op === "ack") throw natsFailure(err, "NATS ack");
   }
 }

@@ -6,7 +6,7 @@ import type { KvLayout } from "@trtd/model";
 import { mapSegments, type KvSource, type SegmentMap } from "./segments.js";
 
 /** Why an offer was released (the one release path records it). */
-export type OfferReleaseReason = "ack" | "failed" | "expired" | "closed" | "exit" | "withdrawn";
+export type OfferReleaseReason = "ack" | "failed" | "expired" | "closed" | "withdrawn";
 
 /** The host copy of an offer's KV: the segment map and the CRC-32C of every chunk, computed together. */
 export interface HostStaging {
@@ -72,7 +72,7 @@ export interface OfferRegistryStats {
 
 /**
  * Owns every offer of a process side: the only place that calls `source.release()`, exactly once, for an ack,
- * a failed transfer, expiry, close, or process exit.
+ * a failed transfer, expiry, or close() (the owner's stop path).
  */
 export class OfferRegistry {
   /** Random id of this registry (names its NATS subject). */
@@ -89,14 +89,8 @@ export class OfferRegistry {
   private offeredCount = 0;
   /** Lazy offers staged for a host transfer. */
   private stagedCount = 0;
-  private readonly releasedCount: Record<OfferReleaseReason, number> = { ack: 0, failed: 0, expired: 0, closed: 0, exit: 0, withdrawn: 0 };
+  private readonly releasedCount: Record<OfferReleaseReason, number> = { ack: 0, failed: 0, expired: 0, closed: 0, withdrawn: 0 };
   private readonly refusedCount = Object.fromEntries(KvPullRefusalReasons.map((r) => [r, 0])) as Record<KvPullRefusalReason, number>;
-  private readonly onExit = () => this.releaseAll("exit");
-
-  constructor() {
-    // Process exit releases what is still offered (signals are the application's to handle; it calls close()).
-    process.on("exit", this.onExit);
-  }
 
   /**
    * Registers a source. Without a device path (or without `lazy`) it is staged now: segments mapped and every chunk
@@ -252,10 +246,12 @@ export class OfferRegistry {
     for (const id of [...this.offers.keys()]) this.release(id, reason);
   }
 
-  /** Stops the exit hook and releases everything. */
+  /**
+   * Releases everything. The owner's stop path calls it (KvOfferServer.close(), from the prefill worker's stop): a
+   * library installs no process-wide handlers, and the pinned KV of a process that exits goes with its executor.
+   */
   close(): void {
     this.releaseAll("closed");
-    process.off("exit", this.onExit);
   }
 
   onRelease(listener: (id: string, reason: OfferReleaseReason) => void): () => void {

@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { closeSync, writevSync } from "node:fs";
 import { hostname } from "node:os";
-import type { NatsConnection } from "@nats-io/nats-core";
+import type { RequestPlane } from "@trtd/request-plane";
 import { CHECKSUM_ALGORITHM } from "./checksum.js";
 import { KvClosedError, KvErrorCodes, KvProtocolError, KvTimeoutError, KvTransferError, KvUnauthorizedError, type KvErrorCode } from "./errors.js";
 import { FrameReader, parseJson } from "./frame-reader.js";
@@ -30,8 +30,11 @@ export interface KvOfferServerOptions {
    * this server's TCP listener). @default ["cuda-ipc", "shm", "tcp"] plus "nats" when `nats` is given
    */
   transports?: Array<"cuda-ipc" | "tcp" | "shm" | "nats">;
-  /** NATS fallback for small KV: the request plane's raw connection. */
-  nats?: { connection: NatsConnection; subject?: string; maxBytes?: number };
+  /**
+   * The "nats" transport, the small-KV fallback, served on the request plane (NATS, or in-process in single-process
+   * mode). `subject` @default kvNatsSubjects.offerServer(instance); `maxBytes` @default DEFAULT_NATS_MAX_BYTES
+   */
+  nats?: { requestPlane: RequestPlane; subject?: string; maxBytes?: number };
   /** Offer lifetime before it is released unpulled. @default 30000 */
   ttlMs?: number;
   /** Checksum/framing chunk size. @default 524288 (fits a default 1 MiB NATS payload with its header) */
@@ -131,7 +134,7 @@ export class KvOfferServer {
     this.shmSlots = opts.shm?.slots ?? 8;
     const wanted = opts.transports ?? ["cuda-ipc", "shm", "tcp", ...(opts.nats ? (["nats"] as const) : [])];
     this.transports = new Set(wanted.filter((t) => t !== "shm" || shmAvailable(this.shmDir)));
-    if (this.transports.has("nats") && !opts.nats) throw new RangeError('transport "nats" needs options.nats.connection');
+    if (this.transports.has("nats") && !opts.nats) throw new RangeError('transport "nats" needs options.nats.requestPlane');
     this.server = createServer((sock) => this.onConnection(sock));
   }
 
@@ -153,7 +156,7 @@ export class KvOfferServer {
     if (s.transports.has("shm")) sweepStaleRings(s.shmDir);
     if (s.transports.has("nats") && opts.nats) {
       s.nats = new NatsOfferResponder({
-        connection: opts.nats.connection,
+        plane: opts.nats.requestPlane,
         subject: opts.nats.subject ?? kvNatsSubjects.offerServer(s.registry.instanceId),
         maxBytes: opts.nats.maxBytes ?? DEFAULT_NATS_MAX_BYTES,
         registry: s.registry,
@@ -174,7 +177,7 @@ export class KvOfferServer {
 
   /**
    * Offers a request's KV. The server owns `source` from now on: it calls `source.release()` exactly once, on the
-   * puller's ack, a failed transfer, expiry, close() or process exit. Returns the handle to send to the puller.
+   * puller's ack, a failed transfer, expiry or close(). Returns the handle to send to the puller.
    * A source with a device path (cuda-ipc served here) is not staged now: its segments and chunk CRCs are taken when
    * a host transfer starts, and its handle (v2) carries no digest (BEGIN does). Any other source is staged now (v1).
    */

@@ -1,4 +1,4 @@
-import type { NatsConnection } from "@nats-io/nats-core";
+import type { RequestPlane } from "@trtd/request-plane";
 import {
   asKvError,
   KvAbortedError,
@@ -10,25 +10,23 @@ import {
   KvTransferError,
   KvTransportError,
 } from "./errors.js";
-import { controlEndpoint, TRANSPORT_PREFERENCE, parseKvHandle, type KvEndpoint, type KvHandle, type KvTransportName, type NatsEndpoint } from "./handle.js";
+import { TRANSPORT_PREFERENCE, parseKvHandle, type KvEndpoint, type KvHandle, type KvTransportName, type NatsEndpoint } from "./handle.js";
 import type { KvLayout } from "@trtd/model";
 import { assertLayoutCompatible } from "./layout.js";
 import { Semaphore, transferTimeoutMs, type TransferTimeoutOptions } from "./limits.js";
-import { natsAck, natsNack } from "./nats-transport.js";
 import { mapSegments, type KvSink, type SegmentMap } from "./segments.js";
 import { localHostId, shmAvailable } from "./shm.js";
-import { ConnectionPool, PullConnection } from "./tcp-client.js";
+import { ConnectionPool } from "./tcp-client.js";
 import { TransportCounters, type KvTransportStatsByName } from "./transport-stats.js";
-import { KvFallbackError, PULL_TRANSPORTS, transportOf, type NegotiationSink, type PullerEnv, type PullJob } from "./transports/index.js";
-import { controlFrame, FrameType, type ReleaseBody } from "./wire.js";
+import { KvFallbackError, PULL_TRANSPORTS, transportOf, type ControlSender, type NegotiationSink, type PullerEnv, type PullJob } from "./transports/index.js";
 
 export interface KvPullerOptions {
   /** Layout of this side's KV (e.g. `layoutFromExecutor(ex.kvLayout())`); handles with another are refused. */
   layout: KvLayout;
-  /** Transports this side may use. @default ["cuda-ipc", "engine", "shm", "tcp", "nats"] (nats only with `nats`) */
+  /** Transports this side may use. @default ["cuda-ipc", "engine", "shm", "tcp", "nats"] (nats only with `requestPlane`) */
   transports?: KvTransportName[];
-  /** The request plane's raw NATS connection, for the small-KV fallback and NATS acks. */
-  nats?: NatsConnection;
+  /** The request plane (NATS or in-process), for the "nats" small-KV fallback and its acks. */
+  requestPlane?: RequestPlane;
   /** Pulls running at once; more wait (bounded by their own timeout). @default 16 */
   maxConcurrentPulls?: number;
   /** @default 5000 */
@@ -86,7 +84,6 @@ export class KvPuller {
   readonly layout: KvLayout;
   readonly hostId = localHostId();
   private readonly allowed: Set<KvTransportName>;
-  private readonly nats: NatsConnection | undefined;
   private readonly slots: Semaphore;
   private readonly pool: ConnectionPool;
   private readonly connectTimeoutMs: number;
@@ -100,9 +97,8 @@ export class KvPuller {
 
   constructor(o: KvPullerOptions) {
     this.layout = o.layout;
-    this.nats = o.nats;
     const t = o.transports ?? ["cuda-ipc", "engine", "shm", "tcp", "nats"];
-    this.allowed = new Set(t.filter((x) => (x !== "nats" || !!o.nats) && (x !== "shm" || shmAvailable())));
+    this.allowed = new Set(t.filter((x) => (x !== "nats" || !!o.requestPlane) && (x !== "shm" || shmAvailable())));
     this.slots = new Semaphore(o.maxConcurrentPulls ?? 16);
     this.pool = new ConnectionPool(o.pool?.maxIdlePerEndpoint ?? 4, o.pool?.idleMs ?? 30_000);
     this.connectTimeoutMs = o.connectTimeoutMs ?? 5000;
@@ -111,7 +107,7 @@ export class KvPuller {
     const canReach = o.canReachDevice ?? ((local: string, remote: string) => local === remote);
     this.env = {
       hostId: this.hostId,
-      nats: this.nats,
+      requestPlane: o.requestPlane,
       pool: this.pool,
       connectTimeoutMs: this.connectTimeoutMs,
       idleTimeoutMs: this.idleTimeoutMs,
@@ -236,37 +232,16 @@ export class KvPuller {
     await this.nack(handle, timeoutMs);
   }
 
-  /** Sends ACK outside a transfer (engine transport: the engine moved the bytes) over TCP or NATS. */
+  /** Sends ACK outside a transfer (engine transport: the engine moved the bytes) over the best control path. */
   private async ack(handle: KvHandle): Promise<void> {
-    const tcp = controlEndpoint(handle);
-    if (tcp) return this.sendControl(tcp, FrameType.Ack, handle);
-    const nats = handle.endpoints.find((e): e is NatsEndpoint => e.transport === "nats");
-    if (nats && this.nats) return natsAck(this.nats, nats, handle, this.connectTimeoutMs);
-    throw new KvNoTransportError("engine transfer done but no control endpoint to acknowledge it");
+    const send = controlPaths(handle, this.env.requestPlane)[0];
+    if (!send) throw new KvNoTransportError("engine transfer done but no control endpoint to acknowledge it");
+    await send(handle, "ack", this.connectTimeoutMs);
   }
 
   /** Tells the offering side to release (through the transport holding the transfer, else any control path). */
-  private async nack(handle: KvHandle, timeoutMs = 1000, via?: KvTransportName): Promise<void> {
-    const tcp = controlEndpoint(handle);
-    const nats = handle.endpoints.find((e): e is NatsEndpoint => e.transport === "nats");
-    try {
-      if (via === "nats" && nats && this.nats) await natsNack(this.nats, nats, handle, timeoutMs);
-      else if (tcp) await this.sendControl(tcp, FrameType.Nack, handle, timeoutMs);
-      else if (nats && this.nats) await natsNack(this.nats, nats, handle, timeoutMs);
-    } catch {
-      /* unreachable: the offering side expires the offer */
-    }
-  }
-
-  /** One control frame on a fresh connection (rare: engine acks, early nacks). */
-  private async sendControl(ep: { host: string; port: number }, type: number, handle: KvHandle, timeoutMs = this.connectTimeoutMs): Promise<void> {
-    const conn = await PullConnection.connect(ep.host, ep.port, timeoutMs);
-    try {
-      const body: ReleaseBody = { secret: handle.secret };
-      await conn.sendAndClose(Buffer.concat(controlFrame(type, body, Buffer.from(handle.id, "hex"))), timeoutMs);
-    } finally {
-      conn.destroy();
-    }
+  private nack(handle: KvHandle, timeoutMs = 1000, via?: KvTransportName): Promise<void> {
+    return sendNack(handle, this.env.requestPlane, timeoutMs, via);
   }
 
   stats(): KvPullerStats {
@@ -285,6 +260,33 @@ export class KvPuller {
   close(): void {
     this.closed = true;
     this.pool.close();
+  }
+}
+
+/**
+ * Releases an offer nobody will pull, for a party that holds no puller (the api's router, when no decode worker took
+ * a prefill result): the handle stays opaque to it. A NACK over the offer's control path (the offering server's
+ * TCP listener, else the request plane), bounded by `timeoutMs` (default 1000); never throws for an unreachable
+ * peer, since the offer expires anyway. Throws KvInvalidHandleError for something that is not a handle.
+ */
+export async function declineKvOffer(kvHandle: unknown, options: { requestPlane?: RequestPlane; timeoutMs?: number } = {}): Promise<void> {
+  await sendNack(parseKvHandle(kvHandle as KvHandle | string), options.requestPlane, options.timeoutMs ?? 1000);
+}
+
+/**
+ * The handle's control paths this side can use, best first (the offering server's TCP listener, then the request
+ * plane when there is one), with that of `via` (the transport that held the transfer) ahead of them.
+ */
+function controlPaths(handle: KvHandle, plane: RequestPlane | undefined, via?: KvTransportName): ControlSender[] {
+  const rank = (e: KvEndpoint) => (e.transport === via ? -1 : TRANSPORT_PREFERENCE.indexOf(e.transport));
+  return [...handle.endpoints].sort((a, b) => rank(a) - rank(b)).flatMap((e) => transportOf(e).control?.(e, plane) ?? []);
+}
+
+async function sendNack(handle: KvHandle, plane: RequestPlane | undefined, timeoutMs: number, via?: KvTransportName): Promise<void> {
+  try {
+    await controlPaths(handle, plane, via)[0]?.(handle, "nack", timeoutMs);
+  } catch {
+    /* unreachable: the offering side expires the offer */
   }
 }
 

@@ -50,7 +50,7 @@ beforeAll(async () => {
   nats = await startNatsServer();
   ex = Executor.open(tiny, { threads: 1, kvTokensPerBlock: 8 });
   plane = await connect(nats.uri);
-  puller = new KvPuller({ layout: layoutFromExecutor(ex.kvLayout()), nats: plane.nats });
+  puller = new KvPuller({ layout: layoutFromExecutor(ex.kvLayout()), requestPlane: plane });
   peer = await spawnPeer({ NATS_URI: nats.uri, NATS_MAX_BYTES: String(256 * 1024) });
 });
 

@@ -1,10 +1,5 @@
 // Failure paths with real executors: peers killed mid-transfer, expiry, layout mismatch, concurrency, wire
-// corruption, exit. Every test checks that no block, offer, connection or ring file is left behind.
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+// corruption, close. Every test checks that no block, offer, connection or ring file is left behind.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Executor } from "@trtd/trtllm";
 import {
@@ -280,11 +275,15 @@ describe("offer lifecycle", () => {
     }
   });
 
-  it("process exit releases open offers", () => {
-    const marker = join(mkdtempSync(join(tmpdir(), "kvx-")), "marker");
-    const fixture = fileURLToPath(new URL("./fixtures/exit-on-offer.ts", import.meta.url));
-    execFileSync(process.execPath, ["--import", "tsx", "--conditions=source", fixture, marker], { timeout: 30_000 });
-    expect(readFileSync(marker, "utf8")).toBe("released");
+  it("installs no process-wide handlers: offers are released by their owner's close()", async () => {
+    const hooks = () => ["exit", "beforeExit", "SIGINT", "SIGTERM", "SIGHUP"].map((e) => process.listenerCount(e));
+    const before = hooks();
+    const server = await KvOfferServer.start({ layout: layoutFromExecutor(ex.kvLayout()) });
+    await offerInParent(server, 20, 37);
+    expect(hooks()).toEqual(before);
+    await server.close();
+    expect(server.stats().released.closed).toBe(1);
+    expectIdle(ex);
   });
 });
 

@@ -42,8 +42,8 @@ afterEach(async () => {
 });
 
 async function pair(serverOpts: Partial<Parameters<typeof KvOfferServer.start>[0]> = {}) {
-  const server = await KvOfferServer.start({ layout, chunkBytes: 8192, nats: { connection: plane.nats! }, ...serverOpts });
-  const puller = new KvPuller({ layout, nats: plane.nats });
+  const server = await KvOfferServer.start({ layout, chunkBytes: 8192, nats: { requestPlane: plane }, ...serverOpts });
+  const puller = new KvPuller({ layout, requestPlane: plane });
   closers.push(() => server.close(), () => puller.close());
   return { server, puller };
 }

@@ -30,8 +30,8 @@ beforeAll(async () => {
   plane = await connect(nats.uri);
   ex = Executor.open(tiny, { threads: 1, kvTokensPerBlock: 8 });
   const kvLayout = layoutFromExecutor(ex.kvLayout());
-  server = await KvOfferServer.start({ layout: kvLayout, nats: { connection: plane.nats! } });
-  puller = new KvPuller({ layout: kvLayout, nats: plane.nats });
+  server = await KvOfferServer.start({ layout: kvLayout, nats: { requestPlane: plane } });
+  puller = new KvPuller({ layout: kvLayout, requestPlane: plane });
 });
 
 afterAll(async () => {

@@ -1,8 +1,11 @@
 import { describe, expect, it } from "vitest";
+import { createInProcessPlane } from "@trtd/request-plane";
 import {
   assertLayoutCompatible,
   BufferKvSource,
+  declineKvOffer,
   describeKvLayout,
+  executorKvSource,
   layoutFromExecutor,
   KvInvalidHandleError,
   KvLayoutMismatchError,
@@ -168,6 +171,73 @@ describe("engine transport (EngineStateTestDouble)", () => {
     } finally {
       puller.close();
       await server.close();
+    }
+  });
+});
+
+describe("executorKvSource on an engine that moves KV itself (EngineNativeExecutorTestDouble)", () => {
+  // The TensorRT-LLM shim answers exportKv with ENGINE_NATIVE_TRANSFER and hands out its context state instead; the
+  // double answers the same calls (apps/decode/test/engine-transport.test.ts runs the compiled engine double end to end).
+  const engineNativeExecutorTestDouble = (state: Uint8Array) => {
+    const calls = { released: [] as number[] };
+    const executor = {
+      exportKv: (): never => {
+        throw Object.assign(new Error("the engine moves this KV itself"), { code: "ENGINE_NATIVE_TRANSFER" });
+      },
+      contextPhaseState: () => state,
+      releaseContextPhaseState: (id: number) => void calls.released.push(id),
+    };
+    return { executor, calls };
+  };
+
+  it("offers the context state alone (zero bytes, the prompt's token count) and releases it once", async () => {
+    const state = new Uint8Array([9, 8, 7]);
+    const { executor, calls } = engineNativeExecutorTestDouble(state);
+    expect(() => executorKvSource(executor, 3)).toThrow(/moves this KV itself/); // no token count: nothing to offer
+    const server = await KvOfferServer.start({ layout });
+    const puller = new KvPuller({ layout });
+    try {
+      const h = server.offer(executorKvSource(executor, 3, 40));
+      expect(h).toMatchObject({ bytes: 0, numTokens: 40 });
+      const sink = new EngineStateTestDoubleSink(40, 0);
+      expect((await puller.pull(h, sink)).transport).toBe("engine");
+      expect(sink.received).toEqual(state);
+      await until(() => calls.released.length > 0);
+      const source = executorKvSource(executor, 4, 8);
+      source.release();
+      source.release();
+      expect(calls.released).toEqual([3, 4]);
+    } finally {
+      puller.close();
+      await server.close();
+    }
+  });
+});
+
+describe("the nats transport rides the request plane (in-process plane: single-process mode keeps the fallback)", () => {
+  it("pulls over the plane, and declineKvOffer releases an offer over it when no TCP control path is shared", async () => {
+    const plane = createInProcessPlane();
+    const server = await KvOfferServer.start({ layout, transports: ["nats"], nats: { requestPlane: plane } });
+    const puller = new KvPuller({ layout, requestPlane: plane });
+    try {
+      const { source, segs } = randomSource(3);
+      const h = server.offer(source);
+      expect(h.endpoints.map((e) => e.transport)).toEqual(["nats"]);
+      const sink = sinkFor(3);
+      expect((await puller.pull(h, sink)).transport).toBe("nats");
+      expect(sameBytes(segs, sink.segments())).toBe(true);
+      await until(() => server.stats().released.ack === 1);
+
+      const other = randomSource(1);
+      const declined = server.offer(other.source);
+      await declineKvOffer(JSON.parse(JSON.stringify(declined)), { requestPlane: plane }); // as the api passes it on: opaque JSON
+      await until(() => other.released() === 1);
+      expect(server.stats()).toMatchObject({ active: 0, released: { ack: 1, failed: 1 } });
+      await expect(declineKvOffer({ not: "a handle" })).rejects.toBeInstanceOf(KvInvalidHandleError);
+    } finally {
+      puller.close();
+      await server.close();
+      await plane.close();
     }
   });
 });

@@ -10,7 +10,7 @@ export type { ClientOptions, RequestOptions, WaitForInstancesOptions } from "./c
 export type { ConnectOptions, InProcessOptions } from "./connect.js";
 export type { NatsServerHandle, NatsServerInfo, NatsServerOptions, NatsServerUser } from "./nats-server.js";
 export type { NatsTransportOptions } from "./nats-transport.js";
-export type { EndpointRef, PlaneOptions } from "./plane.js";
+export type { EndpointRef, PlaneOptions, RawRequestOptions } from "./plane.js";
 export type { Handler, RequestContext, ServeOptions, ServedEndpoint, StopOptions } from "./server.js";
 export type { InstanceChooser, RouterMode } from "./routers.js";
 export type {

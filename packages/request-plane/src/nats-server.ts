@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { spawnChild } from "@trtd/process";
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
@@ -186,22 +187,13 @@ async function startOnce(bin: string, host: string, port: number, o: NatsServerO
   }
   if (o.args) args.push(...o.args);
 
-  const child = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"], detached: true });
-  const disarm = child.pid !== undefined ? startWatchdog(child.pid, temp) : () => {};
-  let stderr = "";
-  child.stderr?.setEncoding("utf8");
-  child.stderr?.on("data", (d: string) => {
-    stderr = (stderr + d).slice(-4000);
-  });
-  const exited = new Promise<number | string>((resolve) => {
-    child.once("exit", (code, signal) => {
-      disarm();
-      resolve(code ?? signal ?? "unknown");
-    });
-    child.once("error", () => {
-      disarm();
-      resolve("spawn-error");
-    });
+  // Own process group: a terminal's Ctrl-C reaches only the owner, which stops the server in its own order.
+  const child = spawnChild({ name: "nats-server", command: bin, args, detached: true, keepLines: 50 });
+  const disarm = child.pid > 0 ? startWatchdog(child.pid, temp) : () => {};
+  const lastLines = () => child.output.slice(-3).join(" | ");
+  const exited = child.exited.then(({ code, signal }) => {
+    disarm();
+    return code ?? signal ?? "spawn-error";
   });
   const cleanup = () => {
     for (const d of temp) rmSync(d, { recursive: true, force: true });
@@ -210,13 +202,8 @@ async function startOnce(bin: string, host: string, port: number, o: NatsServerO
   let stopping: Promise<void> | undefined;
   const stop = (timeoutMs = 5000): Promise<void> => {
     stopping ??= (async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        const t = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-        await exited;
-        clearTimeout(t);
-      }
-      child.stderr?.destroy();
+      await child.stop(timeoutMs); // SIGTERM, SIGKILL after the grace
+      await exited;
       cleanup();
     })();
     return stopping;
@@ -225,24 +212,24 @@ async function startOnce(bin: string, host: string, port: number, o: NatsServerO
   const readyTimeoutMs = o.readyTimeoutMs ?? 10_000;
   const t0 = Date.now();
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) {
+    if (!child.alive()) {
       await stop();
-      throw new NatsServerStartError(`nats-server exited (${child.exitCode ?? child.signalCode}) before it was ready on ${host}:${port}: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
+      throw new NatsServerStartError(`nats-server exited (${await exited}) before it was ready on ${host}:${port}: ${lastLines()}`);
     }
     if (await canConnect(host, port)) break;
     if (Date.now() - t0 > readyTimeoutMs) {
       await stop();
-      throw new NatsServerStartError(`nats-server did not accept connections on ${host}:${port} within ${readyTimeoutMs} ms: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
+      throw new NatsServerStartError(`nats-server did not accept connections on ${host}:${port} within ${readyTimeoutMs} ms: ${lastLines()}`);
     }
     await new Promise((r) => setTimeout(r, 25));
   }
   // our child must be the one listening: if it died meanwhile, another process owns the port
   await new Promise((r) => setTimeout(r, 10));
-  if (child.exitCode !== null) {
+  if (!child.alive()) {
     await stop();
-    throw new NatsServerStartError(`nats-server exited right after start on ${host}:${port} (address already in use?): ${stderr.trim()}`);
+    throw new NatsServerStartError(`nats-server exited right after start on ${host}:${port} (address already in use?): ${child.output.join(" | ")}`);
   }
-  return { uri: `nats://${host}:${port}`, host, port, pid: child.pid as number, exited, stop };
+  return { uri: `nats://${host}:${port}`, host, port, pid: child.pid, exited, stop };
 }
 
 /** `, permissions: {...}` of a user in nats-server's config syntax ("" without permissions). */

@@ -64,7 +64,8 @@ export class NatsTransport implements Transport {
   private closing: Promise<void> | undefined;
 
   private constructor(
-    readonly nc: NatsConnection,
+    /** The connection stays inside this transport: the plane's users get the Transport interface only. */
+    private readonly nc: NatsConnection,
     private readonly inboxPrefix?: string,
   ) {
     void this.watchStatus();

@@ -1,14 +1,12 @@
-import type { NatsConnection } from "@nats-io/transport-node";
 import { binaryCodec } from "./codec-binary.js";
 import type { Codec } from "./codec.js";
 import { EndpointClient, type ClientOptions } from "./client.js";
 import { InstanceWatcher } from "./discovery.js";
-import { ClosedError } from "./errors.js";
+import { CancelledError, ClosedError, NoRespondersError, TimeoutError } from "./errors.js";
 import { InboxMux } from "./inbox-mux.js";
 import { endpointId, endpointPath, validateName, type EndpointId } from "./names.js";
-import { NatsTransport } from "./nats-transport.js";
 import { Server, type Handler, type ServeOptions, type ServedEndpoint, type StopOptions } from "./server.js";
-import type { Transport } from "./transport.js";
+import type { Transport, TransportSubscribeOptions, TransportSubscription } from "./transport.js";
 
 export interface PlaneOptions {
   /** Wire codec (default `binaryCodec`, chosen by `nx run request-plane:bench`). All parties must agree. */
@@ -17,6 +15,13 @@ export interface PlaneOptions {
   heartbeatMs?: number;
   /** Default discovery lease, ms (default 3000). */
   leaseMs?: number;
+}
+
+export interface RawRequestOptions {
+  /** Bound on the wait for the reply, ms. */
+  timeoutMs: number;
+  /** Aborting rejects the request with CancelledError (a reply arriving later is dropped). */
+  signal?: AbortSignal;
 }
 
 /** Anything that names an endpoint: an {@link EndpointId}, an {@link Endpoint}, or `"ns/comp/ep"`. */
@@ -47,9 +52,65 @@ export class RequestPlane {
     this.mux = new InboxMux(transport, this.codec);
   }
 
-  /** The raw NATS connection (for raw pub/sub, JetStream, KV); `undefined` on the in-process transport. */
-  get nats(): NatsConnection | undefined {
-    return this.transport instanceof NatsTransport ? this.transport.nc : undefined;
+  /**
+   * One request, one reply, on a plain subject outside the endpoint protocol (no streaming, heartbeats, cancel or
+   * discovery): for small side protocols that ride the plane on either transport, such as kv-transfer's small-KV
+   * fallback. The reply comes to this plane's shared inbox. Rejects with TimeoutError after `timeoutMs`,
+   * NoRespondersError when nobody subscribes to `subject`, CancelledError on `signal`, ClosedError when the plane
+   * closes first, PayloadTooLargeError (thrown by the transport) when `data` exceeds its limit.
+   */
+  request(subject: string, data: Uint8Array, options: RawRequestOptions): Promise<Uint8Array> {
+    if (this.isClosed) return Promise.reject(new ClosedError());
+    const { timeoutMs, signal } = options;
+    if (signal?.aborted) return Promise.reject(new CancelledError("request aborted", { cause: signal.reason }));
+    return new Promise<Uint8Array>((resolve, reject) => {
+      let settled = false;
+      const settle = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        route.release();
+        signal?.removeEventListener("abort", onAbort);
+        fn();
+      };
+      const onAbort = () => settle(() => reject(new CancelledError("request aborted", { cause: signal?.reason })));
+      const route = this.mux.register(
+        (m) => settle(() => (m.noResponders ? reject(new NoRespondersError(subject)) : resolve(m.data))),
+        () => settle(() => reject(new ClosedError())),
+      );
+      const timer = setTimeout(() => settle(() => reject(new TimeoutError(`no reply on ${subject} within ${timeoutMs} ms`))), timeoutMs);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      try {
+        this.transport.publish(subject, data, { reply: route.subject });
+      } catch (err) {
+        settle(() => reject(err));
+      }
+    });
+  }
+
+  /**
+   * Answers {@link request}s on `subject`: `handler` returns the reply bytes (or undefined to send none: the requester
+   * times out). It must not throw. Resolves once subscribed; the caller owns the subscription (the plane's close()
+   * ends it too). `options.queue` spreads requests over a group; `options.onError` hears a refused subscription.
+   */
+  async reply(subject: string, handler: (data: Uint8Array) => Uint8Array | undefined, options: TransportSubscribeOptions = {}): Promise<TransportSubscription> {
+    if (this.isClosed) throw new ClosedError();
+    const sub = this.transport.subscribe(
+      subject,
+      (m) => {
+        if (!m.reply || m.noResponders) return;
+        const out = handler(m.data);
+        if (out === undefined || this.transport.isClosed) return;
+        try {
+          this.transport.publish(m.reply, out);
+        } catch {
+          // closing, or the reply is over the limit: the requester times out
+        }
+      },
+      options,
+    );
+    await this.transport.flush();
+    return sub;
   }
 
   get isClosed(): boolean {

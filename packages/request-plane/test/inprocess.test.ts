@@ -16,6 +16,7 @@ describe("in-process transport", () => {
       maxPayload,
       liveSubscriptions: () => bus.subscriptionCount,
       extraClient: async () => createInProcessPlane(opts),
+      crash: (p) => p.transport.close(),
       close: async () => {
         await client.close();
         await server.close();

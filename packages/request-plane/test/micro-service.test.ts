@@ -1,4 +1,5 @@
 import { Svcm } from "@nats-io/services";
+import { connect as natsConnect } from "@nats-io/transport-node";
 import { describe, expect, it } from "vitest";
 import { connect, startNatsServer } from "../src/index.js";
 
@@ -6,6 +7,8 @@ describe("instances as NATS micro services", () => {
   it("appear to standard tooling ($SRV INFO/STATS) with their names, load, and go away on stop", async () => {
     const nats = await startNatsServer();
     const plane = await connect(nats.uri);
+    // Standard tooling on its own connection, as `nats micro` would be.
+    const tooling = await natsConnect({ servers: nats.uri });
     try {
       const served = await plane.serve("tools/decode/generate", (req: number) => req + 1, {
         instanceId: "w1",
@@ -14,7 +17,7 @@ describe("instances as NATS micro services", () => {
       const c = plane.client<number, number>("tools/decode/generate", { router: "queue" });
       expect(await c.request(1)).toBe(2); // through the service's queue endpoint
 
-      const svc = new Svcm(plane.nats!).client({ strategy: "timer", maxWait: 1000 });
+      const svc = new Svcm(tooling).client({ strategy: "timer", maxWait: 1000 });
       const infos = [];
       for await (const i of await svc.info("tools-decode")) infos.push(i);
       expect(infos).toHaveLength(1);
@@ -38,6 +41,7 @@ describe("instances as NATS micro services", () => {
       expect(["empty", "NoResponders"]).toContain(outcome);
       c.close();
     } finally {
+      await tooling.close();
       await plane.close();
       await nats.stop();
     }

@@ -1,5 +1,6 @@
 import { describe } from "vitest";
-import { connect, startNatsServer, type RequestPlane } from "../src/index.js";
+import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, NatsTransport, RequestPlane, startNatsServer } from "../src/index.js";
 import { freePort } from "../src/testing.js";
 import { protocolSuite } from "./protocol-suite.js";
 
@@ -21,20 +22,25 @@ describe("NATS transport (real nats-server)", () => {
     const opts = { heartbeatMs: 200, leaseMs: 1000 };
     const server = await connect(nats.uri, { ...opts, name: "suite-server" });
     const client = await connect(nats.uri, { ...opts, name: "suite-client" });
-    const extras: RequestPlane[] = [];
+    // Extra clients on connections the test holds, so that crash() can close one without a drain.
+    const extras = new Map<RequestPlane, NatsConnection>();
     return {
       server,
       client,
       maxPayload,
       liveSubscriptions: () => subs,
       extraClient: async () => {
-        const p = await connect(nats.uri, { ...opts, name: "suite-extra" });
-        extras.push(p);
+        const nc = await natsConnect({ servers: nats.uri, name: "suite-extra" });
+        const p = new RequestPlane(NatsTransport.fromConnection(nc), opts);
+        extras.set(p, nc);
         return p;
+      },
+      crash: async (p) => {
+        await extras.get(p)!.close(); // no drain: like a crash, from the server's point of view
       },
       close: async () => {
         clearInterval(poll);
-        for (const p of extras) if (!p.nats?.isClosed()) await p.close();
+        for (const [p, nc] of extras) if (!nc.isClosed()) await p.close();
         await client.close();
         await server.close();
         await nats.stop();

@@ -24,6 +24,8 @@ export interface SuiteEnv {
   liveSubscriptions: () => number;
   /** One more client plane, closed by the test itself. */
   extraClient(): Promise<RequestPlane>;
+  /** Ends an extra client's connection as a crash would (NATS: closed without a drain). */
+  crash(p: RequestPlane): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -60,6 +62,26 @@ export function protocolSuite(makeEnv: () => Promise<SuiteEnv>): void {
     await c.waitForInstances({ timeoutMs: 5000 });
     expect(await c.request({ x: 21 })).toEqual({ y: 42 });
     c.close();
+  });
+
+  it("raw request/reply on a plain subject: one reply; typed timeout, no-responders and abort; no route left", async () => {
+    const subject = `suite.raw.${++seq}`;
+    const sub = await env.server.reply(subject, (data) => (data[0] === 0 ? undefined : Uint8Array.from(data, (b) => b * 2)));
+    try {
+      expect([...(await env.client.request(subject, Uint8Array.of(1, 2, 3), { timeoutMs: 5000 }))]).toEqual([2, 4, 6]);
+      const t0 = Date.now();
+      const silent = await rejection(env.client.request(subject, Uint8Array.of(0), { timeoutMs: 200 }));
+      expect(silent).toBeInstanceOf(TimeoutError);
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(await rejection(env.client.request(`${subject}.nobody`, Uint8Array.of(1), { timeoutMs: 5000 }))).toBeInstanceOf(NoRespondersError);
+      const ac = new AbortController();
+      const pending = rejection(env.client.request(subject, Uint8Array.of(0), { timeoutMs: 5000, signal: ac.signal }));
+      ac.abort();
+      expect(await pending).toBeInstanceOf(CancelledError);
+    } finally {
+      sub.unsubscribe();
+    }
+    await waitUntil(() => env.client.mux.size === 0, 2000, "no request routes left in the client's inbox mux");
   });
 
   it("10,000 streamed replies arrive in order (window 256, credit flow)", async () => {
@@ -449,9 +471,7 @@ export function protocolSuite(makeEnv: () => Promise<SuiteEnv>): void {
     await waitUntil(() => env.liveSubscriptions() === before, 2000, "subscriptions back to baseline");
   });
 
-  async function closeAbruptly(p: RequestPlane): Promise<void> {
-    const nc = p.nats;
-    if (nc) await nc.close(); // no drain: like a crash, from the server's point of view
-    else await p.transport.close();
+  function closeAbruptly(p: RequestPlane): Promise<void> {
+    return env.crash(p);
   }
 }

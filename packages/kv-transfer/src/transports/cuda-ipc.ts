@@ -1,5 +1,6 @@
 import { KvAbortedError } from "../errors.js";
 import type { CudaIpcEndpoint } from "../handle.js";
+import { controlOverConnection } from "./tcp.js";
 import { KvFallbackError, type PullTransport } from "./types.js";
 
 /**
@@ -46,5 +47,5 @@ export const cudaIpcTransport: PullTransport<CudaIpcEndpoint> = {
     } finally {
       if (!handedOver) env.pool.release(conn);
     }
-  },
+  },  control: controlOverConnection,
 };

@@ -21,4 +21,4 @@ export function transportOf(ep: KvEndpoint): PullTransport {
 }
 
 export { KvFallbackError } from "./types.js";
-export type { NegotiationSink, PullerEnv, PullJob, PullTransport } from "./types.js";
+export type { ControlSender, NegotiationSink, PullerEnv, PullJob, PullTransport } from "./types.js";

@@ -1,5 +1,5 @@
 import type { ShmEndpoint } from "../handle.js";
-import { continuesOn, pullOverConnection } from "./tcp.js";
+import { continuesOn, controlOverConnection, pullOverConnection } from "./tcp.js";
 import type { PullTransport } from "./types.js";
 
 /** Same-host shared memory: a ring in /dev/shm, controlled over the TCP connection (see tcp-client.ts). */
@@ -10,4 +10,5 @@ export const shmTransport: PullTransport<ShmEndpoint> = {
   usable: (ep, _handle, _sink, env) => ep.hostId === env.hostId,
   canContinue: continuesOn,
   pull: pullOverConnection,
+  control: controlOverConnection,
 };

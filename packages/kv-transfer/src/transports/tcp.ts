@@ -1,5 +1,7 @@
-import type { ShmEndpoint, TcpEndpoint } from "../handle.js";
-import type { PullerEnv, PullJob, PullTransport } from "./types.js";
+import type { CudaIpcEndpoint, KvHandle, ShmEndpoint, TcpEndpoint } from "../handle.js";
+import { PullConnection } from "../tcp-client.js";
+import { controlFrame, FrameType, type ReleaseBody } from "../wire.js";
+import type { ControlSender, PullerEnv, PullJob, PullTransport } from "./types.js";
 
 /**
  * Pulls over a pooled TCP connection to the offering server (also the control connection of shm): the bytes go
@@ -21,6 +23,23 @@ export function continuesOn(ep: TcpEndpoint | ShmEndpoint, job: PullJob): boolea
   return job.lease === undefined || job.lease.key === `${ep.host}:${ep.port}`;
 }
 
+/**
+ * The offering server's TCP listener is the control path of tcp, shm and cuda-ipc endpoints: one control frame on
+ * a fresh connection (rare: engine acks, early nacks).
+ */
+export function controlOverConnection(ep: TcpEndpoint | ShmEndpoint | CudaIpcEndpoint): ControlSender {
+  return async (handle: KvHandle, type: "ack" | "nack", timeoutMs: number) => {
+    const conn = await PullConnection.connect(ep.host, ep.port, timeoutMs);
+    try {
+      const body: ReleaseBody = { secret: handle.secret };
+      const frame = type === "ack" ? FrameType.Ack : FrameType.Nack;
+      await conn.sendAndClose(Buffer.concat(controlFrame(frame, body, Buffer.from(handle.id, "hex"))), timeoutMs);
+    } finally {
+      conn.destroy();
+    }
+  };
+}
+
 export const tcpTransport: PullTransport<TcpEndpoint> = {
   name: "tcp",
   sizeCheck: "segments",
@@ -28,5 +47,6 @@ export const tcpTransport: PullTransport<TcpEndpoint> = {
   usable: () => true,
   canContinue: continuesOn,
   pull: pullOverConnection,
+  control: controlOverConnection,
 };
 

@@ -1,4 +1,4 @@
-import type { NatsConnection } from "@nats-io/nats-core";
+import type { RequestPlane } from "@trtd/request-plane";
 import type { KvEndpoint, KvHandle, KvTransportName } from "../handle.js";
 import type { KvSink, SegmentMap } from "../segments.js";
 import type { ConnectionPool, PullConnection } from "../tcp-client.js";
@@ -9,7 +9,8 @@ export type NegotiationSink = Partial<Pick<KvSink, "bytes" | "importEngineState"
 /** What the puller lends its transports. */
 export interface PullerEnv {
   readonly hostId: string;
-  readonly nats: NatsConnection | undefined;
+  /** The request plane, for the "nats" transport (small KV and its control messages); undefined: not used. */
+  readonly requestPlane: RequestPlane | undefined;
   readonly pool: ConnectionPool;
   readonly connectTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -59,7 +60,16 @@ export interface PullTransport<E extends KvEndpoint = KvEndpoint> {
   canContinue(ep: E, job: PullJob): boolean;
   /** Moves the KV into the sink, verifies it and has the offer released (ack). */
   pull(ep: E, job: PullJob, env: PullerEnv): Promise<void>;
+  /**
+   * The endpoint's control path, for ACK/NACK outside a transfer (an engine transfer's ACK; a declined or failed
+   * pull's NACK): a sender bounded by `timeoutMs`, or undefined when this transport has none or this side cannot
+   * reach it. An ACK that fails throws; a NACK is best effort (the offer expires anyway).
+   */
+  control?(ep: E, requestPlane: RequestPlane | undefined): ControlSender | undefined;
 }
+
+/** Sends ACK or NACK for `handle` (see PullTransport.control). */
+export type ControlSender = (handle: KvHandle, type: "ack" | "nack", timeoutMs: number) => Promise<void>;
 
 /** Thrown by a transport that could not move the KV but left the offer pullable by the next transport. */
 export class KvFallbackError extends Error {
