@@ -246,7 +246,8 @@ def part_batch(c, part):
     while time.monotonic() < t_end:
         c.ex.poll(10)
         got = [len(c.ex._results[i].tokens) for i in ids1]
-        if min(got) >= 2:
+        ended = all(c.ex._results[i].finish_reason != trtd.FINISH_NOT_FINISHED for i in ids1)
+        if min(got) >= 2 or ended:  # a request that failed will never reach 2 tokens: stop waiting
             break
     ids2 = [c.ex.enqueue(p, G) for p in prompts[half:]]
     out = c.ex.drain(ids1 + ids2)
