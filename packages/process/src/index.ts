@@ -1,7 +1,7 @@
 // @trtd/process: the one child-process helper of trtd. Spawn, a readiness signal (a line matching a pattern),
 // output lines with a prefix, stop by PID with a bounded grace (SIGTERM, then SIGKILL), exit reporting. No
 // process-wide handlers: whoever starts a child owns its stop.
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 
 export type ChildStream = "stdout" | "stderr";
@@ -27,6 +27,13 @@ export interface SpawnChildOptions {
   echo?: boolean;
   /** Lines kept in `output` (default 2000; older ones are dropped). */
   keepLines?: number;
+  /**
+   * stop() ends the child's whole tree (implies `detached`): it records the child's descendants (some may have
+   * moved to process groups of their own), sends SIGTERM to the child's group, gives the child and then the
+   * descendants `graceMs` each, then SIGKILLs the group and every recorded descendant still alive, and waits
+   * (bounded) until they are gone. For children that start servers of their own (a launcher, a shell).
+   */
+  stopTree?: boolean;
 }
 
 export interface Child {
@@ -63,7 +70,7 @@ export class ChildNotReadyError extends Error {
 
 /** Starts a child process; see {@link Child}. */
 export function spawnChild(o: SpawnChildOptions): Child {
-  const proc = spawn(o.command, o.args ?? [], { cwd: o.cwd, env: o.env ?? process.env, stdio: ["ignore", "pipe", "pipe"], detached: o.detached ?? false });
+  const proc = spawn(o.command, o.args ?? [], { cwd: o.cwd, env: o.env ?? process.env, stdio: ["ignore", "pipe", "pipe"], detached: (o.detached || o.stopTree) ?? false });
   const keep = o.keepLines ?? 2000;
   const output: string[] = [];
   const waiters = new Set<(line: string) => void>();
@@ -89,14 +96,14 @@ export function spawnChild(o: SpawnChildOptions): Child {
     if (alive()) proc.kill(signal);
   };
   let stopping: Promise<ChildExit> | undefined;
-  const stop = (graceMs: number) =>
-    (stopping ??= (async () => {
-      kill("SIGTERM");
-      const t = setTimeout(() => kill("SIGKILL"), graceMs);
-      const e = await exited;
-      clearTimeout(t);
-      return e;
-    })());
+  const stopChild = async (graceMs: number) => {
+    kill("SIGTERM");
+    const t = setTimeout(() => kill("SIGKILL"), graceMs);
+    const e = await exited;
+    clearTimeout(t);
+    return e;
+  };
+  const stop = (graceMs: number) => (stopping ??= o.stopTree && proc.pid !== undefined ? stopTree(proc.pid, exited, graceMs) : stopChild(graceMs));
   const describe = () => `${o.name}${spawnError ? ` (${spawnError.message})` : ""}:\n${output.join("\n")}`;
   const waitForLine = (pattern: RegExp, timeoutMs: number) =>
     new Promise<RegExpExecArray>((resolve, reject) => {
@@ -127,4 +134,60 @@ export function spawnChild(o: SpawnChildOptions): Child {
       });
     });
   return { name: o.name, proc, pid: proc.pid ?? -1, output, exited, alive, kill, stop, waitForLine };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function signal(pid: number, sig: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch {
+    return false; // gone already
+  }
+}
+
+/** The stop of a `stopTree` child (see SpawnChildOptions.stopTree): `pid` leads its own process group. */
+async function stopTree(pid: number, exited: Promise<ChildExit>, graceMs: number): Promise<ChildExit> {
+  const family = descendantPids(pid);
+  let done = false;
+  void exited.then(() => (done = true));
+  signal(-pid, "SIGTERM");
+  if (!done) await Promise.race([exited, sleep(graceMs)]);
+  // Descendants get the grace period again to finish their own shutdown after the leader exits.
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline && family.some((p) => signal(p, 0))) await sleep(50);
+  signal(-pid, "SIGKILL");
+  for (const p of family) signal(p, "SIGKILL");
+  // (code and signal null: no exit was reported within 2 s of the SIGKILL)
+  const e = await Promise.race([exited, sleep(2000).then((): ChildExit => ({ code: null, signal: null }))]);
+  for (let i = 0; i < 40 && (signal(-pid, 0) || family.some((p) => signal(p, 0))); i++) await sleep(50);
+  return e;
+}
+
+/** Every live descendant of `root` (children, their children, ...), from `ps`; [] where ps is unavailable. */
+export function descendantPids(root: number): number[] {
+  let table: string;
+  try {
+    table = execFileSync("ps", ["-eo", "pid=,ppid="], { encoding: "utf8", timeout: 5000 });
+  } catch {
+    return [];
+  }
+  const children = new Map<number, number[]>();
+  for (const line of table.split("\n")) {
+    const [pid, ppid] = line.trim().split(/\s+/).map(Number);
+    if (!pid) continue;
+    const list = children.get(ppid) ?? [];
+    list.push(pid);
+    children.set(ppid, list);
+  }
+  const out: number[] = [];
+  const stack = [root];
+  while (stack.length) {
+    for (const c of children.get(stack.pop()!) ?? []) {
+      out.push(c);
+      stack.push(c);
+    }
+  }
+  return out;
 }

@@ -1,7 +1,9 @@
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
+import { spawnChild } from "@trtd/process";
 import { createServer } from "node:net";
 import { ServerStartupError } from "./errors.js";
+
+export { descendantPids } from "@trtd/process";
 
 /** A free TCP port on 127.0.0.1 chosen by the OS (listen on 0, read it, close). */
 export function freePort(): Promise<number> {
@@ -35,151 +37,42 @@ export interface ManagedProcess {
 }
 
 /**
- * Starts a command as the leader of a new process group, output appended to `logFile` (and kept in a short
- * in-memory tail). The caller owns it and must `stop()` it.
+ * Starts a command as the leader of a new process group (`@trtd/process` with `stopTree`), its output lines
+ * appended to `logFile`. The caller owns it and must `stop()` it.
  */
 export function startProcess(name: string, command: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; logFile?: string } = {}): ManagedProcess {
-  const child: ChildProcess = spawn(command, args, { cwd: opts.cwd, env: opts.env ?? process.env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   const log: WriteStream | undefined = opts.logFile ? createWriteStream(opts.logFile, { flags: "a" }) : undefined;
-  let tail = "";
-  // Whole lines seen so far (bounded), and waiters for a pattern.
-  const lines: string[] = [];
-  let partial = "";
-  const waiters = new Set<(line: string) => void>();
-  const keep = (d: Buffer) => {
-    if (log && !log.writableEnded) log.write(d);
-    const text = d.toString("utf8");
-    tail = (tail + text).slice(-4000);
-    const parts = (partial + text).split(/\r?\n/);
-    partial = parts.pop() ?? "";
-    for (const line of parts) {
-      if (lines.length < 10_000) lines.push(line);
-      for (const w of [...waiters]) w(line);
-    }
-  };
-  child.stdout!.on("data", keep);
-  child.stderr!.on("data", keep);
-  let exitedFlag = false;
-  const exited = new Promise<number | string>((resolve) => {
-    child.once("error", (err) => {
-      tail += `\n${err.message}`;
-      exitedFlag = true;
-      log?.end();
-      resolve("spawn-error");
-    });
-    child.once("exit", (code, signal) => {
-      exitedFlag = true;
-      resolve(code ?? signal ?? "unknown");
-    });
-    // Output can still arrive between "exit" and "close" (the pipes drain after the process is gone): the log is
-    // ended once every pipe has closed.
-    child.once("close", () => log?.end());
-  });
-  const pid = child.pid ?? -1;
-  let stopping: Promise<void> | undefined;
-  const signalGroup = (sig: NodeJS.Signals) => {
-    try {
-      process.kill(-pid, sig);
-    } catch {
-      // The group is gone already.
-    }
-  };
-  return {
-    pid,
+  const child = spawnChild({
     name,
-    exited,
-    tail: () => tail,
-    waitForLine(re, timeoutMs) {
-      for (const l of lines) {
-        const m = l.match(re);
-        if (m) return Promise.resolve(m);
-      }
-      return new Promise((resolve, reject) => {
-        const done = (err?: Error, m?: RegExpMatchArray) => {
-          clearTimeout(timer);
-          waiters.delete(onLine);
-          if (err) reject(err);
-          else resolve(m!);
-        };
-        const onLine = (l: string) => {
-          const m = l.match(re);
-          if (m) done(undefined, m);
-        };
-        const timer = setTimeout(() => done(new ServerStartupError(`${name} printed no line matching ${re} within ${timeoutMs} ms:\n${tail}`)), timeoutMs);
-        waiters.add(onLine);
-        void exited.then((code) => done(new ServerStartupError(`${name} exited (${code}) before printing a line matching ${re}:\n${tail}`)));
-      });
-    },
-    stop(graceMs = 5000) {
-      stopping ??= (async () => {
-        if (pid <= 0) return;
-        const family = descendantPids(pid);
-        signalGroup("SIGTERM");
-        if (!exitedFlag) await Promise.race([exited, new Promise((r) => setTimeout(r, graceMs).unref())]);
-        // Children get up to the grace period again to finish their own shutdown after the leader exits.
-        const deadline = Date.now() + graceMs;
-        while (Date.now() < deadline && family.some(pidAlive)) await new Promise((r) => setTimeout(r, 50));
-        signalGroup("SIGKILL");
-        for (const p of family) killPid(p, "SIGKILL");
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
-        for (let i = 0; i < 40 && (groupAlive(pid) || family.some(pidAlive)); i++) await new Promise((r) => setTimeout(r, 50));
-      })();
-      return stopping;
+    command,
+    args,
+    cwd: opts.cwd,
+    env: opts.env,
+    stopTree: true,
+    keepLines: 10_000,
+    onLine: log
+      ? (line) => {
+          if (!log.writableEnded) log.write(`${line}\n`);
+        }
+      : undefined,
+  });
+  // Output can still arrive between "exit" and "close" (the pipes drain after the process is gone): the log is
+  // ended once every pipe has closed (or the spawn failed).
+  child.proc.once("close", () => log?.end());
+  child.proc.once("error", () => log?.end());
+  return {
+    pid: child.pid,
+    name,
+    exited: child.exited.then(({ code, signal }) => code ?? signal ?? "spawn-error"),
+    tail: () => child.output.join("\n").slice(-4000),
+    waitForLine: (re, timeoutMs) =>
+      child.waitForLine(re, timeoutMs).catch((err: Error) => {
+        throw new ServerStartupError(err.message);
+      }),
+    stop: async (graceMs = 5000) => {
+      await child.stop(graceMs);
     },
   };
-}
-
-/** Every live descendant of `root` (children, their children, ...), from `ps`; [] where ps is unavailable. */
-export function descendantPids(root: number): number[] {
-  let table: string;
-  try {
-    table = execFileSync("ps", ["-eo", "pid=,ppid="], { encoding: "utf8", timeout: 5000 });
-  } catch {
-    return [];
-  }
-  const children = new Map<number, number[]>();
-  for (const line of table.split("\n")) {
-    const [pid, ppid] = line.trim().split(/\s+/).map(Number);
-    if (!pid) continue;
-    const list = children.get(ppid) ?? [];
-    list.push(pid);
-    children.set(ppid, list);
-  }
-  const out: number[] = [];
-  const stack = [root];
-  while (stack.length) {
-    for (const c of children.get(stack.pop()!) ?? []) {
-      out.push(c);
-      stack.push(c);
-    }
-  }
-  return out;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function killPid(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // Gone already.
-  }
-}
-
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Polls `url` until it answers with a 2xx, the process exits, or `timeoutMs` passes. */
