@@ -27,6 +27,11 @@ export interface SpawnChildOptions {
   echo?: boolean;
   /** Lines kept in `output` (default 2000; older ones are dropped). */
   keepLines?: number;
+  /**
+   * Called with every message the child sends over a Node IPC channel (`process.send` in the child). Giving it
+   * opens the channel (a fourth stdio entry, "ipc"); without it the child has none.
+   */
+  onMessage?: (message: unknown) => void;
 }
 
 export interface Child {
@@ -63,7 +68,13 @@ export class ChildNotReadyError extends Error {
 
 /** Starts a child process; see {@link Child}. */
 export function spawnChild(o: SpawnChildOptions): Child {
-  const proc = spawn(o.command, o.args ?? [], { cwd: o.cwd, env: o.env ?? process.env, stdio: ["ignore", "pipe", "pipe"], detached: o.detached ?? false });
+  const proc = spawn(o.command, o.args ?? [], {
+    cwd: o.cwd,
+    env: o.env ?? process.env,
+    stdio: o.onMessage ? ["ignore", "pipe", "pipe", "ipc"] : ["ignore", "pipe", "pipe"],
+    detached: o.detached ?? false,
+  });
+  if (o.onMessage) proc.on("message", o.onMessage);
   const keep = o.keepLines ?? 2000;
   const output: string[] = [];
   const waiters = new Set<(line: string) => void>();
