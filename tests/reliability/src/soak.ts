@@ -62,6 +62,8 @@ export interface SoakResult {
   warmupRequests: number;
   samples: RssSample[];
   growth: Record<string, ProcessGrowth>;
+  /** The same over the second half of the run only (whether memory still grows once warm-up effects are long past). */
+  growthLastHalf: Record<string, ProcessGrowth>;
   wallMs: number;
   requestsPerSecond: number;
   disaggregated: number;
@@ -174,7 +176,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     const sample = (requests: number) => samples.push({ requests, rssMb: Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, rssMb(p.pid)])) });
     sample(0);
     const res: SoakResult = {
-      requests: o.requests, sent: 0, completed: 0, failed: {}, hung: 0, leaked: [], warmupRequests, samples, growth: {}, wallMs: 0, requestsPerSecond: 0, disaggregated: 0,
+      requests: o.requests, sent: 0, completed: 0, failed: {}, hung: 0, leaked: [], warmupRequests, samples, growth: {}, growthLastHalf: {}, wallMs: 0, requestsPerSecond: 0, disaggregated: 0,
     };
     const disaggBefore = await disaggregatedCount(api.url);
     const t0 = performance.now();
@@ -207,7 +209,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     res.leaked = (await workerGauges(api.url))
       .filter((g) => ["trtd_worker_active_requests", "trtd_worker_queued_requests", "trtd_worker_kv_blocks_used", "trtd_worker_pinned_kv_exports"].includes(g.name) && g.value !== 0)
       .map((g) => ({ name: g.name, instance: `${g.component}/${g.instance}`, value: g.value }));
-    for (const k of Object.keys(procs)) res.growth[k] = growthOf(samples, k, warmupRequests);
+    for (const k of Object.keys(procs)) {
+      res.growth[k] = growthOf(samples, k, warmupRequests);
+      res.growthLastHalf[k] = growthOf(samples, k, Math.floor(finished / 2));
+    }
     return res;
   } finally {
     await stopAll();
@@ -242,8 +247,10 @@ export function soakSummary(r: SoakResult): string[] {
     `disaggregated ${r.disaggregated}; ${(r.wallMs / 1000).toFixed(1)} s, ${r.requestsPerSecond.toFixed(0)} requests/s; leaked: ${r.leaked.length ? r.leaked.map((l) => `${l.instance} ${l.name}=${l.value}`).join(", ") : "none"}`,
   ];
   for (const [p, g] of Object.entries(r.growth)) {
+    const h = r.growthLastHalf[p];
     lines.push(
-      `${p}: RSS ${g.baselineMb.toFixed(1)} MB after ${r.warmupRequests} warm-up requests → ${g.endMb.toFixed(1)} MB at the end (${fmtSigned(g.growthMb, 1)} MB; slope ${fmtSigned(g.slopeMbPer10k)} MB = ${fmtSigned(g.slopePctPer10k)} % per 10k requests; max ${g.maxMb.toFixed(1)} MB)`,
+      `${p}: RSS ${g.baselineMb.toFixed(1)} MB after ${r.warmupRequests} warm-up requests → ${g.endMb.toFixed(1)} MB at the end (${fmtSigned(g.growthMb, 1)} MB; slope ${fmtSigned(g.slopeMbPer10k)} MB = ${fmtSigned(g.slopePctPer10k)} % per 10k requests; max ${g.maxMb.toFixed(1)} MB)` +
+        (h ? `; second half: ${h.baselineMb.toFixed(1)} → ${h.endMb.toFixed(1)} MB (${fmtSigned(h.growthMb, 1)} MB, slope ${fmtSigned(h.slopePctPer10k)} % per 10k)` : ""),
     );
   }
   return lines;
