@@ -28,3 +28,5 @@ export type { WorkerIdentity, IdentityMismatch, IdentityMismatchReason } from ".
 export { DeploymentIdentity, IdentityMismatchReasons, identityMismatch, parseWorkerIdentity, workerIdentity } from "./identity.js";
 export type { EngineProgressSample } from "./progress.js";
 export { ProgressWatchdog, DEFAULT_STALL_TIMEOUT_MS } from "./progress.js";
+export type { WorkerHealthMessage } from "./supervision.js";
+export { isWorkerHealthMessage, reportHealthToSupervisor, HEALTH_REPORT_INTERVAL_MS, WORKER_HEALTH_MESSAGE } from "./supervision.js";

@@ -5,6 +5,7 @@ import { makeLogger, onShutdownSignal } from "./lifecycle.js";
 import { parseWorkerCli, workerUsage, type WorkerCli } from "./worker-cli.js";
 import { Endpoints } from "./protocol.js";
 import { natsAuthFromEnv, natsInboxPrefix } from "./nats-auth.js";
+import { reportHealthToSupervisor } from "./supervision.js";
 import type { RunningWorker, WorkerRole } from "./worker-runtime.js";
 
 export type StartWorker = (cli: WorkerCli, plane: RequestPlane, log: (line: string) => void) => Promise<RunningWorker>;
@@ -28,8 +29,11 @@ export function runWorkerProcess(role: WorkerRole, defaultModelDir: string, star
     }
     // One machine-readable line on stdout (the launcher prefixes and shows it).
     console.log(`trtd ${role} worker ${worker.instanceId} serving ${cli.namespace}/${Endpoints[role].component}/${Endpoints[role].endpoint} (pid ${process.pid})`);
+    // Under the launcher: its health (alive, engine progressing) goes to the launcher, which restarts it when wedged.
+    const stopReports = reportHealthToSupervisor(worker);
     onShutdownSignal(
       async () => {
+        stopReports();
         await worker.stop(cli.graceMs);
         await plane.close();
       },

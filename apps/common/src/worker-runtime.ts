@@ -33,6 +33,8 @@ export interface RunningWorker {
   readonly role: WorkerRole;
   readonly instanceId: string;
   readonly served: ServedEndpoint;
+  /** The progress watchdog's verdict (false without one): the engine has running requests and does not iterate. */
+  readonly stalled: boolean;
   /** Stops taking work, lets held requests finish for up to `graceMs`, then releases the worker. Idempotent. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -66,6 +68,9 @@ export async function serveWorker<Req, Res>(o: WorkerRuntimeOptions<Req, Res>): 
     role: o.role,
     instanceId: served.instanceId,
     served,
+    get stalled() {
+      return watchdog?.stalled ?? false;
+    },
     stop(graceMs = DEFAULT_GRACE_MS) {
       stopping ??= (async () => {
         draining = true;

@@ -18,6 +18,7 @@ import {
   type ExecutorFlags,
   type NatsAuthEnv,
 } from "@trtd/apps-common";
+import { DEFAULT_WEDGED, type WedgedOptions } from "./supervisor.js";
 
 export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--generate-worker-count M] [--worker-name NAME]
                 [--initialize-request-plane] [--request-plane-uri HOST:PORT] [options]
@@ -54,7 +55,11 @@ export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--gen
   --model-name NAME              model id clients send (default: the model directory's name)
   --api-key KEY                  require Bearer KEY on /v1 (default: $TRTD_API_KEY)
   --disagg-min-prompt-tokens N   shorter prompts run aggregated (api default)
-  --max-restarts N               restarts of a crashed child before the launcher gives up (default 3)
+  --max-restarts N               restarts of a crashed or wedged child before the launcher gives up (default 3)
+  --stall-timeout-ms N           workers: running requests and no engine iteration for N ms = stalled (worker default)
+  --stalled-restart-ms N         a worker reporting its engine stalled for N ms more is restarted (default ${DEFAULT_WEDGED.stalledRestartMs}; 0 = never)
+  --worker-liveness-timeout-ms N a worker whose health reports stop for N ms (SIGSTOP, a hung process) is restarted
+                                 (default ${DEFAULT_WEDGED.livenessTimeoutMs}; 0 = never)
   --ready-timeout-ms N           bound on bring-up (default 180000)
   --prefill-env KEY=VALUE        environment for prefill workers only (repeatable; e.g. TRTD_TRTLLM_DEVICE_ID=0)
   --decode-env KEY=VALUE         environment for decode workers only (repeatable)
@@ -84,6 +89,9 @@ export const launcherFlagOptions = {
   "api-key": { type: "string" },
   "disagg-min-prompt-tokens": { type: "string" },
   "max-restarts": { type: "string" },
+  "stall-timeout-ms": { type: "string" },
+  "stalled-restart-ms": { type: "string" },
+  "worker-liveness-timeout-ms": { type: "string" },
   "ready-timeout-ms": { type: "string" },
   "prefill-env": { type: "string", multiple: true },
   "decode-env": { type: "string", multiple: true },
@@ -126,6 +134,10 @@ export interface LauncherCli {
   apiKey?: string;
   disaggMinPromptTokens?: number;
   maxRestarts: number;
+  /** Passed to workers: their progress watchdog's bound. */
+  stallTimeoutMs?: number;
+  /** When the supervisor restarts a wedged worker. */
+  wedged: WedgedOptions;
   readyTimeoutMs: number;
   /** Extra environment per worker role (e.g. a device per role). */
   roleEnv: { prefill: Record<string, string>; decode: Record<string, string> };
@@ -194,6 +206,12 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
     disaggMinPromptTokens:
       v["disagg-min-prompt-tokens"] === undefined ? undefined : intFlag(v["disagg-min-prompt-tokens"], "disagg-min-prompt-tokens", { min: 0, fallback: 0 }),
     maxRestarts: intFlag(v["max-restarts"], "max-restarts", { min: 0, fallback: 3 }),
+    stallTimeoutMs: v["stall-timeout-ms"] === undefined ? undefined : intFlag(v["stall-timeout-ms"], "stall-timeout-ms", { min: 1, fallback: 0 }),
+    wedged: {
+      ...DEFAULT_WEDGED,
+      livenessTimeoutMs: intFlag(v["worker-liveness-timeout-ms"], "worker-liveness-timeout-ms", { min: 0, fallback: DEFAULT_WEDGED.livenessTimeoutMs }),
+      stalledRestartMs: intFlag(v["stalled-restart-ms"], "stalled-restart-ms", { min: 0, fallback: DEFAULT_WEDGED.stalledRestartMs }),
+    },
     readyTimeoutMs: intFlag(v["ready-timeout-ms"], "ready-timeout-ms", { min: 1, fallback: 180_000 }),
     roleEnv: { prefill: envPairs(v["prefill-env"], "prefill-env"), decode: envPairs(v["decode-env"], "decode-env") },
     executor: { ...ex, modelDir: resolve(ex.modelDir) },
@@ -278,7 +296,9 @@ export function workerExecutor(cli: LauncherCli, role: "prefill" | "decode", ind
 
 /** argv for worker `index` of `role` (its GPU and memory share with --executor cuda). */
 export function workerArgv(cli: LauncherCli, requestPlaneUri: string, role: "prefill" | "decode" = "decode", index = 0): string[] {
-  return ["--worker-name", cli.namespace, "--request-plane-uri", requestPlaneUri, ...executorArgv(workerExecutor(cli, role, index))];
+  const a = ["--worker-name", cli.namespace, "--request-plane-uri", requestPlaneUri, ...executorArgv(workerExecutor(cli, role, index))];
+  if (cli.stallTimeoutMs !== undefined) a.push("--stall-timeout-ms", String(cli.stallTimeoutMs));
+  return a;
 }
 
 /** argv for a prefill worker child: the worker flags plus where its KV offer server listens and what it advertises. */

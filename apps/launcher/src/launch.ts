@@ -133,7 +133,7 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
   const uri = nats?.uri ?? cli.requestPlaneUri;
   let resolveFailed!: (name: string) => void;
   const failed = new Promise<string>((r) => (resolveFailed = r));
-  const sup = new Supervisor({ repoRoot: o.repoRoot, maxRestarts: cli.maxRestarts, log: o.log, onGiveUp: (n) => resolveFailed(n) });
+  const sup = new Supervisor({ repoRoot: o.repoRoot, maxRestarts: cli.maxRestarts, wedged: cli.wedged, log: o.log, onGiveUp: (n) => resolveFailed(n) });
   let apiUrl: string | undefined;
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -148,10 +148,10 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
       if (/^trtd (prefill|decode) worker \S+ serving /.test(l)) workersReady.add(name);
     };
     for (let i = 0; i < cli.generateWorkers; i++) {
-      sup.start({ name: `decode-${i}`, app: "decode", args: workerArgv(cli, uri, "decode", i), env: { ...cli.roleEnv.decode, ...natsEnv("decode") }, onLine: readyLine(`decode-${i}`) });
+      sup.start({ name: `decode-${i}`, app: "decode", args: workerArgv(cli, uri, "decode", i), env: { ...cli.roleEnv.decode, ...natsEnv("decode") }, onLine: readyLine(`decode-${i}`), health: true });
     }
     for (let i = 0; i < cli.contextWorkers; i++) {
-      sup.start({ name: `prefill-${i}`, app: "prefill", args: prefillArgv(cli, uri, i), env: { ...cli.roleEnv.prefill, ...natsEnv("prefill") }, onLine: readyLine(`prefill-${i}`) });
+      sup.start({ name: `prefill-${i}`, app: "prefill", args: prefillArgv(cli, uri, i), env: { ...cli.roleEnv.prefill, ...natsEnv("prefill") }, onLine: readyLine(`prefill-${i}`), health: true });
     }
     if (cli.noApi) {
       await waitWorkersReady(workersReady, cli.contextWorkers + cli.generateWorkers, deadline, failed);

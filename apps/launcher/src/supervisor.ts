@@ -1,9 +1,12 @@
 // Child processes of the launcher, on @trtd/process (the one child-process helper): started with their role's
-// argv, output prefixed, restarted (bounded) when they crash, stopped by PID with SIGTERM then SIGKILL.
+// argv, output prefixed, restarted (bounded) when they crash or are wedged, stopped by PID with SIGTERM then SIGKILL.
+// Wedged: a worker reports its health over an IPC channel (apps-common `reportHealthToSupervisor`); reports that
+// stop (a stopped or hung process) or that say the engine is stalled, each past its bound, get it stopped and
+// restarted like a crash (same --max-restarts budget and backoff).
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { spawnChild, type Child } from "@trtd/process";
-import { PARENT_PID_ENV } from "@trtd/apps-common";
+import { isWorkerHealthMessage, PARENT_PID_ENV } from "@trtd/apps-common";
 
 export type AppName = "api" | "prefill" | "decode";
 
@@ -38,7 +41,22 @@ export interface ChildSpec {
   env?: Record<string, string>;
   /** Called for every stdout line (the api's "listening on" line is read this way). */
   onLine?: (line: string) => void;
+  /** A worker: it reports its health over IPC, and is restarted when wedged (see {@link WedgedOptions}). */
+  health?: boolean;
 }
+
+/** When a worker that reports its health counts as wedged; each bound 0 = that check off. */
+export interface WedgedOptions {
+  /** No health report for this long (after its first): the process is stopped (SIGSTOP) or its JS thread hangs. */
+  livenessTimeoutMs: number;
+  /** Its engine reported stalled continuously for this long (the api moved its requests when it first said so). */
+  stalledRestartMs: number;
+  /** SIGTERM, then SIGKILL after this long (a stalled engine cannot finish what it holds; a stopped process ignores SIGTERM). */
+  stopGraceMs: number;
+}
+
+export const DEFAULT_WEDGED: WedgedOptions = { livenessTimeoutMs: 10_000, stalledRestartMs: 10_000, stopGraceMs: 2000 };
+const WEDGED_CHECK_MS = 250;
 
 export interface SupervisorOptions {
   repoRoot: string;
@@ -48,6 +66,8 @@ export interface SupervisorOptions {
   log: (line: string) => void;
   /** A child crashed more than maxRestarts times. */
   onGiveUp: (name: string) => void;
+  /** Default {@link DEFAULT_WEDGED}. */
+  wedged?: WedgedOptions;
 }
 
 interface Supervised {
@@ -55,6 +75,8 @@ interface Supervised {
   proc: Child | undefined;
   restarts: number;
   exited: Promise<void>;
+  /** Why the supervisor stopped the running process (it was wedged); undefined for a crash. */
+  wedgedReason: string | undefined;
 }
 
 export class Supervisor {
@@ -73,13 +95,14 @@ export class Supervisor {
   }
 
   start(spec: ChildSpec): void {
-    const s: Supervised = { spec, proc: undefined, restarts: 0, exited: Promise.resolve() };
+    const s: Supervised = { spec, proc: undefined, restarts: 0, exited: Promise.resolve(), wedgedReason: undefined };
     this.children.set(spec.name, s);
     this.launch(s);
   }
 
   private launch(s: Supervised): void {
     const { spec } = s;
+    const health = spec.health ? this.healthWatch(s) : undefined;
     const proc = spawnChild({
       name: spec.name,
       command: process.execPath,
@@ -90,13 +113,18 @@ export class Supervisor {
       detached: true,
       echo: true, // as `[name] line`
       onLine: (l, stream) => stream === "stdout" && spec.onLine?.(l),
+      onMessage: health?.onMessage,
     });
+    health?.watch(proc);
     this.live.add(proc);
     void proc.exited.then(() => this.live.delete(proc));
     s.proc = proc;
     s.exited = proc.exited.then(({ code, signal }) => {
+      health?.close();
       if (this.stopping) return;
-      this.o.log(`${spec.name} (pid ${proc.pid}) exited unexpectedly (${signal ?? `code ${code}`})`);
+      const why = s.wedgedReason;
+      s.wedgedReason = undefined;
+      this.o.log(`${spec.name} (pid ${proc.pid}) ${why ? `stopped (${signal ?? `code ${code}`}): ${why}` : `exited unexpectedly (${signal ?? `code ${code}`})`}`);
       if (s.restarts >= this.o.maxRestarts) {
         this.o.onGiveUp(spec.name);
         return;
@@ -106,6 +134,49 @@ export class Supervisor {
       this.o.log(`restarting ${spec.name} in ${backoff} ms (restart ${s.restarts} of ${this.o.maxRestarts})`);
       setTimeout(() => !this.stopping && this.launch(s), backoff).unref();
     });
+  }
+
+  /**
+   * The health watch of one process of `s`: reports arrive through `onMessage`; `watch` checks the bounds every
+   * WEDGED_CHECK_MS and stops a wedged process (its exit then restarts it); `close` ends the checks.
+   */
+  private healthWatch(s: Supervised): { onMessage: (m: unknown) => void; watch: (proc: Child) => void; close: () => void } {
+    const w = this.o.wedged ?? DEFAULT_WEDGED;
+    let lastReport: number | undefined;
+    let stalledSince: number | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const close = () => clearInterval(timer);
+    return {
+      onMessage: (m) => {
+        if (!isWorkerHealthMessage(m)) return;
+        const now = performance.now();
+        lastReport = now;
+        stalledSince = m.stalled ? (stalledSince ?? now) : undefined;
+      },
+      watch: (proc) => {
+        let lastCheck = performance.now();
+        timer = setInterval(() => {
+          const now = performance.now();
+          // This process was itself paused (suspend, SIGSTOP of the launcher): its children's silence is not theirs.
+          if (now - lastCheck > 4 * WEDGED_CHECK_MS && lastReport !== undefined) lastReport = now;
+          lastCheck = now;
+          if (this.stopping || !proc.alive()) return;
+          let reason: string | undefined;
+          if (w.livenessTimeoutMs > 0 && lastReport !== undefined && now - lastReport > w.livenessTimeoutMs) {
+            reason = `no health report for ${Math.round(now - lastReport)} ms (bound ${w.livenessTimeoutMs} ms): the process is stopped or hung`;
+          } else if (w.stalledRestartMs > 0 && stalledSince !== undefined && now - stalledSince >= w.stalledRestartMs) {
+            reason = `its engine reported stalled for ${Math.round(now - stalledSince)} ms (bound ${w.stalledRestartMs} ms)`;
+          }
+          if (!reason) return;
+          close();
+          s.wedgedReason = `wedged, ${reason}`;
+          this.o.log(`${s.spec.name} (pid ${proc.pid}) is wedged: ${reason}; stopping it (SIGTERM, SIGKILL after ${w.stopGraceMs} ms) to restart it`);
+          void proc.stop(w.stopGraceMs);
+        }, WEDGED_CHECK_MS);
+        timer.unref();
+      },
+      close,
+    };
   }
 
   /** Stops children in the given order of groups (e.g. api first, then workers), each group in parallel. */

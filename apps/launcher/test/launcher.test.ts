@@ -242,6 +242,18 @@ describe("launcher - flags", () => {
     const cli = parseLauncherCli(["--prefill-env", "TRTD_TRTLLM_DEVICE_ID=0", "--decode-env", "TRTD_TRTLLM_DEVICE_ID=1", "--decode-env", "X=a=b"], modelDir);
     expect(cli.roleEnv).toEqual({ prefill: { TRTD_TRTLLM_DEVICE_ID: "0" }, decode: { TRTD_TRTLLM_DEVICE_ID: "1", X: "a=b" } });
   });
+
+  it("wedged-worker bounds: defaults, flags, 0 = off; --stall-timeout-ms reaches every worker", () => {
+    const d = parseLauncherCli([], modelDir);
+    expect(d.wedged).toEqual({ livenessTimeoutMs: 10_000, stalledRestartMs: 10_000, stopGraceMs: 2000 });
+    expect(workerArgv(d, d.requestPlaneUri)).not.toContain("--stall-timeout-ms");
+    const cli = parseLauncherCli(["--stall-timeout-ms", "1500", "--stalled-restart-ms", "0", "--worker-liveness-timeout-ms", "4000"], modelDir);
+    expect(cli.wedged).toMatchObject({ livenessTimeoutMs: 4000, stalledRestartMs: 0 });
+    expectFlagsInOrder(workerArgv(cli, cli.requestPlaneUri, "decode", 0), [["--stall-timeout-ms", "1500"]]);
+    expectFlagsInOrder(prefillArgv(cli, cli.requestPlaneUri, 0), [["--stall-timeout-ms", "1500"]]);
+    expect(parseWorkerCli(workerArgv(cli, cli.requestPlaneUri), modelDir).stallTimeoutMs).toBe(1500);
+    expect(() => parseLauncherCli(["--worker-liveness-timeout-ms", "-1"], modelDir)).toThrow(/worker-liveness-timeout-ms/);
+  });
 });
 
 describe("launcher - without nats-server", () => {

@@ -34,6 +34,11 @@ export interface SpawnChildOptions {
    * (bounded) until they are gone. For children that start servers of their own (a launcher, a shell).
    */
   stopTree?: boolean;
+  /**
+   * Called with every message the child sends over a Node IPC channel (`process.send` in the child). Giving it
+   * opens the channel (a fourth stdio entry, "ipc"); without it the child has none.
+   */
+  onMessage?: (message: unknown) => void;
 }
 
 export interface Child {
@@ -70,7 +75,13 @@ export class ChildNotReadyError extends Error {
 
 /** Starts a child process; see {@link Child}. */
 export function spawnChild(o: SpawnChildOptions): Child {
-  const proc = spawn(o.command, o.args ?? [], { cwd: o.cwd, env: o.env ?? process.env, stdio: ["ignore", "pipe", "pipe"], detached: (o.detached || o.stopTree) ?? false });
+  const proc = spawn(o.command, o.args ?? [], {
+    cwd: o.cwd,
+    env: o.env ?? process.env,
+    stdio: o.onMessage ? ["ignore", "pipe", "pipe", "ipc"] : ["ignore", "pipe", "pipe"],
+    detached: (o.detached || o.stopTree) ?? false,
+  });
+  if (o.onMessage) proc.on("message", o.onMessage);
   const keep = o.keepLines ?? 2000;
   const output: string[] = [];
   const waiters = new Set<(line: string) => void>();

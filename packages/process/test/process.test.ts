@@ -83,4 +83,14 @@ describe("spawnChild", () => {
     expect(c.alive()).toBe(false);
     expect(await c.stop(100)).toEqual({ code: null, signal: null });
   });
+
+  it("onMessage opens an IPC channel: the child's process.send messages arrive; without it the child has none", async () => {
+    const got: unknown[] = [];
+    const c = spawnChild({ ...node('process.send({ n: 1 }); process.send({ n: 2 }, () => process.exit(0))'), onMessage: (m) => got.push(m) });
+    expect(await c.exited).toEqual({ code: 0, signal: null });
+    expect(got).toEqual([{ n: 1 }, { n: 2 }]);
+    const plain = spawnChild(node('console.log(typeof process.send)'));
+    await plain.exited;
+    expect(plain.output).toEqual(["undefined"]);
+  });
 });
