@@ -4,8 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually, modelDir } from "@trtd/test-support";
 import { EXECUTOR_DEFAULTS, Endpoints, type DecodeChunk, type GenerateRequest } from "@trtd/apps-common";
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
-import { createInProcessPlane, type RequestPlane, type ServedEndpoint } from "@trtd/request-plane";
+import { createInProcessPlane, RemoteError, TimeoutError, type RequestPlane, type ServedEndpoint } from "@trtd/request-plane";
 import { LeastLoadedSelector, PrefillPolicy, RequestPlaneWorkers, Router, WorkerGoneError, type WorkerInstance, type Workers } from "../src/index.js";
+import { translateWorkerError } from "../src/router/request-plane-workers.js";
 
 const PROMPT = Array.from({ length: 40 }, (_, i) => 2000 + i * 11);
 const req = (extra: Partial<GenerateRequest> = {}): GenerateRequest => ({
@@ -46,6 +47,25 @@ describe("router - policy and selection", () => {
     const ws = [{ id: "a", load: load(3) }, { id: "b", load: load(1) }, { id: "c", load: load(2) }];
     expect(s.select(req(), ws, none).id).toBe("b");
     expect(s.select(req(), ws, new Map([["b", 5]])).id).toBe("c");
+  });
+});
+
+describe("router - worker errors", () => {
+  const live = new AbortController().signal;
+  it("a worker that never accepted or went silent before the deadline is gone (movable); after it, the deadline passed", () => {
+    const silent = new TimeoutError("no instance accepted request r1 on x within 5000 ms");
+    expect(translateWorkerError(silent, live, "decode", Date.now() + 10_000)).toBeInstanceOf(WorkerGoneError);
+    expect(translateWorkerError(silent, live, "decode", Date.now() - 1)).toMatchObject({ name: "DeadlineExceededError" });
+  });
+  it("a worker that refuses because it is stopping is gone (movable); other remote errors are failures", () => {
+    const stopping = new RemoteError("instance trtd/decode/generate/ab is stopping", { code: "closed", name: "ClosedError" });
+    expect(translateWorkerError(stopping, live, "decode", Date.now() + 10_000)).toBeInstanceOf(WorkerGoneError);
+    const bad = new RemoteError("tokens must be a non-empty list", { code: "invalid_worker_request" });
+    expect(translateWorkerError(bad, live, "decode", Date.now() + 10_000)).toMatchObject({ name: "WorkerFailedError" });
+    // the caller's own abort is passed through untouched
+    const ac = new AbortController();
+    ac.abort();
+    expect(translateWorkerError(stopping, ac.signal, "decode", Date.now() + 10_000)).toBe(stopping);
   });
 });
 

@@ -39,14 +39,24 @@ function counts(published: Record<string, unknown>, reasons: readonly string[]):
 }
 
 /** Request-plane errors as api errors (the caller's own abort passes through unchanged). */
-function translate(err: unknown, signal: AbortSignal, what: string): unknown {
+/** A request-plane failure of one worker call as the router's error (WorkerGoneError: the router may move the request). */
+export function translateWorkerError(err: unknown, signal: AbortSignal, what: string, deadline: number): unknown {
   if (signal.aborted) return err;
-  const code = (err as { code?: string }).code;
-  if (code === RequestPlaneErrorCode.Timeout) return new DeadlineExceededError(`${what}: ${(err as Error).message}`, { cause: err });
-  if (code === RequestPlaneErrorCode.NoResponders || code === RequestPlaneErrorCode.ServerGone) {
-    return new WorkerGoneError(`${what}: the chosen worker is gone (${(err as Error).message})`, { cause: err });
+  const { code, remoteCode, message } = err as { code?: string; remoteCode?: string; message: string };
+  if (code === RequestPlaneErrorCode.Timeout) {
+    // One code covers the request's deadline and a worker that never accepted the request or stopped sending
+    // heartbeats: before the deadline it is the worker that failed, and the router can move the request.
+    if (Date.now() < deadline) return new WorkerGoneError(`${what}: the chosen worker does not answer (${message})`, { cause: err });
+    return new DeadlineExceededError(`${what}: ${message}`, { cause: err });
   }
-  return new WorkerFailedError(`${what}: ${(err as Error).message}`, { cause: err });
+  if (code === RequestPlaneErrorCode.NoResponders || code === RequestPlaneErrorCode.ServerGone) {
+    return new WorkerGoneError(`${what}: the chosen worker is gone (${message})`, { cause: err });
+  }
+  // A worker that began draining as the request arrived refuses it ("closed") before doing any of it.
+  if (code === RequestPlaneErrorCode.Remote && remoteCode === RequestPlaneErrorCode.Closed) {
+    return new WorkerGoneError(`${what}: the chosen worker is stopping (${message})`, { cause: err });
+  }
+  return new WorkerFailedError(`${what}: ${message}`, { cause: err });
 }
 
 /**
@@ -120,7 +130,7 @@ export class RequestPlaneWorkers implements Workers {
     try {
       return await this.prefillClient.request(req, { instanceId, signal: stall.signal, deadline: req.deadline, requestId: `${req.id}-p` });
     } catch (err) {
-      throw stall.error() ?? translate(err, signal, "prefill");
+      throw stall.error() ?? translateWorkerError(err, signal, "prefill", req.deadline);
     } finally {
       stall.off();
     }
@@ -133,7 +143,7 @@ export class RequestPlaneWorkers implements Workers {
       // Leaving this loop early (stop string, client gone) returns the stream, which cancels the request in the worker.
       for await (const chunk of stream) yield chunk;
     } catch (err) {
-      throw stall.error() ?? translate(err, signal, "decode");
+      throw stall.error() ?? translateWorkerError(err, signal, "decode", req.deadline);
     } finally {
       stall.off();
     }
