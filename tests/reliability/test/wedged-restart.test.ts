@@ -25,7 +25,8 @@ import {
   workersIdle,
   type AppProcess,
 } from "./support/processes.js";
-import { prompts, streamCompletion, type StreamResult } from "./support/http.js";
+import { prompts, streamCompletion } from "./support/http.js";
+import { disturbedStreams, greedy } from "./support/disturb.js";
 
 const NS = "rel-wedged-restart";
 const STALL_TIMEOUT_MS = 1000;
@@ -64,32 +65,6 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-const greedy = (prompt: string) => ({ prompt, max_tokens: 200, temperature: 0 });
-
-/** Streams 4 prompts (two land on each worker: least loaded), runs `disturb` once each has 3 chunks. */
-async function disturbed(disturb: () => void): Promise<{ results: StreamResult[]; reference: StreamResult[]; migrated: number }> {
-  const ps = prompts(4);
-  const reference = await Promise.all(ps.map((p) => streamCompletion(launcher.url, greedy(p))));
-  const before = await metricValue(launcher.url, "trtd_migrated_requests_total");
-  const seen = new Array<number>(ps.length).fill(0);
-  let done = false;
-  const results = await Promise.all(
-    ps.map((p, i) =>
-      streamCompletion(launcher.url, greedy(p), {
-        timeoutMs: 30_000,
-        onChunk: (n) => {
-          seen[i] = n;
-          if (!done && seen.every((k) => k >= 3)) {
-            done = true;
-            disturb();
-          }
-        },
-      }),
-    ),
-  );
-  expect(done).toBe(true);
-  return { results, reference, migrated: (await metricValue(launcher.url, "trtd_migrated_requests_total")) - before };
-}
 
 /** decode-0 was restarted: a new PID serves, the old one is gone, both workers are listed and end idle. */
 async function restarted(oldPid: number): Promise<number> {
@@ -105,7 +80,7 @@ describe("wedged workers under the launcher", () => {
   it("an engine that stops progressing: its streams migrate, the launcher restarts the worker after --stalled-restart-ms", async () => {
     const [pid] = launcherChildPids(launcher, "decode-0");
     expect(pid).toBeGreaterThan(0);
-    const { results, reference, migrated } = await disturbed(() => writeFileSync(stallFile, ""));
+    const { results, reference, migrated } = await disturbedStreams(launcher.url, () => writeFileSync(stallFile, ""));
     for (let i = 0; i < results.length; i++) {
       expect(results[i].error).toBeUndefined();
       expect(results[i].finishReason).toBe("length");
@@ -128,7 +103,7 @@ describe("wedged workers under the launcher", () => {
   it("a worker stopped with SIGSTOP: its streams migrate (silence bound), the launcher restarts it after --worker-liveness-timeout-ms", async () => {
     const pid = launcherChildPids(launcher, "decode-0").at(-1)!;
     let stoppedAt = 0;
-    const { results, reference, migrated } = await disturbed(() => {
+    const { results, reference, migrated } = await disturbedStreams(launcher.url, () => {
       stoppedAt = performance.now();
       process.kill(pid, "SIGSTOP");
     });

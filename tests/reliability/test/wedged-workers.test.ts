@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsServerHandle } from "@trtd/request-plane";
 import { apiArgs, eventually, metricValue, startApp, startNats, stopAll, waitForWorkers, workerArgs, workersIdle, type AppProcess } from "./support/processes.js";
-import { prompts, streamCompletion, type StreamResult } from "./support/http.js";
+import { prompts, streamCompletion } from "./support/http.js";
+import { disturbedStreams, greedy } from "./support/disturb.js";
 
 const NS = "rel-wedged";
 const STALL_TIMEOUT_MS = 1000;
@@ -49,36 +50,10 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-const greedy = (prompt: string) => ({ prompt, max_tokens: 200, temperature: 0 });
-
-/** Streams 4 prompts (two land on each worker: least loaded), runs `disturb` once each has 3 chunks. */
-async function disturbed(disturb: () => void): Promise<{ results: StreamResult[]; reference: StreamResult[]; migrated: number }> {
-  const ps = prompts(4);
-  const reference = await Promise.all(ps.map((p) => streamCompletion(api.url, greedy(p))));
-  const before = await metricValue(api.url, "trtd_migrated_requests_total");
-  const seen = new Array<number>(ps.length).fill(0);
-  let done = false;
-  const results = await Promise.all(
-    ps.map((p, i) =>
-      streamCompletion(api.url, greedy(p), {
-        timeoutMs: 30_000,
-        onChunk: (n) => {
-          seen[i] = n;
-          if (!done && seen.every((k) => k >= 3)) {
-            done = true;
-            disturb();
-          }
-        },
-      }),
-    ),
-  );
-  expect(done).toBe(true);
-  return { results, reference, migrated: (await metricValue(api.url, "trtd_migrated_requests_total")) - before };
-}
 
 describe("wedged workers", () => {
   it("an engine that stops progressing (process alive): reported stalled, not routed to, its streams migrate", async () => {
-    const { results, reference, migrated } = await disturbed(() => writeFileSync(stallFile, ""));
+    const { results, reference, migrated } = await disturbedStreams(api.url, () => writeFileSync(stallFile, ""));
     for (let i = 0; i < results.length; i++) {
       expect(results[i].error).toBeUndefined();
       expect(results[i].finishReason).toBe("length");
@@ -106,7 +81,7 @@ describe("wedged workers", () => {
 
   it("a worker stopped with SIGSTOP: silence and lease detect it, its streams migrate; after SIGCONT it serves again", async () => {
     let stoppedAt = 0;
-    const { results, reference, migrated } = await disturbed(() => {
+    const { results, reference, migrated } = await disturbedStreams(api.url, () => {
       stoppedAt = performance.now();
       wedgeable.kill("SIGSTOP");
     });
