@@ -176,6 +176,16 @@ async function stopTree(pid: number, exited: Promise<ChildExit>, graceMs: number
   return e;
 }
 
+/** Whether a process with this PID exists (signal 0; one that exists but is not ours counts: EPERM). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 /** Every live descendant of `root` (children, their children, ...), from `ps`; [] where ps is unavailable. */
 export function descendantPids(root: number): number[] {
   let table: string;

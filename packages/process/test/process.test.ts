@@ -1,6 +1,6 @@
 // Real child processes (node -e scripts): readiness, lines, bounded stop, exit reporting, spawn failure.
 import { describe, expect, it } from "vitest";
-import { ChildNotReadyError, descendantPids, spawnChild, type ChildStream } from "../src/index.js";
+import { ChildNotReadyError, descendantPids, isAlive, spawnChild, type ChildStream } from "../src/index.js";
 
 const node = (script: string, name = "child") => ({ name, command: process.execPath, args: ["-e", script] });
 
@@ -50,14 +50,6 @@ describe("spawnChild", () => {
   });
 
   it("stopTree: the child's group and its descendants, one of them in a group of its own that ignores SIGTERM", async () => {
-    const alive = (pid: number) => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
     const script = `
       const { spawn } = require("node:child_process");
       const g = spawn(process.execPath, ["-e", "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)"], { detached: true, stdio: "ignore" });
@@ -66,12 +58,12 @@ describe("spawnChild", () => {
     const tree = spawnChild({ name: "tree", command: process.execPath, args: ["-e", script], stopTree: true });
     const grandchild = Number((await tree.waitForLine(/grandchild (\d+)/, 10_000))[1]);
     expect(descendantPids(tree.pid)).toContain(grandchild);
-    expect(alive(grandchild)).toBe(true);
+    expect(isAlive(grandchild)).toBe(true);
     const t0 = Date.now();
     await tree.stop(300);
     expect(Date.now() - t0).toBeLessThan(8000);
-    expect(alive(tree.pid)).toBe(false);
-    expect(alive(grandchild)).toBe(false); // without stopTree it would outlive its parent
+    expect(isAlive(tree.pid)).toBe(false);
+    expect(isAlive(grandchild)).toBe(false); // without stopTree it would outlive its parent
   });
 
   it("a command that cannot start: exited reports no code and no signal, waitForLine names the spawn error", async () => {

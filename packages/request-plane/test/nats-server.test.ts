@@ -9,28 +9,21 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { waitUntil } from "./helpers.js";
 import { NatsServerNotFoundError, NatsServerStartError, findNatsServer, startNatsServer } from "../src/index.js";
+import { isAlive } from "@trtd/process";
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe("startNatsServer", () => {
   it("starts on a free 127.0.0.1 port with JetStream in a temp store, is ready, and stop() kills it and removes the store", async () => {
     const srv = await startNatsServer({ jetstream: true });
     expect(srv.uri).toBe(`nats://127.0.0.1:${srv.port}`);
-    expect(alive(srv.pid)).toBe(true);
+    expect(isAlive(srv.pid)).toBe(true);
     const nc = await natsConnect({ servers: srv.uri, timeout: 2000 });
     const jsm = await jetstreamManager(nc);
     const info = await jsm.getAccountInfo();
     expect(info.limits).toBeDefined();
     await nc.close();
     await srv.stop();
-    expect(alive(srv.pid)).toBe(false);
+    expect(isAlive(srv.pid)).toBe(false);
     expect(typeof (await srv.exited)).not.toBe("undefined");
     await srv.stop(); // idempotent
   });
@@ -88,7 +81,7 @@ describe("startNatsServer", () => {
     const m = await waitLine(/^pid (\d+) sleeper (\d+)$/, "the owner to report its nats-server");
     const cleanup = () => {
       if (owner.exitCode === null && owner.signalCode === null) owner.kill("SIGKILL");
-      for (const pid of [Number(m[1]), Number(m[2])]) if (alive(pid)) process.kill(pid, "SIGKILL");
+      for (const pid of [Number(m[1]), Number(m[2])]) if (isAlive(pid)) process.kill(pid, "SIGKILL");
       rmSync(tmp, { recursive: true, force: true });
     };
     return { owner, server: Number(m[1]), sleeper: Number(m[2]), tmp, exited, waitLine, cleanup };
@@ -101,12 +94,12 @@ describe("startNatsServer", () => {
     it(`stops with its owner: the owner gets ${sig}, dies of it, and its nats-server and temp store go within 8 s`, async () => {
       const o = await startOwner("default");
       try {
-        expect(alive(o.server)).toBe(true);
+        expect(isAlive(o.server)).toBe(true);
         expect(natsTemp(o.tmp).length).toBeGreaterThan(0); // the JetStream store
         o.owner.kill(sig);
         expect((await o.exited).signal).toBe(sig); // Node's default signal behaviour: nothing here handles it
-        await waitUntil(() => !alive(o.server) && natsTemp(o.tmp).length === 0, 8000, "the server and its store to go");
-        expect(alive(o.sleeper)).toBe(true);
+        await waitUntil(() => !isAlive(o.server) && natsTemp(o.tmp).length === 0, 8000, "the server and its store to go");
+        expect(isAlive(o.sleeper)).toBe(true);
       } finally {
         o.cleanup();
       }
@@ -117,7 +110,7 @@ describe("startNatsServer", () => {
     const o = await startOwner("exit");
     try {
       expect((await o.exited).code).toBe(0);
-      await waitUntil(() => !alive(o.server) && natsTemp(o.tmp).length === 0, 8000, "the server and its store to go");
+      await waitUntil(() => !isAlive(o.server) && natsTemp(o.tmp).length === 0, 8000, "the server and its store to go");
     } finally {
       o.cleanup();
     }
@@ -128,9 +121,9 @@ describe("startNatsServer", () => {
     try {
       process.kill(-o.owner.pid!, "SIGINT"); // what a terminal does: the whole foreground group
       await o.waitLine(/^sigint$/, "the owner to handle SIGINT");
-      expect(alive(o.server)).toBe(true); // the owner waits 500 ms before it stops the server
+      expect(isAlive(o.server)).toBe(true); // the owner waits 500 ms before it stops the server
       await o.waitLine(/^stopped$/, "the owner to stop its server");
-      expect(alive(o.server)).toBe(false);
+      expect(isAlive(o.server)).toBe(false);
       expect((await o.exited).code).toBe(0);
     } finally {
       o.cleanup();

@@ -3,18 +3,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { isAlive } from "@trtd/process";
 
 const repoRoot = resolve(__dirname, "../../..");
 const cli = join(repoRoot, "tools/bench/src/cli.ts");
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** Runs node with args in the repo root (killed after 90 s); its exit code and output. */
 async function runNode(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -68,7 +61,7 @@ describe("experiment driver (against the launcher and OpenAI test doubles, with 
     // Both launcher doubles and the "workers" they left behind are gone: the process groups were stopped.
     const pids = readFileSync(pidsFile, "utf8").trim().split(/\s+/).map(Number);
     expect(pids).toHaveLength(4);
-    for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
+    for (const pid of pids) expect(isAlive(pid), `pid ${pid}`).toBe(false);
     expect(readFileSync(join(out, "logs", "disagg-launcher.log"), "utf8")).toContain("launcher test double: OpenAI API at http://127.0.0.1:");
   });
 
@@ -104,6 +97,6 @@ describe("experiment driver (against the launcher and OpenAI test doubles, with 
     expect(byLegend["agg 2D"].goodput.saturated).toBe(true);
     const pids = readFileSync(pidsFile, "utf8").trim().split(/\s+/).map(Number);
     expect(pids).toHaveLength(4);
-    for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
+    for (const pid of pids) expect(isAlive(pid), `pid ${pid}`).toBe(false);
   });
 });

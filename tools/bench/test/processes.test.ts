@@ -1,15 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { descendantPids, freePort, startProcess } from "../src/processes.js";
 import { ServerStartupError } from "../src/index.js";
+import { isAlive } from "@trtd/process";
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe("processes", () => {
   it("freePort gives a port that can be listened on", async () => {
@@ -29,13 +22,13 @@ describe("processes", () => {
     try {
       const m = await p.waitForLine(/grandchild (\d+)/, 10_000);
       const grandchild = Number(m[1]);
-      expect(alive(grandchild)).toBe(true);
+      expect(isAlive(grandchild)).toBe(true);
       expect(descendantPids(p.pid)).toContain(grandchild);
       // A line seen earlier is found again immediately.
       await expect(p.waitForLine(/grandchild/, 10)).resolves.toBeTruthy();
       await p.stop(300);
-      expect(alive(p.pid)).toBe(false);
-      expect(alive(grandchild)).toBe(false);
+      expect(isAlive(p.pid)).toBe(false);
+      expect(isAlive(grandchild)).toBe(false);
     } finally {
       await p.stop(300);
     }
@@ -51,6 +44,6 @@ describe("processes", () => {
     } finally {
       await slow.stop(300);
     }
-    expect(alive(slow.pid)).toBe(false);
+    expect(isAlive(slow.pid)).toBe(false);
   });
 });

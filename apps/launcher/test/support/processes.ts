@@ -19,12 +19,4 @@ export async function eventually(check: () => Promise<boolean>, timeoutMs: numbe
   await support.eventually(check, timeoutMs, what, { intervalMs, retryOnError: false });
 }
 
-/** Whether a process with this PID exists (signal 0). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { isAlive } from "@trtd/process";

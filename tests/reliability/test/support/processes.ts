@@ -80,12 +80,4 @@ export function launcherChildPids(launcher: AppProcess, name: string): number[] 
   return launcher.output.flatMap((l) => re.exec(l)?.slice(1) ?? []).map(Number);
 }
 
-/** Whether a process with this PID exists (signal 0). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { isAlive } from "@trtd/process";
