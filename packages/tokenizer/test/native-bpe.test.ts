@@ -254,7 +254,7 @@ describe("special tokens: the same results as tiktoken's encode(text, allowed, d
 });
 
 describe("encodeAsync with the native encoder in the worker", () => {
-  it("gives the ids of encode, with specials, and frees the worker's encoder on free()", async () => {
+  it("gives the ids of encode, with specials; free() stops the worker", async () => {
     const ranks = cl100kRanksText();
     const specialsObj = Object.fromEntries(llama3Specials().map(([id, t]) => [t, id]));
     const tok = Tokenizer.fromTiktokenRanks(ranks, { specialTokens: specialsObj });
