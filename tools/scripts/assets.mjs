@@ -42,9 +42,10 @@ function fresh(stamp, sources) {
 
 /**
  * Builds the native code, each part only when its sources are newer than its build: the reference executor
- * (packages/trtllm/native, CMake Release), the CUDA executor where nvcc is on PATH (ensureCudaExecutor) and
- * kv-transfer's checksum helper. TRTD_NATIVE_ARCH=OFF builds the reference executor for any x86-64 (for
- * images built on one machine and run on another); the default tunes it for this CPU.
+ * (packages/trtllm/native, CMake Release), the CUDA executor where nvcc is on PATH (ensureCudaExecutor),
+ * kv-transfer's checksum helper and the tokenizer's native BPE encoder. TRTD_NATIVE_ARCH=OFF builds the
+ * reference executor for any x86-64 (for images built on one machine and run on another); the default tunes it
+ * for this CPU.
  */
 export async function ensureNative({ force = false } = {}) {
   const stamp = join(nativeBuildDir, ".built");
@@ -58,6 +59,8 @@ export async function ensureNative({ force = false } = {}) {
   ensureCudaExecutor({ force });
   const kvx = await import("../../packages/kv-transfer/scripts/build-native.mjs");
   kvx.buildNative({ force });
+  const bpe = await import("../../packages/tokenizer/scripts/build-native.mjs");
+  bpe.buildNative({ force });
 }
 
 /** The nvcc on PATH, or undefined. */

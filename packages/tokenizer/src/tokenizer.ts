@@ -11,7 +11,7 @@ import {
   loadEncodingJson,
   type EncoderSpec,
 } from "./encodings.js";
-import { EncodeWorker } from "./encode-worker.js";
+import { EncodeWorker, type WorkerNative } from "./encode-worker.js";
 import {
   InvalidOptionsError,
   InvalidTokenIdError,
@@ -23,7 +23,9 @@ import {
 } from "./errors.js";
 import { IncrementalDetokenizer, type DetokenizerOptions } from "./detokenizer.js";
 import { readModelDir } from "./model-dir.js";
+import { koffiModulePath, NATIVE_SIGNATURES, NativeBpe, nativePatternId } from "./native-bpe.js";
 import { validateRanksText } from "./ranks-file.js";
+import { SpecialSplitter, type Part } from "./specials.js";
 
 export interface EncodeOptions {
   /**
@@ -84,13 +86,17 @@ const KIND_NONE = 0;
 const KIND_RANK = 1;
 const KIND_SPECIAL = 2;
 const KIND_ADDED = 3;
-const NOT_ALLOWED = /special token that is not allowed: (.*)$/;
 const utf8 = new TextDecoder("utf-8");
 const utf8Fatal = new TextDecoder("utf-8", { fatal: true });
 
+/** Which encoder a tokenizer uses (for tests and the bench; not exported from the package). */
+export let encoderEngine: (t: Tokenizer) => "native" | "wasm";
+
 /**
  * A tiktoken BPE tokenizer with the model's special tokens, BOS/EOS and chat template.
- * Holds WASM memory (and possibly a worker thread): call `free()` when done.
+ * Encodes with the native BPE library (libtrtd_bpe.so) when it is built and implements the split pattern, else
+ * with the tiktoken WASM package (same ids); decodes with WASM.
+ * Holds WASM and native memory (and possibly a worker thread): call `free()` when done.
  */
 export class Tokenizer {
   /** Size of the id space: the larger of the model's `vocab_size` and the tokenizer's largest id + 1. */
@@ -109,6 +115,9 @@ export class Tokenizer {
   readonly origin: string;
 
   #enc: Tiktoken | undefined;
+  #native: NativeBpe | undefined;
+  readonly #workerNative: WorkerNative | undefined;
+  readonly #splitter: SpecialSplitter;
   readonly #spec: EncoderSpec;
   readonly #normalization: "NFC" | "NFKC" | undefined;
   readonly #kinds: Uint8Array;
@@ -121,19 +130,29 @@ export class Tokenizer {
   #worker: EncodeWorker | undefined;
   #specialRe: RegExp | null | undefined;
 
+  static {
+    encoderEngine = (t) => (t.#native ? "native" : "wasm");
+  }
+
   private constructor(def: TokenizerDefinition) {
     this.origin = def.origin;
     let rankEnd: number;
     let markRanks: (kinds: Uint8Array) => void;
+    let ranksText: string;
+    let pattern: string;
     const specials: Record<string, number> = {};
     if (def.source.kind === "named") {
       const json = loadEncodingJson(def.source.name);
+      ranksText = json.bpe_ranks;
+      pattern = json.pat_str;
       const ranges = encodingRankRanges(json);
       rankEnd = Math.max(...ranges.map((r) => r[1]));
       markRanks = (k) => ranges.forEach(([a, b]) => k.fill(KIND_RANK, a, b));
       Object.assign(specials, json.special_tokens);
     } else {
       const { info } = def.source;
+      ranksText = def.source.ranksText;
+      pattern = def.source.pattern;
       rankEnd = info.end;
       markRanks = (k) => (info.sparse ? info.sparse.forEach((r) => (k[r] = KIND_RANK)) : k.fill(KIND_RANK, 0, info.end));
     }
@@ -194,7 +213,12 @@ export class Tokenizer {
     this.#bytesCache = new Array(this.vocabSize);
     this.#textCache = new Array(this.vocabSize);
     this.#normalization = def.normalization;
+    this.#splitter = new SpecialSplitter(byText);
     this.#enc = buildTiktoken(this.#spec);
+    this.#native = NativeBpe.create(ranksText, pattern);
+    this.#workerNative = this.#native
+      ? { libPath: this.#native.libraryPath, koffiPath: koffiModulePath(), pattern: nativePatternId(pattern)!, signatures: { ...NATIVE_SIGNATURES } }
+      : undefined;
   }
 
   /** Loads the tokenizer of a model directory (docs/design/contracts.md). */
@@ -249,18 +273,36 @@ export class Tokenizer {
     return out;
   }
 
+  /** Ordinary text (no special tokens) → ids; a native result is a scratch view, valid until the next call. */
+  #ordinary(text: string): Uint32Array {
+    return this.#native ? this.#native.encode(text) : this.#encoder().encode_ordinary(text);
+  }
+
+  #encodeParts(parts: readonly Part[]): Uint32Array {
+    if (parts.length === 1 && typeof parts[0] === "string") return this.#ordinary(parts[0]);
+    const chunks: Uint32Array[] = [];
+    let total = 0;
+    for (const p of parts) {
+      const c = typeof p === "number" ? Uint32Array.of(p) : this.#ordinary(p).slice();
+      chunks.push(c);
+      total += c.length;
+    }
+    const ids = new Uint32Array(total);
+    let at = 0;
+    for (const c of chunks) {
+      ids.set(c, at);
+      at += c.length;
+    }
+    return ids;
+  }
+
   /** Text → token ids. Runs on the calling thread; for long user input prefer `encodeAsync`. */
   encode(text: string, options: EncodeOptions = {}): number[] {
-    const enc = this.#encoder();
+    this.#encoder();
     text = this.#normalize(text);
     const [allowed, disallowed] = this.#tiktokenArgs(text, options);
-    let ids: Uint32Array;
-    try {
-      ids = enc.encode(text, allowed, disallowed);
-    } catch (cause) {
-      throw asEncodeError(cause);
-    }
-    return this.#finish(ids, options);
+    const parts = this.#splitter.split(text, allowed, disallowed);
+    return this.#finish(this.#encodeParts(parts), options);
   }
 
   /**
@@ -272,13 +314,9 @@ export class Tokenizer {
     text = this.#normalize(text);
     const [allowed, disallowed] = this.#tiktokenArgs(text, options);
     if (text.length < ASYNC_ENCODE_THRESHOLD_CHARS) return this.encode(text, options);
-    this.#worker ??= new EncodeWorker(this.#spec);
-    let ids: Uint32Array;
-    try {
-      ids = await this.#worker.encode(text, allowed, disallowed, options.timeoutMs ?? 30_000, options.signal);
-    } catch (cause) {
-      throw asEncodeError(cause);
-    }
+    const parts = this.#splitter.split(text, allowed, disallowed);
+    this.#worker ??= new EncodeWorker(this.#spec, this.#workerNative);
+    const ids = await this.#worker.encode(parts, options.timeoutMs ?? 30_000, options.signal);
     if (!this.#enc) throw new TokenizerFreedError();
     return this.#finish(ids, options);
   }
@@ -423,10 +461,12 @@ export class Tokenizer {
     return new IncrementalDetokenizer(this, options);
   }
 
-  /** Releases the WASM encoder and the worker thread. Later calls throw TokenizerFreedError. Idempotent. */
+  /** Releases the WASM and native encoders and the worker thread. Later calls throw TokenizerFreedError. Idempotent. */
   free(): void {
     this.#enc?.free();
     this.#enc = undefined;
+    this.#native?.free();
+    this.#native = undefined;
     this.#bytesCache.length = 0;
     this.#textCache.length = 0;
     void this.#worker?.close();
@@ -455,10 +495,4 @@ function optionsDefinition(source: TokenizerDefinition["source"], origin: string
 function specialTextRegExp(texts: readonly string[]): RegExp | null {
   if (texts.length === 0) return null;
   return new RegExp(texts.map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|"));
-}
-
-function asEncodeError(cause: unknown): unknown {
-  const message = (cause as Error)?.message ?? "";
-  const m = NOT_ALLOWED.exec(message);
-  return m ? new SpecialTokenNotAllowedError(m[1], { cause }) : cause;
 }

@@ -7,12 +7,12 @@ describe("EncodeWorker failure path", () => {
     // Ranks text the WASM constructor aborts on: the worker throws while starting.
     const w = new EncodeWorker({ kind: "ranks", ranksText: "I*Q== 0", pattern: "\\s+", specials: {} });
     const started = Date.now();
-    const calls = [w.encode("a", "all", "all", 10_000), w.encode("b", "all", "all", 10_000)];
+    const calls = [w.encode(["a"], 10_000), w.encode(["b"], 10_000)];
     for (const c of calls) await expect(c).rejects.toBeInstanceOf(EncodeWorkerError);
     expect(Date.now() - started).toBeLessThan(10_000); // failed fast, not by timeout
     expect(w.pending).toBe(0);
     expect(w.running).toBe(false);
-    await expect(w.encode("c", "all", "all", 10_000)).rejects.toBeInstanceOf(EncodeWorkerError);
+    await expect(w.encode(["c"], 10_000)).rejects.toBeInstanceOf(EncodeWorkerError);
     await w.close();
   });
 
@@ -21,8 +21,8 @@ describe("EncodeWorker failure path", () => {
     expect(encodingJsonPath("cl100k_base")).toMatch(/cl100k_base\.json$/);
     const w = new EncodeWorker({ kind: "named", name: "cl100k_base", specials: {} });
     try {
-      const slow = w.encode("word ".repeat(200_000), "all", "all", 1);
-      const fast = w.encode("hello world", "all", "all", 30_000);
+      const slow = w.encode(["word ".repeat(200_000)], 1);
+      const fast = w.encode(["hello world"], 30_000);
       await expect(slow).rejects.toThrow(/did not finish within 1 ms/);
       expect(Array.from(await fast)).toEqual([15339, 1917]);
       expect(w.pending).toBe(0);

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { locateTokenizer } from "@trtd/model";
 import { ModelDirError, Tokenizer } from "../src/index.js";
+import { encoderEngine } from "../src/tokenizer.js";
 
 const fixtures = join(import.meta.dirname, "fixtures");
 interface Expected {
@@ -30,7 +31,8 @@ describe.each(Object.entries(expected.families))("tokenizer.json, %s family, aga
   const tok = Tokenizer.fromModelDir(modelDir(family, join(fixtures, f.file)));
   afterAll(() => tok.free());
 
-  it("covers scripts, code, emoji and whitespace", () => {
+  it("covers scripts, code, emoji and whitespace, and is encoded by the native encoder", () => {
+    expect(encoderEngine(tok)).toBe("native"); // so the ids below compare the native encoder with `tokenizers`
     expect(f.cases.length).toBeGreaterThanOrEqual(15);
     expect(f.cases.some((c) => /\p{Script=Han}/u.test(c.text))).toBe(true);
     expect(f.cases.some((c) => /\p{Extended_Pictographic}/u.test(c.text))).toBe(true);
