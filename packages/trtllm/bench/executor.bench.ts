@@ -1,10 +1,10 @@
 // nx run trtllm:bench: prefill and decode tokens/s of the reference executor at batch 1, 8 and 32 on
 // models/tiny and models/small, against a memory-bandwidth roofline measured in the same run
 // (fp32 weight bytes read per decode step / measured memcpy bandwidth). Last line: one JSON object.
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { cpus, loadavg, totalmem } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-// @ts-expect-error: plain ESM helper without types
-import { ensureModel, ensureNative } from "../../../tools/scripts/assets.mjs";
 import { Executor, type ModelInfo, type SamplingOptions } from "../src/index.js";
 
 const BATCHES = [1, 8, 32];
@@ -106,7 +106,7 @@ async function decode(
  * within each repeat (best of REPEATS each), so a load spike on this shared machine hits them alike.
  */
 async function samplingSection(): Promise<Record<string, unknown>[]> {
-  const ex = Executor.open(ensureModel("tiny") as string, { threads: THREADS, maxBatchSize: 32, maxTokensPerIteration: 512, kvMemoryBytes: 512 << 20 });
+  const ex = Executor.open(modelPath("tiny"), { threads: THREADS, maxBatchSize: 32, maxTokensPerIteration: 512, kvMemoryBytes: 512 << 20 });
   const rows: Record<string, unknown>[] = [];
   try {
     await decode(ex, 1, 4, SAMPLING_CASES[1][1]); // warm-up (scratch buffers sized)
@@ -142,14 +142,20 @@ async function samplingSection(): Promise<Record<string, unknown>[]> {
   return rows;
 }
 
+/** models/<size> of this repo; the nx target makes it first (tools/scripts/build-native.mjs --models tiny,small). */
+function modelPath(size: string): string {
+  const dir = resolve(import.meta.dirname, "../../../models", size);
+  if (!existsSync(join(dir, "config.json"))) throw new Error(`${dir} has no model: run node tools/scripts/build-native.mjs --models ${size}`);
+  return dir;
+}
+
 async function main() {
-  await ensureNative();
   const bandwidth = memcpyBandwidth();
   const loadAtStart = loadavg()[0];
   console.log(`memcpy traffic (read + write): ${(bandwidth / 1e9).toFixed(2)} GB/s; ${THREADS} compute threads; ${cpus()[0]?.model ?? "cpu"}; load average ${loadAtStart.toFixed(2)}`);
   const results: Record<string, unknown>[] = [];
   for (const size of SECTIONS.has("roofline") ? (["tiny", "small"] as const) : []) {
-    const dir = ensureModel(size) as string;
+    const dir = modelPath(size);
     const { prefillPrompt, decodeTokens } = SETTINGS[size];
     const ex = Executor.open(dir, { threads: THREADS, maxBatchSize: 32, maxTokensPerIteration: 512, kvMemoryBytes: 512 << 20 });
     try {

@@ -785,15 +785,25 @@ void check_fp8() {
             } else {
                 for (size_t i = 0; i < x.size(); ++i) xd[i] = from_bf(x[i]);
             }
-            double err = 0, ref_rms = 0;
+            // err: against the element's own value; err_abs_sum: against the sum of |products| (the scale of an
+            // accumulation error, e.g. the FP8 tensor cores' limited accumulator), printed for diagnosis.
+            double err = 0, err_abs_sum = 0, ref_rms = 0;
             for (int r = 0; r < rows; ++r)
                 for (int o = 0; o < out; ++o) {
-                    double acc = 0;
-                    for (int c = 0; c < in; ++c) acc += double(xd[size_t(r) * in + c]) * e4m3(w[size_t(o) * in + c]);
+                    double acc = 0, abs_sum = 0;
+                    for (int c = 0; c < in; ++c) {
+                        const double p = double(xd[size_t(r) * in + c]) * e4m3(w[size_t(o) * in + c]);
+                        acc += p;
+                        abs_sum += std::fabs(p);
+                    }
                     acc *= ws[size_t(o)];
-                    err = std::max(err, std::fabs(double(from_bf(y[size_t(r) * out + o])) - acc) / (std::fabs(acc) + 1e-2));
+                    abs_sum *= ws[size_t(o)];
+                    const double e = std::fabs(double(from_bf(y[size_t(r) * out + o])) - acc);
+                    err = std::max(err, e / (std::fabs(acc) + 1e-2));
+                    err_abs_sum = std::max(err_abs_sum, e / (abs_sum + 1e-30));
                     ref_rms += acc * acc;
                 }
+            if (!small) std::printf("  %s rows=%d: max error / sum|x*w| = %.3g\n", path.c_str(), rows, err_abs_sum);
             check(err < 1.6e-2 && qerr <= 1.0 && ref_rms > 0,
                   std::string(small ? "FP8 small-batch GEMM" : "FP8 rows quantized + " + path) + " rows=" + std::to_string(rows) +
                       (small ? "" : " (quantization within half a step: " + std::to_string(qerr) + ")"),
