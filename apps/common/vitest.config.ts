@@ -1,14 +1,3 @@
-import { defineProject } from "vitest/config";
+import { vitestProject } from "../../tools/config/vitest.mjs";
 
-export default defineProject({
-  resolve: { conditions: ["source"] },
-  ssr: { resolve: { conditions: ["source"], externalConditions: ["source"] } },
-  test: {
-    name: "apps-common",
-    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
-    // Builds the native executor and models/tiny when missing.
-    globalSetup: ["../../tools/scripts/assets.mjs"],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-  },
-});
+export default vitestProject("apps-common", { assets: true });

@@ -1,17 +1,8 @@
-import { defineProject } from "vitest/config";
+import { vitestProject } from "../../tools/config/vitest.mjs";
 
-export default defineProject({
-  resolve: { conditions: ["source"] },
-  ssr: { resolve: { conditions: ["source"], externalConditions: ["source"] } },
-  test: {
-    name: "kv-transfer",
-    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
-    // Builds the reference executor's native library and models/tiny when missing (the process-level tests use them).
-    // and this package's optional native helper (build/libkvx.so).
-    globalSetup: ["../../tools/scripts/assets.mjs", "./scripts/build-native.mjs"],
-    // Each file spawns executor processes; on a small machine they take turns.
-    fileParallelism: false,
-    testTimeout: 60_000,
-    hookTimeout: 120_000,
-  },
+export default vitestProject("kv-transfer", {
+  assets: true,
+  globalSetup: ["./scripts/build-native.mjs"], // this package's optional native helper (build/libkvx.so)
+  fileParallelism: false, // each file spawns executor processes; on a small machine they take turns
+  hookTimeout: 120_000,
 });

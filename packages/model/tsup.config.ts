@@ -1,12 +1,3 @@
-import { defineConfig } from "tsup";
+import { tsupBuild } from "../../tools/config/tsup.mjs";
 
-export default defineConfig({
-  entry: ["src/index.ts"],
-  format: ['esm'],
-  target: "node20",
-  dts: true,
-  sourcemap: true,
-  clean: true,
-  // Native/WASM modules fail when inlined: keep every dependency external.
-  skipNodeModulesBundle: true,
-});
+export default tsupBuild(["src/index.ts"]);

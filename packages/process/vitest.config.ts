@@ -1,12 +1,3 @@
-import { defineProject } from "vitest/config";
+import { vitestProject } from "../../tools/config/vitest.mjs";
 
-export default defineProject({
-  resolve: { conditions: ["source"] },
-  ssr: { resolve: { conditions: ["source"], externalConditions: ["source"] } },
-  test: {
-    name: "process",
-    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-  },
-});
+export default vitestProject("process");

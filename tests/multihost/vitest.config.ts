@@ -1,13 +1,3 @@
-import { defineProject } from "vitest/config";
+import { vitestProject } from "../../tools/config/vitest.mjs";
 
-export default defineProject({
-  resolve: { conditions: ["source"] },
-  ssr: { resolve: { conditions: ["source"], externalConditions: ["source"] } },
-  test: {
-    name: "multihost",
-    include: ["test/**/*.test.ts"],
-    globalSetup: ["../../tools/scripts/assets.mjs"],
-    testTimeout: 180_000,
-    hookTimeout: 180_000,
-  },
-});
+export default vitestProject("multihost", { assets: true, include: ["test/**/*.test.ts"], testTimeout: 180_000, hookTimeout: 180_000 });

@@ -1,15 +1,4 @@
-import { defineProject } from "vitest/config";
+import { vitestProject } from "../../tools/config/vitest.mjs";
 
-export default defineProject({
-  resolve: { conditions: ["source"] },
-  ssr: { resolve: { conditions: ["source"], externalConditions: ["source"] } },
-  test: {
-    name: "reliability",
-    include: ["test/**/*.test.ts"],
-    globalSetup: ["../../tools/scripts/assets.mjs"],
-    // Each file runs its own deployment of real processes; one at a time on a 2-core machine.
-    fileParallelism: false,
-    testTimeout: 90_000,
-    hookTimeout: 90_000,
-  },
-});
+// Each file runs its own deployment of real processes: one at a time on a 2-core machine.
+export default vitestProject("reliability", { assets: true, include: ["test/**/*.test.ts"], fileParallelism: false, testTimeout: 90_000, hookTimeout: 90_000 });

@@ -1,12 +1,3 @@
-import { defineConfig } from "tsup";
+import { tsupBuild } from "../../tools/config/tsup.mjs";
 
-export default defineConfig({
-  entry: ["src/cli.ts", "src/index.ts"],
-  format: ['esm'],
-  target: "node20",
-  dts: { entry: "src/index.ts" },
-  sourcemap: true,
-  clean: true,
-  // Native/WASM modules fail when inlined: keep every dependency external.
-  skipNodeModulesBundle: true,
-});
+export default tsupBuild(["src/cli.ts", "src/index.ts"], { dts: { entry: "src/index.ts" } });
