@@ -21,8 +21,8 @@ import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_NAMESPACE, Endpoints, type DecodeChunk, type DecodeRequest } from "@trtd/apps-common";
-import { describe, freePort, startProcess, type ManagedProcess } from "@trtd/bench";
-import { connect } from "@trtd/request-plane";
+import { describe, startProcess, type ManagedProcess } from "@trtd/bench";
+import { connect, startNatsServer } from "@trtd/request-plane";
 import { Tokenizer } from "@trtd/tokenizer";
 import { Executor } from "@trtd/trtllm";
 import { ensureBuilt, ensureModel, ensureNative, repoRoot } from "../../../tools/scripts/assets.mjs";
@@ -61,23 +61,14 @@ const round = (x: number | undefined, d = 3) => (x === undefined ? undefined : M
 
 // ---------------------------------------------------------------- processes (all stopped by PID in `finally`)
 
-const owned: ManagedProcess[] = [];
+/** Everything started here, stopped in reverse order (api, workers, nats-server). */
+const owned: { stop(graceMs?: number): Promise<unknown> }[] = [];
 let workDir = "";
 
 async function startNats(): Promise<string> {
-  const bin = process.env.NATS_SERVER_BIN ?? "nats-server";
-  for (let attempt = 0; ; attempt++) {
-    const port = await freePort();
-    const p = startProcess("nats-server", bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(workDir, `js-${port}`)], { logFile: join(workDir, "nats.log") });
-    owned.push(p);
-    try {
-      await p.waitForLine(/Server is ready/, 10_000);
-      return `nats://127.0.0.1:${port}`;
-    } catch (err) {
-      await p.stop(1000);
-      if (attempt >= 2) throw err;
-    }
-  }
+  const nats = await startNatsServer({ jetstream: true });
+  owned.push(nats);
+  return nats.uri;
 }
 
 function nodeApp(name: string, file: string, args: string[], ready: RegExp, nodeArgs: string[] = []): Promise<{ proc: ManagedProcess; match: RegExpMatchArray }> {

@@ -3,13 +3,13 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, readFileSync, rmSync, statSync } from "node:fs";
-import { connect } from "node:net";
 import { basename, join } from "node:path";
 import type { Workload } from "./cli-options.js";
 import { sendStreamingRequest } from "./client.js";
 import { InvalidOptionError, ServerStartupError } from "./errors.js";
 import type { ExecutorSettings } from "./frontend-overhead.js";
-import { freePort, startProcess, waitForHttp, type ManagedProcess } from "./processes.js";
+import { startNatsServer, type NatsServerHandle } from "@trtd/request-plane";
+import { startProcess, waitForHttp, type ManagedProcess } from "./processes.js";
 
 export interface Arrangement {
   key: "disagg" | "agg";
@@ -25,7 +25,7 @@ export const ARRANGEMENTS: Record<Arrangement["key"], Arrangement> = {
 };
 
 export interface StackHandles {
-  nats?: ManagedProcess;
+  nats?: NatsServerHandle;
   natsPort?: number;
   launcher?: ManagedProcess;
   dir: string;
@@ -40,7 +40,7 @@ export async function startStack(
   cfg: { repoRoot: string; launcher: string; modelDir: string; executor: ExecutorSettings; extraArgs: string[]; startupTimeoutMs: number; logDir: string; library: PinnedLibrary },
   h: StackHandles,
 ): Promise<{ baseUrl: string }> {
-  h.nats = await startNats(a, h, cfg.logDir);
+  h.nats = await startNats(h);
   const args = [
     ...nodeArgs(cfg.launcher),
     "--context-worker-count", String(a.contextWorkers),
@@ -72,41 +72,11 @@ export async function startStack(
 /** The launcher's ready line: "trtd ready: OpenAI API at http://127.0.0.1:PORT/v1 ...". */
 export const READY_LINE = /OpenAI API at (http:\/\/[^\s/]+)\/v1/;
 
-/** nats-server (JetStream on) on a free port, retried on a clash; owned by the caller through `h`. */
-async function startNats(a: Arrangement, h: StackHandles, logDir: string): Promise<ManagedProcess> {
-  let lastError: unknown;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
-    const nats = startProcess("nats-server", "nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(h.dir, "js")], {
-      logFile: join(logDir, `${a.key}-nats.log`),
-    });
-    try {
-      await waitForTcp(port, nats, 10_000);
-      h.natsPort = port;
-      return nats;
-    } catch (err) {
-      lastError = err;
-      await nats.stop(1000);
-    }
-  }
-  throw lastError;
-}
-
-async function waitForTcp(port: number, proc: ManagedProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let gone = false;
-  void proc.exited.then(() => (gone = true));
-  while (Date.now() < deadline) {
-    if (gone) throw new ServerStartupError(`${proc.name} exited before listening on 127.0.0.1:${port}:\n${proc.tail()}`);
-    const ok = await new Promise<boolean>((res) => {
-      const s = connect(port, "127.0.0.1");
-      s.once("connect", () => (s.destroy(), res(true)));
-      s.once("error", () => (s.destroy(), res(false)));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new ServerStartupError(`${proc.name} did not listen on 127.0.0.1:${port} within ${timeoutMs} ms:\n${proc.tail()}`);
+/** nats-server (JetStream on) on a free port (`@trtd/request-plane`'s starter); owned by the caller through `h`. */
+async function startNats(h: StackHandles): Promise<NatsServerHandle> {
+  const nats = await startNatsServer({ jetstream: true, storeDir: join(h.dir, "js") });
+  h.natsPort = nats.port;
+  return nats;
 }
 
 export async function stopStack(h: StackHandles, graceMs = 10_000): Promise<void> {
