@@ -5,9 +5,9 @@
 //   - more rows (prefill, large decode batches): the activations are quantized to E4M3 with one scale per row
 //     (quantize_rows_fp8: absmax / 448, saturating), and cuBLASLt multiplies the two FP8 matrices on the tensor
 //     cores with outer-vector scaling (a scale per weight row and per activation row) into bf16/fp16 (W8A8).
-//     Where cuBLASLt offers no outer-vector-scaled FP8 GEMM (an H200 with CUDA 13.0's cuBLAS found none on
-//     2026-12-07), the same FP8 product runs unscaled into an fp32 scratch, a block of rows at a time, and one
-//     elementwise pass applies both scales and rounds once to the model dtype.
+//     Where cuBLASLt offers no outer-vector-scaled FP8 GEMM (neither the H200 nor the H100 tried on 2026-12-07, with
+//     CUDA 13.0's cuBLAS), the same FP8 product runs unscaled into an fp32 scratch, a block of rows at a time, and
+//     one elementwise pass applies both scales and rounds once to the model dtype.
 #pragma once
 #include <cstddef>
 #include <cstdint>
