@@ -6,17 +6,17 @@
  * Run: nx run tokenizer:bench. The last output line is one JSON object.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { getEncoding } from "js-tiktoken";
 import { Tiktoken } from "tiktoken";
 import { findPythonTiktoken } from "../scripts/python-tiktoken.mjs";
+import { markdownFiles } from "./markdown-corpus.js";
 import { Tokenizer } from "../src/index.js";
 import { encoderEngine } from "../src/tokenizer.js";
 
-const ROOT = resolve(import.meta.dirname, "../../..");
 const CORPUS_BYTES = 2 * 1024 * 1024;
 const DOC_CHARS = 4096;
 const MIN_MS = 1500;
@@ -26,20 +26,8 @@ function corpus(): string {
   // TOKENIZER_BENCH_CORPUS: a file written by an earlier run here, for machines without node_modules.
   const fromFile = process.env.TOKENIZER_BENCH_CORPUS;
   if (fromFile) return readFileSync(fromFile, "utf8");
-  const files: string[] = [];
-  const walk = (dir: string, depth: number): void => {
-    if (depth > 4) return;
-    for (const name of readdirSync(dir).sort()) {
-      const p = join(dir, name);
-      const st = statSync(p, { throwIfNoEntry: false });
-      if (!st) continue;
-      if (st.isDirectory()) walk(p, depth + 1);
-      else if (name.endsWith(".md") && st.size > 2048) files.push(p);
-    }
-  };
-  walk(join(ROOT, "node_modules"), 0);
   let text = "";
-  for (const f of files) {
+  for (const f of markdownFiles()) {
     if (Buffer.byteLength(text) >= CORPUS_BYTES * 0.9) break;
     text += readFileSync(f, "utf8") + "\n";
   }

@@ -2,7 +2,7 @@
 // seeded fuzz of Unicode text and on real Markdown, special-token handling against tiktoken's own
 // `encode(text, allowed, disallowed)`, and Python tiktoken (its native Rust core) when it can be imported.
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 import { Tiktoken } from "tiktoken";
@@ -13,6 +13,7 @@ import { GPT2_PATTERN } from "../src/tokenizer-json.js";
 import { encoderEngine } from "../src/tokenizer.js";
 import { findPythonTiktoken } from "../scripts/python-tiktoken.mjs";
 import { cl100kRanksText, llama3Specials, prng, TempDirs } from "./fixtures.js";
+import { markdownFiles } from "../bench/markdown-corpus.js";
 
 const require = createRequire(import.meta.url);
 const dirs = new TempDirs();
@@ -103,21 +104,8 @@ function longPieces(): string[] {
 
 /** Real English and code: Markdown docs of installed packages (sorted), up to `bytes`. */
 function markdownCorpus(bytes: number): string {
-  const root = resolve(import.meta.dirname, "../../../node_modules");
-  const files: string[] = [];
-  const walk = (dir: string, depth: number): void => {
-    if (depth > 4) return;
-    for (const name of readdirSync(dir).sort()) {
-      const p = join(dir, name);
-      const st = statSync(p, { throwIfNoEntry: false });
-      if (!st) continue;
-      if (st.isDirectory()) walk(p, depth + 1);
-      else if (name.endsWith(".md") && st.size > 2048) files.push(p);
-    }
-  };
-  walk(root, 0);
   let text = "";
-  for (const f of files) {
+  for (const f of markdownFiles()) {
     if (text.length >= bytes) break;
     text += readFileSync(f, "utf8") + "\n";
   }
