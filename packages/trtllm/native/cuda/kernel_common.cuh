@@ -2,6 +2,7 @@
 // launch check, and the small-batch GEMMs' grid size.
 #pragma once
 #include <algorithm>
+#include <cstdlib>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -24,11 +25,22 @@ inline void check_launch(const char * what) {
     if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
 }
 
-// CTAs of a small-batch GEMM over `warp_rows` items of a warp each, `warps` warps per CTA: at most 8 CTAs per SM
-// (the rest loop), on the device of the first call.
+// CTAs per SM that a small-batch GEMM's grid may reach (the rest loop): 8 unless TRTD_CUDA_GEMV_CTAS_PER_SM says
+// otherwise (a tuning knob for the GPU benches; tools/gpu/gemv_bench sweeps it in one process through this reference).
+inline int & small_gemm_ctas_per_sm() {
+    static int n = [] {
+        const char * e = std::getenv("TRTD_CUDA_GEMV_CTAS_PER_SM");
+        const int v = e ? std::atoi(e) : 0;
+        return v >= 1 && v <= 32 ? v : 8;
+    }();
+    return n;
+}
+
+// CTAs of a small-batch GEMM over `warp_rows` items of a warp each, `warps` warps per CTA: at most
+// small_gemm_ctas_per_sm() CTAs per SM (the rest loop), on the device of the first call.
 inline int small_gemm_grid(int warp_rows, int warps) {
     static const int sms = [] { int d = 0, n = 132; cudaGetDevice(&d); cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d); return n; }();
-    return std::min((warp_rows + warps - 1) / warps, sms * 8);
+    return std::min((warp_rows + warps - 1) / warps, sms * small_gemm_ctas_per_sm());
 }
 
 }  // namespace trtd::cuda

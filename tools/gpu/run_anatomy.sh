@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Where the batch-1 decode step goes, on a GPU machine: bash tools/gpu/run_anatomy.sh
+#   1. trtd_cuda_gemv_bench: the read ceiling, each small-batch GEMM shape of the 1B and 8B layers alone (L2-cold) at
+#      several grid caps, and the GEMMs chained as in a decode step in one graph, with PDL and without;
+#   2. the 1B and 8B shapes (random weights, made here) decoded at batch 1 by the executor with its step timing on
+#      (TRTD_CUDA_STEP_TIMING=1: GPU time per graph replay and the host gap), once per TRTD_ANATOMY_VARIANTS entry
+#      (space-separated VAR=VALUE[,VAR=VALUE] sets of environment; "-" for the defaults).
+# The kernel checks run first (a wrong kernel makes every timing moot). Output in $OUT (default
+# /tmp/trtd-anatomy-out): kernel_check.log, gemv_bench.log, gemv_bench_pdl_off.log, decode-*.txt, run_anatomy.log.
+# Carry: packages/trtllm/build/{libtrtd_executor_cuda.so,trtd_cuda_kernel_check,trtd_cuda_gemv_bench}.
+set -u -o pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$REPO"
+OUT="${OUT:-/tmp/trtd-anatomy-out}"
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/run_anatomy.log") 2>&1
+export PYTHONUNBUFFERED=1 TRANSFORMERS_VERBOSITY=error HF_HUB_OFFLINE=1
+PY="${PYTHON:-python3}"
+"$PY" -c "import torch, transformers" 2>/dev/null || PY=/opt/torch/.venv/bin/python
+# shellcheck source=tools/gpu/cublas-path.sh
+source tools/gpu/cublas-path.sh && add_cublas_dirs "$PY"
+B=packages/trtllm/build
+MODELS="${TRTD_MODELS_DIR:-/tmp/trtd-models}"
+echo "=== trtd anatomy run $(date -u +%FT%TZ); $(nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null)"
+
+echo "=== kernel checks"
+timeout 90 "$B/trtd_cuda_kernel_check" > "$OUT/kernel_check.log" 2>&1; echo "rc=$?"
+grep -E "FAIL|kernel checks" "$OUT/kernel_check.log" | tail -8
+
+echo "=== gemv bench"
+timeout 150 "$B/trtd_cuda_gemv_bench" --caps "${TRTD_GEMV_CAPS:-8,4,2}" > "$OUT/gemv_bench.log" 2>&1; echo "rc=$?"
+grep -v '^{' "$OUT/gemv_bench.log"
+TRTD_CUDA_PDL=0 timeout 90 "$B/trtd_cuda_gemv_bench" --skip-alone > "$OUT/gemv_bench_pdl_off.log" 2>&1; echo "rc=$?"
+grep chain "$OUT/gemv_bench_pdl_off.log"
+
+echo "=== models"
+timeout 150 "$PY" tools/gpu/make_models.py "$MODELS" --shapes 1b,8b --dtype bfloat16 2>&1 | tail -3
+
+for variant in ${TRTD_ANATOMY_VARIANTS:--}; do
+  for m in 1b 8b; do
+    tag="${m}-${variant//[^A-Za-z0-9_=-]/_}"
+    env_args=()
+    [ "$variant" != "-" ] && IFS=, read -r -a env_args <<< "$variant"
+    echo "=== decode $m, variant $variant"
+    env "${env_args[@]}" TRTD_CUDA_STEP_TIMING=1 timeout 120 "$PY" tools/gpu/profile_decode.py --lib "$B/libtrtd_executor_cuda.so" \
+      --model "$MODELS/$m-bf16" --new 128 > "$OUT/decode-$tag.txt" 2>&1
+    echo "rc=$?"
+    grep -E '^\{|timing:' "$OUT/decode-$tag.txt"
+  done
+done
+echo "=== done $(date -u +%FT%TZ)"
