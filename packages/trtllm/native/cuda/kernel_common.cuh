@@ -36,6 +36,19 @@ inline int & small_gemm_ctas_per_sm() {
     return n;
 }
 
+// Bytes of each of its first rows that a small-batch GEMM's warp asks L2 for before waiting on the previous kernel
+// (PDL): the whole row unless TRTD_CUDA_GEMV_PREFETCH_BYTES caps it (a tuning knob for the GPU benches, as above).
+inline long & gemv_prefetch_bytes() {
+    static long n = [] {
+        const char * e = std::getenv("TRTD_CUDA_GEMV_PREFETCH_BYTES");
+        return e && *e ? std::max(0L, std::atol(e)) : long(1) << 40;
+    }();
+    return n;
+}
+inline int gemv_prefetch_elems(int row_elems, size_t elem_bytes) {
+    return int(std::min<long>(row_elems, gemv_prefetch_bytes() / long(elem_bytes)));
+}
+
 // CTAs of a small-batch GEMM over `warp_rows` items of a warp each, `warps` warps per CTA: at most
 // small_gemm_ctas_per_sm() CTAs per SM (the rest loop), on the device of the first call.
 inline int small_gemm_grid(int warp_rows, int warps) {

@@ -970,10 +970,10 @@ template <typename T> __device__ __forceinline__ void prefetch_row_l2(const T * 
 }
 
 template <typename T, int M, bool F32OUT>
-__global__ void __launch_bounds__(kGemvWarps * 32) gemv_k(const T * __restrict__ W, const T * __restrict__ X, void * Y, int out, int in) {
+__global__ void __launch_bounds__(kGemvWarps * 32) gemv_k(const T * __restrict__ W, const T * __restrict__ X, void * Y, int out, int in, int pf) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     // The weights are never written: start streaming this warp's first row while the previous kernel drains.
-    if (blockIdx.x * kGemvWarps + warp < out) prefetch_row_l2(W + size_t(blockIdx.x * kGemvWarps + warp) * in, in, lane);
+    if (blockIdx.x * kGemvWarps + warp < out) prefetch_row_l2(W + size_t(blockIdx.x * kGemvWarps + warp) * in, pf, lane);
     pdl_wait();
     pdl_trigger();
     for (int r = blockIdx.x * kGemvWarps + warp; r < out; r += gridDim.x * kGemvWarps) {
@@ -1105,7 +1105,7 @@ template <bool SHARED> __device__ __forceinline__ uint4 ld_x(const void * p) {
 
 template <typename T, int M, int EPI, bool NORM>
 __global__ void __launch_bounds__(kGemvWarps * 32)
-    gemv_pair_k(const T * __restrict__ W, const T * X, T * Y, int pairs, int in, int y_stride, GemvRope rp, GemvNorm nm) {
+    gemv_pair_k(const T * __restrict__ W, const T * X, T * Y, int pairs, int in, int pf, int y_stride, GemvRope rp, GemvNorm nm) {
     extern __shared__ uint4 norm_rows[];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int D = rp.pool.head_dim, half = D / 2;
@@ -1123,8 +1123,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
         if (p < pairs) {
             int ra, rb;
             rows_of(p, ra, rb);
-            prefetch_row_l2(W + size_t(ra) * in, in, lane);
-            prefetch_row_l2(W + size_t(rb) * in, in, lane);
+            prefetch_row_l2(W + size_t(ra) * in, pf, lane);
+            prefetch_row_l2(W + size_t(rb) * in, pf, lane);
         }
     }
     pdl_wait();
@@ -1565,8 +1565,9 @@ template <typename T, int MV>
 void gemv_launch(const void * w, const void * x, void * y, int out, int in, bool f32_out, int grid, cudaStream_t s) {
     const T * W = static_cast<const T *>(w);
     const T * X = static_cast<const T *>(x);
-    if (f32_out) launch_pdl(gemv_k<T, MV, true>, grid, kGemvWarps * 32, 0, s, W, X, y, out, in);
-    else launch_pdl(gemv_k<T, MV, false>, grid, kGemvWarps * 32, 0, s, W, X, y, out, in);
+    const int pf = gemv_prefetch_elems(in, sizeof(T));
+    if (f32_out) launch_pdl(gemv_k<T, MV, true>, grid, kGemvWarps * 32, 0, s, W, X, y, out, in, pf);
+    else launch_pdl(gemv_k<T, MV, false>, grid, kGemvWarps * 32, 0, s, W, X, y, out, in, pf);
 }
 template <typename T>
 void gemv_rows(int rows, const void * w, const void * x, void * y, int out, int in, bool f32_out, int grid, cudaStream_t s) {
@@ -1598,11 +1599,12 @@ void gemv_pair_rows(int rows, const T * W, const T * X, T * Y, int pairs, int in
                     const GemvNorm * norm, cudaStream_t s) {
     const int grid = gemv_grid(pairs);
     const GemvNorm nm = norm ? *norm : GemvNorm{};
+    const int pf = gemv_prefetch_elems(in, sizeof(T));
     const size_t smem = norm ? size_t(rows) * in * sizeof(T) : 0;
 #define TRTD_PAIR(MV)                                                                                                        \
     case MV:                                                                                                                 \
-        if (norm) launch_pdl(gemv_pair_k<T, MV, EPI, true>, grid, kGemvWarps * 32, smem, s, W, X, Y, pairs, in, y_stride, rp, nm); \
-        else launch_pdl(gemv_pair_k<T, MV, EPI, false>, grid, kGemvWarps * 32, 0, s, W, X, Y, pairs, in, y_stride, rp, nm);       \
+        if (norm) launch_pdl(gemv_pair_k<T, MV, EPI, true>, grid, kGemvWarps * 32, smem, s, W, X, Y, pairs, in, pf, y_stride, rp, nm); \
+        else launch_pdl(gemv_pair_k<T, MV, EPI, false>, grid, kGemvWarps * 32, 0, s, W, X, Y, pairs, in, pf, y_stride, rp, nm);   \
         break;
     switch (rows) {
         TRTD_PAIR(1) TRTD_PAIR(2) TRTD_PAIR(3) TRTD_PAIR(4) TRTD_PAIR(5) TRTD_PAIR(6) TRTD_PAIR(7) TRTD_PAIR(8)

@@ -3,9 +3,10 @@
 //   2. each small-batch GEMM shape of the Llama-3.2-1B and Llama-3.1-8B layers alone, L2-cold (each launch reads another
 //      copy of the weights, the copies together over 1 GiB), at every grid cap of --caps (CTAs per SM);
 //   3. the layers' GEMMs chained as in a decode step (QKV -> O -> gate/up + SiLU -> down, every layer its own weights,
-//      then the lm_head), captured in one CUDA graph and replayed: the chain's time against the sum of its kernels
-//      alone shows what the kernel boundaries cost, and against the weight bytes over the ceiling what is left.
-//   trtd_cuda_gemv_bench [--caps 8,4,2] [--reps N] [--shapes 1b,8b] [--skip-alone]
+//      then the lm_head), captured in one CUDA graph and replayed, at each grid cap and each L2 prefetch size of the
+//      first rows (--prefetch, bytes; -1 the whole row): the chain's time against the sum of its kernels alone shows
+//      what the kernel boundaries cost, and against the weight bytes over the ceiling what is left.
+//   trtd_cuda_gemv_bench [--caps 8,4,2] [--prefetch -1,4096,0] [--reps N] [--shapes 1b,8b] [--skip-alone]
 // Prints a line per figure and one JSON object last.
 #include <algorithm>
 #include <cstdio>
@@ -125,17 +126,21 @@ std::vector<int> parse_ints(const char * s) {
 
 int main(int argc, char ** argv) {
     std::vector<int> caps = {8, 4, 2};
+    std::vector<long> prefetch = {-1, 4096, 0};  // bytes of each first row prefetched to L2; -1: the whole row
     std::string which = "1b,8b";
     int reps = 200;
     bool alone = true;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--caps" && i + 1 < argc) caps = parse_ints(argv[++i]);
-        else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
+        else if (a == "--prefetch" && i + 1 < argc) {
+            prefetch.clear();
+            for (int v : parse_ints(argv[++i])) prefetch.push_back(v);
+        } else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
         else if (a == "--shapes" && i + 1 < argc) which = argv[++i];
         else if (a == "--skip-alone") alone = false;
         else {
-            std::fprintf(stderr, "usage: trtd_cuda_gemv_bench [--caps 8,4,2] [--reps N] [--shapes 1b,8b] [--skip-alone]\n");
+            std::fprintf(stderr, "usage: trtd_cuda_gemv_bench [--caps 8,4,2] [--prefetch -1,4096,0] [--reps N] [--shapes 1b,8b] [--skip-alone]\n");
             return 2;
         }
     }
@@ -218,30 +223,37 @@ int main(int argc, char ** argv) {
             launch(lm_shape, lm, a, logits, true);
         };
         CK(cudaDeviceSynchronize());
-        cudaGraph_t g;
-        cudaGraphExec_t ge;
-        CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-        step();
-        CK(cudaStreamEndCapture(stream, &g));
-        CK(cudaGraphInstantiate(&ge, g, 0));
-        const float chain_ms = time_ms(30, [&](int) { CK(cudaGraphLaunch(ge, stream)); });
         const float lm_ms = time_ms(20, [&](int) { launch(lm_shape, lm, a, logits, true); });
         const double floor_ms = (chain_bytes + lm_bytes) / (ceiling * 1e12) * 1e3;
-        std::printf("%s chain of %d layers + lm_head (graph, PDL %s): %.3f ms per step; weights %.2f GB over the read ceiling "
-                    "%.3f ms (%.3f of it); lm_head alone %.1f us",
-                    m.name, m.layers, std::getenv("TRTD_CUDA_PDL") && *std::getenv("TRTD_CUDA_PDL") == '0' ? "off" : "on",
-                    chain_ms, (chain_bytes + lm_bytes) / 1e9, floor_ms, floor_ms / chain_ms, lm_ms * 1e3);
-        if (alone) {
-            const double sum_ms = layer_alone_ms * m.layers + lm_ms;
-            std::printf("; kernels alone sum to %.3f ms, so the boundaries cost %.1f us per layer", sum_ms,
-                        (chain_ms - sum_ms) / m.layers * 1e3);
-            json += std::string(", \"") + m.name + "_alone_sum_ms\": " + std::to_string(sum_ms);
-        }
-        std::printf("\n");
-        json += std::string(", \"") + m.name + "_chain_ms\": " + std::to_string(chain_ms) + ", \"" + m.name +
-                "_chain_floor_ms\": " + std::to_string(floor_ms) + ", \"" + m.name + "_lm_head_us\": " + std::to_string(lm_ms * 1e3);
-        CK(cudaGraphExecDestroy(ge));
-        CK(cudaGraphDestroy(g));
+        const bool pdl_off = std::getenv("TRTD_CUDA_PDL") && *std::getenv("TRTD_CUDA_PDL") == '0';
+        std::printf("%s chain of %d layers + lm_head, one graph, PDL %s: weights %.2f GB, over the read ceiling %.3f ms; "
+                    "lm_head alone %.1f us\n", m.name, m.layers, pdl_off ? "off" : "on", (chain_bytes + lm_bytes) / 1e9, floor_ms, lm_ms * 1e3);
+        json += std::string(", \"") + m.name + "_chain_floor_ms\": " + std::to_string(floor_ms) + ", \"" + m.name + "_lm_head_us\": " + std::to_string(lm_ms * 1e3);
+        for (int cap : caps)
+            for (long pf : prefetch) {
+                small_gemm_ctas_per_sm() = cap;
+                gemv_prefetch_bytes() = pf < 0 ? long(1) << 40 : pf;
+                cudaGraph_t g;
+                cudaGraphExec_t ge;
+                CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+                step();
+                CK(cudaStreamEndCapture(stream, &g));
+                CK(cudaGraphInstantiate(&ge, g, 0));
+                const float chain_ms = time_ms(30, [&](int) { CK(cudaGraphLaunch(ge, stream)); });
+                const std::string pfs = pf < 0 ? "row" : std::to_string(pf);
+                std::printf("%s chain cap %d prefetch %s: %.3f ms per step (%.3f of the floor)", m.name, cap, pfs.c_str(), chain_ms, floor_ms / chain_ms);
+                if (alone && cap == caps[0] && pf == prefetch[0]) {
+                    const double sum_ms = layer_alone_ms * m.layers + lm_ms;
+                    std::printf("; its kernels alone sum to %.3f ms: the boundaries cost %.1f us per layer", sum_ms, (chain_ms - sum_ms) / m.layers * 1e3);
+                    json += std::string(", \"") + m.name + "_alone_sum_ms\": " + std::to_string(sum_ms);
+                }
+                std::printf("\n");
+                json += std::string(", \"") + m.name + "_chain_cap" + std::to_string(cap) + "_pf" + pfs + "_ms\": " + std::to_string(chain_ms);
+                CK(cudaGraphExecDestroy(ge));
+                CK(cudaGraphDestroy(g));
+            }
+        small_gemm_ctas_per_sm() = caps[0];
+        gemv_prefetch_bytes() = prefetch[0] < 0 ? long(1) << 40 : prefetch[0];
         for (auto & v : lw)
             for (auto * p : v) CK(cudaFree(p));
         CK(cudaFree(lm));
