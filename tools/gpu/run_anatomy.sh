@@ -25,7 +25,7 @@ echo "=== trtd anatomy run $(date -u +%FT%TZ); $(nvidia-smi --query-gpu=name,mem
 
 echo "=== kernel checks"
 timeout 90 "$B/trtd_cuda_kernel_check" > "$OUT/kernel_check.log" 2>&1; echo "rc=$?"
-grep -E "FAIL|kernel checks" "$OUT/kernel_check.log" | tail -8
+grep -E "FAIL|FP8|kernel checks" "$OUT/kernel_check.log" | tail -12
 
 echo "=== gemv bench"
 timeout 150 "$B/trtd_cuda_gemv_bench" --caps "${TRTD_GEMV_CAPS:-8,4,2}" > "$OUT/gemv_bench.log" 2>&1; echo "rc=$?"

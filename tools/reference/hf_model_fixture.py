@@ -9,7 +9,9 @@ fixture the architecture's tests compare the float64 reference and the CPU execu
     Llama-3.1-8B-Instruct FP8): per output channel with F32 weight_scale [out, 1], weight-only, untied lm_head; or
     per tensor with a scalar BF16 weight_scale and a static per-tensor input_scale, tied embeddings. The rest
     (embedding, norms, lm_head) is stored in bf16. The logits are LlamaForCausalLM's in float32 on the DEQUANTIZED
-    weights (torch's float8_e4m3fn -> float32, times the stored scale) and the bf16 values of the rest.
+    weights (torch's float8_e4m3fn -> float32, times the stored scale) and the bf16 values of the rest; and in
+    hf-logits-w8a8.json, the same with the quantized layers' inputs quantized to E4M3 per row (W8A8, as the CUDA
+    executor runs prompts of more than 8 rows).
 
     python tools/reference/hf_model_fixture.py qwen2 packages/model/test/fixtures/qwen2-tiny
     python tools/reference/hf_model_fixture.py qwen3 packages/model/test/fixtures/qwen3-tiny
@@ -48,6 +50,34 @@ def write_logits(model, out):
                    "logits": [[float(v) for v in row] for row in logits]}, f)
         f.write("\n")
     return prompt
+
+
+def quantize_rows_e4m3(x):
+    """Each row of x (the last dimension) quantized to E4M3 and back with the scale amax / 448 (1 for a zero row):
+    what the CUDA executor's W8A8 GEMMs do to their input rows (fp8.cu, quantize_rows_k: x * (1 / scale), rounded to
+    the nearest E4M3 value, saturating)."""
+    amax = x.abs().amax(dim=-1, keepdim=True).float()
+    scale = torch.where(amax > 0, amax / FP8_MAX, torch.ones_like(amax))
+    q = (x.float() * (1.0 / scale)).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+    return (q.float() * scale).to(x.dtype)
+
+
+def write_w8a8_logits(model, out, prompt):
+    """hf-logits-w8a8.json: the same model and prompt with the input of every quantized linear layer quantized per
+    row by quantize_rows_e4m3 (forward pre-hooks on transformers' own modules): the reference for an executor that
+    runs the FP8 layers as W8A8 (the CUDA executor's prompts of more than 8 rows)."""
+    hooks = [m.register_forward_pre_hook(lambda _m, args: (quantize_rows_e4m3(args[0]),) + tuple(args[1:]))
+             for name, m in model.named_modules() if name.startswith("model.layers.") and name.split(".")[-1] in LINEARS]
+    try:
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt])).logits[0].double()
+    finally:
+        for h in hooks:
+            h.remove()
+    with open(os.path.join(out, "hf-logits-w8a8.json"), "w") as f:
+        json.dump({"transformers": transformers.__version__, "prompt": prompt, "activations": "E4M3 per row, amax / 448",
+                   "logits": [[float(v) for v in row] for row in logits]}, f)
+        f.write("\n")
 
 
 def fp8_main(variant, out):
@@ -111,6 +141,7 @@ def fp8_main(variant, out):
         json.dump(config, f, indent=2, sort_keys=True)
         f.write("\n")
     prompt = write_logits(model, out)
+    write_w8a8_logits(model, out, prompt)
     print(f"wrote {out} ({transformers.__version__}, torch {torch.__version__}); prompt {prompt}")
 
 

@@ -129,20 +129,23 @@ describe.skipIf(skip)("logits match referenceForward", () => {
   // Qwen3 (per-head q/k RMSNorm, head_dim 32 with hidden 64) and Mistral (a sliding window of 5 over 12 tokens).
   // And FP8 checkpoints (compressed-tensors float-quantized, E4M3 linear layers quantized by torch, bf16 rest) against
   // transformers' float32 logits on the dequantized weights: per channel weight-only, and per tensor (scalar BF16
-  // scales) with static activation scales, which the executors do not use. On the CUDA executor the FP8 prompts
-  // (more than 8 rows) also quantize the activations to E4M3 per row (W8A8 on cuBLASLt, docs/design/cuda-executor.md):
-  // there the bound is FP8_TOLERANCE, the gate tools/gpu/check_numerics.py states for FP8 checkpoints.
-  const FP8_TOLERANCE = 1e-1;
+  // scales) with static activation scales, which the executors do not use. The CUDA executor runs a prompt of more
+  // than 8 rows as W8A8: it also quantizes each input row of an FP8 layer to E4M3 (docs/design/cuda-executor.md), which
+  // alone moves these logits by 0.115 / 0.123 (rel. L2) from the weight-only ones. Its reference is therefore
+  // hf-logits-w8a8.json: the same transformers model with those inputs quantized per row by forward hooks
+  // (tools/reference/hf_model_fixture.py), under the bf16 bound like every other model.
   for (const family of ["qwen2", "qwen3", "mistral", "llama-fp8-channel", "llama-fp8-tensor"]) {
     const familyDir = join(import.meta.dirname, "..", "..", "model", "test", "fixtures", `${family}-tiny`);
-    it(`${family}: logits equal transformers' at every position`, () => {
-      const hf = JSON.parse(readFileSync(join(familyDir, "hf-logits.json"), "utf8")) as { prompt: number[]; logits: number[][] };
+    const w8a8 = testExecutor === "cuda" && family.includes("fp8");
+    it(`${family}: logits equal transformers' at every position${w8a8 ? " (W8A8 activations)" : ""}`, () => {
+      const reference = join(familyDir, w8a8 ? "hf-logits-w8a8.json" : "hf-logits.json");
+      const hf = JSON.parse(readFileSync(reference, "utf8")) as { prompt: number[]; logits: number[][] };
+      if (w8a8) expect(hf.prompt.length).toBeGreaterThan(8);  // the W8A8 path: more rows than the small-batch kernel takes
       const ex = openExecutor(familyDir);
       try {
         const ours = ex.computeLogits(hf.prompt);
         expect(ours.length).toBe(hf.prompt.length * ex.model.vocabSize);
-        const bound = testExecutor === "cuda" && family.includes("fp8") ? FP8_TOLERANCE : TOLERANCE;
-        expect(relativeError(ours, Float64Array.from(hf.logits.flat()))).toBeLessThan(bound);
+        expect(relativeError(ours, Float64Array.from(hf.logits.flat()))).toBeLessThan(TOLERANCE);
       } finally {
         void ex.close();
       }
