@@ -4,7 +4,8 @@
 #      several grid caps, and the GEMMs chained as in a decode step in one graph, with PDL and without;
 #   2. the 1B and 8B shapes (random weights, made here) decoded at batch 1 by the executor with its step timing on
 #      (TRTD_CUDA_STEP_TIMING=1: GPU time per graph replay and the host gap), once per TRTD_ANATOMY_VARIANTS entry
-#      (space-separated VAR=VALUE[,VAR=VALUE] sets of environment; "-" for the defaults).
+#      (space-separated VAR=VALUE[,VAR=VALUE] sets of environment; "-" for the defaults);
+#   3. with TRTD_ANATOMY_BENCH=1,32 (batches): bench_cuda.py's decode tok/s against the roofline (parts a-c), defaults.
 # The kernel checks run first (a wrong kernel makes every timing moot). Output in $OUT (default
 # /tmp/trtd-anatomy-out): kernel_check.log, gemv_bench.log, gemv_bench_pdl_off.log, decode-*.txt, run_anatomy.log.
 # Carry: packages/trtllm/build/{libtrtd_executor_cuda.so,trtd_cuda_kernel_check,trtd_cuda_gemv_bench}.
@@ -38,7 +39,7 @@ timeout 150 "$PY" tools/gpu/make_models.py "$MODELS" --shapes 1b,8b --dtype bflo
 
 for variant in ${TRTD_ANATOMY_VARIANTS:--}; do
   for m in 1b 8b; do
-    tag="${m}-${variant//[^A-Za-z0-9_=-]/_}"
+    tag="${m}-${variant//[^A-Za-z0-9_-]/_}"
     env_args=()
     [ "$variant" != "-" ] && IFS=, read -r -a env_args <<< "$variant"
     echo "=== decode $m, variant $variant"
@@ -48,4 +49,17 @@ for variant in ${TRTD_ANATOMY_VARIANTS:--}; do
     grep -E '^\{|timing:' "$OUT/decode-$tag.txt"
   done
 done
+if [ -n "${TRTD_ANATOMY_BENCH:-}" ]; then
+  echo "=== bench_cuda.py (parts a,b,c; batches $TRTD_ANATOMY_BENCH), library defaults"
+  timeout 240 "$PY" tools/gpu/bench_cuda.py --lib "$B/libtrtd_executor_cuda.so" --models "$MODELS/8b-bf16,$MODELS/1b-bf16" \
+    --parts a,b,c --batches "$TRTD_ANATOMY_BENCH" --out "$OUT/bench.json" --time-limit 230 > "$OUT/bench.log" 2>&1
+  echo "rc=$?"
+  "$PY" - "$OUT/bench.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for name, m in d["models"].items():
+    for b, r in (m.get("decode") or {}).items():
+        print(f"{name} batch {b}: {r['tok_s']:.1f} tok/s, step {r['step_ms']:.3f} ms, {r['ratio_to_roofline']:.3f} of the roofline")
+EOF
+fi
 echo "=== done $(date -u +%FT%TZ)"

@@ -11,7 +11,7 @@ fixture the architecture's tests compare the float64 reference and the CPU execu
     (embedding, norms, lm_head) is stored in bf16. The logits are LlamaForCausalLM's in float32 on the DEQUANTIZED
     weights (torch's float8_e4m3fn -> float32, times the stored scale) and the bf16 values of the rest; and in
     hf-logits-w8a8.json, the same with the quantized layers' inputs quantized to E4M3 per row (W8A8, as the CUDA
-    executor runs prompts of more than 8 rows).
+    executor runs prompts of more than 8 rows), in float32 and in bfloat16.
 
     python tools/reference/hf_model_fixture.py qwen2 packages/model/test/fixtures/qwen2-tiny
     python tools/reference/hf_model_fixture.py qwen3 packages/model/test/fixtures/qwen3-tiny
@@ -21,6 +21,7 @@ fixture the architecture's tests compare the float64 reference and the CPU execu
 
 Needs torch and transformers (a CPU venv from the local wheels: ../shared/STACK.md).
 """
+import copy
 import json
 import os
 import sys
@@ -64,19 +65,25 @@ def quantize_rows_e4m3(x):
 
 def write_w8a8_logits(model, out, prompt):
     """hf-logits-w8a8.json: the same model and prompt with the input of every quantized linear layer quantized per
-    row by quantize_rows_e4m3 (forward pre-hooks on transformers' own modules): the reference for an executor that
-    runs the FP8 layers as W8A8 (the CUDA executor's prompts of more than 8 rows)."""
-    hooks = [m.register_forward_pre_hook(lambda _m, args: (quantize_rows_e4m3(args[0]),) + tuple(args[1:]))
-             for name, m in model.named_modules() if name.startswith("model.layers.") and name.split(".")[-1] in LINEARS]
-    try:
-        with torch.no_grad():
-            logits = model(torch.tensor([prompt])).logits[0].double()
-    finally:
-        for h in hooks:
-            h.remove()
+    row by quantize_rows_e4m3 (forward pre-hooks on transformers' own modules), in float32 ("logits") and with the
+    model in bfloat16 ("logits_bf16"): W8A8 as the CUDA executor runs prompts of more than 8 rows. On a model this
+    small the two land ~0.1 (rel. L2) apart: a bf16 rounding that moves an activation across an E4M3 rounding
+    boundary changes it by a whole step, so two faithful W8A8 runs differ by about that much."""
+    def run(m):
+        hooks = [mod.register_forward_pre_hook(lambda _m, args: (quantize_rows_e4m3(args[0]),) + tuple(args[1:]))
+                 for name, mod in m.named_modules() if name.startswith("model.layers.") and name.split(".")[-1] in LINEARS]
+        try:
+            with torch.no_grad():
+                return m(torch.tensor([prompt])).logits[0].double()
+        finally:
+            for h in hooks:
+                h.remove()
+
+    logits, logits_bf16 = run(model), run(copy.deepcopy(model).to(torch.bfloat16))
     with open(os.path.join(out, "hf-logits-w8a8.json"), "w") as f:
         json.dump({"transformers": transformers.__version__, "prompt": prompt, "activations": "E4M3 per row, amax / 448",
-                   "logits": [[float(v) for v in row] for row in logits]}, f)
+                   "logits": [[float(v) for v in row] for row in logits],
+                   "logits_bf16": [[float(v) for v in row] for row in logits_bf16]}, f)
         f.write("\n")
 
 

@@ -262,7 +262,8 @@ void Engine::release() {
 
 // y[rows][out] = x[rows][in] . w[out][in]^T (row-major; column-major "TN" for cuBLAS), fp32 accumulation.
 // Up to 8 rows, the small-batch kernel where init measured it faster than cuBLAS for this shape.
-void Engine::gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out, const float * wscale) {
+void Engine::gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out, const float * wscale,
+                  long prefetch_bytes) {
     if (wscale) {
         const uint8_t * w8 = static_cast<const uint8_t *>(w);
         if (gemv_fp8(dt_, w8, wscale, x, y, out, in, rows, stream_)) return;
@@ -270,7 +271,8 @@ void Engine::gemm(const void * w, const void * x, void * y, int out, int in, int
         fp8_gemm_->run(w8, wscale, xq_, xs_, y, out, in, rows);
         return;
     }
-    if (small_gemm_picked(out, in, rows, f32_out) && trtd::cuda::gemv(dt_, w, x, y, out, in, rows, f32_out, stream_)) return;
+    if (small_gemm_picked(out, in, rows, f32_out) && trtd::cuda::gemv(dt_, w, x, y, out, in, rows, f32_out, stream_, prefetch_bytes))
+        return;
     cublas_gemm(w, x, y, out, in, rows, f32_out);
 }
 
@@ -375,6 +377,14 @@ void Engine::tune_small_gemms() {
 bool Engine::fuse_enabled() {
     static const bool on = [] { const char * e = std::getenv("TRTD_CUDA_FUSE"); return !(e && *e == '0'); }();
     return on;
+}
+
+long Engine::o_prefetch_bytes() {
+    static const long n = [] {
+        const char * e = std::getenv("TRTD_CUDA_O_PREFETCH_BYTES");
+        return e && *e ? std::max(0L, std::atol(e)) : long(1) << 40;
+    }();
+    return n;
 }
 
 void Engine::cublas_gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out) {
@@ -510,7 +520,7 @@ void * Engine::forward(const Layout & L, int rows, int nd, int num_tiles, int M,
                          splits, scale, attn_ws_, attn_counters_, stream_, window);
         prefill_attention(dt_, qkv_, QKV, attn_, nq * D, I32(L.tile_seq), I32(L.tile_row0), I32(L.pf_start), I32(L.pf_len),
                           I32(L.pf_ctx), I32(L.pf_bt), block_tables_, bt_stride_, pool, l, num_tiles, nq, scale, stream_, window);
-        gemm(w.wo, attn_, tmp_, H, nq * D, rows, false, w.fp8.o);
+        gemm(w.wo, attn_, tmp_, H, nq * D, rows, false, w.fp8.o, nd == rows ? o_prefetch_bytes() : -1);
         const GemvNorm n2{res, tmp_, other(res), w.post_norm, eps};
         if (fuse_gate_up && gemv_silu(dt_, w.wgate_up, nullptr, act_, I, H, rows, stream_, &n2)) {
             res = other(res);

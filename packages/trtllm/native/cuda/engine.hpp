@@ -87,9 +87,14 @@ private:
     void release();  // frees everything (the destructor; the constructor when it fails part way)
     // wscale: an FP8 weight's per-channel scales (fp8.cuh: the small-batch FP8 kernel, or the activations quantized
     // per row and cuBLASLt's FP8 GEMM); null: a weight in the model dtype.
-    void gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out, const float * wscale = nullptr);
+    // prefetch_bytes: see trtd::cuda::gemv (the small-batch kernel only; < 0: its default).
+    void gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out, const float * wscale = nullptr,
+              long prefetch_bytes = -1);
     // TRTD_CUDA_FUSE=0 turns off the fused small-batch GEMM forms (the norm, RoPE + KV write, SiLU * up folded in).
     static bool fuse_enabled();
+    // What the O projection's small-batch kernel prefetches of its first rows into L2 while decode attention runs (a
+    // latency-bound kernel that leaves HBM idle): whole rows unless TRTD_CUDA_O_PREFETCH_BYTES says otherwise.
+    static long o_prefetch_bytes();
     void cublas_gemm(const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out);
     void tune_small_gemms();
     bool small_gemm_picked(int out, int in, int rows, bool f32_out) const;  // init measured the small-batch kernel faster

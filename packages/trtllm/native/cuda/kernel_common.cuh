@@ -37,16 +37,27 @@ inline int & small_gemm_ctas_per_sm() {
 }
 
 // Bytes of each of its first rows that a small-batch GEMM's warp asks L2 for before waiting on the previous kernel
-// (PDL): the whole row unless TRTD_CUDA_GEMV_PREFETCH_BYTES caps it (a tuning knob for the GPU benches, as above).
+// (PDL). None by default: measured on an H100 (docs/benchmarks/cuda-executor.md, run 18), prefetching whole rows made
+// the chained batch-1 GEMMs of the 8B shape 15% slower (the prefetches of thousands of warps flood the memory system
+// ahead of the loads that need the bytes now, and overflow L2). TRTD_CUDA_GEMV_PREFETCH_BYTES sets it (the GPU
+// benches sweep it through this reference); a launcher may ask for more where HBM is otherwise idle.
 inline long & gemv_prefetch_bytes() {
     static long n = [] {
         const char * e = std::getenv("TRTD_CUDA_GEMV_PREFETCH_BYTES");
-        return e && *e ? std::max(0L, std::atol(e)) : long(1) << 40;
+        return e && *e ? std::max(0L, std::atol(e)) : 0L;
     }();
     return n;
 }
-inline int gemv_prefetch_elems(int row_elems, size_t elem_bytes) {
-    return int(std::min<long>(row_elems, gemv_prefetch_bytes() / long(elem_bytes)));
+// Whether the small-batch GEMMs issue their first group of weight loads before waiting on the previous kernel (PDL),
+// into registers: on unless TRTD_CUDA_GEMV_EARLY=0 (the GPU benches' A/B).
+inline int gemv_early_loads() {
+    static const int on = [] { const char * e = std::getenv("TRTD_CUDA_GEMV_EARLY"); return !(e && *e == '0'); }();
+    return on;
+}
+
+// Elements of a row of row_elems to prefetch: prefetch_bytes (< 0: gemv_prefetch_bytes()) over the element size.
+inline int gemv_prefetch_elems(int row_elems, size_t elem_bytes, long prefetch_bytes = -1) {
+    return int(std::min<long>(row_elems, (prefetch_bytes < 0 ? gemv_prefetch_bytes() : prefetch_bytes) / long(elem_bytes)));
 }
 
 // CTAs of a small-batch GEMM over `warp_rows` items of a warp each, `warps` warps per CTA: at most

@@ -970,22 +970,32 @@ template <typename T> __device__ __forceinline__ void prefetch_row_l2(const T * 
 }
 
 template <typename T, int M, bool F32OUT>
-__global__ void __launch_bounds__(kGemvWarps * 32) gemv_k(const T * __restrict__ W, const T * __restrict__ X, void * Y, int out, int in, int pf) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    // The weights are never written: start streaming this warp's first row while the previous kernel drains.
-    if (blockIdx.x * kGemvWarps + warp < out) prefetch_row_l2(W + size_t(blockIdx.x * kGemvWarps + warp) * in, pf, lane);
+__global__ void __launch_bounds__(kGemvWarps * 32) gemv_k(const T * __restrict__ W, const T * __restrict__ X, void * Y, int out, int in, int pf, int early) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r0 = blockIdx.x * kGemvWarps + warp;
+    // The weights are never written, so their first loads go out while the previous kernel drains: this warp's first
+    // group of loads into registers (consumed right after the wait; `early`), and pf elements of its row into L2.
+    uint4 wv[kGemvUnroll];
+    const bool first_loaded = early && r0 < out && lane * 8 + (kGemvUnroll - 1) * 256 < in;
+    if (first_loaded) {
+#pragma unroll
+        for (int u = 0; u < kGemvUnroll; ++u) wv[u] = ld_stream(W + size_t(r0) * in + lane * 8 + u * 256);
+    }
+    if (r0 < out) prefetch_row_l2(W + size_t(r0) * in, pf, lane);
     pdl_wait();
     pdl_trigger();
-    for (int r = blockIdx.x * kGemvWarps + warp; r < out; r += gridDim.x * kGemvWarps) {
+    for (int r = r0; r < out; r += gridDim.x * kGemvWarps) {
         const T * w = W + size_t(r) * in;
         float acc[M];
 #pragma unroll
         for (int m = 0; m < M; ++m) acc[m] = 0.f;
         int c = lane * 8;
+        bool loaded = first_loaded && r == r0;
         for (; c + (kGemvUnroll - 1) * 256 < in; c += kGemvUnroll * 256) {
-            uint4 wv[kGemvUnroll];
+            if (!loaded) {
 #pragma unroll
-            for (int u = 0; u < kGemvUnroll; ++u) wv[u] = ld_stream(w + c + u * 256);
+                for (int u = 0; u < kGemvUnroll; ++u) wv[u] = ld_stream(w + c + u * 256);
+            }
+            loaded = false;
 #pragma unroll
             for (int u = 0; u < kGemvUnroll; ++u) {
                 float wf[8];
@@ -1105,7 +1115,8 @@ template <bool SHARED> __device__ __forceinline__ uint4 ld_x(const void * p) {
 
 template <typename T, int M, int EPI, bool NORM>
 __global__ void __launch_bounds__(kGemvWarps * 32)
-    gemv_pair_k(const T * __restrict__ W, const T * X, T * Y, int pairs, int in, int pf, int y_stride, GemvRope rp, GemvNorm nm) {
+    gemv_pair_k(const T * __restrict__ W, const T * X, T * Y, int pairs, int in, int pf, int early, int y_stride, GemvRope rp,
+                GemvNorm nm) {
     extern __shared__ uint4 norm_rows[];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int D = rp.pool.head_dim, half = D / 2;
@@ -1118,14 +1129,23 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
             rb = ra + half;
         }
     };
-    {
-        const int p = blockIdx.x * kGemvWarps + warp;
-        if (p < pairs) {
-            int ra, rb;
-            rows_of(p, ra, rb);
-            prefetch_row_l2(W + size_t(ra) * in, pf, lane);
-            prefetch_row_l2(W + size_t(rb) * in, pf, lane);
+    // As in gemv_k: the first pair's first group of loads (and pf elements of each row into L2) before the wait, under
+    // the previous kernel's tail and this kernel's norm prologue.
+    const int p0 = blockIdx.x * kGemvWarps + warp;
+    uint4 wv[2][kGemvUnroll];
+    const bool first_loaded = early && p0 < pairs && lane * 8 + (kGemvUnroll - 1) * 256 < in;
+    if (p0 < pairs) {
+        int ra, rb;
+        rows_of(p0, ra, rb);
+        if (first_loaded) {
+#pragma unroll
+            for (int u = 0; u < kGemvUnroll; ++u) {
+                wv[0][u] = ld_stream(W + size_t(ra) * in + lane * 8 + u * 256);
+                wv[1][u] = ld_stream(W + size_t(rb) * in + lane * 8 + u * 256);
+            }
         }
+        prefetch_row_l2(W + size_t(ra) * in, pf, lane);
+        prefetch_row_l2(W + size_t(rb) * in, pf, lane);
     }
     pdl_wait();
     pdl_trigger();
@@ -1133,7 +1153,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
         norm_rows_to_shared<T, M>(nm, in, reinterpret_cast<T *>(norm_rows), blockIdx.x == 0);
         X = reinterpret_cast<const T *>(norm_rows);
     }
-    for (int p = blockIdx.x * kGemvWarps + warp; p < pairs; p += gridDim.x * kGemvWarps) {
+    for (int p = p0; p < pairs; p += gridDim.x * kGemvWarps) {
         int ra, rb;
         rows_of(p, ra, rb);
         const T * wa = W + size_t(ra) * in;
@@ -1142,13 +1162,16 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 #pragma unroll
         for (int m = 0; m < M; ++m) acc[0][m] = acc[1][m] = 0.f;
         int c = lane * 8;
+        bool loaded = first_loaded && p == p0;
         for (; c + (kGemvUnroll - 1) * 256 < in; c += kGemvUnroll * 256) {
-            uint4 wv[2][kGemvUnroll];
+            if (!loaded) {
 #pragma unroll
-            for (int u = 0; u < kGemvUnroll; ++u) {
-                wv[0][u] = ld_stream(wa + c + u * 256);
-                wv[1][u] = ld_stream(wb + c + u * 256);
+                for (int u = 0; u < kGemvUnroll; ++u) {
+                    wv[0][u] = ld_stream(wa + c + u * 256);
+                    wv[1][u] = ld_stream(wb + c + u * 256);
+                }
             }
+            loaded = false;
 #pragma unroll
             for (int u = 0; u < kGemvUnroll; ++u) {
                 float fa[8], fb[8];
@@ -1562,33 +1585,34 @@ namespace {
 int gemv_grid(int warp_rows) { return small_gemm_grid(warp_rows, kGemvWarps); }
 
 template <typename T, int MV>
-void gemv_launch(const void * w, const void * x, void * y, int out, int in, bool f32_out, int grid, cudaStream_t s) {
+void gemv_launch(const void * w, const void * x, void * y, int out, int in, bool f32_out, int grid, long prefetch_bytes, cudaStream_t s) {
     const T * W = static_cast<const T *>(w);
     const T * X = static_cast<const T *>(x);
-    const int pf = gemv_prefetch_elems(in, sizeof(T));
-    if (f32_out) launch_pdl(gemv_k<T, MV, true>, grid, kGemvWarps * 32, 0, s, W, X, y, out, in, pf);
-    else launch_pdl(gemv_k<T, MV, false>, grid, kGemvWarps * 32, 0, s, W, X, y, out, in, pf);
+    const int pf = gemv_prefetch_elems(in, sizeof(T), prefetch_bytes), early = gemv_early_loads();
+    if (f32_out) launch_pdl(gemv_k<T, MV, true>, grid, kGemvWarps * 32, 0, s, W, X, y, out, in, pf, early);
+    else launch_pdl(gemv_k<T, MV, false>, grid, kGemvWarps * 32, 0, s, W, X, y, out, in, pf, early);
 }
 template <typename T>
-void gemv_rows(int rows, const void * w, const void * x, void * y, int out, int in, bool f32_out, int grid, cudaStream_t s) {
+void gemv_rows(int rows, const void * w, const void * x, void * y, int out, int in, bool f32_out, int grid, long pf, cudaStream_t s) {
     switch (rows) {
-        case 1: gemv_launch<T, 1>(w, x, y, out, in, f32_out, grid, s); break;
-        case 2: gemv_launch<T, 2>(w, x, y, out, in, f32_out, grid, s); break;
-        case 3: gemv_launch<T, 3>(w, x, y, out, in, f32_out, grid, s); break;
-        case 4: gemv_launch<T, 4>(w, x, y, out, in, f32_out, grid, s); break;
-        case 5: gemv_launch<T, 5>(w, x, y, out, in, f32_out, grid, s); break;
-        case 6: gemv_launch<T, 6>(w, x, y, out, in, f32_out, grid, s); break;
-        case 7: gemv_launch<T, 7>(w, x, y, out, in, f32_out, grid, s); break;
-        default: gemv_launch<T, 8>(w, x, y, out, in, f32_out, grid, s); break;
+        case 1: gemv_launch<T, 1>(w, x, y, out, in, f32_out, grid, pf, s); break;
+        case 2: gemv_launch<T, 2>(w, x, y, out, in, f32_out, grid, pf, s); break;
+        case 3: gemv_launch<T, 3>(w, x, y, out, in, f32_out, grid, pf, s); break;
+        case 4: gemv_launch<T, 4>(w, x, y, out, in, f32_out, grid, pf, s); break;
+        case 5: gemv_launch<T, 5>(w, x, y, out, in, f32_out, grid, pf, s); break;
+        case 6: gemv_launch<T, 6>(w, x, y, out, in, f32_out, grid, pf, s); break;
+        case 7: gemv_launch<T, 7>(w, x, y, out, in, f32_out, grid, pf, s); break;
+        default: gemv_launch<T, 8>(w, x, y, out, in, f32_out, grid, pf, s); break;
     }
 }
 }  // namespace
 
-bool gemv(DType dt, const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out, cudaStream_t s) {
+bool gemv(DType dt, const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out, cudaStream_t s,
+          long prefetch_bytes) {
     if (rows < 1 || rows > 8 || in % 8) return false;
     const int grid = gemv_grid(out);
-    if (dt == DType::BF16) gemv_rows<__nv_bfloat16>(rows, w, x, y, out, in, f32_out, grid, s);
-    else gemv_rows<__half>(rows, w, x, y, out, in, f32_out, grid, s);
+    if (dt == DType::BF16) gemv_rows<__nv_bfloat16>(rows, w, x, y, out, in, f32_out, grid, prefetch_bytes, s);
+    else gemv_rows<__half>(rows, w, x, y, out, in, f32_out, grid, prefetch_bytes, s);
     check_launch("gemv");
     return true;
 }
@@ -1599,12 +1623,12 @@ void gemv_pair_rows(int rows, const T * W, const T * X, T * Y, int pairs, int in
                     const GemvNorm * norm, cudaStream_t s) {
     const int grid = gemv_grid(pairs);
     const GemvNorm nm = norm ? *norm : GemvNorm{};
-    const int pf = gemv_prefetch_elems(in, sizeof(T));
+    const int pf = gemv_prefetch_elems(in, sizeof(T)), early = gemv_early_loads();
     const size_t smem = norm ? size_t(rows) * in * sizeof(T) : 0;
 #define TRTD_PAIR(MV)                                                                                                        \
     case MV:                                                                                                                 \
-        if (norm) launch_pdl(gemv_pair_k<T, MV, EPI, true>, grid, kGemvWarps * 32, smem, s, W, X, Y, pairs, in, pf, y_stride, rp, nm); \
-        else launch_pdl(gemv_pair_k<T, MV, EPI, false>, grid, kGemvWarps * 32, 0, s, W, X, Y, pairs, in, pf, y_stride, rp, nm);   \
+        if (norm) launch_pdl(gemv_pair_k<T, MV, EPI, true>, grid, kGemvWarps * 32, smem, s, W, X, Y, pairs, in, pf, early, y_stride, rp, nm); \
+        else launch_pdl(gemv_pair_k<T, MV, EPI, false>, grid, kGemvWarps * 32, 0, s, W, X, Y, pairs, in, pf, early, y_stride, rp, nm); \
         break;
     switch (rows) {
         TRTD_PAIR(1) TRTD_PAIR(2) TRTD_PAIR(3) TRTD_PAIR(4) TRTD_PAIR(5) TRTD_PAIR(6) TRTD_PAIR(7) TRTD_PAIR(8)

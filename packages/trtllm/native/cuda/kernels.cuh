@@ -87,7 +87,10 @@ void prefill_attention(DType dt, const void * q, int q_stride, void * out, int o
                        int num_tiles, int num_heads, float scale, cudaStream_t s, int window = 0);
 
 // Small-batch GEMM: y[rows][out] = x[rows][in] . w[out][in]^T for rows <= 8 (false: not handled here).
-bool gemv(DType dt, const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out, cudaStream_t s);
+// prefetch_bytes: how much of each warp's first row to ask L2 for before waiting on the previous kernel (PDL); < 0:
+// the default (kernel_common.cuh, gemv_prefetch_bytes).
+bool gemv(DType dt, const void * w, const void * x, void * y, int out, int in, int rows, bool f32_out, cudaStream_t s,
+          long prefetch_bytes = -1);
 
 // The small-batch GEMM with the next kernel fused in, for rows <= 8 (false: not handled here); the results equal
 // gemv followed by that kernel, bit for bit:

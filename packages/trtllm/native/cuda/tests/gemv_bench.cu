@@ -6,7 +6,7 @@
 //      then the lm_head), captured in one CUDA graph and replayed, at each grid cap and each L2 prefetch size of the
 //      first rows (--prefetch, bytes; -1 the whole row): the chain's time against the sum of its kernels alone shows
 //      what the kernel boundaries cost, and against the weight bytes over the ceiling what is left.
-//   trtd_cuda_gemv_bench [--caps 8,4,2] [--prefetch -1,4096,0] [--reps N] [--shapes 1b,8b] [--skip-alone]
+//   trtd_cuda_gemv_bench [--caps 8,4,2] [--prefetch 0,4096,-1] [--reps N] [--shapes 1b,8b] [--skip-alone]
 // Prints a line per figure and one JSON object last.
 #include <algorithm>
 #include <cstdio>
@@ -126,7 +126,7 @@ std::vector<int> parse_ints(const char * s) {
 
 int main(int argc, char ** argv) {
     std::vector<int> caps = {8, 4, 2};
-    std::vector<long> prefetch = {-1, 4096, 0};  // bytes of each first row prefetched to L2; -1: the whole row
+    std::vector<long> prefetch = {0, 4096, -1};  // bytes of each first row prefetched to L2; -1: the whole row
     std::string which = "1b,8b";
     int reps = 200;
     bool alone = true;
@@ -140,7 +140,7 @@ int main(int argc, char ** argv) {
         else if (a == "--shapes" && i + 1 < argc) which = argv[++i];
         else if (a == "--skip-alone") alone = false;
         else {
-            std::fprintf(stderr, "usage: trtd_cuda_gemv_bench [--caps 8,4,2] [--prefetch -1,4096,0] [--reps N] [--shapes 1b,8b] [--skip-alone]\n");
+            std::fprintf(stderr, "usage: trtd_cuda_gemv_bench [--caps 8,4,2] [--prefetch 0,4096,-1] [--reps N] [--shapes 1b,8b] [--skip-alone]\n");
             return 2;
         }
     }
@@ -175,7 +175,8 @@ int main(int argc, char ** argv) {
     for (const Model & m : models) {
         if (which.find(m.name) == std::string::npos) continue;
         double layer_alone_ms = 0;
-        // 2. Each shape alone, L2-cold.
+        // 2. Each shape alone, L2-cold, with the first prefetch size of the sweep.
+        gemv_prefetch_bytes() = prefetch[0] < 0 ? long(1) << 40 : prefetch[0];
         if (alone) {
             for (const Shape & sh : m.shapes()) {
                 const size_t elems = size_t(sh.out) * sh.in, bytes = elems * 2;
@@ -183,14 +184,12 @@ int main(int argc, char ** argv) {
                 std::vector<uint16_t *> w;
                 for (int c = 0; c < copies; ++c) w.push_back(alloc_fill(elems, 100 + c, 0.02f));
                 std::printf("%s %-8s %6d x %-6d %7.1f MB:", m.name, sh.name, sh.out, sh.in, bytes / 1e6);
-                double best = 1e9;
                 for (int cap : caps) {
                     small_gemm_ctas_per_sm() = cap;
                     const float ms = time_ms(std::max(reps, copies), [&](int i) { launch(sh, w[i % copies], x, y); });
                     const double tbs = bytes / (ms * 1e-3) / 1e12;
                     std::printf("  cap %d %.2f us %.2f TB/s (%.2f)", cap, ms * 1e3, tbs, tbs / ceiling);
                     json += std::string(", \"") + m.name + "_" + sh.name + "_cap" + std::to_string(cap) + "_us\": " + std::to_string(ms * 1e3);
-                    best = std::min(best, double(ms));
                 }
                 small_gemm_ctas_per_sm() = caps[0];
                 const float ms = time_ms(std::max(reps, copies), [&](int i) { launch(sh, w[i % copies], x, y); });
