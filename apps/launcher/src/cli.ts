@@ -18,7 +18,19 @@ import {
   type ExecutorFlags,
   type NatsAuthEnv,
 } from "@trtd/apps-common";
-import { DEFAULT_WEDGED, type WedgedOptions } from "./supervisor.js";
+import { API_PROBE_INTERVAL_MS, DEFAULT_WEDGED, type WedgedOptions } from "./supervisor.js";
+
+/**
+ * The api's V8 old-space bound by default, MB (--api-heap-mb). Under V8's own limit (4,345 MB on the 23 GiB
+ * development VM) the api's RSS crept over a 100k soak as V8 let its heap reservation grow; with 512 MB it stayed in
+ * a 10 MB band over 40k requests, as with 96 MB (docs/benchmarks/reliability.md, *The api's heap bound*). 512
+ * rather than 96 leaves room above the api's ~40 MB live heap for prompts in flight and larger tokenizers.
+ */
+export const DEFAULT_API_HEAP_MB = 512;
+/** Workers keep V8's limit by default (--worker-heap-mb 0): their RSS was flat over 100k requests without a bound. */
+export const DEFAULT_WORKER_HEAP_MB = 0;
+/** Smallest heap bound a flag takes (MB): below it a process may not even start. */
+export const MIN_HEAP_MB = 64;
 
 export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--generate-worker-count M] [--worker-name NAME]
                 [--initialize-request-plane] [--request-plane-uri HOST:PORT] [options]
@@ -60,6 +72,12 @@ export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--gen
   --stalled-restart-ms N         a worker reporting its engine stalled for N ms more is restarted (default ${DEFAULT_WEDGED.stalledRestartMs}; 0 = never)
   --worker-liveness-timeout-ms N a worker whose health reports stop for N ms (SIGSTOP, a hung process) is restarted
                                  (default ${DEFAULT_WEDGED.livenessTimeoutMs}; 0 = never)
+  --api-liveness-timeout-ms N    the launcher probes the api's /health every ${API_PROBE_INTERVAL_MS} ms; no answer for N ms (SIGSTOP, a
+                                 hung process) and it is restarted (default ${DEFAULT_WEDGED.apiLivenessTimeoutMs}; 0 = never, else >= ${2 * API_PROBE_INTERVAL_MS})
+  --startup-timeout-ms N         a worker with no health report, or an api with no answer to /health, N ms after its
+                                 start is restarted (default: --ready-timeout-ms; 0 = never)
+  --api-heap-mb N                the api's V8 old space, MB (default ${DEFAULT_API_HEAP_MB}; 0 = V8's default, about a quarter of RAM)
+  --worker-heap-mb N             the same for prefill and decode workers (default ${DEFAULT_WORKER_HEAP_MB} = V8's default)
   --ready-timeout-ms N           bound on bring-up (default 180000)
   --prefill-env KEY=VALUE        environment for prefill workers only (repeatable; e.g. TRTD_TRTLLM_DEVICE_ID=0)
   --decode-env KEY=VALUE         environment for decode workers only (repeatable)
@@ -92,6 +110,10 @@ export const launcherFlagOptions = {
   "stall-timeout-ms": { type: "string" },
   "stalled-restart-ms": { type: "string" },
   "worker-liveness-timeout-ms": { type: "string" },
+  "api-liveness-timeout-ms": { type: "string" },
+  "startup-timeout-ms": { type: "string" },
+  "api-heap-mb": { type: "string" },
+  "worker-heap-mb": { type: "string" },
   "ready-timeout-ms": { type: "string" },
   "prefill-env": { type: "string", multiple: true },
   "decode-env": { type: "string", multiple: true },
@@ -136,8 +158,12 @@ export interface LauncherCli {
   maxRestarts: number;
   /** Passed to workers: their progress watchdog's bound. */
   stallTimeoutMs?: number;
-  /** When the supervisor restarts a wedged worker. */
+  /** When the supervisor restarts a wedged worker or api. */
   wedged: WedgedOptions;
+  /** The api's V8 old-space bound, MB (`--max-old-space-size`); 0 = V8's default. */
+  apiHeapMb: number;
+  /** The same for prefill and decode workers. */
+  workerHeapMb: number;
   readyTimeoutMs: number;
   /** Extra environment per worker role (e.g. a device per role). */
   roleEnv: { prefill: Record<string, string>; decode: Record<string, string> };
@@ -183,6 +209,17 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
   if (v["use-running-request-plane"] && !v["initialize-request-plane"]) {
     throw new UsageError("--use-running-request-plane chooses between a running NATS and starting one: it needs --initialize-request-plane");
   }
+  const apiHeapMb = heapFlag(v["api-heap-mb"], "api-heap-mb", DEFAULT_API_HEAP_MB);
+  const workerHeapMb = heapFlag(v["worker-heap-mb"], "worker-heap-mb", DEFAULT_WORKER_HEAP_MB);
+  if (v["in-process"]) {
+    const given = ["api-heap-mb", "worker-heap-mb"].find((f) => v[f] !== undefined);
+    if (given) throw new UsageError(`--${given} bounds a child process's heap: with --in-process run node --max-old-space-size=N yourself`);
+  }
+  const readyTimeoutMs = intFlag(v["ready-timeout-ms"], "ready-timeout-ms", { min: 1, fallback: 180_000 });
+  const apiLivenessTimeoutMs = intFlag(v["api-liveness-timeout-ms"], "api-liveness-timeout-ms", { min: 0, fallback: DEFAULT_WEDGED.apiLivenessTimeoutMs });
+  if (apiLivenessTimeoutMs > 0 && apiLivenessTimeoutMs < 2 * API_PROBE_INTERVAL_MS) {
+    throw new UsageError(`--api-liveness-timeout-ms must be 0 (off) or at least ${2 * API_PROBE_INTERVAL_MS} (two probes), got ${String(v["api-liveness-timeout-ms"])}`);
+  }
   return {
     contextWorkers,
     generateWorkers,
@@ -211,8 +248,12 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
       ...DEFAULT_WEDGED,
       livenessTimeoutMs: intFlag(v["worker-liveness-timeout-ms"], "worker-liveness-timeout-ms", { min: 0, fallback: DEFAULT_WEDGED.livenessTimeoutMs }),
       stalledRestartMs: intFlag(v["stalled-restart-ms"], "stalled-restart-ms", { min: 0, fallback: DEFAULT_WEDGED.stalledRestartMs }),
+      startupTimeoutMs: intFlag(v["startup-timeout-ms"], "startup-timeout-ms", { min: 0, fallback: readyTimeoutMs }),
+      apiLivenessTimeoutMs,
     },
-    readyTimeoutMs: intFlag(v["ready-timeout-ms"], "ready-timeout-ms", { min: 1, fallback: 180_000 }),
+    apiHeapMb,
+    workerHeapMb,
+    readyTimeoutMs,
     roleEnv: { prefill: envPairs(v["prefill-env"], "prefill-env"), decode: envPairs(v["decode-env"], "decode-env") },
     executor: { ...ex, modelDir: resolve(ex.modelDir) },
     ...placement,
@@ -247,6 +288,18 @@ function externalNatsAuth(v: Record<string, unknown>): NatsAuthEnv | undefined {
   }
   checkNatsAuth(env, "--request-plane-credentials and --request-plane-tls-*");
   return env;
+}
+
+/** A V8 old-space bound in MB: 0 (V8's default) or at least MIN_HEAP_MB. */
+function heapFlag(value: unknown, name: string, fallback: number): number {
+  const n = intFlag(value, name, { min: 0, fallback });
+  if (n > 0 && n < MIN_HEAP_MB) throw new UsageError(`--${name} must be 0 (V8's default) or at least ${MIN_HEAP_MB} (MB), got ${String(value)}`);
+  return n;
+}
+
+/** Node options for a child whose old space is bounded to `heapMb` MB (none for 0: V8's default). */
+export function heapNodeArgs(heapMb: number): string[] {
+  return heapMb > 0 ? [`--max-old-space-size=${heapMb}`] : [];
 }
 
 /** Comma-separated GPU ordinals, each an integer >= 0. */

@@ -8,12 +8,12 @@ import { startApiServer } from "@trtd/api";
 import { startDecodeWorker } from "@trtd/decode";
 import { startPrefillWorker } from "@trtd/prefill";
 import { createInProcessPlane, NatsServerNotFoundError, probeNatsServer, startNatsServer, type NatsServerHandle } from "@trtd/request-plane";
-import { apiArgv, prefillArgv, workerArgv, workerExecutor, type LauncherCli } from "./cli.js";
+import { apiArgv, heapNodeArgs, prefillArgv, workerArgv, workerExecutor, type LauncherCli } from "./cli.js";
 import { natsAccounts } from "./nats-accounts.js";
 import { Supervisor } from "./supervisor.js";
 
 export interface Deployment {
-  /** "" with --no-api (workers only on this host). */
+  /** "" with --no-api (workers only on this host). A restarted api given --api-server-port 0 listens on a new port: this follows it. */
   readonly apiUrl: string;
   readonly mode: "processes" | "in-process";
   readonly requestPlaneUri?: string;
@@ -148,15 +148,16 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
       if (/^trtd (prefill|decode) worker \S+ serving /.test(l)) workersReady.add(name);
     };
     for (let i = 0; i < cli.generateWorkers; i++) {
-      sup.start({ name: `decode-${i}`, app: "decode", args: workerArgv(cli, uri, "decode", i), env: { ...cli.roleEnv.decode, ...natsEnv("decode") }, onLine: readyLine(`decode-${i}`), health: true });
+      sup.start({ name: `decode-${i}`, app: "decode", args: workerArgv(cli, uri, "decode", i), env: { ...cli.roleEnv.decode, ...natsEnv("decode") }, onLine: readyLine(`decode-${i}`), health: true, nodeArgs: heapNodeArgs(cli.workerHeapMb) });
     }
     for (let i = 0; i < cli.contextWorkers; i++) {
-      sup.start({ name: `prefill-${i}`, app: "prefill", args: prefillArgv(cli, uri, i), env: { ...cli.roleEnv.prefill, ...natsEnv("prefill") }, onLine: readyLine(`prefill-${i}`), health: true });
+      sup.start({ name: `prefill-${i}`, app: "prefill", args: prefillArgv(cli, uri, i), env: { ...cli.roleEnv.prefill, ...natsEnv("prefill") }, onLine: readyLine(`prefill-${i}`), health: true, nodeArgs: heapNodeArgs(cli.workerHeapMb) });
     }
     if (cli.noApi) {
       await waitWorkersReady(workersReady, cli.contextWorkers + cli.generateWorkers, deadline, failed);
       return { apiUrl: "", mode: "processes", requestPlaneUri: uri, pids: sup.pids, stop, failed };
     }
+    const listening = (l: string) => /listening on (\S+)/.exec(l)?.[1];
     const urlSeen = new Promise<string>((resolve) =>
       sup.start({
         name: "api",
@@ -164,9 +165,12 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
         args: apiArgv(cli, uri),
         env: natsEnv("api"),
         onLine: (l) => {
-          const m = /listening on (\S+)/.exec(l);
-          if (m) resolve((apiUrl = m[1]));
+          const u = listening(l);
+          if (u) resolve((apiUrl = u));
         },
+        // The launcher probes the api's /health on the URL it printed (127.0.0.1 when it listens on every address).
+        httpHealth: { url: listening },
+        nodeArgs: heapNodeArgs(cli.apiHeapMb),
       }),
     );
     const url = await Promise.race([
@@ -176,7 +180,18 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
     ]);
     // With no decode worker on this host, ready means the api sees one elsewhere (it cannot serve before).
     await waitHealthy(url, cli.contextWorkers, Math.max(1, cli.generateWorkers), deadline, failed);
-    return { apiUrl: apiUrl ?? url, mode: "processes", requestPlaneUri: uri, pids: sup.pids, stop, failed };
+    return {
+      get apiUrl() {
+        return apiUrl ?? url;
+      },
+      mode: "processes",
+      requestPlaneUri: uri,
+      get pids() {
+        return sup.pids;
+      },
+      stop,
+      failed,
+    };
   } catch (err) {
     await stop();
     throw err;

@@ -1,10 +1,13 @@
 // Child processes of the launcher, on @trtd/process (the one child-process helper): started with their role's
 // argv, output prefixed, restarted (bounded) when they crash or are wedged, stopped by PID with SIGTERM then SIGKILL.
-// Wedged: a worker reports its health over an IPC channel (apps-common `reportHealthToSupervisor`); reports that
-// stop (a stopped or hung process) or that say the engine is stalled, each past its bound, get it stopped and
-// restarted like a crash (same --max-restarts budget and backoff).
+// Wedged: a worker reports its health over an IPC channel (apps-common `reportHealthToSupervisor`), and the api
+// answers GET /health, which the supervisor probes on the URL the api printed. No first sign of life within the
+// startup bound of a spawn (stopped or hung while it starts), signs that stop (a stopped or hung process), or a
+// worker saying its engine is stalled, each past its bound, get the process stopped and restarted like a crash
+// (same --max-restarts budget and backoff).
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { spawnChild, type Child } from "@trtd/process";
 import { isWorkerHealthMessage, PARENT_PID_ENV } from "@trtd/apps-common";
 
@@ -43,20 +46,39 @@ export interface ChildSpec {
   onLine?: (line: string) => void;
   /** A worker: it reports its health over IPC, and is restarted when wedged (see {@link WedgedOptions}). */
   health?: boolean;
+  /**
+   * An HTTP server (the api): `url` finds its base URL in a stdout line ("listening on ..."); from then on GET
+   * `<url>/health` is probed every API_PROBE_INTERVAL_MS (any HTTP answer is a sign of life, whatever its status),
+   * and it is restarted when wedged (see {@link WedgedOptions}).
+   */
+  httpHealth?: { url: (line: string) => string | undefined };
+  /** Node options before the app's entry, e.g. `--max-old-space-size=512`. */
+  nodeArgs?: string[];
 }
 
-/** When a worker that reports its health counts as wedged; each bound 0 = that check off. */
+/** When a child that gives signs of life (a worker's health reports, the api's answers) counts as wedged; each bound 0 = that check off. */
 export interface WedgedOptions {
-  /** No health report for this long (after its first): the process is stopped (SIGSTOP) or its JS thread hangs. */
+  /** A worker: no health report for this long (after its first): the process is stopped (SIGSTOP) or its JS thread hangs. */
   livenessTimeoutMs: number;
-  /** Its engine reported stalled continuously for this long (the api moved its requests when it first said so). */
+  /** A worker: its engine reported stalled continuously for this long (the api moved its requests when it first said so). */
   stalledRestartMs: number;
+  /**
+   * No first sign of life (a worker's first health report, the api's first answer to /health) this long after the
+   * spawn: it stopped or hung while starting (loading the model, connecting). The launcher's default is
+   * --ready-timeout-ms, so a slow start that bring-up accepts is accepted on a restart too.
+   */
+  startupTimeoutMs: number;
+  /** The api: no answer to a /health probe for this long (after its first). */
+  apiLivenessTimeoutMs: number;
   /** SIGTERM, then SIGKILL after this long (a stalled engine cannot finish what it holds; a stopped process ignores SIGTERM). */
   stopGraceMs: number;
 }
 
-export const DEFAULT_WEDGED: WedgedOptions = { livenessTimeoutMs: 10_000, stalledRestartMs: 10_000, stopGraceMs: 2000 };
+export const DEFAULT_WEDGED: WedgedOptions = { livenessTimeoutMs: 10_000, stalledRestartMs: 10_000, startupTimeoutMs: 180_000, apiLivenessTimeoutMs: 10_000, stopGraceMs: 2000 };
 const WEDGED_CHECK_MS = 250;
+/** The api's /health is probed this often, each probe bounded by API_PROBE_TIMEOUT_MS. */
+export const API_PROBE_INTERVAL_MS = 1000;
+export const API_PROBE_TIMEOUT_MS = 1000;
 
 export interface SupervisorOptions {
   repoRoot: string;
@@ -102,25 +124,30 @@ export class Supervisor {
 
   private launch(s: Supervised): void {
     const { spec } = s;
-    const health = spec.health ? this.healthWatch(s) : undefined;
+    const watchdog = this.watchdog(s);
     const proc = spawnChild({
       name: spec.name,
       command: process.execPath,
-      args: [...appCommand(this.o.repoRoot, spec.app), ...spec.args],
+      args: [...(spec.nodeArgs ?? []), ...appCommand(this.o.repoRoot, spec.app), ...spec.args],
       cwd: this.o.repoRoot,
       env: { ...process.env, ...spec.env, [PARENT_PID_ENV]: String(process.pid) },
       // Own process group: a terminal's Ctrl-C reaches only the launcher, which stops children in order.
       detached: true,
       echo: true, // as `[name] line`
-      onLine: (l, stream) => stream === "stdout" && spec.onLine?.(l),
-      onMessage: health?.onMessage,
+      onLine: (l, stream) => {
+        if (stream !== "stdout") return;
+        spec.onLine?.(l);
+        watchdog?.onLine(l);
+      },
+      onMessage: spec.health ? watchdog?.onMessage : undefined,
     });
-    health?.watch(proc);
+    this.o.log(`${spec.name} (pid ${proc.pid}) started${spec.nodeArgs?.length ? ` (node ${spec.nodeArgs.join(" ")})` : ""}`);
+    watchdog?.watch(proc);
     this.live.add(proc);
     void proc.exited.then(() => this.live.delete(proc));
     s.proc = proc;
     s.exited = proc.exited.then(({ code, signal }) => {
-      health?.close();
+      watchdog?.close();
       if (this.stopping) return;
       const why = s.wedgedReason;
       s.wedgedReason = undefined;
@@ -137,40 +164,86 @@ export class Supervisor {
   }
 
   /**
-   * The health watch of one process of `s`: reports arrive through `onMessage`; `watch` checks the bounds every
-   * WEDGED_CHECK_MS and stops a wedged process (its exit then restarts it); `close` ends the checks.
+   * The watchdog of one process of `s` (undefined for a child that gives no signs of life): a worker's health
+   * reports arrive through `onMessage`; the api's URL through `onLine`, after which its /health is probed. `watch`
+   * checks the bounds every WEDGED_CHECK_MS and stops a wedged process (its exit then restarts it); `close` ends
+   * the checks and the probes.
    */
-  private healthWatch(s: Supervised): { onMessage: (m: unknown) => void; watch: (proc: Child) => void; close: () => void } {
+  private watchdog(s: Supervised): { onMessage: (m: unknown) => void; onLine: (line: string) => void; watch: (proc: Child) => void; close: () => void } | undefined {
+    const { spec } = s;
+    if (!spec.health && !spec.httpHealth) return undefined;
     const w = this.o.wedged ?? DEFAULT_WEDGED;
-    let lastReport: number | undefined;
+    let spawnedAt = performance.now();
+    /** When the last sign of life came (a health report, an answer to a probe); undefined before the first. */
+    let lastAlive: number | undefined;
     let stalledSince: number | undefined;
+    let url: string | undefined;
+    let failedProbes = 0;
+    let lastProbeError = "";
+    let closed = false;
     let timer: NodeJS.Timeout | undefined;
-    const close = () => clearInterval(timer);
+    const close = () => {
+      closed = true;
+      clearInterval(timer);
+    };
+    /** GET <url>/health once per API_PROBE_INTERVAL_MS until closed; each probe bounded by API_PROBE_TIMEOUT_MS. */
+    const probe = async (base: string) => {
+      while (!closed) {
+        const t0 = performance.now();
+        try {
+          const r = await fetch(`${base}/health`, { signal: AbortSignal.timeout(API_PROBE_TIMEOUT_MS) });
+          await r.arrayBuffer(); // read to the end: the connection is reused
+          lastAlive = performance.now();
+          failedProbes = 0;
+        } catch (err) {
+          failedProbes++;
+          const e = err as Error & { cause?: { code?: string } };
+          lastProbeError = e.name === "TimeoutError" ? `no answer within ${API_PROBE_TIMEOUT_MS} ms` : (e.cause?.code ?? e.message);
+        }
+        await sleep(Math.max(0, API_PROBE_INTERVAL_MS - (performance.now() - t0)), undefined, { ref: false });
+      }
+    };
+    const what = spec.health ? "health report" : "answer to GET /health";
     return {
       onMessage: (m) => {
         if (!isWorkerHealthMessage(m)) return;
         const now = performance.now();
-        lastReport = now;
+        lastAlive = now;
         stalledSince = m.stalled ? (stalledSince ?? now) : undefined;
       },
+      onLine: (line) => {
+        if (url !== undefined || !spec.httpHealth) return;
+        url = spec.httpHealth.url(line);
+        if (url !== undefined) void probe(url);
+      },
       watch: (proc) => {
-        let lastCheck = performance.now();
+        spawnedAt = performance.now();
+        let lastCheck = spawnedAt;
         timer = setInterval(() => {
           const now = performance.now();
           // This process was itself paused (suspend, SIGSTOP of the launcher): its children's silence is not theirs.
-          if (now - lastCheck > 4 * WEDGED_CHECK_MS && lastReport !== undefined) lastReport = now;
+          if (now - lastCheck > 4 * WEDGED_CHECK_MS) {
+            spawnedAt = now;
+            if (lastAlive !== undefined) lastAlive = now;
+          }
           lastCheck = now;
           if (this.stopping || !proc.alive()) return;
+          const liveness = spec.health ? w.livenessTimeoutMs : w.apiLivenessTimeoutMs;
           let reason: string | undefined;
-          if (w.livenessTimeoutMs > 0 && lastReport !== undefined && now - lastReport > w.livenessTimeoutMs) {
-            reason = `no health report for ${Math.round(now - lastReport)} ms (bound ${w.livenessTimeoutMs} ms): the process is stopped or hung`;
+          if (lastAlive === undefined) {
+            if (w.startupTimeoutMs > 0 && now - spawnedAt > w.startupTimeoutMs) {
+              reason = `no ${what} within ${w.startupTimeoutMs} ms of its start${url ? ` (listening on ${url}; ${failedProbes} probes failed, the last: ${lastProbeError})` : ""}: the process is stopped or hung`;
+            }
+          } else if (liveness > 0 && now - lastAlive > liveness) {
+            const probes = spec.httpHealth ? `; ${failedProbes} probes in a row failed, the last: ${lastProbeError}` : "";
+            reason = `no ${what} for ${Math.round(now - lastAlive)} ms (bound ${liveness} ms${probes}): the process is stopped or hung`;
           } else if (w.stalledRestartMs > 0 && stalledSince !== undefined && now - stalledSince >= w.stalledRestartMs) {
             reason = `its engine reported stalled for ${Math.round(now - stalledSince)} ms (bound ${w.stalledRestartMs} ms)`;
           }
           if (!reason) return;
           close();
           s.wedgedReason = `wedged, ${reason}`;
-          this.o.log(`${s.spec.name} (pid ${proc.pid}) is wedged: ${reason}; stopping it (SIGTERM, SIGKILL after ${w.stopGraceMs} ms) to restart it`);
+          this.o.log(`${spec.name} (pid ${proc.pid}) is wedged: ${reason}; stopping it (SIGTERM, SIGKILL after ${w.stopGraceMs} ms) to restart it`);
           void proc.stop(w.stopGraceMs);
         }, WEDGED_CHECK_MS);
         timer.unref();

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createInterface } from "node:readline";
 import { join, resolve } from "node:path";
-import { parseLauncherCli, workerArgv, apiArgv, prefillArgv } from "../src/index.js";
+import { parseLauncherCli, workerArgv, apiArgv, prefillArgv, heapNodeArgs, DEFAULT_API_HEAP_MB, DEFAULT_WORKER_HEAP_MB } from "../src/index.js";
 import { parseWorkerCli } from "@trtd/apps-common";
 import { freePort } from "@trtd/request-plane/testing";
 import { probeNatsServer, startNatsServer } from "@trtd/request-plane";
@@ -159,6 +159,8 @@ describe("launcher - flags", () => {
       ["launcher", ["--request-plane-uri", "nats://a:4222,http://b:4222"], "--request-plane-uri takes HOST:PORT or nats://HOST:PORT (tls, ws, wss too; a port 1-65535), comma-separated for a cluster, got http://b:4222"],
       ["launcher", ["--model-dir", "/nonexistent/model", "--initialize-request-plane"], "--model-dir /nonexistent/model has no config.json: give a Hugging Face model directory (npm start makes models/tiny)"],
       ["launcher", ["--use-running-request-plane"], "--use-running-request-plane chooses between a running NATS and starting one: it needs --initialize-request-plane"],
+      ["launcher", ["--api-heap-mb", "8", "--initialize-request-plane", "--request-plane-uri", `127.0.0.1:${natsPort}`], "--api-heap-mb must be 0 (V8's default) or at least 64 (MB), got 8"],
+      ["launcher", ["--api-liveness-timeout-ms", "500", "--initialize-request-plane", "--request-plane-uri", `127.0.0.1:${natsPort}`], "--api-liveness-timeout-ms must be 0 (off) or at least 2000 (two probes), got 500"],
     ];
     for (const [app, args, line] of cases) {
       const [cmd, ...argv] = appArgv(app, args);
@@ -243,9 +245,14 @@ describe("launcher - flags", () => {
     expect(cli.roleEnv).toEqual({ prefill: { TRTD_TRTLLM_DEVICE_ID: "0" }, decode: { TRTD_TRTLLM_DEVICE_ID: "1", X: "a=b" } });
   });
 
-  it("wedged-worker bounds: defaults, flags, 0 = off; --stall-timeout-ms reaches every worker", () => {
+  it("wedged-child bounds: defaults, flags, 0 = off; --stall-timeout-ms reaches every worker", () => {
     const d = parseLauncherCli([], modelDir);
-    expect(d.wedged).toEqual({ livenessTimeoutMs: 10_000, stalledRestartMs: 10_000, stopGraceMs: 2000 });
+    expect(d.wedged).toEqual({ livenessTimeoutMs: 10_000, stalledRestartMs: 10_000, startupTimeoutMs: 180_000, apiLivenessTimeoutMs: 10_000, stopGraceMs: 2000 });
+    // The startup bound follows --ready-timeout-ms unless given: a start bring-up accepts is accepted on a restart.
+    expect(parseLauncherCli(["--ready-timeout-ms", "300000"], modelDir).wedged.startupTimeoutMs).toBe(300_000);
+    expect(parseLauncherCli(["--ready-timeout-ms", "300000", "--startup-timeout-ms", "0"], modelDir).wedged.startupTimeoutMs).toBe(0);
+    expect(parseLauncherCli(["--api-liveness-timeout-ms", "0"], modelDir).wedged.apiLivenessTimeoutMs).toBe(0);
+    expect(parseLauncherCli(["--api-liveness-timeout-ms", "2000"], modelDir).wedged.apiLivenessTimeoutMs).toBe(2000);
     expect(workerArgv(d, d.requestPlaneUri)).not.toContain("--stall-timeout-ms");
     const cli = parseLauncherCli(["--stall-timeout-ms", "1500", "--stalled-restart-ms", "0", "--worker-liveness-timeout-ms", "4000"], modelDir);
     expect(cli.wedged).toMatchObject({ livenessTimeoutMs: 4000, stalledRestartMs: 0 });
@@ -253,6 +260,28 @@ describe("launcher - flags", () => {
     expectFlagsInOrder(prefillArgv(cli, cli.requestPlaneUri, 0), [["--stall-timeout-ms", "1500"]]);
     expect(parseWorkerCli(workerArgv(cli, cli.requestPlaneUri), modelDir).stallTimeoutMs).toBe(1500);
     expect(() => parseLauncherCli(["--worker-liveness-timeout-ms", "-1"], modelDir)).toThrow(/worker-liveness-timeout-ms/);
+    expect(() => parseLauncherCli(["--api-liveness-timeout-ms", "1999"], modelDir)).toThrow("--api-liveness-timeout-ms must be 0 (off) or at least 2000 (two probes), got 1999");
+    expect(() => parseLauncherCli(["--startup-timeout-ms", "soon"], modelDir)).toThrow("--startup-timeout-ms must be an integer >= 0, got soon");
+  });
+
+  it("V8 heap bounds: the api's by default, the workers' only when asked; 0 = V8's default; checked before anything starts", () => {
+    const d = parseLauncherCli([], modelDir);
+    expect(d).toMatchObject({ apiHeapMb: DEFAULT_API_HEAP_MB, workerHeapMb: DEFAULT_WORKER_HEAP_MB });
+    expect(DEFAULT_API_HEAP_MB).toBeGreaterThan(0);
+    expect(heapNodeArgs(d.apiHeapMb)).toEqual([`--max-old-space-size=${DEFAULT_API_HEAP_MB}`]);
+    expect(heapNodeArgs(d.workerHeapMb)).toEqual([]);
+    const set = parseLauncherCli(["--api-heap-mb", "0", "--worker-heap-mb", "1024"], modelDir);
+    expect(heapNodeArgs(set.apiHeapMb)).toEqual([]);
+    expect(heapNodeArgs(set.workerHeapMb)).toEqual(["--max-old-space-size=1024"]);
+    for (const [argv, line] of [
+      [["--api-heap-mb", "32"], "--api-heap-mb must be 0 (V8's default) or at least 64 (MB), got 32"],
+      [["--worker-heap-mb", "-5"], "--worker-heap-mb must be an integer >= 0, got -5"],
+      [["--api-heap-mb", "1.5"], "--api-heap-mb must be an integer >= 0, got 1.5"],
+      [["--in-process", "--api-heap-mb", "256"], "--api-heap-mb bounds a child process's heap: with --in-process run node --max-old-space-size=N yourself"],
+    ] as Array<[string[], string]>) {
+      expect(() => parseLauncherCli(argv, modelDir), argv.join(" ")).toThrow(line);
+    }
+    expect(parseLauncherCli(["--in-process"], modelDir).apiHeapMb).toBe(DEFAULT_API_HEAP_MB); // the default is no mistake there
   });
 });
 

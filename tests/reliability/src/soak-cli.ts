@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, hostname } from "node:os";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { DEFAULT_API_HEAP_MB, DEFAULT_WORKER_HEAP_MB } from "@trtd/launcher";
 import { repoRoot } from "@trtd/test-support";
 import { runSoak, soakSummary, soakSvg } from "./soak.js";
 
@@ -14,23 +15,26 @@ const USAGE = `usage: soak [--requests N] [--concurrency C] [--max-tokens T] [--
   --warmup N       requests before the baseline RSS (default max(500, N/10))
   --samples N      RSS samples over the run (default 200)
   --time-limit-s S bound on the load phase (default 3600)
+  --api-heap-mb N  the api's V8 old space, MB, as the launcher's flag (default: the launcher's, ${DEFAULT_API_HEAP_MB}; 0 = V8's default)
+  --worker-heap-mb N  the same for the workers (default: the launcher's, ${DEFAULT_WORKER_HEAP_MB})
   --out PREFIX     writes PREFIX.svg and PREFIX.json (default .trtd/soak/soak-<requests>)`;
 
 const { values: v } = parseArgs({
   options: {
     requests: { type: "string" }, concurrency: { type: "string" }, "max-tokens": { type: "string" }, warmup: { type: "string" },
     samples: { type: "string" }, "time-limit-s": { type: "string" }, out: { type: "string" }, help: { type: "boolean" },
+    "api-heap-mb": { type: "string" }, "worker-heap-mb": { type: "string" },
   },
 });
 if (v.help) {
   console.log(USAGE);
   process.exit(0);
 }
-const int = (s: string | undefined, name: string, fallback: number) => {
+const int = (s: string | undefined, name: string, fallback: number, min = 1) => {
   if (s === undefined) return fallback;
   const n = Number(s);
-  if (!Number.isSafeInteger(n) || n < 1) {
-    console.error(`--${name} takes a positive integer, got ${s}\n${USAGE}`);
+  if (!Number.isSafeInteger(n) || n < min) {
+    console.error(`--${name} takes ${min === 1 ? "a positive integer" : `an integer >= ${min}`}, got ${s}\n${USAGE}`);
     process.exit(2);
   }
   return n;
@@ -45,6 +49,8 @@ const r = await runSoak({
   warmupRequests: v.warmup === undefined ? undefined : int(v.warmup, "warmup", 1),
   samples: int(v.samples, "samples", 200),
   timeLimitMs: int(v["time-limit-s"], "time-limit-s", 3600) * 1000,
+  apiHeapMb: int(v["api-heap-mb"], "api-heap-mb", DEFAULT_API_HEAP_MB, 0),
+  workerHeapMb: int(v["worker-heap-mb"], "worker-heap-mb", DEFAULT_WORKER_HEAP_MB, 0),
   log: (l) => console.log(`[${new Date().toISOString()}] ${l}`),
 });
 const machine = `${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? "unknown CPU"}, node ${process.version}`;

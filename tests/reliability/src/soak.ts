@@ -3,10 +3,12 @@
 // goes. After a warm-up, memory must be flat: the growth is reported (MB and % per 10k requests, a least-squares
 // slope over the samples after warm-up) and plotted (an SVG, @trtd/bench's dependency-free line chart). Every
 // request ends completed, with a clear error, or hung (no answer within its deadline); at the end every worker's
-// executor must be idle (no KV block used, nothing pinned). Used by `nx run reliability:soak` (src/soak-cli.ts)
-// and, shorter, by test/soak.test.ts.
+// executor must be idle (no KV block used, nothing pinned). The api and the workers get the V8 heap bounds the
+// launcher gives them (--api-heap-mb, --worker-heap-mb) unless told otherwise. Used by `nx run reliability:soak`
+// (src/soak-cli.ts) and, shorter, by test/soak.test.ts.
 import { readFileSync } from "node:fs";
 import { lineChart } from "@trtd/bench";
+import { DEFAULT_API_HEAP_MB, DEFAULT_WORKER_HEAP_MB, heapNodeArgs } from "@trtd/launcher";
 import { apiArgs, eventually, startApp, startNats, stopAll, waitForWorkers, workerArgs, workerGauges, workersIdle, type AppProcess } from "../test/support/processes.js";
 
 export interface SoakOptions {
@@ -24,6 +26,10 @@ export interface SoakOptions {
   requestTimeoutMs?: number;
   /** Bound on the whole load phase; requests not sent by then are reported as not sent [1 h]. */
   timeLimitMs?: number;
+  /** The api's V8 old-space bound, MB, as the launcher's --api-heap-mb (0 = V8's default) [the launcher's default]. */
+  apiHeapMb?: number;
+  /** The same for the workers (--worker-heap-mb) [the launcher's default]. */
+  workerHeapMb?: number;
   /** Progress lines (a line per 10 % sent). */
   log?: (line: string) => void;
 }
@@ -67,6 +73,15 @@ export interface SoakResult {
   wallMs: number;
   requestsPerSecond: number;
   disaggregated: number;
+  /** The V8 old-space bounds the processes ran with, MB (0 = V8's default). */
+  apiHeapMb: number;
+  workerHeapMb: number;
+}
+
+/** Environment that bounds a child's V8 old space as the launcher does (there through node's argv; the same V8 flag). */
+function heapEnv(heapMb: number): NodeJS.ProcessEnv {
+  const args = heapNodeArgs(heapMb);
+  return args.length ? { NODE_OPTIONS: [process.env.NODE_OPTIONS, ...args].filter(Boolean).join(" ") } : {};
 }
 
 const TOPICS = ["the sea", "a red fox", "winter", "old clocks", "the moon", "rivers", "a lighthouse", "bread", "trains", "owls"];
@@ -161,14 +176,16 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const sampleEvery = Math.max(1, Math.floor(o.requests / (o.samples ?? 200)));
   const timeoutMs = o.requestTimeoutMs ?? 30_000;
   const log = o.log ?? (() => {});
+  const apiHeapMb = o.apiHeapMb ?? DEFAULT_API_HEAP_MB;
+  const workerHeapMb = o.workerHeapMb ?? DEFAULT_WORKER_HEAP_MB;
   const nats = await startNats();
   try {
     const ns = "rel-soak";
     const w = () => workerArgs(nats.uri, ns, ["--max-batch-size", "16"]);
     const [prefill, decode, api] = await Promise.all([
-      startApp("prefill", w()),
-      startApp("decode", w()),
-      startApp("api", apiArgs(nats.uri, ns, ["--disagg-min-prompt-tokens", "32"])),
+      startApp("prefill", w(), { env: heapEnv(workerHeapMb) }),
+      startApp("decode", w(), { env: heapEnv(workerHeapMb) }),
+      startApp("api", apiArgs(nats.uri, ns, ["--disagg-min-prompt-tokens", "32"]), { env: heapEnv(apiHeapMb) }),
     ]);
     await waitForWorkers(api.url, 1, 1);
     const procs: Record<string, AppProcess> = { api, prefill, decode };
@@ -177,6 +194,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     sample(0);
     const res: SoakResult = {
       requests: o.requests, sent: 0, completed: 0, failed: {}, hung: 0, leaked: [], warmupRequests, samples, growth: {}, growthLastHalf: {}, wallMs: 0, requestsPerSecond: 0, disaggregated: 0,
+      apiHeapMb, workerHeapMb,
     };
     const disaggBefore = await disaggregatedCount(api.url);
     const t0 = performance.now();
@@ -237,6 +255,8 @@ export function soakSvg(r: SoakResult, title: string): string {
   });
 }
 
+const heapText = (mb: number) => (mb > 0 ? `--max-old-space-size=${mb}` : "V8's default");
+
 export const fmtSigned = (x: number, digits = 2) => `${x >= 0 ? "+" : ""}${x.toFixed(digits)}`;
 
 /** The result as a few lines for a terminal or a results page. */
@@ -245,6 +265,7 @@ export function soakSummary(r: SoakResult): string[] {
   const lines = [
     `requests ${r.requests}, sent ${r.sent}, completed ${r.completed}, failed ${failed}${failed ? ` (${Object.entries(r.failed).map(([k, v]) => `${k} ${v}`).join(", ")})` : ""}, hung ${r.hung}`,
     `disaggregated ${r.disaggregated}; ${(r.wallMs / 1000).toFixed(1)} s, ${r.requestsPerSecond.toFixed(0)} requests/s; leaked: ${r.leaked.length ? r.leaked.map((l) => `${l.instance} ${l.name}=${l.value}`).join(", ") : "none"}`,
+    `V8 old space: api ${heapText(r.apiHeapMb)}, workers ${heapText(r.workerHeapMb)}`,
   ];
   for (const [p, g] of Object.entries(r.growth)) {
     const h = r.growthLastHalf[p];

@@ -80,4 +80,10 @@ export function launcherChildPids(launcher: AppProcess, name: string): number[] 
   return launcher.output.flatMap((l) => re.exec(l)?.slice(1) ?? []).map(Number);
 }
 
+/** PIDs of a launcher's child `name` (api, decode-0, ...) in spawn order, from the "<name> (pid N) started" lines it logs. */
+export function launcherSpawnPids(launcher: AppProcess, name: string): number[] {
+  const re = new RegExp(` launcher: ${name} \\(pid (\\d+)\\) started`);
+  return launcher.output.flatMap((l) => re.exec(l)?.slice(1) ?? []).map(Number);
+}
+
 export { isAlive } from "@trtd/process";
