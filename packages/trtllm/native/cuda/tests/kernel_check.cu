@@ -785,9 +785,15 @@ void check_fp8() {
             } else {
                 for (size_t i = 0; i < x.size(); ++i) xd[i] = from_bf(x[i]);
             }
-            // err: against the element's own value; err_abs_sum: against the sum of |products| (the scale of an
-            // accumulation error, e.g. the FP8 tensor cores' limited accumulator), printed for diagnosis.
+            // err: against the element's own value; err_abs_sum: against the sum of |products|, the scale of an
+            // accumulation error. The small-batch kernel accumulates in fp32 on CUDA cores: err < 1.6e-2. The tensor-core
+            // paths accumulate FP8 products in the MMA's own accumulator, which keeps fewer bits than fp32 (about 14,
+            // DeepSeek-V3's technical report, section 3.3.2), so an element whose products cancel can be off by far more
+            // than its own size: there each element must be within 1.6e-2 of its value plus kMmaAccum of its
+            // sum |products| (measured on an H100, run 18: at most 8.7e-4 over 2,112 products).
+            constexpr double kMmaAccum = 2e-3;
             double err = 0, err_abs_sum = 0, ref_rms = 0;
+            bool within = true;
             for (int r = 0; r < rows; ++r)
                 for (int o = 0; o < out; ++o) {
                     double acc = 0, abs_sum = 0;
@@ -801,10 +807,11 @@ void check_fp8() {
                     const double e = std::fabs(double(from_bf(y[size_t(r) * out + o])) - acc);
                     err = std::max(err, e / (std::fabs(acc) + 1e-2));
                     err_abs_sum = std::max(err_abs_sum, e / (abs_sum + 1e-30));
+                    within = within && e <= 1.6e-2 * (std::fabs(acc) + 1e-2) + (small ? 0.0 : kMmaAccum * abs_sum);
                     ref_rms += acc * acc;
                 }
-            if (!small) std::printf("  %s rows=%d: max error / sum|x*w| = %.3g\n", path.c_str(), rows, err_abs_sum);
-            check(err < 1.6e-2 && qerr <= 1.0 && ref_rms > 0,
+            if (!small) std::printf("  %s rows=%d: max error / sum|x*w| = %.3g (bound %.3g)\n", path.c_str(), rows, err_abs_sum, kMmaAccum);
+            check(within && qerr <= 1.0 && ref_rms > 0,
                   std::string(small ? "FP8 small-batch GEMM" : "FP8 rows quantized + " + path) + " rows=" + std::to_string(rows) +
                       (small ? "" : " (quantization within half a step: " + std::to_string(qerr) + ")"),
                   err);
