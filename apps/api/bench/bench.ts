@@ -20,7 +20,7 @@ import { Agent, request } from "node:http";
 import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { DEFAULT_NAMESPACE, Endpoints, type DecodeChunk, type DecodeRequest } from "@trtd/apps-common";
+import { DEFAULT_NAMESPACE, Endpoints, READY_PATTERNS, type DecodeChunk, type DecodeRequest } from "@trtd/apps-common";
 import { describe, startProcess, type ManagedProcess } from "@trtd/bench";
 import { connect, startNatsServer } from "@trtd/request-plane";
 import { Tokenizer } from "@trtd/tokenizer";
@@ -85,10 +85,10 @@ async function startApi(uri: string, modelDir: string, tag: string, extra: strin
     `api-${tag}`,
     flags["api-main"] ? resolve(flags["api-main"]) : dist("api"),
     ["--tokenizer", modelDir, "--model-name", "tiny", "--request-plane-uri", uri, "--api-server-host", "127.0.0.1", "--api-server-port", "0", ...extra],
-    /listening on (http:\/\/\S+)/,
+    READY_PATTERNS.api,
     prof,
   );
-  return { proc, url: match[1] };
+  return { proc, url: match.groups!.url! };
 }
 
 async function stopAll(): Promise<void> {
@@ -277,8 +277,8 @@ async function ttftPart(modelDir: string, prompts: { short: { content: string; t
     for (const path of ["aggregated", "disaggregated"] as const) {
       const uri = await startNats();
       const plane = ["--request-plane-uri", uri, "--model-dir", modelDir, ...EXECUTOR_FLAGS];
-      await nodeApp("decode", dist("decode"), plane, /serving trtd\/decode\/generate/);
-      if (path === "disaggregated") await nodeApp("prefill", dist("prefill"), plane, /serving trtd\/prefill\/generate/);
+      await nodeApp("decode", dist("decode"), plane, READY_PATTERNS.decode);
+      if (path === "disaggregated") await nodeApp("prefill", dist("prefill"), plane, READY_PATTERNS.prefill);
       const api = await startApi(uri, modelDir, path, path === "disaggregated" ? ["--disagg-min-prompt-tokens", "1"] : ["--no-disaggregation"]);
       try {
         out[path] = {};
@@ -346,7 +346,7 @@ async function throughputPart(modelDir: string, tok: Tokenizer, short: { content
     "decode-double",
     join(repoRoot, "apps/api/bench/decode-double.ts"),
     ["--request-plane-uri", uri, "--tokens", ids.join(",")],
-    /TEST DOUBLE \S+ serving/,
+    READY_PATTERNS.decode,
     ["--import", "tsx", "--conditions=source"],
   );
   const api = await startApi(uri, modelDir, "throughput", ["--no-disaggregation", "--max-requests-per-worker", "100000"]);

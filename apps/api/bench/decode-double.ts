@@ -4,7 +4,7 @@
 // the request plane, never an engine.
 //   node --import tsx --conditions=source apps/api/bench/decode-double.ts --request-plane-uri nats://127.0.0.1:4222 --tokens 1,2,3
 import { parseArgs } from "node:util";
-import { DEFAULT_NAMESPACE, Endpoints, onShutdownSignal, type DecodeChunk, type DecodeRequest } from "@trtd/apps-common";
+import { DEFAULT_NAMESPACE, Endpoints, onShutdownSignal, workerReadyLine, type DecodeChunk, type DecodeRequest } from "@trtd/apps-common";
 import { connect } from "@trtd/request-plane";
 
 const { values } = parseArgs({
@@ -42,7 +42,9 @@ const served = await plane.endpoint(DEFAULT_NAMESPACE, Endpoints.decode.componen
     meta: { role: "decode", testDouble: true },
   },
 );
-console.log(`decode worker TEST DOUBLE ${served.instanceId} serving ${DEFAULT_NAMESPACE}/${Endpoints.decode.component}/${Endpoints.decode.endpoint} (pid ${process.pid})`);
+// The decode worker's own ready line (the bench waits for it as for a real worker's), after one naming the double.
+console.log(`decode worker TEST DOUBLE (no model) ${served.instanceId}`);
+console.log(workerReadyLine({ role: "decode", instanceId: served.instanceId, namespace: DEFAULT_NAMESPACE, ...Endpoints.decode, pid: process.pid }));
 onShutdownSignal(
   async () => {
     await served.stop({ graceMs: 1000 });

@@ -4,26 +4,17 @@ import { startNatsServer, type NatsServerHandle, type NatsServerOptions } from "
 import * as support from "@trtd/test-support";
 import { eventually, modelDir, workerGauges } from "@trtd/test-support";
 
-export { repoRoot, modelDir, workerGauges, metricValue, eventually, type WorkerGauge } from "@trtd/test-support";
+export { repoRoot, modelDir, workerGauges, metricValue, eventually, launcherChildPids, type WorkerGauge } from "@trtd/test-support";
 
 export type AppName = "api" | "prefill" | "decode" | "launcher";
 
 export type AppProcess = support.AppProcess<AppName>;
-
-// Only the api's and the launcher's lines carry a group: the api's URL (workers' `url` stays empty).
-const READY: Record<AppName, RegExp> = {
-  api: /listening on (\S+)/,
-  prefill: /trtd prefill worker \S+ serving/,
-  decode: /trtd decode worker \S+ serving/,
-  launcher: /trtd ready: OpenAI API at (\S+)\/v1/,
-};
 
 /** Every process started here, so a failed test still stops them all (afterAll calls stopAll). */
 const started = new Set<AppProcess>();
 
 export async function startApp(app: AppName, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<AppProcess> {
   const p = await support.startApp(app, args, {
-    ready: READY[app],
     timeoutMs: opts.timeoutMs ?? 60_000,
     stopBoundMs: 20_000,
     notReadyStopBoundMs: 1000,
@@ -72,12 +63,6 @@ export async function workersIdle(apiUrl: string): Promise<boolean> {
     (x) => ["trtd_worker_active_requests", "trtd_worker_queued_requests", "trtd_worker_kv_blocks_used", "trtd_worker_pinned_kv_exports"].includes(x.name) && x.value !== 0,
   );
   return g.length > 0 && busy.length === 0;
-}
-
-/** PIDs of a launcher's child `name` (e.g. decode-0), in start order, from the ready lines it echoes. */
-export function launcherChildPids(launcher: AppProcess, name: string): number[] {
-  const re = new RegExp(`^\\[${name}\\] trtd (?:decode|prefill) worker \\S+ serving .* \\(pid (\\d+)\\)`);
-  return launcher.output.flatMap((l) => re.exec(l)?.slice(1) ?? []).map(Number);
 }
 
 export { isAlive } from "@trtd/process";
