@@ -15,17 +15,16 @@
 // --profile DIR (the api runs with --cpu-prof; profiles land in DIR), --only ttft|throughput, --api-main FILE (another
 // build of the api's main.js, to compare two builds run after run; default apps/api/dist/main.js).
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { DEFAULT_NAMESPACE, Endpoints, READY_PATTERNS, type DecodeChunk, type DecodeRequest } from "@trtd/apps-common";
+import { DEFAULT_NAMESPACE, Endpoints, executorArgv, READY_PATTERNS, type DecodeChunk, type DecodeRequest } from "@trtd/apps-common";
 import { describe, startProcess, type ManagedProcess } from "@trtd/bench";
 import { connect, startNatsServer } from "@trtd/request-plane";
 import { Tokenizer } from "@trtd/tokenizer";
 import { Executor } from "@trtd/trtllm";
-import { ensureBuilt, ensureModel, ensureNative, repoRoot } from "../../../tools/scripts/assets.mjs";
 
 const { values: flags } = parseArgs({
   options: {
@@ -48,13 +47,17 @@ const REQUEST_MS = 30_000;
 
 /** Executor settings of the workers and of the executor measured here: one prefill iteration fits a 1k prompt. */
 const EXECUTOR = { threads: 1, maxBatchSize: 64, maxTokensPerIteration: 2048, kvTokensPerBlock: 16, kvBlockCount: 2048 };
-const EXECUTOR_FLAGS = [
-  "--threads", String(EXECUTOR.threads),
-  "--max-batch-size", String(EXECUTOR.maxBatchSize),
-  "--max-tokens-per-iteration", String(EXECUTOR.maxTokensPerIteration),
-  "--kv-tokens-per-block", String(EXECUTOR.kvTokensPerBlock),
-  "--kv-block-count", String(EXECUTOR.kvBlockCount),
-];
+const EXECUTOR_FLAGS = executorArgv(EXECUTOR);
+
+/**
+ * What the bench runs on, made by its nx target before it starts (`nx run api:bench` builds the api and the
+ * workers and runs tools/scripts/build-native.mjs --models tiny); missing, it says so and stops.
+ */
+const repoRoot = resolve(import.meta.dirname, "../../..");
+function needed(path: string): string {
+  if (!existsSync(path)) throw new Error(`${path} is missing: run the bench as "npx nx run api:bench", which makes it first`);
+  return path;
+}
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const round = (x: number | undefined, d = 3) => (x === undefined ? undefined : Math.round(x * 10 ** d) / 10 ** d);
@@ -77,7 +80,7 @@ function nodeApp(name: string, file: string, args: string[], ready: RegExp, node
   return proc.waitForLine(ready, STARTUP_MS).then((match) => ({ proc, match }));
 }
 
-const dist = (app: string) => join(repoRoot, "apps", app, "dist/main.js");
+const dist = (app: string) => needed(join(repoRoot, "apps", app, "dist/main.js"));
 
 async function startApi(uri: string, modelDir: string, tag: string, extra: string[] = []): Promise<{ proc: ManagedProcess; url: string }> {
   const prof = PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", PROFILE_DIR, "--cpu-prof-name", `api-${tag}.cpuprofile`] : [];
@@ -345,7 +348,7 @@ async function throughputPart(modelDir: string, tok: Tokenizer, short: { content
   const double = await nodeApp(
     "decode-double",
     join(repoRoot, "apps/api/bench/decode-double.ts"),
-    ["--request-plane-uri", uri, "--tokens", ids.join(",")],
+    ["--request-plane-uri", uri, "--model-dir", modelDir, "--tokens", ids.join(",")],
     READY_PATTERNS.decode,
     ["--import", "tsx", "--conditions=source"],
   );
@@ -409,11 +412,8 @@ async function throughputPart(modelDir: string, tok: Tokenizer, short: { content
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
-  await ensureNative();
-  const modelDir = ensureModel("tiny");
-  ensureBuilt("@trtd/api", { log });
-  ensureBuilt("@trtd/decode", { log });
-  ensureBuilt("@trtd/prefill", { log });
+  const modelDir = join(repoRoot, "models/tiny");
+  needed(join(modelDir, "config.json"));
   workDir = mkdtempSync(join(tmpdir(), "trtd-api-bench-"));
   if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true });
   const tok = Tokenizer.fromModelDir(modelDir);
