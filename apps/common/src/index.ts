@@ -21,7 +21,7 @@ export { finishReasonOf, executorSampling, executorOpenOptions } from "./executo
 export type { WorkerCli } from "./worker-cli.js";
 export { parseWorkerCli, workerUsage, workerFlagOptions, natsUriOf, namespaceFlag, requestPlaneUriFlag, DEFAULT_KV_OFFER_TTL_MS } from "./worker-cli.js";
 export type { ReadyApp, WorkerReady, ApiReady, LauncherReady } from "./ready-line.js";
-export { READY_PATTERNS, workerReadyLine, parseWorkerReadyLine, apiReadyLine, parseApiReadyLine, launcherReadyLine, parseLauncherReadyLine } from "./ready-line.js";
+export { READY_PATTERNS, workerReadyLine, parseWorkerReadyLine, apiReadyLine, parseApiReadyLine, launcherReadyLine, parseLauncherReadyLine, launcherChildPids } from "./ready-line.js";
 export type { StartWorker } from "./worker-main.js";
 export { runWorkerProcess } from "./worker-main.js";
 export { checkNatsAuth, checkReadable, natsAuthFromEnv, natsInboxPrefix, readNatsCredentials, NATS_AUTH_ENV } from "./nats-auth.js";

@@ -2,6 +2,7 @@
 // their only reader. The api, the workers and the launcher print through the `*ReadyLine` functions; the launcher,
 // the tests, the benches and the tools wait with `READY_PATTERNS` (a `@trtd/process` `waitForLine` pattern) and
 // read the fields with the `parse*ReadyLine` functions, so a changed line changes every reader with it.
+import { parseEchoedLine } from "@trtd/process";
 import type { WorkerRole } from "./worker-runtime.js";
 
 /** The apps that print a ready line. */
@@ -88,4 +89,16 @@ export function parseLauncherReadyLine(line: string): LauncherReady | undefined 
   if (!g) return undefined;
   if (g.url === undefined) return { prefillWorkers: Number(g.prefillOnly), decodeWorkers: Number(g.decodeOnly), where: g.whereOnly! };
   return { apiUrl: g.url, model: g.model!, prefillWorkers: Number(g.prefill), decodeWorkers: Number(g.decode), where: g.where! };
+}
+
+/**
+ * PIDs of a launcher's child `name` (e.g. decode-0), in start order (a restart adds one), from the worker ready
+ * lines in the launcher's output, which echoes each child's lines as `[name] line` (@trtd/process).
+ */
+export function launcherChildPids(launcherOutput: readonly string[], name: string): number[] {
+  return launcherOutput.flatMap((l) => {
+    const echoed = parseEchoedLine(l);
+    const ready = echoed?.name === name ? parseWorkerReadyLine(echoed.line) : undefined;
+    return ready ? [ready.pid] : [];
+  });
 }

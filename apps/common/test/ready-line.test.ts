@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { echoedLine } from "@trtd/process";
 import {
   apiReadyLine,
+  launcherChildPids,
   launcherReadyLine,
   parseApiReadyLine,
   parseLauncherReadyLine,
@@ -46,6 +48,21 @@ describe("apps-common - ready lines", () => {
     expect(READY_PATTERNS.api.exec(lines.api)?.groups?.url).toBe("http://127.0.0.1:8000");
     expect(READY_PATTERNS.launcher.exec(lines.launcher)?.groups?.url).toBe("http://127.0.0.1:41234");
     expect(READY_PATTERNS.launcher.exec(launcherReadyLine(noApi))?.groups?.url).toBeUndefined();
+  });
+
+  it("launcherChildPids: a launcher child's PIDs in start order, from the ready lines the launcher echoes", () => {
+    const output = [
+      "[launcher] starting",
+      echoedLine("decode-0", workerReadyLine(decode)),
+      echoedLine("decode-1", workerReadyLine({ ...decode, pid: 5000 })),
+      echoedLine("prefill-0", workerReadyLine(prefill)),
+      workerReadyLine({ ...decode, pid: 6000 }), // not an echo: not a child's line
+      echoedLine("decode-0", "[2026-12-07T00:00:00.000Z] decode: draining"),
+      echoedLine("decode-0", workerReadyLine({ ...decode, pid: 4300 })), // restarted
+    ];
+    expect(launcherChildPids(output, "decode-0")).toEqual([4242, 4300]);
+    expect(launcherChildPids(output, "prefill-0")).toEqual([77]);
+    expect(launcherChildPids(output, "api")).toEqual([]);
   });
 
   it("other lines are not ready lines", () => {

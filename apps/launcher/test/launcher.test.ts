@@ -5,10 +5,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseLauncherCli, workerArgv, apiArgv, prefillArgv } from "../src/index.js";
-import { parseLauncherReadyLine, parseWorkerCli } from "@trtd/apps-common";
+import { launcherChildPids, parseLauncherReadyLine, parseWorkerCli } from "@trtd/apps-common";
 import { freePort } from "@trtd/request-plane/testing";
 import { probeNatsServer, startNatsServer } from "@trtd/request-plane";
-import { appArgv, launcherChildPids as childPids } from "@trtd/test-support";
+import { appArgv } from "@trtd/test-support";
 import { LAUNCHER_READY, eventually, isAlive, modelDir, repoRoot, startApp } from "./support/processes.js";
 
 /**
@@ -297,7 +297,7 @@ describe("launcher - stop order", () => {
     try {
       const pidOf = (re: RegExp) => Number(d.output.map((l) => re.exec(l)?.[1]).find((p) => p !== undefined));
       const nats = pidOf(/nats-server \S+ started \(pid (\d+)/);
-      const workers = [childPids(d, "decode-0")[0]!, childPids(d, "prefill-0")[0]!];
+      const workers = [launcherChildPids(d.output, "decode-0")[0]!, launcherChildPids(d.output, "prefill-0")[0]!];
       for (const p of [nats, ...workers]) expect(isAlive(p), `pid ${p} alive`).toBe(true);
       // When each process went, sampled every 5 ms from the signal on (bounded by eventually's 60 s).
       const goneAt = new Map<number, number>();
@@ -367,7 +367,7 @@ describe("launcher - supervision", () => {
       LAUNCHER_READY,
     );
     try {
-      const decodePids = () => childPids(d, "decode-0");
+      const decodePids = () => launcherChildPids(d.output, "decode-0");
       const [firstPid] = decodePids();
       expect(firstPid).toBeGreaterThan(0);
       const res = await fetch(`${d.url}/v1/completions`, {

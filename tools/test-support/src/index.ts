@@ -1,6 +1,6 @@
 // Test-only helpers shared by the end-to-end suites (apps/launcher, tests/reliability, tests/multihost).
 export { repoRoot, modelDir, tinyModel, appArgv } from "./paths.js";
-export { startApp, launcherChildPids } from "./start-app.js";
+export { startApp } from "./start-app.js";
 export { workerGauges, metricValue } from "./metrics.js";
 export { eventually } from "./eventually.js";
 export { mulberry32 } from "./prng.js";

@@ -1,17 +1,16 @@
 // An app as a real child process, on @trtd/process (the one child-process helper): read until it prints its ready
 // line (bounded), stopped by PID (SIGTERM, then SIGKILL after a bound).
 import type { ChildProcess } from "node:child_process";
-import { parseWorkerReadyLine, READY_PATTERNS, type ReadyApp } from "@trtd/apps-common";
-import { parseEchoedLine, spawnChild, type ChildExit } from "@trtd/process";
+import { spawnChild, type ChildExit } from "@trtd/process";
 import { appArgv, repoRoot } from "./paths.js";
 
 export type AppExit = ChildExit;
 
-export interface AppProcess<App extends ReadyApp = ReadyApp> {
+export interface AppProcess<App extends string = string> {
   readonly app: App;
   readonly proc: ChildProcess;
   readonly pid: number;
-  /** The URL its ready line names (an api's, a launcher's with an api: group `url`); else "". */
+  /** Group `url` of its ready line (an api's, a launcher's with an api; READY_PATTERNS of @trtd/apps-common); else "". */
   readonly url: string;
   /** Everything it printed, stdout and stderr (for failure messages). */
   readonly output: string[];
@@ -23,8 +22,8 @@ export interface AppProcess<App extends ReadyApp = ReadyApp> {
 }
 
 export interface StartAppOptions {
-  /** A line matching this means ready (default: the app's own ready line, READY_PATTERNS of @trtd/apps-common). */
-  ready?: RegExp;
+  /** A line matching this means ready: the app's own pattern, `READY_PATTERNS[app]` of @trtd/apps-common. */
+  ready: RegExp;
   /** Bound on the wait for the ready line. */
   timeoutMs: number;
   /** Default SIGTERM-to-SIGKILL bound of `stop()`. */
@@ -36,7 +35,7 @@ export interface StartAppOptions {
 }
 
 /** Runs `apps/<app>/src/main.ts` with tsx from the repo root and resolves once it printed its ready line. */
-export async function startApp<App extends ReadyApp>(app: App, args: string[], opts: StartAppOptions): Promise<AppProcess<App>> {
+export async function startApp<App extends string>(app: App, args: string[], opts: StartAppOptions): Promise<AppProcess<App>> {
   const [node, ...argv] = appArgv(app, args);
   const child = spawnChild({
     name: app,
@@ -49,7 +48,7 @@ export async function startApp<App extends ReadyApp>(app: App, args: string[], o
   });
   let m: RegExpExecArray;
   try {
-    m = await child.waitForLine(opts.ready ?? READY_PATTERNS[app], opts.timeoutMs);
+    m = await child.waitForLine(opts.ready, opts.timeoutMs);
   } catch (err) {
     await child.stop(opts.notReadyStopBoundMs ?? opts.stopBoundMs);
     throw err;
@@ -58,13 +57,4 @@ export async function startApp<App extends ReadyApp>(app: App, args: string[], o
     await child.stop(boundMs);
   };
   return { app, proc: child.proc, pid: child.pid, url: m.groups?.url ?? "", output: child.output, exited: child.exited, kill: child.kill, stop };
-}
-
-/** PIDs of a launcher's child `name` (e.g. decode-0), in start order, from the worker ready lines the launcher echoes. */
-export function launcherChildPids(launcher: { readonly output: string[] }, name: string): number[] {
-  return launcher.output.flatMap((l) => {
-    const echoed = parseEchoedLine(l);
-    const ready = echoed?.name === name ? parseWorkerReadyLine(echoed.line) : undefined;
-    return ready ? [ready.pid] : [];
-  });
 }

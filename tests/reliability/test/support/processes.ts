@@ -1,12 +1,13 @@
 // Real processes for the reliability tests: nats-server, prefill and decode workers and the api, each started
 // on 127.0.0.1 with free ports, read until it says it is ready (bounded), killed or stopped by PID.
+import { launcherChildPids as childPidsOf, READY_PATTERNS, type ReadyApp } from "@trtd/apps-common";
 import { startNatsServer, type NatsServerHandle, type NatsServerOptions } from "@trtd/request-plane";
 import * as support from "@trtd/test-support";
 import { eventually, modelDir, workerGauges } from "@trtd/test-support";
 
-export { repoRoot, modelDir, workerGauges, metricValue, eventually, launcherChildPids, type WorkerGauge } from "@trtd/test-support";
+export { repoRoot, modelDir, workerGauges, metricValue, eventually, type WorkerGauge } from "@trtd/test-support";
 
-export type AppName = "api" | "prefill" | "decode" | "launcher";
+export type AppName = ReadyApp;
 
 export type AppProcess = support.AppProcess<AppName>;
 
@@ -15,6 +16,7 @@ const started = new Set<AppProcess>();
 
 export async function startApp(app: AppName, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<AppProcess> {
   const p = await support.startApp(app, args, {
+    ready: READY_PATTERNS[app],
     timeoutMs: opts.timeoutMs ?? 60_000,
     stopBoundMs: 20_000,
     notReadyStopBoundMs: 1000,
@@ -63,6 +65,11 @@ export async function workersIdle(apiUrl: string): Promise<boolean> {
     (x) => ["trtd_worker_active_requests", "trtd_worker_queued_requests", "trtd_worker_kv_blocks_used", "trtd_worker_pinned_kv_exports"].includes(x.name) && x.value !== 0,
   );
   return g.length > 0 && busy.length === 0;
+}
+
+/** PIDs of a launcher's child `name` (e.g. decode-0), in start order, from the worker ready lines it echoes. */
+export function launcherChildPids(launcher: AppProcess, name: string): number[] {
+  return childPidsOf(launcher.output, name);
 }
 
 export { isAlive } from "@trtd/process";
