@@ -19,29 +19,57 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:f
 import { Agent, request } from "node:http";
 import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
-import { DEFAULT_NAMESPACE, Endpoints, executorArgv, READY_PATTERNS, type DecodeChunk, type DecodeRequest } from "@trtd/apps-common";
+import {
+  DEFAULT_NAMESPACE,
+  Endpoints,
+  executorArgv,
+  intFlag,
+  parseFlags,
+  READY_PATTERNS,
+  stringFlag,
+  UsageError,
+  type DecodeChunk,
+  type DecodeRequest,
+} from "@trtd/apps-common";
 import { describe, startProcess, type ManagedProcess } from "@trtd/bench";
 import { connect, startNatsServer } from "@trtd/request-plane";
 import { Tokenizer } from "@trtd/tokenizer";
 import { Executor } from "@trtd/trtllm";
 
-const { values: flags } = parseArgs({
-  options: {
-    reps: { type: "string", default: "40" },
-    seconds: { type: "string", default: "5" },
-    concurrency: { type: "string", default: "256" },
-    "stream-tokens": { type: "string", default: "128" },
+/** The flags, checked by apps/common's flag parser: a mistake is one line and exit 2, before anything starts. */
+function benchFlags(argv: string[]) {
+  const flags = parseFlags(argv, {
+    reps: { type: "string" },
+    seconds: { type: "string" },
+    concurrency: { type: "string" },
+    "stream-tokens": { type: "string" },
     profile: { type: "string" },
     only: { type: "string" },
     "api-main": { type: "string" },
-  },
-});
-const REPS = Number(flags.reps);
-const LOAD_SECONDS = Number(flags.seconds);
-const CONCURRENCY = Number(flags.concurrency);
-const STREAM_TOKENS = Number(flags["stream-tokens"]);
-const PROFILE_DIR = flags.profile ? resolve(flags.profile) : undefined;
+  });
+  const only = stringFlag(flags, "only");
+  if (only !== undefined && only !== "ttft" && only !== "throughput") throw new UsageError(`--only takes ttft or throughput, got ${only}`);
+  const profile = stringFlag(flags, "profile");
+  const apiMain = stringFlag(flags, "api-main");
+  return {
+    REPS: intFlag(flags.reps, "reps", { min: 1, fallback: 40 }),
+    LOAD_SECONDS: intFlag(flags.seconds, "seconds", { min: 1, fallback: 5 }),
+    CONCURRENCY: intFlag(flags.concurrency, "concurrency", { min: 1, fallback: 256 }),
+    STREAM_TOKENS: intFlag(flags["stream-tokens"], "stream-tokens", { min: 1, fallback: 128 }),
+    ONLY: only,
+    PROFILE_DIR: profile === undefined ? undefined : resolve(profile),
+    API_MAIN: apiMain === undefined ? undefined : resolve(apiMain),
+  };
+}
+const { REPS, LOAD_SECONDS, CONCURRENCY, STREAM_TOKENS, ONLY, PROFILE_DIR, API_MAIN } = (() => {
+  try {
+    return benchFlags(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`api bench: ${err.message}`);
+    process.exit(2);
+  }
+})();
 const STARTUP_MS = 60_000;
 const REQUEST_MS = 30_000;
 
@@ -86,7 +114,7 @@ async function startApi(uri: string, modelDir: string, tag: string, extra: strin
   const prof = PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", PROFILE_DIR, "--cpu-prof-name", `api-${tag}.cpuprofile`] : [];
   const { proc, match } = await nodeApp(
     `api-${tag}`,
-    flags["api-main"] ? resolve(flags["api-main"]) : dist("api"),
+    API_MAIN ?? dist("api"),
     ["--tokenizer", modelDir, "--model-name", "tiny", "--request-plane-uri", uri, "--api-server-host", "127.0.0.1", "--api-server-port", "0", ...extra],
     READY_PATTERNS.api,
     prof,
@@ -427,7 +455,7 @@ async function main(): Promise<void> {
   try {
     const short = promptOf(tok, 16);
     const long = promptOf(tok, 1024);
-    if (flags.only !== "throughput") {
+    if (ONLY !== "throughput") {
       const ttft = await ttftPart(modelDir, { short, long });
       result.ttft = ttft;
       for (const [path, byLen] of Object.entries(ttft)) {
@@ -436,7 +464,7 @@ async function main(): Promise<void> {
         }
       }
     }
-    if (flags.only !== "ttft") {
+    if (ONLY !== "ttft") {
       const t = await throughputPart(modelDir, tok, short);
       result.throughput = t;
       log(`api x ${CONCURRENCY} streams vs decode TEST DOUBLE: ${t.api.tokensPerSecond} tok/s, ${t.api.cpuPerTokenUs} us api CPU/token (${t.api.tokensPerApiCpuSecond} tok per api CPU-second); request plane direct ${t.requestPlaneDirect.tokensPerSecond} tok/s; ratio ${t.ratioApiToPlane}`);

@@ -5,10 +5,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseLauncherCli, workerArgv, apiArgv, prefillArgv } from "../src/index.js";
-import { launcherChildPids, parseLauncherReadyLine, parseWorkerCli } from "@trtd/apps-common";
+import { launcherChildPids, parseLauncherReadyLine, parseWorkerCli, UsageError } from "@trtd/apps-common";
 import { freePort } from "@trtd/request-plane/testing";
 import { probeNatsServer, startNatsServer } from "@trtd/request-plane";
-import { appArgv } from "@trtd/test-support";
+import { appArgv, thrownMessage } from "@trtd/test-support";
 import { LAUNCHER_READY, eventually, isAlive, modelDir, repoRoot, startApp } from "./support/processes.js";
 
 /**
@@ -252,6 +252,17 @@ describe("launcher - flags", () => {
     expectFlagsInOrder(prefillArgv(cli, cli.requestPlaneUri, 0), [["--stall-timeout-ms", "1500"]]);
     expect(parseWorkerCli(workerArgv(cli, cli.requestPlaneUri), modelDir).stallTimeoutMs).toBe(1500);
     expect(() => parseLauncherCli(["--worker-liveness-timeout-ms", "-1"], modelDir)).toThrow(/worker-liveness-timeout-ms/);
+  });
+});
+
+describe("launcher - the flags it shares with its children", () => {
+  it("are parsed by apps/common's one parser: a mistake reads the same in the launcher as in a worker", () => {
+    const message = (f: () => unknown) => thrownMessage(f, UsageError);
+    const shared = [["--worker-name", "dA"], ["--request-plane-uri", "http://h:1"], ["--stall-timeout-ms", "0"], ["--kv-offer-ttl-ms", "x"], ["--threads", "0"], ["--executor", "tpu"], ["--bogus"]];
+    for (const argv of shared) expect(message(() => parseLauncherCli([...argv, "--model-dir", modelDir], modelDir)), argv.join(" ")).toBe(message(() => parseWorkerCli(argv, modelDir)));
+    // The api's port, and the launcher's base KV port (worker i listens on N+i, so 0 is not one).
+    expect(message(() => parseLauncherCli(["--api-server-port", "65536"], modelDir))).toBe("--api-server-port must be <= 65535, got 65536");
+    expect(message(() => parseLauncherCli(["--kv-port", "0"], modelDir))).toBe("--kv-port must be an integer >= 1, got 0");
   });
 });
 

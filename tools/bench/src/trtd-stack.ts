@@ -8,7 +8,7 @@ import type { Workload } from "./cli-options.js";
 import { sendStreamingRequest } from "./client.js";
 import { InvalidOptionError, ServerStartupError } from "./errors.js";
 import type { ExecutorSettings } from "./frontend-overhead.js";
-import { parseLauncherReadyLine, READY_PATTERNS } from "@trtd/apps-common";
+import { executorArgv, parseLauncherReadyLine, READY_PATTERNS } from "@trtd/apps-common";
 import { startNatsServer, type NatsServerHandle } from "@trtd/request-plane";
 import { startProcess, waitForHttp, type ManagedProcess } from "./processes.js";
 
@@ -50,12 +50,7 @@ export async function startStack(
     "--request-plane-uri", `127.0.0.1:${h.natsPort}`,
     "--api-server-host", "127.0.0.1",
     "--api-server-port", "0",
-    "--model-dir", cfg.modelDir,
-    "--threads", String(cfg.executor.threads),
-    "--max-batch-size", String(cfg.executor.maxBatchSize),
-    "--max-tokens-per-iteration", String(cfg.executor.maxTokensPerIteration),
-    "--kv-tokens-per-block", String(cfg.executor.kvTokensPerBlock),
-    "--kv-block-count", String(cfg.executor.kvBlockCount),
+    ...executorArgv({ modelDir: cfg.modelDir, ...cfg.executor }),
     ...cfg.extraArgs,
   ];
   h.launcher = startProcess("launcher", process.execPath, args, {
