@@ -28,6 +28,7 @@ import {
   READY_PATTERNS,
   stringFlag,
   UsageError,
+  valueFlags,
   type DecodeChunk,
   type DecodeRequest,
 } from "@trtd/apps-common";
@@ -38,15 +39,7 @@ import { Executor } from "@trtd/trtllm";
 
 /** The flags, checked by apps/common's flag parser: a mistake is one line and exit 2, before anything starts. */
 function benchFlags(argv: string[]) {
-  const flags = parseFlags(argv, {
-    reps: { type: "string" },
-    seconds: { type: "string" },
-    concurrency: { type: "string" },
-    "stream-tokens": { type: "string" },
-    profile: { type: "string" },
-    only: { type: "string" },
-    "api-main": { type: "string" },
-  });
+  const flags = parseFlags(argv, valueFlags("reps", "seconds", "concurrency", "stream-tokens", "profile", "only", "api-main"));
   const only = stringFlag(flags, "only");
   if (only !== undefined && only !== "ttft" && only !== "throughput") throw new UsageError(`--only takes ttft or throughput, got ${only}`);
   const profile = stringFlag(flags, "profile");

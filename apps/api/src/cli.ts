@@ -1,7 +1,7 @@
 // The api's command line (the seed's flags plus limits and routing knobs), parsed by apps/common's cli.ts.
 import { statSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
-import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE, intFlag, optionalIntFlag, parseFlags, portFlag, requestPlaneFlagOptions, requestPlaneFlags, stringFlag, UsageError } from "@trtd/apps-common";
+import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE, intFlag, optionalIntFlag, parseFlags, portFlag, requestPlaneFlagOptions, requestPlaneFlags, stringFlag, UsageError, valueFlags } from "@trtd/apps-common";
 import { DEFAULT_MAX_REQUESTS_PER_WORKER, PREFILL_POLICY_DEFAULTS } from "./router/index.js";
 import { DEFAULT_LIMITS } from "./openai/limits.js";
 import type { ApiServerOptions } from "./server.js";
@@ -25,20 +25,9 @@ export const API_USAGE = `usage: api --tokenizer MODEL_DIR --request-plane-uri n
   --no-disaggregation                 always run aggregated on decode workers`;
 
 export const apiFlagOptions = {
-  tokenizer: { type: "string" },
-  "model-dir": { type: "string" },
   ...requestPlaneFlagOptions,
-  "api-server-host": { type: "string" },
-  "api-server-port": { type: "string" },
-  "model-name": { type: "string" },
-  "api-key": { type: "string" },
-  "max-body-bytes": { type: "string" },
-  "max-prompt-tokens": { type: "string" },
-  "request-timeout-ms": { type: "string" },
-  "disagg-min-prompt-tokens": { type: "string" },
-  "max-prefill-load": { type: "string" },
-  "max-requests-per-worker": { type: "string" },
-  "grace-ms": { type: "string" },
+  ...valueFlags("tokenizer", "model-dir", "api-server-host", "api-server-port", "model-name", "api-key", "max-body-bytes", "max-prompt-tokens"),
+  ...valueFlags("request-timeout-ms", "disagg-min-prompt-tokens", "max-prefill-load", "max-requests-per-worker", "grace-ms"),
   "no-disaggregation": { type: "boolean" },
   help: { type: "boolean" },
 } as const;

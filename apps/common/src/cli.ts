@@ -27,6 +27,11 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
 
 export type FlagValues = Record<string, string | boolean | Array<string | boolean> | undefined>;
 
+/** The table entries of flags that take a value (`--name VALUE`): `{ name: { type: "string" } }` for each name. */
+export function valueFlags<const N extends string>(...names: N[]): { [K in N]: { type: "string" } } {
+  return Object.fromEntries(names.map((n) => [n, { type: "string" }])) as { [K in N]: { type: "string" } };
+}
+
 /** parseArgs with strict checking, turning its errors into a one-line UsageError. */
 export function parseFlags(argv: string[], options: Options): FlagValues {
   try {
@@ -76,10 +81,7 @@ export function portFlag(value: unknown, name: string, { min = 0, fallback }: { 
 }
 
 /** Where a process joins the request plane: every app takes these two. */
-export const requestPlaneFlagOptions = {
-  "worker-name": { type: "string" },
-  "request-plane-uri": { type: "string" },
-} as const satisfies Options;
+export const requestPlaneFlagOptions = valueFlags("worker-name", "request-plane-uri");
 
 /** --worker-name and --request-plane-uri, checked (namespaceFlag, requestPlaneUriFlag). */
 export function requestPlaneFlags(values: FlagValues): { namespace: string; requestPlaneUri: string } {
@@ -127,16 +129,9 @@ export type ExecutorName = (typeof EXECUTOR_NAMES)[number];
 
 /** Executor flags shared by prefill and decode workers. */
 export const executorFlagOptions = {
-  executor: { type: "string" },
-  device: { type: "string" },
-  "model-dir": { type: "string" },
-  "max-batch-size": { type: "string" },
-  "max-tokens-per-iteration": { type: "string" },
-  "kv-tokens-per-block": { type: "string" },
-  "kv-block-count": { type: "string" },
-  "gpu-memory-fraction": { type: "string" },
-  threads: { type: "string" },
-} as const satisfies Options;
+  ...valueFlags("executor", "device", "model-dir", "max-batch-size", "max-tokens-per-iteration", "kv-tokens-per-block"),
+  ...valueFlags("kv-block-count", "gpu-memory-fraction", "threads"),
+};
 
 export interface ExecutorFlags {
   /** --executor: "reference" or "cuda"; unset, the binding's default ($TRTD_EXECUTOR_LIB, else the reference executor). */

@@ -17,6 +17,7 @@ export {
   DEFAULT_MODEL_DIR,
   UsageError,
   parseFlags,
+  valueFlags,
   stringFlag,
   intFlag,
   optionalIntFlag,

@@ -1,18 +1,12 @@
 // The command line both workers share: the seed's flags plus executor options (parsed by cli.ts).
 import { resolve } from "node:path";
-import { executorFlagOptions, executorFlags, intFlag, optionalIntFlag, parseFlags, portFlag, requestPlaneFlagOptions, requestPlaneFlags, stringFlag, type ExecutorFlags } from "./cli.js";
+import { executorFlagOptions, executorFlags, intFlag, optionalIntFlag, parseFlags, portFlag, requestPlaneFlagOptions, requestPlaneFlags, stringFlag, valueFlags, type ExecutorFlags } from "./cli.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "./progress.js";
 import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE } from "./worker-runtime.js";
 
 export const workerFlagOptions = {
   ...requestPlaneFlagOptions,
-  "grace-ms": { type: "string" },
-  "kv-host": { type: "string" },
-  "kv-advertise-host": { type: "string" },
-  "kv-port": { type: "string" },
-  "kv-offer-ttl-ms": { type: "string" },
-  "kv-pull-timeout-ms": { type: "string" },
-  "stall-timeout-ms": { type: "string" },
+  ...valueFlags("grace-ms", "kv-host", "kv-advertise-host", "kv-port", "kv-offer-ttl-ms", "kv-pull-timeout-ms", "stall-timeout-ms"),
   help: { type: "boolean" },
   ...executorFlagOptions,
 } as const;
