@@ -15,46 +15,70 @@
 // --profile DIR (the api runs with --cpu-prof; profiles land in DIR), --only ttft|throughput, --api-main FILE (another
 // build of the api's main.js, to compare two builds run after run; default apps/api/dist/main.js).
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
-import { DEFAULT_NAMESPACE, Endpoints, type DecodeChunk, type DecodeRequest } from "@trtd/apps-common";
+import {
+  DEFAULT_NAMESPACE,
+  Endpoints,
+  executorArgv,
+  intFlag,
+  parseFlags,
+  READY_PATTERNS,
+  stringFlag,
+  UsageError,
+  valueFlags,
+  type DecodeChunk,
+  type DecodeRequest,
+} from "@trtd/apps-common";
 import { describe, startProcess, type ManagedProcess } from "@trtd/bench";
 import { connect, startNatsServer } from "@trtd/request-plane";
 import { Tokenizer } from "@trtd/tokenizer";
 import { Executor } from "@trtd/trtllm";
-import { ensureBuilt, ensureModel, ensureNative, repoRoot } from "../../../tools/scripts/assets.mjs";
 
-const { values: flags } = parseArgs({
-  options: {
-    reps: { type: "string", default: "40" },
-    seconds: { type: "string", default: "5" },
-    concurrency: { type: "string", default: "256" },
-    "stream-tokens": { type: "string", default: "128" },
-    profile: { type: "string" },
-    only: { type: "string" },
-    "api-main": { type: "string" },
-  },
-});
-const REPS = Number(flags.reps);
-const LOAD_SECONDS = Number(flags.seconds);
-const CONCURRENCY = Number(flags.concurrency);
-const STREAM_TOKENS = Number(flags["stream-tokens"]);
-const PROFILE_DIR = flags.profile ? resolve(flags.profile) : undefined;
+/** The flags, checked by apps/common's flag parser: a mistake is one line and exit 2, before anything starts. */
+function benchFlags(argv: string[]) {
+  const flags = parseFlags(argv, valueFlags("reps", "seconds", "concurrency", "stream-tokens", "profile", "only", "api-main"));
+  const only = stringFlag(flags, "only");
+  if (only !== undefined && only !== "ttft" && only !== "throughput") throw new UsageError(`--only takes ttft or throughput, got ${only}`);
+  const profile = stringFlag(flags, "profile");
+  const apiMain = stringFlag(flags, "api-main");
+  return {
+    REPS: intFlag(flags.reps, "reps", { min: 1, fallback: 40 }),
+    LOAD_SECONDS: intFlag(flags.seconds, "seconds", { min: 1, fallback: 5 }),
+    CONCURRENCY: intFlag(flags.concurrency, "concurrency", { min: 1, fallback: 256 }),
+    STREAM_TOKENS: intFlag(flags["stream-tokens"], "stream-tokens", { min: 1, fallback: 128 }),
+    ONLY: only,
+    PROFILE_DIR: profile === undefined ? undefined : resolve(profile),
+    API_MAIN: apiMain === undefined ? undefined : resolve(apiMain),
+  };
+}
+const { REPS, LOAD_SECONDS, CONCURRENCY, STREAM_TOKENS, ONLY, PROFILE_DIR, API_MAIN } = (() => {
+  try {
+    return benchFlags(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`api bench: ${err.message}`);
+    process.exit(2);
+  }
+})();
 const STARTUP_MS = 60_000;
 const REQUEST_MS = 30_000;
 
 /** Executor settings of the workers and of the executor measured here: one prefill iteration fits a 1k prompt. */
 const EXECUTOR = { threads: 1, maxBatchSize: 64, maxTokensPerIteration: 2048, kvTokensPerBlock: 16, kvBlockCount: 2048 };
-const EXECUTOR_FLAGS = [
-  "--threads", String(EXECUTOR.threads),
-  "--max-batch-size", String(EXECUTOR.maxBatchSize),
-  "--max-tokens-per-iteration", String(EXECUTOR.maxTokensPerIteration),
-  "--kv-tokens-per-block", String(EXECUTOR.kvTokensPerBlock),
-  "--kv-block-count", String(EXECUTOR.kvBlockCount),
-];
+const EXECUTOR_FLAGS = executorArgv(EXECUTOR);
+
+/**
+ * What the bench runs on, made by its nx target before it starts (`nx run api:bench` builds the api and the
+ * workers and runs tools/scripts/build-native.mjs --models tiny); missing, it says so and stops.
+ */
+const repoRoot = resolve(import.meta.dirname, "../../..");
+function needed(path: string): string {
+  if (!existsSync(path)) throw new Error(`${path} is missing: run the bench as "npx nx run api:bench", which makes it first`);
+  return path;
+}
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const round = (x: number | undefined, d = 3) => (x === undefined ? undefined : Math.round(x * 10 ** d) / 10 ** d);
@@ -77,18 +101,18 @@ function nodeApp(name: string, file: string, args: string[], ready: RegExp, node
   return proc.waitForLine(ready, STARTUP_MS).then((match) => ({ proc, match }));
 }
 
-const dist = (app: string) => join(repoRoot, "apps", app, "dist/main.js");
+const dist = (app: string) => needed(join(repoRoot, "apps", app, "dist/main.js"));
 
 async function startApi(uri: string, modelDir: string, tag: string, extra: string[] = []): Promise<{ proc: ManagedProcess; url: string }> {
   const prof = PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", PROFILE_DIR, "--cpu-prof-name", `api-${tag}.cpuprofile`] : [];
   const { proc, match } = await nodeApp(
     `api-${tag}`,
-    flags["api-main"] ? resolve(flags["api-main"]) : dist("api"),
+    API_MAIN ?? dist("api"),
     ["--tokenizer", modelDir, "--model-name", "tiny", "--request-plane-uri", uri, "--api-server-host", "127.0.0.1", "--api-server-port", "0", ...extra],
-    /listening on (http:\/\/\S+)/,
+    READY_PATTERNS.api,
     prof,
   );
-  return { proc, url: match[1] };
+  return { proc, url: match.groups!.url! };
 }
 
 async function stopAll(): Promise<void> {
@@ -277,8 +301,8 @@ async function ttftPart(modelDir: string, prompts: { short: { content: string; t
     for (const path of ["aggregated", "disaggregated"] as const) {
       const uri = await startNats();
       const plane = ["--request-plane-uri", uri, "--model-dir", modelDir, ...EXECUTOR_FLAGS];
-      await nodeApp("decode", dist("decode"), plane, /serving trtd\/decode\/generate/);
-      if (path === "disaggregated") await nodeApp("prefill", dist("prefill"), plane, /serving trtd\/prefill\/generate/);
+      await nodeApp("decode", dist("decode"), plane, READY_PATTERNS.decode);
+      if (path === "disaggregated") await nodeApp("prefill", dist("prefill"), plane, READY_PATTERNS.prefill);
       const api = await startApi(uri, modelDir, path, path === "disaggregated" ? ["--disagg-min-prompt-tokens", "1"] : ["--no-disaggregation"]);
       try {
         out[path] = {};
@@ -345,8 +369,8 @@ async function throughputPart(modelDir: string, tok: Tokenizer, short: { content
   const double = await nodeApp(
     "decode-double",
     join(repoRoot, "apps/api/bench/decode-double.ts"),
-    ["--request-plane-uri", uri, "--tokens", ids.join(",")],
-    /TEST DOUBLE \S+ serving/,
+    ["--request-plane-uri", uri, "--model-dir", modelDir, "--tokens", ids.join(",")],
+    READY_PATTERNS.decode,
     ["--import", "tsx", "--conditions=source"],
   );
   const api = await startApi(uri, modelDir, "throughput", ["--no-disaggregation", "--max-requests-per-worker", "100000"]);
@@ -409,11 +433,8 @@ async function throughputPart(modelDir: string, tok: Tokenizer, short: { content
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
-  await ensureNative();
-  const modelDir = ensureModel("tiny");
-  ensureBuilt("@trtd/api", { log });
-  ensureBuilt("@trtd/decode", { log });
-  ensureBuilt("@trtd/prefill", { log });
+  const modelDir = join(repoRoot, "models/tiny");
+  needed(join(modelDir, "config.json"));
   workDir = mkdtempSync(join(tmpdir(), "trtd-api-bench-"));
   if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true });
   const tok = Tokenizer.fromModelDir(modelDir);
@@ -427,7 +448,7 @@ async function main(): Promise<void> {
   try {
     const short = promptOf(tok, 16);
     const long = promptOf(tok, 1024);
-    if (flags.only !== "throughput") {
+    if (ONLY !== "throughput") {
       const ttft = await ttftPart(modelDir, { short, long });
       result.ttft = ttft;
       for (const [path, byLen] of Object.entries(ttft)) {
@@ -436,7 +457,7 @@ async function main(): Promise<void> {
         }
       }
     }
-    if (flags.only !== "ttft") {
+    if (ONLY !== "ttft") {
       const t = await throughputPart(modelDir, tok, short);
       result.throughput = t;
       log(`api x ${CONCURRENCY} streams vs decode TEST DOUBLE: ${t.api.tokensPerSecond} tok/s, ${t.api.cpuPerTokenUs} us api CPU/token (${t.api.tokensPerApiCpuSecond} tok per api CPU-second); request plane direct ${t.requestPlaneDirect.tokensPerSecond} tok/s; ratio ${t.ratioApiToPlane}`);

@@ -1,7 +1,7 @@
-// The api's command line (the seed's flags plus limits and routing knobs).
+// The api's command line (the seed's flags plus limits and routing knobs), parsed by apps/common's cli.ts.
 import { statSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
-import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE, intFlag, namespaceFlag, parseFlags, requestPlaneUriFlag, UsageError } from "@trtd/apps-common";
+import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE, intFlag, optionalIntFlag, parseFlags, portFlag, requestPlaneFlagOptions, requestPlaneFlags, stringFlag, UsageError, valueFlags } from "@trtd/apps-common";
 import { DEFAULT_MAX_REQUESTS_PER_WORKER, PREFILL_POLICY_DEFAULTS } from "./router/index.js";
 import { DEFAULT_LIMITS } from "./openai/limits.js";
 import type { ApiServerOptions } from "./server.js";
@@ -25,21 +25,9 @@ export const API_USAGE = `usage: api --tokenizer MODEL_DIR --request-plane-uri n
   --no-disaggregation                 always run aggregated on decode workers`;
 
 export const apiFlagOptions = {
-  tokenizer: { type: "string" },
-  "model-dir": { type: "string" },
-  "request-plane-uri": { type: "string" },
-  "api-server-host": { type: "string" },
-  "api-server-port": { type: "string" },
-  "model-name": { type: "string" },
-  "worker-name": { type: "string" },
-  "api-key": { type: "string" },
-  "max-body-bytes": { type: "string" },
-  "max-prompt-tokens": { type: "string" },
-  "request-timeout-ms": { type: "string" },
-  "disagg-min-prompt-tokens": { type: "string" },
-  "max-prefill-load": { type: "string" },
-  "max-requests-per-worker": { type: "string" },
-  "grace-ms": { type: "string" },
+  ...requestPlaneFlagOptions,
+  ...valueFlags("tokenizer", "model-dir", "api-server-host", "api-server-port", "model-name", "api-key", "max-body-bytes", "max-prompt-tokens"),
+  ...valueFlags("request-timeout-ms", "disagg-min-prompt-tokens", "max-prefill-load", "max-requests-per-worker", "grace-ms"),
   "no-disaggregation": { type: "boolean" },
   help: { type: "boolean" },
 } as const;
@@ -53,28 +41,25 @@ export interface ApiCli extends Omit<ApiServerOptions, "plane"> {
 
 export function parseApiCli(argv: string[], defaultModelDir: string): ApiCli {
   const v = parseFlags(argv, apiFlagOptions);
-  const str = (k: string) => (typeof v[k] === "string" ? (v[k] as string) : undefined);
   // --tokenizer may name the model directory or a file in it (e.g. its tokenizer.model).
-  let tokenizerDir = resolve(str("tokenizer") ?? str("model-dir") ?? defaultModelDir);
+  let tokenizerDir = resolve(stringFlag(v, "tokenizer") ?? stringFlag(v, "model-dir") ?? defaultModelDir);
   try {
     if (statSync(tokenizerDir).isFile()) tokenizerDir = dirname(tokenizerDir);
   } catch {
     throw new UsageError(`--tokenizer: ${tokenizerDir} does not exist`);
   }
-  const port = intFlag(v["api-server-port"], "api-server-port", { min: 0, fallback: 8000 });
-  if (port > 65535) throw new UsageError("--api-server-port must be <= 65535");
   const limits: ApiCli["limits"] = {};
-  if (v["max-body-bytes"] !== undefined) limits.maxBodyBytes = intFlag(v["max-body-bytes"], "max-body-bytes", { min: 1, fallback: 0 });
-  if (v["max-prompt-tokens"] !== undefined) limits.maxPromptTokens = intFlag(v["max-prompt-tokens"], "max-prompt-tokens", { min: 1, fallback: 0 });
-  if (v["request-timeout-ms"] !== undefined) limits.requestTimeoutMs = intFlag(v["request-timeout-ms"], "request-timeout-ms", { min: 1, fallback: 0 });
+  for (const [flag, key] of [["max-body-bytes", "maxBodyBytes"], ["max-prompt-tokens", "maxPromptTokens"], ["request-timeout-ms", "requestTimeoutMs"]] as const) {
+    const n = optionalIntFlag(v[flag], flag);
+    if (n !== undefined) limits[key] = n;
+  }
   return {
     tokenizerDir,
-    requestPlaneUri: requestPlaneUriFlag(str("request-plane-uri")),
-    host: str("api-server-host") ?? "127.0.0.1",
-    port,
-    modelName: str("model-name") ?? basename(tokenizerDir),
-    namespace: namespaceFlag(str("worker-name")),
-    apiKey: str("api-key") ?? (process.env.TRTD_API_KEY || undefined),
+    ...requestPlaneFlags(v),
+    host: stringFlag(v, "api-server-host") ?? "127.0.0.1",
+    port: portFlag(v["api-server-port"], "api-server-port", { fallback: 8000 }),
+    modelName: stringFlag(v, "model-name") ?? basename(tokenizerDir),
+    apiKey: stringFlag(v, "api-key") ?? (process.env.TRTD_API_KEY || undefined),
     limits,
     prefill: {
       enabled: v["no-disaggregation"] !== true,

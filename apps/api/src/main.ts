@@ -1,5 +1,5 @@
 // `nx run api:serve` / `node --import tsx --conditions=source apps/api/src/main.ts --request-plane-uri ...`
-import { DEFAULT_MODEL_DIR, DEFAULT_NAMESPACE, makeLogger, natsAuthFromEnv, natsInboxPrefix, onShutdownSignal, UsageError } from "@trtd/apps-common";
+import { apiReadyLine, DEFAULT_MODEL_DIR, DEFAULT_NAMESPACE, makeLogger, natsAuthFromEnv, natsInboxPrefix, onShutdownSignal, UsageError } from "@trtd/apps-common";
 import { connect } from "@trtd/request-plane";
 import { API_USAGE, parseApiCli } from "./cli.js";
 import { startApiServer } from "./server.js";
@@ -13,8 +13,8 @@ async function main(argv: string[]): Promise<void> {
   }
   const plane = await connect(cli.requestPlaneUri, { name: "trtd-api", inboxPrefix: natsInboxPrefix(cli.namespace ?? DEFAULT_NAMESPACE, "api"), ...natsAuthFromEnv() });
   const server = await startApiServer({ ...cli, plane, log });
-  // One machine-readable line on stdout: the launcher and tests read it.
-  console.log(`trtd api listening on ${server.url} (model ${cli.modelName})`);
+  // The ready line on stdout (apps/common's ready-line.ts): the launcher and tests wait for it.
+  console.log(apiReadyLine({ url: server.url, model: cli.modelName }));
   onShutdownSignal(
     async () => {
       await server.close(cli.graceMs);

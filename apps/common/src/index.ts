@@ -12,14 +12,37 @@ export type {
 export type { ExecutorFlags, ExecutorName } from "./cli.js";
 export type { ShutdownOptions } from "./lifecycle.js";
 export { FinishReasons, ExecutionModes, Endpoints, ProtocolError, parseDecodeRequest, workerLoadFromStats } from "./protocol.js";
-export { DEFAULT_MODEL_DIR, UsageError, parseFlags, intFlag, fractionFlag, executorFlagOptions, executorFlags, executorArgv, EXECUTOR_DEFAULTS, EXECUTOR_NAMES } from "./cli.js";
+export type { FlagValues } from "./cli.js";
+export {
+  DEFAULT_MODEL_DIR,
+  UsageError,
+  parseFlags,
+  valueFlags,
+  stringFlag,
+  intFlag,
+  optionalIntFlag,
+  portFlag,
+  fractionFlag,
+  requestPlaneFlagOptions,
+  requestPlaneFlags,
+  natsUriOf,
+  namespaceFlag,
+  requestPlaneUriFlag,
+  executorFlagOptions,
+  executorFlags,
+  executorArgv,
+  EXECUTOR_DEFAULTS,
+  EXECUTOR_NAMES,
+} from "./cli.js";
 export { onShutdownSignal, makeLogger, PARENT_PID_ENV } from "./lifecycle.js";
 export type { WorkerRole, WorkerRuntimeOptions, RunningWorker } from "./worker-runtime.js";
 export { serveWorker, DEFAULT_NAMESPACE, DEFAULT_GRACE_MS } from "./worker-runtime.js";
 export type { ExecutorFinishReason } from "./executor-mapping.js";
 export { finishReasonOf, executorSampling, executorOpenOptions } from "./executor-mapping.js";
 export type { WorkerCli } from "./worker-cli.js";
-export { parseWorkerCli, workerUsage, workerFlagOptions, natsUriOf, namespaceFlag, requestPlaneUriFlag, DEFAULT_KV_OFFER_TTL_MS } from "./worker-cli.js";
+export { parseWorkerCli, workerUsage, workerFlagOptions, DEFAULT_KV_OFFER_TTL_MS } from "./worker-cli.js";
+export type { ReadyApp, WorkerReady, ApiReady, LauncherReady } from "./ready-line.js";
+export { READY_PATTERNS, workerReadyLine, parseWorkerReadyLine, apiReadyLine, parseApiReadyLine, launcherReadyLine, parseLauncherReadyLine, launcherChildPids } from "./ready-line.js";
 export type { StartWorker } from "./worker-main.js";
 export { runWorkerProcess } from "./worker-main.js";
 export { checkNatsAuth, checkReadable, natsAuthFromEnv, natsInboxPrefix, readNatsCredentials, NATS_AUTH_ENV } from "./nats-auth.js";

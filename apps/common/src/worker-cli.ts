@@ -1,20 +1,12 @@
-// The command line both workers share: the seed's flags plus executor options.
+// The command line both workers share: the seed's flags plus executor options (parsed by cli.ts).
 import { resolve } from "node:path";
-import { executorFlagOptions, executorFlags, intFlag, parseFlags, UsageError, type ExecutorFlags } from "./cli.js";
-import { InvalidNameError, validateName } from "@trtd/request-plane";
+import { executorFlagOptions, executorFlags, intFlag, optionalIntFlag, parseFlags, portFlag, requestPlaneFlagOptions, requestPlaneFlags, stringFlag, valueFlags, type ExecutorFlags } from "./cli.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "./progress.js";
 import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE } from "./worker-runtime.js";
 
 export const workerFlagOptions = {
-  "worker-name": { type: "string" },
-  "request-plane-uri": { type: "string" },
-  "grace-ms": { type: "string" },
-  "kv-host": { type: "string" },
-  "kv-advertise-host": { type: "string" },
-  "kv-port": { type: "string" },
-  "kv-offer-ttl-ms": { type: "string" },
-  "kv-pull-timeout-ms": { type: "string" },
-  "stall-timeout-ms": { type: "string" },
+  ...requestPlaneFlagOptions,
+  ...valueFlags("grace-ms", "kv-host", "kv-advertise-host", "kv-port", "kv-offer-ttl-ms", "kv-pull-timeout-ms", "stall-timeout-ms"),
   help: { type: "boolean" },
   ...executorFlagOptions,
 } as const;
@@ -61,60 +53,17 @@ export function workerUsage(role: string): string {
   --max-batch-size N  --max-tokens-per-iteration N  --kv-tokens-per-block N  --kv-block-count N  --threads N`;
 }
 
-function portFlag(value: unknown, name: string): number {
-  const port = intFlag(value, name, { min: 0, fallback: 0 });
-  if (port > 65535) throw new UsageError(`--${name} must be <= 65535, got ${port}`);
-  return port;
-}
-
-export function natsUriOf(v: string): string {
-  return /^[a-z]+:\/\//.test(v) ? v : `nats://${v}`;
-}
-
-/**
- * --request-plane-uri: one NATS URL or a comma-separated list ("HOST:PORT" means nats://HOST:PORT), each checked
- * here (scheme nats, tls, ws or wss; a host; a port 1-65535), so a typo is one line before anything starts.
- */
-export function requestPlaneUriFlag(value: string | undefined): string {
-  const uri = natsUriOf(value ?? "127.0.0.1:4222");
-  for (const entry of (value ?? "127.0.0.1:4222").split(",")) {
-    let u: URL | undefined;
-    try {
-      u = new URL(natsUriOf(entry.trim()));
-    } catch {
-      u = undefined;
-    }
-    if (!u || !["nats:", "tls:", "ws:", "wss:"].includes(u.protocol) || u.hostname === "" || u.port === "0" || (u.pathname !== "" && u.pathname !== "/")) {
-      throw new UsageError(`--request-plane-uri takes HOST:PORT or nats://HOST:PORT (tls, ws, wss too; a port 1-65535), comma-separated for a cluster, got ${entry}`);
-    }
-  }
-  return uri;
-}
-
-/** --worker-name: the deployment's namespace, checked with the request plane's own naming rule (validateName). */
-export function namespaceFlag(value: string | undefined): string {
-  if (value === undefined) return DEFAULT_NAMESPACE;
-  try {
-    return validateName(value, "namespace");
-  } catch (err) {
-    if (err instanceof InvalidNameError) throw new UsageError(`--worker-name: ${err.message}`, { cause: err });
-    throw err;
-  }
-}
-
 export function parseWorkerCli(argv: string[], defaultModelDir: string): WorkerCli {
   const v = parseFlags(argv, workerFlagOptions);
-  const str = (k: string) => (typeof v[k] === "string" ? (v[k] as string) : undefined);
   const ex = executorFlags(v, defaultModelDir);
   return {
-    namespace: namespaceFlag(str("worker-name")),
-    requestPlaneUri: requestPlaneUriFlag(str("request-plane-uri")),
+    ...requestPlaneFlags(v),
     graceMs: intFlag(v["grace-ms"], "grace-ms", { min: 0, fallback: DEFAULT_GRACE_MS }),
-    kvHost: str("kv-host") ?? "127.0.0.1",
-    kvAdvertiseHost: str("kv-advertise-host"),
-    kvPort: portFlag(v["kv-port"], "kv-port"),
+    kvHost: stringFlag(v, "kv-host") ?? "127.0.0.1",
+    kvAdvertiseHost: stringFlag(v, "kv-advertise-host"),
+    kvPort: portFlag(v["kv-port"], "kv-port", { fallback: 0 }),
     kvOfferTtlMs: intFlag(v["kv-offer-ttl-ms"], "kv-offer-ttl-ms", { min: 1, fallback: DEFAULT_KV_OFFER_TTL_MS }),
-    kvPullTimeoutMs: v["kv-pull-timeout-ms"] === undefined ? undefined : intFlag(v["kv-pull-timeout-ms"], "kv-pull-timeout-ms", { min: 1, fallback: 0 }),
+    kvPullTimeoutMs: optionalIntFlag(v["kv-pull-timeout-ms"], "kv-pull-timeout-ms"),
     stallTimeoutMs: intFlag(v["stall-timeout-ms"], "stall-timeout-ms", { min: 1, fallback: DEFAULT_STALL_TIMEOUT_MS }),
     executor: { ...ex, modelDir: resolve(ex.modelDir) },
     help: v.help === true,

@@ -4,6 +4,7 @@ import { UsageError } from "./cli.js";
 import { makeLogger, onShutdownSignal } from "./lifecycle.js";
 import { parseWorkerCli, workerUsage, type WorkerCli } from "./worker-cli.js";
 import { Endpoints } from "./protocol.js";
+import { workerReadyLine } from "./ready-line.js";
 import { natsAuthFromEnv, natsInboxPrefix } from "./nats-auth.js";
 import { reportHealthToSupervisor } from "./supervision.js";
 import type { RunningWorker, WorkerRole } from "./worker-runtime.js";
@@ -27,8 +28,8 @@ export function runWorkerProcess(role: WorkerRole, defaultModelDir: string, star
       await plane.close();
       throw err;
     }
-    // One machine-readable line on stdout (the launcher prefixes and shows it).
-    console.log(`trtd ${role} worker ${worker.instanceId} serving ${cli.namespace}/${Endpoints[role].component}/${Endpoints[role].endpoint} (pid ${process.pid})`);
+    // The ready line on stdout (ready-line.ts; the launcher waits for it, prefixes and shows it).
+    console.log(workerReadyLine({ role, instanceId: worker.instanceId, namespace: cli.namespace, ...Endpoints[role], pid: process.pid }));
     // Under the launcher: its health (alive, engine progressing) goes to the launcher, which restarts it when wedged.
     const stopReports = reportHealthToSupervisor(worker);
     onShutdownSignal(

@@ -1,5 +1,23 @@
 import { describe, expect, it } from "vitest";
-import { EXECUTOR_DEFAULTS, ProtocolError, executorArgv, executorOpenOptions, finishReasonOf, parseDecodeRequest, parseWorkerCli, UsageError } from "../src/index.js";
+import {
+  EXECUTOR_DEFAULTS,
+  ProtocolError,
+  executorArgv,
+  executorOpenOptions,
+  finishReasonOf,
+  optionalIntFlag,
+  parseDecodeRequest,
+  parseFlags,
+  parseWorkerCli,
+  portFlag,
+  requestPlaneFlagOptions,
+  requestPlaneFlags,
+  stringFlag,
+  UsageError,
+} from "../src/index.js";
+import { thrownMessage } from "@trtd/test-support";
+
+const usageMessage = (f: () => unknown) => thrownMessage(f, UsageError);
 
 const ok = { id: "a", tokens: [1, 2], sampling: { temperature: 0, topP: 1, topK: 0 }, maxTokens: 4, stopTokenIds: [7], deadline: Date.now() + 1000 };
 
@@ -106,5 +124,30 @@ describe("apps-common - worker flags", () => {
     }
     // parseArgs' own errors are one line too.
     expect(() => parseWorkerCli(["--executor"], "/m")).toThrow(/^[^\n]*--executor[^\n]*$/);
+  });
+});
+
+describe("apps-common - the flags every app shares", () => {
+  it("--worker-name and --request-plane-uri: defaults, normalised URIs, one line naming the rule", () => {
+    const parse = (argv: string[]) => requestPlaneFlags(parseFlags(argv, requestPlaneFlagOptions));
+    expect(parse([])).toEqual({ namespace: "trtd", requestPlaneUri: "nats://127.0.0.1:4222" });
+    expect(parse(["--worker-name", "prod", "--request-plane-uri", "a:1,nats://b:2"])).toEqual({ namespace: "prod", requestPlaneUri: "nats://a:1,nats://b:2" });
+    expect(usageMessage(() => parse(["--worker-name", "dA"]))).toMatch(/^--worker-name: [^\n]+$/);
+    expect(usageMessage(() => parse(["--request-plane-uri", "http://x:1"]))).toMatch(/^--request-plane-uri takes HOST:PORT[^\n]+got http:\/\/x:1$/);
+    // The workers parse them with the same rule.
+    expect(usageMessage(() => parseWorkerCli(["--worker-name", "dA"], "/m"))).toBe(usageMessage(() => parse(["--worker-name", "dA"])));
+  });
+
+  it("ports, optional integers and strings", () => {
+    expect(portFlag(undefined, "p", { fallback: 8000 })).toBe(8000);
+    expect(portFlag("0", "p", { fallback: 8000 })).toBe(0);
+    expect(usageMessage(() => portFlag("65536", "p", { fallback: 0 }))).toBe("--p must be <= 65535, got 65536");
+    expect(usageMessage(() => portFlag("0", "p", { min: 1, fallback: 1 }))).toBe("--p must be an integer >= 1, got 0");
+    expect(usageMessage(() => parseWorkerCli(["--kv-port", "70000"], "/m"))).toBe("--kv-port must be <= 65535, got 70000");
+    expect(optionalIntFlag(undefined, "n")).toBeUndefined();
+    expect(optionalIntFlag("0", "n", 0)).toBe(0);
+    expect(usageMessage(() => optionalIntFlag("0", "n"))).toBe("--n must be an integer >= 1, got 0");
+    expect(stringFlag({ a: "x", b: true }, "a")).toBe("x");
+    expect(stringFlag({ a: "x", b: true }, "b")).toBeUndefined();
   });
 });

@@ -1,4 +1,6 @@
-// The launcher's command line: the seed's deploy flags, the api's flags, executor flags passed to workers.
+// The launcher's command line: the seed's deploy flags, the api's flags, executor flags passed to workers; parsed
+// by apps/common's cli.ts. Flags it passes on (--kv-*, --stall-timeout-ms, --disagg-min-prompt-tokens) have no
+// default here: unset, they are not passed, and the worker's or the api's own default holds.
 import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import {
@@ -10,10 +12,13 @@ import {
   executorFlags,
   intFlag,
   NATS_AUTH_ENV,
-  namespaceFlag,
-  requestPlaneUriFlag,
+  optionalIntFlag,
   parseFlags,
+  portFlag,
   readNatsCredentials,
+  requestPlaneFlagOptions,
+  requestPlaneFlags,
+  stringFlag,
   UsageError,
   type ExecutorFlags,
   type NatsAuthEnv,
@@ -86,9 +91,8 @@ export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--gen
 export const launcherFlagOptions = {
   "context-worker-count": { type: "string" },
   "generate-worker-count": { type: "string" },
-  "worker-name": { type: "string" },
+  ...requestPlaneFlagOptions,
   "initialize-request-plane": { type: "boolean" },
-  "request-plane-uri": { type: "string" },
   "in-process": { type: "boolean" },
   "in-process-fallback": { type: "boolean" },
   "use-running-request-plane": { type: "boolean" },
@@ -184,19 +188,18 @@ export const SHARED_GPU_MEMORY_BUDGET = 0.9;
 
 export function parseLauncherCli(argv: string[], defaultModelDir: string): LauncherCli {
   const v = parseFlags(argv, launcherFlagOptions);
-  const str = (k: string) => (typeof v[k] === "string" ? (v[k] as string) : undefined);
+  const str = (k: string) => stringFlag(v, k);
   const ex = executorFlags(v, defaultModelDir);
   const generateWorkers = intFlag(v["generate-worker-count"], "generate-worker-count", { min: 0, fallback: 1 });
   const contextWorkers = intFlag(v["context-worker-count"], "context-worker-count", { min: 0, fallback: 1 });
   const noApi = v["no-api"] === true;
-  const apiPort = intFlag(v["api-server-port"], "api-server-port", { min: 0, fallback: 8000 });
-  if (apiPort > 65535) throw new UsageError("--api-server-port must be <= 65535");
+  const apiPort = portFlag(v["api-server-port"], "api-server-port", { fallback: 8000 });
   if (v["in-process"] && v["initialize-request-plane"]) throw new UsageError("--in-process needs no request plane: drop --initialize-request-plane");
   const requestPlaneAuth = externalNatsAuth(v);
   if (v["initialize-request-plane"] && str("request-plane-uri")?.includes(",")) {
     throw new UsageError("--initialize-request-plane starts one nats-server: start a NATS cluster yourself (docs/design/multi-host.md)");
   }
-  const kvPort = v["kv-port"] === undefined ? undefined : intFlag(v["kv-port"], "kv-port", { min: 1, fallback: 0 });
+  const kvPort = optionalIntFlag(v["kv-port"], "kv-port");
   if (kvPort !== undefined && kvPort + Math.max(0, contextWorkers - 1) > 65535) throw new UsageError("--kv-port + context workers must stay <= 65535");
   if (noApi && contextWorkers + generateWorkers === 0) throw new UsageError("--no-api with no workers: nothing to run");
   if (v["in-process"] && (noApi || generateWorkers === 0)) {
@@ -223,9 +226,8 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
   return {
     contextWorkers,
     generateWorkers,
-    namespace: namespaceFlag(str("worker-name")),
+    ...requestPlaneFlags(v),
     initializeRequestPlane: v["initialize-request-plane"] === true,
-    requestPlaneUri: requestPlaneUriFlag(str("request-plane-uri")),
     inProcess: v["in-process"] === true,
     inProcessFallback: v["in-process-fallback"] === true,
     useRunningRequestPlane: v["use-running-request-plane"] === true,
@@ -235,15 +237,14 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
     kvHost: str("kv-host"),
     kvAdvertiseHost: str("kv-advertise-host"),
     kvPort,
-    kvOfferTtlMs: v["kv-offer-ttl-ms"] === undefined ? undefined : intFlag(v["kv-offer-ttl-ms"], "kv-offer-ttl-ms", { min: 1, fallback: 0 }),
+    kvOfferTtlMs: optionalIntFlag(v["kv-offer-ttl-ms"], "kv-offer-ttl-ms"),
     apiHost: str("api-server-host") ?? "127.0.0.1",
     apiPort,
     modelName: str("model-name") ?? basename(resolve(ex.modelDir)),
     apiKey: str("api-key"),
-    disaggMinPromptTokens:
-      v["disagg-min-prompt-tokens"] === undefined ? undefined : intFlag(v["disagg-min-prompt-tokens"], "disagg-min-prompt-tokens", { min: 0, fallback: 0 }),
+    disaggMinPromptTokens: optionalIntFlag(v["disagg-min-prompt-tokens"], "disagg-min-prompt-tokens", 0),
     maxRestarts: intFlag(v["max-restarts"], "max-restarts", { min: 0, fallback: 3 }),
-    stallTimeoutMs: v["stall-timeout-ms"] === undefined ? undefined : intFlag(v["stall-timeout-ms"], "stall-timeout-ms", { min: 1, fallback: 0 }),
+    stallTimeoutMs: optionalIntFlag(v["stall-timeout-ms"], "stall-timeout-ms"),
     wedged: {
       ...DEFAULT_WEDGED,
       livenessTimeoutMs: intFlag(v["worker-liveness-timeout-ms"], "worker-liveness-timeout-ms", { min: 0, fallback: DEFAULT_WEDGED.livenessTimeoutMs }),

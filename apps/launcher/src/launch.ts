@@ -3,7 +3,7 @@
 // all workers ready.
 import { chmodSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { NATS_AUTH_ENV, type NatsRole } from "@trtd/apps-common";
+import { NATS_AUTH_ENV, parseApiReadyLine, parseWorkerReadyLine, type NatsRole } from "@trtd/apps-common";
 import { startApiServer } from "@trtd/api";
 import { startDecodeWorker } from "@trtd/decode";
 import { startPrefillWorker } from "@trtd/prefill";
@@ -63,15 +63,13 @@ async function waitHealthy(url: string, prefill: number, decode: number, deadlin
   throw new LaunchError(`not ready in time (${last})`);
 }
 
-/** Workers only (--no-api): waits until each has announced it is serving; bounded. */
-async function waitWorkersReady(ready: Set<string>, count: number, deadline: number, failed: Promise<string>): Promise<void> {
-  let gaveUp: string | undefined;
-  void failed.then((n) => (gaveUp = n));
-  while (ready.size < count) {
-    if (gaveUp) throw new LaunchError(`${gaveUp} failed during bring-up`);
-    if (Date.now() >= deadline) throw new LaunchError(`not ready in time (${ready.size}/${count} workers serving)`);
-    await sleep(100);
-  }
+/** `p` (a child's ready line seen), or a LaunchError when a child gives up first or the deadline passes. */
+function duringBringUp<T>(p: Promise<T>, failed: Promise<string>, deadline: number, late: () => string): Promise<T> {
+  return Promise.race([
+    p,
+    failed.then((n) => Promise.reject(new LaunchError(`${n} failed during bring-up`))),
+    sleep(Math.max(0, deadline - Date.now()), undefined, { ref: false }).then(() => Promise.reject(new LaunchError(late()))),
+  ]);
 }
 
 type Role = NatsRole;
@@ -142,10 +140,14 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
       await nats?.stop();
     })());
   try {
-    // Workers print one "trtd <role> worker <id> serving ..." line once they take requests.
+    // Each worker prints its ready line (apps/common's ready-line.ts) once it takes requests.
     const workersReady = new Set<string>();
+    const workerCount = cli.contextWorkers + cli.generateWorkers;
+    let allWorkersReady!: () => void;
+    const workersUp = new Promise<void>((r) => (allWorkersReady = r));
     const readyLine = (name: string) => (l: string) => {
-      if (/^trtd (prefill|decode) worker \S+ serving /.test(l)) workersReady.add(name);
+      if (parseWorkerReadyLine(l)) workersReady.add(name);
+      if (workersReady.size === workerCount) allWorkersReady();
     };
     for (let i = 0; i < cli.generateWorkers; i++) {
       sup.start({ name: `decode-${i}`, app: "decode", args: workerArgv(cli, uri, "decode", i), env: { ...cli.roleEnv.decode, ...natsEnv("decode") }, onLine: readyLine(`decode-${i}`), health: true, nodeArgs: heapNodeArgs(cli.workerHeapMb) });
@@ -154,10 +156,9 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
       sup.start({ name: `prefill-${i}`, app: "prefill", args: prefillArgv(cli, uri, i), env: { ...cli.roleEnv.prefill, ...natsEnv("prefill") }, onLine: readyLine(`prefill-${i}`), health: true, nodeArgs: heapNodeArgs(cli.workerHeapMb) });
     }
     if (cli.noApi) {
-      await waitWorkersReady(workersReady, cli.contextWorkers + cli.generateWorkers, deadline, failed);
+      await duringBringUp(workersUp, failed, deadline, () => `not ready in time (${workersReady.size}/${workerCount} workers serving)`);
       return { apiUrl: "", mode: "processes", requestPlaneUri: uri, pids: sup.pids, stop, failed };
     }
-    const listening = (l: string) => /listening on (\S+)/.exec(l)?.[1];
     const urlSeen = new Promise<string>((resolve) =>
       sup.start({
         name: "api",
@@ -165,19 +166,15 @@ export async function launch(cli: LauncherCli, o: LaunchOptions): Promise<Deploy
         args: apiArgv(cli, uri),
         env: natsEnv("api"),
         onLine: (l) => {
-          const u = listening(l);
-          if (u) resolve((apiUrl = u));
+          const api = parseApiReadyLine(l);
+          if (api) resolve((apiUrl = api.url));
         },
         // The launcher probes the api's /health on the URL it printed (127.0.0.1 when it listens on every address).
-        httpHealth: { url: listening },
+        httpHealth: { url: (l: string) => parseApiReadyLine(l)?.url },
         nodeArgs: heapNodeArgs(cli.apiHeapMb),
       }),
     );
-    const url = await Promise.race([
-      urlSeen,
-      failed.then((n) => Promise.reject(new LaunchError(`${n} failed during bring-up`))),
-      sleep(Math.max(0, deadline - Date.now()), undefined, { ref: false }).then(() => Promise.reject(new LaunchError("the api did not start in time"))),
-    ]);
+    const url = await duringBringUp(urlSeen, failed, deadline, () => "the api did not start in time");
     // With no decode worker on this host, ready means the api sees one elsewhere (it cannot serve before).
     await waitHealthy(url, cli.contextWorkers, Math.max(1, cli.generateWorkers), deadline, failed);
     return {

@@ -2,7 +2,7 @@
 // --generate-worker-count 1 --worker-name trtd --initialize-request-plane --request-plane-uri 127.0.0.1:4222`
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { makeLogger, onShutdownSignal, UsageError } from "@trtd/apps-common";
+import { launcherReadyLine, makeLogger, onShutdownSignal, UsageError } from "@trtd/apps-common";
 import { LAUNCHER_USAGE, parseLauncherCli } from "./cli.js";
 import { launch, LaunchError } from "./launch.js";
 
@@ -18,13 +18,10 @@ async function main(argv: string[]): Promise<void> {
   const d = await launch(cli, { repoRoot: REPO_ROOT, log });
   onShutdownSignal(() => d.stop(), { log, graceMs: 60_000 });
   const where = d.mode === "in-process" ? "in one process (in-process request plane)" : `request plane ${d.requestPlaneUri}`;
-  if (cli.noApi) {
-    console.log(`trtd ready: ${cli.contextWorkers} prefill + ${cli.generateWorkers} decode workers, no api on this host; ${where}`);
-  } else {
-    console.log(
-      `trtd ready: OpenAI API at ${d.apiUrl}/v1 (model ${cli.modelName}; ` +
-        `${cli.contextWorkers} prefill + ${cli.generateWorkers} decode workers; ${where})`,
-    );
+  const workers = { prefillWorkers: cli.contextWorkers, decodeWorkers: cli.generateWorkers, where };
+  // The ready line (apps/common's ready-line.ts): tests, benches and tools wait for it.
+  console.log(launcherReadyLine(cli.noApi ? workers : { ...workers, apiUrl: d.apiUrl, model: cli.modelName }));
+  if (!cli.noApi) {
     console.log(`  try: curl ${d.apiUrl}/v1/chat/completions -H 'content-type: application/json' -d '{"model":"${cli.modelName}","messages":[{"role":"user","content":"Hello"}]}'`);
   }
   const name = await d.failed;

@@ -42,7 +42,7 @@ export interface ChildSpec {
   args: string[];
   /** Extra environment for this child. */
   env?: Record<string, string>;
-  /** Called for every stdout line (the api's "listening on" line is read this way). */
+  /** Called for every stdout line (the api's ready line is read this way). */
   onLine?: (line: string) => void;
   /** A worker: it reports its health over IPC, and is restarted when wedged (see {@link WedgedOptions}). */
   health?: boolean;

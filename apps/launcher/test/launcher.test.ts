@@ -1,15 +1,14 @@
 // The launcher's flags, and its fallback to one process when nats-server is missing (real processes).
 import { describe, expect, it } from "vitest";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { createInterface } from "node:readline";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { parseLauncherCli, workerArgv, apiArgv, prefillArgv, heapNodeArgs, DEFAULT_API_HEAP_MB, DEFAULT_WORKER_HEAP_MB } from "../src/index.js";
-import { parseWorkerCli } from "@trtd/apps-common";
+import { launcherChildPids, parseLauncherReadyLine, parseWorkerCli, UsageError } from "@trtd/apps-common";
 import { freePort } from "@trtd/request-plane/testing";
 import { probeNatsServer, startNatsServer } from "@trtd/request-plane";
-import { appArgv } from "@trtd/test-support";
+import { appArgv, thrownMessage } from "@trtd/test-support";
 import { LAUNCHER_READY, eventually, isAlive, modelDir, repoRoot, startApp } from "./support/processes.js";
 
 /**
@@ -285,35 +284,31 @@ describe("launcher - flags", () => {
   });
 });
 
+describe("launcher - the flags it shares with its children", () => {
+  it("are parsed by apps/common's one parser: a mistake reads the same in the launcher as in a worker", () => {
+    const message = (f: () => unknown) => thrownMessage(f, UsageError);
+    const shared = [["--worker-name", "dA"], ["--request-plane-uri", "http://h:1"], ["--stall-timeout-ms", "0"], ["--kv-offer-ttl-ms", "x"], ["--threads", "0"], ["--executor", "tpu"], ["--bogus"]];
+    for (const argv of shared) expect(message(() => parseLauncherCli([...argv, "--model-dir", modelDir], modelDir)), argv.join(" ")).toBe(message(() => parseWorkerCli(argv, modelDir)));
+    // The api's port, and the launcher's base KV port (worker i listens on N+i, so 0 is not one).
+    expect(message(() => parseLauncherCli(["--api-server-port", "65536"], modelDir))).toBe("--api-server-port must be <= 65535, got 65536");
+    expect(message(() => parseLauncherCli(["--kv-port", "0"], modelDir))).toBe("--kv-port must be an integer >= 1, got 0");
+  });
+});
+
 describe("launcher - without nats-server", () => {
   it("runs every part in one process on the in-process request plane, says so, and serves", async () => {
-    const proc = spawn(
-      process.execPath,
-      [
-        "--import", "tsx", "--conditions=source", resolve(repoRoot, "apps/launcher/src/main.ts"),
-        "--initialize-request-plane", "--in-process-fallback", "--api-server-port", "0", "--model-dir", modelDir, "--threads", "1",
-        "--disagg-min-prompt-tokens", "1",
-      ],
-      { cwd: repoRoot, env: { ...process.env, NATS_SERVER_BIN: "/nonexistent/nats-server" }, stdio: ["ignore", "pipe", "pipe"] },
+    const d = await startApp(
+      "launcher",
+      ["--initialize-request-plane", "--in-process-fallback", "--api-server-port", "0", "--model-dir", modelDir, "--threads", "1", "--disagg-min-prompt-tokens", "1"],
+      LAUNCHER_READY,
+      60_000,
+      { NATS_SERVER_BIN: "/nonexistent/nats-server" },
     );
-    const lines: string[] = [];
-    const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
     try {
-      createInterface({ input: proc.stderr! }).on("line", (l) => lines.push(l));
-      const url = await new Promise<string>((resolveUrl, reject) => {
-        const t = setTimeout(() => reject(new Error(`not ready:\n${lines.join("\n")}`)), 60_000);
-        createInterface({ input: proc.stdout! }).on("line", (l) => {
-          lines.push(l);
-          const m = LAUNCHER_READY.exec(l);
-          if (m) {
-            clearTimeout(t);
-            resolveUrl(m[1]);
-          }
-        });
-      });
-      expect(lines.join("\n")).toMatch(/nats-server is not installed.*in this process on the in-process request plane/);
-      expect(lines.join("\n")).toMatch(/in one process \(in-process request plane\)/);
-      const r = await fetch(`${url}/v1/chat/completions`, {
+      const lines = d.output.join("\n");
+      expect(lines).toMatch(/nats-server is not installed.*in this process on the in-process request plane/);
+      expect(parseLauncherReadyLine(d.output.find((l) => LAUNCHER_READY.test(l))!)?.where).toBe("in one process (in-process request plane)");
+      const r = await fetch(`${d.url}/v1/chat/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "Hello from one process" }], max_tokens: 5, temperature: 0 }),
@@ -321,13 +316,12 @@ describe("launcher - without nats-server", () => {
       expect(r.status).toBe(200);
       const j = (await r.json()) as { usage: { completion_tokens: number } };
       expect(j.usage.completion_tokens).toBe(5);
-      const metrics = await (await fetch(`${url}/metrics`)).text();
+      const metrics = await (await fetch(`${d.url}/metrics`)).text();
       expect(metrics).toMatch(/trtd_routed_requests_total\{mode="disaggregated"\} 1/);
     } finally {
-      proc.kill("SIGTERM");
-      const t = setTimeout(() => proc.kill("SIGKILL"), 20_000);
-      expect(await exited).toBe(0);
-      clearTimeout(t);
+      // SIGTERM, SIGKILL after 20 s: a clean stop exits 0.
+      await d.stop(20_000);
+      expect((await d.exited).code).toBe(0);
     }
   }, 90_000);
 });
@@ -343,7 +337,7 @@ describe("launcher - stop order", () => {
     try {
       const pidOf = (re: RegExp) => Number(d.output.map((l) => re.exec(l)?.[1]).find((p) => p !== undefined));
       const nats = pidOf(/nats-server \S+ started \(pid (\d+)/);
-      const workers = [pidOf(/\[decode-0\] trtd decode worker \S+ serving .* \(pid (\d+)\)/), pidOf(/\[prefill-0\] trtd prefill worker \S+ serving .* \(pid (\d+)\)/)];
+      const workers = [launcherChildPids(d.output, "decode-0")[0]!, launcherChildPids(d.output, "prefill-0")[0]!];
       for (const p of [nats, ...workers]) expect(isAlive(p), `pid ${p} alive`).toBe(true);
       // When each process went, sampled every 5 ms from the signal on (bounded by eventually's 60 s).
       const goneAt = new Map<number, number>();
@@ -413,7 +407,7 @@ describe("launcher - supervision", () => {
       LAUNCHER_READY,
     );
     try {
-      const decodePids = () => d.output.flatMap((l) => [.../\[decode-0\] trtd decode worker \S+ serving .* \(pid (\d+)\)/.exec(l)?.slice(1) ?? []]).map(Number);
+      const decodePids = () => launcherChildPids(d.output, "decode-0");
       const [firstPid] = decodePids();
       expect(firstPid).toBeGreaterThan(0);
       const res = await fetch(`${d.url}/v1/completions`, {

@@ -73,6 +73,17 @@ export class ChildNotReadyError extends Error {
   }
 }
 
+/** How `echo` shows a line of child `name`: `[name] line`. */
+export function echoedLine(name: string, line: string): string {
+  return `[${name}] ${line}`;
+}
+
+/** A line `echo` wrote, back as the child's name and its own line; undefined for any other line. */
+export function parseEchoedLine(line: string): { name: string; line: string } | undefined {
+  const m = /^\[([^\]\s]+)\] (.*)$/.exec(line);
+  return m ? { name: m[1]!, line: m[2]! } : undefined;
+}
+
 /** Starts a child process; see {@link Child}. */
 export function spawnChild(o: SpawnChildOptions): Child {
   const proc = spawn(o.command, o.args ?? [], {
@@ -96,7 +107,7 @@ export function spawnChild(o: SpawnChildOptions): Child {
   const line = (stream: ChildStream) => (l: string) => {
     output.push(l);
     if (output.length > keep) output.shift();
-    if (o.echo) (stream === "stdout" ? process.stdout : process.stderr).write(`[${o.name}] ${l}\n`);
+    if (o.echo) (stream === "stdout" ? process.stdout : process.stderr).write(`${echoedLine(o.name, l)}\n`);
     o.onLine?.(l, stream);
     for (const w of waiters) w(l);
   };

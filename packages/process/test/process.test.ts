@@ -1,6 +1,7 @@
 // Real child processes (node -e scripts): readiness, lines, bounded stop, exit reporting, spawn failure.
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { ChildNotReadyError, descendantPids, isAlive, spawnChild, type ChildStream } from "../src/index.js";
+import { ChildNotReadyError, descendantPids, echoedLine, isAlive, parseEchoedLine, spawnChild, type ChildStream } from "../src/index.js";
 
 const node = (script: string, name = "child") => ({ name, command: process.execPath, args: ["-e", script] });
 
@@ -74,6 +75,22 @@ describe("spawnChild", () => {
     expect((e as Error).message).toMatch(/ghost \(spawn \/nonexistent\/binary ENOENT\)/);
     expect(c.alive()).toBe(false);
     expect(await c.stop(100)).toEqual({ code: null, signal: null });
+  });
+
+  it("echo writes each line as `[name] line`, which parseEchoedLine reads back; other lines are not echoes", async () => {
+    const entry = fileURLToPath(new URL("../src/index.ts", import.meta.url));
+    // A parent that echoes its own child's lines, read through its stdout as a launcher's reader would.
+    const parent = `import(${JSON.stringify(entry)}).then(({ spawnChild }) => spawnChild({ name: "decode-0", command: process.execPath,
+      args: ["-e", "console.log('trtd [x] ready'); console.error('a warning')"], echo: true }).exited)`;
+    const p = spawnChild({ name: "parent", command: process.execPath, args: ["--import", "tsx", "-e", parent] });
+    expect(await p.exited).toEqual({ code: 0, signal: null });
+    expect(p.output.map(parseEchoedLine).sort((a, b) => a!.line.localeCompare(b!.line))).toEqual([
+      { name: "decode-0", line: "a warning" },
+      { name: "decode-0", line: "trtd [x] ready" },
+    ]);
+    expect(echoedLine("api", "up")).toBe("[api] up");
+    expect(parseEchoedLine("trtd [x] ready")).toBeUndefined();
+    expect(parseEchoedLine("[two words] x")).toBeUndefined();
   });
 
   it("onMessage opens an IPC channel: the child's process.send messages arrive; without it the child has none", async () => {

@@ -5,6 +5,7 @@
 // where namespaces cannot be made (not root, no iproute2) or nats-server / unshare / ss are missing.
 import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseLauncherReadyLine, READY_PATTERNS } from "@trtd/apps-common";
 import { findNatsServer } from "@trtd/request-plane";
 import { createTopology, namespaceSupport, sweepStaleTopologies, type HostName, type Topology } from "./support/netns.js";
 import { appArgv, eventually, launcherArgv, modelDir, startInNamespace, type NsProcess } from "./support/processes.js";
@@ -123,7 +124,7 @@ describe.skipIf(!support.ok)("multi-host: three namespaces, a NATS cluster, KV o
           // Listen on every address, advertise only the KV address: cutting that leaves the request plane up.
           argv: launcherArgv([...common, "--no-api", "--context-worker-count", "1", "--generate-worker-count", "0",
             "--request-plane-uri", clusterUris("prefill"), "--kv-host", "0.0.0.0", "--kv-advertise-host", topo.prefillKvIp, "--kv-port", String(KV_PORT), "--kv-offer-ttl-ms", "5000"]),
-          ready: /trtd ready: 1 prefill \+ 0 decode workers/,
+          ready: READY_PATTERNS.launcher,
         }),
         startInNamespace({
           name: "decode-host launcher",
@@ -132,7 +133,7 @@ describe.skipIf(!support.ok)("multi-host: three namespaces, a NATS cluster, KV o
           // Bare host:port entries work too (nats.js adds the scheme).
           argv: launcherArgv([...common, "--no-api", "--context-worker-count", "0", "--generate-worker-count", "1",
             "--request-plane-uri", clusterUris("decode").replaceAll("nats://", "")]),
-          ready: /trtd ready: 0 prefill \+ 1 decode workers/,
+          ready: READY_PATTERNS.launcher,
         }),
         // The api host: the launcher with no workers (it is ready once the api sees a decode worker on another host)...
         startInNamespace({
@@ -142,7 +143,7 @@ describe.skipIf(!support.ok)("multi-host: three namespaces, a NATS cluster, KV o
           argv: launcherArgv(["--worker-name", "mh", "--model-dir", modelDir, "--model-name", "tiny", "--context-worker-count", "0",
             "--generate-worker-count", "0", "--request-plane-uri", clusterUris("api"), "--api-server-host", "0.0.0.0",
             "--api-server-port", String(API_PORT), "--disagg-min-prompt-tokens", "1"]),
-          ready: /trtd ready: OpenAI API at/,
+          ready: READY_PATTERNS.launcher,
         }),
         // ...and a second api, always aggregated, for the reference outputs.
         startInNamespace({
@@ -151,12 +152,20 @@ describe.skipIf(!support.ok)("multi-host: three namespaces, a NATS cluster, KV o
           hostname: "api-host",
           argv: appArgv("api", ["--tokenizer", modelDir, "--model-name", "tiny", "--worker-name", "mh", "--request-plane-uri", clusterUris("api"),
             "--api-server-host", "0.0.0.0", "--api-server-port", String(AGG_API_PORT), "--no-disaggregation"]),
-          ready: /listening on \S+/,
+          ready: READY_PATTERNS.api,
         }),
       ]);
       for (const r of started) if (r.status === "fulfilled") apps.push(r.value);
       const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
       if (failed) throw failed.reason;
+      // Each launcher's ready line says what it runs on its host.
+      const runs = (name: string) => {
+        const r = parseLauncherReadyLine(apps.find((a) => a.name === name)!.ready[0]);
+        return r && { prefill: r.prefillWorkers, decode: r.decodeWorkers, api: r.apiUrl !== undefined };
+      };
+      expect(runs("prefill-host launcher")).toEqual({ prefill: 1, decode: 0, api: false });
+      expect(runs("decode-host launcher")).toEqual({ prefill: 0, decode: 1, api: false });
+      expect(runs("api-host launcher")).toEqual({ prefill: 0, decode: 0, api: true });
       apiUrl = `http://${topo.hosts.api.ip}:${API_PORT}`;
       aggUrl = `http://${topo.hosts.api.ip}:${AGG_API_PORT}`;
       await eventually(async () => {

@@ -7,7 +7,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Endpoints, type DecodeChunk, type DecodeRequest, type GenerateRequest, type PrefillResult } from "@trtd/apps-common";
+import { Endpoints, parseWorkerReadyLine, type DecodeChunk, type DecodeRequest, type GenerateRequest, type PrefillResult } from "@trtd/apps-common";
 import { connect, type NatsServerHandle, type RequestPlane } from "@trtd/request-plane";
 import { apiArgs, eventually, metricValue, modelDir, startApp, startNats, stopAll, waitForWorkers, workerArgs, type AppProcess } from "./support/processes.js";
 import { prompts, streamCompletion } from "./support/http.js";
@@ -20,9 +20,9 @@ const other: { decode?: AppProcess; prefill?: AppProcess } = {};
 let decodeA: AppProcess;
 
 const instanceOf = (p: AppProcess, role: string) => {
-  const m = p.output.join("\n").match(new RegExp(`trtd ${role} worker (\\S+) serving`));
-  if (!m) throw new Error(`no ready line from ${role}`);
-  return m[1];
+  const ready = p.output.map(parseWorkerReadyLine).find((r) => r?.role === role);
+  if (!ready) throw new Error(`no ready line from ${role}`);
+  return ready.instanceId;
 };
 const refusalLines = () => api.output.filter((l) => l.includes("refusing "));
 

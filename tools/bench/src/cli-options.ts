@@ -9,7 +9,13 @@ import type { Slo } from "./stats.js";
 
 type Flags = Record<string, string | boolean | undefined>;
 
-/** parseArgs with strict checking; its errors become InvalidOptionError. */
+/**
+ * parseArgs with strict checking; its errors become InvalidOptionError. Not the apps' parser (apps/common's cli.ts)
+ * on purpose: `trtd-bench run` loads any OpenAI-compatible server and loads nothing of trtd's apps (only
+ * `experiment` does, on demand, to start a launcher); none of its flags is an app's; its values are numbers that
+ * may be fractions or "inf"; its mistakes are the bench's own error catalogue (errors.ts). The launcher flags it
+ * writes for `experiment` come from apps-common (`executorArgv`), so those stay the apps' own.
+ */
 export function parseFlags(argv: string[], options: NonNullable<ParseArgsConfig["options"]>): Flags {
   try {
     return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Flags;

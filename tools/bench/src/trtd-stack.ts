@@ -8,6 +8,7 @@ import type { Workload } from "./cli-options.js";
 import { sendStreamingRequest } from "./client.js";
 import { InvalidOptionError, ServerStartupError } from "./errors.js";
 import type { ExecutorSettings } from "./frontend-overhead.js";
+import { executorArgv, parseLauncherReadyLine, READY_PATTERNS } from "@trtd/apps-common";
 import { startNatsServer, type NatsServerHandle } from "@trtd/request-plane";
 import { startProcess, waitForHttp, type ManagedProcess } from "./processes.js";
 
@@ -49,12 +50,7 @@ export async function startStack(
     "--request-plane-uri", `127.0.0.1:${h.natsPort}`,
     "--api-server-host", "127.0.0.1",
     "--api-server-port", "0",
-    "--model-dir", cfg.modelDir,
-    "--threads", String(cfg.executor.threads),
-    "--max-batch-size", String(cfg.executor.maxBatchSize),
-    "--max-tokens-per-iteration", String(cfg.executor.maxTokensPerIteration),
-    "--kv-tokens-per-block", String(cfg.executor.kvTokensPerBlock),
-    "--kv-block-count", String(cfg.executor.kvBlockCount),
+    ...executorArgv({ modelDir: cfg.modelDir, ...cfg.executor }),
     ...cfg.extraArgs,
   ];
   h.launcher = startProcess("launcher", process.execPath, args, {
@@ -63,14 +59,12 @@ export async function startStack(
     logFile: join(cfg.logDir, `${a.key}-launcher.log`),
   });
   // The launcher binds the api to a port the OS picks and prints where it is once its workers are ready.
-  const m = await h.launcher.waitForLine(READY_LINE, cfg.startupTimeoutMs);
-  const baseUrl = m[1];
+  const m = await h.launcher.waitForLine(READY_PATTERNS.launcher, cfg.startupTimeoutMs);
+  const baseUrl = parseLauncherReadyLine(m[0])?.apiUrl;
+  if (!baseUrl) throw new ServerStartupError(`the launcher runs no api: ${m[0]}`);
   await waitForHttp(`${baseUrl}/v1/models`, h.launcher, 10_000);
   return { baseUrl };
 }
-
-/** The launcher's ready line: "trtd ready: OpenAI API at http://127.0.0.1:PORT/v1 ...". */
-export const READY_LINE = /OpenAI API at (http:\/\/[^\s/]+)\/v1/;
 
 /** nats-server (JetStream on) on a free port (`@trtd/request-plane`'s starter); owned by the caller through `h`. */
 async function startNats(h: StackHandles): Promise<NatsServerHandle> {

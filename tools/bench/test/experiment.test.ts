@@ -62,7 +62,7 @@ describe("experiment driver (against the launcher and OpenAI test doubles, with 
     const pids = readFileSync(pidsFile, "utf8").trim().split(/\s+/).map(Number);
     expect(pids).toHaveLength(4);
     for (const pid of pids) expect(isAlive(pid), `pid ${pid}`).toBe(false);
-    expect(readFileSync(join(out, "logs", "disagg-launcher.log"), "utf8")).toContain("launcher test double: OpenAI API at http://127.0.0.1:");
+    expect(readFileSync(join(out, "logs", "disagg-launcher.log"), "utf8")).toMatch(/^trtd ready: OpenAI API at http:\/\/127\.0\.0\.1:\d+\/v1 \(model test-double; 1 prefill \+ 1 decode workers; launcher TEST DOUBLE\)$/m);
   });
 
   it("--sequential: one stack at a time, the SLO derived from both idle probes afterwards and attainment recomputed", async () => {

@@ -9,6 +9,7 @@ import { spawn } from "node:child_process";
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { parseArgs } from "node:util";
+import { launcherReadyLine } from "@trtd/apps-common";
 import { startOpenAITestDouble } from "./openai-test-double.js";
 
 const { values } = parseArgs({
@@ -46,9 +47,10 @@ if (process.env.BENCH_TEST_PIDS_FILE && process.env.BENCH_TEST_OVERLAP_FILE) {
   appendFileSync(process.env.BENCH_TEST_OVERLAP_FILE, alive.length ? `overlap ${alive.join(" ")}\n` : "alone\n");
 }
 if (process.env.BENCH_TEST_PIDS_FILE) appendFileSync(process.env.BENCH_TEST_PIDS_FILE, `${process.pid} ${worker.pid}\n`);
-// Starts up a little late and prints the real launcher's ready line.
+// Starts up a little late and prints the real launcher's ready line (its printer; `where` names the double).
 await new Promise((r) => setTimeout(r, 200));
-process.stdout.write(`launcher test double: OpenAI API at ${server.baseUrl}/v1 (model test-double)\n`);
+const workers = { prefillWorkers: Number(values["context-worker-count"] ?? 1), decodeWorkers: Number(values["generate-worker-count"] ?? 1) };
+process.stdout.write(`${launcherReadyLine({ apiUrl: server.baseUrl, model: "test-double", ...workers, where: "launcher TEST DOUBLE" })}\n`);
 process.once("SIGTERM", () => {
   // Leaves its "worker" running on purpose (and the worker ignores SIGTERM): the experiment must find and kill it.
   void server.close().then(() => process.exit(0));

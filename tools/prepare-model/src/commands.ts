@@ -1,4 +1,6 @@
 // The prepare-model subcommands. runCli returns the exit code; errors print one clear line (plus a cause) to stderr.
+// Flags are parsed here with parseArgs, not by the apps' parser (apps/common's cli.ts): subcommands take
+// positionals, none of the flags is an app's, and this tool makes models/tiny before any app is built or run.
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { generateModel, isTorchDtype, ModelError, validateModelDir, writeModelDir, type ModelDirReport, type TorchDtype } from "@trtd/model";

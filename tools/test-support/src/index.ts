@@ -4,6 +4,7 @@ export { startApp } from "./start-app.js";
 export { workerGauges, metricValue } from "./metrics.js";
 export { eventually } from "./eventually.js";
 export { mulberry32 } from "./prng.js";
+export { thrownMessage } from "./thrown.js";
 
 export type { AppProcess, AppExit, StartAppOptions } from "./start-app.js";
 export type { WorkerGauge } from "./metrics.js";

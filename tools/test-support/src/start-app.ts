@@ -10,7 +10,7 @@ export interface AppProcess<App extends string = string> {
   readonly app: App;
   readonly proc: ChildProcess;
   readonly pid: number;
-  /** Group 1 of the ready line, if the pattern has one (the URL an api or launcher announces); else "". */
+  /** Group `url` of its ready line (an api's, a launcher's with an api; READY_PATTERNS of @trtd/apps-common); else "". */
   readonly url: string;
   /** Everything it printed, stdout and stderr (for failure messages). */
   readonly output: string[];
@@ -22,7 +22,7 @@ export interface AppProcess<App extends string = string> {
 }
 
 export interface StartAppOptions {
-  /** A stdout line matching this means ready; its group 1, if any, becomes `url`. */
+  /** A line matching this means ready: the app's own pattern, `READY_PATTERNS[app]` of @trtd/apps-common. */
   ready: RegExp;
   /** Bound on the wait for the ready line. */
   timeoutMs: number;
@@ -56,5 +56,5 @@ export async function startApp<App extends string>(app: App, args: string[], opt
   const stop = async (boundMs = opts.stopBoundMs) => {
     await child.stop(boundMs);
   };
-  return { app, proc: child.proc, pid: child.pid, url: m[1] ?? "", output: child.output, exited: child.exited, kill: child.kill, stop };
+  return { app, proc: child.proc, pid: child.pid, url: m.groups?.url ?? "", output: child.output, exited: child.exited, kill: child.kill, stop };
 }

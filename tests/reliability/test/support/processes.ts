@@ -1,29 +1,22 @@
 // Real processes for the reliability tests: nats-server, prefill and decode workers and the api, each started
 // on 127.0.0.1 with free ports, read until it says it is ready (bounded), killed or stopped by PID.
+import { launcherChildPids as childPidsOf, READY_PATTERNS, type ReadyApp } from "@trtd/apps-common";
 import { startNatsServer, type NatsServerHandle, type NatsServerOptions } from "@trtd/request-plane";
 import * as support from "@trtd/test-support";
 import { eventually, modelDir, workerGauges } from "@trtd/test-support";
 
 export { repoRoot, modelDir, workerGauges, metricValue, eventually, type WorkerGauge } from "@trtd/test-support";
 
-export type AppName = "api" | "prefill" | "decode" | "launcher";
+export type AppName = ReadyApp;
 
 export type AppProcess = support.AppProcess<AppName>;
-
-// Only the api's and the launcher's lines carry a group: the api's URL (workers' `url` stays empty).
-const READY: Record<AppName, RegExp> = {
-  api: /listening on (\S+)/,
-  prefill: /trtd prefill worker \S+ serving/,
-  decode: /trtd decode worker \S+ serving/,
-  launcher: /trtd ready: OpenAI API at (\S+)\/v1/,
-};
 
 /** Every process started here, so a failed test still stops them all (afterAll calls stopAll). */
 const started = new Set<AppProcess>();
 
 export async function startApp(app: AppName, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<AppProcess> {
   const p = await support.startApp(app, args, {
-    ready: READY[app],
+    ready: READY_PATTERNS[app],
     timeoutMs: opts.timeoutMs ?? 60_000,
     stopBoundMs: 20_000,
     notReadyStopBoundMs: 1000,
@@ -74,10 +67,9 @@ export async function workersIdle(apiUrl: string): Promise<boolean> {
   return g.length > 0 && busy.length === 0;
 }
 
-/** PIDs of a launcher's child `name` (e.g. decode-0), in start order, from the ready lines it echoes. */
+/** PIDs of a launcher's child `name` (e.g. decode-0), in start order, from the worker ready lines it echoes. */
 export function launcherChildPids(launcher: AppProcess, name: string): number[] {
-  const re = new RegExp(`^\\[${name}\\] trtd (?:decode|prefill) worker \\S+ serving .* \\(pid (\\d+)\\)`);
-  return launcher.output.flatMap((l) => re.exec(l)?.slice(1) ?? []).map(Number);
+  return childPidsOf(launcher.output, name);
 }
 
 /** PIDs of a launcher's child `name` (api, decode-0, ...) in spawn order, from the "<name> (pid N) started" lines it logs. */
