@@ -7,7 +7,8 @@
 #      (space-separated VAR=VALUE[,VAR=VALUE] sets of environment; "-" for the defaults);
 #   3. with TRTD_ANATOMY_BENCH=1,32 (batches): bench_cuda.py's decode tok/s against the roofline (parts a-c), defaults.
 # The kernel checks run first (a wrong kernel makes every timing moot). Output in $OUT (default
-# /tmp/trtd-anatomy-out): kernel_check.log, gemv_bench.log, gemv_bench_pdl_off.log, decode-*.txt, run_anatomy.log.
+# /tmp/trtd-anatomy-out): kernel_check.log, gemv_bench.log (both passes), decode.txt (every variant), bench.json and
+# bench.log, run_anatomy.log: few files, since a device call returns only so many.
 # Carry: packages/trtllm/build/{libtrtd_executor_cuda.so,trtd_cuda_kernel_check,trtd_cuda_gemv_bench}.
 set -u -o pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -31,22 +32,23 @@ grep -E "FAIL|FP8|kernel checks" "$OUT/kernel_check.log" | tail -12
 echo "=== gemv bench"
 timeout 150 "$B/trtd_cuda_gemv_bench" --caps "${TRTD_GEMV_CAPS:-8,4,2}" > "$OUT/gemv_bench.log" 2>&1; echo "rc=$?"
 grep -v '^{' "$OUT/gemv_bench.log"
-TRTD_CUDA_PDL=0 timeout 90 "$B/trtd_cuda_gemv_bench" --skip-alone > "$OUT/gemv_bench_pdl_off.log" 2>&1; echo "rc=$?"
-grep chain "$OUT/gemv_bench_pdl_off.log"
+echo "=== gemv bench, PDL off" >> "$OUT/gemv_bench.log"
+TRTD_CUDA_PDL=0 timeout 90 "$B/trtd_cuda_gemv_bench" --skip-alone --caps "${TRTD_GEMV_CAPS:-8,4,2}" >> "$OUT/gemv_bench.log" 2>&1; echo "rc=$?"
+sed -n '/=== gemv bench, PDL off/,$p' "$OUT/gemv_bench.log" | grep chain
 
 echo "=== models"
 timeout 150 "$PY" tools/gpu/make_models.py "$MODELS" --shapes 1b,8b --dtype bfloat16 2>&1 | tail -3
 
 for variant in ${TRTD_ANATOMY_VARIANTS:--}; do
   for m in 1b 8b; do
-    tag="${m}-${variant//[^A-Za-z0-9_-]/_}"
     env_args=()
     [ "$variant" != "-" ] && IFS=, read -r -a env_args <<< "$variant"
-    echo "=== decode $m, variant $variant"
+    echo "=== decode $m, variant $variant" | tee -a "$OUT/decode.txt"
     env "${env_args[@]}" TRTD_CUDA_STEP_TIMING=1 timeout 120 "$PY" tools/gpu/profile_decode.py --lib "$B/libtrtd_executor_cuda.so" \
-      --model "$MODELS/$m-bf16" --new 128 > "$OUT/decode-$tag.txt" 2>&1
+      --model "$MODELS/$m-bf16" --new 128 > "$OUT/decode-last.txt" 2>&1
     echo "rc=$?"
-    grep -E '^\{|timing:' "$OUT/decode-$tag.txt"
+    cat "$OUT/decode-last.txt" >> "$OUT/decode.txt"
+    grep -E '^\{|timing:' "$OUT/decode-last.txt"
   done
 done
 if [ -n "${TRTD_ANATOMY_BENCH:-}" ]; then
