@@ -19,19 +19,11 @@
 
 #include "kernel_common.cuh"
 #include "kernels.cuh"
+#include "tests/cuda_check.cuh"
 
 using namespace trtd::cuda;
 
 namespace {
-
-#define CK(x)                                                                                  \
-    do {                                                                                       \
-        cudaError_t e_ = (x);                                                                  \
-        if (e_ != cudaSuccess) {                                                               \
-            std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
-            std::exit(2);                                                                      \
-        }                                                                                      \
-    } while (0)
 
 __global__ void fill_k(uint16_t * p, size_t n, uint32_t seed, float scale) {
     for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {

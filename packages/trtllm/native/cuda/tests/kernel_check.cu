@@ -14,6 +14,7 @@
 
 #include "fp8.cuh"
 #include "kernels.cuh"
+#include "tests/cuda_check.cuh"
 
 using namespace trtd::cuda;
 
@@ -25,15 +26,6 @@ void check(bool ok, const std::string & what, double err) {
     std::printf("%-4s %-60s max err %.3g\n", ok ? "ok" : "FAIL", what.c_str(), err);
     (ok ? passed : failed)++;
 }
-
-#define CK(x)                                                                                  \
-    do {                                                                                       \
-        cudaError_t e_ = (x);                                                                  \
-        if (e_ != cudaSuccess) {                                                               \
-            std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
-            std::exit(2);                                                                      \
-        }                                                                                      \
-    } while (0)
 
 uint16_t to_bf(float f) {
     uint32_t u;
