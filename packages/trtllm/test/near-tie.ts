@@ -273,14 +273,18 @@ export class NearTies {
     const line = `${what}: near-tie, needs ±${margin!.toExponential(2)} of ±${tol.toExponential(2)} (3 × measured bf16 rms error ${rms.toExponential(2)})`;
     console.warn(`[trtllm near-tie] ${line}`);
     this.accepted.push(line);
-    if (margin! > tol / 8) this.#loose.push(line);
+    if (margin! > tol / 8 && !(p.temperature > 0 && isFiltered(p))) this.#loose.push(line);
   }
 
   /**
-   * No more than this share of the comparisons may have needed a loose near-tie: one whose parting needs a move of
-   * more than tol / 8 (a correct executor needs few). Tight ones are not counted: a draw from a flat distribution
-   * (a random model's 100k tokens at temperature >= 1, walked in index order or over a wide nucleus) sits within a
-   * hair's breadth of its neighbours, so two bf16 runs part there often, with margins ~1e-3 against a bound ~6e-2.
+   * No more than this share of the comparisons may have needed a loose near-tie: a parting of a greedy or an
+   * index-order (unfiltered) walk that needs a move of more than tol / 8. There a correct executor needs few: the
+   * draw falls within a hair's breadth of a boundary between neighbours (a random model's 100k tokens at temperature
+   * >= 1), so two bf16 runs part there with margins ~1e-3 against a bound ~6e-2. Partings of filtered walks (top-k,
+   * top-p) are not counted: there two tokens whose logits differ by less than the bf16 error swap places in the walk,
+   * which moves the draw by a whole token's mass, and the move that explains it is half their logit gap, spread
+   * evenly over the whole bound (GPU run 21: 0.3e-2 to 8.7e-2 against bounds of 5e-2 to 1.1e-1). Each of those is
+   * still held to the 3-rms bound in expectSame.
    */
   expectFew(maxShare: number): void {
     expect(this.#loose.length, `loose near-ties accepted in ${this.#compared} comparisons:\n${this.#loose.join("\n")}`).toBeLessThanOrEqual(

@@ -2,7 +2,7 @@
 // prompt extended by those tokens and generatedOffset k, draws exactly what the uninterrupted request drew.
 // The continuation prefills the k tokens that the whole run decoded: on the reference executor that is the same
 // arithmetic, on the CUDA executor (bf16) other kernels, so there the two may part at a measured near-tie
-// (test/near-tie.ts), in at most a quarter of the comparisons.
+// (test/near-tie.ts); loose ones of index-order walks in at most a quarter of the comparisons.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, type Executor, type SamplingOptions } from "../src/index.js";
 import { expectIdle, openTiny, prompt, run, skipSuite } from "./helpers.js";
