@@ -20,6 +20,7 @@ import { Agent, request } from "node:http";
 import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import {
+  DEFAULT_MODEL_DIR,
   DEFAULT_NAMESPACE,
   Endpoints,
   executorArgv,
@@ -433,7 +434,7 @@ async function throughputPart(modelDir: string, tok: Tokenizer, short: { content
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
-  const modelDir = join(repoRoot, "models/tiny");
+  const modelDir = DEFAULT_MODEL_DIR;
   needed(join(modelDir, "config.json"));
   workDir = mkdtempSync(join(tmpdir(), "trtd-api-bench-"));
   if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true });

@@ -2,14 +2,14 @@
 // --generate-worker-count 1 --worker-name trtd --initialize-request-plane --request-plane-uri 127.0.0.1:4222`
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launcherReadyLine, makeLogger, onShutdownSignal, UsageError } from "@trtd/apps-common";
+import { DEFAULT_MODEL_DIR, launcherReadyLine, makeLogger, onShutdownSignal, UsageError } from "@trtd/apps-common";
 import { LAUNCHER_USAGE, parseLauncherCli } from "./cli.js";
 import { launch, LaunchError } from "./launch.js";
 
 const REPO_ROOT = resolve(fileURLToPath(import.meta.url), "../../../..");
 
 async function main(argv: string[]): Promise<void> {
-  const cli = parseLauncherCli(argv, resolve(REPO_ROOT, "models/tiny"));
+  const cli = parseLauncherCli(argv, DEFAULT_MODEL_DIR);
   if (cli.help) {
     console.log(LAUNCHER_USAGE);
     return;

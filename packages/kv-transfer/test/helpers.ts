@@ -1,5 +1,4 @@
 import { randomFillSync } from "node:crypto";
-import { join, resolve } from "node:path";
 import type { Executor } from "@trtd/trtllm";
 import { expect } from "vitest";
 import type { KvLayout } from "@trtd/model";
@@ -40,7 +39,7 @@ export async function until(cond: () => boolean, timeoutMs = 5000): Promise<void
 }
 
 /** The generated tiny model the process-level tests run on (built by the vitest globalSetup). */
-export const tiny = join(resolve(import.meta.dirname, "../../.."), "models/tiny");
+export { modelDir as tiny } from "@trtd/test-support";
 
 /** Deterministic pseudo-random prompt of n ids below 100 000. */
 export function prompt(n: number, salt: number): number[] {
