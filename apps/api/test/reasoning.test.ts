@@ -152,6 +152,24 @@ describe("reasoning content - HTTP, test-double backend", () => {
     }
     expect({ reasoning, content }).toEqual({ reasoning: message.reasoning_content, content: message.content });
   });
+
+  it("an answer sent back with its reasoning_content is accepted (the next turn of a conversation)", async () => {
+    const url = await start(THOUGHT, {});
+    const first = (await whole(url)).message;
+    const cut = (await whole(url, { max_tokens: 20 })).message;
+    expect(cut.content).toBeNull();
+    for (const m of [first, cut]) {
+      const w = await whole(url, { messages: [{ role: "user", content: "2+2?" }, { role: "assistant", ...m }, { role: "user", content: "and 3+3?" }] });
+      expect(w.message.content).toBe("The answer is 4.");
+    }
+    const res = await fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: MODEL, messages: [{ role: "assistant", content: "x", reasoning_content: 7 }] }),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { param: string } }).error.param).toBe("messages[0].reasoning_content");
+  });
 });
 
 describe("reasoning content - the real system decides from the chat template", () => {
