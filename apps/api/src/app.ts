@@ -122,20 +122,20 @@ export function createApiApp(opts: ApiAppOptions) {
   });
 
   /**
-   * Runs a generation, as SSE or as one JSON body. `pieces` turns the text stream into the stream's items (by
-   * default the text deltas themselves); `deltaJson` is `delta` serialised (a jsonTemplate, for speed).
+   * Runs a generation, as SSE or as one JSON body. `pieces` turns the text stream into the stream's items (the
+   * text deltas themselves, or reasoning/content pieces); `deltaJson` is `delta` serialised (a jsonTemplate, for speed).
    */
-  async function respond<T = string>(
+  async function respond<T>(
     c: Context,
     stream: { stream: boolean; includeUsage: boolean },
     req: ReturnType<typeof buildGenerateRequest>,
     stop: string[],
     shape: {
       whole: (text: string, r: GenerationResult) => unknown;
-      pieces?: (gen: AsyncGenerator<string, GenerationResult>) => AsyncGenerator<T, GenerationResult>;
+      pieces: (gen: AsyncGenerator<string, GenerationResult>) => AsyncGenerator<T, GenerationResult>;
       first?: () => unknown;
       delta: (item: T) => unknown;
-      deltaJson?: (item: T) => string;
+      deltaJson: (item: T) => string;
       last: (r: GenerationResult) => unknown;
       usage: (r: GenerationResult) => unknown;
     },
@@ -153,15 +153,14 @@ export function createApiApp(opts: ApiAppOptions) {
     }
     // Streaming: the first item is awaited before the response starts, so a failure before any output is
     // still an HTTP error with OpenAI error JSON; later failures are sent as an SSE error event.
-    const text = runGeneration(deps, req, stop, arrival, signal);
-    const gen = shape.pieces ? shape.pieces(text) : (text as unknown as AsyncGenerator<T, GenerationResult>);
+    const gen = shape.pieces(runGeneration(deps, req, stop, arrival, signal));
     const first = await gen.next();
     // Under @hono/node-server, events go straight onto Node's response (sse-writer.ts); app.request() without a
     // Node server (tests of the HTTP layer alone) takes hono's streamSSE.
     const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
     if (outgoing) {
       const sse = new NodeSseWriter(outgoing, c.newResponse(null).headers);
-      const delta = shape.deltaJson ?? ((item: T) => JSON.stringify(shape.delta(item)));
+      const delta = shape.deltaJson;
       void (async () => {
         try {
           // The role chunk and the first delta leave in one write.
@@ -243,6 +242,7 @@ export function createApiApp(opts: ApiAppOptions) {
     const contentDelta = jsonTemplate((s) => R.chatChunk(common, { content: s }, null, u));
     return respond(c, p.stream, req, p.stop, {
       whole: (text, r) => R.chatCompletion(common, text, r),
+      pieces: (gen) => gen,
       first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
       delta: (text) => R.chatChunk(common, { content: text }, null, u),
       deltaJson: contentDelta,
@@ -264,6 +264,7 @@ export function createApiApp(opts: ApiAppOptions) {
     const u = p.stream.includeUsage;
     return respond(c, p.stream, req, p.stop, {
       whole: (text, r) => R.completion(common, text, r),
+      pieces: (gen) => gen,
       delta: (text) => R.completionChunk(common, text, null, u),
       deltaJson: jsonTemplate((text) => R.completionChunk(common, text, null, u)),
       last: (r) => R.completionChunk(common, "", r.finishReason, u),

@@ -36,6 +36,8 @@ export interface RunningApiServer {
   readonly host: string;
   readonly port: number;
   readonly router: Router;
+  /** The reasoning parser chat completions use (from `reasoningParser` and the chat template); undefined: none. */
+  readonly reasoning: ReasoningOptions | undefined;
   /**
    * Stops taking connections, lets requests in progress finish for up to `graceMs` (default 0: open streams are
    * ended at once), then closes what is left, the worker clients and the tokenizer. Idempotent.
@@ -141,6 +143,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
     host,
     port,
     router,
+    reasoning,
     close(graceMs = 0) {
       closing ??= (async () => {
         const http = server as ServerType & { closeAllConnections?: () => void; closeIdleConnections?: () => void };

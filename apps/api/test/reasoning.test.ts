@@ -196,6 +196,8 @@ describe("reasoning content - the real system decides from the chat template", (
   });
 
   it("auto: a template that opens <think> gets the parser; models/tiny's does not", async () => {
+    expect(r1.server.reasoning).toEqual({ startsInReasoning: true });
+    expect(plain.server.reasoning).toBeUndefined();
     const w = await whole(r1.url, { max_tokens: 8, temperature: 0 });
     expect(w.message.content).toBeNull();
     expect(typeof w.message.reasoning_content).toBe("string");
