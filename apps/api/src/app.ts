@@ -11,6 +11,7 @@ import { PROMETHEUS_CONTENT_TYPE } from "./metrics/registry.js";
 import { bearerAuth, bodyLimit, requestId } from "./middleware/index.js";
 import { parseChatCompletion } from "./openai/chat-completions.js";
 import { parseCompletion } from "./openai/completions.js";
+import { createReasoningParser, splitReasoning, type ReasoningOptions } from "./openai/reasoning.js";
 import { CHAT_DEFAULT_MAX_TOKENS, COMPLETIONS_DEFAULT_MAX_TOKENS, DEFAULT_LIMITS, type ServerLimits } from "./openai/limits.js";
 import * as R from "./openai/responses.js";
 import { jsonTemplate, NodeSseWriter } from "./sse-writer.js";
@@ -26,6 +27,33 @@ export interface ApiAppOptions {
   metrics?: ApiMetrics;
   /** Called with unexpected (500) errors. */
   log?: (line: string) => void;
+  /**
+   * Split chat completions' `<think>…</think>` into `reasoning_content` (openai/reasoning.ts); undefined: no
+   * split. server.ts picks it from the chat template and `--reasoning-parser`.
+   */
+  reasoning?: ReasoningOptions;
+}
+
+/** A piece of a chat stream: reasoning text or answer text. */
+interface ChatPiece {
+  reasoning: boolean;
+  text: string;
+}
+
+/** Runs a text stream through a reasoning parser; ending this ends `gen` too (cancels in the workers). */
+async function* splitStream(gen: AsyncGenerator<string, GenerationResult>, opts: ReasoningOptions): AsyncGenerator<ChatPiece, GenerationResult> {
+  const parser = createReasoningParser(opts);
+  try {
+    for (;;) {
+      const step = await gen.next();
+      const p = step.done ? parser.finish() : parser.push(step.value);
+      if (p.reasoning) yield { reasoning: true, text: p.reasoning };
+      if (p.content) yield { reasoning: false, text: p.content };
+      if (step.done) return step.value;
+    }
+  } finally {
+    await gen.return(undefined as never);
+  }
 }
 
 const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
@@ -93,16 +121,21 @@ export function createApiApp(opts: ApiAppOptions) {
     return c.json({ object: "list", data: [{ id: opts.modelName, object: "model", created: 0, owned_by: "trtd" }] });
   });
 
-  /** Runs a generation, as SSE or as one JSON body. */
-  async function respond(
+  /**
+   * Runs a generation, as SSE or as one JSON body. `pieces` turns the text stream into the stream's items (the
+   * text deltas themselves, or reasoning/content pieces); `deltaJson` is `delta` serialised (a jsonTemplate, for speed).
+   */
+  async function respond<T>(
     c: Context,
     stream: { stream: boolean; includeUsage: boolean },
     req: ReturnType<typeof buildGenerateRequest>,
     stop: string[],
     shape: {
       whole: (text: string, r: GenerationResult) => unknown;
+      pieces: (gen: AsyncGenerator<string, GenerationResult>) => AsyncGenerator<T, GenerationResult>;
       first?: () => unknown;
-      delta: (text: string) => unknown;
+      delta: (item: T) => unknown;
+      deltaJson: (item: T) => string;
       last: (r: GenerationResult) => unknown;
       usage: (r: GenerationResult) => unknown;
     },
@@ -118,17 +151,16 @@ export function createApiApp(opts: ApiAppOptions) {
         text += step.value;
       }
     }
-    // Streaming: the first token is awaited before the response starts, so a failure before any output is
+    // Streaming: the first item is awaited before the response starts, so a failure before any output is
     // still an HTTP error with OpenAI error JSON; later failures are sent as an SSE error event.
-    const gen = runGeneration(deps, req, stop, arrival, signal);
+    const gen = shape.pieces(runGeneration(deps, req, stop, arrival, signal));
     const first = await gen.next();
     // Under @hono/node-server, events go straight onto Node's response (sse-writer.ts); app.request() without a
     // Node server (tests of the HTTP layer alone) takes hono's streamSSE.
     const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
     if (outgoing) {
       const sse = new NodeSseWriter(outgoing, c.newResponse(null).headers);
-      // The delta chunk's JSON around its text is serialised once per request.
-      const delta = jsonTemplate(shape.delta);
+      const delta = shape.deltaJson;
       void (async () => {
         try {
           // The role chunk and the first delta leave in one write.
@@ -191,10 +223,29 @@ export function createApiApp(opts: ApiAppOptions) {
     );
     const common = { id: `chatcmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;
+    const reasoning = opts.reasoning;
+    if (reasoning) {
+      // The same parser splits the whole text and the stream, so both give the same reasoning and content.
+      const reasoningDelta = jsonTemplate((s) => R.chatChunk(common, { reasoning_content: s }, null, u));
+      const contentDelta = jsonTemplate((s) => R.chatChunk(common, { content: s }, null, u));
+      return respond<ChatPiece>(c, p.stream, req, p.stop, {
+        whole: (text, r) => R.chatCompletionWithReasoning(common, splitReasoning(text, reasoning), r),
+        pieces: (gen) => splitStream(gen, reasoning),
+        first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
+        delta: (x) => R.chatChunk(common, x.reasoning ? { reasoning_content: x.text } : { content: x.text }, null, u),
+        deltaJson: (x) => (x.reasoning ? reasoningDelta(x.text) : contentDelta(x.text)),
+        last: (r) => R.chatChunk(common, {}, r.finishReason, u),
+        usage: (r) => R.chatUsageChunk(common, r),
+      });
+    }
+    // The delta chunk's JSON around its text is serialised once per request.
+    const contentDelta = jsonTemplate((s) => R.chatChunk(common, { content: s }, null, u));
     return respond(c, p.stream, req, p.stop, {
       whole: (text, r) => R.chatCompletion(common, text, r),
+      pieces: (gen) => gen,
       first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
       delta: (text) => R.chatChunk(common, { content: text }, null, u),
+      deltaJson: contentDelta,
       last: (r) => R.chatChunk(common, {}, r.finishReason, u),
       usage: (r) => R.chatUsageChunk(common, r),
     });
@@ -213,7 +264,9 @@ export function createApiApp(opts: ApiAppOptions) {
     const u = p.stream.includeUsage;
     return respond(c, p.stream, req, p.stop, {
       whole: (text, r) => R.completion(common, text, r),
+      pieces: (gen) => gen,
       delta: (text) => R.completionChunk(common, text, null, u),
+      deltaJson: jsonTemplate((text) => R.completionChunk(common, text, null, u)),
       last: (r) => R.completionChunk(common, "", r.finishReason, u),
       usage: (r) => R.completionUsageChunk(common, r),
     });

@@ -4,6 +4,7 @@ import { basename, dirname, resolve } from "node:path";
 import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE, intFlag, optionalIntFlag, parseFlags, portFlag, requestPlaneFlagOptions, requestPlaneFlags, stringFlag, UsageError, valueFlags } from "@trtd/apps-common";
 import { DEFAULT_MAX_REQUESTS_PER_WORKER, PREFILL_POLICY_DEFAULTS } from "./router/index.js";
 import { DEFAULT_LIMITS } from "./openai/limits.js";
+import { REASONING_PARSER_MODES, type ReasoningParserMode } from "./openai/reasoning.js";
 import type { ApiServerOptions } from "./server.js";
 
 export const API_USAGE = `usage: api --tokenizer MODEL_DIR --request-plane-uri nats://HOST:PORT [options]
@@ -22,12 +23,14 @@ export const API_USAGE = `usage: api --tokenizer MODEL_DIR --request-plane-uri n
   --max-requests-per-worker N         admission limit: when every decode worker has N requests outstanding, new
                                       ones get 503 overloaded at once (default ${DEFAULT_MAX_REQUESTS_PER_WORKER})
   --grace-ms N                        on SIGTERM, how long requests in progress may finish (default ${DEFAULT_GRACE_MS})
+  --reasoning-parser auto|none|think  split <think>…</think> of chat completions into reasoning_content: auto when
+                                      the chat template has <think> (default auto)
   --no-disaggregation                 always run aggregated on decode workers`;
 
 export const apiFlagOptions = {
   ...requestPlaneFlagOptions,
   ...valueFlags("tokenizer", "model-dir", "api-server-host", "api-server-port", "model-name", "api-key", "max-body-bytes", "max-prompt-tokens"),
-  ...valueFlags("request-timeout-ms", "disagg-min-prompt-tokens", "max-prefill-load", "max-requests-per-worker", "grace-ms"),
+  ...valueFlags("request-timeout-ms", "disagg-min-prompt-tokens", "max-prefill-load", "max-requests-per-worker", "grace-ms", "reasoning-parser"),
   "no-disaggregation": { type: "boolean" },
   help: { type: "boolean" },
 } as const;
@@ -37,6 +40,13 @@ export interface ApiCli extends Omit<ApiServerOptions, "plane"> {
   /** On SIGTERM, how long requests in progress may finish. */
   graceMs: number;
   help: boolean;
+}
+
+function reasoningParserFlag(value: string | undefined): ReasoningParserMode {
+  if (value === undefined) return "auto";
+  const mode = REASONING_PARSER_MODES.find((m) => m === value);
+  if (!mode) throw new UsageError(`--reasoning-parser must be one of ${REASONING_PARSER_MODES.join(", ")}, got ${value}`);
+  return mode;
 }
 
 export function parseApiCli(argv: string[], defaultModelDir: string): ApiCli {
@@ -67,6 +77,7 @@ export function parseApiCli(argv: string[], defaultModelDir: string): ApiCli {
       maxPrefillLoad: intFlag(v["max-prefill-load"], "max-prefill-load", { min: 1, fallback: PREFILL_POLICY_DEFAULTS.maxPrefillLoad }),
     },
     maxRequestsPerWorker: intFlag(v["max-requests-per-worker"], "max-requests-per-worker", { min: 1, fallback: DEFAULT_MAX_REQUESTS_PER_WORKER }),
+    reasoningParser: reasoningParserFlag(stringFlag(v, "reasoning-parser")),
     graceMs: intFlag(v["grace-ms"], "grace-ms", { min: 0, fallback: DEFAULT_GRACE_MS }),
     help: v.help === true,
   };

@@ -15,6 +15,7 @@ async function main(argv: string[]): Promise<void> {
   const server = await startApiServer({ ...cli, plane, log });
   // The ready line on stdout (apps/common's ready-line.ts): the launcher and tests wait for it.
   console.log(apiReadyLine({ url: server.url, model: cli.modelName }));
+  if (server.reasoning) log(`reasoning parser on (--reasoning-parser ${cli.reasoningParser}): <think>…</think> goes to reasoning_content${server.reasoning.startsInReasoning ? "; the prompt opens the block" : ""}`);
   onShutdownSignal(
     async () => {
       await server.close(cli.graceMs);

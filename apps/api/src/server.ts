@@ -8,6 +8,7 @@ import type { RequestPlane } from "@trtd/request-plane";
 import { createApiApp } from "./app.js";
 import { createApiMetrics } from "./metrics/api-metrics.js";
 import { DEFAULT_LIMITS, type ServerLimits } from "./openai/limits.js";
+import { reasoningFromTemplate, type ReasoningOptions, type ReasoningParserMode } from "./openai/reasoning.js";
 import { RequestPlaneWorkers, Router, type PrefillPolicyOptions } from "./router/index.js";
 import { TokenizerCodec } from "./tokenizer-adapter.js";
 
@@ -25,6 +26,8 @@ export interface ApiServerOptions {
   prefill?: PrefillPolicyOptions;
   /** Admission limit per decode worker (503 `overloaded` when every worker is at it); see RouterOptions. */
   maxRequestsPerWorker?: number;
+  /** Split `<think>…</think>` into `reasoning_content` (openai/reasoning.ts). Default `auto`: when the chat template has `<think>`. */
+  reasoningParser?: ReasoningParserMode;
   log?: (line: string) => void;
 }
 
@@ -33,6 +36,8 @@ export interface RunningApiServer {
   readonly host: string;
   readonly port: number;
   readonly router: Router;
+  /** The reasoning parser chat completions use (from `reasoningParser` and the chat template); undefined: none. */
+  readonly reasoning: ReasoningOptions | undefined;
   /**
    * Stops taking connections, lets requests in progress finish for up to `graceMs` (default 0: open streams are
    * ended at once), then closes what is left, the worker clients and the tokenizer. Idempotent.
@@ -66,9 +71,22 @@ export function deploymentIdentityOf(modelDir: string, log: (line: string) => vo
   return new DeploymentIdentity({ tokenizer: tokenizerIdentity(modelDir), ...(model ? { model } : {}) });
 }
 
+/** The reasoning parser the model's chat template calls for under `mode` (see reasoningFromTemplate). */
+function reasoningOf(codec: TokenizerCodec, mode: ReasoningParserMode): ReasoningOptions | undefined {
+  if (mode === "none") return undefined;
+  let generationPrompt: string | undefined;
+  try {
+    generationPrompt = codec.tokenizer.applyChatTemplate([{ role: "user", content: "x" }]);
+  } catch {
+    generationPrompt = undefined; // a template that refuses a lone user message: the output starts outside a block
+  }
+  return reasoningFromTemplate(mode, codec.tokenizer.chatTemplateSource, generationPrompt);
+}
+
 export async function startApiServer(o: ApiServerOptions): Promise<RunningApiServer> {
   const log = o.log ?? ((l: string) => console.error(l));
   const codec = TokenizerCodec.fromModelDir(o.tokenizerDir);
+  const reasoning = reasoningOf(codec, o.reasoningParser ?? "auto");
   const identity = deploymentIdentityOf(o.tokenizerDir, log);
   // Worker figures are read from `workers` when /metrics is scraped (after both exist).
   const metrics = createApiMetrics(() =>
@@ -105,7 +123,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
     contextLength,
     maxPromptTokens: o.limits?.maxPromptTokens ?? contextLength - 1,
   };
-  const { app } = createApiApp({ backend: router, codec, modelName: o.modelName, apiKey: o.apiKey, limits, metrics, log });
+  const { app } = createApiApp({ backend: router, codec, modelName: o.modelName, apiKey: o.apiKey, limits, metrics, log, reasoning });
   const host = o.host ?? "127.0.0.1";
   const server: ServerType = await new Promise((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: host, port: o.port ?? 8000 }, () => resolve(s));
@@ -125,6 +143,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
     host,
     port,
     router,
+    reasoning,
     close(graceMs = 0) {
       closing ??= (async () => {
         const http = server as ServerType & { closeAllConnections?: () => void; closeIdleConnections?: () => void };

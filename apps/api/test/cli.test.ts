@@ -17,6 +17,11 @@ describe("api - flags", () => {
     expect(cli.limits).toEqual({ maxBodyBytes: 1024 });
   });
 
+  it("--reasoning-parser: auto by default, or as given", () => {
+    expect(parseApiCli(["--tokenizer", modelDir], "/unused").reasoningParser).toBe("auto");
+    for (const mode of ["auto", "none", "think"]) expect(parseApiCli(["--tokenizer", modelDir, "--reasoning-parser", mode], "/unused").reasoningParser).toBe(mode);
+  });
+
   it("a mistake in a flag the workers take too reads the same as in a worker; the api's own are one line each", () => {
     for (const argv of [["--worker-name", "dA"], ["--request-plane-uri", "nats://h:0"], ["--grace-ms", "-1"], ["--bogus"]]) {
       expect(usageMessage(() => parseApiCli(["--tokenizer", modelDir, ...argv], "/unused")), argv.join(" ")).toBe(usageMessage(() => parseWorkerCli(argv, "/unused")));
@@ -24,5 +29,6 @@ describe("api - flags", () => {
     expect(usageMessage(() => parseApiCli(["--tokenizer", modelDir, "--api-server-port", "65536"], "/unused"))).toBe("--api-server-port must be <= 65535, got 65536");
     expect(usageMessage(() => parseApiCli(["--tokenizer", modelDir, "--max-prompt-tokens", "0"], "/unused"))).toBe("--max-prompt-tokens must be an integer >= 1, got 0");
     expect(usageMessage(() => parseApiCli(["--tokenizer", "/nonexistent/dir"], "/unused"))).toBe("--tokenizer: /nonexistent/dir does not exist");
+    expect(usageMessage(() => parseApiCli(["--tokenizer", modelDir, "--reasoning-parser", "deepseek"], "/unused"))).toBe("--reasoning-parser must be one of auto, none, think, got deepseek");
   });
 });

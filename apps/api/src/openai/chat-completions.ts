@@ -22,8 +22,11 @@ const KNOWN = new Set([
   "logprobs", "user", "stream", "stream_options",
 ]);
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
-/** Fields of a message. `tool_call_id` (of a "tool" message) is accepted and not used. */
-const MESSAGE_KNOWN = new Set(["role", "content", "name", "tool_call_id"]);
+/**
+ * Fields of a message. `tool_call_id` (of a "tool" message) is accepted and not used; so is `reasoning_content`
+ * (of an assistant message this server returned, sent back as it came: chat templates drop past reasoning).
+ */
+const MESSAGE_KNOWN = new Set(["role", "content", "name", "tool_call_id", "reasoning_content"]);
 /**
  * Message fields of OpenAI's API this server does not implement: accepted only empty or null. Tools are not
  * supported, so an assistant message that carries `tool_calls` is refused (naming `messages[i].tool_calls`) rather
@@ -70,8 +73,10 @@ function parseMessages(v: unknown): ChatMessage[] {
       throw new InvalidRequestError(`messages[${i}].role must be one of ${[...ROLES].join(", ")}`, `messages[${i}].role`);
     }
     V.checkFields(msg, MESSAGE_KNOWN, MESSAGE_NEUTRAL, `messages[${i}].`);
-    const out: ChatMessage = { role: msg.role, content: messageContent(msg.content, i) };
-    for (const k of ["name", "tool_call_id"] as const) {
+    // An answer that was all reasoning (cut off inside the block) has null content; sent back, it is empty.
+    const allReasoning = msg.role === "assistant" && msg.content === null && typeof msg.reasoning_content === "string";
+    const out: ChatMessage = { role: msg.role, content: allReasoning ? "" : messageContent(msg.content, i) };
+    for (const k of ["name", "tool_call_id", "reasoning_content"] as const) {
       if (msg[k] !== undefined && msg[k] !== null && typeof msg[k] !== "string") {
         throw new InvalidRequestError(`messages[${i}].${k} must be a string`, `messages[${i}].${k}`);
       }

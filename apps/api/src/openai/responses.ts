@@ -34,7 +34,21 @@ export function chatCompletion(c: Common, content: string, r: GenerationResult) 
   };
 }
 
-export function chatChunk(c: Common, delta: { role?: "assistant"; content?: string }, finishReason: OpenAIFinishReason | null, includeUsage: boolean) {
+/**
+ * With a reasoning parser: `reasoning_content` is the block's text (null when the output opened none), `content`
+ * the rest; content is null when the output was all reasoning (an unclosed block cut off by max_tokens), as vLLM.
+ */
+export function chatCompletionWithReasoning(c: Common, split: { reasoning: string; content: string; sawReasoning: boolean }, r: GenerationResult) {
+  const content = split.content === "" && split.sawReasoning ? null : split.content;
+  const reasoning_content = split.sawReasoning ? split.reasoning : null;
+  return {
+    ...header(c, "chat.completion"),
+    choices: [{ index: 0, message: { role: "assistant" as const, content, reasoning_content, refusal: null }, logprobs: null, finish_reason: r.finishReason }],
+    usage: usageOf(r),
+  };
+}
+
+export function chatChunk(c: Common, delta: { role?: "assistant"; content?: string; reasoning_content?: string }, finishReason: OpenAIFinishReason | null, includeUsage: boolean) {
   return {
     ...header(c, "chat.completion.chunk"),
     choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],

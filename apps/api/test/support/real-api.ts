@@ -4,7 +4,7 @@ import { EXECUTOR_DEFAULTS } from "@trtd/apps-common";
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
 import { createInProcessPlane, type RequestPlane } from "@trtd/request-plane";
 import { eventually, modelDir } from "@trtd/test-support";
-import { startApiServer, type RunningApiServer, type ServerLimits } from "../../src/index.js";
+import { startApiServer, type ApiServerOptions, type RunningApiServer, type ServerLimits } from "../../src/index.js";
 
 export interface RealApi {
   readonly url: string;
@@ -15,13 +15,20 @@ export interface RealApi {
   stop(): Promise<void>;
 }
 
-export async function startRealApi(limits: Partial<ServerLimits> = {}): Promise<RealApi> {
+export interface RealApiOptions {
+  /** The model directory of the worker and the api (default models/tiny). */
+  modelDir?: string;
+  reasoningParser?: ApiServerOptions["reasoningParser"];
+}
+
+export async function startRealApi(limits: Partial<ServerLimits> = {}, o: RealApiOptions = {}): Promise<RealApi> {
+  const dir = o.modelDir ?? modelDir;
   const plane: RequestPlane = createInProcessPlane();
   const logs: string[] = [];
-  const decode = await startDecodeWorker({ plane, executor: { ...EXECUTOR_DEFAULTS, modelDir, threads: 1, kvBlockCount: 256 } });
+  const decode = await startDecodeWorker({ plane, executor: { ...EXECUTOR_DEFAULTS, modelDir: dir, threads: 1, kvBlockCount: 256 } });
   let server: RunningApiServer | undefined;
   try {
-    server = await startApiServer({ plane, tokenizerDir: modelDir, modelName: "tiny", host: "127.0.0.1", port: 0, limits, log: (l) => logs.push(l) });
+    server = await startApiServer({ plane, tokenizerDir: dir, modelName: "tiny", reasoningParser: o.reasoningParser, host: "127.0.0.1", port: 0, limits, log: (l) => logs.push(l) });
     const router = server.router;
     await eventually(() => router.readiness().ready, 10_000, "the api to see the decode worker", { intervalMs: 20 });
     const s = server;
