@@ -30,3 +30,17 @@ export async function disturbedStreams(url: string, disturb: () => void): Promis
   expect(done).toBe(true);
   return { results, reference, migrated: (await metricValue(url, "trtd_migrated_requests_total")) - before };
 }
+
+/**
+ * Every disturbed stream ended without an error, with the undisturbed run's text (`stream i` named in a failure), and
+ * no gap between its chunks of `maxGapMs` or more; with `atLength`, each also ended at its token limit.
+ */
+export function expectStreamsIntact(run: { results: StreamResult[]; reference: StreamResult[] }, maxGapMs: number, opts: { atLength?: boolean } = {}): void {
+  const { results, reference } = run;
+  for (let i = 0; i < results.length; i++) {
+    expect(results[i].error).toBeUndefined();
+    if (opts.atLength) expect(results[i].finishReason).toBe("length");
+    expect(results[i].text, `stream ${i}`).toBe(reference[i].text);
+    expect(results[i].maxGapMs).toBeLessThan(maxGapMs);
+  }
+}
