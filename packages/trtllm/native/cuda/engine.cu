@@ -1,5 +1,6 @@
 // The device side of the CUDA executor (engine.hpp).
 #include "engine.hpp"
+#include "kernel_common.cuh"
 
 #include <algorithm>
 #include <chrono>
@@ -380,10 +381,7 @@ bool Engine::fuse_enabled() {
 }
 
 long Engine::o_prefetch_bytes() {
-    static const long n = [] {
-        const char * e = std::getenv("TRTD_CUDA_O_PREFETCH_BYTES");
-        return e && *e ? std::max(0L, std::atol(e)) : long(1) << 40;
-    }();
+    static const long n = env_nonnegative("TRTD_CUDA_O_PREFETCH_BYTES", long(1) << 40);
     return n;
 }
 

@@ -25,6 +25,12 @@ inline void check_launch(const char * what) {
     if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
 }
 
+// A non-negative integer (bytes, counts) from the environment variable `name`; `dflt` when it is unset or empty.
+inline long env_nonnegative(const char * name, long dflt) {
+    const char * e = std::getenv(name);
+    return e && *e ? std::max(0L, std::atol(e)) : dflt;
+}
+
 // CTAs per SM that a small-batch GEMM's grid may reach (the rest loop): 8 unless TRTD_CUDA_GEMV_CTAS_PER_SM says
 // otherwise (a tuning knob for the GPU benches; tools/gpu/gemv_bench sweeps it in one process through this reference).
 inline int & small_gemm_ctas_per_sm() {
@@ -42,10 +48,7 @@ inline int & small_gemm_ctas_per_sm() {
 // ahead of the loads that need the bytes now, and overflow L2). TRTD_CUDA_GEMV_PREFETCH_BYTES sets it (the GPU
 // benches sweep it through this reference); a launcher may ask for more where HBM is otherwise idle.
 inline long & gemv_prefetch_bytes() {
-    static long n = [] {
-        const char * e = std::getenv("TRTD_CUDA_GEMV_PREFETCH_BYTES");
-        return e && *e ? std::max(0L, std::atol(e)) : 0L;
-    }();
+    static long n = env_nonnegative("TRTD_CUDA_GEMV_PREFETCH_BYTES", 0);
     return n;
 }
 // Whether the small-batch GEMMs issue their first group of weight loads before waiting on the previous kernel (PDL),
