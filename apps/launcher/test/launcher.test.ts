@@ -339,17 +339,27 @@ describe("launcher - stop order", () => {
       const nats = pidOf(/nats-server \S+ started \(pid (\d+)/);
       const workers = [launcherChildPids(d.output, "decode-0")[0]!, launcherChildPids(d.output, "prefill-0")[0]!];
       for (const p of [nats, ...workers]) expect(isAlive(p), `pid ${p} alive`).toBe(true);
-      // When each process went, sampled every 5 ms from the signal on (bounded by eventually's 60 s).
-      const goneAt = new Map<number, number>();
+      // The sample in which each process was first seen gone, sampled every 5 ms from the signal on (bounded by
+      // eventually's 60 s). Each sample looks at the workers first and nats-server last, so a sample that finds a
+      // worker alive and nats-server already gone is a violation; one that finds both gone cannot order them.
+      const goneIn = new Map<number, number>();
+      const goneMs = new Map<number, number>();
       const t0 = Date.now();
+      let sample = 0;
       d.kill("SIGINT");
       await eventually(async () => {
-        for (const p of [nats, ...workers]) if (!goneAt.has(p) && !isAlive(p)) goneAt.set(p, Date.now() - t0);
-        return goneAt.size === 3;
+        sample++;
+        for (const p of [...workers, nats]) {
+          if (!goneIn.has(p) && !isAlive(p)) {
+            goneIn.set(p, sample);
+            goneMs.set(p, Date.now() - t0);
+          }
+        }
+        return goneIn.size === 3;
       }, 60_000, "the workers and nats-server to stop", 5);
-      // First seen gone, per sample: every sample that saw a worker alive saw nats-server alive too.
-      const lastWorker = Math.max(...workers.map((p) => goneAt.get(p)!));
-      expect(goneAt.get(nats)!, `nats-server gone at ${goneAt.get(nats)} ms, the last worker at ${lastWorker} ms`).toBeGreaterThanOrEqual(lastWorker);
+      // Every sample that saw a worker alive saw nats-server alive too.
+      const lastWorker = workers.reduce((a, p) => (goneIn.get(p)! > goneIn.get(a)! ? p : a));
+      expect(goneIn.get(nats)!, `nats-server first seen gone in sample ${goneIn.get(nats)} (${goneMs.get(nats)} ms), the last worker in sample ${goneIn.get(lastWorker)} (${goneMs.get(lastWorker)} ms)`).toBeGreaterThanOrEqual(goneIn.get(lastWorker)!);
       expect((await d.exited).code).toBe(0);
     } finally {
       await d.stop();
