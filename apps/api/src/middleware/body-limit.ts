@@ -25,9 +25,12 @@ export function bodyLimit(maxBytes: number, options: BodyLimitOptions = {}): Mid
   const { drainMaxBytes = BODY_DRAIN_DEFAULTS.drainMaxBytes, drainMaxMs = BODY_DRAIN_DEFAULTS.drainMaxMs } = options;
   return async function bodyLimitMiddleware(c, next) {
     const raw = c.req.raw;
-    if (!raw.body) return next();
+    // The declared length first: touching raw.body makes @hono/node-server build a web Request with a stream body
+    // for the rest of the request's life, and then read the body through web streams instead of straight from the
+    // socket (about 0.2 ms per request, measured as the api's TTFT).
     const length = raw.headers.has("transfer-encoding") ? undefined : raw.headers.get("content-length");
     if (length !== undefined && length !== null && Number(length) <= maxBytes) return next();
+    if (!raw.body) return next();
     const reader = raw.body.getReader();
     let size = 0;
     if (length === undefined || length === null) {
