@@ -2,6 +2,7 @@
 import type { ServerResponse } from "node:http";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono, type Context } from "hono";
+import { traceStage } from "@trtd/apps-common";
 import { streamSSE } from "hono/streaming";
 import type { GenerationBackend } from "./backend.js";
 import { ApiError, ApiErrorCodes, InvalidRequestError, NotFoundError, RequestTooLargeError, toApiError } from "./errors.js";
@@ -216,7 +217,9 @@ export function createApiApp(opts: ApiAppOptions) {
 
   app.post("/v1/chat/completions", async function chatCompletions(c) {
     const p = parseChatCompletion(await readJson(c), opts.modelName);
+    traceStage?.("api.parsed");
     const promptTokens = await opts.codec.encodeChat(p.messages, c.req.raw.signal);
+    traceStage?.("api.tokenized");
     const req = buildGenerateRequest(
       deps,
       { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: p.maxTokensParam, promptParam: "messages" }

@@ -1,7 +1,7 @@
 // One generation from the api's side: build the internal request, run it on the backend, detokenize
 // incrementally with stop strings, keep latency metrics. Both endpoints, streaming or not, go through here.
 import { randomInt, randomUUID } from "node:crypto";
-import type { DecodeChunk, FinishReason, GenerateRequest } from "@trtd/apps-common";
+import { traceStage, type DecodeChunk, type FinishReason, type GenerateRequest } from "@trtd/apps-common";
 import type { GenerationBackend } from "./backend.js";
 import { ApiErrorCodes, DeadlineExceededError, InvalidRequestError, WorkerFailedError } from "./errors.js";
 import type { ApiMetrics } from "./metrics/api-metrics.js";
@@ -101,6 +101,7 @@ export async function* runGeneration(deps: GenerationDeps, req: GenerateRequest,
   metrics.inFlight.add({}, 1);
   metrics.promptTokens.inc({}, req.tokens.length);
   try {
+    traceStage?.("api.dispatch");
     const stream = backend.generate(req, local.signal);
     let stopped = false;
     let finished = false;
@@ -118,7 +119,10 @@ export async function* runGeneration(deps: GenerationDeps, req: GenerateRequest,
       if (chunk.error || chunk.finishReason === "error") throw new WorkerFailedError(chunk.error ?? "the worker failed the request");
       if (chunk.tokens.length > 0) {
         const now = performance.now();
-        if (completionTokens === 0) metrics.ttft.observe((now - arrival) / 1000);
+        if (completionTokens === 0) {
+          traceStage?.("api.first_token");
+          metrics.ttft.observe((now - arrival) / 1000);
+        }
         else {
           // Tokens that arrive together share the gap since the previous chunk.
           const gap = (now - lastTokenAt) / 1000 / chunk.tokens.length;

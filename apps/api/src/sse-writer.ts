@@ -4,6 +4,7 @@
 // the same event-loop turn leave in one write (cork until setImmediate), the first one is sent at once (time to
 // first token), and a full socket buffer makes the producer wait for `drain`.
 import type { ServerResponse } from "node:http";
+import { traceStage } from "@trtd/apps-common";
 
 /**
  * A JSON template with one string slot: `fill(s)` equals `JSON.stringify(make(s))`, with the constant parts
@@ -47,6 +48,7 @@ export class NodeSseWriter {
 
   /** Sends `data` as one event now (with anything queued before it). */
   async sendNow(data: string): Promise<void> {
+    traceStage?.("api.sse_write_now");
     this.pending += `data: ${data}\n\n`;
     await this.flush();
   }

@@ -53,3 +53,5 @@ export type { EngineProgressSample } from "./progress.js";
 export { ProgressWatchdog, DEFAULT_STALL_TIMEOUT_MS } from "./progress.js";
 export type { WorkerHealthMessage } from "./supervision.js";
 export { isWorkerHealthMessage, reportHealthToSupervisor, HEALTH_REPORT_INTERVAL_MS, WORKER_HEALTH_MESSAGE } from "./supervision.js";
+// Stage stamps (TRTD_TRACE_STAGES=1) for the api's and the workers' TTFT breakdown (apps/api/bench/stages.ts).
+export { traceStage } from "@trtd/process";

@@ -4,6 +4,7 @@ import {
   executorSampling,
   finishReasonOf,
   parseDecodeRequest,
+  traceStage,
   type DecodeChunk,
   type DecodeRequest,
   type ExecutionMode,
@@ -44,7 +45,10 @@ export interface DecodeHandlerDeps {
 /** Executor chunks as wire chunks; the first carries the mode (and KV figures). */
 async function* relay(stream: AsyncIterable<GenerateChunk>, first: Pick<DecodeChunk, "mode" | "kv">): AsyncGenerator<DecodeChunk> {
   let head: Pick<DecodeChunk, "mode" | "kv"> | undefined = first;
+  let tokens = 0;
   for await (const c of stream) {
+    if (tokens === 0 && c.tokens.length > 0) traceStage?.("decode.first_token");
+    tokens += c.tokens.length;
     const out: DecodeChunk = { tokens: c.tokens, ...head };
     head = undefined;
     if (c.final) {
@@ -73,10 +77,12 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
       log(`${req.id}: the executor cannot resume draws at ${offset} (${err.message}); continuing with a fresh draw count`);
       stream = executor.generate(base, { signal });
     }
+    traceStage?.("decode.enqueued");
     return relay(stream, { mode });
   };
 
   return async function* decode(raw: DecodeRequest, ctx: RequestContext): AsyncGenerator<DecodeChunk> {
+    traceStage?.("decode.handler");
     const req = parseDecodeRequest(raw);
     const { signal } = ctx;
     const p = req.prefill;
@@ -113,6 +119,7 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
       },
       { signal },
     );
+    traceStage?.("decode.enqueued");
     // A generation-only request's output starts with the first token (the executor re-emits it), so the
     // client sees the same sequence as in aggregated mode.
     yield* relay(stream, { mode: "disaggregated", kv: { bytes: pulled.bytes, transferMs: pulled.transferMs, path: pulled.path, fallbacks: pulled.fallbacks } });

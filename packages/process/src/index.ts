@@ -223,3 +223,5 @@ export function descendantPids(root: number): number[] {
   }
   return out;
 }
+
+export { parseStageLine, STAGE_LINE_PREFIX, traceStage } from "./stage-trace.js";

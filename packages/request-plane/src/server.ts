@@ -1,4 +1,5 @@
 import type { Codec } from "./codec.js";
+import { traceStage } from "@trtd/process";
 import { CancelledError, PayloadTooLargeError, RequestPlaneError, TimeoutError } from "./errors.js";
 import { instancePath, newInstanceId, subjects, validateInstanceId, type EndpointId } from "./names.js";
 import { DEFAULT_WINDOW, isObj, type ControlMsg, type Frame, type ReqMsg, type UpMsg } from "./protocol.js";
@@ -228,6 +229,7 @@ export class Server implements ServedEndpoint {
   }
 
   private readonly flushOut = (): void => {
+    traceStage?.("plane.reply_flush");
     this.flushScheduled = false;
     const q = this.outq;
     this.outq = [];
@@ -235,6 +237,7 @@ export class Server implements ServedEndpoint {
   };
 
   private onInstanceMsg(m: TransportMsg): void {
+    traceStage?.("plane.request_in");
     if (m.noResponders || !m.reply) return;
     let req: ReqMsg;
     try {

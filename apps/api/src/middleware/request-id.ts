@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { traceStage } from "@trtd/apps-common";
 import type { MiddlewareHandler } from "hono";
 
 declare module "hono" {
@@ -16,6 +17,7 @@ const VALID_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 export function requestId(): MiddlewareHandler {
   return async function requestIdMiddleware(c, next) {
     c.set("arrival", performance.now());
+    traceStage?.("api.arrival");
     const given = c.req.header(REQUEST_ID_HEADER);
     const id = given && VALID_ID.test(given) ? given : randomUUID();
     c.set("requestId", id);

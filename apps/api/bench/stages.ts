@@ -1,0 +1,187 @@
+// Where the api path's time to first token goes, stage by stage (issues 16 and 19).
+//
+//   node --import tsx --conditions=source apps/api/bench/stages.ts [--executor reference|cuda] [--model-dir DIR]
+//     [--reps N] [--prompt-words 16,1000] [--threads N] [--kv-block-count N]
+//
+// Starts nats-server, one decode worker and an api (--no-disaggregation: the aggregated path), each on 127.0.0.1 and
+// run as this process runs (sources through tsx, or dist/), with TRTD_TRACE_STAGES=1: each writes `trtd-stage <label>
+// <ns>` stamps to stderr (@trtd/process traceStage; one monotonic clock for the whole host). For each prompt length,
+// one streaming chat request through HTTP (max_tokens 2, greedy) alternates with the executor's own TTFT, measured in
+// this process on an executor opened with the workers' settings for the same prompt tokens. Per request the stamps are
+// placed on the timeline of the client's send; the medians over the reps show which hop costs what:
+//   api.arrival, api.parsed, api.tokenized, api.dispatch     the api, from the request's arrival to the request plane
+//   plane.request_in, decode.handler, decode.enqueued       the decode worker, from the NATS message to the executor
+//   decode.first_token, plane.reply_flush                   the first token leaves the worker
+//   api.first_token, api.sse_write_now, client.first_content back through the api to the client
+// The last line is one JSON object. Every process is stopped by PID at the end; every wait is bounded.
+import { Agent, request } from "node:http";
+import { resolve } from "node:path";
+import { DEFAULT_MODEL_DIR, executorArgv, intFlag, parseFlags, READY_PATTERNS, stringFlag, UsageError, valueFlags } from "@trtd/apps-common";
+import { describe } from "@trtd/bench";
+import { parseStageLine, spawnChild, type Child } from "@trtd/process";
+import { startNatsServer } from "@trtd/request-plane";
+import { Tokenizer } from "@trtd/tokenizer";
+import { Executor } from "@trtd/trtllm";
+
+function stageFlags(argv: string[]) {
+  const f = parseFlags(argv, valueFlags("executor", "model-dir", "reps", "prompt-words", "threads", "kv-block-count"));
+  const executor = stringFlag(f, "executor") ?? "reference";
+  if (executor !== "reference" && executor !== "cuda") throw new UsageError(`--executor takes reference or cuda, got ${executor}`);
+  const words = (stringFlag(f, "prompt-words") ?? "16,1000").split(",").map((w) => intFlag(w, "prompt-words", { min: 1, fallback: 16 }));
+  return {
+    executor,
+    modelDir: resolve(stringFlag(f, "model-dir") ?? DEFAULT_MODEL_DIR),
+    reps: intFlag(f.reps, "reps", { min: 1, fallback: 30 }),
+    words,
+    threads: intFlag(f.threads, "threads", { min: 1, fallback: 1 }),
+    kvBlockCount: intFlag(f["kv-block-count"], "kv-block-count", { min: 1, fallback: executor === "cuda" ? 512 : 2048 }),
+  };
+}
+const opts = (() => {
+  try {
+    return stageFlags(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`api stages: ${err.message}`);
+    process.exit(2);
+  }
+})();
+
+const STARTUP_MS = 240_000;
+const REQUEST_MS = 60_000;
+const EXECUTOR = {
+  threads: opts.threads,
+  maxBatchSize: 64,
+  maxTokensPerIteration: 2048,
+  kvTokensPerBlock: 16,
+  kvBlockCount: opts.kvBlockCount,
+  ...(opts.executor === "cuda" ? { executor: "cuda" as const } : {}),
+};
+
+const hr = () => process.hrtime.bigint();
+/** Stamps from every child, in arrival order; cleared before each request. */
+const stamps: { label: string; ns: bigint }[] = [];
+const children: Child[] = [];
+
+function startChild(name: string, file: string, args: string[], ready: RegExp): Promise<RegExpExecArray> {
+  const child = spawnChild({
+    name,
+    command: process.execPath,
+    args: [...process.execArgv, file, ...args],
+    env: { ...process.env, TRTD_TRACE_STAGES: "1" },
+    stopTree: true,
+    onLine: (line) => {
+      const s = parseStageLine(line);
+      if (s) stamps.push(s);
+    },
+  });
+  children.push(child);
+  return child.waitForLine(ready, STARTUP_MS);
+}
+
+/** One streaming chat request; the client's send and first non-empty content on the same clock as the stamps. */
+function streamChat(agent: Agent, url: string, content: string): Promise<{ sent: bigint; first: bigint; promptTokens: number }> {
+  const body = JSON.stringify({ model: "m", messages: [{ role: "user", content }], max_tokens: 2, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  return new Promise((res, rej) => {
+    const sent = hr();
+    let first = 0n;
+    let text = "";
+    const req = request(`${url}/v1/chat/completions`, { method: "POST", agent, timeout: REQUEST_MS, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (r) => {
+      r.setEncoding("utf8");
+      r.on("data", (d: string) => {
+        if (first === 0n && /"content":"[^"]/.test(d)) first = hr();
+        text += d;
+      });
+      r.on("end", () => {
+        const p = /"prompt_tokens":(\d+)/.exec(text);
+        if (r.statusCode !== 200 || first === 0n || !p) rej(new Error(`HTTP ${r.statusCode}: ${text.slice(0, 300)}`));
+        else res({ sent, first, promptTokens: Number(p[1]) });
+      });
+    });
+    req.on("timeout", () => req.destroy(new Error(`no answer within ${REQUEST_MS} ms`)));
+    req.on("error", rej);
+    req.end(body);
+  });
+}
+
+async function executorTtft(ex: Executor, tokens: number[]): Promise<number> {
+  const t0 = hr();
+  let first = 0n;
+  for await (const c of ex.generate({ prompt: tokens, maxNewTokens: 2 })) {
+    if (c.error) throw c.error;
+    if (first === 0n && c.tokens.length > 0) first = hr();
+  }
+  if (first === 0n) throw new Error("the executor produced no token");
+  return Number(first - t0) / 1e6;
+}
+
+const WORDS = "the quick brown fox jumps over a lazy dog while seven clever engineers measure latency on small machines".split(" ");
+const round = (x: number | undefined) => (x === undefined ? undefined : Math.round(x * 1000) / 1000);
+
+async function main() {
+  const nats = await startNatsServer({ host: "127.0.0.1" });
+  const tok = Tokenizer.fromModelDir(opts.modelDir);
+  let ex: Executor | undefined;
+  const agent = new Agent({ keepAlive: true });
+  const out: Record<string, unknown> = { executor: opts.executor, modelDir: opts.modelDir, reps: opts.reps };
+  try {
+    const worker = ["--request-plane-uri", nats.uri, "--model-dir", opts.modelDir, ...executorArgv(EXECUTOR)];
+    await startChild("decode", resolve("apps/decode/src/main.ts"), worker, READY_PATTERNS.decode);
+    const api = await startChild(
+      "api",
+      resolve("apps/api/src/main.ts"),
+      ["--tokenizer", opts.modelDir, "--model-name", "m", "--request-plane-uri", nats.uri, "--api-server-host", "127.0.0.1", "--api-server-port", "0", "--no-disaggregation"],
+      READY_PATTERNS.api,
+    );
+    const url = api.groups!.url!;
+    ex = Executor.open(opts.modelDir, EXECUTOR);
+    for (const n of opts.words) {
+      const content = Array.from({ length: n }, (_, i) => WORDS[i % WORDS.length]).join(" ");
+      const tokens = tok.encodeChat([{ role: "user", content }]);
+      for (let i = 0; i < 5; i++) {
+        await streamChat(agent, url, content);
+        await executorTtft(ex, tokens);
+      }
+      const timelines: Record<string, number>[] = [];
+      const http: number[] = [];
+      const direct: number[] = [];
+      for (let i = 0; i < opts.reps; i++) {
+        if (i % 2 === 1) direct.push(await executorTtft(ex, tokens));
+        stamps.length = 0;
+        const r = await streamChat(agent, url, content);
+        if (r.promptTokens !== tokens.length) throw new Error(`the api counted ${r.promptTokens} prompt tokens, the executor got ${tokens.length}`);
+        await new Promise((done) => setTimeout(done, 5)); // the last stamps of this request reach us
+        const t: Record<string, number> = {};
+        // A label stamped again in one request gets #2, #3... (plane.reply_flush: the accept frame, then the first token).
+        for (const s of stamps) {
+          let key = s.label;
+          for (let k = 2; key in t; k++) key = `${s.label}#${k}`;
+          t[key] = Number(s.ns - r.sent) / 1e6;
+        }
+        t["client.first_content"] = Number(r.first - r.sent) / 1e6;
+        timelines.push(t);
+        http.push(t["client.first_content"]);
+        if (i % 2 === 0) direct.push(await executorTtft(ex, tokens));
+      }
+      const labels = [...new Set(timelines.flatMap((t) => Object.keys(t)))];
+      const stages = labels
+        .map((l) => [l, round(describe(timelines.flatMap((t) => (l in t ? [t[l]] : []))).p50)] as const)
+        .sort((a, b) => a[1]! - b[1]!);
+      const h = describe(http);
+      const d = describe(direct);
+      const added = describe(http.map((x, i) => x - direct[i]));
+      const fig = { promptTokens: tokens.length, httpTtftP50Ms: round(h.p50), executorTtftP50Ms: round(d.p50), addedP50Ms: round(added.p50), addedP99Ms: round(added.p99), stagesP50Ms: Object.fromEntries(stages) };
+      console.error(`[${tokens.length} tokens] ${JSON.stringify(fig)}`);
+      out[`prompt${tokens.length}`] = fig;
+    }
+  } finally {
+    await ex?.close();
+    tok.free();
+    agent.destroy();
+    for (const c of children.reverse()) await c.stop(10_000);
+    await nats.stop();
+  }
+  console.log(JSON.stringify(out));
+}
+
+await main();

@@ -1,0 +1,22 @@
+// Stage stamps for latency breakdowns across processes. With TRTD_TRACE_STAGES=1 in a process's environment,
+// traceStage(label) writes `trtd-stage <label> <ns>` to its stderr, ns from process.hrtime.bigint(): the host's
+// CLOCK_MONOTONIC, the same clock in every process of one host, so a parent that reads its children's stderr can
+// place one request's stamps from the api, the request plane and a worker on one timeline (apps/api/bench/stages.ts).
+// Off (the default) it is undefined: a call site costs one optional call, `traceStage?.("...")`.
+
+/** The line prefix; parseStageLine reads it back. */
+export const STAGE_LINE_PREFIX = "trtd-stage ";
+
+function write(label: string): void {
+  process.stderr.write(`${STAGE_LINE_PREFIX}${label} ${process.hrtime.bigint()}\n`);
+}
+
+/** Writes one stage stamp when TRTD_TRACE_STAGES=1 (read once, at load); undefined otherwise. */
+export const traceStage: ((label: string) => void) | undefined = process.env.TRTD_TRACE_STAGES === "1" ? write : undefined;
+
+/** A stamp line as written by traceStage, or undefined for any other line. */
+export function parseStageLine(line: string): { label: string; ns: bigint } | undefined {
+  if (!line.startsWith(STAGE_LINE_PREFIX)) return undefined;
+  const m = /^trtd-stage (\S+) (\d+)$/.exec(line.trimEnd());
+  return m ? { label: m[1], ns: BigInt(m[2]) } : undefined;
+}
