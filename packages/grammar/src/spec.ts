@@ -84,7 +84,10 @@ export async function checkGrammarSpec(spec: unknown, field = "grammar", options
       if (!isPlainObject(schema)) throw new InvalidGrammarError(`${field}.schema`, "must be a JSON Schema object");
       if (strict !== undefined && typeof strict !== "boolean") throw new InvalidGrammarError(`${field}.strict`, "must be a boolean");
       ajv ??= new Ajv2020({ strict: false, validateFormats: false });
-      if (!ajv.validateSchema(schema)) {
+      // "$schema" names the draft the client wrote for (zod and the openai client write one); the checks below read
+      // every schema by the 2020-12 rules, as xgrammar does.
+      const { $schema: _draft, ...body } = schema;
+      if (!ajv.validateSchema(body)) {
         throw new InvalidGrammarError(`${field}.schema`, `not a valid JSON Schema: ${ajv.errorsText(ajv.errors, { dataVar: "schema" })}`);
       }
       const args = jsonSchemaArgs(schema, strict ?? false, options);

@@ -203,7 +203,7 @@ describe.skipIf(skipSuite("constrained") || unsupported)("constrained decoding",
       sampling: r.sampling,
       ...(r.constrained ? { constraint: new AllowSetConstraint(vocab, allowed) } : {}),
     });
-    const alone = [];
+    const alone: number[][] = [];
     for (const r of reqs) alone.push((await run(ex, make(r))).tokens);
     const together = await Promise.all(reqs.map((r) => ex.generate(make(r)).collect()));
     together.forEach((t, i) => expect(t.tokens, `request ${i}`).toEqual(alone[i]));
