@@ -28,26 +28,40 @@ export function xgrammar(): XgrammarModule {
   return loaded;
 }
 
+let initialized: Promise<void> | undefined;
+
+/** xgrammar's WASM instance starts asynchronously on first use: started here once, outside any capture. */
+function initialize(): Promise<void> {
+  initialized ??= xgrammar()
+    .Grammar.builtinJSONGrammar()
+    .then((g) => g.dispose());
+  return initialized;
+}
+
 /**
  * Runs an xgrammar call; when it aborts, throws an Error whose message is xgrammar's own ("[FATAL] …" line, the
- * file:line prefix dropped). One call at a time: xgrammar's WASM module is single-threaded and so is this capture.
+ * file:line prefix dropped). The capture of console.error/warn lasts only for the call (its WASM work is
+ * synchronous once the module started); lines that are not xgrammar's are written out afterwards, so none is lost.
  * An abort does not unwind the C++ stack, so the few allocations of that call stay in the WASM heap.
  */
 export async function xgrammarCall<T>(fn: () => Promise<T> | T): Promise<T> {
+  await initialize();
   const printed: string[] = [];
   const original = console.error;
   const originalWarn = console.warn;
   const capture = (...args: unknown[]) => void printed.push(args.map(String).join(" "));
   console.error = capture;
   console.warn = capture;
+  let fatal: string | undefined;
   try {
     return await fn();
   } catch (cause) {
-    const fatal = printed.find((l) => l.includes("[FATAL]")) ?? printed.find((l) => l.trim() !== "" && !/^Aborted\(/.test(l));
-    const message = fatal ? fatal.replace(/^.*\[FATAL\]\s*(\S+:\d+:\s*)?/, "").trim() : (cause as Error)?.message ?? String(cause);
+    fatal = printed.find((l) => l.includes("[FATAL]"));
+    const message = fatal ? fatal.replace(/^.*\[FATAL\]\s*(\S+:\d+:\s*)?/, "").trim() : ((cause as Error)?.message ?? String(cause));
     throw new Error(message, { cause });
   } finally {
     console.error = original;
     console.warn = originalWarn;
+    for (const line of printed) if (line !== fatal && !/^Aborted\(/.test(line)) original(line);
   }
 }

@@ -221,8 +221,15 @@ struct trtd_executor {
     // Disallowed tokens get -infinity: greedy, softmax, top-k and top-p then never pick them, and a mask that
     // allows everything leaves the row, and so the draw, unchanged.
     static void apply_mask(float * row, int vocab, const uint32_t * mask) {
-        for (int t = 0; t < vocab; ++t)
-            if (!((mask[t >> 5] >> (t & 31)) & 1u)) row[t] = -INFINITY;
+        // Word by word: grammar masks are mostly all-clear or all-set words.
+        for (int w = 0, base = 0; base < vocab; ++w, base += 32) {
+            const uint32_t bits = mask[w];
+            if (bits == ~0u) continue;
+            const int n = std::min(32, vocab - base);
+            if (bits == 0) { std::fill(row + base, row + base + n, -INFINITY); continue; }
+            for (int i = 0; i < n; ++i)
+                if (!((bits >> i) & 1u)) row[base + i] = -INFINITY;
+        }
     }
 
     // One token per draw from its logits row. Each draw is a pure function of (logits, params, n), so spreading
