@@ -11,9 +11,7 @@ import {
 } from "@trtd/apps-common";
 import type { Handler, RequestContext } from "@trtd/request-plane";
 import { kvPullFailureReason, type KvPullFailureReason } from "@trtd/kv-transfer";
-import { UnsupportedError, type Executor, type GenerateChunk, type GenerateRequest as ExecutorRequest, type GenerationStream } from "@trtd/trtllm";
-
-type GenerateRequestConstraint = ExecutorRequest["constraint"];
+import { UnsupportedError, type Executor, type GenerateChunk, type GenerationStream, type TokenConstraint } from "@trtd/trtllm";
 
 /**
  * What a successful KV pull hands over: an import the executor consumes, or, on an engine that moves KV itself
@@ -75,7 +73,7 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
   async function* constrained(
     req: DecodeRequest,
     generated: readonly number[],
-    start: (constraint: Awaited<ReturnType<WorkerGrammars["matcher"]>> | undefined) => AsyncGenerator<DecodeChunk>,
+    start: (constraint: TokenConstraint | undefined) => AsyncGenerator<DecodeChunk>,
   ): AsyncGenerator<DecodeChunk> {
     if (req.grammar && !deps.grammars) throw new Error("grammar: this decode handler has no grammars (constrained decoding)");
     const matcher = req.grammar ? await deps.grammars!.matcher(req.grammar, generated) : undefined;
@@ -91,7 +89,7 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
     return constrained(req, req.tokens.slice(req.tokens.length - offset), (constraint) => runAggregated(req, signal, mode, constraint));
   };
 
-  const runAggregated = (req: DecodeRequest, signal: AbortSignal, mode: ExecutionMode, constraint: GenerateRequestConstraint) => {
+  const runAggregated = (req: DecodeRequest, signal: AbortSignal, mode: ExecutionMode, constraint: TokenConstraint | undefined) => {
     const base = {
       prompt: req.tokens,
       maxNewTokens: req.maxTokens,
