@@ -11,6 +11,7 @@ import { createApiMetrics, type ApiMetrics } from "./metrics/api-metrics.js";
 import { PROMETHEUS_CONTENT_TYPE } from "./metrics/registry.js";
 import { bearerAuth, bodyLimit, requestId } from "./middleware/index.js";
 import { parseChatCompletion } from "./openai/chat-completions.js";
+import { checkResponseFormat } from "./openai/response-format.js";
 import { parseCompletion } from "./openai/completions.js";
 import { createReasoningParser, splitReasoning, type ReasoningOptions } from "./openai/reasoning.js";
 import { CHAT_DEFAULT_MAX_TOKENS, COMPLETIONS_DEFAULT_MAX_TOKENS, DEFAULT_LIMITS, type ServerLimits } from "./openai/limits.js";
@@ -218,11 +219,12 @@ export function createApiApp(opts: ApiAppOptions) {
   app.post("/v1/chat/completions", async function chatCompletions(c) {
     const p = parseChatCompletion(await readJson(c), opts.modelName);
     traceStage?.("api.parsed");
+    const grammar = p.responseFormat && (await checkResponseFormat(p.responseFormat));
     const promptTokens = await opts.codec.encodeChat(p.messages, c.req.raw.signal);
     traceStage?.("api.tokenized");
     const req = buildGenerateRequest(
       deps,
-      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: p.maxTokensParam, promptParam: "messages" }
+      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: p.maxTokensParam, promptParam: "messages", grammar }
     );
     const common = { id: `chatcmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;

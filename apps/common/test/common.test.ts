@@ -26,6 +26,7 @@ describe("apps-common - wire protocol", () => {
     expect(parseDecodeRequest(ok)).toBe(ok);
     expect(parseDecodeRequest({ ...ok, generatedOffset: 1 }).generatedOffset).toBe(1);
     expect(parseDecodeRequest({ ...ok, prefill: { firstToken: 3, kvHandle: {}, kvBytes: 1, prefillMs: 1 } }).prefill!.firstToken).toBe(3);
+    expect(parseDecodeRequest({ ...ok, grammar: { type: "json_object" } }).grammar).toEqual({ type: "json_object" });
     const bad: Array<[unknown, RegExp]> = [
       [null, /not an object/],
       [{ ...ok, id: "" }, /id/],
@@ -42,6 +43,8 @@ describe("apps-common - wire protocol", () => {
       [{ ...ok, generatedOffset: 2 }, /generatedOffset/], // not below tokens.length: no prompt left
       [{ ...ok, generatedOffset: "1" }, /generatedOffset/],
       [{ ...ok, generatedOffset: 1, prefill: { firstToken: 3, kvHandle: {}, kvBytes: 1, prefillMs: 1 } }, /aggregated/],
+      [{ ...ok, grammar: "json" }, /grammar must be an object with a type/],
+      [{ ...ok, grammar: { schema: {} } }, /grammar must be an object with a type/],
     ];
     for (const [v, msg] of bad) {
       expect(() => parseDecodeRequest(v)).toThrow(ProtocolError);

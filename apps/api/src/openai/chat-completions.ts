@@ -1,7 +1,9 @@
 // POST /v1/chat/completions: the request type, its validation, and its response objects.
 import { ApiErrorCodes, InvalidRequestError } from "../errors.js";
 import type { ChatMessage } from "../text-codec.js";
+import type { GrammarSpec } from "@trtd/grammar";
 import * as L from "./limits.js";
+import { parseResponseFormat } from "./response-format.js";
 import * as V from "./validate.js";
 
 export interface ChatCompletionParams {
@@ -15,11 +17,13 @@ export interface ChatCompletionParams {
   stop: string[];
   stream: V.StreamFlags;
   user?: string;
+  /** response_format as a grammar (shape-checked; checkResponseFormat does the rest); undefined for text. */
+  responseFormat?: GrammarSpec;
 }
 
 const KNOWN = new Set([
   "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "n",
-  "logprobs", "user", "stream", "stream_options",
+  "logprobs", "user", "stream", "stream_options", "response_format",
 ]);
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
 /**
@@ -109,5 +113,6 @@ export function parseChatCompletion(raw: unknown, servedModel: string): ChatComp
     stop: V.parseStop(body),
     stream: V.parseStream(body),
     user: V.parseUser(body),
+    responseFormat: parseResponseFormat(body),
   };
 }

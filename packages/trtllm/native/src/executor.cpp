@@ -46,6 +46,14 @@ struct Request {
     std::vector<float *> block_ptrs;
     int first_token = -1;   // generation-only
     bool cancel = false;
+    // Constrained decoding (trtd_executor_set_token_mask): the next sampled token's allowed-token bitmask, given
+    // by the caller under mu; a constrained request whose logits are ready before its mask keeps them in
+    // held_logits (awaiting_mask) and samples once the mask is there, without holding up its batch.
+    bool constrained = false;
+    bool mask_ready = false;
+    bool awaiting_mask = false;
+    std::vector<uint32_t> mask;
+    std::vector<float> held_logits;
 };
 
 struct Held {  // pinned export or reserved import
@@ -79,6 +87,7 @@ struct trtd_executor {
     ResponseQueue responses;
     uint64_t next_id = 1, iterations = 0, generated_tokens = 0, prompt_tokens = 0;
     bool stop = false, dirty = false;
+    int64_t last_iteration_us = 0;  // engine thread only: bounds gather_masks_locked's wait
 
     std::mutex compute_mu;       // one forward pass at a time (engine iterations, compute_logits)
     std::thread engine;
@@ -148,6 +157,13 @@ struct trtd_executor {
         return true;
     }
 
+    // A running request the next iteration can advance: all but constrained ones waiting for their mask.
+    bool runnable_locked() const {
+        for (const auto & r : running)
+            if (!r->awaiting_mask || r->mask_ready) return true;
+        return false;
+    }
+
     bool can_admit_locked() const {
         if (queue.empty() || int(running.size()) >= cfg.max_batch_size) return false;
         const Request & h = *queue.front();
@@ -199,51 +215,146 @@ struct trtd_executor {
         }
     }
 
-    struct Draw { const SamplingParams * params; uint64_t n; };
+    // A draw samples one logits row; `mask` (constrained requests) is applied to that row first.
+    struct Draw { const SamplingParams * params; uint64_t n; float * row; const uint32_t * mask; };
+
+    // Disallowed tokens get -infinity: greedy, softmax, top-k and top-p then never pick them, and a mask that
+    // allows everything leaves the row, and so the draw, unchanged.
+    static void apply_mask(float * row, int vocab, const uint32_t * mask) {
+        // Word by word: grammar masks are mostly all-clear or all-set words.
+        for (int w = 0, base = 0; base < vocab; ++w, base += 32) {
+            const uint32_t bits = mask[w];
+            if (bits == ~0u) continue;
+            const int n = std::min(32, vocab - base);
+            if (bits == 0) { std::fill(row + base, row + base + n, -INFINITY); continue; }
+            for (int i = 0; i < n; ++i)
+                if (!((bits >> i) & 1u)) row[base + i] = -INFINITY;
+        }
+    }
 
     // One token per draw from its logits row. Each draw is a pure function of (logits, params, n), so spreading
     // them over the compute threads (thread p takes draws p, p + P, ...; each thread its own sampler's scratch)
     // changes no token. Caller holds compute_mu: the pool serves one caller at a time.
-    void sample_all_locked(const float * logits, const std::vector<Draw> & draws, std::vector<int> & out) {
+    void sample_all_locked(const std::vector<Draw> & draws, std::vector<int> & out) {
         const int vocab = model.cfg.vocab_size;
         const int parts = std::min(threads->size(), int(draws.size()));
         auto body = [&](int part_begin, int part_end) {
             for (int part = part_begin; part < part_end; ++part)
-                for (size_t d = size_t(part); d < draws.size(); d += size_t(parts))
-                    out[d] = samplers[size_t(part)].sample(logits + d * size_t(vocab), vocab, *draws[d].params, draws[d].n);
+                for (size_t d = size_t(part); d < draws.size(); d += size_t(parts)) {
+                    if (draws[d].mask) apply_mask(draws[d].row, vocab, draws[d].mask);
+                    out[d] = samplers[size_t(part)].sample(draws[d].row, vocab, *draws[d].params, draws[d].n);
+                }
         };
         if (parts <= 1) body(0, parts);
         else threads->parallel_for(parts, body);  // n == parts: part p runs exactly [p, p + 1)
     }
 
+    // When every running request is a constrained one holding its logits and some of their masks are still on
+    // their way (the caller computes them one by one), waits for the rest for at most a quarter of the last
+    // iteration, so that they sample in one batch instead of one iteration each. Never when anything else could
+    // run: unconstrained requests, prompt chunks and admissions go at once.
+    void gather_masks_locked(std::unique_lock<std::mutex> & lk) {
+        auto only_held_waiting = [&] {
+            if (stop || dirty_cancel_locked() || can_admit_locked()) return false;
+            bool missing = false;
+            for (const auto & r : running) {
+                if (!r->awaiting_mask) return false;
+                if (!r->mask_ready) missing = true;
+            }
+            return missing;
+        };
+        if (!only_held_waiting()) return;
+        const int64_t us = std::clamp<int64_t>(last_iteration_us / 4, 200, 20000);
+        work_cv.wait_for(lk, std::chrono::microseconds(us), [&] { return !only_held_waiting(); });
+    }
+
+    bool dirty_cancel_locked() const {
+        for (const auto & r : running)
+            if (r->cancel) return true;
+        return false;
+    }
+
+    // Erases finished requests from running (engine thread, under mu).
+    void erase_done_locked(const std::vector<Request *> & done) {
+        if (done.empty()) return;
+        running.erase(std::remove_if(running.begin(), running.end(),
+                                     [&](const std::unique_ptr<Request> & r) {
+                                         return std::find(done.begin(), done.end(), r.get()) != done.end();
+                                     }),
+                      running.end());
+    }
+
+    // Samples the constrained requests whose held logits have their mask now, before the iteration's forward pass,
+    // so that each joins this iteration's decodes with its new token. Caller holds mu; the draws run outside it.
+    void sample_held(std::unique_lock<std::mutex> & lk) {
+        struct Held { Request * req; std::vector<uint32_t> mask; };
+        std::vector<Held> ready;
+        for (auto & r : running)
+            if (r->awaiting_mask && r->mask_ready && !r->cancel) {
+                ready.push_back({r.get(), std::move(r->mask)});
+                r->mask_ready = false;
+            }
+        if (ready.empty()) return;
+        std::vector<int> tokens(ready.size());
+        std::vector<Draw> draws;
+        for (Held & h : ready)
+            draws.push_back({&h.req->sampling, uint64_t(h.req->generated_offset) + uint64_t(h.req->generated),
+                             h.req->held_logits.data(), h.mask.data()});
+        lk.unlock();  // requests leave running only on this thread, so the pointers stay valid
+        {
+            std::lock_guard<std::mutex> clk(compute_mu);
+            sample_all_locked(draws, tokens);  // spread over the compute threads, as a step's draws are
+        }
+        lk.lock();
+        std::vector<Request *> done;
+        for (size_t i = 0; i < ready.size(); ++i) {
+            Request & r = *ready[i].req;
+            r.awaiting_mask = false;
+            if (accept_token_locked(r, tokens[i])) done.push_back(&r);
+        }
+        erase_done_locked(done);
+    }
+
     void run_iterations() {
-        struct Item { Request * req; int n; bool sample; };
+        // mask: the constrained request's bitmask for this sample (moved out of the request); defer: constrained
+        // without a mask yet, so its logits are held aside instead of sampled.
+        struct Item { Request * req; int n; bool sample; bool defer; std::vector<uint32_t> mask; };
         std::vector<Item> items;
         std::vector<ForwardRow> rows;
         std::vector<float> logits;
         std::vector<int> sampled;
         std::vector<Draw> draws;
+        std::vector<int> draw_rows;  // logits row of each draw (rows are placed once logits is sized)
         while (true) {
             items.clear();
             rows.clear();
             {
                 std::unique_lock<std::mutex> lk(mu);
-                work_cv.wait(lk, [&] { return stop || dirty || !running.empty() || can_admit_locked(); });
+                work_cv.wait(lk, [&] { return stop || dirty || runnable_locked() || can_admit_locked(); });
+                if (stop) return;
+                gather_masks_locked(lk);
                 if (stop) return;
                 dirty = false;
                 handle_cancels_locked();
                 admit_locked();
+                sample_held(lk);
+                if (stop) return;
                 // Decodes first (one token each), then prompt chunks within the iteration's token budget, so
-                // running decodes never wait for a whole long prompt.
+                // running decodes never wait for a whole long prompt. A request holding logits for its mask waits.
                 int decodes = 0;
                 for (auto & r : running)
-                    if (r->computed >= r->prompt_len) { items.push_back({r.get(), 1, true}); ++decodes; }
+                    if (r->computed >= r->prompt_len && !r->awaiting_mask) { items.push_back({r.get(), 1, true, false, {}}); ++decodes; }
                 int budget = std::max(cfg.max_tokens_per_iteration - decodes, 1);
                 for (auto & r : running) {
                     if (r->computed >= r->prompt_len || budget == 0) continue;
                     const int n = std::min(r->prompt_len - r->computed, budget);
                     budget -= n;
-                    items.push_back({r.get(), n, r->computed + n == r->prompt_len});
+                    items.push_back({r.get(), n, r->computed + n == r->prompt_len, false, {}});
+                }
+                for (Item & it : items) {
+                    if (!it.sample || !it.req->constrained) continue;
+                    if (it.req->mask_ready) { it.mask = std::move(it.req->mask); it.req->mask_ready = false; }
+                    else it.defer = true;
                 }
                 if (items.empty()) continue;
                 ++iterations;
@@ -251,28 +362,45 @@ struct trtd_executor {
             if (!stall_file.empty()) stall_while_file_exists();
             int n_logits = 0;
             draws.clear();
+            draw_rows.clear();
             for (const Item & it : items) {
                 for (int k = 0; k < it.n; ++k) {
                     ForwardRow row;
                     row.pos = it.req->computed + k;
                     row.token = it.req->tokens[size_t(row.pos)];
                     row.blocks = it.req->block_ptrs.data();
-                    row.logits_index = (it.sample && k == it.n - 1) ? n_logits++ : -1;
+                    row.logits_index = (it.sample && k == it.n - 1) ? n_logits : -1;
                     rows.push_back(row);
                 }
                 // Draws read only engine-owned request fields: they run outside mu.
-                if (it.sample)
-                    draws.push_back({&it.req->sampling, uint64_t(it.req->generated_offset) + uint64_t(it.req->generated)});
+                if (it.sample && !it.defer) draw_rows.push_back(n_logits);
+                if (it.sample && !it.defer)
+                    draws.push_back({&it.req->sampling, uint64_t(it.req->generated_offset) + uint64_t(it.req->generated),
+                                     nullptr, it.mask.empty() ? nullptr : it.mask.data()});
+                if (it.sample) ++n_logits;
             }
             logits.resize(size_t(n_logits) * size_t(model.cfg.vocab_size));
+            for (size_t d = 0; d < draws.size(); ++d) draws[d].row = logits.data() + size_t(draw_rows[d]) * size_t(model.cfg.vocab_size);
             sampled.assign(draws.size(), 0);
             std::string error;
+            const auto step_start = std::chrono::steady_clock::now();
             try {
                 std::lock_guard<std::mutex> clk(compute_mu);  // the pool serves one caller at a time
                 forward->run(rows, logits.data());
-                sample_all_locked(logits.data(), draws, sampled);
+                sample_all_locked(draws, sampled);
             } catch (const std::exception & e) {
                 error = std::string("forward pass failed: ") + e.what();
+            }
+            last_iteration_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - step_start).count();
+            // Deferred rows keep their logits until the mask arrives (engine-owned fields: outside mu).
+            if (error.empty()) {
+                const size_t vocab = size_t(model.cfg.vocab_size);
+                int row = 0;
+                for (const Item & it : items) {
+                    if (!it.sample) continue;
+                    if (it.defer) it.req->held_logits.assign(logits.data() + size_t(row) * vocab, logits.data() + size_t(row + 1) * vocab);
+                    ++row;
+                }
             }
             std::lock_guard<std::mutex> lk(mu);
             if (!error.empty()) { fail_running_locked(error); continue; }
@@ -282,14 +410,11 @@ struct trtd_executor {
                 Request & r = *it.req;
                 if (r.computed < r.prompt_len) prompt_tokens += uint64_t(it.n);
                 r.computed += it.n;
-                if (it.sample && accept_token_locked(r, sampled[size_t(si++)])) done.push_back(&r);
+                if (!it.sample) continue;
+                if (it.defer) { r.awaiting_mask = true; continue; }  // sampled by sample_held once its mask is set
+                if (accept_token_locked(r, sampled[size_t(si++)])) done.push_back(&r);
             }
-            if (!done.empty())
-                running.erase(std::remove_if(running.begin(), running.end(),
-                                             [&](const std::unique_ptr<Request> & r) {
-                                                 return std::find(done.begin(), done.end(), r.get()) != done.end();
-                                             }),
-                              running.end());
+            erase_done_locked(done);
         }
     }
 };
@@ -442,6 +567,7 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
         r->prompt_len = req->prompt_len;
         r->max_new = req->max_new_tokens;
         r->generated_offset = req->generated_offset;
+        r->constrained = req->constrained;
         r->end_id = req->end_id;
         if (req->num_stop_token_ids) r->stop.assign(req->stop_token_ids, req->stop_token_ids + req->num_stop_token_ids);
         r->sampling.seed = sp.seed;
@@ -482,6 +608,31 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
         ex->work_cv.notify_one();
         return TRTD_STATUS_OK;
     });
+}
+
+trtd_status trtd_executor_set_token_mask(trtd_executor * ex, trtd_request_id id, const uint32_t * bitmask,
+                                         int32_t num_words) {
+    if (!ex || !bitmask) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and bitmask must not be NULL");
+    const int vocab = ex->model.cfg.vocab_size, words = ceil_div(vocab, 32);
+    if (num_words != words)
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_words is " + std::to_string(num_words) + "; a vocabulary of " +
+                                                      std::to_string(vocab) + " tokens needs " + std::to_string(words));
+    const uint32_t last = (vocab % 32) ? ((1u << (vocab % 32)) - 1u) : ~0u;
+    bool any = (bitmask[words - 1] & last) != 0;
+    for (int w = 0; w + 1 < words && !any; ++w) any = bitmask[w] != 0;
+    if (!any) return fail(TRTD_STATUS_INVALID_ARGUMENT, "the token mask allows no token");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    auto it = ex->live.find(id);
+    if (it == ex->live.end()) return fail(TRTD_STATUS_NOT_FOUND, "no live request " + std::to_string(id));
+    Request & r = *it->second;
+    if (!r.constrained) return fail(TRTD_STATUS_INVALID_STATE, "request " + std::to_string(id) + " is not constrained");
+    if (r.mask_ready)
+        return fail(TRTD_STATUS_INVALID_STATE, "request " + std::to_string(id) + " already has a token mask waiting");
+    r.mask.assign(bitmask, bitmask + words);
+    r.mask_ready = true;
+    ex->dirty = true;
+    ex->work_cv.notify_one();
+    return TRTD_STATUS_OK;
 }
 
 trtd_status trtd_executor_cancel(trtd_executor * ex, trtd_request_id id) {
