@@ -9,7 +9,7 @@ import {
   type ChatMessage,
 } from "../src/index.js";
 import { chatmlModelFiles, cl100kRanksText, CL100K_RANKS, llama3Specials, TempDirs } from "./fixtures.js";
-import { LLAMA31_CHAT_TEMPLATE } from "./llama31-template.js";
+import { LLAMA31_CHAT_TEMPLATE } from "@trtd/test-support";
 
 const dirs = new TempDirs();
 const llama = Tokenizer.fromModelDir(
