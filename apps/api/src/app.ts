@@ -11,7 +11,9 @@ import { PROMETHEUS_CONTENT_TYPE } from "./metrics/registry.js";
 import { bearerAuth, bodyLimit, requestId } from "./middleware/index.js";
 import { parseChatCompletion } from "./openai/chat-completions.js";
 import { parseCompletion } from "./openai/completions.js";
-import { createReasoningParser, splitReasoning, type ReasoningOptions } from "./openai/reasoning.js";
+import { chatMessageParts, chatPieces, pieceDelta, type ChatOutputOptions, type ChatPiece } from "./openai/chat-output.js";
+import type { ReasoningOptions } from "./openai/reasoning.js";
+import type { ToolCallFormat } from "./openai/tool-calls.js";
 import { CHAT_DEFAULT_MAX_TOKENS, COMPLETIONS_DEFAULT_MAX_TOKENS, DEFAULT_LIMITS, type ServerLimits } from "./openai/limits.js";
 import * as R from "./openai/responses.js";
 import { jsonTemplate, NodeSseWriter } from "./sse-writer.js";
@@ -32,28 +34,11 @@ export interface ApiAppOptions {
    * split. server.ts picks it from the chat template and `--reasoning-parser`.
    */
   reasoning?: ReasoningOptions;
-}
-
-/** A piece of a chat stream: reasoning text or answer text. */
-interface ChatPiece {
-  reasoning: boolean;
-  text: string;
-}
-
-/** Runs a text stream through a reasoning parser; ending this ends `gen` too (cancels in the workers). */
-async function* splitStream(gen: AsyncGenerator<string, GenerationResult>, opts: ReasoningOptions): AsyncGenerator<ChatPiece, GenerationResult> {
-  const parser = createReasoningParser(opts);
-  try {
-    for (;;) {
-      const step = await gen.next();
-      const p = step.done ? parser.finish() : parser.push(step.value);
-      if (p.reasoning) yield { reasoning: true, text: p.reasoning };
-      if (p.content) yield { reasoning: false, text: p.content };
-      if (step.done) return step.value;
-    }
-  } finally {
-    await gen.return(undefined as never);
-  }
+  /**
+   * The model's tool-call format (openai/tool-calls.ts); undefined: requests with `tools` are refused. server.ts
+   * picks it from the chat template and `--tool-call-parser`.
+   */
+  toolCalls?: ToolCallFormat;
 }
 
 const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
@@ -216,30 +201,40 @@ export function createApiApp(opts: ApiAppOptions) {
 
   app.post("/v1/chat/completions", async function chatCompletions(c) {
     const p = parseChatCompletion(await readJson(c), opts.modelName);
-    const promptTokens = await opts.codec.encodeChat(p.messages, c.req.raw.signal);
+    if (p.tools && !opts.toolCalls) {
+      throw new InvalidRequestError("'tools' needs a tool-call format, and this model has none (its chat template shows none; see --tool-call-parser)", "tools", ApiErrorCodes.unsupported);
+    }
+    if (p.toolChoice === "required" || typeof p.toolChoice === "object") {
+      // These must constrain decoding to the tool's parameter schema, which the workers cannot do yet.
+      throw new InvalidRequestError("'tool_choice' \"required\" or a named function needs constrained decoding, which this server does not have yet; use \"auto\"", "tool_choice", ApiErrorCodes.unsupported);
+    }
+    const promptTokens = await opts.codec.encodeChat(p.messages, { tools: p.tools, signal: c.req.raw.signal });
     const req = buildGenerateRequest(
       deps,
       { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: p.maxTokensParam, promptParam: "messages" }
     );
     const common = { id: `chatcmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;
-    const reasoning = opts.reasoning;
-    if (reasoning) {
-      // The same parser splits the whole text and the stream, so both give the same reasoning and content.
+    // The delta chunk's JSON around its text is serialised once per request.
+    const contentDelta = jsonTemplate((s) => R.chatChunk(common, { content: s }, null, u));
+    const output: ChatOutputOptions = {
+      reasoning: opts.reasoning,
+      tools: p.tools && opts.toolCalls ? { format: opts.toolCalls, parallel: p.parallelToolCalls } : undefined,
+    };
+    if (output.reasoning || output.tools) {
+      // The same parsers split the whole text and the stream, so both give the same reasoning, content and calls.
       const reasoningDelta = jsonTemplate((s) => R.chatChunk(common, { reasoning_content: s }, null, u));
-      const contentDelta = jsonTemplate((s) => R.chatChunk(common, { content: s }, null, u));
       return respond<ChatPiece>(c, p.stream, req, p.stop, {
-        whole: (text, r) => R.chatCompletionWithReasoning(common, splitReasoning(text, reasoning), r),
-        pieces: (gen) => splitStream(gen, reasoning),
+        whole: (text, r) => R.chatCompletionFromParts(common, chatMessageParts(text, r, output)),
+        pieces: (gen) => chatPieces(gen, output),
         first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
-        delta: (x) => R.chatChunk(common, x.reasoning ? { reasoning_content: x.text } : { content: x.text }, null, u),
-        deltaJson: (x) => (x.reasoning ? reasoningDelta(x.text) : contentDelta(x.text)),
+        delta: (x) => R.chatChunk(common, pieceDelta(x), null, u),
+        deltaJson: (x) =>
+          x.kind === "content" ? contentDelta(x.text) : x.kind === "reasoning" ? reasoningDelta(x.text) : JSON.stringify(R.chatChunk(common, pieceDelta(x), null, u)),
         last: (r) => R.chatChunk(common, {}, r.finishReason, u),
         usage: (r) => R.chatUsageChunk(common, r),
       });
     }
-    // The delta chunk's JSON around its text is serialised once per request.
-    const contentDelta = jsonTemplate((s) => R.chatChunk(common, { content: s }, null, u));
     return respond(c, p.stream, req, p.stop, {
       whole: (text, r) => R.chatCompletion(common, text, r),
       pieces: (gen) => gen,

@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+
 // Chat templates used as test fixtures by the tokenizer's and the api's tests.
 
 /**
@@ -120,45 +122,7 @@ export const LLAMA31_CHAT_TEMPLATE = `{{- bos_token }}
  * A ChatML template with tools in the Hermes/Qwen2.5 format, written for these tests (not a copy of a model's file):
  * tool definitions as JSON lines inside `<tools></tools>` in the system turn, an assistant's calls as
  * `<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>` blocks, and tool results as `<tool_response>` blocks
- * in a user turn. Without tools and tool messages it renders as CHATML_TEMPLATE does.
+ * in a user turn. Without tools and tool messages it renders as CHATML_TEMPLATE does. A file, so that
+ * tools/reference/tool_template_fixtures.py renders the same text with transformers.
  */
-export const HERMES_TOOLS_TEMPLATE = `{%- if tools %}
-    {{- '<|im_start|>system\\n' }}
-    {%- if messages[0].role == 'system' %}
-        {{- messages[0].content + '\\n\\n' }}
-    {%- endif %}
-    {{- '# Tools\\n\\nYou may call one or more functions. Their signatures are in <tools></tools>:\\n<tools>' }}
-    {%- for tool in tools %}
-        {{- '\\n' + (tool | tojson) }}
-    {%- endfor %}
-    {{- '\\n</tools>\\n\\nFor each call, write a JSON object with the function name and arguments in <tool_call></tool_call> tags:\\n<tool_call>\\n{"name": <function-name>, "arguments": <args-json-object>}\\n</tool_call><|im_end|>\\n' }}
-{%- elif messages[0].role == 'system' %}
-    {{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}
-{%- endif %}
-{%- for message in messages %}
-    {%- if message.role == 'system' and loop.first %}
-    {%- elif message.role == 'tool' %}
-        {%- if loop.first or messages[loop.index0 - 1].role != 'tool' %}
-            {{- '<|im_start|>user' }}
-        {%- endif %}
-        {{- '\\n<tool_response>\\n' + message.content + '\\n</tool_response>' }}
-        {%- if loop.last or messages[loop.index0 + 1].role != 'tool' %}
-            {{- '<|im_end|>\\n' }}
-        {%- endif %}
-    {%- elif message.role == 'assistant' and message.tool_calls %}
-        {{- '<|im_start|>assistant' }}
-        {%- if message.content %}
-            {{- '\\n' + message.content }}
-        {%- endif %}
-        {%- for call in message.tool_calls %}
-            {{- '\\n<tool_call>\\n{"name": "' + call.function.name + '", "arguments": ' + (call.function.arguments | tojson) + '}\\n</tool_call>' }}
-        {%- endfor %}
-        {{- '<|im_end|>\\n' }}
-    {%- else %}
-        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}
-    {%- endif %}
-{%- endfor %}
-{%- if add_generation_prompt %}
-    {{- '<|im_start|>assistant\\n' }}
-{%- endif %}
-`;
+export const HERMES_TOOLS_TEMPLATE = readFileSync(new URL("../fixtures/hermes-tools.jinja", import.meta.url), "utf8");
