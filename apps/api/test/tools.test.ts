@@ -1,0 +1,333 @@
+// Tool calling through the api's real HTTP server. Part one serves createApiApp over named test doubles (a backend
+// that replays scripted text one byte per token, so tags and JSON arrive split at every position) and reads it with
+// fetch and the official OpenAI client. Part two runs the real tokenizer with a tools-aware chat template from the
+// model directory and a decode worker test double, and plays a two-turn tool loop with the official client: the
+// prompts the worker gets are checked against transformers' rendering of the same conversation
+// (tools/reference/tool_template_fixtures.py).
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { serve, type ServerType } from "@hono/node-server";
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createInProcessPlane, type RequestPlane } from "@trtd/request-plane";
+import { eventually, HERMES_TOOLS_TEMPLATE, modelDir } from "@trtd/test-support";
+import { Tokenizer } from "@trtd/tokenizer";
+import { createApiApp, startApiServer, type RunningApiServer } from "../src/index.js";
+import type { ReasoningOptions } from "../src/openai/reasoning.js";
+import type { ToolCallFormat } from "../src/openai/tool-calls.js";
+import { startScriptedDecodeWorkerTestDouble, type ScriptedDecodeWorkerTestDouble } from "./support/decode-double.js";
+import { ByteCodecTestDouble, ScriptedBackendTestDouble } from "./support/test-doubles.js";
+
+const MODEL = "tiny";
+const EOS = 256;
+const TOOLS = [
+  { type: "function" as const, function: { name: "get_weather", description: "The weather in a city now.", parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } } },
+  { type: "function" as const, function: { name: "get_time", parameters: { type: "object", properties: { tz: { type: "string" } } } } },
+];
+const HERMES_TWO_CALLS =
+  'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n<tool_call>\n{"name": "get_time", "arguments": {"tz": "CET"}}\n</tool_call>';
+const LLAMA3_TWO_CALLS = '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}; {"name": "get_time", "parameters": {"tz": "CET"}}';
+const WANT_CALLS = [
+  { name: "get_weather", arguments: '{"city":"Paris"}' },
+  { name: "get_time", arguments: '{"tz":"CET"}' },
+];
+
+interface Served {
+  url: string;
+  backend: ScriptedBackendTestDouble;
+  close(): Promise<void>;
+}
+
+/** createApiApp over the test doubles, on a real socket (so streams take the Node fast path). */
+async function serveTestDoubles(text: string, toolCalls: ToolCallFormat | undefined, reasoning?: ReasoningOptions): Promise<Served> {
+  const backend = new ScriptedBackendTestDouble(() => [...Buffer.from(text), EOS]);
+  const { app } = createApiApp({ backend, codec: new ByteCodecTestDouble(), modelName: MODEL, toolCalls, reasoning, limits: { contextLength: 4096 }, log: () => {} });
+  const server = await new Promise<ServerType>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }, () => resolve(s));
+    s.once("error", reject);
+  });
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    backend,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+function post(url: string, extra: Record<string, unknown>) {
+  return fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "Weather and time in Paris?" }], tools: TOOLS, ...extra }),
+  });
+}
+
+interface WholeCall {
+  id: string;
+  type: string;
+  function: { name: string; arguments: string };
+}
+
+async function whole(url: string, extra: Record<string, unknown> = {}) {
+  const res = await post(url, extra);
+  expect(res.status).toBe(200);
+  const j = (await res.json()) as { choices: Array<{ message: { content: string | null; tool_calls?: WholeCall[]; reasoning_content?: string | null }; finish_reason: string }> };
+  return j.choices[0];
+}
+
+/** Every SSE event of a stream, parsed, after checking it ends with [DONE]. */
+async function streamedChunks(url: string, extra: Record<string, unknown> = {}) {
+  const res = await post(url, { stream: true, ...extra });
+  expect(res.status).toBe(200);
+  const events = (await res.text()).split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6));
+  expect(events.at(-1)).toBe("[DONE]");
+  return events.slice(0, -1).map((e) => JSON.parse(e) as { choices: Array<{ delta: Record<string, unknown>; finish_reason: string | null }> });
+}
+
+describe("tool calls - HTTP, test-double backend", () => {
+  const servers: Served[] = [];
+  const start = async (text: string, format: ToolCallFormat | undefined, reasoning?: ReasoningOptions) => {
+    const s = await serveTestDoubles(text, format, reasoning);
+    servers.push(s);
+    return s;
+  };
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => s.close()));
+  });
+
+  for (const [format, text, content] of [["hermes", HERMES_TWO_CALLS, "Let me check."], ["llama3_json", LLAMA3_TWO_CALLS, null]] as const) {
+    it(`${format}: a whole response has tool_calls, the text before them as content, finish_reason tool_calls`, async () => {
+      const { url } = await start(text, format);
+      const w = await whole(url);
+      expect(w.finish_reason).toBe("tool_calls");
+      expect(w.message.content).toBe(content);
+      expect(w.message.tool_calls!.map((c) => c.function)).toEqual(WANT_CALLS);
+      for (const c of w.message.tool_calls!) {
+        expect(c.type).toBe("function");
+        expect(c.id).toMatch(/^call_[0-9a-f]{24}$/);
+      }
+      expect(new Set(w.message.tool_calls!.map((c) => c.id)).size).toBe(2);
+    });
+
+    it(`${format}: a stream sends each call as OpenAI does: index, id, type and name with empty arguments, then the arguments`, async () => {
+      const { url } = await start(text, format);
+      const chunks = await streamedChunks(url);
+      expect(chunks[0].choices[0].delta).toEqual({ role: "assistant", content: "" });
+      const deltas = chunks.map((c) => c.choices[0].delta);
+      const calls = deltas.filter((d) => "tool_calls" in d).map((d) => d.tool_calls as Array<Record<string, unknown>>);
+      // One call per delta; the header first, then its arguments.
+      for (const c of calls) expect(c).toHaveLength(1);
+      const ids = calls.filter((c) => "id" in c[0]).map((c) => c[0].id);
+      expect(calls.map((c) => c[0])).toEqual([
+        { index: 0, id: ids[0], type: "function", function: { name: "get_weather", arguments: "" } },
+        { index: 0, function: { arguments: '{"city":"Paris"}' } },
+        { index: 1, id: ids[1], type: "function", function: { name: "get_time", arguments: "" } },
+        { index: 1, function: { arguments: '{"tz":"CET"}' } },
+      ]);
+      expect(ids[0]).not.toBe(ids[1]);
+      // Content deltas join to the whole response's content, and never carry tag or call text.
+      const streamedContent = deltas.map((d) => (d.content as string | undefined) ?? "").join("");
+      expect(streamedContent).toBe(content ?? "");
+      for (const d of deltas) expect(JSON.stringify(d.content ?? "")).not.toMatch(/tool_call|python_tag|get_weather/);
+      // The last chunk: empty delta and finish_reason tool_calls; no other chunk has a finish reason.
+      expect(chunks.at(-1)!.choices[0]).toMatchObject({ delta: {}, finish_reason: "tool_calls" });
+      expect(chunks.slice(0, -1).every((c) => c.choices[0].finish_reason === null)).toBe(true);
+    });
+  }
+
+  it("the official client accumulates the streamed calls into the same message as the whole response", async () => {
+    const { url } = await start(HERMES_TWO_CALLS, "hermes");
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused", maxRetries: 0 });
+    const messages = [{ role: "user" as const, content: "Weather and time in Paris?" }];
+    const r = await client.chat.completions.create({ model: MODEL, messages, tools: TOOLS });
+    expect(r.choices[0].finish_reason).toBe("tool_calls");
+    const stream = client.chat.completions.stream({ model: MODEL, messages, tools: TOOLS });
+    const final = await stream.finalChatCompletion();
+    expect(final.choices[0].finish_reason).toBe("tool_calls");
+    expect(final.choices[0].message.content).toBe(r.choices[0].message.content);
+    const fns = (m: typeof r.choices[0]["message"]) => m.tool_calls!.map((c) => (c.type === "function" ? c.function : null));
+    expect(fns(final.choices[0].message)).toEqual(WANT_CALLS);
+    expect(fns(r.choices[0].message)).toEqual(WANT_CALLS);
+  });
+
+  it("parallel_tool_calls: false keeps the first call only", async () => {
+    const { url } = await start(HERMES_TWO_CALLS, "hermes");
+    const w = await whole(url, { parallel_tool_calls: false });
+    expect(w.message.tool_calls!.map((c) => c.function)).toEqual(WANT_CALLS.slice(0, 1));
+    const calls = (await streamedChunks(url, { parallel_tool_calls: false })).flatMap((c) => (c.choices[0]?.delta.tool_calls as unknown[] | undefined) ?? []);
+    expect(calls).toHaveLength(2); // the first call's header and arguments
+  });
+
+  it("tool_choice none: the output is not parsed, and the backend gets a plain request", async () => {
+    const { url } = await start(HERMES_TWO_CALLS, "hermes");
+    const w = await whole(url, { tool_choice: "none" });
+    expect(w).toMatchObject({ finish_reason: "stop", message: { content: HERMES_TWO_CALLS } });
+    expect(w.message).not.toHaveProperty("tool_calls");
+  });
+
+  it("without tools the output is not parsed either", async () => {
+    const { url } = await start(HERMES_TWO_CALLS, "hermes");
+    const w = await whole(url, { tools: undefined });
+    expect(w.message.content).toBe(HERMES_TWO_CALLS);
+    expect(w.finish_reason).toBe("stop");
+  });
+
+  it("a call inside reasoning is reasoning; a call after it is a call", async () => {
+    const text = '<think>maybe <tool_call>{"name": "get_time", "arguments": {}}</tool_call></think>\n<tool_call>{"name": "get_time", "arguments": {"tz": "CET"}}</tool_call>';
+    const { url } = await start(text, "hermes", {});
+    const w = await whole(url);
+    expect(w.message).toMatchObject({ content: null, reasoning_content: 'maybe <tool_call>{"name": "get_time", "arguments": {}}</tool_call>' });
+    expect(w.message.tool_calls!.map((c) => c.function)).toEqual([WANT_CALLS[1]]);
+    const chunks = await streamedChunks(url);
+    const reasoning = chunks.map((c) => (c.choices[0].delta.reasoning_content as string | undefined) ?? "").join("");
+    expect(reasoning).toBe(w.message.reasoning_content);
+    expect(chunks.at(-1)!.choices[0].finish_reason).toBe("tool_calls");
+  });
+
+  it("a malformed block stays content and the answer finishes with stop", async () => {
+    const { url } = await start('<tool_call>{"name": get_time}</tool_call>', "hermes");
+    const w = await whole(url);
+    expect(w).toMatchObject({ finish_reason: "stop", message: { content: '<tool_call>{"name": get_time}</tool_call>' } });
+    expect(w.message).not.toHaveProperty("tool_calls");
+  });
+
+  const bad: Array<[string, Record<string, unknown>, string, string]> = [
+    ["tool_choice required (needs constrained decoding)", { tool_choice: "required" }, "unsupported_parameter", "tool_choice"],
+    ["a named tool_choice (needs constrained decoding)", { tool_choice: { type: "function", function: { name: "get_time" } } }, "unsupported_parameter", "tool_choice"],
+    ["a named tool_choice that is not a tool", { tool_choice: { type: "function", function: { name: "nope" } } }, "invalid_value", "tool_choice.function.name"],
+    ["tool_choice without tools", { tools: undefined, tool_choice: "auto" }, "invalid_value", "tool_choice"],
+    ["tool_choice of another shape", { tool_choice: "always" }, "invalid_value", "tool_choice"],
+    ["tools not a list", { tools: { a: 1 } }, "invalid_value", "tools"],
+    ["a tool that is not a function", { tools: [{ type: "code_interpreter" }] }, "invalid_value", "tools[0].type"],
+    ["a function name with a space", { tools: [{ type: "function", function: { name: "get weather" } }] }, "invalid_value", "tools[0].function.name"],
+    ["the same name twice", { tools: [TOOLS[1], TOOLS[1]] }, "invalid_value", "tools[1].function.name"],
+    ["parameters not an object", { tools: [{ type: "function", function: { name: "f", parameters: "x" } }] }, "invalid_value", "tools[0].function.parameters"],
+    ["an unknown field in a function", { tools: [{ type: "function", function: { name: "f", returns: 1 } }] }, "unknown_field", "tools[0].function.returns"],
+    ["parallel_tool_calls not a boolean", { parallel_tool_calls: "yes" }, "invalid_value", "parallel_tool_calls"],
+    [
+      "an assistant call whose arguments are not a JSON object",
+      { messages: [{ role: "user", content: "x" }, { role: "assistant", content: null, tool_calls: [{ id: "c1", type: "function", function: { name: "f", arguments: "[1]" } }] }] },
+      "invalid_value",
+      "messages[1].tool_calls[0].function.arguments",
+    ],
+    [
+      "an assistant call without an id",
+      { messages: [{ role: "user", content: "x" }, { role: "assistant", content: null, tool_calls: [{ type: "function", function: { name: "f", arguments: "{}" } }] }] },
+      "invalid_value",
+      "messages[1].tool_calls[0].id",
+    ],
+    ["tool_calls on a user message", { messages: [{ role: "user", content: "x", tool_calls: [{ id: "c1", type: "function", function: { name: "f", arguments: "{}" } }] }] }, "invalid_value", "messages[0].tool_calls"],
+  ];
+  for (const [name, extra, code, param] of bad) {
+    it(`refuses ${name}: 400 naming ${param}`, async () => {
+      const s = await start("x", "hermes");
+      const res = await post(s.url, extra);
+      expect(res.status).toBe(400);
+      const j = (await res.json()) as { error: { code: string; param: string; type: string; message: string } };
+      expect(j.error).toMatchObject({ code, param, type: "invalid_request_error" });
+      expect(s.backend.requests).toHaveLength(0);
+    });
+  }
+
+  it("a model without a tool-call format refuses tools (400 naming tools) and still takes tool_choice none", async () => {
+    const s = await start("plain", undefined);
+    const res = await post(s.url, {});
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string; param: string } }).error).toMatchObject({ code: "unsupported_parameter", param: "tools" });
+    expect((await whole(s.url, { tool_choice: "none" })).message.content).toBe("plain");
+  });
+});
+
+describe("tool calls - a two-turn tool loop through the real tokenizer and chat template (decode worker test double)", () => {
+  const fixture = JSON.parse(readFileSync(new URL("./fixtures/tool-loop-hf.json", import.meta.url), "utf8")) as {
+    tools: typeof TOOLS;
+    first: { messages: Array<{ role: "system" | "user"; content: string }>; prompt: string };
+    call: { name: string; arguments: Record<string, unknown> };
+    result: string;
+    second: { prompt: string };
+  };
+  const ANSWER = "It is 18 C and sunny in Paris.";
+  let dir: string;
+  let plane: RequestPlane;
+  let tokenizer: Tokenizer;
+  let double: ScriptedDecodeWorkerTestDouble;
+  let api: RunningApiServer;
+
+  beforeAll(async () => {
+    // models/tiny with a tools-aware template in its tokenizer_config.json.
+    dir = mkdtempSync(join(tmpdir(), "trtd-tools-"));
+    for (const f of ["config.json", "generation_config.json"]) cpSync(join(modelDir, f), join(dir, f));
+    symlinkSync(join(modelDir, "model.safetensors"), join(dir, "model.safetensors"));
+    const config = JSON.parse(readFileSync(join(modelDir, "tokenizer_config.json"), "utf8")) as { chat_template: string };
+    config.chat_template = HERMES_TOOLS_TEMPLATE;
+    writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify(config));
+    tokenizer = Tokenizer.fromModelDir(dir);
+    const eos = tokenizer.eosTokenIds[0];
+    // The model's side of the loop: a call until a tool result is in the prompt, then the answer.
+    const callText = `<tool_call>\n${JSON.stringify({ name: fixture.call.name, arguments: fixture.call.arguments })}\n</tool_call>`;
+    plane = createInProcessPlane();
+    double = await startScriptedDecodeWorkerTestDouble({
+      plane,
+      modelDir: dir,
+      reply: (prompt) => [...tokenizer.encode(tokenizer.decode(prompt).includes("<tool_response>") ? ANSWER : callText), eos],
+    });
+    api = await startApiServer({ plane, tokenizerDir: dir, modelName: MODEL, host: "127.0.0.1", port: 0, log: () => {} });
+    const router = api.router;
+    await eventually(() => router.readiness().ready, 10_000, "the api to see the decode worker test double", { intervalMs: 20 });
+  }, 60_000);
+  afterAll(async () => {
+    await api?.close();
+    await double?.stop();
+    await plane?.close();
+    tokenizer?.free();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("auto: the template's <tool_call> picks the hermes parser", () => {
+    expect(api.toolCalls).toBe("hermes");
+  });
+
+  for (const stream of [false, true]) {
+    it(`the official client's loop (${stream ? "streamed" : "whole"}): call, tool result, answer; the prompts are transformers'`, async () => {
+      const client = new OpenAI({ baseURL: `${api.url}/v1`, apiKey: "unused", maxRetries: 0 });
+      const from = double.prompts.length;
+      const seen: unknown[] = [];
+      const runner = client.chat.completions.runTools({
+        model: MODEL,
+        messages: fixture.first.messages,
+        stream,
+        tools: fixture.tools.map((t) => ({
+          type: "function" as const,
+          function: {
+            ...t.function,
+            parse: JSON.parse,
+            function: (args: unknown) => {
+              seen.push(args);
+              return fixture.result;
+            },
+          },
+        })),
+      } as Parameters<typeof client.chat.completions.runTools>[0]);
+      expect(await runner.finalContent()).toBe(ANSWER);
+      // The tool ran once, with the arguments the model wrote.
+      expect(seen).toEqual([fixture.call.arguments]);
+      const calls = runner.messages.flatMap((m) => ("tool_calls" in m && m.tool_calls ? m.tool_calls : []));
+      expect(calls).toHaveLength(1);
+      expect(calls[0]).toMatchObject({ type: "function", function: { name: fixture.call.name, arguments: JSON.stringify(fixture.call.arguments) } });
+      // Two requests, whose prompts are what transformers renders for the same conversation.
+      const prompts = double.prompts.slice(from).map((p) => tokenizer.decode(p));
+      expect(prompts).toEqual([fixture.first.prompt, fixture.second.prompt]);
+    });
+  }
+
+  it("special-token text in a tool definition is refused like in content (400 naming messages)", async () => {
+    const res = await fetch(`${api.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "hi" }], tools: [{ type: "function", function: { name: "f", description: "<|im_end|>" } }] }),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { param: string } }).error.param).toBe("messages");
+  });
+});
