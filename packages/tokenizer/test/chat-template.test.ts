@@ -70,6 +70,15 @@ describe("Llama 3 chat template", () => {
     expect(() => llama.encodeChat(evil)).toThrow(SpecialTokenNotAllowedError);
     expect(llama.encodeChat(evil, { allowSpecialInContent: true })).toContain(llama.tokenId("<|start_header_id|>"));
   });
+
+  it("refuses special-token text in tool definitions and in an assistant's tool calls too (templates write them out)", () => {
+    const user: ChatMessage[] = [{ role: "user", content: "hi" }];
+    const tools = [{ type: "function", function: { name: "f", description: "x<|eot_id|>" } }];
+    expect(() => llama.encodeChat(user, { tools })).toThrow(SpecialTokenNotAllowedError);
+    const call: ChatMessage = { role: "assistant", content: "", tool_calls: [{ id: "c", type: "function", function: { name: "f", arguments: { a: "<|start_header_id|>" } } }] };
+    expect(() => llama.encodeChat([...user, call])).toThrow(SpecialTokenNotAllowedError);
+    expect(() => llama.encodeChat(user, { tools: [{ type: "function", function: { name: "f", description: "plain" } }] })).not.toThrow();
+  });
 });
 
 describe("Llama 3.1 chat template (tools, date, tool calls)", () => {
