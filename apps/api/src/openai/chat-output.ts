@@ -5,10 +5,14 @@ import { randomBytes } from "node:crypto";
 import type { GenerationResult } from "../generation.js";
 import { createReasoningParser, type ReasoningOptions } from "./reasoning.js";
 import { createToolCallParser, type ParsedToolCall, type ToolCallFormat } from "./tool-calls.js";
+import { createCallListParser } from "./tool-choice.js";
 
-/** How this request's tool calls are read: the model's format, and whether more than one call is kept. */
+/**
+ * How this request's tool calls are read: the model's format (`tool_choice: "auto"`), or `call_list`, the JSON
+ * list `tool_choice: "required"` constrains the output to (tool-choice.ts); and whether more than one call is kept.
+ */
 export interface ToolCallOptions {
-  format: ToolCallFormat;
+  format: ToolCallFormat | "call_list";
   /** false (`parallel_tool_calls: false`): the first call is kept, later ones are dropped. */
   parallel: boolean;
 }
@@ -16,6 +20,11 @@ export interface ToolCallOptions {
 export interface ChatOutputOptions {
   reasoning?: ReasoningOptions;
   tools?: ToolCallOptions;
+  /**
+   * A named `tool_choice`: the whole output is that function's arguments (constrained to its schema), sent as
+   * one call whose arguments stream as they are generated. Reasoning and `tools` are not read then.
+   */
+  namedCall?: string;
 }
 
 /** A piece of a chat stream; each is one SSE event. A call is two: its header, then its arguments. */
@@ -40,7 +49,8 @@ export function toolCallId(): string {
 /** The parsers of one response; `step` takes text (or the end) and returns what it completes, in order. */
 function chatParsers(o: ChatOutputOptions) {
   const reasoning = o.reasoning ? createReasoningParser(o.reasoning) : undefined;
-  const tools = o.tools ? createToolCallParser(o.tools.format) : undefined;
+  const format = o.tools?.format;
+  const tools = format === undefined ? undefined : format === "call_list" ? createCallListParser() : createToolCallParser(format);
   let calls = 0;
   return {
     step(text: string | undefined): { reasoning: string; content: string; calls: ParsedToolCall[] } {
@@ -63,13 +73,31 @@ function chatParsers(o: ChatOutputOptions) {
   };
 }
 
-/** With a call made, the finish reason is `tool_calls` (as vLLM and OpenAI answer). */
+/**
+ * With a call made, the finish reason is `tool_calls` (as vLLM and OpenAI answer), except for a named
+ * `tool_choice`, where OpenAI answers `stop`: its finish reason stays the generation's.
+ */
 function finished(r: GenerationResult, calls: number): GenerationResult {
   return calls > 0 ? { ...r, finishReason: "tool_calls" } : r;
 }
 
+/** A named choice's stream: the call's header first, then the text as it comes, as argument fragments. */
+async function* namedCallPieces(gen: AsyncGenerator<string, GenerationResult>, name: string): AsyncGenerator<ChatPiece, GenerationResult> {
+  try {
+    yield { kind: "call", index: 0, id: toolCallId(), name };
+    for (;;) {
+      const step = await gen.next();
+      if (step.done) return step.value;
+      if (step.value) yield { kind: "arguments", index: 0, arguments: step.value };
+    }
+  } finally {
+    await gen.return(undefined as never);
+  }
+}
+
 /** Streams `gen`'s text as chat pieces; ending this ends `gen` too (cancels in the workers). */
 export async function* chatPieces(gen: AsyncGenerator<string, GenerationResult>, o: ChatOutputOptions): AsyncGenerator<ChatPiece, GenerationResult> {
+  if (o.namedCall !== undefined) return yield* namedCallPieces(gen, o.namedCall);
   const parsers = chatParsers(o);
   let index = 0;
   try {
@@ -119,6 +147,9 @@ export interface ChatMessageParts {
  * as vLLM answers.
  */
 export function chatMessageParts(text: string, r: GenerationResult, o: ChatOutputOptions): ChatMessageParts {
+  if (o.namedCall !== undefined) {
+    return { content: null, tool_calls: [{ id: toolCallId(), type: "function", function: { name: o.namedCall, arguments: text } }], result: r };
+  }
   const parsers = chatParsers(o);
   const a = parsers.step(text);
   const b = parsers.step(undefined);

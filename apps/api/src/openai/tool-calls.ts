@@ -119,7 +119,7 @@ function createHermesParser(): ToolCallParser {
  * The end (exclusive) of the JSON object that starts at `buf[from]` (which must be `{`), or -1 while it is not
  * complete. Strings and escapes are followed, so braces inside strings do not count.
  */
-function objectEnd(buf: string, from: number): number {
+export function objectEnd(buf: string, from: number): number {
   let depth = 0;
   let inString = false;
   for (let i = from; i < buf.length; i++) {
