@@ -22,7 +22,7 @@ TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city now.",
                                       "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                                                      "required": ["city"]}}},
-    {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object",
+    {"type": "function", "function": {"name": "get_time", "description": "The time in a zone.", "parameters": {"type": "object",
                                                                          "properties": {"tz": {"type": "string"}}}}},
 ]
 FIRST = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Paris? Ünïcode ok."}]

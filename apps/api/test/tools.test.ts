@@ -10,6 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { serve, type ServerType } from "@hono/node-server";
 import OpenAI from "openai";
+import type { JSONSchema } from "openai/lib/jsonschema";
+import type { RunnableToolFunctionWithParse } from "openai/lib/RunnableFunction";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createInProcessPlane, type RequestPlane } from "@trtd/request-plane";
 import { eventually, HERMES_TOOLS_TEMPLATE, modelDir } from "@trtd/test-support";
@@ -241,7 +243,7 @@ describe("tool calls - HTTP, test-double backend", () => {
 
 describe("tool calls - a two-turn tool loop through the real tokenizer and chat template (decode worker test double)", () => {
   const fixture = JSON.parse(readFileSync(new URL("./fixtures/tool-loop-hf.json", import.meta.url), "utf8")) as {
-    tools: typeof TOOLS;
+    tools: Array<{ type: "function"; function: { name: string; description: string; parameters: JSONSchema } }>;
     first: { messages: Array<{ role: "system" | "user"; content: string }>; prompt: string };
     call: { name: string; arguments: Record<string, unknown> };
     result: string;
@@ -293,22 +295,19 @@ describe("tool calls - a two-turn tool loop through the real tokenizer and chat 
       const client = new OpenAI({ baseURL: `${api.url}/v1`, apiKey: "unused", maxRetries: 0 });
       const from = double.prompts.length;
       const seen: unknown[] = [];
-      const runner = client.chat.completions.runTools({
-        model: MODEL,
-        messages: fixture.first.messages,
-        stream,
-        tools: fixture.tools.map((t) => ({
-          type: "function" as const,
-          function: {
-            ...t.function,
-            parse: JSON.parse,
-            function: (args: unknown) => {
-              seen.push(args);
-              return fixture.result;
-            },
+      const tools: RunnableToolFunctionWithParse<Record<string, unknown>>[] = fixture.tools.map((t) => ({
+        type: "function",
+        function: {
+          ...t.function,
+          parse: (args: string) => JSON.parse(args) as Record<string, unknown>,
+          function: (args: Record<string, unknown>) => {
+            seen.push(args);
+            return fixture.result;
           },
-        })),
-      } as Parameters<typeof client.chat.completions.runTools>[0]);
+        },
+      }));
+      const body = { model: MODEL, messages: fixture.first.messages, tools };
+      const runner = stream ? client.chat.completions.runTools({ ...body, stream: true }) : client.chat.completions.runTools(body);
       expect(await runner.finalContent()).toBe(ANSWER);
       // The tool ran once, with the arguments the model wrote.
       expect(seen).toEqual([fixture.call.arguments]);
