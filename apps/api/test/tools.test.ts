@@ -20,6 +20,7 @@ import { createApiApp, startApiServer, type RunningApiServer } from "../src/inde
 import type { ReasoningOptions } from "../src/openai/reasoning.js";
 import type { ToolCallFormat } from "../src/openai/tool-calls.js";
 import { startScriptedDecodeWorkerTestDouble, type ScriptedDecodeWorkerTestDouble } from "./support/decode-double.js";
+import { startRealApi, type RealApi } from "./support/real-api.js";
 import { ByteCodecTestDouble, ScriptedBackendTestDouble } from "./support/test-doubles.js";
 
 const MODEL = "tiny";
@@ -241,6 +242,54 @@ describe("tool calls - HTTP, test-double backend", () => {
   });
 });
 
+/** A copy of models/tiny (weights linked) whose tokenizer_config.json has the tools-aware template. */
+function toolsModelDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "trtd-tools-"));
+  for (const f of ["config.json", "generation_config.json"]) cpSync(join(modelDir, f), join(dir, f));
+  symlinkSync(join(modelDir, "model.safetensors"), join(dir, "model.safetensors"));
+  const config = JSON.parse(readFileSync(join(modelDir, "tokenizer_config.json"), "utf8")) as { chat_template: string };
+  config.chat_template = HERMES_TOOLS_TEMPLATE;
+  writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify(config));
+  return dir;
+}
+
+describe("tool calls - the real system (decode worker on the reference executor, models/tiny with a tools template)", () => {
+  let dir: string;
+  let real: RealApi;
+  beforeAll(async () => {
+    dir = toolsModelDir();
+    real = await startRealApi({}, { modelDir: dir });
+  }, 60_000);
+  afterAll(async () => {
+    await real?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("auto: the tools reach the prompt; the random model writes no call, so whole and streamed answers are the same content", async () => {
+    expect(real.server.toolCalls).toBe("hermes");
+    const client = new OpenAI({ baseURL: `${real.url}/v1`, apiKey: "unused", maxRetries: 0 });
+    const messages = [{ role: "user" as const, content: "Weather in Paris?" }];
+    const body = { model: MODEL, messages, max_tokens: 12, temperature: 0 };
+    const plain = await client.chat.completions.create(body);
+    const w = await client.chat.completions.create({ ...body, tools: TOOLS });
+    // The template wrote the tools into the prompt.
+    expect(w.usage!.prompt_tokens).toBeGreaterThan(plain.usage!.prompt_tokens + 50);
+    expect(w.choices[0].message.tool_calls).toBeUndefined();
+    expect(["stop", "length"]).toContain(w.choices[0].finish_reason);
+    let content = "";
+    let finish: string | null = null;
+    for await (const chunk of await client.chat.completions.create({ ...body, tools: TOOLS, stream: true })) {
+      expect(chunk.choices[0]?.delta.tool_calls).toBeUndefined();
+      content += chunk.choices[0]?.delta.content ?? "";
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    expect({ content, finish }).toEqual({ content: w.choices[0].message.content, finish: w.choices[0].finish_reason });
+    expect(real.logs).toEqual([]);
+    const s = real.decode.executor.stats();
+    expect({ active: s.activeRequests, queued: s.queuedRequests, kv: s.kvBlocksUsed }).toEqual({ active: 0, queued: 0, kv: 0 });
+  }, 60_000);
+});
+
 describe("tool calls - a two-turn tool loop through the real tokenizer and chat template (decode worker test double)", () => {
   const fixture = JSON.parse(readFileSync(new URL("./fixtures/tool-loop-hf.json", import.meta.url), "utf8")) as {
     tools: Array<{ type: "function"; function: { name: string; description: string; parameters: JSONSchema } }>;
@@ -257,13 +306,7 @@ describe("tool calls - a two-turn tool loop through the real tokenizer and chat 
   let api: RunningApiServer;
 
   beforeAll(async () => {
-    // models/tiny with a tools-aware template in its tokenizer_config.json.
-    dir = mkdtempSync(join(tmpdir(), "trtd-tools-"));
-    for (const f of ["config.json", "generation_config.json"]) cpSync(join(modelDir, f), join(dir, f));
-    symlinkSync(join(modelDir, "model.safetensors"), join(dir, "model.safetensors"));
-    const config = JSON.parse(readFileSync(join(modelDir, "tokenizer_config.json"), "utf8")) as { chat_template: string };
-    config.chat_template = HERMES_TOOLS_TEMPLATE;
-    writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify(config));
+    dir = toolsModelDir();
     tokenizer = Tokenizer.fromModelDir(dir);
     const eos = tokenizer.eosTokenIds[0];
     // The model's side of the loop: a call until a tool result is in the prompt, then the answer.
