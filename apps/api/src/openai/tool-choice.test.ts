@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { ChatTool } from "../text-codec.js";
 import type { GenerationResult } from "../generation.js";
 import { chatMessageParts, chatPieces, type ChatPiece } from "./chat-output.js";
-import { createCallListParser, forcedToolSchema } from "./tool-choice.js";
+import { createCallListParser, forcedToolGrammar, forcedToolSchema } from "./tool-choice.js";
 import type { ParsedToolCall } from "./tool-calls.js";
 
 const CITY = { type: "object", properties: { city: { type: "string" } }, required: ["city"] };
@@ -27,6 +27,16 @@ describe("forcedToolSchema", () => {
     const items = { anyOf: [branch("get_weather", CITY), branch("now", { type: "object" })] };
     expect(forcedToolSchema("required", TOOLS, true)).toEqual({ type: "array", minItems: 1, items });
     expect(forcedToolSchema("required", TOOLS, false)).toEqual({ type: "array", minItems: 1, maxItems: 1, items });
+  });
+});
+
+describe("forcedToolGrammar", () => {
+  it("a json_schema spec of the schema, strict only when every chosen function is", () => {
+    const strictTools: ChatTool[] = [{ type: "function", function: { name: "get_weather", parameters: CITY, strict: true } }, TOOLS[1]];
+    expect(forcedToolGrammar({ name: "get_weather" }, strictTools, true)).toEqual({ type: "json_schema", schema: CITY, strict: true });
+    expect(forcedToolGrammar({ name: "now" }, strictTools, true)).toEqual({ type: "json_schema", schema: { type: "object" }, strict: false });
+    expect(forcedToolGrammar("required", strictTools, true)).toMatchObject({ type: "json_schema", strict: false });
+    expect(forcedToolGrammar("required", strictTools.slice(0, 1), true)).toMatchObject({ type: "json_schema", strict: true });
   });
 });
 

@@ -34,6 +34,15 @@ export function forcedToolSchema(choice: ForcedToolChoice, tools: readonly ChatT
 }
 
 /**
+ * The grammar spec of a forced choice, in @trtd/grammar's `GrammarSpec` shape (plain JSON, carried to the workers):
+ * a JSON schema, `strict` when the function (for `required`: every function) is marked `strict`.
+ */
+export function forcedToolGrammar(choice: ForcedToolChoice, tools: readonly ChatTool[], parallel: boolean): { type: "json_schema"; schema: Record<string, unknown>; strict: boolean } {
+  const chosen = choice === "required" ? tools : tools.filter((t) => t.function.name === choice.name);
+  return { type: "json_schema", schema: forcedToolSchema(choice, tools, parallel), strict: chosen.every((t) => t.function.strict === true) };
+}
+
+/**
  * Reads `required`'s output, a JSON list of calls: each element is released once complete. Text that does not
  * fit (possible only if the constraint was not applied, or the output was cut off) ends the calls and is content.
  */
