@@ -10,6 +10,8 @@ import { createApiMetrics, type ApiMetrics } from "./metrics/api-metrics.js";
 import { PROMETHEUS_CONTENT_TYPE } from "./metrics/registry.js";
 import { bearerAuth, bodyLimit, requestId } from "./middleware/index.js";
 import { parseChatCompletion } from "./openai/chat-completions.js";
+import { checkResponseFormat } from "./openai/response-format.js";
+import { checkToolGrammar } from "./openai/tool-choice.js";
 import { parseCompletion } from "./openai/completions.js";
 import { chatMessageParts, chatPieces, pieceDelta, type ChatOutputOptions, type ChatPiece } from "./openai/chat-output.js";
 import type { ReasoningOptions } from "./openai/reasoning.js";
@@ -201,27 +203,31 @@ export function createApiApp(opts: ApiAppOptions) {
 
   app.post("/v1/chat/completions", async function chatCompletions(c) {
     const p = parseChatCompletion(await readJson(c), opts.modelName);
-    if (p.tools && !opts.toolCalls) {
-      throw new InvalidRequestError("'tools' needs a tool-call format, and this model has none (its chat template shows none; see --tool-call-parser)", "tools", ApiErrorCodes.unsupported);
+    // `required` and a named function constrain decoding to a JSON schema of the calls (openai/tool-choice.ts), so
+    // they need no tool-call format of the model's; `auto` reads the model's own format.
+    const forced = p.tools && (p.toolChoice === "required" || typeof p.toolChoice === "object") ? p.toolChoice : undefined;
+    if (p.tools && !forced && !opts.toolCalls) {
+      throw new InvalidRequestError("'tools' with tool_choice \"auto\" needs a tool-call format, and this model has none (its chat template shows none; see --tool-call-parser)", "tools", ApiErrorCodes.unsupported);
     }
-    if (p.toolChoice === "required" || typeof p.toolChoice === "object") {
-      // These must constrain decoding to the tool's parameter schema, which the workers cannot do yet.
-      throw new InvalidRequestError("'tool_choice' \"required\" or a named function needs constrained decoding, which this server does not have yet; use \"auto\"", "tool_choice", ApiErrorCodes.unsupported);
+    if (forced && p.responseFormat) {
+      throw new InvalidRequestError("'tool_choice' \"required\" or a named function cannot be combined with 'response_format': both constrain the output", "tool_choice");
     }
+    const grammar = forced ? await checkToolGrammar(forced, p.tools!, p.parallelToolCalls) : p.responseFormat && (await checkResponseFormat(p.responseFormat));
     const promptTokens = await opts.codec.encodeChat(p.messages, { tools: p.tools, signal: c.req.raw.signal });
     const req = buildGenerateRequest(
       deps,
-      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: p.maxTokensParam, promptParam: "messages" }
+      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: p.maxTokensParam, promptParam: "messages", grammar }
     );
     const common = { id: `chatcmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;
     // The delta chunk's JSON around its text is serialised once per request.
     const contentDelta = jsonTemplate((s) => R.chatChunk(common, { content: s }, null, u));
-    const output: ChatOutputOptions = {
-      reasoning: opts.reasoning,
-      tools: p.tools && opts.toolCalls ? { format: opts.toolCalls, parallel: p.parallelToolCalls } : undefined,
-    };
-    if (output.reasoning || output.tools) {
+    const output: ChatOutputOptions = forced
+      ? typeof forced === "object"
+        ? { namedCall: forced.name }
+        : { tools: { format: "call_list", parallel: p.parallelToolCalls } }
+      : { reasoning: opts.reasoning, tools: p.tools && opts.toolCalls ? { format: opts.toolCalls, parallel: p.parallelToolCalls } : undefined };
+    if (output.reasoning || output.tools || output.namedCall !== undefined) {
       // The same parsers split the whole text and the stream, so both give the same reasoning, content and calls.
       const reasoningDelta = jsonTemplate((s) => R.chatChunk(common, { reasoning_content: s }, null, u));
       return respond<ChatPiece>(c, p.stream, req, p.stop, {

@@ -2,6 +2,7 @@
 // incrementally with stop strings, keep latency metrics. Both endpoints, streaming or not, go through here.
 import { randomInt, randomUUID } from "node:crypto";
 import type { DecodeChunk, FinishReason, GenerateRequest } from "@trtd/apps-common";
+import type { GrammarSpec } from "@trtd/grammar";
 import type { GenerationBackend } from "./backend.js";
 import { ApiErrorCodes, DeadlineExceededError, InvalidRequestError, WorkerFailedError } from "./errors.js";
 import type { ApiMetrics } from "./metrics/api-metrics.js";
@@ -20,6 +21,8 @@ export interface GenerationInput {
   maxTokensParam: string;
   /** The field that holds the prompt (`messages` or `prompt`), named by errors. */
   promptParam: "messages" | "prompt";
+  /** Constrained decoding (response_format), already checked. */
+  grammar?: GrammarSpec;
 }
 
 /** OpenAI's finish reasons. */
@@ -76,6 +79,7 @@ export function buildGenerateRequest(deps: GenerationDeps, input: GenerationInpu
     maxTokens,
     stopTokenIds: deps.codec.eosTokenIds,
     deadline: Date.now() + limits.requestTimeoutMs,
+    ...(input.grammar ? { grammar: input.grammar } : {}),
   };
 }
 

@@ -195,9 +195,41 @@ describe("tool calls - HTTP, test-double backend", () => {
     expect(w.message).not.toHaveProperty("tool_calls");
   });
 
+  it("required: the backend gets the call-list grammar; the listed calls come back whole and streamed", async () => {
+    const list = '[{"name": "get_weather", "parameters": {"city": "Paris"}}, {"name": "get_time", "parameters": {"tz": "CET"}}]';
+    const s = await start(list, undefined); // no tool-call format needed: the output is the constrained JSON
+    const w = await whole(s.url, { tool_choice: "required" });
+    expect(w.finish_reason).toBe("tool_calls");
+    expect(w.message.content).toBeNull();
+    expect(w.message.tool_calls!.map((c) => c.function)).toEqual(WANT_CALLS);
+    const grammar = s.backend.requests[0].grammar as { type: string; schema: { type: string; minItems: number; items: { anyOf: unknown[] } }; strict?: boolean };
+    expect(grammar).toMatchObject({ type: "json_schema", schema: { type: "array", minItems: 1 } });
+    expect(grammar.schema.items.anyOf).toHaveLength(2);
+    const chunks = await streamedChunks(s.url, { tool_choice: "required" });
+    const calls = chunks.flatMap((c) => (c.choices[0].delta.tool_calls as Array<{ index: number; function: { name?: string; arguments: string } }> | undefined) ?? []);
+    expect(calls.filter((c) => c.function.name).map((c) => c.function.name)).toEqual(["get_weather", "get_time"]);
+    expect(chunks.at(-1)!.choices[0].finish_reason).toBe("tool_calls");
+  });
+
+  it("a named function: the backend gets its parameters schema; the arguments stream as generated; finish_reason stop", async () => {
+    const s = await start('{"city": "Paris"}', undefined);
+    const named = { tool_choice: { type: "function", function: { name: "get_weather" } } };
+    const w = await whole(s.url, named);
+    expect(w.finish_reason).toBe("stop");
+    expect(w.message.tool_calls!.map((c) => c.function)).toEqual([{ name: "get_weather", arguments: '{"city": "Paris"}' }]);
+    expect(s.backend.requests[0].grammar).toEqual({ type: "json_schema", schema: TOOLS[0].function.parameters });
+    const chunks = await streamedChunks(s.url, named);
+    const calls = chunks.flatMap((c) => (c.choices[0].delta.tool_calls as Array<Record<string, unknown>> | undefined) ?? []);
+    expect(calls[0]).toMatchObject({ index: 0, type: "function", function: { name: "get_weather", arguments: "" } });
+    // One byte per token: each fragment is what the model wrote, and they join to the arguments.
+    expect(calls.length).toBeGreaterThan(5);
+    expect(calls.slice(1).map((c) => (c.function as { arguments: string }).arguments).join("")).toBe('{"city": "Paris"}');
+    expect(chunks.at(-1)!.choices[0].finish_reason).toBe("stop");
+  });
+
   const bad: Array<[string, Record<string, unknown>, string, string]> = [
-    ["tool_choice required (needs constrained decoding)", { tool_choice: "required" }, "unsupported_parameter", "tool_choice"],
-    ["a named tool_choice (needs constrained decoding)", { tool_choice: { type: "function", function: { name: "get_time" } } }, "unsupported_parameter", "tool_choice"],
+    ["a forced tool_choice with response_format (two constraints)", { tool_choice: "required", response_format: { type: "json_object" } }, "invalid_value", "tool_choice"],
+    ["a named function whose parameters are not a valid JSON Schema", { tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: { a: { type: "strin" } } } } }], tool_choice: { type: "function", function: { name: "f" } } }, "invalid_value", "tools[0].function.parameters"],
     ["a named tool_choice that is not a tool", { tool_choice: { type: "function", function: { name: "nope" } } }, "invalid_value", "tool_choice.function.name"],
     ["tool_choice without tools", { tools: undefined, tool_choice: "auto" }, "invalid_value", "tool_choice"],
     ["tool_choice of another shape", { tool_choice: "always" }, "invalid_value", "tool_choice"],

@@ -47,6 +47,8 @@ export type { StartWorker } from "./worker-main.js";
 export { runWorkerProcess } from "./worker-main.js";
 export { checkNatsAuth, checkReadable, natsAuthFromEnv, natsInboxPrefix, readNatsCredentials, NATS_AUTH_ENV } from "./nats-auth.js";
 export type { NatsAuthEnv, NatsAuthKey, NatsRole } from "./nats-auth.js";
+export { WorkerGrammars } from "./grammars.js";
+export type { WorkerGrammarStats } from "./grammars.js";
 export type { WorkerIdentity, IdentityMismatch, IdentityMismatchReason } from "./identity.js";
 export { DeploymentIdentity, IdentityMismatchReasons, identityMismatch, parseWorkerIdentity, workerIdentity } from "./identity.js";
 export type { EngineProgressSample } from "./progress.js";

@@ -1,5 +1,6 @@
 // The wire protocol between the api (router) and the workers, carried as JSON over the request plane.
 // Workers own the engine; the api owns text. Only token ids cross this boundary.
+import type { GrammarSpec } from "@trtd/grammar";
 
 /** Sampling as the executor understands it. temperature 0 means greedy. */
 export interface WireSampling {
@@ -23,6 +24,12 @@ export interface GenerateRequest {
   stopTokenIds: number[];
   /** Absolute deadline, epoch milliseconds. */
   deadline: number;
+  /**
+   * Constrained decoding (response_format): what the output must match, as @trtd/grammar's GrammarSpec, checked by
+   * the api. The worker that samples (prefill for the first token, decode for the rest) compiles it for its
+   * vocabulary (cached) and runs the matcher beside its executor. Absent: unconstrained.
+   */
+  grammar?: GrammarSpec;
 }
 
 /** What a prefill worker returns: the first generated token and where decode can fetch the KV cache. */
@@ -166,6 +173,10 @@ export function parseDecodeRequest(v: unknown): DecodeRequest {
     if (typeof s[k] !== "number" || !Number.isFinite(s[k])) throw new ProtocolError(`sampling.${k} must be a number`);
   }
   if (s.seed !== undefined && !Number.isInteger(s.seed)) throw new ProtocolError("sampling.seed must be an integer");
+  if (r.grammar !== undefined) {
+    const g = r.grammar as Record<string, unknown> | null;
+    if (typeof g !== "object" || g === null || typeof g.type !== "string") throw new ProtocolError("grammar must be an object with a type");
+  }
   if (r.generatedOffset !== undefined) {
     const g = r.generatedOffset;
     if (!Number.isInteger(g) || (g as number) < 0 || (g as number) >= r.tokens.length) {

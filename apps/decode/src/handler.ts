@@ -7,10 +7,13 @@ import {
   type DecodeChunk,
   type DecodeRequest,
   type ExecutionMode,
+  type WorkerGrammars,
 } from "@trtd/apps-common";
 import type { Handler, RequestContext } from "@trtd/request-plane";
 import { kvPullFailureReason, type KvPullFailureReason } from "@trtd/kv-transfer";
-import { UnsupportedError, type Executor, type GenerateChunk, type GenerationStream } from "@trtd/trtllm";
+import { UnsupportedError, type Executor, type GenerateChunk, type GenerateRequest as ExecutorRequest, type GenerationStream } from "@trtd/trtllm";
+
+type GenerateRequestConstraint = ExecutorRequest["constraint"];
 
 /**
  * What a successful KV pull hands over: an import the executor consumes, or, on an engine that moves KV itself
@@ -34,6 +37,11 @@ export type KvDeclineFn = (kvHandle: unknown) => Promise<void>;
 
 export interface DecodeHandlerDeps {
   executor: Executor;
+  /**
+   * The grammars of constrained requests (response_format); the matcher of each runs here, beside the executor.
+   * Without it a request with a grammar is refused.
+   */
+  grammars?: WorkerGrammars;
   pullKv: KvPullFn;
   declineKv: KvDeclineFn;
   /** Called once per failed pull (the prompt is recomputed), with why it failed (kv-transfer's KvPullFailureReasons). */
@@ -59,8 +67,38 @@ async function* relay(stream: AsyncIterable<GenerateChunk>, first: Pick<DecodeCh
 export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequest, DecodeChunk> {
   const { executor, log = () => {} } = deps;
 
+  /**
+   * Runs a request with its grammar's matcher (when it has one) as the constraint, and frees the matcher when the
+   * stream ends, however it ends. `generated`: tokens already produced elsewhere (migration), which the matcher
+   * accepts first.
+   */
+  async function* constrained(
+    req: DecodeRequest,
+    generated: readonly number[],
+    start: (constraint: Awaited<ReturnType<WorkerGrammars["matcher"]>> | undefined) => AsyncGenerator<DecodeChunk>,
+  ): AsyncGenerator<DecodeChunk> {
+    if (req.grammar && !deps.grammars) throw new Error("grammar: this decode handler has no grammars (constrained decoding)");
+    const matcher = req.grammar ? await deps.grammars!.matcher(req.grammar, generated) : undefined;
+    try {
+      yield* start(matcher);
+    } finally {
+      matcher?.free();
+    }
+  }
+
   const aggregated = (req: DecodeRequest, signal: AbortSignal, mode: ExecutionMode) => {
-    const base = { prompt: req.tokens, maxNewTokens: req.maxTokens, stopTokenIds: req.stopTokenIds, sampling: executorSampling(req) };
+    const offset = req.generatedOffset ?? 0;
+    return constrained(req, req.tokens.slice(req.tokens.length - offset), (constraint) => runAggregated(req, signal, mode, constraint));
+  };
+
+  const runAggregated = (req: DecodeRequest, signal: AbortSignal, mode: ExecutionMode, constraint: GenerateRequestConstraint) => {
+    const base = {
+      prompt: req.tokens,
+      maxNewTokens: req.maxTokens,
+      stopTokenIds: req.stopTokenIds,
+      sampling: executorSampling(req),
+      ...(constraint ? { constraint } : {}),
+    };
     const offset = req.generatedOffset ?? 0;
     let stream: GenerationStream;
     try {
@@ -102,19 +140,30 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
       yield* aggregated(req, signal, "recomputed");
       return;
     }
-    const stream = executor.generate(
-      {
-        type: "generation_only",
-        prompt: req.tokens,
-        maxNewTokens: req.maxTokens,
-        stopTokenIds: req.stopTokenIds,
-        sampling: executorSampling(req),
-        contextPhase: { firstToken: p.firstToken, kvImport: pulled.kvImport, opaqueState: pulled.opaqueState },
-      },
-      { signal },
-    );
     // A generation-only request's output starts with the first token (the executor re-emits it), so the
-    // client sees the same sequence as in aggregated mode.
-    yield* relay(stream, { mode: "disaggregated", kv: { bytes: pulled.bytes, transferMs: pulled.transferMs, path: pulled.path, fallbacks: pulled.fallbacks } });
+    // client sees the same sequence as in aggregated mode. With a grammar, the executor feeds that token to the
+    // matcher before it asks for the second token's mask.
+    const kv = { bytes: pulled.bytes, transferMs: pulled.transferMs, path: pulled.path, fallbacks: pulled.fallbacks };
+    let consumed = false;
+    try {
+      yield* constrained(req, [], (constraint) => {
+        const stream = executor.generate(
+          {
+            type: "generation_only",
+            prompt: req.tokens,
+            maxNewTokens: req.maxTokens,
+            stopTokenIds: req.stopTokenIds,
+            sampling: executorSampling(req),
+            contextPhase: { firstToken: p.firstToken, kvImport: pulled.kvImport, opaqueState: pulled.opaqueState },
+            ...(constraint ? { constraint } : {}),
+          },
+          { signal },
+        );
+        consumed = true;
+        return relay(stream, { mode: "disaggregated", kv });
+      });
+    } finally {
+      if (!consumed && pulled.kvImport?.state === "reserved") pulled.kvImport.abort(); // the grammar failed before enqueue
+    }
   };
 }

@@ -1,5 +1,5 @@
 // A decode worker: an executor, a KV puller, the decode endpoint on the request plane, published load.
-import { executorOpenOptions, serveWorker, workerIdentity, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
+import { executorOpenOptions, serveWorker, WorkerGrammars, workerIdentity, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
 import type { RequestPlane } from "@trtd/request-plane";
 import { ABI_VERSION, cudaKvBudget, Executor } from "@trtd/trtllm";
 import { KvPullFailureReasons, type KvPullFailureReason } from "@trtd/kv-transfer";
@@ -19,6 +19,8 @@ export interface DecodeWorkerOptions {
 
 export interface RunningDecodeWorker extends RunningWorker {
   readonly executor: Executor;
+  /** Constrained requests' grammars (stats().liveMatchers is 0 when idle). */
+  readonly grammars: WorkerGrammars;
   /** Failed KV pulls by reason since start (each one recomputed), as published in the load. */
   kvPullFailures(): Record<KvPullFailureReason, number>;
 }
@@ -27,6 +29,7 @@ export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<Running
   const { modelDir } = o.executor;
   const executor = Executor.open(modelDir, executorOpenOptions(o.executor, (fraction, deviceId) => kvBytesOfFraction(modelDir, fraction, deviceId, o.log)));
   let puller: Awaited<ReturnType<typeof createKvPuller>> | undefined;
+  const grammars = new WorkerGrammars(modelDir, executor.model.vocabSize);
   try {
     puller = await createKvPuller(executor, o.plane, { timeoutMs: o.kvPullTimeoutMs });
     const p = puller;
@@ -36,7 +39,7 @@ export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<Running
       role: "decode",
       plane: o.plane,
       namespace: o.namespace,
-      handler: createDecodeHandler({ executor, pullKv: p.pull, declineKv: p.decline, onPullFailure: (r) => pullFailures[r]++, log: o.log }),
+      handler: createDecodeHandler({ executor, grammars, pullKv: p.pull, declineKv: p.decline, onPullFailure: (r) => pullFailures[r]++, log: o.log }),
       load: () => ({ ...workerLoadFromStats(executor.stats()), kvPullFailures: { ...pullFailures } }),
       meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, identity: workerIdentity(modelDir, executor, ABI_VERSION) },
       progress: () => executor.stats(),
@@ -44,13 +47,15 @@ export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<Running
       release: async () => {
         await p.close();
         await executor.close();
+        await grammars.close();
       },
       log: o.log,
     });
-    return Object.assign(worker, { executor, kvPullFailures: () => ({ ...pullFailures }) });
+    return Object.assign(worker, { executor, grammars, kvPullFailures: () => ({ ...pullFailures }) });
   } catch (err) {
     await puller?.close();
     await executor.close();
+    await grammars.close();
     throw err;
   }
 }

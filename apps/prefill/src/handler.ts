@@ -1,6 +1,6 @@
 // The prefill worker's request handler: a context-only run, then the KV offered through kv-transfer.
 // Replies exactly once with {firstToken, kvHandle}.
-import { executorSampling, parseDecodeRequest, type GenerateRequest, type PrefillResult } from "@trtd/apps-common";
+import { executorSampling, parseDecodeRequest, type GenerateRequest, type PrefillResult, type WorkerGrammars } from "@trtd/apps-common";
 import { executorKvSource, type KvOfferServer } from "@trtd/kv-transfer";
 import type { Handler, RequestContext } from "@trtd/request-plane";
 import type { Executor } from "@trtd/trtllm";
@@ -16,28 +16,46 @@ export class PrefillFailedError extends Error {
 
 export interface PrefillHandlerDeps {
   executor: Executor;
+  /**
+   * The grammars of constrained requests: the first token is sampled here, under its grammar's first mask. Without
+   * it a request with a grammar is refused.
+   */
+  grammars?: WorkerGrammars;
   offers: KvOfferServer;
   /** Test-only fault injection (TRTD_FAULT_INJECT_KV); undefined in normal operation. */
   faults?: KvFaultInjector;
 }
 
-export function createPrefillHandler({ executor, offers, faults }: PrefillHandlerDeps): Handler<GenerateRequest, PrefillResult> {
+export function createPrefillHandler({ executor, grammars, offers, faults }: PrefillHandlerDeps): Handler<GenerateRequest, PrefillResult> {
   return async function prefill(raw: GenerateRequest, ctx: RequestContext): Promise<PrefillResult> {
     const req = parseDecodeRequest(raw);
     const started = performance.now();
     let firstToken: number | undefined;
     let requestId: number | undefined;
-    for await (const c of executor.generate(
-      { type: "context_only", prompt: req.tokens, maxNewTokens: req.maxTokens, stopTokenIds: req.stopTokenIds, sampling: executorSampling(req) },
-      { signal: ctx.signal },
-    )) {
-      if (!c.final) continue;
-      if (c.finishReason === "cancelled") throw new PrefillFailedError("prefill cancelled", { cause: ctx.signal.reason });
-      if (c.finishReason === "error" || c.tokens.length !== 1) {
-        throw new PrefillFailedError(`context-only request failed: ${c.error?.message ?? `${c.tokens.length} tokens`}`, { cause: c.error });
+    if (req.grammar && !grammars) throw new PrefillFailedError("grammar: this prefill handler has no grammars (constrained decoding)");
+    const constraint = req.grammar ? await grammars!.matcher(req.grammar) : undefined;
+    try {
+      for await (const c of executor.generate(
+        {
+          type: "context_only",
+          prompt: req.tokens,
+          maxNewTokens: req.maxTokens,
+          stopTokenIds: req.stopTokenIds,
+          sampling: executorSampling(req),
+          ...(constraint ? { constraint } : {}),
+        },
+        { signal: ctx.signal },
+      )) {
+        if (!c.final) continue;
+        if (c.finishReason === "cancelled") throw new PrefillFailedError("prefill cancelled", { cause: ctx.signal.reason });
+        if (c.finishReason === "error" || c.tokens.length !== 1) {
+          throw new PrefillFailedError(`context-only request failed: ${c.error?.message ?? `${c.tokens.length} tokens`}`, { cause: c.error });
+        }
+        firstToken = c.tokens[0];
+        requestId = c.requestId;
       }
-      firstToken = c.tokens[0];
-      requestId = c.requestId;
+    } finally {
+      constraint?.free(); // decode builds its own matcher and feeds it the first token
     }
     if (firstToken === undefined || requestId === undefined) throw new PrefillFailedError("context-only request ended without a result");
     // The pinned export (with a device descriptor on a device executor), or the context state alone on an engine

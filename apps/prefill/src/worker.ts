@@ -1,6 +1,6 @@
 // A prefill worker: an executor, a KV offer server, the prefill endpoint on the request plane, published load.
 import { networkInterfaces } from "node:os";
-import { executorOpenOptions, serveWorker, workerIdentity, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
+import { executorOpenOptions, serveWorker, WorkerGrammars, workerIdentity, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
 import { KvOfferServer, layoutFromExecutor } from "@trtd/kv-transfer";
 import type { RequestPlane } from "@trtd/request-plane";
 import { ABI_VERSION, cudaKvBudget, Executor } from "@trtd/trtllm";
@@ -25,6 +25,8 @@ export interface PrefillWorkerOptions {
 
 export interface RunningPrefillWorker extends RunningWorker {
   readonly executor: Executor;
+  /** Constrained requests' grammars (stats().liveMatchers is 0 when idle). */
+  readonly grammars: WorkerGrammars;
   readonly offers: KvOfferServer;
 }
 
@@ -33,6 +35,7 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
   const executor = Executor.open(modelDir, executorOpenOptions(o.executor, (fraction, deviceId) => kvBytesOfFraction(modelDir, fraction, deviceId, o.log)));
   let offers: KvOfferServer | undefined;
   let faults: KvFaultInjector | undefined;
+  const grammars = new WorkerGrammars(modelDir, executor.model.vocabSize);
   try {
     const fault = kvFaultFromEnv();
     if (fault) {
@@ -52,7 +55,7 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
       role: "prefill",
       plane: o.plane,
       namespace: o.namespace,
-      handler: createPrefillHandler({ executor, offers: off, faults }),
+      handler: createPrefillHandler({ executor, grammars, offers: off, faults }),
       load: () => ({ ...workerLoadFromStats(executor.stats()), kvPullsRefused: off.stats().refused }),
       meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, identity: workerIdentity(modelDir, executor, ABI_VERSION), kv: off.address },
       progress: () => executor.stats(),
@@ -61,14 +64,16 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
         await off.close(); // releases every offer (their pinned blocks) before the executor goes
         await faults?.close();
         await executor.close();
+        await grammars.close();
       },
       log: o.log,
     });
-    return Object.assign(worker, { executor, offers: off });
+    return Object.assign(worker, { executor, offers: off, grammars });
   } catch (err) {
     await offers?.close();
     await faults?.close();
     await executor.close();
+    await grammars.close();
     throw err;
   }
 }

@@ -41,7 +41,8 @@ extern "C" {
 #endif
 
 /** Bumped on every incompatible change of this header; compare with trtd_abi_version() at load time. */
-#define TRTD_ABI_VERSION 3 /* 2: trtd_request.generated_offset; 3: device KV transfer functions */
+#define TRTD_ABI_VERSION 4 /* 2: trtd_request.generated_offset; 3: device KV transfer functions;
+                              4: constrained decoding (trtd_request.constrained, trtd_executor_set_token_mask) */
 
 typedef struct trtd_executor trtd_executor; /* opaque */
 typedef int32_t trtd_token;
@@ -207,6 +208,10 @@ typedef struct trtd_request {
      * and the context limit applies to prompt_len + this request's tokens as usual. Implementations that
      * cannot offset their draws refuse a non-zero value with TRTD_STATUS_UNSUPPORTED. */
     int32_t generated_offset;
+    /* Added in ABI 4. The request's sampled tokens are constrained by allowed-token bitmasks that the caller
+     * supplies one per sampled token with trtd_executor_set_token_mask (see "Constrained decoding").
+     * Implementations without it refuse true with TRTD_STATUS_UNSUPPORTED. */
+    bool constrained;
 } trtd_request;
 
 /**
@@ -216,7 +221,7 @@ typedef struct trtd_request {
  * @return OK and *id_out set; INVALID_ARGUMENT (message names the field); KV_CAPACITY when it can never
  *         fit; NOT_FOUND for an unknown kv_import_id; QUEUE_FULL when the queue limit is reached;
  *         UNSUPPORTED for a field this implementation cannot honour (generated_offset != 0 on the
- *         TensorRT-LLM shim); SHUT_DOWN. On failure nothing changed (an import stays owned by the caller).
+ *         TensorRT-LLM shim; constrained on an implementation without constrained decoding); SHUT_DOWN. On failure nothing changed (an import stays owned by the caller).
  */
 TRTD_API trtd_status trtd_executor_enqueue(trtd_executor * executor, const trtd_request * request,
                                            trtd_request_id * id_out);
@@ -228,6 +233,34 @@ TRTD_API trtd_status trtd_executor_enqueue(trtd_executor * executor, const trtd_
  * @return OK; NOT_FOUND when the id is unknown or already finished.
  */
 TRTD_API trtd_status trtd_executor_cancel(trtd_executor * executor, trtd_request_id id);
+
+/* ------------------------------------------------------------------------------------------------
+ * Constrained decoding (ABI 4)
+ *
+ * A request enqueued with constrained = true samples each of its tokens from the tokens that a bitmask allows
+ * (grammar-guided decoding: the caller runs a grammar matcher, e.g. xgrammar, beside the executor). Bit t
+ * (word t / 32, bit t % 32, least significant first) allows token t; bits at or past vocab_size are ignored.
+ * Disallowed logits are set to -infinity before temperature, top-k and top-p, so a mask that allows every token
+ * gives exactly the unconstrained draw (same seed, same token).
+ *
+ * One mask per sampled token, in order: the mask for the request's first sampled token may be given any time
+ * after enqueue (a generation-only request's first token comes from the context phase and is not sampled: its
+ * first mask is for its second token); each later mask after the previous sampled token was delivered as a
+ * response. Masks stay off the batch's critical path: the engine runs a constrained request's forward pass
+ * without waiting, and only its sampling waits for the mask, its logits held aside; the other requests of the
+ * batch sample and go on as usual. So the caller computes the next mask while the next step's forward pass
+ * runs (xgrammar's intended overlap). A request waiting for its mask holds its KV blocks; cancel it as usual.
+ * ---------------------------------------------------------------------------------------------- */
+
+/**
+ * Gives a constrained request the allowed-token bitmask of its next sampled token (copied; num_words ==
+ * (vocab_size + 31) / 32). At most one mask waits per request.
+ * @return OK; NOT_FOUND (unknown or finished request); INVALID_STATE (the request is not constrained, or a mask
+ *         is already waiting); INVALID_ARGUMENT (NULL mask, wrong num_words, or no token in [0, vocab_size)
+ *         allowed); UNSUPPORTED (an implementation without constrained decoding).
+ */
+TRTD_API trtd_status trtd_executor_set_token_mask(trtd_executor * executor, trtd_request_id id,
+                                                  const uint32_t * bitmask, int32_t num_words);
 
 /* ------------------------------------------------------------------------------------------------
  * Responses

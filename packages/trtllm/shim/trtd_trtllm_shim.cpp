@@ -661,6 +661,12 @@ trtd_status trtd_executor_enqueue(trtd_executor* executor, const trtd_request* r
     {
         return fail(TRTD_STATUS_INVALID_ARGUMENT, "generated_offset: must be >= 0");
     }
+    if (r.constrained)
+    {
+        return fail(TRTD_STATUS_UNSUPPORTED,
+            "constrained: the TensorRT-LLM shim does not pass token masks to the engine (logits post-processors "
+            "are not wired in)");
+    }
     if (r.generated_offset != 0)
     {
         // TensorRT-LLM seeds one random stream per request and has no way to start it at a later draw, so a
@@ -793,6 +799,15 @@ trtd_status trtd_executor_enqueue(trtd_executor* executor, const trtd_request* r
     }
     *id_out = id;
     return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_set_token_mask(trtd_executor* executor, trtd_request_id, uint32_t const*, int32_t)
+{
+    if (executor == nullptr)
+    {
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL");
+    }
+    return fail(TRTD_STATUS_UNSUPPORTED, "the TensorRT-LLM shim does not offer constrained decoding");
 }
 
 trtd_status trtd_executor_cancel(trtd_executor* executor, trtd_request_id id)

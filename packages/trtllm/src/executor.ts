@@ -10,6 +10,7 @@ import {
   errorFromStatus,
   type ExecutorError,
 } from "./errors.js";
+import { ConstraintDriver } from "./constraint.js";
 import { KvExport, KvImport, type KvOwner } from "./kv.js";
 import { decodeResponse, FINISH_REASONS, loadLibrary, MEMORY_KINDS, REQUEST_TYPES, resolveLibraryPath, RESPONSE_SIZE, type NativeLib } from "./native.js";
 import { KV_DTYPES } from "@trtd/model";
@@ -64,6 +65,7 @@ export class Executor implements KvOwner {
   #socket: Socket;
   #streams = new Map<number, GenerationStream>();
   #signals = new Map<number, () => void>();
+  #constraints = new Map<number, ConstraintDriver>();
   #respBuf = Buffer.alloc(MAX_RESPONSES * RESPONSE_SIZE);
   #tokBuf = new Int32Array(MAX_TOKENS);
   #nOut = new Int32Array(1);
@@ -200,6 +202,7 @@ export class Executor implements KvOwner {
       throw new InvalidArgumentError(`sampling.seed must be an integer, got ${String(s.seed)}`, { cause });
     }
     if (seed < 0n || seed >= 1n << 64n) throw new InvalidArgumentError("sampling.seed must be in [0, 2^64)");
+    const driver = request.constraint === undefined ? undefined : this.#constraintDriver(request.constraint);
     let contextPhase: Record<string, unknown> | null = null;
     const imp = request.contextPhase?.kvImport;
     if (request.contextPhase) {
@@ -230,6 +233,7 @@ export class Executor implements KvOwner {
       num_stop_token_ids: stop.length,
       type: REQUEST_TYPES[type],
       generated_offset: int32Option("generatedOffset", request.generatedOffset, 0),
+      constrained: driver !== undefined,
     };
     const idOut: unknown[] = [0];
     this.check(this.native.enqueue(ex, native, idOut));
@@ -237,6 +241,10 @@ export class Executor implements KvOwner {
     imp?.markConsumed();
     const stream = new GenerationStream(id, () => this.cancel(id));
     this.#streams.set(id, stream);
+    if (driver) {
+      this.#constraints.set(id, driver);
+      driver.start(id, type === "generation_only" ? (contextPhase?.first_token as number) : undefined);
+    }
     this.#socket.ref();
     if (options.signal) {
       // An already-aborted signal ends the stream like an abort during the run: final chunk "cancelled".
@@ -249,6 +257,18 @@ export class Executor implements KvOwner {
       }
     }
     return stream;
+  }
+
+  #constraintDriver(constraint: GenerateRequest["constraint"] & object): ConstraintDriver {
+    return new ConstraintDriver(
+      {
+        setTokenMask: (id, mask) => (this.#ex === undefined ? NativeStatus.NOT_FOUND : this.native.setTokenMask(this.#ex, id, mask, mask.length)),
+        cancel: (id) => this.cancel(id),
+        statusError: (status) => errorFromStatus(status, this.native.lastError()),
+      },
+      constraint,
+      this.model.vocabSize,
+    );
   }
 
   /** Asks the engine to stop a request; returns false when it is unknown or already finished. */
@@ -343,6 +363,8 @@ export class Executor implements KvOwner {
         stream.push({ requestId: id, tokens: [], final: true, finishReason: "cancelled", error: err });
       }
       this.#streams.clear();
+      for (const d of this.#constraints.values()) d.onTokens([], true);
+      this.#constraints.clear();
       for (const off of this.#signals.values()) off();
       this.#signals.clear();
       this.#socket.destroy();
@@ -364,13 +386,19 @@ export class Executor implements KvOwner {
         const tokens = Array.from(this.#tokBuf.subarray(r.token_offset, r.token_offset + r.num_tokens));
         const stream = this.#streams.get(id);
         if (!stream) continue; // a request whose stream was dropped by close()
+        const driver = this.#constraints.get(id);
+        driver?.onTokens(tokens, r.is_final);
         if (!r.is_final) {
           stream.push({ requestId: id, tokens, final: false });
           continue;
         }
-        const finishReason = FINISH_REASONS[r.finish_reason] ?? "error";
+        this.#constraints.delete(id);
+        let finishReason = FINISH_REASONS[r.finish_reason] ?? "error";
         let error: ExecutorError | undefined;
-        if (finishReason === "error") {
+        if (driver?.error && finishReason === "cancelled") {
+          finishReason = "error"; // cancelled by its constraint (a rejected token, a failed mask)
+          error = driver.error;
+        } else if (finishReason === "error") {
           error = new RequestFailedError(r.error_message || "the request failed in the engine", {
             cause: errorFromStatus(r.error_status, r.error_message),
             status: r.error_status,

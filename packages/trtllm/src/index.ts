@@ -39,6 +39,8 @@ export type {
   RequestType,
   ContextPhase,
   GenerateRequest,
+  TokenConstraint,
+  TokenMask,
   GenerateChunk,
   GenerateOptions,
   FinishReason,

@@ -7,7 +7,7 @@ import { AbiMismatchError, InvalidArgumentError, LibraryLoadError } from "./erro
 import type { ExecutorName, FinishReason, MemoryKind, RequestType } from "./types.js";
 
 /** TRTD_ABI_VERSION this binding was written for. */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 export const T = {
   executor: koffi.opaque("trtd_executor"),
@@ -102,6 +102,7 @@ const requestType = koffi.struct("trtd_request", {
   num_stop_token_ids: "int32_t",
   type: "int32_t",
   generated_offset: "int32_t", // ABI 2
+  constrained: "bool", // ABI 4
 });
 export const RESPONSE_SIZE = koffi.sizeof(T.response);
 export const SEGMENT_SIZE = koffi.sizeof(T.segment);
@@ -119,6 +120,8 @@ export interface NativeLib {
   modelInfo(ex: bigint, out: Record<string, unknown>): number;
   enqueue(ex: bigint, request: Record<string, unknown>, idOut: unknown[]): number;
   cancel(ex: bigint, id: number): number;
+  // ABI 4: constrained decoding
+  setTokenMask(ex: bigint, id: number, mask: Uint32Array, numWords: number): number;
   awaitResponses(ex: bigint, timeoutMs: number, responses: Buffer, maxResponses: number, tokens: Int32Array, maxTokens: number, nOut: Int32Array): number;
   notifyFd(ex: bigint, take: boolean, fdOut: Int32Array): number;
   contextPhaseState(ex: bigint, id: number, buffer: Uint8Array | null, size: number, sizeOut: unknown[]): number;
@@ -164,6 +167,8 @@ export const ABI_FUNCTIONS = {
   modelInfo: "int trtd_executor_model_info(trtd_executor *ex, _Out_ trtd_model_info *out)",
   enqueue: "int trtd_executor_enqueue(trtd_executor *ex, const trtd_request *req, _Out_ uint64_t *id)",
   cancel: "int trtd_executor_cancel(trtd_executor *ex, uint64_t id)",
+  // ABI 4: constrained decoding
+  setTokenMask: "int trtd_executor_set_token_mask(trtd_executor *ex, uint64_t id, const uint32_t *mask, int32_t numWords)",
   awaitResponses:
     "int trtd_executor_await_responses(trtd_executor *ex, int32_t timeout, void *resp, int32_t maxResp, void *tokens, int32_t maxTokens, void *nOut)",
   notifyFd: "int trtd_executor_notify_fd(trtd_executor *ex, bool take, void *fdOut)",

@@ -77,6 +77,24 @@ export interface ContextPhase {
   opaqueState?: Uint8Array;
 }
 
+/** An allowed-token bitmask: ceil(vocabSize / 32) words, bit t % 32 of word t / 32 allows token t. */
+export type TokenMask = Uint32Array | Int32Array;
+
+/**
+ * What a constrained request's tokens may be (C ABI 4): a grammar matcher such as @trtd/grammar's `GrammarMatcher`,
+ * or any object with these methods. The executor calls them in order on the event loop: `nextTokenMask()` for each
+ * sampled token, `acceptToken()` for each output token (a generation-only request's context-phase first token
+ * included). The executor never frees it: its owner does, after the stream ended.
+ */
+export interface TokenConstraint {
+  /** Advances past one output token; false when the token is not allowed (the request then fails). */
+  acceptToken(token: number): boolean;
+  /** The mask of the next sampled token; may be computed asynchronously. */
+  nextTokenMask(): TokenMask | Promise<TokenMask>;
+  /** True once the constraint is complete (its stop token accepted). Optional. */
+  isTerminated?(): boolean;
+}
+
 export interface GenerateRequest {
   prompt: readonly number[] | Int32Array;
   /** Tokens to generate, counting the first token (also for generation_only). */
@@ -97,6 +115,13 @@ export interface GenerateRequest {
    * The TensorRT-LLM shim refuses a non-zero value (UnsupportedError).
    */
   generatedOffset?: number;
+  /**
+   * Constrains every sampled token to what this allows (constrained decoding, e.g. a JSON schema). The engine runs
+   * the request's forward pass while the next mask is computed and waits only with its sampling; other requests
+   * are not held up. Implementations without it (the CUDA executor, the TensorRT-LLM shim) refuse the request
+   * with UnsupportedError. The request's stop tokens should include the constraint's (the model's EOS ids).
+   */
+  constraint?: TokenConstraint;
 }
 
 export type FinishReason = "length" | "end_id" | "stop_token" | "cancelled" | "error";

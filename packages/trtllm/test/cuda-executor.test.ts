@@ -9,7 +9,7 @@
 import { accessSync, constants, existsSync, readdirSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ABI_VERSION, defaultLibraryPath, Executor, ExecutorError, executorLibraries, InvalidArgumentError } from "../src/index.js";
+import { ABI_VERSION, defaultLibraryPath, Executor, ExecutorError, executorLibraries, InvalidArgumentError, UnsupportedError } from "../src/index.js";
 import { loadLibrary } from "../src/native.js";
 import { tinyDir } from "./helpers.js";
 
@@ -55,7 +55,7 @@ describe.skipIf(noLibrary !== undefined)("CUDA executor library, host side", () 
 
   it(`loads with ABI ${ABI_VERSION} and reports its name and version`, () => {
     const lib = loadLibrary(cudaLib); // AbiMismatchError for another ABI
-    expect(lib.abiVersion).toBe(3);
+    expect(lib.abiVersion).toBe(ABI_VERSION);
     expect(lib.version).toMatch(/^trtd-\S*cuda\S* \d+\.\d+/i);
     expect(lib.version).not.toBe(loadLibrary(defaultLibraryPath).version);
   });
@@ -101,6 +101,22 @@ describe.skipIf(noLibrary !== undefined)("CUDA executor library, host side", () 
       expect(ex.deviceUuid()).toMatch(/^GPU-[0-9a-f]{8}-/);
       expect(ex.kvLayout()).toMatchObject({ dtype: "bfloat16", memoryKind: "cuda_device", tokensPerBlock: 32 });
       expect(ex.stats().kvBlocksTotal).toBe(Math.floor((2 * 1024 ** 3) / ex.kvLayout().bytesPerBlock)); // the default 2 GiB pool
+    } finally {
+      await ex.close();
+    }
+  });
+
+  it.skipIf(!hasGpu)("with a GPU, refuses a constrained request (no token masks on the device yet) and leaks nothing", async () => {
+    const ex = Executor.open(tinyDir, { executor: "cuda" });
+    try {
+      const all = new Uint32Array(Math.ceil(ex.model.vocabSize / 32)).fill(0xffffffff);
+      const constraint = { acceptToken: () => true, nextTokenMask: () => all };
+      expect(() => ex.generate({ prompt: [1, 2, 3], maxNewTokens: 2, constraint })).toThrow(UnsupportedError);
+      expect(() => ex.generate({ prompt: [1, 2, 3], maxNewTokens: 2, constraint })).toThrow(/constrained/);
+      const plain = ex.generate({ prompt: [1, 2, 3], maxNewTokens: 50 });
+      expect(ex.native.setTokenMask(ex.handle(), plain.requestId, all, all.length)).toBe(-9); // TRTD_STATUS_UNSUPPORTED
+      await plain.collect();
+      expect(ex.stats()).toMatchObject({ activeRequests: 0, queuedRequests: 0, kvBlocksUsed: 0 });
     } finally {
       await ex.close();
     }

@@ -1,7 +1,9 @@
 // POST /v1/chat/completions: the request type, its validation, and its response objects.
 import { ApiErrorCodes, InvalidRequestError } from "../errors.js";
 import type { ChatMessage, ChatTool, ChatToolCall } from "../text-codec.js";
+import type { GrammarSpec } from "@trtd/grammar";
 import * as L from "./limits.js";
+import { parseResponseFormat } from "./response-format.js";
 import * as V from "./validate.js";
 
 export interface ChatCompletionParams {
@@ -20,6 +22,8 @@ export interface ChatCompletionParams {
   toolChoice: ToolChoice;
   /** false: at most one call per answer (later ones are dropped). */
   parallelToolCalls: boolean;
+  /** response_format as a grammar (shape-checked; checkResponseFormat does the rest); undefined for text. */
+  responseFormat?: GrammarSpec;
 }
 
 /** `tool_choice`: `{ name }` is a named function the model must call. */
@@ -27,7 +31,7 @@ export type ToolChoice = "none" | "auto" | "required" | { name: string };
 
 const KNOWN = new Set([
   "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "n",
-  "logprobs", "user", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls",
+  "logprobs", "user", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls", "response_format",
 ]);
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
 /**
@@ -228,5 +232,6 @@ export function parseChatCompletion(raw: unknown, servedModel: string): ChatComp
     stop: V.parseStop(body),
     stream: V.parseStream(body),
     user: V.parseUser(body),
+    responseFormat: parseResponseFormat(body),
   };
 }

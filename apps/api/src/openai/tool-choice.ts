@@ -3,6 +3,8 @@
 // - a named function: the output is that function's arguments object;
 // - required: the output is a list of calls, `[{"name": ..., "parameters": {...}}, ...]`, at least one.
 // This file makes the schema and reads such output into calls; the constraint itself is the grammar mechanism's.
+import { checkGrammarSpec, InvalidGrammarError, type GrammarSpec } from "@trtd/grammar";
+import { ApiErrorCodes, InvalidRequestError } from "../errors.js";
 import type { ChatTool } from "../text-codec.js";
 import { objectEnd, toolCallFromJson, type ParsedToolCall, type ToolCallParser, type ToolCallPieces } from "./tool-calls.js";
 
@@ -35,11 +37,28 @@ export function forcedToolSchema(choice: ForcedToolChoice, tools: readonly ChatT
 
 /**
  * The grammar spec of a forced choice, in @trtd/grammar's `GrammarSpec` shape (plain JSON, carried to the workers):
- * a JSON schema, `strict` when the function (for `required`: every function) is marked `strict`.
+ * a JSON schema, with `strict: true` when the function (for `required`: every function) is marked `strict`.
  */
-export function forcedToolGrammar(choice: ForcedToolChoice, tools: readonly ChatTool[], parallel: boolean): { type: "json_schema"; schema: Record<string, unknown>; strict: boolean } {
+export function forcedToolGrammar(choice: ForcedToolChoice, tools: readonly ChatTool[], parallel: boolean): GrammarSpec {
   const chosen = choice === "required" ? tools : tools.filter((t) => t.function.name === choice.name);
-  return { type: "json_schema", schema: forcedToolSchema(choice, tools, parallel), strict: chosen.every((t) => t.function.strict === true) };
+  const strict = chosen.every((t) => t.function.strict === true);
+  return { type: "json_schema", schema: forcedToolSchema(choice, tools, parallel), ...(strict ? { strict: true } : {}) };
+}
+
+/**
+ * The grammar of a forced choice, checked as response_format's is (a valid JSON Schema that xgrammar can build)
+ * before the request goes to a worker. A bad schema is a 400 naming the tool's `parameters` (for `required`,
+ * `tools`), with the grammar engine's reason.
+ */
+export async function checkToolGrammar(choice: ForcedToolChoice, tools: readonly ChatTool[], parallel: boolean): Promise<GrammarSpec> {
+  const at = choice === "required" ? -1 : tools.findIndex((t) => t.function.name === choice.name);
+  const param = at < 0 ? "tools" : `tools[${at}].function.parameters`;
+  try {
+    return await checkGrammarSpec(forcedToolGrammar(choice, tools, parallel), param);
+  } catch (err) {
+    if (!(err instanceof InvalidGrammarError)) throw err;
+    throw new InvalidRequestError(err.message, param, ApiErrorCodes.invalidValue, { cause: err });
+  }
 }
 
 /**

@@ -41,6 +41,7 @@ export const NEUTRAL_FIELDS: Readonly<Record<string, (v: unknown) => boolean>> =
   store: (v) => v === false,
   metadata: () => true,
   service_tier: (v) => v === "auto" || v === "default",
+  // Chat completions read it (openai/response-format.ts); here it stands for the endpoints without it.
   response_format: (v) => typeof v === "object" && v !== null && (v as Body).type === "text",
   modalities: (v) => Array.isArray(v) && v.length === 1 && v[0] === "text",
   top_logprobs: (v) => v === 0,

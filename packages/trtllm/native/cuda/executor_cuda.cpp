@@ -547,6 +547,10 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
     return guarded([&]() -> trtd_status {
         if (!ex || !req || !id_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor, request and id_out must not be NULL");
         if (trtd_status s = validate_request(req, ex->model.vocab_size, ex->max_ctx); s) return s;
+        // Sampling runs on the device inside the step's kernels; a host-supplied mask per token is not wired in yet.
+        if (req->constrained)
+            return fail(TRTD_STATUS_UNSUPPORTED, "constrained: the CUDA executor does not offer constrained decoding "
+                                                 "yet (token masks); run constrained requests on the reference executor");
         const bool gen_only = req->type == TRTD_REQUEST_GENERATION_ONLY;
         auto r = std::make_unique<Request>();
         r->type = req->type;
@@ -823,6 +827,11 @@ trtd_status trtd_executor_kv_import_device(trtd_executor * ex, trtd_kv_import_id
         if (unsupported) return fail(TRTD_STATUS_UNSUPPORTED, why);
         return fail(why.find("checksum") != std::string::npos ? TRTD_STATUS_INTERNAL : TRTD_STATUS_INVALID_ARGUMENT, why);
     });
+}
+
+trtd_status trtd_executor_set_token_mask(trtd_executor * ex, trtd_request_id id, const uint32_t * bitmask, int32_t num_words) {
+    (void)ex; (void)id; (void)bitmask; (void)num_words;
+    return fail(TRTD_STATUS_UNSUPPORTED, "the CUDA executor does not offer constrained decoding yet");
 }
 
 trtd_status trtd_executor_compute_logits(trtd_executor * ex, const trtd_token * tokens, int32_t n, float * logits, int64_t max_logits) {

@@ -46,6 +46,14 @@ struct Request {
     std::vector<float *> block_ptrs;
     int first_token = -1;   // generation-only
     bool cancel = false;
+    // Constrained decoding (trtd_executor_set_token_mask): the next sampled token's allowed-token bitmask, given
+    // by the caller under mu; a constrained request whose logits are ready before its mask keeps them in
+    // held_logits (awaiting_mask) and samples once the mask is there, without holding up its batch.
+    bool constrained = false;
+    bool mask_ready = false;
+    bool awaiting_mask = false;
+    std::vector<uint32_t> mask;
+    std::vector<float> held_logits;
 };
 
 struct Held {  // pinned export or reserved import
@@ -148,6 +156,13 @@ struct trtd_executor {
         return true;
     }
 
+    // A running request the next iteration can advance: all but constrained ones waiting for their mask.
+    bool runnable_locked() const {
+        for (const auto & r : running)
+            if (!r->awaiting_mask || r->mask_ready) return true;
+        return false;
+    }
+
     bool can_admit_locked() const {
         if (queue.empty() || int(running.size()) >= cfg.max_batch_size) return false;
         const Request & h = *queue.front();
@@ -199,25 +214,81 @@ struct trtd_executor {
         }
     }
 
-    struct Draw { const SamplingParams * params; uint64_t n; };
+    // A draw samples logits row `row`; `mask` (constrained requests) is applied to that row first.
+    struct Draw { const SamplingParams * params; uint64_t n; int row; const uint32_t * mask; };
+
+    // Disallowed tokens get -infinity: greedy, softmax, top-k and top-p then never pick them, and a mask that
+    // allows everything leaves the row, and so the draw, unchanged.
+    static void apply_mask(float * row, int vocab, const uint32_t * mask) {
+        for (int t = 0; t < vocab; ++t)
+            if (!((mask[t >> 5] >> (t & 31)) & 1u)) row[t] = -INFINITY;
+    }
 
     // One token per draw from its logits row. Each draw is a pure function of (logits, params, n), so spreading
     // them over the compute threads (thread p takes draws p, p + P, ...; each thread its own sampler's scratch)
     // changes no token. Caller holds compute_mu: the pool serves one caller at a time.
-    void sample_all_locked(const float * logits, const std::vector<Draw> & draws, std::vector<int> & out) {
+    void sample_all_locked(float * logits, const std::vector<Draw> & draws, std::vector<int> & out) {
         const int vocab = model.cfg.vocab_size;
         const int parts = std::min(threads->size(), int(draws.size()));
         auto body = [&](int part_begin, int part_end) {
             for (int part = part_begin; part < part_end; ++part)
-                for (size_t d = size_t(part); d < draws.size(); d += size_t(parts))
-                    out[d] = samplers[size_t(part)].sample(logits + d * size_t(vocab), vocab, *draws[d].params, draws[d].n);
+                for (size_t d = size_t(part); d < draws.size(); d += size_t(parts)) {
+                    float * row = logits + size_t(draws[d].row) * size_t(vocab);
+                    if (draws[d].mask) apply_mask(row, vocab, draws[d].mask);
+                    out[d] = samplers[size_t(part)].sample(row, vocab, *draws[d].params, draws[d].n);
+                }
         };
         if (parts <= 1) body(0, parts);
         else threads->parallel_for(parts, body);  // n == parts: part p runs exactly [p, p + 1)
     }
 
+    // Erases finished requests from running (engine thread, under mu).
+    void erase_done_locked(const std::vector<Request *> & done) {
+        if (done.empty()) return;
+        running.erase(std::remove_if(running.begin(), running.end(),
+                                     [&](const std::unique_ptr<Request> & r) {
+                                         return std::find(done.begin(), done.end(), r.get()) != done.end();
+                                     }),
+                      running.end());
+    }
+
+    // Samples the constrained requests whose held logits have their mask now, before the iteration's forward pass,
+    // so that each joins this iteration's decodes with its new token. Caller holds mu; the draws run outside it.
+    void sample_held(std::unique_lock<std::mutex> & lk) {
+        struct Held { Request * req; std::vector<uint32_t> mask; };
+        std::vector<Held> ready;
+        for (auto & r : running)
+            if (r->awaiting_mask && r->mask_ready && !r->cancel) {
+                ready.push_back({r.get(), std::move(r->mask)});
+                r->mask_ready = false;
+            }
+        if (ready.empty()) return;
+        std::vector<int> tokens(ready.size());
+        lk.unlock();  // requests leave running only on this thread, so the pointers stay valid
+        {
+            std::lock_guard<std::mutex> clk(compute_mu);
+            const int vocab = model.cfg.vocab_size;
+            for (size_t i = 0; i < ready.size(); ++i) {
+                Request & r = *ready[i].req;
+                apply_mask(r.held_logits.data(), vocab, ready[i].mask.data());
+                tokens[i] = samplers[0].sample(r.held_logits.data(), vocab, r.sampling,
+                                               uint64_t(r.generated_offset) + uint64_t(r.generated));
+            }
+        }
+        lk.lock();
+        std::vector<Request *> done;
+        for (size_t i = 0; i < ready.size(); ++i) {
+            Request & r = *ready[i].req;
+            r.awaiting_mask = false;
+            if (accept_token_locked(r, tokens[i])) done.push_back(&r);
+        }
+        erase_done_locked(done);
+    }
+
     void run_iterations() {
-        struct Item { Request * req; int n; bool sample; };
+        // mask: the constrained request's bitmask for this sample (moved out of the request); defer: constrained
+        // without a mask yet, so its logits are held aside instead of sampled.
+        struct Item { Request * req; int n; bool sample; bool defer; std::vector<uint32_t> mask; };
         std::vector<Item> items;
         std::vector<ForwardRow> rows;
         std::vector<float> logits;
@@ -228,22 +299,29 @@ struct trtd_executor {
             rows.clear();
             {
                 std::unique_lock<std::mutex> lk(mu);
-                work_cv.wait(lk, [&] { return stop || dirty || !running.empty() || can_admit_locked(); });
+                work_cv.wait(lk, [&] { return stop || dirty || runnable_locked() || can_admit_locked(); });
                 if (stop) return;
                 dirty = false;
                 handle_cancels_locked();
                 admit_locked();
+                sample_held(lk);
+                if (stop) return;
                 // Decodes first (one token each), then prompt chunks within the iteration's token budget, so
-                // running decodes never wait for a whole long prompt.
+                // running decodes never wait for a whole long prompt. A request holding logits for its mask waits.
                 int decodes = 0;
                 for (auto & r : running)
-                    if (r->computed >= r->prompt_len) { items.push_back({r.get(), 1, true}); ++decodes; }
+                    if (r->computed >= r->prompt_len && !r->awaiting_mask) { items.push_back({r.get(), 1, true, false, {}}); ++decodes; }
                 int budget = std::max(cfg.max_tokens_per_iteration - decodes, 1);
                 for (auto & r : running) {
                     if (r->computed >= r->prompt_len || budget == 0) continue;
                     const int n = std::min(r->prompt_len - r->computed, budget);
                     budget -= n;
-                    items.push_back({r.get(), n, r->computed + n == r->prompt_len});
+                    items.push_back({r.get(), n, r->computed + n == r->prompt_len, false, {}});
+                }
+                for (Item & it : items) {
+                    if (!it.sample || !it.req->constrained) continue;
+                    if (it.req->mask_ready) { it.mask = std::move(it.req->mask); it.req->mask_ready = false; }
+                    else it.defer = true;
                 }
                 if (items.empty()) continue;
                 ++iterations;
@@ -257,12 +335,14 @@ struct trtd_executor {
                     row.pos = it.req->computed + k;
                     row.token = it.req->tokens[size_t(row.pos)];
                     row.blocks = it.req->block_ptrs.data();
-                    row.logits_index = (it.sample && k == it.n - 1) ? n_logits++ : -1;
+                    row.logits_index = (it.sample && k == it.n - 1) ? n_logits : -1;
                     rows.push_back(row);
                 }
                 // Draws read only engine-owned request fields: they run outside mu.
-                if (it.sample)
-                    draws.push_back({&it.req->sampling, uint64_t(it.req->generated_offset) + uint64_t(it.req->generated)});
+                if (it.sample && !it.defer)
+                    draws.push_back({&it.req->sampling, uint64_t(it.req->generated_offset) + uint64_t(it.req->generated),
+                                     n_logits, it.mask.empty() ? nullptr : it.mask.data()});
+                if (it.sample) ++n_logits;
             }
             logits.resize(size_t(n_logits) * size_t(model.cfg.vocab_size));
             sampled.assign(draws.size(), 0);
@@ -274,6 +354,16 @@ struct trtd_executor {
             } catch (const std::exception & e) {
                 error = std::string("forward pass failed: ") + e.what();
             }
+            // Deferred rows keep their logits until the mask arrives (engine-owned fields: outside mu).
+            if (error.empty()) {
+                const size_t vocab = size_t(model.cfg.vocab_size);
+                int row = 0;
+                for (const Item & it : items) {
+                    if (!it.sample) continue;
+                    if (it.defer) it.req->held_logits.assign(logits.data() + size_t(row) * vocab, logits.data() + size_t(row + 1) * vocab);
+                    ++row;
+                }
+            }
             std::lock_guard<std::mutex> lk(mu);
             if (!error.empty()) { fail_running_locked(error); continue; }
             int si = 0;
@@ -282,14 +372,11 @@ struct trtd_executor {
                 Request & r = *it.req;
                 if (r.computed < r.prompt_len) prompt_tokens += uint64_t(it.n);
                 r.computed += it.n;
-                if (it.sample && accept_token_locked(r, sampled[size_t(si++)])) done.push_back(&r);
+                if (!it.sample) continue;
+                if (it.defer) { r.awaiting_mask = true; continue; }  // sampled by sample_held once its mask is set
+                if (accept_token_locked(r, sampled[size_t(si++)])) done.push_back(&r);
             }
-            if (!done.empty())
-                running.erase(std::remove_if(running.begin(), running.end(),
-                                             [&](const std::unique_ptr<Request> & r) {
-                                                 return std::find(done.begin(), done.end(), r.get()) != done.end();
-                                             }),
-                              running.end());
+            erase_done_locked(done);
         }
     }
 };
@@ -442,6 +529,7 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
         r->prompt_len = req->prompt_len;
         r->max_new = req->max_new_tokens;
         r->generated_offset = req->generated_offset;
+        r->constrained = req->constrained;
         r->end_id = req->end_id;
         if (req->num_stop_token_ids) r->stop.assign(req->stop_token_ids, req->stop_token_ids + req->num_stop_token_ids);
         r->sampling.seed = sp.seed;
@@ -482,6 +570,31 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
         ex->work_cv.notify_one();
         return TRTD_STATUS_OK;
     });
+}
+
+trtd_status trtd_executor_set_token_mask(trtd_executor * ex, trtd_request_id id, const uint32_t * bitmask,
+                                         int32_t num_words) {
+    if (!ex || !bitmask) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and bitmask must not be NULL");
+    const int vocab = ex->model.cfg.vocab_size, words = ceil_div(vocab, 32);
+    if (num_words != words)
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_words is " + std::to_string(num_words) + "; a vocabulary of " +
+                                                      std::to_string(vocab) + " tokens needs " + std::to_string(words));
+    const uint32_t last = (vocab % 32) ? ((1u << (vocab % 32)) - 1u) : ~0u;
+    bool any = (bitmask[words - 1] & last) != 0;
+    for (int w = 0; w + 1 < words && !any; ++w) any = bitmask[w] != 0;
+    if (!any) return fail(TRTD_STATUS_INVALID_ARGUMENT, "the token mask allows no token");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    auto it = ex->live.find(id);
+    if (it == ex->live.end()) return fail(TRTD_STATUS_NOT_FOUND, "no live request " + std::to_string(id));
+    Request & r = *it->second;
+    if (!r.constrained) return fail(TRTD_STATUS_INVALID_STATE, "request " + std::to_string(id) + " is not constrained");
+    if (r.mask_ready)
+        return fail(TRTD_STATUS_INVALID_STATE, "request " + std::to_string(id) + " already has a token mask waiting");
+    r.mask.assign(bitmask, bitmask + words);
+    r.mask_ready = true;
+    ex->dirty = true;
+    ex->work_cv.notify_one();
+    return TRTD_STATUS_OK;
 }
 
 trtd_status trtd_executor_cancel(trtd_executor * ex, trtd_request_id id) {

@@ -42,6 +42,7 @@ struct Inner
     TRTD_DOUBLE_FN(trtd_executor_model_info)
     TRTD_DOUBLE_FN(trtd_executor_enqueue)
     TRTD_DOUBLE_FN(trtd_executor_cancel)
+    TRTD_DOUBLE_FN(trtd_executor_set_token_mask)
     TRTD_DOUBLE_FN(trtd_executor_await_responses)
     TRTD_DOUBLE_FN(trtd_executor_notify_fd)
     TRTD_DOUBLE_FN(trtd_executor_get_stats)
@@ -89,6 +90,7 @@ Inner& inner()
         TRTD_DOUBLE_BIND(trtd_executor_model_info)
         TRTD_DOUBLE_BIND(trtd_executor_enqueue)
         TRTD_DOUBLE_BIND(trtd_executor_cancel)
+        TRTD_DOUBLE_BIND(trtd_executor_set_token_mask)
         TRTD_DOUBLE_BIND(trtd_executor_await_responses)
         TRTD_DOUBLE_BIND(trtd_executor_notify_fd)
         TRTD_DOUBLE_BIND(trtd_executor_get_stats)
@@ -294,6 +296,13 @@ TRTD_API trtd_status trtd_executor_enqueue(trtd_executor* executor, const trtd_r
         inner().trtd_executor_kv_import_abort(executor, imp); // refused: the import stayed ours
     }
     return r;
+}
+
+TRTD_API trtd_status trtd_executor_set_token_mask(trtd_executor* executor, trtd_request_id id, const uint32_t* bitmask,
+    int32_t num_words)
+{
+    trtd_status s;
+    return ready(s) ? innerStatus(inner().trtd_executor_set_token_mask(executor, id, bitmask, num_words)) : s;
 }
 
 TRTD_API trtd_status trtd_executor_cancel(trtd_executor* executor, trtd_request_id id)

@@ -1,0 +1,3 @@
+import { tsupBuild } from "../../tools/config/tsup.mjs";
+
+export default tsupBuild(["src/index.ts"]);
