@@ -13,6 +13,7 @@ import OpenAI from "openai";
 import type { JSONSchema } from "openai/lib/jsonschema";
 import type { RunnableToolFunctionWithParse } from "openai/lib/RunnableFunction";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Ajv2020 } from "ajv/dist/2020.js";
 import { createInProcessPlane, type RequestPlane } from "@trtd/request-plane";
 import { eventually, HERMES_TOOLS_TEMPLATE, modelDir } from "@trtd/test-support";
 import { Tokenizer } from "@trtd/tokenizer";
@@ -319,6 +320,87 @@ describe("tool calls - the real system (decode worker on the reference executor,
     expect(real.logs).toEqual([]);
     const s = real.decode.executor.stats();
     expect({ active: s.activeRequests, queued: s.queuedRequests, kv: s.kvBlocksUsed }).toEqual({ active: 0, queued: 0, kv: 0 });
+  }, 60_000);
+});
+
+describe("tool calls - forced choices constrain decoding on the real executor (models/tiny, random weights)", () => {
+  // Bounded parameter schemas (enums), so that every constrained generation ends within max_tokens.
+  const BOUNDED = [
+    { type: "function" as const, function: { name: "get_weather", description: "Weather now.", parameters: { type: "object", properties: { city: { enum: ["Paris", "Oslo"] }, days: { type: "integer", minimum: 1, maximum: 3 } }, required: ["city", "days"], additionalProperties: false }, strict: true } },
+    { type: "function" as const, function: { name: "get_time", description: "Time now.", parameters: { type: "object", properties: { tz: { enum: ["UTC", "CET"] } }, required: ["tz"], additionalProperties: false }, strict: true } },
+  ];
+  const ajv = new Ajv2020({ strict: false });
+  const validators = new Map(BOUNDED.map((t) => [t.function.name, ajv.compile(t.function.parameters)]));
+  let real: RealApi;
+  let client: OpenAI;
+  beforeAll(async () => {
+    real = await startRealApi(); // models/tiny's ChatML template has no tool-call format: forced choices need none
+    client = new OpenAI({ baseURL: `${real.url}/v1`, apiKey: "unused", maxRetries: 0, timeout: 60_000 });
+  }, 60_000);
+  afterAll(async () => {
+    await real?.stop();
+  });
+
+  /** Each call names a tool and its arguments validate against that tool's parameters (ajv). */
+  function expectValidCalls(calls: Array<{ type: string; function?: { name: string; arguments: string } }> | undefined, names: string[]) {
+    expect(calls?.length ?? 0).toBeGreaterThan(0);
+    for (const c of calls!) {
+      expect(c.type).toBe("function");
+      expect(names).toContain(c.function!.name);
+      const validate = validators.get(c.function!.name)!;
+      expect(validate(JSON.parse(c.function!.arguments)), `${c.function!.arguments} ${ajv.errorsText(validate.errors)}`).toBe(true);
+    }
+  }
+
+  const messages = [{ role: "user" as const, content: "Weather in Paris?" }];
+
+  it("a named function: one call to it, arguments valid against its schema, whole and streamed, several samplings", async () => {
+    for (const sampling of [{ temperature: 0 }, { temperature: 1, seed: 1 }, { temperature: 1, seed: 2 }]) {
+      const body = { model: MODEL, messages, tools: BOUNDED, tool_choice: { type: "function" as const, function: { name: "get_weather" } }, max_tokens: 100, ...sampling };
+      const w = await client.chat.completions.create(body);
+      expect(w.choices[0].finish_reason).toBe("stop");
+      expect(w.choices[0].message.tool_calls).toHaveLength(1);
+      expectValidCalls(w.choices[0].message.tool_calls, ["get_weather"]);
+      // Streamed, through the client's accumulator: the same call (seeded or greedy: the same tokens).
+      const final = await client.chat.completions.stream(body).finalChatCompletion();
+      const fn = (m: typeof w.choices[0]["message"]) => m.tool_calls!.map((c) => (c.type === "function" ? { name: c.function.name, arguments: c.function.arguments } : null));
+      expect(fn(final.choices[0].message)).toEqual(fn(w.choices[0].message));
+    }
+  }, 120_000);
+
+  it("required: at least one call, each valid; parallel_tool_calls false gives exactly one", async () => {
+    for (const seed of [1, 2, 3]) {
+      const base = { model: MODEL, messages, tools: BOUNDED, tool_choice: "required" as const, max_tokens: 200, temperature: 1, seed };
+      const one = await client.chat.completions.create({ ...base, parallel_tool_calls: false });
+      expect(one.choices[0].finish_reason).toBe("tool_calls");
+      expect(one.choices[0].message.tool_calls).toHaveLength(1);
+      expectValidCalls(one.choices[0].message.tool_calls, ["get_weather", "get_time"]);
+      const any = await client.chat.completions.create(base);
+      expectValidCalls(any.choices[0].message.tool_calls, ["get_weather", "get_time"]);
+    }
+  }, 120_000);
+
+  it("two turns on the real executor: a forced call, its result sent back, then an answer; nothing leaks", async () => {
+    const first = await client.chat.completions.create({ model: MODEL, messages, tools: BOUNDED, tool_choice: { type: "function", function: { name: "get_time" } }, max_tokens: 50, temperature: 0 });
+    const call = first.choices[0].message.tool_calls![0];
+    expectValidCalls([call], ["get_time"]);
+    const second = await client.chat.completions.create({
+      model: MODEL,
+      messages: [...messages, first.choices[0].message, { role: "tool", tool_call_id: call.id, content: "12:00" }],
+      tools: BOUNDED,
+      tool_choice: "none",
+      max_tokens: 8,
+      temperature: 0,
+    });
+    expect(typeof second.choices[0].message.content).toBe("string");
+    expect(second.choices[0].message.tool_calls).toBeUndefined();
+    // The tool result went into the prompt: the second prompt holds the first, the call and the result.
+    expect(second.usage!.prompt_tokens).toBeGreaterThan(first.usage!.prompt_tokens);
+    await eventually(() => real.decode.executor.stats().activeRequests === 0, 5000, "the decode executor to go idle");
+    const s = real.decode.executor.stats();
+    expect({ active: s.activeRequests, queued: s.queuedRequests, kv: s.kvBlocksUsed }).toEqual({ active: 0, queued: 0, kv: 0 });
+    expect(real.decode.grammars.stats().liveMatchers).toBe(0);
+    expect(real.logs).toEqual([]);
   }, 60_000);
 });
 
