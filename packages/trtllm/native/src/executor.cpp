@@ -87,6 +87,7 @@ struct trtd_executor {
     ResponseQueue responses;
     uint64_t next_id = 1, iterations = 0, generated_tokens = 0, prompt_tokens = 0;
     bool stop = false, dirty = false;
+    int64_t last_iteration_us = 0;  // engine thread only: bounds gather_masks_locked's wait
 
     std::mutex compute_mu;       // one forward pass at a time (engine iterations, compute_logits)
     std::thread engine;
@@ -214,8 +215,8 @@ struct trtd_executor {
         }
     }
 
-    // A draw samples logits row `row`; `mask` (constrained requests) is applied to that row first.
-    struct Draw { const SamplingParams * params; uint64_t n; int row; const uint32_t * mask; };
+    // A draw samples one logits row; `mask` (constrained requests) is applied to that row first.
+    struct Draw { const SamplingParams * params; uint64_t n; float * row; const uint32_t * mask; };
 
     // Disallowed tokens get -infinity: greedy, softmax, top-k and top-p then never pick them, and a mask that
     // allows everything leaves the row, and so the draw, unchanged.
@@ -227,19 +228,43 @@ struct trtd_executor {
     // One token per draw from its logits row. Each draw is a pure function of (logits, params, n), so spreading
     // them over the compute threads (thread p takes draws p, p + P, ...; each thread its own sampler's scratch)
     // changes no token. Caller holds compute_mu: the pool serves one caller at a time.
-    void sample_all_locked(float * logits, const std::vector<Draw> & draws, std::vector<int> & out) {
+    void sample_all_locked(const std::vector<Draw> & draws, std::vector<int> & out) {
         const int vocab = model.cfg.vocab_size;
         const int parts = std::min(threads->size(), int(draws.size()));
         auto body = [&](int part_begin, int part_end) {
             for (int part = part_begin; part < part_end; ++part)
                 for (size_t d = size_t(part); d < draws.size(); d += size_t(parts)) {
-                    float * row = logits + size_t(draws[d].row) * size_t(vocab);
-                    if (draws[d].mask) apply_mask(row, vocab, draws[d].mask);
-                    out[d] = samplers[size_t(part)].sample(row, vocab, *draws[d].params, draws[d].n);
+                    if (draws[d].mask) apply_mask(draws[d].row, vocab, draws[d].mask);
+                    out[d] = samplers[size_t(part)].sample(draws[d].row, vocab, *draws[d].params, draws[d].n);
                 }
         };
         if (parts <= 1) body(0, parts);
         else threads->parallel_for(parts, body);  // n == parts: part p runs exactly [p, p + 1)
+    }
+
+    // When every running request is a constrained one holding its logits and some of their masks are still on
+    // their way (the caller computes them one by one), waits for the rest for at most a quarter of the last
+    // iteration, so that they sample in one batch instead of one iteration each. Never when anything else could
+    // run: unconstrained requests, prompt chunks and admissions go at once.
+    void gather_masks_locked(std::unique_lock<std::mutex> & lk) {
+        auto only_held_waiting = [&] {
+            if (stop || dirty_cancel_locked() || can_admit_locked()) return false;
+            bool missing = false;
+            for (const auto & r : running) {
+                if (!r->awaiting_mask) return false;
+                if (!r->mask_ready) missing = true;
+            }
+            return missing;
+        };
+        if (!only_held_waiting()) return;
+        const int64_t us = std::clamp<int64_t>(last_iteration_us / 4, 200, 20000);
+        work_cv.wait_for(lk, std::chrono::microseconds(us), [&] { return !only_held_waiting(); });
+    }
+
+    bool dirty_cancel_locked() const {
+        for (const auto & r : running)
+            if (r->cancel) return true;
+        return false;
     }
 
     // Erases finished requests from running (engine thread, under mu).
@@ -264,16 +289,14 @@ struct trtd_executor {
             }
         if (ready.empty()) return;
         std::vector<int> tokens(ready.size());
+        std::vector<Draw> draws;
+        for (Held & h : ready)
+            draws.push_back({&h.req->sampling, uint64_t(h.req->generated_offset) + uint64_t(h.req->generated),
+                             h.req->held_logits.data(), h.mask.data()});
         lk.unlock();  // requests leave running only on this thread, so the pointers stay valid
         {
             std::lock_guard<std::mutex> clk(compute_mu);
-            const int vocab = model.cfg.vocab_size;
-            for (size_t i = 0; i < ready.size(); ++i) {
-                Request & r = *ready[i].req;
-                apply_mask(r.held_logits.data(), vocab, ready[i].mask.data());
-                tokens[i] = samplers[0].sample(r.held_logits.data(), vocab, r.sampling,
-                                               uint64_t(r.generated_offset) + uint64_t(r.generated));
-            }
+            sample_all_locked(draws, tokens);  // spread over the compute threads, as a step's draws are
         }
         lk.lock();
         std::vector<Request *> done;
@@ -294,12 +317,15 @@ struct trtd_executor {
         std::vector<float> logits;
         std::vector<int> sampled;
         std::vector<Draw> draws;
+        std::vector<int> draw_rows;  // logits row of each draw (rows are placed once logits is sized)
         while (true) {
             items.clear();
             rows.clear();
             {
                 std::unique_lock<std::mutex> lk(mu);
                 work_cv.wait(lk, [&] { return stop || dirty || runnable_locked() || can_admit_locked(); });
+                if (stop) return;
+                gather_masks_locked(lk);
                 if (stop) return;
                 dirty = false;
                 handle_cancels_locked();
@@ -329,6 +355,7 @@ struct trtd_executor {
             if (!stall_file.empty()) stall_while_file_exists();
             int n_logits = 0;
             draws.clear();
+            draw_rows.clear();
             for (const Item & it : items) {
                 for (int k = 0; k < it.n; ++k) {
                     ForwardRow row;
@@ -339,21 +366,25 @@ struct trtd_executor {
                     rows.push_back(row);
                 }
                 // Draws read only engine-owned request fields: they run outside mu.
+                if (it.sample && !it.defer) draw_rows.push_back(n_logits);
                 if (it.sample && !it.defer)
                     draws.push_back({&it.req->sampling, uint64_t(it.req->generated_offset) + uint64_t(it.req->generated),
-                                     n_logits, it.mask.empty() ? nullptr : it.mask.data()});
+                                     nullptr, it.mask.empty() ? nullptr : it.mask.data()});
                 if (it.sample) ++n_logits;
             }
             logits.resize(size_t(n_logits) * size_t(model.cfg.vocab_size));
+            for (size_t d = 0; d < draws.size(); ++d) draws[d].row = logits.data() + size_t(draw_rows[d]) * size_t(model.cfg.vocab_size);
             sampled.assign(draws.size(), 0);
             std::string error;
+            const auto step_start = std::chrono::steady_clock::now();
             try {
                 std::lock_guard<std::mutex> clk(compute_mu);  // the pool serves one caller at a time
                 forward->run(rows, logits.data());
-                sample_all_locked(logits.data(), draws, sampled);
+                sample_all_locked(draws, sampled);
             } catch (const std::exception & e) {
                 error = std::string("forward pass failed: ") + e.what();
             }
+            last_iteration_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - step_start).count();
             // Deferred rows keep their logits until the mask arrives (engine-owned fields: outside mu).
             if (error.empty()) {
                 const size_t vocab = size_t(model.cfg.vocab_size);
