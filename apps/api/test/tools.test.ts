@@ -15,7 +15,7 @@ import type { RunnableToolFunctionWithParse } from "openai/lib/RunnableFunction"
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { createInProcessPlane, type RequestPlane } from "@trtd/request-plane";
-import { eventually, HERMES_TOOLS_TEMPLATE, modelDir } from "@trtd/test-support";
+import { eventually, HERMES_TOOLS_TEMPLATE, LLAMA31_CHAT_TEMPLATE, modelDir } from "@trtd/test-support";
 import { Tokenizer } from "@trtd/tokenizer";
 import { createApiApp, startApiServer, type RunningApiServer } from "../src/index.js";
 import type { ReasoningOptions } from "../src/openai/reasoning.js";
@@ -275,13 +275,13 @@ describe("tool calls - HTTP, test-double backend", () => {
   });
 });
 
-/** A copy of models/tiny (weights linked) whose tokenizer_config.json has the tools-aware template. */
-function toolsModelDir(): string {
+/** A copy of models/tiny (weights linked) whose tokenizer_config.json has a tools-aware template. */
+function toolsModelDir(template = HERMES_TOOLS_TEMPLATE): string {
   const dir = mkdtempSync(join(tmpdir(), "trtd-tools-"));
   for (const f of ["config.json", "generation_config.json"]) cpSync(join(modelDir, f), join(dir, f));
   symlinkSync(join(modelDir, "model.safetensors"), join(dir, "model.safetensors"));
   const config = JSON.parse(readFileSync(join(modelDir, "tokenizer_config.json"), "utf8")) as { chat_template: string };
-  config.chat_template = HERMES_TOOLS_TEMPLATE;
+  config.chat_template = template;
   writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify(config));
   return dir;
 }
@@ -485,5 +485,45 @@ describe("tool calls - a two-turn tool loop through the real tokenizer and chat 
     });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { param: string } }).error.param).toBe("messages");
+  });
+});
+
+describe("tool calls - a Llama 3.1 template: auto picks llama3_json (real tokenizer, decode worker test double)", () => {
+  let dir: string;
+  let plane: RequestPlane;
+  let tokenizer: Tokenizer;
+  let double: ScriptedDecodeWorkerTestDouble;
+  let api: RunningApiServer;
+  beforeAll(async () => {
+    dir = toolsModelDir(LLAMA31_CHAT_TEMPLATE);
+    tokenizer = Tokenizer.fromModelDir(dir);
+    const eos = tokenizer.eosTokenIds[0];
+    plane = createInProcessPlane();
+    double = await startScriptedDecodeWorkerTestDouble({ plane, modelDir: dir, reply: () => [...tokenizer.encode(LLAMA3_TWO_CALLS.replace("<|python_tag|>", "")), eos] });
+    api = await startApiServer({ plane, tokenizerDir: dir, modelName: MODEL, host: "127.0.0.1", port: 0, log: () => {} });
+    const router = api.router;
+    await eventually(() => router.readiness().ready, 10_000, "the api to see the decode worker test double", { intervalMs: 20 });
+  }, 60_000);
+  afterAll(async () => {
+    await api?.close();
+    await double?.stop();
+    await plane?.close();
+    tokenizer?.free();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the calls come back whole and streamed; the tools reached the template (Environment: ipython)", async () => {
+    expect(api.toolCalls).toBe("llama3_json");
+    const client = new OpenAI({ baseURL: `${api.url}/v1`, apiKey: "unused", maxRetries: 0 });
+    const body = { model: MODEL, messages: [{ role: "user" as const, content: "Weather and time in Paris?" }], tools: TOOLS };
+    const fns = (m: { tool_calls?: Array<{ type: string; function?: { name: string; arguments: string } }> }) => m.tool_calls!.map((c) => ({ name: c.function!.name, arguments: c.function!.arguments }));
+    const w = await client.chat.completions.create(body);
+    expect(w.choices[0]).toMatchObject({ finish_reason: "tool_calls", message: { content: null } });
+    expect(fns(w.choices[0].message)).toEqual(WANT_CALLS);
+    const final = await client.chat.completions.stream(body).finalChatCompletion();
+    expect(fns(final.choices[0].message)).toEqual(WANT_CALLS);
+    const prompt = tokenizer.decode(double.prompts[0]);
+    expect(prompt).toContain("Environment: ipython");
+    expect(prompt).toContain('"name": "get_weather"');
   });
 });
