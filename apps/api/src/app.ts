@@ -12,8 +12,11 @@ import { PROMETHEUS_CONTENT_TYPE } from "./metrics/registry.js";
 import { bearerAuth, bodyLimit, requestId } from "./middleware/index.js";
 import { parseChatCompletion } from "./openai/chat-completions.js";
 import { checkResponseFormat } from "./openai/response-format.js";
+import { checkToolGrammar } from "./openai/tool-choice.js";
 import { parseCompletion } from "./openai/completions.js";
-import { createReasoningParser, splitReasoning, type ReasoningOptions } from "./openai/reasoning.js";
+import { chatMessageParts, chatPieces, pieceDelta, type ChatOutputOptions, type ChatPiece } from "./openai/chat-output.js";
+import type { ReasoningOptions } from "./openai/reasoning.js";
+import type { ToolCallFormat } from "./openai/tool-calls.js";
 import { CHAT_DEFAULT_MAX_TOKENS, COMPLETIONS_DEFAULT_MAX_TOKENS, DEFAULT_LIMITS, type ServerLimits } from "./openai/limits.js";
 import * as R from "./openai/responses.js";
 import { jsonTemplate, NodeSseWriter } from "./sse-writer.js";
@@ -34,28 +37,11 @@ export interface ApiAppOptions {
    * split. server.ts picks it from the chat template and `--reasoning-parser`.
    */
   reasoning?: ReasoningOptions;
-}
-
-/** A piece of a chat stream: reasoning text or answer text. */
-interface ChatPiece {
-  reasoning: boolean;
-  text: string;
-}
-
-/** Runs a text stream through a reasoning parser; ending this ends `gen` too (cancels in the workers). */
-async function* splitStream(gen: AsyncGenerator<string, GenerationResult>, opts: ReasoningOptions): AsyncGenerator<ChatPiece, GenerationResult> {
-  const parser = createReasoningParser(opts);
-  try {
-    for (;;) {
-      const step = await gen.next();
-      const p = step.done ? parser.finish() : parser.push(step.value);
-      if (p.reasoning) yield { reasoning: true, text: p.reasoning };
-      if (p.content) yield { reasoning: false, text: p.content };
-      if (step.done) return step.value;
-    }
-  } finally {
-    await gen.return(undefined as never);
-  }
+  /**
+   * The model's tool-call format (openai/tool-calls.ts); undefined: requests with `tools` are refused. server.ts
+   * picks it from the chat template and `--tool-call-parser`.
+   */
+  toolCalls?: ToolCallFormat;
 }
 
 const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
@@ -219,8 +205,17 @@ export function createApiApp(opts: ApiAppOptions) {
   app.post("/v1/chat/completions", async function chatCompletions(c) {
     const p = parseChatCompletion(await readJson(c), opts.modelName);
     traceStage?.("api.parsed");
-    const grammar = p.responseFormat && (await checkResponseFormat(p.responseFormat));
-    const promptTokens = await opts.codec.encodeChat(p.messages, c.req.raw.signal);
+    // `required` and a named function constrain decoding to a JSON schema of the calls (openai/tool-choice.ts), so
+    // they need no tool-call format of the model's; `auto` reads the model's own format.
+    const forced = p.tools && (p.toolChoice === "required" || typeof p.toolChoice === "object") ? p.toolChoice : undefined;
+    if (p.tools && !forced && !opts.toolCalls) {
+      throw new InvalidRequestError("'tools' with tool_choice \"auto\" needs a tool-call format, and this model has none (its chat template shows none; see --tool-call-parser)", "tools", ApiErrorCodes.unsupported);
+    }
+    if (forced && p.responseFormat) {
+      throw new InvalidRequestError("'tool_choice' \"required\" or a named function cannot be combined with 'response_format': both constrain the output", "tool_choice");
+    }
+    const grammar = forced ? await checkToolGrammar(forced, p.tools!, p.parallelToolCalls) : p.responseFormat && (await checkResponseFormat(p.responseFormat));
+    const promptTokens = await opts.codec.encodeChat(p.messages, { tools: p.tools, signal: c.req.raw.signal });
     traceStage?.("api.tokenized");
     const req = buildGenerateRequest(
       deps,
@@ -228,23 +223,27 @@ export function createApiApp(opts: ApiAppOptions) {
     );
     const common = { id: `chatcmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;
-    const reasoning = opts.reasoning;
-    if (reasoning) {
-      // The same parser splits the whole text and the stream, so both give the same reasoning and content.
+    // The delta chunk's JSON around its text is serialised once per request.
+    const contentDelta = jsonTemplate((s) => R.chatChunk(common, { content: s }, null, u));
+    const output: ChatOutputOptions = forced
+      ? typeof forced === "object"
+        ? { namedCall: forced.name }
+        : { tools: { format: "call_list", parallel: p.parallelToolCalls } }
+      : { reasoning: opts.reasoning, tools: p.tools && opts.toolCalls ? { format: opts.toolCalls, parallel: p.parallelToolCalls } : undefined };
+    if (output.reasoning || output.tools || output.namedCall !== undefined) {
+      // The same parsers split the whole text and the stream, so both give the same reasoning, content and calls.
       const reasoningDelta = jsonTemplate((s) => R.chatChunk(common, { reasoning_content: s }, null, u));
-      const contentDelta = jsonTemplate((s) => R.chatChunk(common, { content: s }, null, u));
       return respond<ChatPiece>(c, p.stream, req, p.stop, {
-        whole: (text, r) => R.chatCompletionWithReasoning(common, splitReasoning(text, reasoning), r),
-        pieces: (gen) => splitStream(gen, reasoning),
+        whole: (text, r) => R.chatCompletionFromParts(common, chatMessageParts(text, r, output)),
+        pieces: (gen) => chatPieces(gen, output),
         first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
-        delta: (x) => R.chatChunk(common, x.reasoning ? { reasoning_content: x.text } : { content: x.text }, null, u),
-        deltaJson: (x) => (x.reasoning ? reasoningDelta(x.text) : contentDelta(x.text)),
+        delta: (x) => R.chatChunk(common, pieceDelta(x), null, u),
+        deltaJson: (x) =>
+          x.kind === "content" ? contentDelta(x.text) : x.kind === "reasoning" ? reasoningDelta(x.text) : JSON.stringify(R.chatChunk(common, pieceDelta(x), null, u)),
         last: (r) => R.chatChunk(common, {}, r.finishReason, u),
         usage: (r) => R.chatUsageChunk(common, r),
       });
     }
-    // The delta chunk's JSON around its text is serialised once per request.
-    const contentDelta = jsonTemplate((s) => R.chatChunk(common, { content: s }, null, u));
     return respond(c, p.stream, req, p.stop, {
       whole: (text, r) => R.chatCompletion(common, text, r),
       pieces: (gen) => gen,

@@ -5,6 +5,7 @@ import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE, intFlag, optionalIntFlag, parseFla
 import { DEFAULT_MAX_REQUESTS_PER_WORKER, PREFILL_POLICY_DEFAULTS } from "./router/index.js";
 import { DEFAULT_LIMITS } from "./openai/limits.js";
 import { REASONING_PARSER_MODES, type ReasoningParserMode } from "./openai/reasoning.js";
+import { TOOL_CALL_PARSER_MODES, type ToolCallParserMode } from "./openai/tool-calls.js";
 import type { ApiServerOptions } from "./server.js";
 
 export const API_USAGE = `usage: api --tokenizer MODEL_DIR --request-plane-uri nats://HOST:PORT [options]
@@ -25,12 +26,16 @@ export const API_USAGE = `usage: api --tokenizer MODEL_DIR --request-plane-uri n
   --grace-ms N                        on SIGTERM, how long requests in progress may finish (default ${DEFAULT_GRACE_MS})
   --reasoning-parser auto|none|think  split <think>…</think> of chat completions into reasoning_content: auto when
                                       the chat template has <think> (default auto)
+  --tool-call-parser auto|none|llama3_json|hermes
+                                      how chat output is read into tool_calls: auto reads the format from the chat
+                                      template (<tool_call>: hermes; Llama 3.1's: llama3_json); none refuses tools
+                                      (default auto)
   --no-disaggregation                 always run aggregated on decode workers`;
 
 export const apiFlagOptions = {
   ...requestPlaneFlagOptions,
   ...valueFlags("tokenizer", "model-dir", "api-server-host", "api-server-port", "model-name", "api-key", "max-body-bytes", "max-prompt-tokens"),
-  ...valueFlags("request-timeout-ms", "disagg-min-prompt-tokens", "max-prefill-load", "max-requests-per-worker", "grace-ms", "reasoning-parser"),
+  ...valueFlags("request-timeout-ms", "disagg-min-prompt-tokens", "max-prefill-load", "max-requests-per-worker", "grace-ms", "reasoning-parser", "tool-call-parser"),
   "no-disaggregation": { type: "boolean" },
   help: { type: "boolean" },
 } as const;
@@ -46,6 +51,13 @@ function reasoningParserFlag(value: string | undefined): ReasoningParserMode {
   if (value === undefined) return "auto";
   const mode = REASONING_PARSER_MODES.find((m) => m === value);
   if (!mode) throw new UsageError(`--reasoning-parser must be one of ${REASONING_PARSER_MODES.join(", ")}, got ${value}`);
+  return mode;
+}
+
+function toolCallParserFlag(value: string | undefined): ToolCallParserMode {
+  if (value === undefined) return "auto";
+  const mode = TOOL_CALL_PARSER_MODES.find((m) => m === value);
+  if (!mode) throw new UsageError(`--tool-call-parser must be one of ${TOOL_CALL_PARSER_MODES.join(", ")}, got ${value}`);
   return mode;
 }
 
@@ -78,6 +90,7 @@ export function parseApiCli(argv: string[], defaultModelDir: string): ApiCli {
     },
     maxRequestsPerWorker: intFlag(v["max-requests-per-worker"], "max-requests-per-worker", { min: 1, fallback: DEFAULT_MAX_REQUESTS_PER_WORKER }),
     reasoningParser: reasoningParserFlag(stringFlag(v, "reasoning-parser")),
+    toolCallParser: toolCallParserFlag(stringFlag(v, "tool-call-parser")),
     graceMs: intFlag(v["grace-ms"], "grace-ms", { min: 0, fallback: DEFAULT_GRACE_MS }),
     help: v.help === true,
   };

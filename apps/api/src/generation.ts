@@ -26,7 +26,8 @@ export interface GenerationInput {
 }
 
 /** OpenAI's finish reasons. */
-export type OpenAIFinishReason = "stop" | "length";
+/** `tool_calls` is set only by chat's tool-call parsing (openai/chat-output.ts), never by a worker's finish. */
+export type OpenAIFinishReason = "stop" | "length" | "tool_calls";
 
 export interface GenerationResult {
   finishReason: OpenAIFinishReason;

@@ -2,7 +2,8 @@
 // single-process mode) and as a process (main.ts).
 export type { ApiAppOptions } from "./app.js";
 export type { GenerationBackend, Readiness } from "./backend.js";
-export type { TextCodec, StreamingDetokenizer, ChatMessage } from "./text-codec.js";
+export type { TextCodec, StreamingDetokenizer, ChatMessage, ChatTool, ChatToolCall, ChatEncodeOptions } from "./text-codec.js";
+export type { ToolCallFormat, ToolCallParserMode } from "./openai/tool-calls.js";
 export type { ServerLimits } from "./openai/limits.js";
 export type { ApiMetrics } from "./metrics/api-metrics.js";
 export type { OpenAIErrorBody, ApiErrorCode, ApiErrorKind, ApiErrorStatus, OpenAIErrorType } from "./errors.js";

@@ -16,6 +16,7 @@ async function main(argv: string[]): Promise<void> {
   // The ready line on stdout (apps/common's ready-line.ts): the launcher and tests wait for it.
   console.log(apiReadyLine({ url: server.url, model: cli.modelName }));
   if (server.reasoning) log(`reasoning parser on (--reasoning-parser ${cli.reasoningParser}): <think>…</think> goes to reasoning_content${server.reasoning.startsInReasoning ? "; the prompt opens the block" : ""}`);
+  if (server.toolCalls) log(`tool-call parser ${server.toolCalls} (--tool-call-parser ${cli.toolCallParser}): chat completions take tools`);
   onShutdownSignal(
     async () => {
       await server.close(cli.graceMs);

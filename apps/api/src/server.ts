@@ -9,6 +9,7 @@ import { createApiApp } from "./app.js";
 import { createApiMetrics } from "./metrics/api-metrics.js";
 import { DEFAULT_LIMITS, type ServerLimits } from "./openai/limits.js";
 import { reasoningFromTemplate, type ReasoningOptions, type ReasoningParserMode } from "./openai/reasoning.js";
+import { toolCallFormatFromTemplate, type ToolCallFormat, type ToolCallParserMode } from "./openai/tool-calls.js";
 import { RequestPlaneWorkers, Router, type PrefillPolicyOptions } from "./router/index.js";
 import { TokenizerCodec } from "./tokenizer-adapter.js";
 
@@ -28,6 +29,8 @@ export interface ApiServerOptions {
   maxRequestsPerWorker?: number;
   /** Split `<think>…</think>` into `reasoning_content` (openai/reasoning.ts). Default `auto`: when the chat template has `<think>`. */
   reasoningParser?: ReasoningParserMode;
+  /** How tool calls are read from chat output (openai/tool-calls.ts). Default `auto`: the format the chat template shows. */
+  toolCallParser?: ToolCallParserMode;
   log?: (line: string) => void;
 }
 
@@ -38,6 +41,8 @@ export interface RunningApiServer {
   readonly router: Router;
   /** The reasoning parser chat completions use (from `reasoningParser` and the chat template); undefined: none. */
   readonly reasoning: ReasoningOptions | undefined;
+  /** The tool-call format chat completions parse (from `toolCallParser` and the chat template); undefined: none. */
+  readonly toolCalls: ToolCallFormat | undefined;
   /**
    * Stops taking connections, lets requests in progress finish for up to `graceMs` (default 0: open streams are
    * ended at once), then closes what is left, the worker clients and the tokenizer. Idempotent.
@@ -87,6 +92,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
   const log = o.log ?? ((l: string) => console.error(l));
   const codec = TokenizerCodec.fromModelDir(o.tokenizerDir);
   const reasoning = reasoningOf(codec, o.reasoningParser ?? "auto");
+  const toolCalls = toolCallFormatFromTemplate(o.toolCallParser ?? "auto", codec.tokenizer.chatTemplateSource);
   const identity = deploymentIdentityOf(o.tokenizerDir, log);
   // Worker figures are read from `workers` when /metrics is scraped (after both exist).
   const metrics = createApiMetrics(() =>
@@ -123,7 +129,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
     contextLength,
     maxPromptTokens: o.limits?.maxPromptTokens ?? contextLength - 1,
   };
-  const { app } = createApiApp({ backend: router, codec, modelName: o.modelName, apiKey: o.apiKey, limits, metrics, log, reasoning });
+  const { app } = createApiApp({ backend: router, codec, modelName: o.modelName, apiKey: o.apiKey, limits, metrics, log, reasoning, toolCalls });
   const host = o.host ?? "127.0.0.1";
   const server: ServerType = await new Promise((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: host, port: o.port ?? 8000 }, () => resolve(s));
@@ -144,6 +150,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
     port,
     router,
     reasoning,
+    toolCalls,
     close(graceMs = 0) {
       closing ??= (async () => {
         const http = server as ServerType & { closeAllConnections?: () => void; closeIdleConnections?: () => void };

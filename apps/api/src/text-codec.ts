@@ -5,6 +5,28 @@ export interface ChatMessage {
   role: string;
   content: string;
   name?: string;
+  /** An assistant message's calls, arguments as an object (templates write them with `tojson`). */
+  tool_calls?: ChatToolCall[];
+  /** A tool message's answer to this call id. */
+  tool_call_id?: string;
+}
+
+export interface ChatToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: Record<string, unknown> };
+}
+
+/** A tool as OpenAI's `tools` entries give it; chat templates read this shape. */
+export interface ChatTool {
+  type: "function";
+  function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean };
+}
+
+export interface ChatEncodeOptions {
+  /** Tools for the chat template (templates that support tool calling render them). */
+  tools?: ChatTool[];
+  signal?: AbortSignal;
 }
 
 export interface StreamingDetokenizer {
@@ -20,8 +42,8 @@ export interface TextCodec {
   readonly eosTokenIds: number[];
   /** Tokenizes client text; bad input throws InvalidRequestError. */
   encode(text: string, signal?: AbortSignal): Promise<number[]>;
-  /** Renders messages with the model's chat template (generation prompt appended) and tokenizes the result. */
-  encodeChat(messages: ChatMessage[], signal?: AbortSignal): Promise<number[]>;
+  /** Renders messages (and tools) with the model's chat template (generation prompt appended) and tokenizes it. */
+  encodeChat(messages: ChatMessage[], options?: ChatEncodeOptions): Promise<number[]>;
   /** Checks client-given token ids; bad ids throw InvalidRequestError. */
   checkTokenIds(ids: number[]): void;
   createDetokenizer(stop: string[]): StreamingDetokenizer;

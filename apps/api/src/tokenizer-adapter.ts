@@ -4,7 +4,7 @@
 // server's, 500 tokenizer_failed.
 import { Tokenizer, TokenizerError, isClientInputError, type ChatMessage as TokChatMessage } from "@trtd/tokenizer";
 import { ApiErrorCodes, InvalidRequestError, TokenizerFailedError } from "./errors.js";
-import type { ChatMessage, StreamingDetokenizer, TextCodec } from "./text-codec.js";
+import type { ChatEncodeOptions, ChatMessage, StreamingDetokenizer, TextCodec } from "./text-codec.js";
 
 function tokenizerError(err: unknown, param: string): never {
   if (isClientInputError(err)) throw new InvalidRequestError(err.message, param, ApiErrorCodes.invalidValue, { cause: err });
@@ -27,8 +27,9 @@ export class TokenizerCodec implements TextCodec {
     return this.tokenizer.encodeAsync(text, { disallowedSpecial: "text", signal }).catch((err) => tokenizerError(err, "prompt"));
   }
 
-  async encodeChat(messages: ChatMessage[], signal?: AbortSignal): Promise<number[]> {
-    return this.tokenizer.encodeChatAsync(messages as TokChatMessage[], { signal }).catch((err) => tokenizerError(err, "messages"));
+  async encodeChat(messages: ChatMessage[], options: ChatEncodeOptions = {}): Promise<number[]> {
+    const { tools, signal } = options;
+    return this.tokenizer.encodeChatAsync(messages as unknown as TokChatMessage[], { tools, signal }).catch((err) => tokenizerError(err, "messages"));
   }
 
   checkTokenIds(ids: number[]): void {

@@ -22,6 +22,12 @@ describe("api - flags", () => {
     for (const mode of ["auto", "none", "think"]) expect(parseApiCli(["--tokenizer", modelDir, "--reasoning-parser", mode], "/unused").reasoningParser).toBe(mode);
   });
 
+  it("--tool-call-parser: auto by default, or as given", () => {
+    expect(parseApiCli(["--tokenizer", modelDir], "/unused").toolCallParser).toBe("auto");
+    for (const mode of ["auto", "none", "llama3_json", "hermes"]) expect(parseApiCli(["--tokenizer", modelDir, "--tool-call-parser", mode], "/unused").toolCallParser).toBe(mode);
+    expect(usageMessage(() => parseApiCli(["--tokenizer", modelDir, "--tool-call-parser", "pythonic"], "/unused"))).toBe("--tool-call-parser must be one of auto, none, llama3_json, hermes, got pythonic");
+  });
+
   it("a mistake in a flag the workers take too reads the same as in a worker; the api's own are one line each", () => {
     for (const argv of [["--worker-name", "dA"], ["--request-plane-uri", "nats://h:0"], ["--grace-ms", "-1"], ["--bogus"]]) {
       expect(usageMessage(() => parseApiCli(["--tokenizer", modelDir, ...argv], "/unused")), argv.join(" ")).toBe(usageMessage(() => parseWorkerCli(argv, "/unused")));

@@ -435,23 +435,26 @@ export class Tokenizer {
    */
   encodeChat(messages: readonly ChatMessage[], options: EncodeChatOptions = {}): number[] {
     const text = this.applyChatTemplate(messages, options);
-    if (!options.allowSpecialInContent) this.#refuseSpecialInContent(messages);
+    if (!options.allowSpecialInContent) this.#refuseSpecialInContent(messages, options.tools);
     return this.encode(text, { allowedSpecial: "all", addBos: false });
   }
 
   /** Async variant of encodeChat (long prompts are encoded on the worker thread). */
   async encodeChatAsync(messages: readonly ChatMessage[], options: EncodeChatOptions & EncodeAsyncOptions = {}): Promise<number[]> {
     const text = this.applyChatTemplate(messages, options);
-    if (!options.allowSpecialInContent) this.#refuseSpecialInContent(messages);
+    if (!options.allowSpecialInContent) this.#refuseSpecialInContent(messages, options.tools);
     return this.encodeAsync(text, { allowedSpecial: "all", addBos: false, signal: options.signal, timeoutMs: options.timeoutMs });
   }
 
-  #refuseSpecialInContent(messages: readonly ChatMessage[]): void {
+  #refuseSpecialInContent(messages: readonly ChatMessage[], tools: unknown[] | undefined): void {
     const re = (this.#specialRe ??= specialTextRegExp(this.#specialTexts));
     if (!re) return;
-    for (const m of messages) {
-      const content = typeof m.content === "string" ? m.content : JSON.stringify(m.content ?? "");
-      const hit = re.exec(content);
+    // Tool definitions and an assistant's tool calls reach the prompt as text too (templates write them as JSON).
+    const texts = messages.map((m) => (typeof m.content === "string" ? m.content : JSON.stringify(m.content ?? "")));
+    for (const m of messages) if (m.tool_calls !== undefined) texts.push(JSON.stringify(m.tool_calls));
+    if (tools !== undefined) texts.push(JSON.stringify(tools));
+    for (const text of texts) {
+      const hit = re.exec(text);
       if (hit) throw new SpecialTokenNotAllowedError(hit[0]);
     }
   }

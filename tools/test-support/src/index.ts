@@ -5,6 +5,7 @@ export { workerGauges, metricValue } from "./metrics.js";
 export { eventually } from "./eventually.js";
 export { mulberry32 } from "./prng.js";
 export { thrownMessage } from "./thrown.js";
+export { LLAMA31_CHAT_TEMPLATE, HERMES_TOOLS_TEMPLATE } from "./chat-templates.js";
 
 export type { AppProcess, AppExit, StartAppOptions } from "./start-app.js";
 export type { WorkerGauge } from "./metrics.js";

@@ -12,6 +12,9 @@ export const MAX_STOP_SEQUENCES = 4;
 export const MAX_STOP_SEQUENCE_CHARS = 256;
 export const MAX_MESSAGES = 1024;
 export const MAX_USER_CHARS = 256;
+/** Tools per request (OpenAI's limit) and tool calls per assistant message sent back. */
+export const MAX_TOOLS = 128;
+export const MAX_TOOL_CALLS = 128;
 /** Completions default to 16 new tokens, as OpenAI's legacy endpoint does. */
 export const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
 /** Chat defaults to the rest of the context, capped here. */

@@ -1,5 +1,6 @@
 // Response objects of both endpoints (whole responses and stream chunks), in OpenAI's shapes.
 import type { GenerationResult, OpenAIFinishReason } from "../generation.js";
+import type { ChatMessageParts, pieceDelta } from "./chat-output.js";
 
 export interface Usage {
   prompt_tokens: number;
@@ -35,20 +36,19 @@ export function chatCompletion(c: Common, content: string, r: GenerationResult) 
 }
 
 /**
- * With a reasoning parser: `reasoning_content` is the block's text (null when the output opened none), `content`
- * the rest; content is null when the output was all reasoning (an unclosed block cut off by max_tokens), as vLLM.
+ * A message split by the chat parsers (chat-output.ts): `reasoning_content` only with a reasoning parser,
+ * `tool_calls` only when calls were made; the finish reason is the parts' (`tool_calls` after a call).
  */
-export function chatCompletionWithReasoning(c: Common, split: { reasoning: string; content: string; sawReasoning: boolean }, r: GenerationResult) {
-  const content = split.content === "" && split.sawReasoning ? null : split.content;
-  const reasoning_content = split.sawReasoning ? split.reasoning : null;
+export function chatCompletionFromParts(c: Common, parts: ChatMessageParts) {
+  const { result, ...fields } = parts;
   return {
     ...header(c, "chat.completion"),
-    choices: [{ index: 0, message: { role: "assistant" as const, content, reasoning_content, refusal: null }, logprobs: null, finish_reason: r.finishReason }],
-    usage: usageOf(r),
+    choices: [{ index: 0, message: { role: "assistant" as const, ...fields, refusal: null }, logprobs: null, finish_reason: result.finishReason }],
+    usage: usageOf(result),
   };
 }
 
-export function chatChunk(c: Common, delta: { role?: "assistant"; content?: string; reasoning_content?: string }, finishReason: OpenAIFinishReason | null, includeUsage: boolean) {
+export function chatChunk(c: Common, delta: { role?: "assistant"; content?: string } | ReturnType<typeof pieceDelta>, finishReason: OpenAIFinishReason | null, includeUsage: boolean) {
   return {
     ...header(c, "chat.completion.chunk"),
     choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],

@@ -41,9 +41,6 @@ export const NEUTRAL_FIELDS: Readonly<Record<string, (v: unknown) => boolean>> =
   store: (v) => v === false,
   metadata: () => true,
   service_tier: (v) => v === "auto" || v === "default",
-  parallel_tool_calls: () => true,
-  tools: (v) => Array.isArray(v) && v.length === 0,
-  tool_choice: (v) => v === "none",
   // Chat completions read it (openai/response-format.ts); here it stands for the endpoints without it.
   response_format: (v) => typeof v === "object" && v !== null && (v as Body).type === "text",
   modalities: (v) => Array.isArray(v) && v.length === 1 && v[0] === "text",

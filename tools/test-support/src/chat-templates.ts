@@ -1,3 +1,7 @@
+import { readFileSync } from "node:fs";
+
+// Chat templates used as test fixtures by the tokenizer's and the api's tests.
+
 /**
  * The chat template of Meta-Llama-3.1-8B-Instruct's tokenizer_config.json, written out here (no download possible)
  * as a test fixture: it exercises what HF templates use (namespace-free `set`, slicing, `is defined`, `tojson`,
@@ -113,3 +117,12 @@ export const LLAMA31_CHAT_TEMPLATE = `{{- bos_token }}
     {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}
 {%- endif %}
 `;
+
+/**
+ * A ChatML template with tools in the Hermes/Qwen2.5 format, written for these tests (not a copy of a model's file):
+ * tool definitions as JSON lines inside `<tools></tools>` in the system turn, an assistant's calls as
+ * `<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>` blocks, and tool results as `<tool_response>` blocks
+ * in a user turn. Without tools and tool messages it renders as CHATML_TEMPLATE does. A file, so that
+ * tools/reference/tool_template_fixtures.py renders the same text with transformers.
+ */
+export const HERMES_TOOLS_TEMPLATE = readFileSync(new URL("../fixtures/hermes-tools.jinja", import.meta.url), "utf8");
