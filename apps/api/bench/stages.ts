@@ -12,6 +12,7 @@
 //   api.arrival, api.parsed, api.tokenized, api.dispatch     the api, from the request's arrival to the request plane
 //   plane.request_in, decode.handler, decode.enqueued       the decode worker, from the NATS message to the executor
 //   decode.first_token, plane.reply_flush                   the first token leaves the worker
+//   plane.request_out / plane.reply_in                       the api's request-plane client: publish, and a reply frame in
 //   api.first_token, api.sse_write_now, client.first_content back through the api to the client
 // The last line is one JSON object. Every process is stopped by PID at the end; every wait is bounded.
 import { Agent, request } from "node:http";

@@ -1,3 +1,4 @@
+import { traceStage } from "@trtd/process";
 import type { Codec } from "./codec.js";
 import {
   CancelledError,
@@ -104,6 +105,7 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
       }
       this.armWatchdog();
       this.requestBytes = bytes;
+      traceStage?.("plane.request_out");
       this.p.transport.publish(this.subject, bytes, { reply: this.route.subject });
       this.published = true;
     } catch (err) {
@@ -133,6 +135,7 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
   }
 
   private onMsg(m: TransportMsg): void {
+    traceStage?.("plane.reply_in");
     if (this.pendingCancel !== undefined) {
       // first sign of the server after we cancelled: tell it, then let go of the inbox. A data frame may
       // come without the control subject (protocol.ts): wait (bounded by the tombstone) for one that has it.
