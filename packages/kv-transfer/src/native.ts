@@ -41,11 +41,14 @@ export function loadKvx(): KvxNative | null {
 interface Libc {
   mmap: (addr: null, len: number, prot: number, flags: number, fd: number, off: number) => unknown;
   munmap: (addr: unknown, len: number) => number;
+  memfdCreate: ((name: string, flags: number) => number) | null;
 }
 let libc: Libc | null | undefined;
 const PROT_READ = 1;
 const PROT_WRITE = 2;
 const MAP_SHARED = 1;
+const MAP_POPULATE = 0x8000;
+const MFD_CLOEXEC = 1;
 
 function loadLibc(): Libc | null {
   if (libc !== undefined) return libc;
@@ -56,7 +59,13 @@ function loadLibc(): Libc | null {
     libc = {
       mmap: l.func("void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off)") as Libc["mmap"],
       munmap: l.func("int munmap(void *addr, size_t len)") as Libc["munmap"],
+      memfdCreate: null,
     };
+    try {
+      libc.memfdCreate = l.func("int memfd_create(const char *name, unsigned int flags)") as (name: string, flags: number) => number;
+    } catch {
+      libc.memfdCreate = null; // glibc before 2.27
+    }
   } catch {
     libc = null;
   }
@@ -69,11 +78,14 @@ export interface Mapping {
   unmap(): void;
 }
 
-/** mmap(fd) shared, read-only or read-write; null when mmap is not available here. */
-export function mapFile(fd: number, length: number, writable: boolean): Mapping | null {
+/**
+ * mmap(fd) shared, read-only or read-write; null when mmap is not available here. `populate` maps every page
+ * now (MAP_POPULATE) instead of faulting them in on first touch.
+ */
+export function mapFile(fd: number, length: number, writable: boolean, populate = false): Mapping | null {
   const c = loadLibc();
   if (!c) return null;
-  const ptr = c.mmap(null, length, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
+  const ptr = c.mmap(null, length, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED | (populate ? MAP_POPULATE : 0), fd, 0);
   const addr = koffi.address(ptr);
   if (addr === 0n || addr === 0xffffffffffffffffn) throw new Error(`mmap of ${length} bytes failed`);
   const bytes = new Uint8Array(koffi.view(ptr, length));
@@ -86,4 +98,15 @@ export function mapFile(fd: number, length: number, writable: boolean): Mapping 
       c.munmap(ptr, length);
     },
   };
+}
+
+/**
+ * An anonymous shared-memory file (memfd_create, close-on-exec): no name in any directory, so nothing is left
+ * behind when the processes holding it exit. Returns its fd, or null when memfd is not available here.
+ */
+export function createMemfd(name: string): number | null {
+  const c = loadLibc();
+  if (!c?.memfdCreate) return null;
+  const fd = c.memfdCreate(name, MFD_CLOEXEC);
+  return fd >= 0 ? fd : null;
 }

@@ -4,6 +4,7 @@ import { KvLeaseExpiredError, KvOfferNotFoundError, KvProtocolError, KvPullRefus
 import { MAX_DEVICE_DESCRIPTOR_BYTES, OFFER_SECRET_BYTES, OFFER_SECRET_HEX, validDeviceUuid } from "./handle.js";
 import type { KvLayout } from "@trtd/model";
 import { mapSegments, type KvSource, type SegmentMap } from "./segments.js";
+import { copyWithChunkChecksums, type StagingSegment, type StagingSegmentPool } from "./shm-staging.js";
 
 /** Why an offer was released (the one release path records it). */
 export type OfferReleaseReason = "ack" | "failed" | "expired" | "closed" | "withdrawn";
@@ -15,6 +16,11 @@ export interface HostStaging {
   readonly crcs: Uint32Array;
   /** CRC-32C over the chunk CRCs (8 hex digits). */
   readonly digest: string;
+  /**
+   * A copy of the KV in a shared-memory segment, made with the CRCs (eager offers on a server with a staging
+   * pool): a same-host puller copies from it directly (single-copy shm). Given back when the offer is released.
+   */
+  readonly shared: StagingSegment | null;
 }
 
 /** An offered KV as the offering side holds it. */
@@ -60,6 +66,14 @@ export interface OfferAddOptions {
   lazy?: boolean;
 }
 
+export interface OfferRegistryOptions {
+  /**
+   * Where eager offers are staged for single-copy shared memory (the offer server's, when it serves shm); without
+   * it they are only checksummed.
+   */
+  sharedStaging?: StagingSegmentPool;
+}
+
 export interface OfferRegistryStats {
   active: number;
   offered: number;
@@ -91,6 +105,11 @@ export class OfferRegistry {
   private stagedCount = 0;
   private readonly releasedCount: Record<OfferReleaseReason, number> = { ack: 0, failed: 0, expired: 0, closed: 0, withdrawn: 0 };
   private readonly refusedCount = Object.fromEntries(KvPullRefusalReasons.map((r) => [r, 0])) as Record<KvPullRefusalReason, number>;
+  private readonly sharedStaging: StagingSegmentPool | undefined;
+
+  constructor(opts: OfferRegistryOptions = {}) {
+    this.sharedStaging = opts.sharedStaging;
+  }
 
   /**
    * Registers a source. Without a device path (or without `lazy`) it is staged now: segments mapped and every chunk
@@ -110,10 +129,11 @@ export class OfferRegistry {
       } catch {
         device = undefined; // no device path for this offer: the (host-staged) segments serve it
       }
-      if (!(opts.lazy && device)) host = stageSource(source, chunkBytes);
+      if (!(opts.lazy && device)) host = stageSource(source, chunkBytes, this.sharedStaging);
       engineState = source.engineState?.();
       if (!Number.isSafeInteger(source.bytes) || source.bytes < 0) throw new KvSizeMismatchError(`offered KV declares ${source.bytes} bytes`);
     } catch (err) {
+      if (host?.shared) this.sharedStaging!.give(host.shared);
       source.release(); // the registry owns the source from the moment it is offered
       throw err;
     }
@@ -235,6 +255,7 @@ export class OfferRegistry {
       if (this.reclaimed.size > RECLAIMED_REMEMBERED) this.reclaimed.delete(this.reclaimed.keys().next().value!);
     }
     try {
+      if (o.host?.shared) this.sharedStaging!.give(o.host.shared);
       o.source.release();
     } finally {
       for (const l of this.listeners) l(id, reason);
@@ -292,9 +313,23 @@ export function beginDigest(offer: Offer, host: HostStaging): { digest?: string 
   return offer.lazy ? { digest: host.digest } : {};
 }
 
-/** Maps a source's segments and checksums every chunk (the host staging of an offer). */
-function stageSource(source: KvSource, chunkBytes: number): HostStaging {
+/**
+ * Maps a source's segments and checksums every chunk (the host staging of an offer). With a pool, the same pass
+ * copies the KV into a shared segment (the copy a same-host puller reads); without one, or when no segment can be
+ * had here, it only checksums.
+ */
+function stageSource(source: KvSource, chunkBytes: number, pool?: StagingSegmentPool): HostStaging {
   const map = mapSegments("offered KV", source);
-  const crcs = chunkChecksums(map, chunkBytes);
-  return { map, crcs, digest: digestOfChunks(crcs) };
+  const shared = pool?.acquire(map.bytes) ?? null;
+  if (!shared) {
+    const crcs = chunkChecksums(map, chunkBytes);
+    return { map, crcs, digest: digestOfChunks(crcs), shared: null };
+  }
+  try {
+    const crcs = copyWithChunkChecksums(map, chunkBytes, shared.map.bytes);
+    return { map, crcs, digest: digestOfChunks(crcs), shared };
+  } catch (err) {
+    pool!.give(shared);
+    throw err;
+  }
 }

@@ -12,6 +12,7 @@ import { NatsOfferResponder, DEFAULT_NATS_MAX_BYTES, kvNatsSubjects } from "./na
 import { beginDigest, OfferRegistry, type HostStaging, type Offer, type OfferRegistryStats, type OfferReleaseReason } from "./offer-registry.js";
 import type { KvSource } from "./segments.js";
 import { mapFile, type Mapping } from "./native.js";
+import { StagingSegmentPool, type StagingPoolStats } from "./shm-staging.js";
 import { createRing, DEFAULT_SHM_DIR, localHostId, shmAvailable, sweepStaleRings, unlinkQuiet } from "./shm.js";
 import { TransportCounters, type KvTransportStatsByName } from "./transport-stats.js";
 import { controlFrame, encodeHeader, FrameType, type ErrorBody, type FrameHeader, type PullBegin, type PullRequest, type ReleaseBody } from "./wire.js";
@@ -43,8 +44,14 @@ export interface KvOfferServerOptions {
   maxConcurrentTransfers?: number;
   /** Size-scaled transfer deadline, wait for the ack, and longest silence from a puller. */
   timeouts?: TransferTimeoutOptions & { ackMs?: number; idleMs?: number };
-  /** Shared-memory ring: directory (tmpfs) and slot count. @default { dir: "/dev/shm", slots: 8 } */
-  shm?: { dir?: string; slots?: number };
+  /**
+   * Shared memory. `staging` (single copy): an eager offer's KV is copied into a pooled memfd segment at offer time,
+   * fused with its chunk CRCs, and a same-host puller copies from there straight into its import; at most
+   * `stagingIdleBytes` of segments are kept for reuse between offers. Without it (or for a lazy offer, whose KV is
+   * staged on pull), shm goes through a ring of `slots` chunks in `dir` (two copies, pipelined).
+   * @default { dir: "/dev/shm", slots: 8, staging: true, stagingIdleBytes: 1 GiB }
+   */
+  shm?: { dir?: string; slots?: number; staging?: boolean; stagingIdleBytes?: number };
 }
 
 export interface OfferOptions {
@@ -61,6 +68,8 @@ export interface KvOfferServerStats extends OfferRegistryStats {
   connections: number;
   /** Per transport: transfers acked / failed / fallen back from, their bytes and seconds (cuda-ipc: lease to ack). */
   transports: KvTransportStatsByName;
+  /** The single-copy shm staging segments (null when staging is off). */
+  shmStaging: StagingPoolStats | null;
 }
 
 interface ServerTransfer {
@@ -109,6 +118,7 @@ export class KvOfferServer {
   private readonly transports: Set<string>;
   private readonly shmDir: string;
   private readonly shmSlots: number;
+  private readonly staging: StagingSegmentPool | null;
   private nats: NatsOfferResponder | null = null;
   private readonly counters = new TransportCounters();
   private advertise = "";
@@ -117,7 +127,6 @@ export class KvOfferServer {
 
   private constructor(opts: KvOfferServerOptions) {
     this.layout = opts.layout;
-    this.registry = new OfferRegistry();
     this.slots = new Semaphore(opts.maxConcurrentTransfers ?? 16);
     const chunkBytes = opts.chunkBytes ?? 512 * 1024;
     if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 4096 || chunkBytes > 64 * 1024 * 1024) {
@@ -135,6 +144,10 @@ export class KvOfferServer {
     const wanted = opts.transports ?? ["cuda-ipc", "shm", "tcp", ...(opts.nats ? (["nats"] as const) : [])];
     this.transports = new Set(wanted.filter((t) => t !== "shm" || shmAvailable(this.shmDir)));
     if (this.transports.has("nats") && !opts.nats) throw new RangeError('transport "nats" needs options.nats.requestPlane');
+    const idleBytes = opts.shm?.stagingIdleBytes ?? 1024 * 1024 * 1024;
+    if (!Number.isSafeInteger(idleBytes) || idleBytes < 0) throw new RangeError(`shm.stagingIdleBytes must be a non-negative integer (got ${idleBytes})`);
+    this.staging = this.transports.has("shm") && opts.shm?.staging !== false ? new StagingSegmentPool(idleBytes) : null;
+    this.registry = new OfferRegistry(this.staging ? { sharedStaging: this.staging } : {});
     this.server = createServer((sock) => this.onConnection(sock));
   }
 
@@ -224,7 +237,7 @@ export class KvOfferServer {
   }
 
   stats(): KvOfferServerStats {
-    return { ...this.registry.stats(), transfersActive: this.slots.inUse, transfersQueued: this.slots.waiting, transfersPeak: this.slots.peakInUse, transfersQueuedPeak: this.slots.peakWaiting, connections: this.conns.size, transports: this.counters.snapshot() };
+    return { ...this.registry.stats(), transfersActive: this.slots.inUse, transfersQueued: this.slots.waiting, transfersPeak: this.slots.peakInUse, transfersQueuedPeak: this.slots.peakWaiting, connections: this.conns.size, transports: this.counters.snapshot(), shmStaging: this.staging?.stats() ?? null };
   }
 
   /** Stops serving, ends transfers in progress (their pullers get an error) and releases every offer. */
@@ -235,6 +248,7 @@ export class KvOfferServer {
     for (const c of [...this.conns]) c.sock.destroy();
     await this.nats?.close();
     this.registry.close();
+    this.staging?.close(); // after the offers gave their segments back
     await done;
   }
 
@@ -361,7 +375,7 @@ export class KvOfferServer {
     if (unserved) return refuse(KvErrorCodes.NoTransport, unserved);
     this.registry.claim(offer.id);
     if (req.transport === "cuda-ipc") return this.grantLease(conn, offer);
-    this.startTransfer(conn, offer, req.transport);
+    this.startTransfer(conn, offer, req.transport, req.shmSegment === true);
   }
 
   /** Why this server does not serve `req.transport` for `offer` to this puller; null when it does. */
@@ -401,10 +415,10 @@ export class KvOfferServer {
     if (t.timer) clearTimeout(t.timer);
     t.aborted = true;
     conn.transfer = null;
-    this.startTransfer(conn, t.offer, req.transport as "tcp" | "shm");
+    this.startTransfer(conn, t.offer, req.transport as "tcp" | "shm", req.shmSegment === true);
   }
 
-  private startTransfer(conn: ServerConn, offer: Offer, mode: "tcp" | "shm"): void {
+  private startTransfer(conn: ServerConn, offer: Offer, mode: "tcp" | "shm", segmentOk: boolean): void {
     const t: ServerTransfer = { offer, mode, started: Date.now(), stage: "queued", timer: null, releaseSlot: null, aborted: false, wake: null, shm: null };
     conn.transfer = t;
     const deadline = Date.now() + transferTimeoutMs(offer.bytes, this.o.timeouts);
@@ -419,6 +433,7 @@ export class KvOfferServer {
         // staging failure ends this transfer like any other failure: ERROR to the puller, the offer released.
         const host = this.registry.stage(offer);
         t.stage = "sending";
+        if (mode === "shm" && segmentOk && host.shared) return this.sendShmStaged(conn, t, host);
         return mode === "shm" ? this.sendShm(conn, t, host) : this.sendTcp(conn, t, host);
       })
       .catch((err) => {
@@ -503,13 +518,33 @@ export class KvOfferServer {
     this.finishSending(conn, t);
   }
 
-  private finishSending(conn: ServerConn, t: ServerTransfer): void {
+  /**
+   * Single-copy shm: the offer's KV is in a staging segment since offer time. BEGIN names it (this process, the
+   * segment's fd and inode) and END follows at once; the puller copies from its mapping into the import, checks the
+   * chunk CRCs against the handle's digest and acks. The segment stays the offer's until the offer is released.
+   */
+  private sendShmStaged(conn: ServerConn, t: ServerTransfer, host: HostStaging): void {
+    const { offer } = t;
+    const seg = host.shared!;
+    const begin: PullBegin = {
+      bytes: offer.bytes,
+      chunkBytes: offer.chunkBytes,
+      chunks: offer.chunks,
+      ...beginDigest(offer, host),
+      segment: { pid: process.pid, fd: seg.fd, ino: seg.ino, capacity: seg.capacity },
+    };
+    for (const b of controlFrame(FrameType.Begin, begin, offer.idBytes)) conn.sock.write(b);
+    // The puller's copy happens after END: its time counts against the ack wait.
+    this.finishSending(conn, t, transferTimeoutMs(offer.bytes, this.o.timeouts));
+  }
+
+  private finishSending(conn: ServerConn, t: ServerTransfer, copyMs = 0): void {
     for (const b of controlFrame(FrameType.End, undefined, t.offer.idBytes)) conn.sock.write(b);
     t.stage = "await-ack";
     t.releaseSlot?.();
     t.releaseSlot = null;
     if (t.timer) clearTimeout(t.timer);
-    t.timer = setTimeout(() => this.fail(conn, new KvTimeoutError("no ACK from the puller in time")), this.o.ackMs);
+    t.timer = setTimeout(() => this.fail(conn, new KvTimeoutError("no ACK from the puller in time")), this.o.ackMs + copyMs);
     t.timer.unref();
   }
 

@@ -1,3 +1,4 @@
+import type { ShmSegmentRef } from "./shm-staging.js";
 import { KvProtocolError } from "./errors.js";
 import type { KvHandle } from "./handle.js";
 
@@ -102,6 +103,8 @@ export interface PullRequest {
   digest?: string;
   /** the puller's host id, for shm and cuda-ipc */
   hostId?: string;
+  /** shm: this puller can copy from a staging segment (BEGIN `segment`); without it the server uses the ring */
+  shmSegment?: boolean;
 }
 
 /** BEGIN body. */
@@ -114,6 +117,11 @@ export interface PullBegin {
    * the KV to host memory. Sent by tcp/shm/nats BEGIN only for such offers; never in a lease's BEGIN.
    */
   digest?: string;
+  /**
+   * shm, single copy: the offer's KV is in this staging segment (an fd of the offering process, checked by inode),
+   * from byte 0; END follows BEGIN at once and no SHM_CHUNK comes.
+   */
+  segment?: ShmSegmentRef;
   /** shm: the ring file, its slot count and slot size */
   shmPath?: string;
   slots?: number;
