@@ -3,12 +3,15 @@
  * CRC-32C (Castagnoli) with zlib-style chaining: kvx_crc32c(prev, p, n) continues a CRC whose value so far is
  * prev (0 to start). kvx_copy_crc32c copies n bytes and returns the CRC of them in the same pass, so the
  * receiving side of a same-host transfer reads every byte once. x86-64 uses the SSE4.2 crc32 instruction
- * (checked at run time); elsewhere a table does the work. No state, thread-safe. */
+ * (checked at run time); elsewhere a table does the work. No state, thread-safe.
+ *
+ * kvx_cas32 / kvx_load32 / kvx_store32: sequentially consistent 32-bit atomics on shared memory, for the state word
+ * of a single-copy shm staging segment that two processes change (see src/shm-staging.ts). */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-#define KVX_ABI_VERSION 1
+#define KVX_ABI_VERSION 2
 
 static uint32_t table[8][256];
 static int table_ready = 0;
@@ -187,3 +190,13 @@ uint32_t kvx_copy_crc32c(void *dst, const void *src, size_t n, uint32_t prev) {
   }
   return ~c;
 }
+
+/* Compare-and-swap on a 4-byte aligned word: writes desired when *p == expected. Returns the value found. */
+int32_t kvx_cas32(void *p, int32_t expected, int32_t desired) {
+  __atomic_compare_exchange_n((int32_t *)p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  return expected;
+}
+
+int32_t kvx_load32(const void *p) { return __atomic_load_n((const int32_t *)p, __ATOMIC_SEQ_CST); }
+
+void kvx_store32(void *p, int32_t v) { __atomic_store_n((int32_t *)p, v, __ATOMIC_SEQ_CST); }

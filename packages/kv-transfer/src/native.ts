@@ -7,11 +7,20 @@ import koffi from "koffi";
 type CrcFn = (prev: number, data: Uint8Array, n: number) => number;
 type CopyCrcFn = (dst: Uint8Array, src: Uint8Array, n: number, prev: number) => number;
 
+/** Sequentially consistent atomics on the first 4 bytes of `word` (shared memory across processes). */
+export interface KvxAtomics {
+  /** Writes `desired` when the word is `expected`; returns the value found. */
+  cas32: (word: Uint8Array, expected: number, desired: number) => number;
+  load32: (word: Uint8Array) => number;
+  store32: (word: Uint8Array, value: number) => void;
+}
+
 export interface KvxNative {
   crc32c: CrcFn;
   copyCrc32c: CopyCrcFn;
   hardware: boolean;
   path: string;
+  atomics: KvxAtomics;
 }
 
 let native: KvxNative | null | undefined;
@@ -28,11 +37,16 @@ export function loadKvx(): KvxNative | null {
   const path = kvxLibraryPath();
   if (process.env.KVX_DISABLE === "1" || !existsSync(path)) return native;
   const lib = koffi.load(path);
-  if ((lib.func("int kvx_abi_version(void)") as () => number)() !== 1) return native;
+  if ((lib.func("int kvx_abi_version(void)") as () => number)() !== 2) return native;
   const crc = lib.func("uint32_t kvx_crc32c(uint32_t prev, const void *data, size_t n)") as CrcFn;
   const copy = lib.func("uint32_t kvx_copy_crc32c(void *dst, const void *src, size_t n, uint32_t prev)") as CopyCrcFn;
   const hw = (lib.func("int kvx_crc32c_hardware(void)") as () => number)() === 1;
-  native = { crc32c: crc, copyCrc32c: copy, hardware: hw, path };
+  const atomics: KvxAtomics = {
+    cas32: lib.func("int32_t kvx_cas32(void *p, int32_t expected, int32_t desired)") as KvxAtomics["cas32"],
+    load32: lib.func("int32_t kvx_load32(const void *p)") as KvxAtomics["load32"],
+    store32: lib.func("void kvx_store32(void *p, int32_t v)") as KvxAtomics["store32"],
+  };
+  native = { crc32c: crc, copyCrc32c: copy, hardware: hw, path, atomics };
   return native;
 }
 

@@ -4,7 +4,7 @@ import { KvLeaseExpiredError, KvOfferNotFoundError, KvProtocolError, KvPullRefus
 import { MAX_DEVICE_DESCRIPTOR_BYTES, OFFER_SECRET_BYTES, OFFER_SECRET_HEX, validDeviceUuid } from "./handle.js";
 import type { KvLayout } from "@trtd/model";
 import { mapSegments, type KvSource, type SegmentMap } from "./segments.js";
-import { copyWithChunkChecksums, type StagingSegment, type StagingSegmentPool } from "./shm-staging.js";
+import { copyWithChunkChecksums, publishStagedOffer, segmentKv, takeStagedOffer, type StagingSegment, type StagingSegmentPool } from "./shm-staging.js";
 
 /** Why an offer was released (the one release path records it). */
 export type OfferReleaseReason = "ack" | "failed" | "expired" | "closed" | "withdrawn";
@@ -53,8 +53,12 @@ export interface Offer {
   /** The source's device descriptor and device ("cuda-ipc"), when it has a usable one. */
   readonly device: { uuid: string; descriptor: Uint8Array } | undefined;
   readonly expiresAt: number;
-  /** Set when a puller has started a transfer: offers are single-consumer. */
+  /**
+   * Set when a puller has started a transfer: offers are single-consumer. A segment puller's claim lives in the
+   * staging segment's state word; this side sets `claimed` (with `claimedBySegment`) when it finds it there.
+   */
   claimed: boolean;
+  claimedBySegment: boolean;
 }
 
 export interface OfferAddOptions {
@@ -72,6 +76,11 @@ export interface OfferRegistryOptions {
    * it they are only checksummed.
    */
   sharedStaging?: StagingSegmentPool;
+  /**
+   * How long a segment puller's claim is honoured once this side finds it (at expiry) without the ACK or NACK
+   * having come: then the offer is released as failed (the puller died after claiming). @default 30 000 ms
+   */
+  segmentClaimMs?: (bytes: number) => number;
 }
 
 export interface OfferRegistryStats {
@@ -106,9 +115,11 @@ export class OfferRegistry {
   private readonly releasedCount: Record<OfferReleaseReason, number> = { ack: 0, failed: 0, expired: 0, closed: 0, withdrawn: 0 };
   private readonly refusedCount = Object.fromEntries(KvPullRefusalReasons.map((r) => [r, 0])) as Record<KvPullRefusalReason, number>;
   private readonly sharedStaging: StagingSegmentPool | undefined;
+  private readonly segmentClaimMs: (bytes: number) => number;
 
   constructor(opts: OfferRegistryOptions = {}) {
     this.sharedStaging = opts.sharedStaging;
+    this.segmentClaimMs = opts.segmentClaimMs ?? (() => 30_000);
   }
 
   /**
@@ -157,8 +168,10 @@ export class OfferRegistry {
       device,
       expiresAt: Date.now() + ttlMs,
       claimed: false,
+      claimedBySegment: false,
     };
     this.offers.set(offer.id, offer);
+    if (host?.shared) publishStagedOffer(host.shared, idBytes, secret, bytes); // claimable by segment pullers from now
     this.offeredCount++;
     const timer = setTimeout(() => this.expire(offer.id), ttlMs);
     timer.unref();
@@ -233,12 +246,44 @@ export class OfferRegistry {
     return new KvOfferNotFoundError(`offer ${id} is unknown here (never made, already pulled, released or expired)`);
   }
 
-  /** Marks an offer as taken by a transfer; undefined when unknown or already claimed. */
+  /**
+   * Marks an offer as taken by a transfer; undefined when unknown or already claimed (also by a segment puller:
+   * the staging segment's state word decides between them).
+   */
   claim(id: string): Offer | undefined {
     const o = this.offers.get(id);
     if (!o || o.claimed) return undefined;
+    if (o.host?.shared && !takeStagedOffer(o.host.shared)) {
+      this.claimedBySegment(o);
+      return undefined;
+    }
     o.claimed = true;
     return o;
+  }
+
+  /**
+   * An ACK or NACK outside a transfer may release `o`: an unclaimed offer, or one a segment puller claimed (its
+   * transfer has no connection). Whether it came from a segment puller: `viaSegment`.
+   */
+  releasableOutsideTransfer(o: Offer): { ok: boolean; viaSegment: boolean } {
+    if (o.claimed && !o.claimedBySegment) return { ok: false, viaSegment: false };
+    if (o.claimedBySegment) return { ok: true, viaSegment: true };
+    // Not seen claimed yet: the segment's state word says whether a segment puller holds it.
+    const viaSegment = o.host?.shared ? !takeStagedOffer(o.host.shared) : false;
+    if (viaSegment) this.claimedBySegment(o);
+    return { ok: true, viaSegment };
+  }
+
+  /** A segment puller holds `o`: honour it for segmentClaimMs, then release it as failed. */
+  private claimedBySegment(o: Offer): void {
+    if (o.claimedBySegment) return;
+    o.claimed = true;
+    o.claimedBySegment = true;
+    const old = this.timers.get(o.id);
+    if (old) clearTimeout(old);
+    const t = setTimeout(() => this.release(o.id, "failed"), this.segmentClaimMs(o.bytes));
+    t.unref();
+    this.timers.set(o.id, t);
   }
 
   /** The one release path. Returns false when the offer was already gone. */
@@ -293,6 +338,7 @@ export class OfferRegistry {
     if (!o) return;
     // A transfer in progress has its own deadline and releases the offer when it ends.
     if (o.claimed) return;
+    if (o.host?.shared && !takeStagedOffer(o.host.shared)) return this.claimedBySegment(o); // a segment puller has it
     this.release(id, "expired");
   }
 }
@@ -326,7 +372,7 @@ function stageSource(source: KvSource, chunkBytes: number, pool?: StagingSegment
     return { map, crcs, digest: digestOfChunks(crcs), shared: null };
   }
   try {
-    const crcs = copyWithChunkChecksums(map, chunkBytes, shared.map.bytes);
+    const crcs = copyWithChunkChecksums(map, chunkBytes, segmentKv(shared.map, map.bytes));
     return { map, crcs, digest: digestOfChunks(crcs), shared };
   } catch (err) {
     pool!.give(shared);

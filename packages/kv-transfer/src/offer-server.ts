@@ -147,7 +147,11 @@ export class KvOfferServer {
     const idleBytes = opts.shm?.stagingIdleBytes ?? 1024 * 1024 * 1024;
     if (!Number.isSafeInteger(idleBytes) || idleBytes < 0) throw new RangeError(`shm.stagingIdleBytes must be a non-negative integer (got ${idleBytes})`);
     this.staging = this.transports.has("shm") && opts.shm?.staging !== false ? new StagingSegmentPool(idleBytes) : null;
-    this.registry = new OfferRegistry(this.staging ? { sharedStaging: this.staging } : {});
+    this.registry = new OfferRegistry(
+      this.staging
+        ? { sharedStaging: this.staging, segmentClaimMs: (bytes) => transferTimeoutMs(bytes, this.o.timeouts) + this.o.ackMs }
+        : {},
+    );
     this.server = createServer((sock) => this.onConnection(sock));
   }
 
@@ -213,7 +217,16 @@ export class KvOfferServer {
       });
     }
     if (offer.engineState) endpoints.push({ transport: "engine", state: Buffer.from(offer.engineState).toString("base64") });
-    if (this.transports.has("shm")) endpoints.push({ transport: "shm", hostId: this.hostId, host: this.advertise, port: this.boundPort });
+    if (this.transports.has("shm")) {
+      const seg = offer.host?.shared;
+      endpoints.push({
+        transport: "shm",
+        hostId: this.hostId,
+        host: this.advertise,
+        port: this.boundPort,
+        ...(seg ? { segment: { pid: process.pid, fd: seg.fd, ino: seg.ino, capacity: seg.capacity } } : {}),
+      });
+    }
     if (this.transports.has("tcp")) endpoints.push({ transport: "tcp", host: this.advertise, port: this.boundPort });
     if (this.nats) endpoints.push({ transport: "nats", subject: this.nats.subject, maxBytes: this.nats.maxBytes });
     const checksum: KvHandle["checksum"] = { algorithm: CHECKSUM_ALGORITHM, chunkBytes: offer.chunkBytes, chunks: offer.chunks };
@@ -318,15 +331,22 @@ export class KvOfferServer {
         } else {
           // An ack outside a transfer: the engine transport (the engine moved the bytes) or a puller that
           // failed before pulling. Only an unclaimed offer can be released this way, by the handle's holder.
+          // A single-copy shm puller (it claimed the offer in the staging segment) acks and nacks this way too.
           const o = this.registry.get(id);
-          if (!o || o.claimed) return;
+          if (!o) return;
+          let body: Partial<ReleaseBody> | null | undefined;
           try {
-            this.registry.authorize(o, payload.length > 0 ? parseJson<Partial<ReleaseBody> | null>(payload, h.type === FrameType.Ack ? "ACK" : "NACK")?.secret : undefined);
+            body = payload.length > 0 ? parseJson<Partial<ReleaseBody> | null>(payload, h.type === FrameType.Ack ? "ACK" : "NACK") : undefined;
+            this.registry.authorize(o, body?.secret);
           } catch (err) {
             if (!(err instanceof KvUnauthorizedError)) throw err;
             return this.sendError(conn, err.code, err.message);
           }
-          if (this.registry.release(id, reason) && reason === "ack" && o.engineState) this.counters.completed("engine", o.bytes, 0);
+          const { ok, viaSegment } = this.registry.releasableOutsideTransfer(o);
+          if (!ok || !this.registry.release(id, reason)) return;
+          if (viaSegment && reason === "ack") this.counters.completed("shm", o.bytes, Number(body?.ms) || 0);
+          else if (viaSegment) this.counters.failed("shm");
+          else if (reason === "ack" && o.engineState) this.counters.completed("engine", o.bytes, 0);
         }
         return;
       }
@@ -373,9 +393,13 @@ export class KvOfferServer {
     }
     const unserved = this.unserved(offer, req);
     if (unserved) return refuse(KvErrorCodes.NoTransport, unserved);
-    this.registry.claim(offer.id);
+    if (!this.registry.claim(offer.id)) {
+      // a segment puller claimed it (single-copy shm): offers are single-consumer
+      const e = this.registry.unavailable(offer.id, req.secret);
+      return this.sendError(conn, e.code, e.message);
+    }
     if (req.transport === "cuda-ipc") return this.grantLease(conn, offer);
-    this.startTransfer(conn, offer, req.transport, req.shmSegment === true);
+    this.startTransfer(conn, offer, req.transport);
   }
 
   /** Why this server does not serve `req.transport` for `offer` to this puller; null when it does. */
@@ -415,10 +439,10 @@ export class KvOfferServer {
     if (t.timer) clearTimeout(t.timer);
     t.aborted = true;
     conn.transfer = null;
-    this.startTransfer(conn, t.offer, req.transport as "tcp" | "shm", req.shmSegment === true);
+    this.startTransfer(conn, t.offer, req.transport as "tcp" | "shm");
   }
 
-  private startTransfer(conn: ServerConn, offer: Offer, mode: "tcp" | "shm", segmentOk: boolean): void {
+  private startTransfer(conn: ServerConn, offer: Offer, mode: "tcp" | "shm"): void {
     const t: ServerTransfer = { offer, mode, started: Date.now(), stage: "queued", timer: null, releaseSlot: null, aborted: false, wake: null, shm: null };
     conn.transfer = t;
     const deadline = Date.now() + transferTimeoutMs(offer.bytes, this.o.timeouts);
@@ -433,7 +457,6 @@ export class KvOfferServer {
         // staging failure ends this transfer like any other failure: ERROR to the puller, the offer released.
         const host = this.registry.stage(offer);
         t.stage = "sending";
-        if (mode === "shm" && segmentOk && host.shared) return this.sendShmStaged(conn, t, host);
         return mode === "shm" ? this.sendShm(conn, t, host) : this.sendTcp(conn, t, host);
       })
       .catch((err) => {
@@ -518,33 +541,13 @@ export class KvOfferServer {
     this.finishSending(conn, t);
   }
 
-  /**
-   * Single-copy shm: the offer's KV is in a staging segment since offer time. BEGIN names it (this process, the
-   * segment's fd and inode) and END follows at once; the puller copies from its mapping into the import, checks the
-   * chunk CRCs against the handle's digest and acks. The segment stays the offer's until the offer is released.
-   */
-  private sendShmStaged(conn: ServerConn, t: ServerTransfer, host: HostStaging): void {
-    const { offer } = t;
-    const seg = host.shared!;
-    const begin: PullBegin = {
-      bytes: offer.bytes,
-      chunkBytes: offer.chunkBytes,
-      chunks: offer.chunks,
-      ...beginDigest(offer, host),
-      segment: { pid: process.pid, fd: seg.fd, ino: seg.ino, capacity: seg.capacity },
-    };
-    for (const b of controlFrame(FrameType.Begin, begin, offer.idBytes)) conn.sock.write(b);
-    // The puller's copy happens after END: its time counts against the ack wait.
-    this.finishSending(conn, t, transferTimeoutMs(offer.bytes, this.o.timeouts));
-  }
-
-  private finishSending(conn: ServerConn, t: ServerTransfer, copyMs = 0): void {
+  private finishSending(conn: ServerConn, t: ServerTransfer): void {
     for (const b of controlFrame(FrameType.End, undefined, t.offer.idBytes)) conn.sock.write(b);
     t.stage = "await-ack";
     t.releaseSlot?.();
     t.releaseSlot = null;
     if (t.timer) clearTimeout(t.timer);
-    t.timer = setTimeout(() => this.fail(conn, new KvTimeoutError("no ACK from the puller in time")), this.o.ackMs + copyMs);
+    t.timer = setTimeout(() => this.fail(conn, new KvTimeoutError("no ACK from the puller in time")), this.o.ackMs);
     t.timer.unref();
   }
 

@@ -1,3 +1,4 @@
+import { SegmentMappings } from "./shm-staging.js";
 import type { RequestPlane } from "@trtd/request-plane";
 import {
   asKvError,
@@ -113,6 +114,7 @@ export class KvPuller {
       idleTimeoutMs: this.idleTimeoutMs,
       canReachDevice: canReach,
       ack: (h) => this.ack(h),
+      segments: new SegmentMappings(),
     };
   }
 
@@ -260,6 +262,7 @@ export class KvPuller {
   close(): void {
     this.closed = true;
     this.pool.close();
+    this.env.segments.close();
   }
 }
 

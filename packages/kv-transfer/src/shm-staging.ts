@@ -1,7 +1,8 @@
+import { createHash } from "node:crypto";
 import { closeSync, fstatSync, ftruncateSync, openSync } from "node:fs";
 import { copyWithCrc32c } from "./checksum.js";
 import { KvTransportError } from "./errors.js";
-import { createMemfd, mapFile, type Mapping } from "./native.js";
+import { createMemfd, loadKvx, mapFile, type KvxAtomics, type Mapping } from "./native.js";
 import type { SegmentMap } from "./segments.js";
 
 /**
@@ -10,6 +11,13 @@ import type { SegmentMap } from "./segments.js";
  * import (one copy, in the pulling process). Segments come from a pool and pullers keep their mappings, because
  * the first touch of a fresh mapping costs more than the copy itself (measured in the README).
  *
+ * The claim needs no round trip: the segment's first page is a header with a state word that both processes change
+ * with atomic compare-and-swap. The offering side publishes OFFERED when the offer is registered; a puller holding
+ * the handle (offer id and secret checked against the header) claims it OFFERED -> CLAIMED, copies, checks the
+ * chunk CRCs against the handle's digest and sends ACK (or NACK) outside a transfer. Everything on the offering side
+ * that would take the offer otherwise (a tcp/ring/nats pull, expiry) first swaps OFFERED -> TAKEN, so exactly one
+ * of them wins; a release stores TAKEN before the segment goes back to the pool.
+ *
  * memfd: the segment has no name in any directory, so a crash on either side leaves nothing behind (the kernel
  * frees it with the last fd or mapping). A puller opens it as /proc/<pid>/fd/<fd> of the offering process, which
  * needs the same user (ptrace read access), and checks its inode against the one BEGIN names.
@@ -17,6 +25,81 @@ import type { SegmentMap } from "./segments.js";
 
 /** Segment sizes are rounded up to this (huge-page size, so a later THP-backed tmpfs could use it). */
 const SEGMENT_ALIGN = 2 * 1024 * 1024;
+
+/** The header page: state word, magic, offer id, SHA-256 of the offer secret, KV bytes. The KV follows it. */
+export const SEGMENT_HEADER_BYTES = 4096;
+const MAGIC = 0x4753564b; // "KVSG"
+const OFF_STATE = 0;
+const OFF_MAGIC = 4;
+const OFF_ID = 8;
+const OFF_SECRET_HASH = 24;
+const OFF_BYTES = 56;
+
+/** The segment's state word. */
+export const SegmentState = { Free: 0, Offered: 1, Claimed: 2, Taken: 3 } as const;
+
+function atomics(): KvxAtomics | null {
+  return loadKvx()?.atomics ?? null;
+}
+
+/** Whether single-copy staging can run here: memfd, mmap and the native atomics. */
+export function shmStagingAvailable(): boolean {
+  return process.platform === "linux" && atomics() !== null;
+}
+
+function secretHash(secret: Buffer): Buffer {
+  return createHash("sha256").update(secret).digest();
+}
+
+/** The KV part of a segment's mapping. */
+export function segmentKv(map: Mapping, bytes: number): Uint8Array {
+  return map.bytes.subarray(SEGMENT_HEADER_BYTES, SEGMENT_HEADER_BYTES + bytes);
+}
+
+/** Offering side: writes the header for a registered offer and publishes it (OFFERED, claimable). */
+export function publishStagedOffer(seg: StagingSegment, idBytes: Buffer, secret: Buffer, bytes: number): void {
+  const h = seg.map.bytes;
+  const dv = new DataView(h.buffer, h.byteOffset, SEGMENT_HEADER_BYTES);
+  dv.setUint32(OFF_MAGIC, MAGIC, true);
+  h.set(idBytes, OFF_ID);
+  h.set(secretHash(secret), OFF_SECRET_HASH);
+  dv.setBigUint64(OFF_BYTES, BigInt(bytes), true);
+  atomics()!.store32(h, SegmentState.Offered);
+}
+
+/**
+ * Offering side: takes a published offer away from segment pullers (OFFERED -> TAKEN), for a tcp/ring/nats pull
+ * or expiry. False when a segment puller claimed it first.
+ */
+export function takeStagedOffer(seg: StagingSegment): boolean {
+  const prev = atomics()!.cas32(seg.map.bytes, SegmentState.Offered, SegmentState.Taken);
+  return prev !== SegmentState.Claimed;
+}
+
+/** Offering side: whether a segment puller has claimed the offer. */
+export function stagedOfferClaimed(seg: StagingSegment): boolean {
+  return atomics()!.load32(seg.map.bytes) === SegmentState.Claimed;
+}
+
+/** Offering side, on release: nobody may claim the segment any more (before it goes back to the pool). */
+export function retireStagedOffer(seg: StagingSegment): void {
+  atomics()!.store32(seg.map.bytes, SegmentState.Taken);
+}
+
+/**
+ * Pulling side: claims the offer in a mapped segment (OFFERED -> CLAIMED) when the header names this offer id,
+ * the SHA-256 of this secret and this size. False otherwise (another offer, a wrong secret, taken, claimed).
+ */
+export function claimStagedOffer(map: Mapping, idHex: string, secretHex: string, bytes: number): boolean {
+  const a = atomics();
+  const h = map.bytes;
+  if (!a || h.byteLength < SEGMENT_HEADER_BYTES + bytes) return false;
+  const dv = new DataView(h.buffer, h.byteOffset, SEGMENT_HEADER_BYTES);
+  if (dv.getUint32(OFF_MAGIC, true) !== MAGIC || dv.getBigUint64(OFF_BYTES, true) !== BigInt(bytes)) return false;
+  if (!Buffer.from(h.buffer, h.byteOffset + OFF_ID, 16).equals(Buffer.from(idHex, "hex"))) return false;
+  if (!Buffer.from(h.buffer, h.byteOffset + OFF_SECRET_HASH, 32).equals(secretHash(Buffer.from(secretHex, "hex")))) return false;
+  return a.cas32(h, SegmentState.Offered, SegmentState.Claimed) === SegmentState.Offered;
+}
 
 /** One memfd segment, owned by the offering side's pool; mapped read-write there for its whole life. */
 export interface StagingSegment {
@@ -61,9 +144,10 @@ export class StagingSegmentPool {
 
   constructor(private readonly maxIdleBytes: number) {}
 
-  /** A segment of at least `bytes` (an idle one of up to twice that, else a new one); null without memfd/mmap. */
-  acquire(bytes: number): StagingSegment | null {
-    if (this.closed || bytes === 0) return null;
+  /** A segment for `bytes` of KV (an idle one of up to twice that, else a new one); null when none can be had. */
+  acquire(kvBytes: number): StagingSegment | null {
+    if (this.closed || kvBytes === 0 || !shmStagingAvailable()) return null;
+    const bytes = kvBytes + SEGMENT_HEADER_BYTES;
     let best = -1;
     for (let i = 0; i < this.idle.length; i++) {
       const c = this.idle[i]!.capacity;
@@ -87,6 +171,7 @@ export class StagingSegmentPool {
 
   /** Returns a segment from `acquire`; kept for reuse (oldest idle ones freed first past the limit) or freed. */
   give(seg: StagingSegment): void {
+    retireStagedOffer(seg);
     this.inUse--;
     if (this.closed || seg.capacity > this.maxIdleBytes) return freeSegment(seg);
     while (this.idleBytes + seg.capacity > this.maxIdleBytes) {
@@ -173,7 +258,7 @@ export class SegmentMappings {
     }
     let fd: number;
     try {
-      fd = openSync(`/proc/${ref.pid}/fd/${ref.fd}`, "r");
+      fd = openSync(`/proc/${ref.pid}/fd/${ref.fd}`, "r+"); // read-write: the claim swaps the header's state word
     } catch (err) {
       throw new KvTransportError(`cannot open the offering process's staging segment: ${(err as Error).message}`, { cause: err });
     }
@@ -181,7 +266,7 @@ export class SegmentMappings {
     try {
       const st = fstatSync(fd);
       if (st.ino !== ref.ino || st.size < ref.capacity) throw new Error(`fd ${ref.fd} of process ${ref.pid} is not the segment BEGIN names`);
-      map = mapFile(fd, ref.capacity, false, true);
+      map = mapFile(fd, ref.capacity, true, true);
       if (!map) throw new Error("mmap is not available");
     } catch (err) {
       throw new KvTransportError(`cannot map the offering process's staging segment: ${(err as Error).message}`, { cause: err });

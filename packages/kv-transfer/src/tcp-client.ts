@@ -2,7 +2,6 @@ import { connect as netConnect, type Socket } from "node:net";
 import { closeSync, openSync, readSync } from "node:fs";
 import { copyWithCrc32c, crc32c, crcOfSlices, digestOfChunks } from "./checksum.js";
 import { mapFile, type Mapping } from "./native.js";
-import { SegmentMappings, type ShmSegmentRef } from "./shm-staging.js";
 import {
   errorFromCode,
   KvAbortedError,
@@ -27,6 +26,7 @@ import {
   type FrameHeader,
   type PullBegin,
   type PullRequest,
+  type ReleaseBody,
   expectedDigest,
 } from "./wire.js";
 
@@ -49,8 +49,6 @@ interface PullJob {
   digest: string | undefined;
   begun: boolean;
   ring: ClientRing | null;
-  /** Single-copy shm: the mapped staging segment the KV is copied from (after END). */
-  segment: Mapping | null;
   resolve: () => void;
   reject: (e: KvTransferError) => void;
   cleanup: () => void;
@@ -78,8 +76,6 @@ export class PullConnection {
   private dead = false;
   /** The shared-memory ring of this connection, kept across pulls like the server's. */
   private ring: ClientRing | null = null;
-  /** Single-copy shm: the offering process's staging segments this connection has mapped, kept across its pulls. */
-  private readonly segments = new SegmentMappings();
   /** Offer id this connection holds a cuda-ipc lease on (until ackLease, a fallback pull, or destroy). */
   private leased: string | null = null;
 
@@ -144,11 +140,19 @@ export class PullConnection {
     });
   }
 
+  /**
+   * ACK or NACK outside a transfer on this (idle, pooled) connection: one write, no reply awaited (the server
+   * answers only a refusal, which ends this connection). A single-copy shm pull releases its offer this way.
+   */
+  sendRelease(handle: KvHandle, type: "ack" | "nack", body: ReleaseBody): void {
+    if (this.dead || this.job) throw new KvClosedError("connection not usable");
+    this.write(controlFrame(type === "ack" ? FrameType.Ack : FrameType.Nack, body, Buffer.from(handle.id, "hex")));
+  }
+
   destroy(): void {
     this.dead = true;
     this.sock.destroy();
     this.closeRing();
-    this.segments.close();
   }
 
   /**
@@ -195,7 +199,6 @@ export class PullConnection {
         digest: undefined,
         begun: false,
         ring: null,
-        segment: null,
         resolve,
         reject,
         cleanup: () => {
@@ -215,7 +218,6 @@ export class PullConnection {
         bytes: handle.bytes,
         digest: handle.checksum.digest,
         hostId: o.hostId,
-        ...(mode === "shm" ? { shmSegment: true } : {}),
       };
       this.write(controlFrame(FrameType.Pull, req, this.job.idBytes));
     });
@@ -236,7 +238,6 @@ export class PullConnection {
     this.job = null;
     j.cleanup();
     this.closeRing();
-    this.segments.close();
     j.reject(e);
   }
 
@@ -259,7 +260,6 @@ export class PullConnection {
   private onClose(): void {
     this.dead = true;
     this.closeRing();
-    this.segments.close();
     if (this.job) this.failJob(new KvPeerLostError("connection to the offering side closed mid-transfer"));
   }
 
@@ -317,7 +317,6 @@ export class PullConnection {
     if (!j.begun) throw new KvProtocolError(`frame ${h.type} before BEGIN`);
     if (!h.offerId.equals(j.idBytes)) throw new KvProtocolError("frame for another offer");
     if (h.type === FrameType.End) {
-      if (j.segment) return this.copyFromSegment(j, j.segment);
       if (j.nextSeq !== j.handle.checksum.chunks) throw new KvProtocolError(`END after ${j.nextSeq} of ${j.handle.checksum.chunks} chunks`);
       if (digestOfChunks(j.crcs) !== j.digest) throw new KvChecksumError("chunk checksums do not match the offer's digest");
       this.finishJob();
@@ -383,43 +382,6 @@ export class PullConnection {
     this.write([encodeHeader({ type: FrameType.ShmFree, offerId: j.idBytes, slot: h.slot, seq: h.seq })]);
   }
 
-  /**
-   * Single-copy shm: copies the KV from the offering side's staging segment into the sink, chunk CRCs computed in
-   * the same pass, then checks them against the digest and acks. Yields to the event loop every
-   * SEGMENT_COPY_TURN_BYTES so a large KV does not hold it; stops when the job failed meanwhile.
-   */
-  private copyFromSegment(j: PullJob, seg: Mapping): void {
-    const cb = j.handle.checksum.chunkBytes;
-    const chunks = j.handle.checksum.chunks;
-    const perTurn = Math.max(1, Math.floor(SEGMENT_COPY_TURN_BYTES / cb));
-    let seq = 0;
-    const turn = () => {
-      if (this.job !== j) return; // failed meanwhile: the sink is aborted, nothing more is written to it
-      try {
-        for (const until = Math.min(chunks, seq + perTurn); seq < until; seq++) {
-          const off = seq * cb;
-          let crc = 0;
-          let pos = off;
-          for (const s of j.sink!.slices(off, Math.min(cb, j.handle.bytes - off))) {
-            crc = copyWithCrc32c(s, seg.bytes.subarray(pos, pos + s.byteLength), crc);
-            pos += s.byteLength;
-          }
-          j.crcs[seq] = crc;
-        }
-        if (seq < chunks) {
-          setImmediate(turn);
-          return;
-        }
-        j.nextSeq = chunks;
-        if (digestOfChunks(j.crcs) !== j.digest) throw new KvChecksumError("the KV copied from the shared staging segment does not match the offer's digest");
-        this.finishJob();
-      } catch (err) {
-        this.failJob(err instanceof KvTransferError ? err : new KvTransportError(`copy from the staging segment failed: ${String(err)}`, { cause: err }));
-      }
-    };
-    turn();
-  }
-
   private onControl(h: FrameHeader, payload: Buffer): void {
     const j = this.job!;
     let body: unknown;
@@ -448,10 +410,6 @@ export class PullConnection {
     }
     if (b.lease) throw new KvProtocolError("BEGIN of a lease for a byte transfer");
     j.digest = expectedDigest(j.handle, b);
-    if (j.mode === "shm" && b.segment !== undefined) {
-      j.segment = this.segments.get(checkSegmentRef(b.segment, b.bytes));
-      return;
-    }
     if (j.mode === "shm") {
       if (!b.slots) throw new KvProtocolError("BEGIN for shm without a slot count");
       if (b.reuseRing) {
@@ -479,18 +437,6 @@ export class PullConnection {
       this.write([encodeHeader({ type: FrameType.ShmOpened, offerId: j.idBytes })]);
     }
   }
-}
-
-/** Bytes copied from a staging segment per event-loop turn (≈ 5–10 ms on the 2-core VM). */
-const SEGMENT_COPY_TURN_BYTES = 64 * 1024 * 1024;
-
-function checkSegmentRef(r: unknown, bytes: number): ShmSegmentRef {
-  const o = r as Partial<ShmSegmentRef> | null;
-  const int = (v: unknown, min: number) => Number.isSafeInteger(v) && (v as number) >= min;
-  if (!o || typeof o !== "object" || !int(o.pid, 1) || !int(o.fd, 0) || !int(o.ino, 0) || !int(o.capacity, bytes)) {
-    throw new KvProtocolError("BEGIN names a malformed shared-memory segment");
-  }
-  return { pid: o.pid!, fd: o.fd!, ino: o.ino!, capacity: o.capacity! };
 }
 
 export interface PullConnectionOptions {

@@ -1,4 +1,3 @@
-import type { ShmSegmentRef } from "./shm-staging.js";
 import { KvProtocolError } from "./errors.js";
 import type { KvHandle } from "./handle.js";
 
@@ -103,8 +102,6 @@ export interface PullRequest {
   digest?: string;
   /** the puller's host id, for shm and cuda-ipc */
   hostId?: string;
-  /** shm: this puller can copy from a staging segment (BEGIN `segment`); without it the server uses the ring */
-  shmSegment?: boolean;
 }
 
 /** BEGIN body. */
@@ -117,11 +114,6 @@ export interface PullBegin {
    * the KV to host memory. Sent by tcp/shm/nats BEGIN only for such offers; never in a lease's BEGIN.
    */
   digest?: string;
-  /**
-   * shm, single copy: the offer's KV is in this staging segment (an fd of the offering process, checked by inode),
-   * from byte 0; END follows BEGIN at once and no SHM_CHUNK comes.
-   */
-  segment?: ShmSegmentRef;
   /** shm: the ring file, its slot count and slot size */
   shmPath?: string;
   slots?: number;
@@ -134,6 +126,8 @@ export interface PullBegin {
 /** ACK or NACK of an offer outside a transfer (engine transport, a puller declining): the handle's secret. */
 export interface ReleaseBody {
   secret: string;
+  /** ACK of a single-copy shm pull: how long the puller's copy took (the offering side's stats) */
+  ms?: number;
 }
 
 export interface ErrorBody {
