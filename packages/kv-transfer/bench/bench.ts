@@ -153,6 +153,11 @@ for (const bytes of sizes) {
   const srcCopy = Buffer.alloc(bytes, 7);
   const row: Record<string, number> = {};
   const tcpBase: number[] = [], tcp: number[] = [], mem: number[] = [], shm: number[] = [], offer: number[] = [];
+  // One untimed round first: it creates this size's staging segments and the puller's mappings of them (a fresh
+  // mapping's first touch costs more than the copy), as a serving process has after its first requests. Its shm
+  // pull and offer times are reported as shmFirstPullMs / firstOfferMs.
+  const first = await pullOnce(bytes, "tcp", sink());
+  const firstShm = await pullOnce(bytes, "shm", sink());
   for (let i = 0; i < reps && Date.now() < deadlineAt; i++) {
     tcpBase.push(await rawTcp(bytes, segs));
     const t = await pullOnce(bytes, "tcp", sink());
@@ -173,9 +178,13 @@ for (const bytes of sizes) {
   row.tcpMedianRatio = median(tcp) / median(tcpBase);
   row.shmMedianRatio = median(shm) / median(mem);
   row.shmMedianGBps = median(shm);
+  (row as Record<string, unknown>).shmGBpsEach = shm.map((x) => Number(x.toFixed(2)));
+  (row as Record<string, unknown>).memcpyGBpsEach = mem.map((x) => Number(x.toFixed(2)));
   row.memcpyMedianGBps = median(mem);
   row.offerMs = Math.min(...offer);
   row.offerMedianMs = median(offer);
+  row.firstOfferMs = Math.max(first.offerMs, firstShm.offerMs);
+  row.shmFirstPullMs = bytes / 1e6 / firstShm.gbps;
   results[label] = row;
   console.log(
     `${label.padStart(8)}  tcp ${row.tcpGBps.toFixed(2)} GB/s vs raw socket ${row.rawTcpGBps.toFixed(2)} (${(row.tcpRatio * 100).toFixed(0)}%)` +

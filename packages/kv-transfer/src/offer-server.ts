@@ -49,7 +49,7 @@ export interface KvOfferServerOptions {
    * fused with its chunk CRCs, and a same-host puller copies from there straight into its import; at most
    * `stagingIdleBytes` of segments are kept for reuse between offers. Without it (or for a lazy offer, whose KV is
    * staged on pull), shm goes through a ring of `slots` chunks in `dir` (two copies, pipelined).
-   * @default { dir: "/dev/shm", slots: 8, staging: true, stagingIdleBytes: 1 GiB }
+   * @default { dir: "/dev/shm", slots: 8, staging: true, stagingIdleBytes: 2 GiB }
    */
   shm?: { dir?: string; slots?: number; staging?: boolean; stagingIdleBytes?: number };
 }
@@ -144,7 +144,7 @@ export class KvOfferServer {
     const wanted = opts.transports ?? ["cuda-ipc", "shm", "tcp", ...(opts.nats ? (["nats"] as const) : [])];
     this.transports = new Set(wanted.filter((t) => t !== "shm" || shmAvailable(this.shmDir)));
     if (this.transports.has("nats") && !opts.nats) throw new RangeError('transport "nats" needs options.nats.requestPlane');
-    const idleBytes = opts.shm?.stagingIdleBytes ?? 1024 * 1024 * 1024;
+    const idleBytes = opts.shm?.stagingIdleBytes ?? 2 * 1024 * 1024 * 1024;
     if (!Number.isSafeInteger(idleBytes) || idleBytes < 0) throw new RangeError(`shm.stagingIdleBytes must be a non-negative integer (got ${idleBytes})`);
     this.staging = this.transports.has("shm") && opts.shm?.staging !== false ? new StagingSegmentPool(idleBytes) : null;
     this.registry = new OfferRegistry(
