@@ -19,6 +19,8 @@ export interface KvxNative {
   crc32c: CrcFn;
   copyCrc32c: CopyCrcFn;
   hardware: boolean;
+  /** Large buffers are folded with VPCLMULQDQ (AVX-512): the CRC costs about what the copy does. */
+  folded: boolean;
   path: string;
   atomics: KvxAtomics;
 }
@@ -40,13 +42,14 @@ export function loadKvx(): KvxNative | null {
   if ((lib.func("int kvx_abi_version(void)") as () => number)() !== 2) return native;
   const crc = lib.func("uint32_t kvx_crc32c(uint32_t prev, const void *data, size_t n)") as CrcFn;
   const copy = lib.func("uint32_t kvx_copy_crc32c(void *dst, const void *src, size_t n, uint32_t prev)") as CopyCrcFn;
-  const hw = (lib.func("int kvx_crc32c_hardware(void)") as () => number)() === 1;
+  const level = (lib.func("int kvx_crc32c_hardware(void)") as () => number)(); // 0 table, 1 crc32, 2 + folding
+  const hw = level >= 1;
   const atomics: KvxAtomics = {
     cas32: lib.func("int32_t kvx_cas32(void *p, int32_t expected, int32_t desired)") as KvxAtomics["cas32"],
     load32: lib.func("int32_t kvx_load32(const void *p)") as KvxAtomics["load32"],
     store32: lib.func("void kvx_store32(void *p, int32_t v)") as KvxAtomics["store32"],
   };
-  native = { crc32c: crc, copyCrc32c: copy, hardware: hw, path, atomics };
+  native = { crc32c: crc, copyCrc32c: copy, hardware: hw, folded: level === 2, path, atomics };
   return native;
 }
 
