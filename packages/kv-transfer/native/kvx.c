@@ -5,7 +5,7 @@
  * receiving side of a same-host transfer reads every byte once. x86-64 uses the SSE4.2 crc32 instruction
  * (checked at run time); elsewhere a table does the work. No state, thread-safe.
  *
- * kvx_cas32 / kvx_load32 / kvx_store32: sequentially consistent 32-bit atomics on shared memory, for the state word
+ * kvx_cas32 / kvx_store32: sequentially consistent 32-bit atomics on shared memory, for the state word
  * of a single-copy shm staging segment that two processes change (see src/shm-staging.ts). */
 #include <stddef.h>
 #include <stdint.h>
@@ -271,7 +271,5 @@ int32_t kvx_cas32(void *p, int32_t expected, int32_t desired) {
   __atomic_compare_exchange_n((int32_t *)p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
   return expected;
 }
-
-int32_t kvx_load32(const void *p) { return __atomic_load_n((const int32_t *)p, __ATOMIC_SEQ_CST); }
 
 void kvx_store32(void *p, int32_t v) { __atomic_store_n((int32_t *)p, v, __ATOMIC_SEQ_CST); }

@@ -11,7 +11,6 @@ type CopyCrcFn = (dst: Uint8Array, src: Uint8Array, n: number, prev: number) => 
 export interface KvxAtomics {
   /** Writes `desired` when the word is `expected`; returns the value found. */
   cas32: (word: Uint8Array, expected: number, desired: number) => number;
-  load32: (word: Uint8Array) => number;
   store32: (word: Uint8Array, value: number) => void;
 }
 
@@ -46,7 +45,6 @@ export function loadKvx(): KvxNative | null {
   const hw = level >= 1;
   const atomics: KvxAtomics = {
     cas32: lib.func("int32_t kvx_cas32(void *p, int32_t expected, int32_t desired)") as KvxAtomics["cas32"],
-    load32: lib.func("int32_t kvx_load32(const void *p)") as KvxAtomics["load32"],
     store32: lib.func("void kvx_store32(void *p, int32_t v)") as KvxAtomics["store32"],
   };
   native = { crc32c: crc, copyCrc32c: copy, hardware: hw, folded: level === 2, path, atomics };

@@ -76,11 +76,6 @@ export function takeStagedOffer(seg: StagingSegment): boolean {
   return prev !== SegmentState.Claimed;
 }
 
-/** Offering side: whether a segment puller has claimed the offer. */
-export function stagedOfferClaimed(seg: StagingSegment): boolean {
-  return atomics()!.load32(seg.map.bytes) === SegmentState.Claimed;
-}
-
 /** Offering side, on release: nobody may claim the segment any more (before it goes back to the pool). */
 export function retireStagedOffer(seg: StagingSegment): void {
   atomics()!.store32(seg.map.bytes, SegmentState.Taken);
