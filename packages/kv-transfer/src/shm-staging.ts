@@ -89,11 +89,19 @@ export function claimStagedOffer(map: Mapping, idHex: string, secretHex: string,
   const a = atomics();
   const h = map.bytes;
   if (!a || h.byteLength < SEGMENT_HEADER_BYTES + bytes) return false;
+  const hash = secretHash(Buffer.from(secretHex, "hex"));
   const dv = new DataView(h.buffer, h.byteOffset, SEGMENT_HEADER_BYTES);
-  if (dv.getUint32(OFF_MAGIC, true) !== MAGIC || dv.getBigUint64(OFF_BYTES, true) !== BigInt(bytes)) return false;
-  if (!Buffer.from(h.buffer, h.byteOffset + OFF_ID, 16).equals(Buffer.from(idHex, "hex"))) return false;
-  if (!Buffer.from(h.buffer, h.byteOffset + OFF_SECRET_HASH, 32).equals(secretHash(Buffer.from(secretHex, "hex")))) return false;
-  return a.cas32(h, SegmentState.Offered, SegmentState.Claimed) === SegmentState.Offered;
+  const names = () =>
+    dv.getUint32(OFF_MAGIC, true) === MAGIC &&
+    dv.getBigUint64(OFF_BYTES, true) === BigInt(bytes) &&
+    Buffer.from(h.buffer, h.byteOffset + OFF_ID, 16).equals(Buffer.from(idHex, "hex")) &&
+    Buffer.from(h.buffer, h.byteOffset + OFF_SECRET_HASH, 32).equals(hash);
+  if (!names() || a.cas32(h, SegmentState.Offered, SegmentState.Claimed) !== SegmentState.Offered) return false;
+  // The header may have been read before the segment was restaged for a newer offer (a late puller): the header
+  // of the offer just claimed was written before its OFFERED, so read again now and give back a claim not ours.
+  if (names()) return true;
+  a.cas32(h, SegmentState.Claimed, SegmentState.Offered);
+  return false;
 }
 
 /** One memfd segment, owned by the offering side's pool; mapped read-write there for its whole life. */

@@ -142,6 +142,23 @@ describe("single-copy shm", () => {
     expect(b.released()).toBe(1);
   });
 
+  it("a claim naming another offer id, secret or size changes nothing; the right one then claims", async () => {
+    const { server, puller } = await pair();
+    const { source, segs, released } = randomSource(3);
+    const h = server.offer(source);
+    const maps = new SegmentMappings();
+    closers.push(() => maps.close());
+    const map = maps.get(segmentOf(h)!);
+    expect(claimStagedOffer(map, "f".repeat(32), h.secret, h.bytes)).toBe(false);
+    expect(claimStagedOffer(map, h.id, "e".repeat(64), h.bytes)).toBe(false);
+    expect(claimStagedOffer(map, h.id, h.secret, h.bytes - 1)).toBe(false);
+    const sink = sinkFor(3);
+    expect((await puller.pull(h, sink)).transport).toBe("shm"); // still OFFERED: the real puller claims it
+    expect(sameBytes(segs, sink.segments())).toBe(true);
+    await until(() => released() === 1);
+    expect(server.stats()).toMatchObject({ released: { ack: 1 }, transfersPeak: 0 });
+  });
+
   it("a puller that claims and dies: the offer is released as failed once its lease and the claim bound ran out", async () => {
     const { server } = await pair({ timeouts: { baseMs: 100, ackMs: 100 } });
     const { source, released } = randomSource(4);
