@@ -20,7 +20,7 @@ import type { SegmentMap } from "./segments.js";
  *
  * memfd: the segment has no name in any directory, so a crash on either side leaves nothing behind (the kernel
  * frees it with the last fd or mapping). A puller opens it as /proc/<pid>/fd/<fd> of the offering process, which
- * needs the same user (ptrace read access), and checks its inode against the one BEGIN names.
+ * needs the same user (ptrace read access), and checks its inode against the one the handle names.
  */
 
 /** Segment sizes are rounded up to this (huge-page size, so a later THP-backed tmpfs could use it). */
@@ -29,13 +29,13 @@ const SEGMENT_ALIGN = 2 * 1024 * 1024;
 /** The header page: state word, magic, offer id, SHA-256 of the offer secret, KV bytes. The KV follows it. */
 export const SEGMENT_HEADER_BYTES = 4096;
 const MAGIC = 0x4753564b; // "KVSG"
-const OFF_STATE = 0;
+// the state word is at offset 0 (the atomics take the mapping's start)
 const OFF_MAGIC = 4;
 const OFF_ID = 8;
 const OFF_SECRET_HASH = 24;
 const OFF_BYTES = 56;
 
-/** The segment's state word. */
+/** The segment's state word (a new memfd reads 0: Free). */
 export const SegmentState = { Free: 0, Offered: 1, Claimed: 2, Taken: 3 } as const;
 
 function atomics(): KvxAtomics | null {
