@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { closeSync, fstatSync, ftruncateSync, openSync } from "node:fs";
+import { closeSync, constants, fstatSync, ftruncateSync, openSync } from "node:fs";
 import { copyWithCrc32c } from "./checksum.js";
 import { KvTransportError } from "./errors.js";
 import { createMemfd, loadKvx, mapFile, type KvxAtomics, type Mapping } from "./native.js";
@@ -261,14 +261,16 @@ export class SegmentMappings {
     }
     let fd: number;
     try {
-      fd = openSync(`/proc/${ref.pid}/fd/${ref.fd}`, "r+"); // read-write: the claim swaps the header's state word
+      // read-write: the claim swaps the header's state word. The path comes from a handle: never block on a FIFO or
+      // take a terminal; only a regular file of the right inode is mapped.
+      fd = openSync(`/proc/${ref.pid}/fd/${ref.fd}`, constants.O_RDWR | constants.O_NOCTTY | constants.O_NONBLOCK);
     } catch (err) {
       throw new KvTransportError(`cannot open the offering process's staging segment: ${(err as Error).message}`, { cause: err });
     }
     let map: Mapping | null = null;
     try {
       const st = fstatSync(fd);
-      if (st.ino !== ref.ino || st.size < ref.capacity) throw new Error(`fd ${ref.fd} of process ${ref.pid} is not the segment BEGIN names`);
+      if (!st.isFile() || st.ino !== ref.ino || st.size < ref.capacity) throw new Error(`fd ${ref.fd} of process ${ref.pid} is not the segment BEGIN names`);
       map = mapFile(fd, ref.capacity, true, true);
       if (!map) throw new Error("mmap is not available");
     } catch (err) {

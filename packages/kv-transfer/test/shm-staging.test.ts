@@ -2,7 +2,8 @@
 // time; a same-host puller claims it through the segment's state word, copies it into its sink, checks the digest
 // and acks outside a transfer. Real server, puller and sockets in this process; the cross-process path (a peer in
 // its own process with a real executor) is in executor-transfer.test.ts.
-import { readdirSync } from "node:fs";
+import { closeSync, openSync, readdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   KvChecksumError,
@@ -157,6 +158,26 @@ describe("single-copy shm", () => {
     expect(sameBytes(segs, sink.segments())).toBe(true);
     await until(() => released() === 1);
     expect(server.stats()).toMatchObject({ released: { ack: 1 }, transfersPeak: 0 });
+  });
+
+  it("a segment this side cannot map (another fd, wrong inode, not a file) is skipped: the ring serves the pull", async () => {
+    const { server, puller } = await pair();
+    const file = openSync(fileURLToPath(import.meta.url), "r"); // a regular file of this process, not the segment
+    closers.push(() => closeSync(file));
+    for (const segment of [
+      { ...segmentOf(server.offer(randomSource(1).source))!, fd: file }, // right inode elsewhere: the file's differs
+      { pid: process.pid, fd: 0, ino: 1, capacity: 4 * 1024 * 1024 }, // stdin: not a regular file
+      { pid: 2 ** 22 + 7, fd: 3, ino: 1, capacity: 4 * 1024 * 1024 }, // no such process
+    ]) {
+      const { source, segs } = randomSource(4);
+      const h = server.offer(source);
+      const forged = { ...h, endpoints: h.endpoints.map((e) => (e.transport === "shm" ? { ...e, segment } : e)) };
+      const sink = sinkFor(4);
+      expect((await puller.pull(forged, sink)).transport).toBe("shm");
+      expect(sameBytes(segs, sink.segments())).toBe(true);
+    }
+    expect(server.stats().transfersPeak).toBe(1); // each went over the ring, one at a time
+    await until(() => server.stats().released.ack === 3);
   });
 
   it("a puller that claims and dies: the offer is released as failed once its lease and the claim bound ran out", async () => {
