@@ -6,6 +6,7 @@ import { closeSync, openSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  KvAbortedError,
   KvChecksumError,
   KvInvalidHandleError,
   KvOfferNotFoundError,
@@ -178,6 +179,24 @@ describe("single-copy shm", () => {
     }
     expect(server.stats().transfersPeak).toBe(1); // each went over the ring, one at a time
     await until(() => server.stats().released.ack === 3);
+  });
+
+  it("an abort between two copy turns (64 MiB each) ends the pull typed after the claim: NACK, released once", async () => {
+    const { server, puller } = await pair({ chunkBytes: 1024 * 1024 });
+    const blocks = (70 * 1024 * 1024) / layout.bytesPerBlock; // 70 MiB: two turns
+    const { source, released } = randomSource(blocks);
+    const handle = server.offer(source);
+    const ac = new AbortController();
+    const sink = sinkFor(blocks);
+    const pulling = puller.pull(handle, sink, { signal: ac.signal }).catch((e: unknown) => e);
+    setImmediate(() => ac.abort()); // queued before the copy's first yield: it lands between the two turns
+    const err = await pulling;
+    expect(err).toBeInstanceOf(KvAbortedError);
+    expect(sink.aborted).toBe(true);
+    await until(() => released() === 1);
+    expect(server.stats()).toMatchObject({ active: 0, released: { failed: 1, ack: 0 } });
+    expect(server.stats().transports.shm).toMatchObject({ failed: 1, completed: 0 });
+    expect(server.stats().shmStaging).toMatchObject({ inUse: 0 });
   });
 
   it("a puller that claims and dies: the offer is released as failed once its lease and the claim bound ran out", async () => {
