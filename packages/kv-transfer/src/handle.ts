@@ -1,3 +1,4 @@
+import type { ShmSegmentRef } from "./shm-staging.js";
 import { KvInvalidHandleError } from "./errors.js";
 import { CHECKSUM_ALGORITHM } from "./checksum.js";
 import { isKvDtype, KV_DTYPES, type KvDtype, type KvLayout } from "@trtd/model";
@@ -15,6 +16,11 @@ export interface ShmEndpoint {
   hostId: string;
   host: string;
   port: number;
+  /**
+   * Single copy: the offer's KV is staged in this memfd segment of the offering process (eager offers on a server
+   * with staging). The puller maps it and starts copying while its PULL is on the way; BEGIN confirms it.
+   */
+  segment?: ShmSegmentRef;
 }
 /** Request/reply chunks over NATS: fallback for small KV only. */
 export interface NatsEndpoint {
@@ -123,8 +129,14 @@ function parseEndpoint(e: unknown, i: number): KvEndpoint | null {
   switch (o.transport) {
     case "tcp":
       return { transport: "tcp", host: str(o.host, "tcp host"), port: posInt(o.port, "tcp port") };
-    case "shm":
-      return { transport: "shm", hostId: str(o.hostId, "shm hostId"), host: str(o.host, "shm host"), port: posInt(o.port, "shm port") };
+    case "shm": {
+      const ep: ShmEndpoint = { transport: "shm", hostId: str(o.hostId, "shm hostId"), host: str(o.host, "shm host"), port: posInt(o.port, "shm port") };
+      if (o.segment !== undefined) {
+        const g = (typeof o.segment === "object" && o.segment !== null ? o.segment : bad("shm segment must be an object")) as Record<string, unknown>;
+        ep.segment = { pid: posInt(g.pid, "shm segment pid"), fd: posInt(g.fd, "shm segment fd", true), ino: posInt(g.ino, "shm segment ino", true), capacity: posInt(g.capacity, "shm segment capacity") };
+      }
+      return ep;
+    }
     case "nats":
       return { transport: "nats", subject: str(o.subject, "nats subject"), maxBytes: posInt(o.maxBytes, "nats maxBytes") };
     case "engine":

@@ -13,6 +13,7 @@ export { transferTimeoutMs } from "./limits.js";
 export { CHECKSUM_ALGORITHM, checksumImplementation } from "./checksum.js";
 export { DEFAULT_NATS_MAX_BYTES, kvNatsSubjects } from "./nats-transport.js";
 export { localHostId, sweepStaleRings, ringFilesOf } from "./shm.js";
+export { shmStagingAvailable } from "./shm-staging.js";
 export {
   KvErrorCodes,
   KvTransferError,
@@ -46,3 +47,4 @@ export type { KvOfferServerOptions, OfferOptions, KvOfferServerStats } from "./o
 export type { KvPullerOptions, PullOptions, PullResult, KvPullerStats } from "./puller.js";
 export type { OfferReleaseReason, OfferRegistryStats } from "./offer-registry.js";
 export type { TransferTimeoutOptions } from "./limits.js";
+export type { ShmSegmentRef, StagingPoolStats } from "./shm-staging.js";

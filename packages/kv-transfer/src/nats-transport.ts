@@ -159,7 +159,10 @@ export class NatsOfferResponder {
         this.registry.release(id, "failed"); // single-consumer: a refused pull ends the offer
         return errorReply(...refusal);
       }
-      this.registry.claim(id);
+      if (!this.registry.claim(id)) {
+        const e = this.registry.unavailable(id, req.secret); // a segment puller claimed it (single-copy shm)
+        return errorReply(e.code, e.message);
+      }
       let host: HostStaging;
       try {
         host = this.registry.stage(offer); // a lazy offer's KV is staged by the transfer that claimed it
@@ -186,9 +189,10 @@ export class NatsOfferResponder {
     if (!a) {
       // ack/nack outside a transfer: the engine transport, or a puller that gave up before pulling
       const o = this.registry.get(id);
-      if ((req.op === "ack" || req.op === "nack") && o && !o.claimed) {
+      if ((req.op === "ack" || req.op === "nack") && o && (!o.claimed || o.claimedBySegment)) {
         const refused = this.refusal(o, req);
         if (refused) return refused;
+        if (!this.registry.releasableOutsideTransfer(o).ok) return errorReply(KvErrorCodes.OfferNotFound, `offer ${id} is being pulled`);
         this.registry.release(id, req.op === "ack" ? "ack" : "failed");
         return encodeHeader({ type: FrameType.End });
       }

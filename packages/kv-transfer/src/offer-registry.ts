@@ -4,6 +4,7 @@ import { KvLeaseExpiredError, KvOfferNotFoundError, KvProtocolError, KvPullRefus
 import { MAX_DEVICE_DESCRIPTOR_BYTES, OFFER_SECRET_BYTES, OFFER_SECRET_HEX, validDeviceUuid } from "./handle.js";
 import type { KvLayout } from "@trtd/model";
 import { mapSegments, type KvSource, type SegmentMap } from "./segments.js";
+import { copyWithChunkChecksums, publishStagedOffer, segmentKv, takeStagedOffer, type StagingSegment, type StagingSegmentPool } from "./shm-staging.js";
 
 /** Why an offer was released (the one release path records it). */
 export type OfferReleaseReason = "ack" | "failed" | "expired" | "closed" | "withdrawn";
@@ -15,6 +16,11 @@ export interface HostStaging {
   readonly crcs: Uint32Array;
   /** CRC-32C over the chunk CRCs (8 hex digits). */
   readonly digest: string;
+  /**
+   * A copy of the KV in a shared-memory segment, made with the CRCs (eager offers on a server with a staging
+   * pool): a same-host puller copies from it directly (single-copy shm). Given back when the offer is released.
+   */
+  readonly shared: StagingSegment | null;
 }
 
 /** An offered KV as the offering side holds it. */
@@ -47,8 +53,12 @@ export interface Offer {
   /** The source's device descriptor and device ("cuda-ipc"), when it has a usable one. */
   readonly device: { uuid: string; descriptor: Uint8Array } | undefined;
   readonly expiresAt: number;
-  /** Set when a puller has started a transfer: offers are single-consumer. */
+  /**
+   * Set when a puller has started a transfer: offers are single-consumer. A segment puller's claim lives in the
+   * staging segment's state word; this side sets `claimed` (with `claimedBySegment`) when it finds it there.
+   */
   claimed: boolean;
+  claimedBySegment: boolean;
 }
 
 export interface OfferAddOptions {
@@ -58,6 +68,19 @@ export interface OfferAddOptions {
    * @default false
    */
   lazy?: boolean;
+}
+
+export interface OfferRegistryOptions {
+  /**
+   * Where eager offers are staged for single-copy shared memory (the offer server's, when it serves shm); without
+   * it they are only checksummed.
+   */
+  sharedStaging?: StagingSegmentPool;
+  /**
+   * How long a segment puller's claim is honoured once this side finds it (at expiry) without the ACK or NACK
+   * having come: then the offer is released as failed (the puller died after claiming). @default 30 000 ms
+   */
+  segmentClaimMs?: (bytes: number) => number;
 }
 
 export interface OfferRegistryStats {
@@ -91,6 +114,13 @@ export class OfferRegistry {
   private stagedCount = 0;
   private readonly releasedCount: Record<OfferReleaseReason, number> = { ack: 0, failed: 0, expired: 0, closed: 0, withdrawn: 0 };
   private readonly refusedCount = Object.fromEntries(KvPullRefusalReasons.map((r) => [r, 0])) as Record<KvPullRefusalReason, number>;
+  private readonly sharedStaging: StagingSegmentPool | undefined;
+  private readonly segmentClaimMs: (bytes: number) => number;
+
+  constructor(opts: OfferRegistryOptions = {}) {
+    this.sharedStaging = opts.sharedStaging;
+    this.segmentClaimMs = opts.segmentClaimMs ?? (() => 30_000);
+  }
 
   /**
    * Registers a source. Without a device path (or without `lazy`) it is staged now: segments mapped and every chunk
@@ -110,10 +140,11 @@ export class OfferRegistry {
       } catch {
         device = undefined; // no device path for this offer: the (host-staged) segments serve it
       }
-      if (!(opts.lazy && device)) host = stageSource(source, chunkBytes);
+      if (!(opts.lazy && device)) host = stageSource(source, chunkBytes, this.sharedStaging);
       engineState = source.engineState?.();
       if (!Number.isSafeInteger(source.bytes) || source.bytes < 0) throw new KvSizeMismatchError(`offered KV declares ${source.bytes} bytes`);
     } catch (err) {
+      if (host?.shared) this.sharedStaging!.give(host.shared);
       source.release(); // the registry owns the source from the moment it is offered
       throw err;
     }
@@ -137,8 +168,10 @@ export class OfferRegistry {
       device,
       expiresAt: Date.now() + ttlMs,
       claimed: false,
+      claimedBySegment: false,
     };
     this.offers.set(offer.id, offer);
+    if (host?.shared) publishStagedOffer(host.shared, idBytes, secret, bytes); // claimable by segment pullers from now
     this.offeredCount++;
     const timer = setTimeout(() => this.expire(offer.id), ttlMs);
     timer.unref();
@@ -213,12 +246,44 @@ export class OfferRegistry {
     return new KvOfferNotFoundError(`offer ${id} is unknown here (never made, already pulled, released or expired)`);
   }
 
-  /** Marks an offer as taken by a transfer; undefined when unknown or already claimed. */
+  /**
+   * Marks an offer as taken by a transfer; undefined when unknown or already claimed (also by a segment puller:
+   * the staging segment's state word decides between them).
+   */
   claim(id: string): Offer | undefined {
     const o = this.offers.get(id);
     if (!o || o.claimed) return undefined;
+    if (o.host?.shared && !takeStagedOffer(o.host.shared)) {
+      this.claimedBySegment(o);
+      return undefined;
+    }
     o.claimed = true;
     return o;
+  }
+
+  /**
+   * An ACK or NACK outside a transfer may release `o`: an unclaimed offer, or one a segment puller claimed (its
+   * transfer has no connection). Whether it came from a segment puller: `viaSegment`.
+   */
+  releasableOutsideTransfer(o: Offer): { ok: boolean; viaSegment: boolean } {
+    if (o.claimed && !o.claimedBySegment) return { ok: false, viaSegment: false };
+    if (o.claimedBySegment) return { ok: true, viaSegment: true };
+    // Not seen claimed yet: the segment's state word says whether a segment puller holds it.
+    const viaSegment = o.host?.shared ? !takeStagedOffer(o.host.shared) : false;
+    if (viaSegment) this.claimedBySegment(o);
+    return { ok: true, viaSegment };
+  }
+
+  /** A segment puller holds `o`: honour it for segmentClaimMs, then release it as failed. */
+  private claimedBySegment(o: Offer): void {
+    if (o.claimedBySegment) return;
+    o.claimed = true;
+    o.claimedBySegment = true;
+    const old = this.timers.get(o.id);
+    if (old) clearTimeout(old);
+    const t = setTimeout(() => this.release(o.id, "failed"), this.segmentClaimMs(o.bytes));
+    t.unref();
+    this.timers.set(o.id, t);
   }
 
   /** The one release path. Returns false when the offer was already gone. */
@@ -235,6 +300,7 @@ export class OfferRegistry {
       if (this.reclaimed.size > RECLAIMED_REMEMBERED) this.reclaimed.delete(this.reclaimed.keys().next().value!);
     }
     try {
+      if (o.host?.shared) this.sharedStaging!.give(o.host.shared);
       o.source.release();
     } finally {
       for (const l of this.listeners) l(id, reason);
@@ -272,6 +338,7 @@ export class OfferRegistry {
     if (!o) return;
     // A transfer in progress has its own deadline and releases the offer when it ends.
     if (o.claimed) return;
+    if (o.host?.shared && !takeStagedOffer(o.host.shared)) return this.claimedBySegment(o); // a segment puller has it
     this.release(id, "expired");
   }
 }
@@ -292,9 +359,23 @@ export function beginDigest(offer: Offer, host: HostStaging): { digest?: string 
   return offer.lazy ? { digest: host.digest } : {};
 }
 
-/** Maps a source's segments and checksums every chunk (the host staging of an offer). */
-function stageSource(source: KvSource, chunkBytes: number): HostStaging {
+/**
+ * Maps a source's segments and checksums every chunk (the host staging of an offer). With a pool, the same pass
+ * copies the KV into a shared segment (the copy a same-host puller reads); without one, or when no segment can be
+ * had here, it only checksums.
+ */
+function stageSource(source: KvSource, chunkBytes: number, pool?: StagingSegmentPool): HostStaging {
   const map = mapSegments("offered KV", source);
-  const crcs = chunkChecksums(map, chunkBytes);
-  return { map, crcs, digest: digestOfChunks(crcs) };
+  const shared = pool?.acquire(map.bytes) ?? null;
+  if (!shared) {
+    const crcs = chunkChecksums(map, chunkBytes);
+    return { map, crcs, digest: digestOfChunks(crcs), shared: null };
+  }
+  try {
+    const crcs = copyWithChunkChecksums(map, chunkBytes, segmentKv(shared.map, map.bytes));
+    return { map, crcs, digest: digestOfChunks(crcs), shared };
+  } catch (err) {
+    pool!.give(shared);
+    throw err;
+  }
 }

@@ -12,6 +12,7 @@ import { NatsOfferResponder, DEFAULT_NATS_MAX_BYTES, kvNatsSubjects } from "./na
 import { beginDigest, OfferRegistry, type HostStaging, type Offer, type OfferRegistryStats, type OfferReleaseReason } from "./offer-registry.js";
 import type { KvSource } from "./segments.js";
 import { mapFile, type Mapping } from "./native.js";
+import { StagingSegmentPool, type StagingPoolStats } from "./shm-staging.js";
 import { createRing, DEFAULT_SHM_DIR, localHostId, shmAvailable, sweepStaleRings, unlinkQuiet } from "./shm.js";
 import { TransportCounters, type KvTransportStatsByName } from "./transport-stats.js";
 import { controlFrame, encodeHeader, FrameType, type ErrorBody, type FrameHeader, type PullBegin, type PullRequest, type ReleaseBody } from "./wire.js";
@@ -43,8 +44,14 @@ export interface KvOfferServerOptions {
   maxConcurrentTransfers?: number;
   /** Size-scaled transfer deadline, wait for the ack, and longest silence from a puller. */
   timeouts?: TransferTimeoutOptions & { ackMs?: number; idleMs?: number };
-  /** Shared-memory ring: directory (tmpfs) and slot count. @default { dir: "/dev/shm", slots: 8 } */
-  shm?: { dir?: string; slots?: number };
+  /**
+   * Shared memory. `staging` (single copy): an eager offer's KV is copied into a pooled memfd segment at offer time,
+   * fused with its chunk CRCs, and a same-host puller copies from there straight into its import; at most
+   * `stagingIdleBytes` of segments are kept for reuse between offers. Without it (or for a lazy offer, whose KV is
+   * staged on pull), shm goes through a ring of `slots` chunks in `dir` (two copies, pipelined).
+   * @default { dir: "/dev/shm", slots: 8, staging: true, stagingIdleBytes: 2 GiB }
+   */
+  shm?: { dir?: string; slots?: number; staging?: boolean; stagingIdleBytes?: number };
 }
 
 export interface OfferOptions {
@@ -61,6 +68,8 @@ export interface KvOfferServerStats extends OfferRegistryStats {
   connections: number;
   /** Per transport: transfers acked / failed / fallen back from, their bytes and seconds (cuda-ipc: lease to ack). */
   transports: KvTransportStatsByName;
+  /** The single-copy shm staging segments (null when staging is off). */
+  shmStaging: StagingPoolStats | null;
 }
 
 interface ServerTransfer {
@@ -109,6 +118,7 @@ export class KvOfferServer {
   private readonly transports: Set<string>;
   private readonly shmDir: string;
   private readonly shmSlots: number;
+  private readonly staging: StagingSegmentPool | null;
   private nats: NatsOfferResponder | null = null;
   private readonly counters = new TransportCounters();
   private advertise = "";
@@ -117,7 +127,6 @@ export class KvOfferServer {
 
   private constructor(opts: KvOfferServerOptions) {
     this.layout = opts.layout;
-    this.registry = new OfferRegistry();
     this.slots = new Semaphore(opts.maxConcurrentTransfers ?? 16);
     const chunkBytes = opts.chunkBytes ?? 512 * 1024;
     if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 4096 || chunkBytes > 64 * 1024 * 1024) {
@@ -135,6 +144,14 @@ export class KvOfferServer {
     const wanted = opts.transports ?? ["cuda-ipc", "shm", "tcp", ...(opts.nats ? (["nats"] as const) : [])];
     this.transports = new Set(wanted.filter((t) => t !== "shm" || shmAvailable(this.shmDir)));
     if (this.transports.has("nats") && !opts.nats) throw new RangeError('transport "nats" needs options.nats.requestPlane');
+    const idleBytes = opts.shm?.stagingIdleBytes ?? 2 * 1024 * 1024 * 1024;
+    if (!Number.isSafeInteger(idleBytes) || idleBytes < 0) throw new RangeError(`shm.stagingIdleBytes must be a non-negative integer (got ${idleBytes})`);
+    this.staging = this.transports.has("shm") && opts.shm?.staging !== false ? new StagingSegmentPool(idleBytes) : null;
+    this.registry = new OfferRegistry(
+      this.staging
+        ? { sharedStaging: this.staging, segmentClaimMs: (bytes) => transferTimeoutMs(bytes, this.o.timeouts) + this.o.ackMs }
+        : {},
+    );
     this.server = createServer((sock) => this.onConnection(sock));
   }
 
@@ -200,7 +217,16 @@ export class KvOfferServer {
       });
     }
     if (offer.engineState) endpoints.push({ transport: "engine", state: Buffer.from(offer.engineState).toString("base64") });
-    if (this.transports.has("shm")) endpoints.push({ transport: "shm", hostId: this.hostId, host: this.advertise, port: this.boundPort });
+    if (this.transports.has("shm")) {
+      const seg = offer.host?.shared;
+      endpoints.push({
+        transport: "shm",
+        hostId: this.hostId,
+        host: this.advertise,
+        port: this.boundPort,
+        ...(seg ? { segment: { pid: process.pid, fd: seg.fd, ino: seg.ino, capacity: seg.capacity } } : {}),
+      });
+    }
     if (this.transports.has("tcp")) endpoints.push({ transport: "tcp", host: this.advertise, port: this.boundPort });
     if (this.nats) endpoints.push({ transport: "nats", subject: this.nats.subject, maxBytes: this.nats.maxBytes });
     const checksum: KvHandle["checksum"] = { algorithm: CHECKSUM_ALGORITHM, chunkBytes: offer.chunkBytes, chunks: offer.chunks };
@@ -224,7 +250,7 @@ export class KvOfferServer {
   }
 
   stats(): KvOfferServerStats {
-    return { ...this.registry.stats(), transfersActive: this.slots.inUse, transfersQueued: this.slots.waiting, transfersPeak: this.slots.peakInUse, transfersQueuedPeak: this.slots.peakWaiting, connections: this.conns.size, transports: this.counters.snapshot() };
+    return { ...this.registry.stats(), transfersActive: this.slots.inUse, transfersQueued: this.slots.waiting, transfersPeak: this.slots.peakInUse, transfersQueuedPeak: this.slots.peakWaiting, connections: this.conns.size, transports: this.counters.snapshot(), shmStaging: this.staging?.stats() ?? null };
   }
 
   /** Stops serving, ends transfers in progress (their pullers get an error) and releases every offer. */
@@ -235,6 +261,7 @@ export class KvOfferServer {
     for (const c of [...this.conns]) c.sock.destroy();
     await this.nats?.close();
     this.registry.close();
+    this.staging?.close(); // after the offers gave their segments back
     await done;
   }
 
@@ -304,15 +331,22 @@ export class KvOfferServer {
         } else {
           // An ack outside a transfer: the engine transport (the engine moved the bytes) or a puller that
           // failed before pulling. Only an unclaimed offer can be released this way, by the handle's holder.
+          // A single-copy shm puller (it claimed the offer in the staging segment) acks and nacks this way too.
           const o = this.registry.get(id);
-          if (!o || o.claimed) return;
+          if (!o) return;
+          let body: Partial<ReleaseBody> | null | undefined;
           try {
-            this.registry.authorize(o, payload.length > 0 ? parseJson<Partial<ReleaseBody> | null>(payload, h.type === FrameType.Ack ? "ACK" : "NACK")?.secret : undefined);
+            body = payload.length > 0 ? parseJson<Partial<ReleaseBody> | null>(payload, h.type === FrameType.Ack ? "ACK" : "NACK") : undefined;
+            this.registry.authorize(o, body?.secret);
           } catch (err) {
             if (!(err instanceof KvUnauthorizedError)) throw err;
             return this.sendError(conn, err.code, err.message);
           }
-          if (this.registry.release(id, reason) && reason === "ack" && o.engineState) this.counters.completed("engine", o.bytes, 0);
+          const { ok, viaSegment } = this.registry.releasableOutsideTransfer(o);
+          if (!ok || !this.registry.release(id, reason)) return;
+          if (viaSegment && reason === "ack") this.counters.completed("shm", o.bytes, Number(body?.ms) || 0);
+          else if (viaSegment) this.counters.failed("shm");
+          else if (reason === "ack" && o.engineState) this.counters.completed("engine", o.bytes, 0);
         }
         return;
       }
@@ -359,7 +393,11 @@ export class KvOfferServer {
     }
     const unserved = this.unserved(offer, req);
     if (unserved) return refuse(KvErrorCodes.NoTransport, unserved);
-    this.registry.claim(offer.id);
+    if (!this.registry.claim(offer.id)) {
+      // a segment puller claimed it (single-copy shm): offers are single-consumer
+      const e = this.registry.unavailable(offer.id, req.secret);
+      return this.sendError(conn, e.code, e.message);
+    }
     if (req.transport === "cuda-ipc") return this.grantLease(conn, offer);
     this.startTransfer(conn, offer, req.transport);
   }

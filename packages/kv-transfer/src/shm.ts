@@ -4,9 +4,10 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 
 /**
- * Same-host shared memory: a ring file in /dev/shm (tmpfs). The offering side writes chunks into ring slots
- * with pwritev straight from the exported views; the puller preads them straight into its import views.
- * Two copies, one per process, running in parallel (measured against mmap-free alternatives in the README).
+ * Same-host shared memory, the ring: a ring file in /dev/shm (tmpfs). The offering side writes chunks into ring
+ * slots (mapped, else pwritev) straight from the exported views; the puller copies them into its import views.
+ * Two copies, one per process, running in parallel. Used for offers staged on pull and when single copy
+ * (shm-staging.ts) is off or cannot be had.
  * The file is unlinked as soon as the puller has opened it, so a killed process leaves nothing behind;
  * files of dead processes (killed in the short window before that) are swept when a server starts.
  */

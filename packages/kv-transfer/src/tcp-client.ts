@@ -26,6 +26,7 @@ import {
   type FrameHeader,
   type PullBegin,
   type PullRequest,
+  type ReleaseBody,
   expectedDigest,
 } from "./wire.js";
 
@@ -137,6 +138,15 @@ export class PullConnection {
       this.dead = true;
       this.sock.end(frame);
     });
+  }
+
+  /**
+   * ACK or NACK outside a transfer on this (idle, pooled) connection: one write, no reply awaited (the server
+   * answers only a refusal, which ends this connection). A single-copy shm pull releases its offer this way.
+   */
+  sendRelease(handle: KvHandle, type: "ack" | "nack", body: ReleaseBody): void {
+    if (this.dead || this.job) throw new KvClosedError("connection not usable");
+    this.write(controlFrame(type === "ack" ? FrameType.Ack : FrameType.Nack, body, Buffer.from(handle.id, "hex")));
   }
 
   destroy(): void {

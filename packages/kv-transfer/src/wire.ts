@@ -126,6 +126,8 @@ export interface PullBegin {
 /** ACK or NACK of an offer outside a transfer (engine transport, a puller declining): the handle's secret. */
 export interface ReleaseBody {
   secret: string;
+  /** ACK of a single-copy shm pull: how long the puller's copy took (the offering side's stats) */
+  ms?: number;
 }
 
 export interface ErrorBody {

@@ -44,6 +44,31 @@ describe("CRC-32C", () => {
     expect(crc32c(0, flipped)).not.toBe(crc32cJs(0, data));
   });
 
+  it("the folded path (VPCLMULQDQ, 256-byte steps, buffers from 512 bytes) agrees with the JavaScript table", () => {
+    // Runs the folded code where the CPU has it (kvx_crc32c_hardware() = 2, "native-vpclmulqdq"), else the same
+    // checks cover the crc32-instruction path.
+    const data = randomFillSync(new Uint8Array(3 * 65_536 + 300));
+    const lengths = [511, 512, 513, 767, 768, 1023, 1024, 1279, 4099, 65_536, 65_536 + 255, 3 * 65_536 + 300 - 13];
+    for (const n of lengths) {
+      for (const from of [0, 3, 13]) {
+        const part = data.subarray(from, Math.min(data.length, from + n));
+        const js = crc32cJs(0, part);
+        expect(crc32c(0, part), `n=${n} from=${from}`).toBe(js);
+        const seed = crc32cJs(0, data.subarray(0, 77)); // a CRC continued from earlier bytes enters the first lane
+        expect(crc32c(seed, part)).toBe(crc32cJs(seed, part));
+        const dst = new Uint8Array(part.length + 2);
+        expect(copyWithCrc32c(dst.subarray(1, 1 + part.length), part, seed)).toBe(crc32cJs(seed, part));
+        expect(Buffer.compare(dst.subarray(1, 1 + part.length), part)).toBe(0);
+        expect([dst[0], dst[1 + part.length]]).toEqual([0, 0]);
+      }
+    }
+    for (const at of [0, 3, 255, 256, 4000, 65_535]) {
+      const flipped = data.slice(0, 65_536);
+      flipped[at]! ^= 0x01; // a bit in the first, a middle and the last lanes
+      expect(crc32c(0, flipped)).not.toBe(crc32cJs(0, data.subarray(0, 65_536)));
+    }
+  });
+
   it("detects a single flipped bit", () => {
     const data = randomFillSync(new Uint8Array(4096));
     const before = crc32c(0, data);

@@ -59,7 +59,7 @@ afterAll(async () => {
 describe("peer killed mid-transfer", () => {
   for (const transport of ["tcp", "shm"] as KvTransportName[]) {
     it(`${transport}: offering process SIGKILLed → typed error here, import aborted, no ring file left`, async () => {
-      const victim = await spawnPeer();
+      const victim = await spawnPeer({ SHM_STAGING: "0" }); // shm: the ring, whose chunk notices the proxy stalls
       const { handle } = await victim.call<{ handle: KvHandle }>({ cmd: "offer", prompt: prompt(300, 21), maxNewTokens: 2 });
       const target = handle.endpoints.find((e) => e.transport === "tcp") as { port: number };
       const stallAfter = transport === "tcp" ? 40 * 1024 : 500;
@@ -84,6 +84,27 @@ describe("peer killed mid-transfer", () => {
       }
     });
   }
+
+  it("shm single copy: offering process SIGKILLed before the pull → typed error here, import aborted, nothing left", async () => {
+    const victim = await spawnPeer();
+    try {
+      const { handle } = await victim.call<{ handle: KvHandle }>({ cmd: "offer", prompt: prompt(300, 23), maxNewTokens: 2 });
+      expect(handle.endpoints.find((e) => e.transport === "shm")).toHaveProperty("segment");
+      await victim.kill("SIGKILL");
+      const imp = ex.reserveKvImport(handle.numTokens);
+      const t0 = Date.now();
+      // its staging segment went with it (memfd): nothing to map, and the ring's control connection is refused
+      const err = await puller.pull(handle, imp, { transports: ["shm"] }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(KvPeerLostError);
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(imp.state).toBe("aborted");
+      expectIdle(ex);
+      expect(ringFilesOf(victim.pid)).toEqual([]);
+      expect(puller.stats().active).toBe(0);
+    } finally {
+      await victim.kill();
+    }
+  });
 
   it("pulling process SIGKILLed → the offering side releases the offer and its blocks", async () => {
     const server = await KvOfferServer.start({ layout: layoutFromExecutor(ex.kvLayout()), chunkBytes: 16 * 1024 });

@@ -52,7 +52,7 @@ describe("in-process transfers over plain memory", () => {
   });
 
   it("reuses pooled connections (and their shared-memory ring) across sequential pulls", async () => {
-    const { server, puller } = await pair();
+    const { server, puller } = await pair({ shm: { staging: false } }); // the ring (single copy: shm-staging.test.ts)
     for (let i = 0; i < 6; i++) {
       const { source, segs } = randomSource(3 + i * 40);
       const sink = sinkFor(3 + i * 40);

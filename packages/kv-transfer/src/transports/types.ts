@@ -1,3 +1,4 @@
+import type { SegmentMappings } from "../shm-staging.js";
 import type { RequestPlane } from "@trtd/request-plane";
 import type { KvEndpoint, KvHandle, KvTransportName } from "../handle.js";
 import type { KvSink, SegmentMap } from "../segments.js";
@@ -18,6 +19,8 @@ export interface PullerEnv {
   canReachDevice(localUuid: string, remoteUuid: string): boolean;
   /** ACK outside a transfer (engine: the engine moved the bytes), over the handle's control path. */
   ack(handle: KvHandle): Promise<void>;
+  /** Single-copy shm: this puller's mappings of offering processes' staging segments. */
+  readonly segments: SegmentMappings;
 }
 
 /** One pull as the transports see it. */
