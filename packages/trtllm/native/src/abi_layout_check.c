@@ -11,11 +11,14 @@
 
 TRTD_CHECK_SIZE(trtd_executor_config, 40);
 TRTD_CHECK_SIZE(trtd_model_info, 96);
-TRTD_CHECK_SIZE(trtd_sampling_params, 24);
+TRTD_CHECK_SIZE(trtd_sampling_params, 40); /* ABI 4: penalties and min_p appended */
 TRTD_CHECK_SIZE(trtd_context_phase_params, 32);
-TRTD_CHECK_SIZE(trtd_request, 72);
-TRTD_CHECK_OFFSET(trtd_request, type, 64);
-TRTD_CHECK_OFFSET(trtd_request, generated_offset, 68); /* ABI 2: fits the tail padding of ABI 1's struct */
+TRTD_CHECK_SIZE(trtd_request, 120);
+TRTD_CHECK_OFFSET(trtd_request, type, 80);
+TRTD_CHECK_OFFSET(trtd_request, generated_offset, 84); /* ABI 2: fits the tail padding of ABI 1's struct */
+TRTD_CHECK_OFFSET(trtd_request, logit_bias_ids, 88);   /* ABI 4: the logit controls and logprobs appended */
+TRTD_CHECK_OFFSET(trtd_request, logprobs, 116);
+TRTD_CHECK_SIZE(trtd_token_logprobs, 168);
 TRTD_CHECK_SIZE(trtd_response, 232);
 TRTD_CHECK_SIZE(trtd_executor_stats, 56);
 TRTD_CHECK_SIZE(trtd_kv_layout, 64);
