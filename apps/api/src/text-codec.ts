@@ -22,7 +22,9 @@ export interface TextCodec {
   encode(text: string, signal?: AbortSignal): Promise<number[]>;
   /** Renders messages with the model's chat template (generation prompt appended) and tokenizes the result. */
   encodeChat(messages: ChatMessage[], signal?: AbortSignal): Promise<number[]>;
-  /** Checks client-given token ids; bad ids throw InvalidRequestError. */
-  checkTokenIds(ids: number[]): void;
+  /** Checks client-given token ids; bad ids throw InvalidRequestError naming `param` (default "prompt"). */
+  checkTokenIds(ids: number[], param?: string): void;
+  /** The bytes one token stands for (logprobs' `bytes`; a token may hold part of a UTF-8 character). */
+  tokenBytes(id: number): Uint8Array;
   createDetokenizer(stop: string[]): StreamingDetokenizer;
 }

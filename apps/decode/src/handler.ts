@@ -1,12 +1,15 @@
 // The decode worker's request handler: aggregated generation, or generation-only after a remote prefill with the
 // KV pulled into this executor; when the pull fails the prompt is recomputed here, so the request is not lost.
 import {
+  executorControls,
   executorSampling,
   finishReasonOf,
+  wireLogprobs,
   parseDecodeRequest,
   type DecodeChunk,
   type DecodeRequest,
   type ExecutionMode,
+  type WireTokenLogprobs,
 } from "@trtd/apps-common";
 import type { Handler, RequestContext } from "@trtd/request-plane";
 import { kvPullFailureReason, type KvPullFailureReason } from "@trtd/kv-transfer";
@@ -41,12 +44,28 @@ export interface DecodeHandlerDeps {
   log?: (line: string) => void;
 }
 
-/** Executor chunks as wire chunks; the first carries the mode (and KV figures). */
-async function* relay(stream: AsyncIterable<GenerateChunk>, first: Pick<DecodeChunk, "mode" | "kv">): AsyncGenerator<DecodeChunk> {
+/**
+ * Executor chunks as wire chunks; the first carries the mode (and KV figures). `firstTokenLogprobs`: the logprobs of
+ * a generation-only request's first token, which its executor re-emits without them (the prefill worker drew it).
+ */
+async function* relay(
+  stream: AsyncIterable<GenerateChunk>,
+  first: Pick<DecodeChunk, "mode" | "kv">,
+  firstTokenLogprobs?: WireTokenLogprobs,
+): AsyncGenerator<DecodeChunk> {
   let head: Pick<DecodeChunk, "mode" | "kv"> | undefined = first;
+  let fillFirst = firstTokenLogprobs !== undefined;
   for await (const c of stream) {
     const out: DecodeChunk = { tokens: c.tokens, ...head };
     head = undefined;
+    const logprobs = wireLogprobs(c.logprobs);
+    if (logprobs) {
+      if (fillFirst && logprobs.length > 0) {
+        logprobs[0] ??= firstTokenLogprobs!;
+        fillFirst = false;
+      }
+      out.logprobs = logprobs;
+    }
     if (c.final) {
       out.finishReason = finishReasonOf(c.finishReason);
       if (c.error) out.error = c.error.message;
@@ -60,7 +79,13 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
   const { executor, log = () => {} } = deps;
 
   const aggregated = (req: DecodeRequest, signal: AbortSignal, mode: ExecutionMode) => {
-    const base = { prompt: req.tokens, maxNewTokens: req.maxTokens, stopTokenIds: req.stopTokenIds, sampling: executorSampling(req) };
+    const base = {
+      prompt: req.tokens,
+      maxNewTokens: req.maxTokens,
+      stopTokenIds: req.stopTokenIds,
+      sampling: executorSampling(req),
+      ...executorControls(req),
+    };
     const offset = req.generatedOffset ?? 0;
     let stream: GenerationStream;
     try {
@@ -88,7 +113,8 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
     const eos = req.stopTokenIds.includes(p.firstToken);
     if (eos || req.maxTokens === 1) {
       await deps.declineKv(p.kvHandle).catch((err) => log(`declining KV of ${req.id} failed: ${(err as Error).message}`));
-      yield { tokens: [p.firstToken], mode: "disaggregated", finishReason: eos ? "stop" : "length" };
+      const logprobs = req.logprobs ? { logprobs: [p.firstTokenLogprobs ?? null] } : {};
+      yield { tokens: [p.firstToken], ...logprobs, mode: "disaggregated", finishReason: eos ? "stop" : "length" };
       return;
     }
     let pulled: PulledKv;
@@ -109,12 +135,17 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
         maxNewTokens: req.maxTokens,
         stopTokenIds: req.stopTokenIds,
         sampling: executorSampling(req),
+        ...executorControls(req),
         contextPhase: { firstToken: p.firstToken, kvImport: pulled.kvImport, opaqueState: pulled.opaqueState },
       },
       { signal },
     );
     // A generation-only request's output starts with the first token (the executor re-emits it), so the
     // client sees the same sequence as in aggregated mode.
-    yield* relay(stream, { mode: "disaggregated", kv: { bytes: pulled.bytes, transferMs: pulled.transferMs, path: pulled.path, fallbacks: pulled.fallbacks } });
+    yield* relay(
+      stream,
+      { mode: "disaggregated", kv: { bytes: pulled.bytes, transferMs: pulled.transferMs, path: pulled.path, fallbacks: pulled.fallbacks } },
+      p.firstTokenLogprobs,
+    );
   };
 }

@@ -1,6 +1,6 @@
 // The prefill worker's request handler: a context-only run, then the KV offered through kv-transfer.
 // Replies exactly once with {firstToken, kvHandle}.
-import { executorSampling, parseDecodeRequest, type GenerateRequest, type PrefillResult } from "@trtd/apps-common";
+import { executorControls, executorSampling, parseDecodeRequest, type GenerateRequest, type PrefillResult, type WireTokenLogprobs } from "@trtd/apps-common";
 import { executorKvSource, type KvOfferServer } from "@trtd/kv-transfer";
 import type { Handler, RequestContext } from "@trtd/request-plane";
 import type { Executor } from "@trtd/trtllm";
@@ -26,9 +26,17 @@ export function createPrefillHandler({ executor, offers, faults }: PrefillHandle
     const req = parseDecodeRequest(raw);
     const started = performance.now();
     let firstToken: number | undefined;
+    let firstTokenLogprobs: WireTokenLogprobs | undefined;
     let requestId: number | undefined;
     for await (const c of executor.generate(
-      { type: "context_only", prompt: req.tokens, maxNewTokens: req.maxTokens, stopTokenIds: req.stopTokenIds, sampling: executorSampling(req) },
+      {
+        type: "context_only",
+        prompt: req.tokens,
+        maxNewTokens: req.maxTokens,
+        stopTokenIds: req.stopTokenIds,
+        sampling: executorSampling(req),
+        ...executorControls(req),
+      },
       { signal: ctx.signal },
     )) {
       if (!c.final) continue;
@@ -37,6 +45,7 @@ export function createPrefillHandler({ executor, offers, faults }: PrefillHandle
         throw new PrefillFailedError(`context-only request failed: ${c.error?.message ?? `${c.tokens.length} tokens`}`, { cause: c.error });
       }
       firstToken = c.tokens[0];
+      firstTokenLogprobs = c.logprobs?.[0];
       requestId = c.requestId;
     }
     if (firstToken === undefined || requestId === undefined) throw new PrefillFailedError("context-only request ended without a result");
@@ -50,6 +59,6 @@ export function createPrefillHandler({ executor, offers, faults }: PrefillHandle
     }
     // From here the offer server owns the pinned blocks: released on decode's ack, a failed pull, or expiry.
     const kvHandle = faults ? faults.offer(offers, kv) : offers.offer(kv);
-    return { firstToken, kvHandle, kvBytes: kv.bytes, prefillMs: performance.now() - started };
+    return { firstToken, ...(firstTokenLogprobs ? { firstTokenLogprobs } : {}), kvHandle, kvBytes: kv.bytes, prefillMs: performance.now() - started };
   };
 }

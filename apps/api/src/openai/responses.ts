@@ -26,10 +26,13 @@ function header<O extends ObjectType>(c: Common, object: O) {
   return { id: c.id, object, created: c.created, model: c.model, system_fingerprint: SYSTEM_FINGERPRINT };
 }
 
-export function chatCompletion(c: Common, content: string, r: GenerationResult) {
+/** A choice's `logprobs` (openai/logprobs.ts builds them), or null when the request asked for none. */
+type Logprobs = object | null;
+
+export function chatCompletion(c: Common, content: string, r: GenerationResult, logprobs: Logprobs = null) {
   return {
     ...header(c, "chat.completion"),
-    choices: [{ index: 0, message: { role: "assistant" as const, content, refusal: null }, logprobs: null, finish_reason: r.finishReason }],
+    choices: [{ index: 0, message: { role: "assistant" as const, content, refusal: null }, logprobs, finish_reason: r.finishReason }],
     usage: usageOf(r),
   };
 }
@@ -38,20 +41,31 @@ export function chatCompletion(c: Common, content: string, r: GenerationResult) 
  * With a reasoning parser: `reasoning_content` is the block's text (null when the output opened none), `content`
  * the rest; content is null when the output was all reasoning (an unclosed block cut off by max_tokens), as vLLM.
  */
-export function chatCompletionWithReasoning(c: Common, split: { reasoning: string; content: string; sawReasoning: boolean }, r: GenerationResult) {
+export function chatCompletionWithReasoning(
+  c: Common,
+  split: { reasoning: string; content: string; sawReasoning: boolean },
+  r: GenerationResult,
+  logprobs: Logprobs = null,
+) {
   const content = split.content === "" && split.sawReasoning ? null : split.content;
   const reasoning_content = split.sawReasoning ? split.reasoning : null;
   return {
     ...header(c, "chat.completion"),
-    choices: [{ index: 0, message: { role: "assistant" as const, content, reasoning_content, refusal: null }, logprobs: null, finish_reason: r.finishReason }],
+    choices: [{ index: 0, message: { role: "assistant" as const, content, reasoning_content, refusal: null }, logprobs, finish_reason: r.finishReason }],
     usage: usageOf(r),
   };
 }
 
-export function chatChunk(c: Common, delta: { role?: "assistant"; content?: string; reasoning_content?: string }, finishReason: OpenAIFinishReason | null, includeUsage: boolean) {
+export function chatChunk(
+  c: Common,
+  delta: { role?: "assistant"; content?: string; reasoning_content?: string },
+  finishReason: OpenAIFinishReason | null,
+  includeUsage: boolean,
+  logprobs: Logprobs = null,
+) {
   return {
     ...header(c, "chat.completion.chunk"),
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+    choices: [{ index: 0, delta, logprobs, finish_reason: finishReason }],
     ...(includeUsage ? { usage: null } : {}),
   };
 }
@@ -60,18 +74,18 @@ export function chatUsageChunk(c: Common, r: GenerationResult) {
   return { ...header(c, "chat.completion.chunk"), choices: [], usage: usageOf(r) };
 }
 
-export function completion(c: Common, text: string, r: GenerationResult) {
+export function completion(c: Common, text: string, r: GenerationResult, logprobs: Logprobs = null) {
   return {
     ...header(c, "text_completion"),
-    choices: [{ index: 0, text, logprobs: null, finish_reason: r.finishReason }],
+    choices: [{ index: 0, text, logprobs, finish_reason: r.finishReason }],
     usage: usageOf(r),
   };
 }
 
-export function completionChunk(c: Common, text: string, finishReason: OpenAIFinishReason | null, includeUsage: boolean) {
+export function completionChunk(c: Common, text: string, finishReason: OpenAIFinishReason | null, includeUsage: boolean, logprobs: Logprobs = null) {
   return {
     ...header(c, "text_completion"),
-    choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason }],
+    choices: [{ index: 0, text, logprobs, finish_reason: finishReason }],
     ...(includeUsage ? { usage: null } : {}),
   };
 }
