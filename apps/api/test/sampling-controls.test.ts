@@ -112,7 +112,7 @@ describe("api - logit controls reach the executor", () => {
   it("penalties, logit_bias and min_p give the executor's own tokens for the same request", async () => {
     const plain = await direct({ maxNewTokens: 8, stopTokenIds: ex.model.eosTokenIds });
     const bias = { [plain[0]!]: -50, [plain[2]!]: 8 };
-    const cases: [Record<string, unknown>, Omit<GenerateRequest, "prompt">][] = [
+    const cases: [Record<string, unknown>, Omit<GenerateRequest, "prompt" | "maxNewTokens">][] = [
       [{ logit_bias: bias }, { logitBias: bias }],
       [{ logit_bias: { [plain[1]!]: 6 }, frequency_penalty: 1.5 }, { logitBias: { [plain[1]!]: 6 }, sampling: { frequencyPenalty: 1.5 } }],
       [{ logit_bias: { [plain[1]!]: 6 }, presence_penalty: 2, repetition_penalty: 1.3 }, { logitBias: { [plain[1]!]: 6 }, sampling: { presencePenalty: 2, repetitionPenalty: 1.3 } }],
