@@ -42,7 +42,12 @@ extern "C" {
 
 /** Bumped on every incompatible change of this header; compare with trtd_abi_version() at load time. */
 #define TRTD_ABI_VERSION 4 /* 2: trtd_request.generated_offset; 3: device KV transfer functions;
-                              4: constrained decoding (trtd_request.constrained, trtd_executor_set_token_mask) */
+                              4: constrained decoding (trtd_request.constrained, trtd_executor_set_token_mask);
+                                 logit controls (penalties, min_p, logit bias, min_new_tokens) and logprobs
+                                 (trtd_executor_await_responses_ext) */
+
+/** Most alternatives per token that trtd_token_logprobs carries (OpenAI's top_logprobs limit). */
+#define TRTD_MAX_TOP_LOGPROBS 20
 
 typedef struct trtd_executor trtd_executor; /* opaque */
 typedef int32_t trtd_token;
@@ -168,15 +173,36 @@ TRTD_API trtd_status trtd_executor_model_info(const trtd_executor * executor, tr
  * Requests
  * ---------------------------------------------------------------------------------------------- */
 
+/*
+ * Logit controls (ABI 4). The logits row of a draw goes through, in this order (vLLM's and transformers' order),
+ * after a constrained request's token mask (see "Constrained decoding"):
+ *   1. logit bias: logits[id] += value for each trtd_request.logit_bias_ids / logit_bias_values pair;
+ *   2. min_new_tokens: while fewer than min_new_tokens tokens were generated (counting generated_offset), the
+ *      end id and the stop token ids are set to -inf (transformers' MinNewTokensLengthLogitsProcessor);
+ *   3. repetition_penalty r over every distinct id of the prompt and the generated tokens: a logit l > 0 becomes
+ *      l / r, else l * r (CTRL; transformers' RepetitionPenaltyLogitsProcessor);
+ *   4. frequency and presence penalties over the generated tokens (the last generated_offset prompt ids count
+ *      as generated): l -= count * frequency_penalty + (count > 0) * presence_penalty (OpenAI's formula);
+ * then the draw: greedy argmax, or temperature, top_k, top_p, then min_p (transformers' warper order: tokens whose
+ * probability after temperature is below min_p times the largest are dropped from what top_k/top_p kept; all
+ * three keep a prefix of the order (logit descending, id ascending), so min_p intersects that prefix). With
+ * min_p alone the draw walks index order over the kept ids. The random draw still depends only on (seed, n).
+ */
 typedef struct trtd_sampling_params {
     uint64_t seed;        /* the draw for the n-th generated token depends only on (seed, n); n starts at
                              trtd_request.generated_offset */
     float    temperature; /* 0 = greedy (argmax); else > 0 */
     float    top_p;       /* in (0, 1]; 1 = off */
     int32_t  top_k;       /* 0 = off; else >= 1 */
+    /* Added in ABI 4 (see "Logit controls" above). */
+    float    repetition_penalty; /* > 0; 1 = off */
+    float    frequency_penalty;  /* finite; 0 = off */
+    float    presence_penalty;   /* finite; 0 = off */
+    float    min_p;              /* in [0, 1]; 0 = off; ignored when greedy */
 } trtd_sampling_params;
 
-TRTD_API trtd_sampling_params trtd_sampling_default_params(void); /* greedy, top_p 1, top_k 0, seed 0 */
+/* greedy, top_p 1, top_k 0, seed 0, repetition_penalty 1, frequency and presence penalties 0, min_p 0 */
+TRTD_API trtd_sampling_params trtd_sampling_default_params(void);
 
 /**
  * What a generation-only request continues from: the context-only request's first token plus either
@@ -212,6 +238,16 @@ typedef struct trtd_request {
      * supplies one per sampled token with trtd_executor_set_token_mask (see "Constrained decoding").
      * Implementations without it refuse true with TRTD_STATUS_UNSUPPORTED. */
     bool constrained;
+    /* Added in ABI 4 (logit controls, see trtd_sampling_params; logprobs, see trtd_token_logprobs). An
+     * implementation that does not offer one refuses a non-default value with TRTD_STATUS_UNSUPPORTED. */
+    const trtd_token * logit_bias_ids; /* num_logit_bias distinct ids; may be NULL when num_logit_bias is 0 */
+    const float * logit_bias_values;   /* num_logit_bias finite values added to those ids' logits */
+    int32_t num_logit_bias;            /* in [0, vocab_size] */
+    int32_t min_new_tokens;            /* >= 0; the end id and stop token ids cannot be drawn before this many
+                                          tokens were generated (counting generated_offset); 0 = off */
+    int32_t num_top_logprobs;          /* with logprobs: alternatives per token, in [0, TRTD_MAX_TOP_LOGPROBS];
+                                          0 without logprobs */
+    bool    logprobs;                  /* record every drawn token's logprob, see trtd_token_logprobs */
 } trtd_request;
 
 /**
@@ -240,8 +276,11 @@ TRTD_API trtd_status trtd_executor_cancel(trtd_executor * executor, trtd_request
  * A request enqueued with constrained = true samples each of its tokens from the tokens that a bitmask allows
  * (grammar-guided decoding: the caller runs a grammar matcher, e.g. xgrammar, beside the executor). Bit t
  * (word t / 32, bit t % 32, least significant first) allows token t; bits at or past vocab_size are ignored.
- * Disallowed logits are set to -infinity before temperature, top-k and top-p, so a mask that allows every token
- * gives exactly the unconstrained draw (same seed, same token).
+ * Disallowed logits are set to -infinity first, before the logit controls (see "Logit controls"), temperature,
+ * top-k and top-p; no control raises a -infinity logit, so a disallowed token is never drawn, and a mask that allows
+ * every token gives exactly the unconstrained draw (same seed, same token). Where the controls leave no allowed
+ * token (min_new_tokens against a mask that allows only the end and stop ids), the mask wins: that draw is made
+ * from the masked row without the controls. Logprobs stay those of the raw row, unmasked.
  *
  * One mask per sampled token, in order: the mask for the request's first sampled token may be given any time
  * after enqueue (a generation-only request's first token comes from the context phase and is not sampled: its
@@ -289,6 +328,30 @@ TRTD_API trtd_status trtd_executor_await_responses(trtd_executor * executor, int
                                                    trtd_response * responses, int32_t max_responses,
                                                    trtd_token * tokens, int32_t max_tokens,
                                                    int32_t * num_responses_out);
+
+/**
+ * Logprobs of one output token (ABI 4), for requests with trtd_request.logprobs. They are of the raw model
+ * distribution: log_softmax of the model's logits, before the logit controls, temperature and top_k/top_p/min_p
+ * (vLLM's default, "raw_logprobs"), so they do not depend on the sampling parameters.
+ */
+typedef struct trtd_token_logprobs {
+    float      logprob;       /* of the output token */
+    int32_t    num_top;       /* entries used in top_ids / top_logprobs (the request's num_top_logprobs); -1 = not
+                                 recorded: a request without logprobs, or the first token of a generation-only
+                                 request (it was drawn by the context-only request, whose response carried it) */
+    trtd_token top_ids[TRTD_MAX_TOP_LOGPROBS];      /* the most likely ids, logprob descending, lower id first on ties */
+    float      top_logprobs[TRTD_MAX_TOP_LOGPROBS];
+} trtd_token_logprobs;
+
+/**
+ * trtd_executor_await_responses plus each token's logprobs (ABI 4): logprobs is NULL (then the same as
+ * trtd_executor_await_responses) or holds max_tokens entries, written parallel to tokens (entry i describes
+ * tokens[i]). @return as trtd_executor_await_responses.
+ */
+TRTD_API trtd_status trtd_executor_await_responses_ext(trtd_executor * executor, int32_t timeout_ms,
+                                                       trtd_response * responses, int32_t max_responses,
+                                                       trtd_token * tokens, int32_t max_tokens,
+                                                       trtd_token_logprobs * logprobs, int32_t * num_responses_out);
 
 /**
  * A file descriptor that becomes readable when responses are ready, for event loops: the engine writes a

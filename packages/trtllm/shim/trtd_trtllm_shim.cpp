@@ -667,6 +667,15 @@ trtd_status trtd_executor_enqueue(trtd_executor* executor, const trtd_request* r
             "constrained: the TensorRT-LLM shim does not pass token masks to the engine (logits post-processors "
             "are not wired in)");
     }
+    if (s.repetition_penalty != 1.0f || s.frequency_penalty != 0.0f || s.presence_penalty != 0.0f || s.min_p != 0.0f
+        || r.num_logit_bias != 0 || r.min_new_tokens != 0 || r.logprobs || r.num_top_logprobs != 0)
+    {
+        // TensorRT-LLM's SamplingConfig has penalties, min tokens and logprobs of its own, with other semantics
+        // (its min_p, its logprobs without alternatives); not mapped yet, so refused rather than honoured differently.
+        return fail(TRTD_STATUS_UNSUPPORTED,
+            "logit controls and logprobs (ABI 4: repetition/frequency/presence penalties, min_p, logit_bias, "
+            "min_new_tokens, logprobs) are not offered by the TensorRT-LLM shim");
+    }
     if (r.generated_offset != 0)
     {
         // TensorRT-LLM seeds one random stream per request and has no way to start it at a later draw, so a
@@ -838,6 +847,24 @@ trtd_status trtd_executor_cancel(trtd_executor* executor, trtd_request_id id)
         return fail(TRTD_STATUS_INTERNAL, std::string("cancelRequest: ") + e.what());
     }
     return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_await_responses_ext(trtd_executor* executor, int32_t timeout_ms, trtd_response* responses,
+    int32_t max_responses, trtd_token* tokens, int32_t max_tokens, trtd_token_logprobs* logprobs,
+    int32_t* num_responses_out)
+{
+    // No request here records logprobs (enqueue refuses them): every entry is "not recorded".
+    trtd_status const st = trtd_executor_await_responses(
+        executor, timeout_ms, responses, max_responses, tokens, max_tokens, num_responses_out);
+    if (st == TRTD_STATUS_OK && logprobs != nullptr)
+    {
+        for (int32_t i = 0; i < max_tokens; ++i)
+        {
+            logprobs[i] = trtd_token_logprobs{};
+            logprobs[i].num_top = -1;
+        }
+    }
+    return st;
 }
 
 trtd_status trtd_executor_await_responses(trtd_executor* executor, int32_t timeout_ms, trtd_response* responses,

@@ -12,7 +12,18 @@ import {
 } from "./errors.js";
 import { ConstraintDriver } from "./constraint.js";
 import { KvExport, KvImport, type KvOwner } from "./kv.js";
-import { decodeResponse, FINISH_REASONS, loadLibrary, MEMORY_KINDS, REQUEST_TYPES, resolveLibraryPath, RESPONSE_SIZE, type NativeLib } from "./native.js";
+import {
+  decodeResponse,
+  decodeTokenLogprobs,
+  FINISH_REASONS,
+  loadLibrary,
+  MEMORY_KINDS,
+  REQUEST_TYPES,
+  resolveLibraryPath,
+  RESPONSE_SIZE,
+  TOKEN_LOGPROBS_SIZE,
+  type NativeLib,
+} from "./native.js";
 import { KV_DTYPES } from "@trtd/model";
 import { GenerationStream } from "./stream.js";
 import type { ExecutorKvLayout, ExecutorName, ExecutorOptions, ExecutorStats, GenerateOptions, GenerateRequest, ModelInfo } from "./types.js";
@@ -68,6 +79,10 @@ export class Executor implements KvOwner {
   #constraints = new Map<number, ConstraintDriver>();
   #respBuf = Buffer.alloc(MAX_RESPONSES * RESPONSE_SIZE);
   #tokBuf = new Int32Array(MAX_TOKENS);
+  /** trtd_token_logprobs parallel to #tokBuf; allocated when the first request asks for logprobs. */
+  #logprobBuf: Buffer | null = null;
+  /** Requests that asked for logprobs (their chunks carry them). */
+  #withLogprobs = new Set<number>();
   #nOut = new Int32Array(1);
   #layout: ExecutorKvLayout | undefined;
   #closing: Promise<void> | undefined;
@@ -217,6 +232,17 @@ export class Executor implements KvOwner {
         first_token: intOption("contextPhase.firstToken", cp.firstToken, -1),
       };
     }
+    const bias = Object.entries(request.logitBias ?? {});
+    const biasIds = new Int32Array(bias.length);
+    const biasValues = new Float32Array(bias.length);
+    bias.forEach(([id, v], i) => {
+      const n = Number(id);
+      if (!Number.isInteger(n) || n < 0 || n > 0x7fffffff) throw new InvalidArgumentError(`logitBias key ${id} is not a token id`);
+      if (typeof v !== "number") throw new InvalidArgumentError(`logitBias[${id}] must be a number`);
+      biasIds[i] = n;
+      biasValues[i] = v;
+    });
+    if (request.logprobs !== undefined && typeof request.logprobs !== "boolean") throw new InvalidArgumentError("logprobs must be a boolean");
     const native = {
       prompt,
       stop_token_ids: stop.length ? stop : null,
@@ -226,6 +252,10 @@ export class Executor implements KvOwner {
         temperature: numberOption("sampling.temperature", s.temperature, 0),
         top_p: numberOption("sampling.topP", s.topP, 1),
         top_k: intOption("sampling.topK", s.topK, 0),
+        repetition_penalty: numberOption("sampling.repetitionPenalty", s.repetitionPenalty, 1),
+        frequency_penalty: numberOption("sampling.frequencyPenalty", s.frequencyPenalty, 0),
+        presence_penalty: numberOption("sampling.presencePenalty", s.presencePenalty, 0),
+        min_p: numberOption("sampling.minP", s.minP, 0),
       },
       prompt_len: prompt.length,
       max_new_tokens: intOption("maxNewTokens", request.maxNewTokens, 0),
@@ -234,11 +264,21 @@ export class Executor implements KvOwner {
       type: REQUEST_TYPES[type],
       generated_offset: int32Option("generatedOffset", request.generatedOffset, 0),
       constrained: driver !== undefined,
+      logit_bias_ids: bias.length ? biasIds : null,
+      logit_bias_values: bias.length ? biasValues : null,
+      num_logit_bias: bias.length,
+      min_new_tokens: int32Option("minNewTokens", request.minNewTokens, 0),
+      num_top_logprobs: int32Option("topLogprobs", request.topLogprobs, 0),
+      logprobs: request.logprobs === true,
     };
     const idOut: unknown[] = [0];
     this.check(this.native.enqueue(ex, native, idOut));
     const id = Number(idOut[0]);
     imp?.markConsumed();
+    if (native.logprobs) {
+      this.#logprobBuf ??= Buffer.alloc(MAX_TOKENS * TOKEN_LOGPROBS_SIZE);
+      this.#withLogprobs.add(id);
+    }
     const stream = new GenerationStream(id, () => this.cancel(id));
     this.#streams.set(id, stream);
     if (driver) {
@@ -376,7 +416,10 @@ export class Executor implements KvOwner {
     const ex = this.#ex;
     if (ex === undefined) return;
     for (;;) {
-      const status = this.native.awaitResponses(ex, 0, this.#respBuf, MAX_RESPONSES, this.#tokBuf, MAX_TOKENS, this.#nOut);
+      const lp = this.#logprobBuf;
+      const status = lp
+        ? this.native.awaitResponsesExt(ex, 0, this.#respBuf, MAX_RESPONSES, this.#tokBuf, MAX_TOKENS, lp, this.#nOut)
+        : this.native.awaitResponses(ex, 0, this.#respBuf, MAX_RESPONSES, this.#tokBuf, MAX_TOKENS, this.#nOut);
       if (status !== 0) throw errorFromStatus(status, this.native.lastError());
       const n = this.#nOut[0];
       if (n === 0) break;
@@ -388,8 +431,10 @@ export class Executor implements KvOwner {
         if (!stream) continue; // a request whose stream was dropped by close()
         const driver = this.#constraints.get(id);
         driver?.onTokens(tokens, r.is_final);
+        const logprobs =
+          lp && this.#withLogprobs.has(id) ? { logprobs: tokens.map((_, k) => decodeTokenLogprobs(lp, r.token_offset + k)) } : {};
         if (!r.is_final) {
-          stream.push({ requestId: id, tokens, final: false });
+          stream.push({ requestId: id, tokens, final: false, ...logprobs });
           continue;
         }
         this.#constraints.delete(id);
@@ -406,8 +451,9 @@ export class Executor implements KvOwner {
         } else if (finishReason === "cancelled" && this.#closedError) {
           error = this.#closedError; // cancelled by close()
         }
-        stream.push({ requestId: id, tokens, final: true, finishReason, ...(error ? { error } : {}) });
+        stream.push({ requestId: id, tokens, final: true, finishReason, ...logprobs, ...(error ? { error } : {}) });
         this.#streams.delete(id);
+        this.#withLogprobs.delete(id);
         this.#signals.get(id)?.();
         this.#signals.delete(id);
       }

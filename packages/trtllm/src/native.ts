@@ -8,6 +8,8 @@ import type { ExecutorName, FinishReason, MemoryKind, RequestType } from "./type
 
 /** TRTD_ABI_VERSION this binding was written for. */
 export const ABI_VERSION = 4;
+/** TRTD_MAX_TOP_LOGPROBS: most alternatives per token in trtd_token_logprobs. */
+export const MAX_TOP_LOGPROBS = 20;
 
 export const T = {
   executor: koffi.opaque("trtd_executor"),
@@ -39,6 +41,10 @@ export const T = {
     temperature: "float",
     top_p: "float",
     top_k: "int32_t",
+    repetition_penalty: "float", // ABI 4
+    frequency_penalty: "float",
+    presence_penalty: "float",
+    min_p: "float",
   }),
   contextPhase: koffi.struct("trtd_context_phase_params", {
     opaque_state: "const void *",
@@ -54,6 +60,12 @@ export const T = {
     error_status: "int32_t",
     error_message: koffi.array("char", 200),
     is_final: "bool",
+  }),
+  tokenLogprobs: koffi.struct("trtd_token_logprobs", {
+    logprob: "float",
+    num_top: "int32_t",
+    top_ids: koffi.array("int32_t", MAX_TOP_LOGPROBS),
+    top_logprobs: koffi.array("float", MAX_TOP_LOGPROBS),
   }),
   stats: koffi.struct("trtd_executor_stats", {
     iterations: "uint64_t",
@@ -103,9 +115,16 @@ const requestType = koffi.struct("trtd_request", {
   type: "int32_t",
   generated_offset: "int32_t", // ABI 2
   constrained: "bool", // ABI 4
+  logit_bias_ids: "const int32_t *", // ABI 4
+  logit_bias_values: "const float *",
+  num_logit_bias: "int32_t",
+  min_new_tokens: "int32_t",
+  num_top_logprobs: "int32_t",
+  logprobs: "bool",
 });
 export const RESPONSE_SIZE = koffi.sizeof(T.response);
 export const SEGMENT_SIZE = koffi.sizeof(T.segment);
+export const TOKEN_LOGPROBS_SIZE = koffi.sizeof(T.tokenLogprobs);
 void requestType;
 
 /** The native functions of one executor library. Pointers (handles, segment data) are BigInt (koffi 3). */
@@ -123,6 +142,10 @@ export interface NativeLib {
   // ABI 4: constrained decoding
   setTokenMask(ex: bigint, id: number, mask: Uint32Array, numWords: number): number;
   awaitResponses(ex: bigint, timeoutMs: number, responses: Buffer, maxResponses: number, tokens: Int32Array, maxTokens: number, nOut: Int32Array): number;
+  /** ABI 4: with each token's logprobs (a buffer of maxTokens trtd_token_logprobs, or null). */
+  awaitResponsesExt(
+    ex: bigint, timeoutMs: number, responses: Buffer, maxResponses: number, tokens: Int32Array, maxTokens: number, logprobs: Buffer | null, nOut: Int32Array,
+  ): number;
   notifyFd(ex: bigint, take: boolean, fdOut: Int32Array): number;
   contextPhaseState(ex: bigint, id: number, buffer: Uint8Array | null, size: number, sizeOut: unknown[]): number;
   stats(ex: bigint, out: Record<string, unknown>): number;
@@ -171,6 +194,8 @@ export const ABI_FUNCTIONS = {
   setTokenMask: "int trtd_executor_set_token_mask(trtd_executor *ex, uint64_t id, const uint32_t *mask, int32_t numWords)",
   awaitResponses:
     "int trtd_executor_await_responses(trtd_executor *ex, int32_t timeout, void *resp, int32_t maxResp, void *tokens, int32_t maxTokens, void *nOut)",
+  awaitResponsesExt:
+    "int trtd_executor_await_responses_ext(trtd_executor *ex, int32_t timeout, void *resp, int32_t maxResp, void *tokens, int32_t maxTokens, void *logprobs, void *nOut)",
   notifyFd: "int trtd_executor_notify_fd(trtd_executor *ex, bool take, void *fdOut)",
   contextPhaseState: "int trtd_executor_context_phase_state(trtd_executor *ex, uint64_t id, void *buf, uint64_t size, _Out_ uint64_t *sizeOut)",
   stats: "int trtd_executor_get_stats(trtd_executor *ex, _Out_ trtd_executor_stats *out)",
@@ -261,3 +286,13 @@ export function decodeResponse(buf: Buffer, index: number): {
   return koffi.decode(buf, index * RESPONSE_SIZE, T.response);
 }
 
+
+/** The logprobs entry of token `index` in a buffer filled by awaitResponsesExt; undefined when not recorded. */
+export function decodeTokenLogprobs(buf: Buffer, index: number): { logprob: number; top: { id: number; logprob: number }[] } | undefined {
+  const off = index * TOKEN_LOGPROBS_SIZE;
+  const numTop = buf.readInt32LE(off + 4);
+  if (numTop < 0) return undefined;
+  const top: { id: number; logprob: number }[] = [];
+  for (let i = 0; i < numTop; i++) top.push({ id: buf.readInt32LE(off + 8 + 4 * i), logprob: buf.readFloatLE(off + 8 + 4 * MAX_TOP_LOGPROBS + 4 * i) });
+  return { logprob: buf.readFloatLE(off), top };
+}

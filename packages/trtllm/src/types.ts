@@ -64,6 +64,24 @@ export interface SamplingOptions {
   topP?: number;
   /** The draw for the n-th generated token depends only on (seed, n); n starts at `generatedOffset`. Default 0. */
   seed?: number | bigint;
+  /**
+   * Logit controls (trtd_executor.h, "Logit controls", for their order). CTRL repetition penalty over the prompt and
+   * generated ids: > 0, 1 = off (default).
+   */
+  repetitionPenalty?: number;
+  /** OpenAI's frequency penalty over the generated ids: subtracted count times; 0 = off (default). */
+  frequencyPenalty?: number;
+  /** OpenAI's presence penalty over the generated ids: subtracted once per id present; 0 = off (default). */
+  presencePenalty?: number;
+  /** [0, 1]: drop ids whose probability after temperature is below minP times the largest; 0 = off (default). */
+  minP?: number;
+}
+
+/** One output token's logprobs, of the raw model distribution (before logit controls and temperature). */
+export interface TokenLogprobs {
+  logprob: number;
+  /** The most likely ids (`topLogprobs` of them), logprob descending, lower id first on ties. */
+  top: { id: number; logprob: number }[];
 }
 
 export type RequestType = "context_and_generation" | "context_only" | "generation_only";
@@ -122,6 +140,17 @@ export interface GenerateRequest {
    * with UnsupportedError. The request's stop tokens should include the constraint's (the model's EOS ids).
    */
   constraint?: TokenConstraint;
+  /** Added to the logits of these ids before the draw (id → bias, finite). Default none. */
+  logitBias?: Readonly<Record<number, number>>;
+  /**
+   * The end id and stop token ids cannot be drawn before this many tokens were generated (counting
+   * `generatedOffset`). Default 0.
+   */
+  minNewTokens?: number;
+  /** Record each drawn token's logprobs (GenerateChunk.logprobs). Default false. */
+  logprobs?: boolean;
+  /** With logprobs: alternatives per token, [0, 20]. Default 0. */
+  topLogprobs?: number;
 }
 
 export type FinishReason = "length" | "end_id" | "stop_token" | "cancelled" | "error";
@@ -130,6 +159,11 @@ export interface GenerateChunk {
   requestId: number;
   /** New tokens since the previous chunk (may be empty in a final chunk). */
   tokens: number[];
+  /**
+   * With `logprobs`: one entry per token; undefined for a token the executor did not record (the first token of a
+   * generation_only request: the context_only request's chunk carried it).
+   */
+  logprobs?: (TokenLogprobs | undefined)[];
   final: boolean;
   /** Set on the final chunk. */
   finishReason?: FinishReason;

@@ -103,11 +103,12 @@ describe("ABI conformance: the koffi binding against trtd_executor.h", () => {
   it("the header parses into every struct, enum and function it declares", () => {
     expect([...header.structs.keys()]).toEqual([
       "trtd_executor_config", "trtd_model_info", "trtd_sampling_params", "trtd_context_phase_params", "trtd_request",
-      "trtd_response", "trtd_executor_stats", "trtd_kv_layout", "trtd_kv_segment", "trtd_kv_export_info",
+      "trtd_response", "trtd_token_logprobs", "trtd_executor_stats", "trtd_kv_layout", "trtd_kv_segment", "trtd_kv_export_info",
     ]);
     expect([...header.enums.keys()]).toEqual(["trtd_status", "trtd_request_type", "trtd_finish_reason", "trtd_memory_kind", "trtd_kv_dtype"]);
     expect(header.functions.size).toBeGreaterThanOrEqual(25);
     expect(header.functions.get("trtd_executor_await_responses")).toBe(7);
+    expect(header.functions.get("trtd_executor_await_responses_ext")).toBe(8);
     expect(compiled.abi).toBe(ABI_VERSION);
   });
 

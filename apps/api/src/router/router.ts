@@ -150,7 +150,9 @@ export class Router implements GenerationBackend {
         for await (const chunk of this.workers.decode(decode.id, sent, signal)) {
           generated.push(...chunk.tokens);
           // The mode and KV figures describe how the request started; a migrated continuation does not repeat them.
-          yield migrated ? { tokens: chunk.tokens, finishReason: chunk.finishReason, error: chunk.error } : chunk;
+          yield migrated
+            ? { tokens: chunk.tokens, ...(chunk.logprobs ? { logprobs: chunk.logprobs } : {}), finishReason: chunk.finishReason, error: chunk.error }
+            : chunk;
         }
         return;
       } catch (err) {

@@ -22,7 +22,9 @@
 #include "../../include/trtd_executor.h"
 #include "abi_common.hpp"
 #include "engine.hpp"
+#include "logit_controls.hpp"
 #include "model_config.hpp"
+#include "sampler.hpp"
 
 using namespace trtd;
 using trtd::cuda::Engine;
@@ -38,6 +40,9 @@ struct Request {
     int prompt_len = 0, max_new = 0, end_id = -1;
     std::vector<int> stop;
     trtd_sampling_params sampling{};
+    LogitControls controls;
+    bool logprobs = false;
+    int num_top_logprobs = 0;
     int generated = 0, generated_offset = 0;
     int computed = 0;          // tokens whose K/V are in its blocks
     std::vector<int> blocks;
@@ -48,6 +53,9 @@ struct Request {
     int first_token = -1;      // generation-only
     bool cancel = false;
     int pending() const { return int(tokens.size()) - computed; }
+    // Drawn on the host from the step's downloaded logits row (logit controls, min_p, logprobs), with the
+    // reference executor's code (logit_controls.cpp, sampler.cpp): the device sampler has none of these.
+    bool host_draw() const { return controls.active() || logprobs || (sampling.temperature > 0 && sampling.min_p > 0); }
 };
 
 // The engine's lock, shared by the iteration loop and the ABI calls that use the engine (KV export and import,
@@ -137,8 +145,8 @@ struct trtd_executor {
         r.bt_synced = 0;
     }
     void emit_locked(trtd_request_id id, const int * toks, int n, bool final, int reason, int status = 0,
-                     const std::string & msg = "") {
-        responses.emit_locked(id, toks, n, final, reason, status, msg);
+                     const std::string & msg = "", const trtd_token_logprobs * logprobs = nullptr) {
+        responses.emit_locked(id, toks, n, final, reason, status, msg, logprobs);
         resp_cv.notify_all();
     }
 
@@ -158,11 +166,11 @@ struct trtd_executor {
         emit_locked(r.id, nullptr, 0, true, reason, status, msg);
     }
 
-    bool accept_token_locked(Request & r, int token) {
+    bool accept_token_locked(Request & r, int token, const trtd_token_logprobs * logprobs = nullptr) {
         r.tokens.push_back(token);
         ++r.generated;
         ++generated_tokens;
-        emit_locked(r.id, &token, 1, false, 0);
+        emit_locked(r.id, &token, 1, false, 0, 0, "", logprobs);
         int reason = 0;
         if (r.end_id >= 0 && token == r.end_id) reason = TRTD_FINISH_END_ID;
         else if (std::find(r.stop.begin(), r.stop.end(), token) != r.stop.end()) reason = TRTD_FINISH_STOP_TOKEN;
@@ -249,17 +257,49 @@ struct trtd_executor {
         }
     }
 
+    // The host draws of a step: host_rows[k] is the step's sampling row whose logits are host_logits[k * vocab, ...).
+    // One sampler and one scratch: the engine thread draws them one after another.
+    Sampler host_sampler;
+    LogitControlsApplier host_controls;
+    std::vector<float> host_row;
+    std::vector<std::pair<float, int>> host_top;
+
+    void host_draw(const Request & r, const float * raw, int & token, trtd_token_logprobs & lp) {
+        const int vocab = model.vocab_size;
+        const float * row = raw;
+        if (r.controls.active()) {
+            host_row.assign(raw, raw + vocab);
+            const uint64_t n = uint64_t(r.generated_offset) + uint64_t(r.generated);
+            host_controls.apply(host_row.data(), vocab, r.controls,
+                                DrawContext{r.tokens.data(), int(r.tokens.size()), r.prompt_len - r.generated_offset, int64_t(n)});
+            row = host_row.data();
+        }
+        SamplingParams p;
+        p.seed = r.sampling.seed;
+        p.temperature = r.sampling.temperature;
+        p.top_p = r.sampling.top_p;
+        p.top_k = r.sampling.top_k;
+        p.min_p = r.sampling.min_p;
+        token = host_sampler.sample(row, vocab, p, uint64_t(r.generated_offset) + uint64_t(r.generated));
+        lp = no_logprobs();
+        if (r.logprobs) raw_logprobs(raw, vocab, token, r.num_top_logprobs, lp, host_top);
+    }
+
     void run_iterations() {
         struct Item { Request * req; int n; bool sample; };
         std::vector<Item> items;
         trtd::cuda::Step step;
         std::vector<int> sampled;
+        std::vector<float> host_logits;
+        std::vector<Request *> host_reqs;  // parallel to step.host_rows
+        std::vector<trtd_token_logprobs> host_logprobs;  // per sampling row: those drawn on the host
         std::vector<Request *> uploads;
         const int T = cfg.kv_tokens_per_block;
         while (true) {
             items.clear();
             step.clear();
             uploads.clear();
+            host_reqs.clear();
             // The staged imports of this iteration: their buffer and the blocks it holds, fixed at admission. The
             // decode-growth pass below can append a block to the request (a prompt that ends on a block boundary);
             // that block is not in the buffer and must not be copied from it.
@@ -331,6 +371,11 @@ struct trtd_executor {
                         p.temperature = r.sampling.temperature;
                         p.top_p = r.sampling.top_p;
                         p.top_k = r.sampling.top_k;
+                        if (r.host_draw()) {  // the device only computes the logits row; its argmax is not used
+                            p.temperature = 0;
+                            step.host_rows.push_back(int(step.sampling.size()));
+                            host_reqs.push_back(&r);
+                        }
                         step.sampling.push_back(p);
                     }
                 }
@@ -344,7 +389,13 @@ struct trtd_executor {
                     free_host(hi.host);
                 }
                 host_imports.clear();
-                engine->run(step, sampled);
+                engine->run(step, sampled, &host_logits);
+                host_logprobs.assign(step.sampling.size(), no_logprobs());
+                // Request fields the draws read (tokens, counts) change only on this thread, under mu below.
+                for (size_t k = 0; k < step.host_rows.size(); ++k) {
+                    const size_t row = size_t(step.host_rows[k]);
+                    host_draw(*host_reqs[k], host_logits.data() + k * size_t(model.vocab_size), sampled[row], host_logprobs[row]);
+                }
             } catch (const std::exception & e) {
                 error = std::string("forward pass failed: ") + e.what();
                 for (auto & hi : host_imports) free_host(hi.host);
@@ -361,7 +412,9 @@ struct trtd_executor {
                 for (int k = 0; k < it.n; ++k)
                     if (r.computed + k < r.prompt_len) ++prompt_tokens;
                 r.computed += it.n;
-                if (it.sample && accept_token_locked(r, sampled[si++])) done.push_back(&r);
+                if (!it.sample) continue;
+                const size_t d = si++;
+                if (accept_token_locked(r, sampled[d], r.logprobs ? &host_logprobs[d] : nullptr)) done.push_back(&r);
             }
             if (!done.empty())
                 running.erase(std::remove_if(running.begin(), running.end(),
@@ -434,6 +487,7 @@ trtd_executor_config trtd_executor_default_config(void) {
 trtd_sampling_params trtd_sampling_default_params(void) {
     trtd_sampling_params p{};
     p.top_p = 1;
+    p.repetition_penalty = 1;
     return p;
 }
 
@@ -561,6 +615,9 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
         r->end_id = req->end_id;
         if (req->num_stop_token_ids) r->stop.assign(req->stop_token_ids, req->stop_token_ids + req->num_stop_token_ids);
         r->sampling = req->sampling;
+        r->controls = LogitControls::from_request(*req);
+        r->logprobs = req->logprobs;
+        r->num_top_logprobs = req->num_top_logprobs;
         const int T = ex->cfg.kv_tokens_per_block;
         const int kv_tokens = req->type == TRTD_REQUEST_CONTEXT_ONLY
                                   ? r->prompt_len
@@ -612,6 +669,12 @@ trtd_status trtd_executor_cancel(trtd_executor * ex, trtd_request_id id) {
 
 trtd_status trtd_executor_await_responses(trtd_executor * ex, int32_t timeout_ms, trtd_response * responses, int32_t max_responses,
                                           trtd_token * tokens, int32_t max_tokens, int32_t * n_out) {
+    return trtd_executor_await_responses_ext(ex, timeout_ms, responses, max_responses, tokens, max_tokens, nullptr, n_out);
+}
+
+trtd_status trtd_executor_await_responses_ext(trtd_executor * ex, int32_t timeout_ms, trtd_response * responses,
+                                              int32_t max_responses, trtd_token * tokens, int32_t max_tokens,
+                                              trtd_token_logprobs * logprobs, int32_t * n_out) {
     if (n_out) *n_out = 0;
     if (!ex || !n_out || (max_responses > 0 && !responses) || (max_tokens > 0 && !tokens) || max_responses < 0 || max_tokens < 0)
         return fail(TRTD_STATUS_INVALID_ARGUMENT, "await_responses: bad buffers");
@@ -619,7 +682,7 @@ trtd_status trtd_executor_await_responses(trtd_executor * ex, int32_t timeout_ms
     auto ready = [&] { return !ex->responses.empty_locked() || ex->stop; };
     if (timeout_ms < 0) ex->resp_cv.wait(lk, ready);
     else if (timeout_ms > 0) ex->resp_cv.wait_for(lk, std::chrono::milliseconds(timeout_ms), ready);
-    *n_out = ex->responses.drain_locked(responses, max_responses, tokens, max_tokens);
+    *n_out = ex->responses.drain_locked(responses, max_responses, tokens, max_tokens, logprobs);
     return TRTD_STATUS_OK;
 }
 

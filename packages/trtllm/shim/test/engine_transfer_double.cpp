@@ -44,6 +44,7 @@ struct Inner
     TRTD_DOUBLE_FN(trtd_executor_cancel)
     TRTD_DOUBLE_FN(trtd_executor_set_token_mask)
     TRTD_DOUBLE_FN(trtd_executor_await_responses)
+    TRTD_DOUBLE_FN(trtd_executor_await_responses_ext)
     TRTD_DOUBLE_FN(trtd_executor_notify_fd)
     TRTD_DOUBLE_FN(trtd_executor_get_stats)
     TRTD_DOUBLE_FN(trtd_executor_kv_layout)
@@ -92,6 +93,7 @@ Inner& inner()
         TRTD_DOUBLE_BIND(trtd_executor_cancel)
         TRTD_DOUBLE_BIND(trtd_executor_set_token_mask)
         TRTD_DOUBLE_BIND(trtd_executor_await_responses)
+        TRTD_DOUBLE_BIND(trtd_executor_await_responses_ext)
         TRTD_DOUBLE_BIND(trtd_executor_notify_fd)
         TRTD_DOUBLE_BIND(trtd_executor_get_stats)
         TRTD_DOUBLE_BIND(trtd_executor_kv_layout)
@@ -317,6 +319,16 @@ TRTD_API trtd_status trtd_executor_await_responses(trtd_executor* executor, int3
     trtd_status s;
     return ready(s) ? innerStatus(inner().trtd_executor_await_responses(
                executor, timeout_ms, responses, max_responses, tokens, max_tokens, num_responses_out))
+                    : s;
+}
+
+TRTD_API trtd_status trtd_executor_await_responses_ext(trtd_executor* executor, int32_t timeout_ms,
+    trtd_response* responses, int32_t max_responses, trtd_token* tokens, int32_t max_tokens, trtd_token_logprobs* logprobs,
+    int32_t* num_responses_out)
+{
+    trtd_status s;
+    return ready(s) ? innerStatus(inner().trtd_executor_await_responses_ext(
+               executor, timeout_ms, responses, max_responses, tokens, max_tokens, logprobs, num_responses_out))
                     : s;
 }
 
