@@ -41,7 +41,8 @@ extern "C" {
 #endif
 
 /** Bumped on every incompatible change of this header; compare with trtd_abi_version() at load time. */
-#define TRTD_ABI_VERSION 3 /* 2: trtd_request.generated_offset; 3: device KV transfer functions */
+#define TRTD_ABI_VERSION 4 /* 2: trtd_request.generated_offset; 3: device KV transfer functions;
+                             4: prefix cache (trtd_executor_config.enable_prefix_cache, its stats) */
 
 typedef struct trtd_executor trtd_executor; /* opaque */
 typedef int32_t trtd_token;
@@ -126,6 +127,9 @@ typedef struct trtd_executor_config {
     int32_t max_context_length;       /* prompt + generated tokens per request; 0 = model's max_position_embeddings */
     int32_t device_id;                /* accelerator ordinal; -1 = CPU (the reference executor needs -1 or 0) */
     int32_t max_queued_requests;      /* enqueue fails with QUEUE_FULL past this many waiting; 0 = unbounded */
+    /* Added in ABI 4. Reuse full KV blocks across requests whose tokens start the same way (default true; see
+     * "Prefix cache" below). Off: every prompt is computed from scratch and a freed block holds nothing. */
+    bool    enable_prefix_cache;
 } trtd_executor_config;
 
 /** Defaults, to be adjusted field by field. */
@@ -282,17 +286,32 @@ TRTD_API trtd_status trtd_executor_context_phase_state(trtd_executor * executor,
  * Stats
  * ---------------------------------------------------------------------------------------------- */
 
+/*
+ * Prefix cache (ABI 4). A full KV block (tokens_per_block tokens) is keyed by a hash chained over the model
+ * identity, the block's position and its token ids, so a block is reused only where every token before it is
+ * equal too. Blocks are shared across requests with reference counts and never written while shared: a request
+ * reuses at most its prompt's leading full blocks short of its last prompt token. When no request, export or
+ * import holds a cached block it stays cached, counted in kv_blocks_free and kv_blocks_cached, until a block is
+ * needed and none is empty: then the least recently used is evicted. Output with a cached prefix equals
+ * output without it, token for token.
+ */
 typedef struct trtd_executor_stats {
     uint64_t iterations;         /* engine iterations run so far */
     uint64_t generated_tokens;   /* tokens sampled so far */
-    uint64_t prompt_tokens;      /* prompt tokens processed so far */
+    uint64_t prompt_tokens;      /* prompt tokens processed so far (prefix-cache hits are not processed) */
     int32_t  active_requests;    /* admitted, holding KV, not finished */
     int32_t  queued_requests;    /* waiting for admission */
     int32_t  kv_blocks_total;
-    int32_t  kv_blocks_used;     /* by requests, pinned exports and pending imports */
-    int32_t  kv_blocks_free;
+    int32_t  kv_blocks_used;     /* held by requests, pinned exports and pending imports; 0 when all are done */
+    int32_t  kv_blocks_free;     /* not held: empty, or cached and evictable (kv_blocks_cached); used + free = total */
     int32_t  pinned_exports;     /* finished context-only requests not yet released */
     int32_t  pending_imports;    /* reserved imports not yet consumed or aborted */
+    /* Added in ABI 4 (prefix cache). */
+    int32_t  kv_blocks_cached;             /* free blocks that hold a cached prefix (part of kv_blocks_free) */
+    uint64_t prefix_cache_hit_tokens;      /* prompt tokens whose KV came from the cache, at admission */
+    uint64_t prefix_cache_miss_tokens;     /* prompt tokens that had to be computed (all of them with the cache
+                                              off; generation-only requests count neither) */
+    uint64_t prefix_cache_evicted_blocks;  /* cached blocks evicted to make room */
 } trtd_executor_stats;
 
 TRTD_API trtd_status trtd_executor_get_stats(trtd_executor * executor, trtd_executor_stats * stats_out);

@@ -37,6 +37,12 @@ function int32Array(name: string, values: readonly number[] | Int32Array): Int32
   return out;
 }
 
+function boolOption(name: string, v: boolean | undefined, fallback: boolean): boolean {
+  if (v === undefined) return fallback;
+  if (typeof v !== "boolean") throw new InvalidArgumentError(`${name} must be a boolean, got ${String(v)}`);
+  return v;
+}
+
 function intOption(name: string, v: number | undefined, fallback: number): number {
   if (v === undefined) return fallback;
   if (!Number.isInteger(v)) throw new InvalidArgumentError(`${name} must be an integer, got ${String(v)}`);
@@ -114,6 +120,7 @@ export class Executor implements KvOwner {
     cfg.num_threads = intOption("threads", options.threads, cfg.num_threads);
     cfg.max_context_length = intOption("maxContextLength", options.maxContextLength, cfg.max_context_length);
     cfg.max_queued_requests = intOption("maxQueuedRequests", options.maxQueuedRequests, cfg.max_queued_requests);
+    cfg.enable_prefix_cache = boolOption("prefixCache", options.prefixCache, cfg.enable_prefix_cache);
     cfg.device_id = intOption("deviceId", options.deviceId, options.executor ? DEFAULT_DEVICE[options.executor] : cfg.device_id);
     for (const [k, v] of Object.entries(cfg)) {
       if (Number(v) > 0x7fffffff && k !== "kv_memory_bytes") throw new InvalidArgumentError(`option ${k} is too large`);
@@ -266,6 +273,10 @@ export class Executor implements KvOwner {
       kvBlocksUsed: s.kv_blocks_used as number,
       kvBlocksFree: s.kv_blocks_free as number,
       kvBlocksTotal: s.kv_blocks_total as number,
+      kvBlocksCached: s.kv_blocks_cached as number,
+      prefixCacheHitTokens: Number(s.prefix_cache_hit_tokens),
+      prefixCacheMissTokens: Number(s.prefix_cache_miss_tokens),
+      prefixCacheEvictedBlocks: Number(s.prefix_cache_evicted_blocks),
       pinnedExports: s.pinned_exports as number,
       pendingImports: s.pending_imports as number,
       iterations: Number(s.iterations),

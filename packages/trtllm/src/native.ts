@@ -7,7 +7,7 @@ import { AbiMismatchError, InvalidArgumentError, LibraryLoadError } from "./erro
 import type { ExecutorName, FinishReason, MemoryKind, RequestType } from "./types.js";
 
 /** TRTD_ABI_VERSION this binding was written for. */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 export const T = {
   executor: koffi.opaque("trtd_executor"),
@@ -21,6 +21,7 @@ export const T = {
     max_context_length: "int32_t",
     device_id: "int32_t",
     max_queued_requests: "int32_t",
+    enable_prefix_cache: "bool", // ABI 4
   }),
   modelInfo: koffi.struct("trtd_model_info", {
     vocab_size: "int32_t",
@@ -66,6 +67,10 @@ export const T = {
     kv_blocks_free: "int32_t",
     pinned_exports: "int32_t",
     pending_imports: "int32_t",
+    kv_blocks_cached: "int32_t", // ABI 4
+    prefix_cache_hit_tokens: "uint64_t",
+    prefix_cache_miss_tokens: "uint64_t",
+    prefix_cache_evicted_blocks: "uint64_t",
   }),
   kvLayout: koffi.struct("trtd_kv_layout", {
     bytes_per_block: "uint64_t",
@@ -107,14 +112,28 @@ export const RESPONSE_SIZE = koffi.sizeof(T.response);
 export const SEGMENT_SIZE = koffi.sizeof(T.segment);
 void requestType;
 
+/** trtd_executor_config as koffi reads and writes it. */
+export interface ExecutorConfigFields {
+  kv_memory_bytes: number;
+  max_batch_size: number;
+  max_tokens_per_iteration: number;
+  kv_tokens_per_block: number;
+  kv_block_count: number;
+  num_threads: number;
+  max_context_length: number;
+  device_id: number;
+  max_queued_requests: number;
+  enable_prefix_cache: boolean; // ABI 4
+}
+
 /** The native functions of one executor library. Pointers (handles, segment data) are BigInt (koffi 3). */
 export interface NativeLib {
   path: string;
   version: string;
   abiVersion: number;
   lastError(): string;
-  defaultConfig(): Record<string, number>;
-  create(modelDir: string, config: Record<string, number>, out: unknown[]): number;
+  defaultConfig(): ExecutorConfigFields;
+  create(modelDir: string, config: ExecutorConfigFields, out: unknown[]): number;
   destroy(ex: bigint): void;
   modelInfo(ex: bigint, out: Record<string, unknown>): number;
   enqueue(ex: bigint, request: Record<string, unknown>, idOut: unknown[]): number;

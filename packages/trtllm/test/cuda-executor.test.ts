@@ -55,7 +55,7 @@ describe.skipIf(noLibrary !== undefined)("CUDA executor library, host side", () 
 
   it(`loads with ABI ${ABI_VERSION} and reports its name and version`, () => {
     const lib = loadLibrary(cudaLib); // AbiMismatchError for another ABI
-    expect(lib.abiVersion).toBe(3);
+    expect(lib.abiVersion).toBe(ABI_VERSION);
     expect(lib.version).toMatch(/^trtd-\S*cuda\S* \d+\.\d+/i);
     expect(lib.version).not.toBe(loadLibrary(defaultLibraryPath).version);
   });
@@ -67,7 +67,7 @@ describe.skipIf(noLibrary !== undefined)("CUDA executor library, host side", () 
     expect(cfg.max_tokens_per_iteration).toBeGreaterThanOrEqual(1);
     expect(cfg.kv_block_count).toBeGreaterThanOrEqual(0);
     expect(Number(cfg.kv_memory_bytes) > 0 || cfg.kv_block_count > 0, "a KV pool size: bytes or blocks").toBe(true);
-    for (const k of ["num_threads", "max_context_length", "max_queued_requests"]) expect(cfg[k], k).toBeGreaterThanOrEqual(0);
+    for (const k of ["num_threads", "max_context_length", "max_queued_requests"] as const) expect(cfg[k], k).toBeGreaterThanOrEqual(0);
   });
 
   it.skipIf(hasGpu)("without a GPU, create on models/tiny fails with a non-OK status and says there is no CUDA device", () => {

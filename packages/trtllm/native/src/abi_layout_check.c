@@ -9,7 +9,8 @@
 #define TRTD_CHECK_OFFSET(type, field, offset) \
     typedef char trtd_check_##type##_##field[(offsetof(type, field) == (offset)) ? 1 : -1]
 
-TRTD_CHECK_SIZE(trtd_executor_config, 40);
+TRTD_CHECK_SIZE(trtd_executor_config, 48);
+TRTD_CHECK_OFFSET(trtd_executor_config, enable_prefix_cache, 40); /* ABI 4 */
 TRTD_CHECK_SIZE(trtd_model_info, 96);
 TRTD_CHECK_SIZE(trtd_sampling_params, 24);
 TRTD_CHECK_SIZE(trtd_context_phase_params, 32);
@@ -17,7 +18,8 @@ TRTD_CHECK_SIZE(trtd_request, 72);
 TRTD_CHECK_OFFSET(trtd_request, type, 64);
 TRTD_CHECK_OFFSET(trtd_request, generated_offset, 68); /* ABI 2: fits the tail padding of ABI 1's struct */
 TRTD_CHECK_SIZE(trtd_response, 232);
-TRTD_CHECK_SIZE(trtd_executor_stats, 56);
+TRTD_CHECK_SIZE(trtd_executor_stats, 80);
+TRTD_CHECK_OFFSET(trtd_executor_stats, kv_blocks_cached, 52); /* ABI 4: in ABI 3's tail padding */
 TRTD_CHECK_SIZE(trtd_kv_layout, 64);
 TRTD_CHECK_SIZE(trtd_kv_segment, 24);
 TRTD_CHECK_SIZE(trtd_kv_export_info, 24);
