@@ -9,9 +9,10 @@
 // Nothing leaks: after every test the blocks held return to 0; cached blocks show apart (kvBlocksCached).
 // Runs on the executor under test ($TRTD_TEST_EXECUTOR); on the CUDA executor outputs may part at a measured
 // near-tie (test/near-tie.ts), as the cached prefix was computed by other kernels than a fresh prefill.
+import { loadModel, referenceForward } from "@trtd/model";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { InvalidArgumentError, type Executor, type GenerateRequest, type SamplingOptions } from "../src/index.js";
-import { expectIdle, openTiny, prompt, run, skipSuite } from "./helpers.js";
+import { expectIdle, openTiny, prompt, run, skipSuite, tinyDir } from "./helpers.js";
 import { NearTies } from "./near-tie.js";
 
 const skip = skipSuite("prefix-cache");
@@ -115,6 +116,28 @@ describe.skipIf(skip)("prefix cache", () => {
       });
     }
   }
+
+  it("greedy tokens on a cached prefix follow the float64 reference's argmax where it is unambiguous", async () => {
+    // Against @trtd/model's referenceForward (float64, itself checked against transformers' values), not only
+    // against this executor with the cache off.
+    const ex = exec({ kvTokensPerBlock: 4, maxTokensPerIteration: 8 });
+    const system = prompt(18, 41);
+    await run(ex, { prompt: chat(system, 1, 3), maxNewTokens: 2 });
+    const p = chat(system, 2, 3);
+    const { tokens } = await run(ex, { prompt: p, maxNewTokens: 6 });
+    expect(ex.stats().prefixCacheHitTokens).toBe(16);
+    const ref = loadModel(tinyDir);
+    const margin = ties.tolerant ? 0.3 : 1e-3; // a gap below it is a near-tie: either answer is right (bf16: ~0.1-0.2 errors)
+    let checked = 0;
+    for (let i = 0; i < tokens.length; i++) {
+      const logits = referenceForward(ref, [...p, ...tokens.slice(0, i)]).logits;
+      const order = [...logits.keys()].sort((x, y) => logits[y]! - logits[x]!);
+      if (logits[order[0]!]! - logits[order[1]!]! < margin) continue;
+      expect(tokens[i], `token ${i}`).toBe(order[0]);
+      checked++;
+    }
+    expect(checked).toBeGreaterThanOrEqual(ties.tolerant ? 1 : 4);
+  });
 
   it("requests running at the same time share the blocks of their common prefix", async () => {
     const T = 16;
