@@ -380,6 +380,7 @@ trtd_executor_config trtd_executor_default_config(void)
     c.max_context_length = 0;       // 0: the engine's max_seq_len
     c.device_id = 0;
     c.max_queued_requests = 0;
+    c.enable_prefix_cache = false;  // ignored: TRT-LLM's block reuse stays off (see kvCache below), its stats stay 0
     return c;
 }
 
@@ -466,7 +467,9 @@ trtd_status trtd_executor_create(const char* model_dir, const trtd_executor_conf
     }
 
     tle::KvCacheConfig kvCache;
-    kvCache.setEnableBlockReuse(false); // keeps "blocks used" at zero when idle; reuse is not part of the ABI
+    // Block reuse off, whatever enable_prefix_cache says: TRT-LLM counts reusable blocks as used, so "blocks used"
+    // would not return to zero when idle (ABI 4 keeps cached blocks apart, which TRT-LLM's iteration stats cannot).
+    kvCache.setEnableBlockReuse(false);
     int64_t kvTokens = 0;
     if (cfg.kv_block_count > 0 && info.tokensPerBlock > 0)
     {
