@@ -62,7 +62,7 @@ describe.skipIf(noLibrary !== undefined)("CUDA executor library, host side", () 
 
   it("has a sane default config: 32 tokens per KV block on device 0", () => {
     const cfg = loadLibrary(cudaLib).defaultConfig();
-    expect(cfg).toMatchObject({ kv_tokens_per_block: 32, device_id: 0 });
+    expect(cfg).toMatchObject({ kv_tokens_per_block: 32, device_id: 0, enable_prefix_cache: true });
     expect(cfg.max_batch_size).toBeGreaterThanOrEqual(1);
     expect(cfg.max_tokens_per_iteration).toBeGreaterThanOrEqual(1);
     expect(cfg.kv_block_count).toBeGreaterThanOrEqual(0);
