@@ -42,7 +42,7 @@ extern "C" {
 
 /** Bumped on every incompatible change of this header; compare with trtd_abi_version() at load time. */
 #define TRTD_ABI_VERSION 4 /* 2: trtd_request.generated_offset; 3: device KV transfer functions;
-                             4: prefix cache (trtd_executor_config.enable_prefix_cache, its stats) */
+                             4: prefix cache (trtd_executor_config.enable_prefix_cache, its stats, KV events) */
 
 typedef struct trtd_executor trtd_executor; /* opaque */
 typedef int32_t trtd_token;
@@ -315,6 +315,44 @@ typedef struct trtd_executor_stats {
 } trtd_executor_stats;
 
 TRTD_API trtd_status trtd_executor_get_stats(trtd_executor * executor, trtd_executor_stats * stats_out);
+
+/* ------------------------------------------------------------------------------------------------
+ * KV events (ABI 4): what the prefix cache stores and evicts, for a KV-aware router. A block is named by its
+ * chained hash (see "Prefix cache" above), which a router computes from token ids the same way.
+ * The executor queues events from creation on, at most TRTD_KV_EVENT_QUEUE_MAX; past that the queue is dropped
+ * and the next drain reports it lost: the consumer rebuilds its view from trtd_executor_kv_cache_snapshot.
+ * ---------------------------------------------------------------------------------------------- */
+
+#define TRTD_KV_EVENT_QUEUE_MAX 65536
+
+typedef enum trtd_kv_event_type {
+    TRTD_KV_EVENT_STORED = 0,  /* a full block entered the cache */
+    TRTD_KV_EVENT_REMOVED = 1  /* a cached block was evicted */
+} trtd_kv_event_type;
+
+typedef struct trtd_kv_event {
+    uint64_t block_hash;
+    int32_t  type;      /* trtd_kv_event_type */
+    int32_t  reserved;  /* 0 */
+} trtd_kv_event;
+
+/**
+ * Moves up to max_events queued events into events, oldest first. *lost_out is true when events were dropped
+ * (the queue overflowed) since the last snapshot: the events returned then start after the gap, so rebuild from
+ * a snapshot. With the prefix cache off there are never events.
+ * @return OK; INVALID_ARGUMENT; UNSUPPORTED (an implementation without a prefix cache).
+ */
+TRTD_API trtd_status trtd_executor_kv_events(trtd_executor * executor, trtd_kv_event * events, int32_t max_events,
+                                             int32_t * num_events_out, bool * lost_out);
+
+/**
+ * Size-first: the hashes of every block in the prefix cache (held or not), in no particular order. With
+ * max_hashes < the count, only *num_hashes_out is written and BUFFER_TOO_SMALL returned. A complete snapshot
+ * also drops the queued events and clears the lost flag, under the same lock: the next events continue from it.
+ * @return OK; INVALID_ARGUMENT; BUFFER_TOO_SMALL; UNSUPPORTED.
+ */
+TRTD_API trtd_status trtd_executor_kv_cache_snapshot(trtd_executor * executor, uint64_t * hashes, int32_t max_hashes,
+                                                     int32_t * num_hashes_out);
 
 /* ------------------------------------------------------------------------------------------------
  * KV cache layout, export and import (disaggregation)

@@ -940,6 +940,34 @@ trtd_status trtd_executor_context_phase_state(trtd_executor* executor, trtd_requ
     return TRTD_STATUS_OK;
 }
 
+// KV events (ABI 4): block reuse stays off in this shim (see the KvCacheConfig in create), so there is no prefix
+// cache to report; TRT-LLM's own KV event manager could feed these later.
+trtd_status trtd_executor_kv_events(trtd_executor* executor, trtd_kv_event* events, int32_t max_events, int32_t* num_events_out, bool* lost_out)
+{
+    (void) events;
+    (void) max_events;
+    if (num_events_out != nullptr)
+    {
+        *num_events_out = 0;
+    }
+    if (lost_out != nullptr)
+    {
+        *lost_out = false;
+    }
+    return fail(executor == nullptr ? TRTD_STATUS_INVALID_ARGUMENT : TRTD_STATUS_UNSUPPORTED, "the TensorRT-LLM shim keeps no prefix cache");
+}
+
+trtd_status trtd_executor_kv_cache_snapshot(trtd_executor* executor, uint64_t* hashes, int32_t max_hashes, int32_t* num_hashes_out)
+{
+    (void) hashes;
+    (void) max_hashes;
+    if (num_hashes_out != nullptr)
+    {
+        *num_hashes_out = 0;
+    }
+    return fail(executor == nullptr ? TRTD_STATUS_INVALID_ARGUMENT : TRTD_STATUS_UNSUPPORTED, "the TensorRT-LLM shim keeps no prefix cache");
+}
+
 trtd_status trtd_executor_get_stats(trtd_executor* executor, trtd_executor_stats* stats_out)
 {
     if (executor == nullptr || stats_out == nullptr)

@@ -4,6 +4,7 @@
 import { Socket } from "node:net";
 import {
   ExecutorClosedError,
+  InternalError,
   InvalidArgumentError,
   NativeStatus,
   RequestFailedError,
@@ -11,10 +12,10 @@ import {
   type ExecutorError,
 } from "./errors.js";
 import { KvExport, KvImport, type KvOwner } from "./kv.js";
-import { decodeResponse, FINISH_REASONS, loadLibrary, MEMORY_KINDS, REQUEST_TYPES, resolveLibraryPath, RESPONSE_SIZE, type NativeLib } from "./native.js";
+import { decodeResponse, FINISH_REASONS, KV_EVENT_SIZE, KV_EVENT_TYPES, loadLibrary, MEMORY_KINDS, REQUEST_TYPES, resolveLibraryPath, RESPONSE_SIZE, type NativeLib } from "./native.js";
 import { KV_DTYPES } from "@trtd/model";
 import { GenerationStream } from "./stream.js";
-import type { ExecutorKvLayout, ExecutorName, ExecutorOptions, ExecutorStats, GenerateOptions, GenerateRequest, ModelInfo } from "./types.js";
+import type { ExecutorKvLayout, ExecutorName, ExecutorOptions, ExecutorStats, GenerateOptions, GenerateRequest, KvEvents, ModelInfo } from "./types.js";
 
 /** config device_id when deviceId is unset and the implementation is chosen by name. */
 const DEFAULT_DEVICE: Record<ExecutorName, number> = { reference: -1, cuda: 0 };
@@ -262,6 +263,50 @@ export class Executor implements KvOwner {
   cancel(requestId: number): boolean {
     if (this.#ex === undefined) return false;
     return this.native.cancel(this.#ex, requestId) === 0;
+  }
+
+  /**
+   * Drains the prefix cache's events (ABI 4): the hashes of blocks stored in and evicted from the cache since the
+   * last drain, oldest first (`prefixBlockHashes` computes the same keys from token ids). `lost` is true when the
+   * executor's queue overflowed since the last kvCacheSnapshot(): rebuild from a snapshot then.
+   * @throws UnsupportedError (an implementation without a prefix cache)
+   */
+  kvEvents(): KvEvents {
+    const ex = this.handle();
+    const max = 4096;
+    const buf = Buffer.alloc(max * KV_EVENT_SIZE);
+    const n = new Int32Array(1);
+    const lostOut = new Uint8Array(1);
+    const out: KvEvents = { events: [], lost: false };
+    for (;;) {
+      this.check(this.native.kvEvents(ex, buf, max, n, lostOut));
+      out.lost ||= lostOut[0] !== 0;
+      for (let i = 0; i < n[0]!; i++) {
+        const type = KV_EVENT_TYPES[buf.readInt32LE(i * KV_EVENT_SIZE + 8)];
+        if (type === undefined) throw new InternalError(`unknown KV event type ${buf.readInt32LE(i * KV_EVENT_SIZE + 8)}`);
+        out.events.push({ type, hash: buf.readBigUInt64LE(i * KV_EVENT_SIZE) });
+      }
+      if (n[0]! < max) return out;
+    }
+  }
+
+  /**
+   * The hashes of every block in the prefix cache (ABI 4). Taking it drops the queued events, which it supersedes:
+   * kvEvents() continues from here.
+   * @throws UnsupportedError (an implementation without a prefix cache)
+   */
+  kvCacheSnapshot(): bigint[] {
+    const ex = this.handle();
+    const n = new Int32Array(1);
+    for (;;) {
+      const status = this.native.kvCacheSnapshot(ex, null, 0, n);
+      if (status !== 0 && status !== NativeStatus.BUFFER_TOO_SMALL) this.check(status);
+      const buf = new BigUint64Array(Math.max(1, n[0]!));
+      const s2 = this.native.kvCacheSnapshot(ex, buf, buf.length, n);
+      if (s2 === NativeStatus.BUFFER_TOO_SMALL) continue; // the cache grew in between: ask again
+      this.check(s2);
+      return Array.from(buf.subarray(0, n[0]!));
+    }
   }
 
   stats(): ExecutorStats {

@@ -2,6 +2,7 @@
 export { Executor } from "./executor.js";
 export { GenerationStream } from "./stream.js";
 export { KvExport, KvImport } from "./kv.js";
+export { prefixBlockHashes } from "./prefix-hash.js";
 export { ABI_VERSION, defaultLibraryPath, executorLibraries, resolveLibraryPath } from "./native.js";
 export { deviceTotalMemory, cudaWeightBytes, kvBudgetFromFraction, cudaKvBudget, CUDA_WEIGHT_BYTES_PER_PARAMETER } from "./device.js";
 export {
@@ -43,5 +44,6 @@ export type {
   GenerateOptions,
   FinishReason,
   ExecutorStats,
+  KvEvents,
 } from "./types.js";
 export type { ExecutorErrorOptions } from "./errors.js";

@@ -88,6 +88,11 @@ export const T = {
     memory_kind: "int32_t",
     device_id: "int32_t",
   }),
+  kvEvent: koffi.struct("trtd_kv_event", {
+    block_hash: "uint64_t",
+    type: "int32_t",
+    reserved: "int32_t",
+  }),
   exportInfo: koffi.struct("trtd_kv_export_info", {
     bytes: "uint64_t",
     num_tokens: "int32_t",
@@ -110,6 +115,7 @@ const requestType = koffi.struct("trtd_request", {
 });
 export const RESPONSE_SIZE = koffi.sizeof(T.response);
 export const SEGMENT_SIZE = koffi.sizeof(T.segment);
+export const KV_EVENT_SIZE = koffi.sizeof(T.kvEvent);
 void requestType;
 
 /** trtd_executor_config as koffi reads and writes it. */
@@ -155,6 +161,9 @@ export interface NativeLib {
   deviceUuid(ex: bigint, buf: Buffer, size: number): number;
   kvExportDevice(ex: bigint, id: number, buffer: Uint8Array | null, size: number, sizeOut: unknown[]): number;
   kvImportDevice(ex: bigint, id: number, descriptor: Uint8Array, size: number): number;
+  // ABI 4: prefix-cache events
+  kvEvents(ex: bigint, events: Buffer, max: number, nOut: Int32Array, lostOut: Uint8Array): number;
+  kvCacheSnapshot(ex: bigint, hashes: BigUint64Array | null, max: number, nOut: Int32Array): number;
 }
 
 /** The built reference executor: packages/trtllm/build/libtrtd_ref.so (same path from src/ and dist/). */
@@ -201,6 +210,9 @@ export const ABI_FUNCTIONS = {
   deviceUuid: "int trtd_executor_device_uuid(const trtd_executor *ex, void *buf, int32_t size)",
   kvExportDevice: "int trtd_executor_kv_export_device(trtd_executor *ex, uint64_t id, void *buf, uint64_t size, _Out_ uint64_t *sizeOut)",
   kvImportDevice: "int trtd_executor_kv_import_device(trtd_executor *ex, uint64_t id, const void *desc, uint64_t size)",
+  // ABI 4: prefix-cache events
+  kvEvents: "int trtd_executor_kv_events(trtd_executor *ex, void *events, int32_t max, void *nOut, void *lostOut)",
+  kvCacheSnapshot: "int trtd_executor_kv_cache_snapshot(trtd_executor *ex, void *hashes, int32_t max, void *nOut)",
 } as const satisfies Record<Exclude<keyof NativeLib, "path">, string>;
 
 /**
@@ -212,6 +224,8 @@ export const REQUEST_TYPES = { context_and_generation: 0, context_only: 1, gener
 export const FINISH_REASONS: Readonly<Record<number, FinishReason>> = { 1: "length", 2: "end_id", 3: "stop_token", 4: "cancelled", 5: "error" };
 /** trtd_memory_kind, index = value. */
 export const MEMORY_KINDS = ["host", "host_pinned", "cuda_device", "engine_handle"] as const satisfies readonly MemoryKind[];
+/** trtd_kv_event_type, index = value. */
+export const KV_EVENT_TYPES = ["stored", "removed"] as const;
 
 const loaded = new Map<string, NativeLib>();
 

@@ -122,6 +122,13 @@ export interface GenerateOptions {
   signal?: AbortSignal;
 }
 
+/** Prefix-cache events drained by Executor.kvEvents(): block hashes stored and evicted, oldest first. */
+export interface KvEvents {
+  events: { type: "stored" | "removed"; hash: bigint }[];
+  /** Events were dropped (the executor's queue overflowed) since the last snapshot: rebuild from kvCacheSnapshot(). */
+  lost: boolean;
+}
+
 export interface ExecutorStats {
   activeRequests: number;
   queuedRequests: number;

@@ -6,12 +6,14 @@
 // - Under a pool that holds half of the concurrent demand no request fails, and each output equals its run alone.
 // - Exports and imports still work: an export whose prefix was cached moves to another executor, and the imported
 //   prompt's blocks become hits there.
+// - KV events name the stored and evicted blocks by the hashes prefixBlockHashes computes from token ids; a
+//   snapshot lists the cache and restarts the event stream.
 // Nothing leaks: after every test the blocks held return to 0; cached blocks show apart (kvBlocksCached).
 // Runs on the executor under test ($TRTD_TEST_EXECUTOR); on the CUDA executor outputs may part at a measured
 // near-tie (test/near-tie.ts), as the cached prefix was computed by other kernels than a fresh prefill.
 import { loadModel, referenceForward } from "@trtd/model";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { InvalidArgumentError, type Executor, type GenerateRequest, type SamplingOptions } from "../src/index.js";
+import { InvalidArgumentError, prefixBlockHashes, type Executor, type GenerateRequest, type SamplingOptions } from "../src/index.js";
 import { expectIdle, openTiny, prompt, run, skipSuite, tinyDir } from "./helpers.js";
 import { NearTies } from "./near-tie.js";
 
@@ -217,6 +219,44 @@ describe.skipIf(skip)("prefix cache", () => {
     const again = await run(ex, A);
     expect(ex.stats().prefixCacheHitTokens).toBe(32);
     ties.expectSame(ex, A, aloneA.tokens, again.tokens, "A on its partly evicted prefix");
+  });
+
+  it("KV events name stored and evicted blocks by the hashes computed from token ids; a snapshot restarts them", async () => {
+    const T = 16;
+    const ex = exec({ kvTokensPerBlock: T, kvBlockCount: 8 });
+    const fp = ex.model.fingerprint;
+    expect(ex.kvEvents()).toEqual({ events: [], lost: false });
+    const A: GenerateRequest = { prompt: prompt(49, 701), maxNewTokens: 20 }; // 49 + 19 = 68 tokens with KV: 4 full blocks
+    const a = await run(ex, A);
+    const aHashes = prefixBlockHashes([...A.prompt, ...a.tokens], T, fp).slice(0, 4);
+    expect(ex.kvEvents()).toEqual({ events: aHashes.map((hash) => ({ type: "stored", hash })), lost: false });
+    expect(new Set(ex.kvCacheSnapshot())).toEqual(new Set(aHashes));
+    // A held 5 blocks and left 4 cached: 4 are empty. B (90 tokens: 6 blocks held, 5 cached after) takes them and
+    // evicts A's two tail blocks, its last first.
+    const B: GenerateRequest = { prompt: prompt(90, 702), maxNewTokens: 1 };
+    await run(ex, B);
+    const bHashes = prefixBlockHashes(B.prompt, T, fp);
+    const got = ex.kvEvents();
+    expect(got.lost).toBe(false);
+    expect(got.events.filter((e) => e.type === "removed")).toEqual([aHashes[3], aHashes[2]].map((hash) => ({ type: "removed", hash })));
+    expect(got.events.filter((e) => e.type === "stored")).toEqual(bHashes.map((hash) => ({ type: "stored", hash })));
+    expect(new Set(ex.kvCacheSnapshot())).toEqual(new Set([aHashes[0], aHashes[1], ...bHashes]));
+    // Another model's fingerprint, another block size or other tokens give other keys.
+    expect(prefixBlockHashes(A.prompt, T, "0".repeat(16))[0]).not.toBe(aHashes[0]);
+    expect(prefixBlockHashes(A.prompt, 8, fp)[0]).not.toBe(aHashes[0]);
+    expect(prefixBlockHashes([A.prompt[0]! + 1, ...A.prompt.slice(1)], T, fp)[0]).not.toBe(aHashes[0]);
+    // A snapshot supersedes the queued events.
+    await run(ex, { prompt: prompt(33, 703), maxNewTokens: 1 });
+    const snap = ex.kvCacheSnapshot();
+    expect(ex.kvEvents()).toEqual({ events: [], lost: false });
+    expect(snap.length).toBe(ex.stats().kvBlocksCached);
+  });
+
+  it("with the cache off there are no events and the snapshot is empty", async () => {
+    const ex = exec({ prefixCache: false });
+    await run(ex, { prompt: prompt(70, 704), maxNewTokens: 3 });
+    expect(ex.kvEvents()).toEqual({ events: [], lost: false });
+    expect(ex.kvCacheSnapshot()).toEqual([]);
   });
 
   it("a pool that holds half of the concurrent demand: every request finishes with its output alone, nothing leaks", async () => {

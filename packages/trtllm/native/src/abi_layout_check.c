@@ -20,6 +20,7 @@ TRTD_CHECK_OFFSET(trtd_request, generated_offset, 68); /* ABI 2: fits the tail p
 TRTD_CHECK_SIZE(trtd_response, 232);
 TRTD_CHECK_SIZE(trtd_executor_stats, 80);
 TRTD_CHECK_OFFSET(trtd_executor_stats, kv_blocks_cached, 52); /* ABI 4: in ABI 3's tail padding */
+TRTD_CHECK_SIZE(trtd_kv_event, 16); /* ABI 4 */
 TRTD_CHECK_SIZE(trtd_kv_layout, 64);
 TRTD_CHECK_SIZE(trtd_kv_segment, 24);
 TRTD_CHECK_SIZE(trtd_kv_export_info, 24);

@@ -585,6 +585,19 @@ trtd_status trtd_executor_get_stats(trtd_executor * ex, trtd_executor_stats * ou
     return TRTD_STATUS_OK;
 }
 
+trtd_status trtd_executor_kv_events(trtd_executor * ex, trtd_kv_event * events, int32_t max_events, int32_t * n_out,
+                                    bool * lost_out) {
+    if (!ex) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    return drain_kv_events(*ex->blocks, events, max_events, n_out, lost_out);
+}
+
+trtd_status trtd_executor_kv_cache_snapshot(trtd_executor * ex, uint64_t * hashes, int32_t max_hashes, int32_t * n_out) {
+    if (!ex) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    return kv_cache_snapshot(*ex->blocks, hashes, max_hashes, n_out);
+}
+
 trtd_status trtd_executor_kv_layout(const trtd_executor * ex, trtd_kv_layout * out) {
     if (!ex || !out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and layout_out must not be NULL");
     std::memset(out, 0, sizeof(*out));

@@ -1,8 +1,10 @@
 #include "kv_block_pool.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
+#include "abi_common.hpp"
 #include "model_config.hpp"
 
 namespace trtd {
@@ -112,11 +114,58 @@ void KvBlockPool::publish(int block, uint64_t hash, uint64_t parent, const int *
     parent_[size_t(block)] = parent;
     std::memcpy(&tokens_[size_t(block) * size_t(tpb_)], block_tokens, size_t(tpb_) * 4);
     index_.emplace(hash, block);
+    record(hash, true);
+}
+
+void KvBlockPool::record(uint64_t hash, bool stored) {
+    if (events.size() >= max_events) {
+        events.clear();
+        events_lost = true;
+    }
+    events.push_back({hash, stored});
+}
+
+std::vector<uint64_t> KvBlockPool::snapshot_and_reset_events() {
+    std::vector<uint64_t> out;
+    out.reserve(index_.size());
+    for (const auto & kv : index_) out.push_back(kv.first);
+    events.clear();
+    events_lost = false;
+    return out;
+}
+
+trtd_status drain_kv_events(KvBlockPool & pool, trtd_kv_event * events, int32_t max_events, int32_t * num_events_out,
+                            bool * lost_out) {
+    if (!num_events_out || !lost_out || max_events < 0 || (max_events > 0 && !events))
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "kv_events: events (max_events > 0), num_events_out and lost_out are required");
+    const size_t n = std::min(size_t(max_events), pool.events.size());
+    for (size_t i = 0; i < n; ++i) {
+        events[i].block_hash = pool.events[i].hash;
+        events[i].type = pool.events[i].stored ? TRTD_KV_EVENT_STORED : TRTD_KV_EVENT_REMOVED;
+        events[i].reserved = 0;
+    }
+    pool.events.erase(pool.events.begin(), pool.events.begin() + long(n));
+    *num_events_out = int32_t(n);
+    *lost_out = pool.events_lost;
+    return TRTD_STATUS_OK;
+}
+
+trtd_status kv_cache_snapshot(KvBlockPool & pool, uint64_t * hashes, int32_t max_hashes, int32_t * num_hashes_out) {
+    if (!num_hashes_out || max_hashes < 0 || (max_hashes > 0 && !hashes))
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "kv_cache_snapshot: hashes (max_hashes > 0) and num_hashes_out are required");
+    *num_hashes_out = int32_t(pool.cached_count());
+    if (max_hashes < pool.cached_count())
+        return fail(TRTD_STATUS_BUFFER_TOO_SMALL, "the snapshot holds " + std::to_string(pool.cached_count()) + " hashes; the buffer " +
+                                                      std::to_string(max_hashes));
+    const std::vector<uint64_t> all = pool.snapshot_and_reset_events();
+    std::copy(all.begin(), all.end(), hashes);
+    return TRTD_STATUS_OK;
 }
 
 void KvBlockPool::uncache(int block) {
     index_.erase(hash_[size_t(block)]);
     cached_[size_t(block)] = 0;
+    record(hash_[size_t(block)], false);
 }
 
 }  // namespace trtd

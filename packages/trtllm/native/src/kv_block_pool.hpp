@@ -20,6 +20,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../../include/trtd_executor.h"
+
 namespace trtd {
 
 class KvBlockPool {
@@ -61,6 +63,15 @@ public:
     // Counters for the executor stats.
     uint64_t hit_tokens = 0, miss_tokens = 0, evicted_blocks = 0;
 
+    // KV events (trtd_executor_kv_events): stored and removed hashes, oldest first, at most max_events queued;
+    // on overflow the queue is dropped and events_lost set until the next snapshot.
+    struct Event { uint64_t hash; bool stored; };
+    std::vector<Event> events;
+    bool events_lost = false;
+    size_t max_events = 65536;
+    // Every cached block's hash; drops the queued events and clears events_lost (the snapshot supersedes them).
+    std::vector<uint64_t> snapshot_and_reset_events();
+
 private:
     int tpb_;
     bool prefix_cache_;
@@ -75,6 +86,13 @@ private:
     std::unordered_map<uint64_t, int> index_;       // hash -> block, for every cached block (held or idle)
 
     void uncache(int block);
+    void record(uint64_t hash, bool stored);
 };
+
+// The bodies of trtd_executor_kv_events and trtd_executor_kv_cache_snapshot, the same in every executor that
+// uses a KvBlockPool; the caller holds the executor's lock and has checked the executor pointer.
+trtd_status drain_kv_events(KvBlockPool & pool, trtd_kv_event * events, int32_t max_events, int32_t * num_events_out,
+                            bool * lost_out);
+trtd_status kv_cache_snapshot(KvBlockPool & pool, uint64_t * hashes, int32_t max_hashes, int32_t * num_hashes_out);
 
 }  // namespace trtd
