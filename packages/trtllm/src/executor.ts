@@ -267,7 +267,7 @@ export class Executor implements KvOwner {
 
   /**
    * Drains the prefix cache's events (ABI 4): the hashes of blocks stored in and evicted from the cache since the
-   * last drain, oldest first (`prefixBlockHashes` computes the same keys from token ids). `lost` is true when the
+   * last drain, oldest first (`prefixBlockHashes` of @trtd/model computes the same keys from token ids). `lost` is true when the
    * executor's queue overflowed since the last kvCacheSnapshot(): rebuild from a snapshot then.
    * @throws UnsupportedError (an implementation without a prefix cache)
    */

@@ -2,7 +2,6 @@
 export { Executor } from "./executor.js";
 export { GenerationStream } from "./stream.js";
 export { KvExport, KvImport } from "./kv.js";
-export { prefixBlockHashes } from "./prefix-hash.js";
 export { ABI_VERSION, defaultLibraryPath, executorLibraries, resolveLibraryPath } from "./native.js";
 export { deviceTotalMemory, cudaWeightBytes, kvBudgetFromFraction, cudaKvBudget, CUDA_WEIGHT_BYTES_PER_PARAMETER } from "./device.js";
 export {

@@ -11,9 +11,9 @@
 // Nothing leaks: after every test the blocks held return to 0; cached blocks show apart (kvBlocksCached).
 // Runs on the executor under test ($TRTD_TEST_EXECUTOR); on the CUDA executor outputs may part at a measured
 // near-tie (test/near-tie.ts), as the cached prefix was computed by other kernels than a fresh prefill.
-import { loadModel, referenceForward } from "@trtd/model";
+import { loadModel, prefixBlockHashes, referenceForward } from "@trtd/model";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { InvalidArgumentError, prefixBlockHashes, type Executor, type GenerateRequest, type SamplingOptions } from "../src/index.js";
+import { InvalidArgumentError, type Executor, type GenerateRequest, type SamplingOptions } from "../src/index.js";
 import { expectIdle, openTiny, prompt, run, skipSuite, tinyDir } from "./helpers.js";
 import { NearTies } from "./near-tie.js";
 

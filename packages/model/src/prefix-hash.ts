@@ -1,5 +1,5 @@
 // The prefix cache's block keys, computed from token ids as the executors compute them
-// (native/src/kv_block_pool.hpp), so a router can tell which of a request's blocks a worker holds from the
+// (@trtd/trtllm's native/src/kv_block_pool.hpp), so a router can tell which of a request's blocks a worker holds from the
 // hashes that worker's KV events name. Pure BigInt arithmetic; no native call.
 
 const MASK = (1n << 64n) - 1n;
@@ -29,7 +29,7 @@ function hashBytes(bytes: Uint8Array, seed: bigint): bigint {
 
 /**
  * The chain hashes of the full blocks of `tokens` (floor(length / tokensPerBlock) values, in order) for a model
- * whose `ExecutorModel.fingerprint` is `modelFingerprint`: the keys under which an executor with that many tokens
+ * whose executor reports `modelFingerprint` (`Executor.model.fingerprint`): the keys under which an executor with that many tokens
  * per block caches those blocks and names them in its KV events.
  */
 export function prefixBlockHashes(tokens: ArrayLike<number>, tokensPerBlock: number, modelFingerprint: string): bigint[] {
