@@ -9,7 +9,17 @@ import { createApiApp } from "./app.js";
 import { createApiMetrics } from "./metrics/api-metrics.js";
 import { DEFAULT_LIMITS, type ServerLimits } from "./openai/limits.js";
 import { reasoningFromTemplate, type ReasoningOptions, type ReasoningParserMode } from "./openai/reasoning.js";
-import { RequestPlaneWorkers, Router, type PrefillPolicyOptions } from "./router/index.js";
+import {
+  KvAwareSelector,
+  KvIndex,
+  LeastLoadedSelector,
+  RequestPlaneWorkers,
+  RoundRobinSelector,
+  Router,
+  type KvSelectorWeights,
+  type PrefillPolicyOptions,
+  type RouterMode,
+} from "./router/index.js";
 import { TokenizerCodec } from "./tokenizer-adapter.js";
 
 export interface ApiServerOptions {
@@ -28,6 +38,10 @@ export interface ApiServerOptions {
   maxRequestsPerWorker?: number;
   /** Split `<think>…</think>` into `reasoning_content` (openai/reasoning.ts). Default `auto`: when the chat template has `<think>`. */
   reasoningParser?: ReasoningParserMode;
+  /** How decode workers are chosen (default "load"): docs/design/serving.md, "KV-aware routing". */
+  routerMode?: RouterMode;
+  /** Weights of the kv mode's cost (KV_SELECTOR_DEFAULTS). */
+  kvWeights?: KvSelectorWeights;
   log?: (line: string) => void;
 }
 
@@ -103,9 +117,14 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
   });
   // A prefill result no decode worker took: kv-transfer releases its offer (the handle stays opaque here).
   const releasePrefill = (r: { kvHandle: unknown }) => declineKvOffer(r.kvHandle, { requestPlane: o.plane });
+  const mode = o.routerMode ?? "load";
+  const kvIndex = mode === "kv" ? new KvIndex(workers) : undefined;
+  kvIndex?.start();
   const router = new Router({
     releasePrefill,
     workers,
+    decodeSelector: kvIndex ? new KvAwareSelector(kvIndex, o.kvWeights) : mode === "round-robin" ? new RoundRobinSelector() : new LeastLoadedSelector(),
+    kvIndex,
     prefill: o.prefill,
     onPrefillFallback: (err) => {
       metrics.prefillFallbacks.inc();
@@ -157,6 +176,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
         if (active > 0) log(`stopping with ${active} requests still open after ${graceMs} ms`);
         http.closeAllConnections?.();
         await closed;
+        await kvIndex?.close();
         workers.close();
         codec.free();
       })();

@@ -273,7 +273,7 @@ describe.skipIf(skip)("prefix cache", () => {
     }));
     const demand = requests.reduce((n, r) => n + Math.ceil((r.prompt.length + r.maxNewTokens - 1) / T), 0);
     expect(demand).toBe(2 * ex.stats().kvBlocksTotal);
-    const alone = [];
+    const alone: { tokens: number[] }[] = [];
     for (const r of requests) alone.push(await run(fresh, r));
     const results = await Promise.all(requests.map((r) => run(ex, r)));
     results.forEach((r, i) => {
