@@ -34,8 +34,12 @@ export class KvAwareSelector implements DecodeSelector {
   }
 
   /** Each candidate's cost terms (for tests and logs). */
-  costs(req: GenerateRequest, candidates: WorkerInstance[], inFlight: ReadonlyMap<string, number>): { id: string; newBlocks: number; loadBlocks: number; cost: number }[] {
-    const hashes = new Map<string, bigint[]>();
+  costs(
+    req: GenerateRequest,
+    candidates: WorkerInstance[],
+    inFlight: ReadonlyMap<string, number>,
+    hashes: Map<string, bigint[]> = new Map(),
+  ): { id: string; newBlocks: number; loadBlocks: number; cost: number }[] {
     return candidates.map((w) => {
       const { cachedTokens, blockTokens } = this.index.overlap(w.id, req.tokens, hashes);
       const promptBlocks = Math.ceil(req.tokens.length / blockTokens);
@@ -46,13 +50,16 @@ export class KvAwareSelector implements DecodeSelector {
   }
 
   select(req: GenerateRequest, candidates: WorkerInstance[], inFlight: ReadonlyMap<string, number>): WorkerInstance {
-    const costs = this.costs(req, candidates, inFlight);
+    const hashes = new Map<string, bigint[]>();
+    const costs = this.costs(req, candidates, inFlight, hashes);
     const start = this.turn++ % candidates.length;
     let best = start;
     for (let i = 1; i < candidates.length; i++) {
       const k = (start + i) % candidates.length;
       if (costs[k]!.cost < costs[best]!.cost) best = k;
     }
+    // Until the worker's KV events say so, the index assumes the prompt is cached where it was sent.
+    this.index.notePrompt(candidates[best]!.id, req.tokens, hashes);
     return candidates[best]!;
   }
 }
