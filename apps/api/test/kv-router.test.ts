@@ -141,6 +141,29 @@ describe("routing modes", () => {
     expect(new KvAwareSelector(ix, { loadWeight: 0 }).select(r, candidates(50), new Map()).id).toBe(holder);
   });
 
+  it("a prompt counts as cached where the router sent it until the worker's events confirm it or the assumption lapses", async () => {
+    const ix = new KvIndex(workers, { pollMs: 1_000_000, roles: ["decode"], pendingMs: 300 }); // polled by hand below
+    indexes.push(ix);
+    await ix.refresh();
+    const fresh = [...SYSTEM.map((t) => t + 5), ...Array.from({ length: 9 }, (_, i) => 50_000 + i)]; // cached nowhere
+    const [a, b] = decoders.map((d) => d.instanceId);
+    expect(ix.overlap(a!, fresh).cachedTokens).toBe(0);
+    ix.notePrompt(a!, fresh);
+    expect(ix.overlap(a!, fresh).cachedTokens).toBe(64);
+    expect(ix.overlap(b!, fresh).cachedTokens).toBe(0);
+    await new Promise((r) => setTimeout(r, 350));
+    expect(ix.overlap(a!, fresh).cachedTokens).toBe(0); // lapsed: it was never sent
+    // Sent for real: the assumption holds at once, and the worker's events keep it after it would have lapsed.
+    const router = new Router({ workers, decodeSelector: new KvAwareSelector(ix), kvIndex: ix, prefill: { enabled: false } });
+    const before = promptCounts();
+    await run(router, req(fresh));
+    const home = ranOn(before);
+    expect(ix.overlap(home, fresh).cachedTokens).toBe(64);
+    await new Promise((r) => setTimeout(r, 350));
+    await ix.refresh();
+    expect(ix.overlap(home, fresh).cachedTokens).toBe(64);
+  });
+
   it("conditional disaggregation counts the prompt left after the cached prefix", () => {
     const policy = new PrefillPolicy({ minPromptTokens: 32, maxPrefillLoad: 8 });
     const prefill: WorkerInstance[] = [{ id: "p", load: { activeRequests: 0, queuedRequests: 0, kvBlocksUsed: 0, kvBlocksTotal: 1, generatedTokens: 0, pinnedExports: 0, draining: false } }];
