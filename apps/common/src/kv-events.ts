@@ -66,18 +66,29 @@ export class KvEventPublisher {
   #timer: NodeJS.Timeout;
   #sub: { unsubscribe(): void } | undefined;
 
-  private constructor(source: KvEventSource, subject: string, o: KvEventPublisherOptions) {
+  private constructor(source: KvEventSource, subject: string, initial: bigint[], o: KvEventPublisherOptions) {
     this.#source = source;
     this.subject = subject;
     this.#keep = Math.max(1, o.keepBatches ?? 256);
-    for (const h of source.kvCacheSnapshot()) this.#blocks.add(h); // also restarts the executor's event stream
+    this.#blocks = new Set(initial);
     this.#timer = setInterval(() => this.drain(), Math.max(5, o.drainMs ?? 100));
     this.#timer.unref();
   }
 
-  /** Starts answering polls on kvEventSubjects.worker(instanceId). */
-  static async start(plane: RequestPlane, instanceId: string, source: KvEventSource, o: KvEventPublisherOptions = {}): Promise<KvEventPublisher> {
-    const p = new KvEventPublisher(source, kvEventSubjects.worker(instanceId), o);
+  /**
+   * Starts answering polls on kvEventSubjects.worker(instanceId). Resolves undefined for an executor without a
+   * prefix cache (its snapshot is refused with code UNSUPPORTED, as by the TensorRT-LLM shim): such a worker
+   * publishes nothing, and a KV-aware router sees no cached blocks on it.
+   */
+  static async start(plane: RequestPlane, instanceId: string, source: KvEventSource, o: KvEventPublisherOptions = {}): Promise<KvEventPublisher | undefined> {
+    let initial: bigint[];
+    try {
+      initial = source.kvCacheSnapshot(); // also restarts the executor's event stream
+    } catch (err) {
+      if ((err as { code?: unknown }).code === "UNSUPPORTED") return undefined;
+      throw err;
+    }
+    const p = new KvEventPublisher(source, kvEventSubjects.worker(instanceId), initial, o);
     try {
       p.#sub = await plane.reply(p.subject, (data) => p.#answer(data));
     } catch (err) {

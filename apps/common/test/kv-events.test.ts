@@ -42,12 +42,27 @@ afterEach(async () => {
 async function setUp(source: KvEventSource, keepBatches?: number) {
   plane = createInProcessPlane();
   publisher = await KvEventPublisher.start(plane, "w1", source, { drainMs: 1_000_000, keepBatches }); // drained by polls only
+  if (!publisher) throw new Error("the scripted source has a prefix cache: the publisher must start");
   const p = plane;
   return async (poll: object): Promise<KvEventReply> =>
     JSON.parse(Buffer.from(await p.request(kvEventSubjects.worker("w1"), Buffer.from(JSON.stringify(poll)), { timeoutMs: 2000 })).toString()) as KvEventReply;
 }
 
 describe("kv events - the poll protocol", () => {
+  it("an executor without a prefix cache (its snapshot refused as UNSUPPORTED) publishes nothing; other errors pass", async () => {
+    const refusing = (code: string): KvEventSource => ({
+      ...new ScriptedEvents(),
+      kvLayout: () => ({ tokensPerBlock: 8 }),
+      kvEvents: () => ({ events: [], lost: false }),
+      kvCacheSnapshot: () => {
+        throw Object.assign(new Error(`no prefix cache (test double, ${code})`), { code });
+      },
+    });
+    plane = createInProcessPlane();
+    expect(await KvEventPublisher.start(plane, "w0", refusing("UNSUPPORTED"))).toBeUndefined();
+    await expect(KvEventPublisher.start(plane, "w0", refusing("INTERNAL"))).rejects.toThrow(/no prefix cache/);
+  });
+
   it("hashes pack to 8 bytes each, little-endian, and back", () => {
     const hs = [0n, 1n, 0xffff_ffff_ffff_ffffn, 0x0123_4567_89ab_cdefn];
     expect(Buffer.from(packHashes([1n]), "base64")).toEqual(Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]));
