@@ -125,6 +125,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
     workers,
     decodeSelector: kvIndex ? new KvAwareSelector(kvIndex, o.kvWeights) : mode === "round-robin" ? new RoundRobinSelector() : new LeastLoadedSelector(),
     kvIndex,
+    prefillSelector: kvIndex ? new KvAwareSelector(kvIndex, o.kvWeights) : undefined,
     prefill: o.prefill,
     onPrefillFallback: (err) => {
       metrics.prefillFallbacks.inc();

@@ -172,4 +172,21 @@ describe("routing modes", () => {
     expect(policy.decide(r, prefill, new Map(), 64)).toEqual({ remote: false, reason: "cached_prefix" }); // 9 left
     expect(policy.decide(r, prefill, new Map(), 32)).toMatchObject({ remote: true }); // 41 left
   });
+
+  it("kv mode picks the prefill worker by the same cost, among those under --max-prefill-load", async () => {
+    // The decode workers stand in as prefill candidates: the index knows their caches (roles are what it polls).
+    const ix = index();
+    await ix.refresh();
+    const [a, b] = decoders.map((d) => d.instanceId);
+    const holder = [a!, b!].find((id) => ix.overlap(id, chat(6)).cachedTokens === 64)!;
+    const other = holder === a ? b! : a!;
+    const load = (active: number) => ({ activeRequests: active, queuedRequests: 0, kvBlocksUsed: 0, kvBlocksTotal: 64, generatedTokens: 0, pinnedExports: 0, draining: false });
+    const policy = new PrefillPolicy({ minPromptTokens: 8, maxPrefillLoad: 2 });
+    const r = req(chat(6));
+    const pick = (holderActive: number) =>
+      policy.decide(r, [{ id: other, load: load(0) }, { id: holder, load: load(holderActive) }], new Map(), 0, new KvAwareSelector(ix));
+    expect(pick(0)).toMatchObject({ remote: true, instance: { id: holder } }); // least loaded would tie, then take the first
+    expect(pick(2)).toMatchObject({ remote: true, instance: { id: other } }); // the holder is at --max-prefill-load
+    expect(policy.decide(r, [{ id: holder, load: load(2) }], new Map(), 0, new KvAwareSelector(ix))).toEqual({ remote: false, reason: "prefill_busy" });
+  });
 });

@@ -13,6 +13,8 @@ export interface RouterOptions {
   decodeSelector?: DecodeSelector;
   /** KV routing: the prefix caches of the decode workers; conditional disaggregation then uses the prompt length left after the longest cached prefix. */
   kvIndex?: KvIndex;
+  /** Picks the prefill worker among those with room (KV routing); default the least loaded. */
+  prefillSelector?: DecodeSelector;
   prefill?: PrefillPolicyOptions;
   /** Counts prefills that failed and fell back to aggregated. */
   onPrefillFallback?: (err: unknown) => void;
@@ -39,6 +41,7 @@ export class Router implements GenerationBackend {
   private readonly workers: Workers;
   private readonly selector: DecodeSelector;
   private readonly kvIndex: KvIndex | undefined;
+  private readonly prefillSelector: DecodeSelector | undefined;
   readonly policy: PrefillPolicy;
   private readonly onPrefillFallback: (err: unknown) => void;
   private readonly maxDecodeAttempts: number;
@@ -52,6 +55,7 @@ export class Router implements GenerationBackend {
     this.workers = opts.workers;
     this.selector = opts.decodeSelector ?? new LeastLoadedSelector();
     this.kvIndex = opts.kvIndex;
+    this.prefillSelector = opts.prefillSelector;
     this.policy = new PrefillPolicy(opts.prefill);
     this.onPrefillFallback = opts.onPrefillFallback ?? (() => {});
     this.maxDecodeAttempts = Math.max(1, opts.maxDecodeAttempts ?? 3);
@@ -89,7 +93,7 @@ export class Router implements GenerationBackend {
     let prefill: PrefillResult | undefined;
     const hashes = new Map<string, bigint[]>();
     const cached = this.kvIndex ? Math.max(0, ...live.map((w) => this.kvIndex!.overlap(w.id, req.tokens, hashes).cachedTokens)) : 0;
-    const decision = this.policy.decide(req, this.workers.instances("prefill"), this.inFlight, cached);
+    const decision = this.policy.decide(req, this.workers.instances("prefill"), this.inFlight, cached, this.prefillSelector);
     if (decision.remote) {
       const id = decision.instance.id;
       this.track(id, 1);
