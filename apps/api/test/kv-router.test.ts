@@ -8,7 +8,7 @@ import { EXECUTOR_DEFAULTS, kvEventSubjects, unpackHashes, type DecodeChunk, typ
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
 import { prefixBlockHashes } from "@trtd/model";
 import { createInProcessPlane, type RequestPlane } from "@trtd/request-plane";
-import { KvAwareSelector, KvIndex, PrefillPolicy, RequestPlaneWorkers, RoundRobinSelector, Router, type WorkerInstance } from "../src/index.js";
+import { createApiMetrics, KvAwareSelector, KvIndex, PrefillPolicy, RequestPlaneWorkers, RoundRobinSelector, Router, type WorkerInstance } from "../src/index.js";
 
 const T = 16; // tokens per KV block on both workers
 const SYSTEM = Array.from({ length: 64 }, (_, i) => 3000 + i * 7); // 4 full blocks
@@ -87,6 +87,29 @@ describe("KV events and the index", () => {
     expect(ix.overlap(a!.instanceId, chat(2)).cachedTokens).toBe(64);
     expect(ix.overlap(decoders[1]!.instanceId, chat(2)).cachedTokens).toBe(0);
     expect(ix.blockCount(a!.instanceId)).toBe(a!.executor.stats().kvBlocksCached);
+  });
+});
+
+describe("prefix-cache figures in the published load", () => {
+  it("each worker publishes its prefix-cache hit and miss tokens; /metrics shows them per instance", async () => {
+    const published = () => workers.instances("decode").flatMap((w) => (w.load ? [{ component: "decode", instance: w.id, load: w.load }] : []));
+    const m = createApiMetrics(published);
+    // A repeat of the first test's prompt on the worker that ran it: a hit there.
+    for await (const _ of workers.decode(decoders[0]!.instanceId, req(chat(1)), new AbortController().signal));
+    const matches = () =>
+      decoders.every((d) => {
+        const l = published().find((p) => p.instance === d.instanceId)?.load;
+        const s = d.executor.stats();
+        return l?.prefixCacheHitTokens === s.prefixCacheHitTokens && l.prefixCacheMissTokens === s.prefixCacheMissTokens;
+      });
+    await eventually(matches, 5000, "the published load to carry the executors' prefix-cache figures", { intervalMs: 20 });
+    const text = m.registry.render();
+    for (const d of decoders) {
+      const s = d.executor.stats();
+      expect(text).toContain(`trtd_worker_prefix_cache_tokens_total{component="decode",instance="${d.instanceId}",result="hit"} ${s.prefixCacheHitTokens}`);
+      expect(text).toContain(`trtd_worker_prefix_cache_tokens_total{component="decode",instance="${d.instanceId}",result="miss"} ${s.prefixCacheMissTokens}`);
+    }
+    expect(decoders.reduce((n, d) => n + d.executor.stats().prefixCacheHitTokens, 0)).toBeGreaterThan(0);
   });
 });
 
