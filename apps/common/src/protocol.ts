@@ -142,6 +142,9 @@ export interface WorkerLoad {
   stalled?: boolean;
   /** Engine iterations since the executor started (cumulative). */
   iterations?: number;
+  /** Prompt tokens served from / computed past the executor's prefix cache since it started (cumulative); absent from older workers. */
+  prefixCacheHitTokens?: number;
+  prefixCacheMissTokens?: number;
   /**
    * Prefill: KV pulls, acks and nacks its offer server refused for a missing or wrong offer secret, by reason
    * (kv-transfer's KvPullRefusalReasons), since it started.
@@ -158,6 +161,7 @@ export interface WorkerLoad {
 export function workerLoadFromStats(s: Omit<WorkerLoad, "draining" | "stalled">): Omit<WorkerLoad, "draining" | "stalled"> {
   return {
     iterations: s.iterations,
+    ...(s.prefixCacheHitTokens !== undefined ? { prefixCacheHitTokens: s.prefixCacheHitTokens, prefixCacheMissTokens: s.prefixCacheMissTokens ?? 0 } : {}),
     activeRequests: s.activeRequests,
     queuedRequests: s.queuedRequests,
     kvBlocksUsed: s.kvBlocksUsed,

@@ -44,7 +44,8 @@ extern "C" {
 #define TRTD_ABI_VERSION 4 /* 2: trtd_request.generated_offset; 3: device KV transfer functions;
                               4: constrained decoding (trtd_request.constrained, trtd_executor_set_token_mask);
                                  logit controls (penalties, min_p, logit bias, min_new_tokens) and logprobs
-                                 (trtd_executor_await_responses_ext) */
+                                 (trtd_executor_await_responses_ext); prefix cache
+                                 (trtd_executor_config.enable_prefix_cache, its stats, KV events) */
 
 /** Most alternatives per token that trtd_token_logprobs carries (OpenAI's top_logprobs limit). */
 #define TRTD_MAX_TOP_LOGPROBS 20
@@ -132,6 +133,9 @@ typedef struct trtd_executor_config {
     int32_t max_context_length;       /* prompt + generated tokens per request; 0 = model's max_position_embeddings */
     int32_t device_id;                /* accelerator ordinal; -1 = CPU (the reference executor needs -1 or 0) */
     int32_t max_queued_requests;      /* enqueue fails with QUEUE_FULL past this many waiting; 0 = unbounded */
+    /* Added in ABI 4. Reuse full KV blocks across requests whose tokens start the same way (default true; see
+     * "Prefix cache" below). Off: every prompt is computed from scratch and a freed block holds nothing. */
+    bool    enable_prefix_cache;
 } trtd_executor_config;
 
 /** Defaults, to be adjusted field by field. */
@@ -378,20 +382,73 @@ TRTD_API trtd_status trtd_executor_context_phase_state(trtd_executor * executor,
  * Stats
  * ---------------------------------------------------------------------------------------------- */
 
+/*
+ * Prefix cache (ABI 4). A full KV block (tokens_per_block tokens) is keyed by a hash chained over the model
+ * identity, the block's position and its token ids, so a block is reused only where every token before it is
+ * equal too. Blocks are shared across requests with reference counts and never written while shared: a request
+ * reuses at most its prompt's leading full blocks short of its last prompt token. When no request, export or
+ * import holds a cached block it stays cached, counted in kv_blocks_free and kv_blocks_cached, until a block is
+ * needed and none is empty: then the least recently used is evicted. Output with a cached prefix equals
+ * output without it, token for token.
+ */
 typedef struct trtd_executor_stats {
     uint64_t iterations;         /* engine iterations run so far */
     uint64_t generated_tokens;   /* tokens sampled so far */
-    uint64_t prompt_tokens;      /* prompt tokens processed so far */
+    uint64_t prompt_tokens;      /* prompt tokens processed so far (prefix-cache hits are not processed) */
     int32_t  active_requests;    /* admitted, holding KV, not finished */
     int32_t  queued_requests;    /* waiting for admission */
     int32_t  kv_blocks_total;
-    int32_t  kv_blocks_used;     /* by requests, pinned exports and pending imports */
-    int32_t  kv_blocks_free;
+    int32_t  kv_blocks_used;     /* held by requests, pinned exports and pending imports; 0 when all are done */
+    int32_t  kv_blocks_free;     /* not held: empty, or cached and evictable (kv_blocks_cached); used + free = total */
     int32_t  pinned_exports;     /* finished context-only requests not yet released */
     int32_t  pending_imports;    /* reserved imports not yet consumed or aborted */
+    /* Added in ABI 4 (prefix cache). */
+    int32_t  kv_blocks_cached;             /* free blocks that hold a cached prefix (part of kv_blocks_free) */
+    uint64_t prefix_cache_hit_tokens;      /* prompt tokens whose KV came from the cache, at admission */
+    uint64_t prefix_cache_miss_tokens;     /* prompt tokens that had to be computed (all of them with the cache
+                                              off; generation-only requests count neither) */
+    uint64_t prefix_cache_evicted_blocks;  /* cached blocks evicted to make room */
 } trtd_executor_stats;
 
 TRTD_API trtd_status trtd_executor_get_stats(trtd_executor * executor, trtd_executor_stats * stats_out);
+
+/* ------------------------------------------------------------------------------------------------
+ * KV events (ABI 4): what the prefix cache stores and evicts, for a KV-aware router. A block is named by its
+ * chained hash (see "Prefix cache" above), which a router computes from token ids the same way.
+ * The executor queues events from creation on, at most TRTD_KV_EVENT_QUEUE_MAX; past that the queue is dropped
+ * and the next drain reports it lost: the consumer rebuilds its view from trtd_executor_kv_cache_snapshot.
+ * ---------------------------------------------------------------------------------------------- */
+
+#define TRTD_KV_EVENT_QUEUE_MAX 65536
+
+typedef enum trtd_kv_event_type {
+    TRTD_KV_EVENT_STORED = 0,  /* a full block entered the cache */
+    TRTD_KV_EVENT_REMOVED = 1  /* a cached block was evicted */
+} trtd_kv_event_type;
+
+typedef struct trtd_kv_event {
+    uint64_t block_hash;
+    int32_t  type;      /* trtd_kv_event_type */
+    int32_t  reserved;  /* 0 */
+} trtd_kv_event;
+
+/**
+ * Moves up to max_events queued events into events, oldest first. *lost_out is true when events were dropped
+ * (the queue overflowed) since the last snapshot: the events returned then start after the gap, so rebuild from
+ * a snapshot. With the prefix cache off there are never events.
+ * @return OK; INVALID_ARGUMENT; UNSUPPORTED (an implementation without a prefix cache).
+ */
+TRTD_API trtd_status trtd_executor_kv_events(trtd_executor * executor, trtd_kv_event * events, int32_t max_events,
+                                             int32_t * num_events_out, bool * lost_out);
+
+/**
+ * Size-first: the hashes of every block in the prefix cache (held or not), in no particular order. With
+ * max_hashes < the count, only *num_hashes_out is written and BUFFER_TOO_SMALL returned. A complete snapshot
+ * also drops the queued events and clears the lost flag, under the same lock: the next events continue from it.
+ * @return OK; INVALID_ARGUMENT; BUFFER_TOO_SMALL; UNSUPPORTED.
+ */
+TRTD_API trtd_status trtd_executor_kv_cache_snapshot(trtd_executor * executor, uint64_t * hashes, int32_t max_hashes,
+                                                     int32_t * num_hashes_out);
 
 /* ------------------------------------------------------------------------------------------------
  * KV cache layout, export and import (disaggregation)

@@ -380,6 +380,7 @@ trtd_executor_config trtd_executor_default_config(void)
     c.max_context_length = 0;       // 0: the engine's max_seq_len
     c.device_id = 0;
     c.max_queued_requests = 0;
+    c.enable_prefix_cache = false;  // ignored: TRT-LLM's block reuse stays off (see kvCache below), its stats stay 0
     return c;
 }
 
@@ -466,7 +467,9 @@ trtd_status trtd_executor_create(const char* model_dir, const trtd_executor_conf
     }
 
     tle::KvCacheConfig kvCache;
-    kvCache.setEnableBlockReuse(false); // keeps "blocks used" at zero when idle; reuse is not part of the ABI
+    // Block reuse off, whatever enable_prefix_cache says: TRT-LLM counts reusable blocks as used, so "blocks used"
+    // would not return to zero when idle (ABI 4 keeps cached blocks apart, which TRT-LLM's iteration stats cannot).
+    kvCache.setEnableBlockReuse(false);
     int64_t kvTokens = 0;
     if (cfg.kv_block_count > 0 && info.tokensPerBlock > 0)
     {
@@ -977,6 +980,34 @@ trtd_status trtd_executor_context_phase_state(trtd_executor* executor, trtd_requ
     }
     std::memcpy(buffer, bytes.data(), bytes.size());
     return TRTD_STATUS_OK;
+}
+
+// KV events (ABI 4): block reuse stays off in this shim (see the KvCacheConfig in create), so there is no prefix
+// cache to report; TRT-LLM's own KV event manager could feed these later.
+trtd_status trtd_executor_kv_events(trtd_executor* executor, trtd_kv_event* events, int32_t max_events, int32_t* num_events_out, bool* lost_out)
+{
+    (void) events;
+    (void) max_events;
+    if (num_events_out != nullptr)
+    {
+        *num_events_out = 0;
+    }
+    if (lost_out != nullptr)
+    {
+        *lost_out = false;
+    }
+    return fail(executor == nullptr ? TRTD_STATUS_INVALID_ARGUMENT : TRTD_STATUS_UNSUPPORTED, "the TensorRT-LLM shim keeps no prefix cache");
+}
+
+trtd_status trtd_executor_kv_cache_snapshot(trtd_executor* executor, uint64_t* hashes, int32_t max_hashes, int32_t* num_hashes_out)
+{
+    (void) hashes;
+    (void) max_hashes;
+    if (num_hashes_out != nullptr)
+    {
+        *num_hashes_out = 0;
+    }
+    return fail(executor == nullptr ? TRTD_STATUS_INVALID_ARGUMENT : TRTD_STATUS_UNSUPPORTED, "the TensorRT-LLM shim keeps no prefix cache");
 }
 
 trtd_status trtd_executor_get_stats(trtd_executor* executor, trtd_executor_stats* stats_out)

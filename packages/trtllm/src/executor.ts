@@ -4,6 +4,7 @@
 import { Socket } from "node:net";
 import {
   ExecutorClosedError,
+  InternalError,
   InvalidArgumentError,
   NativeStatus,
   RequestFailedError,
@@ -16,6 +17,8 @@ import {
   decodeResponse,
   decodeTokenLogprobs,
   FINISH_REASONS,
+  KV_EVENT_SIZE,
+  KV_EVENT_TYPES,
   loadLibrary,
   MEMORY_KINDS,
   REQUEST_TYPES,
@@ -26,7 +29,7 @@ import {
 } from "./native.js";
 import { KV_DTYPES } from "@trtd/model";
 import { GenerationStream } from "./stream.js";
-import type { ExecutorKvLayout, ExecutorName, ExecutorOptions, ExecutorStats, GenerateOptions, GenerateRequest, ModelInfo } from "./types.js";
+import type { ExecutorKvLayout, ExecutorName, ExecutorOptions, ExecutorStats, GenerateOptions, GenerateRequest, KvEvents, ModelInfo } from "./types.js";
 
 /** config device_id when deviceId is unset and the implementation is chosen by name. */
 const DEFAULT_DEVICE: Record<ExecutorName, number> = { reference: -1, cuda: 0 };
@@ -47,6 +50,12 @@ function int32Array(name: string, values: readonly number[] | Int32Array): Int32
     out[i] = v;
   }
   return out;
+}
+
+function boolOption(name: string, v: boolean | undefined, fallback: boolean): boolean {
+  if (v === undefined) return fallback;
+  if (typeof v !== "boolean") throw new InvalidArgumentError(`${name} must be a boolean, got ${String(v)}`);
+  return v;
 }
 
 function intOption(name: string, v: number | undefined, fallback: number): number {
@@ -131,6 +140,7 @@ export class Executor implements KvOwner {
     cfg.num_threads = intOption("threads", options.threads, cfg.num_threads);
     cfg.max_context_length = intOption("maxContextLength", options.maxContextLength, cfg.max_context_length);
     cfg.max_queued_requests = intOption("maxQueuedRequests", options.maxQueuedRequests, cfg.max_queued_requests);
+    cfg.enable_prefix_cache = boolOption("prefixCache", options.prefixCache, cfg.enable_prefix_cache);
     cfg.device_id = intOption("deviceId", options.deviceId, options.executor ? DEFAULT_DEVICE[options.executor] : cfg.device_id);
     for (const [k, v] of Object.entries(cfg)) {
       if (Number(v) > 0x7fffffff && k !== "kv_memory_bytes") throw new InvalidArgumentError(`option ${k} is too large`);
@@ -317,6 +327,50 @@ export class Executor implements KvOwner {
     return this.native.cancel(this.#ex, requestId) === 0;
   }
 
+  /**
+   * Drains the prefix cache's events (ABI 4): the hashes of blocks stored in and evicted from the cache since the
+   * last drain, oldest first (`prefixBlockHashes` of @trtd/model computes the same keys from token ids). `lost` is true when the
+   * executor's queue overflowed since the last kvCacheSnapshot(): rebuild from a snapshot then.
+   * @throws UnsupportedError (an implementation without a prefix cache)
+   */
+  kvEvents(): KvEvents {
+    const ex = this.handle();
+    const max = 4096;
+    const buf = Buffer.alloc(max * KV_EVENT_SIZE);
+    const n = new Int32Array(1);
+    const lostOut = new Uint8Array(1);
+    const out: KvEvents = { events: [], lost: false };
+    for (;;) {
+      this.check(this.native.kvEvents(ex, buf, max, n, lostOut));
+      out.lost ||= lostOut[0] !== 0;
+      for (let i = 0; i < n[0]!; i++) {
+        const type = KV_EVENT_TYPES[buf.readInt32LE(i * KV_EVENT_SIZE + 8)];
+        if (type === undefined) throw new InternalError(`unknown KV event type ${buf.readInt32LE(i * KV_EVENT_SIZE + 8)}`);
+        out.events.push({ type, hash: buf.readBigUInt64LE(i * KV_EVENT_SIZE) });
+      }
+      if (n[0]! < max) return out;
+    }
+  }
+
+  /**
+   * The hashes of every block in the prefix cache (ABI 4). Taking it drops the queued events, which it supersedes:
+   * kvEvents() continues from here.
+   * @throws UnsupportedError (an implementation without a prefix cache)
+   */
+  kvCacheSnapshot(): bigint[] {
+    const ex = this.handle();
+    const n = new Int32Array(1);
+    for (;;) {
+      const status = this.native.kvCacheSnapshot(ex, null, 0, n);
+      if (status !== 0 && status !== NativeStatus.BUFFER_TOO_SMALL) this.check(status);
+      const buf = new BigUint64Array(Math.max(1, n[0]!));
+      const s2 = this.native.kvCacheSnapshot(ex, buf, buf.length, n);
+      if (s2 === NativeStatus.BUFFER_TOO_SMALL) continue; // the cache grew in between: ask again
+      this.check(s2);
+      return Array.from(buf.subarray(0, n[0]!));
+    }
+  }
+
   stats(): ExecutorStats {
     const s: Record<string, unknown> = {};
     this.check(this.native.stats(this.handle(), s));
@@ -326,6 +380,10 @@ export class Executor implements KvOwner {
       kvBlocksUsed: s.kv_blocks_used as number,
       kvBlocksFree: s.kv_blocks_free as number,
       kvBlocksTotal: s.kv_blocks_total as number,
+      kvBlocksCached: s.kv_blocks_cached as number,
+      prefixCacheHitTokens: Number(s.prefix_cache_hit_tokens),
+      prefixCacheMissTokens: Number(s.prefix_cache_miss_tokens),
+      prefixCacheEvictedBlocks: Number(s.prefix_cache_evicted_blocks),
       pinnedExports: s.pinned_exports as number,
       pendingImports: s.pending_imports as number,
       iterations: Number(s.iterations),

@@ -46,5 +46,6 @@ export type {
   GenerateOptions,
   FinishReason,
   ExecutorStats,
+  KvEvents,
 } from "./types.js";
 export type { ExecutorErrorOptions } from "./errors.js";

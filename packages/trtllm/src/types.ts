@@ -23,6 +23,11 @@ export interface ExecutorOptions {
   maxContextLength?: number;
   /** Enqueue fails with QueueFullError past this many waiting requests (default 0 = unbounded). */
   maxQueuedRequests?: number;
+  /**
+   * Reuse full KV blocks across requests whose tokens start the same way (default true). The output is the same
+   * either way, token for token; see "Prefix cache" in the package README.
+   */
+  prefixCache?: boolean;
   /** Accelerator ordinal (config device_id); default 0 with executor "cuda", -1 (CPU) with "reference", else the library's. */
   deviceId?: number;
   /**
@@ -176,12 +181,29 @@ export interface GenerateOptions {
   signal?: AbortSignal;
 }
 
+/** Prefix-cache events drained by Executor.kvEvents(): block hashes stored and evicted, oldest first. */
+export interface KvEvents {
+  events: { type: "stored" | "removed"; hash: bigint }[];
+  /** Events were dropped (the executor's queue overflowed) since the last snapshot: rebuild from kvCacheSnapshot(). */
+  lost: boolean;
+}
+
 export interface ExecutorStats {
   activeRequests: number;
   queuedRequests: number;
+  /** Blocks held by requests, pinned exports and pending imports: 0 once all are done. */
   kvBlocksUsed: number;
+  /** Blocks not held: empty, or holding a cached prefix (kvBlocksCached). kvBlocksUsed + kvBlocksFree = kvBlocksTotal. */
   kvBlocksFree: number;
   kvBlocksTotal: number;
+  /** Free blocks that hold a cached prefix: reused on a hit, evicted least recently used first when space is needed. */
+  kvBlocksCached: number;
+  /** Prompt tokens whose KV came from the prefix cache (counted at admission). */
+  prefixCacheHitTokens: number;
+  /** Prompt tokens that had to be computed (generation-only requests count neither). */
+  prefixCacheMissTokens: number;
+  /** Cached blocks evicted to make room. */
+  prefixCacheEvictedBlocks: number;
   /** Finished context-only requests whose KV is still pinned for export. */
   pinnedExports: number;
   /** Reserved KV imports not yet consumed or aborted. */

@@ -1,5 +1,8 @@
 // The reference executor: the C ABI of trtd_executor.h over a CPU Llama forward pass with a paged KV
-// pool and in-flight batching on one engine thread.
+// pool and in-flight batching on one engine thread. A request is admitted only when every block of its
+// lifetime (prompt + max_new_tokens) can be held, so it never runs out of KV half way: under memory pressure
+// requests wait in the queue instead of failing or being preempted. Full blocks are shared across requests
+// through the prefix cache of KvBlockPool (kv_block_pool.hpp).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -24,6 +27,7 @@
 #include "../../include/trtd_executor.h"
 #include "abi_common.hpp"
 #include "forward.hpp"
+#include "kv_block_pool.hpp"
 #include "logit_controls.hpp"
 #include "model.hpp"
 #include "sampler.hpp"
@@ -47,6 +51,8 @@ struct Request {
     int computed = 0;       // tokens whose K/V are in the cache
     int blocks_needed = 0;  // whole lifetime, reserved at admission
     std::vector<int> blocks;
+    std::vector<uint64_t> prompt_hashes;  // chain hashes of the prompt's full blocks (prefix-cache lookup)
+    std::vector<uint64_t> block_hashes;   // chain hashes of the leading blocks whose KV is complete
     std::vector<float *> block_ptrs;
     int first_token = -1;   // generation-only
     bool cancel = false;
@@ -76,7 +82,7 @@ struct trtd_executor {
     int max_ctx = 0;
     KvGeometry geo;
     std::vector<float> pool;
-    std::vector<int> free_blocks;
+    std::unique_ptr<KvBlockPool> blocks;  // block ownership and the prefix cache; guarded by mu
     std::unique_ptr<ThreadPool> threads;
     std::unique_ptr<Forward> forward;
     std::vector<Sampler> samplers;  // one per compute thread: a batch's draws run in parallel, scratch reused
@@ -120,15 +126,29 @@ struct trtd_executor {
 
     float * block_ptr(int b) { return pool.data() + size_t(b) * geo.block_floats(); }
 
-    bool alloc_locked(int n, std::vector<int> & out) {
-        if (n > int(free_blocks.size())) return false;
-        for (int i = 0; i < n; ++i) { out.push_back(free_blocks.back()); free_blocks.pop_back(); }
-        return true;
-    }
-    void free_locked(std::vector<int> & blocks) {
-        for (int b : blocks) free_blocks.push_back(b);
-        blocks.clear();
+    void free_locked(std::vector<int> & held) {
+        blocks->release(held);
         work_cv.notify_one();  // a queued request may fit now
+    }
+
+    // Cached blocks a queued request can start from: the prompt's leading full blocks, leaving at least its
+    // last prompt token to compute (its logits give the first output token, and a shared block is never written).
+    std::vector<int> prefix_match_locked(const Request & r) const {
+        if (r.type == TRTD_REQUEST_GENERATION_ONLY) return {};
+        return blocks->match(r.prompt_hashes, r.tokens.data(), (r.prompt_len - 1) / geo.tokens_per_block);
+    }
+
+    // Publishes the request's blocks that became full since the last call (prompt and generated tokens alike).
+    void publish_full_blocks_locked(Request & r) {
+        const int T = geo.tokens_per_block;
+        while (int(r.block_hashes.size()) < r.computed / T) {
+            const int i = int(r.block_hashes.size());
+            const uint64_t parent = i ? r.block_hashes.back() : blocks->root();
+            const int * toks = r.tokens.data() + size_t(i) * size_t(T);
+            const uint64_t h = blocks->block_hash(parent, i, toks);
+            blocks->publish(r.blocks[size_t(i)], h, parent, toks);
+            r.block_hashes.push_back(h);
+        }
     }
 
     void emit_locked(trtd_request_id id, const int * toks, int n, bool final, int reason, int status = 0,
@@ -178,7 +198,9 @@ struct trtd_executor {
     bool can_admit_locked() const {
         if (queue.empty() || int(running.size()) >= cfg.max_batch_size) return false;
         const Request & h = *queue.front();
-        return h.cancel || h.blocks_needed - int(h.blocks.size()) <= int(free_blocks.size());
+        if (h.cancel) return true;
+        const std::vector<int> matched = prefix_match_locked(h);
+        return blocks->can_allocate(h.blocks_needed - int(h.blocks.size()) - int(matched.size()), matched);
     }
 
     void handle_cancels_locked() {
@@ -196,9 +218,22 @@ struct trtd_executor {
         while (can_admit_locked()) {
             std::unique_ptr<Request> r = std::move(queue.front());
             queue.pop_front();
-            alloc_locked(r->blocks_needed - int(r->blocks.size()), r->blocks);
+            if (r->type != TRTD_REQUEST_GENERATION_ONLY) {
+                const std::vector<int> matched = prefix_match_locked(*r);
+                blocks->acquire(matched);
+                r->blocks = matched;
+                r->computed = int(matched.size()) * geo.tokens_per_block;
+                r->block_hashes.assign(r->prompt_hashes.begin(), r->prompt_hashes.begin() + long(matched.size()));
+                blocks->hit_tokens += uint64_t(r->computed);
+                blocks->miss_tokens += uint64_t(r->prompt_len - r->computed);
+            }
+            if (!blocks->allocate(r->blocks_needed - int(r->blocks.size()), r->blocks)) {  // cannot happen: can_admit_locked counted
+                finish_locked(*r, TRTD_FINISH_ERROR, TRTD_STATUS_INTERNAL, "admission found too few free KV blocks");
+                continue;
+            }
             for (int b : r->blocks) r->block_ptrs.push_back(block_ptr(b));
             if (r->type == TRTD_REQUEST_GENERATION_ONLY) {
+                publish_full_blocks_locked(*r);  // the imported prompt KV is complete
                 // The first token came from the context phase: emit it as this request's first output, so
                 // generation-only output equals context-and-generation output token for token.
                 if (accept_token_locked(*r, r->first_token)) continue;
@@ -456,6 +491,7 @@ struct trtd_executor {
                 Request & r = *it.req;
                 if (r.computed < r.prompt_len) prompt_tokens += uint64_t(it.n);
                 r.computed += it.n;
+                publish_full_blocks_locked(r);
                 if (!it.sample) continue;
                 if (it.defer) { r.awaiting_mask = true; continue; }  // sampled by sample_held once its mask is set
                 const size_t d = size_t(si++);
@@ -504,6 +540,7 @@ trtd_executor_config trtd_executor_default_config(void) {
     c.max_context_length = 0;
     c.device_id = -1;
     c.max_queued_requests = 0;
+    c.enable_prefix_cache = true;
     return c;
 }
 
@@ -558,7 +595,7 @@ trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_con
         if (blocks > (int64_t(1) << 30)) return fail(TRTD_STATUS_INVALID_ARGUMENT, "too many KV blocks");
         ex->cfg.kv_block_count = int32_t(blocks);
         ex->pool.assign(size_t(blocks) * ex->geo.block_floats(), 0.0f);
-        for (int64_t b = blocks - 1; b >= 0; --b) ex->free_blocks.push_back(int(b));
+        ex->blocks.reset(new KvBlockPool(int(blocks), c.kv_tokens_per_block, ex->model.fingerprint, c.enable_prefix_cache));
         int nt = c.num_threads ? c.num_threads : int(std::max(1u, std::thread::hardware_concurrency()));
         ex->cfg.num_threads = nt;
         ex->threads.reset(new ThreadPool(nt));
@@ -640,6 +677,7 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
                                   ? r->prompt_len
                                   : int(std::min<int64_t>(int64_t(r->prompt_len) + r->max_new, ex->max_ctx)) - 1;
         r->blocks_needed = ceil_div(kv_tokens, T);
+        if (!gen_only && ex->cfg.enable_prefix_cache) r->prompt_hashes = ex->blocks->chain_hashes(r->tokens.data(), r->prompt_len);
 
         std::lock_guard<std::mutex> lk(ex->mu);
         if (ex->stop) return fail(TRTD_STATUS_SHUT_DOWN, "the executor is shutting down");
@@ -754,11 +792,28 @@ trtd_status trtd_executor_get_stats(trtd_executor * ex, trtd_executor_stats * ou
     out->active_requests = int32_t(ex->running.size());
     out->queued_requests = int32_t(ex->queue.size());
     out->kv_blocks_total = ex->cfg.kv_block_count;
-    out->kv_blocks_free = int32_t(ex->free_blocks.size());
-    out->kv_blocks_used = out->kv_blocks_total - out->kv_blocks_free;
+    out->kv_blocks_free = int32_t(ex->blocks->free_count());
+    out->kv_blocks_used = int32_t(ex->blocks->held_count());
+    out->kv_blocks_cached = int32_t(ex->blocks->idle_cached_count());
+    out->prefix_cache_hit_tokens = ex->blocks->hit_tokens;
+    out->prefix_cache_miss_tokens = ex->blocks->miss_tokens;
+    out->prefix_cache_evicted_blocks = ex->blocks->evicted_blocks;
     out->pinned_exports = int32_t(ex->exports.size());
     out->pending_imports = int32_t(ex->imports.size());
     return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_kv_events(trtd_executor * ex, trtd_kv_event * events, int32_t max_events, int32_t * n_out,
+                                    bool * lost_out) {
+    if (!ex) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    return drain_kv_events(*ex->blocks, events, max_events, n_out, lost_out);
+}
+
+trtd_status trtd_executor_kv_cache_snapshot(trtd_executor * ex, uint64_t * hashes, int32_t max_hashes, int32_t * n_out) {
+    if (!ex) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    return kv_cache_snapshot(*ex->blocks, hashes, max_hashes, n_out);
 }
 
 trtd_status trtd_executor_kv_layout(const trtd_executor * ex, trtd_kv_layout * out) {
@@ -838,9 +893,9 @@ trtd_status trtd_executor_kv_import_reserve(trtd_executor * ex, int32_t num_toke
                                                      std::to_string(ex->cfg.kv_block_count));
         Held h;
         h.num_tokens = num_tokens;
-        if (!ex->alloc_locked(need, h.blocks))
+        if (!ex->blocks->allocate(need, h.blocks))
             return fail(TRTD_STATUS_KV_EXHAUSTED, "the import needs " + std::to_string(need) + " KV blocks; " +
-                                                      std::to_string(ex->free_blocks.size()) + " are free now");
+                                                      std::to_string(ex->blocks->free_count()) + " are free now");
         const trtd_kv_import_id id = ex->next_id++;
         ex->imports[id] = std::move(h);
         *id_out = id;

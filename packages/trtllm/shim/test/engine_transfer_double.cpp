@@ -479,6 +479,29 @@ TRTD_API trtd_status trtd_executor_kv_import_device(trtd_executor*, trtd_kv_impo
     return engineNative("kv_import_device");
 }
 
+// ABI 4, as in the shim: no prefix cache (TensorRT-LLM's block reuse stays off there), so no KV events.
+TRTD_API trtd_status trtd_executor_kv_events(trtd_executor*, trtd_kv_event*, int32_t, int32_t* num_events_out, bool* lost_out)
+{
+    if (num_events_out != nullptr)
+    {
+        *num_events_out = 0;
+    }
+    if (lost_out != nullptr)
+    {
+        *lost_out = false;
+    }
+    return fail(TRTD_STATUS_UNSUPPORTED, "kv_events: this engine (test double) keeps no prefix cache");
+}
+
+TRTD_API trtd_status trtd_executor_kv_cache_snapshot(trtd_executor*, uint64_t*, int32_t, int32_t* num_hashes_out)
+{
+    if (num_hashes_out != nullptr)
+    {
+        *num_hashes_out = 0;
+    }
+    return fail(TRTD_STATUS_UNSUPPORTED, "kv_cache_snapshot: this engine (test double) keeps no prefix cache");
+}
+
 TRTD_API trtd_status trtd_executor_compute_logits(trtd_executor* executor, const trtd_token* tokens,
     int32_t num_tokens, float* logits, int64_t max_logits)
 {
