@@ -15,6 +15,7 @@ import { checkResponseFormat } from "./openai/response-format.js";
 import { checkToolGrammar } from "./openai/tool-choice.js";
 import { parseCompletion } from "./openai/completions.js";
 import { chatMessageParts, chatPieces, pieceDelta, type ChatOutputOptions, type ChatPiece } from "./openai/chat-output.js";
+import { chatLogprobs, completionLogprobs, LogprobsCollector, type TokenLogprob } from "./openai/logprobs.js";
 import type { ReasoningOptions } from "./openai/reasoning.js";
 import type { ToolCallFormat } from "./openai/tool-calls.js";
 import { CHAT_DEFAULT_MAX_TOKENS, COMPLETIONS_DEFAULT_MAX_TOKENS, DEFAULT_LIMITS, type ServerLimits } from "./openai/limits.js";
@@ -127,11 +128,12 @@ export function createApiApp(opts: ApiAppOptions) {
       last: (r: GenerationResult) => unknown;
       usage: (r: GenerationResult) => unknown;
     },
+    logprobs?: LogprobsCollector,
   ) {
     const arrival = c.get("arrival");
     const signal = c.req.raw.signal;
     if (!stream.stream) {
-      const gen = runGeneration(deps, req, stop, arrival, signal);
+      const gen = runGeneration(deps, req, stop, arrival, signal, logprobs);
       let text = "";
       for (;;) {
         const step = await gen.next();
@@ -141,7 +143,7 @@ export function createApiApp(opts: ApiAppOptions) {
     }
     // Streaming: the first item is awaited before the response starts, so a failure before any output is
     // still an HTTP error with OpenAI error JSON; later failures are sent as an SSE error event.
-    const gen = shape.pieces(runGeneration(deps, req, stop, arrival, signal));
+    const gen = shape.pieces(runGeneration(deps, req, stop, arrival, signal, logprobs));
     const first = await gen.next();
     // Under @hono/node-server, events go straight onto Node's response (sse-writer.ts); app.request() without a
     // Node server (tests of the HTTP layer alone) takes hono's streamSSE.
@@ -217,12 +219,26 @@ export function createApiApp(opts: ApiAppOptions) {
     const grammar = forced ? await checkToolGrammar(forced, p.tools!, p.parallelToolCalls) : p.responseFormat && (await checkResponseFormat(p.responseFormat));
     const promptTokens = await opts.codec.encodeChat(p.messages, { tools: p.tools, signal: c.req.raw.signal });
     traceStage?.("api.tokenized");
-    const req = buildGenerateRequest(
-      deps,
-      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: p.maxTokensParam, promptParam: "messages", grammar }
-    );
+    const req = buildGenerateRequest(deps, {
+      promptTokens,
+      maxTokens: p.maxTokens,
+      defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS,
+      sampling: p.sampling,
+      controls: p.controls,
+      logprobs: p.logprobs,
+      stop: p.stop,
+      maxTokensParam: p.maxTokensParam,
+      promptParam: "messages",
+      grammar,
+    });
     const common = { id: `chatcmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;
+    // With logprobs, each chunk carries those of the tokens that arrived since the previous one; the last chunk
+    // those left (tokens whose text was held back to the end). Without, the chunks keep their JSON templates.
+    const lp = p.logprobs.logprobs ? new LogprobsCollector(opts.codec) : undefined;
+    const lpNext = () => (lp ? chatLogprobs(lp.take()) : null);
+    const lpRest = (entries = lp?.take()) => (entries?.length ? chatLogprobs(entries) : null);
+    const lpAll = () => (lp ? chatLogprobs(lp.all()) : null);
     // The delta chunk's JSON around its text is serialised once per request.
     const contentDelta = jsonTemplate((s) => R.chatChunk(common, { content: s }, null, u));
     const output: ChatOutputOptions = forced
@@ -233,26 +249,43 @@ export function createApiApp(opts: ApiAppOptions) {
     if (output.reasoning || output.tools || output.namedCall !== undefined) {
       // The same parsers split the whole text and the stream, so both give the same reasoning, content and calls.
       const reasoningDelta = jsonTemplate((s) => R.chatChunk(common, { reasoning_content: s }, null, u));
-      return respond<ChatPiece>(c, p.stream, req, p.stop, {
-        whole: (text, r) => R.chatCompletionFromParts(common, chatMessageParts(text, r, output)),
-        pieces: (gen) => chatPieces(gen, output),
-        first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
-        delta: (x) => R.chatChunk(common, pieceDelta(x), null, u),
-        deltaJson: (x) =>
-          x.kind === "content" ? contentDelta(x.text) : x.kind === "reasoning" ? reasoningDelta(x.text) : JSON.stringify(R.chatChunk(common, pieceDelta(x), null, u)),
-        last: (r) => R.chatChunk(common, {}, r.finishReason, u),
-        usage: (r) => R.chatUsageChunk(common, r),
-      });
+      const delta = (x: ChatPiece) => R.chatChunk(common, pieceDelta(x), null, u, lpNext());
+      return respond<ChatPiece>(
+        c,
+        p.stream,
+        req,
+        p.stop,
+        {
+          whole: (text, r) => R.chatCompletionFromParts(common, chatMessageParts(text, r, output), lpAll()),
+          pieces: (gen) => chatPieces(gen, output),
+          first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
+          delta,
+          deltaJson: lp
+            ? (x) => JSON.stringify(delta(x))
+            : (x) => (x.kind === "content" ? contentDelta(x.text) : x.kind === "reasoning" ? reasoningDelta(x.text) : JSON.stringify(delta(x))),
+          last: (r) => R.chatChunk(common, {}, r.finishReason, u, lpRest()),
+          usage: (r) => R.chatUsageChunk(common, r),
+        },
+        lp,
+      );
     }
-    return respond(c, p.stream, req, p.stop, {
-      whole: (text, r) => R.chatCompletion(common, text, r),
-      pieces: (gen) => gen,
-      first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
-      delta: (text) => R.chatChunk(common, { content: text }, null, u),
-      deltaJson: contentDelta,
-      last: (r) => R.chatChunk(common, {}, r.finishReason, u),
-      usage: (r) => R.chatUsageChunk(common, r),
-    });
+    const delta = (text: string) => R.chatChunk(common, { content: text }, null, u, lpNext());
+    return respond(
+      c,
+      p.stream,
+      req,
+      p.stop,
+      {
+        whole: (text, r) => R.chatCompletion(common, text, r, lpAll()),
+        pieces: (gen) => gen,
+        first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
+        delta,
+        deltaJson: lp ? (text) => JSON.stringify(delta(text)) : contentDelta,
+        last: (r) => R.chatChunk(common, {}, r.finishReason, u, lpRest()),
+        usage: (r) => R.chatUsageChunk(common, r),
+      },
+      lp,
+    );
   });
 
   app.post("/v1/completions", async function completions(c) {
@@ -260,20 +293,38 @@ export function createApiApp(opts: ApiAppOptions) {
     let promptTokens: number[];
     if ("text" in p.prompt) promptTokens = await opts.codec.encode(p.prompt.text, c.req.raw.signal);
     else opts.codec.checkTokenIds((promptTokens = p.prompt.tokens));
-    const req = buildGenerateRequest(
-      deps,
-      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_tokens", promptParam: "prompt" }
-    );
+    const req = buildGenerateRequest(deps, {
+      promptTokens,
+      maxTokens: p.maxTokens,
+      defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS,
+      sampling: p.sampling,
+      controls: p.controls,
+      logprobs: p.logprobs,
+      stop: p.stop,
+      maxTokensParam: "max_tokens",
+      promptParam: "prompt",
+    });
     const common = { id: `cmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;
-    return respond(c, p.stream, req, p.stop, {
-      whole: (text, r) => R.completion(common, text, r),
-      pieces: (gen) => gen,
-      delta: (text) => R.completionChunk(common, text, null, u),
-      deltaJson: jsonTemplate((text) => R.completionChunk(common, text, null, u)),
-      last: (r) => R.completionChunk(common, "", r.finishReason, u),
-      usage: (r) => R.completionUsageChunk(common, r),
-    });
+    const lp = p.logprobs.logprobs ? new LogprobsCollector(opts.codec) : undefined;
+    const lpOf = (entries: TokenLogprob[]) => (lp ? completionLogprobs(entries, lp.advanceTextOffset(entries)) : null);
+    const lpNext = () => (lp ? lpOf(lp.take()) : null);
+    const delta = (text: string) => R.completionChunk(common, text, null, u, lpNext());
+    return respond(
+      c,
+      p.stream,
+      req,
+      p.stop,
+      {
+        whole: (text, r) => R.completion(common, text, r, lp ? lpOf(lp.all()) : null),
+        pieces: (gen) => gen,
+        delta,
+        deltaJson: lp ? (text) => JSON.stringify(delta(text)) : jsonTemplate((text) => R.completionChunk(common, text, null, u)),
+        last: (r) => R.completionChunk(common, "", r.finishReason, u, lpNext()),
+        usage: (r) => R.completionUsageChunk(common, r),
+      },
+      lp,
+    );
   });
 
   return { app, metrics, limits };

@@ -36,12 +36,26 @@ async function sseEvents(res: Response): Promise<string[]> {
 describe("api - validation", () => {
   const bad: Array<[string, Record<string, unknown>, number, string, string | null]> = [
     ["n > 1", chat({ n: 2 }), 400, "unsupported_parameter", "n"],
-    ["logprobs", chat({ logprobs: true }), 400, "unsupported_parameter", "logprobs"],
+    ["top_logprobs without logprobs (as OpenAI)", chat({ top_logprobs: 2 }), 400, "invalid_value", "top_logprobs"],
+    ["top_logprobs over 20", chat({ logprobs: true, top_logprobs: 21 }), 400, "invalid_value", "top_logprobs"],
+    ["logprobs not a boolean", chat({ logprobs: 3 }), 400, "invalid_value", "logprobs"],
+    ["presence_penalty out of range", chat({ presence_penalty: 2.5 }), 400, "invalid_value", "presence_penalty"],
+    ["frequency_penalty not a number", chat({ frequency_penalty: "x" }), 400, "invalid_value", "frequency_penalty"],
+    ["repetition_penalty zero", chat({ repetition_penalty: 0 }), 400, "invalid_value", "repetition_penalty"],
+    ["min_p over 1", chat({ min_p: 1.5 }), 400, "invalid_value", "min_p"],
+    ["min_tokens negative", chat({ min_tokens: -1 }), 400, "invalid_value", "min_tokens"],
+    ["min_tokens over max_tokens", chat({ min_tokens: 5, max_tokens: 4 }), 400, "invalid_value", "min_tokens"],
+    ["ignore_eos not a boolean", chat({ ignore_eos: "yes" }), 400, "invalid_value", "ignore_eos"],
+    ["stop_token_ids not ids", chat({ stop_token_ids: [-1] }), 400, "invalid_value", "stop_token_ids"],
+    ["stop_token_ids outside the vocabulary", chat({ stop_token_ids: [5000] }), 400, "invalid_value", "stop_token_ids"],
+    ["logit_bias key not an id", chat({ logit_bias: { abc: 1 } }), 400, "invalid_value", "logit_bias"],
+    ["logit_bias value out of range", chat({ logit_bias: { "5": 101 } }), 400, "invalid_value", "logit_bias"],
+    ["logit_bias id outside the vocabulary", chat({ logit_bias: { "5000": 1 } }), 400, "invalid_value", "logit_bias"],
     ["temperature out of range", chat({ temperature: 2.5 }), 400, "invalid_value", "temperature"],
     ["top_p zero", chat({ top_p: 0 }), 400, "invalid_value", "top_p"],
     ["seed not an integer", chat({ seed: 1.5 }), 400, "invalid_value", "seed"],
     ["unknown field", chat({ banana: 1 }), 400, "unknown_field", "banana"],
-    ["non-neutral unsupported field", chat({ presence_penalty: 0.5 }), 400, "unsupported_parameter", "presence_penalty"],
+    ["non-neutral unsupported field", chat({ store: true }), 400, "unsupported_parameter", "store"],
     ["too many stops", chat({ stop: ["a", "b", "c", "d", "e"] }), 400, "invalid_value", "stop"],
     ["empty messages", chat({ messages: [] }), 400, "invalid_value", "messages"],
     ["bad role", chat({ messages: [{ role: "robot", content: "x" }] }), 400, "invalid_value", "messages[0].role"],
@@ -62,6 +76,9 @@ describe("api - validation", () => {
     ["max_tokens over the context", { model: MODEL, prompt: "x", max_tokens: 1000 }, 400, "context_length_exceeded", "max_tokens"],
     ["empty prompt", { model: MODEL, prompt: "" }, 400, "invalid_value", "prompt"],
     ["no prompt", { model: MODEL }, 400, "invalid_request", "prompt"],
+    ["logprobs over 20", { model: MODEL, prompt: "x", logprobs: 21 }, 400, "invalid_value", "logprobs"],
+    ["logprobs as a boolean (completions take a count)", { model: MODEL, prompt: "x", logprobs: true }, 400, "invalid_value", "logprobs"],
+    ["logit_bias id outside the vocabulary", { model: MODEL, prompt: "x", logit_bias: { "300": -1 } }, 400, "invalid_value", "logit_bias"],
   ];
   for (const [name, body, status, code, param] of badCompletions) {
     it(`completions: refuses ${name} with OpenAI error JSON naming ${param}`, async () => {

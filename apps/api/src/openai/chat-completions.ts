@@ -14,6 +14,8 @@ export interface ChatCompletionParams {
   /** The field the client gave the limit in (`max_completion_tokens` or `max_tokens`), for error messages. */
   maxTokensParam: "max_completion_tokens" | "max_tokens";
   sampling: V.SamplingFields;
+  controls: V.ControlFields;
+  logprobs: V.LogprobsFields;
   stop: string[];
   stream: V.StreamFlags;
   user?: string;
@@ -31,7 +33,8 @@ export type ToolChoice = "none" | "auto" | "required" | { name: string };
 
 const KNOWN = new Set([
   "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "n",
-  "logprobs", "user", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls", "response_format",
+  "logprobs", "top_logprobs", "user", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls",
+  "response_format", ...V.CONTROL_FIELDS,
 ]);
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
 /**
@@ -209,8 +212,11 @@ export function parseChatCompletion(raw: unknown, servedModel: string): ChatComp
   V.checkFields(body, KNOWN, V.NEUTRAL_FIELDS);
   const model = V.requireModel(body, servedModel);
   V.parseN(body);
-  if (body.logprobs !== undefined && body.logprobs !== null && body.logprobs !== false) {
-    throw new InvalidRequestError("logprobs are not supported by this server", "logprobs", ApiErrorCodes.unsupported);
+  const logprobs = V.optBool(body, "logprobs", false);
+  const topLogprobs = V.optInt(body, "top_logprobs", 0, L.MAX_TOP_LOGPROBS);
+  // As OpenAI: top_logprobs needs logprobs: true.
+  if (topLogprobs !== undefined && topLogprobs > 0 && !logprobs) {
+    throw new InvalidRequestError("'top_logprobs' requires 'logprobs' to be true", "top_logprobs");
   }
   const maxA = V.optInt(body, "max_completion_tokens", 1, Number.MAX_SAFE_INTEGER);
   const maxB = V.optInt(body, "max_tokens", 1, Number.MAX_SAFE_INTEGER);
@@ -229,6 +235,8 @@ export function parseChatCompletion(raw: unknown, servedModel: string): ChatComp
     // Errors about the limit name the field the client sent (max_tokens is the older name of the same limit).
     maxTokensParam: maxA === undefined && maxB !== undefined ? "max_tokens" : "max_completion_tokens",
     sampling: V.parseSampling(body),
+    controls: V.parseControls(body),
+    logprobs: { logprobs, topLogprobs: topLogprobs ?? 0 },
     stop: V.parseStop(body),
     stream: V.parseStream(body),
     user: V.parseUser(body),

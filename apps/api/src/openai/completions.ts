@@ -1,5 +1,6 @@
 // POST /v1/completions (legacy): the request type and its validation.
 import { ApiErrorCodes, InvalidRequestError } from "../errors.js";
+import * as L from "./limits.js";
 import * as V from "./validate.js";
 
 export interface CompletionParams {
@@ -9,12 +10,17 @@ export interface CompletionParams {
   /** Undefined: COMPLETIONS_DEFAULT_MAX_TOKENS. */
   maxTokens?: number;
   sampling: V.SamplingFields;
+  controls: V.ControlFields;
+  /** `logprobs: k` (0-20): each token's logprob and its k best alternatives; null or absent: none. */
+  logprobs: V.LogprobsFields;
   stop: string[];
   stream: V.StreamFlags;
   user?: string;
 }
 
-const KNOWN = new Set(["model", "prompt", "max_tokens", "temperature", "top_p", "seed", "stop", "n", "logprobs", "user", "stream", "stream_options"]);
+const KNOWN = new Set([
+  "model", "prompt", "max_tokens", "temperature", "top_p", "seed", "stop", "n", "logprobs", "user", "stream", "stream_options", ...V.CONTROL_FIELDS,
+]);
 
 function parsePrompt(v: unknown): CompletionParams["prompt"] {
   if (typeof v === "string") return { text: v };
@@ -33,15 +39,15 @@ export function parseCompletion(raw: unknown, servedModel: string): CompletionPa
   V.checkFields(body, KNOWN, V.NEUTRAL_FIELDS);
   const model = V.requireModel(body, servedModel);
   V.parseN(body);
-  if (body.logprobs !== undefined && body.logprobs !== null) {
-    throw new InvalidRequestError("logprobs are not supported by this server", "logprobs", ApiErrorCodes.unsupported);
-  }
+  const logprobs = V.optInt(body, "logprobs", 0, L.MAX_TOP_LOGPROBS);
   if (body.prompt === undefined) throw new InvalidRequestError("'prompt' is required", "prompt", ApiErrorCodes.invalidRequest);
   return {
     model,
     prompt: parsePrompt(body.prompt),
     maxTokens: V.optInt(body, "max_tokens", 1, Number.MAX_SAFE_INTEGER),
     sampling: V.parseSampling(body),
+    controls: V.parseControls(body),
+    logprobs: { logprobs: logprobs !== undefined, topLogprobs: logprobs ?? 0 },
     stop: V.parseStop(body),
     stream: V.parseStream(body),
     user: V.parseUser(body),
