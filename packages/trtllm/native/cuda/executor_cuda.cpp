@@ -668,7 +668,6 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
     return guarded([&]() -> trtd_status {
         if (!ex || !req || !id_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor, request and id_out must not be NULL");
         if (trtd_status s = validate_request(req, ex->model.vocab_size, ex->max_ctx); s) return s;
-        // Sampling runs on the device inside the step's kernels; a host-supplied mask per token is not wired in yet.
         const bool gen_only = req->type == TRTD_REQUEST_GENERATION_ONLY;
         auto r = std::make_unique<Request>();
         r->type = req->type;
