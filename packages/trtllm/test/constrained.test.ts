@@ -3,18 +3,44 @@
 // holds up no other request; disaggregated constrained output equals aggregated; every failure path frees its KV.
 // The constraints here are test doubles, named as such (AllowSetConstraint, GatedConstraint): plain token sets, so
 // that the executor's mask handling is checked apart from any grammar (the grammar engine's own tests are in
-// packages/grammar). The CUDA executor and the TensorRT-LLM shim refuse constrained requests (UnsupportedError).
+// packages/grammar). Both executors run it (TRTD_TEST_EXECUTOR=cuda: the CUDA executor draws constrained rows on the
+// host with the reference executor's code); token-for-token comparisons there go through NearTies (near-tie.ts): bf16
+// runs of different batch shapes may part at a measured near-tie.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   InvalidArgumentError,
   NativeStatus,
-  UnsupportedError,
   type Executor,
   type GenerateRequest,
   type SamplingOptions,
   type TokenConstraint,
 } from "../src/index.js";
 import { expectIdle, openTiny, prompt, run, skipSuite, testExecutor } from "./helpers.js";
+import { NearTies } from "./near-tie.js";
+import { eventually } from "@trtd/test-support";
+
+const ties = new NearTies();
+afterAll(async () => {
+  await ties.close();
+});
+const onCuda = testExecutor === "cuda";
+/** bf16 logits of two computations of one row (a step, computeLogits) differ by ~2e-2 rms on the CUDA executor. */
+const logitTolerance = onCuda ? 0.1 : 1e-5;
+
+/** Token lists equal (near-ties accepted on CUDA), and logprobs equal over the tokens before any parting. */
+function expectSameOutput(
+  ex: Executor,
+  request: GenerateRequest,
+  expected: { tokens: number[]; logprobs?: unknown[] },
+  got: { tokens: number[]; logprobs?: unknown[] },
+  label: string,
+): void {
+  ties.expectSame(ex, request, expected.tokens, got.tokens, label);
+  if (expected.logprobs === undefined && got.logprobs === undefined) return;
+  const k = expected.tokens.findIndex((t, i) => got.tokens[i] !== t);
+  const n = k < 0 ? expected.tokens.length : k;
+  expect(got.logprobs?.slice(0, n), `${label}: logprobs`).toEqual(expected.logprobs?.slice(0, n));
+}
 
 /** Test double: allows a fixed token set at every step (all tokens when `allowed` is undefined); logs each call. */
 class AllowSetConstraint implements TokenConstraint {
@@ -38,14 +64,21 @@ class AllowSetConstraint implements TokenConstraint {
   }
 }
 
-/** Test double: like AllowSetConstraint(all), but each mask waits until release() is called. */
+/** Test double: like AllowSetConstraint(all), but each mask from the `from`-th on waits until release() is called. */
 class GatedConstraint implements TokenConstraint {
   readonly #inner: AllowSetConstraint;
+  readonly #from: number;
+  #asked = 0;
   #open: (() => void) | undefined;
   #gate: Promise<void>;
-  constructor(vocab: number) {
+  constructor(vocab: number, from = 1) {
     this.#inner = new AllowSetConstraint(vocab);
+    this.#from = from;
     this.#gate = new Promise((r) => (this.#open = r));
+  }
+  /** Masks asked for so far (the one waiting included). */
+  get asked(): number {
+    return this.#asked;
   }
   release(): void {
     this.#open?.();
@@ -54,14 +87,12 @@ class GatedConstraint implements TokenConstraint {
     return this.#inner.acceptToken(token);
   }
   async nextTokenMask(): Promise<Uint32Array> {
-    await this.#gate;
+    if (++this.#asked >= this.#from) await this.#gate;
     return this.#inner.nextTokenMask();
   }
 }
 
-const unsupported = testExecutor !== "reference";
-
-describe.skipIf(skipSuite("constrained") || unsupported)("constrained decoding", () => {
+describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
   let ex: Executor;
   let vocab: number;
   beforeAll(() => {
@@ -82,10 +113,14 @@ describe.skipIf(skipSuite("constrained") || unsupported)("constrained decoding",
   it("a mask that allows every token gives the unconstrained tokens (greedy, seeded, top-k, top-p)", async () => {
     for (const [i, sampling] of samplings.entries()) {
       const req: GenerateRequest = { prompt: prompt(9, 40 + i), maxNewTokens: 12, sampling };
-      const plain = await run(ex, req);
+      // The CUDA executor draws a constrained row on the host (the reference executor's sampler). Its device sampler
+      // walks a top-p-only nucleus in another order (near-tie.ts), so there the unconstrained run it is compared with
+      // is drawn on the host too (logprobs on; they change no draw). Greedy, unfiltered and top-k rows draw alike.
+      const topPOnly = sampling.topP !== undefined && !sampling.topK;
+      const plain = await run(ex, onCuda && topPOnly ? { ...req, logprobs: true } : req);
       const c = new AllowSetConstraint(vocab);
       const constrained = await run(ex, { ...req, constraint: c });
-      expect(constrained.tokens, `sampling ${JSON.stringify(sampling)}`).toEqual(plain.tokens);
+      ties.expectSame(ex, req, plain.tokens, constrained.tokens, `sampling ${JSON.stringify(sampling)}`);
       expect(constrained.finishReason).toBe("length");
       expect(c.accepted.slice(0, constrained.tokens.length - 1)).toEqual(constrained.tokens.slice(0, -1));
       expect(c.masks).toBe(12); // one mask per sampled token
@@ -107,7 +142,14 @@ describe.skipIf(skipSuite("constrained") || unsupported)("constrained decoding",
     const last = logits.subarray((p.length - 1) * vocab, p.length * vocab);
     const best = [...new Set(allowed)].reduce((a, b) => (last[b] > last[a] || (last[b] === last[a] && b < a) ? b : a));
     const greedy = await run(ex, { prompt: p, maxNewTokens: 1, constraint: new AllowSetConstraint(vocab, allowed) });
-    expect(greedy.tokens).toEqual([best]);
+    if (onCuda) {
+      // The step's bf16 row and computeLogits' may order a near-tie differently: the token is allowed and within the
+      // bf16 error of the best allowed logit.
+      expect(allowed).toContain(greedy.tokens[0]);
+      expect(last[best] - last[greedy.tokens[0]]).toBeLessThanOrEqual(logitTolerance);
+    } else {
+      expect(greedy.tokens).toEqual([best]);
+    }
     expectIdle(ex);
   });
 
@@ -125,8 +167,7 @@ describe.skipIf(skipSuite("constrained") || unsupported)("constrained decoding",
       const plain = await run(ex, req);
       const c = new AllowSetConstraint(vocab);
       const constrained = await run(ex, { ...req, constraint: c });
-      expect(constrained.tokens, JSON.stringify(controls)).toEqual(plain.tokens);
-      expect(constrained.logprobs, JSON.stringify(controls)).toEqual(plain.logprobs);
+      expectSameOutput(ex, req, plain, constrained, JSON.stringify(controls));
       expect(c.masks).toBe(10);
     }
     expectIdle(ex);
@@ -158,9 +199,14 @@ describe.skipIf(skipSuite("constrained") || unsupported)("constrained decoding",
       let sum = 0;
       for (const v of row) sum += Math.exp(v - mx);
       const lse = mx + Math.log(sum);
-      expect(Math.abs(out.logprobs![0]!.logprob - (row[out.tokens[0]] - lse))).toBeLessThan(1e-5);
+      expect(Math.abs(out.logprobs![0]!.logprob - (row[out.tokens[0]] - lse))).toBeLessThan(logitTolerance);
       const best = [...row.keys()].sort((a, b) => row[b] - row[a] || a - b).slice(0, 2);
-      expect(out.logprobs![0]!.top.map((t) => t.id)).toEqual(best);
+      if (onCuda) {
+        // bf16: the step's row and computeLogits' may swap a near-tie; the listed best is within the error of the best.
+        expect(row[best[0]] - row[out.logprobs![0]!.top[0].id]).toBeLessThanOrEqual(logitTolerance);
+      } else {
+        expect(out.logprobs![0]!.top.map((t) => t.id)).toEqual(best);
+      }
     }
     // Without the mask, the bias wins: the check above could fail.
     const free = await run(ex, { prompt: p, maxNewTokens: 3, logitBias: { [outside]: 100 } });
@@ -192,8 +238,7 @@ describe.skipIf(skipSuite("constrained") || unsupported)("constrained decoding",
     await new Promise((r) => setTimeout(r, 50)); // the first token's logits are held: its mask has not come
     gated.release();
     const out = await s.collect();
-    expect(out.tokens).toEqual(plain.tokens);
-    expect(out.logprobs).toEqual(plain.logprobs);
+    expectSameOutput(ex, req, plain, out, "held draw");
     expectIdle(ex);
   });
 
@@ -210,8 +255,49 @@ describe.skipIf(skipSuite("constrained") || unsupported)("constrained decoding",
     expect(ex.stats().activeRequests).toBe(1); // it holds its KV while it waits
     gated.release();
     await collecting;
-    expect(got).toEqual((await run(ex, { prompt: prompt(5, 1), maxNewTokens: 6 })).tokens);
+    const alone = { prompt: prompt(5, 1), maxNewTokens: 6 };
+    ties.expectSame(ex, alone, (await run(ex, alone)).tokens, got, "held request vs alone");
     expectIdle(ex);
+  });
+
+  it("a request holding its logits gives way under KV pressure (CUDA: preempted, recomputed) and draws the same tokens", async () => {
+    // 8 blocks of 16. A (prompt 40, 80 new) and B (prompt 40, held at its first mask). CUDA admits both on 3 blocks
+    // each; A's decode at position 80 needs a sixth block, none is free, so the youngest, B, is preempted while it
+    // holds its logits, and waits in the queue (it needs 3 blocks, 2 are free). The reference executor reserves A's
+    // whole lifetime (8 blocks), so B waits in the queue from the start. A stops at its 45th mask (position 84),
+    // past that point: one request runs, one is queued, on both executors.
+    const small = openTiny({ kvBlockCount: 8, kvTokensPerBlock: 16 });
+    try {
+      const reqA: GenerateRequest = { prompt: prompt(40, 501), maxNewTokens: 80 };
+      const reqB: GenerateRequest = { prompt: prompt(40, 502), maxNewTokens: 6, sampling: { temperature: 1, topK: 40, seed: 5 } };
+      const aloneA = (await run(small, reqA)).tokens;
+      const aloneB = (await run(small, reqB)).tokens;
+      const gateA = new GatedConstraint(vocab, 45);
+      const gateB = new GatedConstraint(vocab);
+      const a = small.generate({ ...reqA, constraint: gateA });
+      const b = small.generate({ ...reqB, constraint: gateB });
+      const gotB: number[] = [];
+      const collectingB = (async () => {
+        for await (const c of b) gotB.push(...c.tokens);
+      })();
+      await eventually(
+        () => gateA.asked >= 45 && small.stats().activeRequests === 1 && small.stats().queuedRequests === 1,
+        10_000,
+        "A waiting for its 45th mask, B queued",
+        { intervalMs: 5 },
+      );
+      expect(gotB).toEqual([]);
+      gateA.release();
+      const outA = await a.collect();
+      ties.expectSame(small, reqA, aloneA, outA.tokens, "A vs alone");
+      expect(gotB).toEqual([]); // B, readmitted once A ended, holds its recomputed logits for its mask
+      gateB.release();
+      await collectingB;
+      ties.expectSame(small, reqB, aloneB, gotB, "B (held, preempted, recomputed) vs alone");
+      expectIdle(small);
+    } finally {
+      await small.close();
+    }
   });
 
   it("a request cancelled while it waits for its mask ends cancelled and frees its KV", async () => {
@@ -292,12 +378,13 @@ describe.skipIf(skipSuite("constrained") || unsupported)("constrained decoding",
     const alone: number[][] = [];
     for (const r of reqs) alone.push((await run(ex, make(r))).tokens);
     const together = await Promise.all(reqs.map((r) => ex.generate(make(r)).collect()));
-    together.forEach((t, i) => expect(t.tokens, `request ${i}`).toEqual(alone[i]));
+    together.forEach((t, i) => ties.expectSame(ex, reqs[i], alone[i], t.tokens, `request ${i}`));
+    ties.expectFew(0.25);
     expectIdle(ex);
   });
 });
 
-describe.skipIf(skipSuite("constrained disaggregation") || unsupported)("constrained decoding, disaggregated", () => {
+describe.skipIf(skipSuite("constrained disaggregation"))("constrained decoding, disaggregated", () => {
   let a: Executor;
   let b: Executor;
   beforeAll(() => {
@@ -318,7 +405,7 @@ describe.skipIf(skipSuite("constrained disaggregation") || unsupported)("constra
       const ctxStream = a.generate({ prompt: p, maxNewTokens: 9, sampling, type: "context_only", constraint: new AllowSetConstraint(vocab, allowed) });
       const first = await ctxStream.collect();
       expect(first.tokens).toHaveLength(1);
-      expect(first.tokens[0]).toBe(agg.tokens[0]);
+      ties.expectSame(a, { prompt: p, sampling }, agg.tokens.slice(0, 1), first.tokens, "context phase vs aggregated");
       const exported = a.exportKv(ctxStream.requestId);
       const imp = b.reserveKvImport(exported.numTokens);
       const src = exported.segments();
@@ -333,26 +420,11 @@ describe.skipIf(skipSuite("constrained disaggregation") || unsupported)("constra
         contextPhase: { firstToken: first.tokens[0], kvImport: imp },
         constraint: genConstraint,
       });
-      expect(gen.tokens).toEqual(agg.tokens);
+      ties.expectSame(a, { prompt: p, sampling }, agg.tokens, gen.tokens, "disaggregated vs aggregated");
       expect(genConstraint.accepted[0]).toBe(first.tokens[0]); // the context phase's token, accepted once
       expect(genConstraint.masks).toBe(8); // masks for tokens 2..9 only
     }
     expectIdle(a);
     expectIdle(b);
-  });
-});
-
-describe.skipIf(skipSuite("constrained refusal") || !unsupported)("constrained decoding where it is not offered", () => {
-  it("is refused with UnsupportedError naming the field", async () => {
-    const ex = openTiny();
-    try {
-      expect(() => ex.generate({ prompt: [1, 2, 3], maxNewTokens: 2, constraint: new AllowSetConstraint(ex.model.vocabSize) }))
-        .toThrow(UnsupportedError);
-      expect(() => ex.generate({ prompt: [1, 2, 3], maxNewTokens: 2, constraint: new AllowSetConstraint(ex.model.vocabSize) }))
-        .toThrow(/constrained/);
-      expectIdle(ex);
-    } finally {
-      await ex.close();
-    }
   });
 });

@@ -9,7 +9,7 @@
 import { accessSync, constants, existsSync, readdirSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ABI_VERSION, defaultLibraryPath, Executor, ExecutorError, executorLibraries, InvalidArgumentError, UnsupportedError } from "../src/index.js";
+import { ABI_VERSION, defaultLibraryPath, Executor, ExecutorError, executorLibraries, InvalidArgumentError, NativeStatus } from "../src/index.js";
 import { loadLibrary } from "../src/native.js";
 import { tinyDir } from "./helpers.js";
 
@@ -106,15 +106,22 @@ describe.skipIf(noLibrary !== undefined)("CUDA executor library, host side", () 
     }
   });
 
-  it.skipIf(!hasGpu)("with a GPU, refuses a constrained request (no token masks on the device yet) and leaks nothing", async () => {
+  it.skipIf(!hasGpu)("with a GPU, runs a constrained request within its masks and leaks nothing (constrained.test.ts has the rest)", async () => {
     const ex = Executor.open(tinyDir, { executor: "cuda" });
     try {
-      const all = new Uint32Array(Math.ceil(ex.model.vocabSize / 32)).fill(0xffffffff);
-      const constraint = { acceptToken: () => true, nextTokenMask: () => all };
-      expect(() => ex.generate({ prompt: [1, 2, 3], maxNewTokens: 2, constraint })).toThrow(UnsupportedError);
-      expect(() => ex.generate({ prompt: [1, 2, 3], maxNewTokens: 2, constraint })).toThrow(/constrained/);
+      const words = Math.ceil(ex.model.vocabSize / 32);
+      const allowed = [17, 4242, 99_001];
+      const mask = new Uint32Array(words);
+      for (const t of allowed) mask[t >>> 5] |= 1 << (t & 31);
+      let masks = 0;
+      const constraint = { acceptToken: (t: number) => allowed.includes(t), nextTokenMask: () => (masks++, mask) };
+      const out = await ex.generate({ prompt: [1, 2, 3], maxNewTokens: 8, sampling: { temperature: 1, seed: 2 }, constraint }).collect();
+      expect(out.finishReason).toBe("length");
+      expect(out.tokens).toHaveLength(8);
+      for (const t of out.tokens) expect(allowed).toContain(t);
+      expect(masks).toBe(8);
       const plain = ex.generate({ prompt: [1, 2, 3], maxNewTokens: 50 });
-      expect(ex.native.setTokenMask(ex.handle(), plain.requestId, all, all.length)).toBe(-9); // TRTD_STATUS_UNSUPPORTED
+      expect(ex.native.setTokenMask(ex.handle(), plain.requestId, mask, words)).toBe(NativeStatus.INVALID_STATE);
       await plain.collect();
       expect(ex.stats()).toMatchObject({ activeRequests: 0, queuedRequests: 0, kvBlocksUsed: 0 });
     } finally {

@@ -59,10 +59,21 @@ struct Request {
     size_t import_blocks = 0;      // how many of `blocks` host_import holds (the decode may add one before the upload)
     int first_token = -1;      // generation-only
     bool cancel = false;
+    // Constrained decoding (trtd_executor_set_token_mask): the next sampled token's allowed-token bitmask, set by the
+    // caller under mu. A constrained row is drawn on the host; when its step ends before its mask came, its downloaded
+    // logits row waits in held_logits (awaiting_mask) and is drawn once the mask is there, holding up no other row.
+    // Meanwhile pending() is 0, so no forward pass includes the request until that token is drawn.
+    bool constrained = false;
+    bool mask_ready = false;
+    bool awaiting_mask = false;
+    std::vector<uint32_t> mask;
+    std::vector<float> held_logits;
     int pending() const { return int(tokens.size()) - computed; }
-    // Drawn on the host from the step's downloaded logits row (logit controls, min_p, logprobs), with the
-    // reference executor's code (logit_controls.cpp, sampler.cpp): the device sampler has none of these.
-    bool host_draw() const { return controls.active() || logprobs || (sampling.temperature > 0 && sampling.min_p > 0); }
+    // Drawn on the host from the step's downloaded logits row (logit controls, min_p, logprobs, token masks), with
+    // the reference executor's code (logit_controls.cpp, sampler.cpp): the device sampler has none of these.
+    bool host_draw() const {
+        return constrained || controls.active() || logprobs || (sampling.temperature > 0 && sampling.min_p > 0);
+    }
 };
 
 // The engine's lock, shared by the iteration loop and the ABI calls that use the engine (KV export and import,
@@ -282,6 +293,9 @@ struct trtd_executor {
     // The most recently admitted request gives its blocks back and waits in front of the queue.
     void preempt_locked(Request & r) {
         ++preemptions;
+        // Held logits are recomputed with the rest (the request's last step samples again); a waiting mask stays.
+        r.awaiting_mask = false;
+        r.held_logits = std::vector<float>();
         free_locked(r.blocks);  // its completed blocks stay cached: readmission may find them
         free_host(r.host_import);
         release_slot_locked(r);
@@ -317,34 +331,78 @@ struct trtd_executor {
     std::vector<float> host_row;
     std::vector<std::pair<float, int>> host_top;
 
-    void host_draw(const Request & r, const float * raw, int & token, trtd_token_logprobs & lp) {
+    // The token mask (constrained requests; may be NULL), the logit controls and the draw, as the reference
+    // executor's sample_one does them (prepare_draw_row, Sampler), then the raw row's logprobs.
+    void host_draw(const Request & r, float * raw, const uint32_t * mask, int & token, trtd_token_logprobs & lp) {
         const int vocab = model.vocab_size;
-        const float * row = raw;
-        if (r.controls.active()) {
-            host_row.assign(raw, raw + vocab);
-            const uint64_t n = uint64_t(r.generated_offset) + uint64_t(r.generated);
-            host_controls.apply(host_row.data(), vocab, r.controls,
-                                DrawContext{r.tokens.data(), int(r.tokens.size()), r.prompt_len - r.generated_offset, int64_t(n)});
-            row = host_row.data();
-        }
+        const uint64_t n = uint64_t(r.generated_offset) + uint64_t(r.generated);
+        const DrawContext ctx{r.tokens.data(), int(r.tokens.size()), r.prompt_len - r.generated_offset, int64_t(n)};
+        const float * row = prepare_draw_row(raw, vocab, mask, r.logprobs, r.controls, ctx, host_controls, host_row);
         SamplingParams p;
         p.seed = r.sampling.seed;
         p.temperature = r.sampling.temperature;
         p.top_p = r.sampling.top_p;
         p.top_k = r.sampling.top_k;
         p.min_p = r.sampling.min_p;
-        token = host_sampler.sample(row, vocab, p, uint64_t(r.generated_offset) + uint64_t(r.generated));
+        token = host_sampler.sample(row, vocab, p, n);
         lp = no_logprobs();
         if (r.logprobs) raw_logprobs(raw, vocab, token, r.num_top_logprobs, lp, host_top);
     }
 
+    // A running request the next step can advance: all but constrained ones holding logits without their mask.
+    bool runnable_locked() const {
+        for (const auto & r : running)
+            if (!r->awaiting_mask || r->mask_ready) return true;
+        return false;
+    }
+
+    void erase_done_locked(const std::vector<Request *> & done) {
+        if (done.empty()) return;
+        running.erase(std::remove_if(running.begin(), running.end(),
+                                     [&](const std::unique_ptr<Request> & r) {
+                                         return std::find(done.begin(), done.end(), r.get()) != done.end();
+                                     }),
+                      running.end());
+    }
+
+    // Draws the held rows whose mask has come, before the step is built, so that each request joins this step's
+    // decodes with its new token. Caller holds mu through lk; the draws run outside it (requests leave running only
+    // on this thread, and the draw reads only fields this thread writes).
+    void sample_held(std::unique_lock<std::mutex> & lk) {
+        struct Ready { Request * req; std::vector<uint32_t> mask; };
+        std::vector<Ready> ready;
+        for (auto & r : running)
+            if (r->awaiting_mask && r->mask_ready && !r->cancel) {
+                ready.push_back({r.get(), std::move(r->mask)});
+                r->mask_ready = false;
+            }
+        if (ready.empty()) return;
+        std::vector<int> tokens(ready.size());
+        std::vector<trtd_token_logprobs> logprobs(ready.size(), no_logprobs());
+        lk.unlock();
+        for (size_t i = 0; i < ready.size(); ++i)
+            host_draw(*ready[i].req, ready[i].req->held_logits.data(), ready[i].mask.data(), tokens[i], logprobs[i]);
+        lk.lock();
+        std::vector<Request *> done;
+        for (size_t i = 0; i < ready.size(); ++i) {
+            Request & r = *ready[i].req;
+            r.awaiting_mask = false;  // held_logits keeps its capacity for the next held row
+            if (accept_token_locked(r, tokens[i], r.logprobs ? &logprobs[i] : nullptr)) done.push_back(&r);
+        }
+        erase_done_locked(done);
+    }
+
     void run_iterations() {
-        struct Item { Request * req; int n; bool sample; };
+        // mask: a constrained row's bitmask, moved out of its request; defer: constrained without a mask yet, so the
+        // row's logits are held aside instead of drawn.
+        struct Item { Request * req; int n; bool sample; bool defer = false; std::vector<uint32_t> mask = {}; };
         std::vector<Item> items;
         trtd::cuda::Step step;
         std::vector<int> sampled;
         std::vector<float> host_logits;
         std::vector<Request *> host_reqs;  // parallel to step.host_rows
+        std::vector<const uint32_t *> host_masks;  // parallel to step.host_rows: the row's token mask, or NULL
+        std::vector<char> host_defer;              // parallel to step.host_rows: hold the row for its mask
         std::vector<trtd_token_logprobs> host_logprobs;  // per sampling row: those drawn on the host
         std::vector<Request *> uploads;
         const int T = cfg.kv_tokens_per_block;
@@ -353,6 +411,8 @@ struct trtd_executor {
             step.clear();
             uploads.clear();
             host_reqs.clear();
+            host_masks.clear();
+            host_defer.clear();
             // The staged imports of this iteration: their buffer and the blocks it holds, fixed at admission. The
             // decode-growth pass below can append a block to the request (a prompt that ends on a block boundary);
             // that block is not in the buffer and must not be copied from it.
@@ -361,11 +421,13 @@ struct trtd_executor {
             double ts = 0;
             {
                 std::unique_lock<std::mutex> lk(mu);
-                work_cv.wait(lk, [&] { return stop || dirty || !running.empty() || can_admit_locked(); });
+                work_cv.wait(lk, [&] { return stop || dirty || runnable_locked() || can_admit_locked(); });
                 if (stop) return;
                 if (timing) ts = ms_now();
                 dirty = false;
                 handle_cancels_locked();
+                sample_held(lk);
+                if (stop) return;
                 admit_locked(uploads);
                 for (Request * r : uploads) {
                     host_imports.push_back({r->host_import, std::vector<int>(r->blocks.begin(), r->blocks.begin() + long(r->import_blocks))});
@@ -391,6 +453,11 @@ struct trtd_executor {
                     const int n = std::min(r->pending(), budget);
                     budget -= n;
                     items.push_back({r.get(), n, r->computed + n == int(r->tokens.size())});
+                }
+                for (Item & it : items) {
+                    if (!it.sample || !it.req->constrained) continue;
+                    if (it.req->mask_ready) { it.mask = std::move(it.req->mask); it.req->mask_ready = false; }
+                    else it.defer = true;
                 }
                 if (items.empty()) continue;
                 ++iterations;
@@ -428,6 +495,8 @@ struct trtd_executor {
                             p.temperature = 0;
                             step.host_rows.push_back(int(step.sampling.size()));
                             host_reqs.push_back(&r);
+                            host_masks.push_back(it.mask.empty() ? nullptr : it.mask.data());
+                            host_defer.push_back(it.defer);
                         }
                         step.sampling.push_back(p);
                     }
@@ -447,7 +516,9 @@ struct trtd_executor {
                 // Request fields the draws read (tokens, counts) change only on this thread, under mu below.
                 for (size_t k = 0; k < step.host_rows.size(); ++k) {
                     const size_t row = size_t(step.host_rows[k]);
-                    host_draw(*host_reqs[k], host_logits.data() + k * size_t(model.vocab_size), sampled[row], host_logprobs[row]);
+                    float * raw = host_logits.data() + k * size_t(model.vocab_size);
+                    if (host_defer[k]) host_reqs[k]->held_logits.assign(raw, raw + model.vocab_size);  // drawn by sample_held
+                    else host_draw(*host_reqs[k], raw, host_masks[k], sampled[row], host_logprobs[row]);
                 }
             } catch (const std::exception & e) {
                 error = std::string("forward pass failed: ") + e.what();
@@ -468,14 +539,10 @@ struct trtd_executor {
                 publish_full_blocks_locked(r);
                 if (!it.sample) continue;
                 const size_t d = si++;
+                if (it.defer) { r.awaiting_mask = true; continue; }  // its logits are held: sample_held draws it
                 if (accept_token_locked(r, sampled[d], r.logprobs ? &host_logprobs[d] : nullptr)) done.push_back(&r);
             }
-            if (!done.empty())
-                running.erase(std::remove_if(running.begin(), running.end(),
-                                             [&](const std::unique_ptr<Request> & r) {
-                                                 return std::find(done.begin(), done.end(), r.get()) != done.end();
-                                             }),
-                              running.end());
+            erase_done_locked(done);
             if (timing) t_post += ms_now() - tp;
         }
     }
@@ -656,10 +723,6 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
     return guarded([&]() -> trtd_status {
         if (!ex || !req || !id_out) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor, request and id_out must not be NULL");
         if (trtd_status s = validate_request(req, ex->model.vocab_size, ex->max_ctx); s) return s;
-        // Sampling runs on the device inside the step's kernels; a host-supplied mask per token is not wired in yet.
-        if (req->constrained)
-            return fail(TRTD_STATUS_UNSUPPORTED, "constrained: the CUDA executor does not offer constrained decoding "
-                                                 "yet (token masks); run constrained requests on the reference executor");
         const bool gen_only = req->type == TRTD_REQUEST_GENERATION_ONLY;
         auto r = std::make_unique<Request>();
         r->type = req->type;
@@ -672,6 +735,7 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
         r->sampling = req->sampling;
         r->controls = LogitControls::from_request(*req);
         r->logprobs = req->logprobs;
+        r->constrained = req->constrained;
         r->num_top_logprobs = req->num_top_logprobs;
         const int T = ex->cfg.kv_tokens_per_block;
         const int kv_tokens = req->type == TRTD_REQUEST_CONTEXT_ONLY
@@ -964,9 +1028,29 @@ trtd_status trtd_executor_kv_import_device(trtd_executor * ex, trtd_kv_import_id
     });
 }
 
+// The reference executor's rules and messages (executor.cpp): the mask is checked whole before the request is looked up.
 trtd_status trtd_executor_set_token_mask(trtd_executor * ex, trtd_request_id id, const uint32_t * bitmask, int32_t num_words) {
-    (void)ex; (void)id; (void)bitmask; (void)num_words;
-    return fail(TRTD_STATUS_UNSUPPORTED, "the CUDA executor does not offer constrained decoding yet");
+    if (!ex || !bitmask) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and bitmask must not be NULL");
+    const int vocab = ex->model.vocab_size, words = ceil_div(vocab, 32);
+    if (num_words != words)
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_words is " + std::to_string(num_words) + "; a vocabulary of " +
+                                                      std::to_string(vocab) + " tokens needs " + std::to_string(words));
+    const uint32_t last = (vocab % 32) ? ((1u << (vocab % 32)) - 1u) : ~0u;
+    bool any = (bitmask[words - 1] & last) != 0;
+    for (int w = 0; w + 1 < words && !any; ++w) any = bitmask[w] != 0;
+    if (!any) return fail(TRTD_STATUS_INVALID_ARGUMENT, "the token mask allows no token");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    auto it = ex->live.find(id);
+    if (it == ex->live.end()) return fail(TRTD_STATUS_NOT_FOUND, "no live request " + std::to_string(id));
+    Request & r = *it->second;
+    if (!r.constrained) return fail(TRTD_STATUS_INVALID_STATE, "request " + std::to_string(id) + " is not constrained");
+    if (r.mask_ready)
+        return fail(TRTD_STATUS_INVALID_STATE, "request " + std::to_string(id) + " already has a token mask waiting");
+    r.mask.assign(bitmask, bitmask + words);
+    r.mask_ready = true;
+    ex->dirty = true;
+    ex->work_cv.notify_one();
+    return TRTD_STATUS_OK;
 }
 
 trtd_status trtd_executor_compute_logits(trtd_executor * ex, const trtd_token * tokens, int32_t n, float * logits, int64_t max_logits) {

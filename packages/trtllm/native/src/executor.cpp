@@ -265,20 +265,6 @@ struct trtd_executor {
     // nobody after its draw; `mask` (constrained requests) is the token's allowed-token bitmask.
     struct Draw { const Request * req; uint64_t n; float * row; const uint32_t * mask; };
 
-    // Disallowed tokens get -infinity: greedy, softmax, top-k and top-p then never pick them, and a mask that
-    // allows everything leaves the row, and so the draw, unchanged.
-    static void apply_mask(float * row, int vocab, const uint32_t * mask) {
-        // Word by word: grammar masks are mostly all-clear or all-set words.
-        for (int w = 0, base = 0; base < vocab; ++w, base += 32) {
-            const uint32_t bits = mask[w];
-            if (bits == ~0u) continue;
-            const int n = std::min(32, vocab - base);
-            if (bits == 0) { std::fill(row + base, row + base + n, -INFINITY); continue; }
-            for (int i = 0; i < n; ++i)
-                if (!((bits >> i) & 1u)) row[base + i] = -INFINITY;
-        }
-    }
-
     // One token per draw: the token mask, then the logit controls (see the header's "Logit controls" and
     // "Constrained decoding"), the draw, and the raw row's logprobs (when asked). The mask goes first, as a hard
     // constraint: no control raises a -inf logit (bias and penalties are finite, the repetition penalty divides or
@@ -291,25 +277,9 @@ struct trtd_executor {
         const int vocab = model.cfg.vocab_size;
         const Request & r = *d.req;
         float * raw = d.row;
-        const float * row = raw;
-        if (r.controls.active() || (d.mask && r.logprobs)) {
-            DrawScratch & s = draw_scratch[size_t(part)];
-            s.row.assign(raw, raw + vocab);
-            if (d.mask) apply_mask(s.row.data(), vocab, d.mask);
-            if (r.controls.active()) {
-                const DrawContext ctx{r.tokens.data(), int(r.tokens.size()), r.prompt_len - r.generated_offset, int64_t(d.n)};
-                s.controls.apply(s.row.data(), vocab, r.controls, ctx);
-                // min_new_tokens can remove every token the mask allows (a complete grammar allows only the end and
-                // stop ids): the mask is the hard constraint, so the draw then takes the masked row without controls.
-                if (d.mask && std::none_of(s.row.begin(), s.row.end(), [](float v) { return v > -INFINITY; })) {
-                    s.row.assign(raw, raw + vocab);
-                    apply_mask(s.row.data(), vocab, d.mask);
-                }
-            }
-            row = s.row.data();
-        } else if (d.mask) {
-            apply_mask(raw, vocab, d.mask);
-        }
+        DrawScratch & s = draw_scratch[size_t(part)];
+        const DrawContext ctx{r.tokens.data(), int(r.tokens.size()), r.prompt_len - r.generated_offset, int64_t(d.n)};
+        const float * row = prepare_draw_row(raw, vocab, d.mask, r.logprobs, r.controls, ctx, s.controls, s.row);
         token = samplers[size_t(part)].sample(row, vocab, r.sampling, d.n);
         if (r.logprobs) raw_logprobs(raw, vocab, token, r.num_top_logprobs, lp, draw_scratch[size_t(part)].top);
     }

@@ -58,6 +58,36 @@ void LogitControlsApplier::apply(float * logits, int vocab, const LogitControls 
     }
 }
 
+void apply_token_mask(float * row, int vocab, const uint32_t * mask) {
+    // Word by word: grammar masks are mostly all-clear or all-set words.
+    for (int w = 0, base = 0; base < vocab; ++w, base += 32) {
+        const uint32_t bits = mask[w];
+        if (bits == ~0u) continue;
+        const int n = std::min(32, vocab - base);
+        if (bits == 0) { std::fill(row + base, row + base + n, -INFINITY); continue; }
+        for (int i = 0; i < n; ++i)
+            if (!((bits >> i) & 1u)) row[base + i] = -INFINITY;
+    }
+}
+
+const float * prepare_draw_row(float * raw, int vocab, const uint32_t * mask, bool keep_raw, const LogitControls & c,
+                               const DrawContext & d, LogitControlsApplier & applier, std::vector<float> & scratch) {
+    if (!c.active() && !(mask && keep_raw)) {
+        if (mask) apply_token_mask(raw, vocab, mask);
+        return raw;
+    }
+    scratch.assign(raw, raw + vocab);
+    if (mask) apply_token_mask(scratch.data(), vocab, mask);
+    if (c.active()) {
+        applier.apply(scratch.data(), vocab, c, d);
+        if (mask && std::none_of(scratch.begin(), scratch.end(), [](float v) { return v > -INFINITY; })) {
+            scratch.assign(raw, raw + vocab);
+            apply_token_mask(scratch.data(), vocab, mask);
+        }
+    }
+    return scratch.data();
+}
+
 trtd_token_logprobs no_logprobs() {
     trtd_token_logprobs e{};
     e.num_top = -1;

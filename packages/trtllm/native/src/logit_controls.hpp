@@ -44,6 +44,18 @@ private:
     std::vector<int> touched_;  // ids whose count is set
 };
 
+// Constrained decoding (trtd_executor_set_token_mask): disallowed tokens (bit t % 32 of word t / 32 clear) get
+// -infinity, so greedy, softmax, top-k and top-p never pick them, and a mask that allows everything changes nothing.
+void apply_token_mask(float * row, int vocab, const uint32_t * mask);
+
+// The row a draw samples from, in the header's order: the token mask (may be NULL), then the logit controls. The
+// mask is the hard constraint: no control raises a -inf logit, and where the controls leave no allowed token
+// (min_new_tokens against a mask allowing only end and stop ids) the masked row without the controls is used.
+// `raw` is masked in place when nothing reads it afterwards (keep_raw false, no controls); otherwise a copy in
+// `scratch` is. Returns raw or scratch.data(). Shared by both executors so that their draws agree row for row.
+const float * prepare_draw_row(float * raw, int vocab, const uint32_t * mask, bool keep_raw, const LogitControls & c,
+                               const DrawContext & d, LogitControlsApplier & applier, std::vector<float> & scratch);
+
 // log_softmax(logits)[token] and the num_top most likely ids (logit descending, lower id first) of a raw row.
 // scratch is reused across calls.
 void raw_logprobs(const float * logits, int vocab, int token, int num_top, trtd_token_logprobs & out,
