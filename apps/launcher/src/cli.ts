@@ -3,7 +3,7 @@
 // default here: unset, they are not passed, and the worker's or the api's own default holds.
 import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import { ROUTER_MODES, type RouterMode } from "@trtd/api";
+import { REASONING_PARSER_MODES, ROUTER_MODES, TOOL_CALL_PARSER_MODES, type ReasoningParserMode, type RouterMode, type ToolCallParserMode } from "@trtd/api";
 import {
   checkNatsAuth,
   checkReadable,
@@ -74,6 +74,8 @@ export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--gen
   --api-key KEY                  require Bearer KEY on /v1 (default: $TRTD_API_KEY)
   --disagg-min-prompt-tokens N   shorter prompts run aggregated (api default)
   --router-mode kv|load|round-robin  how the api chooses decode workers (api default: load)
+  --reasoning-parser auto|none|think, --tool-call-parser auto|none|llama3_json|hermes
+                                 passed to the api (api default: auto, from the chat template)
   --max-restarts N               restarts of a crashed or wedged child before the launcher gives up (default 3)
   --stall-timeout-ms N           workers: running requests and no engine iteration for N ms = stalled (worker default)
   --stalled-restart-ms N         a worker reporting its engine stalled for N ms more is restarted (default ${DEFAULT_WEDGED.stalledRestartMs}; 0 = never)
@@ -113,6 +115,8 @@ export const launcherFlagOptions = {
   "api-key": { type: "string" },
   "disagg-min-prompt-tokens": { type: "string" },
   "router-mode": { type: "string" },
+  "reasoning-parser": { type: "string" },
+  "tool-call-parser": { type: "string" },
   "max-restarts": { type: "string" },
   "stall-timeout-ms": { type: "string" },
   "stalled-restart-ms": { type: "string" },
@@ -164,6 +168,9 @@ export interface LauncherCli {
   disaggMinPromptTokens?: number;
   /** The api's --router-mode; unset: the api's default. */
   routerMode?: RouterMode;
+  /** The api's --reasoning-parser and --tool-call-parser; unset: the api's defaults. */
+  reasoningParser?: ReasoningParserMode;
+  toolCallParser?: ToolCallParserMode;
   maxRestarts: number;
   /** Passed to workers: their progress watchdog's bound. */
   stallTimeoutMs?: number;
@@ -248,7 +255,9 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
     modelName: str("model-name") ?? basename(resolve(ex.modelDir)),
     apiKey: str("api-key"),
     disaggMinPromptTokens: optionalIntFlag(v["disagg-min-prompt-tokens"], "disagg-min-prompt-tokens", 0),
-    routerMode: routerModeOf(str("router-mode")),
+    routerMode: oneOf(str("router-mode"), ROUTER_MODES, "router-mode"),
+    reasoningParser: oneOf(str("reasoning-parser"), REASONING_PARSER_MODES, "reasoning-parser"),
+    toolCallParser: oneOf(str("tool-call-parser"), TOOL_CALL_PARSER_MODES, "tool-call-parser"),
     maxRestarts: intFlag(v["max-restarts"], "max-restarts", { min: 0, fallback: 3 }),
     stallTimeoutMs: optionalIntFlag(v["stall-timeout-ms"], "stall-timeout-ms"),
     wedged: {
@@ -384,14 +393,17 @@ export function apiArgv(cli: LauncherCli, requestPlaneUri: string): string[] {
   if (cli.apiKey) a.push("--api-key", cli.apiKey);
   if (cli.disaggMinPromptTokens !== undefined) a.push("--disagg-min-prompt-tokens", String(cli.disaggMinPromptTokens));
   if (cli.routerMode !== undefined) a.push("--router-mode", cli.routerMode);
+  if (cli.reasoningParser !== undefined) a.push("--reasoning-parser", cli.reasoningParser);
+  if (cli.toolCallParser !== undefined) a.push("--tool-call-parser", cli.toolCallParser);
   return a;
 }
 
-function routerModeOf(v: string | undefined): RouterMode | undefined {
+/** An api flag the launcher passes on, checked against the api's own list of values; unset stays unset. */
+function oneOf<T extends string>(v: string | undefined, values: readonly T[], flag: string): T | undefined {
   if (v === undefined) return undefined;
-  const mode = ROUTER_MODES.find((m) => m === v);
-  if (!mode) throw new UsageError(`--router-mode must be one of ${ROUTER_MODES.join(", ")}, got ${v}`);
-  return mode;
+  const found = values.find((m) => m === v);
+  if (!found) throw new UsageError(`--${flag} must be one of ${values.join(", ")}, got ${v}`);
+  return found;
 }
 
 function envPairs(v: unknown, flag: string): Record<string, string> {

@@ -51,6 +51,15 @@ describe("launcher - flags", () => {
     ]);
   });
 
+  it("passes the api's router and parser flags on, checked against the api's own values", () => {
+    const cli = parseLauncherCli(["--router-mode", "kv", "--reasoning-parser", "none", "--tool-call-parser", "hermes"], modelDir);
+    expectFlagsInOrder(apiArgv(cli, cli.requestPlaneUri), [["--router-mode", "kv"], ["--reasoning-parser", "none"], ["--tool-call-parser", "hermes"]]);
+    const plain = apiArgv(parseLauncherCli([], modelDir), "nats://127.0.0.1:4222");
+    for (const flag of ["--router-mode", "--reasoning-parser", "--tool-call-parser"]) expect(plain).not.toContain(flag); // unset: the api's defaults
+    expect(() => parseLauncherCli(["--reasoning-parser", "xml"], modelDir)).toThrow(/--reasoning-parser must be one of auto, none, think, got xml/);
+    expect(() => parseLauncherCli(["--tool-call-parser", "mistral"], modelDir)).toThrow(/--tool-call-parser must be one of auto, none, llama3_json, hermes, got mistral/);
+  });
+
   it("refuses bad values with a usage error", () => {
     expect(() => parseLauncherCli(["--generate-worker-count", "-1"], modelDir)).toThrow(/generate-worker-count/);
     expect(() => parseLauncherCli(["--no-api", "--context-worker-count", "0", "--generate-worker-count", "0"], modelDir)).toThrow(/nothing to run/);
