@@ -6,6 +6,7 @@ import { traceStage } from "@trtd/apps-common";
 import { streamSSE } from "hono/streaming";
 import type { GenerationBackend } from "./backend.js";
 import { ApiError, ApiErrorCodes, InvalidRequestError, NotFoundError, RequestTooLargeError, toApiError } from "./errors.js";
+import { choiceRequest, respondChoices } from "./choices.js";
 import { buildGenerateRequest, runGeneration, type GenerationDeps, type GenerationResult } from "./generation.js";
 import { createApiMetrics, type ApiMetrics } from "./metrics/api-metrics.js";
 import { PROMETHEUS_CONTENT_TYPE } from "./metrics/registry.js";
@@ -127,7 +128,12 @@ export function createApiApp(opts: ApiAppOptions) {
       last: (r: GenerationResult) => unknown;
       usage: (r: GenerationResult) => unknown;
     },
+    choices: { n: number; seed: number | undefined },
   ) {
+    if (choices.n > 1) {
+      const reqs = Array.from({ length: choices.n }, (_, i) => choiceRequest(req, i, choices.seed));
+      return respondChoices(c, deps, reqs, stop, stream, shape);
+    }
     const arrival = c.get("arrival");
     const signal = c.req.raw.signal;
     if (!stream.stream) {
@@ -242,7 +248,7 @@ export function createApiApp(opts: ApiAppOptions) {
           x.kind === "content" ? contentDelta(x.text) : x.kind === "reasoning" ? reasoningDelta(x.text) : JSON.stringify(R.chatChunk(common, pieceDelta(x), null, u)),
         last: (r) => R.chatChunk(common, {}, r.finishReason, u),
         usage: (r) => R.chatUsageChunk(common, r),
-      });
+      }, { n: p.n, seed: p.sampling.seed });
     }
     return respond(c, p.stream, req, p.stop, {
       whole: (text, r) => R.chatCompletion(common, text, r),
@@ -252,7 +258,7 @@ export function createApiApp(opts: ApiAppOptions) {
       deltaJson: contentDelta,
       last: (r) => R.chatChunk(common, {}, r.finishReason, u),
       usage: (r) => R.chatUsageChunk(common, r),
-    });
+    }, { n: p.n, seed: p.sampling.seed });
   });
 
   app.post("/v1/completions", async function completions(c) {
@@ -273,7 +279,7 @@ export function createApiApp(opts: ApiAppOptions) {
       deltaJson: jsonTemplate((text) => R.completionChunk(common, text, null, u)),
       last: (r) => R.completionChunk(common, "", r.finishReason, u),
       usage: (r) => R.completionUsageChunk(common, r),
-    });
+    }, { n: p.n, seed: p.sampling.seed });
   });
 
   return { app, metrics, limits };

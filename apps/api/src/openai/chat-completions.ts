@@ -14,6 +14,8 @@ export interface ChatCompletionParams {
   /** The field the client gave the limit in (`max_completion_tokens` or `max_tokens`), for error messages. */
   maxTokensParam: "max_completion_tokens" | "max_tokens";
   sampling: V.SamplingFields;
+  /** Choices to generate (`n`, 1 to MAX_N); choice i samples with seed + i (choices.ts). */
+  n: number;
   stop: string[];
   stream: V.StreamFlags;
   user?: string;
@@ -208,7 +210,6 @@ export function parseChatCompletion(raw: unknown, servedModel: string): ChatComp
   const body = V.asBody(raw);
   V.checkFields(body, KNOWN, V.NEUTRAL_FIELDS);
   const model = V.requireModel(body, servedModel);
-  V.parseN(body);
   if (body.logprobs !== undefined && body.logprobs !== null && body.logprobs !== false) {
     throw new InvalidRequestError("logprobs are not supported by this server", "logprobs", ApiErrorCodes.unsupported);
   }
@@ -217,6 +218,7 @@ export function parseChatCompletion(raw: unknown, servedModel: string): ChatComp
   if (maxA !== undefined && maxB !== undefined && maxA !== maxB) {
     throw new InvalidRequestError("'max_tokens' and 'max_completion_tokens' disagree; send one", "max_completion_tokens");
   }
+  const sampling = V.parseSampling(body);
   const tools = parseTools(body.tools);
   const toolChoice = parseToolChoice(body.tool_choice, tools);
   return {
@@ -228,7 +230,8 @@ export function parseChatCompletion(raw: unknown, servedModel: string): ChatComp
     maxTokens: maxA ?? maxB,
     // Errors about the limit name the field the client sent (max_tokens is the older name of the same limit).
     maxTokensParam: maxA === undefined && maxB !== undefined ? "max_tokens" : "max_completion_tokens",
-    sampling: V.parseSampling(body),
+    sampling,
+    n: V.parseN(body, sampling),
     stop: V.parseStop(body),
     stream: V.parseStream(body),
     user: V.parseUser(body),

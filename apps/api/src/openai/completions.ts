@@ -9,6 +9,8 @@ export interface CompletionParams {
   /** Undefined: COMPLETIONS_DEFAULT_MAX_TOKENS. */
   maxTokens?: number;
   sampling: V.SamplingFields;
+  /** Choices to generate (`n`, 1 to MAX_N); choice i samples with seed + i (choices.ts). */
+  n: number;
   stop: string[];
   stream: V.StreamFlags;
   user?: string;
@@ -32,16 +34,17 @@ export function parseCompletion(raw: unknown, servedModel: string): CompletionPa
   const body = V.asBody(raw);
   V.checkFields(body, KNOWN, V.NEUTRAL_FIELDS);
   const model = V.requireModel(body, servedModel);
-  V.parseN(body);
   if (body.logprobs !== undefined && body.logprobs !== null) {
     throw new InvalidRequestError("logprobs are not supported by this server", "logprobs", ApiErrorCodes.unsupported);
   }
   if (body.prompt === undefined) throw new InvalidRequestError("'prompt' is required", "prompt", ApiErrorCodes.invalidRequest);
+  const sampling = V.parseSampling(body);
   return {
     model,
     prompt: parsePrompt(body.prompt),
     maxTokens: V.optInt(body, "max_tokens", 1, Number.MAX_SAFE_INTEGER),
-    sampling: V.parseSampling(body),
+    sampling,
+    n: V.parseN(body, sampling),
     stop: V.parseStop(body),
     stream: V.parseStream(body),
     user: V.parseUser(body),
