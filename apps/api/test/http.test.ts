@@ -35,7 +35,8 @@ async function sseEvents(res: Response): Promise<string[]> {
 
 describe("api - validation", () => {
   const bad: Array<[string, Record<string, unknown>, number, string, string | null]> = [
-    ["n > 1", chat({ n: 2 }), 400, "unsupported_parameter", "n"],
+    ["n above the maximum", chat({ n: 17 }), 400, "invalid_value", "n"],
+    ["n = 0", chat({ n: 0 }), 400, "invalid_value", "n"],
     ["logprobs", chat({ logprobs: true }), 400, "unsupported_parameter", "logprobs"],
     ["temperature out of range", chat({ temperature: 2.5 }), 400, "invalid_value", "temperature"],
     ["top_p zero", chat({ top_p: 0 }), 400, "invalid_value", "top_p"],
@@ -62,6 +63,8 @@ describe("api - validation", () => {
     ["max_tokens over the context", { model: MODEL, prompt: "x", max_tokens: 1000 }, 400, "context_length_exceeded", "max_tokens"],
     ["empty prompt", { model: MODEL, prompt: "" }, 400, "invalid_value", "prompt"],
     ["no prompt", { model: MODEL }, 400, "invalid_request", "prompt"],
+    ["n not an integer", { model: MODEL, prompt: "x", n: 1.5 }, 400, "invalid_value", "n"],
+    ["best_of > 1", { model: MODEL, prompt: "x", best_of: 2 }, 400, "unsupported_parameter", "best_of"],
   ];
   for (const [name, body, status, code, param] of badCompletions) {
     it(`completions: refuses ${name} with OpenAI error JSON naming ${param}`, async () => {
@@ -218,7 +221,7 @@ describe("api - responses", () => {
   it("exposes Prometheus metrics for requests and tokens", async () => {
     const { post, app } = setup();
     await post("/v1/completions", { model: MODEL, prompt: "x", max_tokens: 4 });
-    await post("/v1/completions", { model: MODEL, prompt: "x", n: 3 });
+    await post("/v1/completions", { model: MODEL, prompt: "x", n: 17 });
     const text = await (await app.request("/metrics")).text();
     expect(text).toMatch(/trtd_requests_total\{endpoint="\/v1\/completions",status="200"\} 1/);
     expect(text).toMatch(/trtd_requests_total\{endpoint="\/v1\/completions",status="400"\} 1/);
