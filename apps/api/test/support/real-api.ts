@@ -10,6 +10,8 @@ export interface RealApi {
   readonly url: string;
   readonly server: RunningApiServer;
   readonly decode: RunningDecodeWorker;
+  /** The nats-server's `nats://host:port` when started with `nats: true`. */
+  readonly natsUri?: string;
   /** Lines the api logged (unexpected 500s). */
   readonly logs: string[];
   stop(): Promise<void>;
@@ -45,6 +47,7 @@ export async function startRealApi(limits: Partial<ServerLimits> = {}, o: RealAp
       url: s.url,
       server: s,
       decode,
+      natsUri: nats?.uri,
       logs,
       async stop() {
         await s.close();
