@@ -6,7 +6,7 @@ import { traceStage } from "@trtd/apps-common";
 import { streamSSE } from "hono/streaming";
 import type { GenerationBackend } from "./backend.js";
 import { ApiError, ApiErrorCodes, InvalidRequestError, NotFoundError, RequestTooLargeError, toApiError } from "./errors.js";
-import { choiceRequest, respondChoices } from "./choices.js";
+import { choiceRequest, respondChoices, type ChoiceShape } from "./choices.js";
 import { buildGenerateRequest, runGeneration, type GenerationDeps, type GenerationResult } from "./generation.js";
 import { createApiMetrics, type ApiMetrics } from "./metrics/api-metrics.js";
 import { PROMETHEUS_CONTENT_TYPE } from "./metrics/registry.js";
@@ -16,6 +16,7 @@ import { checkResponseFormat } from "./openai/response-format.js";
 import { checkToolGrammar } from "./openai/tool-choice.js";
 import { parseCompletion } from "./openai/completions.js";
 import { chatMessageParts, chatPieces, pieceDelta, type ChatOutputOptions, type ChatPiece } from "./openai/chat-output.js";
+import { chatLogprobs, completionLogprobs, LogprobsCollector, type TokenLogprob } from "./openai/logprobs.js";
 import type { ReasoningOptions } from "./openai/reasoning.js";
 import type { ToolCallFormat } from "./openai/tool-calls.js";
 import { CHAT_DEFAULT_MAX_TOKENS, COMPLETIONS_DEFAULT_MAX_TOKENS, DEFAULT_LIMITS, type ServerLimits } from "./openai/limits.js";
@@ -119,25 +120,19 @@ export function createApiApp(opts: ApiAppOptions) {
     stream: { stream: boolean; includeUsage: boolean },
     req: ReturnType<typeof buildGenerateRequest>,
     stop: string[],
-    shape: {
-      whole: (text: string, r: GenerationResult) => unknown;
-      pieces: (gen: AsyncGenerator<string, GenerationResult>) => AsyncGenerator<T, GenerationResult>;
-      first?: () => unknown;
-      delta: (item: T) => unknown;
-      deltaJson: (item: T) => string;
-      last: (r: GenerationResult) => unknown;
-      usage: (r: GenerationResult) => unknown;
-    },
+    /** One choice's response shape and logprobs collector (both hold per-choice state): called once per choice. */
+    make: () => { shape: ChoiceShape<T> & { deltaJson: (item: T) => string }; logprobs?: LogprobsCollector },
     choices: { n: number; seed: number | undefined },
   ) {
     if (choices.n > 1) {
       const reqs = Array.from({ length: choices.n }, (_, i) => choiceRequest(req, i, choices.seed));
-      return respondChoices(c, deps, reqs, stop, stream, shape);
+      return respondChoices(c, deps, reqs, stop, stream, reqs.map(() => make()));
     }
+    const { shape, logprobs } = make();
     const arrival = c.get("arrival");
     const signal = c.req.raw.signal;
     if (!stream.stream) {
-      const gen = runGeneration(deps, req, stop, arrival, signal);
+      const gen = runGeneration(deps, req, stop, arrival, signal, logprobs);
       let text = "";
       for (;;) {
         const step = await gen.next();
@@ -147,7 +142,7 @@ export function createApiApp(opts: ApiAppOptions) {
     }
     // Streaming: the first item is awaited before the response starts, so a failure before any output is
     // still an HTTP error with OpenAI error JSON; later failures are sent as an SSE error event.
-    const gen = shape.pieces(runGeneration(deps, req, stop, arrival, signal));
+    const gen = shape.pieces(runGeneration(deps, req, stop, arrival, signal, logprobs));
     const first = await gen.next();
     // Under @hono/node-server, events go straight onto Node's response (sse-writer.ts); app.request() without a
     // Node server (tests of the HTTP layer alone) takes hono's streamSSE.
@@ -223,42 +218,74 @@ export function createApiApp(opts: ApiAppOptions) {
     const grammar = forced ? await checkToolGrammar(forced, p.tools!, p.parallelToolCalls) : p.responseFormat && (await checkResponseFormat(p.responseFormat));
     const promptTokens = await opts.codec.encodeChat(p.messages, { tools: p.tools, signal: c.req.raw.signal });
     traceStage?.("api.tokenized");
-    const req = buildGenerateRequest(
-      deps,
-      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: p.maxTokensParam, promptParam: "messages", grammar }
-    );
+    const req = buildGenerateRequest(deps, {
+      promptTokens,
+      maxTokens: p.maxTokens,
+      defaultMaxTokens: CHAT_DEFAULT_MAX_TOKENS,
+      sampling: p.sampling,
+      controls: p.controls,
+      logprobs: p.logprobs,
+      stop: p.stop,
+      maxTokensParam: p.maxTokensParam,
+      promptParam: "messages",
+      grammar,
+    });
     const common = { id: `chatcmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;
     // The delta chunk's JSON around its text is serialised once per request.
     const contentDelta = jsonTemplate((s) => R.chatChunk(common, { content: s }, null, u));
+    const reasoningDelta = jsonTemplate((s) => R.chatChunk(common, { reasoning_content: s }, null, u));
     const output: ChatOutputOptions = forced
       ? typeof forced === "object"
         ? { namedCall: forced.name }
         : { tools: { format: "call_list", parallel: p.parallelToolCalls } }
       : { reasoning: opts.reasoning, tools: p.tools && opts.toolCalls ? { format: opts.toolCalls, parallel: p.parallelToolCalls } : undefined };
+    const choices = { n: p.n, seed: p.sampling.seed };
+    // With logprobs, each chunk carries those of the tokens that arrived since the previous one; the last chunk
+    // those left (tokens whose text was held back to the end). Without, the chunks keep their JSON templates.
+    // One collector per choice (n > 1).
+    const logprobsOf = () => {
+      const lp = p.logprobs.logprobs ? new LogprobsCollector(opts.codec) : undefined;
+      return {
+        lp,
+        lpNext: () => (lp ? chatLogprobs(lp.take()) : null),
+        lpRest: (entries = lp?.take()) => (entries?.length ? chatLogprobs(entries) : null),
+        lpAll: () => (lp ? chatLogprobs(lp.all()) : null),
+      };
+    };
     if (output.reasoning || output.tools || output.namedCall !== undefined) {
       // The same parsers split the whole text and the stream, so both give the same reasoning, content and calls.
-      const reasoningDelta = jsonTemplate((s) => R.chatChunk(common, { reasoning_content: s }, null, u));
-      return respond<ChatPiece>(c, p.stream, req, p.stop, {
-        whole: (text, r) => R.chatCompletionFromParts(common, chatMessageParts(text, r, output)),
-        pieces: (gen) => chatPieces(gen, output),
-        first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
-        delta: (x) => R.chatChunk(common, pieceDelta(x), null, u),
-        deltaJson: (x) =>
-          x.kind === "content" ? contentDelta(x.text) : x.kind === "reasoning" ? reasoningDelta(x.text) : JSON.stringify(R.chatChunk(common, pieceDelta(x), null, u)),
-        last: (r) => R.chatChunk(common, {}, r.finishReason, u),
-        usage: (r) => R.chatUsageChunk(common, r),
-      }, { n: p.n, seed: p.sampling.seed });
+      return respond<ChatPiece>(c, p.stream, req, p.stop, () => {
+        const { lp, lpNext, lpRest, lpAll } = logprobsOf();
+        const delta = (x: ChatPiece) => R.chatChunk(common, pieceDelta(x), null, u, lpNext());
+        const shape = {
+          whole: (text: string, r: GenerationResult) => R.chatCompletionFromParts(common, chatMessageParts(text, r, output), lpAll()),
+          pieces: (gen: AsyncGenerator<string, GenerationResult>) => chatPieces(gen, output),
+          first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
+          delta,
+          deltaJson: lp
+            ? (x: ChatPiece) => JSON.stringify(delta(x))
+            : (x: ChatPiece) => (x.kind === "content" ? contentDelta(x.text) : x.kind === "reasoning" ? reasoningDelta(x.text) : JSON.stringify(delta(x))),
+          last: (r: GenerationResult) => R.chatChunk(common, {}, r.finishReason, u, lpRest()),
+          usage: (r: GenerationResult) => R.chatUsageChunk(common, r),
+        };
+        return { shape, logprobs: lp };
+      }, choices);
     }
-    return respond(c, p.stream, req, p.stop, {
-      whole: (text, r) => R.chatCompletion(common, text, r),
-      pieces: (gen) => gen,
-      first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
-      delta: (text) => R.chatChunk(common, { content: text }, null, u),
-      deltaJson: contentDelta,
-      last: (r) => R.chatChunk(common, {}, r.finishReason, u),
-      usage: (r) => R.chatUsageChunk(common, r),
-    }, { n: p.n, seed: p.sampling.seed });
+    return respond<string>(c, p.stream, req, p.stop, () => {
+      const { lp, lpNext, lpRest, lpAll } = logprobsOf();
+      const delta = (text: string) => R.chatChunk(common, { content: text }, null, u, lpNext());
+      const shape = {
+        whole: (text: string, r: GenerationResult) => R.chatCompletion(common, text, r, lpAll()),
+        pieces: (gen: AsyncGenerator<string, GenerationResult>) => gen,
+        first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
+        delta,
+        deltaJson: lp ? (text: string) => JSON.stringify(delta(text)) : contentDelta,
+        last: (r: GenerationResult) => R.chatChunk(common, {}, r.finishReason, u, lpRest()),
+        usage: (r: GenerationResult) => R.chatUsageChunk(common, r),
+      };
+      return { shape, logprobs: lp };
+    }, choices);
   });
 
   app.post("/v1/completions", async function completions(c) {
@@ -266,19 +293,34 @@ export function createApiApp(opts: ApiAppOptions) {
     let promptTokens: number[];
     if ("text" in p.prompt) promptTokens = await opts.codec.encode(p.prompt.text, c.req.raw.signal);
     else opts.codec.checkTokenIds((promptTokens = p.prompt.tokens));
-    const req = buildGenerateRequest(
-      deps,
-      { promptTokens, maxTokens: p.maxTokens, defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS, sampling: p.sampling, stop: p.stop, maxTokensParam: "max_tokens", promptParam: "prompt" }
-    );
+    const req = buildGenerateRequest(deps, {
+      promptTokens,
+      maxTokens: p.maxTokens,
+      defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS,
+      sampling: p.sampling,
+      controls: p.controls,
+      logprobs: p.logprobs,
+      stop: p.stop,
+      maxTokensParam: "max_tokens",
+      promptParam: "prompt",
+    });
     const common = { id: `cmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;
-    return respond(c, p.stream, req, p.stop, {
-      whole: (text, r) => R.completion(common, text, r),
-      pieces: (gen) => gen,
-      delta: (text) => R.completionChunk(common, text, null, u),
-      deltaJson: jsonTemplate((text) => R.completionChunk(common, text, null, u)),
-      last: (r) => R.completionChunk(common, "", r.finishReason, u),
-      usage: (r) => R.completionUsageChunk(common, r),
+    return respond<string>(c, p.stream, req, p.stop, () => {
+      // One collector per choice (n > 1).
+      const lp = p.logprobs.logprobs ? new LogprobsCollector(opts.codec) : undefined;
+      const lpOf = (entries: TokenLogprob[]) => (lp ? completionLogprobs(entries, lp.advanceTextOffset(entries)) : null);
+      const lpNext = () => (lp ? lpOf(lp.take()) : null);
+      const delta = (text: string) => R.completionChunk(common, text, null, u, lpNext());
+      const shape = {
+        whole: (text: string, r: GenerationResult) => R.completion(common, text, r, lp ? lpOf(lp.all()) : null),
+        pieces: (gen: AsyncGenerator<string, GenerationResult>) => gen,
+        delta,
+        deltaJson: lp ? (text: string) => JSON.stringify(delta(text)) : jsonTemplate((text) => R.completionChunk(common, text, null, u)),
+        last: (r: GenerationResult) => R.completionChunk(common, "", r.finishReason, u, lpNext()),
+        usage: (r: GenerationResult) => R.completionUsageChunk(common, r),
+      };
+      return { shape, logprobs: lp };
     }, { n: p.n, seed: p.sampling.seed });
   });
 

@@ -2,7 +2,7 @@
 import { statSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE, intFlag, optionalIntFlag, parseFlags, portFlag, requestPlaneFlagOptions, requestPlaneFlags, stringFlag, UsageError, valueFlags } from "@trtd/apps-common";
-import { DEFAULT_MAX_REQUESTS_PER_WORKER, PREFILL_POLICY_DEFAULTS } from "./router/index.js";
+import { DEFAULT_MAX_REQUESTS_PER_WORKER, KV_SELECTOR_DEFAULTS, PREFILL_POLICY_DEFAULTS, ROUTER_MODES, type RouterMode } from "./router/index.js";
 import { DEFAULT_LIMITS } from "./openai/limits.js";
 import { REASONING_PARSER_MODES, type ReasoningParserMode } from "./openai/reasoning.js";
 import { TOOL_CALL_PARSER_MODES, type ToolCallParserMode } from "./openai/tool-calls.js";
@@ -23,6 +23,10 @@ export const API_USAGE = `usage: api --tokenizer MODEL_DIR --request-plane-uri n
   --max-prefill-load N                skip prefill workers at this many outstanding requests (default ${PREFILL_POLICY_DEFAULTS.maxPrefillLoad})
   --max-requests-per-worker N         admission limit: when every decode worker has N requests outstanding, new
                                       ones get 503 overloaded at once (default ${DEFAULT_MAX_REQUESTS_PER_WORKER})
+  --router-mode kv|load|round-robin   how decode workers are chosen: kv = prefix-cache overlap and load (see
+                                      docs/design/serving.md), load = fewest outstanding requests (default load)
+  --kv-overlap-weight X               kv mode: weight of the prompt blocks a worker must compute (default ${KV_SELECTOR_DEFAULTS.overlapWeight})
+  --kv-load-weight X                  kv mode: weight of the blocks a worker holds for running requests (default ${KV_SELECTOR_DEFAULTS.loadWeight})
   --grace-ms N                        on SIGTERM, how long requests in progress may finish (default ${DEFAULT_GRACE_MS})
   --reasoning-parser auto|none|think  split <think>…</think> of chat completions into reasoning_content: auto when
                                       the chat template has <think> (default auto)
@@ -36,6 +40,7 @@ export const apiFlagOptions = {
   ...requestPlaneFlagOptions,
   ...valueFlags("tokenizer", "model-dir", "api-server-host", "api-server-port", "model-name", "api-key", "max-body-bytes", "max-prompt-tokens"),
   ...valueFlags("request-timeout-ms", "disagg-min-prompt-tokens", "max-prefill-load", "max-requests-per-worker", "grace-ms", "reasoning-parser", "tool-call-parser"),
+  ...valueFlags("router-mode", "kv-overlap-weight", "kv-load-weight"),
   "no-disaggregation": { type: "boolean" },
   help: { type: "boolean" },
 } as const;
@@ -45,6 +50,21 @@ export interface ApiCli extends Omit<ApiServerOptions, "plane"> {
   /** On SIGTERM, how long requests in progress may finish. */
   graceMs: number;
   help: boolean;
+}
+
+function routerModeFlag(value: string | undefined): RouterMode {
+  if (value === undefined) return "load";
+  const mode = ROUTER_MODES.find((m) => m === value);
+  if (!mode) throw new UsageError(`--router-mode must be one of ${ROUTER_MODES.join(", ")}, got ${value}`);
+  return mode;
+}
+
+/** A finite number >= 0 (a weight), or the fallback when absent. */
+function weightFlag(value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n < 0) throw new UsageError(`--${name} must be a number >= 0, got ${value}`);
+  return n;
 }
 
 function reasoningParserFlag(value: string | undefined): ReasoningParserMode {
@@ -91,6 +111,11 @@ export function parseApiCli(argv: string[], defaultModelDir: string): ApiCli {
     maxRequestsPerWorker: intFlag(v["max-requests-per-worker"], "max-requests-per-worker", { min: 1, fallback: DEFAULT_MAX_REQUESTS_PER_WORKER }),
     reasoningParser: reasoningParserFlag(stringFlag(v, "reasoning-parser")),
     toolCallParser: toolCallParserFlag(stringFlag(v, "tool-call-parser")),
+    routerMode: routerModeFlag(stringFlag(v, "router-mode")),
+    kvWeights: {
+      overlapWeight: weightFlag(stringFlag(v, "kv-overlap-weight"), "kv-overlap-weight", KV_SELECTOR_DEFAULTS.overlapWeight),
+      loadWeight: weightFlag(stringFlag(v, "kv-load-weight"), "kv-load-weight", KV_SELECTOR_DEFAULTS.loadWeight),
+    },
     graceMs: intFlag(v["grace-ms"], "grace-ms", { min: 0, fallback: DEFAULT_GRACE_MS }),
     help: v.help === true,
   };

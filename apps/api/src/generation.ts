@@ -7,7 +7,8 @@ import type { GenerationBackend } from "./backend.js";
 import { ApiErrorCodes, DeadlineExceededError, InvalidRequestError, WorkerFailedError } from "./errors.js";
 import type { ApiMetrics } from "./metrics/api-metrics.js";
 import type { ServerLimits } from "./openai/limits.js";
-import type { SamplingFields } from "./openai/validate.js";
+import type { LogprobsCollector } from "./openai/logprobs.js";
+import type { ControlFields, LogprobsFields, SamplingFields } from "./openai/validate.js";
 import type { TextCodec } from "./text-codec.js";
 
 export interface GenerationInput {
@@ -16,6 +17,10 @@ export interface GenerationInput {
   maxTokens: number | undefined;
   defaultMaxTokens: number;
   sampling: SamplingFields;
+  /** Logit controls; absent: all off. */
+  controls?: ControlFields;
+  /** Absent: no logprobs. */
+  logprobs?: LogprobsFields;
   stop: string[];
   /** The field the client gave the limit in (`max_tokens` or `max_completion_tokens`), named by errors. */
   maxTokensParam: string;
@@ -65,6 +70,16 @@ export function buildGenerateRequest(deps: GenerationDeps, input: GenerationInpu
     );
   }
   maxTokens = Math.max(1, maxTokens);
+  const c = input.controls;
+  if (c && c.minTokens > maxTokens) {
+    throw new InvalidRequestError(`min_tokens=${c.minTokens} exceeds ${input.maxTokensParam}=${maxTokens}`, "min_tokens");
+  }
+  if (c) {
+    deps.codec.checkTokenIds(Object.keys(c.logitBias).map(Number), "logit_bias");
+    deps.codec.checkTokenIds(c.stopTokenIds, "stop_token_ids");
+  }
+  // ignore_eos: the eos ids no longer end generation; stop_token_ids always do.
+  const stopTokenIds = [...new Set([...(c?.ignoreEos ? [] : deps.codec.eosTokenIds), ...(c?.stopTokenIds ?? [])])];
   // Without a client seed, sampled requests still get one: prefill and decode then draw the same sequence.
   const seed = input.sampling.seed ?? (input.sampling.temperature > 0 ? randomInt(0, 2 ** 32) : undefined);
   return {
@@ -75,11 +90,18 @@ export function buildGenerateRequest(deps: GenerationDeps, input: GenerationInpu
       topP: input.sampling.topP,
       topK: 0,
       ...(seed !== undefined ? { seed } : {}),
+      ...(c && c.repetitionPenalty !== 1 ? { repetitionPenalty: c.repetitionPenalty } : {}),
+      ...(c && c.frequencyPenalty !== 0 ? { frequencyPenalty: c.frequencyPenalty } : {}),
+      ...(c && c.presencePenalty !== 0 ? { presencePenalty: c.presencePenalty } : {}),
+      ...(c && c.minP !== 0 ? { minP: c.minP } : {}),
     },
     maxTokens,
-    stopTokenIds: deps.codec.eosTokenIds,
+    stopTokenIds,
     deadline: Date.now() + limits.requestTimeoutMs,
     ...(input.grammar ? { grammar: input.grammar } : {}),
+    ...(c && Object.keys(c.logitBias).length ? { logitBias: c.logitBias } : {}),
+    ...(c && c.minTokens ? { minTokens: c.minTokens } : {}),
+    ...(input.logprobs?.logprobs ? { logprobs: true, topLogprobs: input.logprobs.topLogprobs } : {}),
   };
 }
 
@@ -92,7 +114,15 @@ function mapFinish(reason: FinishReason | undefined): OpenAIFinishReason {
  * Aborting `signal` (client gone) or reaching a stop string ends the backend stream, which cancels the
  * request in the workers.
  */
-export async function* runGeneration(deps: GenerationDeps, req: GenerateRequest, stop: string[], arrival: number, signal: AbortSignal): AsyncGenerator<string, GenerationResult> {
+export async function* runGeneration(
+  deps: GenerationDeps,
+  req: GenerateRequest,
+  stop: string[],
+  arrival: number,
+  signal: AbortSignal,
+  /** Receives each chunk's token logprobs before its text is yielded (a request with `logprobs`). */
+  logprobs?: LogprobsCollector,
+): AsyncGenerator<string, GenerationResult> {
   const { backend, codec, metrics } = deps;
   const local = new AbortController();
   const onAbort = () => local.abort(signal.reason);
@@ -135,6 +165,7 @@ export async function* runGeneration(deps: GenerationDeps, req: GenerateRequest,
         }
         lastTokenAt = now;
         completionTokens += chunk.tokens.length;
+        logprobs?.push(chunk.tokens, chunk.logprobs);
         const { text, stopped: hit } = detok.push(chunk.tokens);
         if (text) yield text;
         if (hit) {

@@ -29,6 +29,8 @@ export {
   InternalError,
 } from "./errors.js";
 export { Router, RequestPlaneWorkers, LeastLoadedSelector, PrefillPolicy, PREFILL_POLICY_DEFAULTS, estimatedLoad } from "./router/index.js";
+export { KvIndex, KvAwareSelector, RoundRobinSelector, KV_SELECTOR_DEFAULTS, ROUTER_MODES } from "./router/index.js";
+export type { KvIndexOptions, KvSelectorWeights, RouterMode } from "./router/index.js";
 export type { ApiServerOptions, RunningApiServer } from "./server.js";
 export type { ApiCli } from "./cli.js";
 export { startApiServer, contextLengthOf } from "./server.js";

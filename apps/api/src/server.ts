@@ -10,7 +10,17 @@ import { createApiMetrics } from "./metrics/api-metrics.js";
 import { DEFAULT_LIMITS, type ServerLimits } from "./openai/limits.js";
 import { reasoningFromTemplate, type ReasoningOptions, type ReasoningParserMode } from "./openai/reasoning.js";
 import { toolCallFormatFromTemplate, type ToolCallFormat, type ToolCallParserMode } from "./openai/tool-calls.js";
-import { RequestPlaneWorkers, Router, type PrefillPolicyOptions } from "./router/index.js";
+import {
+  KvAwareSelector,
+  KvIndex,
+  LeastLoadedSelector,
+  RequestPlaneWorkers,
+  RoundRobinSelector,
+  Router,
+  type KvSelectorWeights,
+  type PrefillPolicyOptions,
+  type RouterMode,
+} from "./router/index.js";
 import { TokenizerCodec } from "./tokenizer-adapter.js";
 
 export interface ApiServerOptions {
@@ -31,6 +41,10 @@ export interface ApiServerOptions {
   reasoningParser?: ReasoningParserMode;
   /** How tool calls are read from chat output (openai/tool-calls.ts). Default `auto`: the format the chat template shows. */
   toolCallParser?: ToolCallParserMode;
+  /** How decode workers are chosen (default "load"): docs/design/serving.md, "KV-aware routing". */
+  routerMode?: RouterMode;
+  /** Weights of the kv mode's cost (KV_SELECTOR_DEFAULTS). */
+  kvWeights?: KvSelectorWeights;
   log?: (line: string) => void;
 }
 
@@ -109,9 +123,15 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
   });
   // A prefill result no decode worker took: kv-transfer releases its offer (the handle stays opaque here).
   const releasePrefill = (r: { kvHandle: unknown }) => declineKvOffer(r.kvHandle, { requestPlane: o.plane });
+  const mode = o.routerMode ?? "load";
+  const kvIndex = mode === "kv" ? new KvIndex(workers) : undefined;
+  kvIndex?.start();
   const router = new Router({
     releasePrefill,
     workers,
+    decodeSelector: kvIndex ? new KvAwareSelector(kvIndex, o.kvWeights) : mode === "round-robin" ? new RoundRobinSelector() : new LeastLoadedSelector(),
+    kvIndex,
+    prefillSelector: kvIndex ? new KvAwareSelector(kvIndex, o.kvWeights) : undefined,
     prefill: o.prefill,
     onPrefillFallback: (err) => {
       metrics.prefillFallbacks.inc();
@@ -164,6 +184,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
         if (active > 0) log(`stopping with ${active} requests still open after ${graceMs} ms`);
         http.closeAllConnections?.();
         await closed;
+        await kvIndex?.close();
         workers.close();
         codec.free();
       })();

@@ -44,7 +44,9 @@ export interface TextCodec {
   encode(text: string, signal?: AbortSignal): Promise<number[]>;
   /** Renders messages (and tools) with the model's chat template (generation prompt appended) and tokenizes it. */
   encodeChat(messages: ChatMessage[], options?: ChatEncodeOptions): Promise<number[]>;
-  /** Checks client-given token ids; bad ids throw InvalidRequestError. */
-  checkTokenIds(ids: number[]): void;
+  /** Checks client-given token ids; bad ids throw InvalidRequestError naming `param` (default "prompt"). */
+  checkTokenIds(ids: number[], param?: string): void;
+  /** The bytes one token stands for (logprobs' `bytes`; a token may hold part of a UTF-8 character). */
+  tokenBytes(id: number): Uint8Array;
   createDetokenizer(stop: string[]): StreamingDetokenizer;
 }

@@ -32,12 +32,16 @@ export class TokenizerCodec implements TextCodec {
     return this.tokenizer.encodeChatAsync(messages as unknown as TokChatMessage[], { tools, signal }).catch((err) => tokenizerError(err, "messages"));
   }
 
-  checkTokenIds(ids: number[]): void {
+  checkTokenIds(ids: number[], param = "prompt"): void {
     try {
       this.tokenizer.decodeBytes(ids);
     } catch (err) {
-      tokenizerError(err, "prompt");
+      tokenizerError(err, param);
     }
+  }
+
+  tokenBytes(id: number): Uint8Array {
+    return this.tokenizer.decodeBytes([id]);
   }
 
   createDetokenizer(stop: string[]): StreamingDetokenizer {

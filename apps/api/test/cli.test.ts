@@ -28,6 +28,17 @@ describe("api - flags", () => {
     expect(usageMessage(() => parseApiCli(["--tokenizer", modelDir, "--tool-call-parser", "pythonic"], "/unused"))).toBe("--tool-call-parser must be one of auto, none, llama3_json, hermes, got pythonic");
   });
 
+  it("--router-mode: load by default, kv with its weights, round-robin; a bad mode or weight is one line", () => {
+    expect(parseApiCli(["--tokenizer", modelDir], "/unused")).toMatchObject({ routerMode: "load", kvWeights: { overlapWeight: 1, loadWeight: 1 } });
+    expect(parseApiCli(["--tokenizer", modelDir, "--router-mode", "kv", "--kv-overlap-weight", "2.5", "--kv-load-weight", "0"], "/unused")).toMatchObject({
+      routerMode: "kv",
+      kvWeights: { overlapWeight: 2.5, loadWeight: 0 },
+    });
+    expect(parseApiCli(["--tokenizer", modelDir, "--router-mode", "round-robin"], "/unused").routerMode).toBe("round-robin");
+    expect(usageMessage(() => parseApiCli(["--tokenizer", modelDir, "--router-mode", "prefix"], "/unused"))).toBe("--router-mode must be one of kv, load, round-robin, got prefix");
+    expect(usageMessage(() => parseApiCli(["--tokenizer", modelDir, "--kv-load-weight", "-1"], "/unused"))).toBe("--kv-load-weight must be a number >= 0, got -1");
+  });
+
   it("a mistake in a flag the workers take too reads the same as in a worker; the api's own are one line each", () => {
     for (const argv of [["--worker-name", "dA"], ["--request-plane-uri", "nats://h:0"], ["--grace-ms", "-1"], ["--bogus"]]) {
       expect(usageMessage(() => parseApiCli(["--tokenizer", modelDir, ...argv], "/unused")), argv.join(" ")).toBe(usageMessage(() => parseWorkerCli(argv, "/unused")));

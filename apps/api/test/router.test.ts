@@ -160,10 +160,19 @@ describe("router - with real workers", () => {
     await expect(run(new Router({ workers: onlyDead }), req())).rejects.toMatchObject({ name: "NoWorkersError", status: 503 });
   });
 
-  it("migrates a stream whose decode worker dies after tokens were streamed: prompt + tokens so far, rest of max_tokens, draws resumed (greedy and seeded)", async () => {
-    for (const sampling of [{ temperature: 0, topP: 1, topK: 0 }, { temperature: 1.2, topP: 0.95, topK: 40, seed: 1234 }]) {
-      const r = req({ maxTokens: 12, sampling });
-      const plain = (await run(new Router({ workers, prefill: { enabled: false } }), { ...r, id: "plain" })).flatMap((c) => c.tokens);
+  it("migrates a stream whose decode worker dies after tokens were streamed: prompt + tokens so far, rest of max_tokens, draws resumed (greedy, seeded, with logit controls and logprobs)", async () => {
+    const controlled: Partial<GenerateRequest> = {
+      sampling: { temperature: 0.9, topP: 1, topK: 0, seed: 77, frequencyPenalty: -1, presencePenalty: 0.3, repetitionPenalty: 1.2, minP: 0.05 },
+      logitBias: { [String(PROMPT[3])]: 2 },
+      minTokens: 5,
+      stopTokenIds: [PROMPT[5]],
+      logprobs: true,
+      topLogprobs: 2,
+    };
+    for (const extra of [{ sampling: { temperature: 0, topP: 1, topK: 0 } }, { sampling: { temperature: 1.2, topP: 0.95, topK: 40, seed: 1234 } }, controlled]) {
+      const r = req({ maxTokens: 12, ...extra });
+      const plainChunks = await run(new Router({ workers, prefill: { enabled: false } }), { ...r, id: "plain" });
+      const plain = plainChunks.flatMap((c) => c.tokens);
       // TEST DOUBLE around the real worker: instance "dying" relays the real stream, then fails after 3 tokens.
       const sent: Array<{ id: string; tokens: number; maxTokens: number; generatedOffset?: number }> = [];
       const dying: Workers = {
@@ -176,11 +185,12 @@ describe("router - with real workers", () => {
           return (async function* () {
             let n = 0;
             for await (const c of real) {
-              for (const t of c.tokens) {
+              for (const [i, t] of c.tokens.entries()) {
                 if (n++ === 3) throw new WorkerGoneError("heartbeats stopped (test double)");
-                // one token per chunk; like the real worker, only the stream's first chunk carries mode and KV figures
-                // (a real chunk may hold several tokens when the executor batched them)
-                yield n === 1 ? { ...c, tokens: [t], finishReason: undefined } : { tokens: [t] };
+                // one token per chunk (with its logprobs); like the real worker, only the stream's first chunk carries
+                // mode and KV figures (a real chunk may hold several tokens when the executor batched them)
+                const lp = c.logprobs ? { logprobs: [c.logprobs[i]!] } : {};
+                yield n === 1 ? { ...c, tokens: [t], ...lp, finishReason: undefined } : { tokens: [t], ...lp };
               }
             }
           })();
@@ -189,6 +199,9 @@ describe("router - with real workers", () => {
       const migrations: number[] = [];
       const chunks = await run(new Router({ workers: dying, prefill: { enabled: false }, onMigration: (n) => migrations.push(n) }), r);
       expect(chunks.flatMap((c) => c.tokens)).toEqual(plain);
+      // The continuation's logprobs follow the first worker's: the client sees one sequence of entries.
+      expect(chunks.flatMap((c) => c.logprobs ?? [])).toEqual(plainChunks.flatMap((c) => c.logprobs ?? []));
+      if (extra === controlled) expect(chunks.flatMap((c) => c.logprobs ?? [])).toHaveLength(plain.length);
       expect(migrations).toEqual([3]);
       expect(sent).toEqual([
         { id: "dying", tokens: PROMPT.length, maxTokens: 12, generatedOffset: undefined },

@@ -19,9 +19,38 @@ export function finishReasonOf(r: ExecutorFinishReason | undefined): FinishReaso
   }
 }
 
-/** Executor sampling from wire sampling. */
-export function executorSampling(req: GenerateRequest): { temperature: number; topK: number; topP: number; seed: number } {
-  return { temperature: req.sampling.temperature, topK: req.sampling.topK, topP: req.sampling.topP, seed: req.sampling.seed ?? 0 };
+/** Executor sampling from wire sampling (the logit controls' absent fields stay absent: the executor's defaults). */
+export function executorSampling(req: GenerateRequest): {
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+  repetitionPenalty?: number;
+  frequencyPenalty?: number;
+  presencePenalty?: number;
+  minP?: number;
+} {
+  const { temperature, topK, topP, seed, repetitionPenalty, frequencyPenalty, presencePenalty, minP } = req.sampling;
+  return { temperature, topK, topP, seed: seed ?? 0, repetitionPenalty, frequencyPenalty, presencePenalty, minP };
+}
+
+/** The request fields of the executor beside sampling that the wire request carries: logit bias, minimum, logprobs. */
+export function executorControls(req: GenerateRequest): {
+  logitBias?: Record<number, number>;
+  minNewTokens?: number;
+  logprobs?: boolean;
+  topLogprobs?: number;
+} {
+  return {
+    ...(req.logitBias ? { logitBias: req.logitBias as unknown as Record<number, number> } : {}),
+    ...(req.minTokens ? { minNewTokens: req.minTokens } : {}),
+    ...(req.logprobs ? { logprobs: true, topLogprobs: req.topLogprobs ?? 0 } : {}),
+  };
+}
+
+/** The executor's per-token logprobs on the wire: null where the executor recorded none. */
+export function wireLogprobs<T>(logprobs: readonly (T | undefined)[] | undefined): (T | null)[] | undefined {
+  return logprobs?.map((e) => e ?? null);
 }
 
 /**

@@ -1,5 +1,6 @@
 export type {
   WireSampling,
+  WireTokenLogprobs,
   GenerateRequest,
   PrefillResult,
   DecodeRequest,
@@ -37,8 +38,10 @@ export {
 export { onShutdownSignal, makeLogger, PARENT_PID_ENV } from "./lifecycle.js";
 export type { WorkerRole, WorkerRuntimeOptions, RunningWorker } from "./worker-runtime.js";
 export { serveWorker, DEFAULT_NAMESPACE, DEFAULT_GRACE_MS } from "./worker-runtime.js";
+export type { KvEventPoll, KvEventReply, KvEventSource, KvEventPublisherOptions } from "./kv-events.js";
+export { KvEventPublisher, kvEventSubjects, packHashes, unpackHashes } from "./kv-events.js";
 export type { ExecutorFinishReason } from "./executor-mapping.js";
-export { finishReasonOf, executorSampling, executorOpenOptions } from "./executor-mapping.js";
+export { finishReasonOf, executorSampling, executorControls, executorOpenOptions, wireLogprobs } from "./executor-mapping.js";
 export type { WorkerCli } from "./worker-cli.js";
 export { parseWorkerCli, workerUsage, workerFlagOptions, DEFAULT_KV_OFFER_TTL_MS } from "./worker-cli.js";
 export type { ReadyApp, WorkerReady, ApiReady, LauncherReady } from "./ready-line.js";

@@ -12,6 +12,23 @@ export interface WireSampling {
    * from the request's `generatedOffset` (DecodeRequest).
    */
   seed?: number;
+  /**
+   * Logit controls, as the executor applies them (trtd_executor.h, "Logit controls"); absent = off. CTRL repetition
+   * penalty over prompt and generated ids (> 0, 1 = off).
+   */
+  repetitionPenalty?: number;
+  /** OpenAI's frequency and presence penalties over the generated ids (0 = off). */
+  frequencyPenalty?: number;
+  presencePenalty?: number;
+  /** [0, 1]; 0 = off. */
+  minP?: number;
+}
+
+/** One output token's logprobs, of the raw model distribution (the executor's TokenLogprobs). */
+export interface WireTokenLogprobs {
+  logprob: number;
+  /** The `topLogprobs` most likely ids, logprob descending. */
+  top: { id: number; logprob: number }[];
 }
 
 /** The internal generate request the api builds from an OpenAI body (ARCHITECTURE.md, step 1). */
@@ -30,11 +47,20 @@ export interface GenerateRequest {
    * vocabulary (cached) and runs the matcher beside its executor. Absent: unconstrained.
    */
   grammar?: GrammarSpec;
+  /** Token id (decimal string) → bias added to its logit. Absent = none. */
+  logitBias?: Record<string, number>;
+  /** The stop token ids cannot be drawn before this many tokens were generated. Absent = 0. */
+  minTokens?: number;
+  /** Return each token's logprobs (DecodeChunk.logprobs), with `topLogprobs` alternatives (0-20). */
+  logprobs?: boolean;
+  topLogprobs?: number;
 }
 
 /** What a prefill worker returns: the first generated token and where decode can fetch the KV cache. */
 export interface PrefillResult {
   firstToken: number;
+  /** The first token's logprobs, when the request asked for them (the decode worker's executor does not redraw it). */
+  firstTokenLogprobs?: WireTokenLogprobs;
   /** A `@trtd/kv-transfer` handle, JSON as kv-transfer serialises it; opaque to the api. */
   kvHandle: unknown;
   /** Size of the offered KV, for metrics. */
@@ -86,6 +112,8 @@ export interface KvTransferFigures {
 /** One streamed item from a decode worker. */
 export interface DecodeChunk {
   tokens: number[];
+  /** With `logprobs`: one entry per token (null where none was recorded). */
+  logprobs?: (WireTokenLogprobs | null)[];
   /** Present on the last chunk only. */
   finishReason?: FinishReason;
   /** Present on the first chunk. */
@@ -114,6 +142,9 @@ export interface WorkerLoad {
   stalled?: boolean;
   /** Engine iterations since the executor started (cumulative). */
   iterations?: number;
+  /** Prompt tokens served from / computed past the executor's prefix cache since it started (cumulative); absent from older workers. */
+  prefixCacheHitTokens?: number;
+  prefixCacheMissTokens?: number;
   /**
    * Prefill: KV pulls, acks and nacks its offer server refused for a missing or wrong offer secret, by reason
    * (kv-transfer's KvPullRefusalReasons), since it started.
@@ -130,6 +161,7 @@ export interface WorkerLoad {
 export function workerLoadFromStats(s: Omit<WorkerLoad, "draining" | "stalled">): Omit<WorkerLoad, "draining" | "stalled"> {
   return {
     iterations: s.iterations,
+    ...(s.prefixCacheHitTokens !== undefined ? { prefixCacheHitTokens: s.prefixCacheHitTokens, prefixCacheMissTokens: s.prefixCacheMissTokens ?? 0 } : {}),
     activeRequests: s.activeRequests,
     queuedRequests: s.queuedRequests,
     kvBlocksUsed: s.kvBlocksUsed,
@@ -176,6 +208,24 @@ export function parseDecodeRequest(v: unknown): DecodeRequest {
   if (r.grammar !== undefined) {
     const g = r.grammar as Record<string, unknown> | null;
     if (typeof g !== "object" || g === null || typeof g.type !== "string") throw new ProtocolError("grammar must be an object with a type");
+  }
+  // Ranges are the executor's to check (its InvalidArgumentError names the field); here only the types.
+  for (const k of ["repetitionPenalty", "frequencyPenalty", "presencePenalty", "minP"] as const) {
+    if (s[k] !== undefined && (typeof s[k] !== "number" || !Number.isFinite(s[k]))) throw new ProtocolError(`sampling.${k} must be a number`);
+  }
+  if (r.logitBias !== undefined) {
+    const b = r.logitBias as Record<string, unknown>;
+    if (typeof b !== "object" || b === null || Array.isArray(b)) throw new ProtocolError("logitBias must be an object of token id to bias");
+    for (const [id, v] of Object.entries(b)) {
+      if (!/^\d+$/.test(id) || typeof v !== "number" || !Number.isFinite(v)) throw new ProtocolError(`logitBias.${id} must map a token id to a number`);
+    }
+  }
+  if (r.minTokens !== undefined && (!Number.isInteger(r.minTokens) || (r.minTokens as number) < 0)) {
+    throw new ProtocolError("minTokens must be a non-negative integer");
+  }
+  if (r.logprobs !== undefined && typeof r.logprobs !== "boolean") throw new ProtocolError("logprobs must be a boolean");
+  if (r.topLogprobs !== undefined && (!Number.isInteger(r.topLogprobs) || (r.topLogprobs as number) < 0)) {
+    throw new ProtocolError("topLogprobs must be a non-negative integer");
   }
   if (r.generatedOffset !== undefined) {
     const g = r.generatedOffset;

@@ -27,7 +27,24 @@ describe("apps-common - wire protocol", () => {
     expect(parseDecodeRequest({ ...ok, generatedOffset: 1 }).generatedOffset).toBe(1);
     expect(parseDecodeRequest({ ...ok, prefill: { firstToken: 3, kvHandle: {}, kvBytes: 1, prefillMs: 1 } }).prefill!.firstToken).toBe(3);
     expect(parseDecodeRequest({ ...ok, grammar: { type: "json_object" } }).grammar).toEqual({ type: "json_object" });
+    const controls = {
+      ...ok,
+      sampling: { ...ok.sampling, repetitionPenalty: 1.2, frequencyPenalty: -1, presencePenalty: 0.5, minP: 0.1 },
+      logitBias: { "5": -3 },
+      minTokens: 2,
+      logprobs: true,
+      topLogprobs: 4,
+    };
+    expect(parseDecodeRequest(controls)).toBe(controls);
     const bad: Array<[unknown, RegExp]> = [
+      [{ ...ok, sampling: { ...ok.sampling, minP: "0.1" } }, /sampling.minP/],
+      [{ ...ok, sampling: { ...ok.sampling, frequencyPenalty: null } }, /sampling.frequencyPenalty/],
+      [{ ...ok, logitBias: [1] }, /logitBias/],
+      [{ ...ok, logitBias: { x: 1 } }, /logitBias.x/],
+      [{ ...ok, logitBias: { "5": "big" } }, /logitBias.5/],
+      [{ ...ok, minTokens: -1 }, /minTokens/],
+      [{ ...ok, logprobs: 1 }, /logprobs/],
+      [{ ...ok, topLogprobs: 1.5 }, /topLogprobs/],
       [null, /not an object/],
       [{ ...ok, id: "" }, /id/],
       [{ ...ok, tokens: [] }, /tokens/],

@@ -1,13 +1,16 @@
 // The decode worker's request handler: aggregated generation, or generation-only after a remote prefill with the
 // KV pulled into this executor; when the pull fails the prompt is recomputed here, so the request is not lost.
 import {
+  executorControls,
   executorSampling,
   finishReasonOf,
+  wireLogprobs,
   parseDecodeRequest,
   traceStage,
   type DecodeChunk,
   type DecodeRequest,
   type ExecutionMode,
+  type WireTokenLogprobs,
   type WorkerGrammars,
 } from "@trtd/apps-common";
 import type { Handler, RequestContext } from "@trtd/request-plane";
@@ -48,15 +51,31 @@ export interface DecodeHandlerDeps {
   log?: (line: string) => void;
 }
 
-/** Executor chunks as wire chunks; the first carries the mode (and KV figures). */
-async function* relay(stream: AsyncIterable<GenerateChunk>, first: Pick<DecodeChunk, "mode" | "kv">): AsyncGenerator<DecodeChunk> {
+/**
+ * Executor chunks as wire chunks; the first carries the mode (and KV figures). `firstTokenLogprobs`: the logprobs of
+ * a generation-only request's first token, which its executor re-emits without them (the prefill worker drew it).
+ */
+async function* relay(
+  stream: AsyncIterable<GenerateChunk>,
+  first: Pick<DecodeChunk, "mode" | "kv">,
+  firstTokenLogprobs?: WireTokenLogprobs,
+): AsyncGenerator<DecodeChunk> {
   let head: Pick<DecodeChunk, "mode" | "kv"> | undefined = first;
   let tokens = 0;
+  let fillFirst = firstTokenLogprobs !== undefined;
   for await (const c of stream) {
     if (tokens === 0 && c.tokens.length > 0) traceStage?.("decode.first_token");
     tokens += c.tokens.length;
     const out: DecodeChunk = { tokens: c.tokens, ...head };
     head = undefined;
+    const logprobs = wireLogprobs(c.logprobs);
+    if (logprobs) {
+      if (fillFirst && logprobs.length > 0) {
+        logprobs[0] ??= firstTokenLogprobs!;
+        fillFirst = false;
+      }
+      out.logprobs = logprobs;
+    }
     if (c.final) {
       out.finishReason = finishReasonOf(c.finishReason);
       if (c.error) out.error = c.error.message;
@@ -99,6 +118,7 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
       maxNewTokens: req.maxTokens,
       stopTokenIds: req.stopTokenIds,
       sampling: executorSampling(req),
+      ...executorControls(req),
       ...(constraint ? { constraint } : {}),
     };
     const offset = req.generatedOffset ?? 0;
@@ -130,7 +150,8 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
     const eos = req.stopTokenIds.includes(p.firstToken);
     if (eos || req.maxTokens === 1) {
       await deps.declineKv(p.kvHandle).catch((err) => log(`declining KV of ${req.id} failed: ${(err as Error).message}`));
-      yield { tokens: [p.firstToken], mode: "disaggregated", finishReason: eos ? "stop" : "length" };
+      const logprobs = req.logprobs ? { logprobs: [p.firstTokenLogprobs ?? null] } : {};
+      yield { tokens: [p.firstToken], ...logprobs, mode: "disaggregated", finishReason: eos ? "stop" : "length" };
       return;
     }
     let pulled: PulledKv;
@@ -158,6 +179,7 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
             maxNewTokens: req.maxTokens,
             stopTokenIds: req.stopTokenIds,
             sampling: executorSampling(req),
+            ...executorControls(req),
             contextPhase: { firstToken: p.firstToken, kvImport: pulled.kvImport, opaqueState: pulled.opaqueState },
             ...(constraint ? { constraint } : {}),
           },
@@ -165,7 +187,7 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
         );
         consumed = true;
         traceStage?.("decode.enqueued");
-        return relay(stream, { mode: "disaggregated", kv });
+        return relay(stream, { mode: "disaggregated", kv }, p.firstTokenLogprobs);
       });
     } finally {
       if (!consumed && pulled.kvImport?.state === "reserved") pulled.kvImport.abort(); // the grammar failed before enqueue

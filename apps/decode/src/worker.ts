@@ -1,5 +1,5 @@
 // A decode worker: an executor, a KV puller, the decode endpoint on the request plane, published load.
-import { executorOpenOptions, serveWorker, WorkerGrammars, workerIdentity, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
+import { executorOpenOptions, KvEventPublisher, serveWorker, WorkerGrammars, workerIdentity, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
 import type { RequestPlane } from "@trtd/request-plane";
 import { ABI_VERSION, cudaKvBudget, Executor } from "@trtd/trtllm";
 import { KvPullFailureReasons, type KvPullFailureReason } from "@trtd/kv-transfer";
@@ -35,6 +35,7 @@ export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<Running
     const p = puller;
     // Failed KV pulls (each recomputed here) by reason, published with the load: the api's /metrics shows them.
     const pullFailures = Object.fromEntries(KvPullFailureReasons.map((r) => [r, 0])) as Record<KvPullFailureReason, number>;
+    let events: KvEventPublisher | undefined; // the prefix cache's events, polled by KV-aware routers
     const worker = await serveWorker({
       role: "decode",
       plane: o.plane,
@@ -45,12 +46,19 @@ export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<Running
       progress: () => executor.stats(),
       stallTimeoutMs: o.stallTimeoutMs,
       release: async () => {
+        events?.close();
         await p.close();
         await executor.close();
         await grammars.close();
       },
       log: o.log,
     });
+    try {
+      events = await KvEventPublisher.start(o.plane, worker.instanceId, executor);
+    } catch (err) {
+      await worker.stop(0);
+      throw err;
+    }
     return Object.assign(worker, { executor, grammars, kvPullFailures: () => ({ ...pullFailures }) });
   } catch (err) {
     await puller?.close();

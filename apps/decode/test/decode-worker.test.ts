@@ -132,6 +132,46 @@ describe("decode worker", () => {
     expectIdle(decode);
   });
 
+  it("logit controls and logprobs: remote prefill and a migration give the aggregated tokens and logprobs", async () => {
+    const sampling = { temperature: 0.9, topP: 1, topK: 0, seed: 21, frequencyPenalty: -1, presencePenalty: 0.5, repetitionPenalty: 1.2, minP: 0.05 };
+    const plain = tokensOf(await collect(request(PROMPT, { maxTokens: 4 })));
+    const req = request(PROMPT, {
+      sampling,
+      maxTokens: 12,
+      stopTokenIds: [plain[0]],
+      minTokens: 5,
+      logitBias: { [String(plain[1])]: 3 },
+      logprobs: true,
+      topLogprobs: 3,
+    });
+    const aggregated = await collect(req);
+    const tokens = tokensOf(aggregated);
+    const logprobs = aggregated.flatMap((c) => c.logprobs ?? []);
+    expect(logprobs).toHaveLength(tokens.length);
+    expect(logprobs.every((l) => l !== null && l.top.length === 3)).toBe(true);
+    // The prefill worker's result carries the first token's logprobs; decode puts them on its first token.
+    const p = await prefillClient.request(req, { instanceId: prefill.instanceId });
+    expect(p.firstTokenLogprobs).toEqual(logprobs[0]);
+    const disaggregated = await collect({ ...req, prefill: p });
+    expect(disaggregated[0].mode).toBe("disaggregated");
+    expect(tokensOf(disaggregated)).toEqual(tokens);
+    expect(disaggregated.flatMap((c) => c.logprobs ?? [])).toEqual(logprobs);
+    // A request the first token ends (max_tokens 1) is answered without a pull, with those logprobs.
+    const one = { ...req, maxTokens: 1 };
+    const early = await collect({ ...one, prefill: await prefillClient.request(one, { instanceId: prefill.instanceId }) });
+    expect(early.flatMap((c) => c.logprobs ?? [])).toEqual(logprobs.slice(0, 1));
+    // Migrated after k tokens: the penalties count the k tokens already generated as generated.
+    for (const k of [2, 7]) {
+      const migrated: DecodeRequest = { ...req, tokens: [...PROMPT, ...tokens.slice(0, k)], maxTokens: 12 - k, generatedOffset: k };
+      const rest = await collect(migrated);
+      expect(tokensOf(rest), `k = ${k}`).toEqual(tokens.slice(k));
+      expect(rest.flatMap((c) => c.logprobs ?? [])).toEqual(logprobs.slice(k));
+    }
+    await until(() => prefill.executor.stats().pinnedExports === 0, 5000, "the prefill worker to release its pinned KV");
+    expectIdle(decode);
+    expectIdle(prefill);
+  });
+
   it("refuses a malformed request with a typed error and stays healthy", async () => {
     const err = await collect({ ...request(PROMPT), tokens: [] }).catch((e) => e);
     expect(err.remoteCode ?? err.code).toBe("invalid_worker_request");

@@ -3,6 +3,7 @@
 // default here: unset, they are not passed, and the worker's or the api's own default holds.
 import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
+import { ROUTER_MODES, type RouterMode } from "@trtd/api";
 import {
   checkNatsAuth,
   checkReadable,
@@ -72,6 +73,7 @@ export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--gen
   --model-name NAME              model id clients send (default: the model directory's name)
   --api-key KEY                  require Bearer KEY on /v1 (default: $TRTD_API_KEY)
   --disagg-min-prompt-tokens N   shorter prompts run aggregated (api default)
+  --router-mode kv|load|round-robin  how the api chooses decode workers (api default: load)
   --max-restarts N               restarts of a crashed or wedged child before the launcher gives up (default 3)
   --stall-timeout-ms N           workers: running requests and no engine iteration for N ms = stalled (worker default)
   --stalled-restart-ms N         a worker reporting its engine stalled for N ms more is restarted (default ${DEFAULT_WEDGED.stalledRestartMs}; 0 = never)
@@ -110,6 +112,7 @@ export const launcherFlagOptions = {
   "model-name": { type: "string" },
   "api-key": { type: "string" },
   "disagg-min-prompt-tokens": { type: "string" },
+  "router-mode": { type: "string" },
   "max-restarts": { type: "string" },
   "stall-timeout-ms": { type: "string" },
   "stalled-restart-ms": { type: "string" },
@@ -159,6 +162,8 @@ export interface LauncherCli {
   modelName: string;
   apiKey?: string;
   disaggMinPromptTokens?: number;
+  /** The api's --router-mode; unset: the api's default. */
+  routerMode?: RouterMode;
   maxRestarts: number;
   /** Passed to workers: their progress watchdog's bound. */
   stallTimeoutMs?: number;
@@ -243,6 +248,7 @@ export function parseLauncherCli(argv: string[], defaultModelDir: string): Launc
     modelName: str("model-name") ?? basename(resolve(ex.modelDir)),
     apiKey: str("api-key"),
     disaggMinPromptTokens: optionalIntFlag(v["disagg-min-prompt-tokens"], "disagg-min-prompt-tokens", 0),
+    routerMode: routerModeOf(str("router-mode")),
     maxRestarts: intFlag(v["max-restarts"], "max-restarts", { min: 0, fallback: 3 }),
     stallTimeoutMs: optionalIntFlag(v["stall-timeout-ms"], "stall-timeout-ms"),
     wedged: {
@@ -377,7 +383,15 @@ export function apiArgv(cli: LauncherCli, requestPlaneUri: string): string[] {
   a.push("--model-name", cli.modelName);
   if (cli.apiKey) a.push("--api-key", cli.apiKey);
   if (cli.disaggMinPromptTokens !== undefined) a.push("--disagg-min-prompt-tokens", String(cli.disaggMinPromptTokens));
+  if (cli.routerMode !== undefined) a.push("--router-mode", cli.routerMode);
   return a;
+}
+
+function routerModeOf(v: string | undefined): RouterMode | undefined {
+  if (v === undefined) return undefined;
+  const mode = ROUTER_MODES.find((m) => m === v);
+  if (!mode) throw new UsageError(`--router-mode must be one of ${ROUTER_MODES.join(", ")}, got ${v}`);
+  return mode;
 }
 
 function envPairs(v: unknown, flag: string): Record<string, string> {

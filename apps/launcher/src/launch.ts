@@ -225,6 +225,7 @@ async function launchInProcess(cli: LauncherCli, o: LaunchOptions, deadline: num
       namespace: cli.namespace,
       apiKey: cli.apiKey ?? (process.env.TRTD_API_KEY || undefined),
       prefill: cli.disaggMinPromptTokens !== undefined ? { minPromptTokens: cli.disaggMinPromptTokens } : undefined,
+      routerMode: cli.routerMode,
       log: (l) => o.log(`api: ${l}`),
     });
     stops.unshift(() => api.close()); // the api closes first, then the workers finish what they hold

@@ -1,7 +1,7 @@
 // The accounts of a nats-server the launcher starts: one per role, each allowed on the request plane what that role
 // does there and nothing else (subjects derived from @trtd/request-plane and @trtd/kv-transfer, where they are named).
 import { randomBytes } from "node:crypto";
-import { Endpoints, natsInboxPrefix, type NatsRole } from "@trtd/apps-common";
+import { Endpoints, kvEventSubjects, natsInboxPrefix, type NatsRole } from "@trtd/apps-common";
 import { kvNatsSubjects } from "@trtd/kv-transfer";
 import { endpointId, planePermissions, type NatsServerUser, type PlaneRole, type SubjectPermissions } from "@trtd/request-plane";
 
@@ -29,7 +29,14 @@ export function rolePermissions(namespace: string): Record<NatsRole, SubjectPerm
     side === "offers"
       ? { ...p, subscribe: [...p.subscribe, kvNatsSubjects.all], allowResponses: true }
       : { ...p, publish: [...p.publish, kvNatsSubjects.all] };
-  return { api: withKv(plane("api"), "pulls"), prefill: withKv(plane("prefill"), "offers"), decode: withKv(plane("decode"), "pulls") };
+  // KV events (apps-common kv-events.ts): workers answer polls on their subjects, the api polls.
+  const answersPolls = (p: SubjectPermissions): SubjectPermissions => ({ ...p, subscribe: [...p.subscribe, kvEventSubjects.all], allowResponses: true });
+  const polls = (p: SubjectPermissions): SubjectPermissions => ({ ...p, publish: [...p.publish, kvEventSubjects.all] });
+  return {
+    api: polls(withKv(plane("api"), "pulls")),
+    prefill: answersPolls(withKv(plane("prefill"), "offers")),
+    decode: answersPolls(withKv(plane("decode"), "pulls")),
+  };
 }
 
 /** One account per role with a random 192-bit password and that role's permissions. */

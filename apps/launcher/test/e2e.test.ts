@@ -186,6 +186,34 @@ describe("e2e - disaggregated output equals aggregated output", () => {
       expect(await metricValue(aggregatedApi.url, 'trtd_routed_requests_total{mode="aggregated"}')).toBeGreaterThanOrEqual(prompts.length);
     }, 240_000);
   }
+
+  it("with logit controls and logprobs: the same tokens and logprobs, whole and streamed (the first token's from prefill)", async () => {
+    const before = await metricValue(deployment.url, 'trtd_routed_requests_total{mode="disaggregated"}');
+    const body = {
+      model: "tiny",
+      messages: [{ role: "user" as const, content: PROMPTS[0] }],
+      max_tokens: 16,
+      temperature: 0.9,
+      seed: 5,
+      frequency_penalty: -0.5,
+      presence_penalty: 0.3,
+      min_p: 0.05,
+      min_tokens: 4,
+      logprobs: true,
+      top_logprobs: 3,
+    };
+    const d = await disagg.chat.completions.create(body);
+    const a = await agg.chat.completions.create(body);
+    expect(d.choices[0].message.content).toBe(a.choices[0].message.content);
+    const entries = a.choices[0].logprobs!.content!;
+    expect(entries).toHaveLength(a.usage!.completion_tokens);
+    expect(d.choices[0].logprobs!.content).toEqual(entries);
+    expect(entries.every((e) => e.top_logprobs.length === 3)).toBe(true);
+    const streamed: typeof entries = [];
+    for await (const c of await disagg.chat.completions.create({ ...body, stream: true })) streamed.push(...(c.choices[0]?.logprobs?.content ?? []));
+    expect(streamed).toEqual(entries);
+    expect(await metricValue(deployment.url, 'trtd_routed_requests_total{mode="disaggregated"}')).toBe(before + 2);
+  }, 120_000);
 });
 
 describe("e2e - load, metrics and cancellation", () => {

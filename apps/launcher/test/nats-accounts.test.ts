@@ -2,7 +2,7 @@
 // connected under its own account: the deployment works, and no account can do another role's part.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApiServer, type RunningApiServer } from "@trtd/api";
-import { DEFAULT_NAMESPACE, EXECUTOR_DEFAULTS, Endpoints, natsInboxPrefix, type GenerateRequest, type NatsRole, type PrefillResult } from "@trtd/apps-common";
+import { DEFAULT_NAMESPACE, EXECUTOR_DEFAULTS, Endpoints, kvEventSubjects, natsInboxPrefix, type GenerateRequest, type KvEventReply, type NatsRole, type PrefillResult } from "@trtd/apps-common";
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
 import { KvPuller, KvUnauthorizedError, parseKvHandle } from "@trtd/kv-transfer";
 import { startPrefillWorker, type RunningPrefillWorker } from "@trtd/prefill";
@@ -65,6 +65,16 @@ describe("launcher - per-role NATS accounts (real nats-server, real workers)", (
     expect(r.status).toBe(200);
     expect(((await r.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(6);
     expect(await metricValue(api.url, 'trtd_routed_requests_total{mode="disaggregated"}')).toBe(1);
+  });
+
+  it("the api account polls both workers' KV events (a snapshot); the decode account cannot", async () => {
+    const asApi = await planeAs("api");
+    for (const w of [decode, prefill]) {
+      const reply = JSON.parse(Buffer.from(await asApi.request(kvEventSubjects.worker(w.instanceId), Buffer.from("{}"), { timeoutMs: 3000 })).toString()) as KvEventReply;
+      expect(reply).toMatchObject({ kind: "snapshot", fingerprint: w.executor.model.fingerprint });
+    }
+    const asDecode = await planeAs("decode");
+    await expect(asDecode.request(kvEventSubjects.worker(prefill.instanceId), Buffer.from("{}"), { timeoutMs: 500 })).rejects.toThrow();
   });
 
   it("the decode account cannot serve the prefill endpoint, nor call the endpoints reserved for the api", async () => {

@@ -1,6 +1,14 @@
 // The prefill worker's request handler: a context-only run, then the KV offered through kv-transfer.
 // Replies exactly once with {firstToken, kvHandle}.
-import { executorSampling, parseDecodeRequest, type GenerateRequest, type PrefillResult, type WorkerGrammars } from "@trtd/apps-common";
+import {
+  executorControls,
+  executorSampling,
+  parseDecodeRequest,
+  type GenerateRequest,
+  type PrefillResult,
+  type WireTokenLogprobs,
+  type WorkerGrammars,
+} from "@trtd/apps-common";
 import { executorKvSource, type KvOfferServer } from "@trtd/kv-transfer";
 import type { Handler, RequestContext } from "@trtd/request-plane";
 import type { Executor } from "@trtd/trtllm";
@@ -31,6 +39,7 @@ export function createPrefillHandler({ executor, grammars, offers, faults }: Pre
     const req = parseDecodeRequest(raw);
     const started = performance.now();
     let firstToken: number | undefined;
+    let firstTokenLogprobs: WireTokenLogprobs | undefined;
     let requestId: number | undefined;
     if (req.grammar && !grammars) throw new PrefillFailedError("grammar: this prefill handler has no grammars (constrained decoding)");
     const constraint = req.grammar ? await grammars!.matcher(req.grammar) : undefined;
@@ -42,6 +51,7 @@ export function createPrefillHandler({ executor, grammars, offers, faults }: Pre
           maxNewTokens: req.maxTokens,
           stopTokenIds: req.stopTokenIds,
           sampling: executorSampling(req),
+          ...executorControls(req),
           ...(constraint ? { constraint } : {}),
         },
         { signal: ctx.signal },
@@ -52,6 +62,7 @@ export function createPrefillHandler({ executor, grammars, offers, faults }: Pre
           throw new PrefillFailedError(`context-only request failed: ${c.error?.message ?? `${c.tokens.length} tokens`}`, { cause: c.error });
         }
         firstToken = c.tokens[0];
+        firstTokenLogprobs = c.logprobs?.[0];
         requestId = c.requestId;
       }
     } finally {
@@ -68,6 +79,6 @@ export function createPrefillHandler({ executor, grammars, offers, faults }: Pre
     }
     // From here the offer server owns the pinned blocks: released on decode's ack, a failed pull, or expiry.
     const kvHandle = faults ? faults.offer(offers, kv) : offers.offer(kv);
-    return { firstToken, kvHandle, kvBytes: kv.bytes, prefillMs: performance.now() - started };
+    return { firstToken, ...(firstTokenLogprobs ? { firstTokenLogprobs } : {}), kvHandle, kvBytes: kv.bytes, prefillMs: performance.now() - started };
   };
 }

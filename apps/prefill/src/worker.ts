@@ -1,6 +1,6 @@
 // A prefill worker: an executor, a KV offer server, the prefill endpoint on the request plane, published load.
 import { networkInterfaces } from "node:os";
-import { executorOpenOptions, serveWorker, WorkerGrammars, workerIdentity, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
+import { executorOpenOptions, KvEventPublisher, serveWorker, WorkerGrammars, workerIdentity, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
 import { KvOfferServer, layoutFromExecutor } from "@trtd/kv-transfer";
 import type { RequestPlane } from "@trtd/request-plane";
 import { ABI_VERSION, cudaKvBudget, Executor } from "@trtd/trtllm";
@@ -51,6 +51,7 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
       nats: { requestPlane: o.plane }, // the small-KV fallback rides the request plane, NATS or in-process
     });
     const off = offers;
+    let events: KvEventPublisher | undefined; // the prefix cache's events, polled by KV-aware routers
     const worker = await serveWorker({
       role: "prefill",
       plane: o.plane,
@@ -61,6 +62,7 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
       progress: () => executor.stats(),
       stallTimeoutMs: o.stallTimeoutMs,
       release: async () => {
+        events?.close();
         await off.close(); // releases every offer (their pinned blocks) before the executor goes
         await faults?.close();
         await executor.close();
@@ -68,6 +70,12 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
       },
       log: o.log,
     });
+    try {
+      events = await KvEventPublisher.start(o.plane, worker.instanceId, executor);
+    } catch (err) {
+      await worker.stop(0);
+      throw err;
+    }
     return Object.assign(worker, { executor, offers: off, grammars });
   } catch (err) {
     await offers?.close();

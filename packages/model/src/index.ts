@@ -58,6 +58,7 @@ export {
 } from "./generate.js";
 export { CHATML_TEMPLATE } from "./chat-template.js";
 export { KV_DTYPES, KV_LAYOUT_FIELDS, isKvDtype } from "./kv-layout.js";
+export { prefixBlockHashes } from "./prefix-hash.js";
 export { Rng, hashString } from "./prng.js";
 export { referenceForward, ropeInverseFrequencies, ropeAttentionFactor, argmax } from "./reference.js";
 

@@ -42,7 +42,13 @@ extern "C" {
 
 /** Bumped on every incompatible change of this header; compare with trtd_abi_version() at load time. */
 #define TRTD_ABI_VERSION 4 /* 2: trtd_request.generated_offset; 3: device KV transfer functions;
-                              4: constrained decoding (trtd_request.constrained, trtd_executor_set_token_mask) */
+                              4: constrained decoding (trtd_request.constrained, trtd_executor_set_token_mask);
+                                 logit controls (penalties, min_p, logit bias, min_new_tokens) and logprobs
+                                 (trtd_executor_await_responses_ext); prefix cache
+                                 (trtd_executor_config.enable_prefix_cache, its stats, KV events) */
+
+/** Most alternatives per token that trtd_token_logprobs carries (OpenAI's top_logprobs limit). */
+#define TRTD_MAX_TOP_LOGPROBS 20
 
 typedef struct trtd_executor trtd_executor; /* opaque */
 typedef int32_t trtd_token;
@@ -127,6 +133,9 @@ typedef struct trtd_executor_config {
     int32_t max_context_length;       /* prompt + generated tokens per request; 0 = model's max_position_embeddings */
     int32_t device_id;                /* accelerator ordinal; -1 = CPU (the reference executor needs -1 or 0) */
     int32_t max_queued_requests;      /* enqueue fails with QUEUE_FULL past this many waiting; 0 = unbounded */
+    /* Added in ABI 4. Reuse full KV blocks across requests whose tokens start the same way (default true; see
+     * "Prefix cache" below). Off: every prompt is computed from scratch and a freed block holds nothing. */
+    bool    enable_prefix_cache;
 } trtd_executor_config;
 
 /** Defaults, to be adjusted field by field. */
@@ -168,15 +177,36 @@ TRTD_API trtd_status trtd_executor_model_info(const trtd_executor * executor, tr
  * Requests
  * ---------------------------------------------------------------------------------------------- */
 
+/*
+ * Logit controls (ABI 4). The logits row of a draw goes through, in this order (vLLM's and transformers' order),
+ * after a constrained request's token mask (see "Constrained decoding"):
+ *   1. logit bias: logits[id] += value for each trtd_request.logit_bias_ids / logit_bias_values pair;
+ *   2. min_new_tokens: while fewer than min_new_tokens tokens were generated (counting generated_offset), the
+ *      end id and the stop token ids are set to -inf (transformers' MinNewTokensLengthLogitsProcessor);
+ *   3. repetition_penalty r over every distinct id of the prompt and the generated tokens: a logit l > 0 becomes
+ *      l / r, else l * r (CTRL; transformers' RepetitionPenaltyLogitsProcessor);
+ *   4. frequency and presence penalties over the generated tokens (the last generated_offset prompt ids count
+ *      as generated): l -= count * frequency_penalty + (count > 0) * presence_penalty (OpenAI's formula);
+ * then the draw: greedy argmax, or temperature, top_k, top_p, then min_p (transformers' warper order: tokens whose
+ * probability after temperature is below min_p times the largest are dropped from what top_k/top_p kept; all
+ * three keep a prefix of the order (logit descending, id ascending), so min_p intersects that prefix). With
+ * min_p alone the draw walks index order over the kept ids. The random draw still depends only on (seed, n).
+ */
 typedef struct trtd_sampling_params {
     uint64_t seed;        /* the draw for the n-th generated token depends only on (seed, n); n starts at
                              trtd_request.generated_offset */
     float    temperature; /* 0 = greedy (argmax); else > 0 */
     float    top_p;       /* in (0, 1]; 1 = off */
     int32_t  top_k;       /* 0 = off; else >= 1 */
+    /* Added in ABI 4 (see "Logit controls" above). */
+    float    repetition_penalty; /* > 0; 1 = off */
+    float    frequency_penalty;  /* finite; 0 = off */
+    float    presence_penalty;   /* finite; 0 = off */
+    float    min_p;              /* in [0, 1]; 0 = off; ignored when greedy */
 } trtd_sampling_params;
 
-TRTD_API trtd_sampling_params trtd_sampling_default_params(void); /* greedy, top_p 1, top_k 0, seed 0 */
+/* greedy, top_p 1, top_k 0, seed 0, repetition_penalty 1, frequency and presence penalties 0, min_p 0 */
+TRTD_API trtd_sampling_params trtd_sampling_default_params(void);
 
 /**
  * What a generation-only request continues from: the context-only request's first token plus either
@@ -212,6 +242,16 @@ typedef struct trtd_request {
      * supplies one per sampled token with trtd_executor_set_token_mask (see "Constrained decoding").
      * Implementations without it refuse true with TRTD_STATUS_UNSUPPORTED. */
     bool constrained;
+    /* Added in ABI 4 (logit controls, see trtd_sampling_params; logprobs, see trtd_token_logprobs). An
+     * implementation that does not offer one refuses a non-default value with TRTD_STATUS_UNSUPPORTED. */
+    const trtd_token * logit_bias_ids; /* num_logit_bias distinct ids; may be NULL when num_logit_bias is 0 */
+    const float * logit_bias_values;   /* num_logit_bias finite values added to those ids' logits */
+    int32_t num_logit_bias;            /* in [0, vocab_size] */
+    int32_t min_new_tokens;            /* >= 0; the end id and stop token ids cannot be drawn before this many
+                                          tokens were generated (counting generated_offset); 0 = off */
+    int32_t num_top_logprobs;          /* with logprobs: alternatives per token, in [0, TRTD_MAX_TOP_LOGPROBS];
+                                          0 without logprobs */
+    bool    logprobs;                  /* record every drawn token's logprob, see trtd_token_logprobs */
 } trtd_request;
 
 /**
@@ -240,8 +280,11 @@ TRTD_API trtd_status trtd_executor_cancel(trtd_executor * executor, trtd_request
  * A request enqueued with constrained = true samples each of its tokens from the tokens that a bitmask allows
  * (grammar-guided decoding: the caller runs a grammar matcher, e.g. xgrammar, beside the executor). Bit t
  * (word t / 32, bit t % 32, least significant first) allows token t; bits at or past vocab_size are ignored.
- * Disallowed logits are set to -infinity before temperature, top-k and top-p, so a mask that allows every token
- * gives exactly the unconstrained draw (same seed, same token).
+ * Disallowed logits are set to -infinity first, before the logit controls (see "Logit controls"), temperature,
+ * top-k and top-p; no control raises a -infinity logit, so a disallowed token is never drawn, and a mask that allows
+ * every token gives exactly the unconstrained draw (same seed, same token). Where the controls leave no allowed
+ * token (min_new_tokens against a mask that allows only the end and stop ids), the mask wins: that draw is made
+ * from the masked row without the controls. Logprobs stay those of the raw row, unmasked.
  *
  * One mask per sampled token, in order: the mask for the request's first sampled token may be given any time
  * after enqueue (a generation-only request's first token comes from the context phase and is not sampled: its
@@ -291,6 +334,30 @@ TRTD_API trtd_status trtd_executor_await_responses(trtd_executor * executor, int
                                                    int32_t * num_responses_out);
 
 /**
+ * Logprobs of one output token (ABI 4), for requests with trtd_request.logprobs. They are of the raw model
+ * distribution: log_softmax of the model's logits, before the logit controls, temperature and top_k/top_p/min_p
+ * (vLLM's default, "raw_logprobs"), so they do not depend on the sampling parameters.
+ */
+typedef struct trtd_token_logprobs {
+    float      logprob;       /* of the output token */
+    int32_t    num_top;       /* entries used in top_ids / top_logprobs (the request's num_top_logprobs); -1 = not
+                                 recorded: a request without logprobs, or the first token of a generation-only
+                                 request (it was drawn by the context-only request, whose response carried it) */
+    trtd_token top_ids[TRTD_MAX_TOP_LOGPROBS];      /* the most likely ids, logprob descending, lower id first on ties */
+    float      top_logprobs[TRTD_MAX_TOP_LOGPROBS];
+} trtd_token_logprobs;
+
+/**
+ * trtd_executor_await_responses plus each token's logprobs (ABI 4): logprobs is NULL (then the same as
+ * trtd_executor_await_responses) or holds max_tokens entries, written parallel to tokens (entry i describes
+ * tokens[i]). @return as trtd_executor_await_responses.
+ */
+TRTD_API trtd_status trtd_executor_await_responses_ext(trtd_executor * executor, int32_t timeout_ms,
+                                                       trtd_response * responses, int32_t max_responses,
+                                                       trtd_token * tokens, int32_t max_tokens,
+                                                       trtd_token_logprobs * logprobs, int32_t * num_responses_out);
+
+/**
  * A file descriptor that becomes readable when responses are ready, for event loops: the engine writes a
  * byte to it whenever the response queue goes from empty to non-empty; after readiness, drain with
  * trtd_executor_await_responses(timeout 0) until it returns 0 responses, and read (discard) the bytes.
@@ -315,20 +382,73 @@ TRTD_API trtd_status trtd_executor_context_phase_state(trtd_executor * executor,
  * Stats
  * ---------------------------------------------------------------------------------------------- */
 
+/*
+ * Prefix cache (ABI 4). A full KV block (tokens_per_block tokens) is keyed by a hash chained over the model
+ * identity, the block's position and its token ids, so a block is reused only where every token before it is
+ * equal too. Blocks are shared across requests with reference counts and never written while shared: a request
+ * reuses at most its prompt's leading full blocks short of its last prompt token. When no request, export or
+ * import holds a cached block it stays cached, counted in kv_blocks_free and kv_blocks_cached, until a block is
+ * needed and none is empty: then the least recently used is evicted. Output with a cached prefix equals
+ * output without it, token for token.
+ */
 typedef struct trtd_executor_stats {
     uint64_t iterations;         /* engine iterations run so far */
     uint64_t generated_tokens;   /* tokens sampled so far */
-    uint64_t prompt_tokens;      /* prompt tokens processed so far */
+    uint64_t prompt_tokens;      /* prompt tokens processed so far (prefix-cache hits are not processed) */
     int32_t  active_requests;    /* admitted, holding KV, not finished */
     int32_t  queued_requests;    /* waiting for admission */
     int32_t  kv_blocks_total;
-    int32_t  kv_blocks_used;     /* by requests, pinned exports and pending imports */
-    int32_t  kv_blocks_free;
+    int32_t  kv_blocks_used;     /* held by requests, pinned exports and pending imports; 0 when all are done */
+    int32_t  kv_blocks_free;     /* not held: empty, or cached and evictable (kv_blocks_cached); used + free = total */
     int32_t  pinned_exports;     /* finished context-only requests not yet released */
     int32_t  pending_imports;    /* reserved imports not yet consumed or aborted */
+    /* Added in ABI 4 (prefix cache). */
+    int32_t  kv_blocks_cached;             /* free blocks that hold a cached prefix (part of kv_blocks_free) */
+    uint64_t prefix_cache_hit_tokens;      /* prompt tokens whose KV came from the cache, at admission */
+    uint64_t prefix_cache_miss_tokens;     /* prompt tokens that had to be computed (all of them with the cache
+                                              off; generation-only requests count neither) */
+    uint64_t prefix_cache_evicted_blocks;  /* cached blocks evicted to make room */
 } trtd_executor_stats;
 
 TRTD_API trtd_status trtd_executor_get_stats(trtd_executor * executor, trtd_executor_stats * stats_out);
+
+/* ------------------------------------------------------------------------------------------------
+ * KV events (ABI 4): what the prefix cache stores and evicts, for a KV-aware router. A block is named by its
+ * chained hash (see "Prefix cache" above), which a router computes from token ids the same way.
+ * The executor queues events from creation on, at most TRTD_KV_EVENT_QUEUE_MAX; past that the queue is dropped
+ * and the next drain reports it lost: the consumer rebuilds its view from trtd_executor_kv_cache_snapshot.
+ * ---------------------------------------------------------------------------------------------- */
+
+#define TRTD_KV_EVENT_QUEUE_MAX 65536
+
+typedef enum trtd_kv_event_type {
+    TRTD_KV_EVENT_STORED = 0,  /* a full block entered the cache */
+    TRTD_KV_EVENT_REMOVED = 1  /* a cached block was evicted */
+} trtd_kv_event_type;
+
+typedef struct trtd_kv_event {
+    uint64_t block_hash;
+    int32_t  type;      /* trtd_kv_event_type */
+    int32_t  reserved;  /* 0 */
+} trtd_kv_event;
+
+/**
+ * Moves up to max_events queued events into events, oldest first. *lost_out is true when events were dropped
+ * (the queue overflowed) since the last snapshot: the events returned then start after the gap, so rebuild from
+ * a snapshot. With the prefix cache off there are never events.
+ * @return OK; INVALID_ARGUMENT; UNSUPPORTED (an implementation without a prefix cache).
+ */
+TRTD_API trtd_status trtd_executor_kv_events(trtd_executor * executor, trtd_kv_event * events, int32_t max_events,
+                                             int32_t * num_events_out, bool * lost_out);
+
+/**
+ * Size-first: the hashes of every block in the prefix cache (held or not), in no particular order. With
+ * max_hashes < the count, only *num_hashes_out is written and BUFFER_TOO_SMALL returned. A complete snapshot
+ * also drops the queued events and clears the lost flag, under the same lock: the next events continue from it.
+ * @return OK; INVALID_ARGUMENT; BUFFER_TOO_SMALL; UNSUPPORTED.
+ */
+TRTD_API trtd_status trtd_executor_kv_cache_snapshot(trtd_executor * executor, uint64_t * hashes, int32_t max_hashes,
+                                                     int32_t * num_hashes_out);
 
 /* ------------------------------------------------------------------------------------------------
  * KV cache layout, export and import (disaggregation)

@@ -380,6 +380,7 @@ trtd_executor_config trtd_executor_default_config(void)
     c.max_context_length = 0;       // 0: the engine's max_seq_len
     c.device_id = 0;
     c.max_queued_requests = 0;
+    c.enable_prefix_cache = false;  // ignored: TRT-LLM's block reuse stays off (see kvCache below), its stats stay 0
     return c;
 }
 
@@ -466,7 +467,9 @@ trtd_status trtd_executor_create(const char* model_dir, const trtd_executor_conf
     }
 
     tle::KvCacheConfig kvCache;
-    kvCache.setEnableBlockReuse(false); // keeps "blocks used" at zero when idle; reuse is not part of the ABI
+    // Block reuse off, whatever enable_prefix_cache says: TRT-LLM counts reusable blocks as used, so "blocks used"
+    // would not return to zero when idle (ABI 4 keeps cached blocks apart, which TRT-LLM's iteration stats cannot).
+    kvCache.setEnableBlockReuse(false);
     int64_t kvTokens = 0;
     if (cfg.kv_block_count > 0 && info.tokensPerBlock > 0)
     {
@@ -667,6 +670,15 @@ trtd_status trtd_executor_enqueue(trtd_executor* executor, const trtd_request* r
             "constrained: the TensorRT-LLM shim does not pass token masks to the engine (logits post-processors "
             "are not wired in)");
     }
+    if (s.repetition_penalty != 1.0f || s.frequency_penalty != 0.0f || s.presence_penalty != 0.0f || s.min_p != 0.0f
+        || r.num_logit_bias != 0 || r.min_new_tokens != 0 || r.logprobs || r.num_top_logprobs != 0)
+    {
+        // TensorRT-LLM's SamplingConfig has penalties, min tokens and logprobs of its own, with other semantics
+        // (its min_p, its logprobs without alternatives); not mapped yet, so refused rather than honoured differently.
+        return fail(TRTD_STATUS_UNSUPPORTED,
+            "logit controls and logprobs (ABI 4: repetition/frequency/presence penalties, min_p, logit_bias, "
+            "min_new_tokens, logprobs) are not offered by the TensorRT-LLM shim");
+    }
     if (r.generated_offset != 0)
     {
         // TensorRT-LLM seeds one random stream per request and has no way to start it at a later draw, so a
@@ -840,6 +852,24 @@ trtd_status trtd_executor_cancel(trtd_executor* executor, trtd_request_id id)
     return TRTD_STATUS_OK;
 }
 
+trtd_status trtd_executor_await_responses_ext(trtd_executor* executor, int32_t timeout_ms, trtd_response* responses,
+    int32_t max_responses, trtd_token* tokens, int32_t max_tokens, trtd_token_logprobs* logprobs,
+    int32_t* num_responses_out)
+{
+    // No request here records logprobs (enqueue refuses them): every entry is "not recorded".
+    trtd_status const st = trtd_executor_await_responses(
+        executor, timeout_ms, responses, max_responses, tokens, max_tokens, num_responses_out);
+    if (st == TRTD_STATUS_OK && logprobs != nullptr)
+    {
+        for (int32_t i = 0; i < max_tokens; ++i)
+        {
+            logprobs[i] = trtd_token_logprobs{};
+            logprobs[i].num_top = -1;
+        }
+    }
+    return st;
+}
+
 trtd_status trtd_executor_await_responses(trtd_executor* executor, int32_t timeout_ms, trtd_response* responses,
     int32_t max_responses, trtd_token* tokens, int32_t max_tokens, int32_t* num_responses_out)
 {
@@ -950,6 +980,34 @@ trtd_status trtd_executor_context_phase_state(trtd_executor* executor, trtd_requ
     }
     std::memcpy(buffer, bytes.data(), bytes.size());
     return TRTD_STATUS_OK;
+}
+
+// KV events (ABI 4): block reuse stays off in this shim (see the KvCacheConfig in create), so there is no prefix
+// cache to report; TRT-LLM's own KV event manager could feed these later.
+trtd_status trtd_executor_kv_events(trtd_executor* executor, trtd_kv_event* events, int32_t max_events, int32_t* num_events_out, bool* lost_out)
+{
+    (void) events;
+    (void) max_events;
+    if (num_events_out != nullptr)
+    {
+        *num_events_out = 0;
+    }
+    if (lost_out != nullptr)
+    {
+        *lost_out = false;
+    }
+    return fail(executor == nullptr ? TRTD_STATUS_INVALID_ARGUMENT : TRTD_STATUS_UNSUPPORTED, "the TensorRT-LLM shim keeps no prefix cache");
+}
+
+trtd_status trtd_executor_kv_cache_snapshot(trtd_executor* executor, uint64_t* hashes, int32_t max_hashes, int32_t* num_hashes_out)
+{
+    (void) hashes;
+    (void) max_hashes;
+    if (num_hashes_out != nullptr)
+    {
+        *num_hashes_out = 0;
+    }
+    return fail(executor == nullptr ? TRTD_STATUS_INVALID_ARGUMENT : TRTD_STATUS_UNSUPPORTED, "the TensorRT-LLM shim keeps no prefix cache");
 }
 
 trtd_status trtd_executor_get_stats(trtd_executor* executor, trtd_executor_stats* stats_out)

@@ -4,6 +4,7 @@
 import { Socket } from "node:net";
 import {
   ExecutorClosedError,
+  InternalError,
   InvalidArgumentError,
   NativeStatus,
   RequestFailedError,
@@ -12,10 +13,23 @@ import {
 } from "./errors.js";
 import { ConstraintDriver } from "./constraint.js";
 import { KvExport, KvImport, type KvOwner } from "./kv.js";
-import { decodeResponse, FINISH_REASONS, loadLibrary, MEMORY_KINDS, REQUEST_TYPES, resolveLibraryPath, RESPONSE_SIZE, type NativeLib } from "./native.js";
+import {
+  decodeResponse,
+  decodeTokenLogprobs,
+  FINISH_REASONS,
+  KV_EVENT_SIZE,
+  KV_EVENT_TYPES,
+  loadLibrary,
+  MEMORY_KINDS,
+  REQUEST_TYPES,
+  resolveLibraryPath,
+  RESPONSE_SIZE,
+  TOKEN_LOGPROBS_SIZE,
+  type NativeLib,
+} from "./native.js";
 import { KV_DTYPES } from "@trtd/model";
 import { GenerationStream } from "./stream.js";
-import type { ExecutorKvLayout, ExecutorName, ExecutorOptions, ExecutorStats, GenerateOptions, GenerateRequest, ModelInfo } from "./types.js";
+import type { ExecutorKvLayout, ExecutorName, ExecutorOptions, ExecutorStats, GenerateOptions, GenerateRequest, KvEvents, ModelInfo } from "./types.js";
 
 /** config device_id when deviceId is unset and the implementation is chosen by name. */
 const DEFAULT_DEVICE: Record<ExecutorName, number> = { reference: -1, cuda: 0 };
@@ -36,6 +50,12 @@ function int32Array(name: string, values: readonly number[] | Int32Array): Int32
     out[i] = v;
   }
   return out;
+}
+
+function boolOption(name: string, v: boolean | undefined, fallback: boolean): boolean {
+  if (v === undefined) return fallback;
+  if (typeof v !== "boolean") throw new InvalidArgumentError(`${name} must be a boolean, got ${String(v)}`);
+  return v;
 }
 
 function intOption(name: string, v: number | undefined, fallback: number): number {
@@ -68,6 +88,10 @@ export class Executor implements KvOwner {
   #constraints = new Map<number, ConstraintDriver>();
   #respBuf = Buffer.alloc(MAX_RESPONSES * RESPONSE_SIZE);
   #tokBuf = new Int32Array(MAX_TOKENS);
+  /** trtd_token_logprobs parallel to #tokBuf; allocated when the first request asks for logprobs. */
+  #logprobBuf: Buffer | null = null;
+  /** Requests that asked for logprobs (their chunks carry them). */
+  #withLogprobs = new Set<number>();
   #nOut = new Int32Array(1);
   #layout: ExecutorKvLayout | undefined;
   #closing: Promise<void> | undefined;
@@ -116,6 +140,7 @@ export class Executor implements KvOwner {
     cfg.num_threads = intOption("threads", options.threads, cfg.num_threads);
     cfg.max_context_length = intOption("maxContextLength", options.maxContextLength, cfg.max_context_length);
     cfg.max_queued_requests = intOption("maxQueuedRequests", options.maxQueuedRequests, cfg.max_queued_requests);
+    cfg.enable_prefix_cache = boolOption("prefixCache", options.prefixCache, cfg.enable_prefix_cache);
     cfg.device_id = intOption("deviceId", options.deviceId, options.executor ? DEFAULT_DEVICE[options.executor] : cfg.device_id);
     for (const [k, v] of Object.entries(cfg)) {
       if (Number(v) > 0x7fffffff && k !== "kv_memory_bytes") throw new InvalidArgumentError(`option ${k} is too large`);
@@ -217,6 +242,17 @@ export class Executor implements KvOwner {
         first_token: intOption("contextPhase.firstToken", cp.firstToken, -1),
       };
     }
+    const bias = Object.entries(request.logitBias ?? {});
+    const biasIds = new Int32Array(bias.length);
+    const biasValues = new Float32Array(bias.length);
+    bias.forEach(([id, v], i) => {
+      const n = Number(id);
+      if (!Number.isInteger(n) || n < 0 || n > 0x7fffffff) throw new InvalidArgumentError(`logitBias key ${id} is not a token id`);
+      if (typeof v !== "number") throw new InvalidArgumentError(`logitBias[${id}] must be a number`);
+      biasIds[i] = n;
+      biasValues[i] = v;
+    });
+    if (request.logprobs !== undefined && typeof request.logprobs !== "boolean") throw new InvalidArgumentError("logprobs must be a boolean");
     const native = {
       prompt,
       stop_token_ids: stop.length ? stop : null,
@@ -226,6 +262,10 @@ export class Executor implements KvOwner {
         temperature: numberOption("sampling.temperature", s.temperature, 0),
         top_p: numberOption("sampling.topP", s.topP, 1),
         top_k: intOption("sampling.topK", s.topK, 0),
+        repetition_penalty: numberOption("sampling.repetitionPenalty", s.repetitionPenalty, 1),
+        frequency_penalty: numberOption("sampling.frequencyPenalty", s.frequencyPenalty, 0),
+        presence_penalty: numberOption("sampling.presencePenalty", s.presencePenalty, 0),
+        min_p: numberOption("sampling.minP", s.minP, 0),
       },
       prompt_len: prompt.length,
       max_new_tokens: intOption("maxNewTokens", request.maxNewTokens, 0),
@@ -234,11 +274,21 @@ export class Executor implements KvOwner {
       type: REQUEST_TYPES[type],
       generated_offset: int32Option("generatedOffset", request.generatedOffset, 0),
       constrained: driver !== undefined,
+      logit_bias_ids: bias.length ? biasIds : null,
+      logit_bias_values: bias.length ? biasValues : null,
+      num_logit_bias: bias.length,
+      min_new_tokens: int32Option("minNewTokens", request.minNewTokens, 0),
+      num_top_logprobs: int32Option("topLogprobs", request.topLogprobs, 0),
+      logprobs: request.logprobs === true,
     };
     const idOut: unknown[] = [0];
     this.check(this.native.enqueue(ex, native, idOut));
     const id = Number(idOut[0]);
     imp?.markConsumed();
+    if (native.logprobs) {
+      this.#logprobBuf ??= Buffer.alloc(MAX_TOKENS * TOKEN_LOGPROBS_SIZE);
+      this.#withLogprobs.add(id);
+    }
     const stream = new GenerationStream(id, () => this.cancel(id));
     this.#streams.set(id, stream);
     if (driver) {
@@ -277,6 +327,50 @@ export class Executor implements KvOwner {
     return this.native.cancel(this.#ex, requestId) === 0;
   }
 
+  /**
+   * Drains the prefix cache's events (ABI 4): the hashes of blocks stored in and evicted from the cache since the
+   * last drain, oldest first (`prefixBlockHashes` of @trtd/model computes the same keys from token ids). `lost` is true when the
+   * executor's queue overflowed since the last kvCacheSnapshot(): rebuild from a snapshot then.
+   * @throws UnsupportedError (an implementation without a prefix cache)
+   */
+  kvEvents(): KvEvents {
+    const ex = this.handle();
+    const max = 4096;
+    const buf = Buffer.alloc(max * KV_EVENT_SIZE);
+    const n = new Int32Array(1);
+    const lostOut = new Uint8Array(1);
+    const out: KvEvents = { events: [], lost: false };
+    for (;;) {
+      this.check(this.native.kvEvents(ex, buf, max, n, lostOut));
+      out.lost ||= lostOut[0] !== 0;
+      for (let i = 0; i < n[0]!; i++) {
+        const type = KV_EVENT_TYPES[buf.readInt32LE(i * KV_EVENT_SIZE + 8)];
+        if (type === undefined) throw new InternalError(`unknown KV event type ${buf.readInt32LE(i * KV_EVENT_SIZE + 8)}`);
+        out.events.push({ type, hash: buf.readBigUInt64LE(i * KV_EVENT_SIZE) });
+      }
+      if (n[0]! < max) return out;
+    }
+  }
+
+  /**
+   * The hashes of every block in the prefix cache (ABI 4). Taking it drops the queued events, which it supersedes:
+   * kvEvents() continues from here.
+   * @throws UnsupportedError (an implementation without a prefix cache)
+   */
+  kvCacheSnapshot(): bigint[] {
+    const ex = this.handle();
+    const n = new Int32Array(1);
+    for (;;) {
+      const status = this.native.kvCacheSnapshot(ex, null, 0, n);
+      if (status !== 0 && status !== NativeStatus.BUFFER_TOO_SMALL) this.check(status);
+      const buf = new BigUint64Array(Math.max(1, n[0]!));
+      const s2 = this.native.kvCacheSnapshot(ex, buf, buf.length, n);
+      if (s2 === NativeStatus.BUFFER_TOO_SMALL) continue; // the cache grew in between: ask again
+      this.check(s2);
+      return Array.from(buf.subarray(0, n[0]!));
+    }
+  }
+
   stats(): ExecutorStats {
     const s: Record<string, unknown> = {};
     this.check(this.native.stats(this.handle(), s));
@@ -286,6 +380,10 @@ export class Executor implements KvOwner {
       kvBlocksUsed: s.kv_blocks_used as number,
       kvBlocksFree: s.kv_blocks_free as number,
       kvBlocksTotal: s.kv_blocks_total as number,
+      kvBlocksCached: s.kv_blocks_cached as number,
+      prefixCacheHitTokens: Number(s.prefix_cache_hit_tokens),
+      prefixCacheMissTokens: Number(s.prefix_cache_miss_tokens),
+      prefixCacheEvictedBlocks: Number(s.prefix_cache_evicted_blocks),
       pinnedExports: s.pinned_exports as number,
       pendingImports: s.pending_imports as number,
       iterations: Number(s.iterations),
@@ -376,7 +474,10 @@ export class Executor implements KvOwner {
     const ex = this.#ex;
     if (ex === undefined) return;
     for (;;) {
-      const status = this.native.awaitResponses(ex, 0, this.#respBuf, MAX_RESPONSES, this.#tokBuf, MAX_TOKENS, this.#nOut);
+      const lp = this.#logprobBuf;
+      const status = lp
+        ? this.native.awaitResponsesExt(ex, 0, this.#respBuf, MAX_RESPONSES, this.#tokBuf, MAX_TOKENS, lp, this.#nOut)
+        : this.native.awaitResponses(ex, 0, this.#respBuf, MAX_RESPONSES, this.#tokBuf, MAX_TOKENS, this.#nOut);
       if (status !== 0) throw errorFromStatus(status, this.native.lastError());
       const n = this.#nOut[0];
       if (n === 0) break;
@@ -388,8 +489,10 @@ export class Executor implements KvOwner {
         if (!stream) continue; // a request whose stream was dropped by close()
         const driver = this.#constraints.get(id);
         driver?.onTokens(tokens, r.is_final);
+        const logprobs =
+          lp && this.#withLogprobs.has(id) ? { logprobs: tokens.map((_, k) => decodeTokenLogprobs(lp, r.token_offset + k)) } : {};
         if (!r.is_final) {
-          stream.push({ requestId: id, tokens, final: false });
+          stream.push({ requestId: id, tokens, final: false, ...logprobs });
           continue;
         }
         this.#constraints.delete(id);
@@ -406,8 +509,9 @@ export class Executor implements KvOwner {
         } else if (finishReason === "cancelled" && this.#closedError) {
           error = this.#closedError; // cancelled by close()
         }
-        stream.push({ requestId: id, tokens, final: true, finishReason, ...(error ? { error } : {}) });
+        stream.push({ requestId: id, tokens, final: true, finishReason, ...logprobs, ...(error ? { error } : {}) });
         this.#streams.delete(id);
+        this.#withLogprobs.delete(id);
         this.#signals.get(id)?.();
         this.#signals.delete(id);
       }

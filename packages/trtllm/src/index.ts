@@ -2,7 +2,7 @@
 export { Executor } from "./executor.js";
 export { GenerationStream } from "./stream.js";
 export { KvExport, KvImport } from "./kv.js";
-export { ABI_VERSION, defaultLibraryPath, executorLibraries, resolveLibraryPath } from "./native.js";
+export { ABI_VERSION, MAX_TOP_LOGPROBS, defaultLibraryPath, executorLibraries, resolveLibraryPath } from "./native.js";
 export { deviceTotalMemory, cudaWeightBytes, kvBudgetFromFraction, cudaKvBudget, CUDA_WEIGHT_BYTES_PER_PARAMETER } from "./device.js";
 export {
   ExecutorErrorCode,
@@ -36,6 +36,7 @@ export type {
   ExecutorKvLayout,
   MemoryKind,
   SamplingOptions,
+  TokenLogprobs,
   RequestType,
   ContextPhase,
   GenerateRequest,
@@ -45,5 +46,6 @@ export type {
   GenerateOptions,
   FinishReason,
   ExecutorStats,
+  KvEvents,
 } from "./types.js";
 export type { ExecutorErrorOptions } from "./errors.js";

@@ -8,6 +8,8 @@ import type { ExecutorName, FinishReason, MemoryKind, RequestType } from "./type
 
 /** TRTD_ABI_VERSION this binding was written for. */
 export const ABI_VERSION = 4;
+/** TRTD_MAX_TOP_LOGPROBS: most alternatives per token in trtd_token_logprobs. */
+export const MAX_TOP_LOGPROBS = 20;
 
 export const T = {
   executor: koffi.opaque("trtd_executor"),
@@ -21,6 +23,7 @@ export const T = {
     max_context_length: "int32_t",
     device_id: "int32_t",
     max_queued_requests: "int32_t",
+    enable_prefix_cache: "bool", // ABI 4
   }),
   modelInfo: koffi.struct("trtd_model_info", {
     vocab_size: "int32_t",
@@ -39,6 +42,10 @@ export const T = {
     temperature: "float",
     top_p: "float",
     top_k: "int32_t",
+    repetition_penalty: "float", // ABI 4
+    frequency_penalty: "float",
+    presence_penalty: "float",
+    min_p: "float",
   }),
   contextPhase: koffi.struct("trtd_context_phase_params", {
     opaque_state: "const void *",
@@ -55,6 +62,12 @@ export const T = {
     error_message: koffi.array("char", 200),
     is_final: "bool",
   }),
+  tokenLogprobs: koffi.struct("trtd_token_logprobs", {
+    logprob: "float",
+    num_top: "int32_t",
+    top_ids: koffi.array("int32_t", MAX_TOP_LOGPROBS),
+    top_logprobs: koffi.array("float", MAX_TOP_LOGPROBS),
+  }),
   stats: koffi.struct("trtd_executor_stats", {
     iterations: "uint64_t",
     generated_tokens: "uint64_t",
@@ -66,6 +79,10 @@ export const T = {
     kv_blocks_free: "int32_t",
     pinned_exports: "int32_t",
     pending_imports: "int32_t",
+    kv_blocks_cached: "int32_t", // ABI 4
+    prefix_cache_hit_tokens: "uint64_t",
+    prefix_cache_miss_tokens: "uint64_t",
+    prefix_cache_evicted_blocks: "uint64_t",
   }),
   kvLayout: koffi.struct("trtd_kv_layout", {
     bytes_per_block: "uint64_t",
@@ -82,6 +99,11 @@ export const T = {
     size: "uint64_t",
     memory_kind: "int32_t",
     device_id: "int32_t",
+  }),
+  kvEvent: koffi.struct("trtd_kv_event", {
+    block_hash: "uint64_t",
+    type: "int32_t",
+    reserved: "int32_t",
   }),
   exportInfo: koffi.struct("trtd_kv_export_info", {
     bytes: "uint64_t",
@@ -103,10 +125,32 @@ const requestType = koffi.struct("trtd_request", {
   type: "int32_t",
   generated_offset: "int32_t", // ABI 2
   constrained: "bool", // ABI 4
+  logit_bias_ids: "const int32_t *", // ABI 4
+  logit_bias_values: "const float *",
+  num_logit_bias: "int32_t",
+  min_new_tokens: "int32_t",
+  num_top_logprobs: "int32_t",
+  logprobs: "bool",
 });
 export const RESPONSE_SIZE = koffi.sizeof(T.response);
 export const SEGMENT_SIZE = koffi.sizeof(T.segment);
+export const TOKEN_LOGPROBS_SIZE = koffi.sizeof(T.tokenLogprobs);
+export const KV_EVENT_SIZE = koffi.sizeof(T.kvEvent);
 void requestType;
+
+/** trtd_executor_config as koffi reads and writes it. */
+export interface ExecutorConfigFields {
+  kv_memory_bytes: number;
+  max_batch_size: number;
+  max_tokens_per_iteration: number;
+  kv_tokens_per_block: number;
+  kv_block_count: number;
+  num_threads: number;
+  max_context_length: number;
+  device_id: number;
+  max_queued_requests: number;
+  enable_prefix_cache: boolean; // ABI 4
+}
 
 /** The native functions of one executor library. Pointers (handles, segment data) are BigInt (koffi 3). */
 export interface NativeLib {
@@ -114,8 +158,8 @@ export interface NativeLib {
   version: string;
   abiVersion: number;
   lastError(): string;
-  defaultConfig(): Record<string, number>;
-  create(modelDir: string, config: Record<string, number>, out: unknown[]): number;
+  defaultConfig(): ExecutorConfigFields;
+  create(modelDir: string, config: ExecutorConfigFields, out: unknown[]): number;
   destroy(ex: bigint): void;
   modelInfo(ex: bigint, out: Record<string, unknown>): number;
   enqueue(ex: bigint, request: Record<string, unknown>, idOut: unknown[]): number;
@@ -123,6 +167,10 @@ export interface NativeLib {
   // ABI 4: constrained decoding
   setTokenMask(ex: bigint, id: number, mask: Uint32Array, numWords: number): number;
   awaitResponses(ex: bigint, timeoutMs: number, responses: Buffer, maxResponses: number, tokens: Int32Array, maxTokens: number, nOut: Int32Array): number;
+  /** ABI 4: with each token's logprobs (a buffer of maxTokens trtd_token_logprobs, or null). */
+  awaitResponsesExt(
+    ex: bigint, timeoutMs: number, responses: Buffer, maxResponses: number, tokens: Int32Array, maxTokens: number, logprobs: Buffer | null, nOut: Int32Array,
+  ): number;
   notifyFd(ex: bigint, take: boolean, fdOut: Int32Array): number;
   contextPhaseState(ex: bigint, id: number, buffer: Uint8Array | null, size: number, sizeOut: unknown[]): number;
   stats(ex: bigint, out: Record<string, unknown>): number;
@@ -139,6 +187,9 @@ export interface NativeLib {
   deviceUuid(ex: bigint, buf: Buffer, size: number): number;
   kvExportDevice(ex: bigint, id: number, buffer: Uint8Array | null, size: number, sizeOut: unknown[]): number;
   kvImportDevice(ex: bigint, id: number, descriptor: Uint8Array, size: number): number;
+  // ABI 4: prefix-cache events
+  kvEvents(ex: bigint, events: Buffer, max: number, nOut: Int32Array, lostOut: Uint8Array): number;
+  kvCacheSnapshot(ex: bigint, hashes: BigUint64Array | null, max: number, nOut: Int32Array): number;
 }
 
 /** The built reference executor: packages/trtllm/build/libtrtd_ref.so (same path from src/ and dist/). */
@@ -171,6 +222,8 @@ export const ABI_FUNCTIONS = {
   setTokenMask: "int trtd_executor_set_token_mask(trtd_executor *ex, uint64_t id, const uint32_t *mask, int32_t numWords)",
   awaitResponses:
     "int trtd_executor_await_responses(trtd_executor *ex, int32_t timeout, void *resp, int32_t maxResp, void *tokens, int32_t maxTokens, void *nOut)",
+  awaitResponsesExt:
+    "int trtd_executor_await_responses_ext(trtd_executor *ex, int32_t timeout, void *resp, int32_t maxResp, void *tokens, int32_t maxTokens, void *logprobs, void *nOut)",
   notifyFd: "int trtd_executor_notify_fd(trtd_executor *ex, bool take, void *fdOut)",
   contextPhaseState: "int trtd_executor_context_phase_state(trtd_executor *ex, uint64_t id, void *buf, uint64_t size, _Out_ uint64_t *sizeOut)",
   stats: "int trtd_executor_get_stats(trtd_executor *ex, _Out_ trtd_executor_stats *out)",
@@ -187,6 +240,9 @@ export const ABI_FUNCTIONS = {
   deviceUuid: "int trtd_executor_device_uuid(const trtd_executor *ex, void *buf, int32_t size)",
   kvExportDevice: "int trtd_executor_kv_export_device(trtd_executor *ex, uint64_t id, void *buf, uint64_t size, _Out_ uint64_t *sizeOut)",
   kvImportDevice: "int trtd_executor_kv_import_device(trtd_executor *ex, uint64_t id, const void *desc, uint64_t size)",
+  // ABI 4: prefix-cache events
+  kvEvents: "int trtd_executor_kv_events(trtd_executor *ex, void *events, int32_t max, void *nOut, void *lostOut)",
+  kvCacheSnapshot: "int trtd_executor_kv_cache_snapshot(trtd_executor *ex, void *hashes, int32_t max, void *nOut)",
 } as const satisfies Record<Exclude<keyof NativeLib, "path">, string>;
 
 /**
@@ -198,6 +254,8 @@ export const REQUEST_TYPES = { context_and_generation: 0, context_only: 1, gener
 export const FINISH_REASONS: Readonly<Record<number, FinishReason>> = { 1: "length", 2: "end_id", 3: "stop_token", 4: "cancelled", 5: "error" };
 /** trtd_memory_kind, index = value. */
 export const MEMORY_KINDS = ["host", "host_pinned", "cuda_device", "engine_handle"] as const satisfies readonly MemoryKind[];
+/** trtd_kv_event_type, index = value. */
+export const KV_EVENT_TYPES = ["stored", "removed"] as const;
 
 const loaded = new Map<string, NativeLib>();
 
@@ -261,3 +319,13 @@ export function decodeResponse(buf: Buffer, index: number): {
   return koffi.decode(buf, index * RESPONSE_SIZE, T.response);
 }
 
+
+/** The logprobs entry of token `index` in a buffer filled by awaitResponsesExt; undefined when not recorded. */
+export function decodeTokenLogprobs(buf: Buffer, index: number): { logprob: number; top: { id: number; logprob: number }[] } | undefined {
+  const off = index * TOKEN_LOGPROBS_SIZE;
+  const numTop = buf.readInt32LE(off + 4);
+  if (numTop < 0) return undefined;
+  const top: { id: number; logprob: number }[] = [];
+  for (let i = 0; i < numTop; i++) top.push({ id: buf.readInt32LE(off + 8 + 4 * i), logprob: buf.readFloatLE(off + 8 + 4 * MAX_TOP_LOGPROBS + 4 * i) });
+  return { logprob: buf.readFloatLE(off), top };
+}

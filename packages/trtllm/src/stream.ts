@@ -30,14 +30,26 @@ export class GenerationStream implements AsyncIterable<GenerateChunk> {
   }
 
   /** Collects every chunk: the tokens, the finish reason and the error, if any. */
-  async collect(): Promise<{ tokens: number[]; finishReason: GenerateChunk["finishReason"]; error?: GenerateChunk["error"] }> {
+  async collect(): Promise<{
+    tokens: number[];
+    finishReason: GenerateChunk["finishReason"];
+    error?: GenerateChunk["error"];
+    /** With `logprobs`: one entry per token (see GenerateChunk.logprobs). */
+    logprobs?: NonNullable<GenerateChunk["logprobs"]>;
+  }> {
     const tokens: number[] = [];
+    const logprobs: NonNullable<GenerateChunk["logprobs"]> = [];
+    let sawLogprobs = false;
     let last: GenerateChunk | undefined;
     for await (const c of this) {
       tokens.push(...c.tokens);
+      if (c.logprobs) {
+        sawLogprobs = true;
+        logprobs.push(...c.logprobs);
+      }
       last = c;
     }
-    return { tokens, finishReason: last?.finishReason, error: last?.error };
+    return { tokens, finishReason: last?.finishReason, error: last?.error, ...(sawLogprobs ? { logprobs } : {}) };
   }
 
   [Symbol.asyncIterator](): AsyncIterator<GenerateChunk> {

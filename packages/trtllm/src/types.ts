@@ -23,6 +23,11 @@ export interface ExecutorOptions {
   maxContextLength?: number;
   /** Enqueue fails with QueueFullError past this many waiting requests (default 0 = unbounded). */
   maxQueuedRequests?: number;
+  /**
+   * Reuse full KV blocks across requests whose tokens start the same way (default true). The output is the same
+   * either way, token for token; see "Prefix cache" in the package README.
+   */
+  prefixCache?: boolean;
   /** Accelerator ordinal (config device_id); default 0 with executor "cuda", -1 (CPU) with "reference", else the library's. */
   deviceId?: number;
   /**
@@ -64,6 +69,24 @@ export interface SamplingOptions {
   topP?: number;
   /** The draw for the n-th generated token depends only on (seed, n); n starts at `generatedOffset`. Default 0. */
   seed?: number | bigint;
+  /**
+   * Logit controls (trtd_executor.h, "Logit controls", for their order). CTRL repetition penalty over the prompt and
+   * generated ids: > 0, 1 = off (default).
+   */
+  repetitionPenalty?: number;
+  /** OpenAI's frequency penalty over the generated ids: subtracted count times; 0 = off (default). */
+  frequencyPenalty?: number;
+  /** OpenAI's presence penalty over the generated ids: subtracted once per id present; 0 = off (default). */
+  presencePenalty?: number;
+  /** [0, 1]: drop ids whose probability after temperature is below minP times the largest; 0 = off (default). */
+  minP?: number;
+}
+
+/** One output token's logprobs, of the raw model distribution (before logit controls and temperature). */
+export interface TokenLogprobs {
+  logprob: number;
+  /** The most likely ids (`topLogprobs` of them), logprob descending, lower id first on ties. */
+  top: { id: number; logprob: number }[];
 }
 
 export type RequestType = "context_and_generation" | "context_only" | "generation_only";
@@ -122,6 +145,17 @@ export interface GenerateRequest {
    * with UnsupportedError. The request's stop tokens should include the constraint's (the model's EOS ids).
    */
   constraint?: TokenConstraint;
+  /** Added to the logits of these ids before the draw (id → bias, finite). Default none. */
+  logitBias?: Readonly<Record<number, number>>;
+  /**
+   * The end id and stop token ids cannot be drawn before this many tokens were generated (counting
+   * `generatedOffset`). Default 0.
+   */
+  minNewTokens?: number;
+  /** Record each drawn token's logprobs (GenerateChunk.logprobs). Default false. */
+  logprobs?: boolean;
+  /** With logprobs: alternatives per token, [0, 20]. Default 0. */
+  topLogprobs?: number;
 }
 
 export type FinishReason = "length" | "end_id" | "stop_token" | "cancelled" | "error";
@@ -130,6 +164,11 @@ export interface GenerateChunk {
   requestId: number;
   /** New tokens since the previous chunk (may be empty in a final chunk). */
   tokens: number[];
+  /**
+   * With `logprobs`: one entry per token; undefined for a token the executor did not record (the first token of a
+   * generation_only request: the context_only request's chunk carried it).
+   */
+  logprobs?: (TokenLogprobs | undefined)[];
   final: boolean;
   /** Set on the final chunk. */
   finishReason?: FinishReason;
@@ -142,12 +181,29 @@ export interface GenerateOptions {
   signal?: AbortSignal;
 }
 
+/** Prefix-cache events drained by Executor.kvEvents(): block hashes stored and evicted, oldest first. */
+export interface KvEvents {
+  events: { type: "stored" | "removed"; hash: bigint }[];
+  /** Events were dropped (the executor's queue overflowed) since the last snapshot: rebuild from kvCacheSnapshot(). */
+  lost: boolean;
+}
+
 export interface ExecutorStats {
   activeRequests: number;
   queuedRequests: number;
+  /** Blocks held by requests, pinned exports and pending imports: 0 once all are done. */
   kvBlocksUsed: number;
+  /** Blocks not held: empty, or holding a cached prefix (kvBlocksCached). kvBlocksUsed + kvBlocksFree = kvBlocksTotal. */
   kvBlocksFree: number;
   kvBlocksTotal: number;
+  /** Free blocks that hold a cached prefix: reused on a hit, evicted least recently used first when space is needed. */
+  kvBlocksCached: number;
+  /** Prompt tokens whose KV came from the prefix cache (counted at admission). */
+  prefixCacheHitTokens: number;
+  /** Prompt tokens that had to be computed (generation-only requests count neither). */
+  prefixCacheMissTokens: number;
+  /** Cached blocks evicted to make room. */
+  prefixCacheEvictedBlocks: number;
   /** Finished context-only requests whose KV is still pinned for export. */
   pinnedExports: number;
   /** Reserved KV imports not yet consumed or aborted. */

@@ -12,7 +12,7 @@ import koffi from "koffi";
 import { KV_DTYPES } from "@trtd/model";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ABI_VERSION, NativeStatus } from "../src/index.js";
-import { ABI_FUNCTIONS, FINISH_REASONS, MEMORY_KINDS, REQUEST_TYPES } from "../src/native.js";
+import { ABI_FUNCTIONS, FINISH_REASONS, KV_EVENT_TYPES, MEMORY_KINDS, REQUEST_TYPES } from "../src/native.js";
 
 const includeDir = join(import.meta.dirname, "../include");
 const headerText = readFileSync(join(includeDir, "trtd_executor.h"), "utf8");
@@ -103,11 +103,13 @@ describe("ABI conformance: the koffi binding against trtd_executor.h", () => {
   it("the header parses into every struct, enum and function it declares", () => {
     expect([...header.structs.keys()]).toEqual([
       "trtd_executor_config", "trtd_model_info", "trtd_sampling_params", "trtd_context_phase_params", "trtd_request",
-      "trtd_response", "trtd_executor_stats", "trtd_kv_layout", "trtd_kv_segment", "trtd_kv_export_info",
+      "trtd_response", "trtd_token_logprobs", "trtd_executor_stats", "trtd_kv_event", "trtd_kv_layout", "trtd_kv_segment",
+      "trtd_kv_export_info",
     ]);
-    expect([...header.enums.keys()]).toEqual(["trtd_status", "trtd_request_type", "trtd_finish_reason", "trtd_memory_kind", "trtd_kv_dtype"]);
+    expect([...header.enums.keys()]).toEqual(["trtd_status", "trtd_request_type", "trtd_finish_reason", "trtd_memory_kind", "trtd_kv_dtype", "trtd_kv_event_type"]);
     expect(header.functions.size).toBeGreaterThanOrEqual(25);
     expect(header.functions.get("trtd_executor_await_responses")).toBe(7);
+    expect(header.functions.get("trtd_executor_await_responses_ext")).toBe(8);
     expect(compiled.abi).toBe(ABI_VERSION);
   });
 
@@ -144,6 +146,7 @@ describe("ABI conformance: the koffi binding against trtd_executor.h", () => {
       fromHeader("trtd_finish_reason"),
     );
     expect(Object.fromEntries(MEMORY_KINDS.map((k, v) => [`TRTD_MEMORY_${k.toUpperCase()}`, v]))).toEqual(fromHeader("trtd_memory_kind"));
+    expect(Object.fromEntries(KV_EVENT_TYPES.map((k, v) => [`TRTD_KV_EVENT_${k.toUpperCase()}`, v]))).toEqual(fromHeader("trtd_kv_event_type"));
     expect(Object.fromEntries(KV_DTYPES.map((k, v) => [`TRTD_KV_${k.toUpperCase()}`, v]))).toEqual(fromHeader("trtd_kv_dtype"));
   });
 

@@ -111,6 +111,92 @@ describe.skipIf(skipSuite("constrained") || unsupported)("constrained decoding",
     expectIdle(ex);
   });
 
+  // The merge of constrained decoding with the logit controls (executor.cpp's sample_one): the mask is applied first,
+  // then the controls; logprobs stay those of the raw model row (before mask and controls).
+  const controlled: Array<Pick<GenerateRequest, "sampling" | "logitBias" | "minNewTokens">> = [
+    { sampling: { repetitionPenalty: 1.3, frequencyPenalty: 0.5, presencePenalty: 0.4 }, logitBias: { 7: 4, 11: -2 } },
+    { sampling: { temperature: 0.9, seed: 21, minP: 0.05, repetitionPenalty: 1.2 }, logitBias: { 3: 2 }, minNewTokens: 5 },
+    { sampling: { temperature: 1, topK: 30, seed: 22, frequencyPenalty: -0.5 } },
+  ];
+
+  it("with logit controls and logprobs, a mask that allows every token gives the unconstrained tokens and logprobs", async () => {
+    for (const [i, controls] of controlled.entries()) {
+      const req: GenerateRequest = { prompt: prompt(9, 60 + i), maxNewTokens: 10, logprobs: true, topLogprobs: 3, ...controls };
+      const plain = await run(ex, req);
+      const c = new AllowSetConstraint(vocab);
+      const constrained = await run(ex, { ...req, constraint: c });
+      expect(constrained.tokens, JSON.stringify(controls)).toEqual(plain.tokens);
+      expect(constrained.logprobs, JSON.stringify(controls)).toEqual(plain.logprobs);
+      expect(c.masks).toBe(10);
+    }
+    expectIdle(ex);
+  });
+
+  it("the mask stays a hard constraint under logit controls; logprobs are of the raw, unmasked row", async () => {
+    const allowed = prompt(48, 15, vocab);
+    const outside = [...Array(vocab).keys()].find((t) => !allowed.includes(t))!;
+    const p = prompt(8, 16);
+    for (const controls of controlled) {
+      // A large bias on a disallowed token, which would win every draw without the mask.
+      const req: GenerateRequest = {
+        prompt: p,
+        maxNewTokens: 8,
+        ...controls,
+        logitBias: { ...controls.logitBias, [outside]: 100 },
+        logprobs: true,
+        topLogprobs: 2,
+        constraint: new AllowSetConstraint(vocab, allowed),
+      };
+      const out = await run(ex, req);
+      expect(out.finishReason).toBe("length");
+      for (const t of out.tokens) expect(allowed).toContain(t);
+      // The first token's logprob: a float64 log_softmax of the prompt's raw next-token logits, mask and bias aside.
+      const logits = ex.computeLogits(p);
+      const row = logits.subarray((p.length - 1) * vocab, p.length * vocab);
+      let mx = -Infinity;
+      for (const v of row) mx = Math.max(mx, v);
+      let sum = 0;
+      for (const v of row) sum += Math.exp(v - mx);
+      const lse = mx + Math.log(sum);
+      expect(Math.abs(out.logprobs![0]!.logprob - (row[out.tokens[0]] - lse))).toBeLessThan(1e-5);
+      const best = [...row.keys()].sort((a, b) => row[b] - row[a] || a - b).slice(0, 2);
+      expect(out.logprobs![0]!.top.map((t) => t.id)).toEqual(best);
+    }
+    // Without the mask, the bias wins: the check above could fail.
+    const free = await run(ex, { prompt: p, maxNewTokens: 3, logitBias: { [outside]: 100 } });
+    expect(free.tokens).toEqual([outside, outside, outside]);
+    expectIdle(ex);
+  });
+
+  it("min_new_tokens yields to a mask that allows only stop ids: the mask wins, the request stops", async () => {
+    const stop = 4242;
+    for (const sampling of samplings) {
+      const c = new AllowSetConstraint(vocab, [stop]);
+      const out = await run(ex, { prompt: prompt(6, 18), maxNewTokens: 8, stopTokenIds: [stop], minNewTokens: 5, sampling, constraint: c });
+      expect(out.tokens, JSON.stringify(sampling)).toEqual([stop]);
+      expect(out.finishReason).toBe("stop_token");
+    }
+    // With a mask that leaves other ids, min_new_tokens still holds the stop id back.
+    const c = new AllowSetConstraint(vocab, [stop, 17, 18]);
+    const out = await run(ex, { prompt: prompt(6, 18), maxNewTokens: 8, stopTokenIds: [stop], minNewTokens: 5, logitBias: { [stop]: 100 }, constraint: c });
+    expect(out.tokens.slice(0, 5).every((t) => t === 17 || t === 18)).toBe(true);
+    expect(out.tokens[5]).toBe(stop);
+    expectIdle(ex);
+  });
+
+  it("a held draw (mask late) applies the controls and records logprobs as an immediate one", async () => {
+    const req: GenerateRequest = { prompt: prompt(6, 17), maxNewTokens: 6, logprobs: true, topLogprobs: 2, ...controlled[1] };
+    const plain = await run(ex, req);
+    const gated = new GatedConstraint(vocab);
+    const s = ex.generate({ ...req, constraint: gated });
+    await new Promise((r) => setTimeout(r, 50)); // the first token's logits are held: its mask has not come
+    gated.release();
+    const out = await s.collect();
+    expect(out.tokens).toEqual(plain.tokens);
+    expect(out.logprobs).toEqual(plain.logprobs);
+    expectIdle(ex);
+  });
+
   it("a request waiting for its mask holds up no other request of its batch", async () => {
     const gated = new GatedConstraint(vocab);
     const waiting = ex.generate({ prompt: prompt(5, 1), maxNewTokens: 6, constraint: gated });

@@ -62,12 +62,12 @@ describe.skipIf(noLibrary !== undefined)("CUDA executor library, host side", () 
 
   it("has a sane default config: 32 tokens per KV block on device 0", () => {
     const cfg = loadLibrary(cudaLib).defaultConfig();
-    expect(cfg).toMatchObject({ kv_tokens_per_block: 32, device_id: 0 });
+    expect(cfg).toMatchObject({ kv_tokens_per_block: 32, device_id: 0, enable_prefix_cache: true });
     expect(cfg.max_batch_size).toBeGreaterThanOrEqual(1);
     expect(cfg.max_tokens_per_iteration).toBeGreaterThanOrEqual(1);
     expect(cfg.kv_block_count).toBeGreaterThanOrEqual(0);
     expect(Number(cfg.kv_memory_bytes) > 0 || cfg.kv_block_count > 0, "a KV pool size: bytes or blocks").toBe(true);
-    for (const k of ["num_threads", "max_context_length", "max_queued_requests"]) expect(cfg[k], k).toBeGreaterThanOrEqual(0);
+    for (const k of ["num_threads", "max_context_length", "max_queued_requests"] as const) expect(cfg[k], k).toBeGreaterThanOrEqual(0);
   });
 
   it.skipIf(hasGpu)("without a GPU, create on models/tiny fails with a non-OK status and says there is no CUDA device", () => {

@@ -70,6 +70,21 @@ function workerGauges(registry: Registry, source: WorkerLoadSource) {
           ),
       ),
     ),
+    prefixCacheTokens: registry.register(
+      new Counter(
+        "trtd_worker_prefix_cache_tokens_total",
+        "Prompt tokens a worker's executor took from its prefix cache (result=hit) or computed (result=miss) since it started (published load)",
+        () =>
+          source().flatMap((w) =>
+            w.load.prefixCacheHitTokens === undefined
+              ? []
+              : [
+                  { labels: { component: w.component, instance: w.instance, result: "hit" }, value: w.load.prefixCacheHitTokens },
+                  { labels: { component: w.component, instance: w.instance, result: "miss" }, value: w.load.prefixCacheMissTokens ?? 0 },
+                ],
+          ),
+      ),
+    ),
     workerGenerated: gauge("trtd_worker_generated_tokens", "Tokens a worker's executor generated since it started (published load)", (l) => l.generatedTokens),
   };
 }

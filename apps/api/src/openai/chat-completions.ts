@@ -16,6 +16,8 @@ export interface ChatCompletionParams {
   sampling: V.SamplingFields;
   /** Choices to generate (`n`, 1 to MAX_N); choice i samples with seed + i (choices.ts). */
   n: number;
+  controls: V.ControlFields;
+  logprobs: V.LogprobsFields;
   stop: string[];
   stream: V.StreamFlags;
   user?: string;
@@ -33,7 +35,8 @@ export type ToolChoice = "none" | "auto" | "required" | { name: string };
 
 const KNOWN = new Set([
   "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "n",
-  "logprobs", "user", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls", "response_format",
+  "logprobs", "top_logprobs", "user", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls",
+  "response_format", ...V.CONTROL_FIELDS,
 ]);
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
 /**
@@ -210,8 +213,11 @@ export function parseChatCompletion(raw: unknown, servedModel: string): ChatComp
   const body = V.asBody(raw);
   V.checkFields(body, KNOWN, V.NEUTRAL_FIELDS);
   const model = V.requireModel(body, servedModel);
-  if (body.logprobs !== undefined && body.logprobs !== null && body.logprobs !== false) {
-    throw new InvalidRequestError("logprobs are not supported by this server", "logprobs", ApiErrorCodes.unsupported);
+  const logprobs = V.optBool(body, "logprobs", false);
+  const topLogprobs = V.optInt(body, "top_logprobs", 0, L.MAX_TOP_LOGPROBS);
+  // As OpenAI: top_logprobs needs logprobs: true.
+  if (topLogprobs !== undefined && topLogprobs > 0 && !logprobs) {
+    throw new InvalidRequestError("'top_logprobs' requires 'logprobs' to be true", "top_logprobs");
   }
   const maxA = V.optInt(body, "max_completion_tokens", 1, Number.MAX_SAFE_INTEGER);
   const maxB = V.optInt(body, "max_tokens", 1, Number.MAX_SAFE_INTEGER);
@@ -232,6 +238,8 @@ export function parseChatCompletion(raw: unknown, servedModel: string): ChatComp
     maxTokensParam: maxA === undefined && maxB !== undefined ? "max_tokens" : "max_completion_tokens",
     sampling,
     n: V.parseN(body, sampling),
+    controls: V.parseControls(body),
+    logprobs: { logprobs, topLogprobs: topLogprobs ?? 0 },
     stop: V.parseStop(body),
     stream: V.parseStream(body),
     user: V.parseUser(body),

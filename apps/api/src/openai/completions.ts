@@ -1,5 +1,6 @@
 // POST /v1/completions (legacy): the request type and its validation.
 import { ApiErrorCodes, InvalidRequestError } from "../errors.js";
+import * as L from "./limits.js";
 import * as V from "./validate.js";
 
 export interface CompletionParams {
@@ -11,12 +12,17 @@ export interface CompletionParams {
   sampling: V.SamplingFields;
   /** Choices to generate (`n`, 1 to MAX_N); choice i samples with seed + i (choices.ts). */
   n: number;
+  controls: V.ControlFields;
+  /** `logprobs: k` (0-20): each token's logprob and its k best alternatives; null or absent: none. */
+  logprobs: V.LogprobsFields;
   stop: string[];
   stream: V.StreamFlags;
   user?: string;
 }
 
-const KNOWN = new Set(["model", "prompt", "max_tokens", "temperature", "top_p", "seed", "stop", "n", "logprobs", "user", "stream", "stream_options"]);
+const KNOWN = new Set([
+  "model", "prompt", "max_tokens", "temperature", "top_p", "seed", "stop", "n", "logprobs", "user", "stream", "stream_options", ...V.CONTROL_FIELDS,
+]);
 
 function parsePrompt(v: unknown): CompletionParams["prompt"] {
   if (typeof v === "string") return { text: v };
@@ -34,9 +40,7 @@ export function parseCompletion(raw: unknown, servedModel: string): CompletionPa
   const body = V.asBody(raw);
   V.checkFields(body, KNOWN, V.NEUTRAL_FIELDS);
   const model = V.requireModel(body, servedModel);
-  if (body.logprobs !== undefined && body.logprobs !== null) {
-    throw new InvalidRequestError("logprobs are not supported by this server", "logprobs", ApiErrorCodes.unsupported);
-  }
+  const logprobs = V.optInt(body, "logprobs", 0, L.MAX_TOP_LOGPROBS);
   if (body.prompt === undefined) throw new InvalidRequestError("'prompt' is required", "prompt", ApiErrorCodes.invalidRequest);
   const sampling = V.parseSampling(body);
   return {
@@ -45,6 +49,8 @@ export function parseCompletion(raw: unknown, servedModel: string): CompletionPa
     maxTokens: V.optInt(body, "max_tokens", 1, Number.MAX_SAFE_INTEGER),
     sampling,
     n: V.parseN(body, sampling),
+    controls: V.parseControls(body),
+    logprobs: { logprobs: logprobs !== undefined, topLogprobs: logprobs ?? 0 },
     stop: V.parseStop(body),
     stream: V.parseStream(body),
     user: V.parseUser(body),

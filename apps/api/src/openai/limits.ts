@@ -11,6 +11,20 @@ export const SEED_MAX = 0xffff_ffff;
 /** Choices per request (`n`): each is a request on the decode worker, so n multiplies the work of one request. */
 export const MAX_N = 16;
 export const MAX_STOP_SEQUENCES = 4;
+/** OpenAI's range of frequency_penalty and presence_penalty. */
+export const PENALTY_MIN = -2;
+export const PENALTY_MAX = 2;
+/** repetition_penalty (vLLM's extension, CTRL's penalty): > 0; the upper end is ours. */
+export const REPETITION_PENALTY_MIN_EXCLUSIVE = 0;
+export const REPETITION_PENALTY_MAX = 10;
+/** OpenAI's range of a logit_bias value, and the most entries we take (OpenAI documents none; vLLM none either). */
+export const LOGIT_BIAS_MIN = -100;
+export const LOGIT_BIAS_MAX = 100;
+export const MAX_LOGIT_BIAS_ENTRIES = 1024;
+/** top_logprobs (chat) and logprobs (completions): OpenAI's chat limit, also for completions (OpenAI's is 5; vLLM's 20). */
+export const MAX_TOP_LOGPROBS = 20;
+/** stop_token_ids (vLLM's extension): the most ids a request may list. */
+export const MAX_STOP_TOKEN_IDS = 64;
 export const MAX_STOP_SEQUENCE_CHARS = 256;
 export const MAX_MESSAGES = 1024;
 export const MAX_USER_CHARS = 256;

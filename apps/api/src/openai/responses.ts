@@ -27,10 +27,13 @@ function header<O extends ObjectType>(c: Common, object: O) {
   return { id: c.id, object, created: c.created, model: c.model, system_fingerprint: SYSTEM_FINGERPRINT };
 }
 
-export function chatCompletion(c: Common, content: string, r: GenerationResult) {
+/** A choice's `logprobs` (openai/logprobs.ts builds them), or null when the request asked for none. */
+type Logprobs = object | null;
+
+export function chatCompletion(c: Common, content: string, r: GenerationResult, logprobs: Logprobs = null) {
   return {
     ...header(c, "chat.completion"),
-    choices: [{ index: 0, message: { role: "assistant" as const, content, refusal: null }, logprobs: null, finish_reason: r.finishReason }],
+    choices: [{ index: 0, message: { role: "assistant" as const, content, refusal: null }, logprobs, finish_reason: r.finishReason }],
     usage: usageOf(r),
   };
 }
@@ -39,19 +42,25 @@ export function chatCompletion(c: Common, content: string, r: GenerationResult) 
  * A message split by the chat parsers (chat-output.ts): `reasoning_content` only with a reasoning parser,
  * `tool_calls` only when calls were made; the finish reason is the parts' (`tool_calls` after a call).
  */
-export function chatCompletionFromParts(c: Common, parts: ChatMessageParts) {
+export function chatCompletionFromParts(c: Common, parts: ChatMessageParts, logprobs: Logprobs = null) {
   const { result, ...fields } = parts;
   return {
     ...header(c, "chat.completion"),
-    choices: [{ index: 0, message: { role: "assistant" as const, ...fields, refusal: null }, logprobs: null, finish_reason: result.finishReason }],
+    choices: [{ index: 0, message: { role: "assistant" as const, ...fields, refusal: null }, logprobs, finish_reason: result.finishReason }],
     usage: usageOf(result),
   };
 }
 
-export function chatChunk(c: Common, delta: { role?: "assistant"; content?: string } | ReturnType<typeof pieceDelta>, finishReason: OpenAIFinishReason | null, includeUsage: boolean) {
+export function chatChunk(
+  c: Common,
+  delta: { role?: "assistant"; content?: string } | ReturnType<typeof pieceDelta>,
+  finishReason: OpenAIFinishReason | null,
+  includeUsage: boolean,
+  logprobs: Logprobs = null,
+) {
   return {
     ...header(c, "chat.completion.chunk"),
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+    choices: [{ index: 0, delta, logprobs, finish_reason: finishReason }],
     ...(includeUsage ? { usage: null } : {}),
   };
 }
@@ -60,18 +69,18 @@ export function chatUsageChunk(c: Common, r: GenerationResult) {
   return { ...header(c, "chat.completion.chunk"), choices: [], usage: usageOf(r) };
 }
 
-export function completion(c: Common, text: string, r: GenerationResult) {
+export function completion(c: Common, text: string, r: GenerationResult, logprobs: Logprobs = null) {
   return {
     ...header(c, "text_completion"),
-    choices: [{ index: 0, text, logprobs: null, finish_reason: r.finishReason }],
+    choices: [{ index: 0, text, logprobs, finish_reason: r.finishReason }],
     usage: usageOf(r),
   };
 }
 
-export function completionChunk(c: Common, text: string, finishReason: OpenAIFinishReason | null, includeUsage: boolean) {
+export function completionChunk(c: Common, text: string, finishReason: OpenAIFinishReason | null, includeUsage: boolean, logprobs: Logprobs = null) {
   return {
     ...header(c, "text_completion"),
-    choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason }],
+    choices: [{ index: 0, text, logprobs, finish_reason: finishReason }],
     ...(includeUsage ? { usage: null } : {}),
   };
 }

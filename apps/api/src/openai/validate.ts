@@ -32,9 +32,6 @@ export function checkFields(body: Body, known: ReadonlySet<string>, neutral: Rea
 
 /** Known OpenAI fields that are accepted when they ask for the default behaviour. */
 export const NEUTRAL_FIELDS: Readonly<Record<string, (v: unknown) => boolean>> = {
-  frequency_penalty: (v) => v === 0,
-  presence_penalty: (v) => v === 0,
-  logit_bias: (v) => typeof v === "object" && v !== null && Object.keys(v).length === 0,
   best_of: (v) => v === 1,
   echo: (v) => v === false,
   suffix: (v) => v === "",
@@ -44,8 +41,76 @@ export const NEUTRAL_FIELDS: Readonly<Record<string, (v: unknown) => boolean>> =
   // Chat completions read it (openai/response-format.ts); here it stands for the endpoints without it.
   response_format: (v) => typeof v === "object" && v !== null && (v as Body).type === "text",
   modalities: (v) => Array.isArray(v) && v.length === 1 && v[0] === "text",
-  top_logprobs: (v) => v === 0,
 };
+
+/**
+ * The logit controls both endpoints take: OpenAI's frequency_penalty, presence_penalty and logit_bias, and vLLM's
+ * extensions repetition_penalty, min_p, min_tokens, ignore_eos and stop_token_ids, at the top level as vLLM takes them.
+ */
+export const CONTROL_FIELDS = [
+  "frequency_penalty", "presence_penalty", "logit_bias", "repetition_penalty", "min_p", "min_tokens", "ignore_eos", "stop_token_ids",
+] as const;
+
+/** The logit controls of a request (absent fields: off). */
+export interface ControlFields {
+  frequencyPenalty: number;
+  presencePenalty: number;
+  repetitionPenalty: number;
+  minP: number;
+  /** Token id → bias; ids are checked against the vocabulary when the request is built. */
+  logitBias: Record<string, number>;
+  minTokens: number;
+  /** Generation does not stop at the model's eos ids (they may still be drawn). */
+  ignoreEos: boolean;
+  /** Ids that end generation besides the model's eos ids (each the last output token, finish_reason "stop"). */
+  stopTokenIds: number[];
+}
+
+function parseLogitBias(body: Body): Record<string, number> {
+  const v = body.logit_bias;
+  if (v === undefined || v === null) return {};
+  if (typeof v !== "object" || Array.isArray(v)) throw new InvalidRequestError("'logit_bias' must be an object mapping token ids to numbers", "logit_bias");
+  const entries = Object.entries(v as Body);
+  if (entries.length > L.MAX_LOGIT_BIAS_ENTRIES) throw new InvalidRequestError(`'logit_bias' takes at most ${L.MAX_LOGIT_BIAS_ENTRIES} entries`, "logit_bias");
+  const out: Record<string, number> = {};
+  for (const [id, bias] of entries) {
+    if (!/^(0|[1-9]\d{0,9})$/.test(id)) throw new InvalidRequestError(`'logit_bias' key '${id.slice(0, 20)}' is not a token id`, "logit_bias");
+    if (typeof bias !== "number" || !Number.isFinite(bias) || bias < L.LOGIT_BIAS_MIN || bias > L.LOGIT_BIAS_MAX) {
+      throw new InvalidRequestError(`'logit_bias' values must be numbers from ${L.LOGIT_BIAS_MIN} to ${L.LOGIT_BIAS_MAX} (token ${id})`, "logit_bias");
+    }
+    out[String(Number(id))] = bias;
+  }
+  return out;
+}
+
+function parseStopTokenIds(body: Body): number[] {
+  const v = body.stop_token_ids;
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || !v.every((t) => Number.isInteger(t) && t >= 0)) {
+    throw new InvalidRequestError("'stop_token_ids' must be a list of token ids", "stop_token_ids");
+  }
+  if (v.length > L.MAX_STOP_TOKEN_IDS) throw new InvalidRequestError(`'stop_token_ids' takes at most ${L.MAX_STOP_TOKEN_IDS} ids`, "stop_token_ids");
+  return v as number[];
+}
+
+export function parseControls(body: Body): ControlFields {
+  return {
+    frequencyPenalty: optNumber(body, "frequency_penalty", L.PENALTY_MIN, L.PENALTY_MAX, 0),
+    presencePenalty: optNumber(body, "presence_penalty", L.PENALTY_MIN, L.PENALTY_MAX, 0),
+    repetitionPenalty: optNumber(body, "repetition_penalty", L.REPETITION_PENALTY_MIN_EXCLUSIVE, L.REPETITION_PENALTY_MAX, 1, { minExclusive: true }),
+    minP: optNumber(body, "min_p", 0, 1, 0),
+    logitBias: parseLogitBias(body),
+    minTokens: optInt(body, "min_tokens", 0, Number.MAX_SAFE_INTEGER) ?? 0,
+    ignoreEos: optBool(body, "ignore_eos", false),
+    stopTokenIds: parseStopTokenIds(body),
+  };
+}
+
+/** Whether and how many alternatives to return per token (chat: logprobs + top_logprobs; completions: logprobs). */
+export interface LogprobsFields {
+  logprobs: boolean;
+  topLogprobs: number;
+}
 
 export function optNumber(body: Body, key: string, min: number, max: number, fallback: number, { minExclusive = false } = {}): number {
   const v = body[key];

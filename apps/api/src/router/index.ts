@@ -6,3 +6,7 @@ export { Router, DEFAULT_MAX_REQUESTS_PER_WORKER } from "./router.js";
 export { RequestPlaneWorkers } from "./request-plane-workers.js";
 export { LeastLoadedSelector, estimatedLoad } from "./decode-selector.js";
 export { PrefillPolicy, PREFILL_POLICY_DEFAULTS } from "./prefill-policy.js";
+export type { KvIndexOptions } from "./kv-index.js";
+export { KvIndex } from "./kv-index.js";
+export type { KvSelectorWeights, RouterMode } from "./kv-selector.js";
+export { KvAwareSelector, RoundRobinSelector, KV_SELECTOR_DEFAULTS, ROUTER_MODES } from "./kv-selector.js";

@@ -1,6 +1,6 @@
 // Workers over @trtd/request-plane: discovery (instances with their published load) and direct routing to
 // the instance the router chose. Request-plane failures become the api's typed errors here.
-import { DEFAULT_NAMESPACE, DeploymentIdentity, Endpoints, type DecodeChunk, type IdentityMismatch, type DecodeRequest, type GenerateRequest, type PrefillResult, type WorkerLoad } from "@trtd/apps-common";
+import { DEFAULT_NAMESPACE, DeploymentIdentity, Endpoints, kvEventSubjects, type KvEventPoll, type KvEventReply, type DecodeChunk, type IdentityMismatch, type DecodeRequest, type GenerateRequest, type PrefillResult, type WorkerLoad } from "@trtd/apps-common";
 import { KvPullFailureReasons, KvPullRefusalReasons } from "@trtd/kv-transfer";
 import { RequestPlaneErrorCode, type EndpointClient, type RequestPlane, type InstanceInfo } from "@trtd/request-plane";
 import { DeadlineExceededError, WorkerFailedError, WorkerGoneError } from "../errors.js";
@@ -20,6 +20,7 @@ function loadOf(i: InstanceInfo): WorkerLoad | undefined {
     draining: m.draining === true,
     stalled: m.stalled === true,
     ...(typeof m.iterations === "number" ? { iterations: m.iterations } : {}),
+    ...(typeof m.prefixCacheHitTokens === "number" ? { prefixCacheHitTokens: m.prefixCacheHitTokens, prefixCacheMissTokens: num("prefixCacheMissTokens") } : {}),
     ...(typeof m.kvPullsRefused === "object" && m.kvPullsRefused !== null ? { kvPullsRefused: counts(m.kvPullsRefused as Record<string, unknown>, KvPullRefusalReasons) } : {}),
     ...(typeof m.kvPullFailures === "object" && m.kvPullFailures !== null ? { kvPullFailures: counts(m.kvPullFailures as Record<string, unknown>, KvPullFailureReasons) } : {}),
   };
@@ -86,7 +87,10 @@ export class RequestPlaneWorkers implements Workers {
   /** Instance ids already judged, and the verdict (undefined: admitted). */
   private readonly verdicts = new Map<string, IdentityMismatch | undefined>();
 
+  private readonly plane: RequestPlane;
+
   constructor(plane: RequestPlane, namespace: string = DEFAULT_NAMESPACE, opts: RequestPlaneWorkersOptions = {}) {
+    this.plane = plane;
     this.identity = opts.identity ?? new DeploymentIdentity();
     this.onRefused = opts.onRefused ?? (() => {});
     this.prefillClient = plane
@@ -123,6 +127,11 @@ export class RequestPlaneWorkers implements Workers {
   private forgetGone(): void {
     const live = new Set([...this.prefillClient.instances(), ...this.decodeClient.instances()].map((i) => i.id));
     for (const id of this.verdicts.keys()) if (!live.has(id)) this.verdicts.delete(id);
+  }
+
+  async pollKvEvents(instanceId: string, poll: KvEventPoll, timeoutMs: number): Promise<KvEventReply> {
+    const reply = await this.plane.request(kvEventSubjects.worker(instanceId), Buffer.from(JSON.stringify(poll)), { timeoutMs });
+    return JSON.parse(Buffer.from(reply).toString("utf8")) as KvEventReply;
   }
 
   async prefill(instanceId: string, req: GenerateRequest, signal: AbortSignal): Promise<PrefillResult> {

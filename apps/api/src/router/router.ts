@@ -4,12 +4,17 @@ import type { DecodeChunk, DecodeRequest, GenerateRequest, PrefillResult } from 
 import type { DecodeRoute, GenerationBackend, Readiness } from "../backend.js";
 import { NoWorkersError, OverloadedError, WorkerGoneError } from "../errors.js";
 import { LeastLoadedSelector, type DecodeSelector } from "./decode-selector.js";
+import type { KvIndex } from "./kv-index.js";
 import { PrefillPolicy, type PrefillPolicyOptions } from "./prefill-policy.js";
 import type { WorkerInstance, Workers } from "./workers.js";
 
 export interface RouterOptions {
   workers: Workers;
   decodeSelector?: DecodeSelector;
+  /** KV routing: the prefix caches of the decode workers; conditional disaggregation then uses the prompt length left after the longest cached prefix. */
+  kvIndex?: KvIndex;
+  /** Picks the prefill worker among those with room (KV routing); default the least loaded. */
+  prefillSelector?: DecodeSelector;
   prefill?: PrefillPolicyOptions;
   /** Counts prefills that failed and fell back to aggregated. */
   onPrefillFallback?: (err: unknown) => void;
@@ -35,6 +40,8 @@ export const DEFAULT_MAX_REQUESTS_PER_WORKER = 256;
 export class Router implements GenerationBackend {
   private readonly workers: Workers;
   private readonly selector: DecodeSelector;
+  private readonly kvIndex: KvIndex | undefined;
+  private readonly prefillSelector: DecodeSelector | undefined;
   readonly policy: PrefillPolicy;
   private readonly onPrefillFallback: (err: unknown) => void;
   private readonly maxDecodeAttempts: number;
@@ -47,6 +54,8 @@ export class Router implements GenerationBackend {
   constructor(opts: RouterOptions) {
     this.workers = opts.workers;
     this.selector = opts.decodeSelector ?? new LeastLoadedSelector();
+    this.kvIndex = opts.kvIndex;
+    this.prefillSelector = opts.prefillSelector;
     this.policy = new PrefillPolicy(opts.prefill);
     this.onPrefillFallback = opts.onPrefillFallback ?? (() => {});
     this.maxDecodeAttempts = Math.max(1, opts.maxDecodeAttempts ?? 3);
@@ -84,7 +93,9 @@ export class Router implements GenerationBackend {
     let prefill: PrefillResult | undefined;
     // A pinned request reuses the KV its pinned worker already holds: a remote prefill would compute it again.
     const pinned = route.pin !== undefined && live.some((w) => w.id === route.pin);
-    const decision = pinned ? { remote: false as const } : this.policy.decide(req, this.workers.instances("prefill"), this.inFlight);
+    const hashes = new Map<string, bigint[]>();
+    const cached = !pinned && this.kvIndex ? Math.max(0, ...live.map((w) => this.kvIndex!.overlap(w.id, req.tokens, hashes).cachedTokens)) : 0;
+    const decision = pinned ? { remote: false as const } : this.policy.decide(req, this.workers.instances("prefill"), this.inFlight, cached, this.prefillSelector);
     if (decision.remote) {
       const id = decision.instance.id;
       this.track(id, 1);
@@ -160,7 +171,9 @@ export class Router implements GenerationBackend {
         for await (const chunk of this.workers.decode(decode.id, sent, signal)) {
           generated.push(...chunk.tokens);
           // The mode and KV figures describe how the request started; a migrated continuation does not repeat them.
-          yield migrated ? { tokens: chunk.tokens, finishReason: chunk.finishReason, error: chunk.error } : chunk;
+          yield migrated
+            ? { tokens: chunk.tokens, ...(chunk.logprobs ? { logprobs: chunk.logprobs } : {}), finishReason: chunk.finishReason, error: chunk.error }
+            : chunk;
         }
         return;
       } catch (err) {

@@ -12,8 +12,11 @@ export class ByteCodecTestDouble implements TextCodec {
   async encodeChat(messages: { role: string; content: string }[]): Promise<number[]> {
     return this.encode(messages.map((m) => `<${m.role}>${m.content}`).join("") + "<assistant>");
   }
-  checkTokenIds(ids: number[]): void {
-    if (ids.some((t) => t > 256)) throw new InvalidRequestError("token id out of range", "prompt");
+  checkTokenIds(ids: number[], param = "prompt"): void {
+    if (ids.some((t) => t > 256)) throw new InvalidRequestError("token id out of range", param);
+  }
+  tokenBytes(id: number): Uint8Array {
+    return id < 256 ? Uint8Array.of(id) : new Uint8Array(0);
   }
   createDetokenizer(stop: string[]): StreamingDetokenizer {
     let bytes: number[] = [];

@@ -77,7 +77,7 @@ void Step::clear() {
     num_decode = 0;
     dec_seq_len.clear(); dec_bt_row.clear();
     pf_q_start.clear(); pf_q_len.clear(); pf_ctx_len.clear(); pf_bt_row.clear();
-    logits_rows.clear(); sampling.clear(); bt_updates.clear();
+    logits_rows.clear(); sampling.clear(); bt_updates.clear(); host_rows.clear();
 }
 
 struct Engine::Layout {
@@ -539,7 +539,7 @@ void * Engine::forward(const Layout & L, int rows, int nd, int num_tiles, int M,
     return res;
 }
 
-void Engine::run(const Step & st, std::vector<int> & out) {
+void Engine::run(const Step & st, std::vector<int> & out, std::vector<float> * host_logits) {
     const int rows = int(st.ids.size()), nd = st.num_decode, M = int(st.logits_rows.size());
     if (rows < 1 || rows > max_rows_ || M > ec_.max_batch) throw std::runtime_error("step shape out of range");
     const bool decode_only = nd == rows && st.pf_q_start.empty() && M == nd;
@@ -607,6 +607,13 @@ void Engine::run(const Step & st, std::vector<int> & out) {
     if (L.num_sampled)
         cuda_check(cudaMemcpyAsync(tokens_host_ + max_rows_, tokens_dev_ + max_rows_, size_t(L.num_sampled) * 4,
                                    cudaMemcpyDeviceToHost, stream_), "tokens download");
+    if (host_logits && !st.host_rows.empty()) {
+        // Row i of the logits buffer is sampling row i (rows map and graph buckets both put them in that order).
+        host_logits->resize(st.host_rows.size() * size_t(V));
+        for (size_t k = 0; k < st.host_rows.size(); ++k)
+            cuda_check(cudaMemcpyAsync(host_logits->data() + k * size_t(V), logits_ + size_t(st.host_rows[k]) * size_t(V),
+                                       size_t(V) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "logits download");
+    }
     if (timing_.on) cuda_check(cudaEventRecord(timing_.t1, stream_), "cudaEventRecord");
     cuda_check(cudaEventRecord(done_, stream_), "cudaEventRecord");
     cuda_check(cudaEventSynchronize(done_), "step");

@@ -36,6 +36,7 @@ struct Step {
     std::vector<int> logits_rows;          // rows whose next token is sampled, in output order
     std::vector<SampleParams> sampling;    // per logits row (logits_row / filtered / sorted_row set by the engine)
     std::vector<std::pair<int, int>> bt_updates;  // (bt_row * bt_stride + index, block)
+    std::vector<int> host_rows;            // sampling rows whose logits run() copies to the host (host draws)
     void clear();
 };
 
@@ -49,8 +50,9 @@ public:
     Engine(const Engine &) = delete;
     Engine & operator=(const Engine &) = delete;
 
-    // Runs one step; tokens_out[i] is the token sampled for logits_rows[i]. Blocks until the step is done.
-    void run(const Step & step, std::vector<int> & tokens_out);
+    // Runs one step; tokens_out[i] is the token sampled for logits_rows[i]. Blocks until the step is done. With
+    // host_logits, the float32 logits of the sampling rows step.host_rows are copied there, row k at k * vocab.
+    void run(const Step & step, std::vector<int> & tokens_out, std::vector<float> * host_logits = nullptr);
     // Every position's logits over tokens (scratch KV, not the pool): n * vocab floats into out (host).
     void logits_all(const int * tokens, int n, float * out);
 

@@ -1,7 +1,10 @@
 // The CUDA executor: the C ABI of trtd_executor.h over the device engine (engine.hpp), with in-flight batching
 // on one engine thread. KV blocks are allocated as sequences grow; when a decode step finds no free block, the
 // most recently admitted request is preempted (its blocks freed, its prompt and generated tokens recomputed
-// later: seeded draws depend only on (seed, n), so its output does not change).
+// later: seeded draws depend only on (seed, n), so its output does not change). Full blocks are shared across
+// requests through the prefix cache of KvBlockPool (../src/kv_block_pool.hpp): a request is admitted on the
+// cached blocks that start its tokens, unheld cached blocks are evicted (least recently used first) before
+// anything is preempted, and a preempted request's completed blocks stay cached for its readmission.
 #include <algorithm>
 #include <chrono>
 #include <atomic>
@@ -22,7 +25,10 @@
 #include "../../include/trtd_executor.h"
 #include "abi_common.hpp"
 #include "engine.hpp"
+#include "kv_block_pool.hpp"
+#include "logit_controls.hpp"
 #include "model_config.hpp"
+#include "sampler.hpp"
 
 using namespace trtd;
 using trtd::cuda::Engine;
@@ -38,9 +44,15 @@ struct Request {
     int prompt_len = 0, max_new = 0, end_id = -1;
     std::vector<int> stop;
     trtd_sampling_params sampling{};
+    LogitControls controls;
+    bool logprobs = false;
+    int num_top_logprobs = 0;
     int generated = 0, generated_offset = 0;
     int computed = 0;          // tokens whose K/V are in its blocks
     std::vector<int> blocks;
+    std::vector<uint64_t> hashes;  // prefix-cache chain hashes of the full blocks of `tokens` computed so far
+    int published = 0;         // leading blocks offered to the prefix cache since admission
+    bool counted = false;      // its prefix-cache hit and miss tokens are in the stats
     int slot = -1;             // row of the device block table while running
     size_t bt_synced = 0;      // blocks already written to that row
     void * host_import = nullptr;  // pinned KV written through import segments, uploaded at admission
@@ -48,6 +60,9 @@ struct Request {
     int first_token = -1;      // generation-only
     bool cancel = false;
     int pending() const { return int(tokens.size()) - computed; }
+    // Drawn on the host from the step's downloaded logits row (logit controls, min_p, logprobs), with the
+    // reference executor's code (logit_controls.cpp, sampler.cpp): the device sampler has none of these.
+    bool host_draw() const { return controls.active() || logprobs || (sampling.temperature > 0 && sampling.min_p > 0); }
 };
 
 // The engine's lock, shared by the iteration loop and the ABI calls that use the engine (KV export and import,
@@ -105,7 +120,8 @@ struct trtd_executor {
     std::unordered_map<trtd_request_id, Request *> live;
     std::map<trtd_request_id, Held> exports;
     std::map<trtd_kv_import_id, Held> imports;
-    std::vector<int> free_blocks, free_slots;
+    std::unique_ptr<KvBlockPool> blocks;  // block ownership and the prefix cache
+    std::vector<int> free_slots;
     ResponseQueue responses;
     uint64_t next_id = 1, iterations = 0, generated_tokens = 0, prompt_tokens = 0, preemptions = 0;
     bool stop = false, dirty = false;
@@ -121,15 +137,40 @@ struct trtd_executor {
         return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
     }
 
-    bool alloc_locked(int n, std::vector<int> & out) {
-        if (n > int(free_blocks.size())) return false;
-        for (int i = 0; i < n; ++i) { out.push_back(free_blocks.back()); free_blocks.pop_back(); }
-        return true;
-    }
-    void free_locked(std::vector<int> & blocks) {
-        for (int b : blocks) free_blocks.push_back(b);
-        blocks.clear();
+    bool alloc_locked(int n, std::vector<int> & out) { return blocks->allocate(n, out); }
+    void free_locked(std::vector<int> & held) {
+        blocks->release(held);
         work_cv.notify_one();
+    }
+
+    // The chain hashes of r's full blocks up to block n (tokens only grow, so they are computed once).
+    void extend_hashes(Request & r, int n) const {
+        const int T = cfg.kv_tokens_per_block;
+        while (int(r.hashes.size()) < n) {
+            const int i = int(r.hashes.size());
+            r.hashes.push_back(blocks->block_hash(i ? r.hashes.back() : blocks->root(), i, r.tokens.data() + size_t(i) * size_t(T)));
+        }
+    }
+    // Cached blocks a request being admitted without KV can start from: its leading full blocks, short of its last
+    // token (its logits give the next token, and a shared block is never written).
+    std::vector<int> prefix_match_locked(Request & r) const {
+        if (!r.blocks.empty() || r.computed != 0 || !blocks->prefix_cache()) return {};
+        const int kv_tokens = std::min(int(r.tokens.size()), max_ctx - 1);
+        const int max_blocks = (kv_tokens - 1) / cfg.kv_tokens_per_block;
+        extend_hashes(r, max_blocks);
+        return blocks->match(r.hashes, r.tokens.data(), max_blocks);
+    }
+    // Offers r's blocks that became full since the last call (prompt, imported and generated tokens alike).
+    void publish_full_blocks_locked(Request & r) {
+        const int T = cfg.kv_tokens_per_block;
+        const int full = std::min(r.computed / T, int(r.blocks.size()));
+        if (r.published >= full) return;
+        extend_hashes(r, full);
+        for (; r.published < full; ++r.published) {
+            const int i = r.published;
+            blocks->publish(r.blocks[size_t(i)], r.hashes[size_t(i)], i ? r.hashes[size_t(i) - 1] : blocks->root(),
+                            r.tokens.data() + size_t(i) * size_t(T));
+        }
     }
     void release_slot_locked(Request & r) {
         if (r.slot >= 0) free_slots.push_back(r.slot);
@@ -137,8 +178,8 @@ struct trtd_executor {
         r.bt_synced = 0;
     }
     void emit_locked(trtd_request_id id, const int * toks, int n, bool final, int reason, int status = 0,
-                     const std::string & msg = "") {
-        responses.emit_locked(id, toks, n, final, reason, status, msg);
+                     const std::string & msg = "", const trtd_token_logprobs * logprobs = nullptr) {
+        responses.emit_locked(id, toks, n, final, reason, status, msg, logprobs);
         resp_cv.notify_all();
     }
 
@@ -158,11 +199,11 @@ struct trtd_executor {
         emit_locked(r.id, nullptr, 0, true, reason, status, msg);
     }
 
-    bool accept_token_locked(Request & r, int token) {
+    bool accept_token_locked(Request & r, int token, const trtd_token_logprobs * logprobs = nullptr) {
         r.tokens.push_back(token);
         ++r.generated;
         ++generated_tokens;
-        emit_locked(r.id, &token, 1, false, 0);
+        emit_locked(r.id, &token, 1, false, 0, 0, "", logprobs);
         int reason = 0;
         if (r.end_id >= 0 && token == r.end_id) reason = TRTD_FINISH_END_ID;
         else if (std::find(r.stop.begin(), r.stop.end(), token) != r.stop.end()) reason = TRTD_FINISH_STOP_TOKEN;
@@ -181,8 +222,10 @@ struct trtd_executor {
     }
     bool can_admit_locked() const {
         if (queue.empty() || free_slots.empty()) return false;
-        const Request & h = *queue.front();
-        return h.cancel || admission_need(h) <= int(free_blocks.size());
+        Request & h = *queue.front();
+        if (h.cancel) return true;
+        const std::vector<int> matched = prefix_match_locked(h);
+        return blocks->can_allocate(admission_need(h) - int(matched.size()), matched);
     }
 
     void handle_cancels_locked() {
@@ -201,7 +244,24 @@ struct trtd_executor {
             std::unique_ptr<Request> r = std::move(queue.front());
             queue.pop_front();
             if (r->cancel) { finish_locked(*r, TRTD_FINISH_CANCELLED); continue; }
-            alloc_locked(admission_need(*r), r->blocks);
+            if (r->blocks.empty() && r->computed == 0) {  // fresh, or preempted: start from the cached prefix
+                const std::vector<int> matched = prefix_match_locked(*r);
+                blocks->acquire(matched);
+                r->blocks = matched;
+                r->published = int(matched.size());
+                r->computed = int(matched.size()) * cfg.kv_tokens_per_block;
+                if (!r->counted) {  // hit and miss tokens: once per request, at its first admission
+                    r->counted = true;
+                    const int hit = std::min(r->computed, r->prompt_len);
+                    blocks->hit_tokens += uint64_t(hit);
+                    blocks->miss_tokens += uint64_t(r->prompt_len - hit);
+                }
+            }
+            if (!alloc_locked(admission_need(*r), r->blocks)) {  // cannot happen: can_admit_locked counted
+                free_locked(r->blocks);
+                finish_locked(*r, TRTD_FINISH_ERROR, TRTD_STATUS_INTERNAL, "admission found too few free KV blocks");
+                continue;
+            }
             r->slot = free_slots.back();
             free_slots.pop_back();
             r->bt_synced = 0;
@@ -222,10 +282,11 @@ struct trtd_executor {
     // The most recently admitted request gives its blocks back and waits in front of the queue.
     void preempt_locked(Request & r) {
         ++preemptions;
-        free_locked(r.blocks);
+        free_locked(r.blocks);  // its completed blocks stay cached: readmission may find them
         free_host(r.host_import);
         release_slot_locked(r);
         r.computed = 0;
+        r.published = 0;
         auto it = std::find_if(running.begin(), running.end(), [&](const std::unique_ptr<Request> & p) { return p.get() == &r; });
         queue.push_front(std::move(*it));
         running.erase(it);
@@ -249,17 +310,49 @@ struct trtd_executor {
         }
     }
 
+    // The host draws of a step: host_rows[k] is the step's sampling row whose logits are host_logits[k * vocab, ...).
+    // One sampler and one scratch: the engine thread draws them one after another.
+    Sampler host_sampler;
+    LogitControlsApplier host_controls;
+    std::vector<float> host_row;
+    std::vector<std::pair<float, int>> host_top;
+
+    void host_draw(const Request & r, const float * raw, int & token, trtd_token_logprobs & lp) {
+        const int vocab = model.vocab_size;
+        const float * row = raw;
+        if (r.controls.active()) {
+            host_row.assign(raw, raw + vocab);
+            const uint64_t n = uint64_t(r.generated_offset) + uint64_t(r.generated);
+            host_controls.apply(host_row.data(), vocab, r.controls,
+                                DrawContext{r.tokens.data(), int(r.tokens.size()), r.prompt_len - r.generated_offset, int64_t(n)});
+            row = host_row.data();
+        }
+        SamplingParams p;
+        p.seed = r.sampling.seed;
+        p.temperature = r.sampling.temperature;
+        p.top_p = r.sampling.top_p;
+        p.top_k = r.sampling.top_k;
+        p.min_p = r.sampling.min_p;
+        token = host_sampler.sample(row, vocab, p, uint64_t(r.generated_offset) + uint64_t(r.generated));
+        lp = no_logprobs();
+        if (r.logprobs) raw_logprobs(raw, vocab, token, r.num_top_logprobs, lp, host_top);
+    }
+
     void run_iterations() {
         struct Item { Request * req; int n; bool sample; };
         std::vector<Item> items;
         trtd::cuda::Step step;
         std::vector<int> sampled;
+        std::vector<float> host_logits;
+        std::vector<Request *> host_reqs;  // parallel to step.host_rows
+        std::vector<trtd_token_logprobs> host_logprobs;  // per sampling row: those drawn on the host
         std::vector<Request *> uploads;
         const int T = cfg.kv_tokens_per_block;
         while (true) {
             items.clear();
             step.clear();
             uploads.clear();
+            host_reqs.clear();
             // The staged imports of this iteration: their buffer and the blocks it holds, fixed at admission. The
             // decode-growth pass below can append a block to the request (a prompt that ends on a block boundary);
             // that block is not in the buffer and must not be copied from it.
@@ -331,6 +424,11 @@ struct trtd_executor {
                         p.temperature = r.sampling.temperature;
                         p.top_p = r.sampling.top_p;
                         p.top_k = r.sampling.top_k;
+                        if (r.host_draw()) {  // the device only computes the logits row; its argmax is not used
+                            p.temperature = 0;
+                            step.host_rows.push_back(int(step.sampling.size()));
+                            host_reqs.push_back(&r);
+                        }
                         step.sampling.push_back(p);
                     }
                 }
@@ -344,7 +442,13 @@ struct trtd_executor {
                     free_host(hi.host);
                 }
                 host_imports.clear();
-                engine->run(step, sampled);
+                engine->run(step, sampled, &host_logits);
+                host_logprobs.assign(step.sampling.size(), no_logprobs());
+                // Request fields the draws read (tokens, counts) change only on this thread, under mu below.
+                for (size_t k = 0; k < step.host_rows.size(); ++k) {
+                    const size_t row = size_t(step.host_rows[k]);
+                    host_draw(*host_reqs[k], host_logits.data() + k * size_t(model.vocab_size), sampled[row], host_logprobs[row]);
+                }
             } catch (const std::exception & e) {
                 error = std::string("forward pass failed: ") + e.what();
                 for (auto & hi : host_imports) free_host(hi.host);
@@ -361,7 +465,10 @@ struct trtd_executor {
                 for (int k = 0; k < it.n; ++k)
                     if (r.computed + k < r.prompt_len) ++prompt_tokens;
                 r.computed += it.n;
-                if (it.sample && accept_token_locked(r, sampled[si++])) done.push_back(&r);
+                publish_full_blocks_locked(r);
+                if (!it.sample) continue;
+                const size_t d = si++;
+                if (accept_token_locked(r, sampled[d], r.logprobs ? &host_logprobs[d] : nullptr)) done.push_back(&r);
             }
             if (!done.empty())
                 running.erase(std::remove_if(running.begin(), running.end(),
@@ -428,12 +535,14 @@ trtd_executor_config trtd_executor_default_config(void) {
     c.max_context_length = 0;
     c.device_id = 0;
     c.max_queued_requests = 0;
+    c.enable_prefix_cache = true;
     return c;
 }
 
 trtd_sampling_params trtd_sampling_default_params(void) {
     trtd_sampling_params p{};
     p.top_p = 1;
+    p.repetition_penalty = 1;
     return p;
 }
 
@@ -488,7 +597,7 @@ trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_con
                             ? TRTD_STATUS_MODEL_LOAD : TRTD_STATUS_INTERNAL, m);
         }
         ex->cfg.kv_block_count = ex->engine->num_blocks();
-        for (int b = ex->cfg.kv_block_count - 1; b >= 0; --b) ex->free_blocks.push_back(b);
+        ex->blocks.reset(new KvBlockPool(ex->cfg.kv_block_count, c.kv_tokens_per_block, ex->engine->fingerprint(), c.enable_prefix_cache));
         for (int s = ex->cfg.max_batch_size - 1; s >= 0; --s) ex->free_slots.push_back(s);
         {
             trtd_kv_layout l;
@@ -561,6 +670,9 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
         r->end_id = req->end_id;
         if (req->num_stop_token_ids) r->stop.assign(req->stop_token_ids, req->stop_token_ids + req->num_stop_token_ids);
         r->sampling = req->sampling;
+        r->controls = LogitControls::from_request(*req);
+        r->logprobs = req->logprobs;
+        r->num_top_logprobs = req->num_top_logprobs;
         const int T = ex->cfg.kv_tokens_per_block;
         const int kv_tokens = req->type == TRTD_REQUEST_CONTEXT_ONLY
                                   ? r->prompt_len
@@ -612,6 +724,12 @@ trtd_status trtd_executor_cancel(trtd_executor * ex, trtd_request_id id) {
 
 trtd_status trtd_executor_await_responses(trtd_executor * ex, int32_t timeout_ms, trtd_response * responses, int32_t max_responses,
                                           trtd_token * tokens, int32_t max_tokens, int32_t * n_out) {
+    return trtd_executor_await_responses_ext(ex, timeout_ms, responses, max_responses, tokens, max_tokens, nullptr, n_out);
+}
+
+trtd_status trtd_executor_await_responses_ext(trtd_executor * ex, int32_t timeout_ms, trtd_response * responses,
+                                              int32_t max_responses, trtd_token * tokens, int32_t max_tokens,
+                                              trtd_token_logprobs * logprobs, int32_t * n_out) {
     if (n_out) *n_out = 0;
     if (!ex || !n_out || (max_responses > 0 && !responses) || (max_tokens > 0 && !tokens) || max_responses < 0 || max_tokens < 0)
         return fail(TRTD_STATUS_INVALID_ARGUMENT, "await_responses: bad buffers");
@@ -619,7 +737,7 @@ trtd_status trtd_executor_await_responses(trtd_executor * ex, int32_t timeout_ms
     auto ready = [&] { return !ex->responses.empty_locked() || ex->stop; };
     if (timeout_ms < 0) ex->resp_cv.wait(lk, ready);
     else if (timeout_ms > 0) ex->resp_cv.wait_for(lk, std::chrono::milliseconds(timeout_ms), ready);
-    *n_out = ex->responses.drain_locked(responses, max_responses, tokens, max_tokens);
+    *n_out = ex->responses.drain_locked(responses, max_responses, tokens, max_tokens, logprobs);
     return TRTD_STATUS_OK;
 }
 
@@ -647,11 +765,28 @@ trtd_status trtd_executor_get_stats(trtd_executor * ex, trtd_executor_stats * ou
     out->active_requests = int32_t(ex->running.size());
     out->queued_requests = int32_t(ex->queue.size());
     out->kv_blocks_total = ex->cfg.kv_block_count;
-    out->kv_blocks_free = int32_t(ex->free_blocks.size());
-    out->kv_blocks_used = out->kv_blocks_total - out->kv_blocks_free;
+    out->kv_blocks_free = int32_t(ex->blocks->free_count());
+    out->kv_blocks_used = int32_t(ex->blocks->held_count());
+    out->kv_blocks_cached = int32_t(ex->blocks->idle_cached_count());
+    out->prefix_cache_hit_tokens = ex->blocks->hit_tokens;
+    out->prefix_cache_miss_tokens = ex->blocks->miss_tokens;
+    out->prefix_cache_evicted_blocks = ex->blocks->evicted_blocks;
     out->pinned_exports = int32_t(ex->exports.size());
     out->pending_imports = int32_t(ex->imports.size());
     return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_kv_events(trtd_executor * ex, trtd_kv_event * events, int32_t max_events, int32_t * n_out,
+                                    bool * lost_out) {
+    if (!ex) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    return drain_kv_events(*ex->blocks, events, max_events, n_out, lost_out);
+}
+
+trtd_status trtd_executor_kv_cache_snapshot(trtd_executor * ex, uint64_t * hashes, int32_t max_hashes, int32_t * n_out) {
+    if (!ex) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    return kv_cache_snapshot(*ex->blocks, hashes, max_hashes, n_out);
 }
 
 trtd_status trtd_executor_kv_layout(const trtd_executor * ex, trtd_kv_layout * out) {
@@ -740,7 +875,7 @@ trtd_status trtd_executor_kv_import_reserve(trtd_executor * ex, int32_t num_toke
         h.num_tokens = num_tokens;
         if (!ex->alloc_locked(need, h.blocks))
             return fail(TRTD_STATUS_KV_EXHAUSTED, "the import needs " + std::to_string(need) + " KV blocks; " +
-                                                      std::to_string(ex->free_blocks.size()) + " are free now");
+                                                      std::to_string(ex->blocks->free_count()) + " are free now");
         const trtd_kv_import_id id = ex->next_id++;
         ex->imports[id] = std::move(h);
         *id_out = id;

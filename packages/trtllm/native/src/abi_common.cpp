@@ -1,5 +1,7 @@
 #include "abi_common.hpp"
 
+#include "logit_controls.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -71,6 +73,32 @@ trtd_status validate_request(const trtd_request * req, int vocab, int max_ctx) {
         return fail(TRTD_STATUS_INVALID_ARGUMENT, "temperature must be a finite number >= 0");
     if (!std::isfinite(sp.top_p) || sp.top_p <= 0 || sp.top_p > 1) return fail(TRTD_STATUS_INVALID_ARGUMENT, "top_p must be in (0, 1]");
     if (sp.top_k < 0) return fail(TRTD_STATUS_INVALID_ARGUMENT, "top_k must be >= 0 (0 = off)");
+    if (!std::isfinite(sp.repetition_penalty) || sp.repetition_penalty <= 0)
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "repetition_penalty must be a finite number > 0 (1 = off)");
+    if (!std::isfinite(sp.frequency_penalty)) return fail(TRTD_STATUS_INVALID_ARGUMENT, "frequency_penalty must be finite");
+    if (!std::isfinite(sp.presence_penalty)) return fail(TRTD_STATUS_INVALID_ARGUMENT, "presence_penalty must be finite");
+    if (!std::isfinite(sp.min_p) || sp.min_p < 0 || sp.min_p > 1) return fail(TRTD_STATUS_INVALID_ARGUMENT, "min_p must be in [0, 1]");
+    if (req->num_logit_bias < 0 || req->num_logit_bias > vocab ||
+        (req->num_logit_bias && (!req->logit_bias_ids || !req->logit_bias_values)))
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_logit_bias must be in [0, vocab size] with logit_bias_ids and logit_bias_values arrays");
+    {
+        std::vector<int> seen;
+        seen.reserve(size_t(req->num_logit_bias));
+        for (int i = 0; i < req->num_logit_bias; ++i) {
+            if (trtd_status s = check_token(req->logit_bias_ids[i], vocab, "logit bias id"); s) return s;
+            if (!std::isfinite(req->logit_bias_values[i]))
+                return fail(TRTD_STATUS_INVALID_ARGUMENT, "logit_bias_values[" + std::to_string(i) + "] must be finite");
+            seen.push_back(req->logit_bias_ids[i]);
+        }
+        std::sort(seen.begin(), seen.end());
+        if (std::adjacent_find(seen.begin(), seen.end()) != seen.end())
+            return fail(TRTD_STATUS_INVALID_ARGUMENT, "logit_bias_ids has id " + std::to_string(*std::adjacent_find(seen.begin(), seen.end())) + " twice");
+    }
+    if (req->min_new_tokens < 0)
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "min_new_tokens must be >= 0 (got " + std::to_string(req->min_new_tokens) + ")");
+    if (req->num_top_logprobs < 0 || req->num_top_logprobs > TRTD_MAX_TOP_LOGPROBS || (!req->logprobs && req->num_top_logprobs))
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_top_logprobs must be in [0, " + std::to_string(TRTD_MAX_TOP_LOGPROBS) +
+                                                      "], and 0 without logprobs");
     const bool gen_only = req->type == TRTD_REQUEST_GENERATION_ONLY;
     if (gen_only && !req->context_phase)
         return fail(TRTD_STATUS_INVALID_ARGUMENT, "a generation-only request needs context phase params");
@@ -99,9 +127,14 @@ bool ResponseQueue::open() {
 }
 
 void ResponseQueue::emit_locked(trtd_request_id id, const int * toks, int n, bool final, int reason, int status,
-                                const std::string & msg) {
+                                const std::string & msg, const trtd_token_logprobs * logprobs) {
     const bool was_empty = pending_.empty();
     Pending & p = pending_[id];
+    if (n > 0 && (logprobs || !p.logprobs.empty())) {
+        p.logprobs.resize(p.tokens.size(), no_logprobs());
+        if (logprobs) p.logprobs.insert(p.logprobs.end(), logprobs, logprobs + n);
+        else p.logprobs.resize(p.tokens.size() + size_t(n), no_logprobs());
+    }
     p.tokens.insert(p.tokens.end(), toks, toks + n);
     if (final) { p.final = true; p.reason = reason; p.status = status; p.message = msg; }
     if (was_empty && !signalled_ && notify_w_ >= 0) {
@@ -113,7 +146,8 @@ void ResponseQueue::emit_locked(trtd_request_id id, const int * toks, int n, boo
     }
 }
 
-int ResponseQueue::drain_locked(trtd_response * responses, int max_responses, trtd_token * tokens, int max_tokens) {
+int ResponseQueue::drain_locked(trtd_response * responses, int max_responses, trtd_token * tokens, int max_tokens,
+                                trtd_token_logprobs * logprobs) {
     int n = 0, used = 0;
     for (auto it = pending_.begin(); it != pending_.end() && n < max_responses;) {
         Pending & p = it->second;
@@ -126,9 +160,13 @@ int ResponseQueue::drain_locked(trtd_response * responses, int max_responses, tr
         out.token_offset = used;
         out.num_tokens = take;
         std::copy(p.tokens.begin(), p.tokens.begin() + take, tokens + used);
+        if (logprobs)
+            for (int i = 0; i < take; ++i)
+                logprobs[used + i] = size_t(i) < p.logprobs.size() ? p.logprobs[size_t(i)] : no_logprobs();
         used += take;
         if (take < have) {  // buffer full: the rest of this request's output waits for the next drain
             p.tokens.erase(p.tokens.begin(), p.tokens.begin() + take);
+            if (!p.logprobs.empty()) p.logprobs.erase(p.logprobs.begin(), p.logprobs.begin() + take);
             out.finish_reason = TRTD_FINISH_NOT_FINISHED;
             break;
         }

@@ -45,16 +45,21 @@ public:
     ~ResponseQueue();
     // Creates the socket pair; returns false with errno set on failure.
     bool open();
+    // logprobs: n entries for toks, or NULL when not recorded.
     void emit_locked(trtd_request_id id, const int * toks, int n, bool final, int reason, int status = 0,
-                     const std::string & msg = "");
+                     const std::string & msg = "", const trtd_token_logprobs * logprobs = nullptr);
     bool empty_locked() const { return pending_.empty(); }
     // trtd_executor_await_responses' copy-out (after its wait).
-    int drain_locked(trtd_response * responses, int max_responses, trtd_token * tokens, int max_tokens);
+    // logprobs: NULL, or max_tokens entries written parallel to tokens.
+    int drain_locked(trtd_response * responses, int max_responses, trtd_token * tokens, int max_tokens,
+                     trtd_token_logprobs * logprobs = nullptr);
     trtd_status notify_fd_locked(bool take, int32_t * fd_out);
 
 private:
     struct Pending {
         std::vector<int> tokens;
+        // Parallel to tokens once any token of the request carried logprobs (earlier ones: "not recorded").
+        std::vector<trtd_token_logprobs> logprobs;
         bool final = false;
         int reason = TRTD_FINISH_NOT_FINISHED, status = TRTD_STATUS_OK;
         std::string message;

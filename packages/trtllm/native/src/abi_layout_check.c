@@ -9,16 +9,22 @@
 #define TRTD_CHECK_OFFSET(type, field, offset) \
     typedef char trtd_check_##type##_##field[(offsetof(type, field) == (offset)) ? 1 : -1]
 
-TRTD_CHECK_SIZE(trtd_executor_config, 40);
+TRTD_CHECK_SIZE(trtd_executor_config, 48);
+TRTD_CHECK_OFFSET(trtd_executor_config, enable_prefix_cache, 40); /* ABI 4 */
 TRTD_CHECK_SIZE(trtd_model_info, 96);
-TRTD_CHECK_SIZE(trtd_sampling_params, 24);
+TRTD_CHECK_SIZE(trtd_sampling_params, 40); /* ABI 4: penalties and min_p appended */
 TRTD_CHECK_SIZE(trtd_context_phase_params, 32);
-TRTD_CHECK_SIZE(trtd_request, 80);
-TRTD_CHECK_OFFSET(trtd_request, type, 64);
-TRTD_CHECK_OFFSET(trtd_request, generated_offset, 68); /* ABI 2: fits the tail padding of ABI 1's struct */
-TRTD_CHECK_OFFSET(trtd_request, constrained, 72);   /* ABI 4 */
+TRTD_CHECK_SIZE(trtd_request, 128);
+TRTD_CHECK_OFFSET(trtd_request, type, 80);
+TRTD_CHECK_OFFSET(trtd_request, generated_offset, 84); /* ABI 2: fits the tail padding of ABI 1's struct */
+TRTD_CHECK_OFFSET(trtd_request, constrained, 88);      /* ABI 4: constrained decoding */
+TRTD_CHECK_OFFSET(trtd_request, logit_bias_ids, 96);   /* ABI 4: the logit controls and logprobs after it */
+TRTD_CHECK_OFFSET(trtd_request, logprobs, 124);
+TRTD_CHECK_SIZE(trtd_token_logprobs, 168);
 TRTD_CHECK_SIZE(trtd_response, 232);
-TRTD_CHECK_SIZE(trtd_executor_stats, 56);
+TRTD_CHECK_SIZE(trtd_executor_stats, 80);
+TRTD_CHECK_OFFSET(trtd_executor_stats, kv_blocks_cached, 52); /* ABI 4: in ABI 3's tail padding */
+TRTD_CHECK_SIZE(trtd_kv_event, 16); /* ABI 4 */
 TRTD_CHECK_SIZE(trtd_kv_layout, 64);
 TRTD_CHECK_SIZE(trtd_kv_segment, 24);
 TRTD_CHECK_SIZE(trtd_kv_export_info, 24);

@@ -1,5 +1,8 @@
 // The reference executor: the C ABI of trtd_executor.h over a CPU Llama forward pass with a paged KV
-// pool and in-flight batching on one engine thread.
+// pool and in-flight batching on one engine thread. A request is admitted only when every block of its
+// lifetime (prompt + max_new_tokens) can be held, so it never runs out of KV half way: under memory pressure
+// requests wait in the queue instead of failing or being preempted. Full blocks are shared across requests
+// through the prefix cache of KvBlockPool (kv_block_pool.hpp).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -24,6 +27,8 @@
 #include "../../include/trtd_executor.h"
 #include "abi_common.hpp"
 #include "forward.hpp"
+#include "kv_block_pool.hpp"
+#include "logit_controls.hpp"
 #include "model.hpp"
 #include "sampler.hpp"
 
@@ -38,11 +43,16 @@ struct Request {
     int prompt_len = 0, max_new = 0, end_id = -1;
     std::vector<int> stop;
     SamplingParams sampling;
+    LogitControls controls;
+    bool logprobs = false;  // record each drawn token's raw logprobs, with num_top_logprobs alternatives
+    int num_top_logprobs = 0;
     int generated = 0;
     int generated_offset = 0;  // draws continue a sequence begun elsewhere: token n uses (seed, offset + n)
     int computed = 0;       // tokens whose K/V are in the cache
     int blocks_needed = 0;  // whole lifetime, reserved at admission
     std::vector<int> blocks;
+    std::vector<uint64_t> prompt_hashes;  // chain hashes of the prompt's full blocks (prefix-cache lookup)
+    std::vector<uint64_t> block_hashes;   // chain hashes of the leading blocks whose KV is complete
     std::vector<float *> block_ptrs;
     int first_token = -1;   // generation-only
     bool cancel = false;
@@ -72,10 +82,17 @@ struct trtd_executor {
     int max_ctx = 0;
     KvGeometry geo;
     std::vector<float> pool;
-    std::vector<int> free_blocks;
+    std::unique_ptr<KvBlockPool> blocks;  // block ownership and the prefix cache; guarded by mu
     std::unique_ptr<ThreadPool> threads;
     std::unique_ptr<Forward> forward;
     std::vector<Sampler> samplers;  // one per compute thread: a batch's draws run in parallel, scratch reused
+    // Per compute thread as well: the logit controls' scratch, a processed copy of the row, the top-logprobs sort.
+    struct DrawScratch {
+        LogitControlsApplier controls;
+        std::vector<float> row;
+        std::vector<std::pair<float, int>> top;
+    };
+    std::vector<DrawScratch> draw_scratch;
 
     std::mutex mu;               // guards everything below
     std::condition_variable work_cv, resp_cv;
@@ -109,20 +126,34 @@ struct trtd_executor {
 
     float * block_ptr(int b) { return pool.data() + size_t(b) * geo.block_floats(); }
 
-    bool alloc_locked(int n, std::vector<int> & out) {
-        if (n > int(free_blocks.size())) return false;
-        for (int i = 0; i < n; ++i) { out.push_back(free_blocks.back()); free_blocks.pop_back(); }
-        return true;
-    }
-    void free_locked(std::vector<int> & blocks) {
-        for (int b : blocks) free_blocks.push_back(b);
-        blocks.clear();
+    void free_locked(std::vector<int> & held) {
+        blocks->release(held);
         work_cv.notify_one();  // a queued request may fit now
     }
 
+    // Cached blocks a queued request can start from: the prompt's leading full blocks, leaving at least its
+    // last prompt token to compute (its logits give the first output token, and a shared block is never written).
+    std::vector<int> prefix_match_locked(const Request & r) const {
+        if (r.type == TRTD_REQUEST_GENERATION_ONLY) return {};
+        return blocks->match(r.prompt_hashes, r.tokens.data(), (r.prompt_len - 1) / geo.tokens_per_block);
+    }
+
+    // Publishes the request's blocks that became full since the last call (prompt and generated tokens alike).
+    void publish_full_blocks_locked(Request & r) {
+        const int T = geo.tokens_per_block;
+        while (int(r.block_hashes.size()) < r.computed / T) {
+            const int i = int(r.block_hashes.size());
+            const uint64_t parent = i ? r.block_hashes.back() : blocks->root();
+            const int * toks = r.tokens.data() + size_t(i) * size_t(T);
+            const uint64_t h = blocks->block_hash(parent, i, toks);
+            blocks->publish(r.blocks[size_t(i)], h, parent, toks);
+            r.block_hashes.push_back(h);
+        }
+    }
+
     void emit_locked(trtd_request_id id, const int * toks, int n, bool final, int reason, int status = 0,
-                     const std::string & msg = "") {
-        responses.emit_locked(id, toks, n, final, reason, status, msg);
+                     const std::string & msg = "", const trtd_token_logprobs * logprobs = nullptr) {
+        responses.emit_locked(id, toks, n, final, reason, status, msg, logprobs);
         resp_cv.notify_all();
     }
 
@@ -141,12 +172,12 @@ struct trtd_executor {
         emit_locked(r.id, nullptr, 0, true, reason, status, msg);
     }
 
-    // Appends a sampled token, emits it, and returns true when the request is done.
-    bool accept_token_locked(Request & r, int token) {
+    // Appends a sampled token, emits it (with its logprobs when recorded), and returns true when the request is done.
+    bool accept_token_locked(Request & r, int token, const trtd_token_logprobs * logprobs = nullptr) {
         r.tokens.push_back(token);
         ++r.generated;
         ++generated_tokens;
-        emit_locked(r.id, &token, 1, false, 0);
+        emit_locked(r.id, &token, 1, false, 0, 0, "", logprobs);
         int reason = 0;
         if (r.end_id >= 0 && token == r.end_id) reason = TRTD_FINISH_END_ID;
         else if (std::find(r.stop.begin(), r.stop.end(), token) != r.stop.end()) reason = TRTD_FINISH_STOP_TOKEN;
@@ -167,7 +198,9 @@ struct trtd_executor {
     bool can_admit_locked() const {
         if (queue.empty() || int(running.size()) >= cfg.max_batch_size) return false;
         const Request & h = *queue.front();
-        return h.cancel || h.blocks_needed - int(h.blocks.size()) <= int(free_blocks.size());
+        if (h.cancel) return true;
+        const std::vector<int> matched = prefix_match_locked(h);
+        return blocks->can_allocate(h.blocks_needed - int(h.blocks.size()) - int(matched.size()), matched);
     }
 
     void handle_cancels_locked() {
@@ -185,9 +218,22 @@ struct trtd_executor {
         while (can_admit_locked()) {
             std::unique_ptr<Request> r = std::move(queue.front());
             queue.pop_front();
-            alloc_locked(r->blocks_needed - int(r->blocks.size()), r->blocks);
+            if (r->type != TRTD_REQUEST_GENERATION_ONLY) {
+                const std::vector<int> matched = prefix_match_locked(*r);
+                blocks->acquire(matched);
+                r->blocks = matched;
+                r->computed = int(matched.size()) * geo.tokens_per_block;
+                r->block_hashes.assign(r->prompt_hashes.begin(), r->prompt_hashes.begin() + long(matched.size()));
+                blocks->hit_tokens += uint64_t(r->computed);
+                blocks->miss_tokens += uint64_t(r->prompt_len - r->computed);
+            }
+            if (!blocks->allocate(r->blocks_needed - int(r->blocks.size()), r->blocks)) {  // cannot happen: can_admit_locked counted
+                finish_locked(*r, TRTD_FINISH_ERROR, TRTD_STATUS_INTERNAL, "admission found too few free KV blocks");
+                continue;
+            }
             for (int b : r->blocks) r->block_ptrs.push_back(block_ptr(b));
             if (r->type == TRTD_REQUEST_GENERATION_ONLY) {
+                publish_full_blocks_locked(*r);  // the imported prompt KV is complete
                 // The first token came from the context phase: emit it as this request's first output, so
                 // generation-only output equals context-and-generation output token for token.
                 if (accept_token_locked(*r, r->first_token)) continue;
@@ -215,8 +261,9 @@ struct trtd_executor {
         }
     }
 
-    // A draw samples one logits row; `mask` (constrained requests) is applied to that row first.
-    struct Draw { const SamplingParams * params; uint64_t n; float * row; const uint32_t * mask; };
+    // A draw samples one logits row of the engine's (the step's logits or a request's held logits), read by
+    // nobody after its draw; `mask` (constrained requests) is the token's allowed-token bitmask.
+    struct Draw { const Request * req; uint64_t n; float * row; const uint32_t * mask; };
 
     // Disallowed tokens get -infinity: greedy, softmax, top-k and top-p then never pick them, and a mask that
     // allows everything leaves the row, and so the draw, unchanged.
@@ -232,18 +279,49 @@ struct trtd_executor {
         }
     }
 
-    // One token per draw from its logits row. Each draw is a pure function of (logits, params, n), so spreading
-    // them over the compute threads (thread p takes draws p, p + P, ...; each thread its own sampler's scratch)
-    // changes no token. Caller holds compute_mu: the pool serves one caller at a time.
-    void sample_all_locked(const std::vector<Draw> & draws, std::vector<int> & out) {
+    // One token per draw: the token mask, then the logit controls (see the header's "Logit controls" and
+    // "Constrained decoding"), the draw, and the raw row's logprobs (when asked). The mask goes first, as a hard
+    // constraint: no control raises a -inf logit (bias and penalties are finite, the repetition penalty divides or
+    // multiplies by r > 0), so a masked token stays out, and a mask that allows everything leaves the controls'
+    // row and the draw unchanged. The raw row is masked in place when nothing reads it afterwards; with logprobs
+    // (of the raw model distribution, before mask and controls) or controls, a copy is masked instead.
+    // Each draw is a pure function of (logits, request, mask, n), so spreading them over the compute threads (thread
+    // p takes draws p, p + P, ...; each thread its own scratch) changes no token.
+    void sample_one(int part, const Draw & d, int & token, trtd_token_logprobs & lp) {
         const int vocab = model.cfg.vocab_size;
+        const Request & r = *d.req;
+        float * raw = d.row;
+        const float * row = raw;
+        if (r.controls.active() || (d.mask && r.logprobs)) {
+            DrawScratch & s = draw_scratch[size_t(part)];
+            s.row.assign(raw, raw + vocab);
+            if (d.mask) apply_mask(s.row.data(), vocab, d.mask);
+            if (r.controls.active()) {
+                const DrawContext ctx{r.tokens.data(), int(r.tokens.size()), r.prompt_len - r.generated_offset, int64_t(d.n)};
+                s.controls.apply(s.row.data(), vocab, r.controls, ctx);
+                // min_new_tokens can remove every token the mask allows (a complete grammar allows only the end and
+                // stop ids): the mask is the hard constraint, so the draw then takes the masked row without controls.
+                if (d.mask && std::none_of(s.row.begin(), s.row.end(), [](float v) { return v > -INFINITY; })) {
+                    s.row.assign(raw, raw + vocab);
+                    apply_mask(s.row.data(), vocab, d.mask);
+                }
+            }
+            row = s.row.data();
+        } else if (d.mask) {
+            apply_mask(raw, vocab, d.mask);
+        }
+        token = samplers[size_t(part)].sample(row, vocab, r.sampling, d.n);
+        if (r.logprobs) raw_logprobs(raw, vocab, token, r.num_top_logprobs, lp, draw_scratch[size_t(part)].top);
+    }
+
+    // Caller holds compute_mu: the pool serves one caller at a time.
+    void sample_all_locked(const std::vector<Draw> & draws, std::vector<int> & out,
+                           std::vector<trtd_token_logprobs> & logprobs) {
         const int parts = std::min(threads->size(), int(draws.size()));
         auto body = [&](int part_begin, int part_end) {
             for (int part = part_begin; part < part_end; ++part)
-                for (size_t d = size_t(part); d < draws.size(); d += size_t(parts)) {
-                    if (draws[d].mask) apply_mask(draws[d].row, vocab, draws[d].mask);
-                    out[d] = samplers[size_t(part)].sample(draws[d].row, vocab, *draws[d].params, draws[d].n);
-                }
+                for (size_t d = size_t(part); d < draws.size(); d += size_t(parts))
+                    sample_one(part, draws[d], out[d], logprobs[d]);
         };
         if (parts <= 1) body(0, parts);
         else threads->parallel_for(parts, body);  // n == parts: part p runs exactly [p, p + 1)
@@ -296,21 +374,22 @@ struct trtd_executor {
             }
         if (ready.empty()) return;
         std::vector<int> tokens(ready.size());
+        std::vector<trtd_token_logprobs> logprobs(ready.size(), no_logprobs());
         std::vector<Draw> draws;
         for (Held & h : ready)
-            draws.push_back({&h.req->sampling, uint64_t(h.req->generated_offset) + uint64_t(h.req->generated),
+            draws.push_back({h.req, uint64_t(h.req->generated_offset) + uint64_t(h.req->generated),
                              h.req->held_logits.data(), h.mask.data()});
         lk.unlock();  // requests leave running only on this thread, so the pointers stay valid
         {
             std::lock_guard<std::mutex> clk(compute_mu);
-            sample_all_locked(draws, tokens);  // spread over the compute threads, as a step's draws are
+            sample_all_locked(draws, tokens, logprobs);  // spread over the compute threads, as a step's draws are
         }
         lk.lock();
         std::vector<Request *> done;
         for (size_t i = 0; i < ready.size(); ++i) {
             Request & r = *ready[i].req;
             r.awaiting_mask = false;
-            if (accept_token_locked(r, tokens[i])) done.push_back(&r);
+            if (accept_token_locked(r, tokens[i], r.logprobs ? &logprobs[i] : nullptr)) done.push_back(&r);
         }
         erase_done_locked(done);
     }
@@ -323,6 +402,7 @@ struct trtd_executor {
         std::vector<ForwardRow> rows;
         std::vector<float> logits;
         std::vector<int> sampled;
+        std::vector<trtd_token_logprobs> sampled_logprobs;
         std::vector<Draw> draws;
         std::vector<int> draw_rows;  // logits row of each draw (rows are placed once logits is sized)
         while (true) {
@@ -375,19 +455,20 @@ struct trtd_executor {
                 // Draws read only engine-owned request fields: they run outside mu.
                 if (it.sample && !it.defer) draw_rows.push_back(n_logits);
                 if (it.sample && !it.defer)
-                    draws.push_back({&it.req->sampling, uint64_t(it.req->generated_offset) + uint64_t(it.req->generated),
+                    draws.push_back({it.req, uint64_t(it.req->generated_offset) + uint64_t(it.req->generated),
                                      nullptr, it.mask.empty() ? nullptr : it.mask.data()});
                 if (it.sample) ++n_logits;
             }
             logits.resize(size_t(n_logits) * size_t(model.cfg.vocab_size));
             for (size_t d = 0; d < draws.size(); ++d) draws[d].row = logits.data() + size_t(draw_rows[d]) * size_t(model.cfg.vocab_size);
             sampled.assign(draws.size(), 0);
+            sampled_logprobs.assign(draws.size(), no_logprobs());
             std::string error;
             const auto step_start = std::chrono::steady_clock::now();
             try {
                 std::lock_guard<std::mutex> clk(compute_mu);  // the pool serves one caller at a time
                 forward->run(rows, logits.data());
-                sample_all_locked(draws, sampled);
+                sample_all_locked(draws, sampled, sampled_logprobs);
             } catch (const std::exception & e) {
                 error = std::string("forward pass failed: ") + e.what();
             }
@@ -410,9 +491,11 @@ struct trtd_executor {
                 Request & r = *it.req;
                 if (r.computed < r.prompt_len) prompt_tokens += uint64_t(it.n);
                 r.computed += it.n;
+                publish_full_blocks_locked(r);
                 if (!it.sample) continue;
                 if (it.defer) { r.awaiting_mask = true; continue; }  // sampled by sample_held once its mask is set
-                if (accept_token_locked(r, sampled[size_t(si++)])) done.push_back(&r);
+                const size_t d = size_t(si++);
+                if (accept_token_locked(r, sampled[d], r.logprobs ? &sampled_logprobs[d] : nullptr)) done.push_back(&r);
             }
             erase_done_locked(done);
         }
@@ -457,6 +540,7 @@ trtd_executor_config trtd_executor_default_config(void) {
     c.max_context_length = 0;
     c.device_id = -1;
     c.max_queued_requests = 0;
+    c.enable_prefix_cache = true;
     return c;
 }
 
@@ -466,6 +550,10 @@ trtd_sampling_params trtd_sampling_default_params(void) {
     p.temperature = 0;
     p.top_p = 1;
     p.top_k = 0;
+    p.repetition_penalty = 1;
+    p.frequency_penalty = 0;
+    p.presence_penalty = 0;
+    p.min_p = 0;
     return p;
 }
 
@@ -507,13 +595,19 @@ trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_con
         if (blocks > (int64_t(1) << 30)) return fail(TRTD_STATUS_INVALID_ARGUMENT, "too many KV blocks");
         ex->cfg.kv_block_count = int32_t(blocks);
         ex->pool.assign(size_t(blocks) * ex->geo.block_floats(), 0.0f);
-        for (int64_t b = blocks - 1; b >= 0; --b) ex->free_blocks.push_back(int(b));
+        ex->blocks.reset(new KvBlockPool(int(blocks), c.kv_tokens_per_block, ex->model.fingerprint, c.enable_prefix_cache));
         int nt = c.num_threads ? c.num_threads : int(std::max(1u, std::thread::hardware_concurrency()));
         ex->cfg.num_threads = nt;
         ex->threads.reset(new ThreadPool(nt));
         ex->forward.reset(new Forward(ex->model, *ex->threads, ex->geo));
         ex->samplers.resize(size_t(ex->threads->size()));
         for (Sampler & s : ex->samplers) s.reserve(ex->model.cfg.vocab_size);
+        ex->draw_scratch.resize(size_t(ex->threads->size()));
+        for (auto & s : ex->draw_scratch) {
+            s.controls.reserve(ex->model.cfg.vocab_size);
+            s.row.reserve(size_t(ex->model.cfg.vocab_size));
+            s.top.reserve(size_t(ex->model.cfg.vocab_size));
+        }
         if (!ex->responses.open())
             return fail(TRTD_STATUS_INTERNAL, std::string("socketpair failed: ") + std::strerror(errno));
         if (const char * f = std::getenv("TRTD_TEST_STALL_EXECUTOR_FILE")) ex->stall_file = f;
@@ -574,11 +668,16 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
         r->sampling.temperature = sp.temperature;
         r->sampling.top_p = sp.top_p;
         r->sampling.top_k = sp.top_k;
+        r->sampling.min_p = sp.min_p;
+        r->controls = LogitControls::from_request(*req);
+        r->logprobs = req->logprobs;
+        r->num_top_logprobs = req->num_top_logprobs;
         const int T = ex->geo.tokens_per_block;
         const int kv_tokens = req->type == TRTD_REQUEST_CONTEXT_ONLY
                                   ? r->prompt_len
                                   : int(std::min<int64_t>(int64_t(r->prompt_len) + r->max_new, ex->max_ctx)) - 1;
         r->blocks_needed = ceil_div(kv_tokens, T);
+        if (!gen_only && ex->cfg.enable_prefix_cache) r->prompt_hashes = ex->blocks->chain_hashes(r->tokens.data(), r->prompt_len);
 
         std::lock_guard<std::mutex> lk(ex->mu);
         if (ex->stop) return fail(TRTD_STATUS_SHUT_DOWN, "the executor is shutting down");
@@ -649,6 +748,12 @@ trtd_status trtd_executor_cancel(trtd_executor * ex, trtd_request_id id) {
 trtd_status trtd_executor_await_responses(trtd_executor * ex, int32_t timeout_ms, trtd_response * responses,
                                           int32_t max_responses, trtd_token * tokens, int32_t max_tokens,
                                           int32_t * n_out) {
+    return trtd_executor_await_responses_ext(ex, timeout_ms, responses, max_responses, tokens, max_tokens, nullptr, n_out);
+}
+
+trtd_status trtd_executor_await_responses_ext(trtd_executor * ex, int32_t timeout_ms, trtd_response * responses,
+                                              int32_t max_responses, trtd_token * tokens, int32_t max_tokens,
+                                              trtd_token_logprobs * logprobs, int32_t * n_out) {
     if (n_out) *n_out = 0;
     if (!ex || !n_out || (max_responses > 0 && !responses) || (max_tokens > 0 && !tokens) || max_responses < 0 || max_tokens < 0)
         return fail(TRTD_STATUS_INVALID_ARGUMENT, "await_responses: bad buffers");
@@ -656,7 +761,7 @@ trtd_status trtd_executor_await_responses(trtd_executor * ex, int32_t timeout_ms
     auto ready = [&] { return !ex->responses.empty_locked() || ex->stop; };
     if (timeout_ms < 0) ex->resp_cv.wait(lk, ready);
     else if (timeout_ms > 0) ex->resp_cv.wait_for(lk, std::chrono::milliseconds(timeout_ms), ready);
-    *n_out = ex->responses.drain_locked(responses, max_responses, tokens, max_tokens);
+    *n_out = ex->responses.drain_locked(responses, max_responses, tokens, max_tokens, logprobs);
     return TRTD_STATUS_OK;
 }
 
@@ -687,11 +792,28 @@ trtd_status trtd_executor_get_stats(trtd_executor * ex, trtd_executor_stats * ou
     out->active_requests = int32_t(ex->running.size());
     out->queued_requests = int32_t(ex->queue.size());
     out->kv_blocks_total = ex->cfg.kv_block_count;
-    out->kv_blocks_free = int32_t(ex->free_blocks.size());
-    out->kv_blocks_used = out->kv_blocks_total - out->kv_blocks_free;
+    out->kv_blocks_free = int32_t(ex->blocks->free_count());
+    out->kv_blocks_used = int32_t(ex->blocks->held_count());
+    out->kv_blocks_cached = int32_t(ex->blocks->idle_cached_count());
+    out->prefix_cache_hit_tokens = ex->blocks->hit_tokens;
+    out->prefix_cache_miss_tokens = ex->blocks->miss_tokens;
+    out->prefix_cache_evicted_blocks = ex->blocks->evicted_blocks;
     out->pinned_exports = int32_t(ex->exports.size());
     out->pending_imports = int32_t(ex->imports.size());
     return TRTD_STATUS_OK;
+}
+
+trtd_status trtd_executor_kv_events(trtd_executor * ex, trtd_kv_event * events, int32_t max_events, int32_t * n_out,
+                                    bool * lost_out) {
+    if (!ex) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    return drain_kv_events(*ex->blocks, events, max_events, n_out, lost_out);
+}
+
+trtd_status trtd_executor_kv_cache_snapshot(trtd_executor * ex, uint64_t * hashes, int32_t max_hashes, int32_t * n_out) {
+    if (!ex) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor is NULL");
+    std::lock_guard<std::mutex> lk(ex->mu);
+    return kv_cache_snapshot(*ex->blocks, hashes, max_hashes, n_out);
 }
 
 trtd_status trtd_executor_kv_layout(const trtd_executor * ex, trtd_kv_layout * out) {
@@ -771,9 +893,9 @@ trtd_status trtd_executor_kv_import_reserve(trtd_executor * ex, int32_t num_toke
                                                      std::to_string(ex->cfg.kv_block_count));
         Held h;
         h.num_tokens = num_tokens;
-        if (!ex->alloc_locked(need, h.blocks))
+        if (!ex->blocks->allocate(need, h.blocks))
             return fail(TRTD_STATUS_KV_EXHAUSTED, "the import needs " + std::to_string(need) + " KV blocks; " +
-                                                      std::to_string(ex->free_blocks.size()) + " are free now");
+                                                      std::to_string(ex->blocks->free_count()) + " are free now");
         const trtd_kv_import_id id = ex->next_id++;
         ex->imports[id] = std::move(h);
         *id_out = id;

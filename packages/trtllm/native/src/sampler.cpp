@@ -43,21 +43,31 @@ int Sampler::sample(const float * logits, int vocab, const SamplingParams & p, u
     const double inv_t = 1.0 / double(p.temperature);
     const double u = counter_uniform(p.seed, n);
     const bool filter = p.top_k > 0 || p.top_p < 1.0f;
+    // min_p keeps the ids whose probability relative to the largest, exp((l - max) / T), is at least min_p: with
+    // probabilities computed relative to the max, a dropped id just has mass 0 in the walks below.
+    const double min_p = double(p.min_p);
     if (!filter) {  // plain softmax sampling in index order: no sort needed
         float mx = logits[0];
         for (int i = 1; i < vocab; ++i) mx = std::max(mx, logits[i]);
         prob_.resize(size_t(vocab));
         double total = 0;
-        for (int i = 0; i < vocab; ++i) total += (prob_[size_t(i)] = std::exp((double(logits[i]) - mx) * inv_t));
+        for (int i = 0; i < vocab; ++i) {
+            double pr = std::exp((double(logits[i]) - mx) * inv_t);
+            if (pr < min_p) pr = 0;
+            total += (prob_[size_t(i)] = pr);
+        }
         const double target = u * total;
         double acc = 0;
+        int last = 0;  // the last id with mass (the max always has some): where rounding leaves the walk
         for (int i = 0; i < vocab; ++i) {
+            if (prob_[size_t(i)] == 0) continue;
+            last = i;
             acc += prob_[size_t(i)];
             if (acc > target) return i;
         }
-        return vocab - 1;
+        return min_p > 0 ? last : vocab - 1;
     }
-    if (p.top_k <= 0 || p.top_k >= vocab) return sample_top_p(logits, vocab, double(p.top_p), inv_t, u);
+    if (p.top_k <= 0 || p.top_k >= vocab) return sample_top_p(logits, vocab, double(p.top_p), inv_t, u, min_p);
     size_t k = size_t(p.top_k);
     top_k_sorted(logits, vocab, k);
     prob_.resize(k);
@@ -72,6 +82,13 @@ int Sampler::sample(const float * logits, int vocab, const SamplingParams & p, u
             acc += prob_[i];
             if (acc >= limit) { keep = i + 1; break; }
         }
+        k = keep;
+        total = acc;
+    }
+    if (min_p > 0) {  // a prefix of the sorted order: cut it where the relative probability drops below min_p
+        size_t keep = 1;
+        double acc = prob_[0];
+        while (keep < k && prob_[keep] >= min_p) acc += prob_[keep++];
         k = keep;
         total = acc;
     }
@@ -146,7 +163,7 @@ void Sampler::top_k_sorted(const float * logits, int vocab, size_t k) {
 // probability mass, finds the nucleus (the smallest set of highest logits, ties by lower id, whose mass reaches
 // top_p); the draw then walks the nucleus in the order the selection left it (fixed by hoare_partition's
 // specified permutation, and the sorts of equal-logit runs by id). Expected O(vocab).
-int Sampler::sample_top_p(const float * logits, int vocab, double top_p, double inv_t, double u) {
+int Sampler::sample_top_p(const float * logits, int vocab, double top_p, double inv_t, double u, double min_p) {
     float mx = logits[0];
     for (int i = 1; i < vocab; ++i) mx = std::max(mx, logits[i]);
     nuc_.resize(size_t(vocab));
@@ -189,15 +206,22 @@ int Sampler::sample_top_p(const float * logits, int vocab, double top_p, double 
         if (i < e || e == hi) { keep = std::min(i + 1, e); break; }
         lo = e;
     }
+    // min_p drops ids of the nucleus (in whatever order the selection left it) whose relative probability is below it.
+    if (min_p > 0)
+        for (size_t i = 0; i < keep; ++i)
+            if (nuc_[i].p < min_p) nuc_[i].p = 0;
     double kept = 0;
     for (size_t i = 0; i < keep; ++i) kept += nuc_[i].p;
     const double target = u * kept;
     double acc = 0;
+    size_t last = 0;
     for (size_t i = 0; i < keep; ++i) {
+        if (nuc_[i].p == 0 && min_p > 0) continue;
+        last = i;
         acc += nuc_[i].p;
         if (acc > target) return nuc_[i].id;
     }
-    return nuc_[keep - 1].id;
+    return nuc_[min_p > 0 ? last : keep - 1].id;
 }
 
 }  // namespace trtd

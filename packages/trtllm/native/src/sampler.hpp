@@ -13,6 +13,7 @@ struct SamplingParams {
     float temperature = 0;  // 0 = greedy
     float top_p = 1;
     int top_k = 0;
+    float min_p = 0;  // 0 = off: drops ids whose probability (after temperature) is below min_p times the largest
 };
 
 // Uniform double in [0, 1) from (seed, n): a splitmix64-style counter-based generator.
@@ -25,7 +26,7 @@ public:
     void reserve(int vocab);
 
 private:
-    int sample_top_p(const float * logits, int vocab, double top_p, double inv_t, double u);
+    int sample_top_p(const float * logits, int vocab, double top_p, double inv_t, double u, double min_p);
     // Fills cand_[0, k) with the k best (logit descending, lower id first on ties), in that order.
     void top_k_sorted(const float * logits, int vocab, std::size_t k);
     struct Cand {

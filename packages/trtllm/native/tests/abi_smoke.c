@@ -1,6 +1,6 @@
 /* A plain C99 client of trtd_executor.h: aggregated vs disaggregated (context-only on A, KV segments copied to
- * an import on B, generation-only on B), a seeded resume with generated_offset on B, bad requests, and leak
- * checks. Prints "ok" and exits 0 on success.
+ * an import on B, generation-only on B), a seeded resume with generated_offset on B, logit bias, min_new_tokens and
+ * logprobs through trtd_executor_await_responses_ext (ABI 4), bad requests, and leak checks. Prints "ok" and exits 0 on success.
  * Usage: trtd_abi_smoke MODEL_DIR [THREADS] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +114,55 @@ int main(int argc, char ** argv) {
     trtd_request_id bad = 0;
     resume.generated_offset = -1;
     CHECK(trtd_executor_enqueue(b, &resume, &bad) == TRTD_STATUS_INVALID_ARGUMENT && bad == 0, "negative offset refused");
+
+    /* ABI 4: a logit bias forces a token that is also a stop token; min_new_tokens holds it back for 3 tokens; the
+     * logprobs (raw distribution, bias not included) come parallel to the tokens. */
+    {
+        const trtd_token forced = agg[2];
+        const float bias = 100.0f;
+        trtd_request lp = req;
+        lp.context_phase = NULL;
+        lp.type = TRTD_REQUEST_CONTEXT_AND_GENERATION;
+        lp.sampling = trtd_sampling_default_params();
+        lp.max_new_tokens = 8;
+        lp.logit_bias_ids = &forced;
+        lp.logit_bias_values = &bias;
+        lp.num_logit_bias = 1;
+        lp.stop_token_ids = &forced;
+        lp.num_stop_token_ids = 1;
+        lp.min_new_tokens = 3;
+        lp.logprobs = true;
+        lp.num_top_logprobs = 2;
+        trtd_request_id id = 0;
+        CHECK(trtd_executor_enqueue(a, &lp, &id) == TRTD_STATUS_OK, "enqueue with logit controls");
+        trtd_token toks[64], out[64];
+        trtd_token_logprobs lps[64], got_lp[64];
+        int n = 0, final = 0;
+        for (int tries = 0; tries < 1000 && !final; ++tries) {
+            trtd_response resp[4];
+            int32_t got = 0;
+            CHECK(trtd_executor_await_responses_ext(a, 100, resp, 4, toks, 64, lps, &got) == TRTD_STATUS_OK, "await ext");
+            for (int i = 0; i < got; ++i) {
+                for (int j = 0; j < resp[i].num_tokens && n < 64; ++j, ++n) {
+                    out[n] = toks[resp[i].token_offset + j];
+                    got_lp[n] = lps[resp[i].token_offset + j];
+                }
+                if (resp[i].is_final) {
+                    CHECK(resp[i].finish_reason == TRTD_FINISH_STOP_TOKEN, "the forced stop token ends it");
+                    final = 1;
+                }
+            }
+        }
+        CHECK(final && n == 4 && out[3] == forced, "three tokens held back, then the forced one");
+        for (int i = 0; i < 3; ++i) CHECK(out[i] != forced, "min_new_tokens masks the stop token");
+        for (int i = 0; i < n; ++i) {
+            CHECK(got_lp[i].num_top == 2 && got_lp[i].top_logprobs[0] >= got_lp[i].top_logprobs[1], "two alternatives, best first");
+            CHECK(got_lp[i].logprob <= got_lp[i].top_logprobs[0] && got_lp[i].logprob < 0.0f, "a logprob of the raw distribution");
+        }
+        CHECK(got_lp[3].logprob < -1.0f, "the bias is not in the logprob");
+        lp.num_top_logprobs = TRTD_MAX_TOP_LOGPROBS + 1;
+        CHECK(trtd_executor_enqueue(a, &lp, &bad) == TRTD_STATUS_INVALID_ARGUMENT && bad == 0, "too many alternatives refused");
+    }
 
     req.context_phase = NULL;
     req.type = TRTD_REQUEST_CONTEXT_AND_GENERATION;

@@ -6,6 +6,9 @@
 //  - top-p alone (top_k 0 or >= vocab): the token lies in the reference nucleus (full sort, smallest prefix whose
 //    mass reaches top_p), and on small distributions the draw frequencies match p_i / nucleus mass.
 //  - hoare_partition leaves the same permutation as the textbook two-pointer loop (libstdc++'s std::partition).
+//  - min_p (ABI 4): with top_k, the token equals the full-sort reference cut where the relative probability drops
+//    below min_p; alone, the index-order walk over the kept ids token for token; with top-p alone, the token lies in
+//    the nucleus and above the cut; alone, the draw frequencies match p_i / kept mass.
 // Prints "ok <cases>" and exits 0, or prints the first mismatch and exits 1.
 #include <algorithm>
 #include <cmath>
@@ -50,12 +53,41 @@ int reference_top_k(const std::vector<float> & lg, const std::vector<int> & ids,
         k = keep;
         total = acc;
     }
+    if (p.min_p > 0) {  // the sorted prefix whose probability relative to the best is at least min_p
+        size_t keep = 1;
+        double acc = pr[0];
+        while (keep < k && pr[keep] >= double(p.min_p)) acc += pr[keep++];
+        k = keep;
+        total = acc;
+    }
     double acc = 0;
     for (size_t i = 0; i < k; ++i) {
         acc += pr[i];
         if (acc > u * total) return ids[i];
     }
     return ids[k - 1];
+}
+
+// min_p alone: index order over the ids whose probability relative to the best is at least min_p.
+int reference_min_p_only(const std::vector<float> & lg, const SamplingParams & p, uint64_t n) {
+    const double inv_t = 1.0 / double(p.temperature);
+    const double u = trtd::counter_uniform(p.seed, n);
+    const float mx = *std::max_element(lg.begin(), lg.end());
+    std::vector<double> pr(lg.size());
+    double total = 0;
+    for (size_t i = 0; i < lg.size(); ++i) {
+        const double x = std::exp((double(lg[i]) - mx) * inv_t);
+        total += (pr[i] = x < double(p.min_p) ? 0 : x);
+    }
+    double acc = 0;
+    int last = 0;
+    for (size_t i = 0; i < lg.size(); ++i) {
+        if (pr[i] == 0) continue;
+        last = int(i);
+        acc += pr[i];
+        if (acc > u * total) return int(i);
+    }
+    return last;
 }
 
 // The top-p nucleus by a full sort, as ids with their probability. The sampler sums the total in index order and
@@ -192,6 +224,73 @@ int main() {
                         }
                 }
         }
+    }
+    // min_p, with top_k (token for token), alone (token for token), with top-p alone (in the nucleus, above the cut).
+    const float min_ps[] = {0.001f, 0.05f, 0.5f, 0.95f, 1.0f};
+    for (const Dist & dist : distributions(rng)) {
+        const int vocab = int(dist.logits.size());
+        const std::vector<int> order = full_sort_order(dist.logits);
+        const float mx = dist.logits[size_t(order[0])];
+        for (float min_p : min_ps)
+            for (float t : {0.7f, 1.0f, 3.0f})
+                for (int mode = 0; mode < 3; ++mode) {  // 0: min_p alone, 1: top_k 5 + top_p 0.9, 2: top_p 0.9 alone
+                    const int top_k = mode == 1 ? std::min(5, vocab - 1) : 0;
+                    const float top_p = mode == 0 ? 1.0f : 0.9f;
+                    std::vector<std::pair<int, double>> nucleus;
+                    if (mode == 2) nucleus = reference_nucleus(dist.logits, order, double(top_p), double(t));
+                    for (uint64_t n = 0; n < 4; ++n) {
+                        SamplingParams p{0x5EEDull, t, top_p, top_k};
+                        p.min_p = min_p;
+                        const int got = sampler.sample(dist.logits.data(), vocab, p, n);
+                        ++cases;
+                        const double rel = std::exp((double(dist.logits[size_t(got)]) - mx) / double(t));
+                        bool ok;
+                        int want = -1;
+                        if (mode == 0) ok = got == (want = reference_min_p_only(dist.logits, p, n));
+                        else if (mode == 1) ok = got == (want = reference_top_k(dist.logits, order, p, n));
+                        else
+                            ok = (rel >= double(min_p) || got == order[0]) &&
+                                 std::any_of(nucleus.begin(), nucleus.end(), [&](const auto & e) { return e.first == got; });
+                        if (!ok) {
+                            std::printf("MIN_P %s vocab %d mode %d min_p %g t %g n %llu: got %d (relative p %g), reference %d\n", dist.name,
+                                        vocab, mode, double(min_p), double(t), (unsigned long long)n, got, rel, want);
+                            return 1;
+                        }
+                    }
+                }
+    }
+    // min_p alone, draw frequencies: each kept id within 5 standard deviations of p_i / kept mass, none dropped drawn.
+    {
+        std::vector<float> lg(300);
+        std::normal_distribution<float> normal(0.0f, 1.0f);
+        for (float & x : lg) x = normal(rng) * 3.0f;
+        const float t = 1.5f, min_p = 0.1f;
+        const float mx = *std::max_element(lg.begin(), lg.end());
+        std::vector<double> q(lg.size());
+        double mass = 0;
+        for (size_t i = 0; i < lg.size(); ++i) {
+            const double x = std::exp((double(lg[i]) - mx) / double(t));
+            mass += (q[i] = x < double(min_p) ? 0 : x);
+        }
+        std::vector<long> count(lg.size(), 0);
+        const long draws = 40000;
+        SamplingParams p{9, t, 1.0f, 0};
+        p.min_p = min_p;
+        for (long n = 0; n < draws; ++n) ++count[size_t(sampler.sample(lg.data(), int(lg.size()), p, uint64_t(n)))];
+        size_t kept = 0;
+        for (size_t i = 0; i < lg.size(); ++i) {
+            const double f = q[i] / mass, expect = f * double(draws), sd = std::sqrt(double(draws) * f * (1 - f));
+            kept += q[i] > 0;
+            if ((q[i] == 0 && count[i] != 0) || std::fabs(double(count[i]) - expect) > 5 * sd + 1) {
+                std::printf("MIN_P FREQUENCY token %zu: %ld draws, expected %.1f (sd %.1f)\n", i, count[i], expect, sd);
+                return 1;
+            }
+        }
+        if (kept < 3 || kept > 60) {
+            std::printf("MIN_P FREQUENCY kept %zu ids: pick another min_p\n", kept);
+            return 1;
+        }
+        cases += draws;
     }
     // Top-p alone, draw frequencies: a 300-token Gaussian at a temperature that leaves a nucleus of a few tokens;
     // 40 000 draws, each nucleus token within 5 standard deviations of its expected count, nothing outside.

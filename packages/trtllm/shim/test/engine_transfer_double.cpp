@@ -44,6 +44,7 @@ struct Inner
     TRTD_DOUBLE_FN(trtd_executor_cancel)
     TRTD_DOUBLE_FN(trtd_executor_set_token_mask)
     TRTD_DOUBLE_FN(trtd_executor_await_responses)
+    TRTD_DOUBLE_FN(trtd_executor_await_responses_ext)
     TRTD_DOUBLE_FN(trtd_executor_notify_fd)
     TRTD_DOUBLE_FN(trtd_executor_get_stats)
     TRTD_DOUBLE_FN(trtd_executor_kv_layout)
@@ -92,6 +93,7 @@ Inner& inner()
         TRTD_DOUBLE_BIND(trtd_executor_cancel)
         TRTD_DOUBLE_BIND(trtd_executor_set_token_mask)
         TRTD_DOUBLE_BIND(trtd_executor_await_responses)
+        TRTD_DOUBLE_BIND(trtd_executor_await_responses_ext)
         TRTD_DOUBLE_BIND(trtd_executor_notify_fd)
         TRTD_DOUBLE_BIND(trtd_executor_get_stats)
         TRTD_DOUBLE_BIND(trtd_executor_kv_layout)
@@ -320,6 +322,16 @@ TRTD_API trtd_status trtd_executor_await_responses(trtd_executor* executor, int3
                     : s;
 }
 
+TRTD_API trtd_status trtd_executor_await_responses_ext(trtd_executor* executor, int32_t timeout_ms,
+    trtd_response* responses, int32_t max_responses, trtd_token* tokens, int32_t max_tokens, trtd_token_logprobs* logprobs,
+    int32_t* num_responses_out)
+{
+    trtd_status s;
+    return ready(s) ? innerStatus(inner().trtd_executor_await_responses_ext(
+               executor, timeout_ms, responses, max_responses, tokens, max_tokens, logprobs, num_responses_out))
+                    : s;
+}
+
 TRTD_API trtd_status trtd_executor_notify_fd(trtd_executor* executor, bool take, int32_t* fd_out)
 {
     trtd_status s;
@@ -465,6 +477,29 @@ TRTD_API trtd_status trtd_executor_kv_export_device(trtd_executor*, trtd_request
 TRTD_API trtd_status trtd_executor_kv_import_device(trtd_executor*, trtd_kv_import_id, const void*, uint64_t)
 {
     return engineNative("kv_import_device");
+}
+
+// ABI 4, as in the shim: no prefix cache (TensorRT-LLM's block reuse stays off there), so no KV events.
+TRTD_API trtd_status trtd_executor_kv_events(trtd_executor*, trtd_kv_event*, int32_t, int32_t* num_events_out, bool* lost_out)
+{
+    if (num_events_out != nullptr)
+    {
+        *num_events_out = 0;
+    }
+    if (lost_out != nullptr)
+    {
+        *lost_out = false;
+    }
+    return fail(TRTD_STATUS_UNSUPPORTED, "kv_events: this engine (test double) keeps no prefix cache");
+}
+
+TRTD_API trtd_status trtd_executor_kv_cache_snapshot(trtd_executor*, uint64_t*, int32_t, int32_t* num_hashes_out)
+{
+    if (num_hashes_out != nullptr)
+    {
+        *num_hashes_out = 0;
+    }
+    return fail(TRTD_STATUS_UNSUPPORTED, "kv_cache_snapshot: this engine (test double) keeps no prefix cache");
 }
 
 TRTD_API trtd_status trtd_executor_compute_logits(trtd_executor* executor, const trtd_token* tokens,

@@ -31,7 +31,16 @@ const WRONG_TYPES: Record<string, unknown[]> = {
   stop: [7, true, {}, [1], [[]], ["a", "b", "c", "d", "e"]],
   n: ["1", true, [], 2, 0],
   user: [7, [], {}, true],
-  logprobs: [true, 5],
+  // Wrong for both endpoints: chat takes a boolean, completions a count in [0, 20].
+  logprobs: ["yes", {}, [], 1.5, -1],
+  frequency_penalty: ["0.5", true, [], {}],
+  presence_penalty: ["1", false, [0]],
+  repetition_penalty: ["1.1", [], {}],
+  min_p: ["0.1", true],
+  min_tokens: ["1", 1.5, true, []],
+  ignore_eos: ["yes", 1, []],
+  stop_token_ids: [7, ["a"], [-1], [1.5], "1"],
+  logit_bias: ["x", 7, [], { a: 1 }, { "1": "x" }, { "-1": 1 }],
   stream_options: ["x", 7, [], { include_usage: "yes" }, { bogus: true }],
 };
 
@@ -41,6 +50,11 @@ const BAD_NUMBERS: Record<string, unknown[]> = {
   top_p: [0, -1, 1.5, 1e308],
   seed: [-1, 2 ** 33, 1e308, -1e308],
   n: [-1, 1e308, 0],
+  frequency_penalty: [-2.5, 3, 1e308],
+  presence_penalty: [2.1, -1e308],
+  repetition_penalty: [0, -1, 11],
+  min_p: [-0.1, 1.5],
+  min_tokens: [-1, 1e308],
 };
 
 const NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999999", "-nan", "0x10", "01", "+1", ".5", "1."];
@@ -124,7 +138,7 @@ export function fuzzCases(count: number, seed: number): FuzzCase[] {
     },
     // Known but unsupported, with a non-neutral value.
     (path) => {
-      const v = pick([{ presence_penalty: 1 }, { frequency_penalty: -1 }, { logit_bias: { "1": 5 } }, { tools: [{ type: "function" }] }, { best_of: 3 }, { echo: true }, { tool_choice: "auto" }]);
+      const v = pick([{ suffix: "x" }, { store: true }, { modalities: ["audio"] }, { tools: [{ type: "function" }] }, { best_of: 3 }, { echo: true }, { tool_choice: "auto" }]);
       add("unsupported_value", path, json({ ...base(path), ...v }));
     },
     // Wrong content types for a valid body.
