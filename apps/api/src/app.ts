@@ -132,7 +132,7 @@ export function createApiApp(opts: ApiAppOptions) {
   ) {
     if (choices.n > 1) {
       const reqs = Array.from({ length: choices.n }, (_, i) => choiceRequest(req, i, choices.seed));
-      return respondChoices(c, deps, reqs, stop, stream, shape);
+      return respondChoices(c, deps, reqs, stop, stream, reqs.map(() => shape)); // the shapes keep no state yet
     }
     const arrival = c.get("arrival");
     const signal = c.req.raw.signal;

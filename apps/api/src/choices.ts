@@ -34,7 +34,13 @@ export interface Choices {
 }
 
 /** Starts the n choices of `req` (n = reqs.length, from choiceRequest); `signal` (the client) cancels them all. */
-export function startChoices(deps: GenerationDeps, reqs: GenerateRequest[], stop: string[], arrival: number, signal: AbortSignal): Choices {
+export function startChoices(
+  deps: GenerationDeps,
+  reqs: GenerateRequest[],
+  stop: string[],
+  arrival: number,
+  signal: AbortSignal,
+): Choices {
   const all = new AbortController();
   const onClientGone = () => all.abort(signal.reason);
   if (signal.aborted) all.abort(signal.reason);
@@ -92,7 +98,7 @@ export interface ChoiceShape<T> {
 }
 
 /** Runs every choice to its end; the first failure cancels the others and is thrown. */
-async function wholeChoices<T>(choices: Choices, shape: ChoiceShape<T>): Promise<unknown> {
+async function wholeChoices<T>(choices: Choices, shapes: ChoiceShape<T>[]): Promise<unknown> {
   let failure: { err: unknown } | undefined;
   const outs = await Promise.all(
     choices.gens.map(async (gen) => {
@@ -114,7 +120,7 @@ async function wholeChoices<T>(choices: Choices, shape: ChoiceShape<T>): Promise
   );
   if (failure) throw failure.err;
   const done = outs as { text: string; result: GenerationResult }[];
-  const objs = done.map((o, i) => withIndex(shape.whole(o.text, o.result), i) as OneChoice & Record<string, unknown>);
+  const objs = done.map((o, i) => withIndex(shapes[i]!.whole(o.text, o.result), i) as OneChoice & Record<string, unknown>);
   return { ...objs[0], choices: objs.map((o) => o.choices[0]), usage: usageOf(totalResult(done.map((o) => o.result))) };
 }
 
@@ -122,20 +128,20 @@ async function wholeChoices<T>(choices: Choices, shape: ChoiceShape<T>): Promise
  * The stream's events (JSON strings, then "[DONE]"): a role chunk per choice when the endpoint has one, then the
  * choices' deltas as they come, each choice closed by its own finish_reason chunk, and one usage chunk at the end.
  */
-async function* choiceEvents<T>(choices: Choices, shape: ChoiceShape<T>, includeUsage: boolean): AsyncGenerator<string> {
-  const gens = choices.gens.map((g) => shape.pieces(g));
+async function* choiceEvents<T>(choices: Choices, shapes: ChoiceShape<T>[], includeUsage: boolean): AsyncGenerator<string> {
+  const gens = choices.gens.map((g, i) => shapes[i]!.pieces(g));
   const results: GenerationResult[] = [];
   let started = false;
   for await (const { index, step } of interleave(gens)) {
-    if (!started && shape.first) for (let i = 0; i < gens.length; i++) yield JSON.stringify(withIndex(shape.first(), i));
+    if (!started) for (let i = 0; i < gens.length; i++) if (shapes[i]!.first) yield JSON.stringify(withIndex(shapes[i]!.first!(), i));
     started = true;
-    if (!step.done) yield JSON.stringify(withIndex(shape.delta(step.value), index));
+    if (!step.done) yield JSON.stringify(withIndex(shapes[index]!.delta(step.value), index));
     else {
       results[index] = step.value;
-      yield JSON.stringify(withIndex(shape.last(step.value), index));
+      yield JSON.stringify(withIndex(shapes[index]!.last(step.value), index));
     }
   }
-  if (includeUsage) yield JSON.stringify(shape.usage(totalResult(results)));
+  if (includeUsage) yield JSON.stringify(shapes[0]!.usage(totalResult(results)));
   yield "[DONE]";
 }
 
@@ -166,17 +172,18 @@ export async function respondChoices<T>(
   reqs: GenerateRequest[],
   stop: string[],
   stream: { stream: boolean; includeUsage: boolean },
-  shape: ChoiceShape<T>,
+  /** Choice i's response shape (one per choice: a shape may keep per-choice state, as a logprobs collector does). */
+  shapes: ChoiceShape<T>[],
 ): Promise<Response | typeof RESPONSE_ALREADY_SENT> {
   const choices = startChoices(deps, reqs, stop, c.get("arrival"), c.req.raw.signal);
   if (!stream.stream) {
     try {
-      return c.json(await wholeChoices(choices, shape));
+      return c.json(await wholeChoices(choices, shapes));
     } finally {
       choices.cancel();
     }
   }
-  const events = choiceEvents(choices, shape, stream.includeUsage);
+  const events = choiceEvents(choices, shapes, stream.includeUsage);
   const finish = async () => {
     choices.cancel();
     await events.return(undefined).catch(() => {});

@@ -2,7 +2,8 @@
 // real nats-server, the real tokenizer and the official openai client. Choice i of a seeded request equals a
 // separate request with seed + i (whole and streamed, chat and completions, with stop strings); greedy choices
 // are equal; indexes, finish reasons and usage have OpenAI's shapes; a client that leaves mid-stream cancels every
-// choice; bad `n` values get OpenAI 400s naming the field; with two decode workers every choice runs where choice 0 runs; nothing leaks (executor stats back to zero).
+// choice; bad `n` values get OpenAI 400s naming the field; with two decode workers every choice runs where choice 0
+// runs; nothing leaks (executor stats back to zero).
 import OpenAI, { APIError } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXECUTOR_DEFAULTS } from "@trtd/apps-common";
@@ -164,25 +165,23 @@ describe("n > 1, completions", () => {
 });
 
 describe("n > 1, two decode workers", () => {
-  it("every choice runs on the decode worker of choice 0 (where the prompt's KV is), whichever that is", async () => {
+  it("every choice runs on the decode worker of choice 0 (where the prompt's KV is)", async () => {
     const plane = await connect(api.natsUri!);
     const second = await startDecodeWorker({ plane, executor: { ...EXECUTOR_DEFAULTS, modelDir, threads: 1, kvBlockCount: 256 } });
     try {
       await eventually(() => api.server.router.readiness().decodeWorkers === 2, 10_000, "the api to see both decode workers", { intervalMs: 20 });
       const executors = [api.decode.executor, second.executor];
-      const used = new Set<number>();
-      // Choice 0 goes round robin between the two idle workers, so both take a turn; the others follow it there
-      // (the least loaded worker would be the other one).
+      // The others follow choice 0 to its worker, where the least loaded worker would be the other one (choice 0
+      // is outstanding on its own).
       for (let k = 0; k < 4; k++) {
         const before = executors.map((e) => e.stats().generatedTokens);
         const r = await chatWhole({ n: 4, seed: 7 + k, max_tokens: 6 });
         const grew = executors.map((e, i) => e.stats().generatedTokens - before[i]!);
         const at = grew.findIndex((g) => g > 0);
-        used.add(at);
+        expect(at).toBeGreaterThanOrEqual(0);
         expect(grew[1 - at]).toBe(0);
         expect(grew[at]).toBe(r.usage!.completion_tokens);
       }
-      expect(used).toEqual(new Set([0, 1]));
       await expectIdle();
       const s = second.executor.stats();
       expect({ active: s.activeRequests, queued: s.queuedRequests, used: s.kvBlocksUsed }).toEqual({ active: 0, queued: 0, used: 0 });
