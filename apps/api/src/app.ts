@@ -6,6 +6,7 @@ import { traceStage } from "@trtd/apps-common";
 import { streamSSE } from "hono/streaming";
 import type { GenerationBackend } from "./backend.js";
 import { ApiError, ApiErrorCodes, InvalidRequestError, NotFoundError, RequestTooLargeError, toApiError } from "./errors.js";
+import { choiceRequest, respondChoices, type ChoiceShape } from "./choices.js";
 import { buildGenerateRequest, runGeneration, type GenerationDeps, type GenerationResult } from "./generation.js";
 import { createApiMetrics, type ApiMetrics } from "./metrics/api-metrics.js";
 import { PROMETHEUS_CONTENT_TYPE } from "./metrics/registry.js";
@@ -119,17 +120,15 @@ export function createApiApp(opts: ApiAppOptions) {
     stream: { stream: boolean; includeUsage: boolean },
     req: ReturnType<typeof buildGenerateRequest>,
     stop: string[],
-    shape: {
-      whole: (text: string, r: GenerationResult) => unknown;
-      pieces: (gen: AsyncGenerator<string, GenerationResult>) => AsyncGenerator<T, GenerationResult>;
-      first?: () => unknown;
-      delta: (item: T) => unknown;
-      deltaJson: (item: T) => string;
-      last: (r: GenerationResult) => unknown;
-      usage: (r: GenerationResult) => unknown;
-    },
-    logprobs?: LogprobsCollector,
+    /** One choice's response shape and logprobs collector (both hold per-choice state): called once per choice. */
+    make: () => { shape: ChoiceShape<T> & { deltaJson: (item: T) => string }; logprobs?: LogprobsCollector },
+    choices: { n: number; seed: number | undefined },
   ) {
+    if (choices.n > 1) {
+      const reqs = Array.from({ length: choices.n }, (_, i) => choiceRequest(req, i, choices.seed));
+      return respondChoices(c, deps, reqs, stop, stream, reqs.map(() => make()));
+    }
+    const { shape, logprobs } = make();
     const arrival = c.get("arrival");
     const signal = c.req.raw.signal;
     if (!stream.stream) {
@@ -233,59 +232,60 @@ export function createApiApp(opts: ApiAppOptions) {
     });
     const common = { id: `chatcmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;
-    // With logprobs, each chunk carries those of the tokens that arrived since the previous one; the last chunk
-    // those left (tokens whose text was held back to the end). Without, the chunks keep their JSON templates.
-    const lp = p.logprobs.logprobs ? new LogprobsCollector(opts.codec) : undefined;
-    const lpNext = () => (lp ? chatLogprobs(lp.take()) : null);
-    const lpRest = (entries = lp?.take()) => (entries?.length ? chatLogprobs(entries) : null);
-    const lpAll = () => (lp ? chatLogprobs(lp.all()) : null);
     // The delta chunk's JSON around its text is serialised once per request.
     const contentDelta = jsonTemplate((s) => R.chatChunk(common, { content: s }, null, u));
+    const reasoningDelta = jsonTemplate((s) => R.chatChunk(common, { reasoning_content: s }, null, u));
     const output: ChatOutputOptions = forced
       ? typeof forced === "object"
         ? { namedCall: forced.name }
         : { tools: { format: "call_list", parallel: p.parallelToolCalls } }
       : { reasoning: opts.reasoning, tools: p.tools && opts.toolCalls ? { format: opts.toolCalls, parallel: p.parallelToolCalls } : undefined };
+    const choices = { n: p.n, seed: p.sampling.seed };
+    // With logprobs, each chunk carries those of the tokens that arrived since the previous one; the last chunk
+    // those left (tokens whose text was held back to the end). Without, the chunks keep their JSON templates.
+    // One collector per choice (n > 1).
+    const logprobsOf = () => {
+      const lp = p.logprobs.logprobs ? new LogprobsCollector(opts.codec) : undefined;
+      return {
+        lp,
+        lpNext: () => (lp ? chatLogprobs(lp.take()) : null),
+        lpRest: (entries = lp?.take()) => (entries?.length ? chatLogprobs(entries) : null),
+        lpAll: () => (lp ? chatLogprobs(lp.all()) : null),
+      };
+    };
     if (output.reasoning || output.tools || output.namedCall !== undefined) {
       // The same parsers split the whole text and the stream, so both give the same reasoning, content and calls.
-      const reasoningDelta = jsonTemplate((s) => R.chatChunk(common, { reasoning_content: s }, null, u));
-      const delta = (x: ChatPiece) => R.chatChunk(common, pieceDelta(x), null, u, lpNext());
-      return respond<ChatPiece>(
-        c,
-        p.stream,
-        req,
-        p.stop,
-        {
-          whole: (text, r) => R.chatCompletionFromParts(common, chatMessageParts(text, r, output), lpAll()),
-          pieces: (gen) => chatPieces(gen, output),
+      return respond<ChatPiece>(c, p.stream, req, p.stop, () => {
+        const { lp, lpNext, lpRest, lpAll } = logprobsOf();
+        const delta = (x: ChatPiece) => R.chatChunk(common, pieceDelta(x), null, u, lpNext());
+        const shape = {
+          whole: (text: string, r: GenerationResult) => R.chatCompletionFromParts(common, chatMessageParts(text, r, output), lpAll()),
+          pieces: (gen: AsyncGenerator<string, GenerationResult>) => chatPieces(gen, output),
           first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
           delta,
           deltaJson: lp
-            ? (x) => JSON.stringify(delta(x))
-            : (x) => (x.kind === "content" ? contentDelta(x.text) : x.kind === "reasoning" ? reasoningDelta(x.text) : JSON.stringify(delta(x))),
-          last: (r) => R.chatChunk(common, {}, r.finishReason, u, lpRest()),
-          usage: (r) => R.chatUsageChunk(common, r),
-        },
-        lp,
-      );
+            ? (x: ChatPiece) => JSON.stringify(delta(x))
+            : (x: ChatPiece) => (x.kind === "content" ? contentDelta(x.text) : x.kind === "reasoning" ? reasoningDelta(x.text) : JSON.stringify(delta(x))),
+          last: (r: GenerationResult) => R.chatChunk(common, {}, r.finishReason, u, lpRest()),
+          usage: (r: GenerationResult) => R.chatUsageChunk(common, r),
+        };
+        return { shape, logprobs: lp };
+      }, choices);
     }
-    const delta = (text: string) => R.chatChunk(common, { content: text }, null, u, lpNext());
-    return respond(
-      c,
-      p.stream,
-      req,
-      p.stop,
-      {
-        whole: (text, r) => R.chatCompletion(common, text, r, lpAll()),
-        pieces: (gen) => gen,
+    return respond<string>(c, p.stream, req, p.stop, () => {
+      const { lp, lpNext, lpRest, lpAll } = logprobsOf();
+      const delta = (text: string) => R.chatChunk(common, { content: text }, null, u, lpNext());
+      const shape = {
+        whole: (text: string, r: GenerationResult) => R.chatCompletion(common, text, r, lpAll()),
+        pieces: (gen: AsyncGenerator<string, GenerationResult>) => gen,
         first: () => R.chatChunk(common, { role: "assistant", content: "" }, null, u),
         delta,
-        deltaJson: lp ? (text) => JSON.stringify(delta(text)) : contentDelta,
-        last: (r) => R.chatChunk(common, {}, r.finishReason, u, lpRest()),
-        usage: (r) => R.chatUsageChunk(common, r),
-      },
-      lp,
-    );
+        deltaJson: lp ? (text: string) => JSON.stringify(delta(text)) : contentDelta,
+        last: (r: GenerationResult) => R.chatChunk(common, {}, r.finishReason, u, lpRest()),
+        usage: (r: GenerationResult) => R.chatUsageChunk(common, r),
+      };
+      return { shape, logprobs: lp };
+    }, choices);
   });
 
   app.post("/v1/completions", async function completions(c) {
@@ -306,25 +306,22 @@ export function createApiApp(opts: ApiAppOptions) {
     });
     const common = { id: `cmpl-${c.get("requestId")}`, created: created(), model: opts.modelName };
     const u = p.stream.includeUsage;
-    const lp = p.logprobs.logprobs ? new LogprobsCollector(opts.codec) : undefined;
-    const lpOf = (entries: TokenLogprob[]) => (lp ? completionLogprobs(entries, lp.advanceTextOffset(entries)) : null);
-    const lpNext = () => (lp ? lpOf(lp.take()) : null);
-    const delta = (text: string) => R.completionChunk(common, text, null, u, lpNext());
-    return respond(
-      c,
-      p.stream,
-      req,
-      p.stop,
-      {
-        whole: (text, r) => R.completion(common, text, r, lp ? lpOf(lp.all()) : null),
-        pieces: (gen) => gen,
+    return respond<string>(c, p.stream, req, p.stop, () => {
+      // One collector per choice (n > 1).
+      const lp = p.logprobs.logprobs ? new LogprobsCollector(opts.codec) : undefined;
+      const lpOf = (entries: TokenLogprob[]) => (lp ? completionLogprobs(entries, lp.advanceTextOffset(entries)) : null);
+      const lpNext = () => (lp ? lpOf(lp.take()) : null);
+      const delta = (text: string) => R.completionChunk(common, text, null, u, lpNext());
+      const shape = {
+        whole: (text: string, r: GenerationResult) => R.completion(common, text, r, lp ? lpOf(lp.all()) : null),
+        pieces: (gen: AsyncGenerator<string, GenerationResult>) => gen,
         delta,
-        deltaJson: lp ? (text) => JSON.stringify(delta(text)) : jsonTemplate((text) => R.completionChunk(common, text, null, u)),
-        last: (r) => R.completionChunk(common, "", r.finishReason, u, lpNext()),
-        usage: (r) => R.completionUsageChunk(common, r),
-      },
-      lp,
-    );
+        deltaJson: lp ? (text: string) => JSON.stringify(delta(text)) : jsonTemplate((text) => R.completionChunk(common, text, null, u)),
+        last: (r: GenerationResult) => R.completionChunk(common, "", r.finishReason, u, lpNext()),
+        usage: (r: GenerationResult) => R.completionUsageChunk(common, r),
+      };
+      return { shape, logprobs: lp };
+    }, { n: p.n, seed: p.sampling.seed });
   });
 
   return { app, metrics, limits };

@@ -9,8 +9,22 @@ export interface Readiness {
   stalledWorkers: number;
 }
 
+/**
+ * Where one request should run, beyond the router's own choice: the choices of an `n` > 1 request
+ * (choices.ts) go where choice 0 went, so its prompt KV, cached there, is not computed again.
+ */
+export interface DecodeRoute {
+  /**
+   * Run aggregated (no remote prefill) on this decode instance while it is live and takes work; otherwise (gone,
+   * draining, stalled, or a retry after it failed) the request is routed as usual.
+   */
+  pin?: string;
+  /** Told the decode instance of each attempt (after a migration, the last one holds the request's KV). */
+  onDecode?: (instanceId: string) => void;
+}
+
 export interface GenerationBackend {
   readiness(): Readiness;
   /** Streams decode chunks; aborting `signal` cancels the request in every worker holding it. */
-  generate(req: GenerateRequest, signal: AbortSignal): AsyncIterable<DecodeChunk>;
+  generate(req: GenerateRequest, signal: AbortSignal, route?: DecodeRoute): AsyncIterable<DecodeChunk>;
 }

@@ -35,7 +35,8 @@ async function sseEvents(res: Response): Promise<string[]> {
 
 describe("api - validation", () => {
   const bad: Array<[string, Record<string, unknown>, number, string, string | null]> = [
-    ["n > 1", chat({ n: 2 }), 400, "unsupported_parameter", "n"],
+    ["n above the maximum", chat({ n: 17 }), 400, "invalid_value", "n"],
+    ["n = 0", chat({ n: 0 }), 400, "invalid_value", "n"],
     ["top_logprobs without logprobs (as OpenAI)", chat({ top_logprobs: 2 }), 400, "invalid_value", "top_logprobs"],
     ["top_logprobs over 20", chat({ logprobs: true, top_logprobs: 21 }), 400, "invalid_value", "top_logprobs"],
     ["logprobs not a boolean", chat({ logprobs: 3 }), 400, "invalid_value", "logprobs"],
@@ -76,6 +77,8 @@ describe("api - validation", () => {
     ["max_tokens over the context", { model: MODEL, prompt: "x", max_tokens: 1000 }, 400, "context_length_exceeded", "max_tokens"],
     ["empty prompt", { model: MODEL, prompt: "" }, 400, "invalid_value", "prompt"],
     ["no prompt", { model: MODEL }, 400, "invalid_request", "prompt"],
+    ["n not an integer", { model: MODEL, prompt: "x", n: 1.5 }, 400, "invalid_value", "n"],
+    ["best_of > 1", { model: MODEL, prompt: "x", best_of: 2 }, 400, "unsupported_parameter", "best_of"],
     ["logprobs over 20", { model: MODEL, prompt: "x", logprobs: 21 }, 400, "invalid_value", "logprobs"],
     ["logprobs as a boolean (completions take a count)", { model: MODEL, prompt: "x", logprobs: true }, 400, "invalid_value", "logprobs"],
     ["logit_bias id outside the vocabulary", { model: MODEL, prompt: "x", logit_bias: { "300": -1 } }, 400, "invalid_value", "logit_bias"],
@@ -235,7 +238,7 @@ describe("api - responses", () => {
   it("exposes Prometheus metrics for requests and tokens", async () => {
     const { post, app } = setup();
     await post("/v1/completions", { model: MODEL, prompt: "x", max_tokens: 4 });
-    await post("/v1/completions", { model: MODEL, prompt: "x", n: 3 });
+    await post("/v1/completions", { model: MODEL, prompt: "x", n: 17 });
     const text = await (await app.request("/metrics")).text();
     expect(text).toMatch(/trtd_requests_total\{endpoint="\/v1\/completions",status="200"\} 1/);
     expect(text).toMatch(/trtd_requests_total\{endpoint="\/v1\/completions",status="400"\} 1/);

@@ -112,6 +112,34 @@ describe("router - with real workers", () => {
     expect(plain.flatMap((c) => c.tokens)).toEqual(chunks.flatMap((c) => c.tokens));
   });
 
+  it("a pinned request (n > 1's later choices) runs aggregated on its pinned decode worker; a pin to no live worker is routed as usual", async () => {
+    // TEST DOUBLE around the real workers: a second, idle-looking decode instance "twin" served by the same real
+    // worker, so the selector prefers it; it records which instance each decode went to.
+    const [real] = workers.instances("decode");
+    const calls: string[] = [];
+    const twin: Workers = {
+      instances: (role) => (role === "decode" ? [{ id: "twin", load: load(0) }, { ...real!, load: load(5) }] : workers.instances(role)),
+      prefill: (id, r, sig) => workers.prefill(id, r, sig),
+      decode: (id, r, sig) => {
+        calls.push(id);
+        return workers.decode(real!.id, r, sig);
+      },
+    };
+    const fallbacks: unknown[] = [];
+    const router = new Router({ workers: twin, prefill: { minPromptTokens: 1 }, onPrefillFallback: (e) => fallbacks.push(e) });
+    const chosen: string[] = [];
+    const pinned: DecodeChunk[] = [];
+    for await (const c of router.generate(req(), new AbortController().signal, { pin: real!.id, onDecode: (id) => chosen.push(id) })) pinned.push(c);
+    expect({ calls, chosen, fallbacks: fallbacks.length }).toEqual({ calls: [real!.id], chosen: [real!.id], fallbacks: 0 });
+    expect(pinned[0]!.mode).toBe("aggregated");
+    expect(pinned.flatMap((c) => c.tokens)).toHaveLength(8);
+    calls.length = 0;
+    chosen.length = 0;
+    for await (const c of router.generate(req(), new AbortController().signal, { pin: "gone", onDecode: (id) => chosen.push(id) })) void c;
+    // Routed as usual: the remote prefill was tried (the failing test double), then the least loaded worker.
+    expect({ calls, chosen, fallbacks: fallbacks.length }).toEqual({ calls: ["twin"], chosen: ["twin"], fallbacks: 1 });
+  });
+
   it("moves a request to another decode worker when the chosen one is gone before its first token", async () => {
     // TEST DOUBLE around the real workers: adds an idle-looking decode instance that has vanished.
     const attempts: string[] = [];

@@ -14,6 +14,8 @@ export interface ChatCompletionParams {
   /** The field the client gave the limit in (`max_completion_tokens` or `max_tokens`), for error messages. */
   maxTokensParam: "max_completion_tokens" | "max_tokens";
   sampling: V.SamplingFields;
+  /** Choices to generate (`n`, 1 to MAX_N); choice i samples with seed + i (choices.ts). */
+  n: number;
   controls: V.ControlFields;
   logprobs: V.LogprobsFields;
   stop: string[];
@@ -211,7 +213,6 @@ export function parseChatCompletion(raw: unknown, servedModel: string): ChatComp
   const body = V.asBody(raw);
   V.checkFields(body, KNOWN, V.NEUTRAL_FIELDS);
   const model = V.requireModel(body, servedModel);
-  V.parseN(body);
   const logprobs = V.optBool(body, "logprobs", false);
   const topLogprobs = V.optInt(body, "top_logprobs", 0, L.MAX_TOP_LOGPROBS);
   // As OpenAI: top_logprobs needs logprobs: true.
@@ -223,6 +224,7 @@ export function parseChatCompletion(raw: unknown, servedModel: string): ChatComp
   if (maxA !== undefined && maxB !== undefined && maxA !== maxB) {
     throw new InvalidRequestError("'max_tokens' and 'max_completion_tokens' disagree; send one", "max_completion_tokens");
   }
+  const sampling = V.parseSampling(body);
   const tools = parseTools(body.tools);
   const toolChoice = parseToolChoice(body.tool_choice, tools);
   return {
@@ -234,7 +236,8 @@ export function parseChatCompletion(raw: unknown, servedModel: string): ChatComp
     maxTokens: maxA ?? maxB,
     // Errors about the limit name the field the client sent (max_tokens is the older name of the same limit).
     maxTokensParam: maxA === undefined && maxB !== undefined ? "max_tokens" : "max_completion_tokens",
-    sampling: V.parseSampling(body),
+    sampling,
+    n: V.parseN(body, sampling),
     controls: V.parseControls(body),
     logprobs: { logprobs, topLogprobs: topLogprobs ?? 0 },
     stop: V.parseStop(body),

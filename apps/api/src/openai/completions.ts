@@ -10,6 +10,8 @@ export interface CompletionParams {
   /** Undefined: COMPLETIONS_DEFAULT_MAX_TOKENS. */
   maxTokens?: number;
   sampling: V.SamplingFields;
+  /** Choices to generate (`n`, 1 to MAX_N); choice i samples with seed + i (choices.ts). */
+  n: number;
   controls: V.ControlFields;
   /** `logprobs: k` (0-20): each token's logprob and its k best alternatives; null or absent: none. */
   logprobs: V.LogprobsFields;
@@ -38,14 +40,15 @@ export function parseCompletion(raw: unknown, servedModel: string): CompletionPa
   const body = V.asBody(raw);
   V.checkFields(body, KNOWN, V.NEUTRAL_FIELDS);
   const model = V.requireModel(body, servedModel);
-  V.parseN(body);
   const logprobs = V.optInt(body, "logprobs", 0, L.MAX_TOP_LOGPROBS);
   if (body.prompt === undefined) throw new InvalidRequestError("'prompt' is required", "prompt", ApiErrorCodes.invalidRequest);
+  const sampling = V.parseSampling(body);
   return {
     model,
     prompt: parsePrompt(body.prompt),
     maxTokens: V.optInt(body, "max_tokens", 1, Number.MAX_SAFE_INTEGER),
-    sampling: V.parseSampling(body),
+    sampling,
+    n: V.parseN(body, sampling),
     controls: V.parseControls(body),
     logprobs: { logprobs: logprobs !== undefined, topLogprobs: logprobs ?? 0 },
     stop: V.parseStop(body),

@@ -8,6 +8,8 @@ export const TOP_P_MAX = 1;
 export const TOP_P_DEFAULT = 1;
 export const SEED_MIN = 0;
 export const SEED_MAX = 0xffff_ffff;
+/** Choices per request (`n`): each is a request on the decode worker, so n multiplies the work of one request. */
+export const MAX_N = 16;
 export const MAX_STOP_SEQUENCES = 4;
 /** OpenAI's range of frequency_penalty and presence_penalty. */
 export const PENALTY_MIN = -2;

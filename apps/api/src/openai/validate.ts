@@ -161,11 +161,17 @@ export function parseStop(body: Body): string[] {
   return list;
 }
 
-export function parseN(body: Body): void {
-  const n = body.n;
-  if (n !== undefined && n !== null && n !== 1) {
-    throw new InvalidRequestError("only n=1 is supported", "n", ApiErrorCodes.unsupported);
+/**
+ * `n`: how many choices, 1 to MAX_N (choices.ts runs them). `best_of` stays refused beyond 1 (NEUTRAL_FIELDS): it
+ * would generate choices the client never sees. Choice i samples with `seed + i`, so a seeded request must leave
+ * room for its n seeds below SEED_MAX.
+ */
+export function parseN(body: Body, sampling: SamplingFields): number {
+  const n = optInt(body, "n", 1, L.MAX_N) ?? 1;
+  if (sampling.seed !== undefined && sampling.seed + n - 1 > L.SEED_MAX) {
+    throw new InvalidRequestError(`with n=${n}, choice i samples with seed + i: 'seed' must be at most ${L.SEED_MAX - n + 1}`, "seed");
   }
+  return n;
 }
 
 export function parseUser(body: Body): string | undefined {

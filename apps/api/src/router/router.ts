@@ -1,7 +1,7 @@
 // The router decides where a request runs and sends it there (ARCHITECTURE.md, step 2): remote prefill when
 // the policy allows, then decode on the least loaded decode worker; aggregated when prefill is not used or fails.
 import type { DecodeChunk, DecodeRequest, GenerateRequest, PrefillResult } from "@trtd/apps-common";
-import type { GenerationBackend, Readiness } from "../backend.js";
+import type { DecodeRoute, GenerationBackend, Readiness } from "../backend.js";
 import { NoWorkersError, OverloadedError, WorkerGoneError } from "../errors.js";
 import { LeastLoadedSelector, type DecodeSelector } from "./decode-selector.js";
 import type { KvIndex } from "./kv-index.js";
@@ -83,7 +83,7 @@ export class Router implements GenerationBackend {
     else this.inFlight.set(id, n);
   }
 
-  async *generate(req: GenerateRequest, signal: AbortSignal): AsyncGenerator<DecodeChunk> {
+  async *generate(req: GenerateRequest, signal: AbortSignal, route: DecodeRoute = {}): AsyncGenerator<DecodeChunk> {
     const liveDecoders = (skip: ReadonlySet<string>) => this.workers.instances("decode").filter((w) => usable(w) && !skip.has(w.id));
     const live = liveDecoders(new Set());
     if (live.length === 0) throw new NoWorkersError();
@@ -91,9 +91,11 @@ export class Router implements GenerationBackend {
     if (live.every((w) => this.outstanding(w) >= this.maxRequestsPerWorker)) throw new OverloadedError(this.maxRequestsPerWorker);
 
     let prefill: PrefillResult | undefined;
+    // A pinned request reuses the KV its pinned worker already holds: a remote prefill would compute it again.
+    const pinned = route.pin !== undefined && live.some((w) => w.id === route.pin);
     const hashes = new Map<string, bigint[]>();
-    const cached = this.kvIndex ? Math.max(0, ...live.map((w) => this.kvIndex!.overlap(w.id, req.tokens, hashes).cachedTokens)) : 0;
-    const decision = this.policy.decide(req, this.workers.instances("prefill"), this.inFlight, cached, this.prefillSelector);
+    const cached = !pinned && this.kvIndex ? Math.max(0, ...live.map((w) => this.kvIndex!.overlap(w.id, req.tokens, hashes).cachedTokens)) : 0;
+    const decision = pinned ? { remote: false as const } : this.policy.decide(req, this.workers.instances("prefill"), this.inFlight, cached, this.prefillSelector);
     if (decision.remote) {
       const id = decision.instance.id;
       this.track(id, 1);
@@ -114,7 +116,7 @@ export class Router implements GenerationBackend {
 
     let handedOver = false;
     try {
-      for await (const chunk of this.decodeWithRetries(req, prefill, signal)) {
+      for await (const chunk of this.decodeWithRetries(req, prefill, signal, pinned ? route.pin : undefined, route.onDecode)) {
         handedOver = true;
         yield chunk;
       }
@@ -128,7 +130,13 @@ export class Router implements GenerationBackend {
     this.releasePrefill(p).catch(() => {}); // best effort: the offer expires anyway
   }
 
-  private async *decodeWithRetries(req: GenerateRequest, prefill: PrefillResult | undefined, signal: AbortSignal): AsyncGenerator<DecodeChunk> {
+  private async *decodeWithRetries(
+    req: GenerateRequest,
+    prefill: PrefillResult | undefined,
+    signal: AbortSignal,
+    pin?: string,
+    onDecode?: (instanceId: string) => void,
+  ): AsyncGenerator<DecodeChunk> {
     const liveDecoders = (skip: ReadonlySet<string>) => this.workers.instances("decode").filter((w) => usable(w) && !skip.has(w.id));
     // A decode worker that is gone (crashed, restarting) is skipped and the next one tried. Before the first
     // token the request is simply resent. After it, the request migrates: the prompt plus the tokens already
@@ -141,7 +149,9 @@ export class Router implements GenerationBackend {
     for (let attempt = 1; ; attempt++) {
       const candidates = liveDecoders(gone);
       if (candidates.length === 0) throw new NoWorkersError(generated.length > 0 ? "the decode worker died mid-stream and no other decode worker is available" : undefined);
-      const decode = this.selector.select(req, candidates, this.inFlight);
+      // The pin holds for the first attempt only: a retry goes where the selector says.
+      const decode = (attempt === 1 && candidates.find((w) => w.id === pin)) || this.selector.select(req, candidates, this.inFlight);
+      onDecode?.(decode.id);
       const migrated = generated.length > 0;
       // Counted once a worker takes the continuation over (not when none is left to take it).
       if (migrated) this.onMigration(generated.length, lostWorker);

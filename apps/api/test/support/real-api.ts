@@ -2,7 +2,7 @@
 // reference executor with models/tiny, the real tokenizer, and the HTTP server on 127.0.0.1 at a port the OS picks.
 import { EXECUTOR_DEFAULTS } from "@trtd/apps-common";
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
-import { createInProcessPlane, type RequestPlane } from "@trtd/request-plane";
+import { connect, createInProcessPlane, startNatsServer, type NatsServerHandle, type RequestPlane } from "@trtd/request-plane";
 import { eventually, modelDir } from "@trtd/test-support";
 import { startApiServer, type ApiServerOptions, type RunningApiServer, type ServerLimits } from "../../src/index.js";
 
@@ -10,6 +10,8 @@ export interface RealApi {
   readonly url: string;
   readonly server: RunningApiServer;
   readonly decode: RunningDecodeWorker;
+  /** The nats-server's `nats://host:port` when started with `nats: true`. */
+  readonly natsUri?: string;
   /** Lines the api logged (unexpected 500s). */
   readonly logs: string[];
   stop(): Promise<void>;
@@ -19,13 +21,22 @@ export interface RealApiOptions {
   /** The model directory of the worker and the api (default models/tiny). */
   modelDir?: string;
   reasoningParser?: ApiServerOptions["reasoningParser"];
+  /** Put the worker and the api on a real nats-server (started here, one connection each) instead of the in-process plane. */
+  nats?: boolean;
 }
 
 export async function startRealApi(limits: Partial<ServerLimits> = {}, o: RealApiOptions = {}): Promise<RealApi> {
   const dir = o.modelDir ?? modelDir;
-  const plane: RequestPlane = createInProcessPlane();
+  const nats: NatsServerHandle | undefined = o.nats ? await startNatsServer() : undefined;
+  const plane: RequestPlane = nats ? await connect(nats.uri) : createInProcessPlane();
+  const workerPlane: RequestPlane = nats ? await connect(nats.uri) : plane;
+  const closePlanes = async () => {
+    if (workerPlane !== plane) await workerPlane.close();
+    await plane.close();
+    await nats?.stop();
+  };
   const logs: string[] = [];
-  const decode = await startDecodeWorker({ plane, executor: { ...EXECUTOR_DEFAULTS, modelDir: dir, threads: 1, kvBlockCount: 256 } });
+  const decode = await startDecodeWorker({ plane: workerPlane, executor: { ...EXECUTOR_DEFAULTS, modelDir: dir, threads: 1, kvBlockCount: 256 } });
   let server: RunningApiServer | undefined;
   try {
     server = await startApiServer({ plane, tokenizerDir: dir, modelName: "tiny", reasoningParser: o.reasoningParser, host: "127.0.0.1", port: 0, limits, log: (l) => logs.push(l) });
@@ -36,17 +47,18 @@ export async function startRealApi(limits: Partial<ServerLimits> = {}, o: RealAp
       url: s.url,
       server: s,
       decode,
+      natsUri: nats?.uri,
       logs,
       async stop() {
         await s.close();
         await decode.stop(1000);
-        await plane.close();
+        await closePlanes();
       },
     };
   } catch (err) {
     await server?.close();
     await decode.stop(1000);
-    await plane.close();
+    await closePlanes();
     throw err;
   }
 }
