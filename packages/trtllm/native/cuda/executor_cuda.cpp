@@ -356,26 +356,11 @@ struct trtd_executor {
         return false;
     }
 
-    void erase_done_locked(const std::vector<Request *> & done) {
-        if (done.empty()) return;
-        running.erase(std::remove_if(running.begin(), running.end(),
-                                     [&](const std::unique_ptr<Request> & r) {
-                                         return std::find(done.begin(), done.end(), r.get()) != done.end();
-                                     }),
-                      running.end());
-    }
-
     // Draws the held rows whose mask has come, before the step is built, so that each request joins this step's
     // decodes with its new token. Caller holds mu through lk; the draws run outside it (requests leave running only
     // on this thread, and the draw reads only fields this thread writes).
     void sample_held(std::unique_lock<std::mutex> & lk) {
-        struct Ready { Request * req; std::vector<uint32_t> mask; };
-        std::vector<Ready> ready;
-        for (auto & r : running)
-            if (r->awaiting_mask && r->mask_ready && !r->cancel) {
-                ready.push_back({r.get(), std::move(r->mask)});
-                r->mask_ready = false;
-            }
+        auto ready = take_ready_masks_locked(running);
         if (ready.empty()) return;
         std::vector<int> tokens(ready.size());
         std::vector<trtd_token_logprobs> logprobs(ready.size(), no_logprobs());
@@ -389,7 +374,7 @@ struct trtd_executor {
             r.awaiting_mask = false;  // held_logits keeps its capacity for the next held row
             if (accept_token_locked(r, tokens[i], r.logprobs ? &logprobs[i] : nullptr)) done.push_back(&r);
         }
-        erase_done_locked(done);
+        erase_done_locked(running, done);
     }
 
     void run_iterations() {
@@ -542,7 +527,7 @@ struct trtd_executor {
                 if (it.defer) { r.awaiting_mask = true; continue; }  // its logits are held: sample_held draws it
                 if (accept_token_locked(r, sampled[d], r.logprobs ? &host_logprobs[d] : nullptr)) done.push_back(&r);
             }
-            erase_done_locked(done);
+            erase_done_locked(running, done);
             if (timing) t_post += ms_now() - tp;
         }
     }

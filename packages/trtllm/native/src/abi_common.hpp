@@ -1,8 +1,11 @@
 // What every implementation of trtd_executor.h does the same way: the per-thread last error, exception
 // guards, request validation, and the response queue with its notification fd.
 #pragma once
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <stdexcept>
@@ -37,6 +40,38 @@ trtd_status validate_request(const trtd_request * req, int vocab, int max_ctx);
 
 // The config fields both executors check the same way (the device rule is each one's own).
 trtd_status validate_config(const trtd_executor_config & c);
+
+// The engine thread's bookkeeping both executors share. Request is each executor's own type; the fields used here
+// (cancel, awaiting_mask, mask_ready, mask) mean the same in both. The caller holds the executor's lock.
+
+// Removes the finished requests from `running`, keeping the others' order (admission order).
+template <class Request>
+void erase_done_locked(std::vector<std::unique_ptr<Request>> & running, const std::vector<Request *> & done) {
+    if (done.empty()) return;
+    running.erase(std::remove_if(running.begin(), running.end(),
+                                 [&](const std::unique_ptr<Request> & r) {
+                                     return std::find(done.begin(), done.end(), r.get()) != done.end();
+                                 }),
+                  running.end());
+}
+
+// A constrained request that holds its logits and whose mask has now arrived, with that mask moved out of it.
+template <class Request> struct ReadyMask {
+    Request * req;
+    std::vector<uint32_t> mask;
+};
+
+// The held requests that can be drawn now (constrained decoding: their logits wait for their mask).
+template <class Request>
+std::vector<ReadyMask<Request>> take_ready_masks_locked(std::vector<std::unique_ptr<Request>> & running) {
+    std::vector<ReadyMask<Request>> ready;
+    for (auto & r : running)
+        if (r->awaiting_mask && r->mask_ready && !r->cancel) {
+            ready.push_back({r.get(), std::move(r->mask)});
+            r->mask_ready = false;
+        }
+    return ready;
+}
 
 // Responses accumulated per request until drained; writes a wake-up byte to the notify socket when the queue
 // goes from empty to non-empty. The owner's mutex guards every call (the *_locked names).

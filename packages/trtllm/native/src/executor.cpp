@@ -322,31 +322,15 @@ struct trtd_executor {
         return false;
     }
 
-    // Erases finished requests from running (engine thread, under mu).
-    void erase_done_locked(const std::vector<Request *> & done) {
-        if (done.empty()) return;
-        running.erase(std::remove_if(running.begin(), running.end(),
-                                     [&](const std::unique_ptr<Request> & r) {
-                                         return std::find(done.begin(), done.end(), r.get()) != done.end();
-                                     }),
-                      running.end());
-    }
-
     // Samples the constrained requests whose held logits have their mask now, before the iteration's forward pass,
     // so that each joins this iteration's decodes with its new token. Caller holds mu; the draws run outside it.
     void sample_held(std::unique_lock<std::mutex> & lk) {
-        struct Held { Request * req; std::vector<uint32_t> mask; };
-        std::vector<Held> ready;
-        for (auto & r : running)
-            if (r->awaiting_mask && r->mask_ready && !r->cancel) {
-                ready.push_back({r.get(), std::move(r->mask)});
-                r->mask_ready = false;
-            }
+        auto ready = take_ready_masks_locked(running);
         if (ready.empty()) return;
         std::vector<int> tokens(ready.size());
         std::vector<trtd_token_logprobs> logprobs(ready.size(), no_logprobs());
         std::vector<Draw> draws;
-        for (Held & h : ready)
+        for (auto & h : ready)
             draws.push_back({h.req, uint64_t(h.req->generated_offset) + uint64_t(h.req->generated),
                              h.req->held_logits.data(), h.mask.data()});
         lk.unlock();  // requests leave running only on this thread, so the pointers stay valid
@@ -361,7 +345,7 @@ struct trtd_executor {
             r.awaiting_mask = false;
             if (accept_token_locked(r, tokens[i], r.logprobs ? &logprobs[i] : nullptr)) done.push_back(&r);
         }
-        erase_done_locked(done);
+        erase_done_locked(running, done);
     }
 
     void run_iterations() {
@@ -467,7 +451,7 @@ struct trtd_executor {
                 const size_t d = size_t(si++);
                 if (accept_token_locked(r, sampled[d], r.logprobs ? &sampled_logprobs[d] : nullptr)) done.push_back(&r);
             }
-            erase_done_locked(done);
+            erase_done_locked(running, done);
         }
     }
 };
