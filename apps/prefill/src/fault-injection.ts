@@ -4,7 +4,9 @@
 // - corrupt:   the offer is made (checksums computed), then one byte of the pinned export memory is flipped,
 //              so the decode side's checksum check fails on the bytes it really received (host-memory executors:
 //              an offer with a device path is staged and checksummed only when a host pull starts, and a cuda-ipc
-//              pull never reads the host copy, so this fault does not reach it);
+//              pull never reads the host copy, so this fault does not reach it; the worker turns kv-transfer's
+//              single-copy shm staging off under this fault, since a staged offer is copied before the flip;
+//              corruption of a staged copy is kv-transfer's own test, test/shm-staging.test.ts);
 // - stall:     the offer is withdrawn and the handle points at a listener that accepts and never answers,
 //              so the decode side's pull runs into its timeout;
 // - peer-gone: the offer is withdrawn and the handle points at a closed port (connection refused).

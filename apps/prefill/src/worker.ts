@@ -49,6 +49,9 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
       advertiseHost: o.kvAdvertiseHost ?? defaultAdvertiseHost(o.kvHost ?? "127.0.0.1"),
       ...(o.kvOfferTtlMs ? { ttlMs: o.kvOfferTtlMs } : {}),
       nats: { requestPlane: o.plane }, // the small-KV fallback rides the request plane, NATS or in-process
+      // The corrupt fault flips a byte of the export after the offer is made; a single-copy shm offer has already
+      // copied (and checksummed) it into its segment by then, so the fault would never reach the puller.
+      ...(faults?.fault === "corrupt" ? { shm: { staging: false } } : {}),
     });
     const off = offers;
     let events: KvEventPublisher | undefined; // the prefix cache's events, polled by KV-aware routers

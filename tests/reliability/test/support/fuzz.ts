@@ -29,7 +29,7 @@ const WRONG_TYPES: Record<string, unknown[]> = {
   seed: ["1", true, [], 1.5],
   stream: ["yes", 1, [], {}],
   stop: [7, true, {}, [1], [[]], ["a", "b", "c", "d", "e"]],
-  n: ["1", true, [], 2, 0],
+  n: ["1", true, [], 1.5, 0], // 2 is served since n > 1 landed; a fraction is still the wrong type
   user: [7, [], {}, true],
   // Wrong for both endpoints: chat takes a boolean, completions a count in [0, 20].
   logprobs: ["yes", {}, [], 1.5, -1],
@@ -49,7 +49,7 @@ const BAD_NUMBERS: Record<string, unknown[]> = {
   temperature: [-0.1, 2.5, 1e308, -1e308, -1],
   top_p: [0, -1, 1.5, 1e308],
   seed: [-1, 2 ** 33, 1e308, -1e308],
-  n: [-1, 1e308, 0],
+  n: [-1, 1e308, 0, 17], // 17: one past the api's maximum (MAX_N, 16)
   frequency_penalty: [-2.5, 3, 1e308],
   presence_penalty: [2.1, -1e308],
   repetition_penalty: [0, -1, 11],
