@@ -1013,26 +1013,14 @@ trtd_status trtd_executor_kv_import_device(trtd_executor * ex, trtd_kv_import_id
     });
 }
 
-// The reference executor's rules and messages (executor.cpp): the mask is checked whole before the request is looked up.
+// Mask checks and request state are abi_common's (validate_token_mask, set_token_mask_locked), as in the reference executor.
 trtd_status trtd_executor_set_token_mask(trtd_executor * ex, trtd_request_id id, const uint32_t * bitmask, int32_t num_words) {
-    if (!ex || !bitmask) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and bitmask must not be NULL");
-    const int vocab = ex->model.vocab_size, words = ceil_div(vocab, 32);
-    if (num_words != words)
-        return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_words is " + std::to_string(num_words) + "; a vocabulary of " +
-                                                      std::to_string(vocab) + " tokens needs " + std::to_string(words));
-    const uint32_t last = (vocab % 32) ? ((1u << (vocab % 32)) - 1u) : ~0u;
-    bool any = (bitmask[words - 1] & last) != 0;
-    for (int w = 0; w + 1 < words && !any; ++w) any = bitmask[w] != 0;
-    if (!any) return fail(TRTD_STATUS_INVALID_ARGUMENT, "the token mask allows no token");
+    if (!ex) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and bitmask must not be NULL");
+    if (trtd_status s = validate_token_mask(bitmask, num_words, ex->model.vocab_size); s != TRTD_STATUS_OK) return s;
     std::lock_guard<std::mutex> lk(ex->mu);
     auto it = ex->live.find(id);
     if (it == ex->live.end()) return fail(TRTD_STATUS_NOT_FOUND, "no live request " + std::to_string(id));
-    Request & r = *it->second;
-    if (!r.constrained) return fail(TRTD_STATUS_INVALID_STATE, "request " + std::to_string(id) + " is not constrained");
-    if (r.mask_ready)
-        return fail(TRTD_STATUS_INVALID_STATE, "request " + std::to_string(id) + " already has a token mask waiting");
-    r.mask.assign(bitmask, bitmask + words);
-    r.mask_ready = true;
+    if (trtd_status s = set_token_mask_locked(*it->second, id, bitmask, num_words); s != TRTD_STATUS_OK) return s;
     ex->dirty = true;
     ex->work_cv.notify_one();
     return TRTD_STATUS_OK;

@@ -187,4 +187,17 @@ trtd_status ResponseQueue::notify_fd_locked(bool take, int32_t * fd_out) {
     return TRTD_STATUS_OK;
 }
 
+trtd_status validate_token_mask(const uint32_t * bitmask, int32_t num_words, int vocab) {
+    if (!bitmask) return fail(TRTD_STATUS_INVALID_ARGUMENT, "executor and bitmask must not be NULL");
+    const int words = (vocab + 31) / 32;
+    if (num_words != words)
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_words is " + std::to_string(num_words) + "; a vocabulary of " +
+                                                      std::to_string(vocab) + " tokens needs " + std::to_string(words));
+    const uint32_t last = (vocab % 32) ? ((1u << (vocab % 32)) - 1u) : ~0u;
+    bool any = (bitmask[words - 1] & last) != 0;
+    for (int w = 0; w + 1 < words && !any; ++w) any = bitmask[w] != 0;
+    if (!any) return fail(TRTD_STATUS_INVALID_ARGUMENT, "the token mask allows no token");
+    return TRTD_STATUS_OK;
+}
+
 }  // namespace trtd

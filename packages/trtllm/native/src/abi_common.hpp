@@ -41,6 +41,21 @@ trtd_status validate_request(const trtd_request * req, int vocab, int max_ctx);
 // The config fields both executors check the same way (the device rule is each one's own).
 trtd_status validate_config(const trtd_executor_config & c);
 
+// trtd_executor_set_token_mask's checks of the mask itself (size for the vocabulary, at least one token allowed),
+// made before the request is looked up.
+trtd_status validate_token_mask(const uint32_t * bitmask, int32_t num_words, int vocab);
+
+// Hands a validated mask to a constrained request (its engine thread draws with it); the caller holds the lock.
+template <class Request>
+trtd_status set_token_mask_locked(Request & r, trtd_request_id id, const uint32_t * bitmask, int32_t num_words) {
+    if (!r.constrained) return fail(TRTD_STATUS_INVALID_STATE, "request " + std::to_string(id) + " is not constrained");
+    if (r.mask_ready)
+        return fail(TRTD_STATUS_INVALID_STATE, "request " + std::to_string(id) + " already has a token mask waiting");
+    r.mask.assign(bitmask, bitmask + num_words);
+    r.mask_ready = true;
+    return TRTD_STATUS_OK;
+}
+
 // The engine thread's bookkeeping both executors share. Request is each executor's own type; the fields used here
 // (cancel, awaiting_mask, mask_ready, mask) mean the same in both. The caller holds the executor's lock.
 
