@@ -157,8 +157,7 @@ export async function* runGeneration(
         if (completionTokens === 0) {
           traceStage?.("api.first_token");
           metrics.ttft.observe((now - arrival) / 1000);
-        }
-        else {
+        } else {
           // Tokens that arrive together share the gap since the previous chunk.
           const gap = (now - lastTokenAt) / 1000 / chunk.tokens.length;
           for (let i = 0; i < chunk.tokens.length; i++) metrics.itl.observe(gap);

@@ -27,7 +27,7 @@ export function bodyLimit(maxBytes: number, options: BodyLimitOptions = {}): Mid
     const raw = c.req.raw;
     // The declared length first: touching raw.body makes @hono/node-server build a web Request with a stream body
     // for the rest of the request's life, and then read the body through web streams instead of straight from the
-    // socket (about 0.2 ms per request, measured as the api's TTFT).
+    // socket (arrival to parsed body 0.67 -> 0.19 ms in an in-process measurement on the loaded 2-core VM).
     const length = raw.headers.has("transfer-encoding") ? undefined : raw.headers.get("content-length");
     if (length !== undefined && length !== null && Number(length) <= maxBytes) return next();
     if (!raw.body) return next();
