@@ -4,30 +4,16 @@
 // left after the cached prefix; the cost formula trades overlap against load.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually, modelDir } from "@trtd/test-support";
-import { EXECUTOR_DEFAULTS, kvEventSubjects, unpackHashes, type DecodeChunk, type GenerateRequest, type KvEventReply } from "@trtd/apps-common";
+import { EXECUTOR_DEFAULTS, kvEventSubjects, unpackHashes, type KvEventReply } from "@trtd/apps-common";
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
 import { prefixBlockHashes } from "@trtd/model";
 import { createInProcessPlane, type RequestPlane } from "@trtd/request-plane";
 import { createApiMetrics, KvAwareSelector, KvIndex, PrefillPolicy, RequestPlaneWorkers, RoundRobinSelector, Router, type WorkerInstance } from "../src/index.js";
+import { generateRequest as req, runThrough as run } from "./support/router-requests.js";
 
 const T = 16; // tokens per KV block on both workers
 const SYSTEM = Array.from({ length: 64 }, (_, i) => 3000 + i * 7); // 4 full blocks
 const chat = (user: number): number[] => [...SYSTEM, ...Array.from({ length: 9 }, (_, i) => 20_000 + user * 31 + i)];
-const req = (tokens: number[], extra: Partial<GenerateRequest> = {}): GenerateRequest => ({
-  id: `r${Math.random().toString(16).slice(2)}`,
-  tokens,
-  sampling: { temperature: 0, topP: 1, topK: 0 },
-  maxTokens: 4,
-  stopTokenIds: [],
-  deadline: Date.now() + 30_000,
-  ...extra,
-});
-
-async function run(router: Router, r: GenerateRequest): Promise<DecodeChunk[]> {
-  const out: DecodeChunk[] = [];
-  for await (const c of router.generate(r, new AbortController().signal)) out.push(c);
-  return out;
-}
 
 let plane: RequestPlane;
 let decoders: RunningDecodeWorker[];

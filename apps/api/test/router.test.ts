@@ -7,23 +7,10 @@ import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
 import { createInProcessPlane, RemoteError, TimeoutError, type RequestPlane, type ServedEndpoint } from "@trtd/request-plane";
 import { LeastLoadedSelector, PrefillPolicy, RequestPlaneWorkers, Router, WorkerGoneError, type WorkerInstance, type Workers } from "../src/index.js";
 import { translateWorkerError } from "../src/router/request-plane-workers.js";
+import { generateRequest, runThrough as run } from "./support/router-requests.js";
 
 const PROMPT = Array.from({ length: 40 }, (_, i) => 2000 + i * 11);
-const req = (extra: Partial<GenerateRequest> = {}): GenerateRequest => ({
-  id: `r${Math.random().toString(16).slice(2)}`,
-  tokens: PROMPT,
-  sampling: { temperature: 0, topP: 1, topK: 0 },
-  maxTokens: 8,
-  stopTokenIds: [],
-  deadline: Date.now() + 30_000,
-  ...extra,
-});
-
-async function run(router: Router, r: GenerateRequest): Promise<DecodeChunk[]> {
-  const out: DecodeChunk[] = [];
-  for await (const c of router.generate(r, new AbortController().signal)) out.push(c);
-  return out;
-}
+const req = (extra: Partial<GenerateRequest> = {}): GenerateRequest => generateRequest(PROMPT, { maxTokens: 8, ...extra });
 
 const load = (active: number, extra: Partial<WorkerInstance["load"]> = {}) =>
   ({ activeRequests: active, queuedRequests: 0, kvBlocksUsed: 0, kvBlocksTotal: 1, generatedTokens: 0, pinnedExports: 0, draining: false, ...extra }) as WorkerInstance["load"];

@@ -4,7 +4,7 @@
 // control reaching the executor (the api's answer equals the executor's own run of the same request).
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { modelDir } from "@trtd/test-support";
+import { logSoftmax, modelDir } from "@trtd/test-support";
 import { Tokenizer } from "@trtd/tokenizer";
 import { Executor, type GenerateRequest } from "@trtd/trtllm";
 import { startRealApi, type RealApi } from "./support/real-api.js";
@@ -30,15 +30,6 @@ afterAll(async () => {
 /** The executor's own greedy run of a request (the truth the api must reproduce). */
 async function direct(req: Omit<GenerateRequest, "prompt">): Promise<number[]> {
   return (await ex.generate({ prompt: PROMPT, ...req }).collect()).tokens;
-}
-
-function logSoftmax(row: Float32Array): Float64Array {
-  let mx = -Infinity;
-  for (const v of row) mx = Math.max(mx, v);
-  let sum = 0;
-  for (const v of row) sum += Math.exp(v - mx);
-  const lse = mx + Math.log(sum);
-  return Float64Array.from(row, (v) => v - lse);
 }
 
 const text = (ids: number[]) => tok.decode(ids);

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Executor, GenerateRequest, TokenLogprobs } from "../src/index.js";
 import { expectIdle, openTiny, run, skipFor, skipSuite, tinyDir } from "./helpers.js";
+import { logSoftmax } from "@trtd/test-support";
 
 // The CUDA executor computes bf16 logits (~1e-2 from transformers' fp32): token-for-token and 1e-4 comparisons
 // with the fixture hold only on the reference executor. On the CUDA executor the suite below it checks the same
@@ -39,16 +40,6 @@ beforeAll(() => {
 afterAll(async () => {
   await ex?.close();
 });
-
-/** log_softmax in float64 of one logits row. */
-function logSoftmax(row: Float32Array): Float64Array {
-  let mx = -Infinity;
-  for (const v of row) mx = Math.max(mx, v);
-  let sum = 0;
-  for (const v of row) sum += Math.exp(v - mx);
-  const lse = mx + Math.log(sum);
-  return Float64Array.from(row, (v) => v - lse);
-}
 
 /** The last row of computeLogits(tokens): the raw logits of the next token. */
 function nextLogits(tokens: number[]): Float32Array {

@@ -4,6 +4,7 @@ export { startApp } from "./start-app.js";
 export { workerGauges, metricValue } from "./metrics.js";
 export { eventually } from "./eventually.js";
 export { mulberry32 } from "./prng.js";
+export { logSoftmax } from "./log-softmax.js";
 export { thrownMessage } from "./thrown.js";
 export { LLAMA31_CHAT_TEMPLATE, HERMES_TOOLS_TEMPLATE } from "./chat-templates.js";
 
