@@ -1,6 +1,6 @@
 // nx run trtllm:bench-host-tier: does the host KV tier pay off? A seeded multi-turn trace (several users, each with a
 // history that grows by a user turn and the reply's token) whose working set is about 3x the KV pool, run on two
-// reference executors in the same process, turn by turn in alternating order: the pool alone, and the pool plus a
+// executors (reference, or TRTD_BENCH_EXECUTOR=cuda) in the same process, turn by turn in alternating order: the pool alone, and the pool plus a
 // host tier that holds the working set. Per turn, TTFT (enqueue to first token). The first round has nothing to
 // reuse; from the second on, each user's history was evicted from the pool by the others: the pool alone recomputes
 // it, the tier copies it back. Reports TTFT p50/p99 of the warm rounds per configuration, their ratio, the hit
@@ -18,6 +18,8 @@ const ROUNDS = Number(process.env.TRTD_BENCH_ROUNDS ?? 4);
 const REPEATS = Number(process.env.TRTD_BENCH_REPEATS ?? 3);
 const POOL_BLOCKS = Number(process.env.TRTD_BENCH_POOL_BLOCKS ?? 64);
 const THREADS = Number(process.env.TRTD_BENCH_THREADS ?? Math.min(2, cpus().length));
+/** TRTD_BENCH_EXECUTOR=cuda runs the same trace on the CUDA executor (pinned tier, copies on the engine's stream). */
+const EXECUTOR = (process.env.TRTD_BENCH_EXECUTOR ?? "reference") as "reference" | "cuda";
 
 function tokens(n: number, salt: number): number[] {
   const out: number[] = [];
@@ -55,7 +57,7 @@ interface Side {
 }
 
 async function onePair(repeat: number) {
-  const base: ExecutorOptions = { kvTokensPerBlock: T, kvBlockCount: POOL_BLOCKS, threads: THREADS, maxBatchSize: 8 };
+  const base: ExecutorOptions = { executor: EXECUTOR, kvTokensPerBlock: T, kvBlockCount: POOL_BLOCKS, threads: THREADS, maxBatchSize: 8 };
   const pool = Executor.open(MODEL, base);
   const bpb = pool.kvLayout().bytesPerBlock;
   const finalBlocks = Math.ceil((HISTORY + ROUNDS * (TURN + 1)) / T);
@@ -115,7 +117,7 @@ const med = (pick: (r: (typeof results)[number]) => number) => quantile(results.
 console.log(
   JSON.stringify({
     bench: "host-kv-tier",
-    executor: "reference",
+    executor: EXECUTOR,
     model: "tiny",
     threads: THREADS,
     users: USERS,
