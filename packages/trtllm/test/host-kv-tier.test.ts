@@ -3,6 +3,8 @@
 // - A working set larger than the pool, run twice: the second round takes its prefixes from the tier, its output
 //   equals an executor without any cache token for token (greedy and seeded), and the stats count host hits; the
 //   same trace without the tier has no hits at all.
+// - Greedy output whose prefix came back from the tier equals transformers' generate() on models/tiny
+//   (fixtures/host-tier-hf.json, tools/reference/host_tier_fixture.py): checked against code nobody here wrote.
 // - A tier smaller than the working set drops its least recently used block; KV events name blocks the worker holds
 //   in either level ("removed" only when the tier drops them), and a snapshot lists both levels.
 // - Under a three times oversubscribed pool with the tier on, every request finishes with its output alone.
@@ -10,10 +12,13 @@
 // - Nothing leaks: after each test no block is held (afterEach), and the tier's memory goes with close().
 // Runs on the executor under test ($TRTD_TEST_EXECUTOR=cuda for the CUDA executor, on a GPU; there the copies go
 // through pinned memory on the engine's stream, and outputs may part at a measured near-tie, test/near-tie.ts).
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { prefixBlockHashes } from "@trtd/model";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { InvalidArgumentError, type Executor, type ExecutorOptions, type GenerateRequest, type SamplingOptions } from "../src/index.js";
-import { expectIdle, openTiny, prompt, run, skipSuite } from "./helpers.js";
+import { expectIdle, openTiny, prompt, run, skipFor, skipSuite, tinyDir } from "./helpers.js";
 import { NearTies } from "./near-tie.js";
 
 const skip = skipSuite("host-kv-tier");
@@ -45,6 +50,15 @@ function bytesPerBlock(): number {
   }
   return blockBytes;
 }
+
+interface HfFixture {
+  transformers: string;
+  model_sha256: string;
+  max_new_tokens: number;
+  cases: { prompt: number[]; tokens: number[] }[];
+}
+const hf = JSON.parse(readFileSync(join(import.meta.dirname, "fixtures/host-tier-hf.json"), "utf8")) as HfFixture;
+const BF16 = "the CUDA executor's bf16 logits part from transformers' fp32 ones at near-ties (the other tests compare it with itself uncached)";
 
 const seeded: SamplingOptions = { temperature: 0.9, topK: 50, topP: 0.95, seed: 4321 };
 
@@ -113,6 +127,24 @@ describe.skipIf(skip)("host KV tier", () => {
       expect(plain.stats()).toMatchObject({ prefixCacheHitTokens: 0, kvHostBlocksTotal: 0, kvHostHitBlocks: 0, kvHostStoredBlocks: 0 });
     });
   }
+
+  it.skipIf(skipFor("cuda", "greedy output through the tier equals transformers' generate()", BF16))(
+    "greedy output whose prefix came back from the tier equals transformers' generate() on models/tiny",
+    async () => {
+      const sha = createHash("sha256").update(readFileSync(join(tinyDir, "model.safetensors"))).digest("hex");
+      expect(sha, "models/tiny changed: rerun tools/reference/host_tier_fixture.py").toBe(hf.model_sha256);
+      expect(hf.cases.map((c) => c.prompt)).toEqual([0, 1, 2, 3, 4, 5].map((i) => req(i).prompt));
+      // As the round trip above: 6 prompts on a 10-block pool, twice; in round 2 every prefix comes from the tier.
+      const ex = exec({ kvTokensPerBlock: T, kvBlockCount: 10, kvHostCacheBytes: 12 * bytesPerBlock() });
+      for (const round of [1, 2]) {
+        for (const [i, c] of hf.cases.entries()) {
+          const got = await run(ex, { prompt: c.prompt, maxNewTokens: hf.max_new_tokens });
+          expect(got.tokens, `round ${round}, prompt ${i}`).toEqual(c.tokens);
+        }
+      }
+      expect(ex.stats().kvHostHitBlocks).toBe(6 * 3);
+    },
+  );
 
   it("a tier smaller than the working set drops its least recently used blocks; events name what the worker holds", async () => {
     // Pool: 10 blocks. Tier: 6 slots (two prompts). Runs A..F (3 cached blocks each): after C the pool holds A, B, C
