@@ -16,7 +16,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { prefixBlockHashes } from "@trtd/model";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, type Executor, type ExecutorOptions, type GenerateRequest, type SamplingOptions } from "../src/index.js";
 import { expectIdle, openTiny, prompt, run, skipFor, skipSuite, tinyDir } from "./helpers.js";
 import { NearTies } from "./near-tie.js";
@@ -40,14 +40,10 @@ afterAll(async () => {
 });
 
 const T = 16;
-/** Bytes of one KV block of models/tiny at T tokens per block, on the executor under test. */
+/** Bytes of one KV block of models/tiny at T tokens per block, on the executor under test (set in beforeAll). */
 let blockBytes = 0;
 function bytesPerBlock(): number {
-  if (!blockBytes) {
-    const ex = openTiny({ kvTokensPerBlock: T, kvBlockCount: 1 });
-    blockBytes = ex.kvLayout().bytesPerBlock;
-    void ex.close();
-  }
+  expect(blockBytes).toBeGreaterThan(0);
   return blockBytes;
 }
 
@@ -79,6 +75,12 @@ function hostStats(ex: Executor) {
 }
 
 describe.skipIf(skip)("host KV tier", () => {
+  beforeAll(async () => {
+    const ex = openTiny({ kvTokensPerBlock: T, kvBlockCount: 1 });
+    blockBytes = ex.kvLayout().bytesPerBlock;
+    await ex.close();
+  });
+
   it("kvHostCacheBytes: off by default; bad values fail naming the field", () => {
     const bpb = bytesPerBlock();
     expect(hostStats(exec({ kvTokensPerBlock: T }))).toEqual({ total: 0, held: 0, stored: 0, hit: 0, evicted: 0 });
