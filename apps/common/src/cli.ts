@@ -130,7 +130,7 @@ export type ExecutorName = (typeof EXECUTOR_NAMES)[number];
 /** Executor flags shared by prefill and decode workers. */
 export const executorFlagOptions = {
   ...valueFlags("executor", "device", "model-dir", "max-batch-size", "max-tokens-per-iteration", "kv-tokens-per-block"),
-  ...valueFlags("kv-block-count", "gpu-memory-fraction", "threads"),
+  ...valueFlags("kv-block-count", "gpu-memory-fraction", "threads", "kv-host-cache-gb"),
 };
 
 export interface ExecutorFlags {
@@ -150,6 +150,11 @@ export interface ExecutorFlags {
    */
   gpuMemoryFraction?: number;
   threads: number;
+  /**
+   * --kv-host-cache-gb N: GiB of host memory (pinned with executor "cuda") for the executor's host KV tier, where
+   * cached blocks evicted from the pool wait for a later prefix hit; unset or 0 = off. Decimals allowed.
+   */
+  kvHostCacheGb?: number;
 }
 
 export const EXECUTOR_DEFAULTS = {
@@ -166,6 +171,19 @@ function executorNameFlag(value: unknown): ExecutorName | undefined {
   const name = EXECUTOR_NAMES.find((n) => n === value);
   if (!name) throw new UsageError(`--executor must be one of ${EXECUTOR_NAMES.join(", ")}, got ${String(value)}`);
   return name;
+}
+
+/** --kv-host-cache-gb N: a number >= 0 (GiB); undefined when not given. */
+export function gibFlag(value: unknown, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = typeof value === "string" && /^\s*$/.test(value) ? NaN : Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} must be a number of GiB >= 0, got ${String(value)}`);
+  return n;
+}
+
+/** Bytes of a --kv-host-cache-gb value (GiB, 2^30 bytes), for the executor's kvHostCacheBytes. */
+export function gibToBytes(gib: number): number {
+  return Math.floor(gib * 2 ** 30);
 }
 
 /** --gpu-memory-fraction F: a number in (0, 1]. */
@@ -189,10 +207,12 @@ export function executorFlags(values: FlagValues, defaultModelDir: string): Exec
   if (gpuMemoryFraction !== undefined && values["kv-block-count"] !== undefined) {
     throw new UsageError("--gpu-memory-fraction sizes the KV pool: give it or --kv-block-count, not both");
   }
+  const kvHostCacheGb = gibFlag(values["kv-host-cache-gb"], "kv-host-cache-gb");
   return {
     ...(executor ? { executor } : {}),
     ...(deviceId !== undefined ? { deviceId } : {}),
     ...(gpuMemoryFraction !== undefined ? { gpuMemoryFraction } : {}),
+    ...(kvHostCacheGb ? { kvHostCacheGb } : {}),
     modelDir: stringFlag(values, "model-dir") ?? defaultModelDir,
     maxBatchSize: intFlag(values["max-batch-size"], "max-batch-size", { min: 1, fallback: EXECUTOR_DEFAULTS.maxBatchSize }),
     maxTokensPerIteration: intFlag(values["max-tokens-per-iteration"], "max-tokens-per-iteration", {
@@ -218,5 +238,6 @@ export function executorArgv(f: Partial<ExecutorFlags>): string[] {
   if (f.gpuMemoryFraction !== undefined) out.push("--gpu-memory-fraction", String(f.gpuMemoryFraction));
   else if (f.kvBlockCount) out.push("--kv-block-count", String(f.kvBlockCount));
   if (f.threads) out.push("--threads", String(f.threads));
+  if (f.kvHostCacheGb) out.push("--kv-host-cache-gb", String(f.kvHostCacheGb));
   return out;
 }

@@ -1,5 +1,5 @@
 // Translating between the wire protocol and the executor's request/response shapes (contracts.md, Executor).
-import type { ExecutorFlags } from "./cli.js";
+import { gibToBytes, type ExecutorFlags } from "./cli.js";
 import type { FinishReason, GenerateRequest } from "./protocol.js";
 
 /** The executor's finish reasons (a subset of its chunk type, kept structural so this file has no native import). */
@@ -57,12 +57,14 @@ export function wireLogprobs<T>(logprobs: readonly (T | undefined)[] | undefined
  * ExecutorFlags as the executor's open options (modelDir apart). --gpu-memory-fraction becomes a KV byte budget
  * (kvMemoryBytes, with kvBlockCount 0 so the executor sizes its pool from it): `kvBytesForFraction` computes it
  * from the GPU's memory and the weights (@trtd/trtllm's cudaKvBudget; passed in, so this file loads nothing native).
+ * --kv-host-cache-gb becomes the host KV tier's byte size (kvHostCacheBytes, GiB of 2^30 bytes).
  */
 export function executorOpenOptions(
   f: ExecutorFlags,
   kvBytesForFraction: (fraction: number, deviceId: number) => number,
-): Omit<ExecutorFlags, "modelDir" | "gpuMemoryFraction"> & { kvMemoryBytes?: number } {
-  const { modelDir: _modelDir, gpuMemoryFraction, ...rest } = f;
+): Omit<ExecutorFlags, "modelDir" | "gpuMemoryFraction" | "kvHostCacheGb"> & { kvMemoryBytes?: number; kvHostCacheBytes?: number } {
+  const { modelDir: _modelDir, gpuMemoryFraction, kvHostCacheGb, ...flags } = f;
+  const rest = kvHostCacheGb ? { ...flags, kvHostCacheBytes: gibToBytes(kvHostCacheGb) } : flags;
   if (gpuMemoryFraction === undefined) return rest;
   return { ...rest, kvBlockCount: 0, kvMemoryBytes: kvBytesForFraction(gpuMemoryFraction, f.deviceId ?? 0) };
 }

@@ -146,6 +146,13 @@ export interface WorkerLoad {
   prefixCacheHitTokens?: number;
   prefixCacheMissTokens?: number;
   /**
+   * The executor's host KV tier (--kv-host-cache-gb), present only when it is on: its slots, those holding a block,
+   * and blocks copied back on prefix hits since the worker started (cumulative).
+   */
+  kvHostBlocksTotal?: number;
+  kvHostBlocksHeld?: number;
+  kvHostHitBlocks?: number;
+  /**
    * Prefill: KV pulls, acks and nacks its offer server refused for a missing or wrong offer secret, by reason
    * (kv-transfer's KvPullRefusalReasons), since it started.
    */
@@ -162,6 +169,7 @@ export function workerLoadFromStats(s: Omit<WorkerLoad, "draining" | "stalled">)
   return {
     iterations: s.iterations,
     ...(s.prefixCacheHitTokens !== undefined ? { prefixCacheHitTokens: s.prefixCacheHitTokens, prefixCacheMissTokens: s.prefixCacheMissTokens ?? 0 } : {}),
+    ...(s.kvHostBlocksTotal ? { kvHostBlocksTotal: s.kvHostBlocksTotal, kvHostBlocksHeld: s.kvHostBlocksHeld ?? 0, kvHostHitBlocks: s.kvHostHitBlocks ?? 0 } : {}),
     activeRequests: s.activeRequests,
     queuedRequests: s.queuedRequests,
     kvBlocksUsed: s.kvBlocksUsed,

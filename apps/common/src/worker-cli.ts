@@ -50,6 +50,8 @@ export function workerUsage(role: string): string {
   --gpu-memory-fraction F       --executor cuda: weights + KV pool take at most F (0 < F <= 1) of the GPU's total
                                 memory; the KV pool gets F x total - weights (instead of --kv-block-count)
   --model-dir DIR               model directory (default models/tiny)
+  --kv-host-cache-gb N          host KV tier: GiB of host memory (pinned with --executor cuda) that keeps cached
+                                blocks evicted from the KV pool for later prefix hits (default 0 = off)
   --max-batch-size N  --max-tokens-per-iteration N  --kv-tokens-per-block N  --kv-block-count N  --threads N`;
 }
 

@@ -117,6 +117,33 @@ describe("apps-common - worker flags", () => {
     expect(plain).not.toHaveProperty("kvMemoryBytes");
   });
 
+  it("--kv-host-cache-gb N: passed on as given, opened as the host KV tier's bytes (GiB); unset or 0 is off", () => {
+    const ex = parseWorkerCli(["--kv-host-cache-gb", "1.5", "--kv-block-count", "64"], "/m").executor;
+    expect(ex).toMatchObject({ kvHostCacheGb: 1.5, kvBlockCount: 64 });
+    const argv = executorArgv(ex);
+    expect(argv.join(" ")).toContain("--kv-host-cache-gb 1.5");
+    expect(parseWorkerCli(argv, "/m").executor).toEqual(ex);
+    const opts = executorOpenOptions(ex, () => {
+      throw new Error("not asked");
+    });
+    expect(opts).toMatchObject({ kvHostCacheBytes: 1.5 * 2 ** 30, kvBlockCount: 64 });
+    expect(opts).not.toHaveProperty("kvHostCacheGb");
+    for (const off of [[], ["--kv-host-cache-gb", "0"]]) {
+      const plain = parseWorkerCli(off, "/m").executor;
+      expect(plain).not.toHaveProperty("kvHostCacheGb");
+      expect(executorArgv(plain)).not.toContain("--kv-host-cache-gb");
+      expect(executorOpenOptions(plain, () => 0)).not.toHaveProperty("kvHostCacheBytes");
+    }
+    for (const [arg, message] of [
+      ["-1", "--kv-host-cache-gb must be a number of GiB >= 0, got -1"],
+      ["lots", "--kv-host-cache-gb must be a number of GiB >= 0, got lots"],
+      ["", "--kv-host-cache-gb must be a number of GiB >= 0, got "],
+      ["Infinity", "--kv-host-cache-gb must be a number of GiB >= 0, got Infinity"],
+    ]) {
+      expect(usageMessage(() => parseWorkerCli(["--kv-host-cache-gb", arg!], "/m"))).toBe(message);
+    }
+  });
+
   it("refuses a bad executor or device with one line naming the rule", () => {
     const bad: Array<[string[], string]> = [
       [["--executor", "foo"], "--executor must be one of reference, cuda, got foo"],

@@ -70,6 +70,8 @@ export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--gen
   --gpu-memory-fraction F        --executor cuda: each worker's weights + KV pool take at most F (0 < F <= 1) of its
                                  GPU's memory (default: 0.9 / N for N workers sharing a GPU, e.g. 0.45 for prefill +
                                  decode on one; a GPU with one worker keeps --kv-block-count)
+  --kv-host-cache-gb N           each worker's host KV tier: GiB of host memory (pinned with --executor cuda) that
+                                 keeps cached blocks evicted from its KV pool for later prefix hits (default 0 = off)
   --model-name NAME              model id clients send (default: the model directory's name)
   --api-key KEY                  require Bearer KEY on /v1 (default: $TRTD_API_KEY)
   --disagg-min-prompt-tokens N   shorter prompts run aggregated (api default)

@@ -98,6 +98,12 @@ describe("launcher - flags", () => {
       expect(argv.join(" ")).toContain("--executor cuda --device 2");
     }
     expect(workerArgv(parseLauncherCli([], modelDir), "nats://127.0.0.1:4222")).not.toContain("--executor"); // the workers' default
+    // --kv-host-cache-gb goes to every worker, prefill and decode.
+    const tiered = parseLauncherCli(["--kv-host-cache-gb", "2", "--context-worker-count", "1"], modelDir);
+    for (const argv of [workerArgv(tiered, tiered.requestPlaneUri), prefillArgv(tiered, tiered.requestPlaneUri)]) {
+      expect(argv.join(" ")).toContain("--kv-host-cache-gb 2");
+    }
+    expect(workerArgv(parseLauncherCli([], modelDir), "nats://127.0.0.1:4222")).not.toContain("--kv-host-cache-gb");
     expect(() => parseLauncherCli(["--executor", "foo"], modelDir)).toThrow(/^--executor must be one of reference, cuda, got foo$/);
     expect(() => parseLauncherCli(["--executor", "cuda", "--device", "-1"], modelDir)).toThrow(/^--device must be an integer >= 0, got -1$/);
   });
@@ -111,6 +117,9 @@ describe("launcher - flags", () => {
       ["launcher", ["--executor", "cuda", "--prefill-devices", "0,one", "--initialize-request-plane"], "--prefill-devices takes comma-separated GPU ordinals (integers >= 0), got 0,one"],
       ["launcher", ["--executor", "cuda", "--gpu-memory-fraction", "1.5", "--initialize-request-plane"], "--gpu-memory-fraction must be a number in (0, 1], got 1.5"],
       ["decode", ["--gpu-memory-fraction", "0.5", "--request-plane-uri", "127.0.0.1:1"], "--gpu-memory-fraction needs --executor cuda: it sizes a KV pool in GPU memory"],
+      ["decode", ["--kv-host-cache-gb", "-1", "--request-plane-uri", "127.0.0.1:1"], "--kv-host-cache-gb must be a number of GiB >= 0, got -1"],
+      ["prefill", ["--kv-host-cache-gb", "lots", "--request-plane-uri", "127.0.0.1:1"], "--kv-host-cache-gb must be a number of GiB >= 0, got lots"],
+      ["launcher", ["--kv-host-cache-gb", "-0.5", "--initialize-request-plane"], "--kv-host-cache-gb must be a number of GiB >= 0, got -0.5"],
     ];
     for (const [app, args, line] of cases) {
       const [cmd, ...argv] = appArgv(app, args);

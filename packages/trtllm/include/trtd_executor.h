@@ -41,11 +41,12 @@ extern "C" {
 #endif
 
 /** Bumped on every incompatible change of this header; compare with trtd_abi_version() at load time. */
-#define TRTD_ABI_VERSION 4 /* 2: trtd_request.generated_offset; 3: device KV transfer functions;
+#define TRTD_ABI_VERSION 5 /* 2: trtd_request.generated_offset; 3: device KV transfer functions;
                               4: constrained decoding (trtd_request.constrained, trtd_executor_set_token_mask);
                                  logit controls (penalties, min_p, logit bias, min_new_tokens) and logprobs
                                  (trtd_executor_await_responses_ext); prefix cache
-                                 (trtd_executor_config.enable_prefix_cache, its stats, KV events) */
+                                 (trtd_executor_config.enable_prefix_cache, its stats, KV events);
+                              5: host KV tier (trtd_executor_config.kv_host_cache_bytes, its stats) */
 
 /** Most alternatives per token that trtd_token_logprobs carries (OpenAI's top_logprobs limit). */
 #define TRTD_MAX_TOP_LOGPROBS 20
@@ -136,6 +137,9 @@ typedef struct trtd_executor_config {
     /* Added in ABI 4. Reuse full KV blocks across requests whose tokens start the same way (default true; see
      * "Prefix cache" below). Off: every prompt is computed from scratch and a freed block holds nothing. */
     bool    enable_prefix_cache;
+    /* Added in ABI 5. Bytes of host memory for the host KV tier (see "Host KV tier" below); 0 = off (default);
+     * > 0 needs enable_prefix_cache and room for at least one block (trtd_kv_layout.bytes_per_block). */
+    int64_t kv_host_cache_bytes;
 } trtd_executor_config;
 
 /** Defaults, to be adjusted field by field. */
@@ -407,7 +411,15 @@ typedef struct trtd_executor_stats {
     uint64_t prefix_cache_hit_tokens;      /* prompt tokens whose KV came from the cache, at admission */
     uint64_t prefix_cache_miss_tokens;     /* prompt tokens that had to be computed (all of them with the cache
                                               off; generation-only requests count neither) */
-    uint64_t prefix_cache_evicted_blocks;  /* cached blocks evicted to make room */
+    uint64_t prefix_cache_evicted_blocks;  /* cached blocks evicted from the pool to make room (also those that
+                                              moved to the host tier) */
+    /* Added in ABI 5 (host KV tier; all 0 when it is off). */
+    uint64_t kv_host_stored_blocks;        /* blocks copied from the pool to the host tier on eviction */
+    uint64_t kv_host_hit_blocks;           /* blocks copied back from the host tier on a prefix match (their tokens
+                                              count in prefix_cache_hit_tokens too) */
+    uint64_t kv_host_evicted_blocks;       /* blocks dropped from the full host tier, least recently used first */
+    int32_t  kv_host_blocks_total;         /* slots in the host tier: kv_host_cache_bytes / bytes_per_block */
+    int32_t  kv_host_blocks_held;          /* slots that hold a block */
 } trtd_executor_stats;
 
 TRTD_API trtd_status trtd_executor_get_stats(trtd_executor * executor, trtd_executor_stats * stats_out);
@@ -431,6 +443,21 @@ typedef struct trtd_kv_event {
     int32_t  type;      /* trtd_kv_event_type */
     int32_t  reserved;  /* 0 */
 } trtd_kv_event;
+
+/*
+ * Host KV tier (ABI 5, trtd_executor_config.kv_host_cache_bytes > 0). A second level under the prefix cache, in
+ * host memory (pinned for the CUDA executor): when a cached block is evicted from the pool, its bytes (every
+ * layer's K and V, the layout above) are first copied to a host slot, keyed by the same chained hash, its tokens
+ * and its parent. A request's prefix match continues through the tier after the pool's cached blocks stop
+ * matching; blocks found there are copied back into newly allocated pool blocks, cached again and leave the tier
+ * (it is exclusive). A full tier drops its least recently used block. Output equals output without any cache,
+ * token for token.
+ *
+ * KV events and snapshots name what the worker holds in either level: a block moving between the pool and the
+ * tier is no event, "removed" comes when its last copy goes, and a snapshot lists the hashes of both levels. A
+ * router that sends a request to a worker whose tier holds its prefix saves the prefill (the copy back costs
+ * far less), so the two levels count the same for routing.
+ */
 
 /**
  * Moves up to max_events queued events into events, oldest first. *lost_out is true when events were dropped

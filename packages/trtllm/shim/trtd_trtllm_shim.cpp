@@ -413,6 +413,11 @@ trtd_status trtd_executor_create(const char* model_dir, const trtd_executor_conf
     {
         return fail(TRTD_STATUS_INVALID_ARGUMENT, "config: sizes must be >= 0 and device_id >= -1");
     }
+    if (cfg.kv_host_cache_bytes != 0)
+    {
+        // ABI 5's host KV tier keeps evicted prefix-cache blocks; block reuse is off here (see kvCache below).
+        return fail(TRTD_STATUS_UNSUPPORTED, "kv_host_cache_bytes: the TensorRT-LLM shim has no host KV tier (0 = off)");
+    }
 
     auto ex = std::make_unique<trtd_executor>();
     try

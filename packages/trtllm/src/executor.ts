@@ -141,9 +141,10 @@ export class Executor implements KvOwner {
     cfg.max_context_length = intOption("maxContextLength", options.maxContextLength, cfg.max_context_length);
     cfg.max_queued_requests = intOption("maxQueuedRequests", options.maxQueuedRequests, cfg.max_queued_requests);
     cfg.enable_prefix_cache = boolOption("prefixCache", options.prefixCache, cfg.enable_prefix_cache);
+    cfg.kv_host_cache_bytes = intOption("kvHostCacheBytes", options.kvHostCacheBytes, Number(cfg.kv_host_cache_bytes));
     cfg.device_id = intOption("deviceId", options.deviceId, options.executor ? DEFAULT_DEVICE[options.executor] : cfg.device_id);
     for (const [k, v] of Object.entries(cfg)) {
-      if (Number(v) > 0x7fffffff && k !== "kv_memory_bytes") throw new InvalidArgumentError(`option ${k} is too large`);
+      if (Number(v) > 0x7fffffff && k !== "kv_memory_bytes" && k !== "kv_host_cache_bytes") throw new InvalidArgumentError(`option ${k} is too large`);
     }
     const out: unknown[] = [null];
     const status = native.create(modelDir, cfg, out);
@@ -384,6 +385,11 @@ export class Executor implements KvOwner {
       prefixCacheHitTokens: Number(s.prefix_cache_hit_tokens),
       prefixCacheMissTokens: Number(s.prefix_cache_miss_tokens),
       prefixCacheEvictedBlocks: Number(s.prefix_cache_evicted_blocks),
+      kvHostBlocksTotal: s.kv_host_blocks_total as number,
+      kvHostBlocksHeld: s.kv_host_blocks_held as number,
+      kvHostStoredBlocks: Number(s.kv_host_stored_blocks),
+      kvHostHitBlocks: Number(s.kv_host_hit_blocks),
+      kvHostEvictedBlocks: Number(s.kv_host_evicted_blocks),
       pinnedExports: s.pinned_exports as number,
       pendingImports: s.pending_imports as number,
       iterations: Number(s.iterations),

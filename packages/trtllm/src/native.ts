@@ -7,7 +7,7 @@ import { AbiMismatchError, InvalidArgumentError, LibraryLoadError } from "./erro
 import type { ExecutorName, FinishReason, MemoryKind, RequestType } from "./types.js";
 
 /** TRTD_ABI_VERSION this binding was written for. */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 /** TRTD_MAX_TOP_LOGPROBS: most alternatives per token in trtd_token_logprobs. */
 export const MAX_TOP_LOGPROBS = 20;
 
@@ -24,6 +24,7 @@ export const T = {
     device_id: "int32_t",
     max_queued_requests: "int32_t",
     enable_prefix_cache: "bool", // ABI 4
+    kv_host_cache_bytes: "int64_t", // ABI 5
   }),
   modelInfo: koffi.struct("trtd_model_info", {
     vocab_size: "int32_t",
@@ -83,6 +84,11 @@ export const T = {
     prefix_cache_hit_tokens: "uint64_t",
     prefix_cache_miss_tokens: "uint64_t",
     prefix_cache_evicted_blocks: "uint64_t",
+    kv_host_stored_blocks: "uint64_t", // ABI 5
+    kv_host_hit_blocks: "uint64_t",
+    kv_host_evicted_blocks: "uint64_t",
+    kv_host_blocks_total: "int32_t",
+    kv_host_blocks_held: "int32_t",
   }),
   kvLayout: koffi.struct("trtd_kv_layout", {
     bytes_per_block: "uint64_t",
@@ -150,6 +156,7 @@ export interface ExecutorConfigFields {
   device_id: number;
   max_queued_requests: number;
   enable_prefix_cache: boolean; // ABI 4
+  kv_host_cache_bytes: number; // ABI 5
 }
 
 /** The native functions of one executor library. Pointers (handles, segment data) are BigInt (koffi 3). */

@@ -28,6 +28,11 @@ export interface ExecutorOptions {
    * either way, token for token; see "Prefix cache" in the package README.
    */
   prefixCache?: boolean;
+  /**
+   * Bytes of host memory for the host KV tier (default 0 = off): cached blocks evicted from the pool are kept there
+   * and copied back on a prefix hit. Needs prefixCache; see "Host KV tier" in the package README.
+   */
+  kvHostCacheBytes?: number;
   /** Accelerator ordinal (config device_id); default 0 with executor "cuda", -1 (CPU) with "reference", else the library's. */
   deviceId?: number;
   /**
@@ -202,8 +207,18 @@ export interface ExecutorStats {
   prefixCacheHitTokens: number;
   /** Prompt tokens that had to be computed (generation-only requests count neither). */
   prefixCacheMissTokens: number;
-  /** Cached blocks evicted to make room. */
+  /** Cached blocks evicted from the pool to make room (also those that moved to the host tier). */
   prefixCacheEvictedBlocks: number;
+  /** Slots in the host KV tier (kvHostCacheBytes / bytes per block); 0 when it is off. */
+  kvHostBlocksTotal: number;
+  /** Host-tier slots that hold a block. */
+  kvHostBlocksHeld: number;
+  /** Blocks copied from the pool to the host tier on eviction. */
+  kvHostStoredBlocks: number;
+  /** Blocks copied back from the host tier on a prefix match (their tokens count in prefixCacheHitTokens too). */
+  kvHostHitBlocks: number;
+  /** Blocks dropped from the full host tier, least recently used first. */
+  kvHostEvictedBlocks: number;
   /** Finished context-only requests whose KV is still pinned for export. */
   pinnedExports: number;
   /** Reserved KV imports not yet consumed or aborted. */

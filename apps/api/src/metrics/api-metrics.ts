@@ -85,6 +85,26 @@ function workerGauges(registry: Registry, source: WorkerLoadSource) {
           ),
       ),
     ),
+    // The host KV tier, for workers that run one (--kv-host-cache-gb): absent from the others.
+    kvHostBlocks: registry.register(
+      new Gauge("trtd_worker_kv_host_blocks", "KV blocks a worker's host KV tier holds (state=held) and can hold (state=total) (published load)", () =>
+        source().flatMap((w) =>
+          w.load.kvHostBlocksTotal === undefined
+            ? []
+            : [
+                { labels: { component: w.component, instance: w.instance, state: "held" }, value: w.load.kvHostBlocksHeld ?? 0 },
+                { labels: { component: w.component, instance: w.instance, state: "total" }, value: w.load.kvHostBlocksTotal },
+              ],
+        ),
+      ),
+    ),
+    kvHostHitBlocks: registry.register(
+      new Counter("trtd_worker_kv_host_hit_blocks_total", "KV blocks a worker's executor copied back from its host KV tier on prefix hits since it started (published load)", () =>
+        source().flatMap((w) =>
+          w.load.kvHostBlocksTotal === undefined ? [] : [{ labels: { component: w.component, instance: w.instance }, value: w.load.kvHostHitBlocks ?? 0 }],
+        ),
+      ),
+    ),
     workerGenerated: gauge("trtd_worker_generated_tokens", "Tokens a worker's executor generated since it started (published load)", (l) => l.generatedTokens),
   };
 }

@@ -21,6 +21,7 @@ function loadOf(i: InstanceInfo): WorkerLoad | undefined {
     stalled: m.stalled === true,
     ...(typeof m.iterations === "number" ? { iterations: m.iterations } : {}),
     ...(typeof m.prefixCacheHitTokens === "number" ? { prefixCacheHitTokens: m.prefixCacheHitTokens, prefixCacheMissTokens: num("prefixCacheMissTokens") } : {}),
+    ...(typeof m.kvHostBlocksTotal === "number" ? { kvHostBlocksTotal: m.kvHostBlocksTotal, kvHostBlocksHeld: num("kvHostBlocksHeld"), kvHostHitBlocks: num("kvHostHitBlocks") } : {}),
     ...(typeof m.kvPullsRefused === "object" && m.kvPullsRefused !== null ? { kvPullsRefused: counts(m.kvPullsRefused as Record<string, unknown>, KvPullRefusalReasons) } : {}),
     ...(typeof m.kvPullFailures === "object" && m.kvPullFailures !== null ? { kvPullFailures: counts(m.kvPullFailures as Record<string, unknown>, KvPullFailureReasons) } : {}),
   };

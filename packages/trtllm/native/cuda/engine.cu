@@ -130,6 +130,7 @@ Engine::Engine(const std::string & model_dir, const ModelConfig & cfg, const Eng
 
         cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
         cuda_check(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate");
+        cuda_check(cudaEventCreateWithFlags(&host_copies_, cudaEventDisableTiming), "cudaEventCreate");
         cublasHandle_t h = nullptr;
         cublas_check(cublasCreate(&h), "cublasCreate");
         cublas_ = h;
@@ -258,6 +259,7 @@ void Engine::release() {
     if (import_sync_.sum) cudaFree(import_sync_.sum);
     if (import_sync_.arrived) cudaFree(import_sync_.arrived);
     if (done_) cudaEventDestroy(done_);
+    if (host_copies_) cudaEventDestroy(host_copies_);
     if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -715,6 +717,25 @@ void Engine::copy_blocks_from_host(const std::vector<int> & blocks, const void *
         cuda_check(cudaMemcpyAsync(static_cast<unsigned char *>(pool_.base) + size_t(blocks[i]) * bb,
                                    static_cast<const unsigned char *>(host) + i * bb, n * bb, cudaMemcpyHostToDevice, stream_), "KV upload");
     cuda_check(cudaStreamSynchronize(stream_), "KV upload");
+}
+
+void Engine::copy_block_to_host_async(int block, void * host) {
+    const size_t bb = block_bytes();
+    cuda_check(cudaMemcpyAsync(host, static_cast<unsigned char *>(pool_.base) + size_t(block) * bb, bb, cudaMemcpyDeviceToHost, stream_),
+               "host KV tier: store");
+}
+
+void Engine::copy_block_from_host_async(const void * host, int block) {
+    const size_t bb = block_bytes();
+    cuda_check(cudaMemcpyAsync(static_cast<unsigned char *>(pool_.base) + size_t(block) * bb, host, bb, cudaMemcpyHostToDevice, stream_),
+               "host KV tier: restore");
+}
+
+void Engine::host_copies_wait() {
+    // An event rather than cudaStreamSynchronize: waits for these copies (and what came before them), not for work
+    // another thread queues meanwhile.
+    cuda_check(cudaEventRecord(host_copies_, stream_), "host KV tier: cudaEventRecord");
+    cuda_check(cudaEventSynchronize(host_copies_), "host KV tier: cudaEventSynchronize");
 }
 
 uint64_t Engine::checksum(const std::vector<int> & blocks) {

@@ -68,6 +68,13 @@ public:
     // Host staging of KV blocks (export segments / import segments): device <-> host, in block order.
     void copy_blocks_to_host(const std::vector<int> & blocks, void * host);
     void copy_blocks_from_host(const std::vector<int> & blocks, const void * host);
+    // The host KV tier (KvBlockPool's KvHostCopier): one block between the pool and pinned host memory, queued on the
+    // engine's stream (ordered with the steps that read and write the pool); host_copies_wait() returns once every
+    // copy queued so far is complete. Called by the engine thread, or by a caller holding the compute gate, so never
+    // while a step is being captured into a graph.
+    void copy_block_to_host_async(int block, void * host);
+    void copy_block_from_host_async(const void * host, int block);
+    void host_copies_wait();
     // Device checksum of blocks in order (kernels.cuh checksum_blocks).
     uint64_t checksum(const std::vector<int> & blocks);
     // Opaque device descriptor of blocks (export); copy a descriptor's blocks into dst_blocks (import).
@@ -153,6 +160,7 @@ private:
     size_t sort_temp_bytes_ = 0;
     int max_sorted_rows_ = 0;
     cudaEvent_t done_ = nullptr;
+    cudaEvent_t host_copies_ = nullptr;  // recorded after the host tier's copies (host_copies_wait)
     // small scratch for block copies and checksums
     int * blocks_dev_ = nullptr;
     int blocks_dev_cap_ = 0;

@@ -115,6 +115,25 @@ void free_host(void *& p) {
     p = nullptr;
 }
 
+// The host KV tier's copies for KvBlockPool: pinned host slots (cudaHostAlloc, so the copies are real DMA and may be
+// asynchronous) and async copies on the engine's stream. KvBlockPool calls wait() before a block it copied from or
+// into is handed out, so the next step neither reads a block still arriving nor overwrites one still leaving; a slot
+// is reused only by a later copy on the same stream, which runs after the earlier one.
+struct HostTierCopier final : KvHostCopier {
+    Engine * engine = nullptr;
+    unsigned char * slots = nullptr;  // owned (cudaHostAlloc); destroy resets the engine first, so no copy is in flight
+    size_t block_bytes = 0;
+    HostTierCopier() = default;
+    HostTierCopier(const HostTierCopier &) = delete;
+    HostTierCopier & operator=(const HostTierCopier &) = delete;
+    ~HostTierCopier() override {
+        if (slots) cudaFreeHost(slots);
+    }
+    void to_host(int block, int slot) override { engine->copy_block_to_host_async(block, slots + size_t(slot) * block_bytes); }
+    void from_host(int slot, int block) override { engine->copy_block_from_host_async(slots + size_t(slot) * block_bytes, block); }
+    void wait() override { engine->host_copies_wait(); }
+};
+
 }  // namespace
 
 struct trtd_executor {
@@ -131,7 +150,8 @@ struct trtd_executor {
     std::unordered_map<trtd_request_id, Request *> live;
     std::map<trtd_request_id, Held> exports;
     std::map<trtd_kv_import_id, Held> imports;
-    std::unique_ptr<KvBlockPool> blocks;  // block ownership and the prefix cache
+    std::unique_ptr<KvBlockPool> blocks;  // block ownership, the prefix cache and its host tier
+    HostTierCopier host_copier;           // its slots: kv_host_cache_bytes of pinned memory, when the tier is on
     std::vector<int> free_slots;
     ResponseQueue responses;
     uint64_t next_id = 1, iterations = 0, generated_tokens = 0, prompt_tokens = 0, preemptions = 0;
@@ -166,10 +186,13 @@ struct trtd_executor {
     // token (its logits give the next token, and a shared block is never written).
     std::vector<int> prefix_match_locked(Request & r) const {
         if (!r.blocks.empty() || r.computed != 0 || !blocks->prefix_cache()) return {};
-        const int kv_tokens = std::min(int(r.tokens.size()), max_ctx - 1);
-        const int max_blocks = (kv_tokens - 1) / cfg.kv_tokens_per_block;
+        const int max_blocks = prefix_limit(r);
         extend_hashes(r, max_blocks);
         return blocks->match(r.hashes, r.tokens.data(), max_blocks);
+    }
+    int prefix_limit(const Request & r) const {
+        const int kv_tokens = std::min(int(r.tokens.size()), max_ctx - 1);
+        return (kv_tokens - 1) / cfg.kv_tokens_per_block;
     }
     // Offers r's blocks that became full since the last call (prompt, imported and generated tokens alike).
     void publish_full_blocks_locked(Request & r) {
@@ -255,20 +278,29 @@ struct trtd_executor {
             std::unique_ptr<Request> r = std::move(queue.front());
             queue.pop_front();
             if (r->cancel) { finish_locked(*r, TRTD_FINISH_CANCELLED); continue; }
+            bool allocated;
             if (r->blocks.empty() && r->computed == 0) {  // fresh, or preempted: start from the cached prefix
                 const std::vector<int> matched = prefix_match_locked(*r);
                 blocks->acquire(matched);
                 r->blocks = matched;
-                r->published = int(matched.size());
-                r->computed = int(matched.size()) * cfg.kv_tokens_per_block;
-                if (!r->counted) {  // hit and miss tokens: once per request, at its first admission
+                // The rest of the prefix may be in the host tier: copied back into the first blocks allocated here
+                // (r->hashes reach prefix_limit only with the prefix cache on; without a tier nothing is restored).
+                const int restored = blocks->allocate_restoring(admission_need(*r), r->hashes, r->tokens.data(), int(matched.size()),
+                                                                std::min(prefix_limit(*r), int(r->hashes.size())), r->blocks);
+                allocated = restored >= 0;
+                const int cached = int(matched.size()) + std::max(restored, 0);
+                r->published = cached;
+                r->computed = cached * cfg.kv_tokens_per_block;
+                if (!r->counted && allocated) {  // hit and miss tokens: once per request, at its first admission
                     r->counted = true;
                     const int hit = std::min(r->computed, r->prompt_len);
                     blocks->hit_tokens += uint64_t(hit);
                     blocks->miss_tokens += uint64_t(r->prompt_len - hit);
                 }
+            } else {
+                allocated = alloc_locked(admission_need(*r), r->blocks);
             }
-            if (!alloc_locked(admission_need(*r), r->blocks)) {  // cannot happen: can_admit_locked counted
+            if (!allocated) {  // cannot happen: can_admit_locked counted
                 free_locked(r->blocks);
                 finish_locked(*r, TRTD_FINISH_ERROR, TRTD_STATUS_INTERNAL, "admission found too few free KV blocks");
                 continue;
@@ -588,6 +620,7 @@ trtd_executor_config trtd_executor_default_config(void) {
     c.device_id = 0;
     c.max_queued_requests = 0;
     c.enable_prefix_cache = true;
+    c.kv_host_cache_bytes = 0;
     return c;
 }
 
@@ -650,6 +683,22 @@ trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_con
         }
         ex->cfg.kv_block_count = ex->engine->num_blocks();
         ex->blocks.reset(new KvBlockPool(ex->cfg.kv_block_count, c.kv_tokens_per_block, ex->engine->fingerprint(), c.enable_prefix_cache));
+        if (c.kv_host_cache_bytes > 0) {
+            const size_t bb = ex->engine->block_bytes();
+            const int64_t slots = c.kv_host_cache_bytes / int64_t(bb);
+            if (slots < 1)
+                return fail(TRTD_STATUS_INVALID_ARGUMENT, "kv_host_cache_bytes holds no block (" + std::to_string(bb) + " bytes each)");
+            if (slots > (int64_t(1) << 30)) return fail(TRTD_STATUS_INVALID_ARGUMENT, "kv_host_cache_bytes: too many blocks");
+            void * host = nullptr;
+            const cudaError_t he = cudaHostAlloc(&host, size_t(slots) * bb, cudaHostAllocDefault);
+            if (he != cudaSuccess)
+                return fail(TRTD_STATUS_OUT_OF_MEMORY, "kv_host_cache_bytes: cudaHostAlloc of " + std::to_string(size_t(slots) * bb) +
+                                                           " bytes failed: " + cudaGetErrorString(he));
+            ex->host_copier.engine = ex->engine.get();
+            ex->host_copier.slots = static_cast<unsigned char *>(host);
+            ex->host_copier.block_bytes = bb;
+            ex->blocks->enable_host_tier(int(slots), &ex->host_copier);
+        }
         for (int s = ex->cfg.max_batch_size - 1; s >= 0; --s) ex->free_slots.push_back(s);
         {
             trtd_kv_layout l;
@@ -682,8 +731,8 @@ void trtd_executor_destroy(trtd_executor * ex) {
     for (auto & r : ex->running) free_host(r->host_import);
     for (auto & e : ex->exports) free_host(e.second.host);
     for (auto & i : ex->imports) free_host(i.second.host);
-    ex->engine.reset();
-    delete ex;
+    ex->engine.reset();  // waits for the stream: no host-tier copy is in flight after it
+    delete ex;           // the host tier's pinned slots with it (~HostTierCopier)
 }
 
 trtd_status trtd_executor_model_info(const trtd_executor * ex, trtd_model_info * out) {
@@ -820,6 +869,11 @@ trtd_status trtd_executor_get_stats(trtd_executor * ex, trtd_executor_stats * ou
     out->prefix_cache_hit_tokens = ex->blocks->hit_tokens;
     out->prefix_cache_miss_tokens = ex->blocks->miss_tokens;
     out->prefix_cache_evicted_blocks = ex->blocks->evicted_blocks;
+    out->kv_host_stored_blocks = ex->blocks->host_stored_blocks;
+    out->kv_host_hit_blocks = ex->blocks->host_hit_blocks;
+    out->kv_host_evicted_blocks = ex->blocks->host_evicted_blocks;
+    out->kv_host_blocks_total = int32_t(ex->blocks->host_slots_total());
+    out->kv_host_blocks_held = int32_t(ex->blocks->host_slots_held());
     out->pinned_exports = int32_t(ex->exports.size());
     out->pending_imports = int32_t(ex->imports.size());
     return TRTD_STATUS_OK;
@@ -916,6 +970,10 @@ trtd_status trtd_executor_kv_import_reserve(trtd_executor * ex, int32_t num_toke
         if (num_tokens < 1 || num_tokens >= ex->max_ctx)
             return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_tokens must be in [1, " + std::to_string(ex->max_ctx - 1) + "]");
         const int need = ceil_div(num_tokens, ex->cfg.kv_tokens_per_block);
+        // With the host tier, allocating may copy evicted blocks on the engine's stream: hold the engine (compute
+        // before mu, the lock order) so that no step is being captured into a graph meanwhile.
+        std::unique_lock<ComputeGate> clk(ex->compute, std::defer_lock);
+        if (ex->blocks->host_tier()) clk.lock();
         std::lock_guard<std::mutex> lk(ex->mu);
         if (need > ex->cfg.kv_block_count)
             return fail(TRTD_STATUS_KV_CAPACITY, "the import needs " + std::to_string(need) + " KV blocks; the pool has " +

@@ -45,6 +45,9 @@ trtd_status validate_config(const trtd_executor_config & c) {
     if (c.num_threads < 0 || c.num_threads > 256) return fail(TRTD_STATUS_INVALID_ARGUMENT, "num_threads must be in [0, 256]");
     if (c.max_context_length < 0 || c.max_queued_requests < 0)
         return fail(TRTD_STATUS_INVALID_ARGUMENT, "max_context_length and max_queued_requests must be >= 0");
+    if (c.kv_host_cache_bytes < 0) return fail(TRTD_STATUS_INVALID_ARGUMENT, "kv_host_cache_bytes must be >= 0");
+    if (c.kv_host_cache_bytes > 0 && !c.enable_prefix_cache)
+        return fail(TRTD_STATUS_INVALID_ARGUMENT, "kv_host_cache_bytes > 0 needs enable_prefix_cache (the host tier keeps evicted cached blocks)");
     return TRTD_STATUS_OK;
 }
 

@@ -9,8 +9,9 @@
 #define TRTD_CHECK_OFFSET(type, field, offset) \
     typedef char trtd_check_##type##_##field[(offsetof(type, field) == (offset)) ? 1 : -1]
 
-TRTD_CHECK_SIZE(trtd_executor_config, 48);
+TRTD_CHECK_SIZE(trtd_executor_config, 56);
 TRTD_CHECK_OFFSET(trtd_executor_config, enable_prefix_cache, 40); /* ABI 4 */
+TRTD_CHECK_OFFSET(trtd_executor_config, kv_host_cache_bytes, 48); /* ABI 5 */
 TRTD_CHECK_SIZE(trtd_model_info, 96);
 TRTD_CHECK_SIZE(trtd_sampling_params, 40); /* ABI 4: penalties and min_p appended */
 TRTD_CHECK_SIZE(trtd_context_phase_params, 32);
@@ -22,8 +23,10 @@ TRTD_CHECK_OFFSET(trtd_request, logit_bias_ids, 96);   /* ABI 4: the logit contr
 TRTD_CHECK_OFFSET(trtd_request, logprobs, 124);
 TRTD_CHECK_SIZE(trtd_token_logprobs, 168);
 TRTD_CHECK_SIZE(trtd_response, 232);
-TRTD_CHECK_SIZE(trtd_executor_stats, 80);
+TRTD_CHECK_SIZE(trtd_executor_stats, 112);
 TRTD_CHECK_OFFSET(trtd_executor_stats, kv_blocks_cached, 52); /* ABI 4: in ABI 3's tail padding */
+TRTD_CHECK_OFFSET(trtd_executor_stats, kv_host_stored_blocks, 80); /* ABI 5: host KV tier */
+TRTD_CHECK_OFFSET(trtd_executor_stats, kv_host_blocks_held, 108);
 TRTD_CHECK_SIZE(trtd_kv_event, 16); /* ABI 4 */
 TRTD_CHECK_SIZE(trtd_kv_layout, 64);
 TRTD_CHECK_SIZE(trtd_kv_segment, 24);

@@ -66,6 +66,20 @@ struct Request {
     std::vector<float> held_logits;
 };
 
+// The host KV tier's copies for KvBlockPool: plain memcpy between the pool and the tier's slots, both host memory.
+struct HostTierCopier final : KvHostCopier {
+    float * pool = nullptr;
+    float * slots = nullptr;
+    size_t block_floats = 0;
+    void to_host(int block, int slot) override {
+        std::memcpy(slots + size_t(slot) * block_floats, pool + size_t(block) * block_floats, block_floats * 4);
+    }
+    void from_host(int slot, int block) override {
+        std::memcpy(pool + size_t(block) * block_floats, slots + size_t(slot) * block_floats, block_floats * 4);
+    }
+    void wait() override {}  // memcpy is done when it returns
+};
+
 struct Held {  // pinned export or reserved import
     int num_tokens = 0;
     std::vector<int> blocks;
@@ -82,7 +96,9 @@ struct trtd_executor {
     int max_ctx = 0;
     KvGeometry geo;
     std::vector<float> pool;
-    std::unique_ptr<KvBlockPool> blocks;  // block ownership and the prefix cache; guarded by mu
+    std::vector<float> host_tier;         // the host KV tier's slots (kv_host_cache_bytes), empty when off
+    HostTierCopier host_copier;
+    std::unique_ptr<KvBlockPool> blocks;  // block ownership, the prefix cache and its host tier; guarded by mu
     std::unique_ptr<ThreadPool> threads;
     std::unique_ptr<Forward> forward;
     std::vector<Sampler> samplers;  // one per compute thread: a batch's draws run in parallel, scratch reused
@@ -218,16 +234,26 @@ struct trtd_executor {
         while (can_admit_locked()) {
             std::unique_ptr<Request> r = std::move(queue.front());
             queue.pop_front();
+            int restored = 0;
             if (r->type != TRTD_REQUEST_GENERATION_ONLY) {
                 const std::vector<int> matched = prefix_match_locked(*r);
                 blocks->acquire(matched);
                 r->blocks = matched;
-                r->computed = int(matched.size()) * geo.tokens_per_block;
-                r->block_hashes.assign(r->prompt_hashes.begin(), r->prompt_hashes.begin() + long(matched.size()));
-                blocks->hit_tokens += uint64_t(r->computed);
-                blocks->miss_tokens += uint64_t(r->prompt_len - r->computed);
+                // The rest of the prefix may be in the host tier: those blocks are copied back into the first
+                // blocks allocated here (no tier, or the prompt's hashes not computed: nothing is restored).
+                restored = blocks->allocate_restoring(r->blocks_needed - int(r->blocks.size()), r->prompt_hashes, r->tokens.data(),
+                                                      int(matched.size()), (r->prompt_len - 1) / geo.tokens_per_block, r->blocks);
+                if (restored >= 0) {
+                    const int cached = int(matched.size()) + restored;
+                    r->computed = cached * geo.tokens_per_block;
+                    r->block_hashes.assign(r->prompt_hashes.begin(), r->prompt_hashes.begin() + long(cached));
+                    blocks->hit_tokens += uint64_t(r->computed);
+                    blocks->miss_tokens += uint64_t(r->prompt_len - r->computed);
+                }
+            } else {
+                restored = blocks->allocate(r->blocks_needed - int(r->blocks.size()), r->blocks) ? 0 : -1;
             }
-            if (!blocks->allocate(r->blocks_needed - int(r->blocks.size()), r->blocks)) {  // cannot happen: can_admit_locked counted
+            if (restored < 0) {  // cannot happen: can_admit_locked counted
                 finish_locked(*r, TRTD_FINISH_ERROR, TRTD_STATUS_INTERNAL, "admission found too few free KV blocks");
                 continue;
             }
@@ -495,6 +521,7 @@ trtd_executor_config trtd_executor_default_config(void) {
     c.device_id = -1;
     c.max_queued_requests = 0;
     c.enable_prefix_cache = true;
+    c.kv_host_cache_bytes = 0;
     return c;
 }
 
@@ -550,6 +577,17 @@ trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_con
         ex->cfg.kv_block_count = int32_t(blocks);
         ex->pool.assign(size_t(blocks) * ex->geo.block_floats(), 0.0f);
         ex->blocks.reset(new KvBlockPool(int(blocks), c.kv_tokens_per_block, ex->model.fingerprint, c.enable_prefix_cache));
+        if (c.kv_host_cache_bytes > 0) {
+            const int64_t slots = c.kv_host_cache_bytes / int64_t(block_bytes);
+            if (slots < 1) return fail(TRTD_STATUS_INVALID_ARGUMENT, "kv_host_cache_bytes holds no block (" +
+                                                                         std::to_string(block_bytes) + " bytes each)");
+            if (slots > (int64_t(1) << 30)) return fail(TRTD_STATUS_INVALID_ARGUMENT, "kv_host_cache_bytes: too many blocks");
+            ex->host_tier.assign(size_t(slots) * ex->geo.block_floats(), 0.0f);
+            ex->host_copier.pool = ex->pool.data();
+            ex->host_copier.slots = ex->host_tier.data();
+            ex->host_copier.block_floats = ex->geo.block_floats();
+            ex->blocks->enable_host_tier(int(slots), &ex->host_copier);
+        }
         int nt = c.num_threads ? c.num_threads : int(std::max(1u, std::thread::hardware_concurrency()));
         ex->cfg.num_threads = nt;
         ex->threads.reset(new ThreadPool(nt));
@@ -739,6 +777,11 @@ trtd_status trtd_executor_get_stats(trtd_executor * ex, trtd_executor_stats * ou
     out->prefix_cache_hit_tokens = ex->blocks->hit_tokens;
     out->prefix_cache_miss_tokens = ex->blocks->miss_tokens;
     out->prefix_cache_evicted_blocks = ex->blocks->evicted_blocks;
+    out->kv_host_stored_blocks = ex->blocks->host_stored_blocks;
+    out->kv_host_hit_blocks = ex->blocks->host_hit_blocks;
+    out->kv_host_evicted_blocks = ex->blocks->host_evicted_blocks;
+    out->kv_host_blocks_total = int32_t(ex->blocks->host_slots_total());
+    out->kv_host_blocks_held = int32_t(ex->blocks->host_slots_held());
     out->pinned_exports = int32_t(ex->exports.size());
     out->pending_imports = int32_t(ex->imports.size());
     return TRTD_STATUS_OK;
