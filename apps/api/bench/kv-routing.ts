@@ -178,6 +178,8 @@ interface ModeResult {
   toHistoryHolder: number;
   /** Of those, the share the kv mode's index also saw there at decision time (undefined in other modes). */
   indexSawHolder?: number;
+  /** The first follow-up turns sent elsewhere: tokens each worker held, the one chosen, the router's view then. */
+  missedHolder: { turn: number; promptTokens: number; heldTokens: number[]; chosen: number; outstanding: number[]; indexCached: number[] }[];
   /** Prompt tokens each worker computed (its misses, less the warm-up): how evenly the mode spread the work. */
   computedPerWorker: number[];
   /** Where TTFT goes (medians over the requests): the stack's fixed cost, the prefill alone, the rest (queueing). */
@@ -216,6 +218,15 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
   const probe = new RequestPlaneWorkers(plane);
   const decisions = new Map<string, RouteDecision>(); // by prompt tokens: every prompt of the trace is distinct
   const key = (tokens: readonly number[]) => tokens.join(",");
+  let stopped = false;
+  const stopAll = async () => {
+    if (stopped) return;
+    stopped = true;
+    probe.close();
+    await api?.close();
+    for (const d of decoders) await d.stop(1000);
+    await plane.close();
+  };
   try {
     for (let i = 0; i < 2; i++) decoders.push(await startDecodeWorker({ plane, executor: { ...WORKER_EXECUTOR, prefixCache: mode.prefixCache } }));
     api = await startApiServer({
@@ -270,6 +281,7 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
     let followUps = 0;
     let toHolder = 0;
     let indexSaw = 0;
+    const missed: ModeResult["missedHolder"] = [];
     const order = [...decisions.values()]; // insertion order = decision order
     for (const d of order) {
       const w = ids.indexOf(d.instanceId);
@@ -277,6 +289,9 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
       const rec = records.find((r) => key(r.tokens) === key(d.tokens));
       if (rec && rec.turn > 0) {
         followUps++;
+        if (held[w]! < Math.max(...held) && missed.length < 12) {
+          missed.push({ turn: rec.turn, promptTokens: d.tokens.length, heldTokens: held, chosen: w, outstanding: d.candidates.map((c) => c.outstanding), indexCached: d.candidates.map((c) => c.cachedTokens ?? -1) });
+        }
         if (held[w]! >= Math.max(...held)) {
           toHolder++;
           const seen = d.candidates.find((c) => c.id === d.instanceId)?.cachedTokens;
@@ -285,7 +300,9 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
       }
       perWorker[w]!.push([...d.tokens]);
     }
-    // Where TTFT goes: replay each worker's prompts alone, then fixed + prefill + the rest.
+    // Where TTFT goes: replay each worker's prompts alone (after this deployment has stopped), then fixed +
+    // prefill + the rest.
+    await stopAll();
     const replay = await replayPrefills(mode, perWorker);
     const probeEx = Executor.open(modelDir, { ...EXECUTOR, prefixCache: false });
     const executorShort: number[] = [];
@@ -322,15 +339,13 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
       oracleHitRatio: oracleHit / promptTotal,
       toHistoryHolder: toHolder / Math.max(1, followUps),
       ...(mode.router === "kv" ? { indexSawHolder: indexSaw / Math.max(1, toHolder) } : {}),
+      missedHolder: missed,
       computedPerWorker: stats.map((s, i) => s.prefixCacheMissTokens - base[i]!.prefixCacheMissTokens),
       parts: { fixedMs, prefillP50Ms: percentile(prefillMs, 50)!, queueP50Ms: percentile(queueMs, 50)!, uncachedTokensP50: percentile(uncached, 50)! },
       wallS,
     };
   } finally {
-    probe.close();
-    await api?.close();
-    for (const d of decoders) await d.stop(1000);
-    await plane.close();
+    await stopAll();
   }
 }
 

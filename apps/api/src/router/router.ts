@@ -125,7 +125,10 @@ export class Router implements GenerationBackend {
       // The prefill call is not cancelled with the client: its answer must arrive so that its KV offer can be
       // released (a cancel racing the reply would orphan the offer until it expires). It is bounded by the
       // request's deadline; a client that leaves stops waiting for it at once.
-      const pending = this.workers.prefill(id, req, new AbortController().signal).finally(() => this.track(id, -1));
+      const pending = this.workers.prefill(id, req, new AbortController().signal).finally(() => {
+        this.track(id, -1);
+        this.prefillSelector?.settled?.(req.id);
+      });
       try {
         prefill = await untilAborted(pending, signal);
       } catch (err) {
@@ -204,8 +207,11 @@ export class Router implements GenerationBackend {
           ? { ...req, prefill }
           : req;
       this.track(decode.id, 1);
+      // The selector counts this request's prefill as queued on the worker until its first chunk (or its end).
+      const settle = () => (pinnedTo ? undefined : this.selector.settled?.(req.id));
       try {
         for await (const chunk of this.workers.decode(decode.id, sent, signal)) {
+          settle();
           generated.push(...chunk.tokens);
           // The mode and KV figures describe how the request started; a migrated continuation does not repeat them.
           yield migrated
@@ -219,6 +225,7 @@ export class Router implements GenerationBackend {
         lostWorker = err;
         gone.add(decode.id);
       } finally {
+        settle();
         this.track(decode.id, -1);
       }
     }
