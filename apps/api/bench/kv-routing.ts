@@ -3,7 +3,7 @@
 // Flags: --users N (chat users, 6), --turns N (chat turns each, 8), --system-words N (chat system prompt, 300),
 // --user-words N (60), --assistant-words N (120), --agents N (agent users, 2), --agent-turns N (tool-loop steps, 12),
 // --agent-system-words N (400), --task-words N (40), --call-words N (25), --tool-words N (100), --think-ms N (mean
-// pause before each next turn: a user reading, a tool running; 0 = none, the default 150), --output-len N (16),
+// pause before each next turn: a user reading, a tool running; 0 = none; default 1000), --output-len N (16),
 // --seed N (0), --repeat N (1: rounds, the mode order rotating), --kv-blocks N (1024 per worker),
 // --kv-overlap-weight X, --kv-load-weight X (the kv mode's weights, default 1, 1), --modes a,b (default all four),
 // --out DIR (docs/benchmarks/kv-routing).
@@ -63,7 +63,7 @@ const agentSystemWords = int("agent-system-words", 400);
 const taskWords = int("task-words", 40);
 const callWords = int("call-words", 25);
 const toolWords = int("tool-words", 100);
-const thinkMs = int("think-ms", 150, 0);
+const thinkMs = int("think-ms", 1000, 0);
 const outputLen = int("output-len", 16);
 const seed = int("seed", 0, 0);
 const repeat = int("repeat", 1);
@@ -178,12 +178,14 @@ interface ModeResult {
   toHistoryHolder: number;
   /** Of those, the share the kv mode's index also saw there at decision time (undefined in other modes). */
   indexSawHolder?: number;
-  /** The first follow-up turns sent elsewhere: tokens each worker held, the one chosen, the router's view then. */
+  /** The first follow-up turns sent elsewhere, per worker (decoder order): tokens held, outstanding and the index's view then (-1: none). */
   missedHolder: { turn: number; promptTokens: number; heldTokens: number[]; chosen: number; outstanding: number[]; indexCached: number[] }[];
   /** Prompt tokens each worker computed (its misses, less the warm-up): how evenly the mode spread the work. */
   computedPerWorker: number[];
   /** Where TTFT goes (medians over the requests): the stack's fixed cost, the prefill alone, the rest (queueing). */
   parts: { fixedMs: number; prefillP50Ms: number; queueP50Ms: number; uncachedTokensP50: number };
+  /** Share of the trace's wall time this process's event loop was busy (the api, the workers' JS, the client). */
+  eventLoopBusy: number;
   wallS: number;
 }
 
@@ -244,14 +246,17 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
     for (const d of decoders) await d.executor.generate({ prompt: [1, 2, 3], maxNewTokens: 2 }).collect(); // warm up, nothing cached worth a hit
     const client = { baseUrl: api.url, model: "tiny", endpoint: "completions" as const, requestTimeoutMs: 120_000 };
     // The stack's fixed cost: short prompts (under one block: never cached) through HTTP, one at a time.
-    const shortPrompts = Array.from({ length: 5 }, (_, i) => `probe ${i} of the stack`);
+    const shortPrompts = Array.from({ length: 9 }, (_, i) => `probe ${i} of the stack`);
     const stackTtft: number[] = [];
     for (const [i, prompt] of shortPrompts.entries()) {
       const r = await sendStreamingRequest(client, { prompt, maxTokens: 1 }, { index: i, scheduledAtMs: 0, runStart: performance.now() });
       if (!r.ok) throw new Error(`stack probe failed: ${r.error}`);
       stackTtft.push(r.ttftMs!);
     }
+    // The api's own encoding of each completions prompt, done before the clock starts (this process serves too).
+    const encoded = await Promise.all(conversations.map((c) => Promise.all(c.prompts.map((p) => codec.encode(p)))));
     const base = decoders.map((d) => d.executor.stats());
+    const elu0 = performance.eventLoopUtilization();
     const sent: number[][] = []; // prompts in the order they were sent
     const records: { rec: RequestRecord; tokens: number[]; turn: number }[] = [];
     const start = performance.now();
@@ -261,7 +266,7 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
         for (const [t, prompt] of conv.prompts.entries()) {
           if (performance.now() > deadline) throw new Error(`mode ${mode.name}: the trace ran past 300 s`);
           if (conv.thinkMs[t]! > 0) await sleep(conv.thinkMs[t]!);
-          const tokens = await codec.encode(prompt); // the api's own encoding of a completions prompt
+          const tokens = encoded[u]![t]!;
           sent.push(tokens);
           const rec = await sendStreamingRequest(client, { prompt, maxTokens: outputLen }, { index: u * 1000 + t, scheduledAtMs: 0, runStart: start });
           records.push({ rec, tokens, turn: t });
@@ -269,6 +274,7 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
       }),
     );
     const wallS = (performance.now() - start) / 1000;
+    const eventLoopBusy = performance.eventLoopUtilization(elu0).utilization;
     const stats = decoders.map((d) => d.executor.stats());
     const hit = stats.reduce((n, s, i) => n + s.prefixCacheHitTokens - base[i]!.prefixCacheHitTokens, 0);
     const miss = stats.reduce((n, s, i) => n + s.prefixCacheMissTokens - base[i]!.prefixCacheMissTokens, 0);
@@ -290,7 +296,7 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
       if (rec && rec.turn > 0) {
         followUps++;
         if (held[w]! < Math.max(...held) && missed.length < 12) {
-          missed.push({ turn: rec.turn, promptTokens: d.tokens.length, heldTokens: held, chosen: w, outstanding: d.candidates.map((c) => c.outstanding), indexCached: d.candidates.map((c) => c.cachedTokens ?? -1) });
+          missed.push({ turn: rec.turn, promptTokens: d.tokens.length, heldTokens: held, chosen: w, outstanding: ids.map((id) => d.candidates.find((c) => c.id === id)?.outstanding ?? -1), indexCached: ids.map((id) => d.candidates.find((c) => c.id === id)?.cachedTokens ?? -1) });
         }
         if (held[w]! >= Math.max(...held)) {
           toHolder++;
@@ -342,6 +348,7 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
       missedHolder: missed,
       computedPerWorker: stats.map((s, i) => s.prefixCacheMissTokens - base[i]!.prefixCacheMissTokens),
       parts: { fixedMs, prefillP50Ms: percentile(prefillMs, 50)!, queueP50Ms: percentile(queueMs, 50)!, uncachedTokensP50: percentile(uncached, 50)! },
+      eventLoopBusy,
       wallS,
     };
   } finally {
@@ -388,6 +395,7 @@ const summaryOf = (name: string) => {
     prefillP50Ms: m((r) => r.parts.prefillP50Ms),
     queueP50Ms: m((r) => r.parts.queueP50Ms),
     uncachedTokensP50: m((r) => r.parts.uncachedTokensP50),
+    eventLoopBusy: m((r) => r.eventLoopBusy),
     failed: rs.reduce((n, r) => n + r.failed, 0),
   };
 };
