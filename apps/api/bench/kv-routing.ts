@@ -6,6 +6,7 @@
 // pause before each next turn: a user reading, a tool running; 0 = none; default 1000), --output-len N (16),
 // --seed N (0), --repeat N (1: rounds, the mode order rotating), --kv-blocks N (1024 per worker),
 // --kv-overlap-weight X, --kv-load-weight X (the kv mode's weights, default 1, 1), --modes a,b (default all four),
+// --executor reference|cuda (reference), --model-dir DIR (models/tiny), --decode-workers N (2),
 // --out DIR (docs/benchmarks/kv-routing).
 //
 // The trace. Chat: `--users` conversations, each `--turns` turns; every prompt is the shared chat system prompt,
@@ -16,8 +17,8 @@
 // then pauses a seeded exponential time (mean --think-ms, at most 10x) before its next turn. `--output-len` tokens
 // are generated per turn. Every prompt must fit the model's context (checked before anything starts).
 //
-// The modes, each on a fresh deployment in this process: 2 decode workers (real reference executors, cold caches,
-// one thread each) on the in-process request plane, the api over HTTP (/v1/completions, streamed), aggregated:
+// The modes, each on a fresh deployment in this process: --decode-workers decode workers (real executors, cold
+// caches, one thread each on the CPU) on the in-process request plane, the api over HTTP (/v1/completions, streamed), aggregated:
 //   kv            --router-mode kv, prefix cache on
 //   load          --router-mode load, prefix cache on
 //   round-robin   --router-mode round-robin, prefix cache on
@@ -40,7 +41,7 @@ import { EXECUTOR_DEFAULTS, intFlag, parseFlags, stringFlag, valueFlags } from "
 import { createRandom, lineChart, percentile, randomText, sendStreamingRequest, type Random, type RequestRecord } from "@trtd/bench";
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
 import { createInProcessPlane } from "@trtd/request-plane";
-import { modelDir } from "@trtd/test-support";
+import { modelDir as TINY_MODEL_DIR } from "@trtd/test-support";
 import { Executor, type ExecutorOptions } from "@trtd/trtllm";
 import { RequestPlaneWorkers, startApiServer, type RouteDecision, type RouterMode } from "../src/index.js";
 import { TokenizerCodec } from "../src/tokenizer-adapter.js";
@@ -49,6 +50,7 @@ const flags = parseFlags(process.argv.slice(2), {
   ...valueFlags(
     "kv-overlap-weight", "kv-load-weight", "users", "turns", "system-words", "user-words", "assistant-words", "agents", "agent-turns",
     "agent-system-words", "task-words", "call-words", "tool-words", "think-ms", "output-len", "seed", "repeat", "out", "kv-blocks", "modes",
+    "executor", "model-dir", "decode-workers",
   ),
 });
 const int = (name: string, fallback: number, min = 1) => intFlag(flags[name], name, { min, fallback });
@@ -68,6 +70,7 @@ const outputLen = int("output-len", 16);
 const seed = int("seed", 0, 0);
 const repeat = int("repeat", 1);
 const kvBlocks = int("kv-blocks", 1024);
+const decodeWorkers = int("decode-workers", 2);
 const out = resolve(stringFlag(flags, "out") ?? "docs/benchmarks/kv-routing");
 if (users + agents === 0) throw new Error("--users and --agents are both 0: the trace is empty");
 const T = 16;
@@ -99,7 +102,10 @@ const modes = (() => {
   });
 })();
 
-const EXECUTOR: ExecutorOptions = { ...EXECUTOR_DEFAULTS, threads: 1, kvBlockCount: kvBlocks, kvTokensPerBlock: T };
+const executorName = stringFlag(flags, "executor") ?? "reference";
+if (executorName !== "reference" && executorName !== "cuda") throw new Error(`--executor takes reference or cuda, got ${executorName}`);
+const modelDir = resolve(stringFlag(flags, "model-dir") ?? TINY_MODEL_DIR);
+const EXECUTOR: ExecutorOptions = { ...EXECUTOR_DEFAULTS, threads: 1, kvBlockCount: kvBlocks, kvTokensPerBlock: T, executor: executorName };
 const WORKER_EXECUTOR = { ...EXECUTOR, modelDir };
 
 /** One user's turns: the prompts in order, and the pause before each (none before the first). */
@@ -170,7 +176,9 @@ interface ModeResult {
   requests: number;
   failed: number;
   ttftP50Ms: number;
+  ttftP90Ms: number;
   ttftP99Ms: number;
+  ttftMeanMs: number;
   outputTokensPerS: number;
   hitRatio: number;
   oracleHitRatio: number;
@@ -230,11 +238,11 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
     await plane.close();
   };
   try {
-    for (let i = 0; i < 2; i++) decoders.push(await startDecodeWorker({ plane, executor: { ...WORKER_EXECUTOR, prefixCache: mode.prefixCache } }));
+    for (let i = 0; i < decodeWorkers; i++) decoders.push(await startDecodeWorker({ plane, executor: { ...WORKER_EXECUTOR, prefixCache: mode.prefixCache } }));
     api = await startApiServer({
       plane,
       tokenizerDir: modelDir,
-      modelName: "tiny",
+      modelName: "bench",
       port: 0,
       routerMode: mode.router,
       kvWeights,
@@ -242,9 +250,9 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
       onRoute: (d) => d.attempt === 1 && decisions.set(key(d.tokens), d),
       log: () => {},
     });
-    await probe.waitForDecode(2, 10_000);
+    await probe.waitForDecode(decodeWorkers, 10_000);
     for (const d of decoders) await d.executor.generate({ prompt: [1, 2, 3], maxNewTokens: 2 }).collect(); // warm up, nothing cached worth a hit
-    const client = { baseUrl: api.url, model: "tiny", endpoint: "completions" as const, requestTimeoutMs: 120_000 };
+    const client = { baseUrl: api.url, model: "bench", endpoint: "completions" as const, requestTimeoutMs: 120_000 };
     // The stack's fixed cost: short prompts (under one block: never cached) through HTTP, one at a time.
     const shortPrompts = Array.from({ length: 9 }, (_, i) => `probe ${i} of the stack`);
     const stackTtft: number[] = [];
@@ -339,7 +347,9 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
       requests: records.length,
       failed: records.length - ok.length,
       ttftP50Ms: percentile(ttfts, 50)!,
+      ttftP90Ms: percentile(ttfts, 90)!,
       ttftP99Ms: percentile(ttfts, 99)!,
+      ttftMeanMs: ttfts.reduce((a, b) => a + b, 0) / ttfts.length,
       outputTokensPerS: ok.reduce((n, r) => n + r.rec.outputTokens, 0) / wallS,
       hitRatio: hit / (hit + miss),
       oracleHitRatio: oracleHit / promptTotal,
@@ -386,7 +396,9 @@ const summaryOf = (name: string) => {
   const m = (f: (r: ModeResult) => number) => Math.round(median(rs.map(f)) * 1000) / 1000;
   return {
     ttftP50Ms: m((r) => r.ttftP50Ms),
+    ttftP90Ms: m((r) => r.ttftP90Ms),
     ttftP99Ms: m((r) => r.ttftP99Ms),
+    ttftMeanMs: m((r) => r.ttftMeanMs),
     outputTokensPerS: m((r) => r.outputTokensPerS),
     hitRatio: m((r) => r.hitRatio),
     oracleHitRatio: m((r) => r.oracleHitRatio),
@@ -401,22 +413,27 @@ const summaryOf = (name: string) => {
 };
 type Summary = ReturnType<typeof summaryOf>;
 const summary: Record<string, Summary> = Object.fromEntries(modes.map((m) => [m.name, summaryOf(m.name)]));
-const ratio = (a: string, b: string) => (summary[a] && summary[b] ? Math.round((summary[a].ttftP50Ms / summary[b].ttftP50Ms) * 1000) / 1000 : undefined);
+const ratio = (a: string, b: string, f: (s: Summary) => number = (s) => s.ttftP50Ms) =>
+  summary[a] && summary[b] ? Math.round((f(summary[a]) / f(summary[b])) * 1000) / 1000 : undefined;
 
 mkdirSync(out, { recursive: true });
 const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, date: new Date().toISOString(), loadavg1mBefore: load0[0], loadavg1mAfter: load1[0] };
 const settings = {
-  kvWeights, users, turns, systemWords, userWords, assistantWords, agents, agentTurns, agentSystemWords, taskWords, callWords, toolWords,
-  thinkMs, outputLen, seed, repeat, kvBlocks, tokensPerBlock: T, decodeWorkers: 2, longestPromptTokens: longest,
+  executor: executorName, modelDir, kvWeights, users, turns, systemWords, userWords, assistantWords, agents, agentTurns, agentSystemWords, taskWords, callWords, toolWords,
+  thinkMs, outputLen, seed, repeat, kvBlocks, tokensPerBlock: T, decodeWorkers, longestPromptTokens: longest,
 };
 writeFileSync(join(out, "results.json"), JSON.stringify({ machine, settings, summary, runs: results }, null, 2) + "\n");
 writeFileSync(
   join(out, "ttft.svg"),
   lineChart({
-    title: "TTFT by mode (multi-turn chat + agent trace, 2 decode workers)",
+    title: `TTFT by mode (multi-turn chat + agent trace, ${decodeWorkers} decode workers)`,
     xLabel: "percentile",
     yLabel: "TTFT (ms)",
-    series: modes.map((m, i) => ({ name: m.name, colorIndex: i, points: [[50, summary[m.name]!.ttftP50Ms], [99, summary[m.name]!.ttftP99Ms]] as [number, number][] })),
+    series: modes.map((m, i) => ({
+      name: m.name,
+      colorIndex: i,
+      points: [[50, summary[m.name]!.ttftP50Ms], [90, summary[m.name]!.ttftP90Ms], [99, summary[m.name]!.ttftP99Ms]] as [number, number][],
+    })),
   }),
 );
 writeFileSync(
@@ -449,6 +466,8 @@ process.stdout.write(
     modes: summary,
     ttftP50LoadCacheOverKv: ratio("load", "kv"),
     ttftP50LoadNoCacheOverKv: ratio("load-no-cache", "kv"),
+    ttftMeanLoadCacheOverKv: ratio("load", "kv", (x) => x.ttftMeanMs),
+    ttftMeanLoadNoCacheOverKv: ratio("load-no-cache", "kv", (x) => x.ttftMeanMs),
     failed: results.reduce((n, r) => n + r.failed, 0),
     loadavg1m: [load0[0], load1[0]],
     out,
