@@ -37,7 +37,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { EXECUTOR_DEFAULTS, intFlag, parseFlags, stringFlag, valueFlags } from "@trtd/apps-common";
+import { EXECUTOR_DEFAULTS, intFlag, parseFlags, stringFlag, valueFlags, type ExecutorFlags, type ExecutorName } from "@trtd/apps-common";
 import { createRandom, lineChart, percentile, randomText, sendStreamingRequest, type Random, type RequestRecord } from "@trtd/bench";
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
 import { createInProcessPlane } from "@trtd/request-plane";
@@ -102,10 +102,13 @@ const modes = (() => {
   });
 })();
 
-const executorName = stringFlag(flags, "executor") ?? "reference";
-if (executorName !== "reference" && executorName !== "cuda") throw new Error(`--executor takes reference or cuda, got ${executorName}`);
+const executorName: ExecutorName = (() => {
+  const e = stringFlag(flags, "executor") ?? "reference";
+  if (e !== "reference" && e !== "cuda") throw new Error(`--executor takes reference or cuda, got ${e}`);
+  return e;
+})();
 const modelDir = resolve(stringFlag(flags, "model-dir") ?? TINY_MODEL_DIR);
-const EXECUTOR: ExecutorOptions = { ...EXECUTOR_DEFAULTS, threads: 1, kvBlockCount: kvBlocks, kvTokensPerBlock: T, executor: executorName };
+const EXECUTOR = { ...EXECUTOR_DEFAULTS, threads: 1, kvBlockCount: kvBlocks, kvTokensPerBlock: T, executor: executorName };
 const WORKER_EXECUTOR = { ...EXECUTOR, modelDir };
 
 /** One user's turns: the prompts in order, and the pause before each (none before the first). */
@@ -205,7 +208,7 @@ async function executorTtft(ex: Executor, prompt: number[]): Promise<number> {
 }
 
 /** Each request's prefill alone: the prompts a worker got, replayed in that order on an idle executor like it. */
-async function replayPrefills(mode: BenchMode, perWorker: number[][]): Promise<number[][]> {
+async function replayPrefills(mode: BenchMode, perWorker: number[][][]): Promise<number[][]> {
   const timings: number[][] = [];
   for (const prompts of perWorker) {
     const ex = Executor.open(modelDir, { ...EXECUTOR, prefixCache: mode.prefixCache });
@@ -238,7 +241,10 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
     await plane.close();
   };
   try {
-    for (let i = 0; i < decodeWorkers; i++) decoders.push(await startDecodeWorker({ plane, executor: { ...WORKER_EXECUTOR, prefixCache: mode.prefixCache } }));
+    // ExecutorFlags has no prefix-cache switch (no worker flag sets it); executorOpenOptions hands the rest of the
+    // flags to Executor.open as they are, so the executor config's switch gets through. Checked below: no hits.
+    const executor: ExecutorFlags & Pick<ExecutorOptions, "prefixCache"> = { ...WORKER_EXECUTOR, prefixCache: mode.prefixCache };
+    for (let i = 0; i < decodeWorkers; i++) decoders.push(await startDecodeWorker({ plane, executor }));
     api = await startApiServer({
       plane,
       tokenizerDir: modelDir,
@@ -286,12 +292,13 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
     const stats = decoders.map((d) => d.executor.stats());
     const hit = stats.reduce((n, s, i) => n + s.prefixCacheHitTokens - base[i]!.prefixCacheHitTokens, 0);
     const miss = stats.reduce((n, s, i) => n + s.prefixCacheMissTokens - base[i]!.prefixCacheMissTokens, 0);
+    if (!mode.prefixCache && hit > 0) throw new Error(`mode ${mode.name}: the workers' prefix cache was not off (${hit} hit tokens)`);
     const ok = records.filter((r) => r.rec.ok);
     const { hit: oracleHit, total: promptTotal } = oracleHits(sent);
 
     // Routing: per worker, the prompts in the order the router sent them; for each, the reusable prefix there.
     const ids = decoders.map((d) => d.instanceId);
-    const perWorker: number[][] = ids.map(() => []);
+    const perWorker: number[][][] = ids.map(() => []);
     let followUps = 0;
     let toHolder = 0;
     let indexSaw = 0;
