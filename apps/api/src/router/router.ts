@@ -208,7 +208,12 @@ export class Router implements GenerationBackend {
           : req;
       this.track(decode.id, 1);
       // The selector counts this request's prefill as queued on the worker until its first chunk (or its end).
-      const settle = () => (pinnedTo ? undefined : this.selector.settled?.(req.id));
+      let prefilling = !pinnedTo; // a pinned request was not counted by the selector
+      const settle = () => {
+        if (!prefilling) return;
+        prefilling = false;
+        this.selector.settled?.(req.id);
+      };
       try {
         for await (const chunk of this.workers.decode(decode.id, sent, signal)) {
           settle();
