@@ -10,7 +10,7 @@ export { REASONING_PARSER_MODES } from "./openai/reasoning.js";
 export type { ServerLimits } from "./openai/limits.js";
 export type { ApiMetrics } from "./metrics/api-metrics.js";
 export type { OpenAIErrorBody, ApiErrorCode, ApiErrorKind, ApiErrorStatus, OpenAIErrorType } from "./errors.js";
-export type { Workers, WorkerInstance, WorkerRole, DecodeSelector, PrefillPolicyOptions, PrefillDecision, RouterOptions } from "./router/index.js";
+export type { Workers, WorkerInstance, WorkerRole, DecodeSelector, PrefillPolicyOptions, PrefillDecision, RouterOptions, RouteDecision } from "./router/index.js";
 export { createApiApp } from "./app.js";
 export { TokenizerCodec } from "./tokenizer-adapter.js";
 export { createApiMetrics } from "./metrics/api-metrics.js";

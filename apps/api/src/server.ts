@@ -20,6 +20,7 @@ import {
   type KvSelectorWeights,
   type PrefillPolicyOptions,
   type RouterMode,
+  type RouterOptions,
 } from "./router/index.js";
 import { TokenizerCodec } from "./tokenizer-adapter.js";
 
@@ -45,6 +46,8 @@ export interface ApiServerOptions {
   routerMode?: RouterMode;
   /** Weights of the kv mode's cost (KV_SELECTOR_DEFAULTS). */
   kvWeights?: KvSelectorWeights;
+  /** The router's decision log (RouterOptions.onRoute): the worker each request went to and why. */
+  onRoute?: RouterOptions["onRoute"];
   log?: (line: string) => void;
 }
 
@@ -138,6 +141,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
       log(`remote prefill failed, running aggregated: ${(err as Error).message}`);
     },
     maxRequestsPerWorker: o.maxRequestsPerWorker,
+    onRoute: o.onRoute,
     onMigration: (tokens, err) => {
       metrics.migrations.inc();
       log(`decode worker lost after ${tokens} tokens, continuing on another one: ${(err as Error).message}`);

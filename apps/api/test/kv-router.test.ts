@@ -8,7 +8,7 @@ import { EXECUTOR_DEFAULTS, kvEventSubjects, unpackHashes, type KvEventReply } f
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
 import { prefixBlockHashes } from "@trtd/model";
 import { createInProcessPlane, type RequestPlane } from "@trtd/request-plane";
-import { createApiMetrics, KvAwareSelector, KvIndex, PrefillPolicy, RequestPlaneWorkers, RoundRobinSelector, Router, type WorkerInstance } from "../src/index.js";
+import { createApiMetrics, KvAwareSelector, KvIndex, PrefillPolicy, RequestPlaneWorkers, RoundRobinSelector, Router, type RouteDecision, type WorkerInstance } from "../src/index.js";
 import { generateRequest as req, runThrough as run } from "./support/router-requests.js";
 
 const T = 16; // tokens per KV block on both workers
@@ -103,7 +103,9 @@ describe("routing modes", () => {
   it("kv mode sends requests sharing a system prompt to the worker that holds it; round robin spreads them", async () => {
     const ix = index();
     ix.start();
-    const kvRouter = new Router({ workers, decodeSelector: new KvAwareSelector(ix), kvIndex: ix, prefill: { enabled: false } });
+    const selector = new KvAwareSelector(ix);
+    const decisions: RouteDecision[] = [];
+    const kvRouter = new Router({ workers, decodeSelector: selector, kvIndex: ix, prefill: { enabled: false }, onRoute: (d) => decisions.push(d) });
     // The first request of a new system prompt goes wherever; then every later one follows it.
     const system2 = SYSTEM.map((t) => t + 1);
     const convo = (user: number) => [...system2, ...Array.from({ length: 9 }, (_, i) => 40_000 + user * 13 + i)];
@@ -115,7 +117,13 @@ describe("routing modes", () => {
       before = promptCounts();
       await run(kvRouter, req(convo(u)));
       expect(ranOn(before), `request ${u}`).toBe(home);
+      // The decision log says where it went and what each worker held then.
+      expect(decisions.at(-1)).toMatchObject({ instanceId: home, attempt: 1, pinned: false, tokens: convo(u) });
+      expect(decisions.at(-1)!.candidates.find((c) => c.id === home)).toMatchObject({ cachedTokens: 64, outstanding: 0 });
     }
+    expect(decisions).toHaveLength(5);
+    // Each request's prefill stopped counting as queued once its first token came: nothing is left behind.
+    for (const d of decoders) expect(selector.queuedBlocks(d.instanceId)).toBe(0);
     // Round robin alternates regardless of the cache.
     const rr = new Router({ workers, decodeSelector: new RoundRobinSelector(), prefill: { enabled: false } });
     const seen = new Set<string>();
@@ -128,26 +136,65 @@ describe("routing modes", () => {
     for (const d of decoders) expect(d.executor.stats()).toMatchObject({ activeRequests: 0, kvBlocksUsed: 0 });
   });
 
-  it("the cost trades the blocks to compute against the blocks held: a busy worker with the prefix loses to an idle one", async () => {
+  it("the cost trades the blocks to compute against the work on each worker: a busy worker with the prefix loses to an idle one", async () => {
     const ix = index();
     await ix.refresh();
     const [a, b] = decoders.map((d) => d.instanceId);
     const holder = [a!, b!].find((id) => ix.overlap(id, chat(3)).cachedTokens === 64)!;
     const other = holder === a ? b! : a!;
-    const load = (kvBlocksUsed: number) => ({ activeRequests: 0, queuedRequests: 0, kvBlocksUsed, kvBlocksTotal: 64, generatedTokens: 0, pinnedExports: 0, draining: false });
+    const load = (activeRequests: number) => ({ activeRequests, queuedRequests: 0, kvBlocksUsed: 4 * activeRequests, kvBlocksTotal: 64, generatedTokens: 0, pinnedExports: 0, draining: false });
     const r = req(chat(3)); // 73 tokens: 5 blocks, 4 of them cached on the holder
-    const candidates = (holderLoad: number): WorkerInstance[] => [
-      { id: holder, load: load(holderLoad) },
-      { id: other, load: load(0) },
+    const candidates = (holderRunning: number, otherRunning = 0): WorkerInstance[] => [
+      { id: holder, load: load(holderRunning) },
+      { id: other, load: load(otherRunning) },
     ];
     const s = new KvAwareSelector(ix); // weights 1 and 1
     expect(s.costs(r, candidates(0), new Map())).toEqual([
-      { id: holder, newBlocks: 1, loadBlocks: 0, cost: 1 },
-      { id: other, newBlocks: 5, loadBlocks: 0, cost: 5 },
+      { id: holder, newBlocks: 1, queuedBlocks: 0, outstanding: 0, cost: 1 },
+      { id: other, newBlocks: 5, queuedBlocks: 0, outstanding: 0, cost: 5 },
     ]);
     expect(s.select(r, candidates(3), new Map()).id).toBe(holder); // 1 + 3 < 5
+    s.settled(r.id);
     expect(s.select(r, candidates(5), new Map()).id).toBe(other); // 1 + 5 > 5
+    s.settled(r.id);
     expect(new KvAwareSelector(ix, { loadWeight: 0 }).select(r, candidates(50), new Map()).id).toBe(holder);
+  });
+
+  it("a follow-up turn stays with its history when the holder runs one request more (each running request costs a block, not a prompt)", async () => {
+    const ix = index();
+    await ix.refresh();
+    const [a, b] = decoders.map((d) => d.instanceId);
+    const holder = [a!, b!].find((id) => ix.overlap(id, chat(3)).cachedTokens === 64)!;
+    const other = holder === a ? b! : a!;
+    const load = (activeRequests: number) => ({ activeRequests, queuedRequests: 0, kvBlocksUsed: 0, kvBlocksTotal: 64, generatedTokens: 0, pinnedExports: 0, draining: false });
+    const s = new KvAwareSelector(ix);
+    const r = req(chat(3));
+    // 1 + 3 against 5 + 2. Charging each running request the new prompt's 5 blocks (the formula before) made it
+    // 1 + 15 against 5 + 10 and sent the turn away from its history, to compute it all again.
+    expect(s.select(r, [{ id: holder, load: load(3) }, { id: other, load: load(2) }], new Map()).id).toBe(holder);
+    s.settled(r.id);
+  });
+
+  it("prefill work queued on a worker counts until its first token: a second request goes elsewhere meanwhile", async () => {
+    const ix = index();
+    await ix.refresh();
+    const [a, b] = decoders.map((d) => d.instanceId);
+    const holder = [a!, b!].find((id) => ix.overlap(id, chat(3)).cachedTokens === 64)!;
+    const other = holder === a ? b! : a!;
+    const idle = { activeRequests: 0, queuedRequests: 0, kvBlocksUsed: 0, kvBlocksTotal: 64, generatedTokens: 0, pinnedExports: 0, draining: false };
+    const both: WorkerInstance[] = [{ id: holder, load: idle }, { id: other, load: idle }];
+    const s = new KvAwareSelector(ix);
+    // A long prompt cached nowhere (12 blocks) sent to the holder, its only candidate.
+    const long = req(Array.from({ length: 12 * T }, (_, i) => 60_000 + i));
+    expect(s.select(long, [{ id: holder, load: idle }], new Map()).id).toBe(holder);
+    expect(s.queuedBlocks(holder)).toBe(12);
+    const r = req(chat(3)); // 1 block to compute on the holder, behind 12 queued; 5 on the other
+    expect(s.select(r, both, new Map()).id).toBe(other);
+    s.settled(r.id);
+    s.settled(long.id); // its first token came
+    expect(s.queuedBlocks(holder)).toBe(0);
+    expect(s.select(r, both, new Map()).id).toBe(holder);
+    s.settled(r.id);
   });
 
   it("a prompt counts as cached where the router sent it until the worker's events confirm it or the assumption lapses", async () => {

@@ -5,7 +5,7 @@ import { eventually, modelDir } from "@trtd/test-support";
 import { EXECUTOR_DEFAULTS, Endpoints, type DecodeChunk, type GenerateRequest } from "@trtd/apps-common";
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
 import { createInProcessPlane, RemoteError, TimeoutError, type RequestPlane, type ServedEndpoint } from "@trtd/request-plane";
-import { LeastLoadedSelector, PrefillPolicy, RequestPlaneWorkers, Router, WorkerGoneError, type WorkerInstance, type Workers } from "../src/index.js";
+import { LeastLoadedSelector, PrefillPolicy, RequestPlaneWorkers, Router, WorkerGoneError, type RouteDecision, type WorkerInstance, type Workers } from "../src/index.js";
 import { translateWorkerError } from "../src/router/request-plane-workers.js";
 import { generateRequest, runThrough as run } from "./support/router-requests.js";
 
@@ -145,6 +145,38 @@ describe("router - with real workers", () => {
     // With only the vanished instance, the request fails with the typed error.
     const onlyDead: Workers = { ...withDeadInstance, instances: (role) => (role === "decode" ? [{ id: "vanished", load: load(0) }] : []) };
     await expect(run(new Router({ workers: onlyDead }), req())).rejects.toMatchObject({ name: "NoWorkersError", status: 503 });
+  });
+
+  it("tells the selector once per attempt that a request's prefill has ended (first token or failure), and logs each decision", async () => {
+    // TEST DOUBLE: a selector that picks the least loaded worker and records the calls the router makes.
+    const calls: string[] = [];
+    const inner = new LeastLoadedSelector();
+    const recording = {
+      select: (r: GenerateRequest, ws: WorkerInstance[], f: ReadonlyMap<string, number>) => {
+        const w = inner.select(r, ws, f);
+        calls.push(`select ${w.id}`);
+        return w;
+      },
+      settled: (id: string) => calls.push(`settled ${id}`),
+    };
+    // TEST DOUBLE around the real workers: an idle-looking decode instance that has vanished.
+    const withDeadInstance: Workers = {
+      instances: (role) => (role === "decode" ? [{ id: "vanished", load: load(0) }, ...workers.instances("decode").map((w) => ({ ...w, load: load(5) }))] : []),
+      prefill: (id, r, sig) => workers.prefill(id, r, sig),
+      decode: (id, r, sig) => (id === "vanished" ? (async function* () { throw new WorkerGoneError("no responders (test double)"); })() : workers.decode(id, r, sig)),
+    };
+    const decisions: RouteDecision[] = [];
+    const r = req();
+    await run(new Router({ workers: withDeadInstance, decodeSelector: recording, onRoute: (d) => decisions.push(d) }), r);
+    expect(calls).toEqual(["select vanished", `settled ${r.id}`, `select ${decode.instanceId}`, `settled ${r.id}`]);
+    expect(decisions.map((d) => [d.instanceId, d.attempt, d.pinned])).toEqual([["vanished", 1, false], [decode.instanceId, 2, false]]);
+    expect(decisions[1]!.candidates).toEqual([{ id: decode.instanceId, outstanding: 5 }]); // no KV index: no cached figure
+    // A request that fails on its only worker settles too: nothing stays counted as queued there.
+    calls.length = 0;
+    const onlyDead: Workers = { ...withDeadInstance, instances: (role) => (role === "decode" ? [{ id: "vanished", load: load(0) }] : []) };
+    const r2 = req();
+    await expect(run(new Router({ workers: onlyDead, decodeSelector: recording }), r2)).rejects.toMatchObject({ name: "NoWorkersError" });
+    expect(calls).toEqual(["select vanished", `settled ${r2.id}`]);
   });
 
   it("migrates a stream whose decode worker dies after tokens were streamed: prompt + tokens so far, rest of max_tokens, draws resumed (greedy, seeded, with logit controls and logprobs)", async () => {

@@ -5,6 +5,11 @@ import type { WorkerInstance } from "./workers.js";
 export interface DecodeSelector {
   /** Picks one of `candidates` (never empty) for `req`. */
   select(req: GenerateRequest, candidates: WorkerInstance[], inFlight: ReadonlyMap<string, number>): WorkerInstance;
+  /**
+   * The request chosen for by `select` has its first token (or ended): a selector that counts the prefill work it
+   * queued on each worker stops counting this request's. The router calls it once per attempt, always.
+   */
+  settled?(requestId: string): void;
 }
 
 /** Loads are published periodically, so between publishes the router's own in-flight count is the better

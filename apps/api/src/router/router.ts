@@ -33,6 +33,27 @@ export interface RouterOptions {
   releasePrefill?: (result: PrefillResult) => Promise<void>;
   /** Called when a request whose decode worker died mid-stream continues on another one. */
   onMigration?: (generatedTokens: number, err: unknown) => void;
+  /**
+   * The decision log: called once per decode attempt with the worker chosen and, per candidate, its outstanding
+   * requests and (with a KV index) the prompt tokens it holds as a cached prefix. Lets a bench or an operator see
+   * whether each turn went to the worker holding that conversation's history, and what load outweighed it.
+   */
+  onRoute?: (decision: RouteDecision) => void;
+}
+
+/** One decode routing decision (RouterOptions.onRoute). */
+export interface RouteDecision {
+  requestId: string;
+  /** The prompt as routed (a migrated continuation includes the tokens already generated). */
+  tokens: readonly number[];
+  /** The decode worker chosen. */
+  instanceId: string;
+  /** 1 for the first choice; higher after the chosen worker was gone. */
+  attempt: number;
+  /** Chosen by the request's pin rather than by the selector. */
+  pinned: boolean;
+  /** Every live candidate: outstanding requests as the router counts them, and with a KV index the cached prefix in tokens. */
+  candidates: { id: string; outstanding: number; cachedTokens?: number }[];
 }
 
 export const DEFAULT_MAX_REQUESTS_PER_WORKER = 256;
@@ -48,6 +69,7 @@ export class Router implements GenerationBackend {
   readonly maxRequestsPerWorker: number;
   private readonly onMigration: (generatedTokens: number, err: unknown) => void;
   private readonly releasePrefill: (result: PrefillResult) => Promise<void>;
+  private readonly onRoute: ((decision: RouteDecision) => void) | undefined;
   /** Requests this router has outstanding per instance id. */
   private readonly inFlight = new Map<string, number>();
 
@@ -62,6 +84,7 @@ export class Router implements GenerationBackend {
     this.maxRequestsPerWorker = Math.max(1, opts.maxRequestsPerWorker ?? DEFAULT_MAX_REQUESTS_PER_WORKER);
     this.onMigration = opts.onMigration ?? (() => {});
     this.releasePrefill = opts.releasePrefill ?? (async () => {});
+    this.onRoute = opts.onRoute;
   }
 
   /** Outstanding requests on a worker as far as this api knows (its published load may lag by a second). */
@@ -102,7 +125,10 @@ export class Router implements GenerationBackend {
       // The prefill call is not cancelled with the client: its answer must arrive so that its KV offer can be
       // released (a cancel racing the reply would orphan the offer until it expires). It is bounded by the
       // request's deadline; a client that leaves stops waiting for it at once.
-      const pending = this.workers.prefill(id, req, new AbortController().signal).finally(() => this.track(id, -1));
+      const pending = this.workers.prefill(id, req, new AbortController().signal).finally(() => {
+        this.track(id, -1);
+        this.prefillSelector?.settled?.(req.id);
+      });
       try {
         prefill = await untilAborted(pending, signal);
       } catch (err) {
@@ -124,6 +150,15 @@ export class Router implements GenerationBackend {
       // No decode worker produced anything from it: nobody else will release the offer.
       if (prefill && !handedOver) this.release(prefill);
     }
+  }
+
+  private candidateView(tokens: readonly number[], candidates: WorkerInstance[]): RouteDecision["candidates"] {
+    const hashes = new Map<string, bigint[]>();
+    return candidates.map((w) => ({
+      id: w.id,
+      outstanding: this.outstanding(w),
+      ...(this.kvIndex ? { cachedTokens: this.kvIndex.overlap(w.id, tokens, hashes).cachedTokens } : {}),
+    }));
   }
 
   private release(p: PrefillResult): void {
@@ -150,9 +185,14 @@ export class Router implements GenerationBackend {
       const candidates = liveDecoders(gone);
       if (candidates.length === 0) throw new NoWorkersError(generated.length > 0 ? "the decode worker died mid-stream and no other decode worker is available" : undefined);
       // The pin holds for the first attempt only: a retry goes where the selector says.
-      const decode = (attempt === 1 && candidates.find((w) => w.id === pin)) || this.selector.select(req, candidates, this.inFlight);
-      onDecode?.(decode.id);
+      const pinnedTo = attempt === 1 ? candidates.find((w) => w.id === pin) : undefined;
       const migrated = generated.length > 0;
+      const routed = migrated ? [...req.tokens, ...generated] : req.tokens;
+      // Before the selector runs: the KV selector notes the prompt as cached where it sends it.
+      const seen = this.onRoute ? this.candidateView(routed, candidates) : undefined;
+      const decode = pinnedTo || this.selector.select(req, candidates, this.inFlight);
+      onDecode?.(decode.id);
+      if (seen) this.onRoute!({ requestId: req.id, tokens: routed, instanceId: decode.id, attempt, pinned: pinnedTo !== undefined, candidates: seen });
       // Counted once a worker takes the continuation over (not when none is left to take it).
       if (migrated) this.onMigration(generated.length, lostWorker);
       const sent: DecodeRequest = migrated
@@ -167,8 +207,16 @@ export class Router implements GenerationBackend {
           ? { ...req, prefill }
           : req;
       this.track(decode.id, 1);
+      // The selector counts this request's prefill as queued on the worker until its first chunk (or its end).
+      let prefilling = !pinnedTo; // a pinned request was not counted by the selector
+      const settle = () => {
+        if (!prefilling) return;
+        prefilling = false;
+        this.selector.settled?.(req.id);
+      };
       try {
         for await (const chunk of this.workers.decode(decode.id, sent, signal)) {
+          settle();
           generated.push(...chunk.tokens);
           // The mode and KV figures describe how the request started; a migrated continuation does not repeat them.
           yield migrated
@@ -182,6 +230,7 @@ export class Router implements GenerationBackend {
         lostWorker = err;
         gone.add(decode.id);
       } finally {
+        settle();
         this.track(decode.id, -1);
       }
     }
