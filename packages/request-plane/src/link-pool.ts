@@ -144,6 +144,11 @@ export class LinkPool {
     return ready;
   }
 
+  /** Destroys the open links (a test's stand-in for a network failure); the pool stays usable. */
+  breakAll(): void {
+    for (const e of this.links.values()) if (e.state === "open") e.link.socket.destroy();
+  }
+
   /** Closes every link (the plane's requests have already ended). */
   close(): void {
     this.closed = true;

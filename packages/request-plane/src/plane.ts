@@ -76,6 +76,14 @@ export class RequestPlane {
     }
   }
 
+  /**
+   * Test hook (`@trtd/request-plane/testing`, `breakDirectLinks`): destroys this plane's client links as a network
+   * failure would, leaving everything else running.
+   */
+  breakClientLinks(): void {
+    this.links?.breakAll();
+  }
+
   private async closeLinks(): Promise<void> {
     this.links?.close();
     const listener = await this.listener?.catch(() => undefined);
