@@ -239,6 +239,30 @@ describe("direct data path over a real nats-server", () => {
     c.close();
   });
 
+  it("large frames split across TCP reads arrive intact, in order, interleaved with small ones", async () => {
+    const { nats } = await natsWithMonitor();
+    const server = await connect(nats.uri);
+    const client = await connect(nats.uri);
+    cleanups.push(() => client.close(), () => server.close());
+    await server.serve(
+      "dl/large/gen",
+      async function* (req: { sizes: number[] }) {
+        for (const [i, n] of req.sizes.entries()) yield Uint8Array.from({ length: n }, (_, j) => (i * 31 + j) & 0xff);
+      },
+      { instanceId: "w1" },
+    );
+    const c = client.client<{ sizes: number[] }, Uint8Array>("dl/large/gen");
+    await c.waitForInstances({ timeoutMs: 5000 });
+    const sizes = [700_000, 3, 65_537, 1, 300_000, 0, 128 * 1024];
+    const [a, b] = await Promise.all([c.generate({ sizes }).collect(), c.generate({ sizes: [...sizes].reverse() }).collect()]);
+    for (const [got, want] of [[a, sizes], [b, [...sizes].reverse()]] as const) {
+      expect(got.map((x) => x.length)).toEqual(want);
+      got.forEach((x, i) => expect(x.every((v, j) => v === ((i * 31 + j) & 0xff))).toBe(true));
+    }
+    expect(c.carrierCounts()).toEqual({ w1: { direct: 2, nats: 0 } });
+    c.close();
+  });
+
   it("nothing stays open: plane.close() closes the listener and every link, on both sides", async () => {
     const { nats } = await natsWithMonitor();
     const sockets = () => process.getActiveResourcesInfo().filter((r) => r === "TCPSocketWrap" || r === "TCPServerWrap").length;
