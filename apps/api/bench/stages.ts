@@ -1,7 +1,7 @@
 // Where the api path's time to first token goes, stage by stage (issues 16 and 19).
 //
 //   node --import tsx --conditions=source apps/api/bench/stages.ts [--executor reference|cuda] [--model-dir DIR]
-//     [--reps N] [--prompt-words 16,1000] [--threads N] [--kv-block-count N]
+//     [--reps N] [--prompt-words 16,1000] [--threads N] [--kv-block-count N] [--direct-data-path on,off]
 //
 // Starts nats-server, one decode worker and an api (--no-disaggregation: the aggregated path), each on 127.0.0.1 and
 // run as this process runs (sources through tsx, or dist/), with TRTD_TRACE_STAGES=1: each writes `trtd-stage <label>
@@ -14,6 +14,10 @@
 //   decode.first_token, plane.reply_flush                   the first token leaves the worker
 //   plane.request_out / plane.reply_in                       the api's request-plane client: publish, and a reply frame in
 //   api.first_token, api.sse_write_now, client.first_content back through the api to the client
+// --direct-data-path takes on, off or a list: each mode gets a fresh api and decode worker with that flag (the
+// request plane's direct data path, or every frame through nats-server), measured one after the other in this run.
+// Per mode it also reports the two request-plane legs per request: out = plane.request_in - api.dispatch (api
+// router, request plane, nats-server or the link), back = api.first_token - the worker's last plane.reply_flush before it.
 // The last line is one JSON object. Every process is stopped by PID at the end; every wait is bounded.
 import { Agent, request } from "node:http";
 import { resolve } from "node:path";
@@ -25,7 +29,9 @@ import { Tokenizer } from "@trtd/tokenizer";
 import { Executor } from "@trtd/trtllm";
 
 function stageFlags(argv: string[]) {
-  const f = parseFlags(argv, valueFlags("executor", "model-dir", "reps", "prompt-words", "threads", "kv-block-count"));
+  const f = parseFlags(argv, valueFlags("executor", "model-dir", "reps", "prompt-words", "threads", "kv-block-count", "direct-data-path"));
+  const modes = (stringFlag(f, "direct-data-path") ?? "on").split(",");
+  for (const m of modes) if (m !== "on" && m !== "off") throw new UsageError(`--direct-data-path takes on, off or a list of them, got ${m}`);
   const executor = stringFlag(f, "executor") ?? "reference";
   if (executor !== "reference" && executor !== "cuda") throw new UsageError(`--executor takes reference or cuda, got ${executor}`);
   const words = (stringFlag(f, "prompt-words") ?? "16,1000").split(",").map((w) => intFlag(w, "prompt-words", { min: 1, fallback: 16 }));
@@ -34,6 +40,7 @@ function stageFlags(argv: string[]) {
     modelDir: resolve(stringFlag(f, "model-dir") ?? DEFAULT_MODEL_DIR),
     reps: intFlag(f.reps, "reps", { min: 1, fallback: 30 }),
     words,
+    modes: modes as Array<"on" | "off">,
     threads: intFlag(f.threads, "threads", { min: 1, fallback: 1 }),
     kvBlockCount: intFlag(f["kv-block-count"], "kv-block-count", { min: 1, fallback: executor === "cuda" ? 512 : 2048 }),
   };
@@ -62,7 +69,7 @@ const EXECUTOR = {
 const hr = () => process.hrtime.bigint();
 /** Stamps from every child, in arrival order; cleared before each request. */
 const stamps: { label: string; ns: bigint }[] = [];
-const children: Child[] = [];
+let children: Child[] = [];
 
 function startChild(name: string, file: string, args: string[], ready: RegExp): Promise<RegExpExecArray> {
   const child = spawnChild({
@@ -126,16 +133,52 @@ async function main() {
   const agent = new Agent({ keepAlive: true });
   const out: Record<string, unknown> = { executor: opts.executor, modelDir: opts.modelDir, reps: opts.reps };
   try {
-    const worker = ["--request-plane-uri", nats.uri, "--model-dir", opts.modelDir, ...executorArgv(EXECUTOR)];
-    await startChild("decode", resolve("apps/decode/src/main.ts"), worker, READY_PATTERNS.decode);
-    const api = await startChild(
-      "api",
-      resolve("apps/api/src/main.ts"),
-      ["--tokenizer", opts.modelDir, "--model-name", "m", "--request-plane-uri", nats.uri, "--api-server-host", "127.0.0.1", "--api-server-port", "0", "--no-disaggregation"],
-      READY_PATTERNS.api,
-    );
-    const url = api.groups!.url!;
     ex = Executor.open(opts.modelDir, EXECUTOR);
+    for (const mode of opts.modes) {
+      const flag = ["--direct-data-path", mode];
+      const worker = ["--request-plane-uri", nats.uri, "--model-dir", opts.modelDir, ...flag, ...executorArgv(EXECUTOR)];
+      await startChild("decode", resolve("apps/decode/src/main.ts"), worker, READY_PATTERNS.decode);
+      const api = await startChild(
+        "api",
+        resolve("apps/api/src/main.ts"),
+        ["--tokenizer", opts.modelDir, "--model-name", "m", "--request-plane-uri", nats.uri, "--api-server-host", "127.0.0.1", "--api-server-port", "0", "--no-disaggregation", ...flag],
+        READY_PATTERNS.api,
+      );
+      out[`direct_${mode}`] = await measure(api.groups!.url!, ex, tok, agent, mode);
+      for (const c of children.reverse()) await c.stop(10_000);
+      children = [];
+    }
+  } finally {
+    await ex?.close();
+    tok.free();
+    agent.destroy();
+    for (const c of children.reverse()) await c.stop(10_000);
+    await nats.stop();
+  }
+  console.log(JSON.stringify(out));
+}
+
+/**
+ * The request-plane legs of one request (ms; undefined when a stamp is missing): `out`/`back` as above, and their
+ * transit alone: plane.request_out → plane.request_in, and the first-token frame's plane.reply_flush → plane.reply_in.
+ */
+function legs(t: Record<string, number>): { out?: number; back?: number; transitOut?: number; transitBack?: number } {
+  const first = t["api.first_token"];
+  const all = (label: string) => Object.keys(t).filter((k) => k === label || k.startsWith(`${label}#`)).map((k) => t[k]);
+  const flushes = all("plane.reply_flush").filter((x) => x <= first);
+  const flush = flushes.length ? Math.max(...flushes) : undefined;
+  const replyIn = flush === undefined ? [] : all("plane.reply_in").filter((x) => x >= flush);
+  return {
+    out: "plane.request_in" in t && "api.dispatch" in t ? t["plane.request_in"] - t["api.dispatch"] : undefined,
+    back: first !== undefined && flush !== undefined ? first - flush : undefined,
+    transitOut: "plane.request_in" in t && "plane.request_out" in t ? t["plane.request_in"] - t["plane.request_out"] : undefined,
+    transitBack: flush !== undefined && replyIn.length ? Math.min(...replyIn) - flush : undefined,
+  };
+}
+
+async function measure(url: string, ex: Executor, tok: Tokenizer, agent: Agent, mode: string): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  {
     for (const n of opts.words) {
       const content = Array.from({ length: n }, (_, i) => WORDS[i % WORDS.length]).join(" ");
       const tokens = tok.encodeChat([{ role: "user", content }]);
@@ -171,18 +214,25 @@ async function main() {
       const h = describe(http);
       const d = describe(direct);
       const added = describe(http.map((x, i) => x - direct[i]));
-      const fig = { promptTokens: tokens.length, httpTtftP50Ms: round(h.p50), executorTtftP50Ms: round(d.p50), addedP50Ms: round(added.p50), addedP99Ms: round(added.p99), stagesP50Ms: Object.fromEntries(stages) };
-      console.error(`[${tokens.length} tokens] ${JSON.stringify(fig)}`);
+      const leg = timelines.map(legs);
+      const p50 = (xs: Array<number | undefined>) => round(describe(xs.filter((x): x is number => x !== undefined)).p50);
+      const fig = {
+        promptTokens: tokens.length,
+        httpTtftP50Ms: round(h.p50),
+        executorTtftP50Ms: round(d.p50),
+        addedP50Ms: round(added.p50),
+        addedP99Ms: round(added.p99),
+        planeLegOutP50Ms: p50(leg.map((l) => l.out)),
+        planeLegBackP50Ms: p50(leg.map((l) => l.back)),
+        planeTransitOutP50Ms: p50(leg.map((l) => l.transitOut)),
+        planeTransitBackP50Ms: p50(leg.map((l) => l.transitBack)),
+        stagesP50Ms: Object.fromEntries(stages),
+      };
+      console.error(`[direct data path ${mode}, ${tokens.length} tokens] ${JSON.stringify(fig)}`);
       out[`prompt${tokens.length}`] = fig;
     }
-  } finally {
-    await ex?.close();
-    tok.free();
-    agent.destroy();
-    for (const c of children.reverse()) await c.stop(10_000);
-    await nats.stop();
   }
-  console.log(JSON.stringify(out));
+  return out;
 }
 
 await main();

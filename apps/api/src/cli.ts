@@ -7,6 +7,7 @@ import { DEFAULT_LIMITS } from "./openai/limits.js";
 import { REASONING_PARSER_MODES, type ReasoningParserMode } from "./openai/reasoning.js";
 import { TOOL_CALL_PARSER_MODES, type ToolCallParserMode } from "./openai/tool-calls.js";
 import type { ApiServerOptions } from "./server.js";
+import type { DirectLinkOptions } from "@trtd/request-plane";
 
 export const API_USAGE = `usage: api --tokenizer MODEL_DIR --request-plane-uri nats://HOST:PORT [options]
   --tokenizer PATH | --model-dir DIR  model directory with the tokenizer files, or a file in it (default models/tiny)
@@ -15,6 +16,9 @@ export const API_USAGE = `usage: api --tokenizer MODEL_DIR --request-plane-uri n
   --api-server-port PORT              listen port, 0 = any free port (default 8000)
   --model-name NAME                   the model id clients send (default: the model directory's name)
   --worker-name NAME                  the deployment's namespace on the request plane (default ${DEFAULT_NAMESPACE})
+  --direct-data-path on|off           request and reply frames to the worker a request is routed to go over a direct
+                                      TCP link to it, not through nats-server (NATS stays the control plane and the
+                                      fallback; default on)
   --api-key KEY                       require "Authorization: Bearer KEY" (default: $TRTD_API_KEY, else none)
   --max-body-bytes N                  (default ${DEFAULT_LIMITS.maxBodyBytes})
   --max-prompt-tokens N               (default: the model's context length - 1)
@@ -47,6 +51,8 @@ export const apiFlagOptions = {
 
 export interface ApiCli extends Omit<ApiServerOptions, "plane"> {
   requestPlaneUri: string;
+  /** --direct-data-path (the api only opens links: the host flags concern workers). */
+  directLink: DirectLinkOptions;
   /** On SIGTERM, how long requests in progress may finish. */
   graceMs: number;
   help: boolean;

@@ -11,7 +11,7 @@ async function main(argv: string[]): Promise<void> {
     console.log(API_USAGE);
     return;
   }
-  const plane = await connect(cli.requestPlaneUri, { name: "trtd-api", inboxPrefix: natsInboxPrefix(cli.namespace ?? DEFAULT_NAMESPACE, "api"), ...natsAuthFromEnv() });
+  const plane = await connect(cli.requestPlaneUri, { name: "trtd-api", inboxPrefix: natsInboxPrefix(cli.namespace ?? DEFAULT_NAMESPACE, "api"), directLink: cli.directLink, ...natsAuthFromEnv() });
   const server = await startApiServer({ ...cli, plane, log });
   // The ready line on stdout (apps/common's ready-line.ts): the launcher and tests wait for it.
   console.log(apiReadyLine({ url: server.url, model: cli.modelName }));

@@ -112,10 +112,12 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApiSer
   const toolCalls = toolCallFormatFromTemplate(o.toolCallParser ?? "auto", codec.tokenizer.chatTemplateSource);
   const identity = deploymentIdentityOf(o.tokenizerDir, log);
   // Worker figures are read from `workers` when /metrics is scraped (after both exist).
-  const metrics = createApiMetrics(() =>
-    (["prefill", "decode"] as const).flatMap((component) =>
-      workers.instances(component).flatMap((w) => (w.load ? [{ component, instance: w.id, load: w.load }] : [])),
-    ),
+  const metrics = createApiMetrics(
+    () =>
+      (["prefill", "decode"] as const).flatMap((component) =>
+        workers.instances(component).flatMap((w) => (w.load ? [{ component, instance: w.id, load: w.load }] : [])),
+      ),
+    () => (["prefill", "decode"] as const).flatMap((component) => Object.entries(workers.carrierCounts(component)).map(([instance, c]) => ({ component, instance, ...c }))),
   );
   const workers = new RequestPlaneWorkers(o.plane, o.namespace ?? DEFAULT_NAMESPACE, {
     identity,

@@ -6,7 +6,7 @@
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { InvalidNameError, validateName } from "@trtd/request-plane";
+import { InvalidNameError, validateName, type DirectLinkOptions } from "@trtd/request-plane";
 import { DEFAULT_NAMESPACE } from "./worker-runtime.js";
 
 /**
@@ -80,12 +80,45 @@ export function portFlag(value: unknown, name: string, { min = 0, fallback }: { 
   return port;
 }
 
-/** Where a process joins the request plane: every app takes these two. */
-export const requestPlaneFlagOptions = valueFlags("worker-name", "request-plane-uri");
+/** Where a process joins the request plane, and how its request and reply frames travel: every app takes these. */
+export const requestPlaneFlagOptions = valueFlags("worker-name", "request-plane-uri", "direct-data-path", "direct-data-path-host", "advertise-host");
 
-/** --worker-name and --request-plane-uri, checked (namespaceFlag, requestPlaneUriFlag). */
-export function requestPlaneFlags(values: FlagValues): { namespace: string; requestPlaneUri: string } {
-  return { namespace: namespaceFlag(stringFlag(values, "worker-name")), requestPlaneUri: requestPlaneUriFlag(stringFlag(values, "request-plane-uri")) };
+/** The usage lines of the direct data path's flags (every app prints them). */
+export const DIRECT_DATA_PATH_USAGE = `  --direct-data-path on|off     request and reply frames go over a direct TCP link between the api and the worker
+                                instead of through nats-server (NATS stays the control plane and the fallback; default on)
+  --direct-data-path-host HOST  workers: where that link listens (default 127.0.0.1; 0.0.0.0 for other hosts)
+  --advertise-host HOST         workers: the address announced for it (default: --direct-data-path-host, or this
+                                machine's hostname when that is 0.0.0.0 or ::)`;
+
+/** --worker-name, --request-plane-uri and the direct data path's flags, checked (namespaceFlag, requestPlaneUriFlag, directDataPathFlags). */
+export function requestPlaneFlags(values: FlagValues): { namespace: string; requestPlaneUri: string; directLink: DirectLinkOptions } {
+  return {
+    namespace: namespaceFlag(stringFlag(values, "worker-name")),
+    requestPlaneUri: requestPlaneUriFlag(stringFlag(values, "request-plane-uri")),
+    directLink: directDataPathFlags(values),
+  };
+}
+
+/** --direct-data-path on|off, --direct-data-path-host, --advertise-host as the plane's `directLink` option. */
+export function directDataPathFlags(values: FlagValues): DirectLinkOptions {
+  const mode = stringFlag(values, "direct-data-path") ?? "on";
+  if (mode !== "on" && mode !== "off") throw new UsageError(`--direct-data-path takes on or off, got ${mode}`);
+  const out: DirectLinkOptions = { enabled: mode === "on" };
+  for (const [flag, key] of [["direct-data-path-host", "bindHost"], ["advertise-host", "advertiseHost"]] as const) {
+    const host = stringFlag(values, flag);
+    if (host === undefined) continue;
+    if (!/^[A-Za-z0-9.:_-]+$/.test(host)) throw new UsageError(`--${flag} takes a host name or an IP address, got ${JSON.stringify(host)}`);
+    out[key] = host;
+  }
+  return out;
+}
+
+/** The flags that give a child process the same direct data path settings (the launcher passes them on). */
+export function directDataPathArgv(o: DirectLinkOptions): string[] {
+  const a = ["--direct-data-path", o.enabled === false ? "off" : "on"];
+  if (o.bindHost !== undefined) a.push("--direct-data-path-host", o.bindHost);
+  if (o.advertiseHost !== undefined) a.push("--advertise-host", o.advertiseHost);
+  return a;
 }
 
 export function natsUriOf(v: string): string {

@@ -1,6 +1,7 @@
 // The command line both workers share: the seed's flags plus executor options (parsed by cli.ts).
 import { resolve } from "node:path";
-import { executorFlagOptions, executorFlags, intFlag, optionalIntFlag, parseFlags, portFlag, requestPlaneFlagOptions, requestPlaneFlags, stringFlag, valueFlags, type ExecutorFlags } from "./cli.js";
+import { DIRECT_DATA_PATH_USAGE, executorFlagOptions, executorFlags, intFlag, optionalIntFlag, parseFlags, portFlag, requestPlaneFlagOptions, requestPlaneFlags, stringFlag, valueFlags, type ExecutorFlags } from "./cli.js";
+import type { DirectLinkOptions } from "@trtd/request-plane";
 import { DEFAULT_STALL_TIMEOUT_MS } from "./progress.js";
 import { DEFAULT_GRACE_MS, DEFAULT_NAMESPACE } from "./worker-runtime.js";
 
@@ -14,6 +15,8 @@ export const workerFlagOptions = {
 export interface WorkerCli {
   namespace: string;
   requestPlaneUri: string;
+  /** The request plane's direct data path (--direct-data-path, --direct-data-path-host, --advertise-host). */
+  directLink: DirectLinkOptions;
   graceMs: number;
   /** Where a prefill worker's KV offer server listens, and the address it puts in handles. */
   kvHost: string;
@@ -36,6 +39,7 @@ export function workerUsage(role: string): string {
   return `usage: ${role} --worker-name NAME --request-plane-uri HOST:PORT [options]
   --worker-name NAME            the deployment's namespace on the request plane (default ${DEFAULT_NAMESPACE})
   --request-plane-uri URI       NATS server, nats://HOST:PORT or HOST:PORT (default 127.0.0.1:4222)
+${DIRECT_DATA_PATH_USAGE}
   --grace-ms N                  on SIGTERM, how long held requests may finish (default ${DEFAULT_GRACE_MS})
   --kv-host HOST                prefill: KV offer server listen address (default 127.0.0.1)
   --kv-advertise-host HOST      prefill: address decode workers use to reach it (default: --kv-host)

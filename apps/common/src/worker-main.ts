@@ -20,7 +20,7 @@ export function runWorkerProcess(role: WorkerRole, defaultModelDir: string, star
       return;
     }
     const log = makeLogger(role);
-    const plane = await connect(cli.requestPlaneUri, { name: `trtd-${role}`, inboxPrefix: natsInboxPrefix(cli.namespace, role), ...natsAuthFromEnv() });
+    const plane = await connect(cli.requestPlaneUri, { name: `trtd-${role}`, inboxPrefix: natsInboxPrefix(cli.namespace, role), directLink: cli.directLink, ...natsAuthFromEnv() });
     let worker: RunningWorker;
     try {
       worker = await start(cli, plane, log);

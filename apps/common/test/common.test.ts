@@ -12,6 +12,7 @@ import {
   portFlag,
   requestPlaneFlagOptions,
   requestPlaneFlags,
+  directDataPathArgv,
   stringFlag,
   UsageError,
 } from "../src/index.js";
@@ -177,12 +178,24 @@ describe("apps-common - worker flags", () => {
 describe("apps-common - the flags every app shares", () => {
   it("--worker-name and --request-plane-uri: defaults, normalised URIs, one line naming the rule", () => {
     const parse = (argv: string[]) => requestPlaneFlags(parseFlags(argv, requestPlaneFlagOptions));
-    expect(parse([])).toEqual({ namespace: "trtd", requestPlaneUri: "nats://127.0.0.1:4222" });
-    expect(parse(["--worker-name", "prod", "--request-plane-uri", "a:1,nats://b:2"])).toEqual({ namespace: "prod", requestPlaneUri: "nats://a:1,nats://b:2" });
+    expect(parse([])).toEqual({ namespace: "trtd", requestPlaneUri: "nats://127.0.0.1:4222", directLink: { enabled: true } });
+    expect(parse(["--worker-name", "prod", "--request-plane-uri", "a:1,nats://b:2"])).toEqual({ namespace: "prod", requestPlaneUri: "nats://a:1,nats://b:2", directLink: { enabled: true } });
     expect(usageMessage(() => parse(["--worker-name", "dA"]))).toMatch(/^--worker-name: [^\n]+$/);
     expect(usageMessage(() => parse(["--request-plane-uri", "http://x:1"]))).toMatch(/^--request-plane-uri takes HOST:PORT[^\n]+got http:\/\/x:1$/);
     // The workers parse them with the same rule.
     expect(usageMessage(() => parseWorkerCli(["--worker-name", "dA"], "/m"))).toBe(usageMessage(() => parse(["--worker-name", "dA"])));
+  });
+
+  it("--direct-data-path on|off, --direct-data-path-host, --advertise-host: the plane's directLink option, passed on as given", () => {
+    const parse = (argv: string[]) => requestPlaneFlags(parseFlags(argv, requestPlaneFlagOptions)).directLink;
+    expect(parse(["--direct-data-path", "off"])).toEqual({ enabled: false });
+    const remote = parse(["--direct-data-path-host", "0.0.0.0", "--advertise-host", "gpu-7.example"]);
+    expect(remote).toEqual({ enabled: true, bindHost: "0.0.0.0", advertiseHost: "gpu-7.example" });
+    expect(requestPlaneFlags(parseFlags(directDataPathArgv(remote), requestPlaneFlagOptions)).directLink).toEqual(remote);
+    expect(directDataPathArgv({ enabled: false })).toEqual(["--direct-data-path", "off"]);
+    expect(usageMessage(() => parse(["--direct-data-path", "yes"]))).toBe("--direct-data-path takes on or off, got yes");
+    expect(usageMessage(() => parse(["--advertise-host", "a b"]))).toBe('--advertise-host takes a host name or an IP address, got "a b"');
+    expect(parseWorkerCli(["--direct-data-path", "off"], "/m").directLink).toEqual({ enabled: false });
   });
 
   it("ports, optional integers and strings", () => {

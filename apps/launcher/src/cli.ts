@@ -8,6 +8,8 @@ import {
   checkNatsAuth,
   checkReadable,
   DEFAULT_NAMESPACE,
+  DIRECT_DATA_PATH_USAGE,
+  directDataPathArgv,
   executorArgv,
   executorFlagOptions,
   executorFlags,
@@ -24,6 +26,7 @@ import {
   type ExecutorFlags,
   type NatsAuthEnv,
 } from "@trtd/apps-common";
+import type { DirectLinkOptions } from "@trtd/request-plane";
 import { API_PROBE_INTERVAL_MS, DEFAULT_WEDGED, type WedgedOptions } from "./supervisor.js";
 
 /**
@@ -45,6 +48,8 @@ export const LAUNCHER_USAGE = `usage: launcher [--context-worker-count N] [--gen
   --worker-name NAME             the deployment's namespace on the request plane (default ${DEFAULT_NAMESPACE})
   --initialize-request-plane     start nats-server (JetStream on) at --request-plane-uri
   --request-plane-uri URI        NATS server, or a NATS cluster as a comma-separated list (default 127.0.0.1:4222)
+${DIRECT_DATA_PATH_USAGE.replaceAll("\n                                ", "\n                                 ")}
+                                 (passed to the api and every worker)
   --no-api                       run no api on this host (workers only; multi-host, see docs/design/multi-host.md)
   --kv-host HOST                 prefill workers' KV offer server listen address (worker default 127.0.0.1)
   --kv-advertise-host HOST       address decode workers on other hosts use to reach it (worker default: --kv-host)
@@ -156,6 +161,8 @@ export interface LauncherCli {
   requestPlaneAuth?: NatsAuthEnv;
   /** Workers only: the api runs on another host. */
   noApi: boolean;
+  /** --direct-data-path, --direct-data-path-host, --advertise-host: passed to the api and every worker. */
+  directLink: DirectLinkOptions;
   /** Passed to prefill workers: KV offer server listen and advertised addresses. */
   kvHost?: string;
   kvAdvertiseHost?: string;
@@ -367,7 +374,7 @@ export function workerExecutor(cli: LauncherCli, role: "prefill" | "decode", ind
 
 /** argv for worker `index` of `role` (its GPU and memory share with --executor cuda). */
 export function workerArgv(cli: LauncherCli, requestPlaneUri: string, role: "prefill" | "decode" = "decode", index = 0): string[] {
-  const a = ["--worker-name", cli.namespace, "--request-plane-uri", requestPlaneUri, ...executorArgv(workerExecutor(cli, role, index))];
+  const a = ["--worker-name", cli.namespace, "--request-plane-uri", requestPlaneUri, ...directDataPathArgv(cli.directLink), ...executorArgv(workerExecutor(cli, role, index))];
   if (cli.stallTimeoutMs !== undefined) a.push("--stall-timeout-ms", String(cli.stallTimeoutMs));
   return a;
 }
@@ -390,6 +397,7 @@ export function apiArgv(cli: LauncherCli, requestPlaneUri: string): string[] {
     "--api-server-host", cli.apiHost,
     "--api-server-port", String(cli.apiPort),
     "--worker-name", cli.namespace,
+    ...directDataPathArgv(cli.directLink),
   ];
   a.push("--model-name", cli.modelName);
   if (cli.apiKey) a.push("--api-key", cli.apiKey);

@@ -51,6 +51,17 @@ describe("launcher - flags", () => {
     ]);
   });
 
+  it("passes the direct data path's flags to the api and every worker", () => {
+    const cli = parseLauncherCli(["--direct-data-path", "off", "--context-worker-count", "1"], modelDir);
+    for (const argv of [workerArgv(cli, cli.requestPlaneUri), prefillArgv(cli, cli.requestPlaneUri), apiArgv(cli, cli.requestPlaneUri)]) {
+      expectFlagsInOrder(argv, [["--direct-data-path", "off"]]);
+    }
+    expect(parseWorkerCli(workerArgv(cli, cli.requestPlaneUri), modelDir).directLink).toEqual({ enabled: false });
+    const remote = parseLauncherCli(["--direct-data-path-host", "0.0.0.0", "--advertise-host", "10.0.0.9"], modelDir);
+    expect(parseWorkerCli(workerArgv(remote, remote.requestPlaneUri), modelDir).directLink).toEqual({ enabled: true, bindHost: "0.0.0.0", advertiseHost: "10.0.0.9" });
+    expectFlagsInOrder(apiArgv(parseLauncherCli([], modelDir), "nats://127.0.0.1:4222"), [["--direct-data-path", "on"]]);
+  });
+
   it("passes the api's router and parser flags on, checked against the api's own values", () => {
     const cli = parseLauncherCli(["--router-mode", "kv", "--reasoning-parser", "none", "--tool-call-parser", "hermes"], modelDir);
     expectFlagsInOrder(apiArgv(cli, cli.requestPlaneUri), [["--router-mode", "kv"], ["--reasoning-parser", "none"], ["--tool-call-parser", "hermes"]]);

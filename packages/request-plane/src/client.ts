@@ -2,7 +2,8 @@ import type { Codec } from "./codec.js";
 import { ClosedError, PayloadTooLargeError, RemoteError, TimeoutError } from "./errors.js";
 import type { InstanceInfo, InstanceWatcher } from "./discovery.js";
 import type { InboxMux } from "./inbox-mux.js";
-import { endpointPath, subjects, validateInstanceId, type EndpointId } from "./names.js";
+import type { LinkPool } from "./link-pool.js";
+import { endpointPath, instancePath, subjects, validateInstanceId, type EndpointId } from "./names.js";
 import { DEFAULT_WINDOW, type ReqMsg } from "./protocol.js";
 import { ReplyStream } from "./reply-stream.js";
 import { random, roundRobin, type InstanceChooser, type RouterMode } from "./routers.js";
@@ -40,11 +41,19 @@ export interface WaitForInstancesOptions {
   signal?: AbortSignal;
 }
 
+/** How many requests went to one instance over its direct link and over NATS (`EndpointClient.carrierCounts`). */
+export interface CarrierCounts {
+  direct: number;
+  nats: number;
+}
+
 export interface ClientDeps {
   readonly transport: Transport;
   readonly codec: Codec;
   readonly watcher: InstanceWatcher;
   readonly mux: InboxMux;
+  /** The plane's direct links; absent when the plane has them off. */
+  readonly links?: LinkPool;
   readonly onClosed: (c: EndpointClient<any, any>) => void;
 }
 
@@ -56,6 +65,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   private readonly missedHeartbeats: number;
   private closed = false;
   private readonly listeners = new Set<() => void>();
+  private readonly carriers = new Map<string, CarrierCounts>();
 
   constructor(
     readonly endpoint: EndpointId,
@@ -137,6 +147,8 @@ export class EndpointClient<Req = unknown, Res = unknown> {
       pickError = err;
       subject = subjects.queue(this.endpoint);
     }
+    const linkTo = routed !== undefined && !pickError ? this.deps.watcher.linkOf(routed) : undefined;
+    const link = linkTo && this.deps.links?.get(instancePath(this.endpoint, routed!), linkTo);
     const stream = new ReplyStream<Res>({
       transport: t,
       codec: this.deps.codec,
@@ -149,6 +161,9 @@ export class EndpointClient<Req = unknown, Res = unknown> {
       deadline,
       signal: options.signal,
       onNoResponders: (failed) => this.reroute(request, failed, options.instanceId !== undefined, tried),
+      link,
+      instanceHint: routed,
+      onSent: (direct) => this.countCarrier(routed ?? "queue", direct),
     });
     return stream.start(() => {
       if (pickError) throw pickError;
@@ -159,6 +174,26 @@ export class EndpointClient<Req = unknown, Res = unknown> {
       if (bytes.byteLength > t.maxPayload) throw new PayloadTooLargeError(bytes.byteLength, t.maxPayload, "request");
       return bytes;
     });
+  }
+
+  /**
+   * Requests sent so far per instance id (`queue` for those left to the queue group), by carrier: `direct` over the
+   * instance's direct link, `nats` through nats-server (no link offered, the link failed to open, or turned off).
+   */
+  carrierCounts(): Record<string, CarrierCounts> {
+    return Object.fromEntries([...this.carriers].map(([id, c]) => [id, { ...c }]));
+  }
+
+  private countCarrier(instance: string, direct: boolean): void {
+    let c = this.carriers.get(instance);
+    if (!c) {
+      // bounded: the counts of departed instances go once many have come and gone
+      if (this.carriers.size >= 1024) for (const id of this.carriers.keys()) if (!this.deps.watcher.get(id)) this.carriers.delete(id);
+      c = { direct: 0, nats: 0 };
+      this.carriers.set(instance, c);
+    }
+    if (direct) c.direct++;
+    else c.nats++;
   }
 
   /** One request, one reply: the first reply of the stream (the rest, if any, is cancelled). */

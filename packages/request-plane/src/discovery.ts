@@ -1,4 +1,5 @@
 import type { Codec } from "./codec.js";
+import type { LinkAddress } from "./link-listener.js";
 import { instancePath, subjects, type EndpointId } from "./names.js";
 import { isObj } from "./protocol.js";
 import type { Transport, TransportSubscription } from "./transport.js";
@@ -13,6 +14,8 @@ export interface InstanceInfo {
   readonly metrics: Readonly<Record<string, unknown>>;
   /** Static description from `ServeOptions.meta`. */
   readonly meta: Readonly<Record<string, unknown>>;
+  /** `host:port` of the instance's direct data path, when it offers one (its secret is not shown here). */
+  readonly directLink?: string;
   /** When the last announcement arrived (epoch ms). */
   readonly lastSeen: number;
   /** The instance is dropped if nothing is heard by then (epoch ms). */
@@ -27,6 +30,8 @@ export interface InstanceInfo {
  */
 export class InstanceWatcher {
   private readonly map = new Map<string, InstanceInfo>();
+  /** Direct-link addresses (with their secrets) of the instances that announce one. */
+  private readonly links = new Map<string, LinkAddress>();
   private readonly sub: TransportSubscription;
   private readonly sweep: NodeJS.Timeout;
   private readonly changeListeners = new Set<() => void>();
@@ -49,12 +54,17 @@ export class InstanceWatcher {
       if (!isObj(v) || typeof v.i !== "string") return;
       if (v.k === "up" && typeof v.lease === "number") {
         const now = Date.now();
+        const l = v.l;
+        const link = isObj(l) && typeof l.h === "string" && typeof l.p === "number" && typeof l.s === "string" ? { host: l.h, port: l.p, secret: l.s } : undefined;
+        if (link) this.links.set(v.i, link);
+        else this.links.delete(v.i);
         this.map.set(v.i, {
           id: v.i,
           path: instancePath(endpoint, v.i),
           endpoint,
           metrics: isObj(v.m) ? v.m : {},
           meta: isObj(v.meta) ? v.meta : {},
+          ...(link ? { directLink: `${link.host}:${link.port}` } : {}),
           lastSeen: now,
           expiresAt: now + v.lease,
         });
@@ -85,7 +95,13 @@ export class InstanceWatcher {
     return this.map.get(id);
   }
 
+  /** Where the live instance `id` takes direct links, if it offers them. */
+  linkOf(id: string): LinkAddress | undefined {
+    return this.map.has(id) ? this.links.get(id) : undefined;
+  }
+
   remove(id: string): void {
+    this.links.delete(id);
     if (this.map.delete(id)) this.changed();
   }
 
@@ -100,6 +116,7 @@ export class InstanceWatcher {
     for (const [id, info] of this.map) {
       if (info.expiresAt <= now) {
         this.map.delete(id);
+        this.links.delete(id);
         any = true;
       }
     }
@@ -116,6 +133,7 @@ export class InstanceWatcher {
     clearInterval(this.sweep);
     this.sub.unsubscribe();
     this.map.clear();
+    this.links.clear();
     this.changed();
     this.changeListeners.clear();
   }

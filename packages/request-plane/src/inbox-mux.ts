@@ -1,5 +1,6 @@
 import type { Codec } from "./codec.js";
 import type { CancelMsg } from "./protocol.js";
+import type { Carrier } from "./link-pool.js";
 import type { Transport, TransportMsg, TransportSubscription } from "./transport.js";
 
 /**
@@ -9,10 +10,11 @@ import type { Transport, TransportMsg, TransportSubscription } from "./transport
  * A frame for a request no longer registered (it ended here, but our cancel was lost, e.g. in a NATS
  * reconnect) is answered with a cancel to its control subject, so the server does not hold the request
  * (and its resources) until the deadline: its next heartbeat brings the cancel again.
+ * Direct links (link-pool.ts) deliver the frames of their requests here too, with the link as `via`.
  */
 export class InboxMux {
   private readonly prefix: string;
-  private readonly routes = new Map<string, { onMsg: (m: TransportMsg) => void; onClose: () => void }>();
+  private readonly routes = new Map<string, { onMsg: (m: TransportMsg, via: Carrier) => void; onClose: () => void }>();
   private sub: TransportSubscription | undefined;
   private next = 0;
 
@@ -21,24 +23,27 @@ export class InboxMux {
     private readonly codec: Codec,
   ) {
     this.prefix = transport.newInbox();
-    this.sub = transport.subscribe(`${this.prefix}.>`, (m) => {
-      const route = this.routes.get(m.subject.slice(this.prefix.length + 1));
-      if (route) route.onMsg(m);
-      else if (m.reply && !m.noResponders) this.cancelStray(m.reply);
-    });
+    this.sub = transport.subscribe(`${this.prefix}.>`, (m) => this.deliver(m, transport));
   }
 
-  private cancelStray(control: string): void {
+  /** A message for one of this plane's inboxes, arrived over `via` (the transport or a direct link). */
+  deliver(m: TransportMsg, via: Carrier): void {
+    const route = this.routes.get(m.subject.slice(this.prefix.length + 1));
+    if (route) route.onMsg(m, via);
+    else if (m.reply && !m.noResponders) this.cancelStray(m.reply, via);
+  }
+
+  private cancelStray(control: string, via: Carrier): void {
     const msg: CancelMsg = { k: "cancel", r: "the client no longer awaits this request" };
     try {
-      this.transport.publish(control, this.codec.encode(msg));
+      via.publish(control, this.codec.encode(msg));
     } catch {
       // closed: the server sees no-responders or its deadline
     }
   }
 
   /** Reserves an inbox subject; `release()` stops delivery to it; `onClose` runs if the mux closes first. */
-  register(onMsg: (m: TransportMsg) => void, onClose: () => void): { subject: string; release: () => void } {
+  register(onMsg: (m: TransportMsg, via: Carrier) => void, onClose: () => void): { subject: string; release: () => void } {
     const token = (++this.next).toString(36);
     this.routes.set(token, { onMsg, onClose });
     return { subject: `${this.prefix}.${token}`, release: () => this.routes.delete(token) };

@@ -6,7 +6,8 @@
 export type { Codec } from "./codec.js";
 export type { InstanceInfo } from "./discovery.js";
 export type { EndpointId, PlaneRole, SubjectPermissions } from "./names.js";
-export type { ClientOptions, RequestOptions, WaitForInstancesOptions } from "./client.js";
+export type { CarrierCounts, ClientOptions, RequestOptions, WaitForInstancesOptions } from "./client.js";
+export type { DirectLinkOptions } from "./link-listener.js";
 export type { ConnectOptions, InProcessOptions } from "./connect.js";
 export type { NatsServerHandle, NatsServerInfo, NatsServerOptions, NatsServerUser } from "./nats-server.js";
 export type { NatsTransportOptions } from "./nats-transport.js";

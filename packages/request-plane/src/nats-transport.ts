@@ -62,6 +62,7 @@ export class NatsTransport implements Transport {
   readonly kind = "nats" as const;
   private readonly listeners = new Set<(s: TransportStatus) => void>();
   private closing: Promise<void> | undefined;
+  private closedEmitted = false;
 
   private constructor(
     /** The connection stays inside this transport: the plane's users get the Transport interface only. */
@@ -69,6 +70,8 @@ export class NatsTransport implements Transport {
     private readonly inboxPrefix?: string,
   ) {
     void this.watchStatus();
+    // closed for good (our close(), or given up reconnecting, or closed by its owner): "closed", once
+    void nc.closed().then(() => this.emit("closed"));
   }
 
   /** Connects to `servers` (`nats://host:port`, comma-separated string or array). */
@@ -200,6 +203,10 @@ export class NatsTransport implements Transport {
   }
 
   private emit(s: TransportStatus): void {
+    if (s === "closed") {
+      if (this.closedEmitted) return;
+      this.closedEmitted = true;
+    }
     for (const l of this.listeners) l(s);
   }
 

@@ -4,6 +4,8 @@ import { EndpointClient, type ClientOptions } from "./client.js";
 import { InstanceWatcher } from "./discovery.js";
 import { CancelledError, ClosedError, NoRespondersError, TimeoutError } from "./errors.js";
 import { InboxMux } from "./inbox-mux.js";
+import { LinkListener, resolveLinkOptions, type DirectLinkOptions, type ResolvedLinkOptions } from "./link-listener.js";
+import { LinkPool } from "./link-pool.js";
 import { endpointId, endpointPath, validateName, type EndpointId } from "./names.js";
 import { Server, type Handler, type ServeOptions, type ServedEndpoint, type StopOptions } from "./server.js";
 import type { Transport, TransportSubscribeOptions, TransportSubscription } from "./transport.js";
@@ -15,6 +17,13 @@ export interface PlaneOptions {
   heartbeatMs?: number;
   /** Default discovery lease, ms (default 3000). */
   leaseMs?: number;
+  /**
+   * The direct data path (README, "Direct data path"): request and reply frames of a request to a chosen instance go
+   * over a TCP link to it instead of through nats-server, when it offers one and it can be reached; NATS stays the
+   * control plane and the fallback. `false` turns it off; an object sets its addresses and bounds. Default: on for a
+   * NATS plane, off for an in-process one.
+   */
+  directLink?: boolean | DirectLinkOptions;
 }
 
 export interface RawRequestOptions {
@@ -41,6 +50,12 @@ export class RequestPlane {
   private closing: Promise<void> | undefined;
   /** Shared reply inbox of every request this plane sends. */
   readonly mux: InboxMux;
+  /** Direct-link settings (`enabled` false: every request goes through the transport). */
+  readonly directLink: ResolvedLinkOptions;
+  /** This plane's client links to the instances it calls (absent when direct links are off). */
+  private readonly links: LinkPool | undefined;
+  /** The listener of the instances this plane serves, opened with the first of them. */
+  private listener: Promise<LinkListener> | undefined;
 
   constructor(
     readonly transport: Transport,
@@ -50,6 +65,41 @@ export class RequestPlane {
     this.heartbeatMs = options.heartbeatMs ?? 1000;
     this.leaseMs = options.leaseMs ?? 3000;
     this.mux = new InboxMux(transport, this.codec);
+    this.directLink = resolveLinkOptions(options.directLink, transport.kind);
+    if (this.directLink.enabled) {
+      this.links = new LinkPool(this.directLink, () => transport.maxPayload, (m, via) => this.mux.deliver(m, via));
+      // A plane whose transport closed for good is finished (as a crashed process): its links go with it, so peers
+      // learn at once (a client's requests fail as from a dead instance; a server's handlers lose their client).
+      transport.onStatus((st) => {
+        if (st === "closed") void this.closeLinks();
+      });
+    }
+  }
+
+  /**
+   * Test hook (`@trtd/request-plane/testing`, `breakDirectLinks`): destroys this plane's client links as a network
+   * failure would, leaving everything else running.
+   */
+  breakClientLinks(): void {
+    this.links?.breakAll();
+  }
+
+  private async closeLinks(): Promise<void> {
+    this.links?.close();
+    const listener = await this.listener?.catch(() => undefined);
+    await listener?.close();
+  }
+
+  /** Open direct links from this plane's clients (tests use it to check that nothing stays open). */
+  get openLinks(): number {
+    return this.links?.openCount ?? 0;
+  }
+
+  /** `host:port` where this plane's instances take direct links, once one is served (undefined when off). */
+  async linkAddress(): Promise<string | undefined> {
+    if (!this.listener) return undefined;
+    const l = await this.listener;
+    return `${l.host}:${l.port}`;
   }
 
   /**
@@ -131,11 +181,22 @@ export class RequestPlane {
   async serve<Req = unknown, Res = unknown>(endpoint: EndpointRef, handler: Handler<Req, Res>, options: ServeOptions = {}): Promise<ServedEndpoint> {
     if (this.isClosed) throw new ClosedError();
     const id = toId(endpoint);
+    let links: LinkListener | undefined;
+    if (this.directLink.enabled) {
+      this.listener ??= LinkListener.open(this.directLink, this.transport.maxPayload);
+      try {
+        links = await this.listener;
+      } catch (err) {
+        this.listener = undefined; // a later serve() may try again
+        throw err;
+      }
+    }
     const server = new Server(id, handler, options, {
       transport: this.transport,
       codec: this.codec,
       heartbeatMs: this.heartbeatMs,
       leaseMs: this.leaseMs,
+      links,
       onStopped: (s) => this.servers.delete(s),
     });
     this.servers.add(server);
@@ -166,6 +227,7 @@ export class RequestPlane {
       codec: this.codec,
       watcher: w,
       mux: this.mux,
+      links: this.links,
       onClosed: (c) => {
         this.clients.delete(c);
         if (--w.refs === 0) {
@@ -187,6 +249,7 @@ export class RequestPlane {
       await Promise.all([...this.servers].map((s) => s.stop(options)));
       for (const c of [...this.clients]) c.close();
       this.mux.close();
+      await this.closeLinks();
       await this.transport.close();
     })();
     return this.closing;

@@ -25,7 +25,8 @@
  *   credit {k:"credit", n}                   n = replies consumed so far
  *   A no-responders status there (the client's inbox is gone: its connection died) cancels the request.
  * discovery (announce subject `rpd.<ns>.<comp>.<ep>` / probe subject `….probe`):
- *   up     {k:"up", i, lease, m, meta?}      instance alive, lease ms, load metrics
+ *   up     {k:"up", i, lease, m, meta?, l?}  instance alive, lease ms, load metrics; l = its direct link
+ *                                            {h: host, p: port, s: secret} (link-listener.ts), when it has one
  *   down   {k:"down", i}                     instance stopped cleanly
  *   probe  {k:"probe"}                       asks every instance to announce now
  */
@@ -99,6 +100,8 @@ export interface UpMsg {
   lease: number;
   m: Record<string, unknown>;
   meta?: Record<string, unknown>;
+  /** The instance's direct link: host, port, secret. */
+  l?: { h: string; p: number; s: string };
 }
 export interface DownMsg {
   k: "down";

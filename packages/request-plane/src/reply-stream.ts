@@ -11,6 +11,7 @@ import {
   errorFromFrame,
 } from "./errors.js";
 import type { InboxMux } from "./inbox-mux.js";
+import { ClientLink, type Carrier, type LinkUser } from "./link-pool.js";
 import { isObj, type ControlMsg, type Frame, type HbFrame } from "./protocol.js";
 import type { Transport, TransportMsg } from "./transport.js";
 
@@ -33,6 +34,15 @@ export interface ReplyStreamParams {
    * delivered to no one, so resending cannot run it twice), or undefined to fail with NoRespondersError.
    */
   readonly onNoResponders?: (subject: string) => string | undefined;
+  /**
+   * The direct link to the chosen instance (open, or being opened: the request waits for it, bounded, then goes
+   * over NATS if it did not open). Absent: NATS.
+   */
+  readonly link?: ClientLink | Promise<ClientLink | undefined>;
+  /** The chosen instance, for the error when its link drops before it answered. */
+  readonly instanceHint?: string;
+  /** Told once how the request went out (true: the direct link). */
+  readonly onSent?: (direct: boolean) => void;
 }
 
 type Waiter = { resolve: (r: IteratorResult<unknown>) => void; reject: (e: unknown) => void };
@@ -43,8 +53,11 @@ type Waiter = { resolve: (r: IteratorResult<unknown>) => void; reject: (e: unkno
  * signal sends a cancel to the serving instance. At most `window` replies are buffered: the server waits for
  * credit, so a slow consumer slows the handler instead of growing memory.
  */
-export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
+export class ReplyStream<T = unknown> implements AsyncIterableIterator<T>, LinkUser {
   readonly requestId: string;
+  /** Where the request went and where cancel and credit go: the transport, or the instance's direct link. */
+  private carrier: Carrier;
+  private detachLink: (() => void) | undefined;
   private route: { subject: string; release: () => void } | undefined;
   /** The server's control subject for this request (reply subject of its frames): cancel and credit go there. */
   private controlSubject: string | undefined;
@@ -77,6 +90,7 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
   constructor(private readonly p: ReplyStreamParams) {
     this.requestId = p.requestId;
     this.subject = p.subject;
+    this.carrier = p.transport;
     this.hbBoundMs = p.acceptTimeoutMs;
     this.accepted = new Promise((r) => (this.acceptedResolve = r));
   }
@@ -92,7 +106,10 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
       if (this.p.signal?.aborted) throw abortReason(this.p.signal);
       const bytes = typeof encodedRequest === "function" ? encodedRequest() : encodedRequest;
       this.route = this.p.mux.register(
-        (m) => this.onMsg(m),
+        (m, via) => {
+          // a link delivers only the frames of its own requests
+          if (via === this.carrier || via === this.p.transport) this.onMsg(m);
+        },
         () => {
           this.pendingCancel = undefined;
           this.fail(new ClosedError(`request plane closed while request ${this.requestId} was in flight`), true, true);
@@ -105,13 +122,37 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
       }
       this.armWatchdog();
       this.requestBytes = bytes;
-      traceStage?.("plane.request_out");
-      this.p.transport.publish(this.subject, bytes, { reply: this.route.subject });
-      this.published = true;
+      const link = this.p.link;
+      if (link instanceof Promise) {
+        // bounded by the pool's connect timeout; a stream that ended meanwhile never sends
+        void link.then((l) => {
+          if (!this.ended && !this.finished) this.publishOn(l ?? this.p.transport);
+        });
+      } else this.publishOn(link ?? this.p.transport);
     } catch (err) {
       this.fail(err, false);
     }
     return this;
+  }
+
+  private publishOn(carrier: Carrier): void {
+    try {
+      this.carrier = carrier;
+      if (carrier instanceof ClientLink) this.detachLink = carrier.attach(this);
+      traceStage?.("plane.request_out");
+      carrier.publish(this.subject, this.requestBytes!, { reply: this.route!.subject });
+      this.published = true;
+      this.p.onSent?.(carrier !== this.p.transport);
+    } catch (err) {
+      this.fail(err, false);
+    }
+  }
+
+  /** The direct link carrying this request dropped: the same error as an instance that died. */
+  linkLost(reason: string): void {
+    this.detachLink = undefined;
+    const instance = this.instance ?? this.p.instanceHint;
+    this.fail(new ServerGoneError(`${reason}; instance ${instance} lost request ${this.requestId}`, instance), false);
   }
 
   /**
@@ -150,6 +191,10 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
       const next = this.p.onNoResponders?.(this.subject);
       if (next !== undefined && this.requestBytes && this.route) {
         this.subject = next;
+        // another instance: over NATS (its link, if any, is not this one)
+        this.detachLink?.();
+        this.detachLink = undefined;
+        this.carrier = this.p.transport;
         try {
           this.p.transport.publish(next, this.requestBytes, { reply: this.route.subject });
           return;
@@ -252,7 +297,7 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
 
   private sendControl(subject: string, msg: ControlMsg): void {
     try {
-      this.p.transport.publish(subject, this.p.codec.encode(msg));
+      this.carrier.publish(subject, this.p.codec.encode(msg));
     } catch {
       // connection closed: the server learns through the no-responders status or its deadline
     }
@@ -296,6 +341,8 @@ export class ReplyStream<T = unknown> implements AsyncIterableIterator<T> {
     if (this.finished) return;
     this.finished = true;
     this.requestBytes = undefined;
+    this.detachLink?.();
+    this.detachLink = undefined;
     clearTimeout(this.watchdog);
     this.watchdog = undefined;
     clearTimeout(this.deadlineTimer);

@@ -1,6 +1,9 @@
 import type { Codec } from "./codec.js";
 import { traceStage } from "@trtd/process";
 import { CancelledError, PayloadTooLargeError, RequestPlaneError, TimeoutError } from "./errors.js";
+import type { LinkAddress, LinkListener, LinkServed } from "./link-listener.js";
+import type { Carrier } from "./link-pool.js";
+import { LinkFrameType, type LinkSocket } from "./link-socket.js";
 import { instancePath, newInstanceId, subjects, validateInstanceId, type EndpointId } from "./names.js";
 import { DEFAULT_WINDOW, isObj, type ControlMsg, type Frame, type ReqMsg, type UpMsg } from "./protocol.js";
 import type { Transport, TransportMsg, TransportService, TransportServiceRegistration, TransportSubscription } from "./transport.js";
@@ -76,6 +79,8 @@ interface Active {
   /** Our control subject for this request: frames carry it as their reply subject. */
   readonly control: string;
   readonly ac: AbortController;
+  /** What the request came over (the transport or a client's direct link): every frame of it goes back there. */
+  readonly via: Carrier;
   readonly window: number;
   seq: number;
   credited: number;
@@ -94,11 +99,13 @@ export interface ServerDeps {
   readonly codec: Codec;
   readonly heartbeatMs: number;
   readonly leaseMs: number;
+  /** The plane's direct-link listener; absent when the plane has direct links off. */
+  readonly links?: LinkListener;
   readonly onStopped: (s: Server) => void;
 }
 
 /** One instance serving one endpoint. Created by `RequestPlane.serve`. */
-export class Server implements ServedEndpoint {
+export class Server implements ServedEndpoint, LinkServed {
   readonly instanceId: string;
   readonly path: string;
   private readonly heartbeatMs: number;
@@ -112,8 +119,10 @@ export class Server implements ServedEndpoint {
   private readonly controlInbox: string;
   private readonly timers: NodeJS.Timeout[] = [];
   private extraMetrics: Record<string, unknown> = {};
-  /** Pending reply frames, flat: subject, bytes, reply subject, ... (see enqueue). */
-  private outq: Array<string | Uint8Array | undefined> = [];
+  /** Pending reply frames, flat: subject, bytes, reply subject, carrier, ... (see enqueue). */
+  private outq: Array<string | Uint8Array | Carrier | undefined> = [];
+  private readonly directSubject: string;
+  private link: { address: LinkAddress; unregister: () => void } | undefined;
   private flushScheduled = false;
   private lastAnnounce = 0;
   private announceTimer: NodeJS.Timeout | undefined;
@@ -131,6 +140,7 @@ export class Server implements ServedEndpoint {
     this.heartbeatMs = options.heartbeatMs ?? deps.heartbeatMs;
     this.leaseMs = options.leaseMs ?? deps.leaseMs;
     this.controlInbox = deps.transport.newInbox();
+    this.directSubject = subjects.instance(endpoint, this.instanceId);
   }
 
   get activeRequests(): number {
@@ -145,8 +155,8 @@ export class Server implements ServedEndpoint {
     const onError = (err: Error) => (refused ??= err);
     this.subs.push(t.subscribe(`${this.controlInbox}.>`, (m) => this.onControl(m), { onError }));
     this.subs.push(t.subscribe(subjects.probe(this.endpoint), () => this.announce(), { onError }));
-    const onMsg = (m: TransportMsg) => this.onInstanceMsg(m);
-    const direct = subjects.instance(this.endpoint, this.instanceId);
+    const onMsg = (m: TransportMsg) => this.onInstanceMsg(m, t);
+    const direct = this.directSubject;
     const queued = this.options.queueGroup !== false;
     if (t.registerService && this.options.microService !== false) {
       const { namespace, component, endpoint } = this.endpoint;
@@ -170,6 +180,7 @@ export class Server implements ServedEndpoint {
     for (const tm of this.timers) tm.unref();
     await t.flush(); // the server answers a refused SUB before this PONG
     if (refused) throw refused;
+    this.link = this.deps.links?.register(this);
     this.announce();
   }
 
@@ -202,13 +213,14 @@ export class Server implements ServedEndpoint {
     this.lastAnnounce = Date.now();
     const msg: UpMsg = { k: "up", i: this.instanceId, lease: this.leaseMs, m: this.metrics() };
     if (this.options.meta) msg.meta = this.options.meta;
+    if (this.link) msg.l = { h: this.link.address.host, p: this.link.address.port, s: this.link.address.secret };
     this.safePublish(subjects.announce(this.endpoint), this.deps.codec.encode(msg));
   }
 
-  private safePublish(subject: string, data: Uint8Array, reply?: string): void {
+  private safePublish(subject: string, data: Uint8Array, reply?: string, via: Carrier = this.deps.transport): void {
     try {
       if (data.byteLength > this.deps.transport.maxPayload) return;
-      this.deps.transport.publish(subject, data, reply ? { reply } : undefined);
+      via.publish(subject, data, reply ? { reply } : undefined);
     } catch {
       // connection closed or draining: the stream's watchdog on the client covers it
     }
@@ -220,8 +232,8 @@ export class Server implements ServedEndpoint {
    * once costs one socket write per reply; batching per turn measured ~2x the streamed replies/s. The queue
    * holds at most the credit window of each stream (the handler waits for credit, which needs a new turn).
    */
-  private enqueue(subject: string, data: Uint8Array, reply: string | undefined): void {
-    this.outq.push(subject, data, reply);
+  private enqueue(subject: string, data: Uint8Array, reply: string | undefined, via: Carrier): void {
+    this.outq.push(subject, data, reply, via);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flushOut);
@@ -233,10 +245,27 @@ export class Server implements ServedEndpoint {
     this.flushScheduled = false;
     const q = this.outq;
     this.outq = [];
-    for (let i = 0; i < q.length; i += 3) this.safePublish(q[i] as string, q[i + 1] as Uint8Array, q[i + 2] as string | undefined);
+    for (let i = 0; i < q.length; i += 4) this.safePublish(q[i] as string, q[i + 1] as Uint8Array, q[i + 2] as string | undefined, q[i + 3] as Carrier);
   };
 
-  private onInstanceMsg(m: TransportMsg): void {
+  /**
+   * A message on a client's direct link bound to this instance: its requests and its control messages, as they
+   * would have come through nats-server. Nothing else may be addressed this way (the link is not a way around the
+   * NATS permissions): any other subject, or a request once we are stopping, gets the no-responders NATS would give.
+   */
+  onLinkMessage(subject: string, reply: string | undefined, data: Uint8Array, link: LinkSocket): void {
+    const m: TransportMsg = { subject, data, reply, noResponders: false };
+    if (subject === this.directSubject && !this.stopping) this.onInstanceMsg(m, link);
+    else if (subject.startsWith(this.controlInbox) && subject.charCodeAt(this.controlInbox.length) === 46 /* . */) this.onControl(m);
+    else if (reply) link.write(LinkFrameType.NoResponders, reply, undefined);
+  }
+
+  /** The client's end of a direct link is gone: its requests have lost their client (as a no-responders on NATS). */
+  onLinkClosed(link: LinkSocket): void {
+    for (const a of this.active.values()) if (a.via === link) a.ac.abort(new CancelledError("client gone (its direct link closed)"));
+  }
+
+  private onInstanceMsg(m: TransportMsg, via: Carrier): void {
     traceStage?.("plane.request_in");
     if (m.noResponders || !m.reply) return;
     let req: ReqMsg;
@@ -247,7 +276,7 @@ export class Server implements ServedEndpoint {
     } catch {
       return; // garbage on our subject: drop it, it must not disturb other requests
     }
-    this.onRequest(req, m.reply);
+    this.onRequest(req, m.reply, via);
   }
 
   /** Cancel and credit from the client, or a 503 meaning the client's inbox is gone (its connection died). */
@@ -287,7 +316,7 @@ export class Server implements ServedEndpoint {
     }
     a.lastSent = Date.now();
     const bytes = this.deps.codec.encode(frame);
-    if (bytes.byteLength <= this.deps.transport.maxPayload) this.enqueue(a.reply, bytes, a.control);
+    if (bytes.byteLength <= this.deps.transport.maxPayload) this.enqueue(a.reply, bytes, a.control, a.via);
   }
 
   private heartbeat(): void {
@@ -296,13 +325,14 @@ export class Server implements ServedEndpoint {
     for (const a of this.active.values()) if (now - a.lastSent >= this.heartbeatMs * 0.9) this.send(a, { k: "hb", s: a.seq, c: a.credited });
   }
 
-  private onRequest(req: ReqMsg, reply: string): void {
+  private onRequest(req: ReqMsg, reply: string, via: Carrier): void {
     const key = (++this.nextKey).toString(36);
     const a: Active = {
       id: req.id,
       reply,
       control: `${this.controlInbox}.${key}`,
       ac: new AbortController(),
+      via,
       window: typeof req.w === "number" && req.w > 0 ? Math.min(req.w, MAX_WINDOW) : DEFAULT_WINDOW,
       seq: 0,
       credited: 0,
@@ -417,7 +447,7 @@ export class Server implements ServedEndpoint {
     a.seq++;
     a.accepted = true;
     a.lastSent = now;
-    this.enqueue(a.reply, bytes, reply);
+    this.enqueue(a.reply, bytes, reply, a.via);
   }
 
   stop(options: StopOptions = {}): Promise<void> {
@@ -449,6 +479,8 @@ export class Server implements ServedEndpoint {
     for (const tm of this.timers) clearInterval(tm);
     clearTimeout(this.announceTimer);
     this.flushOut(); // the last frames of finished requests go out before we let go
+    this.link?.unregister(); // after the flush: a link sends what it has queued, then closes
+    this.link = undefined;
     for (const s of this.subs) s.unsubscribe();
     this.subs.length = 0;
     this.deps.onStopped(this);

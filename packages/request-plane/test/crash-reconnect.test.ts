@@ -37,50 +37,61 @@ describe("failures over a real nats-server", () => {
     cleanups.length = 0;
   });
 
-  it("a serving child process SIGKILLed mid-stream: the client gets ServerGoneError within 3 heartbeats, the instance disappears within its lease", async () => {
-    const nats = await startNatsServer();
-    cleanups.push(() => nats.stop());
-    const HB = 200;
-    const LEASE = 1000;
-    const plane = await connect(nats.uri, { heartbeatMs: HB, leaseMs: LEASE });
-    cleanups.push(() => plane.close());
-    const child = await spawnWorker(nats.uri, "victim", HB, LEASE);
-    cleanups.push(() => child.exitCode === null && child.kill("SIGKILL"));
+  // Over NATS the client notices the silence (3 heartbeats); over the direct link the socket closes with the
+  // process and the request fails at once, with the same error.
+  for (const direct of [false, true]) {
+    it(`a serving child process SIGKILLed mid-stream (${direct ? "direct link" : "NATS"}): the client gets ServerGoneError ${direct ? "at once" : "within 3 heartbeats"}, the instance disappears within its lease`, async () => {
+      const nats = await startNatsServer();
+      cleanups.push(() => nats.stop());
+      const HB = 200;
+      const LEASE = 1000;
+      const plane = await connect(nats.uri, { heartbeatMs: HB, leaseMs: LEASE, directLink: direct });
+      cleanups.push(() => plane.close());
+      const child = await spawnWorker(nats.uri, "victim", HB, LEASE);
+      cleanups.push(() => child.exitCode === null && child.kill("SIGKILL"));
 
-    const client = plane.client<unknown, { i: number; pid: number }>("crash/child/stream");
-    await client.waitForInstances({ timeoutMs: 5000 });
-    expect(client.instances().map((i) => i.id)).toEqual(["victim"]);
+      const client = plane.client<unknown, { i: number; pid: number }>("crash/child/stream");
+      await client.waitForInstances({ timeoutMs: 5000 });
+      expect(client.instances().map((i) => i.id)).toEqual(["victim"]);
 
-    let killedAt = 0;
-    let received = 0;
-    const err = await rejection(
-      (async () => {
-        for await (const r of client.generate({}, { instanceId: "victim" })) {
-          expect(r.pid).toBe(child.pid);
-          expect(r.i).toBe(received);
-          if (++received === 10) {
-            child.kill("SIGKILL");
-            killedAt = Date.now();
+      let killedAt = 0;
+      let received = 0;
+      const err = await rejection(
+        (async () => {
+          for await (const r of client.generate({}, { instanceId: "victim" })) {
+            expect(r.pid).toBe(child.pid);
+            expect(r.i).toBe(received);
+            if (++received === 10) {
+              child.kill("SIGKILL");
+              killedAt = Date.now();
+            }
           }
-        }
-      })(),
-    );
-    const detectMs = Date.now() - killedAt;
-    expect(err).toBeInstanceOf(ServerGoneError);
-    expect((err as ServerGoneError).instanceId).toBe("victim");
-    // bound: 3 × heartbeat after the last frame (frames came every 20 ms); slack for a busy 2-core VM
-    expect(detectMs).toBeGreaterThanOrEqual(3 * HB - 50);
-    expect(detectMs).toBeLessThan(3 * HB + 500);
+        })(),
+      );
+      const detectMs = Date.now() - killedAt;
+      expect(err).toBeInstanceOf(ServerGoneError);
+      expect((err as ServerGoneError).instanceId).toBe("victim");
+      expect(client.carrierCounts().victim).toEqual(direct ? { direct: 1, nats: 0 } : { direct: 0, nats: 1 });
+      if (direct) {
+        // the kernel closes the socket with the process: well under one heartbeat
+        expect(detectMs).toBeLessThan(HB);
+      } else {
+        // bound: 3 × heartbeat after the last frame (frames came every 20 ms); slack for a busy 2-core VM
+        expect(detectMs).toBeGreaterThanOrEqual(3 * HB - 50);
+        expect(detectMs).toBeLessThan(3 * HB + 500);
+      }
 
-    const goneMs = await waitUntil(() => client.instances().length === 0, LEASE + LEASE / 4 + 1000, "instance expiry");
-    expect(goneMs + detectMs).toBeLessThan(LEASE + LEASE / 4 + 1000);
-    client.close();
-  });
+      const goneMs = await waitUntil(() => client.instances().length === 0, LEASE + LEASE / 4 + 1000, "instance expiry");
+      expect(goneMs + detectMs).toBeLessThan(LEASE + LEASE / 4 + 1000);
+      client.close();
+    });
+  }
 
   it("reconnects after the nats-server restarts: serving and requests work again", async () => {
     const first: NatsServerHandle = await startNatsServer();
     const port = first.port;
-    const opts = { heartbeatMs: 200, leaseMs: 1000, reconnectTimeWaitMs: 100 };
+    // NATS's own reconnect: with the direct link on, the requests below could succeed over the link before it
+    const opts = { heartbeatMs: 200, leaseMs: 1000, reconnectTimeWaitMs: 100, directLink: false };
     const server = await connect(first.uri, { ...opts, name: "rc-server" });
     const client = await connect(first.uri, { ...opts, name: "rc-client" });
     let second: NatsServerHandle | undefined;

@@ -3,6 +3,8 @@
 // real nats-server, deterministically, through `LossyTransport` (a test double wrapping the real NATS
 // transport of the client's plane), and check that every stream still completes or fails with a typed error
 // within the heartbeat bound instead of waiting for its deadline (the nats-restart reliability flake).
+// These are properties of the NATS carrier, so the planes here have the direct link off (`directLink: false`);
+// a dropped direct link is tested in direct-link.test.ts.
 import { afterEach, describe, expect, it } from "vitest";
 import {
   NatsTransport,
@@ -91,7 +93,7 @@ async function setup(window: number, handler: Parameters<RequestPlane["serve"]>[
   cleanups.push(() => serverPlane.close());
   const served = await serverPlane.serve("lost/msgs/gen", handler, { instanceId: "w0" });
   const lossy = new LossyTransport(NatsTransport.fromConnection(await natsConnect({ servers: nats.uri })));
-  const clientPlane = new RequestPlane(lossy, { heartbeatMs: HB });
+  const clientPlane = new RequestPlane(lossy, { heartbeatMs: HB, directLink: false });
   cleanups.push(() => clientPlane.close());
   const client = clientPlane.client<unknown, number>("lost/msgs/gen", { window });
   await client.waitForInstances({ timeoutMs: 5000 });
@@ -198,7 +200,7 @@ describe("messages lost in a NATS reconnect", () => {
       }
     });
     const nc = await natsConnect({ servers: nats.uri });
-    const clientPlane = new RequestPlane(NatsTransport.fromConnection(nc), { heartbeatMs: HB });
+    const clientPlane = new RequestPlane(NatsTransport.fromConnection(nc), { heartbeatMs: HB, directLink: false });
     const client = clientPlane.client<unknown, number>("lost/msgs/busy", { window: 1024 });
     await client.waitForInstances({ timeoutMs: 5000 });
     cleanups.push(() => clientPlane.close().catch(() => undefined));

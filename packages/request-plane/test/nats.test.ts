@@ -4,7 +4,9 @@ import { connect, NatsTransport, RequestPlane, startNatsServer } from "../src/in
 import { freePort } from "../src/testing.js";
 import { protocolSuite } from "./protocol-suite.js";
 
-describe("NATS transport (real nats-server)", () => {
+// Twice: with the direct link (the default: request and reply frames go over TCP to the instance) and without
+// (every frame through nats-server), so both carriers keep every guarantee of the suite.
+for (const directLink of [true, false]) describe(`NATS transport (real nats-server), direct link ${directLink ? "on" : "off"}`, () => {
   protocolSuite(async () => {
     const maxPayload = 256 * 1024;
     const monitorPort = await freePort();
@@ -19,7 +21,7 @@ describe("NATS transport (real nats-server)", () => {
         subs = -1;
       }
     }, 20);
-    const opts = { heartbeatMs: 200, leaseMs: 1000 };
+    const opts = { heartbeatMs: 200, leaseMs: 1000, directLink };
     const server = await connect(nats.uri, { ...opts, name: "suite-server" });
     const client = await connect(nats.uri, { ...opts, name: "suite-client" });
     // Extra clients on connections the test holds, so that crash() can close one without a drain.

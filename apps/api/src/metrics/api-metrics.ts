@@ -8,7 +8,10 @@ const BYTES_BUCKETS = [1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 22, 1 << 24, 1 <
 /** Worker-side queue figures, read from the instances' published load when /metrics is scraped. */
 export type WorkerLoadSource = () => Array<{ component: string; instance: string; load: WorkerLoad }>;
 
-export function createApiMetrics(workerLoad: WorkerLoadSource = () => []) {
+/** Requests the api sent to each worker instance, by carrier (@trtd/request-plane's `EndpointClient.carrierCounts`). */
+export type CarrierSource = () => Array<{ component: string; instance: string; direct: number; nats: number }>;
+
+export function createApiMetrics(workerLoad: WorkerLoadSource = () => [], carriers: CarrierSource = () => []) {
   const registry = new Registry();
   const m = {
     registry,
@@ -34,6 +37,17 @@ export function createApiMetrics(workerLoad: WorkerLoadSource = () => []) {
     ),
     kvTransferSeconds: registry.register(new Histogram("trtd_kv_transfer_seconds", "Time decode workers spent pulling KV caches", LATENCY_BUCKETS_S)),
     kvTransferSize: registry.register(new Histogram("trtd_kv_transfer_size_bytes", "Size of each KV transfer", BYTES_BUCKETS)),
+    requestPlaneCarriers: registry.register(
+      new Counter(
+        "trtd_request_plane_requests_total",
+        "Requests the api sent to a worker instance, by carrier: direct (the instance's direct TCP link) or nats (through nats-server: no link offered, it could not be opened, or --direct-data-path off)",
+        () =>
+          carriers().flatMap((c) => [
+            { labels: { component: c.component, instance: c.instance, carrier: "direct" }, value: c.direct },
+            { labels: { component: c.component, instance: c.instance, carrier: "nats" }, value: c.nats },
+          ]),
+      ),
+    ),
     ...workerGauges(registry, workerLoad),
   };
   return m;

@@ -2,7 +2,7 @@
 // the instance the router chose. Request-plane failures become the api's typed errors here.
 import { DEFAULT_NAMESPACE, DeploymentIdentity, Endpoints, kvEventSubjects, type KvEventPoll, type KvEventReply, type DecodeChunk, type IdentityMismatch, type DecodeRequest, type GenerateRequest, type PrefillResult, type WorkerLoad } from "@trtd/apps-common";
 import { KvPullFailureReasons, KvPullRefusalReasons } from "@trtd/kv-transfer";
-import { RequestPlaneErrorCode, type EndpointClient, type RequestPlane, type InstanceInfo } from "@trtd/request-plane";
+import { RequestPlaneErrorCode, type CarrierCounts, type EndpointClient, type RequestPlane, type InstanceInfo } from "@trtd/request-plane";
 import { DeadlineExceededError, WorkerFailedError, WorkerGoneError } from "../errors.js";
 import type { WorkerInstance, WorkerRole, Workers } from "./workers.js";
 
@@ -101,6 +101,11 @@ export class RequestPlaneWorkers implements Workers {
     // Judged as they register (so a refusal is logged and counted when the worker arrives, not at its first use).
     this.prefillClient.onInstancesChange(() => this.instances("prefill"));
     this.decodeClient.onInstancesChange(() => this.instances("decode"));
+  }
+
+  /** Requests sent to each instance of `role` so far, over its direct link or through nats-server (for /metrics). */
+  carrierCounts(role: WorkerRole): Record<string, CarrierCounts> {
+    return (role === "prefill" ? this.prefillClient : this.decodeClient).carrierCounts();
   }
 
   instances(role: WorkerRole): WorkerInstance[] {

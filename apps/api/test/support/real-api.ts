@@ -23,13 +23,15 @@ export interface RealApiOptions {
   reasoningParser?: ApiServerOptions["reasoningParser"];
   /** Put the worker and the api on a real nats-server (started here, one connection each) instead of the in-process plane. */
   nats?: boolean;
+  /** With `nats`: the planes' direct data path (default: the request plane's, on). */
+  directLink?: boolean;
 }
 
 export async function startRealApi(limits: Partial<ServerLimits> = {}, o: RealApiOptions = {}): Promise<RealApi> {
   const dir = o.modelDir ?? modelDir;
   const nats: NatsServerHandle | undefined = o.nats ? await startNatsServer() : undefined;
-  const plane: RequestPlane = nats ? await connect(nats.uri) : createInProcessPlane();
-  const workerPlane: RequestPlane = nats ? await connect(nats.uri) : plane;
+  const plane: RequestPlane = nats ? await connect(nats.uri, { directLink: o.directLink }) : createInProcessPlane();
+  const workerPlane: RequestPlane = nats ? await connect(nats.uri, { directLink: o.directLink }) : plane;
   const closePlanes = async () => {
     if (workerPlane !== plane) await workerPlane.close();
     await plane.close();
