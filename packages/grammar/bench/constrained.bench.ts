@@ -37,22 +37,42 @@ const LONG: GrammarSpec = { type: "json_schema", schema: { type: "object", prope
  * may end sooner, at its EOS). Unconstrained with `lengths`: the same prompts and seeds, each request exactly as many
  * tokens as the constrained run gave it (no stop tokens), so both runs do the same work but for the masks.
  */
+// TRTD_BENCH_PROFILE=1: per batch, the wall-clock time per engine step against the event loop's busy time per step
+// (masks, accepts, draining responses), to see whether the mask work fits inside the engine's steps.
+const PROFILE = process.env.TRTD_BENCH_PROFILE === "1";
+const prof = { acceptMs: 0, masks: 0 };
+function timed(m: GrammarMatcher): GrammarMatcher {
+  if (!PROFILE) return m;
+  return new Proxy(m, {
+    get(target, key) {
+      if (key === "acceptToken") return (t: number) => { const s = performance.now(); const r = target.acceptToken(t); prof.acceptMs += performance.now() - s; return r; };
+      if (key === "nextTokenMask") return () => { prof.masks++; return target.nextTokenMask(); };
+      const v = Reflect.get(target, key, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+}
+
 async function batchRun(constrained: GrammarSpec | undefined, lengths?: number[]): Promise<{ tokPerS: number; lengths: number[]; iterations: number }> {
   const matchers: GrammarMatcher[] = [];
   if (constrained) for (let i = 0; i < BATCH; i++) matchers.push(await compiler.matcher(constrained));
+  Object.assign(prof, { acceptMs: 0, masks: 0 });
+  const elu0 = performance.eventLoopUtilization();
   const start = performance.now();
   const iter0 = ex.stats().iterations;
   const outs = await Promise.all(
     Array.from({ length: BATCH }, (_, i) => {
       const req: GenerateRequest = { prompt: prompt(i), maxNewTokens: lengths?.[i] ?? NEW_TOKENS, stopTokenIds: constrained ? stop : [], sampling: { temperature: 1, seed: 100 + i } };
-      return ex.generate(constrained ? { ...req, constraint: matchers[i] } : req).collect();
+      return ex.generate(constrained ? { ...req, constraint: timed(matchers[i]) } : req).collect();
     }),
   );
   const s = (performance.now() - start) / 1000;
+  const busyMs = performance.eventLoopUtilization(elu0).active;
   for (const m of matchers) m.free();
   const tokens = outs.reduce((n, o) => n + o.tokens.length, 0);
   const iterations = ex.stats().iterations - iter0;
-  if (process.env.TRTD_BENCH_VERBOSE) console.log(`  ${constrained ? constrained.type : "unconstrained"}: ${tokens} tokens, ${iterations} iterations, ${s.toFixed(2)} s`);
+  if (process.env.TRTD_BENCH_VERBOSE || PROFILE) console.log(`  ${constrained ? constrained.type : "unconstrained"}: ${tokens} tokens, ${iterations} iterations, ${s.toFixed(2)} s`);
+  if (PROFILE) console.log(`    per step: wall ${(s * 1000 / iterations).toFixed(1)} ms, event loop busy ${(busyMs / iterations).toFixed(1)} ms` + (constrained ? ` (${(prof.masks / iterations).toFixed(1)} masks, accepts ${(prof.acceptMs / iterations).toFixed(2)} ms)` : ""));
   return { tokPerS: tokens / s, lengths: outs.map((o) => o.tokens.length), iterations };
 }
 
