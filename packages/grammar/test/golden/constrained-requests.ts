@@ -56,7 +56,7 @@ export async function runGolden(
           .collect(),
       ),
     );
-    return outs.map((o) => ({ tokens: o.tokens, finishReason: o.finishReason }));
+    return outs.map((o) => ({ tokens: o.tokens, finishReason: String(o.finishReason) }));
   } finally {
     for (const m of matchers) m.free();
   }
