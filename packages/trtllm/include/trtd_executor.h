@@ -294,9 +294,11 @@ TRTD_API trtd_status trtd_executor_cancel(trtd_executor * executor, trtd_request
  * after enqueue (a generation-only request's first token comes from the context phase and is not sampled: its
  * first mask is for its second token); each later mask after the previous sampled token was delivered as a
  * response. Masks stay off the batch's critical path: the engine runs a constrained request's forward pass
- * without waiting, and only its sampling waits for the mask, its logits held aside; the other requests of the
- * batch sample and go on as usual. So the caller computes the next mask while the next step's forward pass
- * runs (xgrammar's intended overlap). A request waiting for its mask holds its KV blocks; cancel it as usual.
+ * without waiting, and only its sampling waits for the mask: a mask given while that forward pass runs is used
+ * in the same step's draws; a later one finds the logits held aside (the reference executor), and the other
+ * requests of the batch sample and go on as usual. So the caller computes the next mask while the next step's
+ * forward pass runs (xgrammar's intended overlap). A request waiting for its mask holds its KV blocks; cancel it
+ * as usual.
  * ---------------------------------------------------------------------------------------------- */
 
 /**

@@ -57,8 +57,9 @@ struct Request {
     int first_token = -1;   // generation-only
     bool cancel = false;
     // Constrained decoding (trtd_executor_set_token_mask): the next sampled token's allowed-token bitmask, given
-    // by the caller under mu; a constrained request whose logits are ready before its mask keeps them in
-    // held_logits (awaiting_mask) and samples once the mask is there, without holding up its batch.
+    // by the caller under mu. A mask given during the step's forward pass is drawn with in that step; a constrained
+    // request whose logits are ready before its mask keeps them in held_logits (awaiting_mask) and samples once
+    // the mask is there, without holding up its batch.
     bool constrained = false;
     bool mask_ready = false;
     bool awaiting_mask = false;
@@ -384,7 +385,6 @@ struct trtd_executor {
         std::vector<int> sampled;
         std::vector<trtd_token_logprobs> sampled_logprobs;
         std::vector<Draw> draws;
-        std::vector<int> draw_rows;  // logits row of each draw (rows are placed once logits is sized)
         while (true) {
             items.clear();
             rows.clear();
@@ -421,8 +421,6 @@ struct trtd_executor {
             }
             if (!stall_file.empty()) stall_while_file_exists();
             int n_logits = 0;
-            draws.clear();
-            draw_rows.clear();
             for (const Item & it : items) {
                 for (int k = 0; k < it.n; ++k) {
                     ForwardRow row;
@@ -432,30 +430,53 @@ struct trtd_executor {
                     row.logits_index = (it.sample && k == it.n - 1) ? n_logits : -1;
                     rows.push_back(row);
                 }
-                // Draws read only engine-owned request fields: they run outside mu.
-                if (it.sample && !it.defer) draw_rows.push_back(n_logits);
-                if (it.sample && !it.defer)
-                    draws.push_back({it.req, uint64_t(it.req->generated_offset) + uint64_t(it.req->generated),
-                                     nullptr, it.mask.empty() ? nullptr : it.mask.data()});
                 if (it.sample) ++n_logits;
             }
-            logits.resize(size_t(n_logits) * size_t(model.cfg.vocab_size));
-            for (size_t d = 0; d < draws.size(); ++d) draws[d].row = logits.data() + size_t(draw_rows[d]) * size_t(model.cfg.vocab_size);
-            sampled.assign(draws.size(), 0);
-            sampled_logprobs.assign(draws.size(), no_logprobs());
+            const size_t vocab = size_t(model.cfg.vocab_size);
+            logits.resize(size_t(n_logits) * vocab);
             std::string error;
             const auto step_start = std::chrono::steady_clock::now();
             try {
                 std::lock_guard<std::mutex> clk(compute_mu);  // the pool serves one caller at a time
                 forward->run(rows, logits.data());
-                sample_all_locked(draws, sampled, sampled_logprobs);
             } catch (const std::exception & e) {
                 error = std::string("forward pass failed: ") + e.what();
+            }
+            // Masks that arrived during the forward pass (the caller computes token t + 1's mask while the step
+            // that reads token t runs): those rows draw now, from this step's logits, with the others. Only the
+            // rows still without a mask are deferred, their logits copied aside.
+            if (error.empty()) {
+                std::lock_guard<std::mutex> lk(mu);
+                for (Item & it : items)
+                    if (it.defer && it.req->mask_ready && !it.req->cancel) {
+                        it.mask = std::move(it.req->mask);
+                        it.req->mask_ready = false;
+                        it.defer = false;
+                    }
+            }
+            // Draws read only engine-owned request fields: they run outside mu.
+            draws.clear();
+            int row_index = 0;
+            for (const Item & it : items) {
+                if (!it.sample) continue;
+                if (!it.defer)
+                    draws.push_back({it.req, uint64_t(it.req->generated_offset) + uint64_t(it.req->generated),
+                                     logits.data() + size_t(row_index) * vocab, it.mask.empty() ? nullptr : it.mask.data()});
+                ++row_index;
+            }
+            sampled.assign(draws.size(), 0);
+            sampled_logprobs.assign(draws.size(), no_logprobs());
+            if (error.empty()) {
+                try {
+                    std::lock_guard<std::mutex> clk(compute_mu);
+                    sample_all_locked(draws, sampled, sampled_logprobs);
+                } catch (const std::exception & e) {
+                    error = std::string("sampling failed: ") + e.what();
+                }
             }
             last_iteration_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - step_start).count();
             // Deferred rows keep their logits until the mask arrives (engine-owned fields: outside mu).
             if (error.empty()) {
-                const size_t vocab = size_t(model.cfg.vocab_size);
                 int row = 0;
                 for (const Item & it : items) {
                     if (!it.sample) continue;
