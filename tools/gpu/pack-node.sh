@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packs what the Node side needs on a GPU machine that has no Node: the node binary and node_modules
 # (without the build and test tools: nx, typescript, vite/vitest and their bundlers; openai travels apart, see
-# pack-deploy.sh), xz-compressed into .gpupack/ (git-ignored via
+# pack-deploy.sh), and vitest with what it loads apart in test-tools.tar.xz (carry it for run_conformance.sh;
+# runs that only serve or bench leave it, to stay inside the carry limit), xz-compressed into .gpupack/ (git-ignored via
 # .git/info/exclude; name it in the device run's carry). On the GPU machine: source tools/gpu/unpack-node.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,4 +14,8 @@ tar -cJf .gpupack/node_modules.tar.xz --exclude=node_modules/nx --exclude=node_m
   --exclude='node_modules/lightningcss*' --exclude=node_modules/@napi-rs --exclude=node_modules/vite \
   --exclude=node_modules/vitest --exclude=node_modules/@vitest --exclude=node_modules/rollup \
   --exclude=node_modules/@rollup node_modules
+TEST_TOOLS="node_modules/vite node_modules/vitest node_modules/@vitest node_modules/rolldown node_modules/@rolldown
+  node_modules/rollup node_modules/@rollup node_modules/lightningcss node_modules/lightningcss-linux-x64-gnu"
+# shellcheck disable=SC2086
+tar -cJf .gpupack/test-tools.tar.xz $(for d in $TEST_TOOLS; do [ -e "$d" ] && echo "$d"; done)
 du -sh .gpupack/*

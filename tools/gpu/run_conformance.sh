@@ -37,6 +37,7 @@ source tools/gpu/unpack-node.sh || { echo "unpack-node.sh failed: run tools/gpu/
 cd "$REPO"
 command -v node >/dev/null || { echo "no node on PATH after unpack-node.sh"; exit 3; }
 echo "node: $(command -v node) $(node --version)"
+[ -f node_modules/vitest/vitest.mjs ] || { echo "no vitest in node_modules: carry .gpupack/test-tools.tar.xz (tools/gpu/pack-node.sh packs it)"; exit 3; }
 
 LIB="$REPO/packages/trtllm/build/libtrtd_executor_cuda.so"
 [ -f "$LIB" ] || { echo "no $LIB: build it where nvcc is (npm run build:native) and carry packages/trtllm/build/libtrtd_executor_cuda.so"; exit 4; }
