@@ -159,8 +159,8 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
     expectIdle(ex);
   });
 
-  // The merge of constrained decoding with the logit controls (executor.cpp's sample_one): the mask is applied first,
-  // then the controls; logprobs stay those of the raw model row (before mask and controls).
+  // The merge of constrained decoding with the logit controls (host_draws.cpp's draw_token, both executors): the mask
+  // is applied first, then the controls; logprobs stay those of the raw model row (before mask and controls).
   const controlled: Array<Pick<GenerateRequest, "sampling" | "logitBias" | "minNewTokens">> = [
     { sampling: { repetitionPenalty: 1.3, frequencyPenalty: 0.5, presencePenalty: 0.4 }, logitBias: { 7: 4, 11: -2 } },
     { sampling: { temperature: 0.9, seed: 21, minP: 0.05, repetitionPenalty: 1.2 }, logitBias: { 3: 2 }, minNewTokens: 5 },
