@@ -1,16 +1,22 @@
-// Constrained decoding on the reference executor, models/tiny, everything measured in one run against its own
-// baseline: (1) decode throughput at batch 32, constrained (a JSON grammar's matcher per request, masks through
+// Constrained decoding on one executor and model (default: the reference executor, models/tiny), everything
+// measured in one run against its own baseline: (1) decode throughput at batch 32, constrained (a JSON grammar's matcher per request, masks through
 // trtd_executor_set_token_mask) vs unconstrained, the cases taking turns, best of TRTD_BENCH_REPEATS (3), with the
 // ratio; (2) the first-token latency of a constrained request whose schema is new (compiled then) vs one whose
 // schema is cached, vs unconstrained; (3) schema violations (ajv) over TRTD_BENCH_GENERATIONS (1000) constrained
-// generations with varied schemas. Last line: one JSON object.
+// generations with varied schemas. Last line: one JSON object, naming the executor and model it measured.
+// TRTD_BENCH_MODEL_DIR: the model directory (default models/tiny); it needs a tokenizer (on a GPU: the 8B-shaped model
+// of tools/gpu/make_models.py, then tools/gpu/deploy-tokenizer.ts; see tools/gpu/README.md). The executor is the
+// binding's default, so $TRTD_EXECUTOR_LIB picks another (packages/trtllm/build/libtrtd_executor_cuda.so).
 import { loadavg } from "node:os";
+import { resolve } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { Executor, type GenerateRequest } from "@trtd/trtllm";
 import { Tokenizer } from "@trtd/tokenizer";
 import { GrammarCompiler, type GrammarMatcher, type GrammarSpec } from "../src/index.js";
 
-const modelDir = new URL("../../../models/tiny", import.meta.url).pathname;
+const modelDir = process.env.TRTD_BENCH_MODEL_DIR
+  ? resolve(process.env.TRTD_BENCH_MODEL_DIR)
+  : new URL("../../../models/tiny", import.meta.url).pathname;
 const REPEATS = Number(process.env.TRTD_BENCH_REPEATS ?? 3);
 const GENERATIONS = Number(process.env.TRTD_BENCH_GENERATIONS ?? 1000);
 const BATCH = 32;
@@ -166,6 +172,11 @@ const vSeconds = (performance.now() - vStart) / 1000;
 console.log(`${GENERATIONS} constrained generations over ${new Set(Array.from({ length: GENERATIONS }, (_, i) => JSON.stringify(variedSchema(i)))).size} schemas: ${violations} violations, ${done} complete, ${cut} cut by max tokens, ${vSeconds.toFixed(1)} s`);
 
 const stats = ex.stats();
+const measured = {
+  executor: ex.version,
+  executorLibrary: process.env.TRTD_EXECUTOR_LIB ?? "default",
+  model: { dir: modelDir, vocabSize: ex.model.vocabSize, numLayers: ex.model.numLayers, hiddenSize: ex.model.hiddenSize },
+};
 const leaks = { kvBlocksUsed: stats.kvBlocksUsed, activeRequests: stats.activeRequests, liveMatchers: compiler.cacheStats.liveMatchers };
 compiler.free();
 tok.free();
@@ -173,6 +184,7 @@ await ex.close();
 console.log(
   JSON.stringify({
     bench: "constrained-decoding",
+    ...measured,
     batch: BATCH,
     threads: THREADS ?? "all",
     loadAverage1m: { start: load1AtStart, end: loadavg()[0] },

@@ -6,6 +6,9 @@
 // packages/grammar). Both executors run it (TRTD_TEST_EXECUTOR=cuda: the CUDA executor draws constrained rows on the
 // host with the reference executor's code); token-for-token comparisons there go through NearTies (near-tie.ts): bf16
 // runs of different batch shapes may part at a measured near-tie.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   InvalidArgumentError,
@@ -64,15 +67,18 @@ class AllowSetConstraint implements TokenConstraint {
   }
 }
 
-/** Test double: like AllowSetConstraint(all), but each mask from the `from`-th on waits until release() is called. */
+/**
+ * Test double: like AllowSetConstraint (all tokens, or `allowed`), but each mask from the `from`-th on waits until
+ * release() is called.
+ */
 class GatedConstraint implements TokenConstraint {
   readonly #inner: AllowSetConstraint;
   readonly #from: number;
   #asked = 0;
   #open: (() => void) | undefined;
   #gate: Promise<void>;
-  constructor(vocab: number, from = 1) {
-    this.#inner = new AllowSetConstraint(vocab);
+  constructor(vocab: number, from = 1, allowed?: readonly number[]) {
+    this.#inner = new AllowSetConstraint(vocab, allowed);
     this.#from = from;
     this.#gate = new Promise((r) => (this.#open = r));
   }
@@ -153,8 +159,8 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
     expectIdle(ex);
   });
 
-  // The merge of constrained decoding with the logit controls (executor.cpp's sample_one): the mask is applied first,
-  // then the controls; logprobs stay those of the raw model row (before mask and controls).
+  // The merge of constrained decoding with the logit controls (host_draws.cpp's draw_token, both executors): the mask
+  // is applied first, then the controls; logprobs stay those of the raw model row (before mask and controls).
   const controlled: Array<Pick<GenerateRequest, "sampling" | "logitBias" | "minNewTokens">> = [
     { sampling: { repetitionPenalty: 1.3, frequencyPenalty: 0.5, presencePenalty: 0.4 }, logitBias: { 7: 4, 11: -2 } },
     { sampling: { temperature: 0.9, seed: 21, minP: 0.05, repetitionPenalty: 1.2 }, logitBias: { 3: 2 }, minNewTokens: 5 },
@@ -240,6 +246,42 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
     const out = await s.collect();
     expectSameOutput(ex, req, plain, out, "held draw");
     expectIdle(ex);
+  });
+
+  it("a mask given while the step's forward pass runs is drawn in that step (forward pass held by the stall hook)", async () => {
+    // TRTD_TEST_STALL_EXECUTOR_FILE: while the file exists, each step is built and counted, then waits before its
+    // forward pass. The first step is built with the request's row deferred (its mask is gated), the mask is given
+    // during the stall, and the forward pass then finds it: the row must draw in that step, with that mask (a row
+    // left deferred with its mask taken would never draw: the request would hang). Later masks come as they come.
+    const dir = mkdtempSync(join(tmpdir(), "trtd-stall-"));
+    const stallFile = join(dir, "stall");
+    writeFileSync(stallFile, "");
+    process.env.TRTD_TEST_STALL_EXECUTOR_FILE = stallFile;
+    let stalled: Executor | undefined;
+    try {
+      stalled = openTiny({ maxBatchSize: 8, kvTokensPerBlock: 8 });
+      delete process.env.TRTD_TEST_STALL_EXECUTOR_FILE;
+      const allowed = prompt(64, 91, vocab);
+      const req: GenerateRequest = { prompt: prompt(7, 23), maxNewTokens: 5, logprobs: true, sampling: { temperature: 1, seed: 5 } };
+      const gated = new GatedConstraint(vocab, 1, allowed);
+      const s = stalled.generate({ ...req, constraint: gated });
+      const ex1 = stalled;
+      await eventually(() => ex1.stats().iterations === 1, 10_000, "the first step built and stalled");
+      expect(gated.asked).toBe(1); // its mask is asked for and held back: the step was built without it
+      gated.release();
+      await new Promise((r) => setTimeout(r, 20)); // the binding sets the mask on the microtasks after release()
+      rmSync(stallFile);
+      const out = await s.collect();
+      expect(out.tokens).toHaveLength(5);
+      for (const t of out.tokens) expect(allowed).toContain(t);
+      const inTime = await run(ex, { ...req, constraint: new AllowSetConstraint(vocab, allowed) });
+      expectSameOutput(ex, req, inTime, out, "mask given during the forward pass vs masks in time");
+      expectIdle(stalled);
+    } finally {
+      delete process.env.TRTD_TEST_STALL_EXECUTOR_FILE;
+      await stalled?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("a request waiting for its mask holds up no other request of its batch", async () => {

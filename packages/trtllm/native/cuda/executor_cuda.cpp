@@ -25,10 +25,12 @@
 #include "../../include/trtd_executor.h"
 #include "abi_common.hpp"
 #include "engine.hpp"
+#include "host_draws.hpp"
 #include "kv_block_pool.hpp"
 #include "logit_controls.hpp"
 #include "model_config.hpp"
 #include "sampler.hpp"
+#include "thread_pool.hpp"
 
 using namespace trtd;
 using trtd::cuda::Engine;
@@ -60,9 +62,10 @@ struct Request {
     int first_token = -1;      // generation-only
     bool cancel = false;
     // Constrained decoding (trtd_executor_set_token_mask): the next sampled token's allowed-token bitmask, set by the
-    // caller under mu. A constrained row is drawn on the host; when its step ends before its mask came, its downloaded
-    // logits row waits in held_logits (awaiting_mask) and is drawn once the mask is there, holding up no other row.
-    // Meanwhile pending() is 0, so no forward pass includes the request until that token is drawn.
+    // caller under mu. A constrained row is drawn on the host. A mask given while the step's forward pass runs is
+    // drawn with in that step; when the step ends before its mask came, its downloaded logits row waits in
+    // held_logits (awaiting_mask) and is drawn once the mask is there, holding up no other row. Meanwhile pending()
+    // is 0, so no forward pass includes the request until that token is drawn.
     bool constrained = false;
     bool mask_ready = false;
     bool awaiting_mask = false;
@@ -142,6 +145,11 @@ struct trtd_executor {
     int max_ctx = 0;
     std::unique_ptr<Engine> engine;
     std::string layout_fp;
+    // The host draws (host_draw() rows): spread over draw_threads (config num_threads, 0 = hardware concurrency),
+    // each part with its own scratch; used by the engine thread only.
+    std::unique_ptr<ThreadPool> draw_threads;
+    std::vector<DrawScratch> draw_scratch;
+    std::string stall_file;  // test hook TRTD_TEST_STALL_EXECUTOR_FILE (abi_common.hpp: stall_while_file_exists)
 
     std::mutex mu;  // guards everything below; taken after `compute` when both are needed
     std::condition_variable work_cv, resp_cv;
@@ -356,29 +364,31 @@ struct trtd_executor {
         }
     }
 
-    // The host draws of a step: host_rows[k] is the step's sampling row whose logits are host_logits[k * vocab, ...).
-    // One sampler and one scratch: the engine thread draws them one after another.
-    Sampler host_sampler;
-    LogitControlsApplier host_controls;
-    std::vector<float> host_row;
-    std::vector<std::pair<float, int>> host_top;
+    // A row drawn on the host: its request, its raw logits (the step's downloaded row, or held_logits) and token
+    // mask (may be NULL).
+    struct HostDraw { const Request * req; float * raw; const uint32_t * mask; };
 
-    // The token mask (constrained requests; may be NULL), the logit controls and the draw, as the reference
-    // executor's sample_one does them (prepare_draw_row, Sampler), then the raw row's logprobs.
-    void host_draw(const Request & r, float * raw, const uint32_t * mask, int & token, trtd_token_logprobs & lp) {
+    // The token mask, the logit controls and the draw, then the raw row's logprobs (host_draws.hpp: the reference
+    // executor's code), one token per row, spread over draw_threads. Each draw depends only on its row, request and
+    // n = generated_offset + generated (its random number is counter_uniform(seed, n)), so the parallel order
+    // changes no token. Engine thread only; reads request fields that only this thread writes, so runs outside mu.
+    void host_draws(const std::vector<HostDraw> & rows, int * tokens, trtd_token_logprobs * logprobs) {
         const int vocab = model.vocab_size;
-        const uint64_t n = uint64_t(r.generated_offset) + uint64_t(r.generated);
-        const DrawContext ctx{r.tokens.data(), int(r.tokens.size()), r.prompt_len - r.generated_offset, int64_t(n)};
-        const float * row = prepare_draw_row(raw, vocab, mask, r.logprobs, r.controls, ctx, host_controls, host_row);
-        SamplingParams p;
-        p.seed = r.sampling.seed;
-        p.temperature = r.sampling.temperature;
-        p.top_p = r.sampling.top_p;
-        p.top_k = r.sampling.top_k;
-        p.min_p = r.sampling.min_p;
-        token = host_sampler.sample(row, vocab, p, n);
-        lp = no_logprobs();
-        if (r.logprobs) raw_logprobs(raw, vocab, token, r.num_top_logprobs, lp, host_top);
+        parallel_draws(*draw_threads, int(rows.size()), [&](int part, int i) {
+            const HostDraw & d = rows[size_t(i)];
+            const Request & r = *d.req;
+            const uint64_t n = uint64_t(r.generated_offset) + uint64_t(r.generated);
+            const DrawContext ctx{r.tokens.data(), int(r.tokens.size()), r.prompt_len - r.generated_offset, int64_t(n)};
+            SamplingParams p;
+            p.seed = r.sampling.seed;
+            p.temperature = r.sampling.temperature;
+            p.top_p = r.sampling.top_p;
+            p.top_k = r.sampling.top_k;
+            p.min_p = r.sampling.min_p;
+            logprobs[i] = no_logprobs();
+            draw_token(draw_scratch[size_t(part)], d.raw, vocab, d.mask, r.controls, ctx, p, r.logprobs, r.num_top_logprobs,
+                       tokens[i], logprobs[i]);
+        });
     }
 
     // A running request the next step can advance: all but constrained ones holding logits without their mask.
@@ -396,9 +406,10 @@ struct trtd_executor {
         if (ready.empty()) return;
         std::vector<int> tokens(ready.size());
         std::vector<trtd_token_logprobs> logprobs(ready.size(), no_logprobs());
+        std::vector<HostDraw> rows;
+        for (auto & h : ready) rows.push_back({h.req, h.req->held_logits.data(), h.mask.data()});
         lk.unlock();
-        for (size_t i = 0; i < ready.size(); ++i)
-            host_draw(*ready[i].req, ready[i].req->held_logits.data(), ready[i].mask.data(), tokens[i], logprobs[i]);
+        host_draws(rows, tokens.data(), logprobs.data());
         lk.lock();
         std::vector<Request *> done;
         for (size_t i = 0; i < ready.size(); ++i) {
@@ -417,9 +428,11 @@ struct trtd_executor {
         trtd::cuda::Step step;
         std::vector<int> sampled;
         std::vector<float> host_logits;
-        std::vector<Request *> host_reqs;  // parallel to step.host_rows
-        std::vector<const uint32_t *> host_masks;  // parallel to step.host_rows: the row's token mask, or NULL
-        std::vector<char> host_defer;              // parallel to step.host_rows: hold the row for its mask
+        std::vector<size_t> host_items;  // parallel to step.host_rows: the row's index in items
+        std::vector<HostDraw> draws;     // this step's host draws (rows not deferred)
+        std::vector<int> draw_rows;      // parallel to draws: the step's sampling row
+        std::vector<int> draw_tokens;
+        std::vector<trtd_token_logprobs> draw_logprobs;
         std::vector<trtd_token_logprobs> host_logprobs;  // per sampling row: those drawn on the host
         std::vector<Request *> uploads;
         const int T = cfg.kv_tokens_per_block;
@@ -427,9 +440,7 @@ struct trtd_executor {
             items.clear();
             step.clear();
             uploads.clear();
-            host_reqs.clear();
-            host_masks.clear();
-            host_defer.clear();
+            host_items.clear();
             // The staged imports of this iteration: their buffer and the blocks it holds, fixed at admission. The
             // decode-growth pass below can append a block to the request (a prompt that ends on a block boundary);
             // that block is not in the buffer and must not be copied from it.
@@ -471,15 +482,12 @@ struct trtd_executor {
                     budget -= n;
                     items.push_back({r.get(), n, r->computed + n == int(r->tokens.size())});
                 }
-                for (Item & it : items) {
-                    if (!it.sample || !it.req->constrained) continue;
-                    if (it.req->mask_ready) { it.mask = std::move(it.req->mask); it.req->mask_ready = false; }
-                    else it.defer = true;
-                }
+                assign_step_masks_locked(items);
                 if (items.empty()) continue;
                 ++iterations;
                 // The step: decode rows first, then each prefill chunk's rows; block table rows brought up to date.
-                for (const Item & it : items) {
+                for (size_t ii = 0; ii < items.size(); ++ii) {
+                    const Item & it = items[ii];
                     Request & r = *it.req;
                     for (; r.bt_synced < r.blocks.size(); ++r.bt_synced)
                         step.bt_updates.push_back({r.slot * engine->bt_stride() + int(r.bt_synced), r.blocks[r.bt_synced]});
@@ -511,31 +519,52 @@ struct trtd_executor {
                         if (r.host_draw()) {  // the device only computes the logits row; its argmax is not used
                             p.temperature = 0;
                             step.host_rows.push_back(int(step.sampling.size()));
-                            host_reqs.push_back(&r);
-                            host_masks.push_back(it.mask.empty() ? nullptr : it.mask.data());
-                            host_defer.push_back(it.defer);
+                            host_items.push_back(ii);
                         }
                         step.sampling.push_back(p);
                     }
                 }
                 if (timing) t_sched += ms_now() - ts;
             }
+            if (!stall_file.empty()) stall_while_file_exists(stall_file, mu, stop);
             std::string error;
             try {
-                StepLock clk(compute);
-                for (auto & hi : host_imports) {
-                    engine->copy_blocks_from_host(hi.blocks, hi.host);
-                    free_host(hi.host);
+                {
+                    StepLock clk(compute);
+                    for (auto & hi : host_imports) {
+                        engine->copy_blocks_from_host(hi.blocks, hi.host);
+                        free_host(hi.host);
+                    }
+                    host_imports.clear();
+                    engine->run(step, sampled, &host_logits);
                 }
-                host_imports.clear();
-                engine->run(step, sampled, &host_logits);
-                host_logprobs.assign(step.sampling.size(), no_logprobs());
+                // Masks that arrived during the forward pass (the caller computes token t + 1's mask while the step
+                // that reads token t runs): those rows draw now, from this step's logits. Only the rows still without
+                // a mask are held, their logits copied aside for sample_held.
+                if (!host_items.empty()) {
+                    std::lock_guard<std::mutex> lk(mu);
+                    take_masks_arrived_locked(items);
+                }
                 // Request fields the draws read (tokens, counts) change only on this thread, under mu below.
+                host_logprobs.assign(step.sampling.size(), no_logprobs());
+                draws.clear();
+                draw_rows.clear();
                 for (size_t k = 0; k < step.host_rows.size(); ++k) {
-                    const size_t row = size_t(step.host_rows[k]);
+                    Item & it = items[host_items[k]];
                     float * raw = host_logits.data() + k * size_t(model.vocab_size);
-                    if (host_defer[k]) host_reqs[k]->held_logits.assign(raw, raw + model.vocab_size);  // drawn by sample_held
-                    else host_draw(*host_reqs[k], raw, host_masks[k], sampled[row], host_logprobs[row]);
+                    if (it.defer) {
+                        it.req->held_logits.assign(raw, raw + model.vocab_size);
+                        continue;
+                    }
+                    draws.push_back({it.req, raw, it.mask.empty() ? nullptr : it.mask.data()});
+                    draw_rows.push_back(step.host_rows[k]);
+                }
+                draw_tokens.resize(draws.size());
+                draw_logprobs.resize(draws.size());
+                host_draws(draws, draw_tokens.data(), draw_logprobs.data());
+                for (size_t d = 0; d < draws.size(); ++d) {
+                    sampled[size_t(draw_rows[d])] = draw_tokens[d];
+                    host_logprobs[size_t(draw_rows[d])] = draw_logprobs[d];
                 }
             } catch (const std::exception & e) {
                 error = std::string("forward pass failed: ") + e.what();
@@ -682,6 +711,12 @@ trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_con
                             ? TRTD_STATUS_MODEL_LOAD : TRTD_STATUS_INTERNAL, m);
         }
         ex->cfg.kv_block_count = ex->engine->num_blocks();
+        const int nt = c.num_threads ? c.num_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+        ex->cfg.num_threads = nt;
+        ex->draw_threads.reset(new ThreadPool(nt));
+        ex->draw_scratch.resize(size_t(ex->draw_threads->size()));
+        for (DrawScratch & s : ex->draw_scratch) s.reserve(mc.vocab_size);
+        if (const char * f = std::getenv("TRTD_TEST_STALL_EXECUTOR_FILE")) ex->stall_file = f;
         ex->blocks.reset(new KvBlockPool(ex->cfg.kv_block_count, c.kv_tokens_per_block, ex->engine->fingerprint(), c.enable_prefix_cache));
         if (c.kv_host_cache_bytes > 0) {
             const size_t bb = ex->engine->block_bytes();

@@ -3,6 +3,8 @@
 #include "logit_controls.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cerrno>
 #include <cmath>
 #include <sys/socket.h>
@@ -201,6 +203,16 @@ trtd_status validate_token_mask(const uint32_t * bitmask, int32_t num_words, int
     for (int w = 0; w + 1 < words && !any; ++w) any = bitmask[w] != 0;
     if (!any) return fail(TRTD_STATUS_INVALID_ARGUMENT, "the token mask allows no token");
     return TRTD_STATUS_OK;
+}
+
+void stall_while_file_exists(const std::string & file, std::mutex & mu, const bool & stop) {
+    while (access(file.c_str(), F_OK) == 0) {
+        {
+            std::lock_guard<std::mutex> lk(mu);
+            if (stop) return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
 }
 
 }  // namespace trtd

@@ -88,6 +88,42 @@ std::vector<ReadyMask<Request>> take_ready_masks_locked(std::vector<std::unique_
     return ready;
 }
 
+// Test hook TRTD_TEST_STALL_EXECUTOR_FILE, off by default (both executors): while `file` exists the engine loop
+// sleeps between counting an iteration and running it, holding no lock (it takes `mu` only to read `stop`). The
+// executor stops progressing with work in hand while the process and every ABI call stay responsive: a wedged
+// engine as a worker's progress watchdog sees it (tests/reliability/test/wedged-workers.test.ts), or a step whose
+// forward pass lasts as long as a test needs (packages/trtllm/test/constrained.test.ts). Never set it in production.
+void stall_while_file_exists(const std::string & file, std::mutex & mu, const bool & stop);
+
+// A step's constrained sampling rows, at assembly: a row whose mask is there takes it (moved out of its request);
+// the others are deferred (their mask for this token cannot exist yet: the caller computes it from the token
+// delivered at the end of the previous step). Item is each executor's own step item with req, sample, defer, mask.
+template <class Item> void assign_step_masks_locked(std::vector<Item> & items) {
+    for (Item & it : items) {
+        if (!it.sample || !it.req->constrained) continue;
+        if (it.req->mask_ready) {
+            it.mask = std::move(it.req->mask);
+            it.req->mask_ready = false;
+        } else {
+            it.defer = true;
+        }
+    }
+}
+
+// Right after the step's forward pass: the deferred rows whose mask arrived while it ran take it and are drawn in
+// this step, from its logits, with the others. Returns how many; the rows still deferred are held for their mask.
+template <class Item> int take_masks_arrived_locked(std::vector<Item> & items) {
+    int taken = 0;
+    for (Item & it : items)
+        if (it.defer && it.req->mask_ready && !it.req->cancel) {
+            it.mask = std::move(it.req->mask);
+            it.req->mask_ready = false;
+            it.defer = false;
+            ++taken;
+        }
+    return taken;
+}
+
 // Responses accumulated per request until drained; writes a wake-up byte to the notify socket when the queue
 // goes from empty to non-empty. The owner's mutex guards every call (the *_locked names).
 class ResponseQueue {

@@ -27,6 +27,7 @@
 #include "../../include/trtd_executor.h"
 #include "abi_common.hpp"
 #include "forward.hpp"
+#include "host_draws.hpp"
 #include "kv_block_pool.hpp"
 #include "logit_controls.hpp"
 #include "model.hpp"
@@ -102,14 +103,7 @@ struct trtd_executor {
     std::unique_ptr<KvBlockPool> blocks;  // block ownership, the prefix cache and its host tier; guarded by mu
     std::unique_ptr<ThreadPool> threads;
     std::unique_ptr<Forward> forward;
-    std::vector<Sampler> samplers;  // one per compute thread: a batch's draws run in parallel, scratch reused
-    // Per compute thread as well: the logit controls' scratch, a processed copy of the row, the top-logprobs sort.
-    struct DrawScratch {
-        LogitControlsApplier controls;
-        std::vector<float> row;
-        std::vector<std::pair<float, int>> top;
-    };
-    std::vector<DrawScratch> draw_scratch;
+    std::vector<DrawScratch> draw_scratch;  // one per compute thread: a batch's draws run in parallel (host_draws.hpp)
 
     std::mutex mu;               // guards everything below
     std::condition_variable work_cv, resp_cv;
@@ -125,21 +119,7 @@ struct trtd_executor {
 
     std::mutex compute_mu;       // one forward pass at a time (engine iterations, compute_logits)
     std::thread engine;
-    std::string stall_file;      // test hook TRTD_TEST_STALL_EXECUTOR_FILE (see stall_while_file_exists)
-
-    // Test hook, off by default: with TRTD_TEST_STALL_EXECUTOR_FILE set, while that file exists the engine loop
-    // sleeps between counting an iteration and running it, holding no lock. The executor stops progressing with
-    // work in hand while the process and every ABI call stay responsive: a wedged engine as a worker's progress
-    // watchdog sees it (tests/reliability/test/wedged-workers.test.ts). Never set it in production.
-    void stall_while_file_exists() {
-        while (access(stall_file.c_str(), F_OK) == 0) {
-            {
-                std::lock_guard<std::mutex> lk(mu);
-                if (stop) return;
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-    }
+    std::string stall_file;      // test hook TRTD_TEST_STALL_EXECUTOR_FILE (abi_common.hpp: stall_while_file_exists)
 
     float * block_ptr(int b) { return pool.data() + size_t(b) * geo.block_floats(); }
 
@@ -298,30 +278,18 @@ struct trtd_executor {
     // multiplies by r > 0), so a masked token stays out, and a mask that allows everything leaves the controls'
     // row and the draw unchanged. The raw row is masked in place when nothing reads it afterwards; with logprobs
     // (of the raw model distribution, before mask and controls) or controls, a copy is masked instead.
-    // Each draw is a pure function of (logits, request, mask, n), so spreading them over the compute threads (thread
-    // p takes draws p, p + P, ...; each thread its own scratch) changes no token.
-    void sample_one(int part, const Draw & d, int & token, trtd_token_logprobs & lp) {
-        const int vocab = model.cfg.vocab_size;
-        const Request & r = *d.req;
-        float * raw = d.row;
-        DrawScratch & s = draw_scratch[size_t(part)];
-        const DrawContext ctx{r.tokens.data(), int(r.tokens.size()), r.prompt_len - r.generated_offset, int64_t(d.n)};
-        const float * row = prepare_draw_row(raw, vocab, d.mask, r.logprobs, r.controls, ctx, s.controls, s.row);
-        token = samplers[size_t(part)].sample(row, vocab, r.sampling, d.n);
-        if (r.logprobs) raw_logprobs(raw, vocab, token, r.num_top_logprobs, lp, draw_scratch[size_t(part)].top);
-    }
-
-    // Caller holds compute_mu: the pool serves one caller at a time.
+    // Each draw is a pure function of (logits, request, mask, n) (draw_token), so spreading them over the compute
+    // threads changes no token. Caller holds compute_mu: the pool serves one caller at a time.
     void sample_all_locked(const std::vector<Draw> & draws, std::vector<int> & out,
                            std::vector<trtd_token_logprobs> & logprobs) {
-        const int parts = std::min(threads->size(), int(draws.size()));
-        auto body = [&](int part_begin, int part_end) {
-            for (int part = part_begin; part < part_end; ++part)
-                for (size_t d = size_t(part); d < draws.size(); d += size_t(parts))
-                    sample_one(part, draws[d], out[d], logprobs[d]);
-        };
-        if (parts <= 1) body(0, parts);
-        else threads->parallel_for(parts, body);  // n == parts: part p runs exactly [p, p + 1)
+        const int vocab = model.cfg.vocab_size;
+        parallel_draws(*threads, int(draws.size()), [&](int part, int i) {
+            const Draw & d = draws[size_t(i)];
+            const Request & r = *d.req;
+            const DrawContext ctx{r.tokens.data(), int(r.tokens.size()), r.prompt_len - r.generated_offset, int64_t(d.n)};
+            draw_token(draw_scratch[size_t(part)], d.row, vocab, d.mask, r.controls, ctx, r.sampling, r.logprobs,
+                       r.num_top_logprobs, out[size_t(i)], logprobs[size_t(i)]);
+        });
     }
 
     // When every running request is a constrained one holding its logits and some of their masks are still on
@@ -411,15 +379,11 @@ struct trtd_executor {
                     budget -= n;
                     items.push_back({r.get(), n, r->computed + n == r->prompt_len, false, {}});
                 }
-                for (Item & it : items) {
-                    if (!it.sample || !it.req->constrained) continue;
-                    if (it.req->mask_ready) { it.mask = std::move(it.req->mask); it.req->mask_ready = false; }
-                    else it.defer = true;
-                }
+                assign_step_masks_locked(items);
                 if (items.empty()) continue;
                 ++iterations;
             }
-            if (!stall_file.empty()) stall_while_file_exists();
+            if (!stall_file.empty()) stall_while_file_exists(stall_file, mu, stop);
             int n_logits = 0;
             for (const Item & it : items) {
                 for (int k = 0; k < it.n; ++k) {
@@ -447,12 +411,7 @@ struct trtd_executor {
             // rows still without a mask are deferred, their logits copied aside.
             if (error.empty()) {
                 std::lock_guard<std::mutex> lk(mu);
-                for (Item & it : items)
-                    if (it.defer && it.req->mask_ready && !it.req->cancel) {
-                        it.mask = std::move(it.req->mask);
-                        it.req->mask_ready = false;
-                        it.defer = false;
-                    }
+                take_masks_arrived_locked(items);
             }
             // Draws read only engine-owned request fields: they run outside mu.
             draws.clear();
@@ -613,14 +572,8 @@ trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_con
         ex->cfg.num_threads = nt;
         ex->threads.reset(new ThreadPool(nt));
         ex->forward.reset(new Forward(ex->model, *ex->threads, ex->geo));
-        ex->samplers.resize(size_t(ex->threads->size()));
-        for (Sampler & s : ex->samplers) s.reserve(ex->model.cfg.vocab_size);
         ex->draw_scratch.resize(size_t(ex->threads->size()));
-        for (auto & s : ex->draw_scratch) {
-            s.controls.reserve(ex->model.cfg.vocab_size);
-            s.row.reserve(size_t(ex->model.cfg.vocab_size));
-            s.top.reserve(size_t(ex->model.cfg.vocab_size));
-        }
+        for (DrawScratch & s : ex->draw_scratch) s.reserve(ex->model.cfg.vocab_size);
         if (!ex->responses.open())
             return fail(TRTD_STATUS_INTERNAL, std::string("socketpair failed: ") + std::strerror(errno));
         if (const char * f = std::getenv("TRTD_TEST_STALL_EXECUTOR_FILE")) ex->stall_file = f;
