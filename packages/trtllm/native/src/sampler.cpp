@@ -14,6 +14,56 @@ uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
+
+// The largest logit, as the first-to-last std::max scan finds it, but over 8 running maxima: one chain of dependent
+// max operations over the whole row took ~4 cycles an id. Both give the same value (max is associative and
+// commutative; a NaN at id 0 poisons both, a later one neither; only the sign of a zero maximum can differ, which
+// changes no exp((logit - max) / T)).
+float row_max(const float * x, int n) {
+    float m[8];
+    for (float & v : m) v = x[0];
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; ++j) m[j] = std::max(m[j], x[i + j]);
+    float mx = m[0];
+    for (int j = 1; j < 8; ++j) mx = std::max(mx, m[j]);
+    for (; i < n; ++i) mx = std::max(mx, x[i]);
+    return mx;
+}
+
+// Whether the row has removed (-inf) ids: a token mask or a min_new_tokens rule set them.
+bool has_removed(const float * x, int n) {
+    uint32_t any = 0;  // on bits, so that the loop is vectorized
+    for (int i = 0; i < n; ++i) {
+        uint32_t b;
+        std::memcpy(&b, &x[i], sizeof b);
+        any |= uint32_t(b == 0xFF800000u);
+    }
+    return any != 0;
+}
+
+// For a row with removed (-inf) ids, a first pass before the exp calls: arg[i] = (logit - mx) * inv_t, or -1 for a
+// removed id, and factor[i] = 1, or 0 for a removed id. The weight is then exp(arg[i]) * factor[i]: for a kept id the
+// same exp call on the same argument, for a removed one exactly 0, the value exp(-inf) gives. Calling exp(-inf)
+// instead costs ~+20% a row when the removed ids lie scattered (a grammar's mask inside a JSON string: ~4 800 of
+// 100 352 ids, in 2 450 of 3 136 mask words): glibc's exp takes a special-case branch for it that mispredicts, and
+// `logit == -inf ? 0 : exp(..)` compiles into the same kind of branch. The selects here are made on bits, which
+// also lets the compiler vectorize this pass.
+void removed_args(const float * logits, int vocab, float mx, double inv_t, double * arg, double * factor) {
+    constexpr uint64_t kMinusOne = 0xBFF0000000000000ull, kOne = 0x3FF0000000000000ull;
+    constexpr uint32_t kMinusInf = 0xFF800000u;
+    for (int i = 0; i < vocab; ++i) {
+        uint32_t lb;
+        std::memcpy(&lb, &logits[i], sizeof lb);
+        const uint64_t keep = uint64_t(0) - uint64_t(lb != kMinusInf);  // all ones, or 0 for a removed id
+        const double x = (double(logits[i]) - mx) * inv_t;
+        uint64_t xb;
+        std::memcpy(&xb, &x, sizeof xb);
+        const uint64_t ab = (xb & keep) | (kMinusOne & ~keep), fb = kOne & keep;
+        std::memcpy(&arg[i], &ab, sizeof ab);
+        std::memcpy(&factor[i], &fb, sizeof fb);
+    }
+}
 }  // namespace
 
 double counter_uniform(uint64_t seed, uint64_t n) {
@@ -47,25 +97,40 @@ int Sampler::sample(const float * logits, int vocab, const SamplingParams & p, u
     // probabilities computed relative to the max, a dropped id just has mass 0 in the walks below.
     const double min_p = double(p.min_p);
     if (!filter) {  // plain softmax sampling in index order: no sort needed
-        float mx = logits[0];
-        for (int i = 1; i < vocab; ++i) mx = std::max(mx, logits[i]);
-        prob_.resize(size_t(vocab));
+        const float mx = row_max(logits, vocab);
+        cum_.resize(size_t(vocab));
+        double * cum = cum_.data();
+        // cum[i]: the sum of the weights of ids 0..i in index order (min_p zeroes a weight below it), which are
+        // exactly the running sums of the index-order walk.
         double total = 0;
-        for (int i = 0; i < vocab; ++i) {
-            double pr = std::exp((double(logits[i]) - mx) * inv_t);
-            if (pr < min_p) pr = 0;
-            total += (prob_[size_t(i)] = pr);
+        if (has_removed(logits, vocab)) {
+            prob_.resize(size_t(vocab));
+            removed_args(logits, vocab, mx, inv_t, prob_.data(), cum);  // cum holds the factors until overwritten
+            for (int i = 0; i < vocab; ++i) {
+                double w = std::exp(prob_[size_t(i)]) * cum[i];
+                if (w < min_p) w = 0;
+                cum[i] = (total += w);
+            }
+        } else {
+            for (int i = 0; i < vocab; ++i) {
+                double w = std::exp((double(logits[i]) - mx) * inv_t);
+                if (w < min_p) w = 0;
+                cum[i] = (total += w);
+            }
         }
+        // The walk returns the first id whose running sum exceeds the target (a zero weight never moves the sum, so
+        // the id found has mass); cum is nondecreasing, so that is a binary search. With a NaN logit the target
+        // is NaN and, as in the walk, nothing exceeds it.
         const double target = u * total;
-        double acc = 0;
-        int last = 0;  // the last id with mass (the max always has some): where rounding leaves the walk
-        for (int i = 0; i < vocab; ++i) {
-            if (prob_[size_t(i)] == 0) continue;
-            last = i;
-            acc += prob_[size_t(i)];
-            if (acc > target) return i;
+        const int at = int(std::upper_bound(cum, cum + vocab, target) - cum);
+        if (at < vocab) return at;
+        if (min_p <= 0) return vocab - 1;
+        // Rounding left the walk: the last id with mass (rare, so recomputed rather than tracked).
+        for (int i = vocab - 1; i > 0; --i) {
+            const double w = std::exp((double(logits[i]) - mx) * inv_t);
+            if (!(w < min_p) && w != 0) return i;
         }
-        return min_p > 0 ? last : vocab - 1;
+        return 0;
     }
     if (p.top_k <= 0 || p.top_k >= vocab) return sample_top_p(logits, vocab, double(p.top_p), inv_t, u, min_p);
     size_t k = size_t(p.top_k);
@@ -164,14 +229,24 @@ void Sampler::top_k_sorted(const float * logits, int vocab, size_t k) {
 // top_p); the draw then walks the nucleus in the order the selection left it (fixed by hoare_partition's
 // specified permutation, and the sorts of equal-logit runs by id). Expected O(vocab).
 int Sampler::sample_top_p(const float * logits, int vocab, double top_p, double inv_t, double u, double min_p) {
-    float mx = logits[0];
-    for (int i = 1; i < vocab; ++i) mx = std::max(mx, logits[i]);
+    const float mx = row_max(logits, vocab);
     nuc_.resize(size_t(vocab));
     double total = 0;
-    for (int i = 0; i < vocab; ++i) {
-        const double pr = std::exp((double(logits[i]) - mx) * inv_t);
-        nuc_[size_t(i)] = {logits[i], i, pr};
-        total += pr;
+    if (has_removed(logits, vocab)) {  // a masked row: no exp(-inf) (removed_args says why)
+        prob_.resize(size_t(vocab));
+        cum_.resize(size_t(vocab));
+        removed_args(logits, vocab, mx, inv_t, prob_.data(), cum_.data());
+        for (int i = 0; i < vocab; ++i) {
+            const double pr = std::exp(prob_[size_t(i)]) * cum_[size_t(i)];
+            nuc_[size_t(i)] = {logits[i], i, pr};
+            total += pr;
+        }
+    } else {
+        for (int i = 0; i < vocab; ++i) {
+            const double pr = std::exp((double(logits[i]) - mx) * inv_t);
+            nuc_[size_t(i)] = {logits[i], i, pr};
+            total += pr;
+        }
     }
     const double limit = top_p * total;
     auto desc = [](const Cand & a, const Cand & b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); };

@@ -37,6 +37,7 @@ private:
     std::vector<std::pair<float, int>> cand_;
     std::vector<Cand> nuc_;
     std::vector<double> prob_;
+    std::vector<double> cum_;  // plain sampling: running sums of the weights in index order
     std::vector<uint32_t> keys_, keys_tmp_;  // radix sort scratch, reused across tokens
     std::vector<int> ids_, ids_tmp_;
     std::vector<size_t> left_, right_;  // hoare_partition scratch

@@ -6,6 +6,9 @@
 //  - top-p alone (top_k 0 or >= vocab): the token lies in the reference nucleus (full sort, smallest prefix whose
 //    mass reaches top_p), and on small distributions the draw frequencies match p_i / nucleus mass.
 //  - hoare_partition leaves the same permutation as the textbook two-pointer loop (libstdc++'s std::partition).
+//  - plain sampling (temperature only, top_k 0, top_p 1): the token equals the index-order walk token for token,
+//    also on rows with removed (-inf) ids scattered as a grammar's mask leaves them (the sampler computes their
+//    weights without exp and finds the walk's stop by binary search).
 //  - min_p (ABI 4): with top_k, the token equals the full-sort reference cut where the relative probability drops
 //    below min_p; alone, the index-order walk over the kept ids token for token; with top-p alone, the token lies in
 //    the nucleus and above the cut; alone, the draw frequencies match p_i / kept mass.
@@ -68,8 +71,9 @@ int reference_top_k(const std::vector<float> & lg, const std::vector<int> & ids,
     return ids[k - 1];
 }
 
-// min_p alone: index order over the ids whose probability relative to the best is at least min_p.
-int reference_min_p_only(const std::vector<float> & lg, const SamplingParams & p, uint64_t n) {
+// Plain sampling, and min_p alone: index order over the ids whose probability relative to the best is at least
+// min_p (0: all), one exp per id and a linear walk.
+int reference_index_walk(const std::vector<float> & lg, const SamplingParams & p, uint64_t n) {
     const double inv_t = 1.0 / double(p.temperature);
     const double u = trtd::counter_uniform(p.seed, n);
     const float mx = *std::max_element(lg.begin(), lg.end());
@@ -170,11 +174,15 @@ std::vector<Dist> distributions(std::mt19937_64 & rng) {
             d[size_t(i)] = normal(rng);
         }
         d[size_t(vocab / 3)] = 25.0f;  // one dominant token
+        std::vector<float> m = g;  // a grammar's mask: ~5% of the ids removed at random places
+        for (int i = 0; i < vocab; ++i)
+            if (rng() % 20 == 0 && i != vocab / 2) m[size_t(i)] = -std::numeric_limits<float>::infinity();
         for (int i = 0; i < vocab; i += 5) q[size_t(i)] = -std::numeric_limits<float>::infinity();
         out.push_back({"gaussian", g});
         out.push_back({"quantized ties, -inf", q});
         out.push_back({"all equal, +0/-0", z});
         out.push_back({"one dominant", d});
+        out.push_back({"gaussian, -inf at random ids", m});
     }
     return out;
 }
@@ -225,6 +233,21 @@ int main() {
                 }
         }
     }
+    // Plain sampling (no top-k, top-p or min_p): token for token against the index-order walk, many draws each.
+    for (const Dist & dist : distributions(rng)) {
+        const int vocab = int(dist.logits.size());
+        for (float t : {0.05f, 0.7f, 1.0f, 3.0f})
+            for (uint64_t n = 0; n < 40; ++n) {
+                const SamplingParams p{0xC0FFEEull + n % 3, t, 1.0f, 0};
+                const int got = sampler.sample(dist.logits.data(), vocab, p, n), want = reference_index_walk(dist.logits, p, n);
+                ++cases;
+                if (got != want) {
+                    std::printf("PLAIN %s vocab %d t %g n %llu: got %d, reference %d\n", dist.name, vocab, double(t),
+                                (unsigned long long)n, got, want);
+                    return 1;
+                }
+            }
+    }
     // min_p, with top_k (token for token), alone (token for token), with top-p alone (in the nucleus, above the cut).
     const float min_ps[] = {0.001f, 0.05f, 0.5f, 0.95f, 1.0f};
     for (const Dist & dist : distributions(rng)) {
@@ -246,7 +269,7 @@ int main() {
                         const double rel = std::exp((double(dist.logits[size_t(got)]) - mx) / double(t));
                         bool ok;
                         int want = -1;
-                        if (mode == 0) ok = got == (want = reference_min_p_only(dist.logits, p, n));
+                        if (mode == 0) ok = got == (want = reference_index_walk(dist.logits, p, n));
                         else if (mode == 1) ok = got == (want = reference_top_k(dist.logits, order, p, n));
                         else
                             ok = (rel >= double(min_p) || got == order[0]) &&
