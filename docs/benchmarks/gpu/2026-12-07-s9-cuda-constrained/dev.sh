@@ -2,6 +2,9 @@
 # Branch s9-cuda-constrained, one device run: the constrained conformance suite on the CUDA executor, then the grammar
 # bench on it (models/tiny; then the 8B-shaped model if time is left). Carry: .gpupack (tools/gpu/pack-node.sh, plus
 # cuda-lib.tar.xz holding this branch's libtrtd_executor_cuda.so).
+# Not yet run: no device machine came for this branch's helper session (three tries, 22:52-23:12 UTC). Usage:
+#   tools/gpu/pack-node.sh; tar -C packages/trtllm/build -cJf .gpupack/cuda-lib.tar.xz libtrtd_executor_cuda.so
+#   then on the device, carrying .gpupack: bash docs/benchmarks/gpu/2026-12-07-s9-cuda-constrained/dev.sh
 set -u
 cd "$(dirname "$0")/../../../.."
 O=${OUT:-/tmp/out}; mkdir -p "$O"
