@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Branch s9-cuda-constrained, one device run: the constrained conformance suite on the CUDA executor, then the grammar
 # bench on it (models/tiny; then the 8B-shaped model if time is left). Carry: .gpupack (tools/gpu/pack-node.sh, plus
-# nats-server.xz and cuda-lib.tar.xz holding this branch's libtrtd_executor_cuda.so).
+# cuda-lib.tar.xz holding this branch's libtrtd_executor_cuda.so).
+# Not yet run: no device machine came for this branch's helper session (three tries, 22:52-23:12 UTC). Usage:
+#   tools/gpu/pack-node.sh; tar -C packages/trtllm/build -cJf .gpupack/cuda-lib.tar.xz libtrtd_executor_cuda.so
+#   then on the device, carrying .gpupack: bash docs/benchmarks/gpu/2026-12-07-s9-cuda-constrained/dev.sh
 set -u
 cd "$(dirname "$0")/../../../.."
 O=${OUT:-/tmp/out}; mkdir -p "$O"
@@ -9,8 +12,11 @@ exec > >(tee -a "$O/dev.log") 2>&1
 T0=$(date +%s); el() { echo "[$(( $(date +%s) - T0 )) s]"; }
 date -u; nproc; uptime; nvidia-smi --query-gpu=name --format=csv,noheader
 source tools/gpu/unpack-node.sh
-xz -dc .gpupack/nats-server.xz > /tmp/trtd-node/bin/nats-server && chmod +x /tmp/trtd-node/bin/nats-server
-export NATS_SERVER_BIN=/tmp/trtd-node/bin/nats-server
+# nats-server only when carried (neither the constrained suite nor the bench uses NATS; the carry limit is tight)
+if [ -f .gpupack/nats-server.xz ]; then
+  xz -dc .gpupack/nats-server.xz > /tmp/trtd-node/bin/nats-server && chmod +x /tmp/trtd-node/bin/nats-server
+  export NATS_SERVER_BIN=/tmp/trtd-node/bin/nats-server
+fi
 mkdir -p packages/trtllm/build && tar -C packages/trtllm/build -xJf .gpupack/cuda-lib.tar.xz
 [ -f models/tiny/config.json ] || timeout 120 node --import tsx --conditions=source tools/prepare-model/src/cli.ts tiny --out models/tiny >/dev/null
 PY=/opt/torch/.venv/bin/python; [ -x $PY ] || PY=python3
