@@ -1,4 +1,4 @@
-import { expect } from "vitest";
+import { afterEach, expect } from "vitest";
 import { Executor, executorLibraries, UnsupportedError, type ExecutorName, type ExecutorOptions, type GenerateRequest } from "../src/index.js";
 
 import { modelDir } from "@trtd/test-support";
@@ -26,6 +26,25 @@ export function openExecutor(modelDir: string, options: ExecutorOptions = {}): E
 
 export function openTiny(options: ExecutorOptions = {}): Executor {
   return openExecutor(tinyDir, options);
+}
+
+/**
+ * For a test file whose tests each open their own tiny executors: returns the opener; after each test every executor
+ * it opened must be idle (expectIdle: nothing leaked) and is closed.
+ */
+export function openTinyPerTest(): (options?: ExecutorOptions) => Executor {
+  const open: Executor[] = [];
+  afterEach(async () => {
+    for (const ex of open.splice(0)) {
+      expectIdle(ex);
+      await ex.close();
+    }
+  });
+  return (options = {}) => {
+    const ex = openTiny(options);
+    open.push(ex);
+    return ex;
+  };
 }
 
 let availability: { ok: true } | { ok: false; reason: string } | undefined;

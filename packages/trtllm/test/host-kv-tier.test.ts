@@ -9,32 +9,21 @@
 //   in either level ("removed" only when the tier drops them), and a snapshot lists both levels.
 // - Under a three times oversubscribed pool with the tier on, every request finishes with its output alone.
 // - The tier off (0 or unset) changes nothing; bad sizes fail with InvalidArgumentError naming the field.
-// - Nothing leaks: after each test no block is held (afterEach), and the tier's memory goes with close().
+// - Nothing leaks: after each test no block is held (openTinyPerTest), and the tier's memory goes with close().
 // Runs on the executor under test ($TRTD_TEST_EXECUTOR=cuda for the CUDA executor, on a GPU; there the copies go
 // through pinned memory on the engine's stream, and outputs may part at a measured near-tie, test/near-tie.ts).
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { prefixBlockHashes } from "@trtd/model";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, type Executor, type ExecutorOptions, type GenerateRequest, type SamplingOptions } from "../src/index.js";
-import { expectIdle, openTiny, prompt, run, skipFor, skipSuite, tinyDir } from "./helpers.js";
+import { expectIdle, openTiny, openTinyPerTest, prompt, run, skipFor, skipSuite, tinyDir } from "./helpers.js";
 import { NearTies } from "./near-tie.js";
 
 const skip = skipSuite("host-kv-tier");
 const ties = new NearTies();
-const open: Executor[] = [];
-function exec(options: ExecutorOptions = {}): Executor {
-  const ex = openTiny(options);
-  open.push(ex);
-  return ex;
-}
-afterEach(async () => {
-  for (const ex of open.splice(0)) {
-    expectIdle(ex);
-    await ex.close();
-  }
-});
+const exec = openTinyPerTest();
 afterAll(async () => {
   await ties.close();
 });

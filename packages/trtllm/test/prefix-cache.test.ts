@@ -12,25 +12,14 @@
 // Runs on the executor under test ($TRTD_TEST_EXECUTOR); on the CUDA executor outputs may part at a measured
 // near-tie (test/near-tie.ts), as the cached prefix was computed by other kernels than a fresh prefill.
 import { loadModel, prefixBlockHashes, referenceForward } from "@trtd/model";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, type Executor, type GenerateRequest, type SamplingOptions } from "../src/index.js";
-import { expectIdle, openTiny, prompt, run, skipSuite, tinyDir } from "./helpers.js";
+import { openTinyPerTest, prompt, run, skipSuite, tinyDir } from "./helpers.js";
 import { NearTies } from "./near-tie.js";
 
 const skip = skipSuite("prefix-cache");
 const ties = new NearTies();
-const open: Executor[] = [];
-function exec(options: Parameters<typeof openTiny>[0] = {}): Executor {
-  const ex = openTiny(options);
-  open.push(ex);
-  return ex;
-}
-afterEach(async () => {
-  for (const ex of open.splice(0)) {
-    expectIdle(ex);
-    await ex.close();
-  }
-});
+const exec = openTinyPerTest();
 afterAll(async () => {
   await ties.close();
 });
