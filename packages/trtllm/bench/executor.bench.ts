@@ -6,6 +6,7 @@ import { join, resolve } from "node:path";
 import { cpus, loadavg, totalmem } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Executor, type ModelInfo, type SamplingOptions } from "../src/index.js";
+import { pseudoTokens } from "./pseudo-tokens.js";
 
 const BATCHES = [1, 8, 32];
 const THREADS = Number(process.env.TRTD_BENCH_THREADS ?? cpus().length);
@@ -25,15 +26,7 @@ const SETTINGS = {
   small: { prefillPrompt: 64, decodeTokens: 24 },
 } as const;
 
-function prompt(n: number, salt: number): number[] {
-  const out: number[] = [];
-  let x = (salt * 2654435761) >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x ^ (x >>> 15), 2246822519) + 374761393) >>> 0;
-    out.push(x % 100_000);
-  }
-  return out;
-}
+const prompt = pseudoTokens;
 
 /**
  * Memory traffic per second of memcpy (Buffer.copy) over 128 MiB (4x the L3 here), best of 3: the bandwidth

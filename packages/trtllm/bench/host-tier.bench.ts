@@ -8,6 +8,7 @@
 import { cpus, loadavg } from "node:os";
 import { resolve } from "node:path";
 import { Executor, type ExecutorOptions } from "../src/index.js";
+import { pseudoTokens } from "./pseudo-tokens.js";
 
 const MODEL = resolve(import.meta.dirname, "../../../models/tiny");
 const T = 16;
@@ -21,15 +22,7 @@ const THREADS = Number(process.env.TRTD_BENCH_THREADS ?? Math.min(2, cpus().leng
 /** TRTD_BENCH_EXECUTOR=cuda runs the same trace on the CUDA executor (pinned tier, copies on the engine's stream). */
 const EXECUTOR = (process.env.TRTD_BENCH_EXECUTOR ?? "reference") as "reference" | "cuda";
 
-function tokens(n: number, salt: number): number[] {
-  const out: number[] = [];
-  let x = (salt * 2654435761) >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x ^ (x >>> 15), 2246822519) + 374761393) >>> 0;
-    out.push(x % 100_000);
-  }
-  return out;
-}
+const tokens = pseudoTokens;
 
 /** Milliseconds from enqueue to the first generated token; the reply's token joins the history. */
 async function turn(ex: Executor, prompt: number[]): Promise<{ ms: number; token: number }> {
