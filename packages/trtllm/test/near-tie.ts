@@ -62,8 +62,8 @@ const isFiltered = (p: DrawParams) => p.topK > 0 || p.topP < 1;
  * greedy = argmax, lowest id on ties; unfiltered (top-k 0, top-p 1) = the first id in index order whose running
  * mass exceeds u * total; filtered = the same walk over (logit descending, id ascending), cut at top-k, then at the
  * first running mass >= top_p * mass. Probabilities exp((l - max) / T) in double. The reference executor draws the
- * same token for greedy, unfiltered and top-k rows (its top-p-only rows walk another order). `order` (filtered
- * rows): sortedOrder(logits), when the caller has it.
+ * same token for every kind of row (up to the rounding of its sums). `order` (filtered rows): sortedOrder(logits),
+ * when the caller has it.
  */
 export function cudaDraw(logits: ArrayLike<number>, p: DrawParams, order?: Int32Array): number {
   const V = logits.length;

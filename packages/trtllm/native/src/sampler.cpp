@@ -226,8 +226,8 @@ void Sampler::top_k_sorted(const float * logits, int vocab, size_t k) {
 
 // Top-p over the whole vocabulary without sorting it: a deterministic quickselect on logits, carrying
 // probability mass, finds the nucleus (the smallest set of highest logits, ties by lower id, whose mass reaches
-// top_p); the draw then walks the nucleus in the order the selection left it (fixed by hoare_partition's
-// specified permutation, and the sorts of equal-logit runs by id). Expected O(vocab).
+// top_p); only the nucleus is then put in (logit desc, id asc) order, which the draw walks. Expected O(vocab) to
+// find it, plus the nucleus's sort (O(vocab) by radix when it is large).
 int Sampler::sample_top_p(const float * logits, int vocab, double top_p, double inv_t, double u, double min_p) {
     const float mx = row_max(logits, vocab);
     nuc_.resize(size_t(vocab));
@@ -281,7 +281,21 @@ int Sampler::sample_top_p(const float * logits, int vocab, double top_p, double 
         if (i < e || e == hi) { keep = std::min(i + 1, e); break; }
         lo = e;
     }
-    // min_p drops ids of the nucleus (in whatever order the selection left it) whose relative probability is below it.
+    // The nucleus is nuc_[0, keep), in the order the selection left it. The draw walks it in (logit desc, id asc)
+    // order, as a top-k row and the CUDA executor's sampler do: then the token moves only to a neighbour in that
+    // order when the logits move a little (a walk in selection order jumps to an unrelated token), and a row drawn
+    // here equals the device's draw of it. Small nuclei are sorted in place; a large one is taken again from the
+    // row by top_k_sorted (the same keep best in the same order, O(vocab)), its weights recomputed alike.
+    if (keep <= kSortInPlace) {
+        std::sort(nuc_.begin(), nuc_.begin() + long(keep), desc);
+    } else {
+        top_k_sorted(logits, vocab, keep);
+        for (size_t i = 0; i < keep; ++i) {
+            const float l = cand_[i].first;
+            nuc_[i] = {l, cand_[i].second, l == -INFINITY ? 0.0 : std::exp((double(l) - mx) * inv_t)};
+        }
+    }
+    // min_p drops ids of the nucleus whose relative probability is below it (a tail of the walk order).
     if (min_p > 0)
         for (size_t i = 0; i < keep; ++i)
             if (nuc_[i].p < min_p) nuc_[i].p = 0;
