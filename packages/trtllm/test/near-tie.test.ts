@@ -31,8 +31,8 @@ describe("near-tie rule", () => {
     ["top-k", { temperature: 0.9, topK: 50 }],
     ["top-k + top-p", { temperature: 1.7, topK: 40, topP: 0.95 }],
     ["large top-k + top-p", { temperature: 1, topK: 50_000, topP: 0.8 }],
-    // A small nucleus (sorted in place; 6 ids at T 0.4 on this row) and a large one (11 840 ids: taken again by the
-    // radix top-k).
+    // A small nucleus (6 ids at T 0.4 on this row: the draw's selection is one small sort) and a large one (11 840
+    // ids: partition rounds before that).
     ["top-p alone, small nucleus", { temperature: 0.5, topP: 0.9 }],
     ["top-p alone, large nucleus", { temperature: 1, topP: 0.8 }],
   ];

@@ -27,8 +27,6 @@ public:
 
 private:
     int sample_top_p(const float * logits, int vocab, double top_p, double inv_t, double u, double min_p);
-    // A top-p nucleus up to this size is sorted in place (std::sort); a larger one comes from top_k_sorted.
-    static constexpr std::size_t kSortInPlace = 1024;
     // Fills cand_[0, k) with the k best (logit descending, lower id first on ties), in that order.
     void top_k_sorted(const float * logits, int vocab, std::size_t k);
     struct Cand {
