@@ -1,6 +1,6 @@
 // The near-tie rule of test/near-tie.ts, checked on the reference executor (every machine): its replica of the
-// CUDA sampler draws the reference executor's own tokens where the two samplers share their semantics (greedy,
-// unfiltered, top-k, top-k + top-p; top-p alone walks another order in the reference), and a perturbation bound
+// CUDA sampler draws the reference executor's own tokens (greedy, unfiltered, top-k, top-k + top-p, and top-p alone,
+// whose nucleus both walk in (logit desc, id asc) order), and a perturbation bound
 // accepts a pair of tokens exactly when a logit move of that size can make the draw give either.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Executor, type SamplingOptions } from "../src/index.js";
@@ -31,6 +31,10 @@ describe("near-tie rule", () => {
     ["top-k", { temperature: 0.9, topK: 50 }],
     ["top-k + top-p", { temperature: 1.7, topK: 40, topP: 0.95 }],
     ["large top-k + top-p", { temperature: 1, topK: 50_000, topP: 0.8 }],
+    // A small nucleus (6 ids at T 0.4 on this row: the draw's selection is one small sort) and a large one (11 840
+    // ids: partition rounds before that).
+    ["top-p alone, small nucleus", { temperature: 0.5, topP: 0.9 }],
+    ["top-p alone, large nucleus", { temperature: 1, topP: 0.8 }],
   ];
   for (const [name, sampling] of samplings) {
     it(`the replica draws the reference executor's tokens: ${name}`, async () => {

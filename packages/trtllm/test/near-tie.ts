@@ -62,8 +62,8 @@ const isFiltered = (p: DrawParams) => p.topK > 0 || p.topP < 1;
  * greedy = argmax, lowest id on ties; unfiltered (top-k 0, top-p 1) = the first id in index order whose running
  * mass exceeds u * total; filtered = the same walk over (logit descending, id ascending), cut at top-k, then at the
  * first running mass >= top_p * mass. Probabilities exp((l - max) / T) in double. The reference executor draws the
- * same token for greedy, unfiltered and top-k rows (its top-p-only rows walk another order). `order` (filtered
- * rows): sortedOrder(logits), when the caller has it.
+ * same token for every kind of row (up to the rounding of its sums). `order` (filtered rows): sortedOrder(logits),
+ * when the caller has it.
  */
 export function cudaDraw(logits: ArrayLike<number>, p: DrawParams, order?: Int32Array): number {
   const V = logits.length;
@@ -219,6 +219,20 @@ export function nearTieMargin(logits: ArrayLike<number>, p: DrawParams, a: numbe
   return hi;
 }
 
+/**
+ * What expectSame needs of a request. `allowed`: a constrained request's allowed ids (the same set at every step, as
+ * the constrained tests' test doubles give): the replica draws from the row with every other id at -inf, as the
+ * executors do; without it, a parting inside the allowed set is compared with unmasked draws and refused.
+ */
+export type NearTieRequest = Pick<GenerateRequest, "prompt" | "sampling" | "generatedOffset"> & { allowed?: readonly number[] };
+
+/** Sets every id outside `allowed` to -inf, in place. */
+function maskRow(row: Float32Array, allowed: readonly number[]): void {
+  const keep = new Uint8Array(row.length);
+  for (const t of allowed) keep[t] = 1;
+  for (let i = 0; i < row.length; i++) if (!keep[i]) row[i] = -Infinity;
+}
+
 /** Compares runs of one executor; on the CUDA executor accepts a parting at a measured near-tie (see above). */
 export class NearTies {
   readonly accepted: string[] = [];
@@ -236,7 +250,7 @@ export class NearTies {
    * part at index k when both tokens at k are near-tie draws for the request's prefix + expected[0..k); the tokens
    * after that are not compared (the runs continue from different sequences). Lengths must still agree.
    */
-  expectSame(ex: Executor, request: Pick<GenerateRequest, "prompt" | "sampling" | "generatedOffset">, expected: number[], got: number[], label: string): void {
+  expectSame(ex: Executor, request: NearTieRequest, expected: number[], got: number[], label: string): void {
     this.#compared++;
     expect(got.length, `${label}: length`).toBe(expected.length);
     if (!this.tolerant) {
@@ -253,6 +267,11 @@ export class NearTies {
     for (let i = 0; i < V; i++) sq += (ours[i] - truth[i]) ** 2;
     const rms = Math.sqrt(sq / V);
     const tol = 3 * rms;
+    if (request.allowed) {
+      // The draw saw the masked row (host_draws.cpp: disallowed ids at -inf before the draw): so does the replica.
+      maskRow(truth, request.allowed);
+      maskRow(ours, request.allowed);
+    }
     const p = drawParams(request.sampling, (request.generatedOffset ?? 0) + k);
     const [a, b] = [expected[k], got[k]];
     const margin = nearTieMargin(truth, p, a, b, tol);

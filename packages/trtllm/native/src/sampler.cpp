@@ -226,8 +226,8 @@ void Sampler::top_k_sorted(const float * logits, int vocab, size_t k) {
 
 // Top-p over the whole vocabulary without sorting it: a deterministic quickselect on logits, carrying
 // probability mass, finds the nucleus (the smallest set of highest logits, ties by lower id, whose mass reaches
-// top_p); the draw then walks the nucleus in the order the selection left it (fixed by hoare_partition's
-// specified permutation, and the sorts of equal-logit runs by id). Expected O(vocab).
+// top_p); a second selection over the nucleus finds the draw of the walk in (logit desc, id asc) order.
+// Expected O(vocab).
 int Sampler::sample_top_p(const float * logits, int vocab, double top_p, double inv_t, double u, double min_p) {
     const float mx = row_max(logits, vocab);
     nuc_.resize(size_t(vocab));
@@ -281,22 +281,50 @@ int Sampler::sample_top_p(const float * logits, int vocab, double top_p, double 
         if (i < e || e == hi) { keep = std::min(i + 1, e); break; }
         lo = e;
     }
-    // min_p drops ids of the nucleus (in whatever order the selection left it) whose relative probability is below it.
+    // The nucleus is nuc_[0, keep), in the order the selection left it, its last id in (logit desc, id asc) order at
+    // keep - 1. The draw is the first id of the nucleus, in that order, whose running mass exceeds u * kept: the walk
+    // of a top-k row and of the CUDA executor's sampler, so the token moves only to a neighbour in that order when
+    // the logits move a little (a walk in selection order jumps to an unrelated token), and a row drawn here equals
+    // the device's draw of it. It is found by the same selection, not by sorting the nucleus (O(nucleus)).
+    const int last_id = nuc_[keep - 1].id;
+    // min_p drops ids of the nucleus whose relative probability is below it (a tail of the walk order).
     if (min_p > 0)
         for (size_t i = 0; i < keep; ++i)
             if (nuc_[i].p < min_p) nuc_[i].p = 0;
     double kept = 0;
     for (size_t i = 0; i < keep; ++i) kept += nuc_[i].p;
     const double target = u * kept;
-    double acc = 0;
-    size_t last = 0;
-    for (size_t i = 0; i < keep; ++i) {
-        if (nuc_[i].p == 0 && min_p > 0) continue;
-        last = i;
-        acc += nuc_[i].p;
-        if (acc > target) return nuc_[i].id;
+    lo = 0;
+    hi = keep;
+    above = 0;  // mass of nuc_[0, lo): all before the draw in the walk
+    while (true) {
+        if (hi - lo <= 64) {
+            std::sort(nuc_.begin() + long(lo), nuc_.begin() + long(hi), desc);
+            for (size_t i = lo; i < hi; ++i)
+                if ((above += nuc_[i].p) > target) return nuc_[i].id;
+            break;
+        }
+        const float a = nuc_[lo].logit, b = nuc_[lo + (hi - lo) / 2].logit, c = nuc_[hi - 1].logit;
+        const float pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));
+        const size_t g = hoare_partition(nuc_, lo, hi, [pivot](const Cand & x) { return x.logit > pivot; }, left_, right_);
+        const size_t e = hoare_partition(nuc_, g, hi, [pivot](const Cand & x) { return x.logit == pivot; }, left_, right_);
+        double mass_gt = 0;
+        for (size_t i = lo; i < g; ++i) mass_gt += nuc_[i].p;
+        if (above + mass_gt > target && g > lo) { hi = g; continue; }
+        above += mass_gt;
+        std::sort(nuc_.begin() + long(g), nuc_.begin() + long(e), desc);
+        for (size_t i = g; i < e; ++i)
+            if ((above += nuc_[i].p) > target) return nuc_[i].id;
+        if (e == hi) break;
+        lo = e;
     }
-    return nuc_[min_p > 0 ? last : keep - 1].id;
+    // Rounding left the walk (the running sums came out below kept): the last id of the walk, or with min_p the
+    // last one with mass (rare, so searched rather than tracked).
+    if (min_p <= 0) return last_id;
+    size_t last = 0;
+    for (size_t i = 1; i < keep; ++i)
+        if (nuc_[i].p > 0 && (nuc_[last].p == 0 || desc(nuc_[last], nuc_[i]))) last = i;
+    return nuc_[last].id;
 }
 
 }  // namespace trtd

@@ -4,7 +4,8 @@
 //  - top_k in (0, vocab), with or without top_p: the token equals a full-sort reference token for token (the same
 //    double arithmetic in the same order, so any difference in order or rounding shows up);
 //  - top-p alone (top_k 0 or >= vocab): the token lies in the reference nucleus (full sort, smallest prefix whose
-//    mass reaches top_p), and on small distributions the draw frequencies match p_i / nucleus mass.
+//    mass reaches top_p), is the token of the walk in full-sort order up to rounding (top_p_walk_token), and on
+//    small distributions the draw frequencies match p_i / nucleus mass.
 //  - hoare_partition leaves the same permutation as the textbook two-pointer loop (libstdc++'s std::partition).
 //  - plain sampling (temperature only, top_k 0, top_p 1): the token equals the index-order walk token for token,
 //    also on rows with removed (-inf) ids scattered as a grammar's mask leaves them (the sampler computes their
@@ -112,6 +113,34 @@ std::vector<std::pair<int, double>> reference_nucleus(const std::vector<float> &
         if (acc >= limit + slack) break;
     }
     return out;
+}
+
+// Top-p alone: whether `got` is the token of the walk in full-sort order (the order top-k rows and the CUDA sampler
+// walk), up to rounding. The sampler sums the total in index order and the nucleus mass in selection order, the
+// reference in sorted order, so where a running mass lands within rounding of the top-p limit the nucleus may end
+// one token earlier or later, and where it lands within rounding of the draw's target the token may be its
+// neighbour. Accepted: got's interval [C[pos - 1], C[pos]) of the sorted running masses C holds u * C[keep - 1],
+// within 1e-12 of the total, for the reference's nucleus size keep or one whose cut is itself within rounding.
+bool top_p_walk_token(const std::vector<float> & lg, const std::vector<int> & ids, const SamplingParams & p, uint64_t n, int got) {
+    const double inv_t = 1.0 / double(p.temperature), u = trtd::counter_uniform(p.seed, n);
+    const size_t V = ids.size();
+    const double mx = lg[size_t(ids[0])];
+    std::vector<double> C(V);
+    double acc = 0;
+    for (size_t i = 0; i < V; ++i) C[i] = (acc += std::exp((double(lg[size_t(ids[i])]) - mx) * inv_t));
+    const double limit = double(p.top_p) * acc, slack = 1e-12 * acc;
+    size_t keep = V;
+    for (size_t i = 0; i < V; ++i)
+        if (C[i] >= limit) { keep = i + 1; break; }
+    size_t pos = 0;
+    while (pos < V && ids[pos] != got) ++pos;
+    for (size_t k = keep > 1 ? keep - 1 : 1; k <= std::min(V, keep + 1); ++k) {
+        if (k != keep && std::fabs(C[k - 1] - limit) > slack && std::fabs(C[keep - 1] - limit) > slack) continue;
+        if (pos >= k) continue;
+        const double target = u * C[k - 1], lo = pos ? C[pos - 1] : 0.0;
+        if (lo - slack <= target && target < C[pos] + slack) return true;
+    }
+    return false;
 }
 
 // The two-pointer partition written out: the permutation hoare_partition must reproduce.
@@ -227,6 +256,13 @@ int main() {
                                 std::printf("OUTSIDE NUCLEUS %s vocab %d top_k %d top_p %g t %g seed %llu n %llu: got %d, nucleus of %zu\n",
                                             dist.name, vocab, top_k, double(top_p), double(t), (unsigned long long)seed,
                                             (unsigned long long)n, got, nucleus.size());
+                                return 1;
+                            } else if (!top_p_walk_token(dist.logits, order, p, n, got)) {
+                                SamplingParams full = p;
+                                full.top_k = vocab;
+                                std::printf("TOP-P WALK %s vocab %d top_k %d top_p %g t %g seed %llu n %llu: got %d, sorted walk %d\n",
+                                            dist.name, vocab, top_k, double(top_p), double(t), (unsigned long long)seed,
+                                            (unsigned long long)n, got, reference_top_k(dist.logits, order, full, n));
                                 return 1;
                             }
                         }
