@@ -224,6 +224,34 @@ void Sampler::top_k_sorted(const float * logits, int vocab, size_t k) {
     for (size_t i = 0; i < k; ++i) cand_[i] = {logits[ids_[i]], ids_[i]};
 }
 
+size_t Sampler::walk_to_mass(size_t lo, size_t hi, double above, double limit, bool inclusive, size_t * end) {
+    auto desc = [](const Cand & a, const Cand & b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); };
+    auto reached = [&](double mass) { return inclusive ? mass >= limit : mass > limit; };
+    while (true) {  // invariant: above = mass of nuc_[0, lo), all before the target in the walk
+        if (hi - lo <= 64) {
+            std::sort(nuc_.begin() + long(lo), nuc_.begin() + long(hi), desc);
+            for (size_t i = lo; i < hi; ++i)
+                if (reached(above += nuc_[i].p)) return i;
+            *end = hi;
+            return kNotReached;
+        }
+        // Median of three (deterministic) as the pivot; 3-way partition: greater | equal | smaller.
+        const float a = nuc_[lo].logit, b = nuc_[lo + (hi - lo) / 2].logit, c = nuc_[hi - 1].logit;
+        const float pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));
+        const size_t g = hoare_partition(nuc_, lo, hi, [pivot](const Cand & x) { return x.logit > pivot; }, left_, right_);
+        const size_t e = hoare_partition(nuc_, g, hi, [pivot](const Cand & x) { return x.logit == pivot; }, left_, right_);
+        double mass_gt = 0;
+        for (size_t i = lo; i < g; ++i) mass_gt += nuc_[i].p;
+        if (reached(above + mass_gt) && g > lo) { hi = g; continue; }
+        above += mass_gt;
+        std::sort(nuc_.begin() + long(g), nuc_.begin() + long(e), desc);  // equal logits: lower id first
+        for (size_t i = g; i < e; ++i)
+            if (reached(above += nuc_[i].p)) return i;
+        if (e == hi) { *end = hi; return kNotReached; }
+        lo = e;
+    }
+}
+
 // Top-p over the whole vocabulary without sorting it: a deterministic quickselect on logits, carrying
 // probability mass, finds the nucleus (the smallest set of highest logits, ties by lower id, whose mass reaches
 // top_p); a second selection over the nucleus finds the draw of the walk in (logit desc, id asc) order.
@@ -248,39 +276,9 @@ int Sampler::sample_top_p(const float * logits, int vocab, double top_p, double 
             total += pr;
         }
     }
-    const double limit = top_p * total;
-    auto desc = [](const Cand & a, const Cand & b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); };
-    size_t lo = 0, hi = size_t(vocab), keep = size_t(vocab);
-    double above = 0;  // mass of nuc_[0, lo): in the nucleus for sure
-    while (true) {
-        if (hi - lo <= 64) {
-            std::sort(nuc_.begin() + long(lo), nuc_.begin() + long(hi), desc);
-            keep = hi;
-            double acc = above;
-            for (size_t i = lo; i < hi; ++i) {
-                acc += nuc_[i].p;
-                if (acc >= limit) { keep = i + 1; break; }
-            }
-            break;
-        }
-        // Median of three (deterministic) as the pivot; 3-way partition: greater | equal | smaller.
-        const float a = nuc_[lo].logit, b = nuc_[lo + (hi - lo) / 2].logit, c = nuc_[hi - 1].logit;
-        const float pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));
-        const size_t g = hoare_partition(nuc_, lo, hi, [pivot](const Cand & x) { return x.logit > pivot; }, left_, right_);
-        const size_t e = hoare_partition(nuc_, g, hi, [pivot](const Cand & x) { return x.logit == pivot; }, left_, right_);
-        double mass_gt = 0;
-        for (size_t i = lo; i < g; ++i) mass_gt += nuc_[i].p;
-        if (above + mass_gt >= limit && g > lo) { hi = g; continue; }
-        above += mass_gt;
-        std::sort(nuc_.begin() + long(g), nuc_.begin() + long(e), desc);  // equal logits: lower id first
-        size_t i = g;
-        for (; i < e; ++i) {
-            above += nuc_[i].p;
-            if (above >= limit) break;
-        }
-        if (i < e || e == hi) { keep = std::min(i + 1, e); break; }
-        lo = e;
-    }
+    size_t end = 0;
+    const size_t last_in = walk_to_mass(0, size_t(vocab), 0, top_p * total, true, &end);
+    const size_t keep = last_in == kNotReached ? end : last_in + 1;
     // The nucleus is nuc_[0, keep), in the order the selection left it, its last id in (logit desc, id asc) order at
     // keep - 1. The draw is the first id of the nucleus, in that order, whose running mass exceeds u * kept: the walk
     // of a top-k row and of the CUDA executor's sampler, so the token moves only to a neighbour in that order when
@@ -294,33 +292,12 @@ int Sampler::sample_top_p(const float * logits, int vocab, double top_p, double 
     double kept = 0;
     for (size_t i = 0; i < keep; ++i) kept += nuc_[i].p;
     const double target = u * kept;
-    lo = 0;
-    hi = keep;
-    above = 0;  // mass of nuc_[0, lo): all before the draw in the walk
-    while (true) {
-        if (hi - lo <= 64) {
-            std::sort(nuc_.begin() + long(lo), nuc_.begin() + long(hi), desc);
-            for (size_t i = lo; i < hi; ++i)
-                if ((above += nuc_[i].p) > target) return nuc_[i].id;
-            break;
-        }
-        const float a = nuc_[lo].logit, b = nuc_[lo + (hi - lo) / 2].logit, c = nuc_[hi - 1].logit;
-        const float pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));
-        const size_t g = hoare_partition(nuc_, lo, hi, [pivot](const Cand & x) { return x.logit > pivot; }, left_, right_);
-        const size_t e = hoare_partition(nuc_, g, hi, [pivot](const Cand & x) { return x.logit == pivot; }, left_, right_);
-        double mass_gt = 0;
-        for (size_t i = lo; i < g; ++i) mass_gt += nuc_[i].p;
-        if (above + mass_gt > target && g > lo) { hi = g; continue; }
-        above += mass_gt;
-        std::sort(nuc_.begin() + long(g), nuc_.begin() + long(e), desc);
-        for (size_t i = g; i < e; ++i)
-            if ((above += nuc_[i].p) > target) return nuc_[i].id;
-        if (e == hi) break;
-        lo = e;
-    }
+    const size_t drawn = walk_to_mass(0, keep, 0, target, false, &end);
+    if (drawn != kNotReached) return nuc_[drawn].id;
     // Rounding left the walk (the running sums came out below kept): the last id of the walk, or with min_p the
     // last one with mass (rare, so searched rather than tracked).
     if (min_p <= 0) return last_id;
+    auto desc = [](const Cand & a, const Cand & b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); };
     size_t last = 0;
     for (size_t i = 1; i < keep; ++i)
         if (nuc_[i].p > 0 && (nuc_[last].p == 0 || desc(nuc_[last], nuc_[i]))) last = i;

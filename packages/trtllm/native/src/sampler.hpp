@@ -34,6 +34,11 @@ private:
         int id;
         double p;
     };
+    // The walk of nuc_[lo, hi) in (logit desc, id asc) order, by quickselect rather than a sort: the index of the first
+    // id at which the running mass, from `above`, reaches `limit` (>= when inclusive, else >), with nuc_ in walk order
+    // up to it. kNotReached when rounding leaves the walk short; *end is then the end of the last range searched.
+    static constexpr std::size_t kNotReached = ~std::size_t(0);
+    std::size_t walk_to_mass(std::size_t lo, std::size_t hi, double above, double limit, bool inclusive, std::size_t * end);
     std::vector<std::pair<float, int>> cand_;
     std::vector<Cand> nuc_;
     std::vector<double> prob_;
