@@ -38,7 +38,19 @@ for (const directLink of [true, false]) describe(`NATS transport (real nats-serv
         return p;
       },
       crash: async (p) => {
-        await extras.get(p)!.close(); // no drain: like a crash, from the server's point of view
+        const nc = extras.get(p)!;
+        const cid = nc.info?.client_id;
+        await nc.close(); // no drain: like a crash, from the server's point of view
+        // nats-server notices the closed socket on its own goroutine: until then it still routes messages to the
+        // dead connection's subscriptions (lost, with no no-responders). A crash in the suite means one the
+        // server has noticed; the request caught in that window is the accept timeout's case, tested apart.
+        const t0 = Date.now();
+        for (;;) {
+          const r = await fetch(`http://127.0.0.1:${monitorPort}/connz?cid=${cid}`);
+          if (((await r.json()) as { connections?: unknown[] }).connections?.length === 0) break;
+          if (Date.now() - t0 > 5000) throw new Error(`nats-server still lists connection ${cid} 5 s after it closed`);
+          await new Promise((res) => setTimeout(res, 10));
+        }
       },
       close: async () => {
         clearInterval(poll);
