@@ -23,7 +23,7 @@ import { Agent, request } from "node:http";
 import { resolve } from "node:path";
 import { DEFAULT_MODEL_DIR, executorArgv, intFlag, parseFlags, READY_PATTERNS, stringFlag, UsageError, valueFlags } from "@trtd/apps-common";
 import { describe } from "@trtd/bench";
-import { parseStageLine, spawnChild, type Child } from "@trtd/process";
+import { parseStageLine, spawnChild, STAGE_FLUSH_AFTER_MS, type Child } from "@trtd/process";
 import { startNatsServer } from "@trtd/request-plane";
 import { Tokenizer } from "@trtd/tokenizer";
 import { Executor } from "@trtd/trtllm";
@@ -194,7 +194,8 @@ async function measure(url: string, ex: Executor, tok: Tokenizer, agent: Agent, 
         stamps.length = 0;
         const r = await streamChat(agent, url, content);
         if (r.promptTokens !== tokens.length) throw new Error(`the api counted ${r.promptTokens} prompt tokens, the executor got ${tokens.length}`);
-        await new Promise((done) => setTimeout(done, 5)); // the last stamps of this request reach us
+        // the stamps of this request reach us (each process writes its stamps STAGE_FLUSH_AFTER_MS after the first)
+        await new Promise((done) => setTimeout(done, STAGE_FLUSH_AFTER_MS * 2 + 10));
         const t: Record<string, number> = {};
         // A label stamped again in one request gets #2, #3... (plane.reply_flush: the accept frame, then the first token).
         for (const s of stamps) {

@@ -224,4 +224,4 @@ export function descendantPids(root: number): number[] {
   return out;
 }
 
-export { parseStageLine, STAGE_LINE_PREFIX, traceStage } from "./stage-trace.js";
+export { parseStageLine, STAGE_FLUSH_AFTER_MS, STAGE_LINE_PREFIX, traceStage } from "./stage-trace.js";

@@ -7,9 +7,31 @@
 /** The line prefix; parseStageLine reads it back. */
 export const STAGE_LINE_PREFIX = "trtd-stage ";
 
-function write(label: string): void {
-  process.stderr.write(`${STAGE_LINE_PREFIX}${label} ${process.hrtime.bigint()}\n`);
+/**
+ * Stamps wait in memory and leave in one stderr write FLUSH_AFTER_MS after the first of them: a write per stamp would
+ * put a syscall (and a wake-up of the process reading the pipe) on the very path being measured, about 0.1 ms each
+ * on a 2-core VM. A reader waits at least this long after a request before reading its stamps.
+ */
+export const STAGE_FLUSH_AFTER_MS = 20;
+let pending = "";
+let flushTimer: NodeJS.Timeout | undefined;
+
+function flush(): void {
+  flushTimer = undefined;
+  const out = pending;
+  pending = "";
+  if (out) process.stderr.write(out);
 }
+
+function write(label: string): void {
+  pending += `${STAGE_LINE_PREFIX}${label} ${process.hrtime.bigint()}\n`;
+  if (flushTimer === undefined) {
+    flushTimer = setTimeout(flush, STAGE_FLUSH_AFTER_MS);
+    flushTimer.unref();
+  }
+}
+
+if (process.env.TRTD_TRACE_STAGES === "1") process.once("exit", flush);
 
 /** Writes one stage stamp when TRTD_TRACE_STAGES=1 (read once, at load); undefined otherwise. */
 export const traceStage: ((label: string) => void) | undefined = process.env.TRTD_TRACE_STAGES === "1" ? write : undefined;
