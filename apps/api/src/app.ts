@@ -234,7 +234,8 @@ export function createApiApp(opts: ApiAppOptions) {
     const u = p.stream.includeUsage;
     // The delta chunk's JSON around its text is serialised once per request.
     const contentDelta = jsonTemplate((s) => R.chatChunk(common, { content: s }, null, u));
-    const reasoningDelta = jsonTemplate((s) => R.chatChunk(common, { reasoning_content: s }, null, u));
+    let reasoningTemplate: ((s: string) => string) | undefined; // built on the first reasoning piece (most requests have none)
+    const reasoningDelta = (s: string) => (reasoningTemplate ??= jsonTemplate((x) => R.chatChunk(common, { reasoning_content: x }, null, u)))(s);
     const output: ChatOutputOptions = forced
       ? typeof forced === "object"
         ? { namedCall: forced.name }

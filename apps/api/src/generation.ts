@@ -75,8 +75,9 @@ export function buildGenerateRequest(deps: GenerationDeps, input: GenerationInpu
     throw new InvalidRequestError(`min_tokens=${c.minTokens} exceeds ${input.maxTokensParam}=${maxTokens}`, "min_tokens");
   }
   if (c) {
-    deps.codec.checkTokenIds(Object.keys(c.logitBias).map(Number), "logit_bias");
-    deps.codec.checkTokenIds(c.stopTokenIds, "stop_token_ids");
+    const biased = Object.keys(c.logitBias);
+    if (biased.length) deps.codec.checkTokenIds(biased.map(Number), "logit_bias");
+    if (c.stopTokenIds.length) deps.codec.checkTokenIds(c.stopTokenIds, "stop_token_ids");
   }
   // ignore_eos: the eos ids no longer end generation; stop_token_ids always do.
   const stopTokenIds = [...new Set([...(c?.ignoreEos ? [] : deps.codec.eosTokenIds), ...(c?.stopTokenIds ?? [])])];
@@ -104,6 +105,12 @@ export function buildGenerateRequest(deps: GenerationDeps, input: GenerationInpu
     ...(input.logprobs?.logprobs ? { logprobs: true, topLogprobs: input.logprobs.topLogprobs } : {}),
   };
 }
+
+/**
+ * The reason runGeneration's own signal carries once the generation is over: one object for all requests, because
+ * `abort()` without a reason builds a DOMException (a stack capture) per request.
+ */
+const GENERATION_ENDED = new Error("the generation ended");
 
 function mapFinish(reason: FinishReason | undefined): OpenAIFinishReason {
   return reason === "length" ? "length" : "stop";
@@ -197,7 +204,7 @@ export async function* runGeneration(
   } finally {
     clearTimeout(deadlineTimer);
     signal.removeEventListener("abort", onAbort);
-    local.abort(); // idempotent; makes sure nothing keeps running for a request nobody reads
+    local.abort(GENERATION_ENDED); // idempotent; makes sure nothing keeps running for a request nobody reads
     metrics.inFlight.add({}, -1);
     metrics.generatedTokens.inc({}, completionTokens);
   }

@@ -87,6 +87,8 @@ export class RequestPlaneWorkers implements Workers {
   private readonly onRefused: NonNullable<RequestPlaneWorkersOptions["onRefused"]>;
   /** Instance ids already judged, and the verdict (undefined: admitted). */
   private readonly verdicts = new Map<string, IdentityMismatch | undefined>();
+  /** Per role and instance id, how to abandon each request in flight there (watchStall). */
+  private readonly stallWatches = new Map<string, Set<() => void>>();
 
   private readonly plane: RequestPlane;
 
@@ -99,8 +101,14 @@ export class RequestPlaneWorkers implements Workers {
       .client({ acceptTimeoutMs: PREFILL_ACCEPT_TIMEOUT_MS });
     this.decodeClient = plane.endpoint(namespace, Endpoints.decode.component, Endpoints.decode.endpoint).client();
     // Judged as they register (so a refusal is logged and counted when the worker arrives, not at its first use).
-    this.prefillClient.onInstancesChange(() => this.instances("prefill"));
-    this.decodeClient.onInstancesChange(() => this.instances("decode"));
+    this.prefillClient.onInstancesChange(() => {
+      this.instances("prefill");
+      this.abandonStalled(this.prefillClient);
+    });
+    this.decodeClient.onInstancesChange(() => {
+      this.instances("decode");
+      this.abandonStalled(this.decodeClient);
+    });
   }
 
   /** Requests sent to each instance of `role` so far, over its direct link or through nats-server (for /metrics). */
@@ -167,23 +175,48 @@ export class RequestPlaneWorkers implements Workers {
   /**
    * A request to one instance that is abandoned (cancelled there) as soon as the instance publishes `stalled`: its
    * engine stopped progressing, so the request would wait for its deadline. The caller gets a WorkerGoneError, on
-   * which the router moves the request to another worker (decode) or runs it aggregated (prefill).
+   * which the router moves the request to another worker (decode) or runs it aggregated (prefill). One listener per
+   * client (abandonStalled) serves every request; a request costs a controller and a listener on the caller's signal.
    */
   private watchStall(client: EndpointClient<never, unknown>, instanceId: string, signal: AbortSignal) {
     const ac = new AbortController();
     let stalled = false;
-    const check = () => {
-      if (stalled || !client.instances().find((i) => i.id === instanceId)?.metrics.stalled) return;
+    const onAbort = () => ac.abort(signal.reason);
+    const watch = () => {
       stalled = true;
       ac.abort(new WorkerGoneError(`the worker's engine stopped progressing (instance ${instanceId} reports stalled)`));
     };
-    check();
-    const off = client.onInstancesChange(check);
+    if (signal.aborted) ac.abort(signal.reason);
+    else signal.addEventListener("abort", onAbort, { once: true });
+    if (client.instances().find((i) => i.id === instanceId)?.metrics.stalled) watch();
+    const key = this.stallKey(client, instanceId);
+    let watches = this.stallWatches.get(key);
+    if (!watches) this.stallWatches.set(key, (watches = new Set()));
+    watches.add(watch);
     return {
-      signal: AbortSignal.any([signal, ac.signal]),
+      signal: ac.signal,
       error: () => (stalled && !signal.aborted ? (ac.signal.reason as WorkerGoneError) : undefined),
-      off,
+      off: () => {
+        signal.removeEventListener("abort", onAbort);
+        watches.delete(watch);
+        if (watches.size === 0 && this.stallWatches.get(key) === watches) this.stallWatches.delete(key);
+      },
     };
+  }
+
+  /** The two roles' instances may share ids (`--worker-name`): their watches are kept apart. */
+  private stallKey(client: EndpointClient<never, unknown>, instanceId: string): string {
+    return `${client === (this.prefillClient as EndpointClient<never, unknown>) ? "prefill" : "decode"}/${instanceId}`;
+  }
+
+  /** Abandons the requests in flight on every instance of `client` that reports `stalled` (watchStall). */
+  private abandonStalled(client: EndpointClient<never, unknown>): void {
+    if (this.stallWatches.size === 0) return;
+    for (const i of client.instances()) {
+      if (!i.metrics.stalled) continue;
+      const watches = this.stallWatches.get(this.stallKey(client, i.id));
+      if (watches) for (const watch of [...watches]) watch();
+    }
   }
 
   close(): void {
