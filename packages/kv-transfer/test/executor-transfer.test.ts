@@ -15,7 +15,8 @@ import {
   type KvTransportName,
 } from "../src/index.js";
 import { spawnPeer, type Peer } from "./peer.js";
-import { expectIdle, prompt, tiny, until } from "./helpers.js";
+import { pseudoTokens } from "@trtd/test-support";
+import { expectIdle, tiny, until } from "./helpers.js";
 
 let ex: Executor;
 let puller: KvPuller;
@@ -71,7 +72,7 @@ describe("real executor KV between two processes", () => {
     for (const [name, sampling] of samplings) {
       it(`${transport}, ${name}: generation continues token-exact, nothing leaks on either side`, async () => {
         for (const [len, salt] of [[5, 1], [37, 2], [120, 3]] as const) {
-          const p = prompt(len, salt);
+          const p = pseudoTokens(len, salt);
           const agg = await ex.generate({ prompt: p, maxNewTokens: 16, sampling }).collect();
           const dis = await disaggregated(p, 16, sampling, transport);
           expect(dis).toEqual(agg.tokens);
@@ -87,7 +88,7 @@ describe("real executor KV between two processes", () => {
   it("the other way round: this process offers, the child pulls and continues generation", async () => {
     const server = await KvOfferServer.start({ layout: layoutFromExecutor(ex.kvLayout()), chunkBytes: 16 * 1024 });
     try {
-      const p = prompt(50, 9);
+      const p = pseudoTokens(50, 9);
       const sampling = { temperature: 0.7, seed: 5 };
       const agg = await ex.generate({ prompt: p, maxNewTokens: 12, sampling }).collect();
       const s = ex.generate({ prompt: p, maxNewTokens: 12, sampling, type: "context_only" });
@@ -110,7 +111,7 @@ describe("real executor KV between two processes", () => {
   for (const transport of ["tcp", "shm", "nats"] as KvTransportName[]) {
     it(`${transport}: a corrupted chunk is detected before import; both sides release`, async () => {
       const before = (await peer.call<PeerStats>({ cmd: "stats" })).server.released.failed ?? 0;
-      const { handle } = await peer.call<{ handle: KvHandle }>({ cmd: "offer", prompt: prompt(64, 11), maxNewTokens: 4, corrupt: true });
+      const { handle } = await peer.call<{ handle: KvHandle }>({ cmd: "offer", prompt: pseudoTokens(64, 11), maxNewTokens: 4, corrupt: true });
       const imp = ex.reserveKvImport(handle.numTokens);
       const err = await puller.pull(handle, imp, { transports: [transport] }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(KvChecksumError);
@@ -123,7 +124,7 @@ describe("real executor KV between two processes", () => {
   }
 
   it("nats refuses KV above its limit at once with a typed error (no timeout) and the offer is released", async () => {
-    const { handle } = await peer.call<{ handle: KvHandle }>({ cmd: "offer", prompt: prompt(600, 12), maxNewTokens: 2 });
+    const { handle } = await peer.call<{ handle: KvHandle }>({ cmd: "offer", prompt: pseudoTokens(600, 12), maxNewTokens: 2 });
     expect(handle.bytes).toBeGreaterThan(256 * 1024);
     const imp = ex.reserveKvImport(handle.numTokens);
     const t0 = Date.now();

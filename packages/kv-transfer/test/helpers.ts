@@ -41,17 +41,6 @@ export async function until(cond: () => boolean, timeoutMs = 5000): Promise<void
 /** The generated tiny model the process-level tests run on (built by the vitest globalSetup). */
 export { modelDir as tiny } from "@trtd/test-support";
 
-/** Deterministic pseudo-random prompt of n ids below 100 000. */
-export function prompt(n: number, salt: number): number[] {
-  const out: number[] = [];
-  let x = (salt * 2654435761) >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x ^ (x >>> 15), 2246822519) + 374761393) >>> 0;
-    out.push(x % 100_000);
-  }
-  return out;
-}
-
 /** Nothing running, no KV block used, nothing pinned for export or reserved for import. */
 export function expectIdle(e: Executor): void {
   const s = e.stats();
