@@ -15,7 +15,7 @@ import {
   type KvTransportName,
 } from "../src/index.js";
 import { spawnPeer, type Peer } from "./peer.js";
-import { pseudoTokens } from "@trtd/test-support";
+import { eventually, pseudoTokens } from "@trtd/test-support";
 import { expectIdle, tiny, until } from "./helpers.js";
 
 let ex: Executor;
@@ -137,10 +137,10 @@ describe("real executor KV between two processes", () => {
 });
 
 async function expectPeerIdleEventually(p: Peer): Promise<PeerStats> {
-  const end = Date.now() + 5000;
-  for (;;) {
+  const idle = async () => {
     const s = await p.call<PeerStats>({ cmd: "stats" });
-    if ((s.server.active === 0 && s.executor.pinnedExports === 0) || Date.now() > end) return expectPeerIdle(p);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+    return s.server.active === 0 && s.executor.pinnedExports === 0;
+  };
+  await eventually(idle, 5000, "the peer to release its offer", { intervalMs: 20, retryOnError: false });
+  return expectPeerIdle(p);
 }
