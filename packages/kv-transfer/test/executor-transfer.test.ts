@@ -14,7 +14,7 @@ import {
   type KvHandle,
   type KvTransportName,
 } from "../src/index.js";
-import { spawnPeer, type Peer } from "./peer.js";
+import { spawnPeer, type Peer, type PeerStats } from "./peer.js";
 import { eventually, pseudoTokens } from "@trtd/test-support";
 import { expectIdle, tiny, until } from "./helpers.js";
 
@@ -24,12 +24,8 @@ let nats: NatsServerHandle;
 let peer: Peer;
 let plane: RequestPlane;
 
-interface PeerStats {
-  server: { active: number; released: Record<string, number> };
-  executor: { pinnedExports: number; kvBlocksUsed: number; pendingImports: number };
-}
 async function expectPeerIdle(p: Peer): Promise<PeerStats> {
-  const s = await p.call<PeerStats>({ cmd: "stats" });
+  const s = await p.stats();
   expect(s.server.active).toBe(0);
   expect(s.executor.pinnedExports).toBe(0);
   expect(s.executor.kvBlocksUsed).toBe(0);
@@ -110,7 +106,7 @@ describe("real executor KV between two processes", () => {
 
   for (const transport of ["tcp", "shm", "nats"] as KvTransportName[]) {
     it(`${transport}: a corrupted chunk is detected before import; both sides release`, async () => {
-      const before = (await peer.call<PeerStats>({ cmd: "stats" })).server.released.failed ?? 0;
+      const before = (await peer.stats()).server.released.failed;
       const { handle } = await peer.call<{ handle: KvHandle }>({ cmd: "offer", prompt: pseudoTokens(64, 11), maxNewTokens: 4, corrupt: true });
       const imp = ex.reserveKvImport(handle.numTokens);
       const err = await puller.pull(handle, imp, { transports: [transport] }).catch((e: unknown) => e);
@@ -138,7 +134,7 @@ describe("real executor KV between two processes", () => {
 
 async function expectPeerIdleEventually(p: Peer): Promise<PeerStats> {
   const idle = async () => {
-    const s = await p.call<PeerStats>({ cmd: "stats" });
+    const s = await p.stats();
     return s.server.active === 0 && s.executor.pinnedExports === 0;
   };
   await eventually(idle, 5000, "the peer to release its offer", { intervalMs: 20, retryOnError: false });

@@ -28,14 +28,6 @@ let ex: Executor;
 let puller: KvPuller;
 let peer: Peer;
 
-interface PeerStats {
-  server: { active: number; released: Record<string, number> };
-  executor: { pinnedExports: number; kvBlocksUsed: number; pendingImports: number };
-  puller: { active: number };
-}
-async function peerStats(p: Peer) {
-  return p.call<PeerStats>({ cmd: "stats" });
-}
 /** Points a handle's TCP/shm endpoints at a relay. */
 function via(handle: KvHandle, port: number): KvHandle {
   return { ...handle, endpoints: handle.endpoints.map((e) => (e.transport === "tcp" || e.transport === "shm" ? { ...e, port } : e)) };
@@ -375,7 +367,7 @@ describe("load", () => {
       expect(limited.stats()).toMatchObject({ active: 0, queued: 0, completed: n, failed: 0 });
       expect(limited.stats().pooledConnections.idle).toBeLessThanOrEqual(4);
       expectIdle(ex);
-      const s = await peerStats(peer);
+      const s = await peer.stats();
       expect(s.server.active).toBe(0);
       expect(s.executor.pinnedExports).toBe(0);
     } finally {
