@@ -4,8 +4,8 @@ wrote (not only against the executor without a cache):
 
     python tools/reference/host_tier_fixture.py models/tiny packages/trtllm/test/fixtures/host-tier-hf.json
 
-The prompts are the test helpers' prompt(49, 900 + i), i = 0..5 (packages/trtllm/test/helpers.ts), recomputed here
-with the same 32-bit recurrence; the test checks both the prompts and the model's sha256.
+The prompts are pseudoTokens(49, 900 + i), i = 0..5 (tools/test-support/src/prng.ts), recomputed here with the same
+32-bit recurrence; the test checks both the prompts and the model's sha256.
 Needs torch and transformers (a CPU venv).
 """
 import hashlib
@@ -21,8 +21,8 @@ MAX_NEW = 8
 M32 = 0xFFFFFFFF
 
 
-def prompt(n, salt, vocab=100_000):
-    """helpers.ts prompt(): x = salt * 2654435761; x = imul(x ^ (x >>> 15), 2246822519) + 374761393, all mod 2^32."""
+def pseudo_tokens(n, salt, vocab=100_000):
+    """pseudoTokens() of prng.ts: x = salt * 2654435761; x = imul(x ^ (x >>> 15), 2246822519) + 374761393, all mod 2^32."""
     out, x = [], (salt * 2654435761) & M32
     for _ in range(n):
         x = (((x ^ (x >> 15)) * 2246822519) + 374761393) & M32
@@ -35,7 +35,7 @@ def main(model_dir, out_path):
     cases = []
     with torch.no_grad():
         for i in range(6):
-            p = prompt(49, 900 + i)
+            p = pseudo_tokens(49, 900 + i)
             out = model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=MAX_NEW, pad_token_id=0,
                                  eos_token_id=[model.config.vocab_size - 1])
             cases.append({"prompt": p, "tokens": [int(t) for t in out[0][len(p):]]})

@@ -22,7 +22,8 @@ import {
   type KvTransportName,
 } from "../src/index.js";
 import { DeviceKvTestDouble } from "./device-double.js";
-import { expectIdle, layout, prompt, randomSource, sameBytes, sinkFor, tiny, until } from "./helpers.js";
+import { pseudoTokens } from "@trtd/test-support";
+import { expectIdle, layout, randomSource, sameBytes, sinkFor, tiny, until } from "./helpers.js";
 
 const closers: Array<() => unknown> = [];
 afterEach(async () => {
@@ -256,7 +257,7 @@ describe("cuda-ipc with real reference executors (host KV: no device path of the
     const server = await KvOfferServer.start({ layout: layoutFromExecutor(exA.kvLayout()) });
     const puller = new KvPuller({ layout: layoutFromExecutor(exB.kvLayout()) });
     closers.push(() => server.close(), () => puller.close());
-    const p = prompt(45, 31);
+    const p = pseudoTokens(45, 31);
     const agg = await exB.generate({ prompt: p, maxNewTokens: 12 }).collect();
     const { requestId, firstToken } = await contextOnly(p);
     const source = executorKvSource(exA, requestId);
@@ -280,7 +281,7 @@ describe("cuda-ipc with real reference executors (host KV: no device path of the
     closers.push(() => server.close(), () => puller.close());
     const double = new DeviceKvTestDouble();
     for (const [i, outcome] of (["device", "fallback", "plain-import"] as const).entries()) {
-      const p = prompt(30 + i * 25, 40 + i);
+      const p = pseudoTokens(30 + i * 25, 40 + i);
       const agg = await exB.generate({ prompt: p, maxNewTokens: 12 }).collect();
       const { requestId, firstToken } = await contextOnly(p);
       const handle = server.offer(double.exporting(executorKvSource(exA, requestId)));

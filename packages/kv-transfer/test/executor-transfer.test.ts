@@ -14,8 +14,9 @@ import {
   type KvHandle,
   type KvTransportName,
 } from "../src/index.js";
-import { spawnPeer, type Peer } from "./peer.js";
-import { expectIdle, prompt, tiny, until } from "./helpers.js";
+import { spawnPeer, type Peer, type PeerStats } from "./peer.js";
+import { eventually, pseudoTokens } from "@trtd/test-support";
+import { expectIdle, tiny, until } from "./helpers.js";
 
 let ex: Executor;
 let puller: KvPuller;
@@ -23,12 +24,8 @@ let nats: NatsServerHandle;
 let peer: Peer;
 let plane: RequestPlane;
 
-interface PeerStats {
-  server: { active: number; released: Record<string, number> };
-  executor: { pinnedExports: number; kvBlocksUsed: number; pendingImports: number };
-}
 async function expectPeerIdle(p: Peer): Promise<PeerStats> {
-  const s = await p.call<PeerStats>({ cmd: "stats" });
+  const s = await p.stats();
   expect(s.server.active).toBe(0);
   expect(s.executor.pinnedExports).toBe(0);
   expect(s.executor.kvBlocksUsed).toBe(0);
@@ -71,7 +68,7 @@ describe("real executor KV between two processes", () => {
     for (const [name, sampling] of samplings) {
       it(`${transport}, ${name}: generation continues token-exact, nothing leaks on either side`, async () => {
         for (const [len, salt] of [[5, 1], [37, 2], [120, 3]] as const) {
-          const p = prompt(len, salt);
+          const p = pseudoTokens(len, salt);
           const agg = await ex.generate({ prompt: p, maxNewTokens: 16, sampling }).collect();
           const dis = await disaggregated(p, 16, sampling, transport);
           expect(dis).toEqual(agg.tokens);
@@ -87,7 +84,7 @@ describe("real executor KV between two processes", () => {
   it("the other way round: this process offers, the child pulls and continues generation", async () => {
     const server = await KvOfferServer.start({ layout: layoutFromExecutor(ex.kvLayout()), chunkBytes: 16 * 1024 });
     try {
-      const p = prompt(50, 9);
+      const p = pseudoTokens(50, 9);
       const sampling = { temperature: 0.7, seed: 5 };
       const agg = await ex.generate({ prompt: p, maxNewTokens: 12, sampling }).collect();
       const s = ex.generate({ prompt: p, maxNewTokens: 12, sampling, type: "context_only" });
@@ -109,8 +106,8 @@ describe("real executor KV between two processes", () => {
 
   for (const transport of ["tcp", "shm", "nats"] as KvTransportName[]) {
     it(`${transport}: a corrupted chunk is detected before import; both sides release`, async () => {
-      const before = (await peer.call<PeerStats>({ cmd: "stats" })).server.released.failed ?? 0;
-      const { handle } = await peer.call<{ handle: KvHandle }>({ cmd: "offer", prompt: prompt(64, 11), maxNewTokens: 4, corrupt: true });
+      const before = (await peer.stats()).server.released.failed;
+      const { handle } = await peer.call<{ handle: KvHandle }>({ cmd: "offer", prompt: pseudoTokens(64, 11), maxNewTokens: 4, corrupt: true });
       const imp = ex.reserveKvImport(handle.numTokens);
       const err = await puller.pull(handle, imp, { transports: [transport] }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(KvChecksumError);
@@ -123,7 +120,7 @@ describe("real executor KV between two processes", () => {
   }
 
   it("nats refuses KV above its limit at once with a typed error (no timeout) and the offer is released", async () => {
-    const { handle } = await peer.call<{ handle: KvHandle }>({ cmd: "offer", prompt: prompt(600, 12), maxNewTokens: 2 });
+    const { handle } = await peer.call<{ handle: KvHandle }>({ cmd: "offer", prompt: pseudoTokens(600, 12), maxNewTokens: 2 });
     expect(handle.bytes).toBeGreaterThan(256 * 1024);
     const imp = ex.reserveKvImport(handle.numTokens);
     const t0 = Date.now();
@@ -136,10 +133,10 @@ describe("real executor KV between two processes", () => {
 });
 
 async function expectPeerIdleEventually(p: Peer): Promise<PeerStats> {
-  const end = Date.now() + 5000;
-  for (;;) {
-    const s = await p.call<PeerStats>({ cmd: "stats" });
-    if ((s.server.active === 0 && s.executor.pinnedExports === 0) || Date.now() > end) return expectPeerIdle(p);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  const idle = async () => {
+    const s = await p.stats();
+    return s.server.active === 0 && s.executor.pinnedExports === 0;
+  };
+  await eventually(idle, 5000, "the peer to release its offer", { intervalMs: 20, retryOnError: false });
+  return expectPeerIdle(p);
 }

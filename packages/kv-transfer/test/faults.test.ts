@@ -21,26 +21,19 @@ import {
 } from "../src/index.js";
 import { spawnPeer, type Peer } from "./peer.js";
 import { startProxy } from "./proxy.js";
-import { expectIdle, prompt, tiny, until } from "./helpers.js";
+import { pseudoTokens } from "@trtd/test-support";
+import { expectIdle, tiny, until } from "./helpers.js";
 
 let ex: Executor;
 let puller: KvPuller;
 let peer: Peer;
 
-interface PeerStats {
-  server: { active: number; released: Record<string, number> };
-  executor: { pinnedExports: number; kvBlocksUsed: number; pendingImports: number };
-  puller: { active: number };
-}
-async function peerStats(p: Peer) {
-  return p.call<PeerStats>({ cmd: "stats" });
-}
 /** Points a handle's TCP/shm endpoints at a relay. */
 function via(handle: KvHandle, port: number): KvHandle {
   return { ...handle, endpoints: handle.endpoints.map((e) => (e.transport === "tcp" || e.transport === "shm" ? { ...e, port } : e)) };
 }
 async function offerInParent(server: KvOfferServer, len: number, salt: number) {
-  const s = ex.generate({ prompt: prompt(len, salt), maxNewTokens: 2, type: "context_only" });
+  const s = ex.generate({ prompt: pseudoTokens(len, salt), maxNewTokens: 2, type: "context_only" });
   const r = await s.collect();
   return { handle: server.offer(executorKvSource(ex, s.requestId)), firstToken: r.tokens[0]! };
 }
@@ -60,7 +53,7 @@ describe("peer killed mid-transfer", () => {
   for (const transport of ["tcp", "shm"] as KvTransportName[]) {
     it(`${transport}: offering process SIGKILLed → typed error here, import aborted, no ring file left`, async () => {
       const victim = await spawnPeer({ SHM_STAGING: "0" }); // shm: the ring, whose chunk notices the proxy stalls
-      const { handle } = await victim.call<{ handle: KvHandle }>({ cmd: "offer", prompt: prompt(300, 21), maxNewTokens: 2 });
+      const { handle } = await victim.call<{ handle: KvHandle }>({ cmd: "offer", prompt: pseudoTokens(300, 21), maxNewTokens: 2 });
       const target = handle.endpoints.find((e) => e.transport === "tcp") as { port: number };
       const stallAfter = transport === "tcp" ? 40 * 1024 : 500;
       const proxy = await startProxy(target.port, { stallAfter });
@@ -88,7 +81,7 @@ describe("peer killed mid-transfer", () => {
   it("shm single copy: offering process SIGKILLed before the pull → typed error here, import aborted, nothing left", async () => {
     const victim = await spawnPeer();
     try {
-      const { handle } = await victim.call<{ handle: KvHandle }>({ cmd: "offer", prompt: prompt(300, 23), maxNewTokens: 2 });
+      const { handle } = await victim.call<{ handle: KvHandle }>({ cmd: "offer", prompt: pseudoTokens(300, 23), maxNewTokens: 2 });
       expect(handle.endpoints.find((e) => e.transport === "shm")).toHaveProperty("segment");
       await victim.kill("SIGKILL");
       const imp = ex.reserveKvImport(handle.numTokens);
@@ -113,7 +106,7 @@ describe("peer killed mid-transfer", () => {
     try {
       const { handle, firstToken } = await offerInParent(server, 300, 22);
       expect(ex.stats().pinnedExports).toBe(1);
-      const pending = victim.start({ cmd: "pull-generate", handle: via(handle, proxy.port), firstToken, prompt: prompt(300, 22), maxNewTokens: 2, transports: ["tcp"] });
+      const pending = victim.start({ cmd: "pull-generate", handle: via(handle, proxy.port), firstToken, prompt: pseudoTokens(300, 22), maxNewTokens: 2, transports: ["tcp"] });
       pending.catch(() => undefined);
       await until(() => proxy.forwarded() >= 40 * 1024);
       expect(server.stats().active).toBe(1);
@@ -234,7 +227,7 @@ describe("offer lifecycle", () => {
       const { handle, firstToken } = await offerInParent(server, 20, 32);
       const imp = ex.reserveKvImport(handle.numTokens);
       await puller.pull(handle, imp);
-      await ex.generate({ prompt: prompt(20, 32), maxNewTokens: 2, type: "generation_only", contextPhase: { firstToken, kvImport: imp } }).collect();
+      await ex.generate({ prompt: pseudoTokens(20, 32), maxNewTokens: 2, type: "generation_only", contextPhase: { firstToken, kvImport: imp } }).collect();
       const imp2 = ex.reserveKvImport(handle.numTokens);
       await expect(puller.pull(handle, imp2)).rejects.toBeInstanceOf(KvOfferNotFoundError);
       expect(imp2.state).toBe("aborted");
@@ -353,7 +346,7 @@ describe("integrity and compatibility", () => {
 describe("load", () => {
   it("50 concurrent transfers from another process, each continuing token-exact", async () => {
     const n = 50;
-    const prompts = Array.from({ length: n }, (_, i) => prompt(10 + (i % 30), 100 + i));
+    const prompts = Array.from({ length: n }, (_, i) => pseudoTokens(10 + (i % 30), 100 + i));
     const agg = [];
     for (const p of prompts) agg.push((await ex.generate({ prompt: p, maxNewTokens: 4 }).collect()).tokens);
     const offers = [];
@@ -374,7 +367,7 @@ describe("load", () => {
       expect(limited.stats()).toMatchObject({ active: 0, queued: 0, completed: n, failed: 0 });
       expect(limited.stats().pooledConnections.idle).toBeLessThanOrEqual(4);
       expectIdle(ex);
-      const s = await peerStats(peer);
+      const s = await peer.stats();
       expect(s.server.active).toBe(0);
       expect(s.executor.pinnedExports).toBe(0);
     } finally {

@@ -2,6 +2,7 @@ import { randomFillSync } from "node:crypto";
 import type { Executor } from "@trtd/trtllm";
 import { expect } from "vitest";
 import type { KvLayout } from "@trtd/model";
+import { eventually } from "@trtd/test-support";
 import { BufferKvSink, BufferKvSource, describeKvLayout } from "../src/index.js";
 
 export const layout: KvLayout = describeKvLayout({
@@ -30,27 +31,13 @@ export function sameBytes(a: Uint8Array[], b: Uint8Array[]): boolean {
   return Buffer.compare(Buffer.concat(a), Buffer.concat(b)) === 0;
 }
 
+/** Polls `cond` every 10 ms (test-support's bounded wait); a time-out throws, naming the condition by its source. */
 export async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await eventually(cond, timeoutMs, String(cond), { intervalMs: 10, retryOnError: false });
 }
 
 /** The generated tiny model the process-level tests run on (built by the vitest globalSetup). */
 export { modelDir as tiny } from "@trtd/test-support";
-
-/** Deterministic pseudo-random prompt of n ids below 100 000. */
-export function prompt(n: number, salt: number): number[] {
-  const out: number[] = [];
-  let x = (salt * 2654435761) >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x ^ (x >>> 15), 2246822519) + 374761393) >>> 0;
-    out.push(x % 100_000);
-  }
-  return out;
-}
 
 /** Nothing running, no KV block used, nothing pinned for export or reserved for import. */
 export function expectIdle(e: Executor): void {

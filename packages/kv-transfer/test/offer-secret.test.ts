@@ -17,7 +17,8 @@ import {
 } from "../src/index.js";
 import { FrameReader } from "../src/frame-reader.js";
 import { controlFrame, FrameType, type ErrorBody, type PullRequest } from "../src/wire.js";
-import { expectIdle, layout, prompt, randomSource, sinkFor, tiny, until } from "./helpers.js";
+import { pseudoTokens } from "@trtd/test-support";
+import { expectIdle, layout, randomSource, sinkFor, tiny, until } from "./helpers.js";
 
 let ex: Executor;
 let nats: NatsServerHandle;
@@ -81,7 +82,7 @@ describe("kv-transfer - offer secrets", () => {
   const transports: KvTransportName[] = ["tcp", "shm", "nats"];
   for (const transport of transports) {
     it(`${transport}: a pull with a wrong secret is refused and counted; the offer stays and the right secret pulls it; nothing leaks`, async () => {
-      const p = prompt(37, 5);
+      const p = pseudoTokens(37, 5);
       const agg = await ex.generate({ prompt: p, maxNewTokens: 8 }).collect();
       const { handle, firstToken } = await offerPrompt(p);
       expect(handle.secret).toMatch(/^[0-9a-f]{64}$/);
@@ -110,7 +111,7 @@ describe("kv-transfer - offer secrets", () => {
   }
 
   it("a PULL, ACK or NACK with no secret (or a malformed one) is refused and counted; the offer is not consumed", async () => {
-    const { handle } = await offerPrompt(prompt(20, 6));
+    const { handle } = await offerPrompt(pseudoTokens(20, 6));
     const before = refused();
     const pull: PullRequest = { offerId: handle.id, fingerprint: handle.layout.fingerprint, transport: "tcp", bytes: handle.bytes, digest: handle.checksum.digest };
     const noSecret = await rawControl(FrameType.Pull, pull, handle.id);

@@ -1,10 +1,20 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import type { ExecutorStats } from "@trtd/trtllm";
+import type { KvOfferServerStats, KvPullerStats } from "../src/index.js";
+
+/** The kv-peer's "stats" reply: its offer server's, executor's and puller's stats. */
+export interface PeerStats {
+  server: KvOfferServerStats;
+  executor: ExecutorStats;
+  puller: KvPullerStats;
+}
 
 /** A kv-peer child process (test/fixtures/kv-peer.ts) with a bounded request/response over IPC. */
 export interface Peer {
   pid: number;
   call<T = Record<string, unknown>>(msg: Record<string, unknown>, timeoutMs?: number): Promise<T>;
+  stats(): Promise<PeerStats>;
   /** Starts a call without waiting (for kill-mid-transfer tests). */
   start(msg: Record<string, unknown>): Promise<unknown>;
   kill(signal?: NodeJS.Signals): Promise<void>;
@@ -64,20 +74,22 @@ export async function spawnPeer(env: Record<string, string> = {}, readyTimeoutMs
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     await exited;
   };
+  const call = async <T>(msg: Record<string, unknown>, timeoutMs = 30_000) => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return (await Promise.race([
+        start(msg),
+        new Promise((_, rej) => (timer = setTimeout(() => rej(new Error(`peer call ${String(msg.cmd)} timed out`)), timeoutMs))),
+      ])) as T;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   return {
     pid: child.pid!,
     start,
-    call: async <T>(msg: Record<string, unknown>, timeoutMs = 30_000) => {
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        return (await Promise.race([
-          start(msg),
-          new Promise((_, rej) => (timer = setTimeout(() => rej(new Error(`peer call ${String(msg.cmd)} timed out`)), timeoutMs))),
-        ])) as T;
-      } finally {
-        clearTimeout(timer);
-      }
-    },
+    call,
+    stats: () => call<PeerStats>({ cmd: "stats" }),
     kill,
     exit: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;

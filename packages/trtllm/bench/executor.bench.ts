@@ -5,8 +5,8 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { cpus, loadavg, totalmem } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { pseudoTokens } from "@trtd/test-support";
 import { Executor, type ModelInfo, type SamplingOptions } from "../src/index.js";
-import { pseudoTokens } from "./pseudo-tokens.js";
 
 const BATCHES = [1, 8, 32];
 const THREADS = Number(process.env.TRTD_BENCH_THREADS ?? cpus().length);
@@ -25,8 +25,6 @@ const SETTINGS = {
   tiny: { prefillPrompt: 256, decodeTokens: 96 },
   small: { prefillPrompt: 64, decodeTokens: 24 },
 } as const;
-
-const prompt = pseudoTokens;
 
 /**
  * Memory traffic per second of memcpy (Buffer.copy) over 128 MiB (4x the L3 here), best of 3: the bandwidth
@@ -55,7 +53,7 @@ function weightBytesPerStep(m: ModelInfo, intermediate: number): number {
 async function prefill(ex: Executor, batch: number, len: number): Promise<number> {
   const t = performance.now();
   const streams = Array.from({ length: batch }, (_, i) =>
-    ex.generate({ prompt: prompt(len, 1000 + i), maxNewTokens: 1, type: "context_only" }),
+    ex.generate({ prompt: pseudoTokens(len, 1000 + i), maxNewTokens: 1, type: "context_only" }),
   );
   await Promise.all(streams.map((s) => s.collect()));
   const s = (performance.now() - t) / 1000;
@@ -77,7 +75,7 @@ async function decode(
   const done = Array.from({ length: batch }, async (_, i) => {
     let first = true;
     const s = sampling && { ...sampling, seed: 7 + i };
-    for await (const c of ex.generate({ prompt: prompt(16, 2000 + i), maxNewTokens: tokens, sampling: s })) {
+    for await (const c of ex.generate({ prompt: pseudoTokens(16, 2000 + i), maxNewTokens: tokens, sampling: s })) {
       total += c.tokens.length;
       if (first && c.tokens.length) {
         first = false;

@@ -7,8 +7,8 @@
 // ratio, and the load average; REPEATS fresh pairs, median ratio. Last line: one JSON object.
 import { cpus, loadavg } from "node:os";
 import { resolve } from "node:path";
+import { pseudoTokens } from "@trtd/test-support";
 import { Executor, type ExecutorOptions } from "../src/index.js";
-import { pseudoTokens } from "./pseudo-tokens.js";
 
 const MODEL = resolve(import.meta.dirname, "../../../models/tiny");
 const T = 16;
@@ -21,8 +21,6 @@ const POOL_BLOCKS = Number(process.env.TRTD_BENCH_POOL_BLOCKS ?? 64);
 const THREADS = Number(process.env.TRTD_BENCH_THREADS ?? Math.min(2, cpus().length));
 /** TRTD_BENCH_EXECUTOR=cuda runs the same trace on the CUDA executor (pinned tier, copies on the engine's stream). */
 const EXECUTOR = (process.env.TRTD_BENCH_EXECUTOR ?? "reference") as "reference" | "cuda";
-
-const tokens = pseudoTokens;
 
 /** Milliseconds from enqueue to the first generated token; the reply's token joins the history. */
 async function turn(ex: Executor, prompt: number[]): Promise<{ ms: number; token: number }> {
@@ -61,11 +59,11 @@ async function onePair(repeat: number) {
     { name: "pool+tier", ex: tiered, warm: [] },
   ];
   // One history per user per side (they stay equal: greedy on the same tokens; checked each turn).
-  const histories = sides.map(() => Array.from({ length: USERS }, (_, u) => tokens(HISTORY, 1000 * repeat + u)));
+  const histories = sides.map(() => Array.from({ length: USERS }, (_, u) => pseudoTokens(HISTORY, 1000 * repeat + u)));
   let k = 0;
   for (let round = 0; round < ROUNDS; round++) {
     for (let u = 0; u < USERS; u++) {
-      const userTurn = tokens(TURN, 7 + 1000 * repeat + 100 * round + u);
+      const userTurn = pseudoTokens(TURN, 7 + 1000 * repeat + 100 * round + u);
       const order = k++ % 2 ? [1, 0] : [0, 1]; // alternate which side goes first
       const got: number[] = [];
       for (const i of order) {

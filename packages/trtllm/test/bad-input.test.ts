@@ -11,7 +11,8 @@ import {
   NotFoundError,
   type GenerateRequest,
 } from "../src/index.js";
-import { expectIdle, openExecutor, openTiny, prompt, run, skipSuite, testExecutor, tinyDir } from "./helpers.js";
+import { pseudoTokens } from "@trtd/test-support";
+import { expectIdle, openExecutor, openTiny, run, skipSuite, testExecutor, tinyDir } from "./helpers.js";
 
 const skip = skipSuite("bad-input");
 
@@ -117,7 +118,7 @@ describe.skipIf(skip)("bad requests", () => {
     ["negative token id", { ...ok, prompt: [-1] }, /out of range/],
     ["non-integer token id", { ...ok, prompt: [1.5] as number[] }, /prompt\[0\] is not a token id/],
     ["empty prompt", { ...ok, prompt: [] }, /prompt is empty/],
-    ["prompt longer than the context", { ...ok, prompt: prompt(256, 1) }, /256 tokens; the context holds 256/],
+    ["prompt longer than the context", { ...ok, prompt: pseudoTokens(256, 1) }, /256 tokens; the context holds 256/],
     ["zero max tokens", { ...ok, maxNewTokens: 0 }, /max_new_tokens must be >= 1/],
     ["negative temperature", { ...ok, sampling: { temperature: -1 } }, /temperature/],
     ["NaN temperature", { ...ok, sampling: { temperature: NaN } }, /temperature/],
@@ -150,7 +151,7 @@ describe.skipIf(skip)("bad requests", () => {
   });
 
   it("generation stops at the end of the context with finishReason length", async () => {
-    const r = await run(ex, { prompt: prompt(250, 2), maxNewTokens: 100 });
+    const r = await run(ex, { prompt: pseudoTokens(250, 2), maxNewTokens: 100 });
     expect(r.tokens).toHaveLength(6);
     expect(r.finishReason).toBe("length");
     expectIdle(ex);

@@ -4,7 +4,8 @@
 // near-ties (test/near-tie.ts), for at most a quarter of the requests.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Executor, GenerateRequest } from "../src/index.js";
-import { expectIdle, openTiny, prompt, run, skipSuite } from "./helpers.js";
+import { pseudoTokens } from "@trtd/test-support";
+import { expectIdle, openTiny, run, skipSuite } from "./helpers.js";
 import { NearTies } from "./near-tie.js";
 
 let ex: Executor;
@@ -20,7 +21,7 @@ afterAll(async () => {
 
 function requests(): GenerateRequest[] {
   return Array.from({ length: 16 }, (_, i) => ({
-    prompt: prompt(3 + ((i * 37) % 90), 100 + i),
+    prompt: pseudoTokens(3 + ((i * 37) % 90), 100 + i),
     maxNewTokens: 4 + ((i * 13) % 29),
     // Greedy, top-k, top-p alone, large top-k + top-p: a batch's draws run spread over the compute threads,
     // alone each runs on one, so equal tokens also show the parallel draws change nothing.
@@ -49,12 +50,12 @@ describe.skipIf(skipSuite("batching"))("in-flight batching", () => {
   });
 
   it("a long prompt does not stall running decodes for its whole prefill", async () => {
-    const short = ex.generate({ prompt: prompt(4, 1), maxNewTokens: 40 });
+    const short = ex.generate({ prompt: pseudoTokens(4, 1), maxNewTokens: 40 });
     // Wait until the short request is decoding, then submit a prompt 20x the iteration budget.
     const it = short[Symbol.asyncIterator]();
     const first = await it.next();
     expect(first.done).toBe(false);
-    const long = ex.generate({ prompt: prompt(640, 2), maxNewTokens: 2 });
+    const long = ex.generate({ prompt: pseudoTokens(640, 2), maxNewTokens: 2 });
     let shortTokens = first.value!.tokens.length;
     let longDone = false;
     const longP = long.collect().then((r) => {

@@ -18,9 +18,9 @@ import {
   type SamplingOptions,
   type TokenConstraint,
 } from "../src/index.js";
-import { expectIdle, openTiny, prompt, run, skipSuite, testExecutor } from "./helpers.js";
+import { expectIdle, openTiny, run, skipSuite, testExecutor } from "./helpers.js";
 import { NearTies, type NearTieRequest } from "./near-tie.js";
-import { eventually } from "@trtd/test-support";
+import { eventually, pseudoTokens } from "@trtd/test-support";
 
 const ties = new NearTies();
 afterAll(async () => {
@@ -126,7 +126,7 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
 
   it("a mask that allows every token gives the unconstrained tokens (greedy, seeded, top-k, top-p)", async () => {
     for (const [i, sampling] of samplings.entries()) {
-      const req: GenerateRequest = { prompt: prompt(9, 40 + i), maxNewTokens: 12, sampling };
+      const req: GenerateRequest = { prompt: pseudoTokens(9, 40 + i), maxNewTokens: 12, sampling };
       // The CUDA executor draws a constrained row on the host (the reference executor's sampler, host_draws.cpp) and
       // the plain one on the device (kernels.cu sample_k): both walk the same order for every kind of row (top-p
       // alone included: the nucleus in (logit desc, id asc) order), so this also compares the two samplers.
@@ -142,8 +142,8 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
   });
 
   it("every sampled token is one the mask allows; greedy picks the best allowed logit", async () => {
-    const allowed = prompt(64, 5, vocab);
-    const p = prompt(7, 6);
+    const allowed = pseudoTokens(64, 5, vocab);
+    const p = pseudoTokens(7, 6);
     for (const sampling of samplings) {
       const c = new AllowSetConstraint(vocab, allowed);
       const out = await run(ex, { prompt: p, maxNewTokens: 10, sampling, constraint: c });
@@ -176,7 +176,7 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
 
   it("with logit controls and logprobs, a mask that allows every token gives the unconstrained tokens and logprobs", async () => {
     for (const [i, controls] of controlled.entries()) {
-      const req: GenerateRequest = { prompt: prompt(9, 60 + i), maxNewTokens: 10, logprobs: true, topLogprobs: 3, ...controls };
+      const req: GenerateRequest = { prompt: pseudoTokens(9, 60 + i), maxNewTokens: 10, logprobs: true, topLogprobs: 3, ...controls };
       const plain = await run(uncached, req);
       const c = new AllowSetConstraint(vocab);
       const constrained = await run(uncached, { ...req, constraint: c });
@@ -187,9 +187,9 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
   });
 
   it("the mask stays a hard constraint under logit controls; logprobs are of the raw, unmasked row", async () => {
-    const allowed = prompt(48, 15, vocab);
+    const allowed = pseudoTokens(48, 15, vocab);
     const outside = [...Array(vocab).keys()].find((t) => !allowed.includes(t))!;
-    const p = prompt(8, 16);
+    const p = pseudoTokens(8, 16);
     for (const controls of controlled) {
       // A large bias on a disallowed token, which would win every draw without the mask.
       const req: GenerateRequest = {
@@ -231,20 +231,20 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
     const stop = 4242;
     for (const sampling of samplings) {
       const c = new AllowSetConstraint(vocab, [stop]);
-      const out = await run(ex, { prompt: prompt(6, 18), maxNewTokens: 8, stopTokenIds: [stop], minNewTokens: 5, sampling, constraint: c });
+      const out = await run(ex, { prompt: pseudoTokens(6, 18), maxNewTokens: 8, stopTokenIds: [stop], minNewTokens: 5, sampling, constraint: c });
       expect(out.tokens, JSON.stringify(sampling)).toEqual([stop]);
       expect(out.finishReason).toBe("stop_token");
     }
     // With a mask that leaves other ids, min_new_tokens still holds the stop id back.
     const c = new AllowSetConstraint(vocab, [stop, 17, 18]);
-    const out = await run(ex, { prompt: prompt(6, 18), maxNewTokens: 8, stopTokenIds: [stop], minNewTokens: 5, logitBias: { [stop]: 100 }, constraint: c });
+    const out = await run(ex, { prompt: pseudoTokens(6, 18), maxNewTokens: 8, stopTokenIds: [stop], minNewTokens: 5, logitBias: { [stop]: 100 }, constraint: c });
     expect(out.tokens.slice(0, 5).every((t) => t === 17 || t === 18)).toBe(true);
     expect(out.tokens[5]).toBe(stop);
     expectIdle(ex);
   });
 
   it("a held draw (mask late) applies the controls and records logprobs as an immediate one", async () => {
-    const req: GenerateRequest = { prompt: prompt(6, 17), maxNewTokens: 6, logprobs: true, topLogprobs: 2, ...controlled[1] };
+    const req: GenerateRequest = { prompt: pseudoTokens(6, 17), maxNewTokens: 6, logprobs: true, topLogprobs: 2, ...controlled[1] };
     const plain = await run(ex, req);
     const gated = new GatedConstraint(vocab);
     const s = ex.generate({ ...req, constraint: gated });
@@ -268,8 +268,8 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
     try {
       stalled = openTiny({ maxBatchSize: 8, kvTokensPerBlock: 8 });
       delete process.env.TRTD_TEST_STALL_EXECUTOR_FILE;
-      const allowed = prompt(64, 91, vocab);
-      const req: GenerateRequest = { prompt: prompt(7, 23), maxNewTokens: 5, logprobs: true, sampling: { temperature: 1, seed: 5 } };
+      const allowed = pseudoTokens(64, 91, vocab);
+      const req: GenerateRequest = { prompt: pseudoTokens(7, 23), maxNewTokens: 5, logprobs: true, sampling: { temperature: 1, seed: 5 } };
       const gated = new GatedConstraint(vocab, 1, allowed);
       const s = stalled.generate({ ...req, constraint: gated });
       const ex1 = stalled;
@@ -293,18 +293,18 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
 
   it("a request waiting for its mask holds up no other request of its batch", async () => {
     const gated = new GatedConstraint(vocab);
-    const waiting = ex.generate({ prompt: prompt(5, 1), maxNewTokens: 6, constraint: gated });
+    const waiting = ex.generate({ prompt: pseudoTokens(5, 1), maxNewTokens: 6, constraint: gated });
     const got: number[] = [];
     const collecting = (async () => {
       for await (const c of waiting) got.push(...c.tokens);
     })();
-    const free = await run(ex, { prompt: prompt(5, 2), maxNewTokens: 20 });
+    const free = await run(ex, { prompt: pseudoTokens(5, 2), maxNewTokens: 20 });
     expect(free.tokens).toHaveLength(20);
     expect(got).toEqual([]); // still no first token: its mask has not come
     expect(ex.stats().activeRequests).toBe(1); // it holds its KV while it waits
     gated.release();
     await collecting;
-    const alone = { prompt: prompt(5, 1), maxNewTokens: 6 };
+    const alone = { prompt: pseudoTokens(5, 1), maxNewTokens: 6 };
     ties.expectSame(ex, alone, (await run(ex, alone)).tokens, got, "held request vs alone");
     expectIdle(ex);
   });
@@ -317,8 +317,8 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
     // past that point: one request runs, one is queued, on both executors.
     const small = openTiny({ kvBlockCount: 8, kvTokensPerBlock: 16 });
     try {
-      const reqA: GenerateRequest = { prompt: prompt(40, 501), maxNewTokens: 80 };
-      const reqB: GenerateRequest = { prompt: prompt(40, 502), maxNewTokens: 6, sampling: { temperature: 1, topK: 40, seed: 5 } };
+      const reqA: GenerateRequest = { prompt: pseudoTokens(40, 501), maxNewTokens: 80 };
+      const reqB: GenerateRequest = { prompt: pseudoTokens(40, 502), maxNewTokens: 6, sampling: { temperature: 1, topK: 40, seed: 5 } };
       const aloneA = (await run(small, reqA)).tokens;
       const aloneB = (await run(small, reqB)).tokens;
       const gateA = new GatedConstraint(vocab, 45);
@@ -351,7 +351,7 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
 
   it("a request cancelled while it waits for its mask ends cancelled and frees its KV", async () => {
     const gated = new GatedConstraint(vocab);
-    const s = ex.generate({ prompt: prompt(5, 3), maxNewTokens: 6, constraint: gated });
+    const s = ex.generate({ prompt: pseudoTokens(5, 3), maxNewTokens: 6, constraint: gated });
     await new Promise((r) => setTimeout(r, 50));
     expect(ex.cancel(s.requestId)).toBe(true);
     const out = await s.collect();
@@ -365,7 +365,7 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
     // Allows 1..63 through the mask but rejects every token it is told of: the first sample fails the request.
     const c = new AllowSetConstraint(vocab, Array.from({ length: 63 }, (_, i) => i + 1));
     c.acceptToken = (token) => (c.accepted.push(token), false);
-    const out = await run(ex, { prompt: prompt(4, 9), maxNewTokens: 8, constraint: c });
+    const out = await run(ex, { prompt: pseudoTokens(4, 9), maxNewTokens: 8, constraint: c });
     expect(out.finishReason).toBe("error");
     expect(out.error?.message).toMatch(/rejected token \d+/);
     expectIdle(ex);
@@ -373,7 +373,7 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
 
   it("a mask of the wrong size fails the request; bad masks at the ABI are refused by name", async () => {
     const wrong: TokenConstraint = { acceptToken: () => true, nextTokenMask: () => new Uint32Array(3) };
-    const out = await run(ex, { prompt: prompt(4, 10), maxNewTokens: 4, constraint: wrong });
+    const out = await run(ex, { prompt: pseudoTokens(4, 10), maxNewTokens: 4, constraint: wrong });
     expect(out.finishReason).toBe("error");
     expect(out.error?.message).toMatch(/token mask has 3 words; the vocabulary needs/);
     expect(() => ex.generate({ prompt: [1, 2], maxNewTokens: 2, constraint: {} as TokenConstraint })).toThrow(InvalidArgumentError);
@@ -411,9 +411,9 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
   });
 
   it("16 constrained and unconstrained requests together give each one's tokens alone", async () => {
-    const allowed = prompt(200, 77, vocab);
+    const allowed = pseudoTokens(200, 77, vocab);
     const reqs = Array.from({ length: 16 }, (_, i) => ({
-      prompt: prompt(3 + ((i * 31) % 40), 300 + i),
+      prompt: pseudoTokens(3 + ((i * 31) % 40), 300 + i),
       maxNewTokens: 3 + ((i * 7) % 15),
       sampling: samplings[i % 4],
       constrained: i % 2 === 0,
@@ -451,9 +451,9 @@ describe.skipIf(skipSuite("constrained disaggregation"))("constrained decoding, 
 
   it("context-only then generation-only, each constrained, equals the aggregated constrained request", async () => {
     const vocab = a.model.vocabSize;
-    const allowed = prompt(128, 21, vocab);
+    const allowed = pseudoTokens(128, 21, vocab);
     for (const sampling of [{}, { temperature: 1, seed: 3 }, { temperature: 1, topK: 20, seed: 4 }]) {
-      const p = prompt(11, 12);
+      const p = pseudoTokens(11, 12);
       const agg = await run(a, { prompt: p, maxNewTokens: 9, sampling, constraint: new AllowSetConstraint(vocab, allowed) });
       const ctxStream = a.generate({ prompt: p, maxNewTokens: 9, sampling, type: "context_only", constraint: new AllowSetConstraint(vocab, allowed) });
       const first = await ctxStream.collect();

@@ -7,7 +7,8 @@
 // (memory kind HOST_PINNED) of the device blocks.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, InvalidStateError, UnsupportedError, type Executor, type ExecutorKvLayout, type SamplingOptions } from "../src/index.js";
-import { expectIdle, openTiny, prompt, run, skipSuite, testExecutor } from "./helpers.js";
+import { pseudoTokens } from "@trtd/test-support";
+import { expectIdle, openTiny, run, skipSuite, testExecutor } from "./helpers.js";
 import { NearTies } from "./near-tie.js";
 
 /** What each implementation's KV looks like: the reference keeps fp32 in host memory, the CUDA executor bf16 on the GPU. */
@@ -90,7 +91,7 @@ describe.skipIf(skipSuite("disaggregation"))("disaggregated == aggregated", () =
   for (const [name, sampling] of cases) {
     it(`${name}: zero-copy segments`, async () => {
       for (const [len, salt] of [[5, 1], [8, 2], [23, 3]]) {
-        const p = prompt(len, salt);
+        const p = pseudoTokens(len, salt);
         const agg = await run(a, { prompt: p, maxNewTokens: 24, sampling });
         expect(agg.finishReason, `aggregated: ${agg.error?.message}`).toBe("length");
         expect(agg.tokens).toHaveLength(24);
@@ -101,7 +102,7 @@ describe.skipIf(skipSuite("disaggregation"))("disaggregated == aggregated", () =
       }
     });
     it(`${name}: copy into a caller buffer`, async () => {
-      const p = prompt(17, 4);
+      const p = pseudoTokens(17, 4);
       const agg = await run(b, { prompt: p, maxNewTokens: 12, sampling });
       expect(agg.finishReason, `aggregated: ${agg.error?.message}`).toBe("length");
       const dis = await disaggregated(p, 12, sampling, "copy");
@@ -112,7 +113,7 @@ describe.skipIf(skipSuite("disaggregation"))("disaggregated == aggregated", () =
   }
 
   it(`device to device (deviceDescriptor → fillFromDevice) ${kv.deviceKv ? "equals aggregated" : "is UNSUPPORTED on a host executor"}`, async () => {
-    const p = prompt(19, 8);
+    const p = pseudoTokens(19, 8);
     const sampling = { temperature: 0.9, topK: 50, seed: 77 };
     const agg = await run(a, { prompt: p, maxNewTokens: 10, sampling });
     const ctx = a.generate({ prompt: p, maxNewTokens: 10, sampling, type: "context_only" });
@@ -144,7 +145,7 @@ describe.skipIf(skipSuite("disaggregation"))("disaggregated == aggregated", () =
   });
 
   it("seeded sampling differs across seeds (the seed is honoured)", async () => {
-    const p = prompt(6, 5);
+    const p = pseudoTokens(6, 5);
     const x = await run(a, { prompt: p, maxNewTokens: 16, sampling: { temperature: 1, seed: 1 } });
     const y = await run(a, { prompt: p, maxNewTokens: 16, sampling: { temperature: 1, seed: 2 } });
     const z = await run(a, { prompt: p, maxNewTokens: 16, sampling: { temperature: 1, seed: 1 } });
@@ -153,7 +154,7 @@ describe.skipIf(skipSuite("disaggregation"))("disaggregated == aggregated", () =
   });
 
   it("generation-only with maxNewTokens 1 returns just the first token", async () => {
-    const p = prompt(9, 6);
+    const p = pseudoTokens(9, 6);
     const agg = await run(a, { prompt: p, maxNewTokens: 1 });
     const dis = await disaggregated(p, 1, {}, "segments");
     expect(dis.tokens).toEqual(agg.tokens); // the first token: the same prefill on the same executor

@@ -4,7 +4,8 @@ import { pbkdf2, pbkdf2Sync } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Executor } from "../src/index.js";
-import { expectIdle, openTiny, prompt, skipSuite } from "./helpers.js";
+import { pseudoTokens } from "@trtd/test-support";
+import { expectIdle, openTiny, skipSuite } from "./helpers.js";
 
 let ex: Executor;
 beforeAll(() => {
@@ -29,7 +30,7 @@ describe.skipIf(skipSuite("event-loop"))("response delivery", () => {
     );
     const started = performance.now();
     const results = await Promise.all(
-      Array.from({ length: 4 }, (_, i) => ex.generate({ prompt: prompt(8, i), maxNewTokens: 48 }).collect()),
+      Array.from({ length: 4 }, (_, i) => ex.generate({ prompt: pseudoTokens(8, i), maxNewTokens: 48 }).collect()),
     );
     const genMs = performance.now() - started;
     expect(poolDone).toBe(0); // the pool was busy the whole time, yet every token arrived
@@ -52,7 +53,7 @@ describe.skipIf(skipSuite("event-loop"))("response delivery", () => {
     let ms = 0;
     do {
       const results = await Promise.all(
-        Array.from({ length: 8 }, (_, i) => ex.generate({ prompt: prompt(16, 10 + i + 8 * rounds), maxNewTokens: 96 }).collect()),
+        Array.from({ length: 8 }, (_, i) => ex.generate({ prompt: pseudoTokens(16, 10 + i + 8 * rounds), maxNewTokens: 96 }).collect()),
       );
       for (const r of results) expect(r.tokens).toHaveLength(96);
       rounds++;

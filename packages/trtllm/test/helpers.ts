@@ -98,13 +98,3 @@ export async function run(ex: Executor, request: GenerateRequest) {
   return ex.generate(request).collect();
 }
 
-/** Deterministic pseudo-random prompt of n ids in [0, vocab). */
-export function prompt(n: number, salt: number, vocab = 100_000): number[] {
-  const out: number[] = [];
-  let x = (salt * 2654435761) >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x ^ (x >>> 15), 2246822519) + 374761393) >>> 0;
-    out.push(x % vocab);
-  }
-  return out;
-}

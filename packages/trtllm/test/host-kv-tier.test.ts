@@ -18,7 +18,8 @@ import { join } from "node:path";
 import { prefixBlockHashes } from "@trtd/model";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, type Executor, type ExecutorOptions, type GenerateRequest, type SamplingOptions } from "../src/index.js";
-import { expectIdle, openTiny, openTinyPerTest, prompt, run, skipFor, skipSuite, tinyDir } from "./helpers.js";
+import { pseudoTokens } from "@trtd/test-support";
+import { expectIdle, openTiny, openTinyPerTest, run, skipFor, skipSuite, tinyDir } from "./helpers.js";
 import { NearTies } from "./near-tie.js";
 
 const skip = skipSuite("host-kv-tier");
@@ -49,7 +50,7 @@ const seeded: SamplingOptions = { temperature: 0.9, topK: 50, topP: 0.95, seed: 
 
 /** 49-token prompts (3 full blocks and one token), one new token: 4 blocks held while running, 3 left cached. */
 function req(salt: number, sampling?: SamplingOptions): GenerateRequest {
-  return { prompt: prompt(49, 900 + salt), maxNewTokens: 1, ...(sampling ? { sampling } : {}) };
+  return { prompt: pseudoTokens(49, 900 + salt), maxNewTokens: 1, ...(sampling ? { sampling } : {}) };
 }
 
 function hostStats(ex: Executor) {
@@ -187,9 +188,9 @@ describe.skipIf(skip)("host KV tier", () => {
     const bpb = bytesPerBlock();
     const ex = exec({ kvTokensPerBlock: T, kvBlockCount: 20, kvHostCacheBytes: 40 * bpb });
     const fresh = exec({ kvTokensPerBlock: T, prefixCache: false });
-    const system = prompt(32, 77);
+    const system = pseudoTokens(32, 77);
     const requests: GenerateRequest[] = Array.from({ length: 12 }, (_, i) => ({
-      prompt: [...system, ...prompt(24, 1040 + i)],
+      prompt: [...system, ...pseudoTokens(24, 1040 + i)],
       maxNewTokens: 24,
       sampling: i % 2 ? { ...seeded, seed: 100 + i } : {},
     }));

@@ -7,7 +7,8 @@
 // could never fit (KV_CAPACITY on prompt + maxNewTokens).
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { Executor, ExecutorClosedError, KvCapacityError, KvExhaustedError } from "../src/index.js";
-import { expectIdle, openTiny, prompt, run, skipSuite, testExecutor } from "./helpers.js";
+import { pseudoTokens } from "@trtd/test-support";
+import { expectIdle, openTiny, run, skipSuite, testExecutor } from "./helpers.js";
 import { NearTies } from "./near-tie.js";
 
 const skip = skipSuite("lifecycle");
@@ -30,14 +31,14 @@ afterEach(async () => {
 describe.skipIf(skip)("lifecycle", () => {
   it("completion returns every block", async () => {
     const ex = exec();
-    const r = await run(ex, { prompt: prompt(40, 1), maxNewTokens: 10 });
+    const r = await run(ex, { prompt: pseudoTokens(40, 1), maxNewTokens: 10 });
     expect(r.finishReason).toBe("length");
     expectIdle(ex);
   });
 
   it("cancel stops a running request and frees its blocks", async () => {
     const ex = exec();
-    const s = ex.generate({ prompt: prompt(10, 2), maxNewTokens: 1500 });
+    const s = ex.generate({ prompt: pseudoTokens(10, 2), maxNewTokens: 1500 });
     const got: number[] = [];
     let reason;
     for await (const c of s) {
@@ -54,7 +55,7 @@ describe.skipIf(skip)("lifecycle", () => {
   it("an AbortSignal cancels; breaking out of the loop cancels", async () => {
     const ex = exec();
     const ac = new AbortController();
-    const s = ex.generate({ prompt: prompt(10, 3), maxNewTokens: 1500 }, { signal: ac.signal });
+    const s = ex.generate({ prompt: pseudoTokens(10, 3), maxNewTokens: 1500 }, { signal: ac.signal });
     // Aborted once tokens flow (a timer could fire after a GPU has generated all 1500).
     let received = 0;
     let reason;
@@ -66,7 +67,7 @@ describe.skipIf(skip)("lifecycle", () => {
     expect(reason).toBe("cancelled");
     expect(received).toBeGreaterThan(0);
     expect(received).toBeLessThan(1500);
-    const s2 = ex.generate({ prompt: prompt(10, 4), maxNewTokens: 1500 });
+    const s2 = ex.generate({ prompt: pseudoTokens(10, 4), maxNewTokens: 1500 });
     for await (const c of s2) if (c.tokens.length) break;
     for (let i = 0; i < 200 && ex.stats().activeRequests; i++) await new Promise((r) => setTimeout(r, 5));
     expectIdle(ex);
@@ -74,8 +75,8 @@ describe.skipIf(skip)("lifecycle", () => {
 
   it("cancelling a queued request frees it before it runs", async () => {
     const ex = exec({ maxBatchSize: 1 });
-    const a = ex.generate({ prompt: prompt(5, 5), maxNewTokens: 300 });
-    const b = ex.generate({ prompt: prompt(5, 6), maxNewTokens: 300 });
+    const a = ex.generate({ prompt: pseudoTokens(5, 5), maxNewTokens: 300 });
+    const b = ex.generate({ prompt: pseudoTokens(5, 6), maxNewTokens: 300 });
     expect(ex.stats().queuedRequests).toBeGreaterThanOrEqual(1);
     ex.cancel(b.requestId);
     const rb = await b.collect();
@@ -88,7 +89,7 @@ describe.skipIf(skip)("lifecycle", () => {
   it("an exhausted KV pool queues requests until blocks are free", async () => {
     // 10 blocks of 16 tokens; each request needs 6 over its life (prompt 40 + 50 new - 1 = 89 tokens).
     const ex = exec({ kvBlockCount: 10, kvTokensPerBlock: 16 });
-    const reqs = [1, 2, 3].map((i) => ({ prompt: prompt(40, 10 + i), maxNewTokens: 50 }));
+    const reqs = [1, 2, 3].map((i) => ({ prompt: pseudoTokens(40, 10 + i), maxNewTokens: 50 }));
     const alone: { tokens: number[] }[] = [];
     for (const r of reqs) alone.push(await run(ex, r));
     const streams = reqs.map((r) => ex.generate(r));
@@ -112,7 +113,7 @@ describe.skipIf(skip)("lifecycle", () => {
     // preempts it and cannot readmit it (49 tokens need 4). Either way it waits in the queue until the import
     // is aborted, then finishes with the tokens it gives alone.
     const ex = exec({ kvBlockCount: 10, kvTokensPerBlock: 16 });
-    const req = { prompt: prompt(40, 21), maxNewTokens: 50 };
+    const req = { prompt: pseudoTokens(40, 21), maxNewTokens: 50 };
     const alone = await run(ex, req);
     const imp = ex.reserveKvImport(7 * 16);
     const tokensBeforeStall = testExecutor === "cuda" ? 16 * Math.ceil(40 / 16) - 40 + 1 : 0;
@@ -142,7 +143,7 @@ describe.skipIf(skip)("lifecycle", () => {
 
   it("a request that can never fit the pool is refused with KvCapacityError", () => {
     const ex = exec({ kvBlockCount: 4, kvTokensPerBlock: 16 });
-    expect(() => ex.generate({ prompt: prompt(60, 1), maxNewTokens: 10 })).toThrow(KvCapacityError);
+    expect(() => ex.generate({ prompt: pseudoTokens(60, 1), maxNewTokens: 10 })).toThrow(KvCapacityError);
     expect(() => ex.reserveKvImport(65)).toThrow(KvCapacityError);
     const imp = ex.reserveKvImport(60);
     expect(() => ex.reserveKvImport(2)).toThrow(KvExhaustedError);
@@ -152,7 +153,7 @@ describe.skipIf(skip)("lifecycle", () => {
 
   it("context-only KV stays pinned until release; import aborts free their blocks", async () => {
     const ex = exec({ kvTokensPerBlock: 16 });
-    const s = ex.generate({ prompt: prompt(33, 7), maxNewTokens: 5, type: "context_only" });
+    const s = ex.generate({ prompt: pseudoTokens(33, 7), maxNewTokens: 5, type: "context_only" });
     await s.collect();
     expect(ex.stats()).toMatchObject({ pinnedExports: 1, kvBlocksUsed: 3 });
     expect(ex.contextPhaseState(s.requestId).byteLength).toBe(0);
@@ -167,7 +168,7 @@ describe.skipIf(skip)("lifecycle", () => {
 
   it("close ends open streams with a typed error and later calls fail cleanly", async () => {
     const ex = openTiny();
-    const s = ex.generate({ prompt: prompt(5, 8), maxNewTokens: 1500 });
+    const s = ex.generate({ prompt: pseudoTokens(5, 8), maxNewTokens: 1500 });
     await ex.close();
     const r = await s.collect();
     expect(r.finishReason).toBe("cancelled");
@@ -183,7 +184,7 @@ describe.skipIf(skip)("abort before start", () => {
     const ex = exec();
     const ac = new AbortController();
     ac.abort();
-    const r = await ex.generate({ prompt: prompt(10, 9), maxNewTokens: 500 }, { signal: ac.signal }).collect();
+    const r = await ex.generate({ prompt: pseudoTokens(10, 9), maxNewTokens: 500 }, { signal: ac.signal }).collect();
     expect(r.finishReason).toBe("cancelled");
     expect(r.tokens.length).toBeLessThan(500);
     expectIdle(ex);
@@ -196,7 +197,7 @@ describe.skipIf(skip)("churn", () => {
     const started = performance.now();
     const outcomes = await Promise.all(
       Array.from({ length: 64 }, async (_, i) => {
-        const p = prompt(5 + ((i * 17) % 60), 500 + i);
+        const p = pseudoTokens(5 + ((i * 17) % 60), 500 + i);
         const ac = new AbortController();
         const type = i % 5 === 0 ? "context_only" : "context_and_generation";
         const s = ex.generate({ prompt: p, maxNewTokens: 5 + (i % 40), type, sampling: i % 2 ? { temperature: 1, seed: i } : {} }, { signal: ac.signal });

@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Executor, type SamplingOptions } from "../src/index.js";
 import { counterUniform, cudaDraw, drawableWithin, drawParams, NearTies, nearTieMargin, sortedOrder } from "./near-tie.js";
-import { prompt, tinyDir } from "./helpers.js";
+import { pseudoTokens } from "@trtd/test-support";
+import { tinyDir } from "./helpers.js";
 
 let ref: Executor;
 beforeAll(() => {
@@ -38,7 +39,7 @@ describe("near-tie rule", () => {
   ];
   for (const [name, sampling] of samplings) {
     it(`the replica draws the reference executor's tokens: ${name}`, async () => {
-      const p = prompt(9, 31);
+      const p = pseudoTokens(9, 31);
       const V = ref.model.vocabSize;
       const logits = ref.computeLogits(p).subarray((p.length - 1) * V);
       const seen = new Set<number>();
@@ -69,7 +70,7 @@ describe("near-tie rule", () => {
   for (const [name, sampling] of samplings.slice(1)) {
     it(`sampled (${name}): only the drawn token at move 0, at most a neighbour at 1e-4, any token at a move beyond the spread`, () => {
       const V = ref.model.vocabSize;
-      const p0 = prompt(14, 32);
+      const p0 = pseudoTokens(14, 32);
       const logits = ref.computeLogits(p0).subarray((p0.length - 1) * V);
       const p = drawParams({ ...sampling, seed: 5 }, 3);
       const t = cudaDraw(logits, p);
@@ -88,7 +89,7 @@ describe("near-tie rule", () => {
     // The search must find the tiny interval of a neighbour (regression: corner moves overshot it, so true near-ties
     // of the CUDA executor were refused). tiny at temperature 3 / 1.3 is nearly uniform over 100k tokens.
     const V = ref.model.vocabSize;
-    const p0 = prompt(12, 9);
+    const p0 = pseudoTokens(12, 9);
     const logits = ref.computeLogits(p0).subarray((p0.length - 1) * V);
     for (const sampling of [{ temperature: 3, topP: 0.9 }, { temperature: 1.3 }, { temperature: 1, topK: 50_000, topP: 0.9 }]) {
       const p = drawParams({ ...sampling, seed: 2 ** 40 + 7 }, 5);
@@ -142,7 +143,7 @@ describe("near-tie rule", () => {
     exact.expectSame(ref, { prompt: [1, 2, 3] }, [4, 5], [4, 5], "same");
     expect(() => exact.expectSame(ref, { prompt: [1, 2, 3] }, [4, 5], [4, 6], "differs")).toThrow();
     const tolerant = new NearTies({ tolerant: true });
-    const p = prompt(6, 33);
+    const p = pseudoTokens(6, 33);
     const { tokens } = await ref.generate({ prompt: p, maxNewTokens: 3 }).collect();
     tolerant.expectSame(ref, { prompt: p }, tokens, [...tokens], "same");
     // The reference executor's computeLogits is the truth itself: measured error 0, so no difference is a near-tie.

@@ -17,7 +17,8 @@ import {
   type TorchDtype,
 } from "@trtd/model";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openExecutor, prompt, skipFor, skipSuite, testExecutor, tinyDir } from "./helpers.js";
+import { pseudoTokens } from "@trtd/test-support";
+import { openExecutor, skipFor, skipSuite, testExecutor, tinyDir } from "./helpers.js";
 
 /**
  * A bf16 bound: the float64 reference with its weights and every activation (norms, projections, q/k/v, attention
@@ -69,13 +70,13 @@ function generated(name: string, options: GenerateModelOptions, dtype: TorchDtyp
 
 describe.skipIf(skip)("logits match referenceForward", () => {
   it("models/tiny, several prompts, every position", () => {
-    const prompts = [[0], [100264, 882, 198], prompt(7, 1), prompt(40, 2), prompt(100, 3)];
+    const prompts = [[0], [100264, 882, 198], pseudoTokens(7, 1), pseudoTokens(40, 2), pseudoTokens(100, 3)];
     const errs = compare(tinyDir, prompts);
     expect(errs).toHaveLength(5);
   });
 
   it.skipIf(skipFor("cuda", "one compute thread gives the same logits as two", "it has no CPU compute threads"))("one compute thread gives the same logits as two", () => {
-    const p = prompt(20, 4);
+    const p = pseudoTokens(20, 4);
     const a = openExecutor(tinyDir, { threads: 1 });
     const b = openExecutor(tinyDir, { threads: 2 });
     try {
@@ -97,7 +98,7 @@ describe.skipIf(skip)("logits match referenceForward", () => {
       seed: 3,
       dims: { ...dims, tieWordEmbeddings: false, hiddenSize: 96, numHeads: 8, numKvHeads: 2, headDim: 32, intermediateSize: 160, numLayers: 3, ropeScaling: null },
     });
-    compare(dir, [prompt(5, 5, 640), prompt(60, 6, 640)]);
+    compare(dir, [pseudoTokens(5, 5, 640), pseudoTokens(60, 6, 640)]);
   });
 
   // The executor's config reader (model_config.cpp) against the reference's (@trtd/model), which rope.test.ts checks
@@ -120,7 +121,7 @@ describe.skipIf(skip)("logits match referenceForward", () => {
       const rope = Object.fromEntries(Object.entries(c.config).filter(([k]) => k.startsWith("rope_")));  // the case's RoPE keys only
       expect(Object.keys(rope).length).toBeGreaterThan(0);
       writeFileSync(path, JSON.stringify({ ...cfg, ...rope }));
-      compare(dir, [prompt(40, 12, 640)]);
+      compare(dir, [pseudoTokens(40, 12, 640)]);
     });
   }
 
@@ -213,7 +214,7 @@ describe.skipIf(skip)("logits match referenceForward", () => {
   for (const dtype of ["bfloat16", "float16"] as const) {
     it(`${dtype} weights load and match`, () => {
       const dir = generated(dtype, { preset: "tiny", seed: 4, dims }, dtype);
-      compare(dir, [prompt(3, 7, 640), prompt(300, 8, 640)]);
+      compare(dir, [pseudoTokens(3, 7, 640), pseudoTokens(300, 8, 640)]);
     });
   }
 
@@ -230,7 +231,7 @@ describe.skipIf(skip)("logits match referenceForward", () => {
       for (const n of part) weightMap[n] = file;
     });
     writeFileSync(join(dir, "model.safetensors.index.json"), JSON.stringify({ metadata: {}, weight_map: weightMap }));
-    compare(dir, [prompt(11, 9, 640)]);
+    compare(dir, [pseudoTokens(11, 9, 640)]);
   });
 });
 
@@ -239,7 +240,7 @@ describe.skipIf(skip)("the engine's decoding follows the reference", () => {
     const ref = loadModel(tinyDir);
     const ex = openExecutor(tinyDir, { maxTokensPerIteration: 8, kvTokensPerBlock: 4 });
     try {
-      const p = prompt(21, 10);
+      const p = pseudoTokens(21, 10);
       const { tokens } = await ex.generate({ prompt: p, maxNewTokens: 6 }).collect();
       // A gap between the two best reference logits below `margin` is a near-tie: either answer is right. The
       // margin is 1e-3, or twice the largest difference between this executor's logits and the reference's on

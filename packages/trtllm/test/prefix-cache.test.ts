@@ -14,7 +14,8 @@
 import { loadModel, prefixBlockHashes, referenceForward } from "@trtd/model";
 import { afterAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, type Executor, type GenerateRequest, type SamplingOptions } from "../src/index.js";
-import { openTinyPerTest, prompt, run, skipSuite, tinyDir } from "./helpers.js";
+import { pseudoTokens } from "@trtd/test-support";
+import { openTinyPerTest, run, skipSuite, tinyDir } from "./helpers.js";
 import { NearTies } from "./near-tie.js";
 
 const skip = skipSuite("prefix-cache");
@@ -48,7 +49,7 @@ function expectedHit(p: readonly number[], earlier: readonly (readonly number[])
 
 /** A chat-like prompt: a shared system prompt, then a user part of its own. */
 function chat(system: number[], user: number, userLen: number): number[] {
-  return [...system, ...prompt(userLen, 1000 + user)];
+  return [...system, ...pseudoTokens(userLen, 1000 + user)];
 }
 
 describe.skipIf(skip)("prefix cache", () => {
@@ -74,7 +75,7 @@ describe.skipIf(skip)("prefix cache", () => {
       it(`${name}, ${tokensPerBlock} tokens per block, a ${systemLen}-token system prompt: outputs equal the uncached run; hits match the oracle`, async () => {
         const cached = exec({ kvTokensPerBlock: tokensPerBlock });
         const fresh = exec({ kvTokensPerBlock: tokensPerBlock, prefixCache: false });
-        const system = prompt(systemLen, 7 + systemLen);
+        const system = pseudoTokens(systemLen, 7 + systemLen);
         const userLens = [5, 2 * tokensPerBlock - (systemLen % tokensPerBlock), 23, 1];
         const requests: GenerateRequest[] = userLens.map((n, i) => ({ prompt: chat(system, i, n), maxNewTokens: 12, sampling }));
         // The same prompts again: everything but the block of the last prompt token is a hit. requests[1] ends on a
@@ -113,7 +114,7 @@ describe.skipIf(skip)("prefix cache", () => {
   it("with logit controls and logprobs, outputs and logprobs on a cached prefix equal the uncached run", async () => {
     const cached = exec({ kvTokensPerBlock: 8 });
     const fresh = exec({ kvTokensPerBlock: 8, prefixCache: false });
-    const system = prompt(40, 77);
+    const system = pseudoTokens(40, 77);
     const controls: Array<Omit<GenerateRequest, "prompt" | "maxNewTokens">> = [
       { sampling: { repetitionPenalty: 1.4, presencePenalty: 0.5 }, logitBias: { 9: 3 }, logprobs: true, topLogprobs: 3 },
       { sampling: { ...seeded, frequencyPenalty: 0.8, minP: 0.05 }, minNewTokens: 4, logprobs: true, topLogprobs: 2 },
@@ -140,7 +141,7 @@ describe.skipIf(skip)("prefix cache", () => {
     // Against @trtd/model's referenceForward (float64, itself checked against transformers' values), not only
     // against this executor with the cache off.
     const ex = exec({ kvTokensPerBlock: 4, maxTokensPerIteration: 8 });
-    const system = prompt(18, 41);
+    const system = pseudoTokens(18, 41);
     await run(ex, { prompt: chat(system, 1, 3), maxNewTokens: 2 });
     const p = chat(system, 2, 3);
     const { tokens } = await run(ex, { prompt: p, maxNewTokens: 6 });
@@ -162,7 +163,7 @@ describe.skipIf(skip)("prefix cache", () => {
     const T = 16;
     const cached = exec({ kvTokensPerBlock: T });
     const fresh = exec({ kvTokensPerBlock: T, prefixCache: false });
-    const system = prompt(64, 99); // 4 full blocks
+    const system = pseudoTokens(64, 99); // 4 full blocks
     const first: GenerateRequest = { prompt: chat(system, 1, 10), maxNewTokens: 300, sampling: seeded }; // still running when the second starts
     const second: GenerateRequest = { prompt: chat(system, 2, 10), maxNewTokens: 40, sampling: seeded };
     const blocksOf = (r: GenerateRequest) => Math.ceil((r.prompt.length + r.maxNewTokens - 1) / T);
@@ -199,7 +200,7 @@ describe.skipIf(skip)("prefix cache", () => {
     const T = 16;
     const ex = exec({ kvTokensPerBlock: T, kvBlockCount: 10 });
     const fresh = exec({ kvTokensPerBlock: T, prefixCache: false });
-    const req = (salt: number): GenerateRequest => ({ prompt: prompt(49, 500 + salt), maxNewTokens: 1 });
+    const req = (salt: number): GenerateRequest => ({ prompt: pseudoTokens(49, 500 + salt), maxNewTokens: 1 });
     const [A, B, C, D] = [1, 2, 3, 4].map(req);
     const step = async (r: GenerateRequest, hitTokens: number, evicted: number, label: string) => {
       const before = ex.stats().prefixCacheHitTokens;
@@ -225,9 +226,9 @@ describe.skipIf(skip)("prefix cache", () => {
     // held) takes the 2 empty ones and evicts one: A's last block. A again still finds its first two.
     const T = 16;
     const ex = exec({ kvTokensPerBlock: T, kvBlockCount: 8 });
-    const A: GenerateRequest = { prompt: prompt(49, 601), maxNewTokens: 1 };
-    const B: GenerateRequest = { prompt: prompt(49, 602), maxNewTokens: 1 };
-    const E: GenerateRequest = { prompt: prompt(33, 603), maxNewTokens: 1 };
+    const A: GenerateRequest = { prompt: pseudoTokens(49, 601), maxNewTokens: 1 };
+    const B: GenerateRequest = { prompt: pseudoTokens(49, 602), maxNewTokens: 1 };
+    const E: GenerateRequest = { prompt: pseudoTokens(33, 603), maxNewTokens: 1 };
     await run(ex, A);
     await run(ex, B);
     const aloneA = await run(exec({ kvTokensPerBlock: T, prefixCache: false }), A);
@@ -243,14 +244,14 @@ describe.skipIf(skip)("prefix cache", () => {
     const ex = exec({ kvTokensPerBlock: T, kvBlockCount: 8 });
     const fp = ex.model.fingerprint;
     expect(ex.kvEvents()).toEqual({ events: [], lost: false });
-    const A: GenerateRequest = { prompt: prompt(49, 701), maxNewTokens: 20 }; // 49 + 19 = 68 tokens with KV: 4 full blocks
+    const A: GenerateRequest = { prompt: pseudoTokens(49, 701), maxNewTokens: 20 }; // 49 + 19 = 68 tokens with KV: 4 full blocks
     const a = await run(ex, A);
     const aHashes = prefixBlockHashes([...A.prompt, ...a.tokens], T, fp).slice(0, 4);
     expect(ex.kvEvents()).toEqual({ events: aHashes.map((hash) => ({ type: "stored", hash })), lost: false });
     expect(new Set(ex.kvCacheSnapshot())).toEqual(new Set(aHashes));
     // A held 5 blocks and left 4 cached: 4 are empty. B (90 tokens: 6 blocks held, 5 cached after) takes them and
     // evicts A's two tail blocks, its last first.
-    const B: GenerateRequest = { prompt: prompt(90, 702), maxNewTokens: 1 };
+    const B: GenerateRequest = { prompt: pseudoTokens(90, 702), maxNewTokens: 1 };
     await run(ex, B);
     const bHashes = prefixBlockHashes(B.prompt, T, fp);
     const got = ex.kvEvents();
@@ -263,7 +264,7 @@ describe.skipIf(skip)("prefix cache", () => {
     expect(prefixBlockHashes(A.prompt, 8, fp)[0]).not.toBe(aHashes[0]);
     expect(prefixBlockHashes([A.prompt[0]! + 1, ...A.prompt.slice(1)], T, fp)[0]).not.toBe(aHashes[0]);
     // A snapshot supersedes the queued events.
-    await run(ex, { prompt: prompt(33, 703), maxNewTokens: 1 });
+    await run(ex, { prompt: pseudoTokens(33, 703), maxNewTokens: 1 });
     const snap = ex.kvCacheSnapshot();
     expect(ex.kvEvents()).toEqual({ events: [], lost: false });
     expect(snap.length).toBe(ex.stats().kvBlocksCached);
@@ -271,7 +272,7 @@ describe.skipIf(skip)("prefix cache", () => {
 
   it("with the cache off there are no events and the snapshot is empty", async () => {
     const ex = exec({ prefixCache: false });
-    await run(ex, { prompt: prompt(70, 704), maxNewTokens: 3 });
+    await run(ex, { prompt: pseudoTokens(70, 704), maxNewTokens: 3 });
     expect(ex.kvEvents()).toEqual({ events: [], lost: false });
     expect(ex.kvCacheSnapshot()).toEqual([]);
   });
@@ -282,7 +283,7 @@ describe.skipIf(skip)("prefix cache", () => {
     const T = 16;
     const ex = exec({ kvTokensPerBlock: T, kvBlockCount: 20 });
     const fresh = exec({ kvTokensPerBlock: T, prefixCache: false });
-    const system = prompt(32, 77);
+    const system = pseudoTokens(32, 77);
     const requests: GenerateRequest[] = Array.from({ length: 8 }, (_, i) => ({
       prompt: chat(system, 40 + i, 8),
       maxNewTokens: 40,
@@ -305,7 +306,7 @@ describe.skipIf(skip)("prefix cache", () => {
     const a = exec({ kvTokensPerBlock: T });
     const b = exec({ kvTokensPerBlock: T });
     const fresh = exec({ kvTokensPerBlock: T, prefixCache: false });
-    const system = prompt(40, 3);
+    const system = pseudoTokens(40, 3);
     const warm: GenerateRequest = { prompt: chat(system, 1, 6), maxNewTokens: 4 };
     const req: GenerateRequest = { prompt: chat(system, 2, 13), maxNewTokens: 20, sampling: seeded };
     await run(a, warm);

@@ -5,7 +5,8 @@
 // (test/near-tie.ts); loose ones of index-order walks in at most a quarter of the comparisons.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, type Executor, type SamplingOptions } from "../src/index.js";
-import { expectIdle, openTiny, prompt, run, skipSuite } from "./helpers.js";
+import { pseudoTokens } from "@trtd/test-support";
+import { expectIdle, openTiny, run, skipSuite } from "./helpers.js";
 import { NearTies } from "./near-tie.js";
 
 let ex: Executor;
@@ -27,7 +28,7 @@ const samplings: [string, SamplingOptions][] = [
 ];
 
 describe.skipIf(skipSuite("resume"))("generatedOffset", () => {
-  const p = prompt(10, 5);
+  const p = pseudoTokens(10, 5);
 
   for (const [name, sampling] of samplings) {
     it(`${name}: first k tokens + a continuation with generatedOffset k equal one request of N tokens`, async () => {

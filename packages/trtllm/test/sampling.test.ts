@@ -2,7 +2,8 @@
 // the set computed here by brute force (sort, softmax with temperature, cumulative mass), and seeds cover it.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Executor, SamplingOptions } from "../src/index.js";
-import { expectIdle, openTiny, prompt, run, skipSuite } from "./helpers.js";
+import { pseudoTokens } from "@trtd/test-support";
+import { expectIdle, openTiny, run, skipSuite } from "./helpers.js";
 
 let ex: Executor;
 beforeAll(() => {
@@ -28,7 +29,7 @@ async function firstTokens(p: number[], sampling: SamplingOptions, seeds: number
 }
 
 describe.skipIf(skipSuite("sampling"))("sampling", () => {
-  const p = prompt(12, 77);
+  const p = pseudoTokens(12, 77);
   let logits: Float32Array;
   beforeAll(() => {
     const all = ex.computeLogits(p);
