@@ -13,7 +13,8 @@
 // The last line of output is one JSON object. Options: --reps N (pairs per prompt, default 40), --seconds S (load
 // time per throughput part, default 5), --concurrency N (256), --stream-tokens N (tokens per stream, 128),
 // --profile DIR (the api runs with --cpu-prof; profiles land in DIR), --only ttft|throughput, --api-main FILE (another
-// build of the api's main.js, to compare two builds run after run; default apps/api/dist/main.js).
+// build of the api's main.js, to compare two builds run after run; default apps/api/dist/main.js). With the TTFT part
+// it measures the floor of the aggregated path's hops on this machine (hop-floor.ts) and gives added / floor.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent, request } from "node:http";
@@ -37,6 +38,7 @@ import { describe, startProcess, type ManagedProcess } from "@trtd/bench";
 import { connect, startNatsServer } from "@trtd/request-plane";
 import { Tokenizer } from "@trtd/tokenizer";
 import { Executor } from "@trtd/trtllm";
+import { measureHopFloor } from "./hop-floor.js";
 
 /** The flags, checked by apps/common's flag parser: a mistake is one line and exit 2, before anything starts. */
 function benchFlags(argv: string[]) {
@@ -65,6 +67,8 @@ const { REPS, LOAD_SECONDS, CONCURRENCY, STREAM_TOKENS, ONLY, PROFILE_DIR, API_M
   }
 })();
 const STARTUP_MS = 60_000;
+/** The idle gap before each hop of the floor measurement: about what the api sits idle between two TTFT requests. */
+const HOP_FLOOR_GAP_MS = 20;
 const REQUEST_MS = 30_000;
 
 /** Executor settings of the workers and of the executor measured here: one prefill iteration fits a 1k prompt. */
@@ -234,6 +238,8 @@ interface TtftFigures {
   kvCopyMs?: ReturnType<typeof describe>;
   /** p50(HTTP) / p50(executor). */
   ratioP50?: number;
+  /** added p50 / the hop floor's p50 measured in the same run (1 = the stack's hops alone, no work). */
+  addedOverHopFloor?: number;
 }
 
 async function executorTtft(ex: Executor, tokens: number[]): Promise<number> {
@@ -452,9 +458,15 @@ async function main(): Promise<void> {
     if (ONLY !== "throughput") {
       const ttft = await ttftPart(modelDir, { short, long });
       result.ttft = ttft;
+      // The floor under the aggregated path's added TTFT on this machine, in the same run: its four hops (HTTP in and
+      // out, the link to the worker and back) with no work in them, after an idle gap like the requests' (hop-floor.ts).
+      const floor = (await measureHopFloor({ reps: Math.max(100, REPS * 3), gaps: [HOP_FLOOR_GAP_MS] }))[HOP_FLOOR_GAP_MS];
+      result.hopFloor = { idleGapMs: HOP_FLOOR_GAP_MS, ...floor };
+      log(`hop floor (after ${HOP_FLOOR_GAP_MS} ms idle): TCP round trip p50 ${floor.tcpRoundTripMs.p50} ms + HTTP POST → first SSE event p50 ${floor.httpFirstEventMs.p50} ms = ${floor.floorP50Ms} ms`);
       for (const [path, byLen] of Object.entries(ttft)) {
         for (const f of Object.values(byLen)) {
-          log(`${path.padEnd(14)} ${String(f.promptTokens).padStart(5)} tok: executor p50 ${f.executorTtftMs.p50} ms, HTTP p50 ${f.httpTtftMs.p50} ms, added p50 ${f.addedMs.p50} / p99 ${f.addedMs.p99} ms${f.kvCopyMs ? ` (KV copy p50 ${f.kvCopyMs.p50} ms apart)` : ""}`);
+          if (f.addedMs.p50 !== undefined) f.addedOverHopFloor = Math.round((f.addedMs.p50 / floor.floorP50Ms) * 100) / 100;
+          log(`${path.padEnd(14)} ${String(f.promptTokens).padStart(5)} tok: executor p50 ${f.executorTtftMs.p50} ms, HTTP p50 ${f.httpTtftMs.p50} ms, added p50 ${f.addedMs.p50} / p99 ${f.addedMs.p99} ms (${f.addedOverHopFloor}x the hop floor)${f.kvCopyMs ? ` (KV copy p50 ${f.kvCopyMs.p50} ms apart)` : ""}`);
         }
       }
     }
