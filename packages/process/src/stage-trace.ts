@@ -25,13 +25,10 @@ function flush(): void {
 
 function write(label: string): void {
   pending += `${STAGE_LINE_PREFIX}${label} ${process.hrtime.bigint()}\n`;
-  if (flushTimer === undefined) {
-    flushTimer = setTimeout(flush, STAGE_FLUSH_AFTER_MS);
-    flushTimer.unref();
-  }
+  // Not unref'd: a process that would end sooner lives at most STAGE_FLUSH_AFTER_MS longer to write its stamps (no
+  // exit handler: a package installs no process-wide handlers). process.exit() drops the last batch.
+  flushTimer ??= setTimeout(flush, STAGE_FLUSH_AFTER_MS);
 }
-
-if (process.env.TRTD_TRACE_STAGES === "1") process.once("exit", flush);
 
 /** Writes one stage stamp when TRTD_TRACE_STAGES=1 (read once, at load); undefined otherwise. */
 export const traceStage: ((label: string) => void) | undefined = process.env.TRTD_TRACE_STAGES === "1" ? write : undefined;
