@@ -163,7 +163,7 @@ export type ExecutorName = (typeof EXECUTOR_NAMES)[number];
 /** Executor flags shared by prefill and decode workers. */
 export const executorFlagOptions = {
   ...valueFlags("executor", "device", "model-dir", "max-batch-size", "max-tokens-per-iteration", "kv-tokens-per-block"),
-  ...valueFlags("kv-block-count", "gpu-memory-fraction", "threads", "kv-host-cache-gb"),
+  ...valueFlags("kv-block-count", "gpu-memory-fraction", "threads", "kv-host-cache-gb", "prefix-cache"),
 };
 
 export interface ExecutorFlags {
@@ -188,6 +188,11 @@ export interface ExecutorFlags {
    * cached blocks evicted from the pool wait for a later prefix hit; unset or 0 = off. Decimals allowed.
    */
   kvHostCacheGb?: number;
+  /**
+   * --prefix-cache off: the executor keeps no KV across requests (every prompt is computed in full, nothing is
+   * published as KV events for the router's index); present only when off. Default on.
+   */
+  prefixCache?: false;
 }
 
 export const EXECUTOR_DEFAULTS = {
@@ -241,7 +246,12 @@ export function executorFlags(values: FlagValues, defaultModelDir: string): Exec
     throw new UsageError("--gpu-memory-fraction sizes the KV pool: give it or --kv-block-count, not both");
   }
   const kvHostCacheGb = gibFlag(values["kv-host-cache-gb"], "kv-host-cache-gb");
+  const prefixCache = onOffFlag(values["prefix-cache"], "prefix-cache");
+  if (prefixCache === false && kvHostCacheGb) {
+    throw new UsageError("--kv-host-cache-gb keeps blocks for the prefix cache: it needs --prefix-cache on");
+  }
   return {
+    ...(prefixCache === false ? { prefixCache: false as const } : {}),
     ...(executor ? { executor } : {}),
     ...(deviceId !== undefined ? { deviceId } : {}),
     ...(gpuMemoryFraction !== undefined ? { gpuMemoryFraction } : {}),
@@ -272,5 +282,13 @@ export function executorArgv(f: Partial<ExecutorFlags>): string[] {
   else if (f.kvBlockCount) out.push("--kv-block-count", String(f.kvBlockCount));
   if (f.threads) out.push("--threads", String(f.threads));
   if (f.kvHostCacheGb) out.push("--kv-host-cache-gb", String(f.kvHostCacheGb));
+  if (f.prefixCache === false) out.push("--prefix-cache", "off");
   return out;
+}
+
+/** An `on`/`off` flag: true, false, or undefined when not given. */
+function onOffFlag(value: unknown, name: string): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (value === "on" || value === "off") return value === "on";
+  throw new UsageError(`--${name} takes on or off, got ${String(value)}`);
 }

@@ -56,6 +56,7 @@ ${DIRECT_DATA_PATH_USAGE}
   --model-dir DIR               model directory (default models/tiny)
   --kv-host-cache-gb N          host KV tier: GiB of host memory (pinned with --executor cuda) that keeps cached
                                 blocks evicted from the KV pool for later prefix hits (default 0 = off)
+  --prefix-cache on|off         keep full KV blocks across requests for prompts that share a prefix (default on)
   --max-batch-size N  --max-tokens-per-iteration N  --kv-tokens-per-block N  --kv-block-count N  --threads N`;
 }
 

@@ -118,6 +118,22 @@ describe("apps-common - worker flags", () => {
     expect(plain).not.toHaveProperty("kvMemoryBytes");
   });
 
+  it("--prefix-cache on|off: off is passed on and opens the executor without a prefix cache; on or unset leaves the default", () => {
+    const off = parseWorkerCli(["--prefix-cache", "off"], "/m").executor;
+    expect(off.prefixCache).toBe(false);
+    expect(executorArgv(off).join(" ")).toContain("--prefix-cache off");
+    expect(parseWorkerCli(executorArgv(off), "/m").executor).toEqual(off);
+    expect(executorOpenOptions(off, () => 0)).toMatchObject({ prefixCache: false });
+    for (const on of [[], ["--prefix-cache", "on"]]) {
+      const ex = parseWorkerCli(on, "/m").executor;
+      expect(ex).not.toHaveProperty("prefixCache");
+      expect(executorArgv(ex)).not.toContain("--prefix-cache");
+      expect(executorOpenOptions(ex, () => 0)).not.toHaveProperty("prefixCache");
+    }
+    expect(() => parseWorkerCli(["--prefix-cache", "no"], "/m")).toThrow("--prefix-cache takes on or off, got no");
+    expect(() => parseWorkerCli(["--prefix-cache", "off", "--kv-host-cache-gb", "1"], "/m")).toThrow("--kv-host-cache-gb keeps blocks for the prefix cache: it needs --prefix-cache on");
+  });
+
   it("--kv-host-cache-gb N: passed on as given, opened as the host KV tier's bytes (GiB); unset or 0 is off", () => {
     const ex = parseWorkerCli(["--kv-host-cache-gb", "1.5", "--kv-block-count", "64"], "/m").executor;
     expect(ex).toMatchObject({ kvHostCacheGb: 1.5, kvBlockCount: 64 });

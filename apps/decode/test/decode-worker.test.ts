@@ -222,3 +222,32 @@ describe("decode worker - graceful stop", () => {
     }
   });
 });
+
+describe("decode worker - prefix cache off (--prefix-cache off)", () => {
+  it("computes a repeated prompt in full each time, with the same tokens as the cached worker", async () => {
+    const p2 = createInProcessPlane();
+    const w = await startDecodeWorker({ plane: p2, executor: { ...executor, prefixCache: false } });
+    const client = p2.endpoint(Endpoints.namespace, "decode", "generate").client<DecodeRequest, DecodeChunk>();
+    try {
+      const req = request(PROMPT, { maxTokens: 8 });
+      const run = () => collectFrom(client, w.instanceId, req);
+      const first = tokensOf(await run());
+      const again = tokensOf(await run());
+      expect(again).toEqual(first);
+      expect(first).toEqual(tokensOf(await collect(req))); // the shared worker, prefix cache on
+      const s = w.executor.stats();
+      // both runs computed the whole prompt (40 tokens: two full 16-token blocks could have been reused)
+      expect(s.prefixCacheHitTokens).toBe(0);
+      expect(s.prefixCacheMissTokens).toBe(2 * PROMPT.length);
+      // the shared worker, cache on, reused the prompt's full blocks in the run above
+      const before = decode.executor.stats().prefixCacheHitTokens;
+      await collect(req);
+      expect(decode.executor.stats().prefixCacheHitTokens - before).toBe(32);
+      expectIdle(w);
+    } finally {
+      client.close();
+      await w.stop(1000);
+      await p2.close();
+    }
+  });
+});

@@ -77,6 +77,7 @@ ${DIRECT_DATA_PATH_USAGE.replaceAll("\n                                ", "\n   
                                  decode on one; a GPU with one worker keeps --kv-block-count)
   --kv-host-cache-gb N           each worker's host KV tier: GiB of host memory (pinned with --executor cuda) that
                                  keeps cached blocks evicted from its KV pool for later prefix hits (default 0 = off)
+  --prefix-cache on|off          each worker keeps full KV blocks across requests for shared prefixes (default on)
   --model-name NAME              model id clients send (default: the model directory's name)
   --api-key KEY                  require Bearer KEY on /v1 (default: $TRTD_API_KEY)
   --disagg-min-prompt-tokens N   shorter prompts run aggregated (api default)
