@@ -189,8 +189,8 @@ export interface ExecutorFlags {
    */
   kvHostCacheGb?: number;
   /**
-   * --prefix-cache off: the executor keeps no KV across requests (every prompt is computed in full, nothing is
-   * published as KV events for the router's index); present only when off. Default on.
+   * --prefix-cache off: the executor keeps no KV across requests (every prompt is computed in full; the router's KV
+   * index then sees no cached blocks on this worker); present only when off. Default on.
    */
   prefixCache?: false;
 }
