@@ -5,9 +5,10 @@
 // (--disagg-min-prompt-tokens 1), and a second api on the same decode worker with disaggregation off: the
 // aggregated reference. Through the official openai client: choice i of a seeded n = 3 chat (whole and streamed)
 // equals a separate seeded request with seed + i on either api; the api's routing metric and the prefill worker's
-// offers show that choice 0 (and only it) went through the prefill worker; greedy choices are equal; a client that
-// leaves, mid-stream or during choice 0's prefill, cancels every choice; after each case both executors and the
-// prefill worker's KV offers are back to zero.
+// offers show that choice 0 (and only it) went through the prefill worker; logprobs per choice equal the aggregated
+// ones; greedy choices are equal; the later choices find the prompt's blocks in the decode worker's prefix cache
+// (the prompt is computed once, on the prefill worker); a client that leaves, mid-stream or during choice 0's
+// prefill, cancels every choice; after each case both executors and the prefill worker's KV offers are back to zero.
 import OpenAI, { APIUserAbortError } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type RequestPlane } from "@trtd/request-plane";
@@ -154,6 +155,18 @@ describe("n > 1 with a prefill worker", () => {
     const streamed = await chatStreamed(disagg, { n: N, temperature: 0 });
     expect(streamed.choices).toEqual([reference, reference, reference]);
     expect(await routedSince(api.url, before)).toEqual({ disaggregated: 2, aggregated: 2 * (N - 1), recomputed: 0, offers: 2 });
+    await expectIdle();
+  });
+
+  it("logprobs per choice (choice 0's first token's from the prefill worker) equal those of the aggregated requests", async () => {
+    const lp = { logprobs: true, top_logprobs: 2 };
+    const expected: unknown[] = [];
+    for (let i = 0; i < N; i++) expected.push((await chatWhole(agg, { seed: SEED + i, ...lp })).choices[0]!.logprobs);
+    const before = await routing(api.url);
+    const many = await chatWhole(disagg, { n: N, seed: SEED, ...lp });
+    expect(await routedSince(api.url, before)).toEqual({ disaggregated: 1, aggregated: N - 1, recomputed: 0, offers: 1 });
+    expect(many.choices[0]!.logprobs!.content!.length).toBeGreaterThan(1);
+    expect(many.choices.map((c) => c.logprobs)).toEqual(expected);
     await expectIdle();
   });
 
