@@ -71,7 +71,7 @@ async function routedSince(url: string, before: Awaited<ReturnType<typeof routin
   return { disaggregated: now.disaggregated - before.disaggregated, aggregated: now.aggregated - before.aggregated, recomputed: now.recomputed - before.recomputed, offers: now.offers - before.offers };
 }
 
-// Longer than the 32-token default of --disagg-min-prompt-tokens and than a few 16-token KV blocks.
+// Several whole 16-token KV blocks (69 tokens with the chat template): the prefix cache has something to share.
 const messages = [{ role: "user" as const, content: "Tell me a long story about a lighthouse keeper, the sea, a storm and a ship. ".repeat(3) }];
 const N = 3;
 const SEED = 4321;
@@ -142,6 +142,7 @@ describe("n > 1 with a prefill worker", () => {
     const many = await chatStreamed(disagg, { n: N, seed: SEED });
     expect(await routedSince(api.url, before)).toEqual({ disaggregated: 1, aggregated: N - 1, recomputed: 0, offers: 1 });
     expect(many.choices).toEqual(expected);
+    expect(many.choices).toEqual(await separately(disagg));
     expect(many.usage).toEqual(aggregatedUsage);
     await expectIdle();
   });
