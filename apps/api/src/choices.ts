@@ -8,7 +8,7 @@ import type { ServerResponse } from "node:http";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
-import type { GenerateRequest } from "@trtd/apps-common";
+import type { DecodeChunk, GenerateRequest } from "@trtd/apps-common";
 import type { GenerationBackend } from "./backend.js";
 import { toApiError } from "./errors.js";
 import { runGeneration, type GenerationDeps, type GenerationResult } from "./generation.js";
@@ -50,28 +50,46 @@ export function startChoices(
   all.signal.addEventListener("abort", () => signal.removeEventListener("abort", onClientGone), { once: true });
 
   // Where choice 0 decodes, known once its first token is out (after a migration, the worker that now holds it).
+  // The others start then, and only then: a choice 0 that fails before its first token (its worker's error
+  // chunk, or an error thrown) ends them all with its error before any of them is sent.
   let decodeAt: string | undefined;
+  let released = false;
   let placed!: (instanceId: string | undefined) => void;
   const firstToken = new Promise<string | undefined>((resolve) => (placed = resolve));
+  const release = () => {
+    released = true;
+    placed(decodeAt);
+  };
   const lead: GenerationBackend = {
     readiness: () => deps.backend.readiness(),
     async *generate(req, sig) {
-      try {
-        for await (const chunk of deps.backend.generate(req, sig, { onDecode: (id) => (decodeAt = id) })) {
-          if (chunk.tokens.length > 0 || chunk.finishReason) placed(decodeAt);
-          yield chunk;
-        }
-      } finally {
-        placed(decodeAt); // ended without a token (a failure cancels the others at once): nothing to wait for
+      for await (const chunk of deps.backend.generate(req, sig, { onDecode: (id) => (decodeAt = id) })) {
+        if (!failed(chunk) && (chunk.tokens.length > 0 || chunk.finishReason)) release();
+        yield chunk;
       }
     },
   };
+  async function* leader(req: GenerateRequest): AsyncGenerator<string, GenerationResult> {
+    let why: unknown = CHOICE_0_ENDED;
+    try {
+      const result = yield* runGeneration({ ...deps, backend: lead }, req, stop, arrival, all.signal, logprobs[0]);
+      if (!released) release(); // finished without a token (not seen from a worker, but then the others may run)
+      return result;
+    } catch (err) {
+      why = err;
+      throw err;
+    } finally {
+      // Still waiting: the others end with choice 0's error (the same object, so whichever choice reports
+      // first, the client gets that error).
+      if (!released) all.abort(why);
+    }
+  }
   async function* follower(req: GenerateRequest, lp: LogprobsCollector | undefined): AsyncGenerator<string, GenerationResult> {
     const pin = await untilAborted(firstToken, all.signal);
     const backend: GenerationBackend = { readiness: () => deps.backend.readiness(), generate: (r, sig) => deps.backend.generate(r, sig, { pin }) };
     return yield* runGeneration({ ...deps, backend }, req, stop, arrival, all.signal, lp);
   }
-  const gens = reqs.map((req, i) => (i === 0 ? runGeneration({ ...deps, backend: lead }, req, stop, arrival, all.signal, logprobs[0]) : follower(req, logprobs[i])));
+  const gens = reqs.map((req, i) => (i === 0 ? leader(req) : follower(req, logprobs[i])));
   return { gens, cancel: (reason) => all.abort(reason) };
 }
 
@@ -224,6 +242,14 @@ export async function respondChoices<T>(
       await finish();
     }
   });
+}
+
+/** Why the later choices end when choice 0 ended before its first token without an error (it was closed). */
+const CHOICE_0_ENDED = new Error("choice 0 ended before its first token");
+
+/** A worker's chunk that fails its request (runGeneration turns it into WorkerFailedError). */
+function failed(chunk: DecodeChunk): boolean {
+  return chunk.error !== undefined || chunk.finishReason === "error" || chunk.finishReason === "cancelled";
 }
 
 /** `p`, or a rejection with the signal's reason as soon as `signal` aborts. */
