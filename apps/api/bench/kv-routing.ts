@@ -42,7 +42,7 @@ import { createRandom, lineChart, percentile, randomText, sendStreamingRequest, 
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
 import { createInProcessPlane } from "@trtd/request-plane";
 import { modelDir as TINY_MODEL_DIR } from "@trtd/test-support";
-import { Executor, type ExecutorOptions } from "@trtd/trtllm";
+import { Executor } from "@trtd/trtllm";
 import { RequestPlaneWorkers, startApiServer, type RouteDecision, type RouterMode } from "../src/index.js";
 import { TokenizerCodec } from "../src/tokenizer-adapter.js";
 
@@ -241,9 +241,8 @@ async function runMode(mode: BenchMode, conversations: Conversation[], codec: To
     await plane.close();
   };
   try {
-    // ExecutorFlags has no prefix-cache switch (no worker flag sets it); executorOpenOptions hands the rest of the
-    // flags to Executor.open as they are, so the executor config's switch gets through. Checked below: no hits.
-    const executor: ExecutorFlags & Pick<ExecutorOptions, "prefixCache"> = { ...WORKER_EXECUTOR, prefixCache: mode.prefixCache };
+    // The worker's --prefix-cache off (ExecutorFlags.prefixCache false); checked below: no hits without the cache.
+    const executor: ExecutorFlags = { ...WORKER_EXECUTOR, ...(mode.prefixCache ? {} : { prefixCache: false as const }) };
     for (let i = 0; i < decodeWorkers; i++) decoders.push(await startDecodeWorker({ plane, executor }));
     api = await startApiServer({
       plane,
