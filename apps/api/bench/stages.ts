@@ -2,6 +2,7 @@
 //
 //   node --import tsx --conditions=source apps/api/bench/stages.ts [--executor reference|cuda] [--model-dir DIR]
 //     [--reps N] [--prompt-words 16,1000] [--threads N] [--kv-block-count N] [--direct-data-path on,off]
+//     [--path aggregated,disaggregated]
 //
 // Starts nats-server, one decode worker and an api (--no-disaggregation: the aggregated path), each on 127.0.0.1 and
 // run as this process runs (sources through tsx, or dist/), with TRTD_TRACE_STAGES=1: each writes `trtd-stage <label>
@@ -18,6 +19,11 @@
 // request plane's direct data path, or every frame through nats-server), measured one after the other in this run.
 // Per mode it also reports the two request-plane legs per request: out = plane.request_in - api.dispatch (api
 // router, request plane, nats-server or the link), back = api.first_token - the worker's last plane.reply_flush before it.
+// --path disaggregated (or a list with aggregated) adds a prefill worker and an api that sends every prompt to it
+// (--disagg-min-prompt-tokens 1); its stamps: prefill.handler, prefill.first_token, prefill.offered (the KV offered),
+// api.prefill_done (the router has the prefill's answer), decode.pull_start, decode.pull_done (the KV pulled and
+// imported: the copy itself). Its JSON keys are disaggregated_direct_<mode>; the executor's own TTFT stays the
+// aggregated one (the same prompt on one executor), so "added" there includes the KV pull.
 // The last line is one JSON object. Every process is stopped by PID at the end; every wait is bounded.
 import { Agent, request } from "node:http";
 import { resolve } from "node:path";
@@ -29,9 +35,11 @@ import { Tokenizer } from "@trtd/tokenizer";
 import { Executor } from "@trtd/trtllm";
 
 function stageFlags(argv: string[]) {
-  const f = parseFlags(argv, valueFlags("executor", "model-dir", "reps", "prompt-words", "threads", "kv-block-count", "direct-data-path"));
+  const f = parseFlags(argv, valueFlags("executor", "model-dir", "reps", "prompt-words", "threads", "kv-block-count", "direct-data-path", "path"));
   const modes = (stringFlag(f, "direct-data-path") ?? "on").split(",");
   for (const m of modes) if (m !== "on" && m !== "off") throw new UsageError(`--direct-data-path takes on, off or a list of them, got ${m}`);
+  const paths = (stringFlag(f, "path") ?? "aggregated").split(",");
+  for (const p of paths) if (p !== "aggregated" && p !== "disaggregated") throw new UsageError(`--path takes aggregated, disaggregated or a list of them, got ${p}`);
   const executor = stringFlag(f, "executor") ?? "reference";
   if (executor !== "reference" && executor !== "cuda") throw new UsageError(`--executor takes reference or cuda, got ${executor}`);
   const words = (stringFlag(f, "prompt-words") ?? "16,1000").split(",").map((w) => intFlag(w, "prompt-words", { min: 1, fallback: 16 }));
@@ -41,6 +49,7 @@ function stageFlags(argv: string[]) {
     reps: intFlag(f.reps, "reps", { min: 1, fallback: 30 }),
     words,
     modes: modes as Array<"on" | "off">,
+    paths: paths as Array<"aggregated" | "disaggregated">,
     threads: intFlag(f.threads, "threads", { min: 1, fallback: 1 }),
     kvBlockCount: intFlag(f["kv-block-count"], "kv-block-count", { min: 1, fallback: executor === "cuda" ? 512 : 2048 }),
   };
@@ -134,19 +143,23 @@ async function main() {
   const out: Record<string, unknown> = { executor: opts.executor, modelDir: opts.modelDir, reps: opts.reps };
   try {
     ex = Executor.open(opts.modelDir, EXECUTOR);
-    for (const mode of opts.modes) {
-      const flag = ["--direct-data-path", mode];
-      const worker = ["--request-plane-uri", nats.uri, "--model-dir", opts.modelDir, ...flag, ...executorArgv(EXECUTOR)];
-      await startChild("decode", resolve("apps/decode/src/main.ts"), worker, READY_PATTERNS.decode);
-      const api = await startChild(
-        "api",
-        resolve("apps/api/src/main.ts"),
-        ["--tokenizer", opts.modelDir, "--model-name", "m", "--request-plane-uri", nats.uri, "--api-server-host", "127.0.0.1", "--api-server-port", "0", "--no-disaggregation", ...flag],
-        READY_PATTERNS.api,
-      );
-      out[`direct_${mode}`] = await measure(api.groups!.url!, ex, tok, agent, mode);
-      for (const c of children.reverse()) await c.stop(10_000);
-      children = [];
+    for (const path of opts.paths) {
+      for (const mode of opts.modes) {
+        const flag = ["--direct-data-path", mode];
+        const worker = ["--request-plane-uri", nats.uri, "--model-dir", opts.modelDir, ...flag, ...executorArgv(EXECUTOR)];
+        await startChild("decode", resolve("apps/decode/src/main.ts"), worker, READY_PATTERNS.decode);
+        if (path === "disaggregated") await startChild("prefill", resolve("apps/prefill/src/main.ts"), worker, READY_PATTERNS.prefill);
+        const routing = path === "disaggregated" ? ["--disagg-min-prompt-tokens", "1"] : ["--no-disaggregation"];
+        const api = await startChild(
+          "api",
+          resolve("apps/api/src/main.ts"),
+          ["--tokenizer", opts.modelDir, "--model-name", "m", "--request-plane-uri", nats.uri, "--api-server-host", "127.0.0.1", "--api-server-port", "0", ...routing, ...flag],
+          READY_PATTERNS.api,
+        );
+        out[`${path === "disaggregated" ? "disaggregated_" : ""}direct_${mode}`] = await measure(api.groups!.url!, ex, tok, agent, `${path}, direct data path ${mode}`);
+        for (const c of children.reverse()) await c.stop(10_000);
+        children = [];
+      }
     }
   } finally {
     await ex?.close();
@@ -199,6 +212,8 @@ async function measure(url: string, ex: Executor, tok: Tokenizer, agent: Agent, 
         const t: Record<string, number> = {};
         // A label stamped again in one request gets #2, #3... (plane.reply_flush: the accept frame, then the first token).
         for (const s of stamps) {
+          // A stamp from before this request's send belongs to an earlier one (the warm-up's arrive late: batched)
+          if (s.ns < r.sent) continue;
           let key = s.label;
           for (let k = 2; key in t; k++) key = `${s.label}#${k}`;
           t[key] = Number(s.ns - r.sent) / 1e6;
@@ -229,7 +244,7 @@ async function measure(url: string, ex: Executor, tok: Tokenizer, agent: Agent, 
         planeTransitBackP50Ms: p50(leg.map((l) => l.transitBack)),
         stagesP50Ms: Object.fromEntries(stages),
       };
-      console.error(`[direct data path ${mode}, ${tokens.length} tokens] ${JSON.stringify(fig)}`);
+      console.error(`[${mode}, ${tokens.length} tokens] ${JSON.stringify(fig)}`);
       out[`prompt${tokens.length}`] = fig;
     }
   }

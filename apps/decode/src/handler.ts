@@ -156,7 +156,9 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
     }
     let pulled: PulledKv;
     try {
+      traceStage?.("decode.pull_start");
       pulled = await deps.pullKv(p.kvHandle, signal);
+      traceStage?.("decode.pull_done");
     } catch (err) {
       if (signal.aborted) throw err;
       const reason = kvPullFailureReason(err);

@@ -4,6 +4,7 @@ import {
   executorControls,
   executorSampling,
   parseDecodeRequest,
+  traceStage,
   type GenerateRequest,
   type PrefillResult,
   type WireTokenLogprobs,
@@ -36,6 +37,7 @@ export interface PrefillHandlerDeps {
 
 export function createPrefillHandler({ executor, grammars, offers, faults }: PrefillHandlerDeps): Handler<GenerateRequest, PrefillResult> {
   return async function prefill(raw: GenerateRequest, ctx: RequestContext): Promise<PrefillResult> {
+    traceStage?.("prefill.handler");
     const req = parseDecodeRequest(raw);
     const started = performance.now();
     let firstToken: number | undefined;
@@ -61,6 +63,7 @@ export function createPrefillHandler({ executor, grammars, offers, faults }: Pre
         if (c.finishReason === "error" || c.tokens.length !== 1) {
           throw new PrefillFailedError(`context-only request failed: ${c.error?.message ?? `${c.tokens.length} tokens`}`, { cause: c.error });
         }
+        traceStage?.("prefill.first_token");
         firstToken = c.tokens[0];
         firstTokenLogprobs = c.logprobs?.[0];
         requestId = c.requestId;
@@ -79,6 +82,7 @@ export function createPrefillHandler({ executor, grammars, offers, faults }: Pre
     }
     // From here the offer server owns the pinned blocks: released on decode's ack, a failed pull, or expiry.
     const kvHandle = faults ? faults.offer(offers, kv) : offers.offer(kv);
+    traceStage?.("prefill.offered");
     return { firstToken, ...(firstTokenLogprobs ? { firstTokenLogprobs } : {}), kvHandle, kvBytes: kv.bytes, prefillMs: performance.now() - started };
   };
 }

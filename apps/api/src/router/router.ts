@@ -1,6 +1,6 @@
 // The router decides where a request runs and sends it there (ARCHITECTURE.md, step 2): remote prefill when
 // the policy allows, then decode on the least loaded decode worker; aggregated when prefill is not used or fails.
-import type { DecodeChunk, DecodeRequest, GenerateRequest, PrefillResult } from "@trtd/apps-common";
+import { traceStage, type DecodeChunk, type DecodeRequest, type GenerateRequest, type PrefillResult } from "@trtd/apps-common";
 import type { DecodeRoute, GenerationBackend, Readiness } from "../backend.js";
 import { NoWorkersError, OverloadedError, WorkerGoneError } from "../errors.js";
 import { LeastLoadedSelector, type DecodeSelector } from "./decode-selector.js";
@@ -131,6 +131,7 @@ export class Router implements GenerationBackend {
       });
       try {
         prefill = await untilAborted(pending, signal);
+        traceStage?.("api.prefill_done");
       } catch (err) {
         if (signal.aborted) {
           pending.then((r) => this.release(r), () => {});
