@@ -64,7 +64,9 @@ export function startChoices(
     readiness: () => deps.backend.readiness(),
     async *generate(req, sig) {
       for await (const chunk of deps.backend.generate(req, sig, { onDecode: (id) => (decodeAt = id) })) {
-        if (!failed(chunk) && (chunk.tokens.length > 0 || chunk.finishReason)) release();
+        // A token the router streamed from the prefill comes before any decode worker is chosen: the others wait for
+        // the first chunk from choice 0's decode worker, where its prompt's KV is.
+        if (!failed(chunk) && (chunk.tokens.length > 0 || chunk.finishReason) && decodeAt !== undefined) release();
         yield chunk;
       }
     },

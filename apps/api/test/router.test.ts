@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually, modelDir } from "@trtd/test-support";
 import { EXECUTOR_DEFAULTS, Endpoints, type DecodeChunk, type GenerateRequest } from "@trtd/apps-common";
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
+import { startPrefillWorker, type RunningPrefillWorker } from "@trtd/prefill";
 import { createInProcessPlane, RemoteError, TimeoutError, type RequestPlane, type ServedEndpoint } from "@trtd/request-plane";
 import { LeastLoadedSelector, PrefillPolicy, RequestPlaneWorkers, Router, WorkerGoneError, type RouteDecision, type WorkerInstance, type Workers } from "../src/index.js";
 import { translateWorkerError } from "../src/router/request-plane-workers.js";
@@ -251,5 +252,95 @@ describe("router - with real workers", () => {
     expect(router.readiness().ready).toBe(false);
     await expect(run(router, req())).rejects.toMatchObject({ name: "NoWorkersError", status: 503 });
     other.close();
+  });
+});
+
+describe("router - the prefill's first token goes out at once", () => {
+  let plane: RequestPlane;
+  let decode: RunningDecodeWorker;
+  let prefill: RunningPrefillWorker;
+  let workers: RequestPlaneWorkers;
+  const executor = { ...EXECUTOR_DEFAULTS, modelDir, threads: 1, kvBlockCount: 256 };
+
+  beforeAll(async () => {
+    plane = createInProcessPlane({ leaseMs: 600 });
+    decode = await startDecodeWorker({ plane, executor });
+    prefill = await startPrefillWorker({ plane, executor });
+    workers = new RequestPlaneWorkers(plane);
+    await workers.waitForDecode(1, 5000);
+    await eventually(() => workers.instances("prefill").length > 0, 5000, "the prefill worker to be discovered", { intervalMs: 20 });
+  });
+  afterAll(async () => {
+    workers?.close();
+    await prefill?.stop(1000);
+    await decode?.stop(1000);
+    await plane?.close();
+  });
+
+  it("before any decode worker is asked; then the decode worker's tokens after it: the aggregated output, greedy and seeded", async () => {
+    // TEST DOUBLE around the real workers: records when the router first calls a decode worker, against the chunks.
+    const events: string[] = [];
+    const recording: Workers = {
+      instances: (role) => workers.instances(role),
+      prefill: (id, r, sig) => workers.prefill(id, r, sig),
+      decode: (id, r, sig) => {
+        events.push(`decode called (firstTokenSent ${r.firstTokenSent === true})`);
+        return workers.decode(id, r, sig);
+      },
+    };
+    const disaggregated = new Router({ workers: recording, prefill: { minPromptTokens: 1 } });
+    const aggregated = new Router({ workers, prefill: { enabled: false } });
+    for (const sampling of [{ temperature: 0, topP: 1, topK: 0 }, { temperature: 0.8, topP: 0.9, topK: 0, seed: 5 }]) {
+      events.length = 0;
+      const r = req({ sampling, maxTokens: 10 });
+      const chunks: DecodeChunk[] = [];
+      for await (const c of disaggregated.generate(r, new AbortController().signal)) {
+        if (chunks.length === 0) events.push(`first chunk: ${c.tokens.length} token, mode ${c.mode ?? "none"}`);
+        chunks.push(c);
+      }
+      expect(events).toEqual(["first chunk: 1 token, mode none", "decode called (firstTokenSent true)"]);
+      expect(chunks.find((c) => c.mode)?.mode).toBe("disaggregated");
+      const plain = await run(aggregated, { ...r, id: `${r.id}-agg` });
+      expect(chunks.flatMap((c) => c.tokens)).toEqual(plain.flatMap((c) => c.tokens));
+    }
+    await eventually(() => decode.executor.stats().activeRequests === 0 && prefill.executor.stats().activeRequests === 0, 5000, "both executors idle");
+    expect(prefill.offers.stats().active).toBe(0);
+  });
+
+  it("a first token that ends the request (max_tokens 1) is not sent ahead: the decode worker answers it as before", async () => {
+    const events: string[] = [];
+    const recording: Workers = {
+      instances: (role) => workers.instances(role),
+      prefill: (id, r, sig) => workers.prefill(id, r, sig),
+      decode: (id, r, sig) => {
+        events.push(`decode called (firstTokenSent ${r.firstTokenSent === true})`);
+        return workers.decode(id, r, sig);
+      },
+    };
+    const chunks = await run(new Router({ workers: recording, prefill: { minPromptTokens: 1 } }), req({ maxTokens: 1 }));
+    expect(events).toEqual(["decode called (firstTokenSent false)"]);
+    expect(chunks.flatMap((c) => c.tokens)).toHaveLength(1);
+    expect(chunks.at(-1)!.finishReason).toBe("length");
+    await eventually(() => prefill.offers.stats().active === 0, 5000, "the declined offer released");
+  });
+
+  it("a decode worker gone before its first chunk: the next one continues after the streamed token, no token lost or repeated", async () => {
+    const attempts: string[] = [];
+    const withDeadInstance: Workers = {
+      instances: (role) => (role === "decode" ? [{ id: "vanished", load: load(0) }, ...workers.instances("decode").map((w) => ({ ...w, load: load(5) }))] : workers.instances(role)),
+      prefill: (id, r, sig) => workers.prefill(id, r, sig),
+      decode: (id, r, sig) => {
+        attempts.push(`${id} ${r.firstTokenSent === true} ${r.prefill ? "prefill" : "no prefill"}`);
+        if (id === "vanished") return (async function* () { throw new WorkerGoneError("no responders (test double)"); })();
+        return workers.decode(id, r, sig);
+      },
+    };
+    const r = req({ maxTokens: 9, sampling: { temperature: 0.7, topP: 1, topK: 0, seed: 11 } });
+    const chunks = await run(new Router({ workers: withDeadInstance, prefill: { minPromptTokens: 1 } }), r);
+    // the second attempt still takes the prefill's KV (nothing past the streamed token was generated)
+    expect(attempts).toEqual(["vanished true prefill", `${decode.instanceId} true prefill`]);
+    const plain = await run(new Router({ workers, prefill: { enabled: false } }), { ...r, id: `${r.id}-agg` });
+    expect(chunks.flatMap((c) => c.tokens)).toEqual(plain.flatMap((c) => c.tokens));
+    await eventually(() => prefill.offers.stats().active === 0 && decode.executor.stats().activeRequests === 0, 5000, "offers released, decode idle");
   });
 });

@@ -77,6 +77,12 @@ export interface DecodeRequest extends GenerateRequest {
    * uninterrupted run's; `maxTokens` is what remains). Absent or 0 normally; only on aggregated requests.
    */
   generatedOffset?: number;
+  /**
+   * With `prefill`: the api has already streamed `prefill.firstToken` to the client (as soon as the prefill answered,
+   * before any decode work). The decode worker then does not emit that token again, and a recompute after a failed KV
+   * pull continues after it (as a migration from offset 1) instead of drawing it anew.
+   */
+  firstTokenSent?: boolean;
 }
 
 export const FinishReasons = {
@@ -247,6 +253,11 @@ export function parseDecodeRequest(v: unknown): DecodeRequest {
     if (typeof p !== "object" || p === null || !Number.isInteger(p.firstToken)) {
       throw new ProtocolError("prefill.firstToken must be a token id");
     }
+  }
+  if (r.firstTokenSent !== undefined) {
+    if (typeof r.firstTokenSent !== "boolean") throw new ProtocolError("firstTokenSent must be a boolean");
+    if (r.firstTokenSent && r.prefill === undefined) throw new ProtocolError("firstTokenSent is about a prefill's first token: it needs prefill");
+    if (r.firstTokenSent && (r.maxTokens as number) < 2) throw new ProtocolError("firstTokenSent needs maxTokens >= 2: the first token alone ends the request");
   }
   return r as unknown as DecodeRequest;
 }

@@ -27,6 +27,11 @@ describe("apps-common - wire protocol", () => {
     expect(parseDecodeRequest(ok)).toBe(ok);
     expect(parseDecodeRequest({ ...ok, generatedOffset: 1 }).generatedOffset).toBe(1);
     expect(parseDecodeRequest({ ...ok, prefill: { firstToken: 3, kvHandle: {}, kvBytes: 1, prefillMs: 1 } }).prefill!.firstToken).toBe(3);
+    const withPrefill = { ...ok, prefill: { firstToken: 3, kvHandle: {}, kvBytes: 1, prefillMs: 1 } };
+    expect(parseDecodeRequest({ ...withPrefill, firstTokenSent: true }).firstTokenSent).toBe(true);
+    expect(() => parseDecodeRequest({ ...ok, firstTokenSent: true })).toThrow(/firstTokenSent is about a prefill's first token: it needs prefill/);
+    expect(() => parseDecodeRequest({ ...withPrefill, maxTokens: 1, firstTokenSent: true })).toThrow(/firstTokenSent needs maxTokens >= 2/);
+    expect(() => parseDecodeRequest({ ...withPrefill, firstTokenSent: "yes" })).toThrow(/firstTokenSent must be a boolean/);
     expect(parseDecodeRequest({ ...ok, grammar: { type: "json_object" } }).grammar).toEqual({ type: "json_object" });
     const controls = {
       ...ok,

@@ -52,35 +52,41 @@ export interface DecodeHandlerDeps {
 }
 
 /**
- * Executor chunks as wire chunks; the first carries the mode (and KV figures). `firstTokenLogprobs`: the logprobs of
- * a generation-only request's first token, which its executor re-emits without them (the prefill worker drew it).
+ * Executor chunks as wire chunks; the first one sent carries the mode (and KV figures). A generation-only request's
+ * executor re-emits the prefill's first token: `first` says what to do with it: `fill` it with the prefill's
+ * logprobs (the executor has none for it), or `skip` it (the api already streamed it: DecodeRequest.firstTokenSent).
  */
 async function* relay(
   stream: AsyncIterable<GenerateChunk>,
-  first: Pick<DecodeChunk, "mode" | "kv">,
-  firstTokenLogprobs?: WireTokenLogprobs,
+  head0: Pick<DecodeChunk, "mode" | "kv">,
+  first?: { skip: true } | { skip: false; logprobs: WireTokenLogprobs | undefined },
 ): AsyncGenerator<DecodeChunk> {
-  let head: Pick<DecodeChunk, "mode" | "kv"> | undefined = first;
+  let head: Pick<DecodeChunk, "mode" | "kv"> | undefined = head0;
   let tokens = 0;
-  let fillFirst = firstTokenLogprobs !== undefined;
+  let reemitted = first !== undefined; // the re-emitted first token is still to come
   for await (const c of stream) {
     if (tokens === 0 && c.tokens.length > 0) traceStage?.("decode.first_token");
     tokens += c.tokens.length;
-    const out: DecodeChunk = { tokens: c.tokens, ...head };
-    head = undefined;
-    const logprobs = wireLogprobs(c.logprobs);
-    if (logprobs) {
-      if (fillFirst && logprobs.length > 0) {
-        logprobs[0] ??= firstTokenLogprobs!;
-        fillFirst = false;
-      }
-      out.logprobs = logprobs;
+    let ids = c.tokens;
+    let logprobs = wireLogprobs(c.logprobs);
+    if (reemitted && ids.length > 0) {
+      reemitted = false;
+      if (first!.skip) {
+        ids = ids.slice(1);
+        logprobs = logprobs?.slice(1);
+      } else if (logprobs && logprobs.length > 0 && first!.logprobs) logprobs[0] ??= first!.logprobs;
     }
+    const out: DecodeChunk = { tokens: ids };
+    if (logprobs) out.logprobs = logprobs;
     if (c.final) {
       out.finishReason = finishReasonOf(c.finishReason);
       if (c.error) out.error = c.error.message;
     }
-    if (out.tokens.length > 0 || c.final) yield out;
+    if (out.tokens.length > 0 || c.final) {
+      // the mode and KV figures ride on the first chunk that goes out (one that was all skipped token does not)
+      yield head ? { ...out, ...head } : out;
+      head = undefined;
+    }
     if (c.final) return;
   }
 }
@@ -146,12 +152,19 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
       yield* aggregated(req, signal, "aggregated");
       return;
     }
+    // The api streamed the first token already: a recompute continues after it, as a migration from offset 1 does
+    // (draws at (seed, 1): the tokens of the uninterrupted run).
+    const recompute = (): AsyncGenerator<DecodeChunk> =>
+      req.firstTokenSent
+        ? aggregated({ ...req, tokens: [...req.tokens, p.firstToken], maxTokens: req.maxTokens - 1, generatedOffset: 1 }, signal, "recomputed")
+        : aggregated(req, signal, "recomputed");
     // The first token already ends the request: nothing to pull.
     const eos = req.stopTokenIds.includes(p.firstToken);
     if (eos || req.maxTokens === 1) {
       await deps.declineKv(p.kvHandle).catch((err) => log(`declining KV of ${req.id} failed: ${(err as Error).message}`));
-      const logprobs = req.logprobs ? { logprobs: [p.firstTokenLogprobs ?? null] } : {};
-      yield { tokens: [p.firstToken], ...logprobs, mode: "disaggregated", finishReason: eos ? "stop" : "length" };
+      const sent = req.firstTokenSent === true; // then the api does not send it here (router.ts); kept exact anyway
+      const logprobs = req.logprobs && !sent ? { logprobs: [p.firstTokenLogprobs ?? null] } : {};
+      yield { tokens: sent ? [] : [p.firstToken], ...logprobs, mode: "disaggregated", finishReason: eos ? "stop" : "length" };
       return;
     }
     let pulled: PulledKv;
@@ -164,7 +177,7 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
       const reason = kvPullFailureReason(err);
       deps.onPullFailure?.(reason);
       log(`KV pull for ${req.id} failed (${reason}), recomputing the prompt here: ${(err as Error).message}`);
-      yield* aggregated(req, signal, "recomputed");
+      yield* recompute();
       return;
     }
     // A generation-only request's output starts with the first token (the executor re-emits it), so the
@@ -189,7 +202,7 @@ export function createDecodeHandler(deps: DecodeHandlerDeps): Handler<DecodeRequ
         );
         consumed = true;
         traceStage?.("decode.enqueued");
-        return relay(stream, { mode: "disaggregated", kv }, p.firstTokenLogprobs);
+        return relay(stream, { mode: "disaggregated", kv }, req.firstTokenSent ? { skip: true } : { skip: false, logprobs: p.firstTokenLogprobs });
       });
     } finally {
       if (!consumed && pulled.kvImport?.state === "reserved") pulled.kvImport.abort(); // the grammar failed before enqueue

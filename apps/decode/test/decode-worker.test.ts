@@ -65,6 +65,28 @@ describe("decode worker", () => {
     expectIdle(prefill);
   });
 
+  it("firstTokenSent (the api streamed the prefill's first token): the rest of the aggregated tokens, pulled or recomputed, greedy and seeded", async () => {
+    for (const sampling of [{ temperature: 0, topP: 1, topK: 0 }, { temperature: 0.9, topP: 0.95, topK: 40, seed: 78 }]) {
+      const req = request(PROMPT, { sampling, maxTokens: 14 });
+      const aggregated = tokensOf(await collect(req));
+      // the KV pulled: the executor re-emits the first token, the worker leaves it out
+      const p = await prefillClient.request(req, { instanceId: prefill.instanceId });
+      expect(p.firstToken).toBe(aggregated[0]);
+      const pulled = await collect({ ...req, prefill: p, firstTokenSent: true });
+      expect(pulled[0]).toMatchObject({ mode: "disaggregated", kv: { bytes: p.kvBytes } });
+      expect(pulled.filter((c) => c.mode)).toHaveLength(1);
+      expect(tokensOf(pulled)).toEqual(aggregated.slice(1));
+      // the KV gone (the offer withdrawn): recomputed as a continuation after the first token, same draws
+      const q = await prefillClient.request(req, { instanceId: prefill.instanceId });
+      expect(prefill.offers.withdraw((q.kvHandle as { id: string }).id)).toBe(true);
+      const recomputed = await collect({ ...req, prefill: q, firstTokenSent: true });
+      expect(recomputed[0].mode).toBe("recomputed");
+      expect(tokensOf(recomputed)).toEqual(aggregated.slice(1));
+    }
+    expectIdle(decode);
+    expectIdle(prefill);
+  });
+
   it("recomputes the prompt when the KV cannot be pulled, with the same output", async () => {
     const req = request(PROMPT, { maxTokens: 12 });
     const aggregated = tokensOf(await collect(req));

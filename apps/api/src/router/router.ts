@@ -141,9 +141,19 @@ export class Router implements GenerationBackend {
       }
     }
 
+    // The prefill's first token goes to the client now, not after the decode worker pulled the KV and re-emitted it
+    // (a hop to the decode worker, the pull, the import and a hop back: most of the disaggregated path's TTFT). The
+    // decode worker is told (firstTokenSent) and continues after it; when the token alone ends the request, the
+    // decode worker answers as before.
+    const early = prefill && req.maxTokens > 1 && !req.stopTokenIds.includes(prefill.firstToken) ? prefill : undefined;
+    if (early) {
+      traceStage?.("api.first_token_from_prefill");
+      yield { tokens: [early.firstToken], ...(req.logprobs ? { logprobs: [early.firstTokenLogprobs ?? null] } : {}) };
+    }
     let handedOver = false;
     try {
-      for await (const chunk of this.decodeWithRetries(req, prefill, signal, pinned ? route.pin : undefined, route.onDecode)) {
+      const sentFirst = early ? [early.firstToken] : [];
+      for await (const chunk of this.decodeWithRetries(req, prefill, signal, pinned ? route.pin : undefined, route.onDecode, sentFirst)) {
         handedOver = true;
         yield chunk;
       }
@@ -172,6 +182,8 @@ export class Router implements GenerationBackend {
     signal: AbortSignal,
     pin?: string,
     onDecode?: (instanceId: string) => void,
+    /** The prefill's first token when the caller already streamed it (DecodeRequest.firstTokenSent). */
+    sentFirst: readonly number[] = [],
   ): AsyncGenerator<DecodeChunk> {
     const liveDecoders = (skip: ReadonlySet<string>) => this.workers.instances("decode").filter((w) => usable(w) && !skip.has(w.id));
     // A decode worker that is gone (crashed, restarting) is skipped and the next one tried. Before the first
@@ -180,14 +192,15 @@ export class Router implements GenerationBackend {
     // = tokens so far so its sampling draws continue at (seed, offset): the client sees no lost or repeated token,
     // and greedy and seeded output are exactly what one worker would have produced (docs/design/failure-modes.md).
     const gone = new Set<string>();
-    const generated: number[] = [];
+    const generated: number[] = [...sentFirst];
     let lostWorker: unknown; // why the last worker went away mid-stream (a migration is due)
     for (let attempt = 1; ; attempt++) {
       const candidates = liveDecoders(gone);
       if (candidates.length === 0) throw new NoWorkersError(generated.length > 0 ? "the decode worker died mid-stream and no other decode worker is available" : undefined);
       // The pin holds for the first attempt only: a retry goes where the selector says.
       const pinnedTo = attempt === 1 ? candidates.find((w) => w.id === pin) : undefined;
-      const migrated = generated.length > 0;
+      // Past the streamed first token only: until a decode worker produced more, the prefill's KV is still the start.
+      const migrated = generated.length > sentFirst.length;
       const routed = migrated ? [...req.tokens, ...generated] : req.tokens;
       // Before the selector runs: the KV selector notes the prompt as cached where it sends it.
       const seen = this.onRoute ? this.candidateView(routed, candidates) : undefined;
@@ -205,7 +218,7 @@ export class Router implements GenerationBackend {
             generatedOffset: generated.length,
           }
         : prefill
-          ? { ...req, prefill }
+          ? { ...req, prefill, ...(sentFirst.length ? { firstTokenSent: true } : {}) }
           : req;
       this.track(decode.id, 1);
       // The selector counts this request's prefill as queued on the worker until its first chunk (or its end).
