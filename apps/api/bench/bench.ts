@@ -4,8 +4,10 @@
 //    127.0.0.1, ports the OS picks). For a 16-token and a ~1k-token chat prompt, one streaming request at a time
 //    through HTTP alternates with the executor's own TTFT, measured in this process on an executor opened with the
 //    same settings for the same prompt tokens (time from `generate()` to the first token at the binding). Added =
-//    HTTP TTFT - executor TTFT, pair by pair; on the disaggregated path (api + prefill + decode) the KV copy of each
-//    request (the api's trtd_kv_transfer_seconds, as the decode worker reported it) is taken out and reported apart.
+//    HTTP TTFT - executor TTFT, pair by pair. On the disaggregated path (api + prefill + decode) the first token leaves
+//    the api when the prefill answers, before the decode worker pulls the KV (DecodeRequest.firstTokenSent): the KV
+//    copy of each request (the api's trtd_kv_transfer_seconds, as the decode worker reported it) is not in its TTFT
+//    and is reported apart. (Until 2026-12-08 the first token came from the decode worker, and the copy was taken out.)
 // 2. Throughput. The api in front of a decode worker TEST DOUBLE (decode-double.ts: no model, tokens as fast as
 //    asked), 256 concurrent streams for a bounded time: streamed tokens/s and the api's CPU per token (from
 //    /proc). Baseline in the same run: the same streams read straight from the request plane by this process.
@@ -233,7 +235,7 @@ interface TtftFigures {
   pairs: number;
   executorTtftMs: ReturnType<typeof describe>;
   httpTtftMs: ReturnType<typeof describe>;
-  /** Per pair: HTTP TTFT - executor TTFT (- KV copy, disaggregated). */
+  /** Per pair: HTTP TTFT - executor TTFT. */
   addedMs: { p50?: number; p99?: number; mean?: number };
   kvCopyMs?: ReturnType<typeof describe>;
   /** p50(HTTP) / p50(executor). */
@@ -282,7 +284,7 @@ async function measureTtft(ex: Executor, apiUrl: string, p: { content: string; t
       kv.push((await scrape(apiUrl, "trtd_kv_transfer_seconds_sum")) * 1000 - k0 * 1000);
     }
   }
-  const added = http.map((h, i) => h - direct[i] - (disaggregated ? kv[i] : 0));
+  const added = http.map((h, i) => h - direct[i]);
   const a = describe(added);
   const h = describe(http);
   const d = describe(direct);
@@ -466,7 +468,7 @@ async function main(): Promise<void> {
       for (const [path, byLen] of Object.entries(ttft)) {
         for (const f of Object.values(byLen)) {
           if (f.addedMs.p50 !== undefined) f.addedOverHopFloor = Math.round((f.addedMs.p50 / floor.floorP50Ms) * 100) / 100;
-          log(`${path.padEnd(14)} ${String(f.promptTokens).padStart(5)} tok: executor p50 ${f.executorTtftMs.p50} ms, HTTP p50 ${f.httpTtftMs.p50} ms, added p50 ${f.addedMs.p50} / p99 ${f.addedMs.p99} ms (${f.addedOverHopFloor}x the hop floor)${f.kvCopyMs ? ` (KV copy p50 ${f.kvCopyMs.p50} ms apart)` : ""}`);
+          log(`${path.padEnd(14)} ${String(f.promptTokens).padStart(5)} tok: executor p50 ${f.executorTtftMs.p50} ms, HTTP p50 ${f.httpTtftMs.p50} ms, added p50 ${f.addedMs.p50} / p99 ${f.addedMs.p99} ms (${f.addedOverHopFloor}x the hop floor)${f.kvCopyMs ? ` (KV copy p50 ${f.kvCopyMs.p50} ms, after the first token)` : ""}`);
         }
       }
     }
