@@ -5,6 +5,7 @@ import { eventually, modelDir } from "@trtd/test-support";
 import { EXECUTOR_DEFAULTS, Endpoints, type DecodeChunk, type GenerateRequest } from "@trtd/apps-common";
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
 import { startPrefillWorker, type RunningPrefillWorker } from "@trtd/prefill";
+import { declineKvOffer } from "@trtd/kv-transfer";
 import { createInProcessPlane, RemoteError, TimeoutError, type RequestPlane, type ServedEndpoint } from "@trtd/request-plane";
 import { LeastLoadedSelector, PrefillPolicy, RequestPlaneWorkers, Router, WorkerGoneError, type RouteDecision, type WorkerInstance, type Workers } from "../src/index.js";
 import { translateWorkerError } from "../src/router/request-plane-workers.js";
@@ -305,6 +306,20 @@ describe("router - the prefill's first token goes out at once", () => {
     }
     await eventually(() => decode.executor.stats().activeRequests === 0 && prefill.executor.stats().activeRequests === 0, 5000, "both executors idle");
     expect(prefill.offers.stats().active).toBe(0);
+  });
+
+  it("a consumer that stops at the streamed token (a stop string, a client gone) has the prefill's KV offer released at once", async () => {
+    // as server.ts builds it: the router declines an offer no decode worker took
+    const router = new Router({ workers, prefill: { minPromptTokens: 1 }, releasePrefill: (r) => declineKvOffer(r.kvHandle, { requestPlane: plane }) });
+    const seen: number[] = [];
+    for await (const c of router.generate(req({ maxTokens: 10 }), new AbortController().signal)) {
+      seen.push(...c.tokens);
+      break; // leaving the loop at the token the router streamed from the prefill
+    }
+    expect(seen).toHaveLength(1);
+    // released by the router, not by the offer's 30 s lease
+    await eventually(() => prefill.offers.stats().active === 0, 3000, "the offer released");
+    expect(decode.executor.stats().activeRequests).toBe(0);
   });
 
   it("a first token that ends the request (max_tokens 1) is not sent ahead: the decode worker answers it as before", async () => {

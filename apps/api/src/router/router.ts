@@ -146,12 +146,13 @@ export class Router implements GenerationBackend {
     // decode worker is told (firstTokenSent) and continues after it; when the token alone ends the request, the
     // decode worker answers as before.
     const early = prefill && req.maxTokens > 1 && !req.stopTokenIds.includes(prefill.firstToken) ? prefill : undefined;
-    if (early) {
-      traceStage?.("api.first_token_from_prefill");
-      yield { tokens: [early.firstToken], ...(req.logprobs ? { logprobs: [early.firstTokenLogprobs ?? null] } : {}) };
-    }
     let handedOver = false;
     try {
+      if (early) {
+        traceStage?.("api.first_token_from_prefill");
+        // inside the try: a consumer that stops at this token (a stop string, a client gone) still has the offer released
+        yield { tokens: [early.firstToken], ...(req.logprobs ? { logprobs: [early.firstTokenLogprobs ?? null] } : {}) };
+      }
       const sentFirst = early ? [early.firstToken] : [];
       for await (const chunk of this.decodeWithRetries(req, prefill, signal, pinned ? route.pin : undefined, route.onDecode, sentFirst)) {
         handedOver = true;
