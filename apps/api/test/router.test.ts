@@ -2,7 +2,7 @@
 // decode choice, fallback to aggregated when prefill fails, and the policy on its own.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually, modelDir } from "@trtd/test-support";
-import { EXECUTOR_DEFAULTS, Endpoints, type DecodeChunk, type GenerateRequest } from "@trtd/apps-common";
+import { DECODE_FEATURES, DecodeFeatures, EXECUTOR_DEFAULTS, Endpoints, type DecodeChunk, type GenerateRequest } from "@trtd/apps-common";
 import { startDecodeWorker, type RunningDecodeWorker } from "@trtd/decode";
 import { startPrefillWorker, type RunningPrefillWorker } from "@trtd/prefill";
 import { declineKvOffer } from "@trtd/kv-transfer";
@@ -322,6 +322,28 @@ describe("router - the prefill's first token goes out at once", () => {
     expect(decode.executor.stats().activeRequests).toBe(0);
   });
 
+  it("not while a decode worker that may take the request does not announce first-token-sent (one from before it)", async () => {
+    expect(workers.instances("decode")[0]!.features).toContain(DecodeFeatures.firstTokenSent); // the real worker does
+    const events: string[] = [];
+    const oldTwin: Workers = {
+      instances: (role) => (role === "decode" ? [...workers.instances("decode"), { id: "old", load: load(9) }] : workers.instances(role)),
+      prefill: (id, r, sig) => workers.prefill(id, r, sig),
+      decode: (id, r, sig) => {
+        events.push(`decode ${id === "old" ? "old" : "real"} (firstTokenSent ${r.firstTokenSent === true})`);
+        return workers.decode(decode.instanceId, r, sig);
+      },
+    };
+    const r = req({ maxTokens: 6 });
+    const chunks: DecodeChunk[] = [];
+    for await (const c of new Router({ workers: oldTwin, prefill: { minPromptTokens: 1 } }).generate(r, new AbortController().signal)) {
+      if (chunks.length === 0) events.push(`first chunk, mode ${c.mode ?? "none"}`);
+      chunks.push(c);
+    }
+    expect(events).toEqual(["decode real (firstTokenSent false)", "first chunk, mode disaggregated"]);
+    const plain = await run(new Router({ workers, prefill: { enabled: false } }), { ...r, id: `${r.id}-agg` });
+    expect(chunks.flatMap((c) => c.tokens)).toEqual(plain.flatMap((c) => c.tokens));
+  });
+
   it("a first token that ends the request (max_tokens 1) is not sent ahead: the decode worker answers it as before", async () => {
     const events: string[] = [];
     const recording: Workers = {
@@ -342,7 +364,8 @@ describe("router - the prefill's first token goes out at once", () => {
   it("a decode worker gone before its first chunk: the next one continues after the streamed token, no token lost or repeated", async () => {
     const attempts: string[] = [];
     const withDeadInstance: Workers = {
-      instances: (role) => (role === "decode" ? [{ id: "vanished", load: load(0) }, ...workers.instances("decode").map((w) => ({ ...w, load: load(5) }))] : workers.instances(role)),
+      instances: (role) =>
+        role === "decode" ? [{ id: "vanished", load: load(0), features: DECODE_FEATURES }, ...workers.instances("decode").map((w) => ({ ...w, load: load(5) }))] : workers.instances(role),
       prefill: (id, r, sig) => workers.prefill(id, r, sig),
       decode: (id, r, sig) => {
         attempts.push(`${id} ${r.firstTokenSent === true} ${r.prefill ? "prefill" : "no prefill"}`);

@@ -12,7 +12,7 @@ export type {
 } from "./protocol.js";
 export type { ExecutorFlags, ExecutorName } from "./cli.js";
 export type { ShutdownOptions } from "./lifecycle.js";
-export { FinishReasons, ExecutionModes, Endpoints, ProtocolError, parseDecodeRequest, workerLoadFromStats } from "./protocol.js";
+export { DECODE_FEATURES, DecodeFeatures, FinishReasons, ExecutionModes, Endpoints, ProtocolError, parseDecodeRequest, workerLoadFromStats } from "./protocol.js";
 export type { FlagValues } from "./cli.js";
 export {
   DEFAULT_MODEL_DIR,

@@ -85,6 +85,16 @@ export interface DecodeRequest extends GenerateRequest {
   firstTokenSent?: boolean;
 }
 
+/**
+ * Optional parts of the decode protocol a decode worker implements, announced in its instance's `meta.features`: an
+ * api uses one only when every live decode worker has it (a rolling upgrade mixes versions).
+ */
+export const DecodeFeatures = {
+  /** DecodeRequest.firstTokenSent: the worker leaves out the prefill's first token the api streamed already. */
+  firstTokenSent: "first-token-sent",
+} as const;
+export const DECODE_FEATURES: readonly string[] = Object.values(DecodeFeatures);
+
 export const FinishReasons = {
   length: "length",
   stop: "stop",

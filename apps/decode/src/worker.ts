@@ -1,5 +1,5 @@
 // A decode worker: an executor, a KV puller, the decode endpoint on the request plane, published load.
-import { executorOpenOptions, KvEventPublisher, serveWorker, WorkerGrammars, workerIdentity, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
+import { DECODE_FEATURES, executorOpenOptions, KvEventPublisher, serveWorker, WorkerGrammars, workerIdentity, workerLoadFromStats, type ExecutorFlags, type RunningWorker } from "@trtd/apps-common";
 import type { RequestPlane } from "@trtd/request-plane";
 import { ABI_VERSION, cudaKvBudget, Executor } from "@trtd/trtllm";
 import { KvPullFailureReasons, type KvPullFailureReason } from "@trtd/kv-transfer";
@@ -42,7 +42,7 @@ export async function startDecodeWorker(o: DecodeWorkerOptions): Promise<Running
       namespace: o.namespace,
       handler: createDecodeHandler({ executor, grammars, pullKv: p.pull, declineKv: p.decline, onPullFailure: (r) => pullFailures[r]++, log: o.log }),
       load: () => ({ ...workerLoadFromStats(executor.stats()), kvPullFailures: { ...pullFailures } }),
-      meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, identity: workerIdentity(modelDir, executor, ABI_VERSION) },
+      meta: { model: executor.model.fingerprint, kvLayout: executor.kvLayout().fingerprint, identity: workerIdentity(modelDir, executor, ABI_VERSION), features: DECODE_FEATURES },
       progress: () => executor.stats(),
       stallTimeoutMs: o.stallTimeoutMs,
       release: async () => {

@@ -27,6 +27,12 @@ function loadOf(i: InstanceInfo): WorkerLoad | undefined {
   };
 }
 
+/** The optional protocol parts an instance announced (`meta.features`, strings only). */
+function featuresOf(i: InstanceInfo): { features?: string[] } {
+  const f = (i.meta as Record<string, unknown> | undefined)?.features;
+  return Array.isArray(f) ? { features: f.filter((x): x is string => typeof x === "string") } : {};
+}
+
 /**
  * Counters a worker publishes by reason (a prefill's refusals, a decode worker's pull failures), for the reasons
  * kv-transfer names (anything else is dropped).
@@ -118,7 +124,7 @@ export class RequestPlaneWorkers implements Workers {
 
   instances(role: WorkerRole): WorkerInstance[] {
     const c = role === "prefill" ? this.prefillClient : this.decodeClient;
-    return c.instances().flatMap((i) => (this.admitted(role, i) ? [{ id: i.id, load: loadOf(i) }] : []));
+    return c.instances().flatMap((i) => (this.admitted(role, i) ? [{ id: i.id, load: loadOf(i), ...featuresOf(i) }] : []));
   }
 
   /** Whether an instance belongs to the deployment; judged once per instance id (an identity is static). */

@@ -1,6 +1,6 @@
 // The router decides where a request runs and sends it there (ARCHITECTURE.md, step 2): remote prefill when
 // the policy allows, then decode on the least loaded decode worker; aggregated when prefill is not used or fails.
-import { traceStage, type DecodeChunk, type DecodeRequest, type GenerateRequest, type PrefillResult } from "@trtd/apps-common";
+import { DecodeFeatures, traceStage, type DecodeChunk, type DecodeRequest, type GenerateRequest, type PrefillResult } from "@trtd/apps-common";
 import type { DecodeRoute, GenerationBackend, Readiness } from "../backend.js";
 import { NoWorkersError, OverloadedError, WorkerGoneError } from "../errors.js";
 import { LeastLoadedSelector, type DecodeSelector } from "./decode-selector.js";
@@ -145,7 +145,10 @@ export class Router implements GenerationBackend {
     // (a hop to the decode worker, the pull, the import and a hop back: most of the disaggregated path's TTFT). The
     // decode worker is told (firstTokenSent) and continues after it; when the token alone ends the request, the
     // decode worker answers as before.
-    const early = prefill && req.maxTokens > 1 && !req.stopTokenIds.includes(prefill.firstToken) ? prefill : undefined;
+    // Only when every decode worker it may go to knows firstTokenSent (a worker from before it would send the token
+    // again): checked on the live ones now, since a retry may go to any of them.
+    const everyDecoderSkips = liveDecoders(new Set()).every((w) => w.features?.includes(DecodeFeatures.firstTokenSent));
+    const early = prefill && everyDecoderSkips && req.maxTokens > 1 && !req.stopTokenIds.includes(prefill.firstToken) ? prefill : undefined;
     let handedOver = false;
     try {
       if (early) {

@@ -7,6 +7,8 @@ export interface WorkerInstance {
   id: string;
   /** Last published load; undefined until the worker has published one. */
   load?: WorkerLoad;
+  /** The optional protocol parts it announced (apps-common DecodeFeatures); undefined: none. */
+  features?: readonly string[];
 }
 
 export type WorkerRole = "prefill" | "decode";
