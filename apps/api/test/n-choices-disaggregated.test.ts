@@ -15,6 +15,7 @@ import { connect, type RequestPlane } from "@trtd/request-plane";
 import { eventually, metricValue, modelDir } from "@trtd/test-support";
 import { startApiServer, type RunningApiServer } from "../src/index.js";
 import { startRealApi, type RealApi } from "./support/real-api.js";
+import { leaveOnceEveryChoiceGenerates, streamedChoices } from "./support/chat-choices.js";
 
 let api: RealApi;
 let aggregatedPlane: RequestPlane | undefined;
@@ -89,18 +90,7 @@ const choicesOf = (r: OpenAI.Chat.ChatCompletion): Choice[] => r.choices.map((c)
 /** A streamed chat's choices by index, each ended by exactly one finish_reason chunk, its last. */
 async function chatStreamed(client: OpenAI, extra: Record<string, unknown>) {
   const stream = await client.chat.completions.create({ model: "tiny", messages, max_tokens: 12, temperature: 1, stream: true, stream_options: { include_usage: true }, ...extra } as never);
-  const choices: Choice[] = [];
-  let usage: OpenAI.CompletionUsage | undefined | null;
-  for await (const chunk of stream as unknown as AsyncIterable<OpenAI.Chat.ChatCompletionChunk>) {
-    if (chunk.usage) usage = chunk.usage;
-    for (const c of chunk.choices) {
-      const at = (choices[c.index] ??= { text: "", finish: null });
-      expect(at.finish, `choice ${c.index} got a chunk after its finish_reason`).toBeNull();
-      at.text += c.delta.content ?? "";
-      at.finish = c.finish_reason;
-    }
-  }
-  return { choices, usage };
+  return streamedChoices(stream as unknown as AsyncIterable<OpenAI.Chat.ChatCompletionChunk>);
 }
 
 /** N separate n = 1 requests through `client`, request i with seed + i: the expected choices. */
@@ -198,21 +188,7 @@ describe("n > 1 with a prefill worker", () => {
     const before = await routing(api.url);
     // Each choice reserves KV for prompt + max_tokens: 3 × (69 + 600) tokens fit the decode worker's 256 blocks of 16.
     const stream = await disagg.chat.completions.create({ model: "tiny", messages, max_tokens: 600, temperature: 1, seed: 99, n: N, stream: true }, { signal: ac.signal });
-    const seen = new Set<number>();
-    let finished = 0;
-    let peakActive = 0;
-    try {
-      for await (const chunk of stream) {
-        peakActive = Math.max(peakActive, api.decode.executor.stats().activeRequests);
-        for (const c of chunk.choices) {
-          if (c.delta.content) seen.add(c.index);
-          if (c.finish_reason) finished++;
-        }
-        if (seen.size === N) ac.abort(); // every choice is generating: leave
-      }
-    } catch (err) {
-      if (!ac.signal.aborted) throw err;
-    }
+    const { finished, peakActive } = await leaveOnceEveryChoiceGenerates(stream, ac, N, () => api.decode.executor.stats().activeRequests);
     expect(ac.signal.aborted).toBe(true);
     expect(finished).toBeLessThan(N); // some choice was still generating when the client left
     expect(peakActive).toBe(N);

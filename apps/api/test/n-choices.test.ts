@@ -11,6 +11,7 @@ import { startDecodeWorker } from "@trtd/decode";
 import { connect } from "@trtd/request-plane";
 import { eventually, modelDir } from "@trtd/test-support";
 import { startRealApi, type RealApi } from "./support/real-api.js";
+import { leaveOnceEveryChoiceGenerates, streamedChoices } from "./support/chat-choices.js";
 
 let api: RealApi;
 let client: OpenAI;
@@ -47,18 +48,7 @@ async function chatWhole(extra: Record<string, unknown>) {
 /** A streamed chat's choices by index, checking that each ends with exactly one finish_reason chunk, its last. */
 async function chatStreamed(extra: Record<string, unknown>) {
   const stream = await client.chat.completions.create({ model: "tiny", messages, max_tokens: 12, temperature: 1, stream: true, stream_options: { include_usage: true }, ...extra } as never);
-  const choices: Choice[] = [];
-  let usage: OpenAI.CompletionUsage | undefined | null;
-  for await (const chunk of stream as unknown as AsyncIterable<OpenAI.Chat.ChatCompletionChunk>) {
-    if (chunk.usage) usage = chunk.usage;
-    for (const c of chunk.choices) {
-      const at = (choices[c.index] ??= { text: "", finish: null });
-      expect(at.finish, `choice ${c.index} got a chunk after its finish_reason`).toBeNull();
-      at.text += c.delta.content ?? "";
-      at.finish = c.finish_reason;
-    }
-  }
-  return { choices, usage };
+  return streamedChoices(stream as unknown as AsyncIterable<OpenAI.Chat.ChatCompletionChunk>);
 }
 
 async function completionStreamed(extra: Record<string, unknown>) {
@@ -229,21 +219,7 @@ describe("n > 1, cancel and bad values", () => {
     const generatedBefore = api.decode.executor.stats().generatedTokens;
     // Each choice reserves KV for prompt + max_tokens: 3 × 600 tokens fit the test worker's 256 blocks of 16.
     const stream = await client.chat.completions.create({ model: "tiny", messages, max_tokens: 600, temperature: 1, seed: 99, n: N, stream: true }, { signal: ac.signal });
-    const seen = new Set<number>();
-    let finished = 0;
-    let peakActive = 0;
-    try {
-      for await (const chunk of stream) {
-        peakActive = Math.max(peakActive, api.decode.executor.stats().activeRequests);
-        for (const c of chunk.choices) {
-          if (c.delta.content) seen.add(c.index);
-          if (c.finish_reason) finished++;
-        }
-        if (seen.size === N) ac.abort(); // every choice is generating: leave
-      }
-    } catch (err) {
-      if (!ac.signal.aborted) throw err;
-    }
+    const { finished, peakActive } = await leaveOnceEveryChoiceGenerates(stream, ac, N, () => api.decode.executor.stats().activeRequests);
     expect(ac.signal.aborted).toBe(true);
     expect(finished).toBeLessThan(N); // some choice was still generating when the client left
     expect(peakActive).toBe(N);

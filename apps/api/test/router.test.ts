@@ -278,17 +278,19 @@ describe("router - the prefill's first token goes out at once", () => {
     await plane?.close();
   });
 
+  /** TEST DOUBLE around the real workers: notes each call to a decode worker in `events` (against the chunks seen). */
+  const recordingDecodeCalls = (events: string[]): Workers => ({
+    instances: (role) => workers.instances(role),
+    prefill: (id, r, sig) => workers.prefill(id, r, sig),
+    decode: (id, r, sig) => {
+      events.push(`decode called (firstTokenSent ${r.firstTokenSent === true})`);
+      return workers.decode(id, r, sig);
+    },
+  });
+
   it("before any decode worker is asked; then the decode worker's tokens after it: the aggregated output, greedy and seeded", async () => {
-    // TEST DOUBLE around the real workers: records when the router first calls a decode worker, against the chunks.
     const events: string[] = [];
-    const recording: Workers = {
-      instances: (role) => workers.instances(role),
-      prefill: (id, r, sig) => workers.prefill(id, r, sig),
-      decode: (id, r, sig) => {
-        events.push(`decode called (firstTokenSent ${r.firstTokenSent === true})`);
-        return workers.decode(id, r, sig);
-      },
-    };
+    const recording = recordingDecodeCalls(events);
     const disaggregated = new Router({ workers: recording, prefill: { minPromptTokens: 1 } });
     const aggregated = new Router({ workers, prefill: { enabled: false } });
     for (const sampling of [{ temperature: 0, topP: 1, topK: 0 }, { temperature: 0.8, topP: 0.9, topK: 0, seed: 5 }]) {
@@ -346,14 +348,7 @@ describe("router - the prefill's first token goes out at once", () => {
 
   it("a first token that ends the request (max_tokens 1) is not sent ahead: the decode worker answers it as before", async () => {
     const events: string[] = [];
-    const recording: Workers = {
-      instances: (role) => workers.instances(role),
-      prefill: (id, r, sig) => workers.prefill(id, r, sig),
-      decode: (id, r, sig) => {
-        events.push(`decode called (firstTokenSent ${r.firstTokenSent === true})`);
-        return workers.decode(id, r, sig);
-      },
-    };
+    const recording = recordingDecodeCalls(events);
     const chunks = await run(new Router({ workers: recording, prefill: { minPromptTokens: 1 } }), req({ maxTokens: 1 }));
     expect(events).toEqual(["decode called (firstTokenSent false)"]);
     expect(chunks.flatMap((c) => c.tokens)).toHaveLength(1);
