@@ -146,8 +146,10 @@ export class Router implements GenerationBackend {
     // decode worker is told (firstTokenSent) and continues after it; when the token alone ends the request, the
     // decode worker answers as before.
     // Only when every decode worker it may go to knows firstTokenSent (a worker from before it would send the token
-    // again): checked on the live ones now, since a retry may go to any of them.
-    const everyDecoderSkips = liveDecoders(new Set()).every((w) => w.features?.includes(DecodeFeatures.firstTokenSent));
+    // again): checked on the live ones now, since a retry may go to any of them; and not when none is left (the
+    // client gets a plain 503 then, not a token followed by an error).
+    const decoders = liveDecoders(new Set());
+    const everyDecoderSkips = decoders.length > 0 && decoders.every((w) => w.features?.includes(DecodeFeatures.firstTokenSent));
     const early = prefill && everyDecoderSkips && req.maxTokens > 1 && !req.stopTokenIds.includes(prefill.firstToken) ? prefill : undefined;
     let handedOver = false;
     try {
