@@ -61,6 +61,13 @@ export function stringFlag(values: FlagValues, name: string): string | undefined
   return typeof v === "string" ? v : undefined;
 }
 
+/** An `on`/`off` flag: true, false, or undefined when not given. */
+function onOffFlag(value: unknown, name: string): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (value === "on" || value === "off") return value === "on";
+  throw new UsageError(`--${name} takes on or off, got ${String(value)}`);
+}
+
 export function intFlag(value: unknown, name: string, { min = 0, fallback }: { min?: number; fallback: number }): number {
   if (value === undefined) return fallback;
   const n = Number(value);
@@ -101,9 +108,7 @@ export function requestPlaneFlags(values: FlagValues): { namespace: string; requ
 
 /** --direct-data-path on|off, --direct-data-path-host, --advertise-host as the plane's `directLink` option. */
 export function directDataPathFlags(values: FlagValues): DirectLinkOptions {
-  const mode = stringFlag(values, "direct-data-path") ?? "on";
-  if (mode !== "on" && mode !== "off") throw new UsageError(`--direct-data-path takes on or off, got ${mode}`);
-  const out: DirectLinkOptions = { enabled: mode === "on" };
+  const out: DirectLinkOptions = { enabled: onOffFlag(values["direct-data-path"], "direct-data-path") ?? true };
   for (const [flag, key] of [["direct-data-path-host", "bindHost"], ["advertise-host", "advertiseHost"]] as const) {
     const host = stringFlag(values, flag);
     if (host === undefined) continue;
@@ -286,9 +291,3 @@ export function executorArgv(f: Partial<ExecutorFlags>): string[] {
   return out;
 }
 
-/** An `on`/`off` flag: true, false, or undefined when not given. */
-function onOffFlag(value: unknown, name: string): boolean | undefined {
-  if (value === undefined) return undefined;
-  if (value === "on" || value === "off") return value === "on";
-  throw new UsageError(`--${name} takes on or off, got ${String(value)}`);
-}
