@@ -46,11 +46,16 @@ export class NodeSseWriter {
     return this.closed;
   }
 
-  /** Sends `data` as one event now (with anything queued before it). */
+  /** Sends `data` as one event now (with anything queued before it): the write syscall happens before this returns. */
   async sendNow(data: string): Promise<void> {
     traceStage?.("api.sse_write_now");
     this.pending += `data: ${data}\n\n`;
-    await this.flush();
+    const written = this.flush();
+    // Node's response corks its socket on a write until process.nextTick, and the nextTick queue waits for the
+    // microtasks that follow, such as the router going on to the decode worker (disaggregated): the first token
+    // reached the client about 1 ms later on the 2-core VM (README, "Results, 2026-12-08 (2)"). Uncorked, it leaves now.
+    this.res.socket?.uncork();
+    await written;
   }
 
   /** Queues `data` as one event; it leaves with the others of this event-loop turn. Waits while the socket is full. */
