@@ -227,10 +227,11 @@ export class Server implements ServedEndpoint, LinkServed {
   }
 
   /**
-   * Reply frames are queued and published together once per event-loop turn. nats.js flushes its socket
-   * on a microtask, and an async-generator handler resumes on microtasks too, so publishing each frame at
-   * once costs one socket write per reply; batching per turn measured ~2x the streamed replies/s. The queue
-   * holds at most the credit window of each stream (the handler waits for credit, which needs a new turn).
+   * Reply frames are queued and published together once per event-loop turn (a request's first data frame goes
+   * at once: sendData). nats.js flushes its socket on a microtask, and an async-generator handler resumes on
+   * microtasks too, so publishing each frame at once costs one socket write per reply; batching per turn measured
+   * ~2x the streamed replies/s. The queue holds at most the credit window of each stream (the handler waits for
+   * credit, which needs a new turn).
    */
   private enqueue(subject: string, data: Uint8Array, reply: string | undefined, via: Carrier): void {
     this.outq.push(subject, data, reply, via);
@@ -448,6 +449,9 @@ export class Server implements ServedEndpoint, LinkServed {
     a.accepted = true;
     a.lastSent = now;
     this.enqueue(a.reply, bytes, reply, a.via);
+    // A stream's first data frame (time to first token) and a unary reply (its only frame) gain nothing from
+    // waiting for the turn's other frames: they leave now, with whatever is queued before them.
+    if (a.seq === 1) this.flushOut();
   }
 
   stop(options: StopOptions = {}): Promise<void> {
