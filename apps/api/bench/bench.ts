@@ -17,6 +17,10 @@
 // --profile DIR (the api runs with --cpu-prof; profiles land in DIR), --only ttft|throughput, --api-main FILE (another
 // build of the api's main.js, to compare two builds run after run; default apps/api/dist/main.js). With the TTFT part
 // it measures the floor of the aggregated path's hops on this machine (hop-floor.ts) and gives added / floor.
+// --warmup N (default 200): requests through HTTP (and as many executor runs) per prompt before the measured pairs.
+// A serving api has long since compiled its request path (V8 optimises a function after many calls); a handful of
+// warm-up requests would measure code still in V8's interpreter instead (about 0.5-1.5 ms more on the 2-core VM,
+// README "Results, 2026-12-08 (2)"). --warmup 3 gives the cold figure.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent, request } from "node:http";
@@ -44,13 +48,14 @@ import { measureHopFloor } from "./hop-floor.js";
 
 /** The flags, checked by apps/common's flag parser: a mistake is one line and exit 2, before anything starts. */
 function benchFlags(argv: string[]) {
-  const flags = parseFlags(argv, valueFlags("reps", "seconds", "concurrency", "stream-tokens", "profile", "only", "api-main"));
+  const flags = parseFlags(argv, valueFlags("reps", "warmup", "seconds", "concurrency", "stream-tokens", "profile", "only", "api-main"));
   const only = stringFlag(flags, "only");
   if (only !== undefined && only !== "ttft" && only !== "throughput") throw new UsageError(`--only takes ttft or throughput, got ${only}`);
   const profile = stringFlag(flags, "profile");
   const apiMain = stringFlag(flags, "api-main");
   return {
     REPS: intFlag(flags.reps, "reps", { min: 1, fallback: 40 }),
+    WARMUP: intFlag(flags.warmup, "warmup", { min: 0, fallback: 200 }),
     LOAD_SECONDS: intFlag(flags.seconds, "seconds", { min: 1, fallback: 5 }),
     CONCURRENCY: intFlag(flags.concurrency, "concurrency", { min: 1, fallback: 256 }),
     STREAM_TOKENS: intFlag(flags["stream-tokens"], "stream-tokens", { min: 1, fallback: 128 }),
@@ -59,7 +64,7 @@ function benchFlags(argv: string[]) {
     API_MAIN: apiMain === undefined ? undefined : resolve(apiMain),
   };
 }
-const { REPS, LOAD_SECONDS, CONCURRENCY, STREAM_TOKENS, ONLY, PROFILE_DIR, API_MAIN } = (() => {
+const { REPS, WARMUP, LOAD_SECONDS, CONCURRENCY, STREAM_TOKENS, ONLY, PROFILE_DIR, API_MAIN } = (() => {
   try {
     return benchFlags(process.argv.slice(2));
   } catch (err) {
@@ -257,8 +262,8 @@ async function executorTtft(ex: Executor, tokens: number[]): Promise<number> {
 
 async function measureTtft(ex: Executor, apiUrl: string, p: { content: string; tokens: number[] }, disaggregated: boolean): Promise<TtftFigures> {
   const body = chatBody(p.content, 2);
-  await warmUp(apiUrl, body, 3);
-  for (let i = 0; i < 3; i++) await executorTtft(ex, p.tokens);
+  await warmUp(apiUrl, body, WARMUP);
+  for (let i = 0; i < WARMUP; i++) await executorTtft(ex, p.tokens);
   const http: number[] = [];
   const direct: number[] = [];
   const kv: number[] = [];
@@ -453,6 +458,7 @@ async function main(): Promise<void> {
     node: process.version,
     cpus: cpus().length,
     executor: { implementation: "reference (CPU)", model: "models/tiny", ...EXECUTOR },
+    warmupRequests: WARMUP,
   };
   try {
     const short = promptOf(tok, 16);

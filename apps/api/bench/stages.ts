@@ -2,7 +2,7 @@
 //
 //   node --import tsx --conditions=source apps/api/bench/stages.ts [--executor reference|cuda] [--model-dir DIR]
 //     [--reps N] [--prompt-words 16,1000] [--threads N] [--kv-block-count N] [--direct-data-path on,off]
-//     [--path aggregated,disaggregated]
+//     [--path aggregated,disaggregated] [--warmup N]
 //
 // Starts nats-server, one decode worker and an api (--no-disaggregation: the aggregated path), each on 127.0.0.1 and
 // run as this process runs (sources through tsx, or dist/), with TRTD_TRACE_STAGES=1: each writes `trtd-stage <label>
@@ -24,6 +24,8 @@
 // api.prefill_done (the router has the prefill's answer), decode.pull_start, decode.pull_done (the KV pulled and
 // imported: the copy itself). Its JSON keys are disaggregated_direct_<mode>; the executor's own TTFT stays the
 // aggregated one (the same prompt on one executor), so "added" there includes the KV pull.
+// --warmup N (default 200): requests (each followed by an executor run) per prompt length before the measured ones, so
+// that the measured requests run the code V8 has optimised, as a serving api does (--warmup 5 was the old default).
 // The last line is one JSON object. Every process is stopped by PID at the end; every wait is bounded.
 import { Agent, request } from "node:http";
 import { resolve } from "node:path";
@@ -35,7 +37,7 @@ import { Tokenizer } from "@trtd/tokenizer";
 import { Executor } from "@trtd/trtllm";
 
 function stageFlags(argv: string[]) {
-  const f = parseFlags(argv, valueFlags("executor", "model-dir", "reps", "prompt-words", "threads", "kv-block-count", "direct-data-path", "path"));
+  const f = parseFlags(argv, valueFlags("executor", "model-dir", "reps", "warmup", "prompt-words", "threads", "kv-block-count", "direct-data-path", "path"));
   const modes = (stringFlag(f, "direct-data-path") ?? "on").split(",");
   for (const m of modes) if (m !== "on" && m !== "off") throw new UsageError(`--direct-data-path takes on, off or a list of them, got ${m}`);
   const paths = (stringFlag(f, "path") ?? "aggregated").split(",");
@@ -47,6 +49,7 @@ function stageFlags(argv: string[]) {
     executor,
     modelDir: resolve(stringFlag(f, "model-dir") ?? DEFAULT_MODEL_DIR),
     reps: intFlag(f.reps, "reps", { min: 1, fallback: 30 }),
+    warmup: intFlag(f.warmup, "warmup", { min: 0, fallback: 200 }),
     words,
     modes: modes as Array<"on" | "off">,
     paths: paths as Array<"aggregated" | "disaggregated">,
@@ -140,7 +143,7 @@ async function main() {
   const tok = Tokenizer.fromModelDir(opts.modelDir);
   let ex: Executor | undefined;
   const agent = new Agent({ keepAlive: true });
-  const out: Record<string, unknown> = { executor: opts.executor, modelDir: opts.modelDir, reps: opts.reps };
+  const out: Record<string, unknown> = { executor: opts.executor, modelDir: opts.modelDir, reps: opts.reps, warmup: opts.warmup };
   try {
     ex = Executor.open(opts.modelDir, EXECUTOR);
     for (const path of opts.paths) {
@@ -195,7 +198,7 @@ async function measure(url: string, ex: Executor, tok: Tokenizer, agent: Agent, 
     for (const n of opts.words) {
       const content = Array.from({ length: n }, (_, i) => WORDS[i % WORDS.length]).join(" ");
       const tokens = tok.encodeChat([{ role: "user", content }]);
-      for (let i = 0; i < 5; i++) {
+      for (let i = 0; i < opts.warmup; i++) {
         await streamChat(agent, url, content);
         await executorTtft(ex, tokens);
       }
