@@ -20,7 +20,7 @@
 # Overrides (a CPU dry run: TRTD_DEPLOY_EXECUTOR=reference TRTD_DEPLOY_MODEL=models/tiny plus small sizes; see README):
 #   TRTD_DEPLOY_EXECUTOR (cuda), TRTD_DEPLOY_MODEL (/tmp/trtd-models/8b-bf16), TRTD_DEPLOY_FRACTION (0.3),
 #   TRTD_DEPLOY_PROMPTS (40), TRTD_DEPLOY_MAX_TOKENS (24), TRTD_DEPLOY_OVERHEAD_TOKENS (1024), TRTD_DEPLOY_OVERHEAD_REPS
-#   (20), TRTD_DEPLOY_KV_TOKENS (2048), TRTD_DEPLOY_KV_REPS (10), TRTD_DEPLOY_THREADS (1; reference executor threads),
+#   (20), TRTD_DEPLOY_OVERHEAD_WARMUP (100 requests per api first: the steady state), TRTD_DEPLOY_KV_TOKENS (2048), TRTD_DEPLOY_KV_REPS (10), TRTD_DEPLOY_THREADS (1; reference executor threads),
 #   TRTD_DEPLOY_LONG ("--input-len uniform:2048:8192 --output-len uniform:16:32 --rates 1,2,4 --num-requests 10
 #   --time-limit 20"), TRTD_DEPLOY_SHORT ("--input-len uniform:64:256 --output-len uniform:128:192 --rates 2,4,8
 #   --num-requests 10 --time-limit 20"), TRTD_DEPLOY_BENCH_ARGS (more experiment flags for both), TRTD_DEPLOY_KV_BLOCKS
@@ -201,7 +201,7 @@ if has openai || has equality || has overhead || has kv; then
   }
   has openai && run_check openai 60
   has equality && run_check equality 180 --prompts "${TRTD_DEPLOY_PROMPTS:-40}" --max-tokens "${TRTD_DEPLOY_MAX_TOKENS:-24}"
-  has overhead && run_check overhead 90 --overhead-tokens "${TRTD_DEPLOY_OVERHEAD_TOKENS:-1024}" --overhead-reps "${TRTD_DEPLOY_OVERHEAD_REPS:-20}"
+  has overhead && run_check overhead 90 --overhead-tokens "${TRTD_DEPLOY_OVERHEAD_TOKENS:-1024}" --overhead-reps "${TRTD_DEPLOY_OVERHEAD_REPS:-20}" --overhead-warmup "${TRTD_DEPLOY_OVERHEAD_WARMUP:-100}"
   has kv && run_check kv 60 --kv-tokens "${TRTD_DEPLOY_KV_TOKENS:-2048}" --kv-reps "${TRTD_DEPLOY_KV_REPS:-10}"
   cleanup
   rm -rf "$CREDS_DIR"

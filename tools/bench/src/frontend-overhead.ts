@@ -30,14 +30,22 @@ export interface FrontendOverheadOptions extends ClientOptions {
   modelDir: string;
   prompt: string;
   executor: ExecutorSettings & { library?: string };
-  /** [reps=8] Measured pairs (after one warm-up of each). */
+  /** [reps=8] Measured pairs (after `warmup` of each). */
   reps?: number;
+  /**
+   * [warmup=1] Requests through HTTP, and executor runs, before the measured pairs. A serving api has had its
+   * request path optimised by V8 long ago; a measurement after one warm-up request reads code still partly
+   * interpreted (0.3–1.5 ms more on the 2-core VM: apps/api/README.md, "Results, 2026-12-08 (2)"). Give ~100–200
+   * to measure the steady state.
+   */
+  warmup?: number;
   /** [maxTokens=2] Tokens asked for: TTFT needs only the first. */
   maxTokens?: number;
 }
 
 export interface FrontendOverhead {
   reps: number;
+  warmup: number;
   /** usage.prompt_tokens from the server, and the chat-encoded length fed to the executor: equal if the same prompt. */
   httpPromptTokens?: number;
   executorPromptTokens: number;
@@ -56,6 +64,7 @@ export interface FrontendOverhead {
  */
 export async function measureFrontendOverhead(opts: FrontendOverheadOptions): Promise<FrontendOverhead> {
   const reps = opts.reps ?? 8;
+  const warmup = Math.max(1, opts.warmup ?? 1);
   const maxTokens = opts.maxTokens ?? 2;
   const trtllm = (await import("@trtd/trtllm")) as unknown as TrtllmModule;
   const tokenizerMod = (await import("@trtd/tokenizer")) as unknown as TokenizerModule;
@@ -87,8 +96,10 @@ export async function measureFrontendOverhead(opts: FrontendOverheadOptions): Pr
       httpPromptTokens = rec.promptTokens;
       return rec.ttftMs;
     };
-    await httpOnce();
-    await directOnce();
+    for (let i = 0; i < warmup; i++) {
+      await httpOnce();
+      await directOnce();
+    }
     for (let i = 0; i < reps; i++) {
       // Alternate which goes first so drift (caches, other load) hits both alike.
       if (i % 2 === 0) {
@@ -106,6 +117,7 @@ export async function measureFrontendOverhead(opts: FrontendOverheadOptions): Pr
   const d = describe(direct);
   return {
     reps,
+    warmup,
     httpPromptTokens,
     executorPromptTokens: tokens.length,
     httpTtftMs: h,
