@@ -242,8 +242,9 @@ export class Server implements ServedEndpoint, LinkServed {
   }
 
   private readonly flushOut = (): void => {
-    traceStage?.("plane.reply_flush");
     this.flushScheduled = false;
+    if (this.outq.length === 0) return; // sent already, by a first frame's flush in the same turn
+    traceStage?.("plane.reply_flush");
     const q = this.outq;
     this.outq = [];
     for (let i = 0; i < q.length; i += 4) this.safePublish(q[i] as string, q[i + 1] as Uint8Array, q[i + 2] as string | undefined, q[i + 3] as Carrier);
