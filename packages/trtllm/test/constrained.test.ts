@@ -613,6 +613,41 @@ describe.skipIf(notCuda(deviceSuite) || skipSuite(deviceSuite))(`${deviceSuite} 
     expectIdle(dev);
   });
 
+  it("a mask given while the forward pass runs is drawn on the device in that step (stall hook)", async () => {
+    // As the host-path test above, without logprobs (which would keep the row on the host): the first step is built
+    // with the row deferred, its raw logits go to the held slot, the mask comes during the stall, and the row is drawn
+    // from the slot right after the forward pass (draw_held), not left waiting.
+    const dir = mkdtempSync(join(tmpdir(), "trtd-stall-"));
+    const stallFile = join(dir, "stall");
+    writeFileSync(stallFile, "");
+    process.env.TRTD_TEST_STALL_EXECUTOR_FILE = stallFile;
+    let stalled: Executor | undefined;
+    try {
+      stalled = openMaskPath(true, { maxBatchSize: 8, kvTokensPerBlock: 8, prefixCache: false });
+      delete process.env.TRTD_TEST_STALL_EXECUTOR_FILE;
+      const allowed = pseudoTokens(64, 391, vocab);
+      const req: GenerateRequest = { prompt: pseudoTokens(7, 323), maxNewTokens: 5, sampling: { temperature: 1, seed: 5 } };
+      const gated = new GatedConstraint(vocab, 1, allowed);
+      const s = stalled.generate({ ...req, constraint: gated });
+      const ex1 = stalled;
+      await eventually(() => ex1.stats().iterations === 1, 10_000, "the first step built and stalled");
+      expect(gated.asked).toBe(1);
+      gated.release();
+      await new Promise((r) => setTimeout(r, 20));
+      rmSync(stallFile);
+      const out = await s.collect();
+      expect(out.tokens).toHaveLength(5);
+      for (const t of out.tokens) expect(allowed).toContain(t);
+      const inTime = await run(dev, { ...req, constraint: new AllowSetConstraint(vocab, allowed) });
+      ties.expectSame(dev, { ...req, allowed }, inTime.tokens, out.tokens, "device: mask given during the forward pass vs in time");
+      expectIdle(stalled);
+    } finally {
+      delete process.env.TRTD_TEST_STALL_EXECUTOR_FILE;
+      await stalled?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("a row held on the device holds up no other request, and draws its tokens when the mask comes", async () => {
     const allowed = pseudoTokens(64, 405, vocab);
     const req: GenerateRequest = { prompt: pseudoTokens(5, 406), maxNewTokens: 6, sampling: { temperature: 1, topK: 40, seed: 11 } };
