@@ -10,13 +10,19 @@
 # client and kv-transfer's helper with cmake + g++, and makes models/tiny with `node --import tsx`; TRTD_CUDA=OFF
 # keeps it from compiling the CUDA executor with nvcc (minutes), so the carried library is what the suites load
 # (test/helpers.ts: Executor.open({ executor: "cuda" }) -> build/libtrtd_executor_cuda.so).
-# Output: everything to $OUT/conformance.log (OUT default /tmp/trtd-gpu-out), the vitest JSON report to
-# $OUT/conformance.json, and a summary last: passed / failed / skipped counts, each failure, each SKIPPED reason
-# and each near-tie the suites accepted (with its measured margin).
+# Then a second pass: the constrained suite (test/constrained.test.ts) again with TRTD_CUDA_DEVICE_MASK=1, so that
+# every executor it opens masks and draws its constrained rows on the device (the CUDA executor's switch, off by
+# default until such a run has passed); the suite's own device-mask tests run in both passes.
+# Output: everything to $OUT/conformance.log (OUT default /tmp/trtd-gpu-out), the vitest JSON reports to
+# $OUT/conformance.json and $OUT/conformance-device-mask.json (each pass's output also alone in
+# $OUT/conformance-suites.log and $OUT/conformance-device-mask.log), and a summary per pass last: passed / failed /
+# skipped counts, each failure, each SKIPPED reason and each near-tie the suites accepted (with its measured margin).
 # Overrides: OUT, TRTD_CONFORMANCE_TIMEOUT (seconds for vitest, default 200), TRTD_CONFORMANCE_ARGS (extra vitest
-# arguments, e.g. a test file), TRTD_CUDA_LIB_DIRS (more folders to search for libcublas.so.13),
-# TRTD_TEST_EXECUTOR=reference (a dry run of the whole script on a CPU machine, the suites against the reference).
-# Exit status: 0 when vitest passed (no failures), 124 on timeout, else 1 (3: no node, 4: no CUDA library).
+# arguments of the first pass, e.g. a test file), TRTD_CONFORMANCE_DEVICE_MASK=0 (no second pass),
+# TRTD_CONFORMANCE_MASK_TIMEOUT (seconds for the second pass, default 150), TRTD_CUDA_LIB_DIRS (more folders to
+# search for libcublas.so.13), TRTD_TEST_EXECUTOR=reference (a dry run of the whole script on a CPU machine, the
+# suites against the reference).
+# Exit status: 0 when every pass passed (no failures), 124 when one timed out, else 1 (3: no node, 4: no CUDA library).
 set -u -o pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
@@ -56,19 +62,28 @@ fi
 export TRTD_TEST_EXECUTOR="${TRTD_TEST_EXECUTOR:-cuda}"  # "reference": a CPU dry run of this script, suites run
 export TRTD_CUDA=OFF     # the setup must not compile the CUDA executor here: the carried one is tested
 export NO_COLOR=1 FORCE_COLOR=0 CI=1
-echo "TRTD_TEST_EXECUTOR=$TRTD_TEST_EXECUTOR TRTD_CUDA=$TRTD_CUDA; vitest timeout ${LIMIT}s"
-T0=$(date +%s)
-# shellcheck disable=SC2086
-timeout -k 10 "$LIMIT" node node_modules/vitest/vitest.mjs run --project trtllm --reporter=verbose --reporter=json \
-  --outputFile.json="$REPORT" ${TRTD_CONFORMANCE_ARGS:-}
-RC=$?
-DT=$(( $(date +%s) - T0 ))
+MASK_PASS="${TRTD_CONFORMANCE_DEVICE_MASK:-1}"
+MASK_LIMIT="${TRTD_CONFORMANCE_MASK_TIMEOUT:-150}"
+unset TRTD_CUDA_DEVICE_MASK  # the first pass: the library's default (host draws for constrained rows)
 
-echo
-echo "================ CONFORMANCE SUMMARY (vitest ${DT}s, total $(( $(date +%s) - START ))s, rc $RC) ================"
-(( RC == 124 || RC == 137 )) && echo "TIMEOUT: vitest ran past ${LIMIT}s and was killed (the counts below are from the log, if any)"
-if [ -s "$REPORT" ]; then
-  node - "$REPORT" <<'EOF'
+# One vitest pass: run_pass <report> <limit> <pass log> [vitest args...]; returns vitest's status (124/137: timeout).
+run_pass() {
+  local report=$1 limit=$2 passlog=$3
+  shift 3
+  rm -f "$report"
+  timeout -k 10 "$limit" node node_modules/vitest/vitest.mjs run --project trtllm --reporter=verbose --reporter=json \
+    --outputFile.json="$report" "$@" 2>&1 | tee "$passlog"
+  return "${PIPESTATUS[0]}"
+}
+
+# The summary of one pass: summarize <title> <seconds> <rc> <limit> <report> <pass log>.
+summarize() {
+  local title=$1 dt=$2 rc=$3 limit=$4 report=$5 passlog=$6
+  echo
+  echo "================ $title (vitest ${dt}s, total $(( $(date +%s) - START ))s, rc $rc) ================"
+  (( rc == 124 || rc == 137 )) && echo "TIMEOUT: vitest ran past ${limit}s and was killed (the counts below are from the log, if any)"
+  if [ -s "$report" ]; then
+    node - "$report" <<'EOF'
 const r = JSON.parse(require("node:fs").readFileSync(process.argv[2], "utf8"));
 const loadFailures = r.testResults.filter((s) => s.status === "failed" && s.assertionResults.length === 0);
 const skipped = r.numPendingTests + (r.numTodoTests ?? 0);
@@ -78,14 +93,40 @@ for (const s of r.testResults)
   for (const a of s.assertionResults)
     if (a.status === "failed") console.log(`FAIL ${s.name.replace(/^.*\/test\//, "")} > ${a.fullName}: ${(a.failureMessages?.[0] ?? "").split("\n")[0].slice(0, 300)}`);
 EOF
-else
-  echo "no vitest report ($REPORT)"
-  grep -E "^ *(Tests|Test Files) " "$LOG" | tail -2
+  else
+    echo "no vitest report ($report)"
+    grep -E "^ *(Tests|Test Files) " "$passlog" | tail -2
+  fi
+  echo "--- skipped, with reasons:"
+  grep -oE "\[trtllm[^]]*\] SKIPPED[^\"]*" "$passlog" | sort | uniq -c | sed 's/^ */  /'
+  echo "--- near-ties accepted (token differences at a measured bf16 margin):"
+  grep -E "\[trtllm near-tie\]" "$passlog" | sed 's/^ */  /' || echo "  none"
+  echo "log: $LOG  report: $report"
+}
+
+echo "TRTD_TEST_EXECUTOR=$TRTD_TEST_EXECUTOR TRTD_CUDA=$TRTD_CUDA; vitest timeout ${LIMIT}s"
+T0=$(date +%s)
+# shellcheck disable=SC2086
+run_pass "$REPORT" "$LIMIT" "$OUT/conformance-suites.log" ${TRTD_CONFORMANCE_ARGS:-}
+RC=$?
+DT=$(( $(date +%s) - T0 ))
+
+RC2=0
+if [ "$MASK_PASS" != "0" ]; then
+  echo
+  echo "=== second pass: test/constrained.test.ts with TRTD_CUDA_DEVICE_MASK=1 (device token masks); vitest timeout ${MASK_LIMIT}s"
+  T1=$(date +%s)
+  TRTD_CUDA_DEVICE_MASK=1 run_pass "$OUT/conformance-device-mask.json" "$MASK_LIMIT" "$OUT/conformance-device-mask.log" test/constrained.test.ts
+  RC2=$?
+  DT2=$(( $(date +%s) - T1 ))
 fi
-echo "--- skipped, with reasons:"
-grep -oE "\[trtllm[^]]*\] SKIPPED[^\"]*" "$LOG" | sort | uniq -c | sed 's/^ */  /'
-echo "--- near-ties accepted (token differences at a measured bf16 margin):"
-grep -E "\[trtllm near-tie\]" "$LOG" | sed 's/^ */  /' || echo "  none"
-echo "log: $LOG  report: $REPORT"
-(( RC == 124 || RC == 137 )) && exit 124
-exit $(( RC == 0 ? 0 : 1 ))
+
+summarize "CONFORMANCE SUMMARY" "$DT" "$RC" "$LIMIT" "$REPORT" "$OUT/conformance-suites.log"
+if [ "$MASK_PASS" != "0" ]; then
+  summarize "CONFORMANCE SUMMARY, TRTD_CUDA_DEVICE_MASK=1 (constrained suite)" "$DT2" "$RC2" "$MASK_LIMIT" \
+    "$OUT/conformance-device-mask.json" "$OUT/conformance-device-mask.log"
+else
+  echo "(no second pass: TRTD_CONFORMANCE_DEVICE_MASK=0)"
+fi
+for rc in "$RC" "$RC2"; do (( rc == 124 || rc == 137 )) && exit 124; done
+exit $(( RC == 0 && RC2 == 0 ? 0 : 1 ))

@@ -4,8 +4,10 @@
 // The constraints here are test doubles, named as such (AllowSetConstraint, GatedConstraint): plain token sets, so
 // that the executor's mask handling is checked apart from any grammar (the grammar engine's own tests are in
 // packages/grammar). Both executors run it (TRTD_TEST_EXECUTOR=cuda: the CUDA executor draws constrained rows on the
-// host with the reference executor's code); token-for-token comparisons there go through NearTies (near-tie.ts): bf16
-// runs of different batch shapes may part at a measured near-tie.
+// host with the reference executor's code, or with TRTD_CUDA_DEVICE_MASK=1 masks and draws them on the device: the
+// last suite opens its executors with it, and tools/gpu/run_conformance.sh runs this whole file a second time with it
+// set); token-for-token comparisons there go through NearTies (near-tie.ts): bf16 runs of different batch shapes may
+// part at a measured near-tie.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +16,7 @@ import {
   InvalidArgumentError,
   NativeStatus,
   type Executor,
+  type ExecutorOptions,
   type GenerateRequest,
   type SamplingOptions,
   type TokenConstraint,
@@ -64,6 +67,26 @@ class AllowSetConstraint implements TokenConstraint {
   nextTokenMask(): Uint32Array {
     this.masks++;
     return this.#mask;
+  }
+}
+
+/** Test double: like AllowSetConstraint (all tokens, or `allowed`), but every mask comes `ms` milliseconds late. */
+class LateConstraint implements TokenConstraint {
+  readonly #inner: AllowSetConstraint;
+  readonly #ms: number;
+  constructor(vocab: number, ms: number, allowed?: readonly number[]) {
+    this.#inner = new AllowSetConstraint(vocab, allowed);
+    this.#ms = ms;
+  }
+  get masks(): number {
+    return this.#inner.masks;
+  }
+  acceptToken(token: number): boolean {
+    return this.#inner.acceptToken(token);
+  }
+  async nextTokenMask(): Promise<Uint32Array> {
+    await new Promise((r) => setTimeout(r, this.#ms));
+    return this.#inner.nextTokenMask();
   }
 }
 
@@ -479,5 +502,213 @@ describe.skipIf(skipSuite("constrained disaggregation"))("constrained decoding, 
     }
     expectIdle(a);
     expectIdle(b);
+  });
+});
+
+/**
+ * A tiny executor with the CUDA executor's device token masks on or off: TRTD_CUDA_DEVICE_MASK, read once when the
+ * executor is opened, set to "1" or explicitly "0" (so that a run with the variable set for the whole process still
+ * opens a host-path executor here), then restored.
+ */
+function openMaskPath(device: boolean, options: ExecutorOptions = {}): Executor {
+  const saved = process.env.TRTD_CUDA_DEVICE_MASK;
+  process.env.TRTD_CUDA_DEVICE_MASK = device ? "1" : "0";
+  try {
+    return openTiny(options);
+  } finally {
+    if (saved === undefined) delete process.env.TRTD_CUDA_DEVICE_MASK;
+    else process.env.TRTD_CUDA_DEVICE_MASK = saved;
+  }
+}
+
+/** For describe.skipIf: device token masks are the CUDA executor's (the reference executor has one draw path). */
+function notCuda(suite: string): boolean {
+  if (onCuda) return false;
+  console.warn(`[trtllm ${suite}] SKIPPED: TRTD_CUDA_DEVICE_MASK is the CUDA executor's, and TRTD_TEST_EXECUTOR=${testExecutor}`);
+  return true;
+}
+
+// The CUDA executor's device path (TRTD_CUDA_DEVICE_MASK=1): a constrained row without logit controls, logprobs or
+// min_p has its disallowed logits set to -inf on the device and is drawn by the device sampler with the other rows; a
+// row whose mask is late keeps its logits in a device held slot and is drawn there when the mask comes. Rows with
+// logprobs (or logit controls, min_p) stay on the host path in the same executor, which gives a same-executor
+// comparison of the two paths: the same logits rows, so greedy tokens are equal exactly, and seeded ones up to the
+// rounding of the two samplers' sums (the device sampler's own sequence; NearTies replays it over the allowed ids).
+// Comparisons inside one path on one executor with the prefix cache off are exact: both runs compute the same rows and
+// the same sampler draws from them.
+const deviceSuite = "constrained decoding, device masks";
+describe.skipIf(notCuda(deviceSuite) || skipSuite(deviceSuite))(`${deviceSuite} (CUDA, TRTD_CUDA_DEVICE_MASK=1)`, () => {
+  let dev: Executor; // device masks on
+  let host: Executor; // off: every constrained row drawn on the host
+  let vocab: number;
+  beforeAll(() => {
+    dev = openMaskPath(true, { maxBatchSize: 8, kvTokensPerBlock: 8, prefixCache: false });
+    host = openMaskPath(false, { maxBatchSize: 8, kvTokensPerBlock: 8, prefixCache: false });
+    vocab = dev.model.vocabSize;
+  });
+  afterAll(async () => {
+    await dev?.close();
+    await host?.close();
+  });
+
+  const samplings: SamplingOptions[] = [
+    {},
+    { temperature: 0.9, seed: 7 },
+    { temperature: 1, topK: 40, seed: 8 },
+    { temperature: 1, topP: 0.8, seed: 9 },
+  ];
+
+  it("a mask that allows every token gives the unconstrained tokens exactly (greedy, seeded, top-k, top-p)", async () => {
+    for (const [i, sampling] of samplings.entries()) {
+      const req: GenerateRequest = { prompt: pseudoTokens(9, 140 + i), maxNewTokens: 12, sampling };
+      const plain = await run(dev, req);
+      const c = new AllowSetConstraint(vocab);
+      const constrained = await run(dev, { ...req, constraint: c });
+      // An all-ones mask writes nothing (token_mask_k skips full words in place): the same rows, the same sampler.
+      expect(constrained.tokens, JSON.stringify(sampling)).toEqual(plain.tokens);
+      expect(constrained.finishReason).toBe("length");
+      expect(c.masks).toBe(12);
+    }
+    expectIdle(dev);
+  });
+
+  it("a single allowed id is always drawn, whatever the sampling", async () => {
+    for (const only of [4242, vocab - 1, 0]) {
+      for (const sampling of samplings) {
+        const out = await run(dev, { prompt: pseudoTokens(6, 19), maxNewTokens: 6, sampling, constraint: new AllowSetConstraint(vocab, [only]) });
+        expect(out.tokens, `${only} ${JSON.stringify(sampling)}`).toEqual(Array(6).fill(only));
+      }
+    }
+    expectIdle(dev);
+  });
+
+  it("over a partial mask, the device path draws the host path's tokens (greedy exactly)", async () => {
+    const allowed = pseudoTokens(64, 205, vocab);
+    for (const [i, sampling] of samplings.entries()) {
+      const req: GenerateRequest = { prompt: pseudoTokens(8, 210 + i), maxNewTokens: 10, sampling };
+      const onDevice = await run(dev, { ...req, constraint: new AllowSetConstraint(vocab, allowed) });
+      // logprobs keep the row on the host path of the same executor: the same logits rows, the reference's sampler.
+      const onHost = await run(dev, { ...req, logprobs: true, constraint: new AllowSetConstraint(vocab, allowed) });
+      for (const t of onDevice.tokens) expect(allowed).toContain(t);
+      if (!sampling.temperature) expect(onDevice.tokens, "greedy").toEqual(onHost.tokens);
+      else ties.expectSame(dev, { ...req, allowed }, onHost.tokens, onDevice.tokens, `device vs host path ${JSON.stringify(sampling)}`);
+      // And the executor with device masks off (its GEMM kernels timed apart, so bf16 near-ties may part).
+      const other = await run(host, { ...req, constraint: new AllowSetConstraint(vocab, allowed) });
+      ties.expectSame(host, { ...req, allowed }, other.tokens, onDevice.tokens, `device masks on vs off ${JSON.stringify(sampling)}`);
+    }
+    expectIdle(dev);
+    expectIdle(host);
+  });
+
+  it("late masks (every row held on the device) give the tokens of masks in time", async () => {
+    const allowed = pseudoTokens(64, 305, vocab);
+    for (const [i, sampling] of samplings.entries()) {
+      const req: GenerateRequest = { prompt: pseudoTokens(7, 310 + i), maxNewTokens: 8, sampling };
+      const inTime = await run(dev, { ...req, constraint: new AllowSetConstraint(vocab, allowed) });
+      const late = new LateConstraint(vocab, 5, allowed); // a tiny step takes well under 5 ms: each row waits
+      const out = await run(dev, { ...req, constraint: late });
+      expect(out.tokens, JSON.stringify(sampling)).toEqual(inTime.tokens);
+      expect(late.masks).toBe(8);
+    }
+    expectIdle(dev);
+  });
+
+  it("a mask given while the forward pass runs is drawn on the device in that step (stall hook)", async () => {
+    // As the host-path test above, without logprobs (which would keep the row on the host): the first step is built
+    // with the row deferred, its raw logits go to the held slot, the mask comes during the stall, and the row is drawn
+    // from the slot right after the forward pass (draw_held), not left waiting.
+    const dir = mkdtempSync(join(tmpdir(), "trtd-stall-"));
+    const stallFile = join(dir, "stall");
+    writeFileSync(stallFile, "");
+    process.env.TRTD_TEST_STALL_EXECUTOR_FILE = stallFile;
+    let stalled: Executor | undefined;
+    try {
+      stalled = openMaskPath(true, { maxBatchSize: 8, kvTokensPerBlock: 8, prefixCache: false });
+      delete process.env.TRTD_TEST_STALL_EXECUTOR_FILE;
+      const allowed = pseudoTokens(64, 391, vocab);
+      const req: GenerateRequest = { prompt: pseudoTokens(7, 323), maxNewTokens: 5, sampling: { temperature: 1, seed: 5 } };
+      const gated = new GatedConstraint(vocab, 1, allowed);
+      const s = stalled.generate({ ...req, constraint: gated });
+      const ex1 = stalled;
+      await eventually(() => ex1.stats().iterations === 1, 10_000, "the first step built and stalled");
+      expect(gated.asked).toBe(1);
+      gated.release();
+      await new Promise((r) => setTimeout(r, 20));
+      rmSync(stallFile);
+      const out = await s.collect();
+      expect(out.tokens).toHaveLength(5);
+      for (const t of out.tokens) expect(allowed).toContain(t);
+      const inTime = await run(dev, { ...req, constraint: new AllowSetConstraint(vocab, allowed) });
+      ties.expectSame(dev, { ...req, allowed }, inTime.tokens, out.tokens, "device: mask given during the forward pass vs in time");
+      expectIdle(stalled);
+    } finally {
+      delete process.env.TRTD_TEST_STALL_EXECUTOR_FILE;
+      await stalled?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a row held on the device holds up no other request, and draws its tokens when the mask comes", async () => {
+    const allowed = pseudoTokens(64, 405, vocab);
+    const req: GenerateRequest = { prompt: pseudoTokens(5, 406), maxNewTokens: 6, sampling: { temperature: 1, topK: 40, seed: 11 } };
+    const inTime = await run(dev, { ...req, constraint: new AllowSetConstraint(vocab, allowed) });
+    const gated = new GatedConstraint(vocab, 1, allowed);
+    const waiting = dev.generate({ ...req, constraint: gated });
+    const got: number[] = [];
+    const collecting = (async () => {
+      for await (const c of waiting) got.push(...c.tokens);
+    })();
+    const free = await run(dev, { prompt: pseudoTokens(5, 407), maxNewTokens: 20 });
+    expect(free.tokens).toHaveLength(20);
+    expect(got).toEqual([]); // its first row is held: no mask yet
+    expect(dev.stats().activeRequests).toBe(1);
+    gated.release();
+    await collecting;
+    ties.expectSame(dev, { ...req, allowed }, inTime.tokens, got, "held on the device vs masks in time");
+    expectIdle(dev);
+  });
+
+  it("constrained (device and host path) and unconstrained requests together give each one's tokens alone", async () => {
+    const allowed = pseudoTokens(200, 477, vocab);
+    const reqs = Array.from({ length: 16 }, (_, i) => ({
+      prompt: pseudoTokens(3 + ((i * 31) % 40), 500 + i),
+      maxNewTokens: 3 + ((i * 7) % 15),
+      sampling: samplings[i % 4],
+      constrained: i % 3 !== 2,
+      logprobs: i % 6 === 1, // a constrained row on the host path in the same batch
+      late: i % 6 === 3, // a constrained row whose masks come late (held on the device)
+    }));
+    const make = (r: (typeof reqs)[number]): GenerateRequest => ({
+      prompt: r.prompt,
+      maxNewTokens: r.maxNewTokens,
+      sampling: r.sampling,
+      ...(r.logprobs ? { logprobs: true } : {}),
+      ...(r.constrained ? { constraint: r.late ? new LateConstraint(vocab, 3, allowed) : new AllowSetConstraint(vocab, allowed) } : {}),
+    });
+    const alone: number[][] = [];
+    for (const r of reqs) alone.push((await run(dev, make(r))).tokens);
+    const together = await Promise.all(reqs.map((r) => dev.generate(make(r)).collect()));
+    together.forEach((t, i) => {
+      if (reqs[i].constrained) for (const tok of t.tokens) expect(allowed).toContain(tok);
+      ties.expectSame(dev, { ...reqs[i], allowed: reqs[i].constrained ? allowed : undefined }, alone[i], t.tokens, `request ${i}`);
+    });
+    ties.expectFew(0.25);
+    expectIdle(dev);
+  });
+
+  it("a request cancelled while its row is held on the device ends cancelled; the executors end idle", async () => {
+    const gated = new GatedConstraint(vocab);
+    const s = dev.generate({ prompt: pseudoTokens(5, 603), maxNewTokens: 6, constraint: gated });
+    await eventually(() => gated.asked >= 1 && dev.stats().iterations > 0, 10_000, "its first row built without a mask");
+    await new Promise((r) => setTimeout(r, 20));
+    expect(dev.cancel(s.requestId)).toBe(true);
+    expect((await s.collect()).finishReason).toBe("cancelled");
+    gated.release();
+    await new Promise((r) => setTimeout(r, 20));
+    // Nothing held, queued, running or pinned, every KV block back (the device held slots are the batch slots': no
+    // per-request allocation to leak).
+    expectIdle(dev);
+    expectIdle(host);
+    expect(dev.stats().kvBlocksUsed).toBe(0);
   });
 });

@@ -78,6 +78,7 @@ void Step::clear() {
     dec_seq_len.clear(); dec_bt_row.clear();
     pf_q_start.clear(); pf_q_len.clear(); pf_ctx_len.clear(); pf_bt_row.clear();
     logits_rows.clear(); sampling.clear(); bt_updates.clear(); host_rows.clear();
+    masks.clear(); hold.clear();
 }
 
 struct Engine::Layout {
@@ -204,6 +205,14 @@ Engine::Engine(const std::string & model_dir, const ModelConfig & cfg, const Eng
         tokens_dev_ = dev_alloc<int>(size_t(2) * max_rows_, "tokens");
         cuda_check(cudaHostAlloc(reinterpret_cast<void **>(&tokens_host_), size_t(2) * max_rows_ * 4, cudaHostAllocDefault), "pinned tokens");
         checksum_dev_ = dev_alloc<unsigned long long>(1, "checksum");
+        if (ec_.device_masks) {  // sized once for the largest step: nothing is allocated per step
+            mask_words_ = (cfg_.vocab_size + 31) / 32;
+            mask_masks_off_ = ((size_t(ec_.max_batch) * sizeof(MaskRow) + 255) / 256) * 256;
+            const size_t bytes = mask_masks_off_ + size_t(ec_.max_batch) * size_t(mask_words_) * 4;
+            cuda_check(cudaHostAlloc(reinterpret_cast<void **>(&mask_host_), bytes, cudaHostAllocDefault), "pinned mask staging");
+            mask_dev_ = dev_alloc<unsigned char>(bytes, "token masks");
+            held_ = dev_alloc<float>(size_t(ec_.max_batch) * cfg_.vocab_size, "held logits");
+        }
 
         if (const char * t = std::getenv("TRTD_CUDA_STEP_TIMING"); t && *t == '1') {
             timing_.on = true;
@@ -250,9 +259,11 @@ void Engine::release() {
                      static_cast<void *>(logits_), attn_ws_, argmax_ws_, static_cast<void *>(in_dev_), static_cast<void *>(tokens_dev_),
                      static_cast<void *>(keys_), static_cast<void *>(keys_out_), static_cast<void *>(ids_), static_cast<void *>(ids_out_),
                      static_cast<void *>(sort_offsets_), sort_temp_, static_cast<void *>(blocks_dev_), static_cast<void *>(checksum_dev_),
-                     cublas_ws_, static_cast<void *>(scales_), static_cast<void *>(xq_), static_cast<void *>(xs_)})
+                     cublas_ws_, static_cast<void *>(scales_), static_cast<void *>(xq_), static_cast<void *>(xs_),
+                     static_cast<void *>(mask_dev_), static_cast<void *>(held_)})
         if (p) cudaFree(p);
     if (in_host_) cudaFreeHost(in_host_);
+    if (mask_host_) cudaFreeHost(mask_host_);
     if (tokens_host_) cudaFreeHost(tokens_host_);
     if (host_tmp_) cudaFreeHost(host_tmp_);
     if (import_host_sum_) cudaFreeHost(import_host_sum_);
@@ -583,6 +594,62 @@ void Engine::run(const Step & st, std::vector<int> & out, std::vector<float> * h
         forward(L, rows, nd, L.num_tiles, M, splits_for(std::max(nd, 1)), true, pool_.base, logits_);
     }
     const int V = cfg_.vocab_size;
+    // A held row's raw logits stay on the device (no download) until its mask comes (draw_held).
+    for (const auto & [row, slot] : st.hold) {
+        if (!held_ || row < 0 || row >= M || slot < 0 || slot >= ec_.max_batch) throw std::runtime_error("held row out of range");
+        cuda_check(cudaMemcpyAsync(held_ + size_t(slot) * V, logits_ + size_t(row) * V, size_t(V) * sizeof(float),
+                                   cudaMemcpyDeviceToDevice, stream_), "hold logits");
+    }
+    // Masked rows: their disallowed ids to -inf in place, after the forward pass (the greedy argmax inside it, and in
+    // its CUDA graph, saw the raw rows) and before the sampler; then the argmax again where a masked row is greedy.
+    // Applied to the logits once, so the argmax, the sort keys and the walk all read the same masked row, and the graphs
+    // stay as they are: a step without masks costs nothing. The host packs the masks while the forward pass runs.
+    if (!st.masks.empty()) {
+        std::vector<MaskRow> mrows;
+        std::vector<const uint32_t *> mptrs;
+        bool greedy = false;
+        for (int i = 0; i < M && size_t(i) < st.masks.size(); ++i) {
+            if (!st.masks[size_t(i)]) continue;
+            mrows.push_back({i, i});
+            mptrs.push_back(st.masks[size_t(i)]);
+            greedy |= !(st.sampling[size_t(i)].temperature > 0);
+        }
+        if (stage_and_apply_masks(mrows, mptrs, logits_) && greedy) argmax_rows(logits_, V, M, tokens_dev_, argmax_ws_, stream_);
+    }
+    sample_and_download(st, L, M, host_logits);
+    if (timing_.on) cuda_check(cudaEventRecord(timing_.t1, stream_), "cudaEventRecord");
+    cuda_check(cudaEventRecord(done_, stream_), "cudaEventRecord");
+    cuda_check(cudaEventSynchronize(done_), "step");
+    if (timing_.on) {
+        float ms = 0;
+        cudaEventElapsedTime(&ms, timing_.t0, timing_.t1);
+        const double end = now_ms();
+        timing_.gpu_ms += ms;
+        timing_.run_ms += end - start;
+        ++timing_.steps;
+        if (replay) { ++timing_.graph_steps; timing_.graph_gpu_ms += ms; timing_.graph_run_ms += end - start; }
+        timing_.last_end = end;
+    }
+    collect_tokens(st, M, out);
+}
+
+int Engine::stage_and_apply_masks(const std::vector<MaskRow> & rows, const std::vector<const uint32_t *> & masks, const float * src) {
+    const int n = int(rows.size());
+    if (n == 0) return 0;
+    if (!mask_host_ || n > ec_.max_batch) throw std::runtime_error("token masks: device masks off or too many rows");
+    // The staging is free: the previous step's upload completed before that step returned (its event).
+    std::memcpy(mask_host_, rows.data(), size_t(n) * sizeof(MaskRow));
+    const size_t mask_bytes = size_t(mask_words_) * 4;
+    for (int i = 0; i < n; ++i) std::memcpy(mask_host_ + mask_masks_off_ + size_t(i) * mask_bytes, masks[size_t(i)], mask_bytes);
+    cuda_check(cudaMemcpyAsync(mask_dev_, mask_host_, mask_masks_off_ + size_t(n) * mask_bytes, cudaMemcpyHostToDevice, stream_),
+               "token mask upload");
+    apply_token_masks(src, logits_, reinterpret_cast<const MaskRow *>(mask_dev_), reinterpret_cast<const uint32_t *>(mask_dev_ + mask_masks_off_),
+                      n, cfg_.vocab_size, stream_);
+    return n;
+}
+
+void Engine::sample_and_download(const Step & st, const Layout & L, int M, std::vector<float> * host_logits) {
+    const int V = cfg_.vocab_size;
     if (L.num_sampled) {
         const auto * params = reinterpret_cast<const SampleParams *>(in_dev_ + L.params);
         if (L.num_filtered) {
@@ -616,22 +683,39 @@ void Engine::run(const Step & st, std::vector<int> & out, std::vector<float> * h
             cuda_check(cudaMemcpyAsync(host_logits->data() + k * size_t(V), logits_ + size_t(st.host_rows[k]) * size_t(V),
                                        size_t(V) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "logits download");
     }
-    if (timing_.on) cuda_check(cudaEventRecord(timing_.t1, stream_), "cudaEventRecord");
-    cuda_check(cudaEventRecord(done_, stream_), "cudaEventRecord");
-    cuda_check(cudaEventSynchronize(done_), "step");
-    if (timing_.on) {
-        float ms = 0;
-        cudaEventElapsedTime(&ms, timing_.t0, timing_.t1);
-        const double end = now_ms();
-        timing_.gpu_ms += ms;
-        timing_.run_ms += end - start;
-        ++timing_.steps;
-        if (replay) { ++timing_.graph_steps; timing_.graph_gpu_ms += ms; timing_.graph_run_ms += end - start; }
-        timing_.last_end = end;
-    }
+}
+
+void Engine::collect_tokens(const Step & st, int M, std::vector<int> & out) const {
     out.resize(size_t(M));
     int s = 0;
     for (int i = 0; i < M; ++i) out[size_t(i)] = st.sampling[size_t(i)].temperature > 0 ? tokens_host_[max_rows_ + s++] : tokens_host_[i];
+}
+
+void Engine::draw_held(const std::vector<HeldDraw> & rows, std::vector<int> & out) {
+    const int n = int(rows.size());
+    out.clear();
+    if (n == 0) return;
+    if (!held_ || n > ec_.max_batch) throw std::runtime_error("held draws: device masks off or too many rows");
+    // A step of n sampling rows and no forward pass: row i of the logits buffer is held row i masked (the held slot is
+    // left as it was), then the same sampler as run()'s, so a held draw equals the draw it would have had in its step.
+    Step st;
+    std::vector<MaskRow> mrows;
+    std::vector<const uint32_t *> mptrs;
+    for (int i = 0; i < n; ++i) {
+        const HeldDraw & h = rows[size_t(i)];
+        if (h.slot < 0 || h.slot >= ec_.max_batch || !h.mask) throw std::runtime_error("held draws: bad slot or no mask");
+        st.sampling.push_back(h.params);
+        mrows.push_back({h.slot, i});
+        mptrs.push_back(h.mask);
+    }
+    Layout L;
+    upload(st, L, 0);
+    stage_and_apply_masks(mrows, mptrs, held_);
+    if (L.num_sampled < n) argmax_rows(logits_, cfg_.vocab_size, n, tokens_dev_, argmax_ws_, stream_);  // a greedy row
+    sample_and_download(st, L, n, nullptr);
+    cuda_check(cudaEventRecord(done_, stream_), "cudaEventRecord");
+    cuda_check(cudaEventSynchronize(done_), "held draws");
+    collect_tokens(st, n, out);
 }
 
 void Engine::logits_all(const int * tokens, int n, float * out) {

@@ -24,6 +24,8 @@ struct EngineConfig {
     int64_t kv_bytes = 0;       // pool budget when num_blocks == 0
     int max_ctx = 0;
     bool cuda_graphs = true;
+    // Token masks applied on the device (TRTD_CUDA_DEVICE_MASK=1): allocates the mask staging and the held rows.
+    bool device_masks = false;
 };
 
 // One iteration, built by the scheduler. Rows [0, num_decode) are decode rows, one per sequence; the prefill
@@ -37,6 +39,13 @@ struct Step {
     std::vector<SampleParams> sampling;    // per logits row (logits_row / filtered / sorted_row set by the engine)
     std::vector<std::pair<int, int>> bt_updates;  // (bt_row * bt_stride + index, block)
     std::vector<int> host_rows;            // sampling rows whose logits run() copies to the host (host draws)
+    // Device token masks (EngineConfig::device_masks): empty, or per sampling row its allowed-token bitmask
+    // (ceil(vocab / 32) words) or null. A masked row's disallowed logits become -inf before it is drawn (greedy or
+    // sampled, by the device sampler), so it draws over the allowed ids only. Read during run() only.
+    std::vector<const uint32_t *> masks;
+    // (sampling row, held slot): rows whose raw logits run() keeps on the device in that slot, for draw_held (a
+    // constrained row whose mask has not come). Slots are < max_batch; the caller owns their assignment.
+    std::vector<std::pair<int, int>> hold;
     void clear();
 };
 
@@ -53,6 +62,17 @@ public:
     // Runs one step; tokens_out[i] is the token sampled for logits_rows[i]. Blocks until the step is done. With
     // host_logits, the float32 logits of the sampling rows step.host_rows are copied there, row k at k * vocab.
     void run(const Step & step, std::vector<int> & tokens_out, std::vector<float> * host_logits = nullptr);
+    // A held row (Step::hold) whose mask has come: its slot, its mask, its sampling parameters (logits_row, filtered
+    // and sorted_row are the engine's).
+    struct HeldDraw {
+        int slot;
+        const uint32_t * mask;
+        SampleParams params;
+    };
+    // Draws held rows on the device, as run() draws a masked row: each slot's logits masked into the logits buffer,
+    // then the greedy argmax or the sort and walk. tokens_out[i] is rows[i]'s token. Blocks until done. Needs
+    // EngineConfig::device_masks; at most max_batch rows.
+    void draw_held(const std::vector<HeldDraw> & rows, std::vector<int> & tokens_out);
     // Every position's logits over tokens (scratch KV, not the pool): n * vocab floats into out (host).
     void logits_all(const int * tokens, int n, float * out);
 
@@ -116,6 +136,14 @@ private:
     void * forward(const Layout & lay, int rows, int num_decode, int num_tiles, int logits_rows, int splits, bool use_rows_map,
                  void * pool_base, float * logits);
     int splits_for(int batch) const;
+    // The sampler after the logits: sort and walk the sampled rows (greedy rows took the argmax already), then queue the
+    // downloads of the tokens and of the host rows' logits (host_logits, run()'s). Returns without waiting.
+    void sample_and_download(const Step & st, const Layout & L, int M, std::vector<float> * host_logits);
+    // tokens_out[i] for the step's M sampling rows, from the downloaded tokens (after the step's event).
+    void collect_tokens(const Step & st, int M, std::vector<int> & out) const;
+    // Device token masks: copies the masks into the pinned staging with their rows and queues one upload, then the
+    // mask kernel (kernels.cuh apply_token_masks) from src into logits_. Returns how many rows it masked.
+    int stage_and_apply_masks(const std::vector<MaskRow> & rows, const std::vector<const uint32_t *> & masks, const float * src);
     int bucket_for(int batch) const;
 
     ModelConfig cfg_;
@@ -175,6 +203,16 @@ private:
         uint64_t steps = 0, graph_steps = 0, gaps = 0;
         double gpu_ms = 0, graph_gpu_ms = 0, graph_run_ms = 0, run_ms = 0, gap_ms = 0, last_end = 0;
     } timing_;
+
+    // Device token masks (ec_.device_masks; all null otherwise), allocated at construction and freed by release(),
+    // owned by the engine: the pinned staging of one step's masks ([max_batch] MaskRow, then up to max_batch masks of
+    // mask_words_, written by the engine thread while no upload from it is in flight: every run() and draw_held() waits
+    // for its step), its device copy (one cudaMemcpyAsync per step), and the held rows, one per batch slot
+    // ([max_batch][vocab] fp32: a constrained row's raw logits while it waits for its mask; the executor assigns slots).
+    int mask_words_ = 0;
+    size_t mask_masks_off_ = 0;  // where the masks start in the staging
+    unsigned char *mask_host_ = nullptr, *mask_dev_ = nullptr;
+    float * held_ = nullptr;
 
     std::map<int, std::unique_ptr<Graph>> graphs_;  // by bucket
     std::vector<int> buckets_;

@@ -62,20 +62,32 @@ struct Request {
     int first_token = -1;      // generation-only
     bool cancel = false;
     // Constrained decoding (trtd_executor_set_token_mask): the next sampled token's allowed-token bitmask, set by the
-    // caller under mu. A constrained row is drawn on the host. A mask given while the step's forward pass runs is
-    // drawn with in that step; when the step ends before its mask came, its downloaded logits row waits in
-    // held_logits (awaiting_mask) and is drawn once the mask is there, holding up no other row. Meanwhile pending()
-    // is 0, so no forward pass includes the request until that token is drawn.
+    // caller under mu. A constrained row is drawn on the host, or with device masks (device_mask) on the device. A mask
+    // given while the step's forward pass runs is drawn with in that step; when the step ends before its mask came, its
+    // logits row waits (awaiting_mask) in held_logits (downloaded) or, device_mask, in the engine's held slot of the
+    // request's batch slot, and is drawn once the mask is there, holding up no other row. Meanwhile pending() is 0, so
+    // no forward pass includes the request until that token is drawn.
     bool constrained = false;
+    bool device_mask = false;  // constrained, TRTD_CUDA_DEVICE_MASK=1 and no host_only() field: fixed at enqueue
     bool mask_ready = false;
     bool awaiting_mask = false;
     std::vector<uint32_t> mask;
     std::vector<float> held_logits;
     int pending() const { return int(tokens.size()) - computed; }
-    // Drawn on the host from the step's downloaded logits row (logit controls, min_p, logprobs, token masks), with
-    // the reference executor's code (logit_controls.cpp, sampler.cpp): the device sampler has none of these.
-    bool host_draw() const {
-        return constrained || controls.active() || logprobs || (sampling.temperature > 0 && sampling.min_p > 0);
+    // What only the host draw has (logit controls, min_p, logprobs): the device sampler has none of these.
+    bool host_only() const { return controls.active() || logprobs || (sampling.temperature > 0 && sampling.min_p > 0); }
+    // Drawn on the host from the step's downloaded logits row, with the reference executor's code (logit_controls.cpp,
+    // sampler.cpp): host_only() rows, and constrained rows unless their masks are applied on the device.
+    bool host_draw() const { return host_only() || (constrained && !device_mask); }
+    // The device sampler's parameters of its next token.
+    trtd::cuda::SampleParams sample_params() const {
+        trtd::cuda::SampleParams p{};
+        p.seed = sampling.seed;
+        p.n = uint64_t(generated_offset) + uint64_t(generated);
+        p.temperature = sampling.temperature;
+        p.top_p = sampling.top_p;
+        p.top_k = sampling.top_k;
+        return p;
     }
 };
 
@@ -150,6 +162,10 @@ struct trtd_executor {
     std::unique_ptr<ThreadPool> draw_threads;
     std::vector<DrawScratch> draw_scratch;
     std::string stall_file;  // test hook TRTD_TEST_STALL_EXECUTOR_FILE (abi_common.hpp: stall_while_file_exists)
+    // TRTD_CUDA_DEVICE_MASK=1, read once at create: constrained rows without host_only() fields are masked and drawn on
+    // the device (Engine: Step::masks, Step::hold, draw_held). Off by default until a GPU run has passed the
+    // conformance suites with it.
+    bool device_masks = false;
 
     std::mutex mu;  // guards everything below; taken after `compute` when both are needed
     std::condition_variable work_cv, resp_cv;
@@ -172,6 +188,7 @@ struct trtd_executor {
     bool timing = false;
     double t_sched = 0, t_lock = 0, t_post = 0;
     uint64_t t_steps = 0;
+    uint64_t device_masked = 0, device_held = 0;  // device masks: rows masked in their step, held rows drawn later
     static double ms_now() {
         return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
     }
@@ -400,16 +417,43 @@ struct trtd_executor {
 
     // Draws the held rows whose mask has come, before the step is built, so that each request joins this step's
     // decodes with its new token. Caller holds mu through lk; the draws run outside it (requests leave running only
-    // on this thread, and the draw reads only fields this thread writes).
+    // on this thread, and the draw reads only fields this thread writes). Rows held on the host are drawn there; rows
+    // held on the device (device_mask) by the engine from their held slot (the request's batch slot, which it keeps
+    // while it holds: finish and preemption both end the hold), under the compute gate (taken before mu, never inside).
     void sample_held(std::unique_lock<std::mutex> & lk) {
         auto ready = take_ready_masks_locked(running);
         if (ready.empty()) return;
         std::vector<int> tokens(ready.size());
         std::vector<trtd_token_logprobs> logprobs(ready.size(), no_logprobs());
         std::vector<HostDraw> rows;
-        for (auto & h : ready) rows.push_back({h.req, h.req->held_logits.data(), h.mask.data()});
+        std::vector<size_t> host_at, dev_at;
+        std::vector<Engine::HeldDraw> dev;
+        for (size_t i = 0; i < ready.size(); ++i) {
+            Request & r = *ready[i].req;
+            if (r.device_mask) {
+                dev.push_back({r.slot, ready[i].mask.data(), r.sample_params()});
+                dev_at.push_back(i);
+            } else {
+                rows.push_back({&r, r.held_logits.data(), ready[i].mask.data()});
+                host_at.push_back(i);
+            }
+        }
         lk.unlock();
-        host_draws(rows, tokens.data(), logprobs.data());
+        std::vector<int> host_tokens(rows.size()), dev_tokens;
+        std::vector<trtd_token_logprobs> host_logprobs(rows.size(), no_logprobs());
+        host_draws(rows, host_tokens.data(), host_logprobs.data());
+        for (size_t k = 0; k < host_at.size(); ++k) {
+            tokens[host_at[k]] = host_tokens[k];
+            logprobs[host_at[k]] = host_logprobs[k];
+        }
+        if (!dev.empty()) {
+            {
+                StepLock clk(compute);
+                engine->draw_held(dev, dev_tokens);
+            }
+            for (size_t k = 0; k < dev_at.size(); ++k) tokens[dev_at[k]] = dev_tokens[k];
+            device_held += dev.size();
+        }
         lk.lock();
         std::vector<Request *> done;
         for (size_t i = 0; i < ready.size(); ++i) {
@@ -429,6 +473,9 @@ struct trtd_executor {
         std::vector<int> sampled;
         std::vector<float> host_logits;
         std::vector<size_t> host_items;  // parallel to step.host_rows: the row's index in items
+        std::vector<size_t> hold_items;  // parallel to step.hold: the row's index in items (device masks)
+        std::vector<Engine::HeldDraw> held_now;  // held rows whose mask came during the forward pass
+        std::vector<int> held_rows, held_tokens;  // parallel to held_now: the step's sampling row, the token
         std::vector<HostDraw> draws;     // this step's host draws (rows not deferred)
         std::vector<int> draw_rows;      // parallel to draws: the step's sampling row
         std::vector<int> draw_tokens;
@@ -441,6 +488,7 @@ struct trtd_executor {
             step.clear();
             uploads.clear();
             host_items.clear();
+            hold_items.clear();
             // The staged imports of this iteration: their buffer and the blocks it holds, fixed at admission. The
             // decode-growth pass below can append a block to the request (a prompt that ends on a block boundary);
             // that block is not in the buffer and must not be copied from it.
@@ -510,16 +558,20 @@ struct trtd_executor {
                     }
                     if (it.sample) {
                         step.logits_rows.push_back(int(step.ids.size()) - 1);
-                        trtd::cuda::SampleParams p{};
-                        p.seed = r.sampling.seed;
-                        p.n = uint64_t(r.generated_offset) + uint64_t(r.generated);
-                        p.temperature = r.sampling.temperature;
-                        p.top_p = r.sampling.top_p;
-                        p.top_k = r.sampling.top_k;
+                        trtd::cuda::SampleParams p = r.sample_params();
                         if (r.host_draw()) {  // the device only computes the logits row; its argmax is not used
                             p.temperature = 0;
                             step.host_rows.push_back(int(step.sampling.size()));
                             host_items.push_back(ii);
+                        } else if (r.device_mask && it.defer) {  // no mask yet: the raw row stays on the device
+                            p.temperature = 0;
+                            step.hold.push_back({int(step.sampling.size()), r.slot});
+                            hold_items.push_back(ii);
+                        }
+                        if (device_masks) {  // a masked row is drawn by the device sampler with the others
+                            const bool masked = r.device_mask && !it.defer;
+                            step.masks.push_back(masked ? it.mask.data() : nullptr);
+                            device_masked += masked;
                         }
                         step.sampling.push_back(p);
                     }
@@ -540,10 +592,27 @@ struct trtd_executor {
                 }
                 // Masks that arrived during the forward pass (the caller computes token t + 1's mask while the step
                 // that reads token t runs): those rows draw now, from this step's logits. Only the rows still without
-                // a mask are held, their logits copied aside for sample_held.
-                if (!host_items.empty()) {
+                // a mask are held, their logits copied aside for sample_held (on the device: run() put them in their
+                // held slots already).
+                if (!host_items.empty() || !hold_items.empty()) {
                     std::lock_guard<std::mutex> lk(mu);
                     take_masks_arrived_locked(items);
+                }
+                held_now.clear();
+                held_rows.clear();
+                for (size_t k = 0; k < step.hold.size(); ++k) {
+                    const Item & it = items[hold_items[k]];
+                    if (it.defer) continue;
+                    held_now.push_back({step.hold[k].second, it.mask.data(), it.req->sample_params()});
+                    held_rows.push_back(step.hold[k].first);
+                }
+                if (!held_now.empty()) {
+                    {
+                        StepLock clk(compute);
+                        engine->draw_held(held_now, held_tokens);
+                    }
+                    for (size_t k = 0; k < held_now.size(); ++k) sampled[size_t(held_rows[k])] = held_tokens[k];
+                    device_held += held_now.size();
                 }
                 // Request fields the draws read (tokens, counts) change only on this thread, under mu below.
                 host_logprobs.assign(step.sampling.size(), no_logprobs());
@@ -699,6 +768,11 @@ trtd_status trtd_executor_create(const char * model_dir, const trtd_executor_con
         ec.max_ctx = ex->max_ctx;
         if (const char * g = std::getenv("TRTD_CUDA_GRAPHS"); g && std::string(g) == "0") ec.cuda_graphs = false;
         if (const char * t = std::getenv("TRTD_CUDA_STEP_TIMING"); t && *t == '1') ex->timing = true;
+        if (const char * m = std::getenv("TRTD_CUDA_DEVICE_MASK"); m && std::string(m) == "1") {
+            ex->device_masks = ec.device_masks = true;
+            std::fprintf(stderr, "trtd-cuda: TRTD_CUDA_DEVICE_MASK=1: constrained rows without logit controls, logprobs or "
+                                 "min_p are masked and drawn on the device\n");
+        }
         try {
             trtd::cuda::cuda_check(cudaSetDevice(c.device_id), "cudaSetDevice");
             ex->engine.reset(new Engine(model_dir, mc, ec));
@@ -759,9 +833,10 @@ void trtd_executor_destroy(trtd_executor * ex) {
     ex->resp_cv.notify_all();
     if (ex->thread.joinable()) ex->thread.join();
     if (ex->timing && ex->t_steps)
-        std::fprintf(stderr, "trtd-cuda loop: %llu steps: schedule %.4f ms, lock wait %.4f ms, accept %.4f ms per step\n",
+        std::fprintf(stderr, "trtd-cuda loop: %llu steps: schedule %.4f ms, lock wait %.4f ms, accept %.4f ms per step; "
+                             "device masks: %llu rows masked in their step, %llu held rows drawn later\n",
                      (unsigned long long)ex->t_steps, ex->t_sched / double(ex->t_steps), ex->t_lock / double(ex->t_steps),
-                     ex->t_post / double(ex->t_steps));
+                     ex->t_post / double(ex->t_steps), (unsigned long long)ex->device_masked, (unsigned long long)ex->device_held);
     for (auto & q : ex->queue) free_host(q->host_import);
     for (auto & r : ex->running) free_host(r->host_import);
     for (auto & e : ex->exports) free_host(e.second.host);
@@ -806,6 +881,7 @@ trtd_status trtd_executor_enqueue(trtd_executor * ex, const trtd_request * req, 
         r->logprobs = req->logprobs;
         r->constrained = req->constrained;
         r->num_top_logprobs = req->num_top_logprobs;
+        r->device_mask = ex->device_masks && r->constrained && !r->host_only();
         const int T = ex->cfg.kv_tokens_per_block;
         const int kv_tokens = req->type == TRTD_REQUEST_CONTEXT_ONLY
                                   ? r->prompt_len

@@ -912,6 +912,31 @@ __global__ void __launch_bounds__(kSampleThreads) sample_k(const float * logits,
     if (threadIdx.x == 0) out[blockIdx.x] = order ? order[pick] : pick;
 }
 
+// ---- token masks ---------------------------------------------------------------------------------------
+
+// One warp per mask word: its 32 lanes take the word's 32 ids, so the word is one broadcast load and the logits one
+// coalesced 128-byte access. A word that allows all 32 ids leaves an in-place row untouched (no write at all: an
+// all-allowing mask costs only the mask's reads).
+constexpr int kMaskWarps = 8;
+
+__global__ void __launch_bounds__(kMaskWarps * 32) token_mask_k(const float * src, float * dst, const MaskRow * rows,
+                                                                const uint32_t * masks, int vocab) {
+    const int i = blockIdx.y, words = (vocab + 31) / 32, lane = threadIdx.x % 32;
+    const MaskRow mr = rows[i];
+    const float * s = src + size_t(mr.src_row) * vocab;
+    float * d = dst + size_t(mr.dst_row) * vocab;
+    const bool in_place = s == d;
+    const uint32_t * m = masks + size_t(i) * words;
+    for (int w = blockIdx.x * kMaskWarps + threadIdx.x / 32; w < words; w += gridDim.x * kMaskWarps) {
+        const uint32_t bits = m[w];
+        if (in_place && bits == 0xffffffffu) continue;  // warp-uniform
+        const int v = w * 32 + lane;
+        if (v >= vocab) continue;  // the last word's bits past vocab
+        if (!((bits >> lane) & 1u)) d[v] = -INFINITY;
+        else if (!in_place) d[v] = s[v];
+    }
+}
+
 // ---- KV blocks ------------------------------------------------------------------------------------------
 
 __global__ void block_table_updates_k(int * bt, const int * idx, const int * val, const int * count) {
@@ -1467,6 +1492,15 @@ void sample_rows(const float * logits, const SampleParams * params, int num, con
     if (num <= 0) return;
     sample_k<<<num, kSampleThreads, 0, s>>>(logits, params, sorted_ids, vocab, out_tokens);
     check_launch("sample");
+}
+
+void apply_token_masks(const float * src, float * dst, const MaskRow * rows, const uint32_t * masks, int n, int vocab,
+                       cudaStream_t s) {
+    if (n <= 0) return;
+    const int words = (vocab + 31) / 32;
+    const int chunks = std::min((words + kMaskWarps - 1) / kMaskWarps, 64);  // the rest loop: 64 x 8 warps per row
+    token_mask_k<<<dim3(chunks, n), kMaskWarps * 32, 0, s>>>(src, dst, rows, masks, vocab);
+    check_launch("token masks");
 }
 
 void checksum_blocks(const void * base, const int * blocks, int num_blocks, size_t block_bytes, unsigned long long * out,

@@ -141,6 +141,16 @@ void sort_rows(const float * logits, const SampleParams * params, int num_params
 void sample_rows(const float * logits, const SampleParams * params, int num, const int * sorted_ids, int vocab,
                  int * out_tokens, cudaStream_t s);
 
+// Token masks (constrained decoding on the device): for i < n, dst[rows[i].dst_row][v] = src[rows[i].src_row][v] where
+// bit v % 32 of word v / 32 of mask i is set, else -inf, for v < vocab; masks holds n masks of (vocab + 31) / 32 words
+// each, one after the other, and the bits of the last word past vocab are ignored. src == dst with src_row == dst_row
+// masks a row in place (only the disallowed ids are written). rows and masks in device memory; n from the host.
+struct MaskRow {
+    int src_row, dst_row;
+};
+void apply_token_masks(const float * src, float * dst, const MaskRow * rows, const uint32_t * masks, int n, int vocab,
+                       cudaStream_t s);
+
 // A 64-bit checksum of bytes (sum over 8-byte words of a mix of (word, index)): order-independent to compute,
 // position-sensitive. out must be zeroed first; count bytes a multiple of 8.
 void checksum_blocks(const void * base, const int * blocks, int num_blocks, size_t block_bytes, unsigned long long * out,

@@ -452,6 +452,168 @@ void check_sampling() {
     cudaFree(dl); cudaFree(dout); cudaFree(dp); cudaFree(dfl); cudaFree(k1); cudaFree(k2); cudaFree(i1); cudaFree(i2); cudaFree(offs); cudaFree(temp); cudaFree(aw);
 }
 
+// Token masks (apply_token_masks) against the host rule: an id keeps its logit where its mask bit is set, else -inf.
+// A vocabulary of 1000 (31 full words and a last word of 8 ids, whose 24 bits past the vocabulary are set in some
+// masks and must be ignored), masks with all-zero words, all-ones words and single ids; in place (rows not listed
+// untouched) and copied from held rows into other rows (rows not listed, and the row past the last, untouched).
+// Then the sampler over masked rows: greedy = the host's masked argmax, temperature / top-k / top-p draws = the
+// CPU walk over the masked row (a masked id never drawn).
+void check_token_masks() {
+    const int V = 1000, W = (V + 31) / 32, R = 5;
+    std::vector<float> logits(size_t(R) * V);
+    std::normal_distribution<float> d(0.f, 2.f);
+    for (auto & x : logits) x = d(rng);
+    std::uniform_int_distribution<uint32_t> bits;
+    std::vector<uint32_t> masks(size_t(R) * W);
+    for (int w = 0; w < W; ++w) masks[size_t(w)] = bits(rng);                      // 0: random, partial last word
+    for (int w = 0; w < W; ++w) masks[size_t(W) + w] = w % 3 == 0 ? 0u : w % 3 == 1 ? 0xffffffffu : bits(rng);  // 1: zero / ones words
+    for (int w = 0; w < W; ++w) masks[size_t(2) * W + w] = 0xffffffffu;             // 2: all ones, bits past V set
+    masks[size_t(3) * W + W - 1] = 1u << ((V - 1) % 32);                            // 3: the last id only
+    masks[size_t(4) * W + 5] = 1u << 7;                                             // 4: id 167 only
+    auto allowed = [&](int m, int v) { return (masks[size_t(m) * W + size_t(v / 32)] >> (v % 32)) & 1u; };
+    auto same = [](float a, float b) { return std::memcmp(&a, &b, 4) == 0; };
+    float *dl, *dsrc;
+    CK(cudaMalloc(&dl, size_t(R + 1) * V * 4));
+    CK(cudaMemcpy(dl, logits.data(), size_t(R) * V * 4, cudaMemcpyHostToDevice));
+    // in place: masks 0, 1 and 2 on rows 0, 2 and 3 (rows 1 and 4 are not listed)
+    {
+        const std::vector<MaskRow> rows = {{0, 0}, {2, 2}, {3, 3}};
+        std::vector<uint32_t> m(masks.begin(), masks.begin() + long(3) * W);
+        auto * drows = up(rows);
+        auto * dm = up(m);
+        apply_token_masks(dl, dl, drows, dm, 3, V, 0);
+        auto got = down(dl, size_t(R) * V);
+        size_t bad = 0;
+        for (int r = 0; r < R; ++r) {
+            const int mi = r == 0 ? 0 : r == 2 ? 1 : r == 3 ? 2 : -1;
+            for (int v = 0; v < V; ++v) {
+                const float orig = logits[size_t(r) * V + v];
+                const float want = mi < 0 || allowed(mi, v) ? orig : -INFINITY;
+                bad += !same(got[size_t(r) * V + v], want);
+            }
+        }
+        check(bad == 0, "token masks in place (partial last word, zero and ones words, rows not listed kept)", double(bad));
+        cudaFree(drows); cudaFree(dm);
+        CK(cudaMemcpy(dl, logits.data(), size_t(R) * V * 4, cudaMemcpyHostToDevice));
+    }
+    // copied: held rows 4, 1, 0 under masks 3, 4, 0 into rows 0, 1, 3 of a NaN-filled buffer
+    {
+        CK(cudaMalloc(&dsrc, size_t(R) * V * 4));
+        CK(cudaMemcpy(dsrc, logits.data(), size_t(R) * V * 4, cudaMemcpyHostToDevice));
+        std::vector<float> nan(size_t(R + 1) * V, std::nanf(""));
+        CK(cudaMemcpy(dl, nan.data(), nan.size() * 4, cudaMemcpyHostToDevice));
+        const std::vector<MaskRow> rows = {{4, 0}, {1, 1}, {0, 3}};
+        std::vector<uint32_t> m;
+        for (int mi : {3, 4, 0}) m.insert(m.end(), masks.begin() + long(mi) * W, masks.begin() + long(mi + 1) * W);
+        auto * drows = up(rows);
+        auto * dm = up(m);
+        apply_token_masks(dsrc, dl, drows, dm, 3, V, 0);
+        auto got = down(dl, size_t(R + 1) * V);
+        auto held = down(dsrc, size_t(R) * V);
+        size_t bad = 0;
+        const int src_of[R + 1] = {4, 1, -1, 0, -1, -1}, mask_of[R + 1] = {3, 4, -1, 0, -1, -1};
+        for (int r = 0; r <= R; ++r)
+            for (int v = 0; v < V; ++v) {
+                const float g = got[size_t(r) * V + v];
+                if (src_of[r] < 0) { bad += !std::isnan(g); continue; }
+                const float want = allowed(mask_of[r], v) ? logits[size_t(src_of[r]) * V + v] : -INFINITY;
+                bad += !same(g, want);
+            }
+        bad += held != logits;  // the held rows are read, never written
+        check(bad == 0 && got[size_t(V) - 1] == logits[size_t(4) * V + V - 1] && got[size_t(V) + 167] == logits[size_t(V) + 167],
+              "token masks copied from held rows (single ids, other rows and the row past untouched)", double(bad));
+        cudaFree(drows); cudaFree(dm); cudaFree(dsrc);
+    }
+    cudaFree(dl);
+
+    // The sampler over masked rows, at a vocabulary of 50 021 (not a multiple of 32): ~5% of the ids removed at random
+    // (as a grammar's mask inside a string), or all but 10.
+    const int V2 = 50021, W2 = (V2 + 31) / 32, R2 = 6;
+    std::vector<float> l2(size_t(R2) * V2);
+    std::normal_distribution<float> d3(0.f, 3.f);
+    for (auto & x : l2) x = d3(rng);
+    std::vector<uint32_t> m2(size_t(R2) * W2, 0u);
+    std::uniform_real_distribution<float> coin(0.f, 1.f);
+    std::uniform_int_distribution<int> pick(0, V2 - 1);
+    for (int r = 0; r < R2; ++r) {
+        if (r % 2 == 0) {
+            for (int v = 0; v < V2; ++v)
+                if (coin(rng) > 0.05f) m2[size_t(r) * W2 + size_t(v / 32)] |= 1u << (v % 32);
+        } else {
+            for (int k = 0; k < 10; ++k) { const int v = pick(rng); m2[size_t(r) * W2 + size_t(v / 32)] |= 1u << (v % 32); }
+        }
+    }
+    std::vector<float> masked = l2;
+    for (int r = 0; r < R2; ++r)
+        for (int v = 0; v < V2; ++v)
+            if (!((m2[size_t(r) * W2 + size_t(v / 32)] >> (v % 32)) & 1u)) masked[size_t(r) * V2 + v] = -INFINITY;
+    std::vector<MaskRow> rows2;
+    for (int r = 0; r < R2; ++r) rows2.push_back({r, r});
+    float * dl2 = up(l2);
+    auto * drows2 = up(rows2);
+    auto * dm2 = up(m2);
+    apply_token_masks(dl2, dl2, drows2, dm2, R2, V2, 0);
+    int * dout;
+    CK(cudaMalloc(&dout, 64 * 4));
+    void * aw;
+    CK(cudaMalloc(&aw, argmax_workspace_bytes(R2)));
+    CK(cudaMemset(aw, 0, argmax_workspace_bytes(R2)));
+    argmax_rows(dl2, V2, R2, dout, aw, 0);
+    auto am = down(dout, R2);
+    bool greedy_ok = true;
+    for (int r = 0; r < R2; ++r) {
+        const float * row = &masked[size_t(r) * V2];
+        greedy_ok &= am[size_t(r)] == int(std::max_element(row, row + V2) - row);
+    }
+    check(greedy_ok, "greedy over masked rows = host masked argmax", 0);
+    std::vector<SampleParams> ps;
+    const float temps[] = {1.0f, 0.7f, 1.3f, 0.9f, 2.0f, 1.0f};
+    const int topk[] = {0, 40, 0, 50, 0, 0};
+    const float topp[] = {1.f, 1.f, 0.9f, 0.95f, 0.5f, 1.f};
+    int nf = 0;
+    std::vector<int> flist;
+    for (int r = 0; r < R2; ++r) {
+        SampleParams p{};
+        p.seed = 2000 + r;
+        p.n = uint64_t(r);
+        p.temperature = temps[r];
+        p.top_k = topk[r];
+        p.top_p = topp[r];
+        p.logits_row = r;
+        p.filtered = p.top_k > 0 || p.top_p < 1.f;
+        p.sorted_row = p.filtered ? nf : 0;
+        if (p.filtered) { flist.push_back(r); ++nf; }
+        ps.push_back(p);
+    }
+    auto * dp = up(ps);
+    auto * dfl = up(flist);
+    uint32_t *k1, *k2;
+    int *i1, *i2, *offs;
+    CK(cudaMalloc(&k1, size_t(R2) * V2 * 4)); CK(cudaMalloc(&k2, size_t(R2) * V2 * 4));
+    CK(cudaMalloc(&i1, size_t(R2) * V2 * 4)); CK(cudaMalloc(&i2, size_t(R2) * V2 * 4));
+    CK(cudaMalloc(&offs, (R2 + 1) * 4));
+    const size_t tb = sort_workspace_bytes(R2, V2);
+    void * temp;
+    CK(cudaMalloc(&temp, tb));
+    int mism = 0, outside = 0;
+    for (int trial = 0; trial < 20; ++trial) {
+        for (auto & p : ps) p.n += 1;
+        CK(cudaMemcpy(dp, ps.data(), ps.size() * sizeof(SampleParams), cudaMemcpyHostToDevice));
+        sort_rows(dl2, dp, nf, dfl, V2, k1, k2, i1, i2, temp, tb, offs, 0);
+        sample_rows(dl2, dp, R2, i2, V2, dout, 0);
+        auto got = down(dout, R2);
+        for (int r = 0; r < R2; ++r) {
+            std::vector<float> row(masked.begin() + long(r) * V2, masked.begin() + long(r + 1) * V2);
+            const int t = got[size_t(r)];
+            outside += t < 0 || t >= V2 || !((m2[size_t(r) * W2 + size_t(t / 32)] >> (t % 32)) & 1u);
+            if (t != cpu_sample(row, ps[size_t(r)])) ++mism;
+        }
+    }
+    check(mism == 0 && outside == 0, "sampling over masked rows: 120 draws vs CPU walk, none outside the mask", mism + outside);
+    cudaFree(dl2); cudaFree(drows2); cudaFree(dm2); cudaFree(dout); cudaFree(aw); cudaFree(dp); cudaFree(dfl);
+    cudaFree(k1); cudaFree(k2); cudaFree(i1); cudaFree(i2); cudaFree(offs); cudaFree(temp);
+}
+
 void check_blocks() {
     const size_t bb = size_t(1) << 20;
     const int nb = 12;
@@ -846,6 +1008,7 @@ int main() {
     check_fp8();
     check_argmax_edges();
     check_sampling();
+    check_token_masks();
     check_blocks();
     bench_prefill_attention(1024);
     bench_prefill_attention(8192);
