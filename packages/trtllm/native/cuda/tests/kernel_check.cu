@@ -361,6 +361,56 @@ int cpu_sample(const std::vector<float> & l, const SampleParams & p) {
 
 // Rows the greedy rule has to get right at the edges: NaN never wins, -0.0 ties with +0.0 (the lower id wins), a row
 // of -inf (or NaN) gives id 0, and a maximum in the last CTA's slice.
+// The device sampler over R rows of V logits: each row's parameters (seed seed0 + r, draw n = r * n_step, the row's
+// temperature / top-k / top-p), the sort's buffers, all owned here; draw() advances every row's n and draws once.
+struct SamplerHarness {
+    const int R, V;
+    std::vector<SampleParams> ps;
+    std::vector<int> filtered;  // rows with top-k or top-p: the sort's row list
+    SampleParams * dp = nullptr;
+    int * dfl = nullptr;
+    uint32_t *k1 = nullptr, *k2 = nullptr;
+    int *i1 = nullptr, *i2 = nullptr, *offs = nullptr;
+    void * temp = nullptr;
+    size_t tb = 0;
+    SamplerHarness(int rows, int vocab, uint64_t seed0, uint64_t n_step, const float * temps, const int * topk, const float * topp)
+        : R(rows), V(vocab) {
+        for (int r = 0; r < R; ++r) {
+            SampleParams p{};
+            p.seed = seed0 + uint64_t(r);
+            p.n = uint64_t(r) * n_step;
+            p.temperature = temps[r];
+            p.top_k = topk[r];
+            p.top_p = topp[r];
+            p.logits_row = r;
+            p.filtered = p.top_k > 0 || p.top_p < 1.f;
+            p.sorted_row = p.filtered ? int(filtered.size()) : 0;
+            if (p.filtered) filtered.push_back(r);
+            ps.push_back(p);
+        }
+        dp = up(ps);
+        dfl = up(filtered);
+        CK(cudaMalloc(&k1, size_t(R) * V * 4)); CK(cudaMalloc(&k2, size_t(R) * V * 4));
+        CK(cudaMalloc(&i1, size_t(R) * V * 4)); CK(cudaMalloc(&i2, size_t(R) * V * 4));
+        CK(cudaMalloc(&offs, (R + 1) * 4));
+        tb = sort_workspace_bytes(R, V);
+        CK(cudaMalloc(&temp, tb));
+    }
+    SamplerHarness(const SamplerHarness &) = delete;
+    SamplerHarness & operator=(const SamplerHarness &) = delete;
+    ~SamplerHarness() {
+        cudaFree(dp); cudaFree(dfl); cudaFree(k1); cudaFree(k2); cudaFree(i1); cudaFree(i2); cudaFree(offs); cudaFree(temp);
+    }
+    // One draw of every row from the logits at dl (tokens through dout, R ints on the device).
+    std::vector<int> draw(const float * dl, int * dout) {
+        for (auto & p : ps) p.n += 1;
+        CK(cudaMemcpy(dp, ps.data(), ps.size() * sizeof(SampleParams), cudaMemcpyHostToDevice));
+        sort_rows(dl, dp, int(filtered.size()), dfl, V, k1, k2, i1, i2, temp, tb, offs, 0);
+        sample_rows(dl, dp, R, i2, V, dout, 0);
+        return down(dout, size_t(R));
+    }
+};
+
 void check_argmax_edges() {
     const int V = 5000, R = 4;
     std::vector<float> l(size_t(R) * V, -1.f);
@@ -407,49 +457,22 @@ void check_sampling() {
         ok &= am[size_t(r)] == int(std::max_element(row, row + V) - row);
     }
     check(ok && am[2] == 5, "argmax (lowest id on ties)", 0);
-    std::vector<SampleParams> ps;
     const float temps[] = {1.0f, 0.7f, 1.3f, 0.9f, 2.0f, 0.5f};
     const int topk[] = {0, 40, 0, 50000, 0, 1};
     const float topp[] = {1.f, 1.f, 0.9f, 0.95f, 0.5f, 1.f};
-    int nf = 0;
-    std::vector<int> flist;
-    for (int r = 0; r < R; ++r) {
-        SampleParams p{};
-        p.seed = 1000 + r;
-        p.n = uint64_t(r * 3);
-        p.temperature = temps[r];
-        p.top_k = topk[r];
-        p.top_p = topp[r];
-        p.logits_row = r;
-        p.filtered = p.top_k > 0 || p.top_p < 1.f;
-        p.sorted_row = p.filtered ? nf : 0;
-        if (p.filtered) { flist.push_back(r); ++nf; }
-        ps.push_back(p);
-    }
-    auto * dp = up(ps);
-    auto * dfl = up(flist);
-    uint32_t *k1, *k2;
-    int *i1, *i2, *offs;
-    CK(cudaMalloc(&k1, size_t(R) * V * 4)); CK(cudaMalloc(&k2, size_t(R) * V * 4));
-    CK(cudaMalloc(&i1, size_t(R) * V * 4)); CK(cudaMalloc(&i2, size_t(R) * V * 4));
-    CK(cudaMalloc(&offs, (R + 1) * 4));
-    const size_t tb = sort_workspace_bytes(R, V);
-    void * temp;
-    CK(cudaMalloc(&temp, tb));
     int mism = 0;
-    for (int trial = 0; trial < 20; ++trial) {
-        for (auto & p : ps) p.n += 1;
-        CK(cudaMemcpy(dp, ps.data(), ps.size() * sizeof(SampleParams), cudaMemcpyHostToDevice));
-        sort_rows(dl, dp, nf, dfl, V, k1, k2, i1, i2, temp, tb, offs, 0);
-        sample_rows(dl, dp, R, i2, V, dout, 0);
-        auto got = down(dout, R);
-        for (int r = 0; r < R; ++r) {
-            std::vector<float> row(logits.begin() + long(r) * V, logits.begin() + long(r + 1) * V);
-            if (got[size_t(r)] != cpu_sample(row, ps[size_t(r)])) ++mism;
+    {
+        SamplerHarness sampler(R, V, 1000, 3, temps, topk, topp);
+        for (int trial = 0; trial < 20; ++trial) {
+            auto got = sampler.draw(dl, dout);
+            for (int r = 0; r < R; ++r) {
+                std::vector<float> row(logits.begin() + long(r) * V, logits.begin() + long(r + 1) * V);
+                if (got[size_t(r)] != cpu_sample(row, sampler.ps[size_t(r)])) ++mism;
+            }
         }
     }
     check(mism == 0, "sampling: temperature / top-k / top-p, 120 draws vs CPU walk", mism);
-    cudaFree(dl); cudaFree(dout); cudaFree(dp); cudaFree(dfl); cudaFree(k1); cudaFree(k2); cudaFree(i1); cudaFree(i2); cudaFree(offs); cudaFree(temp); cudaFree(aw);
+    cudaFree(dl); cudaFree(dout); cudaFree(aw);
 }
 
 // Token masks (apply_token_masks) against the host rule: an id keeps its logit where its mask bit is set, else -inf.
@@ -566,52 +589,24 @@ void check_token_masks() {
         greedy_ok &= am[size_t(r)] == int(std::max_element(row, row + V2) - row);
     }
     check(greedy_ok, "greedy over masked rows = host masked argmax", 0);
-    std::vector<SampleParams> ps;
     const float temps[] = {1.0f, 0.7f, 1.3f, 0.9f, 2.0f, 1.0f};
     const int topk[] = {0, 40, 0, 50, 0, 0};
     const float topp[] = {1.f, 1.f, 0.9f, 0.95f, 0.5f, 1.f};
-    int nf = 0;
-    std::vector<int> flist;
-    for (int r = 0; r < R2; ++r) {
-        SampleParams p{};
-        p.seed = 2000 + r;
-        p.n = uint64_t(r);
-        p.temperature = temps[r];
-        p.top_k = topk[r];
-        p.top_p = topp[r];
-        p.logits_row = r;
-        p.filtered = p.top_k > 0 || p.top_p < 1.f;
-        p.sorted_row = p.filtered ? nf : 0;
-        if (p.filtered) { flist.push_back(r); ++nf; }
-        ps.push_back(p);
-    }
-    auto * dp = up(ps);
-    auto * dfl = up(flist);
-    uint32_t *k1, *k2;
-    int *i1, *i2, *offs;
-    CK(cudaMalloc(&k1, size_t(R2) * V2 * 4)); CK(cudaMalloc(&k2, size_t(R2) * V2 * 4));
-    CK(cudaMalloc(&i1, size_t(R2) * V2 * 4)); CK(cudaMalloc(&i2, size_t(R2) * V2 * 4));
-    CK(cudaMalloc(&offs, (R2 + 1) * 4));
-    const size_t tb = sort_workspace_bytes(R2, V2);
-    void * temp;
-    CK(cudaMalloc(&temp, tb));
     int mism = 0, outside = 0;
-    for (int trial = 0; trial < 20; ++trial) {
-        for (auto & p : ps) p.n += 1;
-        CK(cudaMemcpy(dp, ps.data(), ps.size() * sizeof(SampleParams), cudaMemcpyHostToDevice));
-        sort_rows(dl2, dp, nf, dfl, V2, k1, k2, i1, i2, temp, tb, offs, 0);
-        sample_rows(dl2, dp, R2, i2, V2, dout, 0);
-        auto got = down(dout, R2);
-        for (int r = 0; r < R2; ++r) {
-            std::vector<float> row(masked.begin() + long(r) * V2, masked.begin() + long(r + 1) * V2);
-            const int t = got[size_t(r)];
-            outside += t < 0 || t >= V2 || !((m2[size_t(r) * W2 + size_t(t / 32)] >> (t % 32)) & 1u);
-            if (t != cpu_sample(row, ps[size_t(r)])) ++mism;
+    {
+        SamplerHarness sampler(R2, V2, 2000, 1, temps, topk, topp);
+        for (int trial = 0; trial < 20; ++trial) {
+            auto got = sampler.draw(dl2, dout);
+            for (int r = 0; r < R2; ++r) {
+                std::vector<float> row(masked.begin() + long(r) * V2, masked.begin() + long(r + 1) * V2);
+                const int t = got[size_t(r)];
+                outside += t < 0 || t >= V2 || !((m2[size_t(r) * W2 + size_t(t / 32)] >> (t % 32)) & 1u);
+                if (t != cpu_sample(row, sampler.ps[size_t(r)])) ++mism;
+            }
         }
     }
     check(mism == 0 && outside == 0, "sampling over masked rows: 120 draws vs CPU walk, none outside the mask", mism + outside);
-    cudaFree(dl2); cudaFree(drows2); cudaFree(dm2); cudaFree(dout); cudaFree(aw); cudaFree(dp); cudaFree(dfl);
-    cudaFree(k1); cudaFree(k2); cudaFree(i1); cudaFree(i2); cudaFree(offs); cudaFree(temp);
+    cudaFree(dl2); cudaFree(drows2); cudaFree(dm2); cudaFree(dout); cudaFree(aw);
 }
 
 void check_blocks() {
