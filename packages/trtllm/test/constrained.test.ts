@@ -121,6 +121,14 @@ class GatedConstraint implements TokenConstraint {
   }
 }
 
+/** Greedy, seeded, top-k and top-p: the samplings the cases compare under. */
+const SAMPLINGS: SamplingOptions[] = [
+  {},
+  { temperature: 0.9, seed: 7 },
+  { temperature: 1, topK: 40, seed: 8 },
+  { temperature: 1, topP: 0.8, seed: 9 },
+];
+
 describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
   let ex: Executor;
   // For "a mask that allows every token changes nothing": without the prefix cache, the constrained run computes
@@ -140,15 +148,8 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
     await uncached?.close();
   });
 
-  const samplings: SamplingOptions[] = [
-    {},
-    { temperature: 0.9, seed: 7 },
-    { temperature: 1, topK: 40, seed: 8 },
-    { temperature: 1, topP: 0.8, seed: 9 },
-  ];
-
   it("a mask that allows every token gives the unconstrained tokens (greedy, seeded, top-k, top-p)", async () => {
-    for (const [i, sampling] of samplings.entries()) {
+    for (const [i, sampling] of SAMPLINGS.entries()) {
       const req: GenerateRequest = { prompt: pseudoTokens(9, 40 + i), maxNewTokens: 12, sampling };
       // The CUDA executor draws a constrained row on the host (the reference executor's sampler, host_draws.cpp) and
       // the plain one on the device (kernels.cu sample_k): both walk the same order for every kind of row (top-p
@@ -167,7 +168,7 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
   it("every sampled token is one the mask allows; greedy picks the best allowed logit", async () => {
     const allowed = pseudoTokens(64, 5, vocab);
     const p = pseudoTokens(7, 6);
-    for (const sampling of samplings) {
+    for (const sampling of SAMPLINGS) {
       const c = new AllowSetConstraint(vocab, allowed);
       const out = await run(ex, { prompt: p, maxNewTokens: 10, sampling, constraint: c });
       expect(out.finishReason).toBe("length");
@@ -252,7 +253,7 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
 
   it("min_new_tokens yields to a mask that allows only stop ids: the mask wins, the request stops", async () => {
     const stop = 4242;
-    for (const sampling of samplings) {
+    for (const sampling of SAMPLINGS) {
       const c = new AllowSetConstraint(vocab, [stop]);
       const out = await run(ex, { prompt: pseudoTokens(6, 18), maxNewTokens: 8, stopTokenIds: [stop], minNewTokens: 5, sampling, constraint: c });
       expect(out.tokens, JSON.stringify(sampling)).toEqual([stop]);
@@ -438,7 +439,7 @@ describe.skipIf(skipSuite("constrained"))("constrained decoding", () => {
     const reqs = Array.from({ length: 16 }, (_, i) => ({
       prompt: pseudoTokens(3 + ((i * 31) % 40), 300 + i),
       maxNewTokens: 3 + ((i * 7) % 15),
-      sampling: samplings[i % 4],
+      sampling: SAMPLINGS[i % 4],
       constrained: i % 2 === 0,
     }));
     const make = (r: (typeof reqs)[number]): GenerateRequest => ({
@@ -551,15 +552,8 @@ describe.skipIf(notCuda(deviceSuite) || skipSuite(deviceSuite))(`${deviceSuite} 
     await host?.close();
   });
 
-  const samplings: SamplingOptions[] = [
-    {},
-    { temperature: 0.9, seed: 7 },
-    { temperature: 1, topK: 40, seed: 8 },
-    { temperature: 1, topP: 0.8, seed: 9 },
-  ];
-
   it("a mask that allows every token gives the unconstrained tokens exactly (greedy, seeded, top-k, top-p)", async () => {
-    for (const [i, sampling] of samplings.entries()) {
+    for (const [i, sampling] of SAMPLINGS.entries()) {
       const req: GenerateRequest = { prompt: pseudoTokens(9, 140 + i), maxNewTokens: 12, sampling };
       const plain = await run(dev, req);
       const c = new AllowSetConstraint(vocab);
@@ -574,7 +568,7 @@ describe.skipIf(notCuda(deviceSuite) || skipSuite(deviceSuite))(`${deviceSuite} 
 
   it("a single allowed id is always drawn, whatever the sampling", async () => {
     for (const only of [4242, vocab - 1, 0]) {
-      for (const sampling of samplings) {
+      for (const sampling of SAMPLINGS) {
         const out = await run(dev, { prompt: pseudoTokens(6, 19), maxNewTokens: 6, sampling, constraint: new AllowSetConstraint(vocab, [only]) });
         expect(out.tokens, `${only} ${JSON.stringify(sampling)}`).toEqual(Array(6).fill(only));
       }
@@ -584,7 +578,7 @@ describe.skipIf(notCuda(deviceSuite) || skipSuite(deviceSuite))(`${deviceSuite} 
 
   it("over a partial mask, the device path draws the host path's tokens (greedy exactly)", async () => {
     const allowed = pseudoTokens(64, 205, vocab);
-    for (const [i, sampling] of samplings.entries()) {
+    for (const [i, sampling] of SAMPLINGS.entries()) {
       const req: GenerateRequest = { prompt: pseudoTokens(8, 210 + i), maxNewTokens: 10, sampling };
       const onDevice = await run(dev, { ...req, constraint: new AllowSetConstraint(vocab, allowed) });
       // logprobs keep the row on the host path of the same executor: the same logits rows, the reference's sampler.
@@ -602,7 +596,7 @@ describe.skipIf(notCuda(deviceSuite) || skipSuite(deviceSuite))(`${deviceSuite} 
 
   it("late masks (every row held on the device) give the tokens of masks in time", async () => {
     const allowed = pseudoTokens(64, 305, vocab);
-    for (const [i, sampling] of samplings.entries()) {
+    for (const [i, sampling] of SAMPLINGS.entries()) {
       const req: GenerateRequest = { prompt: pseudoTokens(7, 310 + i), maxNewTokens: 8, sampling };
       const inTime = await run(dev, { ...req, constraint: new AllowSetConstraint(vocab, allowed) });
       const late = new LateConstraint(vocab, 5, allowed); // a tiny step takes well under 5 ms: each row waits
@@ -673,7 +667,7 @@ describe.skipIf(notCuda(deviceSuite) || skipSuite(deviceSuite))(`${deviceSuite} 
     const reqs = Array.from({ length: 16 }, (_, i) => ({
       prompt: pseudoTokens(3 + ((i * 31) % 40), 500 + i),
       maxNewTokens: 3 + ((i * 7) % 15),
-      sampling: samplings[i % 4],
+      sampling: SAMPLINGS[i % 4],
       constrained: i % 3 !== 2,
       logprobs: i % 6 === 1, // a constrained row on the host path in the same batch
       late: i % 6 === 3, // a constrained row whose masks come late (held on the device)
