@@ -49,6 +49,8 @@ export async function startPrefillWorker(o: PrefillWorkerOptions): Promise<Runni
       advertiseHost: o.kvAdvertiseHost ?? defaultAdvertiseHost(o.kvHost ?? "127.0.0.1"),
       ...(o.kvOfferTtlMs ? { ttlMs: o.kvOfferTtlMs } : {}),
       nats: { requestPlane: o.plane }, // the small-KV fallback rides the request plane, NATS or in-process
+      // The KV is copied into its shared-memory segment after the answer (with the first token) has left, not before.
+      deferStaging: true,
       // The corrupt fault flips a byte of the export after the offer is made; a single-copy shm offer has already
       // copied (and checksummed) it into its segment by then, so the fault would never reach the puller.
       ...(faults?.fault === "corrupt" ? { shm: { staging: false } } : {}),

@@ -84,7 +84,8 @@ export function validDeviceUuid(uuid: unknown): uuid is string {
 /**
  * The small, serializable description of an offer, handed from prefill to decode (e.g. in a NATS reply).
  * v1: `checksum.digest` is present (the KV was staged and checksummed at offer time). v2: it may be absent (an
- * offer with a device path, staged only when a host transfer starts: that transfer's BEGIN carries the digest).
+ * offer with a device path, staged only when a host transfer starts: that transfer's BEGIN carries the digest; or an
+ * offer staged in the turn after it was made, `deferStaging`: BEGIN, or its shm segment's header, carries it).
  */
 export interface KvHandle {
   v: 1 | 2;

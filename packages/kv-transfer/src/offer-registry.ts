@@ -4,7 +4,7 @@ import { KvLeaseExpiredError, KvOfferNotFoundError, KvProtocolError, KvPullRefus
 import { MAX_DEVICE_DESCRIPTOR_BYTES, OFFER_SECRET_BYTES, OFFER_SECRET_HEX, validDeviceUuid } from "./handle.js";
 import type { KvLayout } from "@trtd/model";
 import { mapSegments, type KvSource, type SegmentMap } from "./segments.js";
-import { copyWithChunkChecksums, publishStagedOffer, segmentKv, takeStagedOffer, type StagingSegment, type StagingSegmentPool } from "./shm-staging.js";
+import { copyWithChunkChecksums, publishStagedOffer, SEGMENT_HEADER_BYTES, segmentKv, takeStagedOffer, type StagingSegment, type StagingSegmentPool } from "./shm-staging.js";
 
 /** Why an offer was released (the one release path records it). */
 export type OfferReleaseReason = "ack" | "failed" | "expired" | "closed" | "withdrawn";
@@ -45,7 +45,15 @@ export interface Offer {
    * a pull that moves the KV device to device never stages it.
    */
   host: HostStaging | null;
-  /** Whether host staging was deferred to the first host transfer (the handle then carries no digest). */
+  /**
+   * A deferred eager offer's segment (`deferShared`), held from offer time so that the handle can name it, until the
+   * offer is staged into it in the next turn of the event loop (then it is `host.shared`), or given back unused.
+   */
+  pendingShared: StagingSegment | null;
+  /**
+   * Whether host staging was deferred, to the first host transfer or (`deferShared`) to the next turn: the handle
+   * then carries no digest (BEGIN does; a segment puller reads it in the segment's header).
+   */
   readonly lazy: boolean;
   /** The digest the handle advertises: the eager offer's; undefined for a lazy one (it travels in BEGIN). */
   readonly advertisedDigest: string | undefined;
@@ -68,6 +76,14 @@ export interface OfferAddOptions {
    * @default false
    */
   lazy?: boolean;
+  /**
+   * Stage a source without a device path into its shared-memory segment in the next turn of the event loop instead
+   * of inside add(): the segment is taken now (the handle names it), the copy and its CRCs run after the caller's
+   * current work, e.g. after the prefill worker's answer has left. Until then a segment puller finds it unclaimable
+   * and pulls over its connection (staged there, as a lazy offer is). Needs the registry's `sharedStaging`.
+   * @default false
+   */
+  deferShared?: boolean;
 }
 
 export interface OfferRegistryOptions {
@@ -129,6 +145,7 @@ export class OfferRegistry {
    */
   add(source: KvSource, layout: KvLayout, ttlMs: number, chunkBytes: number, opts: OfferAddOptions = {}): Offer {
     let host: HostStaging | null = null;
+    let pending: StagingSegment | null = null;
     let engineState: Uint8Array | undefined;
     let device: Offer["device"];
     try {
@@ -140,11 +157,15 @@ export class OfferRegistry {
       } catch {
         device = undefined; // no device path for this offer: the (host-staged) segments serve it
       }
-      if (!(opts.lazy && device)) host = stageSource(source, chunkBytes, this.sharedStaging);
+      if (!(opts.lazy && device)) {
+        if (opts.deferShared && this.sharedStaging && Number.isSafeInteger(source.bytes)) pending = this.sharedStaging.acquire(source.bytes);
+        if (!pending) host = stageSource(source, chunkBytes, this.sharedStaging);
+      }
       engineState = source.engineState?.();
       if (!Number.isSafeInteger(source.bytes) || source.bytes < 0) throw new KvSizeMismatchError(`offered KV declares ${source.bytes} bytes`);
     } catch (err) {
       if (host?.shared) this.sharedStaging!.give(host.shared);
+      if (pending) this.sharedStaging!.give(pending);
       source.release(); // the registry owns the source from the moment it is offered
       throw err;
     }
@@ -162,6 +183,7 @@ export class OfferRegistry {
       chunkBytes,
       chunks: Math.ceil(bytes / chunkBytes),
       host,
+      pendingShared: pending,
       lazy: host === null,
       advertisedDigest: host?.digest,
       engineState,
@@ -171,12 +193,34 @@ export class OfferRegistry {
       claimedBySegment: false,
     };
     this.offers.set(offer.id, offer);
-    if (host?.shared) publishStagedOffer(host.shared, idBytes, secret, bytes); // claimable by segment pullers from now
+    if (host?.shared) publishStagedOffer(host.shared, idBytes, secret, bytes, host.digest); // claimable by segment pullers from now
+    if (pending) setImmediate(() => this.stageDeferred(offer));
     this.offeredCount++;
     const timer = setTimeout(() => this.expire(offer.id), ttlMs);
     timer.unref();
     this.timers.set(offer.id, timer);
     return offer;
+  }
+
+  /**
+   * A deferred offer (`deferShared`), one turn after add(): copied into its segment with the chunk CRCs and published
+   * to segment pullers, unless it was claimed (a connection pull stages it itself) or released meanwhile, or its
+   * segments do not match what it declared (the transfer that claims it fails on that); then the segment goes back.
+   */
+  private stageDeferred(o: Offer): void {
+    const seg = o.pendingShared;
+    if (!seg) return; // given back already (released)
+    o.pendingShared = null;
+    if (this.offers.get(o.id) !== o || o.claimed || o.host) return this.sharedStaging!.give(seg);
+    try {
+      const map = mapSegments("offered KV", o.source);
+      if (map.bytes !== o.bytes || SEGMENT_HEADER_BYTES + map.bytes > seg.capacity) return this.sharedStaging!.give(seg);
+      const crcs = copyWithChunkChecksums(map, o.chunkBytes, segmentKv(seg.map, map.bytes));
+      o.host = { map, crcs, digest: digestOfChunks(crcs), shared: seg };
+    } catch {
+      return this.sharedStaging!.give(seg); // a transfer that claims the offer stages it again, and fails there
+    }
+    publishStagedOffer(seg, o.idBytes, o.secret, o.bytes, o.host.digest);
   }
 
   /**
@@ -301,6 +345,8 @@ export class OfferRegistry {
     }
     try {
       if (o.host?.shared) this.sharedStaging!.give(o.host.shared);
+      if (o.pendingShared) this.sharedStaging!.give(o.pendingShared);
+      o.pendingShared = null;
       o.source.release();
     } finally {
       for (const l of this.listeners) l(id, reason);

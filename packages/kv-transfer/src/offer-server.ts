@@ -52,6 +52,14 @@ export interface KvOfferServerOptions {
    * @default { dir: "/dev/shm", slots: 8, staging: true, stagingIdleBytes: 2 GiB }
    */
   shm?: { dir?: string; slots?: number; staging?: boolean; stagingIdleBytes?: number };
+  /**
+   * With single-copy staging: an offer without a device path takes its segment in offer() but is copied into it (with
+   * its chunk CRCs) in the next turn of the event loop, so that offer() returns before the copy, e.g. for a prefill
+   * worker whose answer then leaves first. Its handle (v2) carries no digest: BEGIN has it, and a segment puller reads
+   * it in the segment's header. A puller that comes before the copy pulls over its connection instead.
+   * @default false
+   */
+  deferStaging?: boolean;
 }
 
 export interface OfferOptions {
@@ -114,7 +122,7 @@ export class KvOfferServer {
   private readonly server: Server;
   private readonly conns = new Set<ServerConn>();
   private readonly slots: Semaphore;
-  private readonly o: Required<Pick<KvOfferServerOptions, "ttlMs" | "chunkBytes">> & { ackMs: number; idleMs: number; timeouts: TransferTimeoutOptions };
+  private readonly o: Required<Pick<KvOfferServerOptions, "ttlMs" | "chunkBytes" | "deferStaging">> & { ackMs: number; idleMs: number; timeouts: TransferTimeoutOptions };
   private readonly transports: Set<string>;
   private readonly shmDir: string;
   private readonly shmSlots: number;
@@ -138,6 +146,7 @@ export class KvOfferServer {
       ackMs: opts.timeouts?.ackMs ?? 10_000,
       idleMs: opts.timeouts?.idleMs ?? 15_000,
       timeouts: opts.timeouts ?? {},
+      deferStaging: opts.deferStaging ?? false,
     };
     this.shmDir = opts.shm?.dir ?? DEFAULT_SHM_DIR;
     this.shmSlots = opts.shm?.slots ?? 8;
@@ -204,7 +213,7 @@ export class KvOfferServer {
       throw new KvClosedError("KvOfferServer is closed");
     }
     const ttl = opts.ttlMs ?? this.o.ttlMs;
-    const offer = this.registry.add(source, this.layout, ttl, this.o.chunkBytes, { lazy: this.transports.has("cuda-ipc") });
+    const offer = this.registry.add(source, this.layout, ttl, this.o.chunkBytes, { lazy: this.transports.has("cuda-ipc"), deferShared: this.o.deferStaging });
     const endpoints: KvEndpoint[] = [];
     if (offer.device && this.transports.has("cuda-ipc")) {
       endpoints.push({
@@ -218,7 +227,7 @@ export class KvOfferServer {
     }
     if (offer.engineState) endpoints.push({ transport: "engine", state: Buffer.from(offer.engineState).toString("base64") });
     if (this.transports.has("shm")) {
-      const seg = offer.host?.shared;
+      const seg = offer.host?.shared ?? offer.pendingShared;
       endpoints.push({
         transport: "shm",
         hostId: this.hostId,

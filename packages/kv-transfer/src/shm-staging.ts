@@ -26,7 +26,11 @@ import type { SegmentMap } from "./segments.js";
 /** Segment sizes are rounded up to this (huge-page size, so a later THP-backed tmpfs could use it). */
 const SEGMENT_ALIGN = 2 * 1024 * 1024;
 
-/** The header page: state word, magic, offer id, SHA-256 of the offer secret, KV bytes. The KV follows it. */
+/**
+ * The header page: state word, magic, offer id, SHA-256 of the offer secret, KV bytes, the digest of the chunk CRCs
+ * (8 hex digits, ASCII: for a handle that carries none, the offer having been staged after its handle was made). The
+ * KV follows it.
+ */
 export const SEGMENT_HEADER_BYTES = 4096;
 const MAGIC = 0x4753564b; // "KVSG"
 // the state word is at offset 0 (the atomics take the mapping's start)
@@ -34,6 +38,8 @@ const OFF_MAGIC = 4;
 const OFF_ID = 8;
 const OFF_SECRET_HASH = 24;
 const OFF_BYTES = 56;
+const OFF_DIGEST = 64;
+const DIGEST_CHARS = 8;
 
 /** The segment's state word (a new memfd reads 0: Free). */
 export const SegmentState = { Free: 0, Offered: 1, Claimed: 2, Taken: 3 } as const;
@@ -57,14 +63,21 @@ export function segmentKv(map: Mapping, bytes: number): Uint8Array {
 }
 
 /** Offering side: writes the header for a registered offer and publishes it (OFFERED, claimable). */
-export function publishStagedOffer(seg: StagingSegment, idBytes: Buffer, secret: Buffer, bytes: number): void {
+export function publishStagedOffer(seg: StagingSegment, idBytes: Buffer, secret: Buffer, bytes: number, digest: string): void {
   const h = seg.map.bytes;
   const dv = new DataView(h.buffer, h.byteOffset, SEGMENT_HEADER_BYTES);
   dv.setUint32(OFF_MAGIC, MAGIC, true);
   h.set(idBytes, OFF_ID);
   h.set(secretHash(secret), OFF_SECRET_HASH);
   dv.setBigUint64(OFF_BYTES, BigInt(bytes), true);
+  h.set(Buffer.from(digest.padStart(DIGEST_CHARS, "0").slice(-DIGEST_CHARS), "latin1"), OFF_DIGEST);
   atomics()!.store32(h, SegmentState.Offered);
+}
+
+/** Pulling side, after a claim: the digest the offering side wrote with the header (undefined when it is not one). */
+export function stagedDigest(map: Mapping): string | undefined {
+  const d = Buffer.from(map.bytes.buffer, map.bytes.byteOffset + OFF_DIGEST, DIGEST_CHARS).toString("latin1");
+  return /^[0-9a-f]{8}$/.test(d) ? d : undefined;
 }
 
 /**
@@ -90,18 +103,33 @@ export function claimStagedOffer(map: Mapping, idHex: string, secretHex: string,
   const h = map.bytes;
   if (!a || h.byteLength < SEGMENT_HEADER_BYTES + bytes) return false;
   const hash = secretHash(Buffer.from(secretHex, "hex"));
-  const dv = new DataView(h.buffer, h.byteOffset, SEGMENT_HEADER_BYTES);
-  const names = () =>
-    dv.getUint32(OFF_MAGIC, true) === MAGIC &&
-    dv.getBigUint64(OFF_BYTES, true) === BigInt(bytes) &&
-    Buffer.from(h.buffer, h.byteOffset + OFF_ID, 16).equals(Buffer.from(idHex, "hex")) &&
-    Buffer.from(h.buffer, h.byteOffset + OFF_SECRET_HASH, 32).equals(hash);
+  const names = () => headerNames(map, idHex, hash, bytes);
   if (!names() || a.cas32(h, SegmentState.Offered, SegmentState.Claimed) !== SegmentState.Offered) return false;
   // The header may have been read before the segment was restaged for a newer offer (a late puller): the header
   // of the offer just claimed was written before its OFFERED, so read again now and give back a claim not ours.
   if (names()) return true;
   a.cas32(h, SegmentState.Claimed, SegmentState.Offered);
   return false;
+}
+
+function headerNames(map: Mapping, idHex: string, hash: Buffer, bytes: number): boolean {
+  const h = map.bytes;
+  const dv = new DataView(h.buffer, h.byteOffset, SEGMENT_HEADER_BYTES);
+  return (
+    dv.getUint32(OFF_MAGIC, true) === MAGIC &&
+    dv.getBigUint64(OFF_BYTES, true) === BigInt(bytes) &&
+    Buffer.from(h.buffer, h.byteOffset + OFF_ID, 16).equals(Buffer.from(idHex, "hex")) &&
+    Buffer.from(h.buffer, h.byteOffset + OFF_SECRET_HASH, 32).equals(hash)
+  );
+}
+
+/**
+ * Pulling side: whether the segment's header names this offer yet. A deferred offer's (deferStaging) is written
+ * when it is staged, one turn after its handle was made: until then the header is an earlier offer's, or empty.
+ */
+export function segmentNamesOffer(map: Mapping, idHex: string, secretHex: string, bytes: number): boolean {
+  if (map.bytes.byteLength < SEGMENT_HEADER_BYTES + bytes) return false;
+  return headerNames(map, idHex, secretHash(Buffer.from(secretHex, "hex")), bytes);
 }
 
 /** One memfd segment, owned by the offering side's pool; mapped read-write there for its whole life. */

@@ -265,3 +265,100 @@ describe("single-copy shm", () => {
     expect(() => parseKvHandle(withSegment(7))).toThrow(KvInvalidHandleError);
   });
 });
+
+// deferStaging (the prefill worker's): offer() takes the segment and names it in the handle, and the copy with its
+// chunk CRCs runs in the next turn of the event loop, after the caller's answer has left.
+describe("single-copy shm, staged in the turn after the offer (deferStaging)", () => {
+  const nextTurn = () => new Promise<void>((r) => setImmediate(r));
+
+  it("the handle (v2, no digest) names a segment that is claimable only once staged; the pull is single-copy, checked against the header's digest", async () => {
+    const { server, puller } = await pair({ deferStaging: true });
+    const { source, segs, released } = randomSource(13);
+    const handle = server.offer(source);
+    expect(handle.v).toBe(2);
+    expect(handle.checksum.digest).toBeUndefined();
+    expect(segmentOf(handle)).toMatchObject({ pid: process.pid });
+    const offer = server.registry.get(handle.id)!;
+    expect(offer.host).toBeNull(); // nothing copied inside offer()
+    const maps = new SegmentMappings();
+    closers.push(() => maps.close());
+    expect(claimStagedOffer(maps.get(segmentOf(handle)!), handle.id, handle.secret, handle.bytes)).toBe(false); // not published yet
+    await nextTurn();
+    expect(offer.host?.shared).not.toBeNull();
+    const sink = sinkFor(13);
+    const r = await puller.pull(parseKvHandle(serializeKvHandle(handle)), sink);
+    expect(r.transport).toBe("shm");
+    expect(sameBytes(segs, sink.segments())).toBe(true);
+    await until(() => released() === 1);
+    expect(server.stats()).toMatchObject({ active: 0, released: { ack: 1, failed: 0 }, transfersPeak: 0 }); // no transfer: the segment path
+    expect(server.stats().shmStaging).toMatchObject({ inUse: 0, idle: 1, created: 1 });
+  });
+
+  it("a pull started before the staging turn waits for it and still copies from the segment", async () => {
+    const { server, puller } = await pair({ deferStaging: true });
+    const { source, segs, released } = randomSource(11);
+    const handle = server.offer(source);
+    const sink = sinkFor(11);
+    const pulled = puller.pull(handle, sink); // same turn: the segment's header does not name the offer yet
+    expect(server.registry.get(handle.id)!.host).toBeNull();
+    expect((await pulled).transport).toBe("shm");
+    expect(sameBytes(segs, sink.segments())).toBe(true);
+    await until(() => released() === 1);
+    expect(server.stats()).toMatchObject({ active: 0, released: { ack: 1 }, transfersPeak: 0 });
+  });
+
+  it("a bit flipped in the staged copy is caught against the header's digest: KvChecksumError, released once as failed", async () => {
+    const { server, puller } = await pair({ deferStaging: true });
+    const { source, released } = randomSource(5);
+    const handle = server.offer(source);
+    await nextTurn();
+    server.registry.get(handle.id)!.host!.shared!.map.bytes[SEGMENT_HEADER_BYTES + 9000]! ^= 0x04;
+    const sink = sinkFor(5);
+    expect(await puller.pull(handle, sink).catch((e: unknown) => e)).toBeInstanceOf(KvChecksumError);
+    expect(sink.aborted).toBe(true);
+    await until(() => released() === 1);
+    expect(server.stats()).toMatchObject({ active: 0, released: { failed: 1, ack: 0 } });
+    expect(server.stats().shmStaging).toMatchObject({ inUse: 0 });
+  });
+
+  it("a tcp pull gets the digest in BEGIN; the same bytes", async () => {
+    const { server, puller } = await pair({ deferStaging: true });
+    const { source, segs, released } = randomSource(9);
+    const handle = server.offer(source);
+    const sink = sinkFor(9);
+    expect((await puller.pull(handle, sink, { transports: ["tcp"] })).transport).toBe("tcp");
+    expect(sameBytes(segs, sink.segments())).toBe(true);
+    await until(() => released() === 1);
+    expect(server.stats()).toMatchObject({ active: 0, released: { ack: 1 } });
+    expect(server.stats().shmStaging).toMatchObject({ inUse: 0 });
+  });
+
+  it("an offer claimed by a connection transfer before its turn is not staged into the segment: the segment goes back unused", async () => {
+    const { server } = await pair({ deferStaging: true });
+    const { source, released } = randomSource(4);
+    const handle = server.offer(source);
+    expect(server.registry.claim(handle.id)).toBeDefined(); // as a tcp/ring pull's claim would
+    await nextTurn();
+    const offer = server.registry.get(handle.id)!;
+    expect(offer.host).toBeNull();
+    expect(offer.pendingShared).toBeNull();
+    expect(server.stats().shmStaging).toMatchObject({ inUse: 0 });
+    expect(server.registry.release(handle.id, "failed")).toBe(true);
+    expect(released()).toBe(1);
+  });
+
+  it("an offer withdrawn before its turn gives its segment back once and is never published; the source is released once", async () => {
+    const { server } = await pair({ deferStaging: true });
+    const { source, released } = randomSource(4);
+    const handle = server.offer(source);
+    const maps = new SegmentMappings();
+    closers.push(() => maps.close());
+    const map = maps.get(segmentOf(handle)!);
+    expect(server.withdraw(handle.id)).toBe(true);
+    expect(server.stats().shmStaging).toMatchObject({ inUse: 0, idle: 1 });
+    await nextTurn();
+    expect(claimStagedOffer(map, handle.id, handle.secret, handle.bytes)).toBe(false);
+    expect(server.stats().shmStaging).toMatchObject({ inUse: 0, idle: 1 });
+    expect(released()).toBe(1);
+  });
+});

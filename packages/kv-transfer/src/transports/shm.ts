@@ -3,12 +3,15 @@ import { copyWithCrc32c } from "../checksum.js";
 import { KvAbortedError, KvChecksumError, KvTimeoutError } from "../errors.js";
 import type { ShmEndpoint } from "../handle.js";
 import type { Mapping } from "../native.js";
-import { claimStagedOffer, segmentKv } from "../shm-staging.js";
+import { claimStagedOffer, segmentKv, segmentNamesOffer, stagedDigest } from "../shm-staging.js";
 import { continuesOn, controlOverConnection, pullOverConnection } from "./tcp.js";
 import type { PullerEnv, PullJob, PullTransport } from "./types.js";
 
 /** Bytes copied from a staging segment per event-loop turn (≈ 5–10 ms on the 2-core VM). */
 const COPY_TURN_BYTES = 64 * 1024 * 1024;
+/** How long a puller waits for a deferred offer's staging: this, plus its size at 1 GB/s (the copy runs at 5–10). */
+const STAGING_WAIT_MS = 20;
+const STAGING_BYTES_PER_MS = 1e6;
 
 /**
  * Same-host shared memory. Single copy when the handle names a staging segment this side can map and claim (see
@@ -32,18 +35,19 @@ export const shmTransport: PullTransport<ShmEndpoint> = {
 /** The single-copy pull; false when it does not apply (then nothing was claimed and the ring serves the pull). */
 async function pullFromSegment(ep: ShmEndpoint, job: PullJob, env: PullerEnv): Promise<boolean> {
   const h = job.handle;
-  if (!ep.segment || h.checksum.digest === undefined) return false;
+  if (!ep.segment) return false;
   let map: Mapping;
   try {
     map = env.segments.get(ep.segment);
   } catch {
     return false; // e.g. another pid namespace or user: the ring serves it
   }
-  if (!claimStagedOffer(map, h.id, h.secret, h.bytes)) return false; // taken, claimed, or not this offer
-  // The offer is this puller's now: it acks or nacks it itself.
+  if (!(await claimWhenStaged(map, job))) return false; // taken, claimed, or not this offer
+  // The offer is this puller's now: it acks or nacks it itself. A handle without a digest (a deferred offer) takes
+  // the one the offering side wrote in the header before it published the offer.
   const t0 = performance.now();
   try {
-    await copyFromSegment(segmentKv(map, h.bytes), job);
+    await copyFromSegment(segmentKv(map, h.bytes), job, h.checksum.digest ?? stagedDigest(map));
   } catch (err) {
     await release(ep, job, env, "nack");
     throw err;
@@ -55,8 +59,26 @@ async function pullFromSegment(ep: ShmEndpoint, job: PullJob, env: PullerEnv): P
   return true;
 }
 
+/**
+ * Claims the offer in its segment. A deferred offer (deferStaging: its handle has no digest) is staged one turn after
+ * its handle was made, so a puller may come first: it waits for the header to name the offer, polling, for at most
+ * the time the copy may take (STAGING_WAIT_MS + the size at STAGING_BYTES_PER_MS, within the pull's deadline),
+ * rather than take the slower connection path. Once the header names it, one claim decides.
+ */
+async function claimWhenStaged(map: Mapping, job: PullJob): Promise<boolean> {
+  const h = job.handle;
+  if (h.checksum.digest === undefined && !segmentNamesOffer(map, h.id, h.secret, h.bytes)) {
+    const until = Math.min(job.deadline, Date.now() + STAGING_WAIT_MS + h.bytes / STAGING_BYTES_PER_MS);
+    do {
+      if (job.signal?.aborted || Date.now() >= until) return false;
+      await new Promise<void>((r) => setTimeout(r, 1));
+    } while (!segmentNamesOffer(map, h.id, h.secret, h.bytes));
+  }
+  return claimStagedOffer(map, h.id, h.secret, h.bytes);
+}
+
 /** Copies segment → sink with the chunk CRCs, yielding every COPY_TURN_BYTES; checks them against the digest. */
-async function copyFromSegment(src: Uint8Array, job: PullJob): Promise<void> {
+async function copyFromSegment(src: Uint8Array, job: PullJob, digest: string | undefined): Promise<void> {
   const { handle: h, signal } = job;
   const cb = h.checksum.chunkBytes;
   const chunks = h.checksum.chunks;
@@ -78,8 +100,8 @@ async function copyFromSegment(src: Uint8Array, job: PullJob): Promise<void> {
     }
     if (seq < chunks) await new Promise<void>((r) => setImmediate(r));
   }
-  if (digestOfChunks(crcs) !== h.checksum.digest) {
-    throw new KvChecksumError("the KV copied from the shared-memory staging segment does not match the handle's digest");
+  if (digest === undefined || digestOfChunks(crcs) !== digest) {
+    throw new KvChecksumError("the KV copied from the shared-memory staging segment does not match the offer's digest");
   }
 }
 
