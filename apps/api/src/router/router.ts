@@ -107,8 +107,7 @@ export class Router implements GenerationBackend {
   }
 
   async *generate(req: GenerateRequest, signal: AbortSignal, route: DecodeRoute = {}): AsyncGenerator<DecodeChunk> {
-    const liveDecoders = (skip: ReadonlySet<string>) => this.workers.instances("decode").filter((w) => usable(w) && !skip.has(w.id));
-    const live = liveDecoders(new Set());
+    const live = this.liveDecoders();
     if (live.length === 0) throw new NoWorkersError();
     // Admission: refuse now, before any work, when every decode worker is full.
     if (live.every((w) => this.outstanding(w) >= this.maxRequestsPerWorker)) throw new OverloadedError(this.maxRequestsPerWorker);
@@ -148,7 +147,7 @@ export class Router implements GenerationBackend {
     // Only when every decode worker it may go to knows firstTokenSent (a worker from before it would send the token
     // again): checked on the live ones now, since a retry may go to any of them; and not when none is left (the
     // client gets a plain 503 then, not a token followed by an error).
-    const decoders = liveDecoders(new Set());
+    const decoders = this.liveDecoders();
     const everyDecoderSkips = decoders.length > 0 && decoders.every((w) => w.features?.includes(DecodeFeatures.firstTokenSent));
     const early = prefill && everyDecoderSkips && req.maxTokens > 1 && !req.stopTokenIds.includes(prefill.firstToken) ? prefill : undefined;
     let handedOver = false;
@@ -182,6 +181,11 @@ export class Router implements GenerationBackend {
     this.releasePrefill(p).catch(() => {}); // best effort: the offer expires anyway
   }
 
+  /** The decode workers that take new work, less those in `skip`. */
+  private liveDecoders(skip?: ReadonlySet<string>): WorkerInstance[] {
+    return this.workers.instances("decode").filter((w) => usable(w) && !skip?.has(w.id));
+  }
+
   private async *decodeWithRetries(
     req: GenerateRequest,
     prefill: PrefillResult | undefined,
@@ -191,7 +195,6 @@ export class Router implements GenerationBackend {
     /** The prefill's first token when the caller already streamed it (DecodeRequest.firstTokenSent). */
     sentFirst: readonly number[] = [],
   ): AsyncGenerator<DecodeChunk> {
-    const liveDecoders = (skip: ReadonlySet<string>) => this.workers.instances("decode").filter((w) => usable(w) && !skip.has(w.id));
     // A decode worker that is gone (crashed, restarting) is skipped and the next one tried. Before the first
     // token the request is simply resent. After it, the request migrates: the prompt plus the tokens already
     // streamed go to another worker as a fresh aggregated request for the remaining tokens, with generatedOffset
@@ -201,7 +204,7 @@ export class Router implements GenerationBackend {
     const generated: number[] = [...sentFirst];
     let lostWorker: unknown; // why the last worker went away mid-stream (a migration is due)
     for (let attempt = 1; ; attempt++) {
-      const candidates = liveDecoders(gone);
+      const candidates = this.liveDecoders(gone);
       if (candidates.length === 0) throw new NoWorkersError(generated.length > 0 ? "the decode worker died mid-stream and no other decode worker is available" : undefined);
       // The pin holds for the first attempt only: a retry goes where the selector says.
       const pinnedTo = attempt === 1 ? candidates.find((w) => w.id === pin) : undefined;
