@@ -209,14 +209,13 @@ export class OfferRegistry {
    */
   private stageDeferred(o: Offer): void {
     const seg = o.pendingShared;
-    if (!seg) return; // given back already (released)
+    if (!seg) return; // given back already: released (the one release path gives it back)
     o.pendingShared = null;
-    if (this.offers.get(o.id) !== o || o.claimed || o.host) return this.sharedStaging!.give(seg);
+    if (o.claimed) return this.sharedStaging!.give(seg); // a connection transfer took it first and stages it itself
     try {
       const map = mapSegments("offered KV", o.source);
       if (map.bytes !== o.bytes || SEGMENT_HEADER_BYTES + map.bytes > seg.capacity) return this.sharedStaging!.give(seg);
-      const crcs = copyWithChunkChecksums(map, o.chunkBytes, segmentKv(seg.map, map.bytes));
-      o.host = { map, crcs, digest: digestOfChunks(crcs), shared: seg };
+      o.host = copyIntoSegment(map, o.chunkBytes, seg);
     } catch {
       return this.sharedStaging!.give(seg); // a transfer that claims the offer stages it again, and fails there
     }
@@ -418,10 +417,15 @@ function stageSource(source: KvSource, chunkBytes: number, pool?: StagingSegment
     return { map, crcs, digest: digestOfChunks(crcs), shared: null };
   }
   try {
-    const crcs = copyWithChunkChecksums(map, chunkBytes, segmentKv(shared.map, map.bytes));
-    return { map, crcs, digest: digestOfChunks(crcs), shared };
+    return copyIntoSegment(map, chunkBytes, shared);
   } catch (err) {
     pool!.give(shared);
     throw err;
   }
+}
+
+/** The host staging of `map` whose copy is `shared`: the KV copied into the segment with its chunk CRCs, one pass. */
+function copyIntoSegment(map: SegmentMap, chunkBytes: number, shared: StagingSegment): HostStaging {
+  const crcs = copyWithChunkChecksums(map, chunkBytes, segmentKv(shared.map, map.bytes));
+  return { map, crcs, digest: digestOfChunks(crcs), shared };
 }
