@@ -249,7 +249,10 @@ export async function respondChoices<T>(
 /** Why the later choices end when choice 0 ended before its first token without an error (it was closed). */
 const CHOICE_0_ENDED = new Error("choice 0 ended before its first token");
 
-/** A worker's chunk that fails its request (runGeneration turns it into WorkerFailedError). */
+/**
+ * A worker's chunk that ends its request without a result: an error (runGeneration turns it into WorkerFailedError)
+ * or a cancel. Either way choice 0 has no first token to release the others with.
+ */
 function failed(chunk: DecodeChunk): boolean {
   return chunk.error !== undefined || chunk.finishReason === "error" || chunk.finishReason === "cancelled";
 }
